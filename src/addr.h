@@ -1,0 +1,38 @@
+/* Socket addresses: parsing "host:port", printing, comparing. */
+#ifndef NT_ADDR_H
+#define NT_ADDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct nt_addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+} nt_addr;
+
+#define NT_ADDR_STRLEN 64 /* "[ffff:...:ffff]:65535" fits */
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (empty host = |any_host|).
+ * Resolves HOST with getaddrinfo (blocking; start-up only). Returns 0 or
+ * -1 with a reason in |err|. */
+int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
+                  char *err, size_t errlen);
+
+/* Formats as "1.2.3.4:5" or "[::1]:5" into |out| (NT_ADDR_STRLEN). */
+const char *nt_addr_str(const struct sockaddr *sa, char *out);
+
+int nt_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+uint16_t nt_addr_port(const struct sockaddr *sa);
+void nt_addr_set_port(struct sockaddr *sa, uint16_t port);
+
+/* Builds a sockaddr from raw IP bytes (4 or 16) and a port; -1 on bad
+ * input. */
+int nt_addr_from_raw(nt_addr *addr, const uint8_t *ip, size_t iplen,
+                     uint16_t port);
+/* Returns a pointer to the IP bytes and their count (4 or 16). */
+const uint8_t *nt_addr_raw(const struct sockaddr *sa, size_t *iplen);
+
+int nt_addr_is_loopback(const struct sockaddr *sa);
+
+#endif

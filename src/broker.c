@@ -1,0 +1,517 @@
+/* The broker: a name registry and introductions. Clients check in over a
+ * control stream; the broker binds each name to the first key that claims
+ * it, and when one client asks for another it sends each the other's key
+ * and addresses. Forwarded bytes never pass through here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endpoint.h"
+#include "natter.h"
+#include "paths.h"
+#include "punch.h"
+#include "spec.h"
+#include "wire_msg.h"
+
+#define BROKER_MAX_LOCAL_ADDRS 8
+#define BROKER_MAX_CLIENTS 10000
+#define BROKER_MAX_NAMES 100000
+#define PROTOCOL_VERSION 1
+
+typedef struct bclient bclient;
+
+typedef struct name_binding {
+  struct name_binding *next;
+  char name[NT_NAME_MAX + 1];
+  uint8_t key[NT_FINGERPRINT_LEN];
+} name_binding;
+
+struct bclient {
+  natter_broker *broker;
+  nt_conn *conn;
+  nt_stream *ctl;
+  nt_wire_reader *reader;
+  int checked_in;
+  int dead; /* closing: ignore further input */
+  int listen;
+  char name[NT_NAME_MAX + 1];
+  nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
+  size_t nlocal;
+  bclient *next, *prev;
+};
+
+struct natter_broker {
+  struct event_base *base;
+  nt_log log;
+  nt_identity *identity;
+  nt_endpoint *ep;
+  bclient *clients;
+  size_t nclients;
+  name_binding *names;
+  size_t nnames;
+  uint64_t introductions;
+};
+
+static void client_closed(nt_conn *conn, nt_close_reason reason,
+                          uint64_t app_code, const char *message, void *ud);
+static void client_established(nt_conn *conn, void *ud);
+static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
+
+static const nt_conn_callbacks client_conn_callbacks = {
+    client_established, client_closed, client_stream_opened};
+
+static void reject(bclient *c, Natter__Code code, const char *why) {
+  char addr[NT_ADDR_STRLEN];
+  if (c->dead) {
+    return;
+  }
+  c->dead = 1;
+  nt_info(&c->broker->log, "dropping client %s: %s",
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr), why);
+  nt_conn_close(c->conn, (uint64_t)code, why);
+}
+
+static bclient *find_client(natter_broker *b, const char *name) {
+  for (bclient *c = b->clients; c; c = c->next) {
+    if (c->checked_in && strcmp(c->name, name) == 0) {
+      return c;
+    }
+  }
+  return NULL;
+}
+
+static name_binding *find_binding(natter_broker *b, const char *name) {
+  for (name_binding *n = b->names; n; n = n->next) {
+    if (strcmp(n->name, name) == 0) {
+      return n;
+    }
+  }
+  return NULL;
+}
+
+static void send_control(bclient *c, Natter__Control *msg) {
+  if (nt_wire_write_msg(c->ctl, &msg->base) != 0) {
+    reject(c, NATTER__CODE__INTERNAL, "cannot queue control message");
+  }
+}
+
+static void send_check_in_result(bclient *c, Natter__Code code,
+                                 const char *message) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__CheckInResult res = NATTER__CHECK_IN_RESULT__INIT;
+  Natter__Address observed;
+  uint8_t ip[16];
+
+  res.code = code;
+  res.message = (char *)message;
+  nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
+  res.observed = &observed;
+  msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN_RESULT;
+  msg.check_in_result = &res;
+  send_control(c, &msg);
+}
+
+static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
+  natter_broker *b = c->broker;
+  const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+
+  if (c->checked_in) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "checked in twice");
+    return;
+  }
+  if (in->protocol_version != PROTOCOL_VERSION) {
+    send_check_in_result(c, NATTER__CODE__BAD_REQUEST,
+                         "protocol version not supported by this broker");
+    return;
+  }
+  if (!nt_name_valid(in->name)) {
+    send_check_in_result(c, NATTER__CODE__BAD_REQUEST,
+                         "invalid name (use 1-63 of A-Z a-z 0-9 . _ -)");
+    return;
+  }
+  if (in->n_local_addrs > BROKER_MAX_LOCAL_ADDRS) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "too many local addresses");
+    return;
+  }
+  c->nlocal = 0;
+  for (size_t i = 0; i < in->n_local_addrs; i++) {
+    if (nt_wire_addr_to_sockaddr(&c->local_addrs[c->nlocal],
+                                 in->local_addrs[i]) == 0) {
+      c->nlocal++;
+    }
+  }
+  name_binding *bind = find_binding(b, in->name);
+  if (bind && memcmp(bind->key, key, NT_FINGERPRINT_LEN) != 0) {
+    nt_fingerprint_hex(bind->key, hex);
+    nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", in->name,
+            hex);
+    send_check_in_result(c, NATTER__CODE__NAME_TAKEN,
+                         "name is bound to another key at this broker");
+    return;
+  }
+  if (!bind) {
+    if (b->nnames >= BROKER_MAX_NAMES) {
+      send_check_in_result(c, NATTER__CODE__INTERNAL, "broker is full");
+      return;
+    }
+    bind = calloc(1, sizeof(*bind));
+    if (!bind) {
+      send_check_in_result(c, NATTER__CODE__INTERNAL, "out of memory");
+      return;
+    }
+    snprintf(bind->name, sizeof(bind->name), "%s", in->name);
+    memcpy(bind->key, key, NT_FINGERPRINT_LEN);
+    bind->next = b->names;
+    b->names = bind;
+    b->nnames++;
+  }
+  /* Same name, same key: the client came back (restart, new address);
+   * the old session is stale. */
+  bclient *old = find_client(b, in->name);
+  if (old && old != c) {
+    old->checked_in = 0;
+    old->dead = 1;
+    nt_conn_close(old->conn, NATTER__CODE__OK, "replaced by a new session");
+  }
+  snprintf(c->name, sizeof(c->name), "%s", in->name);
+  c->listen = in->listen;
+  c->checked_in = 1;
+  char addr[NT_ADDR_STRLEN];
+  nt_fingerprint_hex(key, hex);
+  nt_info(&b->log, "%s checked in from %s%s (key %.16s...)", c->name,
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr),
+          c->listen ? ", listening" : "", hex);
+  send_check_in_result(c, NATTER__CODE__OK, "");
+}
+
+static void send_connect_result(bclient *c, uint32_t request_id,
+                                Natter__Code code, const char *message) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__ConnectResult res = NATTER__CONNECT_RESULT__INIT;
+  res.request_id = request_id;
+  res.code = code;
+  res.message = (char *)message;
+  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_RESULT;
+  msg.connect_result = &res;
+  send_control(c, &msg);
+}
+
+/* Tells |to| everything it needs to reach |about|. */
+static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
+                              const uint8_t *nonce) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
+  Natter__Address observed, locals[BROKER_MAX_LOCAL_ADDRS];
+  Natter__Address *plocals[BROKER_MAX_LOCAL_ADDRS];
+  uint8_t ips[BROKER_MAX_LOCAL_ADDRS + 1][16];
+
+  intro.request_id = request_id;
+  intro.peer = about->name;
+  intro.peer_key.data = (uint8_t *)nt_conn_peer_fingerprint(about->conn);
+  intro.peer_key.len = NT_FINGERPRINT_LEN;
+  nt_wire_addr_from_sockaddr(&observed, ips[0],
+                             nt_conn_remote_addr(about->conn));
+  intro.observed = &observed;
+  for (size_t i = 0; i < about->nlocal; i++) {
+    nt_wire_addr_from_sockaddr(&locals[i], ips[i + 1],
+                               (struct sockaddr *)&about->local_addrs[i].ss);
+    plocals[i] = &locals[i];
+  }
+  intro.local_addrs = plocals;
+  intro.n_local_addrs = about->nlocal;
+  intro.nonce.data = (uint8_t *)nonce;
+  intro.nonce.len = NT_PUNCH_NONCE_LEN;
+  msg.msg_case = NATTER__CONTROL__MSG_INTRODUCTION;
+  msg.introduction = &intro;
+  send_control(to, &msg);
+}
+
+static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) {
+  natter_broker *b = c->broker;
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+
+  if (!c->checked_in || r->request_id == 0) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "connect request before check-in");
+    return;
+  }
+  if (!nt_name_valid(r->peer)) {
+    send_connect_result(c, r->request_id, NATTER__CODE__BAD_REQUEST,
+                        "invalid peer name");
+    return;
+  }
+  if (strcmp(r->peer, c->name) == 0) {
+    send_connect_result(c, r->request_id, NATTER__CODE__BAD_REQUEST,
+                        "a client cannot connect to itself");
+    return;
+  }
+  bclient *peer = find_client(b, r->peer);
+  if (!peer) {
+    send_connect_result(c, r->request_id, NATTER__CODE__PEER_UNKNOWN,
+                        "no client with that name is checked in");
+    return;
+  }
+  if (!peer->listen) {
+    send_connect_result(c, r->request_id, NATTER__CODE__PEER_NOT_LISTENING,
+                        "the peer is checked in but not listening");
+    return;
+  }
+  if (nt_random_bytes(nonce, sizeof(nonce)) != 0) {
+    send_connect_result(c, r->request_id, NATTER__CODE__INTERNAL,
+                        "no randomness");
+    return;
+  }
+  b->introductions++;
+  nt_info(&b->log, "introducing %s to %s", c->name, peer->name);
+  send_introduction(peer, c, 0, nonce);
+  send_introduction(c, peer, r->request_id, nonce);
+}
+
+static void handle_control(bclient *c, const uint8_t *body, size_t len) {
+  Natter__Control *msg = natter__control__unpack(NULL, len, body);
+  if (!msg) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "malformed control message");
+    return;
+  }
+  switch (msg->msg_case) {
+  case NATTER__CONTROL__MSG_CHECK_IN:
+    handle_check_in(c, msg->check_in);
+    break;
+  case NATTER__CONTROL__MSG_CONNECT_REQUEST:
+    handle_connect_request(c, msg->connect_request);
+    break;
+  default:
+    reject(c, NATTER__CODE__BAD_REQUEST, "unexpected control message");
+    break;
+  }
+  natter__control__free_unpacked(msg, NULL);
+}
+
+static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
+                     void *ud) {
+  bclient *c = ud;
+  size_t total = len;
+
+  while (len > 0 && !c->dead) {
+    size_t used;
+    const uint8_t *body;
+    size_t bodylen;
+    int rv = nt_wire_reader_feed(c->reader, data, len, &used, &body, &bodylen);
+    if (rv < 0) {
+      reject(c, NATTER__CODE__BAD_REQUEST, "bad message framing");
+      break;
+    }
+    data += used;
+    len -= used;
+    if (rv == 1) {
+      handle_control(c, body, bodylen);
+    }
+  }
+  nt_stream_consume(s, total);
+  if (fin && !c->dead) {
+    c->dead = 1;
+    nt_conn_close(c->conn, 0, "control stream ended");
+  }
+}
+
+static void ctl_closed(nt_stream *s, int reset, uint64_t code, void *ud) {
+  bclient *c = ud;
+  (void)s;
+  (void)reset;
+  (void)code;
+  c->ctl = NULL;
+  if (!c->dead) {
+    c->dead = 1;
+    nt_conn_close(c->conn, 0, "control stream closed");
+  }
+}
+
+static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
+
+static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
+  bclient *c = ud;
+  c->conn = conn;
+  if (c->ctl) {
+    /* One control stream per client; anything else is refused. */
+    nt_stream_reset(s, NATTER__CODE__BAD_REQUEST);
+    return;
+  }
+  c->ctl = s;
+  nt_stream_set_callbacks(s, &ctl_callbacks, c);
+}
+
+static void client_established(nt_conn *conn, void *ud) {
+  bclient *c = ud;
+  c->conn = conn;
+}
+
+static void client_closed(nt_conn *conn, nt_close_reason reason,
+                          uint64_t app_code, const char *message, void *ud) {
+  bclient *c = ud;
+  natter_broker *b = c->broker;
+  (void)conn;
+  (void)app_code;
+  if (c->checked_in) {
+    nt_info(&b->log, "%s left (%s)", c->name,
+            reason == NT_CLOSE_IDLE  ? "idle timeout"
+            : reason == NT_CLOSE_PEER ? (message[0] ? message : "closed")
+                                      : "closed");
+  }
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    b->clients = c->next;
+  }
+  if (c->next) {
+    c->next->prev = c->prev;
+  }
+  b->nclients--;
+  free(c->reader);
+  free(c);
+}
+
+static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
+                         nt_accept_params *params, void *ud) {
+  natter_broker *b = ud;
+  (void)ep;
+  (void)from;
+  if (b->nclients >= BROKER_MAX_CLIENTS) {
+    return 0;
+  }
+  bclient *c = calloc(1, sizeof(*c));
+  if (!c) {
+    return 0;
+  }
+  c->reader = calloc(1, sizeof(*c->reader));
+  if (!c->reader) {
+    free(c);
+    return 0;
+  }
+  c->broker = b;
+  c->next = b->clients;
+  if (b->clients) {
+    b->clients->prev = c;
+  }
+  b->clients = c;
+  b->nclients++;
+  params->expected_fp = NULL; /* any key: the name binding decides */
+  params->callbacks = &client_conn_callbacks;
+  params->user_data = c;
+  return 1;
+}
+
+static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept,
+                                                           NULL};
+
+void natter_broker_config_default(natter_broker_config *cfg) {
+  if (!cfg) {
+    return;
+  }
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->log_level = NATTER_LOG_INFO;
+}
+
+int natter_broker_new(natter_broker **pbroker, struct event_base *base,
+                      const natter_broker_config *cfg) {
+  char err[512], path[1024], hex[NT_FINGERPRINT_HEX_LEN + 1];
+  char addrstr[NT_ADDR_STRLEN];
+  nt_endpoint_config epcfg;
+
+  if (!pbroker || !base || !cfg || !cfg->listen) {
+    return NATTER_ERR_INVALID;
+  }
+  *pbroker = NULL;
+  natter_broker *b = calloc(1, sizeof(*b));
+  if (!b) {
+    return NATTER_ERR_NOMEM;
+  }
+  b->base = base;
+  b->log.fn = cfg->log;
+  b->log.level = cfg->log_level;
+  b->log.user_data = cfg->user_data;
+
+  memset(&epcfg, 0, sizeof(epcfg));
+  if (nt_addr_parse(&epcfg.bind, cfg->listen, "0.0.0.0", err, sizeof(err)) !=
+      0) {
+    nt_error(&b->log, "bad broker address: %s", err);
+    free(b);
+    return NATTER_ERR_INVALID;
+  }
+  int rv;
+  if (cfg->identity_file && cfg->identity_file[0] == '\0') {
+    rv = nt_identity_new_ephemeral(&b->identity, err, sizeof(err));
+  } else {
+    const char *file = cfg->identity_file;
+    if (!file) {
+      if (nt_default_key_path(path, sizeof(path), "broker.key") != 0) {
+        nt_error(&b->log, "cannot find a home directory for the broker key: "
+                          "set HOME or use -identity FILE");
+        free(b);
+        return NATTER_ERR_IDENTITY;
+      }
+      file = path;
+    }
+    rv = nt_identity_load_or_create(&b->identity, file, err, sizeof(err));
+  }
+  if (rv != 0) {
+    nt_error(&b->log, "%s", err);
+    free(b);
+    return NATTER_ERR_IDENTITY;
+  }
+  epcfg.identity = b->identity;
+  epcfg.callbacks = &broker_ep_callbacks;
+  epcfg.user_data = b;
+  epcfg.log = &b->log;
+  epcfg.handshake_timeout_ms = 5000;
+  epcfg.idle_timeout_ms = 30000;
+  epcfg.keepalive_ms = 0; /* clients keep their own mappings alive */
+  if (nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err)) != 0) {
+    nt_error(&b->log, "broker: %s", err);
+    nt_identity_free(b->identity);
+    free(b);
+    return strstr(err, "in use") ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
+  }
+  nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
+  nt_fingerprint_hex(nt_identity_fingerprint(b->identity), hex);
+  nt_info(&b->log, "broker listening on %s (UDP), key %s",
+          nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr), hex);
+  *pbroker = b;
+  return 0;
+}
+
+void natter_broker_free(natter_broker *b) {
+  if (!b) {
+    return;
+  }
+  nt_endpoint_free(b->ep); /* frees connections without callbacks */
+  while (b->clients) {
+    bclient *c = b->clients;
+    b->clients = c->next;
+    free(c->reader);
+    free(c);
+  }
+  while (b->names) {
+    name_binding *n = b->names;
+    b->names = n->next;
+    free(n);
+  }
+  nt_identity_free(b->identity);
+  free(b);
+}
+
+uint16_t natter_broker_port(const natter_broker *b) {
+  return b ? nt_endpoint_port(b->ep) : 0;
+}
+
+void natter_broker_get_stats(const natter_broker *b,
+                             natter_broker_stats *stats) {
+  if (!b || !stats) {
+    return;
+  }
+  memset(stats, 0, sizeof(*stats));
+  nt_endpoint_traffic(b->ep, &stats->bytes_received, &stats->bytes_sent);
+  for (bclient *c = b->clients; c; c = c->next) {
+    stats->clients += c->checked_in ? 1 : 0;
+  }
+  stats->introductions = b->introductions;
+}

@@ -1,0 +1,589 @@
+/* The client: one UDP endpoint, the session with the broker over a control
+ * stream, and the public natter_client_* API. Peers, forwards and tunnels
+ * live in their own files. */
+#include <event2/dns.h>
+#include <ifaddrs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_internal.h"
+#include "paths.h"
+#include "wire_msg.h"
+
+#define PROTOCOL_VERSION 1
+#define BROKER_HANDSHAKE_TIMEOUT_MS 5000
+#define MAX_RECONNECT_DELAY_S 30
+
+static void broker_connect(natter_client *c);
+
+void nt_client_emit(natter_client *c, natter_event_type type, int error,
+                    const char *peer, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  natter_log_level level = NATTER_LOG_INFO;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (type == NATTER_EVENT_FATAL || type == NATTER_EVENT_PEER_FAILED ||
+      type == NATTER_EVENT_FORWARD_FAILED) {
+    level = NATTER_LOG_ERROR;
+  }
+  nt_log_printf(&c->log, level, "%s", msg);
+  if (c->on_event) {
+    natter_event ev = {type, error, peer, msg};
+    c->on_event(c, &ev, c->user_data);
+  }
+}
+
+static void fatal(natter_client *c, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fatal(natter_client *c, int error, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  c->fatal = 1;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  nt_client_emit(c, NATTER_EVENT_FATAL, error, NULL, "%s", msg);
+}
+
+/* ---- control stream ---- */
+
+static void send_control(natter_client *c, Natter__Control *msg) {
+  if (!c->ctl || nt_wire_write_msg(c->ctl, &msg->base) != 0) {
+    nt_warn(&c->log, "cannot send to the broker (control stream closed)");
+  }
+}
+
+/* LAN addresses of this host with our UDP port: candidates for peers on
+ * the same network, which often cannot reach our public address
+ * (no hairpinning). */
+static size_t local_candidates(natter_client *c, nt_addr *out, size_t max) {
+  struct ifaddrs *ifa, *i;
+  size_t n = 0;
+  if (getifaddrs(&ifa) != 0) {
+    return 0;
+  }
+  for (i = ifa; i && n < max; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != nt_endpoint_family(c->ep) ||
+        nt_addr_is_loopback(i->ifa_addr)) {
+      continue;
+    }
+    if (i->ifa_addr->sa_family == AF_INET6) {
+      const struct sockaddr_in6 *in6 = (const void *)i->ifa_addr;
+      if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) {
+        continue; /* needs a scope id the peer cannot know */
+      }
+    }
+    memset(&out[n], 0, sizeof(out[n]));
+    out[n].len = i->ifa_addr->sa_family == AF_INET
+                     ? sizeof(struct sockaddr_in)
+                     : sizeof(struct sockaddr_in6);
+    memcpy(&out[n].ss, i->ifa_addr, out[n].len);
+    nt_addr_set_port((struct sockaddr *)&out[n].ss, nt_endpoint_port(c->ep));
+    n++;
+  }
+  freeifaddrs(ifa);
+  return n;
+}
+
+static void send_check_in(natter_client *c) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__CheckIn in = NATTER__CHECK_IN__INIT;
+  nt_addr locals[NT_MAX_LOCAL_ADDRS];
+  Natter__Address addrs[NT_MAX_LOCAL_ADDRS], *paddrs[NT_MAX_LOCAL_ADDRS];
+  uint8_t ips[NT_MAX_LOCAL_ADDRS][16];
+  size_t n = local_candidates(c, locals, NT_MAX_LOCAL_ADDRS);
+
+  for (size_t i = 0; i < n; i++) {
+    nt_wire_addr_from_sockaddr(&addrs[i], ips[i],
+                               (struct sockaddr *)&locals[i].ss);
+    paddrs[i] = &addrs[i];
+  }
+  in.protocol_version = PROTOCOL_VERSION;
+  in.name = c->name;
+  in.listen = c->listen;
+  in.local_addrs = paddrs;
+  in.n_local_addrs = n;
+  msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
+  msg.check_in = &in;
+  send_control(c, &msg);
+}
+
+int nt_client_request_peer(natter_client *c, nt_peer *peer) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
+
+  if (!c->checked_in) {
+    return -1;
+  }
+  if (++c->next_request_id == 0) {
+    c->next_request_id = 1;
+  }
+  peer->request_id = c->next_request_id;
+  req.request_id = peer->request_id;
+  req.peer = peer->name;
+  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
+  msg.connect_request = &req;
+  send_control(c, &msg);
+  return 0;
+}
+
+static void handle_check_in_result(natter_client *c,
+                                   const Natter__CheckInResult *r) {
+  char addr[NT_ADDR_STRLEN], broker[NT_ADDR_STRLEN];
+
+  nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
+  if (r->code == NATTER__CODE__NAME_TAKEN) {
+    fatal(c, NATTER_ERR_NAME_TAKEN,
+          "name \"%s\" is taken at broker %s by another key: choose another "
+          "-name, or use the key file that first claimed it",
+          c->name, broker);
+    nt_conn_close(c->broker_conn, 0, "name taken");
+    return;
+  }
+  if (r->code == NATTER__CODE__UNAUTHORIZED) {
+    fatal(c, NATTER_ERR_UNAUTHORIZED,
+          "broker %s refused %s: wrong or missing token", broker, c->name);
+    nt_conn_close(c->broker_conn, 0, "unauthorized");
+    return;
+  }
+  if (r->code != NATTER__CODE__OK) {
+    char why[200];
+    snprintf(why, sizeof(why), "%s",
+             nt_wire_string_ok(r->message, 150) ? r->message : "no reason");
+    fatal(c, NATTER_ERR_BROKER, "broker %s refused check-in: %s", broker,
+          why);
+    nt_conn_close(c->broker_conn, 0, "refused");
+    return;
+  }
+  if (nt_wire_addr_to_sockaddr(&c->observed, r->observed) != 0) {
+    memset(&c->observed, 0, sizeof(c->observed));
+  }
+  c->checked_in = 1;
+  c->ever_checked_in = 1;
+  c->reconnect_delay_s = 0;
+  nt_client_emit(c, NATTER_EVENT_CHECKED_IN, 0, NULL,
+                 "checked in at broker %s as %s (public address %s)%s", broker,
+                 c->name,
+                 c->observed.len ? nt_addr_str((struct sockaddr *)&c->observed.ss,
+                                               addr)
+                                 : "unknown",
+                 c->listen ? ", listening" : "");
+  nt_peer_broker_ready(c);
+}
+
+static void handle_control(natter_client *c, const uint8_t *body,
+                           size_t len) {
+  Natter__Control *msg = natter__control__unpack(NULL, len, body);
+  if (!msg) {
+    nt_warn(&c->log, "malformed message from the broker; reconnecting");
+    nt_conn_close(c->broker_conn, NATTER__CODE__BAD_REQUEST, "malformed");
+    return;
+  }
+  switch (msg->msg_case) {
+  case NATTER__CONTROL__MSG_CHECK_IN_RESULT:
+    handle_check_in_result(c, msg->check_in_result);
+    break;
+  case NATTER__CONTROL__MSG_CONNECT_RESULT:
+    nt_peer_on_connect_result(c, msg->connect_result->request_id,
+                              msg->connect_result->code,
+                              msg->connect_result->message);
+    break;
+  case NATTER__CONTROL__MSG_INTRODUCTION:
+    if (c->checked_in) {
+      nt_peer_on_introduction(c, msg->introduction);
+    }
+    break;
+  default:
+    nt_warn(&c->log, "unexpected message from the broker; ignored");
+    break;
+  }
+  natter__control__free_unpacked(msg, NULL);
+}
+
+static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
+                     void *ud) {
+  natter_client *c = ud;
+  size_t total = len;
+
+  while (len > 0 && c->broker_conn && !c->fatal) {
+    size_t used, bodylen;
+    const uint8_t *body;
+    int rv = nt_wire_reader_feed(c->ctl_reader, data, len, &used, &body,
+                                 &bodylen);
+    if (rv < 0) {
+      nt_warn(&c->log, "bad framing from the broker; reconnecting");
+      nt_conn_close(c->broker_conn, NATTER__CODE__BAD_REQUEST, "framing");
+      break;
+    }
+    data += used;
+    len -= used;
+    if (rv == 1) {
+      handle_control(c, body, bodylen);
+    }
+  }
+  nt_stream_consume(s, total);
+  if (fin && c->broker_conn) {
+    nt_conn_close(c->broker_conn, 0, "control stream ended");
+  }
+}
+
+static void ctl_closed(nt_stream *s, int reset, uint64_t code, void *ud) {
+  natter_client *c = ud;
+  (void)s;
+  (void)reset;
+  (void)code;
+  c->ctl = NULL;
+}
+
+static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
+
+/* ---- broker connection ---- */
+
+static void broker_established(nt_conn *conn, void *ud) {
+  natter_client *c = ud;
+  if (nt_conn_open_stream(conn, &c->ctl) != 0) {
+    nt_conn_close(conn, NATTER__CODE__INTERNAL, "no stream");
+    return;
+  }
+  nt_wire_reader_reset(c->ctl_reader);
+  nt_stream_set_callbacks(c->ctl, &ctl_callbacks, c);
+  send_check_in(c);
+}
+
+static void schedule_reconnect(natter_client *c) {
+  struct timeval tv = {0, 0};
+  c->reconnect_delay_s =
+      c->reconnect_delay_s ? c->reconnect_delay_s * 2 : 1;
+  if (c->reconnect_delay_s > MAX_RECONNECT_DELAY_S) {
+    c->reconnect_delay_s = MAX_RECONNECT_DELAY_S;
+  }
+  tv.tv_sec = c->reconnect_delay_s;
+  event_add(c->reconnect_ev, &tv);
+}
+
+static void broker_closed(nt_conn *conn, nt_close_reason reason,
+                          uint64_t app_code, const char *message, void *ud) {
+  natter_client *c = ud;
+  char broker[NT_ADDR_STRLEN];
+  (void)conn;
+  (void)app_code;
+
+  c->broker_conn = NULL;
+  c->ctl = NULL;
+  c->checked_in = 0;
+  if (c->fatal) {
+    return;
+  }
+  nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
+  if (reason == NT_CLOSE_KEY_MISMATCH) {
+    fatal(c, NATTER_ERR_KEY_MISMATCH,
+          "broker %s presented a key other than the pinned -broker-key: "
+          "check the fingerprint, or the address is not your broker",
+          broker);
+    return;
+  }
+  if (!c->ever_checked_in) {
+    if (reason == NT_CLOSE_HANDSHAKE_TIMEOUT || reason == NT_CLOSE_IDLE) {
+      fatal(c, NATTER_ERR_BROKER,
+            "cannot reach broker %s (no answer in %u s): check the address "
+            "and that UDP is allowed",
+            broker, BROKER_HANDSHAKE_TIMEOUT_MS / 1000);
+    } else {
+      fatal(c, NATTER_ERR_BROKER,
+            "broker %s closed the connection (%s): check that it is a "
+            "natter broker of a compatible version",
+            broker, message[0] ? message : "no reason given");
+    }
+    return;
+  }
+  nt_warn(&c->log, "lost the broker %s (%s); reconnecting", broker,
+          reason == NT_CLOSE_IDLE ? "no answer"
+          : message[0]            ? message
+                                  : "closed");
+  schedule_reconnect(c);
+}
+
+static const nt_conn_callbacks broker_conn_callbacks = {
+    broker_established, broker_closed, NULL};
+
+static void broker_connect(natter_client *c) {
+  const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;
+  if (nt_endpoint_connect(c->ep, (struct sockaddr *)&c->broker_addr.ss,
+                          c->broker_addr.len, pin, &broker_conn_callbacks, c,
+                          &c->broker_conn) != 0) {
+    nt_warn(&c->log, "cannot start a connection to the broker; retrying");
+    c->broker_conn = NULL;
+    schedule_reconnect(c);
+  }
+}
+
+static void reconnect_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  broker_connect(arg);
+}
+
+/* ---- endpoint demux hooks ---- */
+
+static int client_accept(nt_endpoint *ep, const struct sockaddr *from,
+                         nt_accept_params *params, void *ud) {
+  (void)ep;
+  return nt_peer_accept(ud, from, params);
+}
+
+static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
+                            const struct sockaddr *from, socklen_t fromlen,
+                            void *ud) {
+  (void)ep;
+  nt_peer_on_datagram(ud, data, len, from, fromlen);
+}
+
+static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
+                                                           client_datagram};
+
+/* ---- access rules ---- */
+
+int nt_client_target_allowed(natter_client *c, const char *host,
+                             uint16_t port) {
+  char portstr[8];
+  snprintf(portstr, sizeof(portstr), "%u", port);
+  for (size_t i = 0; i < c->nallow; i++) {
+    const char *rule = c->allow[i];
+    if (strcmp(rule, "*") == 0) {
+      return 1;
+    }
+    const char *colon = strrchr(rule, ':');
+    size_t hostlen = colon ? (size_t)(colon - rule) : strlen(rule);
+    if (strlen(host) != hostlen || strncasecmp(rule, host, hostlen) != 0) {
+      continue;
+    }
+    if (!colon || strcmp(colon + 1, "*") == 0 ||
+        strcmp(colon + 1, portstr) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* ---- public API ---- */
+
+void natter_client_config_default(natter_client_config *cfg) {
+  if (!cfg) {
+    return;
+  }
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->connect_timeout_ms = 10000;
+  cfg->log_level = NATTER_LOG_INFO;
+}
+
+static char *dup_or_null(const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+int natter_client_new(natter_client **pclient, struct event_base *base,
+                      const natter_client_config *cfg) {
+  char err[512], path[1024];
+  nt_endpoint_config epcfg;
+  natter_client *c;
+  int rv = NATTER_ERR_NOMEM;
+
+  if (!pclient) {
+    return NATTER_ERR_INVALID;
+  }
+  *pclient = NULL;
+  if (!base || !cfg || !cfg->name || !cfg->broker) {
+    return NATTER_ERR_INVALID;
+  }
+  c = calloc(1, sizeof(*c));
+  if (!c) {
+    return NATTER_ERR_NOMEM;
+  }
+  c->base = base;
+  c->log.fn = cfg->log;
+  c->log.level = cfg->log_level;
+  c->log.user_data = cfg->user_data;
+  c->on_event = cfg->on_event;
+  c->user_data = cfg->user_data;
+  c->listen = cfg->listen;
+  c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
+                                                  : 10000;
+  if (!nt_name_valid(cfg->name)) {
+    nt_error(&c->log,
+             "invalid name \"%.70s\": use 1-63 characters of A-Z a-z 0-9 . _ -",
+             cfg->name);
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
+  c->name = strdup(cfg->name);
+  c->broker_text = strdup(cfg->broker);
+  c->identity_path = dup_or_null(cfg->identity_file);
+  c->ctl_reader = calloc(1, sizeof(*c->ctl_reader));
+  if (!c->name || !c->broker_text || !c->ctl_reader ||
+      (cfg->identity_file && !c->identity_path)) {
+    goto fail;
+  }
+  if (cfg->allow) {
+    size_t n = 0;
+    while (cfg->allow[n]) {
+      n++;
+    }
+    c->allow = calloc(n + 1, sizeof(char *));
+    if (!c->allow) {
+      goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (!(c->allow[i] = strdup(cfg->allow[i]))) {
+        goto fail;
+      }
+      c->nallow++;
+    }
+  }
+  if (cfg->broker_key) {
+    if (nt_fingerprint_parse(c->broker_key, cfg->broker_key) != 0) {
+      nt_error(&c->log, "bad broker key \"%.80s\": expected 64 hex digits "
+                        "(the fingerprint the broker prints at start)",
+               cfg->broker_key);
+      rv = NATTER_ERR_INVALID;
+      goto fail;
+    }
+    c->broker_pinned = 1;
+  }
+  if (nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
+                    sizeof(err)) != 0 ||
+      nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
+    nt_error(&c->log, "bad -broker \"%.80s\": %s", cfg->broker,
+             nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0 &&
+                     c->broker_addr.len
+                 ? "port must be 1..65535"
+                 : err);
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
+  const char *idfile = c->identity_path;
+  if (!idfile) {
+    char file[NT_NAME_MAX + 8];
+    snprintf(file, sizeof(file), "%s.key", c->name);
+    if (nt_default_key_path(path, sizeof(path), file) != 0) {
+      nt_error(&c->log, "cannot find a home directory for the key file: set "
+                        "HOME or use -identity FILE");
+      rv = NATTER_ERR_IDENTITY;
+      goto fail;
+    }
+    idfile = path;
+  }
+  if (idfile[0] == '\0') {
+    rv = nt_identity_new_ephemeral(&c->identity, err, sizeof(err));
+  } else {
+    rv = nt_identity_load_or_create(&c->identity, idfile, err, sizeof(err));
+  }
+  if (rv != 0) {
+    nt_error(&c->log, "%s", err);
+    rv = NATTER_ERR_IDENTITY;
+    goto fail;
+  }
+  nt_fingerprint_hex(nt_identity_fingerprint(c->identity), c->fingerprint_hex);
+
+  memset(&epcfg, 0, sizeof(epcfg));
+  epcfg.bind.ss.ss_family = c->broker_addr.ss.ss_family;
+  epcfg.bind.len = c->broker_addr.len;
+  epcfg.identity = c->identity;
+  epcfg.callbacks = &client_ep_callbacks;
+  epcfg.user_data = c;
+  epcfg.log = &c->log;
+  epcfg.handshake_timeout_ms = BROKER_HANDSHAKE_TIMEOUT_MS;
+  epcfg.idle_timeout_ms = 30000;
+  /* NAT UDP mappings commonly expire after 30 s of silence (RFC 4787
+   * REQ-5 asks for at least 2 min, few follow it): ping well inside. */
+  epcfg.keepalive_ms = 10000;
+  if (nt_endpoint_new(&c->ep, base, &epcfg, err, sizeof(err)) != 0) {
+    nt_error(&c->log, "%s", err);
+    rv = NATTER_ERR_SOCKET;
+    goto fail;
+  }
+  c->reconnect_ev = event_new(base, -1, 0, reconnect_cb, c);
+  c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+  if (!c->dns) {
+    /* No resolv.conf: numeric targets and localhost still work. */
+    c->dns = evdns_base_new(base, 0);
+  }
+  if (!c->reconnect_ev || !c->dns) {
+    rv = NATTER_ERR_NOMEM;
+    goto fail;
+  }
+  nt_info(&c->log, "%s: key %s, UDP port %u", c->name, c->fingerprint_hex,
+          nt_endpoint_port(c->ep));
+  broker_connect(c);
+  *pclient = c;
+  return 0;
+fail:
+  natter_client_free(c);
+  return rv;
+}
+
+int natter_client_add_forward(natter_client *c, const char *text, char *err,
+                              unsigned errlen) {
+  char buf[256];
+  nt_spec spec;
+
+  if (!err || errlen == 0) {
+    err = buf;
+    errlen = sizeof(buf);
+  }
+  if (!c || !text) {
+    snprintf(err, errlen, "invalid argument");
+    return NATTER_ERR_INVALID;
+  }
+  if (nt_spec_parse(&spec, text, err, errlen) != 0) {
+    return NATTER_ERR_SPEC;
+  }
+  if (spec.local_port == 0 || spec.is_command) {
+    snprintf(err, errlen,
+             "spec \"%.80s\": stdin/stdout and remote commands are not "
+             "supported by this version",
+             text);
+    return NATTER_ERR_SPEC;
+  }
+  if (strcmp(spec.peer, c->name) == 0) {
+    snprintf(err, errlen, "spec \"%.80s\": %s cannot forward to itself", text,
+             c->name);
+    return NATTER_ERR_SPEC;
+  }
+  return nt_forward_add(c, &spec, err, errlen);
+}
+
+void natter_client_free(natter_client *c) {
+  if (!c) {
+    return;
+  }
+  nt_forward_free_all(c);
+  nt_tunnel_free_all(c);
+  nt_peer_free_all(c);
+  nt_endpoint_free(c->ep); /* closes the broker and peer connections */
+  if (c->reconnect_ev) {
+    event_free(c->reconnect_ev);
+  }
+  if (c->dns) {
+    evdns_base_free(c->dns, 1);
+  }
+  nt_identity_free(c->identity);
+  for (size_t i = 0; i < c->nallow; i++) {
+    free(c->allow[i]);
+  }
+  free(c->allow);
+  free(c->ctl_reader);
+  free(c->name);
+  free(c->broker_text);
+  free(c->identity_path);
+  free(c);
+}
+
+const char *natter_client_fingerprint(const natter_client *c) {
+  return c ? c->fingerprint_hex : "";
+}

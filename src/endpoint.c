@@ -1,0 +1,364 @@
+#include "quic_internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+uint64_t nt_timestamp(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t nt_monotonic_ns(void) {
+  return nt_timestamp();
+}
+
+/* FNV-1a: connection IDs we issue are random, so any spread works; the
+ * peer's initial DCID is attacker-chosen, but chains only cost time. */
+static size_t cid_bucket(const uint8_t *cid, size_t cidlen) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < cidlen; i++) {
+    h = (h ^ cid[i]) * 16777619u;
+  }
+  return h % NT_CID_BUCKETS;
+}
+
+static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid,
+                          size_t cidlen) {
+  for (nt_cid_entry *e = ep->cids[cid_bucket(cid, cidlen)]; e; e = e->next) {
+    if (e->cidlen == cidlen && memcmp(e->cid, cid, cidlen) == 0) {
+      return e->conn;
+    }
+  }
+  return NULL;
+}
+
+int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
+                        nt_conn *conn) {
+  if (cidlen > NGTCP2_MAX_CIDLEN) {
+    return -1;
+  }
+  if (find_conn(ep, cid, cidlen)) {
+    return 0;
+  }
+  nt_cid_entry *e = calloc(1, sizeof(*e));
+  if (!e) {
+    return -1;
+  }
+  size_t b = cid_bucket(cid, cidlen);
+  memcpy(e->cid, cid, cidlen);
+  e->cidlen = cidlen;
+  e->conn = conn;
+  e->next = ep->cids[b];
+  ep->cids[b] = e;
+  return 0;
+}
+
+void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
+                            size_t cidlen) {
+  nt_cid_entry **pp = &ep->cids[cid_bucket(cid, cidlen)];
+  for (; *pp; pp = &(*pp)->next) {
+    if ((*pp)->cidlen == cidlen && memcmp((*pp)->cid, cid, cidlen) == 0) {
+      nt_cid_entry *e = *pp;
+      *pp = e->next;
+      free(e);
+      return;
+    }
+  }
+}
+
+void nt_endpoint_remove_conn_cids(nt_endpoint *ep, nt_conn *conn) {
+  for (size_t b = 0; b < NT_CID_BUCKETS; b++) {
+    nt_cid_entry **pp = &ep->cids[b];
+    while (*pp) {
+      if ((*pp)->conn == conn) {
+        nt_cid_entry *e = *pp;
+        *pp = e->next;
+        free(e);
+      } else {
+        pp = &(*pp)->next;
+      }
+    }
+  }
+}
+
+static int send_one(nt_endpoint *ep, const uint8_t *buf, size_t len,
+                    size_t segsize, const struct sockaddr *to,
+                    socklen_t tolen) {
+  struct iovec iov = {(void *)buf, len};
+  struct msghdr msg;
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctrl;
+
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_name = (void *)to;
+  msg.msg_namelen = tolen;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (segsize && segsize < len) {
+    memset(&ctrl, 0, sizeof(ctrl));
+    msg.msg_control = ctrl.buf;
+    msg.msg_controllen = sizeof(ctrl.buf);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)segsize;
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(ep->fd, &msg, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    return -errno;
+  }
+  ep->tx_bytes += len;
+  return 0;
+}
+
+void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
+                              size_t segsize, const struct sockaddr *to,
+                              socklen_t tolen) {
+  if (len == 0) {
+    return;
+  }
+  if (len > segsize && ep->gso_ok) {
+    int rv = send_one(ep, buf, len, segsize, to, tolen);
+    if (rv == 0 || rv == -EAGAIN || rv == -ENOBUFS) {
+      /* A full socket buffer drops the batch: QUIC loss recovery resends. */
+      return;
+    }
+    if (rv == -EIO || rv == -EINVAL || rv == -EOPNOTSUPP) {
+      ep->gso_ok = 0; /* no GSO here (device or kernel): go one by one */
+    } else {
+      return;
+    }
+  }
+  for (size_t off = 0; off < len; off += segsize) {
+    size_t n = len - off < segsize ? len - off : segsize;
+    if (send_one(ep, buf + off, n, 0, to, tolen) == -EAGAIN) {
+      return;
+    }
+  }
+}
+
+int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
+                       const struct sockaddr *to, socklen_t tolen) {
+  return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : -1;
+}
+
+static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
+                            const struct sockaddr *from, socklen_t fromlen) {
+  ngtcp2_version_cid vc;
+  nt_conn *conn;
+
+  ep->rx_bytes += len;
+  if (len == 0) {
+    return;
+  }
+  if (len < NT_MIN_QUIC_DATAGRAM) {
+    /* Too short to be QUIC for us (the fixed bit cannot tell: ngtcp2 0.12
+     * always offers grease_quic_bit, RFC 9287): a punch packet. */
+    if (ep->cfg.callbacks->datagram) {
+      ep->cfg.callbacks->datagram(ep, data, len, from, fromlen,
+                                  ep->cfg.user_data);
+    }
+    return;
+  }
+  int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, NT_SCID_LEN);
+  if (rv != 0) {
+    ep->dropped++;
+    return;
+  }
+  conn = find_conn(ep, vc.dcid, vc.dcidlen);
+  if (conn) {
+    nt_conn_recv(conn, data, len, from, fromlen);
+    return;
+  }
+  ngtcp2_pkt_hd hd;
+  if (ngtcp2_accept(&hd, data, len) != 0) {
+    ep->dropped++;
+    return;
+  }
+  nt_accept_params params = {0};
+  if (!ep->cfg.callbacks->accept ||
+      !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
+    ep->dropped++;
+    return;
+  }
+  if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd, params.expected_fp,
+                  params.callbacks, params.user_data) != 0) {
+    /* The owner already set up state for this connection: let it go. */
+    if (params.callbacks->closed) {
+      params.callbacks->closed(NULL, NT_CLOSE_ERROR, 0, "", params.user_data);
+    }
+    ep->dropped++;
+    return;
+  }
+  nt_conn_recv(conn, data, len, from, fromlen);
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_endpoint *ep = arg;
+  struct mmsghdr msgs[NT_RECV_BATCH];
+  struct iovec iovs[NT_RECV_BATCH];
+  struct sockaddr_storage addrs[NT_RECV_BATCH];
+
+  /* Bounded: at most 8 batches per wake-up so timers and TCP get a turn. */
+  for (int round = 0; round < 8; round++) {
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < NT_RECV_BATCH; i++) {
+      iovs[i].iov_base = ep->rxbuf + (size_t)i * NT_RECV_BUFSIZE;
+      iovs[i].iov_len = NT_RECV_BUFSIZE;
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &addrs[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+    }
+    int n = recvmmsg(fd, msgs, NT_RECV_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      handle_datagram(ep, iovs[i].iov_base, msgs[i].msg_len,
+                      (struct sockaddr *)&addrs[i],
+                      msgs[i].msg_hdr.msg_namelen);
+    }
+    if (n < NT_RECV_BATCH) {
+      break;
+    }
+  }
+  /* Answer everything that batch made due (ACKs, stream data) at once. */
+  for (nt_conn *c = ep->conns; c; c = c->next) {
+    nt_conn_flush(c);
+  }
+}
+
+int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
+                    const nt_endpoint_config *cfg, char *err, size_t errlen) {
+  nt_endpoint *ep = calloc(1, sizeof(*ep));
+  char addrstr[NT_ADDR_STRLEN];
+
+  if (!ep) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  ep->base = base;
+  ep->cfg = *cfg;
+  ep->fd = -1;
+  ep->family = cfg->bind.ss.ss_family;
+  nt_chunk_pool_init(&ep->pool, 256);
+  ep->rxbuf = malloc((size_t)NT_RECV_BATCH * NT_RECV_BUFSIZE);
+  if (!ep->rxbuf) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  ep->fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (ep->fd < 0) {
+    snprintf(err, errlen, "cannot create UDP socket: %s", strerror(errno));
+    goto fail;
+  }
+  int one = 1, bufsize = 4 * 1024 * 1024;
+  if (ep->family == AF_INET6) {
+    setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+  /* Large socket buffers absorb bursts; the kernel caps them at rmem_max. */
+  setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+  setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+  int seg = NT_MAX_UDP_PAYLOAD;
+  ep->gso_ok =
+      setsockopt(ep->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) == 0;
+  if (ep->gso_ok) {
+    seg = 0; /* per-send cmsg decides; keep the socket default off */
+    setsockopt(ep->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
+  }
+  if (bind(ep->fd, (struct sockaddr *)&cfg->bind.ss, cfg->bind.len) != 0) {
+    int e = errno;
+    snprintf(err, errlen, "cannot bind UDP %s: %s%s",
+             nt_addr_str((struct sockaddr *)&cfg->bind.ss, addrstr),
+             strerror(e),
+             e == EADDRINUSE ? " (another process uses that port; pick "
+                               "another or stop it)"
+                             : "");
+    goto fail;
+  }
+  ep->local.len = sizeof(ep->local.ss);
+  getsockname(ep->fd, (struct sockaddr *)&ep->local.ss, &ep->local.len);
+  ep->read_ev = event_new(base, ep->fd, EV_READ | EV_PERSIST, read_cb, ep);
+  if (!ep->read_ev || event_add(ep->read_ev, NULL) != 0) {
+    snprintf(err, errlen, "cannot register UDP socket with the event loop");
+    goto fail;
+  }
+  *pep = ep;
+  return 0;
+fail:
+  nt_endpoint_free(ep);
+  return -1;
+}
+
+void nt_endpoint_free(nt_endpoint *ep) {
+  if (!ep) {
+    return;
+  }
+  while (ep->conns) {
+    nt_conn_destroy(ep->conns);
+  }
+  for (size_t b = 0; b < NT_CID_BUCKETS; b++) {
+    while (ep->cids[b]) {
+      nt_cid_entry *e = ep->cids[b];
+      ep->cids[b] = e->next;
+      free(e);
+    }
+  }
+  if (ep->read_ev) {
+    event_free(ep->read_ev);
+  }
+  if (ep->fd >= 0) {
+    close(ep->fd);
+  }
+  nt_chunk_pool_clear(&ep->pool);
+  free(ep->rxbuf);
+  free(ep);
+}
+
+uint16_t nt_endpoint_port(const nt_endpoint *ep) {
+  return nt_addr_port((const struct sockaddr *)&ep->local.ss);
+}
+
+int nt_endpoint_family(const nt_endpoint *ep) {
+  return ep->family;
+}
+
+int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
+                        socklen_t tolen, const uint8_t *expected_fp,
+                        const nt_conn_callbacks *callbacks, void *user_data,
+                        nt_conn **pconn) {
+  nt_conn *conn;
+  if (nt_conn_new(&conn, ep, 0, to, tolen, NULL, expected_fp, callbacks,
+                  user_data) != 0) {
+    return -1;
+  }
+  nt_conn_flush(conn);
+  *pconn = conn;
+  return 0;
+}
+
+void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {
+  *rx = ep->rx_bytes;
+  *tx = ep->tx_bytes;
+}

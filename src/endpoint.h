@@ -1,0 +1,157 @@
+/* One UDP socket and the QUIC connections on it. The endpoint reads
+ * datagrams, hands each to the connection its destination connection ID
+ * names, offers unknown Initials to its owner (accept) and passes non-QUIC
+ * datagrams (hole-punching probes) to its owner unchanged. Every connection
+ * of a client shares this socket: that is what makes the address the broker
+ * observed the address peers can reach. */
+#ifndef NT_ENDPOINT_H
+#define NT_ENDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+#include "log.h"
+#include "tls.h"
+
+struct event_base;
+
+typedef struct nt_endpoint nt_endpoint;
+typedef struct nt_conn nt_conn;
+typedef struct nt_stream nt_stream;
+
+/* Why a connection ended, as passed to nt_conn_callbacks.closed. */
+typedef enum nt_close_reason {
+  NT_CLOSE_LOCAL = 0,       /* nt_conn_close or nt_endpoint_free */
+  NT_CLOSE_PEER,            /* the peer closed it (reason in the message) */
+  NT_CLOSE_IDLE,            /* idle timeout: the peer went silent */
+  NT_CLOSE_HANDSHAKE_TIMEOUT,
+  NT_CLOSE_KEY_MISMATCH,    /* the peer's key is not the expected one */
+  NT_CLOSE_TLS,             /* other handshake failure */
+  NT_CLOSE_ERROR            /* protocol or internal error */
+} nt_close_reason;
+
+typedef struct nt_conn_callbacks {
+  /* Handshake done and the peer key verified. */
+  void (*established)(nt_conn *conn, void *user_data);
+  /* The connection is gone; |conn| is invalid once this returns. Called
+   * exactly once per connection, always from the event loop. |app_code| and
+   * |message| come from the peer's CONNECTION_CLOSE when reason is
+   * NT_CLOSE_PEER (message may be ""). */
+  void (*closed)(nt_conn *conn, nt_close_reason reason, uint64_t app_code,
+                 const char *message, void *user_data);
+  /* The peer opened |stream|. The callee sets stream callbacks with
+   * nt_stream_set_callbacks, or resets the stream. */
+  void (*stream_opened)(nt_conn *conn, nt_stream *stream, void *user_data);
+} nt_conn_callbacks;
+
+typedef struct nt_accept_params {
+  const uint8_t *expected_fp; /* NULL: any key (read it after handshake) */
+  const nt_conn_callbacks *callbacks;
+  void *user_data;
+} nt_accept_params;
+
+typedef struct nt_endpoint_callbacks {
+  /* A QUIC Initial from an unknown |from|. Return 1 after filling |params|
+   * to accept it as a server-side connection, 0 to drop it. */
+  int (*accept)(nt_endpoint *ep, const struct sockaddr *from,
+                nt_accept_params *params, void *user_data);
+  /* A datagram too short to be QUIC for us (under 34 bytes): hole-punching
+   * probes are. */
+  void (*datagram)(nt_endpoint *ep, const uint8_t *data, size_t len,
+                   const struct sockaddr *from, socklen_t fromlen,
+                   void *user_data);
+} nt_endpoint_callbacks;
+
+typedef struct nt_endpoint_config {
+  nt_addr bind;                /* local address to bind; port 0: any */
+  nt_identity *identity;       /* borrowed; must outlive the endpoint */
+  const nt_endpoint_callbacks *callbacks;
+  void *user_data;
+  const nt_log *log;           /* borrowed */
+  uint64_t handshake_timeout_ms;
+  uint64_t idle_timeout_ms;    /* RFC 9000 §10.1 max_idle_timeout */
+  uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
+} nt_endpoint_config;
+
+/* Monotonic clock in nanoseconds: the time base of every deadline. */
+uint64_t nt_monotonic_ns(void);
+
+int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
+                    const nt_endpoint_config *cfg, char *err, size_t errlen);
+
+/* Closes every connection (sending CONNECTION_CLOSE, no callbacks) and the
+ * socket. */
+void nt_endpoint_free(nt_endpoint *ep);
+
+uint16_t nt_endpoint_port(const nt_endpoint *ep);
+int nt_endpoint_family(const nt_endpoint *ep);
+
+/* Sends one raw datagram (hole punching). Returns 0 or -1. */
+int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
+                       const struct sockaddr *to, socklen_t tolen);
+
+/* Opens a client connection to |to|. With |expected_fp| non-NULL the
+ * handshake fails unless the server's key has that fingerprint. */
+int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
+                        socklen_t tolen, const uint8_t *expected_fp,
+                        const nt_conn_callbacks *callbacks, void *user_data,
+                        nt_conn **pconn);
+
+/* UDP payload bytes received and sent on this endpoint so far. */
+void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx);
+
+/* ---- connections ---- */
+
+/* Closes with an application error code and a reason the peer can log;
+ * closed() follows from the loop. Safe to call more than once. */
+void nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
+
+void nt_conn_set_user_data(nt_conn *conn, void *user_data);
+const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
+/* The peer's key fingerprint once established, else NULL. */
+const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
+int nt_conn_is_established(const nt_conn *conn);
+
+/* ---- streams ---- */
+
+typedef struct nt_stream_callbacks {
+  /* Bytes in order; |fin| marks the end. The callee calls
+   * nt_stream_consume() as it hands them on, which is what opens flow
+   * control again: bytes not consumed keep the peer throttled. */
+  void (*recv)(nt_stream *stream, const uint8_t *data, size_t len, int fin,
+               void *user_data);
+  /* Acknowledged bytes freed room: nt_stream_send_room() grew. */
+  void (*send_room)(nt_stream *stream, void *user_data);
+  /* The stream is gone (both directions done, or reset by either side, or
+   * its connection closed). |stream| is invalid once this returns. */
+  void (*closed)(nt_stream *stream, int reset, uint64_t app_code,
+                 void *user_data);
+} nt_stream_callbacks;
+
+/* Opens a bidirectional stream. Returns 0, or -1 when the peer's stream
+ * limit is reached (try again later) or the connection is not usable. */
+int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
+
+void nt_stream_set_callbacks(nt_stream *stream,
+                             const nt_stream_callbacks *callbacks,
+                             void *user_data);
+nt_conn *nt_stream_conn(const nt_stream *stream);
+int64_t nt_stream_id(const nt_stream *stream);
+
+/* How many more bytes this stream may queue now (per-stream and
+ * per-connection send windows). */
+size_t nt_stream_send_room(const nt_stream *stream);
+/* Queues a copy of |data| regardless of room (small control messages). */
+int nt_stream_write(nt_stream *stream, const uint8_t *data, size_t len);
+/* Reads up to |max| bytes from |fd| straight into the send queue. */
+ssize_t nt_stream_read_fd(nt_stream *stream, int fd, size_t max);
+/* Ends our direction after the queued bytes (FIN). */
+void nt_stream_shutdown_write(nt_stream *stream);
+/* Aborts both directions (RESET_STREAM + STOP_SENDING). */
+void nt_stream_reset(nt_stream *stream, uint64_t app_code);
+/* Returns |n| received bytes' worth of flow-control credit to the peer. */
+void nt_stream_consume(nt_stream *stream, size_t n);
+
+#endif

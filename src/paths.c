@@ -1,0 +1,26 @@
+#include "paths.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int nt_default_key_path(char *out, size_t outlen, const char *file) {
+  const char *xdg = getenv("XDG_CONFIG_HOME");
+  const char *home = getenv("HOME");
+  int n;
+
+  if (xdg && xdg[0] == '/') {
+    n = snprintf(out, outlen, "%s/natter/%s", xdg, file);
+  } else {
+    if (!home || home[0] != '/') {
+      struct passwd *pw = getpwuid(getuid());
+      home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home || home[0] != '/') {
+      return -1;
+    }
+    n = snprintf(out, outlen, "%s/.config/natter/%s", home, file);
+  }
+  return (n > 0 && (size_t)n < outlen) ? 0 : -1;
+}

@@ -1,0 +1,119 @@
+/* Structures shared by endpoint.c (socket, demux) and conn.c (one QUIC
+ * connection). Nothing outside those two files includes this. */
+#ifndef NT_QUIC_INTERNAL_H
+#define NT_QUIC_INTERNAL_H
+
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include "endpoint.h"
+#include "sendbuf.h"
+
+#define NT_SCID_LEN 16
+/* Smallest QUIC datagram addressed to us: 1 byte header, our 16-byte
+ * connection ID, 1 byte packet number, 16 bytes AEAD tag. Anything
+ * shorter is handed to the owner as a raw datagram. */
+#define NT_MIN_QUIC_DATAGRAM 34
+#define NT_RECV_BATCH 16
+#define NT_RECV_BUFSIZE 65536
+#define NT_MAX_UDP_PAYLOAD 1452 /* NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE */
+#define NT_GSO_MAX_SEGMENTS 40   /* 40 * 1452 < 64 KiB, the GSO limit */
+
+/* Per-stream bytes queued but unacknowledged, and per connection. */
+#define NT_STREAM_SEND_WINDOW (1024 * 1024)
+#define NT_CONN_SEND_WINDOW (8 * 1024 * 1024)
+
+typedef struct nt_cid_entry {
+  struct nt_cid_entry *next;
+  uint8_t cid[NGTCP2_MAX_CIDLEN];
+  size_t cidlen;
+  nt_conn *conn;
+} nt_cid_entry;
+
+#define NT_CID_BUCKETS 1024
+
+struct nt_endpoint {
+  struct event_base *base;
+  int fd;
+  int family;
+  nt_addr local;
+  struct event *read_ev;
+  nt_endpoint_config cfg;
+  nt_cid_entry *cids[NT_CID_BUCKETS];
+  nt_conn *conns; /* every connection, for free and lookup */
+  nt_chunk_pool pool;
+  uint8_t *rxbuf; /* NT_RECV_BATCH * NT_RECV_BUFSIZE */
+  uint8_t txbuf[NT_GSO_MAX_SEGMENTS * NT_MAX_UDP_PAYLOAD];
+  int gso_ok;     /* UDP_SEGMENT works on this socket */
+  uint64_t rx_bytes, tx_bytes;
+  uint64_t dropped;
+};
+
+struct nt_stream {
+  nt_conn *conn;
+  int64_t id;
+  nt_sendbuf sb;
+  int fin_queued, fin_sent;
+  int blocked;      /* peer's flow control: wait for extend_max_stream_data */
+  int in_pending;
+  int closed;
+  struct nt_stream *pending_next, *pending_prev;
+  struct nt_stream *next, *prev; /* all streams of the connection */
+  nt_stream_callbacks cbs;
+  void *user_data;
+};
+
+struct nt_conn {
+  nt_endpoint *ep;
+  ngtcp2_conn *qc;
+  ngtcp2_crypto_conn_ref conn_ref;
+  nt_tls_session *tls;
+  nt_addr remote;
+  int is_server;
+  int established;
+  int closing;   /* close requested or happened; free pending */
+  nt_close_reason close_reason;
+  uint64_t close_app_code;
+  char close_message[256];
+  uint8_t peer_fp[NT_FINGERPRINT_LEN];
+  struct event *timer;
+  struct event *write_ev; /* coalesces write requests into one loop pass */
+  struct event *free_ev;
+  nt_conn_callbacks cbs;
+  void *user_data;
+  nt_stream *streams;
+  nt_stream *pending_head, *pending_tail;
+  uint64_t send_held; /* bytes queued and unacked on all streams */
+  int want_send_room; /* a stream ran out of room; notify after acks */
+  ngtcp2_connection_close_error last_error;
+  struct nt_conn *next, *prev;
+};
+
+uint64_t nt_timestamp(void);
+
+/* endpoint.c */
+int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
+                        nt_conn *conn);
+void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
+                            size_t cidlen);
+void nt_endpoint_remove_conn_cids(nt_endpoint *ep, nt_conn *conn);
+/* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
+ * back to back in |buf|, as one GSO write when possible. */
+void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
+                              size_t segsize, const struct sockaddr *to,
+                              socklen_t tolen);
+
+/* conn.c */
+int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
+                const struct sockaddr *remote, socklen_t remotelen,
+                const ngtcp2_pkt_hd *initial_hd, const uint8_t *expected_fp,
+                const nt_conn_callbacks *cbs, void *user_data);
+/* Feeds one datagram; the connection may schedule its own close. */
+void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
+                  const struct sockaddr *from, socklen_t fromlen);
+/* Flushes pending writes now (after a batch of datagrams was read). */
+void nt_conn_flush(nt_conn *conn);
+/* Frees without callbacks after sending CONNECTION_CLOSE (endpoint free). */
+void nt_conn_destroy(nt_conn *conn);
+
+#endif

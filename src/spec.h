@@ -1,0 +1,37 @@
+/* Forward specs as users type them: "LOCALPORT:PEER[:HOST]:PORT". */
+#ifndef NT_SPEC_H
+#define NT_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NT_NAME_MAX 63  /* peer names: [A-Za-z0-9._-], 1..63 bytes */
+#define NT_HOST_MAX 253 /* DNS name limit (RFC 1035 §2.3.4) */
+
+typedef struct nt_spec {
+  uint16_t local_port;          /* 0: stdin/stdout (spec starts with ':') */
+  char peer[NT_NAME_MAX + 1];   /* peer name at the broker */
+  char host[NT_HOST_MAX + 1];   /* target host as seen from the peer;
+                                   "" means the peer's loopback */
+  uint16_t port;                /* target port; 0 when is_command */
+  int is_command;               /* spec ended in "PEER:" and the command
+                                   follows as separate arguments */
+} nt_spec;
+
+/* Parses one spec. Accepted forms:
+ *   LOCALPORT:PEER:PORT          8022:bob:22
+ *   LOCALPORT:PEER:HOST:PORT     8022:bob:10.0.1.1:22, 8022:bob:[::1]:22
+ *   :PEER:PORT, :PEER:HOST:PORT  stdin/stdout instead of a local port
+ *   LOCALPORT:PEER: , :PEER:     a command (given separately) runs on PEER
+ * Returns 0, or -1 with a one-line reason in |err| (always NUL-terminated)
+ * that names the offending part and shows the expected form. */
+int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen);
+
+/* Returns 1 when |name| is a valid peer name, 0 otherwise. */
+int nt_name_valid(const char *name);
+
+/* Parses a decimal port 1..65535 from the whole of |s|; returns the port or
+ * 0 when |s| is not one. */
+uint16_t nt_port_parse(const char *s);
+
+#endif

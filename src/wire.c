@@ -1,0 +1,135 @@
+/* Length-prefixed framing of control messages. Pure: bytes in, verdict out;
+ * the caller owns the stream. */
+#include "wire.h"
+
+#include <string.h>
+
+/* Decodes the length prefix at the start of |buf|. Returns 1 with *hdrlen
+ * and *bodylen set, NT_WIRE_NEED_MORE, or a negative NT_WIRE_ERR_*. Errors
+ * are reported as soon as the bytes present prove them, so a peer cannot
+ * make us wait for a body we would refuse anyway.
+ *
+ * Only minimal encodings are accepted: each length then has exactly one
+ * prefix, and a zero last group (0x80 0x00) is a sign of a broken encoder. */
+static int decode_prefix(const uint8_t *buf, size_t len, size_t *hdrlen,
+                         size_t *bodylen) {
+  uint32_t value = 0;
+
+  for (size_t i = 0; i < NT_WIRE_MAX_HDR; i++) {
+    /* With a continuation bit on the second byte, the (non-zero) third adds
+     * at least 1 << 14, so any bits already seen put us past the limit. This
+     * is decided before looking at the third byte so that the verdict does
+     * not depend on how the stream was split. */
+    if (i == 2 && value + (1u << 14) > NT_WIRE_MAX_MSG) {
+      return NT_WIRE_ERR_TOO_BIG;
+    }
+    if (i >= len) {
+      return NT_WIRE_NEED_MORE;
+    }
+    if (i > 0 && buf[i] == 0) {
+      return NT_WIRE_ERR_MALFORMED;
+    }
+    value |= (uint32_t)(buf[i] & 0x7f) << (7 * i);
+    if ((buf[i] & 0x80) == 0) {
+      if (value > NT_WIRE_MAX_MSG) {
+        return NT_WIRE_ERR_TOO_BIG;
+      }
+      *hdrlen = i + 1;
+      *bodylen = value;
+      return 1;
+    }
+  }
+  /* A continuation bit on the last byte we allow: a fourth byte would
+   * follow. */
+  return NT_WIRE_ERR_MALFORMED;
+}
+
+int nt_wire_frame_peek(const uint8_t *buf, size_t len, size_t *hdrlen,
+                       size_t *bodylen) {
+  size_t hdr, body;
+  int rc = decode_prefix(buf, len, &hdr, &body);
+
+  if (rc != 1) {
+    return rc;
+  }
+  if (len - hdr < body) {
+    return NT_WIRE_NEED_MORE;
+  }
+  *hdrlen = hdr;
+  *bodylen = body;
+  return 1;
+}
+
+size_t nt_wire_frame_header(uint8_t out[NT_WIRE_MAX_HDR], size_t bodylen) {
+  size_t n = 0;
+
+  /* Refusing here beats emitting a prefix every peer would reject. */
+  if (bodylen > NT_WIRE_MAX_MSG) {
+    return 0;
+  }
+  while (bodylen >= 0x80) {
+    out[n++] = (uint8_t)(bodylen | 0x80);
+    bodylen >>= 7;
+  }
+  out[n++] = (uint8_t)bodylen;
+  return n;
+}
+
+void nt_wire_reader_reset(nt_wire_reader *r) {
+  r->len = 0;
+}
+
+int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
+                        size_t *consumed, const uint8_t **body,
+                        size_t *bodylen) {
+  size_t taken = 0;
+  size_t hdr = 0, want = 0;
+  size_t n;
+  int rc;
+
+  *consumed = 0;
+  *body = NULL;
+  *bodylen = 0;
+
+  /* A complete frame still in the buffer was returned by the previous call;
+   * its body pointer has now expired, so start the next frame. */
+  if (r->len > 0 && nt_wire_frame_peek(r->buf, r->len, &hdr, &want) == 1) {
+    r->len = 0;
+  }
+
+  /* Take the prefix one byte at a time: its length is only known once its
+   * last byte is seen, and we must not swallow bytes past the frame. An
+   * error stays in the buffer, so further calls repeat it until a reset. */
+  for (;;) {
+    rc = decode_prefix(r->buf, r->len, &hdr, &want);
+    if (rc < 0) {
+      *consumed = taken;
+      return rc;
+    }
+    if (rc == 1) {
+      break;
+    }
+    if (taken == len) {
+      *consumed = taken;
+      return NT_WIRE_NEED_MORE;
+    }
+    r->buf[r->len++] = data[taken++];
+  }
+
+  n = hdr + want - r->len;
+  if (n > len - taken) {
+    n = len - taken;
+  }
+  if (n > 0) {
+    memcpy(r->buf + r->len, data + taken, n);
+    r->len += n;
+    taken += n;
+  }
+  *consumed = taken;
+  if (r->len < hdr + want) {
+    return NT_WIRE_NEED_MORE;
+  }
+  *body = r->buf + hdr;
+  *bodylen = want;
+  return 1;
+}

@@ -1,0 +1,320 @@
+# shellcheck shell=bash
+# Shared helpers for the integration tests (tests/integration/test_*.sh).
+#
+# ctest runs each test as `bash test_X.sh` with NATTER=/path/to/natter; the
+# script sources this file first:
+#
+#   # shellcheck source-path=SCRIPTDIR source=lib.sh
+#   . "$(dirname "$0")/lib.sh"
+#   echo_port=$(free_port)
+#   start_echo_server echo "$echo_port" # tcpcheck echo-server
+#   start_broker                        # sets BROKER=127.0.0.1:PORT
+#   start_client bob -listen
+#   port=$(free_port)
+#   start_client alice "$port:bob:$echo_port"
+#   expect_exit_zero "$TCPCHECK" echo-check "$port" --conns 10 --bytes 1M
+#
+# Every process is started with `start`, logged to $WORK/NAME.log and stopped
+# by its PID when the script exits, whatever the exit path. Every wait has a
+# deadline. $WORK is a fresh temporary directory, removed on exit (kept if
+# KEEP_WORK is set); keys live there, and HOME points into it, so a test
+# never touches the user's home.
+
+set -euo pipefail
+
+: "${NATTER:?set NATTER to the natter binary (ctest does this)}"
+NATTER=$(realpath "$NATTER")
+TCPCHECK=${TCPCHECK:-$(dirname "$NATTER")/tests/tools/tcpcheck}
+[[ -x $NATTER ]] || {
+  echo "lib.sh: $NATTER is not an executable" >&2
+  exit 1
+}
+[[ -x $TCPCHECK ]] || {
+  echo "lib.sh: $TCPCHECK is not an executable (build the tcpcheck target)" >&2
+  exit 1
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/natter-test.XXXXXX")
+TEST_NAME=$(basename "${0%.sh}")
+mkdir -p "$WORK/home/.config"
+export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/home/.config
+
+declare -A PIDS=()        # NAME -> PID of a process started by `start`
+declare -A EXIT_STATUS=() # NAME -> exit status once stopped or reaped
+declare -a STARTED=()     # NAMEs in start order
+_LOGS_SHOWN=0
+
+log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
+
+_now_ms() {
+  local t=${EPOCHREALTIME/./}
+  echo $((t / 1000))
+}
+
+# _alive PID: true while the process exists and is not a zombie.
+_alive() {
+  local pid=$1 stat
+  [[ -r /proc/$pid/stat ]] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+show_logs() {
+  local name
+  [[ $_LOGS_SHOWN == 1 ]] && return 0
+  _LOGS_SHOWN=1
+  for name in "${STARTED[@]}"; do
+    [[ -f $WORK/$name.log ]] || continue
+    echo "----- $name.log (last 200 lines) -----" >&2
+    tail -n 200 "$WORK/$name.log" >&2
+  done
+  ((${#STARTED[@]} == 0)) || echo "----- end of logs -----" >&2
+}
+
+# fail MSG...: print the message and every started process's log, exit 1.
+fail() {
+  echo "FAIL: $TEST_NAME: $*" >&2
+  show_logs
+  exit 1
+}
+
+# free_port: print a random port in 20000-60999 that no TCP or UDP socket
+# uses (per ss: listening, connected or closing, since a connection's local
+# port blocks a bind too) and that this test has not handed out before. Used
+# as port=$(free_port), i.e. in a subshell, so the ports handed out are kept
+# in a file.
+free_port() {
+  local used port i
+  used=$(ss -Htuan | awk '{ n = split($5, a, ":"); print a[n] }')
+  touch "$WORK/ports.given"
+  for ((i = 0; i < 200; i++)); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 41000))
+    grep -qx "$port" "$WORK/ports.given" && continue
+    grep -qx "$port" <<<"$used" && continue
+    echo "$port" >>"$WORK/ports.given"
+    echo "$port"
+    return 0
+  done
+  echo "$TEST_NAME: free_port: no free port found in 200 tries" >&2
+  return 1
+}
+
+# start NAME CMD [ARG...]: run CMD in the background, stdin from /dev/null,
+# stdout and stderr to $WORK/NAME.log; the PID goes in PIDS[NAME].
+start() {
+  local name=$1
+  shift
+  if [[ -n ${PIDS[$name]:-} ]] && _alive "${PIDS[$name]}"; then
+    fail "start: $name is already running (pid ${PIDS[$name]})"
+  fi
+  [[ -f $WORK/$name.log ]] && mv "$WORK/$name.log" "$WORK/$name.log.prev"
+  "$@" </dev/null >"$WORK/$name.log" 2>&1 &
+  PIDS[$name]=$!
+  unset "EXIT_STATUS[$name]"
+  [[ " ${STARTED[*]} " == *" $name "* ]] || STARTED+=("$name")
+}
+
+# pid NAME: the PID recorded by start.
+pid() { echo "${PIDS[$1]:?pid: $1 was never started}"; }
+
+# running NAME: true while NAME's process is alive.
+running() { _alive "${PIDS[$1]:?running: $1 was never started}"; }
+
+# _reap NAME: collect the exit status of a process that has exited.
+_reap() {
+  local name=$1 rc=0
+  [[ -n ${EXIT_STATUS[$name]:-} ]] && return 0
+  wait "${PIDS[$name]}" 2>/dev/null || rc=$?
+  EXIT_STATUS[$name]=$rc
+}
+
+# wait_log NAME REGEX [TIMEOUT_S=10]: wait until NAME's log matches the
+# extended REGEX; fails the test if the deadline passes or NAME exits first.
+wait_log() {
+  local name=$1 regex=$2 timeout=${3:-10} deadline
+  local logfile=$WORK/$name.log
+  [[ -n ${PIDS[$name]:-} ]] || fail "wait_log: $name was never started"
+  deadline=$(($(_now_ms) + timeout * 1000))
+  while :; do
+    grep -Eq -- "$regex" "$logfile" 2>/dev/null && return 0
+    if ! running "$name"; then
+      # One last look: the line may have been written just before exit.
+      grep -Eq -- "$regex" "$logfile" 2>/dev/null && return 0
+      _reap "$name"
+      fail "$name exited (status ${EXIT_STATUS[$name]}) before logging /$regex/"
+    fi
+    (($(_now_ms) < deadline)) ||
+      fail "$name did not log /$regex/ within ${timeout} s"
+    sleep 0.05
+  done
+}
+
+# wait_exit NAME [TIMEOUT_S=10]: wait for NAME to exit by itself; its status
+# goes in EXIT_STATUS[NAME]. Fails the test on timeout. Call it directly,
+# not in $(...): only the main shell can collect its children's status.
+wait_exit() {
+  local name=$1 timeout=${2:-10} deadline
+  deadline=$(($(_now_ms) + timeout * 1000))
+  while running "$name"; do
+    (($(_now_ms) < deadline)) || fail "$name still running after ${timeout} s"
+    sleep 0.05
+  done
+  _reap "$name"
+}
+
+# stop NAME: SIGTERM by recorded PID, up to 5 s to exit, then SIGKILL.
+# The exit status goes in EXIT_STATUS[NAME]; stop itself always succeeds.
+stop() {
+  local name=$1 p deadline
+  p=${PIDS[$name]:-}
+  [[ -n $p ]] || return 0
+  if _alive "$p"; then
+    kill -TERM "$p" 2>/dev/null || true
+    deadline=$(($(_now_ms) + 5000))
+    while _alive "$p" && (($(_now_ms) < deadline)); do
+      sleep 0.05
+    done
+    if _alive "$p"; then
+      echo "$TEST_NAME: $name (pid $p) ignored SIGTERM for 5 s; killing it" >&2
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  fi
+  _reap "$name"
+}
+
+# stop_expect_clean NAME: stop NAME and fail unless it exited 0 on SIGTERM.
+stop_expect_clean() {
+  stop "$1"
+  [[ ${EXIT_STATUS[$1]} == 0 ]] ||
+    fail "$1 exited with status ${EXIT_STATUS[$1]} after SIGTERM (want 0)"
+}
+
+# assert_log_contains NAME REGEX / assert_log_lacks NAME REGEX
+assert_log_contains() {
+  grep -Eq -- "$2" "$WORK/$1.log" 2>/dev/null ||
+    fail "$1's log does not match /$2/"
+}
+assert_log_lacks() {
+  if grep -Eq -- "$2" "$WORK/$1.log" 2>/dev/null; then
+    fail "$1's log unexpectedly matches /$2/: $(grep -Em1 -- "$2" "$WORK/$1.log")"
+  fi
+}
+
+# run_capture TIMEOUT_S CMD [ARG...]: run CMD in the foreground with a
+# deadline; its stdout+stderr go to $OUTPUT (and $WORK/last.out), its exit
+# status to $STATUS (124: timed out). Never fails by itself.
+OUTPUT=""
+STATUS=0
+run_capture() {
+  local timeout=$1
+  shift
+  STATUS=0
+  timeout --kill-after=5 "$timeout" "$@" </dev/null >"$WORK/last.out" 2>&1 ||
+    STATUS=$?
+  OUTPUT=$(cat "$WORK/last.out")
+}
+
+# expect_exit_nonzero [-t TIMEOUT_S=20] CMD [ARG...]: CMD must exit by itself
+# with a non-zero status within the deadline; its output is in $OUTPUT.
+expect_exit_nonzero() {
+  local timeout=20
+  if [[ $1 == -t ]]; then
+    timeout=$2
+    shift 2
+  fi
+  run_capture "$timeout" "$@"
+  ((STATUS != 124 && STATUS != 137)) ||
+    fail "'$*' did not exit within ${timeout} s; output: $OUTPUT"
+  ((STATUS != 0)) || fail "'$*' exited 0; expected failure; output: $OUTPUT"
+}
+
+# expect_exit_zero [-t TIMEOUT_S=60] CMD [ARG...]: CMD must succeed in time.
+expect_exit_zero() {
+  local timeout=60
+  if [[ $1 == -t ]]; then
+    timeout=$2
+    shift 2
+  fi
+  run_capture "$timeout" "$@"
+  ((STATUS == 0)) || fail "'$*' exited with status $STATUS; output: $OUTPUT"
+}
+
+# assert_output_contains REGEX: the last run_capture/expect_* output matches.
+assert_output_contains() {
+  grep -Eq -- "$1" <<<"$OUTPUT" ||
+    fail "output does not match /$1/; output: $OUTPUT"
+}
+
+# sha256_of FILE: the lowercase hex SHA-256 of FILE.
+sha256_of() {
+  local sum
+  sum=$(sha256sum "$1") || fail "sha256sum $1 failed"
+  echo "${sum%% *}"
+}
+
+# ---- natter processes --------------------------------------------------
+
+# start_broker [NAME=broker] [ARG...]: start a broker on a free loopback port
+# with its own identity in $WORK and wait until it listens. Sets BROKER
+# (HOST:PORT) and BROKER_PORT.
+start_broker() {
+  local name=${1:-broker}
+  (($# > 0)) && shift
+  BROKER_PORT=$(free_port)
+  BROKER=127.0.0.1:$BROKER_PORT
+  start "$name" "$NATTER" -server "$BROKER" -identity "$WORK/$name.key" "$@"
+  wait_log "$name" "natter: broker listening on 127\.0\.0\.1:$BROKER_PORT"
+}
+
+# start_client NAME [ARG...]: start client NAME at $BROKER with its own
+# identity $WORK/NAME.key; waits for its check-in and for every forward it
+# was given (ARGs of the form LOCALPORT:PEER:[HOST:]PORT).
+start_client() {
+  local name=$1 arg prev="" spec_re='^([0-9]+):([^:]+):(.+)$'
+  shift
+  [[ -n ${BROKER:-} ]] || fail "start_client $name: start_broker first"
+  start "$name" "$NATTER" -name "$name" -broker "$BROKER" \
+    -identity "$WORK/$name.key" "$@"
+  wait_log "$name" "natter: checked in at broker"
+  for arg in "$@"; do
+    # A flag's value (e.g. a fingerprint after -broker-key) is not a SPEC.
+    if [[ $prev != -name && $prev != -broker && $prev != -identity &&
+      $prev != -broker-key && $prev != -allow && $prev != -timeout &&
+      $arg =~ $spec_re ]]; then
+      wait_log "$name" "natter: forwarding 127\.0\.0\.1:${BASH_REMATCH[1]} -> "
+    fi
+    prev=$arg
+  done
+}
+
+# start_echo_server NAME PORT / start_sink_server NAME PORT
+start_echo_server() {
+  start "$1" "$TCPCHECK" echo-server "$2"
+  wait_log "$1" '^ready$'
+}
+start_sink_server() {
+  start "$1" "$TCPCHECK" sink-server "$2"
+  wait_log "$1" '^ready$'
+}
+
+# ---- cleanup -----------------------------------------------------------
+
+_cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  set +e
+  ((rc == 0)) || show_logs
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    stop "${STARTED[i]}"
+  done
+  if [[ -n ${KEEP_WORK:-} ]]; then
+    echo "$TEST_NAME: logs and keys kept in $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
