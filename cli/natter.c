@@ -23,6 +23,15 @@ static const char usage_text[] =
     "  LOCALPORT:PEER:HOST:PORT   127.0.0.1:LOCALPORT -> HOST:PORT as PEER "
     "reaches it\n"
     "                             (HOST may be [IPv6]; PEER must -allow it)\n"
+    "  :PEER:PORT, :PEER:HOST:PORT  this process's stdin/stdout instead of a "
+    "port\n"
+    "  LOCALPORT:PEER: CMD ARGS...  each connection runs CMD on PEER (PEER "
+    "must\n"
+    "                             -allow-command CMD); must be the last "
+    "spec\n"
+    "  :PEER: CMD ARGS...         stdin/stdout piped into CMD on PEER; exits "
+    "with\n"
+    "                             CMD's status\n"
     "\n"
     "flags:\n"
     "  -server [ADDR]:PORT  run a broker on UDP ADDR:PORT (ADDR default: "
@@ -35,6 +44,9 @@ static const char usage_text[] =
     "  -allow HOST[:PORT]   also let peers reach HOST (PORT or * for any); "
     "'*' allows\n"
     "                       every target; repeatable; needs -listen\n"
+    "  -allow-command PROG  let peers run PROG here (exact argv[0]; '*' for "
+    "any);\n"
+    "                       never through a shell; repeatable; needs -listen\n"
     "  -identity FILE       key file (default ~/.config/natter/NAME.key, or\n"
     "                       broker.key for -server; created with mode 0600)\n"
     "  -broker-key FP       refuse a broker whose key fingerprint is not FP\n"
@@ -53,6 +65,7 @@ static const char usage_text[] =
 typedef struct cli {
   struct event_base *base;
   int exit_code;
+  natter_forward *session; /* the stdin/stdout forward, if any */
 } cli;
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -70,6 +83,17 @@ static void on_event(natter_client *client, const natter_event *ev,
     app->exit_code = 1;
     event_base_loopbreak(app->base);
   }
+  /* A stdin/stdout session is the whole job: its end ends natter, with
+   * the remote command's status when there was one. */
+  if (app->session && ev->forward == app->session) {
+    if (ev->type == NATTER_EVENT_FORWARD_CLOSED) {
+      app->exit_code = ev->exit_status >= 0 ? ev->exit_status : 0;
+      event_base_loopbreak(app->base);
+    } else if (ev->type == NATTER_EVENT_FORWARD_FAILED) {
+      app->exit_code = 1;
+      event_base_loopbreak(app->base);
+    }
+  }
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -83,11 +107,13 @@ int main(int argc, char **argv) {
   const char *server = NULL, *name = NULL, *broker = NULL;
   const char *identity = NULL, *broker_key = NULL;
   const char *specs[MAX_SPECS], *allow[MAX_ALLOW + 1];
-  size_t nspecs = 0, nallow = 0;
+  const char *allow_cmd[MAX_ALLOW + 1];
+  const char *const *spec_argv[MAX_SPECS];
+  size_t nspecs = 0, nallow = 0, nallow_cmd = 0, nstdio = 0;
   int listen = 0;
   long timeout_s = 10;
   natter_log_level level = NATTER_LOG_INFO;
-  cli app = {NULL, 0};
+  cli app = {NULL, 0, NULL};
 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -121,6 +147,13 @@ int main(int argc, char **argv) {
       }
       VALUE(allow[nallow]);
       nallow++;
+    } else if (strcmp(a, "-allow-command") == 0) {
+      if (nallow_cmd >= MAX_ALLOW) {
+        return usage_error("too many -allow-command rules (at most %s)",
+                           "64");
+      }
+      VALUE(allow_cmd[nallow_cmd]);
+      nallow_cmd++;
     } else if (strcmp(a, "-timeout") == 0) {
       const char *v;
       char *end;
@@ -142,11 +175,29 @@ int main(int argc, char **argv) {
       if (nspecs >= MAX_SPECS) {
         return usage_error("too many forwards (at most %s)", "64");
       }
+      size_t len = strlen(a);
+      spec_argv[nspecs] = NULL;
+      if (a[0] == ':') {
+        nstdio++;
+      }
       specs[nspecs++] = a;
+      /* "LOCALPORT:PEER:" runs a command on PEER: the rest of the command
+       * line is that command. */
+      if (len > 1 && a[len - 1] == ':') {
+        if (i + 1 >= argc) {
+          return usage_error("spec %s needs a command after it", a);
+        }
+        spec_argv[nspecs - 1] = (const char *const *)&argv[i + 1];
+        break;
+      }
     }
 #undef VALUE
   }
   allow[nallow] = NULL;
+  allow_cmd[nallow_cmd] = NULL;
+  if (nstdio > 1) {
+    return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
+  }
 
   if (server && (name || broker || listen || nspecs || nallow)) {
     return usage_error("%s", "-server runs a broker only; -name, -broker, "
@@ -163,8 +214,8 @@ int main(int argc, char **argv) {
       return usage_error("%s", "nothing to do: give -listen and/or a "
                                "forward SPEC");
     }
-    if (nallow && !listen) {
-      return usage_error("%s", "-allow needs -listen");
+    if ((nallow || nallow_cmd) && !listen) {
+      return usage_error("%s", "-allow and -allow-command need -listen");
     }
   }
 
@@ -198,14 +249,25 @@ int main(int argc, char **argv) {
     cfg.broker_key = broker_key;
     cfg.listen = listen;
     cfg.allow = nallow ? allow : NULL;
+    cfg.allow_commands = nallow_cmd ? allow_cmd : NULL;
     cfg.connect_timeout_ms = (uint32_t)timeout_s * 1000;
     cfg.log_level = level;
+    /* A stdin/stdout session speaks through stdout: keep stderr for
+     * what goes wrong unless asked for more. */
+    if (nstdio && level == NATTER_LOG_INFO) {
+      cfg.log_level = NATTER_LOG_WARN;
+    }
     cfg.on_event = on_event;
     cfg.user_data = &app;
     rv = natter_client_new(&c, app.base, &cfg);
     for (size_t i = 0; rv == 0 && i < nspecs; i++) {
       char err[512];
-      rv = natter_client_add_forward(c, specs[i], err, sizeof(err));
+      natter_forward *f = NULL;
+      rv = natter_client_add_forward_spec(c, specs[i], spec_argv[i], &f, err,
+                                          sizeof(err));
+      if (rv == 0 && specs[i][0] == ':') {
+        app.session = f;
+      }
       if (rv != 0) {
         fprintf(stderr, "natter: %s\n", err);
       }

@@ -17,6 +17,7 @@
 #ifndef NATTER_H
 #define NATTER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -121,26 +122,39 @@ NATTER_EXPORT void natter_broker_get_stats(const natter_broker *broker,
 /* ------------------------------------------------------------------ */
 /* Client                                                              */
 
-typedef struct natter_client natter_client; /* opaque */
+typedef struct natter_client natter_client;   /* opaque */
+typedef struct natter_forward natter_forward; /* opaque, owned by its client */
 
 typedef enum natter_event_type {
-  NATTER_EVENT_CHECKED_IN = 1,  /* the broker accepted us */
-  NATTER_EVENT_FATAL,           /* the client cannot go on (name taken,
-                                   broker unreachable at start, ...): error
-                                   and message say why; free the client */
-  NATTER_EVENT_PEER_CONNECTED,  /* peer connection up; peer is set */
-  NATTER_EVENT_PEER_DISCONNECTED,
-  NATTER_EVENT_PEER_FAILED,     /* introduction or hole punching failed */
-  NATTER_EVENT_FORWARD_FAILED   /* one forwarded connection failed */
+  NATTER_EVENT_CHECKED_IN = 1,    /* the broker accepted us */
+  NATTER_EVENT_FATAL,             /* the client cannot go on (name taken,
+                                     broker unreachable at start, ...): free
+                                     it once back from the callback */
+  NATTER_EVENT_PEER_CONNECTED,    /* peer connection up; peer is set */
+  NATTER_EVENT_PEER_DISCONNECTED, /* an established peer connection ended */
+  NATTER_EVENT_PEER_FAILED,       /* introduction or hole punching failed */
+  NATTER_EVENT_FORWARD_OPENED,    /* the peer accepted one connection of
+                                     |forward| and connected its target */
+  NATTER_EVENT_FORWARD_CLOSED,    /* one connection of |forward| ended
+                                     cleanly; exit_status for commands */
+  NATTER_EVENT_FORWARD_FAILED     /* one connection of |forward| failed:
+                                     error and message say why */
 } natter_event_type;
 
 typedef struct natter_event {
   natter_event_type type;
-  int error;           /* NATTER_ERR_* or 0 */
-  const char *peer;    /* peer name or NULL */
-  const char *message; /* one line for a user */
+  int error;                /* NATTER_ERR_* or 0 */
+  const char *peer;         /* peer name or NULL */
+  const char *message;      /* one line for a user */
+  natter_forward *forward;  /* FORWARD_* events, else NULL */
+  int exit_status;          /* FORWARD_CLOSED of a remote command: its exit
+                               status (128+N when killed by signal N);
+                               otherwise -1 */
 } natter_event;
 
+/* Events arrive from inside the event loop. A callback may add forwards,
+ * but must not free the client or remove the forward it is told about;
+ * break the loop (or defer) and do that afterwards. */
 typedef void (*natter_event_fn)(natter_client *client,
                                 const natter_event *event, void *user_data);
 
@@ -148,15 +162,19 @@ typedef struct natter_client_config {
   const char *name;          /* this client's name at the broker; required */
   const char *broker;        /* "host:port"; required */
   const char *identity_file; /* NULL: ~/.config/natter/NAME.key, created
-                                with mode 0600 on first use */
+                                with mode 0600 on first use; "": an
+                                ephemeral in-memory key */
   const char *broker_key;    /* hex SHA-256 fingerprint to pin the broker's
                                 key; NULL: accept any broker key */
   int listen;                /* nonzero: accept forwards from peers, to
                                 this machine's loopback by default */
   const char *const *allow;  /* NULL-terminated extra targets a listener
-                                accepts: "HOST:PORT", "HOST:*" or "*" */
-  uint32_t connect_timeout_ms; /* broker answer and hole punching budget;
-                                  default 10000 */
+                                accepts: "HOST:PORT", "HOST:*", "HOST" or
+                                "*"; NULL: loopback only */
+  const char *const *allow_commands; /* NULL-terminated programs peers may
+                                run here, matched exactly against argv[0],
+                                or "*" for any; NULL: none */
+  uint32_t connect_timeout_ms; /* hole punching budget; default 10000 */
   natter_log_fn log;           /* NULL: lines on stderr */
   natter_log_level log_level;  /* default NATTER_LOG_INFO */
   natter_event_fn on_event;    /* may be NULL */
@@ -168,16 +186,8 @@ NATTER_EXPORT void natter_client_config_default(natter_client_config *cfg);
 /* Creates a client on |base|; it checks in at the broker once the loop
  * runs. Returns 0 and sets *pclient, or a negative NATTER_ERR_*. */
 NATTER_EXPORT int natter_client_new(natter_client **pclient,
-                                     struct event_base *base,
-                                     const natter_client_config *cfg);
-
-/* Adds a forward from a spec "LOCALPORT:PEER[:HOST]:PORT". The local port
- * is bound on 127.0.0.1 at once, so NATTER_ERR_ADDR_IN_USE is reported
- * here. Returns 0 or a negative NATTER_ERR_*; |err| (may be NULL) receives
- * a one-line reason. */
-NATTER_EXPORT int natter_client_add_forward(natter_client *client,
-                                            const char *spec, char *err,
-                                            unsigned errlen);
+                                    struct event_base *base,
+                                    const natter_client_config *cfg);
 
 /* Closes every forward and peer connection and frees the client. NULL is a
  * no-op. Must not be called from inside one of the client's callbacks. */
@@ -185,6 +195,78 @@ NATTER_EXPORT void natter_client_free(natter_client *client);
 
 /* This client's key fingerprint as 64 lowercase hex digits. */
 NATTER_EXPORT const char *natter_client_fingerprint(const natter_client *c);
+
+/* ------------------------------------------------------------------ */
+/* Forwards                                                            */
+
+typedef struct natter_forward_config {
+  const char *peer;        /* peer name; required */
+  uint16_t local_port;     /* listen on this TCP port; 0: use the fds */
+  const char *bind;        /* listen address; NULL: "127.0.0.1" */
+  int in_fd, out_fd;       /* local_port 0: one session that reads in_fd
+                              and writes out_fd (may be equal, e.g. a
+                              socket). The forward owns them from here on
+                              and closes them when the session ends.
+                              Default -1. */
+  int err_fd;              /* where a remote command's stderr goes;
+                              default 2; -1 discards it */
+  const char *host;        /* target host as the peer reaches it; NULL or
+                              "": the peer's loopback */
+  uint16_t port;           /* target port (1..65535) unless argv is set */
+  const char *const *argv; /* NULL-terminated remote command to run on the
+                              peer instead of connecting host:port */
+} natter_forward_config;
+
+NATTER_EXPORT void
+natter_forward_config_default(natter_forward_config *cfg);
+
+/* Adds a forward. A TCP port is bound at once, so NATTER_ERR_ADDR_IN_USE
+ * is reported here; an fd session starts connecting to the peer at once.
+ * On success *pforward (may be NULL) names the forward; it belongs to the
+ * client. |err| (may be NULL) receives a one-line reason on failure. */
+NATTER_EXPORT int natter_client_add_forward(natter_client *client,
+                                            const natter_forward_config *cfg,
+                                            natter_forward **pforward,
+                                            char *err, size_t errlen);
+
+/* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
+ * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
+ * with |argv| the remote command. Specs without a local port use fds 0
+ * and 1. */
+NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
+                                                 const char *spec,
+                                                 const char *const *argv,
+                                                 natter_forward **pforward,
+                                                 char *err, size_t errlen);
+
+/* Stops listening and closes the forward's connections (resetting their
+ * streams). NULL is a no-op. Not from inside an event about |forward|. */
+NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
+
+typedef struct natter_forward_stats {
+  uint64_t connections; /* connections started */
+  uint64_t active;      /* connections open now */
+  uint64_t failures;    /* connections that failed */
+  uint64_t bytes_sent;  /* local -> peer */
+  uint64_t bytes_received; /* peer -> local */
+} natter_forward_stats;
+
+NATTER_EXPORT void natter_forward_get_stats(const natter_forward *forward,
+                                            natter_forward_stats *stats);
+
+typedef struct natter_peer_stats {
+  int connected;           /* 1 while the QUIC connection is up */
+  uint64_t rtt_us;         /* smoothed round-trip time */
+  uint64_t bytes_sent;     /* UDP payload bytes on the connection */
+  uint64_t bytes_received;
+  uint64_t streams;        /* forwarded connections open now */
+} natter_peer_stats;
+
+/* Fills |stats| for |peer|. Returns 0, or NATTER_ERR_PEER_UNKNOWN when
+ * this client never dealt with that peer. */
+NATTER_EXPORT int natter_client_get_peer_stats(const natter_client *client,
+                                               const char *peer,
+                                               natter_peer_stats *stats);
 
 #ifdef __cplusplus
 }

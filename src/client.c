@@ -18,24 +18,49 @@
 
 static void broker_connect(natter_client *c);
 
-void nt_client_emit(natter_client *c, natter_event_type type, int error,
-                    const char *peer, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
+static void emit_v(natter_client *c, natter_event_type type, int error,
+                   const char *peer, nt_forward *forward, int exit_status,
+                   const char *fmt, va_list ap) {
+  char msg[600];
   natter_log_level level = NATTER_LOG_INFO;
 
-  va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
   if (type == NATTER_EVENT_FATAL || type == NATTER_EVENT_PEER_FAILED ||
       type == NATTER_EVENT_FORWARD_FAILED) {
     level = NATTER_LOG_ERROR;
+  } else if (type == NATTER_EVENT_FORWARD_OPENED ||
+             type == NATTER_EVENT_FORWARD_CLOSED) {
+    level = NATTER_LOG_DEBUG; /* one per connection: only with -v */
   }
   nt_log_printf(&c->log, level, "%s", msg);
   if (c->on_event) {
-    natter_event ev = {type, error, peer, msg};
+    natter_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.error = error;
+    ev.peer = peer;
+    ev.message = msg;
+    ev.forward = forward;
+    ev.exit_status = exit_status;
     c->on_event(c, &ev, c->user_data);
   }
+}
+
+void nt_client_emit(natter_client *c, natter_event_type type, int error,
+                    const char *peer, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit_v(c, type, error, peer, NULL, -1, fmt, ap);
+  va_end(ap);
+}
+
+void nt_client_emit_forward(natter_client *c, natter_event_type type,
+                            int error, const char *peer, nt_forward *forward,
+                            int exit_status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit_v(c, type, error, peer, forward, exit_status, fmt, ap);
+  va_end(ap);
 }
 
 static void fatal(natter_client *c, int error, const char *fmt, ...)
@@ -386,6 +411,36 @@ static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
 }
 
+/* Copies a NULL-terminated string list; *pn counts what was copied so a
+ * partial copy frees cleanly. */
+static int copy_list(const char *const *in, char ***pout, size_t *pn) {
+  size_t n = 0;
+  if (!in) {
+    return 0;
+  }
+  while (in[n]) {
+    n++;
+  }
+  *pout = calloc(n + 1, sizeof(char *));
+  if (!*pout) {
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!((*pout)[i] = strdup(in[i]))) {
+      return -1;
+    }
+    (*pn)++;
+  }
+  return 0;
+}
+
+static void free_list(char **list, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(list[i]);
+  }
+  free(list);
+}
+
 int natter_client_new(natter_client **pclient, struct event_base *base,
                       const natter_client_config *cfg) {
   char err[512], path[1024];
@@ -428,21 +483,10 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
       (cfg->identity_file && !c->identity_path)) {
     goto fail;
   }
-  if (cfg->allow) {
-    size_t n = 0;
-    while (cfg->allow[n]) {
-      n++;
-    }
-    c->allow = calloc(n + 1, sizeof(char *));
-    if (!c->allow) {
-      goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-      if (!(c->allow[i] = strdup(cfg->allow[i]))) {
-        goto fail;
-      }
-      c->nallow++;
-    }
+  if (copy_list(cfg->allow, &c->allow, &c->nallow) != 0 ||
+      copy_list(cfg->allow_commands, &c->allow_commands,
+                &c->nallow_commands) != 0) {
+    goto fail;
   }
   if (cfg->broker_key) {
     if (nt_fingerprint_parse(c->broker_key, cfg->broker_key) != 0) {
@@ -527,14 +571,39 @@ fail:
   return rv;
 }
 
-int natter_client_add_forward(natter_client *c, const char *text, char *err,
-                              unsigned errlen) {
+int natter_client_add_forward(natter_client *c,
+                              const natter_forward_config *cfg,
+                              natter_forward **pforward, char *err,
+                              size_t errlen) {
   char buf[256];
+  if (!err || errlen == 0) {
+    err = buf;
+    errlen = sizeof(buf);
+  }
+  if (pforward) {
+    *pforward = NULL;
+  }
+  if (!c || !cfg) {
+    snprintf(err, errlen, "invalid argument");
+    return NATTER_ERR_INVALID;
+  }
+  return nt_forward_add(c, cfg, pforward, err, errlen);
+}
+
+int natter_client_add_forward_spec(natter_client *c, const char *text,
+                                   const char *const *argv,
+                                   natter_forward **pforward, char *err,
+                                   size_t errlen) {
+  char buf[256];
+  natter_forward_config cfg;
   nt_spec spec;
 
   if (!err || errlen == 0) {
     err = buf;
     errlen = sizeof(buf);
+  }
+  if (pforward) {
+    *pforward = NULL;
   }
   if (!c || !text) {
     snprintf(err, errlen, "invalid argument");
@@ -543,27 +612,65 @@ int natter_client_add_forward(natter_client *c, const char *text, char *err,
   if (nt_spec_parse(&spec, text, err, errlen) != 0) {
     return NATTER_ERR_SPEC;
   }
-  if (spec.local_port == 0 || spec.is_command) {
+  if (spec.is_command && (!argv || !argv[0])) {
     snprintf(err, errlen,
-             "spec \"%.80s\": stdin/stdout and remote commands are not "
-             "supported by this version",
-             text);
+             "spec \"%.80s\" ends in \"%s:\": give the command to run on %s "
+             "after it",
+             text, spec.peer, spec.peer);
     return NATTER_ERR_SPEC;
   }
-  if (strcmp(spec.peer, c->name) == 0) {
-    snprintf(err, errlen, "spec \"%.80s\": %s cannot forward to itself", text,
-             c->name);
+  if (!spec.is_command && argv && argv[0]) {
+    snprintf(err, errlen,
+             "spec \"%.80s\" names a port, so \"%.40s\" is not expected "
+             "after it (a command needs the form LOCALPORT:PEER: CMD)",
+             text, argv[0]);
     return NATTER_ERR_SPEC;
   }
-  return nt_forward_add(c, &spec, err, errlen);
+  natter_forward_config_default(&cfg);
+  cfg.peer = spec.peer;
+  cfg.local_port = spec.local_port;
+  cfg.host = spec.host;
+  cfg.port = spec.port;
+  cfg.argv = spec.is_command ? argv : NULL;
+  if (spec.local_port == 0) {
+    cfg.in_fd = 0;
+    cfg.out_fd = 1;
+  }
+  int rv = nt_forward_add(c, &cfg, pforward, err, errlen);
+  if (rv == NATTER_ERR_INVALID) {
+    char inner[256];
+    snprintf(inner, sizeof(inner), "%s", err);
+    snprintf(err, errlen, "spec \"%.80s\": %s", text, inner);
+    rv = NATTER_ERR_SPEC;
+  }
+  return rv;
+}
+
+int natter_client_get_peer_stats(const natter_client *c, const char *name,
+                                 natter_peer_stats *stats) {
+  if (!c || !name || !stats) {
+    return NATTER_ERR_INVALID;
+  }
+  memset(stats, 0, sizeof(*stats));
+  nt_peer *p = nt_peer_find((natter_client *)c, name);
+  if (!p) {
+    return NATTER_ERR_PEER_UNKNOWN;
+  }
+  if (p->conn && p->state == NT_PEER_CONNECTED) {
+    stats->connected = 1;
+    nt_conn_get_stats(p->conn, &stats->rtt_us, &stats->bytes_sent,
+                      &stats->bytes_received);
+  }
+  stats->streams = nt_tunnel_count_for_peer((natter_client *)c, name);
+  return 0;
 }
 
 void natter_client_free(natter_client *c) {
   if (!c) {
     return;
   }
+  nt_tunnel_free_all(c); /* tunnels point at forwards: they go first */
   nt_forward_free_all(c);
-  nt_tunnel_free_all(c);
   nt_peer_free_all(c);
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   if (c->reconnect_ev) {
@@ -573,10 +680,8 @@ void natter_client_free(natter_client *c) {
     evdns_base_free(c->dns, 1);
   }
   nt_identity_free(c->identity);
-  for (size_t i = 0; i < c->nallow; i++) {
-    free(c->allow[i]);
-  }
-  free(c->allow);
+  free_list(c->allow, c->nallow);
+  free_list(c->allow_commands, c->nallow_commands);
   free(c->ctl_reader);
   free(c->name);
   free(c->broker_text);

@@ -14,7 +14,7 @@
 
 typedef struct nt_peer nt_peer;
 typedef struct nt_tunnel nt_tunnel;
-typedef struct nt_forward nt_forward;
+typedef struct natter_forward nt_forward;
 
 #define NT_MAX_LOCAL_ADDRS 8
 #define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
@@ -52,6 +52,8 @@ struct natter_client {
   char *name, *broker_text, *identity_path;
   char **allow;
   size_t nallow;
+  char **allow_commands;
+  size_t nallow_commands;
   int listen;
   int broker_pinned;
   uint8_t broker_key[NT_FINGERPRINT_LEN];
@@ -82,6 +84,10 @@ struct natter_client {
 void nt_client_emit(natter_client *c, natter_event_type type, int error,
                     const char *peer, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+void nt_client_emit_forward(natter_client *c, natter_event_type type,
+                            int error, const char *peer, nt_forward *forward,
+                            int exit_status, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 /* Sends ConnectRequest for |peer|; returns 0 or -1 (broker not ready). */
 int nt_client_request_peer(natter_client *c, nt_peer *peer);
 int nt_client_target_allowed(natter_client *c, const char *host,
@@ -92,6 +98,8 @@ nt_peer *nt_peer_find(natter_client *c, const char *name);
 nt_peer *nt_peer_get(natter_client *c, const char *name);
 /* Queues |t| until the peer connection is up, starting it if needed. */
 void nt_peer_submit(nt_peer *peer, nt_tunnel *t);
+/* Takes |t| off whatever peer queue holds it. */
+void nt_peer_unqueue(natter_client *c, nt_tunnel *t);
 void nt_peer_on_introduction(natter_client *c, const void *intro);
 void nt_peer_on_connect_result(natter_client *c, uint32_t request_id,
                                int code, const char *message);
@@ -103,25 +111,43 @@ int nt_peer_accept(natter_client *c, const struct sockaddr *from,
 void nt_peer_broker_ready(natter_client *c);
 void nt_peer_free_all(natter_client *c);
 
+/* A forward: a listening TCP port or one fd session, and the target. */
+struct natter_forward {
+  natter_client *client;
+  char peer[NT_NAME_MAX + 1];
+  char host[NT_HOST_MAX + 1]; /* "" : the peer's loopback */
+  uint16_t port;
+  uint16_t local_port;
+  char **argv; /* remote command, NULL-terminated, or NULL */
+  int err_fd;
+  struct evconnlistener *listener; /* NULL for an fd session */
+  natter_forward_stats stats;
+  natter_forward *next, *prev;
+};
+
 /* tunnel.c */
-/* A local connection (accepted socket |fd|, owned from here on) to be
- * carried to |spec|'s target on |spec->peer|. */
-nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, int fd,
-                                  const nt_spec *spec);
+/* A local connection to carry to |f|'s target: reads |in_fd|, writes
+ * |out_fd| (equal for a socket); owns both from here on. */
+nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
+                                  int out_fd);
 /* The peer connection is up: open the stream. */
 void nt_tunnel_start(nt_tunnel *t, nt_conn *conn);
 /* The peer connection could not be made: close the local side. */
-void nt_tunnel_fail(nt_tunnel *t, const char *why);
-/* The peer opened |stream| on |conn|: serve a StreamOpen. */
+void nt_tunnel_fail(nt_tunnel *t, int error, const char *why);
+/* The peer opened |stream|: serve its StreamOpen. */
 void nt_tunnel_accept_stream(natter_client *c, nt_peer *peer,
                              nt_stream *stream);
+/* Aborts every tunnel of |f| and forgets |f|. */
+void nt_tunnel_detach_forward(natter_client *c, nt_forward *f);
 void nt_tunnel_free_all(natter_client *c);
 nt_tunnel *nt_tunnel_next_waiting(nt_tunnel *t);
 void nt_tunnel_set_next_waiting(nt_tunnel *t, nt_tunnel *next);
+const char *nt_tunnel_peer(const nt_tunnel *t);
+size_t nt_tunnel_count_for_peer(natter_client *c, const char *peer);
 
 /* forward.c */
-int nt_forward_add(natter_client *c, const nt_spec *spec, char *err,
-                   size_t errlen);
+int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
+                   nt_forward **pforward, char *err, size_t errlen);
 void nt_forward_free_all(natter_client *c);
 
 #endif

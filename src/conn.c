@@ -457,6 +457,7 @@ static void write_streams(nt_conn *conn) {
       segsize = (size_t)n;
     }
     buflen += (size_t)n;
+    conn->tx_bytes += (size_t)n;
     npkts++;
     if ((size_t)n < segsize) {
       nt_endpoint_send_packets(ep, buf, buflen, segsize,
@@ -739,6 +740,7 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
   if (conn->closing) {
     return;
   }
+  conn->rx_bytes += len;
   ngtcp2_path path = {
       {(struct sockaddr *)&ep->local.ss, ep->local.len},
       {(struct sockaddr *)from, fromlen},
@@ -788,6 +790,15 @@ const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn) {
 
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn) {
   return conn->established ? conn->peer_fp : NULL;
+}
+
+void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
+                       uint64_t *rx) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  *rtt_us = st.smoothed_rtt / NGTCP2_MICROSECONDS;
+  *tx = conn->tx_bytes;
+  *rx = conn->rx_bytes;
 }
 
 int nt_conn_is_established(const nt_conn *conn) {

@@ -113,6 +113,9 @@ const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
 /* The peer's key fingerprint once established, else NULL. */
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
 int nt_conn_is_established(const nt_conn *conn);
+/* Smoothed RTT and the UDP payload bytes this connection sent/received. */
+void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
+                       uint64_t *rx);
 
 /* ---- streams ---- */
 

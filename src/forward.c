@@ -1,5 +1,5 @@
-/* Local forwards: a TCP port on 127.0.0.1 whose connections are carried to
- * a target on a peer. */
+/* Forwards: a listening TCP port, or one fd session (stdin/stdout), whose
+ * connections are carried to a target (or a command) on a peer. */
 #include <errno.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -10,93 +10,229 @@
 
 #include "client_internal.h"
 
-struct nt_forward {
-  natter_client *client;
-  nt_spec spec;
-  struct evconnlistener *listener;
-  nt_forward *next;
-};
+#define FORWARD_MAX_ARGV 256
+#define FORWARD_MAX_ARGV_BYTES 8192
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg) {
-  nt_forward *f = arg;
+static void start_connection(nt_forward *f, int in_fd, int out_fd) {
   natter_client *c = f->client;
-  (void)l;
-  (void)sa;
-  (void)salen;
-
-  nt_peer *peer = nt_peer_get(c, f->spec.peer);
-  nt_tunnel *t = peer ? nt_tunnel_new_outgoing(c, fd, &f->spec) : NULL;
+  nt_peer *peer = nt_peer_get(c, f->peer);
+  nt_tunnel *t = peer ? nt_tunnel_new_outgoing(c, f, in_fd, out_fd) : NULL;
   if (!t) {
     if (!peer) {
-      close(fd);
+      close(in_fd);
+      if (out_fd != in_fd) {
+        close(out_fd);
+      }
     }
-    nt_warn(&c->log, "local port %u: out of memory; connection dropped",
-            f->spec.local_port);
+    nt_warn(&c->log, "out of memory; a connection to %s was dropped",
+            f->peer);
     return;
   }
   nt_peer_submit(peer, t);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg) {
+  (void)l;
+  (void)sa;
+  (void)salen;
+  start_connection(arg, fd, fd);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg) {
   nt_forward *f = arg;
   (void)l;
   /* EMFILE and friends: keep the listener, the next accept may work. */
-  nt_warn(&f->client->log, "local port %u: accept failed: %s",
-          f->spec.local_port, strerror(errno));
+  nt_warn(&f->client->log, "local port %u: accept failed: %s", f->local_port,
+          strerror(errno));
 }
 
-int nt_forward_add(natter_client *c, const nt_spec *spec, char *err,
-                   size_t errlen) {
-  struct sockaddr_in sin;
-  nt_forward *f = calloc(1, sizeof(*f));
+static void forward_free(nt_forward *f) {
+  if (f->listener) {
+    evconnlistener_free(f->listener);
+  }
+  if (f->argv) {
+    for (size_t i = 0; f->argv[i]; i++) {
+      free(f->argv[i]);
+    }
+    free(f->argv);
+  }
+  free(f);
+}
 
+static int copy_argv(nt_forward *f, const char *const *argv, char *err,
+                     size_t errlen) {
+  size_t n = 0, bytes = 0;
+  while (argv[n]) {
+    bytes += strlen(argv[n]) + 1;
+    n++;
+  }
+  if (n == 0 || n > FORWARD_MAX_ARGV || bytes > FORWARD_MAX_ARGV_BYTES) {
+    snprintf(err, errlen,
+             n == 0 ? "empty remote command"
+                    : "remote command too long (at most 256 arguments, 8 KiB)");
+    return NATTER_ERR_INVALID;
+  }
+  f->argv = calloc(n + 1, sizeof(char *));
+  if (!f->argv) {
+    snprintf(err, errlen, "out of memory");
+    return NATTER_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!(f->argv[i] = strdup(argv[i]))) {
+      snprintf(err, errlen, "out of memory");
+      return NATTER_ERR_NOMEM;
+    }
+  }
+  return 0;
+}
+
+static void describe_target(const nt_forward *f, char *out, size_t outlen) {
+  if (f->argv) {
+    snprintf(out, outlen, "%s: %.60s%s", f->peer, f->argv[0],
+             f->argv[1] ? " ..." : "");
+  } else if (!f->host[0]) {
+    snprintf(out, outlen, "%s:%u", f->peer, f->port);
+  } else if (strchr(f->host, ':')) {
+    snprintf(out, outlen, "%s:[%.60s]:%u", f->peer, f->host, f->port);
+  } else {
+    snprintf(out, outlen, "%s:%.60s:%u", f->peer, f->host, f->port);
+  }
+}
+
+int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
+                   nt_forward **pforward, char *err, size_t errlen) {
+  char target[NT_NAME_MAX + 100];
+  int rv;
+
+  if (!cfg->peer || !nt_name_valid(cfg->peer)) {
+    snprintf(err, errlen, "invalid peer name");
+    return NATTER_ERR_INVALID;
+  }
+  if (strcmp(cfg->peer, c->name) == 0) {
+    snprintf(err, errlen, "%s cannot forward to itself", c->name);
+    return NATTER_ERR_INVALID;
+  }
+  if (!cfg->argv && cfg->port == 0) {
+    snprintf(err, errlen, "target port must be 1..65535");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->host && strlen(cfg->host) > NT_HOST_MAX) {
+    snprintf(err, errlen, "target host name too long");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->local_port == 0 && (cfg->in_fd < 0 || cfg->out_fd < 0)) {
+    snprintf(err, errlen, "give a local port, or both in_fd and out_fd");
+    return NATTER_ERR_INVALID;
+  }
+  nt_forward *f = calloc(1, sizeof(*f));
   if (!f) {
     snprintf(err, errlen, "out of memory");
     return NATTER_ERR_NOMEM;
   }
   f->client = c;
-  f->spec = *spec;
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = htons(spec->local_port);
-  f->listener = evconnlistener_new_bind(
-      c->base, accept_cb, f,
-      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 128,
-      (struct sockaddr *)&sin, sizeof(sin));
-  if (!f->listener) {
-    int e = errno;
-    snprintf(err, errlen,
-             "cannot listen on 127.0.0.1:%u: %s%s", spec->local_port,
-             strerror(e),
-             e == EADDRINUSE ? " (port already in use: pick another local "
-                               "port or stop what uses it)"
-                             : "");
-    free(f);
-    return e == EADDRINUSE ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
+  snprintf(f->peer, sizeof(f->peer), "%s", cfg->peer);
+  snprintf(f->host, sizeof(f->host), "%s", cfg->host ? cfg->host : "");
+  f->port = cfg->argv ? 0 : cfg->port;
+  f->local_port = cfg->local_port;
+  f->err_fd = cfg->err_fd;
+  if (cfg->argv && (rv = copy_argv(f, cfg->argv, err, errlen)) != 0) {
+    forward_free(f);
+    return rv;
   }
-  evconnlistener_set_error_cb(f->listener, accept_error_cb);
-  f->next = c->forwards;
-  c->forwards = f;
-  char target[NT_HOST_MAX + 16];
-  if (!spec->host[0]) {
-    snprintf(target, sizeof(target), "%u", spec->port);
-  } else if (strchr(spec->host, ':')) {
-    snprintf(target, sizeof(target), "[%s]:%u", spec->host, spec->port);
+  describe_target(f, target, sizeof(target));
+  if (cfg->local_port) {
+    nt_addr bind;
+    char addrerr[200];
+    const char *host = cfg->bind ? cfg->bind : "127.0.0.1";
+    char text[300];
+    snprintf(text, sizeof(text), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+             host, cfg->local_port);
+    if (nt_addr_parse(&bind, text, "127.0.0.1", addrerr, sizeof(addrerr)) !=
+        0) {
+      snprintf(err, errlen, "bad bind address: %s", addrerr);
+      forward_free(f);
+      return NATTER_ERR_INVALID;
+    }
+    f->listener = evconnlistener_new_bind(
+        c->base, accept_cb, f,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+        SOMAXCONN, (struct sockaddr *)&bind.ss, bind.len);
+    if (!f->listener) {
+      int e = errno;
+      snprintf(err, errlen, "cannot listen on %s:%u: %s%s", host,
+               cfg->local_port, strerror(e),
+               e == EADDRINUSE ? " (port already in use: pick another local "
+                                 "port or stop what uses it)"
+                               : "");
+      forward_free(f);
+      return e == EADDRINUSE ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
+    }
+    evconnlistener_set_error_cb(f->listener, accept_error_cb);
+    nt_info(&c->log, "forwarding %s:%u -> %s", host, cfg->local_port, target);
   } else {
-    snprintf(target, sizeof(target), "%s:%u", spec->host, spec->port);
+    nt_debug(&c->log, "stdin/stdout -> %s", target);
   }
-  nt_info(&c->log, "forwarding 127.0.0.1:%u -> %s:%s", spec->local_port,
-          spec->peer, target);
+  f->next = c->forwards;
+  if (c->forwards) {
+    c->forwards->prev = f;
+  }
+  c->forwards = f;
+  if (!cfg->local_port) {
+    start_connection(f, cfg->in_fd, cfg->out_fd);
+  }
+  if (pforward) {
+    *pforward = f;
+  }
   return 0;
+}
+
+static void unlink_forward(natter_client *c, nt_forward *f) {
+  if (f->prev) {
+    f->prev->next = f->next;
+  } else {
+    c->forwards = f->next;
+  }
+  if (f->next) {
+    f->next->prev = f->prev;
+  }
+}
+
+void natter_forward_remove(natter_forward *f) {
+  if (!f) {
+    return;
+  }
+  nt_tunnel_detach_forward(f->client, f);
+  unlink_forward(f->client, f);
+  forward_free(f);
+}
+
+void natter_forward_get_stats(const natter_forward *f,
+                              natter_forward_stats *stats) {
+  if (!stats) {
+    return;
+  }
+  if (!f) {
+    memset(stats, 0, sizeof(*stats));
+    return;
+  }
+  *stats = f->stats;
+}
+
+void natter_forward_config_default(natter_forward_config *cfg) {
+  if (!cfg) {
+    return;
+  }
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->in_fd = -1;
+  cfg->out_fd = -1;
+  cfg->err_fd = 2;
 }
 
 void nt_forward_free_all(natter_client *c) {
   while (c->forwards) {
     nt_forward *f = c->forwards;
-    c->forwards = f->next;
-    evconnlistener_free(f->listener);
-    free(f);
+    unlink_forward(c, f);
+    forward_free(f);
   }
 }

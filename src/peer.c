@@ -62,7 +62,7 @@ static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
 
 /* Ends whatever was in progress; local connections still waiting are
  * closed with |why| (NULL keeps them waiting). */
-static void peer_reset(nt_peer *p, const char *why) {
+static void peer_reset(nt_peer *p, int error, const char *why) {
   event_del(p->timer);
   p->state = NT_PEER_IDLE;
   p->have_probe_from = 0;
@@ -72,7 +72,27 @@ static void peer_reset(nt_peer *p, const char *why) {
       p->waiting = nt_tunnel_next_waiting(t);
       nt_tunnel_set_next_waiting(t, NULL);
       p->nwaiting--;
-      nt_tunnel_fail(t, why);
+      nt_tunnel_fail(t, error, why);
+    }
+  }
+}
+
+void nt_peer_unqueue(natter_client *c, nt_tunnel *t) {
+  for (nt_peer *p = c->peers; p; p = p->next) {
+    nt_tunnel *prev = NULL;
+    for (nt_tunnel *cur = p->waiting; cur;
+         prev = cur, cur = nt_tunnel_next_waiting(cur)) {
+      if (cur != t) {
+        continue;
+      }
+      if (prev) {
+        nt_tunnel_set_next_waiting(prev, nt_tunnel_next_waiting(t));
+      } else {
+        p->waiting = nt_tunnel_next_waiting(t);
+      }
+      nt_tunnel_set_next_waiting(t, NULL);
+      p->nwaiting--;
+      return;
     }
   }
 }
@@ -86,9 +106,9 @@ static void peer_fail(nt_peer *p, int error, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  peer_reset(p, msg);
   nt_client_emit(p->client, NATTER_EVENT_PEER_FAILED, error, p->name, "%s",
                  msg);
+  peer_reset(p, error, msg);
 }
 
 static void start_waiting(nt_peer *p) {
@@ -107,7 +127,8 @@ void nt_peer_submit(nt_peer *p, nt_tunnel *t) {
     return;
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
-    nt_tunnel_fail(t, "too many connections waiting for the peer");
+    nt_tunnel_fail(t, NATTER_ERR_NOMEM,
+                   "too many connections waiting for the peer");
     return;
   }
   nt_tunnel_set_next_waiting(t, p->waiting);
@@ -122,7 +143,7 @@ void nt_peer_submit(nt_peer *p, nt_tunnel *t) {
                    (uint64_t)p->client->connect_timeout_ms * 1000000ull;
   arm_peer_timer(p, p->deadline_ns);
   if (nt_client_request_peer(p->client, p) != 0) {
-    nt_info(&p->client->log, "%s: waiting for the broker session before "
+    nt_debug(&p->client->log, "%s: waiting for the broker session before "
                              "asking for the peer",
             p->name);
   }
@@ -210,7 +231,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     if (!p->initiator) {
       /* The initiator reports failures; we just stop probing. */
       nt_debug(&c->log, "%s: no connection came; stopped probing", p->name);
-      peer_reset(p, NULL);
+      peer_reset(p, 0, NULL);
       return;
     }
     char cands[400], observed[NT_ADDR_STRLEN];
@@ -402,7 +423,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
     p->conn = NULL;
   }
   if (was_connected) {
-    peer_reset(p, NULL);
+    peer_reset(p, 0, NULL);
     nt_client_emit(p->client, NATTER_EVENT_PEER_DISCONNECTED, 0, p->name,
                    "connection to %s closed (%s)", p->name,
                    reason == NT_CLOSE_IDLE ? "peer stopped answering"
@@ -422,7 +443,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
               : message && message[0]              ? message
                                                    : "TLS error");
   } else {
-    peer_reset(p, NULL);
+    peer_reset(p, 0, NULL);
     nt_warn(&p->client->log, "%s: incoming connection failed%s", p->name,
             reason == NT_CLOSE_KEY_MISMATCH ? " (key mismatch)" : "");
   }

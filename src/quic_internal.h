@@ -84,6 +84,7 @@ struct nt_conn {
   nt_stream *streams;
   nt_stream *pending_head, *pending_tail;
   uint64_t send_held; /* bytes queued and unacked on all streams */
+  uint64_t tx_bytes, rx_bytes;
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
   struct nt_conn *next, *prev;

@@ -1,15 +1,22 @@
-/* One forwarded TCP connection <-> one bidirectional QUIC stream.
+/* One forwarded connection <-> one bidirectional QUIC stream.
  *
- * The opener sends StreamOpen and waits for StreamOpenResult before it
- * reads from its TCP socket; the listener checks its rules, connects, and
- * answers. Then bytes flow both ways with backpressure: TCP is read only
- * while the stream has send room, and stream bytes are consumed (flow
- * control credit returned to the peer) only once written to TCP. FIN maps
- * to FIN, reset to reset. */
+ * The local end is a TCP socket, an fd pair (stdin/stdout), or on the
+ * listener a command's pipes. The opener sends StreamOpen and waits for
+ * StreamOpenResult before it reads local input; the listener checks its
+ * rules, connects (or spawns), and answers. Then bytes flow both ways with
+ * backpressure: local input is read only while the stream has send room,
+ * and stream bytes are consumed (flow-control credit returned to the peer)
+ * only once written locally. FIN maps to FIN, reset to reset.
+ *
+ * A command's stream carries, from listener to opener, frames instead of
+ * raw bytes: [channel u8][length u16 BE][payload], channel 1 stdout, 2
+ * stderr, 3 exit status (4 bytes BE), so stderr and the exit status reach
+ * the opener. The opener -> listener direction stays raw (stdin). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/dns.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,41 +24,77 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "client_internal.h"
 #include "wire_msg.h"
 
 #define TUNNEL_CONNECT_TIMEOUT_S 10
 #define TUNNEL_READ_MAX (256 * 1024)
+#define FRAME_HDR 3
+#define FRAME_MAX 16384
+#define CHANNEL_STDOUT 1
+#define CHANNEL_STDERR 2
+#define CHANNEL_EXIT 3
+#define MAX_ARGV 256
 
 typedef enum tunnel_state {
   T_WAIT_PEER,   /* opener: local connection waits for the peer */
   T_WAIT_RESULT, /* opener: StreamOpen sent */
   T_WAIT_OPEN,   /* listener: waiting for StreamOpen */
+  T_REFUSED,     /* listener: refused; waits for the opener to reset */
   T_RESOLVING,   /* listener: looking up the target */
   T_CONNECTING,  /* listener: TCP connect in progress */
   T_OPEN,        /* bytes flow */
-  T_DONE         /* stream gone; freed from the loop */
+  T_DONE         /* finished; freed from the loop */
 } tunnel_state;
+
+/* How a local fd is waited on: sockets, pipes and ttys with the event
+ * loop; regular files (stdin redirected from a file) are always ready and
+ * epoll refuses them. */
+typedef struct local_fd {
+  int fd;
+  int is_socket;
+  int always_ready;
+  int restore_flags; /* original O_* flags to put back, or -1 */
+} local_fd;
 
 struct nt_tunnel {
   natter_client *client;
+  nt_forward *forward; /* opener side; NULL on the listener */
   tunnel_state state;
   int opener;
-  int fd;
+  local_fd in, out;
+  int err_fd;          /* opener: where the remote stderr goes */
   nt_stream *stream;
   struct event *read_ev, *write_ev, *timer, *free_ev;
-  struct evbuffer *to_tcp;   /* stream bytes the TCP socket did not take */
+  struct evbuffer *to_local; /* stream bytes the local end did not take */
   nt_wire_reader *reader;    /* only until the header exchange is done */
   struct evdns_getaddrinfo_request *dns_req;
-  int tcp_read_done;         /* EOF or error from TCP */
-  int stream_fin;            /* FIN from the peer seen */
-  int tcp_write_shut;
+  int in_done;      /* local input reached EOF (or is not read any more) */
+  int stream_fin;   /* FIN from the peer seen */
+  int out_shut;     /* local output closed after the peer's FIN */
+  int failed;       /* a FORWARD_FAILED was reported */
+  int draining;     /* stream done cleanly; writing out what is queued */
+
+  /* remote commands */
+  int command;          /* this stream runs a command (framed downstream) */
+  nt_child child;       /* listener */
+  int have_child;
+  struct event *stderr_ev, *exit_ev;
+  int stdout_eof, stderr_eof, child_exited, child_status, exit_sent;
+  uint8_t frame_hdr[FRAME_HDR]; /* opener: frame parser */
+  size_t frame_hdr_len, frame_left;
+  int frame_channel;
+  uint8_t exit_buf[4];
+  size_t exit_len;
+  int exit_status; /* opener: received status, -1 until then */
+
   char peer[NT_NAME_MAX + 1];
   char host[NT_HOST_MAX + 1];
   uint16_t port;
-  uint16_t local_port;
   nt_tunnel *next_waiting;
   nt_tunnel *next, *prev;
 };
@@ -61,11 +104,12 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
 static void tunnel_stream_room(nt_stream *s, void *ud);
 static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
                                  void *ud);
-
 static void connect_done(nt_tunnel *t, int soerr);
+static void pump_input(nt_tunnel *t);
 
 static const nt_stream_callbacks tunnel_stream_callbacks = {
     tunnel_stream_recv, tunnel_stream_room, tunnel_stream_closed};
+static const nt_stream_callbacks no_callbacks = {NULL, NULL, NULL};
 
 nt_tunnel *nt_tunnel_next_waiting(nt_tunnel *t) {
   return t->next_waiting;
@@ -74,6 +118,66 @@ nt_tunnel *nt_tunnel_next_waiting(nt_tunnel *t) {
 void nt_tunnel_set_next_waiting(nt_tunnel *t, nt_tunnel *next) {
   t->next_waiting = next;
 }
+
+const char *nt_tunnel_peer(const nt_tunnel *t) {
+  return t->peer;
+}
+
+size_t nt_tunnel_count_for_peer(natter_client *c, const char *peer) {
+  size_t n = 0;
+  for (nt_tunnel *t = c->tunnels; t; t = t->next) {
+    n += t->stream && strcmp(t->peer, peer) == 0;
+  }
+  return n;
+}
+
+/* ---- local fds ---- */
+
+static void local_fd_init(local_fd *l, int fd) {
+  struct stat st;
+  l->fd = fd;
+  l->is_socket = 0;
+  l->always_ready = 0;
+  l->restore_flags = -1;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    return;
+  }
+  l->is_socket = S_ISSOCK(st.st_mode);
+  /* epoll takes sockets, pipes and ttys; files and devices like /dev/null
+   * are never "not ready", so they are simply read and written. */
+  l->always_ready =
+      !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) && !isatty(fd);
+  /* Non-blocking only where it is ours to change: sockets and pipes. A
+   * tty's flags are shared with the shell, so it stays as it is. */
+  if (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode)) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK)) {
+      l->restore_flags = flags;
+      fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    }
+  }
+}
+
+static void local_fd_close(local_fd *l) {
+  if (l->fd < 0) {
+    return;
+  }
+  if (l->restore_flags >= 0) {
+    fcntl(l->fd, F_SETFL, l->restore_flags);
+  }
+  close(l->fd);
+  l->fd = -1;
+}
+
+static void arm_read(nt_tunnel *t) {
+  if (t->in.always_ready) {
+    event_active(t->read_ev, EV_READ, 0);
+  } else {
+    event_add(t->read_ev, NULL);
+  }
+}
+
+/* ---- lifetime ---- */
 
 static void release(nt_tunnel *t) {
   natter_client *c = t->client;
@@ -85,27 +189,37 @@ static void release(nt_tunnel *t) {
   if (t->next) {
     t->next->prev = t->prev;
   }
+  if (t->forward && t->forward->stats.active > 0) {
+    t->forward->stats.active--;
+  }
   if (t->dns_req) {
     evdns_getaddrinfo_cancel(t->dns_req);
   }
-  if (t->read_ev) {
-    event_free(t->read_ev);
+  struct event *evs[] = {t->read_ev, t->write_ev,  t->timer,
+                         t->free_ev, t->stderr_ev, t->exit_ev};
+  for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+    if (evs[i]) {
+      event_free(evs[i]);
+    }
   }
-  if (t->write_ev) {
-    event_free(t->write_ev);
+  if (t->to_local) {
+    evbuffer_free(t->to_local);
   }
-  if (t->timer) {
-    event_free(t->timer);
+  if (t->have_child) {
+    /* The child's pipes are in/out: nt_child_destroy closes them. */
+    if (t->in.fd == t->child.stdout_fd) {
+      t->in.fd = -1;
+    }
+    if (t->out.fd == t->child.stdin_fd) {
+      t->out.fd = -1;
+    }
+    nt_child_destroy(&t->child);
   }
-  if (t->free_ev) {
-    event_free(t->free_ev);
+  if (t->out.fd == t->in.fd) {
+    t->out.fd = -1;
   }
-  if (t->to_tcp) {
-    evbuffer_free(t->to_tcp);
-  }
-  if (t->fd >= 0) {
-    close(t->fd);
-  }
+  local_fd_close(&t->in);
+  local_fd_close(&t->out);
   free(t->reader);
   free(t);
 }
@@ -116,37 +230,10 @@ static void free_cb(evutil_socket_t fd, short what, void *arg) {
   release(arg);
 }
 
-/* Ends the tunnel: a reset when |abort|, so the TCP peer sees RST rather
- * than a clean end it might mistake for complete data. The tunnel is
- * freed from the loop, never from inside a callback of its own. */
-static void tunnel_end(nt_tunnel *t, int abort) {
-  if (t->state == T_DONE) {
-    return;
-  }
-  t->state = T_DONE;
-  if (t->stream) {
-    nt_stream_set_callbacks(t->stream, &(nt_stream_callbacks){0}, NULL);
-    if (abort) {
-      nt_stream_reset(t->stream, NATTER__CODE__INTERNAL);
-    }
-    t->stream = NULL;
-  }
-  if (t->fd >= 0 && abort) {
-    struct linger lg = {1, 0};
-    setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  }
-  if (t->read_ev) {
-    event_del(t->read_ev);
-  }
-  if (t->write_ev) {
-    event_del(t->write_ev);
-  }
-  event_del(t->timer);
-  event_active(t->free_ev, EV_TIMEOUT, 0);
-}
-
 static void describe(const nt_tunnel *t, char *out, size_t outlen) {
-  if (strchr(t->host, ':')) {
+  if (t->command) {
+    snprintf(out, outlen, "%s: (command)", t->peer);
+  } else if (strchr(t->host, ':')) {
     snprintf(out, outlen, "%s:[%s]:%u", t->peer, t->host, t->port);
   } else if (t->host[0]) {
     snprintf(out, outlen, "%s:%s:%u", t->peer, t->host, t->port);
@@ -155,68 +242,246 @@ static void describe(const nt_tunnel *t, char *out, size_t outlen) {
   }
 }
 
-/* The stream and TCP are both finished in both directions. */
-static void maybe_done(nt_tunnel *t) {
-  if (t->tcp_read_done && t->tcp_write_shut) {
-    /* Wait for the stream to close (our FIN acknowledged) before freeing:
-     * the QUIC side still holds our bytes until then. */
-    event_del(t->read_ev);
+static void local_name(const nt_tunnel *t, char *out, size_t outlen) {
+  if (t->forward && t->forward->local_port) {
+    snprintf(out, outlen, "local port %u", t->forward->local_port);
+  } else {
+    snprintf(out, outlen, "stdin/stdout");
   }
 }
 
-/* ---- TCP -> stream ---- */
+static void report(nt_tunnel *t, natter_event_type type, int error,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void tcp_read_cb(evutil_socket_t fd, short what, void *arg) {
+/* Reports an event about this tunnel's forward (opener side only). */
+static void report(nt_tunnel *t, natter_event_type type, int error,
+                   const char *fmt, ...) {
+  char msg[600], where[32], what[NT_NAME_MAX + NT_HOST_MAX + 16];
+  va_list ap;
+
+  if (!t->opener) {
+    return;
+  }
+  if (type == NATTER_EVENT_FORWARD_FAILED) {
+    if (t->failed) {
+      return;
+    }
+    t->failed = 1;
+    if (t->forward) {
+      t->forward->stats.failures++;
+    }
+  }
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  local_name(t, where, sizeof(where));
+  describe(t, what, sizeof(what));
+  nt_client_emit_forward(t->client, type, error, t->peer, t->forward,
+                         type == NATTER_EVENT_FORWARD_CLOSED ? t->exit_status
+                                                             : -1,
+                         "%s -> %s: %s", where, what, msg);
+}
+
+/* Ends the tunnel: a reset when |abort|, so the far end sees an abort
+ * rather than a clean end it might mistake for complete data. Freed from
+ * the loop, never from inside one of its own callbacks. */
+static void tunnel_end(nt_tunnel *t, int abort) {
+  if (t->state == T_DONE) {
+    return;
+  }
+  t->state = T_DONE;
+  if (t->stream) {
+    nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
+    if (abort) {
+      nt_stream_reset(t->stream, NATTER__CODE__INTERNAL);
+    }
+    t->stream = NULL;
+  }
+  if (abort && t->in.fd >= 0 && t->in.is_socket) {
+    struct linger lg = {1, 0};
+    setsockopt(t->in.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  struct event *evs[] = {t->read_ev, t->write_ev, t->timer, t->stderr_ev,
+                         t->exit_ev};
+  for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+    if (evs[i]) {
+      event_del(evs[i]);
+    }
+  }
+  event_active(t->free_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- local input -> stream ---- */
+
+static void send_frame(nt_tunnel *t, int channel, const uint8_t *data,
+                       size_t len) {
+  uint8_t hdr[FRAME_HDR] = {(uint8_t)channel, (uint8_t)(len >> 8),
+                            (uint8_t)len};
+  if (nt_stream_write(t->stream, hdr, sizeof(hdr)) != 0 ||
+      (len && nt_stream_write(t->stream, data, len) != 0)) {
+    tunnel_end(t, 1);
+  }
+}
+
+/* Listener of a command: once stdout and stderr hit EOF and the process
+ * exited, the status goes out and the stream ends. */
+static void maybe_send_exit(nt_tunnel *t) {
+  if (!t->have_child || t->exit_sent || !t->stdout_eof || !t->stderr_eof ||
+      !t->child_exited || !t->stream) {
+    return;
+  }
+  uint8_t st[4] = {(uint8_t)(t->child_status >> 24),
+                   (uint8_t)(t->child_status >> 16),
+                   (uint8_t)(t->child_status >> 8), (uint8_t)t->child_status};
+  t->exit_sent = 1;
+  send_frame(t, CHANNEL_EXIT, st, sizeof(st));
+  if (t->stream) {
+    nt_stream_shutdown_write(t->stream);
+  }
+}
+
+/* Reads one framed chunk from a command's pipe; returns bytes read, 0 at
+ * EOF, -1 with errno. */
+static ssize_t read_framed(nt_tunnel *t, int fd, int channel, size_t room) {
+  uint8_t buf[FRAME_MAX];
+  size_t max = room > FRAME_HDR ? room - FRAME_HDR : 0;
+  if (max > sizeof(buf)) {
+    max = sizeof(buf);
+  }
+  if (max == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  ssize_t n = read(fd, buf, max);
+  if (n > 0) {
+    send_frame(t, channel, buf, (size_t)n);
+  }
+  return n;
+}
+
+static void pump_input(nt_tunnel *t) {
+  if (t->state != T_OPEN || !t->stream || t->in_done) {
+    return;
+  }
+  size_t room = nt_stream_send_room(t->stream);
+  if (room == 0) {
+    event_del(t->read_ev); /* tunnel_stream_room re-arms */
+    return;
+  }
+  if (room > TUNNEL_READ_MAX) {
+    room = TUNNEL_READ_MAX;
+  }
+  ssize_t n = t->have_child
+                  ? read_framed(t, t->in.fd, CHANNEL_STDOUT, room)
+                  : nt_stream_read_fd(t->stream, t->in.fd, room);
+  if (n > 0) {
+    if (t->forward) {
+      t->forward->stats.bytes_sent += (uint64_t)n;
+    }
+    if (t->in.always_ready) {
+      arm_read(t);
+    }
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return;
+  }
+  event_del(t->read_ev);
+  t->in_done = 1;
+  if (n < 0 && t->in.is_socket) {
+    tunnel_end(t, 1); /* ECONNRESET and friends: the peer sees a reset */
+    return;
+  }
+  if (t->have_child) {
+    t->stdout_eof = 1;
+    maybe_send_exit(t);
+  } else {
+    nt_stream_shutdown_write(t->stream); /* EOF travels as FIN */
+  }
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  pump_input(arg);
+}
+
+static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
   nt_tunnel *t = arg;
   (void)what;
   if (t->state != T_OPEN || !t->stream) {
     return;
   }
   size_t room = nt_stream_send_room(t->stream);
-  if (room == 0) {
-    event_del(t->read_ev); /* tunnel_stream_room re-enables */
+  /* stderr is small and must not stall stdout: it may exceed the window by
+   * one frame. */
+  ssize_t n = read_framed(t, fd, CHANNEL_STDERR, room > 4096 ? room : 4096);
+  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
     return;
   }
-  if (room > TUNNEL_READ_MAX) {
-    room = TUNNEL_READ_MAX;
-  }
-  ssize_t n = nt_stream_read_fd(t->stream, fd, room);
-  if (n > 0) {
-    return;
-  }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    return;
-  }
-  event_del(t->read_ev);
-  t->tcp_read_done = 1;
-  if (n == 0) {
-    nt_stream_shutdown_write(t->stream); /* half-close travels as FIN */
-    maybe_done(t);
-  } else {
-    tunnel_end(t, 1);
+  event_del(t->stderr_ev);
+  t->stderr_eof = 1;
+  maybe_send_exit(t);
+}
+
+static void exit_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_tunnel *t = arg;
+  (void)fd;
+  (void)what;
+  if (nt_child_reap(&t->child, &t->child_status)) {
+    event_del(t->exit_ev);
+    t->child_exited = 1;
+    maybe_send_exit(t);
   }
 }
 
 static void tunnel_stream_room(nt_stream *s, void *ud) {
   nt_tunnel *t = ud;
   (void)s;
-  if (t->state == T_OPEN && !t->tcp_read_done) {
-    event_add(t->read_ev, NULL);
+  if (t->state == T_OPEN && !t->in_done) {
+    arm_read(t);
   }
 }
 
-/* ---- stream -> TCP ---- */
+/* ---- stream -> local output ---- */
 
-static void shut_tcp_write_if_drained(nt_tunnel *t) {
-  if (t->stream_fin && !t->tcp_write_shut &&
-      evbuffer_get_length(t->to_tcp) == 0) {
-    shutdown(t->fd, SHUT_WR);
-    t->tcp_write_shut = 1;
-    maybe_done(t);
+static void shut_output_if_drained(nt_tunnel *t) {
+  if (!t->stream_fin || t->out_shut || evbuffer_get_length(t->to_local)) {
+    return;
+  }
+  t->out_shut = 1;
+  if (t->out.fd < 0) {
+    return;
+  }
+  if (t->out.is_socket) {
+    shutdown(t->out.fd, SHUT_WR);
+  } else if (t->out.fd != t->in.fd) {
+    /* A pipe or file: closing it is how its reader learns of the end. */
+    if (t->have_child && t->out.fd == t->child.stdin_fd) {
+      t->child.stdin_fd = -1;
+    }
+    local_fd_close(&t->out);
   }
 }
 
-static void tcp_write_cb(evutil_socket_t fd, short what, void *arg) {
+/* After a clean stream end: once everything queued is written, close. */
+static void finish_if_drained(nt_tunnel *t) {
+  if (!t->draining || evbuffer_get_length(t->to_local) > 0) {
+    return;
+  }
+  shut_output_if_drained(t);
+  report(t, NATTER_EVENT_FORWARD_CLOSED, 0, "closed");
+  tunnel_end(t, 0);
+}
+
+static ssize_t write_local(nt_tunnel *t, const uint8_t *data, size_t len) {
+  if (t->out.is_socket) {
+    return send(t->out.fd, data, len, MSG_NOSIGNAL);
+  }
+  return write(t->out.fd, data, len);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg) {
   nt_tunnel *t = arg;
   (void)what;
   if (t->state == T_CONNECTING) {
@@ -226,7 +491,14 @@ static void tcp_write_cb(evutil_socket_t fd, short what, void *arg) {
     connect_done(t, soerr);
     return;
   }
-  int n = evbuffer_write(t->to_tcp, fd);
+  size_t pending = evbuffer_get_length(t->to_local);
+  if (pending == 0) {
+    event_del(t->write_ev);
+    return;
+  }
+  struct evbuffer_iovec v;
+  evbuffer_peek(t->to_local, -1, NULL, &v, 1);
+  ssize_t n = write_local(t, v.iov_base, v.iov_len);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
       return;
@@ -234,37 +506,123 @@ static void tcp_write_cb(evutil_socket_t fd, short what, void *arg) {
     tunnel_end(t, 1);
     return;
   }
+  evbuffer_drain(t->to_local, (size_t)n);
   if (t->stream) {
     nt_stream_consume(t->stream, (size_t)n);
   }
-  if (evbuffer_get_length(t->to_tcp) == 0) {
+  if (evbuffer_get_length(t->to_local) == 0) {
     event_del(t->write_ev);
-    shut_tcp_write_if_drained(t);
+    shut_output_if_drained(t);
+    finish_if_drained(t);
   }
 }
 
-/* Hands raw stream bytes to TCP: straight to the socket when nothing is
+/* Hands payload bytes to the local end: straight to the fd when nothing is
  * queued, else behind what is. Bytes are consumed (credit returned) only
- * once the socket took them. */
+ * once written. */
 static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
   if (len == 0) {
     return;
   }
-  if (evbuffer_get_length(t->to_tcp) == 0) {
-    ssize_t n = send(t->fd, data, len, MSG_NOSIGNAL);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+  if (t->forward) {
+    t->forward->stats.bytes_received += len;
+  }
+  if (t->out.fd < 0 || t->out_shut) {
+    nt_stream_consume(t->stream, len); /* nowhere to go: discard */
+    return;
+  }
+  while (len > 0 && evbuffer_get_length(t->to_local) == 0) {
+    ssize_t n = write_local(t, data, len);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      }
+      if (errno == EINTR) {
+        continue;
+      }
       tunnel_end(t, 1);
       return;
     }
-    if (n > 0) {
-      nt_stream_consume(t->stream, (size_t)n);
-      data += n;
-      len -= (size_t)n;
+    nt_stream_consume(t->stream, (size_t)n);
+    data += n;
+    len -= (size_t)n;
+    if (!t->out.always_ready) {
+      break; /* a short write: the fd is full */
     }
   }
   if (len > 0) {
-    evbuffer_add(t->to_tcp, data, len);
+    evbuffer_add(t->to_local, data, len);
     event_add(t->write_ev, NULL);
+  }
+}
+
+static void write_stderr(nt_tunnel *t, const uint8_t *data, size_t len) {
+  while (t->err_fd >= 0 && len > 0) {
+    ssize_t n = write(t->err_fd, data, len);
+    if (n <= 0) {
+      break; /* stderr is best effort: never stall the stream on it */
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+}
+
+/* Opener side of a command stream: splits frames into stdout, stderr and
+ * the exit status. */
+static void recv_frames(nt_tunnel *t, const uint8_t *data, size_t len) {
+  while (len > 0 && t->state == T_OPEN) {
+    if (t->frame_left == 0 && t->frame_hdr_len < FRAME_HDR) {
+      size_t n = FRAME_HDR - t->frame_hdr_len;
+      if (n > len) {
+        n = len;
+      }
+      memcpy(t->frame_hdr + t->frame_hdr_len, data, n);
+      t->frame_hdr_len += n;
+      nt_stream_consume(t->stream, n);
+      data += n;
+      len -= n;
+      if (t->frame_hdr_len < FRAME_HDR) {
+        return;
+      }
+      t->frame_channel = t->frame_hdr[0];
+      t->frame_left = ((size_t)t->frame_hdr[1] << 8) | t->frame_hdr[2];
+      if (t->frame_channel < CHANNEL_STDOUT ||
+          t->frame_channel > CHANNEL_EXIT || t->frame_left > FRAME_MAX ||
+          (t->frame_channel == CHANNEL_EXIT && t->frame_left != 4)) {
+        report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
+               "malformed output frame from the peer");
+        tunnel_end(t, 1);
+        return;
+      }
+      if (t->frame_left == 0) {
+        t->frame_hdr_len = 0;
+      }
+      continue;
+    }
+    size_t n = t->frame_left < len ? t->frame_left : len;
+    if (t->frame_channel == CHANNEL_STDOUT) {
+      deliver(t, data, n);
+    } else {
+      if (t->frame_channel == CHANNEL_STDERR) {
+        write_stderr(t, data, n);
+      } else {
+        memcpy(t->exit_buf + t->exit_len, data, n);
+        t->exit_len += n;
+        if (t->exit_len == 4) {
+          t->exit_status = (int)(((uint32_t)t->exit_buf[0] << 24) |
+                                 ((uint32_t)t->exit_buf[1] << 16) |
+                                 ((uint32_t)t->exit_buf[2] << 8) |
+                                 t->exit_buf[3]);
+        }
+      }
+      nt_stream_consume(t->stream, n);
+    }
+    data += n;
+    len -= n;
+    t->frame_left -= n;
+    if (t->frame_left == 0) {
+      t->frame_hdr_len = 0;
+    }
   }
 }
 
@@ -277,17 +635,13 @@ static void send_result(nt_tunnel *t, Natter__Code code, const char *msg) {
   nt_wire_write_msg(t->stream, &res.base);
 }
 
+/* Listener: answers with an error and waits for the opener to reset. */
 static void refuse(nt_tunnel *t, Natter__Code code, const char *msg) {
-  char what[NT_NAME_MAX + NT_HOST_MAX + 16];
-  describe(t, what, sizeof(what));
-  nt_info(&t->client->log, "refused %s for %s: %s",
-          strchr(what, ':') + 1, t->peer, msg);
+  nt_info(&t->client->log, "refused a stream from %s: %s", t->peer, msg);
   send_result(t, code, msg);
   nt_stream_shutdown_write(t->stream);
-  /* Whatever else arrives is discarded; the stream closes once the opener
-   * resets it. */
-  t->state = T_WAIT_OPEN;
-  t->tcp_read_done = 1;
+  t->state = T_REFUSED;
+  t->in_done = 1;
   free(t->reader);
   t->reader = NULL;
 }
@@ -297,21 +651,34 @@ static void start_relay(nt_tunnel *t) {
   free(t->reader);
   t->reader = NULL;
   event_del(t->timer);
-  event_del(t->write_ev);
-  event_add(t->read_ev, NULL);
+  if (t->write_ev) {
+    event_del(t->write_ev);
+  }
+  arm_read(t);
   /* Bytes (and a FIN) that came while the target was being connected. */
-  if (evbuffer_get_length(t->to_tcp) > 0) {
+  if (evbuffer_get_length(t->to_local) > 0) {
     event_add(t->write_ev, NULL);
   } else {
-    shut_tcp_write_if_drained(t);
+    shut_output_if_drained(t);
   }
+}
+
+static int make_local_events(nt_tunnel *t) {
+  struct event_base *base = t->client->base;
+  t->read_ev = event_new(base, t->in.always_ready ? -1 : t->in.fd,
+                         t->in.always_ready ? 0 : EV_READ | EV_PERSIST,
+                         read_cb, t);
+  t->write_ev = event_new(base, t->out.always_ready ? -1 : t->out.fd,
+                          t->out.always_ready ? 0 : EV_WRITE | EV_PERSIST,
+                          write_cb, t);
+  return t->read_ev && t->write_ev ? 0 : -1;
 }
 
 static void connect_done(nt_tunnel *t, int soerr) {
   char msg[300];
   if (soerr == 0) {
     int one = 1;
-    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(t->in.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     send_result(t, NATTER__CODE__OK, "");
     start_relay(t);
     return;
@@ -319,10 +686,16 @@ static void connect_done(nt_tunnel *t, int soerr) {
   event_free(t->read_ev);
   event_free(t->write_ev);
   t->read_ev = t->write_ev = NULL;
-  close(t->fd);
-  t->fd = -1;
-  snprintf(msg, sizeof(msg), "%s to %.80s:%u on %s", strerror(soerr), t->host,
-           t->port, t->client->name);
+  local_fd_close(&t->in);
+  t->out.fd = -1;
+  if (soerr == ECONNREFUSED) {
+    snprintf(msg, sizeof(msg),
+             "connection refused by %.80s:%u on %s: nothing listens there",
+             t->host, t->port, t->client->name);
+  } else {
+    snprintf(msg, sizeof(msg), "cannot connect to %.80s:%u on %s: %s",
+             t->host, t->port, t->client->name, strerror(soerr));
+  }
   refuse(t,
          soerr == ECONNREFUSED ? NATTER__CODE__REFUSED
          : soerr == ETIMEDOUT  ? NATTER__CODE__TIMEOUT
@@ -345,25 +718,24 @@ static void connect_to(nt_tunnel *t, const struct sockaddr *sa,
     refuse(t, NATTER__CODE__DENIED, msg);
     return;
   }
-  t->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                 0);
-  if (t->fd < 0) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (fd < 0) {
     char msg[200];
     snprintf(msg, sizeof(msg), "cannot create a socket on %s: %s",
              t->client->name, strerror(errno));
     refuse(t, NATTER__CODE__INTERNAL, msg);
     return;
   }
-  t->read_ev = event_new(t->client->base, t->fd, EV_READ | EV_PERSIST,
-                         tcp_read_cb, t);
-  t->write_ev = event_new(t->client->base, t->fd, EV_WRITE | EV_PERSIST,
-                          tcp_write_cb, t);
-  if (!t->read_ev || !t->write_ev) {
+  local_fd_init(&t->in, fd);
+  t->out = t->in;
+  t->out.restore_flags = -1;
+  if (make_local_events(t) != 0) {
     refuse(t, NATTER__CODE__INTERNAL, "out of memory");
     return;
   }
   t->state = T_CONNECTING;
-  if (connect(t->fd, sa, salen) == 0) {
+  if (connect(fd, sa, salen) == 0) {
     connect_done(t, 0);
     return;
   }
@@ -395,22 +767,102 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
   evutil_freeaddrinfo(res);
 }
 
+static int command_allowed(natter_client *c, const char *program) {
+  for (size_t i = 0; i < c->nallow_commands; i++) {
+    if (strcmp(c->allow_commands[i], "*") == 0 ||
+        strcmp(c->allow_commands[i], program) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
+  char err[300], msg[400];
+  natter_client *c = t->client;
+
+  t->command = 1;
+  if (open->n_argv > MAX_ARGV) {
+    refuse(t, NATTER__CODE__BAD_REQUEST, "too many arguments");
+    return;
+  }
+  for (size_t i = 0; i < open->n_argv; i++) {
+    if (!open->argv[i]) {
+      refuse(t, NATTER__CODE__BAD_REQUEST, "malformed arguments");
+      return;
+    }
+  }
+  const char *program = open->argv[0];
+  if (!command_allowed(c, program)) {
+    if (c->nallow_commands) {
+      snprintf(msg, sizeof(msg),
+               "remote command \"%.100s\" is not allowed on %s (it may run "
+               "only what -allow-command lists)",
+               program, c->name);
+    } else {
+      snprintf(msg, sizeof(msg),
+               "remote commands are not allowed on %s (start it with "
+               "-allow-command PROGRAM)",
+               c->name);
+    }
+    refuse(t, NATTER__CODE__DENIED, msg);
+    return;
+  }
+  /* execvp wants a NULL-terminated array; protobuf-c gives a counted one. */
+  char **argv = calloc(open->n_argv + 1, sizeof(char *));
+  if (!argv) {
+    refuse(t, NATTER__CODE__INTERNAL, "out of memory");
+    return;
+  }
+  memcpy(argv, open->argv, open->n_argv * sizeof(char *));
+  int rv = nt_child_spawn(&t->child, argv, err, sizeof(err));
+  free(argv);
+  if (rv != 0) {
+    snprintf(msg, sizeof(msg), "%s on %s", err, c->name);
+    refuse(t, NATTER__CODE__UNREACHABLE, msg);
+    return;
+  }
+  t->have_child = 1;
+  nt_info(&c->log, "%s runs \"%.100s\" (pid %d)", t->peer, program,
+          (int)t->child.pid);
+  local_fd_init(&t->in, t->child.stdout_fd);
+  local_fd_init(&t->out, t->child.stdin_fd);
+  t->stderr_ev = event_new(c->base, t->child.stderr_fd, EV_READ | EV_PERSIST,
+                           stderr_cb, t);
+  t->exit_ev = event_new(c->base, t->child.pidfd, EV_READ | EV_PERSIST,
+                         exit_cb, t);
+  if (make_local_events(t) != 0 || !t->stderr_ev || !t->exit_ev) {
+    refuse(t, NATTER__CODE__INTERNAL, "out of memory");
+    return;
+  }
+  event_add(t->stderr_ev, NULL);
+  event_add(t->exit_ev, NULL);
+  send_result(t, NATTER__CODE__OK, "");
+  start_relay(t);
+}
+
 static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
   Natter__StreamOpen *open = natter__stream_open__unpack(NULL, len, body);
-  if (!open || open->port == 0 || open->port > 65535 ||
-      !nt_wire_string_ok(open->host, NT_HOST_MAX)) {
+  int bad = !open || !nt_wire_string_ok(open->host, NT_HOST_MAX) ||
+            (open->n_argv == 0 && (open->port == 0 || open->port > 65535));
+  if (bad) {
     if (open) {
       natter__stream_open__free_unpacked(open, NULL);
     }
-    nt_stream_reset(t->stream, NATTER__CODE__BAD_REQUEST);
+    nt_warn(&t->client->log, "malformed stream header from %s; reset",
+            t->peer);
     tunnel_end(t, 1);
     return;
   }
-  if (open->n_argv > 0) {
+  if (!t->client->listen) {
     natter__stream_open__free_unpacked(open, NULL);
-    refuse(t, NATTER__CODE__DENIED,
-           "remote commands are not allowed on this peer");
+    refuse(t, NATTER__CODE__PEER_NOT_LISTENING, "not listening");
+    return;
+  }
+  if (open->n_argv > 0) {
+    start_command(t, open);
+    natter__stream_open__free_unpacked(open, NULL);
     return;
   }
   snprintf(t->host, sizeof(t->host), "%s",
@@ -418,10 +870,6 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
   t->port = (uint16_t)open->port;
   natter__stream_open__free_unpacked(open, NULL);
 
-  if (!t->client->listen) {
-    refuse(t, NATTER__CODE__PEER_NOT_LISTENING, "not listening");
-    return;
-  }
   /* Numeric addresses and localhost need no resolver. */
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));
@@ -458,12 +906,10 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
   Natter__StreamOpenResult *res =
       natter__stream_open_result__unpack(NULL, len, body);
-  char what[NT_NAME_MAX + NT_HOST_MAX + 16];
 
-  describe(t, what, sizeof(what));
   if (!res) {
-    nt_client_emit(t->client, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
-                   t->peer, "%s: malformed answer from the peer", what);
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
+           "malformed answer from the peer");
     tunnel_end(t, 1);
     return;
   }
@@ -472,20 +918,19 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
               : res->code == NATTER__CODE__DENIED      ? NATTER_ERR_DENIED
               : res->code == NATTER__CODE__UNREACHABLE ? NATTER_ERR_UNREACHABLE
               : res->code == NATTER__CODE__TIMEOUT     ? NATTER_ERR_TIMEOUT
-                                                       : NATTER_ERR_PROTOCOL;
+              : res->code == NATTER__CODE__PEER_NOT_LISTENING
+                  ? NATTER_ERR_PEER_NOT_LISTENING
+                  : NATTER_ERR_PROTOCOL;
     const char *why = nt_wire_string_ok(res->message, 500) && res->message[0]
                           ? res->message
                           : natter_strerror(err);
-    nt_client_emit(t->client, NATTER_EVENT_FORWARD_FAILED, err, t->peer,
-                   "local port %u -> %s: %s%s", t->local_port, what,
-                   err == NATTER_ERR_REFUSED ? "connection refused: " : "",
-                   why);
+    report(t, NATTER_EVENT_FORWARD_FAILED, err, "%s", why);
     natter__stream_open_result__free_unpacked(res, NULL);
     tunnel_end(t, 1);
     return;
   }
   natter__stream_open_result__free_unpacked(res, NULL);
-  nt_debug(&t->client->log, "local port %u -> %s: open", t->local_port, what);
+  report(t, NATTER_EVENT_FORWARD_OPENED, 0, "open");
   start_relay(t);
 }
 
@@ -500,7 +945,9 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
     int rv = nt_wire_reader_feed(t->reader, data, len, &used, &body,
                                  &bodylen);
     if (rv < 0) {
-      nt_warn(&t->client->log, "%s: bad stream header; reset", t->peer);
+      nt_warn(&t->client->log, "bad stream header from %s; reset", t->peer);
+      report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
+             "malformed answer from the peer");
       tunnel_end(t, 1);
       return;
     }
@@ -518,26 +965,31 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
   if (t->state == T_DONE) {
     return;
   }
-  if (t->state == T_OPEN && t->fd >= 0) {
-    deliver(t, data, len);
+  if (t->state == T_OPEN) {
+    if (t->opener && t->command) {
+      recv_frames(t, data, len);
+    } else {
+      deliver(t, data, len);
+    }
   } else if (len > 0) {
-    if (t->state == T_WAIT_OPEN && t->tcp_read_done) {
+    if (t->state == T_REFUSED) {
       nt_stream_consume(s, len); /* refused: discard */
     } else {
-      /* Bytes before the target is connected wait, bounded by the stream's
-       * flow-control window. */
-      evbuffer_add(t->to_tcp, data, len);
+      /* Bytes before the target is connected wait here, bounded by the
+       * stream's flow-control window. */
+      evbuffer_add(t->to_local, data, len);
     }
   }
-  if (fin) {
-    t->stream_fin = 1;
-    if (t->state == T_OPEN) {
-      shut_tcp_write_if_drained(t);
-    } else if (t->state == T_WAIT_RESULT || t->state == T_WAIT_OPEN) {
-      if (t->opener || !t->tcp_read_done) {
-        tunnel_end(t, 1); /* ended before the exchange finished */
-      }
-    }
+  if (t->state == T_DONE || !fin) {
+    return;
+  }
+  t->stream_fin = 1;
+  if (t->state == T_OPEN) {
+    shut_output_if_drained(t);
+  } else if (t->state == T_WAIT_RESULT || t->state == T_WAIT_OPEN) {
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
+           "the peer ended the stream before answering");
+    tunnel_end(t, 1); /* ended before the exchange finished */
   }
 }
 
@@ -550,17 +1002,18 @@ static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
   if (t->state == T_DONE) {
     return;
   }
-  /* A reset, or a close before we finished with TCP, aborts the TCP side;
-   * otherwise both directions completed. */
-  int clean = !reset && t->tcp_read_done && t->tcp_write_shut;
-  if (t->opener && t->state == T_WAIT_RESULT) {
-    char what[NT_NAME_MAX + NT_HOST_MAX + 16];
-    describe(t, what, sizeof(what));
-    nt_client_emit(t->client, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
-                   t->peer, "local port %u -> %s: the peer closed the stream",
-                   t->local_port, what);
+  /* Both directions finished cleanly, or something aborted. */
+  int clean = !reset && t->state == T_OPEN && t->stream_fin && t->in_done;
+  if (!clean) {
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
+           t->state == T_OPEN ? "connection reset by the peer"
+                              : "the peer closed the stream");
+    tunnel_end(t, 1);
+    return;
   }
-  tunnel_end(t, !clean);
+  /* The last bytes may still wait for the local end to take them. */
+  t->draining = 1;
+  finish_if_drained(t);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -580,42 +1033,58 @@ static nt_tunnel *tunnel_alloc(natter_client *c) {
     return NULL;
   }
   t->client = c;
-  t->fd = -1;
+  t->in.fd = t->out.fd = -1;
+  t->in.restore_flags = t->out.restore_flags = -1;
+  t->err_fd = -1;
+  t->exit_status = -1;
   t->timer = event_new(c->base, -1, 0, timer_cb, t);
   t->free_ev = event_new(c->base, -1, 0, free_cb, t);
-  t->to_tcp = evbuffer_new();
+  t->to_local = evbuffer_new();
   t->reader = calloc(1, sizeof(*t->reader));
   t->next = c->tunnels;
   if (c->tunnels) {
     c->tunnels->prev = t;
   }
   c->tunnels = t;
-  if (!t->timer || !t->free_ev || !t->to_tcp || !t->reader) {
+  if (!t->timer || !t->free_ev || !t->to_local || !t->reader) {
     release(t);
     return NULL;
   }
   return t;
 }
 
-nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, int fd,
-                                  const nt_spec *spec) {
+nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
+                                  int out_fd) {
   nt_tunnel *t = tunnel_alloc(c);
   if (!t) {
-    close(fd);
+    close(in_fd);
+    if (out_fd != in_fd) {
+      close(out_fd);
+    }
     return NULL;
   }
   t->opener = 1;
-  t->fd = fd;
+  t->forward = f;
   t->state = T_WAIT_PEER;
-  snprintf(t->peer, sizeof(t->peer), "%s", spec->peer);
-  snprintf(t->host, sizeof(t->host), "%s", spec->host);
-  t->port = spec->port;
-  t->local_port = spec->local_port;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  t->read_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, tcp_read_cb, t);
-  t->write_ev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, tcp_write_cb, t);
-  if (!t->read_ev || !t->write_ev) {
+  t->command = f->argv != NULL;
+  t->err_fd = f->err_fd;
+  snprintf(t->peer, sizeof(t->peer), "%s", f->peer);
+  snprintf(t->host, sizeof(t->host), "%s", f->host);
+  t->port = f->port;
+  local_fd_init(&t->in, in_fd);
+  if (out_fd == in_fd) {
+    t->out = t->in;
+    t->out.restore_flags = -1;
+  } else {
+    local_fd_init(&t->out, out_fd);
+  }
+  if (t->in.is_socket) {
+    int one = 1;
+    setsockopt(in_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  f->stats.connections++;
+  f->stats.active++;
+  if (make_local_events(t) != 0) {
     release(t);
     return NULL;
   }
@@ -624,30 +1093,36 @@ nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, int fd,
 
 void nt_tunnel_start(nt_tunnel *t, nt_conn *conn) {
   Natter__StreamOpen open = NATTER__STREAM_OPEN__INIT;
-  char what[NT_NAME_MAX + NT_HOST_MAX + 16];
 
   if (nt_conn_open_stream(conn, &t->stream) != 0) {
-    describe(t, what, sizeof(what));
-    nt_client_emit(t->client, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
-                   t->peer,
-                   "local port %u -> %s: too many streams open to the peer",
-                   t->local_port, what);
     t->stream = NULL;
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
+           "too many streams open to the peer; try again");
     tunnel_end(t, 1);
     return;
   }
   nt_stream_set_callbacks(t->stream, &tunnel_stream_callbacks, t);
-  open.host = t->host;
-  open.port = t->port;
+  if (t->command) {
+    size_t n = 0;
+    while (t->forward->argv[n]) {
+      n++;
+    }
+    open.argv = t->forward->argv;
+    open.n_argv = n;
+  } else {
+    open.host = t->host;
+    open.port = t->port;
+  }
   t->state = T_WAIT_RESULT;
-  nt_wire_write_msg(t->stream, &open.base);
+  if (nt_wire_write_msg(t->stream, &open.base) != 0) {
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_INVALID,
+           "the command line is too long to send");
+    tunnel_end(t, 1);
+  }
 }
 
-void nt_tunnel_fail(nt_tunnel *t, const char *why) {
-  char what[NT_NAME_MAX + NT_HOST_MAX + 16];
-  describe(t, what, sizeof(what));
-  nt_debug(&t->client->log, "local port %u -> %s: closed (%s)", t->local_port,
-           what, why);
+void nt_tunnel_fail(nt_tunnel *t, int error, const char *why) {
+  report(t, NATTER_EVENT_FORWARD_FAILED, error, "%s", why);
   tunnel_end(t, 1);
 }
 
@@ -664,11 +1139,24 @@ void nt_tunnel_accept_stream(natter_client *c, nt_peer *peer,
   nt_stream_set_callbacks(stream, &tunnel_stream_callbacks, t);
 }
 
+void nt_tunnel_detach_forward(natter_client *c, nt_forward *f) {
+  for (nt_tunnel *t = c->tunnels; t; t = t->next) {
+    if (t->forward == f) {
+      if (t->state == T_WAIT_PEER) {
+        nt_peer_unqueue(c, t);
+      }
+      t->forward = NULL;
+      t->opener = 0; /* no events about a forward that is gone */
+      tunnel_end(t, 1);
+    }
+  }
+}
+
 void nt_tunnel_free_all(natter_client *c) {
   while (c->tunnels) {
     nt_tunnel *t = c->tunnels;
     if (t->stream) {
-      nt_stream_set_callbacks(t->stream, &(nt_stream_callbacks){0}, NULL);
+      nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
     }
     release(t);
   }
