@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* Text from the file is echoed in messages cut after this many bytes. */
@@ -250,21 +249,24 @@ static int unquote(parser *p, char *value) {
   char *in = value + 1;
   char *out = value;
   char quoted[QUOTE_BUF];
+  char original[QUOTE_BUF];
 
+  /* Quoted now: the loop overwrites |value|. */
+  quote(original, value, strlen(value));
   for (;;) {
-    if (*in == '\0') {
-      quote(quoted, value, strlen(value));
+    /* A backslash at the end escapes the NUL: no closing quote either. */
+    if (*in == '\0' || (*in == '\\' && in[1] == '\0')) {
       return fail(p, "unterminated quote in value \"%s\": add the closing '\"'",
-                  quoted);
+                  original);
     }
     if (*in == '"') {
       break;
     }
     if (*in == '\\') {
       if (in[1] != '"' && in[1] != '\\') {
-        quote(quoted, in, in[1] == '\0' ? 1 : 2);
+        quote(quoted, in + 1, 1);
         return fail(p,
-                    "unknown escape \"%s\" in quoted value: only \\\" and "
+                    "unknown escape \\%s in quoted value: only \\\" and "
                     "\\\\ are escapes (write \\\\ for a backslash)",
                     quoted);
       }
@@ -516,6 +518,18 @@ static int add_forward(parser *p, const char *value) {
     return fail(p, "%s%s", reason, hash_hint(value));
   }
   quote(quoted, spec_text, speclen);
+  /* As on the command line: stdin/stdout can carry one session only. */
+  if (spec.local_port == 0) {
+    for (size_t i = 0; i < c->nforward; i++) {
+      if (c->forward[i].spec[0] == ':') {
+        free(spec_text);
+        return fail(p,
+                    "forward \"%s\": only one forward may use stdin/stdout "
+                    "(\":PEER:...\"), and line %zu has one",
+                    quoted, c->forward[i].line);
+      }
+    }
+  }
   if (!spec.is_command && *command != '\0') {
     free(spec_text);
     return fail(p,
@@ -535,7 +549,7 @@ static int add_forward(parser *p, const char *value) {
       free(spec_text);
       return fail(p, "command of forward \"%s\": %s", quoted, reason);
     }
-    if (argv[0][0] == '\0') {
+    if (argc == 0 || argv[0][0] == '\0') {
       free(spec_text);
       cli_argv_free(argv);
       return fail(p, "command of forward \"%s\": the program name is empty",
@@ -919,6 +933,10 @@ int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
   *pargv = NULL;
   if (pargc != NULL) {
     *pargc = 0;
+  }
+  if (s == NULL) {
+    s = "";
+    p = s;
   }
   if (err != NULL && errlen > 0) {
     err[0] = '\0';

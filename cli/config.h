@@ -8,9 +8,10 @@
  *
  * - A line whose first non-blank character is '#' is a comment; blank lines
  *   are ignored. A '#' anywhere else is part of the value.
- * - Blanks (space, tab) around the key and around the value are dropped.
- *   Lines may end in "\n" or "\r\n"; the last one needs no line end. A UTF-8
- *   byte order mark at the start of the file is skipped.
+ * - White space (space, tab, CR, VT, FF) around the key and around the
+ *   value is dropped. Lines may end in "\n" or "\r\n"; the last one needs
+ *   no line end. A UTF-8 byte order mark at the start of the file is
+ *   skipped.
  * - A value may be written in double quotes, "...", to keep blanks at its
  *   ends or a leading '"'; inside, \" is a quote and \\ a backslash, and no
  *   other escape exists. Nothing may follow the closing quote.
@@ -34,7 +35,10 @@
  *
  * The first eight keys may appear once each ("duplicate key" otherwise);
  * allow, allow-command and forward up to CLI_CONFIG_MAX_LIST times each, and
- * their order is kept. No value may be empty.
+ * their order is kept. No value may be empty. Values are checked as far
+ * as can be done without the network: the shape of addresses and allow
+ * rules, ports, names, numbers, fingerprints and specs. Keys are
+ * case-sensitive; yes/no words and log levels are not.
  *
  * A forward is a SPEC exactly as on the command line ("8022:bob:22",
  * "8022:bob:10.0.1.1:22", ":bob:22"), checked with nt_spec_parse(). A SPEC
@@ -55,8 +59,7 @@
 #include <stddef.h>
 
 #define CLI_CONFIG_MAX_BYTES (1024 * 1024) /* whole file */
-#define CLI_CONFIG_MAX_LINE 4096 /* bytes in a line, "\n" or "\r\n" excluded   \
-                                  */
+#define CLI_CONFIG_MAX_LINE 4096 /* bytes in a line, line end excluded */
 #define CLI_CONFIG_MAX_LIST 64   /* forward, allow, allow-command: each */
 #define CLI_CONFIG_MAX_ARGS 256  /* arguments of one forward command */
 
@@ -123,7 +126,7 @@ int cli_config_parse(cli_config *c, const char *text, size_t len,
 /* Reads |path| and parses it as cli_config_parse() does. A file that does
  * not exist is an error, unless |missing_ok|: then returns 1 and leaves |c|
  * unchanged. Returns 0 on success, -1 with a reason in |err| on failure
- * ("PATH: cannot read it: Permission denied", or a parse error). */
+ * ("PATH: cannot open it: Permission denied", or a parse error). */
 int cli_config_load(cli_config *c, const char *path, int missing_ok, char *err,
                     size_t errlen);
 

@@ -1,15 +1,17 @@
-/* natter command line: flags -> library config, signals, the loop, exit
- * codes. No networking logic lives here. */
+/* natter command line: flags and the config file -> library config,
+ * signals, the loop, exit codes. No networking logic lives here. */
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "natter.h"
 
 #define MAX_SPECS 64
-#define MAX_ALLOW 64
+#define MAX_RULES 64
+#define DEFAULT_CONFIG "/etc/natter/natter.conf"
 
 static const char usage_text[] =
     "usage:\n"
@@ -51,6 +53,9 @@ static const char usage_text[] =
     "                       broker.key for -server; created with mode 0600)\n"
     "  -broker-key FP       refuse a broker whose key fingerprint is not FP\n"
     "  -timeout SECONDS     budget to reach a peer (default 10)\n"
+    "  -config FILE         read settings from FILE (default "
+    DEFAULT_CONFIG ",\n"
+    "                       if it exists); flags override it\n"
     "  -v                   verbose: log every candidate check and stream\n"
     "  -q                   quiet: errors only\n"
     "  -h, --help           this help\n"
@@ -61,6 +66,23 @@ static const char usage_text[] =
     "  bob>    natter -name bob   -broker 1.2.3.4:10000 -listen\n"
     "  alice>  natter -name alice -broker 1.2.3.4:10000 8022:bob:22\n"
     "  alice>  ssh -p 8022 user@localhost\n";
+
+/* Everything the command line says, before the config file fills gaps. */
+typedef struct options {
+  const char *config;
+  int config_given;
+  const char *server, *name, *broker, *identity, *broker_key;
+  int listen;
+  long timeout_s; /* 0: not given */
+  int level;      /* -1: not given */
+  const char *allow[MAX_RULES];
+  size_t nallow;
+  const char *allow_cmd[MAX_RULES];
+  size_t nallow_cmd;
+  const char *specs[MAX_SPECS];
+  const char *const *spec_argv[MAX_SPECS];
+  size_t nspecs;
+} options;
 
 typedef struct cli {
   struct event_base *base;
@@ -103,18 +125,8 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-int main(int argc, char **argv) {
-  const char *server = NULL, *name = NULL, *broker = NULL;
-  const char *identity = NULL, *broker_key = NULL;
-  const char *specs[MAX_SPECS], *allow[MAX_ALLOW + 1];
-  const char *allow_cmd[MAX_ALLOW + 1];
-  const char *const *spec_argv[MAX_SPECS];
-  size_t nspecs = 0, nallow = 0, nallow_cmd = 0, nstdio = 0;
-  int listen = 0;
-  long timeout_s = 10;
-  natter_log_level level = NATTER_LOG_INFO;
-  cli app = {NULL, 0, NULL};
-
+/* Returns -1 to go on, or an exit code. */
+static int parse_flags(options *o, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has_value = i + 1 < argc;
@@ -132,97 +144,250 @@ int main(int argc, char **argv) {
       printf("natter %s\n", natter_version());
       return 0;
     } else if (strcmp(a, "-server") == 0) {
-      VALUE(server);
+      VALUE(o->server);
     } else if (strcmp(a, "-name") == 0) {
-      VALUE(name);
+      VALUE(o->name);
     } else if (strcmp(a, "-broker") == 0) {
-      VALUE(broker);
+      VALUE(o->broker);
     } else if (strcmp(a, "-identity") == 0) {
-      VALUE(identity);
+      VALUE(o->identity);
     } else if (strcmp(a, "-broker-key") == 0) {
-      VALUE(broker_key);
+      VALUE(o->broker_key);
+    } else if (strcmp(a, "-config") == 0) {
+      VALUE(o->config);
+      o->config_given = 1;
     } else if (strcmp(a, "-allow") == 0) {
-      if (nallow >= MAX_ALLOW) {
+      if (o->nallow >= MAX_RULES) {
         return usage_error("too many -allow rules (at most %s)", "64");
       }
-      VALUE(allow[nallow]);
-      nallow++;
+      VALUE(o->allow[o->nallow]);
+      o->nallow++;
     } else if (strcmp(a, "-allow-command") == 0) {
-      if (nallow_cmd >= MAX_ALLOW) {
+      if (o->nallow_cmd >= MAX_RULES) {
         return usage_error("too many -allow-command rules (at most %s)",
                            "64");
       }
-      VALUE(allow_cmd[nallow_cmd]);
-      nallow_cmd++;
+      VALUE(o->allow_cmd[o->nallow_cmd]);
+      o->nallow_cmd++;
     } else if (strcmp(a, "-timeout") == 0) {
       const char *v;
       char *end;
       VALUE(v);
-      timeout_s = strtol(v, &end, 10);
-      if (*v == '\0' || *end != '\0' || timeout_s < 1 || timeout_s > 3600) {
+      o->timeout_s = strtol(v, &end, 10);
+      if (v[0] < '0' || v[0] > '9' || *end != '\0' || o->timeout_s < 1 ||
+          o->timeout_s > 3600) {
         return usage_error("bad -timeout \"%s\": expected 1..3600 seconds",
                            v);
       }
     } else if (strcmp(a, "-listen") == 0) {
-      listen = 1;
+      o->listen = 1;
     } else if (strcmp(a, "-v") == 0) {
-      level = NATTER_LOG_DEBUG;
+      o->level = NATTER_LOG_DEBUG;
     } else if (strcmp(a, "-q") == 0) {
-      level = NATTER_LOG_ERROR;
+      o->level = NATTER_LOG_ERROR;
     } else if (a[0] == '-' && a[1] != '\0') {
       return usage_error("unknown flag %s", a);
     } else {
-      if (nspecs >= MAX_SPECS) {
+      if (o->nspecs >= MAX_SPECS) {
         return usage_error("too many forwards (at most %s)", "64");
       }
       size_t len = strlen(a);
-      spec_argv[nspecs] = NULL;
-      if (a[0] == ':') {
-        nstdio++;
-      }
-      specs[nspecs++] = a;
+      o->spec_argv[o->nspecs] = NULL;
+      o->specs[o->nspecs++] = a;
       /* "LOCALPORT:PEER:" runs a command on PEER: the rest of the command
        * line is that command. */
       if (len > 1 && a[len - 1] == ':') {
         if (i + 1 >= argc) {
           return usage_error("spec %s needs a command after it", a);
         }
-        spec_argv[nspecs - 1] = (const char *const *)&argv[i + 1];
+        o->spec_argv[o->nspecs - 1] = (const char *const *)&argv[i + 1];
         break;
       }
     }
 #undef VALUE
   }
-  allow[nallow] = NULL;
-  allow_cmd[nallow_cmd] = NULL;
-  if (nstdio > 1) {
-    return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
+  return -1;
+}
+
+/* Appends |add| (NULL-terminated or counted) to |list|; -1 when full. */
+static int append_rules(const char **list, size_t *n, char *const *add,
+                        size_t nadd) {
+  for (size_t i = 0; i < nadd; i++) {
+    if (*n >= MAX_RULES) {
+      return -1;
+    }
+    list[(*n)++] = add[i];
+  }
+  return 0;
+}
+
+static int run_broker(cli *app, const options *o, natter_log_level level) {
+  natter_broker_config cfg;
+  natter_broker *b = NULL;
+
+  natter_broker_config_default(&cfg);
+  cfg.listen = o->server;
+  cfg.identity_file = o->identity;
+  cfg.log_level = level;
+  if (natter_broker_new(&b, app->base, &cfg) != 0) {
+    return 1;
+  }
+  event_base_dispatch(app->base);
+  natter_broker_stats st;
+  natter_broker_get_stats(b, &st);
+  fprintf(stderr,
+          "natter: broker traffic: received %llu bytes, sent %llu bytes, "
+          "%llu introductions\n",
+          (unsigned long long)st.bytes_received,
+          (unsigned long long)st.bytes_sent,
+          (unsigned long long)st.introductions);
+  natter_broker_free(b);
+  return 0;
+}
+
+static int run_client(cli *app, const options *o, natter_log_level level,
+                      const char **allow, const char **allow_cmd,
+                      size_t nstdio) {
+  natter_client_config cfg;
+  natter_client *c = NULL;
+  int rv;
+
+  natter_client_config_default(&cfg);
+  cfg.name = o->name;
+  cfg.broker = o->broker;
+  cfg.identity_file = o->identity;
+  cfg.broker_key = o->broker_key;
+  cfg.listen = o->listen;
+  cfg.allow = allow[0] ? allow : NULL;
+  cfg.allow_commands = allow_cmd[0] ? allow_cmd : NULL;
+  cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
+  cfg.log_level = level;
+  /* A stdin/stdout session speaks through stdout: keep stderr for what
+   * goes wrong unless asked for more. */
+  if (nstdio && o->level < 0) {
+    cfg.log_level = NATTER_LOG_WARN;
+  }
+  cfg.on_event = on_event;
+  cfg.user_data = app;
+  if (natter_client_new(&c, app->base, &cfg) != 0) {
+    return 1;
+  }
+  for (size_t i = 0; i < o->nspecs; i++) {
+    char err[512];
+    natter_forward *f = NULL;
+    rv = natter_client_add_forward_spec(c, o->specs[i], o->spec_argv[i], &f,
+                                        err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "natter: %s\n", err);
+      natter_client_free(c);
+      return rv == NATTER_ERR_SPEC ? 2 : 1;
+    }
+    if (o->specs[i][0] == ':') {
+      app->session = f;
+    }
+  }
+  event_base_dispatch(app->base);
+  natter_client_free(c);
+  return app->exit_code;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  cli_config file;
+  cli app = {NULL, 0, NULL};
+  char err[600];
+  const char *allow[MAX_RULES + 1] = {NULL};
+  const char *allow_cmd[MAX_RULES + 1] = {NULL};
+  size_t nallow = 0, nallow_cmd = 0, nstdio = 0;
+  int rv;
+
+  memset(&o, 0, sizeof(o));
+  o.level = -1;
+  rv = parse_flags(&o, argc, argv);
+  if (rv >= 0) {
+    return rv;
   }
 
-  if (server && (name || broker || listen || nspecs || nallow)) {
-    return usage_error("%s", "-server runs a broker only; -name, -broker, "
-                             "-listen, -allow and specs are for clients");
+  /* The file fills what the flags left open; lists add up. */
+  cli_config_init(&file);
+  if (cli_config_load(&file, o.config ? o.config : DEFAULT_CONFIG,
+                      !o.config_given, err, sizeof(err)) < 0) {
+    fprintf(stderr, "natter: %s\n", err);
+    cli_config_free(&file);
+    return 2;
   }
-  if (!server) {
-    if (!name) {
-      return usage_error("%s", "missing -name (or -server to run a broker)");
-    }
-    if (!broker) {
-      return usage_error("%s", "missing -broker HOST:PORT");
-    }
-    if (!listen && nspecs == 0) {
-      return usage_error("%s", "nothing to do: give -listen and/or a "
-                               "forward SPEC");
-    }
-    if ((nallow || nallow_cmd) && !listen) {
-      return usage_error("%s", "-allow and -allow-command need -listen");
-    }
+#define FILL(field)                                                            \
+  if (!o.field && file.field)                                                  \
+  o.field = file.field
+  FILL(server);
+  FILL(name);
+  FILL(broker);
+  FILL(identity);
+  FILL(broker_key);
+#undef FILL
+  if (!o.listen && file.listen_set) {
+    o.listen = file.listen;
+  }
+  if (!o.timeout_s && file.timeout_set) {
+    o.timeout_s = file.timeout_s;
+  }
+  natter_log_level level =
+      o.level >= 0       ? (natter_log_level)o.level
+      : file.log_level_set ? (natter_log_level)file.log_level
+                           : NATTER_LOG_INFO;
+  if (append_rules(allow, &nallow, file.allow, file.nallow) != 0 ||
+      append_rules(allow, &nallow, (char *const *)o.allow, o.nallow) != 0 ||
+      append_rules(allow_cmd, &nallow_cmd, file.allow_command,
+                   file.nallow_command) != 0 ||
+      append_rules(allow_cmd, &nallow_cmd, (char *const *)o.allow_cmd,
+                   o.nallow_cmd) != 0) {
+    cli_config_free(&file);
+    return usage_error("too many allow rules (at most %s in all)", "64");
+  }
+  /* Forwards from the file come first, then those from the command line. */
+  if (file.nforward + o.nspecs > MAX_SPECS) {
+    cli_config_free(&file);
+    return usage_error("too many forwards (at most %s in all)", "64");
+  }
+  memmove(o.specs + file.nforward, o.specs, o.nspecs * sizeof(o.specs[0]));
+  memmove(o.spec_argv + file.nforward, o.spec_argv,
+          o.nspecs * sizeof(o.spec_argv[0]));
+  for (size_t i = 0; i < file.nforward; i++) {
+    o.specs[i] = file.forward[i].spec;
+    o.spec_argv[i] = (const char *const *)file.forward[i].argv;
+  }
+  o.nspecs += file.nforward;
+  for (size_t i = 0; i < o.nspecs; i++) {
+    nstdio += o.specs[i][0] == ':';
+  }
+
+  rv = -1;
+  if (o.server && (o.name || o.broker || o.listen || o.nspecs || nallow ||
+                   nallow_cmd)) {
+    rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
+                           "-listen, -allow and specs are for clients");
+  } else if (!o.server && !o.name) {
+    rv = usage_error("%s", "missing -name (or -server to run a broker)");
+  } else if (!o.server && !o.broker) {
+    rv = usage_error("%s", "missing -broker HOST:PORT");
+  } else if (!o.server && !o.listen && o.nspecs == 0) {
+    rv = usage_error("%s",
+                     "nothing to do: give -listen and/or a forward SPEC");
+  } else if ((nallow || nallow_cmd) && !o.listen) {
+    rv = usage_error("%s", "-allow and -allow-command need -listen");
+  } else if (nstdio > 1) {
+    rv = usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
+  }
+  if (rv >= 0) {
+    cli_config_free(&file);
+    return rv;
   }
 
   signal(SIGPIPE, SIG_IGN);
   app.base = event_base_new();
   if (!app.base) {
     fprintf(stderr, "natter: cannot create the event loop\n");
+    cli_config_free(&file);
     return 1;
   }
   struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
@@ -230,68 +395,12 @@ int main(int argc, char **argv) {
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
 
-  natter_broker *b = NULL;
-  natter_client *c = NULL;
-  int rv;
-  if (server) {
-    natter_broker_config cfg;
-    natter_broker_config_default(&cfg);
-    cfg.listen = server;
-    cfg.identity_file = identity;
-    cfg.log_level = level;
-    rv = natter_broker_new(&b, app.base, &cfg);
-  } else {
-    natter_client_config cfg;
-    natter_client_config_default(&cfg);
-    cfg.name = name;
-    cfg.broker = broker;
-    cfg.identity_file = identity;
-    cfg.broker_key = broker_key;
-    cfg.listen = listen;
-    cfg.allow = nallow ? allow : NULL;
-    cfg.allow_commands = nallow_cmd ? allow_cmd : NULL;
-    cfg.connect_timeout_ms = (uint32_t)timeout_s * 1000;
-    cfg.log_level = level;
-    /* A stdin/stdout session speaks through stdout: keep stderr for
-     * what goes wrong unless asked for more. */
-    if (nstdio && level == NATTER_LOG_INFO) {
-      cfg.log_level = NATTER_LOG_WARN;
-    }
-    cfg.on_event = on_event;
-    cfg.user_data = &app;
-    rv = natter_client_new(&c, app.base, &cfg);
-    for (size_t i = 0; rv == 0 && i < nspecs; i++) {
-      char err[512];
-      natter_forward *f = NULL;
-      rv = natter_client_add_forward_spec(c, specs[i], spec_argv[i], &f, err,
-                                          sizeof(err));
-      if (rv == 0 && specs[i][0] == ':') {
-        app.session = f;
-      }
-      if (rv != 0) {
-        fprintf(stderr, "natter: %s\n", err);
-      }
-    }
-  }
-  if (rv == 0) {
-    event_base_dispatch(app.base);
-  } else {
-    app.exit_code = 1;
-  }
-  if (b) {
-    natter_broker_stats st;
-    natter_broker_get_stats(b, &st);
-    fprintf(stderr,
-            "natter: broker traffic: received %llu bytes, sent %llu bytes, "
-            "%llu introductions\n",
-            (unsigned long long)st.bytes_received,
-            (unsigned long long)st.bytes_sent,
-            (unsigned long long)st.introductions);
-  }
-  natter_client_free(c);
-  natter_broker_free(b);
+  rv = o.server ? run_broker(&app, &o, level)
+                : run_client(&app, &o, level, allow, allow_cmd, nstdio);
+
   event_free(sigint);
   event_free(sigterm);
   event_base_free(app.base);
-  return app.exit_code;
+  cli_config_free(&file);
+  return rv;
 }

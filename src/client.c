@@ -374,22 +374,46 @@ static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
 
 /* ---- access rules ---- */
 
+/* Splits an allow rule into host and port parts: "HOST", "HOST:PORT",
+ * "HOST:*", "[V6]", "[V6]:PORT"; a bare IPv6 address (two or more ':')
+ * is all host. */
+static void split_rule(const char *rule, const char **host, size_t *hostlen,
+                       const char **port) {
+  const char *colon = strrchr(rule, ':');
+  *port = NULL;
+  if (rule[0] == '[') {
+    const char *end = strchr(rule, ']');
+    *host = rule + 1;
+    *hostlen = end ? (size_t)(end - rule - 1) : strlen(rule + 1);
+    if (end && end[1] == ':') {
+      *port = end + 2;
+    }
+    return;
+  }
+  *host = rule;
+  if (colon && strchr(rule, ':') == colon) {
+    *hostlen = (size_t)(colon - rule);
+    *port = colon + 1;
+  } else {
+    *hostlen = strlen(rule);
+  }
+}
+
 int nt_client_target_allowed(natter_client *c, const char *host,
                              uint16_t port) {
   char portstr[8];
   snprintf(portstr, sizeof(portstr), "%u", port);
   for (size_t i = 0; i < c->nallow; i++) {
-    const char *rule = c->allow[i];
+    const char *rule = c->allow[i], *rhost, *rport;
+    size_t rhostlen;
     if (strcmp(rule, "*") == 0) {
       return 1;
     }
-    const char *colon = strrchr(rule, ':');
-    size_t hostlen = colon ? (size_t)(colon - rule) : strlen(rule);
-    if (strlen(host) != hostlen || strncasecmp(rule, host, hostlen) != 0) {
+    split_rule(rule, &rhost, &rhostlen, &rport);
+    if (strlen(host) != rhostlen || strncasecmp(rhost, host, rhostlen) != 0) {
       continue;
     }
-    if (!colon || strcmp(colon + 1, "*") == 0 ||
-        strcmp(colon + 1, portstr) == 0) {
+    if (!rport || strcmp(rport, "*") == 0 || strcmp(rport, portstr) == 0) {
       return 1;
     }
   }

@@ -293,6 +293,13 @@ void nt_peer_on_introduction(natter_client *c, const void *msg) {
     if (!p) {
       return;
     }
+    /* Both sides asked for each other at once: two meetings, and each side
+     * would wait for the other to connect. The smaller name keeps the
+     * initiator's role; the other yields to it. */
+    if (p->initiator && p->state != NT_PEER_IDLE &&
+        p->state != NT_PEER_CONNECTED && strcmp(c->name, p->name) < 0) {
+      return;
+    }
     if (p->conn) {
       /* The peer asks again, so it lost the old connection. */
       nt_conn *old = p->conn;
