@@ -223,7 +223,8 @@ natter_forward_config_default(natter_forward_config *cfg);
 /* Adds a forward. A TCP port is bound at once, so NATTER_ERR_ADDR_IN_USE
  * is reported here; an fd session starts connecting to the peer at once.
  * On success *pforward (may be NULL) names the forward; it belongs to the
- * client. |err| (may be NULL) receives a one-line reason on failure. */
+ * client, and so do in_fd/out_fd. On failure the fds stay the caller's.
+ * |err| (may be NULL) receives a one-line reason on failure. */
 NATTER_EXPORT int natter_client_add_forward(natter_client *client,
                                             const natter_forward_config *cfg,
                                             natter_forward **pforward,
@@ -242,6 +243,9 @@ NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
 /* Stops listening and closes the forward's connections (resetting their
  * streams). NULL is a no-op. Not from inside an event about |forward|. */
 NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
+
+/* The local TCP port a forward listens on; 0 for an fd session. */
+NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */

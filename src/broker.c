@@ -417,10 +417,13 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
   char addrstr[NT_ADDR_STRLEN];
   nt_endpoint_config epcfg;
 
-  if (!pbroker || !base || !cfg || !cfg->listen) {
+  if (!pbroker) {
     return NATTER_ERR_INVALID;
   }
   *pbroker = NULL;
+  if (!base || !cfg || !cfg->listen) {
+    return NATTER_ERR_INVALID;
+  }
   natter_broker *b = calloc(1, sizeof(*b));
   if (!b) {
     return NATTER_ERR_NOMEM;
@@ -505,10 +508,13 @@ uint16_t natter_broker_port(const natter_broker *b) {
 
 void natter_broker_get_stats(const natter_broker *b,
                              natter_broker_stats *stats) {
-  if (!b || !stats) {
+  if (!stats) {
     return;
   }
   memset(stats, 0, sizeof(*stats));
+  if (!b) {
+    return;
+  }
   nt_endpoint_traffic(b->ep, &stats->bytes_received, &stats->bytes_sent);
   for (bclient *c = b->clients; c; c = c->next) {
     stats->clients += c->checked_in ? 1 : 0;

@@ -525,12 +525,12 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
   if (nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
                     sizeof(err)) != 0 ||
       nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
-    nt_error(&c->log, "bad -broker \"%.80s\": %s", cfg->broker,
-             nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0 &&
-                     c->broker_addr.len
-                 ? "port must be 1..65535"
-                 : err);
-    rv = NATTER_ERR_INVALID;
+    int resolved = c->broker_addr.len != 0;
+    nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker,
+             resolved ? "port must be 1..65535" : err);
+    rv = !resolved && strncmp(err, "cannot resolve", 14) == 0
+             ? NATTER_ERR_RESOLVE
+             : NATTER_ERR_INVALID;
     goto fail;
   }
   const char *idfile = c->identity_path;

@@ -219,6 +219,10 @@ void natter_forward_get_stats(const natter_forward *f,
   *stats = f->stats;
 }
 
+uint16_t natter_forward_local_port(const natter_forward *f) {
+  return f ? f->local_port : 0;
+}
+
 void natter_forward_config_default(natter_forward_config *cfg) {
   if (!cfg) {
     return;
