@@ -2,11 +2,16 @@
  * control stream; the broker binds each name to the first key that claims
  * it, and when one client asks for another it sends each the other's key
  * and addresses. Forwarded bytes never pass through here. */
+#include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "endpoint.h"
+#include "mapping.h"
 #include "natter.h"
 #include "paths.h"
 #include "punch.h"
@@ -37,6 +42,8 @@ struct bclient {
   char name[NT_NAME_MAX + 1];
   nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
   size_t nlocal;
+  Natter__NatMapping mapping;
+  nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
   bclient *next, *prev;
 };
 
@@ -50,6 +57,10 @@ struct natter_broker {
   name_binding *names;
   size_t nnames;
   uint64_t introductions;
+  int map_fd; /* mapping-check socket on port+1, or -1 */
+  struct event *map_ev;
+  uint16_t map_port;
+  uint64_t map_rx, map_tx;
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -106,6 +117,7 @@ static void send_check_in_result(bclient *c, Natter__Code code,
   res.message = (char *)message;
   nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
   res.observed = &observed;
+  res.mapping_port = c->broker->map_port;
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN_RESULT;
   msg.check_in_result = &res;
   send_control(c, &msg);
@@ -202,9 +214,9 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
                               const uint8_t *nonce) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
-  Natter__Address observed, locals[BROKER_MAX_LOCAL_ADDRS];
+  Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
   Natter__Address *plocals[BROKER_MAX_LOCAL_ADDRS];
-  uint8_t ips[BROKER_MAX_LOCAL_ADDRS + 1][16];
+  uint8_t ips[BROKER_MAX_LOCAL_ADDRS + 2][16];
 
   intro.request_id = request_id;
   intro.peer = about->name;
@@ -222,6 +234,12 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   intro.n_local_addrs = about->nlocal;
   intro.nonce.data = (uint8_t *)nonce;
   intro.nonce.len = NT_PUNCH_NONCE_LEN;
+  intro.peer_mapping = about->mapping;
+  if (about->mapped.len) {
+    nt_wire_addr_from_sockaddr(&mapped, ips[BROKER_MAX_LOCAL_ADDRS + 1],
+                               (struct sockaddr *)&about->mapped.ss);
+    intro.peer_mapped = &mapped;
+  }
   msg.msg_case = NATTER__CONTROL__MSG_INTRODUCTION;
   msg.introduction = &intro;
   send_control(to, &msg);
@@ -279,6 +297,26 @@ static void handle_control(bclient *c, const uint8_t *body, size_t len) {
     break;
   case NATTER__CONTROL__MSG_CONNECT_REQUEST:
     handle_connect_request(c, msg->connect_request);
+    break;
+  case NATTER__CONTROL__MSG_NAT_REPORT:
+    if (!c->checked_in) {
+      reject(c, NATTER__CODE__BAD_REQUEST, "NAT report before check-in");
+      break;
+    }
+    c->mapping = msg->nat_report->mapping;
+    if (c->mapping != NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT &&
+        c->mapping != NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION) {
+      c->mapping = NATTER__NAT_MAPPING__MAPPING_UNKNOWN;
+    }
+    if (nt_wire_addr_to_sockaddr(&c->mapped, msg->nat_report->mapped) != 0) {
+      memset(&c->mapped, 0, sizeof(c->mapped));
+    }
+    nt_debug(&c->broker->log, "%s reports %s NAT mapping", c->name,
+             c->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION
+                 ? "per-destination (symmetric)"
+             : c->mapping == NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT
+                 ? "endpoint-independent"
+                 : "unknown");
     break;
   default:
     reject(c, NATTER__CODE__BAD_REQUEST, "unexpected control message");
@@ -403,6 +441,69 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
 static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept,
                                                            NULL};
 
+/* Answers mapping checks: each request gets back the address it came from.
+ * Stateless, one reply per request, bounded per wake-up. */
+static void map_read_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_broker *b = arg;
+  uint8_t buf[64], reply[NT_MAPPING_REPLY_MAX], nonce[NT_MAPPING_NONCE_LEN];
+  (void)what;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT,
+                         (struct sockaddr *)&from, &fromlen);
+    if (n < 0) {
+      return;
+    }
+    b->map_rx += (uint64_t)n;
+    if (!nt_mapping_decode_request(buf, (size_t)n, nonce)) {
+      continue;
+    }
+    size_t len =
+        nt_mapping_encode_reply(reply, nonce, (struct sockaddr *)&from);
+    if (len && sendto(fd, reply, len, MSG_DONTWAIT, (struct sockaddr *)&from,
+                      fromlen) == (ssize_t)len) {
+      b->map_tx += len;
+    }
+  }
+}
+
+/* Opens the mapping-check port next to the main one; without it clients
+ * simply cannot tell their NAT's mapping, so failure is only a warning. */
+static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
+  nt_addr a = *main_addr;
+  uint16_t port = nt_endpoint_port(b->ep);
+  char addrstr[NT_ADDR_STRLEN];
+
+  b->map_fd = -1;
+  if (port == 65535) {
+    return;
+  }
+  nt_addr_set_port((struct sockaddr *)&a.ss, (uint16_t)(port + 1));
+  b->map_fd = socket(a.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                     0);
+  if (b->map_fd < 0 ||
+      bind(b->map_fd, (struct sockaddr *)&a.ss, a.len) != 0) {
+    nt_warn(&b->log,
+            "cannot open the NAT mapping-check port %s (%s): clients will "
+            "not learn whether their NAT is symmetric",
+            nt_addr_str((struct sockaddr *)&a.ss, addrstr), strerror(errno));
+    if (b->map_fd >= 0) {
+      close(b->map_fd);
+      b->map_fd = -1;
+    }
+    return;
+  }
+  b->map_ev = event_new(b->base, b->map_fd, EV_READ | EV_PERSIST, map_read_cb,
+                        b);
+  if (!b->map_ev || event_add(b->map_ev, NULL) != 0) {
+    close(b->map_fd);
+    b->map_fd = -1;
+    return;
+  }
+  b->map_port = (uint16_t)(port + 1);
+}
+
 void natter_broker_config_default(natter_broker_config *cfg) {
   if (!cfg) {
     return;
@@ -428,6 +529,7 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
   if (!b) {
     return NATTER_ERR_NOMEM;
   }
+  b->map_fd = -1;
   b->base = base;
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;
@@ -475,6 +577,7 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
     return strstr(err, "in use") ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
+  open_mapping_port(b, &epcfg.bind);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
           nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr), hex);
@@ -487,6 +590,12 @@ void natter_broker_free(natter_broker *b) {
     return;
   }
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
+  if (b->map_ev) {
+    event_free(b->map_ev);
+  }
+  if (b->map_fd >= 0) {
+    close(b->map_fd);
+  }
   while (b->clients) {
     bclient *c = b->clients;
     b->clients = c->next;
@@ -516,6 +625,8 @@ void natter_broker_get_stats(const natter_broker *b,
     return;
   }
   nt_endpoint_traffic(b->ep, &stats->bytes_received, &stats->bytes_sent);
+  stats->bytes_received += b->map_rx;
+  stats->bytes_sent += b->map_tx;
   for (bclient *c = b->clients; c; c = c->next) {
     stats->clients += c->checked_in ? 1 : 0;
   }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "client_internal.h"
+#include "mapping.h"
 #include "paths.h"
 #include "wire_msg.h"
 
@@ -21,7 +22,7 @@ static void broker_connect(natter_client *c);
 static void emit_v(natter_client *c, natter_event_type type, int error,
                    const char *peer, nt_forward *forward, int exit_status,
                    const char *fmt, va_list ap) {
-  char msg[600];
+  char msg[1400];
   natter_log_level level = NATTER_LOG_INFO;
 
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -158,6 +159,104 @@ int nt_client_request_peer(natter_client *c, nt_peer *peer) {
   return 0;
 }
 
+const char *nt_mapping_name(int mapping) {
+  switch (mapping) {
+  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
+    return "endpoint-independent (one public port for every destination)";
+  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
+    return "symmetric (a new public port per destination)";
+  default:
+    return "unknown";
+  }
+}
+
+/* ---- NAT mapping check ---- */
+
+static void send_nat_report(natter_client *c) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__NatReport rep = NATTER__NAT_REPORT__INIT;
+  Natter__Address mapped;
+  uint8_t ip[16];
+
+  rep.mapping = c->mapping;
+  if (c->mapped.len) {
+    nt_wire_addr_from_sockaddr(&mapped, ip, (struct sockaddr *)&c->mapped.ss);
+    rep.mapped = &mapped;
+  }
+  msg.msg_case = NATTER__CONTROL__MSG_NAT_REPORT;
+  msg.nat_report = &rep;
+  send_control(c, &msg);
+}
+
+/* Probes the broker's second port a few times; the first answer settles
+ * it, and silence leaves the mapping unknown. */
+static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
+  static const unsigned delays_ms[] = {300, 700, 1000};
+  natter_client *c = arg;
+  uint8_t req[NT_MAPPING_REQUEST_LEN];
+  (void)fd;
+  (void)what;
+
+  if (c->mapping_tries >= sizeof(delays_ms) / sizeof(delays_ms[0])) {
+    nt_debug(&c->log, "no answer from the broker's mapping-check port %u",
+             c->mapping_port);
+    return;
+  }
+  nt_addr to = c->broker_addr;
+  nt_addr_set_port((struct sockaddr *)&to.ss, c->mapping_port);
+  nt_mapping_encode_request(req, c->mapping_nonce);
+  nt_endpoint_sendto(c->ep, req, sizeof(req), (struct sockaddr *)&to.ss,
+                     to.len);
+  struct timeval tv = {0, (suseconds_t)delays_ms[c->mapping_tries] * 1000};
+  c->mapping_tries++;
+  event_add(c->mapping_ev, &tv);
+}
+
+static void start_mapping_check(natter_client *c) {
+  if (!c->mapping_port || !c->observed.len ||
+      nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
+    return;
+  }
+  c->mapping_tries = 0;
+  mapping_cb(-1, 0, c);
+}
+
+/* Returns 1 when |data| was a mapping reply (handled), 0 otherwise. */
+static int handle_mapping_reply(natter_client *c, const uint8_t *data,
+                                size_t len) {
+  uint8_t nonce[NT_MAPPING_NONCE_LEN];
+  nt_addr seen;
+  char a[NT_ADDR_STRLEN], b[NT_ADDR_STRLEN];
+
+  if (!nt_mapping_decode_reply(data, len, nonce, &seen)) {
+    return 0;
+  }
+  if (memcmp(nonce, c->mapping_nonce, sizeof(nonce)) != 0 ||
+      !event_pending(c->mapping_ev, EV_TIMEOUT, NULL)) {
+    return 1; /* stale or forged: ignore */
+  }
+  event_del(c->mapping_ev);
+  c->mapped = seen;
+  c->mapping = nt_addr_equal((struct sockaddr *)&seen.ss,
+                             (struct sockaddr *)&c->observed.ss)
+                   ? NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT
+                   : NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
+  nt_addr_str((struct sockaddr *)&c->observed.ss, a);
+  nt_addr_str((struct sockaddr *)&seen.ss, b);
+  if (c->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION) {
+    nt_warn(&c->log,
+            "this host's NAT is symmetric: the broker's two ports saw %s and "
+            "%s; hole punching will only work with peers that have a public "
+            "address or a forwarded UDP port",
+            a, b);
+  } else {
+    nt_debug(&c->log, "NAT mapping: %s (%s on both broker ports)",
+             nt_mapping_name(c->mapping), a);
+  }
+  send_nat_report(c);
+  return 1;
+}
+
 static void handle_check_in_result(natter_client *c,
                                    const Natter__CheckInResult *r) {
   char addr[NT_ADDR_STRLEN], broker[NT_ADDR_STRLEN];
@@ -191,6 +290,7 @@ static void handle_check_in_result(natter_client *c,
   }
   c->checked_in = 1;
   c->ever_checked_in = 1;
+  c->mapping_port = r->mapping_port <= 65535 ? (uint16_t)r->mapping_port : 0;
   c->reconnect_delay_s = 0;
   nt_client_emit(c, NATTER_EVENT_CHECKED_IN, 0, NULL,
                  "checked in at broker %s as %s (public address %s)%s", broker,
@@ -200,6 +300,7 @@ static void handle_check_in_result(natter_client *c,
                                  : "unknown",
                  c->listen ? ", listening" : "");
   nt_peer_broker_ready(c);
+  start_mapping_check(c);
 }
 
 static void handle_control(natter_client *c, const uint8_t *body,
@@ -366,7 +467,9 @@ static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen,
                             void *ud) {
   (void)ep;
-  nt_peer_on_datagram(ud, data, len, from, fromlen);
+  if (!handle_mapping_reply(ud, data, len)) {
+    nt_peer_on_datagram(ud, data, len, from, fromlen);
+  }
 }
 
 static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
@@ -575,13 +678,14 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
     goto fail;
   }
   c->reconnect_ev = event_new(base, -1, 0, reconnect_cb, c);
+  c->mapping_ev = event_new(base, -1, 0, mapping_cb, c);
   c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
   if (!c->dns) {
     /* No resolv.conf: numeric targets and localhost still work. */
     c->dns = evdns_base_new(base, 0);
   }
-  if (!c->reconnect_ev || !c->dns) {
+  if (!c->reconnect_ev || !c->mapping_ev || !c->dns) {
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
@@ -699,6 +803,9 @@ void natter_client_free(natter_client *c) {
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   if (c->reconnect_ev) {
     event_free(c->reconnect_ev);
+  }
+  if (c->mapping_ev) {
+    event_free(c->mapping_ev);
   }
   if (c->dns) {
     evdns_base_free(c->dns, 1);

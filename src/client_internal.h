@@ -35,6 +35,8 @@ struct nt_peer {
   uint32_t request_id;
   uint8_t key[NT_FINGERPRINT_LEN];
   nt_addr observed; /* peer's public address as the broker saw it */
+  int mapping;      /* Natter__NatMapping the peer reported */
+  nt_addr mapped;   /* peer as the broker's mapping port saw it */
   nt_punch punch;
   struct event *timer; /* punching schedule and the overall deadline */
   uint64_t deadline_ns;
@@ -70,6 +72,12 @@ struct natter_client {
   nt_wire_reader *ctl_reader;
   int checked_in, ever_checked_in, fatal;
   nt_addr observed;
+  int mapping;            /* Natter__NatMapping found by the check */
+  nt_addr mapped;         /* us as the broker's mapping port saw us */
+  uint16_t mapping_port;  /* broker's mapping-check port, 0: none */
+  uint8_t mapping_nonce[8];
+  unsigned mapping_tries;
+  struct event *mapping_ev;
   struct event *reconnect_ev;
   unsigned reconnect_delay_s;
   uint32_t next_request_id;
@@ -90,6 +98,8 @@ void nt_client_emit_forward(natter_client *c, natter_event_type type,
     __attribute__((format(printf, 7, 8)));
 /* Sends ConnectRequest for |peer|; returns 0 or -1 (broker not ready). */
 int nt_client_request_peer(natter_client *c, nt_peer *peer);
+/* "symmetric (a new public port per destination)" etc., for messages. */
+const char *nt_mapping_name(int mapping);
 int nt_client_target_allowed(natter_client *c, const char *host,
                              uint16_t port);
 

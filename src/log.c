@@ -5,7 +5,7 @@
 
 void nt_log_printf(const nt_log *log, natter_log_level level, const char *fmt,
                    ...) {
-  char line[1024];
+  char line[2048];
   va_list ap;
 
   if (level > log->level) {

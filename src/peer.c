@@ -101,7 +101,7 @@ static void peer_fail(nt_peer *p, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void peer_fail(nt_peer *p, int error, const char *fmt, ...) {
-  char msg[512];
+  char msg[1200];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -214,6 +214,56 @@ static void describe_candidates(const nt_peer *p, char *out, size_t outlen) {
   }
 }
 
+/* One line that says what was tried, what came back, what each NAT does,
+ * and what to do about it. */
+static void report_punch_failure(nt_peer *p) {
+  natter_client *c = p->client;
+  char cands[400], us[NT_ADDR_STRLEN], them[NT_ADDR_STRLEN];
+  char seen[NT_ADDR_STRLEN + 80] = "", advice[300];
+  int we_symmetric = c->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
+  int they_symmetric =
+      p->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
+
+  describe_candidates(p, cands, sizeof(cands));
+  nt_addr_str((struct sockaddr *)&c->observed.ss, us);
+  nt_addr_str((struct sockaddr *)&p->observed.ss, them);
+  if (p->have_probe_from &&
+      !nt_addr_equal((struct sockaddr *)&p->probe_from.ss,
+                     (struct sockaddr *)&p->observed.ss)) {
+    char from[NT_ADDR_STRLEN];
+    snprintf(seen, sizeof(seen), " (its probes came from %s)",
+             nt_addr_str((struct sockaddr *)&p->probe_from.ss, from));
+    they_symmetric = 1;
+  }
+  if (we_symmetric || they_symmetric) {
+    snprintf(advice, sizeof(advice),
+             "a symmetric NAT (on %s) defeats hole punching unless the other "
+             "side has a public address or a forwarded UDP port: run one side "
+             "where it has one",
+             we_symmetric && they_symmetric ? "both sides"
+             : we_symmetric                 ? c->name
+                                            : p->name);
+  } else if (p->punch.probes_seen) {
+    snprintf(advice, sizeof(advice),
+             "%s's probes reach us but ours never reached %s: something on "
+             "its side drops incoming UDP (a firewall, or NAT filtering)",
+             p->name, p->name);
+  } else {
+    snprintf(advice, sizeof(advice),
+             "no UDP got through either way: check that both sides may send "
+             "UDP out, and run both with -v to see each probe");
+  }
+  peer_fail(p, NATTER_ERR_PUNCH,
+            "hole punching to %s failed after %u s: tried %s; %s. The broker "
+            "saw %s at %s (NAT %s) and %s at %s%s (NAT %s). %s",
+            p->name, c->connect_timeout_ms / 1000, cands,
+            p->punch.probes_seen
+                ? "probes from the peer arrived but none of ours was answered"
+                : "no probe from the peer arrived and none was answered",
+            c->name, us, nt_mapping_name(c->mapping), p->name, them, seen,
+            nt_mapping_name(p->mapping), advice);
+}
+
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   nt_peer *p = arg;
   natter_client *c = p->client;
@@ -234,19 +284,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
       peer_reset(p, 0, NULL);
       return;
     }
-    char cands[400], observed[NT_ADDR_STRLEN];
-    describe_candidates(p, cands, sizeof(cands));
-    peer_fail(p, NATTER_ERR_PUNCH,
-              "hole punching to %s failed after %u s: tried %s; %s. %s's "
-              "public address per the broker: %s. Both NATs may map ports "
-              "per destination (symmetric NAT) or drop unsolicited UDP; "
-              "run both sides with -v to see each probe",
-              p->name, c->connect_timeout_ms / 1000, cands,
-              p->punch.probes_seen ? "probes from the peer arrived but none "
-                                     "of ours was answered"
-                                   : "no probe from the peer arrived",
-              p->name,
-              nt_addr_str((struct sockaddr *)&p->observed.ss, observed));
+    report_punch_failure(p);
     return;
   }
   if (p->state == NT_PEER_INTRODUCING && now >= p->deadline_ns) {
@@ -313,6 +351,10 @@ void nt_peer_on_introduction(natter_client *c, const void *msg) {
   }
   memcpy(p->key, in->peer_key.data, NT_FINGERPRINT_LEN);
   memset(&p->observed, 0, sizeof(p->observed));
+  p->mapping = in->peer_mapping;
+  if (nt_wire_addr_to_sockaddr(&p->mapped, in->peer_mapped) != 0) {
+    memset(&p->mapped, 0, sizeof(p->mapped));
+  }
   if (nt_wire_addr_to_sockaddr(&p->observed, in->observed) == 0 &&
       p->observed.ss.ss_family == nt_endpoint_family(c->ep)) {
     cands[n++] = p->observed;

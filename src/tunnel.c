@@ -256,7 +256,7 @@ static void report(nt_tunnel *t, natter_event_type type, int error,
 /* Reports an event about this tunnel's forward (opener side only). */
 static void report(nt_tunnel *t, natter_event_type type, int error,
                    const char *fmt, ...) {
-  char msg[600], where[32], what[NT_NAME_MAX + NT_HOST_MAX + 16];
+  char msg[1300], where[32], what[NT_NAME_MAX + NT_HOST_MAX + 16];
   va_list ap;
 
   if (!t->opener) {
