@@ -377,6 +377,21 @@ int main(int argc, char **argv) {
     rv = usage_error("%s", "-allow and -allow-command need -listen");
   } else if (nstdio > 1) {
     rv = usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
+  } else if (o.broker_key && natter_fingerprint_check(o.broker_key) != 0) {
+    rv = usage_error("bad -broker-key \"%.80s\": expected the 64 hex digits "
+                     "the broker prints at start",
+                     o.broker_key);
+  }
+  /* Specs are checked before anything touches keys or sockets. */
+  for (size_t i = 0; rv < 0 && i < o.nspecs; i++) {
+    int is_command = 0;
+    if (natter_spec_check(o.specs[i], &is_command, NULL, err, sizeof(err)) !=
+        0) {
+      fprintf(stderr, "natter: %s\n", err);
+      rv = 2;
+    } else if (is_command && !o.spec_argv[i]) {
+      rv = usage_error("spec %s needs a command after it", o.specs[i]);
+    }
   }
   if (rv >= 0) {
     cli_config_free(&file);

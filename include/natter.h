@@ -240,6 +240,18 @@ NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
                                                  natter_forward **pforward,
                                                  char *err, size_t errlen);
 
+/* Checks a spec's syntax without a client (for early, clear errors).
+ * |is_command| (may be NULL) is set when the spec ends in "PEER:" and needs
+ * a command; |uses_stdio| (may be NULL) when it has no local port. Returns
+ * 0 or NATTER_ERR_SPEC with a one-line reason in |err|. */
+NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
+                                    int *uses_stdio, char *err,
+                                    size_t errlen);
+
+/* Checks a key fingerprint as -broker-key takes it (64 hex digits, ':'
+ * between pairs allowed). Returns 0 or NATTER_ERR_INVALID. */
+NATTER_EXPORT int natter_fingerprint_check(const char *fingerprint);
+
 /* Stops listening and closes the forward's connections (resetting their
  * streams). NULL is a no-op. Not from inside an event about |forward|. */
 NATTER_EXPORT void natter_forward_remove(natter_forward *forward);

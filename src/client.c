@@ -19,9 +19,9 @@
 
 static void broker_connect(natter_client *c);
 
-static void emit_v(natter_client *c, natter_event_type type, int error,
-                   const char *peer, nt_forward *forward, int exit_status,
-                   const char *fmt, va_list ap) {
+static void emit_v(natter_client *c, natter_event_type type, int quiet,
+                   int error, const char *peer, nt_forward *forward,
+                   int exit_status, const char *fmt, va_list ap) {
   char msg[1400];
   natter_log_level level = NATTER_LOG_INFO;
 
@@ -32,6 +32,9 @@ static void emit_v(natter_client *c, natter_event_type type, int error,
   } else if (type == NATTER_EVENT_FORWARD_OPENED ||
              type == NATTER_EVENT_FORWARD_CLOSED) {
     level = NATTER_LOG_DEBUG; /* one per connection: only with -v */
+  }
+  if (quiet) {
+    level = NATTER_LOG_DEBUG; /* the cause was logged already */
   }
   nt_log_printf(&c->log, level, "%s", msg);
   if (c->on_event) {
@@ -51,16 +54,17 @@ void nt_client_emit(natter_client *c, natter_event_type type, int error,
                     const char *peer, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  emit_v(c, type, error, peer, NULL, -1, fmt, ap);
+  emit_v(c, type, 0, error, peer, NULL, -1, fmt, ap);
   va_end(ap);
 }
 
 void nt_client_emit_forward(natter_client *c, natter_event_type type,
-                            int error, const char *peer, nt_forward *forward,
-                            int exit_status, const char *fmt, ...) {
+                            int quiet, int error, const char *peer,
+                            nt_forward *forward, int exit_status,
+                            const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  emit_v(c, type, error, peer, forward, exit_status, fmt, ap);
+  emit_v(c, type, quiet, error, peer, forward, exit_status, fmt, ap);
   va_end(ap);
 }
 
@@ -772,6 +776,37 @@ int natter_client_add_forward_spec(natter_client *c, const char *text,
     rv = NATTER_ERR_SPEC;
   }
   return rv;
+}
+
+int natter_spec_check(const char *text, int *is_command, int *uses_stdio,
+                      char *err, size_t errlen) {
+  char buf[256];
+  nt_spec spec;
+  if (!err || errlen == 0) {
+    err = buf;
+    errlen = sizeof(buf);
+  }
+  if (!text) {
+    snprintf(err, errlen, "missing spec");
+    return NATTER_ERR_SPEC;
+  }
+  if (nt_spec_parse(&spec, text, err, errlen) != 0) {
+    return NATTER_ERR_SPEC;
+  }
+  if (is_command) {
+    *is_command = spec.is_command;
+  }
+  if (uses_stdio) {
+    *uses_stdio = spec.local_port == 0;
+  }
+  return 0;
+}
+
+int natter_fingerprint_check(const char *fingerprint) {
+  uint8_t fp[NT_FINGERPRINT_LEN];
+  return fingerprint && nt_fingerprint_parse(fp, fingerprint) == 0
+             ? 0
+             : NATTER_ERR_INVALID;
 }
 
 int natter_client_get_peer_stats(const natter_client *c, const char *name,

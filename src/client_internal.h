@@ -92,10 +92,13 @@ struct natter_client {
 void nt_client_emit(natter_client *c, natter_event_type type, int error,
                     const char *peer, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* |quiet|: log at debug level only, because the cause was logged already
+ * (a peer failure ends every connection waiting for that peer). */
 void nt_client_emit_forward(natter_client *c, natter_event_type type,
-                            int error, const char *peer, nt_forward *forward,
-                            int exit_status, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
+                            int quiet, int error, const char *peer,
+                            nt_forward *forward, int exit_status,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
 /* Sends ConnectRequest for |peer|; returns 0 or -1 (broker not ready). */
 int nt_client_request_peer(natter_client *c, nt_peer *peer);
 /* "symmetric (a new public port per destination)" etc., for messages. */

@@ -127,6 +127,9 @@ void nt_peer_submit(nt_peer *p, nt_tunnel *t) {
     return;
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
+    nt_warn(&p->client->log,
+            "%s: %u connections already wait for the peer; dropping one",
+            p->name, NT_PEER_MAX_WAITING);
     nt_tunnel_fail(t, NATTER_ERR_NOMEM,
                    "too many connections waiting for the peer");
     return;

@@ -78,6 +78,7 @@ struct nt_tunnel {
   int out_shut;     /* local output closed after the peer's FIN */
   int failed;       /* a FORWARD_FAILED was reported */
   int draining;     /* stream done cleanly; writing out what is queued */
+  int quiet;        /* failure already logged by the peer: log at debug */
 
   /* remote commands */
   int command;          /* this stream runs a command (framed downstream) */
@@ -276,7 +277,8 @@ static void report(nt_tunnel *t, natter_event_type type, int error,
   va_end(ap);
   local_name(t, where, sizeof(where));
   describe(t, what, sizeof(what));
-  nt_client_emit_forward(t->client, type, error, t->peer, t->forward,
+  nt_client_emit_forward(t->client, type, t->quiet, error, t->peer,
+                         t->forward,
                          type == NATTER_EVENT_FORWARD_CLOSED ? t->exit_status
                                                              : -1,
                          "%s -> %s: %s", where, what, msg);
@@ -1122,6 +1124,7 @@ void nt_tunnel_start(nt_tunnel *t, nt_conn *conn) {
 }
 
 void nt_tunnel_fail(nt_tunnel *t, int error, const char *why) {
+  t->quiet = 1;
   report(t, NATTER_EVENT_FORWARD_FAILED, error, "%s", why);
   tunnel_end(t, 1);
 }

@@ -51,13 +51,19 @@ _now_ms() {
   echo $((t / 1000))
 }
 
+# _state PID: the process's state letter (R, S, T, Z, ...), or nothing.
+_state() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  echo "${stat%% *}"
+}
+
 # _alive PID: true while the process exists and is not a zombie.
 _alive() {
-  local pid=$1 stat
-  [[ -r /proc/$pid/stat ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
+  local state
+  state=$(_state "$1")
+  [[ -n $state && $state != Z ]]
 }
 
 show_logs() {
@@ -163,31 +169,65 @@ wait_exit() {
   _reap "$name"
 }
 
-# stop NAME: SIGTERM by recorded PID, up to 5 s to exit, then SIGKILL.
-# The exit status goes in EXIT_STATUS[NAME]; stop itself always succeeds.
+# _show_stacks PID: print where a hung process is (every thread's stack),
+# if gdb is installed; bounded by a deadline.
+_show_stacks() {
+  local t
+  echo "----- pid $1: $(grep -E '^(State|TracerPid)' "/proc/$1/status" 2>/dev/null | tr '\n\t' '  ')-----" >&2
+  for t in /proc/"$1"/task/*; do
+    echo "thread ${t##*/}: $(cat "$t/comm" 2>/dev/null) $(awk '{print $3}' "$t/stat" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)" >&2
+  done
+  command -v gdb >/dev/null || return 0
+  timeout 30 gdb -p "$1" -batch -ex 'thread apply all bt' </dev/null 2>&1 |
+    grep -E '^(#|Thread |ptrace|warning: process)' | head -n 60 >&2 || true
+}
+
+# How long a process may take to exit on SIGTERM/SIGINT before stop kills
+# it: 5 s, or 20 s when the binary is built with AddressSanitizer, whose
+# leak check at exit (LeakSanitizer stops the process under ptrace and scans
+# its memory) alone can take several seconds on a loaded machine. A
+# slow exit (over 2 s) is logged either way.
+if [[ -z ${STOP_TIMEOUT_S:-} ]]; then
+  STOP_TIMEOUT_S=5
+  [[ $(ldd "$NATTER" 2>/dev/null || true) == *libasan* ]] && STOP_TIMEOUT_S=20
+fi
+
+# stop NAME [SIGNAL=TERM]: SIGNAL by recorded PID, up to STOP_TIMEOUT_S to
+# exit, then SIGKILL. The exit status goes in EXIT_STATUS[NAME]; stop
+# itself always succeeds.
 stop() {
-  local name=$1 p deadline
+  local name=$1 sig=${2:-TERM} p deadline t0
   p=${PIDS[$name]:-}
   [[ -n $p ]] || return 0
   if _alive "$p"; then
-    kill -TERM "$p" 2>/dev/null || true
-    deadline=$(($(_now_ms) + 5000))
+    # A test may have SIGSTOPped it. Only then: a SIGCONT that races with
+    # the exit can hang LeakSanitizer's stop-the-world in ASan builds.
+    [[ $(_state "$p") == T ]] && kill -CONT "$p" 2>/dev/null
+    kill "-$sig" "$p" 2>/dev/null || true
+    t0=$(_now_ms)
+    deadline=$((t0 + STOP_TIMEOUT_S * 1000))
     while _alive "$p" && (($(_now_ms) < deadline)); do
       sleep 0.05
     done
+    if (($(_now_ms) - t0 > 2000)); then
+      echo "$TEST_NAME: $name (pid $p) took $(($(_now_ms) - t0)) ms to exit on SIG$sig" >&2
+    fi
     if _alive "$p"; then
-      echo "$TEST_NAME: $name (pid $p) ignored SIGTERM for 5 s; killing it" >&2
+      echo "$TEST_NAME: $name (pid $p) ignored SIG$sig for $STOP_TIMEOUT_S s; killing it" >&2
+      _show_stacks "$p"
       kill -KILL "$p" 2>/dev/null || true
     fi
   fi
   _reap "$name"
 }
 
-# stop_expect_clean NAME: stop NAME and fail unless it exited 0 on SIGTERM.
+# stop_expect_clean NAME [SIGNAL=TERM]: stop NAME and fail unless it exited
+# 0 on SIGNAL, within STOP_TIMEOUT_S.
 stop_expect_clean() {
-  stop "$1"
+  local sig=${2:-TERM}
+  stop "$1" "$sig"
   [[ ${EXIT_STATUS[$1]} == 0 ]] ||
-    fail "$1 exited with status ${EXIT_STATUS[$1]} after SIGTERM (want 0)"
+    fail "$1 exited with status ${EXIT_STATUS[$1]} after SIG$sig (want 0)"
 }
 
 # assert_log_contains NAME REGEX / assert_log_lacks NAME REGEX
@@ -285,6 +325,18 @@ start_client() {
       wait_log "$name" "natter: forwarding 127\.0\.0\.1:${BASH_REMATCH[1]} -> "
     fi
     prev=$arg
+  done
+}
+
+# wait_tcp_listen PORT [TIMEOUT_S=10]: wait until a TCP socket listens on
+# 127.0.0.1:PORT (for servers that print no "ready" line, e.g. socat).
+wait_tcp_listen() {
+  local port=$1 timeout=${2:-10} deadline
+  deadline=$(($(_now_ms) + timeout * 1000))
+  until ss -Htln "sport = :$port" | grep -q .; do
+    (($(_now_ms) < deadline)) ||
+      fail "nothing listens on TCP port $port after ${timeout} s"
+    sleep 0.05
   done
 }
 
