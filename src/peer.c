@@ -308,6 +308,16 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+static int has_candidate(const nt_addr *cands, size_t n,
+                         const struct sockaddr *a) {
+  for (size_t i = 0; i < n; i++) {
+    if (nt_addr_equal((const struct sockaddr *)&cands[i].ss, a)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 void nt_peer_on_introduction(natter_client *c, const void *msg) {
   const Natter__Introduction *in = msg;
   nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
@@ -366,8 +376,9 @@ void nt_peer_on_introduction(natter_client *c, const void *msg) {
        i++) {
     nt_addr a;
     if (nt_wire_addr_to_sockaddr(&a, in->local_addrs[i]) == 0 &&
-        a.ss.ss_family == nt_endpoint_family(c->ep)) {
-      cands[n++] = a;
+        a.ss.ss_family == nt_endpoint_family(c->ep) &&
+        !has_candidate(cands, n, (struct sockaddr *)&a.ss)) {
+      cands[n++] = a; /* a public LAN address repeats the observed one */
     }
   }
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[400];
@@ -412,6 +423,20 @@ void nt_peer_on_datagram(natter_client *c, const uint8_t *data, size_t len,
       memcpy(&p->probe_from.ss, from, fromlen);
       p->probe_from.len = fromlen;
       p->have_probe_from = 1;
+    }
+    /* A peer-reflexive candidate (RFC 8445 §7.3.1.3): the peer's NAT
+     * gave it a port the broker never saw (symmetric mapping). Its probe
+     * opened that mapping toward us, so probe it back at once. */
+    if (p->state == NT_PEER_PUNCHING &&
+        !has_candidate(p->punch.candidates, p->punch.ncandidates, from) &&
+        p->punch.ncandidates < NT_PUNCH_MAX_CANDIDATES) {
+      nt_addr *a = &p->punch.candidates[p->punch.ncandidates++];
+      memcpy(&a->ss, from, fromlen);
+      a->len = fromlen;
+      nt_info(&c->log, "%s: new candidate %s (seen in its probe)", p->name,
+              nt_addr_str(from, addr));
+      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+      nt_endpoint_sendto(c->ep, reply, sizeof(reply), from, fromlen);
     }
     return;
   }

@@ -1,0 +1,867 @@
+#!/usr/bin/env bash
+# natter's NAT lab: two LANs behind iptables NAT routers and a broker on an
+# "internet", built from network namespaces and veth pairs. Needs root,
+# iproute2, iptables (iptables-nft on Debian 12) and socat. Nothing is
+# attached to the root namespace: every interface is created inside the
+# lab's own namespaces, which are named ntlab-<pid>-<n>-NODE.
+#
+#   inet: bridge br0 -- 203.0.113.10 (broker), 203.0.113.20 (another host)
+#     |                                          |
+#   ra: wan 203.0.113.1                        rb: wan 203.0.113.2
+#       lan 198.18.1.1/24 (bridge)                 lan 198.18.2.1/24
+#     |                 |                          |
+#   alice 198.18.1.10   alice2 198.18.1.11       bob 198.18.2.10
+#
+# Each router (ra, rb) has a NAT behaviour:
+#   none       no NAT, no filter: the LAN is public and routed instead
+#              (ra: 198.51.100.0/25, alice .10, alice2 .11;
+#               rb: 198.51.100.128/25, bob .130)
+#   cone       MASQUERADE (keeps the source port when free, so every
+#              destination sees the same public port: endpoint-independent
+#              mapping) and a stateful filter that drops unsolicited inbound
+#              traffic (address-and-port dependent filtering): a
+#              port-restricted cone NAT
+#   symmetric  MASQUERADE --random-fully: a new public port per destination,
+#              same filter
+# plus UDP loss (-m statistic in FORWARD, both directions) and the UDP
+# conntrack timeouts (per namespace) as knobs. Routers drop traffic to
+# addresses they have no route for (private LANs of the other side), as the
+# internet does. IPv6 is off in every namespace.
+#
+# Usage (as root):
+#   lab.sh check [ALICE_NAT BOB_NAT]
+#       build a lab and verify each router's mapping and filtering with
+#       socat (default: cone symmetric), then tear it down
+#   lab.sh run ALICE_NAT BOB_NAT [OPTION...]
+#       one natter case: broker, bob -listen, alice forwarding to services
+#       on bob's loopback; checks the outcome, the data (sha256) and that
+#       the broker carried none of it. Options:
+#         --loss-a P / --loss-b P   UDP loss probability at ra / rb (0..1)
+#         --udp-timeout S           both routers' UDP conntrack timeouts
+#         --bytes SIZE              bulk size each way (default 50M)
+#         --idle S                  then leave the tunnel idle S s and use it
+#                                   again (must be the same QUIC connection)
+#         --expect direct|fail|either   (default: direct)
+#         --fail-within S           deadline for the failure (default 15),
+#                                   which must be alice's "hole punching to
+#                                   bob failed" naming the symmetric NAT
+#         --bob-at alice2           run bob on alice2, behind the same NAT
+#                                   as alice (ra does not hairpin)
+#   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
+#                [--udp-timeout S] [-- CMD [ARG...]]
+#       build a lab and run CMD (default: an interactive shell) with
+#       LAB_NS_inet, LAB_NS_ra, LAB_NS_rb, LAB_NS_alice, LAB_NS_alice2 and
+#       LAB_NS_bob exported; e.g. ip netns exec "$LAB_NS_bob" ip addr.
+#       Torn down when CMD exits.
+#   lab.sh cleanup [--all | --prefix PREFIX]
+#       remove the namespaces (and the processes in them) left over by lab
+#       runs that are no longer alive (--all: of every run; --prefix: those
+#       whose names start with PREFIX, e.g. ntlab-1234-)
+#
+# NATTER (default build/natter) and TCPCHECK (default next to it) name the
+# binaries; KEEP_WORK=1 keeps the logs. Every process is started by
+# tests/integration/lib.sh and stopped by PID; a trap on EXIT, INT and TERM
+# stops them and deletes every namespace of this run, also after a failure.
+#
+# Sourced (by test_nat.sh and tests/bench/lab_bench.sh) it only defines the
+# lab_* functions below; lab_main "$@" does what the command line says.
+
+LAB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+LAB_PREFIX_ALL=ntlab-
+# test_nat.sh names each case's namespaces (ntlab-<its pid>-c<n>-).
+LAB_PREFIX=${LAB_PREFIX:-"${LAB_PREFIX_ALL}$$-"}
+[[ $LAB_PREFIX == "$LAB_PREFIX_ALL"* ]] || {
+  echo "lab: LAB_PREFIX must start with $LAB_PREFIX_ALL" >&2
+  exit 2
+}
+LAB_SEQ=0
+LAB_NODES=(inet ra rb alice alice2 bob)
+declare -A LAB_NS=()   # NODE -> namespace of the current lab
+declare -A LAB_HOST=() # NODE -> the host's address (alice, alice2, bob)
+LAB_BROKER_IP=203.0.113.10
+LAB_OTHER_IP=203.0.113.20
+LAB_BROKER_PORT=10000
+declare -A LAB_WAN_IP=([ra]=203.0.113.1 [rb]=203.0.113.2)
+
+_lab_log() { printf 'lab: %s\n' "$*" >&2; }
+_lab_die() {
+  printf 'lab: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# lab_require_root: exit 77 (skip) with a clear message if this process may
+# not create network namespaces; 1 if a tool is missing.
+lab_require_root() {
+  local t probe
+  for t in ip iptables socat sysctl; do
+    command -v "$t" >/dev/null || _lab_die "$t not found (apt-get install iproute2 iptables socat procps)"
+  done
+  probe="${LAB_PREFIX}probe"
+  if ! ip netns add "$probe" 2>/dev/null; then
+    echo "SKIP: the NAT lab needs to create network namespaces ('ip netns add' is not permitted here: run as root)" >&2
+    exit 77
+  fi
+  ip netns del "$probe"
+}
+
+# lab_x NODE CMD [ARG...]: run CMD inside NODE's namespace.
+lab_x() {
+  local node=$1
+  shift
+  ip netns exec "${LAB_NS[$node]:?lab_x: no node $node}" "$@"
+}
+
+# lab_start NAME NODE CMD [ARG...]: lib.sh's start, inside NODE's namespace.
+# `ip netns exec` execs CMD, so the PID that start records is CMD's own.
+lab_start() {
+  local name=$1 node=$2
+  shift 2
+  start "$name" ip netns exec "${LAB_NS[$node]:?lab_start: no node $node}" "$@"
+}
+
+_lab_sysctl() {
+  local node=$1
+  shift
+  lab_x "$node" sysctl -qw "$@" >/dev/null
+}
+
+# _lab_kill_ns NS: SIGTERM, then SIGKILL, every process left in NS (by PID).
+_lab_kill_ns() {
+  local ns=$1 pids i
+  pids=$(ip netns pids "$ns" 2>/dev/null) || return 0
+  [[ -n $pids ]] || return 0
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null
+  for ((i = 0; i < 40; i++)); do
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    [[ -n $pids ]] || return 0
+    sleep 0.05
+  done
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null
+  sleep 0.1
+}
+
+# lab_down_prefix PREFIX: kill the processes in, and delete, every namespace
+# whose name starts with PREFIX (deleting a namespace deletes its veths).
+lab_down_prefix() {
+  local prefix=$1 ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $ns == "$prefix"* ]] || continue
+    _lab_kill_ns "$ns"
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
+# lab_down: delete the current lab (every namespace this process made).
+lab_down() {
+  lab_down_prefix "$LAB_PREFIX"
+  LAB_NS=()
+}
+
+# lab_up [--alice NAT] [--bob NAT] [--loss-a P] [--loss-b P]
+#        [--udp-timeout S]: build a fresh lab; NAT is none|cone|symmetric.
+lab_up() {
+  local alice_nat=cone bob_nat=cone loss_a=0 loss_b=0 udp_timeout="" node ns v
+  while (($#)); do
+    case $1 in
+    --alice) alice_nat=$2 ;;
+    --bob) bob_nat=$2 ;;
+    --loss-a) loss_a=$2 ;;
+    --loss-b) loss_b=$2 ;;
+    --udp-timeout) udp_timeout=$2 ;;
+    *) _lab_die "lab_up: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  for v in "$alice_nat" "$bob_nat"; do
+    [[ $v == none || $v == cone || $v == symmetric ]] ||
+      _lab_die "NAT behaviour '$v': expected none, cone or symmetric"
+  done
+  for v in "$loss_a" "$loss_b"; do
+    [[ $v =~ ^(0|0?\.[0-9]+|1)$ ]] || _lab_die "loss '$v': expected a probability 0..1"
+  done
+  [[ -z $udp_timeout || $udp_timeout =~ ^[1-9][0-9]*$ ]] ||
+    _lab_die "udp timeout '$udp_timeout': expected seconds"
+
+  LAB_SEQ=$((LAB_SEQ + 1))
+  for node in "${LAB_NODES[@]}"; do
+    ns="${LAB_PREFIX}${LAB_SEQ}-$node"
+    ip netns add "$ns" || _lab_die "ip netns add $ns failed"
+    LAB_NS[$node]=$ns
+    ip -n "$ns" link set lo up
+    _lab_sysctl "$node" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  done
+
+  # Bridged frames are switched, not routed: keep them out of iptables
+  # where br_netfilter is loaded (its sysctls are per namespace).
+  for node in inet ra; do
+    if lab_x "$node" test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+      _lab_sysctl "$node" net.bridge.bridge-nf-call-iptables=0
+    fi
+  done
+
+  # The internet: one bridge; the broker and another host are addresses on
+  # it. It routes nothing (no ip_forward): routers talk across the bridge.
+  local inet=${LAB_NS[inet]} r
+  ip -n "$inet" link add br0 type bridge
+  ip -n "$inet" link set br0 up
+  ip -n "$inet" addr add "$LAB_BROKER_IP/24" dev br0
+  ip -n "$inet" addr add "$LAB_OTHER_IP/24" dev br0
+  for r in ra rb; do
+    ip -n "$inet" link add "$r" type veth peer name wan netns "${LAB_NS[$r]}"
+    ip -n "$inet" link set "$r" master br0 up
+    ip -n "${LAB_NS[$r]}" addr add "${LAB_WAN_IP[$r]}/24" dev wan
+    ip -n "${LAB_NS[$r]}" link set wan up
+    ip -n "${LAB_NS[$r]}" route add blackhole default
+    _lab_sysctl "$r" net.ipv4.ip_forward=1
+  done
+  # Public LANs (NAT none) are routed via their router.
+  ip -n "$inet" route add 198.51.100.0/25 via 203.0.113.1
+  ip -n "$inet" route add 198.51.100.128/25 via 203.0.113.2
+  ip -n "${LAB_NS[ra]}" route add 198.51.100.128/25 via 203.0.113.2
+  ip -n "${LAB_NS[rb]}" route add 198.51.100.0/25 via 203.0.113.1
+
+  # LAN A: a bridge in ra with alice and alice2; LAN B: bob on a veth.
+  local lan_a=198.18.1 lan_b=198.18.2 len_a=24 len_b=24
+  local gw_a=$lan_a.1 gw_b=$lan_b.1
+  if [[ $alice_nat == none ]]; then
+    len_a=25 gw_a=198.51.100.1
+    LAB_HOST[alice]=198.51.100.10 LAB_HOST[alice2]=198.51.100.11
+  else
+    LAB_HOST[alice]=$lan_a.10 LAB_HOST[alice2]=$lan_a.11
+  fi
+  if [[ $bob_nat == none ]]; then
+    len_b=25 gw_b=198.51.100.129
+    LAB_HOST[bob]=198.51.100.130
+  else
+    LAB_HOST[bob]=$lan_b.10
+  fi
+  local ra=${LAB_NS[ra]} rb=${LAB_NS[rb]} h
+  ip -n "$ra" link add lan type bridge
+  ip -n "$ra" link set lan up
+  ip -n "$ra" addr add "$gw_a/$len_a" dev lan
+  for h in alice alice2; do
+    ip -n "$ra" link add "$h" type veth peer name eth0 netns "${LAB_NS[$h]}"
+    ip -n "$ra" link set "$h" master lan up
+    ip -n "${LAB_NS[$h]}" addr add "${LAB_HOST[$h]}/$len_a" dev eth0
+    ip -n "${LAB_NS[$h]}" link set eth0 up
+    ip -n "${LAB_NS[$h]}" route add default via "$gw_a"
+  done
+  ip -n "$rb" link add lan type veth peer name eth0 netns "${LAB_NS[bob]}"
+  ip -n "$rb" link set lan up
+  ip -n "$rb" addr add "$gw_b/$len_b" dev lan
+  ip -n "${LAB_NS[bob]}" addr add "${LAB_HOST[bob]}/$len_b" dev eth0
+  ip -n "${LAB_NS[bob]}" link set eth0 up
+  ip -n "${LAB_NS[bob]}" route add default via "$gw_b"
+
+  _lab_router ra "$alice_nat" "$loss_a" "$udp_timeout"
+  _lab_router rb "$bob_nat" "$loss_b" "$udp_timeout"
+
+  # Byte counters for everything to and from the broker's address.
+  lab_x inet iptables -A INPUT -d "$LAB_BROKER_IP" -j ACCEPT
+  lab_x inet iptables -A OUTPUT -s "$LAB_BROKER_IP" -j ACCEPT
+
+  lab_wait_reach alice "$LAB_BROKER_IP"
+  lab_wait_reach bob "$LAB_BROKER_IP"
+  lab_wait_reach alice2 "$LAB_BROKER_IP"
+  _lab_log "lab ${LAB_PREFIX}${LAB_SEQ}: alice ${LAB_HOST[alice]} behind ra ($alice_nat, loss $loss_a)," \
+    "bob ${LAB_HOST[bob]} behind rb ($bob_nat, loss $loss_b)," \
+    "broker $LAB_BROKER_IP${udp_timeout:+, UDP conntrack timeouts ${udp_timeout} s}"
+}
+
+# _lab_router ROUTER NAT LOSS UDP_TIMEOUT
+_lab_router() {
+  local r=$1 nat=$2 loss=$3 udp_timeout=$4
+  case $nat in
+  cone)
+    lab_x "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+    ;;
+  symmetric)
+    lab_x "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE --random-fully
+    ;;
+  esac
+  if [[ $nat != none ]]; then
+    # Stateful filter: from the WAN only replies to what the LAN sent (to
+    # that same address and port) get in; unsolicited packets to a mapped
+    # port are dropped silently, to the LAN and to the router itself.
+    lab_x "$r" iptables -P FORWARD DROP
+    lab_x "$r" iptables -A FORWARD -i lan -j ACCEPT
+    lab_x "$r" iptables -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    lab_x "$r" iptables -A FORWARD -i wan -m conntrack --ctstate DNAT -j ACCEPT
+    lab_x "$r" iptables -A FORWARD -i wan -j DROP
+    lab_x "$r" iptables -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    lab_x "$r" iptables -A INPUT -i wan -p icmp --icmp-type echo-request -j ACCEPT
+    lab_x "$r" iptables -A INPUT -i wan -j DROP
+  fi
+  if [[ $loss != 0 ]]; then
+    # Before everything else, so it hits both directions alike.
+    lab_x "$r" iptables -I FORWARD 1 -p udp -m statistic --mode random \
+      --probability "$loss" -j DROP
+  fi
+  if [[ -n $udp_timeout ]]; then
+    lab_set_udp_timeout "$r" "$udp_timeout"
+  fi
+}
+
+# lab_set_udp_timeout ROUTER S: the router's UDP conntrack timeouts (one-way
+# "unreplied" and "stream") to S seconds. These sysctls are per namespace.
+# Checks that the root namespace's values did not change with them (on an
+# old kernel where they are global, the lab would change the host's).
+lab_set_udp_timeout() {
+  local got root_before root_after
+  root_before=$(sysctl -n net.netfilter.nf_conntrack_udp_timeout_stream 2>/dev/null)
+  _lab_sysctl "$1" net.netfilter.nf_conntrack_udp_timeout="$2" \
+    net.netfilter.nf_conntrack_udp_timeout_stream="$2" ||
+    _lab_die "cannot set the UDP conntrack timeouts in $1"
+  got=$(lab_x "$1" sysctl -n net.netfilter.nf_conntrack_udp_timeout_stream)
+  [[ $got == "$2" ]] || _lab_die "$1: nf_conntrack_udp_timeout_stream is $got, not $2"
+  root_after=$(sysctl -n net.netfilter.nf_conntrack_udp_timeout_stream 2>/dev/null)
+  if [[ $root_before != "$root_after" ]]; then
+    sysctl -qw net.netfilter.nf_conntrack_udp_timeout_stream="$root_before" || true
+    _lab_die "the UDP conntrack timeouts are not per namespace on this kernel (the root namespace's changed from $root_before to $root_after; restored)"
+  fi
+}
+
+# lab_add_port_forward ROUTER PORT HOST_ADDR HOST_PORT: DNAT TCP PORT on the
+# router's public address to HOST_ADDR:HOST_PORT (a classic port forward).
+lab_add_port_forward() {
+  lab_x "$1" iptables -t nat -A PREROUTING -i wan -p tcp --dport "$2" \
+    -j DNAT --to-destination "$3:$4"
+}
+
+# lab_wait_reach NODE ADDR: wait up to 5 s until NODE reaches ADDR: a TCP
+# connection to its port 9 is refused (nothing listens there) or accepted,
+# rather than timing out. (ping may not be installed.)
+lab_wait_reach() {
+  local i out
+  for ((i = 0; i < 25; i++)); do
+    out=$(lab_x "$1" timeout 1 bash -c "exec 3<>/dev/tcp/$2/9" 2>&1) && return 0
+    [[ $out == *refused* ]] && return 0
+    sleep 0.1
+  done
+  _lab_die "$1 cannot reach $2: $out"
+}
+
+# lab_conntrack ROUTER: the router's UDP conntrack entries (one per line).
+lab_conntrack() {
+  lab_x "$1" cat /proc/net/nf_conntrack 2>/dev/null | grep -w udp || true
+}
+
+# lab_counter NODE CHAIN: the byte counter of the first rule in CHAIN.
+lab_counter() {
+  lab_x "$1" iptables -L "$2" -v -x -n | awk 'NR == 3 { print $2 }'
+}
+
+# lab_drops ROUTER: packets the router's filter dropped as unsolicited
+# (from the WAN, no conntrack entry: to the router itself or forwarded);
+# "-" for a router without a filter (none).
+lab_drops() {
+  local n
+  n=$(lab_x "$1" iptables -S INPUT | grep -c -- '-i wan -j DROP') || true
+  if ((n == 0)); then
+    echo -
+    return 0
+  fi
+  { lab_x "$1" iptables -L INPUT -v -x -n; lab_x "$1" iptables -L FORWARD -v -x -n; } |
+    awk '$3 == "DROP" && $6 == "wan" && $4 == "0" { n += $1 } END { print n + 0 }'
+}
+
+# ---- NAT behaviour check (socat only) -------------------------------------
+
+# lab_check_router ROUTER HOST NAT: from HOST behind ROUTER, send UDP from one
+# port to the broker's address and to another internet host; both must see
+# the same public port for cone, different ones for symmetric. Then an
+# unsolicited packet to the mapped port from a third endpoint must not get
+# in (cone/symmetric), while the broker's reply must. Prints one line;
+# returns non-zero on a mismatch.
+lab_check_router() {
+  local r=$1 host=$2 nat=$3
+  local d=$WORK/check-$r
+  local src_port=40000 p1 p2 got ok=0 pub i
+  mkdir -p "$d"
+  : >"$d/seen.txt"
+  # Receivers on the internet record the source they see.
+  local ip
+  for ip in "$LAB_BROKER_IP" "$LAB_OTHER_IP"; do
+    # shellcheck disable=SC2016
+    ip netns exec "${LAB_NS[inet]}" socat -u "UDP-RECVFROM:5000,bind=$ip,reuseaddr,fork" \
+      SYSTEM:'echo "'"$ip"' $SOCAT_PEERADDR:$SOCAT_PEERPORT" >>'"$d/seen.txt" \
+      </dev/null >/dev/null 2>&1 &
+    LAB_CHECK_PIDS+=($!)
+  done
+  sleep 0.3
+  for ip in "$LAB_BROKER_IP" "$LAB_OTHER_IP"; do
+    echo probe | lab_x "$host" socat -u - "UDP-SENDTO:$ip:5000,sourceport=$src_port,reuseaddr"
+  done
+  for ((i = 0; i < 30; i++)); do
+    (($(wc -l <"$d/seen.txt") >= 2)) && break
+    sleep 0.1
+  done
+  p1=$(awk -v ip="$LAB_BROKER_IP" '$1 == ip { print $2; exit }' "$d/seen.txt")
+  p2=$(awk -v ip="$LAB_OTHER_IP" '$1 == ip { print $2; exit }' "$d/seen.txt")
+  pub=${LAB_WAN_IP[$r]}
+  [[ $nat == none ]] && pub=${LAB_HOST[$host]}
+  if [[ -z $p1 || -z $p2 ]]; then
+    _lab_check_stop
+    echo "$r ($nat): FAIL: the internet did not see both packets (broker: '${p1}', other: '${p2}')"
+    return 1
+  fi
+  case $nat in
+  none) [[ $p1 == "$pub:$src_port" && $p2 == "$pub:$src_port" ]] && ok=1 ;;
+  cone) [[ $p1 == "$p2" && ${p1%:*} == "$pub" ]] && ok=1 ;;
+  symmetric) [[ $p1 != "$p2" && ${p1%:*} == "$pub" && ${p2%:*} == "$pub" ]] && ok=1 ;;
+  esac
+  local mapping="from $host:$src_port the broker saw $p1, the other host saw $p2"
+  if ((ok == 0)); then
+    _lab_check_stop
+    echo "$r ($nat): FAIL: $mapping"
+    return 1
+  fi
+  # Filtering: listen on the host's port; send to the mapped port from the
+  # broker's address and port (a reply: must arrive), then from another
+  # port of the broker's address and from the other host (unsolicited:
+  # must be dropped by cone/symmetric, delivered by none).
+  ip netns exec "${LAB_NS[$host]}" socat -u "UDP-RECV:$src_port,reuseaddr" "OPEN:$d/got.txt,creat,append" \
+    </dev/null >/dev/null 2>&1 &
+  LAB_CHECK_PIDS+=($!)
+  sleep 0.3
+  local mapped_port=${p1##*:}
+  echo unsolicited-port | lab_x inet socat -u - \
+    "UDP-SENDTO:$pub:$mapped_port,bind=$LAB_BROKER_IP:5001"
+  echo unsolicited-host | lab_x inet socat -u - \
+    "UDP-SENDTO:$pub:$mapped_port,bind=$LAB_OTHER_IP:5002"
+  # The reply comes from the receiver's own address and port 5000; that
+  # socket is busy, so send with SO_REUSEADDR beside it.
+  echo reply | lab_x inet socat -u - \
+    "UDP-SENDTO:$pub:$mapped_port,bind=$LAB_BROKER_IP:5000,reuseaddr"
+  sleep 0.5
+  got=$(tr '\n' ' ' <"$d/got.txt" 2>/dev/null)
+  local filt
+  if [[ $nat == none ]]; then
+    [[ $got == *reply* && $got == *unsolicited-port* && $got == *unsolicited-host* ]] || ok=0
+    filt="no filter (got: ${got:-nothing})"
+  else
+    [[ $got == *reply* && $got != *unsolicited* ]] || ok=0
+    filt="reply in, unsolicited from another port and another host dropped (got: ${got:-nothing})"
+  fi
+  _lab_check_stop
+  if ((ok)); then
+    echo "$r ($nat): ok: $mapping; $filt"
+  else
+    echo "$r ($nat): FAIL: $mapping; want: $filt"
+    return 1
+  fi
+}
+LAB_CHECK_PIDS=()
+
+# _lab_check_stop: stop the check's socat processes (by PID).
+_lab_check_stop() {
+  local pid
+  for pid in "${LAB_CHECK_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${LAB_CHECK_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  LAB_CHECK_PIDS=()
+}
+
+# ---- one natter case -------------------------------------------------------
+
+_lab_now_ms() {
+  local t=${EPOCHREALTIME/./}
+  echo $((t / 1000))
+}
+
+# _lab_poll_log NAME REGEX TIMEOUT_MS: 0 once NAME's log matches, 1 on
+# timeout (does not fail the test). Polls every 10 ms.
+_lab_poll_log() {
+  local f=$WORK/$1.log deadline
+  deadline=$(($(_lab_now_ms) + $3))
+  while (($(_lab_now_ms) < deadline)); do
+    grep -Eq -- "$2" "$f" 2>/dev/null && return 0
+    sleep 0.01
+  done
+  grep -Eq -- "$2" "$f" 2>/dev/null
+}
+
+# _lab_fg OUTFILE CMD [ARG...]: run CMD with its stdout and stderr in
+# OUTFILE and return its status. CMD runs in the background and is waited
+# for, so that a SIGTERM or SIGINT to this script runs the cleanup at once
+# instead of after CMD (the cleanup ends CMD with its namespace).
+_lab_fg() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>&1 &
+  wait $! || rc=$?
+  return "$rc"
+}
+
+# _lab_bytes SIZE: SIZE with an optional K/M/G suffix (powers of 1024).
+_lab_bytes() {
+  [[ $1 =~ ^([0-9]+)([KkMmGg]?)$ ]] || _lab_die "bad size '$1'"
+  local n=${BASH_REMATCH[1]}
+  case ${BASH_REMATCH[2]} in
+  K | k) n=$((n * 1024)) ;;
+  M | m) n=$((n * 1048576)) ;;
+  G | g) n=$((n * 1073741824)) ;;
+  esac
+  echo "$n"
+}
+
+# _lab_show_punch NAME: the hole-punching lines of NAME's -v log (for reports).
+_lab_show_punch() {
+  grep -E 'introduced|probe|answered|connect|punch|public address|failed|error' \
+    "$WORK/$1.log" 2>/dev/null | awk '
+      { if (!($0 in n)) order[++k] = $0; n[$0]++ }
+      END { for (i = 1; i <= k; i++)
+              printf "%s%s\n", order[i], (n[order[i]] > 1 ? " (x" n[order[i]] ")" : "") }' |
+    head -n 40 | sed "s/^/    $1| /" >&2
+}
+
+# _lab_show_routers: each router's unsolicited drops and UDP conntrack
+# entries (what the NATs let through), for a failure report.
+_lab_show_routers() {
+  local r
+  for r in ra rb; do
+    echo "    $r: dropped $(lab_drops "$r") unsolicited packets; UDP conntrack:" >&2
+    lab_conntrack "$r" | sed "s/^/    $r| /" >&2
+  done
+}
+
+# lab_case ALICE_NAT BOB_NAT [OPTION...]: see `lab.sh run` in the header.
+# Needs tests/integration/lib.sh sourced (start, stop, wait_log, fail).
+lab_case() {
+  local alice_nat=$1 bob_nat=$2
+  shift 2
+  local loss_a=0 loss_b=0 udp_timeout="" bytes=50M idle=0 expect=direct fail_within=15
+  local bnode=bob
+  while (($#)); do
+    case $1 in
+    --loss-a) loss_a=$2 ;;
+    --loss-b) loss_b=$2 ;;
+    --udp-timeout) udp_timeout=$2 ;;
+    --bytes) bytes=$2 ;;
+    --idle) idle=$2 ;;
+    --expect) expect=$2 ;;
+    --fail-within) fail_within=$2 ;;
+    --bob-at) bnode=$2 ;;
+    *) _lab_die "run: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  [[ $expect == direct || $expect == fail || $expect == either ]] ||
+    _lab_die "--expect: direct, fail or either"
+  local nbytes
+  nbytes=$(_lab_bytes "$bytes")
+  local label="$alice_nat/$bob_nat"
+  [[ $loss_a != 0 ]] && label+=" loss-a $loss_a"
+  [[ $loss_b != 0 ]] && label+=" loss-b $loss_b"
+  ((idle > 0)) && label+=" idle ${idle}s"
+  [[ $bnode == bob || $bnode == alice2 ]] || _lab_die "--bob-at: bob or alice2"
+  [[ $bnode == alice2 ]] && label="alice and bob both behind ra ($alice_nat)"
+  CASE_LABEL=$label
+
+  lab_up --alice "$alice_nat" --bob "$bob_nat" --loss-a "$loss_a" \
+    --loss-b "$loss_b" ${udp_timeout:+--udp-timeout "$udp_timeout"}
+
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
+  local src=$WORK/source.bin
+  head -c "$nbytes" /dev/urandom >"$src"
+
+  # bob's services, on bob's loopback only.
+  lab_start echo "$bnode" "$TCPCHECK" echo-server 7000
+  wait_log echo '^ready$'
+  lab_start sink "$bnode" "$TCPCHECK" sink-server 7001
+  wait_log sink '^ready$'
+  lab_start source "$bnode" socat -U TCP-LISTEN:7002,bind=127.0.0.1,reuseaddr,fork \
+    "OPEN:$src,rdonly"
+
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
+  wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -v
+  wait_log bob 'natter: checked in at broker' 15
+
+  local t_start t_checkin t_first t_conn=0 t_echo outcome=""
+  t_start=$(_lab_now_ms)
+  lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" -v \
+    8000:bob:7000 8001:bob:7001 8002:bob:7002
+  wait_log alice 'natter: checked in at broker' 15
+  t_checkin=$(_lab_now_ms)
+  wait_log alice 'forwarding 127\.0\.0\.1:8002 -> ' 5
+
+  # The first connection makes alice ask the broker for bob (alice connects
+  # on demand): time it to "connected to bob" and to its first echo.
+  t_first=$(_lab_now_ms)
+  lab_x alice "$TCPCHECK" echo-check 8000 --conns 1 --bytes 1K --timeout $((fail_within + 15)) \
+    >"$WORK/first-echo.out" 2>&1 &
+  local echo_pid=$! echo_rc=0
+  if _lab_poll_log alice 'connected to bob|hole punching to bob failed|natter: .*(error|failed)' \
+    $(((fail_within + 5) * 1000)); then
+    t_conn=$(_lab_now_ms)
+  fi
+  wait "$echo_pid" || echo_rc=$?
+  t_echo=$(_lab_now_ms)
+  if grep -q 'connected to bob' "$WORK/alice.log"; then
+    outcome=direct
+  else
+    outcome=fail
+  fi
+  local conn_line
+  conn_line=$(grep -m1 -E 'connected to bob|hole punching to bob failed' "$WORK/alice.log" || true)
+  _lab_log "$label: alice checked in after $((t_checkin - t_start)) ms;" \
+    "first connection -> '${conn_line#natter: }' after $((t_conn ? t_conn - t_first : -1)) ms;" \
+    "first echo $( ((echo_rc == 0)) && echo "after $((t_echo - t_first)) ms" || echo "failed (exit $echo_rc)")"
+  if [[ $expect == direct && $outcome != direct ]]; then
+    _lab_show_punch alice
+    _lab_show_punch bob
+    _lab_show_routers
+    fail "$label: alice did not connect to bob directly (expected direct); $(cat "$WORK/first-echo.out")"
+  fi
+  if [[ $expect == fail && $outcome != fail ]]; then
+    fail "$label: alice connected to bob, expected hole punching to fail"
+  fi
+
+  if [[ $outcome == fail ]]; then
+    local err
+    err=$(grep -m1 'hole punching to bob failed' "$WORK/alice.log" || true)
+    [[ -n $err ]] || {
+      _lab_show_punch alice
+      fail "$label: no 'hole punching to bob failed' error from alice within $((fail_within + 5)) s"
+    }
+    ((t_conn - t_first <= fail_within * 1000)) ||
+      fail "$label: the error came after $((t_conn - t_first)) ms (want <= ${fail_within} s)"
+    ((echo_rc != 0)) || fail "$label: the first echo succeeded although punching failed"
+    if ! grep -qi symmetric <<<"$err"; then
+      fail "$label: the error does not name the NAT behaviour (symmetric): $err"
+    fi
+    _lab_show_punch alice
+    _lab_show_punch bob
+    running alice || fail "$label: alice exited after a per-connection failure"
+    CASE_RESULT="clean failure after $((t_conn - t_first)) ms: ${err#natter: }"
+    _lab_case_broker_check 0
+    return 0
+  fi
+
+  # Direct: at bob's public address (not a LAN address, not the broker).
+  ((echo_rc == 0)) || fail "$label: connected, but the first echo failed: $(cat "$WORK/first-echo.out")"
+  local want_pub=${LAB_WAN_IP[rb]}
+  [[ $bob_nat == none ]] && want_pub=${LAB_HOST[bob]}
+  # Behind the same NAT (which does not hairpin) only the LAN address works.
+  [[ $bnode == alice2 ]] && want_pub=${LAB_HOST[alice2]}
+  [[ $conn_line =~ connected\ to\ bob\ at\ ${want_pub//./\\.}:[0-9]+\ \(direct ]] ||
+    fail "$label: expected 'connected to bob at $want_pub:PORT (direct ...', got '$conn_line'"
+
+  # Bulk: alice -> bob into the sink (sha256 checked by tcpcheck), bob ->
+  # alice from the file source (sha256 checked here), then concurrency.
+  local t0 t1 up_ms down_ms out
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/send.out" lab_x alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 200 ||
+    fail "$label: $bytes alice -> bob failed: $(cat "$WORK/send.out")"
+  t1=$(_lab_now_ms)
+  up_ms=$((t1 - t0))
+  t0=$t1
+  _lab_fg "$WORK/download.out" lab_x alice timeout 200 socat -u TCP:127.0.0.1:8002 "CREATE:$WORK/received.bin" ||
+    fail "$label: $bytes bob -> alice failed: socat: $(cat "$WORK/download.out")"
+  t1=$(_lab_now_ms)
+  down_ms=$((t1 - t0))
+  local s1 s2
+  s1=$(sha256_of "$src")
+  s2=$(sha256_of "$WORK/received.bin")
+  [[ $s1 == "$s2" ]] ||
+    fail "$label: bob -> alice sha256 mismatch: sent $s1, got $s2 ($(stat -c %s "$WORK/received.bin") of $nbytes bytes)"
+  rm -f "$WORK/received.bin"
+  _lab_fg "$WORK/echo8.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 8 --bytes 1M --timeout 120 ||
+    fail "$label: 8 concurrent echo connections failed: $(cat "$WORK/echo8.out")"
+  local tunnel_bytes=$((2 * nbytes + 2 * 8 * 1048576 + 2048))
+
+  local idle_note=""
+  if ((idle > 0)); then
+    local ct_before ct_after ct_control
+    ct_before=$(lab_conntrack ra | grep -F "${LAB_WAN_IP[rb]}" || true)
+    # A control flow that nothing keeps alive: one UDP packet from alice2.
+    # Its mapping must be gone after the idle time, or the timeout is not
+    # what the case is about.
+    echo control | lab_x alice2 socat -u - "UDP-SENDTO:$LAB_OTHER_IP:9,sourceport=40009"
+    ct_control=$(lab_conntrack ra | grep -F "sport=40009" || true)
+    [[ -n $ct_control ]] || fail "$label: no conntrack entry for the control flow on ra"
+    _lab_log "$label: leaving the tunnel idle for $idle s (router UDP timeouts ${udp_timeout:-default} s)"
+    _lab_fg /dev/null sleep "$idle"
+    ct_after=$(lab_conntrack ra | grep -F "${LAB_WAN_IP[rb]}" || true)
+    ct_control=$(lab_conntrack ra | grep -F "sport=40009" || true)
+    [[ -z $ct_control ]] ||
+      fail "$label: the control flow's mapping outlived the ${idle} s idle time: $ct_control"
+    _lab_fg "$WORK/echo-idle.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 2 --bytes 1M --timeout 30 || {
+      out=$(cat "$WORK/echo-idle.out")
+      echo "ra conntrack before idle: $ct_before" >&2
+      echo "ra conntrack after idle: $ct_after" >&2
+      fail "$label: the tunnel did not work after $idle s idle: $out"
+    }
+    local nconn nintro
+    nconn=$(grep -c 'connected to bob' "$WORK/alice.log")
+    nintro=$(grep -c 'introduced' "$WORK/alice.log")
+    if ((nconn != 1 || nintro != 1)); then
+      grep -E 'connect|introduced|closed|idle' "$WORK/alice.log" | sed 's/^/    alice| /' >&2
+      fail "$label: after $idle s idle alice had to reconnect ($nconn connections, $nintro introductions): the NAT mapping was not kept alive"
+    fi
+    [[ -n $ct_after ]] || fail "$label: ra has no conntrack entry towards bob after the idle time"
+    idle_note="; after ${idle} s idle the same connection still works (ra conntrack entry to bob: $(awk '{print $5}' <<<"$ct_after" | head -n1) s left; an idle control mapping expired)"
+  fi
+
+  local mbps_up mbps_down
+  mbps_up=$(awk -v b="$nbytes" -v ms="$up_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
+  mbps_down=$(awk -v b="$nbytes" -v ms="$down_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
+  CASE_RESULT="direct to ${conn_line##* at }; alice checked in $((t_checkin - t_start)) ms after its start, connected $((t_conn - t_first)) ms after the first TCP connection (first echo after $((t_echo - t_first)) ms);"
+  CASE_RESULT+=" $bytes up ${mbps_up} Mbit/s, down ${mbps_down} Mbit/s, sha256 ok; 8x1M echo ok$idle_note"
+  CASE_RESULT+="; unsolicited packets dropped: ra $(lab_drops ra), rb $(lab_drops rb)"
+  _lab_case_broker_check "$tunnel_bytes"
+}
+
+# _lab_case_broker_check TUNNEL_BYTES: stop the clients, then the broker;
+# with TUNNEL_BYTES > 0 the broker's traffic (its own report and the
+# iptables counters on its address) must be under 1% of it.
+_lab_case_broker_check() {
+  local tunnel=$1 line rx tx in_b out_b
+  stop alice
+  stop bob
+  in_b=$(lab_counter inet INPUT)
+  out_b=$(lab_counter inet OUTPUT)
+  stop broker
+  [[ ${EXIT_STATUS[broker]} == 0 ]] ||
+    fail "$CASE_LABEL: the broker exited with status ${EXIT_STATUS[broker]} on SIGTERM"
+  line=$(grep -m1 'natter: broker traffic' "$WORK/broker.log") ||
+    fail "$CASE_LABEL: the broker did not report its traffic"
+  [[ $line =~ received\ ([0-9]+)\ bytes,\ sent\ ([0-9]+)\ bytes ]] ||
+    fail "$CASE_LABEL: cannot parse '$line'"
+  rx=${BASH_REMATCH[1]} tx=${BASH_REMATCH[2]}
+  CASE_RESULT+="; broker: reported $((rx + tx)) B, on the wire $((in_b + out_b)) B"
+  if ((tunnel > 0)); then
+    CASE_RESULT+=" ($(awk -v a=$((in_b + out_b)) -v t="$tunnel" 'BEGIN { printf "%.4f", 100 * a / t }')% of $tunnel tunnel bytes)"
+    ((100 * (rx + tx) < tunnel && 100 * (in_b + out_b) < tunnel)) ||
+      fail "$CASE_LABEL: the broker carried too much: '$line', wire in $in_b out $out_b, tunnel $tunnel bytes"
+  fi
+}
+
+# ---- command line ------------------------------------------------------------
+
+_lab_usage() {
+  sed -n '2,/^# lab_main/p' "${BASH_SOURCE[0]}" | sed -e '/^# Sourced/,$d' -e 's/^# \{0,1\}//'
+}
+
+# _lab_install_traps: after tests/integration/lib.sh is sourced (at the top
+# level: its declare's must not become a function's locals), chain its
+# cleanup behind the lab's.
+_lab_install_traps() {
+  # shellcheck disable=SC2034 # lib.sh's log prefix
+  TEST_NAME=lab
+  trap _lab_on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# On exit: stop every started process (by PID), delete this run's
+# namespaces, then lib.sh's own cleanup (logs on failure, $WORK).
+_lab_on_exit() {
+  local rc=$? i pid
+  trap - EXIT
+  trap '' INT TERM # a second signal must not cut the cleanup short
+  set +eu
+  for pid in "${LAB_CHECK_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    stop "${STARTED[i]}"
+  done
+  lab_down_prefix "$LAB_PREFIX"
+  if ip netns list | grep -q "^$LAB_PREFIX"; then
+    echo "lab: error: namespaces left over: $(ip netns list | grep "^$LAB_PREFIX" | tr '\n' ' ')" >&2
+    ((rc)) || rc=1
+  fi
+  (exit "$rc")
+  _cleanup
+}
+
+lab_main() {
+  local cmd=${1:-}
+  (($#)) && shift
+  case $cmd in
+  -h | --help | help)
+    _lab_usage
+    ;;
+  cleanup)
+    local ns owner n=0 all=0 prefix=$LAB_PREFIX_ALL
+    case ${1:-} in
+    --all) all=1 ;;
+    --prefix)
+      prefix=${2:?cleanup --prefix needs a prefix} all=1
+      [[ $prefix == "$LAB_PREFIX_ALL"?* ]] || _lab_die "the prefix must start with $LAB_PREFIX_ALL"
+      ;;
+    "") ;;
+    *) _lab_die "usage: lab.sh cleanup [--all | --prefix PREFIX]" ;;
+    esac
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+      [[ $ns == "$prefix"* ]] || continue
+      owner=${ns#"$LAB_PREFIX_ALL"}
+      owner=${owner%%-*}
+      if ((all == 0)) && [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null &&
+        [[ $(tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null) == *lab* ||
+        $(tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null) == *nat* ]]; then
+        continue # its lab run is still going
+      fi
+      _lab_kill_ns "$ns"
+      ip netns del "$ns" && n=$((n + 1))
+    done
+    echo "lab: removed $n leftover namespace(s)"
+    ;;
+  check)
+    local a=${1:-cone} b=${2:-symmetric} rc=0
+    lab_up --alice "$a" --bob "$b"
+    lab_check_router ra alice "$a" || rc=1
+    lab_check_router rb bob "$b" || rc=1
+    return "$rc"
+    ;;
+  run)
+    (($# >= 2)) || _lab_die "usage: lab.sh run ALICE_NAT BOB_NAT [OPTION...]"
+    CASE_RESULT=""
+    CASE_LABEL="$1/$2"
+    lab_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
+  shell)
+    (($# >= 2)) || _lab_die "usage: lab.sh shell ALICE_NAT BOB_NAT [OPTION...] [-- CMD...]"
+    local opts=(--alice "$1" --bob "$2")
+    shift 2
+    while (($#)) && [[ $1 != -- ]]; do
+      opts+=("$1" "$2")
+      shift 2
+    done
+    (($#)) && shift
+    lab_up "${opts[@]}"
+    local node
+    for node in "${LAB_NODES[@]}"; do
+      export "LAB_NS_$node=${LAB_NS[$node]}"
+    done
+    if (($#)); then
+      "$@"
+    else
+      _lab_log "namespaces: $(for n in "${LAB_NODES[@]}"; do printf '%s ' "\$LAB_NS_$n=${LAB_NS[$n]}"; done)"
+      _lab_log "exit the shell to tear the lab down"
+      bash -i
+    fi
+    ;;
+  *)
+    _lab_usage >&2
+    return 2
+    ;;
+  esac
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  set -euo pipefail
+  case ${1:-} in
+  check | run | shell)
+    lab_require_root
+    export NATTER=${NATTER:-$LAB_REPO/build/natter}
+    # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
+    . "$LAB_REPO/tests/integration/lib.sh"
+    _lab_install_traps
+    ;;
+  esac
+  lab_main "$@"
+fi

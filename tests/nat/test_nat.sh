@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The NAT-lab matrix (ctest nat.lab): each case builds a fresh lab with
+# tests/nat/lab.sh (network namespaces, iptables NAT routers), starts a fresh
+# broker, bob (-listen) and alice, and checks the outcome:
+#
+#   alice      bob                      expect
+#   none       none                     direct
+#   cone       none                     direct
+#   cone       cone                     direct (simultaneous open), 50 MB each way
+#   cone       cone, 5% UDP loss        direct, 50 MB each way
+#              (at bob's router, both directions)
+#   symmetric  cone                     direct, or a clear error in 15 s
+#   symmetric  symmetric                a clear error in 15 s
+#   cone       cone, UDP conntrack      the tunnel still works after 60 s idle
+#              timeouts 30 s            (same QUIC connection)
+#   alice and bob behind the same NAT   direct over the LAN
+#   none       symmetric                direct, or a clear error (reported)
+#
+# Before them, a check of the lab itself: each NAT behaviour's mapping and
+# filtering, with socat only. Every direct case checks the data by sha256
+# and that the broker saw under 1% of the tunnel's bytes. Each case prints
+# PASS or FAIL with its timings; a failed case prints its natter -v logs.
+# The last line is "N passed, N failed".
+#
+# Usage: NATTER=build/natter bash tests/nat/test_nat.sh [CASE-NUMBER...]
+# Needs root (network namespaces); exits 77 (ctest: skipped) without.
+# LAB_BYTES (default 50M) is the bulk size of the big cases.
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB=$HERE/lab.sh
+: "${NATTER:?set NATTER to the natter binary (ctest does this)}"
+NATTER=$(realpath "$NATTER")
+export NATTER
+BIG=${LAB_BYTES:-50M}
+
+if ((EUID != 0)); then
+  echo "SKIP: the NAT lab needs root to create network namespaces"
+  exit 77
+fi
+probe="ntlab-$$-probe"
+if ! ip netns add "$probe" 2>/dev/null; then
+  echo "SKIP: 'ip netns add' is not permitted here; the NAT lab cannot run"
+  exit 77
+fi
+ip netns del "$probe"
+# Namespaces of lab runs that died without cleaning up (e.g. SIGKILLed).
+bash "$LAB" cleanup
+
+# NAME|ARGS of `lab.sh` (one line per case).
+CASES=(
+  "lab: NAT behaviours (cone, symmetric)|check cone symmetric"
+  "lab: NAT behaviour (none)|check none none"
+  "none/none|run none none --bytes 10M"
+  "cone/none|run cone none --bytes 10M"
+  "cone/cone|run cone cone --bytes $BIG"
+  "cone/cone, 5% loss at bob's router|run cone cone --loss-b 0.05 --bytes $BIG"
+  "symmetric/cone|run symmetric cone --expect either --bytes 10M"
+  "symmetric/symmetric|run symmetric symmetric --expect fail"
+  "cone/cone keepalive: 60 s idle, UDP timeouts 30 s|run cone cone --udp-timeout 30 --idle 60 --bytes 1M"
+  "same NAT: alice and bob behind one cone|run cone cone --bob-at alice2 --bytes 10M"
+  "none/symmetric|run none symmetric --expect direct --bytes 10M"
+)
+CASE_TIMEOUT=150
+
+current_pid=""
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $current_pid ]] && kill -0 "$current_pid" 2>/dev/null; then
+    kill -TERM "$current_pid" 2>/dev/null
+    wait "$current_pid" 2>/dev/null
+  fi
+  # Whatever a killed case left behind (its trap normally removes it all).
+  bash "$LAB" cleanup --prefix "ntlab-$$-" >/dev/null 2>&1 || true
+  [[ -n ${WORK:-} ]] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/natter-nat.XXXXXX")
+# Run a snapshot of the binaries, so that a rebuild during the run (a few
+# minutes) cannot swap them under a case.
+TCPCHECK=${TCPCHECK:-$(dirname "$NATTER")/tests/tools/tcpcheck}
+mkdir -p "$WORK/bin"
+if ! cp "$NATTER" "$WORK/bin/natter" || ! cp "$TCPCHECK" "$WORK/bin/tcpcheck"; then
+  echo "FAIL: cannot copy $NATTER and $TCPCHECK"
+  exit 1
+fi
+export NATTER=$WORK/bin/natter TCPCHECK=$WORK/bin/tcpcheck
+passed=0 failed=0 n=0
+declare -a summary=()
+t_all=$SECONDS
+
+# selected N [WANT...]: true if case N is among the WANTs.
+selected() {
+  local n=$1 want
+  shift
+  for want in "$@"; do [[ $want == "$n" ]] && return 0; done
+  return 1
+}
+
+for entry in "${CASES[@]}"; do
+  n=$((n + 1))
+  name=${entry%%|*}
+  read -r -a args <<<"${entry#*|}"
+  if (($# > 0)) && ! selected "$n" "$@"; then
+    continue
+  fi
+  out=$WORK/case$n.out
+  prefix="ntlab-$$-c$n-"
+  echo "---- case $n: $name (lab.sh ${args[*]})"
+  t0=$SECONDS
+  LAB_PREFIX=$prefix timeout --kill-after=10 "$CASE_TIMEOUT" bash "$LAB" "${args[@]}" >"$out" 2>&1 &
+  current_pid=$!
+  rc=0
+  wait "$current_pid" || rc=$?
+  current_pid=""
+  secs=$((SECONDS - t0))
+  leftover=$(ip netns list | awk '{print $1}' | grep "^$prefix" | tr '\n' ' ')
+  if [[ -n $leftover ]]; then
+    ((rc)) || rc=1
+    echo "case $n left namespaces behind: $leftover" >>"$out"
+    for ns in $leftover; do ip netns del "$ns"; done
+  fi
+  if [[ ${args[0]} == check ]]; then
+    result=$(grep -E '^r[ab] \(' "$out" | tr '\n' ' ')
+  else
+    result=$(sed -n 's/^RESULT: [^:]*: //p' "$out" | tail -n1)
+  fi
+  if ((rc == 0)); then
+    passed=$((passed + 1))
+    line="PASS: $name (${secs} s): $result"
+    # A clean failure where a direct connection was possible is worth a note.
+    [[ ${args[*]} == *"--expect either"* && $result == "clean failure"* ]] &&
+      line+=" [NOTE: no direct connection]"
+  else
+    failed=$((failed + 1))
+    ((rc == 124)) && result="timed out after $CASE_TIMEOUT s"
+    line="FAIL: $name (${secs} s, exit $rc): ${result:-$(grep -m1 -E 'FAIL|error' "$out")}"
+    echo "----- output of case $n -----"
+    cat "$out"
+    echo "----- end of case $n -----"
+  fi
+  echo "$line"
+  summary+=("$line")
+done
+
+echo
+echo "NAT lab summary ($((SECONDS - t_all)) s):"
+printf '  %s\n' "${summary[@]}"
+left=$(ip netns list | awk '{print $1}' | grep '^ntlab-' | tr '\n' ' ')
+[[ -z $left ]] || echo "note: ntlab namespaces present after the run: $left"
+echo "$passed passed, $failed failed"
+((failed == 0))
