@@ -246,8 +246,8 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
 }
 
 static int run_client(cli *app, const options *o, natter_log_level level,
-                      const char **allow, const char **allow_cmd,
-                      size_t nstdio) {
+                      int level_given, const char **allow,
+                      const char **allow_cmd, size_t nstdio) {
   natter_client_config cfg;
   natter_client *c = NULL;
   int rv;
@@ -264,7 +264,7 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   cfg.log_level = level;
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
-  if (nstdio && o->level < 0) {
+  if (nstdio && !level_given) {
     cfg.log_level = NATTER_LOG_WARN;
   }
   cfg.on_event = on_event;
@@ -411,7 +411,9 @@ int main(int argc, char **argv) {
   event_add(sigterm, NULL);
 
   rv = o.server ? run_broker(&app, &o, level)
-                : run_client(&app, &o, level, allow, allow_cmd, nstdio);
+                : run_client(&app, &o, level,
+                             o.level >= 0 || file.log_level_set, allow,
+                             allow_cmd, nstdio);
 
   event_free(sigint);
   event_free(sigterm);

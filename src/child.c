@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,9 @@ static void exec_child(int in, int out, int errfd, int status_fd,
   sigset_t none;
   int e;
 
+  /* Its own session and process group: the command and everything it
+   * starts can be killed together, and no terminal signal reaches it. */
+  setsid();
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0) {
     goto fail;
   }
@@ -54,8 +58,12 @@ int nt_child_spawn(nt_child *child, char *const argv[], char *err,
 
   memset(child, 0, sizeof(*child));
   child->pid = -1;
+  child->pgid = -1;
   child->pidfd = child->stdin_fd = child->stdout_fd = child->stderr_fd = -1;
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
+  /* stdin is a socket, not a pipe: writing to a command that stopped
+   * reading gives EPIPE via MSG_NOSIGNAL instead of SIGPIPE. */
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0 ||
+      pipe2(out, O_CLOEXEC) != 0 ||
       pipe2(errp, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0) {
     snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
     goto fail;
@@ -68,6 +76,7 @@ int nt_child_spawn(nt_child *child, char *const argv[], char *err,
   if (child->pid == 0) {
     exec_child(in[0], out[1], errp[1], status[1], argv);
   }
+  child->pgid = child->pid;
   close_fd(&in[0]);
   close_fd(&out[1]);
   close_fd(&errp[1]);
@@ -131,6 +140,11 @@ int nt_child_reap(nt_child *child, int *status) {
 }
 
 void nt_child_destroy(nt_child *child) {
+  /* The whole group: a shell's children outlive it otherwise. */
+  if (child->pgid > 0) {
+    kill(-child->pgid, SIGKILL);
+    child->pgid = -1;
+  }
   if (child->pid > 0) {
     kill(child->pid, SIGKILL);
     while (waitpid(child->pid, NULL, 0) < 0 && errno == EINTR) {

@@ -10,8 +10,9 @@
 
 typedef struct nt_child {
   pid_t pid;
+  pid_t pgid;    /* its process group, killed as a whole at the end */
   int pidfd;     /* readable once the child exits */
-  int stdin_fd;  /* write end, non-blocking */
+  int stdin_fd;  /* our end of its stdin (a socket), non-blocking */
   int stdout_fd; /* read end, non-blocking */
   int stderr_fd; /* read end, non-blocking */
 } nt_child;

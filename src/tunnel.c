@@ -466,6 +466,18 @@ static void shut_output_if_drained(nt_tunnel *t) {
   }
 }
 
+/* The command stopped reading its stdin (or exited): what the opener still
+ * sends is dropped, not an error; its output and status still travel. */
+static void stop_child_input(nt_tunnel *t) {
+  evbuffer_drain(t->to_local, evbuffer_get_length(t->to_local));
+  event_del(t->write_ev);
+  t->out_shut = 1;
+  if (t->out.fd >= 0 && t->out.fd == t->child.stdin_fd) {
+    t->child.stdin_fd = -1;
+    local_fd_close(&t->out);
+  }
+}
+
 /* After a clean stream end: once everything queued is written, close. */
 static void finish_if_drained(nt_tunnel *t) {
   if (!t->draining || evbuffer_get_length(t->to_local) > 0) {
@@ -505,6 +517,14 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
       return;
     }
+    if (errno == EPIPE && t->have_child) {
+      if (t->stream) {
+        nt_stream_consume(t->stream, pending);
+      }
+      stop_child_input(t);
+      finish_if_drained(t);
+      return;
+    }
     tunnel_end(t, 1);
     return;
   }
@@ -541,6 +561,11 @@ static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
       }
       if (errno == EINTR) {
         continue;
+      }
+      if (errno == EPIPE && t->have_child) {
+        stop_child_input(t);
+        nt_stream_consume(t->stream, len);
+        return;
       }
       tunnel_end(t, 1);
       return;
@@ -615,6 +640,13 @@ static void recv_frames(nt_tunnel *t, const uint8_t *data, size_t len) {
                                  ((uint32_t)t->exit_buf[1] << 16) |
                                  ((uint32_t)t->exit_buf[2] << 8) |
                                  t->exit_buf[3]);
+          /* The command is gone: like ssh, stop sending it input, so the
+           * session ends now rather than at our stdin's EOF. */
+          if (!t->in_done) {
+            t->in_done = 1;
+            event_del(t->read_ev);
+            nt_stream_shutdown_write(t->stream);
+          }
         }
       }
       nt_stream_consume(t->stream, n);
@@ -712,11 +744,18 @@ static void connect_to(nt_tunnel *t, const struct sockaddr *sa,
                 nt_client_target_allowed(t->client, t->host, t->port);
   if (!allowed) {
     char msg[512];
-    snprintf(msg, sizeof(msg),
-             "%s allows only its own loopback by default; to reach %.80s:%u, "
-             "start %s with -allow %.80s:%u",
-             t->client->name, t->host, t->port, t->client->name, t->host,
-             t->port);
+    if (t->client->nallow) {
+      snprintf(msg, sizeof(msg),
+               "%s's -allow rules do not include %.80s:%u; add -allow "
+               "%.80s:%u there to permit it",
+               t->client->name, t->host, t->port, t->host, t->port);
+    } else {
+      snprintf(msg, sizeof(msg),
+               "%s allows only its own loopback by default; to reach "
+               "%.80s:%u, start %s with -allow %.80s:%u",
+               t->client->name, t->host, t->port, t->client->name, t->host,
+               t->port);
+    }
     refuse(t, NATTER__CODE__DENIED, msg);
     return;
   }
