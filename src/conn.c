@@ -895,10 +895,14 @@ void nt_stream_reset(nt_stream *stream, uint64_t app_code) {
 }
 
 void nt_stream_consume(nt_stream *stream, size_t n) {
-  if (n == 0 || stream->closed) {
+  if (n == 0) {
     return;
   }
-  ngtcp2_conn_extend_max_stream_offset(stream->conn->qc, stream->id, n);
+  /* A closed stream's bytes still count against the connection's window:
+   * give that credit back, or aborted streams starve the connection. */
+  if (!stream->closed) {
+    ngtcp2_conn_extend_max_stream_offset(stream->conn->qc, stream->id, n);
+  }
   ngtcp2_conn_extend_max_offset(stream->conn->qc, n);
   schedule_write(stream->conn);
 }

@@ -293,6 +293,8 @@ static void tunnel_end(nt_tunnel *t, int abort) {
   }
   t->state = T_DONE;
   if (t->stream) {
+    /* Queued bytes are dropped: return their flow-control credit. */
+    nt_stream_consume(t->stream, evbuffer_get_length(t->to_local));
     nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
     if (abort) {
       nt_stream_reset(t->stream, NATTER__CODE__INTERNAL);
@@ -510,11 +512,32 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
     event_del(t->write_ev);
     return;
   }
-  struct evbuffer_iovec v;
-  evbuffer_peek(t->to_local, -1, NULL, &v, 1);
-  ssize_t n = write_local(t, v.iov_base, v.iov_len);
+  ssize_t n;
+  if (t->out.is_socket) {
+    /* Everything queued (up to 64 chains) in one call. */
+    struct evbuffer_iovec v[64];
+    struct iovec iov[64];
+    struct msghdr msg;
+    int nv = evbuffer_peek(t->to_local, -1, NULL, v, 64);
+    if (nv > 64) {
+      nv = 64;
+    }
+    for (int i = 0; i < nv; i++) {
+      iov[i].iov_base = v[i].iov_base;
+      iov[i].iov_len = v[i].iov_len;
+    }
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)nv;
+    n = sendmsg(t->out.fd, &msg, MSG_NOSIGNAL);
+  } else {
+    struct evbuffer_iovec v;
+    evbuffer_peek(t->to_local, -1, NULL, &v, 1);
+    n = write_local(t, v.iov_base, v.iov_len);
+  }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      event_add(t->write_ev, NULL); /* deliver() may only have activated it */
       return;
     }
     if (errno == EPIPE && t->have_child) {
@@ -536,6 +559,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
     event_del(t->write_ev);
     shut_output_if_drained(t);
     finish_if_drained(t);
+  } else {
+    event_add(t->write_ev, NULL);
   }
 }
 
@@ -551,6 +576,16 @@ static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
   }
   if (t->out.fd < 0 || t->out_shut) {
     nt_stream_consume(t->stream, len); /* nowhere to go: discard */
+    return;
+  }
+  if (t->out.is_socket) {
+    /* Queue, and write once this loop pass's datagrams are all read: one
+     * sendmsg per batch instead of one send per QUIC packet. */
+    int was_empty = evbuffer_get_length(t->to_local) == 0;
+    evbuffer_add(t->to_local, data, len);
+    if (was_empty) {
+      event_active(t->write_ev, EV_WRITE, 0);
+    }
     return;
   }
   while (len > 0 && evbuffer_get_length(t->to_local) == 0) {
@@ -1037,8 +1072,12 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
 static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
                                  void *ud) {
   nt_tunnel *t = ud;
-  (void)s;
   (void)code;
+  /* What the local end has not taken yet is written (draining) or dropped;
+   * either way its connection-level credit goes back now, once. */
+  if (t->state != T_DONE) {
+    nt_stream_consume(s, evbuffer_get_length(t->to_local));
+  }
   t->stream = NULL;
   if (t->state == T_DONE) {
     return;
