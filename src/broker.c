@@ -285,11 +285,14 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
   send_introduction(c, peer, r->request_id, nonce);
 }
 
-static void handle_control(bclient *c, const uint8_t *body, size_t len) {
+/* One control message from a client; returns nonzero once the client is
+ * being dropped, so nothing after it is read. */
+static int handle_control(const uint8_t *body, size_t len, void *ud) {
+  bclient *c = ud;
   Natter__Control *msg = natter__control__unpack(NULL, len, body);
   if (!msg) {
     reject(c, NATTER__CODE__BAD_REQUEST, "malformed control message");
-    return;
+    return 1;
   }
   switch (msg->msg_case) {
   case NATTER__CONTROL__MSG_CHECK_IN:
@@ -323,29 +326,18 @@ static void handle_control(bclient *c, const uint8_t *body, size_t len) {
     break;
   }
   natter__control__free_unpacked(msg, NULL);
+  return c->dead;
 }
 
 static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
                      void *ud) {
   bclient *c = ud;
-  size_t total = len;
 
-  while (len > 0 && !c->dead) {
-    size_t used;
-    const uint8_t *body;
-    size_t bodylen;
-    int rv = nt_wire_reader_feed(c->reader, data, len, &used, &body, &bodylen);
-    if (rv < 0) {
-      reject(c, NATTER__CODE__BAD_REQUEST, "bad message framing");
-      break;
-    }
-    data += used;
-    len -= used;
-    if (rv == 1) {
-      handle_control(c, body, bodylen);
-    }
+  if (!c->dead &&
+      nt_wire_reader_each(c->reader, data, len, handle_control, c) < 0) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "bad message framing");
   }
-  nt_stream_consume(s, total);
+  nt_stream_consume(s, len);
   if (fin && !c->dead) {
     c->dead = 1;
     nt_conn_close(c->conn, 0, "control stream ended");

@@ -307,13 +307,15 @@ static void handle_check_in_result(natter_client *c,
   start_mapping_check(c);
 }
 
-static void handle_control(natter_client *c, const uint8_t *body,
-                           size_t len) {
+/* One control message from the broker; returns nonzero when the session
+ * ends (fatal error or a close), so nothing after it is read. */
+static int handle_control(const uint8_t *body, size_t len, void *ud) {
+  natter_client *c = ud;
   Natter__Control *msg = natter__control__unpack(NULL, len, body);
   if (!msg) {
     nt_warn(&c->log, "malformed message from the broker; reconnecting");
     nt_conn_close(c->broker_conn, NATTER__CODE__BAD_REQUEST, "malformed");
-    return;
+    return 1;
   }
   switch (msg->msg_case) {
   case NATTER__CONTROL__MSG_CHECK_IN_RESULT:
@@ -334,30 +336,19 @@ static void handle_control(natter_client *c, const uint8_t *body,
     break;
   }
   natter__control__free_unpacked(msg, NULL);
+  return c->fatal;
 }
 
 static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
                      void *ud) {
   natter_client *c = ud;
-  size_t total = len;
 
-  while (len > 0 && c->broker_conn && !c->fatal) {
-    size_t used, bodylen;
-    const uint8_t *body;
-    int rv = nt_wire_reader_feed(c->ctl_reader, data, len, &used, &body,
-                                 &bodylen);
-    if (rv < 0) {
-      nt_warn(&c->log, "bad framing from the broker; reconnecting");
-      nt_conn_close(c->broker_conn, NATTER__CODE__BAD_REQUEST, "framing");
-      break;
-    }
-    data += used;
-    len -= used;
-    if (rv == 1) {
-      handle_control(c, body, bodylen);
-    }
+  if (c->broker_conn && !c->fatal &&
+      nt_wire_reader_each(c->ctl_reader, data, len, handle_control, c) < 0) {
+    nt_warn(&c->log, "bad framing from the broker; reconnecting");
+    nt_conn_close(c->broker_conn, NATTER__CODE__BAD_REQUEST, "framing");
   }
-  nt_stream_consume(s, total);
+  nt_stream_consume(s, len);
   if (fin && c->broker_conn) {
     nt_conn_close(c->broker_conn, 0, "control stream ended");
   }

@@ -133,3 +133,21 @@ int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
   *bodylen = want;
   return 1;
 }
+
+int nt_wire_reader_each(nt_wire_reader *r, const uint8_t *data, size_t len,
+                        nt_wire_frame_fn fn, void *user_data) {
+  while (len > 0) {
+    size_t used, bodylen;
+    const uint8_t *body;
+    int rv = nt_wire_reader_feed(r, data, len, &used, &body, &bodylen);
+    if (rv < 0) {
+      return rv;
+    }
+    data += used;
+    len -= used;
+    if (rv == 1 && fn(body, bodylen, user_data) != 0) {
+      return 1;
+    }
+  }
+  return 0;
+}

@@ -44,4 +44,14 @@ int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
 
 void nt_wire_reader_reset(nt_wire_reader *r);
 
+/* Called for each complete frame; returns nonzero to stop reading. */
+typedef int (*nt_wire_frame_fn)(const uint8_t *body, size_t bodylen,
+                                void *user_data);
+
+/* Feeds all of |data| and calls |fn| for every complete frame in order.
+ * Returns 0 when all was taken, 1 when |fn| asked to stop (the rest is
+ * not read), or a negative NT_WIRE_ERR_* on bad framing. */
+int nt_wire_reader_each(nt_wire_reader *r, const uint8_t *data, size_t len,
+                        nt_wire_frame_fn fn, void *user_data);
+
 #endif

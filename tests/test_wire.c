@@ -387,7 +387,46 @@ static void test_random_garbage(void) {
   free(r);
 }
 
+typedef struct frames_seen {
+  int count;
+  size_t total;
+  int stop_after;
+} frames_seen;
+
+static int count_frame(const uint8_t *body, size_t len, void *ud) {
+  frames_seen *f = ud;
+  (void)body;
+  f->count++;
+  f->total += len;
+  return f->stop_after && f->count >= f->stop_after;
+}
+
+static void test_reader_each(void) {
+  uint8_t stream[3 * (NT_WIRE_MAX_HDR + 10)];
+  size_t n = 0;
+  nt_wire_reader *r = calloc(1, sizeof(*r));
+  frames_seen all = {0, 0, 0}, first = {0, 0, 1}, bad = {0, 0, 0};
+
+  for (int i = 0; i < 3; i++) {
+    n += nt_wire_frame_header(stream + n, 10);
+    memset(stream + n, 'a' + i, 10);
+    n += 10;
+  }
+  CHECK(nt_wire_reader_each(r, stream, n, count_frame, &all) == 0);
+  CHECK(all.count == 3 && all.total == 30);
+  nt_wire_reader_reset(r);
+  CHECK(nt_wire_reader_each(r, stream, n, count_frame, &first) == 1);
+  CHECK(first.count == 1); /* stopped: the rest was not read */
+  nt_wire_reader_reset(r);
+  const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff};
+  CHECK(nt_wire_reader_each(r, garbage, sizeof(garbage), count_frame, &bad) <
+        0);
+  CHECK(bad.count == 0);
+  free(r);
+}
+
 static const nt_test_case cases[] = {
+    {"reader_each", test_reader_each},
     {"header_sizes", test_header_sizes},
     {"round_trip_all_lengths", test_round_trip_all_lengths},
     {"boundaries", test_boundaries},

@@ -77,7 +77,10 @@ read -r -a pcstatic <<<"$(pkg-config --cflags --libs natter "${private[@]}")"
 if readelf -d "$tmp/pc/echo_static" | grep -q 'libnatter\.so'; then
   fail "echo_static links libnatter.so, not libnatter.a"
 fi
-LD_LIBRARY_PATH=$libdir ldd "$tmp/pc/echo" | grep -q "$libdir/libnatter.so.0" ||
+# ldd's output is captured first: with pipefail, grep -q closing the pipe
+# early would make ldd's SIGPIPE fail the check at random.
+loads=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/pc/echo")
+grep -q "$libdir/libnatter.so.0" <<<"$loads" ||
   fail "pkg-config build of echo does not load the installed libnatter.so.0"
 
 say "run echo (pkg-config build, installed libnatter.so)"
@@ -117,7 +120,8 @@ cmake -S "$tmp/cmake-project" -B "$tmp/cmake-build" \
 cmake --build "$tmp/cmake-build" -j2 >"$tmp/cmake-build.log" 2>&1 ||
   { cat "$tmp/cmake-build.log" >&2; fail "building the find_package project failed"; }
 # No LD_LIBRARY_PATH: CMake's build RPATH points at the installed library.
-ldd "$tmp/cmake-build/echo" | grep -q "$libdir/libnatter.so.0" ||
+loads=$(ldd "$tmp/cmake-build/echo")
+grep -q "$libdir/libnatter.so.0" <<<"$loads" ||
   fail "find_package build of echo does not load the installed libnatter.so.0"
 say "run echo (find_package build, natter::natter)"
 run_echo "$tmp/cmake-build/echo"
