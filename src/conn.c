@@ -491,6 +491,11 @@ void nt_conn_flush(nt_conn *conn) {
   if (conn->closing) {
     return;
   }
+  if (conn->close_pending) {
+    send_connection_close(conn);
+    schedule_free(conn, NT_CLOSE_LOCAL);
+    return;
+  }
   notify_send_room(conn);
   if (conn->closing) {
     return;
@@ -593,8 +598,10 @@ static void schedule_free(nt_conn *conn, nt_close_reason reason) {
 
 void nt_conn_destroy(nt_conn *conn) {
   if (!conn->closing) {
-    ngtcp2_connection_close_error_set_application_error(
-        &conn->last_error, 0, (const uint8_t *)"shutting down", 13);
+    if (!conn->close_pending) {
+      ngtcp2_connection_close_error_set_application_error(
+          &conn->last_error, 0, (const uint8_t *)"shutting down", 13);
+    }
     send_connection_close(conn);
   }
   conn->cbs.closed = NULL;
@@ -607,14 +614,20 @@ void nt_conn_destroy(nt_conn *conn) {
 }
 
 void nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason) {
-  if (conn->closing) {
+  if (conn->closing || conn->close_pending) {
     return;
   }
-  const char *r = reason ? reason : "";
+  /* Callers are often inside an ngtcp2 callback (a message handler runs
+   * under ngtcp2_conn_read_pkt), where writing a packet is forbidden: the
+   * CONNECTION_CLOSE goes out from the loop. ngtcp2 keeps a pointer to the
+   * reason, so it lives in the connection. */
+  snprintf(conn->close_reason_text, sizeof(conn->close_reason_text), "%s",
+           reason ? reason : "");
   ngtcp2_connection_close_error_set_application_error(
-      &conn->last_error, app_code, (const uint8_t *)r, strlen(r));
-  send_connection_close(conn);
-  schedule_free(conn, NT_CLOSE_LOCAL);
+      &conn->last_error, app_code, (const uint8_t *)conn->close_reason_text,
+      strlen(conn->close_reason_text));
+  conn->close_pending = 1;
+  event_active(conn->write_ev, EV_WRITE, 0);
 }
 
 int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
@@ -802,7 +815,7 @@ void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
 }
 
 int nt_conn_is_established(const nt_conn *conn) {
-  return conn->established && !conn->closing;
+  return conn->established && !conn->closing && !conn->close_pending;
 }
 
 /* ---- stream API ---- */

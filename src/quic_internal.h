@@ -71,7 +71,9 @@ struct nt_conn {
   nt_addr remote;
   int is_server;
   int established;
-  int closing;   /* close requested or happened; free pending */
+  int closing;   /* closed; free pending */
+  int close_pending; /* nt_conn_close asked; CONNECTION_CLOSE not sent */
+  char close_reason_text[256];
   nt_close_reason close_reason;
   uint64_t close_app_code;
   char close_message[256];
