@@ -1,7 +1,8 @@
 /* The natter configuration file; the format is described in config.h. */
 #include "config.h"
 
-#include "spec.h"
+#include "natter.h"
+#include "spec.h" /* nt_name_valid: one rule for names everywhere */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -388,26 +389,6 @@ static int check_allow(parser *p, const char *value) {
   return 0;
 }
 
-static int hex_digit(char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-         (ch >= 'A' && ch <= 'F');
-}
-
-/* The rule of nt_fingerprint_parse(): 32 byte pairs in hex, optionally with
- * one ':' between two pairs (the form ssh-keygen -E and browsers print). */
-static int fingerprint_valid(const char *s) {
-  for (int i = 0; i < 32; i++) {
-    if (i > 0 && *s == ':') {
-      s++;
-    }
-    if (!hex_digit(s[0]) || !hex_digit(s[1])) {
-      return 0;
-    }
-    s += 2;
-  }
-  return *s == '\0';
-}
-
 static int parse_bool(const char *s, int *out) {
   static const char *const yes[] = {"yes", "true", "on", "1"};
   static const char *const no[] = {"no", "false", "off", "0"};
@@ -494,7 +475,7 @@ static int add_forward(parser *p, const char *value) {
   char *spec_text;
   char **argv = NULL;
   size_t argc = 0;
-  nt_spec spec;
+  int is_command = 0, uses_stdio = 0;
   char reason[512];
   char quoted[QUOTE_BUF];
 
@@ -513,13 +494,14 @@ static int add_forward(parser *p, const char *value) {
   if (spec_text == NULL) {
     return fail(p, "out of memory");
   }
-  if (nt_spec_parse(&spec, spec_text, reason, sizeof(reason)) != 0) {
+  if (natter_spec_check(spec_text, &is_command, &uses_stdio, reason,
+                        sizeof(reason)) != 0) {
     free(spec_text);
     return fail(p, "%s%s", reason, hash_hint(value));
   }
   quote(quoted, spec_text, speclen);
   /* As on the command line: stdin/stdout can carry one session only. */
-  if (spec.local_port == 0) {
+  if (uses_stdio) {
     for (size_t i = 0; i < c->nforward; i++) {
       if (c->forward[i].spec[0] == ':') {
         free(spec_text);
@@ -530,14 +512,14 @@ static int add_forward(parser *p, const char *value) {
       }
     }
   }
-  if (!spec.is_command && *command != '\0') {
+  if (!is_command && *command != '\0') {
     free(spec_text);
     return fail(p,
                 "forward \"%s\" takes no command (only a spec ending in "
                 "\"PEER:\" does, as in 8022:bob: CMD ARGS...)%s",
                 quoted, hash_hint(value));
   }
-  if (spec.is_command) {
+  if (is_command) {
     if (*command == '\0') {
       free(spec_text);
       return fail(p,
@@ -591,7 +573,7 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
   case KEY_IDENTITY:
     return set_string(p, &c->identity, &c->identity_set, value);
   case KEY_BROKER_KEY:
-    if (!fingerprint_valid(value)) {
+    if (natter_fingerprint_check(value) != 0) {
       return fail(p,
                   "bad broker-key \"%s\": expected the broker's fingerprint, "
                   "64 hex digits (':' between pairs allowed), as the broker "
