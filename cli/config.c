@@ -31,6 +31,7 @@ typedef enum key_id {
   KEY_TIMEOUT,
   KEY_LOG_LEVEL,
   KEY_LISTEN,
+  KEY_PORT,
   KEY_ALLOW,
   KEY_ALLOW_COMMAND,
   KEY_FORWARD,
@@ -39,7 +40,8 @@ typedef enum key_id {
 
 static const char *const key_names[KEY_COUNT] = {
     "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-    "log-level", "listen", "allow",  "allow-command", "forward",
+    "log-level", "listen", "port",   "allow",         "allow-command",
+    "forward",
 };
 
 /* State of one cli_config_parse() call. */
@@ -606,6 +608,14 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     c->listen_set = p->line;
     return 0;
+  case KEY_PORT:
+    c->port = nt_port_parse(value);
+    if (c->port == 0) {
+      return fail(p, "bad port \"%s\": expected a UDP port 1..65535%s",
+                  quoted, hash_hint(value));
+    }
+    c->port_set = p->line;
+    return 0;
   case KEY_ALLOW:
     if (check_allow(p, value) != 0) {
       return -1;
@@ -651,6 +661,8 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->log_level_set;
   case KEY_LISTEN:
     return c->listen_set;
+  case KEY_PORT:
+    return c->port_set;
   default:
     return 0;
   }
@@ -719,7 +731,7 @@ static int parse_line(parser *p, char *buf) {
     }
     return fail(p,
                 "unknown key \"%s\": expected one of server, name, broker, "
-                "identity, broker-key, timeout, log-level, listen, allow, "
+                "identity, broker-key, timeout, log-level, listen, port, allow, "
                 "allow-command, forward",
                 quoted);
   }

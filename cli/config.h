@@ -29,6 +29,7 @@
  *   timeout = SECONDS           1..3600
  *   log-level = LEVEL           error, warn, info or debug
  *   listen = BOOL               yes/no, true/false, on/off, 1/0
+ *   port = PORT                 the client's UDP port, 1..65535
  *   allow = RULE                HOST, HOST:PORT, HOST:* or *    (repeatable)
  *   allow-command = PROGRAM     a program name or path, or *    (repeatable)
  *   forward = SPEC [COMMAND]    as on the command line          (repeatable)
@@ -57,6 +58,7 @@
 #define NATTER_CLI_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CLI_CONFIG_MAX_BYTES (1024 * 1024) /* whole file */
 #define CLI_CONFIG_MAX_LINE 4096 /* bytes in a line, line end excluded */
@@ -99,6 +101,8 @@ typedef struct cli_config {
   size_t log_level_set;
   int listen; /* 0 or 1 */
   size_t listen_set;
+  uint16_t port; /* the client's UDP port, 1..65535 */
+  size_t port_set;
 
   /* NULL-terminated, as natter_client_config.allow wants it. */
   char *allow[CLI_CONFIG_MAX_LIST + 1];

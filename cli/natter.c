@@ -53,6 +53,9 @@ static const char usage_text[] =
     "                       broker.key for -server; created with mode 0600)\n"
     "  -broker-key FP       refuse a broker whose key fingerprint is not FP\n"
     "  -timeout SECONDS     budget to reach a peer (default 10)\n"
+    "  -port PORT           this client's UDP port (default: any free "
+    "port); fix it\n"
+    "                       when a router forwards a UDP port to this host\n"
     "  -config FILE         read settings from FILE (default "
     DEFAULT_CONFIG ",\n"
     "                       if it exists); flags override it\n"
@@ -74,6 +77,7 @@ typedef struct options {
   const char *server, *name, *broker, *identity, *broker_key;
   int listen;
   long timeout_s; /* 0: not given */
+  long port;      /* 0: not given */
   int level;      /* -1: not given */
   const char *allow[MAX_RULES];
   size_t nallow;
@@ -179,6 +183,16 @@ static int parse_flags(options *o, int argc, char **argv) {
         return usage_error("bad -timeout \"%s\": expected 1..3600 seconds",
                            v);
       }
+    } else if (strcmp(a, "-port") == 0) {
+      const char *v;
+      char *end;
+      VALUE(v);
+      o->port = strtol(v, &end, 10);
+      if (v[0] < '0' || v[0] > '9' || *end != '\0' || o->port < 1 ||
+          o->port > 65535) {
+        return usage_error("bad -port \"%s\": expected a UDP port 1..65535",
+                           v);
+      }
     } else if (strcmp(a, "-listen") == 0) {
       o->listen = 1;
     } else if (strcmp(a, "-v") == 0) {
@@ -261,6 +275,7 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   cfg.allow = allow[0] ? allow : NULL;
   cfg.allow_commands = allow_cmd[0] ? allow_cmd : NULL;
   cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
+  cfg.local_port = (uint16_t)o->port;
   cfg.log_level = level;
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
@@ -331,6 +346,9 @@ int main(int argc, char **argv) {
   if (!o.timeout_s && file.timeout_set) {
     o.timeout_s = file.timeout_s;
   }
+  if (!o.port && file.port_set) {
+    o.port = file.port;
+  }
   natter_log_level level =
       o.level >= 0       ? (natter_log_level)o.level
       : file.log_level_set ? (natter_log_level)file.log_level
@@ -363,9 +381,10 @@ int main(int argc, char **argv) {
 
   rv = -1;
   if (o.server && (o.name || o.broker || o.listen || o.nspecs || nallow ||
-                   nallow_cmd)) {
+                   nallow_cmd || o.port)) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
-                           "-listen, -allow and specs are for clients");
+                           "-listen, -allow, -port and specs are for "
+                           "clients");
   } else if (!o.server && !o.name) {
     rv = usage_error("%s", "missing -name (or -server to run a broker)");
   } else if (!o.server && !o.broker) {

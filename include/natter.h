@@ -174,6 +174,9 @@ typedef struct natter_client_config {
   const char *const *allow_commands; /* NULL-terminated programs peers may
                                 run here, matched exactly against argv[0],
                                 or "*" for any; NULL: none */
+  uint16_t local_port;         /* this client's UDP port; 0 (default):
+                                  any free port. Fix it when a router
+                                  forwards a UDP port to this host. */
   uint32_t connect_timeout_ms; /* hole punching budget; default 10000 */
   natter_log_fn log;           /* NULL: lines on stderr */
   natter_log_level log_level;  /* default NATTER_LOG_INFO */

@@ -251,7 +251,7 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
     nt_warn(&c->log,
             "this host's NAT is symmetric: the broker's two ports saw %s and "
             "%s; hole punching will only work with peers that have a public "
-            "address or a forwarded UDP port",
+            "address or a forwarded UDP port (see -port)",
             a, b);
   } else {
     nt_debug(&c->log, "NAT mapping: %s (%s on both broker ports)",
@@ -658,6 +658,7 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
   memset(&epcfg, 0, sizeof(epcfg));
   epcfg.bind.ss.ss_family = c->broker_addr.ss.ss_family;
   epcfg.bind.len = c->broker_addr.len;
+  nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, cfg->local_port);
   epcfg.identity = c->identity;
   epcfg.callbacks = &client_ep_callbacks;
   epcfg.user_data = c;

@@ -242,7 +242,7 @@ static void report_punch_failure(nt_peer *p) {
     snprintf(advice, sizeof(advice),
              "a symmetric NAT (on %s) defeats hole punching unless the other "
              "side has a public address or a forwarded UDP port: run one side "
-             "where it has one",
+             "where it has one, or forward a UDP port to it and pass -port",
              we_symmetric && they_symmetric ? "both sides"
              : we_symmetric                 ? c->name
                                             : p->name);

@@ -75,6 +75,7 @@ static void test_every_key(void) {
                "timeout = 3600\n"
                "log-level = debug\n"
                "listen = yes\n"
+               "port = 41641\n"
                "allow = 10.0.0.1:22\n"
                "allow = *\n"
                "allow-command = rsync\n"
@@ -94,6 +95,7 @@ static void test_every_key(void) {
   CHECK(c.timeout_s == 3600 && c.timeout_set == 6);
   CHECK(c.log_level == CLI_LOG_DEBUG && c.log_level_set == 7);
   CHECK(c.listen == 1 && c.listen_set == 8);
+  CHECK(c.port == 41641 && c.port_set == 9);
   CHECK(c.nallow == 2);
   CHECK(c.allow[0] && strcmp(c.allow[0], "10.0.0.1:22") == 0);
   CHECK(c.allow[1] && strcmp(c.allow[1], "*") == 0);
@@ -105,7 +107,7 @@ static void test_every_key(void) {
   CHECK(c.nforward == 4);
   CHECK(strcmp(c.forward[0].spec, "8022:alice:22") == 0);
   CHECK(c.forward[0].argv == NULL && c.forward[0].argc == 0);
-  CHECK(c.forward[0].line == 13);
+  CHECK(c.forward[0].line == 14);
   CHECK(strcmp(c.forward[1].spec, "8080:alice:10.0.1.1:80") == 0);
   CHECK(strcmp(c.forward[2].spec, ":alice:22") == 0);
   CHECK(c.forward[2].argv == NULL);
@@ -116,7 +118,7 @@ static void test_every_key(void) {
     CHECK(strcmp(c.forward[3].argv[1], "--daemon") == 0);
     CHECK(c.forward[3].argv[2] == NULL);
   }
-  CHECK(c.forward[3].line == 16);
+  CHECK(c.forward[3].line == 17);
   cli_config_free(&c);
 
   /* Freeing leaves it empty; freeing again is harmless. */
@@ -788,7 +790,8 @@ static void test_load(void) {
 static void test_example_file(void) {
   static const char *const keys[] = {
       "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-      "log-level", "listen", "allow",  "allow-command", "forward",
+      "log-level", "listen", "port",   "allow",         "allow-command",
+      "forward",
   };
   const char *path = NATTER_SOURCE_DIR "/examples/natter.conf";
   char err[512] = "";

@@ -321,6 +321,7 @@ start_client() {
     # A flag's value (e.g. a fingerprint after -broker-key) is not a SPEC.
     if [[ $prev != -name && $prev != -broker && $prev != -identity &&
       $prev != -broker-key && $prev != -allow && $prev != -timeout &&
+      $prev != -port &&
       $arg =~ $spec_re ]]; then
       wait_log "$name" "natter: forwarding 127\.0\.0\.1:${BASH_REMATCH[1]} -> "
     fi

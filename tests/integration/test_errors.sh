@@ -172,8 +172,21 @@ assert_log_lacks punch_conn 'status 124' # closed, not timed out
 kill -CONT "$(pid erin)"
 check_echo "$p_good"
 
+# -port fixes a client's UDP port (for a router's port forward); a port
+# already taken is a start-up error that names it.
+udp_port=$(free_port)
+start_client frank -listen -port "$udp_port"
+wait_log frank "UDP port $udp_port\$"
+udp_socks=$(ss -Hlun "sport = :$udp_port")
+[[ -n $udp_socks ]] || fail "frank does not hold UDP port $udp_port"
+expect_exit_nonzero -t 20 "$NATTER" -name gina -broker "$BROKER" \
+  -identity "$WORK/gina.key" -listen -port "$udp_port"
+assert_output_contains "cannot bind UDP .*:$udp_port.*in use"
+expect_exit_nonzero -t 5 "$NATTER" -name gina -broker "$BROKER" -port 0 -listen
+((STATUS == 2)) || fail "-port 0: exit $STATUS, want 2 (usage)"
+
 # Every per-connection error left alice running; all of them exit 0.
 running alice || fail "alice exited after per-connection errors"
-for name in alice dave erin bob broker; do
+for name in alice dave erin frank bob broker; do
   stop_expect_clean "$name"
 done
