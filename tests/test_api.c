@@ -22,6 +22,7 @@
 
 #include "natter.h"
 #include "test.h"
+#include "test_loop.h"
 
 /* ---- helpers ---- */
 
@@ -50,25 +51,6 @@ static void quiet_log(natter_log_level level, const char *line,
   capture_log(level, line, NULL);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  *(int *)arg = 1;
-}
-
-/* Runs |base| until pred(arg) holds or |ms| pass. Returns pred(arg). */
-static int run_until(struct event_base *base, int (*pred)(void *), void *arg,
-                     int ms) {
-  int timed_out = 0;
-  struct event *deadline = evtimer_new(base, on_deadline, &timed_out);
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  evtimer_add(deadline, &tv);
-  while (!pred(arg) && !timed_out) {
-    event_base_loop(base, EVLOOP_ONCE);
-  }
-  event_free(deadline);
-  return pred(arg);
-}
 
 static int flag_set(void *arg) {
   return *(int *)arg != 0;
