@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "client_internal.h"
+#include "escape.h"
 #include "mapping.h"
 #include "paths.h"
 #include "wire_msg.h"
@@ -22,10 +23,12 @@ static void broker_connect(natter_client *c);
 static void emit_v(natter_client *c, natter_event_type type, int quiet,
                    int error, const char *peer, nt_forward *forward,
                    int exit_status, const char *fmt, va_list ap) {
-  char msg[1400];
+  char raw[1400], msg[1400];
   natter_log_level level = NATTER_LOG_INFO;
 
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  vsnprintf(raw, sizeof(raw), fmt, ap);
+  /* Messages quote the peer and the broker: escaped for the callback too. */
+  nt_escape(msg, sizeof(msg), raw);
   if (type == NATTER_EVENT_FATAL || type == NATTER_EVENT_PEER_FAILED ||
       type == NATTER_EVENT_FORWARD_FAILED) {
     level = NATTER_LOG_ERROR;

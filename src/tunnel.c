@@ -8,10 +8,8 @@
  * and stream bytes are consumed (flow-control credit returned to the peer)
  * only once written locally. FIN maps to FIN, reset to reset.
  *
- * A command's stream carries, from listener to opener, frames instead of
- * raw bytes: [channel u8][length u16 BE][payload], channel 1 stdout, 2
- * stderr, 3 exit status (4 bytes BE), so stderr and the exit status reach
- * the opener. The opener -> listener direction stays raw (stdin). */
+ * A command's stream carries frames from listener to opener (cmdframe.h),
+ * so that stderr and the exit status reach the opener. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -28,16 +26,12 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "cmdframe.h"
 #include "client_internal.h"
 #include "wire_msg.h"
 
 #define TUNNEL_CONNECT_TIMEOUT_S 10
 #define TUNNEL_READ_MAX (256 * 1024)
-#define FRAME_HDR 3
-#define FRAME_MAX 16384
-#define CHANNEL_STDOUT 1
-#define CHANNEL_STDERR 2
-#define CHANNEL_EXIT 3
 #define MAX_ARGV 256
 
 typedef enum tunnel_state {
@@ -86,11 +80,7 @@ struct nt_tunnel {
   int have_child;
   struct event *stderr_ev, *exit_ev;
   int stdout_eof, stderr_eof, child_exited, child_status, exit_sent;
-  uint8_t frame_hdr[FRAME_HDR]; /* opener: frame parser */
-  size_t frame_hdr_len, frame_left;
-  int frame_channel;
-  uint8_t exit_buf[4];
-  size_t exit_len;
+  nt_cmdframe_decoder frames; /* opener: the listener's output frames */
   int exit_status; /* opener: received status, -1 until then */
 
   char peer[NT_NAME_MAX + 1];
@@ -317,10 +307,10 @@ static void tunnel_end(nt_tunnel *t, int abort) {
 
 /* ---- local input -> stream ---- */
 
-static void send_frame(nt_tunnel *t, int channel, const uint8_t *data,
-                       size_t len) {
-  uint8_t hdr[FRAME_HDR] = {(uint8_t)channel, (uint8_t)(len >> 8),
-                            (uint8_t)len};
+static void send_frame(nt_tunnel *t, nt_cmdframe_channel channel,
+                       const uint8_t *data, size_t len) {
+  uint8_t hdr[NT_CMDFRAME_HDR];
+  nt_cmdframe_header(hdr, channel, len);
   if (nt_stream_write(t->stream, hdr, sizeof(hdr)) != 0 ||
       (len && nt_stream_write(t->stream, data, len) != 0)) {
     tunnel_end(t, 1);
@@ -334,11 +324,13 @@ static void maybe_send_exit(nt_tunnel *t) {
       !t->child_exited || !t->stream) {
     return;
   }
-  uint8_t st[4] = {(uint8_t)(t->child_status >> 24),
-                   (uint8_t)(t->child_status >> 16),
-                   (uint8_t)(t->child_status >> 8), (uint8_t)t->child_status};
+  uint8_t frame[NT_CMDFRAME_HDR + NT_CMDFRAME_EXIT_LEN];
+  nt_cmdframe_exit(frame, t->child_status);
   t->exit_sent = 1;
-  send_frame(t, CHANNEL_EXIT, st, sizeof(st));
+  if (nt_stream_write(t->stream, frame, sizeof(frame)) != 0) {
+    tunnel_end(t, 1);
+    return;
+  }
   if (t->stream) {
     nt_stream_shutdown_write(t->stream);
   }
@@ -346,9 +338,10 @@ static void maybe_send_exit(nt_tunnel *t) {
 
 /* Reads one framed chunk from a command's pipe; returns bytes read, 0 at
  * EOF, -1 with errno. */
-static ssize_t read_framed(nt_tunnel *t, int fd, int channel, size_t room) {
-  uint8_t buf[FRAME_MAX];
-  size_t max = room > FRAME_HDR ? room - FRAME_HDR : 0;
+static ssize_t read_framed(nt_tunnel *t, int fd, nt_cmdframe_channel channel,
+                           size_t room) {
+  uint8_t buf[NT_CMDFRAME_MAX];
+  size_t max = room > NT_CMDFRAME_HDR ? room - NT_CMDFRAME_HDR : 0;
   if (max > sizeof(buf)) {
     max = sizeof(buf);
   }
@@ -376,7 +369,7 @@ static void pump_input(nt_tunnel *t) {
     room = TUNNEL_READ_MAX;
   }
   ssize_t n = t->have_child
-                  ? read_framed(t, t->in.fd, CHANNEL_STDOUT, room)
+                  ? read_framed(t, t->in.fd, NT_CMDFRAME_STDOUT, room)
                   : nt_stream_read_fd(t->stream, t->in.fd, room);
   if (n > 0) {
     if (t->forward) {
@@ -419,7 +412,7 @@ static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
   size_t room = nt_stream_send_room(t->stream);
   /* stderr is small and must not stall stdout: it may exceed the window by
    * one frame. */
-  ssize_t n = read_framed(t, fd, CHANNEL_STDERR, room > 4096 ? room : 4096);
+  ssize_t n = read_framed(t, fd, NT_CMDFRAME_STDERR, room > 4096 ? room : 4096);
   if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
     return;
   }
@@ -629,68 +622,47 @@ static void write_stderr(nt_tunnel *t, const uint8_t *data, size_t len) {
   }
 }
 
+/* A command stream that broke the frame protocol: say so, naming the
+ * peer, and reset it. */
+static void frame_error(nt_tunnel *t, const char *why) {
+  report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
+         "protocol error from %s: %s", t->peer, why);
+  tunnel_end(t, 1);
+}
+
 /* Opener side of a command stream: splits frames into stdout, stderr and
  * the exit status. */
 static void recv_frames(nt_tunnel *t, const uint8_t *data, size_t len) {
   while (len > 0 && t->state == T_OPEN) {
-    if (t->frame_left == 0 && t->frame_hdr_len < FRAME_HDR) {
-      size_t n = FRAME_HDR - t->frame_hdr_len;
-      if (n > len) {
-        n = len;
-      }
-      memcpy(t->frame_hdr + t->frame_hdr_len, data, n);
-      t->frame_hdr_len += n;
-      nt_stream_consume(t->stream, n);
-      data += n;
-      len -= n;
-      if (t->frame_hdr_len < FRAME_HDR) {
-        return;
-      }
-      t->frame_channel = t->frame_hdr[0];
-      t->frame_left = ((size_t)t->frame_hdr[1] << 8) | t->frame_hdr[2];
-      if (t->frame_channel < CHANNEL_STDOUT ||
-          t->frame_channel > CHANNEL_EXIT || t->frame_left > FRAME_MAX ||
-          (t->frame_channel == CHANNEL_EXIT && t->frame_left != 4)) {
-        report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
-               "malformed output frame from the peer");
-        tunnel_end(t, 1);
-        return;
-      }
-      if (t->frame_left == 0) {
-        t->frame_hdr_len = 0;
-      }
+    nt_cmdframe_event ev;
+    size_t used;
+    nt_cmdframe_result rv =
+        nt_cmdframe_decode(&t->frames, data, len, &used, &ev);
+    if (rv == NT_CMDFRAME_ERROR) {
+      nt_stream_consume(t->stream, len); /* dropped: credit goes back */
+      frame_error(t, ev.error);
+      return;
+    }
+    data += used;
+    len -= used;
+    if (rv == NT_CMDFRAME_DATA && ev.channel == NT_CMDFRAME_STDOUT) {
+      /* Headers are consumed here; the payload once written locally. */
+      nt_stream_consume(t->stream, used - ev.len);
+      deliver(t, ev.data, ev.len);
       continue;
     }
-    size_t n = t->frame_left < len ? t->frame_left : len;
-    if (t->frame_channel == CHANNEL_STDOUT) {
-      deliver(t, data, n);
-    } else {
-      if (t->frame_channel == CHANNEL_STDERR) {
-        write_stderr(t, data, n);
-      } else {
-        memcpy(t->exit_buf + t->exit_len, data, n);
-        t->exit_len += n;
-        if (t->exit_len == 4) {
-          t->exit_status = (int)(((uint32_t)t->exit_buf[0] << 24) |
-                                 ((uint32_t)t->exit_buf[1] << 16) |
-                                 ((uint32_t)t->exit_buf[2] << 8) |
-                                 t->exit_buf[3]);
-          /* The command is gone: like ssh, stop sending it input, so the
-           * session ends now rather than at our stdin's EOF. */
-          if (!t->in_done) {
-            t->in_done = 1;
-            event_del(t->read_ev);
-            nt_stream_shutdown_write(t->stream);
-          }
-        }
+    nt_stream_consume(t->stream, used);
+    if (rv == NT_CMDFRAME_DATA) {
+      write_stderr(t, ev.data, ev.len);
+    } else if (rv == NT_CMDFRAME_EXITED) {
+      t->exit_status = ev.exit_status;
+      /* The command is gone: like ssh, stop sending it input, so the
+       * session ends now rather than at our stdin's EOF. */
+      if (!t->in_done) {
+        t->in_done = 1;
+        event_del(t->read_ev);
+        nt_stream_shutdown_write(t->stream);
       }
-      nt_stream_consume(t->stream, n);
-    }
-    data += n;
-    len -= n;
-    t->frame_left -= n;
-    if (t->frame_left == 0) {
-      t->frame_hdr_len = 0;
     }
   }
 }
@@ -1060,6 +1032,13 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
     return;
   }
   t->stream_fin = 1;
+  if (t->state == T_OPEN && t->opener && t->command) {
+    const char *why = nt_cmdframe_finish(&t->frames);
+    if (why) {
+      frame_error(t, why);
+      return;
+    }
+  }
   if (t->state == T_OPEN) {
     shut_output_if_drained(t);
   } else if (t->state == T_WAIT_RESULT || t->state == T_WAIT_OPEN) {
