@@ -29,6 +29,9 @@
 #include "cmdframe.h"
 #include "client_internal.h"
 #include "wire_msg.h"
+#ifdef NATTER_HOSTILE_PEER
+#include "hostile.h" /* tests/hostile: test builds only */
+#endif
 
 #define TUNNEL_CONNECT_TIMEOUT_S 10
 #define TUNNEL_READ_MAX (256 * 1024)
@@ -856,6 +859,12 @@ static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
     refuse(t, NATTER__CODE__DENIED, msg);
     return;
   }
+#ifdef NATTER_HOSTILE_PEER
+  if (nt_hostile_command(t->stream, open->argv, open->n_argv)) {
+    t->state = T_REFUSED; /* misbehaved; waits for the opener's reset */
+    return;
+  }
+#endif
   /* execvp wants a NULL-terminated array; protobuf-c gives a counted one. */
   char **argv = calloc(open->n_argv + 1, sizeof(char *));
   if (!argv) {
@@ -898,7 +907,8 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
     if (open) {
       natter__stream_open__free_unpacked(open, NULL);
     }
-    nt_warn(&t->client->log, "malformed stream header from %s; reset",
+    nt_warn(&t->client->log,
+            "protocol error from %s: malformed stream header; reset",
             t->peer);
     tunnel_end(t, 1);
     return;
@@ -957,7 +967,7 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
 
   if (!res) {
     report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
-           "malformed answer from the peer");
+           "protocol error from %s: malformed answer", t->peer);
     tunnel_end(t, 1);
     return;
   }
@@ -993,9 +1003,13 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
     int rv = nt_wire_reader_feed(t->reader, data, len, &used, &body,
                                  &bodylen);
     if (rv < 0) {
-      nt_warn(&t->client->log, "bad stream header from %s; reset", t->peer);
+      if (!t->opener) {
+        nt_warn(&t->client->log,
+                "protocol error from %s: bad stream header framing; reset",
+                t->peer);
+      }
       report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
-             "malformed answer from the peer");
+             "protocol error from %s: bad answer framing", t->peer);
       tunnel_end(t, 1);
       return;
     }
