@@ -30,6 +30,8 @@ size_t nt_mapping_encode_request(uint8_t *buf, const uint8_t *nonce) {
   return put_header(buf, TYPE_REQUEST, nonce);
 }
 
+/* Bounds: exactly NT_MAPPING_REQUEST_LEN bytes with our magic, version and
+ * type. */
 int nt_mapping_decode_request(const uint8_t *buf, size_t len,
                               uint8_t *nonce) {
   return len == NT_MAPPING_REQUEST_LEN &&
@@ -52,6 +54,8 @@ size_t nt_mapping_encode_reply(uint8_t *buf, const uint8_t *nonce,
   return n + iplen;
 }
 
+/* Bounds: our header, an address family of 4 or 6 and exactly the length
+ * that family needs. The nonce is compared by the caller. */
 int nt_mapping_decode_reply(const uint8_t *buf, size_t len, uint8_t *nonce,
                             nt_addr *seen) {
   if (!check_header(buf, len, TYPE_REPLY, nonce) || len < HDR + 3) {

@@ -160,6 +160,8 @@ void nt_peer_broker_ready(natter_client *c) {
   }
 }
 
+/* Bounds: matched by request_id to a peer we asked for, else dropped; the
+ * broker's message is shown only as printable ASCII of at most 150 bytes. */
 void nt_peer_on_connect_result(natter_client *c, uint32_t request_id,
                                int code, const char *message) {
   nt_peer *p;
@@ -318,6 +320,11 @@ static int has_candidate(const nt_addr *cands, size_t n,
   return 0;
 }
 
+/* Bounds: the peer's name is a valid name (spec.c), its key exactly
+ * NT_FINGERPRINT_LEN bytes, the nonce NT_PUNCH_NONCE_LEN, at most
+ * NT_MAX_LOCAL_ADDRS local addresses, each of the endpoint's family with a
+ * valid length and a non-zero port; an unknown NAT mapping reads
+ * "unknown". Stale or unasked-for introductions are dropped. */
 void nt_peer_on_introduction(natter_client *c, const void *msg) {
   const Natter__Introduction *in = msg;
   nt_addr cands[NT_PUNCH_MAX_CANDIDATES];

@@ -65,6 +65,8 @@ size_t nt_punch_encode(uint8_t *buf, int type, const uint8_t *nonce) {
   return NT_PUNCH_PACKET_LEN;
 }
 
+/* Bounds: exactly NT_PUNCH_PACKET_LEN bytes with our magic and version, and
+ * a known type; the nonce is only compared, never trusted further. */
 int nt_punch_decode(const uint8_t *buf, size_t len, uint8_t *nonce) {
   if (len != NT_PUNCH_PACKET_LEN || memcmp(buf, magic, sizeof(magic)) != 0 ||
       buf[4] != PUNCH_VERSION) {

@@ -898,6 +898,11 @@ static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
   start_relay(t);
 }
 
+/* Listener: the opener's StreamOpen. Bounds: the body is one wire frame
+ * (<= NT_WIRE_MAX_MSG bytes, wire.c); host printable ASCII of at most
+ * NT_HOST_MAX bytes; port 1..65535 unless a command; argv at most MAX_ARGV
+ * strings, none NULL. argv strings may hold any bytes (they are a
+ * command's arguments): they reach logs only through nt_escape. */
 static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
   Natter__StreamOpen *open = natter__stream_open__unpack(NULL, len, body);
@@ -960,6 +965,9 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
                                  dns_cb, t);
 }
 
+/* Opener: the listener's StreamOpenResult. Bounds: one wire frame; an
+ * unknown code is a protocol error; the message is shown only when it is
+ * printable ASCII of at most 500 bytes. */
 static void handle_open_result(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
   Natter__StreamOpenResult *res =
