@@ -268,8 +268,7 @@ NATTER_EXPORT int natter_allow_command_check(const char *rule, char *err,
 
 /* Checks a client name (1-63 of A-Z a-z 0-9 . _ -). Returns 0 or
  * NATTER_ERR_INVALID with a reason in |err| (may be NULL). */
-NATTER_EXPORT int natter_name_check(const char *name, char *err,
-                                    size_t errlen);
+NATTER_EXPORT int natter_name_check(const char *name, char *err, size_t errlen);
 
 /* Returns the port 1..65535 that the whole of |s| writes (digits only, no
  * sign, no leading zero), or 0 when |s| is not one. */
