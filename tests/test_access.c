@@ -4,6 +4,7 @@
 #include "natter.h"
 #include "test.h"
 
+#include <event2/event.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -338,6 +339,64 @@ static void test_name_and_port(void) {
   CHECK(natter_port_parse(NULL) == 0);
 }
 
+/* ---- the library applies the same rules ---- */
+
+typedef struct log_lines {
+  char text[2048];
+} log_lines;
+
+static void collect_log(natter_log_level level, const char *line,
+                        void *user_data) {
+  log_lines *log = user_data;
+  size_t used = strlen(log->text);
+  (void)level;
+  snprintf(log->text + used, sizeof(log->text) - used, "%s\n", line);
+}
+
+/* natter_client_new with |allow| / |allow_commands|: returns its result
+ * and what it logged in |log|. Nothing is touched before the rules are
+ * checked (ephemeral key, loopback broker that never runs). */
+static int client_with_rules(const char *const *allow,
+                             const char *const *allow_commands,
+                             log_lines *log) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_client *c = NULL;
+  int rv;
+
+  memset(log, 0, sizeof(*log));
+  natter_client_config_default(&cfg);
+  cfg.name = "alice";
+  cfg.broker = "127.0.0.1:9";
+  cfg.identity_file = "";
+  cfg.listen = 1;
+  cfg.allow = allow;
+  cfg.allow_commands = allow_commands;
+  cfg.log = collect_log;
+  cfg.user_data = log;
+  rv = natter_client_new(&c, base, &cfg);
+  CHECK((rv == 0) == (c != NULL));
+  natter_client_free(c);
+  event_base_free(base);
+  return rv;
+}
+
+static void test_client_refuses_bad_rules(void) {
+  static const char *const good[] = {"::1", "[::1]:22", "nas.lan:*", "*", NULL};
+  static const char *const good_cmd[] = {"rsync", "*", NULL};
+  static const char *const bad[] = {"nas.lan", "x:y:z", NULL};
+  static const char *const bad_cmd[] = {"cat", "", NULL};
+  log_lines log;
+
+  CHECK(client_with_rules(good, good_cmd, &log) == 0);
+  CHECK(client_with_rules(bad, NULL, &log) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(log.text, "bad allow rule \"x:y:z\": not an IPv6 "
+                               "address");
+  CHECK(client_with_rules(NULL, bad_cmd, &log) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(log.text, "bad allow-command rule \"\": the program "
+                               "is empty");
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"target_rules_valid", test_target_rules_valid},
@@ -347,6 +406,7 @@ int main(void) {
       {"target_decisions", test_target_decisions},
       {"command_decisions", test_command_decisions},
       {"name_and_port", test_name_and_port},
+      {"client_refuses_bad_rules", test_client_refuses_bad_rules},
       {NULL, NULL},
   };
   return nt_test_run(cases);
