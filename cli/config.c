@@ -1,8 +1,7 @@
 /* The natter configuration file; the format is described in config.h. */
 #include "config.h"
 
-#include "natter.h"
-#include "spec.h" /* nt_name_valid: one rule for names everywhere */
+#include "natter.h" /* the only library header the CLI uses */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -340,12 +339,12 @@ static int check_host_port(parser *p, const char *key, const char *value,
   quote(quoted, value, strlen(value));
   if (colon == NULL) {
     return fail(p, "bad %s \"%s\": expected %s%s%s", key, quoted, form,
-                host_optional && nt_port_parse(value) != 0
+                host_optional && natter_port_parse(value) != 0
                     ? " (\":PORT\" for every address)"
                     : "",
                 hash_hint(value));
   }
-  if (nt_port_parse(colon + 1) == 0) {
+  if (natter_port_parse(colon + 1) == 0) {
     return fail(p, "bad %s \"%s\": the port is %s; expected %s%s", key, quoted,
                 colon[1] == '\0' ? "missing" : "not a number 1..65535", form,
                 hash_hint(value));
@@ -360,35 +359,17 @@ static int check_host_port(parser *p, const char *key, const char *value,
   return 0;
 }
 
-/* "*", "HOST", "HOST:PORT" or "HOST:*", as -allow takes them. */
+/* An allow rule, checked by the library's own grammar (access.h). */
 static int check_allow(parser *p, const char *value) {
-  const char *colon;
-  const char *problem;
-  size_t hostlen;
   char quoted[QUOTE_BUF];
+  char reason[300];
 
-  if (strcmp(value, "*") == 0) {
+  if (natter_allow_rule_check(value, reason, sizeof(reason)) == 0) {
     return 0;
   }
   quote(quoted, value, strlen(value));
-  /* The rule's host ends at its last ':' unless that is inside brackets. */
-  colon = strrchr(value, ':');
-  if (colon != NULL && value[0] == '[' && strchr(colon, ']') != NULL) {
-    colon = NULL;
-  }
-  hostlen = colon ? (size_t)(colon - value) : strlen(value);
-  problem = host_problem(value, hostlen);
-  if (problem == NULL && colon != NULL && strcmp(colon + 1, "*") != 0 &&
-      nt_port_parse(colon + 1) == 0) {
-    problem = "the port is not a number 1..65535 or *";
-  }
-  if (problem != NULL) {
-    return fail(p,
-                "bad allow rule \"%s\": %s; expected HOST, HOST:PORT, "
-                "HOST:* or *%s",
-                quoted, problem, hash_hint(value));
-  }
-  return 0;
+  return fail(p, "bad allow rule \"%s\": %s%s", quoted, reason,
+              hash_hint(value));
 }
 
 static int parse_bool(const char *s, int *out) {
@@ -562,7 +543,7 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     return set_string(p, &c->server, &c->server_set, value);
   case KEY_NAME:
-    if (!nt_name_valid(value)) {
+    if (natter_name_check(value, NULL, 0) != 0) {
       return fail(p, "bad name \"%s\": expected 1-63 of A-Z a-z 0-9 . _ -%s",
                   quoted, hash_hint(value));
     }
@@ -609,7 +590,7 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     c->listen_set = p->line;
     return 0;
   case KEY_PORT:
-    c->port = nt_port_parse(value);
+    c->port = natter_port_parse(value);
     if (c->port == 0) {
       return fail(p, "bad port \"%s\": expected a UDP port 1..65535%s",
                   quoted, hash_hint(value));
@@ -630,6 +611,13 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
                   "program (a name or a path), in double quotes if its "
                   "path has blanks%s",
                   quoted, hash_hint(value));
+    }
+    {
+      char reason[300];
+      if (natter_allow_command_check(value, reason, sizeof(reason)) != 0) {
+        return fail(p, "bad allow-command \"%s\": %s%s", quoted, reason,
+                    hash_hint(value));
+      }
     }
     return add_to_list(p, c->allow_command, &c->nallow_command, "allow-command",
                        value);

@@ -30,7 +30,8 @@
  *   log-level = LEVEL           error, warn, info or debug
  *   listen = BOOL               yes/no, true/false, on/off, 1/0
  *   port = PORT                 the client's UDP port, 1..65535
- *   allow = RULE                HOST, HOST:PORT, HOST:* or *    (repeatable)
+ *   allow = RULE                HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT,
+ *                               bare IPv6 (::1) or *            (repeatable)
  *   allow-command = PROGRAM     a program name or path, or *    (repeatable)
  *   forward = SPEC [COMMAND]    as on the command line          (repeatable)
  *
@@ -38,12 +39,13 @@
  * allow, allow-command and forward up to CLI_CONFIG_MAX_LIST times each, and
  * their order is kept. No value may be empty. Values are checked as far
  * as can be done without the network: the shape of addresses and allow
- * rules, ports, names, numbers, fingerprints and specs. Keys are
- * case-sensitive; yes/no words and log levels are not.
+ * rules (natter_allow_rule_check(), natter_allow_command_check(): the
+ * library's own rules), ports, names, numbers, fingerprints and specs.
+ * Keys are case-sensitive; yes/no words and log levels are not.
  *
  * A forward is a SPEC exactly as on the command line ("8022:bob:22",
- * "8022:bob:10.0.1.1:22", ":bob:22"), checked with nt_spec_parse(). A SPEC
- * that ends in "PEER:" ("8022:bob:", ":bob:") takes a command: the rest of
+ * "8022:bob:10.0.1.1:22", ":bob:22"), checked with natter_spec_check(). A
+ * SPEC that ends in "PEER:" ("8022:bob:", ":bob:") takes a command: the rest of
  * the line after the blanks that follow the SPEC, split into arguments as
  * cli_split_argv() describes, e.g.
  *

@@ -45,7 +45,9 @@ static const char usage_text[] =
     "loopback)\n"
     "  -allow HOST[:PORT]   also let peers reach HOST (PORT or * for any); "
     "'*' allows\n"
-    "                       every target; repeatable; needs -listen\n"
+    "                       every target; HOST may be [IPv6] (a bare IPv6 "
+    "address\n"
+    "                       takes no port); repeatable; needs -listen\n"
     "  -allow-command PROG  let peers run PROG here (exact argv[0]; '*' for "
     "any);\n"
     "                       never through a shell; repeatable; needs -listen\n"
@@ -129,8 +131,32 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
+/* Reports a bad -allow / -allow-command rule as
+ * natter: FLAG "RULE": REASON
+ * with RULE cut and its control and non-ASCII bytes escaped, so that the
+ * message stays one line. Returns the exit code for a bad command line. */
+static int rule_error(const char *flag, const char *rule, const char *reason) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+
+  fprintf(stderr, "natter: %s \"", flag);
+  for (; rule[n] != '\0' && n < 80; n++) {
+    unsigned char ch = (unsigned char)rule[n];
+    if (ch == '"' || ch == '\\') {
+      fprintf(stderr, "\\%c", ch);
+    } else if (ch >= 0x20 && ch < 0x7f) {
+      fputc(ch, stderr);
+    } else {
+      fprintf(stderr, "\\x%c%c", hex[ch >> 4], hex[ch & 0xf]);
+    }
+  }
+  fprintf(stderr, "%s\": %s\n", rule[n] != '\0' ? "..." : "", reason);
+  return 2;
+}
+
 /* Returns -1 to go on, or an exit code. */
 static int parse_flags(options *o, int argc, char **argv) {
+  char err[300];
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has_value = i + 1 < argc;
@@ -165,6 +191,9 @@ static int parse_flags(options *o, int argc, char **argv) {
         return usage_error("too many -allow rules (at most %s)", "64");
       }
       VALUE(o->allow[o->nallow]);
+      if (natter_allow_rule_check(o->allow[o->nallow], err, sizeof(err)) != 0) {
+        return rule_error(a, o->allow[o->nallow], err);
+      }
       o->nallow++;
     } else if (strcmp(a, "-allow-command") == 0) {
       if (o->nallow_cmd >= MAX_RULES) {
@@ -172,6 +201,10 @@ static int parse_flags(options *o, int argc, char **argv) {
                            "64");
       }
       VALUE(o->allow_cmd[o->nallow_cmd]);
+      if (natter_allow_command_check(o->allow_cmd[o->nallow_cmd], err,
+                                     sizeof(err)) != 0) {
+        return rule_error(a, o->allow_cmd[o->nallow_cmd], err);
+      }
       o->nallow_cmd++;
     } else if (strcmp(a, "-timeout") == 0) {
       const char *v;

@@ -251,6 +251,29 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
                                     int *uses_stdio, char *err,
                                     size_t errlen);
 
+/* Checks one access rule as natter_client_config.allow takes it: "*",
+ * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", or a
+ * bare IPv6 address ("::1", all of it the address). natter_client_new()
+ * refuses a config holding a rule that fails this. Returns 0 or
+ * NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL) that
+ * does not repeat |rule|. */
+NATTER_EXPORT int natter_allow_rule_check(const char *rule, char *err,
+                                          size_t errlen);
+
+/* The same for natter_client_config.allow_commands: "*", or a program
+ * compared exactly with argv[0] (not empty, no control character, no '*',
+ * no blank at either end). */
+NATTER_EXPORT int natter_allow_command_check(const char *rule, char *err,
+                                             size_t errlen);
+
+/* Checks a client name (1-63 of A-Z a-z 0-9 . _ -). Returns 0 or
+ * NATTER_ERR_INVALID with a reason in |err| (may be NULL). */
+NATTER_EXPORT int natter_name_check(const char *name, char *err, size_t errlen);
+
+/* Returns the port 1..65535 that the whole of |s| writes (digits only, no
+ * sign, no leading zero), or 0 when |s| is not one. */
+NATTER_EXPORT uint16_t natter_port_parse(const char *s);
+
 /* Checks a key fingerprint as -broker-key takes it (64 hex digits, ':'
  * between pairs allowed). Returns 0 or NATTER_ERR_INVALID. */
 NATTER_EXPORT int natter_fingerprint_check(const char *fingerprint);

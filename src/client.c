@@ -475,50 +475,9 @@ static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
 
 /* ---- access rules ---- */
 
-/* Splits an allow rule into host and port parts: "HOST", "HOST:PORT",
- * "HOST:*", "[V6]", "[V6]:PORT"; a bare IPv6 address (two or more ':')
- * is all host. */
-static void split_rule(const char *rule, const char **host, size_t *hostlen,
-                       const char **port) {
-  const char *colon = strrchr(rule, ':');
-  *port = NULL;
-  if (rule[0] == '[') {
-    const char *end = strchr(rule, ']');
-    *host = rule + 1;
-    *hostlen = end ? (size_t)(end - rule - 1) : strlen(rule + 1);
-    if (end && end[1] == ':') {
-      *port = end + 2;
-    }
-    return;
-  }
-  *host = rule;
-  if (colon && strchr(rule, ':') == colon) {
-    *hostlen = (size_t)(colon - rule);
-    *port = colon + 1;
-  } else {
-    *hostlen = strlen(rule);
-  }
-}
-
 int nt_client_target_allowed(natter_client *c, const char *host,
                              uint16_t port) {
-  char portstr[8];
-  snprintf(portstr, sizeof(portstr), "%u", port);
-  for (size_t i = 0; i < c->nallow; i++) {
-    const char *rule = c->allow[i], *rhost, *rport;
-    size_t rhostlen;
-    if (strcmp(rule, "*") == 0) {
-      return 1;
-    }
-    split_rule(rule, &rhost, &rhostlen, &rport);
-    if (strlen(host) != rhostlen || strncasecmp(rhost, host, rhostlen) != 0) {
-      continue;
-    }
-    if (!rport || strcmp(rport, "*") == 0 || strcmp(rport, portstr) == 0) {
-      return 1;
-    }
-  }
-  return 0;
+  return nt_access_target_allowed(c->access, host, port);
 }
 
 /* ---- public API ---- */
@@ -536,34 +495,38 @@ static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
 }
 
-/* Copies a NULL-terminated string list; *pn counts what was copied so a
- * partial copy frees cleanly. */
-static int copy_list(const char *const *in, char ***pout, size_t *pn) {
-  size_t n = 0;
-  if (!in) {
-    return 0;
+/* Parses the config's -allow and -allow-command rules into c->access.
+ * Returns 0, NATTER_ERR_INVALID (logged, naming the rule) or
+ * NATTER_ERR_NOMEM. */
+static int load_rules(natter_client *c, const natter_client_config *cfg) {
+  char err[300];
+  int rv;
+
+  c->access = nt_access_new();
+  if (!c->access) {
+    return NATTER_ERR_NOMEM;
   }
-  while (in[n]) {
-    n++;
-  }
-  *pout = calloc(n + 1, sizeof(char *));
-  if (!*pout) {
-    return -1;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (!((*pout)[i] = strdup(in[i]))) {
-      return -1;
+  for (size_t i = 0; cfg->allow && cfg->allow[i]; i++) {
+    rv = nt_access_add_target_rule(c->access, cfg->allow[i], err, sizeof(err));
+    if (rv == NATTER_ERR_INVALID) {
+      nt_error(&c->log, "bad allow rule \"%.80s\": %s", cfg->allow[i], err);
     }
-    (*pn)++;
+    if (rv != 0) {
+      return rv;
+    }
+  }
+  for (size_t i = 0; cfg->allow_commands && cfg->allow_commands[i]; i++) {
+    rv = nt_access_add_command_rule(c->access, cfg->allow_commands[i], err,
+                                    sizeof(err));
+    if (rv == NATTER_ERR_INVALID) {
+      nt_error(&c->log, "bad allow-command rule \"%.80s\": %s",
+               cfg->allow_commands[i], err);
+    }
+    if (rv != 0) {
+      return rv;
+    }
   }
   return 0;
-}
-
-static void free_list(char **list, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free(list[i]);
-  }
-  free(list);
 }
 
 int natter_client_new(natter_client **pclient, struct event_base *base,
@@ -608,11 +571,10 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
       (cfg->identity_file && !c->identity_path)) {
     goto fail;
   }
-  if (copy_list(cfg->allow, &c->allow, &c->nallow) != 0 ||
-      copy_list(cfg->allow_commands, &c->allow_commands,
-                &c->nallow_commands) != 0) {
+  if ((rv = load_rules(c, cfg)) != 0) {
     goto fail;
   }
+  rv = NATTER_ERR_NOMEM;
   if (cfg->broker_key) {
     if (nt_fingerprint_parse(c->broker_key, cfg->broker_key) != 0) {
       nt_error(&c->log, "bad broker key \"%.80s\": expected 64 hex digits "
@@ -841,8 +803,7 @@ void natter_client_free(natter_client *c) {
     evdns_base_free(c->dns, 1);
   }
   nt_identity_free(c->identity);
-  free_list(c->allow, c->nallow);
-  free_list(c->allow_commands, c->nallow_commands);
+  nt_access_free(c->access);
   free(c->ctl_reader);
   free(c->name);
   free(c->broker_text);

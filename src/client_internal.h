@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "access.h"
 #include "endpoint.h"
 #include "natter.h"
 #include "punch.h"
@@ -52,10 +53,7 @@ struct natter_client {
   struct event_base *base;
   nt_log log;
   char *name, *broker_text, *identity_path;
-  char **allow;
-  size_t nallow;
-  char **allow_commands;
-  size_t nallow_commands;
+  nt_access *access; /* -allow and -allow-command rules */
   int listen;
   int broker_pinned;
   uint8_t broker_key[NT_FINGERPRINT_LEN];

@@ -754,17 +754,20 @@ static void connect_to(nt_tunnel *t, const struct sockaddr *sa,
                 nt_client_target_allowed(t->client, t->host, t->port);
   if (!allowed) {
     char msg[512];
-    if (t->client->nallow) {
+    char target[100]; /* as a rule writes it: an IPv6 host in brackets */
+    int v6 = strchr(t->host, ':') != NULL;
+    snprintf(target, sizeof(target), "%s%.80s%s:%u", v6 ? "[" : "", t->host,
+             v6 ? "]" : "", t->port);
+    if (nt_access_has_target_rules(t->client->access)) {
       snprintf(msg, sizeof(msg),
-               "%s's -allow rules do not include %.80s:%u; add -allow "
-               "%.80s:%u there to permit it",
-               t->client->name, t->host, t->port, t->host, t->port);
+               "%s's -allow rules do not include %s; add -allow %s there to "
+               "permit it",
+               t->client->name, target, target);
     } else {
       snprintf(msg, sizeof(msg),
-               "%s allows only its own loopback by default; to reach "
-               "%.80s:%u, start %s with -allow %.80s:%u",
-               t->client->name, t->host, t->port, t->client->name, t->host,
-               t->port);
+               "%s allows only its own loopback by default; to reach %s, "
+               "start %s with -allow %s",
+               t->client->name, target, t->client->name, target);
     }
     refuse(t, NATTER__CODE__DENIED, msg);
     return;
@@ -818,14 +821,9 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
   evutil_freeaddrinfo(res);
 }
 
-static int command_allowed(natter_client *c, const char *program) {
-  for (size_t i = 0; i < c->nallow_commands; i++) {
-    if (strcmp(c->allow_commands[i], "*") == 0 ||
-        strcmp(c->allow_commands[i], program) == 0) {
-      return 1;
-    }
-  }
-  return 0;
+static int command_allowed(natter_client *c, const char *const *argv,
+                           size_t argc) {
+  return nt_access_command_allowed(c->access, argv, argc);
 }
 
 static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
@@ -844,8 +842,8 @@ static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
     }
   }
   const char *program = open->argv[0];
-  if (!command_allowed(c, program)) {
-    if (c->nallow_commands) {
+  if (!command_allowed(c, (const char *const *)open->argv, open->n_argv)) {
+    if (nt_access_has_command_rules(c->access)) {
       snprintf(msg, sizeof(msg),
                "remote command \"%.100s\" is not allowed on %s (it may run "
                "only what -allow-command lists)",

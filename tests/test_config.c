@@ -275,6 +275,56 @@ static void test_errors(void) {
   }
 }
 
+/* allow and allow-command follow the library's grammar (src/access.h):
+ * what natter_client_new would take is taken here, and what it would
+ * refuse is a FILE:LINE error at start-up. */
+static void test_allow_rules(void) {
+  static const char *const good[] = {
+      "allow = ::1",
+      "allow = [::1]",
+      "allow = [::1]:*",
+      "allow = 2001:db8::17",
+      "allow = [2001:db8::17]:443",
+      "allow = host:*",
+      "allow-command = /usr/bin/rsync",
+      "allow-command = \"/opt/my app\"",
+  };
+  static const struct {
+    const char *line;
+    const char *needle;
+  } bad[] = {
+      {"allow = x:y:z", "bad allow rule \"x:y:z\": not an IPv6 address"},
+      {"allow = ::1:22:", "not an IPv6 address"},
+      {"allow = [::1]22", "text after ']'"},
+      {"allow = [nas.lan]:22", "not an IPv6 address"},
+      {"allow = host:", "the port is missing"},
+      {"allow = host:022", "the port is not a number 1..65535 or *"},
+      {"allow = *:22", "'*' stands alone"},
+      {"allow-command = rsync*", "bad allow-command \"rsync*\": '*' stands "
+                                 "alone"},
+      {"allow-command = \" rsync\"", "starts or ends with a blank"},
+  };
+  char text[512];
+
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    cli_config c;
+    snprintf(text, sizeof(text), "%s\n", good[i]);
+    parse_ok(&c, text);
+    CHECK(c.nallow + c.nallow_command == 1);
+    cli_config_free(&c);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text), "listen = yes\n\n%s\n", bad[i].line);
+    parse_bad(text, 3, bad[i].needle);
+    /* The reason shows the forms a rule may take. */
+    if (strncmp(bad[i].line, "allow =", 7) == 0) {
+      parse_bad(text, 3,
+                "expected HOST, HOST:PORT, HOST:*, [IPv6], "
+                "[IPv6]:PORT or *");
+    }
+  }
+}
+
 static void test_duplicates(void) {
   static const char *const keys[] = {
       "server = :1",        "name = a",    "broker = h:1",     "identity = f",
@@ -997,6 +1047,7 @@ int main(void) {
       {"empty_and_unset", test_empty_and_unset},
       {"values", test_values},
       {"errors", test_errors},
+      {"allow_rules", test_allow_rules},
       {"duplicates", test_duplicates},
       {"first_error_wins", test_first_error_wins},
       {"no_trailing_newline", test_no_trailing_newline},

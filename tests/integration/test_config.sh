@@ -18,7 +18,10 @@
 #     exist, and does not create it
 #   - errors in a file: "natter: FILE:LINE: ..." with the right line, exit 2
 #     (unknown key, duplicate key, bad boolean, bad forward spec,
-#     unterminated quote in a value and in a forward's command)
+#     unterminated quote in a value and in a forward's command, bad allow
+#     and allow-command rules)
+#   - a bad -allow / -allow-command flag: 'natter: -allow "RULE": reason',
+#     exit 2, no key created; bare and bracketed IPv6 rules are accepted
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -257,6 +260,51 @@ listen = yes
 bad_file 5 'quote|unterminated' "${base}listen = yes
 forward = $(free_port):bob: sh -c 'echo hi
 "
+# Allow rules follow the library's grammar (src/access.h) in a file and on
+# the command line alike: a bad one stops natter at start, exit 2, before
+# any key file exists; a bare IPv6 address is one host.
+bad_file 5 'bad allow rule "x:y:z": not an IPv6 address' "${base}listen = yes
+allow = x:y:z
+"
+bad_file 4 'bad allow rule "host:022": the port is not a number' "${base}allow = host:022
+listen = yes
+"
+bad_file 5 "bad allow-command \"rsync\*\": '\\*' stands alone" "${base}listen = yes
+allow-command = rsync*
+"
+# bad_flag REGEX ARG...: natter with these flags exits 2 with one line
+# "natter: ..." matching REGEX, and creates no key.
+bad_flag() {
+  local regex=$1
+  shift
+  expect_exit_nonzero -t 10 "$NATTER" -name carol -broker "$BROKER" \
+    -identity "$WORK/carol-flags.key" -listen "$@"
+  ((STATUS == 2)) || fail "$*: exit status $STATUS, want 2; output: $OUTPUT"
+  grep -Eq -- "^natter: $regex" <<<"$OUTPUT" ||
+    fail "$*: want /^natter: $regex/; output: $OUTPUT"
+  [[ $(wc -l <<<"$OUTPUT") == 1 ]] || fail "$*: more than one line: $OUTPUT"
+  [[ ! -e $WORK/carol-flags.key ]] || fail "$*: a key file was created"
+}
+bad_flag '-allow "x:y:z": not an IPv6 address' -allow x:y:z
+bad_flag '-allow "host:0": the port is not a number 1\.\.65535 or \*' \
+  -allow 127.0.0.1:22 -allow host:0
+bad_flag '-allow "a b": the host may hold only' -allow 'a b'
+bad_flag '-allow "\[::1": an IPv6 address needs both brackets' -allow '[::1'
+bad_flag '-allow "": the rule is empty' -allow ''
+bad_flag '-allow-command "": the program is empty' -allow-command ''
+bad_flag '-allow-command "cat\*": .\*. stands alone' -allow-command 'cat*'
+# A good rule on the command line does not excuse a bad one in the file.
+printf '%s\n' 'allow = [::1' >"$WORK/badrule.conf"
+expect_exit_nonzero -t 10 "$NATTER" -config "$WORK/badrule.conf" -name carol \
+  -broker "$BROKER" -listen -allow '[::1]'
+((STATUS == 2)) || fail "bad rule in a file: exit $STATUS, want 2: $OUTPUT"
+assert_output_contains "^natter: .*badrule\.conf:1: bad allow rule"
+# Bare and bracketed IPv6 rules, from a file and from flags, start a client.
+printf '%s\n' 'allow = ::1' 'allow = [::1]:*' 'allow-command = /bin/cat' \
+  >"$WORK/v6rules.conf"
+start_client v6rules -config "$WORK/v6rules.conf" -listen -allow ::1 \
+  -allow '[2001:db8::17]:443' -allow '::ffff:192.0.2.1'
+stop_expect_clean v6rules
 [[ -z $(ls "$HOME/.config" 2>/dev/null) ]] ||
   fail "a bad file still created something: $(ls -R "$HOME/.config")"
 

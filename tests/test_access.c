@@ -1,0 +1,413 @@
+/* Unit tests for access rules (src/access.c): which rules parse, with what
+ * error, and what a rule set decides for targets and commands. */
+#include "access.h"
+#include "natter.h"
+#include "test.h"
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- parsing ---- */
+
+static void test_target_rules_valid(void) {
+  static const char *const good[] = {
+      "*",
+      "localhost",
+      "nas.lan",
+      "NAS.lan:22",
+      "host_1-a",
+      "10.0.0.1",
+      "10.0.0.1:22",
+      "10.0.0.1:*",
+      "198.18.1.20:65535",
+      "host:1",
+      "[::1]",
+      "[::1]:22",
+      "[::1]:*",
+      "[2001:db8::17]:443",
+      "[::ffff:192.0.2.1]:80",
+      "::1",
+      "2001:db8::17",
+      "::ffff:192.0.2.1",
+      "fe80::1:2:3:4",
+  };
+  for (size_t i = 0; i < NELEM(good); i++) {
+    char err[300] = "unset";
+    int rv = natter_allow_rule_check(good[i], err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "rule \"%s\" refused: %s\n", good[i], err);
+    }
+    CHECK(rv == 0);
+  }
+}
+
+static void test_target_rules_invalid(void) {
+  static const struct {
+    const char *rule;
+    const char *needle;
+  } bad[] = {
+      {"", "the rule is empty"},
+      {":22", "the host is empty"},
+      {":*", "the host is empty"},
+      {"host:", "the port is missing"},
+      {"host:0", "the port is not a number 1..65535 or *"},
+      {"host:022", "the port is not a number 1..65535 or *"},
+      {"host:+22", "the port is not a number 1..65535 or *"},
+      {"host:65536", "the port is not a number 1..65535 or *"},
+      {"host:99999", "the port is not a number 1..65535 or *"},
+      {"host:ssh", "the port is not a number 1..65535 or *"},
+      {"host:22 ", "the port is not a number 1..65535 or *"},
+      {"bad host", "the host may hold only A-Z a-z 0-9 . _ -"},
+      {"host/24", "the host may hold only"},
+      {"h\xc3\xa9te", "the host may hold only"},
+      {"*:22", "'*' stands alone"},
+      {"*.lan", "the host may hold only"},
+      {"x:y:z", "not an IPv6 address"},
+      {"::g", "not an IPv6 address"},
+      {"::1:22:", "not an IPv6 address"},
+      {"[::1", "needs both brackets"},
+      {"[::1]22", "text after ']'"},
+      {"[::1]:", "the port is missing"},
+      {"[::1]:0", "the port is not a number 1..65535 or *"},
+      {"[]", "not an IPv6 address"},
+      {"[nas.lan]:22", "not an IPv6 address"},
+      {"[10.0.0.1]", "not an IPv6 address"},
+  };
+  for (size_t i = 0; i < NELEM(bad); i++) {
+    char err[300] = "";
+    int rv = natter_allow_rule_check(bad[i].rule, err, sizeof(err));
+    if (rv == 0) {
+      fprintf(stderr, "rule \"%s\" accepted\n", bad[i].rule);
+    }
+    CHECK(rv == NATTER_ERR_INVALID);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_STR_CONTAINS(err, bad[i].needle);
+    /* Every reason ends by showing the forms a rule may take. */
+    CHECK_STR_CONTAINS(err, "expected HOST, HOST:PORT, HOST:*, [IPv6], "
+                            "[IPv6]:PORT or *");
+  }
+  {
+    /* Longer than a DNS name may be. */
+    char longhost[300];
+    char err[300] = "";
+    memset(longhost, 'a', 254);
+    longhost[254] = '\0';
+    CHECK(natter_allow_rule_check(longhost, err, sizeof(err)) != 0);
+    CHECK_STR_CONTAINS(err, "longer than 253");
+    longhost[253] = '\0';
+    CHECK(natter_allow_rule_check(longhost, NULL, 0) == 0);
+  }
+  /* NULL text and a NULL or tiny error buffer are fine. */
+  CHECK(natter_allow_rule_check(NULL, NULL, 0) == NATTER_ERR_INVALID);
+  {
+    char tiny[4] = "xxx";
+    CHECK(natter_allow_rule_check("a b", tiny, sizeof(tiny)) != 0);
+    CHECK(strlen(tiny) == 3);
+  }
+}
+
+static void test_command_rules(void) {
+  static const char *const good[] = {
+      "*",        "rsync", "/usr/bin/rsync", "/opt/my tools/run", "#hash",
+      "/opt/a#b", "./x",   "-dash",
+  };
+  static const struct {
+    const char *rule;
+    const char *needle;
+  } bad[] = {
+      {"", "the program is empty"},
+      {"rsync*", "'*' stands alone"},
+      {"**", "'*' stands alone"},
+      {"/bin/*", "'*' stands alone"},
+      {"ls\n", "control character"},
+      {"a\tb", "control character"},
+      {"\x7f", "control character"},
+      {" rsync", "starts or ends with a blank"},
+      {"rsync ", "starts or ends with a blank"},
+  };
+  for (size_t i = 0; i < NELEM(good); i++) {
+    char err[300] = "unset";
+    int rv = natter_allow_command_check(good[i], err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "command rule \"%s\" refused: %s\n", good[i], err);
+    }
+    CHECK(rv == 0);
+  }
+  for (size_t i = 0; i < NELEM(bad); i++) {
+    char err[300] = "";
+    int rv = natter_allow_command_check(bad[i].rule, err, sizeof(err));
+    if (rv == 0) {
+      fprintf(stderr, "command rule \"%s\" accepted\n", bad[i].rule);
+    }
+    CHECK(rv == NATTER_ERR_INVALID);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_STR_CONTAINS(err, bad[i].needle);
+  }
+  CHECK(natter_allow_command_check(NULL, NULL, 0) == NATTER_ERR_INVALID);
+}
+
+/* The add functions refuse what the checks refuse and keep the set as it
+ * was. */
+static void test_add_refuses(void) {
+  nt_access *acc = nt_access_new();
+  char err[300] = "";
+  CHECK(acc != NULL);
+  CHECK(!nt_access_has_target_rules(acc) && !nt_access_has_command_rules(acc));
+  CHECK(nt_access_add_target_rule(acc, "x:y:z", err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "not an IPv6 address");
+  CHECK(nt_access_add_command_rule(acc, "", err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(!nt_access_has_target_rules(acc) && !nt_access_has_command_rules(acc));
+  CHECK(nt_access_add_target_rule(acc, "h:1", NULL, 0) == 0);
+  CHECK(nt_access_has_target_rules(acc) && !nt_access_has_command_rules(acc));
+  CHECK(nt_access_add_command_rule(acc, "cat", NULL, 0) == 0);
+  CHECK(nt_access_has_command_rules(acc));
+  nt_access_free(acc);
+  nt_access_free(NULL);
+  CHECK(!nt_access_has_target_rules(NULL));
+}
+
+/* ---- decisions ---- */
+
+/* Builds a rule set from |rules| (NULL-terminated); every rule must parse. */
+static nt_access *make(const char *const *targets,
+                       const char *const *commands) {
+  nt_access *acc = nt_access_new();
+  char err[300];
+  CHECK(acc != NULL);
+  for (size_t i = 0; targets && targets[i]; i++) {
+    int rv = nt_access_add_target_rule(acc, targets[i], err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "rule \"%s\": %s\n", targets[i], err);
+    }
+    CHECK(rv == 0);
+  }
+  for (size_t i = 0; commands && commands[i]; i++) {
+    int rv = nt_access_add_command_rule(acc, commands[i], err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "command rule \"%s\": %s\n", commands[i], err);
+    }
+    CHECK(rv == 0);
+  }
+  return acc;
+}
+
+static void test_target_decisions(void) {
+  static const struct {
+    const char *rules[4];
+    const char *host;
+    uint16_t port;
+    int allowed;
+  } cases[] = {
+      /* No rules: nothing (the caller adds loopback). */
+      {{NULL}, "127.0.0.1", 22, 0},
+      {{NULL}, "localhost", 22, 0},
+      /* "*" allows every target. */
+      {{"*"}, "example.net", 1, 1},
+      {{"*"}, "2001:db8::1", 65535, 1},
+      /* HOST: every port; names ignore case, nothing else is fuzzy. */
+      {{"nas.lan"}, "nas.lan", 22, 1},
+      {{"nas.lan"}, "NAS.LAN", 443, 1},
+      {{"NAS.lan"}, "nas.lan", 443, 1},
+      {{"nas.lan"}, "nas.lan.", 22, 0},
+      {{"nas.lan"}, "nas", 22, 0},
+      {{"nas"}, "nas.lan", 22, 0},
+      {{"nas.lan"}, "other.lan", 22, 0},
+      /* HOST:PORT: that port only; HOST:* every port. */
+      {{"10.0.0.1:22"}, "10.0.0.1", 22, 1},
+      {{"10.0.0.1:22"}, "10.0.0.1", 23, 0},
+      {{"10.0.0.1:22"}, "10.0.0.2", 22, 0},
+      {{"10.0.0.1:22"}, "10.0.0.10", 22, 0},
+      {{"10.0.0.1:*"}, "10.0.0.1", 9, 1},
+      {{"10.0.0.1:*"}, "10.0.0.2", 9, 0},
+      /* No DNS: a name rule does not match the address it resolves to. */
+      {{"localhost:22"}, "127.0.0.1", 22, 0},
+      /* IPv6, with brackets, bare, and by value. */
+      {{"[::1]"}, "::1", 22, 1},
+      {{"::1"}, "::1", 22, 1},
+      {{"::1"}, "0:0:0:0:0:0:0:1", 22, 1},
+      {{"[2001:DB8::17]:443"}, "2001:db8::17", 443, 1},
+      {{"[2001:db8::17]:443"}, "2001:db8:0::17", 443, 1},
+      {{"[2001:db8::17]:443"}, "2001:db8::17", 80, 0},
+      {{"[2001:db8::17]:*"}, "2001:db8::17", 80, 1},
+      {{"[::1]:22"}, "::2", 22, 0},
+      {{"[::1]"}, "[::1]", 22, 0},
+      {{"[::ffff:192.0.2.1]:80"}, "::ffff:192.0.2.1", 80, 1},
+      /* An IPv6 rule is not the IPv4 address mapped into it, nor a name. */
+      {{"[::ffff:192.0.2.1]"}, "192.0.2.1", 80, 0},
+      {{"::1"}, "localhost", 22, 0},
+      /* A bare IPv6 rule with what looks like a port is all address. */
+      {{"::1:22"}, "::1", 22, 0},
+      {{"::1:22"}, "::1:22", 7, 1},
+      /* Several rules: any one is enough. */
+      {{"a:1", "b:2", "[::1]:3"}, "b", 2, 1},
+      {{"a:1", "b:2", "[::1]:3"}, "b", 1, 0},
+      {{"a:1", "b:2", "[::1]:3"}, "::1", 3, 1},
+      {{"a:1", "b:2", "[::1]:3"}, "::1", 1, 0},
+      {{"a:1", "b", "*"}, "zzz", 5, 1},
+      /* Odd target hosts match nothing but "*". */
+      {{"a"}, "", 22, 0},
+      {{"a:*"}, "a\n", 22, 0},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    nt_access *acc = make(cases[i].rules, NULL);
+    int got = nt_access_target_allowed(acc, cases[i].host, cases[i].port);
+    if (got != cases[i].allowed) {
+      fprintf(stderr, "case %zu: %s:%u under \"%s\"...: got %d, want %d\n", i,
+              cases[i].host, cases[i].port,
+              cases[i].rules[0] ? cases[i].rules[0] : "(none)", got,
+              cases[i].allowed);
+    }
+    CHECK(got == cases[i].allowed);
+    /* Command rules are another list: targets never allow commands. */
+    {
+      const char *argv[] = {"cat"};
+      CHECK(!nt_access_command_allowed(acc, argv, 1));
+    }
+    nt_access_free(acc);
+  }
+  CHECK(!nt_access_target_allowed(NULL, "a", 1));
+}
+
+static void test_command_decisions(void) {
+  static const struct {
+    const char *rules[3];
+    const char *argv[3];
+    size_t argc;
+    int allowed;
+  } cases[] = {
+      {{NULL}, {"cat"}, 1, 0},
+      {{"*"}, {"anything", "at", "all"}, 3, 1},
+      {{"*"}, {""}, 1, 1},
+      {{"cat"}, {"cat"}, 1, 1},
+      /* argv[0] exactly: arguments do not matter (today's rule). */
+      {{"cat"}, {"cat", "/etc/shadow"}, 2, 1},
+      {{"cat"}, {"Cat"}, 1, 0},
+      {{"cat"}, {"/bin/cat"}, 1, 0},
+      {{"/bin/cat"}, {"cat"}, 1, 0},
+      {{"/bin/cat"}, {"/bin/cat"}, 1, 1},
+      {{"cat"}, {"cats"}, 1, 0},
+      {{"cat"}, {"ca"}, 1, 0},
+      {{"cat"}, {"cat "}, 1, 0},
+      {{"/opt/my tools/run"}, {"/opt/my tools/run"}, 1, 1},
+      {{"/opt/my tools/run"}, {"/opt/my"}, 1, 0},
+      {{"rsync", "sh"}, {"sh", "-c", "x"}, 3, 1},
+      {{"rsync", "sh"}, {"bash"}, 1, 0},
+      /* No command at all is never allowed. */
+      {{"*"}, {NULL}, 0, 0},
+      {{"cat"}, {NULL}, 0, 0},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    nt_access *acc = make(NULL, cases[i].rules);
+    int got = nt_access_command_allowed(acc, cases[i].argv, cases[i].argc);
+    if (got != cases[i].allowed) {
+      fprintf(stderr, "case %zu: \"%s\" under \"%s\"...: got %d, want %d\n", i,
+              cases[i].argv[0] ? cases[i].argv[0] : "(none)",
+              cases[i].rules[0] ? cases[i].rules[0] : "(none)", got,
+              cases[i].allowed);
+    }
+    CHECK(got == cases[i].allowed);
+    /* ... and command rules allow no target. */
+    CHECK(!nt_access_target_allowed(acc, "cat", 1));
+    nt_access_free(acc);
+  }
+  CHECK(!nt_access_command_allowed(NULL, NULL, 0));
+}
+
+/* ---- the other public checks ---- */
+
+static void test_name_and_port(void) {
+  char err[200] = "";
+  CHECK(natter_name_check("bob", err, sizeof(err)) == 0);
+  CHECK(natter_name_check("a.b_c-D9", NULL, 0) == 0);
+  CHECK(natter_name_check("b o b", err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "expected 1-63 of A-Z a-z 0-9 . _ -");
+  CHECK(natter_name_check("", NULL, 0) == NATTER_ERR_INVALID);
+  CHECK(natter_name_check(NULL, NULL, 0) == NATTER_ERR_INVALID);
+
+  CHECK(natter_port_parse("1") == 1);
+  CHECK(natter_port_parse("65535") == 65535);
+  CHECK(natter_port_parse("0") == 0);
+  CHECK(natter_port_parse("65536") == 0);
+  CHECK(natter_port_parse("022") == 0);
+  CHECK(natter_port_parse("+22") == 0);
+  CHECK(natter_port_parse("") == 0);
+  CHECK(natter_port_parse(NULL) == 0);
+}
+
+/* ---- the library applies the same rules ---- */
+
+typedef struct log_lines {
+  char text[2048];
+} log_lines;
+
+static void collect_log(natter_log_level level, const char *line,
+                        void *user_data) {
+  log_lines *log = user_data;
+  size_t used = strlen(log->text);
+  (void)level;
+  snprintf(log->text + used, sizeof(log->text) - used, "%s\n", line);
+}
+
+/* natter_client_new with |allow| / |allow_commands|: returns its result
+ * and what it logged in |log|. Nothing is touched before the rules are
+ * checked (ephemeral key, loopback broker that never runs). */
+static int client_with_rules(const char *const *allow,
+                             const char *const *allow_commands,
+                             log_lines *log) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_client *c = NULL;
+  int rv;
+
+  memset(log, 0, sizeof(*log));
+  natter_client_config_default(&cfg);
+  cfg.name = "alice";
+  cfg.broker = "127.0.0.1:9";
+  cfg.identity_file = "";
+  cfg.listen = 1;
+  cfg.allow = allow;
+  cfg.allow_commands = allow_commands;
+  cfg.log = collect_log;
+  cfg.user_data = log;
+  rv = natter_client_new(&c, base, &cfg);
+  CHECK((rv == 0) == (c != NULL));
+  natter_client_free(c);
+  event_base_free(base);
+  return rv;
+}
+
+static void test_client_refuses_bad_rules(void) {
+  static const char *const good[] = {"::1", "[::1]:22", "nas.lan:*", "*", NULL};
+  static const char *const good_cmd[] = {"rsync", "*", NULL};
+  static const char *const bad[] = {"nas.lan", "x:y:z", NULL};
+  static const char *const bad_cmd[] = {"cat", "", NULL};
+  log_lines log;
+
+  CHECK(client_with_rules(good, good_cmd, &log) == 0);
+  CHECK(client_with_rules(bad, NULL, &log) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(log.text, "bad allow rule \"x:y:z\": not an IPv6 "
+                               "address");
+  CHECK(client_with_rules(NULL, bad_cmd, &log) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(log.text, "bad allow-command rule \"\": the program "
+                               "is empty");
+}
+
+int main(void) {
+  static const nt_test_case cases[] = {
+      {"target_rules_valid", test_target_rules_valid},
+      {"target_rules_invalid", test_target_rules_invalid},
+      {"command_rules", test_command_rules},
+      {"add_refuses", test_add_refuses},
+      {"target_decisions", test_target_decisions},
+      {"command_decisions", test_command_decisions},
+      {"name_and_port", test_name_and_port},
+      {"client_refuses_bad_rules", test_client_refuses_bad_rules},
+      {NULL, NULL},
+  };
+  return nt_test_run(cases);
+}
