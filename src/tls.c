@@ -1,18 +1,15 @@
-/* The TLS side of natter on GnuTLS: identity keys on disk, the self-signed
- * certificate that carries the key into the handshake, and sessions that
- * ngtcp2's GnuTLS crypto helper drives. Peers are authenticated by the
- * SHA-256 of their public key alone: no CA, no system trust, no names. */
+/* The TLS side of natter on GnuTLS: identity keys (parsed and generated
+ * here; keyfile.c keeps them on disk), the self-signed certificate that
+ * carries the key into the handshake, and sessions that ngtcp2's GnuTLS
+ * crypto helper drives. Peers are authenticated by the SHA-256 of their
+ * public key alone: no CA, no system trust, no names. */
 #include "tls.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
@@ -20,9 +17,7 @@
 #include <gnutls/x509.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
-/* A PEM P-256 key is about 240 bytes; anything past this is not a key, and
- * the bound keeps a mistaken path (a log, a disk image) out of memory. */
-#define KEY_FILE_MAX (64 * 1024)
+#include "keyfile.h"
 
 /* The certificate is only an envelope for the key, so its validity just has
  * to cover any plausible clock skew and process lifetime. */
@@ -41,7 +36,7 @@
  * fixed value tells an observer nothing about who is talking. */
 #define CERT_NAME "natter"
 
-#define MOVE_AWAY_HINT "move the file away to create a new key"
+#define MOVE_AWAY_HINT NT_KEYFILE_MOVE_AWAY_HINT
 
 struct nt_identity {
   gnutls_certificate_credentials_t cred;
@@ -94,271 +89,29 @@ static int fingerprint_of_pubkey(gnutls_pubkey_t pub, uint8_t *fp) {
 
 /* ---- identity files ---- */
 
-/* Creates the missing directories above |path| with mode 0700. Existing
- * components keep their mode: mkdir() fails with EEXIST and changes
- * nothing. */
-static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  const char *slash = strrchr(path, '/');
-  size_t dirlen;
-  char *dir;
-  int rv = 0;
-
-  if (slash == NULL || slash == path) {
-    return 0; /* the current directory or "/" */
-  }
-  dirlen = (size_t)(slash - path);
-  dir = malloc(dirlen + 1);
-  if (dir == NULL) {
-    set_err(err, errlen, "cannot create identity key %s: out of memory", path);
-    return -1;
-  }
-  memcpy(dir, path, dirlen);
-  dir[dirlen] = '\0';
-
-  /* Each prefix ending before a '/', then the whole directory. */
-  for (size_t i = 1; i <= dirlen && rv == 0; i++) {
-    if (i < dirlen && dir[i] != '/') {
-      continue;
-    }
-    dir[i] = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-      set_err(err, errlen,
-              "cannot create directory %s for identity key %s (%s): create "
-              "it or choose another key path",
-              dir, path, strerror(errno));
-      rv = -1;
-    }
-    if (i < dirlen) {
-      dir[i] = '/';
-    }
-  }
-  free(dir);
-  return rv;
-}
-
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -1;
-    }
-    buf += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* fsync of the directory makes the rename itself durable, so a crash right
- * after the first run cannot lose the key that the broker has already
- * bound to our name. */
-static void sync_parent_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir;
-  int fd;
-
-  if (slash == NULL) {
-    dir = strdup(".");
-  } else if (slash == path) {
-    dir = strdup("/");
-  } else {
-    dir = strndup(path, (size_t)(slash - path));
-  }
-  if (dir == NULL) {
-    return;
-  }
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
-  free(dir);
-}
-
-/* Writes |pem| to |path| atomically: a reader sees no file or the whole
- * key, never a torn one. Returns 0, 1 when |path| appeared meanwhile
- * (another process created its key first; the caller loads that one), or
- * -1. */
-static int write_key_file(const char *path, const gnutls_datum_t *pem,
-                          char *err, size_t errlen) {
-  uint8_t rnd[4];
-  size_t tmplen = strlen(path) + sizeof(".tmp-00000000");
-  char *tmp;
-  int fd, rv = -1;
-
-  if (make_parent_dirs(path, err, errlen) != 0) {
-    return -1;
-  }
-  tmp = malloc(tmplen);
-  if (tmp == NULL || gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd)) != 0) {
-    set_err(err, errlen, "cannot create identity key %s: out of memory", path);
-    free(tmp);
-    return -1;
-  }
-  snprintf(tmp, tmplen, "%s.tmp-%02x%02x%02x%02x", path, rnd[0], rnd[1], rnd[2],
-           rnd[3]);
-
-  /* O_EXCL: never write a key through a file or symlink someone else
-   * planted; 0600 from the start, so the key is never readable by others,
-   * not even for a moment. */
-  fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    set_err(err, errlen,
-            "cannot create identity key %s (%s): check that its directory "
-            "is writable or choose another key path",
-            path, strerror(errno));
-    free(tmp);
-    return -1;
-  }
-  if (write_all(fd, (const char *)pem->data, pem->size) != 0 ||
-      fsync(fd) != 0) {
-    set_err(err, errlen,
-            "cannot write identity key %s (%s): free disk space or choose "
-            "another key path",
-            path, strerror(errno));
-    close(fd);
-    goto out;
-  }
-  if (close(fd) != 0) {
-    set_err(err, errlen,
-            "cannot write identity key %s (%s): free disk space or choose "
-            "another key path",
-            path, strerror(errno));
-    goto out;
-  }
-
-  /* RENAME_NOREPLACE: two processes starting at once with the same key
-   * path must end up with the same identity, not one overwriting the other
-   * after it has already been used. Filesystems without the flag get a
-   * plain rename. */
-  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
-    rv = 0;
-  } else if (errno == EEXIST) {
-    rv = 1;
-  } else if ((errno == EINVAL || errno == ENOSYS) && rename(tmp, path) == 0) {
-    rv = 0;
-  } else {
-    set_err(err, errlen,
-            "cannot create identity key %s (%s): check that its directory "
-            "is writable or choose another key path",
-            path, strerror(errno));
-  }
-
-out:
-  if (rv != 0) {
-    unlink(tmp);
-  } else {
-    sync_parent_dir(path);
-  }
-  free(tmp);
-  return rv;
-}
-
-/* Reads and parses the key at |path| into *pkey. Returns 0, 1 when there
- * is no such file, or -1 with the reason in |err|. */
+/* Parses the key file at |path| (read by keyfile.c, which has checked the
+ * file itself) into *pkey. Returns 0, 1 when there is no such file, or -1
+ * with the reason in |err|. */
 static int read_key_file(gnutls_x509_privkey_t *pkey, const char *path,
                          char *err, size_t errlen) {
-  struct stat st;
-  char *buf = NULL;
+  uint8_t *buf = NULL;
   size_t len = 0;
   gnutls_datum_t data;
   gnutls_x509_privkey_t key = NULL;
-  int fd, rv;
+  int rv;
 
-  /* O_NONBLOCK: a FIFO at the path must not hang start-up before fstat()
-   * can reject it. */
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return 1;
-    }
-    set_err(err, errlen,
-            "cannot open identity key %s (%s): check the path and its "
-            "permissions",
-            path, strerror(errno));
-    return -1;
+  rv = nt_keyfile_read(path, &buf, &len, err, errlen);
+  if (rv != 0) {
+    return rv;
   }
-  /* Checks on the open descriptor, not the name, so the file cannot be
-   * swapped between the check and the read. */
-  if (fstat(fd, &st) != 0) {
-    set_err(err, errlen, "cannot read identity key %s (%s)", path,
-            strerror(errno));
-    goto fail;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    set_err(err, errlen,
-            "identity key %s is not a regular file: point the key path at a "
-            "key file, or " MOVE_AWAY_HINT,
-            path);
-    goto fail;
-  }
-  /* As ssh does: any access for group or others means the key may have
-   * leaked or been replaced by someone else's. */
-  if ((st.st_mode & 077) != 0) {
-    set_err(err, errlen,
-            "identity key %s is accessible by group or others (mode %04o): "
-            "run chmod 600 %s",
-            path, (unsigned)(st.st_mode & 07777), path);
-    goto fail;
-  }
-  if (st.st_size > KEY_FILE_MAX) {
-    set_err(err, errlen,
-            "identity key %s is %lld bytes, more than a key file can be (64 "
-            "KiB): check the key path, or " MOVE_AWAY_HINT,
-            path, (long long)st.st_size);
-    goto fail;
-  }
-
-  /* One byte of headroom detects a file that grew after fstat(). */
-  buf = malloc(KEY_FILE_MAX + 1);
-  if (buf == NULL) {
-    set_err(err, errlen, "cannot read identity key %s: out of memory", path);
-    goto fail;
-  }
-  while (len < KEY_FILE_MAX + 1) {
-    ssize_t n = read(fd, buf + len, KEY_FILE_MAX + 1 - len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      set_err(err, errlen,
-              "cannot read identity key %s (%s): check the file and its "
-              "permissions",
-              path, strerror(errno));
-      goto fail;
-    }
-    if (n == 0) {
-      break;
-    }
-    len += (size_t)n;
-  }
-  if (len > KEY_FILE_MAX) {
-    set_err(err, errlen,
-            "identity key %s is more than 64 KiB: check the key path, "
-            "or " MOVE_AWAY_HINT,
-            path);
-    goto fail;
-  }
-  /* An empty or damaged key is refused, never replaced: a new key is a new
-   * identity, and the broker keeps our name bound to the old one. */
-  if (len == 0) {
-    set_err(
-        err, errlen,
-        "identity key %s is empty: restore it from a backup, or " MOVE_AWAY_HINT
-        " (peers and the broker will see a new identity)",
-        path);
-    goto fail;
-  }
-
   rv = gnutls_x509_privkey_init(&key);
   if (rv < 0) {
     set_err(err, errlen, "cannot load identity key %s (%s)", path,
             gnutls_strerror(rv));
+    key = NULL;
     goto fail;
   }
-  data.data = (unsigned char *)buf;
+  data.data = buf;
   data.size = (unsigned)len;
   rv = gnutls_x509_privkey_import2(key, &data, GNUTLS_X509_FMT_PEM, NULL, 0);
   if (rv < 0) {
@@ -391,21 +144,15 @@ static int read_key_file(gnutls_x509_privkey_t *pkey, const char *path,
     goto fail;
   }
 
-  gnutls_memset(buf, 0, len);
-  free(buf);
-  close(fd);
+  nt_keyfile_wipe(buf, len);
   *pkey = key;
   return 0;
 
 fail:
-  if (buf != NULL) {
-    gnutls_memset(buf, 0, len);
-    free(buf);
-  }
+  nt_keyfile_wipe(buf, len);
   if (key != NULL) {
     gnutls_x509_privkey_deinit(key);
   }
-  close(fd);
   return -1;
 }
 
@@ -446,7 +193,7 @@ static int save_key(gnutls_x509_privkey_t key, const char *path, char *err,
             gnutls_strerror(rv));
     return -1;
   }
-  rv = write_key_file(path, &pem, err, errlen);
+  rv = nt_keyfile_create(path, pem.data, pem.size, err, errlen);
   gnutls_memset(pem.data, 0, pem.size);
   gnutls_free(pem.data);
   return rv;

@@ -1,6 +1,7 @@
 /* Everything GnuTLS: identity keys, self-signed certificates, the TLS 1.3
  * session that ngtcp2 drives, and peer-key verification. No GnuTLS type
- * leaves this module, so another backend can replace it. */
+ * leaves this module, so another backend can replace it. The key files
+ * themselves (creation, permission checks, reading) are keyfile.c's. */
 #ifndef NT_TLS_H
 #define NT_TLS_H
 
@@ -17,7 +18,8 @@ typedef struct nt_identity nt_identity;
 
 /* Loads the PEM private key at |path|, or creates it (parent directory
  * 0700, file 0600, written atomically) when |path| does not exist.
- * Refuses a key file readable by group or others. Returns 0 and sets
+ * Refuses a key file accessible by group or others or owned by another
+ * user (see nt_keyfile_read). Returns 0 and sets
  * *pidentity (freed with nt_identity_free), or -1 with a one-line reason
  * in |err| naming the path and what to do. */
 int nt_identity_load_or_create(nt_identity **pidentity, const char *path,

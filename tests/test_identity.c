@@ -52,7 +52,9 @@ static void remove_tmpdir(void) {
                                       "dir.key",
                                       "big.key",
                                       "openssl.key",
-                                      "other-type.key"};
+                                      "other-type.key",
+                                      "theirs.key",
+                                      "fifo.key"};
   char path[256];
 
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -207,6 +209,33 @@ static void test_directory_refused(void) {
   strcat(path, "/");
   CHECK(nt_identity_load_or_create(&id, path, err, sizeof(err)) == -1);
   CHECK_STR_CONTAINS(err, path);
+  remove_tmpdir();
+}
+
+/* The checks of src/keyfile.c reach the user through the identity: a key
+ * file another user owns is refused (root can give a file away), and a
+ * FIFO at the path is refused at once instead of blocking start-up. */
+static void test_other_owner_and_fifo_refused(void) {
+  char path[256], err[512];
+  nt_identity *id = NULL;
+
+  make_tmpdir();
+  if (geteuid() == 0) {
+    path_in_tmp(path, sizeof(path), "theirs.key");
+    CHECK(nt_identity_load_or_create(&id, path, err, sizeof(err)) == 0);
+    nt_identity_free(id);
+    id = NULL;
+    CHECK(chown(path, 65534, 65534) == 0);
+    CHECK(nt_identity_load_or_create(&id, path, err, sizeof(err)) == -1);
+    CHECK(id == NULL);
+    CHECK_STR_CONTAINS(err, path);
+    CHECK_STR_CONTAINS(err, "belongs to uid 65534");
+  }
+  path_in_tmp(path, sizeof(path), "fifo.key");
+  CHECK(mkfifo(path, 0600) == 0);
+  CHECK(nt_identity_load_or_create(&id, path, err, sizeof(err)) == -1);
+  CHECK(id == NULL);
+  CHECK_STR_CONTAINS(err, "not a regular file");
   remove_tmpdir();
 }
 
@@ -455,6 +484,7 @@ nt_test_case cases[] = {
     {"garbage_refused", test_garbage_refused},
     {"empty_refused", test_empty_refused},
     {"directory_refused", test_directory_refused},
+    {"other_owner_and_fifo_refused", test_other_owner_and_fifo_refused},
     {"large_file_refused", test_large_file_refused},
     {"openssl_key_accepted", test_openssl_key_accepted},
     {"other_key_type_refused", test_other_key_type_refused},

@@ -341,6 +341,37 @@ wait_tcp_listen() {
   done
 }
 
+# wait_tcp_busy PORT N [TIMEOUT_S=10]: wait until at least N established
+# TCP connections on local port 127.0.0.1:PORT (a server's side) have
+# received data, i.e. N clients are connected and sending.
+wait_tcp_busy() {
+  local port=$1 want=$2 timeout=${3:-10} deadline n=0
+  deadline=$(($(_now_ms) + timeout * 1000))
+  while :; do
+    # ss -i prints bytes_received only once a socket has received a byte.
+    n=$(ss -Htni state established "( sport = :$port )" | grep -c 'bytes_received:') || true
+    ((n >= want)) && return 0
+    (($(_now_ms) < deadline)) ||
+      fail "$n of $want connections on TCP port $port have received data after ${timeout} s"
+    sleep 0.05
+  done
+}
+
+# wait_tcp_backlog PORT [TIMEOUT_S=10]: wait until an established TCP socket
+# with local port PORT has bytes it cannot send (Send-Q > 0): its peer has
+# stopped reading and the receive window is full.
+wait_tcp_backlog() {
+  local port=$1 timeout=${2:-10} deadline
+  deadline=$(($(_now_ms) + timeout * 1000))
+  # With a state filter ss prints Recv-Q Send-Q Local Peer.
+  until ss -Htn state established "( sport = :$port )" |
+    awk '$2 > 0 { found = 1 } END { exit !found }'; do
+    (($(_now_ms) < deadline)) ||
+      fail "no TCP socket on port $port has a send backlog after ${timeout} s: $(ss -Htn state established "( sport = :$port or dport = :$port )")"
+    sleep 0.05
+  done
+}
+
 # start_echo_server NAME PORT / start_sink_server NAME PORT
 start_echo_server() {
   start "$1" "$TCPCHECK" echo-server "$2"

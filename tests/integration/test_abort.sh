@@ -22,11 +22,13 @@ p_echo=$(free_port)
 start_client alice "$p_zero:bob:$zero_port" "$p_echo:bob:$echo_port"
 
 for round in $(seq 1 12); do
-  # Read 64 KiB, give natter time to fill its buffers, close unread.
+  # Read 64 KiB, wait until natter's buffers towards us are full (its
+  # socket has bytes the kernel cannot send: we stopped reading), then
+  # close with all that unread.
   exec 3<>"/dev/tcp/127.0.0.1/$p_zero" || fail "round $round: connect failed"
   got=$(timeout 10 head -c 65536 <&3 | wc -c)
   [[ $got == 65536 ]] || fail "round $round: read $got bytes, want 65536"
-  sleep 0.3
+  wait_tcp_backlog "$p_zero"
   exec 3<&-
 done
 log "12 aborted downloads done"

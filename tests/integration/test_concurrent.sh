@@ -52,7 +52,9 @@ assert_log_contains echo 'served 300 connections, 0 still open'
 # hangs until the checker's own 120 s deadline.
 start_echo_server echo2 "$echo_port"
 start busy "$TCPCHECK" echo-check "$port" --conns 20 --bytes 1G --timeout 120
-sleep 1
+# Busy: all 20 connections reached the echo server through bob and carry
+# data (1 GiB each takes far longer than the rest of the test).
+wait_tcp_busy "$echo_port" 20 30
 running busy || fail "the busy transfer ended early: $(cat "$WORK/busy.log")"
 stop_expect_clean bob
 wait_exit busy 20

@@ -140,7 +140,13 @@ _lab_kill_ns() {
   done
   # shellcheck disable=SC2086
   kill -KILL $pids 2>/dev/null
-  sleep 0.1
+  # SIGKILL is not instant either: wait (bounded) until they are gone, so
+  # that deleting the namespace does not race with their exit.
+  for ((i = 0; i < 40; i++)); do
+    [[ -n $(ip netns pids "$ns" 2>/dev/null) ]] || return 0
+    sleep 0.05
+  done
+  _lab_log "processes in $ns survived SIGKILL for 2 s: $(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
 }
 
 # lab_down_prefix PREFIX: kill the processes in, and delete, every namespace
@@ -331,6 +337,26 @@ lab_add_port_forward() {
     -j DNAT --to-destination "$3:$4"
 }
 
+# lab_wait_bound NODE PROTO PORT [COUNT=1] [TIMEOUT_S=5]: wait until COUNT
+# sockets in NODE listen on (tcp) or are bound to (udp) local port PORT:
+# for servers that print no "ready" line, such as socat.
+lab_wait_bound() {
+  local node=$1 proto=$2 port=$3 want=${4:-1} timeout=${5:-5} opts n deadline
+  case $proto in
+  tcp) opts=-Htln ;;
+  udp) opts=-Huln ;;
+  *) _lab_die "lab_wait_bound: protocol tcp or udp, not $proto" ;;
+  esac
+  deadline=$(($(_lab_now_ms) + timeout * 1000))
+  while :; do
+    n=$(lab_x "$node" ss "$opts" "sport = :$port" | grep -c .) || true
+    ((n >= want)) && return 0
+    (($(_lab_now_ms) < deadline)) ||
+      _lab_die "$node: $n of $want sockets on $proto port $port after ${timeout} s"
+    sleep 0.05
+  done
+}
+
 # lab_wait_reach NODE ADDR: wait up to 5 s until NODE reaches ADDR: a TCP
 # connection to its port 9 is refused (nothing listens there) or accepted,
 # rather than timing out. (ping may not be installed.)
@@ -391,7 +417,7 @@ lab_check_router() {
       </dev/null >/dev/null 2>&1 &
     LAB_CHECK_PIDS+=($!)
   done
-  sleep 0.3
+  lab_wait_bound inet udp 5000 2
   for ip in "$LAB_BROKER_IP" "$LAB_OTHER_IP"; do
     echo probe | lab_x "$host" socat -u - "UDP-SENDTO:$ip:5000,sourceport=$src_port,reuseaddr"
   done
@@ -426,8 +452,9 @@ lab_check_router() {
   ip netns exec "${LAB_NS[$host]}" socat -u "UDP-RECV:$src_port,reuseaddr" "OPEN:$d/got.txt,creat,append" \
     </dev/null >/dev/null 2>&1 &
   LAB_CHECK_PIDS+=($!)
-  sleep 0.3
-  local mapped_port=${p1##*:}
+  lab_wait_bound "$host" udp "$src_port"
+  local mapped_port=${p1##*:} drops_before
+  drops_before=$(lab_drops "$r")
   echo unsolicited-port | lab_x inet socat -u - \
     "UDP-SENDTO:$pub:$mapped_port,bind=$LAB_BROKER_IP:5001"
   echo unsolicited-host | lab_x inet socat -u - \
@@ -436,7 +463,20 @@ lab_check_router() {
   # socket is busy, so send with SO_REUSEADDR beside it.
   echo reply | lab_x inet socat -u - \
     "UDP-SENDTO:$pub:$mapped_port,bind=$LAB_BROKER_IP:5000,reuseaddr"
-  sleep 0.5
+  # Wait (up to 3 s) until every packet has had its fate: without a filter
+  # all three arrive; with one the reply arrives and the router's drop
+  # counter has counted the other two.
+  local n
+  for ((i = 0; i < 60; i++)); do
+    if [[ $nat == none ]]; then
+      n=$(grep -cE '^(unsolicited-port|unsolicited-host|reply)$' "$d/got.txt" 2>/dev/null) || n=0
+      ((n >= 3)) && break
+    elif grep -qx reply "$d/got.txt" 2>/dev/null &&
+      (($(lab_drops "$r") >= drops_before + 2)); then
+      break
+    fi
+    sleep 0.05
+  done
   got=$(tr '\n' ' ' <"$d/got.txt" 2>/dev/null)
   local filt
   if [[ $nat == none ]]; then
@@ -574,6 +614,7 @@ lab_case() {
   wait_log sink '^ready$'
   lab_start source "$bnode" socat -U TCP-LISTEN:7002,bind=127.0.0.1,reuseaddr,fork \
     "OPEN:$src,rdonly"
+  lab_wait_bound "$bnode" tcp 7002
 
   lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
@@ -681,7 +722,13 @@ lab_case() {
     # Its mapping must be gone after the idle time, or the timeout is not
     # what the case is about.
     echo control | lab_x alice2 socat -u - "UDP-SENDTO:$LAB_OTHER_IP:9,sourceport=40009"
-    ct_control=$(lab_conntrack ra | grep -F "sport=40009" || true)
+    # The packet crosses ra after socat has exited: up to 2 s for its entry.
+    local i
+    for ((i = 0; i < 40; i++)); do
+      ct_control=$(lab_conntrack ra | grep -F "sport=40009" || true)
+      [[ -n $ct_control ]] && break
+      sleep 0.05
+    done
     [[ -n $ct_control ]] || fail "$label: no conntrack entry for the control flow on ra"
     _lab_log "$label: leaving the tunnel idle for $idle s (router UDP timeouts ${udp_timeout:-default} s)"
     _lab_fg /dev/null sleep "$idle"
