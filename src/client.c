@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "client_internal.h"
+#include "spec.h"
 #include "escape.h"
 #include "mapping.h"
 #include "paths.h"
@@ -20,15 +21,15 @@
 
 static void broker_connect(natter_client *c);
 
-static void emit_v(natter_client *c, natter_event_type type, int quiet,
-                   int error, const char *peer, nt_forward *forward,
-                   int exit_status, const char *fmt, va_list ap) {
-  char raw[1400], msg[1400];
+/* Every event goes through here: one log line (escaped: messages quote
+ * the peer and the broker) and the user's callback. */
+static void emit_event(natter_client *c, natter_event_type type, int quiet,
+                       int error, const char *peer, nt_forward *forward,
+                       int exit_status, const char *text) {
+  char msg[1400];
   natter_log_level level = NATTER_LOG_INFO;
 
-  vsnprintf(raw, sizeof(raw), fmt, ap);
-  /* Messages quote the peer and the broker: escaped for the callback too. */
-  nt_escape(msg, sizeof(msg), raw);
+  nt_escape(msg, sizeof(msg), text);
   if (type == NATTER_EVENT_FATAL || type == NATTER_EVENT_PEER_FAILED ||
       type == NATTER_EVENT_FORWARD_FAILED) {
     level = NATTER_LOG_ERROR;
@@ -53,22 +54,17 @@ static void emit_v(natter_client *c, natter_event_type type, int quiet,
   }
 }
 
-void nt_client_emit(natter_client *c, natter_event_type type, int error,
-                    const char *peer, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  emit_v(c, type, 0, error, peer, NULL, -1, fmt, ap);
-  va_end(ap);
-}
+static void emit(natter_client *c, natter_event_type type, int error,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-void nt_client_emit_forward(natter_client *c, natter_event_type type,
-                            int quiet, int error, const char *peer,
-                            nt_forward *forward, int exit_status,
-                            const char *fmt, ...) {
+static void emit(natter_client *c, natter_event_type type, int error,
+                 const char *fmt, ...) {
+  char msg[1400];
   va_list ap;
   va_start(ap, fmt);
-  emit_v(c, type, quiet, error, peer, forward, exit_status, fmt, ap);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  emit_event(c, type, 0, error, NULL, NULL, -1, msg);
 }
 
 static void fatal(natter_client *c, int error, const char *fmt, ...)
@@ -81,7 +77,7 @@ static void fatal(natter_client *c, int error, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  nt_client_emit(c, NATTER_EVENT_FATAL, error, NULL, "%s", msg);
+  emit(c, NATTER_EVENT_FATAL, error, "%s", msg);
 }
 
 /* ---- control stream ---- */
@@ -147,34 +143,24 @@ static void send_check_in(natter_client *c) {
   send_control(c, &msg);
 }
 
-int nt_client_request_peer(natter_client *c, nt_peer *peer) {
+/* nt_peer_callbacks.request: a ConnectRequest for |name|. */
+static uint32_t request_peer(const char *name, void *ud) {
+  natter_client *c = ud;
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
 
   if (!c->checked_in) {
-    return -1;
+    return 0;
   }
   if (++c->next_request_id == 0) {
     c->next_request_id = 1;
   }
-  peer->request_id = c->next_request_id;
-  req.request_id = peer->request_id;
-  req.peer = peer->name;
+  req.request_id = c->next_request_id;
+  req.peer = (char *)name;
   msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
   msg.connect_request = &req;
   send_control(c, &msg);
-  return 0;
-}
-
-const char *nt_mapping_name(int mapping) {
-  switch (mapping) {
-  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
-    return "endpoint-independent (one public port for every destination)";
-  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
-    return "symmetric (a new public port per destination)";
-  default:
-    return "unknown";
-  }
+  return req.request_id;
 }
 
 /* ---- NAT mapping check ---- */
@@ -185,7 +171,7 @@ static void send_nat_report(natter_client *c) {
   Natter__Address mapped;
   uint8_t ip[16];
 
-  rep.mapping = c->mapping;
+  rep.mapping = c->self.mapping;
   if (c->mapped.len) {
     nt_wire_addr_from_sockaddr(&mapped, ip, (struct sockaddr *)&c->mapped.ss);
     rep.mapped = &mapped;
@@ -220,7 +206,7 @@ static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void start_mapping_check(natter_client *c) {
-  if (!c->mapping_port || !c->observed.len ||
+  if (!c->mapping_port || !c->self.observed.len ||
       nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
     return;
   }
@@ -244,13 +230,13 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
   }
   event_del(c->mapping_ev);
   c->mapped = seen;
-  c->mapping = nt_addr_equal((struct sockaddr *)&seen.ss,
-                             (struct sockaddr *)&c->observed.ss)
-                   ? NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT
-                   : NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
-  nt_addr_str((struct sockaddr *)&c->observed.ss, a);
+  c->self.mapping = nt_addr_equal((struct sockaddr *)&seen.ss,
+                             (struct sockaddr *)&c->self.observed.ss)
+                   ? NT_MAPPING_ENDPOINT_INDEPENDENT
+                   : NT_MAPPING_PER_DESTINATION;
+  nt_addr_str((struct sockaddr *)&c->self.observed.ss, a);
   nt_addr_str((struct sockaddr *)&seen.ss, b);
-  if (c->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION) {
+  if (c->self.mapping == NT_MAPPING_PER_DESTINATION) {
     nt_warn(&c->log,
             "this host's NAT is symmetric: the broker's two ports saw %s and "
             "%s; hole punching will only work with peers that have a public "
@@ -258,7 +244,7 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
             a, b);
   } else {
     nt_debug(&c->log, "NAT mapping: %s (%s on both broker ports)",
-             nt_mapping_name(c->mapping), a);
+             nt_mapping_name(c->self.mapping), a);
   }
   send_nat_report(c);
   return 1;
@@ -292,22 +278,70 @@ static void handle_check_in_result(natter_client *c,
     nt_conn_close(c->broker_conn, 0, "refused");
     return;
   }
-  if (nt_wire_addr_to_sockaddr(&c->observed, r->observed) != 0) {
-    memset(&c->observed, 0, sizeof(c->observed));
+  if (nt_wire_addr_to_sockaddr(&c->self.observed, r->observed) != 0) {
+    memset(&c->self.observed, 0, sizeof(c->self.observed));
   }
   c->checked_in = 1;
   c->ever_checked_in = 1;
   c->mapping_port = r->mapping_port <= 65535 ? (uint16_t)r->mapping_port : 0;
   c->reconnect_delay_s = 0;
-  nt_client_emit(c, NATTER_EVENT_CHECKED_IN, 0, NULL,
-                 "checked in at broker %s as %s (public address %s)%s", broker,
-                 c->name,
-                 c->observed.len ? nt_addr_str((struct sockaddr *)&c->observed.ss,
-                                               addr)
-                                 : "unknown",
-                 c->listen ? ", listening" : "");
-  nt_peer_broker_ready(c);
+  emit(c, NATTER_EVENT_CHECKED_IN, 0,
+       "checked in at broker %s as %s (public address %s)%s", broker, c->name,
+       c->self.observed.len
+           ? nt_addr_str((struct sockaddr *)&c->self.observed.ss, addr)
+           : "unknown",
+       c->listen ? ", listening" : "");
+  nt_peers_broker_ready(c->peers);
   start_mapping_check(c);
+}
+
+/* The broker's ConnectResult. Bounds: the message only when printable
+ * ASCII of at most 150 bytes. */
+static void handle_connect_result(natter_client *c,
+                                  const Natter__ConnectResult *r) {
+  int error = r->code == NATTER__CODE__PEER_UNKNOWN ? NATTER_ERR_PEER_UNKNOWN
+              : r->code == NATTER__CODE__PEER_NOT_LISTENING
+                  ? NATTER_ERR_PEER_NOT_LISTENING
+                  : NATTER_ERR_BROKER;
+  nt_peers_on_connect_result(c->peers, r->request_id, error,
+                             nt_wire_string_ok(r->message, 150) ? r->message
+                                                                : "");
+}
+
+/* The broker's Introduction. Bounds: the peer's name is a valid name
+ * (spec.c), its key exactly NT_FINGERPRINT_LEN bytes, the nonce
+ * NT_PUNCH_NONCE_LEN, at most NT_MAX_LOCAL_ADDRS local addresses, each
+ * with a valid length and a non-zero port (others are dropped); an unknown
+ * NAT mapping reads "unknown". */
+static void handle_introduction(natter_client *c,
+                                const Natter__Introduction *in) {
+  nt_introduction intro;
+
+  if (!nt_name_valid(in->peer) || in->peer_key.len != NT_FINGERPRINT_LEN ||
+      in->nonce.len != NT_PUNCH_NONCE_LEN ||
+      in->n_local_addrs > NT_MAX_LOCAL_ADDRS) {
+    nt_warn(&c->log, "malformed introduction from the broker; ignored");
+    return;
+  }
+  memset(&intro, 0, sizeof(intro));
+  snprintf(intro.name, sizeof(intro.name), "%s", in->peer);
+  intro.request_id = in->request_id;
+  memcpy(intro.key, in->peer_key.data, NT_FINGERPRINT_LEN);
+  memcpy(intro.nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
+  if (nt_wire_addr_to_sockaddr(&intro.observed, in->observed) != 0) {
+    memset(&intro.observed, 0, sizeof(intro.observed));
+  }
+  if (nt_wire_addr_to_sockaddr(&intro.mapped, in->peer_mapped) != 0) {
+    memset(&intro.mapped, 0, sizeof(intro.mapped));
+  }
+  intro.mapping = in->peer_mapping;
+  for (size_t i = 0; i < in->n_local_addrs; i++) {
+    if (nt_wire_addr_to_sockaddr(&intro.local[intro.nlocal],
+                                 in->local_addrs[i]) == 0) {
+      intro.nlocal++;
+    }
+  }
+  nt_peers_on_introduction(c->peers, &intro);
 }
 
 /* One control message from the broker; returns nonzero when the session
@@ -325,13 +359,11 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     handle_check_in_result(c, msg->check_in_result);
     break;
   case NATTER__CONTROL__MSG_CONNECT_RESULT:
-    nt_peer_on_connect_result(c, msg->connect_result->request_id,
-                              msg->connect_result->code,
-                              msg->connect_result->message);
+    handle_connect_result(c, msg->connect_result);
     break;
   case NATTER__CONTROL__MSG_INTRODUCTION:
     if (c->checked_in) {
-      nt_peer_on_introduction(c, msg->introduction);
+      handle_introduction(c, msg->introduction);
     }
     break;
   default:
@@ -458,7 +490,8 @@ static void reconnect_cb(evutil_socket_t fd, short what, void *arg) {
 static int client_accept(nt_endpoint *ep, const struct sockaddr *from,
                          nt_accept_params *params, void *ud) {
   (void)ep;
-  return nt_peer_accept(ud, from, params);
+  natter_client *c = ud;
+  return nt_peers_accept(c->peers, from, params);
 }
 
 static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
@@ -466,18 +499,70 @@ static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                             void *ud) {
   (void)ep;
   if (!handle_mapping_reply(ud, data, len)) {
-    nt_peer_on_datagram(ud, data, len, from, fromlen);
+    natter_client *c = ud;
+    nt_peers_on_datagram(c->peers, data, len, from, fromlen);
   }
 }
 
 static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
                                                            client_datagram};
 
-/* ---- access rules ---- */
+/* ---- what the parts below report ---- */
 
-int nt_client_target_allowed(natter_client *c, const char *host,
-                             uint16_t port) {
-  return nt_access_target_allowed(c->access, host, port);
+static void peer_event(natter_event_type type, int error, const char *peer,
+                       const char *message, void *ud) {
+  emit_event(ud, type, 0, error, peer, NULL, -1, message);
+}
+
+static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
+  natter_client *c = ud;
+  nt_tunnel_accept_stream(&c->tunnel_env, peer, stream);
+}
+
+static const nt_peer_callbacks client_peer_callbacks = {
+    request_peer, peer_event, peer_stream};
+
+static void forward_event(nt_forward *f, natter_event_type type, int error,
+                          int quiet, const char *peer, int exit_status,
+                          const char *message, void *ud) {
+  emit_event(ud, type, quiet, error, peer, f, exit_status, message);
+}
+
+static const nt_forward_callbacks client_forward_callbacks = {forward_event};
+
+/* Hands the parts below their environments, once the endpoint exists. */
+static int start_parts(natter_client *c) {
+  c->peers_env.base = c->base;
+  c->peers_env.log = &c->log;
+  c->peers_env.ep = c->ep;
+  c->peers_env.self_name = c->name;
+  c->peers_env.listen = c->listen;
+  c->peers_env.connect_timeout_ms = c->connect_timeout_ms;
+  c->peers_env.self = &c->self;
+  c->peers_env.callbacks = &client_peer_callbacks;
+  c->peers_env.user_data = c;
+
+  c->tunnel_env.base = c->base;
+  c->tunnel_env.log = &c->log;
+  c->tunnel_env.self_name = c->name;
+  c->tunnel_env.listen = c->listen;
+  c->tunnel_env.target.base = c->base;
+  c->tunnel_env.target.dns = c->dns;
+  c->tunnel_env.target.access = c->access;
+  c->tunnel_env.target.self_name = c->name;
+  c->tunnel_env.all = &c->tunnels;
+
+  c->forward_env.base = c->base;
+  c->forward_env.log = &c->log;
+  c->forward_env.self_name = c->name;
+  c->forward_env.tunnels = &c->tunnel_env;
+  c->forward_env.all = &c->forwards;
+  c->forward_env.callbacks = &client_forward_callbacks;
+  c->forward_env.user_data = c;
+
+  int rv = nt_peers_new(&c->peers, &c->peers_env);
+  c->forward_env.peers = c->peers;
+  return rv;
 }
 
 /* ---- public API ---- */
@@ -547,6 +632,8 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
   if (!c) {
     return NATTER_ERR_NOMEM;
   }
+  TAILQ_INIT(&c->tunnels);
+  TAILQ_INIT(&c->forwards);
   c->base = base;
   c->log.fn = cfg->log;
   c->log.level = cfg->log_level;
@@ -652,6 +739,9 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
   }
   nt_info(&c->log, "%s: key %s, UDP port %u", c->name, c->fingerprint_hex,
           nt_endpoint_port(c->ep));
+  if ((rv = start_parts(c)) != 0) {
+    goto fail;
+  }
   broker_connect(c);
   *pclient = c;
   return 0;
@@ -676,7 +766,7 @@ int natter_client_add_forward(natter_client *c,
     snprintf(err, errlen, "invalid argument");
     return NATTER_ERR_INVALID;
   }
-  return nt_forward_add(c, cfg, pforward, err, errlen);
+  return nt_forward_add(&c->forward_env, cfg, pforward, err, errlen);
 }
 
 int natter_client_add_forward_spec(natter_client *c, const char *text,
@@ -725,7 +815,7 @@ int natter_client_add_forward_spec(natter_client *c, const char *text,
     cfg.in_fd = 0;
     cfg.out_fd = 1;
   }
-  int rv = nt_forward_add(c, &cfg, pforward, err, errlen);
+  int rv = nt_forward_add(&c->forward_env, &cfg, pforward, err, errlen);
   if (rv == NATTER_ERR_INVALID) {
     char inner[256];
     snprintf(inner, sizeof(inner), "%s", err);
@@ -772,16 +862,17 @@ int natter_client_get_peer_stats(const natter_client *c, const char *name,
     return NATTER_ERR_INVALID;
   }
   memset(stats, 0, sizeof(*stats));
-  nt_peer *p = nt_peer_find((natter_client *)c, name);
+  nt_peer *p = c->peers ? nt_peers_find(c->peers, name) : NULL;
   if (!p) {
     return NATTER_ERR_PEER_UNKNOWN;
   }
-  if (p->conn && p->state == NT_PEER_CONNECTED) {
+  nt_conn *conn = nt_peer_conn(p);
+  if (conn) {
     stats->connected = 1;
-    nt_conn_get_stats(p->conn, &stats->rtt_us, &stats->bytes_sent,
+    nt_conn_get_stats(conn, &stats->rtt_us, &stats->bytes_sent,
                       &stats->bytes_received);
   }
-  stats->streams = nt_tunnel_count_for_peer((natter_client *)c, name);
+  stats->streams = nt_tunnel_count_for_peer(&c->tunnels, name);
   return 0;
 }
 
@@ -789,9 +880,10 @@ void natter_client_free(natter_client *c) {
   if (!c) {
     return;
   }
-  nt_tunnel_free_all(c); /* tunnels point at forwards: they go first */
-  nt_forward_free_all(c);
-  nt_peer_free_all(c);
+  nt_tunnel_free_all(&c->tunnels); /* tunnels point at forwards and peers:
+                                      they go first */
+  nt_forward_free_all(&c->forwards);
+  nt_peers_free(c->peers);
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   if (c->reconnect_ev) {
     event_free(c->reconnect_ev);

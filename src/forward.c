@@ -1,5 +1,6 @@
-/* Forwards: a listening TCP port, or one fd session (stdin/stdout), whose
- * connections are carried to a target (or a command) on a peer. */
+/* Forwards (forward.h). */
+#include "forward.h"
+
 #include <errno.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -8,27 +9,79 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "addr.h"
+#include "spec.h"
+
+struct natter_forward {
+  const nt_forward_env *env;
+  char peer[NT_NAME_MAX + 1];
+  char host[NT_HOST_MAX + 1]; /* "" : the peer's loopback */
+  uint16_t port;
+  uint16_t local_port;
+  char **argv; /* remote command, NULL-terminated, or NULL */
+  int err_fd;
+  struct evconnlistener *listener; /* NULL for an fd session */
+  natter_forward_stats stats;
+  TAILQ_ENTRY(natter_forward) link;
+};
 
 #define FORWARD_MAX_ARGV 256
 #define FORWARD_MAX_ARGV_BYTES 8192
 
+static void tunnel_event(nt_tunnel *t, natter_event_type type, int error,
+                         int quiet, int exit_status, const char *message,
+                         void *ud) {
+  nt_forward *f = ud;
+  (void)t;
+  if (type == NATTER_EVENT_FORWARD_FAILED) {
+    f->stats.failures++;
+  }
+  f->env->callbacks->event(f, type, error, quiet, f->peer, exit_status,
+                           message, f->env->user_data);
+}
+
+static void tunnel_gone(nt_tunnel *t, void *ud) {
+  nt_forward *f = ud;
+  (void)t;
+  if (f->stats.active > 0) {
+    f->stats.active--;
+  }
+}
+
+static const nt_tunnel_callbacks forward_tunnel_callbacks = {tunnel_event,
+                                                             tunnel_gone};
+
 static void start_connection(nt_forward *f, int in_fd, int out_fd) {
-  natter_client *c = f->client;
-  nt_peer *peer = nt_peer_get(c, f->peer);
-  nt_tunnel *t = peer ? nt_tunnel_new_outgoing(c, f, in_fd, out_fd) : NULL;
-  if (!t) {
-    if (!peer) {
-      close(in_fd);
-      if (out_fd != in_fd) {
-        close(out_fd);
-      }
+  const nt_forward_env *env = f->env;
+  nt_peer *peer = nt_peers_get(env->peers, f->peer);
+  nt_tunnel *t = NULL;
+  if (peer) {
+    nt_tunnel_target target = {
+        .peer = f->peer,
+        .host = f->host,
+        .port = f->port,
+        .argv = f->argv,
+        .err_fd = f->err_fd,
+        .local_port = f->local_port,
+        .stats = &f->stats,
+        .callbacks = &forward_tunnel_callbacks,
+        .user_data = f,
+    };
+    t = nt_tunnel_new_outgoing(env->tunnels, &target, in_fd, out_fd);
+  } else {
+    close(in_fd);
+    if (out_fd != in_fd) {
+      close(out_fd);
     }
-    nt_warn(&c->log, "out of memory; a connection to %s was dropped",
+  }
+  if (!t) {
+    nt_warn(env->log, "out of memory; a connection to %s was dropped",
             f->peer);
     return;
   }
-  nt_peer_submit(peer, t);
+  f->stats.connections++;
+  f->stats.active++;
+  nt_peer_submit(peer, nt_tunnel_waiter(t));
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -43,7 +96,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg) {
   nt_forward *f = arg;
   (void)l;
   /* EMFILE and friends: keep the listener, the next accept may work. */
-  nt_warn(&f->client->log, "local port %u: accept failed: %s", f->local_port,
+  nt_warn(f->env->log, "local port %u: accept failed: %s", f->local_port,
           strerror(errno));
 }
 
@@ -100,8 +153,9 @@ static void describe_target(const nt_forward *f, char *out, size_t outlen) {
   }
 }
 
-int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
-                   nt_forward **pforward, char *err, size_t errlen) {
+int nt_forward_add(const nt_forward_env *env,
+                   const natter_forward_config *cfg, nt_forward **pforward,
+                   char *err, size_t errlen) {
   char target[NT_NAME_MAX + 100];
   int rv;
 
@@ -109,8 +163,8 @@ int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
     snprintf(err, errlen, "invalid peer name");
     return NATTER_ERR_INVALID;
   }
-  if (strcmp(cfg->peer, c->name) == 0) {
-    snprintf(err, errlen, "%s cannot forward to itself", c->name);
+  if (strcmp(cfg->peer, env->self_name) == 0) {
+    snprintf(err, errlen, "%s cannot forward to itself", env->self_name);
     return NATTER_ERR_INVALID;
   }
   if (!cfg->argv && cfg->port == 0) {
@@ -130,7 +184,7 @@ int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
     snprintf(err, errlen, "out of memory");
     return NATTER_ERR_NOMEM;
   }
-  f->client = c;
+  f->env = env;
   snprintf(f->peer, sizeof(f->peer), "%s", cfg->peer);
   snprintf(f->host, sizeof(f->host), "%s", cfg->host ? cfg->host : "");
   f->port = cfg->argv ? 0 : cfg->port;
@@ -155,7 +209,7 @@ int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
       return NATTER_ERR_INVALID;
     }
     f->listener = evconnlistener_new_bind(
-        c->base, accept_cb, f,
+        env->base, accept_cb, f,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
         SOMAXCONN, (struct sockaddr *)&bind.ss, bind.len);
     if (!f->listener) {
@@ -169,15 +223,12 @@ int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
       return e == EADDRINUSE ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
     }
     evconnlistener_set_error_cb(f->listener, accept_error_cb);
-    nt_info(&c->log, "forwarding %s:%u -> %s", host, cfg->local_port, target);
+    nt_info(env->log, "forwarding %s:%u -> %s", host, cfg->local_port,
+            target);
   } else {
-    nt_debug(&c->log, "stdin/stdout -> %s", target);
+    nt_debug(env->log, "stdin/stdout -> %s", target);
   }
-  f->next = c->forwards;
-  if (c->forwards) {
-    c->forwards->prev = f;
-  }
-  c->forwards = f;
+  TAILQ_INSERT_HEAD(env->all, f, link);
   if (!cfg->local_port) {
     start_connection(f, cfg->in_fd, cfg->out_fd);
   }
@@ -187,23 +238,12 @@ int nt_forward_add(natter_client *c, const natter_forward_config *cfg,
   return 0;
 }
 
-static void unlink_forward(natter_client *c, nt_forward *f) {
-  if (f->prev) {
-    f->prev->next = f->next;
-  } else {
-    c->forwards = f->next;
-  }
-  if (f->next) {
-    f->next->prev = f->prev;
-  }
-}
-
 void natter_forward_remove(natter_forward *f) {
   if (!f) {
     return;
   }
-  nt_tunnel_detach_forward(f->client, f);
-  unlink_forward(f->client, f);
+  nt_tunnel_detach_owner(f->env->tunnels->all, f);
+  TAILQ_REMOVE(f->env->all, f, link);
   forward_free(f);
 }
 
@@ -233,10 +273,10 @@ void natter_forward_config_default(natter_forward_config *cfg) {
   cfg->err_fd = 2;
 }
 
-void nt_forward_free_all(natter_client *c) {
-  while (c->forwards) {
-    nt_forward *f = c->forwards;
-    unlink_forward(c, f);
+void nt_forward_free_all(struct nt_forward_list *all) {
+  nt_forward *f;
+  while ((f = TAILQ_FIRST(all))) {
+    TAILQ_REMOVE(all, f, link);
     forward_free(f);
   }
 }

@@ -2,6 +2,17 @@
 
 #include <string.h>
 
+const char *nt_mapping_name(int mapping) {
+  switch (mapping) {
+  case NT_MAPPING_ENDPOINT_INDEPENDENT:
+    return "endpoint-independent (one public port for every destination)";
+  case NT_MAPPING_PER_DESTINATION:
+    return "symmetric (a new public port per destination)";
+  default:
+    return "unknown";
+  }
+}
+
 static const uint8_t magic[4] = {0x00, 'N', 'T', 'M'};
 #define MAPPING_VERSION 1
 #define TYPE_REQUEST 1

@@ -12,6 +12,18 @@
 
 #include "addr.h"
 
+/* How a NAT maps a UDP socket (RFC 4787 §4.1); the values are the
+ * protocol's NatMapping. */
+typedef enum nt_nat_mapping {
+  NT_MAPPING_UNKNOWN = 0,
+  NT_MAPPING_ENDPOINT_INDEPENDENT = 1,
+  NT_MAPPING_PER_DESTINATION = 2 /* symmetric: a new port per destination */
+} nt_nat_mapping;
+
+/* "symmetric (a new public port per destination)" etc., for messages; any
+ * other value (from the network) reads "unknown". */
+const char *nt_mapping_name(int mapping);
+
 #define NT_MAPPING_NONCE_LEN 8
 #define NT_MAPPING_REQUEST_LEN 14
 #define NT_MAPPING_REPLY_MAX 33

@@ -1,27 +1,104 @@
-/* Peers: from "connect me to bob" to one authenticated QUIC connection.
- * The broker's introduction gives each side the other's key, addresses and
- * a shared nonce; both probe every candidate; the initiator connects to the
- * first candidate that answers; the other side accepts a QUIC Initial only
- * from where the peer's probes came from, and only with the vouched key. */
+/* Peers (peer.h): introductions, hole punching, one QUIC connection per
+ * peer, and the queue of local connections waiting for it. */
+#include "peer.h"
+
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_internal.h"
-#include "wire_msg.h"
+#include "mapping.h"
+#include "stream_header.h"
+
+typedef enum nt_peer_state {
+  NT_PEER_IDLE = 0,    /* no connection, nothing in progress */
+  NT_PEER_INTRODUCING, /* asked the broker, waiting for the introduction */
+  NT_PEER_PUNCHING,    /* probing candidates */
+  NT_PEER_CONNECTING,  /* QUIC handshake under way */
+  NT_PEER_CONNECTED
+} nt_peer_state;
+
+TAILQ_HEAD(nt_waiter_queue, nt_peer_waiter);
+
+struct nt_peer {
+  nt_peers *table;
+  char name[NT_NAME_MAX + 1];
+  nt_peer_state state;
+  int initiator; /* we asked for this meeting and open the QUIC connection */
+  uint32_t request_id;
+  uint8_t key[NT_FINGERPRINT_LEN];
+  nt_addr observed; /* peer's public address as the broker saw it */
+  int mapping;      /* nt_nat_mapping the peer reported */
+  nt_addr mapped;   /* peer as the broker's mapping port saw it */
+  nt_punch punch;
+  struct event *timer; /* punching schedule and the overall deadline */
+  uint64_t deadline_ns;
+  nt_addr probe_from; /* where the peer's probes come from */
+  int have_probe_from;
+  nt_conn *conn;
+  struct nt_waiter_queue waiting; /* local connections waiting for conn */
+  size_t nwaiting;
+  TAILQ_ENTRY(nt_peer) link;
+};
+
+struct nt_peers {
+  nt_peers_env env;
+  TAILQ_HEAD(, nt_peer) list;
+};
 
 static void peer_conn_established(nt_conn *conn, void *ud);
 static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
                              uint64_t app_code, const char *message,
                              void *ud);
 static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
+static void peer_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static const nt_conn_callbacks peer_conn_callbacks = {
     peer_conn_established, peer_conn_closed, peer_stream_opened};
 
-nt_peer *nt_peer_find(natter_client *c, const char *name) {
-  for (nt_peer *p = c->peers; p; p = p->next) {
+#define ENV(p) (&(p)->table->env)
+#define LOG(p) (ENV(p)->log)
+
+/* ---- the table ---- */
+
+int nt_peers_new(nt_peers **ppeers, const nt_peers_env *env) {
+  nt_peers *peers = calloc(1, sizeof(*peers));
+  *ppeers = NULL;
+  if (!peers) {
+    return NATTER_ERR_NOMEM;
+  }
+  peers->env = *env;
+  TAILQ_INIT(&peers->list);
+  *ppeers = peers;
+  return 0;
+}
+
+void nt_peers_free(nt_peers *peers) {
+  nt_peer *p;
+  if (!peers) {
+    return;
+  }
+  while ((p = TAILQ_FIRST(&peers->list))) {
+    TAILQ_REMOVE(&peers->list, p, link);
+    /* Waiters belong to their owners, who are gone or going: unhook. */
+    nt_peer_waiter *w;
+    while ((w = TAILQ_FIRST(&p->waiting))) {
+      TAILQ_REMOVE(&p->waiting, w, link);
+      w->peer = NULL;
+    }
+    if (p->conn) {
+      nt_conn_set_user_data(p->conn, NULL);
+    }
+    event_free(p->timer);
+    free(p);
+  }
+  free(peers);
+}
+
+nt_peer *nt_peers_find(nt_peers *peers, const char *name) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
     if (strcmp(p->name, name) == 0) {
       return p;
     }
@@ -29,10 +106,8 @@ nt_peer *nt_peer_find(natter_client *c, const char *name) {
   return NULL;
 }
 
-static void peer_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-nt_peer *nt_peer_get(natter_client *c, const char *name) {
-  nt_peer *p = nt_peer_find(c, name);
+nt_peer *nt_peers_get(nt_peers *peers, const char *name) {
+  nt_peer *p = nt_peers_find(peers, name);
   if (p) {
     return p;
   }
@@ -40,16 +115,41 @@ nt_peer *nt_peer_get(natter_client *c, const char *name) {
   if (!p) {
     return NULL;
   }
-  p->timer = event_new(c->base, -1, 0, peer_timer_cb, p);
+  p->timer = event_new(peers->env.base, -1, 0, peer_timer_cb, p);
   if (!p->timer) {
     free(p);
     return NULL;
   }
-  p->client = c;
+  p->table = peers;
   snprintf(p->name, sizeof(p->name), "%s", name);
-  p->next = c->peers;
-  c->peers = p;
+  TAILQ_INIT(&p->waiting);
+  TAILQ_INSERT_HEAD(&peers->list, p, link);
   return p;
+}
+
+nt_conn *nt_peer_conn(const nt_peer *p) {
+  return p && p->state == NT_PEER_CONNECTED ? p->conn : NULL;
+}
+
+/* ---- the waiting queue ---- */
+
+static nt_peer_waiter *dequeue(nt_peer *p) {
+  nt_peer_waiter *w = TAILQ_FIRST(&p->waiting);
+  if (w) {
+    TAILQ_REMOVE(&p->waiting, w, link);
+    w->peer = NULL;
+    p->nwaiting--;
+  }
+  return w;
+}
+
+void nt_peer_waiter_cancel(nt_peer_waiter *w) {
+  nt_peer *p = w->peer;
+  if (p) {
+    TAILQ_REMOVE(&p->waiting, w, link);
+    w->peer = NULL;
+    p->nwaiting--;
+  }
 }
 
 static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
@@ -61,40 +161,30 @@ static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
 }
 
 /* Ends whatever was in progress; local connections still waiting are
- * closed with |why| (NULL keeps them waiting). */
+ * failed with |why| (NULL keeps them waiting). */
 static void peer_reset(nt_peer *p, int error, const char *why) {
   event_del(p->timer);
   p->state = NT_PEER_IDLE;
   p->have_probe_from = 0;
   if (why) {
-    while (p->waiting) {
-      nt_tunnel *t = p->waiting;
-      p->waiting = nt_tunnel_next_waiting(t);
-      nt_tunnel_set_next_waiting(t, NULL);
-      p->nwaiting--;
-      nt_tunnel_fail(t, error, why);
+    nt_peer_waiter *w;
+    while ((w = dequeue(p))) {
+      w->failed(w, error, why);
     }
   }
 }
 
-void nt_peer_unqueue(natter_client *c, nt_tunnel *t) {
-  for (nt_peer *p = c->peers; p; p = p->next) {
-    nt_tunnel *prev = NULL;
-    for (nt_tunnel *cur = p->waiting; cur;
-         prev = cur, cur = nt_tunnel_next_waiting(cur)) {
-      if (cur != t) {
-        continue;
-      }
-      if (prev) {
-        nt_tunnel_set_next_waiting(prev, nt_tunnel_next_waiting(t));
-      } else {
-        p->waiting = nt_tunnel_next_waiting(t);
-      }
-      nt_tunnel_set_next_waiting(t, NULL);
-      p->nwaiting--;
-      return;
-    }
-  }
+static void emit(nt_peer *p, natter_event_type type, int error,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void emit(nt_peer *p, natter_event_type type, int error,
+                 const char *fmt, ...) {
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  ENV(p)->callbacks->event(type, error, p->name, msg, ENV(p)->user_data);
 }
 
 static void peer_fail(nt_peer *p, int error, const char *fmt, ...)
@@ -106,36 +196,38 @@ static void peer_fail(nt_peer *p, int error, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  nt_client_emit(p->client, NATTER_EVENT_PEER_FAILED, error, p->name, "%s",
-                 msg);
+  emit(p, NATTER_EVENT_PEER_FAILED, error, "%s", msg);
   peer_reset(p, error, msg);
 }
 
 static void start_waiting(nt_peer *p) {
-  while (p->waiting) {
-    nt_tunnel *t = p->waiting;
-    p->waiting = nt_tunnel_next_waiting(t);
-    nt_tunnel_set_next_waiting(t, NULL);
-    p->nwaiting--;
-    nt_tunnel_start(t, p->conn);
+  nt_peer_waiter *w;
+  while (p->conn && (w = dequeue(p))) {
+    w->ready(w, p->conn);
   }
 }
 
-void nt_peer_submit(nt_peer *p, nt_tunnel *t) {
+/* Asks the broker for |p|; 0 while the broker session is down. */
+static int request(nt_peer *p) {
+  p->request_id = ENV(p)->callbacks->request(p->name, ENV(p)->user_data);
+  return p->request_id != 0;
+}
+
+void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
   if (p->state == NT_PEER_CONNECTED && p->conn) {
-    nt_tunnel_start(t, p->conn);
+    w->ready(w, p->conn);
     return;
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
-    nt_warn(&p->client->log,
+    nt_warn(LOG(p),
             "%s: %u connections already wait for the peer; dropping one",
             p->name, NT_PEER_MAX_WAITING);
-    nt_tunnel_fail(t, NATTER_ERR_NOMEM,
-                   "too many connections waiting for the peer");
+    w->failed(w, NATTER_ERR_NOMEM,
+              "too many connections waiting for the peer");
     return;
   }
-  nt_tunnel_set_next_waiting(t, p->waiting);
-  p->waiting = t;
+  TAILQ_INSERT_TAIL(&p->waiting, w, link); /* first come, first served */
+  w->peer = p;
   p->nwaiting++;
   if (p->state != NT_PEER_IDLE) {
     return; /* already on its way */
@@ -143,29 +235,30 @@ void nt_peer_submit(nt_peer *p, nt_tunnel *t) {
   p->initiator = 1;
   p->state = NT_PEER_INTRODUCING;
   p->deadline_ns = nt_monotonic_ns() +
-                   (uint64_t)p->client->connect_timeout_ms * 1000000ull;
+                   (uint64_t)ENV(p)->connect_timeout_ms * 1000000ull;
   arm_peer_timer(p, p->deadline_ns);
-  if (nt_client_request_peer(p->client, p) != 0) {
-    nt_debug(&p->client->log, "%s: waiting for the broker session before "
-                             "asking for the peer",
-            p->name);
+  if (!request(p)) {
+    nt_debug(LOG(p),
+             "%s: waiting for the broker session before asking for the peer",
+             p->name);
   }
 }
 
-void nt_peer_broker_ready(natter_client *c) {
-  for (nt_peer *p = c->peers; p; p = p->next) {
+void nt_peers_broker_ready(nt_peers *peers) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
     if (p->state == NT_PEER_INTRODUCING && p->initiator) {
-      nt_client_request_peer(c, p);
+      request(p);
     }
   }
 }
 
 /* Bounds: matched by request_id to a peer we asked for, else dropped; the
- * broker's message is shown only as printable ASCII of at most 150 bytes. */
-void nt_peer_on_connect_result(natter_client *c, uint32_t request_id,
-                               int code, const char *message) {
+ * client passes the broker's message only when printable. */
+void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,
+                                int error, const char *message) {
   nt_peer *p;
-  for (p = c->peers; p; p = p->next) {
+  TAILQ_FOREACH(p, &peers->list, link) {
     if (p->request_id == request_id && p->state == NT_PEER_INTRODUCING) {
       break;
     }
@@ -173,32 +266,33 @@ void nt_peer_on_connect_result(natter_client *c, uint32_t request_id,
   if (!p) {
     return;
   }
-  switch (code) {
-  case NATTER__CODE__PEER_UNKNOWN:
+  switch (error) {
+  case NATTER_ERR_PEER_UNKNOWN:
     peer_fail(p, NATTER_ERR_PEER_UNKNOWN,
               "peer \"%s\" is unknown at the broker: check the name, and "
               "that %s runs natter with this broker",
               p->name, p->name);
     break;
-  case NATTER__CODE__PEER_NOT_LISTENING:
+  case NATTER_ERR_PEER_NOT_LISTENING:
     peer_fail(p, NATTER_ERR_PEER_NOT_LISTENING,
               "peer \"%s\" is not listening: start it with -listen", p->name);
     break;
   default:
     peer_fail(p, NATTER_ERR_BROKER, "broker refused to connect us to %s: %s",
-              p->name,
-              nt_wire_string_ok(message, 150) ? message : "no reason");
+              p->name, message && message[0] ? message : "no reason");
     break;
   }
 }
+
+/* ---- hole punching ---- */
 
 static void punch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
                        void *ud) {
   nt_peer *p = ud;
   char addr[NT_ADDR_STRLEN];
-  nt_debug(&p->client->log, "%s: probe -> %s", p->name,
+  nt_debug(LOG(p), "%s: probe -> %s", p->name,
            nt_addr_str((const struct sockaddr *)&to->ss, addr));
-  nt_endpoint_sendto(p->client->ep, pkt, len, (const struct sockaddr *)&to->ss,
+  nt_endpoint_sendto(ENV(p)->ep, pkt, len, (const struct sockaddr *)&to->ss,
                      to->len);
 }
 
@@ -222,15 +316,14 @@ static void describe_candidates(const nt_peer *p, char *out, size_t outlen) {
 /* One line that says what was tried, what came back, what each NAT does,
  * and what to do about it. */
 static void report_punch_failure(nt_peer *p) {
-  natter_client *c = p->client;
+  const nt_peers_env *env = ENV(p);
   char cands[400], us[NT_ADDR_STRLEN], them[NT_ADDR_STRLEN];
   char seen[NT_ADDR_STRLEN + 80] = "", advice[300];
-  int we_symmetric = c->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
-  int they_symmetric =
-      p->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION;
+  int we_symmetric = env->self->mapping == NT_MAPPING_PER_DESTINATION;
+  int they_symmetric = p->mapping == NT_MAPPING_PER_DESTINATION;
 
   describe_candidates(p, cands, sizeof(cands));
-  nt_addr_str((struct sockaddr *)&c->observed.ss, us);
+  nt_addr_str((struct sockaddr *)&env->self->observed.ss, us);
   nt_addr_str((struct sockaddr *)&p->observed.ss, them);
   if (p->have_probe_from &&
       !nt_addr_equal((struct sockaddr *)&p->probe_from.ss,
@@ -246,7 +339,7 @@ static void report_punch_failure(nt_peer *p) {
              "side has a public address or a forwarded UDP port: run one side "
              "where it has one, or forward a UDP port to it and pass -port",
              we_symmetric && they_symmetric ? "both sides"
-             : we_symmetric                 ? c->name
+             : we_symmetric                 ? env->self_name
                                             : p->name);
   } else if (p->punch.probes_seen) {
     snprintf(advice, sizeof(advice),
@@ -261,17 +354,16 @@ static void report_punch_failure(nt_peer *p) {
   peer_fail(p, NATTER_ERR_PUNCH,
             "hole punching to %s failed after %u s: tried %s; %s. The broker "
             "saw %s at %s (NAT %s) and %s at %s%s (NAT %s). %s",
-            p->name, c->connect_timeout_ms / 1000, cands,
+            p->name, env->connect_timeout_ms / 1000, cands,
             p->punch.probes_seen
                 ? "probes from the peer arrived but none of ours was answered"
                 : "no probe from the peer arrived and none was answered",
-            c->name, us, nt_mapping_name(c->mapping), p->name, them, seen,
-            nt_mapping_name(p->mapping), advice);
+            env->self_name, us, nt_mapping_name(env->self->mapping), p->name,
+            them, seen, nt_mapping_name(p->mapping), advice);
 }
 
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   nt_peer *p = arg;
-  natter_client *c = p->client;
   uint64_t now = nt_monotonic_ns();
   (void)fd;
   (void)what;
@@ -285,7 +377,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (!p->initiator) {
       /* The initiator reports failures; we just stop probing. */
-      nt_debug(&c->log, "%s: no connection came; stopped probing", p->name);
+      nt_debug(LOG(p), "%s: no connection came; stopped probing", p->name);
       peer_reset(p, 0, NULL);
       return;
     }
@@ -296,7 +388,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     peer_fail(p, NATTER_ERR_TIMEOUT,
               "no introduction to %s from the broker in %u s: is the broker "
               "reachable?",
-              p->name, c->connect_timeout_ms / 1000);
+              p->name, ENV(p)->connect_timeout_ms / 1000);
     return;
   }
   if (p->state == NT_PEER_CONNECTING && now >= p->deadline_ns) {
@@ -320,34 +412,27 @@ static int has_candidate(const nt_addr *cands, size_t n,
   return 0;
 }
 
-/* Bounds: the peer's name is a valid name (spec.c), its key exactly
- * NT_FINGERPRINT_LEN bytes, the nonce NT_PUNCH_NONCE_LEN, at most
- * NT_MAX_LOCAL_ADDRS local addresses, each of the endpoint's family with a
- * valid length and a non-zero port; an unknown NAT mapping reads
- * "unknown". Stale or unasked-for introductions are dropped. */
-void nt_peer_on_introduction(natter_client *c, const void *msg) {
-  const Natter__Introduction *in = msg;
+/* Bounds: the client has checked the introduction (client.c); here only
+ * candidates of the endpoint's family are kept, at most
+ * NT_PUNCH_MAX_CANDIDATES, duplicates dropped. Stale or unasked-for
+ * introductions are dropped. */
+void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
+  const nt_peers_env *env = &peers->env;
   nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
   size_t n = 0;
   nt_peer *p;
 
-  if (!nt_name_valid(in->peer) || in->peer_key.len != NT_FINGERPRINT_LEN ||
-      in->nonce.len != NT_PUNCH_NONCE_LEN ||
-      in->n_local_addrs > NT_MAX_LOCAL_ADDRS) {
-    nt_warn(&c->log, "malformed introduction from the broker; ignored");
-    return;
-  }
   if (in->request_id) {
-    p = nt_peer_find(c, in->peer);
+    p = nt_peers_find(peers, in->name);
     if (!p || p->request_id != in->request_id ||
         p->state != NT_PEER_INTRODUCING) {
       return; /* stale */
     }
   } else {
-    if (!c->listen) {
+    if (!env->listen) {
       return; /* the broker should not have sent it */
     }
-    p = nt_peer_get(c, in->peer);
+    p = nt_peers_get(peers, in->name);
     if (!p) {
       return;
     }
@@ -355,7 +440,8 @@ void nt_peer_on_introduction(natter_client *c, const void *msg) {
      * would wait for the other to connect. The smaller name keeps the
      * initiator's role; the other yields to it. */
     if (p->initiator && p->state != NT_PEER_IDLE &&
-        p->state != NT_PEER_CONNECTED && strcmp(c->name, p->name) < 0) {
+        p->state != NT_PEER_CONNECTED &&
+        strcmp(env->self_name, p->name) < 0) {
       return;
     }
     if (p->conn) {
@@ -366,42 +452,39 @@ void nt_peer_on_introduction(natter_client *c, const void *msg) {
       nt_conn_close(old, 0, "superseded by a new connection");
     }
     p->initiator = 0;
-    p->deadline_ns = nt_monotonic_ns() +
-                     (uint64_t)c->connect_timeout_ms * 1000000ull;
+    p->deadline_ns =
+        nt_monotonic_ns() + (uint64_t)env->connect_timeout_ms * 1000000ull;
   }
-  memcpy(p->key, in->peer_key.data, NT_FINGERPRINT_LEN);
-  memset(&p->observed, 0, sizeof(p->observed));
-  p->mapping = in->peer_mapping;
-  if (nt_wire_addr_to_sockaddr(&p->mapped, in->peer_mapped) != 0) {
-    memset(&p->mapped, 0, sizeof(p->mapped));
-  }
-  if (nt_wire_addr_to_sockaddr(&p->observed, in->observed) == 0 &&
-      p->observed.ss.ss_family == nt_endpoint_family(c->ep)) {
+  memcpy(p->key, in->key, NT_FINGERPRINT_LEN);
+  p->observed = in->observed;
+  p->mapping = in->mapping;
+  p->mapped = in->mapped;
+  if (p->observed.len &&
+      p->observed.ss.ss_family == nt_endpoint_family(env->ep)) {
     cands[n++] = p->observed;
   }
-  for (size_t i = 0; i < in->n_local_addrs && n < NT_PUNCH_MAX_CANDIDATES;
-       i++) {
-    nt_addr a;
-    if (nt_wire_addr_to_sockaddr(&a, in->local_addrs[i]) == 0 &&
-        a.ss.ss_family == nt_endpoint_family(c->ep) &&
-        !has_candidate(cands, n, (struct sockaddr *)&a.ss)) {
-      cands[n++] = a; /* a public LAN address repeats the observed one */
+  for (size_t i = 0; i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
+    const nt_addr *a = &in->local[i];
+    if (a->ss.ss_family == nt_endpoint_family(env->ep) &&
+        !has_candidate(cands, n, (const struct sockaddr *)&a->ss)) {
+      cands[n++] = *a; /* a public LAN address repeats the observed one */
     }
   }
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[400];
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
   p->have_probe_from = 0;
-  nt_punch_init(&p->punch, in->nonce.data, cands, n, nt_monotonic_ns(),
-                (uint64_t)c->connect_timeout_ms * 1000000ull);
+  nt_punch_init(&p->punch, in->nonce, cands, n, nt_monotonic_ns(),
+                (uint64_t)env->connect_timeout_ms * 1000000ull);
   describe_candidates(p, desc, sizeof(desc));
-  nt_info(&c->log, "%s: introduced (key %.16s...), probing %s", p->name, hex,
-          n ? desc : "(no usable candidate)");
+  nt_info(env->log, "%s: introduced (key %.16s...), probing %s", p->name,
+          hex, n ? desc : "(no usable candidate)");
   peer_timer_cb(-1, 0, p);
 }
 
-static nt_peer *peer_by_nonce(natter_client *c, const uint8_t *nonce) {
-  for (nt_peer *p = c->peers; p; p = p->next) {
+static nt_peer *peer_by_nonce(nt_peers *peers, const uint8_t *nonce) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
     if ((p->state == NT_PEER_PUNCHING || p->state == NT_PEER_CONNECTING) &&
         memcmp(p->punch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
       return p;
@@ -410,22 +493,23 @@ static nt_peer *peer_by_nonce(natter_client *c, const uint8_t *nonce) {
   return NULL;
 }
 
-void nt_peer_on_datagram(natter_client *c, const uint8_t *data, size_t len,
-                         const struct sockaddr *from, socklen_t fromlen) {
+void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
+                          const struct sockaddr *from, socklen_t fromlen) {
+  const nt_peers_env *env = &peers->env;
   uint8_t nonce[NT_PUNCH_NONCE_LEN], reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
   int type = nt_punch_decode(data, len, nonce);
-  nt_peer *p = type ? peer_by_nonce(c, nonce) : NULL;
+  nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
 
   if (!p || fromlen > sizeof(p->probe_from.ss)) {
     return;
   }
   if (type == NT_PUNCH_PROBE) {
     p->punch.probes_seen++;
-    nt_debug(&c->log, "%s: probe <- %s, answering", p->name,
+    nt_debug(env->log, "%s: probe <- %s, answering", p->name,
              nt_addr_str(from, addr));
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
-    nt_endpoint_sendto(c->ep, reply, sizeof(reply), from, fromlen);
+    nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
     if (!p->have_probe_from) {
       memcpy(&p->probe_from.ss, from, fromlen);
       p->probe_from.len = fromlen;
@@ -440,10 +524,10 @@ void nt_peer_on_datagram(natter_client *c, const uint8_t *data, size_t len,
       nt_addr *a = &p->punch.candidates[p->punch.ncandidates++];
       memcpy(&a->ss, from, fromlen);
       a->len = fromlen;
-      nt_info(&c->log, "%s: new candidate %s (seen in its probe)", p->name,
+      nt_info(env->log, "%s: new candidate %s (seen in its probe)", p->name,
               nt_addr_str(from, addr));
       nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
-      nt_endpoint_sendto(c->ep, reply, sizeof(reply), from, fromlen);
+      nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
     }
     return;
   }
@@ -452,20 +536,21 @@ void nt_peer_on_datagram(natter_client *c, const uint8_t *data, size_t len,
   if (!p->initiator || p->state != NT_PEER_PUNCHING) {
     return;
   }
-  nt_info(&c->log, "%s: %s answered; connecting", p->name,
+  nt_info(env->log, "%s: %s answered; connecting", p->name,
           nt_addr_str(from, addr));
   p->state = NT_PEER_CONNECTING;
-  if (nt_endpoint_connect(c->ep, from, fromlen, p->key, &peer_conn_callbacks,
-                          p, &p->conn) != 0) {
+  if (nt_endpoint_connect(env->ep, from, fromlen, p->key,
+                          &peer_conn_callbacks, p, &p->conn) != 0) {
     p->conn = NULL;
     peer_fail(p, NATTER_ERR_SOCKET, "cannot start a connection to %s",
               p->name);
   }
 }
 
-int nt_peer_accept(natter_client *c, const struct sockaddr *from,
-                   nt_accept_params *params) {
-  for (nt_peer *p = c->peers; p; p = p->next) {
+int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
+                    nt_accept_params *params) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
     if (p->initiator || p->state != NT_PEER_PUNCHING || !p->have_probe_from ||
         !nt_addr_equal((struct sockaddr *)&p->probe_from.ss, from)) {
       continue;
@@ -479,6 +564,8 @@ int nt_peer_accept(natter_client *c, const struct sockaddr *from,
   return 0;
 }
 
+/* ---- the connection ---- */
+
 static void peer_conn_established(nt_conn *conn, void *ud) {
   nt_peer *p = ud;
   char addr[NT_ADDR_STRLEN];
@@ -488,9 +575,9 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   p->conn = conn;
   p->state = NT_PEER_CONNECTED;
   event_del(p->timer);
-  nt_client_emit(p->client, NATTER_EVENT_PEER_CONNECTED, 0, p->name,
-                 "connected to %s at %s (direct, key verified)", p->name,
-                 nt_addr_str(nt_conn_remote_addr(conn), addr));
+  emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
+       "connected to %s at %s (direct, key verified)", p->name,
+       nt_addr_str(nt_conn_remote_addr(conn), addr));
   start_waiting(p);
 }
 
@@ -508,11 +595,11 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
   }
   if (was_connected) {
     peer_reset(p, 0, NULL);
-    nt_client_emit(p->client, NATTER_EVENT_PEER_DISCONNECTED, 0, p->name,
-                   "connection to %s closed (%s)", p->name,
-                   reason == NT_CLOSE_IDLE ? "peer stopped answering"
-                   : message && message[0] ? message
-                                           : "closed");
+    emit(p, NATTER_EVENT_PEER_DISCONNECTED, 0, "connection to %s closed (%s)",
+         p->name,
+         reason == NT_CLOSE_IDLE ? "peer stopped answering"
+         : message && message[0] ? message
+                                 : "closed");
     return;
   }
   if (reason == NT_CLOSE_KEY_MISMATCH) {
@@ -528,7 +615,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
                                                    : "TLS error");
   } else {
     peer_reset(p, 0, NULL);
-    nt_warn(&p->client->log, "%s: incoming connection failed%s", p->name,
+    nt_warn(LOG(p), "%s: incoming connection failed%s", p->name,
             reason == NT_CLOSE_KEY_MISMATCH ? " (key mismatch)" : "");
   }
 }
@@ -537,20 +624,8 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
   nt_peer *p = ud;
   (void)conn;
   if (!p) {
-    nt_stream_reset(s, NATTER__CODE__INTERNAL);
+    nt_stream_reset(s, NT_OPEN_INTERNAL);
     return;
   }
-  nt_tunnel_accept_stream(p->client, p, s);
-}
-
-void nt_peer_free_all(natter_client *c) {
-  while (c->peers) {
-    nt_peer *p = c->peers;
-    c->peers = p->next;
-    if (p->conn) {
-      nt_conn_set_user_data(p->conn, NULL);
-    }
-    event_free(p->timer);
-    free(p);
-  }
+  ENV(p)->callbacks->stream(p->name, s, ENV(p)->user_data);
 }

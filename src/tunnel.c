@@ -10,14 +10,15 @@
  *
  * A command's stream carries frames from listener to opener (cmdframe.h),
  * so that stderr and the exit status reach the opener. */
-#include <arpa/inet.h>
+#include "tunnel.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/dns.h>
+#include <event2/event.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,23 +28,20 @@
 
 #include "child.h"
 #include "cmdframe.h"
-#include "client_internal.h"
-#include "wire_msg.h"
+#include "stream_header.h"
+#include "wire.h"
 #ifdef NATTER_HOSTILE_PEER
 #include "hostile.h" /* tests/hostile: test builds only */
 #endif
 
-#define TUNNEL_CONNECT_TIMEOUT_S 10
 #define TUNNEL_READ_MAX (256 * 1024)
-#define MAX_ARGV 256
 
 typedef enum tunnel_state {
   T_WAIT_PEER,   /* opener: local connection waits for the peer */
   T_WAIT_RESULT, /* opener: StreamOpen sent */
   T_WAIT_OPEN,   /* listener: waiting for StreamOpen */
   T_REFUSED,     /* listener: refused; waits for the opener to reset */
-  T_RESOLVING,   /* listener: looking up the target */
-  T_CONNECTING,  /* listener: TCP connect in progress */
+  T_CONNECTING,  /* listener: reaching the target (target.c) */
   T_OPEN,        /* bytes flow */
   T_DONE         /* finished; freed from the loop */
 } tunnel_state;
@@ -59,17 +57,18 @@ typedef struct local_fd {
 } local_fd;
 
 struct nt_tunnel {
-  natter_client *client;
-  nt_forward *forward; /* opener side; NULL on the listener */
+  const nt_tunnel_env *env;
+  nt_tunnel_target target; /* opener: what and where; strings below */
+  nt_peer_waiter waiter;   /* opener: queued for the peer connection */
   tunnel_state state;
   int opener;
   local_fd in, out;
   int err_fd;          /* opener: where the remote stderr goes */
   nt_stream *stream;
-  struct event *read_ev, *write_ev, *timer, *free_ev;
+  struct event *read_ev, *write_ev, *free_ev;
   struct evbuffer *to_local; /* stream bytes the local end did not take */
   nt_wire_reader *reader;    /* only until the header exchange is done */
-  struct evdns_getaddrinfo_request *dns_req;
+  nt_target *connecting;     /* listener: reaching host:port */
   int in_done;      /* local input reached EOF (or is not read any more) */
   int stream_fin;   /* FIN from the peer seen */
   int out_shut;     /* local output closed after the peer's FIN */
@@ -89,8 +88,7 @@ struct nt_tunnel {
   char peer[NT_NAME_MAX + 1];
   char host[NT_HOST_MAX + 1];
   uint16_t port;
-  nt_tunnel *next_waiting;
-  nt_tunnel *next, *prev;
+  TAILQ_ENTRY(nt_tunnel) link; /* env->all */
 };
 
 static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
@@ -98,28 +96,21 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
 static void tunnel_stream_room(nt_stream *s, void *ud);
 static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
                                  void *ud);
-static void connect_done(nt_tunnel *t, int soerr);
 static void pump_input(nt_tunnel *t);
 
 static const nt_stream_callbacks tunnel_stream_callbacks = {
     tunnel_stream_recv, tunnel_stream_room, tunnel_stream_closed};
 static const nt_stream_callbacks no_callbacks = {NULL, NULL, NULL};
 
-nt_tunnel *nt_tunnel_next_waiting(nt_tunnel *t) {
-  return t->next_waiting;
+nt_peer_waiter *nt_tunnel_waiter(nt_tunnel *t) {
+  return &t->waiter;
 }
 
-void nt_tunnel_set_next_waiting(nt_tunnel *t, nt_tunnel *next) {
-  t->next_waiting = next;
-}
-
-const char *nt_tunnel_peer(const nt_tunnel *t) {
-  return t->peer;
-}
-
-size_t nt_tunnel_count_for_peer(natter_client *c, const char *peer) {
+size_t nt_tunnel_count_for_peer(const struct nt_tunnel_list *all,
+                                const char *peer) {
+  const nt_tunnel *t;
   size_t n = 0;
-  for (nt_tunnel *t = c->tunnels; t; t = t->next) {
+  TAILQ_FOREACH(t, all, link) {
     n += t->stream && strcmp(t->peer, peer) == 0;
   }
   return n;
@@ -174,23 +165,14 @@ static void arm_read(nt_tunnel *t) {
 /* ---- lifetime ---- */
 
 static void release(nt_tunnel *t) {
-  natter_client *c = t->client;
-  if (t->prev) {
-    t->prev->next = t->next;
-  } else {
-    c->tunnels = t->next;
+  TAILQ_REMOVE(t->env->all, t, link);
+  if (t->target.callbacks && t->target.callbacks->gone) {
+    t->target.callbacks->gone(t, t->target.user_data);
   }
-  if (t->next) {
-    t->next->prev = t->prev;
-  }
-  if (t->forward && t->forward->stats.active > 0) {
-    t->forward->stats.active--;
-  }
-  if (t->dns_req) {
-    evdns_getaddrinfo_cancel(t->dns_req);
-  }
-  struct event *evs[] = {t->read_ev, t->write_ev,  t->timer,
-                         t->free_ev, t->stderr_ev, t->exit_ev};
+  nt_peer_waiter_cancel(&t->waiter);
+  nt_target_cancel(t->connecting);
+  struct event *evs[] = {t->read_ev, t->free_ev, t->write_ev, t->stderr_ev,
+                         t->exit_ev};
   for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
     if (evs[i]) {
       event_free(evs[i]);
@@ -237,8 +219,8 @@ static void describe(const nt_tunnel *t, char *out, size_t outlen) {
 }
 
 static void local_name(const nt_tunnel *t, char *out, size_t outlen) {
-  if (t->forward && t->forward->local_port) {
-    snprintf(out, outlen, "local port %u", t->forward->local_port);
+  if (t->target.local_port) {
+    snprintf(out, outlen, "local port %u", t->target.local_port);
   } else {
     snprintf(out, outlen, "stdin/stdout");
   }
@@ -261,20 +243,21 @@ static void report(nt_tunnel *t, natter_event_type type, int error,
       return;
     }
     t->failed = 1;
-    if (t->forward) {
-      t->forward->stats.failures++;
-    }
   }
+  if (!t->target.callbacks) {
+    return; /* the owner is gone */
+  }
+  char line[sizeof(msg) + sizeof(where) + sizeof(what) + 8];
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   local_name(t, where, sizeof(where));
   describe(t, what, sizeof(what));
-  nt_client_emit_forward(t->client, type, t->quiet, error, t->peer,
-                         t->forward,
-                         type == NATTER_EVENT_FORWARD_CLOSED ? t->exit_status
-                                                             : -1,
-                         "%s -> %s: %s", where, what, msg);
+  snprintf(line, sizeof(line), "%s -> %s: %s", where, what, msg);
+  t->target.callbacks->event(
+      t, type, error, t->quiet,
+      type == NATTER_EVENT_FORWARD_CLOSED ? t->exit_status : -1, line,
+      t->target.user_data);
 }
 
 /* Ends the tunnel: a reset when |abort|, so the far end sees an abort
@@ -290,7 +273,7 @@ static void tunnel_end(nt_tunnel *t, int abort) {
     nt_stream_consume(t->stream, evbuffer_get_length(t->to_local));
     nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
     if (abort) {
-      nt_stream_reset(t->stream, NATTER__CODE__INTERNAL);
+      nt_stream_reset(t->stream, NT_OPEN_INTERNAL);
     }
     t->stream = NULL;
   }
@@ -298,8 +281,7 @@ static void tunnel_end(nt_tunnel *t, int abort) {
     struct linger lg = {1, 0};
     setsockopt(t->in.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   }
-  struct event *evs[] = {t->read_ev, t->write_ev, t->timer, t->stderr_ev,
-                         t->exit_ev};
+  struct event *evs[] = {t->read_ev, t->write_ev, t->stderr_ev, t->exit_ev};
   for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
     if (evs[i]) {
       event_del(evs[i]);
@@ -375,8 +357,8 @@ static void pump_input(nt_tunnel *t) {
                   ? read_framed(t, t->in.fd, NT_CMDFRAME_STDOUT, room)
                   : nt_stream_read_fd(t->stream, t->in.fd, room);
   if (n > 0) {
-    if (t->forward) {
-      t->forward->stats.bytes_sent += (uint64_t)n;
+    if (t->target.stats) {
+      t->target.stats->bytes_sent += (uint64_t)n;
     }
     if (t->in.always_ready) {
       arm_read(t);
@@ -495,14 +477,8 @@ static ssize_t write_local(nt_tunnel *t, const uint8_t *data, size_t len) {
 
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
   nt_tunnel *t = arg;
+  (void)fd;
   (void)what;
-  if (t->state == T_CONNECTING) {
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-    connect_done(t, soerr);
-    return;
-  }
   size_t pending = evbuffer_get_length(t->to_local);
   if (pending == 0) {
     event_del(t->write_ev);
@@ -567,8 +543,8 @@ static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
   if (len == 0) {
     return;
   }
-  if (t->forward) {
-    t->forward->stats.bytes_received += len;
+  if (t->target.stats) {
+    t->target.stats->bytes_received += len;
   }
   if (t->out.fd < 0 || t->out_shut) {
     nt_stream_consume(t->stream, len); /* nowhere to go: discard */
@@ -672,16 +648,17 @@ static void recv_frames(nt_tunnel *t, const uint8_t *data, size_t len) {
 
 /* ---- header exchange ---- */
 
-static void send_result(nt_tunnel *t, Natter__Code code, const char *msg) {
-  Natter__StreamOpenResult res = NATTER__STREAM_OPEN_RESULT__INIT;
-  res.code = code;
-  res.message = (char *)msg;
-  nt_wire_write_msg(t->stream, &res.base);
+static void send_result(nt_tunnel *t, nt_open_code code, const char *msg) {
+  uint8_t buf[NT_STREAM_HEADER_MAX];
+  size_t n = nt_open_result_encode(buf, code, msg);
+  if (n == 0 || nt_stream_write(t->stream, buf, n) != 0) {
+    nt_debug(t->env->log, "cannot answer %s's stream (closed)", t->peer);
+  }
 }
 
 /* Listener: answers with an error and waits for the opener to reset. */
-static void refuse(nt_tunnel *t, Natter__Code code, const char *msg) {
-  nt_info(&t->client->log, "refused a stream from %s: %s", t->peer, msg);
+static void refuse(nt_tunnel *t, nt_open_code code, const char *msg) {
+  nt_info(t->env->log, "refused a stream from %s: %s", t->peer, msg);
   send_result(t, code, msg);
   nt_stream_shutdown_write(t->stream);
   t->state = T_REFUSED;
@@ -694,10 +671,6 @@ static void start_relay(nt_tunnel *t) {
   t->state = T_OPEN;
   free(t->reader);
   t->reader = NULL;
-  event_del(t->timer);
-  if (t->write_ev) {
-    event_del(t->write_ev);
-  }
   arm_read(t);
   /* Bytes (and a FIN) that came while the target was being connected. */
   if (evbuffer_get_length(t->to_local) > 0) {
@@ -708,7 +681,7 @@ static void start_relay(nt_tunnel *t) {
 }
 
 static int make_local_events(nt_tunnel *t) {
-  struct event_base *base = t->client->base;
+  struct event_base *base = t->env->base;
   t->read_ev = event_new(base, t->in.always_ready ? -1 : t->in.fd,
                          t->in.always_ready ? 0 : EV_READ | EV_PERSIST,
                          read_cb, t);
@@ -718,282 +691,118 @@ static int make_local_events(nt_tunnel *t) {
   return t->read_ev && t->write_ev ? 0 : -1;
 }
 
-static void connect_done(nt_tunnel *t, int soerr) {
-  char msg[300];
-  if (soerr == 0) {
-    int one = 1;
-    setsockopt(t->in.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    send_result(t, NATTER__CODE__OK, "");
-    start_relay(t);
+/* Listener: target.c reached host:port, or says why not. */
+static void target_done(const nt_target_result *r, void *ud) {
+  nt_tunnel *t = ud;
+  t->connecting = NULL;
+  if (r->code != NT_OPEN_OK) {
+    refuse(t, r->code, r->message);
     return;
   }
-  event_free(t->read_ev);
-  event_free(t->write_ev);
-  t->read_ev = t->write_ev = NULL;
-  local_fd_close(&t->in);
-  t->out.fd = -1;
-  if (soerr == ECONNREFUSED) {
-    snprintf(msg, sizeof(msg),
-             "connection refused by %.80s:%u on %s: nothing listens there",
-             t->host, t->port, t->client->name);
-  } else {
-    snprintf(msg, sizeof(msg), "cannot connect to %.80s:%u on %s: %s",
-             t->host, t->port, t->client->name, strerror(soerr));
-  }
-  refuse(t,
-         soerr == ECONNREFUSED ? NATTER__CODE__REFUSED
-         : soerr == ETIMEDOUT  ? NATTER__CODE__TIMEOUT
-                               : NATTER__CODE__UNREACHABLE,
-         msg);
-}
-
-static void connect_to(nt_tunnel *t, const struct sockaddr *sa,
-                       socklen_t salen) {
-  struct timeval tv = {TUNNEL_CONNECT_TIMEOUT_S, 0};
-  int allowed = nt_addr_is_loopback(sa) ||
-                nt_client_target_allowed(t->client, t->host, t->port);
-  if (!allowed) {
-    char msg[512];
-    char target[100]; /* as a rule writes it: an IPv6 host in brackets */
-    int v6 = strchr(t->host, ':') != NULL;
-    snprintf(target, sizeof(target), "%s%.80s%s:%u", v6 ? "[" : "", t->host,
-             v6 ? "]" : "", t->port);
-    if (nt_access_has_target_rules(t->client->access)) {
-      snprintf(msg, sizeof(msg),
-               "%s's -allow rules do not include %s; add -allow %s there to "
-               "permit it",
-               t->client->name, target, target);
-    } else {
-      snprintf(msg, sizeof(msg),
-               "%s allows only its own loopback by default; to reach %s, "
-               "start %s with -allow %s",
-               t->client->name, target, t->client->name, target);
-    }
-    refuse(t, NATTER__CODE__DENIED, msg);
-    return;
-  }
-  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  0);
-  if (fd < 0) {
-    char msg[200];
-    snprintf(msg, sizeof(msg), "cannot create a socket on %s: %s",
-             t->client->name, strerror(errno));
-    refuse(t, NATTER__CODE__INTERNAL, msg);
-    return;
-  }
-  local_fd_init(&t->in, fd);
+  int one = 1;
+  setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  local_fd_init(&t->in, r->fd);
   t->out = t->in;
   t->out.restore_flags = -1;
   if (make_local_events(t) != 0) {
-    refuse(t, NATTER__CODE__INTERNAL, "out of memory");
+    refuse(t, NT_OPEN_INTERNAL, "out of memory");
     return;
   }
-  t->state = T_CONNECTING;
-  if (connect(fd, sa, salen) == 0) {
-    connect_done(t, 0);
-    return;
-  }
-  if (errno != EINPROGRESS) {
-    connect_done(t, errno);
-    return;
-  }
-  event_add(t->write_ev, NULL);
-  event_add(t->timer, &tv);
+  send_result(t, NT_OPEN_OK, "");
+  start_relay(t);
 }
 
-static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
-  nt_tunnel *t = arg;
-  t->dns_req = NULL;
-  if (result == EVUTIL_EAI_CANCEL) {
-    return;
-  }
-  if (result != 0 || !res) {
-    char msg[300];
-    snprintf(msg, sizeof(msg), "cannot resolve %.80s on %s: %s", t->host,
-             t->client->name, evutil_gai_strerror(result));
-    if (res) {
-      evutil_freeaddrinfo(res);
-    }
-    refuse(t, NATTER__CODE__UNREACHABLE, msg);
-    return;
-  }
-  connect_to(t, res->ai_addr, (socklen_t)res->ai_addrlen);
-  evutil_freeaddrinfo(res);
-}
-
-static int command_allowed(natter_client *c, const char *const *argv,
-                           size_t argc) {
-  return nt_access_command_allowed(c->access, argv, argc);
-}
-
-static void start_command(nt_tunnel *t, const Natter__StreamOpen *open) {
-  char err[300], msg[400];
-  natter_client *c = t->client;
+static void start_command(nt_tunnel *t, const nt_open_request *req) {
+  nt_target_result r;
+  const nt_tunnel_env *env = t->env;
 
   t->command = 1;
-  if (open->n_argv > MAX_ARGV) {
-    refuse(t, NATTER__CODE__BAD_REQUEST, "too many arguments");
-    return;
-  }
-  for (size_t i = 0; i < open->n_argv; i++) {
-    if (!open->argv[i]) {
-      refuse(t, NATTER__CODE__BAD_REQUEST, "malformed arguments");
-      return;
-    }
-  }
-  const char *program = open->argv[0];
-  if (!command_allowed(c, (const char *const *)open->argv, open->n_argv)) {
-    if (nt_access_has_command_rules(c->access)) {
-      snprintf(msg, sizeof(msg),
-               "remote command \"%.100s\" is not allowed on %s (it may run "
-               "only what -allow-command lists)",
-               program, c->name);
-    } else {
-      snprintf(msg, sizeof(msg),
-               "remote commands are not allowed on %s (start it with "
-               "-allow-command PROGRAM)",
-               c->name);
-    }
-    refuse(t, NATTER__CODE__DENIED, msg);
-    return;
-  }
 #ifdef NATTER_HOSTILE_PEER
-  if (nt_hostile_command(t->stream, open->argv, open->n_argv)) {
+  if (nt_access_command_allowed(env->target.access,
+                                (const char *const *)req->argv, req->argc) &&
+      nt_hostile_command(t->stream, req->argv, req->argc)) {
     t->state = T_REFUSED; /* misbehaved; waits for the opener's reset */
     return;
   }
 #endif
-  /* execvp wants a NULL-terminated array; protobuf-c gives a counted one. */
-  char **argv = calloc(open->n_argv + 1, sizeof(char *));
-  if (!argv) {
-    refuse(t, NATTER__CODE__INTERNAL, "out of memory");
-    return;
-  }
-  memcpy(argv, open->argv, open->n_argv * sizeof(char *));
-  int rv = nt_child_spawn(&t->child, argv, err, sizeof(err));
-  free(argv);
-  if (rv != 0) {
-    snprintf(msg, sizeof(msg), "%s on %s", err, c->name);
-    refuse(t, NATTER__CODE__UNREACHABLE, msg);
+  if (nt_target_spawn(&env->target, req->argv, req->argc, &t->child, &r) !=
+      NT_OPEN_OK) {
+    refuse(t, r.code, r.message);
     return;
   }
   t->have_child = 1;
-  nt_info(&c->log, "%s runs \"%.100s\" (pid %d)", t->peer, program,
+  nt_info(env->log, "%s runs \"%.100s\" (pid %d)", t->peer, req->argv[0],
           (int)t->child.pid);
   local_fd_init(&t->in, t->child.stdout_fd);
   local_fd_init(&t->out, t->child.stdin_fd);
-  t->stderr_ev = event_new(c->base, t->child.stderr_fd, EV_READ | EV_PERSIST,
-                           stderr_cb, t);
-  t->exit_ev = event_new(c->base, t->child.pidfd, EV_READ | EV_PERSIST,
+  t->stderr_ev = event_new(env->base, t->child.stderr_fd,
+                           EV_READ | EV_PERSIST, stderr_cb, t);
+  t->exit_ev = event_new(env->base, t->child.pidfd, EV_READ | EV_PERSIST,
                          exit_cb, t);
   if (make_local_events(t) != 0 || !t->stderr_ev || !t->exit_ev) {
-    refuse(t, NATTER__CODE__INTERNAL, "out of memory");
+    refuse(t, NT_OPEN_INTERNAL, "out of memory");
     return;
   }
   event_add(t->stderr_ev, NULL);
   event_add(t->exit_ev, NULL);
-  send_result(t, NATTER__CODE__OK, "");
+  send_result(t, NT_OPEN_OK, "");
   start_relay(t);
 }
 
-/* Listener: the opener's StreamOpen. Bounds: the body is one wire frame
- * (<= NT_WIRE_MAX_MSG bytes, wire.c); host printable ASCII of at most
- * NT_HOST_MAX bytes; port 1..65535 unless a command; argv at most MAX_ARGV
- * strings, none NULL. argv strings may hold any bytes (they are a
- * command's arguments): they reach logs only through nt_escape. */
+/* Listener: the opener's StreamOpen, checked by nt_open_request_decode
+ * (stream_header.h says what it bounds). */
 static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
-  Natter__StreamOpen *open = natter__stream_open__unpack(NULL, len, body);
-  int bad = !open || !nt_wire_string_ok(open->host, NT_HOST_MAX) ||
-            (open->n_argv == 0 && (open->port == 0 || open->port > 65535));
-  if (bad) {
-    if (open) {
-      natter__stream_open__free_unpacked(open, NULL);
+  nt_open_request req;
+  int rv = nt_open_request_decode(&req, body, len);
+  if (rv != 0) {
+    if (rv == NATTER_ERR_NOMEM) {
+      refuse(t, NT_OPEN_INTERNAL, "out of memory");
+      return;
     }
-    nt_warn(&t->client->log,
+    nt_warn(t->env->log,
             "protocol error from %s: malformed stream header; reset",
             t->peer);
     tunnel_end(t, 1);
     return;
   }
-  if (!t->client->listen) {
-    natter__stream_open__free_unpacked(open, NULL);
-    refuse(t, NATTER__CODE__PEER_NOT_LISTENING, "not listening");
+  if (!t->env->listen) {
+    nt_open_request_clear(&req);
+    refuse(t, NT_OPEN_NOT_LISTENING, "not listening");
     return;
   }
-  if (open->n_argv > 0) {
-    start_command(t, open);
-    natter__stream_open__free_unpacked(open, NULL);
+  if (req.argv) {
+    start_command(t, &req);
+    nt_open_request_clear(&req);
     return;
   }
   snprintf(t->host, sizeof(t->host), "%s",
-           open->host[0] ? open->host : "127.0.0.1");
-  t->port = (uint16_t)open->port;
-  natter__stream_open__free_unpacked(open, NULL);
-
-  /* Numeric addresses and localhost need no resolver. */
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-  if (strcasecmp(t->host, "localhost") == 0 ||
-      inet_pton(AF_INET, t->host, &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    if (strcasecmp(t->host, "localhost") == 0) {
-      in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    }
-    in->sin_port = htons(t->port);
-    connect_to(t, (struct sockaddr *)in, sizeof(*in));
-    return;
-  }
-  if (inet_pton(AF_INET6, t->host, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(t->port);
-    connect_to(t, (struct sockaddr *)in6, sizeof(*in6));
-    return;
-  }
-  struct evutil_addrinfo hints;
-  char portstr[8];
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  snprintf(portstr, sizeof(portstr), "%u", t->port);
-  t->state = T_RESOLVING;
-  t->dns_req = evdns_getaddrinfo(t->client->dns, t->host, portstr, &hints,
-                                 dns_cb, t);
+           req.host[0] ? req.host : "127.0.0.1");
+  t->port = req.port;
+  t->state = T_CONNECTING;
+  nt_target_connect(&t->connecting, &t->env->target, t->host, t->port,
+                    target_done, t);
 }
 
-/* Opener: the listener's StreamOpenResult. Bounds: one wire frame; an
- * unknown code is a protocol error; the message is shown only when it is
- * printable ASCII of at most 500 bytes. */
+/* Opener: the listener's StreamOpenResult, checked by
+ * nt_open_result_decode (stream_header.h). */
 static void handle_open_result(nt_tunnel *t, const uint8_t *body,
                                size_t len) {
-  Natter__StreamOpenResult *res =
-      natter__stream_open_result__unpack(NULL, len, body);
+  char why[NT_OPEN_MAX_MESSAGE + 1];
+  int err;
 
-  if (!res) {
+  if (nt_open_result_decode(body, len, &err, why, sizeof(why)) != 0) {
     report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_PROTOCOL,
            "protocol error from %s: malformed answer", t->peer);
     tunnel_end(t, 1);
     return;
   }
-  if (res->code != NATTER__CODE__OK) {
-    int err = res->code == NATTER__CODE__REFUSED       ? NATTER_ERR_REFUSED
-              : res->code == NATTER__CODE__DENIED      ? NATTER_ERR_DENIED
-              : res->code == NATTER__CODE__UNREACHABLE ? NATTER_ERR_UNREACHABLE
-              : res->code == NATTER__CODE__TIMEOUT     ? NATTER_ERR_TIMEOUT
-              : res->code == NATTER__CODE__PEER_NOT_LISTENING
-                  ? NATTER_ERR_PEER_NOT_LISTENING
-                  : NATTER_ERR_PROTOCOL;
-    const char *why = nt_wire_string_ok(res->message, 500) && res->message[0]
-                          ? res->message
-                          : natter_strerror(err);
-    report(t, NATTER_EVENT_FORWARD_FAILED, err, "%s", why);
-    natter__stream_open_result__free_unpacked(res, NULL);
+  if (err != 0) {
+    report(t, NATTER_EVENT_FORWARD_FAILED, err, "%s",
+           why[0] ? why : natter_strerror(err));
     tunnel_end(t, 1);
     return;
   }
-  natter__stream_open_result__free_unpacked(res, NULL);
   report(t, NATTER_EVENT_FORWARD_OPENED, 0, "open");
   start_relay(t);
 }
@@ -1010,7 +819,7 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
                                  &bodylen);
     if (rv < 0) {
       if (!t->opener) {
-        nt_warn(&t->client->log,
+        nt_warn(t->env->log,
                 "protocol error from %s: bad stream header framing; reset",
                 t->peer);
       }
@@ -1095,46 +904,63 @@ static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
   finish_if_drained(t);
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg) {
-  nt_tunnel *t = arg;
-  (void)fd;
-  (void)what;
-  if (t->state == T_CONNECTING) {
-    connect_done(t, ETIMEDOUT);
-  }
-}
-
 /* ---- creation ---- */
 
-static nt_tunnel *tunnel_alloc(natter_client *c) {
+static nt_tunnel *tunnel_alloc(const nt_tunnel_env *env) {
   nt_tunnel *t = calloc(1, sizeof(*t));
   if (!t) {
     return NULL;
   }
-  t->client = c;
+  t->env = env;
   t->in.fd = t->out.fd = -1;
   t->in.restore_flags = t->out.restore_flags = -1;
   t->err_fd = -1;
   t->exit_status = -1;
-  t->timer = event_new(c->base, -1, 0, timer_cb, t);
-  t->free_ev = event_new(c->base, -1, 0, free_cb, t);
+  t->free_ev = event_new(env->base, -1, 0, free_cb, t);
   t->to_local = evbuffer_new();
   t->reader = calloc(1, sizeof(*t->reader));
-  t->next = c->tunnels;
-  if (c->tunnels) {
-    c->tunnels->prev = t;
-  }
-  c->tunnels = t;
-  if (!t->timer || !t->free_ev || !t->to_local || !t->reader) {
+  TAILQ_INSERT_HEAD(env->all, t, link);
+  if (!t->free_ev || !t->to_local || !t->reader) {
     release(t);
     return NULL;
   }
   return t;
 }
 
-nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
+/* The peer connection is up: open the stream and send StreamOpen. */
+static void waiter_ready(nt_peer_waiter *w, nt_conn *conn) {
+  nt_tunnel *t = (nt_tunnel *)((char *)w - offsetof(nt_tunnel, waiter));
+  uint8_t buf[NT_STREAM_HEADER_MAX];
+
+  if (nt_conn_open_stream(conn, &t->stream) != 0) {
+    t->stream = NULL;
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
+           "too many streams open to the peer; try again");
+    tunnel_end(t, 1);
+    return;
+  }
+  nt_stream_set_callbacks(t->stream, &tunnel_stream_callbacks, t);
+  t->state = T_WAIT_RESULT;
+  size_t n = nt_open_request_encode(buf, t->host, t->port, t->target.argv);
+  if (n == 0 || nt_stream_write(t->stream, buf, n) != 0) {
+    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_INVALID,
+           "the command line is too long to send");
+    tunnel_end(t, 1);
+  }
+}
+
+/* The peer connection could not be made: close the local side. */
+static void waiter_failed(nt_peer_waiter *w, int error, const char *why) {
+  nt_tunnel *t = (nt_tunnel *)((char *)w - offsetof(nt_tunnel, waiter));
+  t->quiet = 1;
+  report(t, NATTER_EVENT_FORWARD_FAILED, error, "%s", why);
+  tunnel_end(t, 1);
+}
+
+nt_tunnel *nt_tunnel_new_outgoing(const nt_tunnel_env *env,
+                                  const nt_tunnel_target *target, int in_fd,
                                   int out_fd) {
-  nt_tunnel *t = tunnel_alloc(c);
+  nt_tunnel *t = tunnel_alloc(env);
   if (!t) {
     close(in_fd);
     if (out_fd != in_fd) {
@@ -1143,13 +969,17 @@ nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
     return NULL;
   }
   t->opener = 1;
-  t->forward = f;
+  t->target = *target;
+  t->waiter.ready = waiter_ready;
+  t->waiter.failed = waiter_failed;
   t->state = T_WAIT_PEER;
-  t->command = f->argv != NULL;
-  t->err_fd = f->err_fd;
-  snprintf(t->peer, sizeof(t->peer), "%s", f->peer);
-  snprintf(t->host, sizeof(t->host), "%s", f->host);
-  t->port = f->port;
+  t->command = target->argv != NULL;
+  t->err_fd = target->err_fd;
+  snprintf(t->peer, sizeof(t->peer), "%s", target->peer);
+  snprintf(t->host, sizeof(t->host), "%s", target->host ? target->host : "");
+  t->port = target->port;
+  t->target.peer = t->peer;
+  t->target.host = t->host;
   local_fd_init(&t->in, in_fd);
   if (out_fd == in_fd) {
     t->out = t->in;
@@ -1161,8 +991,6 @@ nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
     int one = 1;
     setsockopt(in_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
-  f->stats.connections++;
-  f->stats.active++;
   if (make_local_events(t) != 0) {
     release(t);
     return NULL;
@@ -1170,71 +998,36 @@ nt_tunnel *nt_tunnel_new_outgoing(natter_client *c, nt_forward *f, int in_fd,
   return t;
 }
 
-void nt_tunnel_start(nt_tunnel *t, nt_conn *conn) {
-  Natter__StreamOpen open = NATTER__STREAM_OPEN__INIT;
-
-  if (nt_conn_open_stream(conn, &t->stream) != 0) {
-    t->stream = NULL;
-    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
-           "too many streams open to the peer; try again");
-    tunnel_end(t, 1);
-    return;
-  }
-  nt_stream_set_callbacks(t->stream, &tunnel_stream_callbacks, t);
-  if (t->command) {
-    size_t n = 0;
-    while (t->forward->argv[n]) {
-      n++;
-    }
-    open.argv = t->forward->argv;
-    open.n_argv = n;
-  } else {
-    open.host = t->host;
-    open.port = t->port;
-  }
-  t->state = T_WAIT_RESULT;
-  if (nt_wire_write_msg(t->stream, &open.base) != 0) {
-    report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_INVALID,
-           "the command line is too long to send");
-    tunnel_end(t, 1);
-  }
-}
-
-void nt_tunnel_fail(nt_tunnel *t, int error, const char *why) {
-  t->quiet = 1;
-  report(t, NATTER_EVENT_FORWARD_FAILED, error, "%s", why);
-  tunnel_end(t, 1);
-}
-
-void nt_tunnel_accept_stream(natter_client *c, nt_peer *peer,
+void nt_tunnel_accept_stream(const nt_tunnel_env *env, const char *peer,
                              nt_stream *stream) {
-  nt_tunnel *t = tunnel_alloc(c);
+  nt_tunnel *t = tunnel_alloc(env);
   if (!t) {
-    nt_stream_reset(stream, NATTER__CODE__INTERNAL);
+    nt_stream_reset(stream, NT_OPEN_INTERNAL);
     return;
   }
   t->stream = stream;
   t->state = T_WAIT_OPEN;
-  snprintf(t->peer, sizeof(t->peer), "%s", peer->name);
+  snprintf(t->peer, sizeof(t->peer), "%s", peer);
   nt_stream_set_callbacks(stream, &tunnel_stream_callbacks, t);
 }
 
-void nt_tunnel_detach_forward(natter_client *c, nt_forward *f) {
-  for (nt_tunnel *t = c->tunnels; t; t = t->next) {
-    if (t->forward == f) {
-      if (t->state == T_WAIT_PEER) {
-        nt_peer_unqueue(c, t);
-      }
-      t->forward = NULL;
-      t->opener = 0; /* no events about a forward that is gone */
+void nt_tunnel_detach_owner(struct nt_tunnel_list *all, void *user_data) {
+  nt_tunnel *t;
+  TAILQ_FOREACH(t, all, link) {
+    if (t->opener && t->target.user_data == user_data) {
+      nt_peer_waiter_cancel(&t->waiter);
+      t->target.callbacks = NULL; /* no events about an owner that is gone */
+      t->target.stats = NULL;
+      t->target.argv = NULL;
+      t->opener = 0;
       tunnel_end(t, 1);
     }
   }
 }
 
-void nt_tunnel_free_all(natter_client *c) {
-  while (c->tunnels) {
-    nt_tunnel *t = c->tunnels;
+void nt_tunnel_free_all(struct nt_tunnel_list *all) {
+  nt_tunnel *t;
+  while ((t = TAILQ_FIRST(all))) {
     if (t->stream) {
       nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
     }

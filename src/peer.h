@@ -1,0 +1,122 @@
+/* Peers: from "connect me to bob" to one authenticated QUIC connection.
+ *
+ * The broker's introduction gives each side the other's key, addresses and
+ * a shared nonce; both probe every candidate; the initiator connects to the
+ * first candidate that answers; the other side accepts a QUIC Initial only
+ * from where the peer's probes came from, and only with the vouched key.
+ * One connection per peer, reused by every forward to it.
+ *
+ * Local connections that need a peer wait in the peer's own queue, as
+ * nt_peer_waiter entries embedded by whoever waits; the peer calls them
+ * back when its connection is up or has failed. The peer table reports
+ * upward (ask the broker, tell the user, hand over incoming streams)
+ * through nt_peer_callbacks and knows nothing of the client. */
+#ifndef NT_PEER_H
+#define NT_PEER_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "endpoint.h"
+#include "log.h"
+#include "natter.h"
+#include "punch.h"
+#include "spec.h"
+
+#define NT_MAX_LOCAL_ADDRS 8    /* LAN candidates per client */
+#define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
+
+typedef struct nt_peer nt_peer;
+typedef struct nt_peers nt_peers;
+typedef struct nt_peer_waiter nt_peer_waiter;
+
+/* One local connection waiting for its peer connection. The waiter owns
+ * the struct; the peer owns the queue it is on. */
+struct nt_peer_waiter {
+  TAILQ_ENTRY(nt_peer_waiter) link;
+  nt_peer *peer; /* the peer whose queue holds it; NULL when not queued */
+  /* The connection is up: open the stream on |conn|. */
+  void (*ready)(nt_peer_waiter *w, nt_conn *conn);
+  /* It could not be made; |why| says why (already reported as a peer
+   * failure). */
+  void (*failed)(nt_peer_waiter *w, int error, const char *why);
+};
+
+/* What the broker says about a peer, already checked by the client. */
+typedef struct nt_introduction {
+  char name[NT_NAME_MAX + 1];
+  uint32_t request_id; /* ours when we asked; 0 when the peer asked */
+  uint8_t key[NT_FINGERPRINT_LEN];
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  nt_addr observed; /* its public address; len 0 when unknown */
+  nt_addr mapped;   /* as the broker's mapping port saw it; len 0: none */
+  int mapping;      /* nt_nat_mapping it reported */
+  nt_addr local[NT_MAX_LOCAL_ADDRS];
+  size_t nlocal;
+} nt_introduction;
+
+/* This client as the broker sees it, for failure messages. */
+typedef struct nt_self_view {
+  nt_addr observed; /* public address; len 0 when unknown */
+  int mapping;      /* nt_nat_mapping */
+} nt_self_view;
+
+typedef struct nt_peer_callbacks {
+  /* Ask the broker to introduce us to |name|. Returns the request's id
+   * (nonzero), or 0 while the broker session is down (nt_peers_broker_ready
+   * retries). */
+  uint32_t (*request)(const char *name, void *user_data);
+  /* NATTER_EVENT_PEER_CONNECTED, _DISCONNECTED or _FAILED for the user. */
+  void (*event)(natter_event_type type, int error, const char *peer,
+                const char *message, void *user_data);
+  /* |peer| opened |stream|; the callee sets its callbacks or resets it. */
+  void (*stream)(const char *peer, nt_stream *stream, void *user_data);
+} nt_peer_callbacks;
+
+typedef struct nt_peers_env {
+  struct event_base *base;
+  const nt_log *log;
+  nt_endpoint *ep;
+  const char *self_name;
+  int listen;                  /* accept introductions the peer asked for */
+  uint32_t connect_timeout_ms; /* introduction + punching + handshake */
+  const nt_self_view *self;    /* kept current by the owner */
+  const nt_peer_callbacks *callbacks;
+  void *user_data;
+} nt_peers_env;
+
+/* The peer table. |env| is copied; what it points to must outlive it. */
+int nt_peers_new(nt_peers **ppeers, const nt_peers_env *env);
+/* Frees every peer; their connections are left to the endpoint. */
+void nt_peers_free(nt_peers *peers);
+
+nt_peer *nt_peers_find(nt_peers *peers, const char *name);
+/* Finds or creates |name|'s entry; NULL when out of memory. */
+nt_peer *nt_peers_get(nt_peers *peers, const char *name);
+
+/* Queues |w| until the peer connection is up, starting it if needed; calls
+ * w->ready at once when it is up already, or w->failed when the queue is
+ * full. */
+void nt_peer_submit(nt_peer *peer, nt_peer_waiter *w);
+/* Takes |w| off its peer's queue, if it is on one. */
+void nt_peer_waiter_cancel(nt_peer_waiter *w);
+
+/* The broker session came (back) up: ask for what waits for it. */
+void nt_peers_broker_ready(nt_peers *peers);
+void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in);
+/* The broker could not serve request |request_id|: |error| is a
+ * NATTER_ERR_*, |message| the broker's (printable) reason or "". */
+void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,
+                                int error, const char *message);
+/* A non-QUIC datagram on the endpoint (hole-punching probes). */
+void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
+                          const struct sockaddr *from, socklen_t fromlen);
+/* An Initial from an unknown address: 1 and |params| filled when it is
+ * the peer we are punching to. */
+int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
+                    nt_accept_params *params);
+
+/* The live connection to |peer|, or NULL. */
+nt_conn *nt_peer_conn(const nt_peer *peer);
+
+#endif
