@@ -1,0 +1,54 @@
+/* libFuzzer target: access rules (src/access.c) as a user or a config file
+ * writes them, and the decisions they make on targets and commands a
+ * hostile peer names. Input: a rule line, then NUL, then a host, then NUL,
+ * then argv words separated by NUL. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char *buf = malloc(size + 3);
+  char err[256];
+  const char *argv[8];
+  size_t argc = 0;
+
+  if (!buf || size < 2) {
+    free(buf);
+    return 0;
+  }
+  uint16_t port = (uint16_t)(data[0] << 8 | data[1]);
+  memcpy(buf, data + 2, size - 2);
+  buf[size - 2] = buf[size - 1] = buf[size] = '\0';
+  const char *rule = buf;
+  /* Three NULs end |buf|, so both pointers stay inside it. */
+  const char *host = rule + strlen(rule) + 1;
+  for (const char *w = host + strlen(host) + 1;
+       w < buf + size - 2 && *w && argc < 8; w += strlen(w) + 1) {
+    argv[argc++] = w;
+  }
+
+  nt_access *acc = nt_access_new();
+  if (!acc) {
+    free(buf);
+    return 0;
+  }
+  err[0] = '\0';
+  int t = nt_access_add_target_rule(acc, rule, err, sizeof(err));
+  if ((t != 0) != (nt_access_check_target_rule(rule, err, sizeof(err)) != 0)) {
+    abort(); /* checking and adding agree */
+  }
+  int c = nt_access_add_command_rule(acc, rule, err, sizeof(err));
+  if ((c != 0) !=
+      (nt_access_check_command_rule(rule, err, sizeof(err)) != 0)) {
+    abort();
+  }
+  nt_access_target_allowed(acc, host, port);
+  if (argc > 0) {
+    nt_access_command_allowed(acc, argv, argc);
+  }
+  nt_access_free(acc);
+  free(buf);
+  return 0;
+}

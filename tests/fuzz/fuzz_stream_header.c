@@ -1,0 +1,40 @@
+/* libFuzzer target: the header exchange of every forwarded stream
+ * (src/stream_header.c), as a hostile opener or listener sends it: a
+ * StreamOpen body and a StreamOpenResult body, decoded and checked, and a
+ * decoded request encoded again. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream_header.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  nt_open_request req;
+  if (size > NT_WIRE_MAX_MSG) {
+    return 0; /* the framing never hands out more */
+  }
+  if (nt_open_request_decode(&req, data, size) == 0) {
+    if (strlen(req.host) > NT_HOST_MAX ||
+        (req.argv && (req.argc == 0 || req.argc > NT_OPEN_MAX_ARGV ||
+                      req.argv[req.argc] != NULL)) ||
+        (!req.argv && req.port == 0)) {
+      abort();
+    }
+    uint8_t buf[NT_STREAM_HEADER_MAX];
+    nt_open_request_encode(buf, req.host, req.port, req.argv);
+    nt_open_request_clear(&req);
+  }
+  char msg[NT_OPEN_MAX_MESSAGE + 1];
+  int err;
+  if (nt_open_result_decode(data, size, &err, msg, sizeof(msg)) == 0) {
+    for (const char *p = msg; *p; p++) {
+      if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+        abort(); /* only printable text is passed on */
+      }
+    }
+    if (err > 0) {
+      abort();
+    }
+  }
+  return 0;
+}
