@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "hashmap.h"
 #include "mapping.h"
 #include "natter.h"
 #include "paths.h"
@@ -26,9 +28,9 @@
 typedef struct bclient bclient;
 
 typedef struct name_binding {
-  struct name_binding *next;
-  char name[NT_NAME_MAX + 1];
+  char name[NT_NAME_MAX + 1]; /* the key in natter_broker.names */
   uint8_t key[NT_FINGERPRINT_LEN];
+  LIST_ENTRY(name_binding) link;
 } name_binding;
 
 struct bclient {
@@ -36,26 +38,32 @@ struct bclient {
   nt_conn *conn;
   nt_stream *ctl;
   nt_wire_reader *reader;
-  int checked_in;
-  int dead; /* closing: ignore further input */
+  int checked_in; /* then in natter_broker.checked_in under |name| */
+  int dead;       /* closing: ignore further input */
   int listen;
   char name[NT_NAME_MAX + 1];
   nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
   size_t nlocal;
   Natter__NatMapping mapping;
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
-  bclient *next, *prev;
+  TAILQ_ENTRY(bclient) link;
 };
+
+TAILQ_HEAD(bclient_list, bclient);
+LIST_HEAD(name_binding_list, name_binding);
 
 struct natter_broker {
   struct event_base *base;
   nt_log log;
   nt_identity *identity;
   nt_endpoint *ep;
-  bclient *clients;
+  struct bclient_list clients; /* every connected client */
   size_t nclients;
-  name_binding *names;
-  size_t nnames;
+  /* Name -> the one checked-in bclient using it. Names and keys come
+   * from clients, so lookups must not grow with their number. */
+  nt_hashmap checked_in;
+  struct name_binding_list bindings; /* every name ever bound */
+  nt_hashmap names;                  /* name -> name_binding */
   uint64_t introductions;
   int map_fd; /* mapping-check socket on port+1, or -1 */
   struct event *map_ev;
@@ -83,21 +91,11 @@ static void reject(bclient *c, Natter__Code code, const char *why) {
 }
 
 static bclient *find_client(natter_broker *b, const char *name) {
-  for (bclient *c = b->clients; c; c = c->next) {
-    if (c->checked_in && strcmp(c->name, name) == 0) {
-      return c;
-    }
-  }
-  return NULL;
+  return nt_hashmap_get(&b->checked_in, name, strlen(name));
 }
 
 static name_binding *find_binding(natter_broker *b, const char *name) {
-  for (name_binding *n = b->names; n; n = n->next) {
-    if (strcmp(n->name, name) == 0) {
-      return n;
-    }
-  }
-  return NULL;
+  return nt_hashmap_get(&b->names, name, strlen(name));
 }
 
 static void send_control(bclient *c, Natter__Control *msg) {
@@ -163,7 +161,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     return;
   }
   if (!bind) {
-    if (b->nnames >= BROKER_MAX_NAMES) {
+    if (nt_hashmap_count(&b->names) >= BROKER_MAX_NAMES) {
       send_check_in_result(c, NATTER__CODE__INTERNAL, "broker is full");
       return;
     }
@@ -174,19 +172,30 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     }
     snprintf(bind->name, sizeof(bind->name), "%s", in->name);
     memcpy(bind->key, key, NT_FINGERPRINT_LEN);
-    bind->next = b->names;
-    b->names = bind;
-    b->nnames++;
+    if (nt_hashmap_put(&b->names, bind->name, strlen(bind->name), bind) != 0) {
+      free(bind);
+      send_check_in_result(c, NATTER__CODE__INTERNAL, "out of memory");
+      return;
+    }
+    LIST_INSERT_HEAD(&b->bindings, bind, link);
+  }
+  /* The name must be in the table before anything else changes, so that
+   * running out of memory leaves the old session as it was. The entry
+   * reads its key from c->name. */
+  snprintf(c->name, sizeof(c->name), "%s", in->name);
+  bclient *old = find_client(b, c->name);
+  if (nt_hashmap_put(&b->checked_in, c->name, strlen(c->name), c) != 0) {
+    c->name[0] = '\0';
+    send_check_in_result(c, NATTER__CODE__INTERNAL, "out of memory");
+    return;
   }
   /* Same name, same key: the client came back (restart, new address);
    * the old session is stale. */
-  bclient *old = find_client(b, in->name);
   if (old && old != c) {
     old->checked_in = 0;
     old->dead = 1;
     nt_conn_close(old->conn, NATTER__CODE__OK, "replaced by a new session");
   }
-  snprintf(c->name, sizeof(c->name), "%s", in->name);
   c->listen = in->listen;
   c->checked_in = 1;
   char addr[NT_ADDR_STRLEN];
@@ -387,14 +396,10 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
             : reason == NT_CLOSE_PEER ? (message[0] ? message : "closed")
                                       : "closed");
   }
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    b->clients = c->next;
+  if (c->checked_in) {
+    nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
   }
-  if (c->next) {
-    c->next->prev = c->prev;
-  }
+  TAILQ_REMOVE(&b->clients, c, link);
   b->nclients--;
   free(c->reader);
   free(c);
@@ -418,11 +423,7 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
     return 0;
   }
   c->broker = b;
-  c->next = b->clients;
-  if (b->clients) {
-    b->clients->prev = c;
-  }
-  b->clients = c;
+  TAILQ_INSERT_HEAD(&b->clients, c, link);
   b->nclients++;
   params->expected_fp = NULL; /* any key: the name binding decides */
   params->callbacks = &client_conn_callbacks;
@@ -523,6 +524,8 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
   }
   b->map_fd = -1;
   b->base = base;
+  TAILQ_INIT(&b->clients);
+  LIST_INIT(&b->bindings);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;
   b->log.user_data = cfg->user_data;
@@ -555,6 +558,15 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
     free(b);
     return NATTER_ERR_IDENTITY;
   }
+  uint8_t seed[NT_HASHMAP_SEED_LEN * 2];
+  if (nt_random_bytes(seed, sizeof(seed)) != 0) {
+    nt_error(&b->log, "broker: cannot get random bytes");
+    nt_identity_free(b->identity);
+    free(b);
+    return NATTER_ERR_INVALID;
+  }
+  nt_hashmap_init(&b->checked_in, seed);
+  nt_hashmap_init(&b->names, seed + NT_HASHMAP_SEED_LEN);
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
   epcfg.user_data = b;
@@ -562,11 +574,12 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
   epcfg.handshake_timeout_ms = 5000;
   epcfg.idle_timeout_ms = 30000;
   epcfg.keepalive_ms = 0; /* clients keep their own mappings alive */
-  if (nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err)) != 0) {
+  rv = nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err));
+  if (rv != 0) {
     nt_error(&b->log, "broker: %s", err);
     nt_identity_free(b->identity);
     free(b);
-    return strstr(err, "in use") ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
+    return rv;
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
@@ -588,17 +601,19 @@ void natter_broker_free(natter_broker *b) {
   if (b->map_fd >= 0) {
     close(b->map_fd);
   }
-  while (b->clients) {
-    bclient *c = b->clients;
-    b->clients = c->next;
+  bclient *c;
+  while ((c = TAILQ_FIRST(&b->clients)) != NULL) {
+    TAILQ_REMOVE(&b->clients, c, link);
     free(c->reader);
     free(c);
   }
-  while (b->names) {
-    name_binding *n = b->names;
-    b->names = n->next;
+  name_binding *n;
+  while ((n = LIST_FIRST(&b->bindings)) != NULL) {
+    LIST_REMOVE(n, link);
     free(n);
   }
+  nt_hashmap_clear(&b->checked_in);
+  nt_hashmap_clear(&b->names);
   nt_identity_free(b->identity);
   free(b);
 }
@@ -619,8 +634,6 @@ void natter_broker_get_stats(const natter_broker *b,
   nt_endpoint_traffic(b->ep, &stats->bytes_received, &stats->bytes_sent);
   stats->bytes_received += b->map_rx;
   stats->bytes_sent += b->map_tx;
-  for (bclient *c = b->clients; c; c = c->next) {
-    stats->clients += c->checked_in ? 1 : 0;
-  }
+  stats->clients = nt_hashmap_count(&b->checked_in);
   stats->introductions = b->introductions;
 }

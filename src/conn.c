@@ -3,11 +3,13 @@
 #include "quic_internal.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "natter.h"
 
 static void schedule_write(nt_conn *conn);
 static void schedule_free(nt_conn *conn, nt_close_reason reason);
@@ -19,32 +21,15 @@ static void pending_add(nt_conn *conn, nt_stream *s) {
     return;
   }
   s->in_pending = 1;
-  s->pending_next = NULL;
-  s->pending_prev = conn->pending_tail;
-  if (conn->pending_tail) {
-    conn->pending_tail->pending_next = s;
-  } else {
-    conn->pending_head = s;
-  }
-  conn->pending_tail = s;
+  TAILQ_INSERT_TAIL(&conn->pending, s, pending_link);
 }
 
 static void pending_remove(nt_conn *conn, nt_stream *s) {
   if (!s->in_pending) {
     return;
   }
-  if (s->pending_prev) {
-    s->pending_prev->pending_next = s->pending_next;
-  } else {
-    conn->pending_head = s->pending_next;
-  }
-  if (s->pending_next) {
-    s->pending_next->pending_prev = s->pending_prev;
-  } else {
-    conn->pending_tail = s->pending_prev;
-  }
+  TAILQ_REMOVE(&conn->pending, s, pending_link);
   s->in_pending = 0;
-  s->pending_next = s->pending_prev = NULL;
 }
 
 static nt_stream *stream_new(nt_conn *conn, int64_t id) {
@@ -55,11 +40,7 @@ static nt_stream *stream_new(nt_conn *conn, int64_t id) {
   s->conn = conn;
   s->id = id;
   nt_sendbuf_init(&s->sb, &conn->ep->pool);
-  s->next = conn->streams;
-  if (conn->streams) {
-    conn->streams->prev = s;
-  }
-  conn->streams = s;
+  LIST_INSERT_HEAD(&conn->streams, s, conn_link);
   ngtcp2_conn_set_stream_user_data(conn->qc, id, s);
   return s;
 }
@@ -70,14 +51,7 @@ static void stream_finish(nt_stream *s, int reset, uint64_t app_code) {
 
   s->closed = 1;
   pending_remove(conn, s);
-  if (s->prev) {
-    s->prev->next = s->next;
-  } else {
-    conn->streams = s->next;
-  }
-  if (s->next) {
-    s->next->prev = s->prev;
-  }
+  LIST_REMOVE(s, conn_link);
   conn->send_held -= nt_sendbuf_held(&s->sb);
   if (s->cbs.closed) {
     s->cbs.closed(s, reset, app_code, s->user_data);
@@ -384,7 +358,7 @@ static void write_streams(nt_conn *conn) {
   }
   ngtcp2_path_storage_zero(&ps);
   for (size_t npkts = 0; npkts < max_pkts;) {
-    nt_stream *s = conn->pending_head;
+    nt_stream *s = TAILQ_FIRST(&conn->pending);
     ngtcp2_vec vec[16];
     size_t nvec = 0;
     int64_t stream_id = -1;
@@ -479,8 +453,8 @@ static void notify_send_room(nt_conn *conn) {
   }
   conn->want_send_room = 0;
   /* Streams may close from inside send_room: remember the next first. */
-  for (nt_stream *s = conn->streams, *next; s; s = next) {
-    next = s->next;
+  for (nt_stream *s = LIST_FIRST(&conn->streams), *next; s; s = next) {
+    next = LIST_NEXT(s, conn_link);
     if (s->cbs.send_room && nt_stream_send_room(s) > 0) {
       s->cbs.send_room(s, s->user_data);
     }
@@ -535,19 +509,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
 static void release(nt_conn *conn) {
   nt_endpoint *ep = conn->ep;
 
-  while (conn->streams) {
+  while (!LIST_EMPTY(&conn->streams)) {
     /* The connection is gone: every stream on it ends as reset. */
-    stream_finish(conn->streams, 1, 0);
+    stream_finish(LIST_FIRST(&conn->streams), 1, 0);
   }
-  nt_endpoint_remove_conn_cids(ep, conn);
-  if (conn->prev) {
-    conn->prev->next = conn->next;
-  } else {
-    ep->conns = conn->next;
-  }
-  if (conn->next) {
-    conn->next->prev = conn->prev;
-  }
+  nt_endpoint_forget_conn(ep, conn);
   if (conn->timer) {
     event_free(conn->timer);
   }
@@ -577,8 +543,8 @@ static void free_cb(evutil_socket_t fd, short what, void *arg) {
   memcpy(message, conn->close_message, sizeof(message));
   /* Streams learn first, so owners see their tunnels end before the
    * connection that carried them. */
-  while (conn->streams) {
-    stream_finish(conn->streams, 1, 0);
+  while (!LIST_EMPTY(&conn->streams)) {
+    stream_finish(LIST_FIRST(&conn->streams), 1, 0);
   }
   if (cbs.closed) {
     cbs.closed(conn, reason, code, message, ud);
@@ -605,8 +571,8 @@ void nt_conn_destroy(nt_conn *conn) {
     send_connection_close(conn);
   }
   conn->cbs.closed = NULL;
-  while (conn->streams) {
-    nt_stream *s = conn->streams;
+  while (!LIST_EMPTY(&conn->streams)) {
+    nt_stream *s = LIST_FIRST(&conn->streams);
     s->cbs.closed = NULL; /* owners are being torn down too */
     stream_finish(s, 1, 0);
   }
@@ -639,10 +605,10 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   ngtcp2_settings settings;
   ngtcp2_transport_params params;
   ngtcp2_cid scid, dcid;
-  int rv;
+  int rv, err = NATTER_ERR_NOMEM;
 
   if (!conn) {
-    return -1;
+    return NATTER_ERR_NOMEM;
   }
   conn->ep = ep;
   conn->is_server = is_server;
@@ -653,11 +619,9 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   conn->conn_ref.get_conn = get_conn;
   conn->conn_ref.user_data = conn;
   ngtcp2_connection_close_error_default(&conn->last_error);
-  conn->next = ep->conns;
-  if (ep->conns) {
-    ep->conns->prev = conn;
-  }
-  ep->conns = conn;
+  LIST_INIT(&conn->streams);
+  TAILQ_INIT(&conn->pending);
+  nt_endpoint_add_conn(ep, conn);
 
   conn->timer = event_new(ep->base, -1, 0, timer_cb, conn);
   conn->write_ev = event_new(ep->base, -1, 0, write_cb, conn);
@@ -665,8 +629,9 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   if (!conn->timer || !conn->write_ev || !conn->free_ev) {
     goto fail;
   }
-  if (nt_tls_session_new(&conn->tls, ep->cfg.identity, is_server,
-                         expected_fp, &conn->conn_ref) != 0) {
+  if (nt_tls_session_new(&conn->tls, ep->cfg.identity, is_server, expected_fp,
+                         &conn->conn_ref) != 0) {
+    err = NATTER_ERR_TLS;
     goto fail;
   }
 
@@ -712,9 +677,12 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
     rv = ngtcp2_conn_server_new(&conn->qc, &initial_hd->scid, &scid, &path,
                                 initial_hd->version, &callbacks, &settings,
                                 &params, NULL, conn);
-    if (rv == 0 && nt_endpoint_add_cid(ep, initial_hd->dcid.data,
-                                       initial_hd->dcid.datalen, conn) != 0) {
-      goto fail;
+    if (rv == 0) {
+      err = nt_endpoint_add_cid(ep, initial_hd->dcid.data,
+                                initial_hd->dcid.datalen, conn);
+      if (err != 0) {
+        goto fail;
+      }
     }
   } else {
     dcid.datalen = NT_SCID_LEN;
@@ -726,9 +694,11 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                                 &params, NULL, conn);
   }
   if (rv != 0) {
+    err = rv == NGTCP2_ERR_NOMEM ? NATTER_ERR_NOMEM : NATTER_ERR_INVALID;
     goto fail;
   }
-  if (nt_endpoint_add_cid(ep, scid.data, scid.datalen, conn) != 0) {
+  err = nt_endpoint_add_cid(ep, scid.data, scid.datalen, conn);
+  if (err != 0) {
     goto fail;
   }
   ngtcp2_conn_set_tls_native_handle(conn->qc,
@@ -742,7 +712,7 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
 fail:
   conn->cbs.closed = NULL;
   release(conn);
-  return -1;
+  return err;
 }
 
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,

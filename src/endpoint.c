@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "natter.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -28,72 +30,68 @@ uint64_t nt_monotonic_ns(void) {
   return nt_timestamp();
 }
 
-/* FNV-1a: connection IDs we issue are random, so any spread works; the
- * peer's initial DCID is attacker-chosen, but chains only cost time. */
-static size_t cid_bucket(const uint8_t *cid, size_t cidlen) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < cidlen; i++) {
-    h = (h ^ cid[i]) * 16777619u;
-  }
-  return h % NT_CID_BUCKETS;
-}
-
-static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid,
-                          size_t cidlen) {
-  for (nt_cid_entry *e = ep->cids[cid_bucket(cid, cidlen)]; e; e = e->next) {
-    if (e->cidlen == cidlen && memcmp(e->cid, cid, cidlen) == 0) {
-      return e->conn;
-    }
-  }
-  return NULL;
+static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid, size_t cidlen) {
+  nt_cid_entry *e = nt_hashmap_get(&ep->cids, cid, cidlen);
+  return e ? e->conn : NULL;
 }
 
 int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
                         nt_conn *conn) {
   if (cidlen > NGTCP2_MAX_CIDLEN) {
-    return -1;
+    return NATTER_ERR_INVALID;
   }
   if (find_conn(ep, cid, cidlen)) {
     return 0;
   }
   nt_cid_entry *e = calloc(1, sizeof(*e));
   if (!e) {
-    return -1;
+    return NATTER_ERR_NOMEM;
   }
-  size_t b = cid_bucket(cid, cidlen);
   memcpy(e->cid, cid, cidlen);
   e->cidlen = cidlen;
   e->conn = conn;
-  e->next = ep->cids[b];
-  ep->cids[b] = e;
+  int rv = nt_hashmap_put(&ep->cids, e->cid, e->cidlen, e);
+  if (rv != 0) {
+    free(e);
+    return rv;
+  }
+  LIST_INSERT_HEAD(&conn->cids, e, conn_link);
   return 0;
 }
 
 void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
                             size_t cidlen) {
-  nt_cid_entry **pp = &ep->cids[cid_bucket(cid, cidlen)];
-  for (; *pp; pp = &(*pp)->next) {
-    if ((*pp)->cidlen == cidlen && memcmp((*pp)->cid, cid, cidlen) == 0) {
-      nt_cid_entry *e = *pp;
-      *pp = e->next;
-      free(e);
-      return;
-    }
+  nt_cid_entry *e = nt_hashmap_remove(&ep->cids, cid, cidlen);
+  if (e) {
+    LIST_REMOVE(e, conn_link);
+    free(e);
   }
 }
 
-void nt_endpoint_remove_conn_cids(nt_endpoint *ep, nt_conn *conn) {
-  for (size_t b = 0; b < NT_CID_BUCKETS; b++) {
-    nt_cid_entry **pp = &ep->cids[b];
-    while (*pp) {
-      if ((*pp)->conn == conn) {
-        nt_cid_entry *e = *pp;
-        *pp = e->next;
-        free(e);
-      } else {
-        pp = &(*pp)->next;
-      }
-    }
+void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn) {
+  LIST_INIT(&conn->cids);
+  LIST_INSERT_HEAD(&ep->conns, conn, ep_link);
+}
+
+void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn) {
+  nt_cid_entry *e;
+  while ((e = LIST_FIRST(&conn->cids)) != NULL) {
+    nt_hashmap_remove(&ep->cids, e->cid, e->cidlen);
+    LIST_REMOVE(e, conn_link);
+    free(e);
+  }
+  if (conn->dirty) {
+    TAILQ_REMOVE(&ep->dirty, conn, dirty_link);
+    conn->dirty = 0;
+  }
+  LIST_REMOVE(conn, ep_link);
+}
+
+/* Remembers that |conn| has something to answer after this read batch. */
+static void mark_dirty(nt_endpoint *ep, nt_conn *conn) {
+  if (!conn->dirty) {
+    conn->dirty = 1;
+    TAILQ_INSERT_TAIL(&ep->dirty, conn, dirty_link);
   }
 }
 
@@ -162,7 +160,7 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
 
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
                        const struct sockaddr *to, socklen_t tolen) {
-  return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : -1;
+  return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : NATTER_ERR_SOCKET;
 }
 
 static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
@@ -191,6 +189,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
   conn = find_conn(ep, vc.dcid, vc.dcidlen);
   if (conn) {
     nt_conn_recv(conn, data, len, from, fromlen);
+    mark_dirty(ep, conn);
     return;
   }
   ngtcp2_pkt_hd hd;
@@ -214,6 +213,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     return;
   }
   nt_conn_recv(conn, data, len, from, fromlen);
+  mark_dirty(ep, conn);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
@@ -271,8 +271,14 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       break;
     }
   }
-  /* Answer everything that batch made due (ACKs, stream data) at once. */
-  for (nt_conn *c = ep->conns; c; c = c->next) {
+  /* Answer everything that batch made due (ACKs, stream data) at once,
+   * on the connections it touched. A flush runs owner callbacks that may
+   * close connections; a closed one is only freed from the loop, and
+   * leaves this list when it is, so take the head afresh each time. */
+  nt_conn *c;
+  while ((c = TAILQ_FIRST(&ep->dirty)) != NULL) {
+    TAILQ_REMOVE(&ep->dirty, c, dirty_link);
+    c->dirty = 0;
     nt_conn_flush(c);
   }
 }
@@ -281,19 +287,31 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
                     const nt_endpoint_config *cfg, char *err, size_t errlen) {
   nt_endpoint *ep = calloc(1, sizeof(*ep));
   char addrstr[NT_ADDR_STRLEN];
+  uint8_t seed[NT_HASHMAP_SEED_LEN] = {0};
+  int rv = NATTER_ERR_SOCKET;
 
   if (!ep) {
     snprintf(err, errlen, "out of memory");
-    return -1;
+    return NATTER_ERR_NOMEM;
   }
   ep->base = base;
   ep->cfg = *cfg;
   ep->fd = -1;
   ep->family = cfg->bind.ss.ss_family;
+  LIST_INIT(&ep->conns);
+  TAILQ_INIT(&ep->dirty);
   nt_chunk_pool_init(&ep->pool, 256);
+  if (nt_random_bytes(seed, sizeof(seed)) != 0) {
+    snprintf(err, errlen, "cannot get random bytes for the endpoint");
+    nt_hashmap_init(&ep->cids, seed); /* so that free finds it empty */
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
+  nt_hashmap_init(&ep->cids, seed);
   ep->rxbuf = malloc((size_t)NT_RECV_BATCH * NT_RECV_BUFSIZE);
   if (!ep->rxbuf) {
     snprintf(err, errlen, "out of memory");
+    rv = NATTER_ERR_NOMEM;
     goto fail;
   }
   ep->fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -326,6 +344,9 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
              e == EADDRINUSE ? " (another process uses that port; pick "
                                "another or stop it)"
                              : "");
+    if (e == EADDRINUSE) {
+      rv = NATTER_ERR_ADDR_IN_USE;
+    }
     goto fail;
   }
   ep->local.len = sizeof(ep->local.ss);
@@ -339,23 +360,18 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   return 0;
 fail:
   nt_endpoint_free(ep);
-  return -1;
+  return rv;
 }
 
 void nt_endpoint_free(nt_endpoint *ep) {
   if (!ep) {
     return;
   }
-  while (ep->conns) {
-    nt_conn_destroy(ep->conns);
+  /* Each connection takes its IDs with it, which empties the table. */
+  while (!LIST_EMPTY(&ep->conns)) {
+    nt_conn_destroy(LIST_FIRST(&ep->conns));
   }
-  for (size_t b = 0; b < NT_CID_BUCKETS; b++) {
-    while (ep->cids[b]) {
-      nt_cid_entry *e = ep->cids[b];
-      ep->cids[b] = e->next;
-      free(e);
-    }
-  }
+  nt_hashmap_clear(&ep->cids);
   if (ep->read_ev) {
     event_free(ep->read_ev);
   }
@@ -380,9 +396,10 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         const nt_conn_callbacks *callbacks, void *user_data,
                         nt_conn **pconn) {
   nt_conn *conn;
-  if (nt_conn_new(&conn, ep, 0, to, tolen, NULL, expected_fp, callbacks,
-                  user_data) != 0) {
-    return -1;
+  int rv = nt_conn_new(&conn, ep, 0, to, tolen, NULL, expected_fp, callbacks,
+                       user_data);
+  if (rv != 0) {
+    return rv;
   }
   nt_conn_flush(conn);
   *pconn = conn;

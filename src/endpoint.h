@@ -78,6 +78,8 @@ typedef struct nt_endpoint_config {
 /* Monotonic clock in nanoseconds: the time base of every deadline. */
 uint64_t nt_monotonic_ns(void);
 
+/* Returns 0 and sets *pep, or a negative NATTER_ERR_* (NATTER_ERR_ADDR_IN_USE
+ * when the bind port is taken) with a one-line reason in |err|. */
 int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
                     const nt_endpoint_config *cfg, char *err, size_t errlen);
 
@@ -88,12 +90,13 @@ void nt_endpoint_free(nt_endpoint *ep);
 uint16_t nt_endpoint_port(const nt_endpoint *ep);
 int nt_endpoint_family(const nt_endpoint *ep);
 
-/* Sends one raw datagram (hole punching). Returns 0 or -1. */
+/* Sends one raw datagram (hole punching). Returns 0 or NATTER_ERR_SOCKET. */
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
                        const struct sockaddr *to, socklen_t tolen);
 
 /* Opens a client connection to |to|. With |expected_fp| non-NULL the
- * handshake fails unless the server's key has that fingerprint. */
+ * handshake fails unless the server's key has that fingerprint. Returns 0
+ * or a negative NATTER_ERR_*. */
 int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         socklen_t tolen, const uint8_t *expected_fp,
                         const nt_conn_callbacks *callbacks, void *user_data,

@@ -5,8 +5,10 @@
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
+#include <sys/queue.h>
 
 #include "endpoint.h"
+#include "hashmap.h"
 #include "sendbuf.h"
 
 #define NT_SCID_LEN 16
@@ -23,14 +25,20 @@
 #define NT_STREAM_SEND_WINDOW (1024 * 1024)
 #define NT_CONN_SEND_WINDOW (8 * 1024 * 1024)
 
+/* One connection ID that routes to |conn|: the key bytes of the
+ * endpoint's CID table live here. */
 typedef struct nt_cid_entry {
-  struct nt_cid_entry *next;
   uint8_t cid[NGTCP2_MAX_CIDLEN];
   size_t cidlen;
   nt_conn *conn;
+  LIST_ENTRY(nt_cid_entry) conn_link; /* conn->cids */
 } nt_cid_entry;
 
-#define NT_CID_BUCKETS 1024
+LIST_HEAD(nt_cid_list, nt_cid_entry);
+LIST_HEAD(nt_conn_list, nt_conn);
+TAILQ_HEAD(nt_conn_queue, nt_conn);
+LIST_HEAD(nt_stream_list, nt_stream);
+TAILQ_HEAD(nt_stream_queue, nt_stream);
 
 struct nt_endpoint {
   struct event_base *base;
@@ -39,8 +47,12 @@ struct nt_endpoint {
   nt_addr local;
   struct event *read_ev;
   nt_endpoint_config cfg;
-  nt_cid_entry *cids[NT_CID_BUCKETS];
-  nt_conn *conns; /* every connection, for free and lookup */
+  nt_hashmap cids;           /* connection ID -> nt_cid_entry */
+  struct nt_conn_list conns; /* every connection, for free */
+  /* Connections that received packets in the current read batch: only
+   * these are flushed after it, so a read costs what it carries, not
+   * the number of connections. */
+  struct nt_conn_queue dirty;
   nt_chunk_pool pool;
   uint8_t *rxbuf; /* NT_RECV_BATCH * NT_RECV_BUFSIZE */
   uint8_t txbuf[NT_GSO_MAX_SEGMENTS * NT_MAX_UDP_PAYLOAD];
@@ -57,8 +69,8 @@ struct nt_stream {
   int blocked;      /* peer's flow control: wait for extend_max_stream_data */
   int in_pending;
   int closed;
-  struct nt_stream *pending_next, *pending_prev;
-  struct nt_stream *next, *prev; /* all streams of the connection */
+  TAILQ_ENTRY(nt_stream) pending_link; /* conn->pending, if in_pending */
+  LIST_ENTRY(nt_stream) conn_link;     /* conn->streams */
   nt_stream_callbacks cbs;
   void *user_data;
 };
@@ -83,23 +95,31 @@ struct nt_conn {
   struct event *free_ev;
   nt_conn_callbacks cbs;
   void *user_data;
-  nt_stream *streams;
-  nt_stream *pending_head, *pending_tail;
-  uint64_t send_held; /* bytes queued and unacked on all streams */
+  struct nt_stream_list streams;  /* all streams of the connection */
+  struct nt_stream_queue pending; /* streams with bytes or FIN to send */
+  uint64_t send_held;             /* bytes queued and unacked on all streams */
   uint64_t tx_bytes, rx_bytes;
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
-  struct nt_conn *next, *prev;
+  struct nt_cid_list cids; /* every ID the endpoint routes to us */
+  LIST_ENTRY(nt_conn) ep_link;
+  int dirty; /* on ep->dirty */
+  TAILQ_ENTRY(nt_conn) dirty_link;
 };
 
 uint64_t nt_timestamp(void);
 
 /* endpoint.c */
+/* Routes datagrams for |cid| to |conn|. An ID already routed (to any
+ * connection) is left as it is. Returns 0 or a negative NATTER_ERR_*. */
 int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
                         nt_conn *conn);
-void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
-                            size_t cidlen);
-void nt_endpoint_remove_conn_cids(nt_endpoint *ep, nt_conn *conn);
+void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen);
+/* Puts a new |conn| on the endpoint's list of connections. */
+void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn);
+/* Takes |conn| off every list of the endpoint and drops its connection
+ * IDs: the last thing before it is freed. */
+void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
 /* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
  * back to back in |buf|, as one GSO write when possible. */
 void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
@@ -107,6 +127,7 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
                               socklen_t tolen);
 
 /* conn.c */
+/* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */
 int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const struct sockaddr *remote, socklen_t remotelen,
                 const ngtcp2_pkt_hd *initial_hd, const uint8_t *expected_fp,
