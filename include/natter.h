@@ -30,7 +30,9 @@
  * than the library's (a program run against an older library than it was
  * built for) is refused with NATTER_ERR_INVALID. natter_event is different:
  * the library allocates it and callbacks only read it, so appending a
- * field to it needs no version.
+ * field to it needs no version. (NATTER_TEST_FUTURE_FIELDS is defined only
+ * by tests/abi, to build a library as a later release with appended
+ * fields would be; never define it.)
  */
 #ifndef NATTER_H
 #define NATTER_H
@@ -407,8 +409,9 @@ typedef struct natter_peer_stats {
   uint64_t streams;        /* forwarded connections open now */
 } natter_peer_stats;
 
-/* Fills |stats| for |peer|. Returns 0, or NATTER_ERR_PEER_UNKNOWN when
- * this client never dealt with that peer. */
+/* Fills |stats| for |peer|. Returns 0, NATTER_ERR_PEER_UNKNOWN when this
+ * client never dealt with that peer (|stats| zeroed), or
+ * NATTER_ERR_INVALID. */
 #define natter_client_get_peer_stats(CLIENT, PEER, STATS)                      \
   natter_client_get_peer_stats_versioned((CLIENT), (PEER),                     \
                                          NATTER_PEER_STATS_VERSION, (STATS))
