@@ -702,8 +702,15 @@ int natter_client_add_forward_versioned(natter_client *c, int config_version,
   if (pforward) {
     *pforward = NULL;
   }
-  if (!c || nt_forward_config_load(&cfg, config_version, caller_cfg) != 0) {
+  if (!c || !caller_cfg) {
     snprintf(err, errlen, "invalid argument");
+    return NATTER_ERR_INVALID;
+  }
+  if (nt_forward_config_load(&cfg, config_version, caller_cfg) != 0) {
+    snprintf(err, errlen,
+             "natter_forward_config version %d is unknown to this library "
+             "(%s): built against a newer natter.h?",
+             config_version, natter_version());
     return NATTER_ERR_INVALID;
   }
   return nt_forward_add(c, &cfg, pforward, err, errlen);
