@@ -13,6 +13,26 @@
  * the caller and is released with the matching natter_*_free(). Strings in
  * config structs are copied by _new(); the caller may free them afterwards.
  * Strings passed to callbacks are valid only during the callback.
+ *
+ * Structs that grow: the caller allocates the config and stats structs
+ * (natter_*_config, natter_*_stats), so a field added in a later release
+ * must not make the library read or write past a struct compiled with an
+ * older header. As in ngtcp2, each such struct has a version,
+ * NATTER_<STRUCT>_VERSION, raised whenever a field is appended (fields are
+ * only ever appended). Every function that fills or reads one is a macro
+ * passing the version of the header the caller was compiled with to a
+ * *_versioned() function, e.g. natter_client_config_default(cfg) calls
+ * natter_client_config_default_versioned(NATTER_CLIENT_CONFIG_VERSION,
+ * cfg). The library then touches only the fields that version has: a
+ * config from an older caller gets the defaults for the newer fields, and
+ * stats are written up to the older caller's last field. Call the macros;
+ * the *_versioned() functions are the ABI behind them. A version newer
+ * than the library's (a program run against an older library than it was
+ * built for) is refused with NATTER_ERR_INVALID. natter_event is different:
+ * the library allocates it and callbacks only read it, so appending a
+ * field to it needs no version. (NATTER_TEST_FUTURE_FIELDS is defined only
+ * by tests/abi, to build a library as a later release with appended
+ * fields would be; never define it.)
  */
 #ifndef NATTER_H
 #define NATTER_H
@@ -84,6 +104,9 @@ typedef void (*natter_log_fn)(natter_log_level level, const char *line,
 
 typedef struct natter_broker natter_broker; /* opaque */
 
+#define NATTER_BROKER_CONFIG_V1 1
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V1
+
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
                                 addresses) or "127.0.0.1:10000"; port 0
@@ -95,13 +118,22 @@ typedef struct natter_broker_config {
   void *user_data;           /* passed to every callback */
 } natter_broker_config;
 
-NATTER_EXPORT void natter_broker_config_default(natter_broker_config *cfg);
+/* Sets every field of |cfg| to its default. NULL is a no-op. */
+#define natter_broker_config_default(CFG)                                      \
+  natter_broker_config_default_versioned(NATTER_BROKER_CONFIG_VERSION, (CFG))
+NATTER_EXPORT void
+natter_broker_config_default_versioned(int config_version,
+                                       natter_broker_config *cfg);
 
 /* Creates a broker that serves on |base| once the loop runs. Returns 0 and
  * sets *pbroker, or a negative NATTER_ERR_* (the reason is also logged). */
-NATTER_EXPORT int natter_broker_new(natter_broker **pbroker,
-                                    struct event_base *base,
-                                    const natter_broker_config *cfg);
+#define natter_broker_new(PBROKER, BASE, CFG)                                  \
+  natter_broker_new_versioned((PBROKER), (BASE), NATTER_BROKER_CONFIG_VERSION, \
+                              (CFG))
+NATTER_EXPORT int natter_broker_new_versioned(natter_broker **pbroker,
+                                              struct event_base *base,
+                                              int config_version,
+                                              const natter_broker_config *cfg);
 
 /* Closes every client connection and frees the broker. NULL is a no-op. */
 NATTER_EXPORT void natter_broker_free(natter_broker *broker);
@@ -109,15 +141,38 @@ NATTER_EXPORT void natter_broker_free(natter_broker *broker);
 /* The UDP port the broker listens on (useful after asking for port 0). */
 NATTER_EXPORT uint16_t natter_broker_port(const natter_broker *broker);
 
+/* The broker's key fingerprint as 64 lowercase hex digits, what clients
+ * pin with natter_client_config.broker_key; "" for NULL. Valid as long as
+ * the broker. */
+NATTER_EXPORT const char *
+natter_broker_fingerprint(const natter_broker *broker);
+
+#define NATTER_BROKER_STATS_V1 1
+#ifdef NATTER_TEST_FUTURE_FIELDS
+#define NATTER_BROKER_STATS_V2 2
+#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V2
+#else
+#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V1
+#endif
+
 typedef struct natter_broker_stats {
   uint64_t bytes_received; /* UDP payload bytes, all clients */
   uint64_t bytes_sent;
   uint64_t clients;        /* clients checked in now */
   uint64_t introductions;  /* peer introductions made */
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  uint64_t test_future_stat; /* tests/abi only: a field appended later */
+#endif
 } natter_broker_stats;
 
-NATTER_EXPORT void natter_broker_get_stats(const natter_broker *broker,
-                                           natter_broker_stats *stats);
+/* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |broker|: |stats|
+ * zeroed). */
+#define natter_broker_get_stats(BROKER, STATS)                                 \
+  natter_broker_get_stats_versioned((BROKER), NATTER_BROKER_STATS_VERSION,     \
+                                    (STATS))
+NATTER_EXPORT int natter_broker_get_stats_versioned(const natter_broker *broker,
+                                                    int stats_version,
+                                                    natter_broker_stats *stats);
 
 /* ------------------------------------------------------------------ */
 /* Client                                                              */
@@ -158,6 +213,14 @@ typedef struct natter_event {
 typedef void (*natter_event_fn)(natter_client *client,
                                 const natter_event *event, void *user_data);
 
+#define NATTER_CLIENT_CONFIG_V1 1
+#ifdef NATTER_TEST_FUTURE_FIELDS
+#define NATTER_CLIENT_CONFIG_V2 2
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V2
+#else
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V1
+#endif
+
 typedef struct natter_client_config {
   const char *name;          /* this client's name at the broker; required */
   const char *broker;        /* "host:port"; required */
@@ -182,15 +245,29 @@ typedef struct natter_client_config {
   natter_log_level log_level;  /* default NATTER_LOG_INFO */
   natter_event_fn on_event;    /* may be NULL */
   void *user_data;             /* passed to every callback */
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  uint32_t test_future_ms; /* tests/abi only: a field appended later;
+                              default 4242 */
+#endif
 } natter_client_config;
 
-NATTER_EXPORT void natter_client_config_default(natter_client_config *cfg);
+/* Sets every field of |cfg| to its default. NULL is a no-op. */
+#define natter_client_config_default(CFG)                                      \
+  natter_client_config_default_versioned(NATTER_CLIENT_CONFIG_VERSION, (CFG))
+NATTER_EXPORT void
+natter_client_config_default_versioned(int config_version,
+                                       natter_client_config *cfg);
 
 /* Creates a client on |base|; it checks in at the broker once the loop
- * runs. Returns 0 and sets *pclient, or a negative NATTER_ERR_*. */
-NATTER_EXPORT int natter_client_new(natter_client **pclient,
-                                    struct event_base *base,
-                                    const natter_client_config *cfg);
+ * runs. Returns 0 and sets *pclient, or a negative NATTER_ERR_*:
+ * NATTER_ERR_RESOLVE when the broker's host name does not resolve. */
+#define natter_client_new(PCLIENT, BASE, CFG)                                  \
+  natter_client_new_versioned((PCLIENT), (BASE), NATTER_CLIENT_CONFIG_VERSION, \
+                              (CFG))
+NATTER_EXPORT int natter_client_new_versioned(natter_client **pclient,
+                                              struct event_base *base,
+                                              int config_version,
+                                              const natter_client_config *cfg);
 
 /* Closes every forward and peer connection and frees the client. NULL is a
  * no-op. Must not be called from inside one of the client's callbacks. */
@@ -199,8 +276,40 @@ NATTER_EXPORT void natter_client_free(natter_client *client);
 /* This client's key fingerprint as 64 lowercase hex digits. */
 NATTER_EXPORT const char *natter_client_fingerprint(const natter_client *c);
 
+/* 1 while the client is checked in at the broker (between
+ * NATTER_EVENT_CHECKED_IN and losing the broker), else 0. */
+NATTER_EXPORT int natter_client_checked_in(const natter_client *c);
+
+#define NATTER_ADDRSTRLEN 64 /* "[ffff:...:ffff]:65535" and its NUL fit */
+
+/* Writes this client's public UDP address as the broker last saw it,
+ * "IP:PORT" or "[IPV6]:PORT", to |buf| (NATTER_ADDRSTRLEN bytes are always
+ * enough); "" until the first check-in. Returns 0, or NATTER_ERR_INVALID
+ * for a NULL argument or a |buf| too small (then |buf| holds ""). */
+NATTER_EXPORT int natter_client_public_address(const natter_client *c,
+                                               char *buf, size_t len);
+
+/* How this client's NAT maps its UDP port, as measured after each check-in
+ * by sending from the same port to the broker's two ports (RFC 4787 §4.1).
+ * Stays UNKNOWN while that check has no answer. */
+typedef enum natter_nat_mapping {
+  NATTER_NAT_MAPPING_UNKNOWN = 0,
+  /* one public address and port for every destination (also no NAT):
+   * hole punching works with most peers */
+  NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT = 1,
+  /* symmetric NAT, a new public port per destination: punching only
+   * works with peers that have a public or forwarded port */
+  NATTER_NAT_MAPPING_SYMMETRIC = 2
+} natter_nat_mapping;
+
+NATTER_EXPORT natter_nat_mapping
+natter_client_nat_mapping(const natter_client *c);
+
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
+
+#define NATTER_FORWARD_CONFIG_V1 1
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V1
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -220,18 +329,24 @@ typedef struct natter_forward_config {
                               peer instead of connecting host:port */
 } natter_forward_config;
 
+/* Sets every field of |cfg| to its default. NULL is a no-op. */
+#define natter_forward_config_default(CFG)                                     \
+  natter_forward_config_default_versioned(NATTER_FORWARD_CONFIG_VERSION, (CFG))
 NATTER_EXPORT void
-natter_forward_config_default(natter_forward_config *cfg);
+natter_forward_config_default_versioned(int config_version,
+                                        natter_forward_config *cfg);
 
 /* Adds a forward. A TCP port is bound at once, so NATTER_ERR_ADDR_IN_USE
  * is reported here; an fd session starts connecting to the peer at once.
  * On success *pforward (may be NULL) names the forward; it belongs to the
  * client, and so do in_fd/out_fd. On failure the fds stay the caller's.
  * |err| (may be NULL) receives a one-line reason on failure. */
-NATTER_EXPORT int natter_client_add_forward(natter_client *client,
-                                            const natter_forward_config *cfg,
-                                            natter_forward **pforward,
-                                            char *err, size_t errlen);
+#define natter_client_add_forward(CLIENT, CFG, PFORWARD, ERR, ERRLEN)          \
+  natter_client_add_forward_versioned((CLIENT), NATTER_FORWARD_CONFIG_VERSION, \
+                                      (CFG), (PFORWARD), (ERR), (ERRLEN))
+NATTER_EXPORT int natter_client_add_forward_versioned(
+    natter_client *client, int config_version, const natter_forward_config *cfg,
+    natter_forward **pforward, char *err, size_t errlen);
 
 /* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
  * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
@@ -285,6 +400,9 @@ NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
 /* The local TCP port a forward listens on; 0 for an fd session. */
 NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
+#define NATTER_FORWARD_STATS_V1 1
+#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V1
+
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */
   uint64_t active;      /* connections open now */
@@ -293,8 +411,18 @@ typedef struct natter_forward_stats {
   uint64_t bytes_received; /* peer -> local */
 } natter_forward_stats;
 
-NATTER_EXPORT void natter_forward_get_stats(const natter_forward *forward,
-                                            natter_forward_stats *stats);
+/* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |forward|:
+ * |stats| zeroed). */
+#define natter_forward_get_stats(FORWARD, STATS)                               \
+  natter_forward_get_stats_versioned((FORWARD), NATTER_FORWARD_STATS_VERSION,  \
+                                     (STATS))
+NATTER_EXPORT int
+natter_forward_get_stats_versioned(const natter_forward *forward,
+                                   int stats_version,
+                                   natter_forward_stats *stats);
+
+#define NATTER_PEER_STATS_V1 1
+#define NATTER_PEER_STATS_VERSION NATTER_PEER_STATS_V1
 
 typedef struct natter_peer_stats {
   int connected;           /* 1 while the QUIC connection is up */
@@ -304,11 +432,16 @@ typedef struct natter_peer_stats {
   uint64_t streams;        /* forwarded connections open now */
 } natter_peer_stats;
 
-/* Fills |stats| for |peer|. Returns 0, or NATTER_ERR_PEER_UNKNOWN when
- * this client never dealt with that peer. */
-NATTER_EXPORT int natter_client_get_peer_stats(const natter_client *client,
-                                               const char *peer,
-                                               natter_peer_stats *stats);
+/* Fills |stats| for |peer|. Returns 0, NATTER_ERR_PEER_UNKNOWN when this
+ * client never dealt with that peer (|stats| zeroed), or
+ * NATTER_ERR_INVALID. */
+#define natter_client_get_peer_stats(CLIENT, PEER, STATS)                      \
+  natter_client_get_peer_stats_versioned((CLIENT), (PEER),                     \
+                                         NATTER_PEER_STATS_VERSION, (STATS))
+NATTER_EXPORT int
+natter_client_get_peer_stats_versioned(const natter_client *client,
+                                       const char *peer, int stats_version,
+                                       natter_peer_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "natter.h"
+
 int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
                   char *err, size_t errlen) {
   char host[256];
@@ -19,7 +21,7 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
     const char *end = strchr(text, ']');
     if (!end || end[1] != ':') {
       snprintf(err, errlen, "bad address \"%s\": expected [IPV6]:PORT", text);
-      return -1;
+      return NATTER_ERR_INVALID;
     }
     h = text + 1;
     hostlen = (size_t)(end - h);
@@ -28,14 +30,14 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
     colon = strrchr(text, ':');
     if (!colon) {
       snprintf(err, errlen, "bad address \"%s\": expected HOST:PORT", text);
-      return -1;
+      return NATTER_ERR_INVALID;
     }
     hostlen = (size_t)(colon - text);
     port = colon + 1;
   }
   if (hostlen >= sizeof(host)) {
     snprintf(err, errlen, "bad address: host name too long");
-    return -1;
+    return NATTER_ERR_INVALID;
   }
   memcpy(host, h, hostlen);
   host[hostlen] = '\0';
@@ -47,7 +49,7 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
   if (*port == '\0' || *end != '\0' || p < 0 || p > 65535 ||
       port[0] == '+' || port[0] == '-') {
     snprintf(err, errlen, "bad address \"%s\": port must be 0..65535", text);
-    return -1;
+    return NATTER_ERR_INVALID;
   }
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
@@ -56,7 +58,7 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
   if (rv != 0 || !res) {
     snprintf(err, errlen, "cannot resolve \"%s\": %s", host,
              rv ? gai_strerror(rv) : "no address");
-    return -1;
+    return NATTER_ERR_RESOLVE;
   }
   memset(addr, 0, sizeof(*addr));
   memcpy(&addr->ss, res->ai_addr, res->ai_addrlen);

@@ -14,8 +14,9 @@ typedef struct nt_addr {
 #define NT_ADDR_STRLEN 64 /* "[ffff:...:ffff]:65535" fits */
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (empty host = |any_host|).
- * Resolves HOST with getaddrinfo (blocking; start-up only). Returns 0 or
- * -1 with a reason in |err|. */
+ * Resolves HOST with getaddrinfo (blocking; start-up only). Returns 0, or
+ * with a reason in |err| NATTER_ERR_RESOLVE when HOST does not resolve and
+ * NATTER_ERR_INVALID when |text| is malformed. */
 int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
                   char *err, size_t errlen);
 

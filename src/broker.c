@@ -18,6 +18,7 @@
 #include "paths.h"
 #include "punch.h"
 #include "spec.h"
+#include "structs.h"
 #include "wire_msg.h"
 
 #define BROKER_MAX_LOCAL_ADDRS 8
@@ -56,6 +57,7 @@ struct natter_broker {
   struct event_base *base;
   nt_log log;
   nt_identity *identity;
+  char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
   nt_endpoint *ep;
   struct bclient_list clients; /* every connected client */
   size_t nclients;
@@ -497,25 +499,20 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
   b->map_port = (uint16_t)(port + 1);
 }
 
-void natter_broker_config_default(natter_broker_config *cfg) {
-  if (!cfg) {
-    return;
-  }
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->log_level = NATTER_LOG_INFO;
-}
-
-int natter_broker_new(natter_broker **pbroker, struct event_base *base,
-                      const natter_broker_config *cfg) {
-  char err[512], path[1024], hex[NT_FINGERPRINT_HEX_LEN + 1];
+int natter_broker_new_versioned(natter_broker **pbroker,
+                                struct event_base *base, int config_version,
+                                const natter_broker_config *caller_cfg) {
+  char err[512], path[1024];
   char addrstr[NT_ADDR_STRLEN];
   nt_endpoint_config epcfg;
+  natter_broker_config full, *cfg = &full;
 
   if (!pbroker) {
     return NATTER_ERR_INVALID;
   }
   *pbroker = NULL;
-  if (!base || !cfg || !cfg->listen) {
+  if (!base || nt_broker_config_load(&full, config_version, caller_cfg) != 0 ||
+      !cfg->listen) {
     return NATTER_ERR_INVALID;
   }
   natter_broker *b = calloc(1, sizeof(*b));
@@ -583,9 +580,10 @@ int natter_broker_new(natter_broker **pbroker, struct event_base *base,
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
-  nt_fingerprint_hex(nt_identity_fingerprint(b->identity), hex);
+  nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
-          nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr), hex);
+          nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
+          b->fingerprint_hex);
   *pbroker = b;
   return 0;
 }
@@ -622,18 +620,27 @@ uint16_t natter_broker_port(const natter_broker *b) {
   return b ? nt_endpoint_port(b->ep) : 0;
 }
 
-void natter_broker_get_stats(const natter_broker *b,
-                             natter_broker_stats *stats) {
-  if (!stats) {
-    return;
+const char *natter_broker_fingerprint(const natter_broker *b) {
+  return b ? b->fingerprint_hex : "";
+}
+
+int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
+                                      natter_broker_stats *out) {
+  natter_broker_stats full, *stats = &full;
+  size_t len = nt_broker_stats_len(stats_version);
+  if (!out || !len) {
+    return NATTER_ERR_INVALID;
   }
   memset(stats, 0, sizeof(*stats));
   if (!b) {
-    return;
+    memcpy(out, stats, len);
+    return NATTER_ERR_INVALID;
   }
   nt_endpoint_traffic(b->ep, &stats->bytes_received, &stats->bytes_sent);
   stats->bytes_received += b->map_rx;
   stats->bytes_sent += b->map_tx;
   stats->clients = nt_hashmap_count(&b->checked_in);
   stats->introductions = b->introductions;
+  memcpy(out, stats, len);
+  return 0;
 }

@@ -13,6 +13,7 @@
 #include "escape.h"
 #include "mapping.h"
 #include "paths.h"
+#include "structs.h"
 #include "wire_msg.h"
 
 #define PROTOCOL_VERSION 1
@@ -567,15 +568,6 @@ static int start_parts(natter_client *c) {
 
 /* ---- public API ---- */
 
-void natter_client_config_default(natter_client_config *cfg) {
-  if (!cfg) {
-    return;
-  }
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->connect_timeout_ms = 10000;
-  cfg->log_level = NATTER_LOG_INFO;
-}
-
 static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
 }
@@ -614,10 +606,12 @@ static int load_rules(natter_client *c, const natter_client_config *cfg) {
   return 0;
 }
 
-int natter_client_new(natter_client **pclient, struct event_base *base,
-                      const natter_client_config *cfg) {
+int natter_client_new_versioned(natter_client **pclient,
+                                struct event_base *base, int config_version,
+                                const natter_client_config *caller_cfg) {
   char err[512], path[1024];
   nt_endpoint_config epcfg;
+  natter_client_config full, *cfg = &full;
   natter_client *c;
   int rv = NATTER_ERR_NOMEM;
 
@@ -625,7 +619,8 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
     return NATTER_ERR_INVALID;
   }
   *pclient = NULL;
-  if (!base || !cfg || !cfg->name || !cfg->broker) {
+  if (!base || nt_client_config_load(&full, config_version, caller_cfg) != 0 ||
+      !cfg->name || !cfg->broker) {
     return NATTER_ERR_INVALID;
   }
   c = calloc(1, sizeof(*c));
@@ -672,15 +667,14 @@ int natter_client_new(natter_client **pclient, struct event_base *base,
     }
     c->broker_pinned = 1;
   }
-  if (nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
-                    sizeof(err)) != 0 ||
-      nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
-    int resolved = c->broker_addr.len != 0;
-    nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker,
-             resolved ? "port must be 1..65535" : err);
-    rv = !resolved && strncmp(err, "cannot resolve", 14) == 0
-             ? NATTER_ERR_RESOLVE
-             : NATTER_ERR_INVALID;
+  rv = nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
+                     sizeof(err));
+  if (rv == 0 && nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
+    snprintf(err, sizeof(err), "port must be 1..65535");
+    rv = NATTER_ERR_INVALID;
+  }
+  if (rv != 0) {
+    nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker, err);
     goto fail;
   }
   const char *idfile = c->identity_path;
@@ -750,11 +744,12 @@ fail:
   return rv;
 }
 
-int natter_client_add_forward(natter_client *c,
-                              const natter_forward_config *cfg,
-                              natter_forward **pforward, char *err,
-                              size_t errlen) {
+int natter_client_add_forward_versioned(natter_client *c, int config_version,
+                                        const natter_forward_config *caller_cfg,
+                                        natter_forward **pforward, char *err,
+                                        size_t errlen) {
   char buf[256];
+  natter_forward_config cfg;
   if (!err || errlen == 0) {
     err = buf;
     errlen = sizeof(buf);
@@ -762,11 +757,18 @@ int natter_client_add_forward(natter_client *c,
   if (pforward) {
     *pforward = NULL;
   }
-  if (!c || !cfg) {
+  if (!c || !caller_cfg) {
     snprintf(err, errlen, "invalid argument");
     return NATTER_ERR_INVALID;
   }
-  return nt_forward_add(&c->forward_env, cfg, pforward, err, errlen);
+  if (nt_forward_config_load(&cfg, config_version, caller_cfg) != 0) {
+    snprintf(err, errlen,
+             "natter_forward_config version %d is unknown to this library "
+             "(%s): built against a newer natter.h?",
+             config_version, natter_version());
+    return NATTER_ERR_INVALID;
+  }
+  return nt_forward_add(&c->forward_env, &cfg, pforward, err, errlen);
 }
 
 int natter_client_add_forward_spec(natter_client *c, const char *text,
@@ -856,14 +858,18 @@ int natter_fingerprint_check(const char *fingerprint) {
              : NATTER_ERR_INVALID;
 }
 
-int natter_client_get_peer_stats(const natter_client *c, const char *name,
-                                 natter_peer_stats *stats) {
-  if (!c || !name || !stats) {
+int natter_client_get_peer_stats_versioned(const natter_client *c,
+                                           const char *name, int stats_version,
+                                           natter_peer_stats *out) {
+  natter_peer_stats full, *stats = &full;
+  size_t len = nt_peer_stats_len(stats_version);
+  if (!c || !name || !out || !len) {
     return NATTER_ERR_INVALID;
   }
   memset(stats, 0, sizeof(*stats));
   nt_peer *p = c->peers ? nt_peers_find(c->peers, name) : NULL;
   if (!p) {
+    memcpy(out, stats, len);
     return NATTER_ERR_PEER_UNKNOWN;
   }
   nt_conn *conn = nt_peer_conn(p);
@@ -873,6 +879,7 @@ int natter_client_get_peer_stats(const natter_client *c, const char *name,
                       &stats->bytes_received);
   }
   stats->streams = nt_tunnel_count_for_peer(&c->tunnels, name);
+  memcpy(out, stats, len);
   return 0;
 }
 
@@ -905,4 +912,39 @@ void natter_client_free(natter_client *c) {
 
 const char *natter_client_fingerprint(const natter_client *c) {
   return c ? c->fingerprint_hex : "";
+}
+
+int natter_client_checked_in(const natter_client *c) {
+  return c && c->checked_in ? 1 : 0;
+}
+
+int natter_client_public_address(const natter_client *c, char *buf,
+                                 size_t len) {
+  char addr[NT_ADDR_STRLEN] = "";
+  if (!buf || len == 0) {
+    return NATTER_ERR_INVALID;
+  }
+  buf[0] = '\0';
+  if (!c) {
+    return NATTER_ERR_INVALID;
+  }
+  if (c->self.observed.len) {
+    nt_addr_str((struct sockaddr *)&c->self.observed.ss, addr);
+  }
+  if (strlen(addr) >= len) {
+    return NATTER_ERR_INVALID;
+  }
+  memcpy(buf, addr, strlen(addr) + 1);
+  return 0;
+}
+
+natter_nat_mapping natter_client_nat_mapping(const natter_client *c) {
+  switch (c ? c->self.mapping : NT_MAPPING_UNKNOWN) {
+  case NT_MAPPING_ENDPOINT_INDEPENDENT:
+    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
+  case NT_MAPPING_PER_DESTINATION:
+    return NATTER_NAT_MAPPING_SYMMETRIC;
+  default:
+    return NATTER_NAT_MAPPING_UNKNOWN;
+  }
 }

@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "spec.h"
+#include "structs.h"
 
 struct natter_forward {
   const nt_forward_env *env;
@@ -247,30 +248,25 @@ void natter_forward_remove(natter_forward *f) {
   forward_free(f);
 }
 
-void natter_forward_get_stats(const natter_forward *f,
-                              natter_forward_stats *stats) {
-  if (!stats) {
-    return;
+int natter_forward_get_stats_versioned(const natter_forward *f,
+                                       int stats_version,
+                                       natter_forward_stats *out) {
+  natter_forward_stats stats;
+  size_t len = nt_forward_stats_len(stats_version);
+  if (!out || !len) {
+    return NATTER_ERR_INVALID;
   }
-  if (!f) {
-    memset(stats, 0, sizeof(*stats));
-    return;
+  if (f) {
+    stats = f->stats;
+  } else {
+    memset(&stats, 0, sizeof(stats));
   }
-  *stats = f->stats;
+  memcpy(out, &stats, len);
+  return f ? 0 : NATTER_ERR_INVALID;
 }
 
 uint16_t natter_forward_local_port(const natter_forward *f) {
   return f ? f->local_port : 0;
-}
-
-void natter_forward_config_default(natter_forward_config *cfg) {
-  if (!cfg) {
-    return;
-  }
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->in_fd = -1;
-  cfg->out_fd = -1;
-  cfg->err_fd = 2;
 }
 
 void nt_forward_free_all(struct nt_forward_list *all) {

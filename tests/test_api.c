@@ -684,6 +684,235 @@ static void test_client_fingerprint(void) {
   event_base_free(base);
 }
 
+/* A host name that cannot resolve without asking anyone: its first label
+ * is longer than DNS allows (RFC 1035 §2.3.4), so no query is sent. */
+static void test_client_resolve_error(void) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_client *c = (natter_client *)&cfg;
+  log_capture cap;
+  char broker[128];
+
+  memset(broker, 'a', 64);
+  snprintf(broker + 64, sizeof(broker) - 64, ".invalid:10000");
+  client_config(&cfg, "alice", broker);
+  cfg.log = capture_log;
+  cfg.user_data = &cap;
+  memset(&cap, 0, sizeof(cap));
+  CHECK(natter_client_new(&c, base, &cfg) == NATTER_ERR_RESOLVE);
+  CHECK(c == NULL);
+  CHECK_STR_CONTAINS(cap.last, "cannot resolve");
+  event_base_free(base);
+}
+
+/* A caller compiled against a newer header than this library (or passing
+ * garbage) is refused, and nothing is written to its struct. */
+static void test_unknown_struct_versions(void) {
+  struct event_base *base = event_base_new();
+  natter_broker_config bcfg, bcfg_before;
+  natter_client_config ccfg, ccfg_before;
+  natter_forward_config fcfg, fcfg_before;
+  natter_broker_stats bs, bs_before;
+  natter_forward_stats fs, fs_before;
+  natter_peer_stats ps, ps_before;
+  natter_broker *b = NULL;
+  natter_client *c = NULL;
+  natter_forward *fw = NULL;
+  char addr[32], err[256];
+  const int bad[] = {0, -1, 1000};
+
+  b = start_broker(base, addr, sizeof(addr));
+  client_config(&ccfg, "alice", addr);
+  CHECK(natter_client_new(&c, base, &ccfg) == 0);
+  broker_config(&bcfg, NULL);
+  natter_forward_config_default(&fcfg);
+  fcfg.peer = "bob";
+  fcfg.port = 9;
+  fcfg.local_port = free_tcp_port();
+
+  for (size_t i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+    /* the last round: each struct's next version, not released yet */
+    int is_last = i == sizeof(bad) / sizeof(bad[0]);
+    int v;
+
+    v = is_last ? NATTER_BROKER_CONFIG_VERSION + 1 : bad[i];
+    memset(&bcfg_before, 0xa5, sizeof(bcfg_before));
+    bcfg = bcfg_before;
+    natter_broker_config_default_versioned(v, &bcfg);
+    CHECK(memcmp(&bcfg, &bcfg_before, sizeof(bcfg)) == 0);
+    broker_config(&bcfg, NULL);
+    natter_broker *b2 = (natter_broker *)&bcfg;
+    CHECK(natter_broker_new_versioned(&b2, base, v, &bcfg) ==
+          NATTER_ERR_INVALID);
+    CHECK(b2 == NULL);
+
+    v = is_last ? NATTER_CLIENT_CONFIG_VERSION + 1 : bad[i];
+    memset(&ccfg_before, 0xa5, sizeof(ccfg_before));
+    ccfg = ccfg_before;
+    natter_client_config_default_versioned(v, &ccfg);
+    CHECK(memcmp(&ccfg, &ccfg_before, sizeof(ccfg)) == 0);
+    client_config(&ccfg, "carol", addr);
+    natter_client *c2 = (natter_client *)&ccfg;
+    CHECK(natter_client_new_versioned(&c2, base, v, &ccfg) ==
+          NATTER_ERR_INVALID);
+    CHECK(c2 == NULL);
+
+    v = is_last ? NATTER_FORWARD_CONFIG_VERSION + 1 : bad[i];
+    memset(&fcfg_before, 0xa5, sizeof(fcfg_before));
+    natter_forward_config tmp = fcfg_before;
+    natter_forward_config_default_versioned(v, &tmp);
+    CHECK(memcmp(&tmp, &fcfg_before, sizeof(tmp)) == 0);
+    fw = (natter_forward *)&fcfg;
+    err[0] = '\0';
+    CHECK(natter_client_add_forward_versioned(
+              c, v, &fcfg, &fw, err, sizeof(err)) == NATTER_ERR_INVALID);
+    CHECK(fw == NULL && err[0] != '\0');
+
+    v = is_last ? NATTER_BROKER_STATS_VERSION + 1 : bad[i];
+    memset(&bs_before, 0xa5, sizeof(bs_before));
+    bs = bs_before;
+    CHECK(natter_broker_get_stats_versioned(b, v, &bs) == NATTER_ERR_INVALID);
+    CHECK(memcmp(&bs, &bs_before, sizeof(bs)) == 0);
+
+    v = is_last ? NATTER_FORWARD_STATS_VERSION + 1 : bad[i];
+    memset(&fs_before, 0xa5, sizeof(fs_before));
+    fs = fs_before;
+    CHECK(natter_forward_get_stats_versioned(NULL, v, &fs) ==
+          NATTER_ERR_INVALID);
+    CHECK(memcmp(&fs, &fs_before, sizeof(fs)) == 0);
+
+    v = is_last ? NATTER_PEER_STATS_VERSION + 1 : bad[i];
+    memset(&ps_before, 0xa5, sizeof(ps_before));
+    ps = ps_before;
+    CHECK(natter_client_get_peer_stats_versioned(c, "bob", v, &ps) ==
+          NATTER_ERR_INVALID);
+    CHECK(memcmp(&ps, &ps_before, sizeof(ps)) == 0);
+  }
+
+  /* The versions this header has still work on the same objects. */
+  CHECK(natter_client_add_forward(c, &fcfg, &fw, err, sizeof(err)) == 0);
+  CHECK(natter_forward_get_stats(fw, &fs) == 0 && fs.connections == 0);
+  CHECK(natter_broker_get_stats(b, &bs) == 0);
+  natter_client_free(c);
+  natter_broker_free(b);
+  event_base_free(base);
+}
+
+/* A UDP port on 127.0.0.1 that was free a moment ago with the port after
+ * it, where a broker opens its NAT mapping-check port. */
+static uint16_t free_udp_port_pair(void) {
+  for (int tries = 0; tries < 100; tries++) {
+    struct sockaddr_in sin;
+    uint16_t port = 0;
+    int fd = bound_socket(SOCK_DGRAM, &port);
+    int next = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)(port + 1));
+    int ok = fd >= 0 && next >= 0 && port < 65535 &&
+             bind(next, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+    if (fd >= 0) {
+      close(fd);
+    }
+    if (next >= 0) {
+      close(next);
+    }
+    if (ok) {
+      return port;
+    }
+  }
+  return 0;
+}
+
+static int mapping_known(void *arg) {
+  return natter_client_nat_mapping(arg) != NATTER_NAT_MAPPING_UNKNOWN;
+}
+
+/* What an embedder can ask: the broker's key (and pinning it works), and
+ * a client's state at the broker, public address and NAT mapping. */
+static void test_broker_and_client_getters(void) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_client *c = NULL;
+  client_events ev;
+  natter_broker_config bcfg;
+  natter_broker *b = NULL;
+  char addr[32], want[NATTER_ADDRSTRLEN], pub[NATTER_ADDRSTRLEN];
+  uint16_t udp_port = 0;
+
+  /* The broker's port is chosen so that the one after it, its mapping
+   * check's, is free too. */
+  snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)free_udp_port_pair());
+  broker_config(&bcfg, NULL);
+  bcfg.listen = addr;
+  CHECK(natter_broker_new(&b, base, &bcfg) == 0);
+
+  const char *fp = natter_broker_fingerprint(b);
+  CHECK(fp != NULL && strlen(fp) == 64);
+  CHECK(strspn(fp, "0123456789abcdef") == 64);
+  CHECK(natter_fingerprint_check(fp) == 0);
+  CHECK(natter_broker_fingerprint(NULL) != NULL);
+  CHECK(strcmp(natter_broker_fingerprint(NULL), "") == 0);
+
+  /* A fixed UDP port, so the public address is known in advance: on
+   * loopback the broker sees the client's own address. */
+  int fd = bound_socket(SOCK_DGRAM, &udp_port);
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    close(fd);
+  }
+  client_config(&cfg, "getter", addr);
+  cfg.broker_key = fp; /* pinned: check-in fails on any other key */
+  cfg.local_port = udp_port;
+  cfg.on_event = record_event;
+  cfg.user_data = &ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.base = base;
+  CHECK(natter_client_new(&c, base, &cfg) == 0);
+  ev.client = c;
+
+  /* Nothing has run yet. */
+  CHECK(natter_client_checked_in(c) == 0);
+  memset(pub, 'x', sizeof(pub));
+  CHECK(natter_client_public_address(c, pub, sizeof(pub)) == 0);
+  CHECK(pub[0] == '\0');
+  CHECK(natter_client_nat_mapping(c) == NATTER_NAT_MAPPING_UNKNOWN);
+
+  CHECK(run_until(base, flag_set, &ev.checked_in, 10000));
+  CHECK(ev.fatal == 0);
+  CHECK(natter_client_checked_in(c) == 1);
+  snprintf(want, sizeof(want), "127.0.0.1:%u", (unsigned)udp_port);
+  CHECK(natter_client_public_address(c, pub, sizeof(pub)) == 0);
+  CHECK(strcmp(pub, want) == 0);
+  /* Exactly enough room, then one byte short of it. */
+  CHECK(natter_client_public_address(c, pub, strlen(want) + 1) == 0);
+  CHECK(strcmp(pub, want) == 0);
+  CHECK(natter_client_public_address(c, pub, strlen(want)) ==
+        NATTER_ERR_INVALID);
+  CHECK(pub[0] == '\0');
+
+  /* No NAT between loopback addresses: the broker's two ports see the
+   * same address. */
+  CHECK(run_until(base, mapping_known, c, 5000));
+  CHECK(natter_client_nat_mapping(c) ==
+        NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT);
+
+  /* Bad arguments. */
+  CHECK(natter_client_checked_in(NULL) == 0);
+  CHECK(natter_client_nat_mapping(NULL) == NATTER_NAT_MAPPING_UNKNOWN);
+  memset(pub, 'x', sizeof(pub));
+  CHECK(natter_client_public_address(NULL, pub, sizeof(pub)) ==
+        NATTER_ERR_INVALID);
+  CHECK(pub[0] == '\0');
+  CHECK(natter_client_public_address(c, NULL, 64) == NATTER_ERR_INVALID);
+  CHECK(natter_client_public_address(c, pub, 0) == NATTER_ERR_INVALID);
+
+  natter_client_free(c);
+  natter_broker_free(b);
+  event_base_free(base);
+}
+
 /* Creating and freeing objects leaves no descriptor behind. */
 static void test_no_fd_leak(void) {
   struct event_base *base = event_base_new();
@@ -1229,6 +1458,9 @@ int main(void) {
       {"broker_addr_in_use", test_broker_addr_in_use},
       {"client_bad_arguments", test_client_bad_arguments},
       {"client_fingerprint", test_client_fingerprint},
+      {"client_resolve_error", test_client_resolve_error},
+      {"unknown_struct_versions", test_unknown_struct_versions},
+      {"broker_and_client_getters", test_broker_and_client_getters},
       {"no_fd_leak", test_no_fd_leak},
       {"forward_bad_arguments", test_forward_bad_arguments},
       {"forward_spec_bad_arguments", test_forward_spec_bad_arguments},
