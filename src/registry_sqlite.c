@@ -401,9 +401,9 @@ static int sqlite_insert(void *impl, const char *name,
 
   if (r->count >= NT_REGISTRY_MAX_NAMES) {
     nt_textfile_set_err(err, errlen,
-                        "registry %s is full (%d names): release unused "
-                        "names (natter -registry FILE -list, -release NAME) "
-                        "or let them expire sooner",
+                        "registry is full: %s holds %d names, the most it "
+                        "takes: release unused names (natter -registry FILE "
+                        "-list, -release NAME) or let them expire sooner",
                         r->path, NT_REGISTRY_MAX_NAMES);
     return NATTER_ERR_REGISTRY;
   }
