@@ -147,6 +147,12 @@ static int query_text(registry_sqlite *r, const char *sql, char *out,
   if (rc == SQLITE_ROW) {
     const unsigned char *text = sqlite3_column_text(st, 0);
     snprintf(out, outlen, "%s", text ? (const char *)text : "");
+    /* quick_check reports on several lines; messages have one. */
+    for (char *p = out; *p; p++) {
+      if (*p == '\n') {
+        *p = ' ';
+      }
+    }
     rc = SQLITE_OK;
   }
   sqlite3_finalize(st);
@@ -281,7 +287,7 @@ static int refresh_count(registry_sqlite *r, char *err, size_t errlen) {
 static int sqlite_open(void **pimpl, const char *path, char *err,
                        size_t errlen) {
   registry_sqlite *r;
-  char text[64];
+  char text[256];
   int rc, rv;
 
   *pimpl = NULL;

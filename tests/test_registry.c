@@ -78,6 +78,10 @@ static void test_persists_across_reopen(void) {
     return;
   }
   CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
+  /* SQLite's side files copy the database's mode. */
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db-wal");
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
   nt_registry_close(reg);
 
   /* File 0600 in a directory created 0700. */
@@ -379,6 +383,7 @@ static void expect_open_error(const char *path, const char *needle) {
   CHECK(reg == NULL);
   CHECK_STR_CONTAINS(err, path);
   CHECK_STR_CONTAINS(err, needle);
+  CHECK(strchr(err, '\n') == NULL);
   printf("  refused as it should be: %s\n", err);
   nt_registry_close(reg);
 }
