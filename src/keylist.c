@@ -42,9 +42,8 @@ static size_t hash_name(const char *name) {
 static uint32_t find_fp(const nt_keylist *list, const uint8_t *fp) {
   for (size_t i = hash_fp(fp) & list->mask;; i = (i + 1) & list->mask) {
     uint32_t slot = list->by_fp[i];
-    if (slot == 0 ||
-        memcmp(list->entries[slot - 1].fingerprint, fp, NT_FINGERPRINT_LEN) ==
-            0) {
+    if (slot == 0 || memcmp(list->entries[slot - 1].fingerprint, fp,
+                            NT_FINGERPRINT_LEN) == 0) {
       return slot;
     }
   }
@@ -109,8 +108,8 @@ static int split_fields(const char *line, size_t len, const char *field[3],
 
 /* Parses one non-comment line into |e|. Returns 0 or -1 with the reason
  * (without the FILE:LINE: prefix) in |why|. */
-static int parse_line(const char *line, size_t len, keylist_entry *e,
-                      char *why, size_t whylen) {
+static int parse_line(const char *line, size_t len, keylist_entry *e, char *why,
+                      size_t whylen) {
   const char *field[3];
   size_t flen[3];
   char buf[2 * NT_FINGERPRINT_HEX_LEN];
@@ -158,8 +157,8 @@ int nt_keylist_parse(nt_keylist **plist, const char *path, const char *text,
 
   *plist = NULL;
   list = calloc(1, sizeof(*list));
-  if (list == NULL || (list->entries = malloc(cap * sizeof(*list->entries))) ==
-                          NULL) {
+  if (list == NULL ||
+      (list->entries = malloc(cap * sizeof(*list->entries))) == NULL) {
     goto nomem;
   }
   while (nt_textfile_next_line(text, len, &pos, &line, &linelen)) {
@@ -167,8 +166,8 @@ int nt_keylist_parse(nt_keylist **plist, const char *path, const char *text,
 
     lineno++;
     if (linelen > NT_KEYLIST_MAX_LINE) {
-      nt_textfile_set_err(err, errlen, "%s:%u: line longer than %d bytes",
-                          path, lineno, NT_KEYLIST_MAX_LINE);
+      nt_textfile_set_err(err, errlen, "%s:%u: line longer than %d bytes", path,
+                          lineno, NT_KEYLIST_MAX_LINE);
       goto invalid;
     }
     while (skip < linelen && is_blank(line[skip])) {
@@ -178,8 +177,8 @@ int nt_keylist_parse(nt_keylist **plist, const char *path, const char *text,
       continue;
     }
     if (list->count == NT_KEYLIST_MAX_ENTRIES) {
-      nt_textfile_set_err(err, errlen, "%s:%u: more than %d keys", path,
-                          lineno, NT_KEYLIST_MAX_ENTRIES);
+      nt_textfile_set_err(err, errlen, "%s:%u: more than %d keys", path, lineno,
+                          NT_KEYLIST_MAX_ENTRIES);
       goto invalid;
     }
     if (list->count == cap) {
@@ -220,8 +219,8 @@ int nt_keylist_parse(nt_keylist **plist, const char *path, const char *text,
     }
     if (other != 0) {
       const keylist_entry *o = &list->entries[other - 1];
-      int same_key = memcmp(o->fingerprint, e->fingerprint,
-                            NT_FINGERPRINT_LEN) == 0;
+      int same_key =
+          memcmp(o->fingerprint, e->fingerprint, NT_FINGERPRINT_LEN) == 0;
       nt_textfile_set_err(err, errlen,
                           "%s:%u: %s already listed on line %u: each key has "
                           "one name and each name one key",
@@ -230,8 +229,7 @@ int nt_keylist_parse(nt_keylist **plist, const char *path, const char *text,
     }
     insert_slot(list->by_fp, list->mask, hash_fp(e->fingerprint),
                 (uint32_t)i + 1);
-    insert_slot(list->by_name, list->mask, hash_name(e->name),
-                (uint32_t)i + 1);
+    insert_slot(list->by_name, list->mask, hash_name(e->name), (uint32_t)i + 1);
   }
   *plist = list;
   return 0;
@@ -252,8 +250,8 @@ int nt_keylist_load(nt_keylist **plist, const char *path, char *err,
   int rv;
 
   *plist = NULL;
-  rv = nt_textfile_read(path, "admitted keys file", NT_KEYLIST_MAX_BYTES,
-                        &text, &len, NULL, err, errlen);
+  rv = nt_textfile_read(path, "admitted keys file", NT_KEYLIST_MAX_BYTES, &text,
+                        &len, NULL, err, errlen);
   if (rv == 1) {
     nt_textfile_set_err(err, errlen,
                         "admitted keys file %s does not exist: create it "

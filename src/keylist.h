@@ -49,8 +49,7 @@ const char *nt_keylist_lookup(const nt_keylist *list,
                               const uint8_t *fingerprint);
 
 /* The fingerprint listed for |name|, or NULL. Lives as long as |list|. */
-const uint8_t *nt_keylist_lookup_name(const nt_keylist *list,
-                                      const char *name);
+const uint8_t *nt_keylist_lookup_name(const nt_keylist *list, const char *name);
 
 size_t nt_keylist_count(const nt_keylist *list);
 

@@ -201,8 +201,10 @@ int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
   }
   t = calloc(1, sizeof(*t));
   if (t == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot record last-seen time of %s: "
-                        "out of memory", name);
+    nt_textfile_set_err(err, errlen,
+                        "cannot record last-seen time of %s: "
+                        "out of memory",
+                        name);
     return NATTER_ERR_NOMEM;
   }
   memcpy(t->name, name, strlen(name) + 1);
@@ -222,7 +224,8 @@ int nt_registry_flush(nt_registry *reg, char *err, size_t errlen) {
   }
   touches = malloc(reg->npending * sizeof(*touches));
   if (touches == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot write last-seen times: out of "
+    nt_textfile_set_err(err, errlen,
+                        "cannot write last-seen times: out of "
                         "memory");
     return NATTER_ERR_NOMEM;
   }
@@ -272,8 +275,8 @@ int nt_registry_expire(nt_registry *reg, int64_t now, int64_t max_idle_s,
    * old stored time. */
   rv = nt_registry_flush(reg, err, errlen);
   if (rv == 0) {
-    rv = reg->ops->expire(reg->impl, now - max_idle_s,
-                          NT_REGISTRY_EXPIRE_BATCH, &n, err, errlen);
+    rv = reg->ops->expire(reg->impl, now - max_idle_s, NT_REGISTRY_EXPIRE_BATCH,
+                          &n, err, errlen);
   }
   if (rv == 0 && removed != NULL) {
     *removed = n;
@@ -295,8 +298,8 @@ static int list_one(const nt_registry_entry *stored, void *user_data) {
   return ctx->fn(&entry, ctx->user_data);
 }
 
-int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn,
-                     void *user_data, char *err, size_t errlen) {
+int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn, void *user_data,
+                     char *err, size_t errlen) {
   list_ctx ctx = {reg, fn, user_data};
 
   return reg->ops->list(reg->impl, list_one, &ctx, err, errlen);

@@ -151,7 +151,7 @@ int nt_registry_expire(nt_registry *reg, int64_t now, int64_t max_idle_s,
 /* Calls |fn| for every bound name in name order, with pending touches
  * applied. Returns 0 (also when |fn| stopped early) or
  * NATTER_ERR_REGISTRY. */
-int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn,
-                     void *user_data, char *err, size_t errlen);
+int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn, void *user_data,
+                     char *err, size_t errlen);
 
 #endif

@@ -187,16 +187,18 @@ static int check_or_create_schema(registry_sqlite *r, char *err,
     goto out;
   }
   if (app_id == 0 && version == 0 && objects == 0) {
-    rv = exec_sql(r,
-                  "CREATE TABLE names ("
-                  " name TEXT PRIMARY KEY NOT NULL,"
-                  " fingerprint BLOB NOT NULL,"
-                  " first_seen INTEGER NOT NULL,"
-                  " last_seen INTEGER NOT NULL) WITHOUT ROWID;"
-                  "CREATE INDEX names_last_seen ON names (last_seen);"
-                  "PRAGMA application_id = " STR(APPLICATION_ID) ";"
-                  "PRAGMA user_version = " STR(SCHEMA_VERSION) ";",
-                  "create the schema", err, errlen);
+    rv = exec_sql(
+        r,
+        "CREATE TABLE names ("
+        " name TEXT PRIMARY KEY NOT NULL,"
+        " fingerprint BLOB NOT NULL,"
+        " first_seen INTEGER NOT NULL,"
+        " last_seen INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE INDEX names_last_seen ON names (last_seen);"
+        "PRAGMA application_id = " STR(
+            APPLICATION_ID) ";"
+                            "PRAGMA user_version = " STR(SCHEMA_VERSION) ";",
+        "create the schema", err, errlen);
   } else if (app_id != APPLICATION_ID) {
     nt_textfile_set_err(err, errlen,
                         "registry %s is a SQLite file of another program, "
@@ -245,8 +247,7 @@ static int create_file(const char *path, char *err, size_t errlen) {
     return NATTER_ERR_REGISTRY;
   }
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    nt_textfile_set_err(err, errlen, "registry %s is not a regular file",
-                        path);
+    nt_textfile_set_err(err, errlen, "registry %s is not a regular file", path);
     close(fd);
     return NATTER_ERR_REGISTRY;
   }
@@ -313,8 +314,8 @@ static int sqlite_open(void **pimpl, const char *path, char *err,
 
   /* The first statement reads the header: a file that is not a database
    * fails here. */
-  rv = query_text(r, "PRAGMA journal_mode = WAL", text, sizeof(text),
-                  "read it", err, errlen);
+  rv = query_text(r, "PRAGMA journal_mode = WAL", text, sizeof(text), "read it",
+                  err, errlen);
   if (rv != 0) {
     goto fail;
   }
@@ -375,8 +376,8 @@ static int read_entry(registry_sqlite *r, sqlite3_stmt *st, int col,
   return 0;
 }
 
-static int sqlite_lookup(void *impl, const char *name,
-                         nt_registry_entry *entry, char *err, size_t errlen) {
+static int sqlite_lookup(void *impl, const char *name, nt_registry_entry *entry,
+                         char *err, size_t errlen) {
   registry_sqlite *r = impl;
   sqlite3_stmt *st = r->stmt[STMT_LOOKUP];
   int rc, rv;

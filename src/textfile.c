@@ -37,13 +37,14 @@ int nt_textfile_read(const char *path, const char *what, size_t max_bytes,
     return 1;
   }
   if (fd < 0) {
-    nt_textfile_set_err(err, errlen, "cannot open %s %s (%s): check its path "
-                        "and permissions", what, path, strerror(errno));
+    nt_textfile_set_err(err, errlen,
+                        "cannot open %s %s (%s): check its path "
+                        "and permissions",
+                        what, path, strerror(errno));
     return NATTER_ERR_INVALID;
   }
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    nt_textfile_set_err(err, errlen, "%s %s is not a regular file", what,
-                        path);
+    nt_textfile_set_err(err, errlen, "%s %s is not a regular file", what, path);
     close(fd);
     return NATTER_ERR_INVALID;
   }
@@ -105,8 +106,8 @@ fail:
   return NATTER_ERR_INVALID;
 }
 
-int nt_textfile_make_parent_dirs(const char *path, const char *what,
-                                 char *err, size_t errlen) {
+int nt_textfile_make_parent_dirs(const char *path, const char *what, char *err,
+                                 size_t errlen) {
   const char *slash = strrchr(path, '/');
   size_t dirlen;
   char *dir;
@@ -118,8 +119,8 @@ int nt_textfile_make_parent_dirs(const char *path, const char *what,
   dirlen = (size_t)(slash - path);
   dir = strndup(path, dirlen);
   if (dir == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot create %s %s: out of memory",
-                        what, path);
+    nt_textfile_set_err(err, errlen, "cannot create %s %s: out of memory", what,
+                        path);
     return NATTER_ERR_NOMEM;
   }
   /* Each prefix ending before a '/', then the whole directory; mkdir()
@@ -196,8 +197,8 @@ int nt_textfile_write_atomic(const char *path, const char *what,
   }
   tmp = malloc(tmplen);
   if (tmp == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot write %s %s: out of memory",
-                        what, path);
+    nt_textfile_set_err(err, errlen, "cannot write %s %s: out of memory", what,
+                        path);
     return NATTER_ERR_NOMEM;
   }
   snprintf(tmp, tmplen, "%s.tmp-XXXXXX", path);

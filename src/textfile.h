@@ -24,8 +24,8 @@ int nt_textfile_read(const char *path, const char *what, size_t max_bytes,
 /* Creates the missing directories above |path| with mode 0700; existing
  * ones keep their mode. Returns 0 or a negative NATTER_ERR_* with a reason
  * in |err|. */
-int nt_textfile_make_parent_dirs(const char *path, const char *what,
-                                 char *err, size_t errlen);
+int nt_textfile_make_parent_dirs(const char *path, const char *what, char *err,
+                                 size_t errlen);
 
 /* Replaces |path| by |len| bytes of |data| atomically, mode 0600, creating
  * the parent directories (0700). Returns 0 or a negative NATTER_ERR_* with

@@ -61,8 +61,8 @@ static void test_parse_and_lookup(void) {
   uint8_t fp[NT_FINGERPRINT_LEN];
   char err[512] = "";
 
-  CHECK(nt_keylist_parse(&list, "keys", text, strlen(text), err,
-                         sizeof(err)) == 0);
+  CHECK(nt_keylist_parse(&list, "keys", text, strlen(text), err, sizeof(err)) ==
+        0);
   if (list == NULL) {
     fprintf(stderr, "%s\n", err);
     return;
@@ -97,8 +97,8 @@ static void expect_bad(const char *text, const char *where,
   nt_keylist *list = NULL;
   char err[512] = "";
 
-  CHECK(nt_keylist_parse(&list, "keys", text, strlen(text), err,
-                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_keylist_parse(&list, "keys", text, strlen(text), err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
   CHECK(list == NULL);
   CHECK_STR_CONTAINS(err, where);
   CHECK_STR_CONTAINS(err, needle);
@@ -114,13 +114,14 @@ static void test_bad_lines(void) {
   expect_bad("nothex alice\n", "keys:1: ", "not a key fingerprint");
   expect_bad(FP_A "00 alice\n", "keys:1: ", "not a key fingerprint");
   expect_bad(FP_A " bad/name\n", "keys:1: ", "name is invalid");
-  expect_bad(FP_A " a234567890123456789012345678901234567890123456789012345678901"
-                  "234\n",
+  expect_bad(FP_A
+             " a234567890123456789012345678901234567890123456789012345678901"
+             "234\n",
              "keys:1: ", "name is invalid");
-  expect_bad(FP_A " alice\n" FP_A " bob\n", "keys:2: ",
-             "key already listed on line 1");
-  expect_bad(FP_A " alice\n\n" FP_C " alice\n", "keys:3: ",
-             "name already listed on line 1");
+  expect_bad(FP_A " alice\n" FP_A " bob\n",
+             "keys:2: ", "key already listed on line 1");
+  expect_bad(FP_A " alice\n\n" FP_C " alice\n",
+             "keys:3: ", "name already listed on line 1");
   memset(longline, 'a', sizeof(longline) - 1);
   longline[sizeof(longline) - 1] = '\0';
   longline[0] = '#';

@@ -305,9 +305,8 @@ static void prefill(const char *path, int n) {
   key(k, 9);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
-  CHECK(sqlite3_prepare_v2(db,
-                           "INSERT INTO names VALUES (?1, ?2, 100, 100)", -1,
-                           &st, NULL) == SQLITE_OK);
+  CHECK(sqlite3_prepare_v2(db, "INSERT INTO names VALUES (?1, ?2, 100, 100)",
+                           -1, &st, NULL) == SQLITE_OK);
   for (int i = 0; i < n; i++) {
     char name[32];
     snprintf(name, sizeof(name), "n%d", i);
@@ -435,8 +434,8 @@ static void test_foreign_or_newer_file(void) {
   make_tmpdir();
   path_in_tmp(path, sizeof(path), "foreign.db");
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);",
-                     NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);", NULL,
+                     NULL, NULL) == SQLITE_OK);
   sqlite3_close(db);
   expect_open_error(path, "not a natter registry");
 
