@@ -203,6 +203,10 @@ static void test_token_file(void) {
   CHECK(strcmp(tok, TOKEN) == 0);
   CHECK_STR_CONTAINS(warn, "readable by other users");
   CHECK_STR_CONTAINS(warn, "chmod 600");
+  write_file(path, sizeof(path), "token", TOKEN, 0604);
+  CHECK(nt_token_read_file(tok, sizeof(tok), path, warn, sizeof(warn), err,
+                           sizeof(err)) == 0);
+  CHECK_STR_CONTAINS(warn, "readable by other users");
 
   write_file(path, sizeof(path), "short", "tooshort\n", 0600);
   CHECK(nt_token_read_file(tok, sizeof(tok), path, warn, sizeof(warn), err,
