@@ -79,7 +79,8 @@ enum {
   NATTER_ERR_UNAUTHORIZED = -18, /* broker token refused */
   NATTER_ERR_CLOSED = -19,       /* connection closed */
   NATTER_ERR_TIMEOUT = -20,      /* no answer in time */
-  NATTER_ERR_RESOLVE = -21       /* host name did not resolve */
+  NATTER_ERR_RESOLVE = -21,      /* host name did not resolve */
+  NATTER_ERR_REGISTRY = -22      /* broker registry unusable or full */
 };
 
 /* Returns a static English description of |err|; never NULL. */

@@ -51,6 +51,8 @@ NATTER_EXPORT const char *natter_strerror(int err) {
     return "timed out";
   case NATTER_ERR_RESOLVE:
     return "host name did not resolve";
+  case NATTER_ERR_REGISTRY:
+    return "broker registry unusable or full";
   default:
     return "unknown error";
   }

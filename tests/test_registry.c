@@ -1,0 +1,580 @@
+/* The broker's registry (src/registry.c, src/registry_sqlite.c) on real
+ * files: persistence, conflicts, batched touches, expiry, the size bound,
+ * and files that are corrupt, foreign, unreadable or left by a crash. */
+#include "registry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "natter.h"
+#include "test.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+  const char *base = getenv("TMPDIR");
+
+  snprintf(tmpdir, sizeof(tmpdir), "%s/natter-test-registry-XXXXXX",
+           base && base[0] ? base : "/tmp");
+  if (mkdtemp(tmpdir) == NULL) {
+    perror("mkdtemp");
+    exit(2);
+  }
+}
+
+static void path_in_tmp(char *out, size_t outlen, const char *name) {
+  snprintf(out, outlen, "%s/%s", tmpdir, name);
+}
+
+static void remove_tmpdir(void) {
+  char cmd[512];
+
+  /* Every test leaves files of its own under tmpdir; the directory name
+   * comes from mkdtemp, so it needs no quoting beyond the quotes. */
+  snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", tmpdir);
+  CHECK(system(cmd) == 0);
+}
+
+static void key(uint8_t *fp, uint8_t seed) {
+  for (int i = 0; i < NT_FINGERPRINT_LEN; i++) {
+    fp[i] = (uint8_t)(seed * 31 + i);
+  }
+}
+
+static nt_registry *open_ok(const char *path) {
+  nt_registry *reg = NULL;
+  char err[512] = "";
+  int rv = nt_registry_open(&reg, NULL, path, err, sizeof(err));
+
+  if (rv != 0) {
+    fprintf(stderr, "open %s: %s\n", path, err);
+  }
+  CHECK(rv == 0);
+  return reg;
+}
+
+static void test_persists_across_reopen(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  nt_registry_entry e;
+  struct stat st;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  if (reg == NULL) {
+    remove_tmpdir();
+    return;
+  }
+  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
+  /* SQLite's side files copy the database's mode. */
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db-wal");
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
+  nt_registry_close(reg);
+
+  /* File 0600 in a directory created 0700. */
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+  path_in_tmp(path, sizeof(path), "state/deeper");
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+  path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
+
+  reg = open_ok(path);
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(strcmp(e.name, "alice") == 0);
+  CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(e.first_seen == 1000 && e.last_seen == 1000);
+  CHECK(nt_registry_lookup(reg, "bob", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(nt_registry_lookup(reg, "bad name", &e, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void test_bind_conflict(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  nt_registry_entry e;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  key(k2, 2);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k2, 1001, err, sizeof(err)) ==
+        NATTER_ERR_NAME_TAKEN);
+  CHECK_STR_CONTAINS(err, "alice");
+  CHECK_STR_CONTAINS(err, "another key");
+  /* The same key again is a check-in, not a conflict. */
+  CHECK(nt_registry_bind(reg, "alice", k1, 1002, err, sizeof(err)) == 0);
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(e.first_seen == 1000 && e.last_seen == 1002);
+  CHECK(nt_registry_bind(reg, "-x/", k1, 1, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  nt_registry_close(reg);
+
+  /* And after a restart. */
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "alice", k2, 2000, err, sizeof(err)) ==
+        NATTER_ERR_NAME_TAKEN);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void test_touch_is_batched(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg, *other;
+  nt_registry_entry e;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  other = open_ok(path); /* a second connection sees only what is written */
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(nt_registry_touch(reg, "alice", 200, err, sizeof(err)) == 0);
+  CHECK(nt_registry_touch(reg, "alice", 150, err, sizeof(err)) == 0);
+  CHECK(nt_registry_touch(reg, "ghost", 200, err, sizeof(err)) == 0);
+  CHECK(nt_registry_pending(reg) == 2);
+
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(e.last_seen == 200);
+  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(e.last_seen == 100);
+
+  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(nt_registry_pending(reg) == 0);
+  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(e.last_seen == 200 && e.first_seen == 100);
+  /* A touch of an unbound name binds nothing. */
+  CHECK(nt_registry_lookup(other, "ghost", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+
+  /* Close flushes what is pending. */
+  CHECK(nt_registry_touch(reg, "alice", 300, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(e.last_seen == 300);
+  nt_registry_close(other);
+  remove_tmpdir();
+}
+
+static void test_expire(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  nt_registry_entry e;
+  size_t removed = 99;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "old", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "fresh", k1, 1000, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "touched", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  /* Seen recently, but only in memory: expire must write it first. */
+  CHECK(nt_registry_touch(reg, "touched", 1900, err, sizeof(err)) == 0);
+
+  CHECK(nt_registry_expire(reg, 2000, 0, &removed, err, sizeof(err)) == 0);
+  CHECK(removed == 0); /* 0 disables expiry */
+  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(removed == 1);
+  CHECK(nt_registry_lookup(reg, "old", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(nt_registry_lookup(reg, "fresh", &e, err, sizeof(err)) == 0);
+  CHECK(nt_registry_lookup(reg, "touched", &e, err, sizeof(err)) == 0);
+  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(removed == 0);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void test_release(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  nt_registry_entry e;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  key(k2, 2);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) == 0);
+  CHECK(nt_registry_pending(reg) == 0);
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK_STR_CONTAINS(err, "not bound");
+  /* A released name is free for another key. */
+  CHECK(nt_registry_bind(reg, "alice", k2, 200, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+
+  /* Released by another process (the operator) while the broker runs. */
+  reg = open_ok(path);
+  {
+    nt_registry *op = open_ok(path);
+    CHECK(nt_registry_release(op, "alice", err, sizeof(err)) == 0);
+    nt_registry_close(op);
+  }
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+typedef struct listing {
+  char names[8][NT_NAME_MAX + 1];
+  int64_t last_seen[8];
+  int n;
+  int stop_after;
+} listing;
+
+static int collect(const nt_registry_entry *e, void *user_data) {
+  listing *l = user_data;
+
+  if (l->n < 8) {
+    snprintf(l->names[l->n], sizeof(l->names[0]), "%s", e->name);
+    l->last_seen[l->n] = e->last_seen;
+  }
+  l->n++;
+  return l->stop_after && l->n >= l->stop_after;
+}
+
+static void test_list(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  listing l;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "carol", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "bob", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(nt_registry_touch(reg, "bob", 500, err, sizeof(err)) == 0);
+
+  memset(&l, 0, sizeof(l));
+  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(l.n == 3);
+  CHECK(strcmp(l.names[0], "alice") == 0);
+  CHECK(strcmp(l.names[1], "bob") == 0 && l.last_seen[1] == 500);
+  CHECK(strcmp(l.names[2], "carol") == 0 && l.last_seen[2] == 100);
+
+  memset(&l, 0, sizeof(l));
+  l.stop_after = 2;
+  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(l.n == 2);
+  /* The listing statement was reset: the registry still works. */
+  CHECK(nt_registry_bind(reg, "dave", k1, 100, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* Fills the registry to one below the bound directly with SQLite, in one
+ * transaction (100000 binds one by one would take seconds). */
+static void prefill(const char *path, int n) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  uint8_t k[NT_FINGERPRINT_LEN];
+
+  key(k, 9);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(sqlite3_prepare_v2(db, "INSERT INTO names VALUES (?1, ?2, 100, 100)",
+                           -1, &st, NULL) == SQLITE_OK);
+  for (int i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "n%d", i);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, k, sizeof(k), SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      CHECK(0);
+      break;
+    }
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+  CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static void test_full(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  nt_registry_close(reg);
+  prefill(path, NT_REGISTRY_MAX_NAMES - 1);
+
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "last", k1, 100, err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "registry is full");
+  /* Names already bound still check in. */
+  CHECK(nt_registry_bind(reg, "n7", k1, 100, err, sizeof(err)) ==
+        NATTER_ERR_NAME_TAKEN);
+  CHECK(nt_registry_bind(reg, "last", k1, 200, err, sizeof(err)) == 0);
+  CHECK(nt_registry_release(reg, "n0", err, sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void write_bytes(const char *path, const void *data, size_t len) {
+  int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    CHECK(write(fd, data, len) == (ssize_t)len);
+    close(fd);
+  }
+}
+
+static int file_equals(const char *path, const void *data, size_t len) {
+  char buf[8192];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+
+  if (fd < 0) {
+    return 0;
+  }
+  n = read(fd, buf, sizeof(buf));
+  close(fd);
+  return n == (ssize_t)len && memcmp(buf, data, len) == 0;
+}
+
+static void expect_open_error(const char *path, const char *needle) {
+  nt_registry *reg = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK(reg == NULL);
+  CHECK_STR_CONTAINS(err, path);
+  CHECK_STR_CONTAINS(err, needle);
+  CHECK(strchr(err, '\n') == NULL);
+  printf("  refused as it should be: %s\n", err);
+  nt_registry_close(reg);
+}
+
+static void test_corrupt_file(void) {
+  char path[512], err[512];
+  char garbage[4096];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "garbage.db");
+  for (size_t i = 0; i < sizeof(garbage); i++) {
+    garbage[i] = (char)(i * 7 + 3);
+  }
+  write_bytes(path, garbage, sizeof(garbage));
+  expect_open_error(path, "restore it from a backup");
+  /* Never replaced by an empty registry. */
+  CHECK(file_equals(path, garbage, sizeof(garbage)));
+
+  /* A real registry whose pages were damaged after the header. */
+  path_in_tmp(path, sizeof(path), "damaged.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  for (int i = 0; i < 200 && reg; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "name%d", i);
+    CHECK(nt_registry_bind(reg, name, k1, 100, err, sizeof(err)) == 0);
+  }
+  nt_registry_close(reg);
+  {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    char junk[8192];
+    memset(junk, 0x5a, sizeof(junk));
+    CHECK(fd >= 0);
+    /* Pages 2 and 3 (default page size 4096): the table's and the index's
+     * roots; page 1, the header and schema, stays intact. */
+    CHECK(pwrite(fd, junk, sizeof(junk), 4096) == (ssize_t)sizeof(junk));
+    close(fd);
+  }
+  expect_open_error(path, "corrupt");
+  remove_tmpdir();
+}
+
+static void test_foreign_or_newer_file(void) {
+  char path[512];
+  sqlite3 *db = NULL;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "foreign.db");
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);", NULL,
+                     NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  expect_open_error(path, "not a natter registry");
+
+  path_in_tmp(path, sizeof(path), "newer.db");
+  nt_registry_close(open_ok(path));
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL) ==
+        SQLITE_OK);
+  sqlite3_close(db);
+  expect_open_error(path, "newer");
+  remove_tmpdir();
+}
+
+static void test_unreadable_path(void) {
+  char path[512];
+
+  make_tmpdir();
+  /* A directory where the file should be. */
+  path_in_tmp(path, sizeof(path), "dir.db");
+  CHECK(mkdir(path, 0700) == 0);
+  expect_open_error(path, "Is a directory");
+  /* A path through a regular file. */
+  path_in_tmp(path, sizeof(path), "plain");
+  write_bytes(path, "x", 1);
+  path_in_tmp(path, sizeof(path), "plain/registry.db");
+  {
+    nt_registry *reg = NULL;
+    char err[512] = "";
+    CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+          NATTER_ERR_REGISTRY);
+    CHECK_STR_CONTAINS(err, "plain");
+  }
+  /* Mode 000: only meaningful when not running as root. */
+  if (geteuid() != 0) {
+    path_in_tmp(path, sizeof(path), "locked.db");
+    nt_registry_close(open_ok(path));
+    CHECK(chmod(path, 0) == 0);
+    expect_open_error(path, "Permission denied");
+  }
+  remove_tmpdir();
+}
+
+/* Waits for |pid| with a deadline; kills it when the deadline passes. */
+static int wait_child(pid_t pid) {
+  struct timespec start, now;
+  int status = 0;
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    if (r < 0 && errno != EINTR) {
+      return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > 20) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    usleep(10000); /* polling a child's exit, not synchronising on time */
+  }
+}
+
+static void test_crash_keeps_bindings(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  nt_registry_entry e;
+  pid_t pid;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  key(k2, 2);
+
+  /* The broker binds, then dies without closing (no checkpoint, WAL
+   * left behind). */
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    nt_registry *child = NULL;
+    char cerr[512];
+    if (nt_registry_open(&child, NULL, path, cerr, sizeof(cerr)) != 0 ||
+        nt_registry_bind(child, "alice", k1, 100, cerr, sizeof(cerr)) != 0 ||
+        nt_registry_touch(child, "alice", 500, cerr, sizeof(cerr)) != 0) {
+      _exit(1);
+    }
+    _exit(0);
+  }
+  CHECK(wait_child(pid) == 0);
+  path_in_tmp(err, sizeof(err), "registry.db-wal");
+  CHECK(access(err, F_OK) == 0); /* really left mid-flight */
+
+  /* A writer killed inside a transaction: its half is rolled back. */
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db,
+                     "BEGIN; DELETE FROM names; INSERT INTO names VALUES "
+                     "('mallory', zeroblob(32), 1, 1);",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+      _exit(1);
+    }
+    _exit(0);
+  }
+  CHECK(wait_child(pid) == 0);
+
+  reg = open_ok(path);
+  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
+  /* The unflushed touch died with the process: last-seen is advisory. */
+  CHECK(e.first_seen == 100 && e.last_seen == 100);
+  CHECK(nt_registry_lookup(reg, "mallory", &e, err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(nt_registry_bind(reg, "alice", k2, 600, err, sizeof(err)) ==
+        NATTER_ERR_NAME_TAKEN);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+int main(void) {
+  static const nt_test_case cases[] = {
+      {"persists_across_reopen", test_persists_across_reopen},
+      {"bind_conflict", test_bind_conflict},
+      {"touch_is_batched", test_touch_is_batched},
+      {"expire", test_expire},
+      {"release", test_release},
+      {"list", test_list},
+      {"full", test_full},
+      {"corrupt_file", test_corrupt_file},
+      {"foreign_or_newer_file", test_foreign_or_newer_file},
+      {"unreadable_path", test_unreadable_path},
+      {"crash_keeps_bindings", test_crash_keeps_bindings},
+      {NULL, NULL},
+  };
+  return nt_test_run(cases);
+}
