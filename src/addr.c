@@ -103,6 +103,12 @@ int nt_addr_equal(const struct sockaddr *a, const struct sockaddr *b) {
   return 0;
 }
 
+int nt_addr_same_host(const struct sockaddr *a, const struct sockaddr *b) {
+  size_t alen, blen;
+  const uint8_t *x = nt_addr_raw(a, &alen), *y = nt_addr_raw(b, &blen);
+  return x && y && alen == blen && memcmp(x, y, alen) == 0;
+}
+
 uint16_t nt_addr_port(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET) {
     return ntohs(((const struct sockaddr_in *)sa)->sin_port);

@@ -24,6 +24,8 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
 const char *nt_addr_str(const struct sockaddr *sa, char *out);
 
 int nt_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+/* 1 when |a| and |b| are the same IP address, whatever their ports. */
+int nt_addr_same_host(const struct sockaddr *a, const struct sockaddr *b);
 uint16_t nt_addr_port(const struct sockaddr *sa);
 void nt_addr_set_port(struct sockaddr *sa, uint16_t port);
 

@@ -4,6 +4,7 @@
  * and addresses. Forwarded bytes never pass through here. */
 #include <errno.h>
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "endpoint.h"
 #include "hashmap.h"
 #include "mapping.h"
@@ -22,9 +24,18 @@
 #include "wire_msg.h"
 
 #define BROKER_MAX_LOCAL_ADDRS 8
-#define BROKER_MAX_CLIENTS 10000
 #define BROKER_MAX_NAMES 100000
 #define PROTOCOL_VERSION 1
+
+/* Limits against one host holding the broker (README, "Limits"); each is
+ * logged when hit (at most once a second per kind) and answered with a
+ * stateless CONNECTION_CLOSE that names it, never with silence. */
+#define BROKER_MAX_CLIENTS 10000    /* connections, checked in or not */
+#define BROKER_MAX_PENDING 512      /* connections not checked in yet */
+#define BROKER_MAX_PER_SOURCE 32    /* connections from one IP address */
+#define BROKER_CHECKIN_DEADLINE_S 10 /* from the first packet to CheckIn */
+#define BROKER_CTL_RATE 20          /* control messages per second ... */
+#define BROKER_CTL_BURST 40         /* ... per client, with this burst */
 
 typedef struct bclient bclient;
 
@@ -37,6 +48,10 @@ typedef struct name_binding {
 struct bclient {
   natter_broker *broker;
   nt_conn *conn;
+  nt_addr source;       /* where it came from, as counted in b->sources */
+  int pending;          /* not checked in yet: counted in b->npending */
+  struct event *deadline; /* to check in */
+  nt_rate ctl_rate;
   nt_stream *ctl;
   nt_wire_reader *reader;
   int checked_in; /* then in natter_broker.checked_in under |name| */
@@ -60,7 +75,13 @@ struct natter_broker {
   char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
   nt_endpoint *ep;
   struct bclient_list clients; /* every connected client */
-  size_t nclients;
+  size_t nclients, npending;
+  nt_sources sources;          /* connections per source address */
+  int loopback;                /* serving on loopback: loopback candidates
+                                  are real */
+  char refuse_text[200];       /* the reason of the latest refusal */
+  uint64_t limit_logged_ns[3]; /* last log line per kind of limit */
+  unsigned limit_suppressed[3];
   /* Name -> the one checked-in bclient using it. Names and keys come
    * from clients, so lookups must not grow with their number. */
   nt_hashmap checked_in;
@@ -75,6 +96,10 @@ struct natter_broker {
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
                           uint64_t app_code, const char *message, void *ud);
+static void client_free(natter_broker *b, bclient *c);
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 static void client_established(nt_conn *conn, void *ud);
 static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
 
@@ -148,10 +173,19 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   }
   c->nlocal = 0;
   for (size_t i = 0; i < in->n_local_addrs; i++) {
-    if (nt_wire_addr_to_sockaddr(&c->local_addrs[c->nlocal],
-                                 in->local_addrs[i]) == 0) {
+    nt_addr *a = &c->local_addrs[c->nlocal];
+    /* Peers will probe these: nothing that aims their probes at their own
+     * host, at a broadcast or multicast group, or at another family. */
+    if (nt_wire_addr_to_sockaddr(a, in->local_addrs[i]) == 0 &&
+        nt_candidate_acceptable((struct sockaddr *)&a->ss,
+                                nt_conn_remote_addr(c->conn)->sa_family,
+                                b->loopback)) {
       c->nlocal++;
     }
+  }
+  if (c->nlocal < in->n_local_addrs) {
+    nt_debug(&b->log, "%s: %zu of %zu reported local addresses dropped",
+             in->name, in->n_local_addrs - c->nlocal, in->n_local_addrs);
   }
   name_binding *bind = find_binding(b, in->name);
   if (bind && memcmp(bind->key, key, NT_FINGERPRINT_LEN) != 0) {
@@ -200,6 +234,11 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   }
   c->listen = in->listen;
   c->checked_in = 1;
+  if (c->pending) {
+    c->pending = 0;
+    b->npending--;
+  }
+  event_del(c->deadline);
   char addr[NT_ADDR_STRLEN];
   nt_fingerprint_hex(key, hex);
   nt_info(&b->log, "%s checked in from %s%s (key %.16s...)", c->name,
@@ -300,6 +339,13 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
  * being dropped, so nothing after it is read. */
 static int handle_control(const uint8_t *body, size_t len, void *ud) {
   bclient *c = ud;
+  if (!nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
+                    nt_monotonic_ns())) {
+    reject(c, NATTER__CODE__BAD_REQUEST,
+           "too many control messages (limit " STR(BROKER_CTL_RATE)
+           " per second)");
+    return 1;
+  }
   Natter__Control *msg = natter__control__unpack(NULL, len, body);
   if (!msg) {
     reject(c, NATTER__CODE__BAD_REQUEST, "malformed control message");
@@ -401,30 +447,112 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
   if (c->checked_in) {
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
   }
+  client_free(b, c);
+}
+
+/* Forgets a client: the counts, its deadline, its memory. */
+static void client_free(natter_broker *b, bclient *c) {
   TAILQ_REMOVE(&b->clients, c, link);
   b->nclients--;
+  if (c->pending) {
+    b->npending--;
+  }
+  nt_sources_remove(&b->sources, (struct sockaddr *)&c->source.ss);
+  if (c->deadline) {
+    event_free(c->deadline);
+  }
   free(c->reader);
   free(c);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
+  bclient *c = arg;
+  (void)fd;
+  (void)what;
+  if (!c->checked_in) {
+    reject(c, NATTER__CODE__BAD_REQUEST,
+           "no check-in within " STR(BROKER_CHECKIN_DEADLINE_S) " s");
+  }
+}
+
+enum { LIMIT_TOTAL, LIMIT_PENDING, LIMIT_SOURCE };
+
+/* Refuses a new connection because of a limit: the reason goes back to
+ * the client; the log says so at most once a second per limit. */
+static int refuse(natter_broker *b, nt_accept_params *params, int kind,
+                  const struct sockaddr *from, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int refuse(natter_broker *b, nt_accept_params *params, int kind,
+                  const struct sockaddr *from, const char *fmt, ...) {
+  va_list ap;
+  uint64_t now = nt_monotonic_ns();
+  char addr[NT_ADDR_STRLEN];
+  va_start(ap, fmt);
+  vsnprintf(b->refuse_text, sizeof(b->refuse_text), fmt, ap);
+  va_end(ap);
+  params->refuse_reason = b->refuse_text;
+  if (now - b->limit_logged_ns[kind] >= 1000000000ull ||
+      b->limit_logged_ns[kind] == 0) {
+    nt_warn(&b->log, "refused a connection from %s: %s%s",
+            nt_addr_str(from, addr), b->refuse_text,
+            b->limit_suppressed[kind] ? " (and more like it)" : "");
+    b->limit_logged_ns[kind] = now;
+    b->limit_suppressed[kind] = 0;
+  } else {
+    b->limit_suppressed[kind]++;
+  }
+  return 0;
 }
 
 static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
                          nt_accept_params *params, void *ud) {
   natter_broker *b = ud;
+  char addr[NT_ADDR_STRLEN];
   (void)ep;
-  (void)from;
   if (b->nclients >= BROKER_MAX_CLIENTS) {
-    return 0;
+    return refuse(b, params, LIMIT_TOTAL, from,
+                  "broker is full (" STR(BROKER_MAX_CLIENTS)
+                  " connections, its limit); try again later");
+  }
+  if (b->npending >= BROKER_MAX_PENDING) {
+    return refuse(b, params, LIMIT_PENDING, from,
+                  "broker is busy (" STR(BROKER_MAX_PENDING)
+                  " connections not checked in yet, its limit); retry in a "
+                  "few seconds");
+  }
+  if (nt_sources_count(&b->sources, from) >= BROKER_MAX_PER_SOURCE) {
+    nt_addr_str(from, addr);
+    *strrchr(addr, ':') = '\0'; /* the address, without the port */
+    return refuse(b, params, LIMIT_SOURCE, from,
+                  "too many connections from %s (limit " STR(
+                      BROKER_MAX_PER_SOURCE) " per address)",
+                  addr);
   }
   bclient *c = calloc(1, sizeof(*c));
   if (!c) {
     return 0;
   }
   c->reader = calloc(1, sizeof(*c->reader));
-  if (!c->reader) {
+  c->deadline = event_new(b->base, -1, 0, deadline_cb, c);
+  if (!c->reader || !c->deadline ||
+      nt_sources_add(&b->sources, from) != 0) {
+    if (c->deadline) {
+      event_free(c->deadline);
+    }
+    free(c->reader);
     free(c);
     return 0;
   }
   c->broker = b;
+  c->source.len = from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+  memcpy(&c->source.ss, from, c->source.len);
+  c->pending = 1;
+  b->npending++;
+  nt_rate_init(&c->ctl_rate, BROKER_CTL_BURST, nt_monotonic_ns());
+  struct timeval tv = {BROKER_CHECKIN_DEADLINE_S, 0};
+  event_add(c->deadline, &tv);
   TAILQ_INSERT_HEAD(&b->clients, c, link);
   b->nclients++;
   params->expected_fp = NULL; /* any key: the name binding decides */
@@ -555,7 +683,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
     free(b);
     return NATTER_ERR_IDENTITY;
   }
-  uint8_t seed[NT_HASHMAP_SEED_LEN * 2];
+  uint8_t seed[NT_HASHMAP_SEED_LEN * 3];
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
     nt_error(&b->log, "broker: cannot get random bytes");
     nt_identity_free(b->identity);
@@ -564,6 +692,8 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_hashmap_init(&b->checked_in, seed);
   nt_hashmap_init(&b->names, seed + NT_HASHMAP_SEED_LEN);
+  nt_sources_init(&b->sources, seed + 2 * NT_HASHMAP_SEED_LEN);
+  b->loopback = nt_addr_is_loopback((struct sockaddr *)&epcfg.bind.ss);
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
   epcfg.user_data = b;
@@ -601,10 +731,9 @@ void natter_broker_free(natter_broker *b) {
   }
   bclient *c;
   while ((c = TAILQ_FIRST(&b->clients)) != NULL) {
-    TAILQ_REMOVE(&b->clients, c, link);
-    free(c->reader);
-    free(c);
+    client_free(b, c);
   }
+  nt_sources_clear(&b->sources);
   name_binding *n;
   while ((n = LIST_FIRST(&b->bindings)) != NULL) {
     LIST_REMOVE(n, link);

@@ -420,7 +420,13 @@ static void schedule_reconnect(natter_client *c) {
   if (c->reconnect_delay_s > MAX_RECONNECT_DELAY_S) {
     c->reconnect_delay_s = MAX_RECONNECT_DELAY_S;
   }
-  tv.tv_sec = c->reconnect_delay_s;
+  /* ±25% jitter: clients that lost the broker together (a restart, a
+   * power cut) must not come back in lockstep. */
+  uint16_t r = 0;
+  nt_random_bytes((uint8_t *)&r, sizeof(r));
+  uint64_t ms = (uint64_t)c->reconnect_delay_s * (750 + r % 501);
+  tv.tv_sec = (time_t)(ms / 1000);
+  tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
   event_add(c->reconnect_ev, &tv);
 }
 
@@ -443,6 +449,15 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
           "broker %s presented a key other than the pinned -broker-key: "
           "check the fingerprint, or the address is not your broker",
           broker);
+    return;
+  }
+  if (reason == NT_CLOSE_REFUSED) {
+    /* A limit at the broker (busy, full, too many from this address):
+     * it answers, so keep trying, with backoff, and say which limit. */
+    schedule_reconnect(c);
+    nt_warn(&c->log, "broker %s refused the connection: %s; retrying in %u s",
+            broker, message[0] ? message : "no reason given",
+            c->reconnect_delay_s);
     return;
   }
   if (!c->ever_checked_in) {

@@ -753,7 +753,12 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
       conn->close_message[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     conn->close_message[n] = '\0';
-    schedule_free(conn, NT_CLOSE_PEER);
+    schedule_free(conn, !conn->established &&
+                                ccerr.type ==
+                                    NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT &&
+                                ccerr.error_code == NGTCP2_CONNECTION_REFUSED
+                            ? NT_CLOSE_REFUSED
+                            : NT_CLOSE_PEER);
     return;
   }
   if (rv == NGTCP2_ERR_DROP_CONN) {

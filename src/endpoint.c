@@ -163,6 +163,23 @@ int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
   return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : NATTER_ERR_SOCKET;
 }
 
+/* A stateless CONNECTION_CLOSE (CONNECTION_REFUSED, RFC 9000 §20.1) in
+ * an Initial, with |reason|: no connection state is kept. It is far
+ * smaller than the 1200-byte Initial that caused it (RFC 9000 §8.1: no
+ * amplification). */
+static void refuse_initial(nt_endpoint *ep, const ngtcp2_pkt_hd *hd,
+                           const char *reason, const struct sockaddr *to,
+                           socklen_t tolen) {
+  uint8_t buf[512];
+  size_t reasonlen = strnlen(reason, 200);
+  ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(
+      buf, sizeof(buf), hd->version, &hd->scid, &hd->dcid,
+      NGTCP2_CONNECTION_REFUSED, (const uint8_t *)reason, reasonlen);
+  if (n > 0) {
+    nt_endpoint_sendto(ep, buf, (size_t)n, to, tolen);
+  }
+}
+
 static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen) {
   ngtcp2_version_cid vc;
@@ -201,6 +218,9 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
   if (!ep->cfg.callbacks->accept ||
       !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
     ep->dropped++;
+    if (params.refuse_reason) {
+      refuse_initial(ep, &hd, params.refuse_reason, from, fromlen);
+    }
     return;
   }
   if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd, params.expected_fp,

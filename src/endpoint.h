@@ -29,6 +29,8 @@ typedef enum nt_close_reason {
   NT_CLOSE_HANDSHAKE_TIMEOUT,
   NT_CLOSE_KEY_MISMATCH,    /* the peer's key is not the expected one */
   NT_CLOSE_TLS,             /* other handshake failure */
+  NT_CLOSE_REFUSED,         /* the server refused it before the handshake
+                               (a limit): the reason is in the message */
   NT_CLOSE_ERROR            /* protocol or internal error */
 } nt_close_reason;
 
@@ -50,11 +52,17 @@ typedef struct nt_accept_params {
   const uint8_t *expected_fp; /* NULL: any key (read it after handshake) */
   const nt_conn_callbacks *callbacks;
   void *user_data;
+  /* Refusing (accept returns 0): a one-line reason to send back in a
+   * stateless CONNECTION_CLOSE (CONNECTION_REFUSED), so an honest client
+   * learns which limit it hit; NULL drops the packet silently. Static or
+   * owned by the callee until the next accept call. */
+  const char *refuse_reason;
 } nt_accept_params;
 
 typedef struct nt_endpoint_callbacks {
   /* A QUIC Initial from an unknown |from|. Return 1 after filling |params|
-   * to accept it as a server-side connection, 0 to drop it. */
+   * to accept it as a server-side connection, 0 to drop it (or refuse it,
+   * with params->refuse_reason). */
   int (*accept)(nt_endpoint *ep, const struct sockaddr *from,
                 nt_accept_params *params, void *user_data);
   /* A datagram too short to be QUIC for us (under 34 bytes): hole-punching

@@ -38,7 +38,9 @@ static int check_header(const uint8_t *buf, size_t len, int type,
 }
 
 size_t nt_mapping_encode_request(uint8_t *buf, const uint8_t *nonce) {
-  return put_header(buf, TYPE_REQUEST, nonce);
+  size_t n = put_header(buf, TYPE_REQUEST, nonce);
+  memset(buf + n, 0, NT_MAPPING_REQUEST_LEN - n);
+  return NT_MAPPING_REQUEST_LEN;
 }
 
 /* Bounds: exactly NT_MAPPING_REQUEST_LEN bytes with our magic, version and

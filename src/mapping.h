@@ -25,8 +25,10 @@ typedef enum nt_nat_mapping {
 const char *nt_mapping_name(int mapping);
 
 #define NT_MAPPING_NONCE_LEN 8
-#define NT_MAPPING_REQUEST_LEN 14
 #define NT_MAPPING_REPLY_MAX 33
+/* A request is padded to the longest reply, so the check port never
+ * answers more bytes than it was sent (no amplification). */
+#define NT_MAPPING_REQUEST_LEN NT_MAPPING_REPLY_MAX
 
 /* Writes a request into |buf| (NT_MAPPING_REQUEST_LEN bytes). */
 size_t nt_mapping_encode_request(uint8_t *buf, const uint8_t *nonce);

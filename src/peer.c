@@ -37,6 +37,7 @@ struct nt_peer {
   nt_addr probe_from; /* where the peer's probes come from */
   int have_probe_from;
   nt_conn *conn;
+  uint64_t intro_ns; /* when the peer's last introduction was acted on */
   struct nt_waiter_queue waiting; /* local connections waiting for conn */
   size_t nwaiting;
   TAILQ_ENTRY(nt_peer) link;
@@ -58,6 +59,11 @@ static const nt_conn_callbacks peer_conn_callbacks = {
     peer_conn_established, peer_conn_closed, peer_stream_opened};
 
 #define ENV(p) (&(p)->table->env)
+
+/* A peer that keeps asking for us is answered at most this often: each
+ * introduction makes us probe, and probes must not become a flood it
+ * aims (README, "Limits"). */
+#define PEER_MIN_INTRO_INTERVAL_NS (2 * 1000000000ull)
 #define LOG(p) (ENV(p)->log)
 
 /* ---- the table ---- */
@@ -444,6 +450,15 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
         strcmp(env->self_name, p->name) < 0) {
       return;
     }
+    uint64_t now = nt_monotonic_ns();
+    if (p->intro_ns && now - p->intro_ns < PEER_MIN_INTRO_INTERVAL_NS &&
+        (p->state == NT_PEER_PUNCHING || p->state == NT_PEER_CONNECTING)) {
+      nt_debug(env->log, "%s: asked again within 2 s; still on the last "
+                         "meeting",
+               p->name);
+      return;
+    }
+    p->intro_ns = now;
     if (p->conn) {
       /* The peer asks again, so it lost the old connection. */
       nt_conn *old = p->conn;
@@ -463,12 +478,25 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
       p->observed.ss.ss_family == nt_endpoint_family(env->ep)) {
     cands[n++] = p->observed;
   }
-  for (size_t i = 0; i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
+  /* LAN addresses are worth probing only when the peer sits behind the
+   * same public address as we do (the same NAT, or no NAT on one LAN);
+   * anywhere else they name hosts on our own network, and probing them
+   * would let a peer aim our packets there. */
+  int same_lan = p->observed.len && env->self->observed.len &&
+                 nt_addr_same_host((struct sockaddr *)&p->observed.ss,
+                                   (struct sockaddr *)&env->self->observed.ss);
+  for (size_t i = 0;
+       same_lan && i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
     const nt_addr *a = &in->local[i];
     if (a->ss.ss_family == nt_endpoint_family(env->ep) &&
         !has_candidate(cands, n, (const struct sockaddr *)&a->ss)) {
       cands[n++] = *a; /* a public LAN address repeats the observed one */
     }
+  }
+  if (!same_lan && in->nlocal) {
+    nt_debug(env->log, "%s: behind another public address; its %zu LAN "
+                       "addresses are not probed",
+             p->name, in->nlocal);
   }
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[400];
   nt_fingerprint_hex(p->key, hex);

@@ -96,6 +96,10 @@ static void test_mapping(void) {
 
   CHECK(nt_mapping_encode_request(buf, nonce) == NT_MAPPING_REQUEST_LEN);
   CHECK(nt_mapping_decode_request(buf, NT_MAPPING_REQUEST_LEN, got) == 1);
+  /* No amplification: a request is as long as the longest reply, and a
+   * shorter one (the unpadded header) gets no answer. */
+  CHECK(NT_MAPPING_REQUEST_LEN >= NT_MAPPING_REPLY_MAX);
+  CHECK(nt_mapping_decode_request(buf, 14, got) == 0);
   CHECK(memcmp(got, nonce, sizeof(nonce)) == 0);
   CHECK(nt_mapping_decode_reply(buf, NT_MAPPING_REQUEST_LEN, got, &seen) ==
         0);
