@@ -104,7 +104,7 @@ static void client_established(nt_conn *conn, void *ud);
 static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
 
 static const nt_conn_callbacks client_conn_callbacks = {
-    client_established, client_closed, client_stream_opened};
+    client_established, client_closed, client_stream_opened, NULL};
 
 static void reject(bclient *c, Natter__Code code, const char *why) {
   char addr[NT_ADDR_STRLEN];

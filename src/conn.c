@@ -241,6 +241,29 @@ static void quic_trace(void *user_data, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+/* The peer sent MAX_STREAMS. Owners open streams from the loop, not from
+ * inside ngtcp2's packet processing. */
+static int extend_max_local_streams_bidi_cb(ngtcp2_conn *qc,
+                                            uint64_t max_streams,
+                                            void *user_data) {
+  nt_conn *conn = user_data;
+  (void)qc;
+  (void)max_streams;
+  if (conn->cbs.streams_available) {
+    event_active(conn->streams_ev, EV_TIMEOUT, 0);
+  }
+  return 0;
+}
+
+static void streams_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_conn *conn = arg;
+  (void)fd;
+  (void)what;
+  if (!conn->closing && conn->cbs.streams_available) {
+    conn->cbs.streams_available(conn, conn->user_data);
+  }
+}
+
 static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   memset(cb, 0, sizeof(*cb));
   if (is_server) {
@@ -269,6 +292,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->stream_reset = stream_reset_cb;
   cb->stream_stop_sending = stream_stop_sending_cb;
   cb->extend_max_stream_data = extend_max_stream_data_cb;
+  cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
 }
 
 /* ---- timer and write loop ---- */
@@ -523,6 +547,9 @@ static void release(nt_conn *conn) {
   if (conn->free_ev) {
     event_free(conn->free_ev);
   }
+  if (conn->streams_ev) {
+    event_free(conn->streams_ev);
+  }
   if (conn->qc) {
     ngtcp2_conn_del(conn->qc);
   }
@@ -626,7 +653,9 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   conn->timer = event_new(ep->base, -1, 0, timer_cb, conn);
   conn->write_ev = event_new(ep->base, -1, 0, write_cb, conn);
   conn->free_ev = event_new(ep->base, -1, 0, free_cb, conn);
-  if (!conn->timer || !conn->write_ev || !conn->free_ev) {
+  conn->streams_ev = event_new(ep->base, -1, 0, streams_cb, conn);
+  if (!conn->timer || !conn->write_ev || !conn->free_ev ||
+      !conn->streams_ev) {
     goto fail;
   }
   if (nt_tls_session_new(&conn->tls, ep->cfg.identity, is_server, expected_fp,
@@ -797,8 +826,14 @@ int nt_conn_is_established(const nt_conn *conn) {
 
 int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream) {
   int64_t id;
-  if (!nt_conn_is_established(conn) ||
-      ngtcp2_conn_open_bidi_stream(conn->qc, &id, NULL) != 0) {
+  if (!nt_conn_is_established(conn)) {
+    return -1;
+  }
+  int rv = ngtcp2_conn_open_bidi_stream(conn->qc, &id, NULL);
+  if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+    return NT_STREAMS_BLOCKED;
+  }
+  if (rv != 0) {
     return -1;
   }
   nt_stream *s = stream_new(conn, id);

@@ -46,6 +46,9 @@ typedef struct nt_conn_callbacks {
   /* The peer opened |stream|. The callee sets stream callbacks with
    * nt_stream_set_callbacks, or resets the stream. */
   void (*stream_opened)(nt_conn *conn, nt_stream *stream, void *user_data);
+  /* The peer allows more streams: nt_conn_open_stream may work again
+   * after it returned NT_STREAMS_BLOCKED. May be NULL. From the loop. */
+  void (*streams_available)(nt_conn *conn, void *user_data);
 } nt_conn_callbacks;
 
 typedef struct nt_accept_params {
@@ -144,8 +147,10 @@ typedef struct nt_stream_callbacks {
                  void *user_data);
 } nt_stream_callbacks;
 
-/* Opens a bidirectional stream. Returns 0, or -1 when the peer's stream
- * limit is reached (try again later) or the connection is not usable. */
+/* Opens a bidirectional stream. Returns 0, NT_STREAMS_BLOCKED when the
+ * peer's stream limit is reached (streams_available says when to try
+ * again), or -1 when the connection is not usable. */
+#define NT_STREAMS_BLOCKED 1
 int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
 
 void nt_stream_set_callbacks(nt_stream *stream,

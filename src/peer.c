@@ -55,8 +55,11 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
 static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+static void peer_streams_available(nt_conn *conn, void *ud);
+
 static const nt_conn_callbacks peer_conn_callbacks = {
-    peer_conn_established, peer_conn_closed, peer_stream_opened};
+    peer_conn_established, peer_conn_closed, peer_stream_opened,
+    peer_streams_available};
 
 #define ENV(p) (&(p)->table->env)
 
@@ -206,10 +209,51 @@ static void peer_fail(nt_peer *p, int error, const char *fmt, ...) {
   peer_reset(p, error, msg);
 }
 
+/* Hands the connection to waiters in order, until they are done or the
+ * peer's stream limit stops them; then the oldest one's deadline is
+ * armed. */
 static void start_waiting(nt_peer *p) {
   nt_peer_waiter *w;
-  while (p->conn && (w = dequeue(p))) {
-    w->ready(w, p->conn);
+  while (p->conn && (w = TAILQ_FIRST(&p->waiting))) {
+    TAILQ_REMOVE(&p->waiting, w, link);
+    w->peer = NULL;
+    p->nwaiting--;
+    if (w->ready(w, p->conn) == NT_STREAMS_BLOCKED) {
+      TAILQ_INSERT_HEAD(&p->waiting, w, link);
+      w->peer = p;
+      p->nwaiting++;
+      break;
+    }
+  }
+  w = TAILQ_FIRST(&p->waiting);
+  if (p->state == NT_PEER_CONNECTED && w) {
+    arm_peer_timer(p, w->queued_ns +
+                          (uint64_t)NT_PEER_STREAM_WAIT_S * 1000000000ull);
+  }
+}
+
+static void peer_streams_available(nt_conn *conn, void *ud) {
+  nt_peer *p = ud;
+  if (p && p->conn == conn) {
+    start_waiting(p);
+  }
+}
+
+/* Connected, but waiters still queue for a stream: fail those that waited
+ * too long. */
+static void expire_stream_waiters(nt_peer *p, uint64_t now) {
+  nt_peer_waiter *w;
+  while ((w = TAILQ_FIRST(&p->waiting)) &&
+         now - w->queued_ns >=
+             (uint64_t)NT_PEER_STREAM_WAIT_S * 1000000000ull) {
+    dequeue(p);
+    w->failed(w, NATTER_ERR_TIMEOUT,
+              "no free stream to the peer within "
+              "30 s (it allows 256 at once)");
+  }
+  if (w) {
+    arm_peer_timer(p, w->queued_ns +
+                          (uint64_t)NT_PEER_STREAM_WAIT_S * 1000000000ull);
   }
 }
 
@@ -220,9 +264,15 @@ static int request(nt_peer *p) {
 }
 
 void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
-  if (p->state == NT_PEER_CONNECTED && p->conn) {
-    w->ready(w, p->conn);
-    return;
+  w->queued_ns = nt_monotonic_ns();
+  if (p->state == NT_PEER_CONNECTED && p->conn && TAILQ_EMPTY(&p->waiting)) {
+    if (w->ready(w, p->conn) != NT_STREAMS_BLOCKED) {
+      return;
+    }
+    nt_warn(LOG(p),
+            "%s: all 256 streams it allows are open; new connections wait "
+            "(at most %u, %u s)",
+            p->name, NT_PEER_MAX_WAITING, NT_PEER_STREAM_WAIT_S);
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
     nt_warn(LOG(p),
@@ -235,6 +285,10 @@ void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
   TAILQ_INSERT_TAIL(&p->waiting, w, link); /* first come, first served */
   w->peer = p;
   p->nwaiting++;
+  if (p->state == NT_PEER_CONNECTED) {
+    start_waiting(p); /* arms the wait's deadline */
+    return;
+  }
   if (p->state != NT_PEER_IDLE) {
     return; /* already on its way */
   }
@@ -395,6 +449,10 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
               "no introduction to %s from the broker in %u s: is the broker "
               "reachable?",
               p->name, ENV(p)->connect_timeout_ms / 1000);
+    return;
+  }
+  if (p->state == NT_PEER_CONNECTED) {
+    expire_stream_waiters(p, now);
     return;
   }
   if (p->state == NT_PEER_CONNECTING && now >= p->deadline_ns) {
@@ -622,7 +680,13 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
     p->conn = NULL;
   }
   if (was_connected) {
-    peer_reset(p, 0, NULL);
+    /* Connections still waiting for a free stream cannot wait for this
+     * one any more. */
+    peer_reset(p, NATTER_ERR_CLOSED,
+               TAILQ_EMPTY(&p->waiting)
+                   ? NULL
+                   : "the connection to the peer closed while this one "
+                     "waited for a free stream");
     emit(p, NATTER_EVENT_PEER_DISCONNECTED, 0, "connection to %s closed (%s)",
          p->name,
          reason == NT_CLOSE_IDLE ? "peer stopped answering"

@@ -25,6 +25,9 @@
 
 #define NT_MAX_LOCAL_ADDRS 8    /* LAN candidates per client */
 #define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
+/* How long a local connection waits for a free stream when the peer's
+ * limit (256 at once) is reached, before it is closed. */
+#define NT_PEER_STREAM_WAIT_S 30
 
 typedef struct nt_peer nt_peer;
 typedef struct nt_peers nt_peers;
@@ -35,8 +38,11 @@ typedef struct nt_peer_waiter nt_peer_waiter;
 struct nt_peer_waiter {
   TAILQ_ENTRY(nt_peer_waiter) link;
   nt_peer *peer; /* the peer whose queue holds it; NULL when not queued */
-  /* The connection is up: open the stream on |conn|. */
-  void (*ready)(nt_peer_waiter *w, nt_conn *conn);
+  uint64_t queued_ns; /* when it joined the queue */
+  /* The connection is up: open the stream on |conn|. Returns 0, or
+   * NT_STREAMS_BLOCKED to stay first in the queue until the peer allows
+   * more streams. */
+  int (*ready)(nt_peer_waiter *w, nt_conn *conn);
   /* It could not be made; |why| says why (already reported as a peer
    * failure). */
   void (*failed)(nt_peer_waiter *w, int error, const char *why);
@@ -94,9 +100,10 @@ nt_peer *nt_peers_find(nt_peers *peers, const char *name);
 /* Finds or creates |name|'s entry; NULL when out of memory. */
 nt_peer *nt_peers_get(nt_peers *peers, const char *name);
 
-/* Queues |w| until the peer connection is up, starting it if needed; calls
- * w->ready at once when it is up already, or w->failed when the queue is
- * full. */
+/* Queues |w| until the peer connection is up (and has a stream free),
+ * starting it if needed; calls w->ready at once when it is up already, or
+ * w->failed when the queue is full. A waiter that waits for a stream
+ * longer than NT_PEER_STREAM_WAIT_S fails. */
 void nt_peer_submit(nt_peer *peer, nt_peer_waiter *w);
 /* Takes |w| off its peer's queue, if it is on one. */
 void nt_peer_waiter_cancel(nt_peer_waiter *w);

@@ -92,6 +92,7 @@ struct nt_conn {
   uint8_t peer_fp[NT_FINGERPRINT_LEN];
   struct event *timer;
   struct event *write_ev; /* coalesces write requests into one loop pass */
+  struct event *streams_ev; /* streams_available, from the loop */
   struct event *free_ev;
   nt_conn_callbacks cbs;
   void *user_data;

@@ -928,16 +928,21 @@ static nt_tunnel *tunnel_alloc(const nt_tunnel_env *env) {
 }
 
 /* The peer connection is up: open the stream and send StreamOpen. */
-static void waiter_ready(nt_peer_waiter *w, nt_conn *conn) {
+static int waiter_ready(nt_peer_waiter *w, nt_conn *conn) {
   nt_tunnel *t = (nt_tunnel *)((char *)w - offsetof(nt_tunnel, waiter));
   uint8_t buf[NT_STREAM_HEADER_MAX];
 
-  if (nt_conn_open_stream(conn, &t->stream) != 0) {
+  int rv = nt_conn_open_stream(conn, &t->stream);
+  if (rv == NT_STREAMS_BLOCKED) {
+    t->stream = NULL;
+    return rv; /* waits in the peer's queue for a free stream */
+  }
+  if (rv != 0) {
     t->stream = NULL;
     report(t, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED,
-           "too many streams open to the peer; try again");
+           "the connection to the peer cannot open streams");
     tunnel_end(t, 1);
-    return;
+    return 0;
   }
   nt_stream_set_callbacks(t->stream, &tunnel_stream_callbacks, t);
   t->state = T_WAIT_RESULT;
@@ -947,6 +952,7 @@ static void waiter_ready(nt_peer_waiter *w, nt_conn *conn) {
            "the command line is too long to send");
     tunnel_end(t, 1);
   }
+  return 0;
 }
 
 /* The peer connection could not be made: close the local side. */
