@@ -14,6 +14,7 @@
 #include "mapping.h"
 #include "paths.h"
 #include "structs.h"
+#include "wire_intro.h"
 #include "wire_msg.h"
 
 #define PROTOCOL_VERSION 1
@@ -309,38 +310,14 @@ static void handle_connect_result(natter_client *c,
                                                                 : "");
 }
 
-/* The broker's Introduction. Bounds: the peer's name is a valid name
- * (spec.c), its key exactly NT_FINGERPRINT_LEN bytes, the nonce
- * NT_PUNCH_NONCE_LEN, at most NT_MAX_LOCAL_ADDRS local addresses, each
- * with a valid length and a non-zero port (others are dropped); an unknown
- * NAT mapping reads "unknown". */
+/* The broker's Introduction, checked by nt_wire_introduction (which says
+ * what it bounds). */
 static void handle_introduction(natter_client *c,
                                 const Natter__Introduction *in) {
   nt_introduction intro;
-
-  if (!nt_name_valid(in->peer) || in->peer_key.len != NT_FINGERPRINT_LEN ||
-      in->nonce.len != NT_PUNCH_NONCE_LEN ||
-      in->n_local_addrs > NT_MAX_LOCAL_ADDRS) {
+  if (nt_wire_introduction(&intro, in) != 0) {
     nt_warn(&c->log, "malformed introduction from the broker; ignored");
     return;
-  }
-  memset(&intro, 0, sizeof(intro));
-  snprintf(intro.name, sizeof(intro.name), "%s", in->peer);
-  intro.request_id = in->request_id;
-  memcpy(intro.key, in->peer_key.data, NT_FINGERPRINT_LEN);
-  memcpy(intro.nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
-  if (nt_wire_addr_to_sockaddr(&intro.observed, in->observed) != 0) {
-    memset(&intro.observed, 0, sizeof(intro.observed));
-  }
-  if (nt_wire_addr_to_sockaddr(&intro.mapped, in->peer_mapped) != 0) {
-    memset(&intro.mapped, 0, sizeof(intro.mapped));
-  }
-  intro.mapping = in->peer_mapping;
-  for (size_t i = 0; i < in->n_local_addrs; i++) {
-    if (nt_wire_addr_to_sockaddr(&intro.local[intro.nlocal],
-                                 in->local_addrs[i]) == 0) {
-      intro.nlocal++;
-    }
   }
   nt_peers_on_introduction(c->peers, &intro);
 }

@@ -1,0 +1,37 @@
+#include "wire_intro.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "natter.h"
+#include "spec.h"
+#include "wire_msg.h"
+
+int nt_wire_introduction(nt_introduction *out,
+                         const Natter__Introduction *in) {
+  memset(out, 0, sizeof(*out));
+  if (!in || !nt_name_valid(in->peer) ||
+      in->peer_key.len != NT_FINGERPRINT_LEN ||
+      in->nonce.len != NT_PUNCH_NONCE_LEN ||
+      in->n_local_addrs > NT_MAX_LOCAL_ADDRS) {
+    return NATTER_ERR_PROTOCOL;
+  }
+  snprintf(out->name, sizeof(out->name), "%s", in->peer);
+  out->request_id = in->request_id;
+  memcpy(out->key, in->peer_key.data, NT_FINGERPRINT_LEN);
+  memcpy(out->nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
+  if (nt_wire_addr_to_sockaddr(&out->observed, in->observed) != 0) {
+    memset(&out->observed, 0, sizeof(out->observed));
+  }
+  if (nt_wire_addr_to_sockaddr(&out->mapped, in->peer_mapped) != 0) {
+    memset(&out->mapped, 0, sizeof(out->mapped));
+  }
+  out->mapping = in->peer_mapping;
+  for (size_t i = 0; i < in->n_local_addrs; i++) {
+    if (nt_wire_addr_to_sockaddr(&out->local[out->nlocal],
+                                 in->local_addrs[i]) == 0) {
+      out->nlocal++;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,62 @@
+/* libFuzzer target: a control message as a hostile broker sends it to a
+ * client (or a hostile client to a broker): protobuf-c's unpack of every
+ * Control variant, then the client's own checks of an Introduction
+ * (src/wire_intro.c) and of the addresses inside any message. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire_intro.h"
+#include "wire_msg.h"
+
+static void check_addr(const Natter__Address *a) {
+  nt_addr out;
+  if (a && nt_wire_addr_to_sockaddr(&out, a) == 0 &&
+      (out.len == 0 || out.len > sizeof(out.ss))) {
+    abort();
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > NT_WIRE_MAX_MSG) {
+    return 0; /* the framing never hands out more */
+  }
+  Natter__Control *msg = natter__control__unpack(NULL, size, data);
+  if (!msg) {
+    return 0;
+  }
+  switch (msg->msg_case) {
+  case NATTER__CONTROL__MSG_INTRODUCTION: {
+    nt_introduction intro;
+    if (nt_wire_introduction(&intro, msg->introduction) == 0 &&
+        (intro.nlocal > NT_MAX_LOCAL_ADDRS ||
+         strlen(intro.name) > NT_NAME_MAX || !nt_name_valid(intro.name))) {
+      abort();
+    }
+    break;
+  }
+  case NATTER__CONTROL__MSG_CHECK_IN_RESULT:
+    check_addr(msg->check_in_result->observed);
+    nt_wire_string_ok(msg->check_in_result->message, 150);
+    break;
+  case NATTER__CONTROL__MSG_CHECK_IN:
+    for (size_t i = 0; i < msg->check_in->n_local_addrs && i < 64; i++) {
+      check_addr(msg->check_in->local_addrs[i]);
+    }
+    nt_name_valid(msg->check_in->name);
+    break;
+  case NATTER__CONTROL__MSG_NAT_REPORT:
+    check_addr(msg->nat_report->mapped);
+    break;
+  case NATTER__CONTROL__MSG_CONNECT_REQUEST:
+    nt_name_valid(msg->connect_request->peer);
+    break;
+  case NATTER__CONTROL__MSG_CONNECT_RESULT:
+    nt_wire_string_ok(msg->connect_result->message, 150);
+    break;
+  default:
+    break;
+  }
+  natter__control__free_unpacked(msg, NULL);
+  return 0;
+}
