@@ -625,8 +625,9 @@ void nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason) {
 
 int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const struct sockaddr *remote, socklen_t remotelen,
-                const ngtcp2_pkt_hd *initial_hd, const uint8_t *expected_fp,
-                const nt_conn_callbacks *cbs, void *user_data) {
+                const ngtcp2_pkt_hd *initial_hd, const ngtcp2_cid *odcid,
+                const uint8_t *expected_fp, const nt_conn_callbacks *cbs,
+                void *user_data) {
   nt_conn *conn = calloc(1, sizeof(*conn));
   ngtcp2_callbacks callbacks;
   ngtcp2_settings settings;
@@ -698,6 +699,13 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   };
   if (is_server) {
     params.original_dcid = initial_hd->dcid;
+    if (odcid) {
+      /* After a Retry (RFC 9000 §7.3): the DCID of the client's first
+       * Initial, and the one our Retry gave it. */
+      params.original_dcid = *odcid;
+      params.retry_scid = initial_hd->dcid;
+      params.retry_scid_present = 1;
+    }
     params.stateless_reset_token_present = 1;
     if (nt_random_bytes(params.stateless_reset_token,
                         sizeof(params.stateless_reset_token)) != 0) {

@@ -1,5 +1,8 @@
 #include "quic_internal.h"
 
+_Static_assert(NT_RETRY_SCID_LEN == NT_SCID_LEN,
+               "a Retry's connection ID is one the endpoint can route");
+
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -214,6 +217,19 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     ep->dropped++;
     return;
   }
+  ngtcp2_cid odcid;
+  uint8_t answer[256];
+  size_t answerlen;
+  nt_retry_verdict v =
+      nt_retry_check(&ep->retry, ep->cfg.log, &hd, from, fromlen,
+                     nt_timestamp(), &odcid, answer, sizeof(answer),
+                     &answerlen);
+  if (v == NT_RETRY_ANSWERED) {
+    if (answerlen) {
+      nt_endpoint_sendto(ep, answer, answerlen, from, fromlen);
+    }
+    return;
+  }
   nt_accept_params params = {0};
   if (!ep->cfg.callbacks->accept ||
       !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
@@ -223,7 +239,8 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     }
     return;
   }
-  if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd, params.expected_fp,
+  if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
+                  v == NT_RETRY_VALIDATED ? &odcid : NULL, params.expected_fp,
                   params.callbacks, params.user_data) != 0) {
     /* The owner already set up state for this connection: let it go. */
     if (params.callbacks->closed) {
@@ -328,6 +345,11 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     goto fail;
   }
   nt_hashmap_init(&ep->cids, seed);
+  if (nt_retry_init(&ep->retry, cfg->retry_above_per_s) != 0) {
+    snprintf(err, errlen, "cannot get random bytes for the endpoint");
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
   ep->rxbuf = malloc((size_t)NT_RECV_BATCH * NT_RECV_BUFSIZE);
   if (!ep->rxbuf) {
     snprintf(err, errlen, "out of memory");
@@ -416,8 +438,8 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         const nt_conn_callbacks *callbacks, void *user_data,
                         nt_conn **pconn) {
   nt_conn *conn;
-  int rv = nt_conn_new(&conn, ep, 0, to, tolen, NULL, expected_fp, callbacks,
-                       user_data);
+  int rv = nt_conn_new(&conn, ep, 0, to, tolen, NULL, NULL, expected_fp,
+                       callbacks, user_data);
   if (rv != 0) {
     return rv;
   }

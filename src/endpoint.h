@@ -84,6 +84,8 @@ typedef struct nt_endpoint_config {
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;    /* RFC 9000 §10.1 max_idle_timeout */
   uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
+  unsigned retry_above_per_s;  /* more new connections a second than this
+                                  get a QUIC Retry first; 0: never */
 } nt_endpoint_config;
 
 /* Monotonic clock in nanoseconds: the time base of every deadline. */

@@ -9,6 +9,7 @@
 
 #include "endpoint.h"
 #include "hashmap.h"
+#include "retry.h"
 #include "sendbuf.h"
 
 #define NT_SCID_LEN 16
@@ -57,6 +58,7 @@ struct nt_endpoint {
   uint8_t *rxbuf; /* NT_RECV_BATCH * NT_RECV_BUFSIZE */
   uint8_t txbuf[NT_GSO_MAX_SEGMENTS * NT_MAX_UDP_PAYLOAD];
   int gso_ok;     /* UDP_SEGMENT works on this socket */
+  nt_retry retry; /* address validation under load */
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
 };
@@ -131,8 +133,9 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
 /* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */
 int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const struct sockaddr *remote, socklen_t remotelen,
-                const ngtcp2_pkt_hd *initial_hd, const uint8_t *expected_fp,
-                const nt_conn_callbacks *cbs, void *user_data);
+                const ngtcp2_pkt_hd *initial_hd, const ngtcp2_cid *odcid,
+                const uint8_t *expected_fp, const nt_conn_callbacks *cbs,
+                void *user_data);
 /* Feeds one datagram; the connection may schedule its own close. */
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
                   const struct sockaddr *from, socklen_t fromlen);

@@ -5,7 +5,8 @@
 #     limit), the rest refused with a message that names the limit, and
 #     the broker logs it
 #   - 544 connections from 17 addresses that never check in: 512 held
-#     (the pending limit), the rest told the broker is busy
+#     (the pending limit), the rest told the broker is busy; past 200 new
+#     connections a second the broker validates addresses with QUIC Retry
 #   - a connection that never checks in is closed after 10 s
 #   - control messages: 1000 requests in a burst (rate limit), an
 #     oversized length prefix, garbage inside valid framing
@@ -79,6 +80,9 @@ wait_exit flooder 30
   fail "pending limit: $held held, $refused refused (want at most 512 held)"
 grep -hq 'broker is busy (512 connections not checked in yet, its limit)' \
   "$WORK"/pending*.out || fail "no refusal named the pending limit"
+# 544 handshakes within a few seconds: past 200 a second, addresses are
+# validated with QUIC Retry first (and the held connections got through).
+assert_log_contains broker 'more than 200 new connections a second: validating client addresses with QUIC Retry' 
 
 honest_check
 log "a connection that never checks in"
