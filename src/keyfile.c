@@ -4,6 +4,8 @@
  * replaced, as ssh does for its keys. */
 #include "keyfile.h"
 
+#include "textfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -17,22 +19,6 @@
 /* Names tried for the temporary file before giving up; a clash needs a
  * leftover from a crash with the same 32 random bits. */
 #define TMP_NAME_TRIES 8
-
-/* snprintf truncates and NUL-terminates for any errlen >= 1 and writes
- * nothing when it is 0, so |err| can never overflow. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 void nt_keyfile_wipe(uint8_t *data, size_t len) {
   if (data == NULL) {
@@ -49,7 +35,7 @@ void nt_keyfile_wipe(uint8_t *data, size_t len) {
 static int check_key_stat(const struct stat *st, const char *path, char *err,
                           size_t errlen) {
   if (!S_ISREG(st->st_mode)) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s is not a regular file: point the key path at a "
             "key file, or " NT_KEYFILE_MOVE_AWAY_HINT,
             path);
@@ -58,7 +44,7 @@ static int check_key_stat(const struct stat *st, const char *path, char *err,
   /* Another user could have read the key or put theirs in its place; root
    * can do both anyway, so a file root owns is no worse. */
   if (st->st_uid != geteuid() && st->st_uid != 0) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s belongs to uid %u, not to this user (uid %u): "
             "run chown %u %s, or " NT_KEYFILE_MOVE_AWAY_HINT,
             path, (unsigned)st->st_uid, (unsigned)geteuid(),
@@ -68,14 +54,14 @@ static int check_key_stat(const struct stat *st, const char *path, char *err,
   /* As ssh does: any access for group or others means the key may have
    * leaked or been replaced by someone else's. */
   if ((st->st_mode & 077) != 0) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s is accessible by group or others (mode %04o): "
             "run chmod 600 %s",
             path, (unsigned)(st->st_mode & 07777), path);
     return -1;
   }
   if (st->st_size > NT_KEYFILE_MAX) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s is %lld bytes, more than a key file can be (64 "
             "KiB): check the key path, or " NT_KEYFILE_MOVE_AWAY_HINT,
             path, (long long)st->st_size);
@@ -100,14 +86,14 @@ int nt_keyfile_read(const char *path, uint8_t **pdata, size_t *plen, char *err,
     if (errno == ENOENT) {
       return 1;
     }
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "cannot open identity key %s (%s): check the path and its "
             "permissions",
             path, strerror(errno));
     return -1;
   }
   if (fstat(fd, &st) != 0) {
-    set_err(err, errlen, "cannot read identity key %s (%s)", path,
+    nt_textfile_set_err(err, errlen, "cannot read identity key %s (%s)", path,
             strerror(errno));
     goto fail;
   }
@@ -118,7 +104,7 @@ int nt_keyfile_read(const char *path, uint8_t **pdata, size_t *plen, char *err,
   /* One byte of headroom detects a file that grew after fstat(). */
   buf = malloc(NT_KEYFILE_MAX + 1);
   if (buf == NULL) {
-    set_err(err, errlen, "cannot read identity key %s: out of memory", path);
+    nt_textfile_set_err(err, errlen, "cannot read identity key %s: out of memory", path);
     goto fail;
   }
   while (len < NT_KEYFILE_MAX + 1) {
@@ -127,7 +113,7 @@ int nt_keyfile_read(const char *path, uint8_t **pdata, size_t *plen, char *err,
       if (errno == EINTR) {
         continue;
       }
-      set_err(err, errlen,
+      nt_textfile_set_err(err, errlen,
               "cannot read identity key %s (%s): check the file and its "
               "permissions",
               path, strerror(errno));
@@ -139,7 +125,7 @@ int nt_keyfile_read(const char *path, uint8_t **pdata, size_t *plen, char *err,
     len += (size_t)n;
   }
   if (len > NT_KEYFILE_MAX) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s is more than 64 KiB: check the key path, "
             "or " NT_KEYFILE_MOVE_AWAY_HINT,
             path);
@@ -148,7 +134,7 @@ int nt_keyfile_read(const char *path, uint8_t **pdata, size_t *plen, char *err,
   /* An empty key is refused, never replaced: a new key is a new identity,
    * and the broker keeps our name bound to the old one. */
   if (len == 0) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "identity key %s is empty: restore it from a backup, "
             "or " NT_KEYFILE_MOVE_AWAY_HINT
             " (peers and the broker will see a new identity)",
@@ -167,89 +153,6 @@ fail:
 }
 
 /* ---- creating ---- */
-
-/* Creates the missing directories above |path| with mode 0700. Existing
- * components keep their mode: mkdir() fails with EEXIST and changes
- * nothing. */
-static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  const char *slash = strrchr(path, '/');
-  size_t dirlen;
-  char *dir;
-  int rv = 0;
-
-  if (slash == NULL || slash == path) {
-    return 0; /* the current directory or "/" */
-  }
-  dirlen = (size_t)(slash - path);
-  dir = malloc(dirlen + 1);
-  if (dir == NULL) {
-    set_err(err, errlen, "cannot create identity key %s: out of memory", path);
-    return -1;
-  }
-  memcpy(dir, path, dirlen);
-  dir[dirlen] = '\0';
-
-  /* Each prefix ending before a '/', then the whole directory. */
-  for (size_t i = 1; i <= dirlen && rv == 0; i++) {
-    if (i < dirlen && dir[i] != '/') {
-      continue;
-    }
-    dir[i] = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-      set_err(err, errlen,
-              "cannot create directory %s for identity key %s (%s): create "
-              "it or choose another key path",
-              dir, path, strerror(errno));
-      rv = -1;
-    }
-    if (i < dirlen) {
-      dir[i] = '/';
-    }
-  }
-  free(dir);
-  return rv;
-}
-
-static int write_all(int fd, const uint8_t *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -1;
-    }
-    buf += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* fsync of the directory makes the rename itself durable, so a crash right
- * after the first run cannot lose the key that the broker has already
- * bound to our name. */
-static void sync_parent_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir;
-  int fd;
-
-  if (slash == NULL) {
-    dir = strdup(".");
-  } else if (slash == path) {
-    dir = strdup("/");
-  } else {
-    dir = strndup(path, (size_t)(slash - path));
-  }
-  if (dir == NULL) {
-    return;
-  }
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
-  free(dir);
-}
 
 /* Creates |tmp| (of |tmplen| bytes) as "PATH.tmp-XXXXXXXX", a new file
  * open for writing. O_EXCL: never write a key through a file or symlink
@@ -279,25 +182,25 @@ int nt_keyfile_create(const char *path, const uint8_t *data, size_t len,
   char *tmp;
   int fd, rv = -1;
 
-  if (make_parent_dirs(path, err, errlen) != 0) {
+  if (nt_textfile_make_parent_dirs(path, "identity key", err, errlen) != 0) {
     return -1;
   }
   tmp = malloc(tmplen);
   if (tmp == NULL) {
-    set_err(err, errlen, "cannot create identity key %s: out of memory", path);
+    nt_textfile_set_err(err, errlen, "cannot create identity key %s: out of memory", path);
     return -1;
   }
   fd = create_tmp(tmp, tmplen, path);
   if (fd < 0) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "cannot create identity key %s (%s): check that its directory "
             "is writable or choose another key path",
             path, strerror(errno));
     free(tmp);
     return -1;
   }
-  if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-    set_err(err, errlen,
+  if (nt_textfile_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    nt_textfile_set_err(err, errlen,
             "cannot write identity key %s (%s): free disk space or choose "
             "another key path",
             path, strerror(errno));
@@ -305,7 +208,7 @@ int nt_keyfile_create(const char *path, const uint8_t *data, size_t len,
     goto out;
   }
   if (close(fd) != 0) {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "cannot write identity key %s (%s): free disk space or choose "
             "another key path",
             path, strerror(errno));
@@ -323,7 +226,7 @@ int nt_keyfile_create(const char *path, const uint8_t *data, size_t len,
   } else if ((errno == EINVAL || errno == ENOSYS) && rename(tmp, path) == 0) {
     rv = 0;
   } else {
-    set_err(err, errlen,
+    nt_textfile_set_err(err, errlen,
             "cannot create identity key %s (%s): check that its directory "
             "is writable or choose another key path",
             path, strerror(errno));
@@ -333,7 +236,9 @@ out:
   if (rv != 0) {
     unlink(tmp);
   } else {
-    sync_parent_dir(path);
+    /* Durable, so a crash right after the first run cannot lose the key
+   * that the broker has already bound to our name. */
+  nt_textfile_sync_parent_dir(path);
   }
   free(tmp);
   return rv;

@@ -145,7 +145,8 @@ int nt_textfile_make_parent_dirs(const char *path, const char *what, char *err,
   return rv;
 }
 
-static int write_all(int fd, const char *buf, size_t len) {
+int nt_textfile_write_all(int fd, const void *data, size_t len) {
+  const char *buf = data;
   while (len > 0) {
     ssize_t n = write(fd, buf, len);
     if (n < 0 && errno == EINTR) {
@@ -160,8 +161,7 @@ static int write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
-/* fsync of the directory makes the rename itself durable. */
-static void sync_parent_dir(const char *path) {
+void nt_textfile_sync_parent_dir(const char *path) {
   const char *slash = strrchr(path, '/');
   char *dir;
   int fd;
@@ -213,7 +213,7 @@ int nt_textfile_write_atomic(const char *path, const char *what,
     free(tmp);
     return NATTER_ERR_INVALID;
   }
-  if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 ||
+  if (fchmod(fd, 0600) != 0 || nt_textfile_write_all(fd, data, len) != 0 ||
       fsync(fd) != 0) {
     nt_textfile_set_err(err, errlen, "cannot write %s %s (%s)", what, path,
                         strerror(errno));
@@ -230,7 +230,7 @@ int nt_textfile_write_atomic(const char *path, const char *what,
                         strerror(errno));
     goto fail;
   }
-  sync_parent_dir(path);
+  nt_textfile_sync_parent_dir(path);
   free(tmp);
   return 0;
 

@@ -34,6 +34,14 @@ int nt_textfile_write_atomic(const char *path, const char *what,
                              const char *data, size_t len, char *err,
                              size_t errlen);
 
+/* Writes all |len| bytes to |fd| (retrying short writes and EINTR).
+ * Returns 0, or -1 with errno set. */
+int nt_textfile_write_all(int fd, const void *data, size_t len);
+
+/* fsyncs the directory holding |path|, which makes a rename into it
+ * durable. Best effort. */
+void nt_textfile_sync_parent_dir(const char *path);
+
 /* Line iteration over a buffer from nt_textfile_read. Sets *line and
  * *linelen to the next line (without '\n' or a trailing '\r') and advances
  * *pos; returns 0 at the end of the buffer, else 1. */

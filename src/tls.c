@@ -5,6 +5,8 @@
  * public key alone: no CA, no system trust, no names. */
 #include "tls.h"
 
+#include "textfile.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,21 +57,7 @@ struct nt_tls_session {
   int key_mismatch;
 };
 
-/* snprintf truncates and NUL-terminates for any errlen >= 1 and writes
- * nothing when it is 0, so |err| can never overflow. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
+#define set_err nt_textfile_set_err
 
 /* SHA-256 over the DER SubjectPublicKeyInfo: it covers the algorithm and
  * curve as well as the point, and it is what `openssl pkey -pubout
