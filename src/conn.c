@@ -349,12 +349,20 @@ static void write_streams(nt_conn *conn) {
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = nt_timestamp();
-  size_t max_pkts = ngtcp2_conn_get_send_quantum(conn->qc) / NT_MAX_UDP_PAYLOAD;
+  size_t pktmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->qc);
+  size_t max_pkts = ngtcp2_conn_get_send_quantum(conn->qc) / pktmax;
 
+  if (pktmax > NT_TXBUF_SIZE) {
+    pktmax = NT_TXBUF_SIZE;
+  }
+  if (max_pkts > NT_TXBUF_SIZE / pktmax) {
+    max_pkts = NT_TXBUF_SIZE / pktmax;
+  }
+  if (max_pkts > NT_GSO_MAX_SEGMENTS) {
+    max_pkts = NT_GSO_MAX_SEGMENTS;
+  }
   if (max_pkts == 0) {
     max_pkts = 1;
-  } else if (max_pkts > NT_GSO_MAX_SEGMENTS) {
-    max_pkts = NT_GSO_MAX_SEGMENTS;
   }
   ngtcp2_path_storage_zero(&ps);
   for (size_t npkts = 0; npkts < max_pkts;) {
@@ -373,7 +381,7 @@ static void write_streams(nt_conn *conn) {
       }
     }
     ngtcp2_ssize n = ngtcp2_conn_writev_stream(
-        conn->qc, &ps.path, &pi, buf + buflen, NT_MAX_UDP_PAYLOAD, &datalen,
+        conn->qc, &ps.path, &pi, buf + buflen, pktmax, &datalen,
         flags, stream_id, vec, nvec, ts);
     if (n < 0) {
       switch (n) {
@@ -644,6 +652,11 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   settings.handshake_timeout = ep->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD;
+  if (nt_addr_is_loopback(remote)) {
+    settings.max_tx_udp_payload_size = NT_LOOPBACK_UDP_PAYLOAD;
+    settings.no_tx_udp_payload_size_shaping = 1;
+    settings.no_pmtud = 1;
+  }
   /* Receive windows grow automatically up to these; they also bound what
    * a slow TCP reader can make us buffer. */
   settings.max_window = 16 * 1024 * 1024;
