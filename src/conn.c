@@ -350,6 +350,12 @@ static void write_streams(nt_conn *conn) {
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = nt_timestamp();
   size_t pktmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->qc);
+  /* ngtcp2 pads handshake datagrams to the whole buffer: keep those at
+   * the usual size (what an unauthenticated sender can make us send). */
+  if (!ngtcp2_conn_get_handshake_completed(conn->qc) &&
+      pktmax > NT_MAX_UDP_PAYLOAD) {
+    pktmax = NT_MAX_UDP_PAYLOAD;
+  }
   size_t max_pkts = ngtcp2_conn_get_send_quantum(conn->qc) / pktmax;
 
   if (pktmax > NT_TXBUF_SIZE) {
