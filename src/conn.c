@@ -32,6 +32,15 @@ static void pending_remove(nt_conn *conn, nt_stream *s) {
   s->in_pending = 0;
 }
 
+/* Sends the streams round robin, a packet's worth at a time: a bulk
+ * transfer must not hold back a small request on another stream. */
+static void pending_rotate(nt_conn *conn, nt_stream *s) {
+  if (s->in_pending && TAILQ_NEXT(s, pending_link) != NULL) {
+    TAILQ_REMOVE(&conn->pending, s, pending_link);
+    TAILQ_INSERT_TAIL(&conn->pending, s, pending_link);
+  }
+}
+
 static nt_stream *stream_new(nt_conn *conn, int64_t id) {
   nt_stream *s = calloc(1, sizeof(*s));
   if (!s) {
@@ -401,6 +410,7 @@ static void write_streams(nt_conn *conn) {
             pending_remove(conn, s);
           }
         }
+        pending_rotate(conn, s);
         continue;
       case NGTCP2_ERR_STREAM_DATA_BLOCKED:
         s->blocked = 1;
@@ -428,6 +438,7 @@ static void write_streams(nt_conn *conn) {
           pending_remove(conn, s);
         }
       }
+      pending_rotate(conn, s);
     }
     if (n == 0) {
       break; /* congestion window full or nothing to say */
