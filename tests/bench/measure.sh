@@ -62,8 +62,9 @@ bench_reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 bench_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # bench_run TAG PATH PORT BYTES STREAMS "LABEL:PID ...": one iperf3 client
-# run of BYTES over STREAMS parallel connections to BENCH_HOST:PORT, with
-# the CPU time of each LABEL's process tree over the run.
+# run of BYTES (or t:SECONDS) over STREAMS parallel connections to
+# BENCH_HOST:PORT, with the CPU time of each LABEL's process tree over the
+# run (per GB that arrived).
 bench_run() {
   local tag=$1 path=$2 port=$3 bytes=$4 streams=$5 spec=$6 item out rc=0
   local -a labels=() pids=() before=() after=()
@@ -72,8 +73,10 @@ bench_run() {
     pids+=("${item#*:}")
   done
   for item in "${pids[@]}"; do before+=("$(bench_tree_ticks "$item")"); done
+  local -a amount=(-n "$bytes")
+  [[ $bytes == t:* ]] && amount=(-t "${bytes#t:}")
   out=$(timeout 300 "${BENCH_CLIENT[@]}" iperf3 -c "$BENCH_HOST" -p "$port" \
-    -n "$bytes" -P "$streams" -J 2>&1) || rc=$?
+    "${amount[@]}" -P "$streams" -J 2>&1) || rc=$?
   for item in "${pids[@]}"; do after+=("$(bench_tree_ticks "$item")"); done
   local key="$tag,$path" got bps fair i
   got=$(jq -r '.end.sum_received.bytes // empty' <<<"$out" 2>/dev/null) || got=""
