@@ -663,7 +663,12 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   fill_callbacks(&callbacks, is_server);
   ngtcp2_settings_default(&settings);
   settings.initial_ts = nt_timestamp();
-  settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+  /* BBR paces at the measured bottleneck rate and does not read random
+   * loss as congestion: in the NAT lab at 1% loss per router it moved
+   * ~10x what CUBIC did (and more than the kernel's TCP), and it keeps the
+   * queue short, so small requests beside a bulk stream wait less. BBR2
+   * (in ngtcp2 0.12) backs off on loss like CUBIC. */
+  settings.cc_algo = NGTCP2_CC_ALGO_BBR;
   if (getenv("NATTER_QUIC_TRACE")) {
     settings.log_printf = quic_trace;
   }
