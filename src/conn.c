@@ -395,9 +395,9 @@ static void write_streams(nt_conn *conn) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
     }
-    ngtcp2_ssize n = ngtcp2_conn_writev_stream(
-        conn->qc, &ps.path, &pi, buf + buflen, pktmax, &datalen,
-        flags, stream_id, vec, nvec, ts);
+    ngtcp2_ssize n =
+        ngtcp2_conn_writev_stream(conn->qc, &ps.path, &pi, buf + buflen, pktmax,
+                                  &datalen, flags, stream_id, vec, nvec, ts);
     if (n < 0) {
       switch (n) {
       case NGTCP2_ERR_WRITE_MORE:
