@@ -176,7 +176,7 @@ fi
 # ---- integrity, concurrency, broker traffic ----------------------------------
 
 natter_failed=()
-integrity="skipped" cc_verdict="skipped" alice2_hwm=0 bob2_hwm=0 broker_ratio=n/a
+integrity="skipped" cc_verdict="skipped" alice2_hwm=0 bob2_hwm=0
 if ! skipped integrity; then
   sha_port=$(free_port)
   start_sink_server sha "$sha_port"

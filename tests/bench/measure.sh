@@ -150,10 +150,9 @@ bench_ratio() {
 # bench_table TAG TITLE PATH...: the rows of TAG. REF (default ssh) is the
 # path natter is compared with; in the lab it is raw.
 bench_table() {
-  local tag=$1 title=$2 ref=${REF:-ssh} p key cpu parts l nat_g ref_g
+  local tag=$1 title=$2 ref=${REF:-ssh} p key cpu parts l nat_g
   shift 2
   nat_g=$(bench_median "${R_GBPS[$tag,natter]:-}")
-  ref_g=$(bench_median "${R_GBPS[$tag,$ref]:-}")
   printf '\n%s\n' "$title"
   printf '  %-8s %7s %9s  %-38s %s\n' path Gbit/s "natter/x" \
     "CPU s per GB moved (median)" "runs, Gbit/s"
@@ -215,6 +214,7 @@ bench_ssh_cleanup() {
   return 0
 }
 
+# shellcheck disable=SC2034 # SSH_* are for the caller
 # bench_ssh_setup SINK_PORT ECHO_PORT: sshd on a free port and ssh -L
 # forwarding SSH_FWD_PORT -> SINK_PORT and SSH_ECHO_PORT -> ECHO_PORT, both
 # over one ssh connection. Returns 1 with SSH_NOTE set if it cannot.
