@@ -1,364 +1,243 @@
 #!/usr/bin/env bash
-# natter benchmark, loopback only: one TCP stream of BYTES (default 1G =
-# 1 GiB) sent to a tcpcheck sink-server through
-#   (a) nothing (direct TCP),
-#   (b) socat (TCP-LISTEN -> TCP),
-#   (c) ssh -L (aes128-gcm@openssh.com) to a private sshd started here,
-#   (d) natter (broker + bob -listen + alice forwarding a port to bob),
-# best of RUNS (default 3) runs each, in Gbit/s, and natter's ratio to each.
-# Also natter's peak RSS (VmHWM) and CPU time (utime+stime) during the
-# stream; then 100 concurrent echo connections through natter (peak RSS
-# against the 64 MiB bound, all verified or not); then the bytes the broker
-# saw per tunnel byte.
+# natter benchmark on loopback. Throughput is measured with iperf3 (one
+# stream of BYTES, default 2G; its sink does not hash, so direct TCP is not
+# capped by the measuring tool) through
+#   direct  iperf3 straight to the server,
+#   socat   TCP-LISTEN -> TCP, -b 131072,
+#   ssh     ssh -L (aes128-gcm@openssh.com) to a private sshd started here,
+#   natter  broker + bob -listen + alice forwarding a port to bob,
+# in ROUNDS interleaved rounds (direct, socat, ssh, natter, direct, ...),
+# reported as medians. For every round the CPU time (utime + stime, from
+# /proc) of the forwarding processes is read: natter's alice and bob, ssh
+# and the sshd processes of its session, socat (with its reaped children);
+# reported as CPU seconds per GB (10^9 bytes) moved, with natter's ratio to
+# ssh. Then:
+#   busy     the same rounds (ssh and natter, direct for scale) beside a CPU
+#            hog pinned to CPU 0 (a shell busy loop started and stopped
+#            here),
+#   -P 8     8 parallel streams through ssh and natter: the sum and the
+#            slowest/fastest stream (fairness),
+#   latency  small (64-byte) echo round trips on one connection while a bulk
+#            iperf3 stream runs through the same ssh / natter connection; the
+#            time from connect() to the first echo on a fresh forwarded
+#            connection (natter: over the warm peer connection),
+#   integrity  SHA-256 checked streams through natter (tcpcheck send to a
+#            hashing sink), 100 concurrent echo connections (peak RSS
+#            against the 64 MiB bound), and the broker's bytes per tunnel
+#            byte.
+# Peak RSS (VmHWM) of alice and bob covers the throughput rounds.
 #
 # Usage: tests/bench/bench.sh   (./dev bench builds natter first)
-#   BYTES=256M  stream size (tcpcheck suffixes K, M, G = powers of 1024)
-#   RUNS=3      runs per throughput measurement (the best is reported)
-#   CONNS=100 CONN_BYTES=1M  the concurrency phase
-# Exit status: 0 unless natter corrupted or lost data (a sha256 or echo
-# mismatch), or natter could not be set up. The numbers never fail it; a
-# baseline that cannot run (e.g. no sshd) is reported as n/a.
-#
-# Everything it starts is stopped by PID on exit and its files live in a
-# temporary directory (tests/integration/lib.sh). It is not part of ctest.
+#   QUICK=1     a quick check: BYTES=256M ROUNDS=2 BUSY_ROUNDS=1, short
+#               latency and integrity phases (about a minute)
+#   BYTES=2G ROUNDS=5 BUSY_ROUNDS=3 PAR_BYTES=2G
+#   SKIP="busy par latency integrity"  leave phases out
+# The NAT lab (namespaces, loss rows) is tests/bench/lab_bench.sh (root).
+# Exit status: 0 unless natter corrupted or lost data or could not be set
+# up. The numbers never fail it; a baseline that cannot run is n/a.
+# Everything it starts is stopped by PID on exit; files live in a temporary
+# directory (tests/integration/lib.sh). It is not part of ctest.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export NATTER=${NATTER:-$REPO/build/natter}
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 . "$REPO/tests/integration/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=measure.sh
+. "$REPO/tests/bench/measure.sh"
 
-BYTES=${BYTES:-1G}
-RUNS=${RUNS:-3}
+if [[ -n ${QUICK:-} ]]; then
+  : "${BYTES:=256M}" "${ROUNDS:=2}" "${BUSY_ROUNDS:=1}" "${PAR_BYTES:=256M}"
+  : "${LAT_COUNT:=300}" "${INTEGRITY_BYTES:=64M}" "${CONN_BYTES:=256K}"
+fi
+BYTES=${BYTES:-2G}
+ROUNDS=${ROUNDS:-5}
+BUSY_ROUNDS=${BUSY_ROUNDS:-3}
+PAR_BYTES=${PAR_BYTES:-2G}
+LAT_COUNT=${LAT_COUNT:-1000}
+INTEGRITY_BYTES=${INTEGRITY_BYTES:-512M}
 CONNS=${CONNS:-100}
 CONN_BYTES=${CONN_BYTES:-1M}
+SKIP=${SKIP:-}
 RSS_BOUND_MIB=64
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || fail "RUNS must be a positive integer"
-[[ $CONNS =~ ^[1-9][0-9]*$ ]] || fail "CONNS must be a positive integer"
-
-# to_bytes SIZE: SIZE with an optional K/M/G suffix (powers of 1024).
-to_bytes() {
-  local v=$1 n mult=1
-  [[ $v =~ ^([0-9]+)([KkMmGg]?)$ ]] || fail "bad size '$v' (want N, NK, NM or NG)"
-  n=${BASH_REMATCH[1]}
-  case ${BASH_REMATCH[2]} in
-  K | k) mult=1024 ;;
-  M | m) mult=$((1024 * 1024)) ;;
-  G | g) mult=$((1024 * 1024 * 1024)) ;;
-  esac
-  echo $((n * mult))
-}
-NBYTES=$(to_bytes "$BYTES")
-NCONN_BYTES=$(to_bytes "$CONN_BYTES")
-# Generous deadline per transfer: 60 s plus 1 s per 20 MB (a 1 MB/s floor
-# would be pointless; this still bounds every wait).
-SEND_TIMEOUT=$((60 + NBYTES / 20000000))
-CLK_TCK=$(getconf CLK_TCK)
-
-note() { printf '%s\n' "$*" >&2; }
-
-# wait_listen PORT [TIMEOUT_S=10]: wait until something listens on TCP
-# 127.0.0.1:PORT. Returns 1 on timeout (does not fail the script).
-wait_listen() {
-  local port=$1 timeout=${2:-10} deadline
-  deadline=$(($(_now_ms) + timeout * 1000))
-  while (($(_now_ms) < deadline)); do
-    ss -Htln "sport = :$port" | grep -q . && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
-# cpu_ticks PID: utime+stime of PID in clock ticks (0 if gone).
-cpu_ticks() {
-  local stat f
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  read -ra f <<<"${stat##*) }"
-  # After "pid (comm) ": f[0] is field 3 (state); utime, stime are 14, 15.
-  echo $((f[11] + f[12]))
-}
-
-# status_kib PID FIELD: a kB field (VmHWM, VmRSS) of /proc/PID/status.
-status_kib() {
-  awk -v k="$2:" '$1 == k { print $2; found = 1 } END { if (!found) print 0 }' \
-    "/proc/$1/status" 2>/dev/null || echo 0
-}
-
-# Resets VmHWM to the current RSS (Linux >= 4.0; we own the process).
-reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
-
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
-# best_of NAME PORT: RUNS sends of NBYTES to the sink through 127.0.0.1:PORT.
-# Sets BEST (Gbit/s, or "n/a" if no run succeeded), ALL (each run's figure),
-# BAD (runs whose sha256 did not match or that failed), and for the best run
-# BEST_SECONDS and, if CPU_PIDS is set, BEST_CPU (ticks per PID, in order).
-CPU_PIDS=()
-best_of() {
-  local name=$1 port=$2 i g s out before after p rc
-  BEST=n/a ALL="" BAD=0 BEST_SECONDS="" BEST_CPU=()
-  for ((i = 1; i <= RUNS; i++)); do
-    before=()
-    for p in "${CPU_PIDS[@]}"; do before+=("$(cpu_ticks "$p")"); done
-    rc=0
-    out=$(timeout --kill-after=5 $((SEND_TIMEOUT + 10)) "$TCPCHECK" send \
-      "$port" --bytes "$NBYTES" --timeout "$SEND_TIMEOUT" 2>&1) || rc=$?
-    after=()
-    for p in "${CPU_PIDS[@]}"; do after+=("$(cpu_ticks "$p")"); done
-    if ((rc != 0)) || [[ ! $out =~ gbps=([0-9.]+) ]]; then
-      note "  $name run $i: FAILED (status $rc): $out"
-      BAD=$((BAD + 1))
-      ALL+="${ALL:+ }fail"
-      continue
-    fi
-    g=${BASH_REMATCH[1]}
-    [[ $out =~ seconds=([0-9.]+) ]] && s=${BASH_REMATCH[1]}
-    note "  $name run $i: $g Gbit/s ($s s)"
-    ALL+="${ALL:+ }$g"
-    if [[ $BEST == n/a ]] || awk -v a="$g" -v b="$BEST" 'BEGIN { exit !(a > b) }'; then
-      BEST=$g BEST_SECONDS=$s BEST_CPU=()
-      for ((p = 0; p < ${#CPU_PIDS[@]}; p++)); do
-        BEST_CPU+=($((after[p] - before[p])))
-      done
-    fi
-  done
-}
-
-ratio() { # ratio A B: A/B to 2 decimals, or n/a
-  [[ $1 == n/a || $2 == n/a ]] && {
-    echo n/a
-    return
-  }
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
-}
-
-natter_failed=()
+for v in ROUNDS BUSY_ROUNDS LAT_COUNT CONNS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || fail "$v must be a positive integer"
+done
+NBYTES=$(bench_bytes "$BYTES")
+skipped() { [[ " $SKIP " == *" $1 "* ]]; }
+command -v iperf3 >/dev/null || fail "iperf3 is not installed (./dev deps)"
+command -v jq >/dev/null || fail "jq is not installed"
 
 cat <<EOF
-natter benchmark on loopback: one stream of $NBYTES bytes ($BYTES) per run,
-$RUNS runs per path, the best run reported (Gbit/s = bytes*8 / seconds from
-connect to the sink's sha256 reply; tcpcheck generates and hashes the data,
-the sink hashes it too, identically for every path).
-$(nproc) CPUs, kernel $(uname -r), $("$NATTER" --version 2>&1 | head -1)
+natter benchmark on loopback: iperf3, one stream of $BYTES per run, $ROUNDS
+interleaved rounds, medians. $(nproc) CPUs, kernel $(uname -r),
+load average at start $(cut -d' ' -f1-3 /proc/loadavg) (other jobs on the
+machine add noise: the CPU per GB columns are the steadier figure).
+$("$NATTER" --version 2>&1 | head -1), $(ssh -V 2>&1), $(iperf3 --version | head -1)
 EOF
 
-# ---- sink and (a) direct TCP ---------------------------------------------
+# ---- servers and the four paths ----------------------------------------
 
 sink_port=$(free_port)
-start_sink_server sink "$sink_port"
-note "(a) direct TCP to the sink on 127.0.0.1:$sink_port"
-best_of direct "$sink_port"
-direct_best=$BEST direct_all=$ALL
-
-# ---- (b) socat -------------------------------------------------------------
-
-socat_best=n/a socat_all=""
-if command -v socat >/dev/null; then
-  socat_port=$(free_port)
-  # -b 131072: socat's default 8 KiB copy blocks would understate it.
-  start socat socat -b 131072 -t 30 \
-    "TCP-LISTEN:$socat_port,bind=127.0.0.1,reuseaddr,fork" \
-    "TCP:127.0.0.1:$sink_port"
-  if wait_listen "$socat_port"; then
-    note "(b) socat -b 131072 TCP-LISTEN:$socat_port -> TCP:127.0.0.1:$sink_port"
-    best_of socat "$socat_port"
-    socat_best=$BEST socat_all=$ALL
-  else
-    note "(b) socat did not listen on $socat_port: skipped"
-  fi
-  stop socat
-else
-  note "(b) socat not installed: skipped"
-fi
-
-# ---- (c) ssh -L --------------------------------------------------------------
-
-ssh_best=n/a ssh_all="" ssh_note=""
-SSHD=$(command -v sshd || echo /usr/sbin/sshd)
-CREATED_PRIVSEP=""
-cleanup_privsep() {
-  [[ -n $CREATED_PRIVSEP ]] && rmdir "$CREATED_PRIVSEP" 2>/dev/null
-  CREATED_PRIVSEP=""
-  return 0
-}
-# lib.sh's _cleanup stops every process and removes $WORK; run it last.
-trap 'rc=$?; cleanup_privsep; (exit $rc); _cleanup' EXIT
-setup_ssh() {
-  local d=$WORK/ssh user
-  user=$(id -un)
-  [[ -x $SSHD ]] || {
-    ssh_note="sshd not installed"
-    return 1
-  }
-  command -v ssh >/dev/null || {
-    ssh_note="ssh not installed"
-    return 1
-  }
-  mkdir -p "$d" && chmod 700 "$d"
-  ssh-keygen -q -t ed25519 -N '' -f "$d/host_ed25519" </dev/null || return 1
-  ssh-keygen -q -t ed25519 -N '' -f "$d/id_ed25519" </dev/null || return 1
-  cp "$d/id_ed25519.pub" "$d/authorized_keys" && chmod 600 "$d/authorized_keys"
-  ssh_port=$(free_port)
-  cat >"$d/sshd_config" <<EOF
-Port $ssh_port
-ListenAddress 127.0.0.1
-HostKey $d/host_ed25519
-AuthorizedKeysFile $d/authorized_keys
-PidFile none
-UsePAM no
-PermitRootLogin yes
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-AllowTcpForwarding yes
-Ciphers aes128-gcm@openssh.com
-Compression no
-UseDNS no
-LogLevel ERROR
-EOF
-  # As root, sshd wants its privilege separation directory.
-  if ((EUID == 0)) && [[ ! -d /run/sshd ]]; then
-    mkdir -m 755 /run/sshd && CREATED_PRIVSEP=/run/sshd
-  fi
-  if ! "$SSHD" -t -f "$d/sshd_config" >"$d/sshd-t.out" 2>&1; then
-    ssh_note="sshd -t: $(head -1 "$d/sshd-t.out")"
-    return 1
-  fi
-  start sshd "$SSHD" -D -e -f "$d/sshd_config"
-  wait_listen "$ssh_port" || {
-    ssh_note="sshd did not listen"
-    return 1
-  }
-  ssh_fwd_port=$(free_port)
-  start sshfwd ssh -F /dev/null -N -T -p "$ssh_port" -i "$d/id_ed25519" \
-    -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes \
-    -o LogLevel=ERROR -c aes128-gcm@openssh.com \
-    -L "127.0.0.1:$ssh_fwd_port:127.0.0.1:$sink_port" "$user@127.0.0.1"
-  wait_listen "$ssh_fwd_port" 15 || {
-    ssh_note="ssh -L did not come up: $(tail -1 "$WORK/sshfwd.log" 2>/dev/null)"
-    return 1
-  }
-}
-if setup_ssh; then
-  note "(c) ssh -c aes128-gcm@openssh.com -L $ssh_fwd_port:127.0.0.1:$sink_port via sshd on $ssh_port"
-  best_of ssh "$ssh_fwd_port"
-  ssh_best=$BEST ssh_all=$ALL
-else
-  note "(c) ssh -L skipped: $ssh_note"
-fi
-[[ -n ${PIDS[sshfwd]:-} ]] && stop sshfwd
-[[ -n ${PIDS[sshd]:-} ]] && stop sshd
-cleanup_privsep
-
-# ---- (d) natter -------------------------------------------------------------
-
+start iperf iperf3 -s -B 127.0.0.1 -p "$sink_port"
+wait_tcp_listen "$sink_port"
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
+
+declare -A PORT=([direct]=$sink_port)
+declare -A CPU_OF=() # path -> "label:pid label:pid"
+
+if command -v socat >/dev/null; then
+  PORT[socat]=$(free_port)
+  start socat socat -b 131072 \
+    "TCP-LISTEN:${PORT[socat]},bind=127.0.0.1,reuseaddr,fork" \
+    "TCP:127.0.0.1:$sink_port"
+  wait_tcp_listen "${PORT[socat]}"
+  CPU_OF[socat]="socat:$(pid socat)"
+fi
+
+ssh_note=""
+trap 'rc=$?; bench_ssh_cleanup; (exit $rc); _cleanup' EXIT
+if bench_ssh_setup "$sink_port" "$echo_port"; then
+  PORT[ssh]=$SSH_FWD_PORT
+  CPU_OF[ssh]="ssh:$(pid sshfwd) sshd:$(pid sshd)"
+else
+  note "ssh -L skipped: $SSH_NOTE"
+  ssh_note=$SSH_NOTE
+fi
+
 start_broker broker
 start_client bob -listen
-nat_port=$(free_port)
-start_client alice "$nat_port:bob:$sink_port"
-tunnel_bytes=0
-# Warm up: brings the QUIC connection up so the runs measure the data path.
-warm=$(timeout 40 "$TCPCHECK" send "$nat_port" --bytes 1M --timeout 30 2>&1) ||
-  fail "a 1 MiB warm-up transfer through natter failed: $warm"
-tunnel_bytes=$((tunnel_bytes + 1048576))
+PORT[natter]=$(free_port)
+nat_echo_port=$(free_port)
+start_client alice "${PORT[natter]}:bob:$sink_port" "$nat_echo_port:bob:$echo_port"
+iperf3 -c 127.0.0.1 -p "${PORT[natter]}" -n 16M >/dev/null 2>&1 ||
+  fail "a warm-up transfer through natter failed"
 wait_log alice "natter: connected to bob" 10
-alice_pid=$(pid alice) bob_pid=$(pid bob)
-reset_hwm "$alice_pid"
-reset_hwm "$bob_pid"
-note "(d) natter: alice 127.0.0.1:$nat_port -> bob -> 127.0.0.1:$sink_port"
-CPU_PIDS=("$alice_pid" "$bob_pid")
-best_of natter "$nat_port"
-CPU_PIDS=()
-natter_best=$BEST natter_all=$ALL natter_seconds=$BEST_SECONDS
-tunnel_bytes=$((tunnel_bytes + (RUNS - BAD) * NBYTES))
-((BAD == 0)) || natter_failed+=("$BAD of $RUNS streams failed the sha256 check")
-alice_cpu=n/a bob_cpu=n/a
-if [[ $natter_best != n/a ]]; then
-  alice_cpu=$(awk -v t="${BEST_CPU[0]}" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }')
-  bob_cpu=$(awk -v t="${BEST_CPU[1]}" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }')
-fi
-alice_hwm1=$(status_kib "$alice_pid" VmHWM)
-bob_hwm1=$(status_kib "$bob_pid" VmHWM)
+CPU_OF[natter]="alice:$(pid alice) bob:$(pid bob)"
+bench_reset_hwm "$(pid alice)"
+bench_reset_hwm "$(pid bob)"
 
-# ---- concurrency: CONNS echo connections through natter ---------------------
+PATHS=(direct)
+for p in socat ssh natter; do [[ -n ${PORT[$p]:-} ]] && PATHS+=("$p"); done
 
-# A fresh pair, so the peak RSS is that of this phase alone (clear_refs may
-# be unavailable), on the same broker.
-stop alice
-stop bob
-start_client bob2 -listen
-cc_port=$(free_port)
-start_client alice2 "$cc_port:bob2:$echo_port"
-warm=$(printf 'warm-up\n' | timeout 40 socat -t 10 - "TCP:127.0.0.1:$cc_port" 2>&1) ||
-  fail "a warm-up echo through natter failed: $warm"
-tunnel_bytes=$((tunnel_bytes + 2 * 8))
-wait_log alice2 "natter: connected to bob2" 10
-alice2_pid=$(pid alice2) bob2_pid=$(pid bob2)
-note "concurrency: $CONNS connections x $NCONN_BYTES bytes each way through natter"
-cc_rc=0
-cc_start=$(_now_ms)
-cc_out=$(timeout --kill-after=5 $((SEND_TIMEOUT + 60)) "$TCPCHECK" echo-check \
-  "$cc_port" --conns "$CONNS" --bytes "$NCONN_BYTES" \
-  --timeout $((SEND_TIMEOUT + 50)) 2>&1) || cc_rc=$?
-cc_ms=$(($(_now_ms) - cc_start))
-alice_hwm2=$(status_kib "$alice2_pid" VmHWM)
-bob_hwm2=$(status_kib "$bob2_pid" VmHWM)
-if ((cc_rc == 0)); then
-  cc_verdict="all $CONNS verified"
-  tunnel_bytes=$((tunnel_bytes + 2 * CONNS * NCONN_BYTES))
-else
-  cc_verdict="FAILED: $(tail -1 <<<"$cc_out")"
-  natter_failed+=("echo-check: $cc_out")
-fi
-note "  $cc_verdict in $cc_ms ms"
-stop alice2
-stop bob2
+# ---- quiet rounds ----------------------------------------------------------
 
-# ---- broker traffic -------------------------------------------------------------
+# run_rounds TAG N PATH...: N interleaved rounds over the PATHs; results in
+# the R_* tables under TAG (see measure.sh: bench_run).
+run_rounds() {
+  local tag=$1 n=$2 r p
+  shift 2
+  for ((r = 1; r <= n; r++)); do
+    for p in "$@"; do
+      bench_run "$tag" "$p" "${PORT[$p]}" "$NBYTES" 1 "${CPU_OF[$p]:-}"
+    done
+  done
+}
 
-stop broker
-traffic=$(grep -m1 'natter: broker traffic' "$WORK/broker.log" || true)
-broker_rx=n/a broker_tx=n/a broker_ratio=n/a
-if [[ $traffic =~ received\ ([0-9]+)\ bytes,\ sent\ ([0-9]+)\ bytes ]]; then
-  broker_rx=${BASH_REMATCH[1]} broker_tx=${BASH_REMATCH[2]}
-  broker_ratio=$(awk -v b=$((broker_rx + broker_tx)) -v t="$tunnel_bytes" \
-    'BEGIN { printf "%.2e", b / t }')
+note "quiet machine: $ROUNDS rounds of ${PATHS[*]}"
+run_rounds quiet "$ROUNDS" "${PATHS[@]}"
+alice_hwm=$(bench_status_kib "$(pid alice)" VmHWM)
+bob_hwm=$(bench_status_kib "$(pid bob)" VmHWM)
+
+# ---- busy machine -----------------------------------------------------------
+
+BUSY_PATHS=()
+if ! skipped busy; then
+  for p in direct ssh natter; do [[ -n ${PORT[$p]:-} ]] && BUSY_PATHS+=("$p"); done
+  start hog taskset -c 0 bash -c 'while :; do :; done'
+  note "busy machine (a CPU hog on CPU 0): $BUSY_ROUNDS rounds of ${BUSY_PATHS[*]}"
+  run_rounds busy "$BUSY_ROUNDS" "${BUSY_PATHS[@]}"
+  stop hog
 fi
 
-# ---- summary ----------------------------------------------------------------------
+# ---- 8 parallel streams -----------------------------------------------------
 
-within() { (($1 <= RSS_BOUND_MIB * 1024)) && echo ok || echo OVER; }
-printf '\n==== natter bench summary (%s bytes per stream, best of %s runs) ====\n' \
-  "$NBYTES" "$RUNS"
-printf '%-24s %10s   %-8s %s\n' "path" "Gbit/s" "natter/x" "all runs (Gbit/s)"
-printf '%-24s %10s   %-8s %s\n' "(a) direct TCP" "$direct_best" \
-  "$(ratio "$natter_best" "$direct_best")" "$direct_all"
-printf '%-24s %10s   %-8s %s\n' "(b) socat" "$socat_best" \
-  "$(ratio "$natter_best" "$socat_best")" "$socat_all"
-printf '%-24s %10s   %-8s %s\n' "(c) ssh -L aes128-gcm" "$ssh_best" \
-  "$(ratio "$natter_best" "$ssh_best")" "${ssh_all:-$ssh_note}"
-printf '%-24s %10s   %-8s %s\n' "(d) natter" "$natter_best" "1.00" "$natter_all"
-printf '\nnatter, best stream (%s s): CPU time alice %s s, bob %s s;' \
-  "${natter_seconds:-n/a}" "$alice_cpu" "$bob_cpu"
-printf ' peak RSS alice %s MiB, bob %s MiB\n' "$(mib "$alice_hwm1")" "$(mib "$bob_hwm1")"
-printf 'natter, %s concurrent echo connections x %s bytes: %s (%s ms);\n' \
-  "$CONNS" "$NCONN_BYTES" "$cc_verdict" "$cc_ms"
-printf '  peak RSS alice %s MiB (%s), bob %s MiB (%s); bound %s MiB\n' \
-  "$(mib "$alice_hwm2")" "$(within "$alice_hwm2")" \
-  "$(mib "$bob_hwm2")" "$(within "$bob_hwm2")" "$RSS_BOUND_MIB"
-printf 'broker traffic: received %s, sent %s bytes for %s tunnel bytes: ratio %s\n' \
-  "$broker_rx" "$broker_tx" "$tunnel_bytes" "$broker_ratio"
+PAR_PATHS=()
+if ! skipped par; then
+  for p in direct ssh natter; do [[ -n ${PORT[$p]:-} ]] && PAR_PATHS+=("$p"); done
+  note "8 parallel streams of $PAR_BYTES in all: ${PAR_PATHS[*]}"
+  for p in "${PAR_PATHS[@]}"; do
+    bench_run par "$p" "${PORT[$p]}" "$(bench_bytes "$PAR_BYTES")" 8 "${CPU_OF[$p]:-}"
+  done
+fi
 
+# ---- latency under a bulk transfer ------------------------------------------
+
+declare -A LAT=()
+if ! skipped latency; then
+  note "latency: $LAT_COUNT 64-byte echo round trips beside a bulk stream"
+  LAT[direct]=$(bench_latency "$echo_port" "$sink_port" "$LAT_COUNT")
+  [[ -n ${PORT[ssh]:-} ]] &&
+    LAT[ssh]=$(bench_latency "$SSH_ECHO_PORT" "${PORT[ssh]}" "$LAT_COUNT")
+  LAT[natter]=$(bench_latency "$nat_echo_port" "${PORT[natter]}" "$LAT_COUNT")
+  LAT[natter_idle]=$(bench_latency "$nat_echo_port" "" "$LAT_COUNT")
+fi
+
+# ---- integrity, concurrency, broker traffic ----------------------------------
+
+natter_failed=()
+integrity="skipped" cc_verdict="skipped" alice2_hwm=0 bob2_hwm=0
+if ! skipped integrity; then
+  sha_port=$(free_port)
+  start_sink_server sha "$sha_port"
+  nat_sha_port=$(free_port)
+  cc_port=$(free_port)
+  start_client bob2 -listen
+  start_client alice2 "$nat_sha_port:bob2:$sha_port" "$cc_port:bob2:$echo_port"
+  ib=$(bench_bytes "$INTEGRITY_BYTES")
+  out=$(timeout 300 "$TCPCHECK" send "$nat_sha_port" --bytes "$ib" --timeout 280 2>&1) ||
+    natter_failed+=("sha256 stream: $out")
+  integrity="${INTEGRITY_BYTES} stream: $(sed -n 's/.*gbps=\([0-9.]*\).*/sha256 ok, \1 Gbit\/s with hashing/p' <<<"$out")"
+  if cc_out=$(timeout 300 "$TCPCHECK" echo-check "$cc_port" --conns "$CONNS" \
+    --bytes "$CONN_BYTES" --timeout 280 2>&1); then
+    cc_verdict="all $CONNS verified"
+  else
+    cc_verdict="FAILED"
+    natter_failed+=("echo-check: $cc_out")
+  fi
+    alice2_hwm=$(bench_status_kib "$(pid alice2)" VmHWM)
+    bob2_hwm=$(bench_status_kib "$(pid bob2)" VmHWM)
+fi
+
+# ---- the table -----------------------------------------------------------------
+
+echo
+printf '==== natter bench: loopback, iperf3, %s per stream; medians of the rounds ====\n' "$BYTES"
+bench_table quiet "quiet machine ($ROUNDS rounds)" "${PATHS[@]}"
+((${#BUSY_PATHS[@]})) &&
+  bench_table busy "busy machine: CPU hog on CPU 0 ($BUSY_ROUNDS rounds)" "${BUSY_PATHS[@]}"
+((${#PAR_PATHS[@]})) &&
+  bench_table par "8 parallel streams, $PAR_BYTES in all (1 run)" "${PAR_PATHS[@]}"
+[[ -n $ssh_note ]] && echo "ssh -L: n/a ($ssh_note)"
+printf '\nnatter peak RSS over the rounds: alice %s MiB, bob %s MiB\n' \
+  "$(bench_mib "$alice_hwm")" "$(bench_mib "$bob_hwm")"
+if ! skipped latency; then
+  printf '\n64-byte echo round trips, microseconds (first = connect() to the first echo):\n'
+  printf '  %-34s %s\n' "direct, beside a direct bulk stream" "${LAT[direct]}"
+  [[ -n ${LAT[ssh]:-} ]] && printf '  %-34s %s\n' "ssh -L, beside bulk on the same ssh" "${LAT[ssh]}"
+  printf '  %-34s %s\n' "natter, beside bulk on the same QUIC" "${LAT[natter]}"
+  printf '  %-34s %s\n' "natter, idle connection" "${LAT[natter_idle]}"
+fi
+if ! skipped integrity; then
+  within() { (($1 <= RSS_BOUND_MIB * 1024)) && echo ok || echo OVER; }
+  printf '\nintegrity: %s\n' "$integrity"
+  printf '%s echo connections x %s each way: %s; peak RSS alice %s MiB (%s), bob %s MiB (%s), bound %s MiB\n' \
+    "$CONNS" "$CONN_BYTES" "$cc_verdict" "$(bench_mib "$alice2_hwm")" "$(within "$alice2_hwm")" \
+    "$(bench_mib "$bob2_hwm")" "$(within "$bob2_hwm")" "$RSS_BOUND_MIB"
+  stop alice2
+  stop bob2
+  stop alice
+  stop bob
+  stop broker
+  traffic=$(grep -m1 'natter: broker traffic' "$WORK/broker.log" || true)
+  if [[ $traffic =~ received\ ([0-9]+)\ bytes,\ sent\ ([0-9]+)\ bytes ]]; then
+    printf 'broker traffic: received %s, sent %s bytes over the whole run\n' \
+      "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  fi
+fi
 if ((${#natter_failed[@]})); then
   printf '\nFAIL: natter lost or corrupted data:\n' >&2
   printf '  %s\n' "${natter_failed[@]}" >&2
   show_logs
   exit 1
 fi
-printf '\nnatter integrity: every stream matched its sha256, every echo verified\n'

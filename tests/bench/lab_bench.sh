@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# natter throughput through real NATs: the NAT lab (tests/nat/lab.sh) with
-# alice and bob each behind a cone NAT, no loss. One TCP stream of BYTES
-# (default 512M) to a tcpcheck sink-server on bob, sent by alice
-#   (a) as raw TCP through both NATs: bob's router port-forwards
-#       203.0.113.2:5201 to bob (DNAT), alice connects to that address;
-#   (b) through natter: alice's forward 127.0.0.1:8001 -> bob:7001, a
-#       hole-punched QUIC connection through the same two NATs;
-# best of RUNS (default 3) each, in Gbit/s, and natter's ratio to raw TCP.
-# The sink checks every byte by SHA-256 (which also bounds the raw rate, a
-# few Gbit/s on a small machine: a bound the natter rate shares).
+# natter throughput through real NATs: the NAT lab (tests/nat/lab.sh), alice
+# and bob each behind a cone NAT, MTU 1500 links. iperf3 from alice to a
+# server on bob,
+#   raw     as raw TCP through both NATs: bob's router port-forwards
+#           203.0.113.2:5201 to bob's iperf3 (DNAT),
+#   natter  through alice's forward -> bob (hole-punched QUIC through the
+#           same two NATs) -> bob's iperf3 on his loopback,
+# ROUNDS interleaved rounds of SECS seconds each, medians, with natter's
+# CPU seconds per GB (alice, bob). Then the same with random loss of every
+# packet (TCP and UDP alike) at each router, in both directions: LOSSES
+# (default 0.001 0.01 0.03). natter is compared with raw TCP under the same
+# loss (natter/x). The QUIC connection and the routers stay up across rows.
 #
 # Usage (root): tests/bench/lab_bench.sh
-#   BYTES=512M RUNS=3   stream size (K, M, G = powers of 1024), runs each
+#   ROUNDS=3 SECS=4 LOSSES="0.001 0.01 0.03"  QUICK=1: ROUNDS=1 SECS=2
 #   NATTER=build/natter
-# Exit status: 0 unless a transfer failed or corrupted data; the numbers
-# never fail it. Everything is torn down on exit (namespaces, processes).
+# Exit status: 0 unless the lab or natter could not be set up; the numbers
+# never fail it (integrity is checked by tests/nat and bench.sh). Everything
+# is torn down on exit (namespaces, processes).
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export NATTER=${NATTER:-$REPO/build/natter}
@@ -24,64 +27,73 @@ lab_require_root
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 . "$REPO/tests/integration/lib.sh"
 _lab_install_traps
+# shellcheck source-path=SCRIPTDIR source=measure.sh
+. "$REPO/tests/bench/measure.sh"
 # shellcheck disable=SC2034 # lib.sh's log prefix
 TEST_NAME=lab_bench
 
-BYTES=${BYTES:-512M}
-RUNS=${RUNS:-3}
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || fail "RUNS must be a positive integer"
-NBYTES=$(_lab_bytes "$BYTES")
-SEND_TIMEOUT=$((60 + NBYTES / 20000000))
-
-note() { printf '%s\n' "$*" >&2; }
+if [[ -n ${QUICK:-} ]]; then
+  : "${ROUNDS:=1}" "${SECS:=2}"
+fi
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-4}
+LOSSES=${LOSSES:-0.001 0.01 0.03}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || fail "ROUNDS must be a positive integer"
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || fail "SECS must be a positive integer"
+command -v iperf3 >/dev/null || fail "iperf3 is not installed"
 
 lab_up --alice cone --bob cone
 bob_ip=${LAB_HOST[bob]}
 rb_ip=${LAB_WAN_IP[rb]}
 lab_add_port_forward rb 5201 "$bob_ip" 7101
-
-# bob: one sink on his LAN address (for the port forward), one on loopback
-# (for natter).
-lab_start sink_raw bob "$TCPCHECK" sink-server 7101 --bind "$bob_ip"
-wait_log sink_raw '^ready$'
-lab_start sink bob "$TCPCHECK" sink-server 7001
-wait_log sink '^ready$'
+lab_start iperf bob iperf3 -s -p 7101
+lab_wait_bound bob tcp 7101
 
 broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
 lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -q
 lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen
 wait_log bob 'natter: checked in at broker' 15
-lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" 8001:bob:7001
+lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" 8001:bob:7101
 wait_log alice 'forwarding 127\.0\.0\.1:8001 -> ' 15
 
-# send_gbps LABEL PORT HOST: one tcpcheck send; prints its Gbit/s.
-send_gbps() {
-  local label=$1 port=$2 host=$3 out gbps
-  out=$(lab_x alice "$TCPCHECK" send "$port" --host "$host" --bytes "$NBYTES" \
-    --timeout "$SEND_TIMEOUT" 2>&1) || fail "$label: the transfer failed: $out"
-  gbps=$(sed -n 's/.*gbps=\([0-9.]*\).*/\1/p' <<<"$out")
-  [[ -n $gbps ]] || fail "$label: no gbps in tcpcheck's output: $out"
-  echo "$gbps"
-}
-
-# A first, small transfer sets up the tunnel (hole punching) outside the
+BENCH_CLIENT=(ip netns exec "${LAB_NS[alice]}")
+# The first transfer sets up the tunnel (hole punching) outside the
 # measurement; it must be direct.
-lab_x alice "$TCPCHECK" send 8001 --bytes 1M --timeout 30 >/dev/null ||
+"${BENCH_CLIENT[@]}" iperf3 -c 127.0.0.1 -p 8001 -n 8M >/dev/null 2>&1 ||
   fail "natter: the first transfer failed"
 conn=$(grep -m1 'connected to bob' "$WORK/alice.log") || fail "alice did not connect to bob"
 [[ $conn == *"at $rb_ip:"*"(direct"* ]] || fail "alice's connection is not direct to $rb_ip: $conn"
+nat_cpu="alice:$(pid alice) bob:$(pid bob)"
 
-best_raw=0 best_natter=0
-for ((i = 1; i <= RUNS; i++)); do
-  raw=$(send_gbps "raw TCP" 5201 "$rb_ip")
-  nat=$(send_gbps natter 8001 127.0.0.1)
-  note "run $i/$RUNS: raw TCP $raw Gbit/s, natter $nat Gbit/s"
-  best_raw=$(awk -v a="$best_raw" -v b="$raw" 'BEGIN { print (b > a ? b : a) }')
-  best_natter=$(awk -v a="$best_natter" -v b="$nat" 'BEGIN { print (b > a ? b : a) }')
+# rows TAG: ROUNDS interleaved rounds of raw and natter.
+rows() {
+  local r
+  for ((r = 1; r <= ROUNDS; r++)); do
+    BENCH_HOST=$rb_ip bench_run "$1" raw 5201 "t:$SECS" 1 ""
+    BENCH_HOST=127.0.0.1 bench_run "$1" natter 8001 "t:$SECS" 1 "$nat_cpu"
+  done
+}
+
+TAGS=(loss0)
+note "no loss: $ROUNDS rounds of raw TCP and natter, $SECS s each"
+rows loss0
+for p in $LOSSES; do
+  lab_set_loss ra "$p"
+  lab_set_loss rb "$p"
+  note "loss $p at each router: $ROUNDS rounds"
+  rows "loss$p"
+  TAGS+=("loss$p")
 done
+lab_set_loss ra 0
+lab_set_loss rb 0
 
-ratio=$(awk -v n="$best_natter" -v r="$best_raw" 'BEGIN { printf "%.3f", (r > 0 ? n / r : 0) }')
-echo "NAT lab throughput, cone/cone, no loss, $BYTES per run, best of $RUNS (sha256 checked):"
-printf '  %-44s %8.3f Gbit/s\n' "raw TCP via bob's port forward ($rb_ip:5201)" "$best_raw"
-printf '  %-44s %8.3f Gbit/s\n' "natter (QUIC to $(sed -E 's/.* at ([0-9.:]+).*/\1/' <<<"$conn"))" "$best_natter"
-echo "  natter / raw TCP: $ratio"
+echo
+echo "==== NAT lab (cone/cone, MTU 1500): iperf3 $SECS s per run, medians of $ROUNDS rounds ===="
+for t in "${TAGS[@]}"; do
+  if [[ $t == loss0 ]]; then
+    title="no loss"
+  else
+    title="loss ${t#loss} of every packet at each router, each direction (TCP and UDP)"
+  fi
+  REF=raw bench_table "$t" "$title" raw natter
+done

@@ -330,6 +330,23 @@ lab_set_udp_timeout() {
   fi
 }
 
+# lab_set_loss ROUTER P: random loss P (0..1) of every packet the router
+# forwards, TCP and UDP alike, both directions; replaces the previous
+# lab_set_loss rule of that router (P 0: none). For benchmarks that compare
+# protocols under the same loss (tests/bench/lab_bench.sh).
+lab_set_loss() {
+  local r=$1 p=$2
+  [[ $p =~ ^(0|0?\.[0-9]+|1)$ ]] || _lab_die "loss '$p': expected a probability 0..1"
+  while lab_x "$r" iptables -D FORWARD -m comment --comment lab-loss \
+    -m statistic --mode random --probability "${LAB_LOSS[$r]:-1}" -j DROP \
+    2>/dev/null; do :; done
+  LAB_LOSS[$r]=$p
+  [[ $p == 0 ]] && return 0
+  lab_x "$r" iptables -I FORWARD 1 -m comment --comment lab-loss \
+    -m statistic --mode random --probability "$p" -j DROP
+}
+declare -A LAB_LOSS=()
+
 # lab_add_port_forward ROUTER PORT HOST_ADDR HOST_PORT: DNAT TCP PORT on the
 # router's public address to HOST_ADDR:HOST_PORT (a classic port forward).
 lab_add_port_forward() {

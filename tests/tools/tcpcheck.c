@@ -5,6 +5,7 @@
  *   tcpcheck sink-server PORT [--bind ADDR]
  *   tcpcheck echo-check PORT --conns N --bytes B [--timeout S] [--host ADDR]
  *   tcpcheck send PORT --bytes B [--timeout S] [--host ADDR]
+ *   tcpcheck latency PORT --conns N --bytes B [--timeout S] [--host ADDR]
  *
  * The servers run one epoll loop over non-blocking sockets, so they serve
  * many connections at once, and stop reading from a connection while its
@@ -68,6 +69,12 @@ static void usage(FILE *out) {
           "  tcpcheck send PORT --bytes B [--timeout S] [--host ADDR]\n"
           "      send B random bytes to a sink-server, half-close, compare\n"
           "      its SHA-256 reply and print \"bytes=B seconds=S gbps=G\".\n"
+          "  tcpcheck latency PORT --conns N --bytes B [--timeout S]"
+          " [--host ADDR]\n"
+          "      on one connection (TCP_NODELAY) to an echo-server, N round\n"
+          "      trips of B bytes each, one at a time; print the time from\n"
+          "      connect() to the first echo and the round-trip percentiles:\n"
+          "      \"first_us=F p50_us=M p99_us=P max_us=X\".\n"
           "B accepts K, M, G suffixes (powers of 1024). --timeout defaults\n"
           "to 60 seconds. Exit status: 0 ok, 1 check failed, 2 bad usage.\n");
 }
@@ -890,7 +897,7 @@ static _Noreturn void on_alarm(int sig) {
   /* Async-signal-safe: write(2) and _exit(2) only. */
   (void)sig;
   static const char msg[] =
-      "tcpcheck: send: timed out (raise --timeout, or the sink never "
+      "tcpcheck: timed out (raise --timeout, or the server never "
       "replied)\n";
   ssize_t rv = write(STDERR_FILENO, msg, sizeof(msg) - 1);
   (void)rv;
@@ -1014,6 +1021,103 @@ static int run_send(int argc, char **argv) {
   return 0;
 }
 
+/* ---- latency: small round trips on one connection ---------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Sends |len| bytes and reads them back, checking they match. */
+static void round_trip(int fd, const uint8_t *out, uint8_t *in, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = send(fd, out + off, len - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      die("send: %s", strerror(errno));
+    }
+    off += (size_t)w;
+  }
+  off = 0;
+  while (off < len) {
+    ssize_t r = recv(fd, in + off, len - off, 0);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r <= 0) {
+      die("the echo ended after %zu of %zu bytes: %s", off, len,
+          r == 0 ? "EOF" : strerror(errno));
+    }
+    off += (size_t)r;
+  }
+  if (memcmp(out, in, len) != 0) {
+    die("the echo does not match what was sent");
+  }
+}
+
+static int run_latency(int argc, char **argv) {
+  options o;
+  parse_options(argc, argv, &o, true);
+  if (!o.have_bytes || o.bytes == 0 || o.bytes > (1u << 20)) {
+    usage_error("%s needs --bytes B, 1 <= B <= 1M", command);
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+  struct itimerval timer;
+  memset(&timer, 0, sizeof(timer));
+  timer.it_value.tv_sec = (time_t)o.timeout_s;
+  timer.it_value.tv_usec =
+      (suseconds_t)((o.timeout_s - (double)timer.it_value.tv_sec) * 1e6);
+  if (setitimer(ITIMER_REAL, &timer, NULL) != 0) {
+    die("setitimer: %s", strerror(errno));
+  }
+  size_t len = (size_t)o.bytes, n = (size_t)o.conns;
+  uint8_t *out = malloc(len), *in = malloc(len);
+  uint64_t *rtt = calloc(n, sizeof(*rtt));
+  if (!out || !in || !rtt) {
+    die("out of memory");
+  }
+  prng rng;
+  prng_init(&rng, random_seed());
+
+  struct sockaddr_storage ss;
+  socklen_t sslen = make_addr(o.host, o.port, &ss);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    die("socket: %s", strerror(errno));
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  uint64_t start = now_ns();
+  if (connect(fd, (struct sockaddr *)&ss, sslen) != 0) {
+    die("cannot connect to %s port %d: %s", o.host, o.port, strerror(errno));
+  }
+  for (size_t i = 0; i < n; i++) {
+    prng_fill(&rng, out, len);
+    uint64_t t0 = i == 0 ? start : now_ns();
+    round_trip(fd, out, in, len);
+    rtt[i] = now_ns() - t0;
+  }
+  memset(&timer, 0, sizeof(timer));
+  setitimer(ITIMER_REAL, &timer, NULL);
+  close(fd);
+  uint64_t first = rtt[0];
+  qsort(rtt, n, sizeof(*rtt), cmp_u64);
+  printf("first_us=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f\n",
+         (double)first / 1e3, (double)rtt[n / 2] / 1e3,
+         (double)rtt[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e3,
+         (double)rtt[n - 1] / 1e3);
+  free(out);
+  free(in);
+  free(rtt);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
@@ -1036,6 +1140,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(command, "send") == 0) {
     return run_send(argc - 2, argv + 2);
+  }
+  if (strcmp(command, "latency") == 0) {
+    return run_latency(argc - 2, argv + 2);
   }
   fprintf(stderr, "%s: unknown command \"%s\"\n", progname, command);
   usage(stderr);
