@@ -143,7 +143,7 @@ for args in "" "-token-file $WORK/wrong-token"; do
   for name in bob nobody-yet; do
     # shellcheck disable=SC2086 # $args is two words or none
     expect_exit_nonzero -t 20 "$NATTER" -name "$name" -broker "$BROKER" \
-      -identity "$WORK/mallory.key" $args ":bob:$echo_port"
+      -identity "$WORK/mallory.key" $args ":carol:$echo_port"
     assert_output_contains 'not authorized by the broker'
     grep -q 'taken' <<<"$OUTPUT" && fail "a refused client learnt that $name is taken: $OUTPUT"
   done
@@ -167,7 +167,7 @@ start_client bob -listen
 transfer alice bob
 for name in mallory bob; do
   expect_exit_nonzero -t 20 "$NATTER" -name "$name" -broker "$BROKER" \
-    -identity "$WORK/mallory.key" ":bob:$echo_port"
+    -identity "$WORK/mallory.key" ":carol:$echo_port"
   assert_output_contains 'not authorized by the broker'
 done
 assert_log_contains admitting 'refused a client .*: key not admitted'
