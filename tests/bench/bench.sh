@@ -259,7 +259,7 @@ cleanup_privsep
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 nat_port=$(free_port)
 start_client alice "$nat_port:bob:$sink_port"
 tunnel_bytes=0
@@ -292,7 +292,7 @@ bob_hwm1=$(status_kib "$bob_pid" VmHWM)
 # be unavailable), on the same broker.
 stop alice
 stop bob
-start_client bob2 -listen
+start_client bob2 -listen -allow-peer alice2
 cc_port=$(free_port)
 start_client alice2 "$cc_port:bob2:$echo_port"
 warm=$(printf 'warm-up\n' | timeout 40 socat -t 10 - "TCP:127.0.0.1:$cc_port" 2>&1) ||
