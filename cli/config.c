@@ -45,10 +45,25 @@ typedef enum key_id {
 } key_id;
 
 static const char *const key_names[KEY_COUNT] = {
-    "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-    "log-level", "listen", "port",   "allow",         "allow-command",
-    "forward",   "allow-peer", "token-file", "registry", "name-expiry",
-    "admitted-keys", "max-commands", "max-commands-per-peer",
+    "server",
+    "name",
+    "broker",
+    "identity",
+    "broker-key",
+    "timeout",
+    "log-level",
+    "listen",
+    "port",
+    "allow",
+    "allow-command",
+    "forward",
+    "allow-peer",
+    "token-file",
+    "registry",
+    "name-expiry",
+    "admitted-keys",
+    "max-commands",
+    "max-commands-per-peer",
 };
 
 /* State of one cli_config_parse() call. */
@@ -672,8 +687,7 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
       return fail(p, "bad allow-peer \"%s\": %s%s", quoted, reason,
                   hash_hint(value));
     }
-    return add_to_list(p, c->allow_peer, &c->nallow_peer, "allow-peer",
-                       value);
+    return add_to_list(p, c->allow_peer, &c->nallow_peer, "allow-peer", value);
   }
   case KEY_TOKEN_FILE:
     return set_string(p, &c->token_file, &c->token_file_set, value);
@@ -816,13 +830,14 @@ static int parse_line(parser *p, char *buf) {
       return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", quoted,
                   suggestion);
     }
-    return fail(p,
-                "unknown key \"%s\": expected one of server, name, broker, "
-                "identity, broker-key, timeout, log-level, listen, port, allow, "
-                "allow-command, forward, allow-peer, token-file, registry, "
-                "name-expiry, admitted-keys, max-commands, "
-                "max-commands-per-peer",
-                quoted);
+    return fail(
+        p,
+        "unknown key \"%s\": expected one of server, name, broker, "
+        "identity, broker-key, timeout, log-level, listen, port, allow, "
+        "allow-command, forward, allow-peer, token-file, registry, "
+        "name-expiry, admitted-keys, max-commands, "
+        "max-commands-per-peer",
+        quoted);
   }
 
   first = line_set(p->c, (key_id)key);

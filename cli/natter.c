@@ -98,8 +98,8 @@ static const char usage_text[] =
     "  -port PORT           this client's UDP port (default: any free "
     "port); fix it\n"
     "                       when a router forwards a UDP port to this host\n"
-    "  -config FILE         read settings from FILE (default "
-    DEFAULT_CONFIG ",\n"
+    "  -config FILE         read settings from FILE (default " DEFAULT_CONFIG
+    ",\n"
     "                       if it exists); flags override it\n"
     "  -v                   verbose: log every candidate check and stream\n"
     "  -q                   quiet: errors only\n"
@@ -280,8 +280,7 @@ static int parse_flags(options *o, int argc, char **argv) {
       VALUE(v);
       n = strtol(v, &end, 10);
       if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > 100000) {
-        return usage_error("bad value \"%s\": expected a number 1..100000",
-                           v);
+        return usage_error("bad value \"%s\": expected a number 1..100000", v);
       }
       if (strcmp(a, "-max-commands") == 0) {
         o->max_commands = n;
@@ -387,8 +386,7 @@ static int run_registry_admin(const options *o) {
   if (o->list) {
     printf("%-20s %-64s %-20s %s\n", "NAME", "FINGERPRINT", "FIRST SEEN",
            "LAST SEEN");
-    rv = natter_registry_list(o->registry, print_entry, NULL, err,
-                              sizeof(err));
+    rv = natter_registry_list(o->registry, print_entry, NULL, err, sizeof(err));
   } else {
     rv = natter_registry_release(o->registry, o->release, err, sizeof(err));
     if (rv == 0) {
@@ -598,8 +596,8 @@ int main(int argc, char **argv) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
                            "-listen, -allow*, -max-commands*, -port and "
                            "specs are for clients");
-  } else if (!o.server && (o.registry || o.admitted_keys ||
-                           o.name_expiry_given)) {
+  } else if (!o.server &&
+             (o.registry || o.admitted_keys || o.name_expiry_given)) {
     rv = usage_error("%s", "-registry, -name-expiry and -admitted-keys are "
                            "for a broker (-server)");
   } else if (!o.server && !o.name) {
@@ -647,10 +645,10 @@ int main(int argc, char **argv) {
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
 
-  rv = o.server ? run_broker(&app, &o, level)
-                : run_client(&app, &o, level,
-                             o.level >= 0 || file.log_level_set, allow,
-                             allow_cmd, allow_peer, nstdio);
+  rv = o.server
+           ? run_broker(&app, &o, level)
+           : run_client(&app, &o, level, o.level >= 0 || file.log_level_set,
+                        allow, allow_cmd, allow_peer, nstdio);
 
   event_free(sigint);
   event_free(sigterm);

@@ -185,9 +185,9 @@ typedef int (*natter_registry_fn)(const natter_registry_entry *entry,
  * broker's default, see natter_broker_config.registry), in name order.
  * Safe while a broker runs on the file. Returns 0, or NATTER_ERR_REGISTRY
  * / NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL). */
-NATTER_EXPORT int natter_registry_list(const char *path,
-                                       natter_registry_fn fn, void *user_data,
-                                       char *err, size_t errlen);
+NATTER_EXPORT int natter_registry_list(const char *path, natter_registry_fn fn,
+                                       void *user_data, char *err,
+                                       size_t errlen);
 
 /* Releases |name| in the registry file |path| (NULL: the default), so that
  * the next key to check in with it gets it. A broker running on the file
@@ -309,16 +309,16 @@ typedef struct natter_client_config {
                                   peer only from a closed broker (token or
                                   admitted keys); on an open broker it
                                   stops with NATTER_EVENT_FATAL. */
-  const char *token;           /* the broker's shared token; NULL: none */
-  const char *token_file;      /* the same from a file's first line */
-  const char *known_brokers;   /* trust-on-first-use file: the first key
-                                  a broker address shows is remembered, a
-                                  later other key is NATTER_EVENT_FATAL;
-                                  NULL: ~/.config/natter/known_brokers;
-                                  "": remember nothing (any key is
-                                  accepted unless broker_key pins it) */
-  uint32_t max_commands;       /* remote commands running here at once;
-                                  default 32 */
+  const char *token;              /* the broker's shared token; NULL: none */
+  const char *token_file;         /* the same from a file's first line */
+  const char *known_brokers;      /* trust-on-first-use file: the first key
+                                     a broker address shows is remembered, a
+                                     later other key is NATTER_EVENT_FATAL;
+                                     NULL: ~/.config/natter/known_brokers;
+                                     "": remember nothing (any key is
+                                     accepted unless broker_key pins it) */
+  uint32_t max_commands;          /* remote commands running here at once;
+                                     default 32 */
   uint32_t max_commands_per_peer; /* ... for one peer; default 8 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint32_t test_future_ms; /* tests/abi only: a field appended later;

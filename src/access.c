@@ -23,15 +23,15 @@
 
 /* Who a rule is for: a name, a key, both, or anyone. */
 typedef struct peer_sel {
-  int any;                       /* "*" */
-  char name[NT_NAME_MAX + 1];    /* "" : any name */
+  int any;                    /* "*" */
+  char name[NT_NAME_MAX + 1]; /* "" : any name */
   int has_key;
   uint8_t key[NT_FINGERPRINT_LEN];
 } peer_sel;
 
 typedef struct target_rule {
   TAILQ_ENTRY(target_rule) link;
-  int scoped;              /* holds only for |scope| */
+  int scoped; /* holds only for |scope| */
   peer_sel scope;
   int any_target;          /* "*" */
   int is_v6;               /* host is an IPv6 address, in v6 */

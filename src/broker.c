@@ -69,9 +69,9 @@ struct natter_broker {
   /* Name -> the one checked-in bclient using it. Names and keys come
    * from clients, so lookups must not grow with their number. */
   nt_hashmap checked_in;
-  nt_registry *registry; /* name -> key, persistent */
+  nt_registry *registry;    /* name -> key, persistent */
   char registry_path[1024]; /* "" : in memory */
-  int64_t name_expiry_s;   /* 0: never */
+  int64_t name_expiry_s;    /* 0: never */
   struct event *flush_ev, *expire_ev;
   /* Closed broker: a token and/or admitted keys. */
   char token[NT_TOKEN_MAX + 1];
@@ -160,8 +160,7 @@ static int check_authorized(bclient *c, const Natter__CheckIn *in,
   }
   nt_fingerprint_hex(key, hex);
   nt_info(&b->log, "refused a client from %s as \"%s\" (key %.16s...): %s",
-          nt_addr_str(nt_conn_remote_addr(c->conn), addr), in->name, hex,
-          why);
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr), in->name, hex, why);
   send_check_in_result(c, NATTER__CODE__UNAUTHORIZED, NOT_AUTHORIZED);
   return 0;
 }
@@ -178,8 +177,7 @@ static int bind_name(bclient *c, const char *name, const uint8_t *key) {
   if (rv == NATTER_ERR_NAME_TAKEN && b->admitted) {
     /* The admitted-keys file is the authority on a closed broker: an
      * operator who gave the name a new key there meant it. */
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) ==
-        0) {
+    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
       nt_fingerprint_hex(entry.fingerprint, hex);
       nt_info(&b->log,
               "\"%s\" was bound to key %.16s...; rebinding it to the key "
@@ -195,11 +193,9 @@ static int bind_name(bclient *c, const char *name, const uint8_t *key) {
     return 1;
   }
   if (rv == NATTER_ERR_NAME_TAKEN) {
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) ==
-        0) {
+    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
       nt_fingerprint_hex(entry.fingerprint, hex);
-      nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", name,
-              hex);
+      nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", name, hex);
     }
     send_check_in_result(c, NATTER__CODE__NAME_TAKEN,
                          "name is bound to another key at this broker");
@@ -650,8 +646,8 @@ static int broker_security_new(natter_broker *b,
     }
     b->token_len = strlen(b->token);
   } else if (cfg->token) {
-    rv = nt_token_check(cfg->token, strlen(cfg->token), "the broker token",
-                        err, sizeof(err));
+    rv = nt_token_check(cfg->token, strlen(cfg->token), "the broker token", err,
+                        sizeof(err));
     if (rv != 0) {
       nt_error(&b->log, "%s", err);
       return rv;
@@ -747,9 +743,8 @@ static void log_security(natter_broker *b) {
             b->token_len && b->admitted ? " and " : "",
             b->admitted ? "a key from the admitted-keys file" : "");
   } else {
-    nt_info(&b->log,
-            "open broker: any client may check in (close it with "
-            "-token-file or -admitted-keys)");
+    nt_info(&b->log, "open broker: any client may check in (close it with "
+                     "-token-file or -admitted-keys)");
   }
 }
 

@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "client_internal.h"
-#include "spec.h"
 #include "escape.h"
 #include "known_brokers.h"
 #include "mapping.h"
 #include "paths.h"
+#include "spec.h"
 #include "structs.h"
 #include "token.h"
 #include "wire_msg.h"
@@ -436,8 +436,8 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
   if (c->broker_pinned || !c->known_brokers || !seen) {
     return 0;
   }
-  if (nt_known_brokers_lookup(c->known_brokers, c->broker_text, &found,
-                              &known, err, sizeof(err)) != 0) {
+  if (nt_known_brokers_lookup(c->known_brokers, c->broker_text, &found, &known,
+                              err, sizeof(err)) != 0) {
     fatal(c, NATTER_ERR_KEY_MISMATCH,
           "cannot check the broker's key: %s (fix or remove that line)", err);
     return -1;
@@ -666,8 +666,8 @@ static int load_broker_trust(natter_client *c,
     c->token = strdup(token);
     memset(token, 0, sizeof(token));
   } else if (cfg->token) {
-    if (nt_token_check(cfg->token, strlen(cfg->token), "the broker token",
-                       err, sizeof(err)) != 0) {
+    if (nt_token_check(cfg->token, strlen(cfg->token), "the broker token", err,
+                       sizeof(err)) != 0) {
       nt_error(&c->log, "%s", err);
       return NATTER_ERR_INVALID;
     }

@@ -418,8 +418,8 @@ static int has_candidate(const nt_addr *cands, size_t n,
  * introductions are dropped. */
 /* Whether this listener's peer rules let |name| with |key| in; a refusal
  * is logged (once per introduction) with the rule that would admit it. */
-static int peer_admitted(nt_peers *peers, const char *name,
-                         const uint8_t *key, int log_refusal) {
+static int peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
+                         int log_refusal) {
   const nt_peers_env *env = &peers->env;
   nt_access_peer who = {name, key};
   char hex[NT_FINGERPRINT_HEX_LEN + 1];

@@ -100,8 +100,8 @@ static int mem_insert(void *impl, const char *name, const uint8_t *fingerprint,
   return 0;
 }
 
-static int mem_touch_many(void *impl, const nt_registry_seen *touches,
-                          size_t n, char *err, size_t errlen) {
+static int mem_touch_many(void *impl, const nt_registry_seen *touches, size_t n,
+                          char *err, size_t errlen) {
   (void)err;
   (void)errlen;
   for (size_t i = 0; i < n; i++) {
@@ -113,8 +113,7 @@ static int mem_touch_many(void *impl, const nt_registry_seen *touches,
   return 0;
 }
 
-static int mem_release(void *impl, const char *name, char *err,
-                       size_t errlen) {
+static int mem_release(void *impl, const char *name, char *err, size_t errlen) {
   registry_memory *m = impl;
   mem_entry *me = nt_hashmap_remove(&m->names, name, strlen(name));
   (void)err;
@@ -126,8 +125,8 @@ static int mem_release(void *impl, const char *name, char *err,
   return 0;
 }
 
-static int mem_expire(void *impl, int64_t cutoff, size_t limit,
-                      size_t *removed, char *err, size_t errlen) {
+static int mem_expire(void *impl, int64_t cutoff, size_t limit, size_t *removed,
+                      char *err, size_t errlen) {
   registry_memory *m = impl;
   (void)err;
   (void)errlen;
@@ -178,5 +177,5 @@ static int mem_list(void *impl, nt_registry_list_fn fn, void *user_data,
 }
 
 const nt_registry_ops nt_registry_memory_ops = {
-    "memory",   mem_open,    mem_close,   mem_lookup, mem_insert,
+    "memory",       mem_open,    mem_close,  mem_lookup, mem_insert,
     mem_touch_many, mem_release, mem_expire, mem_list};

@@ -163,8 +163,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
 
 void nt_target_connect(nt_target **ptarget, const nt_target_env *env,
                        const nt_access_peer *peer, const char *host,
-                       uint16_t port, nt_target_done_fn done,
-                       void *user_data) {
+                       uint16_t port, nt_target_done_fn done, void *user_data) {
   nt_target *t = calloc(1, sizeof(*t));
   *ptarget = NULL;
   if (!t) {

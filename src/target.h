@@ -1,7 +1,7 @@
 /* What a listener does for one StreamOpen: decide by its access rules
- * for the peer that asks, then connect to host:port (resolving it first if need be) or start the
- * command. The answer is an nt_open_code and a one-line reason for the
- * opener; the stream itself is the tunnel's business. */
+ * for the peer that asks, then connect to host:port (resolving it first if need
+ * be) or start the command. The answer is an nt_open_code and a one-line reason
+ * for the opener; the stream itself is the tunnel's business. */
 #ifndef NT_TARGET_H
 #define NT_TARGET_H
 
@@ -43,8 +43,7 @@ typedef void (*nt_target_done_fn)(const nt_target_result *result,
  * refused at once): |done| must forget *ptarget. */
 void nt_target_connect(nt_target **ptarget, const nt_target_env *env,
                        const nt_access_peer *peer, const char *host,
-                       uint16_t port, nt_target_done_fn done,
-                       void *user_data);
+                       uint16_t port, nt_target_done_fn done, void *user_data);
 
 /* Abandons an attempt; |done| is not called. NULL is a no-op. */
 void nt_target_cancel(nt_target *target);

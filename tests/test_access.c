@@ -195,7 +195,13 @@ static void test_command_rules(void) {
 
 static void test_peer_rules(void) {
   static const char *const good[] = {
-      "alice", "a.b_c-D9", "*", "!mallory", "!*", "alice@" FP_A, "@" FP_A,
+      "alice",
+      "a.b_c-D9",
+      "*",
+      "!mallory",
+      "!*",
+      "alice@" FP_A,
+      "@" FP_A,
       "!@" FP_B,
       "alice@00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:"
       "55:66:77:88:99:aa:bb:cc:dd:ee:ff",
@@ -291,8 +297,8 @@ static void test_peer_decisions(void) {
     char err[300];
     CHECK(acc != NULL);
     for (size_t j = 0; cases[i].rules[j]; j++) {
-      CHECK(nt_access_add_peer_rule(acc, cases[i].rules[j], err,
-                                    sizeof(err)) == 0);
+      CHECK(nt_access_add_peer_rule(acc, cases[i].rules[j], err, sizeof(err)) ==
+            0);
     }
     if (cases[i].key) {
       key_of(cases[i].key, key);
@@ -347,12 +353,12 @@ static void test_scoped_decisions(void) {
     const nt_access_peer *who = cases[i].name ? &peer : NULL;
     if (cases[i].is_command) {
       const char *argv[] = {"backup", "--now"};
-      CHECK(nt_access_add_command_rule(acc, cases[i].rule, err,
-                                       sizeof(err)) == 0);
+      CHECK(nt_access_add_command_rule(acc, cases[i].rule, err, sizeof(err)) ==
+            0);
       got = nt_access_command_allowed(acc, who, argv, 2);
     } else {
-      CHECK(nt_access_add_target_rule(acc, cases[i].rule, err,
-                                      sizeof(err)) == 0);
+      CHECK(nt_access_add_target_rule(acc, cases[i].rule, err, sizeof(err)) ==
+            0);
       got = nt_access_target_allowed(acc, who, "nas.lan", 22);
     }
     if (got != cases[i].allowed) {
@@ -478,8 +484,7 @@ static void test_target_decisions(void) {
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     nt_access *acc = make(cases[i].rules, NULL);
-    int got =
-        nt_access_target_allowed(acc, NULL, cases[i].host, cases[i].port);
+    int got = nt_access_target_allowed(acc, NULL, cases[i].host, cases[i].port);
     if (got != cases[i].allowed) {
       fprintf(stderr, "case %zu: %s:%u under \"%s\"...: got %d, want %d\n", i,
               cases[i].host, cases[i].port,
@@ -538,7 +543,8 @@ static void test_command_decisions(void) {
       {{"rsync --server *"}, {"rsync"}, 1, 0},
       /* Quotes keep blanks in a word; a quoted '*' is a star. */
       {{"sh -c 'cat > backup.tar'"}, {"sh", "-c", "cat > backup.tar"}, 3, 1},
-      {{"sh -c 'cat > backup.tar'"}, {"sh", "-c", "cat", ">", "backup.tar"},
+      {{"sh -c 'cat > backup.tar'"},
+       {"sh", "-c", "cat", ">", "backup.tar"},
        5,
        0},
       {{"sh -c 'cat > backup.tar'"}, {"sh", "-c", "id"}, 3, 0},
@@ -623,8 +629,7 @@ static void collect_log(natter_log_level level, const char *line,
  * checked (ephemeral key, loopback broker that never runs). */
 static int client_with_rules3(const char *const *allow,
                               const char *const *allow_commands,
-                              const char *const *allow_peers,
-                              log_lines *log) {
+                              const char *const *allow_peers, log_lines *log) {
   struct event_base *base = event_base_new();
   natter_client_config cfg;
   natter_client *c = NULL;

@@ -841,11 +841,25 @@ static void test_load(void) {
 
 static void test_example_file(void) {
   static const char *const keys[] = {
-      "server",       "name",          "broker",        "identity",
-      "broker-key",   "timeout",       "log-level",     "listen",
-      "port",         "allow",         "allow-command", "forward",
-      "allow-peer",   "token-file",    "registry",      "name-expiry",
-      "admitted-keys", "max-commands", "max-commands-per-peer",
+      "server",
+      "name",
+      "broker",
+      "identity",
+      "broker-key",
+      "timeout",
+      "log-level",
+      "listen",
+      "port",
+      "allow",
+      "allow-command",
+      "forward",
+      "allow-peer",
+      "token-file",
+      "registry",
+      "name-expiry",
+      "admitted-keys",
+      "max-commands",
+      "max-commands-per-peer",
   };
   const char *path = NATTER_SOURCE_DIR "/examples/natter.conf";
   char err[512] = "";
