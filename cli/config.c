@@ -34,13 +34,36 @@ typedef enum key_id {
   KEY_ALLOW,
   KEY_ALLOW_COMMAND,
   KEY_FORWARD,
+  KEY_ALLOW_PEER,
+  KEY_TOKEN_FILE,
+  KEY_REGISTRY,
+  KEY_NAME_EXPIRY,
+  KEY_ADMITTED_KEYS,
+  KEY_MAX_COMMANDS,
+  KEY_MAX_COMMANDS_PER_PEER,
   KEY_COUNT
 } key_id;
 
 static const char *const key_names[KEY_COUNT] = {
-    "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-    "log-level", "listen", "port",   "allow",         "allow-command",
+    "server",
+    "name",
+    "broker",
+    "identity",
+    "broker-key",
+    "timeout",
+    "log-level",
+    "listen",
+    "port",
+    "allow",
+    "allow-command",
     "forward",
+    "allow-peer",
+    "token-file",
+    "registry",
+    "name-expiry",
+    "admitted-keys",
+    "max-commands",
+    "max-commands-per-peer",
 };
 
 /* State of one cli_config_parse() call. */
@@ -401,6 +424,49 @@ static int parse_log_level(const char *s, cli_log_level *out) {
   return -1;
 }
 
+int cli_parse_duration(const char *s, uint32_t *out) {
+  unsigned long long v = 0;
+  unsigned long mult = 1;
+  const char *d = s;
+
+  for (; *d >= '0' && *d <= '9'; d++) {
+    v = v * 10 + (unsigned long long)(*d - '0');
+    if (v > 0xffffffffull) {
+      return -1;
+    }
+  }
+  if (d == s) {
+    return -1;
+  }
+  if (*d != '\0') {
+    switch (*d) {
+    case 's':
+      break;
+    case 'm':
+      mult = 60;
+      break;
+    case 'h':
+      mult = 3600;
+      break;
+    case 'd':
+      mult = 86400;
+      break;
+    default:
+      return -1;
+    }
+    if (d[1] != '\0') {
+      return -1;
+    }
+  } else if (v != 0) {
+    return -1; /* a unit is required, except for 0 */
+  }
+  if (v * mult > 0xffffffffull) {
+    return -1;
+  }
+  *out = (uint32_t)(v * mult);
+  return 0;
+}
+
 /* Whole seconds 1..3600, digits only. */
 static int parse_timeout(const char *s, unsigned *out) {
   unsigned long value = 0;
@@ -603,15 +669,7 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     return add_to_list(p, c->allow, &c->nallow, "allow", value);
   case KEY_ALLOW_COMMAND:
-    /* A blank most likely means arguments, which a rule does not take;
-     * a path with blanks in it can be quoted. */
-    if (!was_quoted && strpbrk(value, " \t") != NULL) {
-      return fail(p,
-                  "allow-command \"%s\" holds a blank: give only the "
-                  "program (a name or a path), in double quotes if its "
-                  "path has blanks%s",
-                  quoted, hash_hint(value));
-    }
+    (void)was_quoted; /* a rule has words: blanks are part of it */
     {
       char reason[300];
       if (natter_allow_command_check(value, reason, sizeof(reason)) != 0) {
@@ -623,6 +681,49 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
                        value);
   case KEY_FORWARD:
     return add_forward(p, value);
+  case KEY_ALLOW_PEER: {
+    char reason[300];
+    if (natter_allow_peer_check(value, reason, sizeof(reason)) != 0) {
+      return fail(p, "bad allow-peer \"%s\": %s%s", quoted, reason,
+                  hash_hint(value));
+    }
+    return add_to_list(p, c->allow_peer, &c->nallow_peer, "allow-peer", value);
+  }
+  case KEY_TOKEN_FILE:
+    return set_string(p, &c->token_file, &c->token_file_set, value);
+  case KEY_REGISTRY:
+    return set_string(p, &c->registry, &c->registry_set, value);
+  case KEY_ADMITTED_KEYS:
+    return set_string(p, &c->admitted_keys, &c->admitted_keys_set, value);
+  case KEY_NAME_EXPIRY:
+    if (cli_parse_duration(value, &c->name_expiry_s) != 0) {
+      return fail(p,
+                  "bad name-expiry \"%s\": expected a duration such as "
+                  "30d, 12h, 90m or 45s (0: never)%s",
+                  quoted, hash_hint(value));
+    }
+    c->name_expiry_set = p->line;
+    return 0;
+  case KEY_MAX_COMMANDS:
+  case KEY_MAX_COMMANDS_PER_PEER: {
+    unsigned long v = 0;
+    const char *d = value;
+    for (; *d >= '0' && *d <= '9' && v <= 100000; d++) {
+      v = v * 10 + (unsigned long)(*d - '0');
+    }
+    if (*value == '\0' || *d != '\0' || v < 1 || v > 100000) {
+      return fail(p, "bad %s \"%s\": expected a number 1..100000%s",
+                  key_names[key], quoted, hash_hint(value));
+    }
+    if (key == KEY_MAX_COMMANDS) {
+      c->max_commands = (unsigned)v;
+      c->max_commands_set = p->line;
+    } else {
+      c->max_commands_per_peer = (unsigned)v;
+      c->max_commands_per_peer_set = p->line;
+    }
+    return 0;
+  }
   case KEY_COUNT:
     break;
   }
@@ -651,6 +752,18 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->listen_set;
   case KEY_PORT:
     return c->port_set;
+  case KEY_TOKEN_FILE:
+    return c->token_file_set;
+  case KEY_REGISTRY:
+    return c->registry_set;
+  case KEY_NAME_EXPIRY:
+    return c->name_expiry_set;
+  case KEY_ADMITTED_KEYS:
+    return c->admitted_keys_set;
+  case KEY_MAX_COMMANDS:
+    return c->max_commands_set;
+  case KEY_MAX_COMMANDS_PER_PEER:
+    return c->max_commands_per_peer_set;
   default:
     return 0;
   }
@@ -717,11 +830,14 @@ static int parse_line(parser *p, char *buf) {
       return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", quoted,
                   suggestion);
     }
-    return fail(p,
-                "unknown key \"%s\": expected one of server, name, broker, "
-                "identity, broker-key, timeout, log-level, listen, port, allow, "
-                "allow-command, forward",
-                quoted);
+    return fail(
+        p,
+        "unknown key \"%s\": expected one of server, name, broker, "
+        "identity, broker-key, timeout, log-level, listen, port, allow, "
+        "allow-command, forward, allow-peer, token-file, registry, "
+        "name-expiry, admitted-keys, max-commands, "
+        "max-commands-per-peer",
+        quoted);
   }
 
   first = line_set(p->c, (key_id)key);
@@ -868,6 +984,12 @@ void cli_config_free(cli_config *c) {
   free(c->broker);
   free(c->identity);
   free(c->broker_key);
+  free(c->token_file);
+  free(c->registry);
+  free(c->admitted_keys);
+  for (size_t i = 0; i < c->nallow_peer; i++) {
+    free(c->allow_peer[i]);
+  }
   for (size_t i = 0; i < c->nallow; i++) {
     free(c->allow[i]);
   }

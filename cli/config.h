@@ -32,11 +32,20 @@
  *   port = PORT                 the client's UDP port, 1..65535
  *   allow = RULE                HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT,
  *                               bare IPv6 (::1) or *            (repeatable)
- *   allow-command = PROGRAM     a program name or path, or *    (repeatable)
+ *   allow-command = RULE        a whole command line, a prefix ending in
+ *                               " *", or *, maybe PEER=RULE    (repeatable)
  *   forward = SPEC [COMMAND]    as on the command line          (repeatable)
+ *   allow-peer = RULE           NAME, NAME@FP, @FP, *, !RULE   (repeatable)
+ *   token-file = FILE           the broker's shared token (both roles)
+ *   registry = FILE             broker: the name registry (SQLite)
+ *   name-expiry = DURATION      broker: 30d, 12h, 90m, 45s; 0: never
+ *   admitted-keys = FILE        broker: "FINGERPRINT NAME" lines
+ *   max-commands = N            remote commands at once, 1..100000
+ *   max-commands-per-peer = N   ... for one peer
  *
- * The first eight keys may appear once each ("duplicate key" otherwise);
- * allow, allow-command and forward up to CLI_CONFIG_MAX_LIST times each, and
+ * Single-valued keys may appear once each ("duplicate key" otherwise);
+ * allow, allow-command, allow-peer and forward up to CLI_CONFIG_MAX_LIST
+ * times each, and
  * their order is kept. No value may be empty. Values are checked as far
  * as can be done without the network: the shape of addresses and allow
  * rules (natter_allow_rule_check(), natter_allow_command_check(): the
@@ -105,12 +114,26 @@ typedef struct cli_config {
   size_t listen_set;
   uint16_t port; /* the client's UDP port, 1..65535 */
   size_t port_set;
+  char *token_file; /* both roles */
+  size_t token_file_set;
+  char *registry; /* broker */
+  size_t registry_set;
+  uint32_t name_expiry_s; /* broker; 0: never */
+  size_t name_expiry_set;
+  char *admitted_keys; /* broker */
+  size_t admitted_keys_set;
+  unsigned max_commands; /* 1..100000 */
+  size_t max_commands_set;
+  unsigned max_commands_per_peer;
+  size_t max_commands_per_peer_set;
 
   /* NULL-terminated, as natter_client_config.allow wants it. */
   char *allow[CLI_CONFIG_MAX_LIST + 1];
   size_t nallow;
   char *allow_command[CLI_CONFIG_MAX_LIST + 1];
   size_t nallow_command;
+  char *allow_peer[CLI_CONFIG_MAX_LIST + 1];
+  size_t nallow_peer;
   cli_forward forward[CLI_CONFIG_MAX_LIST];
   size_t nforward;
 } cli_config;
@@ -160,6 +183,10 @@ void cli_config_free(cli_config *c);
  * CLI_CONFIG_MAX_ARGS arguments; *pargv is then NULL. */
 int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
                    size_t errlen);
+
+/* Parses a duration: digits and one unit, s, m, h or d ("30d", "90s"), or
+ * "0" alone. Returns 0 with the seconds in *out, or -1. */
+int cli_parse_duration(const char *s, uint32_t *out);
 
 /* Frees an argv from cli_split_argv(); NULL is fine. */
 void cli_argv_free(char **argv);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "natter.h"
@@ -12,12 +13,16 @@
 #define MAX_SPECS 64
 #define MAX_RULES 64
 #define DEFAULT_CONFIG "/etc/natter/natter.conf"
+#define TOKEN_ENV "NATTER_TOKEN"
 
 static const char usage_text[] =
     "usage:\n"
     "  natter -server [ADDR]:PORT                          run a broker\n"
-    "  natter -name NAME -broker HOST:PORT -listen         accept forwards\n"
+    "  natter -name NAME -broker HOST:PORT -listen -allow-peer PEER\n"
+    "                                                      accept forwards\n"
     "  natter -name NAME -broker HOST:PORT SPEC...         forward ports\n"
+    "  natter [-registry FILE] -list | -release NAME       manage a broker's "
+    "names\n"
     "\n"
     "SPEC:\n"
     "  LOCALPORT:PEER:PORT        127.0.0.1:LOCALPORT -> PORT on PEER's "
@@ -29,8 +34,9 @@ static const char usage_text[] =
     "port\n"
     "  LOCALPORT:PEER: CMD ARGS...  each connection runs CMD on PEER (PEER "
     "must\n"
-    "                             -allow-command CMD); must be the last "
-    "spec\n"
+    "                             -allow-command that command line); must be "
+    "the\n"
+    "                             last spec\n"
     "  :PEER: CMD ARGS...         stdin/stdout piped into CMD on PEER; exits "
     "with\n"
     "                             CMD's status\n"
@@ -41,25 +47,59 @@ static const char usage_text[] =
     "  -name NAME           this client's name at the broker (1-63 of "
     "A-Za-z0-9._-)\n"
     "  -broker HOST:PORT    the broker's address\n"
-    "  -listen              accept forwards from peers (to this machine's "
-    "loopback)\n"
+    "  -listen              accept forwards from admitted peers (to this "
+    "machine's\n"
+    "                       loopback)\n"
+    "  -allow-peer RULE     admit peer NAME, NAME@FINGERPRINT, @FINGERPRINT "
+    "or '*'\n"
+    "                       (anyone); '!RULE' refuses; first match wins; "
+    "repeatable.\n"
+    "                       Needed with -listen unless the broker is closed\n"
     "  -allow HOST[:PORT]   also let peers reach HOST (PORT or * for any); "
     "'*' allows\n"
     "                       every target; HOST may be [IPv6] (a bare IPv6 "
     "address\n"
-    "                       takes no port); repeatable; needs -listen\n"
-    "  -allow-command PROG  let peers run PROG here (exact argv[0]; '*' for "
-    "any);\n"
-    "                       never through a shell; repeatable; needs -listen\n"
+    "                       takes no port); PEER=RULE for one peer only; "
+    "repeatable;\n"
+    "                       needs -listen\n"
+    "  -allow-command CMD   let peers run exactly this command line here; a "
+    "final\n"
+    "                       ' *' word allows any further arguments, '*' "
+    "alone any\n"
+    "                       command; PEER=CMD for one peer only; never "
+    "through a\n"
+    "                       shell; repeatable; needs -listen\n"
+    "  -max-commands N      remote commands running here at once (default "
+    "32)\n"
+    "  -max-commands-per-peer N  ... for one peer (default 8)\n"
     "  -identity FILE       key file (default ~/.config/natter/NAME.key, or\n"
     "                       broker.key for -server; created with mode 0600)\n"
-    "  -broker-key FP       refuse a broker whose key fingerprint is not FP\n"
+    "  -broker-key FP       refuse a broker whose key fingerprint is not FP "
+    "(default:\n"
+    "                       trust on first use, remembered in\n"
+    "                       ~/.config/natter/known_brokers)\n"
+    "  -token-file FILE     the broker's shared token (first line of FILE); "
+    "or set\n"
+    "                       " TOKEN_ENV ". A broker with a token admits only "
+    "clients\n"
+    "                       that present it\n"
+    "  -admitted-keys FILE  broker: admit only the keys listed in FILE\n"
+    "                       (\"FINGERPRINT NAME\" lines)\n"
+    "  -registry FILE       broker: name registry (default "
+    "$STATE_DIRECTORY/\n"
+    "                       registry.db or "
+    "~/.local/state/natter/registry.db)\n"
+    "  -name-expiry DUR     broker: release names unused for DUR (30d, 12h, "
+    "90m,\n"
+    "                       45s; 0: never; default 30d)\n"
+    "  -list                print the names in the registry and exit\n"
+    "  -release NAME        release NAME in the registry and exit\n"
     "  -timeout SECONDS     budget to reach a peer (default 10)\n"
     "  -port PORT           this client's UDP port (default: any free "
     "port); fix it\n"
     "                       when a router forwards a UDP port to this host\n"
-    "  -config FILE         read settings from FILE (default "
-    DEFAULT_CONFIG ",\n"
+    "  -config FILE         read settings from FILE (default " DEFAULT_CONFIG
+    ",\n"
     "                       if it exists); flags override it\n"
     "  -v                   verbose: log every candidate check and stream\n"
     "  -q                   quiet: errors only\n"
@@ -68,7 +108,8 @@ static const char usage_text[] =
     "\n"
     "example:\n"
     "  broker> natter -server :10000\n"
-    "  bob>    natter -name bob   -broker 1.2.3.4:10000 -listen\n"
+    "  bob>    natter -name bob   -broker 1.2.3.4:10000 -listen -allow-peer "
+    "alice\n"
     "  alice>  natter -name alice -broker 1.2.3.4:10000 8022:bob:22\n"
     "  alice>  ssh -p 8022 user@localhost\n";
 
@@ -77,6 +118,13 @@ typedef struct options {
   const char *config;
   int config_given;
   const char *server, *name, *broker, *identity, *broker_key;
+  const char *token_file, *registry, *admitted_keys, *release;
+  int list;
+  uint32_t name_expiry_s;
+  int name_expiry_given;
+  long max_commands, max_commands_per_peer; /* 0: not given */
+  const char *allow_peer[MAX_RULES];
+  size_t nallow_peer;
   int listen;
   long timeout_s; /* 0: not given */
   long port;      /* 0: not given */
@@ -195,6 +243,50 @@ static int parse_flags(options *o, int argc, char **argv) {
         return rule_error(a, o->allow[o->nallow], err);
       }
       o->nallow++;
+    } else if (strcmp(a, "-allow-peer") == 0) {
+      if (o->nallow_peer >= MAX_RULES) {
+        return usage_error("too many -allow-peer rules (at most %s)", "64");
+      }
+      VALUE(o->allow_peer[o->nallow_peer]);
+      if (natter_allow_peer_check(o->allow_peer[o->nallow_peer], err,
+                                  sizeof(err)) != 0) {
+        return rule_error(a, o->allow_peer[o->nallow_peer], err);
+      }
+      o->nallow_peer++;
+    } else if (strcmp(a, "-token-file") == 0) {
+      VALUE(o->token_file);
+    } else if (strcmp(a, "-registry") == 0) {
+      VALUE(o->registry);
+    } else if (strcmp(a, "-admitted-keys") == 0) {
+      VALUE(o->admitted_keys);
+    } else if (strcmp(a, "-release") == 0) {
+      VALUE(o->release);
+    } else if (strcmp(a, "-list") == 0) {
+      o->list = 1;
+    } else if (strcmp(a, "-name-expiry") == 0) {
+      const char *v;
+      VALUE(v);
+      if (cli_parse_duration(v, &o->name_expiry_s) != 0) {
+        return usage_error("bad -name-expiry \"%s\": expected a duration "
+                           "such as 30d, 12h, 90m or 45s (0: never)",
+                           v);
+      }
+      o->name_expiry_given = 1;
+    } else if (strcmp(a, "-max-commands") == 0 ||
+               strcmp(a, "-max-commands-per-peer") == 0) {
+      const char *v;
+      char *end;
+      long n;
+      VALUE(v);
+      n = strtol(v, &end, 10);
+      if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > 100000) {
+        return usage_error("bad value \"%s\": expected a number 1..100000", v);
+      }
+      if (strcmp(a, "-max-commands") == 0) {
+        o->max_commands = n;
+      } else {
+        o->max_commands_per_peer = n;
+      }
     } else if (strcmp(a, "-allow-command") == 0) {
       if (o->nallow_cmd >= MAX_RULES) {
         return usage_error("too many -allow-command rules (at most %s)",
@@ -268,6 +360,47 @@ static int append_rules(const char **list, size_t *n, char *const *add,
   return 0;
 }
 
+/* The token from the environment, when no -token-file names one. */
+static const char *env_token(const options *o) {
+  const char *t = getenv(TOKEN_ENV);
+  return !o->token_file && t && t[0] ? t : NULL;
+}
+
+static int print_entry(const natter_registry_entry *e, void *ud) {
+  char first[32], last[32];
+  struct tm tm;
+  time_t t;
+  (void)ud;
+  t = (time_t)e->first_seen;
+  strftime(first, sizeof(first), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  t = (time_t)e->last_seen;
+  strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  printf("%-20s %s %s %s\n", e->name, e->fingerprint, first, last);
+  return 0;
+}
+
+/* -list / -release: the registry file, without a broker. */
+static int run_registry_admin(const options *o) {
+  char err[600];
+  int rv;
+  if (o->list) {
+    printf("%-20s %-64s %-20s %s\n", "NAME", "FINGERPRINT", "FIRST SEEN",
+           "LAST SEEN");
+    rv = natter_registry_list(o->registry, print_entry, NULL, err, sizeof(err));
+  } else {
+    rv = natter_registry_release(o->registry, o->release, err, sizeof(err));
+    if (rv == 0) {
+      printf("released \"%s\": the next key to check in with it gets it\n",
+             o->release);
+    }
+  }
+  if (rv != 0) {
+    fprintf(stderr, "natter: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
 static int run_broker(cli *app, const options *o, natter_log_level level) {
   natter_broker_config cfg;
   natter_broker *b = NULL;
@@ -276,6 +409,13 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
   cfg.listen = o->server;
   cfg.identity_file = o->identity;
   cfg.log_level = level;
+  cfg.registry = o->registry;
+  if (o->name_expiry_given) {
+    cfg.name_expiry_s = o->name_expiry_s;
+  }
+  cfg.token_file = o->token_file;
+  cfg.token = env_token(o);
+  cfg.admitted_keys = o->admitted_keys;
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
     return 1;
   }
@@ -294,7 +434,8 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
 
 static int run_client(cli *app, const options *o, natter_log_level level,
                       int level_given, const char **allow,
-                      const char **allow_cmd, size_t nstdio) {
+                      const char **allow_cmd, const char **allow_peer,
+                      size_t nstdio) {
   natter_client_config cfg;
   natter_client *c = NULL;
   int rv;
@@ -307,6 +448,15 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   cfg.listen = o->listen;
   cfg.allow = allow[0] ? allow : NULL;
   cfg.allow_commands = allow_cmd[0] ? allow_cmd : NULL;
+  cfg.allow_peers = allow_peer[0] ? allow_peer : NULL;
+  cfg.token_file = o->token_file;
+  cfg.token = env_token(o);
+  if (o->max_commands) {
+    cfg.max_commands = (uint32_t)o->max_commands;
+  }
+  if (o->max_commands_per_peer) {
+    cfg.max_commands_per_peer = (uint32_t)o->max_commands_per_peer;
+  }
   cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
   cfg.local_port = (uint16_t)o->port;
   cfg.log_level = level;
@@ -346,7 +496,8 @@ int main(int argc, char **argv) {
   char err[600];
   const char *allow[MAX_RULES + 1] = {NULL};
   const char *allow_cmd[MAX_RULES + 1] = {NULL};
-  size_t nallow = 0, nallow_cmd = 0, nstdio = 0;
+  const char *allow_peer[MAX_RULES + 1] = {NULL};
+  size_t nallow = 0, nallow_cmd = 0, nallow_peer = 0, nstdio = 0;
   int rv;
 
   memset(&o, 0, sizeof(o));
@@ -372,7 +523,23 @@ int main(int argc, char **argv) {
   FILL(broker);
   FILL(identity);
   FILL(broker_key);
+  FILL(registry);
+  FILL(admitted_keys);
 #undef FILL
+  /* The environment's token comes before the file's token-file. */
+  if (!o.token_file && file.token_file && !getenv(TOKEN_ENV)) {
+    o.token_file = file.token_file;
+  }
+  if (!o.name_expiry_given && file.name_expiry_set) {
+    o.name_expiry_s = file.name_expiry_s;
+    o.name_expiry_given = 1;
+  }
+  if (!o.max_commands && file.max_commands_set) {
+    o.max_commands = file.max_commands;
+  }
+  if (!o.max_commands_per_peer && file.max_commands_per_peer_set) {
+    o.max_commands_per_peer = file.max_commands_per_peer;
+  }
   if (!o.listen && file.listen_set) {
     o.listen = file.listen;
   }
@@ -391,7 +558,11 @@ int main(int argc, char **argv) {
       append_rules(allow_cmd, &nallow_cmd, file.allow_command,
                    file.nallow_command) != 0 ||
       append_rules(allow_cmd, &nallow_cmd, (char *const *)o.allow_cmd,
-                   o.nallow_cmd) != 0) {
+                   o.nallow_cmd) != 0 ||
+      append_rules(allow_peer, &nallow_peer, file.allow_peer,
+                   file.nallow_peer) != 0 ||
+      append_rules(allow_peer, &nallow_peer, (char *const *)o.allow_peer,
+                   o.nallow_peer) != 0) {
     cli_config_free(&file);
     return usage_error("too many allow rules (at most %s in all)", "64");
   }
@@ -413,11 +584,22 @@ int main(int argc, char **argv) {
   }
 
   rv = -1;
-  if (o.server && (o.name || o.broker || o.listen || o.nspecs || nallow ||
-                   nallow_cmd || o.port)) {
+  if (o.list || o.release) {
+    if (o.list && o.release) {
+      rv = usage_error("%s", "give -list or -release, not both");
+    } else {
+      rv = run_registry_admin(&o);
+    }
+  } else if (o.server && (o.name || o.broker || o.listen || o.nspecs ||
+                          nallow || nallow_cmd || nallow_peer || o.port ||
+                          o.max_commands || o.max_commands_per_peer)) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
-                           "-listen, -allow, -port and specs are for "
-                           "clients");
+                           "-listen, -allow*, -max-commands*, -port and "
+                           "specs are for clients");
+  } else if (!o.server &&
+             (o.registry || o.admitted_keys || o.name_expiry_given)) {
+    rv = usage_error("%s", "-registry, -name-expiry and -admitted-keys are "
+                           "for a broker (-server)");
   } else if (!o.server && !o.name) {
     rv = usage_error("%s", "missing -name (or -server to run a broker)");
   } else if (!o.server && !o.broker) {
@@ -425,8 +607,9 @@ int main(int argc, char **argv) {
   } else if (!o.server && !o.listen && o.nspecs == 0) {
     rv = usage_error("%s",
                      "nothing to do: give -listen and/or a forward SPEC");
-  } else if ((nallow || nallow_cmd) && !o.listen) {
-    rv = usage_error("%s", "-allow and -allow-command need -listen");
+  } else if ((nallow || nallow_cmd || nallow_peer) && !o.listen) {
+    rv = usage_error("%s", "-allow, -allow-command and -allow-peer need "
+                           "-listen");
   } else if (nstdio > 1) {
     rv = usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
   } else if (o.broker_key && natter_fingerprint_check(o.broker_key) != 0) {
@@ -462,10 +645,10 @@ int main(int argc, char **argv) {
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
 
-  rv = o.server ? run_broker(&app, &o, level)
-                : run_client(&app, &o, level,
-                             o.level >= 0 || file.log_level_set, allow,
-                             allow_cmd, nstdio);
+  rv = o.server
+           ? run_broker(&app, &o, level)
+           : run_client(&app, &o, level, o.level >= 0 || file.log_level_set,
+                        allow, allow_cmd, allow_peer, nstdio);
 
   event_free(sigint);
   event_free(sigterm);

@@ -376,10 +376,12 @@ int main(int argc, char **argv) {
     }
   }
 
-  /* The broker on any free port; ephemeral keys everywhere. */
+  /* The broker on any free port; ephemeral keys everywhere, names in
+   * memory: nothing is written to disk. */
   natter_broker_config_default(&bcfg);
   bcfg.listen = "127.0.0.1:0";
   bcfg.identity_file = "";
+  bcfg.registry = "";
   bcfg.log_level = NATTER_LOG_WARN;
   if ((rv = natter_broker_new(&broker, a.base, &bcfg)) != 0) {
     fprintf(stderr, "echo: broker: %s\n", natter_strerror(rv));
@@ -389,8 +391,12 @@ int main(int argc, char **argv) {
   snprintf(broker_addr, sizeof(broker_addr), "127.0.0.1:%u",
            (unsigned)natter_broker_port(broker));
 
+  /* bob admits alice only; both pin the broker's key. */
+  static const char *const peers[] = {"alice", NULL};
   natter_client_config_default(&ccfg);
   ccfg.broker = broker_addr;
+  ccfg.broker_key = natter_broker_fingerprint(broker);
+  ccfg.allow_peers = peers;
   ccfg.identity_file = "";
   ccfg.log_level = NATTER_LOG_WARN;
   ccfg.on_event = on_event;

@@ -134,11 +134,13 @@ int main(int argc, char **argv) {
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
 
-  /* The broker. identity_file "" gives an ephemeral in-memory key, so the
-   * example writes nothing to disk. */
+  /* The broker. identity_file "" gives an ephemeral in-memory key and
+   * registry "" keeps names in memory, so the example writes nothing to
+   * disk. */
   natter_broker_config_default(&bcfg);
   bcfg.listen = a.check ? "127.0.0.1:0" : "127.0.0.1:10000";
   bcfg.identity_file = "";
+  bcfg.registry = "";
   bcfg.log = log_line;
   bcfg.user_data = &broker_role;
   rv = natter_broker_new(&broker, a.base, &bcfg);
@@ -150,10 +152,14 @@ int main(int argc, char **argv) {
   snprintf(broker_addr, sizeof(broker_addr), "127.0.0.1:%u",
            (unsigned)natter_broker_port(broker));
 
-  /* bob accepts forwards to its own loopback. */
+  /* bob accepts forwards to its own loopback, from alice only (the broker
+   * is open: anyone could check in). Both pin the broker's key. */
+  static const char *const peers[] = {"alice", NULL};
   natter_client_config_default(&ccfg);
   ccfg.name = "bob";
   ccfg.broker = broker_addr;
+  ccfg.broker_key = natter_broker_fingerprint(broker);
+  ccfg.allow_peers = peers;
   ccfg.identity_file = "";
   ccfg.listen = 1;
   ccfg.log = log_line;

@@ -160,11 +160,13 @@ int App::run() {
   event_add(sigint_.get(), nullptr);
   event_add(sigterm_.get(), nullptr);
 
-  // identity_file "" gives ephemeral in-memory keys: nothing is written.
+  // identity_file "" gives ephemeral in-memory keys and registry "" keeps
+  // names in memory: nothing is written.
   natter_broker_config bcfg;
   natter_broker_config_default(&bcfg);
   bcfg.listen = check_ ? "127.0.0.1:0" : "127.0.0.1:10000";
   bcfg.identity_file = "";
+  bcfg.registry = "";
   bcfg.log = Role::log;
   bcfg.user_data = &broker_role_;
   natter_broker *broker = nullptr;
@@ -173,10 +175,14 @@ int App::run() {
   std::string broker_addr =
       "127.0.0.1:" + std::to_string(natter_broker_port(broker_.get()));
 
+  // bob admits alice only (the broker is open); both pin its key.
+  static const char *const peers[] = {"alice", nullptr};
   natter_client_config ccfg;
   natter_client_config_default(&ccfg);
   ccfg.name = "bob";
   ccfg.broker = broker_addr.c_str(); // copied by natter_client_new()
+  ccfg.broker_key = natter_broker_fingerprint(broker_.get());
+  ccfg.allow_peers = peers;
   ccfg.identity_file = "";
   ccfg.listen = 1;
   ccfg.log = Role::log;

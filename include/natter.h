@@ -106,7 +106,8 @@ typedef void (*natter_log_fn)(natter_log_level level, const char *line,
 typedef struct natter_broker natter_broker; /* opaque */
 
 #define NATTER_BROKER_CONFIG_V1 1
-#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V1
+#define NATTER_BROKER_CONFIG_V2 2 /* registry .. admitted_keys */
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V2
 
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
@@ -117,6 +118,25 @@ typedef struct natter_broker_config {
   natter_log_fn log;         /* NULL: lines on stderr */
   natter_log_level log_level; /* default NATTER_LOG_INFO */
   void *user_data;           /* passed to every callback */
+  /* V2: who may use which name, and who may check in at all. */
+  const char *registry;      /* SQLite file binding names to keys; NULL:
+                                $STATE_DIRECTORY/registry.db (systemd's
+                                StateDirectory), else
+                                $XDG_STATE_HOME/natter/registry.db or
+                                ~/.local/state/natter/registry.db; "": in
+                                memory only (bindings die with the broker:
+                                tests and demos). An unreadable or corrupt
+                                file makes natter_broker_new fail. */
+  uint32_t name_expiry_s;    /* a name unused this long is released;
+                                default 2592000 (30 days); 0: never */
+  const char *token;         /* shared secret every client must present
+                                (16-256 printable characters, no blank);
+                                NULL: none */
+  const char *token_file;    /* the same, read from the first line of this
+                                file; NULL: none */
+  const char *admitted_keys; /* file of "FINGERPRINT NAME" lines: only
+                                these keys may check in, each under its
+                                name; NULL: any key */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -147,6 +167,35 @@ NATTER_EXPORT uint16_t natter_broker_port(const natter_broker *broker);
  * the broker. */
 NATTER_EXPORT const char *
 natter_broker_fingerprint(const natter_broker *broker);
+
+/* A broker's name registry, for operators (`natter -registry FILE -list`).
+ * The entry lives only during the callback. */
+typedef struct natter_registry_entry {
+  const char *name;
+  const char *fingerprint; /* 64 lowercase hex digits */
+  int64_t first_seen;      /* seconds since the epoch: bound then */
+  int64_t last_seen;       /* last check-in (updated every few seconds) */
+} natter_registry_entry;
+
+/* Returns non-zero to stop the listing. */
+typedef int (*natter_registry_fn)(const natter_registry_entry *entry,
+                                  void *user_data);
+
+/* Calls |fn| for every name bound in the registry file |path| (NULL: the
+ * broker's default, see natter_broker_config.registry), in name order.
+ * Safe while a broker runs on the file. Returns 0, or NATTER_ERR_REGISTRY
+ * / NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL). */
+NATTER_EXPORT int natter_registry_list(const char *path, natter_registry_fn fn,
+                                       void *user_data, char *err,
+                                       size_t errlen);
+
+/* Releases |name| in the registry file |path| (NULL: the default), so that
+ * the next key to check in with it gets it. A broker running on the file
+ * sees the release at once. Returns 0, NATTER_ERR_PEER_UNKNOWN when the
+ * name is not bound, or NATTER_ERR_REGISTRY / NATTER_ERR_INVALID with a
+ * reason in |err|. */
+NATTER_EXPORT int natter_registry_release(const char *path, const char *name,
+                                          char *err, size_t errlen);
 
 #define NATTER_BROKER_STATS_V1 1
 #ifdef NATTER_TEST_FUTURE_FIELDS
@@ -215,11 +264,12 @@ typedef void (*natter_event_fn)(natter_client *client,
                                 const natter_event *event, void *user_data);
 
 #define NATTER_CLIENT_CONFIG_V1 1
+#define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V2 2
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V2
+#define NATTER_CLIENT_CONFIG_V3 3
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V3
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V1
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V2
 #endif
 
 typedef struct natter_client_config {
@@ -229,15 +279,20 @@ typedef struct natter_client_config {
                                 with mode 0600 on first use; "": an
                                 ephemeral in-memory key */
   const char *broker_key;    /* hex SHA-256 fingerprint to pin the broker's
-                                key; NULL: accept any broker key */
-  int listen;                /* nonzero: accept forwards from peers, to
-                                this machine's loopback by default */
+                                key; NULL: trust on first use (see
+                                known_brokers) */
+  int listen;                /* nonzero: accept forwards from the peers
+                                allow_peers admits, to this machine's
+                                loopback by default */
   const char *const *allow;  /* NULL-terminated extra targets a listener
                                 accepts: "HOST:PORT", "HOST:*", "HOST" or
-                                "*"; NULL: loopback only */
-  const char *const *allow_commands; /* NULL-terminated programs peers may
-                                run here, matched exactly against argv[0],
-                                or "*" for any; NULL: none */
+                                "*", each maybe scoped "PEER=RULE";
+                                NULL: loopback only */
+  const char *const *allow_commands; /* NULL-terminated commands peers may
+                                run here: a whole command line ("cmd a
+                                b"), a fixed prefix ("cmd a *") or "*",
+                                each maybe scoped "PEER=RULE"; NULL:
+                                none. natter_allow_command_check. */
   uint16_t local_port;         /* this client's UDP port; 0 (default):
                                   any free port. Fix it when a router
                                   forwards a UDP port to this host. */
@@ -246,6 +301,25 @@ typedef struct natter_client_config {
   natter_log_level log_level;  /* default NATTER_LOG_INFO */
   natter_event_fn on_event;    /* may be NULL */
   void *user_data;             /* passed to every callback */
+  /* V2: who may do what. */
+  const char *const *allow_peers; /* NULL-terminated peer rules, first
+                                  match wins: "NAME", "NAME@FINGERPRINT",
+                                  "@FINGERPRINT", "*" (anyone), "!RULE"
+                                  (refuse). NULL: a listener accepts any
+                                  peer only from a closed broker (token or
+                                  admitted keys); on an open broker it
+                                  stops with NATTER_EVENT_FATAL. */
+  const char *token;              /* the broker's shared token; NULL: none */
+  const char *token_file;         /* the same from a file's first line */
+  const char *known_brokers;      /* trust-on-first-use file: the first key
+                                     a broker address shows is remembered, a
+                                     later other key is NATTER_EVENT_FATAL;
+                                     NULL: ~/.config/natter/known_brokers;
+                                     "": remember nothing (any key is
+                                     accepted unless broker_key pins it) */
+  uint32_t max_commands;          /* remote commands running here at once;
+                                     default 32 */
+  uint32_t max_commands_per_peer; /* ... for one peer; default 8 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint32_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -376,11 +450,21 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
 NATTER_EXPORT int natter_allow_rule_check(const char *rule, char *err,
                                           size_t errlen);
 
-/* The same for natter_client_config.allow_commands: "*", or a program
- * compared exactly with argv[0] (not empty, no control character, no '*',
- * no blank at either end). */
+/* The same for natter_client_config.allow_commands: "*" (anything), a
+ * whole command line "PROG ARG..." that argv must equal word for word, or
+ * a fixed prefix "PROG ARG... *" (the final unquoted '*' stands for any
+ * further arguments). Words are separated by blanks; '...' or "..." keep
+ * blanks inside a word. No control character, no blank at either end, no
+ * other '*'. Optionally scoped to peers, "PEER=RULE" (PEER as in
+ * natter_allow_peer_check, without '!'), for allow rules too. */
 NATTER_EXPORT int natter_allow_command_check(const char *rule, char *err,
                                              size_t errlen);
+
+/* The same for natter_client_config.allow_peers: "NAME",
+ * "NAME@FINGERPRINT", "@FINGERPRINT", "*", each maybe preceded by '!'
+ * (refuse). */
+NATTER_EXPORT int natter_allow_peer_check(const char *rule, char *err,
+                                          size_t errlen);
 
 /* Checks a client name (1-63 of A-Z a-z 0-9 . _ -). Returns 0 or
  * NATTER_ERR_INVALID with a reason in |err| (may be NULL). */

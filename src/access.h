@@ -1,10 +1,23 @@
-/* A listener's access rules: which targets and commands its peers may
- * reach. Pure: rules are parsed from text and decisions are taken from
- * their arguments alone; no sockets, no event loop, no logging, no client.
- * The library, natter_allow_rule_check() and the CLI's config file all use
- * this one grammar.
+/* A listener's access rules: which peers may connect at all, and which
+ * targets and commands each may reach. Pure: rules are parsed from text
+ * and decisions are taken from their arguments alone; no sockets, no event
+ * loop, no logging, no client. The library, the natter_allow_*_check()
+ * functions and the CLI's config file all use this one grammar.
  *
- * Target rules ("-allow RULE"):
+ * Peer rules ("-allow-peer RULE"), tried in order, the first that matches
+ * the peer decides:
+ *   NAME              the peer checked in as NAME (at this broker)
+ *   NAME@FINGERPRINT  that name with exactly that key
+ *   @FINGERPRINT      any name, as long as the key is this one
+ *   *                 any peer
+ *   !SELECTOR         refuse what SELECTOR matches (e.g. !mallory before *)
+ * FINGERPRINT is the peer key's 64 hex digits (':' between pairs allowed),
+ * as `natter -id` prints it. A peer no rule matches is refused. With no
+ * peer rule at all, any peer is admitted only when the broker is closed
+ * (token or admitted keys), that is when the caller says so.
+ *
+ * Target rules ("-allow RULE"), optionally scoped to peers as
+ * "SELECTOR=RULE" (e.g. alice=nas.lan:22, @FP=*):
  *   *                 every target
  *   HOST              every port of HOST
  *   HOST:PORT         one port of HOST
@@ -17,23 +30,46 @@
  * 1..65535 written plainly (no sign, no leading zero). Names match the
  * target host without regard to case; IPv6 addresses match by value
  * (::1 and 0:0::1 are one address). No DNS: a name matches only a target
- * given by that name.
+ * given by that name. An unscoped rule holds for every admitted peer.
  *
- * Command rules ("-allow-command PROG"): "*" (any program) or a program
- * compared exactly with the command's argv[0]. A program is not empty,
- * holds no control character, does not start or end with a blank and has
- * no '*' (there are no patterns).
+ * Command rules ("-allow-command RULE"), optionally scoped the same way
+ * ("alice=rsync --server ..."; a scope is the text before the first '='
+ * when no blank or quote comes before it):
+ *   *                  any command at all
+ *   PROG ARG...        exactly this command line: argv must have these
+ *                      words, no more, no fewer
+ *   PROG ARG... *      this fixed prefix followed by any arguments (a
+ *                      final unquoted '*' word); "PROG *" allows whatever
+ *                      PROG can be made to do
+ * Words are separated by blanks; '...' or "..." keep blanks and the other
+ * quote inside a word (no escapes); quotes join with the text around them.
+ * No word but the last may be an unquoted '*', and '*' is never a pattern
+ * inside a word. The program is compared exactly (rsync is not
+ * /usr/bin/rsync). A rule holds no control character and does not start
+ * or end with a blank. Commands are never run through a shell: a rule
+ * "sh -c 'fixed script'" is how to allow one on purpose.
  *
- * Later rules (per-peer sections, whole command lines) extend nt_access
- * with new add functions and decisions; the text of today's rules keeps
- * its meaning. */
+ * Limits: NT_ACCESS_MAX_RULE bytes per rule, NT_ACCESS_MAX_WORDS words per
+ * command rule. All rules allow; "first match wins" matters only for peer
+ * rules, the only ones that can refuse. */
 #ifndef NT_ACCESS_H
 #define NT_ACCESS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#define NT_ACCESS_MAX_RULE 4096
+#define NT_ACCESS_MAX_WORDS 64
+
 typedef struct nt_access nt_access; /* opaque rule set */
+
+/* Who asks: the peer's name at the broker and its key (NT_FINGERPRINT_LEN
+ * bytes, as verified by the TLS handshake). Decisions with a NULL peer
+ * consider only unscoped rules. */
+typedef struct nt_access_peer {
+  const char *name;
+  const uint8_t *key; /* may be NULL: matches no rule naming a key */
+} nt_access_peer;
 
 /* Returns an empty rule set (allows nothing), or NULL without memory. */
 nt_access *nt_access_new(void);
@@ -48,29 +84,39 @@ void nt_access_free(nt_access *acc);
 int nt_access_add_target_rule(nt_access *acc, const char *text, char *err,
                               size_t errlen);
 
-/* The same for a command rule. */
+/* The same for a command rule and a peer rule. */
 int nt_access_add_command_rule(nt_access *acc, const char *text, char *err,
                                size_t errlen);
+int nt_access_add_peer_rule(nt_access *acc, const char *text, char *err,
+                            size_t errlen);
 
 /* Checks |text| as the add functions do, without a rule set. Returns 0 or
  * NATTER_ERR_INVALID with a reason in |err| (may be NULL). */
 int nt_access_check_target_rule(const char *text, char *err, size_t errlen);
 int nt_access_check_command_rule(const char *text, char *err, size_t errlen);
+int nt_access_check_peer_rule(const char *text, char *err, size_t errlen);
 
-/* Returns 1 when a rule of |acc| allows |host| (as the opener sent it,
- * IPv6 without brackets), |port|, else 0. Loopback targets are the
- * caller's business: this looks only at the rules. */
-int nt_access_target_allowed(const nt_access *acc, const char *host,
-                             uint16_t port);
+/* Returns 1 when |peer| may connect at all: the first peer rule that
+ * matches it says so; with no peer rules, 1 exactly when |broker_closed|.
+ * Else 0. */
+int nt_access_peer_admitted(const nt_access *acc, const nt_access_peer *peer,
+                            int broker_closed);
 
-/* Returns 1 when a rule of |acc| allows running |argv| (|argc| entries),
- * else 0. An empty command is never allowed. */
-int nt_access_command_allowed(const nt_access *acc, const char *const *argv,
-                              size_t argc);
+/* Returns 1 when a rule of |acc| that holds for |peer| allows |host| (as
+ * the opener sent it, IPv6 without brackets), |port|, else 0. Loopback
+ * targets are the caller's business: this looks only at the rules. */
+int nt_access_target_allowed(const nt_access *acc, const nt_access_peer *peer,
+                             const char *host, uint16_t port);
 
-/* Whether |acc| holds any target / command rule (for messages that say
- * "not in your rules" rather than "nothing is allowed"). NULL: 0. */
+/* Returns 1 when a rule of |acc| that holds for |peer| allows running
+ * |argv| (|argc| entries), else 0. An empty command is never allowed. */
+int nt_access_command_allowed(const nt_access *acc, const nt_access_peer *peer,
+                              const char *const *argv, size_t argc);
+
+/* Whether |acc| holds any target / command / peer rule (for messages that
+ * say "not in your rules" rather than "nothing is allowed"). NULL: 0. */
 int nt_access_has_target_rules(const nt_access *acc);
 int nt_access_has_command_rules(const nt_access *acc);
+int nt_access_has_peer_rules(const nt_access *acc);
 
 #endif

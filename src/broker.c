@@ -1,7 +1,9 @@
 /* The broker: a name registry and introductions. Clients check in over a
  * control stream; the broker binds each name to the first key that claims
- * it, and when one client asks for another it sends each the other's key
- * and addresses. Forwarded bytes never pass through here. */
+ * it (persistently, registry.h), and when one client asks for another it
+ * sends each the other's key and addresses. Forwarded bytes never pass
+ * through here. A closed broker admits only clients that present its
+ * token (token.h) and/or whose key is listed (keylist.h). */
 #include <errno.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -10,22 +12,32 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admission.h"
 #include "endpoint.h"
 #include "hashmap.h"
+#include "keylist.h"
 #include "mapping.h"
 #include "natter.h"
 #include "paths.h"
 #include "punch.h"
+#include "registry.h"
 #include "spec.h"
 #include "structs.h"
+#include "token.h"
 #include "wire_msg.h"
 
 #define BROKER_MAX_LOCAL_ADDRS 8
-#define BROKER_MAX_NAMES 100000
 #define PROTOCOL_VERSION 1
+/* Last-seen times of checked-in clients reach the registry this often
+ * (one transaction); expiry runs every quarter of the expiry time, at
+ * least every second and at most every hour. */
+#define BROKER_FLUSH_S 15
+#define BROKER_EXPIRE_MAX_S 3600
+#define NOT_AUTHORIZED "not authorized by the broker"
 
 /* Limits against one host holding the broker (README, "Limits"); each is
  * logged when hit (at most once a second per kind) and answered with a
@@ -40,12 +52,6 @@
                                         QUIC Retry validates addresses */
 
 typedef struct bclient bclient;
-
-typedef struct name_binding {
-  char name[NT_NAME_MAX + 1]; /* the key in natter_broker.names */
-  uint8_t key[NT_FINGERPRINT_LEN];
-  LIST_ENTRY(name_binding) link;
-} name_binding;
 
 struct bclient {
   natter_broker *broker;
@@ -68,7 +74,6 @@ struct bclient {
 };
 
 TAILQ_HEAD(bclient_list, bclient);
-LIST_HEAD(name_binding_list, name_binding);
 
 struct natter_broker {
   struct event_base *base;
@@ -87,8 +92,14 @@ struct natter_broker {
   /* Name -> the one checked-in bclient using it. Names and keys come
    * from clients, so lookups must not grow with their number. */
   nt_hashmap checked_in;
-  struct name_binding_list bindings; /* every name ever bound */
-  nt_hashmap names;                  /* name -> name_binding */
+  nt_registry *registry;    /* name -> key, persistent */
+  char registry_path[1024]; /* "" : in memory */
+  int64_t name_expiry_s;    /* 0: never */
+  struct event *flush_ev, *expire_ev;
+  /* Closed broker: a token and/or admitted keys. */
+  char token[NT_TOKEN_MAX + 1];
+  size_t token_len; /* 0: no token */
+  nt_keylist *admitted;
   uint64_t introductions;
   int map_fd; /* mapping-check socket on port+1, or -1 */
   struct event *map_ev;
@@ -123,10 +134,6 @@ static bclient *find_client(natter_broker *b, const char *name) {
   return nt_hashmap_get(&b->checked_in, name, strlen(name));
 }
 
-static name_binding *find_binding(natter_broker *b, const char *name) {
-  return nt_hashmap_get(&b->names, name, strlen(name));
-}
-
 static void send_control(bclient *c, Natter__Control *msg) {
   if (nt_wire_write_msg(c->ctl, &msg->base) != 0) {
     reject(c, NATTER__CODE__INTERNAL, "cannot queue control message");
@@ -145,9 +152,88 @@ static void send_check_in_result(bclient *c, Natter__Code code,
   nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
   res.observed = &observed;
   res.mapping_port = c->broker->map_port;
+  res.closed = c->broker->token_len > 0 || c->broker->admitted != NULL;
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN_RESULT;
   msg.check_in_result = &res;
   send_control(c, &msg);
+}
+
+/* A closed broker's door: the token and the admitted keys. Returns 1
+ * when |c| may check in as |name|; else answers "not authorized" (the same
+ * words whatever failed, so a stranger learns nothing about names) and
+ * logs why. */
+static int check_authorized(bclient *c, const Natter__CheckIn *in,
+                            const uint8_t *key) {
+  natter_broker *b = c->broker;
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
+  const char *why = NULL;
+
+  if (b->token_len > 0) {
+    const char *t = in->token ? in->token : "";
+    if (!nt_token_equal(b->token, b->token_len, t, strlen(t))) {
+      why = t[0] ? "wrong token" : "no token";
+    }
+  }
+  if (!why && b->admitted) {
+    const char *admitted_as = nt_keylist_lookup(b->admitted, key);
+    if (!admitted_as) {
+      why = "key not admitted";
+    } else if (strcmp(admitted_as, in->name) != 0) {
+      why = "key admitted under another name";
+    }
+  }
+  if (!why) {
+    return 1;
+  }
+  nt_fingerprint_hex(key, hex);
+  nt_info(&b->log, "refused a client from %s as \"%s\" (key %.16s...): %s",
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr), in->name, hex, why);
+  send_check_in_result(c, NATTER__CODE__UNAUTHORIZED, NOT_AUTHORIZED);
+  return 0;
+}
+
+/* Binds |name| to |key| in the registry, or answers why not. Returns 1
+ * when the client may use the name. */
+static int bind_name(bclient *c, const char *name, const uint8_t *key) {
+  natter_broker *b = c->broker;
+  char err[300], hex[NT_FINGERPRINT_HEX_LEN + 1];
+  nt_registry_entry entry;
+  int64_t now = (int64_t)time(NULL);
+
+  int rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
+  if (rv == NATTER_ERR_NAME_TAKEN && b->admitted) {
+    /* The admitted-keys file is the authority on a closed broker: an
+     * operator who gave the name a new key there meant it. */
+    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
+      nt_fingerprint_hex(entry.fingerprint, hex);
+      nt_info(&b->log,
+              "\"%s\" was bound to key %.16s...; rebinding it to the key "
+              "the admitted-keys file lists",
+              name, hex);
+    }
+    rv = nt_registry_release(b->registry, name, err, sizeof(err));
+    if (rv == 0 || rv == NATTER_ERR_PEER_UNKNOWN) {
+      rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
+    }
+  }
+  if (rv == 0) {
+    return 1;
+  }
+  if (rv == NATTER_ERR_NAME_TAKEN) {
+    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
+      nt_fingerprint_hex(entry.fingerprint, hex);
+      nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", name, hex);
+    }
+    send_check_in_result(c, NATTER__CODE__NAME_TAKEN,
+                         "name is bound to another key at this broker");
+    return 0;
+  }
+  nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
+  send_check_in_result(c, NATTER__CODE__INTERNAL,
+                       strstr(err, "registry is full")
+                           ? "broker is full (its name registry)"
+                           : "broker registry unavailable");
+  return 0;
 }
 
 static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
@@ -173,6 +259,10 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     reject(c, NATTER__CODE__BAD_REQUEST, "too many local addresses");
     return;
   }
+  /* Before anything about names: a refused client learns none. */
+  if (!check_authorized(c, in, key)) {
+    return;
+  }
   c->nlocal = 0;
   for (size_t i = 0; i < in->n_local_addrs; i++) {
     nt_addr *a = &c->local_addrs[c->nlocal];
@@ -189,33 +279,8 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     nt_debug(&b->log, "%s: %zu of %zu reported local addresses dropped",
              in->name, in->n_local_addrs - c->nlocal, in->n_local_addrs);
   }
-  name_binding *bind = find_binding(b, in->name);
-  if (bind && memcmp(bind->key, key, NT_FINGERPRINT_LEN) != 0) {
-    nt_fingerprint_hex(bind->key, hex);
-    nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", in->name,
-            hex);
-    send_check_in_result(c, NATTER__CODE__NAME_TAKEN,
-                         "name is bound to another key at this broker");
+  if (!bind_name(c, in->name, key)) {
     return;
-  }
-  if (!bind) {
-    if (nt_hashmap_count(&b->names) >= BROKER_MAX_NAMES) {
-      send_check_in_result(c, NATTER__CODE__INTERNAL, "broker is full");
-      return;
-    }
-    bind = calloc(1, sizeof(*bind));
-    if (!bind) {
-      send_check_in_result(c, NATTER__CODE__INTERNAL, "out of memory");
-      return;
-    }
-    snprintf(bind->name, sizeof(bind->name), "%s", in->name);
-    memcpy(bind->key, key, NT_FINGERPRINT_LEN);
-    if (nt_hashmap_put(&b->names, bind->name, strlen(bind->name), bind) != 0) {
-      free(bind);
-      send_check_in_result(c, NATTER__CODE__INTERNAL, "out of memory");
-      return;
-    }
-    LIST_INSERT_HEAD(&b->bindings, bind, link);
   }
   /* The name must be in the table before anything else changes, so that
    * running out of memory leaves the old session as it was. The entry
@@ -447,7 +512,13 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
                                       : "closed");
   }
   if (c->checked_in) {
+    char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
+    /* Idle time counts from leaving. */
+    if (nt_registry_touch(b->registry, c->name, (int64_t)time(NULL), err,
+                          sizeof(err)) != 0) {
+      nt_warn(&b->log, "registry: %s", err);
+    }
   }
   client_free(b, c);
 }
@@ -629,6 +700,184 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
   b->map_port = (uint16_t)(port + 1);
 }
 
+/* ---- the registry's upkeep and a closed broker's settings ---- */
+
+/* Records that every checked-in client is here now, so that no name in
+ * use ever looks idle. */
+static void touch_checked_in(natter_broker *b, int64_t now) {
+  char err[300];
+  bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (c->checked_in &&
+        nt_registry_touch(b->registry, c->name, now, err, sizeof(err)) != 0) {
+      nt_warn(&b->log, "registry: %s", err);
+      return;
+    }
+  }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_broker *b = arg;
+  char err[300];
+  (void)fd;
+  (void)what;
+  touch_checked_in(b, (int64_t)time(NULL));
+  if (nt_registry_flush(b->registry, err, sizeof(err)) != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", err);
+  }
+}
+
+static void expire_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_broker *b = arg;
+  char err[300];
+  size_t removed = 0, total = 0;
+  int64_t now = (int64_t)time(NULL);
+  (void)fd;
+  (void)what;
+  touch_checked_in(b, now);
+  /* Batches keep each call short; a large backlog goes over a few runs. */
+  for (int i = 0; i < 10; i++) {
+    if (nt_registry_expire(b->registry, now, b->name_expiry_s, &removed, err,
+                           sizeof(err)) != 0) {
+      nt_warn(&b->log, "registry: %s (retrying later)", err);
+      break;
+    }
+    total += removed;
+    if (removed < NT_REGISTRY_EXPIRE_BATCH) {
+      break;
+    }
+  }
+  if (total > 0) {
+    nt_info(&b->log, "released %zu name%s unused for %lld s", total,
+            total == 1 ? "" : "s", (long long)b->name_expiry_s);
+  }
+}
+
+/* Opens the registry, reads the token and the admitted keys, starts the
+ * timers. Returns 0 or a NATTER_ERR_* (logged). */
+static int broker_security_new(natter_broker *b,
+                               const natter_broker_config *cfg) {
+  char err[600], warn[300];
+  int rv;
+
+  if (cfg->token && cfg->token_file) {
+    nt_error(&b->log, "give the broker token once: as text or as a file");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->token_file) {
+    rv = nt_token_read_file(b->token, sizeof(b->token), cfg->token_file, warn,
+                            sizeof(warn), err, sizeof(err));
+    if (rv != 0) {
+      nt_error(&b->log, "%s", err);
+      return rv;
+    }
+    if (warn[0]) {
+      nt_warn(&b->log, "%s", warn);
+    }
+    b->token_len = strlen(b->token);
+  } else if (cfg->token) {
+    rv = nt_token_check(cfg->token, strlen(cfg->token), "the broker token", err,
+                        sizeof(err));
+    if (rv != 0) {
+      nt_error(&b->log, "%s", err);
+      return rv;
+    }
+    snprintf(b->token, sizeof(b->token), "%s", cfg->token);
+    b->token_len = strlen(b->token);
+  }
+  if (cfg->admitted_keys) {
+    rv = nt_keylist_load(&b->admitted, cfg->admitted_keys, err, sizeof(err));
+    if (rv != 0) {
+      nt_error(&b->log, "%s", err);
+      return rv;
+    }
+  }
+  const nt_registry_ops *ops = &nt_registry_sqlite_ops;
+  const char *where = cfg->registry;
+  if (where && where[0] == '\0') {
+    ops = &nt_registry_memory_ops;
+    where = "memory";
+    b->registry_path[0] = '\0';
+  } else {
+    if (!where) {
+      if (nt_default_registry_path(b->registry_path,
+                                   sizeof(b->registry_path)) != 0) {
+        nt_error(&b->log, "cannot find a place for the name registry: set "
+                          "HOME or STATE_DIRECTORY, or use -registry FILE");
+        return NATTER_ERR_REGISTRY;
+      }
+    } else {
+      snprintf(b->registry_path, sizeof(b->registry_path), "%s", where);
+    }
+    where = b->registry_path;
+  }
+  rv = nt_registry_open(&b->registry, ops, where, err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "%s", err);
+    return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
+  }
+  b->name_expiry_s = cfg->name_expiry_s;
+  b->flush_ev = event_new(b->base, -1, EV_PERSIST, flush_cb, b);
+  b->expire_ev = event_new(b->base, -1, EV_PERSIST, expire_cb, b);
+  if (!b->flush_ev || !b->expire_ev) {
+    return NATTER_ERR_NOMEM;
+  }
+  struct timeval flush_tv = {BROKER_FLUSH_S, 0};
+  event_add(b->flush_ev, &flush_tv);
+  if (b->name_expiry_s > 0) {
+    int64_t every = b->name_expiry_s / 4;
+    struct timeval tv = {every < 1                     ? 1
+                         : every > BROKER_EXPIRE_MAX_S ? BROKER_EXPIRE_MAX_S
+                                                       : (time_t)every,
+                         0};
+    event_add(b->expire_ev, &tv);
+    expire_cb(-1, 0, b); /* what expired while the broker was down */
+  }
+  return 0;
+}
+
+static void broker_security_free(natter_broker *b) {
+  if (b->flush_ev) {
+    event_free(b->flush_ev);
+  }
+  if (b->expire_ev) {
+    event_free(b->expire_ev);
+  }
+  if (b->registry) {
+    touch_checked_in(b, (int64_t)time(NULL));
+  }
+  nt_registry_close(b->registry); /* flushes */
+  nt_keylist_free(b->admitted);
+  memset(b->token, 0, sizeof(b->token));
+}
+
+/* One line at start: where names live, and who may check in. */
+static void log_security(natter_broker *b) {
+  char expiry[64] = "names never expire";
+  if (b->name_expiry_s > 0) {
+    if (b->name_expiry_s % 86400 == 0) {
+      snprintf(expiry, sizeof(expiry), "unused names expire after %lld d",
+               (long long)(b->name_expiry_s / 86400));
+    } else {
+      snprintf(expiry, sizeof(expiry), "unused names expire after %lld s",
+               (long long)b->name_expiry_s);
+    }
+  }
+  nt_info(&b->log, "name registry: %s (%s)",
+          b->registry_path[0] ? b->registry_path
+                              : "in memory, lost when the broker stops",
+          expiry);
+  if (b->token_len || b->admitted) {
+    nt_info(&b->log, "closed broker: clients need %s%s%s",
+            b->token_len ? "the token" : "",
+            b->token_len && b->admitted ? " and " : "",
+            b->admitted ? "a key from the admitted-keys file" : "");
+  } else {
+    nt_info(&b->log, "open broker: any client may check in (close it with "
+                     "-token-file or -admitted-keys)");
+  }
+}
+
 int natter_broker_new_versioned(natter_broker **pbroker,
                                 struct event_base *base, int config_version,
                                 const natter_broker_config *caller_cfg) {
@@ -652,7 +901,6 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   b->map_fd = -1;
   b->base = base;
   TAILQ_INIT(&b->clients);
-  LIST_INIT(&b->bindings);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;
   b->log.user_data = cfg->user_data;
@@ -685,7 +933,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
     free(b);
     return NATTER_ERR_IDENTITY;
   }
-  uint8_t seed[NT_HASHMAP_SEED_LEN * 3];
+  uint8_t seed[NT_HASHMAP_SEED_LEN * 2];
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
     nt_error(&b->log, "broker: cannot get random bytes");
     nt_identity_free(b->identity);
@@ -693,9 +941,15 @@ int natter_broker_new_versioned(natter_broker **pbroker,
     return NATTER_ERR_INVALID;
   }
   nt_hashmap_init(&b->checked_in, seed);
-  nt_hashmap_init(&b->names, seed + NT_HASHMAP_SEED_LEN);
-  nt_sources_init(&b->sources, seed + 2 * NT_HASHMAP_SEED_LEN);
+  nt_sources_init(&b->sources, seed + NT_HASHMAP_SEED_LEN);
   b->loopback = nt_addr_is_loopback((struct sockaddr *)&epcfg.bind.ss);
+  rv = broker_security_new(b, cfg);
+  if (rv != 0) {
+    broker_security_free(b);
+    nt_identity_free(b->identity);
+    free(b);
+    return rv;
+  }
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
   epcfg.user_data = b;
@@ -707,6 +961,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   rv = nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "broker: %s", err);
+    broker_security_free(b);
     nt_identity_free(b->identity);
     free(b);
     return rv;
@@ -717,6 +972,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
           nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
           b->fingerprint_hex);
+  log_security(b);
   *pbroker = b;
   return 0;
 }
@@ -732,18 +988,13 @@ void natter_broker_free(natter_broker *b) {
   if (b->map_fd >= 0) {
     close(b->map_fd);
   }
+  broker_security_free(b); /* before the clients: their names are touched */
   bclient *c;
   while ((c = TAILQ_FIRST(&b->clients)) != NULL) {
     client_free(b, c);
   }
   nt_sources_clear(&b->sources);
-  name_binding *n;
-  while ((n = LIST_FIRST(&b->bindings)) != NULL) {
-    LIST_REMOVE(n, link);
-    free(n);
-  }
   nt_hashmap_clear(&b->checked_in);
-  nt_hashmap_clear(&b->names);
   nt_identity_free(b->identity);
   free(b);
 }

@@ -18,6 +18,11 @@ NATTER_EXPORT int natter_allow_command_check(const char *rule, char *err,
   return nt_access_check_command_rule(rule, err, errlen);
 }
 
+NATTER_EXPORT int natter_allow_peer_check(const char *rule, char *err,
+                                          size_t errlen) {
+  return nt_access_check_peer_rule(rule, err, errlen);
+}
+
 NATTER_EXPORT int natter_name_check(const char *name, char *err,
                                     size_t errlen) {
   if (nt_name_valid(name)) {

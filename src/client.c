@@ -9,11 +9,13 @@
 #include <string.h>
 
 #include "client_internal.h"
-#include "spec.h"
 #include "escape.h"
+#include "known_brokers.h"
 #include "mapping.h"
 #include "paths.h"
+#include "spec.h"
 #include "structs.h"
+#include "token.h"
 #include "wire_intro.h"
 #include "wire_msg.h"
 
@@ -140,6 +142,7 @@ static void send_check_in(natter_client *c) {
   in.listen = c->listen;
   in.local_addrs = paddrs;
   in.n_local_addrs = n;
+  in.token = c->token ? c->token : "";
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
   msg.check_in = &in;
   send_control(c, &msg);
@@ -267,7 +270,14 @@ static void handle_check_in_result(natter_client *c,
   }
   if (r->code == NATTER__CODE__UNAUTHORIZED) {
     fatal(c, NATTER_ERR_UNAUTHORIZED,
-          "broker %s refused %s: wrong or missing token", broker, c->name);
+          "broker %s refused %s: not authorized by the broker (%s; this "
+          "key is %s)",
+          broker, c->name,
+          c->token ? "check the token, and that the broker admits this key "
+                     "under this name"
+                   : "it needs a token (-token-file or NATTER_TOKEN) "
+                     "and/or this key in its admitted-keys file",
+          c->fingerprint_hex);
     nt_conn_close(c->broker_conn, 0, "unauthorized");
     return;
   }
@@ -278,6 +288,19 @@ static void handle_check_in_result(natter_client *c,
     fatal(c, NATTER_ERR_BROKER, "broker %s refused check-in: %s", broker,
           why);
     nt_conn_close(c->broker_conn, 0, "refused");
+    return;
+  }
+  c->self.broker_closed = r->closed ? 1 : 0;
+  if (c->listen && !c->self.broker_closed &&
+      !nt_access_has_peer_rules(c->access)) {
+    fatal(c, NATTER_ERR_INVALID,
+          "broker %s is open (any key can check in under any unused name), "
+          "so -listen without peer rules would let strangers in: name the "
+          "peers that may connect with -allow-peer NAME (or "
+          "NAME@FINGERPRINT), or accept anyone explicitly with -allow-peer "
+          "'*'",
+          broker);
+    nt_conn_close(c->broker_conn, 0, "open broker, no peer rules");
     return;
   }
   if (nt_wire_addr_to_sockaddr(&c->self.observed, r->observed) != 0) {
@@ -379,8 +402,54 @@ static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
 
 /* ---- broker connection ---- */
 
+/* Trust on first use: the broker's key against the known-brokers file.
+ * Returns 0 to go on; otherwise the client is stopped (fatal). */
+static int check_known_broker(natter_client *c, nt_conn *conn) {
+  char err[600], msg[1200];
+  nt_known_broker known;
+  int found = 0;
+  const uint8_t *seen = nt_conn_peer_fingerprint(conn);
+
+  if (c->broker_pinned || !c->known_brokers || !seen) {
+    return 0;
+  }
+  if (nt_known_brokers_lookup(c->known_brokers, c->broker_text, &found, &known,
+                              err, sizeof(err)) != 0) {
+    fatal(c, NATTER_ERR_KEY_MISMATCH,
+          "cannot check the broker's key: %s (fix or remove that line)", err);
+    return -1;
+  }
+  if (found) {
+    if (memcmp(known.fingerprint, seen, NT_FINGERPRINT_LEN) == 0) {
+      return 0;
+    }
+    nt_known_brokers_mismatch_message(msg, sizeof(msg), c->known_brokers,
+                                      c->broker_text, &known, seen);
+    fatal(c, NATTER_ERR_KEY_MISMATCH, "%s", msg);
+    return -1;
+  }
+  if (nt_known_brokers_add(c->known_brokers, c->broker_text, seen, err,
+                           sizeof(err)) != 0) {
+    fatal(c, NATTER_ERR_KEY_MISMATCH, "cannot remember the broker's key: %s",
+          err);
+    return -1;
+  }
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+  nt_fingerprint_hex(seen, hex);
+  nt_info(&c->log,
+          "first contact with broker %s: remembered its key %s in %s (a "
+          "different key later stops this client; -broker-key pins it "
+          "explicitly)",
+          c->broker_text, hex, c->known_brokers);
+  return 0;
+}
+
 static void broker_established(nt_conn *conn, void *ud) {
   natter_client *c = ud;
+  if (check_known_broker(c, conn) != 0) {
+    nt_conn_close(conn, 0, "broker key mismatch");
+    return;
+  }
   if (nt_conn_open_stream(conn, &c->ctl) != 0) {
     nt_conn_close(conn, NATTER__CODE__INTERNAL, "no stream");
     return;
@@ -530,6 +599,7 @@ static int start_parts(natter_client *c) {
   c->peers_env.ep = c->ep;
   c->peers_env.self_name = c->name;
   c->peers_env.listen = c->listen;
+  c->peers_env.access = c->access;
   c->peers_env.connect_timeout_ms = c->connect_timeout_ms;
   c->peers_env.self = &c->self;
   c->peers_env.callbacks = &client_peer_callbacks;
@@ -539,6 +609,8 @@ static int start_parts(natter_client *c) {
   c->tunnel_env.log = &c->log;
   c->tunnel_env.self_name = c->name;
   c->tunnel_env.listen = c->listen;
+  c->tunnel_env.max_commands = c->max_commands;
+  c->tunnel_env.max_commands_per_peer = c->max_commands_per_peer;
   c->tunnel_env.target.base = c->base;
   c->tunnel_env.target.dns = c->dns;
   c->tunnel_env.target.access = c->access;
@@ -564,6 +636,52 @@ static char *dup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
 }
 
+/* The token to present and the known-brokers file. Returns 0 or a
+ * NATTER_ERR_* (logged). */
+static int load_broker_trust(natter_client *c,
+                             const natter_client_config *cfg) {
+  char err[600], warn[300], token[NT_TOKEN_MAX + 1], path[1024];
+
+  if (cfg->token && cfg->token_file) {
+    nt_error(&c->log, "give the broker token once: as text or as a file");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->token_file) {
+    if (nt_token_read_file(token, sizeof(token), cfg->token_file, warn,
+                           sizeof(warn), err, sizeof(err)) != 0) {
+      nt_error(&c->log, "%s", err);
+      return NATTER_ERR_INVALID;
+    }
+    if (warn[0]) {
+      nt_warn(&c->log, "%s", warn);
+    }
+    c->token = strdup(token);
+    memset(token, 0, sizeof(token));
+  } else if (cfg->token) {
+    if (nt_token_check(cfg->token, strlen(cfg->token), "the broker token", err,
+                       sizeof(err)) != 0) {
+      nt_error(&c->log, "%s", err);
+      return NATTER_ERR_INVALID;
+    }
+    c->token = strdup(cfg->token);
+  }
+  if ((cfg->token || cfg->token_file) && !c->token) {
+    return NATTER_ERR_NOMEM;
+  }
+  if (cfg->known_brokers && cfg->known_brokers[0] == '\0') {
+    return 0; /* remember nothing */
+  }
+  if (!cfg->known_brokers) {
+    if (nt_known_brokers_default_path(path, sizeof(path)) != 0) {
+      nt_warn(&c->log, "no home directory: the broker's key is not "
+                       "remembered (pin it with -broker-key)");
+      return 0;
+    }
+  }
+  c->known_brokers = strdup(cfg->known_brokers ? cfg->known_brokers : path);
+  return c->known_brokers ? 0 : NATTER_ERR_NOMEM;
+}
+
 /* Parses the config's -allow and -allow-command rules into c->access.
  * Returns 0, NATTER_ERR_INVALID (logged, naming the rule) or
  * NATTER_ERR_NOMEM. */
@@ -579,6 +697,17 @@ static int load_rules(natter_client *c, const natter_client_config *cfg) {
     rv = nt_access_add_target_rule(c->access, cfg->allow[i], err, sizeof(err));
     if (rv == NATTER_ERR_INVALID) {
       nt_error(&c->log, "bad allow rule \"%.80s\": %s", cfg->allow[i], err);
+    }
+    if (rv != 0) {
+      return rv;
+    }
+  }
+  for (size_t i = 0; cfg->allow_peers && cfg->allow_peers[i]; i++) {
+    rv = nt_access_add_peer_rule(c->access, cfg->allow_peers[i], err,
+                                 sizeof(err));
+    if (rv == NATTER_ERR_INVALID) {
+      nt_error(&c->log, "bad allow-peer rule \"%.80s\": %s",
+               cfg->allow_peers[i], err);
     }
     if (rv != 0) {
       return rv;
@@ -646,6 +775,11 @@ int natter_client_new_versioned(natter_client **pclient,
     goto fail;
   }
   if ((rv = load_rules(c, cfg)) != 0) {
+    goto fail;
+  }
+  c->max_commands = cfg->max_commands;
+  c->max_commands_per_peer = cfg->max_commands_per_peer;
+  if ((rv = load_broker_trust(c, cfg)) != 0) {
     goto fail;
   }
   rv = NATTER_ERR_NOMEM;
@@ -895,6 +1029,11 @@ void natter_client_free(natter_client *c) {
   }
   nt_identity_free(c->identity);
   nt_access_free(c->access);
+  if (c->token) {
+    memset(c->token, 0, strlen(c->token));
+    free(c->token);
+  }
+  free(c->known_brokers);
   free(c->ctl_reader);
   free(c->name);
   free(c->broker_text);

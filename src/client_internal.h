@@ -22,7 +22,10 @@ struct natter_client {
   int listen;
   int broker_pinned;
   uint8_t broker_key[NT_FINGERPRINT_LEN];
+  char *known_brokers; /* trust-on-first-use file, or NULL: none */
+  char *token;         /* the broker's shared token, or NULL */
   uint32_t connect_timeout_ms;
+  uint32_t max_commands, max_commands_per_peer;
   natter_event_fn on_event;
   void *user_data;
   char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];

@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int nt_default_key_path(char *out, size_t outlen, const char *file) {
@@ -21,6 +22,31 @@ int nt_default_key_path(char *out, size_t outlen, const char *file) {
       return -1;
     }
     n = snprintf(out, outlen, "%s/.config/natter/%s", home, file);
+  }
+  return (n > 0 && (size_t)n < outlen) ? 0 : -1;
+}
+
+int nt_default_registry_path(char *out, size_t outlen) {
+  const char *state = getenv("STATE_DIRECTORY");
+  const char *xdg = getenv("XDG_STATE_HOME");
+  const char *home = getenv("HOME");
+  int n;
+
+  if (state && state[0] == '/') {
+    /* systemd may list several directories, ':'-separated: the first. */
+    size_t len = strcspn(state, ":");
+    n = snprintf(out, outlen, "%.*s/registry.db", (int)len, state);
+  } else if (xdg && xdg[0] == '/') {
+    n = snprintf(out, outlen, "%s/natter/registry.db", xdg);
+  } else {
+    if (!home || home[0] != '/') {
+      struct passwd *pw = getpwuid(getuid());
+      home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home || home[0] != '/') {
+      return -1;
+    }
+    n = snprintf(out, outlen, "%s/.local/state/natter/registry.db", home);
   }
   return (n > 0 && (size_t)n < outlen) ? 0 : -1;
 }

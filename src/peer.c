@@ -480,6 +480,29 @@ static int has_candidate(const nt_addr *cands, size_t n,
  * candidates of the endpoint's family are kept, at most
  * NT_PUNCH_MAX_CANDIDATES, duplicates dropped. Stale or unasked-for
  * introductions are dropped. */
+/* Whether this listener's peer rules let |name| with |key| in; a refusal
+ * is logged (once per introduction) with the rule that would admit it. */
+static int peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
+                         int log_refusal) {
+  const nt_peers_env *env = &peers->env;
+  nt_access_peer who = {name, key};
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+
+  if (nt_access_peer_admitted(env->access, &who,
+                              env->self && env->self->broker_closed)) {
+    return 1;
+  }
+  if (log_refusal) {
+    nt_fingerprint_hex(key, hex);
+    nt_warn(env->log,
+            "refused %s (key %s): not admitted by this listener's peer "
+            "rules; to let it in, add -allow-peer %s (or -allow-peer "
+            "%s@%s to pin its key too)",
+            name, hex, name, name, hex);
+  }
+  return 0;
+}
+
 void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   const nt_peers_env *env = &peers->env;
   nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
@@ -495,6 +518,9 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   } else {
     if (!env->listen) {
       return; /* the broker should not have sent it */
+    }
+    if (!peer_admitted(peers, in->name, in->key, 1)) {
+      return;
     }
     p = nt_peers_get(peers, in->name);
     if (!p) {
@@ -717,6 +743,13 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
   (void)conn;
   if (!p) {
     nt_stream_reset(s, NT_OPEN_INTERNAL);
+    return;
+  }
+  /* A peer we connected to may open streams back; a listener serves them
+   * only for peers its rules admit (the key is the one TLS verified). */
+  if (ENV(p)->listen &&
+      !peer_admitted(p->table, p->name, nt_conn_peer_fingerprint(conn), 1)) {
+    nt_stream_reset(s, NT_OPEN_DENIED);
     return;
   }
   ENV(p)->callbacks->stream(p->name, s, ENV(p)->user_data);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "access.h"
 #include "endpoint.h"
 #include "log.h"
 #include "natter.h"
@@ -63,8 +64,9 @@ typedef struct nt_introduction {
 
 /* This client as the broker sees it, for failure messages. */
 typedef struct nt_self_view {
-  nt_addr observed; /* public address; len 0 when unknown */
-  int mapping;      /* nt_nat_mapping */
+  nt_addr observed;  /* public address; len 0 when unknown */
+  int mapping;       /* nt_nat_mapping */
+  int broker_closed; /* the broker admits only token/listed keys */
 } nt_self_view;
 
 typedef struct nt_peer_callbacks {
@@ -85,6 +87,9 @@ typedef struct nt_peers_env {
   nt_endpoint *ep;
   const char *self_name;
   int listen;                  /* accept introductions the peer asked for */
+  const nt_access *access;     /* which peers a listener admits: an
+                                  introduction or a stream from any other
+                                  is refused */
   uint32_t connect_timeout_ms; /* introduction + punching + handshake */
   const nt_self_view *self;    /* kept current by the owner */
   const nt_peer_callbacks *callbacks;

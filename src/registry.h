@@ -94,6 +94,9 @@ typedef struct nt_registry_ops {
 
 /* The embedded default. */
 extern const nt_registry_ops nt_registry_sqlite_ops;
+/* Bindings in memory only, gone with the registry (|location| ignored):
+ * registry_memory.c. */
+extern const nt_registry_ops nt_registry_memory_ops;
 
 /* Opens the registry at |location| with |ops| (NULL: SQLite). Returns 0 and
  * sets *preg (closed with nt_registry_close), or a negative NATTER_ERR_*

@@ -16,6 +16,8 @@ size_t nt_broker_config_len(int version) {
   switch (version) {
   case NATTER_BROKER_CONFIG_V1:
     return FIELD_END(natter_broker_config, user_data);
+  case NATTER_BROKER_CONFIG_V2:
+    return FIELD_END(natter_broker_config, admitted_keys);
   default:
     return 0;
   }
@@ -25,8 +27,10 @@ size_t nt_client_config_len(int version) {
   switch (version) {
   case NATTER_CLIENT_CONFIG_V1:
     return FIELD_END(natter_client_config, user_data);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V2:
+    return FIELD_END(natter_client_config, max_commands_per_peer);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V3:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -79,12 +83,15 @@ size_t nt_peer_stats_len(int version) {
 static void broker_config_defaults(natter_broker_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->log_level = NATTER_LOG_INFO;
+  cfg->name_expiry_s = 30u * 24 * 3600;
 }
 
 static void client_config_defaults(natter_client_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->connect_timeout_ms = 10000;
   cfg->log_level = NATTER_LOG_INFO;
+  cfg->max_commands = 32;
+  cfg->max_commands_per_peer = 8;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

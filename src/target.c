@@ -13,9 +13,14 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "spec.h"
+#include "tls.h"
 
 struct nt_target {
   nt_target_env env;
+  char peer[NT_NAME_MAX + 1];
+  uint8_t peer_key[NT_FINGERPRINT_LEN];
+  int have_key;
   char host[NT_HOST_MAX + 1];
   uint16_t port;
   nt_target_done_fn done;
@@ -91,17 +96,18 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg) {
 
 static void connect_to(nt_target *t, const struct sockaddr *sa,
                        socklen_t salen) {
+  nt_access_peer peer = {t->peer, t->have_key ? t->peer_key : NULL};
   if (!nt_addr_is_loopback(sa) &&
-      !nt_access_target_allowed(t->env.access, t->host, t->port)) {
+      !nt_access_target_allowed(t->env.access, &peer, t->host, t->port)) {
     char target[100]; /* as a rule writes it: an IPv6 host in brackets */
     int v6 = strchr(t->host, ':') != NULL;
     snprintf(target, sizeof(target), "%s%.80s%s:%u", v6 ? "[" : "", t->host,
              v6 ? "]" : "", t->port);
     if (nt_access_has_target_rules(t->env.access)) {
       finish(t, NT_OPEN_DENIED,
-             "%s's -allow rules do not include %s; add -allow %s there to "
-             "permit it",
-             t->env.self_name, target, target);
+             "%s's -allow rules do not include %s for %s; add -allow %s "
+             "(or -allow %s=%s) there to permit it",
+             t->env.self_name, target, t->peer, target, t->peer, target);
     } else {
       finish(t, NT_OPEN_DENIED,
              "%s allows only its own loopback by default; to reach %s, "
@@ -156,8 +162,8 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
 }
 
 void nt_target_connect(nt_target **ptarget, const nt_target_env *env,
-                       const char *host, uint16_t port, nt_target_done_fn done,
-                       void *user_data) {
+                       const nt_access_peer *peer, const char *host,
+                       uint16_t port, nt_target_done_fn done, void *user_data) {
   nt_target *t = calloc(1, sizeof(*t));
   *ptarget = NULL;
   if (!t) {
@@ -167,6 +173,13 @@ void nt_target_connect(nt_target **ptarget, const nt_target_env *env,
   }
   t->env = *env;
   t->fd = -1;
+  if (peer && peer->name) {
+    snprintf(t->peer, sizeof(t->peer), "%s", peer->name);
+  }
+  if (peer && peer->key) {
+    memcpy(t->peer_key, peer->key, NT_FINGERPRINT_LEN);
+    t->have_key = 1;
+  }
   t->done = done;
   t->user_data = user_data;
   snprintf(t->host, sizeof(t->host), "%s", host[0] ? host : "127.0.0.1");
@@ -216,23 +229,25 @@ void nt_target_cancel(nt_target *target) {
   }
 }
 
-nt_open_code nt_target_spawn(const nt_target_env *env, char *const *argv,
+nt_open_code nt_target_spawn(const nt_target_env *env,
+                             const nt_access_peer *peer, char *const *argv,
                              size_t argc, nt_child *child,
                              nt_target_result *r) {
   char err[300];
   r->fd = -1;
   r->message[0] = '\0';
-  if (!nt_access_command_allowed(env->access, (const char *const *)argv,
+  if (!nt_access_command_allowed(env->access, peer, (const char *const *)argv,
                                  argc)) {
     if (nt_access_has_command_rules(env->access)) {
       snprintf(r->message, sizeof(r->message),
-               "remote command \"%.100s\" is not allowed on %s (it may run "
-               "only what -allow-command lists)",
-               argv[0], env->self_name);
+               "remote command \"%.100s%s\" is not allowed on %s (it may "
+               "run only the command lines -allow-command lists, whole or "
+               "as a prefix ending in *)",
+               argv[0], argc > 1 ? " ..." : "", env->self_name);
     } else {
       snprintf(r->message, sizeof(r->message),
                "remote commands are not allowed on %s (start it with "
-               "-allow-command PROGRAM)",
+               "-allow-command 'COMMAND LINE')",
                env->self_name);
     }
     return r->code = NT_OPEN_DENIED;

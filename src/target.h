@@ -1,7 +1,7 @@
-/* What a listener does for one StreamOpen: decide by its access rules,
- * then connect to host:port (resolving it first if need be) or start the
- * command. The answer is an nt_open_code and a one-line reason for the
- * opener; the stream itself is the tunnel's business. */
+/* What a listener does for one StreamOpen: decide by its access rules
+ * for the peer that asks, then connect to host:port (resolving it first if need
+ * be) or start the command. The answer is an nt_open_code and a one-line reason
+ * for the opener; the stream itself is the tunnel's business. */
 #ifndef NT_TARGET_H
 #define NT_TARGET_H
 
@@ -42,15 +42,17 @@ typedef void (*nt_target_done_fn)(const nt_target_result *result,
  * until |done| runs, which may be before this returns (a numeric target
  * refused at once): |done| must forget *ptarget. */
 void nt_target_connect(nt_target **ptarget, const nt_target_env *env,
-                       const char *host, uint16_t port, nt_target_done_fn done,
-                       void *user_data);
+                       const nt_access_peer *peer, const char *host,
+                       uint16_t port, nt_target_done_fn done, void *user_data);
 
 /* Abandons an attempt; |done| is not called. NULL is a no-op. */
 void nt_target_cancel(nt_target *target);
 
-/* Starts the command |argv| (|argc| >= 1) if the rules allow it, into
- * *child. Returns NT_OPEN_OK, or a refusal with its reason in |result|. */
-nt_open_code nt_target_spawn(const nt_target_env *env, char *const *argv,
+/* Starts the command |argv| (|argc| >= 1) if the rules allow it for
+ * |peer|, into *child. Returns NT_OPEN_OK, or a refusal with its reason in
+ * |result|. */
+nt_open_code nt_target_spawn(const nt_target_env *env,
+                             const nt_access_peer *peer, char *const *argv,
                              size_t argc, nt_child *child,
                              nt_target_result *result);
 

@@ -89,6 +89,8 @@ struct nt_tunnel {
   int exit_status; /* opener: received status, -1 until then */
 
   char peer[NT_NAME_MAX + 1];
+  uint8_t peer_key[NT_FINGERPRINT_LEN]; /* listener: as TLS verified it */
+  int have_peer_key;
   char host[NT_HOST_MAX + 1];
   uint16_t port;
   TAILQ_ENTRY(nt_tunnel) link; /* env->all */
@@ -739,21 +741,69 @@ static void target_done(const nt_target_result *r, void *ud) {
   start_relay(t);
 }
 
+/* The peer that asks, for the access rules. */
+static nt_access_peer access_peer(const nt_tunnel *t) {
+  nt_access_peer p = {t->peer, t->have_peer_key ? t->peer_key : NULL};
+  return p;
+}
+
+/* Remote commands running now: in all, and for |peer|. */
+static void count_children(const struct nt_tunnel_list *all, const char *peer,
+                           size_t *total, size_t *for_peer) {
+  const nt_tunnel *t;
+  *total = *for_peer = 0;
+  TAILQ_FOREACH(t, all, link) {
+    if (t->have_child && !t->child_exited) {
+      (*total)++;
+      *for_peer += strcmp(t->peer, peer) == 0;
+    }
+  }
+}
+
 static void start_command(nt_tunnel *t, const nt_open_request *req) {
   nt_target_result r;
   const nt_tunnel_env *env = t->env;
+  nt_access_peer peer = access_peer(t);
+  size_t total, for_peer;
 
   t->command = 1;
+  count_children(env->all, t->peer, &total, &for_peer);
+  if (env->max_commands_per_peer && for_peer >= env->max_commands_per_peer) {
+    nt_warn(env->log,
+            "refused a command for %s: it runs %zu already, the limit per "
+            "peer (-max-commands-per-peer)",
+            t->peer, for_peer);
+    char msg[300];
+    snprintf(msg, sizeof(msg),
+             "%s runs %zu commands for %s already, its limit per peer; try "
+             "again when one has ended",
+             env->self_name, for_peer, t->peer);
+    refuse(t, NT_OPEN_DENIED, msg);
+    return;
+  }
+  if (env->max_commands && total >= env->max_commands) {
+    nt_warn(env->log,
+            "refused a command for %s: %zu commands run already, the limit "
+            "(-max-commands)",
+            t->peer, total);
+    char msg[300];
+    snprintf(msg, sizeof(msg),
+             "%s runs %zu commands already, its limit; try again when one "
+             "has ended",
+             env->self_name, total);
+    refuse(t, NT_OPEN_DENIED, msg);
+    return;
+  }
 #ifdef NATTER_HOSTILE_PEER
-  if (nt_access_command_allowed(env->target.access,
+  if (nt_access_command_allowed(env->target.access, &peer,
                                 (const char *const *)req->argv, req->argc) &&
       nt_hostile_command(t->stream, req->argv, req->argc)) {
     t->state = T_REFUSED; /* misbehaved; waits for the opener's reset */
     return;
   }
 #endif
-  if (nt_target_spawn(&env->target, req->argv, req->argc, &t->child, &r) !=
-      NT_OPEN_OK) {
+  if (nt_target_spawn(&env->target, &peer, req->argv, req->argc, &t->child,
+                      &r) != NT_OPEN_OK) {
     refuse(t, r.code, r.message);
     return;
   }
@@ -807,7 +857,8 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
            req.host[0] ? req.host : "127.0.0.1");
   t->port = req.port;
   t->state = T_CONNECTING;
-  nt_target_connect(&t->connecting, &t->env->target, t->host, t->port,
+  nt_access_peer peer = access_peer(t);
+  nt_target_connect(&t->connecting, &t->env->target, &peer, t->host, t->port,
                     target_done, t);
 }
 
@@ -1041,6 +1092,11 @@ void nt_tunnel_accept_stream(const nt_tunnel_env *env, const char *peer,
   t->stream = stream;
   t->state = T_WAIT_OPEN;
   snprintf(t->peer, sizeof(t->peer), "%s", peer);
+  const uint8_t *key = nt_conn_peer_fingerprint(nt_stream_conn(stream));
+  if (key) {
+    memcpy(t->peer_key, key, NT_FINGERPRINT_LEN);
+    t->have_peer_key = 1;
+  }
   nt_stream_set_callbacks(stream, &tunnel_stream_callbacks, t);
 }
 

@@ -25,6 +25,9 @@ typedef struct nt_tunnel_env {
   const char *self_name;
   int listen;                 /* serve StreamOpen; else "not listening" */
   nt_target_env target;       /* how a listener reaches targets */
+  /* Remote commands running at once: in all and per peer; 0: no limit.
+   * A StreamOpen beyond them is refused (DENIED) and logged. */
+  uint32_t max_commands, max_commands_per_peer;
   struct nt_tunnel_list *all; /* every live tunnel, kept by the tunnels */
 } nt_tunnel_env;
 

@@ -38,7 +38,7 @@ detail "The broker listens on UDP $BROKER and has its own key" \
   "($WORK/broker.key). It never carries the forwarded data."
 
 say "Starting bob with -listen, so peers may reach ports on bob's loopback."
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 detail "bob created his key ($WORK/bob.key) and checked in at the broker:"
 detail "$(grep -m1 'checked in at broker' "$WORK/bob.log")"
 

@@ -1,5 +1,5 @@
 /* Unit tests for access rules (src/access.c): which rules parse, with what
- * error, and what a rule set decides for targets and commands. */
+ * error, and what a rule set decides for peers, targets and commands. */
 #include "access.h"
 #include "natter.h"
 #include "test.h"
@@ -111,8 +111,28 @@ static void test_target_rules_invalid(void) {
 
 static void test_command_rules(void) {
   static const char *const good[] = {
-      "*",        "rsync", "/usr/bin/rsync", "/opt/my tools/run", "#hash",
-      "/opt/a#b", "./x",   "-dash",
+      "*",
+      "rsync",
+      "/usr/bin/rsync",
+      "/opt/my tools/run",
+      "'/opt/my tools/run' -x",
+      "#hash",
+      "/opt/a#b",
+      "./x",
+      "-dash",
+      "rsync --server --sender -vlogDtpre.iLsfxC . /srv/backup",
+      "rsync --server *",
+      "rsync *",
+      "sh -c 'cat > backup.tar'",
+      "echo '*'",
+      "echo \"it's\"",
+      "alice=cat",
+      "alice@00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff="
+      "rsync --server *",
+      "@00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:"
+      "77:88:99:aa:bb:cc:dd:ee:ff=*",
+      "*=cat",
+      "rsync --rsh=ssh x",
   };
   static const struct {
     const char *rule;
@@ -122,6 +142,15 @@ static void test_command_rules(void) {
       {"rsync*", "'*' stands alone"},
       {"**", "'*' stands alone"},
       {"/bin/*", "'*' stands alone"},
+      {"* rsync", "'*' stands alone"},
+      {"rsync * x", "'*' stands alone as the last word"},
+      {"rsync -e*", "'*' stands alone"},
+      {"rsync 'x", "a quote (') is not closed"},
+      {"'' x", "the program (first word) is empty"},
+      {"=cat", "bad peer before '=': the peer is empty"},
+      {"bad!name=cat", "bad peer before '=': the peer name may hold only"},
+      {"alice@1234=cat", "bad peer before '=': the key after '@'"},
+      {"alice=", "the program is empty"},
       {"ls\n", "control character"},
       {"a\tb", "control character"},
       {"\x7f", "control character"},
@@ -147,6 +176,206 @@ static void test_command_rules(void) {
     CHECK_STR_CONTAINS(err, bad[i].needle);
   }
   CHECK(natter_allow_command_check(NULL, NULL, 0) == NATTER_ERR_INVALID);
+  {
+    /* More words than a rule may hold. */
+    char many[NT_ACCESS_MAX_WORDS * 2 + 8] = "p";
+    char err[300] = "";
+    for (int i = 0; i < NT_ACCESS_MAX_WORDS; i++) {
+      strcat(many, " a");
+    }
+    CHECK(natter_allow_command_check(many, err, sizeof(err)) != 0);
+    CHECK_STR_CONTAINS(err, "more than 64 words");
+    many[strlen(many) - 2] = '\0';
+    CHECK(natter_allow_command_check(many, NULL, 0) == 0);
+  }
+}
+
+#define FP_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define FP_B "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+
+static void test_peer_rules(void) {
+  static const char *const good[] = {
+      "alice",
+      "a.b_c-D9",
+      "*",
+      "!mallory",
+      "!*",
+      "alice@" FP_A,
+      "@" FP_A,
+      "!@" FP_B,
+      "alice@00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:"
+      "55:66:77:88:99:aa:bb:cc:dd:ee:ff",
+  };
+  static const struct {
+    const char *rule;
+    const char *needle;
+  } bad[] = {
+      {"", "the peer is empty"},
+      {"!", "the peer is empty"},
+      {"a b", "the peer name may hold only"},
+      {"alice=", "the peer name may hold only"},
+      {"*@" FP_A, "the peer name may hold only"},
+      {"alice@", "the key after '@' is not a fingerprint"},
+      {"alice@" FP_A "00", "the key after '@'"},
+      {"alice@xyz", "the key after '@'"},
+      {"!!alice", "the peer name may hold only"},
+      {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+       "the peer name may hold only"},
+  };
+  for (size_t i = 0; i < NELEM(good); i++) {
+    char err[300] = "unset";
+    int rv = natter_allow_peer_check(good[i], err, sizeof(err));
+    if (rv != 0) {
+      fprintf(stderr, "peer rule \"%s\" refused: %s\n", good[i], err);
+    }
+    CHECK(rv == 0);
+  }
+  for (size_t i = 0; i < NELEM(bad); i++) {
+    char err[300] = "";
+    int rv = natter_allow_peer_check(bad[i].rule, err, sizeof(err));
+    if (rv == 0) {
+      fprintf(stderr, "peer rule \"%s\" accepted\n", bad[i].rule);
+    }
+    CHECK(rv == NATTER_ERR_INVALID);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_STR_CONTAINS(err, bad[i].needle);
+    CHECK_STR_CONTAINS(err, "expected NAME, NAME@FINGERPRINT, @FINGERPRINT "
+                            "or *");
+  }
+  CHECK(natter_allow_peer_check(NULL, NULL, 0) == NATTER_ERR_INVALID);
+}
+
+static void key_of(const char *hex, uint8_t key[32]) {
+  for (int i = 0; i < 32; i++) {
+    unsigned v;
+    sscanf(hex + 2 * i, "%2x", &v);
+    key[i] = (uint8_t)v;
+  }
+}
+
+static void test_peer_decisions(void) {
+  static const struct {
+    const char *rules[4];
+    const char *name;
+    const char *key; /* hex, or NULL */
+    int closed;
+    int admitted;
+  } cases[] = {
+      /* No peer rules: only a closed broker's peers get in. */
+      {{NULL}, "alice", FP_A, 0, 0},
+      {{NULL}, "alice", FP_A, 1, 1},
+      /* A name admits that name whatever its key; nothing else. */
+      {{"alice"}, "alice", FP_A, 0, 1},
+      {{"alice"}, "alice", FP_B, 0, 1},
+      {{"alice"}, "Alice", FP_A, 0, 0},
+      {{"alice"}, "bob", FP_A, 0, 0},
+      {{"alice"}, "mallory", FP_A, 1, 0}, /* rules count, not the broker */
+      /* Name and key: both must match. */
+      {{"alice@" FP_A}, "alice", FP_A, 0, 1},
+      {{"alice@" FP_A}, "alice", FP_B, 0, 0},
+      {{"alice@" FP_A}, "alice", NULL, 0, 0},
+      {{"alice@" FP_A}, "bob", FP_A, 0, 0},
+      /* A key under any name. */
+      {{"@" FP_B}, "whoever", FP_B, 0, 1},
+      {{"@" FP_B}, "whoever", FP_A, 0, 0},
+      /* Anyone. */
+      {{"*"}, "stranger", FP_B, 0, 1},
+      {{"*"}, "stranger", NULL, 0, 1},
+      /* First match wins: a refusal before '*' keeps one peer out... */
+      {{"!mallory", "*"}, "mallory", FP_A, 0, 0},
+      {{"!mallory", "*"}, "alice", FP_A, 0, 1},
+      /* ... and after it comes too late. */
+      {{"*", "!mallory"}, "mallory", FP_A, 0, 1},
+      {{"!@" FP_B, "alice"}, "alice", FP_B, 0, 0},
+      {{"!@" FP_B, "alice"}, "alice", FP_A, 0, 1},
+      {{"!*"}, "alice", FP_A, 1, 0},
+      {{"bob", "alice@" FP_A}, "alice", FP_A, 0, 1},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    nt_access *acc = nt_access_new();
+    uint8_t key[32];
+    char err[300];
+    CHECK(acc != NULL);
+    for (size_t j = 0; cases[i].rules[j]; j++) {
+      CHECK(nt_access_add_peer_rule(acc, cases[i].rules[j], err, sizeof(err)) ==
+            0);
+    }
+    if (cases[i].key) {
+      key_of(cases[i].key, key);
+    }
+    nt_access_peer peer = {cases[i].name, cases[i].key ? key : NULL};
+    int got = nt_access_peer_admitted(acc, &peer, cases[i].closed);
+    if (got != cases[i].admitted) {
+      fprintf(stderr, "case %zu: %s under \"%s\"...: got %d, want %d\n", i,
+              cases[i].name, cases[i].rules[0] ? cases[i].rules[0] : "(none)",
+              got, cases[i].admitted);
+    }
+    CHECK(got == cases[i].admitted);
+    CHECK(nt_access_has_peer_rules(acc) == (cases[i].rules[0] != NULL));
+    nt_access_free(acc);
+  }
+  CHECK(nt_access_peer_admitted(NULL, NULL, 1) == 1);
+  CHECK(nt_access_peer_admitted(NULL, NULL, 0) == 0);
+}
+
+/* Target and command rules scoped to peers hold for those peers only. */
+static void test_scoped_decisions(void) {
+  static const struct {
+    const char *rule;
+    int is_command;
+    const char *name;
+    const char *key;
+    int allowed;
+  } cases[] = {
+      {"alice=nas.lan:22", 0, "alice", FP_A, 1},
+      {"alice=nas.lan:22", 0, "bob", FP_A, 0},
+      {"alice=nas.lan:22", 0, NULL, NULL, 0},
+      {"alice@" FP_A "=nas.lan:22", 0, "alice", FP_A, 1},
+      {"alice@" FP_A "=nas.lan:22", 0, "alice", FP_B, 0},
+      {"@" FP_B "=*", 0, "anyone", FP_B, 1},
+      {"@" FP_B "=*", 0, "anyone", FP_A, 0},
+      {"*=nas.lan:22", 0, NULL, NULL, 1},
+      {"nas.lan:22", 0, "bob", FP_B, 1},
+      {"alice=backup --now", 1, "alice", FP_A, 1},
+      {"alice=backup --now", 1, "bob", FP_A, 0},
+      {"backup --now", 1, "bob", FP_A, 1},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    nt_access *acc = nt_access_new();
+    uint8_t key[32];
+    char err[300];
+    int got;
+    CHECK(acc != NULL);
+    if (cases[i].key) {
+      key_of(cases[i].key, key);
+    }
+    nt_access_peer peer = {cases[i].name, cases[i].key ? key : NULL};
+    const nt_access_peer *who = cases[i].name ? &peer : NULL;
+    if (cases[i].is_command) {
+      const char *argv[] = {"backup", "--now"};
+      CHECK(nt_access_add_command_rule(acc, cases[i].rule, err, sizeof(err)) ==
+            0);
+      got = nt_access_command_allowed(acc, who, argv, 2);
+    } else {
+      CHECK(nt_access_add_target_rule(acc, cases[i].rule, err, sizeof(err)) ==
+            0);
+      got = nt_access_target_allowed(acc, who, "nas.lan", 22);
+    }
+    if (got != cases[i].allowed) {
+      fprintf(stderr, "case %zu: \"%s\" for %s: got %d, want %d\n", i,
+              cases[i].rule, cases[i].name ? cases[i].name : "(nobody)", got,
+              cases[i].allowed);
+    }
+    CHECK(got == cases[i].allowed);
+    nt_access_free(acc);
+  }
+  {
+    char err[300] = "";
+    CHECK(natter_allow_rule_check("=nas.lan", err, sizeof(err)) != 0);
+    CHECK_STR_CONTAINS(err, "bad peer before '='");
+    CHECK(natter_allow_rule_check("alice=nas.lan:0", err, sizeof(err)) != 0);
+    CHECK_STR_CONTAINS(err, "the port is not a number");
+  }
 }
 
 /* The add functions refuse what the checks refuse and keep the set as it
@@ -255,7 +484,7 @@ static void test_target_decisions(void) {
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     nt_access *acc = make(cases[i].rules, NULL);
-    int got = nt_access_target_allowed(acc, cases[i].host, cases[i].port);
+    int got = nt_access_target_allowed(acc, NULL, cases[i].host, cases[i].port);
     if (got != cases[i].allowed) {
       fprintf(stderr, "case %zu: %s:%u under \"%s\"...: got %d, want %d\n", i,
               cases[i].host, cases[i].port,
@@ -266,17 +495,17 @@ static void test_target_decisions(void) {
     /* Command rules are another list: targets never allow commands. */
     {
       const char *argv[] = {"cat"};
-      CHECK(!nt_access_command_allowed(acc, argv, 1));
+      CHECK(!nt_access_command_allowed(acc, NULL, argv, 1));
     }
     nt_access_free(acc);
   }
-  CHECK(!nt_access_target_allowed(NULL, "a", 1));
+  CHECK(!nt_access_target_allowed(NULL, NULL, "a", 1));
 }
 
 static void test_command_decisions(void) {
   static const struct {
     const char *rules[3];
-    const char *argv[3];
+    const char *argv[8];
     size_t argc;
     int allowed;
   } cases[] = {
@@ -284,8 +513,46 @@ static void test_command_decisions(void) {
       {{"*"}, {"anything", "at", "all"}, 3, 1},
       {{"*"}, {""}, 1, 1},
       {{"cat"}, {"cat"}, 1, 1},
-      /* argv[0] exactly: arguments do not matter (today's rule). */
-      {{"cat"}, {"cat", "/etc/shadow"}, 2, 1},
+      /* A whole command line: arguments cannot widen it. */
+      {{"cat"}, {"cat", "/etc/shadow"}, 2, 0},
+      {{"cat *"}, {"cat", "/etc/shadow"}, 2, 1},
+      {{"cat *"}, {"cat"}, 1, 1},
+      /* The rsync -e trick: a program with free arguments runs anything. */
+      {{"rsync"}, {"rsync", "-e", "sh -c \"id > pwned\"", "x:/y", "dst"}, 5, 0},
+      {{"rsync --server --sender -vlogDtpre.iLsfxC . /srv/backup"},
+       {"rsync", "-e", "sh -c \"id > pwned\"", "x:/y", "dst"},
+       5,
+       0},
+      {{"rsync --server --sender -vlogDtpre.iLsfxC . /srv/backup"},
+       {"rsync", "--server", "--sender", "-vlogDtpre.iLsfxC", ".",
+        "/srv/backup"},
+       6,
+       1},
+      {{"rsync --server --sender -vlogDtpre.iLsfxC . /srv/backup"},
+       {"rsync", "--server", "--sender", "-vlogDtpre.iLsfxC", ".",
+        "/srv/backup", "/etc"},
+       7,
+       0},
+      {{"rsync --server --sender -vlogDtpre.iLsfxC . /srv/backup"},
+       {"rsync", "--server", "--sender", "-vlogDtpre.iLsfxC", ".", "/etc"},
+       6,
+       0},
+      /* A prefix fixes its words, in order, and only them. */
+      {{"rsync --server *"}, {"rsync", "--server", "-e", "x"}, 4, 1},
+      {{"rsync --server *"}, {"rsync", "-e", "--server"}, 3, 0},
+      {{"rsync --server *"}, {"rsync"}, 1, 0},
+      /* Quotes keep blanks in a word; a quoted '*' is a star. */
+      {{"sh -c 'cat > backup.tar'"}, {"sh", "-c", "cat > backup.tar"}, 3, 1},
+      {{"sh -c 'cat > backup.tar'"},
+       {"sh", "-c", "cat", ">", "backup.tar"},
+       5,
+       0},
+      {{"sh -c 'cat > backup.tar'"}, {"sh", "-c", "id"}, 3, 0},
+      {{"echo '*'"}, {"echo", "*"}, 2, 1},
+      {{"echo '*'"}, {"echo", "x"}, 2, 0},
+      {{"a'b c'd"}, {"ab cd"}, 1, 1},
+      {{"x ''"}, {"x", ""}, 2, 1},
+      {{"x ''"}, {"x"}, 1, 0},
       {{"cat"}, {"Cat"}, 1, 0},
       {{"cat"}, {"/bin/cat"}, 1, 0},
       {{"/bin/cat"}, {"cat"}, 1, 0},
@@ -293,9 +560,12 @@ static void test_command_decisions(void) {
       {{"cat"}, {"cats"}, 1, 0},
       {{"cat"}, {"ca"}, 1, 0},
       {{"cat"}, {"cat "}, 1, 0},
-      {{"/opt/my tools/run"}, {"/opt/my tools/run"}, 1, 1},
+      {{"'/opt/my tools/run'"}, {"/opt/my tools/run"}, 1, 1},
+      {{"/opt/my tools/run"}, {"/opt/my tools/run"}, 1, 0},
+      {{"/opt/my tools/run"}, {"/opt/my", "tools/run"}, 2, 1},
       {{"/opt/my tools/run"}, {"/opt/my"}, 1, 0},
-      {{"rsync", "sh"}, {"sh", "-c", "x"}, 3, 1},
+      {{"rsync", "sh *"}, {"sh", "-c", "x"}, 3, 1},
+      {{"rsync", "sh"}, {"sh", "-c", "x"}, 3, 0},
       {{"rsync", "sh"}, {"bash"}, 1, 0},
       /* No command at all is never allowed. */
       {{"*"}, {NULL}, 0, 0},
@@ -303,7 +573,8 @@ static void test_command_decisions(void) {
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     nt_access *acc = make(NULL, cases[i].rules);
-    int got = nt_access_command_allowed(acc, cases[i].argv, cases[i].argc);
+    int got =
+        nt_access_command_allowed(acc, NULL, cases[i].argv, cases[i].argc);
     if (got != cases[i].allowed) {
       fprintf(stderr, "case %zu: \"%s\" under \"%s\"...: got %d, want %d\n", i,
               cases[i].argv[0] ? cases[i].argv[0] : "(none)",
@@ -312,10 +583,10 @@ static void test_command_decisions(void) {
     }
     CHECK(got == cases[i].allowed);
     /* ... and command rules allow no target. */
-    CHECK(!nt_access_target_allowed(acc, "cat", 1));
+    CHECK(!nt_access_target_allowed(acc, NULL, "cat", 1));
     nt_access_free(acc);
   }
-  CHECK(!nt_access_command_allowed(NULL, NULL, 0));
+  CHECK(!nt_access_command_allowed(NULL, NULL, NULL, 0));
 }
 
 /* ---- the other public checks ---- */
@@ -356,9 +627,9 @@ static void collect_log(natter_log_level level, const char *line,
 /* natter_client_new with |allow| / |allow_commands|: returns its result
  * and what it logged in |log|. Nothing is touched before the rules are
  * checked (ephemeral key, loopback broker that never runs). */
-static int client_with_rules(const char *const *allow,
-                             const char *const *allow_commands,
-                             log_lines *log) {
+static int client_with_rules3(const char *const *allow,
+                              const char *const *allow_commands,
+                              const char *const *allow_peers, log_lines *log) {
   struct event_base *base = event_base_new();
   natter_client_config cfg;
   natter_client *c = NULL;
@@ -372,6 +643,8 @@ static int client_with_rules(const char *const *allow,
   cfg.listen = 1;
   cfg.allow = allow;
   cfg.allow_commands = allow_commands;
+  cfg.allow_peers = allow_peers;
+  cfg.known_brokers = "";
   cfg.log = collect_log;
   cfg.user_data = log;
   rv = natter_client_new(&c, base, &cfg);
@@ -379,6 +652,12 @@ static int client_with_rules(const char *const *allow,
   natter_client_free(c);
   event_base_free(base);
   return rv;
+}
+
+static int client_with_rules(const char *const *allow,
+                             const char *const *allow_commands,
+                             log_lines *log) {
+  return client_with_rules3(allow, allow_commands, NULL, log);
 }
 
 static void test_client_refuses_bad_rules(void) {
@@ -395,6 +674,15 @@ static void test_client_refuses_bad_rules(void) {
   CHECK(client_with_rules(NULL, bad_cmd, &log) == NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(log.text, "bad allow-command rule \"\": the program "
                                "is empty");
+  {
+    static const char *const good_peers[] = {"bob", "!x", "*", NULL};
+    static const char *const bad_peers[] = {"bob", "b o b", NULL};
+    CHECK(client_with_rules3(NULL, NULL, good_peers, &log) == 0);
+    CHECK(client_with_rules3(NULL, NULL, bad_peers, &log) ==
+          NATTER_ERR_INVALID);
+    CHECK_STR_CONTAINS(log.text, "bad allow-peer rule \"b o b\": the peer "
+                                 "name may hold only");
+  }
 }
 
 int main(void) {
@@ -405,6 +693,9 @@ int main(void) {
       {"add_refuses", test_add_refuses},
       {"target_decisions", test_target_decisions},
       {"command_decisions", test_command_decisions},
+      {"peer_rules", test_peer_rules},
+      {"peer_decisions", test_peer_decisions},
+      {"scoped_decisions", test_scoped_decisions},
       {"name_and_port", test_name_and_port},
       {"client_refuses_bad_rules", test_client_refuses_bad_rules},
       {NULL, NULL},

@@ -119,6 +119,7 @@ static void broker_config(natter_broker_config *cfg, log_capture *cap) {
   natter_broker_config_default(cfg);
   cfg->listen = "127.0.0.1:0";
   cfg->identity_file = "";
+  cfg->registry = ""; /* in memory: nothing written to $HOME */
   cfg->log = capture_log;
   cfg->user_data = cap;
 }
@@ -129,6 +130,7 @@ static void client_config(natter_client_config *cfg, const char *name,
   cfg->name = name;
   cfg->broker = broker;
   cfg->identity_file = "";
+  cfg->known_brokers = ""; /* brokers here have ephemeral keys */
   cfg->log = quiet_log;
 }
 
@@ -227,8 +229,10 @@ static natter_client *start_client(struct event_base *base, const char *name,
                                    client_events *events) {
   natter_client_config cfg;
   natter_client *c = NULL;
+  static const char *const anyone[] = {"*", NULL};
   client_config(&cfg, name, broker);
   cfg.listen = listen;
+  cfg.allow_peers = listen ? anyone : NULL; /* the broker here is open */
   cfg.on_event = record_event;
   cfg.user_data = events;
   memset(events, 0, sizeof(*events));
@@ -440,6 +444,8 @@ static void test_config_defaults(void) {
   natter_broker_config_default(&b);
   CHECK(b.listen == NULL && b.identity_file == NULL && b.log == NULL);
   CHECK(b.log_level == NATTER_LOG_INFO && b.user_data == NULL);
+  CHECK(b.registry == NULL && b.name_expiry_s == 30u * 24 * 3600);
+  CHECK(b.token == NULL && b.token_file == NULL && b.admitted_keys == NULL);
 
   memset(&c, 0xa5, sizeof(c));
   natter_client_config_default(&c);
@@ -447,6 +453,9 @@ static void test_config_defaults(void) {
   CHECK(c.broker_key == NULL && c.listen == 0 && c.allow == NULL);
   CHECK(c.allow_commands == NULL && c.on_event == NULL && c.log == NULL);
   CHECK(c.connect_timeout_ms == 10000 && c.log_level == NATTER_LOG_INFO);
+  CHECK(c.allow_peers == NULL && c.token == NULL && c.token_file == NULL);
+  CHECK(c.known_brokers == NULL);
+  CHECK(c.max_commands == 32 && c.max_commands_per_peer == 8);
 
   memset(&f, 0xa5, sizeof(f));
   natter_forward_config_default(&f);

@@ -116,6 +116,7 @@ static void test_malformed_control(void) {
   natter_broker_config_default(&bcfg);
   bcfg.listen = "127.0.0.1:0";
   bcfg.identity_file = "";
+  bcfg.registry = ""; /* in memory: nothing written to $HOME */
   bcfg.log = quiet;
   CHECK(natter_broker_new(&b, base, &bcfg) == 0);
   uint16_t port = natter_broker_port(b);

@@ -250,8 +250,10 @@ static void test_errors(void) {
       {"allow = host:99999", "the port is not a number 1..65535 or *"},
       {"allow = :22", "the host is empty"},
       {"allow = host:22 # ssh", "'#' starts a comment only"},
-      {"allow-command = rsync --server", "allow-command \"rsync --server\" "
-                                         "holds a blank"},
+      {"allow-command = rsync * x", "'*' stands alone as the last word"},
+      {"allow-peer = a b", "bad allow-peer \"a b\": the peer name"},
+      {"name-expiry = 30", "bad name-expiry \"30\": expected a duration"},
+      {"max-commands = 0", "bad max-commands \"0\": expected a number"},
       {"forward = 8022:bob", "bad spec \"8022:bob\""},
       {"forward = 99999:bob:22", "bad spec \"99999:bob:22\""},
       {"forward = 8022:bob:22 extra",
@@ -839,9 +841,25 @@ static void test_load(void) {
 
 static void test_example_file(void) {
   static const char *const keys[] = {
-      "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-      "log-level", "listen", "port",   "allow",         "allow-command",
+      "server",
+      "name",
+      "broker",
+      "identity",
+      "broker-key",
+      "timeout",
+      "log-level",
+      "listen",
+      "port",
+      "allow",
+      "allow-command",
       "forward",
+      "allow-peer",
+      "token-file",
+      "registry",
+      "name-expiry",
+      "admitted-keys",
+      "max-commands",
+      "max-commands-per-peer",
   };
   const char *path = NATTER_SOURCE_DIR "/examples/natter.conf";
   char err[512] = "";

@@ -158,6 +158,7 @@ static void test_broker_and_client_run(void) {
   natter_broker_config_default(&bcfg);
   bcfg.listen = "127.0.0.1:0";
   bcfg.identity_file = "";
+  bcfg.registry = ""; /* in memory: nothing written to $HOME */
   bcfg.log = quiet_log;
   CHECK(natter_broker_new(&b, base, &bcfg) == 0);
   if (!b) {

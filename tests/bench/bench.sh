@@ -106,7 +106,7 @@ else
 fi
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 PORT[natter]=$(free_port)
 nat_echo_port=$(free_port)
 start_client alice "${PORT[natter]}:bob:$sink_port" "$nat_echo_port:bob:$echo_port"
@@ -182,7 +182,7 @@ if ! skipped integrity; then
   start_sink_server sha "$sha_port"
   nat_sha_port=$(free_port)
   cc_port=$(free_port)
-  start_client bob2 -listen
+  start_client bob2 -listen -allow-peer alice2
   start_client alice2 "$nat_sha_port:bob2:$sha_port" "$cc_port:bob2:$echo_port"
   ib=$(bench_bytes "$INTEGRITY_BYTES")
   out=$(timeout 300 "$TCPCHECK" send "$nat_sha_port" --bytes "$ib" --timeout 280 2>&1) ||

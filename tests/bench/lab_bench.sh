@@ -51,7 +51,7 @@ lab_wait_bound bob tcp 7101
 
 broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
 lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -q
-lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen
+lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice
 wait_log bob 'natter: checked in at broker' 15
 lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" 8001:bob:7101
 wait_log alice 'forwarding 127\.0\.0\.1:8001 -> ' 15

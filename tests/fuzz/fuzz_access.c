@@ -1,6 +1,7 @@
 /* libFuzzer target: access rules (src/access.c) as a user or a config file
- * writes them, and the decisions they make on targets and commands a
- * hostile peer names. Input: a rule line, then NUL, then a host, then NUL,
+ * writes them (target, command and peer rules), and the decisions they
+ * make on targets and commands a hostile peer names, for a peer named by
+ * the host string. Input: a rule line, then NUL, then a host, then NUL,
  * then argv words separated by NUL. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,9 +45,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       (nt_access_check_command_rule(rule, err, sizeof(err)) != 0)) {
     abort();
   }
-  nt_access_target_allowed(acc, host, port);
+  int p = nt_access_add_peer_rule(acc, rule, err, sizeof(err));
+  if ((p != 0) != (nt_access_check_peer_rule(rule, err, sizeof(err)) != 0)) {
+    abort();
+  }
+  uint8_t key[32];
+  memset(key, data[0], sizeof(key));
+  nt_access_peer peer = {host, key};
+  nt_access_peer_admitted(acc, &peer, data[1] & 1);
+  nt_access_target_allowed(acc, &peer, host, port);
+  nt_access_target_allowed(acc, NULL, host, port);
   if (argc > 0) {
-    nt_access_command_allowed(acc, argv, argc);
+    nt_access_command_allowed(acc, &peer, argv, argc);
+    nt_access_command_allowed(acc, NULL, argv, argc);
   }
   nt_access_free(acc);
   free(buf);

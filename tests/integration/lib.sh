@@ -321,7 +321,8 @@ start_client() {
     # A flag's value (e.g. a fingerprint after -broker-key) is not a SPEC.
     if [[ $prev != -name && $prev != -broker && $prev != -identity &&
       $prev != -broker-key && $prev != -allow && $prev != -timeout &&
-      $prev != -port &&
+      $prev != -port && $prev != -allow-peer && $prev != -allow-command &&
+      $prev != -token-file &&
       $arg =~ $spec_re ]]; then
       wait_log "$name" "natter: forwarding 127\.0\.0\.1:${BASH_REMATCH[1]} -> "
     fi

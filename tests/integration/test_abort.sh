@@ -16,7 +16,7 @@ wait_tcp_listen "$zero_port"
 start_echo_server echo "$echo_port"
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 p_zero=$(free_port)
 p_echo=$(free_port)
 start_client alice "$p_zero:bob:$zero_port" "$p_echo:bob:$echo_port"

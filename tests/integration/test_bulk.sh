@@ -20,7 +20,7 @@ start fileserver socat -u "OPEN:$WORK/down.bin,rdonly" \
 wait_tcp_listen "$file_port"
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 p_up=$(free_port)
 p_down=$(free_port)
 start_client alice "$p_up:bob:$sink_port" "$p_down:bob:$file_port"

@@ -94,9 +94,14 @@ cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 # ---- set-up --------------------------------------------------------------
 
 start_broker broker
-start_client bob -listen -allow-command cat -allow-command sh \
-  -allow-command false -allow-command nonexistent-prog-xyz
-start_client carol -listen # accepts forwards, but no commands
+# Command rules are whole command lines or fixed prefixes ('sh -c *': sh -c
+# with any script, which these tests need; never on a real host).
+start_client bob -listen -allow-peer alice -allow-peer dave \
+  -allow-command cat -allow-command 'sh -c *' \
+  -allow-command false -allow-command nonexistent-prog-xyz \
+  -allow-command rsync -allow-command 'echo fixed words'
+# accepts forwards, but no commands
+start_client carol -listen -allow-peer alice -allow-peer dave
 ALICE=("$NATTER" -name alice -broker "$BROKER" -identity "$WORK/alice.key")
 bob_pid=$(pid bob)
 
@@ -157,6 +162,22 @@ session not_allowed "$WORK/hello.txt" :carol: cat
 expect_refused not_allowed 'not allowed'
 session not_listed "$WORK/hello.txt" :bob: ls
 expect_refused not_listed 'not allowed'
+# A rule is a whole command line: arguments cannot widen it.
+session widened "$WORK/hello.txt" :bob: cat /etc/hostname
+expect_refused widened 'not allowed'
+session sh_without_c "$WORK/hello.txt" :bob: sh -x -c 'echo hi'
+expect_refused sh_without_c 'not allowed'
+session fixed /dev/null :bob: echo fixed words
+expect_status fixed 0
+expect_file fixed out 'fixed words'
+session fixed_more /dev/null :bob: echo fixed words and more
+expect_refused fixed_more 'not allowed'
+# The rsync -e trick: "-allow-command rsync" no longer lets a peer choose
+# rsync's arguments, so its -e cannot run a command on bob.
+session rsync_e /dev/null :bob: rsync -e "sh -c 'id > $WORK/pwned'" x:/y \
+  "$WORK/dst"
+expect_refused rsync_e 'not allowed'
+[[ ! -e $WORK/pwned ]] || fail "rsync -e ran a command on bob: $(cat "$WORK/pwned")"
 session no_program "$WORK/hello.txt" :bob: nonexistent-prog-xyz
 expect_refused no_program 'nonexistent-prog-xyz.*(no such program|not found|No such file)'
 running carol || fail "carol exited after refusing a command"

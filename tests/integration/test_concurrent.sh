@@ -9,7 +9,7 @@
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 port=$(free_port)
 start_client alice "$port:bob:$echo_port"
 

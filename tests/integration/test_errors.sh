@@ -58,10 +58,10 @@ broker_fp=$(grep -oE -m1 'key [0-9a-f]{64}' "$WORK/broker.log") ||
   fail "the broker did not log 'key <64 hex digits>' at start"
 broker_fp=${broker_fp#key }
 
-start_client bob -listen
+start_client bob -listen -allow-peer alice -allow-peer dave -allow-peer pinned
 p_dave=$(free_port) # dave forwards but does not -listen
 start_client dave "$p_dave:bob:$echo_port"
-start_client erin -listen # will be frozen: never answers probes
+start_client erin -listen -allow-peer alice # will be frozen: never answers probes
 
 # ---- hole punching fails: erin is stopped before alice reaches out ------
 kill -STOP "$(pid erin)"
@@ -175,7 +175,7 @@ check_echo "$p_good"
 # -port fixes a client's UDP port (for a router's port forward); a port
 # already taken is a start-up error that names it.
 udp_port=$(free_port)
-start_client frank -listen -port "$udp_port"
+start_client frank -listen -allow-peer alice -port "$udp_port"
 wait_log frank "UDP port $udp_port\$"
 udp_socks=$(ss -Hlun "sport = :$udp_port")
 [[ -n $udp_socks ]] || fail "frank does not hold UDP port $udp_port"

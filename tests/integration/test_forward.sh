@@ -36,11 +36,11 @@ start_echo_server echo_b "$echo_b"
 start_echo_server echo_c "$echo_c" # ... and carol's
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice -allow-peer carol
 
 # carol listens too and forwards a port of her own to bob.
 p_carol_bob=$(free_port)
-start_client carol -listen "$p_carol_bob:bob:$echo_b"
+start_client carol -listen -allow-peer alice "$p_carol_bob:bob:$echo_b"
 
 # alice: three SPECs to bob in the three forms, one to carol's own service
 # and one to carol's forward (so carol serves a stream and opens one).

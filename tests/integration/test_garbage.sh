@@ -71,7 +71,7 @@ udp_port() {
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice -allow-peer carol
 p_alice=$(free_port)
 start_client alice "$p_alice:bob:$echo_port"
 expect_exit_zero "$TCPCHECK" echo-check "$p_alice" --conns 2 --bytes 64K

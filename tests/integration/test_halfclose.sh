@@ -22,7 +22,7 @@ head -c 1000003 /dev/urandom >"$WORK/up.bin"
 head -c $((4 * 1024 * 1024 + 7)) /dev/urandom >"$WORK/down.bin"
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 p_echo=$(free_port)
 p_sink=$(free_port)
 p_late=$(free_port)

@@ -43,7 +43,8 @@ FORGED=$'evil\nnatter: root checked in from 192.0.2.1\e[2J'
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker
-NATTER=$HOSTILE start_client bob -listen -allow-command '*'
+NATTER=$HOSTILE start_client bob -listen -allow-peer alice -allow-peer carol \
+  -allow-command '*'
 
 honest_port=$(free_port)
 declare -A PORTS=()

@@ -80,7 +80,7 @@ start banner socat "TCP-LISTEN:$banner_port,bind=127.0.0.1,reuseaddr,fork" \
 wait_tcp_listen "$banner_port"
 
 start_broker broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice -allow-peer dave
 start_client dave "$(free_port):bob:$echo_port" # forwards; does not listen
 ALICE=("$NATTER" -name alice -broker "$BROKER" -identity "$WORK/alice.key")
 

@@ -635,7 +635,7 @@ lab_case() {
 
   lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
-  lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -v
+  lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
 
   local t_start t_checkin t_first t_conn=0 t_echo outcome=""
