@@ -106,7 +106,7 @@ typedef void (*natter_log_fn)(natter_log_level level, const char *line,
 typedef struct natter_broker natter_broker; /* opaque */
 
 #define NATTER_BROKER_CONFIG_V1 1
-#define NATTER_BROKER_CONFIG_V2 2 /* registry .. admitted_keys */
+#define NATTER_BROKER_CONFIG_V2 2 /* registry .. max_per_source */
 #define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V2
 
 typedef struct natter_broker_config {
@@ -137,6 +137,14 @@ typedef struct natter_broker_config {
   const char *admitted_keys; /* file of "FINGERPRINT NAME" lines: only
                                 these keys may check in, each under its
                                 name; NULL: any key */
+  /* V2: limits against one host holding the broker (README "Limits");
+   * a new connection past one is refused with a message that names it. */
+  uint32_t max_clients;      /* connections, checked in or not; default
+                                10000 */
+  uint32_t max_pending;      /* connections not checked in yet; default
+                                512 */
+  uint32_t max_per_source;   /* connections from one IP address; default
+                                32 */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */

@@ -42,9 +42,7 @@
 /* Limits against one host holding the broker (README, "Limits"); each is
  * logged when hit (at most once a second per kind) and answered with a
  * stateless CONNECTION_CLOSE that names it, never with silence. */
-#define BROKER_MAX_CLIENTS 10000    /* connections, checked in or not */
-#define BROKER_MAX_PENDING 512      /* connections not checked in yet */
-#define BROKER_MAX_PER_SOURCE 32    /* connections from one IP address */
+/* (max_clients, max_pending and max_per_source: natter_broker_config) */
 #define BROKER_CHECKIN_DEADLINE_S 10 /* from the first packet to CheckIn */
 #define BROKER_CTL_RATE 20          /* control messages per second ... */
 #define BROKER_CTL_BURST 40         /* ... per client, with this burst */
@@ -87,6 +85,7 @@ struct natter_broker {
   int loopback;                /* serving on loopback: loopback candidates
                                   are real */
   char refuse_text[200];       /* the reason of the latest refusal */
+  uint32_t max_clients, max_pending, max_per_source;
   uint64_t limit_logged_ns[3]; /* last log line per kind of limit */
   unsigned limit_suppressed[3];
   /* Name -> the one checked-in bclient using it. Names and keys come
@@ -583,24 +582,24 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   natter_broker *b = ud;
   char addr[NT_ADDR_STRLEN];
   (void)ep;
-  if (b->nclients >= BROKER_MAX_CLIENTS) {
+  if (b->nclients >= b->max_clients) {
     return refuse(b, params, LIMIT_TOTAL, from,
-                  "broker is full (" STR(BROKER_MAX_CLIENTS)
-                  " connections, its limit); try again later");
+                  "broker is full (%u connections, its limit); try again "
+                  "later",
+                  b->max_clients);
   }
-  if (b->npending >= BROKER_MAX_PENDING) {
+  if (b->npending >= b->max_pending) {
     return refuse(b, params, LIMIT_PENDING, from,
-                  "broker is busy (" STR(BROKER_MAX_PENDING)
-                  " connections not checked in yet, its limit); retry in a "
-                  "few seconds");
+                  "broker is busy (%u connections not checked in yet, its "
+                  "limit); retry in a few seconds",
+                  b->max_pending);
   }
-  if (nt_sources_count(&b->sources, from) >= BROKER_MAX_PER_SOURCE) {
+  if (nt_sources_count(&b->sources, from) >= b->max_per_source) {
     nt_addr_str(from, addr);
     *strrchr(addr, ':') = '\0'; /* the address, without the port */
     return refuse(b, params, LIMIT_SOURCE, from,
-                  "too many connections from %s (limit " STR(
-                      BROKER_MAX_PER_SOURCE) " per address)",
-                  addr);
+                  "too many connections from %s (limit %u per address)",
+                  addr, b->max_per_source);
   }
   bclient *c = calloc(1, sizeof(*c));
   if (!c) {
@@ -943,6 +942,9 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_hashmap_init(&b->checked_in, seed);
   nt_sources_init(&b->sources, seed + NT_HASHMAP_SEED_LEN);
   b->loopback = nt_addr_is_loopback((struct sockaddr *)&epcfg.bind.ss);
+  b->max_clients = cfg->max_clients ? cfg->max_clients : 10000;
+  b->max_pending = cfg->max_pending ? cfg->max_pending : 512;
+  b->max_per_source = cfg->max_per_source ? cfg->max_per_source : 32;
   rv = broker_security_new(b, cfg);
   if (rv != 0) {
     broker_security_free(b);

@@ -17,7 +17,7 @@ size_t nt_broker_config_len(int version) {
   case NATTER_BROKER_CONFIG_V1:
     return FIELD_END(natter_broker_config, user_data);
   case NATTER_BROKER_CONFIG_V2:
-    return FIELD_END(natter_broker_config, admitted_keys);
+    return FIELD_END(natter_broker_config, max_per_source);
   default:
     return 0;
   }
@@ -84,6 +84,9 @@ static void broker_config_defaults(natter_broker_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->log_level = NATTER_LOG_INFO;
   cfg->name_expiry_s = 30u * 24 * 3600;
+  cfg->max_clients = 10000;
+  cfg->max_pending = 512;
+  cfg->max_per_source = 32;
 }
 
 static void client_config_defaults(natter_client_config *cfg) {
