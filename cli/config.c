@@ -34,13 +34,16 @@ typedef enum key_id {
   KEY_ALLOW,
   KEY_ALLOW_COMMAND,
   KEY_FORWARD,
+  KEY_METRICS,
+  KEY_ADMIN,
+  KEY_LOG_FORMAT,
   KEY_COUNT
 } key_id;
 
 static const char *const key_names[KEY_COUNT] = {
-    "server",    "name",   "broker", "identity",      "broker-key", "timeout",
-    "log-level", "listen", "port",   "allow",         "allow-command",
-    "forward",
+    "server",        "name",      "broker",  "identity", "broker-key",
+    "timeout",       "log-level", "listen",  "port",     "allow",
+    "allow-command", "forward",   "metrics", "admin",    "log-format",
 };
 
 /* State of one cli_config_parse() call. */
@@ -623,6 +626,25 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
                        value);
   case KEY_FORWARD:
     return add_forward(p, value);
+  case KEY_METRICS:
+    if (check_host_port(p, "metrics", value, 0) != 0) {
+      return -1;
+    }
+    return set_string(p, &c->metrics, &c->metrics_set, value);
+  case KEY_ADMIN:
+    if (natter_fingerprint_check(value) != 0) {
+      return fail(p,
+                  "bad admin \"%s\": expected a key fingerprint, 64 hex "
+                  "digits (':' between pairs allowed)%s",
+                  quoted, hash_hint(value));
+    }
+    return add_to_list(p, c->admin, &c->nadmin, "admin", value);
+  case KEY_LOG_FORMAT:
+    if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
+      return fail(p, "bad log-format \"%s\": expected text or json%s", quoted,
+                  hash_hint(value));
+    }
+    return set_string(p, &c->log_format, &c->log_format_set, value);
   case KEY_COUNT:
     break;
   }
@@ -651,6 +673,10 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->listen_set;
   case KEY_PORT:
     return c->port_set;
+  case KEY_METRICS:
+    return c->metrics_set;
+  case KEY_LOG_FORMAT:
+    return c->log_format_set;
   default:
     return 0;
   }
@@ -717,11 +743,12 @@ static int parse_line(parser *p, char *buf) {
       return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", quoted,
                   suggestion);
     }
-    return fail(p,
-                "unknown key \"%s\": expected one of server, name, broker, "
-                "identity, broker-key, timeout, log-level, listen, port, allow, "
-                "allow-command, forward",
-                quoted);
+    return fail(
+        p,
+        "unknown key \"%s\": expected one of server, name, broker, "
+        "identity, broker-key, timeout, log-level, listen, port, allow, "
+        "allow-command, forward, metrics, admin, log-format",
+        quoted);
   }
 
   first = line_set(p->c, (key_id)key);
@@ -868,6 +895,11 @@ void cli_config_free(cli_config *c) {
   free(c->broker);
   free(c->identity);
   free(c->broker_key);
+  free(c->metrics);
+  free(c->log_format);
+  for (size_t i = 0; i < c->nadmin; i++) {
+    free(c->admin[i]);
+  }
   for (size_t i = 0; i < c->nallow; i++) {
     free(c->allow[i]);
   }

@@ -34,11 +34,15 @@
  *                               bare IPv6 (::1) or *            (repeatable)
  *   allow-command = PROGRAM     a program name or path, or *    (repeatable)
  *   forward = SPEC [COMMAND]    as on the command line          (repeatable)
+ *   metrics = IP:PORT           Prometheus metrics on this loopback address
+ *   admin = FINGERPRINT         a key that may read the detailed status
+ *                               page                            (repeatable)
+ *   log-format = FORMAT         text or json
  *
- * The first eight keys may appear once each ("duplicate key" otherwise);
- * allow, allow-command and forward up to CLI_CONFIG_MAX_LIST times each, and
- * their order is kept. No value may be empty. Values are checked as far
- * as can be done without the network: the shape of addresses and allow
+ * allow, allow-command, forward and admin may appear up to
+ * CLI_CONFIG_MAX_LIST times each, their order kept, and every other key
+ * once ("duplicate key" otherwise). No value may be empty. Values are checked
+ * as far as can be done without the network: the shape of addresses and allow
  * rules (natter_allow_rule_check(), natter_allow_command_check(): the
  * library's own rules), ports, names, numbers, fingerprints and specs.
  * Keys are case-sensitive; yes/no words and log levels are not.
@@ -105,12 +109,18 @@ typedef struct cli_config {
   size_t listen_set;
   uint16_t port; /* the client's UDP port, 1..65535 */
   size_t port_set;
+  char *metrics; /* "IP:PORT" */
+  size_t metrics_set;
+  char *log_format; /* "text" or "json" */
+  size_t log_format_set;
 
   /* NULL-terminated, as natter_client_config.allow wants it. */
   char *allow[CLI_CONFIG_MAX_LIST + 1];
   size_t nallow;
   char *allow_command[CLI_CONFIG_MAX_LIST + 1];
   size_t nallow_command;
+  char *admin[CLI_CONFIG_MAX_LIST + 1];
+  size_t nadmin;
   cli_forward forward[CLI_CONFIG_MAX_LIST];
   size_t nforward;
 } cli_config;

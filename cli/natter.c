@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "natter.h"
@@ -58,8 +61,17 @@ static const char usage_text[] =
     "  -port PORT           this client's UDP port (default: any free "
     "port); fix it\n"
     "                       when a router forwards a UDP port to this host\n"
-    "  -config FILE         read settings from FILE (default "
-    DEFAULT_CONFIG ",\n"
+    "  -metrics IP:PORT     serve Prometheus metrics on this loopback TCP "
+    "address\n"
+    "                       (GET /metrics; default: off)\n"
+    "  -admin FP            a key (fingerprint) that may read the detailed "
+    "status\n"
+    "                       page; repeatable\n"
+    "  -log-format FORMAT   text (default) or json: one object per line "
+    "with the\n"
+    "                       keys time, level, msg\n"
+    "  -config FILE         read settings from FILE (default " DEFAULT_CONFIG
+    ",\n"
     "                       if it exists); flags override it\n"
     "  -v                   verbose: log every candidate check and stream\n"
     "  -q                   quiet: errors only\n"
@@ -77,6 +89,10 @@ typedef struct options {
   const char *config;
   int config_given;
   const char *server, *name, *broker, *identity, *broker_key;
+  const char *metrics;
+  const char *log_format; /* "text" or "json"; NULL: not given */
+  const char *admin[MAX_RULES];
+  size_t nadmin;
   int listen;
   long timeout_s; /* 0: not given */
   long port;      /* 0: not given */
@@ -90,11 +106,70 @@ typedef struct options {
   size_t nspecs;
 } options;
 
+/* Where log lines go: stderr, as text or JSON, with a timestamp unless
+ * a terminal (a person watching) or journald (which stamps lines itself)
+ * reads them. */
+typedef struct log_sink {
+  int json;
+  int timestamps;
+  int journald; /* stderr is the journal's stream: "<N>" level prefixes */
+} log_sink;
+
 typedef struct cli {
   struct event_base *base;
   int exit_code;
   natter_forward *session; /* the stdin/stdout forward, if any */
+  log_sink sink;
 } cli;
+
+/* JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to the
+ * journal (systemd.exec(5)); it only counts if stderr is still that. */
+static int stderr_is_journal(void) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) != 0) {
+    return 0;
+  }
+  return (unsigned long long)st.st_dev == dev &&
+         (unsigned long long)st.st_ino == ino;
+}
+
+static void sink_init(log_sink *sink, const char *format) {
+  sink->json = format && strcmp(format, "json") == 0;
+  sink->journald = stderr_is_journal();
+  sink->timestamps = !sink->journald && !isatty(2);
+}
+
+static uint64_t now_unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* natter_log_fn for the library, and the CLI's own lines. */
+static void cli_log(natter_log_level level, const char *line, void *user_data) {
+  const log_sink *sink = &((cli *)user_data)->sink;
+  /* sd-daemon(3) priorities: err, warning, info, debug. */
+  static const char prio[] = {'3', '4', '6', '7'};
+  char prefix[48] = "", buf[8192];
+  uint64_t ms = sink->timestamps ? now_unix_ms() : 0;
+
+  if (sink->journald) {
+    snprintf(prefix, sizeof(prefix), "<%c>", prio[level & 3]);
+  }
+  if (sink->json) {
+    natter_log_json(buf, sizeof(buf), level, ms, line);
+    fprintf(stderr, "%s%s\n", prefix, buf);
+    return;
+  }
+  if (ms) {
+    size_t n = strlen(prefix);
+    n += natter_log_timestamp(prefix + n, sizeof(prefix) - n, ms);
+    snprintf(prefix + n, sizeof(prefix) - n, " ");
+  }
+  fprintf(stderr, "%snatter: %s\n", prefix, line);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
   cli *app = arg;
@@ -206,6 +281,26 @@ static int parse_flags(options *o, int argc, char **argv) {
         return rule_error(a, o->allow_cmd[o->nallow_cmd], err);
       }
       o->nallow_cmd++;
+    } else if (strcmp(a, "-log-format") == 0) {
+      VALUE(o->log_format);
+      if (strcmp(o->log_format, "text") != 0 &&
+          strcmp(o->log_format, "json") != 0) {
+        return usage_error("bad -log-format \"%.40s\": expected text or json",
+                           o->log_format);
+      }
+    } else if (strcmp(a, "-metrics") == 0) {
+      VALUE(o->metrics);
+    } else if (strcmp(a, "-admin") == 0) {
+      if (o->nadmin >= MAX_RULES) {
+        return usage_error("too many -admin keys (at most %s)", "64");
+      }
+      VALUE(o->admin[o->nadmin]);
+      if (natter_fingerprint_check(o->admin[o->nadmin]) != 0) {
+        return usage_error("bad -admin \"%.80s\": expected a key "
+                           "fingerprint, 64 hex digits",
+                           o->admin[o->nadmin]);
+      }
+      o->nadmin++;
     } else if (strcmp(a, "-timeout") == 0) {
       const char *v;
       char *end;
@@ -268,7 +363,8 @@ static int append_rules(const char **list, size_t *n, char *const *add,
   return 0;
 }
 
-static int run_broker(cli *app, const options *o, natter_log_level level) {
+static int run_broker(cli *app, const options *o, natter_log_level level,
+                      const char **admins) {
   natter_broker_config cfg;
   natter_broker *b = NULL;
 
@@ -276,25 +372,37 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
   cfg.listen = o->server;
   cfg.identity_file = o->identity;
   cfg.log_level = level;
+  cfg.log = cli_log;
+  cfg.user_data = app;
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
+    return 1;
+  }
+  for (size_t i = 0; admins[i]; i++) {
+    natter_broker_add_admin(b, admins[i]);
+  }
+  if (o->metrics && natter_broker_metrics_listen(b, o->metrics) != 0) {
+    natter_broker_free(b);
     return 1;
   }
   event_base_dispatch(app->base);
   natter_broker_stats st;
+  char line[200];
   natter_broker_get_stats(b, &st);
-  fprintf(stderr,
-          "natter: broker traffic: received %llu bytes, sent %llu bytes, "
-          "%llu introductions\n",
-          (unsigned long long)st.bytes_received,
-          (unsigned long long)st.bytes_sent,
-          (unsigned long long)st.introductions);
+  snprintf(line, sizeof(line),
+           "broker traffic: received %llu bytes, sent %llu bytes, %llu "
+           "introductions",
+           (unsigned long long)st.bytes_received,
+           (unsigned long long)st.bytes_sent,
+           (unsigned long long)st.introductions);
+  cli_log(NATTER_LOG_INFO, line, app); /* printed even with -q, as ever */
   natter_broker_free(b);
   return 0;
 }
 
 static int run_client(cli *app, const options *o, natter_log_level level,
                       int level_given, const char **allow,
-                      const char **allow_cmd, size_t nstdio) {
+                      const char **allow_cmd, const char **admins,
+                      size_t nstdio) {
   natter_client_config cfg;
   natter_client *c = NULL;
   int rv;
@@ -316,8 +424,16 @@ static int run_client(cli *app, const options *o, natter_log_level level,
     cfg.log_level = NATTER_LOG_WARN;
   }
   cfg.on_event = on_event;
+  cfg.log = cli_log;
   cfg.user_data = app;
   if (natter_client_new(&c, app->base, &cfg) != 0) {
+    return 1;
+  }
+  for (size_t i = 0; admins[i]; i++) {
+    natter_client_add_admin(c, admins[i]);
+  }
+  if (o->metrics && natter_client_metrics_listen(c, o->metrics) != 0) {
+    natter_client_free(c);
     return 1;
   }
   for (size_t i = 0; i < o->nspecs; i++) {
@@ -342,14 +458,16 @@ static int run_client(cli *app, const options *o, natter_log_level level,
 int main(int argc, char **argv) {
   options o;
   cli_config file;
-  cli app = {NULL, 0, NULL};
+  cli app;
   char err[600];
   const char *allow[MAX_RULES + 1] = {NULL};
   const char *allow_cmd[MAX_RULES + 1] = {NULL};
-  size_t nallow = 0, nallow_cmd = 0, nstdio = 0;
+  const char *admins[MAX_RULES + 1] = {NULL};
+  size_t nallow = 0, nallow_cmd = 0, nadmins = 0, nstdio = 0;
   int rv;
 
   memset(&o, 0, sizeof(o));
+  memset(&app, 0, sizeof(app));
   o.level = -1;
   rv = parse_flags(&o, argc, argv);
   if (rv >= 0) {
@@ -372,6 +490,8 @@ int main(int argc, char **argv) {
   FILL(broker);
   FILL(identity);
   FILL(broker_key);
+  FILL(metrics);
+  FILL(log_format);
 #undef FILL
   if (!o.listen && file.listen_set) {
     o.listen = file.listen;
@@ -391,7 +511,9 @@ int main(int argc, char **argv) {
       append_rules(allow_cmd, &nallow_cmd, file.allow_command,
                    file.nallow_command) != 0 ||
       append_rules(allow_cmd, &nallow_cmd, (char *const *)o.allow_cmd,
-                   o.nallow_cmd) != 0) {
+                   o.nallow_cmd) != 0 ||
+      append_rules(admins, &nadmins, file.admin, file.nadmin) != 0 ||
+      append_rules(admins, &nadmins, (char *const *)o.admin, o.nadmin) != 0) {
     cli_config_free(&file);
     return usage_error("too many allow rules (at most %s in all)", "64");
   }
@@ -450,6 +572,7 @@ int main(int argc, char **argv) {
     return rv;
   }
 
+  sink_init(&app.sink, o.log_format);
   signal(SIGPIPE, SIG_IGN);
   app.base = event_base_new();
   if (!app.base) {
@@ -462,10 +585,10 @@ int main(int argc, char **argv) {
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
 
-  rv = o.server ? run_broker(&app, &o, level)
-                : run_client(&app, &o, level,
-                             o.level >= 0 || file.log_level_set, allow,
-                             allow_cmd, nstdio);
+  rv = o.server
+           ? run_broker(&app, &o, level, admins)
+           : run_client(&app, &o, level, o.level >= 0 || file.log_level_set,
+                        allow, allow_cmd, admins, nstdio);
 
   event_free(sigint);
   event_free(sigterm);

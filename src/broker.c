@@ -14,10 +14,12 @@
 #include "endpoint.h"
 #include "hashmap.h"
 #include "mapping.h"
+#include "metrics.h"
 #include "natter.h"
 #include "paths.h"
 #include "punch.h"
 #include "spec.h"
+#include "status.h"
 #include "structs.h"
 #include "wire_msg.h"
 
@@ -47,6 +49,7 @@ struct bclient {
   size_t nlocal;
   Natter__NatMapping mapping;
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
+  uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
 };
 
@@ -71,6 +74,12 @@ struct natter_broker {
   struct event *map_ev;
   uint16_t map_port;
   uint64_t map_rx, map_tx;
+  /* Status (getters at the end of this file). */
+  uint64_t started_ns;
+  uint64_t check_ins;
+  uint64_t status_requests;
+  nt_admins admins;
+  nt_metrics *metrics;
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -115,6 +124,10 @@ static void send_check_in_result(bclient *c, Natter__Code code,
 
   res.code = code;
   res.message = (char *)message;
+  if (code == NATTER__CODE__OK) {
+    c->broker->check_ins++;
+    c->checked_in_unix_ms = nt_unix_ms();
+  }
   nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
   res.observed = &observed;
   res.mapping_port = c->broker->map_port;
@@ -521,6 +534,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   b->map_fd = -1;
   b->base = base;
+  b->started_ns = nt_monotonic_ns();
   TAILQ_INIT(&b->clients);
   LIST_INIT(&b->bindings);
   b->log.fn = cfg->log;
@@ -592,6 +606,7 @@ void natter_broker_free(natter_broker *b) {
   if (!b) {
     return;
   }
+  nt_metrics_free(b->metrics);
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   if (b->map_ev) {
     event_free(b->map_ev);
@@ -643,4 +658,112 @@ int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
   stats->introductions = b->introductions;
   memcpy(out, stats, len);
   return 0;
+}
+
+/* ---- status: the getters behind metrics, status pages and embedders ---- */
+
+static int bclient_mapping(const bclient *c) {
+  switch (c->mapping) {
+  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
+    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
+  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
+    return NATTER_NAT_MAPPING_SYMMETRIC;
+  default:
+    return NATTER_NAT_MAPPING_UNKNOWN;
+  }
+}
+
+int natter_broker_get_status_versioned(const natter_broker *b,
+                                       int status_version,
+                                       natter_broker_status *out) {
+  natter_broker_status full, *st = &full;
+  size_t len = nt_broker_status_len(status_version);
+  if (!out || !len) {
+    return NATTER_ERR_INVALID;
+  }
+  memset(st, 0, sizeof(*st));
+  if (!b) {
+    memcpy(out, st, len);
+    return NATTER_ERR_INVALID;
+  }
+  st->uptime_ms = (nt_monotonic_ns() - b->started_ns) / 1000000;
+  st->connections = b->nclients;
+  st->clients = nt_hashmap_count(&b->checked_in);
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (c->checked_in) {
+      st->clients_by_mapping[bclient_mapping(c)]++;
+    }
+  }
+  st->check_ins = b->check_ins;
+  st->introductions = b->introductions;
+  st->relayed_bytes = 0;
+  nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
+  st->bytes_received += b->map_rx;
+  st->bytes_sent += b->map_tx;
+  st->packets_dropped = nt_endpoint_dropped(b->ep);
+  st->status_requests = b->status_requests;
+  memcpy(out, st, len);
+  return 0;
+}
+
+int natter_broker_foreach_client(const natter_broker *b,
+                                 natter_broker_client_fn fn, void *user_data) {
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
+  if (!b || !fn) {
+    return NATTER_ERR_INVALID;
+  }
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (!c->checked_in || !nt_conn_peer_fingerprint(c->conn)) {
+      continue;
+    }
+    natter_broker_client_info info;
+    nt_conn_path_stats ps;
+    memset(&info, 0, sizeof(info));
+    nt_fingerprint_hex(nt_conn_peer_fingerprint(c->conn), hex);
+    nt_conn_get_path_stats(c->conn, &ps);
+    info.name = c->name;
+    info.fingerprint = hex;
+    info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
+    info.mapping = bclient_mapping(c);
+    info.listening = c->listen;
+    info.connected_unix_ms = c->checked_in_unix_ms;
+    info.last_seen_unix_ms =
+        nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));
+    info.bytes_received = ps.bytes_received;
+    info.bytes_sent = ps.bytes_sent;
+    fn(&info, user_data);
+  }
+  return 0;
+}
+
+int natter_broker_add_admin(natter_broker *b, const char *fingerprint) {
+  return b ? nt_admins_add(&b->admins, fingerprint) : NATTER_ERR_INVALID;
+}
+
+static void broker_render_metrics(struct evbuffer *out, void *ud) {
+  natter_broker *b = ud;
+  b->status_requests++;
+  nt_render_broker_metrics(out, b);
+}
+
+int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
+  char err[300];
+  if (!b || !addr || b->metrics) {
+    return NATTER_ERR_INVALID;
+  }
+  int rv = nt_metrics_new(&b->metrics, b->base, addr, broker_render_metrics, b,
+                          err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "%s", err);
+    return rv;
+  }
+  nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
+          nt_metrics_port(b->metrics));
+  return 0;
+}
+
+uint16_t natter_broker_metrics_port(const natter_broker *b) {
+  return b ? nt_metrics_port(b->metrics) : 0;
 }

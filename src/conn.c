@@ -724,13 +724,14 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
     return;
   }
   conn->rx_bytes += len;
+  uint64_t now = nt_timestamp();
+  conn->last_rx_ns = now;
   ngtcp2_path path = {
       {(struct sockaddr *)&ep->local.ss, ep->local.len},
       {(struct sockaddr *)from, fromlen},
       NULL,
   };
-  int rv = ngtcp2_conn_read_pkt(conn->qc, &path, &pi, data, len,
-                                nt_timestamp());
+  int rv = ngtcp2_conn_read_pkt(conn->qc, &path, &pi, data, len, now);
   if (rv == 0) {
     /* The peer may have moved (NAT rebinding): answer where it is now. */
     const ngtcp2_path *cur = ngtcp2_conn_get_path(conn->qc);
@@ -888,4 +889,20 @@ void nt_stream_consume(nt_stream *stream, size_t n) {
   }
   ngtcp2_conn_extend_max_offset(stream->conn->qc, n);
   schedule_write(stream->conn);
+}
+
+/* ---- status (what status pages and metrics read) ---- */
+
+uint64_t nt_conn_last_rx_ns(const nt_conn *conn) {
+  return conn->last_rx_ns;
+}
+
+void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  out->rtt_us = st.smoothed_rtt / NGTCP2_MICROSECONDS;
+  out->pto_count = st.pto_count;
+  out->cwnd = st.cwnd;
+  out->bytes_sent = conn->tx_bytes;
+  out->bytes_received = conn->rx_bytes;
 }

@@ -410,3 +410,7 @@ void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {
   *rx = ep->rx_bytes;
   *tx = ep->tx_bytes;
 }
+
+uint64_t nt_endpoint_dropped(const nt_endpoint *ep) {
+  return ep->dropped;
+}

@@ -120,6 +120,19 @@ int nt_conn_is_established(const nt_conn *conn);
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);
 
+/* For status pages: the monotonic time (ns) of the last datagram from
+ * the peer, and the path's numbers as ngtcp2 keeps them. */
+uint64_t nt_conn_last_rx_ns(const nt_conn *conn);
+typedef struct nt_conn_path_stats {
+  uint64_t rtt_us;    /* smoothed */
+  uint64_t pto_count; /* probe timeouts in a row: a sign of loss */
+  uint64_t cwnd;      /* congestion window, bytes */
+  uint64_t bytes_sent, bytes_received; /* UDP payload bytes */
+} nt_conn_path_stats;
+void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out);
+/* Datagrams the endpoint dropped (no connection, refused Initials). */
+uint64_t nt_endpoint_dropped(const nt_endpoint *ep);
+
 /* ---- streams ---- */
 
 typedef struct nt_stream_callbacks {

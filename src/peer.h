@@ -119,4 +119,21 @@ int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
 /* The live connection to |peer|, or NULL. */
 nt_conn *nt_peer_conn(const nt_peer *peer);
 
+/* A read-only view of one peer for status pages; valid during the
+ * callback. */
+typedef struct nt_peer_view {
+  const char *name;
+  const char *state; /* "idle", "introducing", "punching", ... */
+  int initiator;
+  const uint8_t *key;        /* vouched key, NULL before any introduction */
+  int mapping;               /* nt_nat_mapping the peer reported */
+  nt_conn *conn;             /* live connection or NULL */
+  const nt_punch *punch;     /* the last punching: candidates, counts */
+  const nt_addr *probe_from; /* where its probes came from, or NULL */
+} nt_peer_view;
+typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
+void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);
+/* The NAT mapping |peer| reported (NT_MAPPING_*). */
+int nt_peer_mapping(const nt_peer *peer);
+
 #endif

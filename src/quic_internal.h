@@ -99,6 +99,7 @@ struct nt_conn {
   struct nt_stream_queue pending; /* streams with bytes or FIN to send */
   uint64_t send_held;             /* bytes queued and unacked on all streams */
   uint64_t tx_bytes, rx_bytes;
+  uint64_t last_rx_ns; /* monotonic time of the last datagram (status) */
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
   struct nt_cid_list cids; /* every ID the endpoint routes to us */
