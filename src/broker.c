@@ -3,6 +3,7 @@
  * it, and when one client asks for another it sends each the other's key
  * and addresses. Forwarded bytes never pass through here. */
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "h3.h"
 #include "hashmap.h"
 #include "mapping.h"
 #include "metrics.h"
@@ -80,6 +82,7 @@ struct natter_broker {
   uint64_t status_requests;
   nt_admins admins;
   nt_metrics *metrics;
+  nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -446,6 +449,9 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   return 1;
 }
 
+static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud);
+
 static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept,
                                                            NULL};
 
@@ -511,6 +517,8 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
   }
   b->map_port = (uint16_t)(port + 1);
 }
+
+static void start_status_page(natter_broker *b);
 
 int natter_broker_new_versioned(natter_broker **pbroker,
                                 struct event_base *base, int config_version,
@@ -580,6 +588,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_hashmap_init(&b->names, seed + NT_HASHMAP_SEED_LEN);
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
+  epcfg.accept_h3 = broker_accept_h3;
   epcfg.user_data = b;
   epcfg.log = &b->log;
   epcfg.handshake_timeout_ms = 5000;
@@ -594,6 +603,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
+  start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
           nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
@@ -608,6 +618,7 @@ void natter_broker_free(natter_broker *b) {
   }
   nt_metrics_free(b->metrics);
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
+  nt_h3_server_free(b->h3);
   if (b->map_ev) {
     event_free(b->map_ev);
   }
@@ -766,4 +777,46 @@ int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
 
 uint16_t natter_broker_metrics_port(const natter_broker *b) {
   return b ? nt_metrics_port(b->metrics) : 0;
+}
+
+/* ---- HTTP/3 status page ---- */
+
+/* GET /status: anyone gets the aggregate counts (a broker is public, and
+ * so are how many use it); a caller whose certificate key is an -admin
+ * key also gets every client's row. JSON, or the table natter -status
+ * prints when the request accepts text/plain. */
+static int broker_render_status(struct evbuffer *body, const char *path,
+                                const char *accept, const uint8_t *peer_fp,
+                                const char **content_type, void *ud) {
+  natter_broker *b = ud;
+  size_t plen = strcspn(path, "?");
+  b->status_requests++;
+  if (plen != 7 || strncmp(path, "/status", 7) != 0) {
+    *content_type = "text/plain; charset=utf-8";
+    evbuffer_add_printf(body, "not found: try /status\n");
+    return 404;
+  }
+  int detailed = nt_admins_contains(&b->admins, peer_fp);
+  if (strstr(accept, "text/plain")) {
+    *content_type = "text/plain; charset=utf-8";
+    nt_render_broker_text(body, b, detailed);
+  } else {
+    *content_type = "application/json";
+    nt_render_broker_json(body, b, detailed);
+  }
+  return 200;
+}
+
+static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud) {
+  natter_broker *b = ud;
+  (void)ep;
+  (void)from;
+  return b->h3 ? nt_h3_server_accept(b->h3, params) : 0;
+}
+
+static void start_status_page(natter_broker *b) {
+  if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
+    nt_warn(&b->log, "no HTTP/3 status page: out of memory");
+  }
 }

@@ -1,6 +1,7 @@
 /* The client: one UDP endpoint, the session with the broker over a control
  * stream, and the public natter_client_* API. Peers, forwards and tunnels
  * live in their own files. */
+#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <ifaddrs.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 
 #include "client_internal.h"
 #include "escape.h"
+#include "h3.h"
 #include "mapping.h"
 #include "metrics.h"
 #include "paths.h"
@@ -509,6 +511,9 @@ static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
   }
 }
 
+static int client_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud);
+
 static const nt_endpoint_callbacks client_ep_callbacks = {client_accept,
                                                            client_datagram};
 
@@ -609,6 +614,8 @@ static int load_rules(natter_client *c, const natter_client_config *cfg) {
   }
   return 0;
 }
+
+static void start_status_page(natter_client *c);
 
 int natter_client_new_versioned(natter_client **pclient,
                                 struct event_base *base, int config_version,
@@ -712,6 +719,7 @@ int natter_client_new_versioned(natter_client **pclient,
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, cfg->local_port);
   epcfg.identity = c->identity;
   epcfg.callbacks = &client_ep_callbacks;
+  epcfg.accept_h3 = client_accept_h3;
   epcfg.user_data = c;
   epcfg.log = &c->log;
   epcfg.handshake_timeout_ms = BROKER_HANDSHAKE_TIMEOUT_MS;
@@ -741,6 +749,7 @@ int natter_client_new_versioned(natter_client **pclient,
   if ((rv = start_parts(c)) != 0) {
     goto fail;
   }
+  start_status_page(c);
   broker_connect(c);
   *pclient = c;
   return 0;
@@ -898,6 +907,7 @@ void natter_client_free(natter_client *c) {
   nt_forward_free_all(&c->forwards);
   nt_peers_free(c->peers);
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
+  nt_h3_server_free(c->h3);
   if (c->reconnect_ev) {
     event_free(c->reconnect_ev);
   }
@@ -1163,4 +1173,53 @@ int natter_client_metrics_listen(natter_client *c, const char *addr) {
 
 uint16_t natter_client_metrics_port(const natter_client *c) {
   return c ? nt_metrics_port(c->metrics) : 0;
+}
+
+/* ---- HTTP/3 status page ---- */
+
+/* GET /status for this client's own key (natter -status run with the
+ * same identity) and -admin keys only: a client's peers, addresses and
+ * forwards are its operator's business. Others get 403. */
+static int client_render_status(struct evbuffer *body, const char *path,
+                                const char *accept, const uint8_t *peer_fp,
+                                const char **content_type, void *ud) {
+  natter_client *c = ud;
+  size_t plen = strcspn(path, "?");
+  int text = strstr(accept, "text/plain") != NULL;
+  c->status_requests++;
+  *content_type = text ? "text/plain; charset=utf-8" : "application/json";
+  if (plen != 7 || strncmp(path, "/status", 7) != 0) {
+    evbuffer_add_printf(body, text ? "not found: try /status\n"
+                                   : "{\"error\":\"not found\"}\n");
+    return 404;
+  }
+  if (!peer_fp || (memcmp(peer_fp, nt_identity_fingerprint(c->identity),
+                          NT_FINGERPRINT_LEN) != 0 &&
+                   !nt_admins_contains(&c->admins, peer_fp))) {
+    evbuffer_add_printf(body,
+                        text ? "forbidden: only this client's own key or an "
+                               "-admin key may read its status\n"
+                             : "{\"error\":\"forbidden\"}\n");
+    return 403;
+  }
+  if (text) {
+    nt_render_client_text(body, c, 1);
+  } else {
+    nt_render_client_json(body, c, 1);
+  }
+  return 200;
+}
+
+static int client_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud) {
+  natter_client *c = ud;
+  (void)ep;
+  (void)from;
+  return c->h3 ? nt_h3_server_accept(c->h3, params) : 0;
+}
+
+static void start_status_page(natter_client *c) {
+  if (nt_h3_server_new(&c->h3, &c->log, client_render_status, c) != 0) {
+    nt_warn(&c->log, "no HTTP/3 status page: out of memory");
+  }
 }

@@ -61,6 +61,7 @@ struct natter_client {
   uint64_t errors[32];
   nt_admins admins;
   struct nt_metrics *metrics;
+  struct nt_h3_server *h3; /* HTTP/3 /status on the client's socket */
 };
 
 #endif

@@ -73,6 +73,14 @@ typedef struct nt_endpoint_config {
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;    /* RFC 9000 §10.1 max_idle_timeout */
   uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
+  /* Optional: serve HTTP/3 (status pages) on this socket too. When set,
+   * a new Initial is not offered to callbacks->accept at once: the
+   * handshake starts offering ALPN NT_ALPN and "h3", and once the
+   * ClientHello has chosen, callbacks->accept (NT_ALPN) or this ("h3")
+   * decides as accept does, with user_data. An h3 peer may be anonymous
+   * (nt_conn_peer_fingerprint NULL). */
+  int (*accept_h3)(nt_endpoint *ep, const struct sockaddr *from,
+                   nt_accept_params *params, void *user_data);
 } nt_endpoint_config;
 
 /* Monotonic clock in nanoseconds: the time base of every deadline. */
@@ -152,6 +160,14 @@ typedef struct nt_stream_callbacks {
 /* Opens a bidirectional stream. Returns 0, or -1 when the peer's stream
  * limit is reached (try again later) or the connection is not usable. */
 int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
+/* The same for a unidirectional stream (HTTP/3 control and QPACK). */
+int nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream);
+/* Opens an HTTP/3 client connection to |to| (ALPN "h3"), presenting the
+ * endpoint's identity; |expected_fp| as for nt_endpoint_connect. */
+int nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
+                           socklen_t tolen, const uint8_t *expected_fp,
+                           const nt_conn_callbacks *callbacks, void *user_data,
+                           nt_conn **pconn);
 
 void nt_stream_set_callbacks(nt_stream *stream,
                              const nt_stream_callbacks *callbacks,

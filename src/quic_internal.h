@@ -106,6 +106,10 @@ struct nt_conn {
   LIST_ENTRY(nt_conn) ep_link;
   int dirty; /* on ep->dirty */
   TAILQ_ENTRY(nt_conn) dirty_link;
+  /* HTTP/3 status (h3.c): the protocol was chosen by ALPN "h3"; peer uni
+   * streams are then taken, and the peer may be anonymous (no key). */
+  int is_h3;
+  int anonymous;
 };
 
 uint64_t nt_timestamp(void);
@@ -121,6 +125,11 @@ void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn);
 /* Takes |conn| off every list of the endpoint and drops its connection
  * IDs: the last thing before it is freed. */
 void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
+/* A routed connection's ClientHello chose |is_h3| or natter's ALPN: asks
+ * the owner (accept or accept_h3) and fills |params|. Returns 1 when the
+ * owner takes it. */
+int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
+                      nt_accept_params *params);
 /* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
  * back to back in |buf|, as one GSO write when possible. */
 void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
@@ -133,6 +142,13 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const struct sockaddr *remote, socklen_t remotelen,
                 const ngtcp2_pkt_hd *initial_hd, const uint8_t *expected_fp,
                 const nt_conn_callbacks *cbs, void *user_data);
+/* With |cbs| NULL: a server connection whose owner is chosen once the
+ * ClientHello names the protocol (nt_endpoint_route). */
+/* An HTTP/3 client connection (natter -status): ALPN "h3" only. */
+int nt_conn_new_h3_client(nt_conn **pconn, nt_endpoint *ep,
+                          const struct sockaddr *remote, socklen_t remotelen,
+                          const uint8_t *expected_fp,
+                          const nt_conn_callbacks *cbs, void *user_data);
 /* Feeds one datagram; the connection may schedule its own close. */
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
                   const struct sockaddr *from, socklen_t fromlen);

@@ -44,4 +44,10 @@ void nt_render_broker_json(struct evbuffer *out, const natter_broker *b,
 void nt_render_client_json(struct evbuffer *out, const natter_client *c,
                            int detailed);
 
+/* The readable tables natter -status prints (text/plain). */
+void nt_render_broker_text(struct evbuffer *out, const natter_broker *b,
+                           int detailed);
+void nt_render_client_text(struct evbuffer *out, const natter_client *c,
+                           int detailed);
+
 #endif

@@ -489,3 +489,163 @@ void nt_render_client_json(struct evbuffer *out, const natter_client *c,
   }
   evbuffer_add(out, "}\n", 2);
 }
+
+/* ---- readable tables (natter -status) ---- */
+
+static void duration(char *out, size_t len, uint64_t ms) {
+  uint64_t s = ms / 1000;
+  if (s < 60) {
+    snprintf(out, len, "%llus", (unsigned long long)s);
+  } else if (s < 3600) {
+    snprintf(out, len, "%llum%02llus", (unsigned long long)(s / 60),
+             (unsigned long long)(s % 60));
+  } else {
+    snprintf(out, len, "%lluh%02llum", (unsigned long long)(s / 3600),
+             (unsigned long long)(s / 60 % 60));
+  }
+}
+
+static void bytes(char *out, size_t len, uint64_t n) {
+  static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    u++;
+  }
+  snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+typedef struct text_walk {
+  struct evbuffer *out;
+  uint64_t now_ms;
+} text_walk;
+
+static void broker_client_row(const natter_broker_client_info *ci, void *ud) {
+  text_walk *w = ud;
+  char since[40], seen[24], in[16], outb[16];
+  natter_log_timestamp(since, sizeof(since), ci->connected_unix_ms);
+  duration(seen, sizeof(seen),
+           w->now_ms > ci->last_seen_unix_ms ? w->now_ms - ci->last_seen_unix_ms
+                                             : 0);
+  bytes(in, sizeof(in), ci->bytes_received);
+  bytes(outb, sizeof(outb), ci->bytes_sent);
+  evbuffer_add_printf(w->out,
+                      "%-16s %.16s  %-22s %-20s %-6s %-24s %6s ago %10s "
+                      "%10s\n",
+                      ci->name, ci->fingerprint, ci->address,
+                      natter_nat_mapping_name(ci->mapping),
+                      ci->listening ? "yes" : "no", since, seen, in, outb);
+}
+
+void nt_render_broker_text(struct evbuffer *out, const natter_broker *b,
+                           int detailed) {
+  natter_broker_status st;
+  char up[24], in[16], outb[16], rel[16];
+  natter_broker_get_status(b, &st);
+  duration(up, sizeof(up), st.uptime_ms);
+  bytes(in, sizeof(in), st.bytes_received);
+  bytes(outb, sizeof(outb), st.bytes_sent);
+  bytes(rel, sizeof(rel), st.relayed_bytes);
+  evbuffer_add_printf(out, "natter broker %s, up %s\n", natter_version(), up);
+  evbuffer_add_printf(out,
+                      "clients %llu (connections %llu), check-ins %llu, "
+                      "introductions %llu, relayed %s\n",
+                      (unsigned long long)st.clients,
+                      (unsigned long long)st.connections,
+                      (unsigned long long)st.check_ins,
+                      (unsigned long long)st.introductions, rel);
+  if (!detailed) {
+    evbuffer_add_printf(out, "(per-client rows are for -admin keys only)\n");
+    return;
+  }
+  evbuffer_add_printf(
+      out,
+      "key %s\nUDP received %s, sent %s; NAT mappings: "
+      "endpoint-independent %llu, symmetric %llu, unknown %llu\n\n",
+      natter_broker_fingerprint(b), in, outb,
+      (unsigned long long)st.clients_by_mapping[1],
+      (unsigned long long)st.clients_by_mapping[2],
+      (unsigned long long)st.clients_by_mapping[0]);
+  evbuffer_add_printf(out,
+                      "%-16s %-16s  %-22s %-20s %-6s %-24s %10s %10s "
+                      "%10s\n",
+                      "NAME", "KEY", "ADDRESS", "NAT", "LISTEN",
+                      "CHECKED IN (UTC)", "LAST SEEN", "RECEIVED", "SENT");
+  text_walk w = {out, nt_unix_ms()};
+  natter_broker_foreach_client(b, broker_client_row, &w);
+}
+
+static void client_peer_row(const natter_peer_info *p, void *ud) {
+  text_walk *w = ud;
+  char rtt[24] = "-", in[16], outb[16], probes[64];
+  if (p->path[0]) {
+    snprintf(rtt, sizeof(rtt), "%.1f ms", (double)p->rtt_us / 1000.0);
+  }
+  bytes(in, sizeof(in), p->bytes_received);
+  bytes(outb, sizeof(outb), p->bytes_sent);
+  snprintf(probes, sizeof(probes), "%u/%u/%u", p->probe_rounds,
+           p->probes_received, p->replies_received);
+  evbuffer_add_printf(w->out,
+                      "%-16s %-11s %-7s %-22s %-20s %9s %4llu %10s %10s "
+                      "%7llu %-9s",
+                      p->name, p->state, p->path[0] ? p->path : "-",
+                      p->address[0] ? p->address : "-",
+                      natter_nat_mapping_name(p->mapping), rtt,
+                      (unsigned long long)p->pto_count, outb, in,
+                      (unsigned long long)p->streams, probes);
+  for (size_t i = 0; i < p->ncandidates; i++) {
+    evbuffer_add_printf(w->out, "%s%s", i ? "," : " ", p->candidates[i]);
+  }
+  evbuffer_add_printf(w->out, "\n");
+}
+
+static void client_forward_row(const natter_forward_info *f, void *ud) {
+  text_walk *w = ud;
+  char port[16], in[16], outb[16];
+  snprintf(port, sizeof(port), f->local_port ? "%u" : "stdio", f->local_port);
+  bytes(outb, sizeof(outb), f->stats.bytes_sent);
+  bytes(in, sizeof(in), f->stats.bytes_received);
+  evbuffer_add_printf(w->out, "%-8s %-30s %6llu %6llu %6llu %10s %10s\n", port,
+                      f->target, (unsigned long long)f->stats.connections,
+                      (unsigned long long)f->stats.active,
+                      (unsigned long long)f->stats.failures, outb, in);
+}
+
+void nt_render_client_text(struct evbuffer *out, const natter_client *c,
+                           int detailed) {
+  natter_client_status st;
+  char up[24], in[16], outb[16];
+  (void)detailed;
+  natter_client_get_status(c, &st);
+  duration(up, sizeof(up), st.uptime_ms);
+  bytes(in, sizeof(in), st.bytes_received);
+  bytes(outb, sizeof(outb), st.bytes_sent);
+  evbuffer_add_printf(out, "natter client %s, up %s, key %.16s\n",
+                      natter_version(), up, natter_client_fingerprint(c));
+  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u\n",
+                      st.checked_in ? "checked in" : "not checked in",
+                      st.public_address[0] ? st.public_address : "unknown",
+                      natter_nat_mapping_name(st.mapping), st.local_port);
+  evbuffer_add_printf(out,
+                      "peers connected %llu (made %llu), hole punching "
+                      "succeeded %llu, failed %llu; streams %llu (opened "
+                      "%llu); UDP received %s, sent %s\n\n",
+                      (unsigned long long)st.peers_connected,
+                      (unsigned long long)st.peer_connections,
+                      (unsigned long long)st.punch_successes,
+                      (unsigned long long)st.punch_failures,
+                      (unsigned long long)st.streams,
+                      (unsigned long long)st.streams_opened, in, outb);
+  evbuffer_add_printf(out,
+                      "%-16s %-11s %-7s %-22s %-20s %9s %4s %10s %10s %7s "
+                      "%-9s %s\n",
+                      "PEER", "STATE", "PATH", "ADDRESS", "NAT", "RTT", "PTO",
+                      "SENT", "RECEIVED", "STREAMS", "PROBES", "CANDIDATES");
+  text_walk w = {out, 0};
+  natter_client_foreach_peer(c, client_peer_row, &w);
+  evbuffer_add_printf(out, "\n%-8s %-30s %6s %6s %6s %10s %10s\n", "FORWARD",
+                      "TARGET", "CONNS", "ACTIVE", "FAILED", "SENT",
+                      "RECEIVED");
+  natter_client_foreach_forward(c, client_forward_row, &w);
+}
