@@ -21,6 +21,8 @@ static const char usage_text[] =
     "  natter -server [ADDR]:PORT                          run a broker\n"
     "  natter -name NAME -broker HOST:PORT -listen         accept forwards\n"
     "  natter -name NAME -broker HOST:PORT SPEC...         forward ports\n"
+    "  natter -status [HOST:PORT] [-json]                  show a status "
+    "page\n"
     "\n"
     "SPEC:\n"
     "  LOCALPORT:PEER:PORT        127.0.0.1:LOCALPORT -> PORT on PEER's "
@@ -67,6 +69,14 @@ static const char usage_text[] =
     "  -admin FP            a key (fingerprint) that may read the detailed "
     "status\n"
     "                       page; repeatable\n"
+    "  -status [HOST:PORT]  print the HTTP/3 status page of a broker or "
+    "client (its\n"
+    "                       UDP port; default: this machine's client at "
+    "-port, or\n"
+    "                       the -server or -broker address), as this "
+    "machine's key\n"
+    "                       (-identity, or NAME.key with -name)\n"
+    "  -json                with -status: print the raw JSON\n"
     "  -log-format FORMAT   text (default) or json: one object per line "
     "with the\n"
     "                       keys time, level, msg\n"
@@ -91,6 +101,9 @@ typedef struct options {
   const char *server, *name, *broker, *identity, *broker_key;
   const char *metrics;
   const char *log_format; /* "text" or "json"; NULL: not given */
+  int status;             /* -status */
+  const char *status_addr; /* its HOST:PORT, or NULL */
+  int json;                /* -json */
   const char *admin[MAX_RULES];
   size_t nadmin;
   int listen;
@@ -281,6 +294,13 @@ static int parse_flags(options *o, int argc, char **argv) {
         return rule_error(a, o->allow_cmd[o->nallow_cmd], err);
       }
       o->nallow_cmd++;
+    } else if (strcmp(a, "-status") == 0) {
+      o->status = 1;
+      if (has_value && argv[i + 1][0] != '-') {
+        o->status_addr = argv[++i];
+      }
+    } else if (strcmp(a, "-json") == 0) {
+      o->json = 1;
     } else if (strcmp(a, "-log-format") == 0) {
       VALUE(o->log_format);
       if (strcmp(o->log_format, "text") != 0 &&
@@ -361,6 +381,89 @@ static int append_rules(const char **list, size_t *n, char *const *add,
     list[(*n)++] = add[i];
   }
   return 0;
+}
+
+/* ---- natter -status ---- */
+
+typedef struct status_run {
+  cli *app;
+  const char *addr;
+  int exit_code;
+} status_run;
+
+/* Prints what a status page said. The server may be anyone's: control
+ * characters other than line ends and tabs are shown as '?'. */
+static void print_body(FILE *out, const char *body, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)body[i];
+    fputc(ch < 0x20 && ch != '\n' && ch != '\t' ? '?'
+          : ch == 0x7f                          ? '?'
+                                                : ch,
+          out);
+  }
+  if (len && body[len - 1] != '\n') {
+    fputc('\n', out);
+  }
+}
+
+static void on_status(int error, int status, const char *body, size_t len,
+                      void *user_data) {
+  status_run *r = user_data;
+  if (error != 0) {
+    fprintf(stderr, "natter: no status from %s: ", r->addr);
+    print_body(stderr, body, len);
+    r->exit_code = 1;
+  } else if (status != 200) {
+    fprintf(stderr, "natter: status from %s: HTTP %d: ", r->addr, status);
+    print_body(stderr, body, len);
+    r->exit_code = 1;
+  } else {
+    print_body(stdout, body, len);
+    r->exit_code = 0;
+  }
+  event_base_loopbreak(r->app->base);
+}
+
+static int run_status(cli *app, const options *o) {
+  char addr[300], keypath[1024];
+  const char *identity = o->identity;
+  if (o->status_addr) {
+    snprintf(addr, sizeof(addr), "%s", o->status_addr);
+  } else if (o->port) {
+    snprintf(addr, sizeof(addr), "127.0.0.1:%ld", o->port);
+  } else if (o->server) {
+    const char *colon = strrchr(o->server, ':');
+    snprintf(addr, sizeof(addr), "127.0.0.1:%s", colon ? colon + 1 : "");
+  } else if (o->broker) {
+    snprintf(addr, sizeof(addr), "%s", o->broker);
+  } else {
+    return usage_error("%s", "-status needs HOST:PORT (or -port, -server or "
+                             "-broker to take it from)");
+  }
+  /* This machine's key for that role, as natter would use it. */
+  if (!identity && (o->name || o->server)) {
+    const char *home = getenv("XDG_CONFIG_HOME");
+    if (home && home[0] == '/') {
+      snprintf(keypath, sizeof(keypath), "%s/natter/%s.key", home,
+               o->server ? "broker" : o->name);
+    } else {
+      snprintf(keypath, sizeof(keypath), "%s/.config/natter/%s.key",
+               getenv("HOME") ? getenv("HOME") : "",
+               o->server ? "broker" : o->name);
+    }
+    if (access(keypath, R_OK) == 0) {
+      identity = keypath;
+    }
+  }
+  status_run r = {app, addr, 1};
+  natter_status_fetch *f = NULL;
+  if (natter_status_fetch_start(&f, app->base, addr, identity, !o->json,
+                                on_status, &r) != 0) {
+    return 1;
+  }
+  event_base_dispatch(app->base);
+  natter_status_fetch_free(f);
+  return r.exit_code;
 }
 
 static int run_broker(cli *app, const options *o, natter_log_level level,
@@ -535,6 +638,23 @@ int main(int argc, char **argv) {
   }
 
   rv = -1;
+  if (o.status || o.json) {
+    if (!o.status) {
+      rv = usage_error("%s", "-json goes with -status");
+    } else if (o.nspecs || o.listen) {
+      rv = usage_error("%s", "-status only reads a status page: no specs or "
+                             "-listen with it");
+    } else {
+      signal(SIGPIPE, SIG_IGN);
+      app.base = event_base_new();
+      rv = app.base ? run_status(&app, &o) : 1;
+      if (app.base) {
+        event_base_free(app.base);
+      }
+    }
+    cli_config_free(&file);
+    return rv;
+  }
   if (o.server && (o.name || o.broker || o.listen || o.nspecs || nallow ||
                    nallow_cmd || o.port)) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "

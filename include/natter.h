@@ -643,6 +643,28 @@ NATTER_EXPORT const char *natter_error_name(int err);
 /* "unknown", "endpoint-independent" or "symmetric". */
 NATTER_EXPORT const char *natter_nat_mapping_name(int mapping);
 
+/* ---- reading a status page (natter -status) ---- */
+
+typedef struct natter_status_fetch natter_status_fetch; /* opaque */
+
+/* The answer: |error| 0 with the HTTP |status| (200, or 403 when the key
+ * may not read the page) and its |body|; or a NATTER_ERR_* (TIMEOUT,
+ * CLOSED, ...) with a one-line reason in |body|. Called once, from the
+ * loop; free the fetch after the callback has returned. */
+typedef void (*natter_status_fn)(int error, int status, const char *body,
+                                 size_t len, void *user_data);
+
+/* GETs /status over HTTP/3 from a broker or a client at |addr|
+ * ("HOST:PORT", its UDP port), presenting the key in |identity_file| as
+ * the TLS client key (NULL or "": a throw-away key, which reads what
+ * anyone may). |text|: ask for the readable table instead of JSON.
+ * Returns 0 (|fn| follows once the loop runs) or a NATTER_ERR_*. */
+NATTER_EXPORT int
+natter_status_fetch_start(natter_status_fetch **pfetch, struct event_base *base,
+                          const char *addr, const char *identity_file, int text,
+                          natter_status_fn fn, void *user_data);
+NATTER_EXPORT void natter_status_fetch_free(natter_status_fetch *fetch);
+
 #ifdef __cplusplus
 }
 #endif

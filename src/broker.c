@@ -796,7 +796,12 @@ static int broker_render_status(struct evbuffer *body, const char *path,
     evbuffer_add_printf(body, "not found: try /status\n");
     return 404;
   }
-  int detailed = nt_admins_contains(&b->admins, peer_fp);
+  /* The broker's own key (natter -status on its machine) and -admin
+   * keys see everything. */
+  int detailed =
+      nt_admins_contains(&b->admins, peer_fp) ||
+      (peer_fp && memcmp(peer_fp, nt_identity_fingerprint(b->identity),
+                         NT_FINGERPRINT_LEN) == 0);
   if (strstr(accept, "text/plain")) {
     *content_type = "text/plain; charset=utf-8";
     nt_render_broker_text(body, b, detailed);

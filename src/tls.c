@@ -586,11 +586,25 @@ static int verify_peer(gnutls_session_t session) {
   return 0;
 }
 
+static const gnutls_datum_t natter_alpn[] = {
+    {(unsigned char *)NT_ALPN, sizeof(NT_ALPN) - 1}};
+
+static int session_new(nt_tls_session **psession, nt_identity *identity,
+                       int is_server, const uint8_t *expected_fp,
+                       void *conn_ref, const gnutls_datum_t *alpn,
+                       unsigned nalpn);
+
 int nt_tls_session_new(nt_tls_session **psession, nt_identity *identity,
                        int is_server, const uint8_t *expected_fp,
                        void *conn_ref) {
-  static const gnutls_datum_t alpn = {(unsigned char *)NT_ALPN,
-                                      sizeof(NT_ALPN) - 1};
+  return session_new(psession, identity, is_server, expected_fp, conn_ref,
+                     natter_alpn, 1);
+}
+
+static int session_new(nt_tls_session **psession, nt_identity *identity,
+                       int is_server, const uint8_t *expected_fp,
+                       void *conn_ref, const gnutls_datum_t *alpn,
+                       unsigned nalpn) {
   nt_tls_session *s;
   int rv;
 
@@ -633,7 +647,7 @@ int nt_tls_session_new(nt_tls_session **psession, nt_identity *identity,
   if (rv < 0) {
     goto fail;
   }
-  rv = gnutls_alpn_set_protocols(s->session, &alpn, 1,
+  rv = gnutls_alpn_set_protocols(s->session, alpn, nalpn,
                                  is_server ? GNUTLS_ALPN_MANDATORY |
                                                  GNUTLS_ALPN_SERVER_PRECEDENCE
                                            : GNUTLS_ALPN_MANDATORY);
@@ -710,39 +724,25 @@ int nt_tls_session_new_routed(nt_tls_session **psession, nt_identity *identity,
   static const gnutls_datum_t alpns[] = {
       {(unsigned char *)NT_ALPN, sizeof(NT_ALPN) - 1},
       {(unsigned char *)H3_ALPN, sizeof(H3_ALPN) - 1}};
-  if (nt_tls_session_new(psession, identity, 1, NULL, conn_ref) != 0) {
+  if (session_new(psession, identity, 1, NULL, conn_ref, alpns, 2) != 0) {
     return -1;
   }
   nt_tls_session *s = *psession;
   s->offer_h3 = 1;
   s->on_alpn = on_alpn;
   s->on_alpn_ud = ud;
-  if (gnutls_alpn_set_protocols(s->session, alpns, 2,
-                                GNUTLS_ALPN_MANDATORY |
-                                    GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
-    nt_tls_session_free(s);
-    *psession = NULL;
-    return -1;
-  }
   return 0;
 }
 
 int nt_tls_session_new_h3_client(nt_tls_session **psession,
                                  nt_identity *identity,
                                  const uint8_t *expected_fp, void *conn_ref) {
-  static const gnutls_datum_t alpn = {(unsigned char *)H3_ALPN,
-                                      sizeof(H3_ALPN) - 1};
-  if (nt_tls_session_new(psession, identity, 0, expected_fp, conn_ref) != 0) {
+  static const gnutls_datum_t alpn[] = {
+      {(unsigned char *)H3_ALPN, sizeof(H3_ALPN) - 1}};
+  if (session_new(psession, identity, 0, expected_fp, conn_ref, alpn, 1) != 0) {
     return -1;
   }
-  nt_tls_session *s = *psession;
-  s->offer_h3 = 1;
-  if (gnutls_alpn_set_protocols(s->session, &alpn, 1, GNUTLS_ALPN_MANDATORY) <
-      0) {
-    nt_tls_session_free(s);
-    *psession = NULL;
-    return -1;
-  }
+  (*psession)->offer_h3 = 1;
   return 0;
 }
 
