@@ -41,6 +41,9 @@ typedef enum key_id {
   KEY_ADMITTED_KEYS,
   KEY_MAX_COMMANDS,
   KEY_MAX_COMMANDS_PER_PEER,
+  KEY_METRICS,
+  KEY_ADMIN,
+  KEY_LOG_FORMAT,
   KEY_COUNT
 } key_id;
 
@@ -64,6 +67,9 @@ static const char *const key_names[KEY_COUNT] = {
     "admitted-keys",
     "max-commands",
     "max-commands-per-peer",
+    "metrics",
+    "admin",
+    "log-format",
 };
 
 /* State of one cli_config_parse() call. */
@@ -724,6 +730,25 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     return 0;
   }
+  case KEY_METRICS:
+    if (check_host_port(p, "metrics", value, 0) != 0) {
+      return -1;
+    }
+    return set_string(p, &c->metrics, &c->metrics_set, value);
+  case KEY_ADMIN:
+    if (natter_fingerprint_check(value) != 0) {
+      return fail(p,
+                  "bad admin \"%s\": expected a key fingerprint, 64 hex "
+                  "digits (':' between pairs allowed)%s",
+                  quoted, hash_hint(value));
+    }
+    return add_to_list(p, c->admin, &c->nadmin, "admin", value);
+  case KEY_LOG_FORMAT:
+    if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
+      return fail(p, "bad log-format \"%s\": expected text or json%s", quoted,
+                  hash_hint(value));
+    }
+    return set_string(p, &c->log_format, &c->log_format_set, value);
   case KEY_COUNT:
     break;
   }
@@ -764,6 +789,10 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->max_commands_set;
   case KEY_MAX_COMMANDS_PER_PEER:
     return c->max_commands_per_peer_set;
+  case KEY_METRICS:
+    return c->metrics_set;
+  case KEY_LOG_FORMAT:
+    return c->log_format_set;
   default:
     return 0;
   }
@@ -836,7 +865,7 @@ static int parse_line(parser *p, char *buf) {
         "identity, broker-key, timeout, log-level, listen, port, allow, "
         "allow-command, forward, allow-peer, token-file, registry, "
         "name-expiry, admitted-keys, max-commands, "
-        "max-commands-per-peer",
+        "max-commands-per-peer, metrics, admin, log-format",
         quoted);
   }
 
@@ -989,6 +1018,11 @@ void cli_config_free(cli_config *c) {
   free(c->admitted_keys);
   for (size_t i = 0; i < c->nallow_peer; i++) {
     free(c->allow_peer[i]);
+  }
+  free(c->metrics);
+  free(c->log_format);
+  for (size_t i = 0; i < c->nadmin; i++) {
+    free(c->admin[i]);
   }
   for (size_t i = 0; i < c->nallow; i++) {
     free(c->allow[i]);

@@ -42,10 +42,14 @@
  *   admitted-keys = FILE        broker: "FINGERPRINT NAME" lines
  *   max-commands = N            remote commands at once, 1..100000
  *   max-commands-per-peer = N   ... for one peer
+ *   metrics = IP:PORT           Prometheus metrics on this loopback address
+ *   admin = FINGERPRINT         a key that may read the detailed status
+ *                               page                            (repeatable)
+ *   log-format = FORMAT         text or json
  *
  * Single-valued keys may appear once each ("duplicate key" otherwise);
- * allow, allow-command, allow-peer and forward up to CLI_CONFIG_MAX_LIST
- * times each, and
+ * allow, allow-command, allow-peer, admin and forward up to
+ * CLI_CONFIG_MAX_LIST times each, and
  * their order is kept. No value may be empty. Values are checked as far
  * as can be done without the network: the shape of addresses and allow
  * rules (natter_allow_rule_check(), natter_allow_command_check(): the
@@ -126,6 +130,10 @@ typedef struct cli_config {
   size_t max_commands_set;
   unsigned max_commands_per_peer;
   size_t max_commands_per_peer_set;
+  char *metrics; /* "IP:PORT" */
+  size_t metrics_set;
+  char *log_format; /* "text" or "json" */
+  size_t log_format_set;
 
   /* NULL-terminated, as natter_client_config.allow wants it. */
   char *allow[CLI_CONFIG_MAX_LIST + 1];
@@ -134,6 +142,8 @@ typedef struct cli_config {
   size_t nallow_command;
   char *allow_peer[CLI_CONFIG_MAX_LIST + 1];
   size_t nallow_peer;
+  char *admin[CLI_CONFIG_MAX_LIST + 1];
+  size_t nadmin;
   cli_forward forward[CLI_CONFIG_MAX_LIST];
   size_t nforward;
 } cli_config;

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "natter.h"
@@ -23,6 +25,8 @@ static const char usage_text[] =
     "  natter -name NAME -broker HOST:PORT SPEC...         forward ports\n"
     "  natter [-registry FILE] -list | -release NAME       manage a broker's "
     "names\n"
+    "  natter -status [HOST:PORT] [-json]                  show a status "
+    "page\n"
     "\n"
     "SPEC:\n"
     "  LOCALPORT:PEER:PORT        127.0.0.1:LOCALPORT -> PORT on PEER's "
@@ -98,6 +102,23 @@ static const char usage_text[] =
     "  -port PORT           this client's UDP port (default: any free "
     "port); fix it\n"
     "                       when a router forwards a UDP port to this host\n"
+    "  -metrics IP:PORT     serve Prometheus metrics on this loopback TCP "
+    "address\n"
+    "                       (GET /metrics; default: off)\n"
+    "  -admin FP            a key (fingerprint) that may read the detailed "
+    "status\n"
+    "                       page; repeatable\n"
+    "  -status [HOST:PORT]  print the HTTP/3 status page of a broker or "
+    "client (its\n"
+    "                       UDP port; default: this machine's client at "
+    "-port, or\n"
+    "                       the -server or -broker address), as this "
+    "machine's key\n"
+    "                       (-identity, or NAME.key with -name)\n"
+    "  -json                with -status: print the raw JSON\n"
+    "  -log-format FORMAT   text (default) or json: one object per line "
+    "with the\n"
+    "                       keys time, level, msg\n"
     "  -config FILE         read settings from FILE (default " DEFAULT_CONFIG
     ",\n"
     "                       if it exists); flags override it\n"
@@ -125,6 +146,13 @@ typedef struct options {
   long max_commands, max_commands_per_peer; /* 0: not given */
   const char *allow_peer[MAX_RULES];
   size_t nallow_peer;
+  const char *metrics;
+  const char *log_format; /* "text" or "json"; NULL: not given */
+  int status;             /* -status */
+  const char *status_addr; /* its HOST:PORT, or NULL */
+  int json;                /* -json */
+  const char *admin[MAX_RULES];
+  size_t nadmin;
   int listen;
   long timeout_s; /* 0: not given */
   long port;      /* 0: not given */
@@ -138,11 +166,70 @@ typedef struct options {
   size_t nspecs;
 } options;
 
+/* Where log lines go: stderr, as text or JSON, with a timestamp unless
+ * a terminal (a person watching) or journald (which stamps lines itself)
+ * reads them. */
+typedef struct log_sink {
+  int json;
+  int timestamps;
+  int journald; /* stderr is the journal's stream: "<N>" level prefixes */
+} log_sink;
+
 typedef struct cli {
   struct event_base *base;
   int exit_code;
   natter_forward *session; /* the stdin/stdout forward, if any */
+  log_sink sink;
 } cli;
+
+/* JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to the
+ * journal (systemd.exec(5)); it only counts if stderr is still that. */
+static int stderr_is_journal(void) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) != 0) {
+    return 0;
+  }
+  return (unsigned long long)st.st_dev == dev &&
+         (unsigned long long)st.st_ino == ino;
+}
+
+static void sink_init(log_sink *sink, const char *format) {
+  sink->json = format && strcmp(format, "json") == 0;
+  sink->journald = stderr_is_journal();
+  sink->timestamps = !sink->journald && !isatty(2);
+}
+
+static uint64_t now_unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* natter_log_fn for the library, and the CLI's own lines. */
+static void cli_log(natter_log_level level, const char *line, void *user_data) {
+  const log_sink *sink = &((cli *)user_data)->sink;
+  /* sd-daemon(3) priorities: err, warning, info, debug. */
+  static const char prio[] = {'3', '4', '6', '7'};
+  char prefix[48] = "", buf[8192];
+  uint64_t ms = sink->timestamps ? now_unix_ms() : 0;
+
+  if (sink->journald) {
+    snprintf(prefix, sizeof(prefix), "<%c>", prio[level & 3]);
+  }
+  if (sink->json) {
+    natter_log_json(buf, sizeof(buf), level, ms, line);
+    fprintf(stderr, "%s%s\n", prefix, buf);
+    return;
+  }
+  if (ms) {
+    size_t n = strlen(prefix);
+    n += natter_log_timestamp(prefix + n, sizeof(prefix) - n, ms);
+    snprintf(prefix + n, sizeof(prefix) - n, " ");
+  }
+  fprintf(stderr, "%snatter: %s\n", prefix, line);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
   cli *app = arg;
@@ -298,6 +385,33 @@ static int parse_flags(options *o, int argc, char **argv) {
         return rule_error(a, o->allow_cmd[o->nallow_cmd], err);
       }
       o->nallow_cmd++;
+    } else if (strcmp(a, "-status") == 0) {
+      o->status = 1;
+      if (has_value && argv[i + 1][0] != '-') {
+        o->status_addr = argv[++i];
+      }
+    } else if (strcmp(a, "-json") == 0) {
+      o->json = 1;
+    } else if (strcmp(a, "-log-format") == 0) {
+      VALUE(o->log_format);
+      if (strcmp(o->log_format, "text") != 0 &&
+          strcmp(o->log_format, "json") != 0) {
+        return usage_error("bad -log-format \"%.40s\": expected text or json",
+                           o->log_format);
+      }
+    } else if (strcmp(a, "-metrics") == 0) {
+      VALUE(o->metrics);
+    } else if (strcmp(a, "-admin") == 0) {
+      if (o->nadmin >= MAX_RULES) {
+        return usage_error("too many -admin keys (at most %s)", "64");
+      }
+      VALUE(o->admin[o->nadmin]);
+      if (natter_fingerprint_check(o->admin[o->nadmin]) != 0) {
+        return usage_error("bad -admin \"%.80s\": expected a key "
+                           "fingerprint, 64 hex digits",
+                           o->admin[o->nadmin]);
+      }
+      o->nadmin++;
     } else if (strcmp(a, "-timeout") == 0) {
       const char *v;
       char *end;
@@ -401,7 +515,91 @@ static int run_registry_admin(const options *o) {
   return 0;
 }
 
-static int run_broker(cli *app, const options *o, natter_log_level level) {
+/* ---- natter -status ---- */
+
+typedef struct status_run {
+  cli *app;
+  const char *addr;
+  int exit_code;
+} status_run;
+
+/* Prints what a status page said. The server may be anyone's: control
+ * characters other than line ends and tabs are shown as '?'. */
+static void print_body(FILE *out, const char *body, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)body[i];
+    fputc(ch < 0x20 && ch != '\n' && ch != '\t' ? '?'
+          : ch == 0x7f                          ? '?'
+                                                : ch,
+          out);
+  }
+  if (len && body[len - 1] != '\n') {
+    fputc('\n', out);
+  }
+}
+
+static void on_status(int error, int status, const char *body, size_t len,
+                      void *user_data) {
+  status_run *r = user_data;
+  if (error != 0) {
+    fprintf(stderr, "natter: no status from %s: ", r->addr);
+    print_body(stderr, body, len);
+    r->exit_code = 1;
+  } else if (status != 200) {
+    fprintf(stderr, "natter: status from %s: HTTP %d: ", r->addr, status);
+    print_body(stderr, body, len);
+    r->exit_code = 1;
+  } else {
+    print_body(stdout, body, len);
+    r->exit_code = 0;
+  }
+  event_base_loopbreak(r->app->base);
+}
+
+static int run_status(cli *app, const options *o) {
+  char addr[300], keypath[1024];
+  const char *identity = o->identity;
+  if (o->status_addr) {
+    snprintf(addr, sizeof(addr), "%s", o->status_addr);
+  } else if (o->port) {
+    snprintf(addr, sizeof(addr), "127.0.0.1:%ld", o->port);
+  } else if (o->server) {
+    const char *colon = strrchr(o->server, ':');
+    snprintf(addr, sizeof(addr), "127.0.0.1:%s", colon ? colon + 1 : "");
+  } else if (o->broker) {
+    snprintf(addr, sizeof(addr), "%s", o->broker);
+  } else {
+    return usage_error("%s", "-status needs HOST:PORT (or -port, -server or "
+                             "-broker to take it from)");
+  }
+  /* This machine's key for that role, as natter would use it. */
+  if (!identity && (o->name || o->server)) {
+    const char *home = getenv("XDG_CONFIG_HOME");
+    if (home && home[0] == '/') {
+      snprintf(keypath, sizeof(keypath), "%s/natter/%s.key", home,
+               o->server ? "broker" : o->name);
+    } else {
+      snprintf(keypath, sizeof(keypath), "%s/.config/natter/%s.key",
+               getenv("HOME") ? getenv("HOME") : "",
+               o->server ? "broker" : o->name);
+    }
+    if (access(keypath, R_OK) == 0) {
+      identity = keypath;
+    }
+  }
+  status_run r = {app, addr, 1};
+  natter_status_fetch *f = NULL;
+  if (natter_status_fetch_start(&f, app->base, addr, identity, !o->json,
+                                on_status, &r) != 0) {
+    return 1;
+  }
+  event_base_dispatch(app->base);
+  natter_status_fetch_free(f);
+  return r.exit_code;
+}
+
+static int run_broker(cli *app, const options *o, natter_log_level level,
+                      const char **admins) {
   natter_broker_config cfg;
   natter_broker *b = NULL;
 
@@ -416,18 +614,29 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
   cfg.token_file = o->token_file;
   cfg.token = env_token(o);
   cfg.admitted_keys = o->admitted_keys;
+  cfg.log = cli_log;
+  cfg.user_data = app;
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
+    return 1;
+  }
+  for (size_t i = 0; admins[i]; i++) {
+    natter_broker_add_admin(b, admins[i]);
+  }
+  if (o->metrics && natter_broker_metrics_listen(b, o->metrics) != 0) {
+    natter_broker_free(b);
     return 1;
   }
   event_base_dispatch(app->base);
   natter_broker_stats st;
+  char line[200];
   natter_broker_get_stats(b, &st);
-  fprintf(stderr,
-          "natter: broker traffic: received %llu bytes, sent %llu bytes, "
-          "%llu introductions\n",
-          (unsigned long long)st.bytes_received,
-          (unsigned long long)st.bytes_sent,
-          (unsigned long long)st.introductions);
+  snprintf(line, sizeof(line),
+           "broker traffic: received %llu bytes, sent %llu bytes, %llu "
+           "introductions",
+           (unsigned long long)st.bytes_received,
+           (unsigned long long)st.bytes_sent,
+           (unsigned long long)st.introductions);
+  cli_log(NATTER_LOG_INFO, line, app); /* printed even with -q, as ever */
   natter_broker_free(b);
   return 0;
 }
@@ -435,6 +644,7 @@ static int run_broker(cli *app, const options *o, natter_log_level level) {
 static int run_client(cli *app, const options *o, natter_log_level level,
                       int level_given, const char **allow,
                       const char **allow_cmd, const char **allow_peer,
+                      const char **admins,
                       size_t nstdio) {
   natter_client_config cfg;
   natter_client *c = NULL;
@@ -466,8 +676,16 @@ static int run_client(cli *app, const options *o, natter_log_level level,
     cfg.log_level = NATTER_LOG_WARN;
   }
   cfg.on_event = on_event;
+  cfg.log = cli_log;
   cfg.user_data = app;
   if (natter_client_new(&c, app->base, &cfg) != 0) {
+    return 1;
+  }
+  for (size_t i = 0; admins[i]; i++) {
+    natter_client_add_admin(c, admins[i]);
+  }
+  if (o->metrics && natter_client_metrics_listen(c, o->metrics) != 0) {
+    natter_client_free(c);
     return 1;
   }
   for (size_t i = 0; i < o->nspecs; i++) {
@@ -492,15 +710,17 @@ static int run_client(cli *app, const options *o, natter_log_level level,
 int main(int argc, char **argv) {
   options o;
   cli_config file;
-  cli app = {NULL, 0, NULL};
+  cli app;
   char err[600];
   const char *allow[MAX_RULES + 1] = {NULL};
   const char *allow_cmd[MAX_RULES + 1] = {NULL};
   const char *allow_peer[MAX_RULES + 1] = {NULL};
-  size_t nallow = 0, nallow_cmd = 0, nallow_peer = 0, nstdio = 0;
+  const char *admins[MAX_RULES + 1] = {NULL};
+  size_t nallow = 0, nallow_cmd = 0, nallow_peer = 0, nadmins = 0, nstdio = 0;
   int rv;
 
   memset(&o, 0, sizeof(o));
+  memset(&app, 0, sizeof(app));
   o.level = -1;
   rv = parse_flags(&o, argc, argv);
   if (rv >= 0) {
@@ -525,6 +745,8 @@ int main(int argc, char **argv) {
   FILL(broker_key);
   FILL(registry);
   FILL(admitted_keys);
+  FILL(metrics);
+  FILL(log_format);
 #undef FILL
   /* The environment's token comes before the file's token-file. */
   if (!o.token_file && file.token_file && !getenv(TOKEN_ENV)) {
@@ -562,7 +784,10 @@ int main(int argc, char **argv) {
       append_rules(allow_peer, &nallow_peer, file.allow_peer,
                    file.nallow_peer) != 0 ||
       append_rules(allow_peer, &nallow_peer, (char *const *)o.allow_peer,
-                   o.nallow_peer) != 0) {
+                   o.nallow_peer) != 0 ||
+
+      append_rules(admins, &nadmins, file.admin, file.nadmin) != 0 ||
+      append_rules(admins, &nadmins, (char *const *)o.admin, o.nadmin) != 0) {
     cli_config_free(&file);
     return usage_error("too many allow rules (at most %s in all)", "64");
   }
@@ -584,6 +809,23 @@ int main(int argc, char **argv) {
   }
 
   rv = -1;
+  if (o.status || o.json) {
+    if (!o.status) {
+      rv = usage_error("%s", "-json goes with -status");
+    } else if (o.nspecs || o.listen) {
+      rv = usage_error("%s", "-status only reads a status page: no specs or "
+                             "-listen with it");
+    } else {
+      signal(SIGPIPE, SIG_IGN);
+      app.base = event_base_new();
+      rv = app.base ? run_status(&app, &o) : 1;
+      if (app.base) {
+        event_base_free(app.base);
+      }
+    }
+    cli_config_free(&file);
+    return rv;
+  }
   if (o.list || o.release) {
     if (o.list && o.release) {
       rv = usage_error("%s", "give -list or -release, not both");
@@ -633,6 +875,7 @@ int main(int argc, char **argv) {
     return rv;
   }
 
+  sink_init(&app.sink, o.log_format);
   signal(SIGPIPE, SIG_IGN);
   app.base = event_base_new();
   if (!app.base) {
@@ -646,9 +889,9 @@ int main(int argc, char **argv) {
   event_add(sigterm, NULL);
 
   rv = o.server
-           ? run_broker(&app, &o, level)
+           ? run_broker(&app, &o, level, admins)
            : run_client(&app, &o, level, o.level >= 0 || file.log_level_set,
-                        allow, allow_cmd, allow_peer, nstdio);
+                        allow, allow_cmd, allow_peer, admins, nstdio);
 
   event_free(sigint);
   event_free(sigterm);

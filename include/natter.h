@@ -100,6 +100,23 @@ typedef enum natter_log_level {
 typedef void (*natter_log_fn)(natter_log_level level, const char *line,
                               void *user_data);
 
+/* Formats one log line as a JSON object on one line, for sinks that feed
+ * log collectors: {"time":"2024-05-01T12:00:00.123Z","level":"info",
+ * "msg":"..."}. The keys are stable; "time" (UTC, RFC 3339, milliseconds)
+ * is left out when |unix_ms| is 0, e.g. when journald stamps lines itself.
+ * Writes at most |outlen| bytes, always NUL-terminated (a line that does
+ * not fit is cut, and then is no valid JSON: 4 times the line's length
+ * plus 100 is always enough). Returns the length the whole object needs,
+ * without the NUL, like snprintf. */
+NATTER_EXPORT size_t natter_log_json(char *out, size_t outlen,
+                                     natter_log_level level, uint64_t unix_ms,
+                                     const char *line);
+
+/* Writes |unix_ms| as "2024-05-01T12:00:00.123Z" (UTC, RFC 3339); returns
+ * its length as snprintf does. 32 bytes are enough. */
+NATTER_EXPORT size_t natter_log_timestamp(char *out, size_t outlen,
+                                          uint64_t unix_ms);
+
 /* ------------------------------------------------------------------ */
 /* Broker                                                              */
 
@@ -231,6 +248,79 @@ typedef struct natter_broker_stats {
 NATTER_EXPORT int natter_broker_get_stats_versioned(const natter_broker *broker,
                                                     int stats_version,
                                                     natter_broker_stats *stats);
+
+/* ---- broker status (what the metrics and status pages print) ---- */
+
+#define NATTER_BROKER_STATUS_V1 1
+#define NATTER_BROKER_STATUS_VERSION NATTER_BROKER_STATUS_V1
+
+/* Counters since natter_broker_new() and gauges now. */
+typedef struct natter_broker_status {
+  uint64_t uptime_ms;
+  uint64_t connections;           /* QUIC connections now, checked in or not */
+  uint64_t clients;               /* clients checked in now */
+  uint64_t clients_by_mapping[3]; /* checked in now, by natter_nat_mapping */
+  uint64_t check_ins;             /* check-ins accepted */
+  uint64_t introductions;         /* peer introductions made */
+  uint64_t relayed_bytes;         /* bytes relayed between peers (0: the
+                                     broker does not relay yet) */
+  uint64_t bytes_received;        /* UDP payload bytes, all sockets */
+  uint64_t bytes_sent;
+  uint64_t packets_dropped; /* datagrams no connection took */
+  uint64_t status_requests; /* HTTP/3 and metrics requests served */
+} natter_broker_status;
+
+/* Fills |status|. Returns 0, or NATTER_ERR_INVALID (NULL |broker|:
+ * |status| zeroed). */
+#define natter_broker_get_status(BROKER, STATUS)                               \
+  natter_broker_get_status_versioned((BROKER), NATTER_BROKER_STATUS_VERSION,   \
+                                     (STATUS))
+NATTER_EXPORT int
+natter_broker_get_status_versioned(const natter_broker *broker,
+                                   int status_version,
+                                   natter_broker_status *status);
+
+/* One checked-in client, as natter_broker_foreach_client() shows it. The
+ * library allocates it and the callback only reads it (like natter_event,
+ * fields are appended without a version); strings are valid during the
+ * callback only. */
+typedef struct natter_broker_client_info {
+  const char *name;
+  const char *fingerprint; /* 64 lowercase hex digits */
+  const char *address;     /* public address the broker sees */
+  int mapping;             /* a natter_nat_mapping value */
+  int listening;
+  uint64_t connected_unix_ms; /* when it checked in (wall clock) */
+  uint64_t last_seen_unix_ms; /* last packet from it */
+  uint64_t bytes_received;    /* UDP payload bytes on its connection */
+  uint64_t bytes_sent;
+} natter_broker_client_info;
+
+typedef void (*natter_broker_client_fn)(const natter_broker_client_info *info,
+                                        void *user_data);
+
+/* Calls |fn| once per checked-in client, in no particular order. |fn| must
+ * not free the broker. Returns 0 or NATTER_ERR_INVALID. */
+NATTER_EXPORT int natter_broker_foreach_client(const natter_broker *broker,
+                                               natter_broker_client_fn fn,
+                                               void *user_data);
+
+/* Adds a key (fingerprint, as natter_fingerprint_check() takes it) whose
+ * holder may read the detailed HTTP/3 status page. Returns 0 or
+ * NATTER_ERR_INVALID. */
+NATTER_EXPORT int natter_broker_add_admin(natter_broker *broker,
+                                          const char *fingerprint);
+
+/* Serves Prometheus metrics (text exposition format 0.0.4, HTTP/1.1 GET
+ * /metrics) on the TCP address |addr|, "IP:PORT", which must be a loopback
+ * address (127.0.0.0/8 or ::1): the counters are not meant for the
+ * network. Port 0 picks a free port (see natter_broker_metrics_port).
+ * Returns 0, NATTER_ERR_INVALID (bad or non-loopback address, or metrics
+ * already on) or NATTER_ERR_ADDR_IN_USE. */
+NATTER_EXPORT int natter_broker_metrics_listen(natter_broker *broker,
+                                               const char *addr);
+/* The metrics TCP port, 0 when off. */
+NATTER_EXPORT uint16_t natter_broker_metrics_port(const natter_broker *broker);
 
 /* ------------------------------------------------------------------ */
 /* Client                                                              */
@@ -535,6 +625,138 @@ NATTER_EXPORT int
 natter_client_get_peer_stats_versioned(const natter_client *client,
                                        const char *peer, int stats_version,
                                        natter_peer_stats *stats);
+
+/* ---- client status (what the metrics and status pages print) ---- */
+
+#define NATTER_CLIENT_STATUS_V1 1
+#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V1
+
+typedef struct natter_client_status {
+  uint64_t uptime_ms;
+  int checked_in;                         /* as natter_client_checked_in() */
+  int mapping;                            /* a natter_nat_mapping value */
+  char public_address[NATTER_ADDRSTRLEN]; /* "" until checked in */
+  uint16_t local_port;                    /* this client's UDP port */
+  uint64_t check_ins;        /* accepted check-ins (1 + reconnections) */
+  uint64_t peers_connected;  /* peer connections up now */
+  uint64_t peer_connections; /* peer connections made since start (all
+                                direct: there is no relay yet) */
+  uint64_t punch_successes;  /* hole punching that led to a connection */
+  uint64_t punch_failures;   /* hole punching that ran out of time */
+  /* The same two, by [our mapping][the peer's mapping], each a
+   * natter_nat_mapping value. */
+  uint64_t punch_by_mapping[3][3][2]; /* [..][..][0]: successes, [1]:
+                                         failures */
+  uint64_t streams;        /* forwarded connections open now, both ways */
+  uint64_t streams_opened; /* outgoing forwarded connections opened */
+  uint64_t bytes_received; /* UDP payload bytes on the socket */
+  uint64_t bytes_sent;
+  uint64_t errors[32];      /* failures reported as events, by -NATTER_ERR_*
+                               (index 0 unused) */
+  uint64_t status_requests; /* HTTP/3 and metrics requests served */
+} natter_client_status;
+
+#define natter_client_get_status(CLIENT, STATUS)                               \
+  natter_client_get_status_versioned((CLIENT), NATTER_CLIENT_STATUS_VERSION,   \
+                                     (STATUS))
+/* Fills |status|. Returns 0, or NATTER_ERR_INVALID (NULL |client|:
+ * |status| zeroed). */
+NATTER_EXPORT int
+natter_client_get_status_versioned(const natter_client *client,
+                                   int status_version,
+                                   natter_client_status *status);
+
+/* One peer this client dealt with, as natter_client_foreach_peer() shows
+ * it. Library-allocated and read-only, like natter_event; strings valid
+ * during the callback only. */
+typedef struct natter_peer_info {
+  const char *name;
+  const char *fingerprint; /* the key the broker vouched for; "" before
+                              an introduction */
+  const char *state;       /* "idle", "introducing", "punching",
+                              "connecting" or "connected" */
+  const char *path;        /* "direct" while connected, else "" */
+  const char *address;     /* where the connection goes; "" if none */
+  int mapping;             /* the peer's, as it reported */
+  int initiator;           /* we asked for the meeting */
+  uint64_t rtt_us;         /* smoothed RTT; 0 while not connected */
+  uint64_t pto_count;      /* probe timeouts in a row: loss shows here */
+  uint64_t cwnd;           /* congestion window, bytes */
+  uint64_t bytes_sent;     /* UDP payload bytes on the connection */
+  uint64_t bytes_received;
+  uint64_t streams; /* forwarded connections open now */
+  /* The last hole punching with this peer. */
+  size_t ncandidates;
+  const char *const *candidates; /* "IP:PORT" each */
+  unsigned probe_rounds;         /* rounds of probes we sent */
+  unsigned probes_received;      /* probes from the peer that arrived */
+  unsigned replies_received;     /* answers to our probes */
+  const char *probes_from;       /* where the peer's probes came from; "" */
+} natter_peer_info;
+
+typedef void (*natter_peer_fn)(const natter_peer_info *info, void *user_data);
+
+/* Calls |fn| once per peer. Returns 0 or NATTER_ERR_INVALID. */
+NATTER_EXPORT int natter_client_foreach_peer(const natter_client *client,
+                                             natter_peer_fn fn,
+                                             void *user_data);
+
+/* One forward, as natter_client_foreach_forward() shows it (library-
+ * allocated, read-only, valid during the callback). */
+typedef struct natter_forward_info {
+  natter_forward *forward;
+  const char *peer;
+  const char *target;  /* "HOST:PORT" on the peer, or the command */
+  uint16_t local_port; /* 0: stdin/stdout */
+  natter_forward_stats stats;
+} natter_forward_info;
+
+typedef void (*natter_forward_fn)(const natter_forward_info *info,
+                                  void *user_data);
+
+/* Calls |fn| once per forward. Returns 0 or NATTER_ERR_INVALID. */
+NATTER_EXPORT int natter_client_foreach_forward(const natter_client *client,
+                                                natter_forward_fn fn,
+                                                void *user_data);
+
+/* As natter_broker_add_admin: a key that may read this client's detailed
+ * HTTP/3 status page besides the client's own key. */
+NATTER_EXPORT int natter_client_add_admin(natter_client *client,
+                                          const char *fingerprint);
+
+/* As natter_broker_metrics_listen, for a client. */
+NATTER_EXPORT int natter_client_metrics_listen(natter_client *client,
+                                               const char *addr);
+NATTER_EXPORT uint16_t natter_client_metrics_port(const natter_client *client);
+
+/* A short stable name for an error code ("punch" for NATTER_ERR_PUNCH,
+ * "ok" for 0, "unknown" otherwise), as metrics and JSON use it. */
+NATTER_EXPORT const char *natter_error_name(int err);
+
+/* "unknown", "endpoint-independent" or "symmetric". */
+NATTER_EXPORT const char *natter_nat_mapping_name(int mapping);
+
+/* ---- reading a status page (natter -status) ---- */
+
+typedef struct natter_status_fetch natter_status_fetch; /* opaque */
+
+/* The answer: |error| 0 with the HTTP |status| (200, or 403 when the key
+ * may not read the page) and its |body|; or a NATTER_ERR_* (TIMEOUT,
+ * CLOSED, ...) with a one-line reason in |body|. Called once, from the
+ * loop; free the fetch after the callback has returned. */
+typedef void (*natter_status_fn)(int error, int status, const char *body,
+                                 size_t len, void *user_data);
+
+/* GETs /status over HTTP/3 from a broker or a client at |addr|
+ * ("HOST:PORT", its UDP port), presenting the key in |identity_file| as
+ * the TLS client key (NULL or "": a throw-away key, which reads what
+ * anyone may). |text|: ask for the readable table instead of JSON.
+ * Returns 0 (|fn| follows once the loop runs) or a NATTER_ERR_*. */
+NATTER_EXPORT int
+natter_status_fetch_start(natter_status_fetch **pfetch, struct event_base *base,
+                          const char *addr, const char *identity_file, int text,
+                          natter_status_fn fn, void *user_data);
+NATTER_EXPORT void natter_status_fetch_free(natter_status_fetch *fetch);
 
 #ifdef __cplusplus
 }

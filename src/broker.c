@@ -5,6 +5,7 @@
  * through here. A closed broker admits only clients that present its
  * token (token.h) and/or whose key is listed (keylist.h). */
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,14 +19,17 @@
 
 #include "admission.h"
 #include "endpoint.h"
+#include "h3.h"
 #include "hashmap.h"
 #include "keylist.h"
 #include "mapping.h"
+#include "metrics.h"
 #include "natter.h"
 #include "paths.h"
 #include "punch.h"
 #include "registry.h"
 #include "spec.h"
+#include "status.h"
 #include "structs.h"
 #include "token.h"
 #include "wire_msg.h"
@@ -68,6 +72,7 @@ struct bclient {
   size_t nlocal;
   Natter__NatMapping mapping;
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
+  uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
 };
 
@@ -104,6 +109,13 @@ struct natter_broker {
   struct event *map_ev;
   uint16_t map_port;
   uint64_t map_rx, map_tx;
+  /* Status (getters at the end of this file). */
+  uint64_t started_ns;
+  uint64_t check_ins;
+  uint64_t status_requests;
+  nt_admins admins;
+  nt_metrics *metrics;
+  nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -148,6 +160,10 @@ static void send_check_in_result(bclient *c, Natter__Code code,
 
   res.code = code;
   res.message = (char *)message;
+  if (code == NATTER__CODE__OK) {
+    c->broker->check_ins++;
+    c->checked_in_unix_ms = nt_unix_ms();
+  }
   nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
   res.observed = &observed;
   res.mapping_port = c->broker->map_port;
@@ -551,11 +567,11 @@ enum { LIMIT_TOTAL, LIMIT_PENDING, LIMIT_SOURCE };
 
 /* Refuses a new connection because of a limit: the reason goes back to
  * the client; the log says so at most once a second per limit. */
-static int refuse(natter_broker *b, nt_accept_params *params, int kind,
+static int refuse(natter_broker *b, const char **reason, int kind,
                   const struct sockaddr *from, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-static int refuse(natter_broker *b, nt_accept_params *params, int kind,
+static int refuse(natter_broker *b, const char **reason, int kind,
                   const struct sockaddr *from, const char *fmt, ...) {
   va_list ap;
   uint64_t now = nt_monotonic_ns();
@@ -563,7 +579,7 @@ static int refuse(natter_broker *b, nt_accept_params *params, int kind,
   va_start(ap, fmt);
   vsnprintf(b->refuse_text, sizeof(b->refuse_text), fmt, ap);
   va_end(ap);
-  params->refuse_reason = b->refuse_text;
+  *reason = b->refuse_text;
   if (now - b->limit_logged_ns[kind] >= 1000000000ull ||
       b->limit_logged_ns[kind] == 0) {
     nt_warn(&b->log, "refused a connection from %s: %s%s",
@@ -577,19 +593,19 @@ static int refuse(natter_broker *b, nt_accept_params *params, int kind,
   return 0;
 }
 
-static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
-                         nt_accept_params *params, void *ud) {
-  natter_broker *b = ud;
+/* Returns 1 when a new connection from |from| is within every limit; 0,
+ * logged, with the reason in *reason, when not. */
+static int within_limits(natter_broker *b, const struct sockaddr *from,
+                         const char **reason) {
   char addr[NT_ADDR_STRLEN];
-  (void)ep;
   if (b->nclients >= b->max_clients) {
-    return refuse(b, params, LIMIT_TOTAL, from,
+    return refuse(b, reason, LIMIT_TOTAL, from,
                   "broker is full (%u connections, its limit); try again "
                   "later",
                   b->max_clients);
   }
   if (b->npending >= b->max_pending) {
-    return refuse(b, params, LIMIT_PENDING, from,
+    return refuse(b, reason, LIMIT_PENDING, from,
                   "broker is busy (%u connections not checked in yet, its "
                   "limit); retry in a few seconds",
                   b->max_pending);
@@ -597,9 +613,28 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   if (nt_sources_count(&b->sources, from) >= b->max_per_source) {
     nt_addr_str(from, addr);
     *strrchr(addr, ':') = '\0'; /* the address, without the port */
-    return refuse(b, params, LIMIT_SOURCE, from,
+    return refuse(b, reason, LIMIT_SOURCE, from,
                   "too many connections from %s (limit %u per address)",
                   addr, b->max_per_source);
+  }
+  return 1;
+}
+
+/* nt_endpoint_callbacks.admit: the limits, before any state is made. */
+static int broker_admit(nt_endpoint *ep, const struct sockaddr *from,
+                        const char **reason, void *ud) {
+  (void)ep;
+  return within_limits(ud, from, reason);
+}
+
+static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
+                         nt_accept_params *params, void *ud) {
+  natter_broker *b = ud;
+  (void)ep;
+  /* Again: a routed (HTTP/3-capable) connection is accepted only once
+   * its ClientHello is read, and others may have come in meanwhile. */
+  if (!within_limits(b, from, &params->refuse_reason)) {
+    return 0;
   }
   bclient *c = calloc(1, sizeof(*c));
   if (!c) {
@@ -633,8 +668,11 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   return 1;
 }
 
-static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept,
-                                                           NULL};
+static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud);
+
+static const nt_endpoint_callbacks broker_ep_callbacks = {
+    broker_accept, NULL, broker_admit};
 
 /* Answers mapping checks: each request gets back the address it came from.
  * Stateless, one reply per request, bounded per wake-up. */
@@ -876,6 +914,7 @@ static void log_security(natter_broker *b) {
                      "-token-file or -admitted-keys)");
   }
 }
+static void start_status_page(natter_broker *b);
 
 int natter_broker_new_versioned(natter_broker **pbroker,
                                 struct event_base *base, int config_version,
@@ -899,6 +938,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   b->map_fd = -1;
   b->base = base;
+  b->started_ns = nt_monotonic_ns();
   TAILQ_INIT(&b->clients);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;
@@ -954,6 +994,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
+  epcfg.accept_h3 = broker_accept_h3;
   epcfg.user_data = b;
   epcfg.log = &b->log;
   epcfg.handshake_timeout_ms = 5000;
@@ -970,6 +1011,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
+  start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
           nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
@@ -983,7 +1025,9 @@ void natter_broker_free(natter_broker *b) {
   if (!b) {
     return;
   }
+  nt_metrics_free(b->metrics);
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
+  nt_h3_server_free(b->h3);
   if (b->map_ev) {
     event_free(b->map_ev);
   }
@@ -1028,4 +1072,159 @@ int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
   stats->introductions = b->introductions;
   memcpy(out, stats, len);
   return 0;
+}
+
+/* ---- status: the getters behind metrics, status pages and embedders ---- */
+
+static int bclient_mapping(const bclient *c) {
+  switch (c->mapping) {
+  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
+    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
+  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
+    return NATTER_NAT_MAPPING_SYMMETRIC;
+  default:
+    return NATTER_NAT_MAPPING_UNKNOWN;
+  }
+}
+
+int natter_broker_get_status_versioned(const natter_broker *b,
+                                       int status_version,
+                                       natter_broker_status *out) {
+  natter_broker_status full, *st = &full;
+  size_t len = nt_broker_status_len(status_version);
+  if (!out || !len) {
+    return NATTER_ERR_INVALID;
+  }
+  memset(st, 0, sizeof(*st));
+  if (!b) {
+    memcpy(out, st, len);
+    return NATTER_ERR_INVALID;
+  }
+  st->uptime_ms = (nt_monotonic_ns() - b->started_ns) / 1000000;
+  st->connections = b->nclients;
+  st->clients = nt_hashmap_count(&b->checked_in);
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (c->checked_in) {
+      st->clients_by_mapping[bclient_mapping(c)]++;
+    }
+  }
+  st->check_ins = b->check_ins;
+  st->introductions = b->introductions;
+  st->relayed_bytes = 0;
+  nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
+  st->bytes_received += b->map_rx;
+  st->bytes_sent += b->map_tx;
+  st->packets_dropped = nt_endpoint_dropped(b->ep);
+  st->status_requests = b->status_requests;
+  memcpy(out, st, len);
+  return 0;
+}
+
+int natter_broker_foreach_client(const natter_broker *b,
+                                 natter_broker_client_fn fn, void *user_data) {
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
+  if (!b || !fn) {
+    return NATTER_ERR_INVALID;
+  }
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (!c->checked_in || !nt_conn_peer_fingerprint(c->conn)) {
+      continue;
+    }
+    natter_broker_client_info info;
+    nt_conn_path_stats ps;
+    memset(&info, 0, sizeof(info));
+    nt_fingerprint_hex(nt_conn_peer_fingerprint(c->conn), hex);
+    nt_conn_get_path_stats(c->conn, &ps);
+    info.name = c->name;
+    info.fingerprint = hex;
+    info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
+    info.mapping = bclient_mapping(c);
+    info.listening = c->listen;
+    info.connected_unix_ms = c->checked_in_unix_ms;
+    info.last_seen_unix_ms =
+        nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));
+    info.bytes_received = ps.bytes_received;
+    info.bytes_sent = ps.bytes_sent;
+    fn(&info, user_data);
+  }
+  return 0;
+}
+
+int natter_broker_add_admin(natter_broker *b, const char *fingerprint) {
+  return b ? nt_admins_add(&b->admins, fingerprint) : NATTER_ERR_INVALID;
+}
+
+static void broker_render_metrics(struct evbuffer *out, void *ud) {
+  natter_broker *b = ud;
+  b->status_requests++;
+  nt_render_broker_metrics(out, b);
+}
+
+int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
+  char err[300];
+  if (!b || !addr || b->metrics) {
+    return NATTER_ERR_INVALID;
+  }
+  int rv = nt_metrics_new(&b->metrics, b->base, addr, broker_render_metrics, b,
+                          err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "%s", err);
+    return rv;
+  }
+  nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
+          nt_metrics_port(b->metrics));
+  return 0;
+}
+
+uint16_t natter_broker_metrics_port(const natter_broker *b) {
+  return b ? nt_metrics_port(b->metrics) : 0;
+}
+
+/* ---- HTTP/3 status page ---- */
+
+/* GET /status: anyone gets the aggregate counts (a broker is public, and
+ * so are how many use it); a caller whose certificate key is an -admin
+ * key also gets every client's row. JSON, or the table natter -status
+ * prints when the request accepts text/plain. */
+static int broker_render_status(struct evbuffer *body, const char *path,
+                                const char *accept, const uint8_t *peer_fp,
+                                const char **content_type, void *ud) {
+  natter_broker *b = ud;
+  size_t plen = strcspn(path, "?");
+  b->status_requests++;
+  if (plen != 7 || strncmp(path, "/status", 7) != 0) {
+    *content_type = "text/plain; charset=utf-8";
+    evbuffer_add_printf(body, "not found: try /status\n");
+    return 404;
+  }
+  /* The broker's own key (natter -status on its machine) and -admin
+   * keys see everything. */
+  int detailed =
+      nt_admins_contains(&b->admins, peer_fp) ||
+      (peer_fp && memcmp(peer_fp, nt_identity_fingerprint(b->identity),
+                         NT_FINGERPRINT_LEN) == 0);
+  if (strstr(accept, "text/plain")) {
+    *content_type = "text/plain; charset=utf-8";
+    nt_render_broker_text(body, b, detailed);
+  } else {
+    *content_type = "application/json";
+    nt_render_broker_json(body, b, detailed);
+  }
+  return 200;
+}
+
+static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                            nt_accept_params *params, void *ud) {
+  natter_broker *b = ud;
+  (void)ep;
+  (void)from;
+  return b->h3 ? nt_h3_server_accept(b->h3, params) : 0;
+}
+
+static void start_status_page(natter_broker *b) {
+  if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
+    nt_warn(&b->log, "no HTTP/3 status page: out of memory");
+  }
 }

@@ -11,6 +11,7 @@
 #include "forward.h"
 #include "natter.h"
 #include "peer.h"
+#include "status.h"
 #include "tunnel.h"
 #include "wire.h"
 
@@ -55,6 +56,15 @@ struct natter_client {
   nt_peers *peers;
   struct nt_tunnel_list tunnels;   /* every live tunnel */
   struct nt_forward_list forwards;
+
+  /* Status (getters at the end of client.c): counted from the events. */
+  uint64_t started_ns;
+  uint64_t check_ins, peer_connections, streams_opened, status_requests;
+  uint64_t punch_by_mapping[3][3][2];
+  uint64_t errors[32];
+  nt_admins admins;
+  struct nt_metrics *metrics;
+  struct nt_h3_server *h3; /* HTTP/3 /status on the client's socket */
 };
 
 #endif

@@ -110,7 +110,10 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data) {
   nt_conn *conn = user_data;
   (void)qc;
   if (nt_tls_session_peer_fingerprint(conn->tls, conn->peer_fp) != 0) {
-    return NGTCP2_ERR_CALLBACK_FAILURE;
+    if (!(conn->is_h3 && conn->is_server)) {
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    conn->anonymous = 1; /* a status reader without a certificate */
   }
   conn->established = 1;
   if (conn->cbs.established) {
@@ -123,8 +126,8 @@ static int stream_open_cb(ngtcp2_conn *qc, int64_t stream_id,
                           void *user_data) {
   nt_conn *conn = user_data;
   (void)qc;
-  if (!ngtcp2_is_bidi_stream(stream_id)) {
-    /* We never use unidirectional streams: refuse to read one. */
+  if (!ngtcp2_is_bidi_stream(stream_id) && !conn->is_h3) {
+    /* Only HTTP/3 uses unidirectional streams: refuse to read one. */
     ngtcp2_conn_shutdown_stream_read(conn->qc, stream_id, 1);
     return 0;
   }
@@ -648,11 +651,70 @@ void nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason) {
   event_active(conn->write_ev, EV_WRITE, 0);
 }
 
+/* HTTP/3 needs three unidirectional streams each way (control, QPACK
+ * encoder and decoder, RFC 9114 §6.2); natter's protocol needs none. */
+#define H3_MAX_STREAMS_UNI 3
+#define H3_STREAM_DATA_UNI (64 * 1024)
+
+enum { TLS_NATTER, TLS_ROUTED, TLS_H3_CLIENT };
+
+/* nt_tls_alpn_fn of a routed server connection: the owner for the chosen
+ * protocol takes it, or the handshake fails. */
+static int route_by_alpn(void *ud, int is_h3) {
+  nt_conn *conn = ud;
+  nt_accept_params params;
+  if (!nt_endpoint_route(conn->ep, conn, is_h3, &params)) {
+    return -1;
+  }
+  conn->cbs = *params.callbacks;
+  conn->user_data = params.user_data;
+  nt_tls_session_expect(conn->tls, params.expected_fp);
+  if (is_h3) {
+    /* Before the handshake keys exist, so the EncryptedExtensions carry
+     * these (ngtcp2_conn_set_local_transport_params). */
+    ngtcp2_transport_params tp =
+        *ngtcp2_conn_get_local_transport_params(conn->qc);
+    tp.initial_max_streams_uni = H3_MAX_STREAMS_UNI;
+    tp.initial_max_stream_data_uni = H3_STREAM_DATA_UNI;
+    if (ngtcp2_conn_set_local_transport_params(conn->qc, &tp) != 0) {
+      return -1;
+    }
+    conn->is_h3 = 1;
+  }
+  return 0;
+}
+
+static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
+                       const struct sockaddr *remote, socklen_t remotelen,
+                       const ngtcp2_pkt_hd *initial_hd,
+                       const ngtcp2_cid *odcid, const uint8_t *expected_fp,
+                       const nt_conn_callbacks *cbs, void *user_data,
+                       int tls_kind);
+
 int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const struct sockaddr *remote, socklen_t remotelen,
                 const ngtcp2_pkt_hd *initial_hd, const ngtcp2_cid *odcid,
                 const uint8_t *expected_fp, const nt_conn_callbacks *cbs,
                 void *user_data) {
+  return conn_create(pconn, ep, is_server, remote, remotelen, initial_hd,
+                     odcid, expected_fp, cbs, user_data,
+                     cbs ? TLS_NATTER : TLS_ROUTED);
+}
+
+int nt_conn_new_h3_client(nt_conn **pconn, nt_endpoint *ep,
+                          const struct sockaddr *remote, socklen_t remotelen,
+                          const uint8_t *expected_fp,
+                          const nt_conn_callbacks *cbs, void *user_data) {
+  return conn_create(pconn, ep, 0, remote, remotelen, NULL, NULL, expected_fp,
+                     cbs, user_data, TLS_H3_CLIENT);
+}
+
+static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
+                       const struct sockaddr *remote, socklen_t remotelen,
+                       const ngtcp2_pkt_hd *initial_hd,
+                       const ngtcp2_cid *odcid, const uint8_t *expected_fp,
+                       const nt_conn_callbacks *cbs, void *user_data,
+                       int tls_kind) {
   nt_conn *conn = calloc(1, sizeof(*conn));
   ngtcp2_callbacks callbacks;
   ngtcp2_settings settings;
@@ -665,7 +727,10 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   conn->ep = ep;
   conn->is_server = is_server;
-  conn->cbs = *cbs;
+  if (cbs) {
+    conn->cbs = *cbs;
+  }
+  conn->is_h3 = tls_kind == TLS_H3_CLIENT;
   conn->user_data = user_data;
   memcpy(&conn->remote.ss, remote, remotelen);
   conn->remote.len = remotelen;
@@ -684,8 +749,15 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
       !conn->streams_ev) {
     goto fail;
   }
-  if (nt_tls_session_new(&conn->tls, ep->cfg.identity, is_server, expected_fp,
-                         &conn->conn_ref) != 0) {
+  rv = tls_kind == TLS_ROUTED
+           ? nt_tls_session_new_routed(&conn->tls, ep->cfg.identity,
+                                       &conn->conn_ref, route_by_alpn, conn)
+       : tls_kind == TLS_H3_CLIENT
+           ? nt_tls_session_new_h3_client(&conn->tls, ep->cfg.identity,
+                                          expected_fp, &conn->conn_ref)
+           : nt_tls_session_new(&conn->tls, ep->cfg.identity, is_server,
+                                expected_fp, &conn->conn_ref);
+  if (rv != 0) {
     err = NATTER_ERR_TLS;
     goto fail;
   }
@@ -720,6 +792,10 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   params.initial_max_stream_data_bidi_remote = 1024 * 1024;
   params.initial_max_streams_bidi = 256;
   params.initial_max_streams_uni = 0;
+  if (tls_kind == TLS_H3_CLIENT) {
+    params.initial_max_streams_uni = H3_MAX_STREAMS_UNI;
+    params.initial_max_stream_data_uni = H3_STREAM_DATA_UNI;
+  }
   params.max_idle_timeout = ep->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
   params.active_connection_id_limit = 4;
 
@@ -796,13 +872,14 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
     return;
   }
   conn->rx_bytes += len;
+  uint64_t now = nt_timestamp();
+  conn->last_rx_ns = now;
   ngtcp2_path path = {
       {(struct sockaddr *)&ep->local.ss, ep->local.len},
       {(struct sockaddr *)from, fromlen},
       NULL,
   };
-  int rv = ngtcp2_conn_read_pkt(conn->qc, &path, &pi, data, len,
-                                nt_timestamp());
+  int rv = ngtcp2_conn_read_pkt(conn->qc, &path, &pi, data, len, now);
   if (rv == 0) {
     /* The peer may have moved (NAT rebinding): answer where it is now. */
     const ngtcp2_path *cur = ngtcp2_conn_get_path(conn->qc);
@@ -849,7 +926,7 @@ const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn) {
 }
 
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn) {
-  return conn->established ? conn->peer_fp : NULL;
+  return conn->established && !conn->anonymous ? conn->peer_fp : NULL;
 }
 
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
@@ -971,4 +1048,35 @@ void nt_stream_consume(nt_stream *stream, size_t n) {
   }
   ngtcp2_conn_extend_max_offset(stream->conn->qc, n);
   schedule_write(stream->conn);
+}
+
+/* ---- status (what status pages and metrics read) ---- */
+
+uint64_t nt_conn_last_rx_ns(const nt_conn *conn) {
+  return conn->last_rx_ns;
+}
+
+void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  out->rtt_us = st.smoothed_rtt / NGTCP2_MICROSECONDS;
+  out->pto_count = st.pto_count;
+  out->cwnd = st.cwnd;
+  out->bytes_sent = conn->tx_bytes;
+  out->bytes_received = conn->rx_bytes;
+}
+
+int nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream) {
+  int64_t id;
+  if (!nt_conn_is_established(conn) ||
+      ngtcp2_conn_open_uni_stream(conn->qc, &id, NULL) != 0) {
+    return -1;
+  }
+  nt_stream *s = stream_new(conn, id);
+  if (!s) {
+    ngtcp2_conn_shutdown_stream(conn->qc, id, 1);
+    return -1;
+  }
+  *pstream = s;
+  return 0;
 }

@@ -230,6 +230,31 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     }
     return;
   }
+  /* The owner's limits before any state: a refused Initial costs one
+   * small stateless answer, whatever protocol it wants. */
+  const char *refusal = NULL;
+  if (ep->cfg.callbacks->admit &&
+      !ep->cfg.callbacks->admit(ep, from, &refusal, ep->cfg.user_data)) {
+    ep->dropped++;
+    if (refusal) {
+      refuse_initial(ep, &hd, refusal, from, fromlen);
+    }
+    return;
+  }
+  if (ep->cfg.accept_h3) {
+    /* HTTP/3 beside natter: who takes the connection depends on the ALPN
+     * of the ClientHello inside this Initial, so the owner is asked once
+     * TLS has read it (nt_endpoint_route). */
+    if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
+                    v == NT_RETRY_VALIDATED ? &odcid : NULL, NULL, NULL,
+                    NULL) != 0) {
+      ep->dropped++;
+      return;
+    }
+    nt_conn_recv(conn, data, len, from, fromlen);
+    mark_dirty(ep, conn);
+    return;
+  }
   nt_accept_params params = {0};
   if (!ep->cfg.callbacks->accept ||
       !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
@@ -451,4 +476,36 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {
   *rx = ep->rx_bytes;
   *tx = ep->tx_bytes;
+}
+
+uint64_t nt_endpoint_dropped(const nt_endpoint *ep) {
+  return ep->dropped;
+}
+
+int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
+                      nt_accept_params *params) {
+  const struct sockaddr *from = (const struct sockaddr *)&conn->remote.ss;
+  int (*accept)(nt_endpoint *, const struct sockaddr *, nt_accept_params *,
+                void *) = is_h3 ? ep->cfg.accept_h3 : ep->cfg.callbacks->accept;
+  memset(params, 0, sizeof(*params));
+  if (!accept || !accept(ep, from, params, ep->cfg.user_data)) {
+    ep->dropped++;
+    return 0;
+  }
+  return 1;
+}
+
+int nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
+                           socklen_t tolen, const uint8_t *expected_fp,
+                           const nt_conn_callbacks *callbacks, void *user_data,
+                           nt_conn **pconn) {
+  nt_conn *conn;
+  int rv = nt_conn_new_h3_client(&conn, ep, to, tolen, expected_fp, callbacks,
+                                 user_data);
+  if (rv != 0) {
+    return rv;
+  }
+  nt_conn_flush(conn);
+  *pconn = conn;
+  return 0;
 }

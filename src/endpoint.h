@@ -73,6 +73,11 @@ typedef struct nt_endpoint_callbacks {
   void (*datagram)(nt_endpoint *ep, const uint8_t *data, size_t len,
                    const struct sockaddr *from, socklen_t fromlen,
                    void *user_data);
+  /* Optional, asked first for every new Initial, before any state is
+   * made: return 1 to go on, or 0 to drop it (with *refuse_reason set, it
+   * is refused statelessly with that reason; see nt_accept_params). */
+  int (*admit)(nt_endpoint *ep, const struct sockaddr *from,
+               const char **refuse_reason, void *user_data);
 } nt_endpoint_callbacks;
 
 typedef struct nt_endpoint_config {
@@ -86,6 +91,14 @@ typedef struct nt_endpoint_config {
   uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
   unsigned retry_above_per_s;  /* more new connections a second than this
                                   get a QUIC Retry first; 0: never */
+  /* Optional: serve HTTP/3 (status pages) on this socket too. When set,
+   * a new Initial is not offered to callbacks->accept at once: the
+   * handshake starts offering ALPN NT_ALPN and "h3", and once the
+   * ClientHello has chosen, callbacks->accept (NT_ALPN) or this ("h3")
+   * decides as accept does, with user_data. An h3 peer may be anonymous
+   * (nt_conn_peer_fingerprint NULL). */
+  int (*accept_h3)(nt_endpoint *ep, const struct sockaddr *from,
+                   nt_accept_params *params, void *user_data);
 } nt_endpoint_config;
 
 /* Monotonic clock in nanoseconds: the time base of every deadline. */
@@ -133,6 +146,19 @@ int nt_conn_is_established(const nt_conn *conn);
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);
 
+/* For status pages: the monotonic time (ns) of the last datagram from
+ * the peer, and the path's numbers as ngtcp2 keeps them. */
+uint64_t nt_conn_last_rx_ns(const nt_conn *conn);
+typedef struct nt_conn_path_stats {
+  uint64_t rtt_us;    /* smoothed */
+  uint64_t pto_count; /* probe timeouts in a row: a sign of loss */
+  uint64_t cwnd;      /* congestion window, bytes */
+  uint64_t bytes_sent, bytes_received; /* UDP payload bytes */
+} nt_conn_path_stats;
+void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out);
+/* Datagrams the endpoint dropped (no connection, refused Initials). */
+uint64_t nt_endpoint_dropped(const nt_endpoint *ep);
+
 /* ---- streams ---- */
 
 typedef struct nt_stream_callbacks {
@@ -154,6 +180,14 @@ typedef struct nt_stream_callbacks {
  * again), or -1 when the connection is not usable. */
 #define NT_STREAMS_BLOCKED 1
 int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
+/* The same for a unidirectional stream (HTTP/3 control and QPACK). */
+int nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream);
+/* Opens an HTTP/3 client connection to |to| (ALPN "h3"), presenting the
+ * endpoint's identity; |expected_fp| as for nt_endpoint_connect. */
+int nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
+                           socklen_t tolen, const uint8_t *expected_fp,
+                           const nt_conn_callbacks *callbacks, void *user_data,
+                           nt_conn **pconn);
 
 void nt_stream_set_callbacks(nt_stream *stream,
                              const nt_stream_callbacks *callbacks,

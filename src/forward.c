@@ -276,3 +276,21 @@ void nt_forward_free_all(struct nt_forward_list *all) {
     forward_free(f);
   }
 }
+
+/* ---- status ---- */
+
+nt_forward *nt_forward_next(const struct nt_forward_list *all,
+                            const nt_forward *prev) {
+  return prev ? TAILQ_NEXT(prev, link) : TAILQ_FIRST(all);
+}
+
+void nt_forward_describe(const nt_forward *f, natter_forward_info *info,
+                         char *target, size_t targetlen) {
+  describe_target(f, target, targetlen);
+  memset(info, 0, sizeof(*info));
+  info->forward = (natter_forward *)f;
+  info->peer = f->peer;
+  info->target = target;
+  info->local_port = f->local_port;
+  info->stats = f->stats;
+}

@@ -43,4 +43,12 @@ int nt_forward_add(const nt_forward_env *env,
 /* Frees every forward (their tunnels must be gone already). */
 void nt_forward_free_all(struct nt_forward_list *all);
 
+/* Iteration for status pages: the forward after |prev| (NULL: the
+ * first), or NULL. */
+nt_forward *nt_forward_next(const struct nt_forward_list *all,
+                            const nt_forward *prev);
+/* Fills |info| for |f|; its target string is written to |target|. */
+void nt_forward_describe(const nt_forward *f, natter_forward_info *info,
+                         char *target, size_t targetlen);
+
 #endif

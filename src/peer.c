@@ -659,14 +659,27 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
 }
 
-int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
-                    nt_accept_params *params) {
+/* The peer whose connection we expect from |from|: one we punch to that
+ * did not ask us to connect, and whose probes came from there. */
+static nt_peer *expected_from(nt_peers *peers, const struct sockaddr *from) {
   nt_peer *p;
   TAILQ_FOREACH(p, &peers->list, link) {
-    if (p->initiator || p->state != NT_PEER_PUNCHING || !p->have_probe_from ||
-        !nt_addr_equal((struct sockaddr *)&p->probe_from.ss, from)) {
-      continue;
+    if (!p->initiator && p->state == NT_PEER_PUNCHING && p->have_probe_from &&
+        nt_addr_equal((struct sockaddr *)&p->probe_from.ss, from)) {
+      return p;
     }
+  }
+  return NULL;
+}
+
+int nt_peers_expecting(nt_peers *peers, const struct sockaddr *from) {
+  return expected_from(peers, from) != NULL;
+}
+
+int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
+                    nt_accept_params *params) {
+  nt_peer *p = expected_from(peers, from);
+  if (p) {
     p->state = NT_PEER_CONNECTING;
     params->expected_fp = p->key;
     params->callbacks = &peer_conn_callbacks;
@@ -753,4 +766,42 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
     return;
   }
   ENV(p)->callbacks->stream(p->name, s, ENV(p)->user_data);
+}
+
+/* ---- status (read-only views for status pages and metrics) ---- */
+
+static const char *state_name(nt_peer_state state) {
+  switch (state) {
+  case NT_PEER_INTRODUCING:
+    return "introducing";
+  case NT_PEER_PUNCHING:
+    return "punching";
+  case NT_PEER_CONNECTING:
+    return "connecting";
+  case NT_PEER_CONNECTED:
+    return "connected";
+  default:
+    return "idle";
+  }
+}
+
+void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
+  const nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    nt_peer_view v;
+    memset(&v, 0, sizeof(v));
+    v.name = p->name;
+    v.state = state_name(p->state);
+    v.initiator = p->initiator;
+    v.key = p->state != NT_PEER_IDLE || p->punch.ncandidates ? p->key : NULL;
+    v.mapping = p->mapping;
+    v.conn = nt_peer_conn(p);
+    v.punch = &p->punch;
+    v.probe_from = p->have_probe_from ? &p->probe_from : NULL;
+    fn(&v, ud);
+  }
+}
+
+int nt_peer_mapping(const nt_peer *p) {
+  return p ? p->mapping : NT_MAPPING_UNKNOWN;
 }

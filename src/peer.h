@@ -123,6 +123,9 @@ void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,
 /* A non-QUIC datagram on the endpoint (hole-punching probes). */
 void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
                           const struct sockaddr *from, socklen_t fromlen);
+/* 1 when a connection from |from| would be a peer we are punching to
+ * (nt_peers_accept would take it); changes nothing. */
+int nt_peers_expecting(nt_peers *peers, const struct sockaddr *from);
 /* An Initial from an unknown address: 1 and |params| filled when it is
  * the peer we are punching to. */
 int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
@@ -130,5 +133,22 @@ int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
 
 /* The live connection to |peer|, or NULL. */
 nt_conn *nt_peer_conn(const nt_peer *peer);
+
+/* A read-only view of one peer for status pages; valid during the
+ * callback. */
+typedef struct nt_peer_view {
+  const char *name;
+  const char *state; /* "idle", "introducing", "punching", ... */
+  int initiator;
+  const uint8_t *key;        /* vouched key, NULL before any introduction */
+  int mapping;               /* nt_nat_mapping the peer reported */
+  nt_conn *conn;             /* live connection or NULL */
+  const nt_punch *punch;     /* the last punching: candidates, counts */
+  const nt_addr *probe_from; /* where its probes came from, or NULL */
+} nt_peer_view;
+typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
+void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);
+/* The NAT mapping |peer| reported (NT_MAPPING_*). */
+int nt_peer_mapping(const nt_peer *peer);
 
 #endif

@@ -108,12 +108,17 @@ struct nt_conn {
   struct nt_stream_queue pending; /* streams with bytes or FIN to send */
   uint64_t send_held;             /* bytes queued and unacked on all streams */
   uint64_t tx_bytes, rx_bytes;
+  uint64_t last_rx_ns; /* monotonic time of the last datagram (status) */
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
   struct nt_cid_list cids; /* every ID the endpoint routes to us */
   LIST_ENTRY(nt_conn) ep_link;
   int dirty; /* on ep->dirty */
   TAILQ_ENTRY(nt_conn) dirty_link;
+  /* HTTP/3 status (h3.c): the protocol was chosen by ALPN "h3"; peer uni
+   * streams are then taken, and the peer may be anonymous (no key). */
+  int is_h3;
+  int anonymous;
 };
 
 uint64_t nt_timestamp(void);
@@ -129,6 +134,11 @@ void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn);
 /* Takes |conn| off every list of the endpoint and drops its connection
  * IDs: the last thing before it is freed. */
 void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
+/* A routed connection's ClientHello chose |is_h3| or natter's ALPN: asks
+ * the owner (accept or accept_h3) and fills |params|. Returns 1 when the
+ * owner takes it. */
+int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
+                      nt_accept_params *params);
 /* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
  * back to back in |buf|, as one GSO write when possible. */
 void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
@@ -142,6 +152,13 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
                 const ngtcp2_pkt_hd *initial_hd, const ngtcp2_cid *odcid,
                 const uint8_t *expected_fp, const nt_conn_callbacks *cbs,
                 void *user_data);
+/* With |cbs| NULL: a server connection whose owner is chosen once the
+ * ClientHello names the protocol (nt_endpoint_route). */
+/* An HTTP/3 client connection (natter -status): ALPN "h3" only. */
+int nt_conn_new_h3_client(nt_conn **pconn, nt_endpoint *ep,
+                          const struct sockaddr *remote, socklen_t remotelen,
+                          const uint8_t *expected_fp,
+                          const nt_conn_callbacks *cbs, void *user_data);
 /* Feeds one datagram; the connection may schedule its own close. */
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
                   const struct sockaddr *from, socklen_t fromlen);

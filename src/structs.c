@@ -78,6 +78,24 @@ size_t nt_peer_stats_len(int version) {
   }
 }
 
+size_t nt_broker_status_len(int version) {
+  switch (version) {
+  case NATTER_BROKER_STATUS_V1:
+    return FIELD_END(natter_broker_status, status_requests);
+  default:
+    return 0;
+  }
+}
+
+size_t nt_client_status_len(int version) {
+  switch (version) {
+  case NATTER_CLIENT_STATUS_V1:
+    return FIELD_END(natter_client_status, status_requests);
+  default:
+    return 0;
+  }
+}
+
 /* ---- defaults, as documented in natter.h ---- */
 
 static void broker_config_defaults(natter_broker_config *cfg) {

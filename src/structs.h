@@ -17,6 +17,8 @@ size_t nt_forward_config_len(int version);
 size_t nt_broker_stats_len(int version);
 size_t nt_forward_stats_len(int version);
 size_t nt_peer_stats_len(int version);
+size_t nt_broker_status_len(int version);
+size_t nt_client_status_len(int version);
 
 /* Fills |out| (this library's layout) from a caller's |in| laid out as
  * |version|: the fields that version has are copied, the newer ones get

@@ -55,7 +55,15 @@ struct nt_tls_session {
   int has_peer_fp;
   uint8_t peer_fp[NT_FINGERPRINT_LEN];
   int key_mismatch;
+  /* Server sessions that also offer HTTP/3 (nt_tls_session_new_routed)
+   * and client sessions that speak it (nt_tls_session_new_h3_client). */
+  int offer_h3;
+  int is_h3; /* "h3" was negotiated */
+  nt_tls_alpn_fn on_alpn;
+  void *on_alpn_ud;
 };
+
+#define H3_ALPN "h3"
 
 #define set_err nt_textfile_set_err
 
@@ -459,10 +467,21 @@ int nt_fingerprint_parse(uint8_t *fp, const char *hex) {
  * offers other protocols; a peer that sends no ALPN extension at all gets
  * through, so the result is checked explicitly. */
 static int check_alpn(gnutls_session_t session) {
+  nt_tls_session *s = gnutls_db_get_ptr(session);
   gnutls_datum_t selected;
 
-  if (gnutls_alpn_get_selected_protocol(session, &selected) != 0 ||
-      selected.size != sizeof(NT_ALPN) - 1 ||
+  if (gnutls_alpn_get_selected_protocol(session, &selected) != 0) {
+    return GNUTLS_E_NO_APPLICATION_PROTOCOL;
+  }
+  if (s && s->offer_h3 && selected.size == sizeof(H3_ALPN) - 1 &&
+      memcmp(selected.data, H3_ALPN, sizeof(H3_ALPN) - 1) == 0) {
+    s->is_h3 = 1;
+    return 0;
+  }
+  if (s && s->offer_h3 && !s->on_alpn) {
+    return GNUTLS_E_NO_APPLICATION_PROTOCOL; /* an h3-only client */
+  }
+  if (selected.size != sizeof(NT_ALPN) - 1 ||
       memcmp(selected.data, NT_ALPN, sizeof(NT_ALPN) - 1) != 0) {
     return GNUTLS_E_NO_APPLICATION_PROTOCOL;
   }
@@ -478,7 +497,19 @@ static int client_hello_hook(gnutls_session_t session, unsigned int htype,
   (void)when;
   (void)incoming;
   (void)msg;
-  return check_alpn(session);
+  int rv = check_alpn(session);
+  nt_tls_session *s = gnutls_db_get_ptr(session);
+  if (rv != 0 || !s || !s->on_alpn) {
+    return rv;
+  }
+  /* The owner decides who gets this connection now that it knows the
+   * protocol. A status reader may come without a certificate: ask for
+   * one, do not require it (its key only widens what it may read). */
+  if (s->is_h3) {
+    gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
+  }
+  return s->on_alpn(s->on_alpn_ud, s->is_h3) == 0 ? 0
+                                                  : GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 /* Runs in both roles once the peer's CertificateVerify has checked out, so
@@ -506,7 +537,8 @@ static int verify_peer(gnutls_session_t session) {
   }
   certs = gnutls_certificate_get_peers(session, &ncerts);
   if (certs == NULL || ncerts == 0) {
-    return -1;
+    /* Only an HTTP/3 status reader may stay anonymous. */
+    return s->is_h3 && s->on_alpn ? 0 : -1;
   }
   rv = gnutls_x509_crt_init(&crt);
   if (rv >= 0) {
@@ -542,11 +574,25 @@ static int verify_peer(gnutls_session_t session) {
   return 0;
 }
 
+static const gnutls_datum_t natter_alpn[] = {
+    {(unsigned char *)NT_ALPN, sizeof(NT_ALPN) - 1}};
+
+static int session_new(nt_tls_session **psession, nt_identity *identity,
+                       int is_server, const uint8_t *expected_fp,
+                       void *conn_ref, const gnutls_datum_t *alpn,
+                       unsigned nalpn);
+
 int nt_tls_session_new(nt_tls_session **psession, nt_identity *identity,
                        int is_server, const uint8_t *expected_fp,
                        void *conn_ref) {
-  static const gnutls_datum_t alpn = {(unsigned char *)NT_ALPN,
-                                      sizeof(NT_ALPN) - 1};
+  return session_new(psession, identity, is_server, expected_fp, conn_ref,
+                     natter_alpn, 1);
+}
+
+static int session_new(nt_tls_session **psession, nt_identity *identity,
+                       int is_server, const uint8_t *expected_fp,
+                       void *conn_ref, const gnutls_datum_t *alpn,
+                       unsigned nalpn) {
   nt_tls_session *s;
   int rv;
 
@@ -589,7 +635,7 @@ int nt_tls_session_new(nt_tls_session **psession, nt_identity *identity,
   if (rv < 0) {
     goto fail;
   }
-  rv = gnutls_alpn_set_protocols(s->session, &alpn, 1,
+  rv = gnutls_alpn_set_protocols(s->session, alpn, nalpn,
                                  is_server ? GNUTLS_ALPN_MANDATORY |
                                                  GNUTLS_ALPN_SERVER_PRECEDENCE
                                            : GNUTLS_ALPN_MANDATORY);
@@ -656,4 +702,45 @@ int nt_random_bytes(void *buf, size_t len) {
     return 0;
   }
   return gnutls_rnd(GNUTLS_RND_RANDOM, buf, len) == 0 ? 0 : -1;
+}
+
+/* ---- HTTP/3 beside natter's own protocol ---- */
+
+int nt_tls_session_new_routed(nt_tls_session **psession, nt_identity *identity,
+                              void *conn_ref, nt_tls_alpn_fn on_alpn,
+                              void *ud) {
+  static const gnutls_datum_t alpns[] = {
+      {(unsigned char *)NT_ALPN, sizeof(NT_ALPN) - 1},
+      {(unsigned char *)H3_ALPN, sizeof(H3_ALPN) - 1}};
+  if (session_new(psession, identity, 1, NULL, conn_ref, alpns, 2) != 0) {
+    return -1;
+  }
+  nt_tls_session *s = *psession;
+  s->offer_h3 = 1;
+  s->on_alpn = on_alpn;
+  s->on_alpn_ud = ud;
+  return 0;
+}
+
+int nt_tls_session_new_h3_client(nt_tls_session **psession,
+                                 nt_identity *identity,
+                                 const uint8_t *expected_fp, void *conn_ref) {
+  static const gnutls_datum_t alpn[] = {
+      {(unsigned char *)H3_ALPN, sizeof(H3_ALPN) - 1}};
+  if (session_new(psession, identity, 0, expected_fp, conn_ref, alpn, 1) != 0) {
+    return -1;
+  }
+  (*psession)->offer_h3 = 1;
+  return 0;
+}
+
+void nt_tls_session_expect(nt_tls_session *session, const uint8_t *fp) {
+  if (fp) {
+    memcpy(session->expected_fp, fp, NT_FINGERPRINT_LEN);
+    session->has_expected_fp = 1;
+  }
+}
+
+int nt_tls_session_is_h3(const nt_tls_session *session) {
+  return session->is_h3;
 }

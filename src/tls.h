@@ -71,6 +71,30 @@ int nt_tls_session_peer_fingerprint(nt_tls_session *session, uint8_t *fp);
  * generic TLS error. */
 int nt_tls_session_key_mismatch(const nt_tls_session *session);
 
+/* ---- HTTP/3 status pages beside natter's own protocol ---- */
+
+/* Called once the ClientHello is parsed, with |is_h3| set when the client
+ * chose ALPN "h3" over NT_ALPN. Returns 0 to go on with the handshake, -1
+ * to refuse the connection. */
+typedef int (*nt_tls_alpn_fn)(void *user_data, int is_h3);
+
+/* A server session offering NT_ALPN and "h3" that lets |on_alpn| decide
+ * who takes the connection (the endpoint routes it by protocol). For h3,
+ * a client certificate is asked for but optional: without one the peer
+ * fingerprint stays unknown (nt_tls_session_peer_fingerprint fails). */
+int nt_tls_session_new_routed(nt_tls_session **psession, nt_identity *identity,
+                              void *conn_ref, nt_tls_alpn_fn on_alpn,
+                              void *user_data);
+/* A client session speaking only "h3" (natter -status), presenting
+ * |identity|'s certificate; |expected_fp| as for nt_tls_session_new. */
+int nt_tls_session_new_h3_client(nt_tls_session **psession,
+                                 nt_identity *identity,
+                                 const uint8_t *expected_fp, void *conn_ref);
+/* Sets the key the peer must have (from inside on_alpn). */
+void nt_tls_session_expect(nt_tls_session *session, const uint8_t *fp);
+/* 1 once "h3" was negotiated. */
+int nt_tls_session_is_h3(const nt_tls_session *session);
+
 /* Fills |buf| with cryptographically secure random bytes; returns 0/-1. */
 int nt_random_bytes(void *buf, size_t len);
 

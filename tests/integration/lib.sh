@@ -46,6 +46,11 @@ _LOGS_SHOWN=0
 
 log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 
+# natter stamps each log line with the time when stderr is not a terminal
+# ("2024-05-01T12:00:00.123Z natter: ..."); a regex anchored at a line's
+# start puts this before "natter: ".
+LOG_TS='([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z )?'
+
 _now_ms() {
   local t=${EPOCHREALTIME/./}
   echo $((t / 1000))

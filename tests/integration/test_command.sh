@@ -69,7 +69,7 @@ expect_refused() {
     fail "$1: natter did not exit within 30 s; $(describe "$1")"
   ((STATUS != 0)) || fail "$1: exit status 0, want a failure; $(describe "$1")"
   [[ ! -s $WORK/$1.out ]] || fail "$1: wrote on stdout; $(describe "$1")"
-  grep -Eq -- "^natter: .*($2)" "$WORK/$1.err" ||
+  grep -Eq -- "^${LOG_TS}natter: .*($2)" "$WORK/$1.err" ||
     fail "$1: stderr has no 'natter: ' line matching /$2/; $(describe "$1")"
 }
 

@@ -32,7 +32,7 @@ assert_error_line() {
   local n
   n=$(grep -cE -- "$1" <<<"$OUTPUT") || true
   ((n == 1)) || fail "want one line matching /$1/, got $n; output: $OUTPUT"
-  grep -E -- "$1" <<<"$OUTPUT" | grep -q '^natter: ' ||
+  grep -E -- "$1" <<<"$OUTPUT" | grep -Eq "^${LOG_TS}natter: " ||
     fail "the error line does not start with 'natter: '; output: $OUTPUT"
 }
 

@@ -93,7 +93,7 @@ run_capture 30 "$NATTER" -name carol -broker "$BROKER" \
   -identity "$WORK/carol.key" :bob: hostile-double-exit
 ((STATUS != 0 && STATUS != 124)) ||
   fail "session against hostile-double-exit: status $STATUS; output: $OUTPUT"
-assert_output_contains '^natter: .*protocol error from bob: data after the exit status'
+assert_output_contains "^${LOG_TS}natter: .*protocol error from bob: data after the exit status"
 
 # bob logs a forged argv escaped.
 run_capture 30 "$NATTER" -name carol -broker "$BROKER" \
@@ -103,7 +103,7 @@ run_capture 30 "$NATTER" -name carol -broker "$BROKER" \
 wait_log bob 'evil\\nnatter: root checked in from 192\.0\.2\.1\\x1b\[2J'
 
 for who in alice bob; do
-  assert_log_lacks "$who" '^natter: root checked in'
+  assert_log_lacks "$who" "^${LOG_TS}natter: root checked in"
   assert_log_lacks "$who" $'\e'
   assert_log_lacks "$who" 'AddressSanitizer|runtime error'
 done
