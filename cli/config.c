@@ -44,6 +44,10 @@ typedef enum key_id {
   KEY_METRICS,
   KEY_ADMIN,
   KEY_LOG_FORMAT,
+  KEY_MAX_CLIENTS, /* the broker's limits, in cli_config.broker_limit order */
+  KEY_MAX_PENDING,
+  KEY_MAX_PER_ADDRESS,
+  KEY_RETRY_ABOVE,
   KEY_COUNT
 } key_id;
 
@@ -70,6 +74,10 @@ static const char *const key_names[KEY_COUNT] = {
     "metrics",
     "admin",
     "log-format",
+    "max-clients",
+    "max-pending",
+    "max-per-address",
+    "retry-above",
 };
 
 /* State of one cli_config_parse() call. */
@@ -710,6 +718,24 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     c->name_expiry_set = p->line;
     return 0;
+  case KEY_MAX_CLIENTS:
+  case KEY_MAX_PENDING:
+  case KEY_MAX_PER_ADDRESS:
+  case KEY_RETRY_ABOVE: {
+    unsigned long v = 0;
+    const char *d = value;
+    unsigned long min = key == KEY_RETRY_ABOVE ? 0 : 1;
+    for (; *d >= '0' && *d <= '9' && v <= 1000000; d++) {
+      v = v * 10 + (unsigned long)(*d - '0');
+    }
+    if (*value == '\0' || *d != '\0' || v < min || v > 1000000) {
+      return fail(p, "bad %s \"%s\": expected a number %lu..1000000%s",
+                  key_names[key], quoted, min, hash_hint(value));
+    }
+    c->broker_limit[key - KEY_MAX_CLIENTS] = (long)v;
+    c->broker_limit_set[key - KEY_MAX_CLIENTS] = p->line;
+    return 0;
+  }
   case KEY_MAX_COMMANDS:
   case KEY_MAX_COMMANDS_PER_PEER: {
     unsigned long v = 0;
@@ -793,6 +819,11 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->metrics_set;
   case KEY_LOG_FORMAT:
     return c->log_format_set;
+  case KEY_MAX_CLIENTS:
+  case KEY_MAX_PENDING:
+  case KEY_MAX_PER_ADDRESS:
+  case KEY_RETRY_ABOVE:
+    return c->broker_limit_set[key - KEY_MAX_CLIENTS];
   default:
     return 0;
   }
@@ -865,7 +896,8 @@ static int parse_line(parser *p, char *buf) {
         "identity, broker-key, timeout, log-level, listen, port, allow, "
         "allow-command, forward, allow-peer, token-file, registry, "
         "name-expiry, admitted-keys, max-commands, "
-        "max-commands-per-peer, metrics, admin, log-format",
+        "max-commands-per-peer, metrics, admin, log-format, max-clients, "
+        "max-pending, max-per-address, retry-above",
         quoted);
   }
 

@@ -46,6 +46,11 @@
  *   admin = FINGERPRINT         a key that may read the detailed status
  *                               page                            (repeatable)
  *   log-format = FORMAT         text or json
+ *   max-clients = N             broker: connections in all, 1..1000000
+ *   max-pending = N             broker: not checked in yet, 1..1000000
+ *   max-per-address = N         broker: from one IP address, 1..1000000
+ *   retry-above = N             broker: new connections/s before QUIC
+ *                               Retry, 0..1000000 (0: never)
  *
  * Single-valued keys may appear once each ("duplicate key" otherwise);
  * allow, allow-command, allow-peer, admin and forward up to
@@ -130,6 +135,9 @@ typedef struct cli_config {
   size_t max_commands_set;
   unsigned max_commands_per_peer;
   size_t max_commands_per_peer_set;
+  long broker_limit[4]; /* max-clients, max-pending, max-per-address,
+                           retry-above */
+  size_t broker_limit_set[4];
   char *metrics; /* "IP:PORT" */
   size_t metrics_set;
   char *log_format; /* "text" or "json" */

@@ -73,6 +73,14 @@ static const char usage_text[] =
     "                       command; PEER=CMD for one peer only; never "
     "through a\n"
     "                       shell; repeatable; needs -listen\n"
+    "  -max-clients N       broker: connections in all (default 10000)\n"
+    "  -max-pending N       broker: connections not checked in yet (default "
+    "512)\n"
+    "  -max-per-address N   broker: connections from one IP address (default "
+    "32)\n"
+    "  -retry-above N       broker: new connections a second before QUIC "
+    "Retry\n"
+    "                       validates addresses (default 200; 0: never)\n"
     "  -max-commands N      remote commands running here at once (default "
     "32)\n"
     "  -max-commands-per-peer N  ... for one peer (default 8)\n"
@@ -144,6 +152,7 @@ typedef struct options {
   uint32_t name_expiry_s;
   int name_expiry_given;
   long max_commands, max_commands_per_peer; /* 0: not given */
+  long broker_limit[4]; /* -max-clients ... -retry-above; -1: not given */
   const char *allow_peer[MAX_RULES];
   size_t nallow_peer;
   const char *metrics;
@@ -259,6 +268,21 @@ static void on_event(natter_client *client, const natter_event *ev,
   }
 }
 
+/* The broker's limits (natter_broker_config, README "Limits"), as flags
+ * and config keys of the same names. */
+enum { LIMIT_CLIENTS, LIMIT_PENDING, LIMIT_PER_ADDRESS, LIMIT_RETRY };
+static const char *const broker_limit_flags[] = {
+    "-max-clients", "-max-pending", "-max-per-address", "-retry-above"};
+
+static int broker_limit_index(const char *flag) {
+  for (int i = 0; i < 4; i++) {
+    if (strcmp(flag, broker_limit_flags[i]) == 0) {
+      return i;
+    }
+  }
+  return -1;
+}
+
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "natter: ");
   fprintf(stderr, fmt, arg);
@@ -359,6 +383,22 @@ static int parse_flags(options *o, int argc, char **argv) {
                            v);
       }
       o->name_expiry_given = 1;
+    } else if (broker_limit_index(a) >= 0) {
+      const char *v;
+      char *end;
+      int which = broker_limit_index(a);
+      long n;
+      VALUE(v);
+      n = strtol(v, &end, 10);
+      if (v[0] < '0' || v[0] > '9' || *end != '\0' ||
+          n < (which == LIMIT_RETRY ? 0 : 1) || n > 1000000) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "bad %s \"%.40s\": expected a number %s..1000000", a, v,
+                 which == LIMIT_RETRY ? "0" : "1");
+        return usage_error("%s", msg);
+      }
+      o->broker_limit[which] = n;
     } else if (strcmp(a, "-max-commands") == 0 ||
                strcmp(a, "-max-commands-per-peer") == 0) {
       const char *v;
@@ -614,6 +654,18 @@ static int run_broker(cli *app, const options *o, natter_log_level level,
   cfg.token_file = o->token_file;
   cfg.token = env_token(o);
   cfg.admitted_keys = o->admitted_keys;
+  if (o->broker_limit[LIMIT_CLIENTS] >= 0) {
+    cfg.max_clients = (uint32_t)o->broker_limit[LIMIT_CLIENTS];
+  }
+  if (o->broker_limit[LIMIT_PENDING] >= 0) {
+    cfg.max_pending = (uint32_t)o->broker_limit[LIMIT_PENDING];
+  }
+  if (o->broker_limit[LIMIT_PER_ADDRESS] >= 0) {
+    cfg.max_per_source = (uint32_t)o->broker_limit[LIMIT_PER_ADDRESS];
+  }
+  if (o->broker_limit[LIMIT_RETRY] >= 0) {
+    cfg.retry_above_per_s = (uint32_t)o->broker_limit[LIMIT_RETRY];
+  }
   cfg.log = cli_log;
   cfg.user_data = app;
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
@@ -720,6 +772,9 @@ int main(int argc, char **argv) {
   int rv;
 
   memset(&o, 0, sizeof(o));
+  for (int i = 0; i < 4; i++) {
+    o.broker_limit[i] = -1;
+  }
   memset(&app, 0, sizeof(app));
   o.level = -1;
   rv = parse_flags(&o, argc, argv);
@@ -755,6 +810,11 @@ int main(int argc, char **argv) {
   if (!o.name_expiry_given && file.name_expiry_set) {
     o.name_expiry_s = file.name_expiry_s;
     o.name_expiry_given = 1;
+  }
+  for (int i = 0; i < 4; i++) {
+    if (o.broker_limit[i] < 0 && file.broker_limit_set[i]) {
+      o.broker_limit[i] = file.broker_limit[i];
+    }
   }
   if (!o.max_commands && file.max_commands_set) {
     o.max_commands = file.max_commands;
@@ -839,7 +899,9 @@ int main(int argc, char **argv) {
                            "-listen, -allow*, -max-commands*, -port and "
                            "specs are for clients");
   } else if (!o.server &&
-             (o.registry || o.admitted_keys || o.name_expiry_given)) {
+             (o.registry || o.admitted_keys || o.name_expiry_given ||
+              o.broker_limit[0] >= 0 || o.broker_limit[1] >= 0 ||
+              o.broker_limit[2] >= 0 || o.broker_limit[3] >= 0)) {
     rv = usage_error("%s", "-registry, -name-expiry and -admitted-keys are "
                            "for a broker (-server)");
   } else if (!o.server && !o.name) {

@@ -123,7 +123,7 @@ NATTER_EXPORT size_t natter_log_timestamp(char *out, size_t outlen,
 typedef struct natter_broker natter_broker; /* opaque */
 
 #define NATTER_BROKER_CONFIG_V1 1
-#define NATTER_BROKER_CONFIG_V2 2 /* registry .. max_per_source */
+#define NATTER_BROKER_CONFIG_V2 2 /* registry .. retry_above_per_s */
 #define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V2
 
 typedef struct natter_broker_config {
@@ -162,6 +162,9 @@ typedef struct natter_broker_config {
                                 512 */
   uint32_t max_per_source;   /* connections from one IP address; default
                                 32 */
+  uint32_t retry_above_per_s; /* more new connections a second than this
+                                 get a QUIC Retry first (address
+                                 validation); default 200; 0: never */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */

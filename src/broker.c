@@ -50,8 +50,7 @@
 #define BROKER_CHECKIN_DEADLINE_S 10 /* from the first packet to CheckIn */
 #define BROKER_CTL_RATE 20          /* control messages per second ... */
 #define BROKER_CTL_BURST 40         /* ... per client, with this burst */
-#define BROKER_RETRY_ABOVE_PER_S 200 /* new connections a second before
-                                        QUIC Retry validates addresses */
+/* (retry_above_per_s too: past it, QUIC Retry validates addresses) */
 
 typedef struct bclient bclient;
 
@@ -549,6 +548,9 @@ static void client_free(natter_broker *b, bclient *c) {
   if (c->deadline) {
     event_free(c->deadline);
   }
+  if (c->reader) {
+    nt_wire_reader_reset(c->reader);
+  }
   free(c->reader);
   free(c);
 }
@@ -1000,7 +1002,8 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   epcfg.handshake_timeout_ms = 5000;
   epcfg.idle_timeout_ms = 30000;
   epcfg.keepalive_ms = 0; /* clients keep their own mappings alive */
-  epcfg.retry_above_per_s = BROKER_RETRY_ABOVE_PER_S;
+  epcfg.retry_above_per_s = cfg->retry_above_per_s;
+  epcfg.small_packets = 1; /* control messages only: small and many */
   rv = nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "broker: %s", err);

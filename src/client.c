@@ -1061,6 +1061,9 @@ void natter_client_free(natter_client *c) {
     free(c->token);
   }
   free(c->known_brokers);
+  if (c->ctl_reader) {
+    nt_wire_reader_reset(c->ctl_reader);
+  }
   free(c->ctl_reader);
   free(c->name);
   free(c->broker_text);

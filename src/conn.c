@@ -776,7 +776,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   settings.handshake_timeout = ep->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD;
-  if (nt_addr_is_loopback(remote)) {
+  if (nt_addr_is_loopback(remote) && !ep->cfg.small_packets) {
     settings.max_tx_udp_payload_size = NT_LOOPBACK_UDP_PAYLOAD;
     settings.no_tx_udp_payload_size_shaping = 1;
     settings.no_pmtud = 1;
@@ -797,6 +797,9 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
     params.initial_max_stream_data_uni = H3_STREAM_DATA_UNI;
   }
   params.max_idle_timeout = ep->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
+  if (ep->cfg.small_packets) {
+    params.max_udp_payload_size = NT_MAX_UDP_PAYLOAD;
+  }
   params.active_connection_id_limit = 4;
 
   scid.datalen = NT_SCID_LEN;

@@ -91,6 +91,11 @@ typedef struct nt_endpoint_config {
   uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
   unsigned retry_above_per_s;  /* more new connections a second than this
                                   get a QUIC Retry first; 0: never */
+  int small_packets;           /* never the 64 KiB loopback datagrams, and
+                                  ask peers for none: a broker's thousands
+                                  of connections then keep small receive
+                                  buffers (ngtcp2 sizes them by the
+                                  largest packet seen) */
   /* Optional: serve HTTP/3 (status pages) on this socket too. When set,
    * a new Initial is not offered to callbacks->accept at once: the
    * handshake starts offering ALPN NT_ALPN and "h3", and once the

@@ -26,18 +26,30 @@ static nt_chunk *chunk_get(nt_chunk_pool *pool) {
     pool->free = c->next;
     pool->nfree--;
   } else {
-    c = malloc(sizeof(*c));
+    c = malloc(sizeof(*c) + NT_CHUNK_SIZE);
     if (!c) {
       return NULL;
     }
   }
   c->next = NULL;
   c->len = 0;
+  c->cap = NT_CHUNK_SIZE;
+  return c;
+}
+
+/* A chunk of |cap| bytes outside the pool, for a small message. */
+static nt_chunk *chunk_small(size_t cap) {
+  nt_chunk *c = malloc(sizeof(*c) + cap);
+  if (c) {
+    c->next = NULL;
+    c->len = 0;
+    c->cap = cap;
+  }
   return c;
 }
 
 static void chunk_put(nt_chunk_pool *pool, nt_chunk *c) {
-  if (pool->nfree >= pool->max_free) {
+  if (c->cap != NT_CHUNK_SIZE || pool->nfree >= pool->max_free) {
     free(c);
     return;
   }
@@ -60,12 +72,14 @@ void nt_sendbuf_free(nt_sendbuf *sb) {
   sb->tail = NULL;
 }
 
-/* Returns the tail chunk with free space, adding one when needed. */
-static nt_chunk *tail_with_room(nt_sendbuf *sb) {
-  if (sb->tail && sb->tail->len < NT_CHUNK_SIZE) {
+/* Returns the tail chunk with free space, adding one when needed: small
+ * when |want| (the bytes about to come) is small, else a pooled one. */
+static nt_chunk *tail_with_room(nt_sendbuf *sb, size_t want) {
+  if (sb->tail && sb->tail->len < sb->tail->cap) {
     return sb->tail;
   }
-  nt_chunk *c = chunk_get(sb->pool);
+  nt_chunk *c = want < NT_CHUNK_SMALL ? chunk_small(want < 512 ? 512 : want)
+                                      : chunk_get(sb->pool);
   if (!c) {
     return NULL;
   }
@@ -81,11 +95,11 @@ static nt_chunk *tail_with_room(nt_sendbuf *sb) {
 
 int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len) {
   while (len > 0) {
-    nt_chunk *c = tail_with_room(sb);
+    nt_chunk *c = tail_with_room(sb, len);
     if (!c) {
       return -1;
     }
-    size_t n = NT_CHUNK_SIZE - c->len;
+    size_t n = c->cap - c->len;
     if (n > len) {
       n = len;
     }
@@ -101,14 +115,14 @@ int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len) {
 ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max) {
   struct iovec iov[2];
   int iovcnt = 0;
-  nt_chunk *c = tail_with_room(sb);
+  nt_chunk *c = tail_with_room(sb, NT_CHUNK_SIZE); /* reads are bulk */
   nt_chunk *extra = NULL;
 
   if (!c) {
     errno = ENOMEM;
     return -1;
   }
-  size_t room = NT_CHUNK_SIZE - c->len;
+  size_t room = c->cap - c->len;
   if (room > max) {
     room = max;
   }
@@ -188,11 +202,8 @@ void nt_sendbuf_ack(nt_sendbuf *sb, uint64_t offset) {
       return;
     }
     n -= avail;
-    /* Keep the tail if it can still take bytes. */
-    if (c == sb->tail && c->len < NT_CHUNK_SIZE) {
-      sb->head_off = c->len;
-      return;
-    }
+    /* Every byte of it is acknowledged: back to the pool, the tail too,
+     * so an idle stream holds no chunk. */
     sb->head = c->next;
     if (!sb->head) {
       sb->tail = NULL;

@@ -1,7 +1,9 @@
 /* The bytes of one QUIC stream from the moment they are queued until the
  * peer acknowledges them. ngtcp2 does not copy stream data (it keeps
  * pointers for retransmission), so bytes never move once queued: they live
- * in fixed chunks, appended at the tail and released from the head. */
+ * in chunks, appended at the tail and released from the head. Bulk data
+ * goes in pooled 64 KiB chunks; a small message into a chunk just big
+ * enough (control streams, of which a broker holds thousands, stay small). */
 #ifndef NT_SENDBUF_H
 #define NT_SENDBUF_H
 
@@ -11,11 +13,13 @@
 #include <sys/uio.h>
 
 #define NT_CHUNK_SIZE (64 * 1024 - 64)
+#define NT_CHUNK_SMALL 4096 /* appends shorter than this get a small chunk */
 
 typedef struct nt_chunk {
   struct nt_chunk *next;
   size_t len; /* bytes used in data */
-  uint8_t data[NT_CHUNK_SIZE];
+  size_t cap; /* NT_CHUNK_SIZE (pooled), or less for a small one */
+  uint8_t data[];
 } nt_chunk;
 
 /* Recycles chunks so the data path does not allocate per read. */

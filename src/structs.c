@@ -17,7 +17,7 @@ size_t nt_broker_config_len(int version) {
   case NATTER_BROKER_CONFIG_V1:
     return FIELD_END(natter_broker_config, user_data);
   case NATTER_BROKER_CONFIG_V2:
-    return FIELD_END(natter_broker_config, max_per_source);
+    return FIELD_END(natter_broker_config, retry_above_per_s);
   default:
     return 0;
   }
@@ -105,6 +105,7 @@ static void broker_config_defaults(natter_broker_config *cfg) {
   cfg->max_clients = 10000;
   cfg->max_pending = 512;
   cfg->max_per_source = 32;
+  cfg->retry_above_per_s = 200;
 }
 
 static void client_config_defaults(natter_client_config *cfg) {

@@ -169,6 +169,15 @@ static void arm_read(nt_tunnel *t) {
 
 /* ---- lifetime ---- */
 
+/* The header exchange is over (or the tunnel is): its reader goes. */
+static void drop_reader(nt_tunnel *t) {
+  if (t->reader) {
+    nt_wire_reader_reset(t->reader);
+    free(t->reader);
+    t->reader = NULL;
+  }
+}
+
 static void release(nt_tunnel *t) {
   TAILQ_REMOVE(t->env->all, t, link);
   if (t->target.callbacks && t->target.callbacks->gone) {
@@ -201,7 +210,7 @@ static void release(nt_tunnel *t) {
   }
   local_fd_close(&t->in);
   local_fd_close(&t->out);
-  free(t->reader);
+  drop_reader(t);
   free(t);
 }
 
@@ -692,14 +701,12 @@ static void refuse(nt_tunnel *t, nt_open_code code, const char *msg) {
   nt_stream_shutdown_write(t->stream);
   t->state = T_REFUSED;
   t->in_done = 1;
-  free(t->reader);
-  t->reader = NULL;
+  drop_reader(t);
 }
 
 static void start_relay(nt_tunnel *t) {
   t->state = T_OPEN;
-  free(t->reader);
-  t->reader = NULL;
+  drop_reader(t);
   arm_read(t);
   /* Bytes (and a FIN) that came while the target was being connected. */
   if (evbuffer_get_length(t->to_local) > 0) {

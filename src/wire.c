@@ -2,6 +2,7 @@
  * the caller owns the stream. */
 #include "wire.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Decodes the length prefix at the start of |buf|. Returns 1 with *hdrlen
@@ -76,61 +77,81 @@ size_t nt_wire_frame_header(uint8_t out[NT_WIRE_MAX_HDR], size_t bodylen) {
 }
 
 void nt_wire_reader_reset(nt_wire_reader *r) {
-  r->len = 0;
+  free(r->body);
+  memset(r, 0, sizeof(*r));
 }
 
 int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
                         size_t *consumed, const uint8_t **body,
                         size_t *bodylen) {
-  size_t taken = 0;
-  size_t hdr = 0, want = 0;
-  size_t n;
-  int rc;
+  size_t taken = 0, hdr, want;
 
   *consumed = 0;
   *body = NULL;
   *bodylen = 0;
-
-  /* A complete frame still in the buffer was returned by the previous call;
-   * its body pointer has now expired, so start the next frame. */
-  if (r->len > 0 && nt_wire_frame_peek(r->buf, r->len, &hdr, &want) == 1) {
-    r->len = 0;
+  if (r->error) {
+    return r->error;
   }
-
+  if (r->returned) {
+    /* The frame handed out last time is done with: start the next. */
+    int keep_error = r->error;
+    nt_wire_reader_reset(r);
+    r->error = keep_error;
+  }
   /* Take the prefix one byte at a time: its length is only known once its
-   * last byte is seen, and we must not swallow bytes past the frame. An
-   * error stays in the buffer, so further calls repeat it until a reset. */
-  for (;;) {
-    rc = decode_prefix(r->buf, r->len, &hdr, &want);
+   * last byte is seen, and we must not swallow bytes past the frame. */
+  while (!r->have_len) {
+    int rc = decode_prefix(r->hdr, r->hdrlen, &hdr, &want);
     if (rc < 0) {
+      r->error = rc;
       *consumed = taken;
       return rc;
     }
     if (rc == 1) {
+      r->have_len = 1;
+      r->bodylen = want;
       break;
     }
     if (taken == len) {
       *consumed = taken;
       return NT_WIRE_NEED_MORE;
     }
-    r->buf[r->len++] = data[taken++];
+    r->hdr[r->hdrlen++] = data[taken++];
   }
-
-  n = hdr + want - r->len;
+  if (r->got == 0 && len - taken >= r->bodylen) {
+    /* Whole in this input: no copy. */
+    *body = data + taken;
+    *bodylen = r->bodylen;
+    *consumed = taken + r->bodylen;
+    nt_wire_reader_reset(r);
+    return 1;
+  }
+  if (taken == len) {
+    *consumed = taken;
+    return NT_WIRE_NEED_MORE; /* nothing of the body yet: hold nothing */
+  }
+  if (!r->body) {
+    r->body = malloc(r->bodylen);
+    if (!r->body) {
+      r->error = NT_WIRE_ERR_NOMEM;
+      *consumed = taken;
+      return r->error;
+    }
+  }
+  size_t n = r->bodylen - r->got;
   if (n > len - taken) {
     n = len - taken;
   }
-  if (n > 0) {
-    memcpy(r->buf + r->len, data + taken, n);
-    r->len += n;
-    taken += n;
-  }
+  memcpy(r->body + r->got, data + taken, n);
+  r->got += n;
+  taken += n;
   *consumed = taken;
-  if (r->len < hdr + want) {
+  if (r->got < r->bodylen) {
     return NT_WIRE_NEED_MORE;
   }
-  *body = r->buf + hdr;
-  *bodylen = want;
+  *body = r->body;
+  *bodylen = r->bodylen;
+  r->returned = 1;
   return 1;
 }
 

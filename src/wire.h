@@ -25,23 +25,38 @@ int nt_wire_frame_peek(const uint8_t *buf, size_t len, size_t *hdrlen,
  * NT_WIRE_MAX_MSG) into |out| and returns its size (1..3). */
 size_t nt_wire_frame_header(uint8_t out[NT_WIRE_MAX_HDR], size_t bodylen);
 
-/* Accumulates bytes of a stream until one frame is complete, never holding
- * more than NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG bytes. */
+/* Accumulates bytes of a stream until one frame is complete. A frame that
+ * arrives whole is handed out in place, without a copy; only a body split
+ * across calls is held, in a buffer of exactly its size that goes once
+ * the frame is done. So an idle reader holds no memory beyond this
+ * struct, and never more than NT_WIRE_MAX_MSG. A reader starts zeroed
+ * ({0} or calloc). */
+#define NT_WIRE_ERR_NOMEM (-3)
+
 typedef struct nt_wire_reader {
-  uint8_t buf[NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG];
-  size_t len;
+  uint8_t hdr[NT_WIRE_MAX_HDR];
+  size_t hdrlen;  /* prefix bytes seen of the current frame */
+  size_t bodylen; /* once have_len */
+  int have_len;
+  uint8_t *body;  /* a split body so far (heap), or NULL */
+  size_t got;     /* its bytes held */
+  int returned;   /* the last call handed out |body|: release it next */
+  int error;      /* sticky: every later call repeats it until a reset */
 } nt_wire_reader;
 
 /* Feeds up to |len| bytes from |data|. Consumes only as much as completes
  * the current frame, storing the consumed count in *consumed. Returns 1 when
  * a frame is complete (body in *body / *bodylen, valid until the next call
- * of nt_wire_reader_feed or nt_wire_reader_reset), NT_WIRE_NEED_MORE when
- * all input was taken without completing one, or a negative NT_WIRE_ERR_*.
- * After a complete frame, the next call starts a new frame. */
+ * of nt_wire_reader_feed or nt_wire_reader_reset, and while |data| is), 
+ * NT_WIRE_NEED_MORE when all input was taken without completing one, or a
+ * negative NT_WIRE_ERR_*. After a complete frame, the next call starts a
+ * new frame. */
 int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
                         size_t *consumed, const uint8_t **body,
                         size_t *bodylen);
 
+/* Forgets any partial frame and releases what the reader holds; call it
+ * before freeing the reader. */
 void nt_wire_reader_reset(nt_wire_reader *r);
 
 /* Called for each complete frame; returns nonzero to stop reading. */

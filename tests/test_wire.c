@@ -80,7 +80,7 @@ static void test_round_trip_all_lengths(void) {
 static void test_boundaries(void) {
   static const size_t lens[] = {0, 1, 127, 128, 129, 16383, 16384};
   static uint8_t buf[NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG + 8];
-  nt_wire_reader *r = malloc(sizeof(*r));
+  nt_wire_reader *r = calloc(1, sizeof(*r)); /* a reader starts zeroed */
 
   CHECK(r != NULL);
   if (r == NULL) {
@@ -106,6 +106,7 @@ static void test_boundaries(void) {
     CHECK(nt_wire_frame_peek(over, sizeof(over), &hdr, &body) ==
           NT_WIRE_ERR_TOO_BIG);
   }
+  nt_wire_reader_reset(r);
   free(r);
 }
 
@@ -178,7 +179,7 @@ static void test_oversize(void) {
 
 static void test_reader_oversize(void) {
   static const uint8_t over[] = {0x81, 0x80, 0x01, 'x', 'y'};
-  nt_wire_reader *r = malloc(sizeof(*r));
+  nt_wire_reader *r = calloc(1, sizeof(*r)); /* a reader starts zeroed */
   size_t consumed;
   const uint8_t *body;
   size_t bodylen;
@@ -209,6 +210,7 @@ static void test_reader_oversize(void) {
     CHECK(nt_wire_reader_feed(r, bad, sizeof(bad), &consumed, &body,
                               &bodylen) == NT_WIRE_ERR_MALFORMED);
   }
+  nt_wire_reader_reset(r);
   free(r);
 }
 
@@ -217,7 +219,7 @@ static void test_reader_oversize(void) {
 static void test_reader_chunks(void) {
   static uint8_t stream[2 * (NT_WIRE_MAX_HDR + 200) + 16];
   static const uint8_t raw[] = "RAW-DATA";
-  nt_wire_reader *r = malloc(sizeof(*r));
+  nt_wire_reader *r = calloc(1, sizeof(*r)); /* a reader starts zeroed */
   size_t n1, n2, total, consumed, bodylen;
   const uint8_t *body;
 
@@ -279,6 +281,7 @@ static void test_reader_chunks(void) {
           1);
     CHECK(consumed == 2 && bodylen == 1 && body[0] == 'z');
   }
+  nt_wire_reader_reset(r);
   free(r);
 }
 
@@ -289,12 +292,13 @@ static void test_reader_random_chunks(void) {
   size_t nframes = sizeof(lens) / sizeof(lens[0]);
   size_t cap = nframes * (NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG);
   uint8_t *stream = malloc(cap);
-  nt_wire_reader *r = malloc(sizeof(*r));
+  nt_wire_reader *r = calloc(1, sizeof(*r)); /* a reader starts zeroed */
   size_t total = 0;
 
   CHECK(stream != NULL && r != NULL);
   if (stream == NULL || r == NULL) {
     free(stream);
+    nt_wire_reader_reset(r);
     free(r);
     return;
   }
@@ -333,6 +337,7 @@ static void test_reader_random_chunks(void) {
     CHECK(frame == nframes);
   }
   free(stream);
+  nt_wire_reader_reset(r);
   free(r);
 }
 
@@ -340,7 +345,7 @@ static void test_reader_random_chunks(void) {
  * and never more consumed than given. */
 static void test_random_garbage(void) {
   static uint8_t data[4096];
-  nt_wire_reader *r = malloc(sizeof(*r));
+  nt_wire_reader *r = calloc(1, sizeof(*r)); /* a reader starts zeroed */
 
   CHECK(r != NULL);
   if (r == NULL) {
@@ -381,9 +386,10 @@ static void test_random_garbage(void) {
       if (rc == 1) {
         CHECK(bodylen <= NT_WIRE_MAX_MSG);
       }
-      CHECK(r->len <= sizeof(r->buf));
+      CHECK(r->got <= NT_WIRE_MAX_MSG && r->hdrlen <= NT_WIRE_MAX_HDR);
     }
   }
+  nt_wire_reader_reset(r);
   free(r);
 }
 
@@ -422,6 +428,7 @@ static void test_reader_each(void) {
   CHECK(nt_wire_reader_each(r, garbage, sizeof(garbage), count_frame, &bad) <
         0);
   CHECK(bad.count == 0);
+  nt_wire_reader_reset(r);
   free(r);
 }
 

@@ -71,16 +71,25 @@ journal_run() {
   local out=$1
   shift
   : >"$out"
-  JOURNAL_STREAM=$(stat -c '%d:%i' "$out") timeout 20 "$NATTER" \
+  # natter itself in the background (not under timeout(1), whose own
+  # exit status would stand for natter's): killed by PID, waited for with
+  # a deadline.
+  JOURNAL_STREAM=$(stat -c '%d:%i' "$out") "$NATTER" \
     -server "127.0.0.1:$(free_port)" -identity "" "$@" 2>"$out" &
-  local p=$!
+  local p=$! rc=0
   local deadline=$(($(_now_ms) + 10000))
   until grep -q 'broker listening' "$out"; do
-    (($(_now_ms) < deadline)) || { kill "$p"; fail "no start line in $out"; }
+    (($(_now_ms) < deadline)) || { kill -KILL "$p"; fail "no start line in $out"; }
     sleep 0.05
   done
   kill -TERM "$p"
-  wait "$p" || fail "broker under JOURNAL_STREAM exited $?"
+  deadline=$(($(_now_ms) + 20000))
+  while kill -0 "$p" 2>/dev/null; do
+    (($(_now_ms) < deadline)) || { kill -KILL "$p"; fail "broker under JOURNAL_STREAM ignored SIGTERM"; }
+    sleep 0.05
+  done
+  wait "$p" || rc=$?
+  ((rc == 0)) || fail "broker under JOURNAL_STREAM exited $rc"
 }
 journal_run "$WORK/journal.log"
 grep -Eq '^<6>natter: broker listening on ' "$WORK/journal.log" ||
