@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "wire_intro.h"
 #include "wire_msg.h"
 
@@ -41,7 +42,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     break;
   case NATTER__CONTROL__MSG_CHECK_IN:
     for (size_t i = 0; i < msg->check_in->n_local_addrs && i < 64; i++) {
+      nt_addr a;
       check_addr(msg->check_in->local_addrs[i]);
+      /* The broker's filter of reported candidates (admission.c). */
+      if (nt_wire_addr_to_sockaddr(&a, msg->check_in->local_addrs[i]) == 0) {
+        int v4 = nt_candidate_acceptable((struct sockaddr *)&a.ss, AF_INET, 0);
+        int v6 =
+            nt_candidate_acceptable((struct sockaddr *)&a.ss, AF_INET6, 1);
+        if ((v4 && a.ss.ss_family != AF_INET) ||
+            (v6 && a.ss.ss_family != AF_INET6) ||
+            (v4 && nt_addr_is_loopback((struct sockaddr *)&a.ss))) {
+          abort(); /* another family, or loopback when not allowed */
+        }
+      }
     }
     nt_name_valid(msg->check_in->name);
     break;
