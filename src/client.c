@@ -486,7 +486,6 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
                           uint64_t app_code, const char *message, void *ud) {
   natter_client *c = ud;
   char broker[NT_ADDR_STRLEN];
-  (void)conn;
   (void)app_code;
 
   c->broker_conn = NULL;
@@ -510,6 +509,20 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     nt_warn(&c->log, "broker %s refused the connection: %s; retrying in %u s",
             broker, message[0] ? message : "no reason given",
             c->reconnect_delay_s);
+    return;
+  }
+  uint64_t rtt_us, tx, rx = 0;
+  if (conn) {
+    nt_conn_get_stats(conn, &rtt_us, &tx, &rx);
+  }
+  if (!c->ever_checked_in && reason == NT_CLOSE_HANDSHAKE_TIMEOUT && rx > 0) {
+    /* It answered, so it is there: busy (a check-in storm after a power
+     * cut), not unreachable. Keep trying, with jittered backoff. */
+    schedule_reconnect(c);
+    nt_warn(&c->log,
+            "broker %s answers but did not finish the handshake in %u s "
+            "(busy?); retrying in %u s",
+            broker, BROKER_HANDSHAKE_TIMEOUT_MS / 1000, c->reconnect_delay_s);
     return;
   }
   if (!c->ever_checked_in) {
