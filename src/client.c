@@ -143,6 +143,8 @@ static void send_check_in(natter_client *c) {
   in.local_addrs = paddrs;
   in.n_local_addrs = n;
   in.token = c->token ? c->token : "";
+  in.session.data = c->session;
+  in.session.len = sizeof(c->session);
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
   msg.check_in = &in;
   send_control(c, &msg);
@@ -166,6 +168,38 @@ static uint32_t request_peer(const char *name, void *ud) {
   msg.connect_request = &req;
   send_control(c, &msg);
   return req.request_id;
+}
+
+/* nt_peer_callbacks.refresh: ConnectRequest.refresh for |name|. */
+static int refresh_peer(const char *name, void *ud) {
+  natter_client *c = ud;
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
+
+  if (!c->checked_in) {
+    return 0;
+  }
+  if (++c->next_request_id == 0) {
+    c->next_request_id = 1;
+  }
+  req.request_id = c->next_request_id;
+  req.peer = (char *)name;
+  req.refresh = 1;
+  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
+  msg.connect_request = &req;
+  send_control(c, &msg);
+  return 1;
+}
+
+/* The broker's notice about a peer we were introduced to. */
+static void handle_peer_notice(natter_client *c, const Natter__PeerNotice *n) {
+  if (!nt_name_valid(n->peer) || n->peer_key.len != NT_FINGERPRINT_LEN) {
+    nt_warn(&c->log, "malformed peer notice from the broker; ignored");
+    return;
+  }
+  if (n->kind == NATTER__PEER_NOTICE__KIND__RESTARTED) {
+    nt_peers_on_restart(c->peers, n->peer, n->peer_key.data);
+  }
 }
 
 /* ---- NAT mapping check ---- */
@@ -367,6 +401,11 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
       handle_introduction(c, msg->introduction);
     }
     break;
+  case NATTER__CONTROL__MSG_PEER_NOTICE:
+    if (c->checked_in) {
+      handle_peer_notice(c, msg->peer_notice);
+    }
+    break;
   default:
     nt_warn(&c->log, "unexpected message from the broker; ignored");
     break;
@@ -528,7 +567,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
-    broker_established, broker_closed, NULL, NULL};
+    broker_established, broker_closed, NULL, NULL, NULL, NULL};
 
 static void broker_connect(natter_client *c) {
   const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;
@@ -582,7 +621,7 @@ static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
 }
 
 static const nt_peer_callbacks client_peer_callbacks = {
-    request_peer, peer_event, peer_stream};
+    request_peer, peer_event, peer_stream, refresh_peer};
 
 static void forward_event(nt_forward *f, natter_event_type type, int error,
                           int quiet, const char *peer, int exit_status,
@@ -750,6 +789,10 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   TAILQ_INIT(&c->tunnels);
   TAILQ_INIT(&c->forwards);
+  if (nt_random_bytes(c->session, sizeof(c->session)) != 0) {
+    free(c);
+    return NATTER_ERR_INVALID;
+  }
   c->base = base;
   c->log.fn = cfg->log;
   c->log.level = cfg->log_level;
