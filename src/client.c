@@ -721,48 +721,93 @@ static int load_broker_trust(natter_client *c,
   return c->known_brokers ? 0 : NATTER_ERR_NOMEM;
 }
 
-/* Parses the config's -allow and -allow-command rules into c->access.
- * Returns 0, NATTER_ERR_INVALID (logged, naming the rule) or
+/* Parses the config's -allow, -allow-peer and -allow-command rules into
+ * |acc|. Returns 0, NATTER_ERR_INVALID (naming the rule in |err|) or
  * NATTER_ERR_NOMEM. */
-static int load_rules(natter_client *c, const natter_client_config *cfg) {
-  char err[300];
-  int rv;
+static int parse_rules(nt_access *acc, const natter_client_config *cfg,
+                       char *err, size_t errlen) {
+  char why[300];
+  int rv = 0;
 
+  for (size_t i = 0; rv == 0 && cfg->allow && cfg->allow[i]; i++) {
+    rv = nt_access_add_target_rule(acc, cfg->allow[i], why, sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow rule \"%.80s\": %s", cfg->allow[i],
+               why);
+    }
+  }
+  for (size_t i = 0; rv == 0 && cfg->allow_peers && cfg->allow_peers[i];
+       i++) {
+    rv = nt_access_add_peer_rule(acc, cfg->allow_peers[i], why, sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow-peer rule \"%.80s\": %s",
+               cfg->allow_peers[i], why);
+    }
+  }
+  for (size_t i = 0; rv == 0 && cfg->allow_commands && cfg->allow_commands[i];
+       i++) {
+    rv = nt_access_add_command_rule(acc, cfg->allow_commands[i], why,
+                                    sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow-command rule \"%.80s\": %s",
+               cfg->allow_commands[i], why);
+    }
+  }
+  if (rv == NATTER_ERR_NOMEM) {
+    snprintf(err, errlen, "out of memory");
+  }
+  return rv;
+}
+
+/* The rules of a new client, into c->access (errors logged). */
+static int load_rules(natter_client *c, const natter_client_config *cfg) {
+  char err[500];
   c->access = nt_access_new();
   if (!c->access) {
     return NATTER_ERR_NOMEM;
   }
-  for (size_t i = 0; cfg->allow && cfg->allow[i]; i++) {
-    rv = nt_access_add_target_rule(c->access, cfg->allow[i], err, sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow rule \"%.80s\": %s", cfg->allow[i], err);
-    }
-    if (rv != 0) {
-      return rv;
-    }
+  int rv = parse_rules(c->access, cfg, err, sizeof(err));
+  if (rv == NATTER_ERR_INVALID) {
+    nt_error(&c->log, "%s", err);
   }
-  for (size_t i = 0; cfg->allow_peers && cfg->allow_peers[i]; i++) {
-    rv = nt_access_add_peer_rule(c->access, cfg->allow_peers[i], err,
-                                 sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow-peer rule \"%.80s\": %s",
-               cfg->allow_peers[i], err);
+  return rv;
+}
+
+int natter_client_set_access_versioned(natter_client *c, int config_version,
+                                       const natter_client_config *caller_cfg,
+                                       char *err, size_t errlen) {
+  natter_client_config full;
+  char buf[500] = "";
+
+  if (!c || nt_client_config_load(&full, config_version, caller_cfg) != 0) {
+    if (err && errlen) {
+      snprintf(err, errlen, "invalid arguments");
     }
-    if (rv != 0) {
-      return rv;
-    }
+    return NATTER_ERR_INVALID;
   }
-  for (size_t i = 0; cfg->allow_commands && cfg->allow_commands[i]; i++) {
-    rv = nt_access_add_command_rule(c->access, cfg->allow_commands[i], err,
-                                    sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow-command rule \"%.80s\": %s",
-               cfg->allow_commands[i], err);
-    }
-    if (rv != 0) {
-      return rv;
-    }
+  nt_access *acc = nt_access_new();
+  if (!acc) {
+    return NATTER_ERR_NOMEM;
   }
+  int rv = parse_rules(acc, &full, buf, sizeof(buf));
+  if (rv == 0 && !c->listen &&
+      (full.allow || full.allow_peers || full.allow_commands)) {
+    snprintf(buf, sizeof(buf), "allow rules need a listening client");
+    rv = NATTER_ERR_INVALID;
+  }
+  if (rv != 0) {
+    if (err && errlen) {
+      snprintf(err, errlen, "%s", buf);
+    }
+    nt_access_free(acc);
+    return rv;
+  }
+  /* Everyone holds c->access itself (the peer table, the tunnels): new
+   * introductions and streams are decided by the new rules at once, open
+   * ones keep running. */
+  nt_access_replace(c->access, acc);
+  nt_access_free(acc);
+  nt_info(&c->log, "access rules replaced; open connections keep running");
   return 0;
 }
 
