@@ -487,9 +487,10 @@ NATTER_EXPORT int natter_fingerprint_check(const char *fingerprint);
 #define natter_client_set_access(CLIENT, CFG, ERR, ERRLEN)                     \
   natter_client_set_access_versioned((CLIENT), NATTER_CLIENT_CONFIG_VERSION,   \
                                      (CFG), (ERR), (ERRLEN))
-NATTER_EXPORT int natter_client_set_access_versioned(
-    natter_client *client, int config_version, const natter_client_config *cfg,
-    char *err, size_t errlen);
+NATTER_EXPORT int
+natter_client_set_access_versioned(natter_client *client, int config_version,
+                                   const natter_client_config *cfg, char *err,
+                                   size_t errlen);
 
 /* Stops listening and closes the forward's connections (resetting their
  * streams). NULL is a no-op. Not from inside an event about |forward|. */

@@ -132,8 +132,7 @@ static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
 static void client_moved(nt_conn *conn, void *ud);
 static void note_check_in(bclient *c, bclient *old, const Natter__CheckIn *in);
 static void note_introduced(bclient *a, bclient *b);
-static void handle_refresh_request(bclient *c,
-                                   const Natter__ConnectRequest *r);
+static void handle_refresh_request(bclient *c, const Natter__ConnectRequest *r);
 
 static const nt_conn_callbacks client_conn_callbacks = {
     client_established, client_closed, client_stream_opened, NULL, NULL,
@@ -1107,8 +1106,7 @@ static void reintroduce(bclient *a, bclient *b) {
 static void handle_refresh_request(bclient *c,
                                    const Natter__ConnectRequest *r) {
   natter_broker *b = c->broker;
-  bclient *peer =
-      nt_name_valid(r->peer) ? find_client(b, r->peer) : NULL;
+  bclient *peer = nt_name_valid(r->peer) ? find_client(b, r->peer) : NULL;
   if (!peer || !was_introduced(c, peer->name)) {
     send_connect_result(c, r->request_id, NATTER__CODE__PEER_UNKNOWN,
                         "no client with that name was introduced to you");

@@ -732,12 +732,10 @@ static int parse_rules(nt_access *acc, const natter_client_config *cfg,
   for (size_t i = 0; rv == 0 && cfg->allow && cfg->allow[i]; i++) {
     rv = nt_access_add_target_rule(acc, cfg->allow[i], why, sizeof(why));
     if (rv == NATTER_ERR_INVALID) {
-      snprintf(err, errlen, "bad allow rule \"%.80s\": %s", cfg->allow[i],
-               why);
+      snprintf(err, errlen, "bad allow rule \"%.80s\": %s", cfg->allow[i], why);
     }
   }
-  for (size_t i = 0; rv == 0 && cfg->allow_peers && cfg->allow_peers[i];
-       i++) {
+  for (size_t i = 0; rv == 0 && cfg->allow_peers && cfg->allow_peers[i]; i++) {
     rv = nt_access_add_peer_rule(acc, cfg->allow_peers[i], why, sizeof(why));
     if (rv == NATTER_ERR_INVALID) {
       snprintf(err, errlen, "bad allow-peer rule \"%.80s\": %s",

@@ -72,7 +72,6 @@ static void stream_finish(nt_stream *s, int reset, uint64_t app_code) {
 
 /* ---- ngtcp2 callbacks ---- */
 
-
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
   nt_conn *conn = ref->user_data;
   return conn->qc;
@@ -119,14 +118,12 @@ static int path_validation_cb(ngtcp2_conn *qc, uint32_t flags,
   nt_conn *conn = user_data;
   (void)qc;
   (void)flags;
-  if (conn->migrating &&
-      nt_addr_equal((struct sockaddr *)&conn->mig_remote.ss,
-                    path->remote.addr)) {
+  if (conn->migrating && nt_addr_equal((struct sockaddr *)&conn->mig_remote.ss,
+                                       path->remote.addr)) {
     conn->migrating = 0;
   }
   if (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS &&
-      nt_addr_equal(ngtcp2_conn_get_path(qc)->remote.addr,
-                    path->remote.addr)) {
+      nt_addr_equal(ngtcp2_conn_get_path(qc)->remote.addr, path->remote.addr)) {
     conn->moved = 1;
   }
   return 0;
@@ -542,8 +539,8 @@ static void write_streams(nt_conn *conn) {
       segsize = 0;
     }
   }
-  nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                           (struct sockaddr *)&to.ss, to.len);
+  nt_endpoint_send_packets(ep, buf, buflen, segsize, (struct sockaddr *)&to.ss,
+                           to.len);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
 }
 
@@ -627,8 +624,9 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
   if (active != conn->fast_keepalive && conn->ep->cfg.keepalive_ms) {
     conn->fast_keepalive = active;
     ngtcp2_conn_set_keep_alive_timeout(
-        conn->qc, (active ? NT_ACTIVE_KEEPALIVE_MS : conn->ep->cfg.keepalive_ms) *
-                      NGTCP2_MILLISECONDS);
+        conn->qc,
+        (active ? NT_ACTIVE_KEEPALIVE_MS : conn->ep->cfg.keepalive_ms) *
+            NGTCP2_MILLISECONDS);
     arm_timer(conn);
   }
   if (!active || !conn->cbs.silent) {
@@ -637,7 +635,8 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
   /* About 2-3 s on a LAN or the Internet: longer than a keepalive round
    * (1 s + RTT) on a healthy path, short enough that a re-punch mends a
    * moved peer before TCP behind it gives up or a user notices much. */
-  uint64_t limit = 1500 * NGTCP2_MILLISECONDS + 3 * ngtcp2_conn_get_pto(conn->qc);
+  uint64_t limit =
+      1500 * NGTCP2_MILLISECONDS + 3 * ngtcp2_conn_get_pto(conn->qc);
   uint64_t since = conn->last_rx_ns;
   if (now - since < limit || now - conn->silent_noted_ns < 2 * NGTCP2_SECONDS) {
     return;
@@ -816,8 +815,7 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
     goto fail;
   }
   if (cbs->silent) {
-    conn->watch_ev =
-        event_new(ep->base, -1, EV_PERSIST, watch_cb, conn);
+    conn->watch_ev = event_new(ep->base, -1, EV_PERSIST, watch_cb, conn);
     if (!conn->watch_ev) {
       goto fail;
     }
@@ -978,7 +976,8 @@ static void conn_follow(nt_conn *conn, const struct sockaddr *from,
   uint64_t quiet = st.smoothed_rtt > 100 * NGTCP2_MILLISECONDS
                        ? st.smoothed_rtt
                        : 100 * NGTCP2_MILLISECONDS;
-  if (now - conn->last_cur_rx_ns < quiet || fromlen > sizeof(conn->mig_remote.ss)) {
+  if (now - conn->last_cur_rx_ns < quiet ||
+      fromlen > sizeof(conn->mig_remote.ss)) {
     return;
   }
   conn->path_gen++;

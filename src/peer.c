@@ -42,11 +42,11 @@ struct nt_peer {
   size_t nwaiting;
   TAILQ_ENTRY(nt_peer) link;
   /* Paths of a live connection (the end of this file). */
-  nt_punch rp;            /* re-punch after a refresh introduction */
+  nt_punch rp; /* re-punch after a refresh introduction */
   int rp_active;
   struct event *rp_timer;
-  uint64_t refresh_ns;    /* last refresh asked of the broker */
-  uint64_t kick_ns;       /* last loss-recovery kick */
+  uint64_t refresh_ns; /* last refresh asked of the broker */
+  uint64_t kick_ns;    /* last loss-recovery kick */
 };
 
 struct nt_peers {
@@ -70,7 +70,7 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
                             const struct sockaddr *from, socklen_t fromlen);
 
 static const nt_conn_callbacks peer_conn_callbacks = {
-    peer_conn_established, peer_conn_closed, peer_stream_opened,
+    peer_conn_established,  peer_conn_closed, peer_stream_opened,
     peer_streams_available, peer_conn_silent, peer_conn_moved};
 
 #define ENV(p) (&(p)->table->env)
@@ -807,8 +807,7 @@ static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   p->refresh_ns = now;
   int sent = ENV(p)->callbacks->refresh &&
              ENV(p)->callbacks->refresh(p->name, ENV(p)->user_data);
-  nt_info(LOG(p),
-          "%s: no answer for %.1f s with data outstanding; %s", p->name,
+  nt_info(LOG(p), "%s: no answer for %.1f s with data outstanding; %s", p->name,
           (double)silent_ms / 1000.0,
           sent ? "asking the broker where it is now, to punch again"
                : "the broker session is down, so only waiting");
@@ -886,8 +885,7 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
   nt_punch_init(&p->rp, in->nonce, cands, n, nt_monotonic_ns(),
                 (uint64_t)NT_PEER_REPUNCH_S * 1000000000ull);
   p->rp_active = 1;
-  nt_info(env->log, "%s: punching again to %s for the open connection",
-          p->name,
+  nt_info(env->log, "%s: punching again to %s for the open connection", p->name,
           n ? nt_addr_str((struct sockaddr *)&cands[0].ss, desc) : "(none)");
   repunch_timer_cb(-1, 0, p);
 }
@@ -902,8 +900,7 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   char addr[NT_ADDR_STRLEN];
 
   TAILQ_FOREACH(p, &peers->list, link) {
-    if (p->rp_active &&
-        memcmp(p->rp.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+    if (p->rp_active && memcmp(p->rp.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
       break;
     }
   }

@@ -135,8 +135,7 @@ int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
 /* The broker says |name| (with |key|) restarted: its old connection is
  * dead. Closes ours at once, so that the next local connection meets the
  * new process instead of hanging on the old one. */
-void nt_peers_on_restart(nt_peers *peers, const char *name,
-                         const uint8_t *key);
+void nt_peers_on_restart(nt_peers *peers, const char *name, const uint8_t *key);
 
 /* Re-punching an established connection (a refresh introduction) stops
  * after this long. */

@@ -115,15 +115,15 @@ struct nt_conn {
   int dirty; /* on ep->dirty */
   TAILQ_ENTRY(nt_conn) dirty_link;
   /* Paths and roaming (conn.c, "paths"). */
-  uint64_t rx_mark;     /* callbacks a received packet fired */
-  uint64_t last_rx_ns;  /* last authenticated packet, any path */
-  uint64_t last_cur_rx_ns; /* ... from the current remote address */
+  uint64_t rx_mark;         /* callbacks a received packet fired */
+  uint64_t last_rx_ns;      /* last authenticated packet, any path */
+  uint64_t last_cur_rx_ns;  /* ... from the current remote address */
   uint64_t silent_noted_ns; /* last silent() call */
-  uint32_t path_gen;    /* local tags handed out (client migrations) */
-  int migrating;        /* client: validating mig_local -> mig_remote */
+  uint32_t path_gen;        /* local tags handed out (client migrations) */
+  int migrating;            /* client: validating mig_local -> mig_remote */
   nt_addr mig_local, mig_remote;
-  int moved;            /* the current path changed: tell the owner */
-  int fast_keepalive;   /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
+  int moved;              /* the current path changed: tell the owner */
+  int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
   struct event *watch_ev; /* silence watch, when the owner wants it */
 };
 

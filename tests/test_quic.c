@@ -184,10 +184,10 @@ static void cli_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
   nt_stream_reset(s, 99);
 }
 
-static const nt_conn_callbacks cli_conn_cbs = {on_established, on_closed,
-                                               cli_stream_opened, NULL, NULL, NULL};
-static const nt_conn_callbacks srv_conn_cbs = {on_established, on_closed,
-                                               srv_stream_opened, NULL, NULL, NULL};
+static const nt_conn_callbacks cli_conn_cbs = {
+    on_established, on_closed, cli_stream_opened, NULL, NULL, NULL};
+static const nt_conn_callbacks srv_conn_cbs = {
+    on_established, on_closed, srv_stream_opened, NULL, NULL, NULL};
 
 /* ---- stream callbacks (user_data: the strm) ---- */
 
