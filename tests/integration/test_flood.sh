@@ -38,7 +38,7 @@ expect_line() {
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker
-start_client bob -listen
+start_client bob -listen -allow-peer '*'
 port=$(free_port)
 start_client alice "$port:bob:$echo_port"
 expect_exit_zero "$TCPCHECK" echo-check "$port" --conns 2 --bytes 1M
@@ -58,7 +58,7 @@ wait_log broker 'refused a connection from 127\.0\.0\.2:[0-9]+: too many connect
 honest_check
 log "a new honest client checks in during a flood"
 start flooder "$FLOOD" idle "$BROKER" 127.0.0.3 32 8
-start_client carol -listen
+start_client carol -listen -allow-peer alice
 stop carol
 
 honest_check

@@ -12,7 +12,7 @@
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
 start_broker
-start_client bob -listen
+start_client bob -listen -allow-peer alice
 port=$(free_port)
 start_client alice "$port:bob:$echo_port"
 expect_exit_zero "$TCPCHECK" echo-check "$port" --conns 2 --bytes 64K
