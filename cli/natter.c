@@ -189,6 +189,14 @@ typedef struct cli {
   int exit_code;
   natter_forward *session; /* the stdin/stdout forward, if any */
   log_sink sink;
+  /* SIGHUP reload (clients): what the file said last, and the forward
+   * each of its forward lines made. */
+  const options *o;
+  natter_client *client;
+  natter_log_level level;
+  const char *config_path;
+  cli_config file;
+  natter_forward *file_forwards[CLI_CONFIG_MAX_LIST];
 } cli;
 
 /* JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to the
@@ -246,6 +254,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   event_base_loopbreak(app->base);
 }
+
+static void on_hup(evutil_socket_t sig, short what, void *arg);
 
 static void on_event(natter_client *client, const natter_event *ev,
                      void *user_data) {
@@ -753,16 +763,22 @@ static int run_client(cli *app, const options *o, natter_log_level level,
     if (o->specs[i][0] == ':') {
       app->session = f;
     }
+    if (i < app->file.nforward) {
+      app->file_forwards[i] = f;
+    }
   }
+  app->client = c;
   event_base_dispatch(app->base);
+  app->client = NULL;
   natter_client_free(c);
   return app->exit_code;
 }
 
 int main(int argc, char **argv) {
   options o;
-  cli_config file;
-  cli app;
+  static cli app; /* zeroed; on_hup reaches it through the event */
+  cli_config *const pfile = &app.file;
+#define file (*pfile)
   char err[600];
   const char *allow[MAX_RULES + 1] = {NULL};
   const char *allow_cmd[MAX_RULES + 1] = {NULL};
@@ -947,8 +963,13 @@ int main(int argc, char **argv) {
   }
   struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
   struct event *sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
+  struct event *sighup = evsignal_new(app.base, SIGHUP, on_hup, &app);
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
+  event_add(sighup, NULL);
+  app.o = &o;
+  app.level = level;
+  app.config_path = o.config ? o.config : DEFAULT_CONFIG;
 
   rv = o.server
            ? run_broker(&app, &o, level, admins)
@@ -957,7 +978,158 @@ int main(int argc, char **argv) {
 
   event_free(sigint);
   event_free(sigterm);
+  event_free(sighup);
   event_base_free(app.base);
   cli_config_free(&file);
   return rv;
+#undef file
+}
+
+/* ---- SIGHUP: reload the configuration file (like sshd) ----
+ *
+ * The file's allow rules (with those of the command line) replace the
+ * client's rules; its forward lines are compared with the running ones:
+ * an unchanged forward keeps its listener and connections, a removed one
+ * stops, a new one starts. Other settings are read at start only. A file
+ * that does not parse, or a rule the library refuses, leaves everything
+ * as it was. */
+
+static int same_forward(const cli_forward *a, const cli_forward *b) {
+  if (strcmp(a->spec, b->spec) != 0 || a->argc != b->argc) {
+    return 0;
+  }
+  for (size_t i = 0; i < a->argc; i++) {
+    if (strcmp(a->argv[i], b->argv[i]) != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void hup_log(cli *app, natter_log_level level, const char *fmt,
+                    const char *arg) {
+  if (app->level >= level) {
+    fprintf(stderr, "natter: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+  }
+}
+
+/* Replaces the rules; returns 0, or -1 with the reason logged. */
+static int reload_rules(cli *app, const cli_config *nf) {
+  const options *o = app->o;
+  const char *allow[MAX_RULES + 1] = {NULL};
+  const char *allow_cmd[MAX_RULES + 1] = {NULL};
+  const char *allow_peer[MAX_RULES + 1] = {NULL};
+  size_t na = 0, nc = 0, np = 0;
+  char err[600];
+
+  if (append_rules(allow, &na, nf->allow, nf->nallow) != 0 ||
+      append_rules(allow, &na, (char *const *)o->allow, o->nallow) != 0 ||
+      append_rules(allow_cmd, &nc, nf->allow_command, nf->nallow_command) !=
+          0 ||
+      append_rules(allow_cmd, &nc, (char *const *)o->allow_cmd,
+                   o->nallow_cmd) != 0 ||
+      append_rules(allow_peer, &np, nf->allow_peer, nf->nallow_peer) != 0 ||
+      append_rules(allow_peer, &np, (char *const *)o->allow_peer,
+                   o->nallow_peer) != 0) {
+    hup_log(app, NATTER_LOG_ERROR,
+            "reload refused: too many allow rules (at most %s in all); the "
+            "old configuration stays in force",
+            "64");
+    return -1;
+  }
+  natter_client_config cfg;
+  natter_client_config_default(&cfg);
+  cfg.allow = na ? allow : NULL;
+  cfg.allow_commands = nc ? allow_cmd : NULL;
+  cfg.allow_peers = np ? allow_peer : NULL;
+  if (natter_client_set_access(app->client, &cfg, err, sizeof(err)) != 0) {
+    char msg[700];
+    snprintf(msg, sizeof(msg), "%s: %s", app->config_path, err);
+    hup_log(app, NATTER_LOG_ERROR,
+            "reload refused: %s; the old configuration stays in force", msg);
+    return -1;
+  }
+  return 0;
+}
+
+static void reload_forwards(cli *app, const cli_config *nf,
+                            natter_forward **made) {
+  cli_config *old = &app->file;
+  char err[600], msg[800];
+  size_t kept = 0, added = 0, removed = 0;
+
+  for (size_t i = 0; i < old->nforward; i++) {
+    size_t j;
+    for (j = 0; j < nf->nforward; j++) {
+      if (!made[j] && same_forward(&old->forward[i], &nf->forward[j])) {
+        break;
+      }
+    }
+    if (j < nf->nforward && app->file_forwards[i]) {
+      made[j] = app->file_forwards[i];
+      kept++;
+    } else if (old->forward[i].spec[0] == ':') {
+      hup_log(app, NATTER_LOG_WARN,
+              "reload: the stdin/stdout forward %s stays as it is",
+              old->forward[i].spec);
+    } else if (app->file_forwards[i]) {
+      natter_forward_remove(app->file_forwards[i]);
+      removed++;
+    }
+  }
+  for (size_t j = 0; j < nf->nforward; j++) {
+    if (made[j] || nf->forward[j].spec[0] == ':') {
+      continue;
+    }
+    if (natter_client_add_forward_spec(app->client, nf->forward[j].spec,
+                                       (const char *const *)nf->forward[j].argv,
+                                       &made[j], err, sizeof(err)) != 0) {
+      made[j] = NULL;
+      snprintf(msg, sizeof(msg), "%s:%zu: %s", app->config_path,
+               nf->forward[j].line, err);
+      hup_log(app, NATTER_LOG_ERROR, "reload: %s", msg);
+      continue;
+    }
+    added++;
+  }
+  snprintf(msg, sizeof(msg),
+           "%s: %zu forwards kept, %zu added, %zu removed; allow rules "
+           "replaced (other settings are read at start only)",
+           app->config_path, kept, added, removed);
+  hup_log(app, NATTER_LOG_INFO, "reloaded %s", msg);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg) {
+  cli *app = arg;
+  cli_config nf;
+  char err[600];
+  natter_forward *made[CLI_CONFIG_MAX_LIST] = {NULL};
+  (void)sig;
+  (void)what;
+
+  if (!app->client) {
+    hup_log(app, NATTER_LOG_INFO,
+            "SIGHUP: a broker has nothing to reload (it logs to stderr and "
+            "writes its registry as it goes); %s",
+            "still running");
+    return;
+  }
+  cli_config_init(&nf);
+  if (cli_config_load(&nf, app->config_path, !app->o->config_given, err,
+                      sizeof(err)) < 0) {
+    hup_log(app, NATTER_LOG_ERROR,
+            "reload refused: %s; the old configuration stays in force", err);
+    cli_config_free(&nf);
+    return;
+  }
+  if (reload_rules(app, &nf) != 0) {
+    cli_config_free(&nf);
+    return;
+  }
+  reload_forwards(app, &nf, made);
+  cli_config_free(&app->file);
+  app->file = nf; /* plain strings and arrays: a shallow move is fine */
+  memcpy(app->file_forwards, made, sizeof(made));
 }

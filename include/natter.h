@@ -579,6 +579,20 @@ NATTER_EXPORT uint16_t natter_port_parse(const char *s);
  * between pairs allowed). Returns 0 or NATTER_ERR_INVALID. */
 NATTER_EXPORT int natter_fingerprint_check(const char *fingerprint);
 
+/* Replaces a running client's access rules with |cfg|'s allow,
+ * allow_commands and allow_peers (its other fields are ignored), e.g. on
+ * SIGHUP. All or nothing: a bad rule leaves the old rules in force and
+ * returns NATTER_ERR_INVALID with a reason naming it in |err| (may be
+ * NULL). Rules need a listening client. Open connections keep running;
+ * introductions and streams from now on are decided by the new rules. */
+#define natter_client_set_access(CLIENT, CFG, ERR, ERRLEN)                     \
+  natter_client_set_access_versioned((CLIENT), NATTER_CLIENT_CONFIG_VERSION,   \
+                                     (CFG), (ERR), (ERRLEN))
+NATTER_EXPORT int
+natter_client_set_access_versioned(natter_client *client, int config_version,
+                                   const natter_client_config *cfg, char *err,
+                                   size_t errlen);
+
 /* Stops listening and closes the forward's connections (resetting their
  * streams). NULL is a no-op. Not from inside an event about |forward|. */
 NATTER_EXPORT void natter_forward_remove(natter_forward *forward);

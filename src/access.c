@@ -409,14 +409,11 @@ nt_access *nt_access_new(void) {
   return acc;
 }
 
-void nt_access_free(nt_access *acc) {
+static void clear_rules(nt_access *acc) {
   target_rule *t;
   command_rule *c;
   peer_rule *p;
 
-  if (!acc) {
-    return;
-  }
   while ((t = TAILQ_FIRST(&acc->targets)) != NULL) {
     TAILQ_REMOVE(&acc->targets, t, link);
     free(t);
@@ -430,6 +427,13 @@ void nt_access_free(nt_access *acc) {
     TAILQ_REMOVE(&acc->peers, p, link);
     free(p);
   }
+}
+
+void nt_access_free(nt_access *acc) {
+  if (!acc) {
+    return;
+  }
+  clear_rules(acc);
   free(acc);
 }
 
@@ -622,4 +626,11 @@ int nt_access_has_command_rules(const nt_access *acc) {
 
 int nt_access_has_peer_rules(const nt_access *acc) {
   return acc && !TAILQ_EMPTY(&acc->peers);
+}
+
+void nt_access_replace(nt_access *dst, nt_access *src) {
+  clear_rules(dst);
+  TAILQ_CONCAT(&dst->targets, &src->targets, link);
+  TAILQ_CONCAT(&dst->commands, &src->commands, link);
+  TAILQ_CONCAT(&dst->peers, &src->peers, link);
 }

@@ -76,6 +76,10 @@ nt_access *nt_access_new(void);
 
 /* Frees |acc| and its rules. NULL is a no-op. */
 void nt_access_free(nt_access *acc);
+/* Moves every rule of |src| into |dst|, whose own rules are freed first;
+ * |src| is left empty. Whoever holds |dst| sees the new rules at once
+ * (SIGHUP reload). */
+void nt_access_replace(nt_access *dst, nt_access *src);
 
 /* Parses |text| as a target rule and adds it to |acc|. Returns 0, or
  * NATTER_ERR_INVALID with a one-line reason in |err| ("the port is not a

@@ -51,6 +51,16 @@
 #define BROKER_CTL_RATE 20          /* control messages per second ... */
 #define BROKER_CTL_BURST 40         /* ... per client, with this burst */
 /* (retry_above_per_s too: past it, QUIC Retry validates addresses) */
+/* Whom each client was introduced to, newest first, for notices when it
+ * moves or restarts and to allow refresh requests only within a pair
+ * that met: at most this many names per client (1 KiB), the oldest
+ * forgotten first; gone with the client's session (or handed to the
+ * session that replaces it). */
+#define BROKER_MAX_INTRODUCED 16
+#define BROKER_SESSION_LEN 16
+/* A client whose address changes is re-introduced to its peers at most
+ * this often. */
+#define BROKER_MOVE_NOTICE_NS (2 * 1000000000ull)
 
 typedef struct bclient bclient;
 
@@ -73,6 +83,10 @@ struct bclient {
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
   uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
+  uint8_t session[BROKER_SESSION_LEN]; /* CheckIn.session; all 0: none */
+  char introduced[BROKER_MAX_INTRODUCED][NT_NAME_MAX + 1];
+  size_t nintroduced;
+  uint64_t moved_ns; /* last re-introduction after a move */
 };
 
 TAILQ_HEAD(bclient_list, bclient);
@@ -125,9 +139,14 @@ static void client_free(natter_broker *b, bclient *c);
 #define STR(x) STR_(x)
 static void client_established(nt_conn *conn, void *ud);
 static void client_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
+static void client_moved(nt_conn *conn, void *ud);
+static void note_check_in(bclient *c, bclient *old, const Natter__CheckIn *in);
+static void note_introduced(bclient *a, bclient *b);
+static void handle_refresh_request(bclient *c, const Natter__ConnectRequest *r);
 
 static const nt_conn_callbacks client_conn_callbacks = {
-    client_established, client_closed, client_stream_opened, NULL};
+    client_established, client_closed, client_stream_opened, NULL, NULL,
+    client_moved};
 
 static void reject(bclient *c, Natter__Code code, const char *why) {
   char addr[NT_ADDR_STRLEN];
@@ -308,6 +327,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   }
   /* Same name, same key: the client came back (restart, new address);
    * the old session is stale. */
+  note_check_in(c, old && old != c ? old : NULL, in);
   if (old && old != c) {
     old->checked_in = 0;
     old->dead = 1;
@@ -342,7 +362,7 @@ static void send_connect_result(bclient *c, uint32_t request_id,
 
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
-                              const uint8_t *nonce) {
+                              const uint8_t *nonce, int refresh) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
   Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
@@ -350,6 +370,7 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   uint8_t ips[BROKER_MAX_LOCAL_ADDRS + 2][16];
 
   intro.request_id = request_id;
+  intro.refresh = refresh;
   intro.peer = about->name;
   intro.peer_key.data = (uint8_t *)nt_conn_peer_fingerprint(about->conn);
   intro.peer_key.len = NT_FINGERPRINT_LEN;
@@ -384,6 +405,10 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
     reject(c, NATTER__CODE__BAD_REQUEST, "connect request before check-in");
     return;
   }
+  if (r->refresh) {
+    handle_refresh_request(c, r);
+    return;
+  }
   if (!nt_name_valid(r->peer)) {
     send_connect_result(c, r->request_id, NATTER__CODE__BAD_REQUEST,
                         "invalid peer name");
@@ -412,8 +437,9 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
   }
   b->introductions++;
   nt_info(&b->log, "introducing %s to %s", c->name, peer->name);
-  send_introduction(peer, c, 0, nonce);
-  send_introduction(c, peer, r->request_id, nonce);
+  note_introduced(c, peer);
+  send_introduction(peer, c, 0, nonce, 0);
+  send_introduction(c, peer, r->request_id, nonce, 0);
 }
 
 /* One control message from a client; returns nonzero once the client is
@@ -1229,5 +1255,138 @@ static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
 static void start_status_page(natter_broker *b) {
   if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
     nt_warn(&b->log, "no HTTP/3 status page: out of memory");
+  }
+}
+
+/* ---- moves and restarts ----
+ *
+ * Peers hold their connection across address changes and punch again
+ * through us; for that they need our current view of both sides. */
+
+static int was_introduced(const bclient *c, const char *name) {
+  for (size_t i = 0; i < c->nintroduced; i++) {
+    if (strcmp(c->introduced[i], name) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Puts |name| first in |c|'s record, dropping the oldest when full. */
+static void remember(bclient *c, const char *name) {
+  size_t i, n = c->nintroduced;
+  for (i = 0; i < n; i++) {
+    if (strcmp(c->introduced[i], name) == 0) {
+      break;
+    }
+  }
+  if (i == n) {
+    i = n < BROKER_MAX_INTRODUCED ? n : BROKER_MAX_INTRODUCED - 1;
+    if (n < BROKER_MAX_INTRODUCED) {
+      c->nintroduced++;
+    }
+  }
+  memmove(c->introduced[1], c->introduced[0], i * sizeof(c->introduced[0]));
+  snprintf(c->introduced[0], sizeof(c->introduced[0]), "%s", name);
+}
+
+static void note_introduced(bclient *a, bclient *b) {
+  remember(a, b->name);
+  remember(b, a->name);
+}
+
+/* Both sides of a pair that met get a fresh nonce and each other's
+ * current addresses, to punch again for the connection they have. */
+static void reintroduce(bclient *a, bclient *b) {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  if (nt_random_bytes(nonce, sizeof(nonce)) != 0) {
+    return;
+  }
+  a->broker->introductions++;
+  send_introduction(b, a, 0, nonce, 1);
+  send_introduction(a, b, 0, nonce, 1);
+}
+
+static void handle_refresh_request(bclient *c,
+                                   const Natter__ConnectRequest *r) {
+  natter_broker *b = c->broker;
+  bclient *peer = nt_name_valid(r->peer) ? find_client(b, r->peer) : NULL;
+  if (!peer || !was_introduced(c, peer->name)) {
+    send_connect_result(c, r->request_id, NATTER__CODE__PEER_UNKNOWN,
+                        "no client with that name was introduced to you");
+    return;
+  }
+  nt_info(&b->log, "introducing %s to %s again (%s hears nothing)", c->name,
+          peer->name, c->name);
+  reintroduce(c, peer);
+}
+
+static void notify_restart(bclient *to, bclient *about) {
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__PeerNotice n = NATTER__PEER_NOTICE__INIT;
+  n.peer = about->name;
+  n.peer_key.data = (uint8_t *)nt_conn_peer_fingerprint(about->conn);
+  n.peer_key.len = NT_FINGERPRINT_LEN;
+  n.kind = NATTER__PEER_NOTICE__KIND__RESTARTED;
+  msg.msg_case = NATTER__CONTROL__MSG_PEER_NOTICE;
+  msg.peer_notice = &n;
+  send_control(to, &msg);
+}
+
+/* |c| checked in; |old| is the session it replaces, if any. A new
+ * session (the process restarted) is news to every peer it met: their
+ * connections to it are dead. The same session from a new address (its
+ * broker connection was lost) means its peers should punch again. */
+static void note_check_in(bclient *c, bclient *old, const Natter__CheckIn *in) {
+  natter_broker *b = c->broker;
+  if (in->session.len == BROKER_SESSION_LEN) {
+    memcpy(c->session, in->session.data, BROKER_SESSION_LEN);
+  }
+  if (!old) {
+    return;
+  }
+  static const uint8_t none[BROKER_SESSION_LEN];
+  int restarted = memcmp(c->session, none, sizeof(none)) == 0 ||
+                  memcmp(c->session, old->session, sizeof(c->session)) != 0;
+  int moved = !nt_addr_equal(nt_conn_remote_addr(c->conn),
+                             nt_conn_remote_addr(old->conn));
+  memcpy(c->introduced, old->introduced, sizeof(c->introduced));
+  c->nintroduced = old->nintroduced;
+  for (size_t i = 0; i < c->nintroduced; i++) {
+    bclient *peer = find_client(b, c->introduced[i]);
+    if (!peer || peer == c || peer->dead) {
+      continue;
+    }
+    if (restarted) {
+      nt_info(&b->log, "telling %s that %s restarted", peer->name, c->name);
+      notify_restart(peer, c);
+    } else if (moved) {
+      reintroduce(c, peer);
+    }
+  }
+}
+
+/* The client's broker connection moved (its NAT rebound): its peers,
+ * whose packets may now be filtered, punch again. */
+static void client_moved(nt_conn *conn, void *ud) {
+  bclient *c = ud;
+  natter_broker *b = c->broker;
+  char addr[NT_ADDR_STRLEN];
+  uint64_t now = nt_monotonic_ns();
+  (void)conn;
+  if (!c->checked_in || c->dead) {
+    return;
+  }
+  nt_info(&b->log, "%s moved to %s", c->name,
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr));
+  if (c->moved_ns && now - c->moved_ns < BROKER_MOVE_NOTICE_NS) {
+    return;
+  }
+  c->moved_ns = now;
+  for (size_t i = 0; i < c->nintroduced; i++) {
+    bclient *peer = find_client(b, c->introduced[i]);
+    if (peer && peer != c && !peer->dead) {
+      reintroduce(c, peer);
+    }
   }
 }

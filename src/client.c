@@ -149,6 +149,8 @@ static void send_check_in(natter_client *c) {
   in.local_addrs = paddrs;
   in.n_local_addrs = n;
   in.token = c->token ? c->token : "";
+  in.session.data = c->session;
+  in.session.len = sizeof(c->session);
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
   msg.check_in = &in;
   send_control(c, &msg);
@@ -172,6 +174,38 @@ static uint32_t request_peer(const char *name, void *ud) {
   msg.connect_request = &req;
   send_control(c, &msg);
   return req.request_id;
+}
+
+/* nt_peer_callbacks.refresh: ConnectRequest.refresh for |name|. */
+static int refresh_peer(const char *name, void *ud) {
+  natter_client *c = ud;
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
+
+  if (!c->checked_in) {
+    return 0;
+  }
+  if (++c->next_request_id == 0) {
+    c->next_request_id = 1;
+  }
+  req.request_id = c->next_request_id;
+  req.peer = (char *)name;
+  req.refresh = 1;
+  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
+  msg.connect_request = &req;
+  send_control(c, &msg);
+  return 1;
+}
+
+/* The broker's notice about a peer we were introduced to. */
+static void handle_peer_notice(natter_client *c, const Natter__PeerNotice *n) {
+  if (!nt_name_valid(n->peer) || n->peer_key.len != NT_FINGERPRINT_LEN) {
+    nt_warn(&c->log, "malformed peer notice from the broker; ignored");
+    return;
+  }
+  if (n->kind == NATTER__PEER_NOTICE__KIND__RESTARTED) {
+    nt_peers_on_restart(c->peers, n->peer, n->peer_key.data);
+  }
 }
 
 /* ---- NAT mapping check ---- */
@@ -373,6 +407,11 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
       handle_introduction(c, msg->introduction);
     }
     break;
+  case NATTER__CONTROL__MSG_PEER_NOTICE:
+    if (c->checked_in) {
+      handle_peer_notice(c, msg->peer_notice);
+    }
+    break;
   default:
     nt_warn(&c->log, "unexpected message from the broker; ignored");
     break;
@@ -547,7 +586,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
-    broker_established, broker_closed, NULL, NULL};
+    broker_established, broker_closed, NULL, NULL, NULL, NULL};
 
 static void broker_connect(natter_client *c) {
   const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;
@@ -615,7 +654,7 @@ static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
 }
 
 static const nt_peer_callbacks client_peer_callbacks = {
-    request_peer, peer_event, peer_stream};
+    request_peer, peer_event, peer_stream, refresh_peer};
 
 static void forward_event(nt_forward *f, natter_event_type type, int error,
                           int quiet, const char *peer, int exit_status,
@@ -715,48 +754,91 @@ static int load_broker_trust(natter_client *c,
   return c->known_brokers ? 0 : NATTER_ERR_NOMEM;
 }
 
-/* Parses the config's -allow and -allow-command rules into c->access.
- * Returns 0, NATTER_ERR_INVALID (logged, naming the rule) or
+/* Parses the config's -allow, -allow-peer and -allow-command rules into
+ * |acc|. Returns 0, NATTER_ERR_INVALID (naming the rule in |err|) or
  * NATTER_ERR_NOMEM. */
-static int load_rules(natter_client *c, const natter_client_config *cfg) {
-  char err[300];
-  int rv;
+static int parse_rules(nt_access *acc, const natter_client_config *cfg,
+                       char *err, size_t errlen) {
+  char why[300];
+  int rv = 0;
 
+  for (size_t i = 0; rv == 0 && cfg->allow && cfg->allow[i]; i++) {
+    rv = nt_access_add_target_rule(acc, cfg->allow[i], why, sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow rule \"%.80s\": %s", cfg->allow[i], why);
+    }
+  }
+  for (size_t i = 0; rv == 0 && cfg->allow_peers && cfg->allow_peers[i]; i++) {
+    rv = nt_access_add_peer_rule(acc, cfg->allow_peers[i], why, sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow-peer rule \"%.80s\": %s",
+               cfg->allow_peers[i], why);
+    }
+  }
+  for (size_t i = 0; rv == 0 && cfg->allow_commands && cfg->allow_commands[i];
+       i++) {
+    rv = nt_access_add_command_rule(acc, cfg->allow_commands[i], why,
+                                    sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow-command rule \"%.80s\": %s",
+               cfg->allow_commands[i], why);
+    }
+  }
+  if (rv == NATTER_ERR_NOMEM) {
+    snprintf(err, errlen, "out of memory");
+  }
+  return rv;
+}
+
+/* The rules of a new client, into c->access (errors logged). */
+static int load_rules(natter_client *c, const natter_client_config *cfg) {
+  char err[500];
   c->access = nt_access_new();
   if (!c->access) {
     return NATTER_ERR_NOMEM;
   }
-  for (size_t i = 0; cfg->allow && cfg->allow[i]; i++) {
-    rv = nt_access_add_target_rule(c->access, cfg->allow[i], err, sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow rule \"%.80s\": %s", cfg->allow[i], err);
-    }
-    if (rv != 0) {
-      return rv;
-    }
+  int rv = parse_rules(c->access, cfg, err, sizeof(err));
+  if (rv == NATTER_ERR_INVALID) {
+    nt_error(&c->log, "%s", err);
   }
-  for (size_t i = 0; cfg->allow_peers && cfg->allow_peers[i]; i++) {
-    rv = nt_access_add_peer_rule(c->access, cfg->allow_peers[i], err,
-                                 sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow-peer rule \"%.80s\": %s",
-               cfg->allow_peers[i], err);
+  return rv;
+}
+
+int natter_client_set_access_versioned(natter_client *c, int config_version,
+                                       const natter_client_config *caller_cfg,
+                                       char *err, size_t errlen) {
+  natter_client_config full;
+  char buf[500] = "";
+
+  if (!c || nt_client_config_load(&full, config_version, caller_cfg) != 0) {
+    if (err && errlen) {
+      snprintf(err, errlen, "invalid arguments");
     }
-    if (rv != 0) {
-      return rv;
-    }
+    return NATTER_ERR_INVALID;
   }
-  for (size_t i = 0; cfg->allow_commands && cfg->allow_commands[i]; i++) {
-    rv = nt_access_add_command_rule(c->access, cfg->allow_commands[i], err,
-                                    sizeof(err));
-    if (rv == NATTER_ERR_INVALID) {
-      nt_error(&c->log, "bad allow-command rule \"%.80s\": %s",
-               cfg->allow_commands[i], err);
-    }
-    if (rv != 0) {
-      return rv;
-    }
+  nt_access *acc = nt_access_new();
+  if (!acc) {
+    return NATTER_ERR_NOMEM;
   }
+  int rv = parse_rules(acc, &full, buf, sizeof(buf));
+  if (rv == 0 && !c->listen &&
+      (full.allow || full.allow_peers || full.allow_commands)) {
+    snprintf(buf, sizeof(buf), "allow rules need a listening client");
+    rv = NATTER_ERR_INVALID;
+  }
+  if (rv != 0) {
+    if (err && errlen) {
+      snprintf(err, errlen, "%s", buf);
+    }
+    nt_access_free(acc);
+    return rv;
+  }
+  /* Everyone holds c->access itself (the peer table, the tunnels): new
+   * introductions and streams are decided by the new rules at once, open
+   * ones keep running. */
+  nt_access_replace(c->access, acc);
+  nt_access_free(acc);
+  nt_info(&c->log, "access rules replaced; open connections keep running");
   return 0;
 }
 
@@ -785,6 +867,10 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   TAILQ_INIT(&c->tunnels);
   TAILQ_INIT(&c->forwards);
+  if (nt_random_bytes(c->session, sizeof(c->session)) != 0) {
+    free(c);
+    return NATTER_ERR_INVALID;
+  }
   c->base = base;
   c->started_ns = nt_monotonic_ns();
   c->log.fn = cfg->log;

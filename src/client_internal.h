@@ -47,6 +47,7 @@ struct natter_client {
   struct event *reconnect_ev;
   unsigned reconnect_delay_s;
   uint32_t next_request_id;
+  uint8_t session[16]; /* random per process: CheckIn.session */
   struct evdns_base *dns;
 
   /* What the parts below the facade get to work with. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,30 @@ static int remove_connection_id_cb(ngtcp2_conn *qc, const ngtcp2_cid *cid,
   return 0;
 }
 
+/* A path was validated (or failed to be). A client that asked to move
+ * (conn_follow) has moved now; a server that saw the client rebind has
+ * confirmed the new address. Either way the owner learns after the read. */
+static int path_validation_cb(ngtcp2_conn *qc, uint32_t flags,
+                              const ngtcp2_path *path,
+                              ngtcp2_path_validation_result res,
+                              void *user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
+  nt_conn *conn = user_data;
+  (void)qc;
+  (void)flags;
+  if (conn->migrating && nt_addr_equal((struct sockaddr *)&conn->mig_remote.ss,
+                                       path->remote.addr)) {
+    conn->migrating = 0;
+  }
+  if (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS &&
+      nt_addr_equal(ngtcp2_conn_get_path(qc)->remote.addr, path->remote.addr)) {
+    conn->moved = 1;
+  }
+  return 0;
+}
+
+static void watch_start(nt_conn *conn);
+
 static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data) {
   nt_conn *conn = user_data;
   (void)qc;
@@ -116,6 +141,7 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data) {
     conn->anonymous = 1; /* a status reader without a certificate */
   }
   conn->established = 1;
+  watch_start(conn);
   if (conn->cbs.established) {
     conn->cbs.established(conn, conn->user_data);
   }
@@ -124,6 +150,7 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data) {
 
 static int stream_open_cb(ngtcp2_conn *qc, int64_t stream_id,
                           void *user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_conn *conn = user_data;
   (void)qc;
   if (!ngtcp2_is_bidi_stream(stream_id) && !conn->is_h3) {
@@ -147,6 +174,7 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
                                int64_t stream_id, uint64_t offset,
                                const uint8_t *data, size_t datalen,
                                void *user_data, void *stream_user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_stream *s = stream_user_data;
   (void)qc;
   (void)offset;
@@ -170,6 +198,7 @@ static int acked_stream_data_offset_cb(ngtcp2_conn *qc, int64_t stream_id,
                                        uint64_t offset, uint64_t datalen,
                                        void *user_data,
                                        void *stream_user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_conn *conn = user_data;
   nt_stream *s = stream_user_data;
   (void)qc;
@@ -187,6 +216,7 @@ static int acked_stream_data_offset_cb(ngtcp2_conn *qc, int64_t stream_id,
 static int stream_close_cb(ngtcp2_conn *qc, uint32_t flags, int64_t stream_id,
                            uint64_t app_error_code, void *user_data,
                            void *stream_user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_conn *conn = user_data;
   nt_stream *s = stream_user_data;
   (void)qc;
@@ -228,6 +258,7 @@ static int stream_stop_sending_cb(ngtcp2_conn *qc, int64_t stream_id,
 static int extend_max_stream_data_cb(ngtcp2_conn *qc, int64_t stream_id,
                                      uint64_t max_data, void *user_data,
                                      void *stream_user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_conn *conn = user_data;
   nt_stream *s = stream_user_data;
   (void)qc;
@@ -258,6 +289,7 @@ static void quic_trace(void *user_data, const char *fmt, ...) {
 static int extend_max_local_streams_bidi_cb(ngtcp2_conn *qc,
                                             uint64_t max_streams,
                                             void *user_data) {
+  ((nt_conn *)user_data)->rx_mark++;
   nt_conn *conn = user_data;
   (void)qc;
   (void)max_streams;
@@ -305,6 +337,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->stream_stop_sending = stream_stop_sending_cb;
   cb->extend_max_stream_data = extend_max_stream_data_cb;
   cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
+  cb->path_validation = path_validation_cb;
 }
 
 /* ---- timer and write loop ---- */
@@ -378,6 +411,18 @@ static void fail_conn(nt_conn *conn, int liberr) {
   schedule_free(conn, reason);
 }
 
+static void set_addr(nt_addr *out, const ngtcp2_addr *a) {
+  if (a->addrlen > 0 && a->addrlen <= sizeof(out->ss)) {
+    memcpy(&out->ss, a->addr, a->addrlen);
+    out->len = a->addrlen;
+  }
+}
+
+static int path_is(const nt_addr *a, const ngtcp2_addr *b) {
+  return b->addrlen == 0 ||
+         nt_addr_equal((const struct sockaddr *)&a->ss, b->addr);
+}
+
 static void write_streams(nt_conn *conn) {
   nt_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
@@ -393,6 +438,7 @@ static void write_streams(nt_conn *conn) {
     pktmax = NT_MAX_UDP_PAYLOAD;
   }
   size_t max_pkts = ngtcp2_conn_get_send_quantum(conn->qc) / pktmax;
+  nt_addr to = conn->remote; /* the current batch's destination */
 
   if (pktmax > NT_TXBUF_SIZE) {
     pktmax = NT_TXBUF_SIZE;
@@ -449,8 +495,7 @@ static void write_streams(nt_conn *conn) {
         continue;
       default:
         nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                                 (struct sockaddr *)&conn->remote.ss,
-                                 conn->remote.len);
+                                 (struct sockaddr *)&to.ss, to.len);
         fail_conn(conn, (int)n);
         return;
       }
@@ -470,32 +515,35 @@ static void write_streams(nt_conn *conn) {
     if (n == 0) {
       break; /* congestion window full or nothing to say */
     }
-    /* GSO sends equal-sized segments; a larger packet, or one after a
-     * short one, starts a new batch. */
+    /* Each packet goes where ngtcp2 says: during path validation some
+     * go to the new address and some to the old one. */
+    int same_path = buflen == 0 || path_is(&to, &ps.path.remote);
+    /* GSO sends equal-sized segments; a larger packet, one after a
+     * short one, or one for another address starts a new batch. */
     if (segsize == 0) {
       segsize = (size_t)n;
-    } else if ((size_t)n > segsize || buflen % segsize != 0) {
+    } else if ((size_t)n > segsize || buflen % segsize != 0 || !same_path) {
       nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&conn->remote.ss,
-                               conn->remote.len);
+                               (struct sockaddr *)&to.ss, to.len);
       memmove(buf, buf + buflen, (size_t)n);
       buflen = 0;
       segsize = (size_t)n;
+    }
+    if (buflen == 0) {
+      set_addr(&to, &ps.path.remote);
     }
     buflen += (size_t)n;
     conn->tx_bytes += (size_t)n;
     npkts++;
     if ((size_t)n < segsize) {
       nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&conn->remote.ss,
-                               conn->remote.len);
+                               (struct sockaddr *)&to.ss, to.len);
       buflen = 0;
       segsize = 0;
     }
   }
-  nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                           (struct sockaddr *)&conn->remote.ss,
-                           conn->remote.len);
+  nt_endpoint_send_packets(ep, buf, buflen, segsize, (struct sockaddr *)&to.ss,
+                           to.len);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
 }
 
@@ -556,6 +604,82 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   nt_conn_flush(conn);
 }
 
+/* ---- paths: keepalive and the silence watch ---- */
+
+/* Whether the peer owes us something: streams are open (a forward may
+ * be waiting for bytes) or packets are in flight. */
+static int conn_active(nt_conn *conn) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  return !LIST_EMPTY(&conn->streams) || st.bytes_in_flight > 0;
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_conn *conn = arg;
+  uint64_t now = nt_timestamp();
+  (void)fd;
+  (void)what;
+
+  if (conn->closing || conn->close_pending) {
+    return;
+  }
+  int active = conn_active(conn);
+  if (active != conn->fast_keepalive && conn->ep->cfg.keepalive_ms) {
+    conn->fast_keepalive = active;
+    ngtcp2_conn_set_keep_alive_timeout(
+        conn->qc,
+        (active ? NT_ACTIVE_KEEPALIVE_MS : conn->ep->cfg.keepalive_ms) *
+            NGTCP2_MILLISECONDS);
+    arm_timer(conn);
+  }
+  if (!active || !conn->cbs.silent) {
+    return;
+  }
+  /* About 2-3 s on a LAN or the Internet: longer than a keepalive round
+   * (1 s + RTT) on a healthy path, short enough that a re-punch mends a
+   * moved peer before TCP behind it gives up or a user notices much. */
+  uint64_t limit =
+      1500 * NGTCP2_MILLISECONDS + 3 * ngtcp2_conn_get_pto(conn->qc);
+  uint64_t since = conn->last_rx_ns;
+  if (now - since < limit || now - conn->silent_noted_ns < 2 * NGTCP2_SECONDS) {
+    return;
+  }
+  conn->silent_noted_ns = now;
+  conn->cbs.silent(conn, (now - since) / NGTCP2_MILLISECONDS, conn->user_data);
+}
+
+static void watch_start(nt_conn *conn) {
+  struct timeval tv = {0, NT_WATCH_INTERVAL_MS * 1000};
+  conn->last_rx_ns = conn->last_cur_rx_ns = nt_timestamp();
+  if (conn->watch_ev) {
+    event_add(conn->watch_ev, &tv);
+  }
+}
+
+uint64_t nt_conn_silent_ms(const nt_conn *conn) {
+  return (nt_timestamp() - conn->last_rx_ns) / NGTCP2_MILLISECONDS;
+}
+
+void nt_conn_kick(nt_conn *conn) {
+  ngtcp2_conn_stat st;
+  if (conn->closing || conn->close_pending || !conn->established) {
+    return;
+  }
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  uint64_t now = nt_timestamp();
+  /* Run loss recovery's timer now: its probe goes out at once instead of
+   * after the exponential backoff that a dead path built up. */
+  if (st.loss_detection_timer != UINT64_MAX && st.loss_detection_timer > now &&
+      st.loss_detection_timer - now < 5 * NGTCP2_SECONDS) {
+    int rv = ngtcp2_conn_handle_expiry(conn->qc, st.loss_detection_timer);
+    if (rv != 0) {
+      fail_conn(conn, rv);
+      return;
+    }
+  }
+  schedule_write(conn);
+}
+
 /* ---- lifetime ---- */
 
 static void release(nt_conn *conn) {
@@ -577,6 +701,9 @@ static void release(nt_conn *conn) {
   }
   if (conn->streams_ev) {
     event_free(conn->streams_ev);
+  }
+  if (conn->watch_ev) {
+    event_free(conn->watch_ev);
   }
   if (conn->qc) {
     ngtcp2_conn_del(conn->qc);
@@ -614,6 +741,9 @@ static void schedule_free(nt_conn *conn, nt_close_reason reason) {
   conn->closing = 1;
   conn->close_reason = reason;
   event_del(conn->timer);
+  if (conn->watch_ev) {
+    event_del(conn->watch_ev);
+  }
   event_active(conn->free_ev, EV_TIMEOUT, 0);
 }
 
@@ -668,6 +798,14 @@ static int route_by_alpn(void *ud, int is_h3) {
   }
   conn->cbs = *params.callbacks;
   conn->user_data = params.user_data;
+  if (conn->cbs.silent && !conn->watch_ev) {
+    /* The owner is known only now: its silence watch starts here. */
+    conn->watch_ev =
+        event_new(conn->ep->base, -1, EV_PERSIST, watch_cb, conn);
+    if (!conn->watch_ev) {
+      return -1;
+    }
+  }
   nt_tls_session_expect(conn->tls, params.expected_fp);
   if (is_h3) {
     /* Before the handshake keys exist, so the EncryptedExtensions carry
@@ -748,6 +886,12 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   if (!conn->timer || !conn->write_ev || !conn->free_ev ||
       !conn->streams_ev) {
     goto fail;
+  }
+  if (cbs && cbs->silent) {
+    conn->watch_ev = event_new(ep->base, -1, EV_PERSIST, watch_cb, conn);
+    if (!conn->watch_ev) {
+      goto fail;
+    }
   }
   rv = tls_kind == TLS_ROUTED
            ? nt_tls_session_new_routed(&conn->tls, ep->cfg.identity,
@@ -866,29 +1010,131 @@ fail:
   return err;
 }
 
+/* What an authenticated packet changes: the callbacks it fires (counted
+ * in rx_mark), what it acknowledged, the timers it set (an ACK to send). */
+typedef struct rx_snapshot {
+  uint64_t mark, in_flight, latest_rtt, expiry;
+} rx_snapshot;
+
+static void snapshot(nt_conn *conn, rx_snapshot *out) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  out->mark = conn->rx_mark;
+  out->in_flight = st.bytes_in_flight;
+  out->latest_rtt = st.latest_rtt;
+  out->expiry = ngtcp2_conn_get_expiry(conn->qc);
+}
+
+/* The address ngtcp2 sends to now. */
+static void sync_remote(nt_conn *conn) {
+  set_addr(&conn->remote, &ngtcp2_conn_get_path(conn->qc)->remote);
+}
+
+/* natter owns the socket, so the local half of an ngtcp2 path is only a
+ * label: generation 0 is the socket's address, each client migration
+ * gets a new one (ngtcp2 only lets a client migrate to another local
+ * address, RFC 9000 §9), which lets the dialling side follow a listener
+ * whose public address changed. */
+static void local_tag(const nt_endpoint *ep, uint32_t gen, nt_addr *out) {
+  *out = ep->local;
+  if (out->ss.ss_family == AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+    sin->sin_addr.s_addr ^= htonl(gen);
+  } else if (out->ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+    uint32_t w;
+    memcpy(&w, &sin6->sin6_addr.s6_addr[12], 4);
+    w ^= htonl(gen);
+    memcpy(&sin6->sin6_addr.s6_addr[12], &w, 4);
+  }
+}
+
+/* An authenticated packet from |from|, not where the connection is: the
+ * server moved (its NAT rebound, or it roamed). Validate the new path and
+ * move there (RFC 9000 §9.3 in reverse; WireGuard roams both ways). A
+ * straggler from an old path must not pull us back: the current path
+ * must have been quiet for a round trip first. */
+static void conn_follow(nt_conn *conn, const struct sockaddr *from,
+                        socklen_t fromlen, uint64_t now) {
+  ngtcp2_conn_stat st;
+  char a[NT_ADDR_STRLEN];
+
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
+  uint64_t quiet = st.smoothed_rtt > 100 * NGTCP2_MILLISECONDS
+                       ? st.smoothed_rtt
+                       : 100 * NGTCP2_MILLISECONDS;
+  if (now - conn->last_cur_rx_ns < quiet ||
+      fromlen > sizeof(conn->mig_remote.ss)) {
+    return;
+  }
+  conn->path_gen++;
+  local_tag(conn->ep, conn->path_gen, &conn->mig_local);
+  memcpy(&conn->mig_remote.ss, from, fromlen);
+  conn->mig_remote.len = fromlen;
+  ngtcp2_path path = {
+      {(struct sockaddr *)&conn->mig_local.ss, conn->mig_local.len},
+      {(struct sockaddr *)&conn->mig_remote.ss, conn->mig_remote.len},
+      NULL,
+  };
+  int rv = ngtcp2_conn_initiate_migration(conn->qc, &path, now);
+  if (rv != 0) {
+    nt_debug(conn->ep->cfg.log, "peer at %s: cannot validate that path (%s)",
+             nt_addr_str(from, a), ngtcp2_strerror(rv));
+    return;
+  }
+  conn->migrating = 1;
+  nt_debug(conn->ep->cfg.log, "peer now answers from %s: validating it",
+           nt_addr_str(from, a));
+}
+
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
                   const struct sockaddr *from, socklen_t fromlen) {
   ngtcp2_pkt_info pi = {0};
-  nt_endpoint *ep = conn->ep;
+  uint64_t now = nt_timestamp();
 
   if (conn->closing) {
     return;
   }
   conn->rx_bytes += len;
-  uint64_t now = nt_timestamp();
-  conn->last_rx_ns = now;
-  ngtcp2_path path = {
-      {(struct sockaddr *)&ep->local.ss, ep->local.len},
-      {(struct sockaddr *)from, fromlen},
-      NULL,
-  };
+  const ngtcp2_path *cur = ngtcp2_conn_get_path(conn->qc);
+  ngtcp2_path path = {cur->local, {(struct sockaddr *)from, fromlen}, NULL};
+  int from_cur = nt_addr_equal(cur->remote.addr, from);
+  int hint = 0;
+  if (!from_cur && conn->migrating &&
+      nt_addr_equal((struct sockaddr *)&conn->mig_remote.ss, from)) {
+    path.local.addr = (struct sockaddr *)&conn->mig_local.ss;
+    path.local.addrlen = conn->mig_local.len;
+  } else if (!from_cur && !conn->is_server &&
+             ngtcp2_conn_get_handshake_completed(conn->qc)) {
+    /* ngtcp2 drops a client's packets from unknown paths: read it as if
+     * it came the usual way, and follow it only if it proves genuine. */
+    path.remote = cur->remote;
+    hint = 1;
+  }
+  rx_snapshot before, after;
+  snapshot(conn, &before);
   int rv = ngtcp2_conn_read_pkt(conn->qc, &path, &pi, data, len, now);
   if (rv == 0) {
+    snapshot(conn, &after);
+    /* A packet that fails AEAD (or repeats one) changes nothing in ngtcp2;
+     * one that passes leaves a trace in what it delivered or acked. */
+    if (memcmp(&before, &after, sizeof(before)) != 0) {
+      conn->last_rx_ns = now;
+      if (from_cur) {
+        conn->last_cur_rx_ns = now;
+      }
+      if (hint) {
+        conn_follow(conn, from, fromlen, now);
+      }
+    }
     /* The peer may have moved (NAT rebinding): answer where it is now. */
-    const ngtcp2_path *cur = ngtcp2_conn_get_path(conn->qc);
-    if (cur->remote.addrlen <= sizeof(conn->remote.ss)) {
-      memcpy(&conn->remote.ss, cur->remote.addr, cur->remote.addrlen);
-      conn->remote.len = cur->remote.addrlen;
+    sync_remote(conn);
+    if (conn->moved) {
+      conn->moved = 0;
+      conn->last_cur_rx_ns = now;
+      if (conn->cbs.moved) {
+        conn->cbs.moved(conn, conn->user_data);
+      }
     }
     return;
   }

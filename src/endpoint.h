@@ -49,6 +49,14 @@ typedef struct nt_conn_callbacks {
   /* The peer allows more streams: nt_conn_open_stream may work again
    * after it returned NT_STREAMS_BLOCKED. May be NULL. From the loop. */
   void (*streams_available)(nt_conn *conn, void *user_data);
+  /* Nothing authenticated came from the peer for |silent_ms| while streams
+   * are open or data is in flight (about 1.5 s plus 3 PTO): its address
+   * may have changed. Repeated about every 2 s while it lasts. May be
+   * NULL (then nothing is watched). From the loop. */
+  void (*silent)(nt_conn *conn, uint64_t silent_ms, void *user_data);
+  /* The connection now uses another remote address (validated, or the
+   * server's rebinding); nt_conn_remote_addr() has it. May be NULL. */
+  void (*moved)(nt_conn *conn, void *user_data);
 } nt_conn_callbacks;
 
 typedef struct nt_accept_params {
@@ -147,6 +155,12 @@ const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
 /* The peer's key fingerprint once established, else NULL. */
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
 int nt_conn_is_established(const nt_conn *conn);
+/* Sends at once what loss recovery would resend at its next timeout (a
+ * PTO probe), e.g. after a fresh hole punch reopened the path, instead of
+ * waiting out the backed-off timer. */
+void nt_conn_kick(nt_conn *conn);
+/* Milliseconds since the last authenticated packet from the peer. */
+uint64_t nt_conn_silent_ms(const nt_conn *conn);
 /* Smoothed RTT and the UDP payload bytes this connection sent/received. */
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);

@@ -41,6 +41,12 @@ struct nt_peer {
   struct nt_waiter_queue waiting; /* local connections waiting for conn */
   size_t nwaiting;
   TAILQ_ENTRY(nt_peer) link;
+  /* Paths of a live connection (the end of this file). */
+  nt_punch rp; /* re-punch after a refresh introduction */
+  int rp_active;
+  struct event *rp_timer;
+  uint64_t refresh_ns; /* last refresh asked of the broker */
+  uint64_t kick_ns;    /* last loss-recovery kick */
 };
 
 struct nt_peers {
@@ -56,10 +62,16 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud);
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void peer_streams_available(nt_conn *conn, void *ud);
+static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud);
+static void peer_conn_moved(nt_conn *conn, void *ud);
+static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void repunch_start(nt_peers *peers, const nt_introduction *in);
+static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
+                            const struct sockaddr *from, socklen_t fromlen);
 
 static const nt_conn_callbacks peer_conn_callbacks = {
-    peer_conn_established, peer_conn_closed, peer_stream_opened,
-    peer_streams_available};
+    peer_conn_established,  peer_conn_closed, peer_stream_opened,
+    peer_streams_available, peer_conn_silent, peer_conn_moved};
 
 #define ENV(p) (&(p)->table->env)
 
@@ -100,6 +112,7 @@ void nt_peers_free(nt_peers *peers) {
       nt_conn_set_user_data(p->conn, NULL);
     }
     event_free(p->timer);
+    event_free(p->rp_timer);
     free(p);
   }
   free(peers);
@@ -125,7 +138,14 @@ nt_peer *nt_peers_get(nt_peers *peers, const char *name) {
     return NULL;
   }
   p->timer = event_new(peers->env.base, -1, 0, peer_timer_cb, p);
-  if (!p->timer) {
+  p->rp_timer = event_new(peers->env.base, -1, 0, repunch_timer_cb, p);
+  if (!p->timer || !p->rp_timer) {
+    if (p->timer) {
+      event_free(p->timer);
+    }
+    if (p->rp_timer) {
+      event_free(p->rp_timer);
+    }
     free(p);
     return NULL;
   }
@@ -509,6 +529,10 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   size_t n = 0;
   nt_peer *p;
 
+  if (in->refresh) {
+    repunch_start(peers, in);
+    return;
+  }
   if (in->request_id) {
     p = nt_peers_find(peers, in->name);
     if (!p || p->request_id != in->request_id ||
@@ -611,6 +635,9 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   uint8_t nonce[NT_PUNCH_NONCE_LEN], reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
   int type = nt_punch_decode(data, len, nonce);
+  if (type && repunch_datagram(peers, type, nonce, from, fromlen)) {
+    return;
+  }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
 
   if (!p || fromlen > sizeof(p->probe_from.ss)) {
@@ -804,4 +831,185 @@ void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
 
 int nt_peer_mapping(const nt_peer *p) {
   return p ? p->mapping : NT_MAPPING_UNKNOWN;
+}
+
+/* ---- paths of a live connection ----
+ *
+ * A connection outlives the addresses under it. ngtcp2 (conn.c) follows
+ * a peer whose authenticated packets come from a new address; what it
+ * cannot do is get through a NAT that filters the new address. So when
+ * the connection hears nothing while it waits for something, we ask the
+ * broker for a fresh introduction (its view of both addresses is
+ * current) and both sides punch again, on the same connection. */
+
+static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
+  nt_peer *p = ud;
+  return p && p->conn == conn && p->state == NT_PEER_CONNECTED ? p : NULL;
+}
+
+static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
+  nt_peer *p = peer_by_conn(conn, ud);
+  uint64_t now = nt_monotonic_ns();
+  if (!p || (p->refresh_ns &&
+             now - p->refresh_ns <
+                 (uint64_t)NT_PEER_REFRESH_INTERVAL_MS * 1000000ull)) {
+    return;
+  }
+  p->refresh_ns = now;
+  int sent = ENV(p)->callbacks->refresh &&
+             ENV(p)->callbacks->refresh(p->name, ENV(p)->user_data);
+  nt_info(LOG(p), "%s: no answer for %.1f s with data outstanding; %s", p->name,
+          (double)silent_ms / 1000.0,
+          sent ? "asking the broker where it is now, to punch again"
+               : "the broker session is down, so only waiting");
+}
+
+static void peer_conn_moved(nt_conn *conn, void *ud) {
+  nt_peer *p = peer_by_conn(conn, ud);
+  char addr[NT_ADDR_STRLEN];
+  if (p) {
+    nt_info(LOG(p), "%s: path moved to %s (validated)", p->name,
+            nt_addr_str(nt_conn_remote_addr(conn), addr));
+  }
+}
+
+static void repunch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
+                         void *ud) {
+  nt_peer *p = ud;
+  nt_endpoint_sendto(ENV(p)->ep, pkt, len, (const struct sockaddr *)&to->ss,
+                     to->len);
+}
+
+static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_peer *p = arg;
+  uint64_t now = nt_monotonic_ns();
+  (void)fd;
+  (void)what;
+  if (!p->rp_active || !nt_peer_conn(p) ||
+      nt_punch_on_expiry(&p->rp, now, repunch_send, p)) {
+    p->rp_active = 0;
+    return;
+  }
+  uint64_t next = nt_punch_next_expiry(&p->rp);
+  uint64_t d = next > now ? next - now : 0;
+  struct timeval tv = {(time_t)(d / 1000000000ull),
+                       (suseconds_t)((d % 1000000000ull) / 1000)};
+  event_add(p->rp_timer, &tv);
+}
+
+/* A refresh introduction: probe the peer's current addresses with the
+ * new nonce, keeping the connection. Ignored for a peer we have no
+ * connection to, or whose key is not the one the connection verified. */
+static void repunch_start(nt_peers *peers, const nt_introduction *in) {
+  const nt_peers_env *env = &peers->env;
+  nt_peer *p = nt_peers_find(peers, in->name);
+  nt_conn *conn = nt_peer_conn(p);
+  nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
+  size_t n = 0;
+  char desc[NT_ADDR_STRLEN];
+
+  if (!conn || !nt_conn_peer_fingerprint(conn) ||
+      memcmp(nt_conn_peer_fingerprint(conn), in->key, NT_FINGERPRINT_LEN) !=
+          0) {
+    nt_debug(env->log, "%s: refresh introduction for no connection; ignored",
+             in->name);
+    return;
+  }
+  if (in->observed.len &&
+      in->observed.ss.ss_family == nt_endpoint_family(env->ep)) {
+    cands[n++] = in->observed;
+  }
+  /* Same rule as a first introduction: LAN addresses only behind the same
+   * public address. */
+  int same_lan = in->observed.len && env->self->observed.len &&
+                 nt_addr_same_host((struct sockaddr *)&in->observed.ss,
+                                   (struct sockaddr *)&env->self->observed.ss);
+  for (size_t i = 0; same_lan && i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES;
+       i++) {
+    if (in->local[i].ss.ss_family == nt_endpoint_family(env->ep) &&
+        !has_candidate(cands, n, (const struct sockaddr *)&in->local[i].ss)) {
+      cands[n++] = in->local[i];
+    }
+  }
+  p->mapping = in->mapping;
+  p->observed = in->observed;
+  nt_punch_init(&p->rp, in->nonce, cands, n, nt_monotonic_ns(),
+                (uint64_t)NT_PEER_REPUNCH_S * 1000000000ull);
+  p->rp_active = 1;
+  nt_info(env->log, "%s: punching again to %s for the open connection", p->name,
+          n ? nt_addr_str((struct sockaddr *)&cands[0].ss, desc) : "(none)");
+  repunch_timer_cb(-1, 0, p);
+}
+
+/* A probe or reply of a re-punch. Answers probes; either kind means the
+ * path to the peer is open again, so loss recovery resends now instead
+ * of at its backed-off timer. Returns 1 when it was one of ours. */
+static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
+                            const struct sockaddr *from, socklen_t fromlen) {
+  nt_peer *p;
+  uint8_t reply[NT_PUNCH_PACKET_LEN];
+  char addr[NT_ADDR_STRLEN];
+
+  TAILQ_FOREACH(p, &peers->list, link) {
+    if (p->rp_active && memcmp(p->rp.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+      break;
+    }
+  }
+  if (!p) {
+    return 0;
+  }
+  nt_conn *conn = nt_peer_conn(p);
+  if (type == NT_PUNCH_PROBE) {
+    p->rp.probes_seen++;
+    nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
+    nt_endpoint_sendto(peers->env.ep, reply, sizeof(reply), from, fromlen);
+    /* Its probe came from where it is now: probe back there too (a
+     * peer-reflexive candidate), which opens our NAT for it. */
+    if (!has_candidate(p->rp.candidates, p->rp.ncandidates, from) &&
+        p->rp.ncandidates < NT_PUNCH_MAX_CANDIDATES &&
+        fromlen <= sizeof(p->rp.candidates[0].ss)) {
+      nt_addr *a = &p->rp.candidates[p->rp.ncandidates++];
+      memcpy(&a->ss, from, fromlen);
+      a->len = fromlen;
+      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+      nt_endpoint_sendto(peers->env.ep, reply, sizeof(reply), from, fromlen);
+    }
+  } else {
+    p->rp.replies_seen++;
+  }
+  uint64_t now = nt_monotonic_ns();
+  if (conn && now - p->kick_ns > 100000000ull) {
+    p->kick_ns = now;
+    nt_debug(peers->env.log, "%s: %s from %s; resending now", p->name,
+             type == NT_PUNCH_PROBE ? "probe" : "reply",
+             nt_addr_str(from, addr));
+    nt_conn_kick(conn);
+  }
+  return 1;
+}
+
+void nt_peers_on_restart(nt_peers *peers, const char *name,
+                         const uint8_t *key) {
+  nt_peer *p = nt_peers_find(peers, name);
+  nt_conn *conn = nt_peer_conn(p);
+  if (!conn || !nt_conn_peer_fingerprint(conn) ||
+      memcmp(nt_conn_peer_fingerprint(conn), key, NT_FINGERPRINT_LEN) != 0) {
+    return;
+  }
+  /* As when a connection is superseded: let go of it first, so that a
+   * local connection arriving now starts a new meeting. */
+  p->conn = NULL;
+  p->rp_active = 0;
+  event_del(p->rp_timer);
+  nt_conn_set_user_data(conn, NULL);
+  peer_reset(p, NATTER_ERR_CLOSED,
+             TAILQ_EMPTY(&p->waiting) ? NULL
+                                      : "the peer restarted while this "
+                                        "connection waited for a stream");
+  nt_conn_close(conn, 0, "you restarted; this connection is stale");
+  emit(p, NATTER_EVENT_PEER_DISCONNECTED, 0,
+       "connection to %s closed (%s restarted: the broker saw a new "
+       "session; its open forwarded connections are lost, new ones reach "
+       "the new process)",
+       p->name, p->name);
 }

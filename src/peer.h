@@ -60,6 +60,7 @@ typedef struct nt_introduction {
   int mapping;      /* nt_nat_mapping it reported */
   nt_addr local[NT_MAX_LOCAL_ADDRS];
   size_t nlocal;
+  int refresh; /* punch again for the connection we have; keep it */
 } nt_introduction;
 
 /* This client as the broker sees it, for failure messages. */
@@ -79,6 +80,9 @@ typedef struct nt_peer_callbacks {
                 const char *message, void *user_data);
   /* |peer| opened |stream|; the callee sets its callbacks or resets it. */
   void (*stream)(const char *peer, nt_stream *stream, void *user_data);
+  /* Ask the broker to introduce us to |name| again for the connection we
+   * have (ConnectRequest.refresh). Returns nonzero when it was sent. */
+  int (*refresh)(const char *name, void *user_data);
 } nt_peer_callbacks;
 
 typedef struct nt_peers_env {
@@ -130,6 +134,17 @@ int nt_peers_expecting(nt_peers *peers, const struct sockaddr *from);
  * the peer we are punching to. */
 int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
                     nt_accept_params *params);
+
+/* The broker says |name| (with |key|) restarted: its old connection is
+ * dead. Closes ours at once, so that the next local connection meets the
+ * new process instead of hanging on the old one. */
+void nt_peers_on_restart(nt_peers *peers, const char *name, const uint8_t *key);
+
+/* Re-punching an established connection (a refresh introduction) stops
+ * after this long. */
+#define NT_PEER_REPUNCH_S 5
+/* A peer connection asks the broker for a refresh at most this often. */
+#define NT_PEER_REFRESH_INTERVAL_MS 2000
 
 /* The live connection to |peer|, or NULL. */
 nt_conn *nt_peer_conn(const nt_peer *peer);

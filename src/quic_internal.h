@@ -108,7 +108,6 @@ struct nt_conn {
   struct nt_stream_queue pending; /* streams with bytes or FIN to send */
   uint64_t send_held;             /* bytes queued and unacked on all streams */
   uint64_t tx_bytes, rx_bytes;
-  uint64_t last_rx_ns; /* monotonic time of the last datagram (status) */
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
   struct nt_cid_list cids; /* every ID the endpoint routes to us */
@@ -119,9 +118,28 @@ struct nt_conn {
    * streams are then taken, and the peer may be anonymous (no key). */
   int is_h3;
   int anonymous;
+  /* Paths and roaming (conn.c, "paths"). */
+  uint64_t rx_mark;         /* callbacks a received packet fired */
+  uint64_t last_rx_ns;      /* last authenticated packet, any path */
+  uint64_t last_cur_rx_ns;  /* ... from the current remote address */
+  uint64_t silent_noted_ns; /* last silent() call */
+  uint32_t path_gen;        /* local tags handed out (client migrations) */
+  int migrating;            /* client: validating mig_local -> mig_remote */
+  nt_addr mig_local, mig_remote;
+  int moved;              /* the current path changed: tell the owner */
+  int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
+  struct event *watch_ev; /* silence watch, when the owner wants it */
 };
 
 uint64_t nt_timestamp(void);
+
+/* Keepalive while streams are open or data is in flight: a receiver that
+ * only ACKs still sends something every second, so its NAT mapping stays
+ * open and a dead path shows within about two seconds. Idle connections
+ * use the endpoint's (cheaper) keepalive_ms. */
+#define NT_ACTIVE_KEEPALIVE_MS 1000
+/* How often the silence watch looks. */
+#define NT_WATCH_INTERVAL_MS 250
 
 /* endpoint.c */
 /* Routes datagrams for |cid| to |conn|. An ID already routed (to any

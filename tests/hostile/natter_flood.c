@@ -48,7 +48,7 @@ static void on_established(nt_conn *conn, void *ud);
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
                       const char *message, void *ud);
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
-                                            NULL};
+                                            NULL,           NULL,      NULL};
 
 static void send_msg(nt_stream *s, Natter__Control *msg) {
   nt_wire_write_msg(s, &msg->base);

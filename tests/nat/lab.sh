@@ -779,6 +779,111 @@ lab_case() {
   _lab_case_broker_check "$tunnel_bytes"
 }
 
+# lab_roam_case ALICE_NAT BOB_NAT EVENT [SIZE]: bob -listen, alice
+# forwarding; while SIZE (default 200M) goes alice -> bob (sha256 checked
+# by the sink) and an interactive echo runs beside it (stallmeter.py), the
+# addresses under the connection change:
+#   rebind-a   ra's public address changes (203.0.113.1 -> .3): every
+#              mapping of alice's is new, bob's NAT filters the old one
+#   rebind-b   the same at rb (bob, the side that only ACKs)
+#   flush-b    rb's mappings are flushed (address removed and re-added):
+#              bob's NAT drops alice's packets until bob sends again
+#   move-a     alice moves to another LAN address (a roaming laptop)
+#   restart-b  bob is SIGKILLed and restarted within 1 s: the held echo
+#              must close, a new connection must work within 5 s
+# Both transfers must complete on the same QUIC connection (but restart-b);
+# the longest stall of the echo is reported.
+lab_roam_case() {
+  local alice_nat=$1 bob_nat=$2 event=$3 bytes=${4:-200M}
+  local label="$alice_nat/$bob_nat $event"
+  CASE_LABEL=$label
+  lab_up --alice "$alice_nat" --bob "$bob_nat" --loss-a 0 --loss-b 0
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT nbytes
+  nbytes=$(_lab_bytes "$bytes")
+  lab_start echo bob "$TCPCHECK" echo-server 7000
+  wait_log echo '^ready$'
+  lab_start sink bob "$TCPCHECK" sink-server 7001
+  wait_log sink '^ready$'
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
+  wait_log broker "broker listening on"
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  wait_log bob 'natter: checked in at broker' 15
+  lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" -v \
+    8000:bob:7000 8001:bob:7001
+  wait_log alice 'forwarding 127\.0\.0\.1:8001 -> ' 15
+  _lab_fg "$WORK/first.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 1 --bytes 1K --timeout 30 ||
+    fail "$label: no first connection: $(cat "$WORK/first.out")"
+
+  local stop=$WORK/stall.stop
+  rm -f "$stop"
+  lab_start stall alice python3 "$LAB_REPO/tests/nat/stallmeter.py" 8000 "$stop" 300
+  lab_start bulk alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 280
+  # Mid-transfer: once bob's sink has taken a tenth of it.
+  local t_ev deadline=$(($(_lab_now_ms) + 60000))
+  until lab_x bob ss -Htni state established "( sport = :7001 )" |
+    grep -Eo 'bytes_received:[0-9]+' | awk -F: -v n="$nbytes" '$2 > n / 10 { f = 1 } END { exit !f }'; do
+    (($(_lab_now_ms) < deadline)) || fail "$label: the transfer did not get going"
+    running bulk || fail "$label: the transfer ended early: $(cat "$WORK/bulk.log")"
+    sleep 0.05
+  done
+  t_ev=$(_lab_now_ms)
+  case $event in
+  rebind-a | rebind-b)
+    local r=ra new=203.0.113.3
+    [[ $event == rebind-b ]] && r=rb new=203.0.113.4
+    _lab_sysctl "$r" net.ipv4.conf.wan.promote_secondaries=1
+    lab_x "$r" ip addr add "$new/24" dev wan
+    # Removing the address drops every mapping MASQUERADE made with it.
+    lab_x "$r" ip addr del "${LAB_WAN_IP[$r]}/24" dev wan
+    lab_x "$r" ip route replace blackhole default
+    ;;
+  flush-b)
+    lab_x rb ip addr del "${LAB_WAN_IP[rb]}/24" dev wan
+    lab_x rb ip addr add "${LAB_WAN_IP[rb]}/24" dev wan
+    ;;
+  move-a)
+    _lab_sysctl alice net.ipv4.conf.eth0.promote_secondaries=1
+    lab_x alice ip addr add 198.18.1.12/24 dev eth0
+    lab_x alice ip addr del "${LAB_HOST[alice]}/24" dev eth0
+    lab_x alice ip route replace default via 198.18.1.1
+    ;;
+  restart-b)
+    kill -KILL "$(pid bob)"
+    _reap bob
+    lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+    ;;
+  *) _lab_die "roam: unknown event $event" ;;
+  esac
+  _lab_log "$label: changed at $((t_ev - t_ev)) ms"
+  if [[ $event == restart-b ]]; then
+    wait_log alice 'bob restarted' 10
+    local t_told=$(($(_lab_now_ms) - t_ev))
+    _lab_fg "$WORK/after.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 1 --bytes 100K --timeout 20 ||
+      fail "$label: no new connection to the restarted bob: $(cat "$WORK/after.out")"
+    local t_new=$(($(_lab_now_ms) - t_ev))
+    ((t_new < 5000)) || fail "$label: the new connection took $t_new ms (want < 5 s)"
+    touch "$stop"
+    CASE_RESULT="alice told after $t_told ms, a new connection echoed after $t_new ms (restart included)"
+    return 0
+  fi
+  wait_exit bulk 280
+  local t_done=$(($(_lab_now_ms) - t_ev))
+  touch "$stop"
+  wait_exit stall 60
+  [[ ${EXIT_STATUS[bulk]} == 0 ]] ||
+    fail "$label: the $bytes transfer failed: $(cat "$WORK/bulk.log")"
+  [[ ${EXIT_STATUS[stall]} == 0 ]] ||
+    fail "$label: the interactive echo failed: $(cat "$WORK/stall.log")"
+  local nconn
+  nconn=$(grep -c 'connected to bob' "$WORK/alice.log")
+  ((nconn == 1)) || fail "$label: alice connected $nconn times (want the same connection throughout)"
+  local stall
+  stall=$(sed -n 's/^max_stall_ms=\([0-9]*\).*/\1/p' "$WORK/stall.log")
+  CASE_RESULT="$bytes alice -> bob sha256 ok, interactive echo ok (longest stall ${stall} ms), transfer done ${t_done} ms after the change, same QUIC connection"
+  grep -hE 'path moved|punching again|no answer for|introducing .* again|moved to' \
+    "$WORK/alice.log" "$WORK/bob.log" "$WORK/broker.log" | head -n 8 | sed 's/^/    /' >&2  || true
+}
+
 # _lab_case_broker_check TUNNEL_BYTES: stop the clients, then the broker;
 # with TUNNEL_BYTES > 0 the broker's traffic (its own report and the
 # iptables counters on its address) must be under 1% of it.
@@ -887,6 +992,12 @@ lab_main() {
     lab_case "$@"
     echo "RESULT: $CASE_LABEL: $CASE_RESULT"
     ;;
+  roam)
+    (($# >= 3)) || _lab_die "usage: lab.sh roam ALICE_NAT BOB_NAT EVENT [SIZE]"
+    CASE_RESULT=""
+    lab_roam_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
   shell)
     (($# >= 2)) || _lab_die "usage: lab.sh shell ALICE_NAT BOB_NAT [OPTION...] [-- CMD...]"
     local opts=(--alice "$1" --bob "$2")
@@ -919,7 +1030,7 @@ lab_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-  check | run | shell)
+  check | run | roam | shell)
     lab_require_root
     export NATTER=${NATTER:-$LAB_REPO/build/natter}
     # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh

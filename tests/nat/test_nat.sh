@@ -15,6 +15,12 @@
 #              timeouts 30 s            (same QUIC connection)
 #   alice and bob behind the same NAT   direct over the LAN
 #   none       symmetric                direct, or a clear error (reported)
+#   cone       cone, while 200 MB go alice -> bob and an interactive echo
+#              runs (lab.sh roam): alice's public address changes, bob's
+#              changes, bob's mappings are flushed, alice moves to another
+#              LAN address: both complete on the same connection (sha256),
+#              the longest echo stall is reported; bob SIGKILLed and
+#              restarted: alice is told and reaches the new bob in < 5 s
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -61,6 +67,11 @@ CASES=(
   "cone/cone keepalive: 60 s idle, UDP timeouts 30 s|run cone cone --udp-timeout 30 --idle 60 --bytes 1M"
   "same NAT: alice and bob behind one cone|run cone cone --bob-at alice2 --bytes 10M"
   "none/symmetric|run none symmetric --expect direct --bytes 10M"
+  "roam: alice's public address changes mid-transfer (cone/cone)|roam cone cone rebind-a 200M"
+  "roam: bob's public address changes mid-transfer (cone/cone)|roam cone cone rebind-b 200M"
+  "roam: the receiving side's mappings are flushed|roam cone cone flush-b 200M"
+  "roam: alice moves to another LAN address|roam cone cone move-a 200M"
+  "roam: bob SIGKILLed and restarted within 1 s|roam cone cone restart-b 50M"
 )
 CASE_TIMEOUT=150
 
