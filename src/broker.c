@@ -25,6 +25,7 @@
 #include "paths.h"
 #include "punch.h"
 #include "registry.h"
+#include "relay.h"
 #include "spec.h"
 #include "structs.h"
 #include "token.h"
@@ -65,6 +66,7 @@ struct bclient {
   int checked_in; /* then in natter_broker.checked_in under |name| */
   int dead;       /* closing: ignore further input */
   int listen;
+  int no_relay; /* refuses relayed peers */
   char name[NT_NAME_MAX + 1];
   nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
   size_t nlocal;
@@ -105,6 +107,7 @@ struct natter_broker {
   struct event *map_ev;
   uint16_t map_port;
   uint64_t map_rx, map_tx;
+  nt_relay *relay; /* NULL: no relaying (-relay off) */
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -300,6 +303,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     nt_conn_close(old->conn, NATTER__CODE__OK, "replaced by a new session");
   }
   c->listen = in->listen;
+  c->no_relay = in->no_relay;
   c->checked_in = 1;
   if (c->pending) {
     c->pending = 0;
@@ -328,7 +332,7 @@ static void send_connect_result(bclient *c, uint32_t request_id,
 
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
-                              const uint8_t *nonce) {
+                              const uint8_t *nonce, const uint8_t *relay_token) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
   Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
@@ -356,6 +360,11 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
     nt_wire_addr_from_sockaddr(&mapped, ips[BROKER_MAX_LOCAL_ADDRS + 1],
                                (struct sockaddr *)&about->mapped.ss);
     intro.peer_mapped = &mapped;
+  }
+  if (relay_token) {
+    intro.relay_token.data = (uint8_t *)relay_token;
+    intro.relay_token.len = NT_RELAY_TOKEN_LEN;
+    intro.relay_port = nt_relay_port(to->broker->relay);
   }
   msg.msg_case = NATTER__CONTROL__MSG_INTRODUCTION;
   msg.introduction = &intro;
@@ -397,9 +406,17 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
     return;
   }
   b->introductions++;
-  nt_info(&b->log, "introducing %s to %s", c->name, peer->name);
-  send_introduction(peer, c, 0, nonce);
-  send_introduction(c, peer, r->request_id, nonce);
+  /* A relay channel for the pair, in case punching fails; none when
+   * either refuses relayed peers. */
+  uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
+  int relayed = b->relay && !c->no_relay && !peer->no_relay &&
+                nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn),
+                              peer->name, nt_conn_remote_addr(peer->conn),
+                              tok_c, tok_peer) == 0;
+  nt_info(&b->log, "introducing %s to %s%s", c->name, peer->name,
+          relayed ? " (relay channel open)" : "");
+  send_introduction(peer, c, 0, nonce, relayed ? tok_peer : NULL);
+  send_introduction(c, peer, r->request_id, nonce, relayed ? tok_c : NULL);
 }
 
 /* One control message from a client; returns nonzero once the client is
@@ -634,7 +651,8 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   return 1;
 }
 
-static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept,
+static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept, NULL,
+                                                           NULL,
                                                            NULL};
 
 /* Answers mapping checks: each request gets back the address it came from.
@@ -698,6 +716,35 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
     return;
   }
   b->map_port = (uint16_t)(port + 1);
+}
+
+/* Opens the relay on port+2 (relay.h); a broker asked to relay that
+ * cannot fails to start rather than silently not relaying. */
+static int open_relay(natter_broker *b, const nt_addr *main_addr,
+                      const natter_broker_config *cfg) {
+  nt_relay_config rc;
+  char err[300], addrstr[NT_ADDR_STRLEN];
+  uint16_t port = nt_endpoint_port(b->ep);
+  memset(&rc, 0, sizeof(rc));
+  rc.bind = *main_addr;
+  nt_addr_set_port((struct sockaddr *)&rc.bind.ss,
+                   port <= 65533 ? (uint16_t)(port + 2) : 0);
+  rc.rate = cfg->relay_rate;
+  rc.total = cfg->relay_total;
+  rc.log = &b->log;
+  int rv = nt_relay_new(&b->relay, b->base, &rc, err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "broker: %s", err);
+    return rv;
+  }
+  nt_addr_set_port((struct sockaddr *)&rc.bind.ss, nt_relay_port(b->relay));
+  nt_info(&b->log,
+          "relaying for peers that cannot punch a hole on %s (UDP): at most "
+          "%llu bytes/s and %llu bytes per client",
+          nt_addr_str((struct sockaddr *)&rc.bind.ss, addrstr),
+          (unsigned long long)cfg->relay_rate,
+          (unsigned long long)cfg->relay_total);
+  return 0;
 }
 
 /* ---- the registry's upkeep and a closed broker's settings ---- */
@@ -968,6 +1015,16 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
+  if (cfg->relay) {
+    rv = open_relay(b, &epcfg.bind, cfg);
+    if (rv != 0) {
+      nt_endpoint_free(b->ep);
+      broker_security_free(b);
+      nt_identity_free(b->identity);
+      free(b);
+      return rv;
+    }
+  }
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
           nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
@@ -982,6 +1039,7 @@ void natter_broker_free(natter_broker *b) {
     return;
   }
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
+  nt_relay_free(b->relay);
   if (b->map_ev) {
     event_free(b->map_ev);
   }
@@ -1024,6 +1082,12 @@ int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
   stats->bytes_sent += b->map_tx;
   stats->clients = nt_hashmap_count(&b->checked_in);
   stats->introductions = b->introductions;
+  nt_relay_stats rs;
+  nt_relay_get_stats(b->relay, &rs);
+  stats->relayed_bytes = rs.relayed;
+  stats->relay_bytes_received = rs.rx;
+  stats->relay_bytes_sent = rs.tx;
+  stats->relay_channels = rs.channels;
   memcpy(out, stats, len);
   return 0;
 }

@@ -339,6 +339,22 @@ static nt_close_reason reason_from_liberr(nt_conn *conn, int liberr) {
   }
 }
 
+/* Every packet leaves through here: to the relay framed with our channel
+ * token, elsewhere as it is. */
+static void conn_send(nt_conn *conn, const uint8_t *buf, size_t len,
+                      size_t segsize) {
+  nt_endpoint *ep = conn->ep;
+  if (conn->relay_on && ep->relay.len &&
+      nt_addr_equal((struct sockaddr *)&conn->remote.ss,
+                    (struct sockaddr *)&ep->relay.ss)) {
+    nt_endpoint_send_relayed(ep, conn->relay_token, buf, len, segsize);
+    return;
+  }
+  nt_endpoint_send_packets(ep, buf, len, segsize,
+                           (struct sockaddr *)&conn->remote.ss,
+                           conn->remote.len);
+}
+
 /* Sends CONNECTION_CLOSE carrying last_error, once. */
 static void send_connection_close(nt_conn *conn) {
   uint8_t buf[NT_MAX_UDP_PAYLOAD];
@@ -354,9 +370,7 @@ static void send_connection_close(nt_conn *conn) {
       conn->qc, &ps.path, &pi, buf, sizeof(buf), &conn->last_error,
       nt_timestamp());
   if (n > 0) {
-    nt_endpoint_send_packets(conn->ep, buf, (size_t)n, (size_t)n,
-                             (struct sockaddr *)&conn->remote.ss,
-                             conn->remote.len);
+    conn_send(conn, buf, (size_t)n, (size_t)n);
   }
 }
 
@@ -445,9 +459,7 @@ static void write_streams(nt_conn *conn) {
         pending_remove(conn, s);
         continue;
       default:
-        nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                                 (struct sockaddr *)&conn->remote.ss,
-                                 conn->remote.len);
+        conn_send(conn, buf, buflen, segsize);
         fail_conn(conn, (int)n);
         return;
       }
@@ -472,9 +484,7 @@ static void write_streams(nt_conn *conn) {
     if (segsize == 0) {
       segsize = (size_t)n;
     } else if ((size_t)n > segsize || buflen % segsize != 0) {
-      nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&conn->remote.ss,
-                               conn->remote.len);
+      conn_send(conn, buf, buflen, segsize);
       memmove(buf, buf + buflen, (size_t)n);
       buflen = 0;
       segsize = (size_t)n;
@@ -483,16 +493,12 @@ static void write_streams(nt_conn *conn) {
     conn->tx_bytes += (size_t)n;
     npkts++;
     if ((size_t)n < segsize) {
-      nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&conn->remote.ss,
-                               conn->remote.len);
+      conn_send(conn, buf, buflen, segsize);
       buflen = 0;
       segsize = 0;
     }
   }
-  nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                           (struct sockaddr *)&conn->remote.ss,
-                           conn->remote.len);
+  conn_send(conn, buf, buflen, segsize);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
 }
 
@@ -704,7 +710,13 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   settings.handshake_timeout = ep->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD;
-  if (nt_addr_is_loopback(remote)) {
+  if (ep->relay.len &&
+      nt_addr_equal(remote, (struct sockaddr *)&ep->relay.ss)) {
+    /* Relayed: every packet grows by the relay header on the way. */
+    conn->relay_on = 1;
+    memcpy(conn->relay_token, ep->new_relay_token, NT_RELAY_TOKEN_LEN);
+    settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD - NT_RELAY_HDR_LEN;
+  } else if (nt_addr_is_loopback(remote)) {
     settings.max_tx_udp_payload_size = NT_LOOPBACK_UDP_PAYLOAD;
     settings.no_tx_udp_payload_size_shaping = 1;
     settings.no_pmtud = 1;
@@ -846,6 +858,38 @@ void nt_conn_set_user_data(nt_conn *conn, void *user_data) {
 
 const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn) {
   return (const struct sockaddr *)&conn->remote.ss;
+}
+
+int nt_conn_is_relayed(const nt_conn *conn) {
+  return conn->relay_on && conn->ep->relay.len &&
+         nt_addr_equal((const struct sockaddr *)&conn->remote.ss,
+                       (const struct sockaddr *)&conn->ep->relay.ss);
+}
+
+int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to,
+                    socklen_t tolen) {
+  nt_endpoint *ep = conn->ep;
+  if (conn->is_server || conn->closing || !conn->established ||
+      tolen > sizeof(conn->remote.ss)) {
+    return -1;
+  }
+  nt_addr old = conn->remote;
+  memcpy(&conn->remote.ss, to, tolen);
+  conn->remote.len = tolen;
+  ngtcp2_path path = {
+      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
+      NULL,
+  };
+  /* The peer validates the new path; packets lost meanwhile are resent
+   * on it, so streams see nothing. */
+  if (ngtcp2_conn_initiate_immediate_migration(conn->qc, &path,
+                                               nt_timestamp()) != 0) {
+    conn->remote = old;
+    return -1;
+  }
+  schedule_write(conn);
+  return 0;
 }
 
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn) {

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "natter.h"
 #include "punch.h"
+#include "relay_wire.h"
 #include "spec.h"
 
 #define NT_MAX_LOCAL_ADDRS 8    /* LAN candidates per client */
@@ -60,6 +61,11 @@ typedef struct nt_introduction {
   int mapping;      /* nt_nat_mapping it reported */
   nt_addr local[NT_MAX_LOCAL_ADDRS];
   size_t nlocal;
+  /* The broker's relay for this pair when punching fails: its address
+   * (len 0: no relay) and our channel token. */
+  nt_addr relay;
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  uint16_t relay_port; /* as the broker said; 0: no relay offered */
 } nt_introduction;
 
 /* This client as the broker sees it, for failure messages. */
@@ -94,6 +100,7 @@ typedef struct nt_peers_env {
   const nt_self_view *self;    /* kept current by the owner */
   const nt_peer_callbacks *callbacks;
   void *user_data;
+  int no_relay;                /* never use the broker's relay */
 } nt_peers_env;
 
 /* The peer table. |env| is copied; what it points to must outlive it. */
@@ -127,6 +134,14 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
  * the peer we are punching to. */
 int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
                     nt_accept_params *params);
+
+/* A QUIC Initial through the broker's relay on channel |token|: 1 and
+ * |params| filled when it is the channel of a peer we are meeting. */
+int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,
+                            nt_accept_params *params);
+/* The relay echoed our bind or closed channel |token| (relay_wire.h). */
+void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
+                              int reason);
 
 /* The live connection to |peer|, or NULL. */
 nt_conn *nt_peer_conn(const nt_peer *peer);

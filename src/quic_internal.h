@@ -9,6 +9,7 @@
 
 #include "endpoint.h"
 #include "hashmap.h"
+#include "relay_wire.h"
 #include "retry.h"
 #include "sendbuf.h"
 
@@ -67,6 +68,11 @@ struct nt_endpoint {
   nt_retry retry; /* address validation under load */
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
+  nt_addr relay; /* the broker's relay; len 0: none */
+  /* The channel of the connection nt_conn_new is creating to ep->relay
+   * (set just before it). */
+  uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];
+  uint8_t relaybuf[NT_TXBUF_SIZE]; /* relay-framed copies of a batch */
 };
 
 struct nt_stream {
@@ -114,6 +120,9 @@ struct nt_conn {
   LIST_ENTRY(nt_conn) ep_link;
   int dirty; /* on ep->dirty */
   TAILQ_ENTRY(nt_conn) dirty_link;
+  /* Packets to ep->relay go framed with this channel token. */
+  int relay_on;
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
 };
 
 uint64_t nt_timestamp(void);
@@ -134,6 +143,11 @@ void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
 void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
                               size_t segsize, const struct sockaddr *to,
                               socklen_t tolen);
+
+/* Sends like nt_endpoint_send_packets, each packet framed for the relay
+ * with |token| (relay_wire.h). */
+void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
+                              const uint8_t *buf, size_t len, size_t segsize);
 
 /* conn.c */
 /* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */
