@@ -1,5 +1,6 @@
 /* natter command line: flags and the config file -> library config,
  * signals, the loop, exit codes. No networking logic lives here. */
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>

@@ -61,6 +61,9 @@ CASES=(
   "cone/cone keepalive: 60 s idle, UDP timeouts 30 s|run cone cone --udp-timeout 30 --idle 60 --bytes 1M"
   "same NAT: alice and bob behind one cone|run cone cone --bob-at alice2 --bytes 10M"
   "none/symmetric|run none symmetric --expect direct --bytes 10M"
+  "symmetric/symmetric relayed|run symmetric symmetric --relay nocap --expect relay --bytes 10M"
+  "cone/cone, UDP between the NATs blocked: relayed|run cone cone --relay nocap --block-udp yes --expect relay --bytes 10M"
+  "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
 )
 CASE_TIMEOUT=150
 
