@@ -739,8 +739,9 @@ int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
   if (nt_random_bytes(scid.data, scid.datalen) != 0) {
     goto fail;
   }
+  const nt_addr *local = conn->relay_on ? &ep->relay_local : &ep->local;
   ngtcp2_path path = {
-      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
       NULL,
   };
@@ -808,8 +809,15 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
     return;
   }
   conn->rx_bytes += len;
+  /* Relayed packets arrive on the relayed path's stand-in local address
+   * (ep->relay_local). */
+  const nt_addr *local = conn->relay_on && ep->relay.len &&
+                                 nt_addr_equal(from, (struct sockaddr *)&ep
+                                                         ->relay.ss)
+                             ? &ep->relay_local
+                             : &ep->local;
   ngtcp2_path path = {
-      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)from, fromlen},
       NULL,
   };

@@ -185,6 +185,10 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
 
 void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
   ep->relay = *relay;
+  ep->relay_local = ep->local;
+  uint16_t port = nt_endpoint_port(ep);
+  nt_addr_set_port((struct sockaddr *)&ep->relay_local.ss,
+                   (uint16_t)(port ^ 0x8000));
 }
 
 int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {

@@ -779,6 +779,10 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
     p->relay = in->relay;
     memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
     p->relay_at_ns = p->meet_ns + MS(after);
+    /* Tell the relay where we are now (17 bytes): a relayed Initial
+     * then finds us the moment punching gives way to the relay. */
+    nt_endpoint_set_relay(env->ep, &p->relay);
+    nt_endpoint_relay_bind(env->ep, p->relay_token);
   }
   p->observed = in->observed;
   p->mapping = in->mapping;

@@ -69,6 +69,12 @@ struct nt_endpoint {
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
   nt_addr relay; /* the broker's relay; len 0: none */
+  /* The local address relayed paths carry inside ngtcp2: the socket's
+   * own with another port. ngtcp2 0.12 migrates a client only to a path
+   * with another local address, and moving off the relay keeps the
+   * socket (one socket per client), so the relayed path gets this stand-in;
+   * nothing is ever sent from it. */
+  nt_addr relay_local;
   /* The channel of the connection nt_conn_new is creating to ep->relay
    * (set just before it). */
   uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];

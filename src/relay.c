@@ -63,6 +63,11 @@ struct nt_relay {
   size_t nchannels;
   uint64_t logged_ns;  /* last "too many channels" line */
   nt_relay_stats st;
+  /* Tests only (NATTER_TEST_RELAY_TAMPER=N): flip one bit in every Nth
+   * relayed packet, to show that the peers reject what the relay
+   * alters. 0: never. */
+  unsigned long tamper_every;
+  uint64_t tampered;
   uint8_t buf[RELAY_BUFSIZE];
 };
 
@@ -215,6 +220,11 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   }
   /* Same buffer, the receiver's token in place of the sender's. */
   nt_relay_hdr_encode(data, NT_RELAY_DATA, other->token);
+  if (r->tamper_every && payload &&
+      (r->st.rx / 1200) % r->tamper_every == 0) {
+    data[len - 1] ^= 0x01; /* inside the AEAD tag or the ciphertext */
+    r->tampered++;
+  }
   send_to(r, data, len, &other->addr);
   r->st.relayed += payload;
 }
@@ -333,6 +343,8 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
   r->base = base;
   r->cfg = *cfg;
   r->fd = -1;
+  const char *tamper = getenv("NATTER_TEST_RELAY_TAMPER");
+  r->tamper_every = tamper ? strtoul(tamper, NULL, 10) : 0;
   TAILQ_INIT(&r->channels);
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
     free(r);
@@ -375,6 +387,11 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
 void nt_relay_free(nt_relay *r) {
   if (!r) {
     return;
+  }
+  if (r->tamper_every) {
+    nt_warn(r->cfg.log, "relay: tampered with %llu relayed packets "
+                        "(NATTER_TEST_RELAY_TAMPER)",
+            (unsigned long long)r->tampered);
   }
   relay_channel *ch;
   while ((ch = TAILQ_FIRST(&r->channels)) != NULL) {

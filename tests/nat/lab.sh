@@ -47,8 +47,13 @@
 #                                   bob failed" naming the symmetric NAT
 #         --bob-at alice2           run bob on alice2, behind the same NAT
 #                                   as alice (ra does not hairpin)
-#         --relay on|nocap          run the broker with -relay (nocap: and
-#                                   -relay-rate 0)
+#         --relay on|nocap|tamper|cap   run the broker with -relay (nocap:
+#                                   and -relay-rate 0; tamper: the broker
+#                                   flips a bit in every 50th relayed
+#                                   packet, which the peers must reject:
+#                                   data still intact; cap: -relay-total
+#                                   4000000, which the transfer must hit
+#                                   with a clear error and nothing crash)
 #         --block-udp yes|until-relayed   drop UDP between ra and rb (the
 #                                   peers cannot reach each other; the
 #                                   broker they can); until-relayed: lift
@@ -629,7 +634,10 @@ lab_case() {
   ((idle > 0)) && label+=" idle ${idle}s"
   [[ $bnode == bob || $bnode == alice2 ]] || _lab_die "--bob-at: bob or alice2"
   [[ $bnode == alice2 ]] && label="alice and bob both behind ra ($alice_nat)"
-  [[ -n $block_udp ]] && label+=" UDP between the NATs blocked${block_udp/yes/}"
+  [[ $block_udp == yes ]] && label+=" UDP between the NATs blocked"
+  [[ $block_udp == until-relayed ]] && label+=" UDP between the NATs blocked until relayed"
+  [[ $relay == tamper ]] && label+=" relay flips bits"
+  [[ $relay == cap ]] && label+=" relay cap 4 MB per client"
   [[ -n $relay ]] && label+=" (broker relays)"
   CASE_LABEL=$label
 
@@ -649,7 +657,8 @@ lab_case() {
   local -a relay_args=()
   if [[ -n $relay ]]; then
     relay_args=(-relay)
-    [[ $relay == nocap ]] && relay_args+=(-relay-rate 0)
+    [[ $relay == nocap || $relay == tamper ]] && relay_args+=(-relay-rate 0)
+    [[ $relay == cap ]] && relay_args+=(-relay-rate 0 -relay-total 4000000)
   fi
   head -c "$nbytes" /dev/urandom >"$src"
 
@@ -662,6 +671,7 @@ lab_case() {
     "OPEN:$src,rdonly"
   lab_wait_bound "$bnode" tcp 7002
 
+  [[ $relay == tamper ]] && export NATTER_TEST_RELAY_TAMPER=50
   lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
   lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
@@ -669,6 +679,7 @@ lab_case() {
 
   local t_start t_checkin t_first t_conn=0 t_echo outcome=""
   t_start=$(_lab_now_ms)
+  unset NATTER_TEST_RELAY_TAMPER
   lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" -v \
     8000:bob:7000 8001:bob:7001 8002:bob:7002
   wait_log alice 'natter: checked in at broker' 15
@@ -708,6 +719,10 @@ lab_case() {
     fail "$label: alice connected via the relay, expected $expect"
   fi
   if [[ $outcome == relay ]]; then
+    if [[ $relay == cap ]]; then
+      lab_relay_cap_case "$label" "$nbytes" "$bytes"
+      return 0
+    fi
     lab_relay_case "$label" "$nbytes" "$bytes" "$src" "$block_udp" \
       "$t_checkin" "$t_start" "$t_conn" "$t_first" "$t_echo" "$echo_rc"
     return 0
@@ -884,6 +899,33 @@ lab_relay_case() {
       fail "$label: the broker relayed only $relayed bytes for 2 x $nbytes"
   fi
   CASE_RESULT+="; broker relayed $relayed B"
+  if grep -q 'tampered with' "$WORK/broker.log"; then
+    local tampered
+    tampered=$(grep -m1 -o 'tampered with [0-9]*' "$WORK/broker.log")
+    [[ ${tampered##* } -gt 0 ]] || fail "$label: the relay tampered with nothing"
+    CASE_RESULT+="; the relay ${tampered} relayed packets and the peers rejected them (data intact)"
+  fi
+}
+
+# lab_relay_cap_case LABEL NBYTES BYTES: a transfer larger than the relay's
+# total cap: it fails with a clear error, both clients and the broker keep
+# running.
+lab_relay_cap_case() {
+  local label=$1 nbytes=$2 bytes=$3 rc=0
+  _lab_fg "$WORK/send.out" lab_x alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 60 || rc=$?
+  ((rc != 0)) || fail "$label: $bytes went through a relay capped at 4 MB"
+  _lab_poll_log broker 'used up its 4000000 relayed bytes' 10000 ||
+    fail "$label: the broker did not log the cap"
+  _lab_poll_log alice 'relay cap was reached' 10000 ||
+    fail "$label: alice did not say that the relay cap was reached"
+  running alice || fail "$label: alice exited"
+  running bob || fail "$label: bob exited"
+  running broker || fail "$label: the broker exited"
+  CASE_RESULT="relay cap hit: $(grep -m1 -o 'relay: .*used up.*' "$WORK/broker.log"); alice: $(grep -m1 -o 'connection to bob closed.*' "$WORK/alice.log")"
+  stop alice
+  stop bob
+  stop broker
+  [[ ${EXIT_STATUS[broker]} == 0 ]] || fail "$label: the broker exited with ${EXIT_STATUS[broker]}"
 }
 
 # _lab_case_broker_check TUNNEL_BYTES: stop the clients, then the broker;
