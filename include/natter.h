@@ -346,7 +346,7 @@ typedef struct natter_client_config {
                                      relay (the broker opens no channel to
                                      it); default 0 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-  uint32_t test_future_ms; /* tests/abi only: a field appended later;
+  uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
 #endif
 } natter_client_config;
