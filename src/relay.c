@@ -17,8 +17,8 @@
 #include "tls.h"
 
 #define RELAY_BUFSIZE 65536
-#define RELAY_BATCH 64       /* datagrams per wake-up */
-#define RELAY_SWEEP_S 5      /* idle channels are looked for this often */
+#define RELAY_BATCH 64  /* datagrams per wake-up */
+#define RELAY_SWEEP_S 5 /* idle channels are looked for this often */
 #define RELAY_LOG_EVERY_NS 1000000000ull /* a limit is logged once a second */
 
 typedef struct relay_account relay_account;
@@ -27,11 +27,11 @@ typedef struct relay_channel relay_channel;
 /* What one client (by name) may still relay. */
 struct relay_account {
   char name[NT_NAME_MAX + 1];
-  uint64_t used;        /* bytes relayed in all */
-  double bucket;        /* bytes it may relay now (token bucket) */
+  uint64_t used; /* bytes relayed in all */
+  double bucket; /* bytes it may relay now (token bucket) */
   uint64_t bucket_ns;
-  unsigned channels;    /* open channels naming it */
-  uint64_t logged_ns;   /* when its last limit line was logged */
+  unsigned channels;  /* open channels naming it */
+  uint64_t logged_ns; /* when its last limit line was logged */
 };
 
 typedef struct relay_side {
@@ -61,7 +61,7 @@ struct nt_relay {
   nt_hashmap accounts; /* name -> relay_account */
   TAILQ_HEAD(, relay_channel) channels;
   size_t nchannels;
-  uint64_t logged_ns;  /* last "too many channels" line */
+  uint64_t logged_ns; /* last "too many channels" line */
   nt_relay_stats st;
   /* Tests only (NATTER_TEST_RELAY_TAMPER=N): flip one bit in every Nth
    * relayed packet, to show that the peers reject what the relay
@@ -131,8 +131,7 @@ static void send_closed(nt_relay *r, relay_side *s, uint8_t reason) {
 
 /* Takes |n| bytes from |a|'s rate and total. Returns 1 when allowed, 0
  * over the rate (drop), -1 once the total is used up (close). */
-static int account_take(nt_relay *r, relay_account *a, size_t n,
-                        uint64_t now) {
+static int account_take(nt_relay *r, relay_account *a, size_t n, uint64_t now) {
   const nt_relay_config *cfg = &r->cfg;
   if (cfg->total && a->used + n > cfg->total) {
     return -1;
@@ -166,9 +165,8 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
                            uint64_t now) {
   const uint8_t *token;
   int type = nt_relay_hdr_decode(data, len, &token);
-  relay_side *s = type ? nt_hashmap_get(&r->tokens, token,
-                                        NT_RELAY_TOKEN_LEN)
-                       : NULL;
+  relay_side *s =
+      type ? nt_hashmap_get(&r->tokens, token, NT_RELAY_TOKEN_LEN) : NULL;
   if (!s || type == NT_RELAY_CLOSED || fromlen > sizeof(s->addr.ss) ||
       !nt_addr_same_host(from, (struct sockaddr *)&s->ip.ss)) {
     /* Unknown tokens get no answer: nothing here reflects traffic at an
@@ -220,8 +218,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   }
   /* Same buffer, the receiver's token in place of the sender's. */
   nt_relay_hdr_encode(data, NT_RELAY_DATA, other->token);
-  if (r->tamper_every && payload &&
-      (r->st.rx / 1200) % r->tamper_every == 0) {
+  if (r->tamper_every && payload && (r->st.rx / 1200) % r->tamper_every == 0) {
     data[len - 1] ^= 0x01; /* inside the AEAD tag or the ciphertext */
     r->tampered++;
   }
@@ -275,9 +272,8 @@ int nt_relay_open(nt_relay *r, const char *name_a, const struct sockaddr *ip_a,
       b->channels >= NT_RELAY_MAX_PER_CLIENT) {
     if (now - r->logged_ns >= RELAY_LOG_EVERY_NS) {
       r->logged_ns = now;
-      nt_warn(r->cfg.log,
-              "relay: no channel for %s and %s: %s (limit %u%s)", name_a,
-              name_b,
+      nt_warn(r->cfg.log, "relay: no channel for %s and %s: %s (limit %u%s)",
+              name_a, name_b,
               r->nchannels >= NT_RELAY_MAX_CHANNELS
                   ? "the relay is full"
                   : "too many channels for one client",
@@ -356,8 +352,7 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
   r->fd = socket(cfg->bind.ss.ss_family,
                  SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (r->fd < 0 ||
-      bind(r->fd, (const struct sockaddr *)&cfg->bind.ss, cfg->bind.len) !=
-          0) {
+      bind(r->fd, (const struct sockaddr *)&cfg->bind.ss, cfg->bind.len) != 0) {
     snprintf(err, errlen, "cannot open the relay port %s: %s",
              nt_addr_str((const struct sockaddr *)&cfg->bind.ss, addr),
              strerror(errno));
@@ -389,8 +384,9 @@ void nt_relay_free(nt_relay *r) {
     return;
   }
   if (r->tamper_every) {
-    nt_warn(r->cfg.log, "relay: tampered with %llu relayed packets "
-                        "(NATTER_TEST_RELAY_TAMPER)",
+    nt_warn(r->cfg.log,
+            "relay: tampered with %llu relayed packets "
+            "(NATTER_TEST_RELAY_TAMPER)",
             (unsigned long long)r->tampered);
   }
   relay_channel *ch;

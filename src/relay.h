@@ -26,16 +26,16 @@ struct event_base;
 
 typedef struct nt_relay nt_relay;
 
-#define NT_RELAY_MAX_CHANNELS 1024     /* at once, on the whole broker */
-#define NT_RELAY_MAX_PER_CLIENT 16     /* at once, per client name */
-#define NT_RELAY_IDLE_S 60             /* a channel unused this long ends */
+#define NT_RELAY_MAX_CHANNELS 1024 /* at once, on the whole broker */
+#define NT_RELAY_MAX_PER_CLIENT 16 /* at once, per client name */
+#define NT_RELAY_IDLE_S 60         /* a channel unused this long ends */
 
 typedef struct nt_relay_config {
-  nt_addr bind;        /* address and port of the relay socket */
-  uint64_t rate;       /* bytes a second each client may relay (sent plus
-                          received); packets above it are dropped */
-  uint64_t total;      /* bytes each client may relay in all; 0: no cap */
-  const nt_log *log;   /* borrowed */
+  nt_addr bind;      /* address and port of the relay socket */
+  uint64_t rate;     /* bytes a second each client may relay (sent plus
+                        received); packets above it are dropped */
+  uint64_t total;    /* bytes each client may relay in all; 0: no cap */
+  const nt_log *log; /* borrowed */
 } nt_relay_config;
 
 typedef struct nt_relay_stats {
