@@ -292,8 +292,7 @@ static int parse_flags(options *o, int argc, char **argv) {
       errno = 0;
       n = strtoull(v, &end, 10);
       if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
-        return usage_error("bad value \"%s\": expected a number of bytes",
-                           v);
+        return usage_error("bad value \"%s\": expected a number of bytes", v);
       }
       if (strcmp(a, "-relay-rate") == 0) {
         o->relay_rate = n;
@@ -645,16 +644,16 @@ int main(int argc, char **argv) {
     } else {
       rv = run_registry_admin(&o);
     }
-  } else if (o.server && (o.name || o.broker || o.listen || o.nspecs ||
-                          nallow || nallow_cmd || nallow_peer || o.port ||
-                          o.max_commands || o.max_commands_per_peer ||
-                          o.no_relay)) {
+  } else if (o.server &&
+             (o.name || o.broker || o.listen || o.nspecs || nallow ||
+              nallow_cmd || nallow_peer || o.port || o.max_commands ||
+              o.max_commands_per_peer || o.no_relay)) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
                            "-listen, -allow*, -max-commands*, -port, "
                            "-no-relay and specs are for clients");
   } else if (!o.server &&
-             (o.registry || o.admitted_keys || o.name_expiry_given ||
-              o.relay || o.relay_rate_given || o.relay_total_given)) {
+             (o.registry || o.admitted_keys || o.name_expiry_given || o.relay ||
+              o.relay_rate_given || o.relay_total_given)) {
     rv = usage_error("%s", "-registry, -name-expiry, -admitted-keys and "
                            "-relay* are for a broker (-server)");
   } else if (!o.server && !o.name) {

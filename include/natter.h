@@ -139,14 +139,14 @@ typedef struct natter_broker_config {
                                 these keys may check in, each under its
                                 name; NULL: any key */
   /* V3: the relay for peers that cannot punch a hole (README, "Relay"). */
-  int relay;                 /* nonzero: relay opaque QUIC packets between
-                                introduced clients on UDP port+2; default
-                                0 (off) */
-  uint64_t relay_rate;       /* bytes a second one client may relay;
-                                default 2000000 (2 MB/s); 0: no cap */
-  uint64_t relay_total;      /* bytes one client may relay while the
-                                broker runs; default 1000000000 (1 GB);
-                                0: no cap */
+  int relay;            /* nonzero: relay opaque QUIC packets between
+                           introduced clients on UDP port+2; default
+                           0 (off) */
+  uint64_t relay_rate;  /* bytes a second one client may relay;
+                           default 2000000 (2 MB/s); 0: no cap */
+  uint64_t relay_total; /* bytes one client may relay while the
+                           broker runs; default 1000000000 (1 GB);
+                           0: no cap */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -223,7 +223,7 @@ typedef struct natter_broker_stats {
   uint64_t introductions;  /* peer introductions made */
   /* V2: bytes_received/bytes_sent are the control traffic (main and
    * mapping-check ports); the relay's are apart. */
-  uint64_t relayed_bytes;  /* payload bytes relayed between peers */
+  uint64_t relayed_bytes;        /* payload bytes relayed between peers */
   uint64_t relay_bytes_received; /* UDP payload bytes on the relay port */
   uint64_t relay_bytes_sent;
   uint64_t relay_channels; /* relay channels open now */
@@ -341,10 +341,10 @@ typedef struct natter_client_config {
                                      default 32 */
   uint32_t max_commands_per_peer; /* ... for one peer; default 8 */
   /* V3 */
-  int no_relay;                   /* nonzero: no peer connection of this
-                                     client goes through the broker's
-                                     relay (the broker opens no channel to
-                                     it); default 0 */
+  int no_relay; /* nonzero: no peer connection of this
+                   client goes through the broker's
+                   relay (the broker opens no channel to
+                   it); default 0 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -542,9 +542,9 @@ typedef struct natter_peer_stats {
   uint64_t bytes_received;
   uint64_t streams;        /* forwarded connections open now */
   /* V2 */
-  int relayed;             /* 1: the path goes through the broker's relay
-                              (rtt_us is then the relayed path's); 0:
-                              direct */
+  int relayed; /* 1: the path goes through the broker's relay
+                  (rtt_us is then the relayed path's); 0:
+                  direct */
 } natter_peer_stats;
 
 /* Fills |stats| for |peer|. Returns 0, NATTER_ERR_PEER_UNKNOWN when this

@@ -332,7 +332,8 @@ static void send_connect_result(bclient *c, uint32_t request_id,
 
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
-                              const uint8_t *nonce, const uint8_t *relay_token) {
+                              const uint8_t *nonce,
+                              const uint8_t *relay_token) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
   Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
@@ -409,10 +410,10 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
   /* A relay channel for the pair, in case punching fails; none when
    * either refuses relayed peers. */
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
-  int relayed = b->relay && !c->no_relay && !peer->no_relay &&
-                nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn),
-                              peer->name, nt_conn_remote_addr(peer->conn),
-                              tok_c, tok_peer) == 0;
+  int relayed =
+      b->relay && !c->no_relay && !peer->no_relay &&
+      nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn), peer->name,
+                    nt_conn_remote_addr(peer->conn), tok_c, tok_peer) == 0;
   nt_info(&b->log, "introducing %s to %s%s", c->name, peer->name,
           relayed ? " (relay channel open)" : "");
   send_introduction(peer, c, 0, nonce, relayed ? tok_peer : NULL);
@@ -652,8 +653,7 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
 }
 
 static const nt_endpoint_callbacks broker_ep_callbacks = {broker_accept, NULL,
-                                                           NULL,
-                                                           NULL};
+                                                          NULL, NULL};
 
 /* Answers mapping checks: each request gets back the address it came from.
  * Stateless, one reply per request, bounded per wake-up. */

@@ -583,16 +583,15 @@ static int client_accept_relayed(nt_endpoint *ep, const uint8_t *token,
   return nt_peers_accept_relayed(c->peers, token, params);
 }
 
-static void client_relay_signal(nt_endpoint *ep, int type,
-                                const uint8_t *token, int reason, void *ud) {
+static void client_relay_signal(nt_endpoint *ep, int type, const uint8_t *token,
+                                int reason, void *ud) {
   (void)ep;
   natter_client *c = ud;
   nt_peers_on_relay_signal(c->peers, type, token, reason);
 }
 
 static const nt_endpoint_callbacks client_ep_callbacks = {
-    client_accept, client_datagram, client_accept_relayed,
-    client_relay_signal};
+    client_accept, client_datagram, client_accept_relayed, client_relay_signal};
 
 /* ---- what the parts below report ---- */
 

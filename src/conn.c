@@ -811,11 +811,11 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
   conn->rx_bytes += len;
   /* Relayed packets arrive on the relayed path's stand-in local address
    * (ep->relay_local). */
-  const nt_addr *local = conn->relay_on && ep->relay.len &&
-                                 nt_addr_equal(from, (struct sockaddr *)&ep
-                                                         ->relay.ss)
-                             ? &ep->relay_local
-                             : &ep->local;
+  const nt_addr *local =
+      conn->relay_on && ep->relay.len &&
+              nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)
+          ? &ep->relay_local
+          : &ep->local;
   ngtcp2_path path = {
       {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)from, fromlen},
@@ -874,8 +874,7 @@ int nt_conn_is_relayed(const nt_conn *conn) {
                        (const struct sockaddr *)&conn->ep->relay.ss);
 }
 
-int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to,
-                    socklen_t tolen) {
+int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
   nt_endpoint *ep = conn->ep;
   if (conn->is_server || conn->closing || !conn->established ||
       tolen > sizeof(conn->remote.ss)) {

@@ -162,8 +162,7 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
 }
 
 void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
-                              const uint8_t *buf, size_t len,
-                              size_t segsize) {
+                              const uint8_t *buf, size_t len, size_t segsize) {
   /* Each packet gets the header in front; the framed copies go out as
    * one GSO batch of the larger size where they fit. */
   size_t out = 0, oseg = segsize + NT_RELAY_HDR_LEN;
@@ -171,8 +170,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     size_t n = len - off < segsize ? len - off : segsize;
     if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
       nt_endpoint_send_packets(ep, ep->relaybuf, out, oseg,
-                               (struct sockaddr *)&ep->relay.ss,
-                               ep->relay.len);
+                               (struct sockaddr *)&ep->relay.ss, ep->relay.len);
       out = 0;
     }
     nt_relay_hdr_encode(ep->relaybuf + out, NT_RELAY_DATA, token);
@@ -292,8 +290,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
   if (len == 0) {
     return;
   }
-  if (ep->relay.len &&
-      nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
+  if (ep->relay.len && nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
     /* The relay has a port of its own: nothing else comes from there. */
     handle_relayed(ep, data, len, from, fromlen);
     return;

@@ -157,8 +157,7 @@ int nt_conn_is_relayed(const nt_conn *conn);
 /* Moves a relayed client connection to the direct path |to| (a punch
  * answered from there): QUIC connection migration (RFC 9000 §9), same
  * connection, streams untouched. Returns 0 or -1. */
-int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to,
-                    socklen_t tolen);
+int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen);
 /* Smoothed RTT and the UDP payload bytes this connection sent/received. */
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);

@@ -44,16 +44,16 @@ struct nt_peer {
   /* The broker's relay, when punching fails (relay.h). */
   nt_addr relay; /* len 0: none offered for this meeting */
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
-  uint64_t relay_at_ns;   /* punching gives way to the relay then */
-  int relay_started;      /* bound there (initiator: connecting through) */
-  uint64_t bind_next_ns;  /* next bind while waiting for the peer */
-  int relay_closed;       /* the relay ended the channel: NT_RELAY_CLOSED_* */
-  uint64_t meet_ns;       /* when the introduction came */
+  uint64_t relay_at_ns;  /* punching gives way to the relay then */
+  int relay_started;     /* bound there (initiator: connecting through) */
+  uint64_t bind_next_ns; /* next bind while waiting for the peer */
+  int relay_closed;      /* the relay ended the channel: NT_RELAY_CLOSED_* */
+  uint64_t meet_ns;      /* when the introduction came */
   /* Relayed and connected: direct paths are tried again and again. */
-  int upgrade_round;      /* a punch round is on */
+  int upgrade_round;        /* a punch round is on */
   uint64_t upgrade_next_ns; /* when the next probe or round is due; 0:
                                not relayed */
-  nt_addr direct;         /* a punch answered from here while relayed */
+  nt_addr direct;           /* a punch answered from here while relayed */
   int have_direct;
 };
 
@@ -93,7 +93,7 @@ static const nt_conn_callbacks peer_conn_callbacks = {
 #define NT_PEER_RELAY_BIND_MS 1000
 #define NT_PEER_UPGRADE_MS 10000
 #define NT_PEER_UPGRADE_ROUND_MS 5000
-#define MS(x) ((uint64_t)(x) * 1000000ull)
+#define MS(x) ((uint64_t)(x)*1000000ull)
 
 /* ---- the table ---- */
 
@@ -496,8 +496,8 @@ static void relay_start(nt_peer *p, uint64_t now) {
   if (nt_endpoint_connect_relayed(env->ep, p->relay_token, p->key,
                                   &peer_conn_callbacks, p, &p->conn) != 0) {
     p->conn = NULL;
-    peer_fail(p, NATTER_ERR_SOCKET,
-              "cannot start a relayed connection to %s", p->name);
+    peer_fail(p, NATTER_ERR_SOCKET, "cannot start a relayed connection to %s",
+              p->name);
   }
 }
 
@@ -526,8 +526,9 @@ static void upgrade_tick(nt_peer *p, uint64_t now) {
   char addr[NT_ADDR_STRLEN];
   if (!p->conn || !nt_conn_is_relayed(p->conn) || !p->punch.ncandidates) {
     if (p->upgrade_next_ns && p->conn && !p->initiator) {
-      nt_info(LOG(p), "%s: path now direct from %s (the peer moved the "
-                      "connection off the relay)",
+      nt_info(LOG(p),
+              "%s: path now direct from %s (the peer moved the "
+              "connection off the relay)",
               p->name, nt_addr_str(nt_conn_remote_addr(p->conn), addr));
     }
     p->upgrade_next_ns = 0;
@@ -973,10 +974,10 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
          p->relay_closed == NT_RELAY_CLOSED_TOTAL
              ? "the broker's relay cap was reached: its -relay-total bytes "
                "per client are used up"
-         : p->relay_closed       ? "the broker's relay closed the channel"
+         : p->relay_closed         ? "the broker's relay closed the channel"
          : reason == NT_CLOSE_IDLE ? "peer stopped answering"
-         : message && message[0] ? message
-                                 : "closed");
+         : message && message[0]   ? message
+                                   : "closed");
     return;
   }
   if (reason == NT_CLOSE_KEY_MISMATCH) {
@@ -990,10 +991,10 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
               "connect us either (%s): the peer may refuse relayed "
               "connections, or UDP to the broker's relay port is blocked",
               p->name,
-              p->relay_closed                       ? "the relay closed it"
+              p->relay_closed                        ? "the relay closed it"
               : reason == NT_CLOSE_HANDSHAKE_TIMEOUT ? "no answer"
-              : message && message[0]               ? message
-                                                    : "TLS error");
+              : message && message[0]                ? message
+                                                     : "TLS error");
   } else if (p->initiator) {
     peer_fail(p, NATTER_ERR_TLS, "QUIC handshake with %s failed (%s)",
               p->name,

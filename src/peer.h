@@ -100,7 +100,7 @@ typedef struct nt_peers_env {
   const nt_self_view *self;    /* kept current by the owner */
   const nt_peer_callbacks *callbacks;
   void *user_data;
-  int no_relay;                /* never use the broker's relay */
+  int no_relay; /* never use the broker's relay */
 } nt_peers_env;
 
 /* The peer table. |env| is copied; what it points to must outlive it. */
