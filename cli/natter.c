@@ -1,5 +1,6 @@
 /* natter command line: flags and the config file -> library config,
  * signals, the loop, exit codes. No networking logic lives here. */
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,6 +105,18 @@ static const char usage_text[] =
     "  -name-expiry DUR     broker: release names unused for DUR (30d, 12h, "
     "90m,\n"
     "                       45s; 0: never; default 30d)\n"
+    "  -relay               broker: relay peers that cannot punch a hole "
+    "(UDP PORT+2;\n"
+    "                       end-to-end encrypted, the broker reads nothing)\n"
+    "  -relay-rate BYTES    broker: relayed bytes a second per client "
+    "(default\n"
+    "                       2000000; 0: no cap)\n"
+    "  -relay-total BYTES   broker: relayed bytes per client in all "
+    "(default\n"
+    "                       1000000000; 0: no cap)\n"
+    "  -no-relay            never connect to or accept peers through the "
+    "broker's\n"
+    "                       relay\n"
     "  -list                print the names in the registry and exit\n"
     "  -release NAME        release NAME in the registry and exit\n"
     "  -timeout SECONDS     budget to reach a peer (default 10)\n"
@@ -153,6 +166,9 @@ typedef struct options {
   int name_expiry_given;
   long max_commands, max_commands_per_peer; /* 0: not given */
   long broker_limit[4]; /* -max-clients ... -retry-above; -1: not given */
+  int relay, no_relay;
+  unsigned long long relay_rate, relay_total;
+  int relay_rate_given, relay_total_given;
   const char *allow_peer[MAX_RULES];
   size_t nallow_peer;
   const char *metrics;
@@ -384,6 +400,28 @@ static int parse_flags(options *o, int argc, char **argv) {
       VALUE(o->release);
     } else if (strcmp(a, "-list") == 0) {
       o->list = 1;
+    } else if (strcmp(a, "-relay") == 0) {
+      o->relay = 1;
+    } else if (strcmp(a, "-no-relay") == 0) {
+      o->no_relay = 1;
+    } else if (strcmp(a, "-relay-rate") == 0 ||
+               strcmp(a, "-relay-total") == 0) {
+      const char *v;
+      char *end;
+      unsigned long long n;
+      VALUE(v);
+      errno = 0;
+      n = strtoull(v, &end, 10);
+      if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
+        return usage_error("bad value \"%s\": expected a number of bytes", v);
+      }
+      if (strcmp(a, "-relay-rate") == 0) {
+        o->relay_rate = n;
+        o->relay_rate_given = 1;
+      } else {
+        o->relay_total = n;
+        o->relay_total_given = 1;
+      }
     } else if (strcmp(a, "-name-expiry") == 0) {
       const char *v;
       VALUE(v);
@@ -678,6 +716,13 @@ static int run_broker(cli *app, const options *o, natter_log_level level,
   }
   cfg.log = cli_log;
   cfg.user_data = app;
+  cfg.relay = o->relay;
+  if (o->relay_rate_given) {
+    cfg.relay_rate = o->relay_rate;
+  }
+  if (o->relay_total_given) {
+    cfg.relay_total = o->relay_total;
+  }
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
     return 1;
   }
@@ -699,6 +744,15 @@ static int run_broker(cli *app, const options *o, natter_log_level level,
            (unsigned long long)st.bytes_sent,
            (unsigned long long)st.introductions);
   cli_log(NATTER_LOG_INFO, line, app); /* printed even with -q, as ever */
+  if (cfg.relay) {
+    snprintf(line, sizeof(line),
+             "broker relay: relayed %llu bytes between peers (relay port "
+             "received %llu bytes, sent %llu bytes)",
+             (unsigned long long)st.relayed_bytes,
+             (unsigned long long)st.relay_bytes_received,
+             (unsigned long long)st.relay_bytes_sent);
+    cli_log(NATTER_LOG_INFO, line, app);
+  }
   natter_broker_free(b);
   return 0;
 }
@@ -732,6 +786,7 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
   cfg.local_port = (uint16_t)o->port;
   cfg.log_level = level;
+  cfg.no_relay = o->no_relay;
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
   if (nstdio && !level_given) {
@@ -908,18 +963,21 @@ int main(int argc, char **argv) {
     } else {
       rv = run_registry_admin(&o);
     }
-  } else if (o.server && (o.name || o.broker || o.listen || o.nspecs ||
-                          nallow || nallow_cmd || nallow_peer || o.port ||
-                          o.max_commands || o.max_commands_per_peer)) {
+  } else if (o.server &&
+             (o.name || o.broker || o.listen || o.nspecs || nallow ||
+              nallow_cmd || nallow_peer || o.port || o.max_commands ||
+              o.max_commands_per_peer || o.no_relay)) {
     rv = usage_error("%s", "-server runs a broker only; -name, -broker, "
-                           "-listen, -allow*, -max-commands*, -port and "
-                           "specs are for clients");
+                           "-listen, -allow*, -max-commands*, -port, "
+                           "-no-relay and specs are for clients");
   } else if (!o.server &&
              (o.registry || o.admitted_keys || o.name_expiry_given ||
               o.broker_limit[0] >= 0 || o.broker_limit[1] >= 0 ||
-              o.broker_limit[2] >= 0 || o.broker_limit[3] >= 0)) {
-    rv = usage_error("%s", "-registry, -name-expiry and -admitted-keys are "
-                           "for a broker (-server)");
+              o.broker_limit[2] >= 0 || o.broker_limit[3] >= 0 || o.relay ||
+              o.relay_rate_given || o.relay_total_given)) {
+    rv = usage_error("%s", "-registry, -name-expiry, -admitted-keys, "
+                           "-max-*, -retry-above and -relay* are for a "
+                           "broker (-server)");
   } else if (!o.server && !o.name) {
     rv = usage_error("%s", "missing -name (or -server to run a broker)");
   } else if (!o.server && !o.broker) {

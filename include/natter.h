@@ -124,7 +124,8 @@ typedef struct natter_broker natter_broker; /* opaque */
 
 #define NATTER_BROKER_CONFIG_V1 1
 #define NATTER_BROKER_CONFIG_V2 2 /* registry .. retry_above_per_s */
-#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V2
+#define NATTER_BROKER_CONFIG_V3 3 /* relay .. relay_total */
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V3
 
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
@@ -165,6 +166,15 @@ typedef struct natter_broker_config {
   uint32_t retry_above_per_s; /* more new connections a second than this
                                  get a QUIC Retry first (address
                                  validation); default 200; 0: never */
+  /* V3: the relay for peers that cannot punch a hole (README, "Relay"). */
+  int relay;            /* nonzero: relay opaque QUIC packets between
+                           introduced clients on UDP port+2; default
+                           0 (off) */
+  uint64_t relay_rate;  /* bytes a second one client may relay;
+                           default 2000000 (2 MB/s); 0: no cap */
+  uint64_t relay_total; /* bytes one client may relay while the
+                           broker runs; default 1000000000 (1 GB);
+                           0: no cap */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -226,11 +236,12 @@ NATTER_EXPORT int natter_registry_release(const char *path, const char *name,
                                           char *err, size_t errlen);
 
 #define NATTER_BROKER_STATS_V1 1
+#define NATTER_BROKER_STATS_V2 2 /* relayed_bytes .. relay_channels */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_BROKER_STATS_V2 2
-#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V2
+#define NATTER_BROKER_STATS_V3 3
+#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V3
 #else
-#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V1
+#define NATTER_BROKER_STATS_VERSION NATTER_BROKER_STATS_V2
 #endif
 
 typedef struct natter_broker_stats {
@@ -238,6 +249,12 @@ typedef struct natter_broker_stats {
   uint64_t bytes_sent;
   uint64_t clients;        /* clients checked in now */
   uint64_t introductions;  /* peer introductions made */
+  /* V2: bytes_received/bytes_sent are the control traffic (main and
+   * mapping-check ports); the relay's are apart. */
+  uint64_t relayed_bytes;        /* payload bytes relayed between peers */
+  uint64_t relay_bytes_received; /* UDP payload bytes on the relay port */
+  uint64_t relay_bytes_sent;
+  uint64_t relay_channels; /* relay channels open now */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_stat; /* tests/abi only: a field appended later */
 #endif
@@ -356,6 +373,8 @@ typedef struct natter_event {
   int exit_status;          /* FORWARD_CLOSED of a remote command: its exit
                                status (128+N when killed by signal N);
                                otherwise -1 */
+  const char *path;         /* PEER_CONNECTED: "direct" or "relay"; else
+                               NULL */
 } natter_event;
 
 /* Events arrive from inside the event loop. A callback may add forwards,
@@ -366,11 +385,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 
 #define NATTER_CLIENT_CONFIG_V1 1
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
+#define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V3 3
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V3
+#define NATTER_CLIENT_CONFIG_V4 4
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V2
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V3
 #endif
 
 typedef struct natter_client_config {
@@ -421,8 +441,13 @@ typedef struct natter_client_config {
   uint32_t max_commands;          /* remote commands running here at once;
                                      default 32 */
   uint32_t max_commands_per_peer; /* ... for one peer; default 8 */
+  /* V3 */
+  int no_relay; /* nonzero: no peer connection of this
+                   client goes through the broker's
+                   relay (the broker opens no channel to
+                   it); default 0 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-  uint32_t test_future_ms; /* tests/abi only: a field appended later;
+  uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
 #endif
 } natter_client_config;
@@ -622,7 +647,8 @@ natter_forward_get_stats_versioned(const natter_forward *forward,
                                    natter_forward_stats *stats);
 
 #define NATTER_PEER_STATS_V1 1
-#define NATTER_PEER_STATS_VERSION NATTER_PEER_STATS_V1
+#define NATTER_PEER_STATS_V2 2 /* relayed */
+#define NATTER_PEER_STATS_VERSION NATTER_PEER_STATS_V2
 
 typedef struct natter_peer_stats {
   int connected;           /* 1 while the QUIC connection is up */
@@ -630,6 +656,10 @@ typedef struct natter_peer_stats {
   uint64_t bytes_sent;     /* UDP payload bytes on the connection */
   uint64_t bytes_received;
   uint64_t streams;        /* forwarded connections open now */
+  /* V2 */
+  int relayed; /* 1: the path goes through the broker's relay
+                  (rtt_us is then the relayed path's); 0:
+                  direct */
 } natter_peer_stats;
 
 /* Fills |stats| for |peer|. Returns 0, NATTER_ERR_PEER_UNKNOWN when this

@@ -28,6 +28,7 @@
 #include "paths.h"
 #include "punch.h"
 #include "registry.h"
+#include "relay.h"
 #include "spec.h"
 #include "status.h"
 #include "structs.h"
@@ -76,6 +77,7 @@ struct bclient {
   int checked_in; /* then in natter_broker.checked_in under |name| */
   int dead;       /* closing: ignore further input */
   int listen;
+  int no_relay; /* refuses relayed peers */
   char name[NT_NAME_MAX + 1];
   nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
   size_t nlocal;
@@ -129,6 +131,7 @@ struct natter_broker {
   nt_admins admins;
   nt_metrics *metrics;
   nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
+  nt_relay *relay; /* NULL: no relaying (-relay off) */
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -334,6 +337,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     nt_conn_close(old->conn, NATTER__CODE__OK, "replaced by a new session");
   }
   c->listen = in->listen;
+  c->no_relay = in->no_relay;
   c->checked_in = 1;
   if (c->pending) {
     c->pending = 0;
@@ -362,7 +366,8 @@ static void send_connect_result(bclient *c, uint32_t request_id,
 
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
-                              const uint8_t *nonce, int refresh) {
+                              const uint8_t *nonce, int refresh,
+                              const uint8_t *relay_token) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
   Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
@@ -391,6 +396,11 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
     nt_wire_addr_from_sockaddr(&mapped, ips[BROKER_MAX_LOCAL_ADDRS + 1],
                                (struct sockaddr *)&about->mapped.ss);
     intro.peer_mapped = &mapped;
+  }
+  if (relay_token) {
+    intro.relay_token.data = (uint8_t *)relay_token;
+    intro.relay_token.len = NT_RELAY_TOKEN_LEN;
+    intro.relay_port = nt_relay_port(to->broker->relay);
   }
   msg.msg_case = NATTER__CONTROL__MSG_INTRODUCTION;
   msg.introduction = &intro;
@@ -436,10 +446,19 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
     return;
   }
   b->introductions++;
-  nt_info(&b->log, "introducing %s to %s", c->name, peer->name);
+  /* A relay channel for the pair, in case punching fails; none when
+   * either refuses relayed peers. */
+  uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
+  int relayed =
+      b->relay && !c->no_relay && !peer->no_relay &&
+      nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn), peer->name,
+                    nt_conn_remote_addr(peer->conn), tok_c, tok_peer) == 0;
+  nt_info(&b->log, "introducing %s to %s%s", c->name, peer->name,
+          relayed ? " (relay channel open)" : "");
   note_introduced(c, peer);
-  send_introduction(peer, c, 0, nonce, 0);
-  send_introduction(c, peer, r->request_id, nonce, 0);
+  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL);
+  send_introduction(c, peer, r->request_id, nonce, 0,
+                    relayed ? tok_c : NULL);
 }
 
 /* One control message from a client; returns nonzero once the client is
@@ -700,7 +719,7 @@ static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
                             nt_accept_params *params, void *ud);
 
 static const nt_endpoint_callbacks broker_ep_callbacks = {
-    broker_accept, NULL, broker_admit};
+    broker_accept, NULL, broker_admit, NULL, NULL};
 
 /* Answers mapping checks: each request gets back the address it came from.
  * Stateless, one reply per request, bounded per wake-up. */
@@ -763,6 +782,35 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
     return;
   }
   b->map_port = (uint16_t)(port + 1);
+}
+
+/* Opens the relay on port+2 (relay.h); a broker asked to relay that
+ * cannot fails to start rather than silently not relaying. */
+static int open_relay(natter_broker *b, const nt_addr *main_addr,
+                      const natter_broker_config *cfg) {
+  nt_relay_config rc;
+  char err[300], addrstr[NT_ADDR_STRLEN];
+  uint16_t port = nt_endpoint_port(b->ep);
+  memset(&rc, 0, sizeof(rc));
+  rc.bind = *main_addr;
+  nt_addr_set_port((struct sockaddr *)&rc.bind.ss,
+                   port <= 65533 ? (uint16_t)(port + 2) : 0);
+  rc.rate = cfg->relay_rate;
+  rc.total = cfg->relay_total;
+  rc.log = &b->log;
+  int rv = nt_relay_new(&b->relay, b->base, &rc, err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "broker: %s", err);
+    return rv;
+  }
+  nt_addr_set_port((struct sockaddr *)&rc.bind.ss, nt_relay_port(b->relay));
+  nt_info(&b->log,
+          "relaying for peers that cannot punch a hole on %s (UDP): at most "
+          "%llu bytes/s and %llu bytes per client",
+          nt_addr_str((struct sockaddr *)&rc.bind.ss, addrstr),
+          (unsigned long long)cfg->relay_rate,
+          (unsigned long long)cfg->relay_total);
+  return 0;
 }
 
 /* ---- the registry's upkeep and a closed broker's settings ---- */
@@ -1040,6 +1088,16 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, nt_endpoint_port(b->ep));
   open_mapping_port(b, &epcfg.bind);
+  if (cfg->relay) {
+    rv = open_relay(b, &epcfg.bind, cfg);
+    if (rv != 0) {
+      nt_endpoint_free(b->ep);
+      broker_security_free(b);
+      nt_identity_free(b->identity);
+      free(b);
+      return rv;
+    }
+  }
   start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   nt_info(&b->log, "broker listening on %s (UDP), key %s",
@@ -1057,6 +1115,7 @@ void natter_broker_free(natter_broker *b) {
   nt_metrics_free(b->metrics);
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   nt_h3_server_free(b->h3);
+  nt_relay_free(b->relay);
   if (b->map_ev) {
     event_free(b->map_ev);
   }
@@ -1099,6 +1158,12 @@ int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
   stats->bytes_sent += b->map_tx;
   stats->clients = nt_hashmap_count(&b->checked_in);
   stats->introductions = b->introductions;
+  nt_relay_stats rs;
+  nt_relay_get_stats(b->relay, &rs);
+  stats->relayed_bytes = rs.relayed;
+  stats->relay_bytes_received = rs.rx;
+  stats->relay_bytes_sent = rs.tx;
+  stats->relay_channels = rs.channels;
   memcpy(out, stats, len);
   return 0;
 }
@@ -1303,8 +1368,8 @@ static void reintroduce(bclient *a, bclient *b) {
     return;
   }
   a->broker->introductions++;
-  send_introduction(b, a, 0, nonce, 1);
-  send_introduction(a, b, 0, nonce, 1);
+  send_introduction(b, a, 0, nonce, 1, NULL);
+  send_introduction(a, b, 0, nonce, 1, NULL);
 }
 
 static void handle_refresh_request(bclient *c,

@@ -60,6 +60,10 @@ static void emit_event(natter_client *c, natter_event_type type, int quiet,
     ev.message = msg;
     ev.forward = forward;
     ev.exit_status = exit_status;
+    if (type == NATTER_EVENT_PEER_CONNECTED && peer && c->peers) {
+      nt_conn *pc = nt_peer_conn(nt_peers_find(c->peers, peer));
+      ev.path = pc && nt_conn_is_relayed(pc) ? "relay" : "direct";
+    }
     c->on_event(c, &ev, c->user_data);
   }
 }
@@ -151,6 +155,7 @@ static void send_check_in(natter_client *c) {
   in.token = c->token ? c->token : "";
   in.session.data = c->session;
   in.session.len = sizeof(c->session);
+  in.no_relay = c->no_relay;
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
   msg.check_in = &in;
   send_control(c, &msg);
@@ -381,6 +386,11 @@ static void handle_introduction(natter_client *c,
   if (nt_wire_introduction(&intro, in) != 0) {
     nt_warn(&c->log, "malformed introduction from the broker; ignored");
     return;
+  }
+  if (intro.relay_port) {
+    /* The relay listens on the broker's own address. */
+    intro.relay = c->broker_addr;
+    nt_addr_set_port((struct sockaddr *)&intro.relay.ss, intro.relay_port);
   }
   nt_peers_on_introduction(c->peers, &intro);
 }
@@ -638,8 +648,23 @@ static int client_admit(nt_endpoint *ep, const struct sockaddr *from,
   return nt_addr_is_loopback(from) || nt_peers_expecting(c->peers, from);
 }
 
+static int client_accept_relayed(nt_endpoint *ep, const uint8_t *token,
+                                 nt_accept_params *params, void *ud) {
+  (void)ep;
+  natter_client *c = ud;
+  return nt_peers_accept_relayed(c->peers, token, params);
+}
+
+static void client_relay_signal(nt_endpoint *ep, int type, const uint8_t *token,
+                                int reason, void *ud) {
+  (void)ep;
+  natter_client *c = ud;
+  nt_peers_on_relay_signal(c->peers, type, token, reason);
+}
+
 static const nt_endpoint_callbacks client_ep_callbacks = {
-    client_accept, client_datagram, client_admit};
+    client_accept, client_datagram, client_admit, client_accept_relayed,
+    client_relay_signal};
 
 /* ---- what the parts below report ---- */
 
@@ -671,6 +696,7 @@ static int start_parts(natter_client *c) {
   c->peers_env.ep = c->ep;
   c->peers_env.self_name = c->name;
   c->peers_env.listen = c->listen;
+  c->peers_env.no_relay = c->no_relay;
   c->peers_env.access = c->access;
   c->peers_env.connect_timeout_ms = c->connect_timeout_ms;
   c->peers_env.self = &c->self;
@@ -879,6 +905,7 @@ int natter_client_new_versioned(natter_client **pclient,
   c->on_event = cfg->on_event;
   c->user_data = cfg->user_data;
   c->listen = cfg->listen;
+  c->no_relay = cfg->no_relay;
   c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
                                                   : 10000;
   if (!nt_name_valid(cfg->name)) {
@@ -1127,6 +1154,7 @@ int natter_client_get_peer_stats_versioned(const natter_client *c,
     stats->connected = 1;
     nt_conn_get_stats(conn, &stats->rtt_us, &stats->bytes_sent,
                       &stats->bytes_received);
+    stats->relayed = nt_conn_is_relayed(conn);
   }
   stats->streams = nt_tunnel_count_for_peer(&c->tunnels, name);
   memcpy(out, stats, len);

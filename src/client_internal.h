@@ -21,6 +21,7 @@ struct natter_client {
   char *name, *broker_text, *identity_path;
   nt_access *access; /* -allow / -allow-command rules */
   int listen;
+  int no_relay; /* refuse relayed peer connections (-no-relay) */
   int broker_pinned;
   uint8_t broker_key[NT_FINGERPRINT_LEN];
   char *known_brokers; /* trust-on-first-use file, or NULL: none */

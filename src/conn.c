@@ -375,6 +375,28 @@ static nt_close_reason reason_from_liberr(nt_conn *conn, int liberr) {
   }
 }
 
+/* Every packet leaves through here: to the relay framed with our channel
+ * token, elsewhere as it is. */
+/* Sends packets to |to|: through the relay, framed with the channel's
+ * token, when |to| is the relay; straight there otherwise. */
+static void conn_send_to(nt_conn *conn, const nt_addr *to, const uint8_t *buf,
+                         size_t len, size_t segsize) {
+  nt_endpoint *ep = conn->ep;
+  if (conn->relay_on && ep->relay.len &&
+      nt_addr_equal((const struct sockaddr *)&to->ss,
+                    (struct sockaddr *)&ep->relay.ss)) {
+    nt_endpoint_send_relayed(ep, conn->relay_token, buf, len, segsize);
+    return;
+  }
+  nt_endpoint_send_packets(ep, buf, len, segsize,
+                           (const struct sockaddr *)&to->ss, to->len);
+}
+
+static void conn_send(nt_conn *conn, const uint8_t *buf, size_t len,
+                      size_t segsize) {
+  conn_send_to(conn, &conn->remote, buf, len, segsize);
+}
+
 /* Sends CONNECTION_CLOSE carrying last_error, once. */
 static void send_connection_close(nt_conn *conn) {
   uint8_t buf[NT_MAX_UDP_PAYLOAD];
@@ -390,9 +412,7 @@ static void send_connection_close(nt_conn *conn) {
       conn->qc, &ps.path, &pi, buf, sizeof(buf), &conn->last_error,
       nt_timestamp());
   if (n > 0) {
-    nt_endpoint_send_packets(conn->ep, buf, (size_t)n, (size_t)n,
-                             (struct sockaddr *)&conn->remote.ss,
-                             conn->remote.len);
+    conn_send(conn, buf, (size_t)n, (size_t)n);
   }
 }
 
@@ -494,8 +514,7 @@ static void write_streams(nt_conn *conn) {
         pending_remove(conn, s);
         continue;
       default:
-        nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                                 (struct sockaddr *)&to.ss, to.len);
+        conn_send_to(conn, &to, buf, buflen, segsize);
         fail_conn(conn, (int)n);
         return;
       }
@@ -523,8 +542,7 @@ static void write_streams(nt_conn *conn) {
     if (segsize == 0) {
       segsize = (size_t)n;
     } else if ((size_t)n > segsize || buflen % segsize != 0 || !same_path) {
-      nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&to.ss, to.len);
+      conn_send_to(conn, &to, buf, buflen, segsize);
       memmove(buf, buf + buflen, (size_t)n);
       buflen = 0;
       segsize = (size_t)n;
@@ -536,14 +554,12 @@ static void write_streams(nt_conn *conn) {
     conn->tx_bytes += (size_t)n;
     npkts++;
     if ((size_t)n < segsize) {
-      nt_endpoint_send_packets(ep, buf, buflen, segsize,
-                               (struct sockaddr *)&to.ss, to.len);
+      conn_send_to(conn, &to, buf, buflen, segsize);
       buflen = 0;
       segsize = 0;
     }
   }
-  nt_endpoint_send_packets(ep, buf, buflen, segsize, (struct sockaddr *)&to.ss,
-                           to.len);
+  conn_send_to(conn, &to, buf, buflen, segsize);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
 }
 
@@ -920,7 +936,13 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   settings.handshake_timeout = ep->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD;
-  if (nt_addr_is_loopback(remote) && !ep->cfg.small_packets) {
+  if (ep->relay.len &&
+      nt_addr_equal(remote, (struct sockaddr *)&ep->relay.ss)) {
+    /* Relayed: every packet grows by the relay header on the way. */
+    conn->relay_on = 1;
+    memcpy(conn->relay_token, ep->new_relay_token, NT_RELAY_TOKEN_LEN);
+    settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD - NT_RELAY_HDR_LEN;
+  } else if (nt_addr_is_loopback(remote) && !ep->cfg.small_packets) {
     settings.max_tx_udp_payload_size = NT_LOOPBACK_UDP_PAYLOAD;
     settings.no_tx_udp_payload_size_shaping = 1;
     settings.no_pmtud = 1;
@@ -950,8 +972,9 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   if (nt_random_bytes(scid.data, scid.datalen) != 0) {
     goto fail;
   }
+  const nt_addr *local = conn->relay_on ? &ep->relay_local : &ep->local;
   ngtcp2_path path = {
-      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
       NULL,
   };
@@ -1091,6 +1114,7 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
                   const struct sockaddr *from, socklen_t fromlen) {
   ngtcp2_pkt_info pi = {0};
   uint64_t now = nt_timestamp();
+  nt_endpoint *ep = conn->ep;
 
   if (conn->closing) {
     return;
@@ -1098,13 +1122,21 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
   conn->rx_bytes += len;
   const ngtcp2_path *cur = ngtcp2_conn_get_path(conn->qc);
   ngtcp2_path path = {cur->local, {(struct sockaddr *)from, fromlen}, NULL};
+  /* Relayed packets arrive on the relayed path's stand-in local address
+   * (ep->relay_local). */
+  int from_relay = conn->relay_on && ep->relay.len &&
+                   nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss);
+  if (from_relay) {
+    path.local.addr = (struct sockaddr *)&ep->relay_local.ss;
+    path.local.addrlen = ep->relay_local.len;
+  }
   int from_cur = nt_addr_equal(cur->remote.addr, from);
   int hint = 0;
-  if (!from_cur && conn->migrating &&
+  if (!from_relay && !from_cur && conn->migrating &&
       nt_addr_equal((struct sockaddr *)&conn->mig_remote.ss, from)) {
     path.local.addr = (struct sockaddr *)&conn->mig_local.ss;
     path.local.addrlen = conn->mig_local.len;
-  } else if (!from_cur && !conn->is_server &&
+  } else if (!from_relay && !from_cur && !conn->is_server &&
              ngtcp2_conn_get_handshake_completed(conn->qc)) {
     /* ngtcp2 drops a client's packets from unknown paths: read it as if
      * it came the usual way, and follow it only if it proves genuine. */
@@ -1172,6 +1204,37 @@ void nt_conn_set_user_data(nt_conn *conn, void *user_data) {
 
 const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn) {
   return (const struct sockaddr *)&conn->remote.ss;
+}
+
+int nt_conn_is_relayed(const nt_conn *conn) {
+  return conn->relay_on && conn->ep->relay.len &&
+         nt_addr_equal((const struct sockaddr *)&conn->remote.ss,
+                       (const struct sockaddr *)&conn->ep->relay.ss);
+}
+
+int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
+  nt_endpoint *ep = conn->ep;
+  if (conn->is_server || conn->closing || !conn->established ||
+      tolen > sizeof(conn->remote.ss)) {
+    return -1;
+  }
+  nt_addr old = conn->remote;
+  memcpy(&conn->remote.ss, to, tolen);
+  conn->remote.len = tolen;
+  ngtcp2_path path = {
+      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
+      NULL,
+  };
+  /* The peer validates the new path; packets lost meanwhile are resent
+   * on it, so streams see nothing. */
+  if (ngtcp2_conn_initiate_immediate_migration(conn->qc, &path,
+                                               nt_timestamp()) != 0) {
+    conn->remote = old;
+    return -1;
+  }
+  schedule_write(conn);
+  return 0;
 }
 
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn) {

@@ -161,6 +161,44 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
   }
 }
 
+void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
+                              const uint8_t *buf, size_t len, size_t segsize) {
+  /* Each packet gets the header in front; the framed copies go out as
+   * one GSO batch of the larger size where they fit. */
+  size_t out = 0, oseg = segsize + NT_RELAY_HDR_LEN;
+  for (size_t off = 0; off < len; off += segsize) {
+    size_t n = len - off < segsize ? len - off : segsize;
+    if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
+      nt_endpoint_send_packets(ep, ep->relaybuf, out, oseg,
+                               (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+      out = 0;
+    }
+    nt_relay_hdr_encode(ep->relaybuf + out, NT_RELAY_DATA, token);
+    memcpy(ep->relaybuf + out + NT_RELAY_HDR_LEN, buf + off, n);
+    out += NT_RELAY_HDR_LEN + n;
+  }
+  nt_endpoint_send_packets(ep, ep->relaybuf, out, oseg,
+                           (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+}
+
+void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
+  ep->relay = *relay;
+  ep->relay_local = ep->local;
+  uint16_t port = nt_endpoint_port(ep);
+  nt_addr_set_port((struct sockaddr *)&ep->relay_local.ss,
+                   (uint16_t)(port ^ 0x8000));
+}
+
+int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
+  uint8_t pkt[NT_RELAY_HDR_LEN];
+  if (!ep->relay.len) {
+    return NATTER_ERR_INVALID;
+  }
+  nt_relay_hdr_encode(pkt, NT_RELAY_BIND, token);
+  return nt_endpoint_sendto(ep, pkt, sizeof(pkt),
+                            (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+}
+
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
                        const struct sockaddr *to, socklen_t tolen) {
   return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : NATTER_ERR_SOCKET;
@@ -183,6 +221,66 @@ static void refuse_initial(nt_endpoint *ep, const ngtcp2_pkt_hd *hd,
   }
 }
 
+/* A datagram from the broker's relay: a signal for the owner, or a QUIC
+ * packet of a relayed connection (its own, or a new one it accepts). */
+static void handle_relayed(nt_endpoint *ep, uint8_t *data, size_t len,
+                           const struct sockaddr *from, socklen_t fromlen) {
+  const uint8_t *token;
+  int type = nt_relay_hdr_decode(data, len, &token);
+  if (type != NT_RELAY_DATA) {
+    if (type && ep->cfg.callbacks->relay_signal) {
+      int reason = type == NT_RELAY_CLOSED && len > NT_RELAY_HDR_LEN
+                       ? data[NT_RELAY_HDR_LEN]
+                       : 0;
+      ep->cfg.callbacks->relay_signal(ep, type, token, reason,
+                                      ep->cfg.user_data);
+    } else {
+      ep->dropped++;
+    }
+    return;
+  }
+  uint8_t *pkt = data + NT_RELAY_HDR_LEN;
+  size_t pktlen = len - NT_RELAY_HDR_LEN;
+  ngtcp2_version_cid vc;
+  if (pktlen < NT_MIN_QUIC_DATAGRAM ||
+      ngtcp2_pkt_decode_version_cid(&vc, pkt, pktlen, NT_SCID_LEN) != 0) {
+    ep->dropped++;
+    return;
+  }
+  nt_conn *conn = find_conn(ep, vc.dcid, vc.dcidlen);
+  if (conn) {
+    /* Only on its own channel: another token is another peer. */
+    if (!conn->relay_on ||
+        memcmp(conn->relay_token, token, NT_RELAY_TOKEN_LEN) != 0) {
+      ep->dropped++;
+      return;
+    }
+    nt_conn_recv(conn, pkt, pktlen, from, fromlen);
+    mark_dirty(ep, conn);
+    return;
+  }
+  ngtcp2_pkt_hd hd;
+  nt_accept_params params = {0};
+  if (ngtcp2_accept(&hd, pkt, pktlen) != 0 ||
+      !ep->cfg.callbacks->accept_relayed ||
+      !ep->cfg.callbacks->accept_relayed(ep, token, &params,
+                                         ep->cfg.user_data)) {
+    ep->dropped++;
+    return;
+  }
+  memcpy(ep->new_relay_token, token, NT_RELAY_TOKEN_LEN);
+  if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd, NULL, params.expected_fp,
+                  params.callbacks, params.user_data) != 0) {
+    if (params.callbacks->closed) {
+      params.callbacks->closed(NULL, NT_CLOSE_ERROR, 0, "", params.user_data);
+    }
+    ep->dropped++;
+    return;
+  }
+  nt_conn_recv(conn, pkt, pktlen, from, fromlen);
+  mark_dirty(ep, conn);
+}
+
 static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen) {
   ngtcp2_version_cid vc;
@@ -190,6 +288,11 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
 
   ep->rx_bytes += len;
   if (len == 0) {
+    return;
+  }
+  if (ep->relay.len && nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
+    /* The relay has a port of its own: nothing else comes from there. */
+    handle_relayed(ep, data, len, from, fromlen);
     return;
   }
   if (len < NT_MIN_QUIC_DATAGRAM) {
@@ -471,6 +574,19 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
   nt_conn_flush(conn);
   *pconn = conn;
   return 0;
+}
+
+int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
+                                const uint8_t *expected_fp,
+                                const nt_conn_callbacks *callbacks,
+                                void *user_data, nt_conn **pconn) {
+  if (!ep->relay.len) {
+    return NATTER_ERR_INVALID;
+  }
+  memcpy(ep->new_relay_token, token, NT_RELAY_TOKEN_LEN);
+  return nt_endpoint_connect(ep, (struct sockaddr *)&ep->relay.ss,
+                             ep->relay.len, expected_fp, callbacks, user_data,
+                             pconn);
 }
 
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {

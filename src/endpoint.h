@@ -86,6 +86,15 @@ typedef struct nt_endpoint_callbacks {
    * is refused statelessly with that reason; see nt_accept_params). */
   int (*admit)(nt_endpoint *ep, const struct sockaddr *from,
                const char **refuse_reason, void *user_data);
+  /* Relay (relay_wire.h), may be NULL: a QUIC Initial that came through
+   * the broker's relay on the channel |token| names. Return 1 after
+   * filling |params| to accept it, 0 to drop it. */
+  int (*accept_relayed)(nt_endpoint *ep, const uint8_t *token,
+                        nt_accept_params *params, void *user_data);
+  /* The relay echoed a bind (NT_RELAY_BIND) or closed the channel
+   * (NT_RELAY_CLOSED, |reason| NT_RELAY_CLOSED_*). May be NULL. */
+  void (*relay_signal)(nt_endpoint *ep, int type, const uint8_t *token,
+                       int reason, void *user_data);
 } nt_endpoint_callbacks;
 
 typedef struct nt_endpoint_config {
@@ -141,6 +150,20 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         const nt_conn_callbacks *callbacks, void *user_data,
                         nt_conn **pconn);
 
+/* ---- the broker's relay (relay_wire.h) ---- */
+
+/* Datagrams from |relay| are relay-framed from now on. One relay per
+ * endpoint (its broker's); len 0 turns it off. */
+void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
+/* Tells the relay where we are for channel |token| (NT_RELAY_BIND). */
+int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token);
+/* Opens a client connection whose packets go through the relay on
+ * channel |token| (set the relay first). As nt_endpoint_connect. */
+int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
+                                const uint8_t *expected_fp,
+                                const nt_conn_callbacks *callbacks,
+                                void *user_data, nt_conn **pconn);
+
 /* UDP payload bytes received and sent on this endpoint so far. */
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx);
 
@@ -161,6 +184,12 @@ int nt_conn_is_established(const nt_conn *conn);
 void nt_conn_kick(nt_conn *conn);
 /* Milliseconds since the last authenticated packet from the peer. */
 uint64_t nt_conn_silent_ms(const nt_conn *conn);
+/* 1 while the connection's current path goes through the relay. */
+int nt_conn_is_relayed(const nt_conn *conn);
+/* Moves a relayed client connection to the direct path |to| (a punch
+ * answered from there): QUIC connection migration (RFC 9000 §9), same
+ * connection, streams untouched. Returns 0 or -1. */
+int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen);
 /* Smoothed RTT and the UDP payload bytes this connection sent/received. */
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);

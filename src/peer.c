@@ -47,6 +47,20 @@ struct nt_peer {
   struct event *rp_timer;
   uint64_t refresh_ns; /* last refresh asked of the broker */
   uint64_t kick_ns;    /* last loss-recovery kick */
+  /* The broker's relay, when punching fails (relay.h). */
+  nt_addr relay; /* len 0: none offered for this meeting */
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  uint64_t relay_at_ns;  /* punching gives way to the relay then */
+  int relay_started;     /* bound there (initiator: connecting through) */
+  uint64_t bind_next_ns; /* next bind while waiting for the peer */
+  int relay_closed;      /* the relay ended the channel: NT_RELAY_CLOSED_* */
+  uint64_t meet_ns;      /* when the introduction came */
+  /* Relayed and connected: direct paths are tried again and again. */
+  int upgrade_round;        /* a punch round is on */
+  uint64_t upgrade_next_ns; /* when the next probe or round is due; 0:
+                               not relayed */
+  nt_addr direct;           /* a punch answered from here while relayed */
+  int have_direct;
 };
 
 struct nt_peers {
@@ -80,6 +94,18 @@ static const nt_conn_callbacks peer_conn_callbacks = {
  * aims (README, "Limits"). */
 #define PEER_MIN_INTRO_INTERVAL_NS (2 * 1000000000ull)
 #define LOG(p) (ENV(p)->log)
+
+/* Punching gives way to the relay this long after the introduction (at
+ * once-ish when both NATs are symmetric: nothing direct can work unless
+ * prediction does); the relayed connection keeps trying direct paths, a
+ * round of probes of NT_PEER_UPGRADE_ROUND_MS every NT_PEER_UPGRADE_MS,
+ * and moves there when one answers. */
+#define NT_PEER_RELAY_AFTER_MS 3000
+#define NT_PEER_RELAY_AFTER_SYMMETRIC_MS 1000
+#define NT_PEER_RELAY_BIND_MS 1000
+#define NT_PEER_UPGRADE_MS 10000
+#define NT_PEER_UPGRADE_ROUND_MS 5000
+#define MS(x) ((uint64_t)(x)*1000000ull)
 
 /* ---- the table ---- */
 
@@ -183,6 +209,10 @@ void nt_peer_waiter_cancel(nt_peer_waiter *w) {
 
 static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
   uint64_t now = nt_monotonic_ns();
+  if (p->state == NT_PEER_CONNECTED && p->upgrade_next_ns &&
+      p->upgrade_next_ns < at_ns) {
+    at_ns = p->upgrade_next_ns; /* the relayed path's direct attempts */
+  }
   uint64_t d = at_ns > now ? at_ns - now : 0;
   struct timeval tv = {(time_t)(d / 1000000000ull),
                        (suseconds_t)((d % 1000000000ull) / 1000)};
@@ -195,6 +225,10 @@ static void peer_reset(nt_peer *p, int error, const char *why) {
   event_del(p->timer);
   p->state = NT_PEER_IDLE;
   p->have_probe_from = 0;
+  p->relay_started = 0;
+  p->upgrade_next_ns = 0;
+  p->upgrade_round = 0;
+  p->have_direct = 0;
   if (why) {
     nt_peer_waiter *w;
     while ((w = dequeue(p))) {
@@ -398,7 +432,7 @@ static void describe_candidates(const nt_peer *p, char *out, size_t outlen) {
 static void report_punch_failure(nt_peer *p) {
   const nt_peers_env *env = ENV(p);
   char cands[400], us[NT_ADDR_STRLEN], them[NT_ADDR_STRLEN];
-  char seen[NT_ADDR_STRLEN + 80] = "", advice[300];
+  char seen[NT_ADDR_STRLEN + 80] = "", advice[450];
   int we_symmetric = env->self->mapping == NT_MAPPING_PER_DESTINATION;
   int they_symmetric = p->mapping == NT_MAPPING_PER_DESTINATION;
 
@@ -431,6 +465,12 @@ static void report_punch_failure(nt_peer *p) {
              "no UDP got through either way: check that both sides may send "
              "UDP out, and run both with -v to see each probe");
   }
+  if (!p->relay.len) {
+    size_t used = strlen(advice);
+    snprintf(advice + used, sizeof(advice) - used,
+             "; the broker offered no relay (a broker started with -relay "
+             "relays when punching fails, unless a side runs -no-relay)");
+  }
   peer_fail(p, NATTER_ERR_PUNCH,
             "hole punching to %s failed after %u s: tried %s; %s. The broker "
             "saw %s at %s (NAT %s) and %s at %s%s (NAT %s). %s",
@@ -442,6 +482,142 @@ static void report_punch_failure(nt_peer *p) {
             them, seen, nt_mapping_name(p->mapping), advice);
 }
 
+/* ---- the relay, and the way back to a direct path ---- */
+
+static nt_peer *peer_by_relay_token(nt_peers *peers, const uint8_t *token) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    if (p->relay.len && p->state != NT_PEER_IDLE &&
+        memcmp(p->relay_token, token, NT_RELAY_TOKEN_LEN) == 0) {
+      return p;
+    }
+  }
+  return NULL;
+}
+
+/* Punching found nothing in time: both sides tell the relay where they
+ * are, and the initiator connects through it. Probing goes on. */
+static void relay_start(nt_peer *p, uint64_t now) {
+  const nt_peers_env *env = ENV(p);
+  char addr[NT_ADDR_STRLEN];
+  p->relay_started = 1;
+  nt_endpoint_set_relay(env->ep, &p->relay);
+  nt_endpoint_relay_bind(env->ep, p->relay_token);
+  p->bind_next_ns = now + MS(NT_PEER_RELAY_BIND_MS);
+  nt_info(env->log,
+          "%s: no direct path after %llu ms; trying the broker's relay at %s "
+          "(end-to-end encrypted: it forwards packets it cannot read)",
+          p->name, (unsigned long long)((now - p->meet_ns) / 1000000ull),
+          nt_addr_str((struct sockaddr *)&p->relay.ss, addr));
+  if (!p->initiator) {
+    return; /* the peer's Initial comes through the relay */
+  }
+  p->state = NT_PEER_CONNECTING;
+  if (nt_endpoint_connect_relayed(env->ep, p->relay_token, p->key,
+                                  &peer_conn_callbacks, p, &p->conn) != 0) {
+    p->conn = NULL;
+    peer_fail(p, NATTER_ERR_SOCKET, "cannot start a relayed connection to %s",
+              p->name);
+  }
+}
+
+/* A punch was answered while the connection is relayed: move it there
+ * (initiator only: QUIC lets the client migrate). */
+static void move_direct(nt_peer *p, const struct sockaddr *to,
+                        socklen_t tolen) {
+  char addr[NT_ADDR_STRLEN];
+  if (!p->conn || !nt_conn_is_relayed(p->conn)) {
+    return;
+  }
+  if (nt_conn_migrate(p->conn, to, tolen) != 0) {
+    nt_debug(LOG(p), "%s: could not migrate to %s yet", p->name,
+             nt_addr_str(to, addr));
+    return;
+  }
+  p->upgrade_next_ns = 0;
+  p->upgrade_round = 0;
+  nt_info(LOG(p),
+          "%s: path now direct to %s (moved off the relay, same connection)",
+          p->name, nt_addr_str(to, addr));
+}
+
+/* Relayed and connected: a round of probes every NT_PEER_UPGRADE_MS. */
+static void upgrade_tick(nt_peer *p, uint64_t now) {
+  char addr[NT_ADDR_STRLEN];
+  if (!p->conn || !nt_conn_is_relayed(p->conn) || !p->punch.ncandidates) {
+    if (p->upgrade_next_ns && p->conn && !p->initiator) {
+      nt_info(LOG(p),
+              "%s: path now direct from %s (the peer moved the "
+              "connection off the relay)",
+              p->name, nt_addr_str(nt_conn_remote_addr(p->conn), addr));
+    }
+    p->upgrade_next_ns = 0;
+    return;
+  }
+  if (p->initiator && p->have_direct) {
+    p->have_direct = 0;
+    move_direct(p, (struct sockaddr *)&p->direct.ss, p->direct.len);
+    if (!nt_conn_is_relayed(p->conn)) {
+      return;
+    }
+  }
+  if (!p->upgrade_round) {
+    if (now < p->upgrade_next_ns) {
+      return;
+    }
+    nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
+    uint8_t nonce[NT_PUNCH_NONCE_LEN];
+    size_t n = p->punch.ncandidates;
+    memcpy(cands, p->punch.candidates, n * sizeof(cands[0]));
+    memcpy(nonce, p->punch.nonce, sizeof(nonce));
+    nt_punch_init(&p->punch, nonce, cands, n, now,
+                  MS(NT_PEER_UPGRADE_ROUND_MS));
+    p->upgrade_round = 1;
+  }
+  if (nt_punch_on_expiry(&p->punch, now, punch_send, p)) {
+    p->upgrade_round = 0;
+    p->upgrade_next_ns = now + MS(NT_PEER_UPGRADE_MS);
+  } else {
+    p->upgrade_next_ns = nt_punch_next_expiry(&p->punch);
+  }
+}
+
+int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,
+                            nt_accept_params *params) {
+  nt_peer *p = peer_by_relay_token(peers, token);
+  if (!p || p->initiator || p->state != NT_PEER_PUNCHING) {
+    return 0;
+  }
+  p->state = NT_PEER_CONNECTING;
+  params->expected_fp = p->key;
+  params->callbacks = &peer_conn_callbacks;
+  params->user_data = p;
+  return 1;
+}
+
+void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
+                              int reason) {
+  nt_peer *p = peer_by_relay_token(peers, token);
+  if (!p) {
+    return;
+  }
+  if (type == NT_RELAY_BIND) {
+    nt_debug(LOG(p), "%s: the relay hears us", p->name);
+    return;
+  }
+  if (p->relay_closed) {
+    return; /* said once */
+  }
+  p->relay_closed = reason ? reason : NT_RELAY_CLOSED_UNKNOWN;
+  nt_warn(LOG(p), "%s: the broker's relay closed our channel: %s", p->name,
+          reason == NT_RELAY_CLOSED_TOTAL
+              ? "a relay byte cap was reached (the broker's -relay-total)"
+              : "the channel is gone (expired)");
+  if (p->conn && nt_conn_is_relayed(p->conn)) {
+    nt_conn_close(p->conn, 0, "the broker's relay closed the channel");
+  }
+}
+
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   nt_peer *p = arg;
   uint64_t now = nt_monotonic_ns();
@@ -450,8 +626,28 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
   if (p->state == NT_PEER_PUNCHING) {
     int expired = nt_punch_on_expiry(&p->punch, now, punch_send, p);
+    if (p->relay.len && !p->relay_started && now >= p->relay_at_ns &&
+        now < p->deadline_ns) {
+      relay_start(p, now);
+      if (p->state != NT_PEER_PUNCHING) {
+        if (p->state == NT_PEER_CONNECTING) {
+          peer_timer_cb(-1, 0, p); /* arms the connecting deadline */
+        }
+        return;
+      }
+    }
+    if (p->relay_started && now >= p->bind_next_ns) {
+      nt_endpoint_relay_bind(ENV(p)->ep, p->relay_token);
+      p->bind_next_ns = now + MS(NT_PEER_RELAY_BIND_MS);
+    }
     if (!expired && now < p->deadline_ns) {
       uint64_t next = nt_punch_next_expiry(&p->punch);
+      if (p->relay.len && !p->relay_started && p->relay_at_ns < next) {
+        next = p->relay_at_ns;
+      }
+      if (p->relay_started && p->bind_next_ns < next) {
+        next = p->bind_next_ns;
+      }
       arm_peer_timer(p, next < p->deadline_ns ? next : p->deadline_ns);
       return;
     }
@@ -472,13 +668,24 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   if (p->state == NT_PEER_CONNECTED) {
+    upgrade_tick(p, now);
     expire_stream_waiters(p, now);
+    if (TAILQ_EMPTY(&p->waiting) && p->upgrade_next_ns) {
+      arm_peer_timer(p, p->upgrade_next_ns);
+    }
     return;
   }
   if (p->state == NT_PEER_CONNECTING && now >= p->deadline_ns) {
     if (p->conn) {
       nt_conn_close(p->conn, 0, "handshake took too long");
     }
+    return;
+  }
+  if (p->state == NT_PEER_CONNECTING && p->relay_started &&
+      !nt_punch_on_expiry(&p->punch, now, punch_send, p)) {
+    /* Connecting through the relay; probing for a direct path goes on. */
+    uint64_t next = nt_punch_next_expiry(&p->punch);
+    arm_peer_timer(p, next < p->deadline_ns ? next : p->deadline_ns);
     return;
   }
   if (p->state != NT_PEER_IDLE && p->state != NT_PEER_CONNECTED) {
@@ -579,6 +786,29 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
         nt_monotonic_ns() + (uint64_t)env->connect_timeout_ms * 1000000ull;
   }
   memcpy(p->key, in->key, NT_FINGERPRINT_LEN);
+  p->meet_ns = nt_monotonic_ns();
+  p->relay_started = 0;
+  p->relay_closed = 0;
+  p->have_direct = 0;
+  p->upgrade_next_ns = 0;
+  p->upgrade_round = 0;
+  memset(&p->relay, 0, sizeof(p->relay));
+  if (in->relay.len && !env->no_relay) {
+    uint64_t after = in->mapping == NT_MAPPING_PER_DESTINATION &&
+                             env->self->mapping == NT_MAPPING_PER_DESTINATION
+                         ? NT_PEER_RELAY_AFTER_SYMMETRIC_MS
+                         : NT_PEER_RELAY_AFTER_MS;
+    if (after > env->connect_timeout_ms / 3) {
+      after = env->connect_timeout_ms / 3; /* leave time to connect */
+    }
+    p->relay = in->relay;
+    memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
+    p->relay_at_ns = p->meet_ns + MS(after);
+    /* Tell the relay where we are now (17 bytes): a relayed Initial
+     * then finds us the moment punching gives way to the relay. */
+    nt_endpoint_set_relay(env->ep, &p->relay);
+    nt_endpoint_relay_bind(env->ep, p->relay_token);
+  }
   p->observed = in->observed;
   p->mapping = in->mapping;
   p->mapped = in->mapped;
@@ -621,7 +851,9 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
 static nt_peer *peer_by_nonce(nt_peers *peers, const uint8_t *nonce) {
   nt_peer *p;
   TAILQ_FOREACH(p, &peers->list, link) {
-    if ((p->state == NT_PEER_PUNCHING || p->state == NT_PEER_CONNECTING) &&
+    if ((p->state == NT_PEER_PUNCHING || p->state == NT_PEER_CONNECTING ||
+         (p->state == NT_PEER_CONNECTED && p->conn &&
+          nt_conn_is_relayed(p->conn))) &&
         memcmp(p->punch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
       return p;
     }
@@ -657,7 +889,7 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
     /* A peer-reflexive candidate (RFC 8445 §7.3.1.3): the peer's NAT
      * gave it a port the broker never saw (symmetric mapping). Its probe
      * opened that mapping toward us, so probe it back at once. */
-    if (p->state == NT_PEER_PUNCHING &&
+    if ((p->state == NT_PEER_PUNCHING || p->relay_started) &&
         !has_candidate(p->punch.candidates, p->punch.ncandidates, from) &&
         p->punch.ncandidates < NT_PUNCH_MAX_CANDIDATES) {
       nt_addr *a = &p->punch.candidates[p->punch.ncandidates++];
@@ -672,6 +904,16 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   /* A reply: this candidate works both ways. */
   p->punch.replies_seen++;
+  if (p->initiator && p->relay_started && p->state != NT_PEER_PUNCHING) {
+    if (p->state == NT_PEER_CONNECTED) {
+      move_direct(p, from, fromlen);
+    } else if (!p->have_direct) {
+      memcpy(&p->direct.ss, from, fromlen); /* once established */
+      p->direct.len = fromlen;
+      p->have_direct = 1;
+    }
+    return;
+  }
   if (!p->initiator || p->state != NT_PEER_PUNCHING) {
     return;
   }
@@ -727,9 +969,23 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   p->conn = conn;
   p->state = NT_PEER_CONNECTED;
   event_del(p->timer);
-  emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
-       "connected to %s at %s (direct, key verified)", p->name,
-       nt_addr_str(nt_conn_remote_addr(conn), addr));
+  uint64_t now = nt_monotonic_ns();
+  unsigned long long ms = (now - p->meet_ns) / 1000000ull;
+  if (nt_conn_is_relayed(conn)) {
+    emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
+         "connected to %s via relay at %s (%llu ms; end-to-end encrypted, "
+         "key verified; direct paths are still tried)",
+         p->name, nt_addr_str(nt_conn_remote_addr(conn), addr), ms);
+    p->upgrade_next_ns = now + MS(NT_PEER_UPGRADE_MS);
+    if (p->initiator && p->have_direct) {
+      p->upgrade_next_ns = now; /* a punch answered meanwhile */
+    }
+    arm_peer_timer(p, p->upgrade_next_ns);
+  } else {
+    emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
+         "connected to %s at %s (direct, key verified, %llu ms)", p->name,
+         nt_addr_str(nt_conn_remote_addr(conn), addr), ms);
+  }
   start_waiting(p);
 }
 
@@ -755,9 +1011,13 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
                      "waited for a free stream");
     emit(p, NATTER_EVENT_PEER_DISCONNECTED, 0, "connection to %s closed (%s)",
          p->name,
-         reason == NT_CLOSE_IDLE ? "peer stopped answering"
-         : message && message[0] ? message
-                                 : "closed");
+         p->relay_closed == NT_RELAY_CLOSED_TOTAL
+             ? "the broker's relay cap was reached: its -relay-total bytes "
+               "per client are used up"
+         : p->relay_closed         ? "the broker's relay closed the channel"
+         : reason == NT_CLOSE_IDLE ? "peer stopped answering"
+         : message && message[0]   ? message
+                                   : "closed");
     return;
   }
   if (reason == NT_CLOSE_KEY_MISMATCH) {
@@ -765,6 +1025,16 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
               "%s presented a key other than the one the broker vouched for: "
               "connection refused (someone else may answer at that address)",
               p->name);
+  } else if (p->initiator && p->relay_started) {
+    peer_fail(p, NATTER_ERR_PUNCH,
+              "hole punching to %s failed and the broker's relay did not "
+              "connect us either (%s): the peer may refuse relayed "
+              "connections, or UDP to the broker's relay port is blocked",
+              p->name,
+              p->relay_closed                        ? "the relay closed it"
+              : reason == NT_CLOSE_HANDSHAKE_TIMEOUT ? "no answer"
+              : message && message[0]                ? message
+                                                     : "TLS error");
   } else if (p->initiator) {
     peer_fail(p, NATTER_ERR_TLS, "QUIC handshake with %s failed (%s)",
               p->name,

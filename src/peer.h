@@ -22,6 +22,7 @@
 #include "log.h"
 #include "natter.h"
 #include "punch.h"
+#include "relay_wire.h"
 #include "spec.h"
 
 #define NT_MAX_LOCAL_ADDRS 8    /* LAN candidates per client */
@@ -61,6 +62,11 @@ typedef struct nt_introduction {
   nt_addr local[NT_MAX_LOCAL_ADDRS];
   size_t nlocal;
   int refresh; /* punch again for the connection we have; keep it */
+  /* The broker's relay for this pair when punching fails: its address
+   * (len 0: no relay) and our channel token. */
+  nt_addr relay;
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  uint16_t relay_port; /* as the broker said; 0: no relay offered */
 } nt_introduction;
 
 /* This client as the broker sees it, for failure messages. */
@@ -98,6 +104,7 @@ typedef struct nt_peers_env {
   const nt_self_view *self;    /* kept current by the owner */
   const nt_peer_callbacks *callbacks;
   void *user_data;
+  int no_relay; /* never use the broker's relay */
 } nt_peers_env;
 
 /* The peer table. |env| is copied; what it points to must outlive it. */
@@ -145,6 +152,13 @@ void nt_peers_on_restart(nt_peers *peers, const char *name, const uint8_t *key);
 #define NT_PEER_REPUNCH_S 5
 /* A peer connection asks the broker for a refresh at most this often. */
 #define NT_PEER_REFRESH_INTERVAL_MS 2000
+/* A QUIC Initial through the broker's relay on channel |token|: 1 and
+ * |params| filled when it is the channel of a peer we are meeting. */
+int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,
+                            nt_accept_params *params);
+/* The relay echoed our bind or closed channel |token| (relay_wire.h). */
+void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
+                              int reason);
 
 /* The live connection to |peer|, or NULL. */
 nt_conn *nt_peer_conn(const nt_peer *peer);

@@ -9,6 +9,7 @@
 
 #include "endpoint.h"
 #include "hashmap.h"
+#include "relay_wire.h"
 #include "retry.h"
 #include "sendbuf.h"
 
@@ -67,6 +68,17 @@ struct nt_endpoint {
   nt_retry retry; /* address validation under load */
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
+  nt_addr relay; /* the broker's relay; len 0: none */
+  /* The local address relayed paths carry inside ngtcp2: the socket's
+   * own with another port. ngtcp2 0.12 migrates a client only to a path
+   * with another local address, and moving off the relay keeps the
+   * socket (one socket per client), so the relayed path gets this stand-in;
+   * nothing is ever sent from it. */
+  nt_addr relay_local;
+  /* The channel of the connection nt_conn_new is creating to ep->relay
+   * (set just before it). */
+  uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];
+  uint8_t relaybuf[NT_TXBUF_SIZE]; /* relay-framed copies of a batch */
 };
 
 struct nt_stream {
@@ -129,6 +141,9 @@ struct nt_conn {
   int moved;              /* the current path changed: tell the owner */
   int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
   struct event *watch_ev; /* silence watch, when the owner wants it */
+  /* Packets to ep->relay go framed with this channel token. */
+  int relay_on;
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
 };
 
 uint64_t nt_timestamp(void);
@@ -162,6 +177,11 @@ int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
 void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
                               size_t segsize, const struct sockaddr *to,
                               socklen_t tolen);
+
+/* Sends like nt_endpoint_send_packets, each packet framed for the relay
+ * with |token| (relay_wire.h). */
+void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
+                              const uint8_t *buf, size_t len, size_t segsize);
 
 /* conn.c */
 /* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */

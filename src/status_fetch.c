@@ -20,7 +20,7 @@ struct natter_status_fetch {
   void *user_data;
 };
 
-static const nt_endpoint_callbacks no_accept = {NULL, NULL, NULL};
+static const nt_endpoint_callbacks no_accept = {NULL, NULL, NULL, NULL, NULL};
 
 static void fetch_done(int error, int status, const char *body, size_t len,
                        void *ud) {

@@ -18,6 +18,8 @@ size_t nt_broker_config_len(int version) {
     return FIELD_END(natter_broker_config, user_data);
   case NATTER_BROKER_CONFIG_V2:
     return FIELD_END(natter_broker_config, retry_above_per_s);
+  case NATTER_BROKER_CONFIG_V3:
+    return FIELD_END(natter_broker_config, relay_total);
   default:
     return 0;
   }
@@ -29,8 +31,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, user_data);
   case NATTER_CLIENT_CONFIG_V2:
     return FIELD_END(natter_client_config, max_commands_per_peer);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V3:
+    return FIELD_END(natter_client_config, no_relay);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -51,8 +55,10 @@ size_t nt_broker_stats_len(int version) {
   switch (version) {
   case NATTER_BROKER_STATS_V1:
     return FIELD_END(natter_broker_stats, introductions);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_BROKER_STATS_V2:
+    return FIELD_END(natter_broker_stats, relay_channels);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_BROKER_STATS_V3:
     return FIELD_END(natter_broker_stats, test_future_stat);
 #endif
   default:
@@ -73,6 +79,8 @@ size_t nt_peer_stats_len(int version) {
   switch (version) {
   case NATTER_PEER_STATS_V1:
     return FIELD_END(natter_peer_stats, streams);
+  case NATTER_PEER_STATS_V2:
+    return FIELD_END(natter_peer_stats, relayed);
   default:
     return 0;
   }
@@ -106,6 +114,8 @@ static void broker_config_defaults(natter_broker_config *cfg) {
   cfg->max_pending = 512;
   cfg->max_per_source = 32;
   cfg->retry_above_per_s = 200;
+  cfg->relay_rate = 2000000;
+  cfg->relay_total = 1000000000;
 }
 
 static void client_config_defaults(natter_client_config *cfg) {

@@ -28,6 +28,13 @@ int nt_wire_introduction(nt_introduction *out,
     memset(&out->mapped, 0, sizeof(out->mapped));
   }
   out->mapping = in->peer_mapping;
+  /* A relay needs both; a half-given one is no relay. The client fills
+   * in the address (the broker's, with this port). */
+  if (in->relay_token.len == NT_RELAY_TOKEN_LEN && in->relay_port &&
+      in->relay_port <= 65535) {
+    memcpy(out->relay_token, in->relay_token.data, NT_RELAY_TOKEN_LEN);
+    out->relay_port = (uint16_t)in->relay_port;
+  }
   for (size_t i = 0; i < in->n_local_addrs; i++) {
     if (nt_wire_addr_to_sockaddr(&out->local[out->nlocal],
                                  in->local_addrs[i]) == 0) {

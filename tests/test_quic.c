@@ -447,8 +447,8 @@ static void on_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
   fx->dgram_fromlen = fromlen;
 }
 
-static const nt_endpoint_callbacks ep_cbs = {on_accept, on_datagram,
-                                              NULL};
+static const nt_endpoint_callbacks ep_cbs = {on_accept, on_datagram, NULL,
+                                              NULL, NULL};
 static const nt_log quiet_log = {NULL, NATTER_LOG_ERROR, NULL};
 
 /* Two endpoints with these timeouts (ms); keepalive on the client only. */
@@ -1351,7 +1351,7 @@ static int accept_close_in_established(nt_endpoint *ep,
 }
 
 static const nt_endpoint_callbacks close_in_established_ep_cbs = {
-    accept_close_in_established, on_datagram, NULL};
+    accept_close_in_established, on_datagram, NULL, NULL, NULL};
 
 static void test_close_in_established(void) {
   fflush(NULL);

@@ -143,7 +143,9 @@ static void on_event(natter_client *c, const natter_event *ev, void *ud) {
     s->checked_in++;
   } else if (ev->type == NATTER_EVENT_FATAL && !m->failed) {
     m->failed = 1;
-    s->failed++;
+    if (s->failed++ < 3) {
+      fprintf(stderr, "broker_scale: a client gave up: %s\n", ev->message);
+    }
   } else if (ev->type == NATTER_EVENT_PEER_CONNECTED && !m->connected) {
     m->connected = 1;
     s->pairs_done++;

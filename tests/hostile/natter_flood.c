@@ -223,7 +223,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-flood: %s\n", err);
     return 1;
   }
-  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL};
+  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL,
+                                                       NULL, NULL};
   cfg.callbacks = &no_ep_callbacks;
   cfg.identity = f.id;
   cfg.log = &f.log;

@@ -47,6 +47,22 @@
 #                                   bob failed" naming the symmetric NAT
 #         --bob-at alice2           run bob on alice2, behind the same NAT
 #                                   as alice (ra does not hairpin)
+#         --relay on|nocap|tamper|cap   run the broker with -relay (nocap:
+#                                   and -relay-rate 0; tamper: the broker
+#                                   flips a bit in every 50th relayed
+#                                   packet, which the peers must reject:
+#                                   data still intact; cap: -relay-total
+#                                   4000000, which the transfer must hit
+#                                   with a clear error and nothing crash)
+#         --block-udp yes|until-relayed   drop UDP between ra and rb (the
+#                                   peers cannot reach each other; the
+#                                   broker they can); until-relayed: lift
+#                                   it once alice is relayed, while a
+#                                   transfer runs, and require that the
+#                                   same connection moves to a direct path
+#         --expect relay            alice must connect via the broker's
+#                                   relay (data checked as for direct; the
+#                                   broker must report the relayed bytes)
 #   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -590,7 +606,7 @@ lab_case() {
   local alice_nat=$1 bob_nat=$2
   shift 2
   local loss_a=0 loss_b=0 udp_timeout="" bytes=50M idle=0 expect=direct fail_within=15
-  local bnode=bob
+  local bnode=bob relay="" block_udp=""
   while (($#)); do
     case $1 in
     --loss-a) loss_a=$2 ;;
@@ -601,12 +617,15 @@ lab_case() {
     --expect) expect=$2 ;;
     --fail-within) fail_within=$2 ;;
     --bob-at) bnode=$2 ;;
+    --relay) relay=$2 ;;
+    --block-udp) block_udp=$2 ;;
     *) _lab_die "run: unknown option $1" ;;
     esac
     shift 2
   done
-  [[ $expect == direct || $expect == fail || $expect == either ]] ||
-    _lab_die "--expect: direct, fail or either"
+  [[ $expect == direct || $expect == fail || $expect == either ||
+    $expect == relay ]] ||
+    _lab_die "--expect: direct, fail, either or relay"
   local nbytes
   nbytes=$(_lab_bytes "$bytes")
   local label="$alice_nat/$bob_nat"
@@ -615,6 +634,11 @@ lab_case() {
   ((idle > 0)) && label+=" idle ${idle}s"
   [[ $bnode == bob || $bnode == alice2 ]] || _lab_die "--bob-at: bob or alice2"
   [[ $bnode == alice2 ]] && label="alice and bob both behind ra ($alice_nat)"
+  [[ $block_udp == yes ]] && label+=" UDP between the NATs blocked"
+  [[ $block_udp == until-relayed ]] && label+=" UDP between the NATs blocked until relayed"
+  [[ $relay == tamper ]] && label+=" relay flips bits"
+  [[ $relay == cap ]] && label+=" relay cap 4 MB per client"
+  [[ -n $relay ]] && label+=" (broker relays)"
   CASE_LABEL=$label
 
   lab_up --alice "$alice_nat" --bob "$bob_nat" --loss-a "$loss_a" \
@@ -622,6 +646,20 @@ lab_case() {
 
   local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
   local src=$WORK/source.bin
+  if [[ -n $block_udp ]]; then
+    # Each router drops UDP to and from the other's public address: the
+    # peers can reach the broker, never each other.
+    ip netns exec "${LAB_NS[ra]}" iptables -I FORWARD -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+    ip netns exec "${LAB_NS[ra]}" iptables -I OUTPUT -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+    ip netns exec "${LAB_NS[rb]}" iptables -I FORWARD -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+    ip netns exec "${LAB_NS[rb]}" iptables -I OUTPUT -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+  fi
+  local -a relay_args=()
+  if [[ -n $relay ]]; then
+    relay_args=(-relay)
+    [[ $relay == nocap || $relay == tamper ]] && relay_args+=(-relay-rate 0)
+    [[ $relay == cap ]] && relay_args+=(-relay-rate 0 -relay-total 4000000)
+  fi
   head -c "$nbytes" /dev/urandom >"$src"
 
   # bob's services, on bob's loopback only.
@@ -633,13 +671,15 @@ lab_case() {
     "OPEN:$src,rdonly"
   lab_wait_bound "$bnode" tcp 7002
 
-  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
+  [[ $relay == tamper ]] && export NATTER_TEST_RELAY_TAMPER=50
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
   lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
 
   local t_start t_checkin t_first t_conn=0 t_echo outcome=""
   t_start=$(_lab_now_ms)
+  unset NATTER_TEST_RELAY_TAMPER
   lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" -v \
     8000:bob:7000 8001:bob:7001 8002:bob:7002
   wait_log alice 'natter: checked in at broker' 15
@@ -658,7 +698,9 @@ lab_case() {
   fi
   wait "$echo_pid" || echo_rc=$?
   t_echo=$(_lab_now_ms)
-  if grep -q 'connected to bob' "$WORK/alice.log"; then
+  if grep -q 'connected to bob via relay' "$WORK/alice.log"; then
+    outcome=relay
+  elif grep -q 'connected to bob' "$WORK/alice.log"; then
     outcome=direct
   else
     outcome=fail
@@ -668,6 +710,23 @@ lab_case() {
   _lab_log "$label: alice checked in after $((t_checkin - t_start)) ms;" \
     "first connection -> '${conn_line#natter: }' after $((t_conn ? t_conn - t_first : -1)) ms;" \
     "first echo $( ((echo_rc == 0)) && echo "after $((t_echo - t_first)) ms" || echo "failed (exit $echo_rc)")"
+  if [[ $expect == relay && $outcome != relay ]]; then
+    _lab_show_punch alice
+    _lab_show_punch bob
+    fail "$label: alice did not connect to bob via the relay (expected relay): ${conn_line:-no connection}; $(cat "$WORK/first-echo.out")"
+  fi
+  if [[ $expect != relay && $outcome == relay ]]; then
+    fail "$label: alice connected via the relay, expected $expect"
+  fi
+  if [[ $outcome == relay ]]; then
+    if [[ $relay == cap ]]; then
+      lab_relay_cap_case "$label" "$nbytes" "$bytes"
+      return 0
+    fi
+    lab_relay_case "$label" "$nbytes" "$bytes" "$src" "$block_udp" \
+      "$t_checkin" "$t_start" "$t_conn" "$t_first" "$t_echo" "$echo_rc"
+    return 0
+  fi
   if [[ $expect == direct && $outcome != direct ]]; then
     _lab_show_punch alice
     _lab_show_punch bob
@@ -882,6 +941,96 @@ lab_roam_case() {
   CASE_RESULT="$bytes alice -> bob sha256 ok, interactive echo ok (longest stall ${stall} ms), transfer done ${t_done} ms after the change, same QUIC connection"
   grep -hE 'path moved|punching again|no answer for|introducing .* again|moved to' \
     "$WORK/alice.log" "$WORK/bob.log" "$WORK/broker.log" | head -n 8 | sed 's/^/    /' >&2  || true
+}
+
+# lab_relay_case ...: the rest of lab_case once alice is relayed: bulk
+# both ways through the relay (sha256), the broker's relayed bytes, and
+# with --block-udp until-relayed a transfer that outlives the move to a
+# direct path.
+lab_relay_case() {
+  local label=$1 nbytes=$2 bytes=$3 src=$4 block_udp=$5
+  local t_checkin=$6 t_start=$7 t_conn=$8 t_first=$9 t_echo=${10} echo_rc=${11}
+  local t0 t1 up_ms down_ms s1 s2 moved=""
+  ((echo_rc == 0)) || fail "$label: relayed, but the first echo failed: $(cat "$WORK/first-echo.out")"
+  if [[ $block_udp == until-relayed ]]; then
+    # A transfer that runs while the block is lifted: the same TCP
+    # connection must survive the move from the relay to the direct path.
+    lab_x alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 200 >"$WORK/send-move.out" 2>&1 &
+    local send_pid=$! send_rc=0
+    _lab_fg /dev/null sleep 1
+    ip netns exec "${LAB_NS[ra]}" iptables -D FORWARD -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+    ip netns exec "${LAB_NS[ra]}" iptables -D OUTPUT -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+    ip netns exec "${LAB_NS[rb]}" iptables -D FORWARD -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+    ip netns exec "${LAB_NS[rb]}" iptables -D OUTPUT -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+    t0=$(_lab_now_ms)
+    _lab_poll_log alice 'path now direct' 30000 ||
+      fail "$label: alice did not move off the relay within 30 s of the unblock"
+    t1=$(_lab_now_ms)
+    wait "$send_pid" || send_rc=$?
+    ((send_rc == 0)) || fail "$label: the transfer across the move failed: $(cat "$WORK/send-move.out")"
+    moved="; moved to a direct path $((t1 - t0)) ms after the unblock, during a $bytes transfer (sha256 ok, same TCP connection): $(grep -m1 -o 'path now direct.*' "$WORK/alice.log")"
+    (($(grep -c 'connected to bob' "$WORK/alice.log") == 1)) ||
+      fail "$label: alice reconnected instead of moving the connection"
+  fi
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/send.out" lab_x alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 200 ||
+    fail "$label: $bytes alice -> bob failed: $(cat "$WORK/send.out")"
+  t1=$(_lab_now_ms)
+  up_ms=$((t1 - t0))
+  t0=$t1
+  _lab_fg "$WORK/download.out" lab_x alice timeout 200 socat -u TCP:127.0.0.1:8002 "CREATE:$WORK/received.bin" ||
+    fail "$label: $bytes bob -> alice failed: socat: $(cat "$WORK/download.out")"
+  t1=$(_lab_now_ms)
+  down_ms=$((t1 - t0))
+  s1=$(sha256_of "$src")
+  s2=$(sha256_of "$WORK/received.bin")
+  [[ $s1 == "$s2" ]] || fail "$label: bob -> alice sha256 mismatch: sent $s1, got $s2"
+  rm -f "$WORK/received.bin"
+  local mbps_up mbps_down
+  mbps_up=$(awk -v b="$nbytes" -v ms="$up_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
+  mbps_down=$(awk -v b="$nbytes" -v ms="$down_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
+  CASE_RESULT="via relay; alice checked in $((t_checkin - t_start)) ms after its start, connected $((t_conn - t_first)) ms after the first TCP connection (first echo after $((t_echo - t_first)) ms);"
+  CASE_RESULT+=" $bytes up ${mbps_up} Mbit/s, down ${mbps_down} Mbit/s, sha256 ok$moved"
+  stop alice
+  stop bob
+  stop broker
+  local line relayed
+  line=$(grep -m1 'natter: broker relay' "$WORK/broker.log") ||
+    fail "$label: the broker did not report relayed bytes"
+  [[ $line =~ relayed\ ([0-9]+)\ bytes ]] || fail "$label: cannot parse '$line'"
+  relayed=${BASH_REMATCH[1]}
+  if [[ $block_udp != until-relayed ]]; then
+    ((relayed >= 2 * nbytes)) ||
+      fail "$label: the broker relayed only $relayed bytes for 2 x $nbytes"
+  fi
+  CASE_RESULT+="; broker relayed $relayed B"
+  if grep -q 'tampered with' "$WORK/broker.log"; then
+    local tampered
+    tampered=$(grep -m1 -o 'tampered with [0-9]*' "$WORK/broker.log")
+    [[ ${tampered##* } -gt 0 ]] || fail "$label: the relay tampered with nothing"
+    CASE_RESULT+="; the relay ${tampered} relayed packets and the peers rejected them (data intact)"
+  fi
+}
+
+# lab_relay_cap_case LABEL NBYTES BYTES: a transfer larger than the relay's
+# total cap: it fails with a clear error, both clients and the broker keep
+# running.
+lab_relay_cap_case() {
+  local label=$1 nbytes=$2 bytes=$3 rc=0
+  _lab_fg "$WORK/send.out" lab_x alice "$TCPCHECK" send 8001 --bytes "$nbytes" --timeout 60 || rc=$?
+  ((rc != 0)) || fail "$label: $bytes went through a relay capped at 4 MB"
+  _lab_poll_log broker 'used up its 4000000 relayed bytes' 10000 ||
+    fail "$label: the broker did not log the cap"
+  _lab_poll_log alice 'relay cap was reached' 10000 ||
+    fail "$label: alice did not say that the relay cap was reached"
+  running alice || fail "$label: alice exited"
+  running bob || fail "$label: bob exited"
+  running broker || fail "$label: the broker exited"
+  CASE_RESULT="relay cap hit: $(grep -m1 -o 'relay: .*used up.*' "$WORK/broker.log"); alice: $(grep -m1 -o 'connection to bob closed.*' "$WORK/alice.log")"
+  stop alice
+  stop bob
+  stop broker
+  [[ ${EXIT_STATUS[broker]} == 0 ]] || fail "$label: the broker exited with ${EXIT_STATUS[broker]}"
 }
 
 # _lab_case_broker_check TUNNEL_BYTES: stop the clients, then the broker;

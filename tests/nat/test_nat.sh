@@ -72,6 +72,11 @@ CASES=(
   "roam: the receiving side's mappings are flushed|roam cone cone flush-b 200M"
   "roam: alice moves to another LAN address|roam cone cone move-a 200M"
   "roam: bob SIGKILLed and restarted within 1 s|roam cone cone restart-b 50M"
+  "symmetric/symmetric relayed|run symmetric symmetric --relay nocap --expect relay --bytes 10M"
+  "cone/cone, UDP between the NATs blocked: relayed|run cone cone --relay nocap --block-udp yes --expect relay --bytes 10M"
+  "symmetric/cone relayed, the relay flips bits|run symmetric cone --relay tamper --block-udp yes --expect relay --bytes 10M"
+  "cone/cone relayed, relay cap exceeded|run cone cone --relay cap --block-udp yes --expect relay --bytes 10M"
+  "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
 )
 CASE_TIMEOUT=150
 
