@@ -1,12 +1,13 @@
 /* libFuzzer target: the raw datagrams anyone can send to a client's or a
  * broker's UDP socket besides QUIC: hole-punching probes and replies
- * (src/punch.c) and NAT mapping-check requests and replies
- * (src/mapping.c). */
+ * (src/punch.c), NAT mapping-check requests and replies (src/mapping.c),
+ * and the relay's datagram header (src/relay_wire.h). */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "mapping.h"
 #include "punch.h"
+#include "relay_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t nonce[NT_PUNCH_NONCE_LEN], mnonce[NT_MAPPING_NONCE_LEN];
@@ -16,6 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   if (type && size != NT_PUNCH_PACKET_LEN) {
+    abort();
+  }
+  const uint8_t *token = NULL;
+  int rtype = nt_relay_hdr_decode(data, size, &token);
+  if (rtype != 0 &&
+      (rtype < NT_RELAY_DATA || rtype > NT_RELAY_CLOSED || token != data + 1 ||
+       size < NT_RELAY_HDR_LEN)) {
     abort();
   }
   if (nt_mapping_decode_request(data, size, mnonce) &&
