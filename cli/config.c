@@ -506,6 +506,22 @@ static int parse_timeout(const char *s, unsigned *out) {
 
 /* ---- keys ---- */
 
+/* A decimal count |min|..|max| (digits only, no sign). Returns 0 and sets
+ * *out, or -1. */
+static int parse_count(const char *value, unsigned long min,
+                       unsigned long max, unsigned long *out) {
+  unsigned long v = 0;
+  const char *d = value;
+  for (; *d >= '0' && *d <= '9' && v <= max; d++) {
+    v = v * 10 + (unsigned long)(*d - '0');
+  }
+  if (*value == '\0' || *d != '\0' || v < min || v > max) {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
 static int set_string(parser *p, char **field, size_t *set, const char *value) {
   char *copy = strdup(value);
   if (copy == NULL) {
@@ -722,13 +738,9 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
   case KEY_MAX_PENDING:
   case KEY_MAX_PER_ADDRESS:
   case KEY_RETRY_ABOVE: {
-    unsigned long v = 0;
-    const char *d = value;
+    unsigned long v;
     unsigned long min = key == KEY_RETRY_ABOVE ? 0 : 1;
-    for (; *d >= '0' && *d <= '9' && v <= 1000000; d++) {
-      v = v * 10 + (unsigned long)(*d - '0');
-    }
-    if (*value == '\0' || *d != '\0' || v < min || v > 1000000) {
+    if (parse_count(value, min, 1000000, &v) != 0) {
       return fail(p, "bad %s \"%s\": expected a number %lu..1000000%s",
                   key_names[key], quoted, min, hash_hint(value));
     }
@@ -738,12 +750,8 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
   }
   case KEY_MAX_COMMANDS:
   case KEY_MAX_COMMANDS_PER_PEER: {
-    unsigned long v = 0;
-    const char *d = value;
-    for (; *d >= '0' && *d <= '9' && v <= 100000; d++) {
-      v = v * 10 + (unsigned long)(*d - '0');
-    }
-    if (*value == '\0' || *d != '\0' || v < 1 || v > 100000) {
+    unsigned long v;
+    if (parse_count(value, 1, 100000, &v) != 0) {
       return fail(p, "bad %s \"%s\": expected a number 1..100000%s",
                   key_names[key], quoted, hash_hint(value));
     }

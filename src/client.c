@@ -161,9 +161,10 @@ static void send_check_in(natter_client *c) {
   send_control(c, &msg);
 }
 
-/* nt_peer_callbacks.request: a ConnectRequest for |name|. */
-static uint32_t request_peer(const char *name, void *ud) {
-  natter_client *c = ud;
+/* A ConnectRequest for |name| (with |refresh|: punch again for the
+ * connection we have). Returns its id, or 0 while not checked in. */
+static uint32_t send_connect_request(natter_client *c, const char *name,
+                                     int refresh) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
 
@@ -175,31 +176,21 @@ static uint32_t request_peer(const char *name, void *ud) {
   }
   req.request_id = c->next_request_id;
   req.peer = (char *)name;
+  req.refresh = refresh;
   msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
   msg.connect_request = &req;
   send_control(c, &msg);
   return req.request_id;
 }
 
-/* nt_peer_callbacks.refresh: ConnectRequest.refresh for |name|. */
-static int refresh_peer(const char *name, void *ud) {
-  natter_client *c = ud;
-  Natter__Control msg = NATTER__CONTROL__INIT;
-  Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
+/* nt_peer_callbacks.request */
+static uint32_t request_peer(const char *name, void *ud) {
+  return send_connect_request(ud, name, 0);
+}
 
-  if (!c->checked_in) {
-    return 0;
-  }
-  if (++c->next_request_id == 0) {
-    c->next_request_id = 1;
-  }
-  req.request_id = c->next_request_id;
-  req.peer = (char *)name;
-  req.refresh = 1;
-  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
-  msg.connect_request = &req;
-  send_control(c, &msg);
-  return 1;
+/* nt_peer_callbacks.refresh */
+static int refresh_peer(const char *name, void *ud) {
+  return send_connect_request(ud, name, 1) != 0;
 }
 
 /* The broker's notice about a peer we were introduced to. */
