@@ -1078,6 +1078,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   epcfg.keepalive_ms = 0; /* clients keep their own mappings alive */
   epcfg.retry_above_per_s = cfg->retry_above_per_s;
   epcfg.small_packets = 1; /* control messages only: small and many */
+  epcfg.rcvbuf_bytes = 32 * 1024 * 1024; /* ~25,000 Initials of a storm */
   rv = nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "broker: %s", err);

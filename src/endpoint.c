@@ -494,7 +494,14 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   }
   /* Large socket buffers absorb bursts; the kernel caps them at rmem_max. */
-  setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+  /* A broker's check-in storm arrives all at once: a larger receive
+   * buffer where we may have one (SO_RCVBUFFORCE needs CAP_NET_ADMIN;
+   * otherwise net.core.rmem_max caps SO_RCVBUF). */
+  int rcvbuf = cfg->rcvbuf_bytes > bufsize ? cfg->rcvbuf_bytes : bufsize;
+  if (setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,
+                 sizeof(rcvbuf)) != 0) {
+    setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  }
   setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
   int seg = NT_MAX_UDP_PAYLOAD;
   ep->gso_ok =

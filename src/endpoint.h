@@ -108,6 +108,7 @@ typedef struct nt_endpoint_config {
   uint64_t keepalive_ms;       /* PING when quiet this long; 0: none */
   unsigned retry_above_per_s;  /* more new connections a second than this
                                   get a QUIC Retry first; 0: never */
+  int rcvbuf_bytes;            /* socket receive buffer wanted; 0: 4 MiB */
   int small_packets;           /* never the 64 KiB loopback datagrams, and
                                   ask peers for none: a broker's thousands
                                   of connections then keep small receive
