@@ -672,6 +672,11 @@ static void watch_start(nt_conn *conn) {
   }
 }
 
+void nt_conn_set_keepalive(nt_conn *conn, uint64_t ms) {
+  ngtcp2_conn_set_keep_alive_timeout(conn->qc, ms * NGTCP2_MILLISECONDS);
+  arm_timer(conn);
+}
+
 uint64_t nt_conn_silent_ms(const nt_conn *conn) {
   return (nt_timestamp() - conn->last_rx_ns) / NGTCP2_MILLISECONDS;
 }

@@ -183,6 +183,9 @@ int nt_conn_is_established(const nt_conn *conn);
  * PTO probe), e.g. after a fresh hole punch reopened the path, instead of
  * waiting out the backed-off timer. */
 void nt_conn_kick(nt_conn *conn);
+/* PING after |ms| of silence on this connection (the endpoint's
+ * keepalive_ms is the default). */
+void nt_conn_set_keepalive(nt_conn *conn, uint64_t ms);
 /* Milliseconds since the last authenticated packet from the peer. */
 uint64_t nt_conn_silent_ms(const nt_conn *conn);
 /* 1 while the connection's current path goes through the relay. */
