@@ -48,6 +48,10 @@ typedef enum key_id {
   KEY_MAX_PENDING,
   KEY_MAX_PER_ADDRESS,
   KEY_RETRY_ABOVE,
+  KEY_RELAY,
+  KEY_RELAY_RATE,
+  KEY_RELAY_TOTAL,
+  KEY_NO_RELAY,
   KEY_COUNT
 } key_id;
 
@@ -78,6 +82,10 @@ static const char *const key_names[KEY_COUNT] = {
     "max-pending",
     "max-per-address",
     "retry-above",
+    "relay",
+    "relay-rate",
+    "relay-total",
+    "no-relay",
 };
 
 /* State of one cli_config_parse() call. */
@@ -676,6 +684,41 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     c->log_level_set = p->line;
     return 0;
+  case KEY_RELAY:
+  case KEY_NO_RELAY: {
+    int *flag = key == KEY_RELAY ? &c->relay : &c->no_relay;
+    if (parse_bool(value, flag) != 0) {
+      return fail(p,
+                  "bad %s \"%s\": expected yes or no (or true/false, "
+                  "on/off, 1/0)%s",
+                  key_names[key], quoted, hash_hint(value));
+    }
+    if (key == KEY_RELAY) {
+      c->relay_set = p->line;
+    } else {
+      c->no_relay_set = p->line;
+    }
+    return 0;
+  }
+  case KEY_RELAY_RATE:
+  case KEY_RELAY_TOTAL: {
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(value, &end, 10);
+    if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0) {
+      return fail(p, "bad %s \"%s\": expected a number of bytes (0: no cap)%s",
+                  key_names[key], quoted, hash_hint(value));
+    }
+    if (key == KEY_RELAY_RATE) {
+      c->relay_rate = v;
+      c->relay_rate_set = p->line;
+    } else {
+      c->relay_total = v;
+      c->relay_total_set = p->line;
+    }
+    return 0;
+  }
   case KEY_LISTEN:
     if (parse_bool(value, &c->listen) != 0) {
       return fail(p,
@@ -809,6 +852,14 @@ static size_t line_set(const cli_config *c, key_id key) {
     return c->log_level_set;
   case KEY_LISTEN:
     return c->listen_set;
+  case KEY_RELAY:
+    return c->relay_set;
+  case KEY_NO_RELAY:
+    return c->no_relay_set;
+  case KEY_RELAY_RATE:
+    return c->relay_rate_set;
+  case KEY_RELAY_TOTAL:
+    return c->relay_total_set;
   case KEY_PORT:
     return c->port_set;
   case KEY_TOKEN_FILE:
@@ -905,7 +956,8 @@ static int parse_line(parser *p, char *buf) {
         "allow-command, forward, allow-peer, token-file, registry, "
         "name-expiry, admitted-keys, max-commands, "
         "max-commands-per-peer, metrics, admin, log-format, max-clients, "
-        "max-pending, max-per-address, retry-above",
+        "max-pending, max-per-address, retry-above, relay, relay-rate, "
+        "relay-total, no-relay",
         quoted);
   }
 

@@ -51,6 +51,10 @@
  *   max-per-address = N         broker: from one IP address, 1..1000000
  *   retry-above = N             broker: new connections/s before QUIC
  *                               Retry, 0..1000000 (0: never)
+ *   relay = BOOL                broker: relay peers that cannot punch
+ *   relay-rate = BYTES          broker: relayed bytes a second per client
+ *   relay-total = BYTES         broker: relayed bytes per client in all
+ *   no-relay = BOOL             client: never through the relay
  *
  * Single-valued keys may appear once each ("duplicate key" otherwise);
  * allow, allow-command, allow-peer, admin and forward up to
@@ -138,6 +142,10 @@ typedef struct cli_config {
   long broker_limit[4]; /* max-clients, max-pending, max-per-address,
                            retry-above */
   size_t broker_limit_set[4];
+  int relay, no_relay; /* broker; client */
+  size_t relay_set, no_relay_set;
+  unsigned long long relay_rate, relay_total; /* broker; 0: no cap */
+  size_t relay_rate_set, relay_total_set;
   char *metrics; /* "IP:PORT" */
   size_t metrics_set;
   char *log_format; /* "text" or "json" */

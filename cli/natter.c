@@ -882,6 +882,20 @@ int main(int argc, char **argv) {
     o.name_expiry_s = file.name_expiry_s;
     o.name_expiry_given = 1;
   }
+  if (!o.relay && file.relay_set) {
+    o.relay = file.relay;
+  }
+  if (!o.no_relay && file.no_relay_set) {
+    o.no_relay = file.no_relay;
+  }
+  if (!o.relay_rate_given && file.relay_rate_set) {
+    o.relay_rate = file.relay_rate;
+    o.relay_rate_given = 1;
+  }
+  if (!o.relay_total_given && file.relay_total_set) {
+    o.relay_total = file.relay_total;
+    o.relay_total_given = 1;
+  }
   for (int i = 0; i < 4; i++) {
     if (o.broker_limit[i] < 0 && file.broker_limit_set[i]) {
       o.broker_limit[i] = file.broker_limit[i];

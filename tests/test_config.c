@@ -327,6 +327,28 @@ static void test_allow_rules(void) {
   }
 }
 
+/* The broker's limits and relay, and a client's -no-relay, as keys. */
+static void test_broker_keys(void) {
+  cli_config c;
+  parse_ok(&c, "max-clients = 20000\nmax-pending = 100\n"
+               "max-per-address = 64\nretry-above = 0\nrelay = yes\n"
+               "relay-rate = 1000\nrelay-total = 0\nno-relay = on\n");
+  CHECK(c.broker_limit[0] == 20000 && c.broker_limit_set[0] == 1);
+  CHECK(c.broker_limit[1] == 100 && c.broker_limit[2] == 64);
+  CHECK(c.broker_limit[3] == 0 && c.broker_limit_set[3] == 4);
+  CHECK(c.relay == 1 && c.relay_set == 5);
+  CHECK(c.relay_rate == 1000 && c.relay_rate_set == 6);
+  CHECK(c.relay_total == 0 && c.relay_total_set == 7);
+  CHECK(c.no_relay == 1 && c.no_relay_set == 8);
+  cli_config_free(&c);
+  parse_bad("max-clients = 0\n", 1, "expected a number 1..1000000");
+  parse_bad("max-pending = 1000001\n", 1, "expected a number 1..1000000");
+  parse_bad("retry-above = -1\n", 1, "expected a number 0..1000000");
+  parse_bad("relay = maybe\n", 1, "bad relay \"maybe\": expected yes or no");
+  parse_bad("relay-rate = 1M\n", 1, "expected a number of bytes");
+  parse_bad("relay = yes\nrelay = no\n", 2, "duplicate key \"relay\"");
+}
+
 static void test_duplicates(void) {
   static const char *const keys[] = {
       "server = :1",        "name = a",    "broker = h:1",     "identity = f",
@@ -1064,6 +1086,7 @@ int main(void) {
       {"every_key", test_every_key},
       {"empty_and_unset", test_empty_and_unset},
       {"values", test_values},
+      {"broker_keys", test_broker_keys},
       {"errors", test_errors},
       {"allow_rules", test_allow_rules},
       {"duplicates", test_duplicates},
