@@ -19,7 +19,8 @@ rows=()
 rc=0
 for n in "${sizes[@]}"; do
   echo "scale_bench: $n clients ..." >&2
-  out=$(timeout 600 "$SCALE" --clients "$n" --pairs 50 --idle 10) || rc=1
+  # Idle over two keepalive periods (20 s each), so every client PINGs.
+  out=$(timeout 600 "$SCALE" --clients "$n" --pairs 50 --idle 40) || rc=1
   echo "  $out" >&2
   rows+=("$out")
 done
