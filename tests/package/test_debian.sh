@@ -65,6 +65,13 @@ if [[ -n $gone ]]; then
   printf '  bump the SONAME (see debian/README.source).\n' >&2
   status=1
 fi
+# dpkg-gensymbols writes them sorted (C locale): a file in another order
+# differs from the package's own, which the .deb install test compares.
+if ! LC_ALL=C sort -c <(grep '^ ' "$symbols") 2>/dev/null; then
+  printf 'FAIL: %s is not sorted; sort its symbol lines with LC_ALL=C sort\n' \
+    "debian/$pkg.symbols" >&2
+  status=1
+fi
 ((status == 0)) || exit 1
 say "symbols: the $(wc -l <<<"$exported") exported by libnatter.so are those debian/$pkg.symbols lists"
 say "debian: all passed"
