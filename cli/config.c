@@ -684,20 +684,23 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     c->log_level_set = p->line;
     return 0;
+  case KEY_LISTEN:
   case KEY_RELAY:
   case KEY_NO_RELAY: {
-    int *flag = key == KEY_RELAY ? &c->relay : &c->no_relay;
+    /* The yes/no keys: one parse, one message. */
+    int *flag = key == KEY_LISTEN  ? &c->listen
+                : key == KEY_RELAY ? &c->relay
+                                   : &c->no_relay;
+    size_t *set = key == KEY_LISTEN  ? &c->listen_set
+                  : key == KEY_RELAY ? &c->relay_set
+                                     : &c->no_relay_set;
     if (parse_bool(value, flag) != 0) {
       return fail(p,
                   "bad %s \"%s\": expected yes or no (or true/false, "
                   "on/off, 1/0)%s",
                   key_names[key], quoted, hash_hint(value));
     }
-    if (key == KEY_RELAY) {
-      c->relay_set = p->line;
-    } else {
-      c->no_relay_set = p->line;
-    }
+    *set = p->line;
     return 0;
   }
   case KEY_RELAY_RATE:
@@ -719,15 +722,6 @@ static int set_key(parser *p, key_id key, const char *value, int was_quoted) {
     }
     return 0;
   }
-  case KEY_LISTEN:
-    if (parse_bool(value, &c->listen) != 0) {
-      return fail(p,
-                  "bad listen \"%s\": expected yes or no (or true/false, "
-                  "on/off, 1/0)%s",
-                  quoted, hash_hint(value));
-    }
-    c->listen_set = p->line;
-    return 0;
   case KEY_PORT:
     c->port = natter_port_parse(value);
     if (c->port == 0) {
