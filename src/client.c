@@ -24,7 +24,8 @@
 
 #define PROTOCOL_VERSION 1
 #define BROKER_HANDSHAKE_TIMEOUT_MS 5000
-#define BROKER_KEEPALIVE_MS 20000 /* on the broker connection; see broker_connect */
+#define BROKER_KEEPALIVE_MS                                                    \
+  20000 /* on the broker connection; see broker_connect */
 #define MAX_RECONNECT_DELAY_S 30
 
 static void broker_connect(natter_client *c);
@@ -624,11 +625,11 @@ static int client_accept(nt_endpoint *ep, const struct sockaddr *from,
 
 static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen,
-                            void *ud) {
+                            int sock, void *ud) {
   (void)ep;
-  if (!handle_mapping_reply(ud, data, len)) {
+  if (sock || !handle_mapping_reply(ud, data, len)) {
     natter_client *c = ud;
-    nt_peers_on_datagram(c->peers, data, len, from, fromlen);
+    nt_peers_on_datagram(c->peers, data, len, from, fromlen, sock);
   }
 }
 

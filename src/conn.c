@@ -375,6 +375,15 @@ static nt_close_reason reason_from_liberr(nt_conn *conn, int liberr) {
   }
 }
 
+/* The address of the socket this connection runs on. */
+static const nt_addr *conn_local(const nt_conn *conn) {
+  return conn->aux ? &conn->aux->local : &conn->ep->local;
+}
+
+int nt_conn_socket(const nt_conn *conn) {
+  return conn->aux ? conn->aux->id : 0;
+}
+
 /* Every packet leaves through here: to the relay framed with our channel
  * token, elsewhere as it is. */
 /* Sends packets to |to|: through the relay, framed with the channel's
@@ -388,8 +397,8 @@ static void conn_send_to(nt_conn *conn, const nt_addr *to, const uint8_t *buf,
     nt_endpoint_send_relayed(ep, conn->relay_token, buf, len, segsize);
     return;
   }
-  nt_endpoint_send_packets(ep, buf, len, segsize,
-                           (const struct sockaddr *)&to->ss, to->len);
+  nt_endpoint_send_packets(ep, conn->aux ? conn->aux->fd : ep->fd, buf, len,
+                           segsize, (const struct sockaddr *)&to->ss, to->len);
 }
 
 static void conn_send(nt_conn *conn, const uint8_t *buf, size_t len,
@@ -886,6 +895,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   conn->ep = ep;
   conn->is_server = is_server;
+  conn->aux = ep->new_aux;
   if (cbs) {
     conn->cbs = *cbs;
   }
@@ -977,7 +987,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   if (nt_random_bytes(scid.data, scid.datalen) != 0) {
     goto fail;
   }
-  const nt_addr *local = conn->relay_on ? &ep->relay_local : &ep->local;
+  const nt_addr *local = conn->relay_on ? &ep->relay_local : conn_local(conn);
   ngtcp2_path path = {
       {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
@@ -1034,6 +1044,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   return 0;
 fail:
   conn->cbs.closed = NULL;
+  conn->aux = NULL; /* not taken over: the caller's still */
   release(conn);
   return err;
 }
@@ -1063,8 +1074,8 @@ static void sync_remote(nt_conn *conn) {
  * gets a new one (ngtcp2 only lets a client migrate to another local
  * address, RFC 9000 §9), which lets the dialling side follow a listener
  * whose public address changed. */
-static void local_tag(const nt_endpoint *ep, uint32_t gen, nt_addr *out) {
-  *out = ep->local;
+static void local_tag(const nt_conn *conn, uint32_t gen, nt_addr *out) {
+  *out = *conn_local(conn);
   if (out->ss.ss_family == AF_INET) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
     sin->sin_addr.s_addr ^= htonl(gen);
@@ -1096,7 +1107,7 @@ static void conn_follow(nt_conn *conn, const struct sockaddr *from,
     return;
   }
   conn->path_gen++;
-  local_tag(conn->ep, conn->path_gen, &conn->mig_local);
+  local_tag(conn, conn->path_gen, &conn->mig_local);
   memcpy(&conn->mig_remote.ss, from, fromlen);
   conn->mig_remote.len = fromlen;
   ngtcp2_path path = {
@@ -1218,7 +1229,6 @@ int nt_conn_is_relayed(const nt_conn *conn) {
 }
 
 int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
-  nt_endpoint *ep = conn->ep;
   if (conn->is_server || conn->closing || !conn->established ||
       tolen > sizeof(conn->remote.ss)) {
     return -1;
@@ -1226,8 +1236,9 @@ int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
   nt_addr old = conn->remote;
   memcpy(&conn->remote.ss, to, tolen);
   conn->remote.len = tolen;
+  const nt_addr *local = conn_local(conn);
   ngtcp2_path path = {
-      {(struct sockaddr *)&ep->local.ss, ep->local.len},
+      {(struct sockaddr *)&local->ss, local->len},
       {(struct sockaddr *)&conn->remote.ss, conn->remote.len},
       NULL,
   };

@@ -6,6 +6,7 @@ _Static_assert(NT_RETRY_SCID_LEN == NT_SCID_LEN,
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ uint64_t nt_timestamp(void) {
 uint64_t nt_monotonic_ns(void) {
   return nt_timestamp();
 }
+
+static void aux_adopt(nt_aux_sock *aux, nt_conn *conn);
 
 static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid, size_t cidlen) {
   nt_cid_entry *e = nt_hashmap_get(&ep->cids, cid, cidlen);
@@ -87,6 +90,10 @@ void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn) {
     TAILQ_REMOVE(&ep->dirty, conn, dirty_link);
     conn->dirty = 0;
   }
+  if (conn->aux) {
+    nt_endpoint_aux_release(ep, conn->aux);
+    conn->aux = NULL;
+  }
   LIST_REMOVE(conn, ep_link);
 }
 
@@ -98,7 +105,7 @@ static void mark_dirty(nt_endpoint *ep, nt_conn *conn) {
   }
 }
 
-static int send_one(nt_endpoint *ep, const uint8_t *buf, size_t len,
+static int send_one(nt_endpoint *ep, int fd, const uint8_t *buf, size_t len,
                     size_t segsize, const struct sockaddr *to,
                     socklen_t tolen) {
   struct iovec iov = {(void *)buf, len};
@@ -126,7 +133,7 @@ static int send_one(nt_endpoint *ep, const uint8_t *buf, size_t len,
   }
   ssize_t n;
   do {
-    n = sendmsg(ep->fd, &msg, 0);
+    n = sendmsg(fd, &msg, 0);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     return -errno;
@@ -135,14 +142,14 @@ static int send_one(nt_endpoint *ep, const uint8_t *buf, size_t len,
   return 0;
 }
 
-void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
-                              size_t segsize, const struct sockaddr *to,
-                              socklen_t tolen) {
+void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
+                              size_t len, size_t segsize,
+                              const struct sockaddr *to, socklen_t tolen) {
   if (len == 0) {
     return;
   }
   if (len > segsize && ep->gso_ok) {
-    int rv = send_one(ep, buf, len, segsize, to, tolen);
+    int rv = send_one(ep, fd, buf, len, segsize, to, tolen);
     if (rv == 0 || rv == -EAGAIN || rv == -ENOBUFS) {
       /* A full socket buffer drops the batch: QUIC loss recovery resends. */
       return;
@@ -155,7 +162,7 @@ void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
   }
   for (size_t off = 0; off < len; off += segsize) {
     size_t n = len - off < segsize ? len - off : segsize;
-    if (send_one(ep, buf + off, n, 0, to, tolen) == -EAGAIN) {
+    if (send_one(ep, fd, buf + off, n, 0, to, tolen) == -EAGAIN) {
       return;
     }
   }
@@ -169,7 +176,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
   for (size_t off = 0; off < len; off += segsize) {
     size_t n = len - off < segsize ? len - off : segsize;
     if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
-      nt_endpoint_send_packets(ep, ep->relaybuf, out, oseg,
+      nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
                                (struct sockaddr *)&ep->relay.ss, ep->relay.len);
       out = 0;
     }
@@ -177,7 +184,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     memcpy(ep->relaybuf + out + NT_RELAY_HDR_LEN, buf + off, n);
     out += NT_RELAY_HDR_LEN + n;
   }
-  nt_endpoint_send_packets(ep, ep->relaybuf, out, oseg,
+  nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
                            (struct sockaddr *)&ep->relay.ss, ep->relay.len);
 }
 
@@ -201,14 +208,15 @@ int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
 
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
                        const struct sockaddr *to, socklen_t tolen) {
-  return send_one(ep, data, len, 0, to, tolen) == 0 ? 0 : NATTER_ERR_SOCKET;
+  return send_one(ep, ep->fd, data, len, 0, to, tolen) == 0 ? 0
+                                                            : NATTER_ERR_SOCKET;
 }
 
 /* A stateless CONNECTION_CLOSE (CONNECTION_REFUSED, RFC 9000 §20.1) in
  * an Initial, with |reason|: no connection state is kept. It is far
  * smaller than the 1200-byte Initial that caused it (RFC 9000 §8.1: no
  * amplification). */
-static void refuse_initial(nt_endpoint *ep, const ngtcp2_pkt_hd *hd,
+static void refuse_initial(nt_endpoint *ep, int fd, const ngtcp2_pkt_hd *hd,
                            const char *reason, const struct sockaddr *to,
                            socklen_t tolen) {
   uint8_t buf[512];
@@ -217,7 +225,7 @@ static void refuse_initial(nt_endpoint *ep, const ngtcp2_pkt_hd *hd,
       buf, sizeof(buf), hd->version, &hd->scid, &hd->dcid,
       NGTCP2_CONNECTION_REFUSED, (const uint8_t *)reason, reasonlen);
   if (n > 0) {
-    nt_endpoint_sendto(ep, buf, (size_t)n, to, tolen);
+    send_one(ep, fd, buf, (size_t)n, 0, to, tolen);
   }
 }
 
@@ -281,16 +289,19 @@ static void handle_relayed(nt_endpoint *ep, uint8_t *data, size_t len,
   mark_dirty(ep, conn);
 }
 
-static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
-                            const struct sockaddr *from, socklen_t fromlen) {
+static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
+                            size_t len, const struct sockaddr *from,
+                            socklen_t fromlen) {
   ngtcp2_version_cid vc;
   nt_conn *conn;
+  int fd = aux ? aux->fd : ep->fd;
 
   ep->rx_bytes += len;
   if (len == 0) {
     return;
   }
-  if (ep->relay.len && nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
+  if (!aux && ep->relay.len &&
+      nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
     /* The relay has a port of its own: nothing else comes from there. */
     handle_relayed(ep, data, len, from, fromlen);
     return;
@@ -300,7 +311,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
      * always offers grease_quic_bit, RFC 9287): a punch packet. */
     if (ep->cfg.callbacks->datagram) {
       ep->cfg.callbacks->datagram(ep, data, len, from, fromlen,
-                                  ep->cfg.user_data);
+                                  aux ? aux->id : 0, ep->cfg.user_data);
     }
     return;
   }
@@ -316,7 +327,8 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     return;
   }
   ngtcp2_pkt_hd hd;
-  if (ngtcp2_accept(&hd, data, len) != 0) {
+  if (ngtcp2_accept(&hd, data, len) != 0 || (aux && aux->conn)) {
+    /* An extra socket carries one connection at most. */
     ep->dropped++;
     return;
   }
@@ -329,7 +341,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
                      &answerlen);
   if (v == NT_RETRY_ANSWERED) {
     if (answerlen) {
-      nt_endpoint_sendto(ep, answer, answerlen, from, fromlen);
+      send_one(ep, fd, answer, answerlen, 0, from, fromlen);
     }
     return;
   }
@@ -340,7 +352,7 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
       !ep->cfg.callbacks->admit(ep, from, &refusal, ep->cfg.user_data)) {
     ep->dropped++;
     if (refusal) {
-      refuse_initial(ep, &hd, refusal, from, fromlen);
+      refuse_initial(ep, fd, &hd, refusal, from, fromlen);
     }
     return;
   }
@@ -348,12 +360,16 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     /* HTTP/3 beside natter: who takes the connection depends on the ALPN
      * of the ClientHello inside this Initial, so the owner is asked once
      * TLS has read it (nt_endpoint_route). */
-    if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
-                    v == NT_RETRY_VALIDATED ? &odcid : NULL, NULL, NULL,
-                    NULL) != 0) {
+    ep->new_aux = aux;
+    int rv2 =
+        nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
+                    v == NT_RETRY_VALIDATED ? &odcid : NULL, NULL, NULL, NULL);
+    ep->new_aux = NULL;
+    if (rv2 != 0) {
       ep->dropped++;
       return;
     }
+    aux_adopt(aux, conn);
     nt_conn_recv(conn, data, len, from, fromlen);
     mark_dirty(ep, conn);
     return;
@@ -363,13 +379,16 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
       !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
     ep->dropped++;
     if (params.refuse_reason) {
-      refuse_initial(ep, &hd, params.refuse_reason, from, fromlen);
+      refuse_initial(ep, fd, &hd, params.refuse_reason, from, fromlen);
     }
     return;
   }
-  if (nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
-                  v == NT_RETRY_VALIDATED ? &odcid : NULL, params.expected_fp,
-                  params.callbacks, params.user_data) != 0) {
+  ep->new_aux = aux;
+  rv = nt_conn_new(&conn, ep, 1, from, fromlen, &hd,
+                   v == NT_RETRY_VALIDATED ? &odcid : NULL, params.expected_fp,
+                   params.callbacks, params.user_data);
+  ep->new_aux = NULL;
+  if (rv != 0) {
     /* The owner already set up state for this connection: let it go. */
     if (params.callbacks->closed) {
       params.callbacks->closed(NULL, NT_CLOSE_ERROR, 0, "", params.user_data);
@@ -377,12 +396,13 @@ static void handle_datagram(nt_endpoint *ep, uint8_t *data, size_t len,
     ep->dropped++;
     return;
   }
+  aux_adopt(aux, conn);
   nt_conn_recv(conn, data, len, from, fromlen);
   mark_dirty(ep, conn);
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg) {
-  nt_endpoint *ep = arg;
+/* Reads what |fd| (the endpoint's socket, or |aux|) has. */
+static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
   struct mmsghdr msgs[NT_RECV_BATCH];
   struct iovec iovs[NT_RECV_BATCH];
   struct sockaddr_storage addrs[NT_RECV_BATCH];
@@ -406,6 +426,9 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       msgs[i].msg_hdr.msg_control = ctrl[i].buf;
       msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
     }
+    if (aux && aux->dead) {
+      break; /* its owner closed it meanwhile */
+    }
     int n = recvmmsg(fd, msgs, NT_RECV_BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) {
       break;
@@ -427,7 +450,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       uint8_t *p = iovs[i].iov_base;
       for (size_t off = 0; off < len; off += seg) {
         size_t m = len - off < seg ? len - off : seg;
-        handle_datagram(ep, p + off, m, (struct sockaddr *)&addrs[i],
+        handle_datagram(ep, aux, p + off, m, (struct sockaddr *)&addrs[i],
                         msgs[i].msg_hdr.msg_namelen);
         packets++;
       }
@@ -448,6 +471,160 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  read_socket(arg, NULL, fd);
+}
+
+/* ---- extra sockets (port prediction) ---- */
+
+static void aux_read_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_aux_sock *aux = arg;
+  (void)what;
+  read_socket(aux->ep, aux, fd);
+}
+
+/* Frees the extra sockets marked dead: from the loop, never under a read
+ * of the socket itself. */
+static void aux_reap_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_endpoint *ep = arg;
+  nt_aux_sock *a, *next;
+  (void)fd;
+  (void)what;
+  for (a = LIST_FIRST(&ep->aux); a; a = next) {
+    next = LIST_NEXT(a, link);
+    if (a->dead) {
+      LIST_REMOVE(a, link);
+      ep->naux--;
+      event_free(a->ev);
+      close(a->fd);
+      free(a);
+    }
+  }
+}
+
+static void aux_kill(nt_aux_sock *a) {
+  if (a->dead) {
+    return;
+  }
+  a->dead = 1;
+  a->owner = NULL;
+  a->conn = NULL;
+  event_del(a->ev);
+  event_active(a->ep->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void aux_adopt(nt_aux_sock *aux, nt_conn *conn) {
+  if (aux) {
+    aux->conn = conn;
+    aux->owner = NULL;
+  }
+}
+
+void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux) {
+  (void)ep;
+  aux_kill(aux);
+}
+
+unsigned nt_endpoint_aux_open(nt_endpoint *ep, void *owner, unsigned n) {
+  nt_addr any = ep->local;
+  unsigned opened = 0;
+  nt_addr_set_port((struct sockaddr *)&any.ss, 0);
+  while (opened < n && ep->naux < NT_ENDPOINT_MAX_AUX) {
+    nt_aux_sock *a = calloc(1, sizeof(*a));
+    if (!a) {
+      break;
+    }
+    a->fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (a->fd < 0) {
+      free(a);
+      break; /* out of descriptors: fewer sockets, fewer chances */
+    }
+    int one = 1;
+    if (ep->family == AF_INET6) {
+      setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    a->local.len = sizeof(a->local.ss);
+    if (bind(a->fd, (struct sockaddr *)&any.ss, any.len) != 0 ||
+        getsockname(a->fd, (struct sockaddr *)&a->local.ss, &a->local.len) !=
+            0) {
+      close(a->fd);
+      free(a);
+      break;
+    }
+    a->ev = event_new(ep->base, a->fd, EV_READ | EV_PERSIST, aux_read_cb, a);
+    if (!a->ev || event_add(a->ev, NULL) != 0) {
+      if (a->ev) {
+        event_free(a->ev);
+      }
+      close(a->fd);
+      free(a);
+      break;
+    }
+    a->ep = ep;
+    a->owner = owner;
+    if (ep->aux_next_id <= 0 || ep->aux_next_id == INT_MAX) {
+      ep->aux_next_id = 1;
+    }
+    a->id = ep->aux_next_id++;
+    LIST_INSERT_HEAD(&ep->aux, a, link);
+    ep->naux++;
+    opened++;
+  }
+  return opened;
+}
+
+static nt_aux_sock *aux_find(nt_endpoint *ep, int id) {
+  nt_aux_sock *a;
+  LIST_FOREACH(a, &ep->aux, link) {
+    if (a->id == id && !a->dead) {
+      return a;
+    }
+  }
+  return NULL;
+}
+
+void nt_endpoint_aux_send_all(nt_endpoint *ep, void *owner, const uint8_t *data,
+                              size_t len, const struct sockaddr *to,
+                              socklen_t tolen) {
+  nt_aux_sock *a;
+  LIST_FOREACH(a, &ep->aux, link) {
+    if (a->owner == owner && !a->dead && !a->conn) {
+      send_one(ep, a->fd, data, len, 0, to, tolen);
+    }
+  }
+}
+
+unsigned nt_endpoint_aux_count(const nt_endpoint *ep, const void *owner) {
+  const nt_aux_sock *a;
+  unsigned n = 0;
+  LIST_FOREACH(a, &ep->aux, link) {
+    n += a->owner == owner && !a->dead && !a->conn;
+  }
+  return n;
+}
+
+void nt_endpoint_aux_close(nt_endpoint *ep, void *owner, int keep) {
+  nt_aux_sock *a;
+  LIST_FOREACH(a, &ep->aux, link) {
+    if (a->owner == owner && !a->conn && a->id != keep) {
+      aux_kill(a);
+    }
+  }
+}
+
+int nt_endpoint_send_on(nt_endpoint *ep, int sock, const uint8_t *data,
+                        size_t len, const struct sockaddr *to,
+                        socklen_t tolen) {
+  nt_aux_sock *a = NULL;
+  if (sock && !(a = aux_find(ep, sock))) {
+    return NATTER_ERR_SOCKET;
+  }
+  return send_one(ep, a ? a->fd : ep->fd, data, len, 0, to, tolen) == 0
+             ? 0
+             : NATTER_ERR_SOCKET;
+}
+
 int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
                     const nt_endpoint_config *cfg, char *err, size_t errlen) {
   nt_endpoint *ep = calloc(1, sizeof(*ep));
@@ -464,6 +641,7 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   ep->fd = -1;
   ep->family = cfg->bind.ss.ss_family;
   LIST_INIT(&ep->conns);
+  LIST_INIT(&ep->aux);
   TAILQ_INIT(&ep->dirty);
   nt_chunk_pool_init(&ep->pool, 256);
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
@@ -529,7 +707,8 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   ep->local.len = sizeof(ep->local.ss);
   getsockname(ep->fd, (struct sockaddr *)&ep->local.ss, &ep->local.len);
   ep->read_ev = event_new(base, ep->fd, EV_READ | EV_PERSIST, read_cb, ep);
-  if (!ep->read_ev || event_add(ep->read_ev, NULL) != 0) {
+  ep->reap_ev = event_new(base, -1, 0, aux_reap_cb, ep);
+  if (!ep->read_ev || !ep->reap_ev || event_add(ep->read_ev, NULL) != 0) {
     snprintf(err, errlen, "cannot register UDP socket with the event loop");
     goto fail;
   }
@@ -549,6 +728,14 @@ void nt_endpoint_free(nt_endpoint *ep) {
     nt_conn_destroy(LIST_FIRST(&ep->conns));
   }
   nt_hashmap_clear(&ep->cids);
+  nt_aux_sock *a;
+  LIST_FOREACH(a, &ep->aux, link) {
+    a->dead = 1;
+  }
+  if (ep->reap_ev) {
+    aux_reap_cb(-1, 0, ep);
+    event_free(ep->reap_ev);
+  }
   if (ep->read_ev) {
     event_free(ep->read_ev);
   }
@@ -572,12 +759,27 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         socklen_t tolen, const uint8_t *expected_fp,
                         const nt_conn_callbacks *callbacks, void *user_data,
                         nt_conn **pconn) {
+  return nt_endpoint_connect_on(ep, 0, to, tolen, expected_fp, callbacks,
+                                user_data, pconn);
+}
+
+int nt_endpoint_connect_on(nt_endpoint *ep, int sock, const struct sockaddr *to,
+                           socklen_t tolen, const uint8_t *expected_fp,
+                           const nt_conn_callbacks *callbacks, void *user_data,
+                           nt_conn **pconn) {
   nt_conn *conn;
+  nt_aux_sock *aux = NULL;
+  if (sock && (!(aux = aux_find(ep, sock)) || aux->conn)) {
+    return NATTER_ERR_INVALID;
+  }
+  ep->new_aux = aux;
   int rv = nt_conn_new(&conn, ep, 0, to, tolen, NULL, NULL, expected_fp,
                        callbacks, user_data);
+  ep->new_aux = NULL;
   if (rv != 0) {
     return rv;
   }
+  aux_adopt(aux, conn);
   nt_conn_flush(conn);
   *pconn = conn;
   return 0;

@@ -77,9 +77,10 @@ typedef struct nt_endpoint_callbacks {
   int (*accept)(nt_endpoint *ep, const struct sockaddr *from,
                 nt_accept_params *params, void *user_data);
   /* A datagram too short to be QUIC for us (under 34 bytes): hole-punching
-   * probes are. */
+   * probes are. |sock| names the socket it came in on: 0 the endpoint's
+   * own, else an extra one (nt_endpoint_aux_open). */
   void (*datagram)(nt_endpoint *ep, const uint8_t *data, size_t len,
-                   const struct sockaddr *from, socklen_t fromlen,
+                   const struct sockaddr *from, socklen_t fromlen, int sock,
                    void *user_data);
   /* Optional, asked first for every new Initial, before any state is
    * made: return 1 to go on, or 0 to drop it (with *refuse_reason set, it
@@ -150,6 +151,42 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
                         socklen_t tolen, const uint8_t *expected_fp,
                         const nt_conn_callbacks *callbacks, void *user_data,
                         nt_conn **pconn);
+
+/* ---- extra sockets, for port prediction ----
+ *
+ * A NAT that maps every destination to a new random port (symmetric)
+ * cannot be reached at any port of it the broker saw. Each extra socket
+ * that sends to the peer makes that NAT open one more mapping that lets
+ * the peer's address in; with a few hundred of them, the peer's probes to
+ * random ports of our public address hit one within a few hundred tries
+ * (the birthday paradox). The peer connection then runs on the socket
+ * that was hit, and every other extra socket is closed: each connection
+ * still uses exactly one socket. Ids are > 0; 0 names the endpoint's own
+ * socket. */
+#define NT_ENDPOINT_MAX_AUX 512
+
+/* Opens up to |n| extra sockets for |owner| (fewer when descriptors or
+ * NT_ENDPOINT_MAX_AUX run out); returns how many. */
+unsigned nt_endpoint_aux_open(nt_endpoint *ep, void *owner, unsigned n);
+/* How many of |owner|'s extra sockets are open and carry no connection. */
+unsigned nt_endpoint_aux_count(const nt_endpoint *ep, const void *owner);
+/* Sends |data| to |to| from each of |owner|'s free extra sockets. */
+void nt_endpoint_aux_send_all(nt_endpoint *ep, void *owner, const uint8_t *data,
+                              size_t len, const struct sockaddr *to,
+                              socklen_t tolen);
+/* Closes |owner|'s extra sockets except |keep| and those a connection
+ * runs on (a connection's socket closes with the connection). */
+void nt_endpoint_aux_close(nt_endpoint *ep, void *owner, int keep);
+/* Sends one raw datagram from socket |sock| (0: the endpoint's own). */
+int nt_endpoint_send_on(nt_endpoint *ep, int sock, const uint8_t *data,
+                        size_t len, const struct sockaddr *to, socklen_t tolen);
+/* nt_endpoint_connect from socket |sock|: the connection takes it over. */
+int nt_endpoint_connect_on(nt_endpoint *ep, int sock, const struct sockaddr *to,
+                           socklen_t tolen, const uint8_t *expected_fp,
+                           const nt_conn_callbacks *callbacks, void *user_data,
+                           nt_conn **pconn);
+/* The socket a connection runs on: 0 the endpoint's own, else extra. */
+int nt_conn_socket(const nt_conn *conn);
 
 /* ---- the broker's relay (relay_wire.h) ---- */
 

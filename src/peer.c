@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mapping.h"
+#include "predict.h"
 #include "stream_header.h"
 
 typedef enum nt_peer_state {
@@ -61,6 +62,9 @@ struct nt_peer {
                                not relayed */
   nt_addr direct;           /* a punch answered from here while relayed */
   int have_direct;
+  /* Port prediction (predict.h) while punching. */
+  nt_predict predict;
+  int predicted; /* the path was found by it */
 };
 
 struct nt_peers {
@@ -137,6 +141,7 @@ void nt_peers_free(nt_peers *peers) {
     if (p->conn) {
       nt_conn_set_user_data(p->conn, NULL);
     }
+    nt_endpoint_aux_close(peers->env.ep, p, 0);
     event_free(p->timer);
     event_free(p->rp_timer);
     free(p);
@@ -223,6 +228,8 @@ static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
  * failed with |why| (NULL keeps them waiting). */
 static void peer_reset(nt_peer *p, int error, const char *why) {
   event_del(p->timer);
+  nt_endpoint_aux_close(ENV(p)->ep, p, 0);
+  p->predict.role = NT_PREDICT_NONE;
   p->state = NT_PEER_IDLE;
   p->have_probe_from = 0;
   p->relay_started = 0;
@@ -482,6 +489,66 @@ static void report_punch_failure(nt_peer *p) {
             them, seen, nt_mapping_name(p->mapping), advice);
 }
 
+/* ---- port prediction (predict.h) ---- */
+
+static void predict_start(nt_peer *p, int same_lan) {
+  const nt_peers_env *env = ENV(p);
+  uint8_t seed[8] = {0};
+  nt_predict_role role = nt_predict_role_for(env->self->mapping, p->mapping);
+  p->predicted = 0;
+  if (same_lan || !p->observed.len ||
+      p->observed.ss.ss_family != nt_endpoint_family(env->ep) ||
+      nt_random_bytes(seed, sizeof(seed)) != 0) {
+    role = NT_PREDICT_NONE;
+  }
+  nt_predict_init(&p->predict, role, p->meet_ns, seed);
+}
+
+static void predict_tick(nt_peer *p, uint64_t now) {
+  const nt_peers_env *env = ENV(p);
+  uint16_t ports[NT_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000];
+  uint8_t pkt[NT_PUNCH_PACKET_LEN];
+  char addr[NT_ADDR_STRLEN];
+  nt_predict_role role = p->predict.role;
+  int first =
+      role == NT_PREDICT_HARD ? p->predict.rounds == 0 : p->predict.sent == 0;
+  size_t n =
+      nt_predict_due(&p->predict, now, ports, sizeof(ports) / sizeof(ports[0]));
+  if (!n) {
+    return;
+  }
+  nt_punch_encode(pkt, NT_PUNCH_PROBE, p->punch.nonce);
+  if (role == NT_PREDICT_HARD) {
+    if (first) {
+      unsigned opened = nt_endpoint_aux_open(env->ep, p, NT_PREDICT_SOCKETS);
+      nt_info(env->log,
+              "%s: our NAT gives a new port per destination: opening %u "
+              "more sockets toward %s so that its probes can find one "
+              "(port prediction)",
+              p->name, opened,
+              nt_addr_str((struct sockaddr *)&p->observed.ss, addr));
+    }
+    nt_endpoint_aux_send_all(env->ep, p, pkt, sizeof(pkt),
+                             (struct sockaddr *)&p->observed.ss,
+                             p->observed.len);
+    return;
+  }
+  if (first) {
+    nt_info(env->log,
+            "%s: its NAT gives a new port per destination: probing up to %u "
+            "ports of %s at %u a second (port prediction)",
+            p->name, NT_PREDICT_BUDGET,
+            nt_addr_str((struct sockaddr *)&p->observed.ss, addr),
+            NT_PREDICT_RATE);
+  }
+  nt_addr to = p->observed;
+  for (size_t i = 0; i < n; i++) {
+    nt_addr_set_port((struct sockaddr *)&to.ss, ports[i]);
+    nt_endpoint_sendto(env->ep, pkt, sizeof(pkt), (struct sockaddr *)&to.ss,
+                       to.len);
+  }
+}
+
 /* ---- the relay, and the way back to a direct path ---- */
 
 static nt_peer *peer_by_relay_token(nt_peers *peers, const uint8_t *token) {
@@ -626,6 +693,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
   if (p->state == NT_PEER_PUNCHING) {
     int expired = nt_punch_on_expiry(&p->punch, now, punch_send, p);
+    predict_tick(p, now);
     if (p->relay.len && !p->relay_started && now >= p->relay_at_ns &&
         now < p->deadline_ns) {
       relay_start(p, now);
@@ -647,6 +715,9 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
       }
       if (p->relay_started && p->bind_next_ns < next) {
         next = p->bind_next_ns;
+      }
+      if (nt_predict_next(&p->predict) < next) {
+        next = nt_predict_next(&p->predict);
       }
       arm_peer_timer(p, next < p->deadline_ns ? next : p->deadline_ns);
       return;
@@ -840,6 +911,8 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
   p->have_probe_from = 0;
+  nt_endpoint_aux_close(env->ep, p, 0); /* a previous meeting's */
+  predict_start(p, same_lan);
   nt_punch_init(&p->punch, in->nonce, cands, n, nt_monotonic_ns(),
                 (uint64_t)env->connect_timeout_ms * 1000000ull);
   describe_candidates(p, desc, sizeof(desc));
@@ -862,12 +935,13 @@ static nt_peer *peer_by_nonce(nt_peers *peers, const uint8_t *nonce) {
 }
 
 void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
-                          const struct sockaddr *from, socklen_t fromlen) {
+                          const struct sockaddr *from, socklen_t fromlen,
+                          int sock) {
   const nt_peers_env *env = &peers->env;
   uint8_t nonce[NT_PUNCH_NONCE_LEN], reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
   int type = nt_punch_decode(data, len, nonce);
-  if (type && repunch_datagram(peers, type, nonce, from, fromlen)) {
+  if (type && !sock && repunch_datagram(peers, type, nonce, from, fromlen)) {
     return;
   }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
@@ -877,14 +951,27 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   if (type == NT_PUNCH_PROBE) {
     p->punch.probes_seen++;
-    nt_debug(env->log, "%s: probe <- %s, answering", p->name,
-             nt_addr_str(from, addr));
+    nt_debug(env->log, "%s: probe <- %s%s, answering", p->name,
+             nt_addr_str(from, addr), sock ? " (on a prediction socket)" : "");
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
-    nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
+    nt_endpoint_send_on(env->ep, sock, reply, sizeof(reply), from, fromlen);
     if (!p->have_probe_from) {
       memcpy(&p->probe_from.ss, from, fromlen);
       p->probe_from.len = fromlen;
       p->have_probe_from = 1;
+    }
+    if (sock) {
+      /* Its probe found one of our extra sockets: probe back from there,
+       * so that its answer arrives there too and proves the path. */
+      if (p->state == NT_PEER_PUNCHING) {
+        nt_info(env->log,
+                "%s: its probe from %s found one of our prediction "
+                "sockets",
+                p->name, nt_addr_str(from, addr));
+      }
+      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+      nt_endpoint_send_on(env->ep, sock, reply, sizeof(reply), from, fromlen);
+      return;
     }
     /* A peer-reflexive candidate (RFC 8445 §7.3.1.3): the peer's NAT
      * gave it a port the broker never saw (symmetric mapping). Its probe
@@ -904,6 +991,14 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   /* A reply: this candidate works both ways. */
   p->punch.replies_seen++;
+  /* Found by prediction: on an extra socket, or (probing a symmetric
+   * peer's ports) from a port the broker never saw. */
+  int predicted =
+      sock || (p->predict.role == NT_PREDICT_EASY &&
+               !has_candidate(p->punch.candidates, p->punch.ncandidates, from));
+  if (sock && p->state != NT_PEER_PUNCHING) {
+    return; /* the relay's upgrade uses the endpoint's own socket */
+  }
   if (p->initiator && p->relay_started && p->state != NT_PEER_PUNCHING) {
     if (p->state == NT_PEER_CONNECTED) {
       move_direct(p, from, fromlen);
@@ -917,11 +1012,13 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   if (!p->initiator || p->state != NT_PEER_PUNCHING) {
     return;
   }
-  nt_info(env->log, "%s: %s answered; connecting", p->name,
-          nt_addr_str(from, addr));
+  nt_info(env->log, "%s: %s answered%s; connecting", p->name,
+          nt_addr_str(from, addr),
+          predicted ? " (found by port prediction)" : "");
   p->state = NT_PEER_CONNECTING;
-  if (nt_endpoint_connect(env->ep, from, fromlen, p->key,
-                          &peer_conn_callbacks, p, &p->conn) != 0) {
+  p->predicted = predicted;
+  if (nt_endpoint_connect_on(env->ep, sock, from, fromlen, p->key,
+                             &peer_conn_callbacks, p, &p->conn) != 0) {
     p->conn = NULL;
     peer_fail(p, NATTER_ERR_SOCKET, "cannot start a connection to %s",
               p->name);
@@ -969,6 +1066,11 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   p->conn = conn;
   p->state = NT_PEER_CONNECTED;
   event_del(p->timer);
+  if (nt_conn_socket(conn)) {
+    p->predicted = 1;
+  }
+  /* The connection runs on one socket; any other extra one goes. */
+  nt_endpoint_aux_close(ENV(p)->ep, p, 0);
   uint64_t now = nt_monotonic_ns();
   unsigned long long ms = (now - p->meet_ns) / 1000000ull;
   if (nt_conn_is_relayed(conn)) {
@@ -983,8 +1085,9 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
     arm_peer_timer(p, p->upgrade_next_ns);
   } else {
     emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
-         "connected to %s at %s (direct, key verified, %llu ms)", p->name,
-         nt_addr_str(nt_conn_remote_addr(conn), addr), ms);
+         "connected to %s at %s (direct%s, key verified, %llu ms)", p->name,
+         nt_addr_str(nt_conn_remote_addr(conn), addr),
+         p->predicted ? " via port prediction" : "", ms);
   }
   start_waiting(p);
 }

@@ -133,7 +133,8 @@ void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,
                                 int error, const char *message);
 /* A non-QUIC datagram on the endpoint (hole-punching probes). */
 void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
-                          const struct sockaddr *from, socklen_t fromlen);
+                          const struct sockaddr *from, socklen_t fromlen,
+                          int sock);
 /* 1 when a connection from |from| would be a peer we are punching to
  * (nt_peers_accept would take it); changes nothing. */
 int nt_peers_expecting(nt_peers *peers, const struct sockaddr *from);

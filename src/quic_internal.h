@@ -46,6 +46,21 @@ LIST_HEAD(nt_cid_list, nt_cid_entry);
 LIST_HEAD(nt_conn_list, nt_conn);
 TAILQ_HEAD(nt_conn_queue, nt_conn);
 LIST_HEAD(nt_stream_list, nt_stream);
+
+/* An extra socket of the endpoint, for port prediction (endpoint.h): it
+ * belongs to |owner| until a connection runs on it, then to |conn|. */
+typedef struct nt_aux_sock {
+  nt_endpoint *ep;
+  int id; /* > 0; 0 names the endpoint's own socket */
+  int fd;
+  nt_addr local;
+  struct event *ev;
+  void *owner;
+  nt_conn *conn;
+  int dead; /* closed: freed from the loop (ep->reap_ev) */
+  LIST_ENTRY(nt_aux_sock) link;
+} nt_aux_sock;
+LIST_HEAD(nt_aux_list, nt_aux_sock);
 TAILQ_HEAD(nt_stream_queue, nt_stream);
 
 struct nt_endpoint {
@@ -79,6 +94,13 @@ struct nt_endpoint {
    * (set just before it). */
   uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];
   uint8_t relaybuf[NT_TXBUF_SIZE]; /* relay-framed copies of a batch */
+  /* Extra sockets (port prediction); the one nt_conn_new is creating a
+   * connection on (set just before it, NULL: the endpoint's own). */
+  struct nt_aux_list aux;
+  unsigned naux;
+  int aux_next_id;
+  nt_aux_sock *new_aux;
+  struct event *reap_ev;
 };
 
 struct nt_stream {
@@ -144,6 +166,8 @@ struct nt_conn {
   /* Packets to ep->relay go framed with this channel token. */
   int relay_on;
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  /* The extra socket this connection runs on (NULL: the endpoint's). */
+  nt_aux_sock *aux;
 };
 
 uint64_t nt_timestamp(void);
@@ -174,9 +198,12 @@ int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
                       nt_accept_params *params);
 /* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
  * back to back in |buf|, as one GSO write when possible. */
-void nt_endpoint_send_packets(nt_endpoint *ep, const uint8_t *buf, size_t len,
-                              size_t segsize, const struct sockaddr *to,
-                              socklen_t tolen);
+void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
+                              size_t len, size_t segsize,
+                              const struct sockaddr *to, socklen_t tolen);
+
+/* A connection on |aux| is gone: the socket goes with it. */
+void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
 
 /* Sends like nt_endpoint_send_packets, each packet framed for the relay
  * with |token| (relay_wire.h). */

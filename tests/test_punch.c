@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "mapping.h"
+#include "predict.h"
 #include "punch.h"
 #include "test.h"
 
@@ -144,7 +145,87 @@ static void test_garbage(void) {
   }
 }
 
+/* Who opens sockets and who probes: only a symmetric side facing an
+ * endpoint-independent one (and the other way round). */
+static void test_predict_roles(void) {
+  CHECK(nt_predict_role_for(NT_MAPPING_PER_DESTINATION,
+                            NT_MAPPING_ENDPOINT_INDEPENDENT) ==
+        NT_PREDICT_HARD);
+  CHECK(nt_predict_role_for(NT_MAPPING_ENDPOINT_INDEPENDENT,
+                            NT_MAPPING_PER_DESTINATION) == NT_PREDICT_EASY);
+  CHECK(nt_predict_role_for(NT_MAPPING_PER_DESTINATION,
+                            NT_MAPPING_PER_DESTINATION) == NT_PREDICT_NONE);
+  CHECK(nt_predict_role_for(NT_MAPPING_ENDPOINT_INDEPENDENT,
+                            NT_MAPPING_ENDPOINT_INDEPENDENT) ==
+        NT_PREDICT_NONE);
+  CHECK(nt_predict_role_for(NT_MAPPING_UNKNOWN, NT_MAPPING_PER_DESTINATION) ==
+        NT_PREDICT_NONE);
+  nt_predict pr;
+  uint8_t seed[8] = {0};
+  uint16_t ports[64];
+  nt_predict_init(&pr, NT_PREDICT_NONE, 0, seed);
+  CHECK(nt_predict_next(&pr) == UINT64_MAX);
+  CHECK(nt_predict_due(&pr, 1000 * MS, ports, 64) == 0);
+}
+
+/* The hard side: three rounds from every socket, after plain punching had
+ * its head start. */
+static void test_predict_hard(void) {
+  nt_predict pr;
+  uint8_t seed[8] = {1};
+  uint16_t ports[4];
+  nt_predict_init(&pr, NT_PREDICT_HARD, 1000 * MS, seed);
+  CHECK(nt_predict_next(&pr) == (1000 + NT_PREDICT_HARD_START_MS) * MS);
+  CHECK(nt_predict_due(&pr, 1000 * MS, ports, 4) == 0);
+  unsigned rounds = 0;
+  for (uint64_t t = 1000 * MS; t < 20000 * MS; t += 10 * MS) {
+    rounds += nt_predict_due(&pr, t, ports, 4) != 0;
+  }
+  CHECK(rounds == 3);
+  CHECK(nt_predict_next(&pr) == UINT64_MAX);
+}
+
+/* The easy side: the budget, the rate, each port once, none below 1024. */
+static void test_predict_easy(void) {
+  static uint8_t seen[65536];
+  uint16_t ports[64];
+  for (int trial = 0; trial < 20; trial++) {
+    nt_predict pr;
+    uint8_t seed[8];
+    for (int i = 0; i < 8; i++) {
+      seed[i] = (uint8_t)rand();
+    }
+    memset(seen, 0, sizeof(seen));
+    nt_predict_init(&pr, NT_PREDICT_EASY, 0, seed);
+    CHECK(nt_predict_next(&pr) == NT_PREDICT_EASY_START_MS * MS);
+    uint64_t t = 0, first = 0, last = 0;
+    size_t total = 0;
+    while (nt_predict_next(&pr) != UINT64_MAX && t < 60000 * MS) {
+      t = nt_predict_next(&pr);
+      size_t n = nt_predict_due(&pr, t, ports, 64);
+      CHECK(n > 0 && n <= NT_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000);
+      if (!first) {
+        first = t;
+      }
+      last = t;
+      for (size_t i = 0; i < n; i++) {
+        CHECK(ports[i] >= NT_PREDICT_PORT_MIN);
+        CHECK(!seen[ports[i]]);
+        seen[ports[i]] = 1;
+      }
+      total += n;
+    }
+    CHECK(total == NT_PREDICT_BUDGET);
+    /* No faster than NT_PREDICT_RATE a second. */
+    CHECK((last - first) / MS + NT_PREDICT_TICK_MS >=
+          (uint64_t)NT_PREDICT_BUDGET * 1000 / NT_PREDICT_RATE);
+  }
+}
+
 static const nt_test_case cases[] = {
+    {"predict_roles", test_predict_roles},
+    {"predict_hard", test_predict_hard},
+    {"predict_easy", test_predict_easy},
     {"schedule", test_schedule},
     {"too_many_candidates", test_too_many_candidates},
     {"packets", test_packets},

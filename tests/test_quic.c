@@ -432,7 +432,8 @@ static int on_accept(nt_endpoint *ep, const struct sockaddr *from,
 
 static void on_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                         const struct sockaddr *from, socklen_t fromlen,
-                        void *ud) {
+                        int sock, void *ud) {
+  (void)sock;
   fixture *fx = ud;
   if (ep == fx->ep_srv) {
     fx->dgrams_srv++;

@@ -41,7 +41,9 @@
 #         --bytes SIZE              bulk size each way (default 50M)
 #         --idle S                  then leave the tunnel idle S s and use it
 #                                   again (must be the same QUIC connection)
-#         --expect direct|fail|either   (default: direct)
+#         --expect direct|predicted|fail|either   (default: direct;
+#                                   predicted: direct, on a path port
+#                                   prediction found)
 #         --fail-within S           deadline for the failure (default 15),
 #                                   which must be alice's "hole punching to
 #                                   bob failed" naming the symmetric NAT
@@ -624,8 +626,8 @@ lab_case() {
     shift 2
   done
   [[ $expect == direct || $expect == fail || $expect == either ||
-    $expect == relay ]] ||
-    _lab_die "--expect: direct, fail, either or relay"
+    $expect == relay || $expect == predicted ]] ||
+    _lab_die "--expect: direct, predicted, fail, either or relay"
   local nbytes
   nbytes=$(_lab_bytes "$bytes")
   local label="$alice_nat/$bob_nat"
@@ -727,7 +729,7 @@ lab_case() {
       "$t_checkin" "$t_start" "$t_conn" "$t_first" "$t_echo" "$echo_rc"
     return 0
   fi
-  if [[ $expect == direct && $outcome != direct ]]; then
+  if [[ ($expect == direct || $expect == predicted) && $outcome != direct ]]; then
     _lab_show_punch alice
     _lab_show_punch bob
     _lab_show_routers
@@ -766,6 +768,18 @@ lab_case() {
   [[ $bnode == alice2 ]] && want_pub=${LAB_HOST[alice2]}
   [[ $conn_line =~ connected\ to\ bob\ at\ ${want_pub//./\\.}:[0-9]+\ \(direct ]] ||
     fail "$label: expected 'connected to bob at $want_pub:PORT (direct ...', got '$conn_line'"
+  if [[ $expect == predicted ]]; then
+    [[ $conn_line == *"direct via port prediction"* ]] ||
+      fail "$label: expected the path to be found by port prediction, got '$conn_line'"
+    # One socket per connection: every other prediction socket is gone.
+    local side
+    for side in alice bob; do
+      grep -q 'prediction sockets\|more sockets toward' "$WORK/$side.log" || continue
+      local nsock
+      nsock=$(lab_x "$side" ss -Huan 2>/dev/null | wc -l)
+      ((nsock <= 2)) || fail "$label: $side still has $nsock UDP sockets open after connecting"
+    done
+  fi
 
   # Bulk: alice -> bob into the sink (sha256 checked by tcpcheck), bob ->
   # alice from the file source (sha256 checked here), then concurrency.

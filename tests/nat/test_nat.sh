@@ -9,7 +9,7 @@
 #   cone       cone                     direct (simultaneous open), 50 MB each way
 #   cone       cone, 5% UDP loss        direct, 50 MB each way
 #              (at bob's router, both directions)
-#   symmetric  cone                     direct, or a clear error in 15 s
+#   symmetric  cone                     direct, found by port prediction
 #   symmetric  symmetric                a clear error in 15 s
 #   cone       cone, UDP conntrack      the tunnel still works after 60 s idle
 #              timeouts 30 s            (same QUIC connection)
@@ -62,7 +62,7 @@ CASES=(
   "cone/none|run cone none --bytes 10M"
   "cone/cone|run cone cone --bytes $BIG"
   "cone/cone, 5% loss at bob's router|run cone cone --loss-b 0.05 --bytes $BIG"
-  "symmetric/cone|run symmetric cone --expect either --bytes 10M"
+  "symmetric/cone: port prediction|run symmetric cone --expect predicted --bytes 10M"
   "symmetric/symmetric|run symmetric symmetric --expect fail"
   "cone/cone keepalive: 60 s idle, UDP timeouts 30 s|run cone cone --udp-timeout 30 --idle 60 --bytes 1M"
   "same NAT: alice and bob behind one cone|run cone cone --bob-at alice2 --bytes 10M"
@@ -77,6 +77,8 @@ CASES=(
   "symmetric/cone relayed, the relay flips bits|run symmetric cone --relay tamper --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, relay cap exceeded|run cone cone --relay cap --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
+  "port-restricted cone/symmetric: port prediction|run cone symmetric --expect predicted --bytes 10M"
+  "symmetric/none|run symmetric none --expect direct --bytes 10M"
 )
 CASE_TIMEOUT=150
 
