@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -829,6 +830,23 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   return app->exit_code;
 }
 
+/* A client holds a descriptor per forwarded TCP connection and, behind a
+ * symmetric NAT, up to 256 more sockets for port prediction: take what
+ * the hard limit allows (up to 65536) instead of the usual soft 1024. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return;
+  }
+  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536
+                    ? 65536
+                    : rl.rlim_max;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int main(int argc, char **argv) {
   options o;
   static cli app; /* zeroed; on_hup reaches it through the event */
@@ -842,6 +860,7 @@ int main(int argc, char **argv) {
   size_t nallow = 0, nallow_cmd = 0, nallow_peer = 0, nadmins = 0, nstdio = 0;
   int rv;
 
+  raise_fd_limit();
   memset(&o, 0, sizeof(o));
   for (int i = 0; i < 4; i++) {
     o.broker_limit[i] = -1;

@@ -722,7 +722,8 @@ typedef struct natter_peer_info {
                               an introduction */
   const char *state;       /* "idle", "introducing", "punching",
                               "connecting" or "connected" */
-  const char *path;        /* "direct" while connected, else "" */
+  const char *path;        /* while connected "direct" or "relay" (through
+                              the broker's relay), else "" */
   const char *address;     /* where the connection goes; "" if none */
   int mapping;             /* the peer's, as it reported */
   int initiator;           /* we asked for the meeting */
@@ -739,6 +740,7 @@ typedef struct natter_peer_info {
   unsigned probes_received;      /* probes from the peer that arrived */
   unsigned replies_received;     /* answers to our probes */
   const char *probes_from;       /* where the peer's probes came from; "" */
+  int predicted; /* the direct path was found by port prediction */
 } natter_peer_info;
 
 typedef void (*natter_peer_fn)(const natter_peer_info *info, void *user_data);

@@ -1358,7 +1358,10 @@ static void show_peer(const nt_peer_view *v, void *ud) {
   info.name = v->name;
   info.fingerprint = hex;
   info.state = v->state;
-  info.path = v->conn ? "direct" : "";
+  info.path = !v->conn                   ? ""
+              : nt_conn_is_relayed(v->conn) ? "relay"
+                                            : "direct";
+  info.predicted = v->predicted;
   info.address = addr;
   info.mapping = public_mapping(v->mapping);
   info.initiator = v->initiator;

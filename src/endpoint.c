@@ -7,6 +7,7 @@ _Static_assert(NT_RETRY_SCID_LEN == NT_SCID_LEN,
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -529,7 +530,18 @@ void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux) {
 unsigned nt_endpoint_aux_open(nt_endpoint *ep, void *owner, unsigned n) {
   nt_addr any = ep->local;
   unsigned opened = 0;
+  struct rlimit rl;
   nt_addr_set_port((struct sockaddr *)&any.ss, 0);
+  /* Prediction must never starve the forwarded TCP connections of
+   * descriptors: NT_ENDPOINT_FD_RESERVE of the limit stay theirs. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    rlim_t room = rl.rlim_cur > NT_ENDPOINT_FD_RESERVE + ep->naux
+                      ? rl.rlim_cur - NT_ENDPOINT_FD_RESERVE - ep->naux
+                      : 0;
+    if (n > room) {
+      n = (unsigned)room;
+    }
+  }
   while (opened < n && ep->naux < NT_ENDPOINT_MAX_AUX) {
     nt_aux_sock *a = calloc(1, sizeof(*a));
     if (!a) {

@@ -164,6 +164,9 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
  * still uses exactly one socket. Ids are > 0; 0 names the endpoint's own
  * socket. */
 #define NT_ENDPOINT_MAX_AUX 512
+/* Descriptors of RLIMIT_NOFILE extra sockets leave to everything else
+ * (with the usual limit of 1024: 256 sockets for prediction). */
+#define NT_ENDPOINT_FD_RESERVE 768
 
 /* Opens up to |n| extra sockets for |owner| (fewer when descriptors or
  * NT_ENDPOINT_MAX_AUX run out); returns how many. */

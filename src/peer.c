@@ -98,6 +98,8 @@ static const nt_conn_callbacks peer_conn_callbacks = {
  * aims (README, "Limits"). */
 #define PEER_MIN_INTRO_INTERVAL_NS (2 * 1000000000ull)
 #define LOG(p) (ENV(p)->log)
+#define NT_STR_(x) #x
+#define NT_STR(x) NT_STR_(x)
 
 /* Punching gives way to the relay this long after the introduction (at
  * once-ish when both NATs are symmetric: nothing direct can work unless
@@ -454,14 +456,22 @@ static void report_punch_failure(nt_peer *p) {
              nt_addr_str((struct sockaddr *)&p->probe_from.ss, from));
     they_symmetric = 1;
   }
-  if (we_symmetric || they_symmetric) {
+  if (we_symmetric && they_symmetric) {
     snprintf(advice, sizeof(advice),
-             "a symmetric NAT (on %s) defeats hole punching unless the other "
-             "side has a public address or a forwarded UDP port: run one side "
-             "where it has one, or forward a UDP port to it and pass -port",
-             we_symmetric && they_symmetric ? "both sides"
-             : we_symmetric                 ? env->self_name
-                                            : p->name);
+             "symmetric NATs (a new port per destination) on both sides "
+             "defeat hole punching, and port prediction needs one side whose "
+             "NAT keeps its port: run one side where it has a public address "
+             "or a forwarded UDP port (-port)");
+  } else if (we_symmetric || they_symmetric) {
+    snprintf(advice, sizeof(advice),
+             "the symmetric NAT on %s's side gives a new port per destination "
+             "and port prediction (%s) found none of them: run one side where "
+             "it has a public address or a forwarded UDP port (-port)",
+             we_symmetric ? env->self_name : p->name,
+             p->predict.role != NT_PREDICT_NONE
+                 ? "up to " NT_STR(NT_PREDICT_SOCKETS) " sockets, " NT_STR(
+                       NT_PREDICT_BUDGET) " probes"
+                 : "not tried: the other side's mapping is unknown");
   } else if (p->punch.probes_seen) {
     snprintf(advice, sizeof(advice),
              "%s's probes reach us but ours never reached %s: something on "
@@ -521,6 +531,14 @@ static void predict_tick(nt_peer *p, uint64_t now) {
   if (role == NT_PREDICT_HARD) {
     if (first) {
       unsigned opened = nt_endpoint_aux_open(env->ep, p, NT_PREDICT_SOCKETS);
+      if (!opened) {
+        nt_warn(env->log,
+                "%s: our NAT gives a new port per destination, but no "
+                "socket is left for port prediction (the descriptor limit, "
+                "ulimit -n, or %d in use): direct paths are unlikely",
+                p->name, NT_ENDPOINT_MAX_AUX);
+        return;
+      }
       nt_info(env->log,
               "%s: our NAT gives a new port per destination: opening %u "
               "more sockets toward %s so that its probes can find one "
@@ -1198,6 +1216,7 @@ void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
     v.conn = nt_peer_conn(p);
     v.punch = &p->punch;
     v.probe_from = p->have_probe_from ? &p->probe_from : NULL;
+    v.predicted = v.conn && p->predicted;
     fn(&v, ud);
   }
 }

@@ -175,6 +175,7 @@ typedef struct nt_peer_view {
   nt_conn *conn;             /* live connection or NULL */
   const nt_punch *punch;     /* the last punching: candidates, counts */
   const nt_addr *probe_from; /* where its probes came from, or NULL */
+  int predicted;             /* the path was found by port prediction */
 } nt_peer_view;
 typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
 void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);

@@ -408,6 +408,7 @@ static void peer_json(const natter_peer_info *p, void *ud) {
   json_kv_str(w->out, &first, "fingerprint", fp);
   json_kv_str(w->out, &first, "state", p->state);
   json_kv_str(w->out, &first, "path", p->path);
+  json_kv_bool(w->out, &first, "predicted", p->predicted);
   json_kv_str(w->out, &first, "address", p->address);
   json_kv_str(w->out, &first, "nat_mapping",
               natter_nat_mapping_name(p->mapping));

@@ -14,13 +14,23 @@
 #   cone       cone, UDP conntrack      the tunnel still works after 60 s idle
 #              timeouts 30 s            (same QUIC connection)
 #   alice and bob behind the same NAT   direct over the LAN
-#   none       symmetric                direct, or a clear error (reported)
+#   none       symmetric                direct
+#   symmetric  none                     direct
+#   cone       symmetric                direct, found by port prediction
+#              (port-restricted cone: the lab's cone filters by port)
 #   cone       cone, while 200 MB go alice -> bob and an interactive echo
 #              runs (lab.sh roam): alice's public address changes, bob's
 #              changes, bob's mappings are flushed, alice moves to another
 #              LAN address: both complete on the same connection (sha256),
 #              the longest echo stall is reported; bob SIGKILLed and
 #              restarted: alice is told and reaches the new bob in < 5 s
+#   symmetric  symmetric, broker -relay relayed (end-to-end encrypted)
+#   cone       cone, UDP between the    relayed; then the same with a relay
+#              NATs blocked             that flips bits (data intact), one
+#                                       whose -relay-total is exceeded (a
+#                                       clear error), and one where UDP is
+#                                       unblocked: the same connection
+#                                       moves to a direct path
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
