@@ -89,6 +89,7 @@ CASES=(
   "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
   "port-restricted cone/symmetric: port prediction|run cone symmetric --expect predicted --bytes 10M"
   "symmetric/none|run symmetric none --expect direct --bytes 10M"
+  "symmetric/cone, alice has no descriptors to spare for prediction (ulimit -n 700): said, relayed|run symmetric cone --nofile-a 700 --relay on --expect either --bytes 1M"
 )
 CASE_TIMEOUT=150
 
