@@ -101,13 +101,16 @@ static const nt_conn_callbacks peer_conn_callbacks = {
 #define NT_STR_(x) #x
 #define NT_STR(x) NT_STR_(x)
 
-/* Punching gives way to the relay this long after the introduction (at
- * once-ish when both NATs are symmetric: nothing direct can work unless
- * prediction does); the relayed connection keeps trying direct paths, a
- * round of probes of NT_PEER_UPGRADE_ROUND_MS every NT_PEER_UPGRADE_MS,
- * and moves there when one answers. */
+/* Punching gives way to the relay this long after the introduction: 1 s
+ * when the mappings say what to expect (both endpoint-independent: a
+ * punch is answered within a round trip or two, seven rounds go out in
+ * the first second; both symmetric: nothing direct can work), 3 s when
+ * port prediction runs (it needs up to 2.9 s) or a mapping is unknown.
+ * The relayed connection keeps trying direct paths, a round of probes of
+ * NT_PEER_UPGRADE_ROUND_MS every NT_PEER_UPGRADE_MS, and moves there when
+ * one answers. */
 #define NT_PEER_RELAY_AFTER_MS 3000
-#define NT_PEER_RELAY_AFTER_SYMMETRIC_MS 1000
+#define NT_PEER_RELAY_AFTER_KNOWN_MS 1000
 #define NT_PEER_RELAY_BIND_MS 1000
 #define NT_PEER_UPGRADE_MS 10000
 #define NT_PEER_UPGRADE_ROUND_MS 5000
@@ -883,9 +886,9 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   p->upgrade_round = 0;
   memset(&p->relay, 0, sizeof(p->relay));
   if (in->relay.len && !env->no_relay) {
-    uint64_t after = in->mapping == NT_MAPPING_PER_DESTINATION &&
-                             env->self->mapping == NT_MAPPING_PER_DESTINATION
-                         ? NT_PEER_RELAY_AFTER_SYMMETRIC_MS
+    uint64_t after = in->mapping != NT_MAPPING_UNKNOWN &&
+                             in->mapping == env->self->mapping
+                         ? NT_PEER_RELAY_AFTER_KNOWN_MS
                          : NT_PEER_RELAY_AFTER_MS;
     if (after > env->connect_timeout_ms / 3) {
       after = env->connect_timeout_ms / 3; /* leave time to connect */
