@@ -21,6 +21,18 @@
 #              LAN address: both complete on the same connection (sha256),
 #              the longest echo stall is reported; bob SIGKILLed and
 #              restarted: alice is told and reaches the new bob in < 5 s
+#   ...        relayed cases (the broker's relay, when punching fails)
+#
+# With IPv6 (lab.sh --family: 2001:db8::/32 routed, no NAT66, a stateful
+# IPv6 filter on each NAT router; the broker on -server :PORT), each
+# asserting the family of alice's path:
+#   IPv6 only (no IPv4 on the peers)        direct over IPv6
+#   dual stack, IPv4 UDP between the NATs   direct over IPv6, although the
+#   blocked                                 peers reached the broker over IPv4
+#   dual stack, IPv6 UDP blocked            direct over IPv4 through the NATs
+#   dual stack, symmetric/symmetric         direct over IPv6 (no NAT there)
+#   dual stack, both behind one NAT         direct over the LAN (either family)
+#   dual stack, UDP blocked in both         relayed by the broker
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -77,6 +89,12 @@ CASES=(
   "symmetric/cone relayed, the relay flips bits|run symmetric cone --relay tamper --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, relay cap exceeded|run cone cone --relay cap --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
+  "IPv6 only: the peers have no IPv4, broker over IPv6|run cone cone --family v6only --bytes 10M"
+  "dual stack, IPv4 UDP between the NATs blocked: direct over IPv6 (broker over IPv4)|run cone cone --family dual --block-udp4 yes --bytes 10M"
+  "dual stack, IPv6 UDP blocked: direct over IPv4 through the NATs|run cone cone --family dual --block-udp6 yes --bytes 10M"
+  "dual stack, symmetric/symmetric: direct over IPv6 (broker over IPv6)|run symmetric symmetric --family dual --broker-family 6 --path 6 --bytes 10M"
+  "dual stack, alice and bob behind one cone: over the LAN|run cone cone --family dual --bob-at alice2 --bytes 10M"
+  "dual stack, UDP blocked in both families: relayed (broker on both)|run cone cone --family dual --block-udp4 yes --block-udp6 yes --relay nocap --expect relay --bytes 10M"
 )
 CASE_TIMEOUT=150
 
