@@ -25,7 +25,7 @@ wait_log broker "natter: broker listening on \[::\]:$BROKER_PORT \(UDP, IPv4 and
 
 BROKER=127.0.0.1:$BROKER_PORT
 start_client bob -listen -allow-peer alice -v
-BROKER=[::1]:$BROKER_PORT
+BROKER="[::1]:$BROKER_PORT"
 up=$(free_port)
 echo_fwd=$(free_port)
 start_client alice -v "$echo_fwd:bob:$echo_port" "$up:bob:$sink_port"
