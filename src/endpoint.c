@@ -495,8 +495,7 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
-  ep->fd = nt_udp_open(&cfg->bind, cfg->dual_stack, &ep->family,
-                       &ep->v6only);
+  ep->fd = nt_udp_open(&cfg->bind, cfg->dual_stack, &ep->family, &ep->v6only);
   if (ep->fd < 0) {
     int e = -ep->fd;
     ep->fd = -1;

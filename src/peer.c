@@ -769,8 +769,9 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
     }
   }
   if (skipped) {
-    nt_debug(env->log, "%s: behind another public address; its %zu LAN "
-                       "addresses are not probed",
+    nt_debug(env->log,
+             "%s: behind another public address; its %zu LAN "
+             "addresses are not probed",
              name, skipped);
   }
   return n;
@@ -884,8 +885,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   p->observed = in->observed;
   p->mapping = in->mapping;
   p->mapped = in->mapped;
-  n = peer_candidates(env, p->name, &p->observed, in->local, in->nlocal,
-                      cands);
+  n = peer_candidates(env, p->name, &p->observed, in->local, in->nlocal, cands);
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[640];
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
