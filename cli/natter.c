@@ -49,7 +49,7 @@ static const char usage_text[] =
     "\n"
     "flags:\n"
     "  -server [ADDR]:PORT  run a broker on UDP ADDR:PORT (ADDR default: "
-    "all)\n"
+    "all, IPv4 and IPv6)\n"
     "  -name NAME           this client's name at the broker (1-63 of "
     "A-Za-z0-9._-)\n"
     "  -broker HOST:PORT    the broker's address\n"

@@ -176,3 +176,53 @@ int nt_addr_is_loopback(const struct sockaddr *sa) {
   }
   return 0;
 }
+
+void nt_addr_unmap(struct sockaddr_storage *ss, socklen_t *len) {
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+  if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+    return;
+  }
+  struct sockaddr_in in;
+  memset(&in, 0, sizeof(in));
+  in.sin_family = AF_INET;
+  in.sin_port = in6->sin6_port;
+  memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
+  memset(ss, 0, sizeof(*ss));
+  memcpy(ss, &in, sizeof(in));
+  *len = sizeof(in);
+}
+
+socklen_t nt_addr_for_socket(int sock_family, int sock_v6only,
+                             const struct sockaddr *sa,
+                             struct sockaddr_storage *out) {
+  socklen_t len;
+  memset(out, 0, sizeof(*out));
+  if (sa->sa_family == AF_INET6) {
+    len = sizeof(struct sockaddr_in6);
+    memcpy(out, sa, len);
+    if (sock_family == AF_INET6) {
+      return len;
+    }
+    /* An IPv4 socket can still reach a v4-mapped address. */
+    nt_addr_unmap(out, &len);
+    return out->ss_family == sock_family ? len : 0;
+  }
+  if (sa->sa_family != AF_INET) {
+    return 0;
+  }
+  if (sock_family == AF_INET) {
+    memcpy(out, sa, sizeof(struct sockaddr_in));
+    return sizeof(struct sockaddr_in);
+  }
+  if (sock_family != AF_INET6 || sock_v6only) {
+    return 0;
+  }
+  const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = in->sin_port;
+  in6->sin6_addr.s6_addr[10] = 0xff;
+  in6->sin6_addr.s6_addr[11] = 0xff;
+  memcpy(&in6->sin6_addr.s6_addr[12], &in->sin_addr, 4);
+  return sizeof(*in6);
+}

@@ -38,4 +38,21 @@ const uint8_t *nt_addr_raw(const struct sockaddr *sa, size_t *iplen);
 
 int nt_addr_is_loopback(const struct sockaddr *sa);
 
+/* A dual-stack socket (AF_INET6, IPV6_V6ONLY off) reports IPv4 peers as
+ * v4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). Sockets
+ * normalise at their edge so that everything above sees one spelling of
+ * each address (logs, comparisons, per-address limits, the broker's
+ * observed addresses):
+ *
+ * nt_addr_unmap turns a v4-mapped address into the plain AF_INET one, in
+ * place (|*len| follows); anything else is left alone. */
+void nt_addr_unmap(struct sockaddr_storage *ss, socklen_t *len);
+/* The other way, for sending on a socket of |sock_family| (|sock_v6only|:
+ * IPV6_V6ONLY on): |sa| as that socket wants it in |out|, an IPv4
+ * address v4-mapped on an AF_INET6 socket. Returns the length, or 0 when
+ * that socket cannot reach |sa| (another family). */
+socklen_t nt_addr_for_socket(int sock_family, int sock_v6only,
+                             const struct sockaddr *sa,
+                             struct sockaddr_storage *out);
+
 #endif

@@ -101,15 +101,15 @@ int nt_rate_take(nt_rate *r, unsigned rate, unsigned burst, uint64_t now_ns) {
   return 1;
 }
 
-int nt_candidate_acceptable(const struct sockaddr *cand, int family,
-                            int allow_loopback) {
-  if (cand->sa_family != family || nt_addr_port(cand) == 0) {
+int nt_candidate_acceptable(const struct sockaddr *cand, int allow_loopback) {
+  if ((cand->sa_family != AF_INET && cand->sa_family != AF_INET6) ||
+      nt_addr_port(cand) == 0) {
     return 0;
   }
   if (nt_addr_is_loopback(cand)) {
     return allow_loopback;
   }
-  if (family == AF_INET) {
+  if (cand->sa_family == AF_INET) {
     uint32_t a = ntohl(((const struct sockaddr_in *)cand)->sin_addr.s_addr);
     return a != INADDR_ANY && a != INADDR_BROADCAST &&
            (a >> 28) != 0xe &&       /* 224.0.0.0/4 multicast */

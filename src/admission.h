@@ -42,10 +42,11 @@ void nt_rate_init(nt_rate *r, unsigned burst, uint64_t now_ns);
 int nt_rate_take(nt_rate *r, unsigned rate, unsigned burst, uint64_t now_ns);
 
 /* Whether |cand|, an address a client reports as its own, may be handed
- * to peers as a candidate to probe: of |family|, not unspecified,
- * multicast, broadcast or link-local, and loopback only when
- * |allow_loopback| (a broker that itself serves on loopback). */
-int nt_candidate_acceptable(const struct sockaddr *cand, int family,
-                            int allow_loopback);
+ * to peers as a candidate to probe: IPv4 or IPv6 (either, whatever family
+ * the client reached the broker with: a dual-stack peer can probe both),
+ * with a port, not unspecified, multicast, broadcast, link-local or
+ * v4-mapped, and loopback only when |allow_loopback| (a broker that itself
+ * serves on loopback). */
+int nt_candidate_acceptable(const struct sockaddr *cand, int allow_loopback);
 
 #endif

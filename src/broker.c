@@ -33,6 +33,7 @@
 #include "status.h"
 #include "structs.h"
 #include "token.h"
+#include "udpsock.h"
 #include "wire_msg.h"
 
 #define BROKER_MAX_LOCAL_ADDRS 8
@@ -121,6 +122,8 @@ struct natter_broker {
   nt_keylist *admitted;
   uint64_t introductions;
   int map_fd; /* mapping-check socket on port+1, or -1 */
+  int map_family, map_v6only;
+  int dual_stack; /* -server :PORT: every port on IPv4 and IPv6 */
   struct event *map_ev;
   uint16_t map_port;
   uint64_t map_rx, map_tx;
@@ -303,11 +306,10 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   for (size_t i = 0; i < in->n_local_addrs; i++) {
     nt_addr *a = &c->local_addrs[c->nlocal];
     /* Peers will probe these: nothing that aims their probes at their own
-     * host, at a broadcast or multicast group, or at another family. */
+     * host, or at a broadcast or multicast group. Both families are kept,
+     * whichever one the client came in on: clients are dual-stack. */
     if (nt_wire_addr_to_sockaddr(a, in->local_addrs[i]) == 0 &&
-        nt_candidate_acceptable((struct sockaddr *)&a->ss,
-                                nt_conn_remote_addr(c->conn)->sa_family,
-                                b->loopback)) {
+        nt_candidate_acceptable((struct sockaddr *)&a->ss, b->loopback)) {
       c->nlocal++;
     }
   }
@@ -739,8 +741,13 @@ static void map_read_cb(evutil_socket_t fd, short what, void *arg) {
     if (!nt_mapping_decode_request(buf, (size_t)n, nonce)) {
       continue;
     }
+    /* The address as the main port's endpoint reports it (IPv4 plain,
+     * not v4-mapped), so that the client can compare the two. */
+    struct sockaddr_storage seen = from;
+    socklen_t seenlen = fromlen;
+    nt_addr_unmap(&seen, &seenlen);
     size_t len =
-        nt_mapping_encode_reply(reply, nonce, (struct sockaddr *)&from);
+        nt_mapping_encode_reply(reply, nonce, (struct sockaddr *)&seen);
     if (len && sendto(fd, reply, len, MSG_DONTWAIT, (struct sockaddr *)&from,
                       fromlen) == (ssize_t)len) {
       b->map_tx += len;
@@ -760,18 +767,14 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
     return;
   }
   nt_addr_set_port((struct sockaddr *)&a.ss, (uint16_t)(port + 1));
-  b->map_fd = socket(a.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     0);
-  if (b->map_fd < 0 ||
-      bind(b->map_fd, (struct sockaddr *)&a.ss, a.len) != 0) {
+  b->map_fd = nt_udp_open(&a, b->dual_stack, &b->map_family, &b->map_v6only);
+  if (b->map_fd < 0) {
     nt_warn(&b->log,
             "cannot open the NAT mapping-check port %s (%s): clients will "
             "not learn whether their NAT is symmetric",
-            nt_addr_str((struct sockaddr *)&a.ss, addrstr), strerror(errno));
-    if (b->map_fd >= 0) {
-      close(b->map_fd);
-      b->map_fd = -1;
-    }
+            nt_addr_str((struct sockaddr *)&a.ss, addrstr),
+            strerror(-b->map_fd));
+    b->map_fd = -1;
     return;
   }
   b->map_ev = event_new(b->base, b->map_fd, EV_READ | EV_PERSIST, map_read_cb,
@@ -793,6 +796,7 @@ static int open_relay(natter_broker *b, const nt_addr *main_addr,
   uint16_t port = nt_endpoint_port(b->ep);
   memset(&rc, 0, sizeof(rc));
   rc.bind = *main_addr;
+  rc.dual_stack = b->dual_stack;
   nt_addr_set_port((struct sockaddr *)&rc.bind.ss,
                    port <= 65533 ? (uint16_t)(port + 2) : 0);
   rc.rate = cfg->relay_rate;
@@ -1058,6 +1062,9 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_hashmap_init(&b->checked_in, seed);
   nt_sources_init(&b->sources, seed + NT_HASHMAP_SEED_LEN);
   b->loopback = nt_addr_is_loopback((struct sockaddr *)&epcfg.bind.ss);
+  /* ":PORT" (no host) is every address of both families; "0.0.0.0:PORT"
+   * and "[::]:PORT" are that family only, as given. */
+  b->dual_stack = cfg->listen[0] == ':';
   b->max_clients = cfg->max_clients ? cfg->max_clients : 10000;
   b->max_pending = cfg->max_pending ? cfg->max_pending : 512;
   b->max_per_source = cfg->max_per_source ? cfg->max_per_source : 32;
@@ -1079,6 +1086,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   epcfg.retry_above_per_s = cfg->retry_above_per_s;
   epcfg.small_packets = 1; /* control messages only: small and many */
   epcfg.rcvbuf_bytes = 32 * 1024 * 1024; /* ~25,000 Initials of a storm */
+  epcfg.dual_stack = b->dual_stack;
   rv = nt_endpoint_new(&b->ep, base, &epcfg, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "broker: %s", err);
@@ -1101,9 +1109,14 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
-  nt_info(&b->log, "broker listening on %s (UDP), key %s",
-          nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr),
-          b->fingerprint_hex);
+  int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
+  if (both) {
+    snprintf(addrstr, sizeof(addrstr), "[::]:%u", nt_endpoint_port(b->ep));
+  } else {
+    nt_addr_str((struct sockaddr *)&epcfg.bind.ss, addrstr);
+  }
+  nt_info(&b->log, "broker listening on %s (UDP%s), key %s", addrstr,
+          both ? ", IPv4 and IPv6" : "", b->fingerprint_hex);
   log_security(b);
   *pbroker = b;
   return 0;

@@ -4,6 +4,8 @@
 #include <event2/buffer.h>
 #include <event2/dns.h>
 #include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,35 +106,76 @@ static void send_control(natter_client *c, Natter__Control *msg) {
   }
 }
 
-/* LAN addresses of this host with our UDP port: candidates for peers on
- * the same network, which often cannot reach our public address
- * (no hairpinning). */
+/* Which of this host's addresses are worth offering as candidates, in
+ * the order of the lists local_candidates() fills: 0 none. */
+enum { CAND_NONE = -1, CAND_V4 = 0, CAND_V6_GLOBAL, CAND_V6_ULA, CAND_KINDS };
+
+static int candidate_kind(const struct sockaddr *sa) {
+  if (nt_addr_is_loopback(sa)) {
+    return CAND_NONE;
+  }
+  if (sa->sa_family == AF_INET) {
+    uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+    /* 169.254.0.0/16 link-local: the broker would drop it anyway. */
+    return (a >> 16) == 0xa9fe || a == INADDR_ANY ? CAND_NONE : CAND_V4;
+  }
+  if (sa->sa_family != AF_INET6) {
+    return CAND_NONE;
+  }
+  const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+  if ((b[0] & 0xe0) == 0x20) {
+    return CAND_V6_GLOBAL; /* 2000::/3, global unicast (RFC 4291 §2.4) */
+  }
+  if ((b[0] & 0xfe) == 0xfc) {
+    /* fc00::/7 unique local (RFC 4193): reachable within its site only,
+     * so peers probe it only behind the same public address (peer.c). */
+    return CAND_V6_ULA;
+  }
+  return CAND_NONE; /* link-local (needs a scope id the peer cannot
+                       know), v4-mapped, multicast, other special ranges */
+}
+
+/* This host's addresses with our UDP port: candidates for peers. IPv4
+ * LAN addresses serve peers on the same network, which often cannot
+ * reach our public address (no hairpinning); global IPv6 addresses are
+ * public (no NAT66) and let a peer reach us over IPv6 whatever family
+ * reached the broker. At most |max| (the wire's limit, 8): up to half
+ * for IPv4 and half for global IPv6 first, so that neither family crowds
+ * out the other, then whatever is left (IPv4, global IPv6, unique local
+ * IPv6, in that order). Only families our socket reaches. */
 static size_t local_candidates(natter_client *c, nt_addr *out, size_t max) {
   struct ifaddrs *ifa, *i;
-  size_t n = 0;
+  nt_addr found[CAND_KINDS][NT_MAX_LOCAL_ADDRS];
+  size_t nfound[CAND_KINDS] = {0}, taken[CAND_KINDS] = {0}, n = 0;
   if (getifaddrs(&ifa) != 0) {
     return 0;
   }
-  for (i = ifa; i && n < max; i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != nt_endpoint_family(c->ep) ||
-        nt_addr_is_loopback(i->ifa_addr)) {
+  for (i = ifa; i; i = i->ifa_next) {
+    if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) ||
+        !nt_endpoint_reaches(c->ep, i->ifa_addr->sa_family)) {
       continue;
     }
-    if (i->ifa_addr->sa_family == AF_INET6) {
-      const struct sockaddr_in6 *in6 = (const void *)i->ifa_addr;
-      if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) {
-        continue; /* needs a scope id the peer cannot know */
-      }
+    int kind = candidate_kind(i->ifa_addr);
+    if (kind == CAND_NONE || nfound[kind] == NT_MAX_LOCAL_ADDRS) {
+      continue;
     }
-    memset(&out[n], 0, sizeof(out[n]));
-    out[n].len = i->ifa_addr->sa_family == AF_INET
-                     ? sizeof(struct sockaddr_in)
-                     : sizeof(struct sockaddr_in6);
-    memcpy(&out[n].ss, i->ifa_addr, out[n].len);
-    nt_addr_set_port((struct sockaddr *)&out[n].ss, nt_endpoint_port(c->ep));
-    n++;
+    nt_addr *a = &found[kind][nfound[kind]++];
+    memset(a, 0, sizeof(*a));
+    a->len = i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                               : sizeof(struct sockaddr_in6);
+    memcpy(&a->ss, i->ifa_addr, a->len);
+    nt_addr_set_port((struct sockaddr *)&a->ss, nt_endpoint_port(c->ep));
   }
   freeifaddrs(ifa);
+  size_t quota[CAND_KINDS] = {max / 2, max - max / 2, 0};
+  for (int pass = 0; pass < 2; pass++) {
+    for (int k = 0; k < CAND_KINDS; k++) {
+      while (n < max && taken[k] < nfound[k] &&
+             (pass == 1 || taken[k] < quota[k])) {
+        out[n++] = found[k][taken[k]++];
+      }
+    }
+  }
   return n;
 }
 
@@ -143,6 +186,10 @@ static void send_check_in(natter_client *c) {
   Natter__Address addrs[NT_MAX_LOCAL_ADDRS], *paddrs[NT_MAX_LOCAL_ADDRS];
   uint8_t ips[NT_MAX_LOCAL_ADDRS][16];
   size_t n = local_candidates(c, locals, NT_MAX_LOCAL_ADDRS);
+
+  /* Our own addresses as offered, for the peers' candidate rules. */
+  memcpy(c->self.local, locals, n * sizeof(locals[0]));
+  c->self.nlocal = n;
 
   for (size_t i = 0; i < n; i++) {
     nt_wire_addr_from_sockaddr(&addrs[i], ips[i],
@@ -344,6 +391,7 @@ static void handle_check_in_result(natter_client *c,
   if (nt_wire_addr_to_sockaddr(&c->self.observed, r->observed) != 0) {
     memset(&c->self.observed, 0, sizeof(c->self.observed));
   }
+  nt_addr_unmap(&c->self.observed.ss, &c->self.observed.len);
   c->checked_in = 1;
   c->ever_checked_in = 1;
   c->mapping_port = r->mapping_port <= 65535 ? (uint16_t)r->mapping_port : 0;
@@ -976,8 +1024,12 @@ int natter_client_new_versioned(natter_client **pclient,
   nt_fingerprint_hex(nt_identity_fingerprint(c->identity), c->fingerprint_hex);
 
   memset(&epcfg, 0, sizeof(epcfg));
-  epcfg.bind.ss.ss_family = c->broker_addr.ss.ss_family;
-  epcfg.bind.len = c->broker_addr.len;
+  /* One socket for both families (IPv4 alone where the host has no
+   * IPv6), whatever family reaches the broker: peers may be reachable
+   * over the other one. */
+  epcfg.bind.ss.ss_family = AF_INET;
+  epcfg.bind.len = sizeof(struct sockaddr_in);
+  epcfg.dual_stack = 1;
   nt_addr_set_port((struct sockaddr *)&epcfg.bind.ss, cfg->local_port);
   epcfg.identity = c->identity;
   epcfg.callbacks = &client_ep_callbacks;

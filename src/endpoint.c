@@ -17,6 +17,7 @@ _Static_assert(NT_RETRY_SCID_LEN == NT_SCID_LEN,
 #include <unistd.h>
 
 #include "natter.h"
+#include "udpsock.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -111,14 +112,23 @@ static int send_one(nt_endpoint *ep, int fd, const uint8_t *buf, size_t len,
                     socklen_t tolen) {
   struct iovec iov = {(void *)buf, len};
   struct msghdr msg;
+  struct sockaddr_storage dest;
   union {
     char buf[CMSG_SPACE(sizeof(uint16_t))];
     struct cmsghdr align;
   } ctrl;
 
+  (void)tolen;
+  /* IPv4 goes out v4-mapped on a dual-stack socket; a family the socket
+   * cannot reach fails here, not as a sendmsg EINVAL (which would turn
+   * GSO off). */
+  socklen_t destlen = nt_addr_for_socket(ep->family, ep->v6only, to, &dest);
+  if (!destlen) {
+    return -EAFNOSUPPORT;
+  }
   memset(&msg, 0, sizeof(msg));
-  msg.msg_name = (void *)to;
-  msg.msg_namelen = tolen;
+  msg.msg_name = &dest;
+  msg.msg_namelen = destlen;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   if (segsize && segsize < len) {
@@ -448,6 +458,8 @@ static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
           }
         }
       }
+      /* Above the endpoint IPv4 is AF_INET, never v4-mapped. */
+      nt_addr_unmap(&addrs[i], &msgs[i].msg_hdr.msg_namelen);
       uint8_t *p = iovs[i].iov_base;
       for (size_t off = 0; off < len; off += seg) {
         size_t m = len - off < seg ? len - off : seg;
@@ -552,9 +564,10 @@ unsigned nt_endpoint_aux_open(nt_endpoint *ep, void *owner, unsigned n) {
       free(a);
       break; /* out of descriptors: fewer sockets, fewer chances */
     }
-    int one = 1;
+    /* As the endpoint's own socket: send_one maps addresses for it. */
+    int v6only = ep->v6only;
     if (ep->family == AF_INET6) {
-      setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+      setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
     }
     a->local.len = sizeof(a->local.ss);
     if (bind(a->fd, (struct sockaddr *)&any.ss, any.len) != 0 ||
@@ -651,7 +664,6 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   ep->base = base;
   ep->cfg = *cfg;
   ep->fd = -1;
-  ep->family = cfg->bind.ss.ss_family;
   LIST_INIT(&ep->conns);
   LIST_INIT(&ep->aux);
   TAILQ_INIT(&ep->dirty);
@@ -674,15 +686,26 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
-  ep->fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ep->fd = nt_udp_open(&cfg->bind, cfg->dual_stack, &ep->family, &ep->v6only);
   if (ep->fd < 0) {
-    snprintf(err, errlen, "cannot create UDP socket: %s", strerror(errno));
+    int e = -ep->fd;
+    ep->fd = -1;
+    if (cfg->dual_stack) {
+      snprintf(addrstr, sizeof(addrstr), ":%u (IPv4 and IPv6)",
+               nt_addr_port((struct sockaddr *)&cfg->bind.ss));
+    } else {
+      nt_addr_str((struct sockaddr *)&cfg->bind.ss, addrstr);
+    }
+    snprintf(err, errlen, "cannot bind UDP %s: %s%s", addrstr, strerror(e),
+             e == EADDRINUSE ? " (another process uses that port; pick "
+                               "another or stop it)"
+                             : "");
+    if (e == EADDRINUSE) {
+      rv = NATTER_ERR_ADDR_IN_USE;
+    }
     goto fail;
   }
   int one = 1, bufsize = 4 * 1024 * 1024;
-  if (ep->family == AF_INET6) {
-    setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
   /* Large socket buffers absorb bursts; the kernel caps them at rmem_max. */
   /* A broker's check-in storm arrives all at once: a larger receive
    * buffer where we may have one (SO_RCVBUFFORCE needs CAP_NET_ADMIN;
@@ -703,19 +726,6 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   /* Receive coalesced datagrams (split again in read_cb): fewer, larger
    * reads, and on loopback the sender's GSO batch is never segmented. */
   setsockopt(ep->fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
-  if (bind(ep->fd, (struct sockaddr *)&cfg->bind.ss, cfg->bind.len) != 0) {
-    int e = errno;
-    snprintf(err, errlen, "cannot bind UDP %s: %s%s",
-             nt_addr_str((struct sockaddr *)&cfg->bind.ss, addrstr),
-             strerror(e),
-             e == EADDRINUSE ? " (another process uses that port; pick "
-                               "another or stop it)"
-                             : "");
-    if (e == EADDRINUSE) {
-      rv = NATTER_ERR_ADDR_IN_USE;
-    }
-    goto fail;
-  }
   ep->local.len = sizeof(ep->local.ss);
   getsockname(ep->fd, (struct sockaddr *)&ep->local.ss, &ep->local.len);
   ep->read_ev = event_new(base, ep->fd, EV_READ | EV_PERSIST, read_cb, ep);
@@ -765,6 +775,10 @@ uint16_t nt_endpoint_port(const nt_endpoint *ep) {
 
 int nt_endpoint_family(const nt_endpoint *ep) {
   return ep->family;
+}
+
+int nt_endpoint_reaches(const nt_endpoint *ep, int family) {
+  return nt_udp_reaches(ep->family, ep->v6only, family);
 }
 
 int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,

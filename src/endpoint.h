@@ -100,6 +100,8 @@ typedef struct nt_endpoint_callbacks {
 
 typedef struct nt_endpoint_config {
   nt_addr bind;                /* local address to bind; port 0: any */
+  int dual_stack;              /* with an unspecified |bind| address: one
+                                  socket for IPv4 and IPv6 (udpsock.h) */
   nt_identity *identity;       /* borrowed; must outlive the endpoint */
   const nt_endpoint_callbacks *callbacks;
   void *user_data;
@@ -139,6 +141,11 @@ void nt_endpoint_free(nt_endpoint *ep);
 
 uint16_t nt_endpoint_port(const nt_endpoint *ep);
 int nt_endpoint_family(const nt_endpoint *ep);
+/* 1 when the socket can reach addresses of |family| (AF_INET, AF_INET6):
+ * a dual-stack endpoint reaches both. Every address the endpoint hands up
+ * (accept, datagram, nt_conn_remote_addr) is plain AF_INET for IPv4, never
+ * v4-mapped; addresses given to it may be either. */
+int nt_endpoint_reaches(const nt_endpoint *ep, int family);
 
 /* Sends one raw datagram (hole punching). Returns 0 or NATTER_ERR_SOCKET. */
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,

@@ -3,6 +3,7 @@
 #include "peer.h"
 
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,13 +505,17 @@ static void report_punch_failure(nt_peer *p) {
 
 /* ---- port prediction (predict.h) ---- */
 
-static void predict_start(nt_peer *p, int same_lan) {
+static void predict_start(nt_peer *p) {
   const nt_peers_env *env = ENV(p);
+  /* Behind one public address, the LAN candidates decide. */
+  int same_lan = p->observed.len && env->self->observed.len &&
+                 nt_addr_same_host((struct sockaddr *)&p->observed.ss,
+                                   (struct sockaddr *)&env->self->observed.ss);
   uint8_t seed[8] = {0};
   nt_predict_role role = nt_predict_role_for(env->self->mapping, p->mapping);
   p->predicted = 0;
   if (same_lan || !p->observed.len ||
-      p->observed.ss.ss_family != nt_endpoint_family(env->ep) ||
+      !nt_endpoint_reaches(env->ep, p->observed.ss.ss_family) ||
       nt_random_bytes(seed, sizeof(seed)) != 0) {
     role = NT_PREDICT_NONE;
   }
@@ -795,9 +800,81 @@ static int has_candidate(const nt_addr *cands, size_t n,
   return 0;
 }
 
-/* Bounds: the client has checked the introduction (client.c); here only
- * candidates of the endpoint's family are kept, at most
- * NT_PUNCH_MAX_CANDIDATES, duplicates dropped. Stale or unasked-for
+/* Whether IPv6 |a| lies in the /64 of one of our own offered addresses:
+ * our own network, even though the address is global. */
+static int in_own_prefix(const nt_self_view *self, const struct sockaddr *a) {
+  if (a->sa_family != AF_INET6) {
+    return 0;
+  }
+  const uint8_t *x = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+  for (size_t i = 0; i < self->nlocal; i++) {
+    const struct sockaddr *own = (const struct sockaddr *)&self->local[i].ss;
+    if (own->sa_family == AF_INET6 &&
+        memcmp(x, ((const struct sockaddr_in6 *)own)->sin6_addr.s6_addr, 8) ==
+            0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The peer's addresses we probe, from an introduction: at most
+ * NT_PUNCH_MAX_CANDIDATES, duplicates dropped, only families our socket
+ * reaches (a dual-stack socket reaches both). A peer cannot make us send
+ * packets where it likes (DESIGN.md), so:
+ * - its observed address always: the broker saw it, the peer cannot
+ *   choose it;
+ * - its global IPv6 addresses (2000::/3) too, as public as the observed
+ *   one: with no NAT66 such an address names the peer's own host
+ *   wherever it is, and is how two peers meet over IPv6 when they reached
+ *   the broker over IPv4. A lying peer can name another host instead; it
+ *   gets the same few 22-byte probes (one punch schedule) as any public
+ *   candidate, never a byte more, and nothing inside our own network: an
+ *   address in the /64 of one of our own falls under the next rule;
+ * - its LAN addresses (IPv4, unique local IPv6, IPv6 in our own /64)
+ *   only when the peer sits behind the same public address as we do (the
+ *   same NAT, or no NAT on one LAN); anywhere else they name hosts on our
+ *   own network, and probing them would let a peer aim our packets there.
+ * Observed first, then public IPv6, then LAN. */
+static size_t peer_candidates(const nt_peers_env *env, const char *name,
+                              const nt_addr *observed, const nt_addr *local,
+                              size_t nlocal, nt_addr *cands) {
+  size_t n = 0, skipped = 0;
+  const struct sockaddr *obs = (const struct sockaddr *)&observed->ss;
+  if (observed->len && nt_endpoint_reaches(env->ep, obs->sa_family)) {
+    cands[n++] = *observed;
+  }
+  int same_lan =
+      observed->len && env->self->observed.len &&
+      nt_addr_same_host(obs, (const struct sockaddr *)&env->self->observed.ss);
+  for (int lan = 0; lan < 2; lan++) {
+    for (size_t i = 0; i < nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
+      const struct sockaddr *a = (const struct sockaddr *)&local[i].ss;
+      const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+      int public6 = a->sa_family == AF_INET6 && (b[0] & 0xe0) == 0x20 &&
+                    !in_own_prefix(env->self, a);
+      if (public6 == lan || !nt_endpoint_reaches(env->ep, a->sa_family) ||
+          has_candidate(cands, n, a)) {
+        continue; /* a public LAN address repeats the observed one */
+      }
+      if (lan && !same_lan) {
+        skipped++;
+        continue;
+      }
+      cands[n++] = local[i];
+    }
+  }
+  if (skipped) {
+    nt_debug(env->log,
+             "%s: behind another public address; its %zu LAN "
+             "addresses are not probed",
+             name, skipped);
+  }
+  return n;
+}
+
+/* Bounds: the client has checked the introduction (client.c); here
+ * peer_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
 /* Whether this listener's peer rules let |name| with |key| in; a refusal
  * is logged (once per introduction) with the rule that would admit it. */
@@ -904,36 +981,13 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   p->observed = in->observed;
   p->mapping = in->mapping;
   p->mapped = in->mapped;
-  if (p->observed.len &&
-      p->observed.ss.ss_family == nt_endpoint_family(env->ep)) {
-    cands[n++] = p->observed;
-  }
-  /* LAN addresses are worth probing only when the peer sits behind the
-   * same public address as we do (the same NAT, or no NAT on one LAN);
-   * anywhere else they name hosts on our own network, and probing them
-   * would let a peer aim our packets there. */
-  int same_lan = p->observed.len && env->self->observed.len &&
-                 nt_addr_same_host((struct sockaddr *)&p->observed.ss,
-                                   (struct sockaddr *)&env->self->observed.ss);
-  for (size_t i = 0;
-       same_lan && i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
-    const nt_addr *a = &in->local[i];
-    if (a->ss.ss_family == nt_endpoint_family(env->ep) &&
-        !has_candidate(cands, n, (const struct sockaddr *)&a->ss)) {
-      cands[n++] = *a; /* a public LAN address repeats the observed one */
-    }
-  }
-  if (!same_lan && in->nlocal) {
-    nt_debug(env->log, "%s: behind another public address; its %zu LAN "
-                       "addresses are not probed",
-             p->name, in->nlocal);
-  }
-  char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[400];
+  n = peer_candidates(env, p->name, &p->observed, in->local, in->nlocal, cands);
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[640];
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
   p->have_probe_from = 0;
   nt_endpoint_aux_close(env->ep, p, 0); /* a previous meeting's */
-  predict_start(p, same_lan);
+  predict_start(p);
   nt_punch_init(&p->punch, in->nonce, cands, n, nt_monotonic_ns(),
                 (uint64_t)env->connect_timeout_ms * 1000000ull);
   describe_candidates(p, desc, sizeof(desc));
@@ -1310,22 +1364,9 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
              in->name);
     return;
   }
-  if (in->observed.len &&
-      in->observed.ss.ss_family == nt_endpoint_family(env->ep)) {
-    cands[n++] = in->observed;
-  }
-  /* Same rule as a first introduction: LAN addresses only behind the same
-   * public address. */
-  int same_lan = in->observed.len && env->self->observed.len &&
-                 nt_addr_same_host((struct sockaddr *)&in->observed.ss,
-                                   (struct sockaddr *)&env->self->observed.ss);
-  for (size_t i = 0; same_lan && i < in->nlocal && n < NT_PUNCH_MAX_CANDIDATES;
-       i++) {
-    if (in->local[i].ss.ss_family == nt_endpoint_family(env->ep) &&
-        !has_candidate(cands, n, (const struct sockaddr *)&in->local[i].ss)) {
-      cands[n++] = in->local[i];
-    }
-  }
+  /* The same rules as a first introduction. */
+  n = peer_candidates(env, in->name, &in->observed, in->local, in->nlocal,
+                      cands);
   p->mapping = in->mapping;
   p->observed = in->observed;
   nt_punch_init(&p->rp, in->nonce, cands, n, nt_monotonic_ns(),

@@ -72,6 +72,8 @@ typedef struct nt_introduction {
 /* This client as the broker sees it, for failure messages. */
 typedef struct nt_self_view {
   nt_addr observed;  /* public address; len 0 when unknown */
+  nt_addr local[NT_MAX_LOCAL_ADDRS]; /* our candidates as offered */
+  size_t nlocal;
   int mapping;       /* nt_nat_mapping */
   int broker_closed; /* the broker admits only token/listed keys */
 } nt_self_view;

@@ -11,7 +11,9 @@
 #include "addr.h"
 
 #define NT_PUNCH_NONCE_LEN 16
-#define NT_PUNCH_MAX_CANDIDATES 9 /* observed + up to 8 LAN addresses */
+/* The observed address, up to 8 the peer reported (IPv4 LAN, IPv6) and
+ * room for a few seen only in its probes (peer-reflexive). */
+#define NT_PUNCH_MAX_CANDIDATES 12
 #define NT_PUNCH_PACKET_LEN 22
 
 enum { NT_PUNCH_PROBE = 1, NT_PUNCH_REPLY = 2 };

@@ -66,7 +66,8 @@ TAILQ_HEAD(nt_stream_queue, nt_stream);
 struct nt_endpoint {
   struct event_base *base;
   int fd;
-  int family;
+  int family; /* the socket's: AF_INET6 serves IPv4 too unless v6only */
+  int v6only;
   nt_addr local;
   struct event *read_ev;
   nt_endpoint_config cfg;

@@ -15,6 +15,7 @@
 #include "natter.h"
 #include "spec.h"
 #include "tls.h"
+#include "udpsock.h"
 
 #define RELAY_BUFSIZE 65536
 #define RELAY_BATCH 64  /* datagrams per wake-up */
@@ -55,6 +56,7 @@ struct nt_relay {
   struct event_base *base;
   nt_relay_config cfg;
   int fd;
+  int family, v6only; /* the socket's (udpsock.h) */
   uint16_t port;
   struct event *read_ev, *sweep_ev;
   nt_hashmap tokens;   /* token -> relay_side */
@@ -112,8 +114,14 @@ static void channel_free(nt_relay *r, relay_channel *ch) {
 
 static void send_to(nt_relay *r, const uint8_t *data, size_t len,
                     const nt_addr *to) {
+  struct sockaddr_storage dest;
+  socklen_t destlen = nt_addr_for_socket(
+      r->family, r->v6only, (const struct sockaddr *)&to->ss, &dest);
+  if (!destlen) {
+    return;
+  }
   ssize_t n = sendto(r->fd, data, len, MSG_DONTWAIT,
-                     (const struct sockaddr *)&to->ss, to->len);
+                     (const struct sockaddr *)&dest, destlen);
   if (n > 0) {
     r->st.tx += (uint64_t)n;
   }
@@ -239,6 +247,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     r->st.rx += (uint64_t)n;
+    nt_addr_unmap(&from, &fromlen); /* as the broker's endpoint does */
     relay_datagram(r, r->buf, (size_t)n, (struct sockaddr *)&from, fromlen,
                    now);
   }
@@ -349,13 +358,12 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
   }
   nt_hashmap_init(&r->tokens, seed);
   nt_hashmap_init(&r->accounts, seed + NT_HASHMAP_SEED_LEN);
-  r->fd = socket(cfg->bind.ss.ss_family,
-                 SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (r->fd < 0 ||
-      bind(r->fd, (const struct sockaddr *)&cfg->bind.ss, cfg->bind.len) != 0) {
+  r->fd = nt_udp_open(&cfg->bind, cfg->dual_stack, &r->family, &r->v6only);
+  if (r->fd < 0) {
     snprintf(err, errlen, "cannot open the relay port %s: %s",
              nt_addr_str((const struct sockaddr *)&cfg->bind.ss, addr),
-             strerror(errno));
+             strerror(-r->fd));
+    r->fd = -1;
     nt_relay_free(r);
     return NATTER_ERR_ADDR_IN_USE;
   }

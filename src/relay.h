@@ -32,6 +32,7 @@ typedef struct nt_relay nt_relay;
 
 typedef struct nt_relay_config {
   nt_addr bind;      /* address and port of the relay socket */
+  int dual_stack;    /* an unspecified |bind|: IPv4 and IPv6 (udpsock.h) */
   uint64_t rate;     /* bytes a second each client may relay (sent plus
                         received); packets above it are dropped */
   uint64_t total;    /* bytes each client may relay in all; 0: no cap */

@@ -210,7 +210,47 @@ static void test_loopback(void) {
   CHECK(nt_addr_is_loopback((struct sockaddr *)&un) == 0);
 }
 
+static nt_addr parsed(const char *text) {
+  nt_addr a;
+  char err[256];
+  CHECK(nt_addr_parse(&a, text, NULL, err, sizeof(err)) == 0);
+  return a;
+}
+
+/* Dual-stack sockets report IPv4 peers v4-mapped; above the socket they
+ * are plain IPv4, and go back out v4-mapped. */
+static void test_v4mapped(void) {
+  char out[NT_ADDR_STRLEN];
+  nt_addr a = parsed("[::ffff:198.18.0.1]:4000");
+  nt_addr_unmap(&a.ss, &a.len);
+  CHECK(a.ss.ss_family == AF_INET && a.len == sizeof(struct sockaddr_in));
+  CHECK(strcmp(nt_addr_str((struct sockaddr *)&a.ss, out), "198.18.0.1:4000") ==
+        0);
+  nt_addr b = parsed("[2001:db8::1]:9"), c = b;
+  nt_addr_unmap(&c.ss, &c.len);
+  CHECK(c.len == b.len && memcmp(&c.ss, &b.ss, b.len) == 0);
+
+  struct sockaddr_storage ss;
+  nt_addr v4 = parsed("198.18.0.1:4000");
+  socklen_t n = nt_addr_for_socket(AF_INET6, 0, (struct sockaddr *)&v4.ss, &ss);
+  CHECK(n == sizeof(struct sockaddr_in6));
+  CHECK(strcmp(nt_addr_str((struct sockaddr *)&ss, out),
+               "[::ffff:198.18.0.1]:4000") == 0);
+  CHECK(nt_addr_for_socket(AF_INET6, 1, (struct sockaddr *)&v4.ss, &ss) == 0);
+  CHECK(nt_addr_for_socket(AF_INET, 0, (struct sockaddr *)&v4.ss, &ss) ==
+        sizeof(struct sockaddr_in));
+  CHECK(nt_addr_equal((struct sockaddr *)&ss, (struct sockaddr *)&v4.ss));
+  CHECK(nt_addr_for_socket(AF_INET, 0, (struct sockaddr *)&b.ss, &ss) == 0);
+  CHECK(nt_addr_for_socket(AF_INET6, 1, (struct sockaddr *)&b.ss, &ss) ==
+        sizeof(struct sockaddr_in6));
+  nt_addr m = parsed("[::ffff:198.18.0.1]:4000");
+  CHECK(nt_addr_for_socket(AF_INET, 0, (struct sockaddr *)&m.ss, &ss) ==
+        sizeof(struct sockaddr_in));
+  CHECK(nt_addr_equal((struct sockaddr *)&ss, (struct sockaddr *)&v4.ss));
+}
+
 nt_test_case cases[] = {
+    {"v4mapped", test_v4mapped},
     {"parse", test_parse},
     {"parse_errors", test_parse_errors},
     {"parse_small_errbuf", test_parse_small_errbuf},

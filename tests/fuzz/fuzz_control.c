@@ -2,6 +2,7 @@
  * client (or a hostile client to a broker): protobuf-c's unpack of every
  * Control variant, then the client's own checks of an Introduction
  * (src/wire_intro.c) and of the addresses inside any message. */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +47,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check_addr(msg->check_in->local_addrs[i]);
       /* The broker's filter of reported candidates (admission.c). */
       if (nt_wire_addr_to_sockaddr(&a, msg->check_in->local_addrs[i]) == 0) {
-        int v4 = nt_candidate_acceptable((struct sockaddr *)&a.ss, AF_INET, 0);
-        int v6 =
-            nt_candidate_acceptable((struct sockaddr *)&a.ss, AF_INET6, 1);
-        if ((v4 && a.ss.ss_family != AF_INET) ||
-            (v6 && a.ss.ss_family != AF_INET6) ||
-            (v4 && nt_addr_is_loopback((struct sockaddr *)&a.ss))) {
-          abort(); /* another family, or loopback when not allowed */
+        const struct sockaddr *sa = (struct sockaddr *)&a.ss;
+        int off_lo = nt_candidate_acceptable(sa, 0);
+        int on_lo = nt_candidate_acceptable(sa, 1);
+        if ((on_lo && sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+            (off_lo && nt_addr_is_loopback(sa)) || (off_lo && !on_lo) ||
+            (on_lo && sa->sa_family == AF_INET6 &&
+             IN6_IS_ADDR_V4MAPPED(
+                 &((const struct sockaddr_in6 *)sa)->sin6_addr))) {
+          abort(); /* no family, loopback when not allowed, v4-mapped */
         }
       }
     }

@@ -26,7 +26,21 @@
 # plus UDP loss (-m statistic in FORWARD, both directions) and the UDP
 # conntrack timeouts (per namespace) as knobs. Routers drop traffic to
 # addresses they have no route for (private LANs of the other side), as the
-# internet does. IPv6 is off in every namespace.
+# internet does.
+#
+# IPv6 (--family; off by default: IPv6 is then disabled in every
+# namespace) uses the documentation range 2001:db8::/32 only, routed, no
+# NAT66: the internet 2001:db8::/64 (broker ::10, another host ::20, ra ::1,
+# rb ::2), ra's LAN 2001:db8:1::/64 (alice ::10, alice2 ::11), rb's LAN
+# 2001:db8:2::/64 (bob ::10). A router with a NAT (cone, symmetric) has
+# a stateful ip6tables filter like a home router's IPv6 firewall: from the
+# WAN only replies (and ICMPv6) get in.
+#   --family v4      IPv4 only (the default)
+#   --family dual    IPv4 (NAT as above) and IPv6 on every node; the broker
+#                    runs on -server :PORT (both families), the peers reach
+#                    it over IPv4 (--broker-family 6: over IPv6)
+#   --family v6only  the peers have no IPv4 at all: the broker is reached
+#                    over IPv6
 #
 # Usage (as root):
 #   lab.sh check [ALICE_NAT BOB_NAT]
@@ -68,6 +82,17 @@
 #         --expect relay            alice must connect via the broker's
 #                                   relay (data checked as for direct; the
 #                                   broker must report the relayed bytes)
+#         --family v4|dual|v6only   IP families (see above; default v4)
+#         --broker-family 4|6       which family the peers reach the broker
+#                                   with (default: 6 for v6only, else 4)
+#         --block-udp4 yes          as --block-udp yes: IPv4 UDP between the
+#                                   NATs dropped
+#         --block-udp6 yes          IPv6 UDP between the two LANs dropped
+#         --path 4|6|any            the family of the direct path alice
+#                                   must take, from her "connected to bob
+#                                   at ADDR" line (default: 6 for v6only or
+#                                   with IPv4 UDP blocked, 4 with IPv6 UDP
+#                                   blocked or for --family v4, else any)
 #   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -104,6 +129,13 @@ LAB_BROKER_IP=203.0.113.10
 LAB_OTHER_IP=203.0.113.20
 LAB_BROKER_PORT=10000
 declare -A LAB_WAN_IP=([ra]=203.0.113.1 [rb]=203.0.113.2)
+# IPv6 (--family dual, v6only): documentation prefix only, no NAT66.
+LAB_BROKER_IP6=2001:db8::10
+LAB_OTHER_IP6=2001:db8::20
+declare -A LAB_WAN_IP6=([ra]=2001:db8::1 [rb]=2001:db8::2)
+declare -A LAB_LAN6=([ra]=2001:db8:1 [rb]=2001:db8:2) # each a /64
+declare -A LAB_HOST6=([alice]=2001:db8:1::10 [alice2]=2001:db8:1::11 [bob]=2001:db8:2::10)
+LAB_FAMILY=v4
 
 _lab_log() { printf 'lab: %s\n' "$*" >&2; }
 _lab_die() {
@@ -188,11 +220,14 @@ lab_down() {
 }
 
 # lab_up [--alice NAT] [--bob NAT] [--loss-a P] [--loss-b P]
-#        [--udp-timeout S]: build a fresh lab; NAT is none|cone|symmetric.
+#        [--udp-timeout S] [--family v4|dual|v6only]: build a fresh lab;
+#        NAT is none|cone|symmetric.
 lab_up() {
   local alice_nat=cone bob_nat=cone loss_a=0 loss_b=0 udp_timeout="" node ns v
+  local family=v4
   while (($#)); do
     case $1 in
+    --family) family=$2 ;;
     --alice) alice_nat=$2 ;;
     --bob) bob_nat=$2 ;;
     --loss-a) loss_a=$2 ;;
@@ -211,6 +246,12 @@ lab_up() {
   done
   [[ -z $udp_timeout || $udp_timeout =~ ^[1-9][0-9]*$ ]] ||
     _lab_die "udp timeout '$udp_timeout': expected seconds"
+  [[ $family == v4 || $family == dual || $family == v6only ]] ||
+    _lab_die "--family '$family': expected v4, dual or v6only"
+  if [[ $family != v4 ]]; then
+    command -v ip6tables >/dev/null || _lab_die "ip6tables not found (apt-get install iptables)"
+  fi
+  LAB_FAMILY=$family
 
   LAB_SEQ=$((LAB_SEQ + 1))
   for node in "${LAB_NODES[@]}"; do
@@ -218,14 +259,21 @@ lab_up() {
     ip netns add "$ns" || _lab_die "ip netns add $ns failed"
     LAB_NS[$node]=$ns
     ip -n "$ns" link set lo up
-    _lab_sysctl "$node" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    if [[ $family == v4 ]]; then
+      _lab_sysctl "$node" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    else
+      # Static addresses only: no router advertisements, no address
+      # autoconfiguration, no waiting for duplicate address detection.
+      _lab_sysctl "$node" net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+        net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    fi
   done
 
   # Bridged frames are switched, not routed: keep them out of iptables
   # where br_netfilter is loaded (its sysctls are per namespace).
   for node in inet ra; do
     if lab_x "$node" test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
-      _lab_sysctl "$node" net.bridge.bridge-nf-call-iptables=0
+      _lab_sysctl "$node" net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0
     fi
   done
 
@@ -249,6 +297,20 @@ lab_up() {
   ip -n "$inet" route add 198.51.100.128/25 via 203.0.113.2
   ip -n "${LAB_NS[ra]}" route add 198.51.100.128/25 via 203.0.113.2
   ip -n "${LAB_NS[rb]}" route add 198.51.100.0/25 via 203.0.113.1
+  if [[ $family != v4 ]]; then
+    ip -n "$inet" addr add "$LAB_BROKER_IP6/64" dev br0 nodad
+    # Deprecated (preferred_lft 0): never the source the kernel picks for
+    # the broker's answers, which go out of a socket bound to [::] (a
+    # broker on a host with several addresses should be given one).
+    ip -n "$inet" addr add "$LAB_OTHER_IP6/64" dev br0 nodad preferred_lft 0
+    for r in ra rb; do
+      ip -n "${LAB_NS[$r]}" addr add "${LAB_WAN_IP6[$r]}/64" dev wan nodad
+      _lab_sysctl "$r" net.ipv6.conf.all.forwarding=1
+      ip -n "$inet" -6 route add "${LAB_LAN6[$r]}::/64" via "${LAB_WAN_IP6[$r]}"
+    done
+    ip -n "${LAB_NS[ra]}" -6 route add "${LAB_LAN6[rb]}::/64" via "${LAB_WAN_IP6[rb]}"
+    ip -n "${LAB_NS[rb]}" -6 route add "${LAB_LAN6[ra]}::/64" via "${LAB_WAN_IP6[ra]}"
+  fi
 
   # LAN A: a bridge in ra with alice and alice2; LAN B: bob on a veth.
   local lan_a=198.18.1 lan_b=198.18.2 len_a=24 len_b=24
@@ -272,30 +334,80 @@ lab_up() {
   for h in alice alice2; do
     ip -n "$ra" link add "$h" type veth peer name eth0 netns "${LAB_NS[$h]}"
     ip -n "$ra" link set "$h" master lan up
-    ip -n "${LAB_NS[$h]}" addr add "${LAB_HOST[$h]}/$len_a" dev eth0
     ip -n "${LAB_NS[$h]}" link set eth0 up
-    ip -n "${LAB_NS[$h]}" route add default via "$gw_a"
+    if [[ $family != v6only ]]; then
+      ip -n "${LAB_NS[$h]}" addr add "${LAB_HOST[$h]}/$len_a" dev eth0
+      ip -n "${LAB_NS[$h]}" route add default via "$gw_a"
+    fi
   done
   ip -n "$rb" link add lan type veth peer name eth0 netns "${LAB_NS[bob]}"
   ip -n "$rb" link set lan up
   ip -n "$rb" addr add "$gw_b/$len_b" dev lan
-  ip -n "${LAB_NS[bob]}" addr add "${LAB_HOST[bob]}/$len_b" dev eth0
   ip -n "${LAB_NS[bob]}" link set eth0 up
-  ip -n "${LAB_NS[bob]}" route add default via "$gw_b"
+  if [[ $family != v6only ]]; then
+    ip -n "${LAB_NS[bob]}" addr add "${LAB_HOST[bob]}/$len_b" dev eth0
+    ip -n "${LAB_NS[bob]}" route add default via "$gw_b"
+  fi
+  if [[ $family != v4 ]]; then
+    ip -n "$ra" addr add "${LAB_LAN6[ra]}::1/64" dev lan nodad
+    ip -n "$rb" addr add "${LAB_LAN6[rb]}::1/64" dev lan nodad
+    for h in alice alice2 bob; do
+      r=ra
+      [[ $h == bob ]] && r=rb
+      ip -n "${LAB_NS[$h]}" addr add "${LAB_HOST6[$h]}/64" dev eth0 nodad
+      ip -n "${LAB_NS[$h]}" -6 route add default via "${LAB_LAN6[$r]}::1"
+    done
+  fi
 
   _lab_router ra "$alice_nat" "$loss_a" "$udp_timeout"
   _lab_router rb "$bob_nat" "$loss_b" "$udp_timeout"
+  if [[ $family != v4 ]]; then
+    _lab_router6 ra "$alice_nat" "$loss_a"
+    _lab_router6 rb "$bob_nat" "$loss_b"
+  fi
 
   # Byte counters for everything to and from the broker's address.
   lab_x inet iptables -A INPUT -d "$LAB_BROKER_IP" -j ACCEPT
   lab_x inet iptables -A OUTPUT -s "$LAB_BROKER_IP" -j ACCEPT
+  if [[ $family != v4 ]]; then
+    lab_x inet ip6tables -A INPUT -d "$LAB_BROKER_IP6" -j ACCEPT
+    lab_x inet ip6tables -A OUTPUT -s "$LAB_BROKER_IP6" -j ACCEPT
+  fi
 
-  lab_wait_reach alice "$LAB_BROKER_IP"
-  lab_wait_reach bob "$LAB_BROKER_IP"
-  lab_wait_reach alice2 "$LAB_BROKER_IP"
+  for h in alice bob alice2; do
+    [[ $family == v6only ]] || lab_wait_reach "$h" "$LAB_BROKER_IP"
+    [[ $family == v4 ]] || lab_wait_reach "$h" "$LAB_BROKER_IP6"
+  done
+  local v6=""
+  [[ $family != v4 ]] &&
+    v6=" (and ${LAB_HOST6[alice]}, ${LAB_HOST6[bob]}, $LAB_BROKER_IP6: IPv6 routed)"
+  [[ $family == v6only ]] &&
+    v6=" (IPv6 only: alice ${LAB_HOST6[alice]}, bob ${LAB_HOST6[bob]}, broker $LAB_BROKER_IP6)"
   _lab_log "lab ${LAB_PREFIX}${LAB_SEQ}: alice ${LAB_HOST[alice]} behind ra ($alice_nat, loss $loss_a)," \
     "bob ${LAB_HOST[bob]} behind rb ($bob_nat, loss $loss_b)," \
-    "broker $LAB_BROKER_IP${udp_timeout:+, UDP conntrack timeouts ${udp_timeout} s}"
+    "broker $LAB_BROKER_IP$v6${udp_timeout:+, UDP conntrack timeouts ${udp_timeout} s}"
+}
+
+# _lab_router6 ROUTER NAT LOSS: the router's IPv6 side: routed (no NAT66);
+# behind a NAT (cone, symmetric) also a stateful filter, as home routers
+# have: from the WAN only replies to what the LAN sent, and ICMPv6 (RFC
+# 4890: neighbour discovery, packet too big), get in.
+_lab_router6() {
+  local r=$1 nat=$2 loss=$3
+  if [[ $nat != none ]]; then
+    lab_x "$r" ip6tables -P FORWARD DROP
+    lab_x "$r" ip6tables -A FORWARD -i lan -j ACCEPT
+    lab_x "$r" ip6tables -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    lab_x "$r" ip6tables -A FORWARD -i wan -p ipv6-icmp -j ACCEPT
+    lab_x "$r" ip6tables -A FORWARD -i wan -j DROP
+    lab_x "$r" ip6tables -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    lab_x "$r" ip6tables -A INPUT -i wan -p ipv6-icmp -j ACCEPT
+    lab_x "$r" ip6tables -A INPUT -i wan -j DROP
+  fi
+  if [[ $loss != 0 ]]; then
+    lab_x "$r" ip6tables -I FORWARD 1 -p udp -m statistic --mode random \
+      --probability "$loss" -j DROP
+  fi
 }
 
 # _lab_router ROUTER NAT LOSS UDP_TIMEOUT
@@ -416,6 +528,11 @@ lab_conntrack() {
 # lab_counter NODE CHAIN: the byte counter of the first rule in CHAIN.
 lab_counter() {
   lab_x "$1" iptables -L "$2" -v -x -n | awk 'NR == 3 { print $2 }'
+}
+
+# lab_counter6 NODE CHAIN: the same for ip6tables.
+lab_counter6() {
+  lab_x "$1" ip6tables -L "$2" -v -x -n | awk 'NR == 3 { print $2 }'
 }
 
 # lab_drops ROUTER: packets the router's filter dropped as unsolicited
@@ -611,10 +728,16 @@ lab_case() {
   local alice_nat=$1 bob_nat=$2
   shift 2
   local loss_a=0 loss_b=0 udp_timeout="" bytes=50M idle=0 expect=direct fail_within=15
-  local bnode=bob relay="" block_udp="" nofile_a=""
+  local bnode=bob relay="" block_udp="" family=v4 broker_family="" block_udp6="" nofile_a=""
+  local path=""
   while (($#)); do
     case $1 in
     --nofile-a) nofile_a=$2 ;;
+    --family) family=$2 ;;
+    --broker-family) broker_family=$2 ;;
+    --block-udp4) block_udp=$2 ;;
+    --block-udp6) block_udp6=$2 ;;
+    --path) path=$2 ;;
     --loss-a) loss_a=$2 ;;
     --loss-b) loss_b=$2 ;;
     --udp-timeout) udp_timeout=$2 ;;
@@ -640,17 +763,43 @@ lab_case() {
   ((idle > 0)) && label+=" idle ${idle}s"
   [[ $bnode == bob || $bnode == alice2 ]] || _lab_die "--bob-at: bob or alice2"
   [[ $bnode == alice2 ]] && label="alice and bob both behind ra ($alice_nat)"
-  [[ $block_udp == yes ]] && label+=" UDP between the NATs blocked"
-  [[ $block_udp == until-relayed ]] && label+=" UDP between the NATs blocked until relayed"
+  local udp4=UDP
+  [[ $family == v4 ]] || udp4="IPv4 UDP"
+  [[ $block_udp == yes ]] && label+=" $udp4 between the NATs blocked"
+  [[ $block_udp == until-relayed ]] && label+=" $udp4 between the NATs blocked until relayed"
+  [[ $block_udp6 == yes ]] && label+=" IPv6 UDP between the LANs blocked"
+  [[ -n $broker_family ]] || broker_family=4
+  [[ $family == v6only ]] && broker_family=6
+  [[ $broker_family == 4 || $broker_family == 6 ]] || _lab_die "--broker-family: 4 or 6"
+  [[ -z $block_udp6 || $block_udp6 == yes ]] || _lab_die "--block-udp6: yes"
+  if [[ -z $path ]]; then
+    path=any
+    [[ $family == v4 || -n $block_udp6 ]] && path=4
+    [[ $family == v6only || -n $block_udp ]] && [[ $family != v4 ]] && path=6
+  fi
+  [[ $path == 4 || $path == 6 || $path == any ]] || _lab_die "--path: 4, 6 or any"
+  [[ $family != v4 ]] && label="$family, broker over IPv$broker_family: $label"
   [[ $relay == tamper ]] && label+=" relay flips bits"
   [[ $relay == cap ]] && label+=" relay cap 4 MB per client"
   [[ -n $relay ]] && label+=" (broker relays)"
   CASE_LABEL=$label
 
   lab_up --alice "$alice_nat" --bob "$bob_nat" --loss-a "$loss_a" \
-    --loss-b "$loss_b" ${udp_timeout:+--udp-timeout "$udp_timeout"}
+    --loss-b "$loss_b" ${udp_timeout:+--udp-timeout "$udp_timeout"} --family "$family"
 
   local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
+  local server=$broker listening="${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  if [[ $family != v4 ]]; then
+    # Both families on one socket (per port), as a broker runs by default.
+    server=:$LAB_BROKER_PORT
+    listening="\\[::\\]:$LAB_BROKER_PORT \\(UDP, IPv4 and IPv6\\)"
+  fi
+  [[ $broker_family == 6 ]] && broker="[$LAB_BROKER_IP6]:$LAB_BROKER_PORT"
+  if [[ -n $block_udp6 ]]; then
+    # UDP between the two LANs' IPv6 prefixes is dropped both ways.
+    lab_x ra ip6tables -I FORWARD -p udp -d "${LAB_LAN6[rb]}::/64" -j DROP
+    lab_x rb ip6tables -I FORWARD -p udp -d "${LAB_LAN6[ra]}::/64" -j DROP
+  fi
   local src=$WORK/source.bin
   if [[ -n $block_udp ]]; then
     # Each router drops UDP to and from the other's public address: the
@@ -678,8 +827,8 @@ lab_case() {
   lab_wait_bound "$bnode" tcp 7002
 
   [[ $relay == tamper ]] && export NATTER_TEST_RELAY_TAMPER=50
-  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
-  wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  lab_start broker inet "$NATTER" -server "$server" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+  wait_log broker "broker listening on $listening"
   lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
 
@@ -778,8 +927,15 @@ lab_case() {
   [[ $bob_nat == none ]] && want_pub=${LAB_HOST[bob]}
   # Behind the same NAT (which does not hairpin) only the LAN address works.
   [[ $bnode == alice2 ]] && want_pub=${LAB_HOST[alice2]}
-  [[ $conn_line =~ connected\ to\ bob\ at\ ${want_pub//./\\.}:[0-9]+\ \(direct ]] ||
-    fail "$label: expected 'connected to bob at $want_pub:PORT (direct ...', got '$conn_line'"
+  # Over IPv6: bob's own address (no NAT66), on the LAN or across.
+  local want6="\\[${LAB_HOST6[$bnode]}\\]" want4=${want_pub//./\\.} want
+  case $path in
+  4) want=$want4 ;;
+  6) want=$want6 ;;
+  any) want="($want4|$want6)" ;;
+  esac
+  [[ $conn_line =~ connected\ to\ bob\ at\ $want:[0-9]+\ \(direct ]] ||
+    fail "$label: expected 'connected to bob at $want:PORT (direct ...' (IPv$path), got '$conn_line'"
   if [[ $expect == predicted ]]; then
     [[ $conn_line == *"direct via port prediction"* ]] ||
       fail "$label: expected the path to be found by port prediction, got '$conn_line'"
@@ -1068,6 +1224,10 @@ _lab_case_broker_check() {
   stop bob
   in_b=$(lab_counter inet INPUT)
   out_b=$(lab_counter inet OUTPUT)
+  if [[ $LAB_FAMILY != v4 ]]; then
+    in_b=$((in_b + $(lab_counter6 inet INPUT)))
+    out_b=$((out_b + $(lab_counter6 inet OUTPUT)))
+  fi
   stop broker
   [[ ${EXIT_STATUS[broker]} == 0 ]] ||
     fail "$CASE_LABEL: the broker exited with status ${EXIT_STATUS[broker]} on SIGTERM"

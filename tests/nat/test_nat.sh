@@ -32,6 +32,17 @@
 #                                       unblocked: the same connection
 #                                       moves to a direct path
 #
+# With IPv6 (lab.sh --family: 2001:db8::/32 routed, no NAT66, a stateful
+# IPv6 filter on each NAT router; the broker on -server :PORT), each
+# asserting the family of alice's path:
+#   IPv6 only (no IPv4 on the peers)        direct over IPv6
+#   dual stack, IPv4 UDP between the NATs   direct over IPv6, although the
+#   blocked                                 peers reached the broker over IPv4
+#   dual stack, IPv6 UDP blocked            direct over IPv4 through the NATs
+#   dual stack, symmetric/symmetric         direct over IPv6 (no NAT there)
+#   dual stack, both behind one NAT         direct over the LAN (either family)
+#   dual stack, UDP blocked in both         relayed by the broker
+#
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
 # and that the broker saw under 1% of the tunnel's bytes. Each case prints
@@ -90,6 +101,13 @@ CASES=(
   "port-restricted cone/symmetric: port prediction|run cone symmetric --expect predicted --bytes 10M"
   "symmetric/none|run symmetric none --expect direct --bytes 10M"
   "symmetric/cone, alice has no descriptors to spare for prediction (ulimit -n 700): said, relayed|run symmetric cone --nofile-a 700 --relay on --expect either --bytes 1M"
+  "IPv6 only: the peers have no IPv4, broker over IPv6|run cone cone --family v6only --bytes 10M"
+  "dual stack, IPv4 UDP between the NATs blocked: direct over IPv6 (broker over IPv4)|run cone cone --family dual --block-udp4 yes --bytes 10M"
+  "dual stack, IPv6 UDP blocked: direct over IPv4 through the NATs|run cone cone --family dual --block-udp6 yes --bytes 10M"
+  "dual stack, symmetric/symmetric: direct over IPv6 (broker over IPv6)|run symmetric symmetric --family dual --broker-family 6 --path 6 --bytes 10M"
+  "dual stack, alice and bob behind one cone: over the LAN|run cone cone --family dual --bob-at alice2 --bytes 10M"
+  "dual stack, UDP blocked in both families: relayed (broker on both)|run cone cone --family dual --block-udp4 yes --block-udp6 yes --relay nocap --expect relay --bytes 10M"
+  "dual stack, IPv6 UDP blocked, symmetric/cone: port prediction over IPv4 (dual-stack extra sockets)|run symmetric cone --family dual --block-udp6 yes --expect predicted --path 4 --bytes 10M"
 )
 CASE_TIMEOUT=150
 
