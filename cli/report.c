@@ -168,7 +168,8 @@ static void print_table(FILE *out, const natter_check_result *r,
             r->relayed ? "through the broker's relay at" : "direct to",
             r->address, (unsigned long long)r->connect_ms,
             (double)r->rtt_us / 1000.0);
-  } else if (r->message[0]) {
+  } else if (r->message[0] && r->verdict == NATTER_CHECK_FAILED) {
+    /* The other verdicts say it all; this one needs the details. */
     fprintf(out, "attempt: %s\n", r->message);
   }
   fprintf(out, "verdict: %s\n", r->verdict_text);

@@ -311,7 +311,7 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
                    : NT_MAPPING_PER_DESTINATION;
   nt_addr_str((struct sockaddr *)&c->self.observed.ss, a);
   nt_addr_str((struct sockaddr *)&seen.ss, b);
-  if (c->self.mapping == NT_MAPPING_PER_DESTINATION) {
+  if (c->self.mapping == NT_MAPPING_PER_DESTINATION && !c->diagnostic) {
     nt_warn(&c->log,
             "this host's NAT is symmetric: the broker's two ports saw %s and "
             "%s; hole punching will only work with peers that have a public "
@@ -715,7 +715,10 @@ static const nt_endpoint_callbacks client_ep_callbacks = {
 
 static void peer_event(natter_event_type type, int error, const char *peer,
                        const char *message, void *ud) {
-  emit_event(ud, type, 0, error, peer, NULL, -1, message);
+  natter_client *c = ud;
+  /* A check's report says what happened to its peer: the events go on,
+   * their log lines only with -v. */
+  emit_event(c, type, c->diagnostic, error, peer, NULL, -1, message);
 }
 
 static void peer_stream(const char *peer, nt_stream *stream, void *ud) {

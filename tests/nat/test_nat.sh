@@ -21,6 +21,11 @@
 #              LAN address: both complete on the same connection (sha256),
 #              the longest echo stall is reported; bob SIGKILLed and
 #              restarted: alice is told and reaches the new bob in < 5 s
+#   natter -check PEER (lab.sh peer-check): cone/cone "direct works" (exit
+#   0), symmetric/symmetric "needs relay because both sides are behind
+#   symmetric NATs" (3), cone/cone with UDP between the NATs blocked "UDP
+#   between alice and bob is blocked" (4), symmetric/symmetric with a relay
+#   (3, connected through it); bob's side must have reported
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -77,6 +82,10 @@ CASES=(
   "symmetric/cone relayed, the relay flips bits|run symmetric cone --relay tamper --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, relay cap exceeded|run cone cone --relay cap --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
+  "natter -check cone/cone: direct works|peer-check cone cone --expect direct"
+  "natter -check symmetric/symmetric: needs relay|peer-check symmetric symmetric --expect needs-relay"
+  "natter -check cone/cone, UDP between the NATs blocked|peer-check cone cone --block-udp yes --expect udp-blocked"
+  "natter -check symmetric/symmetric, the broker relays|peer-check symmetric symmetric --relay on --expect needs-relay"
 )
 CASE_TIMEOUT=150
 
