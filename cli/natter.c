@@ -1053,8 +1053,7 @@ int main(int argc, char **argv) {
         event_add(sigint, NULL);
         event_add(sigterm, NULL);
         /* The report is the output: logs only when they matter. */
-        rv = run_check(&app, &o,
-                       o.level >= 0 ? level : NATTER_LOG_WARN);
+        rv = run_check(&app, &o, o.level >= 0 ? level : NATTER_LOG_WARN);
         event_free(sigint);
         event_free(sigterm);
         event_base_free(app.base);

@@ -92,8 +92,7 @@ static void print_json(FILE *out, const natter_check_result *r,
   json_str(out, r->verdict_text);
   fprintf(out, ",\"exit_code\":%d,\"broker\":", report_exit_code(r->verdict));
   json_str(out, broker);
-  fprintf(out, ",\"connected\":%s,\"path\":",
-          r->connected ? "true" : "false");
+  fprintf(out, ",\"connected\":%s,\"path\":", r->connected ? "true" : "false");
   json_str(out, !r->connected ? "" : r->relayed ? "relay" : "direct");
   fprintf(out, ",\"address\":");
   json_str(out, r->address);
@@ -147,8 +146,12 @@ static void print_table(FILE *out, const natter_check_result *r,
       b->public_address[0] ? b->public_address : "-");
   for (size_t i = 0; i < n || i == 0; i++) {
     row(out, i ? "" : "probed",
-        i < a->ncandidates ? a->candidates[i] : i ? "" : "-",
-        i < b->ncandidates ? b->candidates[i] : i || b->reported ? "" : "-");
+        i < a->ncandidates ? a->candidates[i]
+        : i                ? ""
+                           : "-",
+        i < b->ncandidates ? b->candidates[i]
+        : i || b->reported ? ""
+                           : "-");
   }
   counted(ca, sizeof(ca), a, a->probe_rounds, 0);
   counted(cb, sizeof(cb), b, b->probe_rounds, 0);
@@ -163,8 +166,9 @@ static void print_table(FILE *out, const natter_check_result *r,
       b->outcome[0] ? b->outcome : "-");
   fputc('\n', out);
   if (r->connected) {
-    fprintf(out, "path: %s %s, connected %llu ms after the introduction, "
-                 "RTT %.1f ms; closed (check done)\n",
+    fprintf(out,
+            "path: %s %s, connected %llu ms after the introduction, "
+            "RTT %.1f ms; closed (check done)\n",
             r->relayed ? "through the broker's relay at" : "direct to",
             r->address, (unsigned long long)r->connect_ms,
             (double)r->rtt_us / 1000.0);

@@ -538,11 +538,11 @@ typedef struct natter_check_side {
   size_t ncandidates;         /* the other side's addresses, as the broker
                                  gave them, that this side probed */
   const char *const *candidates;
-  unsigned probe_rounds;      /* rounds of probes this side sent */
-  unsigned probes_received;   /* the other side's probes that arrived */
-  unsigned replies_received;  /* answers to this side's probes */
-  const char *probes_from;    /* where the other side's probes came from;
-                                 "" none */
+  unsigned probe_rounds;     /* rounds of probes this side sent */
+  unsigned probes_received;  /* the other side's probes that arrived */
+  unsigned replies_received; /* answers to this side's probes */
+  const char *probes_from;   /* where the other side's probes came from;
+                                "" none */
 } natter_check_side;
 
 typedef struct natter_check_result {

@@ -517,10 +517,9 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
   } else {
     note_introduced(c, peer);
   }
-  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL,
-                    r->check);
-  send_introduction(c, peer, r->request_id, nonce, 0,
-                    relayed ? tok_c : NULL, 0);
+  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, r->check);
+  send_introduction(c, peer, r->request_id, nonce, 0, relayed ? tok_c : NULL,
+                    0);
 }
 
 /* A free slot for a check by |c|, or NULL past the limits (expired

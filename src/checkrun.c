@@ -92,9 +92,10 @@ static void find_view(const nt_peer_view *v, void *ud) {
 }
 
 static natter_nat_mapping public_mapping(int m) {
-  return m == NT_MAPPING_ENDPOINT_INDEPENDENT ? NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT
-         : m == NT_MAPPING_PER_DESTINATION     ? NATTER_NAT_MAPPING_SYMMETRIC
-                                               : NATTER_NAT_MAPPING_UNKNOWN;
+  return m == NT_MAPPING_ENDPOINT_INDEPENDENT
+             ? NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT
+         : m == NT_MAPPING_PER_DESTINATION ? NATTER_NAT_MAPPING_SYMMETRIC
+                                           : NATTER_NAT_MAPPING_UNKNOWN;
 }
 
 static const char *addr_or_empty(const nt_addr *a, char *buf) {
@@ -118,9 +119,8 @@ static void finish(nt_check_run *run) {
   }
   if (run->phase != RUN_OUTCOME && !run->error) {
     run->error = NATTER_ERR_TIMEOUT;
-    snprintf(run->message, sizeof(run->message),
-             "no outcome within %u s", (env->connect_timeout_ms +
-                                        NT_CHECK_EXTRA_MS) / 1000);
+    snprintf(run->message, sizeof(run->message), "no outcome within %u s",
+             (env->connect_timeout_ms + NT_CHECK_EXTRA_MS) / 1000);
   }
   run->phase = RUN_DONE;
   event_del(run->ev);
@@ -163,8 +163,8 @@ static void finish(nt_check_run *run) {
   b->outcome = "";
   b->probes_from = "";
   b->candidates = pb;
-  b->mapping = vc.found ? public_mapping(vc.v.mapping)
-                        : NATTER_NAT_MAPPING_UNKNOWN;
+  b->mapping =
+      vc.found ? public_mapping(vc.v.mapping) : NATTER_NAT_MAPPING_UNKNOWN;
   b->public_address = addr_or_empty(&vc.observed, b_pub);
   if (run->have_theirs) {
     const nt_check_side *t = &run->theirs;
@@ -177,8 +177,8 @@ static void finish(nt_check_run *run) {
       b->public_address = addr_or_empty(&t->observed, b_pub);
     }
     for (size_t i = 0; i < t->nprobed; i++) {
-      pb[i] = nt_addr_str((const struct sockaddr *)&t->probed[i].ss,
-                          b_cands[i]);
+      pb[i] =
+          nt_addr_str((const struct sockaddr *)&t->probed[i].ss, b_cands[i]);
     }
     b->ncandidates = t->nprobed;
     b->probe_rounds = t->probe_rounds;
@@ -262,8 +262,7 @@ void nt_check_run_on_introduction(nt_check_run *run, const char *peer,
 
 /* Bounds: only the report of our meeting (its nonce), only the first. */
 void nt_check_run_on_report(nt_check_run *run, const nt_check_side *side) {
-  if (!run || !run->have_nonce || run->have_theirs ||
-      run->phase == RUN_DONE ||
+  if (!run || !run->have_nonce || run->have_theirs || run->phase == RUN_DONE ||
       memcmp(side->nonce, run->nonce, NT_PUNCH_NONCE_LEN) != 0 ||
       strcmp(side->peer, run->peer) != 0) {
     return;

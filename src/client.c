@@ -1214,7 +1214,7 @@ void natter_client_free(natter_client *c) {
     return;
   }
   nt_metrics_free(c->metrics);
-  nt_check_run_free(c->check); /* its waiter is on a peer's queue */
+  nt_check_run_free(c->check);     /* its waiter is on a peer's queue */
   nt_tunnel_free_all(&c->tunnels); /* tunnels point at forwards and peers:
                                       they go first */
   nt_forward_free_all(&c->forwards);
@@ -1250,8 +1250,8 @@ void natter_client_free(natter_client *c) {
 int natter_client_check(natter_client *c, const char *peer, natter_check_fn fn,
                         void *user_data) {
   nt_check_env env;
-  if (!c || !peer || !nt_name_valid(peer) || c->check || c->listen ||
-      c->ctl || c->ever_checked_in || !TAILQ_EMPTY(&c->forwards) ||
+  if (!c || !peer || !nt_name_valid(peer) || c->check || c->listen || c->ctl ||
+      c->ever_checked_in || !TAILQ_EMPTY(&c->forwards) ||
       strcmp(peer, c->name) == 0) {
     return NATTER_ERR_INVALID;
   }

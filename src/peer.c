@@ -321,8 +321,7 @@ static void check_report(nt_peer *p, int outcome) {
   }
   side.elapsed_ms = (uint32_t)((nt_monotonic_ns() - p->meet_ns) / 1000000ull);
   nt_info(env->log, "check by %s: %s; reporting to the broker", p->name,
-          outcome == NT_CHECK_CONNECTED ? "connected"
-                                        : "no connection came");
+          outcome == NT_CHECK_CONNECTED ? "connected" : "no connection came");
   env->callbacks->check_report(&side, env->user_data);
 }
 
@@ -843,8 +842,9 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
                   : nt_peers_get(peers, in->name);
     if (!p) {
       nt_warn(env->log, "%s: %s", in->name,
-              in->check ? "already " STR(NT_PEER_MAX_CHECKS)
-                          " checks by peers under way; this one is ignored"
+              in->check ? "already " STR(
+                              NT_PEER_MAX_CHECKS) " checks by peers under way; "
+                                                  "this one is ignored"
                         : "out of memory");
       return;
     }
@@ -857,8 +857,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
      * would wait for the other to connect. The smaller name keeps the
      * initiator's role; the other yields to it. */
     if (!p->check && p->initiator && p->state != NT_PEER_IDLE &&
-        p->state != NT_PEER_CONNECTED &&
-        strcmp(env->self_name, p->name) < 0) {
+        p->state != NT_PEER_CONNECTED && strcmp(env->self_name, p->name) < 0) {
       return;
     }
     uint64_t now = nt_monotonic_ns();

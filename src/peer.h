@@ -67,8 +67,8 @@ typedef struct nt_introduction {
   nt_addr relay;
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
   uint16_t relay_port; /* as the broker said; 0: no relay offered */
-  int check; /* a connectivity check by the peer (natter -check): no
-                streams; report what this side saw when done */
+  int check;           /* a connectivity check by the peer (natter -check): no
+                          streams; report what this side saw when done */
 } nt_introduction;
 
 /* Outcomes of a connectivity check on one side (CheckReport.Outcome). */
@@ -206,12 +206,12 @@ typedef struct nt_peer_view {
   const nt_punch *punch;     /* the last punching: candidates, counts */
   const nt_addr *probe_from; /* where its probes came from, or NULL */
   /* For a connectivity check (natter -check): */
-  int check;                /* an entry serving a check the peer asked */
-  size_t ngiven;            /* punch->candidates[0..ngiven) came from the
-                               broker; later ones from the peer's probes */
-  const nt_addr *observed;  /* its public address as the broker saw it */
-  int relay_offered;        /* the broker offered a relay channel */
-  uint64_t connect_ms;      /* introduction -> connection; 0: none */
+  int check;               /* an entry serving a check the peer asked */
+  size_t ngiven;           /* punch->candidates[0..ngiven) came from the
+                              broker; later ones from the peer's probes */
+  const nt_addr *observed; /* its public address as the broker saw it */
+  int relay_offered;       /* the broker offered a relay channel */
+  uint64_t connect_ms;     /* introduction -> connection; 0: none */
 } nt_peer_view;
 typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
 void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);

@@ -75,17 +75,14 @@ static natter_check_verdict why_not_direct(const natter_check_result *r,
              b->name, a->probes_received);
     return NATTER_CHECK_UDP_BLOCKED;
   }
-  snprintf(why, len,
-           "probes arrived (%u here%s) but no connection came up: %s",
-           a->probes_received,
-           b->reported ? ", some there" : "", r->message && r->message[0]
-                                                  ? r->message
-                                                  : "no reason given");
+  snprintf(why, len, "probes arrived (%u here%s) but no connection came up: %s",
+           a->probes_received, b->reported ? ", some there" : "",
+           r->message && r->message[0] ? r->message : "no reason given");
   return NATTER_CHECK_FAILED;
 }
 
-natter_check_verdict nt_check_verdict(const natter_check_result *r,
-                                      char *text, size_t len) {
+natter_check_verdict nt_check_verdict(const natter_check_result *r, char *text,
+                                      size_t len) {
   const natter_check_side *a = &r->self, *b = &r->peer;
   char why[600];
   natter_check_verdict v;
@@ -98,14 +95,13 @@ natter_check_verdict nt_check_verdict(const natter_check_result *r,
     return NATTER_CHECK_PEER_UNKNOWN;
   }
   if (r->error == NATTER_ERR_PEER_NOT_LISTENING) {
-    snprintf(text, len,
-             "%s does not listen: it is checked in without -listen", b->name);
+    snprintf(text, len, "%s does not listen: it is checked in without -listen",
+             b->name);
     return NATTER_CHECK_NOT_LISTENING;
   }
   if (b->reported && b->outcome && strcmp(b->outcome, "refused") == 0) {
-    snprintf(text, len,
-             "%s refuses us: its -allow-peer rules do not admit %s", b->name,
-             a->name);
+    snprintf(text, len, "%s refuses us: its -allow-peer rules do not admit %s",
+             b->name, a->name);
     return NATTER_CHECK_REFUSED;
   }
   if (r->connected && !r->relayed) {
@@ -115,8 +111,8 @@ natter_check_verdict nt_check_verdict(const natter_check_result *r,
       snprintf(text, len,
                "direct works only via prediction: %s's NAT gave %s a port "
                "the broker never saw (%s), which %s learned from its probes",
-               nat->name, saw == a ? "us" : saw->name,
-               saw->probes_from, saw == a ? "we" : saw->name);
+               nat->name, saw == a ? "us" : saw->name, saw->probes_from,
+               saw == a ? "we" : saw->name);
       return NATTER_CHECK_DIRECT_PREDICTED;
     }
     snprintf(text, len, "direct works");

@@ -9,7 +9,7 @@
 
 /* Decides from everything in |r| but its verdict fields; writes the one
  * line for users into |text| and returns the verdict. */
-natter_check_verdict nt_check_verdict(const natter_check_result *r,
-                                      char *text, size_t len);
+natter_check_verdict nt_check_verdict(const natter_check_result *r, char *text,
+                                      size_t len);
 
 #endif

@@ -22,11 +22,12 @@ int nt_wire_check_report(nt_check_side *out, const Natter__CheckReport *in,
   memcpy(out->nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
   out->outcome = (int)in->outcome;
   out->relayed = in->relayed ? 1 : 0;
-  out->mapping = in->mapping == NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT
-                     ? NT_MAPPING_ENDPOINT_INDEPENDENT
-                 : in->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION
-                     ? NT_MAPPING_PER_DESTINATION
-                     : NT_MAPPING_UNKNOWN;
+  out->mapping =
+      in->mapping == NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT
+          ? NT_MAPPING_ENDPOINT_INDEPENDENT
+      : in->mapping == NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION
+          ? NT_MAPPING_PER_DESTINATION
+          : NT_MAPPING_UNKNOWN;
   for (size_t i = 0; i < in->n_probed; i++) {
     if (nt_wire_addr_to_sockaddr(&out->probed[out->nprobed], in->probed[i]) ==
         0) {
@@ -51,9 +52,8 @@ int nt_wire_check_report(nt_check_side *out, const Natter__CheckReport *in,
 
 void nt_wire_check_encode(nt_wire_check_buf *buf, const nt_check_side *side) {
   Natter__CheckReport init = NATTER__CHECK_REPORT__INIT;
-  size_t n = side->nprobed <= NT_PUNCH_MAX_CANDIDATES
-                 ? side->nprobed
-                 : NT_PUNCH_MAX_CANDIDATES;
+  size_t n = side->nprobed <= NT_PUNCH_MAX_CANDIDATES ? side->nprobed
+                                                      : NT_PUNCH_MAX_CANDIDATES;
   buf->msg = init;
   buf->msg.nonce.data = (uint8_t *)side->nonce;
   buf->msg.nonce.len = NT_PUNCH_NONCE_LEN;
@@ -71,9 +71,8 @@ void nt_wire_check_encode(nt_wire_check_buf *buf, const nt_check_side *side) {
   buf->msg.probes_received = side->probes_received;
   buf->msg.replies_received = side->replies_received;
   if (side->probes_from.len) {
-    nt_wire_addr_from_sockaddr(
-        &buf->from, buf->ips[NT_PUNCH_MAX_CANDIDATES],
-        (const struct sockaddr *)&side->probes_from.ss);
+    nt_wire_addr_from_sockaddr(&buf->from, buf->ips[NT_PUNCH_MAX_CANDIDATES],
+                               (const struct sockaddr *)&side->probes_from.ss);
     buf->msg.probes_from = &buf->from;
   }
   buf->msg.elapsed_ms = side->elapsed_ms;

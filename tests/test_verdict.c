@@ -90,8 +90,7 @@ static void test_udp_blocked(void) {
   expect(&r, NATTER_CHECK_UDP_BLOCKED,
          "UDP between alice and bob is blocked: no probe arrived either way");
   r.peer.probes_received = 5; /* bob saw ours, we saw none of his */
-  expect(&r, NATTER_CHECK_UDP_BLOCKED,
-         "bob's outgoing UDP to you is blocked");
+  expect(&r, NATTER_CHECK_UDP_BLOCKED, "bob's outgoing UDP to you is blocked");
   r.peer.probes_received = 0;
   r.self.probes_received = 4;
   expect(&r, NATTER_CHECK_UDP_BLOCKED, "your outgoing UDP to bob is blocked");
