@@ -1361,6 +1361,9 @@ typedef struct peer_count {
 
 static void count_peer(const nt_peer_view *v, void *ud) {
   peer_count *pc = ud;
+  if (v->check) {
+    return; /* a peer's check is not a peer connection of ours */
+  }
   if (v->conn) {
     pc->connected++;
   }
@@ -1424,6 +1427,9 @@ static void show_peer(const nt_peer_view *v, void *ud) {
   const char *pcands[NT_PUNCH_MAX_CANDIDATES];
   natter_peer_info info;
 
+  if (v->check) {
+    return; /* a peer's check, not one of our peers */
+  }
   memset(&info, 0, sizeof(info));
   if (v->key) {
     nt_fingerprint_hex(v->key, hex);

@@ -1231,7 +1231,7 @@ static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
 static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   uint64_t now = nt_monotonic_ns();
-  if (!p || (p->refresh_ns &&
+  if (!p || p->check || (p->refresh_ns &&
              now - p->refresh_ns <
                  (uint64_t)NT_PEER_REFRESH_INTERVAL_MS * 1000000ull)) {
     return;
