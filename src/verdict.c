@@ -55,6 +55,21 @@ static natter_check_verdict why_not_direct(const natter_check_result *r,
                b->name, b->name, a->name, b->name, b->name);
       return NATTER_CHECK_UDP_BLOCKED;
     }
+    int unknown_a = a->mapping == NATTER_NAT_MAPPING_UNKNOWN;
+    int unknown_b = b->mapping == NATTER_NAT_MAPPING_UNKNOWN;
+    if (unknown_a || unknown_b) {
+      /* Unmeasured: it may be symmetric, which would explain it too. */
+      snprintf(why, len,
+               "UDP between %s and %s is blocked, or %s's NAT is symmetric: "
+               "no probe arrived either way, and %s NAT mapping is unknown "
+               "(no answer from the broker's PORT+1)",
+               a->name, b->name,
+               unknown_a && unknown_b ? "either side"
+               : unknown_a            ? a->name
+                                      : b->name,
+               unknown_a && unknown_b ? "both sides'" : "its");
+      return NATTER_CHECK_UDP_BLOCKED;
+    }
     snprintf(why, len,
              "UDP between %s and %s is blocked: no probe arrived either way, "
              "although both NATs keep one port for every destination",

@@ -97,6 +97,10 @@ static void test_udp_blocked(void) {
   r = base();
   r.peer.reported = 0;
   expect(&r, NATTER_CHECK_UDP_BLOCKED, "bob sent no report");
+  r = base();
+  r.peer.mapping = NATTER_NAT_MAPPING_UNKNOWN;
+  expect(&r, NATTER_CHECK_UDP_BLOCKED,
+         "UDP between alice and bob is blocked, or bob's NAT is symmetric");
 }
 
 static void test_broker_answers(void) {
