@@ -113,8 +113,6 @@ static const nt_conn_callbacks peer_conn_callbacks = {
 #define NT_PEER_UPGRADE_MS 10000
 #define NT_PEER_UPGRADE_ROUND_MS 5000
 #define MS(x) ((uint64_t)(x)*1000000ull)
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 /* ---- the table ---- */
 
@@ -220,6 +218,7 @@ static nt_peer *check_entry(nt_peers *peers, const char *name) {
   if (idle) {
     snprintf(idle->name, sizeof(idle->name), "%s", name);
     memset(&idle->punch, 0, sizeof(idle->punch));
+    idle->intro_ns = 0; /* another peer's pace is not this one's */
   }
   return idle;
 }
@@ -841,11 +840,12 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
     p = in->check ? check_entry(peers, in->name)
                   : nt_peers_get(peers, in->name);
     if (!p) {
-      nt_warn(env->log, "%s: %s", in->name,
-              in->check ? "already " STR(
-                              NT_PEER_MAX_CHECKS) " checks by peers under way; "
-                                                  "this one is ignored"
-                        : "out of memory");
+      if (in->check) {
+        nt_warn(env->log,
+                "%s: already %d checks by peers under way; this one is "
+                "ignored",
+                in->name, NT_PEER_MAX_CHECKS);
+      }
       return;
     }
     if (in->check) {
