@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "natter.h"
+#include "report.h"
 
 #define MAX_SPECS 64
 #define MAX_RULES 64
@@ -29,6 +30,9 @@ static const char usage_text[] =
     "names\n"
     "  natter -status [HOST:PORT] [-json]                  show a status "
     "page\n"
+    "  natter -name NAME -broker HOST:PORT -check PEER [-json]\n"
+    "                                                      check the way to "
+    "PEER\n"
     "\n"
     "SPEC:\n"
     "  LOCALPORT:PEER:PORT        127.0.0.1:LOCALPORT -> PORT on PEER's "
@@ -137,7 +141,19 @@ static const char usage_text[] =
     "                       the -server or -broker address), as this "
     "machine's key\n"
     "                       (-identity, or NAME.key with -name)\n"
-    "  -json                with -status: print the raw JSON\n"
+    "  -check PEER          check how this machine reaches PEER (a -listen "
+    "peer):\n"
+    "                       both sides' NAT mapping, candidates and probes, "
+    "and a\n"
+    "                       verdict; exit status 0 direct, 3 needs relay, 4 "
+    "UDP\n"
+    "                       blocked, 5 PEER does not listen, 6 unknown, 7 "
+    "refused,\n"
+    "                       1 failed. Does not disturb a client running as "
+    "NAME\n"
+    "  -json                with -status: print the raw JSON; with -check: "
+    "one JSON\n"
+    "                       object\n"
     "  -log-format FORMAT   text (default) or json: one object per line "
     "with the\n"
     "                       keys time, level, msg\n"
@@ -177,6 +193,7 @@ typedef struct options {
   int status;             /* -status */
   const char *status_addr; /* its HOST:PORT, or NULL */
   int json;                /* -json */
+  const char *check;       /* -check PEER */
   const char *admin[MAX_RULES];
   size_t nadmin;
   int listen;
@@ -214,6 +231,7 @@ typedef struct cli {
   const char *config_path;
   cli_config file;
   natter_forward *file_forwards[CLI_CONFIG_MAX_LIST];
+  int checking; /* -check: the check's callback ends the run */
 } cli;
 
 /* JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to the
@@ -278,7 +296,7 @@ static void on_event(natter_client *client, const natter_event *ev,
                      void *user_data) {
   cli *app = user_data;
   (void)client;
-  if (ev->type == NATTER_EVENT_FATAL) {
+  if (ev->type == NATTER_EVENT_FATAL && !app->checking) {
     app->exit_code = 1;
     event_base_loopbreak(app->base);
   }
@@ -481,6 +499,11 @@ static int parse_flags(options *o, int argc, char **argv) {
       }
     } else if (strcmp(a, "-json") == 0) {
       o->json = 1;
+    } else if (strcmp(a, "-check") == 0) {
+      VALUE(o->check);
+      if (natter_name_check(o->check, err, sizeof(err)) != 0) {
+        return rule_error(a, o->check, err);
+      }
     } else if (strcmp(a, "-log-format") == 0) {
       VALUE(o->log_format);
       if (strcmp(o->log_format, "text") != 0 &&
@@ -758,6 +781,51 @@ static int run_broker(cli *app, const options *o, natter_log_level level,
   return 0;
 }
 
+/* ---- natter -check ---- */
+
+static void on_check(natter_client *client, const natter_check_result *r,
+                     void *user_data) {
+  cli *app = user_data;
+  (void)client;
+  report_print(stdout, r, app->o->broker, app->o->json);
+  app->exit_code = report_exit_code(r->verdict);
+  event_base_loopbreak(app->base);
+}
+
+/* A diagnostic session: the settings that say who we are and how to reach
+ * the broker, none of a listener's or a forwarder's. */
+static int run_check(cli *app, const options *o, natter_log_level level) {
+  natter_client_config cfg;
+  natter_client *c = NULL;
+
+  natter_client_config_default(&cfg);
+  cfg.name = o->name;
+  cfg.broker = o->broker;
+  cfg.identity_file = o->identity;
+  cfg.broker_key = o->broker_key;
+  cfg.token_file = o->token_file;
+  cfg.token = env_token(o);
+  cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
+  cfg.local_port = (uint16_t)o->port;
+  cfg.log_level = level;
+  cfg.no_relay = o->no_relay;
+  cfg.on_event = on_event;
+  cfg.log = cli_log;
+  cfg.user_data = app;
+  if (natter_client_new(&c, app->base, &cfg) != 0) {
+    return 1;
+  }
+  if (natter_client_check(c, o->check, on_check, app) != 0) {
+    natter_client_free(c);
+    return 1;
+  }
+  app->checking = 1;
+  app->exit_code = 1; /* interrupted before a verdict */
+  event_base_dispatch(app->base);
+  natter_client_free(c);
+  return app->exit_code;
+}
+
 static int run_client(cli *app, const options *o, natter_log_level level,
                       int level_given, const char **allow,
                       const char **allow_cmd, const char **allow_peer,
@@ -871,6 +939,11 @@ int main(int argc, char **argv) {
   if (rv >= 0) {
     return rv;
   }
+  if (o.check && (o.listen || o.nspecs || o.server || o.status)) {
+    return usage_error("%s", "-check runs a check only: no -server, -status, "
+                             "-listen or specs with it");
+  }
+  long port_flag = o.port;
 
   /* The file fills what the flags left open; lists add up. */
   cli_config_init(&file);
@@ -973,9 +1046,44 @@ int main(int argc, char **argv) {
   }
 
   rv = -1;
+  if (o.check) {
+    /* The config file's listener and forwards belong to the client that
+     * runs as NAME; a check takes only who we are and where the broker
+     * is, and its own UDP port unless -port says otherwise. */
+    if (!o.name) {
+      rv = usage_error("%s", "-check needs -name (this side's name)");
+    } else if (!o.broker) {
+      rv = usage_error("%s", "-check needs -broker HOST:PORT");
+    } else if (o.broker_key && natter_fingerprint_check(o.broker_key) != 0) {
+      rv = usage_error("bad -broker-key \"%.80s\": expected the 64 hex "
+                       "digits the broker prints at start",
+                       o.broker_key);
+    } else {
+      o.port = port_flag;
+      sink_init(&app.sink, o.log_format);
+      signal(SIGPIPE, SIG_IGN);
+      app.base = event_base_new();
+      app.o = &o;
+      rv = 1;
+      if (app.base) {
+        struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
+        struct event *sigterm =
+            evsignal_new(app.base, SIGTERM, on_signal, &app);
+        event_add(sigint, NULL);
+        event_add(sigterm, NULL);
+        /* The report is the output: logs only when they matter. */
+        rv = run_check(&app, &o, o.level >= 0 ? level : NATTER_LOG_WARN);
+        event_free(sigint);
+        event_free(sigterm);
+        event_base_free(app.base);
+      }
+    }
+    cli_config_free(&file);
+    return rv;
+  }
   if (o.status || o.json) {
     if (!o.status) {
-      rv = usage_error("%s", "-json goes with -status");
+      rv = usage_error("%s", "-json goes with -status or -check");
     } else if (o.nspecs || o.listen) {
       rv = usage_error("%s", "-status only reads a status page: no specs or "
                              "-listen with it");

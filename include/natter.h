@@ -506,6 +506,83 @@ typedef enum natter_nat_mapping {
 NATTER_EXPORT natter_nat_mapping
 natter_client_nat_mapping(const natter_client *c);
 
+/* ---- connectivity check (natter -check) ---- */
+
+/* What a check concluded; natter -check exits with a distinct status for
+ * each (natter(1), EXIT STATUS). */
+typedef enum natter_check_verdict {
+  NATTER_CHECK_DIRECT = 0,           /* direct works */
+  NATTER_CHECK_DIRECT_PREDICTED = 1, /* direct works only through a port
+                                        learned from the other side's
+                                        probes, not the one the broker saw */
+  NATTER_CHECK_NEEDS_RELAY = 2,      /* no direct path: the NATs' behaviour
+                                        defeats hole punching */
+  NATTER_CHECK_UDP_BLOCKED = 3,      /* no direct path: UDP between the two
+                                        is dropped (one way or both) */
+  NATTER_CHECK_NOT_LISTENING = 4,    /* the peer runs without -listen */
+  NATTER_CHECK_PEER_UNKNOWN = 5,     /* no client of that name at the broker */
+  NATTER_CHECK_REFUSED = 6,          /* the peer's rules do not admit us */
+  NATTER_CHECK_FAILED = 7            /* anything else: message says what */
+} natter_check_verdict;
+
+/* One side of a check. Library-allocated and read-only, like
+ * natter_event; strings valid during the callback only. */
+typedef struct natter_check_side {
+  const char *name;
+  int reported;               /* the peer side: its report arrived (else
+                                 only name, mapping, public_address are
+                                 known, from the broker) */
+  const char *outcome;        /* "connected", "failed", "refused" or "" */
+  natter_nat_mapping mapping; /* as the side measured it */
+  const char *public_address; /* as the broker saw it; "" unknown */
+  size_t ncandidates;         /* the other side's addresses, as the broker
+                                 gave them, that this side probed */
+  const char *const *candidates;
+  unsigned probe_rounds;     /* rounds of probes this side sent */
+  unsigned probes_received;  /* the other side's probes that arrived */
+  unsigned replies_received; /* answers to this side's probes */
+  const char *probes_from;   /* where the other side's probes came from;
+                                "" none */
+} natter_check_side;
+
+typedef struct natter_check_result {
+  natter_check_verdict verdict;
+  const char *verdict_text; /* one line: "direct works", "needs relay
+                               because ...", ... */
+  int error;                /* 0 when connected, else the NATTER_ERR_* of
+                               the attempt */
+  const char *message;      /* the attempt's own failure message; "" */
+  int connected;            /* a QUIC connection came up (then closed) */
+  int relayed;              /* ... through the broker's relay */
+  int relay_offered;        /* the broker offered a relay for the pair */
+  uint64_t connect_ms;      /* introduction -> connection */
+  uint64_t rtt_us;          /* the connection's smoothed RTT */
+  const char *address;      /* where the connection went; "" */
+  natter_check_side self, peer;
+  int predicted; /* the direct path was found by port prediction (one
+                    side's NAT is symmetric) */
+} natter_check_result;
+
+/* Called once per check, from the loop; the client may be freed once the
+ * callback has returned (not inside it). */
+typedef void (*natter_check_fn)(natter_client *client,
+                                const natter_check_result *result,
+                                void *user_data);
+
+/* Makes |client| a diagnostic session that checks how it reaches |peer|:
+ * it checks in without registering under its name (a client running
+ * with the same name and key is not disturbed), measures its NAT
+ * mapping, asks the broker for a check, punches (and uses the broker's
+ * relay when offered), closes the connection, waits a few seconds for
+ * the peer's own report, and calls |fn| with both sides' view and a
+ * verdict. The whole check ends within connect_timeout_ms + 10 s.
+ * Call it right after natter_client_new(), before the loop runs, on a
+ * client without listen or forwards. Returns 0, or NATTER_ERR_INVALID
+ * (bad name, already checked in, listening, forwards, or a check
+ * already set). */
+NATTER_EXPORT int natter_client_check(natter_client *client, const char *peer,
+                                      natter_check_fn fn, void *user_data);
+
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
 

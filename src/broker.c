@@ -34,6 +34,7 @@
 #include "structs.h"
 #include "token.h"
 #include "udpsock.h"
+#include "wire_check.h"
 #include "wire_msg.h"
 
 #define BROKER_MAX_LOCAL_ADDRS 8
@@ -63,6 +64,12 @@
 /* A client whose address changes is re-introduced to its peers at most
  * this often. */
 #define BROKER_MOVE_NOTICE_NS (2 * 1000000000ull)
+/* Connectivity checks (ConnectRequest.check) awaiting the checked peer's
+ * report: at most this many at once, this many per requester, each for
+ * this long; the report goes to the requester only. */
+#define BROKER_MAX_CHECKS 64
+#define BROKER_MAX_CHECKS_PER_CLIENT 4
+#define BROKER_CHECK_TTL_NS (120 * 1000000000ull)
 
 typedef struct bclient bclient;
 
@@ -90,7 +97,18 @@ struct bclient {
   char introduced[BROKER_MAX_INTRODUCED][NT_NAME_MAX + 1];
   size_t nintroduced;
   uint64_t moved_ns; /* last re-introduction after a move */
+  /* A diagnostic session (CheckIn.diagnostic): checked in, but not under
+   * its name in natter_broker.checked_in, announced to no one, and it
+   * may only ask for checks. */
+  int diagnostic;
 };
+
+/* A check awaiting the checked peer's report. */
+typedef struct bcheck {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  bclient *requester, *peer; /* NULL: the slot is free */
+  uint64_t expires_ns;
+} bcheck;
 
 TAILQ_HEAD(bclient_list, bclient);
 
@@ -135,6 +153,7 @@ struct natter_broker {
   nt_metrics *metrics;
   nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
   nt_relay *relay; /* NULL: no relaying (-relay off) */
+  bcheck checks[BROKER_MAX_CHECKS];
 };
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
@@ -149,6 +168,7 @@ static void client_moved(nt_conn *conn, void *ud);
 static void note_check_in(bclient *c, bclient *old, const Natter__CheckIn *in);
 static void note_introduced(bclient *a, bclient *b);
 static void handle_refresh_request(bclient *c, const Natter__ConnectRequest *r);
+static bcheck *check_slot(natter_broker *b, const bclient *c);
 
 static const nt_conn_callbacks client_conn_callbacks = {
     client_established, client_closed, client_stream_opened, NULL, NULL,
@@ -320,6 +340,24 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   if (!bind_name(c, in->name, key)) {
     return;
   }
+  if (in->diagnostic) {
+    /* The key owns the name (bind_name), but the session takes nothing
+     * from a client running under it: no table entry, no notices. */
+    snprintf(c->name, sizeof(c->name), "%s", in->name);
+    c->diagnostic = 1;
+    c->checked_in = 1;
+    if (c->pending) {
+      c->pending = 0;
+      b->npending--;
+    }
+    event_del(c->deadline);
+    char addr[NT_ADDR_STRLEN];
+    nt_fingerprint_hex(key, hex);
+    nt_info(&b->log, "%s checked in from %s for a check (key %.16s...)",
+            c->name, nt_addr_str(nt_conn_remote_addr(c->conn), addr), hex);
+    send_check_in_result(c, NATTER__CODE__OK, "");
+    return;
+  }
   /* The name must be in the table before anything else changes, so that
    * running out of memory leaves the old session as it was. The entry
    * reads its key from c->name. */
@@ -369,7 +407,7 @@ static void send_connect_result(bclient *c, uint32_t request_id,
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
                               const uint8_t *nonce, int refresh,
-                              const uint8_t *relay_token) {
+                              const uint8_t *relay_token, int check) {
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__Introduction intro = NATTER__INTRODUCTION__INIT;
   Natter__Address observed, mapped, locals[BROKER_MAX_LOCAL_ADDRS];
@@ -378,6 +416,7 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
 
   intro.request_id = request_id;
   intro.refresh = refresh;
+  intro.check = check;
   intro.peer = about->name;
   intro.peer_key.data = (uint8_t *)nt_conn_peer_fingerprint(about->conn);
   intro.peer_key.len = NT_FINGERPRINT_LEN;
@@ -417,8 +456,15 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
     reject(c, NATTER__CODE__BAD_REQUEST, "connect request before check-in");
     return;
   }
-  if (r->refresh) {
+  if (r->refresh && !c->diagnostic) {
     handle_refresh_request(c, r);
+    return;
+  }
+  if (!r->check != !c->diagnostic) {
+    send_connect_result(c, r->request_id, NATTER__CODE__BAD_REQUEST,
+                        c->diagnostic
+                            ? "a check session may only ask for checks"
+                            : "checks come from check sessions only");
     return;
   }
   if (!nt_name_valid(r->peer)) {
@@ -447,6 +493,13 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
                         "no randomness");
     return;
   }
+  bcheck *chk = NULL;
+  if (r->check && !(chk = check_slot(b, c))) {
+    send_connect_result(c, r->request_id, NATTER__CODE__INTERNAL,
+                        "the broker runs too many checks at once; try "
+                        "again in a minute");
+    return;
+  }
   b->introductions++;
   /* A relay channel for the pair, in case punching fails; none when
    * either refuses relayed peers. */
@@ -455,12 +508,82 @@ static void handle_connect_request(bclient *c, const Natter__ConnectRequest *r) 
       b->relay && !c->no_relay && !peer->no_relay &&
       nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn), peer->name,
                     nt_conn_remote_addr(peer->conn), tok_c, tok_peer) == 0;
-  nt_info(&b->log, "introducing %s to %s%s", c->name, peer->name,
+  nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
+          r->check ? " for a check" : "",
           relayed ? " (relay channel open)" : "");
-  note_introduced(c, peer);
-  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL);
-  send_introduction(c, peer, r->request_id, nonce, 0,
-                    relayed ? tok_c : NULL);
+  if (chk) {
+    memcpy(chk->nonce, nonce, sizeof(chk->nonce));
+    chk->requester = c;
+    chk->peer = peer;
+    chk->expires_ns = nt_monotonic_ns() + BROKER_CHECK_TTL_NS;
+  } else {
+    note_introduced(c, peer);
+  }
+  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, r->check);
+  send_introduction(c, peer, r->request_id, nonce, 0, relayed ? tok_c : NULL,
+                    0);
+}
+
+/* A free slot for a check by |c|, or NULL past the limits (expired
+ * checks are forgotten first). */
+static bcheck *check_slot(natter_broker *b, const bclient *c) {
+  uint64_t now = nt_monotonic_ns();
+  bcheck *free_slot = NULL;
+  size_t mine = 0;
+  for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
+    bcheck *k = &b->checks[i];
+    if (k->requester && now >= k->expires_ns) {
+      k->requester = k->peer = NULL;
+    }
+    if (!k->requester) {
+      free_slot = free_slot ? free_slot : k;
+    } else if (k->requester == c) {
+      mine++;
+    }
+  }
+  return mine < BROKER_MAX_CHECKS_PER_CLIENT ? free_slot : NULL;
+}
+
+/* The checked peer's report: to the check's requester only, with the
+ * reporter's name and address as we know them. Bounds:
+ * nt_wire_check_report; a report of no check of ours is dropped. */
+static void handle_check_report(bclient *c, const Natter__CheckReport *r) {
+  natter_broker *b = c->broker;
+  nt_check_side side;
+  bcheck *k = NULL;
+  if (!c->checked_in || c->diagnostic) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "unexpected check report");
+    return;
+  }
+  if (nt_wire_check_report(&side, r, 0) != 0) {
+    reject(c, NATTER__CODE__BAD_REQUEST, "malformed check report");
+    return;
+  }
+  for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
+    if (b->checks[i].peer == c &&
+        memcmp(b->checks[i].nonce, side.nonce, NT_PUNCH_NONCE_LEN) == 0) {
+      k = &b->checks[i];
+      break;
+    }
+  }
+  if (!k) {
+    nt_debug(&b->log, "%s: report of no check under way; dropped", c->name);
+    return;
+  }
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  nt_wire_check_buf buf;
+  Natter__Address observed;
+  uint8_t ip[16];
+  nt_wire_check_encode(&buf, &side);
+  buf.msg.peer = c->name;
+  nt_wire_addr_from_sockaddr(&observed, ip, nt_conn_remote_addr(c->conn));
+  buf.msg.observed = &observed;
+  msg.msg_case = NATTER__CONTROL__MSG_CHECK_REPORT;
+  msg.check_report = &buf.msg;
+  nt_info(&b->log, "%s reports on the check by %s", c->name,
+          k->requester->name);
+  send_control(k->requester, &msg);
+  k->requester = k->peer = NULL;
 }
 
 /* One control message from a client; returns nonzero once the client is
@@ -485,6 +608,9 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     break;
   case NATTER__CONTROL__MSG_CONNECT_REQUEST:
     handle_connect_request(c, msg->connect_request);
+    break;
+  case NATTER__CONTROL__MSG_CHECK_REPORT:
+    handle_check_report(c, msg->check_report);
     break;
   case NATTER__CONTROL__MSG_NAT_REPORT:
     if (!c->checked_in) {
@@ -572,7 +698,7 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
             : reason == NT_CLOSE_PEER ? (message[0] ? message : "closed")
                                       : "closed");
   }
-  if (c->checked_in) {
+  if (c->checked_in && !c->diagnostic) {
     char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
     /* Idle time counts from leaving. */
@@ -586,6 +712,11 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
 
 /* Forgets a client: the counts, its deadline, its memory. */
 static void client_free(natter_broker *b, bclient *c) {
+  for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
+    if (b->checks[i].requester == c || b->checks[i].peer == c) {
+      b->checks[i].requester = b->checks[i].peer = NULL;
+    }
+  }
   TAILQ_REMOVE(&b->clients, c, link);
   b->nclients--;
   if (c->pending) {
@@ -1382,8 +1513,8 @@ static void reintroduce(bclient *a, bclient *b) {
     return;
   }
   a->broker->introductions++;
-  send_introduction(b, a, 0, nonce, 1, NULL);
-  send_introduction(a, b, 0, nonce, 1, NULL);
+  send_introduction(b, a, 0, nonce, 1, NULL, 0);
+  send_introduction(a, b, 0, nonce, 1, NULL, 0);
 }
 
 static void handle_refresh_request(bclient *c,

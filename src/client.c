@@ -21,6 +21,7 @@
 #include "spec.h"
 #include "structs.h"
 #include "token.h"
+#include "wire_check.h"
 #include "wire_intro.h"
 #include "wire_msg.h"
 
@@ -95,6 +96,7 @@ static void fatal(natter_client *c, int error, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  nt_check_run_fail(c->check, error, msg);
   emit(c, NATTER_EVENT_FATAL, error, "%s", msg);
 }
 
@@ -205,6 +207,7 @@ static void send_check_in(natter_client *c) {
   in.session.data = c->session;
   in.session.len = sizeof(c->session);
   in.no_relay = c->no_relay;
+  in.diagnostic = c->diagnostic;
   msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
   msg.check_in = &in;
   send_control(c, &msg);
@@ -226,6 +229,7 @@ static uint32_t send_connect_request(natter_client *c, const char *name,
   req.request_id = c->next_request_id;
   req.peer = (char *)name;
   req.refresh = refresh;
+  req.check = c->diagnostic && !refresh; /* all a diagnostic session asks */
   msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
   msg.connect_request = &req;
   send_control(c, &msg);
@@ -240,6 +244,33 @@ static uint32_t request_peer(const char *name, void *ud) {
 /* nt_peer_callbacks.refresh */
 static int refresh_peer(const char *name, void *ud) {
   return send_connect_request(ud, name, 1) != 0;
+}
+
+/* nt_peer_callbacks.check_report: our side of a check a peer asked for. */
+static void report_check(const nt_check_side *side, void *ud) {
+  natter_client *c = ud;
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  nt_wire_check_buf buf;
+  if (!c->checked_in) {
+    return;
+  }
+  nt_wire_check_encode(&buf, side);
+  msg.msg_case = NATTER__CONTROL__MSG_CHECK_REPORT;
+  msg.check_report = &buf.msg;
+  send_control(c, &msg);
+}
+
+/* The broker passes the checked peer's report (diagnostic sessions only).
+ * Bounds: nt_wire_check_report; the check takes only its meeting's. */
+static void handle_check_report(natter_client *c,
+                                const Natter__CheckReport *r) {
+  nt_check_side side;
+  if (!c->check || nt_wire_check_report(&side, r, 1) != 0) {
+    nt_warn(&c->log, "unexpected or malformed check report from the "
+                     "broker; ignored");
+    return;
+  }
+  nt_check_run_on_report(c->check, &side);
 }
 
 /* The broker's notice about a peer we were introduced to. */
@@ -283,6 +314,7 @@ static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
   if (c->mapping_tries >= sizeof(delays_ms) / sizeof(delays_ms[0])) {
     nt_debug(&c->log, "no answer from the broker's mapping-check port %u",
              c->mapping_port);
+    nt_check_run_start(c->check); /* with the mapping unknown */
     return;
   }
   nt_addr to = c->broker_addr;
@@ -298,6 +330,7 @@ static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
 static void start_mapping_check(natter_client *c) {
   if (!c->mapping_port || !c->self.observed.len ||
       nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
+    nt_check_run_start(c->check); /* no mapping to wait for */
     return;
   }
   c->mapping_tries = 0;
@@ -326,7 +359,7 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
                    : NT_MAPPING_PER_DESTINATION;
   nt_addr_str((struct sockaddr *)&c->self.observed.ss, a);
   nt_addr_str((struct sockaddr *)&seen.ss, b);
-  if (c->self.mapping == NT_MAPPING_PER_DESTINATION) {
+  if (c->self.mapping == NT_MAPPING_PER_DESTINATION && !c->diagnostic) {
     nt_warn(&c->log,
             "this host's NAT is symmetric: the broker's two ports saw %s and "
             "%s; hole punching will only work with peers that have a public "
@@ -337,6 +370,9 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
              nt_mapping_name(c->self.mapping), a);
   }
   send_nat_report(c);
+  /* A check waits for the mapping: the broker hands it to the peer with
+   * the introduction, and the verdict reads it. */
+  nt_check_run_start(c->check);
   return 1;
 }
 
@@ -401,7 +437,10 @@ static void handle_check_in_result(natter_client *c,
        c->self.observed.len
            ? nt_addr_str((struct sockaddr *)&c->self.observed.ss, addr)
            : "unknown",
-       c->listen ? ", listening" : "");
+       c->listen       ? ", listening"
+       : c->diagnostic ? ", for a check only (a client running as "
+                         "this name is not disturbed)"
+                       : "");
   nt_peers_broker_ready(c->peers);
   start_mapping_check(c);
 }
@@ -433,6 +472,9 @@ static void handle_introduction(natter_client *c,
     intro.relay = c->broker_addr;
     nt_addr_set_port((struct sockaddr *)&intro.relay.ss, intro.relay_port);
   }
+  if (!intro.refresh && intro.request_id) {
+    nt_check_run_on_introduction(c->check, intro.name, intro.nonce);
+  }
   nt_peers_on_introduction(c->peers, &intro);
 }
 
@@ -461,6 +503,11 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   case NATTER__CONTROL__MSG_PEER_NOTICE:
     if (c->checked_in) {
       handle_peer_notice(c, msg->peer_notice);
+    }
+    break;
+  case NATTER__CONTROL__MSG_CHECK_REPORT:
+    if (c->checked_in) {
+      handle_check_report(c, msg->check_report);
     }
     break;
   default:
@@ -717,7 +764,10 @@ static const nt_endpoint_callbacks client_ep_callbacks = {
 
 static void peer_event(natter_event_type type, int error, const char *peer,
                        const char *message, void *ud) {
-  emit_event(ud, type, 0, error, peer, NULL, -1, message);
+  natter_client *c = ud;
+  /* A check's report says what happened to its peer: the events go on,
+   * their log lines only with -v. */
+  emit_event(c, type, c->diagnostic, error, peer, NULL, -1, message);
 }
 
 static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
@@ -726,7 +776,7 @@ static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
 }
 
 static const nt_peer_callbacks client_peer_callbacks = {
-    request_peer, peer_event, peer_stream, refresh_peer};
+    request_peer, peer_event, peer_stream, refresh_peer, report_check};
 
 static void forward_event(nt_forward *f, natter_event_type type, int error,
                           int quiet, const char *peer, int exit_status,
@@ -1217,6 +1267,7 @@ void natter_client_free(natter_client *c) {
     return;
   }
   nt_metrics_free(c->metrics);
+  nt_check_run_free(c->check);     /* its waiter is on a peer's queue */
   nt_tunnel_free_all(&c->tunnels); /* tunnels point at forwards and peers:
                                       they go first */
   nt_forward_free_all(&c->forwards);
@@ -1247,6 +1298,29 @@ void natter_client_free(natter_client *c) {
   free(c->broker_text);
   free(c->identity_path);
   free(c);
+}
+
+int natter_client_check(natter_client *c, const char *peer, natter_check_fn fn,
+                        void *user_data) {
+  nt_check_env env;
+  if (!c || !peer || !nt_name_valid(peer) || c->check || c->listen || c->ctl ||
+      c->ever_checked_in || !TAILQ_EMPTY(&c->forwards) ||
+      strcmp(peer, c->name) == 0) {
+    return NATTER_ERR_INVALID;
+  }
+  memset(&env, 0, sizeof(env));
+  env.base = c->base;
+  env.log = &c->log;
+  env.peers = c->peers;
+  env.self = &c->self;
+  env.self_name = c->name;
+  env.connect_timeout_ms = c->connect_timeout_ms;
+  env.client = c;
+  int rv = nt_check_run_new(&c->check, &env, peer, fn, user_data);
+  if (rv == 0) {
+    c->diagnostic = 1;
+  }
+  return rv;
 }
 
 const char *natter_client_fingerprint(const natter_client *c) {
@@ -1340,6 +1414,9 @@ typedef struct peer_count {
 
 static void count_peer(const nt_peer_view *v, void *ud) {
   peer_count *pc = ud;
+  if (v->check) {
+    return; /* a peer's check is not a peer connection of ours */
+  }
   if (v->conn) {
     pc->connected++;
   }
@@ -1403,6 +1480,9 @@ static void show_peer(const nt_peer_view *v, void *ud) {
   const char *pcands[NT_PUNCH_MAX_CANDIDATES];
   natter_peer_info info;
 
+  if (v->check) {
+    return; /* a peer's check, not one of our peers */
+  }
   memset(&info, 0, sizeof(info));
   if (v->key) {
     nt_fingerprint_hex(v->key, hex);

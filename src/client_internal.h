@@ -7,6 +7,7 @@
 #include <event2/event.h>
 
 #include "access.h"
+#include "checkrun.h"
 #include "endpoint.h"
 #include "forward.h"
 #include "natter.h"
@@ -67,6 +68,11 @@ struct natter_client {
   nt_admins admins;
   struct nt_metrics *metrics;
   struct nt_h3_server *h3; /* HTTP/3 /status on the client's socket */
+
+  /* natter_client_check(): a diagnostic session (CheckIn.diagnostic) that
+   * runs one check. */
+  int diagnostic;
+  nt_check_run *check;
 };
 
 #endif

@@ -66,6 +66,13 @@ struct nt_peer {
   /* Port prediction (predict.h) while punching. */
   nt_predict predict;
   int predicted; /* the path was found by it */
+  /* A connectivity check the peer asked for (natter -check): this entry
+   * is kept apart from the peer's own (nt_peers_find skips it), carries
+   * no streams, and reports once when its side is done. */
+  int check;
+  int check_reported;
+  size_t ngiven;         /* candidates the broker gave (before learned ones) */
+  uint64_t connected_ns; /* when the connection came up; 0: not yet */
 };
 
 struct nt_peers {
@@ -158,19 +165,15 @@ void nt_peers_free(nt_peers *peers) {
 nt_peer *nt_peers_find(nt_peers *peers, const char *name) {
   nt_peer *p;
   TAILQ_FOREACH(p, &peers->list, link) {
-    if (strcmp(p->name, name) == 0) {
+    if (!p->check && strcmp(p->name, name) == 0) {
       return p;
     }
   }
   return NULL;
 }
 
-nt_peer *nt_peers_get(nt_peers *peers, const char *name) {
-  nt_peer *p = nt_peers_find(peers, name);
-  if (p) {
-    return p;
-  }
-  p = calloc(1, sizeof(*p));
+static nt_peer *peer_alloc(nt_peers *peers, const char *name) {
+  nt_peer *p = calloc(1, sizeof(*p));
   if (!p) {
     return NULL;
   }
@@ -191,6 +194,44 @@ nt_peer *nt_peers_get(nt_peers *peers, const char *name) {
   TAILQ_INIT(&p->waiting);
   TAILQ_INSERT_HEAD(&peers->list, p, link);
   return p;
+}
+
+nt_peer *nt_peers_get(nt_peers *peers, const char *name) {
+  nt_peer *p = nt_peers_find(peers, name);
+  return p ? p : peer_alloc(peers, name);
+}
+
+/* The entry for a check that |name| asked for: its last one, else a new
+ * one while fewer than NT_PEER_MAX_CHECKS exist, else the oldest idle
+ * one (the list is newest first). NULL when all are busy. */
+static nt_peer *check_entry(nt_peers *peers, const char *name) {
+  nt_peer *p, *idle = NULL;
+  size_t n = 0;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    if (!p->check) {
+      continue;
+    }
+    if (strcmp(p->name, name) == 0) {
+      return p;
+    }
+    n++;
+    if (p->state == NT_PEER_IDLE) {
+      idle = p;
+    }
+  }
+  if (n < NT_PEER_MAX_CHECKS) {
+    p = peer_alloc(peers, name);
+    if (p) {
+      p->check = 1;
+    }
+    return p;
+  }
+  if (idle) {
+    snprintf(idle->name, sizeof(idle->name), "%s", name);
+    memset(&idle->punch, 0, sizeof(idle->punch));
+    idle->intro_ns = 0; /* another peer's pace is not this one's */
+  }
+  return idle;
 }
 
 nt_conn *nt_peer_conn(const nt_peer *p) {
@@ -260,7 +301,40 @@ static void emit(nt_peer *p, natter_event_type type, int error,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  if (p->check) {
+    /* A peer's check is no connection of ours: no event, no counts. */
+    nt_info(LOG(p), "check by %s: %s", p->name, msg);
+    return;
+  }
   ENV(p)->callbacks->event(type, error, p->name, msg, ENV(p)->user_data);
+}
+
+/* Our side of a check the peer asked for is done: tell the broker what
+ * we saw, once per meeting. */
+static void check_report(nt_peer *p, int outcome) {
+  const nt_peers_env *env = ENV(p);
+  nt_check_side side;
+  if (!p->check || p->check_reported || !env->callbacks->check_report) {
+    return;
+  }
+  p->check_reported = 1;
+  memset(&side, 0, sizeof(side));
+  memcpy(side.nonce, p->punch.nonce, sizeof(side.nonce));
+  side.outcome = outcome;
+  side.relayed = p->conn && nt_conn_is_relayed(p->conn);
+  side.mapping = env->self->mapping;
+  side.nprobed = p->ngiven;
+  memcpy(side.probed, p->punch.candidates, p->ngiven * sizeof(side.probed[0]));
+  side.probe_rounds = p->punch.rounds;
+  side.probes_received = p->punch.probes_seen;
+  side.replies_received = p->punch.replies_seen;
+  if (p->have_probe_from) {
+    side.probes_from = p->probe_from;
+  }
+  side.elapsed_ms = (uint32_t)((nt_monotonic_ns() - p->meet_ns) / 1000000ull);
+  nt_info(env->log, "check by %s: %s; reporting to the broker", p->name,
+          outcome == NT_CHECK_CONNECTED ? "connected" : "no connection came");
+  env->callbacks->check_report(&side, env->user_data);
 }
 
 static void peer_fail(nt_peer *p, int error, const char *fmt, ...)
@@ -751,6 +825,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     if (!p->initiator) {
       /* The initiator reports failures; we just stop probing. */
       nt_debug(LOG(p), "%s: no connection came; stopped probing", p->name);
+      check_report(p, NT_CHECK_FAILED);
       peer_reset(p, 0, NULL);
       return;
     }
@@ -920,18 +995,38 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
       return; /* the broker should not have sent it */
     }
     if (!peer_admitted(peers, in->name, in->key, 1)) {
+      if (in->check && env->callbacks->check_report) {
+        /* A refusal is the check's answer: say so at once. */
+        nt_check_side side;
+        memset(&side, 0, sizeof(side));
+        memcpy(side.nonce, in->nonce, sizeof(side.nonce));
+        side.outcome = NT_CHECK_REFUSED;
+        side.mapping = env->self->mapping;
+        env->callbacks->check_report(&side, env->user_data);
+      }
       return;
     }
-    p = nt_peers_get(peers, in->name);
+    p = in->check ? check_entry(peers, in->name)
+                  : nt_peers_get(peers, in->name);
     if (!p) {
+      if (in->check) {
+        nt_warn(env->log,
+                "%s: already %d checks by peers under way; this one is "
+                "ignored",
+                in->name, NT_PEER_MAX_CHECKS);
+      }
       return;
+    }
+    if (in->check) {
+      nt_info(env->log, "check by %s: introduced for a connectivity check",
+              in->name);
+      p->check_reported = 0;
     }
     /* Both sides asked for each other at once: two meetings, and each side
      * would wait for the other to connect. The smaller name keeps the
      * initiator's role; the other yields to it. */
-    if (p->initiator && p->state != NT_PEER_IDLE &&
-        p->state != NT_PEER_CONNECTED &&
-        strcmp(env->self_name, p->name) < 0) {
+    if (!p->check && p->initiator && p->state != NT_PEER_IDLE &&
+        p->state != NT_PEER_CONNECTED && strcmp(env->self_name, p->name) < 0) {
       return;
     }
     uint64_t now = nt_monotonic_ns();
@@ -956,6 +1051,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   }
   memcpy(p->key, in->key, NT_FINGERPRINT_LEN);
   p->meet_ns = nt_monotonic_ns();
+  p->connected_ns = 0;
   p->relay_started = 0;
   p->relay_closed = 0;
   p->have_direct = 0;
@@ -988,6 +1084,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   p->have_probe_from = 0;
   nt_endpoint_aux_close(env->ep, p, 0); /* a previous meeting's */
   predict_start(p);
+  p->ngiven = n;
   nt_punch_init(&p->punch, in->nonce, cands, n, nt_monotonic_ns(),
                 (uint64_t)env->connect_timeout_ms * 1000000ull);
   describe_candidates(p, desc, sizeof(desc));
@@ -1147,6 +1244,7 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   /* The connection runs on one socket; any other extra one goes. */
   nt_endpoint_aux_close(ENV(p)->ep, p, 0);
   uint64_t now = nt_monotonic_ns();
+  p->connected_ns = now;
   unsigned long long ms = (now - p->meet_ns) / 1000000ull;
   if (nt_conn_is_relayed(conn)) {
     emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
@@ -1164,6 +1262,7 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
          nt_addr_str(nt_conn_remote_addr(conn), addr),
          p->predicted ? " via port prediction" : "", ms);
   }
+  check_report(p, NT_CHECK_CONNECTED);
   start_waiting(p);
 }
 
@@ -1220,6 +1319,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
               : message && message[0]              ? message
                                                    : "TLS error");
   } else {
+    check_report(p, NT_CHECK_FAILED);
     peer_reset(p, 0, NULL);
     nt_warn(LOG(p), "%s: incoming connection failed%s", p->name,
             reason == NT_CLOSE_KEY_MISMATCH ? " (key mismatch)" : "");
@@ -1231,6 +1331,10 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
   (void)conn;
   if (!p) {
     nt_stream_reset(s, NT_OPEN_INTERNAL);
+    return;
+  }
+  if (p->check) {
+    nt_stream_reset(s, NT_OPEN_DENIED); /* a check carries nothing */
     return;
   }
   /* A peer we connected to may open streams back; a listener serves them
@@ -1274,6 +1378,13 @@ void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
     v.punch = &p->punch;
     v.probe_from = p->have_probe_from ? &p->probe_from : NULL;
     v.predicted = v.conn && p->predicted;
+    v.check = p->check;
+    v.ngiven = p->ngiven <= p->punch.ncandidates ? p->ngiven : 0;
+    v.observed = &p->observed;
+    v.relay_offered = p->relay.len != 0;
+    v.connect_ms = p->connected_ns && p->connected_ns > p->meet_ns
+                       ? (p->connected_ns - p->meet_ns) / 1000000ull
+                       : 0;
     fn(&v, ud);
   }
 }
@@ -1299,7 +1410,7 @@ static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
 static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   uint64_t now = nt_monotonic_ns();
-  if (!p || (p->refresh_ns &&
+  if (!p || p->check || (p->refresh_ns &&
              now - p->refresh_ns <
                  (uint64_t)NT_PEER_REFRESH_INTERVAL_MS * 1000000ull)) {
     return;

@@ -67,7 +67,35 @@ typedef struct nt_introduction {
   nt_addr relay;
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
   uint16_t relay_port; /* as the broker said; 0: no relay offered */
+  int check;           /* a connectivity check by the peer (natter -check): no
+                          streams; report what this side saw when done */
 } nt_introduction;
+
+/* Outcomes of a connectivity check on one side (CheckReport.Outcome). */
+enum {
+  NT_CHECK_NONE = 0,
+  NT_CHECK_CONNECTED = 1,
+  NT_CHECK_FAILED = 2,
+  NT_CHECK_REFUSED = 3 /* our peer rules do not admit the requester */
+};
+
+/* One side's view of a connectivity check: what the checked peer reports
+ * (through the broker) and what the requester got back. */
+typedef struct nt_check_side {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN]; /* the meeting's */
+  int outcome;                       /* NT_CHECK_* */
+  int relayed;
+  int mapping; /* the reporter's own nt_nat_mapping */
+  /* The addresses it was given to probe (not those learned from probes). */
+  nt_addr probed[NT_PUNCH_MAX_CANDIDATES];
+  size_t nprobed;
+  uint32_t probe_rounds, probes_received, replies_received;
+  nt_addr probes_from; /* where the other's probes came from; len 0: none */
+  uint32_t elapsed_ms; /* from the introduction to the outcome */
+  /* Filled by the broker for the requester: */
+  char peer[NT_NAME_MAX + 1];
+  nt_addr observed; /* the reporter's public address; len 0: unknown */
+} nt_check_side;
 
 /* This client as the broker sees it, for failure messages. */
 typedef struct nt_self_view {
@@ -91,6 +119,9 @@ typedef struct nt_peer_callbacks {
   /* Ask the broker to introduce us to |name| again for the connection we
    * have (ConnectRequest.refresh). Returns nonzero when it was sent. */
   int (*refresh)(const char *name, void *user_data);
+  /* Our side of a connectivity check the peer asked for is done: send
+   * |side| to the broker (CheckReport). May be NULL. */
+  void (*check_report)(const nt_check_side *side, void *user_data);
 } nt_peer_callbacks;
 
 typedef struct nt_peers_env {
@@ -178,9 +209,20 @@ typedef struct nt_peer_view {
   const nt_punch *punch;     /* the last punching: candidates, counts */
   const nt_addr *probe_from; /* where its probes came from, or NULL */
   int predicted;             /* the path was found by port prediction */
+  /* For a connectivity check (natter -check): */
+  int check;               /* an entry serving a check the peer asked */
+  size_t ngiven;           /* punch->candidates[0..ngiven) came from the
+                              broker; later ones from the peer's probes */
+  const nt_addr *observed; /* its public address as the broker saw it */
+  int relay_offered;       /* the broker offered a relay channel */
+  uint64_t connect_ms;     /* introduction -> connection; 0: none */
 } nt_peer_view;
 typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
 void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);
+/* Connection entries serving checks that peers asked for, at most; the
+ * oldest idle one is reused. */
+#define NT_PEER_MAX_CHECKS 8
+
 /* The NAT mapping |peer| reported (NT_MAPPING_*). */
 int nt_peer_mapping(const nt_peer *peer);
 

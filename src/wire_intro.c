@@ -19,6 +19,7 @@ int nt_wire_introduction(nt_introduction *out,
   snprintf(out->name, sizeof(out->name), "%s", in->peer);
   out->request_id = in->request_id;
   out->refresh = in->refresh;
+  out->check = in->check;
   memcpy(out->key, in->peer_key.data, NT_FINGERPRINT_LEN);
   memcpy(out->nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
   if (nt_wire_addr_to_sockaddr(&out->observed, in->observed) != 0) {

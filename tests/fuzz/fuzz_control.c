@@ -1,13 +1,15 @@
 /* libFuzzer target: a control message as a hostile broker sends it to a
  * client (or a hostile client to a broker): protobuf-c's unpack of every
  * Control variant, then the client's own checks of an Introduction
- * (src/wire_intro.c) and of the addresses inside any message. */
+ * (src/wire_intro.c), of a CheckReport (src/wire_check.c, as the broker
+ * and the requester apply them) and of the addresses inside any message. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admission.h"
+#include "wire_check.h"
 #include "wire_intro.h"
 #include "wire_msg.h"
 
@@ -37,6 +39,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     break;
   }
+  case NATTER__CONTROL__MSG_CHECK_REPORT:
+    for (int need_peer = 0; need_peer < 2; need_peer++) {
+      nt_check_side side;
+      if (nt_wire_check_report(&side, msg->check_report, need_peer) != 0) {
+        continue;
+      }
+      if (side.nprobed > NT_PUNCH_MAX_CANDIDATES ||
+          side.outcome < NT_CHECK_CONNECTED ||
+          side.outcome > NT_CHECK_REFUSED ||
+          (need_peer && !nt_name_valid(side.peer))) {
+        abort();
+      }
+      /* What the broker passes on encodes again within its bounds. */
+      nt_wire_check_buf buf;
+      nt_wire_check_encode(&buf, &side);
+      if (buf.msg.n_probed != side.nprobed ||
+          natter__check_report__get_packed_size(&buf.msg) > NT_WIRE_MAX_MSG) {
+        abort();
+      }
+    }
+    break;
   case NATTER__CONTROL__MSG_CHECK_IN_RESULT:
     check_addr(msg->check_in_result->observed);
     nt_wire_string_ok(msg->check_in_result->message, 150);

@@ -93,6 +93,13 @@
 #                                   at ADDR" line (default: 6 for v6only or
 #                                   with IPv4 UDP blocked, 4 with IPv6 UDP
 #                                   blocked or for --family v4, else any)
+#   lab.sh peer-check ALICE_NAT BOB_NAT --expect VERDICT [--block-udp yes]
+#                [--relay on]
+#       natter -check: broker, bob -listen, then `natter -name alice
+#       -check bob` on alice; its report goes to the case output, and its
+#       verdict and exit status must be VERDICT's: direct (0), predicted (0, "only via prediction"), needs-relay
+#       (3; behind two symmetric NATs the reason must say both are),
+#       udp-blocked (4). --block-udp and --relay as for run.
 #   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -1244,6 +1251,75 @@ _lab_case_broker_check() {
   fi
 }
 
+# ---- natter -check ------------------------------------------------------------
+
+# lab_peer_check_case ALICE_NAT BOB_NAT --expect VERDICT [--block-udp yes]
+# [--relay on]: see `lab.sh peer-check` in the header.
+lab_peer_check_case() {
+  local alice_nat=$1 bob_nat=$2
+  shift 2
+  local expect="" block_udp="" relay="" want_exit want_line
+  while (($#)); do
+    case $1 in
+    --expect) expect=$2 ;;
+    --block-udp) block_udp=$2 ;;
+    --relay) relay=$2 ;;
+    *) _lab_die "peer-check: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  case $expect in
+  direct) want_exit=0 want_line='^verdict: direct works$' ;;
+  predicted) want_exit=0 want_line='^verdict: direct works only via prediction: ' ;;
+  needs-relay) want_exit=3 want_line='^verdict: needs relay because ' ;;
+  udp-blocked) want_exit=4 want_line='^verdict: UDP between alice and bob is blocked' ;;
+  *) _lab_die "peer-check: --expect direct, predicted, needs-relay or udp-blocked" ;;
+  esac
+  [[ -z $block_udp || $block_udp == yes ]] || _lab_die "peer-check: --block-udp yes"
+  [[ -z $relay || $relay == on ]] || _lab_die "peer-check: --relay on"
+  CASE_LABEL="natter -check, $alice_nat/$bob_nat"
+  [[ -n $block_udp ]] && CASE_LABEL+=", UDP between the NATs blocked"
+  [[ -n $relay ]] && CASE_LABEL+=" (broker relays)"
+
+  lab_up --alice "$alice_nat" --bob "$bob_nat"
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT r other
+  if [[ -n $block_udp ]]; then
+    # As in lab_case: the peers reach the broker, never each other.
+    for r in ra rb; do
+      other=rb
+      [[ $r == rb ]] && other=ra
+      lab_x "$r" iptables -I FORWARD -p udp -d "${LAB_WAN_IP[$other]}" -j DROP
+      lab_x "$r" iptables -I OUTPUT -p udp -d "${LAB_WAN_IP[$other]}" -j DROP
+    done
+  fi
+  local -a relay_args=()
+  [[ -n $relay ]] && relay_args=(-relay -relay-rate 0)
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+  wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  wait_log bob 'natter: checked in at broker' 15
+
+  local t0 rc=0 verdict
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/check.out" lab_x alice timeout 60 "$NATTER" -name alice \
+    -broker "$broker" -identity "$WORK/alice.key" -check bob || rc=$?
+  echo "---- alice\$ natter -name alice -broker $broker -check bob (exit $rc, $(($(_lab_now_ms) - t0)) ms)"
+  cat "$WORK/check.out"
+  echo "----"
+  verdict=$(grep -m1 '^verdict: ' "$WORK/check.out" || true)
+  if ((rc != want_exit)) || ! grep -Eq -- "$want_line" <<<"$verdict"; then
+    _lab_show_punch bob
+    fail "$CASE_LABEL: exit $rc and '${verdict:-no verdict}', want exit $want_exit and /$want_line/"
+  fi
+  if [[ $expect == needs-relay && $alice_nat == symmetric && $bob_nat == symmetric ]] &&
+    [[ $verdict != *"both sides are behind symmetric NATs"* ]]; then
+    fail "$CASE_LABEL: the verdict does not name both symmetric NATs: $verdict"
+  fi
+  grep -Eq '^outcome +[a-z-]+ +(connected|failed)$' "$WORK/check.out" ||
+    fail "$CASE_LABEL: bob's side did not report: $(grep '^outcome' "$WORK/check.out")"
+  CASE_RESULT="exit $rc, ${verdict}"
+}
+
 # ---- command line ------------------------------------------------------------
 
 _lab_usage() {
@@ -1327,6 +1403,12 @@ lab_main() {
     lab_case "$@"
     echo "RESULT: $CASE_LABEL: $CASE_RESULT"
     ;;
+  peer-check)
+    (($# >= 2)) || _lab_die "usage: lab.sh peer-check ALICE_NAT BOB_NAT --expect VERDICT [OPTION...]"
+    CASE_RESULT=""
+    lab_peer_check_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
   roam)
     (($# >= 3)) || _lab_die "usage: lab.sh roam ALICE_NAT BOB_NAT EVENT [SIZE]"
     CASE_RESULT=""
@@ -1365,7 +1447,7 @@ lab_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-  check | run | roam | shell)
+  check | run | roam | shell | peer-check)
     lab_require_root
     export NATTER=${NATTER:-$LAB_REPO/build/natter}
     # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh

@@ -42,6 +42,11 @@
 #   dual stack, symmetric/symmetric         direct over IPv6 (no NAT there)
 #   dual stack, both behind one NAT         direct over the LAN (either family)
 #   dual stack, UDP blocked in both         relayed by the broker
+#   natter -check PEER (lab.sh peer-check): cone/cone "direct works" (exit
+#   0), symmetric/symmetric "needs relay because both sides are behind
+#   symmetric NATs" (3), cone/cone with UDP between the NATs blocked "UDP
+#   between alice and bob is blocked" (4), symmetric/symmetric with a relay
+#   (3, connected through it); bob's side must have reported
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -108,6 +113,11 @@ CASES=(
   "dual stack, alice and bob behind one cone: over the LAN|run cone cone --family dual --bob-at alice2 --bytes 10M"
   "dual stack, UDP blocked in both families: relayed (broker on both)|run cone cone --family dual --block-udp4 yes --block-udp6 yes --relay nocap --expect relay --bytes 10M"
   "dual stack, IPv6 UDP blocked, symmetric/cone: port prediction over IPv4 (dual-stack extra sockets)|run symmetric cone --family dual --block-udp6 yes --expect predicted --path 4 --bytes 10M"
+  "natter -check cone/cone: direct works|peer-check cone cone --expect direct"
+  "natter -check symmetric/symmetric: needs relay|peer-check symmetric symmetric --expect needs-relay"
+  "natter -check symmetric/cone: direct works only via prediction|peer-check symmetric cone --expect predicted"
+  "natter -check cone/cone, UDP between the NATs blocked|peer-check cone cone --block-udp yes --expect udp-blocked"
+  "natter -check symmetric/symmetric, the broker relays|peer-check symmetric symmetric --relay on --expect needs-relay"
 )
 CASE_TIMEOUT=150
 
