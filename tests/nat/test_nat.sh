@@ -21,6 +21,12 @@
 #              LAN address: both complete on the same connection (sha256),
 #              the longest echo stall is reported; bob SIGKILLed and
 #              restarted: alice is told and reaches the new bob in < 5 s
+#   symmetric  symmetric, or UDP blocked between the NATs: relayed by the
+#              broker (sha256); the relay flips bits; a relay cap; relayed,
+#              then direct once UDP is unblocked
+#   cone       cone, UDP blocked, the broker is natter-hostile whose relay
+#              is a man in the middle with the broker's key (lab.sh mitm):
+#              both peers refuse its key, nothing reaches it
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -77,6 +83,7 @@ CASES=(
   "symmetric/cone relayed, the relay flips bits|run symmetric cone --relay tamper --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, relay cap exceeded|run cone cone --relay cap --block-udp yes --expect relay --bytes 10M"
   "cone/cone relayed, then direct when UDP is unblocked|run cone cone --relay on --block-udp until-relayed --expect relay --bytes 20M"
+  "cone/cone, the relay is a man in the middle with the broker's key: both peers refuse it|mitm cone cone"
 )
 CASE_TIMEOUT=150
 
@@ -101,12 +108,17 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/natter-nat.XXXXXX")
 # Run a snapshot of the binaries, so that a rebuild during the run (a few
 # minutes) cannot swap them under a case.
 TCPCHECK=${TCPCHECK:-$(dirname "$NATTER")/tests/tools/tcpcheck}
+NATTER_HOSTILE=${NATTER_HOSTILE:-$(dirname "$NATTER")/natter-hostile}
 mkdir -p "$WORK/bin"
 if ! cp "$NATTER" "$WORK/bin/natter" || ! cp "$TCPCHECK" "$WORK/bin/tcpcheck"; then
   echo "FAIL: cannot copy $NATTER and $TCPCHECK"
   exit 1
 fi
 export NATTER=$WORK/bin/natter TCPCHECK=$WORK/bin/tcpcheck
+# The man-in-the-middle relay case runs natter-hostile as the broker.
+if [[ -x $NATTER_HOSTILE ]] && cp "$NATTER_HOSTILE" "$WORK/bin/natter-hostile"; then
+  export NATTER_HOSTILE=$WORK/bin/natter-hostile
+fi
 passed=0 failed=0 n=0
 declare -a summary=()
 t_all=$SECONDS
