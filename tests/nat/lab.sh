@@ -1104,6 +1104,10 @@ lab_mitm_case() {
   stop bob
   stop broker
   stop target
+  local who
+  for who in alice bob broker; do
+    [[ ${EXIT_STATUS[$who]} == 0 ]] || fail "$label: $who exited with status ${EXIT_STATUS[$who]} on SIGTERM"
+  done
   local summary accepted
   summary=$(grep -m1 -o 'relay (man in the middle): summary: .*' "$WORK/broker.log") ||
     fail "$label: the hostile relay wrote no summary"
