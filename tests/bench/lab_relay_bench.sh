@@ -89,6 +89,14 @@ conn_line() { grep -m1 "connected to $2" "$WORK/$1.log" 2>/dev/null || true; }
 
 # ---- 1. throughput and CPU -------------------------------------------------
 
+# udp_drops NODE: UDP datagrams NODE's kernel dropped for a full receive
+# buffer (RcvbufErrors in /proc/net/snmp, per namespace).
+udp_drops() {
+  lab_x "$1" cat /proc/net/snmp | awk '
+    $1 == "Udp:" && !h { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
+    $1 == "Udp:" && h { print $col["RcvbufErrors"]; exit }'
+}
+
 # tput_table DIR TITLE: the rows of one direction.
 tput_table() {
   local tag=$1 title=$2 p key g d_g l parts cpu
@@ -144,7 +152,9 @@ throughput() {
   local direct_cpu relayed_cpu
   direct_cpu="alice:$(pid alice) bob:$(pid bob) broker:$(pid broker)"
   relayed_cpu="carol:$(pid carol) bob:$(pid bob) broker:$(pid broker)"
-  local r dir rev
+  local r dir rev node
+  local -A drops0=()
+  for node in inet bob alice alice2; do drops0[$node]=$(udp_drops "$node"); done
   local -a ns_alice=(ip netns exec "${LAB_NS[alice]}")
   local -a ns_carol=(ip netns exec "${LAB_NS[alice2]}")
   for dir in up down; do
@@ -170,6 +180,9 @@ throughput() {
   echo "iperf3 $SECS s per run, medians of $ROUNDS interleaved rounds; client = alice (direct) or carol (relayed)"
   tput_table up "up: client -> bob"
   tput_table down "down: bob -> client (iperf3 -R)"
+  printf '\nUDP datagrams dropped for a full receive buffer over the runs: broker %s, bob %s, alice %s, carol %s\n' \
+    $(($(udp_drops inet) - drops0[inet])) $(($(udp_drops bob) - drops0[bob])) \
+    $(($(udp_drops alice) - drops0[alice])) $(($(udp_drops alice2) - drops0[alice2]))
   stop carol
   stop alice
   stop bob
