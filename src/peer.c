@@ -1298,10 +1298,16 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
     return;
   }
   if (reason == NT_CLOSE_KEY_MISMATCH) {
+    /* Through the relay, the broker itself (or someone on the way to it)
+     * is the one posing as the peer. */
     peer_fail(p, NATTER_ERR_KEY_MISMATCH,
               "%s presented a key other than the one the broker vouched for: "
-              "connection refused (someone else may answer at that address)",
-              p->name);
+              "connection refused (%s)",
+              p->name,
+              nt_conn_is_relayed(conn)
+                  ? "through the broker's relay: the relay, or someone on "
+                    "the path to it, posed as the peer"
+                  : "someone else may answer at that address");
   } else if (p->initiator && p->relay_started) {
     peer_fail(p, NATTER_ERR_PUNCH,
               "hole punching to %s failed and the broker's relay did not "

@@ -100,6 +100,12 @@
 #       verdict and exit status must be VERDICT's: direct (0), predicted (0, "only via prediction"), needs-relay
 #       (3; behind two symmetric NATs the reason must say both are),
 #       udp-blocked (4). --block-udp and --relay as for run.
+#   lab.sh mitm ALICE_NAT BOB_NAT
+#       UDP between the NATs blocked, and the broker is natter-hostile
+#       (NATTER_HOSTILE, default next to NATTER), whose relay terminates
+#       QUIC itself with the broker's key, posing as bob to alice and as
+#       alice to bob: both must refuse it for its key, alice with a clear
+#       error, and no byte of the forwarded service may reach it
 #   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -1222,6 +1228,86 @@ lab_relay_cap_case() {
   [[ ${EXIT_STATUS[broker]} == 0 ]] || fail "$label: the broker exited with ${EXIT_STATUS[broker]}"
 }
 
+# ---- a hostile relay: the broker as a man in the middle -------------------
+
+# lab_block_udp: each router drops UDP to and from the other's public
+# address: the peers can reach the broker, never each other.
+lab_block_udp() {
+  lab_x ra iptables -I FORWARD -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+  lab_x ra iptables -I OUTPUT -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
+  lab_x rb iptables -I FORWARD -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+  lab_x rb iptables -I OUTPUT -p udp -d "${LAB_WAN_IP[ra]}" -j DROP
+}
+
+# lab_mitm_case ALICE_NAT BOB_NAT: UDP between the NATs blocked, so the
+# peers fall back to the relay, and the broker is natter-hostile
+# (NATTER_HOSTILE, tests/hostile/mitm_relay.c), whose relay terminates
+# QUIC itself with the broker's own key: it answers alice's relayed
+# Initial as bob, and dials bob through his side of the channel as alice
+# (then asks for bob's 127.0.0.1:7000). Both peers must refuse it for its
+# key (alice with a clear error), alice must never connect, the service on
+# bob must see no connection, and the impostor must receive no stream byte.
+lab_mitm_case() {
+  local alice_nat=$1 bob_nat=$2
+  local label="$alice_nat/$bob_nat relayed through a man-in-the-middle relay"
+  local hostile=${NATTER_HOSTILE:-$(dirname "$NATTER")/natter-hostile}
+  CASE_LABEL=$label
+  [[ -x $hostile ]] || _lab_die "no natter-hostile at $hostile (set NATTER_HOSTILE)"
+  lab_up --alice "$alice_nat" --bob "$bob_nat"
+  lab_block_udp
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
+  # bob's service: socat logs every connection it accepts.
+  lab_start target bob socat -d -d TCP-LISTEN:7000,bind=127.0.0.1,reuseaddr,fork PIPE
+  lab_wait_bound bob tcp 7000
+  NATTER_MITM_IDENTITY=$WORK/broker.key NATTER_MITM_TARGET=7000 \
+    lab_start broker inet "$hostile" -server "$broker" -identity "$WORK/broker.key" -v \
+    -relay -relay-rate 0
+  wait_log broker "broker listening on"
+  wait_log broker 'relay \(man in the middle\): this relay terminates' 5
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  wait_log bob 'natter: checked in at broker' 15
+  lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/alice.key" -v 8000:bob:7000
+  wait_log alice 'forwarding 127\.0\.0\.1:8000 -> ' 15
+
+  local t0 echo_rc=0
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/first-echo.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 1 --bytes 1K --timeout 20 ||
+    echo_rc=$?
+  ((echo_rc != 0)) || fail "$label: an echo went through the man in the middle"
+  ! grep -q 'connected to bob' "$WORK/alice.log" ||
+    fail "$label: alice connected to the impostor: $(grep -m1 'connected to bob' "$WORK/alice.log"); $(grep -o 'relay (man in the middle): alice sent.*' "$WORK/broker.log" | tail -n1)"
+  _lab_poll_log alice 'bob presented a key other than the one the broker vouched for' 5000 ||
+    fail "$label: alice did not refuse the relay's key: $(grep -m1 -E 'bob: .*(failed|relay)' "$WORK/alice.log" || echo "no refusal logged")"
+  local t_refused=$(($(_lab_now_ms) - t0))
+  _lab_poll_log broker "answering alice's relayed Initial as bob" 1000 ||
+    fail "$label: the relay never answered alice's Initial (nothing was tested)"
+  _lab_poll_log broker 'dialling bob through its relay channel as alice' 10000 ||
+    fail "$label: the relay never dialled bob (nothing was tested)"
+  _lab_poll_log bob 'alice presented a key other than the one the broker vouched for' 10000 ||
+    fail "$label: bob did not refuse the relay's key: $(grep -m1 -E 'connected to alice|alice: incoming connection failed' "$WORK/bob.log" || echo "no refusal logged")"
+  ! grep -q 'connected to alice' "$WORK/bob.log" ||
+    fail "$label: bob connected to the impostor: $(grep -m1 'connected to alice' "$WORK/bob.log")"
+  running alice || fail "$label: alice exited"
+  running bob || fail "$label: bob exited"
+  stop alice
+  stop bob
+  stop broker
+  stop target
+  local who
+  for who in alice bob broker; do
+    [[ ${EXIT_STATUS[$who]} == 0 ]] || fail "$label: $who exited with status ${EXIT_STATUS[$who]} on SIGTERM"
+  done
+  local summary accepted
+  summary=$(grep -m1 -o 'relay (man in the middle): summary: .*' "$WORK/broker.log") ||
+    fail "$label: the hostile relay wrote no summary"
+  [[ $summary == *" 0 bytes of the peers' streams reached us"* ]] ||
+    fail "$label: stream bytes reached the impostor: $summary"
+  accepted=$(grep -c 'accepting connection' "$WORK/target.log") || true
+  ((accepted == 0)) || fail "$label: bob's service accepted $accepted connection(s) during the attack"
+  CASE_RESULT="refused by both peers: alice after ${t_refused} ms: $(grep -m1 -o 'bob presented a key.*' "$WORK/alice.log");"
+  CASE_RESULT+=" bob: $(grep -m1 -o 'alice presented a key.*' "$WORK/bob.log"); ${summary#relay (man in the middle): }; bob's service saw no connection"
+}
+
 # _lab_case_broker_check TUNNEL_BYTES: stop the clients, then the broker;
 # with TUNNEL_BYTES > 0 the broker's traffic (its own report and the
 # iptables counters on its address) must be under 1% of it.
@@ -1409,6 +1495,12 @@ lab_main() {
     lab_peer_check_case "$@"
     echo "RESULT: $CASE_LABEL: $CASE_RESULT"
     ;;
+  mitm)
+    (($# >= 2)) || _lab_die "usage: lab.sh mitm ALICE_NAT BOB_NAT"
+    CASE_RESULT=""
+    lab_mitm_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
   roam)
     (($# >= 3)) || _lab_die "usage: lab.sh roam ALICE_NAT BOB_NAT EVENT [SIZE]"
     CASE_RESULT=""
@@ -1447,7 +1539,7 @@ lab_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-  check | run | roam | shell | peer-check)
+  check | run | roam | shell | peer-check | mitm)
     lab_require_root
     export NATTER=${NATTER:-$LAB_REPO/build/natter}
     # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh

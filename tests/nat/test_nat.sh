@@ -47,6 +47,9 @@
 #   symmetric NATs" (3), cone/cone with UDP between the NATs blocked "UDP
 #   between alice and bob is blocked" (4), symmetric/symmetric with a relay
 #   (3, connected through it); bob's side must have reported
+#   cone       cone, UDP blocked, the broker is natter-hostile whose relay
+#              is a man in the middle with the broker's key (lab.sh mitm):
+#              both peers refuse its key, nothing reaches it
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -118,6 +121,7 @@ CASES=(
   "natter -check symmetric/cone: direct works only via prediction|peer-check symmetric cone --expect predicted"
   "natter -check cone/cone, UDP between the NATs blocked|peer-check cone cone --block-udp yes --expect udp-blocked"
   "natter -check symmetric/symmetric, the broker relays|peer-check symmetric symmetric --relay on --expect needs-relay"
+  "cone/cone, the relay is a man in the middle with the broker's key: both peers refuse it|mitm cone cone"
 )
 CASE_TIMEOUT=150
 
@@ -142,12 +146,17 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/natter-nat.XXXXXX")
 # Run a snapshot of the binaries, so that a rebuild during the run (a few
 # minutes) cannot swap them under a case.
 TCPCHECK=${TCPCHECK:-$(dirname "$NATTER")/tests/tools/tcpcheck}
+NATTER_HOSTILE=${NATTER_HOSTILE:-$(dirname "$NATTER")/natter-hostile}
 mkdir -p "$WORK/bin"
 if ! cp "$NATTER" "$WORK/bin/natter" || ! cp "$TCPCHECK" "$WORK/bin/tcpcheck"; then
   echo "FAIL: cannot copy $NATTER and $TCPCHECK"
   exit 1
 fi
 export NATTER=$WORK/bin/natter TCPCHECK=$WORK/bin/tcpcheck
+# The man-in-the-middle relay case runs natter-hostile as the broker.
+if [[ -x $NATTER_HOSTILE ]] && cp "$NATTER_HOSTILE" "$WORK/bin/natter-hostile"; then
+  export NATTER_HOSTILE=$WORK/bin/natter-hostile
+fi
 passed=0 failed=0 n=0
 declare -a summary=()
 t_all=$SECONDS
