@@ -215,8 +215,9 @@ static int mitm_accept(nt_endpoint *ep, const struct sockaddr *from,
 
 static void mitm_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                           const struct sockaddr *from, socklen_t fromlen,
-                          void *ud) {
+                          int sock, void *ud) {
   (void)ep;
+  (void)sock;
   (void)data;
   (void)len;
   (void)from;
