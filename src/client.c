@@ -238,6 +238,10 @@ static uint32_t send_connect_request(natter_client *c, const char *name,
 
 /* nt_peer_callbacks.request */
 static uint32_t request_peer(const char *name, void *ud) {
+  natter_client *c = ud;
+  if (c->mapping_pending) {
+    return 0; /* sent once the mapping check settles (mapping_settled) */
+  }
   return send_connect_request(ud, name, 0);
 }
 
@@ -302,6 +306,15 @@ static void send_nat_report(natter_client *c) {
   send_control(c, &msg);
 }
 
+/* The mapping check is over (answered or given up): the introductions
+ * that waited for it go out. */
+static void mapping_settled(natter_client *c) {
+  if (c->mapping_pending) {
+    c->mapping_pending = 0;
+    nt_peers_request_waiting(c->peers);
+  }
+}
+
 /* Probes the broker's second port a few times; the first answer settles
  * it, and silence leaves the mapping unknown. */
 static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
@@ -314,6 +327,7 @@ static void mapping_cb(evutil_socket_t fd, short what, void *arg) {
   if (c->mapping_tries >= sizeof(delays_ms) / sizeof(delays_ms[0])) {
     nt_debug(&c->log, "no answer from the broker's mapping-check port %u",
              c->mapping_port);
+    mapping_settled(c);
     nt_check_run_start(c->check); /* with the mapping unknown */
     return;
   }
@@ -334,6 +348,7 @@ static void start_mapping_check(natter_client *c) {
     return;
   }
   c->mapping_tries = 0;
+  c->mapping_pending = 1;
   mapping_cb(-1, 0, c);
 }
 
@@ -362,14 +377,20 @@ static int handle_mapping_reply(natter_client *c, const uint8_t *data,
   if (c->self.mapping == NT_MAPPING_PER_DESTINATION && !c->diagnostic) {
     nt_warn(&c->log,
             "this host's NAT is symmetric: the broker's two ports saw %s and "
-            "%s; hole punching will only work with peers that have a public "
-            "address or a forwarded UDP port (see -port)",
+            "%s; peers with a public address are reached directly, peers "
+            "behind other NATs by port prediction, and peers behind "
+            "symmetric NATs too only through a broker's relay (-relay) or a "
+            "forwarded UDP port (see -port)",
             a, b);
   } else {
     nt_debug(&c->log, "NAT mapping: %s (%s on both broker ports)",
              nt_mapping_name(c->self.mapping), a);
   }
   send_nat_report(c);
+  /* Meetings that began before we knew: their relay delay and port
+   * prediction depend on it. */
+  nt_peers_on_self_mapping(c->peers);
+  mapping_settled(c);
   /* A check waits for the mapping: the broker hands it to the peer with
    * the introduction, and the verdict reads it. */
   nt_check_run_start(c->check);
@@ -441,8 +462,9 @@ static void handle_check_in_result(natter_client *c,
        : c->diagnostic ? ", for a check only (a client running as "
                          "this name is not disturbed)"
                        : "");
-  nt_peers_broker_ready(c->peers);
+  /* The check first: requests wait for it (mapping_pending). */
   start_mapping_check(c);
+  nt_peers_broker_ready(c->peers);
 }
 
 /* The broker's ConnectResult. Bounds: the message only when printable

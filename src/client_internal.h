@@ -45,6 +45,10 @@ struct natter_client {
   uint16_t mapping_port;  /* broker's mapping-check port, 0: none */
   uint8_t mapping_nonce[8];
   unsigned mapping_tries;
+  /* The mapping check is under way: introduction requests wait for it
+   * (the broker hands our mapping to the peer with the introduction, and
+   * port prediction needs both sides' mappings). At most 2 s. */
+  int mapping_pending;
   struct event *mapping_ev;
   struct event *reconnect_ev;
   unsigned reconnect_delay_s;

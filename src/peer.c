@@ -445,6 +445,15 @@ void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
   }
 }
 
+void nt_peers_request_waiting(nt_peers *peers) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    if (p->state == NT_PEER_INTRODUCING && p->initiator && !p->request_id) {
+      request(p);
+    }
+  }
+}
+
 void nt_peers_broker_ready(nt_peers *peers) {
   nt_peer *p;
   TAILQ_FOREACH(p, &peers->list, link) {
@@ -575,6 +584,18 @@ static void report_punch_failure(nt_peer *p) {
                 : "no probe from the peer arrived and none was answered",
             env->self_name, us, nt_mapping_name(env->self->mapping), p->name,
             them, seen, nt_mapping_name(p->mapping), advice);
+}
+
+/* How long punching goes on before the relay (NT_PEER_RELAY_AFTER_*). */
+static uint64_t relay_after(const nt_peers_env *env, int peer_mapping) {
+  uint64_t after = peer_mapping != NT_MAPPING_UNKNOWN &&
+                           peer_mapping == env->self->mapping
+                       ? NT_PEER_RELAY_AFTER_KNOWN_MS
+                       : NT_PEER_RELAY_AFTER_MS;
+  if (after > env->connect_timeout_ms / 3) {
+    after = env->connect_timeout_ms / 3; /* leave time to connect */
+  }
+  return after;
 }
 
 /* ---- port prediction (predict.h) ---- */
@@ -1059,16 +1080,9 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   p->upgrade_round = 0;
   memset(&p->relay, 0, sizeof(p->relay));
   if (in->relay.len && !env->no_relay) {
-    uint64_t after = in->mapping != NT_MAPPING_UNKNOWN &&
-                             in->mapping == env->self->mapping
-                         ? NT_PEER_RELAY_AFTER_KNOWN_MS
-                         : NT_PEER_RELAY_AFTER_MS;
-    if (after > env->connect_timeout_ms / 3) {
-      after = env->connect_timeout_ms / 3; /* leave time to connect */
-    }
     p->relay = in->relay;
     memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
-    p->relay_at_ns = p->meet_ns + MS(after);
+    p->relay_at_ns = p->meet_ns + MS(relay_after(env, in->mapping));
     /* Tell the relay where we are now (17 bytes): a relayed Initial
      * then finds us the moment punching gives way to the relay. */
     nt_endpoint_set_relay(env->ep, &p->relay);
@@ -1091,6 +1105,25 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   nt_info(env->log, "%s: introduced (key %.16s...), probing %s", p->name,
           hex, n ? desc : "(no usable candidate)");
   peer_timer_cb(-1, 0, p);
+}
+
+void nt_peers_on_self_mapping(nt_peers *peers) {
+  nt_peer *p;
+  if (!peers) {
+    return;
+  }
+  TAILQ_FOREACH(p, &peers->list, link) {
+    if (p->state != NT_PEER_PUNCHING) {
+      continue;
+    }
+    if (p->relay.len && !p->relay_started) {
+      p->relay_at_ns = p->meet_ns + MS(relay_after(&peers->env, p->mapping));
+    }
+    if (p->predict.role == NT_PREDICT_NONE) {
+      predict_start(p);
+    }
+    peer_timer_cb(-1, 0, p); /* re-arms for what is due first now */
+  }
 }
 
 static nt_peer *peer_by_nonce(nt_peers *peers, const uint8_t *nonce) {

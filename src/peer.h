@@ -164,6 +164,12 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in);
  * NATTER_ERR_*, |message| the broker's (printable) reason or "". */
 void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,
                                 int error, const char *message);
+/* Sends the introduction requests that request() could not send yet
+ * (the callback returned 0). */
+void nt_peers_request_waiting(nt_peers *peers);
+/* Our NAT mapping (env->self->mapping) is known now: punching already
+ * under way adjusts its relay delay and port prediction. */
+void nt_peers_on_self_mapping(nt_peers *peers);
 /* A non-QUIC datagram on the endpoint (hole-punching probes). */
 void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
                           const struct sockaddr *from, socklen_t fromlen,
