@@ -1191,6 +1191,14 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
               nt_addr_str(from, addr));
       nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
       nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
+    } else if (p->initiator && p->state == NT_PEER_PUNCHING &&
+               !p->punch.replies_seen) {
+      /* Its probe came through, so ours would now too (its own probe
+       * opened its NAT toward us): probe back at once, not at the next
+       * tick of the schedule, and connect on the answer. Once per probe
+       * of the peer, and only until an answer came. */
+      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+      nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
     }
     return;
   }
