@@ -792,26 +792,34 @@ static void on_check(natter_client *client, const natter_check_result *r,
   event_base_loopbreak(app->base);
 }
 
+/* What every client session takes from the options: who we are, how to
+ * reach the broker, how long to try a peer, and where events go. */
+static void client_basics(natter_client_config *cfg, cli *app,
+                          const options *o, natter_log_level level) {
+  natter_client_config_default(cfg);
+  cfg->name = o->name;
+  cfg->broker = o->broker;
+  cfg->identity_file = o->identity;
+  cfg->broker_key = o->broker_key;
+  cfg->token_file = o->token_file;
+  cfg->token = env_token(o);
+  cfg->connect_timeout_ms =
+      (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
+  cfg->local_port = (uint16_t)o->port;
+  cfg->log_level = level;
+  cfg->no_relay = o->no_relay;
+  cfg->on_event = on_event;
+  cfg->log = cli_log;
+  cfg->user_data = app;
+}
+
 /* A diagnostic session: the settings that say who we are and how to reach
  * the broker, none of a listener's or a forwarder's. */
 static int run_check(cli *app, const options *o, natter_log_level level) {
   natter_client_config cfg;
   natter_client *c = NULL;
 
-  natter_client_config_default(&cfg);
-  cfg.name = o->name;
-  cfg.broker = o->broker;
-  cfg.identity_file = o->identity;
-  cfg.broker_key = o->broker_key;
-  cfg.token_file = o->token_file;
-  cfg.token = env_token(o);
-  cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
-  cfg.local_port = (uint16_t)o->port;
-  cfg.log_level = level;
-  cfg.no_relay = o->no_relay;
-  cfg.on_event = on_event;
-  cfg.log = cli_log;
-  cfg.user_data = app;
+  client_basics(&cfg, app, o, level);
   if (natter_client_new(&c, app->base, &cfg) != 0) {
     return 1;
   }
@@ -835,35 +843,22 @@ static int run_client(cli *app, const options *o, natter_log_level level,
   natter_client *c = NULL;
   int rv;
 
-  natter_client_config_default(&cfg);
-  cfg.name = o->name;
-  cfg.broker = o->broker;
-  cfg.identity_file = o->identity;
-  cfg.broker_key = o->broker_key;
+  client_basics(&cfg, app, o, level);
   cfg.listen = o->listen;
   cfg.allow = allow[0] ? allow : NULL;
   cfg.allow_commands = allow_cmd[0] ? allow_cmd : NULL;
   cfg.allow_peers = allow_peer[0] ? allow_peer : NULL;
-  cfg.token_file = o->token_file;
-  cfg.token = env_token(o);
   if (o->max_commands) {
     cfg.max_commands = (uint32_t)o->max_commands;
   }
   if (o->max_commands_per_peer) {
     cfg.max_commands_per_peer = (uint32_t)o->max_commands_per_peer;
   }
-  cfg.connect_timeout_ms = (uint32_t)(o->timeout_s ? o->timeout_s : 10) * 1000;
-  cfg.local_port = (uint16_t)o->port;
-  cfg.log_level = level;
-  cfg.no_relay = o->no_relay;
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
   if (nstdio && !level_given) {
     cfg.log_level = NATTER_LOG_WARN;
   }
-  cfg.on_event = on_event;
-  cfg.log = cli_log;
-  cfg.user_data = app;
   if (natter_client_new(&c, app->base, &cfg) != 0) {
     return 1;
   }

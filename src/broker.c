@@ -295,10 +295,26 @@ static int bind_name(bclient *c, const char *name, const uint8_t *key) {
   return 0;
 }
 
+/* The check-in succeeded: |c| leaves the pending count and its deadline,
+ * and hears so. |how| ends the log line (", listening", ...). */
+static void checked_in(bclient *c, const uint8_t *key, const char *how) {
+  natter_broker *b = c->broker;
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
+  c->checked_in = 1;
+  if (c->pending) {
+    c->pending = 0;
+    b->npending--;
+  }
+  event_del(c->deadline);
+  nt_fingerprint_hex(key, hex);
+  nt_info(&b->log, "%s checked in from %s%s (key %.16s...)", c->name,
+          nt_addr_str(nt_conn_remote_addr(c->conn), addr), how, hex);
+  send_check_in_result(c, NATTER__CODE__OK, "");
+}
+
 static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   natter_broker *b = c->broker;
   const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
-  char hex[NT_FINGERPRINT_HEX_LEN + 1];
 
   if (c->checked_in) {
     reject(c, NATTER__CODE__BAD_REQUEST, "checked in twice");
@@ -345,17 +361,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
      * from a client running under it: no table entry, no notices. */
     snprintf(c->name, sizeof(c->name), "%s", in->name);
     c->diagnostic = 1;
-    c->checked_in = 1;
-    if (c->pending) {
-      c->pending = 0;
-      b->npending--;
-    }
-    event_del(c->deadline);
-    char addr[NT_ADDR_STRLEN];
-    nt_fingerprint_hex(key, hex);
-    nt_info(&b->log, "%s checked in from %s for a check (key %.16s...)",
-            c->name, nt_addr_str(nt_conn_remote_addr(c->conn), addr), hex);
-    send_check_in_result(c, NATTER__CODE__OK, "");
+    checked_in(c, key, " for a check");
     return;
   }
   /* The name must be in the table before anything else changes, so that
@@ -378,18 +384,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   }
   c->listen = in->listen;
   c->no_relay = in->no_relay;
-  c->checked_in = 1;
-  if (c->pending) {
-    c->pending = 0;
-    b->npending--;
-  }
-  event_del(c->deadline);
-  char addr[NT_ADDR_STRLEN];
-  nt_fingerprint_hex(key, hex);
-  nt_info(&b->log, "%s checked in from %s%s (key %.16s...)", c->name,
-          nt_addr_str(nt_conn_remote_addr(c->conn), addr),
-          c->listen ? ", listening" : "", hex);
-  send_check_in_result(c, NATTER__CODE__OK, "");
+  checked_in(c, key, c->listen ? ", listening" : "");
 }
 
 static void send_connect_result(bclient *c, uint32_t request_id,
