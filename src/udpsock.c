@@ -227,11 +227,12 @@ int nt_udp_send(int fd, int family, int v6only, const void *buf, size_t len,
       n = sendmsg(fd, &msg, 0);
     } while (n < 0 && errno == EINTR);
     if (n >= 0 || room == gso_room ||
-        (errno != EINVAL && errno != EADDRNOTAVAIL)) {
+        (errno != EINVAL && errno != EADDRNOTAVAIL && errno != ENETUNREACH)) {
       break;
     }
-    /* The address the peer sent to is gone from this host: the kernel
-     * picks the source, as it would without one. */
+    /* The address the peer sent to is gone from this host (IPv6 says
+     * EINVAL, IPv4 ENETUNREACH): the kernel picks the source, as it
+     * would without one. */
     room = gso_room;
     msg.msg_control = room ? ctrl.buf : NULL;
     msg.msg_controllen = room;
