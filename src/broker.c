@@ -857,9 +857,18 @@ static void map_read_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (int i = 0; i < 64; i++) {
     struct sockaddr_storage from;
-    socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT,
-                         (struct sockaddr *)&from, &fromlen);
+    struct iovec iov = {buf, sizeof(buf)};
+    union {
+      char buf[NT_UDP_PKTINFO_SPACE];
+      struct cmsghdr align;
+    } ctrl;
+    struct msghdr msg = {.msg_name = &from,
+                         .msg_namelen = sizeof(from),
+                         .msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctrl.buf,
+                         .msg_controllen = sizeof(ctrl.buf)};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
     if (n < 0) {
       return;
     }
@@ -870,12 +879,16 @@ static void map_read_cb(evutil_socket_t fd, short what, void *arg) {
     /* The address as the main port's endpoint reports it (IPv4 plain,
      * not v4-mapped), so that the client can compare the two. */
     struct sockaddr_storage seen = from;
-    socklen_t seenlen = fromlen;
+    socklen_t seenlen = msg.msg_namelen;
     nt_addr_unmap(&seen, &seenlen);
+    /* From the address the request went to: the client's NAT lets
+     * nothing else back in. */
+    nt_addr dst;
+    nt_udp_arrival(&msg, &dst);
     size_t len =
         nt_mapping_encode_reply(reply, nonce, (struct sockaddr *)&seen);
-    if (len && sendto(fd, reply, len, MSG_DONTWAIT, (struct sockaddr *)&from,
-                      fromlen) == (ssize_t)len) {
+    if (len && nt_udp_send(fd, b->map_family, b->map_v6only, reply, len, 0,
+                           (struct sockaddr *)&seen, &dst) == 0) {
       b->map_tx += len;
     }
   }

@@ -398,7 +398,8 @@ static void conn_send_to(nt_conn *conn, const nt_addr *to, const uint8_t *buf,
     return;
   }
   nt_endpoint_send_packets(ep, conn->aux ? conn->aux->fd : ep->fd, buf, len,
-                           segsize, (const struct sockaddr *)&to->ss, to->len);
+                           segsize, (const struct sockaddr *)&to->ss,
+                           &conn->src);
 }
 
 static void conn_send(nt_conn *conn, const uint8_t *buf, size_t len,
@@ -1127,7 +1128,8 @@ static void conn_follow(nt_conn *conn, const struct sockaddr *from,
 }
 
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
-                  const struct sockaddr *from, socklen_t fromlen) {
+                  const struct sockaddr *from, socklen_t fromlen,
+                  const nt_addr *dst) {
   ngtcp2_pkt_info pi = {0};
   uint64_t now = nt_timestamp();
   nt_endpoint *ep = conn->ep;
@@ -1166,7 +1168,15 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
     snapshot(conn, &after);
     /* A packet that fails AEAD (or repeats one) changes nothing in ngtcp2;
      * one that passes leaves a trace in what it delivered or acked. */
-    if (memcmp(&before, &after, sizeof(before)) != 0) {
+    int genuine = memcmp(&before, &after, sizeof(before)) != 0;
+    /* Answer from the address the client sends to: set by the packet
+     * that made the connection, moved only by authenticated ones (anyone
+     * can send a copy of a packet to another of our addresses). */
+    if (conn->is_server && dst && dst->len && !from_relay &&
+        (!conn->src.len || genuine)) {
+      conn->src = *dst;
+    }
+    if (genuine) {
       conn->last_rx_ns = now;
       if (from_cur) {
         conn->last_cur_rx_ns = now;

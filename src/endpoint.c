@@ -107,60 +107,26 @@ static void mark_dirty(nt_endpoint *ep, nt_conn *conn) {
   }
 }
 
+/* Sends from |src| when given (the address the peer's datagram arrived
+ * at), else from the address the kernel picks. */
 static int send_one(nt_endpoint *ep, int fd, const uint8_t *buf, size_t len,
                     size_t segsize, const struct sockaddr *to,
-                    socklen_t tolen) {
-  struct iovec iov = {(void *)buf, len};
-  struct msghdr msg;
-  struct sockaddr_storage dest;
-  union {
-    char buf[CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-  } ctrl;
-
-  (void)tolen;
-  /* IPv4 goes out v4-mapped on a dual-stack socket; a family the socket
-   * cannot reach fails here, not as a sendmsg EINVAL (which would turn
-   * GSO off). */
-  socklen_t destlen = nt_addr_for_socket(ep->family, ep->v6only, to, &dest);
-  if (!destlen) {
-    return -EAFNOSUPPORT;
+                    const nt_addr *src) {
+  int rv = nt_udp_send(fd, ep->family, ep->v6only, buf, len, segsize, to, src);
+  if (rv == 0) {
+    ep->tx_bytes += len;
   }
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_name = &dest;
-  msg.msg_namelen = destlen;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (segsize && segsize < len) {
-    memset(&ctrl, 0, sizeof(ctrl));
-    msg.msg_control = ctrl.buf;
-    msg.msg_controllen = sizeof(ctrl.buf);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_UDP;
-    cm->cmsg_type = UDP_SEGMENT;
-    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    uint16_t seg = (uint16_t)segsize;
-    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(fd, &msg, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    return -errno;
-  }
-  ep->tx_bytes += len;
-  return 0;
+  return rv;
 }
 
 void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
                               size_t len, size_t segsize,
-                              const struct sockaddr *to, socklen_t tolen) {
+                              const struct sockaddr *to, const nt_addr *src) {
   if (len == 0) {
     return;
   }
   if (len > segsize && ep->gso_ok) {
-    int rv = send_one(ep, fd, buf, len, segsize, to, tolen);
+    int rv = send_one(ep, fd, buf, len, segsize, to, src);
     if (rv == 0 || rv == -EAGAIN || rv == -ENOBUFS) {
       /* A full socket buffer drops the batch: QUIC loss recovery resends. */
       return;
@@ -173,7 +139,7 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
   }
   for (size_t off = 0; off < len; off += segsize) {
     size_t n = len - off < segsize ? len - off : segsize;
-    if (send_one(ep, fd, buf + off, n, 0, to, tolen) == -EAGAIN) {
+    if (send_one(ep, fd, buf + off, n, 0, to, src) == -EAGAIN) {
       return;
     }
   }
@@ -188,7 +154,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     size_t n = len - off < segsize ? len - off : segsize;
     if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
       nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                               (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+                               (struct sockaddr *)&ep->relay.ss, NULL);
       out = 0;
     }
     nt_relay_hdr_encode(ep->relaybuf + out, NT_RELAY_DATA, token);
@@ -196,7 +162,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     out += NT_RELAY_HDR_LEN + n;
   }
   nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                           (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+                           (struct sockaddr *)&ep->relay.ss, NULL);
 }
 
 void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
@@ -217,10 +183,20 @@ int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
                             (struct sockaddr *)&ep->relay.ss, ep->relay.len);
 }
 
+/* The source for a raw datagram to |to|: while the owner handles a
+ * datagram (callbacks->datagram), what goes back to its sender leaves
+ * from the address it arrived at. */
+static const nt_addr *reply_source(const nt_endpoint *ep,
+                                   const struct sockaddr *to) {
+  return ep->reply_to && nt_addr_equal(to, ep->reply_to) ? ep->reply_src : NULL;
+}
+
 int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
                        const struct sockaddr *to, socklen_t tolen) {
-  return send_one(ep, ep->fd, data, len, 0, to, tolen) == 0 ? 0
-                                                            : NATTER_ERR_SOCKET;
+  (void)tolen;
+  return send_one(ep, ep->fd, data, len, 0, to, reply_source(ep, to)) == 0
+             ? 0
+             : NATTER_ERR_SOCKET;
 }
 
 /* A stateless CONNECTION_CLOSE (CONNECTION_REFUSED, RFC 9000 §20.1) in
@@ -229,14 +205,14 @@ int nt_endpoint_sendto(nt_endpoint *ep, const uint8_t *data, size_t len,
  * amplification). */
 static void refuse_initial(nt_endpoint *ep, int fd, const ngtcp2_pkt_hd *hd,
                            const char *reason, const struct sockaddr *to,
-                           socklen_t tolen) {
+                           const nt_addr *src) {
   uint8_t buf[512];
   size_t reasonlen = strnlen(reason, 200);
   ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(
       buf, sizeof(buf), hd->version, &hd->scid, &hd->dcid,
       NGTCP2_CONNECTION_REFUSED, (const uint8_t *)reason, reasonlen);
   if (n > 0) {
-    send_one(ep, fd, buf, (size_t)n, 0, to, tolen);
+    send_one(ep, fd, buf, (size_t)n, 0, to, src);
   }
 }
 
@@ -274,7 +250,7 @@ static void handle_relayed(nt_endpoint *ep, uint8_t *data, size_t len,
       ep->dropped++;
       return;
     }
-    nt_conn_recv(conn, pkt, pktlen, from, fromlen);
+    nt_conn_recv(conn, pkt, pktlen, from, fromlen, NULL);
     mark_dirty(ep, conn);
     return;
   }
@@ -296,13 +272,14 @@ static void handle_relayed(nt_endpoint *ep, uint8_t *data, size_t len,
     ep->dropped++;
     return;
   }
-  nt_conn_recv(conn, pkt, pktlen, from, fromlen);
+  nt_conn_recv(conn, pkt, pktlen, from, fromlen, NULL);
   mark_dirty(ep, conn);
 }
 
+/* |dst|: the local address the datagram was sent to (len 0: unknown). */
 static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
                             size_t len, const struct sockaddr *from,
-                            socklen_t fromlen) {
+                            socklen_t fromlen, const nt_addr *dst) {
   ngtcp2_version_cid vc;
   nt_conn *conn;
   int fd = aux ? aux->fd : ep->fd;
@@ -321,8 +298,14 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
     /* Too short to be QUIC for us (the fixed bit cannot tell: ngtcp2 0.12
      * always offers grease_quic_bit, RFC 9287): a punch packet. */
     if (ep->cfg.callbacks->datagram) {
+      if (!aux) {
+        ep->reply_to = from;
+        ep->reply_src = dst;
+      }
       ep->cfg.callbacks->datagram(ep, data, len, from, fromlen,
                                   aux ? aux->id : 0, ep->cfg.user_data);
+      ep->reply_to = NULL;
+      ep->reply_src = NULL;
     }
     return;
   }
@@ -333,7 +316,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
   }
   conn = find_conn(ep, vc.dcid, vc.dcidlen);
   if (conn) {
-    nt_conn_recv(conn, data, len, from, fromlen);
+    nt_conn_recv(conn, data, len, from, fromlen, dst);
     mark_dirty(ep, conn);
     return;
   }
@@ -352,7 +335,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
                      &answerlen);
   if (v == NT_RETRY_ANSWERED) {
     if (answerlen) {
-      send_one(ep, fd, answer, answerlen, 0, from, fromlen);
+      send_one(ep, fd, answer, answerlen, 0, from, dst);
     }
     return;
   }
@@ -363,7 +346,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
       !ep->cfg.callbacks->admit(ep, from, &refusal, ep->cfg.user_data)) {
     ep->dropped++;
     if (refusal) {
-      refuse_initial(ep, fd, &hd, refusal, from, fromlen);
+      refuse_initial(ep, fd, &hd, refusal, from, dst);
     }
     return;
   }
@@ -381,7 +364,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
       return;
     }
     aux_adopt(aux, conn);
-    nt_conn_recv(conn, data, len, from, fromlen);
+    nt_conn_recv(conn, data, len, from, fromlen, dst);
     mark_dirty(ep, conn);
     return;
   }
@@ -390,7 +373,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
       !ep->cfg.callbacks->accept(ep, from, &params, ep->cfg.user_data)) {
     ep->dropped++;
     if (params.refuse_reason) {
-      refuse_initial(ep, fd, &hd, params.refuse_reason, from, fromlen);
+      refuse_initial(ep, fd, &hd, params.refuse_reason, from, dst);
     }
     return;
   }
@@ -408,7 +391,7 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
     return;
   }
   aux_adopt(aux, conn);
-  nt_conn_recv(conn, data, len, from, fromlen);
+  nt_conn_recv(conn, data, len, from, fromlen, dst);
   mark_dirty(ep, conn);
 }
 
@@ -418,7 +401,7 @@ static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
   struct iovec iovs[NT_RECV_BATCH];
   struct sockaddr_storage addrs[NT_RECV_BATCH];
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[CMSG_SPACE(sizeof(int)) + NT_UDP_PKTINFO_SPACE];
     struct cmsghdr align;
   } ctrl[NT_RECV_BATCH];
 
@@ -460,11 +443,13 @@ static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
       }
       /* Above the endpoint IPv4 is AF_INET, never v4-mapped. */
       nt_addr_unmap(&addrs[i], &msgs[i].msg_hdr.msg_namelen);
+      nt_addr dst;
+      nt_udp_arrival(&msgs[i].msg_hdr, &dst);
       uint8_t *p = iovs[i].iov_base;
       for (size_t off = 0; off < len; off += seg) {
         size_t m = len - off < seg ? len - off : seg;
         handle_datagram(ep, aux, p + off, m, (struct sockaddr *)&addrs[i],
-                        msgs[i].msg_hdr.msg_namelen);
+                        msgs[i].msg_hdr.msg_namelen, &dst);
         packets++;
       }
     }
@@ -613,9 +598,10 @@ void nt_endpoint_aux_send_all(nt_endpoint *ep, void *owner, const uint8_t *data,
                               size_t len, const struct sockaddr *to,
                               socklen_t tolen) {
   nt_aux_sock *a;
+  (void)tolen;
   LIST_FOREACH(a, &ep->aux, link) {
     if (a->owner == owner && !a->dead && !a->conn) {
-      send_one(ep, a->fd, data, len, 0, to, tolen);
+      send_one(ep, a->fd, data, len, 0, to, NULL);
     }
   }
 }
@@ -645,7 +631,9 @@ int nt_endpoint_send_on(nt_endpoint *ep, int sock, const uint8_t *data,
   if (sock && !(a = aux_find(ep, sock))) {
     return NATTER_ERR_SOCKET;
   }
-  return send_one(ep, a ? a->fd : ep->fd, data, len, 0, to, tolen) == 0
+  (void)tolen;
+  return send_one(ep, a ? a->fd : ep->fd, data, len, 0, to,
+                  a ? NULL : reply_source(ep, to)) == 0
              ? 0
              : NATTER_ERR_SOCKET;
 }

@@ -102,6 +102,11 @@ struct nt_endpoint {
   int aux_next_id;
   nt_aux_sock *new_aux;
   struct event *reap_ev;
+  /* While the owner handles a datagram (callbacks->datagram): its sender
+   * and the address it arrived at, the source of what goes back to it
+   * (nt_endpoint_sendto). NULL otherwise. */
+  const struct sockaddr *reply_to;
+  const nt_addr *reply_src;
 };
 
 struct nt_stream {
@@ -169,6 +174,11 @@ struct nt_conn {
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
   /* The extra socket this connection runs on (NULL: the endpoint's). */
   nt_aux_sock *aux;
+  /* Server side: our address the peer sends to, the source of every
+   * direct packet of ours (udpsock.h, nt_udp_arrival). len 0: unknown
+   * (a client's connection, which sent first: the kernel picks, and
+   * follows the host's routing as it changes). */
+  nt_addr src;
 };
 
 uint64_t nt_timestamp(void);
@@ -198,10 +208,11 @@ void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
 int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
                       nt_accept_params *params);
 /* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
- * back to back in |buf|, as one GSO write when possible. */
+ * back to back in |buf|, as one GSO write when possible; from |src| when
+ * it is given (len > 0), else from the address the kernel picks. */
 void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
                               size_t len, size_t segsize,
-                              const struct sockaddr *to, socklen_t tolen);
+                              const struct sockaddr *to, const nt_addr *src);
 
 /* A connection on |aux| is gone: the socket goes with it. */
 void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
@@ -225,9 +236,11 @@ int nt_conn_new_h3_client(nt_conn **pconn, nt_endpoint *ep,
                           const struct sockaddr *remote, socklen_t remotelen,
                           const uint8_t *expected_fp,
                           const nt_conn_callbacks *cbs, void *user_data);
-/* Feeds one datagram; the connection may schedule its own close. */
+/* Feeds one datagram that arrived at our address |dst| (NULL or len 0:
+ * unknown, or relayed); the connection may schedule its own close. */
 void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
-                  const struct sockaddr *from, socklen_t fromlen);
+                  const struct sockaddr *from, socklen_t fromlen,
+                  const nt_addr *dst);
 /* Flushes pending writes now (after a batch of datagrams was read). */
 void nt_conn_flush(nt_conn *conn);
 /* Frees without callbacks after sending CONNECTION_CLOSE (endpoint free). */

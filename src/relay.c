@@ -42,6 +42,8 @@ typedef struct relay_side {
   nt_addr ip;   /* its broker connection's address: binding must come
                    from this IP */
   nt_addr addr; /* where its packets come from; len 0 until bound */
+  nt_addr dst;  /* our address they arrive at, where packets to it leave
+                   from (udpsock.h); len 0: unknown */
   relay_account *acct;
 } relay_side;
 
@@ -112,18 +114,12 @@ static void channel_free(nt_relay *r, relay_channel *ch) {
   free(ch);
 }
 
+/* To side |s|, from the address its packets arrive at. */
 static void send_to(nt_relay *r, const uint8_t *data, size_t len,
-                    const nt_addr *to) {
-  struct sockaddr_storage dest;
-  socklen_t destlen = nt_addr_for_socket(
-      r->family, r->v6only, (const struct sockaddr *)&to->ss, &dest);
-  if (!destlen) {
-    return;
-  }
-  ssize_t n = sendto(r->fd, data, len, MSG_DONTWAIT,
-                     (const struct sockaddr *)&dest, destlen);
-  if (n > 0) {
-    r->st.tx += (uint64_t)n;
+                    const relay_side *s) {
+  if (nt_udp_send(r->fd, r->family, r->v6only, data, len, 0,
+                  (const struct sockaddr *)&s->addr.ss, &s->dst) == 0) {
+    r->st.tx += len;
   }
 }
 
@@ -134,7 +130,7 @@ static void send_closed(nt_relay *r, relay_side *s, uint8_t reason) {
   }
   nt_relay_hdr_encode(pkt, NT_RELAY_CLOSED, s->token);
   pkt[NT_RELAY_HDR_LEN] = reason;
-  send_to(r, pkt, sizeof(pkt), &s->addr);
+  send_to(r, pkt, sizeof(pkt), s);
 }
 
 /* Takes |n| bytes from |a|'s rate and total. Returns 1 when allowed, 0
@@ -170,7 +166,7 @@ static int account_take(nt_relay *r, relay_account *a, size_t n, uint64_t now) {
 
 static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
                            const struct sockaddr *from, socklen_t fromlen,
-                           uint64_t now) {
+                           const nt_addr *dst, uint64_t now) {
   const uint8_t *token;
   int type = nt_relay_hdr_decode(data, len, &token);
   relay_side *s =
@@ -188,6 +184,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
    * where it is. Only it and the broker know its token. */
   memcpy(&s->addr.ss, from, fromlen);
   s->addr.len = fromlen;
+  s->dst = *dst;
   ch->last_ns = now;
   if (ch->closed) {
     send_closed(r, s, NT_RELAY_CLOSED_TOTAL);
@@ -196,7 +193,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   if (type == NT_RELAY_BIND) {
     /* The echo tells the client the relay hears it; as small as the
      * request. */
-    send_to(r, data, NT_RELAY_HDR_LEN, &s->addr);
+    send_to(r, data, NT_RELAY_HDR_LEN, s);
     return;
   }
   if (!other->addr.len) {
@@ -230,7 +227,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
     data[len - 1] ^= 0x01; /* inside the AEAD tag or the ciphertext */
     r->tampered++;
   }
-  send_to(r, data, len, &other->addr);
+  send_to(r, data, len, other);
   r->st.relayed += payload;
 }
 
@@ -240,16 +237,28 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (int i = 0; i < RELAY_BATCH; i++) {
     struct sockaddr_storage from;
-    socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, r->buf, sizeof(r->buf), MSG_DONTWAIT,
-                         (struct sockaddr *)&from, &fromlen);
+    struct iovec iov = {r->buf, sizeof(r->buf)};
+    union {
+      char buf[NT_UDP_PKTINFO_SPACE];
+      struct cmsghdr align;
+    } ctrl;
+    struct msghdr msg = {.msg_name = &from,
+                         .msg_namelen = sizeof(from),
+                         .msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctrl.buf,
+                         .msg_controllen = sizeof(ctrl.buf)};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
     if (n < 0) {
       return;
     }
     r->st.rx += (uint64_t)n;
+    socklen_t fromlen = msg.msg_namelen;
     nt_addr_unmap(&from, &fromlen); /* as the broker's endpoint does */
+    nt_addr dst;
+    nt_udp_arrival(&msg, &dst);
     relay_datagram(r, r->buf, (size_t)n, (struct sockaddr *)&from, fromlen,
-                   now);
+                   &dst, now);
   }
 }
 

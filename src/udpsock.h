@@ -4,6 +4,10 @@
 #ifndef NT_UDPSOCK_H
 #define NT_UDPSOCK_H
 
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
 #include "addr.h"
 
 /* Opens a non-blocking, close-on-exec UDP socket bound to |bind|.
@@ -15,11 +19,41 @@
  * IPv4 socket on 0.0.0.0 instead. Without |dual| an IPv6 bind address
  * gets IPV6_V6ONLY on: exactly the family asked for.
  *
+ * A socket bound to an unspecified address also reports where each
+ * datagram was addressed (IPV6_RECVPKTINFO, IP_PKTINFO; read it with
+ * nt_udp_arrival): on a host with several addresses of one family the
+ * kernel would otherwise answer from the address its routing prefers, not
+ * the one the client sent to, and the client's NAT or firewall drops that
+ * answer. Replies then name their source (nt_udp_send).
+ *
  * Returns the descriptor and sets *family and *v6only, or -errno. */
 int nt_udp_open(const nt_addr *bind, int dual, int *family, int *v6only);
 
 /* Whether a socket opened so (|family|, |v6only|) can send to and receive
  * from addresses of |addr_family| (AF_INET or AF_INET6). */
 int nt_udp_reaches(int family, int v6only, int addr_family);
+
+/* Control-message room (msg_control) a receive needs for the arrival
+ * address: add it to whatever else the socket reports (UDP_GRO). */
+#define NT_UDP_PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo))
+
+/* The local address a received datagram was sent to, from the
+ * IPV6_PKTINFO or IP_PKTINFO control message in |msg|, in *dst: plain
+ * AF_INET for IPv4 (also when a dual-stack socket reports it v4-mapped),
+ * port 0, an IPv6 link-local address with its interface as scope. Returns
+ * 1, or 0 with dst->len 0 when |msg| carries none (a socket bound to one
+ * address, or a client's). */
+int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst);
+
+/* Sends |len| bytes to |to| (either spelling of IPv4: it is mapped for a
+ * socket of |family|, |v6only| as nt_udp_open set them). With |segsize|
+ * under |len| the kernel cuts the buffer into datagrams of that size
+ * (UDP_SEGMENT). With |src| (len > 0, of |to|'s family) the datagram
+ * leaves from that address, the one the peer's datagram arrived at
+ * (nt_udp_arrival); should the host have lost it meanwhile, the kernel
+ * picks the source as without one. Returns 0, or -errno (-EAFNOSUPPORT
+ * when the socket cannot reach |to|). */
+int nt_udp_send(int fd, int family, int v6only, const void *buf, size_t len,
+                size_t segsize, const struct sockaddr *to, const nt_addr *src);
 
 #endif

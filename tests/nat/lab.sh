@@ -5,7 +5,8 @@
 # attached to the root namespace: every interface is created inside the
 # lab's own namespaces, which are named ntlab-<pid>-<n>-NODE.
 #
-#   inet: bridge br0 -- 203.0.113.10 (broker), 203.0.113.20 (another host)
+#   inet: bridge br0 -- 203.0.113.10 (broker), 203.0.113.20 (another host),
+#                       203.0.113.30 (the broker's second address)
 #     |                                          |
 #   ra: wan 203.0.113.1                        rb: wan 203.0.113.2
 #       lan 198.18.1.1/24 (bridge)                 lan 198.18.2.1/24
@@ -30,7 +31,8 @@
 #
 # IPv6 (--family; off by default: IPv6 is then disabled in every
 # namespace) uses the documentation range 2001:db8::/32 only, routed, no
-# NAT66: the internet 2001:db8::/64 (broker ::10, another host ::20, ra ::1,
+# NAT66: the internet 2001:db8::/64 (broker ::10, another host ::20 which
+# is also the address the kernel prefers as the source on that host, ra ::1,
 # rb ::2), ra's LAN 2001:db8:1::/64 (alice ::10, alice2 ::11), rb's LAN
 # 2001:db8:2::/64 (bob ::10). A router with a NAT (cone, symmetric) has
 # a stateful ip6tables filter like a home router's IPv6 firewall: from the
@@ -83,6 +85,16 @@
 #                                   relay (data checked as for direct; the
 #                                   broker must report the relayed bytes)
 #         --family v4|dual|v6only   IP families (see above; default v4)
+#         --broker-at second        the broker runs on -server :PORT and
+#                                   the peers reach it (over IPv4) at
+#                                   203.0.113.30, a second address of its
+#                                   host that the kernel never picks as
+#                                   the source of its answers: every
+#                                   answer (QUIC, mapping check, relay)
+#                                   must come from there, or the NATs drop
+#                                   it; both peers must log their NAT
+#                                   mapping. (Over IPv6 the peers always
+#                                   reach the broker at such an address.)
 #         --broker-family 4|6       which family the peers reach the broker
 #                                   with (default: 6 for v6only, else 4)
 #         --block-udp4 yes          as --block-udp yes: IPv4 UDP between the
@@ -140,6 +152,9 @@ declare -A LAB_NS=()   # NODE -> namespace of the current lab
 declare -A LAB_HOST=() # NODE -> the host's address (alice, alice2, bob)
 LAB_BROKER_IP=203.0.113.10
 LAB_OTHER_IP=203.0.113.20
+# A second address of the broker's host (secondary: never the source the
+# kernel picks there, 203.0.113.10 is).
+LAB_BROKER_IP2=203.0.113.30
 LAB_BROKER_PORT=10000
 declare -A LAB_WAN_IP=([ra]=203.0.113.1 [rb]=203.0.113.2)
 # IPv6 (--family dual, v6only): documentation prefix only, no NAT66.
@@ -297,6 +312,7 @@ lab_up() {
   ip -n "$inet" link set br0 up
   ip -n "$inet" addr add "$LAB_BROKER_IP/24" dev br0
   ip -n "$inet" addr add "$LAB_OTHER_IP/24" dev br0
+  ip -n "$inet" addr add "$LAB_BROKER_IP2/24" dev br0
   for r in ra rb; do
     ip -n "$inet" link add "$r" type veth peer name wan netns "${LAB_NS[$r]}"
     ip -n "$inet" link set "$r" master br0 up
@@ -312,10 +328,11 @@ lab_up() {
   ip -n "${LAB_NS[rb]}" route add 198.51.100.0/25 via 203.0.113.1
   if [[ $family != v4 ]]; then
     ip -n "$inet" addr add "$LAB_BROKER_IP6/64" dev br0 nodad
-    # Deprecated (preferred_lft 0): never the source the kernel picks for
-    # the broker's answers, which go out of a socket bound to [::] (a
-    # broker on a host with several addresses should be given one).
-    ip -n "$inet" addr add "$LAB_OTHER_IP6/64" dev br0 nodad preferred_lft 0
+    # Added last, so the kernel prefers it as the source on this host
+    # (RFC 6724 ties): the broker's answers on -server :PORT must come
+    # from the address the peers sent to (::10) all the same, or their
+    # firewalls drop them.
+    ip -n "$inet" addr add "$LAB_OTHER_IP6/64" dev br0 nodad
     for r in ra rb; do
       ip -n "${LAB_NS[$r]}" addr add "${LAB_WAN_IP6[$r]}/64" dev wan nodad
       _lab_sysctl "$r" net.ipv6.conf.all.forwarding=1
@@ -382,6 +399,8 @@ lab_up() {
   # Byte counters for everything to and from the broker's address.
   lab_x inet iptables -A INPUT -d "$LAB_BROKER_IP" -j ACCEPT
   lab_x inet iptables -A OUTPUT -s "$LAB_BROKER_IP" -j ACCEPT
+  lab_x inet iptables -A INPUT -d "$LAB_BROKER_IP2" -j ACCEPT
+  lab_x inet iptables -A OUTPUT -s "$LAB_BROKER_IP2" -j ACCEPT
   if [[ $family != v4 ]]; then
     lab_x inet ip6tables -A INPUT -d "$LAB_BROKER_IP6" -j ACCEPT
     lab_x inet ip6tables -A OUTPUT -s "$LAB_BROKER_IP6" -j ACCEPT
@@ -538,14 +557,15 @@ lab_conntrack() {
   lab_x "$1" cat /proc/net/nf_conntrack 2>/dev/null | grep -w udp || true
 }
 
-# lab_counter NODE CHAIN: the byte counter of the first rule in CHAIN.
+# lab_counter NODE CHAIN: the bytes the rules in CHAIN counted (inet: to
+# and from the broker's addresses).
 lab_counter() {
-  lab_x "$1" iptables -L "$2" -v -x -n | awk 'NR == 3 { print $2 }'
+  lab_x "$1" iptables -L "$2" -v -x -n | awk 'NR >= 3 { n += $2 } END { print n + 0 }'
 }
 
 # lab_counter6 NODE CHAIN: the same for ip6tables.
 lab_counter6() {
-  lab_x "$1" ip6tables -L "$2" -v -x -n | awk 'NR == 3 { print $2 }'
+  lab_x "$1" ip6tables -L "$2" -v -x -n | awk 'NR >= 3 { n += $2 } END { print n + 0 }'
 }
 
 # lab_drops ROUTER: packets the router's filter dropped as unsolicited
@@ -742,9 +762,10 @@ lab_case() {
   shift 2
   local loss_a=0 loss_b=0 udp_timeout="" bytes=50M idle=0 expect=direct fail_within=15
   local bnode=bob relay="" block_udp="" family=v4 broker_family="" block_udp6="" nofile_a=""
-  local path=""
+  local path="" broker_at=""
   while (($#)); do
     case $1 in
+    --broker-at) broker_at=$2 ;;
     --nofile-a) nofile_a=$2 ;;
     --family) family=$2 ;;
     --broker-family) broker_family=$2 ;;
@@ -785,6 +806,9 @@ lab_case() {
   [[ $family == v6only ]] && broker_family=6
   [[ $broker_family == 4 || $broker_family == 6 ]] || _lab_die "--broker-family: 4 or 6"
   [[ -z $block_udp6 || $block_udp6 == yes ]] || _lab_die "--block-udp6: yes"
+  [[ -z $broker_at || ($broker_at == second && $broker_family == 4) ]] ||
+    _lab_die "--broker-at: second (over IPv4)"
+  [[ -n $broker_at ]] && label+=" broker (wildcard socket) reached at its second address"
   if [[ -z $path ]]; then
     path=any
     [[ $family == v4 || -n $block_udp6 ]] && path=4
@@ -808,6 +832,25 @@ lab_case() {
     listening="\\[::\\]:$LAB_BROKER_PORT \\(UDP, IPv4 and IPv6\\)"
   fi
   [[ $broker_family == 6 ]] && broker="[$LAB_BROKER_IP6]:$LAB_BROKER_PORT"
+  local broker_ip=$LAB_BROKER_IP
+  if [[ -n $broker_at ]]; then
+    server=:$LAB_BROKER_PORT
+    listening="(\\[::\\]|0\\.0\\.0\\.0):$LAB_BROKER_PORT "
+    broker=$LAB_BROKER_IP2:$LAB_BROKER_PORT broker_ip=$LAB_BROKER_IP2
+  fi
+  [[ $broker_family == 6 ]] && broker_ip=$LAB_BROKER_IP6
+  if [[ -n $broker_at || $broker_family == 6 ]]; then
+    # The broker answers from a wildcard socket: the peers must reach it
+    # at an address its kernel would not answer from by itself, or this
+    # case does not show that the answers come from the right one.
+    local to=${LAB_WAN_IP[ra]} picked
+    [[ $broker_family == 6 ]] && to=${LAB_WAN_IP6[ra]}
+    picked=$(lab_x inet ip route get "$to" | grep -o 'src [^ ]*')
+    picked=${picked#src }
+    [[ -n $picked && $picked != "$broker_ip" ]] ||
+      fail "$label: the broker's host answers from ${picked:-?} by itself, the address the peers use: the case would not test the answers' source"
+    _lab_log "the broker's kernel would answer from $picked; the peers reach it at $broker_ip"
+  fi
   if [[ -n $block_udp6 ]]; then
     # UDP between the two LANs' IPv6 prefixes is dropped both ways.
     lab_x ra ip6tables -I FORWARD -p udp -d "${LAB_LAN6[rb]}::/64" -j DROP
@@ -855,6 +898,15 @@ lab_case() {
   wait_log alice 'natter: checked in at broker' 15
   t_checkin=$(_lab_now_ms)
   wait_log alice 'forwarding 127\.0\.0\.1:8002 -> ' 5
+  if [[ -n $broker_at ]]; then
+    # The mapping check's answers come from the broker's mapping port
+    # (PORT+1): through the NAT only from the address asked.
+    local side
+    for side in alice bob; do
+      _lab_poll_log "$side" 'NAT mapping: |this host.s NAT is symmetric' 5000 ||
+        fail "$label: $side logged no NAT mapping (no answer from the broker's mapping-check port at $LAB_BROKER_IP2)"
+    done
+  fi
 
   # The first connection makes alice ask the broker for bob (alice connects
   # on demand): time it to "connected to bob" and to its first echo.

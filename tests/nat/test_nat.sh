@@ -50,6 +50,14 @@
 #   cone       cone, UDP blocked, the broker is natter-hostile whose relay
 #              is a man in the middle with the broker's key (lab.sh mitm):
 #              both peers refuse its key, nothing reaches it
+# A broker on -server :PORT (a wildcard socket) on a host with several
+# addresses must answer from the address each client sent to, which the
+# kernel would not pick (the lab checks that it would not); the NATs'
+# filters drop anything else:
+#   cone/cone, the peers reach the broker at its second IPv4 address: check
+#   in, NAT mapping logged by both, direct; the same relayed (UDP between
+#   the NATs blocked); IPv6 only (the kernel prefers the host's other IPv6
+#   address; so in every case above with the broker over IPv6), relayed
 #
 # Before them, a check of the lab itself: each NAT behaviour's mapping and
 # filtering, with socat only. Every direct case checks the data by sha256
@@ -122,6 +130,9 @@ CASES=(
   "natter -check cone/cone, UDP between the NATs blocked|peer-check cone cone --block-udp yes --expect udp-blocked"
   "natter -check symmetric/symmetric, the broker relays|peer-check symmetric symmetric --relay on --expect needs-relay"
   "cone/cone, the relay is a man in the middle with the broker's key: both peers refuse it|mitm cone cone"
+  "broker on -server :PORT reached at its second IPv4 address: answers from there (cone/cone)|run cone cone --broker-at second --bytes 1M"
+  "broker on -server :PORT reached at its second IPv4 address: relayed (cone/cone, UDP between the NATs blocked)|run cone cone --broker-at second --relay nocap --block-udp yes --expect relay --bytes 1M"
+  "IPv6 only, UDP between the LANs blocked: relayed by a broker on -server :PORT|run cone cone --family v6only --block-udp6 yes --relay nocap --expect relay --bytes 1M"
 )
 CASE_TIMEOUT=150
 
