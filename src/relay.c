@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,30 @@
 #include "tls.h"
 #include "udpsock.h"
 
-#define RELAY_BUFSIZE 65536
-#define RELAY_BATCH 64  /* datagrams per wake-up */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+/* Reading: recvmmsg into RELAY_RECV_BATCH buffers at a time; with UDP_GRO
+ * one buffer may hold a train of up to 64 same-sized datagrams from one
+ * sender (a client's GSO batch), split again here. */
+#define RELAY_RECV_BATCH 16
+#define RELAY_RECV_BUFSIZE 65536
+/* Per wake-up at most this many recvmmsg calls and datagrams, so that the
+ * broker's control traffic on the same loop gets its turn. */
+#define RELAY_RECV_ROUNDS 4
+#define RELAY_RECV_MAX_PACKETS 1024
+/* Sending: what one read batch forwards is queued (at most this many
+ * datagrams; a fuller queue is sent early) and sent with one sendmmsg,
+ * consecutive datagrams on one route in one UDP_SEGMENT (GSO) message: a
+ * GSO message may not exceed 64 segments nor 64 KiB. */
+#define RELAY_OUT_MAX 256
+#define RELAY_GSO_MAX_SEGMENTS 64
+#define RELAY_GSO_MAX_BYTES 65507
+#define RELAY_SOCKBUF (4 * 1024 * 1024)
 #define RELAY_SWEEP_S 5 /* idle channels are looked for this often */
 #define RELAY_LOG_EVERY_NS 1000000000ull /* a limit is logged once a second */
 
@@ -52,6 +76,16 @@ struct relay_channel {
   TAILQ_ENTRY(relay_channel) link;
 };
 
+/* One datagram to send, queued while a read batch is handled and sent
+ * after it (relay_send_queued). Its bytes stay where they are: in the
+ * receive buffers (a forwarded packet, a BIND echo) or in |signal|. */
+typedef struct relay_out {
+  const uint8_t *data;
+  size_t len;
+  nt_addr to; /* as the socket wants it (v4-mapped on a dual-stack one) */
+  uint8_t signal[NT_RELAY_HDR_LEN + 1]; /* a CLOSED signal's bytes */
+} relay_out;
+
 struct nt_relay {
   struct event_base *base;
   nt_relay_config cfg;
@@ -70,7 +104,10 @@ struct nt_relay {
    * alters. 0: never. */
   unsigned long tamper_every;
   uint64_t tampered;
-  uint8_t buf[RELAY_BUFSIZE];
+  int gso_ok;     /* UDP_SEGMENT works on this socket */
+  uint8_t *rxbuf; /* RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE */
+  relay_out out[RELAY_OUT_MAX];
+  size_t nout;
 };
 
 static relay_account *account_get(nt_relay *r, const char *name) {
@@ -112,29 +149,134 @@ static void channel_free(nt_relay *r, relay_channel *ch) {
   free(ch);
 }
 
-static void send_to(nt_relay *r, const uint8_t *data, size_t len,
-                    const nt_addr *to) {
-  struct sockaddr_storage dest;
-  socklen_t destlen = nt_addr_for_socket(
-      r->family, r->v6only, (const struct sockaddr *)&to->ss, &dest);
-  if (!destlen) {
-    return;
+/* Two queued datagrams that may share one GSO message: same destination
+ * (and the same everything else a message carries for all its segments). */
+static int same_route(const relay_out *a, const relay_out *b) {
+  return nt_addr_equal((const struct sockaddr *)&a->to.ss,
+                       (const struct sockaddr *)&b->to.ss);
+}
+
+/* Sends everything queued, in order, and empties the queue: every
+ * datagram of the relay leaves through here. Runs of datagrams on one
+ * route, all of one size but the last (which may be shorter), go as one
+ * GSO message; all messages in one sendmmsg. A datagram the kernel
+ * refuses is dropped, as a sendto's would be: QUIC resends. */
+static void relay_send_queued(nt_relay *r) {
+  struct mmsghdr msgs[RELAY_OUT_MAX];
+  struct iovec iovs[RELAY_OUT_MAX];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctrl[RELAY_OUT_MAX];
+  size_t first[RELAY_OUT_MAX + 1]; /* msgs[k] carries out[first[k]..] */
+  size_t nmsgs = 0;
+
+  for (size_t i = 0; i < r->nout;) {
+    const relay_out *o = &r->out[i];
+    size_t j = i + 1, bytes = o->len;
+    while (r->gso_ok && j < r->nout && j - i < RELAY_GSO_MAX_SEGMENTS &&
+           r->out[j - 1].len == o->len && r->out[j].len <= o->len &&
+           bytes + r->out[j].len <= RELAY_GSO_MAX_BYTES &&
+           same_route(o, &r->out[j])) {
+      bytes += r->out[j].len;
+      j++;
+    }
+    struct msghdr *mh = &msgs[nmsgs].msg_hdr;
+    memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+    mh->msg_name = (void *)&o->to.ss;
+    mh->msg_namelen = o->to.len;
+    mh->msg_iov = &iovs[i];
+    mh->msg_iovlen = j - i;
+    for (size_t k = i; k < j; k++) {
+      iovs[k].iov_base = (void *)r->out[k].data;
+      iovs[k].iov_len = r->out[k].len;
+    }
+    if (j - i > 1) {
+      memset(&ctrl[nmsgs], 0, sizeof(ctrl[nmsgs]));
+      mh->msg_control = ctrl[nmsgs].buf;
+      mh->msg_controllen = sizeof(ctrl[nmsgs].buf);
+      struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_SEGMENT;
+      cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t seg = (uint16_t)o->len;
+      memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    }
+    first[nmsgs++] = i;
+    i = j;
   }
-  ssize_t n = sendto(r->fd, data, len, MSG_DONTWAIT,
-                     (const struct sockaddr *)&dest, destlen);
-  if (n > 0) {
-    r->st.tx += (uint64_t)n;
+  first[nmsgs] = r->nout;
+  r->nout = 0;
+
+  for (size_t k = 0; k < nmsgs;) {
+    int n = sendmmsg(r->fd, msgs + k, (unsigned)(nmsgs - k), MSG_DONTWAIT);
+    if (n > 0) {
+      for (size_t m = k; m < k + (size_t)n; m++) {
+        r->st.tx += msgs[m].msg_len;
+      }
+      k += (size_t)n;
+      continue;
+    }
+    int err = n < 0 ? errno : EIO;
+    if (err == EINTR) {
+      continue;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      return; /* the send buffer is full: the rest would fail as well */
+    }
+    size_t segs = first[k + 1] - first[k];
+    if (segs > 1 && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) {
+      /* No GSO on this route (EINVAL: a segment above its MTU, say) or at
+       * all (EIO, EOPNOTSUPP: the device): this message one by one. */
+      if (err != EINVAL) {
+        r->gso_ok = 0;
+      }
+      struct msghdr one = msgs[k].msg_hdr;
+      one.msg_control = NULL;
+      one.msg_controllen = 0;
+      one.msg_iovlen = 1;
+      for (size_t m = 0; m < segs; m++) {
+        one.msg_iov = msgs[k].msg_hdr.msg_iov + m;
+        ssize_t sent = sendmsg(r->fd, &one, MSG_DONTWAIT);
+        if (sent > 0) {
+          r->st.tx += (uint64_t)sent;
+        }
+      }
+    }
+    k++; /* dropped */
   }
 }
 
+/* Queues |len| bytes at |data| (which must stay put until the queue is
+ * sent) for |to|. Returns the queued datagram, or NULL when the socket
+ * cannot reach |to|. */
+static relay_out *queue_to(nt_relay *r, const uint8_t *data, size_t len,
+                           const nt_addr *to) {
+  if (r->nout == RELAY_OUT_MAX) {
+    relay_send_queued(r);
+  }
+  relay_out *o = &r->out[r->nout];
+  o->to.len = nt_addr_for_socket(r->family, r->v6only,
+                                 (const struct sockaddr *)&to->ss, &o->to.ss);
+  if (!o->to.len) {
+    return NULL;
+  }
+  o->data = data;
+  o->len = len;
+  r->nout++;
+  return o;
+}
+
 static void send_closed(nt_relay *r, relay_side *s, uint8_t reason) {
-  uint8_t pkt[NT_RELAY_HDR_LEN + 1];
   if (!s->addr.len) {
     return;
   }
-  nt_relay_hdr_encode(pkt, NT_RELAY_CLOSED, s->token);
-  pkt[NT_RELAY_HDR_LEN] = reason;
-  send_to(r, pkt, sizeof(pkt), &s->addr);
+  relay_out *o = queue_to(r, NULL, NT_RELAY_HDR_LEN + 1, &s->addr);
+  if (o) {
+    nt_relay_hdr_encode(o->signal, NT_RELAY_CLOSED, s->token);
+    o->signal[NT_RELAY_HDR_LEN] = reason;
+    o->data = o->signal;
+  }
 }
 
 /* Takes |n| bytes from |a|'s rate and total. Returns 1 when allowed, 0
@@ -196,7 +338,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   if (type == NT_RELAY_BIND) {
     /* The echo tells the client the relay hears it; as small as the
      * request. */
-    send_to(r, data, NT_RELAY_HDR_LEN, &s->addr);
+    queue_to(r, data, NT_RELAY_HDR_LEN, &s->addr);
     return;
   }
   if (!other->addr.len) {
@@ -230,26 +372,74 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
     data[len - 1] ^= 0x01; /* inside the AEAD tag or the ciphertext */
     r->tampered++;
   }
-  send_to(r, data, len, &other->addr);
+  queue_to(r, data, len, &other->addr);
   r->st.relayed += payload;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
   nt_relay *r = arg;
-  uint64_t now = nt_monotonic_ns();
+  struct mmsghdr msgs[RELAY_RECV_BATCH];
+  struct iovec iovs[RELAY_RECV_BATCH];
+  struct sockaddr_storage addrs[RELAY_RECV_BATCH];
+  /* Room for every cmsg the socket asks for (UDP_GRO's segment size): a
+   * truncated one would lose a train's segment size. */
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl[RELAY_RECV_BATCH];
+  size_t packets = 0;
   (void)what;
-  for (int i = 0; i < RELAY_BATCH; i++) {
-    struct sockaddr_storage from;
-    socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, r->buf, sizeof(r->buf), MSG_DONTWAIT,
-                         (struct sockaddr *)&from, &fromlen);
-    if (n < 0) {
-      return;
+
+  for (int round = 0;
+       round < RELAY_RECV_ROUNDS && packets < RELAY_RECV_MAX_PACKETS; round++) {
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < RELAY_RECV_BATCH; i++) {
+      iovs[i].iov_base = r->rxbuf + (size_t)i * RELAY_RECV_BUFSIZE;
+      iovs[i].iov_len = RELAY_RECV_BUFSIZE;
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &addrs[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
     }
-    r->st.rx += (uint64_t)n;
-    nt_addr_unmap(&from, &fromlen); /* as the broker's endpoint does */
-    relay_datagram(r, r->buf, (size_t)n, (struct sockaddr *)&from, fromlen,
-                   now);
+    int n = recvmmsg(fd, msgs, RELAY_RECV_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+      break;
+    }
+    uint64_t now = nt_monotonic_ns();
+    for (int i = 0; i < n; i++) {
+      size_t len = msgs[i].msg_len, seg = len;
+      /* A GRO train: datagrams of |seg| bytes back to back, the last one
+       * possibly shorter. */
+      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
+           cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+          int gso;
+          memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
+          if (gso > 0) {
+            seg = (size_t)gso;
+          }
+        }
+      }
+      socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
+      nt_addr_unmap(&addrs[i], &fromlen); /* as the broker's endpoint does */
+      uint8_t *p = iovs[i].iov_base;
+      size_t off = 0;
+      do {
+        size_t m = len - off < seg ? len - off : seg;
+        r->st.rx += (uint64_t)m;
+        relay_datagram(r, p + off, m, (struct sockaddr *)&addrs[i], fromlen,
+                       now);
+        packets++;
+        off += m;
+      } while (off < len);
+    }
+    /* Before the next recvmmsg reuses the buffers the queue points into. */
+    relay_send_queued(r);
+    if (n < RELAY_RECV_BATCH) {
+      break;
+    }
   }
 }
 
@@ -367,9 +557,34 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
     nt_relay_free(r);
     return NATTER_ERR_ADDR_IN_USE;
   }
-  int bufsize = 4 * 1024 * 1024;
-  setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
-  setsockopt(r->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+  r->rxbuf = malloc((size_t)RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE);
+  if (!r->rxbuf) {
+    snprintf(err, errlen, "out of memory");
+    nt_relay_free(r);
+    return NATTER_ERR_NOMEM;
+  }
+  /* Relayed connections arrive in bursts (a GSO batch each): buffers as
+   * large as the endpoint's, past net.core.[rw]mem_max where we may
+   * (CAP_NET_ADMIN). */
+  int bufsize = RELAY_SOCKBUF, one = 1;
+  if (setsockopt(r->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize,
+                 sizeof(bufsize)) != 0) {
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+  }
+  if (setsockopt(r->fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize,
+                 sizeof(bufsize)) != 0) {
+    setsockopt(r->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+  }
+  /* GSO only where the kernel has it: an older one would send a whole
+   * batch as one datagram. Per-message cmsgs decide; the socket default
+   * stays off. */
+  int seg = 1200;
+  r->gso_ok = setsockopt(r->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) == 0;
+  if (r->gso_ok) {
+    seg = 0;
+    setsockopt(r->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
+  }
+  setsockopt(r->fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
   nt_addr local;
   local.len = sizeof(local.ss);
   getsockname(r->fd, (struct sockaddr *)&local.ss, &local.len);
@@ -418,6 +633,7 @@ void nt_relay_free(nt_relay *r) {
   if (r->fd >= 0) {
     close(r->fd);
   }
+  free(r->rxbuf);
   free(r);
 }
 
