@@ -78,7 +78,9 @@ struct relay_channel {
 
 /* One datagram to send, queued while a read batch is handled and sent
  * after it (relay_send_queued). Its bytes stay where they are: in the
- * receive buffers (a forwarded packet, a BIND echo) or in |signal|. */
+ * receive buffers (a forwarded packet, a BIND echo) or in |signal|.
+ * Whatever else a send needs per datagram (a source address, say) goes
+ * here beside |to|, into same_route and into relay_send_queued's cmsgs. */
 typedef struct relay_out {
   const uint8_t *data;
   size_t len;
