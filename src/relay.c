@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,30 @@
 #include "tls.h"
 #include "udpsock.h"
 
-#define RELAY_BUFSIZE 65536
-#define RELAY_BATCH 64  /* datagrams per wake-up */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+/* Reading: recvmmsg into RELAY_RECV_BATCH buffers at a time; with UDP_GRO
+ * one buffer may hold a train of up to 64 same-sized datagrams from one
+ * sender (a client's GSO batch), split again here. */
+#define RELAY_RECV_BATCH 16
+#define RELAY_RECV_BUFSIZE 65536
+/* Per wake-up at most this many recvmmsg calls and datagrams, so that the
+ * broker's control traffic on the same loop gets its turn. */
+#define RELAY_RECV_ROUNDS 4
+#define RELAY_RECV_MAX_PACKETS 1024
+/* Sending: what one read batch forwards is queued (at most this many
+ * datagrams; a fuller queue is sent early) and sent with one sendmmsg,
+ * consecutive datagrams on one route in one UDP_SEGMENT (GSO) message: a
+ * GSO message may not exceed 64 segments nor 64 KiB. */
+#define RELAY_OUT_MAX 256
+#define RELAY_GSO_MAX_SEGMENTS 64
+#define RELAY_GSO_MAX_BYTES 65507
+#define RELAY_SOCKBUF (4 * 1024 * 1024)
 #define RELAY_SWEEP_S 5 /* idle channels are looked for this often */
 #define RELAY_LOG_EVERY_NS 1000000000ull /* a limit is logged once a second */
 
@@ -54,6 +78,19 @@ struct relay_channel {
   TAILQ_ENTRY(relay_channel) link;
 };
 
+/* One datagram to send, queued while a read batch is handled and sent
+ * after it (relay_send_queued). Its bytes stay where they are: in the
+ * receive buffers (a forwarded packet, a BIND echo) or in |signal|.
+ * Whatever else a send needs per datagram (a source address, say) goes
+ * here beside |to|, into same_route and into relay_send_queued's cmsgs. */
+typedef struct relay_out {
+  const uint8_t *data;
+  size_t len;
+  nt_addr to; /* as the socket wants it (v4-mapped on a dual-stack one) */
+  nt_addr src; /* our address the receiver sends to; len 0: the kernel's */
+  uint8_t signal[NT_RELAY_HDR_LEN + 1]; /* a CLOSED signal's bytes */
+} relay_out;
+
 struct nt_relay {
   struct event_base *base;
   nt_relay_config cfg;
@@ -72,7 +109,10 @@ struct nt_relay {
    * alters. 0: never. */
   unsigned long tamper_every;
   uint64_t tampered;
-  uint8_t buf[RELAY_BUFSIZE];
+  int gso_ok;     /* UDP_SEGMENT works on this socket */
+  uint8_t *rxbuf; /* RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE */
+  relay_out out[RELAY_OUT_MAX];
+  size_t nout;
 };
 
 static relay_account *account_get(nt_relay *r, const char *name) {
@@ -114,23 +154,155 @@ static void channel_free(nt_relay *r, relay_channel *ch) {
   free(ch);
 }
 
-/* To side |s|, from the address its packets arrive at. */
-static void send_to(nt_relay *r, const uint8_t *data, size_t len,
-                    const relay_side *s) {
-  if (nt_udp_send(r->fd, r->family, r->v6only, data, len, 0,
-                  (const struct sockaddr *)&s->addr.ss, &s->dst) == 0) {
-    r->st.tx += len;
+/* Two queued datagrams that may share one GSO message: same destination
+ * (and the same everything else a message carries for all its segments). */
+static int same_route(const relay_out *a, const relay_out *b) {
+  return nt_addr_equal((const struct sockaddr *)&a->to.ss,
+                       (const struct sockaddr *)&b->to.ss) &&
+         a->src.len == b->src.len &&
+         (!a->src.len || nt_addr_equal((const struct sockaddr *)&a->src.ss,
+                                       (const struct sockaddr *)&b->src.ss));
+}
+
+/* Sends everything queued, in order, and empties the queue: every
+ * datagram of the relay leaves through here. Runs of datagrams on one
+ * route, all of one size but the last (which may be shorter), go as one
+ * GSO message; all messages in one sendmmsg. A datagram the kernel
+ * refuses is dropped, as a sendto's would be: QUIC resends. */
+static void relay_send_queued(nt_relay *r) {
+  struct mmsghdr msgs[RELAY_OUT_MAX];
+  struct iovec iovs[RELAY_OUT_MAX];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t)) + NT_UDP_PKTINFO_SPACE];
+    struct cmsghdr align;
+  } ctrl[RELAY_OUT_MAX];
+  size_t first[RELAY_OUT_MAX + 1]; /* msgs[k] carries out[first[k]..] */
+  int sourced[RELAY_OUT_MAX];      /* msgs[k] names its source address */
+  size_t nmsgs = 0;
+
+  for (size_t i = 0; i < r->nout;) {
+    const relay_out *o = &r->out[i];
+    size_t j = i + 1, bytes = o->len;
+    while (r->gso_ok && j < r->nout && j - i < RELAY_GSO_MAX_SEGMENTS &&
+           r->out[j - 1].len == o->len && r->out[j].len <= o->len &&
+           bytes + r->out[j].len <= RELAY_GSO_MAX_BYTES &&
+           same_route(o, &r->out[j])) {
+      bytes += r->out[j].len;
+      j++;
+    }
+    struct msghdr *mh = &msgs[nmsgs].msg_hdr;
+    memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+    mh->msg_name = (void *)&o->to.ss;
+    mh->msg_namelen = o->to.len;
+    mh->msg_iov = &iovs[i];
+    mh->msg_iovlen = j - i;
+    for (size_t k = i; k < j; k++) {
+      iovs[k].iov_base = (void *)r->out[k].data;
+      iovs[k].iov_len = r->out[k].len;
+    }
+    size_t room = 0;
+    memset(&ctrl[nmsgs], 0, sizeof(ctrl[nmsgs]));
+    if (j - i > 1) {
+      struct cmsghdr *cm = (struct cmsghdr *)ctrl[nmsgs].buf;
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_SEGMENT;
+      cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t seg = (uint16_t)o->len;
+      memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+      room = CMSG_SPACE(sizeof(uint16_t));
+    }
+    /* From the address the receiver sends to (udpsock.h). */
+    size_t src_room =
+        o->src.len ? nt_udp_put_source(
+                         (struct cmsghdr *)(ctrl[nmsgs].buf + room), r->family,
+                         (const struct sockaddr *)&o->to.ss, &o->src)
+                   : 0;
+    sourced[nmsgs] = src_room != 0;
+    room += src_room;
+    mh->msg_control = room ? ctrl[nmsgs].buf : NULL;
+    mh->msg_controllen = room;
+    first[nmsgs++] = i;
+    i = j;
+  }
+  first[nmsgs] = r->nout;
+  r->nout = 0;
+
+  for (size_t k = 0; k < nmsgs;) {
+    int n = sendmmsg(r->fd, msgs + k, (unsigned)(nmsgs - k), MSG_DONTWAIT);
+    if (n > 0) {
+      for (size_t m = k; m < k + (size_t)n; m++) {
+        r->st.tx += msgs[m].msg_len;
+      }
+      k += (size_t)n;
+      continue;
+    }
+    int err = n < 0 ? errno : EIO;
+    if (err == EINTR) {
+      continue;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      return; /* the send buffer is full: the rest would fail as well */
+    }
+    size_t segs = first[k + 1] - first[k];
+    int source_gone = sourced[k] && (err == EINVAL || err == EADDRNOTAVAIL ||
+                                     err == ENETUNREACH);
+    if ((segs > 1 && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) ||
+        source_gone) {
+      /* No GSO on this route (EINVAL: a segment above its MTU, say) or at
+       * all (EIO, EOPNOTSUPP: the device), or our address the receiver
+       * sent to has left the host: this message one by one, and from
+       * the address the kernel picks. */
+      if (segs > 1 && err != EINVAL && !source_gone) {
+        r->gso_ok = 0;
+      }
+      struct msghdr one = msgs[k].msg_hdr;
+      one.msg_control = NULL;
+      one.msg_controllen = 0;
+      one.msg_iovlen = 1;
+      for (size_t m = 0; m < segs; m++) {
+        one.msg_iov = msgs[k].msg_hdr.msg_iov + m;
+        ssize_t sent = sendmsg(r->fd, &one, MSG_DONTWAIT);
+        if (sent > 0) {
+          r->st.tx += (uint64_t)sent;
+        }
+      }
+    }
+    k++; /* dropped */
   }
 }
 
+/* Queues |len| bytes at |data| (which must stay put until the queue is
+ * sent) for |to|. Returns the queued datagram, or NULL when the socket
+ * cannot reach |to|. */
+static relay_out *queue_to(nt_relay *r, const uint8_t *data, size_t len,
+                           const relay_side *side) {
+  const nt_addr *to = &side->addr;
+  if (r->nout == RELAY_OUT_MAX) {
+    relay_send_queued(r);
+  }
+  relay_out *o = &r->out[r->nout];
+  o->to.len = nt_addr_for_socket(r->family, r->v6only,
+                                 (const struct sockaddr *)&to->ss, &o->to.ss);
+  if (!o->to.len) {
+    return NULL;
+  }
+  o->src = side->dst;
+  o->data = data;
+  o->len = len;
+  r->nout++;
+  return o;
+}
+
 static void send_closed(nt_relay *r, relay_side *s, uint8_t reason) {
-  uint8_t pkt[NT_RELAY_HDR_LEN + 1];
   if (!s->addr.len) {
     return;
   }
-  nt_relay_hdr_encode(pkt, NT_RELAY_CLOSED, s->token);
-  pkt[NT_RELAY_HDR_LEN] = reason;
-  send_to(r, pkt, sizeof(pkt), s);
+  relay_out *o = queue_to(r, NULL, NT_RELAY_HDR_LEN + 1, s);
+  if (o) {
+    nt_relay_hdr_encode(o->signal, NT_RELAY_CLOSED, s->token);
+    o->signal[NT_RELAY_HDR_LEN] = reason;
+    o->data = o->signal;
+  }
 }
 
 /* Takes |n| bytes from |a|'s rate and total. Returns 1 when allowed, 0
@@ -193,7 +365,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   if (type == NT_RELAY_BIND) {
     /* The echo tells the client the relay hears it; as small as the
      * request. */
-    send_to(r, data, NT_RELAY_HDR_LEN, s);
+    queue_to(r, data, NT_RELAY_HDR_LEN, s);
     return;
   }
   if (!other->addr.len) {
@@ -227,38 +399,77 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
     data[len - 1] ^= 0x01; /* inside the AEAD tag or the ciphertext */
     r->tampered++;
   }
-  send_to(r, data, len, other);
+  queue_to(r, data, len, other);
   r->st.relayed += payload;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
   nt_relay *r = arg;
-  uint64_t now = nt_monotonic_ns();
+  struct mmsghdr msgs[RELAY_RECV_BATCH];
+  struct iovec iovs[RELAY_RECV_BATCH];
+  struct sockaddr_storage addrs[RELAY_RECV_BATCH];
+  /* Room for every cmsg the socket asks for (UDP_GRO's segment size and
+   * the arrival address): a truncated one would lose a train's segment
+   * size. */
+  union {
+    char buf[CMSG_SPACE(sizeof(int)) + NT_UDP_PKTINFO_SPACE];
+    struct cmsghdr align;
+  } ctrl[RELAY_RECV_BATCH];
+  size_t packets = 0;
   (void)what;
-  for (int i = 0; i < RELAY_BATCH; i++) {
-    struct sockaddr_storage from;
-    struct iovec iov = {r->buf, sizeof(r->buf)};
-    union {
-      char buf[NT_UDP_PKTINFO_SPACE];
-      struct cmsghdr align;
-    } ctrl;
-    struct msghdr msg = {.msg_name = &from,
-                         .msg_namelen = sizeof(from),
-                         .msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = ctrl.buf,
-                         .msg_controllen = sizeof(ctrl.buf)};
-    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
-    if (n < 0) {
-      return;
+
+  for (int round = 0;
+       round < RELAY_RECV_ROUNDS && packets < RELAY_RECV_MAX_PACKETS; round++) {
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < RELAY_RECV_BATCH; i++) {
+      iovs[i].iov_base = r->rxbuf + (size_t)i * RELAY_RECV_BUFSIZE;
+      iovs[i].iov_len = RELAY_RECV_BUFSIZE;
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &addrs[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
     }
-    r->st.rx += (uint64_t)n;
-    socklen_t fromlen = msg.msg_namelen;
-    nt_addr_unmap(&from, &fromlen); /* as the broker's endpoint does */
-    nt_addr dst;
-    nt_udp_arrival(&msg, &dst);
-    relay_datagram(r, r->buf, (size_t)n, (struct sockaddr *)&from, fromlen,
-                   &dst, now);
+    int n = recvmmsg(fd, msgs, RELAY_RECV_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+      break;
+    }
+    uint64_t now = nt_monotonic_ns();
+    for (int i = 0; i < n; i++) {
+      size_t len = msgs[i].msg_len, seg = len;
+      /* A GRO train: datagrams of |seg| bytes back to back, the last one
+       * possibly shorter. */
+      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
+           cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+          int gso;
+          memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
+          if (gso > 0) {
+            seg = (size_t)gso;
+          }
+        }
+      }
+      socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
+      nt_addr_unmap(&addrs[i], &fromlen); /* as the broker's endpoint does */
+      nt_addr dst; /* where the datagram was sent: replies come from it */
+      nt_udp_arrival(&msgs[i].msg_hdr, &dst);
+      uint8_t *p = iovs[i].iov_base;
+      size_t off = 0;
+      do {
+        size_t m = len - off < seg ? len - off : seg;
+        r->st.rx += (uint64_t)m;
+        relay_datagram(r, p + off, m, (struct sockaddr *)&addrs[i], fromlen,
+                       &dst, now);
+        packets++;
+        off += m;
+      } while (off < len);
+    }
+    /* Before the next recvmmsg reuses the buffers the queue points into. */
+    relay_send_queued(r);
+    if (n < RELAY_RECV_BATCH) {
+      break;
+    }
   }
 }
 
@@ -376,9 +587,34 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
     nt_relay_free(r);
     return NATTER_ERR_ADDR_IN_USE;
   }
-  int bufsize = 4 * 1024 * 1024;
-  setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
-  setsockopt(r->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+  r->rxbuf = malloc((size_t)RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE);
+  if (!r->rxbuf) {
+    snprintf(err, errlen, "out of memory");
+    nt_relay_free(r);
+    return NATTER_ERR_NOMEM;
+  }
+  /* Relayed connections arrive in bursts (a GSO batch each): buffers as
+   * large as the endpoint's, past net.core.[rw]mem_max where we may
+   * (CAP_NET_ADMIN). */
+  int bufsize = RELAY_SOCKBUF, one = 1;
+  if (setsockopt(r->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize,
+                 sizeof(bufsize)) != 0) {
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+  }
+  if (setsockopt(r->fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize,
+                 sizeof(bufsize)) != 0) {
+    setsockopt(r->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+  }
+  /* GSO only where the kernel has it: an older one would send a whole
+   * batch as one datagram. Per-message cmsgs decide; the socket default
+   * stays off. */
+  int seg = 1200;
+  r->gso_ok = setsockopt(r->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) == 0;
+  if (r->gso_ok) {
+    seg = 0;
+    setsockopt(r->fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
+  }
+  setsockopt(r->fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
   nt_addr local;
   local.len = sizeof(local.ss);
   getsockname(r->fd, (struct sockaddr *)&local.ss, &local.len);
@@ -427,6 +663,7 @@ void nt_relay_free(nt_relay *r) {
   if (r->fd >= 0) {
     close(r->fd);
   }
+  free(r->rxbuf);
   free(r);
 }
 

@@ -133,7 +133,7 @@ int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst) {
  * socket of |family| wants it) leave from |src| at |cm|. Returns the
  * room it took, or 0 when |src| cannot be the source of that datagram
  * (another family). */
-static size_t put_source(struct cmsghdr *cm, int family,
+size_t nt_udp_put_source(struct cmsghdr *cm, int family,
                          const struct sockaddr *dest, const nt_addr *src) {
   const struct sockaddr *s = (const struct sockaddr *)&src->ss;
   if (family == AF_INET6 && dest->sa_family == AF_INET6) {
@@ -216,7 +216,7 @@ int nt_udp_send(int fd, int family, int v6only, const void *buf, size_t len,
   room = gso_room;
   if (src && src->len) {
     /* CMSG_SPACE keeps the next header aligned, as CMSG_NXTHDR would. */
-    room += put_source((struct cmsghdr *)(ctrl.buf + gso_room), family,
+    room += nt_udp_put_source((struct cmsghdr *)(ctrl.buf + gso_room), family,
                        (const struct sockaddr *)&dest, src);
   }
   msg.msg_control = room ? ctrl.buf : NULL;

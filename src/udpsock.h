@@ -45,6 +45,14 @@ int nt_udp_reaches(int family, int v6only, int addr_family);
  * address, or a client's). */
 int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst);
 
+/* Writes the cmsg that makes |src| the source of a datagram to |dest| (as
+ * the socket of |family| wants it: v4-mapped on a dual-stack one) at
+ * |cm|, which has NT_UDP_PKTINFO_SPACE bytes; returns the room it took,
+ * or 0 when |src| cannot be the source of that datagram (another family).
+ * For callers that build their own messages (the relay's batches). */
+size_t nt_udp_put_source(struct cmsghdr *cm, int family,
+                         const struct sockaddr *dest, const nt_addr *src);
+
 /* Sends |len| bytes to |to| (either spelling of IPv4: it is mapped for a
  * socket of |family|, |v6only| as nt_udp_open set them). With |segsize|
  * under |len| the kernel cuts the buffer into datagrams of that size
