@@ -93,7 +93,8 @@ static void peer_conn_moved(nt_conn *conn, void *ud);
 static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void repunch_start(nt_peers *peers, const nt_introduction *in);
 static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
-                            const struct sockaddr *from, socklen_t fromlen);
+                            const struct sockaddr *from, socklen_t fromlen,
+                            int sock);
 
 static const nt_conn_callbacks peer_conn_callbacks = {
     peer_conn_established,  peer_conn_closed, peer_stream_opened,
@@ -1146,7 +1147,7 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   uint8_t nonce[NT_PUNCH_NONCE_LEN], reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
   int type = nt_punch_decode(data, len, nonce);
-  if (type && !sock && repunch_datagram(peers, type, nonce, from, fromlen)) {
+  if (type && repunch_datagram(peers, type, nonce, from, fromlen, sock)) {
     return;
   }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
@@ -1483,8 +1484,11 @@ static void peer_conn_moved(nt_conn *conn, void *ud) {
 static void repunch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
                          void *ud) {
   nt_peer *p = ud;
-  nt_endpoint_sendto(ENV(p)->ep, pkt, len, (const struct sockaddr *)&to->ss,
-                     to->len);
+  nt_conn *conn = nt_peer_conn(p);
+  /* From the socket the connection runs on (a prediction socket, maybe):
+   * that is the mapping the peer must reach. */
+  nt_endpoint_send_on(ENV(p)->ep, conn ? nt_conn_socket(conn) : 0, pkt, len,
+                      (const struct sockaddr *)&to->ss, to->len);
 }
 
 static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -1539,7 +1543,8 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
  * path to the peer is open again, so loss recovery resends now instead
  * of at its backed-off timer. Returns 1 when it was one of ours. */
 static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
-                            const struct sockaddr *from, socklen_t fromlen) {
+                            const struct sockaddr *from, socklen_t fromlen,
+                            int sock) {
   nt_peer *p;
   uint8_t reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
@@ -1556,7 +1561,8 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   if (type == NT_PUNCH_PROBE) {
     p->rp.probes_seen++;
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
-    nt_endpoint_sendto(peers->env.ep, reply, sizeof(reply), from, fromlen);
+    nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
+                        fromlen);
     /* Its probe came from where it is now: probe back there too (a
      * peer-reflexive candidate), which opens our NAT for it. */
     if (!has_candidate(p->rp.candidates, p->rp.ncandidates, from) &&
@@ -1566,7 +1572,8 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
       memcpy(&a->ss, from, fromlen);
       a->len = fromlen;
       nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
-      nt_endpoint_sendto(peers->env.ep, reply, sizeof(reply), from, fromlen);
+      nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
+                          fromlen);
     }
   } else {
     p->rp.replies_seen++;
