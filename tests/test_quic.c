@@ -129,6 +129,8 @@ typedef struct fixture {
   size_t dgram_len;
   struct sockaddr_storage dgram_from;
   socklen_t dgram_fromlen;
+  int dgram_sock;           /* the socket the last datagram came in on */
+  uint16_t dgram_ports[16]; /* source ports of the server's datagrams */
 } fixture;
 
 static void set_addr(struct sockaddr_in *sin, uint16_t port) {
@@ -433,9 +435,13 @@ static int on_accept(nt_endpoint *ep, const struct sockaddr *from,
 static void on_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                         const struct sockaddr *from, socklen_t fromlen,
                         int sock, void *ud) {
-  (void)sock;
   fixture *fx = ud;
+  fx->dgram_sock = sock;
   if (ep == fx->ep_srv) {
+    if (fx->dgrams_srv < 16 && from->sa_family == AF_INET) {
+      fx->dgram_ports[fx->dgrams_srv] =
+          ntohs(((const struct sockaddr_in *)from)->sin_port);
+    }
     fx->dgrams_srv++;
   } else {
     fx->dgrams_cli++;
@@ -1381,6 +1387,95 @@ static void test_close_in_established(void) {
   }
 }
 
+/* ---- extra sockets (port prediction) ---- */
+
+static int cli_dgrams_reach(void *arg) {
+  void **a = arg;
+  return ((fixture *)a[0])->dgrams_cli >= *(int *)a[1];
+}
+
+/* Extra sockets send from ports of their own, hand what they receive up
+ * with their id, carry a connection that takes one over (and keeps it when
+ * the rest close), and are bounded. */
+static void test_aux_sockets(void) {
+  fixture fx;
+  int owner, want;
+  void *arg[2] = {&fx, &want};
+  uint8_t probe[22] = {0, 'N', 'T', 'P'};
+
+  CHECK(fixture_init(&fx, 5000) == 0);
+  if (!fx.ep_srv) {
+    fixture_free(&fx);
+    return;
+  }
+  CHECK(nt_endpoint_aux_open(fx.ep_cli, &owner, 3) == 3);
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &owner) == 3);
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &fx) == 0);
+  nt_endpoint_aux_send_all(fx.ep_cli, &owner, probe, sizeof(probe),
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv));
+  want = 3;
+  CHECK(run_until(fx.base, srv_dgrams_reach, arg, DEADLINE_MS));
+  CHECK(fx.dgrams_srv == 3);
+  uint16_t main_port = nt_endpoint_port(fx.ep_cli);
+  for (int i = 0; i < 3; i++) {
+    CHECK(fx.dgram_ports[i] != 0 && fx.dgram_ports[i] != main_port);
+    for (int j = 0; j < i; j++) {
+      CHECK(fx.dgram_ports[i] != fx.dgram_ports[j]);
+    }
+  }
+
+  /* An answer to one of them comes up with that socket's id. */
+  struct sockaddr_in aux_addr = fx.addr_cli;
+  aux_addr.sin_port = htons(fx.dgram_ports[1]);
+  CHECK(nt_endpoint_sendto(fx.ep_srv, probe, sizeof(probe),
+                           (struct sockaddr *)&aux_addr,
+                           sizeof(aux_addr)) == 0);
+  want = 1;
+  CHECK(run_until(fx.base, cli_dgrams_reach, arg, DEADLINE_MS));
+  int sock = fx.dgram_sock;
+  CHECK(sock > 0);
+
+  /* A connection from it: the server sees that port; the socket is the
+   * connection's now and survives closing the owner's others. */
+  fx.srv_expect = nt_identity_fingerprint(fx.id_cli);
+  CHECK(nt_endpoint_connect_on(fx.ep_cli, sock,
+                               (struct sockaddr *)&fx.addr_srv,
+                               sizeof(fx.addr_srv),
+                               nt_identity_fingerprint(fx.id_srv),
+                               &cli_conn_cbs, &fx.cli, &fx.cli.conn) == 0);
+  CHECK(run_until(fx.base, both_established, &fx, DEADLINE_MS));
+  if (fx.cli.conn && fx.srv.conn) {
+    CHECK(nt_conn_socket(fx.cli.conn) == sock);
+    CHECK(nt_addr_port(nt_conn_remote_addr(fx.srv.conn)) ==
+          fx.dgram_ports[1]);
+  }
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &owner) == 2);
+  /* A socket with a connection takes no second one. */
+  nt_conn *again = NULL;
+  CHECK(nt_endpoint_connect_on(fx.ep_cli, sock,
+                               (struct sockaddr *)&fx.addr_srv,
+                               sizeof(fx.addr_srv), NULL, &cli_conn_cbs,
+                               &fx.cli, &again) != 0);
+  nt_endpoint_aux_close(fx.ep_cli, &owner, 0);
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &owner) == 0);
+  CHECK(nt_endpoint_send_on(fx.ep_cli, 9999, probe, sizeof(probe),
+                            (struct sockaddr *)&fx.addr_srv,
+                            sizeof(fx.addr_srv)) != 0);
+  run_for(fx.base, 200);
+  CHECK(fx.cli.conn && nt_conn_is_established(fx.cli.conn));
+  CHECK(fx.cli.closed == 0 && fx.srv.closed == 0);
+  CHECK(cli_open(&fx, 64 * 1024, 1) != NULL);
+  CHECK(run_until(fx.base, all_streams_closed, &fx, DEADLINE_MS));
+
+  /* The cap: never more than NT_ENDPOINT_MAX_AUX at once. */
+  unsigned n = nt_endpoint_aux_open(fx.ep_srv, &owner, 2 * NT_ENDPOINT_MAX_AUX);
+  CHECK(n <= NT_ENDPOINT_MAX_AUX);
+  CHECK(nt_endpoint_aux_open(fx.ep_srv, &owner, 1) <=
+        (n < NT_ENDPOINT_MAX_AUX ? 1u : 0u));
+  fixture_free(&fx); /* frees the open ones too (ASan: no leak) */
+}
+
 static const nt_test_case cases[] = {
     {"handshake", test_handshake},
     {"handshake_any_key", test_handshake_any_key},
@@ -1397,6 +1492,7 @@ static const nt_test_case cases[] = {
     {"endpoint_free_notifies_peer", test_endpoint_free_notifies_peer},
     {"idle_timeout_keepalive", test_idle_timeout_keepalive},
     {"close_in_established", test_close_in_established},
+    {"aux_sockets", test_aux_sockets},
     {NULL, NULL},
 };
 
