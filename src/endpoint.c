@@ -428,19 +428,8 @@ static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
       break;
     }
     for (int i = 0; i < n; i++) {
-      size_t len = msgs[i].msg_len, seg = len;
-      /* With UDP_GRO the kernel may hand over several datagrams of one
-       * size back to back; the cmsg says how long each is. */
-      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
-           cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
-        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-          int gso;
-          memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
-          if (gso > 0) {
-            seg = (size_t)gso;
-          }
-        }
-      }
+      size_t len = msgs[i].msg_len;
+      size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
       /* Above the endpoint IPv4 is AF_INET, never v4-mapped. */
       nt_addr_unmap(&addrs[i], &msgs[i].msg_hdr.msg_namelen);
       nt_addr dst;

@@ -437,19 +437,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     uint64_t now = nt_monotonic_ns();
     for (int i = 0; i < n; i++) {
-      size_t len = msgs[i].msg_len, seg = len;
-      /* A GRO train: datagrams of |seg| bytes back to back, the last one
-       * possibly shorter. */
-      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
-           cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
-        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-          int gso;
-          memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
-          if (gso > 0) {
-            seg = (size_t)gso;
-          }
-        }
-      }
+      size_t len = msgs[i].msg_len;
+      size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
       socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
       nt_addr_unmap(&addrs[i], &fromlen); /* as the broker's endpoint does */
       nt_addr dst; /* where the datagram was sent: replies come from it */

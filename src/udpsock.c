@@ -6,6 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -89,6 +93,21 @@ int nt_udp_reaches(int family, int v6only, int addr_family) {
   }
   return addr_family == AF_INET &&
          (family == AF_INET || (family == AF_INET6 && !v6only));
+}
+
+size_t nt_udp_gro_segment(const struct msghdr *msg, size_t len) {
+  size_t seg = len;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
+       cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+      int gso;
+      memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
+      if (gso > 0) {
+        seg = (size_t)gso;
+      }
+    }
+  }
+  return seg;
 }
 
 int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst) {

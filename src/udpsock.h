@@ -45,6 +45,11 @@ int nt_udp_reaches(int family, int v6only, int addr_family);
  * address, or a client's). */
 int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst);
 
+/* A received |len| bytes may be a GRO train (UDP_GRO): datagrams of the
+ * returned size back to back, the last one possibly shorter. Without the
+ * cmsg it is one datagram: returns |len|. */
+size_t nt_udp_gro_segment(const struct msghdr *msg, size_t len);
+
 /* Writes the cmsg that makes |src| the source of a datagram to |dest| (as
  * the socket of |family| wants it: v4-mapped on a dual-stack one) at
  * |cm|, which has NT_UDP_PKTINFO_SPACE bytes; returns the room it took,
