@@ -1282,6 +1282,17 @@ int nt_conn_is_established(const nt_conn *conn) {
 
 /* ---- stream API ---- */
 
+/* A stream ngtcp2 just opened as |id|: ours to track, or shut again. */
+static int adopt_stream(nt_conn *conn, int64_t id, nt_stream **pstream) {
+  nt_stream *s = stream_new(conn, id);
+  if (!s) {
+    ngtcp2_conn_shutdown_stream(conn->qc, id, 1);
+    return -1;
+  }
+  *pstream = s;
+  return 0;
+}
+
 int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream) {
   int64_t id;
   if (!nt_conn_is_established(conn)) {
@@ -1294,13 +1305,7 @@ int nt_conn_open_stream(nt_conn *conn, nt_stream **pstream) {
   if (rv != 0) {
     return -1;
   }
-  nt_stream *s = stream_new(conn, id);
-  if (!s) {
-    ngtcp2_conn_shutdown_stream(conn->qc, id, 1);
-    return -1;
-  }
-  *pstream = s;
-  return 0;
+  return adopt_stream(conn, id, pstream);
 }
 
 void nt_stream_set_callbacks(nt_stream *stream,
@@ -1410,11 +1415,5 @@ int nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream) {
       ngtcp2_conn_open_uni_stream(conn->qc, &id, NULL) != 0) {
     return -1;
   }
-  nt_stream *s = stream_new(conn, id);
-  if (!s) {
-    ngtcp2_conn_shutdown_stream(conn->qc, id, 1);
-    return -1;
-  }
-  *pstream = s;
-  return 0;
+  return adopt_stream(conn, id, pstream);
 }

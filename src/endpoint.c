@@ -395,56 +395,29 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
   mark_dirty(ep, conn);
 }
 
+typedef struct read_ctx {
+  nt_endpoint *ep;
+  nt_aux_sock *aux;
+} read_ctx;
+
+static void read_one(uint8_t *data, size_t len, const struct sockaddr *from,
+                     socklen_t fromlen, const nt_addr *dst, void *ud) {
+  read_ctx *rc = ud;
+  handle_datagram(rc->ep, rc->aux, data, len, from, fromlen, dst);
+}
+
 /* Reads what |fd| (the endpoint's socket, or |aux|) has. */
 static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
-  struct mmsghdr msgs[NT_RECV_BATCH];
-  struct iovec iovs[NT_RECV_BATCH];
-  struct sockaddr_storage addrs[NT_RECV_BATCH];
-  union {
-    char buf[CMSG_SPACE(sizeof(int)) + NT_UDP_PKTINFO_SPACE];
-    struct cmsghdr align;
-  } ctrl[NT_RECV_BATCH];
-
+  read_ctx rc = {ep, aux};
   size_t packets = 0;
+  int full = 1;
   /* Bounded per wake-up (GRO makes one slot up to ~45 packets), so
    * timers, ACKs and the TCP side get their turn. */
-  for (int round = 0; round < 8 && packets < 1024; round++) {
-    memset(msgs, 0, sizeof(msgs));
-    for (int i = 0; i < NT_RECV_BATCH; i++) {
-      iovs[i].iov_base = ep->rxbuf + (size_t)i * NT_RECV_BUFSIZE;
-      iovs[i].iov_len = NT_RECV_BUFSIZE;
-      msgs[i].msg_hdr.msg_iov = &iovs[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      msgs[i].msg_hdr.msg_name = &addrs[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
-      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
-      msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
-    }
+  for (int round = 0; round < 8 && packets < 1024 && full; round++) {
     if (aux && aux->dead) {
       break; /* its owner closed it meanwhile */
     }
-    int n = recvmmsg(fd, msgs, NT_RECV_BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) {
-      break;
-    }
-    for (int i = 0; i < n; i++) {
-      size_t len = msgs[i].msg_len;
-      size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
-      /* Above the endpoint IPv4 is AF_INET, never v4-mapped. */
-      nt_addr_unmap(&addrs[i], &msgs[i].msg_hdr.msg_namelen);
-      nt_addr dst;
-      nt_udp_arrival(&msgs[i].msg_hdr, &dst);
-      uint8_t *p = iovs[i].iov_base;
-      for (size_t off = 0; off < len; off += seg) {
-        size_t m = len - off < seg ? len - off : seg;
-        handle_datagram(ep, aux, p + off, m, (struct sockaddr *)&addrs[i],
-                        msgs[i].msg_hdr.msg_namelen, &dst);
-        packets++;
-      }
-    }
-    if (n < NT_RECV_BATCH) {
-      break;
-    }
+    packets += nt_udp_recv_batch(fd, ep->rxbuf, read_one, &rc, &full);
   }
   /* Answer everything that batch made due (ACKs, stream data) at once,
    * on the connections it touched. A flush runs owner callbacks that may
@@ -657,7 +630,7 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     rv = NATTER_ERR_INVALID;
     goto fail;
   }
-  ep->rxbuf = malloc((size_t)NT_RECV_BATCH * NT_RECV_BUFSIZE);
+  ep->rxbuf = malloc((size_t)NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE);
   if (!ep->rxbuf) {
     snprintf(err, errlen, "out of memory");
     rv = NATTER_ERR_NOMEM;

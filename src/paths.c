@@ -6,19 +6,25 @@
 #include <string.h>
 #include <unistd.h>
 
+/* $HOME when it is an absolute path, else the password database's; NULL
+ * when neither gives one. */
+static const char *home_dir(const char *home) {
+  if (!home || home[0] != '/') {
+    struct passwd *pw = getpwuid(getuid());
+    home = pw ? pw->pw_dir : NULL;
+  }
+  return home && home[0] == '/' ? home : NULL;
+}
+
 int nt_default_key_path(char *out, size_t outlen, const char *file) {
   const char *xdg = getenv("XDG_CONFIG_HOME");
-  const char *home = getenv("HOME");
   int n;
 
   if (xdg && xdg[0] == '/') {
     n = snprintf(out, outlen, "%s/natter/%s", xdg, file);
   } else {
-    if (!home || home[0] != '/') {
-      struct passwd *pw = getpwuid(getuid());
-      home = pw ? pw->pw_dir : NULL;
-    }
-    if (!home || home[0] != '/') {
+    const char *home = home_dir(getenv("HOME"));
+    if (!home) {
       return -1;
     }
     n = snprintf(out, outlen, "%s/.config/natter/%s", home, file);
@@ -29,7 +35,6 @@ int nt_default_key_path(char *out, size_t outlen, const char *file) {
 int nt_default_registry_path(char *out, size_t outlen) {
   const char *state = getenv("STATE_DIRECTORY");
   const char *xdg = getenv("XDG_STATE_HOME");
-  const char *home = getenv("HOME");
   int n;
 
   if (state && state[0] == '/') {
@@ -39,11 +44,8 @@ int nt_default_registry_path(char *out, size_t outlen) {
   } else if (xdg && xdg[0] == '/') {
     n = snprintf(out, outlen, "%s/natter/registry.db", xdg);
   } else {
-    if (!home || home[0] != '/') {
-      struct passwd *pw = getpwuid(getuid());
-      home = pw ? pw->pw_dir : NULL;
-    }
-    if (!home || home[0] != '/') {
+    const char *home = home_dir(getenv("HOME"));
+    if (!home) {
       return -1;
     }
     n = snprintf(out, outlen, "%s/.local/state/natter/registry.db", home);

@@ -18,8 +18,6 @@
  * connection ID, 1 byte packet number, 16 bytes AEAD tag. Anything
  * shorter is handed to the owner as a raw datagram. */
 #define NT_MIN_QUIC_DATAGRAM 34
-#define NT_RECV_BATCH 16
-#define NT_RECV_BUFSIZE 65536
 #define NT_MAX_UDP_PAYLOAD 1452 /* NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE */
 /* On loopback the path is the local machine (MTU 64 KiB): no probing
  * needed, and each packet costs ngtcp2, the AEAD and the kernel the same
@@ -78,7 +76,7 @@ struct nt_endpoint {
    * the number of connections. */
   struct nt_conn_queue dirty;
   nt_chunk_pool pool;
-  uint8_t *rxbuf; /* NT_RECV_BATCH * NT_RECV_BUFSIZE */
+  uint8_t *rxbuf; /* NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE (udpsock.h) */
   uint8_t txbuf[NT_TXBUF_SIZE];
   int gso_ok;     /* UDP_SEGMENT works on this socket */
   nt_retry retry; /* address validation under load */

@@ -26,13 +26,11 @@
 #define UDP_GRO 104
 #endif
 
-/* Reading: recvmmsg into RELAY_RECV_BATCH buffers at a time; with UDP_GRO
- * one buffer may hold a train of up to 64 same-sized datagrams from one
- * sender (a client's GSO batch), split again here. */
-#define RELAY_RECV_BATCH 16
-#define RELAY_RECV_BUFSIZE 65536
-/* Per wake-up at most this many recvmmsg calls and datagrams, so that the
- * broker's control traffic on the same loop gets its turn. */
+/* Reading: nt_udp_recv_batch (udpsock.h); with UDP_GRO one buffer may
+ * hold a train of up to 64 same-sized datagrams from one sender (a
+ * client's GSO batch), split again there. Per wake-up at most this many
+ * reads and datagrams, so that the broker's control traffic on the same
+ * loop gets its turn. */
 #define RELAY_RECV_ROUNDS 4
 #define RELAY_RECV_MAX_PACKETS 1024
 /* Sending: what one read batch forwards is queued (at most this many
@@ -110,7 +108,7 @@ struct nt_relay {
   unsigned long tamper_every;
   uint64_t tampered;
   int gso_ok;     /* UDP_SEGMENT works on this socket */
-  uint8_t *rxbuf; /* RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE */
+  uint8_t *rxbuf; /* NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE */
   relay_out out[RELAY_OUT_MAX];
   size_t nout;
 };
@@ -403,62 +401,32 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   r->st.relayed += payload;
 }
 
+typedef struct read_ctx {
+  nt_relay *r;
+  uint64_t now;
+} read_ctx;
+
+/* |dst|: where the datagram was sent; replies come from it. */
+static void read_one(uint8_t *data, size_t len, const struct sockaddr *from,
+                     socklen_t fromlen, const nt_addr *dst, void *ud) {
+  read_ctx *rc = ud;
+  rc->r->st.rx += (uint64_t)len;
+  relay_datagram(rc->r, data, len, from, fromlen, dst, rc->now);
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
-  nt_relay *r = arg;
-  struct mmsghdr msgs[RELAY_RECV_BATCH];
-  struct iovec iovs[RELAY_RECV_BATCH];
-  struct sockaddr_storage addrs[RELAY_RECV_BATCH];
-  /* Room for every cmsg the socket asks for (UDP_GRO's segment size and
-   * the arrival address): a truncated one would lose a train's segment
-   * size. */
-  union {
-    char buf[CMSG_SPACE(sizeof(int)) + NT_UDP_PKTINFO_SPACE];
-    struct cmsghdr align;
-  } ctrl[RELAY_RECV_BATCH];
+  read_ctx rc = {arg, 0};
   size_t packets = 0;
+  int full = 1;
   (void)what;
 
-  for (int round = 0;
-       round < RELAY_RECV_ROUNDS && packets < RELAY_RECV_MAX_PACKETS; round++) {
-    memset(msgs, 0, sizeof(msgs));
-    for (int i = 0; i < RELAY_RECV_BATCH; i++) {
-      iovs[i].iov_base = r->rxbuf + (size_t)i * RELAY_RECV_BUFSIZE;
-      iovs[i].iov_len = RELAY_RECV_BUFSIZE;
-      msgs[i].msg_hdr.msg_iov = &iovs[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      msgs[i].msg_hdr.msg_name = &addrs[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
-      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
-      msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
-    }
-    int n = recvmmsg(fd, msgs, RELAY_RECV_BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) {
-      break;
-    }
-    uint64_t now = nt_monotonic_ns();
-    for (int i = 0; i < n; i++) {
-      size_t len = msgs[i].msg_len;
-      size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
-      socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
-      nt_addr_unmap(&addrs[i], &fromlen); /* as the broker's endpoint does */
-      nt_addr dst; /* where the datagram was sent: replies come from it */
-      nt_udp_arrival(&msgs[i].msg_hdr, &dst);
-      uint8_t *p = iovs[i].iov_base;
-      size_t off = 0;
-      do {
-        size_t m = len - off < seg ? len - off : seg;
-        r->st.rx += (uint64_t)m;
-        relay_datagram(r, p + off, m, (struct sockaddr *)&addrs[i], fromlen,
-                       &dst, now);
-        packets++;
-        off += m;
-      } while (off < len);
-    }
-    /* Before the next recvmmsg reuses the buffers the queue points into. */
-    relay_send_queued(r);
-    if (n < RELAY_RECV_BATCH) {
-      break;
-    }
+  for (int round = 0; round < RELAY_RECV_ROUNDS &&
+                      packets < RELAY_RECV_MAX_PACKETS && full;
+       round++) {
+    rc.now = nt_monotonic_ns();
+    packets += nt_udp_recv_batch(fd, rc.r->rxbuf, read_one, &rc, &full);
+    /* Before the next read reuses the buffers the queue points into. */
+    relay_send_queued(rc.r);
   }
 }
 
@@ -576,7 +544,7 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
     nt_relay_free(r);
     return NATTER_ERR_ADDR_IN_USE;
   }
-  r->rxbuf = malloc((size_t)RELAY_RECV_BATCH * RELAY_RECV_BUFSIZE);
+  r->rxbuf = malloc((size_t)NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE);
   if (!r->rxbuf) {
     snprintf(err, errlen, "out of memory");
     nt_relay_free(r);

@@ -110,6 +110,56 @@ size_t nt_udp_gro_segment(const struct msghdr *msg, size_t len) {
   return seg;
 }
 
+size_t nt_udp_recv_batch(int fd, uint8_t *buf, nt_udp_datagram_fn fn,
+                         void *user_data, int *full) {
+  struct mmsghdr msgs[NT_UDP_RECV_BATCH];
+  struct iovec iovs[NT_UDP_RECV_BATCH];
+  struct sockaddr_storage addrs[NT_UDP_RECV_BATCH];
+  /* Room for every cmsg the sockets ask for (UDP_GRO's segment size and
+   * the arrival address): a truncated one would lose a train's segment
+   * size. */
+  union {
+    char buf[CMSG_SPACE(sizeof(int)) + NT_UDP_PKTINFO_SPACE];
+    struct cmsghdr align;
+  } ctrl[NT_UDP_RECV_BATCH];
+  size_t datagrams = 0;
+
+  *full = 0;
+  memset(msgs, 0, sizeof(msgs));
+  for (int i = 0; i < NT_UDP_RECV_BATCH; i++) {
+    iovs[i].iov_base = buf + (size_t)i * NT_UDP_RECV_BUFSIZE;
+    iovs[i].iov_len = NT_UDP_RECV_BUFSIZE;
+    msgs[i].msg_hdr.msg_iov = &iovs[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &addrs[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+    msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+    msgs[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
+  }
+  int n = recvmmsg(fd, msgs, NT_UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
+  if (n <= 0) {
+    return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    size_t len = msgs[i].msg_len;
+    size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
+    socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
+    nt_addr_unmap(&addrs[i], &fromlen);
+    nt_addr dst;
+    nt_udp_arrival(&msgs[i].msg_hdr, &dst);
+    uint8_t *p = iovs[i].iov_base;
+    size_t off = 0;
+    do { /* a zero-length datagram too, once */
+      size_t m = len - off < seg ? len - off : seg;
+      fn(p + off, m, (struct sockaddr *)&addrs[i], fromlen, &dst, user_data);
+      datagrams++;
+      off += m;
+    } while (off < len);
+  }
+  *full = n == NT_UDP_RECV_BATCH;
+  return datagrams;
+}
+
 int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst) {
   memset(dst, 0, sizeof(*dst));
   for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm;

@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "addr.h"
@@ -44,6 +45,28 @@ int nt_udp_reaches(int family, int v6only, int addr_family);
  * 1, or 0 with dst->len 0 when |msg| carries none (a socket bound to one
  * address, or a client's). */
 int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst);
+
+/* Batched reads (the endpoint's and the relay's sockets): recvmmsg into
+ * NT_UDP_RECV_BATCH buffers of NT_UDP_RECV_BUFSIZE bytes; with UDP_GRO a
+ * buffer may hold a train of same-sized datagrams from one sender. */
+#define NT_UDP_RECV_BATCH 16
+#define NT_UDP_RECV_BUFSIZE 65536
+
+/* One datagram of a batch: its bytes (writable, valid during the call),
+ * the sender (IPv4 as plain AF_INET, never v4-mapped) and the address it
+ * was sent to (len 0 when unknown, see nt_udp_arrival). */
+typedef void (*nt_udp_datagram_fn)(uint8_t *data, size_t len,
+                                   const struct sockaddr *from,
+                                   socklen_t fromlen, const nt_addr *dst,
+                                   void *user_data);
+
+/* One recvmmsg on |fd| into |buf| (NT_UDP_RECV_BATCH *
+ * NT_UDP_RECV_BUFSIZE bytes), each datagram split out of its train and
+ * handed to |fn| in order. Returns the number of datagrams (0: nothing
+ * waiting, or an error) and sets *full when every buffer was used, so
+ * that more may be waiting. */
+size_t nt_udp_recv_batch(int fd, uint8_t *buf, nt_udp_datagram_fn fn,
+                         void *user_data, int *full);
 
 /* A received |len| bytes may be a GRO train (UDP_GRO): datagrams of the
  * returned size back to back, the last one possibly shorter. Without the
