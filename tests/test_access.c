@@ -1,6 +1,6 @@
 /* Unit tests for access rules (src/access.c): which rules parse, with what
  * error, and what a rule set decides for peers, targets and commands. */
-#include "access.h"
+#include "trust/access.h"
 #include "natter.h"
 #include "test.h"
 

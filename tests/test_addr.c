@@ -1,7 +1,7 @@
 /* Socket addresses (src/addr.c): "host:port" parsing, printing, comparing,
  * raw IP bytes and loopback detection. Only numeric hosts are parsed here,
  * so the test needs no resolver. */
-#include "addr.h"
+#include "base/addr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

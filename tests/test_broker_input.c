@@ -6,11 +6,11 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
-#include "endpoint.h"
+#include "quic/endpoint.h"
 #include "natter.h"
 #include "test.h"
-#include "tls.h"
-#include "wire.h"
+#include "trust/tls.h"
+#include "codec/wire.h"
 
 #define DEADLINE_MS 8000
 

@@ -3,7 +3,7 @@
  * listener can bend the framing is refused. */
 #include <stdlib.h>
 
-#include "cmdframe.h"
+#include "codec/cmdframe.h"
 #include "test.h"
 
 typedef struct decoded {

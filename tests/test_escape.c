@@ -1,6 +1,6 @@
 /* nt_escape: what reaches a log line or an event message from the network
  * cannot forge a line or drive a terminal. */
-#include "escape.h"
+#include "base/escape.h"
 #include "test.h"
 
 static void check_escape(const char *in, const char *want) {

@@ -2,7 +2,7 @@
  * reference vectors, insert/lookup/replace/remove, growth, and deletion
  * inside collision runs (including runs that wrap past the table's end),
  * checked against a plain array as the model. */
-#include "hashmap.h"
+#include "base/hashmap.h"
 #include "natter.h"
 #include "test.h"
 

@@ -1,6 +1,6 @@
 /* Identity key files, fingerprints and session set-up (src/tls.c). The
  * handshake itself is exercised by the integration tests. */
-#include "tls.h"
+#include "trust/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>

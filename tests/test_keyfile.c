@@ -1,7 +1,7 @@
 /* Identity key files on disk (src/keyfile.c): atomic 0600 creation, the
  * checks before reading, and the bytes read back. What the bytes mean is
  * test_identity.c's part. */
-#include "keyfile.h"
+#include "trust/keyfile.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Admitted-keys files (src/keylist.c) and broker tokens (src/token.c). */
-#include "keylist.h"
-#include "token.h"
+#include "trust/keylist.h"
+#include "trust/token.h"
 
 #include <fcntl.h>
 #include <stdio.h>

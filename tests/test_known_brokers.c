@@ -1,6 +1,6 @@
 /* The client's known-brokers file (src/known_brokers.c): trust on first
  * use, a changed key, malformed lines, atomic rewrites. */
-#include "known_brokers.h"
+#include "trust/known_brokers.h"
 
 #include <fcntl.h>
 #include <stdio.h>

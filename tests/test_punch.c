@@ -2,9 +2,9 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 
-#include "mapping.h"
-#include "predict.h"
-#include "punch.h"
+#include "codec/mapping.h"
+#include "client/predict.h"
+#include "client/punch.h"
 #include "test.h"
 
 #define MS 1000000ull

@@ -16,13 +16,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "endpoint.h"
-#include "tls.h"
+#include "quic/endpoint.h"
+#include "trust/tls.h"
 /* Looked inside in a few places only: the backpressure test waits until
  * the sender's bytes are all acknowledged, the raw-datagram test reads the
  * endpoint's drop counter and the connection IDs a connection answers to,
  * and the opt-in known-bug test swaps the server's endpoint callbacks. */
-#include "quic_internal.h"
+#include "quic/quic_internal.h"
 #include "test.h"
 #include "test_loop.h"
 

@@ -1,7 +1,7 @@
 /* The broker's registry (src/registry.c, src/registry_sqlite.c) on real
  * files: persistence, conflicts, batched touches, expiry, the size bound,
  * and files that are corrupt, foreign, unreadable or left by a crash. */
-#include "registry.h"
+#include "broker/registry.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "broker/relay.h"
 #include "test.h"
 #include "test_loop.h"
 

@@ -6,7 +6,7 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <string.h>
 
-#include "retry.h"
+#include "quic/retry.h"
 #include "test.h"
 
 #define S 1000000000ull

@@ -1,6 +1,6 @@
 /* A stream's send buffer (src/sendbuf.c): bytes queued, handed to ngtcp2
  * (sent) and released on acknowledgement, in chunks that never move. */
-#include "sendbuf.h"
+#include "quic/sendbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Unit tests for forward-spec parsing (src/spec.c). */
-#include "spec.h"
+#include "codec/spec.h"
 #include "test.h"
 
 #include <stdint.h>

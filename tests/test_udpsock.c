@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "udpsock.h"
+#include "quic/udpsock.h"
 
 static nt_addr parse(const char *text) {
   nt_addr a;

@@ -1,7 +1,7 @@
 /* nt_check_verdict: the verdict of natter -check follows from both sides'
  * data (mappings, which probes arrived, the outcome), table by table. */
 #include "test.h"
-#include "verdict.h"
+#include "client/verdict.h"
 
 static const char *const given_a[] = {"203.0.113.2:40000"};
 static const char *const given_b[] = {"203.0.113.1:50000"};

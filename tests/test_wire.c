@@ -1,6 +1,6 @@
 /* Unit tests for control-message framing (src/wire.c). */
 #include "test.h"
-#include "wire.h"
+#include "codec/wire.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  */
 #include "future_probe.h"
 
-#include "structs.h"
+#include "base/structs.h"
 
 #ifndef NATTER_TEST_FUTURE_FIELDS
 #error "future_probe.c belongs to the NATTER_TEST_FUTURE_FIELDS library"

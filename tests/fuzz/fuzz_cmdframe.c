@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmdframe.h"
+#include "codec/cmdframe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nt_cmdframe_decoder d;

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admission.h"
-#include "wire_check.h"
-#include "wire_intro.h"
-#include "wire_msg.h"
+#include "base/admission.h"
+#include "codec/wire_check.h"
+#include "codec/wire_intro.h"
+#include "codec/wire_msg.h"
 
 static void check_addr(const Natter__Address *a) {
   nt_addr out;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "escape.h"
+#include "base/escape.h"
 
 /* Length of a well-formed UTF-8 sequence at |s| (any code point), or 0. */
 static size_t utf8_len(const unsigned char *s) {

@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "mapping.h"
-#include "punch.h"
-#include "relay_wire.h"
+#include "codec/mapping.h"
+#include "client/punch.h"
+#include "codec/relay_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t nonce[NT_PUNCH_NONCE_LEN], mnonce[NT_MAPPING_NONCE_LEN];

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream_header.h"
+#include "codec/stream_header.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nt_open_request req;

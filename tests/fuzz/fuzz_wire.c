@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "natter.pb-c.h"
-#include "wire.h"
+#include "codec/wire.h"
 
 static int on_frame(const uint8_t *body, size_t len, void *ud) {
   (void)ud;

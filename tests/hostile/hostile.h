@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "endpoint.h"
+#include "quic/endpoint.h"
 
 /* When |argv|[0] names one of the misbehaviours (hostile-*), writes its
  * bytes on |stream| in place of an honest answer and returns 1; the

@@ -4,8 +4,8 @@
 
 #include <string.h>
 
-#include "cmdframe.h"
-#include "wire_msg.h"
+#include "codec/cmdframe.h"
+#include "codec/wire_msg.h"
 
 static void send_result(nt_stream *s, Natter__Code code, const char *msg) {
   Natter__StreamOpenResult res = NATTER__STREAM_OPEN_RESULT__INIT;

@@ -29,12 +29,12 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#include "endpoint.h"
+#include "quic/endpoint.h"
 #include "natter.h"
-#include "relay.h"
-#include "spec.h"
-#include "stream_header.h"
-#include "tls.h"
+#include "broker/relay.h"
+#include "codec/spec.h"
+#include "codec/stream_header.h"
+#include "trust/tls.h"
 
 #define MITM_BUFSIZE 65536
 

@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endpoint.h"
+#include "quic/endpoint.h"
 #include "natter.h"
-#include "tls.h"
-#include "wire_msg.h"
+#include "trust/tls.h"
+#include "codec/wire_msg.h"
 
 typedef struct flood {
   struct event_base *base;

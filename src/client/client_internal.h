@@ -1,0 +1,82 @@
+/* The client facade's own state (client.c only): the broker session and
+ * the environments it hands down to the peer table, the tunnels and the
+ * forwards, which never see this struct. */
+#ifndef NT_CLIENT_INTERNAL_H
+#define NT_CLIENT_INTERNAL_H
+
+#include <event2/event.h>
+
+#include "trust/access.h"
+#include "client/checkrun.h"
+#include "quic/endpoint.h"
+#include "client/forward.h"
+#include "natter.h"
+#include "client/peer.h"
+#include "status/status.h"
+#include "client/tunnel.h"
+#include "codec/wire.h"
+
+struct natter_client {
+  struct event_base *base;
+  nt_log log;
+  char *name, *broker_text, *identity_path;
+  nt_access *access; /* -allow / -allow-command rules */
+  int listen;
+  int no_relay; /* refuse relayed peer connections (-no-relay) */
+  int broker_pinned;
+  uint8_t broker_key[NT_FINGERPRINT_LEN];
+  char *known_brokers; /* trust-on-first-use file, or NULL: none */
+  char *token;         /* the broker's shared token, or NULL */
+  uint32_t connect_timeout_ms;
+  uint32_t max_commands, max_commands_per_peer;
+  natter_event_fn on_event;
+  void *user_data;
+  char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
+
+  nt_identity *identity;
+  nt_endpoint *ep;
+  nt_addr broker_addr;
+  nt_conn *broker_conn;
+  nt_stream *ctl;
+  nt_wire_reader *ctl_reader;
+  int checked_in, ever_checked_in, fatal;
+  nt_self_view self;      /* public address and NAT mapping */
+  nt_addr mapped;         /* us as the broker's mapping port saw us */
+  uint16_t mapping_port;  /* broker's mapping-check port, 0: none */
+  uint8_t mapping_nonce[8];
+  unsigned mapping_tries;
+  /* The mapping check is under way: introduction requests wait for it
+   * (the broker hands our mapping to the peer with the introduction, and
+   * port prediction needs both sides' mappings). At most 2 s. */
+  int mapping_pending;
+  struct event *mapping_ev;
+  struct event *reconnect_ev;
+  unsigned reconnect_delay_s;
+  uint32_t next_request_id;
+  uint8_t session[16]; /* random per process: CheckIn.session */
+  struct evdns_base *dns;
+
+  /* What the parts below the facade get to work with. */
+  nt_peers_env peers_env;
+  nt_tunnel_env tunnel_env;
+  nt_forward_env forward_env;
+  nt_peers *peers;
+  struct nt_tunnel_list tunnels;   /* every live tunnel */
+  struct nt_forward_list forwards;
+
+  /* Status (getters at the end of client.c): counted from the events. */
+  uint64_t started_ns;
+  uint64_t check_ins, peer_connections, streams_opened, status_requests;
+  uint64_t punch_by_mapping[3][3][2];
+  uint64_t errors[32];
+  nt_admins admins;
+  struct nt_metrics *metrics;
+  struct nt_h3_server *h3; /* HTTP/3 /status on the client's socket */
+
+  /* natter_client_check(): a diagnostic session (CheckIn.diagnostic) that
+   * runs one check. */
+  int diagnostic;
+  nt_check_run *check;
+};
+
+#endif

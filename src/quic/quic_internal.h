@@ -1,0 +1,247 @@
+/* Structures shared by endpoint.c (socket, demux) and conn.c (one QUIC
+ * connection). Nothing outside those two files includes this. */
+#ifndef NT_QUIC_INTERNAL_H
+#define NT_QUIC_INTERNAL_H
+
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <sys/queue.h>
+
+#include "quic/endpoint.h"
+#include "base/hashmap.h"
+#include "codec/relay_wire.h"
+#include "quic/retry.h"
+#include "quic/sendbuf.h"
+
+#define NT_SCID_LEN 16
+/* Smallest QUIC datagram addressed to us: 1 byte header, our 16-byte
+ * connection ID, 1 byte packet number, 16 bytes AEAD tag. Anything
+ * shorter is handed to the owner as a raw datagram. */
+#define NT_MIN_QUIC_DATAGRAM 34
+#define NT_MAX_UDP_PAYLOAD 1452 /* NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE */
+/* On loopback the path is the local machine (MTU 64 KiB): no probing
+ * needed, and each packet costs ngtcp2, the AEAD and the kernel the same
+ * whatever its size, so packets are as large as IPv4 allows. */
+#define NT_LOOPBACK_UDP_PAYLOAD 65507
+/* One send: a GSO batch may not exceed 64 KiB (nor 64 segments). */
+#define NT_TXBUF_SIZE 65507
+#define NT_GSO_MAX_SEGMENTS 64
+
+/* Per-stream bytes queued but unacknowledged, and per connection. */
+#define NT_STREAM_SEND_WINDOW (1024 * 1024)
+#define NT_CONN_SEND_WINDOW (8 * 1024 * 1024)
+
+/* One connection ID that routes to |conn|: the key bytes of the
+ * endpoint's CID table live here. */
+typedef struct nt_cid_entry {
+  uint8_t cid[NGTCP2_MAX_CIDLEN];
+  size_t cidlen;
+  nt_conn *conn;
+  LIST_ENTRY(nt_cid_entry) conn_link; /* conn->cids */
+} nt_cid_entry;
+
+LIST_HEAD(nt_cid_list, nt_cid_entry);
+LIST_HEAD(nt_conn_list, nt_conn);
+TAILQ_HEAD(nt_conn_queue, nt_conn);
+LIST_HEAD(nt_stream_list, nt_stream);
+
+/* An extra socket of the endpoint, for port prediction (endpoint.h): it
+ * belongs to |owner| until a connection runs on it, then to |conn|. */
+typedef struct nt_aux_sock {
+  nt_endpoint *ep;
+  int id; /* > 0; 0 names the endpoint's own socket */
+  int fd;
+  nt_addr local;
+  struct event *ev;
+  void *owner;
+  nt_conn *conn;
+  int dead; /* closed: freed from the loop (ep->reap_ev) */
+  LIST_ENTRY(nt_aux_sock) link;
+} nt_aux_sock;
+LIST_HEAD(nt_aux_list, nt_aux_sock);
+TAILQ_HEAD(nt_stream_queue, nt_stream);
+
+struct nt_endpoint {
+  struct event_base *base;
+  int fd;
+  int family; /* the socket's: AF_INET6 serves IPv4 too unless v6only */
+  int v6only;
+  nt_addr local;
+  struct event *read_ev;
+  nt_endpoint_config cfg;
+  nt_hashmap cids;           /* connection ID -> nt_cid_entry */
+  struct nt_conn_list conns; /* every connection, for free */
+  /* Connections that received packets in the current read batch: only
+   * these are flushed after it, so a read costs what it carries, not
+   * the number of connections. */
+  struct nt_conn_queue dirty;
+  nt_chunk_pool pool;
+  uint8_t *rxbuf; /* NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE (udpsock.h) */
+  uint8_t txbuf[NT_TXBUF_SIZE];
+  int gso_ok;     /* UDP_SEGMENT works on this socket */
+  nt_retry retry; /* address validation under load */
+  uint64_t rx_bytes, tx_bytes;
+  uint64_t dropped;
+  nt_addr relay; /* the broker's relay; len 0: none */
+  /* The local address relayed paths carry inside ngtcp2: the socket's
+   * own with another port. ngtcp2 0.12 migrates a client only to a path
+   * with another local address, and moving off the relay keeps the
+   * socket (one socket per client), so the relayed path gets this stand-in;
+   * nothing is ever sent from it. */
+  nt_addr relay_local;
+  /* The channel of the connection nt_conn_new is creating to ep->relay
+   * (set just before it). */
+  uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];
+  uint8_t relaybuf[NT_TXBUF_SIZE]; /* relay-framed copies of a batch */
+  /* Extra sockets (port prediction); the one nt_conn_new is creating a
+   * connection on (set just before it, NULL: the endpoint's own). */
+  struct nt_aux_list aux;
+  unsigned naux;
+  int aux_next_id;
+  nt_aux_sock *new_aux;
+  struct event *reap_ev;
+  /* While the owner handles a datagram (callbacks->datagram): its sender
+   * and the address it arrived at, the source of what goes back to it
+   * (nt_endpoint_sendto). NULL otherwise. */
+  const struct sockaddr *reply_to;
+  const nt_addr *reply_src;
+};
+
+struct nt_stream {
+  nt_conn *conn;
+  int64_t id;
+  nt_sendbuf sb;
+  int fin_queued, fin_sent;
+  int blocked;      /* peer's flow control: wait for extend_max_stream_data */
+  int in_pending;
+  int closed;
+  TAILQ_ENTRY(nt_stream) pending_link; /* conn->pending, if in_pending */
+  LIST_ENTRY(nt_stream) conn_link;     /* conn->streams */
+  nt_stream_callbacks cbs;
+  void *user_data;
+};
+
+struct nt_conn {
+  nt_endpoint *ep;
+  ngtcp2_conn *qc;
+  ngtcp2_crypto_conn_ref conn_ref;
+  nt_tls_session *tls;
+  nt_addr remote;
+  int is_server;
+  int established;
+  int closing;   /* closed; free pending */
+  int close_pending; /* nt_conn_close asked; CONNECTION_CLOSE not sent */
+  char close_reason_text[256];
+  nt_close_reason close_reason;
+  uint64_t close_app_code;
+  char close_message[256];
+  uint8_t peer_fp[NT_FINGERPRINT_LEN];
+  struct event *timer;
+  struct event *write_ev; /* coalesces write requests into one loop pass */
+  struct event *streams_ev; /* streams_available, from the loop */
+  struct event *free_ev;
+  nt_conn_callbacks cbs;
+  void *user_data;
+  struct nt_stream_list streams;  /* all streams of the connection */
+  struct nt_stream_queue pending; /* streams with bytes or FIN to send */
+  uint64_t send_held;             /* bytes queued and unacked on all streams */
+  uint64_t tx_bytes, rx_bytes;
+  int want_send_room; /* a stream ran out of room; notify after acks */
+  ngtcp2_connection_close_error last_error;
+  struct nt_cid_list cids; /* every ID the endpoint routes to us */
+  LIST_ENTRY(nt_conn) ep_link;
+  int dirty; /* on ep->dirty */
+  TAILQ_ENTRY(nt_conn) dirty_link;
+  /* HTTP/3 status (h3.c): the protocol was chosen by ALPN "h3"; peer uni
+   * streams are then taken, and the peer may be anonymous (no key). */
+  int is_h3;
+  int anonymous;
+  /* Paths and roaming (conn.c, "paths"). */
+  uint64_t rx_mark;         /* callbacks a received packet fired */
+  uint64_t last_rx_ns;      /* last authenticated packet, any path */
+  uint64_t last_cur_rx_ns;  /* ... from the current remote address */
+  uint64_t silent_noted_ns; /* last silent() call */
+  uint32_t path_gen;        /* local tags handed out (client migrations) */
+  int migrating;            /* client: validating mig_local -> mig_remote */
+  nt_addr mig_local, mig_remote;
+  int moved;              /* the current path changed: tell the owner */
+  int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
+  struct event *watch_ev; /* silence watch, when the owner wants it */
+  /* Packets to ep->relay go framed with this channel token. */
+  int relay_on;
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  /* The extra socket this connection runs on (NULL: the endpoint's). */
+  nt_aux_sock *aux;
+  /* Server side: our address the peer sends to, the source of every
+   * direct packet of ours (udpsock.h, nt_udp_arrival). len 0: unknown
+   * (a client's connection, which sent first: the kernel picks, and
+   * follows the host's routing as it changes). */
+  nt_addr src;
+};
+
+uint64_t nt_timestamp(void);
+
+/* Keepalive while streams are open or data is in flight: a receiver that
+ * only ACKs still sends something every second, so its NAT mapping stays
+ * open and a dead path shows within about two seconds. Idle connections
+ * use the endpoint's (cheaper) keepalive_ms. */
+#define NT_ACTIVE_KEEPALIVE_MS 1000
+/* How often the silence watch looks. */
+#define NT_WATCH_INTERVAL_MS 250
+
+/* endpoint.c */
+/* Routes datagrams for |cid| to |conn|. An ID already routed (to any
+ * connection) is left as it is. Returns 0 or a negative NATTER_ERR_*. */
+int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
+                        nt_conn *conn);
+void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen);
+/* Puts a new |conn| on the endpoint's list of connections. */
+void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn);
+/* Takes |conn| off every list of the endpoint and drops its connection
+ * IDs: the last thing before it is freed. */
+void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn);
+/* A routed connection's ClientHello chose |is_h3| or natter's ALPN: asks
+ * the owner (accept or accept_h3) and fills |params|. Returns 1 when the
+ * owner takes it. */
+int nt_endpoint_route(nt_endpoint *ep, nt_conn *conn, int is_h3,
+                      nt_accept_params *params);
+/* Sends |n| packets of |segsize| bytes (the last may be shorter) that lie
+ * back to back in |buf|, as one GSO write when possible; from |src| when
+ * it is given (len > 0), else from the address the kernel picks. */
+void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
+                              size_t len, size_t segsize,
+                              const struct sockaddr *to, const nt_addr *src);
+
+/* A connection on |aux| is gone: the socket goes with it. */
+void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
+
+/* Sends like nt_endpoint_send_packets, each packet framed for the relay
+ * with |token| (relay_wire.h). */
+void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
+                              const uint8_t *buf, size_t len, size_t segsize);
+
+/* conn.c */
+/* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */
+int nt_conn_new(nt_conn **pconn, nt_endpoint *ep, int is_server,
+                const struct sockaddr *remote, socklen_t remotelen,
+                const ngtcp2_pkt_hd *initial_hd, const ngtcp2_cid *odcid,
+                const uint8_t *expected_fp, const nt_conn_callbacks *cbs,
+                void *user_data);
+/* With |cbs| NULL: a server connection whose owner is chosen once the
+ * ClientHello names the protocol (nt_endpoint_route). */
+/* An HTTP/3 client connection (natter -status): ALPN "h3" only. */
+int nt_conn_new_h3_client(nt_conn **pconn, nt_endpoint *ep,
+                          const struct sockaddr *remote, socklen_t remotelen,
+                          const uint8_t *expected_fp,
+                          const nt_conn_callbacks *cbs, void *user_data);
+/* Feeds one datagram that arrived at our address |dst| (NULL or len 0:
+ * unknown, or relayed); the connection may schedule its own close. */
+void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
+                  const struct sockaddr *from, socklen_t fromlen,
+                  const nt_addr *dst);
+/* Flushes pending writes now (after a batch of datagrams was read). */
+void nt_conn_flush(nt_conn *conn);
+/* Frees without callbacks after sending CONNECTION_CLOSE (endpoint free). */
+void nt_conn_destroy(nt_conn *conn);
+
+#endif
