@@ -10,36 +10,6 @@
 #include "status/metrics.h"
 #include "status/status.h"
 
-static const char *const error_names[] = {"ok",
-                                          "invalid",
-                                          "nomem",
-                                          "socket",
-                                          "addr_in_use",
-                                          "identity",
-                                          "spec",
-                                          "broker",
-                                          "name_taken",
-                                          "peer_unknown",
-                                          "peer_not_listening",
-                                          "punch",
-                                          "key_mismatch",
-                                          "refused",
-                                          "unreachable",
-                                          "denied",
-                                          "protocol",
-                                          "tls",
-                                          "unauthorized",
-                                          "closed",
-                                          "timeout",
-                                          "resolve"};
-
-const char *natter_error_name(int err) {
-  if (err <= 0 && -err < (int)(sizeof(error_names) / sizeof(error_names[0]))) {
-    return error_names[-err];
-  }
-  return "unknown";
-}
-
 const char *natter_nat_mapping_name(int mapping) {
   switch (mapping) {
   case NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT:
