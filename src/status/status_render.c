@@ -83,8 +83,7 @@ typedef struct metric_walk {
   int pass;
 } metric_walk;
 
-static void peer_metrics(const natter_peer_info *p, void *ud) {
-  metric_walk *w = ud;
+static void peer_metrics(const natter_peer_info *p, metric_walk *w) {
   const char *l[] = {"peer", p->name, "direction", "received"};
   switch (w->pass) {
   case 0:
@@ -112,8 +111,7 @@ static void peer_metrics(const natter_peer_info *p, void *ud) {
   }
 }
 
-static void forward_metrics(const natter_forward_info *f, void *ud) {
-  metric_walk *w = ud;
+static void forward_metrics(const natter_forward_info *f, metric_walk *w) {
   char port[8];
   snprintf(port, sizeof(port), "%u", f->local_port);
   const char *l[] = {"local_port", port,        "target",
@@ -312,8 +310,8 @@ typedef struct json_walk {
   int first;
 } json_walk;
 
-static void broker_client_json(const natter_broker_client_info *ci, void *ud) {
-  json_walk *w = ud;
+static void broker_client_json(const natter_broker_client_info *ci,
+                               json_walk *w) {
   char fp[17];
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
@@ -370,8 +368,7 @@ void nt_render_broker_json(struct evbuffer *out, const nt_broker_snapshot *s,
   evbuffer_add(out, "}\n", 2);
 }
 
-static void peer_json(const natter_peer_info *p, void *ud) {
-  json_walk *w = ud;
+static void peer_json(const natter_peer_info *p, json_walk *w) {
   char fp[17];
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
@@ -408,8 +405,7 @@ static void peer_json(const natter_peer_info *p, void *ud) {
   evbuffer_add(w->out, "}", 1);
 }
 
-static void forward_json(const natter_forward_info *f, void *ud) {
-  json_walk *w = ud;
+static void forward_json(const natter_forward_info *f, json_walk *w) {
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
   w->first = 0;
@@ -498,8 +494,8 @@ typedef struct text_walk {
   uint64_t now_ms;
 } text_walk;
 
-static void broker_client_row(const natter_broker_client_info *ci, void *ud) {
-  text_walk *w = ud;
+static void broker_client_row(const natter_broker_client_info *ci,
+                              text_walk *w) {
   char since[40], seen[24], in[16], outb[16];
   natter_log_timestamp(since, sizeof(since), ci->connected_unix_ms);
   duration(seen, sizeof(seen),
@@ -553,8 +549,7 @@ void nt_render_broker_text(struct evbuffer *out, const nt_broker_snapshot *s,
   }
 }
 
-static void client_peer_row(const natter_peer_info *p, void *ud) {
-  text_walk *w = ud;
+static void client_peer_row(const natter_peer_info *p, text_walk *w) {
   char rtt[24] = "-", in[16], outb[16], probes[64];
   if (p->path[0]) {
     snprintf(rtt, sizeof(rtt), "%.1f ms", (double)p->rtt_us / 1000.0);
@@ -577,8 +572,7 @@ static void client_peer_row(const natter_peer_info *p, void *ud) {
   evbuffer_add_printf(w->out, "\n");
 }
 
-static void client_forward_row(const natter_forward_info *f, void *ud) {
-  text_walk *w = ud;
+static void client_forward_row(const natter_forward_info *f, text_walk *w) {
   char port[16], in[16], outb[16];
   snprintf(port, sizeof(port), f->local_port ? "%u" : "stdio", f->local_port);
   bytes(outb, sizeof(outb), f->stats.bytes_sent);
