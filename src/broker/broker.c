@@ -27,6 +27,8 @@
 #include "natter.h"
 #include "base/paths.h"
 #include "client/punch.h"
+#include "broker/broker_internal.h"
+#include "broker/broker_status.h"
 #include "broker/registry.h"
 #include "broker/relay.h"
 #include "codec/spec.h"
@@ -37,7 +39,6 @@
 #include "codec/wire_check.h"
 #include "codec/wire_msg.h"
 
-#define BROKER_MAX_LOCAL_ADDRS 8
 #define PROTOCOL_VERSION 1
 /* Last-seen times of checked-in clients reach the registry this often
  * (one transaction); expiry runs every quarter of the expiry time, at
@@ -45,6 +46,8 @@
 #define BROKER_FLUSH_S 15
 #define BROKER_EXPIRE_MAX_S 3600
 #define NOT_AUTHORIZED "not authorized by the broker"
+_Static_assert(BROKER_CHECK_NONCE_LEN == NT_PUNCH_NONCE_LEN,
+               "a check's nonce is the nonce of a meeting");
 
 /* Limits against one host holding the broker (README, "Limits"); each is
  * logged when hit (at most once a second per kind) and answered with a
@@ -54,107 +57,10 @@
 #define BROKER_CTL_RATE 20          /* control messages per second ... */
 #define BROKER_CTL_BURST 40         /* ... per client, with this burst */
 /* (retry_above_per_s too: past it, QUIC Retry validates addresses) */
-/* Whom each client was introduced to, newest first, for notices when it
- * moves or restarts and to allow refresh requests only within a pair
- * that met: at most this many names per client (1 KiB), the oldest
- * forgotten first; gone with the client's session (or handed to the
- * session that replaces it). */
-#define BROKER_MAX_INTRODUCED 16
-#define BROKER_SESSION_LEN 16
 /* A client whose address changes is re-introduced to its peers at most
  * this often. */
 #define BROKER_MOVE_NOTICE_NS (2 * 1000000000ull)
-/* Connectivity checks (ConnectRequest.check) awaiting the checked peer's
- * report: at most this many at once, this many per requester, each for
- * this long; the report goes to the requester only. */
-#define BROKER_MAX_CHECKS 64
-#define BROKER_MAX_CHECKS_PER_CLIENT 4
-#define BROKER_CHECK_TTL_NS (120 * 1000000000ull)
 
-typedef struct bclient bclient;
-
-struct bclient {
-  natter_broker *broker;
-  nt_conn *conn;
-  nt_addr source;       /* where it came from, as counted in b->sources */
-  int pending;          /* not checked in yet: counted in b->npending */
-  struct event *deadline; /* to check in */
-  nt_rate ctl_rate;
-  nt_stream *ctl;
-  nt_wire_reader *reader;
-  int checked_in; /* then in natter_broker.checked_in under |name| */
-  int dead;       /* closing: ignore further input */
-  int listen;
-  int no_relay; /* refuses relayed peers */
-  char name[NT_NAME_MAX + 1];
-  nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
-  size_t nlocal;
-  Natter__NatMapping mapping;
-  nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
-  uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
-  TAILQ_ENTRY(bclient) link;
-  uint8_t session[BROKER_SESSION_LEN]; /* CheckIn.session; all 0: none */
-  char introduced[BROKER_MAX_INTRODUCED][NT_NAME_MAX + 1];
-  size_t nintroduced;
-  uint64_t moved_ns; /* last re-introduction after a move */
-  /* A diagnostic session (CheckIn.diagnostic): checked in, but not under
-   * its name in natter_broker.checked_in, announced to no one, and it
-   * may only ask for checks. */
-  int diagnostic;
-};
-
-/* A check awaiting the checked peer's report. */
-typedef struct bcheck {
-  uint8_t nonce[NT_PUNCH_NONCE_LEN];
-  bclient *requester, *peer; /* NULL: the slot is free */
-  uint64_t expires_ns;
-} bcheck;
-
-TAILQ_HEAD(bclient_list, bclient);
-
-struct natter_broker {
-  struct event_base *base;
-  nt_log log;
-  nt_identity *identity;
-  char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
-  nt_endpoint *ep;
-  struct bclient_list clients; /* every connected client */
-  size_t nclients, npending;
-  nt_sources sources;          /* connections per source address */
-  int loopback;                /* serving on loopback: loopback candidates
-                                  are real */
-  char refuse_text[200];       /* the reason of the latest refusal */
-  uint32_t max_clients, max_pending, max_per_source;
-  uint64_t limit_logged_ns[3]; /* last log line per kind of limit */
-  unsigned limit_suppressed[3];
-  /* Name -> the one checked-in bclient using it. Names and keys come
-   * from clients, so lookups must not grow with their number. */
-  nt_hashmap checked_in;
-  nt_registry *registry;    /* name -> key, persistent */
-  char registry_path[1024]; /* "" : in memory */
-  int64_t name_expiry_s;    /* 0: never */
-  struct event *flush_ev, *expire_ev;
-  /* Closed broker: a token and/or admitted keys. */
-  char token[NT_TOKEN_MAX + 1];
-  size_t token_len; /* 0: no token */
-  nt_keylist *admitted;
-  uint64_t introductions;
-  int map_fd; /* mapping-check socket on port+1, or -1 */
-  int map_family, map_v6only;
-  int dual_stack; /* -server :PORT: every port on IPv4 and IPv6 */
-  struct event *map_ev;
-  uint16_t map_port;
-  uint64_t map_rx, map_tx;
-  /* Status (getters at the end of this file). */
-  uint64_t started_ns;
-  uint64_t check_ins;
-  uint64_t status_requests;
-  nt_admins admins;
-  nt_metrics *metrics;
-  nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
-  nt_relay *relay; /* NULL: no relaying (-relay off) */
-  bcheck checks[BROKER_MAX_CHECKS];
-};
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
                           uint64_t app_code, const char *message, void *ud);
@@ -843,9 +749,6 @@ static int broker_accept(nt_endpoint *ep, const struct sockaddr *from,
   return 1;
 }
 
-static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
-                            nt_accept_params *params, void *ud);
-
 static const nt_endpoint_callbacks broker_ep_callbacks = {
     broker_accept, NULL, broker_admit, NULL, NULL};
 
@@ -1133,8 +1036,6 @@ static void log_security(natter_broker *b) {
                      "-token-file or -admitted-keys)");
   }
 }
-static void start_status_page(natter_broker *b);
-
 int natter_broker_new_versioned(natter_broker **pbroker,
                                 struct event_base *base, int config_version,
                                 const natter_broker_config *caller_cfg) {
@@ -1216,7 +1117,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   epcfg.identity = b->identity;
   epcfg.callbacks = &broker_ep_callbacks;
-  epcfg.accept_h3 = broker_accept_h3;
+  epcfg.accept_h3 = nt_broker_accept_h3;
   epcfg.user_data = b;
   epcfg.log = &b->log;
   epcfg.handshake_timeout_ms = 5000;
@@ -1246,7 +1147,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
       return rv;
     }
   }
-  start_status_page(b);
+  nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
   if (both) {
@@ -1319,161 +1220,6 @@ int natter_broker_get_stats_versioned(const natter_broker *b, int stats_version,
   stats->relay_channels = rs.channels;
   memcpy(out, stats, len);
   return 0;
-}
-
-/* ---- status: the getters behind metrics, status pages and embedders ---- */
-
-static int bclient_mapping(const bclient *c) {
-  switch (c->mapping) {
-  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
-    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
-  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
-    return NATTER_NAT_MAPPING_SYMMETRIC;
-  default:
-    return NATTER_NAT_MAPPING_UNKNOWN;
-  }
-}
-
-int natter_broker_get_status_versioned(const natter_broker *b,
-                                       int status_version,
-                                       natter_broker_status *out) {
-  natter_broker_status full, *st = &full;
-  size_t len = nt_broker_status_len(status_version);
-  if (!out || !len) {
-    return NATTER_ERR_INVALID;
-  }
-  memset(st, 0, sizeof(*st));
-  if (!b) {
-    memcpy(out, st, len);
-    return NATTER_ERR_INVALID;
-  }
-  st->uptime_ms = (nt_monotonic_ns() - b->started_ns) / 1000000;
-  st->connections = b->nclients;
-  st->clients = nt_hashmap_count(&b->checked_in);
-  const bclient *c;
-  TAILQ_FOREACH(c, &b->clients, link) {
-    if (c->checked_in) {
-      st->clients_by_mapping[bclient_mapping(c)]++;
-    }
-  }
-  st->check_ins = b->check_ins;
-  st->introductions = b->introductions;
-  st->relayed_bytes = 0;
-  nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
-  st->bytes_received += b->map_rx;
-  st->bytes_sent += b->map_tx;
-  st->packets_dropped = nt_endpoint_dropped(b->ep);
-  st->status_requests = b->status_requests;
-  memcpy(out, st, len);
-  return 0;
-}
-
-int natter_broker_foreach_client(const natter_broker *b,
-                                 natter_broker_client_fn fn, void *user_data) {
-  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
-  if (!b || !fn) {
-    return NATTER_ERR_INVALID;
-  }
-  const bclient *c;
-  TAILQ_FOREACH(c, &b->clients, link) {
-    if (!c->checked_in || !nt_conn_peer_fingerprint(c->conn)) {
-      continue;
-    }
-    natter_broker_client_info info;
-    nt_conn_path_stats ps;
-    memset(&info, 0, sizeof(info));
-    nt_fingerprint_hex(nt_conn_peer_fingerprint(c->conn), hex);
-    nt_conn_get_path_stats(c->conn, &ps);
-    info.name = c->name;
-    info.fingerprint = hex;
-    info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
-    info.mapping = bclient_mapping(c);
-    info.listening = c->listen;
-    info.connected_unix_ms = c->checked_in_unix_ms;
-    info.last_seen_unix_ms =
-        nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));
-    info.bytes_received = ps.bytes_received;
-    info.bytes_sent = ps.bytes_sent;
-    fn(&info, user_data);
-  }
-  return 0;
-}
-
-int natter_broker_add_admin(natter_broker *b, const char *fingerprint) {
-  return b ? nt_admins_add(&b->admins, fingerprint) : NATTER_ERR_INVALID;
-}
-
-static void broker_render_metrics(struct evbuffer *out, void *ud) {
-  natter_broker *b = ud;
-  b->status_requests++;
-  nt_render_broker_metrics(out, b);
-}
-
-int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
-  char err[300];
-  if (!b || !addr || b->metrics) {
-    return NATTER_ERR_INVALID;
-  }
-  int rv = nt_metrics_new(&b->metrics, b->base, addr, broker_render_metrics, b,
-                          err, sizeof(err));
-  if (rv != 0) {
-    nt_error(&b->log, "%s", err);
-    return rv;
-  }
-  nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
-          nt_metrics_port(b->metrics));
-  return 0;
-}
-
-uint16_t natter_broker_metrics_port(const natter_broker *b) {
-  return b ? nt_metrics_port(b->metrics) : 0;
-}
-
-/* ---- HTTP/3 status page ---- */
-
-/* GET /status: anyone gets the aggregate counts (a broker is public, and
- * so are how many use it); a caller whose certificate key is an -admin
- * key also gets every client's row. JSON, or the table natter -status
- * prints when the request accepts text/plain. */
-static int broker_render_status(struct evbuffer *body, const char *path,
-                                const char *accept, const uint8_t *peer_fp,
-                                const char **content_type, void *ud) {
-  natter_broker *b = ud;
-  size_t plen = strcspn(path, "?");
-  b->status_requests++;
-  if (plen != 7 || strncmp(path, "/status", 7) != 0) {
-    *content_type = "text/plain; charset=utf-8";
-    evbuffer_add_printf(body, "not found: try /status\n");
-    return 404;
-  }
-  /* The broker's own key (natter -status on its machine) and -admin
-   * keys see everything. */
-  int detailed =
-      nt_admins_contains(&b->admins, peer_fp) ||
-      (peer_fp && memcmp(peer_fp, nt_identity_fingerprint(b->identity),
-                         NT_FINGERPRINT_LEN) == 0);
-  if (strstr(accept, "text/plain")) {
-    *content_type = "text/plain; charset=utf-8";
-    nt_render_broker_text(body, b, detailed);
-  } else {
-    *content_type = "application/json";
-    nt_render_broker_json(body, b, detailed);
-  }
-  return 200;
-}
-
-static int broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
-                            nt_accept_params *params, void *ud) {
-  natter_broker *b = ud;
-  (void)ep;
-  (void)from;
-  return b->h3 ? nt_h3_server_accept(b->h3, params) : 0;
-}
-
-static void start_status_page(natter_broker *b) {
-  if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
-    nt_warn(&b->log, "no HTTP/3 status page: out of memory");
-  }
 }
 
 /* ---- moves and restarts ----

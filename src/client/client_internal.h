@@ -64,7 +64,7 @@ struct natter_client {
   struct nt_tunnel_list tunnels;   /* every live tunnel */
   struct nt_forward_list forwards;
 
-  /* Status (getters at the end of client.c): counted from the events. */
+  /* Status (client_status.c): counted from the events. */
   uint64_t started_ns;
   uint64_t check_ins, peer_connections, streams_opened, status_requests;
   uint64_t punch_by_mapping[3][3][2];

@@ -1,44 +1,14 @@
-/* Status as text: Prometheus metrics and the JSON document of the HTTP/3
- * status page, for a broker and a client. Everything here reads the public
- * getters (natter_*_get_status, natter_*_foreach_*), never a role's
- * internals, so what is printed is what an embedder would read. */
+/* Status as text (status_render.h): Prometheus metrics, the JSON document
+ * of the HTTP/3 status page and the tables of natter -status, each read
+ * from a snapshot the role filled from its public getters. */
+#include "status/status_render.h"
+
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "status/metrics.h"
-#include "status/status.h"
-
-static const char *const error_names[] = {"ok",
-                                          "invalid",
-                                          "nomem",
-                                          "socket",
-                                          "addr_in_use",
-                                          "identity",
-                                          "spec",
-                                          "broker",
-                                          "name_taken",
-                                          "peer_unknown",
-                                          "peer_not_listening",
-                                          "punch",
-                                          "key_mismatch",
-                                          "refused",
-                                          "unreachable",
-                                          "denied",
-                                          "protocol",
-                                          "tls",
-                                          "unauthorized",
-                                          "closed",
-                                          "timeout",
-                                          "resolve"};
-
-const char *natter_error_name(int err) {
-  if (err <= 0 && -err < (int)(sizeof(error_names) / sizeof(error_names[0]))) {
-    return error_names[-err];
-  }
-  return "unknown";
-}
 
 const char *natter_nat_mapping_name(int mapping) {
   switch (mapping) {
@@ -74,39 +44,38 @@ static void traffic(struct evbuffer *out, const char *name, const char *help,
   nt_prom_sample(out, name, ltx, 1, tx);
 }
 
-void nt_render_broker_metrics(struct evbuffer *out, void *arg) {
-  const natter_broker *b = arg;
-  natter_broker_status st;
-  natter_broker_get_status(b, &st);
+void nt_render_broker_metrics(struct evbuffer *out,
+                              const nt_broker_snapshot *s) {
+  const natter_broker_status *st = &s->status;
 
   nt_prom_header(out, "natter_broker_uptime_seconds", "gauge",
                  "Seconds since the broker started.");
   nt_prom_sample_double(out, "natter_broker_uptime_seconds", NULL, 0,
-                        (double)st.uptime_ms / 1000.0);
+                        (double)st->uptime_ms / 1000.0);
   gauge(out, "natter_broker_connections",
         "QUIC connections from clients now, checked in or not.",
-        st.connections);
-  gauge(out, "natter_broker_clients", "Clients checked in now.", st.clients);
+        st->connections);
+  gauge(out, "natter_broker_clients", "Clients checked in now.", st->clients);
   nt_prom_header(out, "natter_broker_clients_by_mapping", "gauge",
                  "Clients checked in now, by the NAT mapping they reported.");
   for (int m = 0; m < 3; m++) {
     const char *l[] = {"mapping", natter_nat_mapping_name(m)};
     nt_prom_sample(out, "natter_broker_clients_by_mapping", l, 1,
-                   st.clients_by_mapping[m]);
+                   st->clients_by_mapping[m]);
   }
   counter(out, "natter_broker_check_ins_total", "Check-ins accepted.",
-          st.check_ins);
+          st->check_ins);
   counter(out, "natter_broker_introductions_total", "Peer introductions made.",
-          st.introductions);
+          st->introductions);
   counter(out, "natter_broker_relayed_bytes_total",
-          "Bytes relayed between peers.", st.relayed_bytes);
+          "Bytes relayed between peers.", st->relayed_bytes);
   traffic(out, "natter_broker_udp_bytes_total",
-          "UDP payload bytes on the broker's sockets.", st.bytes_received,
-          st.bytes_sent);
+          "UDP payload bytes on the broker's sockets.", st->bytes_received,
+          st->bytes_sent);
   counter(out, "natter_broker_dropped_packets_total",
-          "Datagrams no connection took.", st.packets_dropped);
+          "Datagrams no connection took.", st->packets_dropped);
   counter(out, "natter_broker_status_requests_total",
-          "Metrics scrapes and status pages served.", st.status_requests);
+          "Metrics scrapes and status pages served.", st->status_requests);
 }
 
 typedef struct metric_walk {
@@ -114,8 +83,7 @@ typedef struct metric_walk {
   int pass;
 } metric_walk;
 
-static void peer_metrics(const natter_peer_info *p, void *ud) {
-  metric_walk *w = ud;
+static void peer_metrics(const natter_peer_info *p, metric_walk *w) {
   const char *l[] = {"peer", p->name, "direction", "received"};
   switch (w->pass) {
   case 0:
@@ -143,8 +111,7 @@ static void peer_metrics(const natter_peer_info *p, void *ud) {
   }
 }
 
-static void forward_metrics(const natter_forward_info *f, void *ud) {
-  metric_walk *w = ud;
+static void forward_metrics(const natter_forward_info *f, metric_walk *w) {
   char port[8];
   snprintf(port, sizeof(port), "%u", f->local_port);
   const char *l[] = {"local_port", port,        "target",
@@ -172,35 +139,34 @@ static void forward_metrics(const natter_forward_info *f, void *ud) {
   }
 }
 
-void nt_render_client_metrics(struct evbuffer *out, void *arg) {
-  const natter_client *c = arg;
-  natter_client_status st;
+void nt_render_client_metrics(struct evbuffer *out,
+                              const nt_client_snapshot *s) {
+  const natter_client_status *st = &s->status;
   metric_walk w = {out, 0};
-  natter_client_get_status(c, &st);
 
   nt_prom_header(out, "natter_client_uptime_seconds", "gauge",
                  "Seconds since the client started.");
   nt_prom_sample_double(out, "natter_client_uptime_seconds", NULL, 0,
-                        (double)st.uptime_ms / 1000.0);
+                        (double)st->uptime_ms / 1000.0);
   gauge(out, "natter_client_checked_in", "1 while checked in at the broker.",
-        (uint64_t)st.checked_in);
+        (uint64_t)st->checked_in);
   nt_prom_header(out, "natter_client_nat_mapping", "gauge",
                  "This host's NAT mapping (1 on the measured one).");
   for (int m = 0; m < 3; m++) {
     const char *l[] = {"mapping", natter_nat_mapping_name(m)};
     nt_prom_sample(out, "natter_client_nat_mapping", l, 1,
-                   st.mapping == m ? 1 : 0);
+                   st->mapping == m ? 1 : 0);
   }
   counter(out, "natter_client_check_ins_total",
-          "Check-ins the broker accepted.", st.check_ins);
+          "Check-ins the broker accepted.", st->check_ins);
   gauge(out, "natter_client_peers_connected", "Peer connections up now.",
-        st.peers_connected);
+        st->peers_connected);
   nt_prom_header(out, "natter_client_peer_connections_total", "counter",
                  "Peer connections made, by path.");
   {
     const char *l[] = {"path", "direct"};
     nt_prom_sample(out, "natter_client_peer_connections_total", l, 1,
-                   st.peer_connections);
+                   st->peer_connections);
     l[1] = "relayed";
     nt_prom_sample(out, "natter_client_peer_connections_total", l, 1, 0);
   }
@@ -214,27 +180,27 @@ void nt_render_client_metrics(struct evbuffer *out, void *arg) {
                            "peer_mapping",  natter_nat_mapping_name(j),
                            "result",        r ? "failure" : "success"};
         nt_prom_sample(out, "natter_client_punch_total", l, 3,
-                       st.punch_by_mapping[i][j][r]);
+                       st->punch_by_mapping[i][j][r]);
       }
     }
   }
   gauge(out, "natter_client_streams",
-        "Forwarded connections open now, both directions.", st.streams);
+        "Forwarded connections open now, both directions.", st->streams);
   counter(out, "natter_client_streams_opened_total",
-          "Outgoing forwarded connections opened.", st.streams_opened);
+          "Outgoing forwarded connections opened.", st->streams_opened);
   traffic(out, "natter_client_udp_bytes_total",
-          "UDP payload bytes on the client's socket.", st.bytes_received,
-          st.bytes_sent);
+          "UDP payload bytes on the client's socket.", st->bytes_received,
+          st->bytes_sent);
   nt_prom_header(out, "natter_client_errors_total", "counter",
                  "Failures reported as events, by error code.");
   for (int e = 1; e < 32; e++) {
     if (strcmp(natter_error_name(-e), "unknown") != 0) {
       const char *l[] = {"code", natter_error_name(-e)};
-      nt_prom_sample(out, "natter_client_errors_total", l, 1, st.errors[e]);
+      nt_prom_sample(out, "natter_client_errors_total", l, 1, st->errors[e]);
     }
   }
   counter(out, "natter_client_status_requests_total",
-          "Metrics scrapes and status pages served.", st.status_requests);
+          "Metrics scrapes and status pages served.", st->status_requests);
 
   /* Per peer and per forward: one family at a time, as the format wants
    * every sample of a metric together under its header. */
@@ -250,7 +216,9 @@ void nt_render_client_metrics(struct evbuffer *out, void *arg) {
   for (w.pass = 0; w.pass < 4; w.pass++) {
     nt_prom_header(out, peer_families[w.pass][0], peer_families[w.pass][1],
                    peer_families[w.pass][2]);
-    natter_client_foreach_peer(c, peer_metrics, &w);
+    for (size_t i = 0; i < s->npeers; i++) {
+      peer_metrics(&s->peers[i], &w);
+    }
   }
   static const char *const forward_families[][3] = {
       {"natter_client_forward_bytes_total", "counter",
@@ -264,7 +232,9 @@ void nt_render_client_metrics(struct evbuffer *out, void *arg) {
   for (w.pass = 0; w.pass < 4; w.pass++) {
     nt_prom_header(out, forward_families[w.pass][0],
                    forward_families[w.pass][1], forward_families[w.pass][2]);
-    natter_client_foreach_forward(c, forward_metrics, &w);
+    for (size_t i = 0; i < s->nforwards; i++) {
+      forward_metrics(&s->forwards[i], &w);
+    }
   }
 }
 
@@ -340,8 +310,8 @@ typedef struct json_walk {
   int first;
 } json_walk;
 
-static void broker_client_json(const natter_broker_client_info *ci, void *ud) {
-  json_walk *w = ud;
+static void broker_client_json(const natter_broker_client_info *ci,
+                               json_walk *w) {
   char fp[17];
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
@@ -360,45 +330,45 @@ static void broker_client_json(const natter_broker_client_info *ci, void *ud) {
   evbuffer_add(w->out, "}", 1);
 }
 
-void nt_render_broker_json(struct evbuffer *out, const natter_broker *b,
+void nt_render_broker_json(struct evbuffer *out, const nt_broker_snapshot *s,
                            int detailed) {
-  natter_broker_status st;
+  const natter_broker_status *st = &s->status;
   int first = 1;
-  natter_broker_get_status(b, &st);
   evbuffer_add(out, "{", 1);
   json_kv_str(out, &first, "role", "broker");
   json_kv_str(out, &first, "version", natter_version());
-  json_kv_seconds(out, &first, "uptime_s", st.uptime_ms);
+  json_kv_seconds(out, &first, "uptime_s", st->uptime_ms);
   json_kv_bool(out, &first, "detailed", detailed);
-  json_kv_u64(out, &first, "clients", st.clients);
-  json_kv_u64(out, &first, "connections", st.connections);
-  json_kv_u64(out, &first, "check_ins", st.check_ins);
-  json_kv_u64(out, &first, "introductions", st.introductions);
-  json_kv_u64(out, &first, "relayed_bytes", st.relayed_bytes);
+  json_kv_u64(out, &first, "clients", st->clients);
+  json_kv_u64(out, &first, "connections", st->connections);
+  json_kv_u64(out, &first, "check_ins", st->check_ins);
+  json_kv_u64(out, &first, "introductions", st->introductions);
+  json_kv_u64(out, &first, "relayed_bytes", st->relayed_bytes);
   if (detailed) {
-    json_kv_str(out, &first, "fingerprint", natter_broker_fingerprint(b));
-    json_kv_u64(out, &first, "bytes_received", st.bytes_received);
-    json_kv_u64(out, &first, "bytes_sent", st.bytes_sent);
-    json_kv_u64(out, &first, "packets_dropped", st.packets_dropped);
+    json_kv_str(out, &first, "fingerprint", s->fingerprint);
+    json_kv_u64(out, &first, "bytes_received", st->bytes_received);
+    json_kv_u64(out, &first, "bytes_sent", st->bytes_sent);
+    json_kv_u64(out, &first, "packets_dropped", st->packets_dropped);
     json_key(out, &first, "clients_by_mapping");
     int f2 = 1;
     evbuffer_add(out, "{", 1);
     for (int m = 0; m < 3; m++) {
       json_kv_u64(out, &f2, natter_nat_mapping_name(m),
-                  st.clients_by_mapping[m]);
+                  st->clients_by_mapping[m]);
     }
     evbuffer_add(out, "}", 1);
     json_key(out, &first, "client_list");
     json_walk w = {out, 1};
     evbuffer_add(out, "[", 1);
-    natter_broker_foreach_client(b, broker_client_json, &w);
+    for (size_t i = 0; i < s->nclients; i++) {
+      broker_client_json(&s->clients[i], &w);
+    }
     evbuffer_add(out, "]", 1);
   }
   evbuffer_add(out, "}\n", 2);
 }
 
-static void peer_json(const natter_peer_info *p, void *ud) {
-  json_walk *w = ud;
+static void peer_json(const natter_peer_info *p, json_walk *w) {
   char fp[17];
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
@@ -435,8 +405,7 @@ static void peer_json(const natter_peer_info *p, void *ud) {
   evbuffer_add(w->out, "}", 1);
 }
 
-static void forward_json(const natter_forward_info *f, void *ud) {
-  json_walk *w = ud;
+static void forward_json(const natter_forward_info *f, json_walk *w) {
   int first = 1;
   evbuffer_add_printf(w->out, "%s{", w->first ? "" : ",");
   w->first = 0;
@@ -451,41 +420,44 @@ static void forward_json(const natter_forward_info *f, void *ud) {
   evbuffer_add(w->out, "}", 1);
 }
 
-void nt_render_client_json(struct evbuffer *out, const natter_client *c,
+void nt_render_client_json(struct evbuffer *out, const nt_client_snapshot *s,
                            int detailed) {
-  natter_client_status st;
+  const natter_client_status *st = &s->status;
   int first = 1;
-  natter_client_get_status(c, &st);
   evbuffer_add(out, "{", 1);
   json_kv_str(out, &first, "role", "client");
   json_kv_str(out, &first, "version", natter_version());
-  json_kv_seconds(out, &first, "uptime_s", st.uptime_ms);
+  json_kv_seconds(out, &first, "uptime_s", st->uptime_ms);
   json_kv_bool(out, &first, "detailed", detailed);
   if (detailed) {
-    json_kv_str(out, &first, "fingerprint", natter_client_fingerprint(c));
-    json_kv_bool(out, &first, "checked_in", st.checked_in);
-    json_kv_str(out, &first, "public_address", st.public_address);
+    json_kv_str(out, &first, "fingerprint", s->fingerprint);
+    json_kv_bool(out, &first, "checked_in", st->checked_in);
+    json_kv_str(out, &first, "public_address", st->public_address);
     json_kv_str(out, &first, "nat_mapping",
-                natter_nat_mapping_name(st.mapping));
-    json_kv_u64(out, &first, "local_port", st.local_port);
-    json_kv_u64(out, &first, "check_ins", st.check_ins);
-    json_kv_u64(out, &first, "peers_connected", st.peers_connected);
-    json_kv_u64(out, &first, "peer_connections", st.peer_connections);
-    json_kv_u64(out, &first, "punch_successes", st.punch_successes);
-    json_kv_u64(out, &first, "punch_failures", st.punch_failures);
-    json_kv_u64(out, &first, "streams", st.streams);
-    json_kv_u64(out, &first, "streams_opened", st.streams_opened);
-    json_kv_u64(out, &first, "bytes_received", st.bytes_received);
-    json_kv_u64(out, &first, "bytes_sent", st.bytes_sent);
+                natter_nat_mapping_name(st->mapping));
+    json_kv_u64(out, &first, "local_port", st->local_port);
+    json_kv_u64(out, &first, "check_ins", st->check_ins);
+    json_kv_u64(out, &first, "peers_connected", st->peers_connected);
+    json_kv_u64(out, &first, "peer_connections", st->peer_connections);
+    json_kv_u64(out, &first, "punch_successes", st->punch_successes);
+    json_kv_u64(out, &first, "punch_failures", st->punch_failures);
+    json_kv_u64(out, &first, "streams", st->streams);
+    json_kv_u64(out, &first, "streams_opened", st->streams_opened);
+    json_kv_u64(out, &first, "bytes_received", st->bytes_received);
+    json_kv_u64(out, &first, "bytes_sent", st->bytes_sent);
     json_key(out, &first, "peers");
     json_walk w = {out, 1};
     evbuffer_add(out, "[", 1);
-    natter_client_foreach_peer(c, peer_json, &w);
+    for (size_t i = 0; i < s->npeers; i++) {
+      peer_json(&s->peers[i], &w);
+    }
     evbuffer_add(out, "]", 1);
     json_key(out, &first, "forwards");
     w.first = 1;
     evbuffer_add(out, "[", 1);
-    natter_client_foreach_forward(c, forward_json, &w);
+    for (size_t i = 0; i < s->nforwards; i++) {
+      forward_json(&s->forwards[i], &w);
+    }
     evbuffer_add(out, "]", 1);
   }
   evbuffer_add(out, "}\n", 2);
@@ -522,8 +494,8 @@ typedef struct text_walk {
   uint64_t now_ms;
 } text_walk;
 
-static void broker_client_row(const natter_broker_client_info *ci, void *ud) {
-  text_walk *w = ud;
+static void broker_client_row(const natter_broker_client_info *ci,
+                              text_walk *w) {
   char since[40], seen[24], in[16], outb[16];
   natter_log_timestamp(since, sizeof(since), ci->connected_unix_ms);
   duration(seen, sizeof(seen),
@@ -539,23 +511,22 @@ static void broker_client_row(const natter_broker_client_info *ci, void *ud) {
                       ci->listening ? "yes" : "no", since, seen, in, outb);
 }
 
-void nt_render_broker_text(struct evbuffer *out, const natter_broker *b,
+void nt_render_broker_text(struct evbuffer *out, const nt_broker_snapshot *s,
                            int detailed) {
-  natter_broker_status st;
+  const natter_broker_status *st = &s->status;
   char up[24], in[16], outb[16], rel[16];
-  natter_broker_get_status(b, &st);
-  duration(up, sizeof(up), st.uptime_ms);
-  bytes(in, sizeof(in), st.bytes_received);
-  bytes(outb, sizeof(outb), st.bytes_sent);
-  bytes(rel, sizeof(rel), st.relayed_bytes);
+  duration(up, sizeof(up), st->uptime_ms);
+  bytes(in, sizeof(in), st->bytes_received);
+  bytes(outb, sizeof(outb), st->bytes_sent);
+  bytes(rel, sizeof(rel), st->relayed_bytes);
   evbuffer_add_printf(out, "natter broker %s, up %s\n", natter_version(), up);
   evbuffer_add_printf(out,
                       "clients %llu (connections %llu), check-ins %llu, "
                       "introductions %llu, relayed %s\n",
-                      (unsigned long long)st.clients,
-                      (unsigned long long)st.connections,
-                      (unsigned long long)st.check_ins,
-                      (unsigned long long)st.introductions, rel);
+                      (unsigned long long)st->clients,
+                      (unsigned long long)st->connections,
+                      (unsigned long long)st->check_ins,
+                      (unsigned long long)st->introductions, rel);
   if (!detailed) {
     evbuffer_add_printf(out, "(per-client rows are for -admin keys only)\n");
     return;
@@ -564,21 +535,21 @@ void nt_render_broker_text(struct evbuffer *out, const natter_broker *b,
       out,
       "key %s\nUDP received %s, sent %s; NAT mappings: "
       "endpoint-independent %llu, symmetric %llu, unknown %llu\n\n",
-      natter_broker_fingerprint(b), in, outb,
-      (unsigned long long)st.clients_by_mapping[1],
-      (unsigned long long)st.clients_by_mapping[2],
-      (unsigned long long)st.clients_by_mapping[0]);
+      s->fingerprint, in, outb, (unsigned long long)st->clients_by_mapping[1],
+      (unsigned long long)st->clients_by_mapping[2],
+      (unsigned long long)st->clients_by_mapping[0]);
   evbuffer_add_printf(out,
                       "%-16s %-16s  %-22s %-20s %-6s %-24s %10s %10s "
                       "%10s\n",
                       "NAME", "KEY", "ADDRESS", "NAT", "LISTEN",
                       "CHECKED IN (UTC)", "LAST SEEN", "RECEIVED", "SENT");
-  text_walk w = {out, nt_unix_ms()};
-  natter_broker_foreach_client(b, broker_client_row, &w);
+  text_walk w = {out, s->now_unix_ms};
+  for (size_t i = 0; i < s->nclients; i++) {
+    broker_client_row(&s->clients[i], &w);
+  }
 }
 
-static void client_peer_row(const natter_peer_info *p, void *ud) {
-  text_walk *w = ud;
+static void client_peer_row(const natter_peer_info *p, text_walk *w) {
   char rtt[24] = "-", in[16], outb[16], probes[64];
   if (p->path[0]) {
     snprintf(rtt, sizeof(rtt), "%.1f ms", (double)p->rtt_us / 1000.0);
@@ -601,8 +572,7 @@ static void client_peer_row(const natter_peer_info *p, void *ud) {
   evbuffer_add_printf(w->out, "\n");
 }
 
-static void client_forward_row(const natter_forward_info *f, void *ud) {
-  text_walk *w = ud;
+static void client_forward_row(const natter_forward_info *f, text_walk *w) {
   char port[16], in[16], outb[16];
   snprintf(port, sizeof(port), f->local_port ? "%u" : "stdio", f->local_port);
   bytes(outb, sizeof(outb), f->stats.bytes_sent);
@@ -613,40 +583,43 @@ static void client_forward_row(const natter_forward_info *f, void *ud) {
                       (unsigned long long)f->stats.failures, outb, in);
 }
 
-void nt_render_client_text(struct evbuffer *out, const natter_client *c,
+void nt_render_client_text(struct evbuffer *out, const nt_client_snapshot *s,
                            int detailed) {
-  natter_client_status st;
+  const natter_client_status *st = &s->status;
   char up[24], in[16], outb[16];
   (void)detailed;
-  natter_client_get_status(c, &st);
-  duration(up, sizeof(up), st.uptime_ms);
-  bytes(in, sizeof(in), st.bytes_received);
-  bytes(outb, sizeof(outb), st.bytes_sent);
+  duration(up, sizeof(up), st->uptime_ms);
+  bytes(in, sizeof(in), st->bytes_received);
+  bytes(outb, sizeof(outb), st->bytes_sent);
   evbuffer_add_printf(out, "natter client %s, up %s, key %.16s\n",
-                      natter_version(), up, natter_client_fingerprint(c));
+                      natter_version(), up, s->fingerprint);
   evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u\n",
-                      st.checked_in ? "checked in" : "not checked in",
-                      st.public_address[0] ? st.public_address : "unknown",
-                      natter_nat_mapping_name(st.mapping), st.local_port);
+                      st->checked_in ? "checked in" : "not checked in",
+                      st->public_address[0] ? st->public_address : "unknown",
+                      natter_nat_mapping_name(st->mapping), st->local_port);
   evbuffer_add_printf(out,
                       "peers connected %llu (made %llu), hole punching "
                       "succeeded %llu, failed %llu; streams %llu (opened "
                       "%llu); UDP received %s, sent %s\n\n",
-                      (unsigned long long)st.peers_connected,
-                      (unsigned long long)st.peer_connections,
-                      (unsigned long long)st.punch_successes,
-                      (unsigned long long)st.punch_failures,
-                      (unsigned long long)st.streams,
-                      (unsigned long long)st.streams_opened, in, outb);
+                      (unsigned long long)st->peers_connected,
+                      (unsigned long long)st->peer_connections,
+                      (unsigned long long)st->punch_successes,
+                      (unsigned long long)st->punch_failures,
+                      (unsigned long long)st->streams,
+                      (unsigned long long)st->streams_opened, in, outb);
   evbuffer_add_printf(out,
                       "%-16s %-11s %-7s %-22s %-20s %9s %4s %10s %10s %7s "
                       "%-9s %s\n",
                       "PEER", "STATE", "PATH", "ADDRESS", "NAT", "RTT", "PTO",
                       "SENT", "RECEIVED", "STREAMS", "PROBES", "CANDIDATES");
   text_walk w = {out, 0};
-  natter_client_foreach_peer(c, client_peer_row, &w);
+  for (size_t i = 0; i < s->npeers; i++) {
+    client_peer_row(&s->peers[i], &w);
+  }
   evbuffer_add_printf(out, "\n%-8s %-30s %6s %6s %6s %10s %10s\n", "FORWARD",
                       "TARGET", "CONNS", "ACTIVE", "FAILED", "SENT",
                       "RECEIVED");
-  natter_client_foreach_forward(c, client_forward_row, &w);
+  for (size_t i = 0; i < s->nforwards; i++) {
+    client_forward_row(&s->forwards[i], &w);
+  }
 }

@@ -1,0 +1,195 @@
+/* The broker's status: the public getters behind metrics, status pages
+ * and embedders, and the Prometheus and HTTP/3 endpoints that serve them.
+ * The pages are rendered by status/ from a snapshot filled here
+ * (status/snapshot.h). */
+#include "broker/broker_status.h"
+
+#include <event2/buffer.h>
+#include <string.h>
+
+#include "base/structs.h"
+#include "broker/broker_internal.h"
+#include "status/snapshot.h"
+#include "status/status_render.h"
+
+/* ---- the getters ---- */
+
+static int bclient_mapping(const bclient *c) {
+  switch (c->mapping) {
+  case NATTER__NAT_MAPPING__MAPPING_ENDPOINT_INDEPENDENT:
+    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
+  case NATTER__NAT_MAPPING__MAPPING_PER_DESTINATION:
+    return NATTER_NAT_MAPPING_SYMMETRIC;
+  default:
+    return NATTER_NAT_MAPPING_UNKNOWN;
+  }
+}
+
+int natter_broker_get_status_versioned(const natter_broker *b,
+                                       int status_version,
+                                       natter_broker_status *out) {
+  natter_broker_status full, *st = &full;
+  size_t len = nt_broker_status_len(status_version);
+  if (!out || !len) {
+    return NATTER_ERR_INVALID;
+  }
+  memset(st, 0, sizeof(*st));
+  if (!b) {
+    memcpy(out, st, len);
+    return NATTER_ERR_INVALID;
+  }
+  st->uptime_ms = (nt_monotonic_ns() - b->started_ns) / 1000000;
+  st->connections = b->nclients;
+  st->clients = nt_hashmap_count(&b->checked_in);
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (c->checked_in) {
+      st->clients_by_mapping[bclient_mapping(c)]++;
+    }
+  }
+  st->check_ins = b->check_ins;
+  st->introductions = b->introductions;
+  st->relayed_bytes = 0;
+  nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
+  st->bytes_received += b->map_rx;
+  st->bytes_sent += b->map_tx;
+  st->packets_dropped = nt_endpoint_dropped(b->ep);
+  st->status_requests = b->status_requests;
+  memcpy(out, st, len);
+  return 0;
+}
+
+int natter_broker_foreach_client(const natter_broker *b,
+                                 natter_broker_client_fn fn, void *user_data) {
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], addr[NT_ADDR_STRLEN];
+  if (!b || !fn) {
+    return NATTER_ERR_INVALID;
+  }
+  const bclient *c;
+  TAILQ_FOREACH(c, &b->clients, link) {
+    if (!c->checked_in || !nt_conn_peer_fingerprint(c->conn)) {
+      continue;
+    }
+    natter_broker_client_info info;
+    nt_conn_path_stats ps;
+    memset(&info, 0, sizeof(info));
+    nt_fingerprint_hex(nt_conn_peer_fingerprint(c->conn), hex);
+    nt_conn_get_path_stats(c->conn, &ps);
+    info.name = c->name;
+    info.fingerprint = hex;
+    info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
+    info.mapping = bclient_mapping(c);
+    info.listening = c->listen;
+    info.connected_unix_ms = c->checked_in_unix_ms;
+    info.last_seen_unix_ms =
+        nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));
+    info.bytes_received = ps.bytes_received;
+    info.bytes_sent = ps.bytes_sent;
+    fn(&info, user_data);
+  }
+  return 0;
+}
+
+int natter_broker_add_admin(natter_broker *b, const char *fingerprint) {
+  return b ? nt_admins_add(&b->admins, fingerprint) : NATTER_ERR_INVALID;
+}
+
+/* ---- metrics ---- */
+
+static void keep_client(const natter_broker_client_info *row, void *ud) {
+  (void)nt_broker_snapshot_add_client(ud, row); /* out of memory: left out */
+}
+
+/* What the renderers read: the public getters' view, copied, so a page
+ * shows what an embedder reads. The client rows only |with_rows|: an
+ * anonymous page does not show them, and anyone may ask for it. The
+ * caller clears |s|. */
+static void take_snapshot(const natter_broker *b, int with_rows,
+                          nt_broker_snapshot *s) {
+  nt_broker_snapshot_init(s);
+  s->fingerprint = natter_broker_fingerprint(b);
+  natter_broker_get_status(b, &s->status);
+  s->now_unix_ms = nt_unix_ms();
+  if (with_rows) {
+    natter_broker_foreach_client(b, keep_client, s);
+  }
+}
+
+static void broker_render_metrics(struct evbuffer *out, void *ud) {
+  natter_broker *b = ud;
+  nt_broker_snapshot snap;
+  b->status_requests++;
+  take_snapshot(b, 0, &snap);
+  nt_render_broker_metrics(out, &snap);
+  nt_broker_snapshot_clear(&snap);
+}
+
+int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
+  char err[300];
+  if (!b || !addr || b->metrics) {
+    return NATTER_ERR_INVALID;
+  }
+  int rv = nt_metrics_new(&b->metrics, b->base, addr, broker_render_metrics, b,
+                          err, sizeof(err));
+  if (rv != 0) {
+    nt_error(&b->log, "%s", err);
+    return rv;
+  }
+  nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
+          nt_metrics_port(b->metrics));
+  return 0;
+}
+
+uint16_t natter_broker_metrics_port(const natter_broker *b) {
+  return b ? nt_metrics_port(b->metrics) : 0;
+}
+
+/* ---- HTTP/3 status page ---- */
+
+/* GET /status: anyone gets the aggregate counts (a broker is public, and
+ * so are how many use it); a caller whose certificate key is an -admin
+ * key also gets every client's row. JSON, or the table natter -status
+ * prints when the request accepts text/plain. */
+static int broker_render_status(struct evbuffer *body, const char *path,
+                                const char *accept, const uint8_t *peer_fp,
+                                const char **content_type, void *ud) {
+  natter_broker *b = ud;
+  size_t plen = strcspn(path, "?");
+  b->status_requests++;
+  if (plen != 7 || strncmp(path, "/status", 7) != 0) {
+    *content_type = "text/plain; charset=utf-8";
+    evbuffer_add_printf(body, "not found: try /status\n");
+    return 404;
+  }
+  /* The broker's own key (natter -status on its machine) and -admin
+   * keys see everything. */
+  int detailed =
+      nt_admins_contains(&b->admins, peer_fp) ||
+      (peer_fp && memcmp(peer_fp, nt_identity_fingerprint(b->identity),
+                         NT_FINGERPRINT_LEN) == 0);
+  nt_broker_snapshot snap;
+  take_snapshot(b, detailed, &snap);
+  if (strstr(accept, "text/plain")) {
+    *content_type = "text/plain; charset=utf-8";
+    nt_render_broker_text(body, &snap, detailed);
+  } else {
+    *content_type = "application/json";
+    nt_render_broker_json(body, &snap, detailed);
+  }
+  nt_broker_snapshot_clear(&snap);
+  return 200;
+}
+
+int nt_broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
+                        nt_accept_params *params, void *ud) {
+  natter_broker *b = ud;
+  (void)ep;
+  (void)from;
+  return b->h3 ? nt_h3_server_accept(b->h3, params) : 0;
+}
+
+void nt_broker_start_status_page(natter_broker *b) {
+  if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
+    nt_warn(&b->log, "no HTTP/3 status page: out of memory");
+  }
+}
