@@ -1,5 +1,5 @@
-/* Unit tests for access rules (src/access.c): which rules parse, with what
- * error, and what a rule set decides for peers, targets and commands. */
+/* Unit tests for access rules (src/trust/access.c): which rules parse, with
+ * what error, and what a rule set decides for peers, targets and commands. */
 #include "trust/access.h"
 #include "natter.h"
 #include "test.h"

@@ -1,4 +1,4 @@
-/* Socket addresses (src/addr.c): "host:port" parsing, printing, comparing,
+/* Socket addresses (src/base/addr.c): "host:port" parsing, printing, comparing,
  * raw IP bytes and loopback detection. Only numeric hosts are parsed here,
  * so the test needs no resolver. */
 #include "base/addr.h"

@@ -1,5 +1,5 @@
-/* The remote-command frame codec (src/cmdframe.c): what an honest listener
- * sends decodes back, byte by byte or at once, and every way a hostile
+/* The remote-command frame codec (src/codec/cmdframe.c): what an honest
+ * listener sends decodes back, byte by byte or at once, and every way a hostile
  * listener can bend the framing is refused. */
 #include <stdlib.h>
 

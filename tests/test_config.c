@@ -277,7 +277,7 @@ static void test_errors(void) {
   }
 }
 
-/* allow and allow-command follow the library's grammar (src/access.h):
+/* allow and allow-command follow the library's grammar (src/trust/access.h):
  * what natter_client_new would take is taken here, and what it would
  * refuse is a FILE:LINE error at start-up. */
 static void test_allow_rules(void) {

@@ -1,4 +1,4 @@
-/* Unit tests for the hash table (src/hashmap.c): SipHash against the
+/* Unit tests for the hash table (src/base/hashmap.c): SipHash against the
  * reference vectors, insert/lookup/replace/remove, growth, and deletion
  * inside collision runs (including runs that wrap past the table's end),
  * checked against a plain array as the model. */

@@ -1,4 +1,4 @@
-/* Identity key files, fingerprints and session set-up (src/tls.c). The
+/* Identity key files, fingerprints and session set-up (src/trust/tls.c). The
  * handshake itself is exercised by the integration tests. */
 #include "trust/tls.h"
 
@@ -212,7 +212,7 @@ static void test_directory_refused(void) {
   remove_tmpdir();
 }
 
-/* The checks of src/keyfile.c reach the user through the identity: a key
+/* The checks of src/trust/keyfile.c reach the user through the identity: a key
  * file another user owns is refused (root can give a file away), and a
  * FIFO at the path is refused at once instead of blocking start-up. */
 static void test_other_owner_and_fifo_refused(void) {

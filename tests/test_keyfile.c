@@ -1,4 +1,4 @@
-/* Identity key files on disk (src/keyfile.c): atomic 0600 creation, the
+/* Identity key files on disk (src/trust/keyfile.c): atomic 0600 creation, the
  * checks before reading, and the bytes read back. What the bytes mean is
  * test_identity.c's part. */
 #include "trust/keyfile.h"

@@ -1,4 +1,5 @@
-/* Admitted-keys files (src/keylist.c) and broker tokens (src/token.c). */
+/* Admitted-keys files (src/trust/keylist.c) and broker tokens
+ * (src/trust/token.c). */
 #include "trust/keylist.h"
 #include "trust/token.h"
 

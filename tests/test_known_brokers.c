@@ -1,4 +1,4 @@
-/* The client's known-brokers file (src/known_brokers.c): trust on first
+/* The client's known-brokers file (src/trust/known_brokers.c): trust on first
  * use, a changed key, malformed lines, atomic rewrites. */
 #include "trust/known_brokers.h"
 

@@ -1,6 +1,6 @@
-/* The broker's registry (src/registry.c, src/registry_sqlite.c) on real
- * files: persistence, conflicts, batched touches, expiry, the size bound,
- * and files that are corrupt, foreign, unreadable or left by a crash. */
+/* The broker's registry (src/broker/registry.c, src/broker/registry_sqlite.c)
+ * on real files: persistence, conflicts, batched touches, expiry, the size
+ * bound, and files that are corrupt, foreign, unreadable or left by a crash. */
 #include "broker/registry.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* The broker's relay (src/relay.c) on loopback, in process: datagrams a
+/* The broker's relay (src/broker/relay.c) on loopback, in process: datagrams a
  * client sends one by one and as GSO trains (which the relay reads as GRO
  * trains), several hundred in flight, reach the other side intact, in
  * order, each behind the receiver's token; the relay's rules hold for

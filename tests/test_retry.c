@@ -1,4 +1,4 @@
-/* QUIC address validation under load (src/retry.c): Initials within the
+/* QUIC address validation under load (src/quic/retry.c): Initials within the
  * rate pass; past it, a Retry and no state; a client's valid token comes
  * back as its original DCID; a forged, tampered, expired or re-addressed
  * token is refused with a stateless close. */

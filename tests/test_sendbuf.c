@@ -1,4 +1,4 @@
-/* A stream's send buffer (src/sendbuf.c): bytes queued, handed to ngtcp2
+/* A stream's send buffer (src/quic/sendbuf.c): bytes queued, handed to ngtcp2
  * (sent) and released on acknowledgement, in chunks that never move. */
 #include "quic/sendbuf.h"
 

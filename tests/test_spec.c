@@ -1,4 +1,4 @@
-/* Unit tests for forward-spec parsing (src/spec.c). */
+/* Unit tests for forward-spec parsing (src/codec/spec.c). */
 #include "codec/spec.h"
 #include "test.h"
 

@@ -1,5 +1,5 @@
 /* The arrival address of datagrams on wildcard-bound sockets and replies
- * from it (src/udpsock.c), with real sockets on loopback: a dual-stack
+ * from it (src/quic/udpsock.c), with real sockets on loopback: a dual-stack
  * socket reports IPv4 arrivals as plain AF_INET, an IPv4 socket through
  * IP_PKTINFO; replies name their source, also next to a GSO segment size;
  * a source the host does not have falls back to the kernel's choice; a

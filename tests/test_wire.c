@@ -1,4 +1,4 @@
-/* Unit tests for control-message framing (src/wire.c). */
+/* Unit tests for control-message framing (src/codec/wire.c). */
 #include "test.h"
 #include "codec/wire.h"
 

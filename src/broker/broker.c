@@ -49,9 +49,10 @@
 _Static_assert(BROKER_CHECK_NONCE_LEN == NT_PUNCH_NONCE_LEN,
                "a check's nonce is the nonce of a meeting");
 
-/* Limits against one host holding the broker (README, "Limits"); each is
- * logged when hit (at most once a second per kind) and answered with a
- * stateless CONNECTION_CLOSE that names it, never with silence. */
+/* Limits against one host holding the broker (doc/operations.md,
+ * "Limits"); each is logged when hit (at most once a second per kind) and
+ * answered with a stateless CONNECTION_CLOSE that names it, never with
+ * silence. */
 /* (max_clients, max_pending and max_per_source: natter_broker_config) */
 #define BROKER_CHECKIN_DEADLINE_S 10 /* from the first packet to CheckIn */
 #define BROKER_CTL_RATE 20          /* control messages per second ... */

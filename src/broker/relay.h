@@ -2,14 +2,14 @@
  * on both sides, UDP blocked between them), their QUIC packets pass
  * through here, opaque. The QUIC connection inside stays the peers' own,
  * mutually authenticated with the keys the broker vouched for, so the
- * relay can neither read nor alter it undetected (DESIGN.md, "Security
- * model").
+ * relay can neither read nor alter it undetected (doc/design.md,
+ * "Security model").
  *
  * The relay has its own UDP socket (the broker's port + 2). It forwards
  * only on channels the broker opened for two clients it introduced, only
  * between the addresses those clients' own packets came from (each from
  * the IP address of its broker connection), never to an address a client
- * names. Every client has a byte rate and a byte total (README,
+ * names. Every client has a byte rate and a byte total (doc/operations.md,
  * "Limits"); channels unused for NT_RELAY_IDLE_S are closed. */
 #ifndef NT_RELAY_H
 #define NT_RELAY_H

@@ -104,7 +104,7 @@ static const nt_conn_callbacks peer_conn_callbacks = {
 
 /* A peer that keeps asking for us is answered at most this often: each
  * introduction makes us probe, and probes must not become a flood it
- * aims (README, "Limits"). */
+ * aims (doc/operations.md, "Limits"). */
 #define PEER_MIN_INTRO_INTERVAL_NS (2 * 1000000000ull)
 #define LOG(p) (ENV(p)->log)
 #define NT_STR_(x) #x
@@ -918,7 +918,7 @@ static int in_own_prefix(const nt_self_view *self, const struct sockaddr *a) {
 /* The peer's addresses we probe, from an introduction: at most
  * NT_PUNCH_MAX_CANDIDATES, duplicates dropped, only families our socket
  * reaches (a dual-stack socket reaches both). A peer cannot make us send
- * packets where it likes (DESIGN.md), so:
+ * packets where it likes (doc/design.md, "Candidates"), so:
  * - its observed address always: the broker saw it, the peer cannot
  *   choose it;
  * - its global IPv6 addresses (2000::/3) too, as public as the observed

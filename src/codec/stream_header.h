@@ -1,4 +1,4 @@
-/* The header exchange that starts every forwarded stream (DESIGN.md,
+/* The header exchange that starts every forwarded stream (doc/design.md,
  * "Streams"): the opener's StreamOpen names a target host:port or a
  * command; the listener answers StreamOpenResult, OK or why not. Each is
  * one length-prefixed message (wire.h). Encoding, decoding and validation

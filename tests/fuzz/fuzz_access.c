@@ -1,8 +1,8 @@
-/* libFuzzer target: access rules (src/access.c) as a user or a config file
- * writes them (target, command and peer rules), and the decisions they
- * make on targets and commands a hostile peer names, for a peer named by
- * the host string. Input: a rule line, then NUL, then a host, then NUL,
- * then argv words separated by NUL. */
+/* libFuzzer target: access rules (src/trust/access.c) as a user or a config
+ * file writes them (target, command and peer rules), and the decisions they
+ * make on targets and commands a hostile peer names, for a peer named by the
+ * host string. Input: a rule line, then NUL, then a host, then NUL, then argv
+ * words separated by NUL. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
-/* libFuzzer target: the remote-command frame decoder (src/cmdframe.c), fed
- * bytes from a hostile listener in pieces of fuzzer-chosen sizes. Checks
- * what the decoder promises: it never claims more than it was given, hands
- * out payload only from inside the input, never more than a frame allows,
- * at most one exit status, and stays failed once failed. */
+/* libFuzzer target: the remote-command frame decoder (src/codec/cmdframe.c),
+ * fed bytes from a hostile listener in pieces of fuzzer-chosen sizes. Checks
+ * what the decoder promises: it never claims more than it was given, hands out
+ * payload only from inside the input, never more than a frame allows, at most
+ * one exit status, and stays failed once failed. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,9 @@
 /* libFuzzer target: a control message as a hostile broker sends it to a
  * client (or a hostile client to a broker): protobuf-c's unpack of every
  * Control variant, then the client's own checks of an Introduction
- * (src/wire_intro.c), of a CheckReport (src/wire_check.c, as the broker
- * and the requester apply them) and of the addresses inside any message. */
+ * (src/codec/wire_intro.c), of a CheckReport (src/codec/wire_check.c, as
+ * the broker and the requester apply them) and of the addresses inside
+ * any message. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>

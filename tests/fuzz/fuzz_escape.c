@@ -1,4 +1,4 @@
-/* libFuzzer target: nt_escape (src/escape.c). Whatever the network sends,
+/* libFuzzer target: nt_escape (src/base/escape.c). Whatever the network sends,
  * the result has no control character, is well-formed UTF-8, fits, and is
  * NUL-terminated. */
 #include <stdint.h>

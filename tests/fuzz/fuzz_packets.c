@@ -1,7 +1,8 @@
 /* libFuzzer target: the raw datagrams anyone can send to a client's or a
  * broker's UDP socket besides QUIC: hole-punching probes and replies
- * (src/punch.c), NAT mapping-check requests and replies (src/mapping.c),
- * and the relay's datagram header (src/relay_wire.h). */
+ * (src/client/punch.c), NAT mapping-check requests and replies
+ * (src/codec/mapping.c), and the relay's datagram header
+ * (src/codec/relay_wire.h). */
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: forward specs (src/spec.c) as a user or a config file
+/* libFuzzer target: forward specs (src/codec/spec.c) as a user or a config file
  * gives them. */
 #include <stdint.h>
 #include <stdlib.h>

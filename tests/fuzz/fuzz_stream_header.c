@@ -1,5 +1,5 @@
 /* libFuzzer target: the header exchange of every forwarded stream
- * (src/stream_header.c), as a hostile opener or listener sends it: a
+ * (src/codec/stream_header.c), as a hostile opener or listener sends it: a
  * StreamOpen body and a StreamOpenResult body, decoded and checked, and a
  * decoded request encoded again. */
 #include <stdint.h>

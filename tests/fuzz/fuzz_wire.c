@@ -1,5 +1,5 @@
 /* libFuzzer target: a control or tunnel stream as a hostile peer, client
- * or broker sends it: the length-prefixed framing (src/wire.c) fed in
+ * or broker sends it: the length-prefixed framing (src/codec/wire.c) fed in
  * fuzzer-chosen pieces, and every complete frame unpacked as each message
  * a receiver may expect there (protobuf-c, bounded by NT_WIRE_MAX_MSG). */
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Test builds only (natter-hostile): the broker's relay (relay.h) as a man
- * in the middle. It stands in for src/relay.c in natter-hostile, so that
+ * in the middle. It stands in for broker/relay.c in natter-hostile, so that
  * `natter-hostile -server ADDR -relay` is a broker whose relay, instead of
  * forwarding the peers' QUIC packets, terminates QUIC itself with the
  * broker's own identity key (NATTER_MITM_IDENTITY names its key file): it

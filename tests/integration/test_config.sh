@@ -263,9 +263,9 @@ listen = yes
 bad_file 5 'quote|unterminated' "${base}listen = yes
 forward = $(free_port):bob: sh -c 'echo hi
 "
-# Allow rules follow the library's grammar (src/access.h) in a file and on
-# the command line alike: a bad one stops natter at start, exit 2, before
-# any key file exists; a bare IPv6 address is one host.
+# Allow rules follow the library's grammar (src/trust/access.h) in a file
+# and on the command line alike: a bad one stops natter at start, exit 2,
+# before any key file exists; a bare IPv6 address is one host.
 bad_file 5 'bad allow rule "x:y:z": not an IPv6 address' "${base}listen = yes
 allow = x:y:z
 "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hostile clients of a broker (natter-flood, tests/hostile) while an honest
-# pair transfers. Every limit of README "Limits" that a client can hit:
+# pair transfers. Every limit of doc/operations.md, "Limits" that a client
+# can hit:
 #   - 100 idle connections from one address: 32 held (the per-address
 #     limit), the rest refused with a message that names the limit, and
 #     the broker logs it
