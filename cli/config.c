@@ -280,23 +280,6 @@ static const char *suggest_key(const char *key, size_t n) {
   return best;
 }
 
-/* "server, name, ...": every key, for a message. */
-static const char *all_keys(char *buf, size_t len) {
-  size_t used = 0;
-  buf[0] = '\0';
-  for (int i = 0; i < CLI_S_COUNT; i++) {
-    if (cli_settings[i].key != NULL) {
-      int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
-                       cli_settings[i].key);
-      if (n < 0 || (size_t)n >= len - used) {
-        break;
-      }
-      used += (size_t)n;
-    }
-  }
-  return buf;
-}
-
 /* ---- values ---- */
 
 /* Unquotes a value that starts with '"' in place. Returns 0 or -1. */
@@ -1026,7 +1009,6 @@ static int parse_line(parser *p, char *buf) {
   char *value;
   char *value_end;
   char quoted[QUOTE_BUF];
-  char keys[1024];
   size_t keylen;
   const cli_setting *setting;
 
@@ -1068,8 +1050,11 @@ static int parse_line(parser *p, char *buf) {
       return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", quoted,
                   suggestion);
     }
-    return fail(p, "unknown key \"%s\": expected one of %s", quoted,
-                all_keys(keys, sizeof(keys)));
+    /* Not a list of every key: it would grow with each setting. */
+    return fail(p,
+                "unknown key \"%s\": expected one of the keys of "
+                "natter.conf(5)",
+                quoted);
   }
 
   if (!cli_setting_is_list(setting) && *CSET(p->c, setting) > 0) {
