@@ -548,6 +548,9 @@ static int run_client(cli *app, const cli_config *o, natter_log_level level,
   if (o->max_commands_per_peer_set) {
     cfg.max_commands_per_peer = (uint32_t)o->max_commands_per_peer;
   }
+  if (o->max_streams_set) {
+    cfg.max_streams = (uint32_t)o->max_streams;
+  }
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
   if (nstdio && !level_given) {

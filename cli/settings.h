@@ -78,6 +78,10 @@
   X(MAX_COMMANDS_PER_PEER, "-max-commands-per-peer", "max-commands-per-peer",  \
     COUNT, max_commands_per_peer, "N", 1, 100000, "a number 1..100000", "8",   \
     CLI_CLIENT, 0, "... for one peer")                                         \
+  X(MAX_STREAMS, "-max-streams", "max-streams", COUNT, max_streams, "N", 1,    \
+    4096, "a number 1..4096", "256", CLI_CLIENT, 0,                            \
+    "forwarded connections one peer may have open here at once; more wait "    \
+    "for a free one")                                                          \
   X(IDENTITY, "-identity", "identity", TEXT, identity, "FILE", 0, 0, NULL,     \
     "~/.config/natter/NAME.key, or broker.key for -server", CLI_ANY, 0,        \
     "key file (created with mode 0600)")                                      \

@@ -253,6 +253,7 @@ static void test_defaults_are_the_library_defaults(void) {
   CHECK(table_default(CLI_S_TIMEOUT) * 1000 == cc.connect_timeout_ms);
   CHECK(table_default(CLI_S_MAX_COMMANDS) == cc.max_commands);
   CHECK(table_default(CLI_S_MAX_COMMANDS_PER_PEER) == cc.max_commands_per_peer);
+  CHECK(table_default(CLI_S_MAX_STREAMS) == cc.max_streams);
   CHECK(table_default(CLI_S_MAX_CLIENTS) == bc.max_clients);
   CHECK(table_default(CLI_S_MAX_PENDING) == bc.max_pending);
   CHECK(table_default(CLI_S_MAX_PER_ADDRESS) == bc.max_per_source);
