@@ -165,6 +165,30 @@ static void test_flags_documented(void) {
   free(man1);
 }
 
+/* The keys SIGHUP reloads (RELOAD) are the ones RELOADING names. */
+static void test_reload_documented(void) {
+  char *man5 = read_doc("natter.conf.5.scd");
+  const char *start = man5 ? strstr(man5, "\n# RELOADING\n") : NULL;
+  const char *end = start ? strstr(start + 1, "\n# ") : NULL;
+  char *section =
+      start ? strndup(start, end ? (size_t)(end - start) : strlen(start))
+            : NULL;
+
+  CHECK(section != NULL);
+  for (int i = 0; section && i < CLI_S_COUNT; i++) {
+    const cli_setting *s = &cli_settings[i];
+    if (s->key && s->reload && strstr(section, s->key) == NULL) {
+      fprintf(stderr,
+              "SIGHUP reloads %s, which RELOADING of "
+              "natter.conf.5.scd does not name\n",
+              s->key);
+      CHECK(0);
+    }
+  }
+  free(section);
+  free(man5);
+}
+
 static void test_keys_documented(void) {
   char *man5 = read_doc("natter.conf.5.scd");
   terms keys = {0};
@@ -288,6 +312,7 @@ int main(void) {
       {"table_shape", test_table_shape},
       {"flags_documented", test_flags_documented},
       {"keys_documented", test_keys_documented},
+      {"reload_documented", test_reload_documented},
       {"completion", test_completion},
       {"defaults", test_defaults_are_the_library_defaults},
       {NULL, NULL},
