@@ -78,7 +78,9 @@ typedef struct cli_forward {
 
 /* How a setting's value is read and checked (the TYPE of settings.h), and
  * the cli_config fields it has. Single values have FIELD and FIELD_set;
- * lists have FIELD[] (NULL-terminated) and nFIELD. */
+ * lists have FIELD[] (NULL-terminated) and nFIELD. The order matters:
+ * the string types come first (up to OPTIONAL_ADDR), the lists last (from
+ * ALLOW_RULES on). */
 typedef enum cli_type {
   CLI_T_TEXT,          /* char *: any text */
   CLI_T_SERVER,        /* char *: "[ADDR]:PORT" (checked in the file) */

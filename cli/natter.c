@@ -1,6 +1,5 @@
 /* natter command line: flags and the config file -> library config,
  * signals, the loop, exit codes. No networking logic lives here. */
-#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +13,6 @@
 #include "config.h"
 #include "natter.h"
 #include "report.h"
-
-#define DEFAULT_CONFIG "/etc/natter/natter.conf"
-#define TOKEN_ENV "NATTER_TOKEN"
 
 static const char usage_text[] =
     "usage:\n"
@@ -284,7 +280,7 @@ static int parse_flags(cli_config *o, int argc, char **argv) {
 
 /* The token from the environment, when no -token-file names one. */
 static const char *env_token(const cli_config *o) {
-  const char *t = getenv(TOKEN_ENV);
+  const char *t = getenv(CLI_TOKEN_ENV);
   return !o->token_file && t && t[0] ? t : NULL;
 }
 
@@ -737,7 +733,7 @@ static int merge_settings(cli_config *o, const cli_config *flags,
     return usage_error("too many allow rules (at most %s in all)", "64");
   }
   /* The environment's token comes before the file's token-file. */
-  if (!flags->token_file_set && getenv(TOKEN_ENV)) {
+  if (!flags->token_file_set && getenv(CLI_TOKEN_ENV)) {
     free(o->token_file);
     o->token_file = NULL;
     o->token_file_set = 0;
@@ -767,7 +763,7 @@ int main(int argc, char **argv) {
 
   /* The file fills what the flags left open; lists add up. */
   app.flags = &flags;
-  app.config_path = flags.config ? flags.config : DEFAULT_CONFIG;
+  app.config_path = flags.config ? flags.config : CLI_DEFAULT_CONFIG;
   if (cli_config_load(&app.file, app.config_path, !flags.config_set, err,
                       sizeof(err)) < 0) {
     fprintf(stderr, "natter: %s\n", err);

@@ -31,6 +31,11 @@
 #ifndef NATTER_CLI_SETTINGS_H
 #define NATTER_CLI_SETTINGS_H
 
+/* The file read when -config names none, if it exists. */
+#define CLI_DEFAULT_CONFIG "/etc/natter/natter.conf"
+/* The environment variable that holds a broker token. */
+#define CLI_TOKEN_ENV "NATTER_TOKEN"
+
 /* clang-format off */
 #define CLI_SETTINGS(X)                                                        \
   X(SERVER, "-server", "server", SERVER, server, "[ADDR]:PORT", 0, 0,          \
@@ -93,7 +98,8 @@
     CLI_ANY, 0, "refuse a broker whose key fingerprint is not FP")            \
   X(TOKEN_FILE, "-token-file", "token-file", TEXT, token_file, "FILE", 0, 0,   \
     NULL, NULL, CLI_ANY, 0,                                                    \
-    "the broker's shared token (first line of FILE); or set NATTER_TOKEN. A "  \
+    "the broker's shared token (first line of FILE); or set " CLI_TOKEN_ENV   \
+    ". A "  \
     "broker with a token admits only clients that present it")                \
   X(ADMITTED_KEYS, "-admitted-keys", "admitted-keys", TEXT, admitted_keys,     \
     "FILE", 0, 0, NULL, NULL, CLI_BROKER, 0,                                   \
@@ -158,7 +164,7 @@
   X(FORWARD, NULL, "forward", FORWARDS, forward, NULL, 0, 0, NULL, NULL,       \
     CLI_CLIENT, 1, "SPEC [COMMAND], as a SPEC on the command line")            \
   X(CONFIG, "-config", NULL, TEXT, config, "FILE", 0, 0, NULL,                 \
-    "/etc/natter/natter.conf, if it exists", CLI_ANY, 0,                       \
+    CLI_DEFAULT_CONFIG ", if it exists", CLI_ANY, 0,                           \
     "read settings from FILE; flags override it")                             \
   X(VERBOSE, "-v", NULL, LEVEL_FLAG, log_level, NULL, CLI_LOG_DEBUG, 0, NULL,  \
     NULL, CLI_ANY, 0, "verbose: log every candidate check and stream")        \
