@@ -18,52 +18,19 @@
  * - Limits: a file of at most CLI_CONFIG_MAX_BYTES bytes, a line of at most
  *   CLI_CONFIG_MAX_LINE bytes (line end excluded), no NUL byte.
  *
- * Keys, each the config-file form of the flag of the same name (a flag given
- * on the command line overrides the file):
- *
- *   server = [ADDR]:PORT        run a broker on this UDP address
- *   name = NAME                 this client's name (1-63 of A-Za-z0-9._-)
- *   broker = HOST:PORT          the broker's address
- *   identity = FILE             key file
- *   broker-key = FINGERPRINT    64 hex digits, ':' between pairs allowed
- *   timeout = SECONDS           1..3600
- *   log-level = LEVEL           error, warn, info or debug
- *   listen = BOOL               yes/no, true/false, on/off, 1/0
- *   port = PORT                 the client's UDP port, 1..65535
- *   allow = RULE                HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT,
- *                               bare IPv6 (::1) or *            (repeatable)
- *   allow-command = RULE        a whole command line, a prefix ending in
- *                               " *", or *, maybe PEER=RULE    (repeatable)
- *   forward = SPEC [COMMAND]    as on the command line          (repeatable)
- *   allow-peer = RULE           NAME, NAME@FP, @FP, *, !RULE   (repeatable)
- *   token-file = FILE           the broker's shared token (both roles)
- *   registry = FILE             broker: the name registry (SQLite)
- *   name-expiry = DURATION      broker: 30d, 12h, 90m, 45s; 0: never
- *   admitted-keys = FILE        broker: "FINGERPRINT NAME" lines
- *   max-commands = N            remote commands at once, 1..100000
- *   max-commands-per-peer = N   ... for one peer
- *   metrics = IP:PORT           Prometheus metrics on this loopback address
- *   admin = FINGERPRINT         a key that may read the detailed status
- *                               page                            (repeatable)
- *   log-format = FORMAT         text or json
- *   max-clients = N             broker: connections in all, 1..1000000
- *   max-pending = N             broker: not checked in yet, 1..1000000
- *   max-per-address = N         broker: from one IP address, 1..1000000
- *   retry-above = N             broker: new connections/s before QUIC
- *                               Retry, 0..1000000 (0: never)
- *   relay = BOOL                broker: relay peers that cannot punch
- *   relay-rate = BYTES          broker: relayed bytes a second per client
- *   relay-total = BYTES         broker: relayed bytes per client in all
- *   no-relay = BOOL             client: never through the relay
+ * Keys: the KEY column of settings.h, each the config-file form of the
+ * flag of the same name (a flag given on the command line overrides the
+ * file); natter.conf(5) describes them. A yes/no value is yes/no,
+ * true/false, on/off or 1/0.
  *
  * Single-valued keys may appear once each ("duplicate key" otherwise);
- * allow, allow-command, allow-peer, admin and forward up to
- * CLI_CONFIG_MAX_LIST times each, and
- * their order is kept. No value may be empty. Values are checked as far
- * as can be done without the network: the shape of addresses and allow
- * rules (natter_allow_rule_check(), natter_allow_command_check(): the
- * library's own rules), ports, names, numbers, fingerprints and specs.
- * Keys are case-sensitive; yes/no words and log levels are not.
+ * list keys (allow, allow-command, allow-peer, admin, forward) up to
+ * CLI_CONFIG_MAX_LIST times each, and their order is kept. No value may be
+ * empty. Values are checked as far as can be done without the network: the
+ * shape of addresses and allow rules (natter_allow_rule_check(),
+ * natter_allow_command_check(): the library's own rules), ports, names,
+ * numbers, fingerprints and specs. Keys are case-sensitive; yes/no words and
+ * log levels are not.
  *
  * A forward is a SPEC exactly as on the command line ("8022:bob:22",
  * "8022:bob:10.0.1.1:22", ":bob:22"), checked with natter_spec_check(). A
@@ -83,6 +50,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "settings.h"
 
 #define CLI_CONFIG_MAX_BYTES (1024 * 1024) /* whole file */
 #define CLI_CONFIG_MAX_LINE 4096 /* bytes in a line, line end excluded */
@@ -102,67 +72,159 @@ typedef struct cli_forward {
   char **argv; /* NULL-terminated command to run on the peer, argv[0] not
                   empty; NULL when the spec is not a command form */
   size_t argc; /* entries in argv before the NULL; 0 when argv is NULL */
-  size_t line; /* line of the file it came from, for later messages */
+  size_t line; /* line of the file it came from, for later messages; 0 for
+                  a spec from the command line */
 } cli_forward;
 
-/* Each single-valued key has a *_set field: the line that set it, 0 when
- * the file does not set it (the value field is then NULL or 0). Strings are
- * NUL-terminated copies owned by the struct. */
-typedef struct cli_config {
-  char *server; /* "[ADDR]:PORT" */
-  size_t server_set;
-  char *name;
-  size_t name_set;
-  char *broker; /* "HOST:PORT" */
-  size_t broker_set;
-  char *identity; /* a path, as written: no ~ or $VAR expansion */
-  size_t identity_set;
-  char *broker_key; /* as written: 64 hex digits, maybe with ':' */
-  size_t broker_key_set;
-  unsigned timeout_s; /* 1..3600 */
-  size_t timeout_set;
-  cli_log_level log_level;
-  size_t log_level_set;
-  int listen; /* 0 or 1 */
-  size_t listen_set;
-  uint16_t port; /* the client's UDP port, 1..65535 */
-  size_t port_set;
-  char *token_file; /* both roles */
-  size_t token_file_set;
-  char *registry; /* broker */
-  size_t registry_set;
-  uint32_t name_expiry_s; /* broker; 0: never */
-  size_t name_expiry_set;
-  char *admitted_keys; /* broker */
-  size_t admitted_keys_set;
-  unsigned max_commands; /* 1..100000 */
-  size_t max_commands_set;
-  unsigned max_commands_per_peer;
-  size_t max_commands_per_peer_set;
-  long broker_limit[4]; /* max-clients, max-pending, max-per-address,
-                           retry-above */
-  size_t broker_limit_set[4];
-  int relay, no_relay; /* broker; client */
-  size_t relay_set, no_relay_set;
-  unsigned long long relay_rate, relay_total; /* broker; 0: no cap */
-  size_t relay_rate_set, relay_total_set;
-  char *metrics; /* "IP:PORT" */
-  size_t metrics_set;
-  char *log_format; /* "text" or "json" */
-  size_t log_format_set;
+/* How a setting's value is read and checked (the TYPE of settings.h), and
+ * the cli_config fields it has. Single values have FIELD and FIELD_set;
+ * lists have FIELD[] (NULL-terminated) and nFIELD. The order matters:
+ * the string types come first (up to OPTIONAL_ADDR), the lists last (from
+ * ALLOW_RULES on). */
+typedef enum cli_type {
+  CLI_T_TEXT,          /* char *: any text */
+  CLI_T_SERVER,        /* char *: "[ADDR]:PORT" (checked in the file) */
+  CLI_T_ADDR,          /* char *: "HOST:PORT" (checked in the file) */
+  CLI_T_NAME,          /* char *: a client name (checked in the file) */
+  CLI_T_FINGERPRINT,   /* char *: 64 hex digits (checked in the file) */
+  CLI_T_PEER,          /* char *: a peer name, checked */
+  CLI_T_LOG_FORMAT,    /* char *: "text" or "json" */
+  CLI_T_OPTIONAL_ADDR, /* char *, maybe NULL: a flag's optional HOST:PORT */
+  CLI_T_BOOL,          /* 0 or 1: a flag without value, a yes/no key */
+  CLI_T_ACTION,        /* 1: a flag that ends the parse (-h, --version) */
+  CLI_T_COUNT,         /* MIN..MAX, digits only */
+  CLI_T_BYTES,         /* any unsigned 64-bit number */
+  CLI_T_DURATION,      /* seconds, as cli_parse_duration() reads them */
+  CLI_T_LOG_LEVEL,     /* a cli_log_level, by name */
+  CLI_T_LEVEL_FLAG,    /* no field of its own: sets log_level to MIN */
+  CLI_T_ALLOW_RULES,   /* list: natter_allow_rule_check() */
+  CLI_T_COMMAND_RULES, /* list: natter_allow_command_check() */
+  CLI_T_PEER_RULES,    /* list: natter_allow_peer_check() */
+  CLI_T_FINGERPRINTS,  /* list: fingerprints */
+  CLI_T_FORWARDS       /* cli_forward list: SPEC [COMMAND] */
+} cli_type;
 
-  /* NULL-terminated, as natter_client_config.allow wants it. */
-  char *allow[CLI_CONFIG_MAX_LIST + 1];
-  size_t nallow;
-  char *allow_command[CLI_CONFIG_MAX_LIST + 1];
-  size_t nallow_command;
-  char *allow_peer[CLI_CONFIG_MAX_LIST + 1];
-  size_t nallow_peer;
-  char *admin[CLI_CONFIG_MAX_LIST + 1];
-  size_t nadmin;
-  cli_forward forward[CLI_CONFIG_MAX_LIST];
-  size_t nforward;
+typedef enum cli_scope { CLI_ANY, CLI_CLIENT, CLI_BROKER } cli_scope;
+
+#define CLI_SINGLE_(f)                                                         \
+  unsigned long long f;                                                        \
+  size_t f##_set;
+#define CLI_STRING_(f)                                                         \
+  char *f;                                                                     \
+  size_t f##_set;
+#define CLI_LIST_(f)                                                           \
+  char *f[CLI_CONFIG_MAX_LIST + 1];                                            \
+  size_t n##f;
+#define CLI_FIELD_TEXT(f) CLI_STRING_(f)
+#define CLI_FIELD_SERVER(f) CLI_STRING_(f)
+#define CLI_FIELD_ADDR(f) CLI_STRING_(f)
+#define CLI_FIELD_NAME(f) CLI_STRING_(f)
+#define CLI_FIELD_FINGERPRINT(f) CLI_STRING_(f)
+#define CLI_FIELD_PEER(f) CLI_STRING_(f)
+#define CLI_FIELD_LOG_FORMAT(f) CLI_STRING_(f)
+#define CLI_FIELD_OPTIONAL_ADDR(f) CLI_STRING_(f)
+#define CLI_FIELD_BOOL(f) CLI_SINGLE_(f)
+#define CLI_FIELD_ACTION(f) CLI_SINGLE_(f)
+#define CLI_FIELD_COUNT(f) CLI_SINGLE_(f)
+#define CLI_FIELD_BYTES(f) CLI_SINGLE_(f)
+#define CLI_FIELD_DURATION(f) CLI_SINGLE_(f)
+#define CLI_FIELD_LOG_LEVEL(f) CLI_SINGLE_(f)
+#define CLI_FIELD_LEVEL_FLAG(f)
+#define CLI_FIELD_ALLOW_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_COMMAND_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_PEER_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_FINGERPRINTS(f) CLI_LIST_(f)
+#define CLI_FIELD_FORWARDS(f)                                                  \
+  cli_forward f[CLI_CONFIG_MAX_LIST];                                          \
+  size_t n##f;
+
+/* Every setting, from the command line or a file: FIELD_set is the line
+ * that set it (for a flag, its position on the command line), 0 when
+ * unset (the value is then NULL or 0). Strings are NUL-terminated copies
+ * owned by the struct. The fields are those of settings.h: server, name,
+ * timeout_s, allow and nallow, forward and nforward, ... */
+typedef struct cli_config {
+#define X(id, flag, key, type, field, ...) CLI_FIELD_##type(field)
+  CLI_SETTINGS(X)
+#undef X
 } cli_config;
+
+/* One entry of the table, as the code reads it. */
+typedef struct cli_setting {
+  const char *flag, *key; /* NULL: not on the command line / in the file */
+  cli_type type;
+  size_t off;     /* the value's offset in cli_config */
+  size_t set_off; /* FIELD_set's (single values) or nFIELD's (lists) */
+  const char *arg;
+  unsigned long long min, max;
+  const char *expect, *def;
+  cli_scope scope;
+  int reload;
+  const char *help;
+} cli_setting;
+
+typedef enum cli_setting_id {
+#define X(id, ...) CLI_S_##id,
+  CLI_SETTINGS(X)
+#undef X
+      CLI_S_COUNT
+} cli_setting_id;
+
+extern const cli_setting cli_settings[CLI_S_COUNT];
+
+/* The setting of flag |flag| ("-name"; the aliases --help, -help and
+ * -version too), or NULL. */
+const cli_setting *cli_setting_by_flag(const char *flag);
+
+/* The setting of the |n| bytes of |key| in a file, or NULL. */
+const cli_setting *cli_setting_by_key(const char *key, size_t n);
+
+/* Whether the setting is a list (ALLOW_RULES .. FORWARDS). */
+int cli_setting_is_list(const cli_setting *s);
+
+/* Whether |c| has |s| set: a single value given (a yes/no one given as
+ * yes), a list not empty. */
+int cli_setting_in_use(const cli_config *c, const cli_setting *s);
+
+/* Checks |value| for |s| and stores it in |c| (a list gets it appended;
+ * FORWARDS are not taken here), recording |line| in FIELD_set. Values of
+ * BOOL, ACTION and LEVEL_FLAG settings are NULL on the command line.
+ * |from_file|: also check what the library would check later anyway
+ * (SERVER, ADDR, NAME, FINGERPRINT), as a file is read before it runs.
+ * Returns 0; -1 with the reason in |why|, as it follows
+ * 'bad LABEL "VALUE": '; -2 when the list is full. */
+int cli_setting_set(cli_config *c, const cli_setting *s, const char *value,
+                    size_t line, int from_file, char *why, size_t whylen);
+
+/* The LABEL of the messages for a value of |s| in a file: its key, or
+ * "allow rule" for allow. */
+const char *cli_setting_label(const cli_setting *s);
+
+/* Writes the flags part of `natter -h`: each flag with its ARG, HELP and
+ * DEFAULT, wrapped to 79 columns. */
+void cli_settings_usage(FILE *out);
+
+/* Adds to |c| what |under| says and |c| does not: a single value that |c|
+ * leaves unset is copied; a list becomes |under|'s entries, then |c|'s.
+ * Returns 0, or -1 when a list would hold more than CLI_CONFIG_MAX_LIST
+ * entries, with *full (may be NULL) set to that setting; |c| then keeps
+ * what was merged so far. */
+int cli_config_overlay(cli_config *c, const cli_config *under,
+                       const cli_setting **full);
+
+/* Appends the forward |spec| (with |argv|, NULL-terminated, or NULL) to
+ * |c|, copied, as from |line| (0: the command line). Returns 0, -1 when
+ * out of memory, -2 when |c| holds CLI_CONFIG_MAX_LIST already. */
+int cli_config_add_forward(cli_config *c, const char *spec, char *const *argv,
+                           size_t line);
+
+/* Whether two forwards have the same spec and command. */
+int cli_forward_equal(const cli_forward *a, const cli_forward *b);
+
+/* Whether |a| and |b| say the same for |s|: both unset, or the same
+ * value(s) in the same order. */
+int cli_setting_equal(const cli_config *a, const cli_config *b,
+                      const cli_setting *s);
 
 /* Makes |c| empty: nothing set, no lists. Call before the first parse. */
 void cli_config_init(cli_config *c);

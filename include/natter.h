@@ -386,11 +386,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V1 1
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
+#define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V4 4
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
+#define NATTER_CLIENT_CONFIG_V5 5
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V3
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
 #endif
 
 typedef struct natter_client_config {
@@ -446,6 +447,12 @@ typedef struct natter_client_config {
                    client goes through the broker's
                    relay (the broker opens no channel to
                    it); default 0 */
+  /* V4 */
+  uint32_t max_streams; /* forwarded connections (QUIC bidirectional
+                           streams) one peer may have open to this
+                           listener at once, 1..4096 (else
+                           NATTER_ERR_INVALID); the peer's further
+                           connections wait for a free one. Default 256 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */

@@ -92,7 +92,7 @@ static void test_every_key(void) {
   CHECK(c.identity_set == 4);
   CHECK(c.broker_key && strcmp(c.broker_key, FP) == 0);
   CHECK(c.broker_key_set == 5);
-  CHECK(c.timeout_s == 3600 && c.timeout_set == 6);
+  CHECK(c.timeout_s == 3600 && c.timeout_s_set == 6);
   CHECK(c.log_level == CLI_LOG_DEBUG && c.log_level_set == 7);
   CHECK(c.listen == 1 && c.listen_set == 8);
   CHECK(c.port == 41641 && c.port_set == 9);
@@ -132,7 +132,7 @@ static void test_empty_and_unset(void) {
   parse_ok(&c, "");
   CHECK(c.server == NULL && c.name == NULL && c.broker == NULL);
   CHECK(c.identity == NULL && c.broker_key == NULL);
-  CHECK(c.server_set == 0 && c.name_set == 0 && c.timeout_set == 0);
+  CHECK(c.server_set == 0 && c.name_set == 0 && c.timeout_s_set == 0);
   CHECK(c.listen_set == 0 && c.log_level_set == 0);
   CHECK(c.nallow == 0 && c.allow[0] == NULL && c.nforward == 0);
   cli_config_free(&c);
@@ -145,7 +145,7 @@ static void test_empty_and_unset(void) {
 static void test_values(void) {
   static const struct {
     const char *text;
-    int listen;
+    unsigned long long listen;
   } bools[] = {{"yes", 1}, {"no", 0}, {"true", 1}, {"false", 0}, {"on", 1},
                {"off", 0}, {"1", 1},  {"0", 0},    {"YES", 1},   {"Off", 0}};
   static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -333,9 +333,9 @@ static void test_broker_keys(void) {
   parse_ok(&c, "max-clients = 20000\nmax-pending = 100\n"
                "max-per-address = 64\nretry-above = 0\nrelay = yes\n"
                "relay-rate = 1000\nrelay-total = 0\nno-relay = on\n");
-  CHECK(c.broker_limit[0] == 20000 && c.broker_limit_set[0] == 1);
-  CHECK(c.broker_limit[1] == 100 && c.broker_limit[2] == 64);
-  CHECK(c.broker_limit[3] == 0 && c.broker_limit_set[3] == 4);
+  CHECK(c.max_clients == 20000 && c.max_clients_set == 1);
+  CHECK(c.max_pending == 100 && c.max_per_address == 64);
+  CHECK(c.retry_above == 0 && c.retry_above_set == 4);
   CHECK(c.relay == 1 && c.relay_set == 5);
   CHECK(c.relay_rate == 1000 && c.relay_rate_set == 6);
   CHECK(c.relay_total == 0 && c.relay_total_set == 7);

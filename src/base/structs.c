@@ -33,8 +33,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, max_commands_per_peer);
   case NATTER_CLIENT_CONFIG_V3:
     return FIELD_END(natter_client_config, no_relay);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V4:
+    return FIELD_END(natter_client_config, max_streams);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V5:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -124,6 +126,7 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->log_level = NATTER_LOG_INFO;
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
+  cfg->max_streams = 256;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

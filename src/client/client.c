@@ -1041,6 +1041,11 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   c->max_commands = cfg->max_commands;
   c->max_commands_per_peer = cfg->max_commands_per_peer;
+  if (cfg->max_streams < 1 || cfg->max_streams > 4096) {
+    nt_error(&c->log, "max_streams %u: expected 1..4096", cfg->max_streams);
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
   if ((rv = load_broker_trust(c, cfg)) != 0) {
     goto fail;
   }
@@ -1107,6 +1112,7 @@ int natter_client_new_versioned(natter_client **pclient,
   /* NAT UDP mappings commonly expire after 30 s of silence (RFC 4787
    * REQ-5 asks for at least 2 min, few follow it): ping well inside. */
   epcfg.keepalive_ms = 10000;
+  epcfg.max_streams_bidi = cfg->max_streams;
   if (nt_endpoint_new(&c->ep, base, &epcfg, err, sizeof(err)) != 0) {
     nt_error(&c->log, "%s", err);
     rv = NATTER_ERR_SOCKET;

@@ -972,7 +972,8 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   params.initial_max_data = 4 * 1024 * 1024;
   params.initial_max_stream_data_bidi_local = 1024 * 1024;
   params.initial_max_stream_data_bidi_remote = 1024 * 1024;
-  params.initial_max_streams_bidi = 256;
+  params.initial_max_streams_bidi =
+      ep->cfg.max_streams_bidi ? ep->cfg.max_streams_bidi : 256;
   params.initial_max_streams_uni = 0;
   if (tls_kind == TLS_H3_CLIENT) {
     params.initial_max_streams_uni = H3_MAX_STREAMS_UNI;

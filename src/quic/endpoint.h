@@ -112,6 +112,7 @@ typedef struct nt_endpoint_config {
   unsigned retry_above_per_s;  /* more new connections a second than this
                                   get a QUIC Retry first; 0: never */
   int rcvbuf_bytes;            /* socket receive buffer wanted; 0: 4 MiB */
+  uint32_t max_streams_bidi;   /* streams a peer may open at once; 0: 256 */
   int small_packets;           /* never the 64 KiB loopback datagrams, and
                                   ask peers for none: a broker's thousands
                                   of connections then keep small receive

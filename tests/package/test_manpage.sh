@@ -4,7 +4,7 @@
 #   (a flag added to the program needs its entry in doc/natter.1.scd, and
 #   an entry for a removed flag must go);
 # - natter.conf(5)'s KEYS section defines exactly the keys the config
-#   parser accepts (key_names[] in cli/config.c);
+#   parser accepts (the KEY column of the settings table, cli/settings.h);
 # - when scdoc is installed, both pages build and man(1) renders them
 #   without a warning.
 #
@@ -42,15 +42,15 @@ while read -r f; do
 done <<<"$help"
 
 # ---- configuration keys ----
-code=$(awk '/key_names\[[A-Z_]*\] = \{/ { on = 1; next }
-            on && /\};/ { exit }
-            on' "$src/cli/config.c" | grep -o '"[^"]*"' | tr -d '"' | sort -u)
+# Entries read X(ID, FLAG, KEY, ...), FLAG and KEY a "string" or NULL.
+code=$(grep -oE '^  X\([A-Z_]+, ("[^"]*"|NULL), "[^"]*"' "$src/cli/settings.h" |
+  sed 's/.*, "//; s/"$//' | sort -u)
 (($(wc -l <<<"$code") >= 5)) ||
-  fail "cannot read key_names[] from cli/config.c (got: $(echo $code)); update this test"
+  fail "cannot read the keys of cli/settings.h (got: $(echo $code)); update this test"
 keys=$(scd_terms "$man5" KEYS '^[a-z][-a-z]*$')
 [[ -n $keys ]] || fail "no *key* definitions in the KEYS section of $man5"
-same_set "config keys" "cli/config.c" "$code" "$man5 KEYS" "$keys" || status=1
-say "config keys: compared $(wc -l <<<"$code") in cli/config.c with natter.conf(5)"
+same_set "config keys" "cli/settings.h" "$code" "$man5 KEYS" "$keys" || status=1
+say "config keys: compared $(wc -l <<<"$code") in cli/settings.h with natter.conf(5)"
 
 # ---- rendering ----
 if command -v scdoc >/dev/null && command -v man >/dev/null; then
