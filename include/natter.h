@@ -450,9 +450,10 @@ typedef struct natter_client_config {
   /* V4 */
   uint32_t max_streams; /* forwarded connections (QUIC bidirectional
                            streams) one peer may have open to this
-                           listener at once, 1..4096 (else
+                           listener at once, 1..4096 (more:
                            NATTER_ERR_INVALID); the peer's further
-                           connections wait for a free one. Default 256 */
+                           connections wait for a free one. Default
+                           256; 0: the default */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */

@@ -1041,7 +1041,8 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   c->max_commands = cfg->max_commands;
   c->max_commands_per_peer = cfg->max_commands_per_peer;
-  if (cfg->max_streams < 1 || cfg->max_streams > 4096) {
+  /* 0 is a zero-filled config's "default", as the header promises. */
+  if (cfg->max_streams > 4096) {
     nt_error(&c->log, "max_streams %u: expected 1..4096", cfg->max_streams);
     rv = NATTER_ERR_INVALID;
     goto fail;
