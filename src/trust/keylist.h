@@ -3,8 +3,8 @@
  *
  *     FINGERPRINT NAME
  *
- * FINGERPRINT is the client key's SHA-256 fingerprint as `natter -id`
- * prints it (64 hex digits, ':' between pairs allowed); NAME is the name
+ * FINGERPRINT is the client key's SHA-256 fingerprint as the client logs
+ * it at start-up (64 hex digits, ':' between pairs allowed); NAME is the name
  * that key may use at the broker (nt_name_valid), so the broker can bind
  * it. Blank lines and lines starting with '#' (after optional spaces) are
  * ignored; fields are separated by spaces or tabs; nothing may follow the
