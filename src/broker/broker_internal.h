@@ -1,0 +1,135 @@
+/* The broker's own state, shared by the facade (broker.c: admission,
+ * mapping checks, the registry's upkeep, the public API) and the session
+ * of each connected client (client_session.c: the control protocol). */
+#ifndef NT_BROKER_INTERNAL_H
+#define NT_BROKER_INTERNAL_H
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "base/admission.h"
+#include "base/hashmap.h"
+#include "base/log.h"
+#include "broker/registry.h"
+#include "broker/relay.h"
+#include "codec/control.h"
+#include "codec/wire.h"
+#include "natter.h"
+#include "quic/endpoint.h"
+#include "status/h3.h"
+#include "status/metrics.h"
+#include "status/status.h"
+#include "trust/keylist.h"
+#include "trust/tls.h"
+#include "trust/token.h"
+
+/* Whom each client was introduced to, newest first, for notices when it
+ * moves or restarts and to allow refresh requests only within a pair
+ * that met: at most this many names per client (1 KiB), the oldest
+ * forgotten first; gone with the client's session (or handed to the
+ * session that replaces it). */
+#define BROKER_MAX_INTRODUCED 16
+/* Connectivity checks (ConnectRequest.check) awaiting the checked peer's
+ * report: at most this many at once (client_session.c has the rest). */
+#define BROKER_MAX_CHECKS 64
+
+typedef struct bclient bclient;
+
+struct bclient {
+  natter_broker *broker;
+  nt_conn *conn;
+  nt_addr source;         /* where it came from, as counted in b->sources */
+  int pending;            /* not checked in yet: counted in b->npending */
+  struct event *deadline; /* to check in */
+  nt_rate ctl_rate;
+  nt_stream *ctl;
+  nt_wire_reader *reader;
+  int checked_in; /* then in natter_broker.checked_in under |name| */
+  int dead;       /* closing: ignore further input */
+  int listen;
+  int no_relay; /* refuses relayed peers */
+  char name[NT_NAME_MAX + 1];
+  nt_addr local_addrs[NT_MAX_LOCAL_ADDRS];
+  size_t nlocal;
+  int mapping;    /* nt_nat_mapping, as it reported it */
+  nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
+  uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
+  TAILQ_ENTRY(bclient) link;
+  uint8_t session[NT_SESSION_LEN]; /* CheckIn.session; all 0: none */
+  char introduced[BROKER_MAX_INTRODUCED][NT_NAME_MAX + 1];
+  size_t nintroduced;
+  uint64_t moved_ns; /* last re-introduction after a move */
+  /* A diagnostic session (CheckIn.diagnostic): checked in, but not under
+   * its name in natter_broker.checked_in, announced to no one, and it
+   * may only ask for checks. */
+  int diagnostic;
+};
+
+/* A check awaiting the checked peer's report. */
+typedef struct bcheck {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  bclient *requester, *peer; /* NULL: the slot is free */
+  uint64_t expires_ns;
+} bcheck;
+
+TAILQ_HEAD(bclient_list, bclient);
+
+struct natter_broker {
+  struct event_base *base;
+  nt_log log;
+  nt_identity *identity;
+  char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
+  nt_endpoint *ep;
+  struct bclient_list clients; /* every connected client */
+  size_t nclients, npending;
+  nt_sources sources;    /* connections per source address */
+  int loopback;          /* serving on loopback: loopback candidates
+                            are real */
+  char refuse_text[200]; /* the reason of the latest refusal */
+  uint32_t max_clients, max_pending, max_per_source;
+  uint64_t limit_logged_ns[3]; /* last log line per kind of limit */
+  unsigned limit_suppressed[3];
+  /* Name -> the one checked-in bclient using it. Names and keys come
+   * from clients, so lookups must not grow with their number. */
+  nt_hashmap checked_in;
+  nt_registry *registry;    /* name -> key, persistent */
+  char registry_path[1024]; /* "" : in memory */
+  int64_t name_expiry_s;    /* 0: never */
+  struct event *flush_ev, *expire_ev;
+  /* Closed broker: a token and/or admitted keys. */
+  char token[NT_TOKEN_MAX + 1];
+  size_t token_len; /* 0: no token */
+  nt_keylist *admitted;
+  uint64_t introductions;
+  int map_fd; /* mapping-check socket on port+1, or -1 */
+  int map_family, map_v6only;
+  int dual_stack; /* -server :PORT: every port on IPv4 and IPv6 */
+  struct event *map_ev;
+  uint16_t map_port;
+  uint64_t map_rx, map_tx;
+  /* Status (getters at the end of broker.c). */
+  uint64_t started_ns;
+  uint64_t check_ins;
+  uint64_t status_requests;
+  nt_admins admins;
+  nt_metrics *metrics;
+  nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
+  nt_relay *relay;  /* NULL: no relaying (-relay off) */
+  bcheck checks[BROKER_MAX_CHECKS];
+};
+
+/* ---- client_session.c: one connected client ---- */
+
+/* A client connecting from |from|, counted in the broker's totals and
+ * given a deadline to check in; its connection reports to it through
+ * nt_bclient_conn_callbacks. Returns NULL when out of memory. */
+bclient *nt_bclient_new(natter_broker *b, const struct sockaddr *from);
+
+/* Forgets a client without closing its connection: the counts, its
+ * checks, its deadline, its memory. */
+void nt_bclient_free(natter_broker *b, bclient *c);
+
+extern const nt_conn_callbacks nt_bclient_conn_callbacks;
+
+#endif
