@@ -16,6 +16,9 @@
   20000 /* on the broker connection; see nt_broker_session_connect */
 #define MAX_RECONNECT_DELAY_S 30
 
+_Static_assert(NT_TOKEN_MAX <= NT_CONTROL_TOKEN_MAX,
+               "a CheckIn carries any token the client accepts");
+
 /* ---- control stream ---- */
 
 static void send_control(natter_client *c, const nt_control *msg) {
