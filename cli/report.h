@@ -13,8 +13,8 @@
 int report_exit_code(natter_check_verdict verdict);
 
 /* Prints |r| to |out|: a table ending in the verdict line, or with
- * |json| one JSON object with stable keys (doc/operations.md,
- * "Checking a peer: `natter -check`"). */
+ * |json| one JSON object with stable keys (natter -check in
+ * doc/operations.md). */
 void report_print(FILE *out, const natter_check_result *r, const char *broker,
                   int json);
 

@@ -1,44 +1,40 @@
-/* The broker's own state, shared by the files of src/broker/ that make
- * up the role (broker.c, broker_status.c): the broker, one entry per
- * connected client, the checks awaiting a report. Nothing outside
- * src/broker/ includes this. */
+/* The broker's own state, shared by the facade (broker.c: admission,
+ * mapping checks, the registry's upkeep, the public API), the session of
+ * each connected client (client_session.c: the control protocol) and the
+ * status pages (broker_status.c). Nothing outside src/broker/ includes
+ * this. */
 #ifndef NT_BROKER_INTERNAL_H
 #define NT_BROKER_INTERNAL_H
 
+#include <event2/event.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
 #include "base/admission.h"
 #include "base/hashmap.h"
+#include "base/log.h"
 #include "broker/registry.h"
 #include "broker/relay.h"
-#include "codec/spec.h"
-#include "codec/wire_msg.h"
+#include "codec/control.h"
+#include "codec/wire.h"
 #include "natter.h"
 #include "quic/endpoint.h"
 #include "status/h3.h"
 #include "status/metrics.h"
 #include "status/status.h"
 #include "trust/keylist.h"
+#include "trust/tls.h"
 #include "trust/token.h"
 
-#define BROKER_MAX_LOCAL_ADDRS 8
 /* Whom each client was introduced to, newest first, for notices when it
  * moves or restarts and to allow refresh requests only within a pair
  * that met: at most this many names per client (1 KiB), the oldest
  * forgotten first; gone with the client's session (or handed to the
  * session that replaces it). */
 #define BROKER_MAX_INTRODUCED 16
-#define BROKER_SESSION_LEN 16
 /* Connectivity checks (ConnectRequest.check) awaiting the checked peer's
- * report: at most this many at once, this many per requester, each for
- * this long; the report goes to the requester only. */
+ * report: at most this many at once (client_session.c has the rest). */
 #define BROKER_MAX_CHECKS 64
-#define BROKER_MAX_CHECKS_PER_CLIENT 4
-#define BROKER_CHECK_TTL_NS (120 * 1000000000ull)
-/* A check's nonce: NT_PUNCH_NONCE_LEN, which broker.c asserts (that
- * constant lives with the client's punching). */
-#define BROKER_CHECK_NONCE_LEN 16
 
 typedef struct bclient bclient;
 
@@ -56,13 +52,13 @@ struct bclient {
   int listen;
   int no_relay; /* refuses relayed peers */
   char name[NT_NAME_MAX + 1];
-  nt_addr local_addrs[BROKER_MAX_LOCAL_ADDRS];
+  nt_addr local_addrs[NT_MAX_LOCAL_ADDRS];
   size_t nlocal;
-  Natter__NatMapping mapping;
+  int mapping;    /* nt_nat_mapping, as it reported it */
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
   uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
-  uint8_t session[BROKER_SESSION_LEN]; /* CheckIn.session; all 0: none */
+  uint8_t session[NT_SESSION_LEN]; /* CheckIn.session; all 0: none */
   char introduced[BROKER_MAX_INTRODUCED][NT_NAME_MAX + 1];
   size_t nintroduced;
   uint64_t moved_ns; /* last re-introduction after a move */
@@ -74,7 +70,7 @@ struct bclient {
 
 /* A check awaiting the checked peer's report. */
 typedef struct bcheck {
-  uint8_t nonce[BROKER_CHECK_NONCE_LEN];
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
   bclient *requester, *peer; /* NULL: the slot is free */
   uint64_t expires_ns;
 } bcheck;
@@ -124,5 +120,18 @@ struct natter_broker {
   nt_relay *relay;  /* NULL: no relaying (-relay off) */
   bcheck checks[BROKER_MAX_CHECKS];
 };
+
+/* ---- client_session.c: one connected client ---- */
+
+/* A client connecting from |from|, counted in the broker's totals and
+ * given a deadline to check in; its connection reports to it through
+ * nt_bclient_conn_callbacks. Returns NULL when out of memory. */
+bclient *nt_bclient_new(natter_broker *b, const struct sockaddr *from);
+
+/* Forgets a client without closing its connection: the counts, its
+ * checks, its deadline, its memory. */
+void nt_bclient_free(natter_broker *b, bclient *c);
+
+extern const nt_conn_callbacks nt_bclient_conn_callbacks;
 
 #endif

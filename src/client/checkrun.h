@@ -43,7 +43,7 @@ void nt_check_run_start(nt_check_run *run);
 /* The broker introduced us to |peer| for this meeting. */
 void nt_check_run_on_introduction(nt_check_run *run, const char *peer,
                                   const uint8_t *nonce);
-/* The peer's report, already bounded by nt_wire_check_report. */
+/* The peer's report, already bounded by nt_control_decode. */
 void nt_check_run_on_report(nt_check_run *run, const nt_check_side *side);
 /* The client cannot go on (fatal): end the check with |error| and |why|. */
 void nt_check_run_fail(nt_check_run *run, int error, const char *why);

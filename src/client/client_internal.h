@@ -1,6 +1,7 @@
-/* The client facade's own state (client.c only): the broker session and
- * the environments it hands down to the peer table, the tunnels and the
- * forwards, which never see this struct. */
+/* The client facade's own state (client.c and its broker session,
+ * broker_session.c): the session with the broker and the environments
+ * the facade hands down to the peer table, the tunnels and the forwards,
+ * which never see this struct. */
 #ifndef NT_CLIENT_INTERNAL_H
 #define NT_CLIENT_INTERNAL_H
 
@@ -78,5 +79,15 @@ struct natter_client {
   int diagnostic;
   nt_check_run *check;
 };
+
+/* Reports a client event of |type| (one log line and the user's
+ * callback), its text formatted as printf does. */
+void nt_client_emit(natter_client *c, natter_event_type type, int error,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Stops the client for good: a NATTER_EVENT_FATAL event with |error|,
+ * and a running check fails with it. */
+void nt_client_fatal(natter_client *c, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

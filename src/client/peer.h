@@ -22,10 +22,10 @@
 #include "base/log.h"
 #include "natter.h"
 #include "client/punch.h"
+#include "codec/control.h" /* nt_introduction, nt_check_side */
 #include "codec/relay_wire.h"
 #include "codec/spec.h"
 
-#define NT_MAX_LOCAL_ADDRS 8    /* LAN candidates per client */
 #define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
 /* How long a local connection waits for a free stream when the peer's
  * limit (256 at once) is reached, before it is closed. */
@@ -49,53 +49,6 @@ struct nt_peer_waiter {
    * failure). */
   void (*failed)(nt_peer_waiter *w, int error, const char *why);
 };
-
-/* What the broker says about a peer, already checked by the client. */
-typedef struct nt_introduction {
-  char name[NT_NAME_MAX + 1];
-  uint32_t request_id; /* ours when we asked; 0 when the peer asked */
-  uint8_t key[NT_FINGERPRINT_LEN];
-  uint8_t nonce[NT_PUNCH_NONCE_LEN];
-  nt_addr observed; /* its public address; len 0 when unknown */
-  nt_addr mapped;   /* as the broker's mapping port saw it; len 0: none */
-  int mapping;      /* nt_nat_mapping it reported */
-  nt_addr local[NT_MAX_LOCAL_ADDRS];
-  size_t nlocal;
-  int refresh; /* punch again for the connection we have; keep it */
-  /* The broker's relay for this pair when punching fails: its address
-   * (len 0: no relay) and our channel token. */
-  nt_addr relay;
-  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
-  uint16_t relay_port; /* as the broker said; 0: no relay offered */
-  int check;           /* a connectivity check by the peer (natter -check): no
-                          streams; report what this side saw when done */
-} nt_introduction;
-
-/* Outcomes of a connectivity check on one side (CheckReport.Outcome). */
-enum {
-  NT_CHECK_NONE = 0,
-  NT_CHECK_CONNECTED = 1,
-  NT_CHECK_FAILED = 2,
-  NT_CHECK_REFUSED = 3 /* our peer rules do not admit the requester */
-};
-
-/* One side's view of a connectivity check: what the checked peer reports
- * (through the broker) and what the requester got back. */
-typedef struct nt_check_side {
-  uint8_t nonce[NT_PUNCH_NONCE_LEN]; /* the meeting's */
-  int outcome;                       /* NT_CHECK_* */
-  int relayed;
-  int mapping; /* the reporter's own nt_nat_mapping */
-  /* The addresses it was given to probe (not those learned from probes). */
-  nt_addr probed[NT_PUNCH_MAX_CANDIDATES];
-  size_t nprobed;
-  uint32_t probe_rounds, probes_received, replies_received;
-  nt_addr probes_from; /* where the other's probes came from; len 0: none */
-  uint32_t elapsed_ms; /* from the introduction to the outcome */
-  /* Filled by the broker for the requester: */
-  char peer[NT_NAME_MAX + 1];
-  nt_addr observed; /* the reporter's public address; len 0: unknown */
-} nt_check_side;
 
 /* This client as the broker sees it, for failure messages. */
 typedef struct nt_self_view {

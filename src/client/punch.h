@@ -9,11 +9,8 @@
 #include <stdint.h>
 
 #include "base/addr.h"
+#include "codec/control.h" /* NT_PUNCH_NONCE_LEN, NT_PUNCH_MAX_CANDIDATES */
 
-#define NT_PUNCH_NONCE_LEN 16
-/* The observed address, up to 8 the peer reported (IPv4 LAN, IPv6) and
- * room for a few seen only in its probes (peer-reflexive). */
-#define NT_PUNCH_MAX_CANDIDATES 12
 #define NT_PUNCH_PACKET_LEN 22
 
 enum { NT_PUNCH_PROBE = 1, NT_PUNCH_REPLY = 2 };

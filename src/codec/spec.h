@@ -1,4 +1,5 @@
-/* Forward specs as users type them: "LOCALPORT:PEER[:HOST]:PORT". */
+/* Forward specs as users type them: "LOCALPORT:PEER[:HOST]:PORT", and
+ * the forms of peer names and key fingerprints. */
 #ifndef NT_SPEC_H
 #define NT_SPEC_H
 
@@ -7,6 +8,10 @@
 
 #define NT_NAME_MAX 63  /* peer names: [A-Za-z0-9._-], 1..63 bytes */
 #define NT_HOST_MAX 253 /* DNS name limit (RFC 1035 §2.3.4) */
+/* A key is named by its fingerprint: SHA-256 of the DER
+ * SubjectPublicKeyInfo, written as lowercase hex. */
+#define NT_FINGERPRINT_LEN 32
+#define NT_FINGERPRINT_HEX_LEN (2 * NT_FINGERPRINT_LEN)
 
 typedef struct nt_spec {
   uint16_t local_port;          /* 0: stdin/stdout (spec starts with ':') */

@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "natter.pb-c.h"
+#include "codec/wire_pb.h"
 #include "natter.h"
-#include "codec/wire_msg.h"
 
 _Static_assert((int)NT_OPEN_OK == (int)NATTER__CODE__OK &&
                    (int)NT_OPEN_BAD_REQUEST == (int)NATTER__CODE__BAD_REQUEST &&
@@ -19,16 +18,7 @@ _Static_assert((int)NT_OPEN_OK == (int)NATTER__CODE__OK &&
                "nt_open_code mirrors the protocol's Code");
 
 static size_t encode(uint8_t *out, const ProtobufCMessage *msg) {
-  size_t len = protobuf_c_message_get_packed_size(msg);
-  if (len > NT_WIRE_MAX_MSG) {
-    return 0;
-  }
-  size_t hdr = nt_wire_frame_header(out, len);
-  if (hdr == 0) {
-    return 0;
-  }
-  protobuf_c_message_pack(msg, out + hdr);
-  return hdr + len;
+  return nt_wire_pack_frame(out, msg);
 }
 
 size_t nt_open_request_encode(uint8_t *out, const char *host, uint16_t port,

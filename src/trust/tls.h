@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NT_FINGERPRINT_LEN 32 /* SHA-256 of the DER SubjectPublicKeyInfo */
-#define NT_FINGERPRINT_HEX_LEN (2 * NT_FINGERPRINT_LEN)
+#include "codec/spec.h" /* NT_FINGERPRINT_LEN */
+
 #define NT_ALPN "natter/1"
 
 /* A long-term key (ECDSA P-256), a self-signed certificate made from it at

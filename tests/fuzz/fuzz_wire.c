@@ -1,11 +1,13 @@
 /* libFuzzer target: a control or tunnel stream as a hostile peer, client
- * or broker sends it: the length-prefixed framing (src/codec/wire.c) fed in
- * fuzzer-chosen pieces, and every complete frame unpacked as each message
- * a receiver may expect there (protobuf-c, bounded by NT_WIRE_MAX_MSG). */
+ * or broker sends it: the length-prefixed framing (src/codec/wire.c) fed
+ * in fuzzer-chosen pieces, and every complete frame decoded as each
+ * message a receiver may expect there, by the decoders the roles use
+ * (codec/control.h, codec/stream_header.h). */
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "natter.pb-c.h"
+#include "codec/control.h"
+#include "codec/stream_header.h"
 #include "codec/wire.h"
 
 static int on_frame(const uint8_t *body, size_t len, void *ud) {
@@ -13,13 +15,15 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
   if (len > NT_WIRE_MAX_MSG) {
     abort();
   }
-  Natter__Control *ctl = natter__control__unpack(NULL, len, body);
-  natter__control__free_unpacked(ctl, NULL);
-  Natter__StreamOpen *open = natter__stream_open__unpack(NULL, len, body);
-  natter__stream_open__free_unpacked(open, NULL);
-  Natter__StreamOpenResult *res =
-      natter__stream_open_result__unpack(NULL, len, body);
-  natter__stream_open_result__free_unpacked(res, NULL);
+  static nt_control ctl; /* large: off the stack */
+  nt_control_decode(&ctl, body, len);
+  nt_open_request req;
+  if (nt_open_request_decode(&req, body, len) == 0) {
+    nt_open_request_clear(&req);
+  }
+  int error;
+  char message[NT_OPEN_MAX_MESSAGE + 1];
+  nt_open_result_decode(body, len, &error, message, sizeof(message));
   return 0;
 }
 

@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "codec/cmdframe.h"
-#include "codec/wire_msg.h"
+#include "codec/stream_header.h"
 
-static void send_result(nt_stream *s, Natter__Code code, const char *msg) {
-  Natter__StreamOpenResult res = NATTER__STREAM_OPEN_RESULT__INIT;
-  res.code = code;
-  res.message = (char *)msg;
-  nt_wire_write_msg(s, &res.base);
+static void send_result(nt_stream *s, nt_open_code code, const char *msg) {
+  uint8_t frame[NT_STREAM_HEADER_MAX];
+  size_t len = nt_open_result_encode(frame, code, msg);
+  if (len) {
+    nt_stream_write(s, frame, len);
+  }
 }
 
 static void send_raw_frame(nt_stream *s, int channel, unsigned len_field,
@@ -44,11 +45,11 @@ int nt_hostile_command(nt_stream *s, char *const *argv, size_t argc) {
     return 1;
   }
   if (strcmp(name, "forged-message") == 0) {
-    send_result(s, NATTER__CODE__DENIED,
+    send_result(s, NT_OPEN_DENIED,
                 "evil\nnatter: root checked in from 192.0.2.1\x1b[2J");
     return 1;
   }
-  send_result(s, NATTER__CODE__OK, "");
+  send_result(s, NT_OPEN_OK, "");
   if (strcmp(name, "double-exit") == 0) {
     /* The attack of issue 8: a second and third exit frame. */
     send_raw_frame(s, NT_CMDFRAME_STDOUT, 3, "hi\n", 3);

@@ -26,7 +26,7 @@
 #include "quic/endpoint.h"
 #include "natter.h"
 #include "trust/tls.h"
-#include "codec/wire_msg.h"
+#include "codec/control.h"
 
 typedef struct flood {
   struct event_base *base;
@@ -50,37 +50,30 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
                                             NULL,           NULL,      NULL};
 
-static void send_msg(nt_stream *s, Natter__Control *msg) {
-  nt_wire_write_msg(s, &msg->base);
+static void send_msg(nt_stream *s, const nt_control *msg) {
+  uint8_t frame[NT_CONTROL_FRAME_MAX];
+  size_t len = nt_control_encode(frame, msg);
+  if (len) {
+    nt_stream_write(s, frame, len);
+  }
 }
 
 static void send_check_in(flood *f, nt_stream *s) {
-  Natter__Control msg = NATTER__CONTROL__INIT;
-  Natter__CheckIn in = NATTER__CHECK_IN__INIT;
-  Natter__Address addrs[8], *paddrs[8];
-  uint8_t ips[8][16];
-  for (size_t i = 0; i < f->ncands; i++) {
-    nt_wire_addr_from_sockaddr(&addrs[i], ips[i],
-                               (struct sockaddr *)&f->cands[i].ss);
-    paddrs[i] = &addrs[i];
+  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
+  nt_check_in *in = &msg.u.check_in;
+  for (size_t i = 0; i < f->ncands && i < NT_MAX_LOCAL_ADDRS; i++) {
+    in->local[in->nlocal++] = f->cands[i];
   }
-  in.protocol_version = 1;
-  in.name = (char *)(f->name ? f->name : "flood");
-  in.listen = 0;
-  in.local_addrs = paddrs;
-  in.n_local_addrs = f->ncands;
-  msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
-  msg.check_in = &in;
+  in->protocol_version = NT_CONTROL_PROTOCOL_VERSION;
+  snprintf(in->name, sizeof(in->name), "%s", f->name ? f->name : "flood");
   send_msg(s, &msg);
 }
 
 static void send_connect(nt_stream *s, const char *peer, uint32_t id) {
-  Natter__Control msg = NATTER__CONTROL__INIT;
-  Natter__ConnectRequest req = NATTER__CONNECT_REQUEST__INIT;
-  req.request_id = id;
-  req.peer = (char *)peer;
-  msg.msg_case = NATTER__CONTROL__MSG_CONNECT_REQUEST;
-  msg.connect_request = &req;
+  nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
+  msg.u.connect_request.request_id = id;
+  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
+           "%s", peer);
   send_msg(s, &msg);
 }
 

@@ -1,27 +1,29 @@
-#include "codec/wire_msg.h"
+#include "codec/wire_pb.h"
 
 #include <string.h>
 
-int nt_wire_write_msg(nt_stream *stream, const ProtobufCMessage *msg) {
-  uint8_t buf[NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG];
+size_t nt_wire_pack_frame(uint8_t *out, const ProtobufCMessage *msg) {
   size_t len = protobuf_c_message_get_packed_size(msg);
-
   if (len > NT_WIRE_MAX_MSG) {
-    return -1;
+    return 0;
   }
-  size_t hdr = nt_wire_frame_header(buf, len);
+  size_t hdr = nt_wire_frame_header(out, len);
   if (hdr == 0) {
-    return -1;
+    return 0;
   }
-  protobuf_c_message_pack(msg, buf + hdr);
-  return nt_stream_write(stream, buf, hdr + len);
+  protobuf_c_message_pack(msg, out + hdr);
+  return hdr + len;
 }
 
-void nt_wire_addr_from_sockaddr(Natter__Address *out, uint8_t *ipbuf,
-                                const struct sockaddr *sa) {
+void nt_wire_addr_from_nt(Natter__Address *out, uint8_t ipbuf[16],
+                          const nt_addr *in) {
+  natter__address__init(out);
+  if (!in->len) {
+    return;
+  }
+  const struct sockaddr *sa = (const struct sockaddr *)&in->ss;
   size_t iplen;
   const uint8_t *ip = nt_addr_raw(sa, &iplen);
-  natter__address__init(out);
   if (ip) {
     memcpy(ipbuf, ip, iplen);
     out->ip.data = ipbuf;
@@ -30,7 +32,7 @@ void nt_wire_addr_from_sockaddr(Natter__Address *out, uint8_t *ipbuf,
   out->port = nt_addr_port(sa);
 }
 
-int nt_wire_addr_to_sockaddr(nt_addr *out, const Natter__Address *in) {
+int nt_wire_addr_to_nt(nt_addr *out, const Natter__Address *in) {
   if (!in || in->port == 0 || in->port > 65535) {
     return -1;
   }
