@@ -3,6 +3,7 @@
  * The pages are rendered by status/ from a snapshot filled here
  * (status/snapshot.h). */
 #include "broker/broker_status.h"
+#include "codec/mapping.h"
 
 #include <event2/buffer.h>
 #include <string.h>
@@ -13,17 +14,6 @@
 #include "status/status_render.h"
 
 /* ---- the getters ---- */
-
-static int bclient_mapping(const bclient *c) {
-  switch (c->mapping) {
-  case NT_MAPPING_ENDPOINT_INDEPENDENT:
-    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
-  case NT_MAPPING_PER_DESTINATION:
-    return NATTER_NAT_MAPPING_SYMMETRIC;
-  default:
-    return NATTER_NAT_MAPPING_UNKNOWN;
-  }
-}
 
 int natter_broker_get_status_versioned(const natter_broker *b,
                                        int status_version,
@@ -44,7 +34,7 @@ int natter_broker_get_status_versioned(const natter_broker *b,
   const bclient *c;
   TAILQ_FOREACH(c, &b->clients, link) {
     if (c->checked_in) {
-      st->clients_by_mapping[bclient_mapping(c)]++;
+      st->clients_by_mapping[nt_mapping_to_public(c->mapping)]++;
     }
   }
   st->check_ins = b->check_ins;
@@ -78,7 +68,7 @@ int natter_broker_foreach_client(const natter_broker *b,
     info.name = c->name;
     info.fingerprint = hex;
     info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
-    info.mapping = bclient_mapping(c);
+    info.mapping = nt_mapping_to_public(c->mapping);
     info.listening = c->listen;
     info.connected_unix_ms = c->checked_in_unix_ms;
     info.last_seen_unix_ms =

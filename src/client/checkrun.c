@@ -91,13 +91,6 @@ static void find_view(const nt_peer_view *v, void *ud) {
   }
 }
 
-static natter_nat_mapping public_mapping(int m) {
-  return m == NT_MAPPING_ENDPOINT_INDEPENDENT
-             ? NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT
-         : m == NT_MAPPING_PER_DESTINATION ? NATTER_NAT_MAPPING_SYMMETRIC
-                                           : NATTER_NAT_MAPPING_UNKNOWN;
-}
-
 static const char *addr_or_empty(const nt_addr *a, char *buf) {
   buf[0] = '\0';
   return a->len ? nt_addr_str((const struct sockaddr *)&a->ss, buf) : buf;
@@ -143,7 +136,7 @@ static void finish(nt_check_run *run) {
   a->name = env->self_name;
   a->reported = 1;
   a->outcome = run->connected ? "connected" : run->error ? "failed" : "";
-  a->mapping = public_mapping(env->self->mapping);
+  a->mapping = nt_mapping_to_public(env->self->mapping);
   a->public_address = addr_or_empty(&env->self->observed, a_pub);
   a->probes_from = "";
   a->candidates = pa;
@@ -166,14 +159,14 @@ static void finish(nt_check_run *run) {
   b->probes_from = "";
   b->candidates = pb;
   b->mapping =
-      vc.found ? public_mapping(vc.v.mapping) : NATTER_NAT_MAPPING_UNKNOWN;
+      vc.found ? nt_mapping_to_public(vc.v.mapping) : NATTER_NAT_MAPPING_UNKNOWN;
   b->public_address = addr_or_empty(&vc.observed, b_pub);
   if (run->have_theirs) {
     const nt_check_side *t = &run->theirs;
     b->reported = 1;
     b->outcome = outcomes[t->outcome & 3];
     if (t->mapping != NT_MAPPING_UNKNOWN) {
-      b->mapping = public_mapping(t->mapping);
+      b->mapping = nt_mapping_to_public(t->mapping);
     }
     if (t->observed.len) {
       b->public_address = addr_or_empty(&t->observed, b_pub);

@@ -728,12 +728,5 @@ int natter_client_public_address(const natter_client *c, char *buf,
 }
 
 natter_nat_mapping natter_client_nat_mapping(const natter_client *c) {
-  switch (c ? c->self.mapping : NT_MAPPING_UNKNOWN) {
-  case NT_MAPPING_ENDPOINT_INDEPENDENT:
-    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
-  case NT_MAPPING_PER_DESTINATION:
-    return NATTER_NAT_MAPPING_SYMMETRIC;
-  default:
-    return NATTER_NAT_MAPPING_UNKNOWN;
-  }
+  return nt_mapping_to_public(c ? c->self.mapping : NT_MAPPING_UNKNOWN);
 }

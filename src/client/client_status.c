@@ -15,22 +15,11 @@
 #include "status/snapshot.h"
 #include "status/status_render.h"
 
-static int public_mapping(int mapping) {
-  switch (mapping) {
-  case NT_MAPPING_ENDPOINT_INDEPENDENT:
-    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
-  case NT_MAPPING_PER_DESTINATION:
-    return NATTER_NAT_MAPPING_SYMMETRIC;
-  default:
-    return NATTER_NAT_MAPPING_UNKNOWN;
-  }
-}
-
 void nt_client_count_event(natter_client *c, natter_event_type type, int error,
                            const char *peer) {
-  int ours = public_mapping(c->self.mapping), theirs = 0;
+  int ours = nt_mapping_to_public(c->self.mapping), theirs = 0;
   if (peer && c->peers) {
-    theirs = public_mapping(nt_peer_mapping(nt_peers_find(c->peers, peer)));
+    theirs = nt_mapping_to_public(nt_peer_mapping(nt_peers_find(c->peers, peer)));
   }
   switch (type) {
   case NATTER_EVENT_CHECKED_IN:
@@ -89,7 +78,7 @@ int natter_client_get_status_versioned(const natter_client *c,
   }
   st->uptime_ms = (nt_monotonic_ns() - c->started_ns) / 1000000;
   st->checked_in = c->checked_in ? 1 : 0;
-  st->mapping = public_mapping(c->self.mapping);
+  st->mapping = nt_mapping_to_public(c->self.mapping);
   natter_client_public_address(c, st->public_address,
                                sizeof(st->public_address));
   st->local_port = nt_endpoint_port(c->ep);
@@ -144,7 +133,7 @@ static void show_peer(const nt_peer_view *v, void *ud) {
   info.path = !v->conn ? "" : nt_conn_is_relayed(v->conn) ? "relay" : "direct";
   info.predicted = v->predicted;
   info.address = addr;
-  info.mapping = public_mapping(v->mapping);
+  info.mapping = nt_mapping_to_public(v->mapping);
   info.initiator = v->initiator;
   if (v->conn) {
     nt_conn_path_stats ps;

@@ -13,6 +13,17 @@ const char *nt_mapping_name(int mapping) {
   }
 }
 
+natter_nat_mapping nt_mapping_to_public(int mapping) {
+  switch (mapping) {
+  case NT_MAPPING_ENDPOINT_INDEPENDENT:
+    return NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT;
+  case NT_MAPPING_PER_DESTINATION:
+    return NATTER_NAT_MAPPING_SYMMETRIC;
+  default:
+    return NATTER_NAT_MAPPING_UNKNOWN;
+  }
+}
+
 static const uint8_t magic[4] = {0x00, 'N', 'T', 'M'};
 #define MAPPING_VERSION 1
 #define TYPE_REQUEST 1

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base/addr.h"
+#include "natter.h"
 
 /* How a NAT maps a UDP socket (RFC 4787 §4.1); the values are the
  * protocol's NatMapping. */
@@ -23,6 +24,10 @@ typedef enum nt_nat_mapping {
 /* "symmetric (a new public port per destination)" etc., for messages; any
  * other value (from the network) reads "unknown". */
 const char *nt_mapping_name(int mapping);
+
+/* The public name of a mapping (natter.h), for status, metrics and checks;
+ * anything not known reads NATTER_NAT_MAPPING_UNKNOWN. */
+natter_nat_mapping nt_mapping_to_public(int mapping);
 
 #define NT_MAPPING_NONCE_LEN 8
 #define NT_MAPPING_REPLY_MAX 33
