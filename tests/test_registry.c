@@ -1,9 +1,13 @@
-/* The broker's registry (src/registry.c, src/registry_sqlite.c) on real
- * files: persistence, conflicts, batched touches, expiry, the size bound,
- * and files that are corrupt, foreign, unreadable or left by a crash. */
+/* The broker's registry (src/broker/registry*.c) on real files and in
+ * memory: the asynchronous contract (callbacks only from the loop,
+ * cancelling, the outstanding bound, order, durability before the
+ * answer), persistence, conflicts, batched touches, expiry, the size
+ * bound, backends chosen by location, and files that are corrupt,
+ * foreign, unreadable or left by a crash. */
 #include "broker/registry.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -19,12 +23,14 @@
 #include "test.h"
 
 static char tmpdir[256];
+/* Every registry here runs on this loop (a forked child makes its own). */
+static struct event_base *base;
 
 static void make_tmpdir(void) {
-  const char *base = getenv("TMPDIR");
+  const char *top = getenv("TMPDIR");
 
   snprintf(tmpdir, sizeof(tmpdir), "%s/natter-test-registry-XXXXXX",
-           base && base[0] ? base : "/tmp");
+           top && top[0] ? top : "/tmp");
   if (mkdtemp(tmpdir) == NULL) {
     perror("mkdtemp");
     exit(2);
@@ -50,10 +56,101 @@ static void key(uint8_t *fp, uint8_t seed) {
   }
 }
 
+/* One request's answer, as its callback saw it. */
+typedef struct waiter {
+  int calls;
+  int order; /* the value of |completed| when it ran */
+  nt_registry_result res;
+  char err[512];
+} waiter;
+
+static int completed;
+
+static void on_done(const nt_registry_result *res, void *user_data) {
+  waiter *w = user_data;
+
+  w->calls++;
+  w->order = ++completed;
+  w->res = *res;
+  snprintf(w->err, sizeof(w->err), "%s", res->err);
+  w->res.err = w->err;
+}
+
+/* Runs the loop until |w| has its answer (or the loop has nothing left:
+ * a lost request fails the check below rather than hanging). */
+static void run_until_done(waiter *w) {
+  for (int i = 0; i < 100000 && w->calls == 0; i++) {
+    if (event_base_loop(base, EVLOOP_ONCE) != 0) {
+      break;
+    }
+  }
+  CHECK(w->calls == 1);
+}
+
+/* The synchronous shape the older tests read best in: queue, run, answer.
+ * |err| is a char[512]. */
+static int finish(int rv, waiter *w, char *err) {
+  if (rv != 0) {
+    CHECK(w->calls == 0);
+    return rv;
+  }
+  CHECK(w->calls == 0); /* never inside the call */
+  run_until_done(w);
+  snprintf(err, 512, "%s", w->err);
+  return w->res.rv;
+}
+
+static int bind_now(nt_registry *reg, const char *name, const uint8_t *fp,
+                    int64_t now, char *err) {
+  waiter w = {0};
+  return finish(
+      nt_registry_bind(reg, name, fp, now, 0, on_done, &w, NULL, err, 512), &w,
+      err);
+}
+
+static int lookup_now(nt_registry *reg, const char *name, nt_registry_entry *e,
+                      char *err) {
+  waiter w = {0};
+  int rv = finish(nt_registry_lookup(reg, name, on_done, &w, NULL, err, 512),
+                  &w, err);
+  if (rv == 0) {
+    *e = w.res.entry;
+  }
+  return rv;
+}
+
+static int release_now(nt_registry *reg, const char *name, char *err) {
+  waiter w = {0};
+  return finish(nt_registry_release(reg, name, on_done, &w, NULL, err, 512), &w,
+                err);
+}
+
+static int flush_now(nt_registry *reg, char *err) {
+  waiter w = {0};
+  return finish(nt_registry_flush(reg, on_done, &w, NULL, err, 512), &w, err);
+}
+
+static int expire_now(nt_registry *reg, int64_t now, int64_t max_idle_s,
+                      size_t *removed, char *err) {
+  waiter w = {0};
+  int rv = finish(
+      nt_registry_expire(reg, now, max_idle_s, on_done, &w, NULL, err, 512), &w,
+      err);
+  *removed = w.res.removed;
+  return rv;
+}
+
+static int list_now(nt_registry *reg, nt_registry_list_fn fn, void *ud,
+                    char *err) {
+  waiter w = {0};
+  return finish(nt_registry_list(reg, fn, ud, on_done, &w, NULL, err, 512), &w,
+                err);
+}
+
 static nt_registry *open_ok(const char *path) {
   nt_registry *reg = NULL;
   char err[512] = "";
-  int rv = nt_registry_open(&reg, NULL, path, err, sizeof(err));
+  int rv = nt_registry_open(&reg, base, path, err, sizeof(err));
 
   if (rv != 0) {
     fprintf(stderr, "open %s: %s\n", path, err);
@@ -77,7 +174,7 @@ static void test_persists_across_reopen(void) {
     remove_tmpdir();
     return;
   }
-  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 1000, err) == 0);
   /* SQLite's side files copy the database's mode. */
   path_in_tmp(path, sizeof(path), "state/deeper/registry.db-wal");
   CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
@@ -91,14 +188,12 @@ static void test_persists_across_reopen(void) {
   path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
 
   reg = open_ok(path);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(strcmp(e.name, "alice") == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   CHECK(e.first_seen == 1000 && e.last_seen == 1000);
-  CHECK(nt_registry_lookup(reg, "bob", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_lookup(reg, "bad name", &e, err, sizeof(err)) ==
-        NATTER_ERR_INVALID);
+  CHECK(lookup_now(reg, "bob", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bad name", &e, err) == NATTER_ERR_INVALID);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -114,24 +209,21 @@ static void test_bind_conflict(void) {
   key(k1, 1);
   key(k2, 2);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "alice", k2, 1001, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "alice", k1, 1000, err) == 0);
+  CHECK(bind_now(reg, "alice", k2, 1001, err) == NATTER_ERR_NAME_TAKEN);
   CHECK_STR_CONTAINS(err, "alice");
   CHECK_STR_CONTAINS(err, "another key");
   /* The same key again is a check-in, not a conflict. */
-  CHECK(nt_registry_bind(reg, "alice", k1, 1002, err, sizeof(err)) == 0);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 1002, err) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   CHECK(e.first_seen == 1000 && e.last_seen == 1002);
-  CHECK(nt_registry_bind(reg, "-x/", k1, 1, err, sizeof(err)) ==
-        NATTER_ERR_INVALID);
+  CHECK(bind_now(reg, "-x/", k1, 1, err) == NATTER_ERR_INVALID);
   nt_registry_close(reg);
 
   /* And after a restart. */
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k2, 2000, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "alice", k2, 2000, err) == NATTER_ERR_NAME_TAKEN);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -147,30 +239,29 @@ static void test_touch_is_batched(void) {
   key(k1, 1);
   reg = open_ok(path);
   other = open_ok(path); /* a second connection sees only what is written */
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_touch(reg, "alice", 200, err, sizeof(err)) == 0);
   CHECK(nt_registry_touch(reg, "alice", 150, err, sizeof(err)) == 0);
   CHECK(nt_registry_touch(reg, "ghost", 200, err, sizeof(err)) == 0);
   CHECK(nt_registry_pending(reg) == 2);
 
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(e.last_seen == 200);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 100);
 
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_pending(reg) == 0);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 200 && e.first_seen == 100);
   /* A touch of an unbound name binds nothing. */
-  CHECK(nt_registry_lookup(other, "ghost", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(other, "ghost", &e, err) == NATTER_ERR_PEER_UNKNOWN);
 
   /* Close flushes what is pending. */
   CHECK(nt_registry_touch(reg, "alice", 300, err, sizeof(err)) == 0);
   nt_registry_close(reg);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 300);
   nt_registry_close(other);
   remove_tmpdir();
@@ -187,22 +278,21 @@ static void test_expire(void) {
   path_in_tmp(path, sizeof(path), "registry.db");
   key(k1, 1);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "old", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "fresh", k1, 1000, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "touched", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "old", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "fresh", k1, 1000, err) == 0);
+  CHECK(bind_now(reg, "touched", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   /* Seen recently, but only in memory: expire must write it first. */
   CHECK(nt_registry_touch(reg, "touched", 1900, err, sizeof(err)) == 0);
 
-  CHECK(nt_registry_expire(reg, 2000, 0, &removed, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 2000, 0, &removed, err) == 0);
   CHECK(removed == 0); /* 0 disables expiry */
-  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 2000, 1500, &removed, err) == 0);
   CHECK(removed == 1);
-  CHECK(nt_registry_lookup(reg, "old", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_lookup(reg, "fresh", &e, err, sizeof(err)) == 0);
-  CHECK(nt_registry_lookup(reg, "touched", &e, err, sizeof(err)) == 0);
-  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "old", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "fresh", &e, err) == 0);
+  CHECK(lookup_now(reg, "touched", &e, err) == 0);
+  CHECK(expire_now(reg, 2000, 1500, &removed, err) == 0);
   CHECK(removed == 0);
   nt_registry_close(reg);
   remove_tmpdir();
@@ -219,27 +309,24 @@ static void test_release(void) {
   key(k1, 1);
   key(k2, 2);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(release_now(reg, "alice", err) == 0);
   CHECK(nt_registry_pending(reg) == 0);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(release_now(reg, "alice", err) == NATTER_ERR_PEER_UNKNOWN);
   CHECK_STR_CONTAINS(err, "not bound");
   /* A released name is free for another key. */
-  CHECK(nt_registry_bind(reg, "alice", k2, 200, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k2, 200, err) == 0);
   nt_registry_close(reg);
 
   /* Released by another process (the operator) while the broker runs. */
   reg = open_ok(path);
   {
     nt_registry *op = open_ok(path);
-    CHECK(nt_registry_release(op, "alice", err, sizeof(err)) == 0);
+    CHECK(release_now(op, "alice", err) == 0);
     nt_registry_close(op);
   }
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -272,14 +359,14 @@ static void test_list(void) {
   path_in_tmp(path, sizeof(path), "registry.db");
   key(k1, 1);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "carol", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "bob", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "carol", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "bob", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_touch(reg, "bob", 500, err, sizeof(err)) == 0);
 
   memset(&l, 0, sizeof(l));
-  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(list_now(reg, collect, &l, err) == 0);
   CHECK(l.n == 3);
   CHECK(strcmp(l.names[0], "alice") == 0);
   CHECK(strcmp(l.names[1], "bob") == 0 && l.last_seen[1] == 500);
@@ -287,10 +374,10 @@ static void test_list(void) {
 
   memset(&l, 0, sizeof(l));
   l.stop_after = 2;
-  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(list_now(reg, collect, &l, err) == 0);
   CHECK(l.n == 2);
   /* The listing statement was reset: the registry still works. */
-  CHECK(nt_registry_bind(reg, "dave", k1, 100, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "dave", k1, 100, err) == 0);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -336,16 +423,14 @@ static void test_full(void) {
   prefill(path, NT_REGISTRY_MAX_NAMES - 1);
 
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "last", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) ==
-        NATTER_ERR_REGISTRY);
+  CHECK(bind_now(reg, "last", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "onetoomany", k1, 100, err) == NATTER_ERR_REGISTRY);
   CHECK_STR_CONTAINS(err, "registry is full");
   /* Names already bound still check in. */
-  CHECK(nt_registry_bind(reg, "n7", k1, 100, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
-  CHECK(nt_registry_bind(reg, "last", k1, 200, err, sizeof(err)) == 0);
-  CHECK(nt_registry_release(reg, "n0", err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "n7", k1, 100, err) == NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "last", k1, 200, err) == 0);
+  CHECK(release_now(reg, "n0", err) == 0);
+  CHECK(bind_now(reg, "onetoomany", k1, 100, err) == 0);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -377,7 +462,7 @@ static void expect_open_error(const char *path, const char *needle) {
   nt_registry *reg = NULL;
   char err[512] = "";
 
-  CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+  CHECK(nt_registry_open(&reg, base, path, err, sizeof(err)) ==
         NATTER_ERR_REGISTRY);
   CHECK(reg == NULL);
   CHECK_STR_CONTAINS(err, path);
@@ -410,7 +495,7 @@ static void test_corrupt_file(void) {
   for (int i = 0; i < 200 && reg; i++) {
     char name[32];
     snprintf(name, sizeof(name), "name%d", i);
-    CHECK(nt_registry_bind(reg, name, k1, 100, err, sizeof(err)) == 0);
+    CHECK(bind_now(reg, name, k1, 100, err) == 0);
   }
   nt_registry_close(reg);
   {
@@ -464,7 +549,7 @@ static void test_unreadable_path(void) {
   {
     nt_registry *reg = NULL;
     char err[512] = "";
-    CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+    CHECK(nt_registry_open(&reg, base, path, err, sizeof(err)) ==
           NATTER_ERR_REGISTRY);
     CHECK_STR_CONTAINS(err, "plain");
   }
@@ -521,8 +606,9 @@ static void test_crash_keeps_bindings(void) {
   if (pid == 0) {
     nt_registry *child = NULL;
     char cerr[512];
-    if (nt_registry_open(&child, NULL, path, cerr, sizeof(cerr)) != 0 ||
-        nt_registry_bind(child, "alice", k1, 100, cerr, sizeof(cerr)) != 0 ||
+    base = event_base_new(); /* the parent's loop is not ours to use */
+    if (nt_registry_open(&child, base, path, cerr, sizeof(cerr)) != 0 ||
+        bind_now(child, "alice", k1, 100, cerr) != 0 ||
         nt_registry_touch(child, "alice", 500, cerr, sizeof(cerr)) != 0) {
       _exit(1);
     }
@@ -549,14 +635,12 @@ static void test_crash_keeps_bindings(void) {
   CHECK(wait_child(pid) == 0);
 
   reg = open_ok(path);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   /* The unflushed touch died with the process: last-seen is advisory. */
   CHECK(e.first_seen == 100 && e.last_seen == 100);
-  CHECK(nt_registry_lookup(reg, "mallory", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_bind(reg, "alice", k2, 600, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(lookup_now(reg, "mallory", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(bind_now(reg, "alice", k2, 600, err) == NATTER_ERR_NAME_TAKEN);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -576,5 +660,13 @@ int main(void) {
       {"crash_keeps_bindings", test_crash_keeps_bindings},
       {NULL, NULL},
   };
-  return nt_test_run(cases);
+  int rv;
+
+  base = event_base_new();
+  if (base == NULL) {
+    return 2;
+  }
+  rv = nt_test_run(cases);
+  event_base_free(base);
+  return rv;
 }

@@ -73,6 +73,16 @@
 
 typedef struct bclient bclient;
 
+/* A check-in waiting for the registry to bind its name (registry.h): what
+ * the answer needs from the CheckIn message, which is gone by then. */
+typedef struct bclient_binding {
+  nt_registry_request *req; /* NULL: no bind in flight */
+  char name[NT_NAME_MAX + 1];
+  uint8_t session[BROKER_SESSION_LEN];
+  size_t session_len;
+  int diagnostic, listen, no_relay;
+} bclient_binding;
+
 struct bclient {
   natter_broker *broker;
   nt_conn *conn;
@@ -101,6 +111,7 @@ struct bclient {
    * its name in natter_broker.checked_in, announced to no one, and it
    * may only ask for checks. */
   int diagnostic;
+  bclient_binding binding; /* check-in waiting for the registry */
 };
 
 /* A check awaiting the checked peer's report. */
@@ -134,6 +145,8 @@ struct natter_broker {
   char registry_path[1024]; /* "" : in memory */
   int64_t name_expiry_s;    /* 0: never */
   struct event *flush_ev, *expire_ev;
+  nt_registry_request *flush_req, *expire_req; /* in flight, or NULL */
+  size_t expire_rounds, expired; /* the expiry in flight, so far */
   /* Closed broker: a token and/or admitted keys. */
   char token[NT_TOKEN_MAX + 1];
   size_t token_len; /* 0: no token */
@@ -251,48 +264,88 @@ static int check_authorized(bclient *c, const Natter__CheckIn *in,
   return 0;
 }
 
-/* Binds |name| to |key| in the registry, or answers why not. Returns 1
- * when the client may use the name. */
-static int bind_name(bclient *c, const char *name, const uint8_t *key) {
+/* The registry refused |name|: answers the client why. */
+static void bind_refused(bclient *c, const char *name, int rv, const char *err,
+                         const nt_registry_entry *owner) {
   natter_broker *b = c->broker;
-  char err[300], hex[NT_FINGERPRINT_HEX_LEN + 1];
-  nt_registry_entry entry;
-  int64_t now = (int64_t)time(NULL);
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
 
-  int rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
-  if (rv == NATTER_ERR_NAME_TAKEN && b->admitted) {
-    /* The admitted-keys file is the authority on a closed broker: an
-     * operator who gave the name a new key there meant it. */
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
-      nt_fingerprint_hex(entry.fingerprint, hex);
-      nt_info(&b->log,
-              "\"%s\" was bound to key %.16s...; rebinding it to the key "
-              "the admitted-keys file lists",
-              name, hex);
-    }
-    rv = nt_registry_release(b->registry, name, err, sizeof(err));
-    if (rv == 0 || rv == NATTER_ERR_PEER_UNKNOWN) {
-      rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
-    }
-  }
-  if (rv == 0) {
-    return 1;
-  }
   if (rv == NATTER_ERR_NAME_TAKEN) {
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
-      nt_fingerprint_hex(entry.fingerprint, hex);
+    if (owner) {
+      nt_fingerprint_hex(owner->fingerprint, hex);
       nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", name, hex);
     }
     send_check_in_result(c, NATTER__CODE__NAME_TAKEN,
                          "name is bound to another key at this broker");
-    return 0;
+    return;
   }
   nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
   send_check_in_result(c, NATTER__CODE__INTERNAL,
                        strstr(err, "registry is full")
                            ? "broker is full (its name registry)"
                            : "broker registry unavailable");
-  return 0;
+}
+
+static void finish_check_in(bclient *c, const uint8_t *key,
+                            const Natter__CheckIn *in);
+
+/* The registry has decided on the name of a waiting check-in. */
+static void name_bound(const nt_registry_result *res, void *user_data) {
+  bclient *c = user_data;
+  bclient_binding *w = &c->binding;
+  Natter__CheckIn in = NATTER__CHECK_IN__INIT;
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+
+  w->req = NULL;
+  if (c->dead) {
+    return;
+  }
+  if (res->replaced) {
+    nt_fingerprint_hex(res->entry.fingerprint, hex);
+    nt_info(&c->broker->log,
+            "\"%s\" was bound to key %.16s...; rebinding it to the key "
+            "the admitted-keys file lists",
+            w->name, hex);
+  }
+  if (res->rv != 0) {
+    bind_refused(c, w->name, res->rv, res->err, &res->entry);
+    return;
+  }
+  in.name = w->name;
+  in.session.data = w->session;
+  in.session.len = w->session_len;
+  in.diagnostic = w->diagnostic;
+  in.listen = w->listen;
+  in.no_relay = w->no_relay;
+  finish_check_in(c, nt_conn_peer_fingerprint(c->conn), &in);
+}
+
+/* Asks the registry to bind |in->name| to |key|; the check-in goes on in
+ * name_bound once the binding is stored, or is answered why not. On a
+ * closed broker the admitted-keys file is the authority: an operator who
+ * gave the name a new key there meant it, so the bind takes the name
+ * over. */
+static void bind_name(bclient *c, const Natter__CheckIn *in,
+                      const uint8_t *key) {
+  natter_broker *b = c->broker;
+  bclient_binding *w = &c->binding;
+  char err[300];
+
+  snprintf(w->name, sizeof(w->name), "%s", in->name);
+  w->session_len = 0;
+  if (in->session.len == BROKER_SESSION_LEN) {
+    memcpy(w->session, in->session.data, BROKER_SESSION_LEN);
+    w->session_len = BROKER_SESSION_LEN;
+  }
+  w->diagnostic = in->diagnostic;
+  w->listen = in->listen;
+  w->no_relay = in->no_relay;
+  int rv = nt_registry_bind(b->registry, in->name, key, (int64_t)time(NULL),
+                            b->admitted ? NT_REGISTRY_BIND_TAKEOVER : 0,
+                            name_bound, c, &w->req, err, sizeof(err));
+  if (rv != 0) {
+    bind_refused(c, in->name, rv, err, NULL);
+  }
 }
 
 /* The check-in succeeded: |c| leaves the pending count and its deadline,
@@ -316,7 +369,7 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
   natter_broker *b = c->broker;
   const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
 
-  if (c->checked_in) {
+  if (c->checked_in || c->binding.req) {
     reject(c, NATTER__CODE__BAD_REQUEST, "checked in twice");
     return;
   }
@@ -353,9 +406,14 @@ static void handle_check_in(bclient *c, const Natter__CheckIn *in) {
     nt_debug(&b->log, "%s: %zu of %zu reported local addresses dropped",
              in->name, in->n_local_addrs - c->nlocal, in->n_local_addrs);
   }
-  if (!bind_name(c, in->name, key)) {
-    return;
-  }
+  bind_name(c, in, key);
+}
+
+/* The rest of a check-in, once its name is bound to |key|. */
+static void finish_check_in(bclient *c, const uint8_t *key,
+                            const Natter__CheckIn *in) {
+  natter_broker *b = c->broker;
+
   if (in->diagnostic) {
     /* The key owns the name (bind_name), but the session takes nothing
      * from a client running under it: no table entry, no notices. */
@@ -707,6 +765,9 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
 
 /* Forgets a client: the counts, its deadline, its memory. */
 static void client_free(natter_broker *b, bclient *c) {
+  /* A check-in still waiting for the registry: its answer must not come
+   * to freed memory. */
+  nt_registry_cancel(c->binding.req);
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     if (b->checks[i].requester == c || b->checks[i].peer == c) {
       b->checks[i].requester = b->checks[i].peer = NULL;
@@ -972,41 +1033,70 @@ static void touch_checked_in(natter_broker *b, int64_t now) {
   }
 }
 
+static void flushed(const nt_registry_result *res, void *arg) {
+  natter_broker *b = arg;
+  b->flush_req = NULL;
+  if (res->rv != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+  }
+}
+
 static void flush_cb(evutil_socket_t fd, short what, void *arg) {
   natter_broker *b = arg;
   char err[300];
   (void)fd;
   (void)what;
   touch_checked_in(b, (int64_t)time(NULL));
-  if (nt_registry_flush(b->registry, err, sizeof(err)) != 0) {
+  if (!b->flush_req && nt_registry_flush(b->registry, flushed, b, &b->flush_req,
+                                         err, sizeof(err)) != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", err);
+  }
+}
+
+/* Batches keep each request short; a large backlog goes over a few
+ * rounds, at most this many per run of the timer. */
+#define BROKER_EXPIRE_ROUNDS 10
+
+static void expire_round(natter_broker *b);
+
+static void expired(const nt_registry_result *res, void *arg) {
+  natter_broker *b = arg;
+  b->expire_req = NULL;
+  if (res->rv != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+  } else {
+    b->expired += res->removed;
+    if (res->removed >= NT_REGISTRY_EXPIRE_BATCH &&
+        ++b->expire_rounds < BROKER_EXPIRE_ROUNDS) {
+      expire_round(b);
+      return;
+    }
+  }
+  if (b->expired > 0) {
+    nt_info(&b->log, "released %zu name%s unused for %lld s", b->expired,
+            b->expired == 1 ? "" : "s", (long long)b->name_expiry_s);
+  }
+}
+
+static void expire_round(natter_broker *b) {
+  char err[300];
+  if (nt_registry_expire(b->registry, (int64_t)time(NULL), b->name_expiry_s,
+                         expired, b, &b->expire_req, err, sizeof(err)) != 0) {
     nt_warn(&b->log, "registry: %s (retrying later)", err);
   }
 }
 
 static void expire_cb(evutil_socket_t fd, short what, void *arg) {
   natter_broker *b = arg;
-  char err[300];
-  size_t removed = 0, total = 0;
-  int64_t now = (int64_t)time(NULL);
   (void)fd;
   (void)what;
-  touch_checked_in(b, now);
-  /* Batches keep each call short; a large backlog goes over a few runs. */
-  for (int i = 0; i < 10; i++) {
-    if (nt_registry_expire(b->registry, now, b->name_expiry_s, &removed, err,
-                           sizeof(err)) != 0) {
-      nt_warn(&b->log, "registry: %s (retrying later)", err);
-      break;
-    }
-    total += removed;
-    if (removed < NT_REGISTRY_EXPIRE_BATCH) {
-      break;
-    }
+  if (b->expire_req) {
+    return; /* the last run is still going */
   }
-  if (total > 0) {
-    nt_info(&b->log, "released %zu name%s unused for %lld s", total,
-            total == 1 ? "" : "s", (long long)b->name_expiry_s);
-  }
+  touch_checked_in(b, (int64_t)time(NULL));
+  b->expire_rounds = 0;
+  b->expired = 0;
+  expire_round(b);
 }
 
 /* Opens the registry, reads the token and the admitted keys, starts the
@@ -1048,29 +1138,32 @@ static int broker_security_new(natter_broker *b,
       return rv;
     }
   }
-  const nt_registry_ops *ops = &nt_registry_sqlite_ops;
+  /* A file path or a URI (registry.h); "" keeps its old meaning. */
   const char *where = cfg->registry;
   if (where && where[0] == '\0') {
-    ops = &nt_registry_memory_ops;
-    where = "memory";
-    b->registry_path[0] = '\0';
-  } else {
-    if (!where) {
-      if (nt_default_registry_path(b->registry_path,
-                                   sizeof(b->registry_path)) != 0) {
-        nt_error(&b->log, "cannot find a place for the name registry: set "
-                          "HOME or STATE_DIRECTORY, or use -registry FILE");
-        return NATTER_ERR_REGISTRY;
-      }
-    } else {
-      snprintf(b->registry_path, sizeof(b->registry_path), "%s", where);
+    where = "memory:";
+  } else if (!where) {
+    if (nt_default_registry_path(b->registry_path, sizeof(b->registry_path)) !=
+        0) {
+      nt_error(&b->log, "cannot find a place for the name registry: set "
+                        "HOME or STATE_DIRECTORY, or use -registry FILE");
+      return NATTER_ERR_REGISTRY;
     }
     where = b->registry_path;
   }
-  rv = nt_registry_open(&b->registry, ops, where, err, sizeof(err));
+  rv = nt_registry_open(&b->registry, b->base, where, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "%s", err);
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
+  }
+  /* For the log: the file, or "" for memory. */
+  if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
+    b->registry_path[0] = '\0';
+  } else if (where != b->registry_path) {
+    const nt_registry_ops *ops;
+    const char *path = where;
+    (void)nt_registry_parse_location(where, &ops, &path, NULL, 0);
+    snprintf(b->registry_path, sizeof(b->registry_path), "%s", path);
   }
   b->name_expiry_s = cfg->name_expiry_s;
   b->flush_ev = event_new(b->base, -1, EV_PERSIST, flush_cb, b);
@@ -1100,6 +1193,15 @@ static void broker_security_free(natter_broker *b) {
     event_free(b->expire_ev);
   }
   if (b->registry) {
+    bclient *c;
+    /* The requests go with the registry: none may be cancelled later. */
+    TAILQ_FOREACH(c, &b->clients, link) {
+      nt_registry_cancel(c->binding.req);
+      c->binding.req = NULL;
+    }
+    nt_registry_cancel(b->flush_req);
+    nt_registry_cancel(b->expire_req);
+    b->flush_req = b->expire_req = NULL;
     touch_checked_in(b, (int64_t)time(NULL));
   }
   nt_registry_close(b->registry); /* flushes */
