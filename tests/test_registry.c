@@ -87,6 +87,16 @@ static void run_until_done(waiter *w) {
   CHECK(w->calls == 1);
 }
 
+/* Runs the loop until the registry has nothing queued. */
+static void run_all(nt_registry *reg) {
+  for (int i = 0; i < 100000 && nt_registry_outstanding(reg) > 0; i++) {
+    if (event_base_loop(base, EVLOOP_ONCE) != 0) {
+      break;
+    }
+  }
+  CHECK(nt_registry_outstanding(reg) == 0);
+}
+
 /* The synchronous shape the older tests read best in: queue, run, answer.
  * |err| is a char[512]. */
 static int finish(int rv, waiter *w, char *err) {
@@ -645,6 +655,382 @@ static void test_crash_keeps_bindings(void) {
   remove_tmpdir();
 }
 
+/* ---- the asynchronous contract ---- */
+
+static nt_registry *open_memory(void) {
+  nt_registry *reg = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_open(&reg, base, "memory:", err, sizeof(err)) == 0);
+  CHECK(reg != NULL && strcmp(nt_registry_backend(reg), "memory") == 0);
+  return reg;
+}
+
+/* Queues a bind and checks that its callback did not run inside the call
+ * and does run from the loop, on both backends. */
+static void check_not_inside_call(nt_registry *reg) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  waiter w = {0}, bad = {0};
+  nt_registry_request *req = NULL;
+
+  key(k1, 1);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w, &req, err,
+                         sizeof(err)) == 0);
+  CHECK(req != NULL);
+  CHECK(w.calls == 0);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.err[0] == '\0');
+  CHECK(nt_registry_outstanding(reg) == 0);
+  /* Refused at once: an error from the call and never a callback. */
+  CHECK(nt_registry_bind(reg, "bad name", k1, 100, 0, on_done, &bad, &req, err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(req == NULL);
+  CHECK(nt_registry_bind(reg, "alice", NULL, 100, 0, on_done, &bad, NULL, err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_registry_outstanding(reg) == 0);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(bad.calls == 0);
+}
+
+static void test_callback_never_inside_call(void) {
+  char path[512];
+  nt_registry *reg;
+
+  reg = open_memory();
+  check_not_inside_call(reg);
+  nt_registry_close(reg);
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  reg = open_ok(path);
+  check_not_inside_call(reg);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* A callback that queues the next request: allowed, and it runs later. */
+typedef struct chain {
+  nt_registry *reg;
+  waiter first, second;
+} chain;
+
+static void chain_first(const nt_registry_result *res, void *user_data) {
+  chain *c = user_data;
+  char err[512];
+
+  on_done(res, &c->first);
+  CHECK(nt_registry_lookup(c->reg, "alice", on_done, &c->second, NULL, err,
+                           sizeof(err)) == 0);
+  CHECK(c->second.calls == 0);
+}
+
+static void test_callback_may_queue(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  chain c;
+
+  memset(&c, 0, sizeof(c));
+  key(k1, 1);
+  c.reg = open_memory();
+  CHECK(nt_registry_bind(c.reg, "alice", k1, 100, 0, chain_first, &c, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&c.second);
+  CHECK(c.first.calls == 1 && c.first.res.rv == 0);
+  CHECK(c.second.res.rv == 0 &&
+        memcmp(c.second.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  nt_registry_close(c.reg);
+}
+
+static void test_cancel(void) {
+  char err[512], path[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry_request *gone = NULL, *kept = NULL;
+  waiter w_gone = {0}, w_kept = {0}, w_closed = {0};
+  nt_registry_entry e;
+  nt_registry *reg;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  key(k2, 2);
+  reg = open_ok(path);
+  /* The requester of the first bind goes away before it ran. */
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w_gone, &gone, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "bob", k2, 100, 0, on_done, &w_kept, &kept, err,
+                         sizeof(err)) == 0);
+  nt_registry_cancel(gone);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_until_done(&w_kept);
+  CHECK(w_gone.calls == 0);
+  CHECK(w_kept.res.rv == 0);
+  /* Cancelled before it ran: nothing was stored. */
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bob", &e, err) == 0);
+  nt_registry_cancel(NULL);
+
+  /* Closing drops what is queued, without callbacks (and, under ASan,
+   * without leaks). */
+  CHECK(nt_registry_bind(reg, "carol", k1, 100, 0, on_done, &w_closed, NULL,
+                         err, sizeof(err)) == 0);
+  CHECK(nt_registry_flush(reg, NULL, NULL, NULL, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(w_closed.calls == 0);
+  remove_tmpdir();
+}
+
+static void test_outstanding_limit(void) {
+  char err[512];
+  nt_registry *reg = open_memory();
+  static waiter ws[NT_REGISTRY_MAX_OUTSTANDING];
+  waiter over = {0}, after = {0};
+  int queued = 0;
+
+  memset(ws, 0, sizeof(ws));
+  for (int i = 0; i < NT_REGISTRY_MAX_OUTSTANDING; i++) {
+    queued += nt_registry_lookup(reg, "alice", on_done, &ws[i], NULL, err,
+                                 sizeof(err)) == 0;
+  }
+  CHECK(queued == NT_REGISTRY_MAX_OUTSTANDING);
+  CHECK(nt_registry_outstanding(reg) == NT_REGISTRY_MAX_OUTSTANDING);
+  CHECK(nt_registry_lookup(reg, "alice", on_done, &over, NULL, err,
+                           sizeof(err)) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "too many registry requests waiting");
+  /* A touch at the threshold queues no flush past the bound either. */
+  CHECK(nt_registry_flush(reg, NULL, NULL, NULL, err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  run_all(reg);
+  CHECK(over.calls == 0);
+  for (int i = 0; i < NT_REGISTRY_MAX_OUTSTANDING; i++) {
+    if (ws[i].calls != 1 || ws[i].res.rv != NATTER_ERR_PEER_UNKNOWN) {
+      CHECK(0);
+      break;
+    }
+  }
+  /* In the order they were queued. */
+  CHECK(ws[0].order < ws[NT_REGISTRY_MAX_OUTSTANDING - 1].order);
+  CHECK(nt_registry_lookup(reg, "alice", on_done, &after, NULL, err,
+                           sizeof(err)) == 0);
+  run_until_done(&after);
+  nt_registry_close(reg);
+}
+
+/* Reads |name|'s fingerprint with a connection of its own: what is
+ * committed, nothing the registry holds in memory. */
+static int committed_key(const char *path, const char *name, uint8_t *fp) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int found = 0;
+
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT fingerprint FROM names WHERE name = ?1",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_bytes(st, 0) == NT_FINGERPRINT_LEN) {
+      memcpy(fp, sqlite3_column_blob(st, 0), NT_FINGERPRINT_LEN);
+      found = 1;
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return found;
+}
+
+typedef struct durable_check {
+  const char *path;
+  int seen; /* 1: the binding was committed when the callback ran */
+  int rv;
+} durable_check;
+
+static void bound_check_file(const nt_registry_result *res, void *user_data) {
+  durable_check *d = user_data;
+  uint8_t fp[NT_FINGERPRINT_LEN], k1[NT_FINGERPRINT_LEN];
+
+  key(k1, 1);
+  d->rv = res->rv;
+  d->seen =
+      committed_key(d->path, "alice", fp) && memcmp(fp, k1, sizeof(fp)) == 0;
+}
+
+static void test_durable_before_callback(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], fp[NT_FINGERPRINT_LEN];
+  durable_check d = {path, -1, -1};
+  nt_registry *reg, *second;
+  nt_registry_entry e;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, bound_check_file, &d, NULL,
+                         err, sizeof(err)) == 0);
+  CHECK(!committed_key(path, "alice", fp)); /* queued, not written */
+  run_all(reg);
+  CHECK(d.rv == 0);
+  CHECK(d.seen == 1);
+  /* A second registry on the same file sees it, the first still open. */
+  second = open_ok(path);
+  CHECK(lookup_now(second, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
+  nt_registry_close(second);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* Two keys claim one name, both binds in flight at once: the first
+ * queued wins, the second hears who owns it. */
+static void check_race(nt_registry *reg) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  waiter first = {0}, second = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &first, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k2, 101, 0, on_done, &second, NULL, err,
+                         sizeof(err)) == 0);
+  run_all(reg);
+  CHECK(first.calls == 1 && first.res.rv == 0);
+  CHECK(second.calls == 1 && second.res.rv == NATTER_ERR_NAME_TAKEN);
+  CHECK(first.order < second.order);
+  CHECK_STR_CONTAINS(second.err, "another key");
+  CHECK(memcmp(second.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(second.res.entry.first_seen == 100);
+}
+
+static void test_two_binds_in_flight(void) {
+  char path[512];
+  nt_registry *reg = open_memory();
+
+  check_race(reg);
+  nt_registry_close(reg);
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  reg = open_ok(path);
+  check_race(reg);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void test_takeover(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_memory();
+  nt_registry_entry e;
+  waiter w = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k2, 200, NT_REGISTRY_BIND_TAKEOVER,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.replaced);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k2, sizeof(k2)) == 0 && e.first_seen == 200);
+  nt_registry_close(reg);
+}
+
+/* ---- backends by location ---- */
+
+static void expect_location_error(const char *location, const char *needle) {
+  const nt_registry_ops *ops = NULL;
+  const char *where = NULL;
+  nt_registry *reg = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_parse_location(location, &ops, &where, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(ops == NULL && where == NULL);
+  CHECK_STR_CONTAINS(err, needle);
+  CHECK(nt_registry_open(&reg, base, location, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(reg == NULL);
+  printf("  refused as it should be: %s\n", err);
+}
+
+static void expect_location(const char *location,
+                            const nt_registry_ops *want_ops,
+                            const char *want_where) {
+  const nt_registry_ops *ops = NULL;
+  const char *where = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_parse_location(location, &ops, &where, err, sizeof(err)) ==
+        0);
+  CHECK(ops == want_ops);
+  CHECK(where != NULL && strcmp(where, want_where) == 0);
+}
+
+static void test_location(void) {
+  char path[512], uri[600], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = NULL;
+  struct stat st;
+
+  expect_location("memory:", &nt_registry_memory_ops, "");
+  expect_location("sqlite:///var/lib/natter/registry.db",
+                  &nt_registry_sqlite_ops, "/var/lib/natter/registry.db");
+  expect_location("sqlite:state/registry.db", &nt_registry_sqlite_ops,
+                  "state/registry.db");
+  /* Plain paths as before, even with a colon. */
+  expect_location("/var/lib/natter/registry.db", &nt_registry_sqlite_ops,
+                  "/var/lib/natter/registry.db");
+  expect_location("a:b.db", &nt_registry_sqlite_ops, "a:b.db");
+  expect_location("./memory:", &nt_registry_sqlite_ops, "./memory:");
+
+  expect_location_error("postgresql://db.example/natter", "not built in yet");
+  expect_location_error("postgres://db.example/natter", "not built in yet");
+  expect_location_error("mysql://db.example/natter",
+                        "unknown scheme \"mysql\"");
+  expect_location_error("mysql://db.example/natter", "sqlite:///PATH");
+  expect_location_error("mysql://db.example/natter", "memory:");
+  expect_location_error("sqlite://host/registry.db", "local file");
+  expect_location_error("sqlite:", "local file");
+  expect_location_error("memory:names", "takes no location");
+  expect_location_error("", "no registry file given");
+
+  /* A sqlite:/// URI opens (and creates) the file it names. */
+  make_tmpdir();
+  key(k1, 1);
+  path_in_tmp(path, sizeof(path), "by-uri/registry.db");
+  snprintf(uri, sizeof(uri), "sqlite://%s", path);
+  CHECK(path[0] == '/');
+  CHECK(nt_registry_open(&reg, base, uri, err, sizeof(err)) == 0);
+  CHECK(reg && strcmp(nt_registry_backend(reg), "sqlite") == 0);
+  if (reg) {
+    CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  }
+  nt_registry_close(reg);
+  CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+
+  /* The operator's tools take the same locations, keep the message for a
+   * missing file, and cannot reach into a broker's memory. */
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) == 0);
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK_STR_CONTAINS(err, "is not bound in this registry");
+  path_in_tmp(path, sizeof(path), "none.db");
+  CHECK(natter_registry_release(path, "alice", err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "no such file");
+  CHECK(access(path, F_OK) != 0); /* not created */
+  CHECK(natter_registry_release("memory:", "alice", err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "inside its broker");
+  CHECK(natter_registry_release("postgresql://h/db", "alice", err,
+                                sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "not built in yet");
+  remove_tmpdir();
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"persists_across_reopen", test_persists_across_reopen},
@@ -658,6 +1044,14 @@ int main(void) {
       {"foreign_or_newer_file", test_foreign_or_newer_file},
       {"unreadable_path", test_unreadable_path},
       {"crash_keeps_bindings", test_crash_keeps_bindings},
+      {"callback_never_inside_call", test_callback_never_inside_call},
+      {"callback_may_queue", test_callback_may_queue},
+      {"cancel", test_cancel},
+      {"outstanding_limit", test_outstanding_limit},
+      {"durable_before_callback", test_durable_before_callback},
+      {"two_binds_in_flight", test_two_binds_in_flight},
+      {"takeover", test_takeover},
+      {"location", test_location},
       {NULL, NULL},
   };
   int rv;
