@@ -938,6 +938,30 @@ static void test_takeover(void) {
   nt_registry_close(reg);
 }
 
+/* Enough pending touches for one transaction queue a flush of their own;
+ * the touches themselves never wait. */
+static void test_touch_threshold_flushes(void) {
+  char err[512], name[32];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_memory();
+  nt_registry_entry e;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "n0", k1, 100, err) == 0);
+  for (int i = 0; i < NT_REGISTRY_MAX_PENDING; i++) {
+    snprintf(name, sizeof(name), "n%d", i);
+    CHECK(nt_registry_touch(reg, name, 500, err, sizeof(err)) == 0);
+  }
+  CHECK(nt_registry_pending(reg) == NT_REGISTRY_MAX_PENDING);
+  CHECK(nt_registry_outstanding(reg) == 1); /* one flush, not one per touch */
+  CHECK(nt_registry_touch(reg, "late", 500, err, sizeof(err)) == 0);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_all(reg);
+  CHECK(nt_registry_pending(reg) == 0);
+  CHECK(lookup_now(reg, "n0", &e, err) == 0 && e.last_seen == 500);
+  nt_registry_close(reg);
+}
+
 /* ---- backends by location ---- */
 
 static void expect_location_error(const char *location, const char *needle) {
@@ -1051,6 +1075,7 @@ int main(void) {
       {"durable_before_callback", test_durable_before_callback},
       {"two_binds_in_flight", test_two_binds_in_flight},
       {"takeover", test_takeover},
+      {"touch_threshold_flushes", test_touch_threshold_flushes},
       {"location", test_location},
       {NULL, NULL},
   };

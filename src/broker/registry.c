@@ -231,8 +231,10 @@ static int run_bind(nt_registry *reg, const nt_registry_request *req,
     res->replaced = rv == 0;
     return rv;
   }
-  /* Bound to this key already: a touch, in memory. */
-  return nt_registry_touch(reg, req->name, req->now, err, errlen);
+  /* Bound to this key already: a touch, in memory. Last-seen times are
+   * advisory: one that cannot be recorded refuses no one. */
+  (void)nt_registry_touch(reg, req->name, req->now, NULL, 0);
+  return 0;
 }
 
 typedef struct list_ctx {

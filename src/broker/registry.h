@@ -122,9 +122,11 @@ typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
  * with a one-line reason in |err| (NATTER_ERR_REGISTRY for storage
  * failures). Arguments are already checked by this layer. The backends
  * here are local (a file, memory) and synchronous: this layer calls them
- * from the loop, one request at a time, never from the caller's call. A
- * networked backend (PostgreSQL) needs an asynchronous form of these
- * functions; the contract above stays what callers rely on. */
+ * from the loop, one request at a time, never from the caller's call, so
+ * the loop still waits while one runs (SQLite: at most its 200 ms lock
+ * timeout when an operator's -release holds the lock). A networked
+ * backend (PostgreSQL) needs an asynchronous form of these functions;
+ * the contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */
   /* Opens (creating when missing) the store at |location| (a path for
