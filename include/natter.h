@@ -141,10 +141,12 @@ typedef struct natter_broker_config {
                                 $STATE_DIRECTORY/registry.db (systemd's
                                 StateDirectory), else
                                 $XDG_STATE_HOME/natter/registry.db or
-                                ~/.local/state/natter/registry.db; "": in
-                                memory only (bindings die with the broker:
-                                tests and demos). An unreadable or corrupt
-                                file makes natter_broker_new fail. */
+                                ~/.local/state/natter/registry.db; "" or
+                                "memory:": in memory only (bindings die
+                                with the broker: tests and demos). Also
+                                "sqlite:///PATH"; another URI scheme is
+                                refused. An unreadable or corrupt file
+                                makes natter_broker_new fail. */
   uint32_t name_expiry_s;    /* a name unused this long is released;
                                 default 2592000 (30 days); 0: never */
   const char *token;         /* shared secret every client must present

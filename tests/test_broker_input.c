@@ -142,6 +142,15 @@ static void test_malformed_control(void) {
   CHECK(p.established && p.closed && p.reason == NT_CLOSE_PEER);
   CHECK_STR_CONTAINS(p.message, "before check-in");
 
+  /* A second CheckIn while the registry still binds the first one's
+   * name: refused, and the bind's late answer must touch nothing of the
+   * dropped client (ASan). Each is Control{check_in{version 1, "x"}}. */
+  const uint8_t twice[] = {7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x',
+                           7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x'};
+  send_to_broker(port, twice, sizeof(twice), base, &p);
+  CHECK(p.established && p.closed && p.reason == NT_CLOSE_PEER);
+  CHECK_STR_CONTAINS(p.message, "checked in twice");
+
   /* An empty Control (no message set). */
   const uint8_t empty[] = {0};
   send_to_broker(port, empty, sizeof(empty), base, &p);

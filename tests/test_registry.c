@@ -1,9 +1,13 @@
-/* The broker's registry (src/broker/registry.c, src/broker/registry_sqlite.c)
- * on real files: persistence, conflicts, batched touches, expiry, the size
- * bound, and files that are corrupt, foreign, unreadable or left by a crash. */
+/* The broker's registry (src/broker/registry*.c) on real files and in
+ * memory: the asynchronous contract (callbacks only from the loop,
+ * cancelling, the outstanding bound, order, durability before the
+ * answer), persistence, conflicts, batched touches, expiry, the size
+ * bound, backends chosen by location, and files that are corrupt,
+ * foreign, unreadable or left by a crash. */
 #include "broker/registry.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -19,12 +23,14 @@
 #include "test.h"
 
 static char tmpdir[256];
+/* Every registry here runs on this loop (a forked child makes its own). */
+static struct event_base *base;
 
 static void make_tmpdir(void) {
-  const char *base = getenv("TMPDIR");
+  const char *top = getenv("TMPDIR");
 
   snprintf(tmpdir, sizeof(tmpdir), "%s/natter-test-registry-XXXXXX",
-           base && base[0] ? base : "/tmp");
+           top && top[0] ? top : "/tmp");
   if (mkdtemp(tmpdir) == NULL) {
     perror("mkdtemp");
     exit(2);
@@ -50,10 +56,111 @@ static void key(uint8_t *fp, uint8_t seed) {
   }
 }
 
+/* One request's answer, as its callback saw it. */
+typedef struct waiter {
+  int calls;
+  int order; /* the value of |completed| when it ran */
+  nt_registry_result res;
+  char err[512];
+} waiter;
+
+static int completed;
+
+static void on_done(const nt_registry_result *res, void *user_data) {
+  waiter *w = user_data;
+
+  w->calls++;
+  w->order = ++completed;
+  w->res = *res;
+  snprintf(w->err, sizeof(w->err), "%s", res->err);
+  w->res.err = w->err;
+}
+
+/* Runs the loop until |w| has its answer (or the loop has nothing left:
+ * a lost request fails the check below rather than hanging). */
+static void run_until_done(waiter *w) {
+  for (int i = 0; i < 100000 && w->calls == 0; i++) {
+    if (event_base_loop(base, EVLOOP_ONCE) != 0) {
+      break;
+    }
+  }
+  CHECK(w->calls == 1);
+}
+
+/* Runs the loop until the registry has nothing queued. */
+static void run_all(nt_registry *reg) {
+  for (int i = 0; i < 100000 && nt_registry_outstanding(reg) > 0; i++) {
+    if (event_base_loop(base, EVLOOP_ONCE) != 0) {
+      break;
+    }
+  }
+  CHECK(nt_registry_outstanding(reg) == 0);
+}
+
+/* The synchronous shape the older tests read best in: queue, run, answer.
+ * |err| is a char[512]. */
+static int finish(int rv, waiter *w, char *err) {
+  if (rv != 0) {
+    CHECK(w->calls == 0);
+    return rv;
+  }
+  CHECK(w->calls == 0); /* never inside the call */
+  run_until_done(w);
+  snprintf(err, 512, "%s", w->err);
+  return w->res.rv;
+}
+
+static int bind_now(nt_registry *reg, const char *name, const uint8_t *fp,
+                    int64_t now, char *err) {
+  waiter w = {0};
+  return finish(
+      nt_registry_bind(reg, name, fp, now, 0, on_done, &w, NULL, err, 512), &w,
+      err);
+}
+
+static int lookup_now(nt_registry *reg, const char *name, nt_registry_entry *e,
+                      char *err) {
+  waiter w = {0};
+  int rv = finish(nt_registry_lookup(reg, name, on_done, &w, NULL, err, 512),
+                  &w, err);
+  if (rv == 0) {
+    *e = w.res.entry;
+  }
+  return rv;
+}
+
+static int release_now(nt_registry *reg, const char *name, char *err) {
+  waiter w = {0};
+  return finish(nt_registry_release(reg, name, on_done, &w, NULL, err, 512), &w,
+                err);
+}
+
+static int flush_now(nt_registry *reg, char *err) {
+  waiter w = {0};
+  return finish(nt_registry_flush(reg, on_done, &w, NULL, err, 512), &w, err);
+}
+
+static int expire_now(nt_registry *reg, int64_t now, int64_t max_idle_s,
+                      size_t *removed, char *err) {
+  waiter w = {0};
+  int rv = finish(
+      nt_registry_expire(reg, now, max_idle_s, on_done, &w, NULL, err, 512), &w,
+      err);
+  *removed = w.res.removed;
+  return rv;
+}
+
+static int list_now(nt_registry *reg, nt_registry_list_fn fn, void *ud,
+                    char *err) {
+  waiter w = {0};
+  return finish(nt_registry_list(reg, fn, ud, on_done, &w, NULL, err, 512), &w,
+                err);
+}
+
 static nt_registry *open_ok(const char *path) {
   nt_registry *reg = NULL;
   char err[512] = "";
-  int rv = nt_registry_open(&reg, NULL, path, err, sizeof(err));
+  int rv = nt_registry_open(&reg, base, path, err, sizeof(err));
 
   if (rv != 0) {
     fprintf(stderr, "open %s: %s\n", path, err);
@@ -77,7 +184,7 @@ static void test_persists_across_reopen(void) {
     remove_tmpdir();
     return;
   }
-  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 1000, err) == 0);
   /* SQLite's side files copy the database's mode. */
   path_in_tmp(path, sizeof(path), "state/deeper/registry.db-wal");
   CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
@@ -91,14 +198,12 @@ static void test_persists_across_reopen(void) {
   path_in_tmp(path, sizeof(path), "state/deeper/registry.db");
 
   reg = open_ok(path);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(strcmp(e.name, "alice") == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   CHECK(e.first_seen == 1000 && e.last_seen == 1000);
-  CHECK(nt_registry_lookup(reg, "bob", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_lookup(reg, "bad name", &e, err, sizeof(err)) ==
-        NATTER_ERR_INVALID);
+  CHECK(lookup_now(reg, "bob", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bad name", &e, err) == NATTER_ERR_INVALID);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -114,24 +219,21 @@ static void test_bind_conflict(void) {
   key(k1, 1);
   key(k2, 2);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k1, 1000, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "alice", k2, 1001, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "alice", k1, 1000, err) == 0);
+  CHECK(bind_now(reg, "alice", k2, 1001, err) == NATTER_ERR_NAME_TAKEN);
   CHECK_STR_CONTAINS(err, "alice");
   CHECK_STR_CONTAINS(err, "another key");
   /* The same key again is a check-in, not a conflict. */
-  CHECK(nt_registry_bind(reg, "alice", k1, 1002, err, sizeof(err)) == 0);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 1002, err) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   CHECK(e.first_seen == 1000 && e.last_seen == 1002);
-  CHECK(nt_registry_bind(reg, "-x/", k1, 1, err, sizeof(err)) ==
-        NATTER_ERR_INVALID);
+  CHECK(bind_now(reg, "-x/", k1, 1, err) == NATTER_ERR_INVALID);
   nt_registry_close(reg);
 
   /* And after a restart. */
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k2, 2000, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "alice", k2, 2000, err) == NATTER_ERR_NAME_TAKEN);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -147,30 +249,29 @@ static void test_touch_is_batched(void) {
   key(k1, 1);
   reg = open_ok(path);
   other = open_ok(path); /* a second connection sees only what is written */
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_touch(reg, "alice", 200, err, sizeof(err)) == 0);
   CHECK(nt_registry_touch(reg, "alice", 150, err, sizeof(err)) == 0);
   CHECK(nt_registry_touch(reg, "ghost", 200, err, sizeof(err)) == 0);
   CHECK(nt_registry_pending(reg) == 2);
 
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(e.last_seen == 200);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 100);
 
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_pending(reg) == 0);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 200 && e.first_seen == 100);
   /* A touch of an unbound name binds nothing. */
-  CHECK(nt_registry_lookup(other, "ghost", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(other, "ghost", &e, err) == NATTER_ERR_PEER_UNKNOWN);
 
   /* Close flushes what is pending. */
   CHECK(nt_registry_touch(reg, "alice", 300, err, sizeof(err)) == 0);
   nt_registry_close(reg);
-  CHECK(nt_registry_lookup(other, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(other, "alice", &e, err) == 0);
   CHECK(e.last_seen == 300);
   nt_registry_close(other);
   remove_tmpdir();
@@ -187,22 +288,21 @@ static void test_expire(void) {
   path_in_tmp(path, sizeof(path), "registry.db");
   key(k1, 1);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "old", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "fresh", k1, 1000, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "touched", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "old", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "fresh", k1, 1000, err) == 0);
+  CHECK(bind_now(reg, "touched", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   /* Seen recently, but only in memory: expire must write it first. */
   CHECK(nt_registry_touch(reg, "touched", 1900, err, sizeof(err)) == 0);
 
-  CHECK(nt_registry_expire(reg, 2000, 0, &removed, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 2000, 0, &removed, err) == 0);
   CHECK(removed == 0); /* 0 disables expiry */
-  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 2000, 1500, &removed, err) == 0);
   CHECK(removed == 1);
-  CHECK(nt_registry_lookup(reg, "old", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_lookup(reg, "fresh", &e, err, sizeof(err)) == 0);
-  CHECK(nt_registry_lookup(reg, "touched", &e, err, sizeof(err)) == 0);
-  CHECK(nt_registry_expire(reg, 2000, 1500, &removed, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "old", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "fresh", &e, err) == 0);
+  CHECK(lookup_now(reg, "touched", &e, err) == 0);
+  CHECK(expire_now(reg, 2000, 1500, &removed, err) == 0);
   CHECK(removed == 0);
   nt_registry_close(reg);
   remove_tmpdir();
@@ -219,27 +319,24 @@ static void test_release(void) {
   key(k1, 1);
   key(k2, 2);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(release_now(reg, "alice", err) == 0);
   CHECK(nt_registry_pending(reg) == 0);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_release(reg, "alice", err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(release_now(reg, "alice", err) == NATTER_ERR_PEER_UNKNOWN);
   CHECK_STR_CONTAINS(err, "not bound");
   /* A released name is free for another key. */
-  CHECK(nt_registry_bind(reg, "alice", k2, 200, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "alice", k2, 200, err) == 0);
   nt_registry_close(reg);
 
   /* Released by another process (the operator) while the broker runs. */
   reg = open_ok(path);
   {
     nt_registry *op = open_ok(path);
-    CHECK(nt_registry_release(op, "alice", err, sizeof(err)) == 0);
+    CHECK(release_now(op, "alice", err) == 0);
     nt_registry_close(op);
   }
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -272,14 +369,14 @@ static void test_list(void) {
   path_in_tmp(path, sizeof(path), "registry.db");
   key(k1, 1);
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "carol", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "alice", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "bob", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_flush(reg, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "carol", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "bob", k1, 100, err) == 0);
+  CHECK(flush_now(reg, err) == 0);
   CHECK(nt_registry_touch(reg, "bob", 500, err, sizeof(err)) == 0);
 
   memset(&l, 0, sizeof(l));
-  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(list_now(reg, collect, &l, err) == 0);
   CHECK(l.n == 3);
   CHECK(strcmp(l.names[0], "alice") == 0);
   CHECK(strcmp(l.names[1], "bob") == 0 && l.last_seen[1] == 500);
@@ -287,10 +384,10 @@ static void test_list(void) {
 
   memset(&l, 0, sizeof(l));
   l.stop_after = 2;
-  CHECK(nt_registry_list(reg, collect, &l, err, sizeof(err)) == 0);
+  CHECK(list_now(reg, collect, &l, err) == 0);
   CHECK(l.n == 2);
   /* The listing statement was reset: the registry still works. */
-  CHECK(nt_registry_bind(reg, "dave", k1, 100, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "dave", k1, 100, err) == 0);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -336,16 +433,14 @@ static void test_full(void) {
   prefill(path, NT_REGISTRY_MAX_NAMES - 1);
 
   reg = open_ok(path);
-  CHECK(nt_registry_bind(reg, "last", k1, 100, err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) ==
-        NATTER_ERR_REGISTRY);
+  CHECK(bind_now(reg, "last", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "onetoomany", k1, 100, err) == NATTER_ERR_REGISTRY);
   CHECK_STR_CONTAINS(err, "registry is full");
   /* Names already bound still check in. */
-  CHECK(nt_registry_bind(reg, "n7", k1, 100, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
-  CHECK(nt_registry_bind(reg, "last", k1, 200, err, sizeof(err)) == 0);
-  CHECK(nt_registry_release(reg, "n0", err, sizeof(err)) == 0);
-  CHECK(nt_registry_bind(reg, "onetoomany", k1, 100, err, sizeof(err)) == 0);
+  CHECK(bind_now(reg, "n7", k1, 100, err) == NATTER_ERR_NAME_TAKEN);
+  CHECK(bind_now(reg, "last", k1, 200, err) == 0);
+  CHECK(release_now(reg, "n0", err) == 0);
+  CHECK(bind_now(reg, "onetoomany", k1, 100, err) == 0);
   nt_registry_close(reg);
   remove_tmpdir();
 }
@@ -377,7 +472,7 @@ static void expect_open_error(const char *path, const char *needle) {
   nt_registry *reg = NULL;
   char err[512] = "";
 
-  CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+  CHECK(nt_registry_open(&reg, base, path, err, sizeof(err)) ==
         NATTER_ERR_REGISTRY);
   CHECK(reg == NULL);
   CHECK_STR_CONTAINS(err, path);
@@ -410,7 +505,7 @@ static void test_corrupt_file(void) {
   for (int i = 0; i < 200 && reg; i++) {
     char name[32];
     snprintf(name, sizeof(name), "name%d", i);
-    CHECK(nt_registry_bind(reg, name, k1, 100, err, sizeof(err)) == 0);
+    CHECK(bind_now(reg, name, k1, 100, err) == 0);
   }
   nt_registry_close(reg);
   {
@@ -464,7 +559,7 @@ static void test_unreadable_path(void) {
   {
     nt_registry *reg = NULL;
     char err[512] = "";
-    CHECK(nt_registry_open(&reg, NULL, path, err, sizeof(err)) ==
+    CHECK(nt_registry_open(&reg, base, path, err, sizeof(err)) ==
           NATTER_ERR_REGISTRY);
     CHECK_STR_CONTAINS(err, "plain");
   }
@@ -521,8 +616,9 @@ static void test_crash_keeps_bindings(void) {
   if (pid == 0) {
     nt_registry *child = NULL;
     char cerr[512];
-    if (nt_registry_open(&child, NULL, path, cerr, sizeof(cerr)) != 0 ||
-        nt_registry_bind(child, "alice", k1, 100, cerr, sizeof(cerr)) != 0 ||
+    base = event_base_new(); /* the parent's loop is not ours to use */
+    if (nt_registry_open(&child, base, path, cerr, sizeof(cerr)) != 0 ||
+        bind_now(child, "alice", k1, 100, cerr) != 0 ||
         nt_registry_touch(child, "alice", 500, cerr, sizeof(cerr)) != 0) {
       _exit(1);
     }
@@ -549,15 +645,413 @@ static void test_crash_keeps_bindings(void) {
   CHECK(wait_child(pid) == 0);
 
   reg = open_ok(path);
-  CHECK(nt_registry_lookup(reg, "alice", &e, err, sizeof(err)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
   CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
   /* The unflushed touch died with the process: last-seen is advisory. */
   CHECK(e.first_seen == 100 && e.last_seen == 100);
-  CHECK(nt_registry_lookup(reg, "mallory", &e, err, sizeof(err)) ==
-        NATTER_ERR_PEER_UNKNOWN);
-  CHECK(nt_registry_bind(reg, "alice", k2, 600, err, sizeof(err)) ==
-        NATTER_ERR_NAME_TAKEN);
+  CHECK(lookup_now(reg, "mallory", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(bind_now(reg, "alice", k2, 600, err) == NATTER_ERR_NAME_TAKEN);
   nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* ---- the asynchronous contract ---- */
+
+static nt_registry *open_memory(void) {
+  nt_registry *reg = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_open(&reg, base, "memory:", err, sizeof(err)) == 0);
+  CHECK(reg != NULL && strcmp(nt_registry_backend(reg), "memory") == 0);
+  return reg;
+}
+
+/* Queues a bind and checks that its callback did not run inside the call
+ * and does run from the loop, on both backends. */
+static void check_not_inside_call(nt_registry *reg) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  waiter w = {0}, bad = {0};
+  nt_registry_request *req = NULL;
+
+  key(k1, 1);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w, &req, err,
+                         sizeof(err)) == 0);
+  CHECK(req != NULL);
+  CHECK(w.calls == 0);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.err[0] == '\0');
+  CHECK(nt_registry_outstanding(reg) == 0);
+  /* Refused at once: an error from the call and never a callback. */
+  CHECK(nt_registry_bind(reg, "bad name", k1, 100, 0, on_done, &bad, &req, err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(req == NULL);
+  CHECK(nt_registry_bind(reg, "alice", NULL, 100, 0, on_done, &bad, NULL, err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_registry_outstanding(reg) == 0);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(bad.calls == 0);
+}
+
+static void test_callback_never_inside_call(void) {
+  char path[512];
+  nt_registry *reg;
+
+  reg = open_memory();
+  check_not_inside_call(reg);
+  nt_registry_close(reg);
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  reg = open_ok(path);
+  check_not_inside_call(reg);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* A callback that queues the next request: allowed, and it runs later. */
+typedef struct chain {
+  nt_registry *reg;
+  waiter first, second;
+} chain;
+
+static void chain_first(const nt_registry_result *res, void *user_data) {
+  chain *c = user_data;
+  char err[512];
+
+  on_done(res, &c->first);
+  CHECK(nt_registry_lookup(c->reg, "alice", on_done, &c->second, NULL, err,
+                           sizeof(err)) == 0);
+  CHECK(c->second.calls == 0);
+}
+
+static void test_callback_may_queue(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  chain c;
+
+  memset(&c, 0, sizeof(c));
+  key(k1, 1);
+  c.reg = open_memory();
+  CHECK(nt_registry_bind(c.reg, "alice", k1, 100, 0, chain_first, &c, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&c.second);
+  CHECK(c.first.calls == 1 && c.first.res.rv == 0);
+  CHECK(c.second.res.rv == 0 &&
+        memcmp(c.second.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  nt_registry_close(c.reg);
+}
+
+static void test_cancel(void) {
+  char err[512], path[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry_request *gone = NULL, *kept = NULL;
+  waiter w_gone = {0}, w_kept = {0}, w_closed = {0};
+  nt_registry_entry e;
+  nt_registry *reg;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  key(k2, 2);
+  reg = open_ok(path);
+  /* The requester of the first bind goes away before it ran. */
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w_gone, &gone, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "bob", k2, 100, 0, on_done, &w_kept, &kept, err,
+                         sizeof(err)) == 0);
+  nt_registry_cancel(gone);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_until_done(&w_kept);
+  CHECK(w_gone.calls == 0);
+  CHECK(w_kept.res.rv == 0);
+  /* Cancelled before it ran: nothing was stored. */
+  CHECK(lookup_now(reg, "alice", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bob", &e, err) == 0);
+  nt_registry_cancel(NULL);
+
+  /* Closing drops what is queued, without callbacks (and, under ASan,
+   * without leaks). */
+  CHECK(nt_registry_bind(reg, "carol", k1, 100, 0, on_done, &w_closed, NULL,
+                         err, sizeof(err)) == 0);
+  CHECK(nt_registry_flush(reg, NULL, NULL, NULL, err, sizeof(err)) == 0);
+  nt_registry_close(reg);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(w_closed.calls == 0);
+  remove_tmpdir();
+}
+
+static void test_outstanding_limit(void) {
+  char err[512];
+  nt_registry *reg = open_memory();
+  static waiter ws[NT_REGISTRY_MAX_OUTSTANDING];
+  waiter over = {0}, after = {0};
+  int queued = 0;
+
+  memset(ws, 0, sizeof(ws));
+  for (int i = 0; i < NT_REGISTRY_MAX_OUTSTANDING; i++) {
+    queued += nt_registry_lookup(reg, "alice", on_done, &ws[i], NULL, err,
+                                 sizeof(err)) == 0;
+  }
+  CHECK(queued == NT_REGISTRY_MAX_OUTSTANDING);
+  CHECK(nt_registry_outstanding(reg) == NT_REGISTRY_MAX_OUTSTANDING);
+  CHECK(nt_registry_lookup(reg, "alice", on_done, &over, NULL, err,
+                           sizeof(err)) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "too many registry requests waiting");
+  /* A touch at the threshold queues no flush past the bound either. */
+  CHECK(nt_registry_flush(reg, NULL, NULL, NULL, err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  run_all(reg);
+  CHECK(over.calls == 0);
+  for (int i = 0; i < NT_REGISTRY_MAX_OUTSTANDING; i++) {
+    if (ws[i].calls != 1 || ws[i].res.rv != NATTER_ERR_PEER_UNKNOWN) {
+      CHECK(0);
+      break;
+    }
+  }
+  /* In the order they were queued. */
+  CHECK(ws[0].order < ws[NT_REGISTRY_MAX_OUTSTANDING - 1].order);
+  CHECK(nt_registry_lookup(reg, "alice", on_done, &after, NULL, err,
+                           sizeof(err)) == 0);
+  run_until_done(&after);
+  nt_registry_close(reg);
+}
+
+/* Reads |name|'s fingerprint with a connection of its own: what is
+ * committed, nothing the registry holds in memory. */
+static int committed_key(const char *path, const char *name, uint8_t *fp) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int found = 0;
+
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT fingerprint FROM names WHERE name = ?1",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_bytes(st, 0) == NT_FINGERPRINT_LEN) {
+      memcpy(fp, sqlite3_column_blob(st, 0), NT_FINGERPRINT_LEN);
+      found = 1;
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return found;
+}
+
+typedef struct durable_check {
+  const char *path;
+  int seen; /* 1: the binding was committed when the callback ran */
+  int rv;
+} durable_check;
+
+static void bound_check_file(const nt_registry_result *res, void *user_data) {
+  durable_check *d = user_data;
+  uint8_t fp[NT_FINGERPRINT_LEN], k1[NT_FINGERPRINT_LEN];
+
+  key(k1, 1);
+  d->rv = res->rv;
+  d->seen =
+      committed_key(d->path, "alice", fp) && memcmp(fp, k1, sizeof(fp)) == 0;
+}
+
+static void test_durable_before_callback(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], fp[NT_FINGERPRINT_LEN];
+  durable_check d = {path, -1, -1};
+  nt_registry *reg, *second;
+  nt_registry_entry e;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, bound_check_file, &d, NULL,
+                         err, sizeof(err)) == 0);
+  CHECK(!committed_key(path, "alice", fp)); /* queued, not written */
+  run_all(reg);
+  CHECK(d.rv == 0);
+  CHECK(d.seen == 1);
+  /* A second registry on the same file sees it, the first still open. */
+  second = open_ok(path);
+  CHECK(lookup_now(second, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k1, sizeof(k1)) == 0);
+  nt_registry_close(second);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+/* Two keys claim one name, both binds in flight at once: the first
+ * queued wins, the second hears who owns it. */
+static void check_race(nt_registry *reg) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  waiter first = {0}, second = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &first, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k2, 101, 0, on_done, &second, NULL, err,
+                         sizeof(err)) == 0);
+  run_all(reg);
+  CHECK(first.calls == 1 && first.res.rv == 0);
+  CHECK(second.calls == 1 && second.res.rv == NATTER_ERR_NAME_TAKEN);
+  CHECK(first.order < second.order);
+  CHECK_STR_CONTAINS(second.err, "another key");
+  CHECK(memcmp(second.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(second.res.entry.first_seen == 100);
+}
+
+static void test_two_binds_in_flight(void) {
+  char path[512];
+  nt_registry *reg = open_memory();
+
+  check_race(reg);
+  nt_registry_close(reg);
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  reg = open_ok(path);
+  check_race(reg);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
+static void test_takeover(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_memory();
+  nt_registry_entry e;
+  waiter w = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  CHECK(nt_registry_bind(reg, "alice", k2, 200, NT_REGISTRY_BIND_TAKEOVER,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.replaced);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, sizeof(k1)) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k2, sizeof(k2)) == 0 && e.first_seen == 200);
+  nt_registry_close(reg);
+}
+
+/* Enough pending touches for one transaction queue a flush of their own;
+ * the touches themselves never wait. */
+static void test_touch_threshold_flushes(void) {
+  char err[512], name[32];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_memory();
+  nt_registry_entry e;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "n0", k1, 100, err) == 0);
+  for (int i = 0; i < NT_REGISTRY_MAX_PENDING; i++) {
+    snprintf(name, sizeof(name), "n%d", i);
+    CHECK(nt_registry_touch(reg, name, 500, err, sizeof(err)) == 0);
+  }
+  CHECK(nt_registry_pending(reg) == NT_REGISTRY_MAX_PENDING);
+  CHECK(nt_registry_outstanding(reg) == 1); /* one flush, not one per touch */
+  CHECK(nt_registry_touch(reg, "late", 500, err, sizeof(err)) == 0);
+  CHECK(nt_registry_outstanding(reg) == 1);
+  run_all(reg);
+  CHECK(nt_registry_pending(reg) == 0);
+  CHECK(lookup_now(reg, "n0", &e, err) == 0 && e.last_seen == 500);
+  nt_registry_close(reg);
+}
+
+/* ---- backends by location ---- */
+
+static void expect_location_error(const char *location, const char *needle) {
+  const nt_registry_ops *ops = NULL;
+  const char *where = NULL;
+  nt_registry *reg = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_parse_location(location, &ops, &where, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(ops == NULL && where == NULL);
+  CHECK_STR_CONTAINS(err, needle);
+  CHECK(nt_registry_open(&reg, base, location, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(reg == NULL);
+  printf("  refused as it should be: %s\n", err);
+}
+
+static void expect_location(const char *location,
+                            const nt_registry_ops *want_ops,
+                            const char *want_where) {
+  const nt_registry_ops *ops = NULL;
+  const char *where = NULL;
+  char err[512] = "";
+
+  CHECK(nt_registry_parse_location(location, &ops, &where, err, sizeof(err)) ==
+        0);
+  CHECK(ops == want_ops);
+  CHECK(where != NULL && strcmp(where, want_where) == 0);
+}
+
+static void test_location(void) {
+  char path[512], uri[600], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = NULL;
+  struct stat st;
+
+  expect_location("memory:", &nt_registry_memory_ops, "");
+  expect_location("sqlite:///var/lib/natter/registry.db",
+                  &nt_registry_sqlite_ops, "/var/lib/natter/registry.db");
+  expect_location("sqlite:state/registry.db", &nt_registry_sqlite_ops,
+                  "state/registry.db");
+  /* Plain paths as before, even with a colon. */
+  expect_location("/var/lib/natter/registry.db", &nt_registry_sqlite_ops,
+                  "/var/lib/natter/registry.db");
+  expect_location("a:b.db", &nt_registry_sqlite_ops, "a:b.db");
+  expect_location("./memory:", &nt_registry_sqlite_ops, "./memory:");
+
+  expect_location_error("postgresql://db.example/natter", "not built in yet");
+  expect_location_error("postgres://db.example/natter", "not built in yet");
+  expect_location_error("mysql://db.example/natter",
+                        "unknown scheme \"mysql\"");
+  expect_location_error("mysql://db.example/natter", "sqlite:///PATH");
+  expect_location_error("mysql://db.example/natter", "memory:");
+  expect_location_error("sqlite://host/registry.db", "local file");
+  expect_location_error("sqlite:", "local file");
+  expect_location_error("memory:names", "takes no location");
+  expect_location_error("", "no registry file given");
+
+  /* A sqlite:/// URI opens (and creates) the file it names. */
+  make_tmpdir();
+  key(k1, 1);
+  path_in_tmp(path, sizeof(path), "by-uri/registry.db");
+  snprintf(uri, sizeof(uri), "sqlite://%s", path);
+  CHECK(path[0] == '/');
+  CHECK(nt_registry_open(&reg, base, uri, err, sizeof(err)) == 0);
+  CHECK(reg && strcmp(nt_registry_backend(reg), "sqlite") == 0);
+  if (reg) {
+    CHECK(bind_now(reg, "alice", k1, 100, err) == 0);
+  }
+  nt_registry_close(reg);
+  CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+
+  /* The operator's tools take the same locations, keep the message for a
+   * missing file, and cannot reach into a broker's memory. */
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) == 0);
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) ==
+        NATTER_ERR_PEER_UNKNOWN);
+  CHECK_STR_CONTAINS(err, "is not bound in this registry");
+  path_in_tmp(path, sizeof(path), "none.db");
+  CHECK(natter_registry_release(path, "alice", err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "no such file");
+  CHECK(access(path, F_OK) != 0); /* not created */
+  CHECK(natter_registry_release("memory:", "alice", err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "inside its broker");
+  CHECK(natter_registry_release("postgresql://h/db", "alice", err,
+                                sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "not built in yet");
   remove_tmpdir();
 }
 
@@ -574,7 +1068,24 @@ int main(void) {
       {"foreign_or_newer_file", test_foreign_or_newer_file},
       {"unreadable_path", test_unreadable_path},
       {"crash_keeps_bindings", test_crash_keeps_bindings},
+      {"callback_never_inside_call", test_callback_never_inside_call},
+      {"callback_may_queue", test_callback_may_queue},
+      {"cancel", test_cancel},
+      {"outstanding_limit", test_outstanding_limit},
+      {"durable_before_callback", test_durable_before_callback},
+      {"two_binds_in_flight", test_two_binds_in_flight},
+      {"takeover", test_takeover},
+      {"touch_threshold_flushes", test_touch_threshold_flushes},
+      {"location", test_location},
       {NULL, NULL},
   };
-  return nt_test_run(cases);
+  int rv;
+
+  base = event_base_new();
+  if (base == NULL) {
+    return 2;
+  }
+  rv = nt_test_run(cases);
+  event_base_free(base);
+  return rv;
 }

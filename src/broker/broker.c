@@ -39,9 +39,8 @@
 #define BROKER_EXPIRE_MAX_S 3600
 
 /* Limits against one host holding the broker (doc/operations.md,
- * "Limits"):
- * max_clients, max_pending and max_per_source (natter_broker_config);
- * each is logged when hit (at most once a second per kind) and answered
+ * "Limits"): max_clients, max_pending and max_per_source
+ * (natter_broker_config); each is logged when hit (at most once a second per kind) and answered
  * with a stateless CONNECTION_CLOSE that names it, never with silence. */
 enum { LIMIT_TOTAL, LIMIT_PENDING, LIMIT_SOURCE };
 
@@ -252,41 +251,70 @@ static void touch_checked_in(natter_broker *b, int64_t now) {
   }
 }
 
+static void flushed(const nt_registry_result *res, void *arg) {
+  natter_broker *b = arg;
+  b->flush_req = NULL;
+  if (res->rv != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+  }
+}
+
 static void flush_cb(evutil_socket_t fd, short what, void *arg) {
   natter_broker *b = arg;
   char err[300];
   (void)fd;
   (void)what;
   touch_checked_in(b, (int64_t)time(NULL));
-  if (nt_registry_flush(b->registry, err, sizeof(err)) != 0) {
+  if (!b->flush_req && nt_registry_flush(b->registry, flushed, b, &b->flush_req,
+                                         err, sizeof(err)) != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", err);
+  }
+}
+
+/* Batches keep each request short; a large backlog goes over a few
+ * rounds, at most this many per run of the timer. */
+#define BROKER_EXPIRE_ROUNDS 10
+
+static void expire_round(natter_broker *b);
+
+static void expired(const nt_registry_result *res, void *arg) {
+  natter_broker *b = arg;
+  b->expire_req = NULL;
+  if (res->rv != 0) {
+    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+  } else {
+    b->expired += res->removed;
+    if (res->removed >= NT_REGISTRY_EXPIRE_BATCH &&
+        ++b->expire_rounds < BROKER_EXPIRE_ROUNDS) {
+      expire_round(b);
+      return;
+    }
+  }
+  if (b->expired > 0) {
+    nt_info(&b->log, "released %zu name%s unused for %lld s", b->expired,
+            b->expired == 1 ? "" : "s", (long long)b->name_expiry_s);
+  }
+}
+
+static void expire_round(natter_broker *b) {
+  char err[300];
+  if (nt_registry_expire(b->registry, (int64_t)time(NULL), b->name_expiry_s,
+                         expired, b, &b->expire_req, err, sizeof(err)) != 0) {
     nt_warn(&b->log, "registry: %s (retrying later)", err);
   }
 }
 
 static void expire_cb(evutil_socket_t fd, short what, void *arg) {
   natter_broker *b = arg;
-  char err[300];
-  size_t removed = 0, total = 0;
-  int64_t now = (int64_t)time(NULL);
   (void)fd;
   (void)what;
-  touch_checked_in(b, now);
-  /* Batches keep each call short; a large backlog goes over a few runs. */
-  for (int i = 0; i < 10; i++) {
-    if (nt_registry_expire(b->registry, now, b->name_expiry_s, &removed, err,
-                           sizeof(err)) != 0) {
-      nt_warn(&b->log, "registry: %s (retrying later)", err);
-      break;
-    }
-    total += removed;
-    if (removed < NT_REGISTRY_EXPIRE_BATCH) {
-      break;
-    }
+  if (b->expire_req) {
+    return; /* the last run is still going */
   }
-  if (total > 0) {
-    nt_info(&b->log, "released %zu name%s unused for %lld s", total,
-            total == 1 ? "" : "s", (long long)b->name_expiry_s);
-  }
+  touch_checked_in(b, (int64_t)time(NULL));
+  b->expire_rounds = 0;
+  b->expired = 0;
+  expire_round(b);
 }
 
 /* Opens the registry, reads the token and the admitted keys, starts the
@@ -328,29 +356,32 @@ static int broker_security_new(natter_broker *b,
       return rv;
     }
   }
-  const nt_registry_ops *ops = &nt_registry_sqlite_ops;
+  /* A file path or a URI (registry.h); "" keeps its old meaning. */
   const char *where = cfg->registry;
   if (where && where[0] == '\0') {
-    ops = &nt_registry_memory_ops;
-    where = "memory";
-    b->registry_path[0] = '\0';
-  } else {
-    if (!where) {
-      if (nt_default_registry_path(b->registry_path,
-                                   sizeof(b->registry_path)) != 0) {
-        nt_error(&b->log, "cannot find a place for the name registry: set "
-                          "HOME or STATE_DIRECTORY, or use -registry FILE");
-        return NATTER_ERR_REGISTRY;
-      }
-    } else {
-      snprintf(b->registry_path, sizeof(b->registry_path), "%s", where);
+    where = "memory:";
+  } else if (!where) {
+    if (nt_default_registry_path(b->registry_path, sizeof(b->registry_path)) !=
+        0) {
+      nt_error(&b->log, "cannot find a place for the name registry: set "
+                        "HOME or STATE_DIRECTORY, or use -registry FILE");
+      return NATTER_ERR_REGISTRY;
     }
     where = b->registry_path;
   }
-  rv = nt_registry_open(&b->registry, ops, where, err, sizeof(err));
+  rv = nt_registry_open(&b->registry, b->base, where, err, sizeof(err));
   if (rv != 0) {
     nt_error(&b->log, "%s", err);
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
+  }
+  /* For the log: the file, or "" for memory. */
+  if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
+    b->registry_path[0] = '\0';
+  } else if (where != b->registry_path) {
+    const nt_registry_ops *ops;
+    const char *path = where;
+    (void)nt_registry_parse_location(where, &ops, &path, NULL, 0);
+    snprintf(b->registry_path, sizeof(b->registry_path), "%s", path);
   }
   b->name_expiry_s = cfg->name_expiry_s;
   b->flush_ev = event_new(b->base, -1, EV_PERSIST, flush_cb, b);
@@ -380,6 +411,15 @@ static void broker_security_free(natter_broker *b) {
     event_free(b->expire_ev);
   }
   if (b->registry) {
+    bclient *c;
+    /* The requests go with the registry: none may be cancelled later. */
+    TAILQ_FOREACH(c, &b->clients, link) {
+      nt_registry_cancel(c->binding.req);
+      c->binding.req = NULL;
+    }
+    nt_registry_cancel(b->flush_req);
+    nt_registry_cancel(b->expire_req);
+    b->flush_req = b->expire_req = NULL;
     touch_checked_in(b, (int64_t)time(NULL));
   }
   nt_registry_close(b->registry); /* flushes */

@@ -38,6 +38,16 @@
 
 typedef struct bclient bclient;
 
+/* A check-in waiting for the registry to bind its name (registry.h): what
+ * the rest of the check-in needs from the CheckIn message, which is gone
+ * by then. */
+typedef struct bclient_binding {
+  nt_registry_request *req; /* NULL: no bind in flight */
+  char name[NT_NAME_MAX + 1];
+  uint8_t session[NT_SESSION_LEN];
+  int diagnostic, listen, no_relay;
+} bclient_binding;
+
 struct bclient {
   natter_broker *broker;
   nt_conn *conn;
@@ -66,6 +76,7 @@ struct bclient {
    * its name in natter_broker.checked_in, announced to no one, and it
    * may only ask for checks. */
   int diagnostic;
+  bclient_binding binding; /* check-in waiting for the registry */
 };
 
 /* A check awaiting the checked peer's report. */
@@ -99,6 +110,8 @@ struct natter_broker {
   char registry_path[1024]; /* "" : in memory */
   int64_t name_expiry_s;    /* 0: never */
   struct event *flush_ev, *expire_ev;
+  nt_registry_request *flush_req, *expire_req; /* in flight, or NULL */
+  size_t expire_rounds, expired; /* the expiry in flight, so far */
   /* Closed broker: a token and/or admitted keys. */
   char token[NT_TOKEN_MAX + 1];
   size_t token_len; /* 0: no token */
@@ -129,7 +142,7 @@ struct natter_broker {
 bclient *nt_bclient_new(natter_broker *b, const struct sockaddr *from);
 
 /* Forgets a client without closing its connection: the counts, its
- * checks, its deadline, its memory. */
+ * checks, its deadline, a bind it still waits for, its memory. */
 void nt_bclient_free(natter_broker *b, bclient *c);
 
 extern const nt_conn_callbacks nt_bclient_conn_callbacks;

@@ -128,48 +128,84 @@ static int check_authorized(bclient *c, const nt_check_in *in,
   return 0;
 }
 
-/* Binds |name| to |key| in the registry, or answers why not. Returns 1
- * when the client may use the name. */
-static int bind_name(bclient *c, const char *name, const uint8_t *key) {
+/* The registry refused |name|: answers the client why. */
+static void bind_refused(bclient *c, const char *name, int rv, const char *err,
+                         const nt_registry_entry *owner) {
   natter_broker *b = c->broker;
-  char err[300], hex[NT_FINGERPRINT_HEX_LEN + 1];
-  nt_registry_entry entry;
-  int64_t now = (int64_t)time(NULL);
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
 
-  int rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
-  if (rv == NATTER_ERR_NAME_TAKEN && b->admitted) {
-    /* The admitted-keys file is the authority on a closed broker: an
-     * operator who gave the name a new key there meant it. */
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
-      nt_fingerprint_hex(entry.fingerprint, hex);
-      nt_info(&b->log,
-              "\"%s\" was bound to key %.16s...; rebinding it to the key "
-              "the admitted-keys file lists",
-              name, hex);
-    }
-    rv = nt_registry_release(b->registry, name, err, sizeof(err));
-    if (rv == 0 || rv == NATTER_ERR_PEER_UNKNOWN) {
-      rv = nt_registry_bind(b->registry, name, key, now, err, sizeof(err));
-    }
-  }
-  if (rv == 0) {
-    return 1;
-  }
   if (rv == NATTER_ERR_NAME_TAKEN) {
-    if (nt_registry_lookup(b->registry, name, &entry, err, sizeof(err)) == 0) {
-      nt_fingerprint_hex(entry.fingerprint, hex);
+    if (owner) {
+      nt_fingerprint_hex(owner->fingerprint, hex);
       nt_info(&b->log, "refused \"%s\": name bound to key %.16s...", name, hex);
     }
     send_check_in_result(c, NT_CODE_NAME_TAKEN,
                          "name is bound to another key at this broker");
-    return 0;
+    return;
   }
   nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
   send_check_in_result(c, NT_CODE_INTERNAL,
                        strstr(err, "registry is full")
                            ? "broker is full (its name registry)"
                            : "broker registry unavailable");
-  return 0;
+}
+
+static void finish_check_in(bclient *c, const uint8_t *key,
+                            const nt_check_in *in);
+
+/* The registry has decided on the name of a waiting check-in. */
+static void name_bound(const nt_registry_result *res, void *user_data) {
+  bclient *c = user_data;
+  bclient_binding *w = &c->binding;
+  nt_check_in in;
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+
+  w->req = NULL;
+  if (c->dead) {
+    return;
+  }
+  if (res->replaced) {
+    nt_fingerprint_hex(res->entry.fingerprint, hex);
+    nt_info(&c->broker->log,
+            "\"%s\" was bound to key %.16s...; rebinding it to the key "
+            "the admitted-keys file lists",
+            w->name, hex);
+  }
+  if (res->rv != 0) {
+    bind_refused(c, w->name, res->rv, res->err, &res->entry);
+    return;
+  }
+  memset(&in, 0, sizeof(in));
+  in.protocol_version = NT_CONTROL_PROTOCOL_VERSION;
+  memcpy(in.name, w->name, sizeof(in.name));
+  memcpy(in.session, w->session, sizeof(in.session));
+  in.diagnostic = w->diagnostic;
+  in.listen = w->listen;
+  in.no_relay = w->no_relay;
+  finish_check_in(c, nt_conn_peer_fingerprint(c->conn), &in);
+}
+
+/* Asks the registry to bind |in->name| to |key|; the check-in goes on in
+ * name_bound once the binding is stored, or is answered why not. On a
+ * closed broker the admitted-keys file is the authority: an operator who
+ * gave the name a new key there meant it, so the bind takes the name
+ * over. */
+static void bind_name(bclient *c, const nt_check_in *in, const uint8_t *key) {
+  natter_broker *b = c->broker;
+  bclient_binding *w = &c->binding;
+  char err[300];
+
+  memcpy(w->name, in->name, sizeof(w->name));
+  memcpy(w->session, in->session, sizeof(w->session));
+  w->diagnostic = in->diagnostic;
+  w->listen = in->listen;
+  w->no_relay = in->no_relay;
+  int rv = nt_registry_bind(b->registry, in->name, key, (int64_t)time(NULL),
+                            b->admitted ? NT_REGISTRY_BIND_TAKEOVER : 0,
+                            name_bound, c, &w->req, err, sizeof(err));
+  if (rv != 0) {
+    bind_refused(c, in->name, rv, err, NULL);
+  }
 }
 
 /* The check-in succeeded: |c| leaves the pending count and its deadline,
@@ -193,7 +229,7 @@ static void handle_check_in(bclient *c, const nt_check_in *in) {
   natter_broker *b = c->broker;
   const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
 
-  if (c->checked_in) {
+  if (c->checked_in || c->binding.req) {
     reject(c, NT_CODE_BAD_REQUEST, "checked in twice");
     return;
   }
@@ -225,9 +261,14 @@ static void handle_check_in(bclient *c, const nt_check_in *in) {
     nt_debug(&b->log, "%s: %zu of %zu reported local addresses dropped",
              in->name, in->nlocal_sent - c->nlocal, in->nlocal_sent);
   }
-  if (!bind_name(c, in->name, key)) {
-    return;
-  }
+  bind_name(c, in, key);
+}
+
+/* The rest of a check-in, once its name is bound to |key|. */
+static void finish_check_in(bclient *c, const uint8_t *key,
+                            const nt_check_in *in) {
+  natter_broker *b = c->broker;
+
   if (in->diagnostic) {
     /* The key owns the name (bind_name), but the session takes nothing
      * from a client running under it: no table entry, no notices. */
@@ -549,6 +590,9 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
 
 /* Forgets a client: the counts, its deadline, its memory. */
 void nt_bclient_free(natter_broker *b, bclient *c) {
+  /* A check-in still waiting for the registry: its answer must not come
+   * to freed memory. */
+  nt_registry_cancel(c->binding.req);
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     if (b->checks[i].requester == c || b->checks[i].peer == c) {
       b->checks[i].requester = b->checks[i].peer = NULL;

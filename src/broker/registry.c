@@ -1,81 +1,65 @@
-/* The backend-independent half of the registry: argument checks and the
- * in-memory batch of last-seen updates (see registry.h). */
+/* The backend-independent half of the registry: argument checks, the
+ * request queue that makes every storage call complete from the loop, and
+ * the in-memory batch of last-seen updates (see registry.h). */
 #include "broker/registry.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
-#include "natter.h"
+#include "base/hashmap.h"
 #include "base/textfile.h"
+#include "natter.h"
 
-/* The pending table is bounded by NT_REGISTRY_MAX_PENDING, so chains stay
- * short even when names are chosen to collide. */
-#define PENDING_BUCKETS 1024
+/* Requests run per turn of the loop before it polls again, so that a
+ * long queue does not hold back the broker's sockets. */
+#define RUN_PER_TURN 32
+
+typedef enum {
+  OP_LOOKUP,
+  OP_BIND,
+  OP_RELEASE,
+  OP_FLUSH,
+  OP_EXPIRE,
+  OP_LIST
+} op_kind;
+
+struct nt_registry_request {
+  TAILQ_ENTRY(nt_registry_request) link;
+  nt_registry *reg;
+  op_kind kind;
+  char name[NT_NAME_MAX + 1];
+  uint8_t fingerprint[NT_FINGERPRINT_LEN];
+  int64_t now, max_idle_s;
+  unsigned flags;
+  nt_registry_list_fn list_fn;
+  void *list_user_data;
+  nt_registry_done_fn done; /* NULL: nobody waits (a flush) */
+  void *user_data;
+};
+
+TAILQ_HEAD(request_queue, nt_registry_request);
 
 typedef struct pending_touch {
-  SLIST_ENTRY(pending_touch) link;
   int64_t last_seen;
-  char name[NT_NAME_MAX + 1];
+  char name[NT_NAME_MAX + 1]; /* the key in nt_registry.pending */
 } pending_touch;
-
-SLIST_HEAD(pending_bucket, pending_touch);
 
 struct nt_registry {
   const nt_registry_ops *ops;
   void *impl;
-  size_t npending;
-  struct pending_bucket pending[PENDING_BUCKETS];
+  struct event *run_ev; /* zero-timeout timer: runs the queue */
+  struct request_queue queue;
+  size_t nqueued;
+  nt_registry_request *auto_flush; /* queued by a touch at the threshold */
+  /* Name -> pending_touch. Names come from clients: a keyed hash, so
+   * that chosen names do not collide. */
+  nt_hashmap pending;
 };
 
-/* FNV-1a: names are short and the table bounded. */
-static size_t bucket_of(const char *name) {
-  uint32_t h = 2166136261u;
-
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-    h = (h ^ *p) * 16777619u;
-  }
-  return h % PENDING_BUCKETS;
-}
-
-static pending_touch *pending_find(nt_registry *reg, const char *name) {
-  pending_touch *t;
-
-  SLIST_FOREACH(t, &reg->pending[bucket_of(name)], link) {
-    if (strcmp(t->name, name) == 0) {
-      return t;
-    }
-  }
-  return NULL;
-}
-
-static void pending_remove(nt_registry *reg, const char *name) {
-  struct pending_bucket *b = &reg->pending[bucket_of(name)];
-  pending_touch *t;
-
-  SLIST_FOREACH(t, b, link) {
-    if (strcmp(t->name, name) == 0) {
-      SLIST_REMOVE(b, t, pending_touch, link);
-      free(t);
-      reg->npending--;
-      return;
-    }
-  }
-}
-
-static void pending_clear(nt_registry *reg) {
-  for (size_t i = 0; i < PENDING_BUCKETS; i++) {
-    while (!SLIST_EMPTY(&reg->pending[i])) {
-      pending_touch *t = SLIST_FIRST(&reg->pending[i]);
-      SLIST_REMOVE_HEAD(&reg->pending[i], link);
-      free(t);
-    }
-  }
-  reg->npending = 0;
-}
-
 static int check_name(const char *name, char *err, size_t errlen) {
-  if (!nt_name_valid(name)) {
+  if (name == NULL || !nt_name_valid(name)) {
     nt_textfile_set_err(err, errlen,
                         "invalid name: use 1 to %d of A-Z a-z 0-9 . _ -",
                         NT_NAME_MAX);
@@ -84,154 +68,49 @@ static int check_name(const char *name, char *err, size_t errlen) {
   return 0;
 }
 
-int nt_registry_open(nt_registry **preg, const nt_registry_ops *ops,
-                     const char *location, char *err, size_t errlen) {
-  nt_registry *reg;
-  int rv;
+/* ---- pending touches ---- */
 
-  *preg = NULL;
-  if (location == NULL || location[0] == '\0') {
-    nt_textfile_set_err(err, errlen, "no registry file given");
-    return NATTER_ERR_INVALID;
-  }
-  reg = calloc(1, sizeof(*reg));
-  if (reg == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot open registry: out of memory");
-    return NATTER_ERR_NOMEM;
-  }
-  reg->ops = ops ? ops : &nt_registry_sqlite_ops;
-  for (size_t i = 0; i < PENDING_BUCKETS; i++) {
-    SLIST_INIT(&reg->pending[i]);
-  }
-  rv = reg->ops->open(&reg->impl, location, err, errlen);
-  if (rv != 0) {
-    free(reg);
-    return rv;
-  }
-  *preg = reg;
-  return 0;
+static void pending_remove(nt_registry *reg, const char *name) {
+  free(nt_hashmap_remove(&reg->pending, name, strlen(name)));
 }
 
-void nt_registry_close(nt_registry *reg) {
-  if (reg == NULL) {
-    return;
+static void pending_clear(nt_registry *reg) {
+  for (size_t i = 0; i < reg->pending.capacity; i++) {
+    if (reg->pending.slots[i].key) {
+      free(reg->pending.slots[i].value);
+    }
   }
-  (void)nt_registry_flush(reg, NULL, 0);
-  pending_clear(reg);
-  reg->ops->close(reg->impl);
-  free(reg);
+  nt_hashmap_clear(&reg->pending);
 }
 
 static void apply_pending(nt_registry *reg, nt_registry_entry *entry) {
-  pending_touch *t = pending_find(reg, entry->name);
+  pending_touch *t =
+      nt_hashmap_get(&reg->pending, entry->name, strlen(entry->name));
 
   if (t != NULL && t->last_seen > entry->last_seen) {
     entry->last_seen = t->last_seen;
   }
 }
 
-int nt_registry_lookup(nt_registry *reg, const char *name,
-                       nt_registry_entry *entry, char *err, size_t errlen) {
-  int rv = check_name(name, err, errlen);
-
-  if (rv == 0) {
-    rv = reg->ops->lookup(reg->impl, name, entry, err, errlen);
-  }
-  if (rv == 0) {
-    apply_pending(reg, entry);
-  }
-  return rv;
-}
-
-int nt_registry_bind(nt_registry *reg, const char *name,
-                     const uint8_t *fingerprint, int64_t now, char *err,
-                     size_t errlen) {
-  nt_registry_entry entry;
-  int rv = check_name(name, err, errlen);
-
-  if (rv != 0) {
-    return rv;
-  }
-  if (fingerprint == NULL) {
-    nt_textfile_set_err(err, errlen, "cannot bind %s: no key fingerprint",
-                        name);
-    return NATTER_ERR_INVALID;
-  }
-  rv = reg->ops->lookup(reg->impl, name, &entry, err, errlen);
-  if (rv == NATTER_ERR_PEER_UNKNOWN) {
-    rv = reg->ops->insert(reg->impl, name, fingerprint, now, err, errlen);
-    if (rv != NATTER_ERR_NAME_TAKEN) {
-      return rv;
-    }
-    /* Bound meanwhile by another process sharing the store: decide on
-     * what it wrote. */
-    rv = reg->ops->lookup(reg->impl, name, &entry, err, errlen);
-  }
-  if (rv != 0) {
-    return rv;
-  }
-  /* Fingerprints are public; no constant-time compare needed. */
-  if (memcmp(entry.fingerprint, fingerprint, NT_FINGERPRINT_LEN) != 0) {
-    nt_textfile_set_err(err, errlen, "name %s is bound to another key", name);
-    return NATTER_ERR_NAME_TAKEN;
-  }
-  return nt_registry_touch(reg, name, now, err, errlen);
-}
-
-int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
-                      char *err, size_t errlen) {
-  pending_touch *t;
-  int rv = check_name(name, err, errlen);
-
-  if (rv != 0) {
-    return rv;
-  }
-  t = pending_find(reg, name);
-  if (t != NULL) {
-    if (now > t->last_seen) {
-      t->last_seen = now;
-    }
-    return 0;
-  }
-  if (reg->npending >= NT_REGISTRY_MAX_PENDING) {
-    rv = nt_registry_flush(reg, err, errlen);
-    if (rv != 0) {
-      return rv;
-    }
-  }
-  t = calloc(1, sizeof(*t));
-  if (t == NULL) {
-    nt_textfile_set_err(err, errlen,
-                        "cannot record last-seen time of %s: "
-                        "out of memory",
-                        name);
-    return NATTER_ERR_NOMEM;
-  }
-  memcpy(t->name, name, strlen(name) + 1);
-  t->last_seen = now;
-  SLIST_INSERT_HEAD(&reg->pending[bucket_of(name)], t, link);
-  reg->npending++;
-  return 0;
-}
-
-int nt_registry_flush(nt_registry *reg, char *err, size_t errlen) {
+/* Writes every pending touch in one transaction; they stay pending on
+ * failure. */
+static int flush_pending(nt_registry *reg, char *err, size_t errlen) {
+  size_t n = 0, count = nt_hashmap_count(&reg->pending);
   nt_registry_seen *touches;
-  size_t n = 0;
   int rv;
 
-  if (reg->npending == 0) {
+  if (count == 0) {
     return 0;
   }
-  touches = malloc(reg->npending * sizeof(*touches));
+  touches = malloc(count * sizeof(*touches));
   if (touches == NULL) {
     nt_textfile_set_err(err, errlen,
-                        "cannot write last-seen times: out of "
-                        "memory");
+                        "cannot write last-seen times: out of memory");
     return NATTER_ERR_NOMEM;
   }
-  for (size_t i = 0; i < PENDING_BUCKETS; i++) {
-    pending_touch *t;
-    SLIST_FOREACH(t, &reg->pending[i], link) {
+  for (size_t i = 0; i < reg->pending.capacity; i++) {
+    pending_touch *t = reg->pending.slots[i].value;
+    if (reg->pending.slots[i].key) {
       touches[n].name = t->name;
       touches[n].last_seen = t->last_seen;
       n++;
@@ -245,43 +124,117 @@ int nt_registry_flush(nt_registry *reg, char *err, size_t errlen) {
   return rv;
 }
 
-size_t nt_registry_pending(const nt_registry *reg) {
-  return reg->npending;
+/* ---- the queue ---- */
+
+static void schedule(nt_registry *reg) {
+  static const struct timeval now = {0, 0};
+
+  /* A timer, not event_active: active events run again within the same
+   * turn, timers only after the loop has polled its sockets. */
+  evtimer_add(reg->run_ev, &now);
 }
 
-int nt_registry_release(nt_registry *reg, const char *name, char *err,
-                        size_t errlen) {
-  int rv = check_name(name, err, errlen);
+static int queue_request(nt_registry *reg, op_kind kind, const char *name,
+                         nt_registry_done_fn done, void *user_data,
+                         nt_registry_request **preq, nt_registry_request **out,
+                         char *err, size_t errlen) {
+  nt_registry_request *req;
 
+  if (preq != NULL) {
+    *preq = NULL;
+  }
+  if (reg->nqueued >= NT_REGISTRY_MAX_OUTSTANDING) {
+    nt_textfile_set_err(err, errlen,
+                        "too many registry requests waiting (%d, the "
+                        "limit): its storage is slow or stuck",
+                        NT_REGISTRY_MAX_OUTSTANDING);
+    return NATTER_ERR_REGISTRY;
+  }
+  req = calloc(1, sizeof(*req));
+  if (req == NULL) {
+    nt_textfile_set_err(err, errlen, "registry: out of memory");
+    return NATTER_ERR_NOMEM;
+  }
+  req->reg = reg;
+  req->kind = kind;
+  if (name != NULL) {
+    memcpy(req->name, name, strlen(name) + 1);
+  }
+  req->done = done;
+  req->user_data = user_data;
+  TAILQ_INSERT_TAIL(&reg->queue, req, link);
+  reg->nqueued++;
+  schedule(reg);
+  if (preq != NULL) {
+    *preq = req;
+  }
+  *out = req;
+  return 0;
+}
+
+static void unlink_request(nt_registry_request *req) {
+  nt_registry *reg = req->reg;
+
+  TAILQ_REMOVE(&reg->queue, req, link);
+  reg->nqueued--;
+  if (reg->auto_flush == req) {
+    reg->auto_flush = NULL;
+  }
+}
+
+void nt_registry_cancel(nt_registry_request *req) {
+  if (req != NULL) {
+    unlink_request(req);
+    free(req);
+  }
+}
+
+size_t nt_registry_outstanding(const nt_registry *reg) {
+  return reg->nqueued;
+}
+
+/* ---- what each request does, from the loop ---- */
+
+static int run_bind(nt_registry *reg, const nt_registry_request *req,
+                    nt_registry_result *res, char *err, size_t errlen) {
+  nt_registry_entry entry;
+  int rv = reg->ops->lookup(reg->impl, req->name, &entry, err, errlen);
+
+  if (rv == NATTER_ERR_PEER_UNKNOWN) {
+    rv = reg->ops->insert(reg->impl, req->name, req->fingerprint, req->now, err,
+                          errlen);
+    if (rv != NATTER_ERR_NAME_TAKEN) {
+      return rv;
+    }
+    /* Bound meanwhile by another process sharing the store: decide on
+     * what it wrote. */
+    rv = reg->ops->lookup(reg->impl, req->name, &entry, err, errlen);
+  }
   if (rv != 0) {
     return rv;
   }
-  pending_remove(reg, name);
-  return reg->ops->release(reg->impl, name, err, errlen);
-}
-
-int nt_registry_expire(nt_registry *reg, int64_t now, int64_t max_idle_s,
-                       size_t *removed, char *err, size_t errlen) {
-  size_t n = 0;
-  int rv;
-
-  if (removed != NULL) {
-    *removed = 0;
+  /* Fingerprints are public; no constant-time compare needed. */
+  if (memcmp(entry.fingerprint, req->fingerprint, NT_FINGERPRINT_LEN) != 0) {
+    res->entry = entry;
+    if (!(req->flags & NT_REGISTRY_BIND_TAKEOVER)) {
+      nt_textfile_set_err(err, errlen, "name %s is bound to another key",
+                          req->name);
+      return NATTER_ERR_NAME_TAKEN;
+    }
+    rv = reg->ops->release(reg->impl, req->name, err, errlen);
+    if (rv != 0 && rv != NATTER_ERR_PEER_UNKNOWN) {
+      return rv;
+    }
+    pending_remove(reg, req->name);
+    rv = reg->ops->insert(reg->impl, req->name, req->fingerprint, req->now, err,
+                          errlen);
+    res->replaced = rv == 0;
+    return rv;
   }
-  if (max_idle_s <= 0) {
-    return 0;
-  }
-  /* Pending touches first: a name seen a moment ago must not expire on an
-   * old stored time. */
-  rv = nt_registry_flush(reg, err, errlen);
-  if (rv == 0) {
-    rv = reg->ops->expire(reg->impl, now - max_idle_s, NT_REGISTRY_EXPIRE_BATCH,
-                          &n, err, errlen);
-  }
-  if (rv == 0 && removed != NULL) {
-    *removed = n;
-  }
-  return rv;
+  /* Bound to this key already: a touch, in memory. Last-seen times are
+   * advisory: one that cannot be recorded refuses no one. */
+  (void)nt_registry_touch(reg, req->name, req->now, NULL, 0);
+  return 0;
 }
 
 typedef struct list_ctx {
@@ -298,9 +251,291 @@ static int list_one(const nt_registry_entry *stored, void *user_data) {
   return ctx->fn(&entry, ctx->user_data);
 }
 
-int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn, void *user_data,
-                     char *err, size_t errlen) {
-  list_ctx ctx = {reg, fn, user_data};
+static int run_request(nt_registry *reg, const nt_registry_request *req,
+                       nt_registry_result *res, char *err, size_t errlen) {
+  int rv;
 
-  return reg->ops->list(reg->impl, list_one, &ctx, err, errlen);
+  switch (req->kind) {
+  case OP_LOOKUP:
+    rv = reg->ops->lookup(reg->impl, req->name, &res->entry, err, errlen);
+    if (rv == 0) {
+      apply_pending(reg, &res->entry);
+    }
+    return rv;
+  case OP_BIND:
+    return run_bind(reg, req, res, err, errlen);
+  case OP_RELEASE:
+    pending_remove(reg, req->name);
+    return reg->ops->release(reg->impl, req->name, err, errlen);
+  case OP_FLUSH:
+    return flush_pending(reg, err, errlen);
+  case OP_EXPIRE:
+    if (req->max_idle_s <= 0) {
+      return 0;
+    }
+    /* Pending touches first: a name seen a moment ago must not expire on
+     * an old stored time. */
+    rv = flush_pending(reg, err, errlen);
+    if (rv == 0) {
+      rv = reg->ops->expire(reg->impl, req->now - req->max_idle_s,
+                            NT_REGISTRY_EXPIRE_BATCH, &res->removed, err,
+                            errlen);
+    }
+    return rv;
+  case OP_LIST: {
+    list_ctx ctx = {reg, req->list_fn, req->list_user_data};
+    return reg->ops->list(reg->impl, list_one, &ctx, err, errlen);
+  }
+  }
+  return NATTER_ERR_INVALID;
+}
+
+static void run_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_registry *reg = arg;
+  (void)fd;
+  (void)what;
+
+  for (int i = 0; i < RUN_PER_TURN && !TAILQ_EMPTY(&reg->queue); i++) {
+    nt_registry_request *req = TAILQ_FIRST(&reg->queue);
+    nt_registry_result res;
+    char err[512] = "";
+
+    /* Out of the queue before it runs: from here the callback owns the
+     * moment, and may queue or cancel others. */
+    unlink_request(req);
+    memset(&res, 0, sizeof(res));
+    res.rv = run_request(reg, req, &res, err, sizeof(err));
+    res.err = res.rv != 0 ? err : "";
+    if (req->done != NULL) {
+      req->done(&res, req->user_data);
+    }
+    free(req);
+  }
+  if (!TAILQ_EMPTY(&reg->queue)) {
+    schedule(reg);
+  }
+}
+
+/* ---- open and close ---- */
+
+int nt_registry_open(nt_registry **preg, struct event_base *base,
+                     const char *location, char *err, size_t errlen) {
+  uint8_t seed[NT_HASHMAP_SEED_LEN];
+  const nt_registry_ops *ops;
+  const char *where;
+  nt_registry *reg;
+  int rv;
+
+  *preg = NULL;
+  rv = nt_registry_parse_location(location, &ops, &where, err, errlen);
+  if (rv != 0) {
+    return rv;
+  }
+  if (base == NULL) {
+    nt_textfile_set_err(err, errlen, "registry: no event loop");
+    return NATTER_ERR_INVALID;
+  }
+  if (nt_random_bytes(seed, sizeof(seed)) != 0) {
+    nt_textfile_set_err(err, errlen, "cannot open registry: no randomness");
+    return NATTER_ERR_REGISTRY;
+  }
+  reg = calloc(1, sizeof(*reg));
+  if (reg == NULL || (reg->run_ev = evtimer_new(base, run_cb, reg)) == NULL) {
+    free(reg);
+    nt_textfile_set_err(err, errlen, "cannot open registry: out of memory");
+    return NATTER_ERR_NOMEM;
+  }
+  reg->ops = ops;
+  TAILQ_INIT(&reg->queue);
+  nt_hashmap_init(&reg->pending, seed);
+  rv = reg->ops->open(&reg->impl, where, err, errlen);
+  if (rv != 0) {
+    event_free(reg->run_ev);
+    free(reg);
+    return rv;
+  }
+  *preg = reg;
+  return 0;
+}
+
+void nt_registry_close(nt_registry *reg) {
+  if (reg == NULL) {
+    return;
+  }
+  while (!TAILQ_EMPTY(&reg->queue)) {
+    nt_registry_cancel(TAILQ_FIRST(&reg->queue));
+  }
+  (void)flush_pending(reg, NULL, 0);
+  pending_clear(reg);
+  reg->ops->close(reg->impl);
+  event_free(reg->run_ev);
+  free(reg);
+}
+
+const char *nt_registry_backend(const nt_registry *reg) {
+  return reg->ops->name;
+}
+
+/* ---- the requests ---- */
+
+int nt_registry_lookup(nt_registry *reg, const char *name,
+                       nt_registry_done_fn done, void *user_data,
+                       nt_registry_request **preq, char *err, size_t errlen) {
+  nt_registry_request *req;
+  int rv = check_name(name, err, errlen);
+
+  if (preq != NULL) {
+    *preq = NULL; /* also when nothing is queued */
+  }
+  if (rv == 0 && done == NULL) {
+    nt_textfile_set_err(err, errlen, "registry lookup: no callback");
+    rv = NATTER_ERR_INVALID;
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  return queue_request(reg, OP_LOOKUP, name, done, user_data, preq, &req, err,
+                       errlen);
+}
+
+int nt_registry_bind(nt_registry *reg, const char *name,
+                     const uint8_t *fingerprint, int64_t now, unsigned flags,
+                     nt_registry_done_fn done, void *user_data,
+                     nt_registry_request **preq, char *err, size_t errlen) {
+  nt_registry_request *req;
+  int rv = check_name(name, err, errlen);
+
+  if (preq != NULL) {
+    *preq = NULL; /* also when nothing is queued */
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  if (fingerprint == NULL || done == NULL) {
+    nt_textfile_set_err(err, errlen, "cannot bind %s: %s", name,
+                        fingerprint ? "no callback" : "no key fingerprint");
+    return NATTER_ERR_INVALID;
+  }
+  rv = queue_request(reg, OP_BIND, name, done, user_data, preq, &req, err,
+                     errlen);
+  if (rv == 0) {
+    memcpy(req->fingerprint, fingerprint, NT_FINGERPRINT_LEN);
+    req->now = now;
+    req->flags = flags;
+  }
+  return rv;
+}
+
+int nt_registry_release(nt_registry *reg, const char *name,
+                        nt_registry_done_fn done, void *user_data,
+                        nt_registry_request **preq, char *err, size_t errlen) {
+  nt_registry_request *req;
+  int rv = check_name(name, err, errlen);
+
+  if (preq != NULL) {
+    *preq = NULL; /* also when nothing is queued */
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  return queue_request(reg, OP_RELEASE, name, done, user_data, preq, &req, err,
+                       errlen);
+}
+
+int nt_registry_flush(nt_registry *reg, nt_registry_done_fn done,
+                      void *user_data, nt_registry_request **preq, char *err,
+                      size_t errlen) {
+  nt_registry_request *req;
+
+  return queue_request(reg, OP_FLUSH, NULL, done, user_data, preq, &req, err,
+                       errlen);
+}
+
+int nt_registry_expire(nt_registry *reg, int64_t now, int64_t max_idle_s,
+                       nt_registry_done_fn done, void *user_data,
+                       nt_registry_request **preq, char *err, size_t errlen) {
+  nt_registry_request *req;
+  int rv = queue_request(reg, OP_EXPIRE, NULL, done, user_data, preq, &req, err,
+                         errlen);
+
+  if (rv == 0) {
+    req->now = now;
+    req->max_idle_s = max_idle_s;
+  }
+  return rv;
+}
+
+int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn,
+                     void *list_user_data, nt_registry_done_fn done,
+                     void *user_data, nt_registry_request **preq, char *err,
+                     size_t errlen) {
+  nt_registry_request *req;
+  int rv;
+
+  if (preq != NULL) {
+    *preq = NULL; /* also when nothing is queued */
+  }
+  if (fn == NULL) {
+    nt_textfile_set_err(err, errlen, "registry listing: no callback");
+    return NATTER_ERR_INVALID;
+  }
+  rv = queue_request(reg, OP_LIST, NULL, done, user_data, preq, &req, err,
+                     errlen);
+  if (rv == 0) {
+    req->list_fn = fn;
+    req->list_user_data = list_user_data;
+  }
+  return rv;
+}
+
+int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
+                      char *err, size_t errlen) {
+  pending_touch *t;
+  nt_registry_request *req;
+  int rv = check_name(name, err, errlen);
+
+  if (rv != 0) {
+    return rv;
+  }
+  t = nt_hashmap_get(&reg->pending, name, strlen(name));
+  if (t != NULL) {
+    if (now > t->last_seen) {
+      t->last_seen = now;
+    }
+    return 0;
+  }
+  if (nt_hashmap_count(&reg->pending) >= NT_REGISTRY_MAX_NAMES) {
+    nt_textfile_set_err(err, errlen,
+                        "cannot record last-seen time of %s: %d times wait "
+                        "to be written already",
+                        name, NT_REGISTRY_MAX_NAMES);
+    return NATTER_ERR_REGISTRY;
+  }
+  t = calloc(1, sizeof(*t));
+  if (t != NULL) {
+    memcpy(t->name, name, strlen(name) + 1);
+    t->last_seen = now;
+    if (nt_hashmap_put(&reg->pending, t->name, strlen(t->name), t) != 0) {
+      free(t);
+      t = NULL;
+    }
+  }
+  if (t == NULL) {
+    nt_textfile_set_err(
+        err, errlen, "cannot record last-seen time of %s: out of memory", name);
+    return NATTER_ERR_NOMEM;
+  }
+  /* Enough for one transaction: write them soon rather than at the next
+   * timer. A full queue only postpones it to the next touch. */
+  if (nt_hashmap_count(&reg->pending) >= NT_REGISTRY_MAX_PENDING &&
+      reg->auto_flush == NULL &&
+      queue_request(reg, OP_FLUSH, NULL, NULL, NULL, NULL, &req, NULL, 0) ==
+          0) {
+    reg->auto_flush = req;
+  }
+  return 0;
+}
+
+size_t nt_registry_pending(const nt_registry *reg) {
+  return nt_hashmap_count(&reg->pending);
 }

@@ -3,28 +3,58 @@
  * A name is bound to the first key that claims it and stays bound across
  * restarts and crashes until it has been unused for a while (expire) or an
  * operator releases it. The broker talks to this interface only; storage
- * is a backend behind nt_registry_ops. SQLite (registry_sqlite.c, one file
- * under the broker's state directory) is the default; a shared backend for
- * several brokers (PostgreSQL) can be added as another ops table without
- * touching the broker.
+ * is a backend behind nt_registry_ops, chosen by the location given to
+ * nt_registry_open (nt_registry_parse_location): SQLite (one file under
+ * the broker's state directory) is the default, "memory:" keeps bindings
+ * in memory only.
+ *
+ * Asynchronous contract. Every call that may reach storage (bind, lookup,
+ * release, flush, expire, list) only queues a request and returns:
+ *  - 0: queued. Its done callback runs exactly once, later, from the
+ *    event loop of the registry's event_base; NEVER inside the call that
+ *    queued it, whatever the backend (the synchronous backends below run
+ *    from a zero-timeout timer on that base). A caller may therefore
+ *    queue while holding state that the callback would touch.
+ *  - a negative NATTER_ERR_* with a reason in |err|: nothing was queued
+ *    and the callback never runs. That covers bad arguments
+ *    (NATTER_ERR_INVALID) and the outstanding-request bound
+ *    (NATTER_ERR_REGISTRY, "too many registry requests waiting").
+ * Cancelling: *preq (when |preq| is not NULL) is a handle valid until the
+ * callback starts; nt_registry_cancel on it frees the request and its
+ * callback never runs, so a requester that goes away (a client that
+ * disconnects mid check-in) cancels and nothing touches its memory later.
+ * Inside the callback the handle is already gone: clear your copy first.
+ * A callback may queue or cancel other requests, but must not close the
+ * registry.
+ * Order: requests run one at a time in the order they were queued, so
+ * two binds of one name run first come, first served (the second sees the
+ * first's binding) and every later request sees the effects of earlier
+ * ones. At most NT_REGISTRY_MAX_OUTSTANDING requests wait at once; past
+ * that a call fails at once (the broker logs it and refuses the client).
+ * Durability: a bind's callback runs after the binding is committed to
+ * the backend's storage (SQLite: written to its WAL, see
+ * registry_sqlite.c), so a client is answered only for a binding that
+ * survives a crash of the broker.
  *
  * This layer owns what every backend needs the same way: argument checks
- * (names as nt_name_valid, fingerprints of NT_FINGERPRINT_LEN bytes) and
- * the batching of last-seen updates. nt_registry_touch only records the
- * time in memory; nt_registry_flush writes all recorded times in one
- * transaction (the broker calls it from a timer), so a check-in of a known
- * name costs no disk write. Lookups and listings see pending touches.
+ * (names as nt_name_valid, fingerprints of NT_FINGERPRINT_LEN bytes), the
+ * queue, and the batching of last-seen updates. nt_registry_touch only
+ * records the time in memory and stays synchronous for that reason (no
+ * storage, no waiting); a flush writes all recorded times in one
+ * transaction (the broker queues one from a timer), so a check-in of a
+ * known name costs no disk write. Lookups and listings see pending
+ * touches.
  *
  * Times are wall-clock seconds since the Unix epoch (time(NULL)), not the
  * monotonic clock: they are stored and must mean the same after a reboot.
  *
  * Limits: NT_REGISTRY_MAX_NAMES names (bind of a new name fails beyond
- * it); NT_REGISTRY_MAX_PENDING distinct pending touches (one more flushes
- * at once); nt_registry_expire removes at most NT_REGISTRY_EXPIRE_BATCH
- * names per call, so that one call stays short. Every call is synchronous
- * and may wait up to the backend's lock timeout (SQLite: 200 ms) when
- * another process (an operator's `natter -registry FILE -release NAME`)
- * holds the write lock. Not thread-safe: one registry per thread. */
+ * it); when NT_REGISTRY_MAX_PENDING distinct touches are pending, a flush
+ * is queued; at most NT_REGISTRY_MAX_NAMES touches are held (one per name
+ * that can be bound; a touch beyond that is refused: last-seen times are
+ * advisory); an expire request removes at most NT_REGISTRY_EXPIRE_BATCH
+ * names, so that one request stays short.
+ * Not thread-safe: one registry per thread and event_base. */
 #ifndef NT_REGISTRY_H
 #define NT_REGISTRY_H
 
@@ -34,13 +64,25 @@
 #include "codec/spec.h"
 #include "trust/tls.h"
 
+struct event_base;
+
 #define NT_REGISTRY_MAX_NAMES 100000
 #define NT_REGISTRY_MAX_PENDING 4096
 #define NT_REGISTRY_EXPIRE_BATCH 1000
+/* Requests queued and not yet completed. Above the broker's default for
+ * clients not checked in yet (512), each of which has at most one bind
+ * in flight, with room for its timers' flushes and expiries. */
+#define NT_REGISTRY_MAX_OUTSTANDING 4096
 /* The broker's default for unused names: 30 days. */
 #define NT_REGISTRY_DEFAULT_MAX_IDLE_S (30 * 24 * 3600)
 
+/* Flags for nt_registry_bind. */
+/* A name bound to another key is rebound to this one (the broker's
+ * admitted-keys file is the authority on a closed broker). */
+#define NT_REGISTRY_BIND_TAKEOVER 1u
+
 typedef struct nt_registry nt_registry;
+typedef struct nt_registry_request nt_registry_request;
 
 typedef struct nt_registry_entry {
   char name[NT_NAME_MAX + 1];
@@ -49,20 +91,42 @@ typedef struct nt_registry_entry {
   int64_t last_seen;  /* seconds since the epoch: last bind or touch */
 } nt_registry_entry;
 
+/* What a request came to; valid during the done callback only. */
+typedef struct nt_registry_result {
+  int rv;          /* 0 or a negative NATTER_ERR_* */
+  const char *err; /* a one-line reason when rv != 0, else "" */
+  /* lookup: the entry. bind: the owner of the name when rv is
+   * NATTER_ERR_NAME_TAKEN, or the key it was taken from when |replaced|
+   * (the name is all zero otherwise). */
+  nt_registry_entry entry;
+  int replaced;   /* bind with NT_REGISTRY_BIND_TAKEOVER took the name
+                     from another key */
+  size_t removed; /* expire: how many names went */
+} nt_registry_result;
+
+typedef void (*nt_registry_done_fn)(const nt_registry_result *result,
+                                    void *user_data);
+
 /* One pending last-seen update, as handed to a backend's touch_many. */
 typedef struct nt_registry_seen {
   const char *name;
   int64_t last_seen;
 } nt_registry_seen;
 
-/* Called once per entry by nt_registry_list, in name order; returning
- * non-zero stops the listing. It must not call into the registry. */
+/* Called once per entry by a listing, in name order; returning non-zero
+ * stops the listing. It must not call into the registry. */
 typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
                                    void *user_data);
 
 /* A storage backend. Every function returns 0 or a negative NATTER_ERR_*
  * with a one-line reason in |err| (NATTER_ERR_REGISTRY for storage
- * failures). Arguments are already checked by this layer. */
+ * failures). Arguments are already checked by this layer. The backends
+ * here are local (a file, memory) and synchronous: this layer calls them
+ * from the loop, one request at a time, never from the caller's call, so
+ * the loop still waits while one runs (SQLite: at most its 200 ms lock
+ * timeout when an operator's -release holds the lock). A networked
+ * backend (PostgreSQL) needs an asynchronous form of these functions;
+ * the contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */
   /* Opens (creating when missing) the store at |location| (a path for
@@ -73,9 +137,9 @@ typedef struct nt_registry_ops {
   /* NATTER_ERR_PEER_UNKNOWN when |name| is not bound. */
   int (*lookup)(void *impl, const char *name, nt_registry_entry *entry,
                 char *err, size_t errlen);
-  /* Binds |name| (not bound yet) with first_seen = last_seen = |now|.
-   * NATTER_ERR_NAME_TAKEN when it got bound meanwhile, NATTER_ERR_REGISTRY
-   * when NT_REGISTRY_MAX_NAMES are bound. */
+  /* Binds |name| (not bound yet) with first_seen = last_seen = |now|,
+   * durably before it returns. NATTER_ERR_NAME_TAKEN when it got bound
+   * meanwhile, NATTER_ERR_REGISTRY when NT_REGISTRY_MAX_NAMES are bound. */
   int (*insert)(void *impl, const char *name, const uint8_t *fingerprint,
                 int64_t now, char *err, size_t errlen);
   /* Raises last_seen of each bound name to the given time, all in one
@@ -92,69 +156,112 @@ typedef struct nt_registry_ops {
               size_t errlen);
 } nt_registry_ops;
 
-/* The embedded default. */
+/* The embedded default: registry_sqlite.c. */
 extern const nt_registry_ops nt_registry_sqlite_ops;
-/* Bindings in memory only, gone with the registry (|location| ignored):
- * registry_memory.c. */
+/* Bindings in memory only, gone with the registry: registry_memory.c. */
 extern const nt_registry_ops nt_registry_memory_ops;
 
-/* Opens the registry at |location| with |ops| (NULL: SQLite). Returns 0 and
- * sets *preg (closed with nt_registry_close), or a negative NATTER_ERR_*
- * with a one-line reason in |err| that names the file and what to do. */
-int nt_registry_open(nt_registry **preg, const nt_registry_ops *ops,
+/* Chooses the backend for |location| (registry_location.c):
+ *   "sqlite:///ABS/PATH", "sqlite:REL/PATH"  the SQLite file at that path
+ *   "memory:"                                in memory only
+ *   "postgresql://..." (or postgres://)      not built in yet: an error
+ *   anything else without "SCHEME://"         a plain SQLite file path, as
+ *                                             before URIs (so "a:b.db" is a
+ *                                             file; write "./memory:" for a
+ *                                             file of that name)
+ * No percent-decoding: the path is taken as written. Sets *ops and
+ * *where (a pointer into |location|: the backend's part) and returns 0,
+ * or NATTER_ERR_INVALID with a one-line reason in |err| naming the
+ * accepted forms. */
+int nt_registry_parse_location(const char *location,
+                               const nt_registry_ops **ops, const char **where,
+                               char *err, size_t errlen);
+
+/* Opens the registry at |location| (nt_registry_parse_location) on
+ * |base|, whose loop runs every request. Returns 0 and sets *preg (closed
+ * with nt_registry_close), or a negative NATTER_ERR_* with a one-line
+ * reason in |err| that names the file and what to do. */
+int nt_registry_open(nt_registry **preg, struct event_base *base,
                      const char *location, char *err, size_t errlen);
 
-/* Flushes pending touches (a failure is lost, as last-seen times are
- * advisory) and closes. NULL is a no-op. */
+/* Drops every queued request without its callback (requesters cancel
+ * theirs first), writes pending touches (the one synchronous write: at
+ * shutdown a short wait beats losing them; a failure is lost, as
+ * last-seen times are advisory) and closes. NULL is a no-op. */
 void nt_registry_close(nt_registry *reg);
 
-/* Fills |entry| for |name|. Returns 0, NATTER_ERR_PEER_UNKNOWN when the
- * name is not bound, NATTER_ERR_INVALID for an invalid name, or
- * NATTER_ERR_REGISTRY. */
+/* The backend's name ("sqlite", "memory"). */
+const char *nt_registry_backend(const nt_registry *reg);
+
+/* Frees a queued request; its callback never runs. Only before the
+ * callback started; NULL is a no-op. */
+void nt_registry_cancel(nt_registry_request *req);
+
+/* Number of requests queued and not completed. */
+size_t nt_registry_outstanding(const nt_registry *reg);
+
+/* The requests. Each returns 0 (queued: |done| runs later, see the
+ * contract at the top; *preq, when |preq| is not NULL, is its handle) or
+ * a negative NATTER_ERR_* with a reason in |err| (nothing queued). The
+ * result codes below are what the callback's result->rv carries. */
+
+/* Looks up |name|: 0 with result->entry, NATTER_ERR_PEER_UNKNOWN when the
+ * name is not bound, or NATTER_ERR_REGISTRY. */
 int nt_registry_lookup(nt_registry *reg, const char *name,
-                       nt_registry_entry *entry, char *err, size_t errlen);
+                       nt_registry_done_fn done, void *user_data,
+                       nt_registry_request **preq, char *err, size_t errlen);
 
-/* Binds |name| to |fingerprint| (NT_FINGERPRINT_LEN bytes) at |now|. When
- * the name is bound to this key already, it only counts as a touch.
- * Returns 0, NATTER_ERR_NAME_TAKEN when another key owns the name,
- * NATTER_ERR_INVALID for an invalid name, NATTER_ERR_REGISTRY when the
- * registry is full ("registry is full") or the store failed. A new binding
- * is written before this returns. */
+/* Binds |name| to |fingerprint| (NT_FINGERPRINT_LEN bytes, copied) at
+ * |now|; |flags| is 0 or NT_REGISTRY_BIND_TAKEOVER. When the name is
+ * bound to this key already, it only counts as a touch. Result: 0 (a new
+ * binding is committed before the callback runs),
+ * NATTER_ERR_NAME_TAKEN when another key owns the name (result->entry is
+ * the owner), NATTER_ERR_REGISTRY when the registry is full ("registry is
+ * full") or the store failed. */
 int nt_registry_bind(nt_registry *reg, const char *name,
-                     const uint8_t *fingerprint, int64_t now, char *err,
-                     size_t errlen);
+                     const uint8_t *fingerprint, int64_t now, unsigned flags,
+                     nt_registry_done_fn done, void *user_data,
+                     nt_registry_request **preq, char *err, size_t errlen);
 
-/* Records that |name| was seen at |now|, in memory until the next flush.
- * Returns 0, NATTER_ERR_INVALID, or the flush's error when the pending
- * table was full and had to be written first. */
-int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
-                      char *err, size_t errlen);
+/* Unbinds |name| and forgets its pending touch. Result: 0,
+ * NATTER_ERR_PEER_UNKNOWN when it was not bound, or NATTER_ERR_REGISTRY. */
+int nt_registry_release(nt_registry *reg, const char *name,
+                        nt_registry_done_fn done, void *user_data,
+                        nt_registry_request **preq, char *err, size_t errlen);
 
 /* Writes every pending touch in one transaction. On failure the touches
- * stay pending for the next call. Returns 0 or NATTER_ERR_REGISTRY. */
-int nt_registry_flush(nt_registry *reg, char *err, size_t errlen);
-
-/* Number of touches waiting for nt_registry_flush. */
-size_t nt_registry_pending(const nt_registry *reg);
-
-/* Unbinds |name| (and forgets its pending touch). Returns 0,
- * NATTER_ERR_PEER_UNKNOWN when it was not bound, NATTER_ERR_INVALID or
- * NATTER_ERR_REGISTRY. */
-int nt_registry_release(nt_registry *reg, const char *name, char *err,
-                        size_t errlen);
+ * stay pending for the next flush. Result: 0 or NATTER_ERR_REGISTRY.
+ * |done| may be NULL (nobody waits for the answer). */
+int nt_registry_flush(nt_registry *reg, nt_registry_done_fn done,
+                      void *user_data, nt_registry_request **preq, char *err,
+                      size_t errlen);
 
 /* Flushes, then removes up to NT_REGISTRY_EXPIRE_BATCH names unused for
  * more than |max_idle_s| seconds before |now| (last_seen < now -
- * max_idle_s). *removed (may be NULL) says how many; call again while it
- * equals NT_REGISTRY_EXPIRE_BATCH. |max_idle_s| <= 0 disables expiry.
- * Returns 0 or NATTER_ERR_REGISTRY. */
+ * max_idle_s). result->removed says how many; ask again while it equals
+ * NT_REGISTRY_EXPIRE_BATCH. |max_idle_s| <= 0 disables expiry (result 0,
+ * nothing removed). Result: 0 or NATTER_ERR_REGISTRY. */
 int nt_registry_expire(nt_registry *reg, int64_t now, int64_t max_idle_s,
-                       size_t *removed, char *err, size_t errlen);
+                       nt_registry_done_fn done, void *user_data,
+                       nt_registry_request **preq, char *err, size_t errlen);
 
 /* Calls |fn| for every bound name in name order, with pending touches
- * applied. Returns 0 (also when |fn| stopped early) or
- * NATTER_ERR_REGISTRY. */
-int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn, void *user_data,
-                     char *err, size_t errlen);
+ * applied, all from the loop, then |done|. Result: 0 (also when |fn|
+ * stopped early) or NATTER_ERR_REGISTRY. */
+int nt_registry_list(nt_registry *reg, nt_registry_list_fn fn,
+                     void *list_user_data, nt_registry_done_fn done,
+                     void *user_data, nt_registry_request **preq, char *err,
+                     size_t errlen);
+
+/* Records that |name| was seen at |now|, in memory until the next flush:
+ * synchronous, as it never touches storage. Reaching
+ * NT_REGISTRY_MAX_PENDING pending names queues a flush. Returns 0,
+ * NATTER_ERR_INVALID, NATTER_ERR_NOMEM, or NATTER_ERR_REGISTRY when
+ * NT_REGISTRY_MAX_NAMES touches already wait (not recorded). */
+int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
+                      char *err, size_t errlen);
+
+/* Number of touches recorded and not written yet. */
+size_t nt_registry_pending(const nt_registry *reg);
 
 #endif

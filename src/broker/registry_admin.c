@@ -1,37 +1,50 @@
 /* The registry for operators: natter_registry_list and _release (natter.h)
- * on a broker's registry file, from another process while the broker runs
+ * on a broker's registry, from another process while the broker runs
  * (SQLite's locking keeps both consistent; the broker sees a release at its
- * next lookup). */
+ * next lookup). The registry completes requests from an event loop: each
+ * call here runs a private one until its request is done. */
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "natter.h"
 #include "base/paths.h"
-#include "broker/registry.h"
 #include "base/textfile.h"
+#include "broker/registry.h"
+#include "natter.h"
 #include "trust/tls.h"
 
-/* Opens the existing file at |path| (NULL: the default). Listing or
- * releasing never creates a registry: a wrong path must say so. */
-static int open_existing(nt_registry **preg, const char *path, char *err,
-                         size_t errlen) {
+/* Opens the existing registry at |location| (NULL: the default file) on
+ * |base|. Listing or releasing never creates a registry: a wrong path
+ * must say so, and an in-memory one exists only inside its broker. */
+static int open_existing(nt_registry **preg, struct event_base *base,
+                         const char *location, char *err, size_t errlen) {
   char def[1024];
+  const nt_registry_ops *ops;
+  const char *path;
   struct stat st;
+  int rv;
 
   *preg = NULL;
-  if (!path) {
+  if (!location) {
     if (nt_default_registry_path(def, sizeof(def)) != 0) {
       nt_textfile_set_err(err, errlen,
                           "no default registry path (set HOME or "
                           "STATE_DIRECTORY, or give -registry FILE)");
       return NATTER_ERR_INVALID;
     }
-    path = def;
+    location = def;
   }
-  if (path[0] == '\0') {
-    nt_textfile_set_err(err, errlen, "no registry file given");
+  rv = nt_registry_parse_location(location, &ops, &path, err, errlen);
+  if (rv != 0) {
+    return rv;
+  }
+  if (ops != &nt_registry_sqlite_ops) {
+    nt_textfile_set_err(err, errlen,
+                        "registry %s lives inside its broker's process: "
+                        "there is nothing to list or release from here",
+                        location);
     return NATTER_ERR_INVALID;
   }
   if (stat(path, &st) != 0) {
@@ -41,7 +54,36 @@ static int open_existing(nt_registry **preg, const char *path, char *err,
                                         : strerror(errno));
     return NATTER_ERR_REGISTRY;
   }
-  return nt_registry_open(preg, NULL, path, err, errlen);
+  return nt_registry_open(preg, base, location, err, errlen);
+}
+
+/* One request at a time, run to its end on a private loop. */
+typedef struct admin_call {
+  int done;
+  int rv;
+  char *err;
+  size_t errlen;
+} admin_call;
+
+static void admin_done(const nt_registry_result *res, void *ud) {
+  admin_call *call = ud;
+
+  call->done = 1;
+  call->rv = res->rv;
+  if (res->rv != 0) {
+    nt_textfile_set_err(call->err, call->errlen, "%s", res->err);
+  }
+}
+
+static int admin_wait(struct event_base *base, admin_call *call) {
+  while (!call->done) {
+    if (event_base_loop(base, EVLOOP_ONCE) != 0) {
+      nt_textfile_set_err(call->err, call->errlen,
+                          "registry: the event loop failed");
+      return NATTER_ERR_REGISTRY;
+    }
+  }
+  return call->rv;
 }
 
 typedef struct list_ctx {
@@ -64,39 +106,62 @@ static int list_one(const nt_registry_entry *e, void *ud) {
 
 int natter_registry_list(const char *path, natter_registry_fn fn,
                          void *user_data, char *err, size_t errlen) {
+  struct event_base *base;
   nt_registry *reg;
   list_ctx ctx = {fn, user_data};
+  admin_call call = {0, 0, err, errlen};
+  int rv;
 
   if (!fn) {
     nt_textfile_set_err(err, errlen, "no callback");
     return NATTER_ERR_INVALID;
   }
-  int rv = open_existing(&reg, path, err, errlen);
-  if (rv != 0) {
-    return rv;
+  base = event_base_new();
+  if (!base) {
+    nt_textfile_set_err(err, errlen, "registry: cannot make an event loop");
+    return NATTER_ERR_NOMEM;
   }
-  rv = nt_registry_list(reg, list_one, &ctx, err, errlen);
-  nt_registry_close(reg);
+  rv = open_existing(&reg, base, path, err, errlen);
+  if (rv == 0) {
+    rv = nt_registry_list(reg, list_one, &ctx, admin_done, &call, NULL, err,
+                          errlen);
+    if (rv == 0) {
+      rv = admin_wait(base, &call);
+    }
+    nt_registry_close(reg);
+  }
+  event_base_free(base);
   return rv;
 }
 
 int natter_registry_release(const char *path, const char *name, char *err,
                             size_t errlen) {
+  struct event_base *base;
   nt_registry *reg;
+  admin_call call = {0, 0, err, errlen};
+  int rv;
 
   if (!name) {
     nt_textfile_set_err(err, errlen, "no name");
     return NATTER_ERR_INVALID;
   }
-  int rv = open_existing(&reg, path, err, errlen);
-  if (rv != 0) {
-    return rv;
+  base = event_base_new();
+  if (!base) {
+    nt_textfile_set_err(err, errlen, "registry: cannot make an event loop");
+    return NATTER_ERR_NOMEM;
   }
-  rv = nt_registry_release(reg, name, err, errlen);
-  if (rv == NATTER_ERR_PEER_UNKNOWN) {
-    nt_textfile_set_err(err, errlen, "\"%.63s\" is not bound in this registry",
-                        name);
+  rv = open_existing(&reg, base, path, err, errlen);
+  if (rv == 0) {
+    rv = nt_registry_release(reg, name, admin_done, &call, NULL, err, errlen);
+    if (rv == 0) {
+      rv = admin_wait(base, &call);
+    }
+    if (rv == NATTER_ERR_PEER_UNKNOWN) {
+      nt_textfile_set_err(err, errlen,
+                          "\"%.63s\" is not bound in this registry", name);
+    }
+    nt_registry_close(reg);
   }
-  nt_registry_close(reg);
+  event_base_free(base);
   return rv;
 }

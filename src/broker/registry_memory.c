@@ -1,5 +1,5 @@
 /* The registry's in-memory backend: bindings that live as long as the
- * broker (natter_broker_config.registry ""), for tests, demos and
+ * broker (natter_broker_config.registry "" or "memory:"), for tests, demos and
  * embedders that keep names elsewhere. Same limits and answers as the
  * SQLite backend; nothing survives a restart. Listing sorts a copy, which
  * is fine at the sizes an in-memory broker sees. */
