@@ -86,6 +86,36 @@ static int admin_wait(struct event_base *base, admin_call *call) {
   return call->rv;
 }
 
+/* Queues the one request of an operator's call on |reg|; it completes
+ * through admin_done into |call|. */
+typedef int (*admin_request_fn)(nt_registry *reg, admin_call *call,
+                                const void *arg);
+
+/* Opens the registry at |location| on a private loop, queues the request
+ * and runs the loop until it is done. */
+static int admin_run(const char *location, admin_request_fn request,
+                     const void *arg, char *err, size_t errlen) {
+  admin_call call = {0, 0, err, errlen};
+  struct event_base *base = event_base_new();
+  nt_registry *reg;
+  int rv;
+
+  if (!base) {
+    nt_textfile_set_err(err, errlen, "registry: cannot make an event loop");
+    return NATTER_ERR_NOMEM;
+  }
+  rv = open_existing(&reg, base, location, err, errlen);
+  if (rv == 0) {
+    rv = request(reg, &call, arg);
+    if (rv == 0) {
+      rv = admin_wait(base, &call);
+    }
+    nt_registry_close(reg);
+  }
+  event_base_free(base);
+  return rv;
+}
+
 typedef struct list_ctx {
   natter_registry_fn fn;
   void *user_data;
@@ -104,64 +134,39 @@ static int list_one(const nt_registry_entry *e, void *ud) {
   return ctx->fn(&out, ctx->user_data);
 }
 
+static int request_list(nt_registry *reg, admin_call *call,
+                        const void *arg) {
+  return nt_registry_list(reg, list_one, (void *)arg, admin_done, call, NULL,
+                          call->err, call->errlen);
+}
+
 int natter_registry_list(const char *path, natter_registry_fn fn,
                          void *user_data, char *err, size_t errlen) {
-  struct event_base *base;
-  nt_registry *reg;
   list_ctx ctx = {fn, user_data};
-  admin_call call = {0, 0, err, errlen};
-  int rv;
 
   if (!fn) {
     nt_textfile_set_err(err, errlen, "no callback");
     return NATTER_ERR_INVALID;
   }
-  base = event_base_new();
-  if (!base) {
-    nt_textfile_set_err(err, errlen, "registry: cannot make an event loop");
-    return NATTER_ERR_NOMEM;
-  }
-  rv = open_existing(&reg, base, path, err, errlen);
-  if (rv == 0) {
-    rv = nt_registry_list(reg, list_one, &ctx, admin_done, &call, NULL, err,
-                          errlen);
-    if (rv == 0) {
-      rv = admin_wait(base, &call);
-    }
-    nt_registry_close(reg);
-  }
-  event_base_free(base);
-  return rv;
+  return admin_run(path, request_list, &ctx, err, errlen);
+}
+
+static int request_release(nt_registry *reg, admin_call *call,
+                           const void *name) {
+  return nt_registry_release(reg, name, admin_done, call, NULL, call->err,
+                             call->errlen);
 }
 
 int natter_registry_release(const char *path, const char *name, char *err,
                             size_t errlen) {
-  struct event_base *base;
-  nt_registry *reg;
-  admin_call call = {0, 0, err, errlen};
-  int rv;
-
   if (!name) {
     nt_textfile_set_err(err, errlen, "no name");
     return NATTER_ERR_INVALID;
   }
-  base = event_base_new();
-  if (!base) {
-    nt_textfile_set_err(err, errlen, "registry: cannot make an event loop");
-    return NATTER_ERR_NOMEM;
+  int rv = admin_run(path, request_release, name, err, errlen);
+  if (rv == NATTER_ERR_PEER_UNKNOWN) {
+    nt_textfile_set_err(err, errlen, "\"%.63s\" is not bound in this registry",
+                        name);
   }
-  rv = open_existing(&reg, base, path, err, errlen);
-  if (rv == 0) {
-    rv = nt_registry_release(reg, name, admin_done, &call, NULL, err, errlen);
-    if (rv == 0) {
-      rv = admin_wait(base, &call);
-    }
-    if (rv == NATTER_ERR_PEER_UNKNOWN) {
-      nt_textfile_set_err(err, errlen,
-                          "\"%.63s\" is not bound in this registry", name);
-    }
-    nt_registry_close(reg);
-  }
-  event_base_free(base);
   return rv;
 }
