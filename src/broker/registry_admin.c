@@ -134,8 +134,7 @@ static int list_one(const nt_registry_entry *e, void *ud) {
   return ctx->fn(&out, ctx->user_data);
 }
 
-static int request_list(nt_registry *reg, admin_call *call,
-                        const void *arg) {
+static int request_list(nt_registry *reg, admin_call *call, const void *arg) {
   return nt_registry_list(reg, list_one, (void *)arg, admin_done, call, NULL,
                           call->err, call->errlen);
 }
