@@ -142,9 +142,10 @@ static void test_malformed_control(void) {
   CHECK(p.established && p.closed && p.reason == NT_CLOSE_PEER);
   CHECK_STR_CONTAINS(p.message, "before check-in");
 
-  /* A second CheckIn while the registry still binds the first one's
-   * name: refused, and the bind's late answer must touch nothing of the
-   * dropped client (ASan). Each is Control{check_in{version 1, "x"}}. */
+  /* A second CheckIn sent before the first is answered: it waits, as
+   * everything after a CheckIn does, until the registry has bound the
+   * first one's name, and is then refused. Each is
+   * Control{check_in{version 1, "x"}}. */
   const uint8_t twice[] = {7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x',
                            7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x'};
   send_to_broker(port, twice, sizeof(twice), base, &p);

@@ -48,7 +48,8 @@ static int decode_pb(nt_control *out, const Natter__Control *msg) {
 }
 
 static uint8_t key[NT_FINGERPRINT_LEN] = {1, 2, 3, 4};
-static uint8_t nonce[NT_PUNCH_NONCE_LEN] = {9, 8, 7};
+/* One byte more than a nonce, so a test can claim a nonce too long. */
+static uint8_t nonce[NT_PUNCH_NONCE_LEN + 1] = {9, 8, 7};
 static uint8_t ip4[4] = {198, 51, 100, 7};
 
 static Natter__Address wire_addr(uint8_t *ip, size_t iplen, uint32_t port) {
@@ -114,7 +115,7 @@ static void test_round_trips(void) {
   snprintf(intro->name, sizeof(intro->name), "bob");
   intro->request_id = 5;
   memcpy(intro->key, key, sizeof(key));
-  memcpy(intro->nonce, nonce, sizeof(nonce));
+  memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   intro->observed = addr4("203.0.113.10", 5000);
   intro->mapped = addr4("203.0.113.10", 5001);
   intro->mapping = NT_MAPPING_PER_DESTINATION;
@@ -147,7 +148,7 @@ static void test_round_trips(void) {
   memset(&in, 0, sizeof(in));
   in.type = NT_CONTROL_CHECK_REPORT;
   nt_check_side *side = &in.u.check_report;
-  memcpy(side->nonce, nonce, sizeof(nonce));
+  memcpy(side->nonce, nonce, NT_PUNCH_NONCE_LEN);
   side->outcome = NT_CHECK_REFUSED;
   side->relayed = 1;
   side->mapping = NT_MAPPING_PER_DESTINATION;

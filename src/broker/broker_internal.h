@@ -46,6 +46,10 @@ typedef struct bclient_binding {
   char name[NT_NAME_MAX + 1];
   uint8_t session[NT_SESSION_LEN];
   int diagnostic, listen, no_relay;
+  /* What the client sent after its CheckIn, read once the bind is done so
+   * that its messages keep their order (BROKER_HELD_MAX at most). */
+  uint8_t *held;
+  size_t nheld;
 } bclient_binding;
 
 struct bclient {

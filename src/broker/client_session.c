@@ -17,6 +17,10 @@
 #define BROKER_CHECKIN_DEADLINE_S 10 /* from the first packet to CheckIn */
 #define BROKER_CTL_RATE 20           /* control messages per second ... */
 #define BROKER_CTL_BURST 40          /* ... per client, with this burst */
+/* Bytes a client may send after its CheckIn while the registry binds its
+ * name: one message of the largest size. A client that waits for the
+ * answer, as natter's does, sends none. */
+#define BROKER_HELD_MAX NT_WIRE_MAX_MSG
 /* A client whose address changes is re-introduced to its peers at most
  * this often. */
 #define BROKER_MOVE_NOTICE_NS (2 * 1000000000ull)
@@ -152,6 +156,7 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
 
 static void finish_check_in(bclient *c, const uint8_t *key,
                             const nt_check_in *in);
+static void read_held(bclient *c);
 
 /* The registry has decided on the name of a waiting check-in. */
 static void name_bound(const nt_registry_result *res, void *user_data) {
@@ -173,6 +178,7 @@ static void name_bound(const nt_registry_result *res, void *user_data) {
   }
   if (res->rv != 0) {
     bind_refused(c, w->name, res->rv, res->err, &res->entry);
+    read_held(c);
     return;
   }
   memset(&in, 0, sizeof(in));
@@ -183,6 +189,7 @@ static void name_bound(const nt_registry_result *res, void *user_data) {
   in.listen = w->listen;
   in.no_relay = w->no_relay;
   finish_check_in(c, nt_conn_peer_fingerprint(c->conn), &in);
+  read_held(c);
 }
 
 /* Asks the registry to bind |in->name| to |key|; the check-in goes on in
@@ -488,6 +495,9 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
       break;
     }
     handle_check_in(c, &msg.u.check_in);
+    if (c->binding.req) {
+      return 1; /* the rest waits for the registry (read_held) */
+    }
     break;
   case NT_CONTROL_CONNECT_REQUEST:
     handle_connect_request(c, &msg.u.connect_request);
@@ -518,14 +528,63 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   return c->dead;
 }
 
+/* Keeps |len| bytes of the control stream until the bind in flight is
+ * done, or drops the client past BROKER_HELD_MAX. */
+static void hold(bclient *c, const uint8_t *data, size_t len) {
+  bclient_binding *w = &c->binding;
+  uint8_t *held;
+
+  if (len > BROKER_HELD_MAX - w->nheld) {
+    reject(c, NT_CODE_BAD_REQUEST,
+           "more than " STR(BROKER_HELD_MAX) " bytes sent before the "
+           "check-in was answered");
+    return;
+  }
+  held = realloc(w->held, w->nheld + len);
+  if (!held) {
+    reject(c, NT_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  memcpy(held + w->nheld, data, len);
+  w->held = held;
+  w->nheld += len;
+}
+
+/* Reads control messages from |data| in order. While a check-in waits for
+ * the registry, what follows it waits too (hold). */
+static void read_control(bclient *c, const uint8_t *data, size_t len) {
+  size_t taken = 0;
+  int rv = 0;
+
+  if (!c->dead && !c->binding.req) {
+    rv = nt_wire_reader_until(c->reader, data, len, handle_control, c, &taken);
+  }
+  if (rv < 0) {
+    reject(c, NT_CODE_BAD_REQUEST, "bad message framing");
+  } else if (!c->dead && c->binding.req && taken < len) {
+    hold(c, data + taken, len - taken);
+  }
+}
+
+/* The bind is done: the messages that waited for it are read now. */
+static void read_held(bclient *c) {
+  bclient_binding *w = &c->binding;
+  uint8_t *held = w->held;
+  size_t nheld = w->nheld;
+
+  w->held = NULL;
+  w->nheld = 0;
+  if (held) {
+    read_control(c, held, nheld);
+    free(held);
+  }
+}
+
 static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
                      void *ud) {
   bclient *c = ud;
 
-  if (!c->dead &&
-      nt_wire_reader_each(c->reader, data, len, handle_control, c) < 0) {
-    reject(c, NT_CODE_BAD_REQUEST, "bad message framing");
-  }
+  read_control(c, data, len);
   nt_stream_consume(s, len);
   if (fin && !c->dead) {
     c->dead = 1;
@@ -593,6 +652,7 @@ void nt_bclient_free(natter_broker *b, bclient *c) {
   /* A check-in still waiting for the registry: its answer must not come
    * to freed memory. */
   nt_registry_cancel(c->binding.req);
+  free(c->binding.held);
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     if (b->checks[i].requester == c || b->checks[i].peer == c) {
       b->checks[i].requester = b->checks[i].peer = NULL;

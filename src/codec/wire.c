@@ -157,15 +157,22 @@ int nt_wire_reader_feed(nt_wire_reader *r, const uint8_t *data, size_t len,
 
 int nt_wire_reader_each(nt_wire_reader *r, const uint8_t *data, size_t len,
                         nt_wire_frame_fn fn, void *user_data) {
-  while (len > 0) {
+  size_t taken;
+  return nt_wire_reader_until(r, data, len, fn, user_data, &taken);
+}
+
+int nt_wire_reader_until(nt_wire_reader *r, const uint8_t *data, size_t len,
+                         nt_wire_frame_fn fn, void *user_data, size_t *taken) {
+  *taken = 0;
+  while (*taken < len) {
     size_t used, bodylen;
     const uint8_t *body;
-    int rv = nt_wire_reader_feed(r, data, len, &used, &body, &bodylen);
+    int rv = nt_wire_reader_feed(r, data + *taken, len - *taken, &used, &body,
+                                 &bodylen);
     if (rv < 0) {
       return rv;
     }
-    data += used;
-    len -= used;
+    *taken += used;
     if (rv == 1 && fn(body, bodylen, user_data) != 0) {
       return 1;
     }

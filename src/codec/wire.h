@@ -68,5 +68,10 @@ typedef int (*nt_wire_frame_fn)(const uint8_t *body, size_t bodylen,
  * not read), or a negative NT_WIRE_ERR_* on bad framing. */
 int nt_wire_reader_each(nt_wire_reader *r, const uint8_t *data, size_t len,
                         nt_wire_frame_fn fn, void *user_data);
+/* nt_wire_reader_each that also stores in *taken how many bytes of |data|
+ * were read (all of them unless |fn| asked to stop), so that a caller can
+ * keep the rest for later. */
+int nt_wire_reader_until(nt_wire_reader *r, const uint8_t *data, size_t len,
+                         nt_wire_frame_fn fn, void *user_data, size_t *taken);
 
 #endif
