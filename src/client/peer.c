@@ -686,7 +686,7 @@ static nt_peer *peer_by_relay_token(nt_peers *peers, const uint8_t *token) {
 
 /* Punching found nothing in time: both sides tell the relay where they
  * are, and the initiator connects through it. Probing goes on. */
-static void relay_start(nt_peer *p, uint64_t now) {
+static void start_relay_fallback(nt_peer *p, uint64_t now) {
   const nt_peers_env *env = ENV(p);
   char addr[NT_ADDR_STRLEN];
   p->relay_started = 1;
@@ -818,7 +818,7 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     predict_tick(p, now);
     if (p->relay.len && !p->relay_started && now >= p->relay_at_ns &&
         now < p->deadline_ns) {
-      relay_start(p, now);
+      start_relay_fallback(p, now);
       if (p->state != NT_PEER_PUNCHING) {
         if (p->state == NT_PEER_CONNECTING) {
           peer_timer_cb(-1, 0, p); /* arms the connecting deadline */
