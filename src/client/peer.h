@@ -187,11 +187,6 @@ int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
  * new process instead of hanging on the old one. */
 void nt_peers_on_restart(nt_peers *peers, const char *name, const uint8_t *key);
 
-/* Re-punching an established connection (a refresh introduction) stops
- * after this long. */
-#define NT_PEER_REPUNCH_S 5
-/* A peer connection asks the broker for a refresh at most this often. */
-#define NT_PEER_REFRESH_INTERVAL_MS 2000
 /* A QUIC Initial through the broker's relay on channel |token|: 1 and
  * |params| filled when it is the channel of a peer we are meeting. */
 int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,
