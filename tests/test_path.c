@@ -48,6 +48,9 @@ static uint64_t fallback_time(nt_path *pa, uint64_t stop_ns) {
       return 0;
     }
     CHECK(plan.next_ns > now);
+    if (plan.next_ns <= now) {
+      return 0;
+    }
     now = plan.next_ns;
   }
   return 0;
@@ -161,9 +164,12 @@ static void test_prediction_start_and_side(void) {
   meet(&pa, 0, NT_MAPPING_PER_DESTINATION, NT_MAPPING_PER_DESTINATION, 0,
        10000);
   CHECK(pa.predict.role == NT_PREDICT_NONE);
-  meet(&pa, 0, NT_MAPPING_UNKNOWN, NT_MAPPING_ENDPOINT_INDEPENDENT, 0, 10000);
+  meet(&pa, 1, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
+       10000);
+  nt_path_start_prediction(&pa, 0, seed); /* e.g. both behind one address */
   CHECK(pa.predict.role == NT_PREDICT_NONE);
-  nt_path_start_prediction(&pa, 0, seed);
+  CHECK(nt_predict_next(&pa.predict) == UINT64_MAX);
+  meet(&pa, 0, NT_MAPPING_UNKNOWN, NT_MAPPING_ENDPOINT_INDEPENDENT, 0, 10000);
   CHECK(pa.predict.role == NT_PREDICT_NONE);
   /* Our mapping learned later: the caller restarts it, timed from the
    * introduction. */
@@ -264,6 +270,9 @@ static void test_upgrade_while_relayed(void) {
     nt_path_due(&pa, NT_PATH_CONNECTED, 1, now, &plan);
     sent += (unsigned)plan.nprobes;
     CHECK(plan.next_ns > now);
+    if (plan.next_ns <= now) {
+      break;
+    }
     now = plan.next_ns;
   }
   CHECK(sent >= 7);
@@ -347,9 +356,9 @@ static void test_repunch_after_silence(void) {
   CHECK(nt_path_kick_due(&pa, t + 1101 * MS));
   /* Over after NT_PATH_REPUNCH_S. */
   uint64_t now = plan.next_ns;
-  while (pa.repunch_active && now < t + 60000 * MS) {
+  for (int i = 0; i < 100 && pa.repunch_active; i++) {
     nt_path_due(&pa, NT_PATH_CONNECTED, 0, now, &plan);
-    if (plan.next_ns == UINT64_MAX) {
+    if (plan.next_ns == UINT64_MAX || plan.next_ns <= now) {
       break;
     }
     now = plan.next_ns;
