@@ -1,7 +1,7 @@
 /* The path planner's decisions (path.h), without a network: when punching
  * gives way to the relay, when port prediction starts and on which side,
  * the direct attempts of a relayed connection, the re-punch of a silent
- * one, and giving up. */
+ * one, giving up, and which of the peer's addresses are probed. */
 #include <arpa/inet.h>
 
 #include "client/path.h"
@@ -372,6 +372,63 @@ static void test_repunch_after_silence(void) {
   CHECK(!nt_path_is_repunch(&pa, fresh));
 }
 
+static nt_addr addr6(const char *ip, uint16_t port) {
+  nt_addr a;
+  uint8_t raw[16];
+  inet_pton(AF_INET6, ip, raw);
+  nt_addr_from_raw(&a, raw, 16, port);
+  return a;
+}
+
+static int same(const nt_addr *a, const nt_addr *b) {
+  return nt_addr_equal((const struct sockaddr *)&a->ss,
+                       (const struct sockaddr *)&b->ss);
+}
+
+static void test_candidates(void) {
+  nt_addr us = addr4("198.51.100.1", 4000);
+  nt_addr our_local[2] = {addr4("192.168.1.2", 4000),
+                          addr6("2001:db8:1:2::5", 4000)};
+  nt_path_self self = {&us, our_local, 2, 1, 1};
+  nt_addr them = addr4("203.0.113.5", 5000);
+  nt_addr their_local[5] = {
+      addr4("10.0.0.7", 5000),        /* LAN */
+      addr6("2001:db8:9:9::7", 5000), /* global IPv6 */
+      addr6("fd00::7", 5000),         /* unique local */
+      addr6("2001:db8:1:2::7", 5000), /* global, but in our own /64 */
+      addr4("203.0.113.5", 5000)};    /* repeats the observed one */
+  nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
+  size_t skipped;
+  /* Behind another public address: observed and global IPv6 only. */
+  size_t n = nt_path_candidates(&self, &them, their_local, 5, cands, &skipped);
+  CHECK(n == 2);
+  CHECK(same(&cands[0], &them));
+  CHECK(same(&cands[1], &their_local[1]));
+  CHECK(skipped == 3);
+  /* Behind our own public address: its LAN addresses too, after. */
+  nt_addr them_here = addr4("198.51.100.1", 5000);
+  n = nt_path_candidates(&self, &them_here, their_local, 4, cands, &skipped);
+  CHECK(n == 5 && skipped == 0);
+  CHECK(same(&cands[0], &them_here));
+  CHECK(same(&cands[1], &their_local[1]));
+  CHECK(same(&cands[2], &their_local[0]));
+  /* Only families our socket reaches. */
+  nt_path_self v4only = {&us, our_local, 2, 1, 0};
+  n = nt_path_candidates(&v4only, &them, their_local, 5, cands, &skipped);
+  CHECK(n == 1 && same(&cands[0], &them));
+  nt_addr them6 = addr6("2001:db8:9:9::1", 5000);
+  n = nt_path_candidates(&v4only, &them6, their_local, 0, cands, &skipped);
+  CHECK(n == 0);
+  /* Bounded, however many it names. */
+  nt_addr many[NT_PUNCH_MAX_CANDIDATES + 4];
+  for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
+    many[i] = addr6("2001:db8:9:9::7", (uint16_t)(6000 + i));
+  }
+  n = nt_path_candidates(&self, &them, many, sizeof(many) / sizeof(many[0]),
+                         cands, &skipped);
+  CHECK(n == NT_PUNCH_MAX_CANDIDATES);
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"relay_fallback_schedule", test_relay_fallback_schedule},
@@ -385,6 +442,7 @@ int main(void) {
       {"direct_found_during_relayed_handshake",
        test_direct_found_during_relayed_handshake},
       {"repunch_after_silence", test_repunch_after_silence},
+      {"candidates", test_candidates},
       {NULL, NULL}};
   return nt_test_run(cases);
 }

@@ -1,5 +1,6 @@
 #include "client/path.h"
 
+#include <netinet/in.h>
 #include <string.h>
 
 #include "codec/mapping.h"
@@ -10,14 +11,74 @@ static uint64_t min_ns(uint64_t a, uint64_t b) {
   return a < b ? a : b;
 }
 
-static int has_candidate(const nt_punch *p, const nt_addr *a) {
-  for (size_t i = 0; i < p->ncandidates; i++) {
-    if (nt_addr_equal((const struct sockaddr *)&p->candidates[i].ss,
-                      (const struct sockaddr *)&a->ss)) {
+static int in_list(const nt_addr *list, size_t n, const struct sockaddr *a) {
+  for (size_t i = 0; i < n; i++) {
+    if (nt_addr_equal((const struct sockaddr *)&list[i].ss, a)) {
       return 1;
     }
   }
   return 0;
+}
+
+static int has_candidate(const nt_punch *p, const nt_addr *a) {
+  return in_list(p->candidates, p->ncandidates,
+                 (const struct sockaddr *)&a->ss);
+}
+
+static int reaches(const nt_path_self *self, int family) {
+  return family == AF_INET    ? self->reaches_ipv4
+         : family == AF_INET6 ? self->reaches_ipv6
+                              : 0;
+}
+
+/* Whether IPv6 |a| lies in the /64 of one of our own offered addresses:
+ * our own network, even though the address is global. */
+static int in_own_prefix(const nt_path_self *self, const struct sockaddr *a) {
+  if (a->sa_family != AF_INET6) {
+    return 0;
+  }
+  const uint8_t *x = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+  for (size_t i = 0; i < self->nlocal; i++) {
+    const struct sockaddr *own = (const struct sockaddr *)&self->local[i].ss;
+    if (own->sa_family == AF_INET6 &&
+        memcmp(x, ((const struct sockaddr_in6 *)own)->sin6_addr.s6_addr, 8) ==
+            0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
+                          const nt_addr *local, size_t nlocal, nt_addr *cands,
+                          size_t *skipped) {
+  size_t n = 0;
+  const struct sockaddr *obs = (const struct sockaddr *)&observed->ss;
+  *skipped = 0;
+  if (observed->len && reaches(self, obs->sa_family)) {
+    cands[n++] = *observed;
+  }
+  int same_lan =
+      observed->len && self->observed->len &&
+      nt_addr_same_host(obs, (const struct sockaddr *)&self->observed->ss);
+  for (int lan = 0; lan < 2; lan++) {
+    for (size_t i = 0; i < nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
+      const struct sockaddr *a = (const struct sockaddr *)&local[i].ss;
+      const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+      int public6 = a->sa_family == AF_INET6 && (b[0] & 0xe0) == 0x20 &&
+                    !in_own_prefix(self, a);
+      if (public6 == lan || !reaches(self, a->sa_family) ||
+          in_list(cands, n, a)) {
+        continue; /* a public LAN address repeats the observed one */
+      }
+      if (lan && !same_lan) {
+        (*skipped)++;
+        continue;
+      }
+      cands[n++] = local[i];
+    }
+  }
+  return n;
 }
 
 /* Adds |a| to |p|'s candidates; 0 when it is one already or there is no

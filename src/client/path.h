@@ -55,6 +55,37 @@
 /* Easy side of port prediction: ports probed in one tick at most. */
 #define NT_PATH_PREDICT_BATCH (NT_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000)
 
+/* This client, for choosing which of the peer's addresses to probe. */
+typedef struct nt_path_self {
+  const nt_addr *observed; /* our public address; len 0: unknown */
+  const nt_addr *local;    /* the addresses we offered the peer */
+  size_t nlocal;
+  int reaches_ipv4, reaches_ipv6; /* our socket sends to that family */
+} nt_path_self;
+
+/* The peer's addresses we probe, from an introduction: at most
+ * NT_PUNCH_MAX_CANDIDATES into |cands|, duplicates dropped, only families
+ * our socket reaches (a dual-stack socket reaches both). A peer cannot
+ * make us send packets where it likes, so:
+ * - its observed address always: the broker saw it, the peer cannot
+ *   choose it;
+ * - its global IPv6 addresses (2000::/3) too, as public as the observed
+ *   one: with no NAT66 such an address names the peer's own host
+ *   wherever it is, and is how two peers meet over IPv6 when they reached
+ *   the broker over IPv4. A lying peer can name another host instead; it
+ *   gets the same few 22-byte probes (one punch schedule) as any public
+ *   candidate, never a byte more, and nothing inside our own network: an
+ *   address in the /64 of one of our own falls under the next rule;
+ * - its LAN addresses (IPv4, unique local IPv6, IPv6 in our own /64)
+ *   only when the peer sits behind the same public address as we do (the
+ *   same NAT, or no NAT on one LAN); anywhere else they name hosts on our
+ *   own network, and probing them would let a peer aim our packets there.
+ * Observed first, then public IPv6, then LAN. Returns how many; |*skipped|
+ * counts the LAN addresses left out for that last reason. */
+size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
+                          const nt_addr *local, size_t nlocal, nt_addr *cands,
+                          size_t *skipped);
+
 /* Where the caller's meeting with the peer stands (its own state). */
 typedef enum nt_path_phase {
   NT_PATH_PUNCHING = 1, /* probing candidates */

@@ -817,80 +817,17 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-static int has_candidate(const nt_addr *cands, size_t n,
-                         const struct sockaddr *a) {
-  for (size_t i = 0; i < n; i++) {
-    if (nt_addr_equal((const struct sockaddr *)&cands[i].ss, a)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Whether IPv6 |a| lies in the /64 of one of our own offered addresses:
- * our own network, even though the address is global. */
-static int in_own_prefix(const nt_self_view *self, const struct sockaddr *a) {
-  if (a->sa_family != AF_INET6) {
-    return 0;
-  }
-  const uint8_t *x = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
-  for (size_t i = 0; i < self->nlocal; i++) {
-    const struct sockaddr *own = (const struct sockaddr *)&self->local[i].ss;
-    if (own->sa_family == AF_INET6 &&
-        memcmp(x, ((const struct sockaddr_in6 *)own)->sin6_addr.s6_addr, 8) ==
-            0) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* The peer's addresses we probe, from an introduction: at most
- * NT_PUNCH_MAX_CANDIDATES, duplicates dropped, only families our socket
- * reaches (a dual-stack socket reaches both). A peer cannot make us send
- * packets where it likes (DESIGN.md), so:
- * - its observed address always: the broker saw it, the peer cannot
- *   choose it;
- * - its global IPv6 addresses (2000::/3) too, as public as the observed
- *   one: with no NAT66 such an address names the peer's own host
- *   wherever it is, and is how two peers meet over IPv6 when they reached
- *   the broker over IPv4. A lying peer can name another host instead; it
- *   gets the same few 22-byte probes (one punch schedule) as any public
- *   candidate, never a byte more, and nothing inside our own network: an
- *   address in the /64 of one of our own falls under the next rule;
- * - its LAN addresses (IPv4, unique local IPv6, IPv6 in our own /64)
- *   only when the peer sits behind the same public address as we do (the
- *   same NAT, or no NAT on one LAN); anywhere else they name hosts on our
- *   own network, and probing them would let a peer aim our packets there.
- * Observed first, then public IPv6, then LAN. */
+/* The peer's addresses we probe (the rules are nt_path_candidates'). */
 static size_t peer_candidates(const nt_peers_env *env, const char *name,
                               const nt_addr *observed, const nt_addr *local,
                               size_t nlocal, nt_addr *cands) {
-  size_t n = 0, skipped = 0;
-  const struct sockaddr *obs = (const struct sockaddr *)&observed->ss;
-  if (observed->len && nt_endpoint_reaches(env->ep, obs->sa_family)) {
-    cands[n++] = *observed;
-  }
-  int same_lan =
-      observed->len && env->self->observed.len &&
-      nt_addr_same_host(obs, (const struct sockaddr *)&env->self->observed.ss);
-  for (int lan = 0; lan < 2; lan++) {
-    for (size_t i = 0; i < nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
-      const struct sockaddr *a = (const struct sockaddr *)&local[i].ss;
-      const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
-      int public6 = a->sa_family == AF_INET6 && (b[0] & 0xe0) == 0x20 &&
-                    !in_own_prefix(env->self, a);
-      if (public6 == lan || !nt_endpoint_reaches(env->ep, a->sa_family) ||
-          has_candidate(cands, n, a)) {
-        continue; /* a public LAN address repeats the observed one */
-      }
-      if (lan && !same_lan) {
-        skipped++;
-        continue;
-      }
-      cands[n++] = local[i];
-    }
-  }
+  nt_path_self self = {&env->self->observed, env->self->local,
+                       env->self->nlocal,
+                       nt_endpoint_reaches(env->ep, AF_INET),
+                       nt_endpoint_reaches(env->ep, AF_INET6)};
+  size_t skipped = 0;
+  size_t n = nt_path_candidates(&self, observed, local, nlocal, cands,
+                                &skipped);
   if (skipped) {
     nt_debug(env->log,
              "%s: behind another public address; its %zu LAN "
@@ -901,7 +838,7 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
 }
 
 /* Bounds: the client has checked the introduction (client.c); here
- * peer_candidates() decides what is probed. Stale or unasked-for
+ * nt_path_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
 /* Whether this listener's peer rules let |name| with |key| in; a refusal
  * is logged (once per introduction) with the rule that would admit it. */
