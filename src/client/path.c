@@ -390,6 +390,11 @@ void nt_path_reset(nt_path *pa) {
   pa->repunch_active = 0;
 }
 
+void nt_path_forget(nt_path *pa) {
+  memset(pa, 0, sizeof(*pa));
+  pa->predict.next_ns = UINT64_MAX;
+}
+
 int nt_path_refresh_due(nt_path *pa, uint64_t now_ns) {
   if (pa->refresh_ns &&
       now_ns - pa->refresh_ns < MS(NT_PATH_REFRESH_INTERVAL_MS)) {

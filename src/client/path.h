@@ -1,7 +1,8 @@
-/* Path finding for one peer, as decisions free of I/O: hole punching
- * (punch.h), port prediction (predict.h), the fallback onto the broker's
- * relay, the way back from the relay to a direct path, and punching again
- * when a live connection falls silent.
+/* Path finding for one peer, as decisions free of I/O: which of its
+ * addresses to probe, hole punching (punch.h), port prediction
+ * (predict.h), the fallback onto the broker's relay, the way back from the
+ * relay to a direct path, and punching again when a live connection falls
+ * silent.
  *
  * The caller (peer.c) owns the sockets, the connection, the relay channel
  * and one timer. It tells the planner what happened (an introduction, a
@@ -21,8 +22,10 @@
  *   first second; both symmetric: nothing direct can work), else
  *   NT_PATH_RELAY_AFTER_MS (port prediction needs up to 2.9 s, or a
  *   mapping is unknown); at most a third of the connect timeout, to leave
- *   time to connect. Until the connection is up, the relay hears from us
- *   every NT_PATH_RELAY_BIND_MS while we punch on;
+ *   time to connect. The initiator then connects through the relay,
+ *   probing on; the other side, punching on until the peer's Initial
+ *   comes through the relay, tells the relay where it is every
+ *   NT_PATH_RELAY_BIND_MS;
  * - a relayed connection keeps trying direct paths, a round of probes of
  *   NT_PATH_UPGRADE_ROUND_MS every NT_PATH_UPGRADE_MS; the initiator moves
  *   the connection where one is answered (QUIC lets the client migrate);
@@ -93,6 +96,9 @@ typedef enum nt_path_phase {
   NT_PATH_CONNECTED     /* the connection is up */
 } nt_path_phase;
 
+/* The planner's state for one peer. The caller embeds it (nothing to
+ * allocate or free) and may read it (status, reports); only the functions
+ * below change it. */
 typedef struct nt_path {
   int initiator;    /* we open the QUIC connection */
   int self_mapping; /* nt_nat_mapping, ours */
@@ -233,6 +239,10 @@ void nt_path_on_moved_direct(nt_path *pa);
 
 /* The meeting or its connection ended. */
 void nt_path_reset(nt_path *pa);
+
+/* The caller's entry now serves another peer: nothing of this one's path
+ * (candidates, counts) remains. */
+void nt_path_forget(nt_path *pa);
 
 /* The live connection hears nothing with data outstanding: 1 when the
  * broker is to be asked for a refresh now (not within

@@ -1,5 +1,7 @@
-/* Peers (peer.h): introductions, hole punching, one QUIC connection per
- * peer, and the queue of local connections waiting for it. */
+/* Peers (peer.h): introductions, one QUIC connection per peer, and the
+ * queue of local connections waiting for it. Path finding's decisions are
+ * path.h's; here is their I/O: probes, prediction sockets, the relay
+ * channel, the connection, and the one timer per peer. */
 #include "client/peer.h"
 
 #include <event2/event.h>
@@ -188,7 +190,7 @@ static nt_peer *check_entry(nt_peers *peers, const char *name) {
   }
   if (idle) {
     snprintf(idle->name, sizeof(idle->name), "%s", name);
-    memset(&idle->path.punch, 0, sizeof(idle->path.punch));
+    nt_path_forget(&idle->path);
     idle->intro_ns = 0; /* another peer's pace is not this one's */
   }
   return idle;
