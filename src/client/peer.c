@@ -1,5 +1,7 @@
-/* Peers (peer.h): introductions, hole punching, one QUIC connection per
- * peer, and the queue of local connections waiting for it. */
+/* Peers (peer.h): introductions, one QUIC connection per peer, and the
+ * queue of local connections waiting for it. Path finding's decisions are
+ * path.h's; here is their I/O: probes, prediction sockets, the relay
+ * channel, the connection, and the one timer per peer. */
 #include "client/peer.h"
 
 #include <event2/event.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "codec/mapping.h"
+#include "client/path.h"
 #include "client/predict.h"
 #include "codec/stream_header.h"
 
@@ -33,45 +36,27 @@ struct nt_peer {
   nt_addr observed; /* peer's public address as the broker saw it */
   int mapping;      /* nt_nat_mapping the peer reported */
   nt_addr mapped;   /* peer as the broker's mapping port saw it */
-  nt_punch punch;
-  struct event *timer; /* punching schedule and the overall deadline */
+  /* Punching, prediction, the relay fallback, direct attempts while
+   * relayed and re-punching: the decisions (path.h). */
+  nt_path path;
+  /* The one timer: the meeting's deadline, the path's schedules
+   * (nt_path_due) and the oldest waiter's wait for a stream. */
+  struct event *timer;
   uint64_t deadline_ns;
-  nt_addr probe_from; /* where the peer's probes come from */
-  int have_probe_from;
   nt_conn *conn;
   uint64_t intro_ns; /* when the peer's last introduction was acted on */
   struct nt_waiter_queue waiting; /* local connections waiting for conn */
   size_t nwaiting;
   TAILQ_ENTRY(nt_peer) link;
-  /* Paths of a live connection (the end of this file). */
-  nt_punch rp; /* re-punch after a refresh introduction */
-  int rp_active;
-  struct event *rp_timer;
-  uint64_t refresh_ns; /* last refresh asked of the broker */
-  uint64_t kick_ns;    /* last loss-recovery kick */
-  /* The broker's relay, when punching fails (relay.h). */
+  /* The broker's relay channel for this meeting (relay.h). */
   nt_addr relay; /* len 0: none offered for this meeting */
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
-  uint64_t relay_at_ns;  /* punching gives way to the relay then */
-  int relay_started;     /* bound there (initiator: connecting through) */
-  uint64_t bind_next_ns; /* next bind while waiting for the peer */
-  int relay_closed;      /* the relay ended the channel: NT_RELAY_CLOSED_* */
-  uint64_t meet_ns;      /* when the introduction came */
-  /* Relayed and connected: direct paths are tried again and again. */
-  int upgrade_round;        /* a punch round is on */
-  uint64_t upgrade_next_ns; /* when the next probe or round is due; 0:
-                               not relayed */
-  nt_addr direct;           /* a punch answered from here while relayed */
-  int have_direct;
-  /* Port prediction (predict.h) while punching. */
-  nt_predict predict;
-  int predicted; /* the path was found by it */
+  int relay_closed; /* the relay ended the channel: NT_RELAY_CLOSED_* */
   /* A connectivity check the peer asked for (natter -check): this entry
    * is kept apart from the peer's own (nt_peers_find skips it), carries
    * no streams, and reports once when its side is done. */
   int check;
   int check_reported;
-  size_t ngiven;         /* candidates the broker gave (before learned ones) */
   uint64_t connected_ns; /* when the connection came up; 0: not yet */
 };
 
@@ -90,7 +75,6 @@ static void peer_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void peer_streams_available(nt_conn *conn, void *ud);
 static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud);
 static void peer_conn_moved(nt_conn *conn, void *ud);
-static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void repunch_start(nt_peers *peers, const nt_introduction *in);
 static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
                             const struct sockaddr *from, socklen_t fromlen,
@@ -109,21 +93,6 @@ static const nt_conn_callbacks peer_conn_callbacks = {
 #define LOG(p) (ENV(p)->log)
 #define NT_STR_(x) #x
 #define NT_STR(x) NT_STR_(x)
-
-/* Punching gives way to the relay this long after the introduction: 1 s
- * when the mappings say what to expect (both endpoint-independent: a
- * punch is answered within a round trip or two, seven rounds go out in
- * the first second; both symmetric: nothing direct can work), 3 s when
- * port prediction runs (it needs up to 2.9 s) or a mapping is unknown.
- * The relayed connection keeps trying direct paths, a round of probes of
- * NT_PEER_UPGRADE_ROUND_MS every NT_PEER_UPGRADE_MS, and moves there when
- * one answers. */
-#define NT_PEER_RELAY_AFTER_MS 3000
-#define NT_PEER_RELAY_AFTER_KNOWN_MS 1000
-#define NT_PEER_RELAY_BIND_MS 1000
-#define NT_PEER_UPGRADE_MS 10000
-#define NT_PEER_UPGRADE_ROUND_MS 5000
-#define MS(x) ((uint64_t)(x)*1000000ull)
 
 /* ---- the table ---- */
 
@@ -157,7 +126,6 @@ void nt_peers_free(nt_peers *peers) {
     }
     nt_endpoint_aux_close(peers->env.ep, p, 0);
     event_free(p->timer);
-    event_free(p->rp_timer);
     free(p);
   }
   free(peers);
@@ -179,14 +147,7 @@ static nt_peer *peer_alloc(nt_peers *peers, const char *name) {
     return NULL;
   }
   p->timer = event_new(peers->env.base, -1, 0, peer_timer_cb, p);
-  p->rp_timer = event_new(peers->env.base, -1, 0, repunch_timer_cb, p);
-  if (!p->timer || !p->rp_timer) {
-    if (p->timer) {
-      event_free(p->timer);
-    }
-    if (p->rp_timer) {
-      event_free(p->rp_timer);
-    }
+  if (!p->timer) {
     free(p);
     return NULL;
   }
@@ -229,7 +190,7 @@ static nt_peer *check_entry(nt_peers *peers, const char *name) {
   }
   if (idle) {
     snprintf(idle->name, sizeof(idle->name), "%s", name);
-    memset(&idle->punch, 0, sizeof(idle->punch));
+    nt_path_forget(&idle->path);
     idle->intro_ns = 0; /* another peer's pace is not this one's */
   }
   return idle;
@@ -262,9 +223,8 @@ void nt_peer_waiter_cancel(nt_peer_waiter *w) {
 
 static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
   uint64_t now = nt_monotonic_ns();
-  if (p->state == NT_PEER_CONNECTED && p->upgrade_next_ns &&
-      p->upgrade_next_ns < at_ns) {
-    at_ns = p->upgrade_next_ns; /* the relayed path's direct attempts */
+  if (p->state == NT_PEER_CONNECTED && nt_path_live_next(&p->path) < at_ns) {
+    at_ns = nt_path_live_next(&p->path); /* direct attempts, re-punch */
   }
   uint64_t d = at_ns > now ? at_ns - now : 0;
   struct timeval tv = {(time_t)(d / 1000000000ull),
@@ -277,13 +237,8 @@ static void arm_peer_timer(nt_peer *p, uint64_t at_ns) {
 static void peer_reset(nt_peer *p, int error, const char *why) {
   event_del(p->timer);
   nt_endpoint_aux_close(ENV(p)->ep, p, 0);
-  p->predict.role = NT_PREDICT_NONE;
+  nt_path_reset(&p->path);
   p->state = NT_PEER_IDLE;
-  p->have_probe_from = 0;
-  p->relay_started = 0;
-  p->upgrade_next_ns = 0;
-  p->upgrade_round = 0;
-  p->have_direct = 0;
   if (why) {
     nt_peer_waiter *w;
     while ((w = dequeue(p))) {
@@ -320,19 +275,21 @@ static void check_report(nt_peer *p, int outcome) {
   }
   p->check_reported = 1;
   memset(&side, 0, sizeof(side));
-  memcpy(side.nonce, p->punch.nonce, sizeof(side.nonce));
+  const nt_path *pa = &p->path;
+  memcpy(side.nonce, pa->punch.nonce, sizeof(side.nonce));
   side.outcome = outcome;
   side.relayed = p->conn && nt_conn_is_relayed(p->conn);
   side.mapping = env->self->mapping;
-  side.nprobed = p->ngiven;
-  memcpy(side.probed, p->punch.candidates, p->ngiven * sizeof(side.probed[0]));
-  side.probe_rounds = p->punch.rounds;
-  side.probes_received = p->punch.probes_seen;
-  side.replies_received = p->punch.replies_seen;
-  if (p->have_probe_from) {
-    side.probes_from = p->probe_from;
+  side.nprobed = pa->ngiven;
+  memcpy(side.probed, pa->punch.candidates,
+         pa->ngiven * sizeof(side.probed[0]));
+  side.probe_rounds = pa->punch.rounds;
+  side.probes_received = pa->punch.probes_seen;
+  side.replies_received = pa->punch.replies_seen;
+  if (pa->have_probe_from) {
+    side.probes_from = pa->probe_from;
   }
-  side.elapsed_ms = (uint32_t)((nt_monotonic_ns() - p->meet_ns) / 1000000ull);
+  side.elapsed_ms = (uint32_t)((nt_monotonic_ns() - pa->meet_ns) / 1000000ull);
   nt_info(env->log, "check by %s: %s; reporting to the broker", p->name,
           outcome == NT_CHECK_CONNECTED ? "connected" : "no connection came");
   env->callbacks->check_report(&side, env->user_data);
@@ -389,9 +346,14 @@ static void expire_stream_waiters(nt_peer *p, uint64_t now) {
          now - w->queued_ns >=
              (uint64_t)NT_PEER_STREAM_WAIT_S * 1000000000ull) {
     dequeue(p);
-    w->failed(w, NATTER_ERR_TIMEOUT,
-              "no free stream to the peer within "
-              "30 s (it allows 256 at once)");
+    char why[120];
+    snprintf(why, sizeof(why),
+             "no free stream to the peer within %u s (it allows %llu at "
+             "once: its max-streams)",
+             NT_PEER_STREAM_WAIT_S,
+             p->conn ? (unsigned long long)nt_conn_peer_max_streams(p->conn)
+                     : 0ull);
+    w->failed(w, NATTER_ERR_TIMEOUT, why);
   }
   if (w) {
     arm_peer_timer(p, w->queued_ns +
@@ -412,9 +374,10 @@ void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
       return;
     }
     nt_warn(LOG(p),
-            "%s: all 256 streams it allows are open; new connections wait "
-            "(at most %u, %u s)",
-            p->name, NT_PEER_MAX_WAITING, NT_PEER_STREAM_WAIT_S);
+            "%s: all %llu streams it allows are open (its max-streams); new "
+            "connections wait (at most %u, %u s)",
+            p->name, (unsigned long long)nt_conn_peer_max_streams(p->conn),
+            NT_PEER_MAX_WAITING, NT_PEER_STREAM_WAIT_S);
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
     nt_warn(LOG(p),
@@ -507,16 +470,26 @@ static void punch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
                      to->len);
 }
 
+/* A re-punch probe (the end of this file). */
+static void repunch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
+                         void *ud) {
+  nt_peer *p = ud;
+  nt_conn *conn = nt_peer_conn(p);
+  /* From the socket the connection runs on (a prediction socket, maybe):
+   * that is the mapping the peer must reach. */
+  nt_endpoint_send_on(ENV(p)->ep, conn ? nt_conn_socket(conn) : 0, pkt, len,
+                      (const struct sockaddr *)&to->ss, to->len);
+}
+
 static void describe_candidates(const nt_peer *p, char *out, size_t outlen) {
   char addr[NT_ADDR_STRLEN];
   size_t used = 0;
   out[0] = '\0';
-  for (size_t i = 0; i < p->punch.ncandidates && used < outlen; i++) {
-    int n = snprintf(out + used, outlen - used, "%s%s", i ? ", " : "",
-                     nt_addr_str((const struct sockaddr *)&p->punch
-                                     .candidates[i]
-                                     .ss,
-                                 addr));
+  const nt_punch *punch = &p->path.punch;
+  for (size_t i = 0; i < punch->ncandidates && used < outlen; i++) {
+    int n = snprintf(
+        out + used, outlen - used, "%s%s", i ? ", " : "",
+        nt_addr_str((const struct sockaddr *)&punch->candidates[i].ss, addr));
     if (n < 0) {
       break;
     }
@@ -536,12 +509,13 @@ static void report_punch_failure(nt_peer *p) {
   describe_candidates(p, cands, sizeof(cands));
   nt_addr_str((struct sockaddr *)&env->self->observed.ss, us);
   nt_addr_str((struct sockaddr *)&p->observed.ss, them);
-  if (p->have_probe_from &&
-      !nt_addr_equal((struct sockaddr *)&p->probe_from.ss,
+  const nt_path *pa = &p->path;
+  if (pa->have_probe_from &&
+      !nt_addr_equal((struct sockaddr *)&pa->probe_from.ss,
                      (struct sockaddr *)&p->observed.ss)) {
     char from[NT_ADDR_STRLEN];
     snprintf(seen, sizeof(seen), " (its probes came from %s)",
-             nt_addr_str((struct sockaddr *)&p->probe_from.ss, from));
+             nt_addr_str((struct sockaddr *)&pa->probe_from.ss, from));
     they_symmetric = 1;
   }
   if (we_symmetric && they_symmetric) {
@@ -556,11 +530,11 @@ static void report_punch_failure(nt_peer *p) {
              "and port prediction (%s) found none of them: run one side where "
              "it has a public address or a forwarded UDP port (-port)",
              we_symmetric ? env->self_name : p->name,
-             p->predict.role != NT_PREDICT_NONE
+             pa->predict.role != NT_PREDICT_NONE
                  ? "up to " NT_STR(NT_PREDICT_SOCKETS) " sockets, " NT_STR(
                        NT_PREDICT_BUDGET) " probes"
                  : "not tried: the other side's mapping is unknown");
-  } else if (p->punch.probes_seen) {
+  } else if (pa->punch.probes_seen) {
     snprintf(advice, sizeof(advice),
              "%s's probes reach us but ours never reached %s: something on "
              "its side drops incoming UDP (a firewall, or NAT filtering)",
@@ -580,60 +554,44 @@ static void report_punch_failure(nt_peer *p) {
             "hole punching to %s failed after %u s: tried %s; %s. The broker "
             "saw %s at %s (NAT %s) and %s at %s%s (NAT %s). %s",
             p->name, env->connect_timeout_ms / 1000, cands,
-            p->punch.probes_seen
+            pa->punch.probes_seen
                 ? "probes from the peer arrived but none of ours was answered"
                 : "no probe from the peer arrived and none was answered",
             env->self_name, us, nt_mapping_name(env->self->mapping), p->name,
             them, seen, nt_mapping_name(p->mapping), advice);
 }
 
-/* How long punching goes on before the relay (NT_PEER_RELAY_AFTER_*). */
-static uint64_t relay_after(const nt_peers_env *env, int peer_mapping) {
-  uint64_t after = peer_mapping != NT_MAPPING_UNKNOWN &&
-                           peer_mapping == env->self->mapping
-                       ? NT_PEER_RELAY_AFTER_KNOWN_MS
-                       : NT_PEER_RELAY_AFTER_MS;
-  if (after > env->connect_timeout_ms / 3) {
-    after = env->connect_timeout_ms / 3; /* leave time to connect */
-  }
-  return after;
-}
-
 /* ---- port prediction (predict.h) ---- */
 
-static void predict_start(nt_peer *p) {
+/* Whether port prediction can work for this meeting; fills |seed|.
+ * Behind one public address, the LAN candidates decide. */
+static int prediction_possible(const nt_peer *p, uint8_t seed[8]) {
   const nt_peers_env *env = ENV(p);
-  /* Behind one public address, the LAN candidates decide. */
   int same_lan = p->observed.len && env->self->observed.len &&
                  nt_addr_same_host((struct sockaddr *)&p->observed.ss,
                                    (struct sockaddr *)&env->self->observed.ss);
-  uint8_t seed[8] = {0};
-  nt_predict_role role = nt_predict_role_for(env->self->mapping, p->mapping);
-  p->predicted = 0;
-  if (same_lan || !p->observed.len ||
-      !nt_endpoint_reaches(env->ep, p->observed.ss.ss_family) ||
-      nt_random_bytes(seed, sizeof(seed)) != 0) {
-    role = NT_PREDICT_NONE;
-  }
-  nt_predict_init(&p->predict, role, p->meet_ns, seed);
+  return !same_lan && p->observed.len &&
+         nt_endpoint_reaches(env->ep, p->observed.ss.ss_family) &&
+         nt_random_bytes(seed, 8) == 0;
 }
 
-static void predict_tick(nt_peer *p, uint64_t now) {
+static void predict_start(nt_peer *p) {
+  uint8_t seed[8] = {0};
+  int possible = prediction_possible(p, seed);
+  nt_path_start_prediction(&p->path, possible, seed);
+}
+
+/* The prediction probes of |plan|, to the peer's public address. */
+static void predict_send(nt_peer *p, const nt_path_plan *plan) {
   const nt_peers_env *env = ENV(p);
-  uint16_t ports[NT_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000];
   uint8_t pkt[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
-  nt_predict_role role = p->predict.role;
-  int first =
-      role == NT_PREDICT_HARD ? p->predict.rounds == 0 : p->predict.sent == 0;
-  size_t n =
-      nt_predict_due(&p->predict, now, ports, sizeof(ports) / sizeof(ports[0]));
-  if (!n) {
+  if (!plan->predict_burst && !plan->npredict_ports) {
     return;
   }
-  nt_punch_encode(pkt, NT_PUNCH_PROBE, p->punch.nonce);
-  if (role == NT_PREDICT_HARD) {
-    if (first) {
+  nt_punch_encode(pkt, NT_PUNCH_PROBE, p->path.punch.nonce);
+  if (plan->predict_burst) {
+    if (plan->predict_open) {
       unsigned opened = nt_endpoint_aux_open(env->ep, p, NT_PREDICT_SOCKETS);
       if (!opened) {
         nt_warn(env->log,
@@ -655,7 +613,7 @@ static void predict_tick(nt_peer *p, uint64_t now) {
                              p->observed.len);
     return;
   }
-  if (first) {
+  if (plan->predict_first) {
     nt_info(env->log,
             "%s: its NAT gives a new port per destination: probing up to %u "
             "ports of %s at %u a second (port prediction)",
@@ -664,8 +622,8 @@ static void predict_tick(nt_peer *p, uint64_t now) {
             NT_PREDICT_RATE);
   }
   nt_addr to = p->observed;
-  for (size_t i = 0; i < n; i++) {
-    nt_addr_set_port((struct sockaddr *)&to.ss, ports[i]);
+  for (size_t i = 0; i < plan->npredict_ports; i++) {
+    nt_addr_set_port((struct sockaddr *)&to.ss, plan->predict_ports[i]);
     nt_endpoint_sendto(env->ep, pkt, sizeof(pkt), (struct sockaddr *)&to.ss,
                        to.len);
   }
@@ -686,17 +644,15 @@ static nt_peer *peer_by_relay_token(nt_peers *peers, const uint8_t *token) {
 
 /* Punching found nothing in time: both sides tell the relay where they
  * are, and the initiator connects through it. Probing goes on. */
-static void relay_start(nt_peer *p, uint64_t now) {
+static void start_relay_fallback(nt_peer *p, uint64_t now) {
   const nt_peers_env *env = ENV(p);
   char addr[NT_ADDR_STRLEN];
-  p->relay_started = 1;
   nt_endpoint_set_relay(env->ep, &p->relay);
   nt_endpoint_relay_bind(env->ep, p->relay_token);
-  p->bind_next_ns = now + MS(NT_PEER_RELAY_BIND_MS);
   nt_info(env->log,
           "%s: no direct path after %llu ms; trying the broker's relay at %s "
           "(end-to-end encrypted: it forwards packets it cannot read)",
-          p->name, (unsigned long long)((now - p->meet_ns) / 1000000ull),
+          p->name, (unsigned long long)((now - p->path.meet_ns) / 1000000ull),
           nt_addr_str((struct sockaddr *)&p->relay.ss, addr));
   if (!p->initiator) {
     return; /* the peer's Initial comes through the relay */
@@ -723,52 +679,10 @@ static void move_direct(nt_peer *p, const struct sockaddr *to,
              nt_addr_str(to, addr));
     return;
   }
-  p->upgrade_next_ns = 0;
-  p->upgrade_round = 0;
+  nt_path_on_moved_direct(&p->path);
   nt_info(LOG(p),
           "%s: path now direct to %s (moved off the relay, same connection)",
           p->name, nt_addr_str(to, addr));
-}
-
-/* Relayed and connected: a round of probes every NT_PEER_UPGRADE_MS. */
-static void upgrade_tick(nt_peer *p, uint64_t now) {
-  char addr[NT_ADDR_STRLEN];
-  if (!p->conn || !nt_conn_is_relayed(p->conn) || !p->punch.ncandidates) {
-    if (p->upgrade_next_ns && p->conn && !p->initiator) {
-      nt_info(LOG(p),
-              "%s: path now direct from %s (the peer moved the "
-              "connection off the relay)",
-              p->name, nt_addr_str(nt_conn_remote_addr(p->conn), addr));
-    }
-    p->upgrade_next_ns = 0;
-    return;
-  }
-  if (p->initiator && p->have_direct) {
-    p->have_direct = 0;
-    move_direct(p, (struct sockaddr *)&p->direct.ss, p->direct.len);
-    if (!nt_conn_is_relayed(p->conn)) {
-      return;
-    }
-  }
-  if (!p->upgrade_round) {
-    if (now < p->upgrade_next_ns) {
-      return;
-    }
-    nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
-    uint8_t nonce[NT_PUNCH_NONCE_LEN];
-    size_t n = p->punch.ncandidates;
-    memcpy(cands, p->punch.candidates, n * sizeof(cands[0]));
-    memcpy(nonce, p->punch.nonce, sizeof(nonce));
-    nt_punch_init(&p->punch, nonce, cands, n, now,
-                  MS(NT_PEER_UPGRADE_ROUND_MS));
-    p->upgrade_round = 1;
-  }
-  if (nt_punch_on_expiry(&p->punch, now, punch_send, p)) {
-    p->upgrade_round = 0;
-    p->upgrade_next_ns = now + MS(NT_PEER_UPGRADE_MS);
-  } else {
-    p->upgrade_next_ns = nt_punch_next_expiry(&p->punch);
-  }
 }
 
 int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,
@@ -807,160 +721,121 @@ void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
   }
 }
 
+/* ---- the timer: doing what the path planner says ---- */
+
+static nt_path_phase path_phase(nt_peer_state state) {
+  return state == NT_PEER_PUNCHING     ? NT_PATH_PUNCHING
+         : state == NT_PEER_CONNECTING ? NT_PATH_CONNECTING
+                                       : NT_PATH_CONNECTED;
+}
+
+static void send_probes(nt_peer *p, const nt_addr *to, size_t n) {
+  uint8_t pkt[NT_PUNCH_PACKET_LEN];
+  size_t len = nt_punch_encode(pkt, NT_PUNCH_PROBE, p->path.punch.nonce);
+  for (size_t i = 0; i < n; i++) {
+    punch_send(pkt, len, &to[i], p);
+  }
+}
+
+static void send_repunch_probes(nt_peer *p, const nt_addr *to, size_t n) {
+  uint8_t pkt[NT_PUNCH_PACKET_LEN];
+  size_t len = nt_punch_encode(pkt, NT_PUNCH_PROBE, p->path.repunch.nonce);
+  for (size_t i = 0; i < n; i++) {
+    repunch_send(pkt, len, &to[i], p);
+  }
+}
+
+/* Punching gave up: the initiator reports why; the other side just stops
+ * probing. */
+static void give_up(nt_peer *p) {
+  if (!p->initiator) {
+    nt_debug(LOG(p), "%s: no connection came; stopped probing", p->name);
+    check_report(p, NT_CHECK_FAILED);
+    peer_reset(p, 0, NULL);
+    return;
+  }
+  report_punch_failure(p);
+}
+
 static void peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   nt_peer *p = arg;
   uint64_t now = nt_monotonic_ns();
+  char addr[NT_ADDR_STRLEN];
+  nt_path_plan plan;
   (void)fd;
   (void)what;
 
-  if (p->state == NT_PEER_PUNCHING) {
-    int expired = nt_punch_on_expiry(&p->punch, now, punch_send, p);
-    predict_tick(p, now);
-    if (p->relay.len && !p->relay_started && now >= p->relay_at_ns &&
-        now < p->deadline_ns) {
-      relay_start(p, now);
-      if (p->state != NT_PEER_PUNCHING) {
-        if (p->state == NT_PEER_CONNECTING) {
-          peer_timer_cb(-1, 0, p); /* arms the connecting deadline */
-        }
-        return;
-      }
-    }
-    if (p->relay_started && now >= p->bind_next_ns) {
-      nt_endpoint_relay_bind(ENV(p)->ep, p->relay_token);
-      p->bind_next_ns = now + MS(NT_PEER_RELAY_BIND_MS);
-    }
-    if (!expired && now < p->deadline_ns) {
-      uint64_t next = nt_punch_next_expiry(&p->punch);
-      if (p->relay.len && !p->relay_started && p->relay_at_ns < next) {
-        next = p->relay_at_ns;
-      }
-      if (p->relay_started && p->bind_next_ns < next) {
-        next = p->bind_next_ns;
-      }
-      if (nt_predict_next(&p->predict) < next) {
-        next = nt_predict_next(&p->predict);
-      }
-      arm_peer_timer(p, next < p->deadline_ns ? next : p->deadline_ns);
+  if (p->state == NT_PEER_IDLE) {
+    return;
+  }
+  if (p->state == NT_PEER_INTRODUCING) {
+    if (now >= p->deadline_ns) {
+      peer_fail(p, NATTER_ERR_TIMEOUT,
+                "no introduction to %s from the broker in %u s: is the "
+                "broker reachable?",
+                p->name, ENV(p)->connect_timeout_ms / 1000);
       return;
     }
-    if (!p->initiator) {
-      /* The initiator reports failures; we just stop probing. */
-      nt_debug(LOG(p), "%s: no connection came; stopped probing", p->name);
-      check_report(p, NT_CHECK_FAILED);
-      peer_reset(p, 0, NULL);
-      return;
+    arm_peer_timer(p, p->deadline_ns);
+    return;
+  }
+  nt_path_phase phase = path_phase(p->state);
+  int relayed = p->conn && nt_conn_is_relayed(p->conn);
+  nt_path_due(&p->path, phase, relayed, now, &plan);
+  if (plan.move_direct) {
+    move_direct(p, (struct sockaddr *)&plan.direct.ss, plan.direct.len);
+    relayed = p->conn && nt_conn_is_relayed(p->conn);
+    nt_path_due(&p->path, phase, relayed, now, &plan);
+  }
+  send_probes(p, plan.probes, plan.nprobes);
+  predict_send(p, &plan);
+  if (plan.start_relay_fallback) {
+    start_relay_fallback(p, now);
+    if (p->state == NT_PEER_IDLE) {
+      return; /* it could not start */
     }
-    report_punch_failure(p);
-    return;
   }
-  if (p->state == NT_PEER_INTRODUCING && now >= p->deadline_ns) {
-    peer_fail(p, NATTER_ERR_TIMEOUT,
-              "no introduction to %s from the broker in %u s: is the broker "
-              "reachable?",
-              p->name, ENV(p)->connect_timeout_ms / 1000);
-    return;
+  if (plan.relay_bind) {
+    nt_endpoint_relay_bind(ENV(p)->ep, p->relay_token);
   }
-  if (p->state == NT_PEER_CONNECTED) {
-    upgrade_tick(p, now);
-    expire_stream_waiters(p, now);
-    if (TAILQ_EMPTY(&p->waiting) && p->upgrade_next_ns) {
-      arm_peer_timer(p, p->upgrade_next_ns);
-    }
-    return;
-  }
-  if (p->state == NT_PEER_CONNECTING && now >= p->deadline_ns) {
+  if (plan.handshake_timeout) {
     if (p->conn) {
       nt_conn_close(p->conn, 0, "handshake took too long");
     }
     return;
   }
-  if (p->state == NT_PEER_CONNECTING && p->relay_started &&
-      !nt_punch_on_expiry(&p->punch, now, punch_send, p)) {
-    /* Connecting through the relay; probing for a direct path goes on. */
-    uint64_t next = nt_punch_next_expiry(&p->punch);
-    arm_peer_timer(p, next < p->deadline_ns ? next : p->deadline_ns);
+  if (plan.give_up) {
+    give_up(p);
     return;
   }
-  if (p->state != NT_PEER_IDLE && p->state != NT_PEER_CONNECTED) {
-    arm_peer_timer(p, p->deadline_ns);
+  if (p->state != NT_PEER_CONNECTED) {
+    arm_peer_timer(p, plan.next_ns);
+    return;
+  }
+  if (plan.now_direct && p->conn) {
+    nt_info(LOG(p),
+            "%s: path now direct from %s (the peer moved the connection off "
+            "the relay)",
+            p->name, nt_addr_str(nt_conn_remote_addr(p->conn), addr));
+  }
+  send_repunch_probes(p, plan.repunch_probes, plan.nrepunch_probes);
+  expire_stream_waiters(p, now);
+  if (TAILQ_EMPTY(&p->waiting) && plan.next_ns != UINT64_MAX) {
+    arm_peer_timer(p, plan.next_ns);
   }
 }
 
-static int has_candidate(const nt_addr *cands, size_t n,
-                         const struct sockaddr *a) {
-  for (size_t i = 0; i < n; i++) {
-    if (nt_addr_equal((const struct sockaddr *)&cands[i].ss, a)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Whether IPv6 |a| lies in the /64 of one of our own offered addresses:
- * our own network, even though the address is global. */
-static int in_own_prefix(const nt_self_view *self, const struct sockaddr *a) {
-  if (a->sa_family != AF_INET6) {
-    return 0;
-  }
-  const uint8_t *x = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
-  for (size_t i = 0; i < self->nlocal; i++) {
-    const struct sockaddr *own = (const struct sockaddr *)&self->local[i].ss;
-    if (own->sa_family == AF_INET6 &&
-        memcmp(x, ((const struct sockaddr_in6 *)own)->sin6_addr.s6_addr, 8) ==
-            0) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* The peer's addresses we probe, from an introduction: at most
- * NT_PUNCH_MAX_CANDIDATES, duplicates dropped, only families our socket
- * reaches (a dual-stack socket reaches both). A peer cannot make us send
- * packets where it likes (doc/design.md, "Candidates"), so:
- * - its observed address always: the broker saw it, the peer cannot
- *   choose it;
- * - its global IPv6 addresses (2000::/3) too, as public as the observed
- *   one: with no NAT66 such an address names the peer's own host
- *   wherever it is, and is how two peers meet over IPv6 when they reached
- *   the broker over IPv4. A lying peer can name another host instead; it
- *   gets the same few 22-byte probes (one punch schedule) as any public
- *   candidate, never a byte more, and nothing inside our own network: an
- *   address in the /64 of one of our own falls under the next rule;
- * - its LAN addresses (IPv4, unique local IPv6, IPv6 in our own /64)
- *   only when the peer sits behind the same public address as we do (the
- *   same NAT, or no NAT on one LAN); anywhere else they name hosts on our
- *   own network, and probing them would let a peer aim our packets there.
- * Observed first, then public IPv6, then LAN. */
+/* The peer's addresses we probe (the rules are nt_path_candidates'). */
 static size_t peer_candidates(const nt_peers_env *env, const char *name,
                               const nt_addr *observed, const nt_addr *local,
                               size_t nlocal, nt_addr *cands) {
-  size_t n = 0, skipped = 0;
-  const struct sockaddr *obs = (const struct sockaddr *)&observed->ss;
-  if (observed->len && nt_endpoint_reaches(env->ep, obs->sa_family)) {
-    cands[n++] = *observed;
-  }
-  int same_lan =
-      observed->len && env->self->observed.len &&
-      nt_addr_same_host(obs, (const struct sockaddr *)&env->self->observed.ss);
-  for (int lan = 0; lan < 2; lan++) {
-    for (size_t i = 0; i < nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
-      const struct sockaddr *a = (const struct sockaddr *)&local[i].ss;
-      const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
-      int public6 = a->sa_family == AF_INET6 && (b[0] & 0xe0) == 0x20 &&
-                    !in_own_prefix(env->self, a);
-      if (public6 == lan || !nt_endpoint_reaches(env->ep, a->sa_family) ||
-          has_candidate(cands, n, a)) {
-        continue; /* a public LAN address repeats the observed one */
-      }
-      if (lan && !same_lan) {
-        skipped++;
-        continue;
-      }
-      cands[n++] = local[i];
-    }
-  }
+  nt_path_self self = {&env->self->observed, env->self->local,
+                       env->self->nlocal,
+                       nt_endpoint_reaches(env->ep, AF_INET),
+                       nt_endpoint_reaches(env->ep, AF_INET6)};
+  size_t skipped = 0;
+  size_t n = nt_path_candidates(&self, observed, local, nlocal, cands,
+                                &skipped);
   if (skipped) {
     nt_debug(env->log,
              "%s: behind another public address; its %zu LAN "
@@ -971,7 +846,7 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
 }
 
 /* Bounds: the client has checked the introduction (client.c); here
- * peer_candidates() decides what is probed. Stale or unasked-for
+ * nt_path_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
 /* Whether this listener's peer rules let |name| with |key| in; a refusal
  * is logged (once per introduction) with the rule that would admit it. */
@@ -1072,18 +947,12 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
         nt_monotonic_ns() + (uint64_t)env->connect_timeout_ms * 1000000ull;
   }
   memcpy(p->key, in->key, NT_FINGERPRINT_LEN);
-  p->meet_ns = nt_monotonic_ns();
   p->connected_ns = 0;
-  p->relay_started = 0;
   p->relay_closed = 0;
-  p->have_direct = 0;
-  p->upgrade_next_ns = 0;
-  p->upgrade_round = 0;
   memset(&p->relay, 0, sizeof(p->relay));
   if (in->relay.len && !env->no_relay) {
     p->relay = in->relay;
     memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
-    p->relay_at_ns = p->meet_ns + MS(relay_after(env, in->mapping));
     /* Tell the relay where we are now (17 bytes): a relayed Initial
      * then finds us the moment punching gives way to the relay. */
     nt_endpoint_set_relay(env->ep, &p->relay);
@@ -1096,12 +965,18 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[640];
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
-  p->have_probe_from = 0;
   nt_endpoint_aux_close(env->ep, p, 0); /* a previous meeting's */
+  nt_path_meeting meeting = {in->nonce,
+                             cands,
+                             n,
+                             p->initiator,
+                             env->self->mapping,
+                             in->mapping,
+                             p->relay.len != 0,
+                             env->connect_timeout_ms,
+                             p->deadline_ns};
+  nt_path_meet(&p->path, &meeting, nt_monotonic_ns());
   predict_start(p);
-  p->ngiven = n;
-  nt_punch_init(&p->punch, in->nonce, cands, n, nt_monotonic_ns(),
-                (uint64_t)env->connect_timeout_ms * 1000000ull);
   describe_candidates(p, desc, sizeof(desc));
   nt_info(env->log, "%s: introduced (key %.16s...), probing %s", p->name,
           hex, n ? desc : "(no usable candidate)");
@@ -1117,10 +992,8 @@ void nt_peers_on_self_mapping(nt_peers *peers) {
     if (p->state != NT_PEER_PUNCHING) {
       continue;
     }
-    if (p->relay.len && !p->relay_started) {
-      p->relay_at_ns = p->meet_ns + MS(relay_after(&peers->env, p->mapping));
-    }
-    if (p->predict.role == NT_PREDICT_NONE) {
+    nt_path_on_self_mapping(&p->path, peers->env.self->mapping);
+    if (p->path.predict.role == NT_PREDICT_NONE) {
       predict_start(p);
     }
     peer_timer_cb(-1, 0, p); /* re-arms for what is due first now */
@@ -1133,7 +1006,7 @@ static nt_peer *peer_by_nonce(nt_peers *peers, const uint8_t *nonce) {
     if ((p->state == NT_PEER_PUNCHING || p->state == NT_PEER_CONNECTING ||
          (p->state == NT_PEER_CONNECTED && p->conn &&
           nt_conn_is_relayed(p->conn))) &&
-        memcmp(p->punch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+        memcmp(p->path.punch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
       return p;
     }
   }
@@ -1152,21 +1025,21 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
 
-  if (!p || fromlen > sizeof(p->probe_from.ss)) {
+  if (!p || fromlen > sizeof(p->path.probe_from.ss)) {
     return;
   }
+  nt_addr src;
+  memcpy(&src.ss, from, fromlen);
+  src.len = fromlen;
+  nt_path_phase phase = path_phase(p->state);
   if (type == NT_PUNCH_PROBE) {
-    p->punch.probes_seen++;
     nt_debug(env->log, "%s: probe <- %s%s, answering", p->name,
              nt_addr_str(from, addr), sock ? " (on a prediction socket)" : "");
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
     nt_endpoint_send_on(env->ep, sock, reply, sizeof(reply), from, fromlen);
-    if (!p->have_probe_from) {
-      memcpy(&p->probe_from.ss, from, fromlen);
-      p->probe_from.len = fromlen;
-      p->have_probe_from = 1;
-    }
-    if (sock) {
+    nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+    switch (nt_path_on_probe(&p->path, phase, &src, sock != 0)) {
+    case NT_PATH_PROBE_BACK_ON_SOCKET:
       /* Its probe found one of our extra sockets: probe back from there,
        * so that its answer arrives there too and proves the path. */
       if (p->state == NT_PEER_PUNCHING) {
@@ -1175,62 +1048,37 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
                 "sockets",
                 p->name, nt_addr_str(from, addr));
       }
-      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
       nt_endpoint_send_on(env->ep, sock, reply, sizeof(reply), from, fromlen);
-      return;
-    }
-    /* A peer-reflexive candidate (RFC 8445 §7.3.1.3): the peer's NAT
-     * gave it a port the broker never saw (symmetric mapping). Its probe
-     * opened that mapping toward us, so probe it back at once. */
-    if ((p->state == NT_PEER_PUNCHING || p->relay_started) &&
-        !has_candidate(p->punch.candidates, p->punch.ncandidates, from) &&
-        p->punch.ncandidates < NT_PUNCH_MAX_CANDIDATES) {
-      nt_addr *a = &p->punch.candidates[p->punch.ncandidates++];
-      memcpy(&a->ss, from, fromlen);
-      a->len = fromlen;
+      break;
+    case NT_PATH_PROBE_BACK_NEW:
+      /* The peer's NAT gave it a port the broker never saw (symmetric
+       * mapping); its probe opened that mapping toward us. */
       nt_info(env->log, "%s: new candidate %s (seen in its probe)", p->name,
               nt_addr_str(from, addr));
-      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
       nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
-    } else if (p->initiator && p->state == NT_PEER_PUNCHING &&
-               !p->punch.replies_seen) {
-      /* Its probe came through, so ours would now too (its own probe
-       * opened its NAT toward us): probe back at once, not at the next
-       * tick of the schedule, and connect on the answer. Once per probe
-       * of the peer, and only until an answer came. */
-      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+      break;
+    case NT_PATH_PROBE_BACK:
       nt_endpoint_sendto(env->ep, reply, sizeof(reply), from, fromlen);
+      break;
+    case NT_PATH_PROBE_ANSWER_ONLY:
+      break;
     }
+    return;
+  }
+  switch (nt_path_on_reply(&p->path, phase, &src, sock != 0)) {
+  case NT_PATH_REPLY_MOVE_DIRECT:
+    move_direct(p, from, fromlen);
+    return;
+  case NT_PATH_REPLY_CONNECT:
+    break;
+  case NT_PATH_REPLY_IGNORE:
     return;
   }
   /* A reply: this candidate works both ways. */
-  p->punch.replies_seen++;
-  /* Found by prediction: on an extra socket, or (probing a symmetric
-   * peer's ports) from a port the broker never saw. */
-  int predicted =
-      sock || (p->predict.role == NT_PREDICT_EASY &&
-               !has_candidate(p->punch.candidates, p->punch.ncandidates, from));
-  if (sock && p->state != NT_PEER_PUNCHING) {
-    return; /* the relay's upgrade uses the endpoint's own socket */
-  }
-  if (p->initiator && p->relay_started && p->state != NT_PEER_PUNCHING) {
-    if (p->state == NT_PEER_CONNECTED) {
-      move_direct(p, from, fromlen);
-    } else if (!p->have_direct) {
-      memcpy(&p->direct.ss, from, fromlen); /* once established */
-      p->direct.len = fromlen;
-      p->have_direct = 1;
-    }
-    return;
-  }
-  if (!p->initiator || p->state != NT_PEER_PUNCHING) {
-    return;
-  }
   nt_info(env->log, "%s: %s answered%s; connecting", p->name,
           nt_addr_str(from, addr),
-          predicted ? " (found by port prediction)" : "");
+          p->path.predicted ? " (found by port prediction)" : "");
   p->state = NT_PEER_CONNECTING;
-  p->predicted = predicted;
   if (nt_endpoint_connect_on(env->ep, sock, from, fromlen, p->key,
                              &peer_conn_callbacks, p, &p->conn) != 0) {
     p->conn = NULL;
@@ -1244,8 +1092,9 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
 static nt_peer *expected_from(nt_peers *peers, const struct sockaddr *from) {
   nt_peer *p;
   TAILQ_FOREACH(p, &peers->list, link) {
-    if (!p->initiator && p->state == NT_PEER_PUNCHING && p->have_probe_from &&
-        nt_addr_equal((struct sockaddr *)&p->probe_from.ss, from)) {
+    if (!p->initiator && p->state == NT_PEER_PUNCHING &&
+        p->path.have_probe_from &&
+        nt_addr_equal((struct sockaddr *)&p->path.probe_from.ss, from)) {
       return p;
     }
   }
@@ -1280,29 +1129,24 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   p->conn = conn;
   p->state = NT_PEER_CONNECTED;
   event_del(p->timer);
-  if (nt_conn_socket(conn)) {
-    p->predicted = 1;
-  }
   /* The connection runs on one socket; any other extra one goes. */
   nt_endpoint_aux_close(ENV(p)->ep, p, 0);
   uint64_t now = nt_monotonic_ns();
   p->connected_ns = now;
-  unsigned long long ms = (now - p->meet_ns) / 1000000ull;
+  unsigned long long ms = (now - p->path.meet_ns) / 1000000ull;
+  nt_path_on_established(&p->path, now, nt_conn_is_relayed(conn),
+                         nt_conn_socket(conn) != 0);
   if (nt_conn_is_relayed(conn)) {
     emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
          "connected to %s via relay at %s (%llu ms; end-to-end encrypted, "
          "key verified; direct paths are still tried)",
          p->name, nt_addr_str(nt_conn_remote_addr(conn), addr), ms);
-    p->upgrade_next_ns = now + MS(NT_PEER_UPGRADE_MS);
-    if (p->initiator && p->have_direct) {
-      p->upgrade_next_ns = now; /* a punch answered meanwhile */
-    }
-    arm_peer_timer(p, p->upgrade_next_ns);
+    arm_peer_timer(p, nt_path_live_next(&p->path));
   } else {
     emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
          "connected to %s at %s (direct%s, key verified, %llu ms)", p->name,
          nt_addr_str(nt_conn_remote_addr(conn), addr),
-         p->predicted ? " via port prediction" : "", ms);
+         p->path.predicted ? " via port prediction" : "", ms);
   }
   check_report(p, NT_CHECK_CONNECTED);
   start_waiting(p);
@@ -1350,7 +1194,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
                   ? "through the broker's relay: the relay, or someone on "
                     "the path to it, posed as the peer"
                   : "someone else may answer at that address");
-  } else if (p->initiator && p->relay_started) {
+  } else if (p->initiator && p->path.relay_started) {
     peer_fail(p, NATTER_ERR_PUNCH,
               "hole punching to %s failed and the broker's relay did not "
               "connect us either (%s): the peer may refuse relayed "
@@ -1420,18 +1264,19 @@ void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
     v.name = p->name;
     v.state = state_name(p->state);
     v.initiator = p->initiator;
-    v.key = p->state != NT_PEER_IDLE || p->punch.ncandidates ? p->key : NULL;
+    const nt_path *pa = &p->path;
+    v.key = p->state != NT_PEER_IDLE || pa->punch.ncandidates ? p->key : NULL;
     v.mapping = p->mapping;
     v.conn = nt_peer_conn(p);
-    v.punch = &p->punch;
-    v.probe_from = p->have_probe_from ? &p->probe_from : NULL;
-    v.predicted = v.conn && p->predicted;
+    v.punch = &pa->punch;
+    v.probe_from = pa->have_probe_from ? &pa->probe_from : NULL;
+    v.predicted = v.conn && pa->predicted;
     v.check = p->check;
-    v.ngiven = p->ngiven <= p->punch.ncandidates ? p->ngiven : 0;
+    v.ngiven = pa->ngiven <= pa->punch.ncandidates ? pa->ngiven : 0;
     v.observed = &p->observed;
     v.relay_offered = p->relay.len != 0;
-    v.connect_ms = p->connected_ns && p->connected_ns > p->meet_ns
-                       ? (p->connected_ns - p->meet_ns) / 1000000ull
+    v.connect_ms = p->connected_ns && p->connected_ns > pa->meet_ns
+                       ? (p->connected_ns - pa->meet_ns) / 1000000ull
                        : 0;
     fn(&v, ud);
   }
@@ -1458,12 +1303,9 @@ static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
 static void peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   uint64_t now = nt_monotonic_ns();
-  if (!p || p->check || (p->refresh_ns &&
-             now - p->refresh_ns <
-                 (uint64_t)NT_PEER_REFRESH_INTERVAL_MS * 1000000ull)) {
+  if (!p || p->check || !nt_path_refresh_due(&p->path, now)) {
     return;
   }
-  p->refresh_ns = now;
   int sent = ENV(p)->callbacks->refresh &&
              ENV(p)->callbacks->refresh(p->name, ENV(p)->user_data);
   nt_info(LOG(p), "%s: no answer for %.1f s with data outstanding; %s", p->name,
@@ -1479,33 +1321,6 @@ static void peer_conn_moved(nt_conn *conn, void *ud) {
     nt_info(LOG(p), "%s: path moved to %s (validated)", p->name,
             nt_addr_str(nt_conn_remote_addr(conn), addr));
   }
-}
-
-static void repunch_send(const uint8_t *pkt, size_t len, const nt_addr *to,
-                         void *ud) {
-  nt_peer *p = ud;
-  nt_conn *conn = nt_peer_conn(p);
-  /* From the socket the connection runs on (a prediction socket, maybe):
-   * that is the mapping the peer must reach. */
-  nt_endpoint_send_on(ENV(p)->ep, conn ? nt_conn_socket(conn) : 0, pkt, len,
-                      (const struct sockaddr *)&to->ss, to->len);
-}
-
-static void repunch_timer_cb(evutil_socket_t fd, short what, void *arg) {
-  nt_peer *p = arg;
-  uint64_t now = nt_monotonic_ns();
-  (void)fd;
-  (void)what;
-  if (!p->rp_active || !nt_peer_conn(p) ||
-      nt_punch_on_expiry(&p->rp, now, repunch_send, p)) {
-    p->rp_active = 0;
-    return;
-  }
-  uint64_t next = nt_punch_next_expiry(&p->rp);
-  uint64_t d = next > now ? next - now : 0;
-  struct timeval tv = {(time_t)(d / 1000000000ull),
-                       (suseconds_t)((d % 1000000000ull) / 1000)};
-  event_add(p->rp_timer, &tv);
 }
 
 /* A refresh introduction: probe the peer's current addresses with the
@@ -1531,12 +1346,10 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
                       cands);
   p->mapping = in->mapping;
   p->observed = in->observed;
-  nt_punch_init(&p->rp, in->nonce, cands, n, nt_monotonic_ns(),
-                (uint64_t)NT_PEER_REPUNCH_S * 1000000000ull);
-  p->rp_active = 1;
+  nt_path_repunch_start(&p->path, in->nonce, cands, n, nt_monotonic_ns());
   nt_info(env->log, "%s: punching again to %s for the open connection", p->name,
           n ? nt_addr_str((struct sockaddr *)&cands[0].ss, desc) : "(none)");
-  repunch_timer_cb(-1, 0, p);
+  peer_timer_cb(-1, 0, p); /* the first round now */
 }
 
 /* A probe or reply of a re-punch. Answers probes; either kind means the
@@ -1550,7 +1363,7 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   char addr[NT_ADDR_STRLEN];
 
   TAILQ_FOREACH(p, &peers->list, link) {
-    if (p->rp_active && memcmp(p->rp.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+    if (nt_path_is_repunch(&p->path, nonce)) {
       break;
     }
   }
@@ -1559,28 +1372,23 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   }
   nt_conn *conn = nt_peer_conn(p);
   if (type == NT_PUNCH_PROBE) {
-    p->rp.probes_seen++;
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
     nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
                         fromlen);
-    /* Its probe came from where it is now: probe back there too (a
-     * peer-reflexive candidate), which opens our NAT for it. */
-    if (!has_candidate(p->rp.candidates, p->rp.ncandidates, from) &&
-        p->rp.ncandidates < NT_PUNCH_MAX_CANDIDATES &&
-        fromlen <= sizeof(p->rp.candidates[0].ss)) {
-      nt_addr *a = &p->rp.candidates[p->rp.ncandidates++];
-      memcpy(&a->ss, from, fromlen);
-      a->len = fromlen;
-      nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
-      nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
-                          fromlen);
-    }
-  } else {
-    p->rp.replies_seen++;
+  }
+  nt_addr src;
+  int fits = fromlen <= sizeof(src.ss);
+  if (fits) {
+    memcpy(&src.ss, from, fromlen);
+    src.len = fromlen;
+  }
+  if (nt_path_on_repunch_packet(&p->path, type, fits ? &src : NULL)) {
+    nt_punch_encode(reply, NT_PUNCH_PROBE, nonce);
+    nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
+                        fromlen);
   }
   uint64_t now = nt_monotonic_ns();
-  if (conn && now - p->kick_ns > 100000000ull) {
-    p->kick_ns = now;
+  if (conn && nt_path_kick_due(&p->path, now)) {
     nt_debug(peers->env.log, "%s: %s from %s; resending now", p->name,
              type == NT_PUNCH_PROBE ? "probe" : "reply",
              nt_addr_str(from, addr));
@@ -1599,9 +1407,7 @@ void nt_peers_on_restart(nt_peers *peers, const char *name,
   }
   /* As when a connection is superseded: let go of it first, so that a
    * local connection arriving now starts a new meeting. */
-  p->conn = NULL;
-  p->rp_active = 0;
-  event_del(p->rp_timer);
+  p->conn = NULL; /* peer_reset ends the re-punch too */
   nt_conn_set_user_data(conn, NULL);
   peer_reset(p, NATTER_ERR_CLOSED,
              TAILQ_EMPTY(&p->waiting) ? NULL

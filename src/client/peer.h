@@ -28,7 +28,8 @@
 
 #define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
 /* How long a local connection waits for a free stream when the peer's
- * limit (256 at once) is reached, before it is closed. */
+ * limit (its max-streams, 256 by default) is reached, before it is
+ * closed. */
 #define NT_PEER_STREAM_WAIT_S 30
 
 typedef struct nt_peer nt_peer;
@@ -140,11 +141,6 @@ int nt_peers_accept(nt_peers *peers, const struct sockaddr *from,
  * new process instead of hanging on the old one. */
 void nt_peers_on_restart(nt_peers *peers, const char *name, const uint8_t *key);
 
-/* Re-punching an established connection (a refresh introduction) stops
- * after this long. */
-#define NT_PEER_REPUNCH_S 5
-/* A peer connection asks the broker for a refresh at most this often. */
-#define NT_PEER_REFRESH_INTERVAL_MS 2000
 /* A QUIC Initial through the broker's relay on channel |token|: 1 and
  * |params| filled when it is the channel of a peer we are meeting. */
 int nt_peers_accept_relayed(nt_peers *peers, const uint8_t *token,

@@ -704,7 +704,8 @@ static void refuse(nt_tunnel *t, nt_open_code code, const char *msg) {
   drop_reader(t);
 }
 
-static void start_relay(nt_tunnel *t) {
+/* Both ways open: bytes flow between the local socket and the stream. */
+static void start_pump(nt_tunnel *t) {
   t->state = T_OPEN;
   drop_reader(t);
   arm_read(t);
@@ -745,7 +746,7 @@ static void target_done(const nt_target_result *r, void *ud) {
     return;
   }
   send_result(t, NT_OPEN_OK, "");
-  start_relay(t);
+  start_pump(t);
 }
 
 /* The peer that asks, for the access rules. */
@@ -830,7 +831,7 @@ static void start_command(nt_tunnel *t, const nt_open_request *req) {
   event_add(t->stderr_ev, NULL);
   event_add(t->exit_ev, NULL);
   send_result(t, NT_OPEN_OK, "");
-  start_relay(t);
+  start_pump(t);
 }
 
 /* Listener: the opener's StreamOpen, checked by nt_open_request_decode
@@ -889,7 +890,7 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
     return;
   }
   report(t, NATTER_EVENT_FORWARD_OPENED, 0, "open");
-  start_relay(t);
+  start_pump(t);
 }
 
 static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,

@@ -1,5 +1,5 @@
 /* One forwarded connection <-> one bidirectional QUIC stream: the byte
- * relay with backpressure both ways, FIN and reset mapping, remote-command
+ * pump with backpressure both ways, FIN and reset mapping, remote-command
  * frames (cmdframe.h), and the tunnel's life from the header exchange
  * (stream_header.h; the listener reaches its target through target.h) to
  * its deferred free. A tunnel knows its stream, its local fds and its

@@ -1268,6 +1268,12 @@ const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn) {
   return conn->established && !conn->anonymous ? conn->peer_fp : NULL;
 }
 
+uint64_t nt_conn_peer_max_streams(const nt_conn *conn) {
+  const ngtcp2_transport_params *params =
+      conn->qc ? ngtcp2_conn_get_remote_transport_params(conn->qc) : NULL;
+  return params ? params->initial_max_streams_bidi : 0;
+}
+
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx) {
   ngtcp2_conn_stat st;

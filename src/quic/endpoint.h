@@ -226,6 +226,10 @@ void nt_conn_set_user_data(nt_conn *conn, void *user_data);
 const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
 /* The peer's key fingerprint once established, else NULL. */
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
+/* How many bidirectional streams the peer lets us open at once (its
+ * transport parameters; a listener's max-streams), 0 before they are
+ * known. */
+uint64_t nt_conn_peer_max_streams(const nt_conn *conn);
 int nt_conn_is_established(const nt_conn *conn);
 /* Sends at once what loss recovery would resend at its next timeout (a
  * PTO probe), e.g. after a fresh hole punch reopened the path, instead of

@@ -54,7 +54,7 @@ for ((i = 0; i < 2; i++)); do
   exec {fd}<>"/dev/tcp/127.0.0.1/$port"
   waiting+=("$fd")
 done
-wait_log alice 'bob: all .* streams it allows are open; new connections wait'
+wait_log alice 'bob: all 3 streams it allows are open \(its max-streams\); new connections wait'
 sleep 1
 (($(echo_conns) == 3)) ||
   fail "bob let alice have $(echo_conns) connections open, max-streams is 3"

@@ -42,7 +42,7 @@ for ((i = 0; i < 128; i++)); do
   exec {fd}<>"/dev/tcp/127.0.0.1/$port"
   waiting+=("$fd")
 done
-wait_log alice 'bob: all 256 streams it allows are open; new connections wait \(at most 128, 30 s\)'
+wait_log alice 'bob: all 256 streams it allows are open \(its max-streams\); new connections wait \(at most 128, 30 s\)'
 
 log "one more is refused: the queue holds 128"
 exec {extra}<>"/dev/tcp/127.0.0.1/$port"

@@ -1,0 +1,437 @@
+#include "client/path.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include "codec/mapping.h"
+
+#define MS(x) ((uint64_t)(x)*1000000ull)
+
+static uint64_t min_ns(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
+
+static int in_list(const nt_addr *list, size_t n, const struct sockaddr *a) {
+  for (size_t i = 0; i < n; i++) {
+    if (nt_addr_equal((const struct sockaddr *)&list[i].ss, a)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int has_candidate(const nt_punch *p, const nt_addr *a) {
+  return in_list(p->candidates, p->ncandidates,
+                 (const struct sockaddr *)&a->ss);
+}
+
+static int reaches(const nt_path_self *self, int family) {
+  return family == AF_INET    ? self->reaches_ipv4
+         : family == AF_INET6 ? self->reaches_ipv6
+                              : 0;
+}
+
+/* Whether IPv6 |a| lies in the /64 of one of our own offered addresses:
+ * our own network, even though the address is global. */
+static int in_own_prefix(const nt_path_self *self, const struct sockaddr *a) {
+  if (a->sa_family != AF_INET6) {
+    return 0;
+  }
+  const uint8_t *x = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+  for (size_t i = 0; i < self->nlocal; i++) {
+    const struct sockaddr *own = (const struct sockaddr *)&self->local[i].ss;
+    if (own->sa_family == AF_INET6 &&
+        memcmp(x, ((const struct sockaddr_in6 *)own)->sin6_addr.s6_addr, 8) ==
+            0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
+                          const nt_addr *local, size_t nlocal, nt_addr *cands,
+                          size_t *skipped) {
+  size_t n = 0;
+  const struct sockaddr *obs = (const struct sockaddr *)&observed->ss;
+  *skipped = 0;
+  if (observed->len && reaches(self, obs->sa_family)) {
+    cands[n++] = *observed;
+  }
+  int same_lan =
+      observed->len && self->observed->len &&
+      nt_addr_same_host(obs, (const struct sockaddr *)&self->observed->ss);
+  for (int lan = 0; lan < 2; lan++) {
+    for (size_t i = 0; i < nlocal && n < NT_PUNCH_MAX_CANDIDATES; i++) {
+      const struct sockaddr *a = (const struct sockaddr *)&local[i].ss;
+      const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+      int public6 = a->sa_family == AF_INET6 && (b[0] & 0xe0) == 0x20 &&
+                    !in_own_prefix(self, a);
+      if (public6 == lan || !reaches(self, a->sa_family) ||
+          in_list(cands, n, a)) {
+        continue; /* a public LAN address repeats the observed one */
+      }
+      if (lan && !same_lan) {
+        (*skipped)++;
+        continue;
+      }
+      cands[n++] = local[i];
+    }
+  }
+  return n;
+}
+
+/* Adds |a| to |p|'s candidates; 0 when it is one already or there is no
+ * room. */
+static int add_candidate(nt_punch *p, const nt_addr *a) {
+  if (has_candidate(p, a) || p->ncandidates >= NT_PUNCH_MAX_CANDIDATES) {
+    return 0;
+  }
+  p->candidates[p->ncandidates++] = *a;
+  return 1;
+}
+
+typedef struct probe_list {
+  nt_addr *to;
+  size_t *n;
+} probe_list;
+
+static void collect_probe(const uint8_t *pkt, size_t len, const nt_addr *to,
+                          void *ud) {
+  probe_list *l = ud;
+  (void)pkt;
+  (void)len;
+  if (*l->n < NT_PUNCH_MAX_CANDIDATES) {
+    l->to[(*l->n)++] = *to;
+  }
+}
+
+/* nt_punch_on_expiry, with the probes due added to |to|. */
+static int punch_due(nt_punch *p, uint64_t now, nt_addr *to, size_t *n) {
+  probe_list l = {to, n};
+  return nt_punch_on_expiry(p, now, collect_probe, &l);
+}
+
+uint64_t nt_path_relay_after_ms(int self_mapping, int peer_mapping,
+                                uint32_t connect_timeout_ms) {
+  uint64_t after =
+      peer_mapping != NT_MAPPING_UNKNOWN && peer_mapping == self_mapping
+          ? NT_PATH_RELAY_AFTER_KNOWN_MS
+          : NT_PATH_RELAY_AFTER_MS;
+  if (after > connect_timeout_ms / 3) {
+    after = connect_timeout_ms / 3;
+  }
+  return after;
+}
+
+static void set_relay_at(nt_path *pa) {
+  pa->relay_at_ns =
+      pa->meet_ns +
+      MS(nt_path_relay_after_ms(pa->self_mapping, pa->peer_mapping,
+                                pa->connect_timeout_ms));
+}
+
+void nt_path_meet(nt_path *pa, const nt_path_meeting *m, uint64_t now_ns) {
+  pa->initiator = m->initiator;
+  pa->self_mapping = m->self_mapping;
+  pa->peer_mapping = m->peer_mapping;
+  pa->connect_timeout_ms = m->connect_timeout_ms;
+  pa->meet_ns = now_ns;
+  pa->deadline_ns = m->deadline_ns;
+  pa->relay_offered = m->relay_offered;
+  pa->relay_started = 0;
+  if (pa->relay_offered) {
+    set_relay_at(pa);
+  }
+  pa->have_direct = 0;
+  pa->upgrade_next_ns = 0;
+  pa->upgrade_round = 0;
+  pa->have_probe_from = 0;
+  pa->predicted = 0;
+  memset(&pa->predict, 0, sizeof(pa->predict));
+  pa->predict.next_ns = UINT64_MAX;
+  pa->repunch_active = 0;
+  pa->ngiven = m->ncandidates;
+  nt_punch_init(&pa->punch, m->nonce, m->candidates, m->ncandidates, now_ns,
+                MS(m->connect_timeout_ms));
+}
+
+void nt_path_start_prediction(nt_path *pa, int possible,
+                              const uint8_t seed[8]) {
+  static const uint8_t zero[8] = {0};
+  nt_predict_role role =
+      possible ? nt_predict_role_for(pa->self_mapping, pa->peer_mapping)
+               : NT_PREDICT_NONE;
+  pa->predicted = 0;
+  nt_predict_init(&pa->predict, role, pa->meet_ns, possible ? seed : zero);
+}
+
+void nt_path_on_self_mapping(nt_path *pa, int self_mapping) {
+  pa->self_mapping = self_mapping;
+  if (pa->relay_offered && !pa->relay_started) {
+    set_relay_at(pa);
+  }
+}
+
+static void predict_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
+  nt_predict_role role = pa->predict.role;
+  int first =
+      role == NT_PREDICT_HARD ? pa->predict.rounds == 0 : pa->predict.sent == 0;
+  size_t n = nt_predict_due(&pa->predict, now, plan->predict_ports,
+                            NT_PATH_PREDICT_BATCH);
+  if (!n) {
+    return;
+  }
+  if (role == NT_PREDICT_HARD) {
+    plan->predict_open = first;
+    plan->predict_burst = 1;
+    return;
+  }
+  plan->npredict_ports = n;
+  plan->predict_first = first;
+}
+
+/* The handshake's schedule: probing goes on while it runs through the
+ * relay, until the deadline. */
+static void connecting_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
+  if (now >= pa->deadline_ns) {
+    plan->handshake_timeout = 1;
+    return;
+  }
+  if (pa->relay_started &&
+      !punch_due(&pa->punch, now, plan->probes, &plan->nprobes)) {
+    plan->next_ns = min_ns(nt_punch_next_expiry(&pa->punch), pa->deadline_ns);
+    return;
+  }
+  plan->next_ns = pa->deadline_ns;
+}
+
+static void punching_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
+  int expired = punch_due(&pa->punch, now, plan->probes, &plan->nprobes);
+  predict_due(pa, now, plan);
+  if (pa->relay_offered && !pa->relay_started && now >= pa->relay_at_ns &&
+      now < pa->deadline_ns) {
+    plan->start_relay_fallback = 1;
+    pa->relay_started = 1;
+    pa->bind_next_ns = now + MS(NT_PATH_RELAY_BIND_MS);
+    if (pa->initiator) {
+      connecting_due(pa, now, plan); /* the caller connects through it */
+      return;
+    }
+  }
+  if (pa->relay_started && now >= pa->bind_next_ns) {
+    plan->relay_bind = 1;
+    pa->bind_next_ns = now + MS(NT_PATH_RELAY_BIND_MS);
+  }
+  if (!expired && now < pa->deadline_ns) {
+    uint64_t next = nt_punch_next_expiry(&pa->punch);
+    if (pa->relay_offered && !pa->relay_started) {
+      next = min_ns(next, pa->relay_at_ns);
+    }
+    if (pa->relay_started) {
+      next = min_ns(next, pa->bind_next_ns);
+    }
+    next = min_ns(next, nt_predict_next(&pa->predict));
+    plan->next_ns = min_ns(next, pa->deadline_ns);
+    return;
+  }
+  plan->give_up = 1;
+}
+
+/* Relayed and connected: a round of probes every NT_PATH_UPGRADE_MS. */
+static void upgrade_due(nt_path *pa, int relayed, uint64_t now,
+                        nt_path_plan *plan) {
+  if (!relayed || !pa->punch.ncandidates) {
+    if (pa->upgrade_next_ns && !pa->initiator) {
+      plan->now_direct = 1;
+    }
+    pa->upgrade_next_ns = 0;
+    return;
+  }
+  if (pa->initiator && pa->have_direct) {
+    pa->have_direct = 0;
+    plan->move_direct = 1;
+    plan->direct = pa->direct;
+    return;
+  }
+  if (!pa->upgrade_round) {
+    if (now < pa->upgrade_next_ns) {
+      return;
+    }
+    nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
+    uint8_t nonce[NT_PUNCH_NONCE_LEN];
+    size_t n = pa->punch.ncandidates;
+    memcpy(cands, pa->punch.candidates, n * sizeof(cands[0]));
+    memcpy(nonce, pa->punch.nonce, sizeof(nonce));
+    nt_punch_init(&pa->punch, nonce, cands, n, now,
+                  MS(NT_PATH_UPGRADE_ROUND_MS));
+    pa->upgrade_round = 1;
+  }
+  if (punch_due(&pa->punch, now, plan->probes, &plan->nprobes)) {
+    pa->upgrade_round = 0;
+    pa->upgrade_next_ns = now + MS(NT_PATH_UPGRADE_MS);
+  } else {
+    pa->upgrade_next_ns = nt_punch_next_expiry(&pa->punch);
+  }
+}
+
+static void repunch_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
+  if (pa->repunch_active && punch_due(&pa->repunch, now, plan->repunch_probes,
+                                      &plan->nrepunch_probes)) {
+    pa->repunch_active = 0;
+  }
+}
+
+uint64_t nt_path_live_next(const nt_path *pa) {
+  uint64_t next = pa->upgrade_next_ns ? pa->upgrade_next_ns : UINT64_MAX;
+  if (pa->repunch_active) {
+    next = min_ns(next, nt_punch_next_expiry(&pa->repunch));
+  }
+  return next;
+}
+
+void nt_path_due(nt_path *pa, nt_path_phase phase, int relayed, uint64_t now_ns,
+                 nt_path_plan *plan) {
+  memset(plan, 0, sizeof(*plan));
+  plan->next_ns = UINT64_MAX;
+  switch (phase) {
+  case NT_PATH_PUNCHING:
+    punching_due(pa, now_ns, plan);
+    break;
+  case NT_PATH_CONNECTING:
+    connecting_due(pa, now_ns, plan);
+    break;
+  case NT_PATH_CONNECTED:
+    upgrade_due(pa, relayed, now_ns, plan);
+    if (plan->move_direct) {
+      return; /* the caller asks again once it has moved */
+    }
+    repunch_due(pa, now_ns, plan);
+    plan->next_ns = nt_path_live_next(pa);
+    break;
+  }
+}
+
+nt_path_probe_back nt_path_on_probe(nt_path *pa, nt_path_phase phase,
+                                    const nt_addr *from,
+                                    int on_prediction_socket) {
+  pa->punch.probes_seen++;
+  if (!pa->have_probe_from) {
+    pa->probe_from = *from;
+    pa->have_probe_from = 1;
+  }
+  if (on_prediction_socket) {
+    return NT_PATH_PROBE_BACK_ON_SOCKET;
+  }
+  if ((phase == NT_PATH_PUNCHING || pa->relay_started) &&
+      add_candidate(&pa->punch, from)) {
+    return NT_PATH_PROBE_BACK_NEW;
+  }
+  if (pa->initiator && phase == NT_PATH_PUNCHING && !pa->punch.replies_seen) {
+    return NT_PATH_PROBE_BACK;
+  }
+  return NT_PATH_PROBE_ANSWER_ONLY;
+}
+
+nt_path_reply_action nt_path_on_reply(nt_path *pa, nt_path_phase phase,
+                                      const nt_addr *from,
+                                      int on_prediction_socket) {
+  pa->punch.replies_seen++;
+  /* Found by prediction: on an extra socket, or (probing a symmetric
+   * peer's ports) from a port the broker never saw. */
+  int predicted =
+      on_prediction_socket ||
+      (pa->predict.role == NT_PREDICT_EASY && !has_candidate(&pa->punch, from));
+  if (on_prediction_socket && phase != NT_PATH_PUNCHING) {
+    return NT_PATH_REPLY_IGNORE; /* upgrades use the main socket */
+  }
+  if (pa->initiator && pa->relay_started && phase != NT_PATH_PUNCHING) {
+    if (phase == NT_PATH_CONNECTED) {
+      return NT_PATH_REPLY_MOVE_DIRECT;
+    }
+    if (!pa->have_direct) {
+      pa->direct = *from; /* taken once the connection is up */
+      pa->have_direct = 1;
+    }
+    return NT_PATH_REPLY_IGNORE;
+  }
+  if (!pa->initiator || phase != NT_PATH_PUNCHING) {
+    return NT_PATH_REPLY_IGNORE;
+  }
+  pa->predicted = predicted;
+  return NT_PATH_REPLY_CONNECT;
+}
+
+void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
+                            int on_prediction_socket) {
+  if (on_prediction_socket) {
+    pa->predicted = 1;
+  }
+  if (relayed) {
+    pa->upgrade_next_ns = now_ns + MS(NT_PATH_UPGRADE_MS);
+    if (pa->initiator && pa->have_direct) {
+      pa->upgrade_next_ns = now_ns; /* a punch answered meanwhile */
+    }
+  }
+}
+
+void nt_path_on_moved_direct(nt_path *pa) {
+  pa->upgrade_next_ns = 0;
+  pa->upgrade_round = 0;
+}
+
+void nt_path_reset(nt_path *pa) {
+  pa->predict.role = NT_PREDICT_NONE;
+  pa->have_probe_from = 0;
+  pa->relay_started = 0;
+  pa->upgrade_next_ns = 0;
+  pa->upgrade_round = 0;
+  pa->have_direct = 0;
+  pa->repunch_active = 0;
+}
+
+void nt_path_forget(nt_path *pa) {
+  memset(pa, 0, sizeof(*pa));
+  pa->predict.next_ns = UINT64_MAX;
+}
+
+int nt_path_refresh_due(nt_path *pa, uint64_t now_ns) {
+  if (pa->refresh_ns &&
+      now_ns - pa->refresh_ns < MS(NT_PATH_REFRESH_INTERVAL_MS)) {
+    return 0;
+  }
+  pa->refresh_ns = now_ns;
+  return 1;
+}
+
+void nt_path_repunch_start(nt_path *pa, const uint8_t *nonce,
+                           const nt_addr *cands, size_t ncands,
+                           uint64_t now_ns) {
+  nt_punch_init(&pa->repunch, nonce, cands, ncands, now_ns,
+                MS((uint64_t)NT_PATH_REPUNCH_S * 1000));
+  pa->repunch_active = 1;
+}
+
+int nt_path_is_repunch(const nt_path *pa, const uint8_t *nonce) {
+  return pa->repunch_active &&
+         memcmp(pa->repunch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0;
+}
+
+int nt_path_on_repunch_packet(nt_path *pa, int type, const nt_addr *from) {
+  if (type != NT_PUNCH_PROBE) {
+    pa->repunch.replies_seen++;
+    return 0;
+  }
+  pa->repunch.probes_seen++;
+  /* Its probe came from where it is now: probing back there too (a
+   * peer-reflexive candidate) opens our NAT for it. */
+  return from && add_candidate(&pa->repunch, from);
+}
+
+int nt_path_kick_due(nt_path *pa, uint64_t now_ns) {
+  if (now_ns - pa->kick_ns <= MS(NT_PATH_KICK_INTERVAL_MS)) {
+    return 0;
+  }
+  pa->kick_ns = now_ns;
+  return 1;
+}
