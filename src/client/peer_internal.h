@@ -1,0 +1,111 @@
+/* The peer table's own state, shared by its three files: peer.c (the
+ * table, each peer's lifecycle, its connection, the status views),
+ * peer_queue.c (local connections waiting for a peer, and asking the
+ * broker for it) and peer_path.c (the I/O path finding asks for:
+ * introductions, probes, prediction sockets, the relay, the one timer).
+ * Nothing outside src/client/peer*.c includes this. */
+#ifndef NT_PEER_INTERNAL_H
+#define NT_PEER_INTERNAL_H
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "client/path.h"
+#include "client/peer.h"
+
+typedef enum nt_peer_state {
+  NT_PEER_IDLE = 0,    /* no connection, nothing in progress */
+  NT_PEER_INTRODUCING, /* asked the broker, waiting for the introduction */
+  NT_PEER_PUNCHING,    /* probing candidates */
+  NT_PEER_CONNECTING,  /* QUIC handshake under way */
+  NT_PEER_CONNECTED
+} nt_peer_state;
+
+TAILQ_HEAD(nt_waiter_queue, nt_peer_waiter);
+
+struct nt_peer {
+  nt_peers *table;
+  char name[NT_NAME_MAX + 1];
+  nt_peer_state state;
+  int initiator; /* we asked for this meeting and open the QUIC connection */
+  uint32_t request_id;
+  uint8_t key[NT_FINGERPRINT_LEN];
+  nt_addr observed; /* peer's public address as the broker saw it */
+  int mapping;      /* nt_nat_mapping the peer reported */
+  nt_addr mapped;   /* peer as the broker's mapping port saw it */
+  /* Punching, prediction, the relay fallback, direct attempts while
+   * relayed and re-punching: the decisions (path.h). */
+  nt_path path;
+  /* The one timer: the meeting's deadline, the path's schedules
+   * (nt_path_due) and the oldest waiter's wait for a stream. */
+  struct event *timer;
+  uint64_t deadline_ns;
+  nt_conn *conn;
+  uint64_t intro_ns; /* when the peer's last introduction was acted on */
+  struct nt_waiter_queue waiting; /* local connections waiting for conn */
+  size_t nwaiting;
+  TAILQ_ENTRY(nt_peer) link;
+  /* The broker's relay channel for this meeting (relay.h). */
+  nt_addr relay; /* len 0: none offered for this meeting */
+  uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  int relay_closed; /* the relay ended the channel: NT_RELAY_CLOSED_* */
+  /* A connectivity check the peer asked for (natter -check): this entry
+   * is kept apart from the peer's own (nt_peers_find skips it), carries
+   * no streams, and reports once when its side is done. */
+  int check;
+  int check_reported;
+  uint64_t connected_ns; /* when the connection came up; 0: not yet */
+};
+
+struct nt_peers {
+  nt_peers_env env;
+  TAILQ_HEAD(, nt_peer) list;
+};
+
+#define ENV(p) (&(p)->table->env)
+#define LOG(p) (ENV(p)->log)
+
+/* ---- peer.c: the table, lifecycle, the connection ---- */
+
+/* The callbacks of every peer connection; user_data is the nt_peer. */
+extern const nt_conn_callbacks nt_peer_conn_callbacks;
+
+/* The entry for a check that |name| asked for (NT_PEER_MAX_CHECKS at
+ * most); NULL when all are busy. */
+nt_peer *nt_peer_check_entry(nt_peers *peers, const char *name);
+/* Ends whatever was in progress; local connections still waiting are
+ * failed with |why| (NULL keeps them waiting). */
+void nt_peer_reset(nt_peer *p, int error, const char *why);
+/* Reports NATTER_EVENT_PEER_FAILED and resets, failing the waiters. */
+void nt_peer_fail(nt_peer *p, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A check's side is done: tells the broker, once per meeting. */
+void nt_peer_check_report(nt_peer *p, int outcome);
+/* Whether this listener's peer rules let |name| with |key| in. */
+int nt_peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
+                     int log_refusal);
+
+/* ---- peer_queue.c: local connections waiting for the peer ---- */
+
+/* Takes the oldest waiter off the queue; NULL when none waits. */
+nt_peer_waiter *nt_peer_dequeue(nt_peer *p);
+/* Hands the connection to waiters in order, while streams are free. */
+void nt_peer_start_waiting(nt_peer *p);
+/* The connection's streams_available callback. */
+void nt_peer_streams_available(nt_conn *conn, void *ud);
+/* Fails the waiters that waited longer than NT_PEER_STREAM_WAIT_S. */
+void nt_peer_expire_stream_waiters(nt_peer *p, uint64_t now);
+
+/* ---- peer_path.c: the timer, and what path finding asks for ---- */
+
+/* Arms the one timer for |at_ns|, or earlier when the live path's next
+ * step is due first. */
+void nt_peer_arm_timer(nt_peer *p, uint64_t at_ns);
+/* The one timer's callback (arg: the nt_peer): does what is due. */
+void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* The connection's silent and moved callbacks (a re-punch). */
+void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud);
+void nt_peer_conn_moved(nt_conn *conn, void *ud);
+
+#endif
