@@ -51,7 +51,7 @@ static int candidate_kind(const struct sockaddr *sa) {
   }
   if ((b[0] & 0xfe) == 0xfc) {
     /* fc00::/7 unique local (RFC 4193): reachable within its site only,
-     * so peers probe it only behind the same public address (peer.c). */
+     * so peers probe it only behind the same public address (path.c). */
     return CAND_V6_ULA;
   }
   return CAND_NONE; /* link-local (needs a scope id the peer cannot

@@ -4,7 +4,7 @@
  * relay to a direct path, and punching again when a live connection falls
  * silent.
  *
- * The caller (peer.c) owns the sockets, the connection, the relay channel
+ * The caller (peer_path.c) owns the sockets, the connection, the relay channel
  * and one timer. It tells the planner what happened (an introduction, a
  * probe or reply, the connection's handshake, our own mapping learned)
  * and, when its timer fires, asks nt_path_due what to do now: the plan
