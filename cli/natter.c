@@ -13,49 +13,7 @@
 #include "config.h"
 #include "natter.h"
 #include "report.h"
-
-static const char usage_text[] =
-    "usage:\n"
-    "  natter -server [ADDR]:PORT                          run a broker\n"
-    "  natter -name NAME -broker HOST:PORT -listen -allow-peer PEER\n"
-    "                                                      accept forwards\n"
-    "  natter -name NAME -broker HOST:PORT SPEC...         forward ports\n"
-    "  natter [-registry FILE] -list | -release NAME       manage a broker's "
-    "names\n"
-    "  natter -status [HOST:PORT] [-json]                  show a status "
-    "page\n"
-    "  natter -name NAME -broker HOST:PORT -check PEER [-json]\n"
-    "                                                      check the way to "
-    "PEER\n"
-    "\n"
-    "SPEC:\n"
-    "  LOCALPORT:PEER:PORT        127.0.0.1:LOCALPORT -> PORT on PEER's "
-    "loopback\n"
-    "  LOCALPORT:PEER:HOST:PORT   127.0.0.1:LOCALPORT -> HOST:PORT as PEER "
-    "reaches it\n"
-    "                             (HOST may be [IPv6]; PEER must -allow it)\n"
-    "  :PEER:PORT, :PEER:HOST:PORT  this process's stdin/stdout instead of a "
-    "port\n"
-    "  LOCALPORT:PEER: CMD ARGS...  each connection runs CMD on PEER (PEER "
-    "must\n"
-    "                             -allow-command that command line); must be "
-    "the\n"
-    "                             last spec\n"
-    "  :PEER: CMD ARGS...         stdin/stdout piped into CMD on PEER; exits "
-    "with\n"
-    "                             CMD's status\n"
-    "\n"
-    "flags:\n";
-
-/* After the flags (cli_settings_usage). */
-static const char usage_example[] =
-    "\n"
-    "example:\n"
-    "  broker> natter -server :10000\n"
-    "  bob>    natter -name bob   -broker 1.2.3.4:10000 -listen -allow-peer "
-    "alice\n"
-    "  alice>  natter -name alice -broker 1.2.3.4:10000 8022:bob:22\n"
-    "  alice>  ssh -p 8022 user@localhost\n";
+#include "usage.h"
 
 /* Where log lines go: stderr, as text or JSON, with a timestamp unless
  * a terminal (a person watching) or journald (which stamps lines itself)
@@ -265,9 +223,7 @@ static int parse_flags(cli_config *o, int argc, char **argv) {
       }
     }
     if (s == &cli_settings[CLI_S_HELP]) {
-      fputs(usage_text, stdout);
-      cli_settings_usage(stdout);
-      fputs(usage_example, stdout);
+      cli_usage(stdout);
       return 0;
     }
     if (s == &cli_settings[CLI_S_VERSION]) {
