@@ -1,6 +1,6 @@
 /* Every setting of natter, in one table. From it come the command-line
  * flags and their parser, the configuration file's keys, the fields of
- * cli_config (config.h), the flag list and defaults of `natter -h` (and so
+ * cli_config (below), the flag list and defaults of `natter -h` (and so
  * the bash completion, which reads `natter -h`), which settings apply only
  * to a client or only to a broker, and which ones SIGHUP reloads.
  *
