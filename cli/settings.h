@@ -1,6 +1,6 @@
 /* Every setting of natter, in one table. From it come the command-line
  * flags and their parser, the configuration file's keys, the fields of
- * cli_config (config.h), the flag list and defaults of `natter -h` (and so
+ * cli_config (below), the flag list and defaults of `natter -h` (and so
  * the bash completion, which reads `natter -h`), which settings apply only
  * to a client or only to a broker, and which ones SIGHUP reloads.
  *
@@ -13,7 +13,7 @@
  *   ID       names the entry: CLI_S_ID
  *   FLAG     "-flag" on the command line; NULL: the file only
  *   KEY      "key" in the configuration file; NULL: the command line only
- *   TYPE     how the value is read and checked (CLI_T_*, config.h)
+ *   TYPE     how the value is read and checked (CLI_T_*, below)
  *   FIELD    the cli_config field it fills (for -v and -q: log_level)
  *   ARG      the value's name in `natter -h`; NULL: the flag takes none
  *   MIN, MAX bounds of a COUNT (and the log level -v or -q stands for)
@@ -27,9 +27,15 @@
  *            start only
  *   HELP     its text in `natter -h` (wrapped there), without the default
  *
- * The order is the order of `natter -h`. */
+ * The order is the order of `natter -h`.
+ *
+ * Below the table: the table as code (cli_settings[], the fields of
+ * cli_config) and what is done with a cli_config: setting a value, merging
+ * the command line over the file, comparing for a reload (settings.c). */
 #ifndef NATTER_CLI_SETTINGS_H
 #define NATTER_CLI_SETTINGS_H
+
+#include <stddef.h>
 
 /* The file read when -config names none, if it exists. */
 #define CLI_DEFAULT_CONFIG "/etc/natter/natter.conf"
@@ -177,5 +183,194 @@
   X(VERSION, "--version", NULL, ACTION, version, NULL, 0, 0, NULL, NULL,       \
     CLI_ANY, 0, "print the version")
 /* clang-format on */
+
+/* ---- the table as code ---- */
+
+#define CLI_CONFIG_MAX_LIST 64 /* forward, allow, allow-command: each */
+
+/* Same values as natter_log_level in natter.h, so the CLI may cast. */
+typedef enum cli_log_level {
+  CLI_LOG_ERROR = 0,
+  CLI_LOG_WARN = 1,
+  CLI_LOG_INFO = 2,
+  CLI_LOG_DEBUG = 3
+} cli_log_level;
+
+typedef struct cli_forward {
+  char *spec;  /* "8022:bob:22", or "8022:bob:" when argv is set */
+  char **argv; /* NULL-terminated command to run on the peer, argv[0] not
+                  empty; NULL when the spec is not a command form */
+  size_t argc; /* entries in argv before the NULL; 0 when argv is NULL */
+  size_t line; /* line of the file it came from, for later messages; 0 for
+                  a spec from the command line */
+} cli_forward;
+
+/* How a setting's value is read and checked (the TYPE of settings.h), and
+ * the cli_config fields it has. Single values have FIELD and FIELD_set;
+ * lists have FIELD[] (NULL-terminated) and nFIELD. The order matters:
+ * the string types come first (up to OPTIONAL_ADDR), the lists last (from
+ * ALLOW_RULES on). */
+typedef enum cli_type {
+  CLI_T_TEXT,          /* char *: any text */
+  CLI_T_SERVER,        /* char *: "[ADDR]:PORT" (checked in the file) */
+  CLI_T_ADDR,          /* char *: "HOST:PORT" (checked in the file) */
+  CLI_T_NAME,          /* char *: a client name (checked in the file) */
+  CLI_T_FINGERPRINT,   /* char *: 64 hex digits (checked in the file) */
+  CLI_T_PEER,          /* char *: a peer name, checked */
+  CLI_T_LOG_FORMAT,    /* char *: "text" or "json" */
+  CLI_T_OPTIONAL_ADDR, /* char *, maybe NULL: a flag's optional HOST:PORT */
+  CLI_T_BOOL,          /* 0 or 1: a flag without value, a yes/no key */
+  CLI_T_ACTION,        /* 1: a flag that ends the parse (-h, --version) */
+  CLI_T_COUNT,         /* MIN..MAX, digits only */
+  CLI_T_BYTES,         /* any unsigned 64-bit number */
+  CLI_T_DURATION,      /* seconds, as cli_parse_duration() reads them */
+  CLI_T_LOG_LEVEL,     /* a cli_log_level, by name */
+  CLI_T_LEVEL_FLAG,    /* no field of its own: sets log_level to MIN */
+  CLI_T_ALLOW_RULES,   /* list: natter_allow_rule_check() */
+  CLI_T_COMMAND_RULES, /* list: natter_allow_command_check() */
+  CLI_T_PEER_RULES,    /* list: natter_allow_peer_check() */
+  CLI_T_FINGERPRINTS,  /* list: fingerprints */
+  CLI_T_FORWARDS       /* cli_forward list: SPEC [COMMAND] */
+} cli_type;
+
+typedef enum cli_scope { CLI_ANY, CLI_CLIENT, CLI_BROKER } cli_scope;
+
+#define CLI_SINGLE_(f)                                                         \
+  unsigned long long f;                                                        \
+  size_t f##_set;
+#define CLI_STRING_(f)                                                         \
+  char *f;                                                                     \
+  size_t f##_set;
+#define CLI_LIST_(f)                                                           \
+  char *f[CLI_CONFIG_MAX_LIST + 1];                                            \
+  size_t n##f;
+#define CLI_FIELD_TEXT(f) CLI_STRING_(f)
+#define CLI_FIELD_SERVER(f) CLI_STRING_(f)
+#define CLI_FIELD_ADDR(f) CLI_STRING_(f)
+#define CLI_FIELD_NAME(f) CLI_STRING_(f)
+#define CLI_FIELD_FINGERPRINT(f) CLI_STRING_(f)
+#define CLI_FIELD_PEER(f) CLI_STRING_(f)
+#define CLI_FIELD_LOG_FORMAT(f) CLI_STRING_(f)
+#define CLI_FIELD_OPTIONAL_ADDR(f) CLI_STRING_(f)
+#define CLI_FIELD_BOOL(f) CLI_SINGLE_(f)
+#define CLI_FIELD_ACTION(f) CLI_SINGLE_(f)
+#define CLI_FIELD_COUNT(f) CLI_SINGLE_(f)
+#define CLI_FIELD_BYTES(f) CLI_SINGLE_(f)
+#define CLI_FIELD_DURATION(f) CLI_SINGLE_(f)
+#define CLI_FIELD_LOG_LEVEL(f) CLI_SINGLE_(f)
+#define CLI_FIELD_LEVEL_FLAG(f)
+#define CLI_FIELD_ALLOW_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_COMMAND_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_PEER_RULES(f) CLI_LIST_(f)
+#define CLI_FIELD_FINGERPRINTS(f) CLI_LIST_(f)
+#define CLI_FIELD_FORWARDS(f)                                                  \
+  cli_forward f[CLI_CONFIG_MAX_LIST];                                          \
+  size_t n##f;
+
+/* Every setting, from the command line or a file: FIELD_set is the line
+ * that set it (for a flag, its position on the command line), 0 when
+ * unset (the value is then NULL or 0). Strings are NUL-terminated copies
+ * owned by the struct. The fields are those of settings.h: server, name,
+ * timeout_s, allow and nallow, forward and nforward, ... */
+typedef struct cli_config {
+#define X(id, flag, key, type, field, ...) CLI_FIELD_##type(field)
+  CLI_SETTINGS(X)
+#undef X
+} cli_config;
+
+/* One entry of the table, as the code reads it. */
+typedef struct cli_setting {
+  const char *flag, *key; /* NULL: not on the command line / in the file */
+  cli_type type;
+  size_t off;     /* the value's offset in cli_config */
+  size_t set_off; /* FIELD_set's (single values) or nFIELD's (lists) */
+  const char *arg;
+  unsigned long long min, max;
+  const char *expect, *def;
+  cli_scope scope;
+  int reload;
+  const char *help;
+} cli_setting;
+
+typedef enum cli_setting_id {
+#define X(id, ...) CLI_S_##id,
+  CLI_SETTINGS(X)
+#undef X
+      CLI_S_COUNT
+} cli_setting_id;
+
+extern const cli_setting cli_settings[CLI_S_COUNT];
+
+/* Flags that name a setting without being its FLAG: --help is shown next
+ * to -h (|shown|); -help and -version are accepted and not shown. */
+typedef struct cli_flag_alias {
+  const char *alias;
+  cli_setting_id id;
+  int shown;
+} cli_flag_alias;
+
+extern const cli_flag_alias cli_flag_aliases[];
+extern const size_t cli_flag_alias_count;
+
+/* The setting of flag |flag| ("-name"; the aliases --help, -help and
+ * -version too), or NULL. */
+const cli_setting *cli_setting_by_flag(const char *flag);
+
+/* The setting of the |n| bytes of |key| in a file, or NULL. */
+const cli_setting *cli_setting_by_key(const char *key, size_t n);
+
+/* Whether the setting is a list (ALLOW_RULES .. FORWARDS). */
+int cli_setting_is_list(const cli_setting *s);
+
+/* Whether |c| has |s| set: a single value given (a yes/no one given as
+ * yes), a list not empty. */
+int cli_setting_in_use(const cli_config *c, const cli_setting *s);
+
+/* Checks |value| for |s| and stores it in |c| (a list gets it appended;
+ * FORWARDS are not taken here), recording |line| in FIELD_set. Values of
+ * BOOL, ACTION and LEVEL_FLAG settings are NULL on the command line.
+ * |from_file|: also check what the library would check later anyway
+ * (SERVER, ADDR, NAME, FINGERPRINT), as a file is read before it runs.
+ * Returns 0; -1 with the reason in |why|, as it follows
+ * 'bad LABEL "VALUE": '; -2 when the list is full. */
+int cli_setting_set(cli_config *c, const cli_setting *s, const char *value,
+                    size_t line, int from_file, char *why, size_t whylen);
+
+/* The LABEL of the messages for a value of |s| in a file: its key, or
+ * "allow rule" for allow. */
+const char *cli_setting_label(const cli_setting *s);
+
+/* For a single-valued |s|: the line that set it in |c| (FIELD_set), 0 when
+ * unset. */
+size_t cli_setting_line(const cli_config *c, const cli_setting *s);
+
+/* Adds to |c| what |under| says and |c| does not: a single value that |c|
+ * leaves unset is copied; a list becomes |under|'s entries, then |c|'s.
+ * Returns 0, or -1 when a list would hold more than CLI_CONFIG_MAX_LIST
+ * entries, with *full (may be NULL) set to that setting; |c| then keeps
+ * what was merged so far. */
+int cli_config_overlay(cli_config *c, const cli_config *under,
+                       const cli_setting **full);
+
+/* Appends the forward |spec| (with |argv|, NULL-terminated, or NULL) to
+ * |c|, copied, as from |line| (0: the command line). Returns 0, -1 when
+ * out of memory, -2 when |c| holds CLI_CONFIG_MAX_LIST already. */
+int cli_config_add_forward(cli_config *c, const char *spec, char *const *argv,
+                           size_t line);
+
+/* Whether two forwards have the same spec and command. */
+int cli_forward_equal(const cli_forward *a, const cli_forward *b);
+
+/* Whether |a| and |b| say the same for |s|: both unset, or the same
+ * value(s) in the same order. */
+int cli_setting_equal(const cli_config *a, const cli_config *b,
+                      const cli_setting *s);
+
+/* Makes |c| empty: nothing set, no lists. Call before the first parse. */
+void cli_config_init(cli_config *c);
+
+/* Releases everything |c| holds and makes it empty again (as after
+ * cli_config_init), so it may be reused or freed twice. */
+void cli_config_free(cli_config *c);
 
 #endif

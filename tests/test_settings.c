@@ -7,6 +7,7 @@
 #include "config.h"
 #include "natter.h"
 #include "test.h"
+#include "usage.h"
 
 #include <stdlib.h>
 

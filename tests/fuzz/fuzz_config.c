@@ -1,5 +1,5 @@
 /* libFuzzer target: the configuration file parser (cli/config.c) and its
- * shell-like command splitter, on any bytes. A refusal always says why,
+ * shell-like command splitter (cli/argv.c), on any bytes. A refusal always says why,
  * with the file name. */
 #include <stdint.h>
 #include <stdlib.h>
