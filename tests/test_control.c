@@ -8,22 +8,7 @@
 #include "natter.h"
 #include "natter.pb-c.h"
 #include "test.h"
-
-static nt_addr addr4(const char *ip, uint16_t port) {
-  nt_addr a;
-  uint8_t raw[4];
-  inet_pton(AF_INET, ip, raw);
-  nt_addr_from_raw(&a, raw, 4, port);
-  return a;
-}
-
-static nt_addr addr6(const char *ip, uint16_t port) {
-  nt_addr a;
-  uint8_t raw[16];
-  inet_pton(AF_INET6, ip, raw);
-  nt_addr_from_raw(&a, raw, 16, port);
-  return a;
-}
+#include "test_addrs.h"
 
 /* Encodes |in|, checks the frame, and decodes it into |out|. */
 static int round_trip(const nt_control *in, nt_control *out) {

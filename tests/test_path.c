@@ -7,20 +7,13 @@
 #include "client/path.h"
 #include "codec/mapping.h"
 #include "test.h"
+#include "test_addrs.h"
 
 #define MS 1000000ull
 #define T0 (1000 * MS) /* the introduction */
 
 static const uint8_t nonce[NT_PUNCH_NONCE_LEN] = {7, 7, 7};
 static const uint8_t seed[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-
-static nt_addr addr4(const char *ip, uint16_t port) {
-  nt_addr a;
-  uint8_t raw[4];
-  inet_pton(AF_INET, ip, raw);
-  nt_addr_from_raw(&a, raw, 4, port);
-  return a;
-}
 
 /* A meeting at T0 with one candidate, a 10 s connect timeout and a relay
  * offered; prediction as the mappings say. */
@@ -370,14 +363,6 @@ static void test_repunch_after_silence(void) {
   nt_path_repunch_start(&pa, fresh, &cand, 1, t);
   nt_path_reset(&pa);
   CHECK(!nt_path_is_repunch(&pa, fresh));
-}
-
-static nt_addr addr6(const char *ip, uint16_t port) {
-  nt_addr a;
-  uint8_t raw[16];
-  inet_pton(AF_INET6, ip, raw);
-  nt_addr_from_raw(&a, raw, 16, port);
-  return a;
 }
 
 static int same(const nt_addr *a, const nt_addr *b) {

@@ -6,16 +6,9 @@
 #include "client/predict.h"
 #include "client/punch.h"
 #include "test.h"
+#include "test_addrs.h"
 
 #define MS 1000000ull
-
-static nt_addr addr4(const char *ip, uint16_t port) {
-  nt_addr a;
-  uint8_t raw[4];
-  inet_pton(AF_INET, ip, raw);
-  nt_addr_from_raw(&a, raw, 4, port);
-  return a;
-}
 
 typedef struct sent {
   int count;
