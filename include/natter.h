@@ -157,8 +157,9 @@ typedef struct natter_broker_config {
   const char *admitted_keys; /* file of "FINGERPRINT NAME" lines: only
                                 these keys may check in, each under its
                                 name; NULL: any key */
-  /* V2: limits against one host holding the broker (doc/operations.md, "Limits");
-   * a new connection past one is refused with a message that names it. */
+  /* V2: limits against one host holding the broker (doc/operations.md,
+   * "Limits"); a new connection past one is refused with a message that
+   * names it. */
   uint32_t max_clients;      /* connections, checked in or not; default
                                 10000 */
   uint32_t max_pending;      /* connections not checked in yet; default
@@ -168,7 +169,8 @@ typedef struct natter_broker_config {
   uint32_t retry_above_per_s; /* more new connections a second than this
                                  get a QUIC Retry first (address
                                  validation); default 200; 0: never */
-  /* V3: the relay for peers that cannot punch a hole (doc/design.md, "Relay"). */
+  /* V3: the relay for peers that cannot punch a hole (doc/design.md,
+   * "Relay"). */
   int relay;            /* nonzero: relay opaque QUIC packets between
                            introduced clients on UDP port+2; default
                            0 (off) */

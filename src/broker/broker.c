@@ -40,8 +40,9 @@
 
 /* Limits against one host holding the broker (doc/operations.md,
  * "Limits"): max_clients, max_pending and max_per_source
- * (natter_broker_config); each is logged when hit (at most once a second per kind) and answered
- * with a stateless CONNECTION_CLOSE that names it, never with silence. */
+ * (natter_broker_config); each is logged when hit (at most once a second
+ * per kind) and answered with a stateless CONNECTION_CLOSE that names it,
+ * never with silence. */
 enum { LIMIT_TOTAL, LIMIT_PENDING, LIMIT_SOURCE };
 
 /* Refuses a new connection because of a limit: the reason goes back to

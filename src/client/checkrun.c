@@ -159,7 +159,8 @@ static void finish(nt_check_run *run) {
   b->probes_from = "";
   b->candidates = pb;
   b->mapping =
-      vc.found ? nt_mapping_to_public(vc.v.mapping) : NATTER_NAT_MAPPING_UNKNOWN;
+      vc.found ? nt_mapping_to_public(vc.v.mapping)
+               : NATTER_NAT_MAPPING_UNKNOWN;
   b->public_address = addr_or_empty(&vc.observed, b_pub);
   if (run->have_theirs) {
     const nt_check_side *t = &run->theirs;

@@ -19,7 +19,8 @@ void nt_client_count_event(natter_client *c, natter_event_type type, int error,
                            const char *peer) {
   int ours = nt_mapping_to_public(c->self.mapping), theirs = 0;
   if (peer && c->peers) {
-    theirs = nt_mapping_to_public(nt_peer_mapping(nt_peers_find(c->peers, peer)));
+    theirs =
+        nt_mapping_to_public(nt_peer_mapping(nt_peers_find(c->peers, peer)));
   }
   switch (type) {
   case NATTER_EVENT_CHECKED_IN:

@@ -12,9 +12,10 @@
  *   *                 any peer
  *   !SELECTOR         refuse what SELECTOR matches (e.g. !mallory before *)
  * FINGERPRINT is the peer key's 64 hex digits (':' between pairs allowed),
- * as natter logs it at start-up ("NAME: key FINGERPRINT, ..."). A peer no rule matches is refused. With no
- * peer rule at all, any peer is admitted only when the broker is closed
- * (token or admitted keys), that is when the caller says so.
+ * as natter logs it at start-up ("NAME: key FINGERPRINT, ..."). A peer no
+ * rule matches is refused. With no peer rule at all, any peer is admitted
+ * only when the broker is closed (token or admitted keys), that is when the
+ * caller says so.
  *
  * Target rules ("-allow RULE"), optionally scoped to peers as
  * "SELECTOR=RULE" (e.g. alice=nas.lan:22, @FP=*):
