@@ -161,6 +161,54 @@ wait_log() {
   done
 }
 
+# established_to PORT: how many TCP connections to local PORT are
+# established (counted at the server's end).
+established_to() { ss -Htn state established "sport = :$1" | wc -l; }
+
+# wait_established_to PORT N: wait until exactly N connections to local
+# PORT are established; fails the test after 20 s.
+wait_established_to() {
+  local port=$1 want=$2 deadline=$(($(_now_ms) + 20000))
+  until (($(established_to "$port") == want)); do
+    (($(_now_ms) < deadline)) || fail "want $want connections to port" \
+      "$port, have $(established_to "$port")"
+    sleep 0.05
+  done
+}
+
+# open_conns PORT N ARRAY: opens N TCP connections to 127.0.0.1:PORT that
+# stay open, their fds (kept by this shell) appended to the array named
+# ARRAY; close them with close_conns ARRAY.
+open_conns() {
+  local port=$1 n=$2 fd i
+  local -n _fds=$3
+  for ((i = 0; i < n; i++)); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" ||
+      fail "cannot connect to port $port"
+    _fds+=("$fd")
+  done
+}
+
+# expect_ping_echoed FD: writes "ping" on FD and fails the test unless
+# "ping" comes back within 10 s (FD leads to an echo server).
+expect_ping_echoed() {
+  local reply=""
+  printf 'ping' >&"$1"
+  read -r -t 10 -N 4 reply <&"$1" || true
+  [[ $reply == ping ]] ||
+    fail "a connection got '$reply' back, not the ping it sent"
+}
+
+# close_conns ARRAY: closes the fds in the array named ARRAY and empties it.
+close_conns() {
+  local fd
+  local -n _fds=$1
+  for fd in "${_fds[@]}"; do
+    exec {fd}>&-
+  done
+  _fds=()
+}
+
 # wait_exit NAME [TIMEOUT_S=10]: wait for NAME to exit by itself; its status
 # goes in EXIT_STATUS[NAME]. Fails the test on timeout. Call it directly,
 # not in $(...): only the main shell can collect its children's status.

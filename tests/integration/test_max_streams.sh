@@ -30,50 +30,28 @@ port=$(free_port)
 start_client alice "$port:bob:$echo_port"
 expect_exit_zero "$TCPCHECK" echo-check "$port" --conns 2 --bytes 64K
 
-echo_conns() { ss -Htn state established "sport = :$echo_port" | wc -l; }
-wait_echo_conns() {
-  local want=$1 deadline=$(($(_now_ms) + 20000))
-  until (($(echo_conns) == want)); do
-    (($(_now_ms) < deadline)) ||
-      fail "want $want connections at the echo server, have $(echo_conns)"
-    sleep 0.05
-  done
-}
-
 log "3 idle connections take every stream bob allows"
 held=()
-for ((i = 0; i < 3; i++)); do
-  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
-  held+=("$fd")
-done
-wait_echo_conns 3
+open_conns "$port" 3 held
+wait_established_to "$echo_port" 3
 
 log "2 more wait"
 waiting=()
-for ((i = 0; i < 2; i++)); do
-  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
-  waiting+=("$fd")
-done
+open_conns "$port" 2 waiting
 wait_log alice 'bob: all 3 streams it allows are open \(its max-streams\); new connections wait'
 sleep 1
-(($(echo_conns) == 3)) ||
-  fail "bob let alice have $(echo_conns) connections open, max-streams is 3"
+n=$(established_to "$echo_port")
+((n == 3)) || fail "bob let alice have $n connections open, max-streams is 3"
 
 log "the idle ones close; the waiting ones get streams"
-for fd in "${held[@]}"; do
-  exec {fd}>&-
-done
+close_conns held
 for fd in "${waiting[@]}"; do
-  printf 'ping' >&"$fd"
-  reply=""
-  read -r -t 10 -N 4 reply <&"$fd" || true
-  [[ $reply == ping ]] || fail "a connection that waited for a stream got '$reply' back"
+  expect_ping_echoed "$fd"
 done
-(($(echo_conns) == 2)) || fail "want the 2 waiting connections, have $(echo_conns)"
-for fd in "${waiting[@]}"; do
-  exec {fd}>&-
-done
-wait_echo_conns 0
+n=$(established_to "$echo_port")
+((n == 2)) || fail "want the 2 waiting connections, have $n"
+close_conns waiting
+wait_established_to "$echo_port" 0
 
 log "20 connections at once, 3 at a time"
 expect_exit_zero -t 60 "$TCPCHECK" echo-check "$port" --conns 20 \

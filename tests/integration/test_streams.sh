@@ -17,31 +17,14 @@ port=$(free_port)
 start_client alice "$port:bob:$echo_port"
 expect_exit_zero "$TCPCHECK" echo-check "$port" --conns 2 --bytes 64K
 
-# echo_conns: connections established to the echo server (bob's side).
-echo_conns() { ss -Htn state established "sport = :$echo_port" | wc -l; }
-wait_echo_conns() {
-  local want=$1 deadline=$(($(_now_ms) + 20000))
-  until (($(echo_conns) == want)); do
-    (($(_now_ms) < deadline)) ||
-      fail "want $want connections at the echo server, have $(echo_conns)"
-    sleep 0.05
-  done
-}
-
 log "256 idle connections take every stream"
 held=()
-for ((i = 0; i < 256; i++)); do
-  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
-  held+=("$fd")
-done
-wait_echo_conns 256
+open_conns "$port" 256 held
+wait_established_to "$echo_port" 256
 
 log "128 more wait"
 waiting=()
-for ((i = 0; i < 128; i++)); do
-  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
-  waiting+=("$fd")
-done
+open_conns "$port" 128 waiting
 wait_log alice 'bob: all 256 streams it allows are open \(its max-streams\); new connections wait \(at most 128, 30 s\)'
 
 log "one more is refused: the queue holds 128"
@@ -49,23 +32,17 @@ exec {extra}<>"/dev/tcp/127.0.0.1/$port"
 wait_log alice 'bob: 128 connections already wait for the peer; dropping one'
 timeout 10 cat <&"$extra" >/dev/null 2>&1 || true
 exec {extra}>&-
-(($(echo_conns) == 256)) || fail "a waiting connection got a stream early"
+(($(established_to "$echo_port") == 256)) ||
+  fail "a waiting connection got a stream early"
 
 log "the idle ones close; the waiting ones get streams"
-for fd in "${held[@]}"; do
-  exec {fd}>&-
-done
-wait_echo_conns 128
+close_conns held
+wait_established_to "$echo_port" 128
 for fd in "${waiting[@]:0:4}"; do
-  printf 'ping' >&"$fd"
-  reply=""
-  read -r -t 10 -N 4 reply <&"$fd" || true
-  [[ $reply == ping ]] || fail "a connection that waited for a stream got '$reply' back"
+  expect_ping_echoed "$fd"
 done
-for fd in "${waiting[@]}"; do
-  exec {fd}>&-
-done
-wait_echo_conns 0
+close_conns waiting
+wait_established_to "$echo_port" 0
 
 log "384 connections at once"
 expect_exit_zero -t 120 "$TCPCHECK" echo-check "$port" --conns 384 \
