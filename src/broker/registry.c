@@ -378,15 +378,22 @@ const char *nt_registry_backend(const nt_registry *reg) {
 
 /* ---- the requests ---- */
 
+/* What every request on a name checks first: |name| is valid, and *preq
+ * reads NULL also when nothing gets queued. */
+static int check_named_request(const char *name, nt_registry_request **preq,
+                               char *err, size_t errlen) {
+  if (preq != NULL) {
+    *preq = NULL;
+  }
+  return check_name(name, err, errlen);
+}
+
 int nt_registry_lookup(nt_registry *reg, const char *name,
                        nt_registry_done_fn done, void *user_data,
                        nt_registry_request **preq, char *err, size_t errlen) {
   nt_registry_request *req;
-  int rv = check_name(name, err, errlen);
+  int rv = check_named_request(name, preq, err, errlen);
 
-  if (preq != NULL) {
-    *preq = NULL; /* also when nothing is queued */
-  }
   if (rv == 0 && done == NULL) {
     nt_textfile_set_err(err, errlen, "registry lookup: no callback");
     rv = NATTER_ERR_INVALID;
@@ -403,11 +410,8 @@ int nt_registry_bind(nt_registry *reg, const char *name,
                      nt_registry_done_fn done, void *user_data,
                      nt_registry_request **preq, char *err, size_t errlen) {
   nt_registry_request *req;
-  int rv = check_name(name, err, errlen);
+  int rv = check_named_request(name, preq, err, errlen);
 
-  if (preq != NULL) {
-    *preq = NULL; /* also when nothing is queued */
-  }
   if (rv != 0) {
     return rv;
   }
@@ -430,11 +434,8 @@ int nt_registry_release(nt_registry *reg, const char *name,
                         nt_registry_done_fn done, void *user_data,
                         nt_registry_request **preq, char *err, size_t errlen) {
   nt_registry_request *req;
-  int rv = check_name(name, err, errlen);
+  int rv = check_named_request(name, preq, err, errlen);
 
-  if (preq != NULL) {
-    *preq = NULL; /* also when nothing is queued */
-  }
   if (rv != 0) {
     return rv;
   }
