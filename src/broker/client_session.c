@@ -91,7 +91,7 @@ static void send_check_in_result(bclient *c, nt_control_code code,
     c->broker->check_ins++;
     c->checked_in_unix_ms = nt_unix_ms();
   }
-  res->observed = addr_of(nt_conn_remote_addr(c->conn));
+  res->observed = addr_of(nt_conn_validated_addr(c->conn));
   res->mapping_port = c->broker->map_port;
   res->closed = c->broker->token_len > 0 || c->broker->admitted != NULL;
   send_control(c, &msg);
@@ -329,7 +329,11 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   intro->check = check;
   snprintf(intro->name, sizeof(intro->name), "%s", about->name);
   memcpy(intro->key, nt_conn_peer_fingerprint(about->conn), NT_FINGERPRINT_LEN);
-  intro->observed = addr_of(nt_conn_remote_addr(about->conn));
+  /* Where |about| proved it receives (the handshake, or a validated
+   * path), never an address a packet merely came from: a copy of its
+   * packet from a spoofed source would aim |to|'s probes there
+   * (doc/design.md, "Security model"). */
+  intro->observed = addr_of(nt_conn_validated_addr(about->conn));
   memcpy(intro->local, about->local_addrs,
          about->nlocal * sizeof(about->local_addrs[0]));
   intro->nlocal = about->nlocal;
@@ -400,8 +404,9 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
   int relayed =
       b->relay && !c->no_relay && !peer->no_relay &&
-      nt_relay_open(b->relay, c->name, nt_conn_remote_addr(c->conn), peer->name,
-                    nt_conn_remote_addr(peer->conn), tok_c, tok_peer) == 0;
+      nt_relay_open(b->relay, c->name, nt_conn_validated_addr(c->conn),
+                    peer->name, nt_conn_validated_addr(peer->conn), tok_c,
+                    tok_peer) == 0;
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
           r->check ? " for a check" : "",
           relayed ? " (relay channel open)" : "");
@@ -468,7 +473,7 @@ static void handle_check_report(bclient *c, const nt_check_side *report,
   msg.u.check_report = *report;
   snprintf(msg.u.check_report.peer, sizeof(msg.u.check_report.peer), "%s",
            c->name);
-  msg.u.check_report.observed = addr_of(nt_conn_remote_addr(c->conn));
+  msg.u.check_report.observed = addr_of(nt_conn_validated_addr(c->conn));
   nt_info(&b->log, "%s reports on the check by %s", c->name,
           k->requester->name);
   send_control(k->requester, &msg);
@@ -796,8 +801,8 @@ static void note_check_in(bclient *c, bclient *old, const nt_check_in *in) {
   static const uint8_t none[NT_SESSION_LEN];
   int restarted = memcmp(c->session, none, sizeof(none)) == 0 ||
                   memcmp(c->session, old->session, sizeof(c->session)) != 0;
-  int moved = !nt_addr_equal(nt_conn_remote_addr(c->conn),
-                             nt_conn_remote_addr(old->conn));
+  int moved = !nt_addr_equal(nt_conn_validated_addr(c->conn),
+                             nt_conn_validated_addr(old->conn));
   memcpy(c->introduced, old->introduced, sizeof(c->introduced));
   c->nintroduced = old->nintroduced;
   for (size_t i = 0; i < c->nintroduced; i++) {

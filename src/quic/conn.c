@@ -107,6 +107,8 @@ static int remove_connection_id_cb(ngtcp2_conn *qc, const ngtcp2_cid *cid,
   return 0;
 }
 
+static void set_addr(nt_addr *out, const ngtcp2_addr *a);
+
 /* A path was validated (or failed to be). A client that asked to move
  * (conn_follow) has moved now; a server that saw the client rebind has
  * confirmed the new address. Either way the owner learns after the read. */
@@ -125,6 +127,7 @@ static int path_validation_cb(ngtcp2_conn *qc, uint32_t flags,
   if (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS &&
       nt_addr_equal(ngtcp2_conn_get_path(qc)->remote.addr, path->remote.addr)) {
     conn->moved = 1;
+    set_addr(&conn->validated, &path->remote);
   }
   return 0;
 }
@@ -141,6 +144,9 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data) {
     conn->anonymous = 1; /* a status reader without a certificate */
   }
   conn->established = 1;
+  /* The handshake proved the peer receives at this address (RFC 9000
+   * §8.1). */
+  set_addr(&conn->validated, &ngtcp2_conn_get_path(qc)->remote);
   watch_start(conn);
   if (conn->cbs.established) {
     conn->cbs.established(conn, conn->user_data);
@@ -904,6 +910,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   conn->user_data = user_data;
   memcpy(&conn->remote.ss, remote, remotelen);
   conn->remote.len = remotelen;
+  conn->validated = conn->remote;
   conn->conn_ref.get_conn = get_conn;
   conn->conn_ref.user_data = conn;
   ngtcp2_connection_close_error_default(&conn->last_error);
@@ -1231,6 +1238,10 @@ void nt_conn_set_user_data(nt_conn *conn, void *user_data) {
 
 const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn) {
   return (const struct sockaddr *)&conn->remote.ss;
+}
+
+const struct sockaddr *nt_conn_validated_addr(const nt_conn *conn) {
+  return (const struct sockaddr *)&conn->validated.ss;
 }
 
 int nt_conn_is_relayed(const nt_conn *conn) {

@@ -224,6 +224,15 @@ void nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
 
 void nt_conn_set_user_data(nt_conn *conn, void *user_data);
 const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
+/* Where the peer was last proved to be (RFC 9000 §8.2, §9.3): the
+ * address at the handshake's end, then each path validation that
+ * succeeded. nt_conn_remote_addr() moves as soon as an authenticated
+ * packet comes from a new address, before it is validated, and a copy of
+ * a genuine packet sent from another source (an on-path attacker, or the
+ * peer itself spoofing) moves it too: whatever is told to others about
+ * the peer (introductions, relay channels) takes this one. Before the
+ * handshake ends, the address the connection started with. */
+const struct sockaddr *nt_conn_validated_addr(const nt_conn *conn);
 /* The peer's key fingerprint once established, else NULL. */
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
 /* How many bidirectional streams the peer lets us open at once (its

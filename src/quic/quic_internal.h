@@ -127,6 +127,10 @@ struct nt_conn {
   ngtcp2_crypto_conn_ref conn_ref;
   nt_tls_session *tls;
   nt_addr remote;
+  /* The last remote address the peer proved it receives at: set at the
+   * handshake's end, moved only by a successful path validation (never
+   * by a packet from a new address alone, which anyone can send). */
+  nt_addr validated;
   int is_server;
   int established;
   int closing;   /* closed; free pending */
