@@ -397,6 +397,12 @@ static void test_candidates(void) {
   CHECK(same(&cands[0], &them_here));
   CHECK(same(&cands[1], &their_local[1]));
   CHECK(same(&cands[2], &their_local[0]));
+  /* A public IPv4 address named as a LAN address: never probed, even
+   * behind our own public address. */
+  nt_addr fake_lan[2] = {addr4("8.8.8.8", 53), addr4("172.16.0.9", 5000)};
+  n = nt_path_candidates(&self, &them_here, fake_lan, 2, cands, &skipped);
+  CHECK(n == 2 && skipped == 1);
+  CHECK(same(&cands[1], &fake_lan[1]));
   /* Only families our socket reaches. */
   nt_path_self v4only = {&us, our_local, 2, 1, 0};
   n = nt_path_candidates(&v4only, &them, their_local, 5, cands, &skipped);
@@ -414,6 +420,130 @@ static void test_candidates(void) {
   CHECK(n == NT_PUNCH_MAX_CANDIDATES);
 }
 
+/* Port prediction's budgets: one prediction per peer at a time and a
+ * cool-down after one that found nothing, a few per IP address and per
+ * endpoint, and an even share of the endpoint's probe rate. */
+static void test_prediction_budgets(void) {
+  nt_path pa;
+  uint64_t deadline = T0 + 10000 * MS;
+  meet(&pa, 1, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
+       10000);
+  CHECK(pa.predict.role == NT_PREDICT_EASY);
+  /* A new introduction while that one runs, or after it failed: none
+   * until the cool-down after its deadline is over. */
+  CHECK(nt_path_predict_gate(&pa, T0 + 2000 * MS, 0, 0) ==
+        NT_PATH_PREDICT_COOLING);
+  uint64_t quiet = deadline + NT_PATH_PREDICT_COOLDOWN_MS * MS;
+  CHECK(nt_path_predict_gate(&pa, quiet - 1, 0, 0) == NT_PATH_PREDICT_COOLING);
+  CHECK(nt_path_predict_gate(&pa, quiet, 0, 0) == NT_PATH_PREDICT_OK);
+  /* The replacing meeting predicts nothing when the caller follows it. */
+  nt_addr cand = addr4("203.0.113.5", 4000);
+  nt_path_meeting m = {nonce,
+                       &cand,
+                       1,
+                       1,
+                       NT_MAPPING_ENDPOINT_INDEPENDENT,
+                       NT_MAPPING_PER_DESTINATION,
+                       0,
+                       10000,
+                       T0 + 12000 * MS};
+  nt_path_meet(&pa, &m, T0 + 2000 * MS);
+  CHECK(pa.predict_quiet_until_ns == quiet); /* kept across meetings */
+  nt_path_start_prediction(
+      &pa, nt_path_predict_gate(&pa, T0 + 2000 * MS, 0, 0) ==
+               NT_PATH_PREDICT_OK,
+      seed);
+  CHECK(pa.predict.role == NT_PREDICT_NONE);
+  CHECK(pa.predict_quiet_until_ns == quiet); /* not pushed further */
+  /* A connection clears it. */
+  nt_path_on_established(&pa, T0 + 3000 * MS, 0, 0);
+  CHECK(nt_path_predict_gate(&pa, T0 + 3000 * MS, 0, 0) == NT_PATH_PREDICT_OK);
+  /* Per IP address and per endpoint. */
+  CHECK(nt_path_predict_gate(&pa, T0, NT_PATH_PREDICT_PER_IP - 1, 0) ==
+        NT_PATH_PREDICT_OK);
+  CHECK(nt_path_predict_gate(&pa, T0, NT_PATH_PREDICT_PER_IP, 0) ==
+        NT_PATH_PREDICT_IP_BUSY);
+  CHECK(nt_path_predict_gate(&pa, T0, 0, NT_PATH_PREDICT_MAX - 1) ==
+        NT_PATH_PREDICT_OK);
+  CHECK(nt_path_predict_gate(&pa, T0, 0, NT_PATH_PREDICT_MAX) ==
+        NT_PATH_PREDICT_BUSY);
+  CHECK(NT_PREDICT_SOCKETS * NT_PATH_PREDICT_MAX == 1024);
+  /* Mappings that need no prediction spend nothing. */
+  meet(&pa, 1, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_ENDPOINT_INDEPENDENT,
+       0, 10000);
+  CHECK(pa.predict_quiet_until_ns == 0);
+  CHECK(nt_path_predict_gate(&pa, T0, 0, 0) == NT_PATH_PREDICT_NOT_NEEDED);
+  /* The endpoint's rate, shared evenly, never over a meeting's own. */
+  size_t tick = NT_PATH_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000;
+  CHECK(nt_path_predict_share(1) == NT_PATH_PREDICT_BATCH);
+  for (unsigned k = 1; k <= NT_PATH_PREDICT_MAX; k++) {
+    CHECK(nt_path_predict_share(k) * k <= tick);
+    CHECK(nt_path_predict_share(k) >= 1);
+  }
+  /* The planner sends no more than the share in a tick. */
+  meet(&pa, 1, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
+       10000);
+  pa.predict_batch = nt_path_predict_share(4);
+  nt_path_plan plan;
+  nt_path_due(&pa, NT_PATH_PUNCHING, 0, T0 + NT_PREDICT_EASY_START_MS * MS,
+              &plan);
+  CHECK(plan.npredict_ports == nt_path_predict_share(4));
+  CHECK(pa.predict.sent == plan.npredict_ports); /* none skipped */
+}
+
+/* What a broker may say it saw of a peer, by the scope of its own
+ * address as we reach it. */
+static void test_observed_scope(void) {
+  nt_addr lo = addr4("127.0.0.1", 9000), lan = addr4("192.168.1.1", 9000),
+          pub = addr4("203.0.113.1", 9000), pub6 = addr6("2001:db8::1", 9000);
+  nt_addr peer_lo = addr4("127.0.0.99", 5000),
+          peer_lan = addr4("10.1.2.3", 5000),
+          peer_cgn = addr4("100.64.1.2", 5000),
+          peer_pub = addr4("198.51.100.7", 5000),
+          peer_ula = addr6("fd00::7", 5000),
+          peer_pub6 = addr6("2001:db8:9::7", 5000);
+  CHECK(nt_path_scope_of((struct sockaddr *)&peer_cgn.ss) ==
+        NT_PATH_SCOPE_PRIVATE);
+  nt_addr bench = addr4("198.19.255.1", 1);
+  CHECK(nt_path_scope_of((struct sockaddr *)&bench.ss) ==
+        NT_PATH_SCOPE_PRIVATE);
+  nt_addr outside = addr4("198.20.0.1", 1);
+  CHECK(nt_path_scope_of((struct sockaddr *)&outside.ss) ==
+        NT_PATH_SCOPE_GLOBAL);
+  /* A broker on loopback (tests, one host) may name anything usable. */
+  CHECK(nt_path_observed_usable(&lo, &peer_lo));
+  CHECK(nt_path_observed_usable(&lo, &peer_lan));
+  CHECK(nt_path_observed_usable(&lo, &peer_pub));
+  /* One on a LAN: not loopback. */
+  CHECK(!nt_path_observed_usable(&lan, &peer_lo));
+  CHECK(nt_path_observed_usable(&lan, &peer_lan));
+  CHECK(nt_path_observed_usable(&lan, &peer_ula));
+  CHECK(nt_path_observed_usable(&lan, &peer_pub));
+  /* One on a global address: global addresses only. */
+  CHECK(!nt_path_observed_usable(&pub, &peer_lo));
+  CHECK(!nt_path_observed_usable(&pub, &peer_lan));
+  CHECK(!nt_path_observed_usable(&pub, &peer_cgn));
+  CHECK(!nt_path_observed_usable(&pub6, &peer_ula));
+  CHECK(nt_path_observed_usable(&pub, &peer_pub));
+  CHECK(nt_path_observed_usable(&pub, &peer_pub6));
+  /* Never what names no one host. */
+  const char *bad4[] = {"0.0.0.0", "0.1.2.3", "224.0.0.1", "239.1.1.1",
+                        "255.255.255.255", "240.0.0.1", "169.254.1.1"};
+  for (size_t i = 0; i < sizeof(bad4) / sizeof(bad4[0]); i++) {
+    nt_addr a = addr4(bad4[i], 5000);
+    CHECK(!nt_path_observed_usable(&lo, &a));
+  }
+  const char *bad6[] = {"::", "ff02::1", "fe80::1", "::ffff:1.2.3.4"};
+  for (size_t i = 0; i < sizeof(bad6) / sizeof(bad6[0]); i++) {
+    nt_addr a = addr6(bad6[i], 5000);
+    CHECK(!nt_path_observed_usable(&lo, &a));
+  }
+  nt_addr port0 = addr4("198.51.100.7", 0), none;
+  memset(&none, 0, sizeof(none));
+  CHECK(!nt_path_observed_usable(&pub, &port0));
+  CHECK(!nt_path_observed_usable(&pub, &none));
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"relay_fallback_schedule", test_relay_fallback_schedule},
@@ -428,6 +558,8 @@ int main(void) {
        test_direct_found_during_relayed_handshake},
       {"repunch_after_silence", test_repunch_after_silence},
       {"candidates", test_candidates},
+      {"prediction_budgets", test_prediction_budgets},
+      {"observed_scope", test_observed_scope},
       {NULL, NULL}};
   return nt_test_run(cases);
 }

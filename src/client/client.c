@@ -424,6 +424,7 @@ int natter_client_new_versioned(natter_client **pclient,
     nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker, err);
     goto fail;
   }
+  c->self.broker = c->broker_addr;
   const char *idfile = c->identity_path;
   if (!idfile) {
     char file[NT_NAME_MAX + 8];

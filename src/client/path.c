@@ -49,6 +49,56 @@ static int in_own_prefix(const nt_path_self *self, const struct sockaddr *a) {
   return 0;
 }
 
+nt_path_scope nt_path_scope_of(const struct sockaddr *a) {
+  if ((a->sa_family != AF_INET && a->sa_family != AF_INET6) ||
+      nt_addr_port(a) == 0) {
+    return NT_PATH_SCOPE_NONE;
+  }
+  if (nt_addr_is_loopback(a)) {
+    return NT_PATH_SCOPE_LOOPBACK;
+  }
+  if (a->sa_family == AF_INET) {
+    uint32_t v = ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr);
+    if ((v >> 24) == 0 || (v >> 28) >= 0xe || /* 0/8, 224/4 and 240/4 */
+        (v >> 16) == 0xa9fe) {                /* 169.254/16 link-local */
+      return NT_PATH_SCOPE_NONE;
+    }
+    if ((v >> 24) == 10 || (v >> 20) == 0xac1 || /* 10/8, 172.16/12 */
+        (v >> 16) == 0xc0a8 ||                   /* 192.168/16 */
+        (v >> 22) == (100u << 2 | 1) ||          /* 100.64/10 */
+        (v >> 17) == (198u << 7 | 9)) {          /* 198.18/15 */
+      return NT_PATH_SCOPE_PRIVATE;
+    }
+    return NT_PATH_SCOPE_GLOBAL;
+  }
+  const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+  if (IN6_IS_ADDR_UNSPECIFIED(v6) || IN6_IS_ADDR_MULTICAST(v6) ||
+      IN6_IS_ADDR_LINKLOCAL(v6) || IN6_IS_ADDR_V4MAPPED(v6)) {
+    return NT_PATH_SCOPE_NONE;
+  }
+  return (v6->s6_addr[0] & 0xfe) == 0xfc ? NT_PATH_SCOPE_PRIVATE
+                                         : NT_PATH_SCOPE_GLOBAL;
+}
+
+int nt_path_observed_usable(const nt_addr *broker, const nt_addr *observed) {
+  if (!observed->len) {
+    return 0;
+  }
+  nt_path_scope peer = nt_path_scope_of((const struct sockaddr *)&observed->ss);
+  nt_path_scope ours = nt_path_scope_of((const struct sockaddr *)&broker->ss);
+  switch (peer) {
+  case NT_PATH_SCOPE_NONE:
+    return 0;
+  case NT_PATH_SCOPE_LOOPBACK:
+    return ours == NT_PATH_SCOPE_LOOPBACK;
+  case NT_PATH_SCOPE_PRIVATE:
+    return ours == NT_PATH_SCOPE_LOOPBACK || ours == NT_PATH_SCOPE_PRIVATE;
+  case NT_PATH_SCOPE_GLOBAL:
+    return 1;
+  }
+  return 0;
+}
+
 size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
                           const nt_addr *local, size_t nlocal, nt_addr *cands,
                           size_t *skipped) {
@@ -70,6 +120,11 @@ size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
       if (public6 == lan || !reaches(self, a->sa_family) ||
           in_list(cands, n, a)) {
         continue; /* a public LAN address repeats the observed one */
+      }
+      if (lan && a->sa_family == AF_INET &&
+          nt_path_scope_of(a) != NT_PATH_SCOPE_PRIVATE) {
+        (*skipped)++;
+        continue; /* not a LAN address at all */
       }
       if (lan && !same_lan) {
         (*skipped)++;
@@ -156,6 +211,34 @@ void nt_path_meet(nt_path *pa, const nt_path_meeting *m, uint64_t now_ns) {
                 MS(m->connect_timeout_ms));
 }
 
+nt_path_predict_gate_result nt_path_predict_gate(const nt_path *pa,
+                                                 uint64_t now_ns,
+                                                 unsigned same_ip,
+                                                 unsigned all) {
+  if (nt_predict_role_for(pa->self_mapping, pa->peer_mapping) ==
+      NT_PREDICT_NONE) {
+    return NT_PATH_PREDICT_NOT_NEEDED;
+  }
+  if (now_ns < pa->predict_quiet_until_ns) {
+    return NT_PATH_PREDICT_COOLING;
+  }
+  if (same_ip >= NT_PATH_PREDICT_PER_IP) {
+    return NT_PATH_PREDICT_IP_BUSY;
+  }
+  if (all >= NT_PATH_PREDICT_MAX) {
+    return NT_PATH_PREDICT_BUSY;
+  }
+  return NT_PATH_PREDICT_OK;
+}
+
+size_t nt_path_predict_share(unsigned easy) {
+  size_t per_tick = NT_PATH_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000;
+  size_t share = easy > 1 ? per_tick / easy : per_tick;
+  return share < 1                       ? 1
+         : share > NT_PATH_PREDICT_BATCH ? NT_PATH_PREDICT_BATCH
+                                         : share;
+}
+
 void nt_path_start_prediction(nt_path *pa, int possible,
                               const uint8_t seed[8]) {
   static const uint8_t zero[8] = {0};
@@ -164,6 +247,12 @@ void nt_path_start_prediction(nt_path *pa, int possible,
                : NT_PREDICT_NONE;
   pa->predicted = 0;
   nt_predict_init(&pa->predict, role, pa->meet_ns, possible ? seed : zero);
+  if (role != NT_PREDICT_NONE) {
+    /* Until it connects, this meeting counts as one that found nothing:
+     * a new introduction replacing it must not start another. */
+    pa->predict_quiet_until_ns =
+        pa->deadline_ns + MS(NT_PATH_PREDICT_COOLDOWN_MS);
+  }
 }
 
 void nt_path_on_self_mapping(nt_path *pa, int self_mapping) {
@@ -177,8 +266,10 @@ static void predict_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
   nt_predict_role role = pa->predict.role;
   int first =
       role == NT_PREDICT_HARD ? pa->predict.rounds == 0 : pa->predict.sent == 0;
-  size_t n = nt_predict_due(&pa->predict, now, plan->predict_ports,
-                            NT_PATH_PREDICT_BATCH);
+  size_t max = pa->predict_batch && pa->predict_batch < NT_PATH_PREDICT_BATCH
+                   ? pa->predict_batch
+                   : NT_PATH_PREDICT_BATCH;
+  size_t n = nt_predict_due(&pa->predict, now, plan->predict_ports, max);
   if (!n) {
     return;
   }
@@ -367,6 +458,7 @@ void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
   if (on_prediction_socket) {
     pa->predicted = 1;
   }
+  pa->predict_quiet_until_ns = 0; /* the meeting did not fail */
   if (relayed) {
     pa->upgrade_next_ns = now_ns + MS(NT_PATH_UPGRADE_MS);
     if (pa->initiator && pa->have_direct) {

@@ -58,6 +58,26 @@
 /* Easy side of port prediction: ports probed in one tick at most. */
 #define NT_PATH_PREDICT_BATCH (NT_PREDICT_RATE * NT_PREDICT_TICK_MS / 1000)
 
+/* Port prediction's budgets (doc/operations.md, "Limits"). Its probes
+ * and sockets are spent on a peer the listener admitted, at the address
+ * the broker validated, yet a peer (or many names on one host) that asks
+ * again and again must not turn them into a flood or hold them all:
+ * - per peer, one prediction at a time: a meeting that predicted and did
+ *   not connect (it failed, or a new introduction replaced it) leaves the
+ *   peer without prediction until NT_PATH_PREDICT_COOLDOWN_MS after that
+ *   meeting's deadline; a connection clears it;
+ * - per public IP address, at most NT_PATH_PREDICT_PER_IP peers predict
+ *   at once;
+ * - per endpoint, at most NT_PATH_PREDICT_MAX predictions at once: the
+ *   hard side's take NT_PREDICT_SOCKETS each (NT_PREDICT_SOCKETS *
+ *   NT_PATH_PREDICT_MAX == NT_ENDPOINT_MAX_AUX, the pool), the easy
+ *   side's share NT_PATH_PREDICT_RATE probes a second evenly
+ *   (nt_path_predict_share), each at most NT_PREDICT_RATE. */
+#define NT_PATH_PREDICT_COOLDOWN_MS 30000
+#define NT_PATH_PREDICT_PER_IP 2
+#define NT_PATH_PREDICT_MAX 4
+#define NT_PATH_PREDICT_RATE 2000
+
 /* This client, for choosing which of the peer's addresses to probe. */
 typedef struct nt_path_self {
   const nt_addr *observed; /* our public address; len 0: unknown */
@@ -65,6 +85,26 @@ typedef struct nt_path_self {
   size_t nlocal;
   int reaches_ipv4, reaches_ipv6; /* our socket sends to that family */
 } nt_path_self;
+
+/* How far an address reaches, for checking what a broker says. */
+typedef enum nt_path_scope {
+  NT_PATH_SCOPE_NONE = 0, /* nothing to probe: unspecified, multicast,
+                             broadcast, link-local, reserved, port 0 */
+  NT_PATH_SCOPE_LOOPBACK,
+  NT_PATH_SCOPE_PRIVATE, /* 10/8, 172.16/12, 192.168/16, 100.64/10
+                            (carrier-grade NAT), 198.18/15, fc00::/7 */
+  NT_PATH_SCOPE_GLOBAL
+} nt_path_scope;
+
+nt_path_scope nt_path_scope_of(const struct sockaddr *a);
+
+/* Whether a peer's |observed| address in an introduction is one the
+ * broker at |broker| (as we reach it) can have seen: a usable unicast
+ * address, loopback only from a broker on loopback, private only from a
+ * broker on loopback or a private address. A broker on a global address
+ * that names a private or loopback address is lying (or broken): probes
+ * there would reach hosts of our own network. */
+int nt_path_observed_usable(const nt_addr *broker, const nt_addr *observed);
 
 /* The peer's addresses we probe, from an introduction: at most
  * NT_PUNCH_MAX_CANDIDATES into |cands|, duplicates dropped, only families
@@ -79,10 +119,12 @@ typedef struct nt_path_self {
  *   gets the same few 22-byte probes (one punch schedule) as any public
  *   candidate, never a byte more, and nothing inside our own network: an
  *   address in the /64 of one of our own falls under the next rule;
- * - its LAN addresses (IPv4, unique local IPv6, IPv6 in our own /64)
- *   only when the peer sits behind the same public address as we do (the
- *   same NAT, or no NAT on one LAN); anywhere else they name hosts on our
- *   own network, and probing them would let a peer aim our packets there.
+ * - its LAN addresses (private IPv4, unique local IPv6, IPv6 in our own
+ *   /64) only when the peer sits behind the same public address as we do
+ *   (the same NAT, or no NAT on one LAN); anywhere else they name hosts
+ *   on our own network, and probing them would let a peer aim our
+ *   packets there. A public IPv4 address named as a LAN address is
+ *   never probed.
  * Observed first, then public IPv6, then LAN. Returns how many; |*skipped|
  * counts the LAN addresses left out for that last reason. */
 size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
@@ -112,6 +154,11 @@ typedef struct nt_path {
   int have_probe_from;
   nt_predict predict;
   int predicted; /* the path was found by port prediction */
+  /* No prediction for this peer before then (NT_PATH_PREDICT_COOLDOWN_MS
+   * after a meeting that predicted; 0 after a connection). Kept across
+   * meetings. */
+  uint64_t predict_quiet_until_ns;
+  size_t predict_batch; /* easy side: ports per tick now; 0: a full batch */
   /* The relay fallback. */
   int relay_offered;
   uint64_t relay_at_ns; /* punching gives way to the relay then */
@@ -177,10 +224,34 @@ void nt_path_meet(nt_path *pa, const nt_path_meeting *m, uint64_t now_ns);
 uint64_t nt_path_relay_after_ms(int self_mapping, int peer_mapping,
                                 uint32_t connect_timeout_ms);
 
+/* Why port prediction may not run for a meeting (nt_path_predict_gate). */
+typedef enum nt_path_predict_gate_result {
+  NT_PATH_PREDICT_OK = 0,
+  NT_PATH_PREDICT_NOT_NEEDED, /* the mappings need no prediction */
+  NT_PATH_PREDICT_COOLING,    /* this peer's last prediction found nothing */
+  NT_PATH_PREDICT_IP_BUSY,    /* NT_PATH_PREDICT_PER_IP peers at its IP */
+  NT_PATH_PREDICT_BUSY        /* NT_PATH_PREDICT_MAX predictions at once */
+} nt_path_predict_gate_result;
+
+/* Whether this meeting may predict at |now_ns| (the budgets above):
+ * |same_ip| counts the other peers predicting toward the peer's public
+ * IP address now, |all| every other peer predicting now. */
+nt_path_predict_gate_result nt_path_predict_gate(const nt_path *pa,
+                                                 uint64_t now_ns,
+                                                 unsigned same_ip,
+                                                 unsigned all);
+
+/* Easy side: the ports one meeting probes per tick when |easy| meetings
+ * (this one included) probe at once: an even share of
+ * NT_PATH_PREDICT_RATE, at most NT_PATH_PREDICT_BATCH, at least 1. The
+ * caller sets pa->predict_batch to it before nt_path_due. */
+size_t nt_path_predict_share(unsigned easy);
+
 /* Port prediction for this meeting, timed from the introduction: the
  * role follows both mappings (predict.h); |possible| 0 (same public
- * address, no usable public address for the peer, no randomness) turns
- * it off. |seed| is 8 random bytes. */
+ * address, no usable public address for the peer, no randomness, or the
+ * gate said no) turns it off. |seed| is 8 random bytes. A prediction
+ * that starts begins the peer's cool-down (cleared if it connects). */
 void nt_path_start_prediction(nt_path *pa, int possible, const uint8_t seed[8]);
 
 /* Our own mapping is known now (while punching): the relay fallback's

@@ -58,6 +58,8 @@ typedef struct nt_self_view {
   size_t nlocal;
   int mapping;       /* nt_nat_mapping */
   int broker_closed; /* the broker admits only token/listed keys */
+  nt_addr broker;    /* the broker, as we reach it: what it may say it saw
+                        of a peer follows (nt_path_observed_usable) */
 } nt_self_view;
 
 typedef struct nt_peer_callbacks {

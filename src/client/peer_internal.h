@@ -58,10 +58,27 @@ struct nt_peer {
   uint64_t connected_ns; /* when the connection came up; 0: not yet */
 };
 
+/* Port prediction's budget hits, each logged at most every
+ * NT_PEERS_BUDGET_LOG_NS so that the log cannot be flooded either. */
+enum {
+  NT_PEERS_LOG_PREDICT_COOLING = 0,
+  NT_PEERS_LOG_PREDICT_IP_BUSY,
+  NT_PEERS_LOG_PREDICT_BUSY,
+  NT_PEERS_LOG_PREDICT_RATE,
+  NT_PEERS_LOG_PREDICT_SOCKETS,
+  NT_PEERS_LOG_OBSERVED,
+  NT_PEERS_LOG_KINDS
+};
+#define NT_PEERS_BUDGET_LOG_NS (10 * 1000000000ull)
+
 struct nt_peers {
   nt_peers_env env;
   TAILQ_HEAD(, nt_peer) list;
+  uint64_t budget_logged_ns[NT_PEERS_LOG_KINDS];
 };
+
+/* 1 when budget hit |kind| may be logged at |now_ns| (and notes it). */
+int nt_peers_budget_log_due(nt_peers *peers, int kind, uint64_t now_ns);
 
 #define ENV(p) (&(p)->table->env)
 #define LOG(p) (ENV(p)->log)

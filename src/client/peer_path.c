@@ -14,6 +14,9 @@
 #include "client/predict.h"
 #include "codec/mapping.h"
 
+_Static_assert(NT_PREDICT_SOCKETS * 4 <= NT_ENDPOINT_MAX_AUX,
+               "one peer's prediction sockets are a quarter of the pool");
+
 /* A peer that keeps asking for us is answered at most this often: each
  * introduction makes us probe, and probes must not become a flood it
  * aims (doc/operations.md, "Limits"). */
@@ -132,6 +135,15 @@ static void report_punch_failure(nt_peer *p) {
 
 /* ---- port prediction (predict.h) ---- */
 
+int nt_peers_budget_log_due(nt_peers *peers, int kind, uint64_t now_ns) {
+  uint64_t *last = &peers->budget_logged_ns[kind];
+  if (*last && now_ns - *last < NT_PEERS_BUDGET_LOG_NS) {
+    return 0;
+  }
+  *last = now_ns;
+  return 1;
+}
+
 /* Whether port prediction can work for this meeting; fills |seed|.
  * Behind one public address, the LAN candidates decide. */
 static int prediction_possible(const nt_peer *p, uint8_t seed[8]) {
@@ -144,10 +156,68 @@ static int prediction_possible(const nt_peer *p, uint8_t seed[8]) {
          nt_random_bytes(seed, 8) == 0;
 }
 
+/* Whether |q| runs a prediction now (of role |role|; NONE: either). */
+static int predicting(const nt_peer *q, nt_predict_role role) {
+  return q->state == NT_PEER_PUNCHING &&
+         q->path.predict.role != NT_PREDICT_NONE &&
+         (role == NT_PREDICT_NONE || q->path.predict.role == role);
+}
+
+/* The other peers predicting now: all of them (*all) and those toward
+ * |p|'s public IP address (returned). */
+static unsigned others_predicting(const nt_peer *p, unsigned *all) {
+  const nt_peer *q;
+  unsigned same_ip = 0;
+  *all = 0;
+  TAILQ_FOREACH(q, &p->table->list, link) {
+    if (q == p || !predicting(q, NT_PREDICT_NONE)) {
+      continue;
+    }
+    (*all)++;
+    if (q->observed.len &&
+        nt_addr_same_host((const struct sockaddr *)&q->observed.ss,
+                          (const struct sockaddr *)&p->observed.ss)) {
+      same_ip++;
+    }
+  }
+  return same_ip;
+}
+
+/* Prediction for |p|'s meeting, within its budgets (path.h): a budget
+ * hit is logged, at most every NT_PEERS_BUDGET_LOG_NS. */
 static void predict_start(nt_peer *p) {
   uint8_t seed[8] = {0};
+  uint64_t now = nt_monotonic_ns();
+  char addr[NT_ADDR_STRLEN];
   int possible = prediction_possible(p, seed);
-  nt_path_start_prediction(&p->path, possible, seed);
+  unsigned all = 0, same_ip = possible ? others_predicting(p, &all) : 0;
+  nt_path_predict_gate_result gate =
+      possible ? nt_path_predict_gate(&p->path, now, same_ip, all)
+               : NT_PATH_PREDICT_NOT_NEEDED;
+  if (gate == NT_PATH_PREDICT_COOLING &&
+      nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_COOLING, now)) {
+    nt_info(LOG(p),
+            "%s: no port prediction this time: its last one found no "
+            "path, and another waits %u s after that (the limit per peer)",
+            p->name, NT_PATH_PREDICT_COOLDOWN_MS / 1000);
+  } else if (gate == NT_PATH_PREDICT_IP_BUSY &&
+             nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_IP_BUSY,
+                                     now)) {
+    nt_info(LOG(p),
+            "%s: no port prediction this time: %d peers at %s predict "
+            "already (the limit per address)",
+            p->name, NT_PATH_PREDICT_PER_IP,
+            nt_addr_str((struct sockaddr *)&p->observed.ss, addr));
+  } else if (gate == NT_PATH_PREDICT_BUSY &&
+             nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_BUSY,
+                                     now)) {
+    nt_info(LOG(p),
+            "%s: no port prediction this time: %d meetings predict already "
+            "(the limit at once)",
+            p->name, NT_PATH_PREDICT_MAX);
+  }
+  nt_path_start_prediction(&p->path, possible && gate == NT_PATH_PREDICT_OK,
+                           seed);
 }
 
 /* The prediction probes of |plan|, to the peer's public address. */
@@ -161,13 +231,19 @@ static void predict_send(nt_peer *p, const nt_path_plan *plan) {
   nt_punch_encode(pkt, NT_PUNCH_PROBE, p->path.punch.nonce);
   if (plan->predict_burst) {
     if (plan->predict_open) {
+      /* At most NT_PREDICT_SOCKETS for one peer: a quarter of what the
+       * endpoint has (NT_ENDPOINT_MAX_AUX), so that others find some. */
       unsigned opened = nt_endpoint_aux_open(env->ep, p, NT_PREDICT_SOCKETS);
       if (!opened) {
-        nt_warn(env->log,
-                "%s: our NAT gives a new port per destination, but no "
-                "socket is left for port prediction (the descriptor limit, "
-                "ulimit -n, or %d in use): direct paths are unlikely",
-                p->name, NT_ENDPOINT_MAX_AUX);
+        if (nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_SOCKETS,
+                                    nt_monotonic_ns())) {
+          nt_warn(env->log,
+                  "%s: our NAT gives a new port per destination, but no "
+                  "socket is left for port prediction (the descriptor "
+                  "limit, ulimit -n, or %d in use by other peers' "
+                  "meetings): direct paths are unlikely",
+                  p->name, NT_ENDPOINT_MAX_AUX);
+        }
         return;
       }
       nt_info(env->log,
@@ -292,6 +368,25 @@ void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
 
 /* ---- the timer: doing what the path planner says ---- */
 
+/* Easy side: this meeting's share of NT_PATH_PREDICT_RATE among all
+ * that probe now (path.h); a smaller share than a full batch is logged. */
+static void set_predict_share(nt_peer *p, uint64_t now) {
+  const nt_peer *q;
+  unsigned easy = 0;
+  TAILQ_FOREACH(q, &p->table->list, link) {
+    easy += predicting(q, NT_PREDICT_EASY) &&
+            nt_predict_next(&q->path.predict) != UINT64_MAX;
+  }
+  p->path.predict_batch = nt_path_predict_share(easy);
+  if (p->path.predict_batch < NT_PATH_PREDICT_BATCH &&
+      nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_RATE, now)) {
+    nt_info(LOG(p),
+            "%u peers' ports are probed at once (port prediction): they "
+            "share %d probes a second",
+            easy, NT_PATH_PREDICT_RATE);
+  }
+}
+
 void nt_peer_arm_timer(nt_peer *p, uint64_t at_ns) {
   uint64_t now = nt_monotonic_ns();
   if (p->state == NT_PEER_CONNECTED && nt_path_live_next(&p->path) < at_ns) {
@@ -361,6 +456,9 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
   nt_path_phase phase = path_phase(p->state);
   int relayed = p->conn && nt_conn_is_relayed(p->conn);
+  if (predicting(p, NT_PREDICT_EASY)) {
+    set_predict_share(p, now);
+  }
   nt_path_due(&p->path, phase, relayed, now, &plan);
   if (plan.move_direct) {
     move_direct(p, (struct sockaddr *)&plan.direct.ss, plan.direct.len);
@@ -426,14 +524,43 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
   return n;
 }
 
+/* |in| with its observed address kept only when our broker can have
+ * seen it (nt_path_observed_usable): a broker that says otherwise gets
+ * no probe from us to that address. */
+static nt_introduction *checked_observed(nt_peers *peers,
+                                         const nt_introduction *in,
+                                         nt_introduction *out) {
+  const nt_peers_env *env = &peers->env;
+  char addr[NT_ADDR_STRLEN], broker[NT_ADDR_STRLEN];
+  *out = *in;
+  if (!in->observed.len ||
+      nt_path_observed_usable(&env->self->broker, &in->observed)) {
+    return out;
+  }
+  if (nt_peers_budget_log_due(peers, NT_PEERS_LOG_OBSERVED,
+                              nt_monotonic_ns())) {
+    nt_warn(env->log,
+            "%s: the broker at %s says it saw the peer at %s, which it "
+            "cannot have (another scope): that address is not probed",
+            in->name,
+            nt_addr_str((const struct sockaddr *)&env->self->broker.ss,
+                        broker),
+            nt_addr_str((const struct sockaddr *)&in->observed.ss, addr));
+  }
+  memset(&out->observed, 0, sizeof(out->observed));
+  return out;
+}
+
 /* Bounds: the client has checked the introduction (client.c); here
  * nt_path_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
-void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
+void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
   const nt_peers_env *env = &peers->env;
   nt_addr cands[NT_PUNCH_MAX_CANDIDATES];
   size_t n = 0;
   nt_peer *p;
+  nt_introduction checked;
+  const nt_introduction *in = checked_observed(peers, given, &checked);
 
   if (in->refresh) {
     repunch_start(peers, in);

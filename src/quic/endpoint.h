@@ -171,9 +171,10 @@ int nt_endpoint_connect(nt_endpoint *ep, const struct sockaddr *to,
  * that was hit, and every other extra socket is closed: each connection
  * still uses exactly one socket. Ids are > 0; 0 names the endpoint's own
  * socket. */
-#define NT_ENDPOINT_MAX_AUX 512
+#define NT_ENDPOINT_MAX_AUX 1024
 /* Descriptors of RLIMIT_NOFILE extra sockets leave to everything else
- * (with the usual limit of 1024: 256 sockets for prediction). */
+ * (with a soft limit of 1024 and no higher hard one: 256 sockets for
+ * prediction). */
 #define NT_ENDPOINT_FD_RESERVE 768
 
 /* Opens up to |n| extra sockets for |owner| (fewer when descriptors or
