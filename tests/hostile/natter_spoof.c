@@ -1,0 +1,448 @@
+/* natter-spoof: a hostile client of a broker that makes the broker's
+ * view of its address lie, and asks again and again for a peer, for the
+ * probe-budget tests (tests/integration/test_probe_budget.sh). Built on
+ * the library's internals in test builds only; never installed.
+ *
+ *   natter-spoof [-victim IP] [-spoof N] [-every MS] [-mapping KIND]
+ *                BROKER BIND NAME PEER SECONDS
+ *
+ * Checks in as NAME, its packets reaching the broker from a socket bound
+ * to BIND (a relay inside this process stands between its connection and
+ * the broker, as a NAT would), reports the NAT mapping KIND (symmetric,
+ * the default, or cone) and asks for PEER, again every MS if given.
+ *
+ * With -victim, the N packets (default 10) that follow the check-in's
+ * answer, the ConnectRequest among them, leave from a socket bound to
+ * IP:0 instead, as copies of genuine packets sent from a spoofed source
+ * would: the broker's connection then sees a new path it has not
+ * validated. What comes back to the victim's socket is dropped
+ * unanswered: the victim is a host that never answers.
+ *
+ * It counts, on a raw socket (root only), the UDP datagrams to the
+ * victim's IP address (else BIND's) from anyone but the broker, and
+ * prints
+ *   counted N ports M      (or "counted unavailable" without root)
+ *   victim_received K      datagrams to the victim's own socket
+ *   introductions I        Introductions the broker sent it
+ * Every run ends by itself after SECONDS. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "codec/control.h"
+#include "codec/mapping.h"
+#include "codec/wire.h"
+#include "natter.h"
+#include "quic/endpoint.h"
+#include "trust/tls.h"
+
+typedef struct spoof {
+  struct event_base *base;
+  nt_endpoint *ep;
+  nt_identity *id;
+  nt_log log;
+  nt_addr broker;
+  const char *name, *peer;
+  int mapping;
+  unsigned every_ms;
+  int spoof_n, spoof_left;
+  /* The relay: |in| faces our connection, |out| the broker, |victim|
+   * stands in for the host whose address is spoofed. */
+  int in_fd, out_fd, victim_fd, raw_fd;
+  nt_addr client; /* where our connection sends from */
+  struct in_addr target;
+  unsigned long counted, victim_received, introductions;
+  uint8_t ports_seen[65536 / 8];
+  unsigned distinct_ports;
+  nt_stream *ctl;
+  nt_wire_reader reader;
+  uint32_t next_id;
+  struct event *every_ev;
+} spoof;
+
+static int udp_socket(const char *ip, nt_addr *bound) {
+  struct sockaddr_in sin;
+  socklen_t len = sizeof(sin);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  if (fd < 0 || inet_pton(AF_INET, ip, &sin.sin_addr) != 1 ||
+      bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+      getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
+    fprintf(stderr, "natter-spoof: cannot bind a UDP socket to %s: %s\n", ip,
+            strerror(errno));
+    exit(1);
+  }
+  if (bound) {
+    memset(bound, 0, sizeof(*bound));
+    memcpy(&bound->ss, &sin, sizeof(sin));
+    bound->len = sizeof(sin);
+  }
+  return fd;
+}
+
+static void send_msg(spoof *s, const nt_control *msg) {
+  uint8_t frame[NT_CONTROL_FRAME_MAX];
+  size_t len = nt_control_encode(frame, msg);
+  if (len && s->ctl) {
+    nt_stream_write(s->ctl, frame, len);
+  }
+}
+
+static void ask(spoof *s) {
+  nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
+  msg.u.connect_request.request_id = ++s->next_id;
+  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
+           "%s", s->peer);
+  send_msg(s, &msg);
+}
+
+static void every_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ask(arg);
+}
+
+static void ask_first_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
+  (void)fd;
+  (void)what;
+  ask(s);
+  if (s->every_ms) {
+    struct timeval tv = {s->every_ms / 1000, (s->every_ms % 1000) * 1000};
+    s->every_ev = event_new(s->base, -1, EV_PERSIST, every_cb, s);
+    event_add(s->every_ev, &tv);
+  }
+}
+
+static void checked_in(spoof *s) {
+  nt_control msg = {.type = NT_CONTROL_NAT_REPORT};
+  msg.u.nat_report.mapping = s->mapping;
+  /* What we write next leaves from the victim's address: the NatReport
+   * moves the broker's view of us there (after the packet is read), the
+   * ConnectRequest a moment later finds it moved. */
+  s->spoof_left = s->spoof_n;
+  send_msg(s, &msg);
+  struct timeval tv = {0, 300 * 1000};
+  event_base_once(s->base, -1, EV_TIMEOUT, ask_first_cb, s, &tv);
+}
+
+static int on_frame(const uint8_t *body, size_t len, void *ud) {
+  spoof *s = ud;
+  nt_control msg;
+  char addr[NT_ADDR_STRLEN];
+  if (nt_control_decode(&msg, body, len) != 0) {
+    return 0;
+  }
+  switch (msg.type) {
+  case NT_CONTROL_CHECK_IN_RESULT:
+    if (msg.u.check_in_result.code == NT_CODE_OK) {
+      checked_in(s);
+    } else {
+      fprintf(stderr, "natter-spoof: check-in refused: %s\n",
+              msg.u.check_in_result.message);
+    }
+    break;
+  case NT_CONTROL_INTRODUCTION:
+    s->introductions++;
+    fprintf(stderr, "natter-spoof: introduced to %s at %s\n",
+            msg.u.introduction.name,
+            nt_addr_str((struct sockaddr *)&msg.u.introduction.observed.ss,
+                        addr));
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+static void ctl_recv(nt_stream *st, const uint8_t *data, size_t len, int fin,
+                     void *ud) {
+  spoof *s = ud;
+  (void)fin;
+  nt_wire_reader_each(&s->reader, data, len, on_frame, s);
+  nt_stream_consume(st, len);
+}
+
+static void ctl_closed(nt_stream *st, int reset, uint64_t code, void *ud) {
+  spoof *s = ud;
+  (void)st;
+  (void)reset;
+  (void)code;
+  s->ctl = NULL;
+}
+
+static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
+
+static void on_established(nt_conn *conn, void *ud) {
+  spoof *s = ud;
+  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
+  if (nt_conn_open_stream(conn, &s->ctl) != 0) {
+    return;
+  }
+  nt_stream_set_callbacks(s->ctl, &ctl_callbacks, s);
+  msg.u.check_in.protocol_version = NT_CONTROL_PROTOCOL_VERSION;
+  snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%s", s->name);
+  send_msg(s, &msg);
+}
+
+static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
+                      const char *message, void *ud) {
+  (void)conn;
+  (void)reason;
+  (void)code;
+  (void)ud;
+  fprintf(stderr, "natter-spoof: broker connection closed: %s\n", message);
+}
+
+static const nt_conn_callbacks conn_callbacks = {on_established, on_closed,
+                                                 NULL,           NULL,
+                                                 NULL,           NULL};
+
+/* Our connection -> the broker, from |out| or, while spoofing, |victim|. */
+static void in_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
+  uint8_t buf[65536];
+  struct sockaddr_storage from;
+  (void)what;
+  for (int i = 0; i < 64; i++) {
+    socklen_t fromlen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                         &fromlen);
+    if (n < 0) {
+      return;
+    }
+    memcpy(&s->client.ss, &from, fromlen);
+    s->client.len = fromlen;
+    int via = s->out_fd;
+    if (s->spoof_left > 0) {
+      s->spoof_left--;
+      via = s->victim_fd;
+    }
+    sendto(via, buf, (size_t)n, 0, (struct sockaddr *)&s->broker.ss,
+           s->broker.len);
+  }
+}
+
+/* The broker -> our connection. */
+static void out_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
+  uint8_t buf[65536];
+  struct sockaddr_storage from;
+  (void)what;
+  for (int i = 0; i < 64; i++) {
+    socklen_t fromlen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                         &fromlen);
+    if (n < 0) {
+      return;
+    }
+    if (s->client.len &&
+        nt_addr_equal((struct sockaddr *)&from,
+                      (struct sockaddr *)&s->broker.ss)) {
+      sendto(s->in_fd, buf, (size_t)n, 0, (struct sockaddr *)&s->client.ss,
+             s->client.len);
+    }
+  }
+}
+
+/* The victim never answers. */
+static void victim_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
+  uint8_t buf[2048];
+  (void)what;
+  while (recv(fd, buf, sizeof(buf), 0) >= 0) {
+    s->victim_received++;
+  }
+}
+
+/* Every UDP datagram to the target address that the broker did not send
+ * (its ports PORT, PORT+1 and PORT+2). */
+static void raw_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
+  uint8_t buf[2048];
+  const struct sockaddr_in *b = (const struct sockaddr_in *)&s->broker.ss;
+  uint16_t bport = ntohs(b->sin_port);
+  (void)what;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0) {
+      return;
+    }
+    struct iphdr ip;
+    struct udphdr udp;
+    if ((size_t)n < sizeof(ip)) {
+      continue;
+    }
+    memcpy(&ip, buf, sizeof(ip));
+    size_t hl = (size_t)ip.ihl * 4;
+    if (ip.protocol != IPPROTO_UDP || (size_t)n < hl + sizeof(udp) ||
+        ip.daddr != s->target.s_addr) {
+      continue;
+    }
+    memcpy(&udp, buf + hl, sizeof(udp));
+    uint16_t sport = ntohs(udp.source), dport = ntohs(udp.dest);
+    if (ip.saddr == b->sin_addr.s_addr && sport >= bport &&
+        sport <= bport + 2) {
+      continue;
+    }
+    s->counted++;
+    if (!(s->ports_seen[dport / 8] & (1u << (dport % 8)))) {
+      s->ports_seen[dport / 8] |= (uint8_t)(1u << (dport % 8));
+      s->distinct_ports++;
+    }
+  }
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  event_base_loopbreak(arg);
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: natter-spoof [-victim IP] [-spoof N] [-every MS] "
+                  "[-mapping symmetric|cone] BROKER BIND NAME PEER SECONDS\n");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  spoof s;
+  char err[300];
+  const char *victim = NULL;
+  nt_endpoint_config cfg;
+  nt_addr in_addr;
+
+  memset(&s, 0, sizeof(s));
+  s.mapping = NT_MAPPING_PER_DESTINATION;
+  s.spoof_n = 10;
+  s.raw_fd = s.victim_fd = -1;
+  int i = 1;
+  for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
+    if (strcmp(argv[i], "-victim") == 0) {
+      victim = argv[i + 1];
+    } else if (strcmp(argv[i], "-spoof") == 0) {
+      s.spoof_n = atoi(argv[i + 1]);
+    } else if (strcmp(argv[i], "-every") == 0) {
+      s.every_ms = (unsigned)atoi(argv[i + 1]);
+    } else if (strcmp(argv[i], "-mapping") == 0) {
+      s.mapping = strcmp(argv[i + 1], "cone") == 0
+                      ? NT_MAPPING_ENDPOINT_INDEPENDENT
+                      : NT_MAPPING_PER_DESTINATION;
+    } else {
+      return usage();
+    }
+  }
+  if (argc - i != 5) {
+    return usage();
+  }
+  unsigned seconds = (unsigned)atoi(argv[i + 4]);
+  s.name = argv[i + 2];
+  s.peer = argv[i + 3];
+  if (seconds == 0 || seconds > 120 || s.spoof_n < 0 || s.spoof_n > 1000 ||
+      (s.every_ms && s.every_ms < 100)) {
+    return usage();
+  }
+  if (!victim) {
+    s.spoof_n = 0;
+  }
+  s.log.level = NATTER_LOG_WARN;
+  if (nt_addr_parse(&s.broker, argv[i], "127.0.0.1", err, sizeof(err)) != 0 ||
+      s.broker.ss.ss_family != AF_INET) {
+    fprintf(stderr, "natter-spoof: broker (IPv4): %s\n", err);
+    return 2;
+  }
+  if (inet_pton(AF_INET, victim ? victim : argv[i + 1], &s.target) != 1) {
+    return usage();
+  }
+  s.base = event_base_new();
+  s.in_fd = udp_socket("127.0.0.1", &in_addr);
+  s.out_fd = udp_socket(argv[i + 1], NULL);
+  if (victim) {
+    s.victim_fd = udp_socket(victim, NULL);
+  }
+  s.raw_fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK, IPPROTO_UDP);
+  if (s.raw_fd >= 0) {
+    int big = 8 << 20;
+    setsockopt(s.raw_fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+  }
+  if (!s.base || nt_identity_new_ephemeral(&s.id, err, sizeof(err)) != 0) {
+    fprintf(stderr, "natter-spoof: %s\n", err);
+    return 1;
+  }
+  struct event *evs[4] = {
+      event_new(s.base, s.in_fd, EV_READ | EV_PERSIST, in_cb, &s),
+      event_new(s.base, s.out_fd, EV_READ | EV_PERSIST, out_cb, &s),
+      victim ? event_new(s.base, s.victim_fd, EV_READ | EV_PERSIST, victim_cb,
+                         &s)
+             : NULL,
+      s.raw_fd >= 0
+          ? event_new(s.base, s.raw_fd, EV_READ | EV_PERSIST, raw_cb, &s)
+          : NULL};
+  for (int k = 0; k < 4; k++) {
+    if (evs[k]) {
+      event_add(evs[k], NULL);
+    }
+  }
+  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL,
+                                                       NULL, NULL};
+  memset(&cfg, 0, sizeof(cfg));
+  nt_addr_parse(&cfg.bind, "127.0.0.1:0", NULL, err, sizeof(err));
+  cfg.callbacks = &no_ep_callbacks;
+  cfg.identity = s.id;
+  cfg.log = &s.log;
+  cfg.handshake_timeout_ms = 5000;
+  cfg.idle_timeout_ms = 30000;
+  cfg.keepalive_ms = 5000;
+  if (nt_endpoint_new(&s.ep, s.base, &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "natter-spoof: %s\n", err);
+    return 1;
+  }
+  nt_conn *conn;
+  if (nt_endpoint_connect(s.ep, (struct sockaddr *)&in_addr.ss, in_addr.len,
+                          NULL, &conn_callbacks, &s, &conn) != 0) {
+    fprintf(stderr, "natter-spoof: cannot start the connection\n");
+    return 1;
+  }
+  struct timeval tv = {seconds, 0};
+  struct event *done = evtimer_new(s.base, done_cb, s.base);
+  evtimer_add(done, &tv);
+  event_base_dispatch(s.base);
+  if (s.raw_fd >= 0) {
+    printf("counted %lu ports %u\n", s.counted, s.distinct_ports);
+  } else {
+    printf("counted unavailable\n");
+  }
+  printf("victim_received %lu\nintroductions %lu\n", s.victim_received,
+         s.introductions);
+  event_free(done);
+  if (s.every_ev) {
+    event_free(s.every_ev);
+  }
+  for (int k = 0; k < 4; k++) {
+    if (evs[k]) {
+      event_free(evs[k]);
+    }
+  }
+  nt_endpoint_free(s.ep);
+  nt_wire_reader_reset(&s.reader);
+  nt_identity_free(s.id);
+  event_base_free(s.base);
+  close(s.in_fd);
+  close(s.out_fd);
+  if (s.victim_fd >= 0) {
+    close(s.victim_fd);
+  }
+  if (s.raw_fd >= 0) {
+    close(s.raw_fd);
+  }
+  return 0;
+}
