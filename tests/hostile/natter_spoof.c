@@ -5,6 +5,7 @@
  *
  *   natter-spoof [-victim IP] [-spoof N] [-every MS] [-mapping KIND]
  *                BROKER BIND NAME PEER SECONDS
+ *   natter-spoof -proxy PORT BROKER BIND SECONDS
  *
  * Checks in as NAME, its packets reaching the broker from a socket bound
  * to BIND (a relay inside this process stands between its connection and
@@ -24,6 +25,12 @@
  *   counted N ports M      (or "counted unavailable" without root)
  *   victim_received K      datagrams to the victim's own socket
  *   introductions I        Introductions the broker sent it
+ * With -proxy, it is only the relay, for a real client that names
+ * 127.0.0.1:PORT as its broker: the broker sees that client at BIND's
+ * address and a port of the relay's, and the client's NAT mapping check
+ * (sent to the broker's second port directly) sees another port: the
+ * client takes its NAT for symmetric.
+ *
  * Every run ends by itself after SECONDS. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -68,12 +75,13 @@ typedef struct spoof {
   struct event *every_ev;
 } spoof;
 
-static int udp_socket(const char *ip, nt_addr *bound) {
+static int udp_socket(const char *ip, uint16_t port, nt_addr *bound) {
   struct sockaddr_in sin;
   socklen_t len = sizeof(sin);
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
   if (fd < 0 || inet_pton(AF_INET, ip, &sin.sin_addr) != 1 ||
       bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
       getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
@@ -310,7 +318,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg) {
 
 static int usage(void) {
   fprintf(stderr, "usage: natter-spoof [-victim IP] [-spoof N] [-every MS] "
-                  "[-mapping symmetric|cone] BROKER BIND NAME PEER SECONDS\n");
+                  "[-mapping symmetric|cone] BROKER BIND NAME PEER SECONDS\n"
+                  "       natter-spoof -proxy PORT BROKER BIND SECONDS\n");
   return 2;
 }
 
@@ -318,6 +327,7 @@ int main(int argc, char **argv) {
   spoof s;
   char err[300];
   const char *victim = NULL;
+  int proxy_port = 0;
   nt_endpoint_config cfg;
   nt_addr in_addr;
 
@@ -333,6 +343,8 @@ int main(int argc, char **argv) {
       s.spoof_n = atoi(argv[i + 1]);
     } else if (strcmp(argv[i], "-every") == 0) {
       s.every_ms = (unsigned)atoi(argv[i + 1]);
+    } else if (strcmp(argv[i], "-proxy") == 0) {
+      proxy_port = atoi(argv[i + 1]);
     } else if (strcmp(argv[i], "-mapping") == 0) {
       s.mapping = strcmp(argv[i + 1], "cone") == 0
                       ? NT_MAPPING_ENDPOINT_INDEPENDENT
@@ -341,12 +353,13 @@ int main(int argc, char **argv) {
       return usage();
     }
   }
-  if (argc - i != 5) {
+  if (argc - i != (proxy_port ? 3 : 5) || proxy_port < 0 ||
+      proxy_port > 65535) {
     return usage();
   }
-  unsigned seconds = (unsigned)atoi(argv[i + 4]);
-  s.name = argv[i + 2];
-  s.peer = argv[i + 3];
+  unsigned seconds = (unsigned)atoi(argv[i + (proxy_port ? 2 : 4)]);
+  s.name = proxy_port ? "" : argv[i + 2];
+  s.peer = proxy_port ? "" : argv[i + 3];
   if (seconds == 0 || seconds > 120 || s.spoof_n < 0 || s.spoof_n > 1000 ||
       (s.every_ms && s.every_ms < 100)) {
     return usage();
@@ -364,10 +377,10 @@ int main(int argc, char **argv) {
     return usage();
   }
   s.base = event_base_new();
-  s.in_fd = udp_socket("127.0.0.1", &in_addr);
-  s.out_fd = udp_socket(argv[i + 1], NULL);
+  s.in_fd = udp_socket("127.0.0.1", (uint16_t)proxy_port, &in_addr);
+  s.out_fd = udp_socket(argv[i + 1], 0, NULL);
   if (victim) {
-    s.victim_fd = udp_socket(victim, NULL);
+    s.victim_fd = udp_socket(victim, 0, NULL);
   }
   s.raw_fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK, IPPROTO_UDP);
   if (s.raw_fd >= 0) {
@@ -407,7 +420,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   nt_conn *conn;
-  if (nt_endpoint_connect(s.ep, (struct sockaddr *)&in_addr.ss, in_addr.len,
+  if (!proxy_port && nt_endpoint_connect(s.ep, (struct sockaddr *)&in_addr.ss, in_addr.len,
                           NULL, &conn_callbacks, &s, &conn) != 0) {
     fprintf(stderr, "natter-spoof: cannot start the connection\n");
     return 1;

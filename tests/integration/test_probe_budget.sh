@@ -14,7 +14,16 @@
 #    claiming a symmetric NAT, ask for bob every 2.1 s for 12 s. Each
 #    may cost bob one prediction (NT_PREDICT_BUDGET probes) and the
 #    punch probes of its meetings, not a new prediction every 2 s.
-# During both, alice's forward to bob and her -check of bob keep working.
+# 3. Many names, one host, a symmetric listener. bob2 reaches the broker
+#    through natter-spoof -proxy, so its NAT looks symmetric and it
+#    opens 256 prediction sockets per meeting. Four names from one
+#    address, claiming a cone NAT, ask for bob2 every 2.1 s: at most two
+#    of them predict at once (512 sockets of 1024), so the pool is never
+#    empty for another peer (before, two names held all 512 and the
+#    others got `no socket is left for port prediction`), and alice2's
+#    forward to bob2 works.
+# During all of it, alice's forward to bob and her -check of bob keep
+# working.
 #
 # The datagrams are counted on a raw socket (root); without root the
 # test is skipped (77).
@@ -36,6 +45,15 @@ loopback_ip() { echo "127.$((100 + RANDOM % 100)).$((RANDOM % 250)).$((2 + RANDO
 # ("counted N ports M", "victim_received K").
 field() {
   awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' "$2"
+}
+
+# wait_udp_bound PORT: wait until a UDP socket is bound to PORT.
+wait_udp_bound() {
+  local deadline=$(($(_now_ms) + 10000))
+  until ss -Huan "sport = :$1" | grep -q .; do
+    (($(_now_ms) < deadline)) || fail "nothing bound UDP port $1"
+    sleep 0.05
+  done
 }
 
 echo_port=$(free_port)
@@ -98,4 +116,43 @@ log "bob sent the four names $total datagrams in all (at most $limit)"
   fail "bob sent $total datagrams to four names in 12 s (at most $limit)"
 assert_log_contains bob 'no port prediction this time'
 honest_traffic "after the flood of names"
+
+log "3. four names from one host ask a symmetric bob2 every 2.1 s"
+broker=$BROKER
+proxy_port=$(free_port)
+start proxy "$SPOOF" -proxy "$proxy_port" "$BROKER" "$(loopback_ip)" 120
+wait_udp_bound "$proxy_port"
+BROKER=127.0.0.1:$proxy_port
+start_client bob2 -listen -allow-peer '*' -v
+BROKER=$broker
+wait_log bob2 "this host's NAT is symmetric"
+flood_ip=$(loopback_ip)
+for i in 5 6 7 8; do
+  start "m$i" "$SPOOF" -every 2100 -mapping cone "$BROKER" "$flood_ip" \
+    "m$i" bob2 12
+done
+for i in 5 6 7 8; do
+  wait_log bob2 "m$i: introduced" 20
+done
+fwd2=$(free_port)
+start_client alice2 "$fwd2:bob2:$echo_port"
+expect_exit_zero "$TCPCHECK" echo-check "$fwd2" --conns 2 --bytes 100K
+# bob2's descriptors while the names ask: two meetings' sockets at most.
+most=0
+for i in 5 6 7 8; do
+  deadline=$(($(_now_ms) + 40000))
+  while running "m$i"; do
+    n=$(find "/proc/$(pid bob2)/fd" -mindepth 1 -maxdepth 1 | wc -l)
+    ((n > most)) && most=$n
+    (($(_now_ms) < deadline)) || fail "m$i still running after 40 s"
+    sleep 0.1
+  done
+  wait_exit "m$i" 5
+done
+log "bob2 held at most $most descriptors (at most 2 x 256 sockets for one host)"
+((most <= 2 * 256 + 64)) || fail "bob2 held $most descriptors for four names of one host"
+# No peer after them finds the pool empty.
+assert_log_lacks bob2 'no socket is left'
+assert_log_contains bob2 'peers at [0-9.:]+ predict already'
+expect_exit_zero "$TCPCHECK" echo-check "$fwd2" --conns 2 --bytes 100K
 log "ok"
