@@ -647,6 +647,12 @@ static void test_handshake(void) {
           nt_endpoint_port(fx.ep_srv));
     CHECK(nt_addr_port(nt_conn_remote_addr(fx.srv.conn)) ==
           nt_endpoint_port(fx.ep_cli));
+    /* The handshake validated each side's address (what a broker
+     * introduces a client at; test_probe_budget spoofs it). */
+    CHECK(nt_addr_equal(nt_conn_validated_addr(fx.cli.conn),
+                        nt_conn_remote_addr(fx.cli.conn)));
+    CHECK(nt_addr_equal(nt_conn_validated_addr(fx.srv.conn),
+                        nt_conn_remote_addr(fx.srv.conn)));
   }
   /* And it stays up. */
   run_for(fx.base, 300);
