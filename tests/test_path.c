@@ -449,10 +449,10 @@ static void test_prediction_budgets(void) {
                        T0 + 12000 * MS};
   nt_path_meet(&pa, &m, T0 + 2000 * MS);
   CHECK(pa.predict_quiet_until_ns == quiet); /* kept across meetings */
-  nt_path_start_prediction(
-      &pa, nt_path_predict_gate(&pa, T0 + 2000 * MS, 0, 0) ==
-               NT_PATH_PREDICT_OK,
-      seed);
+  nt_path_start_prediction(&pa,
+                           nt_path_predict_gate(&pa, T0 + 2000 * MS, 0, 0) ==
+                               NT_PATH_PREDICT_OK,
+                           seed);
   CHECK(pa.predict.role == NT_PREDICT_NONE);
   CHECK(pa.predict_quiet_until_ns == quiet); /* not pushed further */
   /* A connection clears it. */
@@ -527,8 +527,9 @@ static void test_observed_scope(void) {
   CHECK(nt_path_observed_usable(&pub, &peer_pub));
   CHECK(nt_path_observed_usable(&pub, &peer_pub6));
   /* Never what names no one host. */
-  const char *bad4[] = {"0.0.0.0", "0.1.2.3", "224.0.0.1", "239.1.1.1",
-                        "255.255.255.255", "240.0.0.1", "169.254.1.1"};
+  const char *bad4[] = {"0.0.0.0",    "0.1.2.3",         "224.0.0.1",
+                        "239.1.1.1",  "255.255.255.255", "240.0.0.1",
+                        "169.254.1.1"};
   for (size_t i = 0; i < sizeof(bad4) / sizeof(bad4[0]); i++) {
     nt_addr a = addr4(bad4[i], 5000);
     CHECK(!nt_path_observed_usable(&lo, &a));

@@ -543,8 +543,7 @@ static nt_introduction *checked_observed(nt_peers *peers,
             "%s: the broker at %s says it saw the peer at %s, which it "
             "cannot have (another scope): that address is not probed",
             in->name,
-            nt_addr_str((const struct sockaddr *)&env->self->broker.ss,
-                        broker),
+            nt_addr_str((const struct sockaddr *)&env->self->broker.ss, broker),
             nt_addr_str((const struct sockaddr *)&in->observed.ss, addr));
   }
   memset(&out->observed, 0, sizeof(out->observed));

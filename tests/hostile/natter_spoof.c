@@ -108,8 +108,8 @@ static void send_msg(spoof *s, const nt_control *msg) {
 static void ask(spoof *s) {
   nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
   msg.u.connect_request.request_id = ++s->next_id;
-  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
-           "%s", s->peer);
+  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
+           s->peer);
   send_msg(s, &msg);
 }
 
@@ -161,10 +161,10 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
     break;
   case NT_CONTROL_INTRODUCTION:
     s->introductions++;
-    fprintf(stderr, "natter-spoof: introduced to %s at %s\n",
-            msg.u.introduction.name,
-            nt_addr_str((struct sockaddr *)&msg.u.introduction.observed.ss,
-                        addr));
+    fprintf(
+        stderr, "natter-spoof: introduced to %s at %s\n",
+        msg.u.introduction.name,
+        nt_addr_str((struct sockaddr *)&msg.u.introduction.observed.ss, addr));
     break;
   default:
     break;
@@ -211,9 +211,8 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
   fprintf(stderr, "natter-spoof: broker connection closed: %s\n", message);
 }
 
-static const nt_conn_callbacks conn_callbacks = {on_established, on_closed,
-                                                 NULL,           NULL,
-                                                 NULL,           NULL};
+static const nt_conn_callbacks conn_callbacks = {
+    on_established, on_closed, NULL, NULL, NULL, NULL};
 
 /* Our connection -> the broker, from |out| or, while spoofing, |victim|. */
 static void in_cb(evutil_socket_t fd, short what, void *arg) {
@@ -223,8 +222,8 @@ static void in_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (int i = 0; i < 64; i++) {
     socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
-                         &fromlen);
+    ssize_t n =
+        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
     if (n < 0) {
       return;
     }
@@ -248,14 +247,13 @@ static void out_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (int i = 0; i < 64; i++) {
     socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
-                         &fromlen);
+    ssize_t n =
+        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
     if (n < 0) {
       return;
     }
-    if (s->client.len &&
-        nt_addr_equal((struct sockaddr *)&from,
-                      (struct sockaddr *)&s->broker.ss)) {
+    if (s->client.len && nt_addr_equal((struct sockaddr *)&from,
+                                       (struct sockaddr *)&s->broker.ss)) {
       sendto(s->in_fd, buf, (size_t)n, 0, (struct sockaddr *)&s->client.ss,
              s->client.len);
     }
@@ -394,9 +392,9 @@ int main(int argc, char **argv) {
   struct event *evs[4] = {
       event_new(s.base, s.in_fd, EV_READ | EV_PERSIST, in_cb, &s),
       event_new(s.base, s.out_fd, EV_READ | EV_PERSIST, out_cb, &s),
-      victim ? event_new(s.base, s.victim_fd, EV_READ | EV_PERSIST, victim_cb,
-                         &s)
-             : NULL,
+      victim
+          ? event_new(s.base, s.victim_fd, EV_READ | EV_PERSIST, victim_cb, &s)
+          : NULL,
       s.raw_fd >= 0
           ? event_new(s.base, s.raw_fd, EV_READ | EV_PERSIST, raw_cb, &s)
           : NULL};
@@ -405,8 +403,8 @@ int main(int argc, char **argv) {
       event_add(evs[k], NULL);
     }
   }
-  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL,
-                                                       NULL, NULL};
+  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL, NULL,
+                                                        NULL};
   memset(&cfg, 0, sizeof(cfg));
   nt_addr_parse(&cfg.bind, "127.0.0.1:0", NULL, err, sizeof(err));
   cfg.callbacks = &no_ep_callbacks;
@@ -420,7 +418,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   nt_conn *conn;
-  if (!proxy_port && nt_endpoint_connect(s.ep, (struct sockaddr *)&in_addr.ss, in_addr.len,
+  if (!proxy_port &&
+      nt_endpoint_connect(s.ep, (struct sockaddr *)&in_addr.ss, in_addr.len,
                           NULL, &conn_callbacks, &s, &conn) != 0) {
     fprintf(stderr, "natter-spoof: cannot start the connection\n");
     return 1;
