@@ -39,7 +39,9 @@ fi
 
 # A loopback address of this run's own, 127.X.Y.Z with X >= 100, so that
 # another test's addresses (127.0.0.N) are never counted.
-loopback_ip() { echo "127.$((100 + RANDOM % 100)).$((RANDOM % 250)).$((2 + RANDOM % 250))"; }
+loopback_ip() {
+  echo "127.$((100 + RANDOM % 100)).$((RANDOM % 250)).$((2 + RANDOM % 250))"
+}
 
 # field NAME FILE: the number after NAME on natter-spoof's output
 # ("counted N ports M", "victim_received K").
@@ -84,9 +86,11 @@ wait_exit mallory 30
 counted=$(field counted "$WORK/mallory.log")
 [[ $counted =~ ^[0-9]+$ ]] ||
   fail "natter-spoof counted nothing: $(cat "$WORK/mallory.log")"
-log "bob sent the victim $counted datagrams ($(field victim_received "$WORK/mallory.log") from the broker reached its socket)"
+log "bob sent the victim $counted datagrams" \
+  "($(field victim_received "$WORK/mallory.log") from the broker reached it)"
 ((counted <= 3)) ||
-  fail "bob sent $counted datagrams to $victim, which never answered (at most 3)"
+  fail "bob sent $counted datagrams to $victim, which never answered" \
+    "(at most 3)"
 assert_log_lacks bob "ports of ${victim//./\\.}"
 assert_log_lacks bob "probe -> ${victim//./\\.}:"
 
@@ -150,7 +154,8 @@ for i in 5 6 7 8; do
   wait_exit "m$i" 5
 done
 log "bob2 held at most $most descriptors (at most 2 x 256 sockets for one host)"
-((most <= 2 * 256 + 64)) || fail "bob2 held $most descriptors for four names of one host"
+((most <= 2 * 256 + 64)) ||
+  fail "bob2 held $most descriptors for four names of one host"
 # No peer after them finds the pool empty.
 assert_log_lacks bob2 'no socket is left'
 assert_log_contains bob2 'peers at [0-9.:]+ predict already'
