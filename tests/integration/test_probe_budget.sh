@@ -121,6 +121,14 @@ log "bob sent the four names $total datagrams in all (at most $limit)"
 assert_log_contains bob 'no port prediction this time'
 honest_traffic "after the flood of names"
 
+# bob2 needs descriptors for two meetings' sockets and an honest peer's
+# beside the 768 natter keeps for everything else.
+hard=$(ulimit -Hn)
+if [[ $hard != unlimited ]] && ((hard < 768 + 3 * 256 + 64)); then
+  log "part 3 skipped: ulimit -Hn is $hard, too few for 3 x 256 sockets"
+  log "ok"
+  exit 0
+fi
 log "3. four names from one host ask a symmetric bob2 every 2.1 s"
 broker=$BROKER
 proxy_port=$(free_port)
