@@ -73,6 +73,15 @@ struct event_base;
  * clients not checked in yet (512), each of which has at most one bind
  * in flight, with room for its timers' flushes and expiries. */
 #define NT_REGISTRY_MAX_OUTSTANDING 4096
+/* A backend's answer "the store is locked by another process; nothing
+ * was changed, try again" (never seen by callers: see nt_registry_ops).
+ * Outside natter.h's codes. */
+#define NT_REGISTRY_ERR_BUSY (-1000)
+/* How long a request waits for a lock held elsewhere, retried from a
+ * timer every NT_REGISTRY_BUSY_RETRY_MS at most (the loop serves
+ * everything else meanwhile); under the broker's 10 s check-in deadline. */
+#define NT_REGISTRY_BUSY_WAIT_MS 5000
+#define NT_REGISTRY_BUSY_RETRY_MS 50
 /* The broker's default for unused names: 30 days. */
 #define NT_REGISTRY_DEFAULT_MAX_IDLE_S (30 * 24 * 3600)
 
