@@ -220,8 +220,12 @@ static int run_bind(nt_registry *reg, const nt_registry_request *req,
   int rv = reg->ops->lookup(reg->impl, req->name, &entry, err, errlen);
 
   if (rv == NATTER_ERR_PEER_UNKNOWN) {
+    if (req->flags & NT_REGISTRY_BIND_EXISTING) {
+      return rv; /* err: "name ... is not bound" */
+    }
     rv = reg->ops->insert(reg->impl, req->name, req->fingerprint, req->now, err,
                           errlen);
+    res->created = rv == 0;
     if (rv != NATTER_ERR_NAME_TAKEN) {
       return rv;
     }

@@ -89,6 +89,10 @@ struct event_base;
 /* A name bound to another key is rebound to this one (the broker's
  * admitted-keys file is the authority on a closed broker). */
 #define NT_REGISTRY_BIND_TAKEOVER 1u
+/* Only a name bound already (to this key, or taken over): a name not
+ * bound yet is not bound, NATTER_ERR_PEER_UNKNOWN (the broker's budget of
+ * new names is spent). */
+#define NT_REGISTRY_BIND_EXISTING 2u
 
 typedef struct nt_registry nt_registry;
 typedef struct nt_registry_request nt_registry_request;
@@ -110,6 +114,7 @@ typedef struct nt_registry_result {
   nt_registry_entry entry;
   int replaced;   /* bind with NT_REGISTRY_BIND_TAKEOVER took the name
                      from another key */
+  int created;    /* bind: the name was not bound before */
   size_t removed; /* expire: how many names went */
 } nt_registry_result;
 
@@ -221,9 +226,11 @@ int nt_registry_lookup(nt_registry *reg, const char *name,
                        nt_registry_request **preq, char *err, size_t errlen);
 
 /* Binds |name| to |fingerprint| (NT_FINGERPRINT_LEN bytes, copied) at
- * |now|; |flags| is 0 or NT_REGISTRY_BIND_TAKEOVER. When the name is
- * bound to this key already, it only counts as a touch. Result: 0 (a new
- * binding is committed before the callback runs),
+ * |now|; |flags| is 0 or NT_REGISTRY_BIND_TAKEOVER and/or
+ * NT_REGISTRY_BIND_EXISTING. When the name is bound to this key already,
+ * it only counts as a touch. Result: 0 (a new binding is committed
+ * before the callback runs; result->created says the name was new),
+ * NATTER_ERR_PEER_UNKNOWN for a new name with NT_REGISTRY_BIND_EXISTING,
  * NATTER_ERR_NAME_TAKEN when another key owns the name (result->entry is
  * the owner), NATTER_ERR_REGISTRY when the registry is full ("registry is
  * full") or the store failed. */
