@@ -182,6 +182,10 @@ static int new_name_pay(bclient *c, const uint8_t *key) {
   size_t srclen = nt_source_key((struct sockaddr *)&c->source.ss, src);
   uint64_t now = nt_monotonic_ns();
 
+  if (b->admitted) {
+    /* Each admitted key has its one name: nothing to squat. */
+    return 0;
+  }
   if (!nt_budget_take(&b->new_names_by_source, src, srclen, now)) {
     return 0;
   }
@@ -241,10 +245,11 @@ static void name_bound(const nt_registry_result *res, void *user_data) {
             "the admitted-keys file lists",
             w->name, hex);
   }
-  if (w->paid && !res->created) {
+  int paid = w->paid;
+  if (paid && !res->created) {
     new_name_refund(c); /* a name it had, or none at all */
   }
-  if (res->rv == NATTER_ERR_PEER_UNKNOWN && !w->paid) {
+  if (res->rv == NATTER_ERR_PEER_UNKNOWN && !paid && !c->broker->admitted) {
     new_name_refused(c, w->name);
     read_held(c);
     return;
@@ -283,8 +288,9 @@ static void bind_name(bclient *c, const nt_check_in *in, const uint8_t *key) {
   /* A spent budget still binds a name the key has: it only refuses a new
    * one (name_bound). */
   w->paid = new_name_pay(c, key);
-  unsigned flags = (b->admitted ? NT_REGISTRY_BIND_TAKEOVER : 0) |
-                   (w->paid ? 0 : NT_REGISTRY_BIND_EXISTING);
+  unsigned flags = b->admitted ? NT_REGISTRY_BIND_TAKEOVER
+                   : w->paid   ? 0
+                               : NT_REGISTRY_BIND_EXISTING;
   int rv = nt_registry_bind(b->registry, in->name, key, (int64_t)time(NULL),
                             flags, name_bound, c, &w->req, err, sizeof(err));
   if (rv != 0) {
