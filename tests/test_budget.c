@@ -40,9 +40,9 @@ static void test_sources(void) {
                           v2 = addr("2001:db8:1:2:ffff::9", 1),
                           v3 = addr("2001:db8:1:3::1", 1);
   uint8_t k[NT_SOURCE_KEY_MAX];
-  CHECK(nt_source_same(SA(a), SA(b)));  /* the port is not the source */
+  CHECK(nt_source_same(SA(a), SA(b))); /* the port is not the source */
   CHECK(!nt_source_same(SA(a), SA(c)));
-  CHECK(nt_source_same(SA(a), SA(m)));  /* v4-mapped is its IPv4 address */
+  CHECK(nt_source_same(SA(a), SA(m)));   /* v4-mapped is its IPv4 address */
   CHECK(nt_source_same(SA(v1), SA(v2))); /* one /64 */
   CHECK(!nt_source_same(SA(v1), SA(v3)));
   CHECK(nt_source_key(SA(a), k) == 4);

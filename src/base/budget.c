@@ -90,8 +90,7 @@ static void prune(nt_budget *b, uint64_t now_ns) {
   }
 }
 
-int nt_budget_take(nt_budget *b, const void *key, size_t len,
-                   uint64_t now_ns) {
+int nt_budget_take(nt_budget *b, const void *key, size_t len, uint64_t now_ns) {
   if (b->per_hour == 0) {
     return 1;
   }

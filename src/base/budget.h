@@ -18,8 +18,7 @@
 #define NT_SOURCE_KEY_MAX 8
 /* Writes |sa|'s source into |out| and returns its length (4 or 8); 0 for
  * another family. */
-size_t nt_source_key(const struct sockaddr *sa,
-                     uint8_t out[NT_SOURCE_KEY_MAX]);
+size_t nt_source_key(const struct sockaddr *sa, uint8_t out[NT_SOURCE_KEY_MAX]);
 /* 1 when |a| and |b| are the same source. */
 int nt_source_same(const struct sockaddr *a, const struct sockaddr *b);
 

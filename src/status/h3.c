@@ -458,9 +458,9 @@ static int admit_reader(h3_link *l, nt_conn *conn) {
              "slots of its own)",
              NT_H3_MAX_CONNS);
     why = reason;
-  } else if (l->sourcelen && count_links(srv, LINK_ORDINARY, l->source,
-                                         l->sourcelen) >=
-                                 NT_H3_MAX_PER_ADDRESS) {
+  } else if (l->sourcelen &&
+             count_links(srv, LINK_ORDINARY, l->source, l->sourcelen) >=
+                 NT_H3_MAX_PER_ADDRESS) {
     snprintf(reason, sizeof(reason),
              "%d status readers from this address are connected already",
              NT_H3_MAX_PER_ADDRESS);

@@ -21,14 +21,15 @@ struct evbuffer;
  * own key and -admin keys (nt_h3_server_set_privileged) have slots of
  * their own that no one else can take. A connection past a limit is
  * refused or closed with a reason that names it, logged once a second. */
-#define NT_H3_MAX_CONNS 16      /* established readers with another key
-                                   or none */
-#define NT_H3_MAX_PER_ADDRESS 4 /* ... of those from one source address
-                                   (IPv6: its /64); and handshakes from
-                                   one source */
-#define NT_H3_MAX_PRIVILEGED 4  /* readers with the server's own key or
-                                   an -admin key, beside the others */
-#define NT_H3_MAX_HANDSHAKES 32 /* connections still in their handshake */
+/* Established readers with another key or none. */
+#define NT_H3_MAX_CONNS 16
+/* ... of those from one source address (IPv6: its /64); also the
+ * handshakes from one source at once. */
+#define NT_H3_MAX_PER_ADDRESS 4
+/* Readers with the server's own key or an -admin key, beside the others. */
+#define NT_H3_MAX_PRIVILEGED 4
+/* Connections still in their handshake (key not known yet). */
+#define NT_H3_MAX_HANDSHAKES 32
 #define NT_H3_MAX_BODY (16 * 1024 * 1024) /* a response the client takes */
 
 typedef struct nt_h3_server nt_h3_server;

@@ -91,8 +91,7 @@ static void finish(session *s) {
   }
   hog *h = s->h;
   /* status: the next one started when this one was established. */
-  if (strcmp(h->mode, "checks") != 0 && !s->established &&
-      h->started < h->n) {
+  if (strcmp(h->mode, "checks") != 0 && !s->established && h->started < h->n) {
     start_session(h, h->started);
   }
 }
@@ -227,13 +226,12 @@ static void start_session(hog *h, unsigned i) {
     fprintf(stderr, "natter-hog: %s\n", err);
     exit(1);
   }
-  int rv = strcmp(h->mode, "status") == 0
-               ? nt_endpoint_connect_h3(s->ep, (struct sockaddr *)&h->broker.ss,
-                                        h->broker.len, NULL, &callbacks, s,
-                                        &s->conn)
-               : nt_endpoint_connect(s->ep, (struct sockaddr *)&h->broker.ss,
-                                     h->broker.len, NULL, &callbacks, s,
-                                     &s->conn);
+  int rv =
+      strcmp(h->mode, "status") == 0
+          ? nt_endpoint_connect_h3(s->ep, (struct sockaddr *)&h->broker.ss,
+                                   h->broker.len, NULL, &callbacks, s, &s->conn)
+          : nt_endpoint_connect(s->ep, (struct sockaddr *)&h->broker.ss,
+                                h->broker.len, NULL, &callbacks, s, &s->conn);
   if (rv != 0) {
     fprintf(stderr, "natter-hog: cannot start session %u\n", i);
     exit(1);
@@ -293,8 +291,8 @@ int main(int argc, char **argv) {
   } else {
     return usage();
   }
-  if (h.n == 0 || h.n > HOG_MAX_SESSIONS || h.seconds == 0 ||
-      h.seconds > 120 || h.per > 16) {
+  if (h.n == 0 || h.n > HOG_MAX_SESSIONS || h.seconds == 0 || h.seconds > 120 ||
+      h.per > 16) {
     return usage();
   }
   h.base = event_base_new();
