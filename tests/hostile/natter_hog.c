@@ -13,6 +13,8 @@
  *       of PEER, and again every second for SECONDS (renewing what the
  *       broker frees); prints how many checks were granted and how many
  *       refused (with the last reason).
+ *   natter-hog checks-one-key BROKER BIND N PEER PER SECONDS
+ *       the same with one key for all N sessions.
  *   natter-hog status BROKER BIND N SECONDS
  *       N HTTP/3 status connections, one after the other, held open for
  *       SECONDS; prints how many were established (also as they are) and
@@ -52,6 +54,7 @@ struct hog {
   nt_addr broker;
   const char *mode, *bind, *prefix, *peer;
   unsigned n, per, seconds;
+  int one_key;      /* every session under the first one's key */
   unsigned started; /* names: sessions started so far */
   session sessions[HOG_MAX_SESSIONS];
   unsigned bound, refused, granted, established, closed;
@@ -212,12 +215,13 @@ static void start_session(hog *h, unsigned i) {
   memset(&cfg, 0, sizeof(cfg));
   snprintf(bind, sizeof(bind), "%s:0", h->bind);
   if (nt_addr_parse(&cfg.bind, bind, "127.0.0.1", err, sizeof(err)) != 0 ||
-      nt_identity_new_ephemeral(&s->id, err, sizeof(err)) != 0) {
+      (!(h->one_key && i > 0) &&
+       nt_identity_new_ephemeral(&s->id, err, sizeof(err)) != 0)) {
     fprintf(stderr, "natter-hog: %s\n", err);
     exit(1);
   }
   cfg.callbacks = &no_ep_callbacks;
-  cfg.identity = s->id;
+  cfg.identity = h->one_key ? h->sessions[0].id : s->id;
   cfg.log = &h->log;
   cfg.handshake_timeout_ms = 5000;
   cfg.idle_timeout_ms = 30000;
@@ -258,6 +262,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg) {
 static int usage(void) {
   fprintf(stderr, "usage: natter-hog names BROKER BIND N PREFIX\n"
                   "       natter-hog checks BROKER BIND N PEER PER SECONDS\n"
+                  "       natter-hog checks-one-key BROKER BIND N PEER PER "
+                  "SECONDS\n"
                   "       natter-hog status BROKER BIND N SECONDS\n");
   return 2;
 }
@@ -277,6 +283,10 @@ int main(int argc, char **argv) {
   if (nt_addr_parse(&h.broker, argv[2], "127.0.0.1", err, sizeof(err)) != 0) {
     fprintf(stderr, "natter-hog: broker: %s\n", err);
     return 2;
+  }
+  if (strcmp(h.mode, "checks-one-key") == 0) {
+    h.mode = "checks";
+    h.one_key = 1;
   }
   if (strcmp(h.mode, "names") == 0 && argc == 6) {
     h.prefix = argv[5];
@@ -332,6 +342,8 @@ int main(int argc, char **argv) {
   }
   for (unsigned i = 0; i < h.n; i++) {
     nt_endpoint_free(h.sessions[i].ep);
+  }
+  for (unsigned i = 0; i < h.n; i++) {
     nt_identity_free(h.sessions[i].id);
     nt_wire_reader_reset(&h.sessions[i].reader);
   }
