@@ -137,10 +137,14 @@ typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
  * failures). Arguments are already checked by this layer. The backends
  * here are local (a file, memory) and synchronous: this layer calls them
  * from the loop, one request at a time, never from the caller's call, so
- * the loop still waits while one runs (SQLite: at most its 200 ms lock
- * timeout when an operator's -release holds the lock). A networked
- * backend (PostgreSQL) needs an asynchronous form of these functions;
- * the contract above stays what callers rely on. */
+ * the loop waits while one runs, but never for a lock that another
+ * process holds (an operator's -list/-release, a backup): the backend
+ * returns NT_REGISTRY_ERR_BUSY at once, with nothing changed, and this
+ * layer runs the request again from a timer, keeping it first in the
+ * queue, for up to NT_REGISTRY_BUSY_WAIT_MS; then it fails with
+ * NATTER_ERR_REGISTRY and the backend's reason. A networked backend
+ * (PostgreSQL) needs an asynchronous form of these functions; the
+ * contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */
   /* Opens (creating when missing) the store at |location| (a path for
