@@ -68,6 +68,9 @@ int run_broker(cli *app, const cli_config *o, natter_log_level level) {
   if (o->relay_total_set) {
     cfg.relay_total = o->relay_total;
   }
+  if (o->new_names_per_hour_set) {
+    cfg.new_names_per_hour = (uint32_t)o->new_names_per_hour;
+  }
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
     return 1;
   }

@@ -120,6 +120,11 @@
     "DUR", 0, 0, "a duration such as 30d, 12h, 90m or 45s (0: never)", "30d",  \
     CLI_BROKER, 0,                                                             \
     "broker: release names unused for DUR (30d, 12h, 90m, 45s; 0: never)")     \
+  X(NEW_NAMES_PER_HOUR, "-new-names-per-hour", "new-names-per-hour", COUNT,  \
+    new_names_per_hour, "N", 0, 1000000, "a number 0..1000000", "60",          \
+    CLI_BROKER, 0,                                                             \
+    "broker: new names one address (IPv6: /64) and one key may each bind "     \
+    "an hour, burst up to 10 (0: no limit)")                                  \
   X(RELAY, "-relay", "relay", BOOL, relay, NULL, 0, 0, NULL, NULL,             \
     CLI_BROKER, 0,                                                             \
     "broker: relay peers that cannot punch a hole (UDP PORT+2; end-to-end "    \

@@ -125,7 +125,8 @@ typedef struct natter_broker natter_broker; /* opaque */
 #define NATTER_BROKER_CONFIG_V1 1
 #define NATTER_BROKER_CONFIG_V2 2 /* registry .. retry_above_per_s */
 #define NATTER_BROKER_CONFIG_V3 3 /* relay .. relay_total */
-#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V3
+#define NATTER_BROKER_CONFIG_V4 4 /* new_names_per_hour */
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V4
 
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
@@ -179,6 +180,13 @@ typedef struct natter_broker_config {
   uint64_t relay_total; /* bytes one client may relay while the
                            broker runs; default 1000000000 (1 GB);
                            0: no cap */
+  /* V4: names a source may add to the registry (doc/operations.md,
+   * "Limits"). */
+  uint32_t new_names_per_hour; /* names not bound yet that one source
+                                  address (IPv6: its /64) and one key may
+                                  each bind an hour, with a burst of up
+                                  to 10; names already bound never count;
+                                  default 60; 0: no limit */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */

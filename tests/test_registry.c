@@ -1055,6 +1055,63 @@ static void test_location(void) {
   remove_tmpdir();
 }
 
+/* Another process (an operator's -release, a backup) holds the write
+ * lock: a bind neither blocks the loop nor fails at once; it waits first
+ * in the queue, retried from a timer, and binds once the lock goes. */
+static void test_lock_held_elsewhere(void) {
+  char path[512], err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg;
+  sqlite3 *db = NULL;
+  waiter w = {0}, later = {0};
+  struct timespec t0, t1;
+
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "registry.db");
+  key(k1, 1);
+  reg = open_ok(path);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_lookup(reg, "alice", on_done, &later, NULL, err,
+                           sizeof(err)) == 0);
+  /* Turns of the loop while the lock is held: each returns without
+   * waiting for the lock (the old 200 ms busy timeout would show here as
+   * 200 ms per turn), and nothing is answered. */
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < 5; i++) {
+    CHECK(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) == 0);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK(w.calls == 0 && later.calls == 0);
+  CHECK(nt_registry_outstanding(reg) == 2);
+  printf("  5 turns with the lock held: %ld ms\n",
+         (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+                (t1.tv_nsec - t0.tv_nsec) / 1000000));
+  CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0);
+  run_until_done(&later);
+  CHECK(later.res.rv == 0 && later.order == w.order + 1);
+
+  /* A waiting request is still cancellable. */
+  CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+  nt_registry_request *req = NULL;
+  waiter never = {0};
+  CHECK(nt_registry_release(reg, "alice", on_done, &never, &req, err,
+                            sizeof(err)) == 0);
+  CHECK(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) == 0);
+  CHECK(never.calls == 0);
+  nt_registry_cancel(req);
+  CHECK(nt_registry_outstanding(reg) == 0);
+  CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"persists_across_reopen", test_persists_across_reopen},
@@ -1077,6 +1134,7 @@ int main(void) {
       {"takeover", test_takeover},
       {"touch_threshold_flushes", test_touch_threshold_flushes},
       {"location", test_location},
+      {"lock_held_elsewhere", test_lock_held_elsewhere},
       {NULL, NULL},
   };
   int rv;

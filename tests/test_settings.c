@@ -286,6 +286,7 @@ static void test_defaults_are_the_library_defaults(void) {
   CHECK(table_default(CLI_S_NAME_EXPIRY) == bc.name_expiry_s);
   CHECK(table_default(CLI_S_RELAY_RATE) == bc.relay_rate);
   CHECK(table_default(CLI_S_RELAY_TOTAL) == bc.relay_total);
+  CHECK(table_default(CLI_S_NEW_NAMES_PER_HOUR) == bc.new_names_per_hour);
 }
 
 /* Each entry is usable: a flag or a key, and a value name for a flag that

@@ -20,6 +20,8 @@ size_t nt_broker_config_len(int version) {
     return FIELD_END(natter_broker_config, retry_above_per_s);
   case NATTER_BROKER_CONFIG_V3:
     return FIELD_END(natter_broker_config, relay_total);
+  case NATTER_BROKER_CONFIG_V4:
+    return FIELD_END(natter_broker_config, new_names_per_hour);
   default:
     return 0;
   }
@@ -118,6 +120,7 @@ static void broker_config_defaults(natter_broker_config *cfg) {
   cfg->retry_above_per_s = 200;
   cfg->relay_rate = 2000000;
   cfg->relay_total = 1000000000;
+  cfg->new_names_per_hour = 60;
 }
 
 static void client_config_defaults(natter_client_config *cfg) {

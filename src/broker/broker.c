@@ -510,7 +510,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
     free(b);
     return NATTER_ERR_IDENTITY;
   }
-  uint8_t seed[NT_HASHMAP_SEED_LEN * 2];
+  uint8_t seed[NT_HASHMAP_SEED_LEN * 4];
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
     nt_error(&b->log, "broker: cannot get random bytes");
     nt_identity_free(b->identity);
@@ -519,6 +519,14 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_hashmap_init(&b->checked_in, seed);
   nt_sources_init(&b->sources, seed + NT_HASHMAP_SEED_LEN);
+  b->new_names_per_hour = cfg->new_names_per_hour;
+  unsigned burst = cfg->new_names_per_hour < BROKER_NEW_NAMES_BURST
+                       ? cfg->new_names_per_hour
+                       : BROKER_NEW_NAMES_BURST;
+  nt_budget_init(&b->new_names_by_source, seed + 2 * NT_HASHMAP_SEED_LEN,
+                 cfg->new_names_per_hour, burst, BROKER_NEW_NAMES_TRACKED);
+  nt_budget_init(&b->new_names_by_key, seed + 3 * NT_HASHMAP_SEED_LEN,
+                 cfg->new_names_per_hour, burst, BROKER_NEW_NAMES_TRACKED);
   b->loopback = nt_addr_is_loopback((struct sockaddr *)&epcfg.bind.ss);
   /* ":PORT" (no host) is every address of both families; "0.0.0.0:PORT"
    * and "[::]:PORT" are that family only, as given. */
@@ -600,6 +608,8 @@ void natter_broker_free(natter_broker *b) {
     nt_bclient_free(b, c);
   }
   nt_sources_clear(&b->sources);
+  nt_budget_clear(&b->new_names_by_source);
+  nt_budget_clear(&b->new_names_by_key);
   nt_hashmap_clear(&b->checked_in);
   nt_identity_free(b->identity);
   free(b);

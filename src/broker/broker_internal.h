@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 
 #include "base/admission.h"
+#include "base/budget.h"
 #include "base/hashmap.h"
 #include "base/log.h"
 #include "broker/registry.h"
@@ -33,8 +34,15 @@
  * session that replaces it). */
 #define BROKER_MAX_INTRODUCED 16
 /* Connectivity checks (ConnectRequest.check) awaiting the checked peer's
- * report: at most this many at once (client_session.c has the rest). */
-#define BROKER_MAX_CHECKS 64
+ * report: at most this many at once, a table no one source can fill
+ * (client_session.c has the per-requester caps). */
+#define BROKER_MAX_CHECKS 1024
+/* New names (binds of a name not bound yet) per source address and per
+ * key: natter_broker_config.new_names_per_hour, saved up to this burst;
+ * the budgets remember at most this many sources and keys each (a budget
+ * that is full of spending sources refuses new names, logged). */
+#define BROKER_NEW_NAMES_BURST 10
+#define BROKER_NEW_NAMES_TRACKED 65536
 
 typedef struct bclient bclient;
 
@@ -46,6 +54,8 @@ typedef struct bclient_binding {
   char name[NT_NAME_MAX + 1];
   uint8_t session[NT_SESSION_LEN];
   int diagnostic, listen, no_relay;
+  int paid; /* took a new name from the budgets (given back unless the
+               name turns out new) */
   /* What the client sent after its CheckIn, read once the bind is done so
    * that its messages keep their order (BROKER_HELD_MAX at most). */
   uint8_t *held;
@@ -81,6 +91,7 @@ struct bclient {
    * may only ask for checks. */
   int diagnostic;
   bclient_binding binding; /* check-in waiting for the registry */
+  uint64_t check_session_ends_ns; /* diagnostic: no checks after it */
 };
 
 /* A check awaiting the checked peer's report. */
@@ -88,6 +99,11 @@ typedef struct bcheck {
   uint8_t nonce[NT_PUNCH_NONCE_LEN];
   bclient *requester, *peer; /* NULL: the slot is free */
   uint64_t expires_ns;
+  /* Whose it is, for the caps per source and per key (check_slot fills
+   * them in with the slot it hands out). */
+  uint8_t source[NT_SOURCE_KEY_MAX];
+  size_t sourcelen;
+  uint8_t key[NT_FINGERPRINT_LEN];
 } bcheck;
 
 TAILQ_HEAD(bclient_list, bclient);
@@ -111,6 +127,11 @@ struct natter_broker {
    * from clients, so lookups must not grow with their number. */
   nt_hashmap checked_in;
   nt_registry *registry;    /* name -> key, persistent */
+  /* New names per source address and per key (client_session.c); one
+   * log line a second when refused. */
+  nt_budget new_names_by_source, new_names_by_key;
+  uint32_t new_names_per_hour; /* 0: no limit */
+  nt_log_gate new_names_gate;
   char registry_path[1024]; /* "" : in memory */
   int64_t name_expiry_s;    /* 0: never */
   struct event *flush_ev, *expire_ev;
@@ -136,6 +157,7 @@ struct natter_broker {
   nt_h3_server *h3; /* HTTP/3 /status on the broker's own port */
   nt_relay *relay;  /* NULL: no relaying (-relay off) */
   bcheck checks[BROKER_MAX_CHECKS];
+  nt_log_gate checks_gate; /* "too many checks" lines */
 };
 
 /* ---- client_session.c: one connected client ---- */

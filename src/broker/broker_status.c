@@ -174,12 +174,16 @@ int nt_broker_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
                         nt_accept_params *params, void *ud) {
   natter_broker *b = ud;
   (void)ep;
-  (void)from;
-  return b->h3 ? nt_h3_server_accept(b->h3, params) : 0;
+  return b->h3 ? nt_h3_server_accept_from(b->h3, from, params) : 0;
 }
 
 void nt_broker_start_status_page(natter_broker *b) {
   if (nt_h3_server_new(&b->h3, &b->log, broker_render_status, b) != 0) {
     nt_warn(&b->log, "no HTTP/3 status page: out of memory");
+    return;
   }
+  /* The broker's own key (natter -status on its machine) and -admin keys
+   * always find a slot. */
+  nt_h3_server_set_privileged(b->h3, nt_identity_fingerprint(b->identity),
+                              &b->admins);
 }

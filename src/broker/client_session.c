@@ -25,10 +25,19 @@
  * this often. */
 #define BROKER_MOVE_NOTICE_NS (2 * 1000000000ull)
 /* Connectivity checks awaiting the checked peer's report (at most
- * BROKER_MAX_CHECKS at once): this many per requester, each for this
- * long; the report goes to the requester only. */
-#define BROKER_MAX_CHECKS_PER_CLIENT 4
-#define BROKER_CHECK_TTL_NS (120 * 1000000000ull)
+ * BROKER_MAX_CHECKS at once): this many per requester key (across its
+ * sessions) and per source address (IPv6: /64), each for this long; the
+ * report goes to the requester only. A check session may start checks
+ * for BROKER_CHECK_SESSION_NS after its check-in, so that no slot is
+ * renewed past twice the TTL without a new session (a new connection,
+ * counted against -max-per-address). natter -check needs one check of
+ * at most connect timeout + 10 s. */
+#define BROKER_MAX_CHECKS_PER_KEY 4
+#define BROKER_MAX_CHECKS_PER_SOURCE 8
+#define BROKER_CHECK_TTL_S 120
+#define BROKER_CHECK_SESSION_S 240 /* twice the TTL */
+#define BROKER_CHECK_TTL_NS (BROKER_CHECK_TTL_S * 1000000000ull)
+#define BROKER_CHECK_SESSION_NS (BROKER_CHECK_SESSION_S * 1000000000ull)
 
 static void client_closed(nt_conn *conn, nt_close_reason reason,
                           uint64_t app_code, const char *message, void *ud);
@@ -158,6 +167,66 @@ static void finish_check_in(bclient *c, const uint8_t *key,
                             const nt_check_in *in);
 static void read_held(bclient *c);
 
+/* ---- the budget of new names ----
+ *
+ * A name not bound yet costs its source address and its key one token
+ * each (BROKER_NEW_NAMES_BURST saved, new_names_per_hour more an hour),
+ * so one host cannot fill the registry; a name already bound costs
+ * nothing and is never refused for it. The tokens are taken before the
+ * bind (two binds in flight cannot both spend the last one) and given
+ * back when the name was not new after all. */
+
+static int new_name_pay(bclient *c, const uint8_t *key) {
+  natter_broker *b = c->broker;
+  uint8_t src[NT_SOURCE_KEY_MAX];
+  size_t srclen = nt_source_key((struct sockaddr *)&c->source.ss, src);
+  uint64_t now = nt_monotonic_ns();
+
+  if (b->admitted) {
+    /* Each admitted key has its one name: nothing to squat. */
+    return 0;
+  }
+  if (!nt_budget_take(&b->new_names_by_source, src, srclen, now)) {
+    return 0;
+  }
+  if (!nt_budget_take(&b->new_names_by_key, key, NT_FINGERPRINT_LEN, now)) {
+    nt_budget_give_back(&b->new_names_by_source, src, srclen);
+    return 0;
+  }
+  return 1;
+}
+
+static void new_name_refund(bclient *c) {
+  natter_broker *b = c->broker;
+  uint8_t src[NT_SOURCE_KEY_MAX];
+  size_t srclen = nt_source_key((struct sockaddr *)&c->source.ss, src);
+
+  nt_budget_give_back(&b->new_names_by_source, src, srclen);
+  nt_budget_give_back(&b->new_names_by_key, nt_conn_peer_fingerprint(c->conn),
+                      NT_FINGERPRINT_LEN);
+  c->binding.paid = 0;
+}
+
+/* The budget was spent and |name| was not bound yet. */
+static void new_name_refused(bclient *c, const char *name) {
+  natter_broker *b = c->broker;
+  char addr[NT_ADDR_STRLEN], msg[200];
+  unsigned held;
+
+  if (nt_log_gate_pass(&b->new_names_gate, nt_monotonic_ns(), &held)) {
+    nt_warn(&b->log,
+            "refused the new name \"%s\" from %s: its address or key used up "
+            "its new names (%u an hour, -new-names-per-hour)%s",
+            name, nt_addr_str(nt_conn_remote_addr(c->conn), addr),
+            b->new_names_per_hour, held ? " (and more like it)" : "");
+  }
+  snprintf(msg, sizeof(msg),
+           "too many new names from this address or key (limit %u an hour); "
+           "use a name you have, or try later",
+           b->new_names_per_hour);
+  send_check_in_result(c, NT_CODE_REFUSED, msg);
+}
+
 /* The registry has decided on the name of a waiting check-in. */
 static void name_bound(const nt_registry_result *res, void *user_data) {
   bclient *c = user_data;
@@ -175,6 +244,15 @@ static void name_bound(const nt_registry_result *res, void *user_data) {
             "\"%s\" was bound to key %.16s...; rebinding it to the key "
             "the admitted-keys file lists",
             w->name, hex);
+  }
+  int paid = w->paid;
+  if (paid && !res->created) {
+    new_name_refund(c); /* a name it had, or none at all */
+  }
+  if (res->rv == NATTER_ERR_PEER_UNKNOWN && !paid && !c->broker->admitted) {
+    new_name_refused(c, w->name);
+    read_held(c);
+    return;
   }
   if (res->rv != 0) {
     bind_refused(c, w->name, res->rv, res->err, &res->entry);
@@ -207,10 +285,18 @@ static void bind_name(bclient *c, const nt_check_in *in, const uint8_t *key) {
   w->diagnostic = in->diagnostic;
   w->listen = in->listen;
   w->no_relay = in->no_relay;
+  /* A spent budget still binds a name the key has: it only refuses a new
+   * one (name_bound). */
+  w->paid = new_name_pay(c, key);
+  unsigned flags = b->admitted ? NT_REGISTRY_BIND_TAKEOVER
+                   : w->paid   ? 0
+                               : NT_REGISTRY_BIND_EXISTING;
   int rv = nt_registry_bind(b->registry, in->name, key, (int64_t)time(NULL),
-                            b->admitted ? NT_REGISTRY_BIND_TAKEOVER : 0,
-                            name_bound, c, &w->req, err, sizeof(err));
+                            flags, name_bound, c, &w->req, err, sizeof(err));
   if (rv != 0) {
+    if (w->paid) {
+      new_name_refund(c);
+    }
     bind_refused(c, in->name, rv, err, NULL);
   }
 }
@@ -281,6 +367,7 @@ static void finish_check_in(bclient *c, const uint8_t *key,
      * from a client running under it: no table entry, no notices. */
     snprintf(c->name, sizeof(c->name), "%s", in->name);
     c->diagnostic = 1;
+    c->check_session_ends_ns = nt_monotonic_ns() + BROKER_CHECK_SESSION_NS;
     checked_in(c, key, " for a check");
     return;
   }
@@ -423,12 +510,23 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
                     0);
 }
 
-/* A free slot for a check by |c|, or NULL past the limits (expired
- * checks are forgotten first). */
+/* A free slot for a check by |c|, or NULL past the limits (logged, at
+ * most once a second): BROKER_MAX_CHECKS_PER_KEY for its key,
+ * BROKER_MAX_CHECKS_PER_SOURCE for its source address, none after its
+ * session's BROKER_CHECK_SESSION_NS. Expired checks are forgotten
+ * first. The slot comes back with its owner's source and key filled in;
+ * it is taken once the caller sets its requester. */
 static bcheck *check_slot(natter_broker *b, const bclient *c) {
   uint64_t now = nt_monotonic_ns();
   bcheck *free_slot = NULL;
-  size_t mine = 0;
+  size_t by_key = 0, by_source = 0;
+  uint8_t src[NT_SOURCE_KEY_MAX];
+  size_t srclen = nt_source_key((const struct sockaddr *)&c->source.ss, src);
+  const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
+  const char *why = NULL;
+  char addr[NT_ADDR_STRLEN];
+  unsigned held;
+
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     bcheck *k = &b->checks[i];
     if (k->requester && now >= k->expires_ns) {
@@ -436,11 +534,34 @@ static bcheck *check_slot(natter_broker *b, const bclient *c) {
     }
     if (!k->requester) {
       free_slot = free_slot ? free_slot : k;
-    } else if (k->requester == c) {
-      mine++;
+      continue;
     }
+    by_key += memcmp(k->key, key, NT_FINGERPRINT_LEN) == 0;
+    by_source += k->sourcelen == srclen && memcmp(k->source, src, srclen) == 0;
   }
-  return mine < BROKER_MAX_CHECKS_PER_CLIENT ? free_slot : NULL;
+  if (c->check_session_ends_ns && now >= c->check_session_ends_ns) {
+    why = "its check session is older than " STR(
+        BROKER_CHECK_SESSION_S) " s (a new one may check again)";
+  } else if (by_key >= BROKER_MAX_CHECKS_PER_KEY) {
+    why = "its key has " STR(BROKER_MAX_CHECKS_PER_KEY) " checks under way";
+  } else if (by_source >= BROKER_MAX_CHECKS_PER_SOURCE) {
+    why = "its address has " STR(
+        BROKER_MAX_CHECKS_PER_SOURCE) " checks under way";
+  } else if (!free_slot) {
+    why = "all " STR(BROKER_MAX_CHECKS) " check slots are taken";
+  }
+  if (why) {
+    if (nt_log_gate_pass(&b->checks_gate, now, &held)) {
+      nt_warn(&b->log, "refused a check by %s from %s: %s%s", c->name,
+              nt_addr_str((const struct sockaddr *)&c->source.ss, addr), why,
+              held ? " (and more like it)" : "");
+    }
+    return NULL;
+  }
+  memcpy(free_slot->source, src, srclen);
+  free_slot->sourcelen = srclen;
+  memcpy(free_slot->key, key, NT_FINGERPRINT_LEN);
+  return free_slot;
 }
 
 /* The checked peer's report: to the check's requester only, with the

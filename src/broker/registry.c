@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "base/hashmap.h"
 #include "base/textfile.h"
@@ -37,6 +38,7 @@ struct nt_registry_request {
   void *list_user_data;
   nt_registry_done_fn done; /* NULL: nobody waits (a flush) */
   void *user_data;
+  uint64_t busy_since_ms; /* first found the store locked; 0: never */
 };
 
 TAILQ_HEAD(request_queue, nt_registry_request);
@@ -134,6 +136,23 @@ static void schedule(nt_registry *reg) {
   evtimer_add(reg->run_ev, &now);
 }
 
+static uint64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The store was locked by another process: the queue waits (its order is
+ * the contract) while the loop serves everything else. */
+static void schedule_retry(nt_registry *reg, uint64_t waited_ms) {
+  /* Quick at first (an operator's -release takes milliseconds), then
+   * every NT_REGISTRY_BUSY_RETRY_MS. */
+  uint64_t ms = waited_ms < 10 ? 2 : NT_REGISTRY_BUSY_RETRY_MS;
+  struct timeval tv = {0, (long)(ms * 1000)};
+
+  evtimer_add(reg->run_ev, &tv);
+}
+
 static int queue_request(nt_registry *reg, op_kind kind, const char *name,
                          nt_registry_done_fn done, void *user_data,
                          nt_registry_request **preq, nt_registry_request **out,
@@ -201,8 +220,12 @@ static int run_bind(nt_registry *reg, const nt_registry_request *req,
   int rv = reg->ops->lookup(reg->impl, req->name, &entry, err, errlen);
 
   if (rv == NATTER_ERR_PEER_UNKNOWN) {
+    if (req->flags & NT_REGISTRY_BIND_EXISTING) {
+      return rv; /* err: "name ... is not bound" */
+    }
     rv = reg->ops->insert(reg->impl, req->name, req->fingerprint, req->now, err,
                           errlen);
+    res->created = rv == 0;
     if (rv != NATTER_ERR_NAME_TAKEN) {
       return rv;
     }
@@ -300,11 +323,23 @@ static void run_cb(evutil_socket_t fd, short what, void *arg) {
     nt_registry_result res;
     char err[512] = "";
 
-    /* Out of the queue before it runs: from here the callback owns the
-     * moment, and may queue or cancel others. */
-    unlink_request(req);
     memset(&res, 0, sizeof(res));
     res.rv = run_request(reg, req, &res, err, sizeof(err));
+    if (res.rv == NT_REGISTRY_ERR_BUSY) {
+      uint64_t now = monotonic_ms();
+      if (req->busy_since_ms == 0) {
+        req->busy_since_ms = now;
+      }
+      if (now - req->busy_since_ms < NT_REGISTRY_BUSY_WAIT_MS) {
+        /* Still first in the queue, still cancellable. */
+        schedule_retry(reg, now - req->busy_since_ms);
+        return;
+      }
+      res.rv = NATTER_ERR_REGISTRY; /* err says the lock is held */
+    }
+    /* Out of the queue before the callback: from here it owns the
+     * moment, and may queue or cancel others. */
+    unlink_request(req);
     res.err = res.rv != 0 ? err : "";
     if (req->done != NULL) {
       req->done(&res, req->user_data);

@@ -73,6 +73,15 @@ struct event_base;
  * clients not checked in yet (512), each of which has at most one bind
  * in flight, with room for its timers' flushes and expiries. */
 #define NT_REGISTRY_MAX_OUTSTANDING 4096
+/* A backend's answer "the store is locked by another process; nothing
+ * was changed, try again" (never seen by callers: see nt_registry_ops).
+ * Outside natter.h's codes. */
+#define NT_REGISTRY_ERR_BUSY (-1000)
+/* How long a request waits for a lock held elsewhere, retried from a
+ * timer every NT_REGISTRY_BUSY_RETRY_MS at most (the loop serves
+ * everything else meanwhile); under the broker's 10 s check-in deadline. */
+#define NT_REGISTRY_BUSY_WAIT_MS 5000
+#define NT_REGISTRY_BUSY_RETRY_MS 50
 /* The broker's default for unused names: 30 days. */
 #define NT_REGISTRY_DEFAULT_MAX_IDLE_S (30 * 24 * 3600)
 
@@ -80,6 +89,10 @@ struct event_base;
 /* A name bound to another key is rebound to this one (the broker's
  * admitted-keys file is the authority on a closed broker). */
 #define NT_REGISTRY_BIND_TAKEOVER 1u
+/* Only a name bound already (to this key, or taken over): a name not
+ * bound yet is not bound, NATTER_ERR_PEER_UNKNOWN (the broker's budget of
+ * new names is spent). */
+#define NT_REGISTRY_BIND_EXISTING 2u
 
 typedef struct nt_registry nt_registry;
 typedef struct nt_registry_request nt_registry_request;
@@ -101,6 +114,7 @@ typedef struct nt_registry_result {
   nt_registry_entry entry;
   int replaced;   /* bind with NT_REGISTRY_BIND_TAKEOVER took the name
                      from another key */
+  int created;    /* bind: the name was not bound before */
   size_t removed; /* expire: how many names went */
 } nt_registry_result;
 
@@ -123,10 +137,14 @@ typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
  * failures). Arguments are already checked by this layer. The backends
  * here are local (a file, memory) and synchronous: this layer calls them
  * from the loop, one request at a time, never from the caller's call, so
- * the loop still waits while one runs (SQLite: at most its 200 ms lock
- * timeout when an operator's -release holds the lock). A networked
- * backend (PostgreSQL) needs an asynchronous form of these functions;
- * the contract above stays what callers rely on. */
+ * the loop waits while one runs, but never for a lock that another
+ * process holds (an operator's -list/-release, a backup): the backend
+ * returns NT_REGISTRY_ERR_BUSY at once, with nothing changed, and this
+ * layer runs the request again from a timer, keeping it first in the
+ * queue, for up to NT_REGISTRY_BUSY_WAIT_MS; then it fails with
+ * NATTER_ERR_REGISTRY and the backend's reason. A networked backend
+ * (PostgreSQL) needs an asynchronous form of these functions; the
+ * contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */
   /* Opens (creating when missing) the store at |location| (a path for
@@ -212,9 +230,11 @@ int nt_registry_lookup(nt_registry *reg, const char *name,
                        nt_registry_request **preq, char *err, size_t errlen);
 
 /* Binds |name| to |fingerprint| (NT_FINGERPRINT_LEN bytes, copied) at
- * |now|; |flags| is 0 or NT_REGISTRY_BIND_TAKEOVER. When the name is
- * bound to this key already, it only counts as a touch. Result: 0 (a new
- * binding is committed before the callback runs),
+ * |now|; |flags| is 0 or NT_REGISTRY_BIND_TAKEOVER and/or
+ * NT_REGISTRY_BIND_EXISTING. When the name is bound to this key already,
+ * it only counts as a touch. Result: 0 (a new binding is committed
+ * before the callback runs; result->created says the name was new),
+ * NATTER_ERR_PEER_UNKNOWN for a new name with NT_REGISTRY_BIND_EXISTING,
  * NATTER_ERR_NAME_TAKEN when another key owns the name (result->entry is
  * the owner), NATTER_ERR_REGISTRY when the registry is full ("registry is
  * full") or the store failed. */

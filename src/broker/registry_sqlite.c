@@ -6,8 +6,11 @@
  * later. A binding survives a crash of the broker process at any point;
  * after a power loss or kernel crash the last few commits may be lost
  * (SQLite's documented WAL+NORMAL trade-off). Statements are prepared once
- * at open. A lock held by another process (an operator's -list/-release)
- * is waited for at most BUSY_TIMEOUT_MS, then the call fails.
+ * at open. A lock held by another process (an operator's -list/-release,
+ * or a backup) is never waited for inside a call, which runs on the
+ * broker's loop: the call returns NT_REGISTRY_ERR_BUSY at once and
+ * registry.c retries it from a timer (registry.h). Only opening, before
+ * the loop serves anyone, waits up to OPEN_BUSY_TIMEOUT_MS.
  *
  * The file is created with mode 0600 (SQLite's -wal and -shm files copy
  * that mode) in a directory created with 0700 if missing. It carries
@@ -33,7 +36,7 @@
 #include "broker/registry.h"
 #include "base/textfile.h"
 
-#define BUSY_TIMEOUT_MS 200
+#define OPEN_BUSY_TIMEOUT_MS 200
 #define SCHEMA_VERSION 1
 #define APPLICATION_ID 1851880562 /* 0x6e617472, "natr" */
 #define STR_(x) #x
@@ -76,6 +79,7 @@ typedef struct registry_sqlite {
   sqlite3 *db;
   char *path;
   size_t count; /* bound names, for NT_REGISTRY_MAX_NAMES */
+  int open;     /* opened: calls run on the loop, a held lock is retried */
   sqlite3_stmt *stmt[STMT_N];
 } registry_sqlite;
 
@@ -105,6 +109,10 @@ static int db_fail(registry_sqlite *r, int code, const char *what, char *err,
                    size_t errlen) {
   nt_textfile_set_err(err, errlen, "registry %s: cannot %s (%s): %s", r->path,
                       what, sqlite3_errmsg(r->db), hint_for(code));
+  /* Once open, a lock held elsewhere is retried by registry.c. */
+  if ((code & 0xff) == SQLITE_BUSY && r->open) {
+    return NT_REGISTRY_ERR_BUSY;
+  }
   return NATTER_ERR_REGISTRY;
 }
 
@@ -310,7 +318,7 @@ static int sqlite_open(void **pimpl, const char *path, char *err,
     goto fail;
   }
   sqlite3_extended_result_codes(r->db, 1);
-  sqlite3_busy_timeout(r->db, BUSY_TIMEOUT_MS);
+  sqlite3_busy_timeout(r->db, OPEN_BUSY_TIMEOUT_MS);
 
   /* The first statement reads the header: a file that is not a database
    * fails here. */
@@ -354,6 +362,9 @@ static int sqlite_open(void **pimpl, const char *path, char *err,
   if (rv != 0) {
     goto fail;
   }
+  /* From here calls run on the loop: never wait for a lock there. */
+  sqlite3_busy_timeout(r->db, 0);
+  r->open = 1;
   *pimpl = r;
   return 0;
 

@@ -285,12 +285,15 @@ int nt_client_accept_h3(nt_endpoint *ep, const struct sockaddr *from,
                         nt_accept_params *params, void *ud) {
   natter_client *c = ud;
   (void)ep;
-  (void)from;
-  return c->h3 ? nt_h3_server_accept(c->h3, params) : 0;
+  return c->h3 ? nt_h3_server_accept_from(c->h3, from, params) : 0;
 }
 
 void nt_client_start_status_page(natter_client *c) {
   if (nt_h3_server_new(&c->h3, &c->log, client_render_status, c) != 0) {
     nt_warn(&c->log, "no HTTP/3 status page: out of memory");
+    return;
   }
+  /* The only keys this page answers: they always find a slot. */
+  nt_h3_server_set_privileged(c->h3, nt_identity_fingerprint(c->identity),
+                              &c->admins);
 }

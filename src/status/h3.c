@@ -13,13 +13,17 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "base/budget.h"
 #include "natter.h"
 
 /* RFC 9114 §8.1 */
 #define H3_NO_ERROR 0x100
 #define H3_GENERAL_PROTOCOL_ERROR 0x101
 #define H3_INTERNAL_ERROR 0x102
+#define H3_EXCESSIVE_LOAD 0x107
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define MAX_PATH 256
 #define MAX_ACCEPT 128
 
@@ -47,6 +51,10 @@ struct h3_link {
   nt_h3_server *server; /* server links */
   nt_h3_fetch *fetch;   /* the client link */
   LIST_ENTRY(h3_link) entry;
+  /* Server links: what they count as against the limits (h3.h). */
+  enum { LINK_HANDSHAKE, LINK_ORDINARY, LINK_PRIVILEGED, LINK_REFUSED } stage;
+  uint8_t source[NT_SOURCE_KEY_MAX];
+  size_t sourcelen; /* 0: unknown */
 };
 
 struct nt_h3_server {
@@ -55,6 +63,10 @@ struct nt_h3_server {
   void *user_data;
   LIST_HEAD(, h3_link) links;
   size_t nlinks;
+  uint8_t own_fp[NT_FINGERPRINT_LEN];
+  int have_own_fp;
+  const nt_admins *admins;
+  nt_log_gate refuse_gate; /* one "refused a status reader" line a second */
 };
 
 struct nt_h3_fetch {
@@ -393,8 +405,83 @@ static void link_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
 
 /* ---- server ---- */
 
+/* Links at |stage|, from |source| when it is not NULL. */
+static size_t count_links(const nt_h3_server *srv, int stage,
+                          const uint8_t *source, size_t sourcelen) {
+  size_t n = 0;
+  const h3_link *l;
+  LIST_FOREACH(l, &srv->links, entry) {
+    n += (int)l->stage == stage &&
+         (!source || (l->sourcelen == sourcelen &&
+                      memcmp(l->source, source, sourcelen) == 0));
+  }
+  return n;
+}
+
+static void log_refusal(nt_h3_server *srv, const struct sockaddr *from,
+                        const char *why) {
+  char addr[NT_ADDR_STRLEN];
+  unsigned held;
+  if (nt_log_gate_pass(&srv->refuse_gate, nt_monotonic_ns(), &held)) {
+    nt_warn(srv->log, "refused an HTTP/3 status reader from %s: %s%s",
+            from ? nt_addr_str(from, addr) : "?", why,
+            held ? " (and more like it)" : "");
+  }
+}
+
+static int privileged(const nt_h3_server *srv, const uint8_t *fp) {
+  return fp && ((srv->have_own_fp &&
+                 memcmp(fp, srv->own_fp, NT_FINGERPRINT_LEN) == 0) ||
+                (srv->admins && nt_admins_contains(srv->admins, fp)));
+}
+
+/* The handshake is done and the reader's key known: a slot by who it is,
+ * or a close that says which limit it hit. Returns 0 when admitted. */
+static int admit_reader(h3_link *l, nt_conn *conn) {
+  nt_h3_server *srv = l->server;
+  const char *why = NULL;
+  char reason[160];
+
+  if (privileged(srv, nt_conn_peer_fingerprint(conn))) {
+    if (count_links(srv, LINK_PRIVILEGED, NULL, 0) >= NT_H3_MAX_PRIVILEGED) {
+      snprintf(reason, sizeof(reason),
+               "%d status readers with the server's own or an -admin key "
+               "are connected already",
+               NT_H3_MAX_PRIVILEGED);
+      why = reason;
+    } else {
+      l->stage = LINK_PRIVILEGED;
+    }
+  } else if (count_links(srv, LINK_ORDINARY, NULL, 0) >= NT_H3_MAX_CONNS) {
+    snprintf(reason, sizeof(reason),
+             "%d status readers are connected already (an -admin key has "
+             "slots of its own)",
+             NT_H3_MAX_CONNS);
+    why = reason;
+  } else if (l->sourcelen &&
+             count_links(srv, LINK_ORDINARY, l->source, l->sourcelen) >=
+                 NT_H3_MAX_PER_ADDRESS) {
+    snprintf(reason, sizeof(reason),
+             "%d status readers from this address are connected already",
+             NT_H3_MAX_PER_ADDRESS);
+    why = reason;
+  } else {
+    l->stage = LINK_ORDINARY;
+  }
+  if (!why) {
+    return 0;
+  }
+  l->stage = LINK_REFUSED;
+  log_refusal(srv, nt_conn_remote_addr(conn), why);
+  nt_conn_close(conn, H3_EXCESSIVE_LOAD, why);
+  return -1;
+}
+
 static void server_established(nt_conn *conn, void *ud) {
   h3_link *l = ud;
+  if (admit_reader(l, conn) != 0) {
+    return;
+  }
   if (link_start(l, conn) != 0) {
     nt_conn_close(conn, H3_INTERNAL_ERROR, "cannot start HTTP/3");
     return;
@@ -452,17 +539,43 @@ void nt_h3_server_free(nt_h3_server *srv) {
   free(srv);
 }
 
+void nt_h3_server_set_privileged(nt_h3_server *srv, const uint8_t *own_fp,
+                                 const nt_admins *admins) {
+  if (own_fp) {
+    memcpy(srv->own_fp, own_fp, NT_FINGERPRINT_LEN);
+    srv->have_own_fp = 1;
+  }
+  srv->admins = admins;
+}
+
 int nt_h3_server_accept(nt_h3_server *srv, nt_accept_params *params) {
-  if (srv->nlinks >= NT_H3_MAX_CONNS) {
-    nt_warn(srv->log,
-            "refused an HTTP/3 status reader: %d are connected already",
-            NT_H3_MAX_CONNS);
+  return nt_h3_server_accept_from(srv, NULL, params);
+}
+
+int nt_h3_server_accept_from(nt_h3_server *srv, const struct sockaddr *from,
+                             nt_accept_params *params) {
+  uint8_t source[NT_SOURCE_KEY_MAX];
+  size_t sourcelen = from ? nt_source_key(from, source) : 0;
+
+  if (count_links(srv, LINK_HANDSHAKE, NULL, 0) >= NT_H3_MAX_HANDSHAKES) {
+    log_refusal(srv, from,
+                STR(NT_H3_MAX_HANDSHAKES) " handshakes are under way");
+    return 0;
+  }
+  if (sourcelen && count_links(srv, LINK_HANDSHAKE, source, sourcelen) >=
+                       NT_H3_MAX_PER_ADDRESS) {
+    log_refusal(srv, from,
+                STR(NT_H3_MAX_PER_ADDRESS) " handshakes from this address "
+                                           "are under way");
     return 0;
   }
   h3_link *l = calloc(1, sizeof(*l));
   if (!l) {
     return 0;
   }
+  l->stage = LINK_HANDSHAKE;
+  memcpy(l->source, source, sourcelen);
+  l->sourcelen = sourcelen;
   l->is_server = 1;
   l->log = srv->log;
   l->server = srv;

@@ -11,10 +11,25 @@
 
 #include "quic/endpoint.h"
 #include "base/log.h"
+#include "status/status.h"
 
 struct evbuffer;
 
-#define NT_H3_MAX_CONNS 16 /* status readers at once, per server */
+/* Status readers at once, per server. A reader's key is known only once
+ * its handshake is done, so connections are counted twice: while in
+ * their handshake, and once established by who they are. The server's
+ * own key and -admin keys (nt_h3_server_set_privileged) have slots of
+ * their own that no one else can take. A connection past a limit is
+ * refused or closed with a reason that names it, logged once a second. */
+/* Established readers with another key or none. */
+#define NT_H3_MAX_CONNS 16
+/* ... of those from one source address (IPv6: its /64); also the
+ * handshakes from one source at once. */
+#define NT_H3_MAX_PER_ADDRESS 4
+/* Readers with the server's own key or an -admin key, beside the others. */
+#define NT_H3_MAX_PRIVILEGED 4
+/* Connections still in their handshake (key not known yet). */
+#define NT_H3_MAX_HANDSHAKES 32
 #define NT_H3_MAX_BODY (16 * 1024 * 1024) /* a response the client takes */
 
 typedef struct nt_h3_server nt_h3_server;
@@ -32,9 +47,19 @@ int nt_h3_server_new(nt_h3_server **pserver, const nt_log *log,
 /* Frees the server's per-connection state. Call after the endpoint is
  * freed (which closes the connections without callbacks). */
 void nt_h3_server_free(nt_h3_server *server);
-/* nt_endpoint_config.accept_h3 for the owner to forward to: returns 1
- * with |params| filled, or 0 when NT_H3_MAX_CONNS readers are connected
- * (logged). */
+/* Keys whose readers get the NT_H3_MAX_PRIVILEGED slots: |own_fp| (the
+ * server's identity, copied) and |admins| (borrowed: it must outlive the
+ * server; NULL: none). Without this call no reader is privileged. */
+void nt_h3_server_set_privileged(nt_h3_server *server, const uint8_t *own_fp,
+                                 const nt_admins *admins);
+/* nt_endpoint_config.accept_h3 for the owner to forward to, for a
+ * connection from |from| (NULL: unknown, counted with no source): returns
+ * 1 with |params| filled, or 0 past NT_H3_MAX_HANDSHAKES or
+ * NT_H3_MAX_PER_ADDRESS handshakes (logged). The rest of the limits
+ * apply once the handshake is done. */
+int nt_h3_server_accept_from(nt_h3_server *server, const struct sockaddr *from,
+                             nt_accept_params *params);
+/* nt_h3_server_accept_from with no source. */
 int nt_h3_server_accept(nt_h3_server *server, nt_accept_params *params);
 
 /* ---- client ---- */

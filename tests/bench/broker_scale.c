@@ -102,6 +102,7 @@ static int run_broker(int out_fd) {
   cfg.log = quiet_log;
   cfg.max_clients = 30000;
   cfg.max_per_source = 30000;
+  cfg.new_names_per_hour = 0;
   if (!base || natter_broker_new(&b, base, &cfg) != 0) {
     return 1;
   }
