@@ -24,19 +24,24 @@ struct nt_keylist {
   uint32_t *by_name;
 };
 
-/* Fingerprints are SHA-256 output: their first bytes are already uniform. */
+/* FNV-1a over every byte: a listed fingerprint is SHA-256 output for an
+ * honest key, but the file is text anyone can write, and fingerprints that
+ * share their first bytes must not turn the table into a list. */
+static size_t hash_bytes(const unsigned char *p, size_t len) {
+  uint32_t h = 2166136261u;
+
+  for (size_t i = 0; i < len; i++) {
+    h = (h ^ p[i]) * 16777619u;
+  }
+  return h;
+}
+
 static size_t hash_fp(const uint8_t *fp) {
-  return (size_t)fp[0] | (size_t)fp[1] << 8 | (size_t)fp[2] << 16 |
-         (size_t)fp[3] << 24;
+  return hash_bytes(fp, NT_FINGERPRINT_LEN);
 }
 
 static size_t hash_name(const char *name) {
-  uint32_t h = 2166136261u;
-
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-    h = (h ^ *p) * 16777619u;
-  }
-  return h;
+  return hash_bytes((const unsigned char *)name, strlen(name));
 }
 
 static uint32_t find_fp(const nt_keylist *list, const uint8_t *fp) {
