@@ -13,6 +13,7 @@
 
 #include "client/path.h"
 #include "client/peer.h"
+#include "client/refusals.h"
 
 typedef enum nt_peer_state {
   NT_PEER_IDLE = 0,    /* no connection, nothing in progress */
@@ -61,6 +62,7 @@ struct nt_peer {
 struct nt_peers {
   nt_peers_env env;
   TAILQ_HEAD(, nt_peer) list;
+  nt_refusals refusals; /* requesters the peer rules refused */
 };
 
 #define ENV(p) (&(p)->table->env)
@@ -82,7 +84,8 @@ void nt_peer_fail(nt_peer *p, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A check's side is done: tells the broker, once per meeting. */
 void nt_peer_check_report(nt_peer *p, int outcome);
-/* Whether this listener's peer rules let |name| with |key| in. */
+/* Whether this listener's peer rules let |name| with |key| in; a refusal
+ * is counted, and logged within refusals.h's bounds. */
 int nt_peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
                      int log_refusal);
 

@@ -449,16 +449,10 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
     if (!env->listen) {
       return; /* the broker should not have sent it */
     }
+    /* The broker asked first (AdmissionQuery), but it may be hostile:
+     * the rules decide again, and a refused peer gets nothing, not even
+     * a report. */
     if (!nt_peer_admitted(peers, in->name, in->key, 1)) {
-      if (in->check && env->callbacks->check_report) {
-        /* A refusal is the check's answer: say so at once. */
-        nt_check_side side;
-        memset(&side, 0, sizeof(side));
-        memcpy(side.nonce, in->nonce, sizeof(side.nonce));
-        side.outcome = NT_CHECK_REFUSED;
-        side.mapping = env->self->mapping;
-        env->callbacks->check_report(&side, env->user_data);
-      }
       return;
     }
     p = in->check ? nt_peer_check_entry(peers, in->name)
