@@ -210,7 +210,7 @@ static void test_not_a_control(void) {
    * error, nothing this version knows. */
   CHECK(nt_control_decode(&out, garbage, 0) == 0);
   CHECK(out.type == NT_CONTROL_NONE);
-  static const uint8_t newer[] = {0x4a, 0x00}; /* field 9, empty */
+  static const uint8_t newer[] = {0xfa, 0x01, 0x00}; /* field 31, empty */
   CHECK(nt_control_decode(&out, newer, sizeof(newer)) == 0);
   CHECK(out.type == NT_CONTROL_NONE);
   static uint8_t big[NT_WIRE_MAX_MSG + 1];
