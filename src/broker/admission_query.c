@@ -61,7 +61,9 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg) {
                   q->listener->name, q->name,
                   BROKER_QUERY_TIMEOUT_NS / NS_PER_S);
     if (q->requester) {
-      snprintf(why, sizeof(why), "%s did not answer whether it admits you",
+      snprintf(why, sizeof(why),
+               "%s did not answer whether it admits you (stopped, or cut "
+               "off from the broker?)",
                q->listener->name);
       nt_bclient_connect_result(q->requester, q->request_id, NT_CODE_TIMEOUT,
                                 why);

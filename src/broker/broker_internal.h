@@ -45,7 +45,10 @@ typedef struct bclient bclient;
 #define BROKER_MAX_QUERIES 512          /* awaiting an answer, in all */
 #define BROKER_QUERIES_PER_LISTENER 32  /* awaiting one listener's answer */
 #define BROKER_QUERIES_PER_REQUESTER 4  /* asked for one requester */
-#define BROKER_QUERY_TIMEOUT_NS (10 * 1000000000ull) /* then TIMEOUT */
+/* Then the requester gets TIMEOUT: an honest listener answers in one
+ * round trip, and the requester's own deadline (-timeout, 10 s by
+ * default) should hear the reason first. */
+#define BROKER_QUERY_TIMEOUT_NS (5 * 1000000000ull)
 /* A refusal is remembered for this long (listener session, requester name
  * and key), and the same request refused without asking again: a flood
  * of requests from a stranger costs the listener one answer per 10 s. At

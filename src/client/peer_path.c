@@ -350,10 +350,13 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
   if (p->state == NT_PEER_INTRODUCING) {
     if (now >= p->deadline_ns) {
+      /* The broker asks the peer first: a peer that is stopped, or cut
+       * off from the broker, never admits us. */
       nt_peer_fail(p, NATTER_ERR_TIMEOUT,
-                   "no introduction to %s from the broker in %u s: is the "
-                   "broker reachable?",
-                   p->name, ENV(p)->connect_timeout_ms / 1000);
+                   "no introduction to %s from the broker in %u s: %s did "
+                   "not answer whether it admits us (stopped, or cut off "
+                   "from the broker?), or the broker is unreachable",
+                   p->name, ENV(p)->connect_timeout_ms / 1000, p->name);
       return;
     }
     nt_peer_arm_timer(p, p->deadline_ns);
