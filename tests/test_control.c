@@ -473,6 +473,11 @@ static void test_admission(void) {
         out.u.admission_answer.query_id == 41 &&
         !out.u.admission_answer.admitted);
 
+  memset(&in, 0, sizeof(in));
+  in.type = NT_CONTROL_ADMISSION_RESET;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(out.type == NT_CONTROL_ADMISSION_RESET);
+
   /* A query without an id, a name or a whole key is refused. */
   Natter__Control msg = NATTER__CONTROL__INIT;
   Natter__AdmissionQuery q = NATTER__ADMISSION_QUERY__INIT;

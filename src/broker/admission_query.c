@@ -260,6 +260,19 @@ void nt_admission_on_answer(bclient *c, const nt_admission_answer *a) {
   nt_bclient_introduce(done.requester, c, done.request_id, done.check);
 }
 
+void nt_admission_reset(bclient *c) {
+  natter_broker *b = c->broker;
+  size_t n = 0;
+  for (size_t i = 0; i < BROKER_REFUSED_CACHE; i++) {
+    if (b->admission.refused[i].listener == c) {
+      b->admission.refused[i].listener = NULL;
+      n++;
+    }
+  }
+  nt_info(&b->log, "%s changed its peer rules: %zu refusals forgotten", c->name,
+          n);
+}
+
 void nt_admission_on_leave(bclient *c) {
   natter_broker *b = c->broker;
   char why[NT_CONTROL_TEXT_MAX + 1];

@@ -52,7 +52,9 @@ typedef struct bclient bclient;
 /* A refusal is remembered for this long (listener session, requester name
  * and key), and the same request refused without asking again: a flood
  * of requests from a stranger costs the listener one answer per 10 s. At
- * most this many are remembered, the oldest forgotten first. */
+ * most this many are remembered, the oldest forgotten first; a listener
+ * whose rules change (a reload) has its refusals forgotten
+ * (AdmissionReset). */
 #define BROKER_REFUSED_TTL_NS (10 * 1000000000ull)
 #define BROKER_REFUSED_CACHE 256
 
@@ -232,6 +234,8 @@ int nt_admission_owed(const bclient *c, const nt_admission_answer *a);
 /* |c|'s answer: an introduction, or a refusal the requester hears (and
  * that is remembered). An answer to no query of |c|'s is ignored. */
 void nt_admission_on_answer(bclient *c, const nt_admission_answer *a);
+/* |c|'s peer rules changed: forgets the refusals remembered for it. */
+void nt_admission_reset(bclient *c);
 /* |c| leaves: requesters waiting for its answer hear so. */
 void nt_admission_on_leave(bclient *c);
 /* Forgets |c|'s queries and remembered refusals, silently (the broker

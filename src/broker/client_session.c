@@ -577,6 +577,13 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     }
     nt_admission_on_answer(c, &msg.u.admission_answer);
     break;
+  case NT_CONTROL_ADMISSION_RESET:
+    if (!c->checked_in || c->diagnostic) {
+      reject(c, NT_CODE_BAD_REQUEST, "unexpected admission reset");
+      break;
+    }
+    nt_admission_reset(c);
+    break;
   case NT_CONTROL_NAT_REPORT:
     if (!c->checked_in) {
       reject(c, NT_CODE_BAD_REQUEST, "NAT report before check-in");

@@ -168,6 +168,13 @@ void nt_broker_session_report_check(const nt_check_side *side, void *ud) {
   send_control(c, &msg);
 }
 
+void nt_broker_session_rules_changed(natter_client *c) {
+  nt_control msg = {.type = NT_CONTROL_ADMISSION_RESET};
+  if (c->checked_in && c->listen && !c->diagnostic) {
+    send_control(c, &msg);
+  }
+}
+
 /* The broker passes the checked peer's report (diagnostic sessions only),
  * naming the reporter. Bounds: control.h; the check takes only its
  * meeting's. */

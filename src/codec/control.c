@@ -276,6 +276,9 @@ int nt_control_decode(nt_control *out, const uint8_t *body, size_t len) {
     rv = decode_admission_answer(&out->u.admission_answer,
                                  msg->admission_answer);
     break;
+  case NATTER__CONTROL__MSG_ADMISSION_RESET:
+    out->type = NT_CONTROL_ADMISSION_RESET;
+    break;
   default:
     break; /* a message of a newer protocol: the role decides */
   }
@@ -342,6 +345,7 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
   Natter__CheckReport chk = NATTER__CHECK_REPORT__INIT;
   Natter__AdmissionQuery query = NATTER__ADMISSION_QUERY__INIT;
   Natter__AdmissionAnswer answer = NATTER__ADMISSION_ANSWER__INIT;
+  Natter__AdmissionReset reset = NATTER__ADMISSION_RESET__INIT;
   static const uint8_t no_session[NT_SESSION_LEN];
   scratch s;
   s.used = 0;
@@ -476,6 +480,10 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
     msg.admission_answer = &answer;
     break;
   }
+  case NT_CONTROL_ADMISSION_RESET:
+    msg.msg_case = NATTER__CONTROL__MSG_ADMISSION_RESET;
+    msg.admission_reset = &reset;
+    break;
   default:
     return 0;
   }

@@ -3,7 +3,8 @@
  *
  * Everything on a client's control stream is one Control message in a
  * length-prefixed frame (wire.h). The client sends CheckIn, NatReport,
- * ConnectRequest, CheckReport and AdmissionAnswer; the broker answers
+ * ConnectRequest, CheckReport, AdmissionAnswer and AdmissionReset; the
+ * broker answers
  * CheckInResult, ConnectResult, Introduction, PeerNotice, asks a listener
  * AdmissionQuery before it introduces anyone to it, and passes
  * CheckReport on.
@@ -200,7 +201,9 @@ typedef enum nt_control_type {
   NT_CONTROL_PEER_NOTICE = 7,
   NT_CONTROL_CHECK_REPORT = 8,
   NT_CONTROL_ADMISSION_QUERY = 9,
-  NT_CONTROL_ADMISSION_ANSWER = 10
+  NT_CONTROL_ADMISSION_ANSWER = 10,
+  /* listener -> broker: its peer rules changed; no fields */
+  NT_CONTROL_ADMISSION_RESET = 11
 } nt_control_type;
 
 typedef struct nt_control {
