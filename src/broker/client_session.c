@@ -714,9 +714,10 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
             : reason == NT_CLOSE_PEER ? (message[0] ? message : "closed")
                                       : "closed");
   }
+  /* Also a session replaced by a new one: its questions end here. */
+  nt_admission_on_leave(c);
   if (c->checked_in && !c->diagnostic) {
     char err[300];
-    nt_admission_on_leave(c);
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
     /* Idle time counts from leaving. */
     if (nt_registry_touch(b->registry, c->name, (int64_t)time(NULL), err,
