@@ -44,6 +44,27 @@ static void admission_log(natter_broker *b, int kind, const char *fmt, ...) {
 
 static void arm_timer(natter_broker *b);
 
+/* The admitted queries' introductions, from a fresh turn of the loop. */
+static void intro_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_broker *b = arg;
+  (void)fd;
+  (void)what;
+  for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
+    bquery *q = &b->admission.queries[i];
+    if (!q->query_id || !q->admitted) {
+      continue;
+    }
+    bquery done = *q;
+    q->query_id = 0;
+    q->admitted = 0;
+    if (done.requester && !done.requester->dead && done.listener &&
+        !done.listener->dead) {
+      nt_bclient_introduce(done.requester, done.listener, done.request_id,
+                           done.check);
+    }
+  }
+}
+
 /* Ends the queries whose answer did not come in time. */
 static void timeout_cb(evutil_socket_t fd, short what, void *arg) {
   natter_broker *b = arg;
@@ -53,7 +74,7 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
     bquery *q = &b->admission.queries[i];
-    if (!q->query_id || now < q->expires_ns) {
+    if (!q->query_id || q->admitted || now < q->expires_ns) {
       continue;
     }
     admission_log(b, BROKER_ADMIT_LOG_TIMEOUT,
@@ -78,7 +99,8 @@ static void arm_timer(natter_broker *b) {
   badmission *a = &b->admission;
   uint64_t first = UINT64_MAX, now = nt_monotonic_ns();
   for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
-    if (a->queries[i].query_id && a->queries[i].expires_ns < first) {
+    if (a->queries[i].query_id && !a->queries[i].admitted &&
+        a->queries[i].expires_ns < first) {
       first = a->queries[i].expires_ns;
     }
   }
@@ -183,7 +205,9 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
   }
   if (!a->timer) {
     a->timer = event_new(b->base, -1, 0, timeout_cb, b);
-    if (!a->timer) {
+    a->intro_ev = event_new(b->base, -1, 0, intro_cb, b);
+    if (!a->timer || !a->intro_ev) {
+      nt_admission_free(b);
       nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL,
                                 "out of memory");
       return;
@@ -221,7 +245,7 @@ static bquery *find_query(natter_broker *b, const bclient *listener,
   }
   for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
     bquery *q = &b->admission.queries[i];
-    if (q->query_id == query_id && q->listener == listener) {
+    if (q->query_id == query_id && q->listener == listener && !q->admitted) {
       return q;
     }
   }
@@ -240,24 +264,22 @@ void nt_admission_on_answer(bclient *c, const nt_admission_answer *a) {
              c->name);
     return;
   }
+  if (a->admitted) {
+    q->admitted = 1;
+    event_active(b->admission.intro_ev, EV_TIMEOUT, 0);
+    arm_timer(b);
+    return;
+  }
   bquery done = *q;
   q->query_id = 0;
   arm_timer(b);
-  if (!a->admitted) {
-    remember_refusal(b, c, done.name, done.key);
-    admission_log(b, BROKER_ADMIT_LOG_REFUSED,
-                  "%s's peer rules do not admit %s: refused, no "
-                  "introduction",
-                  c->name, done.name);
-    if (done.requester) {
-      tell_refused(done.requester, done.request_id, c->name);
-    }
-    return;
+  remember_refusal(b, c, done.name, done.key);
+  admission_log(b, BROKER_ADMIT_LOG_REFUSED,
+                "%s's peer rules do not admit %s: refused, no introduction",
+                c->name, done.name);
+  if (done.requester) {
+    tell_refused(done.requester, done.request_id, c->name);
   }
-  if (!done.requester || done.requester->dead || c->dead) {
-    return; /* nobody left to introduce */
-  }
-  nt_bclient_introduce(done.requester, c, done.request_id, done.check);
 }
 
 void nt_admission_reset(bclient *c) {
@@ -311,5 +333,9 @@ void nt_admission_free(natter_broker *b) {
   if (b->admission.timer) {
     event_free(b->admission.timer);
     b->admission.timer = NULL;
+  }
+  if (b->admission.intro_ev) {
+    event_free(b->admission.intro_ev);
+    b->admission.intro_ev = NULL;
   }
 }

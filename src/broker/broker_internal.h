@@ -69,6 +69,10 @@ typedef struct bquery {
   uint8_t key[NT_FINGERPRINT_LEN];
   uint32_t request_id; /* the requester's ConnectRequest */
   int check;
+  /* Admitted: introduced from the loop's next turn (intro_ev), when
+   * neither side's connection is the one being read, so the requester's
+   * Introduction leaves first, as it did before the broker asked. */
+  int admitted;
   uint64_t expires_ns;
 } bquery;
 
@@ -93,6 +97,7 @@ typedef struct badmission {
   size_t refused_next; /* the oldest entry, replaced next */
   uint32_t next_id;
   struct event *timer; /* the next query's timeout; NULL until needed */
+  struct event *intro_ev; /* introduces the admitted; NULL until needed */
   /* At most one log line a second per kind, with a count of the rest. */
   uint64_t logged_ns[BROKER_ADMIT_LOG_KINDS];
   unsigned suppressed[BROKER_ADMIT_LOG_KINDS];

@@ -447,8 +447,10 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   } else {
     note_introduced(c, peer);
   }
-  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, check);
+  /* The requester first: it probes the moment it hears, and the
+   * listener's first probes then find it ready for them. */
   send_introduction(c, peer, request_id, nonce, 0, relayed ? tok_c : NULL, 0);
+  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, check);
 }
 
 /* A free slot for a check by |c|, or NULL past the limits (expired

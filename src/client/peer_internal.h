@@ -59,10 +59,27 @@ struct nt_peer {
   uint64_t connected_ns; /* when the connection came up; 0: not yet */
 };
 
+/* A probe that came before its introduction: the peer heard of the
+ * meeting first (the broker introduces both at once, but one may be
+ * quicker to act). The last NT_PEERS_EARLY_PROBES, for
+ * NT_PEERS_EARLY_PROBE_NS, are handled when the introduction with their
+ * nonce arrives; the rest are forgotten. */
+#define NT_PEERS_EARLY_PROBES 8
+#define NT_PEERS_EARLY_PROBE_NS (2 * 1000000000ull)
+
+typedef struct nt_early_probe {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  struct sockaddr_storage from;
+  socklen_t fromlen; /* 0: free */
+  uint64_t at_ns;
+} nt_early_probe;
+
 struct nt_peers {
   nt_peers_env env;
   TAILQ_HEAD(, nt_peer) list;
   nt_refusals refusals; /* requesters the peer rules refused */
+  nt_early_probe early[NT_PEERS_EARLY_PROBES];
+  size_t early_next; /* the oldest, replaced next */
 };
 
 #define ENV(p) (&(p)->table->env)

@@ -429,6 +429,26 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
   return n;
 }
 
+/* The probes of meeting |nonce| that came before its introduction, as
+ * if they came now (nt_early_probe). */
+static void early_probes(nt_peers *peers, const uint8_t *nonce) {
+  uint8_t probe[NT_PUNCH_PACKET_LEN];
+  uint64_t now = nt_monotonic_ns();
+  for (size_t i = 0; i < NT_PEERS_EARLY_PROBES; i++) {
+    nt_early_probe *e = &peers->early[i];
+    if (!e->fromlen || now - e->at_ns > NT_PEERS_EARLY_PROBE_NS ||
+        memcmp(e->nonce, nonce, NT_PUNCH_NONCE_LEN) != 0) {
+      continue;
+    }
+    struct sockaddr_storage from = e->from;
+    socklen_t fromlen = e->fromlen;
+    e->fromlen = 0;
+    nt_punch_encode(probe, NT_PUNCH_PROBE, nonce);
+    nt_peers_on_datagram(peers, probe, sizeof(probe),
+                         (const struct sockaddr *)&from, fromlen, 0);
+  }
+}
+
 /* Bounds: the client has checked the introduction (client.c); here
  * nt_path_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
@@ -537,6 +557,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in) {
   nt_info(env->log, "%s: introduced (key %.16s...), probing %s", p->name, hex,
           n ? desc : "(no usable candidate)");
   nt_peer_timer_cb(-1, 0, p);
+  early_probes(peers, in->nonce);
 }
 
 void nt_peers_on_self_mapping(nt_peers *peers) {
@@ -581,6 +602,17 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
 
+  if (!p && type == NT_PUNCH_PROBE && !sock &&
+      fromlen <= sizeof(peers->early[0].from)) {
+    /* Perhaps the peer heard of our meeting before we did. */
+    nt_early_probe *e = &peers->early[peers->early_next];
+    peers->early_next = (peers->early_next + 1) % NT_PEERS_EARLY_PROBES;
+    memcpy(e->nonce, nonce, NT_PUNCH_NONCE_LEN);
+    memcpy(&e->from, from, fromlen);
+    e->fromlen = fromlen;
+    e->at_ns = nt_monotonic_ns();
+    return;
+  }
   if (!p || fromlen > sizeof(p->path.probe_from.ss)) {
     return;
   }
