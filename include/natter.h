@@ -73,8 +73,7 @@ enum {
   NATTER_ERR_KEY_MISMATCH = -12, /* peer key differs from the vouched one */
   NATTER_ERR_REFUSED = -13,      /* target refused on the peer */
   NATTER_ERR_UNREACHABLE = -14,  /* target unreachable from the peer */
-  NATTER_ERR_DENIED = -15,       /* the peer's rules forbid the target, or
-                                    do not admit us at all */
+  NATTER_ERR_DENIED = -15,       /* the peer's rules forbid it (or us) */
   NATTER_ERR_PROTOCOL = -16,     /* malformed message from the network */
   NATTER_ERR_TLS = -17,          /* TLS handshake failed */
   NATTER_ERR_UNAUTHORIZED = -18, /* broker token refused */

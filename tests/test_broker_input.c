@@ -6,12 +6,12 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
-#include "quic/endpoint.h"
-#include "natter.h"
-#include "test.h"
-#include "trust/tls.h"
 #include "codec/control.h"
 #include "codec/wire.h"
+#include "natter.h"
+#include "quic/endpoint.h"
+#include "test.h"
+#include "trust/tls.h"
 
 #define DEADLINE_MS 8000
 

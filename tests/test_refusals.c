@@ -3,8 +3,8 @@
  * lines a minute in all, and every refusal counted. */
 #include <stdio.h>
 
-#include "test.h"
 #include "client/refusals.h"
+#include "test.h"
 
 #define S 1000000000ull
 

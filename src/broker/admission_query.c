@@ -120,8 +120,7 @@ static void arm_timer(natter_broker *b) {
 /* Whether |listener| refused |name| with |key| within the last
  * BROKER_REFUSED_TTL_NS. */
 static int refused_lately(natter_broker *b, const bclient *listener,
-                          const char *name, const uint8_t *key,
-                          uint64_t now) {
+                          const char *name, const uint8_t *key, uint64_t now) {
   for (size_t i = 0; i < BROKER_REFUSED_CACHE; i++) {
     const brefused *r = &b->admission.refused[i];
     if (r->listener == listener && now < r->expires_ns &&

@@ -39,12 +39,13 @@
 typedef struct bclient bclient;
 
 /* Asking a listener before an introduction (admission_query.c; the
- * budgets are in doc/operations.md, "Limits"): nothing is spent on a requester -- no
- * relay channel, no check slot, no introduction, none of the listener's
- * addresses -- until the listener's own peer rules admit it. */
-#define BROKER_MAX_QUERIES 512          /* awaiting an answer, in all */
-#define BROKER_QUERIES_PER_LISTENER 32  /* awaiting one listener's answer */
-#define BROKER_QUERIES_PER_REQUESTER 4  /* asked for one requester */
+ * budgets are in doc/operations.md, "Limits"): nothing is spent on a
+ * requester -- no relay channel, no check slot, no introduction, none of
+ * the listener's addresses -- until the listener's own peer rules admit
+ * it. */
+#define BROKER_MAX_QUERIES 512         /* awaiting an answer, in all */
+#define BROKER_QUERIES_PER_LISTENER 32 /* awaiting one listener's answer */
+#define BROKER_QUERIES_PER_REQUESTER 4 /* asked for one requester */
 /* Then the requester gets TIMEOUT: an honest listener answers in one
  * round trip, and the requester's own deadline (-timeout, 10 s by
  * default) should hear the reason first. */
@@ -96,7 +97,7 @@ typedef struct badmission {
   brefused refused[BROKER_REFUSED_CACHE];
   size_t refused_next; /* the oldest entry, replaced next */
   uint32_t next_id;
-  struct event *timer; /* the next query's timeout; NULL until needed */
+  struct event *timer;    /* the next query's timeout; NULL until needed */
   struct event *intro_ev; /* introduces the admitted; NULL until needed */
   /* At most one log line a second per kind, with a count of the rest. */
   uint64_t logged_ns[BROKER_ADMIT_LOG_KINDS];

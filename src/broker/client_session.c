@@ -437,8 +437,7 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
   int relayed = open_relay_channel(c, peer, tok_c, tok_peer);
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
-          check ? " for a check" : "",
-          relayed ? " (relay channel open)" : "");
+          check ? " for a check" : "", relayed ? " (relay channel open)" : "");
   if (chk) {
     memcpy(chk->nonce, nonce, sizeof(chk->nonce));
     chk->requester = c;

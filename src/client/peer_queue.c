@@ -179,8 +179,9 @@ void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id, int error,
                  p->name, ENV(p)->self_name, ENV(p)->self_name);
     break;
   default:
-    nt_peer_fail(p, NATTER_ERR_BROKER, "the broker cannot introduce us to %s: %s",
-                 p->name, message && message[0] ? message : "no reason");
+    nt_peer_fail(p, NATTER_ERR_BROKER,
+                 "the broker cannot introduce us to %s: %s", p->name,
+                 message && message[0] ? message : "no reason");
     break;
   }
 }

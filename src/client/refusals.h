@@ -12,10 +12,12 @@
 
 #include "codec/spec.h" /* NT_NAME_MAX, NT_FINGERPRINT_LEN */
 
-#define NT_REFUSALS_INTERVAL_NS (60 * 1000000000ull) /* a line per requester */
-#define NT_REFUSALS_LINES 10   /* lines per interval, all requesters */
-#define NT_REFUSALS_TRACKED 64 /* requesters remembered, oldest line first
-                                  forgotten */
+/* One line per requester (name and key) per interval, at most
+ * NT_REFUSALS_LINES lines per interval in all, and this many requesters
+ * remembered (the one with the oldest line is forgotten first). */
+#define NT_REFUSALS_INTERVAL_NS (60 * 1000000000ull)
+#define NT_REFUSALS_LINES 10
+#define NT_REFUSALS_TRACKED 64
 
 typedef struct nt_refusal_entry {
   char name[NT_NAME_MAX + 1]; /* "": free */

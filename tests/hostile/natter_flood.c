@@ -113,8 +113,8 @@ static void ask_tick(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   msg.u.connect_request.request_id = ++a->next_id;
-  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
-           "%s", a->f->peer);
+  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
+           a->f->peer);
   msg.u.connect_request.check = strcmp(ask.kind, "connect") != 0;
   send_msg(a->ctl, &msg);
   ask.requests++;
@@ -200,8 +200,8 @@ static void ask_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
   on_closed(conn, reason, code, message, a->f);
 }
 
-static const nt_conn_callbacks ask_callbacks = {ask_established, ask_closed,
-                                                NULL, NULL, NULL, NULL};
+static const nt_conn_callbacks ask_callbacks = {
+    ask_established, ask_closed, NULL, NULL, NULL, NULL};
 
 static void ignore_recv(nt_stream *s, const uint8_t *data, size_t len,
                         int fin, void *ud) {
@@ -283,12 +283,11 @@ static void done_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: natter-flood idle BROKER BIND N SECONDS\n"
-          "       natter-flood control BROKER BIND CASE\n"
-          "       natter-flood aim BROKER BIND NAME PEER CANDIDATE...\n"
-          "       natter-flood ask BROKER BIND NAME PEER SESSIONS "
-          "INTERVAL_MS SECONDS connect|check|check-names|v1\n");
+  fprintf(stderr, "usage: natter-flood idle BROKER BIND N SECONDS\n"
+                  "       natter-flood control BROKER BIND CASE\n"
+                  "       natter-flood aim BROKER BIND NAME PEER CANDIDATE...\n"
+                  "       natter-flood ask BROKER BIND NAME PEER SESSIONS "
+                  "INTERVAL_MS SECONDS connect|check|check-names|v1\n");
   return 2;
 }
 
@@ -340,10 +339,9 @@ int main(int argc, char **argv) {
     ask.interval_ms = (unsigned)atoi(argv[7]);
     seconds = (unsigned)atoi(argv[8]);
     ask.kind = argv[9];
-    if (ask.interval_ms == 0 || (strcmp(ask.kind, "connect") != 0 &&
-                                 strcmp(ask.kind, "check") != 0 &&
-                                 strcmp(ask.kind, "check-names") != 0 &&
-                                 strcmp(ask.kind, "v1") != 0)) {
+    if (ask.interval_ms == 0 ||
+        (strcmp(ask.kind, "connect") != 0 && strcmp(ask.kind, "check") != 0 &&
+         strcmp(ask.kind, "check-names") != 0 && strcmp(ask.kind, "v1") != 0)) {
       return usage();
     }
   } else {
@@ -384,8 +382,8 @@ int main(int argc, char **argv) {
       askers[i].idx = i;
       askers[i].tick = evtimer_new(f.base, ask_tick, &askers[i]);
       rv = nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
-                               f.broker.len, NULL, &ask_callbacks,
-                               &askers[i], &conn);
+                               f.broker.len, NULL, &ask_callbacks, &askers[i],
+                               &conn);
     } else {
       rv = nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
                                f.broker.len, NULL, &callbacks, &f, &conn);
