@@ -73,7 +73,7 @@ enum {
   NATTER_ERR_KEY_MISMATCH = -12, /* peer key differs from the vouched one */
   NATTER_ERR_REFUSED = -13,      /* target refused on the peer */
   NATTER_ERR_UNREACHABLE = -14,  /* target unreachable from the peer */
-  NATTER_ERR_DENIED = -15,       /* the peer's rules forbid the target */
+  NATTER_ERR_DENIED = -15,       /* the peer's rules forbid it (or us) */
   NATTER_ERR_PROTOCOL = -16,     /* malformed message from the network */
   NATTER_ERR_TLS = -17,          /* TLS handshake failed */
   NATTER_ERR_UNAUTHORIZED = -18, /* broker token refused */
@@ -773,7 +773,8 @@ natter_client_get_peer_stats_versioned(const natter_client *client,
 /* ---- client status (what the metrics and status pages print) ---- */
 
 #define NATTER_CLIENT_STATUS_V1 1
-#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V1
+#define NATTER_CLIENT_STATUS_V2 2 /* peers_refused */
+#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V2
 
 typedef struct natter_client_status {
   uint64_t uptime_ms;
@@ -798,6 +799,8 @@ typedef struct natter_client_status {
   uint64_t errors[32];      /* failures reported as events, by -NATTER_ERR_*
                                (index 0 unused) */
   uint64_t status_requests; /* HTTP/3 and metrics requests served */
+  /* V2: requesters this listener's peer rules refused (each refusal) */
+  uint64_t peers_refused;
 } natter_client_status;
 
 #define natter_client_get_status(CLIENT, STATUS)                               \

@@ -6,11 +6,12 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
-#include "quic/endpoint.h"
+#include "codec/control.h"
+#include "codec/wire.h"
 #include "natter.h"
+#include "quic/endpoint.h"
 #include "test.h"
 #include "trust/tls.h"
-#include "codec/wire.h"
 
 #define DEADLINE_MS 8000
 
@@ -145,9 +146,10 @@ static void test_malformed_control(void) {
   /* A second CheckIn sent before the first is answered: it waits, as
    * everything after a CheckIn does, until the registry has bound the
    * first one's name, and is then refused. Each is
-   * Control{check_in{version 1, "x"}}. */
-  const uint8_t twice[] = {7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x',
-                           7, 0x0a, 5, 0x08, 0x01, 0x12, 0x01, 'x'};
+   * Control{check_in{version 2, "x"}}. */
+  _Static_assert(NT_CONTROL_PROTOCOL_VERSION == 2, "the bytes say version 2");
+  const uint8_t twice[] = {7, 0x0a, 5, 0x08, 0x02, 0x12, 0x01, 'x',
+                           7, 0x0a, 5, 0x08, 0x02, 0x12, 0x01, 'x'};
   send_to_broker(port, twice, sizeof(twice), base, &p);
   CHECK(p.established && p.closed && p.reason == NT_CLOSE_PEER);
   CHECK_STR_CONTAINS(p.message, "checked in twice");

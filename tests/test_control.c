@@ -210,7 +210,7 @@ static void test_not_a_control(void) {
    * error, nothing this version knows. */
   CHECK(nt_control_decode(&out, garbage, 0) == 0);
   CHECK(out.type == NT_CONTROL_NONE);
-  static const uint8_t newer[] = {0x4a, 0x00}; /* field 9, empty */
+  static const uint8_t newer[] = {0xfa, 0x01, 0x00}; /* field 31, empty */
   CHECK(nt_control_decode(&out, newer, sizeof(newer)) == 0);
   CHECK(out.type == NT_CONTROL_NONE);
   static uint8_t big[NT_WIRE_MAX_MSG + 1];
@@ -447,8 +447,62 @@ static void test_notice_and_report_bounds(void) {
   CHECK(decode_pb(&out, &msg) == 0);
 }
 
+/* An admission query carries a name and a key and nothing else; an
+ * answer only its id and the decision. */
+static void test_admission(void) {
+  static nt_control in, out;
+  memset(&in, 0, sizeof(in));
+  in.type = NT_CONTROL_ADMISSION_QUERY;
+  in.u.admission_query.query_id = 41;
+  snprintf(in.u.admission_query.peer, sizeof(in.u.admission_query.peer),
+           "mallory");
+  memcpy(in.u.admission_query.key, key, sizeof(key));
+  in.u.admission_query.check = 1;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(memcmp(&in, &out, sizeof(in)) == 0);
+
+  memset(&in, 0, sizeof(in));
+  in.type = NT_CONTROL_ADMISSION_ANSWER;
+  in.u.admission_answer.query_id = 41;
+  in.u.admission_answer.admitted = 1;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(memcmp(&in, &out, sizeof(in)) == 0);
+  in.u.admission_answer.admitted = 0;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(out.type == NT_CONTROL_ADMISSION_ANSWER &&
+        out.u.admission_answer.query_id == 41 &&
+        !out.u.admission_answer.admitted);
+
+  memset(&in, 0, sizeof(in));
+  in.type = NT_CONTROL_ADMISSION_RESET;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(out.type == NT_CONTROL_ADMISSION_RESET);
+
+  /* A query without an id, a name or a whole key is refused. */
+  Natter__Control msg = NATTER__CONTROL__INIT;
+  Natter__AdmissionQuery q = NATTER__ADMISSION_QUERY__INIT;
+  msg.msg_case = NATTER__CONTROL__MSG_ADMISSION_QUERY;
+  msg.admission_query = &q;
+  q.query_id = 7;
+  q.peer = "eve";
+  q.peer_key.data = key;
+  q.peer_key.len = NT_FINGERPRINT_LEN;
+  CHECK(decode_pb(&out, &msg) == 0);
+  CHECK(out.u.admission_query.query_id == 7 && !out.u.admission_query.check);
+  q.query_id = 0;
+  CHECK(decode_pb(&out, &msg) == NATTER_ERR_PROTOCOL);
+  CHECK(out.type == NT_CONTROL_ADMISSION_QUERY);
+  q.query_id = 7;
+  q.peer = "eve\n";
+  CHECK(decode_pb(&out, &msg) == NATTER_ERR_PROTOCOL);
+  q.peer = "eve";
+  q.peer_key.len = NT_FINGERPRINT_LEN - 1;
+  CHECK(decode_pb(&out, &msg) == NATTER_ERR_PROTOCOL);
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
+      {"admission", test_admission},
       {"round_trips", test_round_trips},
       {"wire_bytes", test_wire_bytes},
       {"not_a_control", test_not_a_control},

@@ -103,6 +103,8 @@ size_t nt_client_status_len(int version) {
   switch (version) {
   case NATTER_CLIENT_STATUS_V1:
     return FIELD_END(natter_client_status, status_requests);
+  case NATTER_CLIENT_STATUS_V2:
+    return FIELD_END(natter_client_status, peers_refused);
   default:
     return 0;
   }

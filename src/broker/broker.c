@@ -596,6 +596,7 @@ void natter_broker_free(natter_broker *b) {
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   nt_h3_server_free(b->h3);
   nt_relay_free(b->relay);
+  nt_admission_free(b);
   if (b->map_ev) {
     event_free(b->map_ev);
   }

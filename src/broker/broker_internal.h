@@ -46,6 +46,72 @@
 
 typedef struct bclient bclient;
 
+/* Asking a listener before an introduction (admission_query.c; the
+ * budgets are in doc/operations.md, "Limits"): nothing is spent on a
+ * requester -- no relay channel, no check slot, no introduction, none of
+ * the listener's addresses -- until the listener's own peer rules admit
+ * it. */
+#define BROKER_MAX_QUERIES 512         /* awaiting an answer, in all */
+#define BROKER_QUERIES_PER_LISTENER 32 /* awaiting one listener's answer */
+#define BROKER_QUERIES_PER_REQUESTER 4 /* asked for one requester */
+/* Then the requester gets TIMEOUT: an honest listener answers in one
+ * round trip, and the requester's own deadline (-timeout, 10 s by
+ * default) should hear the reason first. */
+#define BROKER_QUERY_TIMEOUT_NS (5 * 1000000000ull)
+/* A refusal is remembered for this long (listener session, requester name
+ * and key), and the same request refused without asking again: a flood
+ * of requests from a stranger costs the listener one answer per 10 s. At
+ * most this many are remembered, the oldest forgotten first; a listener
+ * whose rules change (a reload) has its refusals forgotten
+ * (AdmissionReset). */
+#define BROKER_REFUSED_TTL_NS (10 * 1000000000ull)
+#define BROKER_REFUSED_CACHE 256
+
+/* A query awaiting the listener's answer. */
+typedef struct bquery {
+  uint32_t query_id; /* 0: the slot is free */
+  bclient *listener;
+  /* NULL once the requester left: the answer is still owed (it must not
+   * count against the listener), but goes nowhere. */
+  bclient *requester;
+  char name[NT_NAME_MAX + 1]; /* the requester's, for the log */
+  uint8_t key[NT_FINGERPRINT_LEN];
+  uint32_t request_id; /* the requester's ConnectRequest */
+  int check;
+  /* Admitted: introduced from the loop's next turn (intro_ev), when
+   * neither side's connection is the one being read, so the requester's
+   * Introduction leaves first, as it did before the broker asked. */
+  int admitted;
+  uint64_t expires_ns;
+} bquery;
+
+/* A refusal remembered (BROKER_REFUSED_TTL_NS). */
+typedef struct brefused {
+  const bclient *listener; /* NULL: free */
+  char name[NT_NAME_MAX + 1];
+  uint8_t key[NT_FINGERPRINT_LEN];
+  uint64_t expires_ns;
+} brefused;
+
+enum {
+  BROKER_ADMIT_LOG_REFUSED = 0,
+  BROKER_ADMIT_LOG_TIMEOUT,
+  BROKER_ADMIT_LOG_LIMIT,
+  BROKER_ADMIT_LOG_KINDS
+};
+
+typedef struct badmission {
+  bquery queries[BROKER_MAX_QUERIES];
+  brefused refused[BROKER_REFUSED_CACHE];
+  size_t refused_next; /* the oldest entry, replaced next */
+  uint32_t next_id;
+  struct event *timer;    /* the next query's timeout; NULL until needed */
+  struct event *intro_ev; /* introduces the admitted; NULL until needed */
+  /* At most one log line a second per kind, with a count of the rest. */
+  uint64_t logged_ns[BROKER_ADMIT_LOG_KINDS];
+  unsigned suppressed[BROKER_ADMIT_LOG_KINDS];
+} badmission;
+
 /* A check-in waiting for the registry to bind its name (registry.h): what
  * the rest of the check-in needs from the CheckIn message, which is gone
  * by then. */
@@ -158,6 +224,7 @@ struct natter_broker {
   nt_relay *relay;  /* NULL: no relaying (-relay off) */
   bcheck checks[BROKER_MAX_CHECKS];
   nt_log_gate checks_gate; /* "too many checks" lines */
+  badmission admission; /* admission_query.c */
 };
 
 /* ---- client_session.c: one connected client ---- */
@@ -172,5 +239,37 @@ bclient *nt_bclient_new(natter_broker *b, const struct sockaddr *from);
 void nt_bclient_free(natter_broker *b, bclient *c);
 
 extern const nt_conn_callbacks nt_bclient_conn_callbacks;
+
+/* Sends |msg| on |c|'s control stream (a failure drops |c|). */
+void nt_bclient_send(bclient *c, const nt_control *msg);
+/* Answers |c|'s ConnectRequest |request_id| with |code| and |message|. */
+void nt_bclient_connect_result(bclient *c, uint32_t request_id,
+                               nt_control_code code, const char *message);
+/* |peer|'s rules admit |c|: the meeting gets what it needs only now (a
+ * relay channel, a check slot, the pair noted) and both hear of it. */
+void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
+                          int check);
+
+/* ---- admission_query.c: asking the listener first ---- */
+
+/* |c| asks to meet the listening |peer| (a normal or check request,
+ * already checked otherwise): refused from the remembered refusals, or
+ * refused past a budget, or an AdmissionQuery to |peer|. */
+void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r);
+/* 1 when |a| answers a query to |c| still awaiting it: a reply owed,
+ * which does not count against |c|'s control-message rate. */
+int nt_admission_owed(const bclient *c, const nt_admission_answer *a);
+/* |c|'s answer: an introduction, or a refusal the requester hears (and
+ * that is remembered). An answer to no query of |c|'s is ignored. */
+void nt_admission_on_answer(bclient *c, const nt_admission_answer *a);
+/* |c|'s peer rules changed: forgets the refusals remembered for it. */
+void nt_admission_reset(bclient *c);
+/* |c| leaves: requesters waiting for its answer hear so. */
+void nt_admission_on_leave(bclient *c);
+/* Forgets |c|'s queries and remembered refusals, silently (the broker
+ * may be going away). */
+void nt_admission_forget(natter_broker *b, const bclient *c);
+/* Frees the timer (natter_broker_free). */
+void nt_admission_free(natter_broker *b);
 
 #endif

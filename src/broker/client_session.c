@@ -89,6 +89,10 @@ static void send_control(bclient *c, const nt_control *msg) {
   }
 }
 
+void nt_bclient_send(bclient *c, const nt_control *msg) {
+  send_control(c, msg);
+}
+
 static void send_check_in_result(bclient *c, nt_control_code code,
                                  const char *message) {
   nt_control msg = {.type = NT_CONTROL_CHECK_IN_RESULT};
@@ -327,8 +331,15 @@ static void handle_check_in(bclient *c, const nt_check_in *in) {
     return;
   }
   if (in->protocol_version != NT_CONTROL_PROTOCOL_VERSION) {
-    send_check_in_result(c, NT_CODE_BAD_REQUEST,
-                         "protocol version not supported by this broker");
+    char why[NT_CONTROL_TEXT_MAX + 1];
+    /* Say which side to upgrade: an older natter prints this as is. */
+    snprintf(why, sizeof(why),
+             "protocol version not supported by this broker: the client "
+             "speaks %u, the broker %d; upgrade natter on the %s",
+             in->protocol_version, NT_CONTROL_PROTOCOL_VERSION,
+             in->protocol_version < NT_CONTROL_PROTOCOL_VERSION ? "client"
+                                                                : "broker");
+    send_check_in_result(c, NT_CODE_BAD_REQUEST, why);
     return;
   }
   if (!nt_name_valid(in->name)) {
@@ -404,6 +415,13 @@ static void send_connect_result(bclient *c, uint32_t request_id,
   send_control(c, &msg);
 }
 
+void nt_bclient_connect_result(bclient *c, uint32_t request_id,
+                               nt_control_code code, const char *message) {
+  if (!c->dead && c->ctl) {
+    send_connect_result(c, request_id, code, message);
+  }
+}
+
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
                               const uint8_t *nonce, int refresh,
@@ -436,7 +454,6 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
 
 static void handle_connect_request(bclient *c, const nt_connect_request *r) {
   natter_broker *b = c->broker;
-  uint8_t nonce[NT_PUNCH_NONCE_LEN];
 
   if (!c->checked_in || r->request_id == 0) {
     reject(c, NT_CODE_BAD_REQUEST, "connect request before check-in");
@@ -474,29 +491,44 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
                         "the peer is checked in but not listening");
     return;
   }
+  /* Nothing is spent on |c| before |peer| says its rules admit it. */
+  nt_admission_ask(c, peer, r);
+}
+
+/* A relay channel for the pair, in case punching fails: 1 with both
+ * tokens, or 0 (no relay, either side refuses relayed peers, or the
+ * relay's budgets are spent). */
+static int open_relay_channel(bclient *c, bclient *peer,
+                              uint8_t tok_c[NT_RELAY_TOKEN_LEN],
+                              uint8_t tok_peer[NT_RELAY_TOKEN_LEN]) {
+  natter_broker *b = c->broker;
+  return b->relay && !c->no_relay && !peer->no_relay &&
+         nt_relay_open(b->relay, c->name, nt_conn_validated_addr(c->conn),
+                       peer->name, nt_conn_validated_addr(peer->conn), tok_c,
+                       tok_peer) == 0;
+}
+
+void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
+                          int check) {
+  natter_broker *b = c->broker;
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+
   if (nt_random_bytes(nonce, sizeof(nonce)) != 0) {
-    send_connect_result(c, r->request_id, NT_CODE_INTERNAL, "no randomness");
+    send_connect_result(c, request_id, NT_CODE_INTERNAL, "no randomness");
     return;
   }
   bcheck *chk = NULL;
-  if (r->check && !(chk = check_slot(b, c))) {
-    send_connect_result(c, r->request_id, NT_CODE_INTERNAL,
+  if (check && !(chk = check_slot(b, c))) {
+    send_connect_result(c, request_id, NT_CODE_INTERNAL,
                         "the broker runs too many checks at once; try "
                         "again in a minute");
     return;
   }
   b->introductions++;
-  /* A relay channel for the pair, in case punching fails; none when
-   * either refuses relayed peers. */
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
-  int relayed =
-      b->relay && !c->no_relay && !peer->no_relay &&
-      nt_relay_open(b->relay, c->name, nt_conn_validated_addr(c->conn),
-                    peer->name, nt_conn_validated_addr(peer->conn), tok_c,
-                    tok_peer) == 0;
+  int relayed = open_relay_channel(c, peer, tok_c, tok_peer);
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
-          r->check ? " for a check" : "",
-          relayed ? " (relay channel open)" : "");
+          check ? " for a check" : "", relayed ? " (relay channel open)" : "");
   if (chk) {
     memcpy(chk->nonce, nonce, sizeof(chk->nonce));
     chk->requester = c;
@@ -505,9 +537,10 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
   } else {
     note_introduced(c, peer);
   }
-  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, r->check);
-  send_introduction(c, peer, r->request_id, nonce, 0, relayed ? tok_c : NULL,
-                    0);
+  /* The requester first: it probes the moment it hears, and the
+   * listener's first probes then find it ready for them. */
+  send_introduction(c, peer, request_id, nonce, 0, relayed ? tok_c : NULL, 0);
+  send_introduction(peer, c, 0, nonce, 0, relayed ? tok_peer : NULL, check);
 }
 
 /* A free slot for a check by |c|, or NULL past the limits (logged, at
@@ -601,19 +634,51 @@ static void handle_check_report(bclient *c, const nt_check_side *report,
   k->requester = k->peer = NULL;
 }
 
+/* The check awaiting |c|'s report with |nonce|, or NULL. */
+static bcheck *check_of_report(natter_broker *b, const bclient *c,
+                               const uint8_t *nonce) {
+  for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
+    if (b->checks[i].peer == c && b->checks[i].requester &&
+        memcmp(b->checks[i].nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+      return &b->checks[i];
+    }
+  }
+  return NULL;
+}
+
+/* Whether |msg| from |c| answers something the broker asked of it and
+ * still awaits. */
+static int owed_reply(const bclient *c, const nt_control *msg) {
+  if (!c->checked_in || c->diagnostic) {
+    return 0;
+  }
+  if (msg->type == NT_CONTROL_ADMISSION_ANSWER) {
+    return nt_admission_owed(c, &msg->u.admission_answer);
+  }
+  if (msg->type == NT_CONTROL_CHECK_REPORT) {
+    return check_of_report(c->broker, c, msg->u.check_report.nonce) != NULL;
+  }
+  return 0;
+}
+
 /* One control message from a client; returns nonzero once the client is
  * being dropped, so nothing after it is read. */
 static int handle_control(const uint8_t *body, size_t len, void *ud) {
   bclient *c = ud;
-  if (!nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
+  nt_control msg;
+  int malformed = nt_control_decode(&msg, body, len) != 0;
+  /* Replies the broker asked |c| for (an admission answer, a check's
+   * report) are owed, not chosen: they do not count against its rate,
+   * so that requests aimed at a listener cost the requester, never the
+   * listener. Each query or check permits one. */
+  if (!(!malformed && owed_reply(c, &msg)) &&
+      !nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
                     nt_monotonic_ns())) {
     reject(c, NT_CODE_BAD_REQUEST,
            "too many control messages (limit " STR(
                BROKER_CTL_RATE) " per second)");
     return 1;
   }
-  nt_control msg;
-  int malformed = nt_control_decode(&msg, body, len) != 0;
   switch (msg.type) {
   case NT_CONTROL_CHECK_IN:
     if (malformed) {
@@ -630,6 +695,20 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     break;
   case NT_CONTROL_CHECK_REPORT:
     handle_check_report(c, &msg.u.check_report, malformed);
+    break;
+  case NT_CONTROL_ADMISSION_ANSWER:
+    if (!c->checked_in || c->diagnostic || malformed) {
+      reject(c, NT_CODE_BAD_REQUEST, "unexpected admission answer");
+      break;
+    }
+    nt_admission_on_answer(c, &msg.u.admission_answer);
+    break;
+  case NT_CONTROL_ADMISSION_RESET:
+    if (!c->checked_in || c->diagnostic) {
+      reject(c, NT_CODE_BAD_REQUEST, "unexpected admission reset");
+      break;
+    }
+    nt_admission_reset(c);
     break;
   case NT_CONTROL_NAT_REPORT:
     if (!c->checked_in) {
@@ -761,6 +840,8 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
             : reason == NT_CLOSE_PEER ? (message[0] ? message : "closed")
                                       : "closed");
   }
+  /* Also a session replaced by a new one: its questions end here. */
+  nt_admission_on_leave(c);
   if (c->checked_in && !c->diagnostic) {
     char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
@@ -779,6 +860,7 @@ void nt_bclient_free(natter_broker *b, bclient *c) {
    * to freed memory. */
   nt_registry_cancel(c->binding.req);
   free(c->binding.held);
+  nt_admission_forget(b, c);
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     if (b->checks[i].requester == c || b->checks[i].peer == c) {
       b->checks[i].requester = b->checks[i].peer = NULL;

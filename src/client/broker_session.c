@@ -168,6 +168,13 @@ void nt_broker_session_report_check(const nt_check_side *side, void *ud) {
   send_control(c, &msg);
 }
 
+void nt_broker_session_rules_changed(natter_client *c) {
+  nt_control msg = {.type = NT_CONTROL_ADMISSION_RESET};
+  if (c->checked_in && c->listen && !c->diagnostic) {
+    send_control(c, &msg);
+  }
+}
+
 /* The broker passes the checked peer's report (diagnostic sessions only),
  * naming the reporter. Bounds: control.h; the check takes only its
  * meeting's. */
@@ -321,6 +328,17 @@ static void handle_check_in_result(natter_client *c,
     nt_conn_close(c->broker_conn, 0, "unauthorized");
     return;
   }
+  if (r->code == NT_CODE_BAD_REQUEST && strstr(r->message, "protocol") &&
+      !strstr(r->message, "upgrade")) {
+    /* A broker older than this client says no more than that. */
+    nt_client_fatal(c, NATTER_ERR_BROKER,
+                    "broker %s runs an older natter: it does not speak "
+                    "protocol %d (%s); upgrade the broker, or use the "
+                    "natter version it runs",
+                    broker, NT_CONTROL_PROTOCOL_VERSION, r->message);
+    nt_conn_close(c->broker_conn, 0, "refused");
+    return;
+  }
   if (r->code != NT_CODE_OK) {
     char why[200];
     snprintf(why, sizeof(why), "%s", r->message[0] ? r->message : "no reason");
@@ -371,7 +389,8 @@ static void handle_connect_result(natter_client *c,
   int error = r->code == NT_CODE_PEER_UNKNOWN ? NATTER_ERR_PEER_UNKNOWN
               : r->code == NT_CODE_PEER_NOT_LISTENING
                   ? NATTER_ERR_PEER_NOT_LISTENING
-                  : NATTER_ERR_BROKER;
+              : r->code == NT_CODE_DENIED ? NATTER_ERR_DENIED
+                                          : NATTER_ERR_BROKER;
   nt_peers_on_connect_result(c->peers, r->request_id, error, r->message);
 }
 
@@ -393,6 +412,23 @@ static void handle_introduction(natter_client *c, const nt_introduction *in,
     nt_check_run_on_introduction(c->check, intro.name, intro.nonce);
   }
   nt_peers_on_introduction(c->peers, &intro);
+}
+
+/* The broker asks whether a requester may meet us, before it spends
+ * anything on it: our peer rules decide (refusals counted and logged
+ * within bounds), and we answer exactly once. The query carries the
+ * requester's name and key only. */
+static void handle_admission_query(natter_client *c,
+                                   const nt_admission_query *q, int malformed) {
+  nt_control msg = {.type = NT_CONTROL_ADMISSION_ANSWER};
+  if (malformed) {
+    nt_warn(&c->log, "malformed admission query from the broker; ignored");
+    return;
+  }
+  msg.u.admission_answer.query_id = q->query_id;
+  msg.u.admission_answer.admitted =
+      c->listen && !c->diagnostic && nt_peers_admit(c->peers, q->peer, q->key);
+  send_control(c, &msg);
 }
 
 /* One control message from the broker; returns nonzero when the session
@@ -426,6 +462,11 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   case NT_CONTROL_CHECK_REPORT:
     if (c->checked_in) {
       handle_check_report(c, &msg.u.check_report, malformed);
+    }
+    break;
+  case NT_CONTROL_ADMISSION_QUERY:
+    if (c->checked_in) {
+      handle_admission_query(c, &msg.u.admission_query, malformed);
     }
     break;
   default:

@@ -34,5 +34,8 @@ int nt_broker_session_mapping_reply(natter_client *c, const uint8_t *data,
 uint32_t nt_broker_session_request_peer(const char *name, void *ud);
 int nt_broker_session_refresh_peer(const char *name, void *ud);
 void nt_broker_session_report_check(const nt_check_side *side, void *ud);
+/* Our peer rules changed: the broker forgets the refusals it remembers
+ * for us (AdmissionReset), so that a peer admitted now is asked again. */
+void nt_broker_session_rules_changed(natter_client *c);
 
 #endif

@@ -135,7 +135,13 @@ static void finish(nt_check_run *run) {
   natter_check_side *a = &res.self, *b = &res.peer;
   a->name = env->self_name;
   a->reported = 1;
-  a->outcome = run->connected ? "connected" : run->error ? "failed" : "";
+  /* Refused by the peer's rules (the broker asked it first): we tried
+   * nothing, and learnt nothing about the peer but that. */
+  int refused = !run->connected && run->error == NATTER_ERR_DENIED;
+  a->outcome = run->connected ? "connected"
+               : refused      ? ""
+               : run->error   ? "failed"
+                              : "";
   a->mapping = nt_mapping_to_public(env->self->mapping);
   a->public_address = addr_or_empty(&env->self->observed, a_pub);
   a->probes_from = "";
@@ -155,7 +161,7 @@ static void finish(nt_check_run *run) {
   }
 
   b->name = run->peer;
-  b->outcome = "";
+  b->outcome = refused ? "refused" : "";
   b->probes_from = "";
   b->candidates = pb;
   b->mapping =

@@ -332,6 +332,7 @@ int natter_client_set_access_versioned(natter_client *c, int config_version,
    * ones keep running. */
   nt_access_replace(c->access, acc);
   nt_access_free(acc);
+  nt_broker_session_rules_changed(c);
   nt_info(&c->log, "access rules replaced; open connections keep running");
   return 0;
 }

@@ -103,6 +103,7 @@ int natter_client_get_status_versioned(const natter_client *c,
   nt_endpoint_traffic(c->ep, &st->bytes_received, &st->bytes_sent);
   memcpy(st->errors, c->errors, sizeof(st->errors));
   st->status_requests = c->status_requests;
+  st->peers_refused = nt_peers_refused_total(c->peers);
   memcpy(out, st, len);
   return 0;
 }

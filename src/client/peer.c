@@ -198,27 +198,46 @@ void nt_peer_fail(nt_peer *p, int error, const char *fmt, ...) {
 
 /* ---- admission ---- */
 
-/* Whether this listener's peer rules let |name| with |key| in; a refusal
- * is logged (once per introduction) with the rule that would admit it. */
+/* Whether this listener's peer rules let |name| with |key| in. A refusal
+ * is counted and logged with the rule that would admit it, within
+ * refusals.h's bounds: a requester that asks again and again, or many at
+ * once, cannot flood the log. */
 int nt_peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
                      int log_refusal) {
   const nt_peers_env *env = &peers->env;
   nt_access_peer who = {name, key};
-  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], more[160] = "";
+  uint64_t same = 0, others = 0;
 
   if (nt_access_peer_admitted(env->access, &who,
                               env->self && env->self->broker_closed)) {
     return 1;
   }
-  if (log_refusal) {
-    nt_fingerprint_hex(key, hex);
-    nt_warn(env->log,
-            "refused %s (key %s): not admitted by this listener's peer "
-            "rules; to let it in, add -allow-peer %s (or -allow-peer "
-            "%s@%s to pin its key too)",
-            name, hex, name, name, hex);
+  if (!log_refusal || !nt_refusals_note(&peers->refusals, name, key,
+                                        nt_monotonic_ns(), &same, &others)) {
+    return 0;
   }
+  if (same || others) {
+    snprintf(more, sizeof(more),
+             " [not logged since: %llu refusals of %s, %llu of other "
+             "peers; at most one line per peer a minute]",
+             (unsigned long long)same, name, (unsigned long long)others);
+  }
+  nt_fingerprint_hex(key, hex);
+  nt_warn(env->log,
+          "refused %s (key %s): not admitted by this listener's peer "
+          "rules; to let it in, add -allow-peer %s (or -allow-peer "
+          "%s@%s to pin its key too)%s",
+          name, hex, name, name, hex, more);
   return 0;
+}
+
+int nt_peers_admit(nt_peers *peers, const char *name, const uint8_t *key) {
+  return nt_peer_admitted(peers, name, key, 1);
+}
+
+uint64_t nt_peers_refused_total(const nt_peers *peers) {
+  return peers ? peers->refusals.total : 0;
 }
 
 /* ---- the connection ---- */

@@ -116,6 +116,12 @@ void nt_peer_waiter_cancel(nt_peer_waiter *w);
 /* The broker session came (back) up: ask for what waits for it. */
 void nt_peers_broker_ready(nt_peers *peers);
 void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *in);
+/* The broker asks whether |name| with |key| may meet us (an
+ * AdmissionQuery): 1 when the listener's peer rules admit it; a refusal
+ * is counted and logged within refusals.h's bounds. */
+int nt_peers_admit(nt_peers *peers, const char *name, const uint8_t *key);
+/* Every requester the peer rules refused so far. */
+uint64_t nt_peers_refused_total(const nt_peers *peers);
 /* The broker could not serve request |request_id|: |error| is a
  * NATTER_ERR_*, |message| the broker's (printable) reason or "". */
 void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id,

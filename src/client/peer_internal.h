@@ -13,6 +13,7 @@
 
 #include "client/path.h"
 #include "client/peer.h"
+#include "client/refusals.h"
 
 typedef enum nt_peer_state {
   NT_PEER_IDLE = 0,    /* no connection, nothing in progress */
@@ -70,11 +71,28 @@ enum {
   NT_PEERS_LOG_KINDS
 };
 #define NT_PEERS_BUDGET_LOG_NS (10 * 1000000000ull)
+/* A probe that came before its introduction: the peer heard of the
+ * meeting first (the broker introduces both at once, but one may be
+ * quicker to act). The last NT_PEERS_EARLY_PROBES, for
+ * NT_PEERS_EARLY_PROBE_NS, are handled when the introduction with their
+ * nonce arrives; the rest are forgotten. */
+#define NT_PEERS_EARLY_PROBES 8
+#define NT_PEERS_EARLY_PROBE_NS (2 * 1000000000ull)
+
+typedef struct nt_early_probe {
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  struct sockaddr_storage from;
+  socklen_t fromlen; /* 0: free */
+  uint64_t at_ns;
+} nt_early_probe;
 
 struct nt_peers {
   nt_peers_env env;
   TAILQ_HEAD(, nt_peer) list;
   uint64_t budget_logged_ns[NT_PEERS_LOG_KINDS];
+  nt_refusals refusals; /* requesters the peer rules refused */
+  nt_early_probe early[NT_PEERS_EARLY_PROBES];
+  size_t early_next; /* the oldest, replaced next */
 };
 
 /* 1 when budget hit |kind| may be logged at |now_ns| (and notes it). */
@@ -99,7 +117,8 @@ void nt_peer_fail(nt_peer *p, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A check's side is done: tells the broker, once per meeting. */
 void nt_peer_check_report(nt_peer *p, int outcome);
-/* Whether this listener's peer rules let |name| with |key| in. */
+/* Whether this listener's peer rules let |name| with |key| in; a refusal
+ * is counted, and logged within refusals.h's bounds. */
 int nt_peer_admitted(nt_peers *peers, const char *name, const uint8_t *key,
                      int log_refusal);
 

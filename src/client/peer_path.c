@@ -445,10 +445,13 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
   if (p->state == NT_PEER_INTRODUCING) {
     if (now >= p->deadline_ns) {
+      /* The broker asks the peer first: a peer that is stopped, or cut
+       * off from the broker, never admits us. */
       nt_peer_fail(p, NATTER_ERR_TIMEOUT,
-                   "no introduction to %s from the broker in %u s: is the "
-                   "broker reachable?",
-                   p->name, ENV(p)->connect_timeout_ms / 1000);
+                   "no introduction to %s from the broker in %u s: %s did "
+                   "not answer whether it admits us (stopped, or cut off "
+                   "from the broker?), or the broker is unreachable",
+                   p->name, ENV(p)->connect_timeout_ms / 1000, p->name);
       return;
     }
     nt_peer_arm_timer(p, p->deadline_ns);
@@ -550,6 +553,26 @@ static nt_introduction *checked_observed(nt_peers *peers,
   return out;
 }
 
+/* The probes of meeting |nonce| that came before its introduction, as
+ * if they came now (nt_early_probe). */
+static void early_probes(nt_peers *peers, const uint8_t *nonce) {
+  uint8_t probe[NT_PUNCH_PACKET_LEN];
+  uint64_t now = nt_monotonic_ns();
+  for (size_t i = 0; i < NT_PEERS_EARLY_PROBES; i++) {
+    nt_early_probe *e = &peers->early[i];
+    if (!e->fromlen || now - e->at_ns > NT_PEERS_EARLY_PROBE_NS ||
+        memcmp(e->nonce, nonce, NT_PUNCH_NONCE_LEN) != 0) {
+      continue;
+    }
+    struct sockaddr_storage from = e->from;
+    socklen_t fromlen = e->fromlen;
+    e->fromlen = 0;
+    nt_punch_encode(probe, NT_PUNCH_PROBE, nonce);
+    nt_peers_on_datagram(peers, probe, sizeof(probe),
+                         (const struct sockaddr *)&from, fromlen, 0);
+  }
+}
+
 /* Bounds: the client has checked the introduction (client.c); here
  * nt_path_candidates() decides what is probed. Stale or unasked-for
  * introductions are dropped. */
@@ -575,16 +598,10 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
     if (!env->listen) {
       return; /* the broker should not have sent it */
     }
+    /* The broker asked first (AdmissionQuery), but it may be hostile:
+     * the rules decide again, and a refused peer gets nothing, not even
+     * a report. */
     if (!nt_peer_admitted(peers, in->name, in->key, 1)) {
-      if (in->check && env->callbacks->check_report) {
-        /* A refusal is the check's answer: say so at once. */
-        nt_check_side side;
-        memset(&side, 0, sizeof(side));
-        memcpy(side.nonce, in->nonce, sizeof(side.nonce));
-        side.outcome = NT_CHECK_REFUSED;
-        side.mapping = env->self->mapping;
-        env->callbacks->check_report(&side, env->user_data);
-      }
       return;
     }
     p = in->check ? nt_peer_check_entry(peers, in->name)
@@ -666,6 +683,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
   nt_info(env->log, "%s: introduced (key %.16s...), probing %s", p->name, hex,
           n ? desc : "(no usable candidate)");
   nt_peer_timer_cb(-1, 0, p);
+  early_probes(peers, in->nonce);
 }
 
 void nt_peers_on_self_mapping(nt_peers *peers) {
@@ -710,6 +728,17 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   }
   nt_peer *p = type ? peer_by_nonce(peers, nonce) : NULL;
 
+  if (!p && type == NT_PUNCH_PROBE && !sock &&
+      fromlen <= sizeof(peers->early[0].from)) {
+    /* Perhaps the peer heard of our meeting before we did. */
+    nt_early_probe *e = &peers->early[peers->early_next];
+    peers->early_next = (peers->early_next + 1) % NT_PEERS_EARLY_PROBES;
+    memcpy(e->nonce, nonce, NT_PUNCH_NONCE_LEN);
+    memcpy(&e->from, from, fromlen);
+    e->fromlen = fromlen;
+    e->at_ns = nt_monotonic_ns();
+    return;
+  }
   if (!p || fromlen > sizeof(p->path.probe_from.ss)) {
     return;
   }

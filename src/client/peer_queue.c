@@ -172,9 +172,16 @@ void nt_peers_on_connect_result(nt_peers *peers, uint32_t request_id, int error,
                  "peer \"%s\" is not listening: start it with -listen",
                  p->name);
     break;
+  case NATTER_ERR_DENIED:
+    nt_peer_fail(p, NATTER_ERR_DENIED,
+                 "%s refuses us: its peer rules do not admit %s (its "
+                 "operator can add -allow-peer %s)",
+                 p->name, ENV(p)->self_name, ENV(p)->self_name);
+    break;
   default:
-    nt_peer_fail(p, NATTER_ERR_BROKER, "broker refused to connect us to %s: %s",
-                 p->name, message && message[0] ? message : "no reason");
+    nt_peer_fail(p, NATTER_ERR_BROKER,
+                 "the broker cannot introduce us to %s: %s", p->name,
+                 message && message[0] ? message : "no reason");
     break;
   }
 }

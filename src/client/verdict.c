@@ -114,7 +114,8 @@ natter_check_verdict nt_check_verdict(const natter_check_result *r, char *text,
              b->name);
     return NATTER_CHECK_NOT_LISTENING;
   }
-  if (b->reported && b->outcome && strcmp(b->outcome, "refused") == 0) {
+  if (r->error == NATTER_ERR_DENIED ||
+      (b->reported && b->outcome && strcmp(b->outcome, "refused") == 0)) {
     snprintf(text, len, "%s refuses us: its -allow-peer rules do not admit %s",
              b->name, a->name);
     return NATTER_CHECK_REFUSED;

@@ -205,6 +205,25 @@ static int decode_check_report(nt_check_side *out,
   return 0;
 }
 
+static int decode_admission_query(nt_admission_query *out,
+                                  const Natter__AdmissionQuery *in) {
+  if (in->query_id == 0 || !copy_name(out->peer, in->peer) ||
+      in->peer_key.len != NT_FINGERPRINT_LEN) {
+    return NATTER_ERR_PROTOCOL;
+  }
+  out->query_id = in->query_id;
+  memcpy(out->key, in->peer_key.data, NT_FINGERPRINT_LEN);
+  out->check = in->check ? 1 : 0;
+  return 0;
+}
+
+static int decode_admission_answer(nt_admission_answer *out,
+                                   const Natter__AdmissionAnswer *in) {
+  out->query_id = in->query_id;
+  out->admitted = in->admitted ? 1 : 0;
+  return 0;
+}
+
 int nt_control_decode(nt_control *out, const uint8_t *body, size_t len) {
   memset(out, 0, sizeof(*out));
   if (len > NT_WIRE_MAX_MSG) {
@@ -247,6 +266,18 @@ int nt_control_decode(nt_control *out, const uint8_t *body, size_t len) {
   case NATTER__CONTROL__MSG_CHECK_REPORT:
     out->type = NT_CONTROL_CHECK_REPORT;
     rv = decode_check_report(&out->u.check_report, msg->check_report);
+    break;
+  case NATTER__CONTROL__MSG_ADMISSION_QUERY:
+    out->type = NT_CONTROL_ADMISSION_QUERY;
+    rv = decode_admission_query(&out->u.admission_query, msg->admission_query);
+    break;
+  case NATTER__CONTROL__MSG_ADMISSION_ANSWER:
+    out->type = NT_CONTROL_ADMISSION_ANSWER;
+    rv = decode_admission_answer(&out->u.admission_answer,
+                                 msg->admission_answer);
+    break;
+  case NATTER__CONTROL__MSG_ADMISSION_RESET:
+    out->type = NT_CONTROL_ADMISSION_RESET;
     break;
   default:
     break; /* a message of a newer protocol: the role decides */
@@ -312,6 +343,9 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
   Natter__NatReport rep = NATTER__NAT_REPORT__INIT;
   Natter__PeerNotice notice = NATTER__PEER_NOTICE__INIT;
   Natter__CheckReport chk = NATTER__CHECK_REPORT__INIT;
+  Natter__AdmissionQuery query = NATTER__ADMISSION_QUERY__INIT;
+  Natter__AdmissionAnswer answer = NATTER__ADMISSION_ANSWER__INIT;
+  Natter__AdmissionReset reset = NATTER__ADMISSION_RESET__INIT;
   static const uint8_t no_session[NT_SESSION_LEN];
   scratch s;
   s.used = 0;
@@ -427,6 +461,29 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
     msg.check_report = &chk;
     break;
   }
+  case NT_CONTROL_ADMISSION_QUERY: {
+    const nt_admission_query *v = &m->u.admission_query;
+    query.query_id = v->query_id;
+    query.peer = text(v->peer);
+    query.peer_key.data = (uint8_t *)v->key;
+    query.peer_key.len = NT_FINGERPRINT_LEN;
+    query.check = v->check;
+    msg.msg_case = NATTER__CONTROL__MSG_ADMISSION_QUERY;
+    msg.admission_query = &query;
+    break;
+  }
+  case NT_CONTROL_ADMISSION_ANSWER: {
+    const nt_admission_answer *v = &m->u.admission_answer;
+    answer.query_id = v->query_id;
+    answer.admitted = v->admitted;
+    msg.msg_case = NATTER__CONTROL__MSG_ADMISSION_ANSWER;
+    msg.admission_answer = &answer;
+    break;
+  }
+  case NT_CONTROL_ADMISSION_RESET:
+    msg.msg_case = NATTER__CONTROL__MSG_ADMISSION_RESET;
+    msg.admission_reset = &reset;
+    break;
   default:
     return 0;
   }

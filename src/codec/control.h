@@ -3,8 +3,11 @@
  *
  * Everything on a client's control stream is one Control message in a
  * length-prefixed frame (wire.h). The client sends CheckIn, NatReport,
- * ConnectRequest and CheckReport; the broker answers CheckInResult,
- * ConnectResult, Introduction, PeerNotice and passes CheckReport on.
+ * ConnectRequest, CheckReport, AdmissionAnswer and AdmissionReset; the
+ * broker answers
+ * CheckInResult, ConnectResult, Introduction, PeerNotice, asks a listener
+ * AdmissionQuery before it introduces anyone to it, and passes
+ * CheckReport on.
  *
  * Either side may be hostile. The decoder bounds everything it hands out:
  *  - counts: at most NT_MAX_LOCAL_ADDRS local addresses, at most
@@ -17,6 +20,7 @@
  *    NT_CONTROL_TEXT_MAX bytes; a field the role answers politely (a
  *    check-in's name, a request's peer, a result's reason) reads as ""
  *    when it is not within these bounds, so the role can say why;
+ *  - an admission query needs a query id, a valid name and a key;
  *  - enums: an unknown NAT mapping reads NT_MAPPING_UNKNOWN, an unknown
  *    notice kind NT_NOTICE_NONE, an unknown result code NT_CODE_INTERNAL;
  *    an unknown check outcome is an error.
@@ -33,7 +37,9 @@
 #include "codec/spec.h"
 #include "codec/wire.h"
 
-#define NT_CONTROL_PROTOCOL_VERSION 1
+/* 2: the broker asks a listener (AdmissionQuery) before it introduces
+ * anyone to it; version 1 clients and brokers are told to upgrade. */
+#define NT_CONTROL_PROTOCOL_VERSION 2
 #define NT_CONTROL_FRAME_MAX (NT_WIRE_MAX_HDR + NT_WIRE_MAX_MSG)
 #define NT_CONTROL_TEXT_MAX 150  /* a result's reason, shown to the user */
 #define NT_CONTROL_TOKEN_MAX 256 /* a broker token (token.h: NT_TOKEN_MAX) */
@@ -168,6 +174,21 @@ typedef struct nt_check_side {
   nt_addr observed; /* the reporter's public address */
 } nt_check_side;
 
+/* broker -> listener: may |peer| (with |key|) meet you? Nothing about
+ * the requester's addresses; answered exactly once. */
+typedef struct nt_admission_query {
+  uint32_t query_id; /* the broker's; never 0 */
+  char peer[NT_NAME_MAX + 1];
+  uint8_t key[NT_FINGERPRINT_LEN];
+  int check; /* a connectivity check (natter -check) */
+} nt_admission_query;
+
+/* listener -> broker: the answer to query |query_id|. */
+typedef struct nt_admission_answer {
+  uint32_t query_id;
+  int admitted;
+} nt_admission_answer;
+
 /* Which message a Control carries. */
 typedef enum nt_control_type {
   NT_CONTROL_NONE = 0, /* none this version knows (a newer peer's) */
@@ -178,7 +199,11 @@ typedef enum nt_control_type {
   NT_CONTROL_INTRODUCTION = 5,
   NT_CONTROL_NAT_REPORT = 6,
   NT_CONTROL_PEER_NOTICE = 7,
-  NT_CONTROL_CHECK_REPORT = 8
+  NT_CONTROL_CHECK_REPORT = 8,
+  NT_CONTROL_ADMISSION_QUERY = 9,
+  NT_CONTROL_ADMISSION_ANSWER = 10,
+  /* listener -> broker: its peer rules changed; no fields */
+  NT_CONTROL_ADMISSION_RESET = 11
 } nt_control_type;
 
 typedef struct nt_control {
@@ -192,6 +217,8 @@ typedef struct nt_control {
     nt_nat_report nat_report;
     nt_peer_notice peer_notice;
     nt_check_side check_report;
+    nt_admission_query admission_query;
+    nt_admission_answer admission_answer;
   } u;
 } nt_control;
 

@@ -188,6 +188,8 @@ void nt_render_client_metrics(struct evbuffer *out,
         "Forwarded connections open now, both directions.", st->streams);
   counter(out, "natter_client_streams_opened_total",
           "Outgoing forwarded connections opened.", st->streams_opened);
+  counter(out, "natter_client_peers_refused_total",
+          "Requesters this listener's peer rules refused.", st->peers_refused);
   traffic(out, "natter_client_udp_bytes_total",
           "UDP payload bytes on the client's socket.", st->bytes_received,
           st->bytes_sent);

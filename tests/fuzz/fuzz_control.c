@@ -137,6 +137,12 @@ static void check_bounds(const nt_control *m) {
     }
     break;
   }
+  case NT_CONTROL_ADMISSION_QUERY:
+    check_name(m->u.admission_query.peer, 0);
+    if (m->u.admission_query.query_id == 0) {
+      abort();
+    }
+    break;
   default:
     break;
   }

@@ -16,6 +16,14 @@
  *       checks in as NAME reporting CANDIDATEs (IP:PORT) as its own LAN
  *       addresses, asks for PEER, and waits 4 s: the test listens on the
  *       candidates to see whether PEER probes them.
+ *   natter-flood ask BROKER BIND NAME PEER SESSIONS INTERVAL_MS SECONDS KIND
+ *       SESSIONS connections (one key) check in as NAME and each asks for
+ *       PEER every INTERVAL_MS for SECONDS. KIND: connect (ordinary
+ *       requests), check (diagnostic sessions asking for checks), or
+ *       check-names (the same, session i checking in as NAMEi), or v1
+ *       (a CheckIn of protocol version 1, nothing more). Prints
+ *       what the broker answered: introductions (the listener's
+ *       addresses), results by code and the last message.
  *
  * Every run ends by itself: a deadline bounds it. */
 #include <event2/event.h>
@@ -43,6 +51,25 @@ typedef struct flood {
   unsigned established, refused, closed, total;
   char last_refusal[256], last_close[256];
 } flood;
+
+/* One connection of "ask". */
+typedef struct asker {
+  flood *f;
+  unsigned idx;
+  nt_stream *ctl;
+  nt_wire_reader reader;
+  struct event *tick;
+  uint32_t next_id;
+  int checked_in;
+} asker;
+
+static struct {
+  unsigned interval_ms;
+  const char *kind;
+  unsigned checked_in, requests, introductions, results, denied;
+  unsigned relay_tokens;
+  char last_result[NT_CONTROL_TEXT_MAX + 1];
+} ask;
 
 static void on_established(nt_conn *conn, void *ud);
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -76,6 +103,105 @@ static void send_connect(nt_stream *s, const char *peer, uint32_t id) {
            "%s", peer);
   send_msg(s, &msg);
 }
+
+static void ask_tick(evutil_socket_t fd, short what, void *arg) {
+  asker *a = arg;
+  nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
+  (void)fd;
+  (void)what;
+  if (!a->ctl) {
+    return;
+  }
+  msg.u.connect_request.request_id = ++a->next_id;
+  snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
+           a->f->peer);
+  msg.u.connect_request.check = strcmp(ask.kind, "connect") != 0;
+  send_msg(a->ctl, &msg);
+  ask.requests++;
+  struct timeval tv = {(time_t)(ask.interval_ms / 1000),
+                       (suseconds_t)(ask.interval_ms % 1000) * 1000};
+  event_add(a->tick, &tv);
+}
+
+static int ask_frame(const uint8_t *body, size_t len, void *ud) {
+  asker *a = ud;
+  nt_control msg;
+  if (nt_control_decode(&msg, body, len) != 0) {
+    return 0;
+  }
+  if (msg.type == NT_CONTROL_CHECK_IN_RESULT) {
+    if (msg.u.check_in_result.code == NT_CODE_OK && !a->checked_in) {
+      a->checked_in = 1;
+      ask.checked_in++;
+      ask_tick(-1, 0, a);
+    } else if (msg.u.check_in_result.code != NT_CODE_OK) {
+      snprintf(ask.last_result, sizeof(ask.last_result), "check-in: %.120s",
+               msg.u.check_in_result.message);
+    }
+  } else if (msg.type == NT_CONTROL_INTRODUCTION) {
+    ask.introductions++;
+    ask.relay_tokens += msg.u.introduction.relay_port != 0;
+  } else if (msg.type == NT_CONTROL_CONNECT_RESULT) {
+    ask.results++;
+    ask.denied += msg.u.connect_result.code == NT_CODE_DENIED;
+    snprintf(ask.last_result, sizeof(ask.last_result), "%s",
+             msg.u.connect_result.message);
+  }
+  return 0;
+}
+
+static void ask_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
+                     void *ud) {
+  asker *a = ud;
+  (void)fin;
+  nt_wire_reader_each(&a->reader, data, len, ask_frame, a);
+  nt_stream_consume(s, len);
+}
+
+static void ask_stream_closed(nt_stream *s, int reset, uint64_t code,
+                              void *ud) {
+  asker *a = ud;
+  (void)s;
+  (void)reset;
+  (void)code;
+  a->ctl = NULL;
+}
+
+static const nt_stream_callbacks ask_stream_callbacks = {ask_recv, NULL,
+                                                         ask_stream_closed};
+
+static void ask_established(nt_conn *conn, void *ud) {
+  asker *a = ud;
+  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
+  a->f->established++;
+  if (nt_conn_open_stream(conn, &a->ctl) != 0) {
+    return;
+  }
+  nt_stream_set_callbacks(a->ctl, &ask_stream_callbacks, a);
+  /* v1: a client of the first protocol, which the broker must tell to
+   * upgrade. */
+  msg.u.check_in.protocol_version =
+      strcmp(ask.kind, "v1") == 0 ? 1 : NT_CONTROL_PROTOCOL_VERSION;
+  if (strcmp(ask.kind, "check-names") == 0) {
+    snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%.50s%u",
+             a->f->name, a->idx + 1);
+  } else {
+    snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%s",
+             a->f->name);
+  }
+  msg.u.check_in.diagnostic = strcmp(ask.kind, "connect") != 0;
+  send_msg(a->ctl, &msg);
+}
+
+static void ask_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
+                       const char *message, void *ud) {
+  asker *a = ud;
+  a->ctl = NULL;
+  on_closed(conn, reason, code, message, a->f);
+}
+
+static const nt_conn_callbacks ask_callbacks = {
+    ask_established, ask_closed, NULL, NULL, NULL, NULL};
 
 static void ignore_recv(nt_stream *s, const uint8_t *data, size_t len,
                         int fin, void *ud) {
@@ -157,10 +283,11 @@ static void done_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: natter-flood idle BROKER BIND N SECONDS\n"
-          "       natter-flood control BROKER BIND CASE\n"
-          "       natter-flood aim BROKER BIND NAME PEER CANDIDATE...\n");
+  fprintf(stderr, "usage: natter-flood idle BROKER BIND N SECONDS\n"
+                  "       natter-flood control BROKER BIND CASE\n"
+                  "       natter-flood aim BROKER BIND NAME PEER CANDIDATE...\n"
+                  "       natter-flood ask BROKER BIND NAME PEER SESSIONS "
+                  "INTERVAL_MS SECONDS connect|check|check-names|v1\n");
   return 2;
 }
 
@@ -205,6 +332,18 @@ int main(int argc, char **argv) {
         return 2;
       }
     }
+  } else if (strcmp(f.mode, "ask") == 0 && argc == 10) {
+    f.name = argv[4];
+    f.peer = argv[5];
+    f.total = (unsigned)atoi(argv[6]);
+    ask.interval_ms = (unsigned)atoi(argv[7]);
+    seconds = (unsigned)atoi(argv[8]);
+    ask.kind = argv[9];
+    if (ask.interval_ms == 0 ||
+        (strcmp(ask.kind, "connect") != 0 && strcmp(ask.kind, "check") != 0 &&
+         strcmp(ask.kind, "check-names") != 0 && strcmp(ask.kind, "v1") != 0)) {
+      return usage();
+    }
   } else {
     return usage();
   }
@@ -228,10 +367,28 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-flood: %s\n", err);
     return 1;
   }
+  asker *askers = NULL;
+  if (strcmp(f.mode, "ask") == 0) {
+    askers = calloc(f.total, sizeof(*askers));
+    if (!askers) {
+      return 1;
+    }
+  }
   for (unsigned i = 0; i < f.total; i++) {
     nt_conn *conn;
-    if (nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
-                            f.broker.len, NULL, &callbacks, &f, &conn) != 0) {
+    int rv;
+    if (askers) {
+      askers[i].f = &f;
+      askers[i].idx = i;
+      askers[i].tick = evtimer_new(f.base, ask_tick, &askers[i]);
+      rv = nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
+                               f.broker.len, NULL, &ask_callbacks, &askers[i],
+                               &conn);
+    } else {
+      rv = nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
+                               f.broker.len, NULL, &callbacks, &f, &conn);
+    }
+    if (rv != 0) {
       fprintf(stderr, "natter-flood: cannot start connection %u\n", i);
       break;
     }
@@ -243,8 +400,19 @@ int main(int argc, char **argv) {
   printf("established %u\nrefused %u%s%s\nclosed %u%s%s\n", f.established,
          f.refused, f.refused ? ": " : "", f.last_refusal, f.closed,
          f.closed ? ": " : "", f.last_close);
+  if (askers) {
+    printf("checked-in %u\nrequests %u\nintroductions %u\nrelay-tokens "
+           "%u\nresults %u\ndenied %u\nlast-result %s\n",
+           ask.checked_in, ask.requests, ask.introductions, ask.relay_tokens,
+           ask.results, ask.denied, ask.last_result);
+  }
   event_free(done);
   nt_endpoint_free(f.ep);
+  for (unsigned i = 0; askers && i < f.total; i++) {
+    event_free(askers[i].tick);
+    nt_wire_reader_reset(&askers[i].reader);
+  }
+  free(askers);
   nt_identity_free(f.id);
   event_base_free(f.base);
   return 0;

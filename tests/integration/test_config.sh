@@ -187,8 +187,9 @@ wait_log broker 'bob2 checked in'
 assert_log_lacks bob2 ' as bob '
 send_line "$p_b_echo" "bob2 to alice's echo, forwards from bob's file"
 
-# The file's timeout bounds hole punching to a frozen peer (erin), and
-# -timeout on the command line wins over it. A spec on the command line
+# The file's timeout bounds the wait for a frozen peer (erin, which never
+# answers the broker's admission question), and -timeout on the command
+# line wins over it. A spec on the command line
 # adds to the file's forwards.
 stop_expect_clean alice
 start_client erin -listen -allow-peer alice
@@ -201,7 +202,7 @@ for t in file:2 flag:1; do
   expect_exit_nonzero -t 20 "$NATTER" -config "$WORK/alice.conf" "${args[@]}" \
     :erin:22
   ms=$(($(_now_ms) - t0))
-  assert_output_contains "hole punching to erin failed after $want s"
+  assert_output_contains "no introduction to erin from the broker in $want s: erin did not answer"
   ((ms < (want + 4) * 1000)) ||
     fail "timeout from the $t: natter took $ms ms to give up on erin"
 done

@@ -8,7 +8,8 @@
 #              matching -broker-key works), local port in use, bad specs,
 #              missing -name / -broker
 #   per-conn:  peer unknown, peer not listening, target refused on the
-#              peer, target denied by the peer's rules, hole punching failed
+#              peer, target denied by the peer's rules, a peer that does
+#              not answer the broker (stopped: never introduced)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -61,9 +62,10 @@ broker_fp=${broker_fp#key }
 start_client bob -listen -allow-peer alice -allow-peer dave -allow-peer pinned
 p_dave=$(free_port) # dave forwards but does not -listen
 start_client dave "$p_dave:bob:$echo_port"
-start_client erin -listen -allow-peer alice # will be frozen: never answers probes
+start_client erin -listen -allow-peer alice # will be frozen: never answers
 
-# ---- hole punching fails: erin is stopped before alice reaches out ------
+# ---- erin is stopped before alice reaches out: the broker asks erin
+# whether it admits alice, and hears nothing -----------------------------
 kill -STOP "$(pid erin)"
 p_unknown=$(free_port)
 p_notlisten=$(free_port)
@@ -160,11 +162,12 @@ wait_log alice "$p_denied -> bob:192\.0\.2\.1:22: .*allows only" 10
 wait_log bob "allows only.*192\.0\.2\.1:22|192\.0\.2\.1:22.*allows only" 10
 check_echo "$p_good"
 
-# Hole punching to frozen erin fails after the -timeout (10 s), within 15 s
-# of the first connection to its forward.
+# Frozen erin never answers the broker's question: the broker gives up
+# after 5 s and alice says why, well within the -timeout (10 s), and
+# within 15 s of the first connection to its forward.
 left_s=$((15 - ($(_now_ms) - punch_start_ms) / 1000))
 ((left_s > 0)) || left_s=1
-wait_log alice 'hole punching to erin failed' "$left_s"
+wait_log alice 'the broker cannot introduce us to erin: erin did not answer whether it admits you' "$left_s"
 wait_exit punch_conn 20
 assert_log_lacks punch_conn 'status 124' # closed, not timed out
 [[ $(grep -v '^status' "$WORK/punch_conn.log" | grep -cv 'reset by peer') == 0 ]] ||
