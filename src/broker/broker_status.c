@@ -39,7 +39,9 @@ int natter_broker_get_status_versioned(const natter_broker *b,
   }
   st->check_ins = b->check_ins;
   st->introductions = b->introductions;
-  st->relayed_bytes = 0;
+  nt_relay_stats rs;
+  nt_relay_get_stats(b->relay, &rs);
+  st->relayed_bytes = rs.relayed;
   nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
   st->bytes_received += b->map_rx;
   st->bytes_sent += b->map_tx;

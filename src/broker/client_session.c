@@ -404,6 +404,13 @@ static void send_connect_result(bclient *c, uint32_t request_id,
   send_control(c, &msg);
 }
 
+/* |c| as a party of a relay channel (relay.h). */
+static nt_relay_party relay_party(const bclient *c) {
+  nt_relay_party p = {c->name, nt_conn_peer_fingerprint(c->conn),
+                      nt_conn_validated_addr(c->conn), c};
+  return p;
+}
+
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
                               const uint8_t *nonce, int refresh,
@@ -489,11 +496,10 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
   /* A relay channel for the pair, in case punching fails; none when
    * either refuses relayed peers. */
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
+  nt_relay_party party_c = relay_party(c), party_peer = relay_party(peer);
   int relayed =
       b->relay && !c->no_relay && !peer->no_relay &&
-      nt_relay_open(b->relay, c->name, nt_conn_validated_addr(c->conn),
-                    peer->name, nt_conn_validated_addr(peer->conn), tok_c,
-                    tok_peer) == 0;
+      nt_relay_open(b->relay, &party_c, &party_peer, tok_c, tok_peer) == 0;
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
           r->check ? " for a check" : "",
           relayed ? " (relay channel open)" : "");
@@ -784,6 +790,8 @@ void nt_bclient_free(natter_broker *b, bclient *c) {
       b->checks[i].requester = b->checks[i].peer = NULL;
     }
   }
+  /* Its relay channels end with it, not when they idle out. */
+  nt_relay_close_session(b->relay, c);
   TAILQ_REMOVE(&b->clients, c, link);
   b->nclients--;
   if (c->pending) {
@@ -926,6 +934,10 @@ static void note_check_in(bclient *c, bclient *old, const nt_check_in *in) {
                              nt_conn_validated_addr(old->conn));
   memcpy(c->introduced, old->introduced, sizeof(c->introduced));
   c->nintroduced = old->nintroduced;
+  if (!restarted) {
+    /* Its relayed connections live on: their channels carry over. */
+    nt_relay_move_session(b->relay, old, c, nt_conn_validated_addr(c->conn));
+  }
   for (size_t i = 0; i < c->nintroduced; i++) {
     bclient *peer = find_client(b, c->introduced[i]);
     if (!peer || peer == c || peer->dead) {
@@ -953,6 +965,7 @@ static void client_moved(nt_conn *conn, void *ud) {
   }
   nt_info(&b->log, "%s moved to %s", c->name,
           nt_addr_str(nt_conn_remote_addr(c->conn), addr));
+  nt_relay_move_session(b->relay, c, c, nt_conn_validated_addr(c->conn));
   if (c->moved_ns && now - c->moved_ns < BROKER_MOVE_NOTICE_NS) {
     return;
   }
