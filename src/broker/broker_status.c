@@ -101,6 +101,9 @@ static void take_snapshot(const natter_broker *b, int with_rows,
   nt_broker_snapshot_init(s);
   s->fingerprint = natter_broker_fingerprint(b);
   natter_broker_get_status(b, &s->status);
+  natter_broker_stats stats;
+  natter_broker_get_stats(b, &stats);
+  s->relay_channels = stats.relay_channels;
   s->now_unix_ms = nt_unix_ms();
   if (with_rows) {
     natter_broker_foreach_client(b, keep_client, s);
