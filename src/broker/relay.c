@@ -14,12 +14,12 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#include "base/hashmap.h"
-#include "codec/spec.h"
-#include "natter.h"
 #include "quic/endpoint.h"
-#include "quic/udpsock.h"
+#include "base/hashmap.h"
+#include "natter.h"
+#include "codec/spec.h"
 #include "trust/tls.h"
+#include "quic/udpsock.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -90,7 +90,7 @@ struct relay_channel {
 typedef struct relay_out {
   const uint8_t *data;
   size_t len;
-  nt_addr to;  /* as the socket wants it (v4-mapped on a dual-stack one) */
+  nt_addr to; /* as the socket wants it (v4-mapped on a dual-stack one) */
   nt_addr src; /* our address the receiver sends to; len 0: the kernel's */
   uint8_t signal[NT_RELAY_HDR_LEN + 1]; /* a CLOSED signal's bytes */
 } relay_out;
@@ -216,11 +216,10 @@ static void relay_send_queued(nt_relay *r) {
     }
     /* From the address the receiver sends to (udpsock.h). */
     size_t src_room =
-        o->src.len
-            ? nt_udp_put_source((struct cmsghdr *)(ctrl[nmsgs].buf + room),
-                                r->family, (const struct sockaddr *)&o->to.ss,
-                                &o->src)
-            : 0;
+        o->src.len ? nt_udp_put_source(
+                         (struct cmsghdr *)(ctrl[nmsgs].buf + room), r->family,
+                         (const struct sockaddr *)&o->to.ss, &o->src)
+                   : 0;
     sourced[nmsgs] = src_room != 0;
     room += src_room;
     mh->msg_control = room ? ctrl[nmsgs].buf : NULL;
@@ -418,8 +417,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   int full = 1;
   (void)what;
 
-  for (int round = 0;
-       round < RELAY_RECV_ROUNDS && packets < RELAY_RECV_MAX_PACKETS && full;
+  for (int round = 0; round < RELAY_RECV_ROUNDS &&
+                      packets < RELAY_RECV_MAX_PACKETS && full;
        round++) {
     rc.now = nt_monotonic_ns();
     packets += nt_udp_recv_batch(fd, rc.r->rxbuf, read_one, &rc, &full);
