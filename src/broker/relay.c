@@ -3,6 +3,7 @@
  * counts, a byte rate and a total (relay_budget.h). */
 #include "broker/relay.h"
 #include "broker/relay_budget.h"
+#include "base/budget.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -106,8 +107,7 @@ struct nt_relay {
   nt_relay_budget budget;
   TAILQ_HEAD(, relay_channel) channels;
   size_t nchannels;
-  uint64_t logged_ns[LOG_KINDS];  /* last line of each limit */
-  unsigned suppressed[LOG_KINDS]; /* lines left out since */
+  nt_log_gate logged[LOG_KINDS]; /* a line a second per limit */
   nt_relay_stats st;
   /* Tests only (NATTER_TEST_RELAY_TAMPER=N): flip one bit in every Nth
    * relayed packet, to show that the peers reject what the relay
@@ -123,14 +123,7 @@ struct nt_relay {
 /* Whether a limit of |kind| may be logged now; *suppressed: the lines
  * left out since the last one. */
 static int log_due(nt_relay *r, int kind, uint64_t now, unsigned *suppressed) {
-  if (r->logged_ns[kind] && now - r->logged_ns[kind] < RELAY_LOG_EVERY_NS) {
-    r->suppressed[kind]++;
-    return 0;
-  }
-  r->logged_ns[kind] = now ? now : 1;
-  *suppressed = r->suppressed[kind];
-  r->suppressed[kind] = 0;
-  return 1;
+  return nt_log_gate_pass(&r->logged[kind], now, suppressed);
 }
 
 /* " (and N more like it)" for a line after |n| left out. */

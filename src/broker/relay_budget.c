@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/addr.h"
+#include "base/budget.h"
 
 void nt_relay_budget_init(nt_relay_budget *b, uint64_t rate, uint64_t total,
                           uint64_t window_ns,
@@ -101,40 +101,20 @@ nt_relay_account *nt_relay_account_of_key(nt_relay_budget *b, const uint8_t *fp,
 nt_relay_account *nt_relay_account_of_address(nt_relay_budget *b,
                                               const struct sockaddr *ip,
                                               uint64_t now) {
-  struct sockaddr_storage ss;
-  socklen_t sslen = ip->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-  uint8_t id[1 + 1 + 8];
+  uint8_t id[1 + NT_SOURCE_KEY_MAX], raw[16];
   char label[NT_RELAY_LABEL_MAX], text[INET6_ADDRSTRLEN];
-  size_t rawlen;
 
-  if (ip->sa_family != AF_INET && ip->sa_family != AF_INET6) {
-    return NULL;
-  }
-  memset(&ss, 0, sizeof(ss));
-  memcpy(&ss, ip, sslen);
-  nt_addr_unmap(&ss, &sslen);
-  const uint8_t *raw = nt_addr_raw((const struct sockaddr *)&ss, &rawlen);
-  if (!raw) {
+  /* One source: an IPv4 address, or an IPv6 /64 (budget.h). */
+  size_t len = nt_source_key(ip, id + 1);
+  if (!len) {
     return NULL;
   }
   id[0] = NT_RELAY_BY_ADDRESS;
-  if (rawlen == 4) {
-    id[1] = 4;
-    memcpy(id + 2, raw, 4);
-    inet_ntop(AF_INET, raw, label, sizeof(label));
-    return account_get(b, id, 2 + 4, label, now);
-  }
-  /* IPv6: a host gets a whole /64 (RFC 4291 §2.5.4), so the /64 is what
-   * one host or site holds, as an IPv4 address is. */
-  struct in6_addr prefix;
-  memset(&prefix, 0, sizeof(prefix));
-  memcpy(&prefix, raw, 8);
-  id[1] = 6;
-  memcpy(id + 2, raw, 8);
-  inet_ntop(AF_INET6, &prefix, text, sizeof(text));
-  snprintf(label, sizeof(label), "%s/64", text);
-  return account_get(b, id, sizeof(id), label, now);
+  memset(raw, 0, sizeof(raw));
+  memcpy(raw, id + 1, len);
+  inet_ntop(len == 4 ? AF_INET : AF_INET6, raw, text, sizeof(text));
+  snprintf(label, sizeof(label), "%s%s", text, len == 4 ? "" : "/64");
+  return account_get(b, id, 1 + len, label, now);
 }
 
 void nt_relay_account_release(nt_relay_budget *b, nt_relay_account *a,
