@@ -3,7 +3,6 @@
  * counts, a byte rate and a total (relay_budget.h). */
 #include "broker/relay.h"
 #include "broker/relay_budget.h"
-#include "base/budget.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "quic/endpoint.h"
+#include "base/budget.h"
 #include "base/hashmap.h"
 #include "natter.h"
 #include "codec/spec.h"
