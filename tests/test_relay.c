@@ -848,7 +848,10 @@ static void test_budget_accounts(void) {
   /* Nothing used: nothing kept. */
   CHECK(nt_relay_budget_accounts(&b) == 0);
 
-  /* At most NT_RELAY_KEPT_ACCOUNTS totals remembered: the oldest go. */
+  /* At most NT_RELAY_KEPT_ACCOUNTS totals of addresses remembered (the
+   * oldest go), and as many of keys: fresh keys never push out an
+   * address's total. */
+  struct sockaddr_in first = sin_of("10.0.0.0", 0);
   for (unsigned i = 0; i < NT_RELAY_KEPT_ACCOUNTS + 10; i++) {
     struct sockaddr_in x = sin_of("10.0.0.0", 0);
     x.sin_addr.s_addr = htonl(0x0a000000u + i);
@@ -862,6 +865,27 @@ static void test_budget_accounts(void) {
     nt_relay_account_release(&b, acct, t);
   }
   CHECK(nt_relay_budget_accounts(&b) == NT_RELAY_KEPT_ACCOUNTS);
+  nt_relay_account *last = nt_relay_account_of_address(
+      &b, (struct sockaddr *)&first, t); /* the oldest: forgotten */
+  CHECK(last && last->used == 0);
+  nt_relay_account_release(&b, last, t);
+  struct sockaddr_in newest = sin_of("10.0.0.0", 0);
+  newest.sin_addr.s_addr = htonl(0x0a000000u + NT_RELAY_KEPT_ACCOUNTS + 9);
+  for (unsigned i = 0; i < NT_RELAY_KEPT_ACCOUNTS + 10; i++) {
+    uint8_t fp[NT_FINGERPRINT_LEN] = {0};
+    memcpy(fp, &i, sizeof(i));
+    nt_relay_account *acct = nt_relay_account_of_key(&b, fp, t);
+    CHECK(acct != NULL);
+    if (!acct) {
+      break;
+    }
+    CHECK(nt_relay_spend(&b, &acct, 1, 1, t, &over) == NT_RELAY_SPEND_OK);
+    nt_relay_account_release(&b, acct, t);
+  }
+  CHECK(nt_relay_budget_accounts(&b) == 2 * NT_RELAY_KEPT_ACCOUNTS);
+  last = nt_relay_account_of_address(&b, (struct sockaddr *)&newest, t);
+  CHECK(last && last->used == 1); /* still remembered */
+  nt_relay_account_release(&b, last, t);
   nt_relay_budget_clear(&b);
 }
 

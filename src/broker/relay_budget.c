@@ -17,7 +17,8 @@ void nt_relay_budget_init(nt_relay_budget *b, uint64_t rate, uint64_t total,
   b->total = total;
   b->window_ns = window_ns;
   nt_hashmap_init(&b->accounts, seed);
-  TAILQ_INIT(&b->kept);
+  TAILQ_INIT(&b->kept[0]);
+  TAILQ_INIT(&b->kept[1]);
 }
 
 void nt_relay_budget_clear(nt_relay_budget *b) {
@@ -27,14 +28,21 @@ void nt_relay_budget_clear(nt_relay_budget *b) {
     }
   }
   nt_hashmap_clear(&b->accounts);
-  TAILQ_INIT(&b->kept);
-  b->nkept = 0;
+  for (int k = 0; k < 2; k++) {
+    TAILQ_INIT(&b->kept[k]);
+    b->nkept[k] = 0;
+  }
+}
+
+/* Which kept list |a| goes on: 0 keys, 1 addresses. */
+static int kind_of(const nt_relay_account *a) {
+  return a->id[0] == NT_RELAY_BY_ADDRESS;
 }
 
 static void unkeep(nt_relay_budget *b, nt_relay_account *a) {
   if (a->kept) {
-    TAILQ_REMOVE(&b->kept, a, link);
-    b->nkept--;
+    TAILQ_REMOVE(&b->kept[kind_of(a)], a, link);
+    b->nkept[kind_of(a)]--;
     a->kept = 0;
   }
 }
@@ -127,12 +135,13 @@ void nt_relay_account_release(nt_relay_budget *b, nt_relay_account *a,
     account_free(b, a); /* nothing to remember */
     return;
   }
-  if (b->nkept == NT_RELAY_KEPT_ACCOUNTS) {
-    account_free(b, TAILQ_FIRST(&b->kept)); /* the oldest goes */
+  int k = kind_of(a);
+  if (b->nkept[k] == NT_RELAY_KEPT_ACCOUNTS) {
+    account_free(b, TAILQ_FIRST(&b->kept[k])); /* the oldest goes */
   }
   a->kept = 1;
-  TAILQ_INSERT_TAIL(&b->kept, a, link);
-  b->nkept++;
+  TAILQ_INSERT_TAIL(&b->kept[k], a, link);
+  b->nkept[k]++;
 }
 
 static void refill(const nt_relay_budget *b, nt_relay_account *a,
@@ -182,11 +191,13 @@ int nt_relay_spend(nt_relay_budget *b, nt_relay_account *const *accts,
 
 void nt_relay_budget_expire(nt_relay_budget *b, uint64_t now) {
   nt_relay_account *a, *next;
-  for (a = TAILQ_FIRST(&b->kept); a; a = next) {
-    next = TAILQ_NEXT(a, link);
-    roll_window(b, a, now);
-    if (!a->used) {
-      account_free(b, a);
+  for (int k = 0; k < 2; k++) {
+    for (a = TAILQ_FIRST(&b->kept[k]); a; a = next) {
+      next = TAILQ_NEXT(a, link);
+      roll_window(b, a, now);
+      if (!a->used) {
+        account_free(b, a);
+      }
     }
   }
 }

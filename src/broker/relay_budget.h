@@ -18,8 +18,9 @@
  * An account lives while a channel side uses it; afterwards, while its
  * window runs and it has counted bytes, it is kept so that leaving and
  * coming back does not reset the total: at most NT_RELAY_KEPT_ACCOUNTS
- * such accounts (the oldest are forgotten first). Pure: no I/O, no clock
- * of its own (callers pass the time). */
+ * such accounts of keys and as many of addresses (the oldest are
+ * forgotten first; fresh keys never push out an address's total). Pure: no I/O,
+ * no clock of its own (callers pass the time). */
 #ifndef NT_RELAY_BUDGET_H
 #define NT_RELAY_BUDGET_H
 
@@ -32,7 +33,7 @@
 #include "codec/spec.h" /* NT_FINGERPRINT_LEN */
 
 /* Accounts without a channel whose totals are remembered until their
- * window ends (about 0.5 MB at most). */
+ * window ends, of keys and of addresses each (about 1 MB at most). */
 #define NT_RELAY_KEPT_ACCOUNTS 4096
 
 #define NT_RELAY_ACCOUNT_ID_MAX (1 + NT_FINGERPRINT_LEN)
@@ -60,12 +61,12 @@ struct nt_relay_account {
 };
 
 typedef struct nt_relay_budget {
-  uint64_t rate;       /* bytes a second; 0: no cap */
-  uint64_t total;      /* bytes per window; 0: no cap */
-  uint64_t window_ns;  /* the total's window */
-  nt_hashmap accounts; /* id -> account */
-  TAILQ_HEAD(, nt_relay_account) kept;
-  size_t nkept;
+  uint64_t rate;                          /* bytes a second; 0: no cap */
+  uint64_t total;                         /* bytes per window; 0: no cap */
+  uint64_t window_ns;                     /* the total's window */
+  nt_hashmap accounts;                    /* id -> account */
+  TAILQ_HEAD(, nt_relay_account) kept[2]; /* of keys, of addresses */
+  size_t nkept[2];
 } nt_relay_budget;
 
 void nt_relay_budget_init(nt_relay_budget *b, uint64_t rate, uint64_t total,
