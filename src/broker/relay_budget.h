@@ -19,8 +19,8 @@
  * window runs and it has counted bytes, it is kept so that leaving and
  * coming back does not reset the total: at most NT_RELAY_KEPT_ACCOUNTS
  * such accounts of keys and as many of addresses (the oldest are
- * forgotten first; fresh keys never push out an address's total). Pure: no I/O,
- * no clock of its own (callers pass the time). */
+ * forgotten first; fresh keys never push out an address's total).
+ * Pure: no I/O, no clock of its own (callers pass the time). */
 #ifndef NT_RELAY_BUDGET_H
 #define NT_RELAY_BUDGET_H
 
