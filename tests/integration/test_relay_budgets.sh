@@ -22,7 +22,8 @@
 . "$(dirname "$0")/lib.sh"
 
 RFLOOD=${NATTER_RELAY_FLOOD:-$(dirname "$NATTER")/natter-relay-flood}
-[[ -x $RFLOOD ]] || fail "$RFLOOD is not an executable (build natter_relay_flood)"
+[[ -x $RFLOOD ]] ||
+  fail "$RFLOOD is not an executable (build natter_relay_flood)"
 
 RATE=200000
 TOTAL=2000000
@@ -75,13 +76,17 @@ for i in 2 3 4 5; do
   wait_log "fill$i" '^failed [0-9]+$' 120
   [[ $(field "fill$i" offered) == 32 && $(field "fill$i" without) == 224 &&
     $(field "fill$i" failed) == 0 ]] ||
-    fail "127.0.0.$i: want 32 channels offered, 224 without: $(cat "$WORK/fill$i.log")"
+    fail "127.0.0.$i: want 32 channels offered, 224 without:" \
+      "$(cat "$WORK/fill$i.log")"
 done
-assert_log_contains broker 'relay: no channel for rf[0-9a-f]+-a[0-9]+ and rf[0-9a-f]+-l[0-9]+: too many channels from 127\.0\.0\.[2-5] \(limit 32 per address\)'
+NAMES='rf[0-9a-f]+-a[0-9]+ and rf[0-9a-f]+-l[0-9]+'
+assert_log_contains broker "relay: no channel for $NAMES: too many channels \
+from 127\\.0\\.0\\.[2-5] \\(limit 32 per address\\)"
 assert_log_lacks broker 'the relay is full'
 open=$(metric natter_broker_relay_channels)
 ((open >= 128 && open <= 128 + baseline)) ||
-  fail "$open relay channels open, want 128 of the hostile clients (+ at most $baseline)"
+  fail "$open relay channels open, want 128 of the hostile clients" \
+    "(+ at most $baseline)"
 honest
 for i in 2 3 4 5; do
   stop "fill$i"
@@ -90,7 +95,8 @@ done
 deadline=$(($(_now_ms) + 20000))
 until (($(metric natter_broker_relay_channels) <= baseline)); do
   (($(_now_ms) < deadline)) ||
-    fail "$(metric natter_broker_relay_channels) relay channels still open 20 s after the hostile clients left (want at most $baseline)"
+    fail "$(metric natter_broker_relay_channels) relay channels still open" \
+      "20 s after the hostile clients left (want at most $baseline)"
   sleep 0.2
 done
 
@@ -99,7 +105,8 @@ start onekey "$RFLOOD" channels "$BROKER" 127.0.0.6 2 10 200 one-key
 wait_log onekey '^failed [0-9]+$' 60
 [[ $(field onekey offered) == 16 && $(field onekey without) == 4 ]] ||
   fail "one key: want 16 channels offered, 4 without: $(cat "$WORK/onekey.log")"
-assert_log_contains broker 'too many channels for key [0-9a-f]{16}\.\.\. \(limit 16 per key\)'
+assert_log_contains broker \
+  'too many channels for key [0-9a-f]{16}\.\.\. \(limit 16 per key\)'
 stop onekey
 
 log "garbage through 8 pairs on one address"
@@ -115,30 +122,40 @@ sent=$(field garbage sent)
 # burst, however long the flood took to start.
 limit=$((RATE * (t1 - t0 + 1000) / 1000))
 ((relayed > 0 && relayed <= limit)) ||
-  fail "8 pairs from 127.0.0.7 got $relayed bytes relayed in $((t1 - t0)) ms (limit $limit: one address's -relay-rate)"
-((sent > relayed)) || fail "the flood sent $sent bytes, no more than were relayed ($relayed)"
-assert_log_contains broker 'relay: 127\.0\.0\.7 \(rf[0-9a-f]+-a[0-9]+\) is over its rate \(200000 bytes/s per address, -relay-rate\)'
+  fail "8 pairs from 127.0.0.7 got $relayed bytes relayed in" \
+    "$((t1 - t0)) ms (limit $limit: one address's -relay-rate)"
+((sent > relayed)) ||
+  fail "the flood sent $sent bytes, no more than were relayed ($relayed)"
+assert_log_contains broker "relay: 127\\.0\\.0\\.7 \\(rf[0-9a-f]+-a[0-9]+\\) \
+is over its rate \\(200000 bytes/s per address, -relay-rate\\)"
 log "garbage: $sent bytes sent, $relayed relayed in $((t1 - t0)) ms"
 
 log "mallory's garbage to bob spends mallory's allowance only"
 start mallory "$RFLOOD" peer "$BROKER" 127.0.0.8 mallory bob 120 0
-wait_log broker 'relay: (key [0-9a-f]{16}\.\.\.|127\.0\.0\.8) \(mallory\) used up its 2000000 relayed bytes' 90
-wait_log bob 'mallory: the broker.s relay closed our channel: a relay byte cap was reached' 20
+wait_log broker "relay: (key [0-9a-f]{16}\\.\\.\\.|127\\.0\\.0\\.8) \
+\\(mallory\\) used up its 2000000 relayed bytes" 90
+CAP='the broker.s relay closed our channel: a relay byte cap'
+wait_log bob "mallory: $CAP was reached" 20
 stop mallory
 honest
 after_mallory=$(metric natter_broker_relayed_bytes_total)
 start carol "$RFLOOD" peer "$BROKER" 127.0.0.9 carol bob 120 100
-wait_log bob 'carol: no direct path after [0-9]+ ms; trying the broker.s relay' 30
+wait_log bob \
+  'carol: no direct path after [0-9]+ ms; trying the broker.s relay' 30
 deadline=$(($(_now_ms) + 30000))
-until (($(metric natter_broker_relayed_bytes_total) >= after_mallory + 12000)); do
+relayed_since() {
+  echo $(($(metric natter_broker_relayed_bytes_total) - after_mallory))
+}
+until (($(relayed_since) >= 12000)); do
   (($(_now_ms) < deadline)) ||
-    fail "carol's bytes to bob were not relayed within 30 s of bob trying the relay ($(($(metric natter_broker_relayed_bytes_total) - after_mallory)) bytes)"
+    fail "carol's bytes to bob were not relayed within 30 s of bob" \
+      "trying the relay ($(relayed_since) bytes)"
   sleep 0.2
 done
 stop carol
 [[ $(sed -n 's/^closed \([0-9]*\).*/\1/p' "$WORK/carol.log") == 0 ]] ||
   fail "the relay closed carol's channel to bob: $(cat "$WORK/carol.log")"
-assert_log_lacks bob 'carol: the broker.s relay closed our channel: a relay byte cap'
+assert_log_lacks bob "carol: $CAP"
 
 honest
 for name in broker alice bob fill2 fill3 fill4 fill5 onekey garbage mallory \
