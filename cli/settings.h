@@ -131,10 +131,10 @@
     "encrypted, the broker reads nothing)")                                   \
   X(RELAY_RATE, "-relay-rate", "relay-rate", BYTES, relay_rate, "BYTES", 0, 0, \
     "a number of bytes (0: no cap)", "2000000", CLI_BROKER, 0,                 \
-    "broker: relayed bytes a second per client (0: no cap)")                   \
+    "broker: relayed bytes a second per key and per address (0: no cap)")     \
   X(RELAY_TOTAL, "-relay-total", "relay-total", BYTES, relay_total, "BYTES",   \
     0, 0, "a number of bytes (0: no cap)", "1000000000", CLI_BROKER, 0,        \
-    "broker: relayed bytes per client in all (0: no cap)")                     \
+    "broker: relayed bytes an hour per key and per address (0: no cap)")      \
   X(NO_RELAY, "-no-relay", "no-relay", BOOL, no_relay, NULL, 0, 0, NULL, NULL, \
     CLI_CLIENT, 0,                                                             \
     "never connect to or accept peers through the broker's relay")            \

@@ -175,11 +175,12 @@ typedef struct natter_broker_config {
   int relay;            /* nonzero: relay opaque QUIC packets between
                            introduced clients on UDP port+2; default
                            0 (off) */
-  uint64_t relay_rate;  /* bytes a second one client may relay;
+  uint64_t relay_rate;  /* bytes a second each key, and each source
+                           address, may send through the relay;
                            default 2000000 (2 MB/s); 0: no cap */
-  uint64_t relay_total; /* bytes one client may relay while the
-                           broker runs; default 1000000000 (1 GB);
-                           0: no cap */
+  uint64_t relay_total; /* bytes each key, and each source address,
+                           may send through the relay in an hour;
+                           default 1000000000 (1 GB); 0: no cap */
   /* V4: names a source may add to the registry (doc/operations.md,
    * "Limits"). */
   uint32_t new_names_per_hour; /* names not bound yet that one source
@@ -294,8 +295,8 @@ typedef struct natter_broker_status {
   uint64_t clients_by_mapping[3]; /* checked in now, by natter_nat_mapping */
   uint64_t check_ins;             /* check-ins accepted */
   uint64_t introductions;         /* peer introductions made */
-  uint64_t relayed_bytes;         /* bytes relayed between peers (0: the
-                                     broker does not relay yet) */
+  uint64_t relayed_bytes;         /* bytes relayed between peers (0
+                                     without natter_broker_config.relay) */
   uint64_t bytes_received;        /* UDP payload bytes, all sockets */
   uint64_t bytes_sent;
   uint64_t packets_dropped; /* datagrams no connection took */

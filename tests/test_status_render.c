@@ -87,6 +87,7 @@ static void broker_snapshot(nt_broker_snapshot *s,
   s->status.uptime_ms = 61000;
   s->status.clients = 4;
   s->status.clients_by_mapping[1] = 3;
+  s->relay_channels = 7;
   s->now_unix_ms = 1800000000000ull;
   for (size_t i = 0; i < 4; i++) {
     memset(&rows[i], 0, sizeof(rows[i]));
@@ -657,6 +658,7 @@ static void test_broker_metrics(void) {
   char *text = take(buf);
   CHECK_STR_CONTAINS(text, "\nnatter_broker_clients 4\n");
   CHECK_STR_CONTAINS(text, "\nnatter_broker_uptime_seconds 61.000000\n");
+  CHECK_STR_CONTAINS(text, "\nnatter_broker_relay_channels 7\n");
   CHECK(prom_read(&r, text) == 0); /* cuts |text| into lines */
   CHECK(r.samples > 10);
   prom_done(&r);

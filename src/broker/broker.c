@@ -229,7 +229,7 @@ static int open_relay(natter_broker *b, const nt_addr *main_addr,
   nt_addr_set_port((struct sockaddr *)&rc.bind.ss, nt_relay_port(b->relay));
   nt_info(&b->log,
           "relaying for peers that cannot punch a hole on %s (UDP): at most "
-          "%llu bytes/s and %llu bytes per client",
+          "%llu bytes/s and %llu bytes an hour per key and per address",
           nt_addr_str((struct sockaddr *)&rc.bind.ss, addrstr),
           (unsigned long long)cfg->relay_rate,
           (unsigned long long)cfg->relay_total);
@@ -596,6 +596,7 @@ void natter_broker_free(natter_broker *b) {
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   nt_h3_server_free(b->h3);
   nt_relay_free(b->relay);
+  b->relay = NULL; /* the clients freed below had channels there */
   nt_admission_free(b);
   if (b->map_ev) {
     event_free(b->map_ev);

@@ -39,7 +39,9 @@ int natter_broker_get_status_versioned(const natter_broker *b,
   }
   st->check_ins = b->check_ins;
   st->introductions = b->introductions;
-  st->relayed_bytes = 0;
+  nt_relay_stats rs;
+  nt_relay_get_stats(b->relay, &rs);
+  st->relayed_bytes = rs.relayed;
   nt_endpoint_traffic(b->ep, &st->bytes_received, &st->bytes_sent);
   st->bytes_received += b->map_rx;
   st->bytes_sent += b->map_tx;
@@ -99,6 +101,9 @@ static void take_snapshot(const natter_broker *b, int with_rows,
   nt_broker_snapshot_init(s);
   s->fingerprint = natter_broker_fingerprint(b);
   natter_broker_get_status(b, &s->status);
+  natter_broker_stats stats;
+  natter_broker_get_stats(b, &stats);
+  s->relay_channels = stats.relay_channels;
   s->now_unix_ms = nt_unix_ms();
   if (with_rows) {
     natter_broker_foreach_client(b, keep_client, s);

@@ -422,6 +422,13 @@ void nt_bclient_connect_result(bclient *c, uint32_t request_id,
   }
 }
 
+/* |c| as a party of a relay channel (relay.h). */
+static nt_relay_party relay_party(const bclient *c) {
+  nt_relay_party p = {c->name, nt_conn_peer_fingerprint(c->conn),
+                      nt_conn_validated_addr(c->conn), c};
+  return p;
+}
+
 /* Tells |to| everything it needs to reach |about|. */
 static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
                               const uint8_t *nonce, int refresh,
@@ -502,10 +509,9 @@ static int open_relay_channel(bclient *c, bclient *peer,
                               uint8_t tok_c[NT_RELAY_TOKEN_LEN],
                               uint8_t tok_peer[NT_RELAY_TOKEN_LEN]) {
   natter_broker *b = c->broker;
+  nt_relay_party party_c = relay_party(c), party_peer = relay_party(peer);
   return b->relay && !c->no_relay && !peer->no_relay &&
-         nt_relay_open(b->relay, c->name, nt_conn_validated_addr(c->conn),
-                       peer->name, nt_conn_validated_addr(peer->conn), tok_c,
-                       tok_peer) == 0;
+         nt_relay_open(b->relay, &party_c, &party_peer, tok_c, tok_peer) == 0;
 }
 
 void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
@@ -866,6 +872,8 @@ void nt_bclient_free(natter_broker *b, bclient *c) {
       b->checks[i].requester = b->checks[i].peer = NULL;
     }
   }
+  /* Its relay channels end with it, not when they idle out. */
+  nt_relay_close_session(b->relay, c);
   TAILQ_REMOVE(&b->clients, c, link);
   b->nclients--;
   if (c->pending) {
@@ -1008,6 +1016,10 @@ static void note_check_in(bclient *c, bclient *old, const nt_check_in *in) {
                              nt_conn_validated_addr(old->conn));
   memcpy(c->introduced, old->introduced, sizeof(c->introduced));
   c->nintroduced = old->nintroduced;
+  if (!restarted) {
+    /* Its relayed connections live on: their channels carry over. */
+    nt_relay_move_session(b->relay, old, c, nt_conn_validated_addr(c->conn));
+  }
   for (size_t i = 0; i < c->nintroduced; i++) {
     bclient *peer = find_client(b, c->introduced[i]);
     if (!peer || peer == c || peer->dead) {
@@ -1035,6 +1047,7 @@ static void client_moved(nt_conn *conn, void *ud) {
   }
   nt_info(&b->log, "%s moved to %s", c->name,
           nt_addr_str(nt_conn_remote_addr(c->conn), addr));
+  nt_relay_move_session(b->relay, c, c, nt_conn_validated_addr(c->conn));
   if (c->moved_ns && now - c->moved_ns < BROKER_MOVE_NOTICE_NS) {
     return;
   }

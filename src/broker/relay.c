@@ -1,6 +1,8 @@
 /* The broker's relay (relay.h): channels of opaque datagrams between two
- * introduced clients, bounded per client by a byte rate and a total. */
+ * introduced clients, bounded per key and per source address by channel
+ * counts, a byte rate and a total (relay_budget.h). */
 #include "broker/relay.h"
+#include "broker/relay_budget.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "quic/endpoint.h"
+#include "base/budget.h"
 #include "base/hashmap.h"
 #include "natter.h"
 #include "codec/spec.h"
@@ -44,18 +47,18 @@
 #define RELAY_SWEEP_S 5 /* idle channels are looked for this often */
 #define RELAY_LOG_EVERY_NS 1000000000ull /* a limit is logged once a second */
 
-typedef struct relay_account relay_account;
-typedef struct relay_channel relay_channel;
-
-/* What one client (by name) may still relay. */
-struct relay_account {
-  char name[NT_NAME_MAX + 1];
-  uint64_t used; /* bytes relayed in all */
-  double bucket; /* bytes it may relay now (token bucket) */
-  uint64_t bucket_ns;
-  unsigned channels;  /* open channels naming it */
-  uint64_t logged_ns; /* when its last limit line was logged */
+/* The limits that are logged, each at most once a second (the lines
+ * left out are counted in the next one). */
+enum {
+  LOG_FULL,
+  LOG_KEY_CHANNELS,
+  LOG_ADDRESS_CHANNELS,
+  LOG_RATE,
+  LOG_TOTAL,
+  LOG_KINDS
 };
+
+typedef struct relay_channel relay_channel;
 
 typedef struct relay_side {
   relay_channel *ch;
@@ -66,12 +69,16 @@ typedef struct relay_side {
   nt_addr addr; /* where its packets come from; len 0 until bound */
   nt_addr dst;  /* our address they arrive at, where packets to it leave
                    from (udpsock.h); len 0: unknown */
-  relay_account *acct;
+  char name[NT_NAME_MAX + 1];
+  const void *session;                    /* its client's broker session */
+  nt_relay_account *key_acct, *addr_acct; /* what it sends is charged to
+                                             both */
+  uint64_t last_ns; /* when it last sent (or the opening) */
 } relay_side;
 
+/* Side 0 asked for the channel: its key and address pay for it. */
 struct relay_channel {
   relay_side side[2];
-  uint64_t last_ns;
   int closed; /* a budget ran out: answer CLOSED, forward nothing */
   TAILQ_ENTRY(relay_channel) link;
 };
@@ -96,11 +103,11 @@ struct nt_relay {
   int family, v6only; /* the socket's (udpsock.h) */
   uint16_t port;
   struct event *read_ev, *sweep_ev;
-  nt_hashmap tokens;   /* token -> relay_side */
-  nt_hashmap accounts; /* name -> relay_account */
+  nt_hashmap tokens; /* token -> relay_side */
+  nt_relay_budget budget;
   TAILQ_HEAD(, relay_channel) channels;
   size_t nchannels;
-  uint64_t logged_ns; /* last "too many channels" line */
+  nt_log_gate logged[LOG_KINDS]; /* a line a second per limit */
   nt_relay_stats st;
   /* Tests only (NATTER_TEST_RELAY_TAMPER=N): flip one bit in every Nth
    * relayed packet, to show that the peers reject what the relay
@@ -113,39 +120,30 @@ struct nt_relay {
   size_t nout;
 };
 
-static relay_account *account_get(nt_relay *r, const char *name) {
-  relay_account *a = nt_hashmap_get(&r->accounts, name, strlen(name));
-  if (a) {
-    return a;
-  }
-  a = calloc(1, sizeof(*a));
-  if (!a) {
-    return NULL;
-  }
-  snprintf(a->name, sizeof(a->name), "%s", name);
-  a->bucket = (double)r->cfg.rate;
-  a->bucket_ns = nt_monotonic_ns();
-  if (nt_hashmap_put(&r->accounts, a->name, strlen(a->name), a) != 0) {
-    free(a);
-    return NULL;
-  }
-  return a;
+/* Whether a limit of |kind| may be logged now; *suppressed: the lines
+ * left out since the last one. */
+static int log_due(nt_relay *r, int kind, uint64_t now, unsigned *suppressed) {
+  return nt_log_gate_pass(&r->logged[kind], now, suppressed);
 }
 
-/* An account is kept while a channel names it, and afterwards while it
- * has used bytes (so that closing and reopening channels does not reset
- * the total). */
-static void account_release(nt_relay *r, relay_account *a) {
-  if (a && --a->channels == 0 && a->used == 0) {
-    nt_hashmap_remove(&r->accounts, a->name, strlen(a->name));
-    free(a);
+/* " (and N more like it)" for a line after |n| left out. */
+static const char *more(unsigned n, char *buf, size_t len) {
+  if (!n) {
+    return "";
   }
+  snprintf(buf, len, " (and %u more like it)", n);
+  return buf;
 }
 
 static void channel_free(nt_relay *r, relay_channel *ch) {
+  uint64_t now = nt_monotonic_ns();
+  ch->side[0].key_acct->channels--;
+  ch->side[0].addr_acct->channels--;
   for (int i = 0; i < 2; i++) {
-    nt_hashmap_remove(&r->tokens, ch->side[i].token, NT_RELAY_TOKEN_LEN);
-    account_release(r, ch->side[i].acct);
+    relay_side *s = &ch->side[i];
+    nt_hashmap_remove(&r->tokens, s->token, NT_RELAY_TOKEN_LEN);
+    nt_relay_account_release(&r->budget, s->key_acct, now);
+    nt_relay_account_release(&r->budget, s->addr_acct, now);
   }
   TAILQ_REMOVE(&r->channels, ch, link);
   r->nchannels--;
@@ -303,35 +301,30 @@ static void send_closed(nt_relay *r, relay_side *s, uint8_t reason) {
   }
 }
 
-/* Takes |n| bytes from |a|'s rate and total. Returns 1 when allowed, 0
- * over the rate (drop), -1 once the total is used up (close). */
-static int account_take(nt_relay *r, relay_account *a, size_t n, uint64_t now) {
-  const nt_relay_config *cfg = &r->cfg;
-  if (cfg->total && a->used + n > cfg->total) {
-    return -1;
-  }
-  if (cfg->rate) {
-    a->bucket += (double)(now - a->bucket_ns) * (double)cfg->rate / 1e9;
-    a->bucket_ns = now;
-    /* One second's worth of burst. */
-    if (a->bucket > (double)cfg->rate) {
-      a->bucket = (double)cfg->rate;
+/* Logs that |a| is over its rate or used up its total (|what|). */
+static void log_spent(nt_relay *r, int what, const nt_relay_account *a,
+                      const relay_side *s, const relay_side *other,
+                      uint64_t now) {
+  char buf[48];
+  unsigned n;
+  const char *per = a->id[0] == NT_RELAY_BY_KEY ? "key" : "address";
+  if (what == NT_RELAY_SPEND_RATE) {
+    if (log_due(r, LOG_RATE, now, &n)) {
+      nt_warn(r->cfg.log,
+              "relay: %s (%s) is over its rate (%llu bytes/s per %s, "
+              "-relay-rate); dropping what it sends%s",
+              a->label, s->name, (unsigned long long)r->cfg.rate, per,
+              more(n, buf, sizeof(buf)));
     }
-    if (a->bucket < (double)n) {
-      r->st.dropped_rate++;
-      if (now - a->logged_ns >= RELAY_LOG_EVERY_NS) {
-        a->logged_ns = now;
-        nt_warn(cfg->log,
-                "relay: %s is over its rate (%llu bytes/s, -relay-rate); "
-                "dropping its relayed packets",
-                a->name, (unsigned long long)cfg->rate);
-      }
-      return 0;
-    }
-    a->bucket -= (double)n;
+    return;
   }
-  a->used += n;
-  return 1;
+  if (log_due(r, LOG_TOTAL, now, &n)) {
+    nt_warn(r->cfg.log,
+            "relay: %s (%s) used up its %llu relayed bytes per %s this hour "
+            "(-relay-total); closing the relayed path between %s and %s%s",
+            a->label, s->name, (unsigned long long)r->cfg.total, per, s->name,
+            other->name, more(n, buf, sizeof(buf)));
+  }
 }
 
 static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
@@ -355,7 +348,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   memcpy(&s->addr.ss, from, fromlen);
   s->addr.len = fromlen;
   s->dst = *dst;
-  ch->last_ns = now;
+  s->last_ns = now;
   if (ch->closed) {
     send_closed(r, s, NT_RELAY_CLOSED_TOTAL);
     return;
@@ -370,25 +363,22 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
     r->st.dropped++; /* the peer has not bound yet: QUIC resends */
     return;
   }
+  /* The sender pays, by key and by address: what one side sends never
+   * spends the other's budget. */
   size_t payload = len - NT_RELAY_HDR_LEN;
-  int ok = account_take(r, s->acct, payload, now);
-  if (ok == 1) {
-    ok = account_take(r, other->acct, payload, now);
+  nt_relay_account *payers[2] = {s->key_acct, s->addr_acct}, *over;
+  int spent = nt_relay_spend(&r->budget, payers, 2, payload, now, &over);
+  if (spent != NT_RELAY_SPEND_OK) {
+    log_spent(r, spent, over, s, other, now);
   }
-  if (ok < 0) {
-    relay_account *a =
-        s->acct->used + payload > r->cfg.total ? s->acct : other->acct;
-    nt_warn(r->cfg.log,
-            "relay: %s used up its %llu relayed bytes (-relay-total); "
-            "closing the relayed path between %s and %s",
-            a->name, (unsigned long long)r->cfg.total, s->acct->name,
-            other->acct->name);
+  if (spent == NT_RELAY_SPEND_TOTAL) {
     ch->closed = 1;
     send_closed(r, s, NT_RELAY_CLOSED_TOTAL);
     send_closed(r, other, NT_RELAY_CLOSED_TOTAL);
     return;
   }
-  if (ok == 0) {
+  if (spent == NT_RELAY_SPEND_RATE) {
+    r->st.dropped_rate++;
     return;
   }
   /* Same buffer, the receiver's token in place of the sender's. */
@@ -438,77 +428,167 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (ch = TAILQ_FIRST(&r->channels); ch; ch = next) {
     next = TAILQ_NEXT(ch, link);
-    if (now - ch->last_ns >= (uint64_t)NT_RELAY_IDLE_S * 1000000000ull) {
+    uint64_t last = ch->side[0].last_ns < ch->side[1].last_ns
+                        ? ch->side[0].last_ns
+                        : ch->side[1].last_ns;
+    if (now - last >= (uint64_t)NT_RELAY_IDLE_S * 1000000000ull) {
+      channel_free(r, ch);
+    }
+  }
+  nt_relay_budget_expire(&r->budget, now);
+}
+
+/* Why a requester with these accounts may not have another channel now
+ * (a log line's words in |buf|, and the limit's kind), or NULL. */
+static const char *open_refusal(const nt_relay *r, const nt_relay_account *key,
+                                const nt_relay_account *addr, char *buf,
+                                size_t len, int *kind) {
+  if (r->nchannels >= NT_RELAY_MAX_CHANNELS) {
+    *kind = LOG_FULL;
+    snprintf(buf, len, "the relay is full (limit %u channels)",
+             NT_RELAY_MAX_CHANNELS);
+  } else if (key->channels >= NT_RELAY_MAX_PER_KEY) {
+    *kind = LOG_KEY_CHANNELS;
+    snprintf(buf, len, "too many channels for %s (limit %u per key)",
+             key->label, NT_RELAY_MAX_PER_KEY);
+  } else if (addr->channels >= NT_RELAY_MAX_PER_ADDRESS) {
+    *kind = LOG_ADDRESS_CHANNELS;
+    snprintf(buf, len, "too many channels from %s (limit %u per address)",
+             addr->label, NT_RELAY_MAX_PER_ADDRESS);
+  } else {
+    return NULL;
+  }
+  return buf;
+}
+
+static void side_init(nt_relay *r, relay_channel *ch, int idx,
+                      const nt_relay_party *p, uint64_t now) {
+  relay_side *s = &ch->side[idx];
+  s->ch = ch;
+  s->idx = idx;
+  s->session = p->session;
+  s->last_ns = now;
+  snprintf(s->name, sizeof(s->name), "%s", p->name);
+  s->ip.len = p->ip->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in);
+  memcpy(&s->ip.ss, p->ip, s->ip.len);
+  s->key_acct = nt_relay_account_of_key(&r->budget, p->key, now);
+  s->addr_acct = nt_relay_account_of_address(&r->budget, p->ip, now);
+}
+
+int nt_relay_open(nt_relay *r, const nt_relay_party *requester,
+                  const nt_relay_party *peer, uint8_t *token_requester,
+                  uint8_t *token_peer) {
+  uint64_t now = nt_monotonic_ns();
+  relay_channel *ch = calloc(1, sizeof(*ch));
+  char why[160], buf[48];
+  int kind = 0, rv = 0;
+  unsigned n;
+
+  if (!ch) {
+    return NATTER_ERR_NOMEM;
+  }
+  side_init(r, ch, 0, requester, now);
+  side_init(r, ch, 1, peer, now);
+  for (int i = 0; i < 2 && rv == 0; i++) {
+    relay_side *s = &ch->side[i];
+    if (!s->key_acct || !s->addr_acct ||
+        nt_random_bytes(s->token, NT_RELAY_TOKEN_LEN)) {
+      rv = NATTER_ERR_NOMEM;
+    }
+  }
+  if (rv == 0 && open_refusal(r, ch->side[0].key_acct, ch->side[0].addr_acct,
+                              why, sizeof(why), &kind)) {
+    r->st.refused++;
+    if (log_due(r, kind, now, &n)) {
+      nt_warn(r->cfg.log, "relay: no channel for %s and %s: %s%s",
+              requester->name, peer->name, why, more(n, buf, sizeof(buf)));
+    }
+    rv = NATTER_ERR_INVALID;
+  }
+  int put = 0;
+  for (; rv == 0 && put < 2; put++) {
+    if (nt_hashmap_put(&r->tokens, ch->side[put].token, NT_RELAY_TOKEN_LEN,
+                       &ch->side[put]) != 0) {
+      rv = NATTER_ERR_NOMEM;
+      break;
+    }
+  }
+  if (rv != 0) {
+    for (int i = 0; i < 2; i++) {
+      if (i < put) {
+        nt_hashmap_remove(&r->tokens, ch->side[i].token, NT_RELAY_TOKEN_LEN);
+      }
+      nt_relay_account_release(&r->budget, ch->side[i].key_acct, now);
+      nt_relay_account_release(&r->budget, ch->side[i].addr_acct, now);
+    }
+    free(ch);
+    return rv;
+  }
+  ch->side[0].key_acct->channels++;
+  ch->side[0].addr_acct->channels++;
+  TAILQ_INSERT_TAIL(&r->channels, ch, link);
+  r->nchannels++;
+  memcpy(token_requester, ch->side[0].token, NT_RELAY_TOKEN_LEN);
+  memcpy(token_peer, ch->side[1].token, NT_RELAY_TOKEN_LEN);
+  return 0;
+}
+
+void nt_relay_close_session(nt_relay *r, const void *session) {
+  relay_channel *ch, *next;
+  if (!r || !session) {
+    return;
+  }
+  /* At most NT_RELAY_MAX_CHANNELS to look through, once per client that
+   * leaves. */
+  for (ch = TAILQ_FIRST(&r->channels); ch; ch = next) {
+    next = TAILQ_NEXT(ch, link);
+    if (ch->side[0].session == session || ch->side[1].session == session) {
+      /* Each side may still be sending on it: say it ended. */
+      for (int i = 0; i < 2; i++) {
+        send_closed(r, &ch->side[i], NT_RELAY_CLOSED_LEFT);
+      }
+      relay_send_queued(r);
       channel_free(r, ch);
     }
   }
 }
 
-int nt_relay_open(nt_relay *r, const char *name_a, const struct sockaddr *ip_a,
-                  const char *name_b, const struct sockaddr *ip_b,
-                  uint8_t *token_a, uint8_t *token_b) {
+void nt_relay_move_session(nt_relay *r, const void *from, const void *to,
+                           const struct sockaddr *ip) {
+  relay_channel *ch;
   uint64_t now = nt_monotonic_ns();
-  relay_account *a = account_get(r, name_a);
-  relay_account *b = account_get(r, name_b);
-  if (!a || !b) {
-    return NATTER_ERR_NOMEM;
+  if (!r || !from) {
+    return;
   }
-  if (r->nchannels >= NT_RELAY_MAX_CHANNELS ||
-      a->channels >= NT_RELAY_MAX_PER_CLIENT ||
-      b->channels >= NT_RELAY_MAX_PER_CLIENT) {
-    if (now - r->logged_ns >= RELAY_LOG_EVERY_NS) {
-      r->logged_ns = now;
-      nt_warn(r->cfg.log, "relay: no channel for %s and %s: %s (limit %u%s)",
-              name_a, name_b,
-              r->nchannels >= NT_RELAY_MAX_CHANNELS
-                  ? "the relay is full"
-                  : "too many channels for one client",
-              r->nchannels >= NT_RELAY_MAX_CHANNELS ? NT_RELAY_MAX_CHANNELS
-                                                    : NT_RELAY_MAX_PER_CLIENT,
-              r->nchannels >= NT_RELAY_MAX_CHANNELS ? "" : " per client");
-    }
-    /* Accounts with nothing used go again. */
-    a->channels++;
-    b->channels++;
-    account_release(r, a);
-    account_release(r, b);
-    return NATTER_ERR_INVALID;
-  }
-  relay_channel *ch = calloc(1, sizeof(*ch));
-  if (!ch) {
-    return NATTER_ERR_NOMEM;
-  }
-  const struct sockaddr *ips[2] = {ip_a, ip_b};
-  relay_account *accts[2] = {a, b};
-  for (int i = 0; i < 2; i++) {
-    relay_side *s = &ch->side[i];
-    s->ch = ch;
-    s->idx = i;
-    s->acct = accts[i];
-    s->ip.len = ips[i]->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-    memcpy(&s->ip.ss, ips[i], s->ip.len);
-    if (nt_random_bytes(s->token, NT_RELAY_TOKEN_LEN) != 0 ||
-        nt_hashmap_put(&r->tokens, s->token, NT_RELAY_TOKEN_LEN, s) != 0) {
-      if (i == 1) {
-        nt_hashmap_remove(&r->tokens, ch->side[0].token, NT_RELAY_TOKEN_LEN);
+  TAILQ_FOREACH(ch, &r->channels, link) {
+    for (int i = 0; i < 2; i++) {
+      relay_side *s = &ch->side[i];
+      if (s->session != from) {
+        continue;
       }
-      free(ch);
-      a->channels++;
-      b->channels++;
-      account_release(r, a);
-      account_release(r, b);
-      return NATTER_ERR_NOMEM;
+      s->session = to;
+      if (nt_addr_same_host(ip, (const struct sockaddr *)&s->ip.ss)) {
+        continue;
+      }
+      /* Its packets come from the new address now, and its address's
+       * budget pays from now on (a channel it asked for moves along, even
+       * past the new address's limit: it exists already). */
+      nt_relay_account *addr = nt_relay_account_of_address(&r->budget, ip, now);
+      if (!addr) {
+        continue; /* out of memory: the old address stays */
+      }
+      if (i == 0) {
+        s->addr_acct->channels--;
+        addr->channels++;
+      }
+      nt_relay_account_release(&r->budget, s->addr_acct, now);
+      s->addr_acct = addr;
+      s->ip.len = ip->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+      memcpy(&s->ip.ss, ip, s->ip.len);
     }
   }
-  a->channels++;
-  b->channels++;
-  ch->last_ns = now;
-  TAILQ_INSERT_TAIL(&r->channels, ch, link);
-  r->nchannels++;
-  memcpy(token_a, ch->side[0].token, NT_RELAY_TOKEN_LEN);
-  memcpy(token_b, ch->side[1].token, NT_RELAY_TOKEN_LEN);
-  return 0;
 }
 
 int nt_relay_new(nt_relay **prelay, struct event_base *base,
@@ -534,7 +614,9 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
     return NATTER_ERR_INVALID;
   }
   nt_hashmap_init(&r->tokens, seed);
-  nt_hashmap_init(&r->accounts, seed + NT_HASHMAP_SEED_LEN);
+  nt_relay_budget_init(&r->budget, cfg->rate, cfg->total,
+                       (uint64_t)NT_RELAY_WINDOW_S * 1000000000ull,
+                       seed + NT_HASHMAP_SEED_LEN);
   r->fd = nt_udp_open(&cfg->bind, cfg->dual_stack, &r->family, &r->v6only);
   if (r->fd < 0) {
     snprintf(err, errlen, "cannot open the relay port %s: %s",
@@ -603,13 +685,7 @@ void nt_relay_free(nt_relay *r) {
   while ((ch = TAILQ_FIRST(&r->channels)) != NULL) {
     channel_free(r, ch);
   }
-  /* Accounts that outlived their channels. */
-  for (size_t i = 0; i < r->accounts.capacity; i++) {
-    if (r->accounts.slots && r->accounts.slots[i].key) {
-      free(r->accounts.slots[i].value);
-    }
-  }
-  nt_hashmap_clear(&r->accounts);
+  nt_relay_budget_clear(&r->budget); /* accounts kept for their totals */
   nt_hashmap_clear(&r->tokens);
   if (r->read_ev) {
     event_free(r->read_ev);

@@ -9,8 +9,12 @@
  * only on channels the broker opened for two clients it introduced, only
  * between the addresses those clients' own packets came from (each from
  * the IP address of its broker connection), never to an address a client
- * names. Every client has a byte rate and a byte total (doc/operations.md,
- * "Limits"); channels unused for NT_RELAY_IDLE_S are closed. */
+ * names. Budgets belong to keys and source addresses, not names
+ * (relay_budget.h): channels at once, a byte rate and a byte total per
+ * window, each charged to the party that asked for the channel or sent
+ * the bytes (doc/operations.md, "Limits"). A channel ends when either
+ * client's broker session ends, or when either side has sent nothing for
+ * NT_RELAY_IDLE_S. */
 #ifndef NT_RELAY_H
 #define NT_RELAY_H
 
@@ -27,15 +31,26 @@ struct event_base;
 typedef struct nt_relay nt_relay;
 
 #define NT_RELAY_MAX_CHANNELS 1024 /* at once, on the whole broker */
-#define NT_RELAY_MAX_PER_CLIENT 16 /* at once, per client name */
-#define NT_RELAY_IDLE_S 60         /* a channel unused this long ends */
+/* Channels open at once that one key, and one source address (IPv6: its
+ * /64), asked for. */
+#define NT_RELAY_MAX_PER_KEY 16
+#define NT_RELAY_MAX_PER_ADDRESS 32
+/* A channel ends when either side has sent nothing this long: a peer
+ * that stopped talking stops receiving, whatever the other sends. */
+#define NT_RELAY_IDLE_S 60
+/* nt_relay_config.total counts bytes within this window (fixed: from an
+ * account's first byte counted, then afresh). */
+#define NT_RELAY_WINDOW_S 3600
 
 typedef struct nt_relay_config {
   nt_addr bind;      /* address and port of the relay socket */
   int dual_stack;    /* an unspecified |bind|: IPv4 and IPv6 (udpsock.h) */
-  uint64_t rate;     /* bytes a second each client may relay (sent plus
-                        received); packets above it are dropped */
-  uint64_t total;    /* bytes each client may relay in all; 0: no cap */
+  uint64_t rate;     /* bytes a second each key, and each source
+                        address, may send through the relay; packets
+                        above it are dropped; 0: no cap */
+  uint64_t total;    /* bytes each key, and each source address, may send
+                        within NT_RELAY_WINDOW_S; past it the channel
+                        closes; 0: no cap */
   const nt_log *log; /* borrowed */
 } nt_relay_config;
 
@@ -43,7 +58,8 @@ typedef struct nt_relay_stats {
   uint64_t rx, tx;       /* UDP payload bytes on the relay socket */
   uint64_t relayed;      /* bytes forwarded between peers */
   uint64_t channels;     /* open now */
-  uint64_t dropped_rate; /* datagrams over a client's rate */
+  uint64_t dropped_rate; /* datagrams over a key's or address's rate */
+  uint64_t refused;      /* channels not opened: a limit was reached */
   uint64_t dropped;      /* no channel, wrong source, no peer address yet */
 } nt_relay_stats;
 
@@ -54,15 +70,36 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
 void nt_relay_free(nt_relay *relay);
 uint16_t nt_relay_port(const nt_relay *relay);
 
-/* Opens a channel between two clients the broker is introducing: |ip_a|
- * and |ip_b| are where their broker connections come from (only packets
- * from those IP addresses may bind a side). Fills the two tokens. Returns
- * 0, or NATTER_ERR_NOMEM / NATTER_ERR_INVALID when a limit is reached
- * (logged). */
-int nt_relay_open(nt_relay *relay, const char *name_a,
-                  const struct sockaddr *ip_a, const char *name_b,
-                  const struct sockaddr *ip_b, uint8_t *token_a,
-                  uint8_t *token_b);
+/* One client of a channel, as the broker knows it. */
+typedef struct nt_relay_party {
+  const char *name;          /* for log lines */
+  const uint8_t *key;        /* its key's fingerprint, NT_FINGERPRINT_LEN
+                                bytes: its budget */
+  const struct sockaddr *ip; /* its broker connection's address: only
+                                packets from this IP may bind its side,
+                                and this address's budget pays too */
+  const void *session;       /* its broker session, as
+                                nt_relay_close_session names it */
+} nt_relay_party;
+
+/* Opens a channel between |requester| and the |peer| it asked for, which
+ * the broker is introducing; the channel counts against the requester's
+ * key and address (NT_RELAY_MAX_PER_*), never the peer's. Fills the two
+ * tokens. Returns 0, or NATTER_ERR_NOMEM / NATTER_ERR_INVALID when a
+ * limit is reached (logged, at most once a second per limit). */
+int nt_relay_open(nt_relay *relay, const nt_relay_party *requester,
+                  const nt_relay_party *peer, uint8_t *token_requester,
+                  uint8_t *token_peer);
+
+/* |session| ended (its client left the broker): every channel with a
+ * side of it closes now, and both sides hear CLOSED. NULL |relay|: no-op. */
+void nt_relay_close_session(nt_relay *relay, const void *session);
+
+/* The sides of |from| belong to |to| from now on (a client's new session
+ * that carries on the old one), and their packets must come from |ip|
+ * (its broker connection moved); |from| may be |to|. */
+void nt_relay_move_session(nt_relay *relay, const void *from, const void *to,
+                           const struct sockaddr *ip);
 
 void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 

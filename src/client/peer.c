@@ -297,7 +297,7 @@ static void peer_conn_closed(nt_conn *conn, nt_close_reason reason,
          p->name,
          p->relay_closed == NT_RELAY_CLOSED_TOTAL
              ? "the broker's relay cap was reached: its -relay-total bytes "
-               "per client are used up"
+               "per key or address in an hour are used up"
          : p->relay_closed         ? "the broker's relay closed the channel"
          : reason == NT_CLOSE_IDLE ? "peer stopped answering"
          : message && message[0]   ? message

@@ -360,6 +360,8 @@ void nt_peers_on_relay_signal(nt_peers *peers, int type, const uint8_t *token,
   nt_warn(LOG(p), "%s: the broker's relay closed our channel: %s", p->name,
           reason == NT_RELAY_CLOSED_TOTAL
               ? "a relay byte cap was reached (the broker's -relay-total)"
+          : reason == NT_RELAY_CLOSED_LEFT
+              ? "one of us left the broker"
               : "the channel is gone (expired)");
   if (p->conn && nt_conn_is_relayed(p->conn)) {
     nt_conn_close(p->conn, 0, "the broker's relay closed the channel");

@@ -31,6 +31,7 @@ enum {
 enum {
   NT_RELAY_CLOSED_TOTAL = 1,   /* a client used up its byte budget */
   NT_RELAY_CLOSED_UNKNOWN = 2, /* no such channel (expired) */
+  NT_RELAY_CLOSED_LEFT = 3,    /* a client of the channel left the broker */
 };
 
 /* Writes a header into |buf| (NT_RELAY_HDR_LEN bytes). */

@@ -36,6 +36,7 @@ typedef struct nt_client_snapshot {
 typedef struct nt_broker_snapshot {
   const char *fingerprint; /* 64 hex digits; borrowed, not copied */
   natter_broker_status status;
+  uint64_t relay_channels; /* natter_broker_stats.relay_channels */
   uint64_t now_unix_ms; /* the wall clock "last seen ... ago" counts from */
   natter_broker_client_info *clients;
   size_t nclients;

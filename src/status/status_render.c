@@ -69,6 +69,8 @@ void nt_render_broker_metrics(struct evbuffer *out,
           st->introductions);
   counter(out, "natter_broker_relayed_bytes_total",
           "Bytes relayed between peers.", st->relayed_bytes);
+  gauge(out, "natter_broker_relay_channels", "Relay channels open now.",
+        s->relay_channels);
   traffic(out, "natter_broker_udp_bytes_total",
           "UDP payload bytes on the broker's sockets.", st->bytes_received,
           st->bytes_sent);

@@ -353,12 +353,10 @@ static void channel_free(nt_relay *r, mitm_channel *ch) {
 
 /* ---- relay.h ---- */
 
-int nt_relay_open(nt_relay *r, const char *name_a, const struct sockaddr *ip_a,
-                  const char *name_b, const struct sockaddr *ip_b,
-                  uint8_t *token_a, uint8_t *token_b) {
-  const char *names[2] = {name_a, name_b};
-  (void)ip_a;
-  (void)ip_b;
+int nt_relay_open(nt_relay *r, const nt_relay_party *requester,
+                  const nt_relay_party *peer, uint8_t *token_a,
+                  uint8_t *token_b) {
+  const char *names[2] = {requester->name, peer->name};
   if (r->nchannels >= NT_RELAY_MAX_CHANNELS) {
     return NATTER_ERR_INVALID;
   }
@@ -386,8 +384,23 @@ int nt_relay_open(nt_relay *r, const char *name_a, const struct sockaddr *ip_a,
   nt_warn(r->cfg.log,
           "relay (man in the middle): channel for %s and %s: both tokens are "
           "ours",
-          name_a, name_b);
+          names[0], names[1]);
   return 0;
+}
+
+/* The man in the middle keeps its channels until the broker stops: the
+ * lab's case needs nothing else. */
+void nt_relay_close_session(nt_relay *r, const void *session) {
+  (void)r;
+  (void)session;
+}
+
+void nt_relay_move_session(nt_relay *r, const void *from, const void *to,
+                           const struct sockaddr *ip) {
+  (void)r;
+  (void)from;
+  (void)to;
+  (void)ip;
 }
 
 int nt_relay_new(nt_relay **prelay, struct event_base *base,
