@@ -64,7 +64,8 @@ typedef struct member {
   int listener;
   struct member *partner;
   int checked_in;
-  int asked;         /* sent its requests */
+  int asked;         /* started its requests */
+  unsigned sent;     /* its requests sent */
   unsigned answered; /* its requests answered */
   int fd;            /* its socket towards the relay */
   struct event *relay_ev;
@@ -107,10 +108,16 @@ static void send_msg(member *m, const nt_control *msg) {
   }
 }
 
+/* Requests a broker lets one requester have awaiting an answer at once
+ * (its admission queries, doc/operations.md "Limits"): more would be
+ * refused before they reach the relay. */
+#define FLOOD_IN_FLIGHT 4
+
+/* Sends |m|'s next requests, keeping at most FLOOD_IN_FLIGHT unanswered. */
 static void ask(member *m) {
-  for (unsigned i = 0; i < m->t->requests; i++) {
+  while (m->sent < m->t->requests && m->sent - m->answered < FLOOD_IN_FLIGHT) {
     nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
-    msg.u.connect_request.request_id = i + 1;
+    msg.u.connect_request.request_id = ++m->sent;
     snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
              "%s", m->peer);
     send_msg(m, &msg);
@@ -146,6 +153,7 @@ static void on_introduction(member *m, const nt_introduction *in) {
       t->without++;
     }
     maybe_report_channels(t);
+    ask(m);
   }
   if (!in->relay_port || m->have_token) {
     return; /* one channel per client is all the byte modes use */
@@ -208,6 +216,7 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
     m->answered++;
     t->failed++;
     maybe_report_channels(t);
+    ask(m);
     break;
   default:
     break;

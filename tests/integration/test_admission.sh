@@ -26,7 +26,7 @@ field() { sed -n "s/^$2 \(.*\)$/\1/p" "$WORK/$1.log"; }
 
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
-start_broker broker -relay
+start_broker broker -relay -new-names-per-hour 0 # 25 strangers from one address
 m_bob=$(free_port)
 start_client bob -listen -allow-peer alice -metrics "127.0.0.1:$m_bob"
 bob_fp=$(grep -o 'key [0-9a-f]\{64\}' "$WORK/bob.log" | head -n1 | cut -d' ' -f2)
