@@ -424,9 +424,13 @@ static void exit_cb(evutil_socket_t fd, short what, void *arg) {
   nt_tunnel *t = arg;
   (void)fd;
   (void)what;
+  int pid = (int)t->child.pid; /* reaping forgets it */
   if (nt_child_reap(&t->child, &t->child_status)) {
     event_del(t->exit_ev);
     t->child_exited = 1;
+    /* The moment it stops counting against -max-commands. */
+    nt_info(t->env->log, "%s's command (pid %d) ended: status %d", t->peer,
+            pid, t->child_status);
     maybe_send_exit(t);
   }
 }

@@ -238,8 +238,15 @@ wait_runs 3
 hold "$cat_d"
 wait_log bob 'refused a command for dave: 3 commands run already, the limit' 10
 (($(runs) == 3)) || fail "bob ran cat $(runs) times, want 3"
+ended() { grep -c "'s command (pid [0-9]*) ended" "$WORK/bob.log" || true; }
 for fd in "${held[@]}"; do exec {fd}>&-; done
-# Once they have ended, commands run again.
+# Once they have ended (a loaded machine takes its time), commands run
+# again.
+deadline=$(($(_now_ms) + 20000))
+until (($(ended) >= 3)); do
+  (($(_now_ms) < deadline)) || fail "bob saw $(ended) of its 3 cats end"
+  sleep 0.05
+done
 reply=$(printf 'again\n' | timeout 20 socat -t 10 - "TCP:127.0.0.1:$cat_a") ||
   fail "no reply from cat after the caps were released"
 [[ $reply == again ]] || fail "cat after the caps: got '$reply'"
