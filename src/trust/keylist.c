@@ -24,10 +24,16 @@ struct nt_keylist {
   uint32_t *by_name;
 };
 
-/* Fingerprints are SHA-256 output: their first bytes are already uniform. */
+/* Every byte counts: fingerprints are SHA-256 output, but the file is
+ * text anyone may have written, and listed keys that share their first
+ * bytes would otherwise all probe from one slot (quadratic loading). */
 static size_t hash_fp(const uint8_t *fp) {
-  return (size_t)fp[0] | (size_t)fp[1] << 8 | (size_t)fp[2] << 16 |
-         (size_t)fp[3] << 24;
+  uint32_t h = 2166136261u;
+
+  for (size_t i = 0; i < NT_FINGERPRINT_LEN; i++) {
+    h = (h ^ fp[i]) * 16777619u;
+  }
+  return h;
 }
 
 static size_t hash_name(const char *name) {
