@@ -272,6 +272,25 @@ static void test_token_equal(void) {
   }
 }
 
+/* The text of a token file, without the file (what fuzz_token drives):
+ * the first line, trimmed; a refusal names the source. */
+static void test_token_parse(void) {
+  static const char text[] = "\t" TOKEN "  \r\nignored\n";
+  char tok[NT_TOKEN_MAX + 1], err[512];
+
+  CHECK(nt_token_parse(tok, sizeof(tok), text, sizeof(text) - 1, "here", err,
+                       sizeof(err)) == 0);
+  CHECK(strcmp(tok, TOKEN) == 0);
+  CHECK(nt_token_parse(tok, sizeof(tok), "", 0, "here", err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "here");
+  /* It fits exactly, or it is refused. */
+  CHECK(nt_token_parse(tok, sizeof(TOKEN), TOKEN, sizeof(TOKEN) - 1, "here",
+                       err, sizeof(err)) == 0);
+  CHECK(nt_token_parse(tok, sizeof(TOKEN) - 1, TOKEN, sizeof(TOKEN) - 1, "here",
+                       err, sizeof(err)) == NATTER_ERR_INVALID);
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"parse_and_lookup", test_parse_and_lookup},
@@ -279,6 +298,7 @@ int main(void) {
       {"too_many_entries", test_too_many_entries},
       {"load_file", test_load_file},
       {"token_file", test_token_file},
+      {"token_parse", test_token_parse},
       {"token_env", test_token_env},
       {"token_equal", test_token_equal},
       {NULL, NULL},

@@ -243,6 +243,27 @@ static void test_default_path(void) {
   }
 }
 
+/* The text of a known-brokers file, without the file (what
+ * fuzz_known_brokers drives): the first listing counts, the address in
+ * any case; a refusal names the file and line. */
+static void test_find_in_text(void) {
+  static const char text[] = "# c\nHost:1 " HEX64 "\nhost:1 ff" HEX64 "\n";
+  char err[1024] = "";
+  nt_known_broker known;
+  int found;
+
+  CHECK(nt_known_brokers_find("kb", "# only\n", 7, "host:1", &found, &known,
+                              err, sizeof(err)) == 0);
+  CHECK(found == 0);
+  CHECK(nt_known_brokers_find("kb", text, 4 + 7 + 64 + 1, "HOST:1", &found,
+                              &known, err, sizeof(err)) == 0);
+  CHECK(found == 1 && known.line == 2 && known.fingerprint[0] == 0);
+  CHECK(nt_known_brokers_find("kb", text, sizeof(text) - 1, "host:1", &found,
+                              &known, err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(found == 0);
+  CHECK_STR_CONTAINS(err, "kb:3: ");
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"first_use_then_pinned", test_first_use_then_pinned},
@@ -250,6 +271,7 @@ int main(void) {
       {"malformed", test_malformed},
       {"bad_address", test_bad_address},
       {"default_path", test_default_path},
+      {"find_in_text", test_find_in_text},
       {NULL, NULL},
   };
   return nt_test_run(cases);

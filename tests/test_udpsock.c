@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -226,10 +227,113 @@ static void test_bound_socket(void) {
   close(fd);
 }
 
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+/* One received message of a GRO train as nt_udp_deliver takes it. */
+typedef struct split_seen {
+  size_t n, lens[8];
+} split_seen;
+
+static void count_datagram(uint8_t *data, size_t len,
+                           const struct sockaddr *from, socklen_t fromlen,
+                           const nt_addr *dst, void *ud) {
+  split_seen *s = ud;
+  (void)data;
+  (void)from;
+  (void)fromlen;
+  (void)dst;
+  if (s->n < 8) {
+    s->lens[s->n] = len;
+  }
+  s->n++;
+}
+
+/* A train of 10-byte datagrams from a v4-mapped sender: split in order,
+ * the last one shorter, the sender plain AF_INET. */
+static void test_deliver_train(void) {
+  uint8_t payload[25] = {0};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl;
+  struct sockaddr_storage from;
+  nt_addr mapped = parse("[::ffff:198.51.100.7]:4433");
+  struct iovec iov = {payload, sizeof(payload)};
+  struct msghdr msg;
+  split_seen seen = {0};
+  int gso = 10;
+
+  memset(&ctrl, 0, sizeof(ctrl));
+  memcpy(&from, &mapped.ss, sizeof(from));
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_name = &from;
+  msg.msg_namelen = mapped.len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl.buf;
+  msg.msg_controllen = sizeof(ctrl.buf);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_GRO;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &gso, sizeof(gso));
+  CHECK(nt_udp_deliver(&msg, sizeof(payload), count_datagram, &seen) == 3);
+  CHECK(seen.n == 3 && seen.lens[0] == 10 && seen.lens[1] == 10 &&
+        seen.lens[2] == 5);
+  CHECK(from.ss_family == AF_INET);
+}
+
+/* A cmsg the kernel cut short (MSG_CTRUNC: cmsg_len below its type's
+ * size) or one claiming more than msg_controllen holds must not be read
+ * past its end: the bytes there are stale, or not ours. Found by
+ * tests/fuzz/fuzz_gro.c. */
+static void test_short_cmsgs(void) {
+  union {
+    char buf[256];
+    struct cmsghdr align;
+  } ctrl;
+  struct msghdr msg;
+  nt_addr dst;
+  int stale = 7;
+
+  /* UDP_GRO with two of its four bytes: stale bytes follow. */
+  memset(&ctrl, 0, sizeof(ctrl));
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_control = ctrl.buf;
+  msg.msg_controllen = CMSG_LEN(2);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_GRO;
+  cm->cmsg_len = CMSG_LEN(2);
+  memcpy(CMSG_DATA(cm), &stale, sizeof(stale));
+  CHECK(nt_udp_gro_segment(&msg, 1200) == 1200);
+
+  /* IP_PKTINFO whose header claims more than msg_controllen, with a
+   * whole pktinfo in the bytes beyond. */
+  struct in_pktinfo pi;
+  memset(&pi, 0, sizeof(pi));
+  pi.ipi_spec_dst.s_addr = htonl(0xc0000201);
+  memset(&ctrl, 0, sizeof(ctrl));
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = IPPROTO_IP;
+  cm->cmsg_type = IP_PKTINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof(pi));
+  memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+  msg.msg_controllen = sizeof(struct cmsghdr);
+  CHECK(nt_udp_arrival(&msg, &dst) == 0 && dst.len == 0);
+  msg.msg_controllen = CMSG_LEN(sizeof(pi)); /* whole: read */
+  CHECK(nt_udp_arrival(&msg, &dst) == 1 &&
+        dst.len == sizeof(struct sockaddr_in));
+}
+
 int main(void) {
   static const nt_test_case cases[] = {{"dual_stack", test_dual_stack},
                                        {"ipv4_socket", test_ipv4_socket},
                                        {"bound_socket", test_bound_socket},
+                                       {"deliver_train", test_deliver_train},
+                                       {"short_cmsgs", test_short_cmsgs},
                                        {NULL, NULL}};
   return nt_test_run(cases);
 }

@@ -137,6 +137,43 @@ static void test_broker_answers(void) {
   expect(&r, NATTER_CHECK_FAILED, "the check failed: cannot reach broker");
 }
 
+/* The peer's CheckReport fills its side: outcome, counts, the addresses
+ * as text; an unknown mapping or a missing address keeps what the broker
+ * said. */
+static void test_report_side(void) {
+  natter_check_result r = base();
+  nt_check_side t;
+  nt_check_side_text text;
+  char err[128];
+
+  memset(&t, 0, sizeof(t));
+  t.outcome = 7; /* past the known ones: read modulo 4 */
+  t.mapping = NT_MAPPING_UNKNOWN;
+  t.nprobed = 2;
+  CHECK(nt_addr_parse(&t.probed[0], "203.0.113.2:40000", "::", err,
+                      sizeof(err)) == 0);
+  CHECK(nt_addr_parse(&t.probed[1], "[2001:db8::2]:40000", "::", err,
+                      sizeof(err)) == 0);
+  CHECK(nt_addr_parse(&t.probes_from, "203.0.113.2:40001", "::", err,
+                      sizeof(err)) == 0);
+  t.probe_rounds = 4;
+  t.probes_received = 3;
+  t.replies_received = 2;
+  r.peer.reported = 0;
+  r.peer.public_address = "198.51.100.1:9";
+  nt_check_report_side(&r.peer, &t, &text);
+  CHECK(r.peer.reported == 1);
+  CHECK(strcmp(r.peer.outcome, "refused") == 0);
+  CHECK(r.peer.mapping == NATTER_NAT_MAPPING_ENDPOINT_INDEPENDENT);
+  CHECK(strcmp(r.peer.public_address, "198.51.100.1:9") == 0);
+  CHECK(r.peer.ncandidates == 2);
+  CHECK(strcmp(r.peer.candidates[1], "[2001:db8::2]:40000") == 0);
+  CHECK(strcmp(r.peer.probes_from, "203.0.113.2:40001") == 0);
+  CHECK(r.peer.probe_rounds == 4 && r.peer.probes_received == 3 &&
+        r.peer.replies_received == 2);
+  expect(&r, NATTER_CHECK_REFUSED, "bob refuses us");
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"direct", test_direct},
@@ -146,6 +183,7 @@ int main(void) {
       {"one_symmetric", test_one_symmetric},
       {"udp_blocked", test_udp_blocked},
       {"broker_answers", test_broker_answers},
+      {"report_side", test_report_side},
       {NULL, NULL}};
   return nt_test_run(cases);
 }

@@ -420,12 +420,22 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+void nt_relay_input(nt_relay *r, uint8_t *data, size_t len,
+                    const struct sockaddr *from, socklen_t fromlen,
+                    const nt_addr *dst, uint64_t now) {
+  r->st.rx += (uint64_t)len;
+  relay_datagram(r, data, len, from, fromlen, dst, now);
+  relay_send_queued(r);
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
-  nt_relay *r = arg;
-  uint64_t now = nt_monotonic_ns();
-  relay_channel *ch, *next;
   (void)fd;
   (void)what;
+  nt_relay_sweep(arg, nt_monotonic_ns());
+}
+
+void nt_relay_sweep(nt_relay *r, uint64_t now) {
+  relay_channel *ch, *next;
   for (ch = TAILQ_FIRST(&r->channels); ch; ch = next) {
     next = TAILQ_NEXT(ch, link);
     uint64_t last = ch->side[0].last_ns < ch->side[1].last_ns

@@ -101,6 +101,17 @@ void nt_relay_close_session(nt_relay *relay, const void *session);
 void nt_relay_move_session(nt_relay *relay, const void *from, const void *to,
                            const struct sockaddr *ip);
 
+/* The socket-free part of the relay, for tests and fuzzing. Input
+ * handles |len| bytes at |data| (rewritten in place when forwarded) as a
+ * datagram read at |now| (nt_monotonic_ns's clock) from |from|, sent to
+ * our address |dst| (len 0: unknown), and sends what it answers or
+ * forwards. Sweep closes the channels unused since |now| -
+ * NT_RELAY_IDLE_S, as the relay's own timer does. */
+void nt_relay_input(nt_relay *relay, uint8_t *data, size_t len,
+                    const struct sockaddr *from, socklen_t fromlen,
+                    const nt_addr *dst, uint64_t now);
+void nt_relay_sweep(nt_relay *relay, uint64_t now);
+
 void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 
 #endif

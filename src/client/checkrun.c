@@ -101,11 +101,10 @@ static void finish(nt_check_run *run) {
   natter_check_result res;
   view_copy vc;
   char a_pub[NT_ADDR_STRLEN], b_pub[NT_ADDR_STRLEN];
-  char a_from[NT_ADDR_STRLEN], b_from[NT_ADDR_STRLEN], text[1400];
+  char a_from[NT_ADDR_STRLEN], text[1400];
   char a_cands[NT_PUNCH_MAX_CANDIDATES][NT_ADDR_STRLEN];
-  char b_cands[NT_PUNCH_MAX_CANDIDATES][NT_ADDR_STRLEN];
-  const char *pa[NT_PUNCH_MAX_CANDIDATES], *pb[NT_PUNCH_MAX_CANDIDATES];
-  static const char *const outcomes[] = {"", "connected", "failed", "refused"};
+  const char *pa[NT_PUNCH_MAX_CANDIDATES];
+  nt_check_side_text b_text;
 
   if (run->phase == RUN_DONE) {
     return;
@@ -163,30 +162,13 @@ static void finish(nt_check_run *run) {
   b->name = run->peer;
   b->outcome = refused ? "refused" : "";
   b->probes_from = "";
-  b->candidates = pb;
+  b->candidates = b_text.pcand;
   b->mapping =
       vc.found ? nt_mapping_to_public(vc.v.mapping)
                : NATTER_NAT_MAPPING_UNKNOWN;
   b->public_address = addr_or_empty(&vc.observed, b_pub);
   if (run->have_theirs) {
-    const nt_check_side *t = &run->theirs;
-    b->reported = 1;
-    b->outcome = outcomes[t->outcome & 3];
-    if (t->mapping != NT_MAPPING_UNKNOWN) {
-      b->mapping = nt_mapping_to_public(t->mapping);
-    }
-    if (t->observed.len) {
-      b->public_address = addr_or_empty(&t->observed, b_pub);
-    }
-    for (size_t i = 0; i < t->nprobed; i++) {
-      pb[i] =
-          nt_addr_str((const struct sockaddr *)&t->probed[i].ss, b_cands[i]);
-    }
-    b->ncandidates = t->nprobed;
-    b->probe_rounds = t->probe_rounds;
-    b->probes_received = t->probes_received;
-    b->replies_received = t->replies_received;
-    b->probes_from = addr_or_empty(&t->probes_from, b_from);
+    nt_check_report_side(b, &run->theirs, &b_text);
   }
   res.verdict = nt_check_verdict(&res, text, sizeof(text));
   res.verdict_text = text;

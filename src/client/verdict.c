@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/mapping.h"
+
 static int listed(const char *addr, const natter_check_side *s) {
   for (size_t i = 0; i < s->ncandidates; i++) {
     if (strcmp(addr, s->candidates[i]) == 0) {
@@ -167,4 +169,33 @@ natter_check_verdict nt_check_verdict(const natter_check_result *r, char *text,
   snprintf(text, len, "%s%s", why,
            r->relayed ? "; connected through the broker's relay" : "");
   return v;
+}
+
+static const char *addr_or_empty(const nt_addr *a, char *buf) {
+  buf[0] = '\0';
+  return a->len ? nt_addr_str((const struct sockaddr *)&a->ss, buf) : buf;
+}
+
+void nt_check_report_side(natter_check_side *b, const nt_check_side *t,
+                          nt_check_side_text *text) {
+  static const char *const outcomes[] = {"", "connected", "failed", "refused"};
+
+  b->reported = 1;
+  b->outcome = outcomes[t->outcome & 3];
+  if (t->mapping != NT_MAPPING_UNKNOWN) {
+    b->mapping = nt_mapping_to_public(t->mapping);
+  }
+  if (t->observed.len) {
+    b->public_address = addr_or_empty(&t->observed, text->public_address);
+  }
+  for (size_t i = 0; i < t->nprobed; i++) {
+    text->pcand[i] =
+        nt_addr_str((const struct sockaddr *)&t->probed[i].ss, text->cand[i]);
+  }
+  b->candidates = text->pcand;
+  b->ncandidates = t->nprobed;
+  b->probe_rounds = t->probe_rounds;
+  b->probes_received = t->probes_received;
+  b->replies_received = t->replies_received;
+  b->probes_from = addr_or_empty(&t->probes_from, text->probes_from);
 }

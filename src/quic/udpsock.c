@@ -95,11 +95,23 @@ int nt_udp_reaches(int family, int v6only, int addr_family) {
          (family == AF_INET || (family == AF_INET6 && !v6only));
 }
 
+/* 1 when |cm| in |msg| holds |n| bytes of data: a cmsg the kernel cut
+ * short (MSG_CTRUNC: msg_control too small for all it had) holds less
+ * than its type says, and CMSG_FIRSTHDR does not check the first one's
+ * length against msg_controllen at all. */
+static int cmsg_holds(const struct msghdr *msg, const struct cmsghdr *cm,
+                      size_t n) {
+  size_t room = msg->msg_controllen -
+                (size_t)((const char *)cm - (const char *)msg->msg_control);
+  return cm->cmsg_len >= CMSG_LEN(n) && cm->cmsg_len <= room;
+}
+
 size_t nt_udp_gro_segment(const struct msghdr *msg, size_t len) {
   size_t seg = len;
   for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
        cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO &&
+        cmsg_holds(msg, cm, sizeof(int))) {
       int gso;
       memcpy(&gso, CMSG_DATA(cm), sizeof(gso));
       if (gso > 0) {
@@ -141,22 +153,28 @@ size_t nt_udp_recv_batch(int fd, uint8_t *buf, nt_udp_datagram_fn fn,
     return 0;
   }
   for (int i = 0; i < n; i++) {
-    size_t len = msgs[i].msg_len;
-    size_t seg = nt_udp_gro_segment(&msgs[i].msg_hdr, len);
-    socklen_t fromlen = msgs[i].msg_hdr.msg_namelen;
-    nt_addr_unmap(&addrs[i], &fromlen);
-    nt_addr dst;
-    nt_udp_arrival(&msgs[i].msg_hdr, &dst);
-    uint8_t *p = iovs[i].iov_base;
-    size_t off = 0;
-    do { /* a zero-length datagram too, once */
-      size_t m = len - off < seg ? len - off : seg;
-      fn(p + off, m, (struct sockaddr *)&addrs[i], fromlen, &dst, user_data);
-      datagrams++;
-      off += m;
-    } while (off < len);
+    datagrams +=
+        nt_udp_deliver(&msgs[i].msg_hdr, msgs[i].msg_len, fn, user_data);
   }
   *full = n == NT_UDP_RECV_BATCH;
+  return datagrams;
+}
+
+size_t nt_udp_deliver(struct msghdr *msg, size_t len, nt_udp_datagram_fn fn,
+                      void *user_data) {
+  size_t seg = nt_udp_gro_segment(msg, len), datagrams = 0;
+  socklen_t fromlen = msg->msg_namelen;
+  nt_addr_unmap((struct sockaddr_storage *)msg->msg_name, &fromlen);
+  nt_addr dst;
+  nt_udp_arrival(msg, &dst);
+  uint8_t *p = msg->msg_iov[0].iov_base;
+  size_t off = 0;
+  do { /* a zero-length datagram too, once */
+    size_t m = len - off < seg ? len - off : seg;
+    fn(p + off, m, (struct sockaddr *)msg->msg_name, fromlen, &dst, user_data);
+    datagrams++;
+    off += m;
+  } while (off < len);
   return datagrams;
 }
 
@@ -165,7 +183,7 @@ int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst) {
   for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm;
        cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
     if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO &&
-        cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+        cmsg_holds(msg, cm, sizeof(struct in6_pktinfo))) {
       struct in6_pktinfo pi;
       memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
       if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr)) {
@@ -183,7 +201,7 @@ int nt_udp_arrival(const struct msghdr *msg, nt_addr *dst) {
       return 1;
     }
     if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
-        cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+        cmsg_holds(msg, cm, sizeof(struct in_pktinfo))) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
       /* ipi_spec_dst: the destination for unicast, the receiving

@@ -68,6 +68,15 @@ typedef void (*nt_udp_datagram_fn)(uint8_t *data, size_t len,
 size_t nt_udp_recv_batch(int fd, uint8_t *buf, nt_udp_datagram_fn fn,
                          void *user_data, int *full);
 
+/* One received message of nt_udp_recv_batch: |len| bytes in
+ * msg->msg_iov[0] from msg->msg_name (a sockaddr_storage, unmapped in
+ * place), its cmsgs as the kernel wrote them. Splits it into datagrams
+ * (nt_udp_gro_segment), hands each to |fn| in order with the arrival
+ * address (nt_udp_arrival), and returns how many (at least 1). The
+ * socket-free part of a read, for tests and fuzzing. */
+size_t nt_udp_deliver(struct msghdr *msg, size_t len, nt_udp_datagram_fn fn,
+                      void *user_data);
+
 /* A received |len| bytes may be a GRO train (UDP_GRO): datagrams of the
  * returned size back to back, the last one possibly shorter. Without the
  * cmsg it is one datagram: returns |len|. */

@@ -206,6 +206,23 @@ int nt_known_brokers_lookup(const char *path, const char *addr, int *found,
   return rv;
 }
 
+int nt_known_brokers_find(const char *path, const char *text, size_t len,
+                          const char *addr, int *found, nt_known_broker *known,
+                          char *err, size_t errlen) {
+  find_ctx ctx;
+  int rv;
+
+  memset(&ctx, 0, sizeof(ctx));
+  ctx.addr = addr;
+  ctx.addrlen = strlen(addr);
+  rv = parse(path, text, len, find_entry, &ctx, NULL, err, errlen);
+  *found = rv == 0 && ctx.found;
+  if (*found) {
+    *known = ctx.known;
+  }
+  return rv;
+}
+
 void nt_known_brokers_mismatch_message(char *out, size_t outlen,
                                        const char *path, const char *addr,
                                        const nt_known_broker *known,

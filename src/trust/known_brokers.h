@@ -50,6 +50,13 @@ int nt_known_brokers_default_path(char *out, size_t outlen);
 int nt_known_brokers_lookup(const char *path, const char *addr, int *found,
                             nt_known_broker *known, char *err, size_t errlen);
 
+/* Looks |addr| up in |len| bytes of |text|, parsed as the file at |path|
+ * would be: as nt_known_brokers_lookup, without reading a file. For tests
+ * and fuzzing. */
+int nt_known_brokers_find(const char *path, const char *text, size_t len,
+                          const char *addr, int *found, nt_known_broker *known,
+                          char *err, size_t errlen);
+
 /* Remembers |fingerprint| for |addr|. Returns 0 (also when exactly this
  * entry exists), NATTER_ERR_KEY_MISMATCH when |addr| is listed with
  * another key (the file is left alone; |err| says what to do),

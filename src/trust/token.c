@@ -35,11 +35,36 @@ static int is_space(char c) {
   return c == ' ' || c == '\t' || c == '\r';
 }
 
+int nt_token_parse(char *out, size_t outlen, const char *text, size_t len,
+                   const char *what, char *err, size_t errlen) {
+  const char *line = text;
+  size_t pos = 0, linelen = 0;
+  int rv;
+
+  (void)nt_textfile_next_line(text, len, &pos, &line, &linelen);
+  while (linelen > 0 && is_space(line[0])) {
+    line++;
+    linelen--;
+  }
+  while (linelen > 0 && is_space(line[linelen - 1])) {
+    linelen--;
+  }
+  rv = nt_token_check(line, linelen, what, err, errlen);
+  if (rv == 0 && linelen + 1 > outlen) {
+    nt_textfile_set_err(err, errlen, "token from %s does not fit", what);
+    rv = NATTER_ERR_INVALID;
+  }
+  if (rv == 0) {
+    memcpy(out, line, linelen);
+    out[linelen] = '\0';
+  }
+  return rv;
+}
+
 int nt_token_read_file(char *out, size_t outlen, const char *path, char *warn,
                        size_t warnlen, char *err, size_t errlen) {
   struct stat st;
-  const char *line;
-  size_t len, pos = 0, linelen = 0;
+  size_t len;
   char *text, what[512];
   int rv;
 
@@ -53,24 +78,9 @@ int nt_token_read_file(char *out, size_t outlen, const char *path, char *warn,
   if (rv != 0) {
     return rv;
   }
-  line = text;
-  (void)nt_textfile_next_line(text, len, &pos, &line, &linelen);
-  while (linelen > 0 && is_space(line[0])) {
-    line++;
-    linelen--;
-  }
-  while (linelen > 0 && is_space(line[linelen - 1])) {
-    linelen--;
-  }
   snprintf(what, sizeof(what), "file %s", path);
-  rv = nt_token_check(line, linelen, what, err, errlen);
-  if (rv == 0 && linelen + 1 > outlen) {
-    nt_textfile_set_err(err, errlen, "token from %s does not fit", what);
-    rv = NATTER_ERR_INVALID;
-  }
+  rv = nt_token_parse(out, outlen, text, len, what, err, errlen);
   if (rv == 0) {
-    memcpy(out, line, linelen);
-    out[linelen] = '\0';
     if (st.st_mode & 077) {
       nt_textfile_set_err(warn, warnlen,
                           "token file %s is readable by other users (mode "

@@ -22,6 +22,13 @@
 int nt_token_read_file(char *out, size_t outlen, const char *path, char *warn,
                        size_t warnlen, char *err, size_t errlen);
 
+/* The token in |len| bytes of |text| as a token file holds it: the first
+ * line, surrounding spaces and the line end trimmed, checked as
+ * nt_token_check does (|what| names the source). Fills |out| as
+ * nt_token_read_file does. For nt_token_read_file, tests and fuzzing. */
+int nt_token_parse(char *out, size_t outlen, const char *text, size_t len,
+                   const char *what, char *err, size_t errlen);
+
 /* Reads the token from the environment variable |var|. Returns 0 or
  * NATTER_ERR_INVALID with a reason in |err| (unset, too short, ...). */
 int nt_token_from_env(char *out, size_t outlen, const char *var, char *err,
