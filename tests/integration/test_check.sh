@@ -31,10 +31,12 @@ check alice bob
 ((STATUS == 0)) || fail "-check bob exited $STATUS; output: $OUTPUT"
 assert_output_contains '^natter check: alice -> bob, broker 127\.0\.0\.1:'
 assert_output_contains '^NAT mapping +endpoint-independent +endpoint-independent$'
-# (This host's other addresses are candidates too: any may win.)
-assert_output_contains '^probes arrived +[1-9][0-9]* \(from [0-9.]+:[0-9]+\) +[1-9][0-9]* \(from [0-9.]+:[0-9]+\)$'
+# (This host's other addresses are candidates too, IPv6 ones included:
+# any may win.)
+hostaddr='([0-9.]+|\[[0-9a-f:.]+\]):[0-9]+'
+assert_output_contains "^probes arrived +[1-9][0-9]* \\(from $hostaddr\\) +[1-9][0-9]* \\(from $hostaddr\\)\$"
 assert_output_contains '^outcome +connected +connected$'
-assert_output_contains '^path: direct to [0-9.]+:[0-9]+, connected [0-9]+ ms after the introduction, RTT [0-9.]+ ms'
+assert_output_contains "^path: direct to $hostaddr, connected [0-9]+ ms after the introduction, RTT [0-9.]+ ms"
 assert_output_contains '^verdict: direct works$'
 assert_log_contains bob 'check by alice: connected; reporting to the broker'
 
@@ -52,7 +54,7 @@ for side, name in (("self", "alice"), ("peer", "bob")):
     assert s["mapping"] == "endpoint-independent", s
     assert s["public_address"].startswith("127.0.0.1:"), s
     assert s["candidates"] and s["probe_rounds"] >= 1 and s["probes_received"] >= 1, s
-    assert s["probes_from"] and s["probes_from"].split(":")[0] in [c.split(":")[0] for c in d["peer" if side == "self" else "self"]["candidates"]], s
+    assert s["probes_from"] and s["probes_from"].rsplit(":", 1)[0] in [c.rsplit(":", 1)[0] for c in d["peer" if side == "self" else "self"]["candidates"]], s
 assert d["self"]["candidates"][0] == d["peer"]["public_address"], d
 assert d["peer"]["candidates"][0] == d["self"]["public_address"], d' \
   "$OUTPUT" || fail "-json output: $OUTPUT"
