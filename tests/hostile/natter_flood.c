@@ -31,10 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quic/endpoint.h"
-#include "natter.h"
-#include "trust/tls.h"
-#include "codec/control.h"
+#include "broker_client.h"
 
 typedef struct flood {
   struct event_base *base;
@@ -50,14 +47,14 @@ typedef struct flood {
   const char *kase;
   unsigned established, refused, closed, total;
   char last_refusal[256], last_close[256];
+  nt_hclient ctl, ctl2; /* control: what the broker sends is dropped */
 } flood;
 
 /* One connection of "ask". */
 typedef struct asker {
   flood *f;
   unsigned idx;
-  nt_stream *ctl;
-  nt_wire_reader reader;
+  nt_hclient bc;
   struct event *tick;
   uint32_t next_id;
   int checked_in;
@@ -77,31 +74,19 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
                                             NULL,           NULL,      NULL};
 
-static void send_msg(nt_stream *s, const nt_control *msg) {
-  uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t len = nt_control_encode(frame, msg);
-  if (len) {
-    nt_stream_write(s, frame, len);
-  }
+static void send_check_in(flood *f, nt_hclient *c) {
+  nt_hclient_check_in in = {.name = f->name ? f->name : "flood",
+                            .local = f->cands,
+                            .nlocal = f->ncands};
+  nt_hclient_send_check_in(c, &in);
 }
 
-static void send_check_in(flood *f, nt_stream *s) {
-  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
-  nt_check_in *in = &msg.u.check_in;
-  for (size_t i = 0; i < f->ncands && i < NT_MAX_LOCAL_ADDRS; i++) {
-    in->local[in->nlocal++] = f->cands[i];
-  }
-  in->protocol_version = NT_CONTROL_PROTOCOL_VERSION;
-  snprintf(in->name, sizeof(in->name), "%s", f->name ? f->name : "flood");
-  send_msg(s, &msg);
-}
-
-static void send_connect(nt_stream *s, const char *peer, uint32_t id) {
+static void send_connect(nt_hclient *c, const char *peer, uint32_t id) {
   nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
   msg.u.connect_request.request_id = id;
   snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
            "%s", peer);
-  send_msg(s, &msg);
+  nt_hclient_send(c, &msg);
 }
 
 static void ask_tick(evutil_socket_t fd, short what, void *arg) {
@@ -109,118 +94,76 @@ static void ask_tick(evutil_socket_t fd, short what, void *arg) {
   nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
   (void)fd;
   (void)what;
-  if (!a->ctl) {
+  if (!a->bc.ctl) {
     return;
   }
   msg.u.connect_request.request_id = ++a->next_id;
   snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
            a->f->peer);
   msg.u.connect_request.check = strcmp(ask.kind, "connect") != 0;
-  send_msg(a->ctl, &msg);
+  nt_hclient_send(&a->bc, &msg);
   ask.requests++;
   struct timeval tv = {(time_t)(ask.interval_ms / 1000),
                        (suseconds_t)(ask.interval_ms % 1000) * 1000};
   event_add(a->tick, &tv);
 }
 
-static int ask_frame(const uint8_t *body, size_t len, void *ud) {
+static int ask_msg(const nt_control *msg, void *ud) {
   asker *a = ud;
-  nt_control msg;
-  if (nt_control_decode(&msg, body, len) != 0) {
+  if (!msg) {
     return 0;
   }
-  if (msg.type == NT_CONTROL_CHECK_IN_RESULT) {
-    if (msg.u.check_in_result.code == NT_CODE_OK && !a->checked_in) {
+  if (msg->type == NT_CONTROL_CHECK_IN_RESULT) {
+    if (msg->u.check_in_result.code == NT_CODE_OK && !a->checked_in) {
       a->checked_in = 1;
       ask.checked_in++;
       ask_tick(-1, 0, a);
-    } else if (msg.u.check_in_result.code != NT_CODE_OK) {
+    } else if (msg->u.check_in_result.code != NT_CODE_OK) {
       snprintf(ask.last_result, sizeof(ask.last_result), "check-in: %.120s",
-               msg.u.check_in_result.message);
+               msg->u.check_in_result.message);
     }
-  } else if (msg.type == NT_CONTROL_INTRODUCTION) {
+  } else if (msg->type == NT_CONTROL_INTRODUCTION) {
     ask.introductions++;
-    ask.relay_tokens += msg.u.introduction.relay_port != 0;
-  } else if (msg.type == NT_CONTROL_CONNECT_RESULT) {
+    ask.relay_tokens += msg->u.introduction.relay_port != 0;
+  } else if (msg->type == NT_CONTROL_CONNECT_RESULT) {
     ask.results++;
-    ask.denied += msg.u.connect_result.code == NT_CODE_DENIED;
+    ask.denied += msg->u.connect_result.code == NT_CODE_DENIED;
     snprintf(ask.last_result, sizeof(ask.last_result), "%s",
-             msg.u.connect_result.message);
+             msg->u.connect_result.message);
   }
   return 0;
 }
 
-static void ask_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
-                     void *ud) {
-  asker *a = ud;
-  (void)fin;
-  nt_wire_reader_each(&a->reader, data, len, ask_frame, a);
-  nt_stream_consume(s, len);
-}
-
-static void ask_stream_closed(nt_stream *s, int reset, uint64_t code,
-                              void *ud) {
-  asker *a = ud;
-  (void)s;
-  (void)reset;
-  (void)code;
-  a->ctl = NULL;
-}
-
-static const nt_stream_callbacks ask_stream_callbacks = {ask_recv, NULL,
-                                                         ask_stream_closed};
-
 static void ask_established(nt_conn *conn, void *ud) {
   asker *a = ud;
-  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
+  char name[NT_NAME_MAX + 1];
   a->f->established++;
-  if (nt_conn_open_stream(conn, &a->ctl) != 0) {
+  if (nt_hclient_open(&a->bc, conn) != 0) {
     return;
   }
-  nt_stream_set_callbacks(a->ctl, &ask_stream_callbacks, a);
+  if (strcmp(ask.kind, "check-names") == 0) {
+    snprintf(name, sizeof(name), "%.50s%u", a->f->name, a->idx + 1);
+  } else {
+    snprintf(name, sizeof(name), "%s", a->f->name);
+  }
   /* v1: a client of the first protocol, which the broker must tell to
    * upgrade. */
-  msg.u.check_in.protocol_version =
-      strcmp(ask.kind, "v1") == 0 ? 1 : NT_CONTROL_PROTOCOL_VERSION;
-  if (strcmp(ask.kind, "check-names") == 0) {
-    snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%.50s%u",
-             a->f->name, a->idx + 1);
-  } else {
-    snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%s",
-             a->f->name);
-  }
-  msg.u.check_in.diagnostic = strcmp(ask.kind, "connect") != 0;
-  send_msg(a->ctl, &msg);
+  nt_hclient_check_in in = {.name = name,
+                            .protocol_version =
+                                strcmp(ask.kind, "v1") == 0 ? 1 : 0,
+                            .diagnostic = strcmp(ask.kind, "connect") != 0};
+  nt_hclient_send_check_in(&a->bc, &in);
 }
 
 static void ask_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
                        const char *message, void *ud) {
   asker *a = ud;
-  a->ctl = NULL;
+  nt_hclient_closed(&a->bc);
   on_closed(conn, reason, code, message, a->f);
 }
 
 static const nt_conn_callbacks ask_callbacks = {
     ask_established, ask_closed, NULL, NULL, NULL, NULL};
-
-static void ignore_recv(nt_stream *s, const uint8_t *data, size_t len,
-                        int fin, void *ud) {
-  (void)data;
-  (void)fin;
-  (void)ud;
-  nt_stream_consume(s, len);
-}
-
-static const nt_stream_callbacks stream_callbacks = {ignore_recv, NULL, NULL};
-
-static nt_stream *open_ctl(nt_conn *conn) {
-  nt_stream *s = NULL;
-  if (nt_conn_open_stream(conn, &s) != 0) {
-    return NULL;
-  }
-  nt_stream_set_callbacks(s, &stream_callbacks, NULL);
-  return s;
-}
 
 static void on_established(nt_conn *conn, void *ud) {
   flood *f = ud;
@@ -228,31 +171,30 @@ static void on_established(nt_conn *conn, void *ud) {
   if (strcmp(f->mode, "idle") == 0) {
     return; /* hold it, never check in */
   }
-  nt_stream *s = open_ctl(conn);
-  if (!s) {
+  nt_hclient *c = &f->ctl;
+  if (nt_hclient_open(c, conn) != 0) {
     return;
   }
   if (strcmp(f->mode, "aim") == 0) {
-    send_check_in(f, s);
-    send_connect(s, f->peer, 1);
+    send_check_in(f, c);
+    send_connect(c, f->peer, 1);
     return;
   }
   if (strcmp(f->kase, "oversized") == 0) {
     uint8_t hdr[] = {0xff, 0xff, 0x7f}; /* ~2 MB body announced */
-    nt_stream_write(s, hdr, sizeof(hdr));
+    nt_stream_write(c->ctl, hdr, sizeof(hdr));
   } else if (strcmp(f->kase, "malformed") == 0) {
     uint8_t junk[] = {6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    nt_stream_write(s, junk, sizeof(junk));
+    nt_stream_write(c->ctl, junk, sizeof(junk));
   } else if (strcmp(f->kase, "flood") == 0) {
-    send_check_in(f, s);
+    send_check_in(f, c);
     for (uint32_t i = 1; i <= 1000; i++) {
-      send_connect(s, "nobody", i);
+      send_connect(c, "nobody", i);
     }
   } else if (strcmp(f->kase, "second-stream") == 0) {
-    send_check_in(f, s);
-    nt_stream *s2 = open_ctl(conn);
-    if (s2) {
-      send_check_in(f, s2);
+    send_check_in(f, c);
+    if (nt_hclient_open(&f->ctl2, conn) == 0) {
+      send_check_in(f, &f->ctl2);
     }
   }
   /* "silent": nothing at all */
@@ -294,7 +236,7 @@ static int usage(void) {
 int main(int argc, char **argv) {
   flood f;
   char err[300];
-  nt_endpoint_config cfg;
+  nt_addr bind;
   unsigned seconds = 5;
 
   memset(&f, 0, sizeof(f));
@@ -303,15 +245,10 @@ int main(int argc, char **argv) {
   }
   f.mode = argv[1];
   f.log.level = NATTER_LOG_WARN;
-  if (nt_addr_parse(&f.broker, argv[2], "127.0.0.1", err, sizeof(err)) != 0) {
-    fprintf(stderr, "natter-flood: broker: %s\n", err);
-    return 2;
-  }
-  memset(&cfg, 0, sizeof(cfg));
-  char bind[80];
-  snprintf(bind, sizeof(bind), "%s:0", argv[3]);
-  if (nt_addr_parse(&cfg.bind, bind, "127.0.0.1", err, sizeof(err)) != 0) {
-    fprintf(stderr, "natter-flood: bind: %s\n", err);
+  nt_hclient_init(&f.ctl, NULL, NULL, NT_HCLIENT_ADMIT_ASK);
+  nt_hclient_init(&f.ctl2, NULL, NULL, NT_HCLIENT_ADMIT_ASK);
+  if (nt_hclient_parse_args("natter-flood", argv[2], argv[3], &f.broker,
+                            &bind) != 0) {
     return 2;
   }
   if (strcmp(f.mode, "idle") == 0 && argc == 6) {
@@ -355,15 +292,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-flood: %s\n", err);
     return 1;
   }
-  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL,
-                                                       NULL, NULL};
-  cfg.callbacks = &no_ep_callbacks;
-  cfg.identity = f.id;
-  cfg.log = &f.log;
-  cfg.handshake_timeout_ms = 5000;
-  cfg.idle_timeout_ms = 30000;
-  cfg.keepalive_ms = 5000; /* keep the broker's state alive */
-  if (nt_endpoint_new(&f.ep, f.base, &cfg, err, sizeof(err)) != 0) {
+  if (nt_hclient_endpoint(&f.ep, f.base, &bind, f.id, &f.log, 5000, err,
+                          sizeof(err)) != 0) {
     fprintf(stderr, "natter-flood: %s\n", err);
     return 1;
   }
@@ -380,6 +310,7 @@ int main(int argc, char **argv) {
     if (askers) {
       askers[i].f = &f;
       askers[i].idx = i;
+      nt_hclient_init(&askers[i].bc, ask_msg, &askers[i], NT_HCLIENT_ADMIT_ASK);
       askers[i].tick = evtimer_new(f.base, ask_tick, &askers[i]);
       rv = nt_endpoint_connect(f.ep, (struct sockaddr *)&f.broker.ss,
                                f.broker.len, NULL, &ask_callbacks, &askers[i],
@@ -410,8 +341,10 @@ int main(int argc, char **argv) {
   nt_endpoint_free(f.ep);
   for (unsigned i = 0; askers && i < f.total; i++) {
     event_free(askers[i].tick);
-    nt_wire_reader_reset(&askers[i].reader);
+    nt_hclient_reset(&askers[i].bc);
   }
+  nt_hclient_reset(&f.ctl);
+  nt_hclient_reset(&f.ctl2);
   free(askers);
   nt_identity_free(f.id);
   event_base_free(f.base);

@@ -26,11 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/control.h"
-#include "codec/wire.h"
-#include "natter.h"
-#include "quic/endpoint.h"
-#include "trust/tls.h"
+#include "broker_client.h"
 
 #define HOG_MAX_SESSIONS 64
 
@@ -42,8 +38,7 @@ typedef struct session {
   nt_endpoint *ep;
   nt_identity *id;
   nt_conn *conn;
-  nt_stream *ctl;
-  nt_wire_reader reader;
+  nt_hclient bc;
   int checked_in, done, established;
   uint32_t next_id;
 } session;
@@ -51,8 +46,8 @@ typedef struct session {
 struct hog {
   struct event_base *base;
   nt_log log;
-  nt_addr broker;
-  const char *mode, *bind, *prefix, *peer;
+  nt_addr broker, bind;
+  const char *mode, *prefix, *peer;
   unsigned n, per, seconds;
   int one_key;      /* every session under the first one's key */
   unsigned started; /* names: sessions started so far */
@@ -64,14 +59,6 @@ struct hog {
 
 static void start_session(hog *h, unsigned i);
 
-static void send_msg(session *s, const nt_control *msg) {
-  uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t len = nt_control_encode(frame, msg);
-  if (len && s->ctl) {
-    nt_stream_write(s->ctl, frame, len);
-  }
-}
-
 static void ask_checks(session *s) {
   for (unsigned i = 0; i < s->h->per; i++) {
     nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
@@ -79,7 +66,7 @@ static void ask_checks(session *s) {
     msg.u.connect_request.check = 1;
     snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
              "%s", s->h->peer);
-    send_msg(s, &msg);
+    nt_hclient_send(&s->bc, &msg);
   }
 }
 
@@ -99,19 +86,19 @@ static void finish(session *s) {
   }
 }
 
-static int on_frame(const uint8_t *body, size_t len, void *ud) {
+/* Returns 1 once the session is over: the rest is not read. */
+static int on_msg(const nt_control *msg, void *ud) {
   session *s = ud;
   hog *h = s->h;
-  nt_control msg;
-  if (nt_control_decode(&msg, body, len) != 0) {
+  if (!msg) {
     return 0;
   }
-  switch (msg.type) {
+  switch (msg->type) {
   case NT_CONTROL_CHECK_IN_RESULT:
-    if (msg.u.check_in_result.code != NT_CODE_OK) {
+    if (msg->u.check_in_result.code != NT_CODE_OK) {
       h->refused++;
       snprintf(h->last_refusal, sizeof(h->last_refusal), "%s",
-               msg.u.check_in_result.message);
+               msg->u.check_in_result.message);
       finish(s);
       return 1;
     }
@@ -129,32 +116,13 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
   case NT_CONTROL_CONNECT_RESULT:
     h->refused++;
     snprintf(h->last_refusal, sizeof(h->last_refusal), "%s",
-             msg.u.connect_result.message);
+             msg->u.connect_result.message);
     break;
   default:
     break;
   }
   return 0;
 }
-
-static void ctl_recv(nt_stream *st, const uint8_t *data, size_t len, int fin,
-                     void *ud) {
-  session *s = ud;
-  (void)fin;
-  size_t taken;
-  nt_wire_reader_until(&s->reader, data, len, on_frame, s, &taken);
-  nt_stream_consume(st, len);
-}
-
-static void ctl_closed(nt_stream *st, int reset, uint64_t code, void *ud) {
-  session *s = ud;
-  (void)st;
-  (void)reset;
-  (void)code;
-  s->ctl = NULL;
-}
-
-static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
 
 static void on_established(nt_conn *conn, void *ud) {
   session *s = ud;
@@ -171,16 +139,14 @@ static void on_established(nt_conn *conn, void *ud) {
     }
     return;
   }
-  if (nt_conn_open_stream(conn, &s->ctl) != 0) {
+  if (nt_hclient_open(&s->bc, conn) != 0) {
     return;
   }
-  nt_stream_set_callbacks(s->ctl, &ctl_callbacks, s);
-  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
-  nt_check_in *in = &msg.u.check_in;
-  in->protocol_version = NT_CONTROL_PROTOCOL_VERSION;
-  in->diagnostic = strcmp(h->mode, "checks") == 0;
-  snprintf(in->name, sizeof(in->name), "%s-%u", h->prefix, s->index + 1);
-  send_msg(s, &msg);
+  char name[NT_NAME_MAX + 1];
+  snprintf(name, sizeof(name), "%s-%u", h->prefix, s->index + 1);
+  nt_hclient_check_in in = {.name = name,
+                            .diagnostic = strcmp(h->mode, "checks") == 0};
+  nt_hclient_send_check_in(&s->bc, &in);
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -190,7 +156,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
   (void)conn;
   (void)code;
   s->conn = NULL;
-  s->ctl = NULL;
+  nt_hclient_closed(&s->bc);
   if (strcmp(h->mode, "status") == 0 || reason == NT_CLOSE_REFUSED) {
     h->closed++;
     snprintf(h->last_close, sizeof(h->last_close), "%s",
@@ -201,32 +167,23 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
                                             NULL,           NULL,      NULL};
-static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL, NULL,
-                                                      NULL};
 
 static void start_session(hog *h, unsigned i) {
   session *s = &h->sessions[i];
-  char err[300], bind[80];
-  nt_endpoint_config cfg;
+  char err[300];
 
   h->started = i + 1;
   s->h = h;
   s->index = i;
-  memset(&cfg, 0, sizeof(cfg));
-  snprintf(bind, sizeof(bind), "%s:0", h->bind);
-  if (nt_addr_parse(&cfg.bind, bind, "127.0.0.1", err, sizeof(err)) != 0 ||
-      (!(h->one_key && i > 0) &&
-       nt_identity_new_ephemeral(&s->id, err, sizeof(err)) != 0)) {
+  nt_hclient_init(&s->bc, on_msg, s, NT_HCLIENT_ADMIT_ASK);
+  if (!(h->one_key && i > 0) &&
+      nt_identity_new_ephemeral(&s->id, err, sizeof(err)) != 0) {
     fprintf(stderr, "natter-hog: %s\n", err);
     exit(1);
   }
-  cfg.callbacks = &no_ep_callbacks;
-  cfg.identity = h->one_key ? h->sessions[0].id : s->id;
-  cfg.log = &h->log;
-  cfg.handshake_timeout_ms = 5000;
-  cfg.idle_timeout_ms = 30000;
-  cfg.keepalive_ms = 5000; /* keep the broker's state alive */
-  if (nt_endpoint_new(&s->ep, h->base, &cfg, err, sizeof(err)) != 0) {
+  if (nt_hclient_endpoint(&s->ep, h->base, &h->bind,
+                          h->one_key ? h->sessions[0].id : s->id, &h->log, 5000,
+                          err, sizeof(err)) != 0) {
     fprintf(stderr, "natter-hog: %s\n", err);
     exit(1);
   }
@@ -270,18 +227,17 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
   static hog h;
-  char err[300], prefix[80];
+  char prefix[80];
 
   if (argc < 5) {
     return usage();
   }
   h.mode = argv[1];
-  h.bind = argv[3];
   h.n = (unsigned)atoi(argv[4]);
   h.log.level = NATTER_LOG_ERROR;
   h.seconds = 60;
-  if (nt_addr_parse(&h.broker, argv[2], "127.0.0.1", err, sizeof(err)) != 0) {
-    fprintf(stderr, "natter-hog: broker: %s\n", err);
+  if (nt_hclient_parse_args("natter-hog", argv[2], argv[3], &h.broker,
+                            &h.bind) != 0) {
     return 2;
   }
   if (strcmp(h.mode, "checks-one-key") == 0) {
@@ -291,7 +247,7 @@ int main(int argc, char **argv) {
   if (strcmp(h.mode, "names") == 0 && argc == 6) {
     h.prefix = argv[5];
   } else if (strcmp(h.mode, "checks") == 0 && argc == 8) {
-    snprintf(prefix, sizeof(prefix), "chk-%s", h.bind);
+    snprintf(prefix, sizeof(prefix), "chk-%s", argv[3]);
     h.prefix = prefix;
     h.peer = argv[5];
     h.per = (unsigned)atoi(argv[6]);
@@ -345,7 +301,7 @@ int main(int argc, char **argv) {
   }
   for (unsigned i = 0; i < h.n; i++) {
     nt_identity_free(h.sessions[i].id);
-    nt_wire_reader_reset(&h.sessions[i].reader);
+    nt_hclient_reset(&h.sessions[i].bc);
   }
   event_base_free(h.base);
   return 0;

@@ -44,12 +44,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "codec/control.h"
+#include "broker_client.h"
 #include "codec/mapping.h"
-#include "codec/wire.h"
-#include "natter.h"
-#include "quic/endpoint.h"
-#include "trust/tls.h"
 
 typedef struct spoof {
   struct event_base *base;
@@ -69,8 +65,7 @@ typedef struct spoof {
   unsigned long counted, victim_received, introductions;
   uint8_t ports_seen[65536 / 8];
   unsigned distinct_ports;
-  nt_stream *ctl;
-  nt_wire_reader reader;
+  nt_hclient bc;
   uint32_t next_id;
   struct event *every_ev;
 } spoof;
@@ -97,20 +92,12 @@ static int udp_socket(const char *ip, uint16_t port, nt_addr *bound) {
   return fd;
 }
 
-static void send_msg(spoof *s, const nt_control *msg) {
-  uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t len = nt_control_encode(frame, msg);
-  if (len && s->ctl) {
-    nt_stream_write(s->ctl, frame, len);
-  }
-}
-
 static void ask(spoof *s) {
   nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
   msg.u.connect_request.request_id = ++s->next_id;
   snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
            s->peer);
-  send_msg(s, &msg);
+  nt_hclient_send(&s->bc, &msg);
 }
 
 static void every_cb(evutil_socket_t fd, short what, void *arg) {
@@ -138,33 +125,32 @@ static void checked_in(spoof *s) {
    * moves the broker's view of us there (after the packet is read), the
    * ConnectRequest a moment later finds it moved. */
   s->spoof_left = s->spoof_n;
-  send_msg(s, &msg);
+  nt_hclient_send(&s->bc, &msg);
   struct timeval tv = {0, 300 * 1000};
   event_base_once(s->base, -1, EV_TIMEOUT, ask_first_cb, s, &tv);
 }
 
-static int on_frame(const uint8_t *body, size_t len, void *ud) {
+static int on_msg(const nt_control *msg, void *ud) {
   spoof *s = ud;
-  nt_control msg;
   char addr[NT_ADDR_STRLEN];
-  if (nt_control_decode(&msg, body, len) != 0) {
+  if (!msg) {
     return 0;
   }
-  switch (msg.type) {
+  switch (msg->type) {
   case NT_CONTROL_CHECK_IN_RESULT:
-    if (msg.u.check_in_result.code == NT_CODE_OK) {
+    if (msg->u.check_in_result.code == NT_CODE_OK) {
       checked_in(s);
     } else {
       fprintf(stderr, "natter-spoof: check-in refused: %s\n",
-              msg.u.check_in_result.message);
+              msg->u.check_in_result.message);
     }
     break;
   case NT_CONTROL_INTRODUCTION:
     s->introductions++;
     fprintf(
         stderr, "natter-spoof: introduced to %s at %s\n",
-        msg.u.introduction.name,
-        nt_addr_str((struct sockaddr *)&msg.u.introduction.observed.ss, addr));
+        msg->u.introduction.name,
+        nt_addr_str((struct sockaddr *)&msg->u.introduction.observed.ss, addr));
     break;
   default:
     break;
@@ -172,34 +158,13 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
   return 0;
 }
 
-static void ctl_recv(nt_stream *st, const uint8_t *data, size_t len, int fin,
-                     void *ud) {
-  spoof *s = ud;
-  (void)fin;
-  nt_wire_reader_each(&s->reader, data, len, on_frame, s);
-  nt_stream_consume(st, len);
-}
-
-static void ctl_closed(nt_stream *st, int reset, uint64_t code, void *ud) {
-  spoof *s = ud;
-  (void)st;
-  (void)reset;
-  (void)code;
-  s->ctl = NULL;
-}
-
-static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
-
 static void on_established(nt_conn *conn, void *ud) {
   spoof *s = ud;
-  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
-  if (nt_conn_open_stream(conn, &s->ctl) != 0) {
+  if (nt_hclient_open(&s->bc, conn) != 0) {
     return;
   }
-  nt_stream_set_callbacks(s->ctl, &ctl_callbacks, s);
-  msg.u.check_in.protocol_version = NT_CONTROL_PROTOCOL_VERSION;
-  snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%s", s->name);
-  send_msg(s, &msg);
+  nt_hclient_check_in in = {.name = s->name};
+  nt_hclient_send_check_in(&s->bc, &in);
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -214,21 +179,27 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 static const nt_conn_callbacks conn_callbacks = {
     on_established, on_closed, NULL, NULL, NULL, NULL};
 
+/* One datagram from |fd| into |buf| (its sender in |from|), or -1 when
+ * none is waiting. */
+static ssize_t recv_one(int fd, uint8_t *buf, size_t cap, nt_addr *from) {
+  socklen_t fromlen = sizeof(from->ss);
+  ssize_t n = recvfrom(fd, buf, cap, 0, (struct sockaddr *)&from->ss, &fromlen);
+  if (n >= 0) {
+    from->len = fromlen;
+  }
+  return n;
+}
+
 /* Our connection -> the broker, from |out| or, while spoofing, |victim|. */
 static void in_cb(evutil_socket_t fd, short what, void *arg) {
   spoof *s = arg;
   uint8_t buf[65536];
-  struct sockaddr_storage from;
   (void)what;
   for (int i = 0; i < 64; i++) {
-    socklen_t fromlen = sizeof(from);
-    ssize_t n =
-        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+    ssize_t n = recv_one(fd, buf, sizeof(buf), &s->client);
     if (n < 0) {
       return;
     }
-    memcpy(&s->client.ss, &from, fromlen);
-    s->client.len = fromlen;
     int via = s->out_fd;
     if (s->spoof_left > 0) {
       s->spoof_left--;
@@ -243,16 +214,14 @@ static void in_cb(evutil_socket_t fd, short what, void *arg) {
 static void out_cb(evutil_socket_t fd, short what, void *arg) {
   spoof *s = arg;
   uint8_t buf[65536];
-  struct sockaddr_storage from;
+  nt_addr from;
   (void)what;
   for (int i = 0; i < 64; i++) {
-    socklen_t fromlen = sizeof(from);
-    ssize_t n =
-        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+    ssize_t n = recv_one(fd, buf, sizeof(buf), &from);
     if (n < 0) {
       return;
     }
-    if (s->client.len && nt_addr_equal((struct sockaddr *)&from,
+    if (s->client.len && nt_addr_equal((struct sockaddr *)&from.ss,
                                        (struct sockaddr *)&s->broker.ss)) {
       sendto(s->in_fd, buf, (size_t)n, 0, (struct sockaddr *)&s->client.ss,
              s->client.len);
@@ -326,10 +295,10 @@ int main(int argc, char **argv) {
   char err[300];
   const char *victim = NULL;
   int proxy_port = 0;
-  nt_endpoint_config cfg;
-  nt_addr in_addr;
+  nt_addr in_addr, loopback;
 
   memset(&s, 0, sizeof(s));
+  nt_hclient_init(&s.bc, on_msg, &s, NT_HCLIENT_ADMIT_ASK);
   s.mapping = NT_MAPPING_PER_DESTINATION;
   s.spoof_n = 10;
   s.raw_fd = s.victim_fd = -1;
@@ -403,17 +372,9 @@ int main(int argc, char **argv) {
       event_add(evs[k], NULL);
     }
   }
-  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL, NULL,
-                                                        NULL};
-  memset(&cfg, 0, sizeof(cfg));
-  nt_addr_parse(&cfg.bind, "127.0.0.1:0", NULL, err, sizeof(err));
-  cfg.callbacks = &no_ep_callbacks;
-  cfg.identity = s.id;
-  cfg.log = &s.log;
-  cfg.handshake_timeout_ms = 5000;
-  cfg.idle_timeout_ms = 30000;
-  cfg.keepalive_ms = 5000;
-  if (nt_endpoint_new(&s.ep, s.base, &cfg, err, sizeof(err)) != 0) {
+  nt_addr_parse(&loopback, "127.0.0.1:0", NULL, err, sizeof(err));
+  if (nt_hclient_endpoint(&s.ep, s.base, &loopback, s.id, &s.log, 5000, err,
+                          sizeof(err)) != 0) {
     fprintf(stderr, "natter-spoof: %s\n", err);
     return 1;
   }
@@ -445,7 +406,7 @@ int main(int argc, char **argv) {
     }
   }
   nt_endpoint_free(s.ep);
-  nt_wire_reader_reset(&s.reader);
+  nt_hclient_reset(&s.bc);
   nt_identity_free(s.id);
   event_base_free(s.base);
   close(s.in_fd);

@@ -36,12 +36,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "codec/control.h"
+#include "broker_client.h"
 #include "codec/relay_wire.h"
-#include "codec/wire.h"
-#include "natter.h"
-#include "quic/endpoint.h"
-#include "trust/tls.h"
 
 #define MAX_PAIRS 16 /* 32 connections: the broker's limit per address */
 #define GARBAGE_LEN 1200
@@ -57,8 +53,7 @@ typedef struct member {
   int owns_id;
   nt_endpoint *ep;
   nt_conn *conn;
-  nt_stream *ctl;
-  nt_wire_reader reader;
+  nt_hclient bc;
   char name[NT_NAME_MAX + 1];
   const char *peer; /* whom it asks for; NULL: it listens */
   int listener;
@@ -100,14 +95,6 @@ static void say(const char *fmt, ...) {
   fflush(stdout);
 }
 
-static void send_msg(member *m, const nt_control *msg) {
-  uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t len = nt_control_encode(frame, msg);
-  if (len && m->ctl) {
-    nt_stream_write(m->ctl, frame, len);
-  }
-}
-
 /* Requests a broker lets one requester have awaiting an answer at once
  * (its admission queries, doc/operations.md "Limits"): more would be
  * refused before they reach the relay. */
@@ -120,7 +107,7 @@ static void ask(member *m) {
     msg.u.connect_request.request_id = ++m->sent;
     snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer),
              "%s", m->peer);
-    send_msg(m, &msg);
+    nt_hclient_send(&m->bc, &msg);
   }
 }
 
@@ -167,19 +154,18 @@ static void on_introduction(member *m, const nt_introduction *in) {
   }
 }
 
-static int on_frame(const uint8_t *body, size_t len, void *ud) {
+static int on_msg(const nt_control *msg, void *ud) {
   member *m = ud;
   tool *t = m->t;
-  nt_control msg;
-  if (nt_control_decode(&msg, body, len) != 0) {
+  if (!msg) {
     say("natter-relay-flood: %s: malformed control message\n", m->name);
     return 0;
   }
-  switch (msg.type) {
+  switch (msg->type) {
   case NT_CONTROL_CHECK_IN_RESULT:
-    if (msg.u.check_in_result.code != NT_CODE_OK) {
+    if (msg->u.check_in_result.code != NT_CODE_OK) {
       say("natter-relay-flood: %s: check-in refused: %s\n", m->name,
-          msg.u.check_in_result.message);
+          msg->u.check_in_result.message);
       t->failed += m->peer ? t->requests : 0;
       maybe_report_channels(t);
       break;
@@ -198,21 +184,10 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
     }
     break;
   case NT_CONTROL_INTRODUCTION:
-    on_introduction(m, &msg.u.introduction);
+    on_introduction(m, &msg->u.introduction);
     break;
-#if NT_CONTROL_PROTOCOL_VERSION >= 2
-  case NT_CONTROL_ADMISSION_QUERY: {
-    /* A broker that asks a listener before it introduces anyone to it:
-     * ours admit everyone. */
-    nt_control ans = {.type = NT_CONTROL_ADMISSION_ANSWER};
-    ans.u.admission_answer.query_id = msg.u.admission_query.query_id;
-    ans.u.admission_answer.admitted = 1;
-    send_msg(m, &ans);
-    break;
-  }
-#endif
   case NT_CONTROL_CONNECT_RESULT:
-    say("natter-relay-flood: %s: %s\n", m->name, msg.u.connect_result.message);
+    say("natter-relay-flood: %s: %s\n", m->name, msg->u.connect_result.message);
     m->answered++;
     t->failed++;
     maybe_report_channels(t);
@@ -224,36 +199,14 @@ static int on_frame(const uint8_t *body, size_t len, void *ud) {
   return 0;
 }
 
-static void ctl_recv(nt_stream *s, const uint8_t *data, size_t len, int fin,
-                     void *ud) {
-  member *m = ud;
-  (void)fin;
-  nt_wire_reader_each(&m->reader, data, len, on_frame, m);
-  nt_stream_consume(s, len);
-}
-
-static void ctl_closed(nt_stream *s, int reset, uint64_t code, void *ud) {
-  member *m = ud;
-  (void)s;
-  (void)reset;
-  (void)code;
-  m->ctl = NULL;
-}
-
-static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
-
 static void on_established(nt_conn *conn, void *ud) {
   member *m = ud;
-  if (nt_conn_open_stream(conn, &m->ctl) != 0) {
+  if (nt_hclient_open(&m->bc, conn) != 0) {
     say("natter-relay-flood: %s: no control stream\n", m->name);
     return;
   }
-  nt_stream_set_callbacks(m->ctl, &ctl_callbacks, m);
-  nt_control msg = {.type = NT_CONTROL_CHECK_IN};
-  msg.u.check_in.protocol_version = NT_CONTROL_PROTOCOL_VERSION;
-  snprintf(msg.u.check_in.name, sizeof(msg.u.check_in.name), "%s", m->name);
-  msg.u.check_in.listen = m->listener;
-  send_msg(m, &msg);
+  nt_hclient_check_in in = {.name = m->name, .listen = m->listener};
+  nt_hclient_send_check_in(&m->bc, &in);
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -263,7 +216,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
   (void)reason;
   (void)code;
   m->conn = NULL;
-  m->ctl = NULL;
+  nt_hclient_closed(&m->bc);
   say("natter-relay-flood: %s: the broker closed the connection (%s)\n",
       m->name, message[0] ? message : "no reason");
 }
@@ -362,11 +315,11 @@ static int usage(void) {
 
 static int member_start(tool *t, member *m, nt_identity *shared, char *err,
                         size_t errlen) {
-  nt_endpoint_config cfg;
-  static const nt_endpoint_callbacks no_ep_callbacks = {NULL, NULL, NULL, NULL,
-                                                        NULL};
   m->t = t;
   m->fd = -1;
+  /* A broker that asks a listener before it introduces anyone to it:
+   * ours admit everyone. */
+  nt_hclient_init(&m->bc, on_msg, m, NT_HCLIENT_ADMIT_ALL);
   if (shared) {
     m->id = shared;
   } else {
@@ -375,15 +328,8 @@ static int member_start(tool *t, member *m, nt_identity *shared, char *err,
     }
     m->owns_id = 1;
   }
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.bind = t->bind;
-  cfg.callbacks = &no_ep_callbacks;
-  cfg.identity = m->id;
-  cfg.log = &t->log;
-  cfg.handshake_timeout_ms = 10000;
-  cfg.idle_timeout_ms = 30000;
-  cfg.keepalive_ms = 5000;
-  if (nt_endpoint_new(&m->ep, t->base, &cfg, err, errlen) != 0) {
+  if (nt_hclient_endpoint(&m->ep, t->base, &t->bind, m->id, &t->log, 10000, err,
+                          errlen) != 0) {
     return -1;
   }
   m->fd = socket(t->bind.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -400,7 +346,7 @@ static int member_start(tool *t, member *m, nt_identity *shared, char *err,
 }
 
 static void member_free(member *m) {
-  nt_wire_reader_reset(&m->reader);
+  nt_hclient_reset(&m->bc);
   nt_endpoint_free(m->ep); /* sends CONNECTION_CLOSE */
   if (m->relay_ev) {
     event_free(m->relay_ev);
@@ -415,7 +361,7 @@ static void member_free(member *m) {
 
 int main(int argc, char **argv) {
   static tool t;
-  char err[300], bind[80];
+  char err[300];
   unsigned seconds = 0;
   uint8_t rnd[4];
 
@@ -424,13 +370,8 @@ int main(int argc, char **argv) {
   }
   t.mode = argv[1];
   t.log.level = NATTER_LOG_ERROR;
-  if (nt_addr_parse(&t.broker, argv[2], "127.0.0.1", err, sizeof(err)) != 0) {
-    fprintf(stderr, "natter-relay-flood: broker: %s\n", err);
-    return 2;
-  }
-  snprintf(bind, sizeof(bind), "%s:0", argv[3]);
-  if (nt_addr_parse(&t.bind, bind, "127.0.0.1", err, sizeof(err)) != 0) {
-    fprintf(stderr, "natter-relay-flood: bind: %s\n", err);
+  if (nt_hclient_parse_args("natter-relay-flood", argv[2], argv[3], &t.broker,
+                            &t.bind) != 0) {
     return 2;
   }
   if (strcmp(t.mode, "channels") == 0 && (argc == 7 || argc == 8)) {
