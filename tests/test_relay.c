@@ -26,6 +26,7 @@
 #include "broker/relay.h"
 #include "broker/relay_budget.h"
 #include "test.h"
+#include "test_cmsg.h"
 #include "test_loop.h"
 
 #ifndef UDP_SEGMENT
@@ -186,20 +187,9 @@ static void send_train(int fd, const uint8_t *token, uint32_t seq, size_t count,
     struct cmsghdr align;
   } ctrl;
   struct msghdr msg;
-  memset(&msg, 0, sizeof(msg));
-  memset(&ctrl, 0, sizeof(ctrl));
-  msg.msg_name = &to;
-  msg.msg_namelen = sizeof(to);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl.buf;
-  msg.msg_controllen = sizeof(ctrl.buf);
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_UDP;
-  cm->cmsg_type = UDP_SEGMENT;
-  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
   uint16_t s = (uint16_t)seg;
-  memcpy(CMSG_DATA(cm), &s, sizeof(s));
+  test_msg_init(&msg, &to, sizeof(to), &iov, ctrl.buf, sizeof(ctrl.buf));
+  test_cmsg_put(&msg, SOL_UDP, UDP_SEGMENT, &s, sizeof(s));
   if (sendmsg(fd, &msg, 0) == (ssize_t)len) {
     return;
   }
@@ -214,11 +204,6 @@ typedef struct relay_pair {
   uint16_t port;
   peer a, b;
 } relay_pair;
-
-static int both_bound(void *arg) {
-  relay_pair *rp = arg;
-  return rp->a.binds == 1 && rp->b.binds == 1;
-}
 
 static nt_relay *relay_new(struct event_base *base, uint64_t rate,
                            uint64_t total) {
@@ -267,23 +252,13 @@ static int channel_open(struct event_base *base, nt_relay *relay,
 /* A relay with |rate| and |total|, a channel between two clients on
  * 127.0.0.1, both bound. */
 static int pair_open(relay_pair *rp, uint64_t rate, uint64_t total) {
-  nt_relay_config cfg;
-  char err[256];
   struct sockaddr_in ip = sin_of("127.0.0.1", 0);
-  uint8_t bind_pkt[NT_RELAY_HDR_LEN];
 
   memset(rp, 0, sizeof(*rp));
-  memset(&cfg, 0, sizeof(cfg));
-  struct sockaddr_in any = sin_of("127.0.0.1", 0);
-  memcpy(&cfg.bind.ss, &any, sizeof(any));
-  cfg.bind.len = sizeof(any);
-  cfg.rate = rate;
-  cfg.total = total;
-  cfg.log = &quiet;
   rp->base = event_base_new();
-  if (nt_relay_new(&rp->relay, rp->base, &cfg, err, sizeof(err)) != 0) {
-    fprintf(stderr, "nt_relay_new: %s\n", err);
-    CHECK(!"relay opens");
+  rp->relay = relay_new(rp->base, rate, total);
+  if (!rp->relay) {
+    event_base_free(rp->base);
     return -1;
   }
   rp->port = nt_relay_port(rp->relay);
@@ -291,12 +266,7 @@ static int pair_open(relay_pair *rp, uint64_t rate, uint64_t total) {
   peer_open(&rp->b, rp->base, "127.0.0.1");
   nt_relay_party alice = party("alice", 1, &ip, &rp->a);
   nt_relay_party bob = party("bob", 2, &ip, &rp->b);
-  CHECK(nt_relay_open(rp->relay, &alice, &bob, rp->a.token, rp->b.token) == 0);
-  nt_relay_hdr_encode(bind_pkt, NT_RELAY_BIND, rp->a.token);
-  send_raw(rp->a.fd, bind_pkt, sizeof(bind_pkt), rp->port);
-  nt_relay_hdr_encode(bind_pkt, NT_RELAY_BIND, rp->b.token);
-  send_raw(rp->b.fd, bind_pkt, sizeof(bind_pkt), rp->port);
-  CHECK(run_until(rp->base, both_bound, rp, 5000));
+  CHECK(channel_open(rp->base, rp->relay, &alice, &rp->a, &bob, &rp->b) == 0);
   return 0;
 }
 

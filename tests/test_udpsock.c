@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_cmsg.h"
 #include "quic/udpsock.h"
 
 static nt_addr parse(const char *text) {
@@ -265,20 +266,9 @@ static void test_deliver_train(void) {
   split_seen seen = {0};
   int gso = 10;
 
-  memset(&ctrl, 0, sizeof(ctrl));
   memcpy(&from, &mapped.ss, sizeof(from));
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_name = &from;
-  msg.msg_namelen = mapped.len;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl.buf;
-  msg.msg_controllen = sizeof(ctrl.buf);
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_UDP;
-  cm->cmsg_type = UDP_GRO;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &gso, sizeof(gso));
+  test_msg_init(&msg, &from, mapped.len, &iov, ctrl.buf, sizeof(ctrl.buf));
+  test_cmsg_put(&msg, SOL_UDP, UDP_GRO, &gso, sizeof(gso));
   CHECK(nt_udp_deliver(&msg, sizeof(payload), count_datagram, &seen) == 3);
   CHECK(seen.n == 3 && seen.lens[0] == 10 && seen.lens[1] == 10 &&
         seen.lens[2] == 5);
