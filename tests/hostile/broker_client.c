@@ -2,6 +2,7 @@
  * broker_client.h. */
 #include "broker_client.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,6 +82,15 @@ int nt_hclient_open(nt_hclient *c, nt_conn *conn) {
   return 0;
 }
 
+int nt_hclient_start(nt_hclient *c, nt_conn *conn,
+                     const nt_hclient_check_in *in) {
+  if (nt_hclient_open(c, conn) != 0) {
+    return -1;
+  }
+  nt_hclient_send_check_in(c, in);
+  return 0;
+}
+
 void nt_hclient_closed(nt_hclient *c) {
   c->ctl = NULL;
 }
@@ -105,6 +115,22 @@ int nt_hclient_endpoint(nt_endpoint **pep, struct event_base *base,
   cfg.idle_timeout_ms = 30000;
   cfg.keepalive_ms = 5000; /* keep the broker's state alive */
   return nt_endpoint_new(pep, base, &cfg, err, errlen);
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  event_base_loopbreak(arg);
+}
+
+struct event *nt_hclient_deadline(struct event_base *base, unsigned seconds) {
+  struct timeval tv = {(time_t)seconds, 0};
+  struct event *ev = evtimer_new(base, done_cb, base);
+  if (ev && evtimer_add(ev, &tv) != 0) {
+    event_free(ev);
+    ev = NULL;
+  }
+  return ev;
 }
 
 int nt_hclient_parse_args(const char *tool, const char *broker_arg,

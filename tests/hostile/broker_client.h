@@ -54,6 +54,9 @@ void nt_hclient_init(nt_hclient *c, nt_hclient_msg_fn on_msg, void *user_data,
 /* Opens the control stream on |conn| (from its on_established). Returns 0,
  * or -1 when no stream can be opened. */
 int nt_hclient_open(nt_hclient *c, nt_conn *conn);
+/* nt_hclient_open, then the CheckIn |in|. */
+int nt_hclient_start(nt_hclient *c, nt_conn *conn,
+                     const nt_hclient_check_in *in);
 
 /* Encodes |msg| into a frame and writes it on the control stream; does
  * nothing while there is none. */
@@ -73,6 +76,11 @@ int nt_hclient_endpoint(nt_endpoint **pep, struct event_base *base,
                         const nt_addr *bind, nt_identity *id, const nt_log *log,
                         uint64_t handshake_timeout_ms, char *err,
                         size_t errlen);
+
+/* Breaks |base|'s loop once |seconds| have passed: every run of a tool
+ * ends by itself. Returns the timer, for the caller to event_free, or
+ * NULL when it cannot be set. */
+struct event *nt_hclient_deadline(struct event_base *base, unsigned seconds);
 
 /* Parses the arguments BROKER (HOST:PORT) into |broker| and, when |bind|
  * is not NULL, BIND (an IP address, any port) into it. On error prints

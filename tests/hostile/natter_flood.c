@@ -138,9 +138,6 @@ static void ask_established(nt_conn *conn, void *ud) {
   asker *a = ud;
   char name[NT_NAME_MAX + 1];
   a->f->established++;
-  if (nt_hclient_open(&a->bc, conn) != 0) {
-    return;
-  }
   if (strcmp(ask.kind, "check-names") == 0) {
     snprintf(name, sizeof(name), "%.50s%u", a->f->name, a->idx + 1);
   } else {
@@ -152,7 +149,7 @@ static void ask_established(nt_conn *conn, void *ud) {
                             .protocol_version =
                                 strcmp(ask.kind, "v1") == 0 ? 1 : 0,
                             .diagnostic = strcmp(ask.kind, "connect") != 0};
-  nt_hclient_send_check_in(&a->bc, &in);
+  nt_hclient_start(&a->bc, conn, &in);
 }
 
 static void ask_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -216,12 +213,6 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
              : reason == NT_CLOSE_IDLE              ? "idle timeout"
                                                     : "closed");
   }
-}
-
-static void done_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  event_base_loopbreak(arg);
 }
 
 static int usage(void) {
@@ -324,9 +315,7 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  struct timeval tv = {seconds, 0};
-  struct event *done = evtimer_new(f.base, done_cb, f.base);
-  evtimer_add(done, &tv);
+  struct event *done = nt_hclient_deadline(f.base, seconds);
   event_base_dispatch(f.base);
   printf("established %u\nrefused %u%s%s\nclosed %u%s%s\n", f.established,
          f.refused, f.refused ? ": " : "", f.last_refusal, f.closed,
@@ -337,7 +326,9 @@ int main(int argc, char **argv) {
            ask.checked_in, ask.requests, ask.introductions, ask.relay_tokens,
            ask.results, ask.denied, ask.last_result);
   }
-  event_free(done);
+  if (done) {
+    event_free(done);
+  }
   nt_endpoint_free(f.ep);
   for (unsigned i = 0; askers && i < f.total; i++) {
     event_free(askers[i].tick);

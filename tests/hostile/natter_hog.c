@@ -139,14 +139,11 @@ static void on_established(nt_conn *conn, void *ud) {
     }
     return;
   }
-  if (nt_hclient_open(&s->bc, conn) != 0) {
-    return;
-  }
   char name[NT_NAME_MAX + 1];
   snprintf(name, sizeof(name), "%s-%u", h->prefix, s->index + 1);
   nt_hclient_check_in in = {.name = name,
                             .diagnostic = strcmp(h->mode, "checks") == 0};
-  nt_hclient_send_check_in(&s->bc, &in);
+  nt_hclient_start(&s->bc, conn, &in);
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -210,12 +207,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-static void done_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  event_base_loopbreak(arg);
-}
-
 static int usage(void) {
   fprintf(stderr, "usage: natter-hog names BROKER BIND N PREFIX\n"
                   "       natter-hog checks BROKER BIND N PEER PER SECONDS\n"
@@ -277,9 +268,7 @@ int main(int argc, char **argv) {
     h.tick = event_new(h.base, -1, EV_PERSIST, tick_cb, &h);
     event_add(h.tick, &second);
   }
-  struct timeval tv = {h.seconds, 0};
-  struct event *done = evtimer_new(h.base, done_cb, h.base);
-  evtimer_add(done, &tv);
+  struct event *done = nt_hclient_deadline(h.base, h.seconds);
   /* names: ends when every session was answered, or at the deadline. */
   while (event_base_loop(h.base, EVLOOP_ONCE) == 0 &&
          !event_base_got_break(h.base)) {
@@ -292,7 +281,9 @@ int main(int argc, char **argv) {
          h.bound, h.granted, h.refused, h.refused ? ": " : "", h.last_refusal,
          h.established, h.closed, h.closed ? ": " : "", h.last_close);
   fflush(stdout);
-  event_free(done);
+  if (done) {
+    event_free(done);
+  }
   if (h.tick) {
     event_free(h.tick);
   }

@@ -92,28 +92,20 @@ static int udp_socket(const char *ip, uint16_t port, nt_addr *bound) {
   return fd;
 }
 
-static void ask(spoof *s) {
+/* Asks for the peer; the first time also sets it asking again every MS
+ * (-every). */
+static void ask_cb(evutil_socket_t fd, short what, void *arg) {
+  spoof *s = arg;
   nt_control msg = {.type = NT_CONTROL_CONNECT_REQUEST};
+  (void)fd;
+  (void)what;
   msg.u.connect_request.request_id = ++s->next_id;
   snprintf(msg.u.connect_request.peer, sizeof(msg.u.connect_request.peer), "%s",
            s->peer);
   nt_hclient_send(&s->bc, &msg);
-}
-
-static void every_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  ask(arg);
-}
-
-static void ask_first_cb(evutil_socket_t fd, short what, void *arg) {
-  spoof *s = arg;
-  (void)fd;
-  (void)what;
-  ask(s);
-  if (s->every_ms) {
+  if (s->every_ms && !s->every_ev) {
     struct timeval tv = {s->every_ms / 1000, (s->every_ms % 1000) * 1000};
-    s->every_ev = event_new(s->base, -1, EV_PERSIST, every_cb, s);
+    s->every_ev = event_new(s->base, -1, EV_PERSIST, ask_cb, s);
     event_add(s->every_ev, &tv);
   }
 }
@@ -127,7 +119,7 @@ static void checked_in(spoof *s) {
   s->spoof_left = s->spoof_n;
   nt_hclient_send(&s->bc, &msg);
   struct timeval tv = {0, 300 * 1000};
-  event_base_once(s->base, -1, EV_TIMEOUT, ask_first_cb, s, &tv);
+  event_base_once(s->base, -1, EV_TIMEOUT, ask_cb, s, &tv);
 }
 
 static int on_msg(const nt_control *msg, void *ud) {
@@ -160,11 +152,8 @@ static int on_msg(const nt_control *msg, void *ud) {
 
 static void on_established(nt_conn *conn, void *ud) {
   spoof *s = ud;
-  if (nt_hclient_open(&s->bc, conn) != 0) {
-    return;
-  }
   nt_hclient_check_in in = {.name = s->name};
-  nt_hclient_send_check_in(&s->bc, &in);
+  nt_hclient_start(&s->bc, conn, &in);
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
@@ -277,12 +266,6 @@ static void raw_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-static void done_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  event_base_loopbreak(arg);
-}
-
 static int usage(void) {
   fprintf(stderr, "usage: natter-spoof [-victim IP] [-spoof N] [-every MS] "
                   "[-mapping symmetric|cone] BROKER BIND NAME PEER SECONDS\n"
@@ -385,9 +368,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-spoof: cannot start the connection\n");
     return 1;
   }
-  struct timeval tv = {seconds, 0};
-  struct event *done = evtimer_new(s.base, done_cb, s.base);
-  evtimer_add(done, &tv);
+  struct event *done = nt_hclient_deadline(s.base, seconds);
   event_base_dispatch(s.base);
   if (s.raw_fd >= 0) {
     printf("counted %lu ports %u\n", s.counted, s.distinct_ports);
@@ -396,7 +377,9 @@ int main(int argc, char **argv) {
   }
   printf("victim_received %lu\nintroductions %lu\n", s.victim_received,
          s.introductions);
-  event_free(done);
+  if (done) {
+    event_free(done);
+  }
   if (s.every_ev) {
     event_free(s.every_ev);
   }

@@ -201,12 +201,10 @@ static int on_msg(const nt_control *msg, void *ud) {
 
 static void on_established(nt_conn *conn, void *ud) {
   member *m = ud;
-  if (nt_hclient_open(&m->bc, conn) != 0) {
-    say("natter-relay-flood: %s: no control stream\n", m->name);
-    return;
-  }
   nt_hclient_check_in in = {.name = m->name, .listen = m->listener};
-  nt_hclient_send_check_in(&m->bc, &in);
+  if (nt_hclient_start(&m->bc, conn, &in) != 0) {
+    say("natter-relay-flood: %s: no control stream\n", m->name);
+  }
 }
 
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
