@@ -6,6 +6,15 @@
 # broker's CPU per check-in does not grow with the number of clients
 # (1000 may cost at most 2.5 times what 200 cost a check-in: the work is
 # proportional to traffic, not to the clients already there).
+#
+# A sanitizer build (ASan + UBSan) costs about ten times the CPU per
+# check-in: a storm of 1000 at once on a busy 2-core machine leaves the
+# last check-ins unanswered past a client's first-contact timeout (5 s),
+# which is the machine, not the code. There at most 10 clients check in at
+# a time (broker_scale --inflight: the next starts as one is done, as fast
+# as the machine allows), and the CPU bound, a property of the optimised
+# build, is reported but not checked; every client must still check in and
+# every pair connect.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -13,9 +22,16 @@ SCALE=${BROKER_SCALE:-$(dirname "$NATTER")/tests/broker_scale}
 [[ -x $SCALE ]] || fail "$SCALE is not an executable (build broker_scale)"
 
 # run N: one broker_scale run; its figures in $WORK/N.out
+sanitized=0 ramp=()
+# (ldd's whole output first: grep -q would stop reading early, and
+# pipefail would count ldd's SIGPIPE as a failure.)
+libs=$(ldd "$SCALE" 2>/dev/null || true)
+if [[ $libs == *libasan* ]]; then
+  sanitized=1 ramp=(--inflight 10)
+fi
 run() {
-  log "$1 clients"
-  timeout 280 "$SCALE" --clients "$1" --pairs 10 --idle 1 \
+  log "$1 clients${ramp:+ (sanitizer build: ${ramp[1]} at a time)}"
+  timeout 280 "$SCALE" --clients "$1" --pairs 10 --idle 1 "${ramp[@]}" \
     >"$WORK/$1.out" 2>&1 || fail "broker_scale --clients $1: $(cat "$WORK/$1.out")"
   cat "$WORK/$1.out" >&2
 }
@@ -30,6 +46,10 @@ for n in 200 1000; do
 done
 a=$(value 200 broker_cpu_ms_per_checkin)
 b=$(value 1000 broker_cpu_ms_per_checkin)
+if ((sanitized)); then
+  log "passed (sanitizer build, CPU not checked): $a ms per check-in at 200 clients, $b ms at 1000"
+  exit 0
+fi
 python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
 sys.exit(0 if b <= 2.5 * max(a, 0.05) else 1)" "$a" "$b" ||
   fail "broker CPU per check-in grew from $a ms (200 clients) to $b ms (1000)"
