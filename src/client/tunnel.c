@@ -40,9 +40,10 @@
  * what is queued, in the same sendmsg) instead of being gathered for one
  * write per read batch. */
 #define TUNNEL_DIRECT_MIN (16 * 1024)
-/* iovecs per local sendmsg: the whole queue (at most the stream's 1 MiB
- * receive window, in 64 KiB chunks) and the data in hand. */
-#define TUNNEL_WRITE_IOV 64
+/* iovecs per local sendmsg: the whole queue (at most the stream's receive
+ * window, which ngtcp2 grows to 4 MiB: 65 chunks of NT_CHUNK_SIZE) and the
+ * data in hand. */
+#define TUNNEL_WRITE_IOV 72
 
 typedef enum tunnel_state {
   T_WAIT_PEER,   /* opener: local connection waits for the peer */
@@ -515,8 +516,10 @@ static void end_dropping(nt_tunnel *t, size_t len) {
 /* Queues what the local end did not take. A failed allocation (out of
  * memory) ends the tunnel: the bytes cannot be kept. */
 static int enqueue(nt_tunnel *t, const uint8_t *data, size_t len) {
+  size_t before = queued(t);
   if (len > 0 && nt_sendbuf_append_bulk(&t->to_local, data, len) != 0) {
-    end_dropping(t, len);
+    /* What did go in is in the queue, whose credit tunnel_end returns. */
+    end_dropping(t, len - (queued(t) - before));
     return -1;
   }
   return 0;
