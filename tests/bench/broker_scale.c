@@ -135,8 +135,8 @@ struct swarm {
   struct event_base *base;
   member *m;
   size_t n, checked_in, failed, pairs_wanted, pairs_done;
-  size_t started;   /* clients created so far */
-  size_t inflight;  /* at most this many still checking in; 0: no bound */
+  size_t started; /* clients created so far */
+  size_t inflight; /* at most this many still checking in; 0: no bound */
   const char *prefix;
   uint16_t port;
   const char *broker_fp;
