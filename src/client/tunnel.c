@@ -30,14 +30,20 @@
 #include "codec/cmdframe.h"
 #include "codec/stream_header.h"
 #include "codec/wire.h"
+#include "quic/sendbuf.h"
 #ifdef NATTER_HOSTILE_PEER
 #include "hostile.h" /* tests/hostile: test builds only */
 #endif
 
 #define TUNNEL_READ_MAX (256 * 1024)
-/* Stream data at least this large goes to a local socket at once instead
- * of being gathered for one write per read batch. */
+/* Stream data at least this large goes to a local socket at once (behind
+ * what is queued, in the same sendmsg) instead of being gathered for one
+ * write per read batch. */
 #define TUNNEL_DIRECT_MIN (16 * 1024)
+/* iovecs per local sendmsg: the whole queue (at most the stream's receive
+ * window, which ngtcp2 grows to 4 MiB: 65 chunks of NT_CHUNK_SIZE) and the
+ * data in hand. */
+#define TUNNEL_WRITE_IOV 72
 
 typedef enum tunnel_state {
   T_WAIT_PEER,   /* opener: local connection waits for the peer */
@@ -69,7 +75,13 @@ struct nt_tunnel {
   int err_fd;          /* opener: where the remote stderr goes */
   nt_stream *stream;
   struct event *read_ev, *write_ev, *free_ev;
-  struct evbuffer *to_local; /* stream bytes the local end did not take */
+  /* Stream bytes the local end did not take yet, in chunks of the
+   * endpoint's pool (the same memory again and again, however often the
+   * queue fills and drains). Bounded by the stream's receive window: bytes
+   * are consumed (credit returned to the peer) only once written, so a
+   * slow local end slows the peer instead of growing this queue. */
+  nt_sendbuf to_local;
+  int out_waiting; /* a local write came up short: write_ev waits for room */
   nt_wire_reader *reader;    /* only until the header exchange is done */
   nt_target *connecting;     /* listener: reaching host:port */
   int in_done;      /* local input reached EOF (or is not read any more) */
@@ -98,6 +110,7 @@ struct nt_tunnel {
 
 static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
                                int fin, void *ud);
+static size_t queued(const nt_tunnel *t);
 static void tunnel_stream_room(nt_stream *s, void *ud);
 static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
                                  void *ud);
@@ -192,9 +205,7 @@ static void release(nt_tunnel *t) {
       event_free(evs[i]);
     }
   }
-  if (t->to_local) {
-    evbuffer_free(t->to_local);
-  }
+  nt_sendbuf_free(&t->to_local);
   if (t->have_child) {
     /* The child's pipes are in/out: nt_child_destroy closes them. */
     if (t->in.fd == t->child.stdout_fd) {
@@ -284,7 +295,7 @@ static void tunnel_end(nt_tunnel *t, int abort) {
   t->state = T_DONE;
   if (t->stream) {
     /* Queued bytes are dropped: return their flow-control credit. */
-    nt_stream_consume(t->stream, evbuffer_get_length(t->to_local));
+    nt_stream_consume(t->stream, queued(t));
     nt_stream_set_callbacks(t->stream, &no_callbacks, NULL);
     if (abort) {
       nt_stream_reset(t->stream, NT_OPEN_INTERNAL);
@@ -446,7 +457,7 @@ static void tunnel_stream_room(nt_stream *s, void *ud) {
 /* ---- stream -> local output ---- */
 
 static void shut_output_if_drained(nt_tunnel *t) {
-  if (!t->stream_fin || t->out_shut || evbuffer_get_length(t->to_local)) {
+  if (!t->stream_fin || t->out_shut || queued(t)) {
     return;
   }
   t->out_shut = 1;
@@ -467,7 +478,7 @@ static void shut_output_if_drained(nt_tunnel *t) {
 /* The command stopped reading its stdin (or exited): what the opener still
  * sends is dropped, not an error; its output and status still travel. */
 static void stop_child_input(nt_tunnel *t) {
-  evbuffer_drain(t->to_local, evbuffer_get_length(t->to_local));
+  nt_sendbuf_drop_front(&t->to_local, queued(t));
   event_del(t->write_ev);
   t->out_shut = 1;
   if (t->out.fd >= 0 && t->out.fd == t->child.stdin_fd) {
@@ -478,7 +489,7 @@ static void stop_child_input(nt_tunnel *t) {
 
 /* After a clean stream end: once everything queued is written, close. */
 static void finish_if_drained(nt_tunnel *t) {
-  if (!t->draining || evbuffer_get_length(t->to_local) > 0) {
+  if (!t->draining || queued(t) > 0) {
     return;
   }
   shut_output_if_drained(t);
@@ -493,70 +504,154 @@ static ssize_t write_local(nt_tunnel *t, const uint8_t *data, size_t len) {
   return write(t->out.fd, data, len);
 }
 
+static size_t queued(const nt_tunnel *t) {
+  return (size_t)nt_sendbuf_held(&t->to_local);
+}
+
+/* Ends the tunnel over bytes in hand that go nowhere: their credit goes
+ * back (tunnel_end returns the queue's). */
+static void end_dropping(nt_tunnel *t, size_t len) {
+  if (t->stream) {
+    nt_stream_consume(t->stream, len);
+  }
+  tunnel_end(t, 1);
+}
+
+/* Queues what the local end did not take. A failed allocation (out of
+ * memory) ends the tunnel: the bytes cannot be kept. */
+static int enqueue(nt_tunnel *t, const uint8_t *data, size_t len) {
+  size_t before = queued(t);
+  if (len > 0 && nt_sendbuf_append_bulk(&t->to_local, data, len) != 0) {
+    /* What did go in is in the queue, whose credit tunnel_end returns. */
+    end_dropping(t, len - (queued(t) - before));
+    return -1;
+  }
+  return 0;
+}
+
+/* Waits for the local fd to take more. */
+static void wait_writable(nt_tunnel *t) {
+  t->out_waiting = 1;
+  event_add(t->write_ev, NULL);
+}
+
+/* The local end took |n| of what was queued and then of |len| bytes in
+ * hand: those are consumed; the rest of the data in hand is queued. Returns
+ * -1 when the tunnel ended. */
+static int wrote(nt_tunnel *t, size_t n, const uint8_t *data, size_t len) {
+  size_t from_queue = n < queued(t) ? n : queued(t);
+  nt_sendbuf_drop_front(&t->to_local, from_queue);
+  if (t->stream) {
+    nt_stream_consume(t->stream, n);
+  }
+  n -= from_queue;
+  return enqueue(t, data + n, len - n);
+}
+
+/* Writes the queue and then |data| to the local end, as far as it takes
+ * them now; what it does not take stays queued for write_cb. One sendmsg
+ * for a socket: queued bytes and a packet's payload in one call, with no
+ * copy of the payload unless the socket is full. Returns -1 when the
+ * tunnel ended. */
+static int write_out(nt_tunnel *t, const uint8_t *data, size_t len) {
+  struct iovec iov[TUNNEL_WRITE_IOV];
+  size_t nv = 0, total = len;
+  ssize_t n;
+
+  if (t->out.is_socket) {
+    nv = nt_sendbuf_unsent_iov(&t->to_local, iov,
+                               len ? TUNNEL_WRITE_IOV - 1 : TUNNEL_WRITE_IOV);
+    for (size_t i = 0; i < nv; i++) {
+      total += iov[i].iov_len;
+    }
+    if (len) {
+      iov[nv].iov_base = (void *)data;
+      iov[nv++].iov_len = len;
+    }
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = nv;
+    do {
+      n = sendmsg(t->out.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    /* A pipe or file: the head of the queue, or the data when none. */
+    if (nt_sendbuf_unsent_iov(&t->to_local, iov, 1) == 0) {
+      iov[0].iov_base = (void *)data;
+      iov[0].iov_len = len;
+    }
+    total = iov[0].iov_len;
+    do {
+      n = write_local(t, iov[0].iov_base, iov[0].iov_len);
+    } while (n < 0 && errno == EINTR);
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (enqueue(t, data, len) != 0) {
+        return -1;
+      }
+      wait_writable(t);
+      return 0;
+    }
+    if (errno == EPIPE && t->have_child) {
+      /* The command stopped reading: its input is dropped (consumed). */
+      if (t->stream) {
+        nt_stream_consume(t->stream, queued(t) + len);
+      }
+      stop_child_input(t);
+      finish_if_drained(t);
+      return 0;
+    }
+    end_dropping(t, len);
+    return -1;
+  }
+  if (!t->out.is_socket && queued(t) > 0) {
+    /* Wrote part of the queue: the data in hand goes behind it. */
+    nt_sendbuf_drop_front(&t->to_local, (size_t)n);
+    if (t->stream) {
+      nt_stream_consume(t->stream, (size_t)n);
+    }
+    if (enqueue(t, data, len) != 0) {
+      return -1;
+    }
+  } else if (wrote(t, (size_t)n, data, len) != 0) {
+    return -1;
+  }
+  if ((size_t)n < total && !t->out.always_ready) {
+    wait_writable(t); /* a short write: the fd is full */
+  } else if (queued(t) > 0) {
+    event_active(t->write_ev, EV_WRITE, 0); /* files: the next piece */
+  }
+  return 0;
+}
+
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
   nt_tunnel *t = arg;
   (void)fd;
   (void)what;
-  size_t pending = evbuffer_get_length(t->to_local);
-  if (pending == 0) {
-    event_del(t->write_ev);
+  t->out_waiting = 0;
+  if (queued(t) == 0) {
+    event_del(t->write_ev); /* written already, behind a direct write */
     return;
   }
-  ssize_t n;
-  if (t->out.is_socket) {
-    /* Everything queued (up to 64 chains) in one call. */
-    struct evbuffer_iovec v[64];
-    struct iovec iov[64];
-    struct msghdr msg;
-    int nv = evbuffer_peek(t->to_local, -1, NULL, v, 64);
-    if (nv > 64) {
-      nv = 64;
-    }
-    for (int i = 0; i < nv; i++) {
-      iov[i].iov_base = v[i].iov_base;
-      iov[i].iov_len = v[i].iov_len;
-    }
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)nv;
-    n = sendmsg(t->out.fd, &msg, MSG_NOSIGNAL);
-  } else {
-    struct evbuffer_iovec v;
-    evbuffer_peek(t->to_local, -1, NULL, &v, 1);
-    n = write_local(t, v.iov_base, v.iov_len);
-  }
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-      event_add(t->write_ev, NULL); /* deliver() may only have activated it */
-      return;
-    }
-    if (errno == EPIPE && t->have_child) {
-      if (t->stream) {
-        nt_stream_consume(t->stream, pending);
-      }
-      stop_child_input(t);
-      finish_if_drained(t);
-      return;
-    }
-    tunnel_end(t, 1);
+  if (write_out(t, NULL, 0) != 0 || t->state == T_DONE) {
     return;
   }
-  evbuffer_drain(t->to_local, (size_t)n);
-  if (t->stream) {
-    nt_stream_consume(t->stream, (size_t)n);
-  }
-  if (evbuffer_get_length(t->to_local) == 0) {
+  if (queued(t) == 0) {
     event_del(t->write_ev);
+    t->out_waiting = 0;
     shut_output_if_drained(t);
     finish_if_drained(t);
-  } else {
-    event_add(t->write_ev, NULL);
   }
 }
 
-/* Hands payload bytes to the local end: straight to the fd when nothing is
- * queued, else behind what is. Bytes are consumed (credit returned) only
- * once written. */
+/* Hands payload bytes to the local end: written at once when the local
+ * end has room (behind what is queued, in the same call), else queued.
+ * Small pieces (a path's MTU worth) are gathered and written once this
+ * loop pass's datagrams are all read: one sendmsg per batch instead of one
+ * send per QUIC packet. Bytes are consumed (credit returned) only once
+ * written. */
 static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
   if (len == 0) {
     return;
@@ -568,68 +663,18 @@ static void deliver(nt_tunnel *t, const uint8_t *data, size_t len) {
     nt_stream_consume(t->stream, len); /* nowhere to go: discard */
     return;
   }
-  if (t->out.is_socket && len >= TUNNEL_DIRECT_MIN &&
-      evbuffer_get_length(t->to_local) == 0) {
-    /* A large packet's worth (loopback QUIC carries 64 KiB): straight to
-     * the socket, no copy; what does not fit is queued below. */
-    ssize_t n;
-    do {
-      n = send(t->out.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      tunnel_end(t, 1);
-      return;
-    }
-    if (n > 0) {
-      nt_stream_consume(t->stream, (size_t)n);
-      data += n;
-      len -= (size_t)n;
-    }
-    if (len == 0) {
-      return;
-    }
-    evbuffer_add(t->to_local, data, len);
-    event_add(t->write_ev, NULL);
+  if (t->out_waiting) {
+    enqueue(t, data, len); /* write_cb runs when the fd has room */
     return;
   }
-  if (t->out.is_socket) {
-    /* Queue, and write once this loop pass's datagrams are all read: one
-     * sendmsg per batch instead of one send per QUIC packet. */
-    int was_empty = evbuffer_get_length(t->to_local) == 0;
-    evbuffer_add(t->to_local, data, len);
-    if (was_empty) {
+  if (t->out.is_socket && len < TUNNEL_DIRECT_MIN) {
+    int was_empty = queued(t) == 0;
+    if (enqueue(t, data, len) == 0 && was_empty) {
       event_active(t->write_ev, EV_WRITE, 0);
     }
     return;
   }
-  while (len > 0 && evbuffer_get_length(t->to_local) == 0) {
-    ssize_t n = write_local(t, data, len);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        break;
-      }
-      if (errno == EINTR) {
-        continue;
-      }
-      if (errno == EPIPE && t->have_child) {
-        stop_child_input(t);
-        nt_stream_consume(t->stream, len);
-        return;
-      }
-      tunnel_end(t, 1);
-      return;
-    }
-    nt_stream_consume(t->stream, (size_t)n);
-    data += n;
-    len -= (size_t)n;
-    if (!t->out.always_ready) {
-      break; /* a short write: the fd is full */
-    }
-  }
-  if (len > 0) {
-    evbuffer_add(t->to_local, data, len);
-    event_add(t->write_ev, NULL);
-  }
+  write_out(t, data, len);
 }
 
 static void write_stderr(nt_tunnel *t, const uint8_t *data, size_t len) {
@@ -714,8 +759,8 @@ static void start_pump(nt_tunnel *t) {
   drop_reader(t);
   arm_read(t);
   /* Bytes (and a FIN) that came while the target was being connected. */
-  if (evbuffer_get_length(t->to_local) > 0) {
-    event_add(t->write_ev, NULL);
+  if (queued(t) > 0) {
+    wait_writable(t);
   } else {
     shut_output_if_drained(t);
   }
@@ -944,7 +989,7 @@ static void tunnel_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
     } else {
       /* Bytes before the target is connected wait here, bounded by the
        * stream's flow-control window. */
-      evbuffer_add(t->to_local, data, len);
+      enqueue(t, data, len);
     }
   }
   if (t->state == T_DONE || !fin) {
@@ -974,7 +1019,7 @@ static void tunnel_stream_closed(nt_stream *s, int reset, uint64_t code,
   /* What the local end has not taken yet is written (draining) or dropped;
    * either way its connection-level credit goes back now, once. */
   if (t->state != T_DONE) {
-    nt_stream_consume(s, evbuffer_get_length(t->to_local));
+    nt_stream_consume(s, queued(t));
   }
   t->stream = NULL;
   if (t->state == T_DONE) {
@@ -1007,10 +1052,10 @@ static nt_tunnel *tunnel_alloc(const nt_tunnel_env *env) {
   t->err_fd = -1;
   t->exit_status = -1;
   t->free_ev = event_new(env->base, -1, 0, free_cb, t);
-  t->to_local = evbuffer_new();
+  nt_sendbuf_init(&t->to_local, NULL); /* the stream's pool, once known */
   t->reader = calloc(1, sizeof(*t->reader));
   TAILQ_INSERT_HEAD(env->all, t, link);
-  if (!t->free_ev || !t->to_local || !t->reader) {
+  if (!t->free_ev || !t->reader) {
     release(t);
     return NULL;
   }
@@ -1035,6 +1080,7 @@ static int waiter_ready(nt_peer_waiter *w, nt_conn *conn) {
     return 0;
   }
   nt_stream_set_callbacks(t->stream, &tunnel_stream_callbacks, t);
+  nt_sendbuf_init(&t->to_local, nt_stream_chunk_pool(t->stream));
   t->state = T_WAIT_RESULT;
   size_t n = nt_open_request_encode(buf, t->host, t->port, t->target.argv);
   if (n == 0 || nt_stream_write(t->stream, buf, n) != 0) {
@@ -1102,6 +1148,7 @@ void nt_tunnel_accept_stream(const nt_tunnel_env *env, const char *peer,
     return;
   }
   t->stream = stream;
+  nt_sendbuf_init(&t->to_local, nt_stream_chunk_pool(stream));
   t->state = T_WAIT_OPEN;
   snprintf(t->peer, sizeof(t->peer), "%s", peer);
   const uint8_t *key = nt_conn_peer_fingerprint(nt_stream_conn(stream));

@@ -1337,6 +1337,10 @@ nt_conn *nt_stream_conn(const nt_stream *stream) {
   return stream->conn;
 }
 
+struct nt_chunk_pool *nt_stream_chunk_pool(const nt_stream *stream) {
+  return &stream->conn->ep->pool;
+}
+
 int64_t nt_stream_id(const nt_stream *stream) {
   return stream->id;
 }

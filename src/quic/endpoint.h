@@ -308,6 +308,10 @@ void nt_stream_set_callbacks(nt_stream *stream,
                              void *user_data);
 nt_conn *nt_stream_conn(const nt_stream *stream);
 int64_t nt_stream_id(const nt_stream *stream);
+/* The endpoint's pool of buffer chunks (sendbuf.h), which outlives every
+ * stream on it: where a stream's user keeps the bytes the stream gave it
+ * and the local end has not taken yet, in the same recycled memory. */
+struct nt_chunk_pool *nt_stream_chunk_pool(const nt_stream *stream);
 
 /* How many more bytes this stream may queue now (per-stream and
  * per-connection send windows). */

@@ -93,9 +93,11 @@ static nt_chunk *tail_with_room(nt_sendbuf *sb, size_t want) {
   return c;
 }
 
-int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len) {
+/* |hint|: how much is coming, which picks a small or a pooled chunk. */
+static int append(nt_sendbuf *sb, const uint8_t *data, size_t len,
+                  size_t hint) {
   while (len > 0) {
-    nt_chunk *c = tail_with_room(sb, len);
+    nt_chunk *c = tail_with_room(sb, hint);
     if (!c) {
       return -1;
     }
@@ -110,6 +112,14 @@ int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len) {
     len -= n;
   }
   return 0;
+}
+
+int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len) {
+  return append(sb, data, len, len);
+}
+
+int nt_sendbuf_append_bulk(nt_sendbuf *sb, const uint8_t *data, size_t len) {
+  return append(sb, data, len, NT_CHUNK_SIZE);
 }
 
 ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max) {
@@ -211,4 +221,12 @@ void nt_sendbuf_ack(nt_sendbuf *sb, uint64_t offset) {
     sb->head_off = 0;
     chunk_put(sb->pool, c);
   }
+}
+
+void nt_sendbuf_drop_front(nt_sendbuf *sb, size_t n) {
+  if (n > nt_sendbuf_unsent(sb)) {
+    n = (size_t)nt_sendbuf_unsent(sb);
+  }
+  sb->sent += n;
+  nt_sendbuf_ack(sb, sb->acked + n);
 }

@@ -55,6 +55,12 @@ static inline uint64_t nt_sendbuf_unsent(const nt_sendbuf *sb) {
 /* Copies |len| bytes in. Returns 0 or -1 (out of memory). */
 int nt_sendbuf_append(nt_sendbuf *sb, const uint8_t *data, size_t len);
 
+/* The same for bulk data that arrives in pieces (a packet's payload at a
+ * time): always pooled chunks, never a small one per piece, so a queue
+ * that fills and drains at line rate reuses the same warm memory instead
+ * of making the heap grow and shrink. */
+int nt_sendbuf_append_bulk(nt_sendbuf *sb, const uint8_t *data, size_t len);
+
 /* Reads at most |max| bytes from |fd| straight into the buffer. Returns
  * what read(2) returned (-1 with errno on error, 0 on EOF). */
 ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max);
@@ -67,5 +73,9 @@ void nt_sendbuf_mark_sent(nt_sendbuf *sb, size_t n);
 
 /* Releases acknowledged bytes up to stream offset |offset|. */
 void nt_sendbuf_ack(nt_sendbuf *sb, uint64_t offset);
+
+/* For a buffer used as a plain queue (no QUIC acknowledgements): the first
+ * |n| bytes were written out; they leave at once. */
+void nt_sendbuf_drop_front(nt_sendbuf *sb, size_t n);
 
 #endif

@@ -7,7 +7,10 @@
 #   ssh     ssh -L (aes128-gcm@openssh.com) to a private sshd started here,
 #   natter  broker + bob -listen + alice forwarding a port to bob,
 # in ROUNDS interleaved rounds (direct, socat, ssh, natter, direct, ...),
-# reported as medians. For every round the CPU time (utime + stime, from
+# reported as medians and round by round: natter against ssh -L in the
+# same round, flagged when natter moved less than 0.9x ssh's Gbit/s or
+# spent more CPU per GB than ssh + sshd (a slow mode that some runs fall
+# into shows as flagged rounds, where a median or a best run hides it). For every round the CPU time (utime + stime, from
 # /proc) of the forwarding processes is read: natter's alice and bob, ssh
 # and the sshd processes of its session, socat (with its reaped children);
 # reported as CPU seconds per GB (10^9 bytes) moved, with natter's ratio to
@@ -28,13 +31,14 @@
 # Peak RSS (VmHWM) of alice and bob covers the throughput rounds.
 #
 # Usage: tests/bench/bench.sh   (./dev bench builds natter first)
-#   QUICK=1     a quick check: BYTES=256M ROUNDS=2 BUSY_ROUNDS=1, short
+#   QUICK=1     a quick check: BYTES=256M ROUNDS=3 BUSY_ROUNDS=1, short
 #               latency and integrity phases (about a minute)
-#   BYTES=2G ROUNDS=5 BUSY_ROUNDS=3 PAR_BYTES=2G
+#   BYTES=2G ROUNDS=5 BUSY_ROUNDS=3 PAR_BYTES=2G   (ROUNDS at least 3)
 #   SKIP="busy par latency integrity"  leave phases out
 # The NAT lab (namespaces, loss rows) is tests/bench/lab_bench.sh (root).
-# Exit status: 0 unless natter corrupted or lost data or could not be set
-# up. The numbers never fail it; a baseline that cannot run is n/a.
+# Exit status: 1 when natter corrupted or lost data or could not be set
+# up; else 3 when a quiet round was flagged (run it on a quiet machine);
+# else 0. A baseline that cannot run is n/a.
 # Everything it starts is stopped by PID on exit; files live in a temporary
 # directory (tests/integration/lib.sh). It is not part of ctest.
 
@@ -46,7 +50,7 @@ export NATTER=${NATTER:-$REPO/build/natter}
 . "$REPO/tests/bench/measure.sh"
 
 if [[ -n ${QUICK:-} ]]; then
-  : "${BYTES:=256M}" "${ROUNDS:=2}" "${BUSY_ROUNDS:=1}" "${PAR_BYTES:=256M}"
+  : "${BYTES:=256M}" "${ROUNDS:=3}" "${BUSY_ROUNDS:=1}" "${PAR_BYTES:=256M}"
   : "${LAT_COUNT:=300}" "${INTEGRITY_BYTES:=64M}" "${CONN_BYTES:=256K}"
 fi
 BYTES=${BYTES:-2G}
@@ -62,6 +66,7 @@ RSS_BOUND_MIB=64
 for v in ROUNDS BUSY_ROUNDS LAT_COUNT CONNS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || fail "$v must be a positive integer"
 done
+((ROUNDS >= 3)) || fail "ROUNDS must be at least 3: one round cannot show a mode that only some runs fall into"
 NBYTES=$(bench_bytes "$BYTES")
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 command -v iperf3 >/dev/null || fail "iperf3 is not installed (./dev deps)"
@@ -69,7 +74,7 @@ command -v jq >/dev/null || fail "jq is not installed"
 
 cat <<EOF
 natter benchmark on loopback: iperf3, one stream of $BYTES per run, $ROUNDS
-interleaved rounds, medians. $(nproc) CPUs, kernel $(uname -r),
+interleaved rounds, medians and every round. $(nproc) CPUs, kernel $(uname -r),
 load average at start $(cut -d' ' -f1-3 /proc/loadavg) (other jobs on the
 machine add noise: the CPU per GB columns are the steadier figure).
 $("$NATTER" --version 2>&1 | head -1), $(ssh -V 2>&1), $(iperf3 --version | head -1)
@@ -204,8 +209,12 @@ fi
 echo
 printf '==== natter bench: loopback, iperf3, %s per stream; medians of the rounds ====\n' "$BYTES"
 bench_table quiet "quiet machine ($ROUNDS rounds)" "${PATHS[@]}"
-((${#BUSY_PATHS[@]})) &&
+[[ -n ${PORT[ssh]:-} ]] && bench_rounds quiet ssh 0.9 1.0
+quiet_flagged=$BENCH_FLAGGED
+if ((${#BUSY_PATHS[@]})); then
   bench_table busy "busy machine: CPU hog on CPU 0 ($BUSY_ROUNDS rounds)" "${BUSY_PATHS[@]}"
+  [[ -n ${PORT[ssh]:-} ]] && bench_rounds busy ssh 0.9 1.0
+fi
 ((${#PAR_PATHS[@]})) &&
   bench_table par "8 parallel streams, $PAR_BYTES in all (1 run)" "${PAR_PATHS[@]}"
 [[ -n $ssh_note ]] && echo "ssh -L: n/a ($ssh_note)"
@@ -240,4 +249,9 @@ if ((${#natter_failed[@]})); then
   printf '  %s\n' "${natter_failed[@]}" >&2
   show_logs
   exit 1
+fi
+if ((quiet_flagged > 0)); then
+  printf '\nREGRESSION: %s quiet round(s) of natter below 0.9x ssh -L or above its CPU per GB (above); on a quiet machine that is a slow path in natter\n' \
+    "$quiet_flagged" >&2
+  exit 3
 fi

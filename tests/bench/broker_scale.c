@@ -2,10 +2,14 @@
  * only (natter.h), in real processes on loopback.
  *
  *   broker_scale [--clients N] [--procs P] [--pairs K] [--idle S]
+ *                [--inflight F]
  *
  * Forks a broker (its own process, so its CPU and memory are its own),
  * then P client processes that start N clients between them all at once
- * (ephemeral keys, -listen with '*' peers, the broker's key pinned), waits
+ * (ephemeral keys, -listen with '*' peers, the broker's key pinned), or
+ * with --inflight F at most F per process still checking in at a time, so
+ * that a slow build (sanitizers) on a busy machine goes only as fast as it
+ * can serve check-ins inside a client's first-contact timeout (5 s); waits
  * until every client has checked in or given up, lets them sit idle S
  * seconds, and finally has K of them connect to K others (an fd session
  * each: introduction, hole punching, QUIC handshake). Prints one line of
@@ -132,8 +136,15 @@ struct swarm {
   struct event_base *base;
   member *m;
   size_t n, checked_in, failed, pairs_wanted, pairs_done;
+  size_t started; /* clients created so far */
+  size_t inflight; /* at most this many still checking in; 0: no bound */
+  const char *prefix;
+  uint16_t port;
+  const char *broker_fp;
   int phase; /* 0: checking in, 1: connecting pairs */
 };
+
+#define RAMP_TICK_MS 20
 
 static void on_event(natter_client *c, const natter_event *ev, void *ud) {
   member *m = ud;
@@ -151,7 +162,8 @@ static void on_event(natter_client *c, const natter_event *ev, void *ud) {
     m->connected = 1;
     s->pairs_done++;
   }
-  if ((s->phase == 0 && s->checked_in + s->failed == s->n) ||
+  if ((s->phase == 0 && s->started == s->n &&
+       s->checked_in + s->failed == s->n) ||
       (s->phase == 1 && s->pairs_done == s->pairs_wanted)) {
     event_base_loopbreak(s->base);
   }
@@ -163,46 +175,82 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
   event_base_loopbreak(arg);
 }
 
-/* Starts |n| clients named PREFIX-I, reports "checked failed" on |out|,
- * waits for "go" on |in|, then (when |pairs|) connects client I to the
- * peer named in the same process's second half, reports "connected". */
-static int run_clients(const char *prefix, size_t n, uint16_t port,
-                       const char *broker_fp, size_t pairs, int in, int out) {
+/* Creates the next |count| clients of the swarm (at most up to n). */
+static void start_some(swarm *s, size_t count) {
   static const char *const any_peer[] = {"*", NULL};
-  swarm s = {0};
   char broker[32], name[64];
-  s.base = event_base_new();
-  s.m = calloc(n, sizeof(*s.m));
-  s.n = n;
-  if (!s.base || !s.m) {
-    return 1;
-  }
-  snprintf(broker, sizeof(broker), "127.0.0.1:%u", port);
-  for (size_t i = 0; i < n; i++) {
+  snprintf(broker, sizeof(broker), "127.0.0.1:%u", s->port);
+  for (; count > 0 && s->started < s->n; count--) {
+    size_t i = s->started++;
     natter_client_config cfg;
     natter_client_config_default(&cfg);
-    snprintf(name, sizeof(name), "%s-%zu", prefix, i);
+    snprintf(name, sizeof(name), "%s-%zu", s->prefix, i);
     cfg.name = name;
     cfg.broker = broker;
-    cfg.broker_key = broker_fp;
+    cfg.broker_key = s->broker_fp;
     cfg.identity_file = "";
     cfg.known_brokers = "";
     cfg.listen = 1;
     cfg.allow_peers = any_peer;
     cfg.log = quiet_log;
     cfg.on_event = on_event;
-    cfg.user_data = &s.m[i];
-    s.m[i].s = &s;
-    if (natter_client_new(&s.m[i].c, s.base, &cfg) != 0) {
-      s.m[i].failed = 1;
-      s.failed++;
+    cfg.user_data = &s->m[i];
+    s->m[i].s = s;
+    if (natter_client_new(&s->m[i].c, s->base, &cfg) != 0) {
+      s->m[i].failed = 1;
+      s->failed++;
     }
+  }
+}
+
+static void ramp_cb(evutil_socket_t fd, short what, void *arg) {
+  swarm *s = arg;
+  (void)fd;
+  (void)what;
+  size_t busy = s->started - s->checked_in - s->failed;
+  start_some(s, busy < s->inflight ? s->inflight - busy : 0);
+  if (s->started == s->n && s->checked_in + s->failed == s->n) {
+    event_base_loopbreak(s->base); /* the last ones failed at once */
+  }
+}
+
+/* Starts |n| clients named PREFIX-I, reports "checked failed" on |out|,
+ * waits for "go" on |in|, then (when |pairs|) connects client I to the
+ * peer named in the same process's second half, reports "connected". */
+static int run_clients(const char *prefix, size_t n, uint16_t port,
+                       const char *broker_fp, size_t pairs, size_t inflight,
+                       int in, int out) {
+  swarm s = {0};
+  char name[64];
+  struct event *ramp = NULL;
+  s.base = event_base_new();
+  s.m = calloc(n, sizeof(*s.m));
+  s.n = n;
+  s.prefix = prefix;
+  s.port = port;
+  s.broker_fp = broker_fp;
+  if (!s.base || !s.m) {
+    return 1;
+  }
+  if (inflight > 0) {
+    s.inflight = inflight;
+    ramp = event_new(s.base, -1, EV_PERSIST, ramp_cb, &s);
+    struct timeval tick = {0, RAMP_TICK_MS * 1000};
+    if (!ramp || event_add(ramp, &tick) != 0) {
+      return 1;
+    }
+    start_some(&s, inflight);
+  } else {
+    start_some(&s, n);
   }
   struct event *deadline = evtimer_new(s.base, deadline_cb, s.base);
   struct timeval tv = {DEADLINE_S, 0};
   evtimer_add(deadline, &tv);
-  if (s.checked_in + s.failed < s.n) {
+  if (s.started < s.n || s.checked_in + s.failed < s.n) {
     event_base_dispatch(s.base);
+  }
+  if (ramp) {
+    event_free(ramp);
   }
   dprintf(out, "%zu %zu\n", s.checked_in, s.failed);
   /* Idle: keep serving (keepalives) until told to go on. */
@@ -210,7 +258,11 @@ static int run_clients(const char *prefix, size_t n, uint16_t port,
   event_add(go, NULL);
   event_base_dispatch(s.base);
   event_free(go);
-  if (pairs > 0 && pairs <= n / 2) {
+  /* A client that gave up cannot be a pair's end: say so now rather than
+   * wait for the deadline. */
+  if (pairs > 0 && pairs <= n / 2 && s.failed > 0) {
+    dprintf(out, "0\n");
+  } else if (pairs > 0 && pairs <= n / 2) {
     s.phase = 1;
     s.pairs_wanted = pairs;
     for (size_t i = 0; i < pairs; i++) {
@@ -237,7 +289,7 @@ static int run_clients(const char *prefix, size_t n, uint16_t port,
     event_base_dispatch(s.base);
     dprintf(out, "%zu\n", s.pairs_done);
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < s.started; i++) {
     natter_client_free(s.m[i].c);
   }
   event_free(deadline);
@@ -270,6 +322,7 @@ static int read_line(int fd, char *buf, size_t len, double deadline) {
 int main(int argc, char **argv) {
   size_t clients = 1000, procs = 0, pairs = 20;
   unsigned idle_s = 5;
+  size_t inflight = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--clients") == 0) {
       clients = strtoul(argv[i + 1], NULL, 10);
@@ -279,9 +332,11 @@ int main(int argc, char **argv) {
       pairs = strtoul(argv[i + 1], NULL, 10);
     } else if (strcmp(argv[i], "--idle") == 0) {
       idle_s = (unsigned)strtoul(argv[i + 1], NULL, 10);
+    } else if (strcmp(argv[i], "--inflight") == 0) {
+      inflight = strtoul(argv[i + 1], NULL, 10);
     } else {
       fprintf(stderr, "usage: broker_scale [--clients N] [--procs P] "
-                      "[--pairs K] [--idle S]\n");
+                      "[--pairs K] [--idle S] [--inflight F]\n");
       return 2;
     }
   }
@@ -338,7 +393,7 @@ int main(int argc, char **argv) {
       close(down[1]);
       snprintf(prefix, sizeof(prefix), "c%zu", p);
       _exit(run_clients(prefix, n, (uint16_t)port, fp, p == 0 ? pairs : 0,
-                        down[0], up[1]));
+                        inflight, down[0], up[1]));
     }
     close(up[1]);
     close(down[0]);

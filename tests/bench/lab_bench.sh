@@ -6,17 +6,21 @@
 #           203.0.113.2:5201 to bob's iperf3 (DNAT),
 #   natter  through alice's forward -> bob (hole-punched QUIC through the
 #           same two NATs) -> bob's iperf3 on his loopback,
-# ROUNDS interleaved rounds of SECS seconds each, medians, with natter's
-# CPU seconds per GB (alice, bob). Then the same with random loss of every
+# ROUNDS interleaved rounds of SECS seconds each, medians and every round,
+# with natter's CPU seconds per GB (alice, bob). Then the same with random loss of every
 # packet (TCP and UDP alike) at each router, in both directions: LOSSES
 # (default 0.001 0.01 0.03). natter is compared with raw TCP under the same
-# loss (natter/x). The QUIC connection and the routers stay up across rows.
+# loss (natter/x), round by round: a round is flagged below 0.4x raw TCP
+# without loss and below 1.0x at 1% loss. The QUIC connection and the
+# routers stay up across rows.
 #
 # Usage (root): tests/bench/lab_bench.sh
-#   ROUNDS=3 SECS=4 LOSSES="0.001 0.01 0.03"  QUICK=1: ROUNDS=1 SECS=2
+#   ROUNDS=3 SECS=4 LOSSES="0.001 0.01 0.03"  QUICK=1: SECS=2
+#   (ROUNDS at least 3)
 #   NATTER=build/natter
-# Exit status: 0 unless the lab or natter could not be set up; the numbers
-# never fail it (integrity is checked by tests/nat and bench.sh). Everything
+# Exit status: 1 when the lab or natter could not be set up, else 3 when a
+# round was flagged, else 0 (integrity is checked by tests/nat and
+# bench.sh). Everything
 # is torn down on exit (namespaces, processes).
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -33,12 +37,13 @@ _lab_install_traps
 TEST_NAME=lab_bench
 
 if [[ -n ${QUICK:-} ]]; then
-  : "${ROUNDS:=1}" "${SECS:=2}"
+  : "${SECS:=2}"
 fi
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-4}
 LOSSES=${LOSSES:-0.001 0.01 0.03}
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || fail "ROUNDS must be a positive integer"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] && ((ROUNDS >= 3)) ||
+  fail "ROUNDS must be an integer of at least 3"
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || fail "SECS must be a positive integer"
 command -v iperf3 >/dev/null || fail "iperf3 is not installed"
 
@@ -96,4 +101,13 @@ for t in "${TAGS[@]}"; do
     title="loss ${t#loss} of every packet at each router, each direction (TCP and UDP)"
   fi
   REF=raw bench_table "$t" "$title" raw natter
+  case $t in
+  loss0) bench_rounds "$t" raw 0.4 ;;
+  loss0.01) bench_rounds "$t" raw 1.0 ;;
+  *) bench_rounds "$t" raw - ;;
+  esac
 done
+if ((BENCH_FLAGGED > 0)); then
+  printf '\nREGRESSION: %s round(s) below their bound (above)\n' "$BENCH_FLAGGED" >&2
+  exit 3
+fi

@@ -84,6 +84,9 @@ bench_run() {
   if ((rc != 0)) || [[ -z $got || -z $bps ]]; then
     note "  $tag $path: FAILED (status $rc): $(jq -r '.error // empty' <<<"$out" 2>/dev/null | head -1)"
     R_GBPS[$key]+="fail "
+    # Keep the CPU columns aligned with the runs (bench_rounds).
+    R_LABELS[$key]="${labels[*]}"
+    for item in "${labels[@]}"; do R_CPU[$key,$item]+="n/a "; done
     return 0
   fi
   local g
@@ -132,6 +135,8 @@ bench_cpu_total() {
     local s=0 c
     for c in "${cols[@]}"; do
       read -ra vals <<<"$c"
+      [[ ${vals[i]:-} =~ ^[0-9.]+$ ]] || s=n/a # a failed run
+      [[ $s == n/a ]] && break
       s=$(awk -v a="$s" -v b="${vals[i]}" 'BEGIN { print a + b }')
     done
     sums+="$s "
@@ -177,6 +182,79 @@ bench_table() {
     printf '  natter CPU per GB / %s CPU per GB: %s\n' "$ref" \
       "$(bench_ratio "$(bench_cpu_total "$tag" natter)" "$(bench_cpu_total "$tag" "$ref")")"
   fi
+}
+
+# bench_run_cpu TAG PATH I: the summed CPU s/GB of run I (1-based) of PATH
+# over its labels, or n/a.
+bench_run_cpu() {
+  local key="$1,$2" l s=0 v
+  local -a vals
+  [[ -n ${R_LABELS[$key]:-} ]] || {
+    echo n/a
+    return
+  }
+  for l in ${R_LABELS[$key]}; do
+    read -ra vals <<<"${R_CPU[$key,$l]}"
+    v=${vals[$(($3 - 1))]:-}
+    [[ $v =~ ^[0-9.]+$ ]] || {
+      echo n/a
+      return
+    }
+    s=$(awk -v a="$s" -v b="$v" 'BEGIN { print a + b }')
+  done
+  echo "$s"
+}
+
+# bench_rounds TAG REF MIN_RATIO [MAX_CPU_RATIO]: natter against REF round
+# by round (MIN_RATIO - : shown, never flagged) (rounds are interleaved, so round I of each ran under the same
+# conditions): Gbit/s and summed CPU s/GB of both, and their ratios. A
+# round where natter moved less than MIN_RATIO times REF, or (when given)
+# spent more than MAX_CPU_RATIO times REF's CPU per GB, is flagged; a
+# failed natter run is flagged too. Every round is shown, not only the
+# median: a slow mode that half the runs fall into hides behind a median.
+# Adds the flagged rounds to BENCH_FLAGGED.
+BENCH_FLAGGED=0
+bench_rounds() {
+  local tag=$1 ref=$2 min=$3 maxcpu=${4:-} i g r gr c rc cr why
+  local -a nat refs
+  read -ra nat <<<"${R_GBPS[$tag,natter]:-}"
+  read -ra refs <<<"${R_GBPS[$tag,$ref]:-}"
+  ((${#nat[@]})) || return 0
+  if [[ $min == - ]]; then
+    printf '  per round, natter against %s (no bound for this row):\n' "$ref"
+  else
+    printf '  per round, natter against %s (flagged: below %sx its Gbit/s%s):\n' \
+      "$ref" "$min" "${maxcpu:+, or above ${maxcpu}x its CPU per GB}"
+  fi
+  printf '    %-5s %8s %8s %6s  %9s %9s %6s\n' round natter "$ref" ratio \
+    "CPU natter" "CPU $ref" ratio
+  local n=${#nat[@]} ok=0 rounds=0
+  for ((i = 0; i < n; i++)); do
+    g=${nat[i]} r=${refs[i]:-n/a}
+    gr=n/a cr=n/a why=""
+    [[ $g =~ ^[0-9.]+$ && $r =~ ^[0-9.]+$ ]] && gr=$(bench_ratio "$g" "$r")
+    c=$(bench_run_cpu "$tag" natter $((i + 1)))
+    rc=$(bench_run_cpu "$tag" "$ref" $((i + 1)))
+    [[ $c != n/a && $rc != n/a ]] && cr=$(bench_ratio "$c" "$rc")
+    if [[ $g == fail ]]; then
+      why="natter run failed"
+    elif [[ $min != - && $gr != n/a ]] && awk -v a="$gr" -v m="$min" 'BEGIN { exit !(a < m) }'; then
+      why="throughput"
+    fi
+    if [[ -n $maxcpu && $cr != n/a ]] &&
+      awk -v a="$cr" -v m="$maxcpu" 'BEGIN { exit !(a > m) }'; then
+      why+="${why:+, }CPU per GB"
+    fi
+    rounds=$((rounds + 1))
+    if [[ -n $why ]]; then
+      BENCH_FLAGGED=$((BENCH_FLAGGED + 1))
+    else
+      ok=$((ok + 1))
+    fi
+    printf '    %-5s %8s %8s %6s  %9s %9s %6s  %s\n' $((i + 1)) "$g" "$r" \
+      "$gr" "$c" "$rc" "$cr" "${why:+FLAGGED ($why)}"
+  done
+  printf '    %d of %d rounds within the bounds\n' "$ok" "$rounds"
 }
 
 # bench_latency ECHO_PORT BULK_PORT COUNT: prints "first F p50 M p99 P max
