@@ -1,9 +1,10 @@
-/* Socket addresses (src/base/addr.c): "host:port" parsing, printing, comparing,
- * raw IP bytes and loopback detection. Only numeric hosts are parsed here,
- * so the test needs no resolver. */
+/* Socket addresses (src/base/addr.c): "host:port" parsing, printing,
+ * comparing, raw IP bytes, loopback and own-address detection. Only numeric
+ * hosts are parsed here, so the test needs no resolver. */
 #include "base/addr.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -210,6 +211,59 @@ static void test_loopback(void) {
   CHECK(nt_addr_is_loopback((struct sockaddr *)&un) == 0);
 }
 
+/* 1 when an interface of this host has |sa|'s IP address. */
+static int listed(const struct sockaddr *sa) {
+  struct ifaddrs *all;
+  int found = 0;
+  if (getifaddrs(&all) != 0) {
+    return -1;
+  }
+  for (struct ifaddrs *i = all; i; i = i->ifa_next) {
+    found |= i->ifa_addr && i->ifa_addr->sa_family == sa->sa_family &&
+             nt_addr_same_host(i->ifa_addr, sa);
+  }
+  freeifaddrs(all);
+  return found;
+}
+
+/* This host's own addresses: loopback, and every interface address (with
+ * any port), but not an address no interface has. */
+static void test_own(void) {
+  struct ifaddrs *all;
+  nt_addr a;
+  char err[256], text[64];
+  size_t checked = 0;
+
+  CHECK(nt_addr_parse(&a, "127.0.0.9:7", NULL, err, sizeof(err)) == 0);
+  CHECK(nt_addr_is_own((struct sockaddr *)&a.ss) == 1);
+  CHECK(nt_addr_parse(&a, "[::1]:7", NULL, err, sizeof(err)) == 0);
+  CHECK(nt_addr_is_own((struct sockaddr *)&a.ss) == 1);
+  CHECK(getifaddrs(&all) == 0);
+  for (struct ifaddrs *i = all; i; i = i->ifa_next) {
+    if (i->ifa_addr && (i->ifa_addr->sa_family == AF_INET ||
+                        i->ifa_addr->sa_family == AF_INET6)) {
+      struct sockaddr_storage ss;
+      memcpy(&ss, i->ifa_addr,
+             i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                               : sizeof(struct sockaddr_in6));
+      nt_addr_set_port((struct sockaddr *)&ss, 4433);
+      CHECK(nt_addr_is_own((struct sockaddr *)&ss) == 1);
+      checked++;
+    }
+  }
+  freeifaddrs(all);
+  CHECK(checked >= 1); /* at least loopback */
+  /* The first TEST-NET-2 address this host does not have. */
+  for (int host = 1; host < 255; host++) {
+    snprintf(text, sizeof(text), "198.51.100.%d:7", host);
+    CHECK(nt_addr_parse(&a, text, NULL, err, sizeof(err)) == 0);
+    if (listed((struct sockaddr *)&a.ss) == 0) {
+      CHECK(nt_addr_is_own((struct sockaddr *)&a.ss) == 0);
+      break;
+    }
+  }
+}
+
 static nt_addr parsed(const char *text) {
   nt_addr a;
   char err[256];
@@ -258,6 +312,7 @@ nt_test_case cases[] = {
     {"equal_and_port", test_equal_and_port},
     {"raw", test_raw},
     {"loopback", test_loopback},
+    {"own", test_own},
     {NULL, NULL},
 };
 

@@ -1,10 +1,11 @@
 #include "base/addr.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netdb.h>
-#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "natter.h"
@@ -46,8 +47,8 @@ int nt_addr_parse(nt_addr *addr, const char *text, const char *any_host,
   }
   char *end;
   long p = strtol(port, &end, 10);
-  if (*port == '\0' || *end != '\0' || p < 0 || p > 65535 ||
-      port[0] == '+' || port[0] == '-') {
+  if (*port == '\0' || *end != '\0' || p < 0 || p > 65535 || port[0] == '+' ||
+      port[0] == '-') {
     snprintf(err, errlen, "bad address \"%s\": port must be 0..65535", text);
     return NATTER_ERR_INVALID;
   }
@@ -175,6 +176,24 @@ int nt_addr_is_loopback(const struct sockaddr *sa) {
     return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
   }
   return 0;
+}
+
+int nt_addr_is_own(const struct sockaddr *sa) {
+  struct ifaddrs *all, *ifa;
+  int own = 0;
+
+  if (nt_addr_is_loopback(sa)) {
+    return 1;
+  }
+  if (getifaddrs(&all) != 0) {
+    return 0;
+  }
+  for (ifa = all; ifa && !own; ifa = ifa->ifa_next) {
+    own = ifa->ifa_addr && ifa->ifa_addr->sa_family == sa->sa_family &&
+          nt_addr_same_host(ifa->ifa_addr, sa);
+  }
+  freeifaddrs(all);
+  return own;
 }
 
 void nt_addr_unmap(struct sockaddr_storage *ss, socklen_t *len) {

@@ -37,6 +37,11 @@ int nt_addr_from_raw(nt_addr *addr, const uint8_t *ip, size_t iplen,
 const uint8_t *nt_addr_raw(const struct sockaddr *sa, size_t *iplen);
 
 int nt_addr_is_loopback(const struct sockaddr *sa);
+/* 1 when |sa|'s IP address is this host's own (loopback, or an address
+ * of one of its interfaces in this network namespace): packets to it never
+ * leave the host, whatever its interfaces' MTU. Asks the kernel each time
+ * (getifaddrs), so not for a per-packet path. */
+int nt_addr_is_own(const struct sockaddr *sa);
 
 /* A dual-stack socket (AF_INET6, IPV6_V6ONLY off) reports IPv4 peers as
  * v4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). Sockets

@@ -965,7 +965,9 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
     conn->relay_on = 1;
     memcpy(conn->relay_token, ep->new_relay_token, NT_RELAY_TOKEN_LEN);
     settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD - NT_RELAY_HDR_LEN;
-  } else if (nt_addr_is_loopback(remote) && !ep->cfg.small_packets) {
+  } else if (!ep->cfg.small_packets && nt_addr_is_own(remote)) {
+    /* On this host (loopback, or one of its own addresses that a LAN
+     * candidate named): no link MTU on the way. */
     settings.max_tx_udp_payload_size = NT_LOOPBACK_UDP_PAYLOAD;
     settings.no_tx_udp_payload_size_shaping = 1;
     settings.no_pmtud = 1;
