@@ -12,8 +12,10 @@
  * 1 loopback candidates, bits 2-3 how listeners answer AdmissionQuery by
  * themselves after each operation: 0 they admit, 1 they do not answer
  * (only operation 7 does), 2 they refuse, 3 odd query ids are admitted,
- * even ones refused. Then a program; each operation starts with a byte
- * OP and a slot S:
+ * even ones refused; bit 4 each address and key may bind 2 new names
+ * (else any number: the budget would be spent by earlier inputs, and
+ * nothing would check in). Then a program; each operation starts with a
+ * byte OP and a slot S:
  *
  *   0 S K      client S connects (key K % NKEYS: two slots may be one
  *              client's old and new connection) and opens its control
@@ -224,6 +226,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     b->token_len = 0;
   }
   b->loopback = (flags >> 1) & 1;
+  /* A fresh new-names budget (the broker outlives the inputs). */
+  static const uint8_t seed[NT_HASHMAP_SEED_LEN];
+  unsigned per_hour = (flags & 0x10) ? 2 : 0;
+  nt_budget_clear(&b->new_names_by_source);
+  nt_budget_clear(&b->new_names_by_key);
+  nt_budget_init(&b->new_names_by_source, seed, per_hour, per_hour,
+                 BROKER_NEW_NAMES_TRACKED);
+  nt_budget_init(&b->new_names_by_key, seed, per_hour, per_hour,
+                 BROKER_NEW_NAMES_TRACKED);
+  b->new_names_per_hour = per_hour;
   memset(slots, 0, sizeof(slots));
 
   while (pos + 2 <= size) {
@@ -270,8 +282,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       nt_check_in *in = &msg.u.check_in;
       msg.type = NT_CONTROL_CHECK_IN;
       /* An older client's version, or ours. */
-      in->protocol_version =
-          (f & 0x80) ? NT_CONTROL_PROTOCOL_VERSION - 1 : NT_CONTROL_PROTOCOL_VERSION;
+      in->protocol_version = (f & 0x80) ? NT_CONTROL_PROTOCOL_VERSION - 1
+                                        : NT_CONTROL_PROTOCOL_VERSION;
       snprintf(in->name, sizeof(in->name), "%s", names[a % NNAMES]);
       in->listen = f & 1;
       in->no_relay = (f >> 1) & 1;
