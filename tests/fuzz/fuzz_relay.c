@@ -25,13 +25,14 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/relay.h"
 #include "quic/endpoint.h"
 
-#define MAX_SIDES 64
+#define MAX_SIDES 80 /* past NT_RELAY_MAX_PER_ADDRESS channels */
 #define NCLIENTS 6
 #define NKEYS 3
 
@@ -40,6 +41,9 @@ static void sink(natter_log_level level, const char *line, void *ud) {
   (void)ud;
   if (strlen(line) > 4096) {
     abort(); /* a log line stays a line */
+  }
+  if (getenv("FUZZ_VERBOSE")) {
+    fprintf(stderr, "relay: %s\n", line);
   }
 }
 
