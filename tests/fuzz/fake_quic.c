@@ -30,6 +30,7 @@ struct fake_conn {
   uint64_t magic;
   int server;
   struct sockaddr_storage remote;
+  struct sockaddr_storage validated; /* where the peer was proved to be */
   uint8_t fp[NT_FINGERPRINT_LEN];
   int has_fp;
   const nt_conn_callbacks *cbs;
@@ -79,6 +80,7 @@ fake_conn *fake_conn_new(int server, const struct sockaddr *remote,
   memcpy(&fc->remote, remote,
          remote->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                        : sizeof(struct sockaddr_in));
+  fc->validated = fc->remote;
   if (fp) {
     memcpy(fc->fp, fp, sizeof(fc->fp));
     fc->has_fp = 1;
@@ -210,7 +212,7 @@ int fake_conn_peer_reset(fake_conn *fc, int64_t id, uint64_t code) {
   return 0;
 }
 
-int fake_conn_peer_move(fake_conn *fc, const struct sockaddr *remote) {
+int fake_conn_peer_spoof(fake_conn *fc, const struct sockaddr *remote) {
   if (fc->closing) {
     return -1;
   }
@@ -218,6 +220,14 @@ int fake_conn_peer_move(fake_conn *fc, const struct sockaddr *remote) {
   memcpy(&fc->remote, remote,
          remote->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                        : sizeof(struct sockaddr_in));
+  return 0;
+}
+
+int fake_conn_peer_move(fake_conn *fc, const struct sockaddr *remote) {
+  if (fake_conn_peer_spoof(fc, remote) != 0) {
+    return -1;
+  }
+  fc->validated = fc->remote; /* path validation succeeded */
   if (fc->cbs && fc->cbs->moved) {
     fc->cbs->moved((nt_conn *)fc, fc->ud);
   }
@@ -324,6 +334,10 @@ fake_conn *fake_quic_last_connect(void) {
 
 void __real_nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
 const struct sockaddr *__real_nt_conn_remote_addr(const nt_conn *conn);
+const struct sockaddr *__real_nt_conn_validated_addr(const nt_conn *conn);
+uint64_t __real_nt_conn_last_rx_ns(const nt_conn *conn);
+void __real_nt_conn_get_path_stats(const nt_conn *conn,
+                                   nt_conn_path_stats *out);
 const uint8_t *__real_nt_conn_peer_fingerprint(const nt_conn *conn);
 int __real_nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
 int __real_nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream);
@@ -343,6 +357,10 @@ int __real_nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
 
 void __wrap_nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
 const struct sockaddr *__wrap_nt_conn_remote_addr(const nt_conn *conn);
+const struct sockaddr *__wrap_nt_conn_validated_addr(const nt_conn *conn);
+uint64_t __wrap_nt_conn_last_rx_ns(const nt_conn *conn);
+void __wrap_nt_conn_get_path_stats(const nt_conn *conn,
+                                   nt_conn_path_stats *out);
 const uint8_t *__wrap_nt_conn_peer_fingerprint(const nt_conn *conn);
 int __wrap_nt_conn_open_stream(nt_conn *conn, nt_stream **pstream);
 int __wrap_nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream);
@@ -377,6 +395,27 @@ const struct sockaddr *__wrap_nt_conn_remote_addr(const nt_conn *conn) {
   fake_conn *fc = as_fake_conn(conn);
   return fc ? (const struct sockaddr *)&fc->remote
             : __real_nt_conn_remote_addr(conn);
+}
+
+const struct sockaddr *__wrap_nt_conn_validated_addr(const nt_conn *conn) {
+  fake_conn *fc = as_fake_conn(conn);
+  return fc ? (const struct sockaddr *)&fc->validated
+            : __real_nt_conn_validated_addr(conn);
+}
+
+uint64_t __wrap_nt_conn_last_rx_ns(const nt_conn *conn) {
+  fake_conn *fc = as_fake_conn(conn);
+  return fc ? 1 : __real_nt_conn_last_rx_ns(conn);
+}
+
+void __wrap_nt_conn_get_path_stats(const nt_conn *conn,
+                                   nt_conn_path_stats *out) {
+  fake_conn *fc = as_fake_conn(conn);
+  if (!fc) {
+    __real_nt_conn_get_path_stats(conn, out);
+    return;
+  }
+  memset(out, 0, sizeof(*out));
 }
 
 const uint8_t *__wrap_nt_conn_peer_fingerprint(const nt_conn *conn) {

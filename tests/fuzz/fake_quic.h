@@ -36,8 +36,12 @@ int fake_conn_peer_open(fake_conn *fc, int uni, int64_t *id);
 int fake_conn_peer_send(fake_conn *fc, int64_t id, const uint8_t *data,
                         size_t len, int fin);
 int fake_conn_peer_reset(fake_conn *fc, int64_t id, uint64_t code);
-/* The peer's address changes to |remote|. */
+/* The peer's address changes to |remote| and the new path is validated
+ * (nt_conn_validated_addr follows; the moved callback runs). */
 int fake_conn_peer_move(fake_conn *fc, const struct sockaddr *remote);
+/* Packets come from |remote| (nt_conn_remote_addr), never validated
+ * there: a rebinding not yet confirmed, or a copy sent by someone else. */
+int fake_conn_peer_spoof(fake_conn *fc, const struct sockaddr *remote);
 /* The peer closes (CONNECTION_CLOSE with |code|): callbacks run now. */
 void fake_conn_peer_close(fake_conn *fc, uint64_t code);
 /* Streams of |fc| (in opening order), for picking one from fuzz bytes;

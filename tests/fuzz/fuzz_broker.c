@@ -1,11 +1,21 @@
 /* libFuzzer target: the broker's control-message state machine
  * (src/broker/client_session.c) as up to NSLOTS authenticated clients
- * drive it: check-ins (open or with the token), connect requests, checks
- * and their reports, NAT reports, raw bytes and broken framing, second
- * streams, moves, FIN, resets and closes, in any order and interleaved.
+ * drive it: check-ins (open or with the token), connect requests, the
+ * admission queries they become and the listeners' answers (or none, two,
+ * answers to no question, resets of their rules), introductions, relay
+ * channels, checks and their reports, NAT reports, raw bytes and broken
+ * framing, second streams, moves (validated or not), FIN, resets and
+ * closes, in any order and interleaved.
  * The broker is a real one (natter_broker_new, in-memory registry,
  * relay); its clients' QUIC connections are tests/fuzz/fake_quic.c. The
- * input is a program; each operation starts with a byte OP and a slot S:
+ * input starts with a byte of flags: bit 0 a closed broker (a token), bit
+ * 1 loopback candidates, bits 2-3 how listeners answer AdmissionQuery by
+ * themselves after each operation: 0 they admit, 1 they do not answer
+ * (only operation 7 does), 2 they refuse, 3 odd query ids are admitted,
+ * even ones refused; bit 4 each address and key may bind 2 new names
+ * (else any number: the budget would be spent by earlier inputs, and
+ * nothing would check in). Then a program; each operation starts with a
+ * byte OP and a slot S:
  *
  *   0 S K      client S connects (key K % NKEYS: two slots may be one
  *              client's old and new connection) and opens its control
@@ -21,13 +31,19 @@
  *   4 S B      a CheckReport on the latest check introduction S heard
  *              (or a made-up nonce), outcome from B
  *   5 S B      a NatReport
- *   6 S B      S's connection: another stream, a move, FIN, a reset of
- *              the control stream, a close, as B says
+ *   6 S B      S's connection: another stream, a move (with bit 7 of
+ *              B: packets from elsewhere, never validated), FIN, a reset
+ *              of the control stream, a close, as B says
+ *   7 S B      S answers the latest AdmissionQuery it heard, as B % 6
+ *              says: admits, refuses, admits twice, answers a query id
+ *              no one asked (or 0), sends AdmissionReset, or answers the
+ *              latest query another slot heard
  *
  * After every operation the event loop runs what is due (the registry
  * answers from it). Checked: no crash, leak or undefined behaviour;
  * everything the broker writes on a control stream is a frame that
- * decodes; when every client has left, the broker counts none. */
+ * decodes; when every client has left, the broker counts none and
+ * awaits no admission answer. */
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -46,7 +62,11 @@
 
 typedef struct slot {
   fake_conn *fc;
-  int64_t ctl; /* control stream id */
+  int64_t ctl;         /* control stream id */
+  size_t scanned;      /* bytes of what the broker wrote already scanned */
+  uint32_t last_query; /* the latest AdmissionQuery's id; 0: none */
+  uint32_t fresh[4];   /* queries heard since the last auto answer */
+  size_t nfresh;
 } slot;
 
 static struct event_base *base;
@@ -117,7 +137,8 @@ static void send_msg(slot *s, const nt_control *msg) {
 }
 
 /* Every frame the broker wrote to |s| decodes; *nonce gets the latest
- * check introduction's nonce (returns 1 when there is one). */
+ * check introduction's nonce (returns 1 when there is one). Admission
+ * queries not seen before are noted in |s|. */
 static int scan_written(slot *s, uint8_t *nonce) {
   static nt_control msg;
   size_t len, off = 0, hdr, body;
@@ -136,9 +157,48 @@ static int scan_written(slot *s, uint8_t *nonce) {
       memcpy(nonce, msg.u.introduction.nonce, NT_PUNCH_NONCE_LEN);
       found = 1;
     }
+    if (msg.type == NT_CONTROL_ADMISSION_QUERY && off >= s->scanned) {
+      if (msg.u.admission_query.query_id == 0) {
+        abort(); /* the decoder refuses it; the broker never sends it */
+      }
+      s->last_query = msg.u.admission_query.query_id;
+      if (s->nfresh < sizeof(s->fresh) / sizeof(s->fresh[0])) {
+        s->fresh[s->nfresh++] = s->last_query;
+      }
+    }
     off += hdr + body;
   }
+  if (w && off > s->scanned) {
+    s->scanned = off;
+  }
   return found;
+}
+
+static void send_answer(slot *s, uint32_t query_id, int admitted) {
+  static nt_control msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.type = NT_CONTROL_ADMISSION_ANSWER;
+  msg.u.admission_answer.query_id = query_id;
+  msg.u.admission_answer.admitted = admitted;
+  send_msg(s, &msg);
+}
+
+/* The listeners answer the queries they heard as |policy| says (the
+ * input's flags, bits 2-3); returns how many answers were sent. */
+static size_t auto_answer(slot *slots, unsigned policy) {
+  size_t sent = 0;
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  for (size_t i = 0; i < NSLOTS; i++) {
+    slot *s = &slots[i];
+    scan_written(s, nonce);
+    for (size_t j = 0; j < s->nfresh && policy != 1 && alive(s); j++) {
+      int admit = policy == 0 || (policy == 3 && (s->fresh[j] & 1));
+      send_answer(s, s->fresh[j], admit);
+      sent++;
+    }
+    s->nfresh = 0;
+  }
+  return sent;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -156,6 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   natter_broker *b = broker;
   uint8_t flags = data[pos++];
+  unsigned policy = (flags >> 2) & 3;
   /* Open or closed (a token), loopback candidates or not. */
   if (flags & 1) {
     snprintf(b->token, sizeof(b->token), "%s", TOKEN);
@@ -165,10 +226,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     b->token_len = 0;
   }
   b->loopback = (flags >> 1) & 1;
+  /* A fresh new-names budget (the broker outlives the inputs). */
+  static const uint8_t seed[NT_HASHMAP_SEED_LEN];
+  unsigned per_hour = (flags & 0x10) ? 2 : 0;
+  nt_budget_clear(&b->new_names_by_source);
+  nt_budget_clear(&b->new_names_by_key);
+  nt_budget_init(&b->new_names_by_source, seed, per_hour, per_hour,
+                 BROKER_NEW_NAMES_TRACKED);
+  nt_budget_init(&b->new_names_by_key, seed, per_hour, per_hour,
+                 BROKER_NEW_NAMES_TRACKED);
+  b->new_names_per_hour = per_hour;
   memset(slots, 0, sizeof(slots));
 
   while (pos + 2 <= size) {
-    uint8_t op = data[pos++] % 7;
+    uint8_t op = data[pos++] % 8;
     slot *s = &slots[data[pos] % NSLOTS];
     unsigned si = data[pos++] % NSLOTS;
     uint8_t a = pos < size ? data[pos] : 0;
@@ -196,6 +267,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       }
       fake_conn_established(s->fc);
       fake_conn_peer_open(s->fc, 0, &s->ctl);
+      s->scanned = 0;
+      s->last_query = 0;
+      s->nfresh = 0;
     } else if (op == 1) {
       size_t n = pos < size ? data[pos++] : 0;
       n = n < size - pos ? n : size - pos;
@@ -207,7 +281,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       pos += 2;
       nt_check_in *in = &msg.u.check_in;
       msg.type = NT_CONTROL_CHECK_IN;
-      in->protocol_version = (f & 0x80) ? 2 : NT_CONTROL_PROTOCOL_VERSION;
+      /* An older client's version, or ours. */
+      in->protocol_version = (f & 0x80) ? NT_CONTROL_PROTOCOL_VERSION - 1
+                                        : NT_CONTROL_PROTOCOL_VERSION;
       snprintf(in->name, sizeof(in->name), "%s", names[a % NNAMES]);
       in->listen = f & 1;
       in->no_relay = (f >> 1) & 1;
@@ -268,6 +344,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 : sizeof(struct sockaddr_in);
       }
       send_msg(s, &msg);
+    } else if (op == 7) {
+      pos++;
+      uint8_t nonce[NT_PUNCH_NONCE_LEN];
+      scan_written(s, nonce);
+      s->nfresh = 0; /* answered here, not by auto_answer */
+      switch (a % 6) {
+      case 0:
+      case 1:
+        send_answer(s, s->last_query, a % 6 == 0);
+        break;
+      case 2:
+        send_answer(s, s->last_query, 1);
+        send_answer(s, s->last_query, (a >> 3) & 1);
+        break;
+      case 3:
+        send_answer(s, (a & 8) ? 0 : s->last_query + 1 + (a >> 4), a & 1);
+        break;
+      case 4:
+        msg.type = NT_CONTROL_ADMISSION_RESET;
+        send_msg(s, &msg);
+        break;
+      default:
+        scan_written(&slots[(si + 1 + (a >> 4)) % NSLOTS], nonce);
+        send_answer(s, slots[(si + 1 + (a >> 4)) % NSLOTS].last_query, 1);
+        break;
+      }
     } else {
       pos++;
       if (!alive(s)) {
@@ -280,8 +382,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fake_conn_peer_open(s->fc, a & 8, &id);
         break;
       case 1:
-        client_addr(si + NSLOTS * (1 + (a >> 4)), &to);
-        fake_conn_peer_move(s->fc, (struct sockaddr *)&to);
+        client_addr(si + NSLOTS * (1 + ((a >> 4) & 7)), &to);
+        if (a & 0x80) {
+          fake_conn_peer_spoof(s->fc, (struct sockaddr *)&to);
+        } else {
+          fake_conn_peer_move(s->fc, (struct sockaddr *)&to);
+        }
         break;
       case 2:
         fake_conn_peer_send(s->fc, s->ctl, NULL, 0, 1);
@@ -298,15 +404,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     run_loop();
-    uint8_t nonce[NT_PUNCH_NONCE_LEN];
-    for (size_t i = 0; i < NSLOTS; i++) {
-      scan_written(&slots[i], nonce);
+    /* Answers bring introductions, which may bring more queries (at
+     * most a few rounds). */
+    for (int round = 0; round < 4 && auto_answer(slots, policy); round++) {
+      run_loop();
     }
   }
   fake_quic_close_all();
   run_loop();
   if (b->nclients != 0 || b->npending != 0 || b->checked_in.count != 0) {
     abort(); /* every client that left is forgotten */
+  }
+  for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
+    if (b->admission.queries[i].query_id) {
+      abort(); /* no answer is awaited from a listener that left */
+    }
   }
   /* Names bound in this input are forgotten: a fresh registry, unless
    * the broker's own upkeep has a request in flight. */

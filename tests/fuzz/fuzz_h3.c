@@ -6,7 +6,11 @@
  * first stream on. The input is a program:
  *
  *   byte 0   bit 0: we are the client (a fetch), else the server;
- *            bit 1: the peer shows no certificate
+ *            bit 1: the peer shows no certificate; bits 2-3: the
+ *            server's reader comes from address (bits 2-3) of NADDRS
+ *            (six IPv4 addresses, two of one IPv6 /64) with key
+ *            (bits 4-5) of NKEYS (another's, the server's own, an
+ *            -admin key, another's)
  *   then operations:
  *     0        the peer opens a bidirectional stream (a request)
  *     1        the peer opens a unidirectional stream (control, QPACK)
@@ -14,10 +18,16 @@
  *              fetch our request stream); 3 the same with FIN
  *     4 I C    the peer resets stream I
  *     5        the peer closes the connection (the end)
+ *     6 A K    (server) another reader comes from address A with key K
+ *              (K % 5 == 4: none), its handshake done unless bit 7 of K
+ *              (NT_H3_MAX_* limits: handshakes, readers, per address,
+ *              privileged slots)
+ *     7 I      (server) other reader I's handshake ends, or it leaves
  *
  * Checked: no crash, leak or undefined behaviour; the page renderer gets
  * a bounded path and accept header; a fetch reports exactly once, with
- * at most NT_H3_MAX_BODY bytes. */
+ * at most NT_H3_MAX_BODY bytes; each input's readers leave with it (the
+ * next input's first reader is admitted again). */
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -29,12 +39,40 @@
 #include "status/h3.h"
 
 #define MAX_IDS 64
+#define MAX_OTHERS 24 /* with the one the input drives: within MAX_CONNS */
+#define NADDRS 8
+#define NKEYS 4
+
+static const uint8_t keys[NKEYS][NT_FINGERPRINT_LEN] = {
+    {1, 2, 3}, {0x5e, 0x1f}, {0xad, 0x11}, {4, 5, 6}};
+
+static void reader_addr(unsigned i, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (i % NADDRS >= NADDRS - 2) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(4433);
+    in6->sin6_addr.s6_addr[0] = 0x20;
+    in6->sin6_addr.s6_addr[1] = 0x01;
+    in6->sin6_addr.s6_addr[2] = 0x0d;
+    in6->sin6_addr.s6_addr[3] = 0xb8;
+    in6->sin6_addr.s6_addr[15] = (uint8_t)i; /* one /64 */
+  } else {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(4433);
+    in->sin_addr.s_addr = htonl(0xc6336407 + (i % NADDRS)); /* 198.51.100.7 */
+  }
+}
 
 static void sink(natter_log_level level, const char *line, void *ud) {
   (void)level;
   (void)ud;
   if (strlen(line) > 4096) {
     abort();
+  }
+  if (getenv("FUZZ_VERBOSE")) {
+    fprintf(stderr, "h3: %s\n", line);
   }
 }
 
@@ -72,28 +110,35 @@ static void fetch_done(int error, int status, const char *body, size_t len,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static nt_h3_server *srv;
   static nt_log log = {sink, NATTER_LOG_DEBUG, NULL};
-  static const uint8_t key[NT_FINGERPRINT_LEN] = {1, 2, 3};
+  static nt_admins admins;
   int64_t ids[MAX_IDS];
+  fake_conn *others[MAX_OTHERS];
+  int other_up[MAX_OTHERS];
+  size_t nothers = 0;
   size_t nids = 0, pos = 0;
   fetch_seen fs = {0};
   nt_h3_fetch *fetch = NULL;
   fake_conn *fc = NULL;
 
-  if (!srv && nt_h3_server_new(&srv, &log, render, NULL) != 0) {
-    abort();
+  if (!srv) {
+    if (nt_h3_server_new(&srv, &log, render, NULL) != 0) {
+      abort();
+    }
+    memcpy(admins.fp[0], keys[2], NT_FINGERPRINT_LEN);
+    admins.n = 1;
+    nt_h3_server_set_privileged(srv, keys[1], &admins);
   }
   if (size < 1) {
     return 0;
   }
   uint8_t flags = data[pos++];
-  struct sockaddr_in peer;
-  memset(&peer, 0, sizeof(peer));
-  peer.sin_family = AF_INET;
-  peer.sin_port = htons(4433);
-  peer.sin_addr.s_addr = htonl(0xc6336407); /* 198.51.100.7 */
+  struct sockaddr_storage peer;
+  reader_addr((flags >> 2) & 3, &peer);
+  socklen_t peerlen = peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                 : sizeof(struct sockaddr_in);
 
   if (flags & 1) {
-    if (nt_h3_fetch_start(&fetch, NULL, (struct sockaddr *)&peer, sizeof(peer),
+    if (nt_h3_fetch_start(&fetch, NULL, (struct sockaddr *)&peer, peerlen,
                           "/status", "application/json", fetch_done,
                           &fs) != 0 ||
         !(fc = fake_quic_last_connect())) {
@@ -102,10 +147,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     nt_accept_params params;
     memset(&params, 0, sizeof(params));
-    if (!nt_h3_server_accept(srv, &params) ||
+    /* The readers of earlier inputs have left: this one has a slot. */
+    if (!nt_h3_server_accept_from(srv, (struct sockaddr *)&peer, &params) ||
         !(fc = fake_conn_new(1, (struct sockaddr *)&peer,
-                             (flags & 2) ? NULL : key, params.callbacks,
-                             params.user_data))) {
+                             (flags & 2) ? NULL : keys[(flags >> 4) & 3],
+                             params.callbacks, params.user_data))) {
       abort();
     }
   }
@@ -116,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   while (pos < size && fake_quic_alive(fc)) {
-    uint8_t op = data[pos++] % 6;
+    uint8_t op = data[pos++] % 8;
     int64_t id;
     if (op <= 1) {
       if (fake_conn_peer_open(fc, op, &id) == 0 && nids < MAX_IDS) {
@@ -134,6 +180,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else if (op == 5) {
       fake_conn_peer_close(fc, 0x100);
       break;
+    } else if (op == 6 && size - pos >= 2 && !fetch) {
+      uint8_t a = data[pos++], k = data[pos++];
+      struct sockaddr_storage from;
+      nt_accept_params params;
+      memset(&params, 0, sizeof(params));
+      reader_addr(a, &from);
+      if (nothers < MAX_OTHERS &&
+          nt_h3_server_accept_from(srv, (struct sockaddr *)&from, &params)) {
+        fake_conn *o = fake_conn_new(1, (struct sockaddr *)&from,
+                                     k % 5 == 4 ? NULL : keys[k % 5],
+                                     params.callbacks, params.user_data);
+        if (!o) {
+          abort(); /* within MAX_CONNS */
+        }
+        for (size_t j = 0; j < nothers; j++) {
+          if (others[j] == o) {
+            others[j] = NULL; /* that one is gone; its memory is o's */
+          }
+        }
+        others[nothers] = o;
+        other_up[nothers] = !(k & 0x80);
+        if (other_up[nothers]) {
+          fake_conn_established(o);
+        }
+        nothers++;
+      }
+    } else if (op == 7 && size - pos >= 1 && !fetch) {
+      size_t i = data[pos++];
+      if (i < nothers && others[i] && fake_quic_alive(others[i])) {
+        if (!other_up[i]) {
+          other_up[i] = 1;
+          fake_conn_established(others[i]);
+        } else {
+          fake_conn_peer_close(others[i], 0x100);
+        }
+      }
     } else {
       break;
     }

@@ -1,16 +1,22 @@
 /* libFuzzer target: the broker's relay past the datagram header
- * (src/broker/relay.c): token lookup, binding and rebinding a side to
- * where its packets come from, the per-client rate and total, CLOSED
- * signals, idle expiry, in any order, from the addresses the channels
- * allow and from others. The input is a program of operations on one
- * relay (a fresh one per input):
+ * (src/broker/relay.c, src/broker/relay_budget.c): token lookup, binding
+ * and rebinding a side to where its packets come from, the budgets of
+ * keys and source addresses (channels each asked for, the byte rate and
+ * total charged to the sender), CLOSED signals, idle expiry, sessions
+ * that end or move, in any order, from the addresses the channels allow
+ * and from others. The input is a program of operations on one relay (a
+ * fresh one per input) and NCLIENTS broker clients (names, keys and
+ * addresses picked from small sets, so that clients share keys and
+ * addresses):
  *
- *   0 A B      open a channel between clients A and B (names and
- *              broker-connection addresses picked from small sets)
+ *   0 A B      client A asks for a channel to client B (A pays)
  *   1 S T F P L  a datagram of type T on side S's token (or a token no
  *              channel has), from address F port P, L*8 payload bytes
  *   2 D        time passes (D*D*10 ms)
  *   3          the idle sweep runs
+ *   4 C        client C's broker session ends
+ *   5 C D F    client C's session carries on as client D's, whose broker
+ *              connection comes from address F now
  *
  * Everything the relay sends goes to loopback ports 1..4, where nothing
  * listens. Checked: no crash, leak or undefined behaviour, and the
@@ -19,19 +25,25 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/relay.h"
 #include "quic/endpoint.h"
 
-#define MAX_SIDES 64
+#define MAX_SIDES 80 /* past NT_RELAY_MAX_PER_ADDRESS channels */
+#define NCLIENTS 6
+#define NKEYS 3
 
 static void sink(natter_log_level level, const char *line, void *ud) {
   (void)level;
   (void)ud;
   if (strlen(line) > 4096) {
     abort(); /* a log line stays a line */
+  }
+  if (getenv("FUZZ_VERBOSE")) {
+    fprintf(stderr, "relay: %s\n", line);
   }
 }
 
@@ -58,6 +70,10 @@ static socklen_t pick_addr(uint8_t which, uint16_t port,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static struct event_base *base;
   static const char *const names[] = {"alice", "bob", "carol.example", "d-1"};
+  static uint8_t keys[NKEYS][NT_FINGERPRINT_LEN];
+  /* The clients' sessions: only their addresses matter to the relay. */
+  static char sessions[NCLIENTS];
+  struct sockaddr_storage ips[NCLIENTS];
   static uint8_t buf[NT_RELAY_HDR_LEN + 2048];
   uint8_t tokens[MAX_SIDES][NT_RELAY_TOKEN_LEN];
   size_t ntokens = 0, pos = 0;
@@ -69,6 +85,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size < 1) {
     return 0;
+  }
+  for (size_t i = 0; i < NKEYS; i++) {
+    memset(keys[i], (int)(0x41 + i), NT_FINGERPRINT_LEN);
+  }
+  for (unsigned i = 0; i < NCLIENTS; i++) {
+    pick_addr((uint8_t)i, 0, &ips[i]); /* 4 addresses for 6 clients */
   }
   nt_relay_config cfg;
   memset(&cfg, 0, sizeof(cfg));
@@ -89,16 +111,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint64_t skew = 0;
   while (pos < size) {
     uint64_t now = nt_monotonic_ns() + skew;
-    uint8_t op = data[pos++] % 4;
+    uint8_t op = data[pos++] % 6;
     if (op == 0 && size - pos >= 2) {
-      struct sockaddr_storage ia, ib;
-      uint8_t a = data[pos++], b = data[pos++];
-      pick_addr(a >> 2, 0, &ia);
-      pick_addr(b >> 2, 0, &ib);
+      unsigned a = data[pos++] % NCLIENTS, b = data[pos++] % NCLIENTS;
+      nt_relay_party pa = {names[a % 4], keys[a % NKEYS],
+                           (struct sockaddr *)&ips[a], &sessions[a]};
+      nt_relay_party pb = {names[b % 4], keys[b % NKEYS],
+                           (struct sockaddr *)&ips[b], &sessions[b]};
       if (ntokens + 2 <= MAX_SIDES &&
-          nt_relay_open(r, names[a % 4], (struct sockaddr *)&ia, names[b % 4],
-                        (struct sockaddr *)&ib, tokens[ntokens],
-                        tokens[ntokens + 1]) == 0) {
+          nt_relay_open(r, &pa, &pb, tokens[ntokens], tokens[ntokens + 1]) ==
+              0) {
         ntokens += 2;
       }
     } else if (op == 1 && size - pos >= 5) {
@@ -128,6 +150,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       skew += d * d * 10000000ull;
     } else if (op == 3) {
       nt_relay_sweep(r, now);
+    } else if (op == 4 && size - pos >= 1) {
+      nt_relay_close_session(r, &sessions[data[pos++] % NCLIENTS]);
+    } else if (op == 5 && size - pos >= 3) {
+      unsigned c = data[pos++] % NCLIENTS, d = data[pos++] % NCLIENTS;
+      pick_addr(data[pos++], 0, &ips[d]);
+      nt_relay_move_session(r, &sessions[c], &sessions[d],
+                            (struct sockaddr *)&ips[d]);
     } else {
       break;
     }
