@@ -113,6 +113,13 @@ static void test_log_gate(void) {
   CHECK(nt_log_gate_pass(&g, 900000000ull, &held) == 0);
   CHECK(nt_log_gate_pass(&g, 1000000001ull, &held) == 1 && held == 2);
   CHECK(nt_log_gate_pass(&g, 1000000002ull, &held) == 0);
+
+  /* A gate of its own interval (the client's prediction budgets: 10 s). */
+  nt_log_gate slow = {.interval_ns = 10000000000ull};
+  CHECK(nt_log_gate_pass(&slow, 5, &held) == 1 && held == 0);
+  CHECK(nt_log_gate_pass(&slow, 2000000000ull, &held) == 0);
+  CHECK(nt_log_gate_pass(&slow, 10000000004ull, &held) == 0);
+  CHECK(nt_log_gate_pass(&slow, 10000000005ull, &held) == 1 && held == 2);
 }
 
 int main(void) {

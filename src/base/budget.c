@@ -139,7 +139,8 @@ size_t nt_budget_entries(const nt_budget *b) {
 }
 
 int nt_log_gate_pass(nt_log_gate *g, uint64_t now_ns, unsigned *held_back) {
-  if (g->last_ns != 0 && now_ns - g->last_ns < 1000000000ull) {
+  uint64_t interval = g->interval_ns ? g->interval_ns : 1000000000ull;
+  if (g->last_ns != 0 && now_ns - g->last_ns < interval) {
     g->held++;
     return 0;
   }

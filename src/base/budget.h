@@ -51,11 +51,13 @@ void nt_budget_give_back(nt_budget *b, const void *key, size_t len);
 /* Keys remembered now. */
 size_t nt_budget_entries(const nt_budget *b);
 
-/* At most one log line a second about one limit, so that hitting it in a
- * flood cannot flood the log. */
+/* At most one log line a second (or every |interval_ns|) about one limit,
+ * so that hitting it in a flood cannot flood the log. A zero-filled gate
+ * is ready to use. */
 typedef struct nt_log_gate {
-  uint64_t last_ns; /* 0: never logged */
-  unsigned held;    /* lines held back since */
+  uint64_t last_ns;     /* 0: never logged */
+  unsigned held;        /* lines held back since */
+  uint64_t interval_ns; /* 0: one second */
 } nt_log_gate;
 
 /* 1 when a line may be written now, with *held_back the number of lines

@@ -24,22 +24,20 @@ static void admission_log(natter_broker *b, int kind, const char *fmt, ...) {
   badmission *a = &b->admission;
   uint64_t now = nt_monotonic_ns();
   char line[400];
+  unsigned held;
   va_list ap;
-  if (a->logged_ns[kind] && now - a->logged_ns[kind] < NS_PER_S) {
-    a->suppressed[kind]++;
+  if (!nt_log_gate_pass(&a->logged[kind], now, &held)) {
     return;
   }
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  if (a->suppressed[kind]) {
+  if (held) {
     nt_info(&b->log, "%s (and %u more like it in the last second)", line,
-            a->suppressed[kind]);
+            held);
   } else {
     nt_info(&b->log, "%s", line);
   }
-  a->logged_ns[kind] = now;
-  a->suppressed[kind] = 0;
 }
 
 static void arm_timer(natter_broker *b);

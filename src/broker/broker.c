@@ -60,15 +60,11 @@ static int refuse(natter_broker *b, const char **reason, int kind,
   vsnprintf(b->refuse_text, sizeof(b->refuse_text), fmt, ap);
   va_end(ap);
   *reason = b->refuse_text;
-  if (now - b->limit_logged_ns[kind] >= 1000000000ull ||
-      b->limit_logged_ns[kind] == 0) {
+  unsigned held;
+  if (nt_log_gate_pass(&b->limit_logged[kind], now, &held)) {
     nt_warn(&b->log, "refused a connection from %s: %s%s",
             nt_addr_str(from, addr), b->refuse_text,
-            b->limit_suppressed[kind] ? " (and more like it)" : "");
-    b->limit_logged_ns[kind] = now;
-    b->limit_suppressed[kind] = 0;
-  } else {
-    b->limit_suppressed[kind]++;
+            held ? " (and more like it)" : "");
   }
   return 0;
 }

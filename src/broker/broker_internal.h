@@ -108,8 +108,7 @@ typedef struct badmission {
   struct event *timer;    /* the next query's timeout; NULL until needed */
   struct event *intro_ev; /* introduces the admitted; NULL until needed */
   /* At most one log line a second per kind, with a count of the rest. */
-  uint64_t logged_ns[BROKER_ADMIT_LOG_KINDS];
-  unsigned suppressed[BROKER_ADMIT_LOG_KINDS];
+  nt_log_gate logged[BROKER_ADMIT_LOG_KINDS];
 } badmission;
 
 /* A check-in waiting for the registry to bind its name (registry.h): what
@@ -187,8 +186,7 @@ struct natter_broker {
                             are real */
   char refuse_text[200]; /* the reason of the latest refusal */
   uint32_t max_clients, max_pending, max_per_source;
-  uint64_t limit_logged_ns[3]; /* last log line per kind of limit */
-  unsigned limit_suppressed[3];
+  nt_log_gate limit_logged[3]; /* a line a second per kind of limit */
   /* Name -> the one checked-in bclient using it. Names and keys come
    * from clients, so lookups must not grow with their number. */
   nt_hashmap checked_in;

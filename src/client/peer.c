@@ -25,6 +25,9 @@ int nt_peers_new(nt_peers **ppeers, const nt_peers_env *env) {
   }
   peers->env = *env;
   TAILQ_INIT(&peers->list);
+  for (size_t i = 0; i < NT_PEERS_LOG_KINDS; i++) {
+    peers->budget_logged[i].interval_ns = NT_PEERS_BUDGET_LOG_NS;
+  }
   *ppeers = peers;
   return 0;
 }

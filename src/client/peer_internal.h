@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "base/budget.h"
 #include "client/path.h"
 #include "client/peer.h"
 #include "client/refusals.h"
@@ -89,7 +90,7 @@ typedef struct nt_early_probe {
 struct nt_peers {
   nt_peers_env env;
   TAILQ_HEAD(, nt_peer) list;
-  uint64_t budget_logged_ns[NT_PEERS_LOG_KINDS];
+  nt_log_gate budget_logged[NT_PEERS_LOG_KINDS]; /* NT_PEERS_BUDGET_LOG_NS */
   nt_refusals refusals; /* requesters the peer rules refused */
   nt_early_probe early[NT_PEERS_EARLY_PROBES];
   size_t early_next; /* the oldest, replaced next */

@@ -136,12 +136,8 @@ static void report_punch_failure(nt_peer *p) {
 /* ---- port prediction (predict.h) ---- */
 
 int nt_peers_budget_log_due(nt_peers *peers, int kind, uint64_t now_ns) {
-  uint64_t *last = &peers->budget_logged_ns[kind];
-  if (*last && now_ns - *last < NT_PEERS_BUDGET_LOG_NS) {
-    return 0;
-  }
-  *last = now_ns;
-  return 1;
+  unsigned held;
+  return nt_log_gate_pass(&peers->budget_logged[kind], now_ns, &held);
 }
 
 /* Whether port prediction can work for this meeting; fills |seed|.
