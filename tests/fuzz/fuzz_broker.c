@@ -54,6 +54,7 @@
 #include "broker/broker_internal.h"
 #include "codec/control.h"
 #include "fake_quic.h"
+#include "fuzz_log.h"
 
 #define NSLOTS 6
 #define NKEYS 4
@@ -72,17 +73,6 @@ typedef struct slot {
 static struct event_base *base;
 static natter_broker *broker;
 
-static void sink(natter_log_level level, const char *line, void *ud) {
-  (void)level;
-  (void)ud;
-  if (strlen(line) > 4096) {
-    abort(); /* a log line stays a line */
-  }
-  if (getenv("FUZZ_VERBOSE")) {
-    fprintf(stderr, "broker: %s\n", line);
-  }
-}
-
 static void setup(void) {
   natter_broker_config cfg;
   base = event_base_new();
@@ -90,7 +80,8 @@ static void setup(void) {
   cfg.listen = "127.0.0.1:0";
   cfg.identity_file = "";
   cfg.registry = "";
-  cfg.log = sink;
+  cfg.log = fuzz_log_sink;
+  cfg.user_data = (void *)"broker";
   cfg.log_level = NATTER_LOG_DEBUG;
   cfg.relay = 1;
   if (!base || (natter_broker_new(&broker, base, &cfg) != 0 &&

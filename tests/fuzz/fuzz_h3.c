@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "fake_quic.h"
+#include "fuzz_log.h"
 #include "status/h3.h"
 
 #define MAX_IDS 64
@@ -62,17 +63,6 @@ static void reader_addr(unsigned i, struct sockaddr_storage *ss) {
     in->sin_family = AF_INET;
     in->sin_port = htons(4433);
     in->sin_addr.s_addr = htonl(0xc6336407 + (i % NADDRS)); /* 198.51.100.7 */
-  }
-}
-
-static void sink(natter_log_level level, const char *line, void *ud) {
-  (void)level;
-  (void)ud;
-  if (strlen(line) > 4096) {
-    abort();
-  }
-  if (getenv("FUZZ_VERBOSE")) {
-    fprintf(stderr, "h3: %s\n", line);
   }
 }
 
@@ -109,7 +99,7 @@ static void fetch_done(int error, int status, const char *body, size_t len,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static nt_h3_server *srv;
-  static nt_log log = {sink, NATTER_LOG_DEBUG, NULL};
+  static nt_log log = {fuzz_log_sink, NATTER_LOG_DEBUG, (void *)"h3"};
   static nt_admins admins;
   int64_t ids[MAX_IDS];
   fake_conn *others[MAX_OTHERS];

@@ -31,21 +31,11 @@
 
 #include "broker/relay.h"
 #include "quic/endpoint.h"
+#include "fuzz_log.h"
 
 #define MAX_SIDES 80 /* past NT_RELAY_MAX_PER_ADDRESS channels */
 #define NCLIENTS 6
 #define NKEYS 3
-
-static void sink(natter_log_level level, const char *line, void *ud) {
-  (void)level;
-  (void)ud;
-  if (strlen(line) > 4096) {
-    abort(); /* a log line stays a line */
-  }
-  if (getenv("FUZZ_VERBOSE")) {
-    fprintf(stderr, "relay: %s\n", line);
-  }
-}
 
 /* Where clients' broker connections come from, and where their
  * datagrams may come from. */
@@ -77,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t buf[NT_RELAY_HDR_LEN + 2048];
   uint8_t tokens[MAX_SIDES][NT_RELAY_TOKEN_LEN];
   size_t ntokens = 0, pos = 0;
-  nt_log log = {sink, NATTER_LOG_DEBUG, NULL};
+  nt_log log = {fuzz_log_sink, NATTER_LOG_DEBUG, (void *)"relay"};
   char err[256];
 
   if (!base && !(base = event_base_new())) {
