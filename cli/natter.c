@@ -71,6 +71,11 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     return usage_error("%s", "-allow, -allow-command and -allow-peer need "
                              "-listen");
   }
+  if (o->rsh && (o->listen || o->nforward != 1)) {
+    return usage_error("%s", "-rsh runs one command: no -listen or forward "
+                             "SPEC with it (a configuration file's too: "
+                             "-config /dev/null)");
+  }
   if (nstdio > 1) {
     return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
   }

@@ -186,7 +186,11 @@
   X(HELP, "-h", NULL, ACTION, help, NULL, 0, 0, NULL, NULL, CLI_ANY, 0,        \
     "this help")                                                               \
   X(VERSION, "--version", NULL, ACTION, version, NULL, 0, 0, NULL, NULL,       \
-    CLI_ANY, 0, "print the version")
+    CLI_ANY, 0, "print the version")                                        \
+  X(RSH, "-rsh", NULL, BOOL, rsh, NULL, 0, 0, NULL, NULL, CLI_CLIENT, 0,       \
+    "last flag: the rest is ssh's [-l USER] [-p PORT] [-o OPT] HOST "          \
+    "COMMAND..., run as rsync -e, scp -S or GIT_SSH_COMMAND; runs COMMAND "    \
+    "on peer HOST under its -allow-command rules; exits with its status")
 /* clang-format on */
 
 /* ---- the table as code ---- */
