@@ -17,16 +17,18 @@ void on_signal(evutil_socket_t sig, short what, void *arg) {
   event_base_loopbreak(app->base);
 }
 
-/* A client holds a descriptor per forwarded TCP connection and, behind a
- * symmetric NAT, up to 256 more sockets for port prediction: take what
- * the hard limit allows (up to 65536) instead of the usual soft 1024. */
+/* A client holds a descriptor per forwarded TCP connection (a listener
+ * one more per connection it makes; 2 x 1024 streams of one peer by
+ * default, plus waiting ones) and, behind a symmetric NAT, up to 256 more
+ * sockets for port prediction: raise the soft limit, often 1024, to the
+ * hard one (an unlimited one to 1048576, Linux's usual nr_open). Running
+ * out is logged where it happens (accept, connect). */
 static void raise_fd_limit(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return;
   }
-  rlim_t want =
-      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+  rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
     rl.rlim_cur = want;
     setrlimit(RLIMIT_NOFILE, &rl);

@@ -90,7 +90,7 @@
     COUNT, max_commands_per_peer, "N", 1, 100000, "a number 1..100000", "8",   \
     CLI_CLIENT, 0, "... for one peer")                                         \
   X(MAX_STREAMS, "-max-streams", "max-streams", COUNT, max_streams, "N", 1,    \
-    4096, "a number 1..4096", "256", CLI_CLIENT, 0,                            \
+    4096, "a number 1..4096", "1024", CLI_CLIENT, 0,                           \
     "forwarded connections one peer may have open here at once; more wait "    \
     "for a free one")                                                          \
   X(IDENTITY, "-identity", "identity", TEXT, identity, "FILE", 0, 0, NULL,     \
