@@ -75,8 +75,7 @@ static int check_settings(const cli_config *o, size_t nstdio) {
   }
   if (o->rsh && (o->listen || o->nforward != 1)) {
     return usage_error("%s", "-rsh runs one command: no -listen or forward "
-                             "SPEC with it (a configuration file's too: "
-                             "-config /dev/null)");
+                             "SPEC with it");
   }
   if (nstdio > 1) {
     return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
@@ -99,6 +98,31 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     }
   }
   return -1;
+}
+
+/* Frees the |n| first entries of the list |l| and empties it. */
+static void drop_list(char **l, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    free(l[i]);
+    l[i] = NULL;
+  }
+  *n = 0;
+}
+
+/* -rsh runs one command for rsync, scp or git: what a file says about
+ * serving (listen, its rules) and its forwards belong to the natter that
+ * runs as a service, not to this one. */
+static void drop_serving(cli_config *file) {
+  for (size_t i = 0; i < file->nforward; i++) {
+    free(file->forward[i].spec);
+    cli_argv_free(file->forward[i].argv);
+  }
+  file->nforward = 0;
+  file->listen = 0;
+  file->listen_set = 0;
+  drop_list(file->allow, &file->nallow);
+  drop_list(file->allow_command, &file->nallow_command);
+  drop_list(file->allow_peer, &file->nallow_peer);
 }
 
 /* The settings in force: the flags, then what the file adds. Returns -1
@@ -151,6 +175,9 @@ int main(int argc, char **argv) {
     rv = 2;
     goto done;
   }
+  if (flags.rsh) {
+    drop_serving(&app.file);
+  }
   rv = merge_settings(&o, &flags, &app.file);
   if (rv >= 0) {
     goto done;
@@ -193,7 +220,9 @@ int main(int argc, char **argv) {
   struct event *sighup = evsignal_new(app.base, SIGHUP, on_hup, &app);
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
-  event_add(sighup, NULL);
+  if (!o.rsh) {
+    event_add(sighup, NULL); /* -rsh: a hangup ends it, as it ends ssh */
+  }
   app.o = &o;
   app.level = level;
 

@@ -75,8 +75,12 @@ run_capture 60 rsync -a -e "$RSH" "bob:$WORK/no such dir/" "$WORK/none/"
 ((STATUS != 0)) || fail "rsync of a missing source exited 0: $OUTPUT"
 assert_output_contains 'No such file or directory'
 
-log "the remote command's exit status is natter's"
-run_capture 30 "${RSH_CMD[@]}" -l someone -x -oRequestTTY=no bob "sh -c 'exit 7'"
+log "the remote command's exit status is natter's; a file's serving lines are ignored"
+printf 'listen = yes\nallow-peer = bob\nallow-command = cat\nforward = %s:bob:22\n' \
+  "$(free_port)" >"$WORK/alice.conf"
+run_capture 30 "$NATTER" -config "$WORK/alice.conf" -name alice \
+  -broker "$BROKER" -identity "$WORK/alice.key" -rsh -l someone -x \
+  -oRequestTTY=no bob "sh -c 'exit 7'"
 ((STATUS == 7)) || fail "sh -c 'exit 7': natter exited $STATUS, want 7: $OUTPUT"
 
 # ---- git -------------------------------------------------------------------
