@@ -21,10 +21,12 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v rsync >/dev/null || {
-  echo "rsync is not installed: skipped" >&2
-  exit 77
-}
+for prog in rsync git scp; do
+  command -v "$prog" >/dev/null || {
+    echo "$prog is not installed (./dev deps installs it): skipped" >&2
+    exit 77
+  }
+done
 
 start_broker broker
 # Test rules only: 'rsync --server *' lets alice make rsync do anything it
