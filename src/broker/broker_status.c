@@ -10,6 +10,7 @@
 
 #include "base/structs.h"
 #include "broker/broker_internal.h"
+#include "status/dashboard.h"
 #include "status/snapshot.h"
 #include "status/status_render.h"
 
@@ -119,6 +120,40 @@ static void broker_render_metrics(struct evbuffer *out, void *ud) {
   nt_broker_snapshot_clear(&snap);
 }
 
+/* ---- dashboard ---- */
+
+static void broker_sample(nt_history_point *p, void *ud) {
+  natter_broker *b = ud;
+  natter_broker_status st;
+  natter_broker_get_status(b, &st);
+  p->bytes_received = st.bytes_received;
+  p->bytes_sent = st.bytes_sent;
+  p->relayed_bytes = st.relayed_bytes;
+  p->count = st.clients;
+}
+
+/* The status page an admin reads, and the relay's own counters. */
+static void broker_dashboard_json(struct evbuffer *out, void *ud) {
+  natter_broker *b = ud;
+  nt_broker_snapshot snap;
+  natter_broker_stats stats;
+  b->status_requests++;
+  take_snapshot(b, 1, &snap);
+  evbuffer_add_printf(out, "\"status\":");
+  nt_render_broker_json(out, &snap, 1);
+  nt_broker_snapshot_clear(&snap);
+  natter_broker_get_stats(b, &stats);
+  evbuffer_add_printf(out,
+                      ",\"relay\":{\"enabled\":%s,\"channels\":%llu,"
+                      "\"relayed_bytes\":%llu,\"bytes_received\":%llu,"
+                      "\"bytes_sent\":%llu}",
+                      b->relay ? "true" : "false",
+                      (unsigned long long)stats.relay_channels,
+                      (unsigned long long)stats.relayed_bytes,
+                      (unsigned long long)stats.relay_bytes_received,
+                      (unsigned long long)stats.relay_bytes_sent);
+}
+
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
   char err[300];
   if (!b || !addr || b->metrics) {
@@ -132,6 +167,17 @@ int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
   }
   nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
           nt_metrics_port(b->metrics));
+  if (nt_dashboard_attach(b->metrics, b->base, "broker", broker_sample,
+                          broker_dashboard_json, b) == 0) {
+    /* Said once: what this port now shows, and to whom. */
+    nt_info(&b->log,
+            "dashboard on TCP port %u (GET /, loopback only: every checked-in "
+            "client's name, key, address and traffic, for anyone on this "
+            "host)",
+            nt_metrics_port(b->metrics));
+  } else {
+    nt_warn(&b->log, "no dashboard: out of memory");
+  }
   return 0;
 }
 
