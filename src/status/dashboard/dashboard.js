@@ -108,7 +108,7 @@
       t0 = Math.min(t0, p[0]); t1 = Math.max(t1, p[0]); vmax = Math.max(vmax, p[1]);
     });
     if (!all.length) { t0 = 0; t1 = 1; }
-    if (t1 <= t0) t1 = t0 + 1;
+    if (t1 <= t0) t0 = t1 - 1; /* one point: at "now", on the right */
     if (vmax <= 0) vmax = 1;
     function x(t) { return (PAD + (t - t0) / (t1 - t0) * (W - 2 * PAD)).toFixed(1); }
     function y(v) { return (H - PAD - v / vmax * (H - 2 * PAD)).toFixed(1); }
