@@ -212,7 +212,16 @@ assert "pwned" not in "".join(t for t in text.split("natter client")[:1]), "titl
 PY
 dom_has hostile '<title>natter client</title>' 'untouched title'
 log "screenshots: $WORK/broker.png $WORK/alice.png $WORK/hostile.png"
-# DASHBOARD_SHOTS=DIR keeps them (doc/dashboard.png is alice.png).
+# DASHBOARD_SHOTS=DIR keeps them, and one more of alice after 40 s of
+# traffic, with a few points in each chart (doc/dashboard.png).
 if [[ -n ${DASHBOARD_SHOTS:-} ]]; then
   cp "$WORK"/broker.png "$WORK"/alice.png "$WORK"/hostile.png "$DASHBOARD_SHOTS/"
+  for ((i = 0; i < 40; i++)); do
+    "$TCPCHECK" echo-check "$fwd" --conns 1 --bytes $(((i % 7 + 1) * 300))K >/dev/null
+    sleep 1
+  done
+  timeout -k 5 90 chromium --headless=new --no-sandbox --disable-gpu \
+    --no-first-run --user-data-dir="$WORK/chromium" --virtual-time-budget=8000 \
+    --window-size=1000,760 --screenshot="$DASHBOARD_SHOTS/alice-later.png" \
+    "http://127.0.0.1:$m_alice/" >>"$WORK/chromium.log" 2>&1
 fi
