@@ -132,26 +132,62 @@ static void broker_sample(nt_history_point *p, void *ud) {
   p->count = st.clients;
 }
 
+/* Each checked-in client's spending at the relay, by the 16 hex digits
+ * of its key (as in the client rows), against the caps. */
+static void relay_use_json(const natter_broker *b, struct evbuffer *out) {
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+  uint64_t used, rate, total, now = nt_monotonic_ns();
+  unsigned channels;
+  const bclient *c;
+  int first = 1;
+  nt_relay_key_usage(b->relay, NULL, now, &used, &channels, &rate, &total);
+  evbuffer_add_printf(out,
+                      ",\"relay_caps\":{\"rate\":%llu,\"total\":%llu,"
+                      "\"window_s\":%d,\"channels_per_key\":%d},"
+                      "\"relay_use\":[",
+                      (unsigned long long)rate, (unsigned long long)total,
+                      NT_RELAY_WINDOW_S, NT_RELAY_MAX_PER_KEY);
+  TAILQ_FOREACH(c, &b->clients, link) {
+    const uint8_t *fp = nt_conn_peer_fingerprint(c->conn);
+    if (!c->checked_in || !fp) {
+      continue;
+    }
+    nt_relay_key_usage(b->relay, fp, now, &used, &channels, &rate, &total);
+    nt_fingerprint_hex(fp, hex);
+    evbuffer_add_printf(out,
+                        "%s{\"fingerprint\":\"%.16s\",\"used\":%llu,"
+                        "\"channels\":%u}",
+                        first ? "" : ",", hex, (unsigned long long)used,
+                        channels);
+    first = 0;
+  }
+  evbuffer_add(out, "]", 1);
+}
+
 /* The status page an admin reads, and the relay's own counters. */
 static void broker_dashboard_json(struct evbuffer *out, void *ud) {
   natter_broker *b = ud;
   nt_broker_snapshot snap;
-  natter_broker_stats stats;
+  nt_relay_stats rs;
   b->status_requests++;
   take_snapshot(b, 1, &snap);
   evbuffer_add_printf(out, "\"status\":");
   nt_render_broker_json(out, &snap, 1);
   nt_broker_snapshot_clear(&snap);
-  natter_broker_get_stats(b, &stats);
+  nt_relay_get_stats(b->relay, &rs);
   evbuffer_add_printf(out,
                       ",\"relay\":{\"enabled\":%s,\"channels\":%llu,"
                       "\"relayed_bytes\":%llu,\"bytes_received\":%llu,"
-                      "\"bytes_sent\":%llu}",
+                      "\"bytes_sent\":%llu,\"refused\":%llu,"
+                      "\"dropped_rate\":%llu,\"dropped\":%llu}",
                       b->relay ? "true" : "false",
-                      (unsigned long long)stats.relay_channels,
-                      (unsigned long long)stats.relayed_bytes,
-                      (unsigned long long)stats.relay_bytes_received,
-                      (unsigned long long)stats.relay_bytes_sent);
+                      (unsigned long long)rs.channels,
+                      (unsigned long long)rs.relayed,
+                      (unsigned long long)rs.rx, (unsigned long long)rs.tx,
+                      (unsigned long long)rs.refused,
+                      (unsigned long long)rs.dropped_rate,
+                      (unsigned long long)rs.dropped);
+  relay_use_json(b, out);
 }
 
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {

@@ -29,7 +29,7 @@ m_bob=$(free_port)
 m_alice=$(free_port)
 echo_port=$(free_port)
 start_echo_server echo "$echo_port"
-start_broker broker -metrics "127.0.0.1:$m_broker"
+start_broker broker -relay -relay-total 50000000 -metrics "127.0.0.1:$m_broker"
 wait_log broker "dashboard on TCP port $m_broker \(GET /, loopback only"
 start_client bob -listen -allow-peer alice -metrics "127.0.0.1:$m_bob"
 fwd=$(free_port)
@@ -88,6 +88,10 @@ assert len(fw) == 1 and fw[0]["connections"] == 2 and fw[0]["bytes_sent"] >= 200
 assert len(a["history"]) >= 2 and a["history"][-1][4] == 1, a["history"]
 assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob"], b
 assert b["history"][-1][4] == 2, b["history"]
+assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
+assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]
+fps = sorted(c["fingerprint"] for c in b["status"]["client_list"])
+assert sorted(u["fingerprint"] for u in b["relay_use"]) == fps, b["relay_use"]
 PY
 
 command -v chromium >/dev/null || {

@@ -182,6 +182,19 @@
   function drawBroker(doc) {
     var s = doc.status || {}, r = doc.relay || {};
     var clients = Array.isArray(s.client_list) ? s.client_list : [];
+    /* Relay spending by key (the 16 hex digits the rows show). */
+    var caps = doc.relay_caps || {}, use = Object.create(null);
+    (Array.isArray(doc.relay_use) ? doc.relay_use : []).forEach(function (u) {
+      if (u && typeof u === "object") use[str(u.fingerprint)] = u;
+    });
+    function relayUsed(c) {
+      var u = use[str(c.fingerprint)] || {};
+      return bytes(u.used) + " / " + (num(caps.total) ? bytes(caps.total) : "no cap");
+    }
+    function relayChannels(c) {
+      var u = use[str(c.fingerprint)] || {};
+      return num(u.channels) + " / " + num(caps.channels_per_key);
+    }
     var summary = document.getElementById("summary");
     clear(summary);
     append(summary, [
@@ -191,6 +204,7 @@
       card("introductions", num(s.introductions)),
       card("relay channels", r.enabled === true ? num(r.channels) : "off"),
       card("relayed", bytes(s.relayed_bytes)),
+      card("relay refusals", num(r.refused) + " channels, " + num(r.dropped_rate) + " over rate"),
       card("received", bytes(s.bytes_received)),
       card("sent", bytes(s.bytes_sent)),
       card("dropped datagrams", num(s.packets_dropped))
@@ -206,7 +220,9 @@
       { h: "listening", f: function (c) { return c.listening === true ? "yes" : "no"; } },
       { h: "since (UTC)", f: function (c) { return str(c.connected_since).replace("T", " ").replace(/\.\d+Z$/, ""); } },
       { h: "received", f: function (c) { return bytes(c.bytes_received); }, cls: "num" },
-      { h: "sent", f: function (c) { return bytes(c.bytes_sent); }, cls: "num" }
+      { h: "sent", f: function (c) { return bytes(c.bytes_sent); }, cls: "num" },
+      { h: "relayed (window)", f: relayUsed, cls: "num" },
+      { h: "relay channels", f: relayChannels, cls: "num" }
     ]));
   }
 
