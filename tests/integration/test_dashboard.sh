@@ -229,3 +229,8 @@ if [[ -n ${DASHBOARD_SHOTS:-} ]]; then
     --window-size=1000,760 --screenshot="$DASHBOARD_SHOTS/alice-later.png" \
     "http://127.0.0.1:$m_alice/" >>"$WORK/chromium.log" 2>&1
 fi
+
+# The dashboards stop with their processes, cleanly (ASan: no leak).
+stop_expect_clean alice
+stop_expect_clean bob
+stop_expect_clean broker
