@@ -188,6 +188,19 @@ static void broker_dashboard_json(struct evbuffer *out, void *ud) {
                       (unsigned long long)rs.dropped_rate,
                       (unsigned long long)rs.dropped);
   relay_use_json(b, out);
+  evbuffer_add_printf(
+      out,
+      ",\"refusals\":{\"broker_full\":%llu,\"pending_full\":%llu,"
+      "\"per_source\":%llu,\"new_names\":%llu,\"checks\":%llu,"
+      "\"peer_rules\":%llu,\"relay_channels\":%llu,"
+      "\"relay_rate\":%llu}",
+      (unsigned long long)b->refused_connections[0],
+      (unsigned long long)b->refused_connections[1],
+      (unsigned long long)b->refused_connections[2],
+      (unsigned long long)b->refused_new_names,
+      (unsigned long long)b->refused_checks,
+      (unsigned long long)b->refused_introductions,
+      (unsigned long long)rs.refused, (unsigned long long)rs.dropped_rate);
 }
 
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {

@@ -37,6 +37,11 @@ start_client alice -metrics "127.0.0.1:$m_alice" "$fwd:bob:$echo_port"
 wait_log alice "dashboard on TCP port $m_alice"
 expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 100K
 assert_output_contains '^2 ok$'
+# eve is no peer of bob's: her request is refused (a refusal to count).
+efwd=$(free_port)
+start_client eve "$efwd:bob:$echo_port"
+expect_exit_nonzero "$TCPCHECK" echo-check "$efwd" --conns 1 --bytes 1K
+wait_log broker "bob's peer rules do not admit eve"
 
 # ---- headers, with curl -------------------------------------------------
 # headers PORT PATH TYPE: GET it, check the status line and the headers.
@@ -86,8 +91,9 @@ assert peers[0]["path"] == "direct", peers[0]
 fw = a["status"]["forwards"]
 assert len(fw) == 1 and fw[0]["connections"] == 2 and fw[0]["bytes_sent"] >= 200000, fw
 assert len(a["history"]) >= 2 and a["history"][-1][4] == 1, a["history"]
-assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob"], b
-assert b["history"][-1][4] == 2, b["history"]
+assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob", "eve"], b
+assert b["history"][-1][4] == 3, b["history"]
+assert b["refusals"]["peer_rules"] >= 1 and b["refusals"]["broker_full"] == 0, b["refusals"]
 assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
 assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]
 fps = sorted(c["fingerprint"] for c in b["status"]["client_list"])
@@ -131,6 +137,7 @@ dom_has broker '<body[^>]*data-role="broker"' 'broker role'
 dom_has broker 'data-updates="[1-9]' 'update from dashboard.json'
 dom_has broker '<td data-name="alice"' 'row of alice'
 dom_has broker '<td data-name="bob"' 'row of bob'
+dom_has broker '<td data-limit="peer_rules">[^<]*</td><td[^>]*>[1-9]' 'refusal by peer rules'
 n=$(points broker count)
 ((${n:-0} >= 2)) || fail "broker's clients chart has ${n:-no} points, want 2 or more"
 
@@ -233,4 +240,5 @@ fi
 # The dashboards stop with their processes, cleanly (ASan: no leak).
 stop_expect_clean alice
 stop_expect_clean bob
+stop_expect_clean eve
 stop_expect_clean broker

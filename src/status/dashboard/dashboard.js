@@ -204,7 +204,6 @@
       card("introductions", num(s.introductions)),
       card("relay channels", r.enabled === true ? num(r.channels) : "off"),
       card("relayed", bytes(s.relayed_bytes)),
-      card("relay refusals", num(r.refused) + " channels, " + num(r.dropped_rate) + " over rate"),
       card("received", bytes(s.bytes_received)),
       card("sent", bytes(s.bytes_sent)),
       card("dropped datagrams", num(s.packets_dropped))
@@ -223,6 +222,21 @@
       { h: "sent", f: function (c) { return bytes(c.bytes_sent); }, cls: "num" },
       { h: "relayed (window)", f: relayUsed, cls: "num" },
       { h: "relay channels", f: relayChannels, cls: "num" }
+    ]));
+    var limits = {
+      broker_full: "connections: broker full",
+      pending_full: "connections: too many not checked in",
+      per_source: "connections: too many from one address",
+      new_names: "new names an hour",
+      checks: "checks under way",
+      peer_rules: "introductions: the listener's peer rules",
+      relay_channels: "relay channels (per key, address or broker)",
+      relay_rate: "relay datagrams over the rate"
+    };
+    var refusals = doc.refusals && typeof doc.refusals === "object" ? doc.refusals : {};
+    tables.appendChild(table("Refusals by limit", "refusals", Object.keys(refusals), [
+      { h: "limit", f: function (k) { return limits[k] || k; }, attrs: function (k) { return { "data-limit": k }; } },
+      { h: "refused", f: function (k) { return num(refusals[k]); }, cls: "num" }
     ]));
   }
 
