@@ -19,7 +19,8 @@ typedef struct nt_metrics nt_metrics;
 typedef void (*nt_metrics_render_fn)(struct evbuffer *out, void *user_data);
 
 /* Listens on |addr| ("IP:PORT", loopback only; port 0: any free port) and
- * answers GET /metrics with what |render| writes; other paths get 404,
+ * answers GET /metrics with what |render| writes; other paths go to the
+ * pages set by nt_metrics_set_pages (the dashboard), else get 404,
  * other methods 405. Returns 0 and sets *pm, or NATTER_ERR_INVALID (bad
  * or non-loopback address) or NATTER_ERR_ADDR_IN_USE, with a one-line
  * reason in |err|. */
