@@ -201,6 +201,14 @@ static void broker_dashboard_json(struct evbuffer *out, void *ud) {
       (unsigned long long)b->refused_checks,
       (unsigned long long)b->refused_introductions,
       (unsigned long long)rs.refused, (unsigned long long)rs.dropped_rate);
+  /* The registry as far as the loop knows it without asking the backend
+   * (its size would be a query: not on every poll). */
+  evbuffer_add_printf(out,
+                      ",\"registry\":{\"backend\":\"%s\",\"queued\":%zu,"
+                      "\"touches_unwritten\":%zu}",
+                      b->registry ? nt_registry_backend(b->registry) : "none",
+                      b->registry ? nt_registry_outstanding(b->registry) : 0,
+                      b->registry ? nt_registry_pending(b->registry) : 0);
 }
 
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {

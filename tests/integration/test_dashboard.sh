@@ -93,6 +93,7 @@ assert len(fw) == 1 and fw[0]["connections"] == 2 and fw[0]["bytes_sent"] >= 200
 assert len(a["history"]) >= 2 and a["history"][-1][4] == 1, a["history"]
 assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob", "eve"], b
 assert b["history"][-1][4] == 3, b["history"]
+assert b["registry"]["backend"] == "sqlite", b["registry"]
 assert b["refusals"]["peer_rules"] >= 1 and b["refusals"]["broker_full"] == 0, b["refusals"]
 assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
 assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]

@@ -206,7 +206,9 @@
       card("relayed", bytes(s.relayed_bytes)),
       card("received", bytes(s.bytes_received)),
       card("sent", bytes(s.bytes_sent)),
-      card("dropped datagrams", num(s.packets_dropped))
+      card("dropped datagrams", num(s.packets_dropped)),
+      card("registry", str((doc.registry || {}).backend) + ", " +
+        num((doc.registry || {}).queued) + " queued")
     ]);
     drawCharts(doc, "Clients");
     var tables = document.getElementById("tables");
