@@ -89,7 +89,7 @@ static int get_new_connection_id_cb(ngtcp2_conn *qc, ngtcp2_cid *cid,
   nt_conn *conn = user_data;
   (void)qc;
   if (nt_random_bytes(cid->data, cidlen) != 0 ||
-      nt_random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0) {
+      nt_endpoint_reset_token(conn->ep, token, cid->data, cidlen) != 0) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   cid->datalen = cidlen;
@@ -129,6 +129,19 @@ static int path_validation_cb(ngtcp2_conn *qc, uint32_t flags,
     conn->moved = 1;
     set_addr(&conn->validated, &path->remote);
   }
+  return 0;
+}
+
+/* The peer answered with a stateless reset (RFC 9000 §10.3): it no longer
+ * knows the connection (it restarted, or dropped it). ngtcp2 then drains;
+ * the owner learns why instead of waiting for the idle timeout. */
+static int recv_stateless_reset_cb(ngtcp2_conn *qc,
+                                   const ngtcp2_pkt_stateless_reset *sr,
+                                   void *user_data) {
+  nt_conn *conn = user_data;
+  (void)qc;
+  (void)sr;
+  conn->got_reset = 1;
   return 0;
 }
 
@@ -344,6 +357,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_stream_data = extend_max_stream_data_cb;
   cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
   cb->path_validation = path_validation_cb;
+  cb->recv_stateless_reset = recv_stateless_reset_cb;
 }
 
 /* ---- timer and write loop ---- */
@@ -1014,8 +1028,8 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
       params.retry_scid_present = 1;
     }
     params.stateless_reset_token_present = 1;
-    if (nt_random_bytes(params.stateless_reset_token,
-                        sizeof(params.stateless_reset_token)) != 0) {
+    if (nt_endpoint_reset_token(ep, params.stateless_reset_token, scid.data,
+                                scid.datalen) != 0) {
       goto fail;
     }
     rv = ngtcp2_conn_server_new(&conn->qc, &initial_hd->scid, &scid, &path,
@@ -1204,6 +1218,13 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
         conn->cbs.moved(conn, conn->user_data);
       }
     }
+    return;
+  }
+  if (rv == NGTCP2_ERR_DRAINING && conn->got_reset) {
+    snprintf(conn->close_message, sizeof(conn->close_message), "%s",
+             "the peer lost the connection: it answered with a stateless "
+             "reset (it restarted or dropped it)");
+    schedule_free(conn, NT_CLOSE_PEER);
     return;
   }
   if (rv == NGTCP2_ERR_DRAINING) {

@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 
 #include "quic/endpoint.h"
+#include "base/budget.h"
 #include "base/hashmap.h"
 #include "codec/relay_wire.h"
 #include "quic/retry.h"
@@ -105,6 +106,15 @@ struct nt_endpoint {
    * (nt_endpoint_sendto). NULL otherwise. */
   const struct sockaddr *reply_to;
   const nt_addr *reply_src;
+  /* Stateless resets (RFC 9000 §10.3): the secret every token is derived
+   * from (the identity's, so a restarted process sends the tokens its
+   * predecessor announced), and the budget that keeps them rare. */
+  uint8_t reset_secret[32];
+  uint64_t reset_window_ns; /* start of the current second */
+  unsigned reset_in_window;
+  uint64_t resets_sent, resets_over_budget;
+  unsigned nclient_conns; /* connections we dialled (resets we can read) */
+  nt_log_gate reset_gate;
 };
 
 struct nt_stream {
@@ -169,6 +179,7 @@ struct nt_conn {
   int migrating;            /* client: validating mig_local -> mig_remote */
   nt_addr mig_local, mig_remote;
   int moved;              /* the current path changed: tell the owner */
+  int got_reset;          /* the peer answered with a stateless reset */
   int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
   struct event *watch_ev; /* silence watch, when the owner wants it */
   /* Packets to ep->relay go framed with this channel token. */
@@ -194,6 +205,15 @@ uint64_t nt_timestamp(void);
 #define NT_WATCH_INTERVAL_MS 250
 
 /* endpoint.c */
+/* Stateless resets the endpoint sends in one second at most (each smaller
+ * than the packet that triggered it, at most NT_RESET_MAX_LEN bytes): a
+ * flood of packets of unknown connections gets no more than this. */
+#define NT_RESET_MAX_PER_S 100
+#define NT_RESET_MAX_LEN 48
+/* The stateless reset token of connection ID |cid| (16 bytes out). Returns
+ * 0 or -1. */
+int nt_endpoint_reset_token(const nt_endpoint *ep, uint8_t *token,
+                            const uint8_t *cid, size_t cidlen);
 /* Routes datagrams for |cid| to |conn|. An ID already routed (to any
  * connection) is left as it is. Returns 0 or a negative NATTER_ERR_*. */
 int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,
