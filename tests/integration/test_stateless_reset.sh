@@ -10,6 +10,10 @@
 #   - the new bob logs no error for the packets of the connection it never
 #     had
 #   - once the broker runs again, a new local connection reaches the new bob
+#   - the limit: 400 short-header packets of unknown connections to the
+#     broker in a burst get at most 100 resets a second, each shorter than
+#     its 60-byte trigger (48 bytes at most), and the broker says so; a
+#     packet of 34 bytes gets none (so that two endpoints cannot loop)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -61,5 +65,39 @@ expect_exit_zero timeout 20 "$TCPCHECK" echo-check "$P_A" --conns 1 --bytes 100K
 (($(grep -c "connected to bob" "$WORK/alice.log") == 2)) ||
   fail "alice did not connect to the new bob"
 running alice || fail "alice exited"
+# ---- the limit ----
+cat >"$WORK/flood.py" <<'EOF'
+import os, socket, sys, time
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", port))
+s.settimeout(0.5)
+# A short packet gets nothing.
+s.send(b"\x40" + os.urandom(33))
+try:
+    print("answered a 34-byte packet: %d bytes" % len(s.recv(2048)))
+    sys.exit(1)
+except socket.timeout:
+    pass
+t0 = time.monotonic()
+for i in range(400):
+    s.send(b"\x40" + os.urandom(59))
+sent_s = time.monotonic() - t0
+n, bad = 0, 0
+while True:
+    try:
+        r = s.recv(2048)
+    except socket.timeout:
+        break
+    n += 1
+    if len(r) > 48 or len(r) < 22 or r[0] & 0x80:
+        bad += 1
+allowed = 100 * (int(sent_s) + 2)
+print("resets=%d sent_in=%.3f s allowed=%d bad=%d" % (n, sent_s, allowed, bad))
+sys.exit(0 if 1 <= n <= allowed and bad == 0 else 1)
+EOF
+out=$(python3 "$WORK/flood.py" "$BROKER_PORT" 2>&1) || fail "stateless reset limit: $out"
+wait_log broker "stateless resets: more than 100 a second asked for" 5
+log "a burst of 400 packets of unknown connections to the broker: $out"
 log "alice noticed the restarted bob's stateless reset after $t_notice ms (restart included)"
 echo "PASS: $TEST_NAME"
