@@ -51,7 +51,7 @@
  * this long. */
 #define NT_PATH_REPUNCH_S 5
 /* A live connection asks the broker for a refresh at most this often. */
-#define NT_PATH_REFRESH_INTERVAL_MS 2000
+#define NT_PATH_REFRESH_INTERVAL_MS 1000
 /* Loss recovery is told to resend at most this often when a re-punch
  * packet shows the path is open again. */
 #define NT_PATH_KICK_INTERVAL_MS 100

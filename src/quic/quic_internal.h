@@ -180,7 +180,12 @@ struct nt_conn {
   nt_addr mig_local, mig_remote;
   int moved;              /* the current path changed: tell the owner */
   int got_reset;          /* the peer answered with a stateless reset */
-  int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
+  int resend_now;         /* moved to a new path: run loss recovery now */
+  int fast_keepalive;     /* 0 idle, 1 streams open (NT_ACTIVE_KEEPALIVE),
+                             2 data arriving (NT_FLOW_KEEPALIVE) */
+  uint64_t watch_rx_bytes;    /* rx_bytes at the last watch tick */
+  uint64_t flow_ns;           /* last tick that saw NT_FLOW_BYTES arrive */
+  uint64_t inflight_since_ns; /* first tick that saw bytes in flight */
   struct event *watch_ev; /* silence watch, when the owner wants it */
   /* Packets to ep->relay go framed with this channel token. */
   int relay_on;
@@ -203,6 +208,17 @@ uint64_t nt_timestamp(void);
 #define NT_ACTIVE_KEEPALIVE_MS 1000
 /* How often the silence watch looks. */
 #define NT_WATCH_INTERVAL_MS 250
+/* While data arrives (NT_FLOW_BYTES in a watch interval, in the last 2 s)
+ * the keepalive is this short, so that the receiving side of a transfer
+ * has a PING in flight soon after the path breaks and notices too. */
+#define NT_FLOW_KEEPALIVE_MS 250
+#define NT_FLOW_BYTES 2048
+/* Nothing back this long (or two probe timeouts, if longer) while
+ * packets are owed an acknowledgement: the path is suspected broken and
+ * the owner is told (silent()) at once, not after loss recovery's
+ * exponential backoff. At most every NT_SILENT_REPEAT_MS. */
+#define NT_QUICK_SILENCE_MS 300
+#define NT_SILENT_REPEAT_MS 1000
 
 /* endpoint.c */
 /* Stateless resets the endpoint sends in one second at most (each smaller
