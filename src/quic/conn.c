@@ -710,7 +710,10 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
      * few round trips (two probe timeouts, at least NT_QUICK_SILENCE_MS):
      * the path likely broke; ask at once rather than after loss
      * recovery's backed-off probes (seconds). */
-    if (conn->inflight_since_ns > since) {
+    /* While data arrives, the last packet is the reference (our PING
+     * followed it within NT_FLOW_KEEPALIVE_MS); otherwise the time we
+     * began to wait, since the last packet may be a keepalive long ago. */
+    if (mode != 2 && conn->inflight_since_ns > since) {
       since = conn->inflight_since_ns;
     }
     limit = 2 * pto > NT_QUICK_SILENCE_MS * NGTCP2_MILLISECONDS

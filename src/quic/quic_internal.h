@@ -207,12 +207,12 @@ uint64_t nt_timestamp(void);
  * use the endpoint's (cheaper) keepalive_ms. */
 #define NT_ACTIVE_KEEPALIVE_MS 1000
 /* How often the silence watch looks. */
-#define NT_WATCH_INTERVAL_MS 250
+#define NT_WATCH_INTERVAL_MS 100
 /* While data arrives (NT_FLOW_BYTES in a watch interval, in the last 2 s)
  * the keepalive is this short, so that the receiving side of a transfer
  * has a PING in flight soon after the path breaks and notices too. */
-#define NT_FLOW_KEEPALIVE_MS 250
-#define NT_FLOW_BYTES 2048
+#define NT_FLOW_KEEPALIVE_MS 100
+#define NT_FLOW_BYTES 1024
 /* Nothing back this long (or two probe timeouts, if longer) while
  * packets are owed an acknowledgement: the path is suspected broken and
  * the owner is told (silent()) at once, not after loss recovery's
