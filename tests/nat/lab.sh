@@ -118,7 +118,15 @@
 #       QUIC itself with the broker's key, posing as bob to alice and as
 #       alice to bob: both must refuse it for its key, alice with a clear
 #       error, and no byte of the forwarded service may reach it
-#   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
+#   lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT
+#       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
+#       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
+#       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
+#       random bytes; none: no gateway), then natter -check as peer-check:
+#       VERDICT port-mapped (0, "direct works via a port mapping", the
+#       mapping named in the report) or needs-relay (3, no mapping offered
+#       or named anywhere); with a mapping, bob deletes it on exit
+
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
 #       LAB_NS_inet, LAB_NS_ra, LAB_NS_rb, LAB_NS_alice, LAB_NS_alice2 and
@@ -1458,6 +1466,81 @@ lab_peer_check_case() {
   CASE_RESULT="exit $rc, ${verdict}"
 }
 
+# lab_portmap_case ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT: see
+# the usage above.
+lab_portmap_case() {
+  local alice_nat=$1 bob_nat=$2
+  shift 2
+  local mode="" expect="" want_exit want_line r lan method=PCP
+  while (($#)); do
+    case $1 in
+    --gateway) mode=$2 ;;
+    --expect) expect=$2 ;;
+    *) _lab_die "portmap: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  case $expect in
+  port-mapped) want_exit=0 want_line='^verdict: direct works via a port mapping: bob is port-mapped \((PCP|NAT-PMP)\) at ' ;;
+  needs-relay) want_exit=3 want_line='^verdict: needs relay because ' ;;
+  *) _lab_die "portmap: --expect port-mapped or needs-relay" ;;
+  esac
+  [[ $mode == pmp-only ]] && method=NAT-PMP
+  CASE_LABEL="port mapping, $alice_nat/$bob_nat, gateway $mode"
+  lab_up --alice "$alice_nat" --bob "$bob_nat"
+  if [[ $mode != none ]]; then
+    for r in ra rb; do
+      lan=${LAB_HOST[alice]%.*}.1
+      [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1
+      lab_start "gw-$r" "$r" python3 -u "$LAB_REPO/tests/nat/fake_gateway.py" \
+        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$mode"
+      wait_log "gw-$r" 'listening on'
+    done
+  fi
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
+  wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  wait_log bob 'natter: checked in at broker' 15
+  if [[ $expect == port-mapped ]]; then
+    wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 15
+  elif [[ $mode != none ]]; then
+    # The gateway answered (or was asked): bob must not offer anything.
+    wait_log "gw-rb" 'PCP MAP|NAT-PMP|garbage' 15
+  fi
+
+  local t0 rc=0 verdict
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/check.out" lab_x alice timeout 60 "$NATTER" -name alice \
+    -broker "$broker" -identity "$WORK/alice.key" -check bob || rc=$?
+  echo "---- alice\$ natter -name alice -broker $broker -check bob (exit $rc, $(($(_lab_now_ms) - t0)) ms)"
+  cat "$WORK/check.out"
+  echo "----"
+  verdict=$(grep -m1 '^verdict: ' "$WORK/check.out" || true)
+  if ((rc != want_exit)) || ! grep -Eq -- "$want_line" <<<"$verdict"; then
+    _lab_show_punch bob
+    fail "$CASE_LABEL: exit $rc and '${verdict:-no verdict}', want exit $want_exit and /$want_line/"
+  fi
+  if [[ $expect == port-mapped ]]; then
+    grep -Eq "^path: direct to ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+      fail "$CASE_LABEL: the path is not direct to bob's mapping: $(grep '^path' "$WORK/check.out")"
+    grep -Eq "^port-mapped +\($method\) at ${LAB_WAN_IP[ra]//./\\.}:[0-9]+ +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+      fail "$CASE_LABEL: the report does not name both mappings"
+    # Deleted on exit: a request with lifetime 0 reaches the gateway.
+    stop bob
+    wait_log gw-rb 'lifetime 0 ' 10
+  else
+    if grep -q 'port-mapped' "$WORK/check.out" "$WORK/bob.log"; then
+      fail "$CASE_LABEL: a mapping was offered: $(grep -h 'port-mapped' "$WORK/check.out" "$WORK/bob.log")"
+    fi
+    if [[ $mode == lie ]]; then
+      grep -q 'port mapping at 203\.0\.113\.99:[0-9]* not offered' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not say why the lie was not offered"
+    fi
+  fi
+  CASE_RESULT="exit $rc, ${verdict}"
+}
+
 # ---- command line ------------------------------------------------------------
 
 _lab_usage() {
@@ -1547,6 +1630,12 @@ lab_main() {
     lab_peer_check_case "$@"
     echo "RESULT: $CASE_LABEL: $CASE_RESULT"
     ;;
+  portmap)
+    (($# >= 2)) || _lab_die "usage: lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT"
+    CASE_RESULT=""
+    lab_portmap_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
   mitm)
     (($# >= 2)) || _lab_die "usage: lab.sh mitm ALICE_NAT BOB_NAT"
     CASE_RESULT=""
@@ -1591,7 +1680,7 @@ lab_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-  check | run | roam | shell | peer-check | mitm)
+  check | run | roam | shell | peer-check | mitm | portmap)
     lab_require_root
     export NATTER=${NATTER:-$LAB_REPO/build/natter}
     # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
