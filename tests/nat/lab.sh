@@ -125,7 +125,8 @@
 #       random bytes; none: no gateway), then natter -check as peer-check:
 #       VERDICT port-mapped (0, "direct works via a port mapping", the
 #       mapping named in the report) or needs-relay (3, no mapping offered
-#       or named anywhere); with a mapping, bob deletes it on exit
+#       or named anywhere); with a mapping, bob deletes it on exit.
+#       --relay on: the broker relays (a mapping must still win)
 
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -1471,9 +1472,10 @@ lab_peer_check_case() {
 lab_portmap_case() {
   local alice_nat=$1 bob_nat=$2
   shift 2
-  local mode="" expect="" want_exit want_line r lan method=PCP
+  local mode="" expect="" want_exit want_line r lan method=PCP relay=""
   while (($#)); do
     case $1 in
+    --relay) relay=$2 ;;
     --gateway) mode=$2 ;;
     --expect) expect=$2 ;;
     *) _lab_die "portmap: unknown option $1" ;;
@@ -1486,7 +1488,11 @@ lab_portmap_case() {
   *) _lab_die "portmap: --expect port-mapped or needs-relay" ;;
   esac
   [[ $mode == pmp-only ]] && method=NAT-PMP
+  [[ -z $relay || $relay == on ]] || _lab_die "portmap: --relay on"
   CASE_LABEL="port mapping, $alice_nat/$bob_nat, gateway $mode"
+  [[ -n $relay ]] && CASE_LABEL+=" (broker relays)"
+  local -a relay_args=()
+  [[ -n $relay ]] && relay_args=(-relay -relay-rate 0)
   lab_up --alice "$alice_nat" --bob "$bob_nat"
   if [[ $mode != none ]]; then
     for r in ra rb; do
@@ -1498,7 +1504,7 @@ lab_portmap_case() {
     done
   fi
   local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
-  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
   lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
