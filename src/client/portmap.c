@@ -195,31 +195,39 @@ void nt_portmap_free(nt_portmap *pm) {
   free(pm);
 }
 
-/* An external address we may offer: public unicast IPv4, neither ours
- * nor the gateway's, with a port. */
-static int external_usable(const nt_portmap *pm, const uint8_t ip[4],
-                           uint16_t port, nt_addr *out) {
-  if (port == 0 || memcmp(ip, pm->local_ip, 4) == 0 ||
-      memcmp(ip, pm->gw_ip, 4) == 0 || nt_addr_from_raw(out, ip, 4, port) != 0) {
-    return 0;
+int nt_portmap_answer_check(uint32_t lifetime_s, const uint8_t ip[4],
+                            uint16_t port, const uint8_t local_ip[4],
+                            const uint8_t gw_ip[4], nt_addr *out) {
+  memset(out, 0, sizeof(*out));
+  if (lifetime_s < NT_PORTMAP_MIN_LIFETIME_S) {
+    return NT_PORTMAP_BAD_LIFETIME;
   }
-  return nt_path_scope_of((struct sockaddr *)&out->ss) == NT_PATH_SCOPE_GLOBAL;
+  if (port == 0 || memcmp(ip, local_ip, 4) == 0 || memcmp(ip, gw_ip, 4) == 0 ||
+      nt_addr_from_raw(out, ip, 4, port) != 0 ||
+      nt_path_scope_of((struct sockaddr *)&out->ss) != NT_PATH_SCOPE_GLOBAL) {
+    memset(out, 0, sizeof(*out));
+    return NT_PORTMAP_BAD_ADDRESS;
+  }
+  return NT_PORTMAP_USABLE;
 }
 
 static void granted(nt_portmap *pm, const uint8_t ip[4],
                     const nt_portmap_answer *ans) {
   nt_addr ext;
   char a[NT_ADDR_STRLEN];
-  if (ans->lifetime_s < NT_PORTMAP_MIN_LIFETIME_S) {
+  switch (nt_portmap_answer_check(ans->lifetime_s, ip, ans->external_port,
+                                  pm->local_ip, pm->gw_ip, &ext)) {
+  case NT_PORTMAP_BAD_LIFETIME:
     nt_debug(pm->env.log, "port mapping: %s lifetime %u s too short; ignored",
              nt_portmap_method_name(pm->method), (unsigned)ans->lifetime_s);
     return;
-  }
-  if (!external_usable(pm, ip, ans->external_port, &ext)) {
+  case NT_PORTMAP_BAD_ADDRESS:
     nt_debug(pm->env.log,
              "port mapping: %s answer names no public address; ignored",
              nt_portmap_method_name(pm->method));
     return;
+  default:
+    break;
   }
   int changed = !pm->external.len ||
                 !nt_addr_equal((struct sockaddr *)&ext.ss,

@@ -34,6 +34,20 @@
 
 typedef struct nt_portmap nt_portmap;
 
+/* What a successful answer claims, checked (pure): a lifetime of at least
+ * NT_PORTMAP_MIN_LIFETIME_S, and |ip|:|port| public unicast IPv4
+ * (nt_path_scope_of: global), port not 0, neither |local_ip| nor
+ * |gw_ip|. Returns NT_PORTMAP_USABLE with the address in |out|, or why
+ * not (|out| len 0). */
+enum {
+  NT_PORTMAP_USABLE = 0,
+  NT_PORTMAP_BAD_LIFETIME = 1,
+  NT_PORTMAP_BAD_ADDRESS = 2
+};
+int nt_portmap_answer_check(uint32_t lifetime_s, const uint8_t ip[4],
+                            uint16_t port, const uint8_t local_ip[4],
+                            const uint8_t gw_ip[4], nt_addr *out);
+
 typedef struct nt_portmap_env {
   struct event_base *base;
   const nt_log *log;
