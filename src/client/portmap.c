@@ -8,12 +8,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/budget.h"
 #include "client/path.h"
 #include "codec/portmap.h"
 #include "natter.h"
 #include "trust/tls.h"
 
 enum { ASKING = 1, MAPPED, RENEWING, GAVE_UP };
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct nt_portmap {
   nt_portmap_env env;
@@ -30,6 +34,9 @@ struct nt_portmap {
   unsigned tries;
   nt_addr external; /* len 0: none */
   uint32_t lifetime_s;
+  /* Answers whose claims we refuse are logged at most once a second:
+   * anyone on the LAN can send them from the gateway's address. */
+  nt_log_gate refused_log;
 };
 
 /* Reads /proc/net/route (bounded) for the IPv4 default gateway. */
@@ -215,19 +222,20 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
                     const nt_portmap_answer *ans) {
   nt_addr ext;
   char a[NT_ADDR_STRLEN];
-  switch (nt_portmap_answer_check(ans->lifetime_s, ip, ans->external_port,
-                                  pm->local_ip, pm->gw_ip, &ext)) {
-  case NT_PORTMAP_BAD_LIFETIME:
-    nt_debug(pm->env.log, "port mapping: %s lifetime %u s too short; ignored",
-             nt_portmap_method_name(pm->method), (unsigned)ans->lifetime_s);
+  unsigned held = 0;
+  int bad = nt_portmap_answer_check(ans->lifetime_s, ip, ans->external_port,
+                                    pm->local_ip, pm->gw_ip, &ext);
+  if (bad != NT_PORTMAP_USABLE) {
+    if (nt_log_gate_pass(&pm->refused_log, nt_monotonic_ns(), &held)) {
+      nt_debug(pm->env.log,
+               "port mapping: %s answer ignored: %s (%u more not logged)",
+               nt_portmap_method_name(pm->method),
+               bad == NT_PORTMAP_BAD_LIFETIME
+                   ? "lifetime under " STR(NT_PORTMAP_MIN_LIFETIME_S) " s"
+                   : "no public address of its own",
+               held);
+    }
     return;
-  case NT_PORTMAP_BAD_ADDRESS:
-    nt_debug(pm->env.log,
-             "port mapping: %s answer names no public address; ignored",
-             nt_portmap_method_name(pm->method));
-    return;
-  default:
-    break;
   }
   int changed = !pm->external.len ||
                 !nt_addr_equal((struct sockaddr *)&ext.ss,

@@ -16,6 +16,7 @@ Modes:
            and installs nothing
   garbage  answers every request with random bytes, some of the right
            length and version
+  short    as honest, but grants 60 s whatever is asked (renewals)
   pmp-only answers PCP with NAT-PMP's "unsupported version" (RFC 6887
            section 9), NAT-PMP as honest
 
@@ -80,7 +81,9 @@ class Gateway:
         if self.args.mode == "pmp-only":
             return struct.pack("!BBHI", 0, 0x81, 1, self.epoch)
         ext = port
-        if self.args.mode == "honest":
+        if self.args.mode == "short" and lifetime:
+            lifetime = 60
+        if self.args.mode in ("honest", "short"):
             ext = self.map(src[0], port, suggested, lifetime) or suggested
         log("PCP MAP from %s:%d port %d lifetime %d -> %d" %
             (src[0], src[1], port, lifetime, ext))
@@ -127,7 +130,7 @@ def main():
     ap.add_argument("--wan-ip", required=True)
     ap.add_argument("--wan-if", default="wan")
     ap.add_argument("--mode", default="honest",
-                    choices=["honest", "lie", "garbage", "pmp-only"])
+                    choices=["honest", "short", "lie", "garbage", "pmp-only"])
     ap.add_argument("--lie-addr", default="203.0.113.99")
     args = ap.parse_args()
     gw = Gateway(args)

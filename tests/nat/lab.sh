@@ -121,6 +121,7 @@
 #   lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT
 #       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
 #       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
+#       short: the same for 60 s, and bob must renew it within 45 s;
 #       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
 #       random bytes; none: no gateway), then natter -check as peer-check:
 #       VERDICT port-mapped (0, "direct works via a port mapping", the
@@ -1532,6 +1533,17 @@ lab_portmap_case() {
       fail "$CASE_LABEL: the path is not direct to bob's mapping: $(grep '^path' "$WORK/check.out")"
     grep -Eq "^port-mapped +\($method\) at ${LAB_WAN_IP[ra]//./\\.}:[0-9]+ +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
       fail "$CASE_LABEL: the report does not name both mappings"
+    if [[ $mode == short ]]; then
+      # Renewed at half the lifetime granted: a second request for bob's
+      # port, with the same nonce, within 45 s of the first.
+      local bport deadline=$(($(_lab_now_ms) + 45000))
+      bport=$(sed -n 's/.*UDP port \([0-9]*\)$/\1/p' "$WORK/bob.log" | head -n1)
+      until (($(grep -c "PCP MAP from ${LAB_HOST[bob]//./\\.}:$bport port $bport lifetime [1-9][0-9]* " "$WORK/gw-rb.log") >= 2)); do
+        (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob did not renew its mapping within 45 s"
+        sleep 0.5
+      done
+      grep -q 'lost' "$WORK/bob.log" && fail "$CASE_LABEL: bob lost its mapping: $(grep lost "$WORK/bob.log")"
+    fi
     # Deleted on exit: a request with lifetime 0 reaches the gateway.
     stop bob
     wait_log gw-rb 'lifetime 0 ' 10

@@ -8,6 +8,7 @@
 #   honest (PCP)         -relay     direct to bob's mapping, not relayed;
 #                                   both mappings named; deleted on exit
 #   NAT-PMP only         no relay   direct, "(NAT-PMP)"
+#   PCP, 60 s granted    no relay   direct; renewed within 45 s
 #   lies (203.0.113.99)  -relay     needs relay; bob says why it offers
 #                                   nothing
 #   garbage              no relay   needs relay; nothing offered
@@ -42,11 +43,12 @@ bash "$LAB" cleanup
 CASES=(
   "PCP gateways, symmetric/symmetric: direct to the mapping, not relayed|portmap symmetric symmetric --gateway honest --relay on --expect port-mapped"
   "NAT-PMP-only gateways, symmetric/symmetric: direct|portmap symmetric symmetric --gateway pmp-only --expect port-mapped"
+  "gateways granting 60 s: direct, and renewed within 45 s|portmap symmetric symmetric --gateway short --expect port-mapped"
   "lying gateways (another external address): nothing changes, relayed|portmap symmetric symmetric --gateway lie --relay on --expect needs-relay"
   "gateways answering garbage: nothing changes|portmap symmetric symmetric --gateway garbage --expect needs-relay"
   "no gateway: nothing changes|portmap symmetric symmetric --gateway none --expect needs-relay"
 )
-CASE_TIMEOUT=60
+CASE_TIMEOUT=90
 
 current_pid=""
 on_exit() {
