@@ -1545,7 +1545,7 @@ lab_portmap_case() {
       grep -q 'lost' "$WORK/bob.log" && fail "$CASE_LABEL: bob lost its mapping: $(grep lost "$WORK/bob.log")"
     fi
     # Deleted on exit: a request with lifetime 0 reaches the gateway.
-    stop bob
+    stop_expect_clean bob
     wait_log gw-rb 'lifetime 0 ' 10
   else
     if grep -q 'port-mapped' "$WORK/check.out" "$WORK/bob.log"; then
