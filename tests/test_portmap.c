@@ -14,7 +14,7 @@
 #include "test.h"
 #include "test_addrs.h"
 
-static const uint8_t nonce[NT_PCP_NONCE_LEN] = {1, 2, 3, 4, 5, 6,
+static const uint8_t nonce[NT_PCP_NONCE_LEN] = {1, 2, 3, 4,  5,  6,
                                                 7, 8, 9, 10, 11, 12};
 
 /* A PCP MAP answer as a gateway builds it, from our own request. */
@@ -108,7 +108,7 @@ static void test_natpmp(void) {
   CHECK(nt_natpmp_decode_addr(addr_fail, 8, &a) && a.result == 3);
   CHECK(!nt_natpmp_decode_map(addr_ok, 12, 40000, &a));
 
-  const uint8_t map_ok[16] = {0,    0x81, 0, 0, 0, 0, 0,    7,
+  const uint8_t map_ok[16] = {0,    0x81, 0,    0,    0, 0, 0,    7,
                               0x9c, 0x40, 0xa0, 0x28, 0, 0, 0x0e, 0x10};
   CHECK(nt_natpmp_decode_map(map_ok, 16, 40000, &a) && a.result == 0 &&
         a.external_port == 41000 && a.lifetime_s == 3600);
@@ -160,9 +160,10 @@ static void test_route(void) {
 static void test_answer_check(void) {
   const uint8_t me[4] = {198, 18, 1, 10}, gw[4] = {198, 18, 1, 1};
   const uint8_t pub[4] = {203, 0, 113, 1};
-  const uint8_t bad[][4] = {{198, 18, 1, 10}, {198, 18, 1, 1}, {10, 0, 0, 1},
-                            {127, 0, 0, 1},   {224, 0, 0, 1},  {0, 0, 0, 0},
-                            {169, 254, 0, 1}, {192, 168, 1, 1}, {255, 255, 255, 255}};
+  const uint8_t bad[][4] = {
+      {198, 18, 1, 10}, {198, 18, 1, 1},  {10, 0, 0, 1},
+      {127, 0, 0, 1},   {224, 0, 0, 1},   {0, 0, 0, 0},
+      {169, 254, 0, 1}, {192, 168, 1, 1}, {255, 255, 255, 255}};
   nt_addr out;
   CHECK(nt_portmap_answer_check(3600, pub, 41000, me, gw, &out) ==
         NT_PORTMAP_USABLE);
@@ -203,7 +204,8 @@ static void test_candidate(void) {
   cands[1] = addr4("198.18.2.10", 5000);
   size_t n = nt_path_add_portmap(cands, 2, &pm);
   CHECK(n == 3);
-  CHECK(nt_addr_equal((struct sockaddr *)&cands[1].ss, (struct sockaddr *)&pm.ss));
+  CHECK(nt_addr_equal((struct sockaddr *)&cands[1].ss,
+                      (struct sockaddr *)&pm.ss));
   CHECK(nt_addr_port((struct sockaddr *)&cands[2].ss) == 5000);
   CHECK(nt_path_add_portmap(cands, n, &pm) == n);
   CHECK(nt_path_add_portmap(cands, 0, &pm) == 1);
@@ -212,9 +214,11 @@ static void test_candidate(void) {
   }
   n = nt_path_add_portmap(cands, NT_PUNCH_MAX_CANDIDATES, &pm);
   CHECK(n == NT_PUNCH_MAX_CANDIDATES);
-  CHECK(nt_addr_equal((struct sockaddr *)&cands[1].ss, (struct sockaddr *)&pm.ss));
-  CHECK(nt_addr_port((struct sockaddr *)&cands[NT_PUNCH_MAX_CANDIDATES - 1].ss) ==
-        5000 + NT_PUNCH_MAX_CANDIDATES - 2);
+  CHECK(nt_addr_equal((struct sockaddr *)&cands[1].ss,
+                      (struct sockaddr *)&pm.ss));
+  CHECK(
+      nt_addr_port((struct sockaddr *)&cands[NT_PUNCH_MAX_CANDIDATES - 1].ss) ==
+      5000 + NT_PUNCH_MAX_CANDIDATES - 2);
 }
 
 /* Encodes |in| and decodes it again into |out|. */
@@ -258,7 +262,8 @@ static void test_control(void) {
   CHECK(roundtrip(&in, &out) == 0);
   CHECK(out.type == NT_CONTROL_INTRODUCTION);
   CHECK(out.u.introduction.portmap_method == NT_PORTMAP_NATPMP);
-  CHECK(nt_addr_port((struct sockaddr *)&out.u.introduction.portmap.ss) == 6000);
+  CHECK(nt_addr_port((struct sockaddr *)&out.u.introduction.portmap.ss) ==
+        6000);
   CHECK(strcmp(nt_portmap_method_name(NT_PORTMAP_NATPMP), "NAT-PMP") == 0);
   CHECK(strcmp(nt_portmap_method_name(9), "") == 0);
 }

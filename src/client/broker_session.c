@@ -293,7 +293,8 @@ void nt_broker_session_portmap_changed(void *ud) {
     update_portmap(c);
   }
   /* A check waiting for the gateway goes on now. */
-  if (c->portmap_wait_ev && event_pending(c->portmap_wait_ev, EV_TIMEOUT, NULL) &&
+  if (c->portmap_wait_ev &&
+      event_pending(c->portmap_wait_ev, EV_TIMEOUT, NULL) &&
       nt_portmap_settled(c->portmap)) {
     event_del(c->portmap_wait_ev);
     nt_check_run_start(c->check);

@@ -147,11 +147,10 @@ static void finish(nt_check_run *run) {
   res.address = run->connected ? run->address : "";
   res.predicted = run->connected && !run->relayed && vc.found &&
                   vc.v.predicted;
-  res.self_portmap = portmap_text(&env->self->portmap,
-                                  env->self->portmap_method, a_pm, sizeof(a_pm));
-  res.peer_portmap = portmap_text(&vc.portmap,
-                                  vc.found ? vc.v.portmap_method : 0, b_pm,
-                                  sizeof(b_pm));
+  res.self_portmap = portmap_text(
+      &env->self->portmap, env->self->portmap_method, a_pm, sizeof(a_pm));
+  res.peer_portmap = portmap_text(
+      &vc.portmap, vc.found ? vc.v.portmap_method : 0, b_pm, sizeof(b_pm));
 
   natter_check_side *a = &res.self, *b = &res.peer;
   a->name = env->self_name;

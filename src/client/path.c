@@ -168,8 +168,7 @@ static int punch_due(nt_punch *p, uint64_t now, nt_addr *to, size_t *n) {
 }
 
 int nt_path_portmap_usable(const nt_addr *observed, const nt_addr *portmap) {
-  return observed->len && portmap->len &&
-         portmap->ss.ss_family == AF_INET &&
+  return observed->len && portmap->len && portmap->ss.ss_family == AF_INET &&
          nt_path_scope_of((const struct sockaddr *)&portmap->ss) ==
              NT_PATH_SCOPE_GLOBAL &&
          nt_addr_same_host((const struct sockaddr *)&observed->ss,

@@ -60,8 +60,8 @@ typedef struct nt_self_view {
   int broker_closed; /* the broker admits only token/listed keys */
   nt_addr broker;    /* the broker, as we reach it: what it may say it saw
                         of a peer follows (nt_path_observed_usable) */
-  nt_addr portmap;    /* our gateway's mapping of our port, offered only
-                         on the IP address of |observed|; len 0: none */
+  nt_addr portmap;   /* our gateway's mapping of our port, offered only
+                        on the IP address of |observed|; len 0: none */
   int portmap_method; /* nt_portmap_method */
 } nt_self_view;
 

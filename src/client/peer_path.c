@@ -529,7 +529,6 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
   return n;
 }
 
-
 /* |in| with its observed address kept only when our broker can have
  * seen it (nt_path_observed_usable): a broker that says otherwise gets
  * no probe from us to that address. */
@@ -541,8 +540,10 @@ static nt_introduction *checked_observed(nt_peers *peers,
   *out = *in;
   if (in->portmap.len && !nt_path_portmap_usable(&in->observed, &in->portmap)) {
     /* Only a port of the address the broker saw the peer at. */
-    nt_debug(env->log, "%s: its port mapping %s is not on its public address;"
-             " not probed", in->name,
+    nt_debug(env->log,
+             "%s: its port mapping %s is not on its public address;"
+             " not probed",
+             in->name,
              nt_addr_str((const struct sockaddr *)&in->portmap.ss, addr));
     memset(&out->portmap, 0, sizeof(out->portmap));
     out->portmap_method = 0;

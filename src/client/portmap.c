@@ -22,10 +22,10 @@ enum { ASKING = 1, MAPPED, RENEWING, GAVE_UP };
 struct nt_portmap {
   nt_portmap_env env;
   struct event *ev;
-  nt_addr gw;           /* gateway:5351 */
+  nt_addr gw; /* gateway:5351 */
   uint8_t gw_ip[4];
-  uint8_t local_ip[4];  /* ours, as the gateway sees us */
-  uint16_t port;        /* our UDP port (internal) */
+  uint8_t local_ip[4]; /* ours, as the gateway sees us */
+  uint16_t port;       /* our UDP port (internal) */
   uint8_t nonce[NT_PCP_NONCE_LEN];
   int state;
   int method;           /* being asked, or that made the mapping */
@@ -237,9 +237,9 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
     }
     return;
   }
-  int changed = !pm->external.len ||
-                !nt_addr_equal((struct sockaddr *)&ext.ss,
-                               (struct sockaddr *)&pm->external.ss);
+  int changed =
+      !pm->external.len || !nt_addr_equal((struct sockaddr *)&ext.ss,
+                                          (struct sockaddr *)&pm->external.ss);
   pm->external = ext;
   pm->lifetime_s = ans->lifetime_s < NT_PORTMAP_LIFETIME_S
                        ? ans->lifetime_s
@@ -249,8 +249,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
   if (changed) {
     nt_info(pm->env.log, "the gateway maps our port at %s (%s, %u s)",
             nt_addr_str((struct sockaddr *)&ext.ss, a),
-            nt_portmap_method_name(pm->method),
-            (unsigned)pm->lifetime_s);
+            nt_portmap_method_name(pm->method), (unsigned)pm->lifetime_s);
     if (pm->env.changed) {
       pm->env.changed(pm->env.user_data);
     }

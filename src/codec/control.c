@@ -43,7 +43,7 @@ static int mapping_of(int wire) {
 
 static int portmap_method_of(int wire) {
   return wire == NT_PORTMAP_PCP || wire == NT_PORTMAP_NATPMP ? wire
-                                                              : NT_PORTMAP_NONE;
+                                                             : NT_PORTMAP_NONE;
 }
 
 static nt_control_code code_of(int wire) {

@@ -111,7 +111,8 @@ int nt_natpmp_decode_addr(const uint8_t *buf, size_t len,
                           nt_portmap_answer *out) {
   /* A gateway that failed may answer with only the first 8 bytes. */
   if ((len != NT_NATPMP_ADDR_RESP_LEN && len != 8) ||
-      buf[0] != NATPMP_VERSION || buf[1] != (NATPMP_RESPONSE | NATPMP_OP_ADDR)) {
+      buf[0] != NATPMP_VERSION ||
+      buf[1] != (NATPMP_RESPONSE | NATPMP_OP_ADDR)) {
     return 0;
   }
   memset(out, 0, sizeof(*out));
@@ -126,10 +127,9 @@ int nt_natpmp_decode_addr(const uint8_t *buf, size_t len,
   return 1;
 }
 
-int nt_natpmp_decode_map(const uint8_t *buf, size_t len,
-                         uint16_t internal_port, nt_portmap_answer *out) {
-  if ((len != NT_NATPMP_MAP_RESP_LEN && len != 8) ||
-      buf[0] != NATPMP_VERSION ||
+int nt_natpmp_decode_map(const uint8_t *buf, size_t len, uint16_t internal_port,
+                         nt_portmap_answer *out) {
+  if ((len != NT_NATPMP_MAP_RESP_LEN && len != 8) || buf[0] != NATPMP_VERSION ||
       buf[1] != (NATPMP_RESPONSE | NATPMP_OP_MAP_UDP)) {
     return 0;
   }
@@ -196,8 +196,8 @@ static int hex32(const char *s, size_t n, uint32_t *v) {
 
 int nt_route_default_gateway(const char *text, size_t len, uint8_t gw[4]) {
   enum { RTF_UP_ = 0x1, RTF_GATEWAY_ = 0x2 };
-  const char *p = text, *end = text + (len < NT_ROUTE_TEXT_MAX ? len
-                                                                : NT_ROUTE_TEXT_MAX);
+  const char *p = text,
+             *end = text + (len < NT_ROUTE_TEXT_MAX ? len : NT_ROUTE_TEXT_MAX);
   int first = 1;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -213,7 +213,8 @@ int nt_route_default_gateway(const char *text, size_t len, uint8_t gw[4]) {
       }
       uint32_t dst, via, flags;
       if (ok && hex32(f[1], n[1], &dst) && hex32(f[2], n[2], &via) &&
-          n[1] == 8 && n[2] == 8 && hex32(f[3], n[3], &flags) && dst == 0 && via != 0 &&
+          n[1] == 8 && n[2] == 8 && hex32(f[3], n[3], &flags) && dst == 0 &&
+          via != 0 &&
           (flags & (RTF_UP_ | RTF_GATEWAY_)) == (RTF_UP_ | RTF_GATEWAY_)) {
         /* The kernel printed the in-memory (network order) word as a
          * host-order number: its bytes in memory are the address. */

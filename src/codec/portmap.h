@@ -51,13 +51,13 @@ size_t nt_pcp_encode_map(uint8_t *buf, const uint8_t nonce[NT_PCP_NONCE_LEN],
 
 /* A decoded answer. */
 typedef struct nt_portmap_answer {
-  int result;              /* NT_PORTMAP_SUCCESS or the gateway's code */
-  uint32_t lifetime_s;     /* as granted */
-  uint32_t epoch_s;        /* the gateway's epoch (a restart resets it) */
-  uint16_t internal_port;  /* PCP and NAT-PMP map answers */
-  uint16_t external_port;  /* map answers */
-  uint8_t external_ip[4];  /* PCP map answer, NAT-PMP address answer */
-  int external_ipv4;       /* PCP: the external address is IPv4-mapped */
+  int result;             /* NT_PORTMAP_SUCCESS or the gateway's code */
+  uint32_t lifetime_s;    /* as granted */
+  uint32_t epoch_s;       /* the gateway's epoch (a restart resets it) */
+  uint16_t internal_port; /* PCP and NAT-PMP map answers */
+  uint16_t external_port; /* map answers */
+  uint8_t external_ip[4]; /* PCP map answer, NAT-PMP address answer */
+  int external_ipv4;      /* PCP: the external address is IPv4-mapped */
 } nt_portmap_answer;
 
 /* Decodes a PCP MAP response to the request with |nonce| for UDP
@@ -81,8 +81,8 @@ int nt_natpmp_decode_addr(const uint8_t *buf, size_t len,
 
 /* Decodes a NAT-PMP UDP mapping response for |internal_port|. Returns 1
  * when it is one, else 0. */
-int nt_natpmp_decode_map(const uint8_t *buf, size_t len,
-                         uint16_t internal_port, nt_portmap_answer *out);
+int nt_natpmp_decode_map(const uint8_t *buf, size_t len, uint16_t internal_port,
+                         nt_portmap_answer *out);
 
 /* 1 when |buf| may be an answer from a port mapping gateway (PCP or
  * NAT-PMP version byte, response bit set): for telling them apart from

@@ -10,7 +10,7 @@
 #include "client/portmap.h"
 #include "codec/portmap.h"
 
-static const uint8_t nonce[NT_PCP_NONCE_LEN] = {1, 2, 3, 4, 5, 6,
+static const uint8_t nonce[NT_PCP_NONCE_LEN] = {1, 2, 3, 4,  5,  6,
                                                 7, 8, 9, 10, 11, 12};
 static const uint8_t me[4] = {198, 18, 1, 10}, gw[4] = {198, 18, 1, 1};
 #define PORT 40000
