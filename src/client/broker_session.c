@@ -469,6 +469,7 @@ static void handle_check_in_result(natter_client *c,
       : c->diagnostic ? ", for a check only (a client running as "
                         "this name is not disturbed)"
                       : "");
+  nt_portmap_recheck(c->portmap);
   /* The check first: requests wait for it (mapping_pending). */
   start_mapping_check(c);
   nt_peers_broker_ready(c->peers);

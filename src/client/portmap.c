@@ -158,7 +158,37 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   pm->tries++;
 }
 
+/* Finds the gateway and our address toward it; 0 when there is none. */
+static int find_gateway(nt_portmap *pm, uint8_t gw_ip[4], uint8_t local_ip[4],
+                        nt_addr *gw) {
+  return default_gateway(gw_ip) &&
+         nt_addr_from_raw(gw, gw_ip, 4, NT_PORTMAP_PORT) == 0 &&
+         local_toward(gw, local_ip) && nt_endpoint_reaches(pm->env.ep, AF_INET);
+}
+
+/* Starts asking |gw| afresh (a new nonce), forgetting any mapping. */
+static void start(nt_portmap *pm, const uint8_t gw_ip[4],
+                  const uint8_t local_ip[4], const nt_addr *gw) {
+  event_del(pm->ev);
+  memcpy(pm->gw_ip, gw_ip, 4);
+  memcpy(pm->local_ip, local_ip, 4);
+  pm->gw = *gw;
+  memset(&pm->external, 0, sizeof(pm->external));
+  pm->natpmp_have_addr = 0;
+  pm->tries = 0;
+  pm->method = NT_PORTMAP_PCP;
+  if (nt_random_bytes(pm->nonce, sizeof(pm->nonce)) != 0) {
+    pm->state = GAVE_UP;
+    return;
+  }
+  nt_endpoint_set_raw_source(pm->env.ep, &pm->gw);
+  pm->state = ASKING;
+  timer_cb(-1, 0, pm);
+}
+
 int nt_portmap_new(nt_portmap **ppm, const nt_portmap_env *env) {
+  uint8_t gw_ip[4], local_ip[4];
+  nt_addr gw;
   *ppm = NULL;
   nt_portmap *pm = calloc(1, sizeof(*pm));
   if (!pm) {
@@ -166,26 +196,42 @@ int nt_portmap_new(nt_portmap **ppm, const nt_portmap_env *env) {
   }
   pm->env = *env;
   pm->port = nt_endpoint_port(env->ep);
-  if (!default_gateway(pm->gw_ip) ||
-      nt_addr_from_raw(&pm->gw, pm->gw_ip, 4, NT_PORTMAP_PORT) != 0 ||
-      !local_toward(&pm->gw, pm->local_ip) ||
-      !nt_endpoint_reaches(env->ep, AF_INET) ||
-      nt_random_bytes(pm->nonce, sizeof(pm->nonce)) != 0) {
-    nt_debug(env->log, "port mapping: no IPv4 default gateway to ask");
-    free(pm);
-    return 0;
-  }
   pm->ev = event_new(env->base, -1, 0, timer_cb, pm);
   if (!pm->ev) {
     free(pm);
     return NATTER_ERR_NOMEM;
   }
-  nt_endpoint_set_raw_source(env->ep, &pm->gw);
-  pm->state = ASKING;
-  pm->method = NT_PORTMAP_PCP;
-  timer_cb(-1, 0, pm);
+  pm->state = GAVE_UP;
+  if (find_gateway(pm, gw_ip, local_ip, &gw)) {
+    start(pm, gw_ip, local_ip, &gw);
+  } else {
+    nt_debug(env->log, "port mapping: no IPv4 default gateway to ask");
+  }
   *ppm = pm;
   return 0;
+}
+
+void nt_portmap_recheck(nt_portmap *pm) {
+  uint8_t gw_ip[4], local_ip[4];
+  nt_addr gw;
+  if (!pm || pm->state == ASKING || pm->state == RENEWING) {
+    return;
+  }
+  if (!find_gateway(pm, gw_ip, local_ip, &gw)) {
+    return; /* none now: what we hold stays until its renewal fails */
+  }
+  int moved = memcmp(gw_ip, pm->gw_ip, 4) != 0 ||
+              memcmp(local_ip, pm->local_ip, 4) != 0;
+  if (pm->state == MAPPED && !moved) {
+    return;
+  }
+  int had = pm->external.len != 0;
+  nt_debug(pm->env.log, "port mapping: asking the gateway again (%s)",
+           moved ? "another gateway or address" : "it gave none before");
+  start(pm, gw_ip, local_ip, &gw);
+  if (had && pm->env.changed) {
+    pm->env.changed(pm->env.user_data); /* the old one is gone */
+  }
 }
 
 void nt_portmap_free(nt_portmap *pm) {

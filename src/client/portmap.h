@@ -58,10 +58,17 @@ typedef struct nt_portmap_env {
   void *user_data;
 } nt_portmap_env;
 
-/* Finds the gateway (/proc/net/route) and starts asking. Returns 0 with
- * *ppm set, or 0 with *ppm NULL when there is no IPv4 default gateway
- * (logged at debug), or NATTER_ERR_NOMEM. */
+/* Finds the gateway (/proc/net/route) and starts asking (when there is
+ * no IPv4 default gateway: logged at debug, nothing asked). Returns 0
+ * with *ppm set, or NATTER_ERR_NOMEM. */
 int nt_portmap_new(nt_portmap **ppm, const nt_portmap_env *env);
+
+/* At each check-in with the broker (a new network, perhaps): when the
+ * default gateway or our address toward it changed, the mapping is
+ * forgotten and the new gateway asked; when the last asking gave up, the
+ * gateway is asked again. Nothing while asking or renewing, or while the
+ * mapping holds on the same gateway. */
+void nt_portmap_recheck(nt_portmap *pm);
 
 /* Deletes a mapping we hold (one request, lifetime 0) and frees. */
 void nt_portmap_free(nt_portmap *pm);

@@ -122,6 +122,8 @@
 #       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
 #       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
 #       short: the same for 60 s, and bob must renew it within 45 s;
+#       late: none until bob gave up, then honest, and the broker
+#       restarts: bob must ask again when it checks in again;
 #       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
 #       random bytes; none: no gateway), then natter -check as peer-check:
 #       VERDICT port-mapped (0, "direct works via a port mapping", the
@@ -1495,20 +1497,31 @@ lab_portmap_case() {
   local -a relay_args=()
   [[ -n $relay ]] && relay_args=(-relay -relay-rate 0)
   lab_up --alice "$alice_nat" --bob "$bob_nat"
-  if [[ $mode != none ]]; then
+  _lab_gateways() {
+    local r lan
     for r in ra rb; do
       lan=${LAB_HOST[alice]%.*}.1
       [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1
       lab_start "gw-$r" "$r" python3 -u "$LAB_REPO/tests/nat/fake_gateway.py" \
-        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$mode"
+        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$1"
       wait_log "gw-$r" 'listening on'
     done
-  fi
+  }
+  [[ $mode == none || $mode == late ]] || _lab_gateways "$mode"
   local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
   lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
   lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
+  if [[ $mode == late ]]; then
+    # No gateway at first: bob gives up, then asks again when it checks
+    # in again (the broker restarts) and the gateway is up.
+    wait_log bob 'no port mapping from the gateway .*: no answer' 20
+    _lab_gateways honest
+    stop broker
+    lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+    wait_log bob "port-mapped \\(PCP\\) at ${LAB_WAN_IP[rb]//./\\.}:[0-9]+: offered" 30
+  fi
   if [[ $expect == port-mapped ]]; then
     wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 15
   elif [[ $mode != none ]]; then

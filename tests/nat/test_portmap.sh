@@ -13,6 +13,8 @@
 #                                   nothing
 #   garbage              no relay   needs relay; nothing offered
 #   none                 no relay   needs relay
+#   none, then PCP       no relay   bob gives up, asks again when it
+#   (broker restarted)              checks in again: direct
 #
 # Usage: NATTER=build/natter bash tests/nat/test_portmap.sh [CASE-NUMBER...]
 # Needs root (network namespaces); exits 77 (ctest: skipped) without.
@@ -47,6 +49,7 @@ CASES=(
   "lying gateways (another external address): nothing changes, relayed|portmap symmetric symmetric --gateway lie --relay on --expect needs-relay"
   "gateways answering garbage: nothing changes|portmap symmetric symmetric --gateway garbage --expect needs-relay"
   "no gateway: nothing changes|portmap symmetric symmetric --gateway none --expect needs-relay"
+  "a gateway that comes up later: asked again at the next check-in, then direct|portmap symmetric symmetric --gateway late --expect port-mapped"
 )
 CASE_TIMEOUT=90
 
