@@ -129,7 +129,9 @@
 #       VERDICT port-mapped (0, "direct works via a port mapping", the
 #       mapping named in the report) or needs-relay (3, no mapping offered
 #       or named anywhere); with a mapping, bob deletes it on exit.
-#       --relay on: the broker relays (a mapping must still win)
+#       --relay on: the broker relays (a mapping must still win);
+#       --no-portmap yes: alice and bob run with -no-portmap (the gateways
+#       must hear nothing). Both sides punch for 4 s (-timeout 4).
 
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
@@ -1476,8 +1478,10 @@ lab_portmap_case() {
   local alice_nat=$1 bob_nat=$2
   shift 2
   local mode="" expect="" want_exit want_line r lan method=PCP relay=""
+  local -a pm_args=()
   while (($#)); do
     case $1 in
+    --no-portmap) [[ $2 == yes ]] && pm_args=(-no-portmap) ;;
     --relay) relay=$2 ;;
     --gateway) mode=$2 ;;
     --expect) expect=$2 ;;
@@ -1511,7 +1515,7 @@ lab_portmap_case() {
   local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
   lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
   wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
-  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v -timeout 4 "${pm_args[@]}"
   wait_log bob 'natter: checked in at broker' 15
   if [[ $mode == late ]]; then
     # No gateway at first: bob gives up, then asks again when it checks
@@ -1524,6 +1528,8 @@ lab_portmap_case() {
   fi
   if [[ $expect == port-mapped ]]; then
     wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 15
+  elif ((${#pm_args[@]})); then
+    : # -no-portmap: the gateways must hear nothing (checked at the end)
   elif [[ $mode != none ]]; then
     # The gateway answered (or was asked): bob must not offer anything.
     wait_log "gw-rb" 'PCP MAP|NAT-PMP|garbage' 15
@@ -1532,7 +1538,7 @@ lab_portmap_case() {
   local t0 rc=0 verdict
   t0=$(_lab_now_ms)
   _lab_fg "$WORK/check.out" lab_x alice timeout 60 "$NATTER" -name alice \
-    -broker "$broker" -identity "$WORK/alice.key" -check bob || rc=$?
+    -broker "$broker" -identity "$WORK/alice.key" -timeout 4 "${pm_args[@]}" -check bob || rc=$?
   echo "---- alice\$ natter -name alice -broker $broker -check bob (exit $rc, $(($(_lab_now_ms) - t0)) ms)"
   cat "$WORK/check.out"
   echo "----"
@@ -1567,6 +1573,9 @@ lab_portmap_case() {
     if [[ $mode == lie ]]; then
       grep -q 'port mapping at 203\.0\.113\.99:[0-9]* not offered' "$WORK/bob.log" ||
         fail "$CASE_LABEL: bob did not say why the lie was not offered"
+    fi
+    if ((${#pm_args[@]})) && grep -E 'PCP|NAT-PMP' "$WORK/gw-ra.log" "$WORK/gw-rb.log"; then
+      fail "$CASE_LABEL: -no-portmap, yet a gateway was asked"
     fi
   fi
   CASE_RESULT="exit $rc, ${verdict}"

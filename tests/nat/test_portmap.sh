@@ -13,6 +13,7 @@
 #                                   nothing
 #   garbage              no relay   needs relay; nothing offered
 #   none                 no relay   needs relay
+#   PCP, -no-portmap     -relay     needs relay; the gateways hear nothing
 #   none, then PCP       no relay   bob gives up, asks again when it
 #   (broker restarted)              checks in again: direct
 #
@@ -49,6 +50,7 @@ CASES=(
   "lying gateways (another external address): nothing changes, relayed|portmap symmetric symmetric --gateway lie --relay on --expect needs-relay"
   "gateways answering garbage: nothing changes|portmap symmetric symmetric --gateway garbage --expect needs-relay"
   "no gateway: nothing changes|portmap symmetric symmetric --gateway none --expect needs-relay"
+  "-no-portmap: the gateways are not asked, relayed|portmap symmetric symmetric --gateway honest --no-portmap yes --relay on --expect needs-relay"
   "a gateway that comes up later: asked again at the next check-in, then direct|portmap symmetric symmetric --gateway late --expect port-mapped"
 )
 CASE_TIMEOUT=90
