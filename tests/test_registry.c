@@ -1010,8 +1010,13 @@ static void test_location(void) {
   expect_location("a:b.db", &nt_registry_sqlite_ops, "a:b.db");
   expect_location("./memory:", &nt_registry_sqlite_ops, "./memory:");
 
-  expect_location_error("postgresql://db.example/natter", "not built in yet");
-  expect_location_error("postgres://db.example/natter", "not built in yet");
+  expect_location("postgresql://db.example/natter", &nt_registry_pg_ops,
+                  "postgresql://db.example/natter");
+  expect_location("postgres://natter@db.example:5433/natter?sslmode=require",
+                  &nt_registry_pg_ops,
+                  "postgres://natter@db.example:5433/natter?sslmode=require");
+  expect_location_error("postgresql:natter", "postgresql://");
+  expect_location_error("postgres:/natter", "DATABASE");
   expect_location_error("mysql://db.example/natter",
                         "unknown scheme \"mysql\"");
   expect_location_error("mysql://db.example/natter", "sqlite:///PATH");
@@ -1049,10 +1054,41 @@ static void test_location(void) {
   CHECK(natter_registry_release("memory:", "alice", err, sizeof(err)) ==
         NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(err, "inside its broker");
-  CHECK(natter_registry_release("postgresql://h/db", "alice", err,
-                                sizeof(err)) == NATTER_ERR_INVALID);
-  CHECK_STR_CONTAINS(err, "not built in yet");
   remove_tmpdir();
+}
+
+/* A PostgreSQL URI that libpq refuses fails at open; a database that
+ * cannot be reached does not (the broker starts and retries), but every
+ * request says it is unavailable, and an operator's -release too. Port 1
+ * on loopback: refused at once, no server needed. */
+static void test_pg_unreachable(void) {
+  static const char uri[] = "postgresql://natter@127.0.0.1:1/natter";
+  char err[512] = "", desc[300];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = NULL;
+
+  CHECK(nt_registry_open(&reg, base, "postgresql://h/db?no_such_option=1",
+                         err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(reg == NULL);
+  CHECK_STR_CONTAINS(err, "not a PostgreSQL URI");
+
+  key(k1, 1);
+  CHECK(nt_registry_open(&reg, base, uri, err, sizeof(err)) == 0);
+  CHECK(strcmp(nt_registry_backend(reg), "postgresql") == 0);
+  nt_registry_describe(reg, desc, sizeof(desc));
+  CHECK_STR_CONTAINS(desc, "PostgreSQL database natter on 127.0.0.1:1");
+  /* The first attempt decides the first request; later ones fail at
+   * once while the connection waits to be retried. */
+  CHECK(bind_now(reg, "alice", k1, 100, err) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "the name registry is unavailable, try again");
+  CHECK(bind_now(reg, "alice", k1, 100, err) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "unavailable");
+  CHECK(nt_registry_touch(reg, "alice", 100, err, sizeof(err)) == 0);
+  nt_registry_close(reg); /* nothing to flush to: no wait */
+
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "the name registry is unavailable, try again");
 }
 
 /* Another process (an operator's -release, a backup) holds the write
@@ -1135,6 +1171,7 @@ int main(void) {
       {"touch_threshold_flushes", test_touch_threshold_flushes},
       {"location", test_location},
       {"lock_held_elsewhere", test_lock_held_elsewhere},
+      {"pg_unreachable", test_pg_unreachable},
       {NULL, NULL},
   };
   int rv;

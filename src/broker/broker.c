@@ -371,9 +371,11 @@ static int broker_security_new(natter_broker *b,
     nt_error(&b->log, "%s", err);
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
   }
-  /* For the log: the file, or "" for memory. */
+  nt_registry_set_log(b->registry, &b->log);
+  /* For the log: the file, the database, or "" for memory. */
   if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
-    b->registry_path[0] = '\0';
+    nt_registry_describe(b->registry, b->registry_path,
+                         sizeof(b->registry_path));
   } else if (where != b->registry_path) {
     const nt_registry_ops *ops;
     const char *path = where;

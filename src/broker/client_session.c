@@ -161,10 +161,12 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
     return;
   }
   nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
-  send_check_in_result(c, NT_CODE_INTERNAL,
-                       strstr(err, "registry is full")
-                           ? "broker is full (its name registry)"
-                           : "broker registry unavailable");
+  send_check_in_result(
+      c, NT_CODE_INTERNAL,
+      strstr(err, "registry is full") ? "broker is full (its name registry)"
+      : strstr(err, "registry is unavailable, try again")
+          ? "the name registry is unavailable, try again"
+          : "broker registry unavailable");
 }
 
 static void finish_check_in(bclient *c, const uint8_t *key,

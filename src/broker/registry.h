@@ -172,17 +172,80 @@ typedef struct nt_registry_ops {
                 char *err, size_t errlen);
   int (*list)(void *impl, nt_registry_list_fn fn, void *user_data, char *err,
               size_t errlen);
+  /* A networked backend sets this and none of the functions above. */
+  const struct nt_registry_async_ops *async;
 } nt_registry_ops;
+
+/* ---- asynchronous backends (PostgreSQL) ----
+ * This layer hands the backend one request at a time, the first of the
+ * queue, as an nt_registry_call, and waits for its answer before the next
+ * (the order of the contract). The backend does the whole request,
+ * including a bind's decision (insert, else compare with the owner, else
+ * take over), so that it is atomic in a shared store; this layer keeps
+ * the pending touches and what follows a result (a bind of the same key
+ * is a touch). */
+typedef enum {
+  NT_REGISTRY_CALL_LOOKUP,
+  NT_REGISTRY_CALL_BIND,
+  NT_REGISTRY_CALL_RELEASE,
+  NT_REGISTRY_CALL_FLUSH,  /* writes |touches| */
+  NT_REGISTRY_CALL_EXPIRE, /* writes |touches|, then expires */
+  NT_REGISTRY_CALL_LIST
+} nt_registry_call_kind;
+
+typedef struct nt_registry_call {
+  nt_registry_call_kind kind;
+  const char *name;
+  const uint8_t *fingerprint;
+  int64_t now;
+  unsigned flags;
+  int64_t cutoff; /* expire: last_seen < cutoff goes */
+  size_t limit;   /* expire: at most this many */
+  const nt_registry_seen *touches;
+  size_t ntouches;
+  nt_registry_list_fn list_fn; /* valid until the answer */
+  void *list_user_data;
+} nt_registry_call;
+
+/* The backend's answer to a call; |res->err| is set by the backend. */
+typedef void (*nt_registry_call_done_fn)(nt_registry_result *res, void *arg);
+
+struct nt_log;
+
+typedef struct nt_registry_async_ops {
+  /* Opens the store at |location| on |base|; may connect later (requests
+   * wait for the first attempt). An error only for a location that can
+   * never work. */
+  int (*open)(void **pimpl, struct event_base *base, const char *location,
+              char *err, size_t errlen);
+  /* Writes |touches| if it can without waiting long, and closes: no
+   * answer of a call started comes any more. */
+  void (*close)(void *impl, const nt_registry_seen *touches, size_t n);
+  /* Starts |call|: 0 and |done| runs once, later, from the loop; or a
+   * negative NATTER_ERR_* with the reason in |err| (nothing started).
+   * Nothing in |call| is used after this returns but list_fn and its
+   * user data. */
+  int (*start)(void *impl, const nt_registry_call *call,
+               nt_registry_call_done_fn done, void *arg, char *err,
+               size_t errlen);
+  /* Where its log lines (connection state changes) go; NULL: nowhere. */
+  void (*set_log)(void *impl, const struct nt_log *log);
+  /* The store for a log line, without secrets (no password). */
+  void (*describe)(void *impl, char *buf, size_t len);
+} nt_registry_async_ops;
 
 /* The embedded default: registry_sqlite.c. */
 extern const nt_registry_ops nt_registry_sqlite_ops;
 /* Bindings in memory only, gone with the registry: registry_memory.c. */
 extern const nt_registry_ops nt_registry_memory_ops;
+/* A PostgreSQL database shared by brokers: registry_pg.c. */
+extern const nt_registry_ops nt_registry_pg_ops;
 
 /* Chooses the backend for |location| (registry_location.c):
  *   "sqlite:///ABS/PATH", "sqlite:REL/PATH"  the SQLite file at that path
  *   "memory:"                                in memory only
- *   "postgresql://..." (or postgres://)      not built in yet: an error
+ *   "postgresql://..." (or postgres://)      a PostgreSQL database (a
+ *                                             libpq connection URI)
  *   anything else without "SCHEME://"         a plain SQLite file path, as
  *                                             before URIs (so "a:b.db" is a
  *                                             file; write "./memory:" for a
@@ -208,8 +271,16 @@ int nt_registry_open(nt_registry **preg, struct event_base *base,
  * last-seen times are advisory) and closes. NULL is a no-op. */
 void nt_registry_close(nt_registry *reg);
 
-/* The backend's name ("sqlite", "memory"). */
+/* The backend's name ("sqlite", "memory", "postgresql"). */
 const char *nt_registry_backend(const nt_registry *reg);
+
+/* Where a backend logs its own events (PostgreSQL: connection lost and
+ * back); |log| must outlive the registry. Until then it logs nothing. */
+void nt_registry_set_log(nt_registry *reg, const struct nt_log *log);
+
+/* Writes a description of the store fit for a log line (no password)
+ * into |buf|; "" for the local backends. */
+void nt_registry_describe(const nt_registry *reg, char *buf, size_t len);
 
 /* Frees a queued request; its callback never runs. Only before the
  * callback started; NULL is a no-op. */
