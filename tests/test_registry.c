@@ -1067,8 +1067,8 @@ static void test_pg_unreachable(void) {
   uint8_t k1[NT_FINGERPRINT_LEN];
   nt_registry *reg = NULL;
 
-  CHECK(nt_registry_open(&reg, base, "postgresql://h/db?no_such_option=1",
-                         err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_registry_open(&reg, base, "postgresql://h/db?no_such_option=1", err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
   CHECK(reg == NULL);
   CHECK_STR_CONTAINS(err, "not a PostgreSQL URI");
 

@@ -248,11 +248,22 @@ static void touch_checked_in(natter_broker *b, int64_t now) {
   }
 }
 
+/* A failed flush or expiry is retried by its timer. A store that cannot
+ * be reached has said so once in the log (registry_pg.c): not again at
+ * every round. */
+static void upkeep_failed(natter_broker *b, const char *err) {
+  if (strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    nt_debug(&b->log, "registry: %s (retrying later)", err);
+  } else {
+    nt_warn(&b->log, "registry: %s (retrying later)", err);
+  }
+}
+
 static void flushed(const nt_registry_result *res, void *arg) {
   natter_broker *b = arg;
   b->flush_req = NULL;
   if (res->rv != 0) {
-    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+    upkeep_failed(b, res->err);
   }
 }
 
@@ -278,7 +289,7 @@ static void expired(const nt_registry_result *res, void *arg) {
   natter_broker *b = arg;
   b->expire_req = NULL;
   if (res->rv != 0) {
-    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+    upkeep_failed(b, res->err);
   } else {
     b->expired += res->removed;
     if (res->removed >= NT_REGISTRY_EXPIRE_BATCH &&

@@ -164,8 +164,7 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
   send_check_in_result(
       c, NT_CODE_INTERNAL,
       strstr(err, "registry is full") ? "broker is full (its name registry)"
-      : strstr(err, "registry is unavailable, try again")
-          ? "the name registry is unavailable, try again"
+      : strstr(err, NT_REGISTRY_UNAVAILABLE) ? NT_REGISTRY_UNAVAILABLE
           : "broker registry unavailable");
 }
 

@@ -412,8 +412,8 @@ static void async_done(nt_registry_result *res, void *arg) {
 }
 
 /* Hands the queue's first request to the backend; 0 when it started. */
-static int async_start(nt_registry *reg, nt_registry_request *req,
-                       char *err, size_t errlen) {
+static int async_start(nt_registry *reg, nt_registry_request *req, char *err,
+                       size_t errlen) {
   nt_registry_call call;
   int rv = 0;
 
@@ -452,8 +452,7 @@ static int async_start(nt_registry *reg, nt_registry_request *req,
   if (rv == 0) {
     reg->busy = 1;
     reg->inflight = req;
-    rv = reg->ops->async->start(reg->impl, &call, async_done, reg, err,
-                                errlen);
+    rv = reg->ops->async->start(reg->impl, &call, async_done, reg, err, errlen);
     if (rv != 0) {
       reg->busy = 0;
       reg->inflight = NULL;

@@ -82,6 +82,9 @@ struct event_base;
  * everything else meanwhile); under the broker's 10 s check-in deadline. */
 #define NT_REGISTRY_BUSY_WAIT_MS 5000
 #define NT_REGISTRY_BUSY_RETRY_MS 50
+/* The start of a request's reason when a networked store cannot be
+ * reached (the backend has logged that once; a client hears it). */
+#define NT_REGISTRY_UNAVAILABLE "the name registry is unavailable, try again"
 /* The broker's default for unused names: 30 days. */
 #define NT_REGISTRY_DEFAULT_MAX_IDLE_S (30 * 24 * 3600)
 

@@ -38,7 +38,6 @@
 #define PG_BACKOFF_MAX_S 30
 /* Binds retried when the name came and went between two statements. */
 #define BIND_TRIES 3
-#define UNAVAILABLE "the name registry is unavailable, try again"
 
 /* Creates or migrates the schema in one transaction, under an advisory
  * lock so that brokers starting together take turns; the last result is
@@ -171,14 +170,24 @@ static void call_step(registry_pg *pg);
 
 static void set_last_error(registry_pg *pg, const char *msg) {
   size_t n;
-  snprintf(pg->last_error, sizeof(pg->last_error), "%s",
-           msg && msg[0] ? msg : "unknown error");
-  /* libpq's messages end with a newline, some span lines. */
-  for (n = 0; pg->last_error[n]; n++) {
-    if (pg->last_error[n] == '\n') {
-      pg->last_error[n] = pg->last_error[n + 1] ? ' ' : '\0';
-    }
+  size_t o = 0;
+
+  if (msg == NULL || msg[0] == '\0') {
+    msg = "unknown error";
   }
+  /* libpq's messages end with a newline, some span indented lines: one
+   * line, single spaces. */
+  for (n = 0; msg[n] && o + 1 < sizeof(pg->last_error); n++) {
+    int space = msg[n] == '\n' || msg[n] == '\t' || msg[n] == ' ';
+    if (space && (o == 0 || pg->last_error[o - 1] == ' ')) {
+      continue;
+    }
+    pg->last_error[o++] = space ? ' ' : msg[n];
+  }
+  while (o > 0 && pg->last_error[o - 1] == ' ') {
+    o--;
+  }
+  pg->last_error[o] = '\0';
 }
 
 static int hex_value(char c) {
@@ -297,7 +306,8 @@ static void call_finish(registry_pg *pg, int rv) {
 
 static void call_fail_unavailable(registry_pg *pg) {
   nt_textfile_set_err(pg->call.err, sizeof(pg->call.err),
-                      UNAVAILABLE " (%s: %s)", pg->where, pg->last_error);
+                      NT_REGISTRY_UNAVAILABLE " (%s: %s)", pg->where,
+                      pg->last_error);
   call_finish(pg, NATTER_ERR_REGISTRY);
 }
 
@@ -597,8 +607,8 @@ static void call_result(registry_pg *pg, PGresult *r) {
   int rv;
 
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    nt_textfile_set_err(c->err, sizeof(c->err), "registry (%s): %s",
-                        pg->where, PQresultErrorMessage(r));
+    nt_textfile_set_err(c->err, sizeof(c->err), "registry (%s): %s", pg->where,
+                        PQresultErrorMessage(r));
     set_last_error(pg, c->err);
     for (char *p = c->err; *p; p++) {
       if (*p == '\n') {
@@ -818,8 +828,8 @@ static int answer_from_cache(registry_pg *pg) {
     return 0;
   }
   c->res.entry = *e;
-  nt_textfile_set_err(c->err, sizeof(c->err),
-                      "name %s is bound to another key", c->name);
+  nt_textfile_set_err(c->err, sizeof(c->err), "name %s is bound to another key",
+                      c->name);
   answer_later(pg, NATTER_ERR_NAME_TAKEN);
   return 1;
 }
@@ -902,8 +912,8 @@ static int pg_start(void *impl, const nt_registry_call *call,
   free(c->touch_names);
   free(c->touch_seen);
   memset(c, 0, sizeof(*c));
-  nt_textfile_set_err(err, errlen, UNAVAILABLE " (%s: %s)", pg->where,
-                      pg->last_error);
+  nt_textfile_set_err(err, errlen, NT_REGISTRY_UNAVAILABLE " (%s: %s)",
+                      pg->where, pg->last_error);
   return NATTER_ERR_REGISTRY;
 }
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The registry in PostgreSQL (-registry postgresql://...), on a server the
+# test starts (pg.sh):
+#   - two brokers on one database: a name bound at one is refused to
+#     another key at the other; the schema is at version 1;
+#   - -list and -release work on the database;
+#   - unused names expire (-name-expiry);
+#   - the database stops: a broker keeps serving the clients it knows (one
+#     checks in again), a new name is refused with "the name registry is
+#     unavailable, try again"; it comes back: the broker reconnects, the
+#     new name binds and the last-seen times kept meanwhile are written.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=pg.sh
+. "$(dirname "$0")/pg.sh"
+
+pg_init
+
+# broker_on NAME PORT [ARG...]: a broker on 127.0.0.1:PORT with the
+# database as its registry; sets BROKER.
+broker_on() {
+  local name=$1 port=$2
+  shift 2
+  BROKER=127.0.0.1:$port
+  start "$name" "$NATTER" -server "$BROKER" -identity "$WORK/$name.key" \
+    -registry "$PG_URI" "$@"
+  wait_log "$name" "natter: broker listening on 127\.0\.0\.1:$port"
+}
+
+# ---- two brokers, one database ----------------------------------------------
+
+echo_port=$(free_port)
+start_echo_server echo "$echo_port"
+b1_port=$(free_port)
+b2_port=$(free_port)
+# Both at once: the schema is created once, under its advisory lock.
+BROKER=127.0.0.1:$b1_port
+start b1 "$NATTER" -server "$BROKER" -identity "$WORK/b1.key" -registry "$PG_URI"
+broker_on b2 "$b2_port"
+wait_log b1 "natter: broker listening on 127\.0\.0\.1:$b1_port"
+assert_log_contains b1 "name registry: PostgreSQL database natter on 127\.0\.0\.1:$PG_PORT as natter"
+B1=127.0.0.1:$b1_port
+B2=127.0.0.1:$b2_port
+
+BROKER=$B1
+start_client bob -listen -allow-peer alice
+fwd=$(free_port)
+start_client alice "$fwd:bob:$echo_port"
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 1 --bytes 20K
+
+[[ $(pg_sql 'SELECT version FROM schema_version') == 1 ]] ||
+  fail "schema version: $(pg_sql 'SELECT * FROM schema_version')"
+[[ $(pg_sql "SELECT count(*) FROM names WHERE name IN ('alice', 'bob')") == 2 ]] ||
+  fail "alice and bob are not in the database: $(pg_sql 'SELECT name FROM names')"
+
+# Another key claiming bob at the other broker.
+expect_exit_nonzero -t 20 "$NATTER" -name bob -broker "$B2" \
+  -identity "$WORK/impostor.key" -listen -allow-peer '*'
+assert_output_contains '"?bob"? is taken'
+assert_log_contains b2 'refused "bob": name bound to key'
+# bob's own key is welcome there too.
+BROKER=$B2
+start_client bob2 -name bob -identity "$WORK/bob.key" -listen -allow-peer alice
+stop_expect_clean bob2
+BROKER=$B1
+
+# ---- -list and -release on the database -------------------------------------
+
+expect_exit_zero -t 20 "$NATTER" -registry "$PG_URI" -list
+bob_fp=$(grep -oE -m1 'bob: key [0-9a-f]{64}' "$WORK/bob.log") ||
+  fail "bob did not log its key"
+assert_output_contains "^bob +${bob_fp##* } "
+assert_output_contains '^alice +[0-9a-f]{64} '
+start carol "$NATTER" -name carol -broker "$B2" -identity "$WORK/carol.key" \
+  -listen -allow-peer alice
+wait_log carol 'checked in at broker'
+stop_expect_clean carol
+expect_exit_zero -t 20 "$NATTER" -registry "$PG_URI" -release carol
+assert_output_contains 'released "carol"'
+# Free at either broker: another key takes it at broker 1.
+start carol2 "$NATTER" -name carol -broker "$B1" \
+  -identity "$WORK/impostor.key" -listen -allow-peer alice
+wait_log carol2 'checked in at broker'
+stop_expect_clean carol2
+expect_exit_nonzero -t 20 "$NATTER" -registry "$PG_URI" -release nobody
+assert_output_contains '"nobody" is not bound'
+
+# ---- expiry --------------------------------------------------------------------
+
+# A name last seen in 1970, and one in use.
+pg_sql "INSERT INTO names VALUES ('stale', decode(repeat('ab', 32), 'hex'), 1, 1)"
+broker_on b3 "$(free_port)" -name-expiry 1h
+wait_log b3 'released 1 name unused for 3600 s' 20
+[[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'stale'") == 0 ]] ||
+  fail "stale did not expire"
+[[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'bob'") == 1 ]] ||
+  fail "bob expired"
+stop_expect_clean b3
+BROKER=$B1
+
+# ---- the database goes away and comes back ----------------------------------
+
+pg_stop fast
+# Broker 1 notices at once (its idle connection ends) and says so once.
+wait_log b1 'registry: lost the database PostgreSQL database natter' 20
+# Every last-seen time stored so far is older than this (whole seconds).
+sleep 1
+down_at=$(date +%s)
+# bob checks in again: a name this broker knows is served from memory.
+stop_expect_clean bob
+start_client bob -listen -allow-peer alice
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 1 --bytes 20K
+# A new name is refused with the reason.
+expect_exit_nonzero -t 20 "$NATTER" -name dave -broker "$B1" \
+  -identity "$WORK/dave.key" -listen -allow-peer alice
+assert_output_contains 'the name registry is unavailable, try again'
+assert_log_contains b1 'registry: cannot bind "dave": the name registry is unavailable'
+[[ $(grep -c 'registry: lost the database' "$WORK/b1.log") == 1 ]] ||
+  fail "the loss was logged more than once: $(grep 'registry:' "$WORK/b1.log")"
+
+pg_start
+wait_log b1 'registry: the database PostgreSQL database natter .* is back' 40
+start_client dave -listen -allow-peer alice
+[[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'dave'") == 1 ]] ||
+  fail "dave is not in the database"
+# bob's check-in while the database was away reaches it with the next
+# flush (every 15 s).
+deadline=$(($(date +%s) + 40))
+until (($(pg_sql "SELECT last_seen FROM names WHERE name = 'bob'") >= down_at)); do
+  (($(date +%s) < deadline)) ||
+    fail "bob's last-seen time was lost: $(pg_sql "SELECT * FROM names WHERE name = 'bob'")"
+  sleep 0.5
+done
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 1 --bytes 20K
+log "ok"
