@@ -584,6 +584,8 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
+  /* In a registry brokers share: this broker's heartbeat and presence. */
+  nt_registry_set_broker(b->registry, b->fingerprint_hex);
   int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
   if (both) {
     snprintf(addrstr, sizeof(addrstr), "[::]:%u", nt_endpoint_port(b->ep));

@@ -403,6 +403,7 @@ static void finish_check_in(bclient *c, const uint8_t *key,
   }
   c->listen = in->listen;
   c->no_relay = in->no_relay;
+  nt_registry_presence(b->registry, c->name, key, (int64_t)time(NULL), 1);
   checked_in(c, key, c->listen ? ", listening" : "");
 }
 
@@ -852,6 +853,7 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
   if (c->checked_in && !c->diagnostic) {
     char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
+    nt_registry_presence(b->registry, c->name, NULL, 0, 0);
     /* Idle time counts from leaving. */
     if (nt_registry_touch(b->registry, c->name, (int64_t)time(NULL), err,
                           sizeof(err)) != 0) {

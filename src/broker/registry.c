@@ -608,6 +608,20 @@ void nt_registry_set_log(nt_registry *reg, const struct nt_log *log) {
   }
 }
 
+void nt_registry_set_broker(nt_registry *reg, const char *broker_id) {
+  if (reg->ops->async != NULL) {
+    reg->ops->async->set_broker(reg->impl, broker_id);
+  }
+}
+
+void nt_registry_presence(nt_registry *reg, const char *name,
+                          const uint8_t *fingerprint, int64_t since,
+                          int present) {
+  if (reg->ops->async != NULL && name != NULL && nt_name_valid(name)) {
+    reg->ops->async->presence(reg->impl, name, fingerprint, since, present);
+  }
+}
+
 void nt_registry_describe(const nt_registry *reg, char *buf, size_t len) {
   if (len > 0) {
     buf[0] = '\0';

@@ -235,6 +235,10 @@ typedef struct nt_registry_async_ops {
   void (*set_log)(void *impl, const struct nt_log *log);
   /* The store for a log line, without secrets (no password). */
   void (*describe)(void *impl, char *buf, size_t len);
+  /* Presence (nt_registry_set_broker, nt_registry_presence). */
+  void (*set_broker)(void *impl, const char *broker_id);
+  void (*presence)(void *impl, const char *name, const uint8_t *fingerprint,
+                   int64_t since, int present);
 } nt_registry_async_ops;
 
 /* The embedded default: registry_sqlite.c. */
@@ -284,6 +288,26 @@ void nt_registry_set_log(nt_registry *reg, const struct nt_log *log);
 /* Writes a description of the store fit for a log line (no password)
  * into |buf|; "" for the local backends. */
 void nt_registry_describe(const nt_registry *reg, char *buf, size_t len);
+
+/* Presence, in a store that brokers share (PostgreSQL; a no-op for the
+ * others): which broker each checked-in client is at, so that another
+ * broker can find it, and which brokers are alive.
+ * nt_registry_set_broker names this broker (|broker_id|, at most
+ * NT_REGISTRY_BROKER_ID_MAX bytes: its key's fingerprint in hex) and
+ * starts its heartbeat, written every NT_REGISTRY_HEARTBEAT_S; a broker
+ * whose heartbeat is older than NT_REGISTRY_BROKER_DEAD_S is removed, with
+ * its clients' presence, by any other. nt_registry_presence records that
+ * |name| (key |fingerprint|) checked in here at |since| (|present| 1) or
+ * left (0): in memory, written with the next heartbeat in the same
+ * statement (after the database was away: all of them again). Both
+ * synchronous, never failing (presence is advisory). */
+#define NT_REGISTRY_BROKER_ID_MAX 64
+#define NT_REGISTRY_HEARTBEAT_S 2
+#define NT_REGISTRY_BROKER_DEAD_S 6
+void nt_registry_set_broker(nt_registry *reg, const char *broker_id);
+void nt_registry_presence(nt_registry *reg, const char *name,
+                          const uint8_t *fingerprint, int64_t since,
+                          int present);
 
 /* Frees a queued request; its callback never runs. Only before the
  * callback started; NULL is a no-op. */

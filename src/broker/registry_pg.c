@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/hashmap.h"
 #include "base/log.h"
@@ -74,6 +75,8 @@ enum {
   S_TOUCH,
   S_EXPIRE,
   S_LIST,
+  S_HEARTBEAT,
+  S_LEAVE,
   S_COUNT
 };
 
@@ -107,6 +110,28 @@ static const struct {
     {"natter_list", 0,
      "SELECT name, encode(key, 'hex'), created, last_seen FROM names "
      "ORDER BY name"},
+    /* Presence, one statement every heartbeat: this broker's heartbeat,
+     * brokers dead for long enough removed (their clients' presence with
+     * them: ON DELETE CASCADE), then this broker's changes: $5 the names
+     * gone (with $4 every name not in $6), $6..$8 the names here. Says
+     * whether this broker's row was new (it had been removed as dead: all
+     * its presence goes again). */
+    {"natter_heartbeat", 8,
+     "WITH hb AS (INSERT INTO brokers (broker_id, heartbeat) VALUES ($1, $2) "
+     " ON CONFLICT (broker_id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat "
+     " RETURNING (xmax = 0) AS inserted), "
+     "dead AS (DELETE FROM brokers WHERE heartbeat < $3 AND broker_id <> $1), "
+     "gone AS (DELETE FROM presence WHERE broker_id = $1 "
+     " AND ($4::boolean OR name = ANY ($5::text[])) "
+     " AND NOT name = ANY ($6::text[])), "
+     "here AS (INSERT INTO presence (broker_id, name, key, since) "
+     " SELECT $1, t.n, decode(t.k, 'hex'), t.s "
+     " FROM unnest($6::text[], $7::text[], $8::bigint[]) AS t(n, k, s) "
+     " ON CONFLICT (broker_id, name) DO UPDATE "
+     " SET key = EXCLUDED.key, since = EXCLUDED.since) "
+     "SELECT inserted FROM hb"},
+    /* A broker that stops takes its presence with it. */
+    {"natter_leave", 1, "DELETE FROM brokers WHERE broker_id = $1"},
 };
 
 typedef enum {
@@ -160,7 +185,28 @@ typedef struct registry_pg {
   /* Names seen bound in this process: name -> nt_registry_entry, for the
    * clients it knows while the database is away. */
   nt_hashmap cache;
+  /* Presence: off until a broker id is set. */
+  char broker_id[NT_REGISTRY_BROKER_ID_MAX + 1];
+  struct event *hb_ev; /* every NT_REGISTRY_HEARTBEAT_S */
+  int hb_due;          /* a heartbeat waits for the connection */
+  int hb_inflight;     /* the statement on the connection is one */
+  int resync;          /* write all of this broker's presence again */
+  int hb_full;         /* the one in flight is a full one */
+  char *hb_arrays[4];  /* its parameters: gone, names, keys, since */
+  nt_hashmap presence; /* name -> pg_presence */
 } registry_pg;
+
+/* A checked-in client, or one that left and is not written yet. */
+typedef struct pg_presence {
+  char name[NT_NAME_MAX + 1]; /* the key in registry_pg.presence */
+  char key_hex[NT_FINGERPRINT_HEX_LEN + 1];
+  int64_t since;
+  int present;
+  int dirty;              /* changed since last written */
+  unsigned gen, sent_gen; /* changes; the one a heartbeat in flight sends */
+} pg_presence;
+
+static void try_heartbeat(registry_pg *pg);
 
 static void pg_connect(registry_pg *pg);
 static void sock_cb(evutil_socket_t fd, short what, void *arg);
@@ -302,6 +348,9 @@ static void call_finish(registry_pg *pg, int rv) {
   res.rv = rv;
   res.err = err;
   done(&res, arg);
+  /* The registry starts its next request from a timer: a heartbeat that
+   * waited for this one goes first. */
+  try_heartbeat(pg);
 }
 
 static void call_fail_unavailable(registry_pg *pg) {
@@ -325,10 +374,20 @@ static void drop_connection(registry_pg *pg) {
   pg->sock = -1;
 }
 
+static void heartbeat_free(registry_pg *pg) {
+  for (size_t i = 0; i < 4; i++) {
+    free(pg->hb_arrays[i]);
+    pg->hb_arrays[i] = NULL;
+  }
+  pg->hb_inflight = 0;
+}
+
 /* The connection failed or was lost: the call fails, a retry waits. */
 static void went_down(registry_pg *pg, const char *why) {
   set_last_error(pg, why);
   drop_connection(pg);
+  heartbeat_free(pg);
+  pg->resync = 1;
   evtimer_del(pg->timer_ev);
   if (!pg->logged_down && pg->log) {
     nt_error(pg->log,
@@ -364,8 +423,13 @@ static void became_ready(registry_pg *pg) {
   pg->logged_down = 0;
   pg->was_ready = 1;
   watch(pg, EV_READ);
+  /* Whatever happened meanwhile: all of this broker's presence again. */
+  pg->resync = 1;
+  pg->hb_due = pg->broker_id[0] != '\0';
   if (pg->call.active) {
     call_step(pg);
+  } else {
+    try_heartbeat(pg);
   }
 }
 
@@ -485,7 +549,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
 
   if (pg->state == PG_DOWN) {
     pg_connect(pg);
-  } else if (pg->state != PG_READY || pg->call.active) {
+  } else if (pg->state != PG_READY || pg->call.active || pg->hb_inflight) {
     went_down(pg, pg->state == PG_READY ? "a statement took too long"
                                         : "connecting took too long");
   }
@@ -710,6 +774,194 @@ static void call_result(registry_pg *pg, PGresult *r) {
   }
 }
 
+/* ---- presence ---- */
+
+/* Appends |s| to the array literal being built in |buf| (NULL: out of
+ * memory before). */
+static char *array_add(char *buf, size_t *len, size_t *cap, const char *s,
+                       int quote) {
+  size_t need = strlen(s) + 4;
+
+  if (buf == NULL) {
+    return NULL;
+  }
+  if (*len + need > *cap) {
+    size_t ncap = (*cap + need) * 2;
+    char *nbuf = realloc(buf, ncap);
+    if (nbuf == NULL) {
+      free(buf);
+      return NULL;
+    }
+    buf = nbuf;
+    *cap = ncap;
+  }
+  *len +=
+      (size_t)sprintf(buf + *len, "%s%s%s%s", buf[*len - 1] == '{' ? "" : ",",
+                      quote ? "\"" : "", s, quote ? "\"" : "");
+  return buf;
+}
+
+static char *array_new(size_t *len, size_t *cap) {
+  char *buf = malloc(64);
+  if (buf != NULL) {
+    memcpy(buf, "{", 2);
+  }
+  *len = 1;
+  *cap = 64;
+  return buf;
+}
+
+/* Sends the heartbeat with this broker's presence changes (all of it
+ * after a reconnection), when the connection is free. */
+static void try_heartbeat(registry_pg *pg) {
+  char now[24], dead[24];
+  size_t len[4], cap[4];
+  char **a = pg->hb_arrays;
+  int64_t t = (int64_t)time(NULL);
+
+  if (!pg->hb_due || pg->state != PG_READY || pg->hb_inflight ||
+      pg->call.active || pg->broker_id[0] == '\0') {
+    return;
+  }
+  for (size_t i = 0; i < 4; i++) {
+    a[i] = array_new(&len[i], &cap[i]);
+  }
+  pg->hb_full = pg->resync;
+  for (size_t i = 0; i < pg->presence.capacity; i++) {
+    pg_presence *p = pg->presence.slots[i].value;
+    char since[24];
+    if (!pg->presence.slots[i].key || (!p->dirty && !pg->hb_full)) {
+      continue;
+    }
+    p->sent_gen = p->gen;
+    if (!p->present) {
+      a[0] = array_add(a[0], &len[0], &cap[0], p->name, 1);
+      continue;
+    }
+    snprintf(since, sizeof(since), "%lld", (long long)p->since);
+    a[1] = array_add(a[1], &len[1], &cap[1], p->name, 1);
+    a[2] = array_add(a[2], &len[2], &cap[2], p->key_hex, 1);
+    a[3] = array_add(a[3], &len[3], &cap[3], since, 0);
+  }
+  for (size_t i = 0; i < 4; i++) {
+    /* "{" + "" closes as "{}" or "{...,}": end with "}" by hand. */
+    if (a[i] != NULL && len[i] + 2 <= cap[i]) {
+      memcpy(a[i] + len[i], "}", 2);
+    } else if (a[i] != NULL) {
+      char *b = realloc(a[i], len[i] + 2);
+      if (b == NULL) {
+        free(a[i]);
+      } else {
+        memcpy(b + len[i], "}", 2);
+      }
+      a[i] = b;
+    }
+  }
+  if (!a[0] || !a[1] || !a[2] || !a[3]) {
+    heartbeat_free(pg); /* out of memory: the next beat tries again */
+    return;
+  }
+  snprintf(now, sizeof(now), "%lld", (long long)t);
+  snprintf(dead, sizeof(dead), "%lld",
+           (long long)(t - NT_REGISTRY_BROKER_DEAD_S));
+  const char *v[] = {pg->broker_id, now,  dead, pg->hb_full ? "true" : "false",
+                     a[0],          a[1], a[2], a[3]};
+  pg->hb_due = 0;
+  if (!PQsendQueryPrepared(pg->conn, STATEMENTS[S_HEARTBEAT].name, 8, v, NULL,
+                           NULL, 0)) {
+    went_down(pg, PQerrorMessage(pg->conn));
+    return;
+  }
+  pg->hb_inflight = 1;
+  set_timer(pg, PG_TIMEOUT_S);
+  (void)flush_out(pg);
+}
+
+static void heartbeat_result(registry_pg *pg, const PGresult *r) {
+  int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+
+  if (!ok) {
+    if (pg->log) {
+      nt_debug(pg->log, "registry: heartbeat failed: %s",
+               PQresultErrorMessage(r));
+    }
+    pg->resync = 1;
+  } else {
+    int was_removed = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    /* Written: what has not changed since is clean, a name gone is
+     * forgotten. */
+    for (size_t i = 0; i < pg->presence.capacity;) {
+      pg_presence *p = pg->presence.slots[i].value;
+      if (pg->presence.slots[i].key && p->sent_gen == p->gen &&
+          (p->dirty || pg->hb_full)) {
+        p->dirty = 0;
+        if (!p->present) {
+          /* Removal shifts entries backwards: look at slot i again. */
+          nt_hashmap_remove(&pg->presence, p->name, strlen(p->name));
+          free(p);
+          continue;
+        }
+      }
+      i++;
+    }
+    pg->resync = was_removed && !pg->hb_full;
+  }
+  heartbeat_free(pg);
+}
+
+static void hb_cb(evutil_socket_t fd, short what, void *arg) {
+  registry_pg *pg = arg;
+  (void)fd;
+  (void)what;
+
+  pg->hb_due = 1;
+  try_heartbeat(pg);
+}
+
+static void pg_set_broker(void *impl, const char *broker_id) {
+  registry_pg *pg = impl;
+  struct timeval tv = {NT_REGISTRY_HEARTBEAT_S, 0};
+
+  if (broker_id == NULL || broker_id[0] == '\0' ||
+      strlen(broker_id) > NT_REGISTRY_BROKER_ID_MAX) {
+    return;
+  }
+  snprintf(pg->broker_id, sizeof(pg->broker_id), "%s", broker_id);
+  event_add(pg->hb_ev, &tv);
+  pg->hb_due = 1;
+  pg->resync = 1;
+  try_heartbeat(pg);
+}
+
+static void pg_presence_set(void *impl, const char *name,
+                            const uint8_t *fingerprint, int64_t since,
+                            int present) {
+  registry_pg *pg = impl;
+  pg_presence *p = nt_hashmap_get(&pg->presence, name, strlen(name));
+
+  if (pg->broker_id[0] == '\0' || (present && fingerprint == NULL)) {
+    return;
+  }
+  if (p == NULL) {
+    if (!present || nt_hashmap_count(&pg->presence) >= NT_REGISTRY_MAX_NAMES ||
+        (p = calloc(1, sizeof(*p))) == NULL) {
+      return; /* advisory */
+    }
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    if (nt_hashmap_put(&pg->presence, p->name, strlen(p->name), p) != 0) {
+      free(p);
+      return;
+    }
+  }
+  p->present = present;
+  if (present) {
+    nt_fingerprint_hex(fingerprint, p->key_hex);
+    p->since = since;
+  }
+  p->gen++;
+  p->dirty = 1;
+}
+
 /* Reads what came; a complete answer goes to the setup or the call. */
 static void read_results(registry_pg *pg) {
   if (!PQconsumeInput(pg->conn)) {
@@ -749,6 +1001,14 @@ static void read_results(registry_pg *pg) {
       PQclear(r);
       pg->setup_step++;
       setup_next(pg);
+      return;
+    }
+    if (pg->hb_inflight) {
+      heartbeat_result(pg, r);
+      PQclear(r);
+      if (pg->call.active && pg->call.step < 0) {
+        call_step(pg); /* it waited for the heartbeat */
+      }
       return;
     }
     if (pg->call.active && pg->call.step >= 0) {
@@ -899,8 +1159,10 @@ static int pg_start(void *impl, const nt_registry_call *call,
   }
   c->active = 1;
   if (pg->state == PG_READY) {
-    call_step(pg);
-    return 0;
+    if (!pg->hb_inflight) {
+      call_step(pg);
+    }
+    return 0; /* else after the heartbeat */
   }
   if (!pg->tried) {
     return 0; /* connecting the first time: that attempt decides */
@@ -964,10 +1226,14 @@ static int pg_open(void **pimpl, struct event_base *base, const char *location,
   pg = calloc(1, sizeof(*pg));
   if (pg == NULL || (pg->conninfo = strdup(location)) == NULL ||
       (pg->timer_ev = evtimer_new(base, timer_cb, pg)) == NULL ||
-      (pg->later_ev = evtimer_new(base, later_cb, pg)) == NULL) {
+      (pg->later_ev = evtimer_new(base, later_cb, pg)) == NULL ||
+      (pg->hb_ev = event_new(base, -1, EV_PERSIST, hb_cb, pg)) == NULL) {
     if (pg) {
       if (pg->timer_ev) {
         event_free(pg->timer_ev);
+      }
+      if (pg->later_ev) {
+        event_free(pg->later_ev);
       }
       free(pg->conninfo);
     }
@@ -983,6 +1249,7 @@ static int pg_open(void **pimpl, struct event_base *base, const char *location,
   pg->backoff_s = PG_BACKOFF_MIN_S;
   snprintf(pg->last_error, sizeof(pg->last_error), "not connected yet");
   nt_hashmap_init(&pg->cache, seed);
+  nt_hashmap_init(&pg->presence, seed);
   pg_connect(pg);
   *pimpl = pg;
   return 0;
@@ -994,17 +1261,22 @@ static void pg_close(void *impl, const nt_registry_seen *touches, size_t n) {
   if (pg == NULL) {
     return;
   }
-  /* The last touches, waiting (shutdown only): finish what is in flight,
-   * then one statement. */
-  if (pg->state == PG_READY && pg->conn != NULL && n > 0 &&
-      PQsetnonblocking(pg->conn, 0) == 0) {
+  /* The last touches, and this broker's presence gone, waiting (shutdown
+   * only): finish what is in flight, then one statement each. */
+  if (pg->state == PG_READY && pg->conn != NULL &&
+      (n > 0 || pg->broker_id[0]) && PQsetnonblocking(pg->conn, 0) == 0) {
     pg_call c;
     PGresult *r;
     memset(&c, 0, sizeof(c));
     while ((r = PQgetResult(pg->conn)) != NULL) {
       PQclear(r);
     }
-    if (touch_arrays(&c, touches, n) == 0) {
+    if (pg->broker_id[0]) {
+      const char *v[] = {pg->broker_id};
+      PQclear(PQexecPrepared(pg->conn, STATEMENTS[S_LEAVE].name, 1, v, NULL,
+                             NULL, 0));
+    }
+    if (n > 0 && touch_arrays(&c, touches, n) == 0) {
       const char *v[] = {c.touch_names, c.touch_seen};
       PQclear(PQexecPrepared(pg->conn, STATEMENTS[S_TOUCH].name, 2, v, NULL,
                              NULL, 0));
@@ -1015,9 +1287,17 @@ static void pg_close(void *impl, const nt_registry_seen *touches, size_t n) {
   free(pg->call.touch_names);
   free(pg->call.touch_seen);
   drop_connection(pg);
+  heartbeat_free(pg);
   event_free(pg->timer_ev);
   event_free(pg->later_ev);
+  event_free(pg->hb_ev);
   cache_clear(pg);
+  for (size_t i = 0; i < pg->presence.capacity; i++) {
+    if (pg->presence.slots[i].key) {
+      free(pg->presence.slots[i].value);
+    }
+  }
+  nt_hashmap_clear(&pg->presence);
   free(pg->conninfo);
   free(pg);
 }
@@ -1030,8 +1310,9 @@ static void pg_describe(void *impl, char *buf, size_t len) {
   snprintf(buf, len, "%s", ((registry_pg *)impl)->where);
 }
 
-static const nt_registry_async_ops pg_async = {pg_open, pg_close, pg_start,
-                                               pg_set_log, pg_describe};
+static const nt_registry_async_ops pg_async = {
+    pg_open,     pg_close,      pg_start,       pg_set_log,
+    pg_describe, pg_set_broker, pg_presence_set};
 
 const nt_registry_ops nt_registry_pg_ops = {
     "postgresql", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &pg_async};

@@ -5,6 +5,8 @@
 #     another key at the other; the schema is at version 1;
 #   - -list and -release work on the database;
 #   - unused names expire (-name-expiry);
+#   - presence: a checked-in client's row names its broker, and goes when
+#     the client leaves or its broker dies (no heartbeat for 6 s);
 #   - the database stops: a broker keeps serving the clients it knows (one
 #     checks in again), a new name is refused with "the name registry is
 #     unavailable, try again"; it comes back: the broker reconnects, the
@@ -97,6 +99,40 @@ wait_log b3 'released 1 name unused for 3600 s' 20
   fail "bob expired"
 stop_expect_clean b3
 BROKER=$B1
+
+# ---- presence: which broker each client is at, which brokers live -----------
+
+# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
+wait_sql() {
+  local deadline=$(($(date +%s) + ${3:-20})) got
+  while :; do
+    got=$(pg_sql "$1")
+    [[ $got == "$2" ]] && return 0
+    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
+    sleep 0.2
+  done
+}
+b1_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b1.log")
+b1_id=${b1_id##* }
+b2_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b2.log")
+b2_id=${b2_id##* }
+wait_sql "SELECT broker_id FROM presence WHERE name = 'bob'" "$b1_id"
+wait_sql "SELECT count(*) FROM brokers WHERE broker_id IN ('$b1_id', '$b2_id')" 2
+# A client that leaves is gone; one at a broker that dies goes with it.
+start gina "$NATTER" -name gina -broker "$B2" -identity "$WORK/gina.key" \
+  -listen -allow-peer alice
+wait_log gina 'checked in at broker'
+wait_sql "SELECT broker_id FROM presence WHERE name = 'gina'" "$b2_id"
+stop_expect_clean gina
+wait_sql "SELECT count(*) FROM presence WHERE name = 'gina'" 0
+start frank "$NATTER" -name frank -broker "$B2" -identity "$WORK/frank.key" \
+  -listen -allow-peer alice
+wait_log frank 'checked in at broker'
+wait_sql "SELECT broker_id FROM presence WHERE name = 'frank'" "$b2_id"
+stop b2 KILL
+wait_sql "SELECT count(*) FROM presence WHERE name = 'frank'" 0
+wait_sql "SELECT count(*) FROM brokers WHERE broker_id = '$b2_id'" 0
+stop frank
 
 # ---- the database goes away and comes back ----------------------------------
 
