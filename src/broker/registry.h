@@ -6,7 +6,8 @@
  * is a backend behind nt_registry_ops, chosen by the location given to
  * nt_registry_open (nt_registry_parse_location): SQLite (one file under
  * the broker's state directory) is the default, "memory:" keeps bindings
- * in memory only.
+ * in memory only, "postgresql://..." shares them between brokers in a
+ * PostgreSQL database.
  *
  * Asynchronous contract. Every call that may reach storage (bind, lookup,
  * release, flush, expire, list) only queues a request and returns:
@@ -33,7 +34,7 @@
  * that a call fails at once (the broker logs it and refuses the client).
  * Durability: a bind's callback runs after the binding is committed to
  * the backend's storage (SQLite: written to its WAL, see
- * registry_sqlite.c), so a client is answered only for a binding that
+ * registry_sqlite.c; PostgreSQL: committed by the server), so a client is answered only for a binding that
  * survives a crash of the broker.
  *
  * This layer owns what every backend needs the same way: argument checks
@@ -146,7 +147,7 @@ typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
  * layer runs the request again from a timer, keeping it first in the
  * queue, for up to NT_REGISTRY_BUSY_WAIT_MS; then it fails with
  * NATTER_ERR_REGISTRY and the backend's reason. A networked backend
- * (PostgreSQL) needs an asynchronous form of these functions; the
+ * (PostgreSQL) sets |async| instead (nt_registry_async_ops below); the
  * contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */

@@ -65,6 +65,9 @@ static const char MIGRATE_SQL[] =
     " END IF;"
     "END $$;"
     "COMMIT;"
+    /* The server's side of PG_TIMEOUT_S, also for the waiting statements
+     * at close. */
+    "SET statement_timeout = 5000;"
     "SELECT max(version) FROM schema_version;";
 
 enum {
@@ -393,7 +396,7 @@ static void went_down(registry_pg *pg, const char *why) {
     nt_error(pg->log,
              "registry: %s %s: %s; names known here are still served, new "
              "ones refused; retrying",
-             pg->was_ready ? "lost the database" : "cannot reach the database",
+             pg->was_ready ? "lost" : "cannot reach",
              pg->where, pg->last_error);
   }
   pg->logged_down = 1;
@@ -415,7 +418,7 @@ static void became_ready(registry_pg *pg) {
   evtimer_del(pg->timer_ev);
   if (pg->log) {
     if (pg->logged_down) {
-      nt_info(pg->log, "registry: the database %s is back", pg->where);
+      nt_info(pg->log, "registry: %s is back", pg->where);
     } else {
       nt_debug(pg->log, "registry: connected to %s", pg->where);
     }

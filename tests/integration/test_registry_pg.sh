@@ -138,7 +138,7 @@ stop frank
 
 pg_stop fast
 # Broker 1 notices at once (its idle connection ends) and says so once.
-wait_log b1 'registry: lost the database PostgreSQL database natter' 20
+wait_log b1 'registry: lost PostgreSQL database natter on 127\.0\.0\.1' 20
 # Every last-seen time stored so far is older than this (whole seconds).
 sleep 1
 down_at=$(date +%s)
@@ -151,11 +151,11 @@ expect_exit_nonzero -t 20 "$NATTER" -name dave -broker "$B1" \
   -identity "$WORK/dave.key" -listen -allow-peer alice
 assert_output_contains 'the name registry is unavailable, try again'
 assert_log_contains b1 'registry: cannot bind "dave": the name registry is unavailable'
-[[ $(grep -c 'registry: lost the database' "$WORK/b1.log") == 1 ]] ||
+[[ $(grep -c 'registry: lost PostgreSQL' "$WORK/b1.log") == 1 ]] ||
   fail "the loss was logged more than once: $(grep 'registry:' "$WORK/b1.log")"
 
 pg_start
-wait_log b1 'registry: the database PostgreSQL database natter .* is back' 40
+wait_log b1 'registry: PostgreSQL database natter .* is back' 40
 start_client dave -listen -allow-peer alice
 [[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'dave'") == 1 ]] ||
   fail "dave is not in the database"
@@ -168,4 +168,12 @@ until (($(pg_sql "SELECT last_seen FROM names WHERE name = 'bob'") >= down_at));
   sleep 0.5
 done
 expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 1 --bytes 20K
+wait_sql "SELECT broker_id FROM presence WHERE name = 'dave'" "$b1_id"
+for c in dave alice bob; do
+  stop_expect_clean "$c"
+done
+# A broker that stops writes what it kept and takes its presence along.
+stop_expect_clean b1
+[[ $(pg_sql "SELECT count(*) FROM brokers WHERE broker_id = '$b1_id'") == 0 ]] ||
+  fail "b1 left its heartbeat row"
 log "ok"
