@@ -1148,7 +1148,160 @@ static void test_lock_held_elsewhere(void) {
   remove_tmpdir();
 }
 
-int main(void) {
+/* ---- the PostgreSQL backend on a real server ----
+ * `test_registry pg URI` runs these on an empty database at URI
+ * (tests/integration/test_registry_pg.sh starts a server for them); the
+ * same contract as the local backends, and what only a shared store
+ * shows: two registries (two brokers) on one database. */
+
+static const char *pg_uri;
+
+static void test_pg_contract(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri), *other = open_ok(pg_uri);
+  nt_registry_entry e;
+  waiter w = {0};
+  size_t removed = 0;
+  listing l;
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(strcmp(nt_registry_backend(reg), "postgresql") == 0);
+  /* Never inside the call, also on the first request (still connecting). */
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(w.calls == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.created);
+  /* The other broker: the name is taken there, the owner says who. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k2, 101, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == NATTER_ERR_NAME_TAKEN);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+  CHECK(w.res.entry.first_seen == 100);
+  /* The owner again: a touch, seen by a lookup before any flush. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k1, 300, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && !w.res.created && !w.res.replaced);
+  CHECK(nt_registry_pending(other) == 1);
+  CHECK(lookup_now(other, "alice", &e, err) == 0 && e.last_seen == 300);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0 && e.last_seen == 100);
+  /* One flush writes it; the first broker sees it. */
+  CHECK(nt_registry_touch(other, "alice", 400, err, sizeof(err)) == 0);
+  CHECK(flush_now(other, err) == 0);
+  CHECK(nt_registry_pending(other) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0 && e.last_seen == 400);
+  CHECK(memcmp(e.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+
+  /* Only an existing name; a takeover. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(reg, "nobody", k1, 100, NT_REGISTRY_BIND_EXISTING,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == NATTER_ERR_PEER_UNKNOWN);
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k2, 500, NT_REGISTRY_BIND_TAKEOVER,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.replaced);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k2, NT_FINGERPRINT_LEN) == 0);
+  CHECK(e.first_seen == 500);
+
+  /* Release, list, expire. */
+  CHECK(bind_now(reg, "bob", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "carol", k1, 10, err) == 0);
+  CHECK(release_now(other, "bob", err) == 0);
+  CHECK(release_now(other, "bob", err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bob", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  memset(&l, 0, sizeof(l));
+  CHECK(list_now(reg, collect, &l, err) == 0);
+  CHECK(l.n == 2 && strcmp(l.names[0], "alice") == 0 &&
+        strcmp(l.names[1], "carol") == 0);
+  memset(&l, 0, sizeof(l));
+  l.stop_after = 1;
+  CHECK(list_now(reg, collect, &l, err) == 0 && l.n == 1);
+  /* A touch pending in this registry saves carol from expiry. */
+  CHECK(nt_registry_touch(reg, "carol", 450, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 1000, 600, &removed, err) == 0 && removed == 0);
+  CHECK(expire_now(reg, 1000, 500, &removed, err) == 0 && removed == 1);
+  CHECK(lookup_now(other, "carol", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(release_now(reg, "alice", err) == 0);
+  nt_registry_close(other);
+  nt_registry_close(reg);
+}
+
+/* Two brokers bind one name with different keys at once: one wins, the
+ * other is told who. */
+static void test_pg_race(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *a = open_ok(pg_uri), *b = open_ok(pg_uri);
+  waiter wa = {0}, wb = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(nt_registry_bind(a, "race", k1, 100, 0, on_done, &wa, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(b, "race", k2, 100, 0, on_done, &wb, NULL, err,
+                         sizeof(err)) == 0);
+  for (int i = 0; i < 100000 && (wa.calls == 0 || wb.calls == 0); i++) {
+    event_base_loop(base, EVLOOP_ONCE);
+  }
+  CHECK(wa.calls == 1 && wb.calls == 1);
+  CHECK((wa.res.rv == 0) + (wb.res.rv == 0) == 1);
+  CHECK((wa.res.rv == NATTER_ERR_NAME_TAKEN) +
+            (wb.res.rv == NATTER_ERR_NAME_TAKEN) ==
+        1);
+  CHECK(release_now(a, "race", err) == 0);
+  nt_registry_close(a);
+  nt_registry_close(b);
+}
+
+/* A request cancelled while its statement runs: no callback, the next
+ * request goes on; closing with one in flight and touches pending writes
+ * the touches and calls nothing. */
+static void test_pg_cancel_in_flight(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri), *other;
+  nt_registry_request *first = NULL;
+  waiter w1 = {0}, w2 = {0}, w3 = {0};
+  nt_registry_entry e;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "zed", k1, 100, err) == 0); /* connected */
+  CHECK(nt_registry_lookup(reg, "zed", on_done, &w1, &first, err,
+                           sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "yan", k1, 100, 0, on_done, &w2, NULL, err,
+                         sizeof(err)) == 0);
+  /* One turn starts the lookup's statement; it cannot have come back. */
+  event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  nt_registry_cancel(first);
+  run_until_done(&w2);
+  CHECK(w1.calls == 0 && w2.res.rv == 0);
+
+  CHECK(nt_registry_touch(reg, "zed", 900, err, sizeof(err)) == 0);
+  CHECK(nt_registry_lookup(reg, "yan", on_done, &w3, NULL, err, sizeof(err)) ==
+        0);
+  event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  nt_registry_close(reg);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(w3.calls == 0);
+  other = open_ok(pg_uri);
+  CHECK(lookup_now(other, "zed", &e, err) == 0 && e.last_seen == 900);
+  CHECK(release_now(other, "zed", err) == 0);
+  CHECK(release_now(other, "yan", err) == 0);
+  nt_registry_close(other);
+}
+
+int main(int argc, char **argv) {
   static const nt_test_case cases[] = {
       {"persists_across_reopen", test_persists_across_reopen},
       {"bind_conflict", test_bind_conflict},
@@ -1174,13 +1327,24 @@ int main(void) {
       {"pg_unreachable", test_pg_unreachable},
       {NULL, NULL},
   };
+  static const nt_test_case pg_cases[] = {
+      {"pg_contract", test_pg_contract},
+      {"pg_race", test_pg_race},
+      {"pg_cancel_in_flight", test_pg_cancel_in_flight},
+      {NULL, NULL},
+  };
   int rv;
 
   base = event_base_new();
   if (base == NULL) {
     return 2;
   }
-  rv = nt_test_run(cases);
+  if (argc == 3 && strcmp(argv[1], "pg") == 0) {
+    pg_uri = argv[2];
+    rv = nt_test_run(pg_cases);
+  } else {
+    rv = nt_test_run(cases);
+  }
   event_base_free(base);
   return rv;
 }

@@ -18,6 +18,13 @@
 
 pg_init
 
+# The registry's contract on the backend, two registries on one database
+# (tests/test_registry.c, the pg cases), on a database of their own.
+pg_sql 'CREATE DATABASE natter_unit' >/dev/null
+expect_exit_zero -t 60 "$(dirname "$NATTER")/tests/test_registry" pg \
+  "postgresql://natter@127.0.0.1:$PG_PORT/natter_unit"
+assert_output_contains '^3 passed, 0 failed$'
+
 # broker_on NAME PORT [ARG...]: a broker on 127.0.0.1:PORT with the
 # database as its registry; sets BROKER.
 broker_on() {
