@@ -10,7 +10,8 @@
 #   - the database stops: a broker keeps serving the clients it knows (one
 #     checks in again), a new name is refused with "the name registry is
 #     unavailable, try again"; it comes back: the broker reconnects, the
-#     new name binds and the last-seen times kept meanwhile are written.
+#     new name binds and the last-seen times kept meanwhile are written;
+#   - a statement blocked by another transaction fails after 4 s (a limit).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=pg.sh
@@ -166,6 +167,20 @@ wait_log b1 'registry: PostgreSQL database natter .* is back' 40
 start_client dave -listen -allow-peer alice
 [[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'dave'") == 1 ]] ||
   fail "dave is not in the database"
+# A statement that waits for a row another transaction holds (here an
+# uncommitted insert of ivan) is given up after 4 s: ivan is refused with
+# the reason logged; the broker stays connected and serves the others.
+start locker "$PG_BIN/psql" -X -q "$PG_URI" -c "BEGIN;
+  INSERT INTO names VALUES ('ivan', decode(repeat('cd', 32), 'hex'), 1, 1);
+  SELECT 'locked';
+  SELECT pg_sleep(30);"
+wait_sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" 1
+expect_exit_nonzero -t 30 "$NATTER" -name ivan -broker "$B1" \
+  -identity "$WORK/ivan.key" -listen -allow-peer alice
+assert_output_contains 'broker registry unavailable'
+assert_log_contains b1 'registry: cannot bind "ivan": .*canceling statement due to statement timeout'
+stop locker
+assert_log_lacks b1 'registry: lost PostgreSQL database .*took too long'
 # bob's check-in while the database was away reaches it with the next
 # flush (every 15 s).
 deadline=$(($(date +%s) + 40))
