@@ -430,9 +430,9 @@ static void became_ready(registry_pg *pg) {
   /* Whatever happened meanwhile: all of this broker's presence again. */
   pg->resync = 1;
   pg->hb_due = pg->broker_id[0] != '\0';
-  if (pg->call.active) {
+  if (pg->call.active && !evtimer_pending(pg->later_ev, NULL)) {
     call_step(pg);
-  } else {
+  } else if (!pg->call.active) {
     try_heartbeat(pg);
   }
 }
@@ -505,6 +505,10 @@ static void notice_cb(void *arg, const char *message) {
   }
 }
 
+/* Starts a connection attempt, polled from the loop. (libpq resolves a
+ * host name synchronously, in PQconnectStart or PQconnectPoll: the only
+ * wait on the loop; operations.md says to give an address, or hostaddr=,
+ * when the resolver may be slow.) */
 static void pg_connect(registry_pg *pg) {
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
