@@ -1237,6 +1237,50 @@ static void test_pg_contract(void) {
   nt_registry_close(reg);
 }
 
+/* How long the statements take on a real server: binds one at a time,
+ * one flush of every name, expiry in batches (printed, not judged). */
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void test_pg_timing(void) {
+  enum { N = 2000 };
+  char err[512], name[NT_NAME_MAX + 1];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri);
+  size_t removed = 0, total = 0;
+  uint64_t t0;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "warmup", k1, 100, err) == 0);
+  t0 = mono_ns();
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof(name), "timing%d", i);
+    CHECK(bind_now(reg, name, k1, 100, err) == 0);
+  }
+  printf("  %d new names bound one by one: %.0f us each\n", N,
+         (double)(mono_ns() - t0) / 1e3 / N);
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof(name), "timing%d", i);
+    CHECK(nt_registry_touch(reg, name, 200, err, sizeof(err)) == 0);
+  }
+  t0 = mono_ns();
+  CHECK(flush_now(reg, err) == 0);
+  printf("  one flush of %d last-seen times: %.1f ms\n", N,
+         (double)(mono_ns() - t0) / 1e6);
+  t0 = mono_ns();
+  do {
+    CHECK(expire_now(reg, 1000, 500, &removed, err) == 0);
+    total += removed;
+  } while (removed == NT_REGISTRY_EXPIRE_BATCH);
+  printf("  %zu names expired in batches of %d: %.1f ms\n", total,
+         NT_REGISTRY_EXPIRE_BATCH, (double)(mono_ns() - t0) / 1e6);
+  CHECK(total == N + 1);
+  nt_registry_close(reg);
+}
+
 /* Two brokers bind one name with different keys at once: one wins, the
  * other is told who. */
 static void test_pg_race(void) {
@@ -1331,6 +1375,7 @@ int main(int argc, char **argv) {
       {"pg_contract", test_pg_contract},
       {"pg_race", test_pg_race},
       {"pg_cancel_in_flight", test_pg_cancel_in_flight},
+      {"pg_timing", test_pg_timing},
       {NULL, NULL},
   };
   int rv;

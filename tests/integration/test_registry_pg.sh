@@ -24,7 +24,8 @@ pg_init
 pg_sql 'CREATE DATABASE natter_unit' >/dev/null
 expect_exit_zero -t 60 "$(dirname "$NATTER")/tests/test_registry" pg \
   "postgresql://natter@127.0.0.1:$PG_PORT/natter_unit"
-assert_output_contains '^3 passed, 0 failed$'
+assert_output_contains '^4 passed, 0 failed$'
+log "$(grep -E '^  [0-9]+ |^  one flush' <<<"$OUTPUT")"
 
 # broker_on NAME PORT [ARG...]: a broker on 127.0.0.1:PORT with the
 # database as its registry; sets BROKER.
@@ -94,6 +95,16 @@ wait_log carol2 'checked in at broker'
 stop_expect_clean carol2
 expect_exit_nonzero -t 20 "$NATTER" -registry "$PG_URI" -release nobody
 assert_output_contains '"nobody" is not bound'
+
+# ---- the limit of 100,000 names holds across brokers ------------------------
+
+pg_sql "INSERT INTO names SELECT 'filler' || g, decode(repeat('ee', 32), 'hex'), 1, 1
+  FROM generate_series(1, 100000 - (SELECT count(*) FROM names)) AS g"
+expect_exit_nonzero -t 30 "$NATTER" -name kim -broker "$B2" \
+  -identity "$WORK/kim.key" -listen -allow-peer alice
+assert_output_contains 'broker is full \(its name registry\)'
+assert_log_contains b2 'registry: cannot bind "kim": registry is full'
+pg_sql "DELETE FROM names WHERE name LIKE 'filler%'"
 
 # ---- expiry --------------------------------------------------------------------
 
