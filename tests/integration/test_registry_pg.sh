@@ -27,6 +27,15 @@ expect_exit_zero -t 60 "$(dirname "$NATTER")/tests/test_registry" pg \
 assert_output_contains '^4 passed, 0 failed$'
 log "$(grep -E '^  [0-9]+ |^  one flush' <<<"$OUTPUT")"
 
+# A schema newer than this natter knows is not touched, and said so.
+pg_sql 'CREATE DATABASE natter_newer' >/dev/null
+"$PG_BIN/psql" -X -q "postgresql://natter@127.0.0.1:$PG_PORT/natter_newer" \
+  -c 'CREATE TABLE schema_version (version integer NOT NULL);
+      INSERT INTO schema_version VALUES (2)' >/dev/null
+expect_exit_nonzero -t 20 "$NATTER" \
+  -registry "postgresql://natter@127.0.0.1:$PG_PORT/natter_newer" -list
+assert_output_contains 'schema is version 2, this natter knows 1: upgrade natter'
+
 # broker_on NAME PORT [ARG...]: a broker on 127.0.0.1:PORT with the
 # database as its registry; sets BROKER.
 broker_on() {
