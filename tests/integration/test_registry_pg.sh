@@ -11,7 +11,8 @@
 #     checks in again), a new name is refused with "the name registry is
 #     unavailable, try again"; it comes back: the broker reconnects, the
 #     new name binds and the last-seen times kept meanwhile are written;
-#   - a statement blocked by another transaction fails after 4 s (a limit).
+#   - a statement blocked by another transaction fails after 4 s, one
+#     that gets no answer drops the connection after 5 s (limits).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=pg.sh
@@ -45,6 +46,17 @@ broker_on() {
   start "$name" "$NATTER" -server "$BROKER" -identity "$WORK/$name.key" \
     -registry "$PG_URI" "$@"
   wait_log "$name" "natter: broker listening on 127\.0\.0\.1:$port"
+}
+
+# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
+wait_sql() {
+  local deadline=$(($(date +%s) + ${3:-20})) got
+  while :; do
+    got=$(pg_sql "$1")
+    [[ $got == "$2" ]] && return 0
+    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
+    sleep 0.2
+  done
 }
 
 # ---- two brokers, one database ----------------------------------------------
@@ -126,20 +138,26 @@ wait_log b3 'released 1 name unused for 3600 s' 20
 [[ $(pg_sql "SELECT count(*) FROM names WHERE name = 'bob'") == 1 ]] ||
   fail "bob expired"
 stop_expect_clean b3
+
+# ---- a database that stops answering -----------------------------------------
+
+# The server process of one broker's connection (of the test's own server)
+# stopped: its next statement (the heartbeat) gets no answer; after 5 s the
+# broker drops the connection and reconnects.
+broker_on b4 "$(free_port)" -registry "$PG_URI?application_name=natter_b4"
+wait_sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'natter_b4'" 1
+b4_backend=$(pg_sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'natter_b4'")
+kill -STOP "$b4_backend"
+wait_log b4 'registry: lost PostgreSQL database natter .*a statement took too long' 20
+kill -CONT "$b4_backend"
+wait_log b4 'registry: PostgreSQL database natter .* is back' 20
+start_client lou -listen -allow-peer alice
+stop_expect_clean lou
+stop_expect_clean b4
 BROKER=$B1
 
 # ---- presence: which broker each client is at, which brokers live -----------
 
-# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
-wait_sql() {
-  local deadline=$(($(date +%s) + ${3:-20})) got
-  while :; do
-    got=$(pg_sql "$1")
-    [[ $got == "$2" ]] && return 0
-    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
-    sleep 0.2
-  done
-}
 b1_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b1.log")
 b1_id=${b1_id##* }
 b2_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b2.log")
