@@ -16,8 +16,10 @@
  * and are written once the database is back. The connection is retried
  * after 1 s, doubling to 30 s; the log says when it goes and comes back.
  * The schema is created and migrated here (doc/operations.md). */
+#include <errno.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@
  * this long; then the connection counts as lost. Under the broker's 10 s
  * check-in deadline. */
 #define PG_TIMEOUT_S 5
+/* What closing waits for its last statements, at most. */
+#define PG_CLOSE_WAIT_MS 2000
 #define PG_BACKOFF_MIN_S 1
 #define PG_BACKOFF_MAX_S 30
 /* Binds retried when the name came and went between two statements. */
@@ -218,6 +222,12 @@ static void call_step(registry_pg *pg);
 
 /* ---- small things ---- */
 
+static uint64_t close_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void set_last_error(registry_pg *pg, const char *msg) {
   size_t n;
   size_t o = 0;
@@ -397,8 +407,8 @@ static void went_down(registry_pg *pg, const char *why) {
     nt_error(pg->log,
              "registry: %s %s: %s; names known here are still served, new "
              "ones refused; retrying",
-             pg->was_ready ? "lost" : "cannot reach",
-             pg->where, pg->last_error);
+             pg->was_ready ? "lost" : "cannot reach", pg->where,
+             pg->last_error);
   }
   pg->logged_down = 1;
   pg->was_ready = 0;
@@ -1263,31 +1273,74 @@ static int pg_open(void **pimpl, struct event_base *base, const char *location,
   return 0;
 }
 
+/* Waits (at close only) until the statement in flight is answered, for
+ * at most until |deadline_ms|: 0 when it was. */
+static int close_wait(registry_pg *pg, uint64_t deadline_ms) {
+  PGresult *r;
+
+  for (;;) {
+    int out = PQflush(pg->conn);
+    uint64_t now = close_clock_ms();
+    struct pollfd pfd = {PQsocket(pg->conn), POLLIN, 0};
+
+    if (out < 0) {
+      return -1;
+    }
+    if (out == 0 && !PQisBusy(pg->conn)) {
+      break;
+    }
+    if (now >= deadline_ms) {
+      return -1;
+    }
+    pfd.events = (short)(out == 1 ? POLLIN | POLLOUT : POLLIN);
+    if (poll(&pfd, 1, (int)(deadline_ms - now)) < 0 && errno != EINTR) {
+      return -1;
+    }
+    if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+        !PQconsumeInput(pg->conn)) {
+      return -1;
+    }
+  }
+  while ((r = PQgetResult(pg->conn)) != NULL) {
+    PQclear(r);
+    if (PQisBusy(pg->conn)) {
+      return close_wait(pg, deadline_ms); /* a statement's next result */
+    }
+  }
+  return 0;
+}
+
+static void close_exec(registry_pg *pg, int stmt, const char *const *values,
+                       uint64_t deadline_ms) {
+  if (PQsendQueryPrepared(pg->conn, STATEMENTS[stmt].name,
+                          STATEMENTS[stmt].nparams, values, NULL, NULL, 0)) {
+    (void)close_wait(pg, deadline_ms);
+  }
+}
+
 static void pg_close(void *impl, const nt_registry_seen *touches, size_t n) {
   registry_pg *pg = impl;
 
   if (pg == NULL) {
     return;
   }
-  /* The last touches, and this broker's presence gone, waiting (shutdown
-   * only): finish what is in flight, then one statement each. */
+  /* The last touches, and this broker's presence gone (shutdown only):
+   * what is in flight first, then one statement each, waiting, but not
+   * for a database that does not answer. */
   if (pg->state == PG_READY && pg->conn != NULL &&
-      (n > 0 || pg->broker_id[0]) && PQsetnonblocking(pg->conn, 0) == 0) {
+      (n > 0 || pg->broker_id[0])) {
+    uint64_t deadline = close_clock_ms() + PG_CLOSE_WAIT_MS;
     pg_call c;
-    PGresult *r;
     memset(&c, 0, sizeof(c));
-    while ((r = PQgetResult(pg->conn)) != NULL) {
-      PQclear(r);
-    }
-    if (pg->broker_id[0]) {
-      const char *v[] = {pg->broker_id};
-      PQclear(PQexecPrepared(pg->conn, STATEMENTS[S_LEAVE].name, 1, v, NULL,
-                             NULL, 0));
-    }
-    if (n > 0 && touch_arrays(&c, touches, n) == 0) {
-      const char *v[] = {c.touch_names, c.touch_seen};
-      PQclear(PQexecPrepared(pg->conn, STATEMENTS[S_TOUCH].name, 2, v, NULL,
-                             NULL, 0));
+    if (close_wait(pg, deadline) == 0) {
+      if (pg->broker_id[0]) {
+        const char *v[] = {pg->broker_id};
+        close_exec(pg, S_LEAVE, v, deadline);
+      }
+      if (n > 0 && touch_arrays(&c, touches, n) == 0) {
+        const char *v[] = {c.touch_names, c.touch_seen};
+        close_exec(pg, S_TOUCH, v, deadline);
+      }
     }
     free(c.touch_names);
     free(c.touch_seen);

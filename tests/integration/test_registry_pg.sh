@@ -153,7 +153,15 @@ kill -CONT "$b4_backend"
 wait_log b4 'registry: PostgreSQL database natter .* is back' 20
 start_client lou -listen -allow-peer alice
 stop_expect_clean lou
+# A broker stopping while its database does not answer waits for its last
+# statements 2 s, not forever.
+wait_sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'natter_b4'" 1
+b4_backend=$(pg_sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'natter_b4'")
+kill -STOP "$b4_backend"
+t0=$(date +%s)
 stop_expect_clean b4
+kill -CONT "$b4_backend"
+(($(date +%s) - t0 <= 5)) || fail "b4 took $(($(date +%s) - t0)) s to stop"
 BROKER=$B1
 
 # ---- presence: which broker each client is at, which brokers live -----------
