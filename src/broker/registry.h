@@ -276,7 +276,8 @@ int nt_registry_open(nt_registry **preg, struct event_base *base,
 /* Drops every queued request without its callback (requesters cancel
  * theirs first), writes pending touches (the one synchronous write: at
  * shutdown a short wait beats losing them; a failure is lost, as
- * last-seen times are advisory) and closes. NULL is a no-op. */
+ * last-seen times are advisory; PostgreSQL waits 2 s at most) and
+ * closes. NULL is a no-op. */
 void nt_registry_close(nt_registry *reg);
 
 /* The backend's name ("sqlite", "memory", "postgresql"). */
