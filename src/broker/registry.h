@@ -225,8 +225,11 @@ typedef struct nt_registry_async_ops {
   /* Writes |touches| if it can without waiting long, and closes: no
    * answer of a call started comes any more. */
   void (*close)(void *impl, const nt_registry_seen *touches, size_t n);
-  /* Starts |call|: 0 and |done| runs once, later, from the loop; or a
-   * negative NATTER_ERR_* with the reason in |err| (nothing started).
+  /* Starts |call|: 0 and |done| runs once, from the loop (usually later;
+   * a connection found broken while starting answers before start
+   * returns, which this layer allows: it calls start from the loop, never
+   * from a requester's call); or a negative NATTER_ERR_* with the reason
+   * in |err| (nothing started).
    * Nothing in |call| is used after this returns but list_fn and its
    * user data. */
   int (*start)(void *impl, const nt_registry_call *call,

@@ -215,6 +215,7 @@ typedef struct pg_presence {
 } pg_presence;
 
 static void try_heartbeat(registry_pg *pg);
+static void answer_later(registry_pg *pg, int rv);
 
 static void pg_connect(registry_pg *pg);
 static void sock_cb(evutil_socket_t fd, short what, void *arg);
@@ -624,7 +625,7 @@ static void call_step(registry_pg *pg) {
       const char *v[] = {cutoff, limit};
       send_stmt(pg, S_EXPIRE, v);
     } else {
-      call_finish(pg, 0);
+      answer_later(pg, 0); /* nothing to write */
     }
     return;
   case NT_REGISTRY_CALL_LIST:
