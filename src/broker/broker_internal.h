@@ -223,6 +223,9 @@ struct natter_broker {
   bcheck checks[BROKER_MAX_CHECKS];
   nt_log_gate checks_gate; /* "too many checks" lines */
   badmission admission; /* admission_query.c */
+  /* "cannot bind: the name registry is unavailable" lines, while a shared
+   * registry's database is away (it logs the outage itself). */
+  nt_log_gate registry_down_gate;
 };
 
 /* ---- client_session.c: one connected client ---- */

@@ -160,7 +160,15 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
                          "name is bound to another key at this broker");
     return;
   }
-  nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
+  if (!strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
+  } else {
+    unsigned held;
+    if (nt_log_gate_pass(&b->registry_down_gate, nt_monotonic_ns(), &held)) {
+      nt_error(&b->log, "registry: cannot bind \"%s\": %s%s", name, err,
+               held ? " (and more like it)" : "");
+    }
+  }
   send_check_in_result(
       c, NT_CODE_INTERNAL,
       strstr(err, "registry is full") ? "broker is full (its name registry)"
