@@ -160,20 +160,22 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
                          "name is bound to another key at this broker");
     return;
   }
-  if (!strstr(err, NT_REGISTRY_UNAVAILABLE)) {
-    nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
-  } else {
+  if (strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    /* A shared registry's database is away: it logged that once, and a
+     * flood of new names must not flood the log. */
     unsigned held;
     if (nt_log_gate_pass(&b->registry_down_gate, nt_monotonic_ns(), &held)) {
       nt_error(&b->log, "registry: cannot bind \"%s\": %s%s", name, err,
                held ? " (and more like it)" : "");
     }
+    send_check_in_result(c, NT_CODE_INTERNAL, NT_REGISTRY_UNAVAILABLE);
+    return;
   }
-  send_check_in_result(
-      c, NT_CODE_INTERNAL,
-      strstr(err, "registry is full") ? "broker is full (its name registry)"
-      : strstr(err, NT_REGISTRY_UNAVAILABLE) ? NT_REGISTRY_UNAVAILABLE
-          : "broker registry unavailable");
+  nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
+  send_check_in_result(c, NT_CODE_INTERNAL,
+                       strstr(err, "registry is full")
+                           ? "broker is full (its name registry)"
+                           : "broker registry unavailable");
 }
 
 static void finish_check_in(bclient *c, const uint8_t *key,
