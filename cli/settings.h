@@ -114,8 +114,8 @@
   X(REGISTRY, "-registry", "registry", TEXT, registry, "FILE", 0, 0, NULL,     \
     "$STATE_DIRECTORY/registry.db or ~/.local/state/natter/registry.db",       \
     CLI_BROKER, 0,                                                             \
-    "broker: name registry; also sqlite:///FILE, or memory: (names lost "      \
-    "at exit)")                                                                \
+    "broker: name registry; also sqlite:///FILE, memory: (names lost at "      \
+    "exit) or postgresql://... (shared by brokers)")                           \
   X(NAME_EXPIRY, "-name-expiry", "name-expiry", DURATION, name_expiry_s,       \
     "DUR", 0, 0, "a duration such as 30d, 12h, 90m or 45s (0: never)", "30d",  \
     CLI_BROKER, 0,                                                             \

@@ -145,9 +145,13 @@ typedef struct natter_broker_config {
                                 ~/.local/state/natter/registry.db; "" or
                                 "memory:": in memory only (bindings die
                                 with the broker: tests and demos). Also
-                                "sqlite:///PATH"; another URI scheme is
-                                refused. An unreadable or corrupt file
-                                makes natter_broker_new fail. */
+                                "sqlite:///PATH", or "postgresql://..."
+                                (a libpq URI: a database that several
+                                brokers share, doc/operations.md);
+                                another URI scheme is refused. An
+                                unreadable or corrupt file makes
+                                natter_broker_new fail (an unreachable
+                                database does not: it is retried). */
   uint32_t name_expiry_s;    /* a name unused this long is released;
                                 default 2592000 (30 days); 0: never */
   const char *token;         /* shared secret every client must present
@@ -233,7 +237,8 @@ typedef int (*natter_registry_fn)(const natter_registry_entry *entry,
                                   void *user_data);
 
 /* Calls |fn| for every name bound in the registry file |path| (NULL: the
- * broker's default, see natter_broker_config.registry), in name order.
+ * broker's default; also a postgresql:// URI, see
+ * natter_broker_config.registry), in name order.
  * Safe while a broker runs on the file. Returns 0, or NATTER_ERR_REGISTRY
  * / NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL). */
 NATTER_EXPORT int natter_registry_list(const char *path, natter_registry_fn fn,
