@@ -110,6 +110,8 @@ static int code_error(Natter__Code code) {
     return NATTER_ERR_TIMEOUT;
   case NATTER__CODE__PEER_NOT_LISTENING:
     return NATTER_ERR_PEER_NOT_LISTENING;
+  case NATTER__CODE__NAME_NOT_FOUND:
+    return NATTER_ERR_RESOLVE;
   default:
     return NATTER_ERR_PROTOCOL;
   }

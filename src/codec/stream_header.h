@@ -25,7 +25,8 @@ typedef enum nt_open_code {
   NT_OPEN_UNREACHABLE = 6,
   NT_OPEN_DENIED = 7,
   NT_OPEN_INTERNAL = 8,
-  NT_OPEN_TIMEOUT = 9
+  NT_OPEN_TIMEOUT = 9,
+  NT_OPEN_NAME_NOT_FOUND = 11 /* decodes to NATTER_ERR_RESOLVE */
 } nt_open_code;
 
 /* What a StreamOpen asks for, checked. */
