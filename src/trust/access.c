@@ -21,8 +21,8 @@
 #define V6_TEXT_MAX (INET6_ADDRSTRLEN - 1)
 
 #define TARGET_FORMS                                                           \
-  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT, IPv4/BITS[:PORT], " \
-  "[IPv6/BITS][:PORT] or *"
+  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT or *, or a range "  \
+  "IPv4/BITS[:PORT] or [IPv6/BITS][:PORT]"
 
 /* Who a rule is for: a name, a key, both, or anyone. */
 typedef struct peer_sel {
