@@ -2,6 +2,7 @@
  * message whole and byte by byte, the replies, every refusal, and the
  * credentials file. */
 #include "codec/socks.h"
+#include "codec/stream_header.h"
 #include "natter.h"
 #include "test.h"
 
@@ -298,6 +299,38 @@ static void test_credentials(void) {
   }
 }
 
+/* What the listener says reaches the SOCKS client as the right code:
+ * each StreamOpenResult code through its NATTER_ERR_*. */
+static void test_open_results(void) {
+  static const struct {
+    nt_open_code code;
+    int error;
+    uint8_t rep;
+  } cases[] = {
+      {NT_OPEN_OK, 0, 0x00},
+      {NT_OPEN_DENIED, NATTER_ERR_DENIED, 0x02},
+      {NT_OPEN_REFUSED, NATTER_ERR_REFUSED, 0x05},
+      {NT_OPEN_UNREACHABLE, NATTER_ERR_UNREACHABLE, 0x04},
+      {NT_OPEN_NAME_NOT_FOUND, NATTER_ERR_RESOLVE, 0x04},
+      {NT_OPEN_TIMEOUT, NATTER_ERR_TIMEOUT, 0x06},
+      {NT_OPEN_INTERNAL, NATTER_ERR_PROTOCOL, 0x01},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    uint8_t buf[NT_STREAM_HEADER_MAX];
+    char msg[NT_OPEN_MAX_MESSAGE + 1];
+    size_t hdrlen, bodylen;
+    int error = 1;
+    size_t n = nt_open_result_encode(buf, cases[i].code, "why");
+    CHECK(n > 0);
+    CHECK(nt_wire_frame_peek(buf, n, &hdrlen, &bodylen) == 1);
+    CHECK(nt_open_result_decode(buf + hdrlen, bodylen, &error, msg,
+                                sizeof(msg)) == 0);
+    CHECK(error == cases[i].error);
+    CHECK(strcmp(msg, "why") == 0);
+    CHECK(nt_socks_reply_code(error) == cases[i].rep);
+  }
+}
+
 int main(void) {
   static const nt_test_case cases[] = {
       {"connect_forms", test_connect_forms},
@@ -306,6 +339,7 @@ int main(void) {
       {"refusals", test_refusals},
       {"replies", test_replies},
       {"credentials", test_credentials},
+      {"open_results", test_open_results},
       {NULL, NULL},
   };
   return nt_test_run(cases);

@@ -7,6 +7,9 @@ socks_client.py PORT HOST TPORT [--cmd N] [--user U --password P]
     domain name). Prints the reply code as two hex digits ("00", "05"), or
     "no-method" / "auth-failed" / "closed" when the server ends it before.
 
+socks_client.py PORT HOST TPORT --hold 1
+    The same, then keeps the connection open until killed.
+
 socks_client.py PORT --idle N
     Opens N connections that send nothing, then one more; prints "closed"
     when the server closes that one at once (the limit of waiting
@@ -29,7 +32,8 @@ def recv_exact(s, n):
     return data
 
 
-def handshake(port, host, tport, cmd=1, user=None, password=None):
+def handshake(port, host, tport, cmd=1, user=None, password=None,
+              hold=False):
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
     method = 2 if user is not None else 0
     s.sendall(bytes([5, 1, method]))
@@ -54,6 +58,9 @@ def handshake(port, host, tport, cmd=1, user=None, password=None):
     r = recv_exact(s, 10)
     if r is None:
         return "closed"
+    if hold:
+        print("%02x" % r[1], flush=True)
+        time.sleep(600)
     s.close()
     return "%02x" % r[1]
 
@@ -97,7 +104,8 @@ def main():
     host, tport = args[1], int(args[2])
     opts = dict(zip(args[3::2], args[4::2]))
     print(handshake(port, host, tport, int(opts.get("--cmd", "1")),
-                    opts.get("--user"), opts.get("--password")))
+                    opts.get("--user"), opts.get("--password"),
+                    "--hold" in opts))
 
 
 main()

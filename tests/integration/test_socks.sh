@@ -10,7 +10,7 @@
 # name that does not resolve (0x04), targets outside the rules by address
 # and by what a name resolves to (0x02), BIND (0x07); the password of a
 # forward bound beyond loopback; the waiting-clients limit and the
-# handshake timeout.
+# handshake timeout; a clean stop with clients connected.
 #
 # Needs root (namespaces): skipped (77) otherwise. The outer run makes the
 # namespaces and runs itself again inside, where lib.sh does the rest.
@@ -164,4 +164,13 @@ wait_log alice "clients are in their handshake or wait for bob's answer, the lim
 wait_log alice "did not finish its handshake within 10 s" 30
 # And it still works afterwards.
 fetch http://198.18.1.10:8080/file
+
+# Stopping with a client in its handshake and one tunnel open is clean
+# (under ASan too: nothing leaks, nothing is used after it is freed).
+start holder python3 "$SOCKS_PY" "$port" 198.18.1.10 8080 --hold 1
+wait_log holder '^00$' 30
+exec {idle_fd}<>"/dev/tcp/127.0.0.1/$port"
+stop_expect_clean alice
+exec {idle_fd}>&-
+stop_expect_clean bob
 log "ok"
