@@ -133,7 +133,9 @@ static void tunnel_event(nt_tunnel *t, natter_event_type type, int error,
               "SOCKS on local port %u: %s%s%s:%u via %s failed: reply "
               "0x%02x (%s)",
               s->env.local_port, v6 ? "[" : "", c->hs.host, v6 ? "]" : "",
-              c->hs.port, s->peer, rep, nt_socks_reply_text(rep));
+              c->hs.port, s->peer, rep,
+              error == NATTER_ERR_RESOLVE ? "name not found"
+                                          : nt_socks_reply_text(rep));
     }
   }
   s->env.callbacks->event(t, type, error, quiet, exit_status, message,

@@ -120,7 +120,7 @@ reply 198.18.1.10 8080 07 --cmd 3 # UDP ASSOCIATE
 reply 198.18.1.10 8080 00
 assert_log_contains bob "name not found: nosuchname\.invalid does not resolve"
 assert_log_contains bob "do not include other\.lan\.test:8080 \(resolved to 198\.18\.2\.10\)"
-assert_log_contains alice "nosuchname\.invalid:80 via bob failed: reply 0x04"
+assert_log_contains alice "nosuchname\.invalid:80 via bob failed: reply 0x04 \(name not found\)"
 assert_log_contains alice "198\.18\.1\.10:8081 via bob failed: reply 0x05 \(connection refused\)"
 # curl says why too.
 run_capture 60 curl -sS --max-time 30 --socks5-hostname "127.0.0.1:$port" \
