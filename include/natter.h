@@ -466,7 +466,7 @@ typedef struct natter_client_config {
                            listener at once, 1..4096 (more:
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
-                           256; 0: the default */
+                           1024; 0: the default */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */

@@ -135,7 +135,7 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->log_level = NATTER_LOG_INFO;
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
-  cfg->max_streams = 256;
+  cfg->max_streams = 1024;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif
