@@ -21,7 +21,7 @@
 #include "natter.h"
 
 #define NT_SOCKS_HANDSHAKE_TIMEOUT_S 10
-#define NT_SOCKS_MAX_WAITING 64
+#define NT_SOCKS_MAX_WAITING 256
 #define NT_SOCKS_AUTH_FILE_MAX 4096 /* bytes of a credentials file */
 
 typedef struct nt_socks_server nt_socks_server;

@@ -155,9 +155,9 @@ reply 198.18.1.10 8080 auth-failed --user bob --password 's3cret pass'
 reply 198.18.1.10 8080 02 --user sam --password 's3cret pass'
 port=$port_saved
 
-# Limits: 64 clients may wait at once, the next is closed at once; a
+# Limits: 256 clients may wait at once, the next is closed at once; a
 # handshake not done in 10 s is closed.
-run_capture 120 python3 "$SOCKS_PY" "$port" --idle 64
+run_capture 120 python3 "$SOCKS_PY" "$port" --idle 256
 [[ $OUTPUT == $'closed\nidle-closed' ]] ||
   fail "waiting-clients limit / handshake timeout: got \"$OUTPUT\""
 wait_log alice "clients are in their handshake or wait for bob's answer, the limit"
