@@ -305,15 +305,19 @@ static void test_open_results(void) {
   static const struct {
     nt_open_code code;
     int error;
-    uint8_t rep;
+    uint8_t rep;      /* from the NATTER_ERR_* alone */
+    uint8_t rep_open; /* from the code */
   } cases[] = {
-      {NT_OPEN_OK, 0, 0x00},
-      {NT_OPEN_DENIED, NATTER_ERR_DENIED, 0x02},
-      {NT_OPEN_REFUSED, NATTER_ERR_REFUSED, 0x05},
-      {NT_OPEN_UNREACHABLE, NATTER_ERR_UNREACHABLE, 0x04},
-      {NT_OPEN_NAME_NOT_FOUND, NATTER_ERR_RESOLVE, 0x04},
-      {NT_OPEN_TIMEOUT, NATTER_ERR_TIMEOUT, 0x06},
-      {NT_OPEN_INTERNAL, NATTER_ERR_PROTOCOL, 0x01},
+      {NT_OPEN_OK, 0, 0x00, 0x00},
+      {NT_OPEN_DENIED, NATTER_ERR_DENIED, 0x02, 0x02},
+      {NT_OPEN_REFUSED, NATTER_ERR_REFUSED, 0x05, 0x05},
+      {NT_OPEN_UNREACHABLE, NATTER_ERR_UNREACHABLE, 0x04, 0x04},
+      {NT_OPEN_NET_UNREACHABLE, NATTER_ERR_UNREACHABLE, 0x04, 0x03},
+      {NT_OPEN_NAME_NOT_FOUND, NATTER_ERR_RESOLVE, 0x04, 0x04},
+      {NT_OPEN_TIMEOUT, NATTER_ERR_TIMEOUT, 0x06, 0x06},
+      {NT_OPEN_INTERNAL, NATTER_ERR_PROTOCOL, 0x01, 0x01},
+      {NT_OPEN_NOT_LISTENING, NATTER_ERR_PEER_NOT_LISTENING, 0x01, 0x01},
+      {NT_OPEN_BAD_REQUEST, NATTER_ERR_PROTOCOL, 0x01, 0x01},
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     uint8_t buf[NT_STREAM_HEADER_MAX];
@@ -328,7 +332,12 @@ static void test_open_results(void) {
     CHECK(error == cases[i].error);
     CHECK(strcmp(msg, "why") == 0);
     CHECK(nt_socks_reply_code(error) == cases[i].rep);
+    CHECK(nt_open_result_code(buf + hdrlen, bodylen) == (int)cases[i].code);
+    CHECK(nt_socks_reply_for_open(cases[i].code) == cases[i].rep_open);
   }
+  /* A code newer than this version: a general failure. */
+  CHECK(nt_socks_reply_for_open(99) == 0x01);
+  CHECK(nt_open_result_code((const uint8_t *)"\xff", 1) == -1);
 }
 
 int main(void) {

@@ -31,6 +31,7 @@ typedef struct socks_conn {
                     kept until the reply is sent and the tunnel is gone */
   int waiting;   /* counted in server->waiting */
   int replied;
+  int answer; /* the listener's StreamOpenResult code, or -1 */
   nt_socks hs;
   struct event *read_ev, *timer;
   nt_tunnel *tunnel;
@@ -119,9 +120,14 @@ static void tunnel_event(nt_tunnel *t, natter_event_type type, int error,
   if (!c->replied &&
       (type == NATTER_EVENT_FORWARD_OPENED ||
        type == NATTER_EVENT_FORWARD_FAILED)) {
-    uint8_t rep = type == NATTER_EVENT_FORWARD_OPENED
-                      ? NT_SOCKS_REP_OK
-                      : nt_socks_reply_code(error);
+    /* The listener's own code says more than |error|; without one (no
+     * peer connection, a malformed answer) |error| is all there is. */
+    uint8_t rep = type == NATTER_EVENT_FORWARD_OPENED ? NT_SOCKS_REP_OK
+                  : c->answer >= 0 ? nt_socks_reply_for_open(c->answer)
+                                   : nt_socks_reply_code(error);
+    if (type == NATTER_EVENT_FORWARD_FAILED && rep == NT_SOCKS_REP_OK) {
+      rep = NT_SOCKS_REP_FAILURE;
+    }
     c->replied = 1;
     stop_waiting(c);
     send_reply(c, reply, nt_socks_reply(reply, rep));
@@ -142,6 +148,12 @@ static void tunnel_event(nt_tunnel *t, natter_event_type type, int error,
                           s->env.user_data);
 }
 
+static void tunnel_answer(nt_tunnel *t, int code, void *ud) {
+  socks_conn *c = ud;
+  (void)t;
+  c->answer = code;
+}
+
 static void tunnel_gone(nt_tunnel *t, void *ud) {
   socks_conn *c = ud;
   nt_socks_server *s = c->server;
@@ -150,8 +162,8 @@ static void tunnel_gone(nt_tunnel *t, void *ud) {
   s->env.callbacks->gone(t, s->env.user_data);
 }
 
-static const nt_tunnel_callbacks socks_tunnel_callbacks = {tunnel_event,
-                                                           tunnel_gone};
+static const nt_tunnel_callbacks socks_tunnel_callbacks = {
+    tunnel_event, tunnel_gone, tunnel_answer};
 
 static void start_tunnel(socks_conn *c) {
   nt_socks_server *s = c->server;
@@ -266,6 +278,7 @@ void nt_socks_server_accept(nt_socks_server *s, int fd) {
   c->server = s;
   c->fd = fd;
   c->waiting = 1;
+  c->answer = -1;
   s->waiting++;
   TAILQ_INSERT_TAIL(&s->conns, c, link);
   nt_socks_init(&c->hs, s->auth ? s->user : NULL,

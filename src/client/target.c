@@ -72,6 +72,10 @@ static void finish(nt_target *t, nt_open_code code, const char *fmt, ...) {
 static void connect_done(nt_target *t, int soerr) {
   if (soerr == 0) {
     finish(t, NT_OPEN_OK, "%s", "");
+  } else if (soerr == ENETUNREACH) {
+    finish(t, NT_OPEN_NET_UNREACHABLE,
+           "network unreachable: %s has no route to %.80s", t->env.self_name,
+           t->host);
   } else if (soerr == ECONNREFUSED) {
     finish(t, NT_OPEN_REFUSED,
            "connection refused by %.80s:%u on %s: nothing listens there",

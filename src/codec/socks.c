@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/stream_header.h"
 #include "natter.h"
 
 #define SOCKS_VERSION 5
@@ -263,6 +264,26 @@ uint8_t nt_socks_reply_code(int natter_error) {
   case NATTER_ERR_RESOLVE:
     return NT_SOCKS_REP_HOST_UNREACH;
   case NATTER_ERR_TIMEOUT:
+    return NT_SOCKS_REP_TTL_EXPIRED;
+  default:
+    return NT_SOCKS_REP_FAILURE;
+  }
+}
+
+uint8_t nt_socks_reply_for_open(int open_code) {
+  switch (open_code) {
+  case NT_OPEN_OK:
+    return NT_SOCKS_REP_OK;
+  case NT_OPEN_DENIED:
+    return NT_SOCKS_REP_NOT_ALLOWED;
+  case NT_OPEN_REFUSED:
+    return NT_SOCKS_REP_REFUSED;
+  case NT_OPEN_UNREACHABLE:
+  case NT_OPEN_NAME_NOT_FOUND:
+    return NT_SOCKS_REP_HOST_UNREACH;
+  case NT_OPEN_NET_UNREACHABLE:
+    return NT_SOCKS_REP_NET_UNREACH;
+  case NT_OPEN_TIMEOUT:
     return NT_SOCKS_REP_TTL_EXPIRED;
   default:
     return NT_SOCKS_REP_FAILURE;

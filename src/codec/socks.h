@@ -94,6 +94,11 @@ size_t nt_socks_reply(uint8_t *out, uint8_t rep);
 /* The reply for a failed forward's NATTER_ERR_* (0: OK). */
 uint8_t nt_socks_reply_code(int natter_error);
 
+/* The reply for the listener's StreamOpenResult code (an nt_open_code),
+ * which says more: network unreachable (0x03) apart from host unreachable
+ * (0x04). A code unknown here is a general failure. */
+uint8_t nt_socks_reply_for_open(int open_code);
+
 /* A reply code in words, for logs ("connection refused"). */
 const char *nt_socks_reply_text(uint8_t rep);
 

@@ -2,12 +2,14 @@
 # SOCKS5 forwards (socks:PORT:PEER, like ssh -D): alice runs a SOCKS server
 # whose clients reach bob's "LAN", a network namespace with addresses of
 # 198.18.0.0/15 and 2001:db8:1::/64 behind a veth, where an HTTP server
-# runs; bob allows 198.18.1.0/24 and [2001:db8:1::/64]:8080 only. Names
+# runs; bob allows 198.18.1.0/24, [2001:db8:1::/64]:8080 and
+# 198.51.100.0/24:80 (where it has no route) only. Names
 # resolve on bob's side, through a dnsmasq of the test (a private
 # resolv.conf bind-mounted in a mount namespace: the host's files stay as
 # they are). Checked: files fetched by curl --socks5-hostname by IPv4, IPv6
 # and name (sha256), and the reply codes of a refused target (0x05), a
-# name that does not resolve (0x04), targets outside the rules by address
+# name that does not resolve (0x04), an address bob has no route to
+# (0x03) and one without a host (0x04), targets outside the rules by address
 # and by what a name resolves to (0x02), BIND (0x07); the password of a
 # forward bound beyond loopback; the waiting-clients limit and the
 # handshake timeout; a clean stop with clients connected.
@@ -86,7 +88,7 @@ done
 
 start_broker
 start_client bob -listen -allow-peer alice -allow 198.18.1.0/24 \
-  -allow '[2001:db8:1::/64]:8080'
+  -allow '[2001:db8:1::/64]:8080' -allow 198.51.100.0/24:80
 port=$(free_port)
 start_client alice "socks:$port:bob"
 wait_log alice "natter: forwarding 127\.0\.0\.1:$port -> bob \(SOCKS"
@@ -111,6 +113,8 @@ reply() {
     fail "SOCKS $host:$tport $*: got \"$OUTPUT\" (status $STATUS), expected $expected"
 }
 reply 198.18.1.10 8081 05       # nothing listens: connection refused
+reply 198.51.100.1 80 03        # no route from bob: network unreachable
+reply 198.18.1.99 80 04         # no such host on the LAN: host unreachable
 reply nosuchname.invalid 80 04  # name not found
 reply 198.18.2.10 8080 02       # outside the rules
 reply other.lan.test 8080 02    # a name resolving outside the range
@@ -120,6 +124,7 @@ reply 198.18.1.10 8080 07 --cmd 3 # UDP ASSOCIATE
 reply 198.18.1.10 8080 00
 assert_log_contains bob "name not found: nosuchname\.invalid does not resolve"
 assert_log_contains bob "do not include other\.lan\.test:8080 \(resolved to 198\.18\.2\.10\)"
+assert_log_contains bob "network unreachable: bob has no route to 198\.51\.100\.1"
 assert_log_contains alice "nosuchname\.invalid:80 via bob failed: reply 0x04 \(name not found\)"
 assert_log_contains alice "198\.18\.1\.10:8081 via bob failed: reply 0x05 \(connection refused\)"
 # curl says why too.
