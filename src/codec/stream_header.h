@@ -68,7 +68,8 @@ int nt_open_result_decode(const uint8_t *body, size_t len, int *error,
 
 /* The code of a StreamOpenResult body as sent, known to this version or
  * not (where a NATTER_ERR_* says too little: a SOCKS reply tells a
- * network from a host unreachable), or -1 when malformed. */
+ * network from a host unreachable), or -1 when malformed or negative
+ * (no code is). */
 int nt_open_result_code(const uint8_t *body, size_t len);
 
 #endif
