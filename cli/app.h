@@ -93,8 +93,8 @@ int run_broker(cli *app, const cli_config *o, natter_log_level level);
 /* Adds the forward |fw|; a socks: spec gets o's socks-auth file, which
  * a spec cannot carry. Returns 0 or a NATTER_ERR_* with |err| set. */
 int cli_add_forward(natter_client *c, const cli_config *o,
-                    const cli_forward *fw, natter_forward **pforward,
-                    char *err, size_t errlen);
+                    const cli_forward *fw, natter_forward **pforward, char *err,
+                    size_t errlen);
 int run_client(cli *app, const cli_config *o, natter_log_level level,
                int level_given, size_t nstdio);
 

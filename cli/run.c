@@ -131,8 +131,8 @@ void client_basics(natter_client_config *cfg, cli *app, const cli_config *o,
 }
 
 int cli_add_forward(natter_client *c, const cli_config *o,
-                    const cli_forward *fw, natter_forward **pforward,
-                    char *err, size_t errlen) {
+                    const cli_forward *fw, natter_forward **pforward, char *err,
+                    size_t errlen) {
   if (o->socks_auth && strncmp(fw->spec, "socks:", 6) == 0) {
     /* socks:[BIND:]LOCALPORT:PEER, checked first: the peer follows the
      * last ':', the port the one before, and the rest is the bind
@@ -171,9 +171,8 @@ int cli_add_forward(natter_client *c, const cli_config *o,
     }
     return rv;
   }
-  return natter_client_add_forward_spec(c, fw->spec,
-                                        (const char *const *)fw->argv,
-                                        pforward, err, errlen);
+  return natter_client_add_forward_spec(
+      c, fw->spec, (const char *const *)fw->argv, pforward, err, errlen);
 }
 
 int run_client(cli *app, const cli_config *o, natter_log_level level,

@@ -88,7 +88,8 @@ static void test_target_rules_invalid(void) {
       {"198.18.1.0/24:0", "the port is not a number"},
       {"/24", "no address before '/'"},
       {"198.18.1.0/24/8", "the prefix length after '/' is not a number"},
-      {"[2001:db8::/129]", "the prefix length after '/' is not a number 0..128"},
+      {"[2001:db8::/129]",
+       "the prefix length after '/' is not a number 0..128"},
       {"[2001:db8::1/32]", "bits set after the first 32"},
       {"[198.18.1.0/24]", "not an IPv6 address"},
       {"[2001:db8::/32]443", "text after ']'"},
@@ -564,8 +565,8 @@ static void test_target_decisions(void) {
  * it resolved to on the listener, so DNS cannot steer it elsewhere; name
  * and address rules keep looking at the target as given. */
 static void test_target_resolved(void) {
-  const char *rules[] = {"198.18.1.0/24:80", "[2001:db8::/32]",
-                         "nas.lan:22", "198.18.3.3", NULL};
+  const char *rules[] = {"198.18.1.0/24:80", "[2001:db8::/32]", "nas.lan:22",
+                         "198.18.3.3", NULL};
   nt_access *acc = make(rules, NULL);
   struct sockaddr_in in4;
   struct sockaddr_in6 in6;
@@ -581,9 +582,9 @@ static void test_target_resolved(void) {
   CHECK(!nt_access_target_allowed_at(acc, NULL, "web.lan", 81,
                                      (struct sockaddr *)&in4));
   /* The connected address decides, not an address the target names. */
-  CHECK(!nt_access_target_allowed_at(acc, NULL, "198.18.1.10", 80,
-                                     (struct sockaddr *)&(struct sockaddr_in){
-                                         .sin_family = AF_INET}));
+  CHECK(!nt_access_target_allowed_at(
+      acc, NULL, "198.18.1.10", 80,
+      (struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET}));
   inet_pton(AF_INET, "198.18.2.10", &in4.sin_addr);
   CHECK(!nt_access_target_allowed_at(acc, NULL, "web.lan", 80,
                                      (struct sockaddr *)&in4));

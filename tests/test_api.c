@@ -1030,18 +1030,18 @@ static void test_socks_forward_config(void) {
    * lies past its end. */
   f.port = 0;
   CHECK(natter_client_add_forward_versioned(c, NATTER_FORWARD_CONFIG_V1, &f,
-                                            &fw, err, sizeof(err)) ==
-        NATTER_ERR_INVALID);
+                                            &fw, err,
+                                            sizeof(err)) == NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(err, "target port");
 
   /* The same from specs. */
   snprintf(spec, sizeof(spec), "socks:%u:bob", free_tcp_port());
-  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err,
-                                       sizeof(err)) == 0);
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        0);
   natter_forward_remove(fw);
   snprintf(spec, sizeof(spec), "socks:0.0.0.0:%u:bob", free_tcp_port());
-  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err,
-                                       sizeof(err)) == NATTER_ERR_SPEC);
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        NATTER_ERR_SPEC);
   CHECK_STR_CONTAINS(err, "must require a password");
   natter_client_free(c);
   event_base_free(base);

@@ -53,23 +53,44 @@ static void test_connect_forms(void) {
     uint16_t port;
     int is_name;
   } cases[] = {
-      {"IPv4", {5, 1, 0, 5, 1, 0, 1, 198, 18, 1, 10, 0, 80}, 13,
-       "198.18.1.10", 80, 0},
+      {"IPv4",
+       {5, 1, 0, 5, 1, 0, 1, 198, 18, 1, 10, 0, 80},
+       13,
+       "198.18.1.10",
+       80,
+       0},
       {"IPv6",
-       {5, 1, 0, 5, 1, 0, 4, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0x10, 0x01, 0xbb},
-       25, "2001:db8::10", 443, 0},
-      {"name", {5, 1, 0, 5, 1, 0, 3, 7, 'w', 'e', 'b', '.', 'l', 'a', 'n',
-                0xff, 0xff},
-       17, "web.lan", 65535, 1},
-      {"IPv6 as a name", {5, 1, 0, 5, 1, 0, 3, 3, ':', ':', '1', 0, 22}, 13,
-       "::1", 22, 0},
+       {5, 1, 0, 5, 1, 0, 4, 0x20, 1, 0x0d, 0xb8, 0,   0,
+        0, 0, 0, 0, 0, 0, 0, 0,    0, 0x10, 0x01, 0xbb},
+       25,
+       "2001:db8::10",
+       443,
+       0},
+      {"name",
+       {5, 1, 0, 5, 1, 0, 3, 7, 'w', 'e', 'b', '.', 'l', 'a', 'n', 0xff, 0xff},
+       17,
+       "web.lan",
+       65535,
+       1},
+      {"IPv6 as a name",
+       {5, 1, 0, 5, 1, 0, 3, 3, ':', ':', '1', 0, 22},
+       13,
+       "::1",
+       22,
+       0},
       {"IPv4 as a name",
-       {5, 1, 0, 5, 1, 0, 3, 7, '1', '.', '2', '.', '3', '.', '4', 0, 22}, 17,
-       "1.2.3.4", 22, 0},
+       {5, 1, 0, 5, 1, 0, 3, 7, '1', '.', '2', '.', '3', '.', '4', 0, 22},
+       17,
+       "1.2.3.4",
+       22,
+       0},
       /* Several methods offered; no-auth among them. */
-      {"methods", {5, 3, 2, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 7}, 15,
-       "127.0.0.1", 7, 0},
+      {"methods",
+       {5, 3, 2, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 7},
+       15,
+       "127.0.0.1",
+       7,
+       0},
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     for (size_t chunk = 1; chunk <= 64; chunk += 63) {
@@ -77,11 +98,11 @@ static void test_connect_forms(void) {
       uint8_t replies[64];
       size_t nreplies, taken;
       nt_socks_init(&s, NULL, NULL);
-      nt_socks_step step = run(&s, cases[i].req, cases[i].len, chunk,
-                               replies, &nreplies, &taken);
+      nt_socks_step step = run(&s, cases[i].req, cases[i].len, chunk, replies,
+                               &nreplies, &taken);
       if (step != NT_SOCKS_CONNECT) {
-        fprintf(stderr, "%s (chunk %zu): step %d, %s\n", cases[i].what,
-                chunk, step, s.error ? s.error : "");
+        fprintf(stderr, "%s (chunk %zu): step %d, %s\n", cases[i].what, chunk,
+                step, s.error ? s.error : "");
       }
       CHECK(step == NT_SOCKS_CONNECT);
       CHECK(taken == cases[i].len);
@@ -97,8 +118,8 @@ static void test_connect_forms(void) {
 
 /* Bytes after the request are never taken: they are the connection's. */
 static void test_no_overread(void) {
-  static const uint8_t req[] = {5, 1, 0, 5, 1, 0, 1, 198, 18, 1, 10, 0, 80,
-                                'G', 'E', 'T'};
+  static const uint8_t req[] = {5,  1, 0,  5, 1,  0,   1,   198,
+                                18, 1, 10, 0, 80, 'G', 'E', 'T'};
   nt_socks s;
   uint8_t reply[NT_SOCKS_REPLY_MAX];
   size_t used, replylen;
@@ -106,16 +127,16 @@ static void test_no_overread(void) {
   CHECK(nt_socks_feed(&s, req, sizeof(req), &used, reply, &replylen) ==
         NT_SOCKS_MORE);
   CHECK(used == 3 && replylen == 2);
-  CHECK(nt_socks_feed(&s, req + 3, sizeof(req) - 3, &used, reply,
-                      &replylen) == NT_SOCKS_CONNECT);
+  CHECK(nt_socks_feed(&s, req + 3, sizeof(req) - 3, &used, reply, &replylen) ==
+        NT_SOCKS_CONNECT);
   CHECK(used == 10 && replylen == 0);
   /* Once done, more input is refused. */
   CHECK(nt_socks_feed(&s, req, 1, &used, reply, &replylen) == NT_SOCKS_FAIL);
 }
 
 static void test_auth(void) {
-  static const uint8_t good[] = {5, 1, 2, 1, 3, 's', 'a', 'm', 2, 'p', 'w',
-                                 5, 1, 0, 3, 1, 'x', 0, 1};
+  static const uint8_t good[] = {5,   1, 2, 1, 3, 's', 'a', 'm', 2, 'p',
+                                 'w', 5, 1, 0, 3, 1,   'x', 0,   1};
   nt_socks s;
   uint8_t replies[64];
   size_t nreplies, taken;
@@ -143,8 +164,8 @@ static void test_auth(void) {
   };
   for (size_t i = 0; i < NELEM(wrong); i++) {
     nt_socks_init(&s, "sam", "pw");
-    CHECK(run(&s, wrong[i].msg, wrong[i].len, 64, replies, &nreplies,
-              &taken) == NT_SOCKS_FAIL);
+    CHECK(run(&s, wrong[i].msg, wrong[i].len, 64, replies, &nreplies, &taken) ==
+          NT_SOCKS_FAIL);
     CHECK(nreplies == 4 && replies[2] == 1 && replies[3] == 1);
     CHECK_STR_CONTAINS(s.error, "wrong user name or password");
   }
@@ -161,8 +182,8 @@ static void test_auth(void) {
   {
     static const uint8_t onlyauth[] = {5, 1, 2};
     nt_socks_init(&s, NULL, NULL);
-    CHECK(run(&s, onlyauth, sizeof(onlyauth), 64, replies, &nreplies,
-              &taken) == NT_SOCKS_FAIL);
+    CHECK(run(&s, onlyauth, sizeof(onlyauth), 64, replies, &nreplies, &taken) ==
+          NT_SOCKS_FAIL);
     CHECK(nreplies == 2 && replies[1] == 0xff);
   }
   /* A wrong subnegotiation version. */
@@ -192,10 +213,11 @@ static void test_refusals(void) {
       {{5, 1, 0, 5, 1, 0, 2}, 7, 0x08, "unknown address type"},
       {{5, 1, 0, 5, 1, 0, 1, 1, 2, 3, 4, 0, 0}, 13, 0x01, "port is 0"},
       {{5, 1, 0, 5, 1, 0, 3, 0, 0, 80}, 10, 0x04, "domain name"},
-      {{5, 1, 0, 5, 1, 0, 3, 3, 'a', ' ', 'b', 0, 80}, 13, 0x04,
-       "domain name"},
+      {{5, 1, 0, 5, 1, 0, 3, 3, 'a', ' ', 'b', 0, 80}, 13, 0x04, "domain name"},
       {{5, 1, 0, 5, 1, 0, 3, 2, 'a', '\n', 0, 80}, 12, 0x04, "domain name"},
-      {{5, 1, 0, 5, 1, 0, 3, 4, ':', ':', 'g', '1', 0, 80}, 14, 0x04,
+      {{5, 1, 0, 5, 1, 0, 3, 4, ':', ':', 'g', '1', 0, 80},
+       14,
+       0x04,
        "domain name"},
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
@@ -258,7 +280,9 @@ static void test_credentials(void) {
   char user[NT_SOCKS_MAX_CREDENTIAL + 1], pw[NT_SOCKS_MAX_CREDENTIAL + 1];
   char err[200];
   static const char *const good[] = {
-      "sam:pw", "sam:pw\n", "# comment\n\nsam:pw\r\n\n# more\n",
+      "sam:pw",
+      "sam:pw\n",
+      "# comment\n\nsam:pw\r\n\n# more\n",
       "sam:p:w with blanks",
   };
   for (size_t i = 0; i < NELEM(good); i++) {
@@ -282,8 +306,8 @@ static void test_credentials(void) {
   };
   for (size_t i = 0; i < NELEM(bad); i++) {
     err[0] = '\0';
-    CHECK(nt_socks_credentials_parse(bad[i].text, strlen(bad[i].text), user,
-                                     pw, err, sizeof(err)) == -1);
+    CHECK(nt_socks_credentials_parse(bad[i].text, strlen(bad[i].text), user, pw,
+                                     err, sizeof(err)) == -1);
     CHECK_STR_CONTAINS(err, bad[i].needle);
   }
   {

@@ -56,8 +56,8 @@ static void tunnel_gone(nt_tunnel *t, void *ud) {
   }
 }
 
-static const nt_tunnel_callbacks forward_tunnel_callbacks = {
-    tunnel_event, tunnel_gone, NULL};
+static const nt_tunnel_callbacks forward_tunnel_callbacks = {tunnel_event,
+                                                             tunnel_gone, NULL};
 
 static void start_connection(nt_forward *f, int in_fd, int out_fd) {
   const nt_forward_env *env = f->env;

@@ -27,9 +27,9 @@
 
 typedef struct socks_conn {
   nt_socks_server *server;
-  int fd;        /* the client: ours in the handshake, then a duplicate
-                    kept until the reply is sent and the tunnel is gone */
-  int waiting;   /* counted in server->waiting */
+  int fd;      /* the client: ours in the handshake, then a duplicate
+                  kept until the reply is sent and the tunnel is gone */
+  int waiting; /* counted in server->waiting */
   int replied;
   int answer; /* the listener's StreamOpenResult code, or -1 */
   nt_socks hs;
@@ -67,8 +67,8 @@ static void slog(nt_socks_server *s, int kind, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  nt_warn(s->env.log, "SOCKS on local port %u: %s%s", s->env.local_port,
-          line, held ? " (and more like it)" : "");
+  nt_warn(s->env.log, "SOCKS on local port %u: %s%s", s->env.local_port, line,
+          held ? " (and more like it)" : "");
 }
 
 static void stop_waiting(socks_conn *c) {
@@ -117,9 +117,8 @@ static void tunnel_event(nt_tunnel *t, natter_event_type type, int error,
   nt_socks_server *s = c->server;
   uint8_t reply[NT_SOCKS_REPLY_MAX];
 
-  if (!c->replied &&
-      (type == NATTER_EVENT_FORWARD_OPENED ||
-       type == NATTER_EVENT_FORWARD_FAILED)) {
+  if (!c->replied && (type == NATTER_EVENT_FORWARD_OPENED ||
+                      type == NATTER_EVENT_FORWARD_FAILED)) {
     /* The listener's own code says more than |error|; without one (no
      * peer connection, a malformed answer) |error| is all there is. */
     uint8_t rep = type == NATTER_EVENT_FORWARD_OPENED ? NT_SOCKS_REP_OK
@@ -175,8 +174,7 @@ static void start_tunnel(socks_conn *c) {
   event_del(c->timer);
   if (!peer || dup_fd < 0) {
     nt_warn(s->env.log, "SOCKS on local port %u: %s; a client was dropped",
-            s->env.local_port,
-            dup_fd < 0 ? strerror(errno) : "out of memory");
+            s->env.local_port, dup_fd < 0 ? strerror(errno) : "out of memory");
     send_reply(c, reply, nt_socks_reply(reply, NT_SOCKS_REP_FAILURE));
     if (dup_fd >= 0) {
       close(dup_fd);
@@ -281,8 +279,7 @@ void nt_socks_server_accept(nt_socks_server *s, int fd) {
   c->answer = -1;
   s->waiting++;
   TAILQ_INSERT_TAIL(&s->conns, c, link);
-  nt_socks_init(&c->hs, s->auth ? s->user : NULL,
-                s->auth ? s->password : NULL);
+  nt_socks_init(&c->hs, s->auth ? s->user : NULL, s->auth ? s->password : NULL);
   c->read_ev = event_new(s->env.base, fd, EV_READ | EV_PERSIST, read_cb, c);
   c->timer = evtimer_new(s->env.base, timeout_cb, c);
   if (!c->read_ev || !c->timer) {
@@ -301,9 +298,9 @@ static int load_credentials(nt_socks_server *s, const char *path, char *err,
   char *text = NULL, why[200];
   size_t len = 0;
   struct stat st;
-  int rv = nt_textfile_read(path, "SOCKS credentials file",
-                            NT_SOCKS_AUTH_FILE_MAX, &text, &len, &st, err,
-                            errlen);
+  int rv =
+      nt_textfile_read(path, "SOCKS credentials file", NT_SOCKS_AUTH_FILE_MAX,
+                       &text, &len, &st, err, errlen);
   if (rv == 1) {
     snprintf(err, errlen, "SOCKS credentials file %s does not exist", path);
     return NATTER_ERR_INVALID;

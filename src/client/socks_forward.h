@@ -31,8 +31,8 @@ typedef struct nt_socks_server_env {
   const nt_log *log;
   nt_peers *peers;
   const nt_tunnel_env *tunnels;
-  const char *peer;    /* copied */
-  uint16_t local_port; /* for messages */
+  const char *peer;            /* copied */
+  uint16_t local_port;         /* for messages */
   natter_forward_stats *stats; /* the forward's; outlives the server */
   /* The forward's own callbacks, called for each tunnel after the
    * server's (events, and "gone" for its counts). */

@@ -114,13 +114,12 @@ static void connect_to(nt_target *t, const struct sockaddr *sa,
     snprintf(target, sizeof(target), "%s%.80s%s:%u", v6 ? "[" : "", t->host,
              v6 ? "]" : "", t->port);
     if (t->resolved &&
-        inet_ntop(sa->sa_family,
-                  sa->sa_family == AF_INET
-                      ? (const void *)&((const struct sockaddr_in *)sa)
-                            ->sin_addr
-                      : (const void *)&((const struct sockaddr_in6 *)sa)
-                            ->sin6_addr,
-                  addr, sizeof(addr))) {
+        inet_ntop(
+            sa->sa_family,
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr,
+            addr, sizeof(addr))) {
       snprintf(resolved, sizeof(resolved), " (resolved to %s)", addr);
     }
     if (nt_access_has_target_rules(t->env.access)) {
@@ -184,8 +183,8 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
              "name not found: %.80s does not resolve on %s", t->host,
              t->env.self_name);
     } else {
-      finish(t, NT_OPEN_UNREACHABLE, "cannot resolve %.80s on %s: %s",
-             t->host, t->env.self_name, evutil_gai_strerror(result));
+      finish(t, NT_OPEN_UNREACHABLE, "cannot resolve %.80s on %s: %s", t->host,
+             t->env.self_name, evutil_gai_strerror(result));
     }
     return;
   }

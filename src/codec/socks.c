@@ -231,8 +231,8 @@ nt_socks_step nt_socks_feed(nt_socks *s, const uint8_t *data, size_t len,
     *used += take;
     /* A wrong version is decided by the first byte: do not wait for a
      * length it may give that means nothing. */
-    if (s->buf[0] != (s->phase == NT_SOCKS_AUTH ? AUTH_VERSION
-                                                : SOCKS_VERSION)) {
+    if (s->buf[0] !=
+        (s->phase == NT_SOCKS_AUTH ? AUTH_VERSION : SOCKS_VERSION)) {
       return fail(s, s->phase == NT_SOCKS_AUTH
                          ? "not a username/password subnegotiation "
                            "(version 1)"
@@ -291,12 +291,15 @@ uint8_t nt_socks_reply_for_open(int open_code) {
 }
 
 const char *nt_socks_reply_text(uint8_t rep) {
-  static const char *const text[] = {
-      "succeeded",          "general failure",
-      "not allowed by the listener's rules", "network unreachable",
-      "host unreachable",   "connection refused",
-      "timed out",          "command not supported",
-      "address type not supported"};
+  static const char *const text[] = {"succeeded",
+                                     "general failure",
+                                     "not allowed by the listener's rules",
+                                     "network unreachable",
+                                     "host unreachable",
+                                     "connection refused",
+                                     "timed out",
+                                     "command not supported",
+                                     "address type not supported"};
   return rep < sizeof(text) / sizeof(text[0]) ? text[rep] : "unknown";
 }
 

@@ -26,8 +26,8 @@ typedef enum nt_open_code {
   NT_OPEN_DENIED = 7,
   NT_OPEN_INTERNAL = 8,
   NT_OPEN_TIMEOUT = 9,
-  NT_OPEN_NAME_NOT_FOUND = 11,  /* decodes to NATTER_ERR_RESOLVE */
-  NT_OPEN_NET_UNREACHABLE = 12  /* decodes to NATTER_ERR_UNREACHABLE */
+  NT_OPEN_NAME_NOT_FOUND = 11, /* decodes to NATTER_ERR_RESOLVE */
+  NT_OPEN_NET_UNREACHABLE = 12 /* decodes to NATTER_ERR_UNREACHABLE */
 } nt_open_code;
 
 /* What a StreamOpen asks for, checked. */

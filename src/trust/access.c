@@ -21,7 +21,7 @@
 #define V6_TEXT_MAX (INET6_ADDRSTRLEN - 1)
 
 #define TARGET_FORMS                                                           \
-  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT or *, or a range "  \
+  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT or *, or a range "    \
   "IPv4/BITS[:PORT] or [IPv6/BITS][:PORT]"
 
 /* Who a rule is for: a name, a key, both, or anyone. */
@@ -143,9 +143,10 @@ static int parse_cidr(const char *s, size_t n, int v6, target_rule *r,
   memcpy(text, s, alen);
   text[alen] = '\0';
   if (inet_pton(v6 ? AF_INET6 : AF_INET, text, r->v6) != 1) {
-    return fail(err, errlen,
-                v6 ? "what is before '/' is not an IPv6 address; " TARGET_FORMS
-                   : "what is before '/' is not an IPv4 address; " TARGET_FORMS);
+    return fail(
+        err, errlen,
+        v6 ? "what is before '/' is not an IPv6 address; " TARGET_FORMS
+           : "what is before '/' is not an IPv4 address; " TARGET_FORMS);
   }
   for (unsigned i = bits; i < max; i++) {
     if (r->v6[i / 8] & (0x80u >> (i % 8))) {
@@ -190,8 +191,8 @@ static int parse_target(const char *text, target_rule *r, char *err,
                   "text after ']' that is not :PORT; " TARGET_FORMS);
     }
     if (memchr(text + 1, '/', (size_t)(end - text - 1)) != NULL) {
-      if (parse_cidr(text + 1, (size_t)(end - text - 1), 1, r, err,
-                     errlen) != 0) {
+      if (parse_cidr(text + 1, (size_t)(end - text - 1), 1, r, err, errlen) !=
+          0) {
         return NATTER_ERR_INVALID;
       }
     } else if (v6_parse(text + 1, (size_t)(end - text - 1), r->v6) != 0) {
@@ -664,7 +665,7 @@ static int prefix_equal(const unsigned char *a, const unsigned char *b,
  * Returns 4, 6, or 0 when there is no address. */
 static int target_address(const char *host, const struct sockaddr *sa,
                           unsigned char out[16]) {
-  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
                                            0, 0, 0, 0, 0xff, 0xff};
   int family = 0;
   if (sa && sa->sa_family == AF_INET) {
@@ -709,8 +710,7 @@ int nt_access_target_allowed_at(const nt_access *acc,
       continue;
     }
     if (r->cidr) {
-      if (family == (r->is_v6 ? 6 : 4) &&
-          prefix_equal(r->v6, addr, r->bits)) {
+      if (family == (r->is_v6 ? 6 : 4) && prefix_equal(r->v6, addr, r->bits)) {
         return 1;
       }
       continue;

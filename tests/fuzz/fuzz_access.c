@@ -3,9 +3,9 @@
  * make on targets and commands a hostile peer names, for a peer named by the
  * host string. Input: a rule line, then NUL, then a host, then NUL, then argv
  * words separated by NUL. */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -70,10 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(&in4.sin_addr, host, 4);
     memcpy(&in6.sin6_addr, host, 16);
   }
-  nt_access_target_allowed_at(acc, &peer, host, port,
-                              (struct sockaddr *)&in4);
-  nt_access_target_allowed_at(acc, &peer, host, port,
-                              (struct sockaddr *)&in6);
+  nt_access_target_allowed_at(acc, &peer, host, port, (struct sockaddr *)&in4);
+  nt_access_target_allowed_at(acc, &peer, host, port, (struct sockaddr *)&in6);
   if (argc > 0) {
     nt_access_command_allowed(acc, &peer, argv, argc);
     nt_access_command_allowed(acc, NULL, argv, argc);

@@ -29,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (want == 0) {
       abort(); /* more is wanted until the handshake is over */
     }
-    nt_socks_step step = nt_socks_feed(&s, data + pos, n, &used, reply,
-                                       &replylen);
+    nt_socks_step step =
+        nt_socks_feed(&s, data + pos, n, &used, reply, &replylen);
     /* |used| may pass |want|, the least the codec knew it needed: it
      * takes the rest of the message, never more (test_socks.c). */
     if (used > n || (used < want && used < n) ||
