@@ -31,9 +31,17 @@ if [[ -z ${SOCKS_TEST_INNER:-} ]]; then
   done
   main=natter-socks-$$-m
   lan=natter-socks-$$-l
+  # shellcheck disable=SC2317 # run by the EXIT trap
   cleanup_ns() {
-    ip netns del "$main" 2>/dev/null || true
-    ip netns del "$lan" 2>/dev/null || true
+    local ns pid
+    for ns in "$main" "$lan"; do
+      # Whatever an interrupted inner run left in our namespaces (lib.sh
+      # stops its processes itself otherwise), by PID.
+      for pid in $(ip netns pids "$ns" 2>/dev/null); do
+        kill "$pid" 2>/dev/null || true
+      done
+      ip netns del "$ns" 2>/dev/null || true
+    done
   }
   trap cleanup_ns EXIT
   ip netns add "$main"
@@ -63,7 +71,10 @@ lan=$SOCKS_LAN_NS
 
 # bob resolves through this test's dnsmasq only.
 echo "nameserver 127.0.0.1" >"$WORK/resolv.conf"
-mount --bind "$WORK/resolv.conf" /etc/resolv.conf
+mount --bind "$WORK/resolv.conf" /etc/resolv.conf || {
+  echo "test_socks: cannot bind-mount a resolv.conf of its own; skipped" >&2
+  exit 77
+}
 start dns dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts \
   --listen-address=127.0.0.1 --bind-interfaces --port=53 --local=/lan.test/ \
   --pid-file="$WORK/dns.pid" --user=root --group=root \
