@@ -223,6 +223,11 @@ struct natter_broker {
   bcheck checks[BROKER_MAX_CHECKS];
   nt_log_gate checks_gate; /* "too many checks" lines */
   badmission admission; /* admission_query.c */
+  /* Refusals by limit, for the dashboard (broker_status.c): connections
+   * by kind (broker.c: total, pending, per source), new names, checks,
+   * and introductions a listener's peer rules refused. */
+  uint64_t refused_connections[3];
+  uint64_t refused_new_names, refused_checks, refused_introductions;
 };
 
 /* ---- client_session.c: one connected client ---- */

@@ -217,6 +217,7 @@ static void new_name_refused(bclient *c, const char *name) {
   char addr[NT_ADDR_STRLEN], msg[200];
   unsigned held;
 
+  b->refused_new_names++;
   if (nt_log_gate_pass(&b->new_names_gate, nt_monotonic_ns(), &held)) {
     nt_warn(&b->log,
             "refused the new name \"%s\" from %s: its address or key used up "
@@ -590,6 +591,7 @@ static bcheck *check_slot(natter_broker *b, const bclient *c) {
     why = "all " STR(BROKER_MAX_CHECKS) " check slots are taken";
   }
   if (why) {
+    b->refused_checks++;
     if (nt_log_gate_pass(&b->checks_gate, now, &held)) {
       nt_warn(&b->log, "refused a check by %s from %s: %s%s", c->name,
               nt_addr_str((const struct sockaddr *)&c->source.ss, addr), why,
