@@ -400,11 +400,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
+#define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V5 5
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_V6 6
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
 #endif
 
 typedef struct natter_client_config {
@@ -467,6 +468,10 @@ typedef struct natter_client_config {
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
                            1024; 0: the default */
+  /* V5 */
+  int no_portmap; /* nonzero: never ask the default gateway to map our
+                     UDP port (PCP, NAT-PMP); default 0: ask, and offer
+                     a mapping to peers as a public address */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -582,6 +587,10 @@ typedef struct natter_check_result {
   natter_check_side self, peer;
   int predicted; /* the direct path was found by port prediction (one
                     side's NAT is symmetric) */
+  /* Appended (the library allocates this struct): each side's port
+   * mapping at its gateway, "port-mapped (PCP) at ADDR" or "(NAT-PMP)";
+   * "" none. */
+  const char *self_portmap, *peer_portmap;
 } natter_check_result;
 
 /* Called once per check, from the loop; the client may be freed once the
@@ -799,7 +808,8 @@ natter_client_get_peer_stats_versioned(const natter_client *client,
 
 #define NATTER_CLIENT_STATUS_V1 1
 #define NATTER_CLIENT_STATUS_V2 2 /* peers_refused */
-#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V2
+#define NATTER_CLIENT_STATUS_V3 3 /* portmap */
+#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V3
 
 typedef struct natter_client_status {
   uint64_t uptime_ms;
@@ -826,6 +836,11 @@ typedef struct natter_client_status {
   uint64_t status_requests; /* HTTP/3 and metrics requests served */
   /* V2: requesters this listener's peer rules refused (each refusal) */
   uint64_t peers_refused;
+  /* V3: our gateway's mapping of our UDP port, offered to peers:
+   * "port-mapped (PCP) at ADDR" or "port-mapped (NAT-PMP) at ADDR"; ""
+   * none (-no-portmap, no gateway answered, or not on our public
+   * address) */
+  char portmap[NATTER_ADDRSTRLEN + 32];
 } natter_client_status;
 
 #define natter_client_get_status(CLIENT, STATUS)                               \

@@ -453,6 +453,10 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   intro->mapping = about->mapping;
   intro->mapped = about->mapped;
+  /* Passed on as the client said: the peer probes it only on the IP
+   * address the broker validated (doc/design.md, "Port mapping"). */
+  intro->portmap = about->portmap;
+  intro->portmap_method = about->portmap_method;
   if (relay_token) {
     memcpy(intro->relay_token, relay_token, NT_RELAY_TOKEN_LEN);
     intro->relay_port = nt_relay_port(to->broker->relay);
@@ -725,6 +729,8 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     }
     c->mapping = msg.u.nat_report.mapping;
     c->mapped = msg.u.nat_report.mapped;
+    c->portmap = msg.u.nat_report.portmap;
+    c->portmap_method = msg.u.nat_report.portmap_method;
     nt_debug(
         &c->broker->log, "%s reports %s NAT mapping", c->name,
         c->mapping == NT_MAPPING_PER_DESTINATION ? "per-destination (symmetric)"
