@@ -176,6 +176,10 @@
     "error, warn, info or debug")                                              \
   X(FORWARD, NULL, "forward", FORWARDS, forward, NULL, 0, 0, NULL, NULL,       \
     CLI_CLIENT, 1, "SPEC [COMMAND], as a SPEC on the command line")            \
+  X(SOCKS_AUTH, "-socks-auth", "socks-auth", TEXT, socks_auth, "FILE", 0, 0,   \
+    NULL, NULL, CLI_CLIENT, 0,                                                 \
+    "socks: forwards ask their clients for the USER:PASSWORD in FILE "        \
+    "(mode 600); needed when a socks: forward binds beyond loopback")         \
   X(CONFIG, "-config", NULL, TEXT, config, "FILE", 0, 0, NULL,                 \
     CLI_DEFAULT_CONFIG ", if it exists", CLI_ANY, 0,                           \
     "read settings from FILE; flags override it")                             \

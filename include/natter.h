@@ -621,8 +621,18 @@ NATTER_EXPORT int natter_client_check(natter_client *client, const char *peer,
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
 
+/* What a forward carries (natter_forward_config.kind). */
+typedef enum natter_forward_kind {
+  NATTER_FORWARD_TCP = 0,  /* TCP connections to host:port, or a command */
+  NATTER_FORWARD_UDP = 1,  /* UDP datagrams to host:port */
+  NATTER_FORWARD_SOCKS = 2 /* a SOCKS5 server; each connection names its
+                              target */
+} natter_forward_kind;
+
 #define NATTER_FORWARD_CONFIG_V1 1
-#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V1
+#define NATTER_FORWARD_CONFIG_V2 2 /* kind */
+#define NATTER_FORWARD_CONFIG_V3 3 /* socks_auth_file */
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V3
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -640,6 +650,14 @@ typedef struct natter_forward_config {
   uint16_t port;           /* target port (1..65535) unless argv is set */
   const char *const *argv; /* NULL-terminated remote command to run on the
                               peer instead of connecting host:port */
+  int kind;                /* a natter_forward_kind; default
+                              NATTER_FORWARD_TCP (V2) */
+  const char *socks_auth_file; /* NATTER_FORWARD_SOCKS: a file holding one
+                              line USER:PASSWORD, not readable by group or
+                              others; SOCKS clients must then authenticate
+                              (RFC 1929). Required when |bind| is not a
+                              loopback address. NULL: no authentication
+                              (V3) */
 } natter_forward_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -662,7 +680,10 @@ NATTER_EXPORT int natter_client_add_forward_versioned(
     natter_forward **pforward, char *err, size_t errlen);
 
 /* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
- * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
+ * ":PEER[:HOST]:PORT" (stdin/stdout), "socks:[BIND:]LOCALPORT:PEER" (a
+ * SOCKS5 server, without authentication: a BIND other than loopback
+ * needs natter_forward_config.socks_auth_file, so this refuses it), or
+ * "LOCALPORT:PEER:" / ":PEER:"
  * with |argv| the remote command. Specs without a local port use fds 0
  * and 1. */
 NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
@@ -680,8 +701,11 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
                                     size_t errlen);
 
 /* Checks one access rule as natter_client_config.allow takes it: "*",
- * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", or a
- * bare IPv6 address ("::1", all of it the address). natter_client_new()
+ * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", a
+ * bare IPv6 address ("::1", all of it the address), or a range of
+ * addresses "IPv4/BITS[:PORT]" / "[IPv6/BITS][:PORT]" (e.g.
+ * "198.18.1.0/24:80"), which also matches targets given by a name that
+ * resolves into it on the listener. natter_client_new()
  * refuses a config holding a rule that fails this. Returns 0 or
  * NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL) that
  * does not repeat |rule|. */

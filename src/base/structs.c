@@ -52,6 +52,10 @@ size_t nt_forward_config_len(int version) {
   switch (version) {
   case NATTER_FORWARD_CONFIG_V1:
     return FIELD_END(natter_forward_config, argv);
+  case NATTER_FORWARD_CONFIG_V2:
+    return FIELD_END(natter_forward_config, kind);
+  case NATTER_FORWARD_CONFIG_V3:
+    return FIELD_END(natter_forward_config, socks_auth_file);
   default:
     return 0;
   }
