@@ -37,8 +37,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, no_relay);
   case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, max_streams);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V5:
+    return FIELD_END(natter_client_config, no_portmap);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V6:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -50,6 +52,10 @@ size_t nt_forward_config_len(int version) {
   switch (version) {
   case NATTER_FORWARD_CONFIG_V1:
     return FIELD_END(natter_forward_config, argv);
+  case NATTER_FORWARD_CONFIG_V2:
+    return FIELD_END(natter_forward_config, kind);
+  case NATTER_FORWARD_CONFIG_V3:
+    return FIELD_END(natter_forward_config, socks_auth_file);
   default:
     return 0;
   }
@@ -105,6 +111,8 @@ size_t nt_client_status_len(int version) {
     return FIELD_END(natter_client_status, status_requests);
   case NATTER_CLIENT_STATUS_V2:
     return FIELD_END(natter_client_status, peers_refused);
+  case NATTER_CLIENT_STATUS_V3:
+    return FIELD_END(natter_client_status, portmap);
   default:
     return 0;
   }

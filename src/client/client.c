@@ -95,8 +95,11 @@ static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen,
                             int sock, void *ud) {
   (void)ep;
+  natter_client *c = ud;
+  if (!sock && nt_portmap_on_datagram(c->portmap, data, len, from)) {
+    return;
+  }
   if (sock || !nt_broker_session_mapping_reply(ud, data, len)) {
-    natter_client *c = ud;
     nt_peers_on_datagram(c->peers, data, len, from, fromlen, sock);
   }
 }
@@ -373,6 +376,7 @@ int natter_client_new_versioned(natter_client **pclient,
   c->user_data = cfg->user_data;
   c->listen = cfg->listen;
   c->no_relay = cfg->no_relay;
+  c->no_portmap = cfg->no_portmap;
   c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
                                                   : 10000;
   if (!nt_name_valid(cfg->name)) {
@@ -476,6 +480,17 @@ int natter_client_new_versioned(natter_client **pclient,
     rv = NATTER_ERR_SOCKET;
     goto fail;
   }
+  /* Ask the gateway for a mapping of our port, unless told not to or
+   * the broker is on this host (its peers are too: no gateway between). */
+  if (!c->no_portmap &&
+      !nt_addr_is_loopback((struct sockaddr *)&c->broker_addr.ss)) {
+    nt_portmap_env pmenv = {base, &c->log, c->ep,
+                            nt_broker_session_portmap_changed, c};
+    if (nt_portmap_new(&c->portmap, &pmenv) != 0) {
+      rv = NATTER_ERR_NOMEM;
+      goto fail;
+    }
+  }
   c->reconnect_ev = event_new(base, -1, 0, nt_broker_session_reconnect_cb, c);
   c->mapping_ev = event_new(base, -1, 0, nt_broker_session_mapping_cb, c);
   c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -571,6 +586,11 @@ int natter_client_add_forward_spec(natter_client *c, const char *text,
   cfg.host = spec.host;
   cfg.port = spec.port;
   cfg.argv = spec.is_command ? argv : NULL;
+  if (spec.kind == NT_SPEC_SOCKS) {
+    cfg.kind = NATTER_FORWARD_SOCKS;
+    cfg.bind = spec.host[0] ? spec.host : NULL;
+    cfg.host = NULL;
+  }
   if (spec.local_port == 0) {
     cfg.in_fd = 0;
     cfg.out_fd = 1;
@@ -652,6 +672,10 @@ void natter_client_free(natter_client *c) {
                                       they go first */
   nt_forward_free_all(&c->forwards);
   nt_peers_free(c->peers);
+  nt_portmap_free(c->portmap); /* deletes the mapping: before the socket */
+  if (c->portmap_wait_ev) {
+    event_free(c->portmap_wait_ev);
+  }
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
   if (c->reconnect_ev) {
