@@ -204,7 +204,8 @@ uint64_t nt_timestamp(void);
 
 /* Keepalive while streams are open or data is in flight: a receiver that
  * only ACKs still sends something every second, so its NAT mapping stays
- * open and a dead path shows within about two seconds. Idle connections
+ * open and a dead path shows within about a second and a half (the PING
+ * unanswered for NT_QUICK_SILENCE_MS). Idle connections
  * use the endpoint's (cheaper) keepalive_ms. */
 #define NT_ACTIVE_KEEPALIVE_MS 1000
 /* How often the silence watch looks. */
