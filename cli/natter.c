@@ -67,9 +67,10 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     return usage_error("%s",
                        "nothing to do: give -listen and/or a forward SPEC");
   }
-  if ((o->nallow || o->nallow_command || o->nallow_peer) && !o->listen) {
-    return usage_error("%s", "-allow, -allow-command and -allow-peer need "
-                             "-listen");
+  if ((o->nallow || o->nallow_command || o->nallow_peer || o->nallow_udp) &&
+      !o->listen) {
+    return usage_error("%s", "-allow, -allow-command, -allow-peer and "
+                             "-allow-udp need -listen");
   }
   if (nstdio > 1) {
     return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");

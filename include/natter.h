@@ -400,11 +400,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
+#define NATTER_CLIENT_CONFIG_V5 5 /* allow_udp .. max_udp_flows */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V5 5
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_V6 6
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
 #endif
 
 typedef struct natter_client_config {
@@ -467,6 +468,16 @@ typedef struct natter_client_config {
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
                            256; 0: the default */
+  /* V5: UDP forwarding (NATTER_FORWARD_UDP). */
+  const char *const *allow_udp; /* NULL-terminated UDP targets a listener
+                                   accepts, the grammar of |allow| (maybe
+                                   scoped "PEER=RULE"); NULL: none at
+                                   all, not even the loopback */
+  uint32_t udp_idle_timeout_s;  /* a UDP flow with no datagram either way
+                                   for this long ends; default 60 */
+  uint32_t max_udp_flows;       /* UDP flows (local sources) one peer may
+                                   have open at once, each side; more are
+                                   dropped and logged; default 64 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -607,8 +618,17 @@ NATTER_EXPORT int natter_client_check(natter_client *client, const char *peer,
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
 
+/* What a forward carries (natter_forward_config.kind). */
+typedef enum natter_forward_kind {
+  NATTER_FORWARD_TCP = 0,  /* TCP connections to host:port, or a command */
+  NATTER_FORWARD_UDP = 1,  /* UDP datagrams to host:port */
+  NATTER_FORWARD_SOCKS = 2 /* a SOCKS5 server; each connection names its
+                              target */
+} natter_forward_kind;
+
 #define NATTER_FORWARD_CONFIG_V1 1
-#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V1
+#define NATTER_FORWARD_CONFIG_V2 2 /* kind */
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V2
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -626,6 +646,8 @@ typedef struct natter_forward_config {
   uint16_t port;           /* target port (1..65535) unless argv is set */
   const char *const *argv; /* NULL-terminated remote command to run on the
                               peer instead of connecting host:port */
+  int kind;                /* a natter_forward_kind; default
+                              NATTER_FORWARD_TCP (V2) */
 } natter_forward_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */

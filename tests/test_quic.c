@@ -187,9 +187,9 @@ static void cli_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
 }
 
 static const nt_conn_callbacks cli_conn_cbs = {
-    on_established, on_closed, cli_stream_opened, NULL, NULL, NULL};
+    on_established, on_closed, cli_stream_opened, NULL, NULL, NULL, NULL};
 static const nt_conn_callbacks srv_conn_cbs = {
-    on_established, on_closed, srv_stream_opened, NULL, NULL, NULL};
+    on_established, on_closed, srv_stream_opened, NULL, NULL, NULL, NULL};
 
 /* ---- stream callbacks (user_data: the strm) ---- */
 
@@ -1348,7 +1348,7 @@ static void close_in_established(nt_conn *conn, void *ud) {
 }
 
 static const nt_conn_callbacks srv_close_in_established_cbs = {
-    close_in_established, on_closed, srv_stream_opened, NULL, NULL, NULL};
+    close_in_established, on_closed, srv_stream_opened, NULL, NULL, NULL, NULL};
 
 static int accept_close_in_established(nt_endpoint *ep,
                                        const struct sockaddr *from,

@@ -37,8 +37,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, no_relay);
   case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, max_streams);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V5:
+    return FIELD_END(natter_client_config, max_udp_flows);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V6:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -50,6 +52,8 @@ size_t nt_forward_config_len(int version) {
   switch (version) {
   case NATTER_FORWARD_CONFIG_V1:
     return FIELD_END(natter_forward_config, argv);
+  case NATTER_FORWARD_CONFIG_V2:
+    return FIELD_END(natter_forward_config, kind);
   default:
     return 0;
   }
@@ -132,6 +136,8 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
   cfg->max_streams = 256;
+  cfg->udp_idle_timeout_s = 60;
+  cfg->max_udp_flows = 64;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

@@ -12,6 +12,7 @@
 #include "base/addr.h"
 #include "codec/spec.h"
 #include "base/structs.h"
+#include "client/udp.h"
 
 struct natter_forward {
   const nt_forward_env *env;
@@ -22,6 +23,7 @@ struct natter_forward {
   char **argv; /* remote command, NULL-terminated, or NULL */
   int err_fd;
   struct evconnlistener *listener; /* NULL for an fd session */
+  nt_udp_forward *udp;             /* a UDP forward's socket and flows */
   natter_forward_stats stats;
   TAILQ_ENTRY(natter_forward) link;
 };
@@ -102,6 +104,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg) {
 }
 
 static void forward_free(nt_forward *f) {
+  nt_udp_forward_free(f->udp);
   if (f->listener) {
     evconnlistener_free(f->listener);
   }
@@ -141,8 +144,25 @@ static int copy_argv(nt_forward *f, const char *const *argv, char *err,
   return 0;
 }
 
+static void udp_event(natter_event_type type, int error, int quiet,
+                      const char *message, void *ud) {
+  nt_forward *f = ud;
+  if (type == NATTER_EVENT_FORWARD_FAILED) {
+    f->stats.failures++;
+  }
+  f->env->callbacks->event(f, type, error, quiet, f->peer, -1, message,
+                           f->env->user_data);
+}
+
+static const nt_udp_forward_callbacks forward_udp_callbacks = {udp_event};
+
 static void describe_target(const nt_forward *f, char *out, size_t outlen) {
-  if (f->argv) {
+  if (f->udp) {
+    snprintf(out, outlen, strchr(f->host, ':') ? "udp:%s:[%.60s]:%u"
+                          : f->host[0]        ? "udp:%s:%.60s:%u"
+                                              : "udp:%s:%.0s%u",
+             f->peer, f->host, f->port);
+  } else if (f->argv) {
     snprintf(out, outlen, "%s: %.60s%s", f->peer, f->argv[0],
              f->argv[1] ? " ..." : "");
   } else if (!f->host[0]) {
@@ -174,6 +194,15 @@ int nt_forward_add(const nt_forward_env *env,
   }
   if (cfg->host && strlen(cfg->host) > NT_HOST_MAX) {
     snprintf(err, errlen, "target host name too long");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->kind == NATTER_FORWARD_UDP && (cfg->argv || !cfg->local_port)) {
+    snprintf(err, errlen, "a UDP forward needs a local port and a target "
+                          "port, not a command or stdin/stdout");
+    return NATTER_ERR_INVALID;
+  }
+  if (cfg->kind != NATTER_FORWARD_TCP && cfg->kind != NATTER_FORWARD_UDP) {
+    snprintf(err, errlen, "unknown forward kind %d", cfg->kind);
     return NATTER_ERR_INVALID;
   }
   if (cfg->local_port == 0 && (cfg->in_fd < 0 || cfg->out_fd < 0)) {
@@ -208,6 +237,23 @@ int nt_forward_add(const nt_forward_env *env,
       snprintf(err, errlen, "bad bind address: %s", addrerr);
       forward_free(f);
       return NATTER_ERR_INVALID;
+    }
+    if (cfg->kind == NATTER_FORWARD_UDP) {
+      rv = nt_udp_forward_new(&f->udp, env->udp, &bind, f->peer, f->host,
+                              f->port, &f->stats, &forward_udp_callbacks, f,
+                              err, errlen);
+      if (rv != 0) {
+        forward_free(f);
+        return rv;
+      }
+      describe_target(f, target, sizeof(target));
+      nt_info(env->log, "forwarding UDP %s:%u -> %s", host, cfg->local_port,
+              target);
+      TAILQ_INSERT_HEAD(env->all, f, link);
+      if (pforward) {
+        *pforward = f;
+      }
+      return 0;
     }
     f->listener = evconnlistener_new_bind(
         env->base, accept_cb, f,

@@ -298,6 +298,11 @@ int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen) {
     return fail(err, errlen, "", "no spec given; expected " SPEC_FORM);
   }
   memset(&parsed, 0, sizeof(parsed));
+  const char *whole = text; /* for messages */
+  if (strncmp(text, "udp:", 4) == 0) {
+    parsed.kind = NT_SPEC_UDP;
+    text += 4;
+  }
 
   peer = strchr(text, ':');
   if (peer == NULL) {
@@ -323,6 +328,12 @@ int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen) {
     parsed.is_command = 1;
   } else if (parse_target(&parsed, peer_end + 1, text, err, errlen) != 0) {
     return -1;
+  }
+  if (parsed.kind == NT_SPEC_UDP &&
+      (parsed.is_command || parsed.local_port == 0)) {
+    return fail(err, errlen, whole,
+                "a UDP forward needs a local port and a target port; "
+                "expected udp:" SPEC_FORM);
   }
   *spec = parsed;
   return 0;

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""UDP probe for test_udp.sh: sends COUNT numbered datagrams from each of
+FLOWS local sockets (one flow each) to 127.0.0.1:PORT at RATE datagrams a
+second in all, collects what an echo server sends back, and prints
+"sent S received R lost L reordered O duplicated D flows_answered F".
+Waits up to WAIT seconds after the last send for stragglers."""
+import argparse
+import select
+import socket
+import struct
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("port", type=int)
+ap.add_argument("--flows", type=int, default=1)
+ap.add_argument("--count", type=int, default=100)
+ap.add_argument("--rate", type=float, default=200.0)
+ap.add_argument("--size", type=int, default=200)
+ap.add_argument("--wait", type=float, default=5.0)
+a = ap.parse_args()
+
+socks = []
+for _ in range(a.flows):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    socks.append(s)
+fileno = {s.fileno(): i for i, s in enumerate(socks)}
+seen = [set() for _ in socks]
+last = [-1] * len(socks)
+reordered = duplicated = 0
+pad = b"x" * max(0, a.size - 8)
+
+
+def drain(timeout):
+    global reordered, duplicated
+    r, _, _ = select.select(socks, [], [], timeout)
+    for s in r:
+        i = fileno[s.fileno()]
+        while True:
+            try:
+                data = s.recv(65535)
+            except BlockingIOError:
+                break
+            if len(data) < 8:
+                continue
+            flow, seq = struct.unpack("!II", data[:8])
+            if flow != i:
+                continue  # a reply for another flow: never expected
+            if seq in seen[i]:
+                duplicated += 1
+                continue
+            if seq < last[i]:
+                reordered += 1
+            last[i] = max(last[i], seq)
+            seen[i].add(seq)
+
+
+interval = 1.0 / a.rate
+start = time.monotonic()
+n = 0
+for seq in range(a.count):
+    for i, s in enumerate(socks):
+        due = start + n * interval
+        while True:
+            now = time.monotonic()
+            if now >= due:
+                break
+            drain(due - now)
+        s.sendto(struct.pack("!II", i, seq) + pad, ("127.0.0.1", a.port))
+        n += 1
+deadline = time.monotonic() + a.wait
+total = a.flows * a.count
+while time.monotonic() < deadline:
+    drain(0.05)
+    if sum(len(x) for x in seen) == total:
+        break
+received = sum(len(x) for x in seen)
+print("sent %d received %d lost %d reordered %d duplicated %d flows_answered %d"
+      % (total, received, total - received, reordered, duplicated,
+         sum(1 for x in seen if x)))
