@@ -746,7 +746,8 @@ NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
 NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
 #define NATTER_FORWARD_STATS_V1 1
-#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V1
+#define NATTER_FORWARD_STATS_V2 2 /* datagrams_* */
+#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V2
 
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */
@@ -754,6 +755,12 @@ typedef struct natter_forward_stats {
   uint64_t failures;    /* connections that failed */
   uint64_t bytes_sent;  /* local -> peer */
   uint64_t bytes_received; /* peer -> local */
+  /* V2: a UDP forward's datagrams (connections count its flows); 0 for
+     TCP */
+  uint64_t datagrams_sent;     /* local -> peer */
+  uint64_t datagrams_received; /* peer -> local */
+  uint64_t datagrams_dropped;  /* larger than the path allows, queue full,
+                                  flow refused or over the flow limit */
 } natter_forward_stats;
 
 /* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |forward|:

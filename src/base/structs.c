@@ -78,6 +78,8 @@ size_t nt_forward_stats_len(int version) {
   switch (version) {
   case NATTER_FORWARD_STATS_V1:
     return FIELD_END(natter_forward_stats, bytes_received);
+  case NATTER_FORWARD_STATS_V2:
+    return FIELD_END(natter_forward_stats, datagrams_dropped);
   default:
     return 0;
   }

@@ -294,6 +294,19 @@ void natter_forward_remove(natter_forward *f) {
   forward_free(f);
 }
 
+/* The forward's stats, with a UDP forward's datagram counts. */
+static natter_forward_stats current_stats(const nt_forward *f) {
+  natter_forward_stats s = f->stats;
+  if (f->udp) {
+    nt_udp_counts c;
+    nt_udp_forward_counts(f->udp, &c);
+    s.datagrams_sent = c.sent;
+    s.datagrams_received = c.received;
+    s.datagrams_dropped = c.dropped_too_big + c.dropped_full;
+  }
+  return s;
+}
+
 int natter_forward_get_stats_versioned(const natter_forward *f,
                                        int stats_version,
                                        natter_forward_stats *out) {
@@ -303,7 +316,7 @@ int natter_forward_get_stats_versioned(const natter_forward *f,
     return NATTER_ERR_INVALID;
   }
   if (f) {
-    stats = f->stats;
+    stats = current_stats(f);
   } else {
     memset(&stats, 0, sizeof(stats));
   }
@@ -338,5 +351,5 @@ void nt_forward_describe(const nt_forward *f, natter_forward_info *info,
   info->peer = f->peer;
   info->target = target;
   info->local_port = f->local_port;
-  info->stats = f->stats;
+  info->stats = current_stats(f);
 }

@@ -58,7 +58,9 @@ p_echo=$(free_port)
 p_sink=$(free_port)
 p_carol=$(free_port)
 p_dave=$(free_port)
-start_client alice "udp:$p_dns:bob:$dns_port" "udp:$p_echo:bob:$echo_port" \
+metrics_port=$(free_port)
+start_client alice -metrics "127.0.0.1:$metrics_port" \
+  "udp:$p_dns:bob:$dns_port" "udp:$p_echo:bob:$echo_port" \
   "udp:$p_sink:bob:127.0.0.1:$sink_port" "udp:$p_carol:carol:$echo_port" \
   "udp:$p_dave:dave:$echo_port"
 for p in "$p_dns" "$p_echo" "$p_sink" "$p_carol" "$p_dave"; do
@@ -81,6 +83,16 @@ read -r _ sent _ received _ lost _ reordered _ duplicated _ _ <<<"$res"
 ((lost <= 5)) || fail "$lost of 500 datagrams lost on loopback: $res"
 ((reordered <= 5)) || fail "$reordered of 500 reordered: $res"
 ((duplicated == 0)) || fail "$duplicated duplicated: $res"
+# The forward counts them: 500 each way (the metric and the probe agree).
+metric() {
+  curl -sS --max-time 10 "http://127.0.0.1:$metrics_port/metrics" |
+    grep -F "natter_client_forward_datagrams_total{local_port=\"$p_echo\"" |
+    grep -F "direction=\"$1\"" | awk '{ print $2 }'
+}
+got=$(metric sent)
+((got == 500)) || fail "natter_client_forward_datagrams_total sent is '$got', want 500"
+got=$(metric received)
+((got == 500 - lost)) || fail "natter_client_forward_datagrams_total received is '$got', want $((500 - lost))"
 
 # ---- many flows ----
 log "50 sources at once"
