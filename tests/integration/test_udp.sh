@@ -6,6 +6,7 @@
 #   - a socat UDP echo at a fixed rate (500 datagrams at 250/s): on
 #     loopback at most 1% lost, none duplicated, at most 1% reordered
 #   - 50 sources at once are 50 flows, each answered with its own replies
+#     (by a one-socket echo server: socat's fork per source would race)
 #   - a target bob's -allow-udp does not list is refused: a clear line on
 #     both sides, and the target gets no datagram; a listener with no
 #     -allow-udp refuses even its own loopback
@@ -39,18 +40,22 @@ start dnsmasq dnsmasq --no-daemon --keep-in-foreground --port="$dns_port" \
   --address=/example.test/198.18.0.7 --pid-file= --log-queries \
   --log-facility=-
 start echo socat UDP4-LISTEN:"$echo_port",bind=127.0.0.1,reuseaddr,fork PIPE
+echo2_port=$(free_port)
+start echo2 python3 "$PROBE" "$echo2_port" --serve
 # The refused target: anything arriving here lands in sink.out.
 start sink socat -u UDP4-RECV:"$sink_port",bind=127.0.0.1 \
   OPEN:"$WORK/sink.out",creat,append
 wait_udp_bound "$dns_port"
 wait_udp_bound "$echo_port"
 wait_udp_bound "$sink_port"
+wait_log echo2 '^ready$'
 
 start_broker broker
 start_client bob -listen -allow-peer alice \
-  -allow-udp "127.0.0.1:$dns_port" -allow-udp "alice=127.0.0.1:$echo_port"
+  -allow-udp "127.0.0.1:$dns_port" -allow-udp "alice=127.0.0.1:$echo_port" \
+  -allow-udp "127.0.0.1:$echo2_port"
 start_client carol -listen -allow-peer alice -max-udp-flows 3 \
-  -allow-udp "127.0.0.1:$echo_port"
+  -allow-udp "127.0.0.1:$echo2_port"
 start_client dave -listen -allow-peer alice
 
 p_dns=$(free_port)
@@ -58,12 +63,13 @@ p_echo=$(free_port)
 p_sink=$(free_port)
 p_carol=$(free_port)
 p_dave=$(free_port)
+p_echo2=$(free_port)
 metrics_port=$(free_port)
 start_client alice -metrics "127.0.0.1:$metrics_port" \
   "udp:$p_dns:bob:$dns_port" "udp:$p_echo:bob:$echo_port" \
-  "udp:$p_sink:bob:127.0.0.1:$sink_port" "udp:$p_carol:carol:$echo_port" \
-  "udp:$p_dave:dave:$echo_port"
-for p in "$p_dns" "$p_echo" "$p_sink" "$p_carol" "$p_dave"; do
+  "udp:$p_sink:bob:127.0.0.1:$sink_port" "udp:$p_carol:carol:$echo2_port" \
+  "udp:$p_dave:dave:$echo_port" "udp:$p_echo2:bob:$echo2_port"
+for p in "$p_dns" "$p_echo" "$p_sink" "$p_carol" "$p_dave" "$p_echo2"; do
   wait_log alice "natter: forwarding UDP 127\.0\.0\.1:$p -> udp:"
 done
 
@@ -96,7 +102,7 @@ got=$(metric received)
 
 # ---- many flows ----
 log "50 sources at once"
-res=$(python3 "$PROBE" "$p_echo" --flows 50 --count 4 --rate 400 --size 100 \
+res=$(python3 "$PROBE" "$p_echo2" --flows 50 --count 4 --rate 400 --size 100 \
   --wait 10)
 log "50 flows: $res"
 read -r _ sent _ received _ lost _ _ _ _ _ answered <<<"$res"

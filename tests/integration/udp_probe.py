@@ -3,7 +3,9 @@
 FLOWS local sockets (one flow each) to 127.0.0.1:PORT at RATE datagrams a
 second in all, collects what an echo server sends back, and prints
 "sent S received R lost L reordered O duplicated D flows_answered F".
-Waits up to WAIT seconds after the last send for stragglers."""
+Waits up to WAIT seconds after the last send for stragglers.
+With --serve, it is instead an echo server on 127.0.0.1:PORT (one socket,
+every source answered from it; prints "ready" once bound)."""
 import argparse
 import select
 import socket
@@ -17,7 +19,17 @@ ap.add_argument("--count", type=int, default=100)
 ap.add_argument("--rate", type=float, default=200.0)
 ap.add_argument("--size", type=int, default=200)
 ap.add_argument("--wait", type=float, default=5.0)
+ap.add_argument("--serve", action="store_true")
 a = ap.parse_args()
+
+if a.serve:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    srv.bind(("127.0.0.1", a.port))
+    print("ready", flush=True)
+    while True:
+        data, src = srv.recvfrom(65535)
+        srv.sendto(data, src)
 
 socks = []
 for _ in range(a.flows):
