@@ -131,7 +131,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   nt_debug(LOG(f->u), "UDP flow %lld with %s ended (%s)", (long long)f->id,
-           f->peer, f->state == F_OPEN ? "idle" : "hold over");
+           f->peer, f->state == F_OPEN ? "idle" : "timed out or hold over");
+  if (f->opener && f->state == F_OPEN) {
+    nt_udp_forward_flow_idle(f);
+  }
   nt_udp_flow_end(f);
 }
 

@@ -55,10 +55,7 @@ static void hold(udp_flow *f) {
     nt_stream_reset(f->stream, NT_OPEN_OK);
     f->stream = NULL;
   }
-  if (f->fwd->stats) {
-    f->fwd->stats->failures++;
-  }
-  f->state = F_REFUSED;
+  f->state = F_REFUSED; /* the failure was counted with its event */
   for (size_t i = 0; i < f->npending; i++) {
     free(f->pending[i].data);
     f->fwd->counts.dropped_full++;
@@ -127,6 +124,7 @@ static void opener_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
     nt_stream_consume(s, len); /* nothing else travels on it */
   }
   if (fin && f->state == F_OPEN) {
+    report(f, NATTER_EVENT_FORWARD_CLOSED, 0, 0, "ended by the peer");
     nt_udp_flow_end(f);
   } else if (fin && f->state == F_WAIT_RESULT) {
     report(f, NATTER_EVENT_FORWARD_FAILED, NATTER_ERR_CLOSED, 0,
@@ -148,7 +146,15 @@ static void opener_stream_closed(nt_stream *s, int reset, uint64_t code,
     hold(f);
     return;
   }
+  if (f->state == F_OPEN) {
+    report(f, NATTER_EVENT_FORWARD_CLOSED, 0, 0, "ended by the peer");
+  }
   nt_udp_flow_end(f);
+}
+
+void nt_udp_forward_flow_idle(udp_flow *f) {
+  report(f, NATTER_EVENT_FORWARD_CLOSED, 0, 0, "idle for %u s",
+         f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s : 60);
 }
 
 static const nt_stream_callbacks opener_callbacks = {
@@ -239,6 +245,8 @@ static udp_flow *new_flow(nt_udp_forward *fw, const struct sockaddr_storage *src
   f->waiter.failed = waiter_failed;
   f->state = F_WAIT_PEER;
   LIST_INSERT_HEAD(&fw->flows, f, fwd_link);
+  /* Bounds the wait for the peer and its answer too. */
+  nt_udp_flow_arm(f, u->env.idle_timeout_s ? u->env.idle_timeout_s : 60);
   if (fw->stats) {
     fw->stats->connections++;
     fw->stats->active++;

@@ -82,6 +82,8 @@ int nt_udp_flow_send(udp_flow *flow, const uint8_t *data, size_t len,
                      nt_udp_counts *counts);
 /* Opener (udp_forward.c): a datagram for the flow arrived from the peer. */
 void nt_udp_forward_deliver(udp_flow *flow, const uint8_t *data, size_t len);
+/* Opener: the flow ends for its idle timeout (an event for the owner). */
+void nt_udp_forward_flow_idle(udp_flow *flow);
 /* Opener: the flow is about to be freed. */
 void nt_udp_forward_flow_gone(udp_flow *flow);
 

@@ -11,7 +11,8 @@
 #     both sides, and the target gets no datagram; a listener with no
 #     -allow-udp refuses even its own loopback
 #   - the per-peer flow limit (-max-udp-flows 3 on carol): the 4th source
-#     is refused and carol logs the limit
+#     is refused and carol logs the limit; once carol's flows end idle
+#     (-udp-idle-timeout 2), three new sources are served again
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -54,7 +55,8 @@ start_broker broker
 start_client bob -listen -allow-peer alice \
   -allow-udp "127.0.0.1:$dns_port" -allow-udp "alice=127.0.0.1:$echo_port" \
   -allow-udp "127.0.0.1:$echo2_port"
-start_client carol -listen -allow-peer alice -max-udp-flows 3 \
+start_client carol -v -listen -allow-peer alice -max-udp-flows 3 \
+  -udp-idle-timeout 2 \
   -allow-udp "127.0.0.1:$echo2_port"
 start_client dave -listen -allow-peer alice
 
@@ -127,6 +129,16 @@ read -r _ _ _ _ _ _ _ _ _ _ _ answered <<<"$res"
 ((answered == 3)) || fail "$answered of 4 flows answered by carol, want 3: $res"
 wait_log carol "refused a UDP flow from alice: it has 3 open already, the limit per peer \(-max-udp-flows\)" 5
 wait_log alice "carol has 3 UDP flows open for alice already" 5
+log "carol's flows end when idle; new ones are served again"
+deadline=$(($(_now_ms) + 20000))
+until (($(grep -c 'UDP flow .* with alice ended (idle)' "$WORK/carol.log") >= 3)); do
+  (($(_now_ms) < deadline)) || fail "carol's 3 flows did not end idle within 20 s"
+  sleep 0.1
+done
+res=$(python3 "$PROBE" "$p_carol" --flows 3 --count 3 --rate 40 --wait 5)
+log "carol again: $res"
+read -r _ _ _ _ _ _ _ _ _ _ _ answered <<<"$res"
+((answered == 3)) || fail "$answered of 3 new flows answered by carol: $res"
 
 # The refused target never saw a byte (checked last: the refusals had
 # every chance to leak by now).
