@@ -7,6 +7,9 @@
 #     loopback at most 1% lost, none duplicated, at most 1% reordered
 #   - 50 sources at once are 50 flows, each answered with its own replies
 #     (by a one-socket echo server: socat's fork per source would race)
+#   - a datagram larger than the path carries (65500 bytes: more than a
+#     loopback packet holds with QUIC's overhead) is dropped, logged and
+#     counted, never split; the next small one still goes through
 #   - a target bob's -allow-udp does not list is refused: a clear line on
 #     both sides, and the target gets no datagram; a listener with no
 #     -allow-udp refuses even its own loopback
@@ -110,6 +113,20 @@ log "50 flows: $res"
 read -r _ sent _ received _ lost _ _ _ _ _ answered <<<"$res"
 ((answered == 50)) || fail "only $answered of 50 flows got replies: $res"
 ((lost <= 4)) || fail "$lost of $sent lost: $res"
+
+# ---- too big for the path ----
+log "a 65500-byte datagram"
+res=$(python3 "$PROBE" "$p_echo2" --count 1 --size 65500 --wait 2)
+read -r _ _ _ received _ <<<"$res"
+((received == 0)) || fail "a 65500-byte datagram came back: $res"
+wait_log alice "dropped a UDP datagram of 65500 bytes for bob: the path carries at most [0-9]+" 5
+got=$(curl -sS --max-time 10 "http://127.0.0.1:$metrics_port/metrics" |
+  grep -F "natter_client_forward_datagrams_total{local_port=\"$p_echo2\"" |
+  grep -F 'direction="dropped"' | awk '{ print $2 }')
+((got >= 1)) || fail "the dropped datagram is not counted: '$got'"
+res=$(python3 "$PROBE" "$p_echo2" --count 1 --size 1000 --wait 5)
+read -r _ _ _ received _ <<<"$res"
+((received == 1)) || fail "a 1000-byte datagram after the big one: $res"
 
 # ---- refused targets ----
 log "a target outside bob's -allow-udp"
