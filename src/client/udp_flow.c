@@ -57,6 +57,12 @@ size_t nt_udp_flows_of(const nt_udp *u, const char *peer, int opener) {
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
+void nt_udp_socket_buffers(int fd) {
+  int size = NT_UDP_RCVBUF;
+  /* Best effort: a smaller buffer only means drops sooner. */
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 udp_flow *nt_udp_flow_alloc(nt_udp *u, int opener, const char *peer) {
   udp_flow *f = calloc(1, sizeof(*f));
   if (!f) {
@@ -271,6 +277,7 @@ static void target_connect(udp_flow *f, const struct sockaddr *sa,
     refuse(f, NT_OPEN_UNREACHABLE, msg);
     return;
   }
+  nt_udp_socket_buffers(f->fd);
   f->read_ev = event_new(f->u->env.base, f->fd, EV_READ | EV_PERSIST,
                          target_read_cb, f);
   if (!f->read_ev) {

@@ -336,6 +336,7 @@ int nt_udp_forward_new(nt_udp_forward **pf, nt_udp *u, const nt_addr *where,
     free(fw);
     return e == EADDRINUSE ? NATTER_ERR_ADDR_IN_USE : NATTER_ERR_SOCKET;
   }
+  nt_udp_socket_buffers(fw->fd);
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof(ss);
   if (getsockname(fw->fd, (struct sockaddr *)&ss, &sslen) == 0) {

@@ -66,6 +66,12 @@ struct nt_udp {
   uint8_t rxbuf[NT_DGRAM_MAX_PAYLOAD]; /* one datagram read from a socket */
 };
 
+/* A local UDP socket's receive buffer: a burst the loop has not read yet
+ * waits here rather than being dropped by the kernel (the kernel caps it
+ * at net.core.rmem_max). */
+#define NT_UDP_RCVBUF (1024 * 1024)
+void nt_udp_socket_buffers(int fd);
+
 /* Flows of |peer| on the side |opener| names. */
 size_t nt_udp_flows_of(const nt_udp *u, const char *peer, int opener);
 /* Allocates a flow of |u| (on its list). NULL without memory. */

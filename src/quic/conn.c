@@ -466,9 +466,13 @@ static int path_is(const nt_addr *a, const ngtcp2_addr *b) {
 /* ---- datagrams ---- */
 
 /* Packets a queued datagram may miss before it is dropped: one that did
- * not fit beside others gets a fresh packet; a congested path keeps it
- * a few flushes, no longer (late datagrams are worthless). */
-#define NT_DGRAM_MAX_TRIES 4
+ * not fit beside others gets a fresh packet, and one that fits in none
+ * goes. */
+#define NT_DGRAM_MAX_TRIES 3
+/* How long a datagram may wait for the congestion window: late ones are
+ * worthless to whoever waits for them, and the queue must not grow a
+ * standing delay. */
+#define NT_DGRAM_MAX_AGE_NS (100ull * 1000000)
 
 static void dgram_pop(nt_conn *conn, int dropped) {
   nt_dgram *d = STAILQ_FIRST(&conn->dgrams);
@@ -519,6 +523,7 @@ int nt_conn_send_datagram(nt_conn *conn, const uint8_t *hdr, size_t hdrlen,
   }
   d->len = hdrlen + len;
   d->tries = 0;
+  d->queued_ns = nt_monotonic_ns();
   if (hdrlen) {
     memcpy(d->data, hdr, hdrlen);
   }
@@ -615,6 +620,12 @@ static void write_streams(nt_conn *conn) {
     max_pkts = 1;
   }
   ngtcp2_path_storage_zero(&ps);
+  /* Datagrams that waited too long for the congestion window go. */
+  uint64_t now_ns = nt_monotonic_ns();
+  while (STAILQ_FIRST(&conn->dgrams) &&
+         now_ns - STAILQ_FIRST(&conn->dgrams)->queued_ns > NT_DGRAM_MAX_AGE_NS) {
+    dgram_pop(conn, 1);
+  }
   for (size_t npkts = 0; npkts < max_pkts;) {
     /* Datagrams first: they are small, late ones are worthless, and
      * their queue is bounded; streams fill what room is left. */
@@ -636,8 +647,8 @@ static void write_streams(nt_conn *conn) {
           NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &dv, 1, ts);
       if (accepted) {
         dgram_pop(conn, 0);
-      } else if (++d->tries >= NT_DGRAM_MAX_TRIES ||
-                 n == NGTCP2_ERR_INVALID_ARGUMENT) {
+      } else if (n == NGTCP2_ERR_INVALID_ARGUMENT ||
+                 (n > 0 && ++d->tries >= NT_DGRAM_MAX_TRIES)) {
         dgram_pop(conn, 1); /* never fits, or the peer's limit shrank */
       }
       if (n == NGTCP2_ERR_WRITE_MORE || n == NGTCP2_ERR_INVALID_ARGUMENT) {

@@ -65,7 +65,8 @@ TAILQ_HEAD(nt_stream_queue, nt_stream);
 typedef struct nt_dgram {
   STAILQ_ENTRY(nt_dgram) link;
   size_t len;
-  int tries; /* packets it did not fit in */
+  int tries;            /* packets it did not fit in */
+  uint64_t queued_ns;   /* when nt_conn_send_datagram took it */
   uint8_t data[];
 } nt_dgram;
 STAILQ_HEAD(nt_dgram_queue, nt_dgram);
