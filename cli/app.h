@@ -7,7 +7,8 @@
  *   check.c      natter -check
  *   status.c     natter -status
  *   admin.c      natter -list and -release
- *   reload.c     SIGHUP: re-read the configuration file */
+ *   reload.c     SIGHUP: re-read the configuration file
+ *   rsh.c        natter -rsh: ssh's calling convention -> a command forward */
 #ifndef NATTER_CLI_APP_H
 #define NATTER_CLI_APP_H
 
@@ -57,6 +58,17 @@ int usage_error(const char *fmt, const char *arg);
 /* Parses the command line into |o|: flags and forward SPECs. Prints the
  * help or the version when asked. Returns -1 to go on, or an exit code. */
 int parse_flags(cli_config *o, int argc, char **argv);
+
+/* ---- rsh.c ---- */
+
+#define CLI_RSH_SPEC_MAX 72 /* ":HOST:" with a name of up to 63 bytes */
+
+/* Parses what follows -rsh on the command line, |argc| words of |argv| in
+ * ssh's convention ([OPTIONS] [USER@]HOST COMMAND...), into the stdin/stdout
+ * command forward ":HOST: ARGV..." of |o|. Prints what is wrong. Returns -1
+ * to go on, or an exit code (0 for git's -G probe, 255 for a refusal, as
+ * ssh). */
+int parse_rsh(cli_config *o, int argc, char **argv);
 
 /* ---- log_sink.c ---- */
 

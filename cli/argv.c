@@ -24,8 +24,25 @@ static void free_words(char **words, size_t n, char *word) {
   free(word);
 }
 
-int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
-                   size_t errlen) {
+/* Characters a POSIX shell would treat as syntax or expand when they are
+ * neither quoted nor escaped: cli_split_shell_words() refuses them. */
+static const char shell_syntax[] = "|&;<>()$`*?[";
+
+/* Reports that |p| (in |s|) needs a shell. Returns -1. */
+static int needs_shell(const char *p, char *err, size_t errlen) {
+  char quoted[CLI_QUOTE_BUF];
+  cli_quote(quoted, p, strlen(p));
+  cli_set_err(err, errlen,
+              "'%c' at \"%s\" needs a shell, and natter runs none on the "
+              "peer (no expansion, wildcards, pipes or redirections): quote "
+              "or escape it, or run sh -c '...' if the peer allows that",
+              *p, quoted);
+  return -1;
+}
+
+/* The splitter of both: |strict| refuses what needs a shell. */
+static int split_words(const char *s, int strict, char ***pargv, size_t *pargc,
+                       char *err, size_t errlen) {
   /* One word is never longer than the input; collect the words first and
    * allocate the array once their number is known. */
   char *words[CLI_CONFIG_MAX_ARGS];
@@ -95,6 +112,9 @@ int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
           if (*p == '\\' &&
               (p[1] == '"' || p[1] == '\\' || p[1] == '$' || p[1] == '`')) {
             p++;
+          } else if (strict && (*p == '$' || *p == '`')) {
+            free_words(words, nwords, word);
+            return needs_shell(p, err, errlen);
           }
           word[n++] = *p++;
         }
@@ -113,6 +133,11 @@ int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
         }
         p += 2;
       } else {
+        if (strict && (strchr(shell_syntax, *p) != NULL ||
+                       ((*p == '~' || *p == '#') && n == 0 && !quoted_part))) {
+          free_words(words, nwords, word);
+          return needs_shell(p, err, errlen);
+        }
         word[n++] = *p++;
       }
     }
@@ -148,4 +173,14 @@ int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
     *pargc = nwords;
   }
   return 0;
+}
+
+int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
+                   size_t errlen) {
+  return split_words(s, 0, pargv, pargc, err, errlen);
+}
+
+int cli_split_shell_words(const char *s, char ***pargv, size_t *pargc,
+                          char *err, size_t errlen) {
+  return split_words(s, 1, pargv, pargc, err, errlen);
 }

@@ -28,6 +28,13 @@
 int cli_split_argv(const char *s, char ***pargv, size_t *pargc, char *err,
                    size_t errlen);
 
+/* The same, for a command line a remote shell would split (natter -rsh):
+ * besides, refuses with a reason in |err| what only a shell could do with
+ * it, when neither quoted nor escaped: | & ; < > ( ) $ ` * ? [ anywhere,
+ * ~ and # at the start of a word, and $ or ` inside "...". */
+int cli_split_shell_words(const char *s, char ***pargv, size_t *pargc,
+                          char *err, size_t errlen);
+
 /* Frees an argv from cli_split_argv(); NULL is fine. */
 void cli_argv_free(char **argv);
 

@@ -109,6 +109,9 @@ int parse_flags(cli_config *o, int argc, char **argv) {
         return usage_error("%s", msg);
       }
     }
+    if (s == &cli_settings[CLI_S_RSH]) {
+      return parse_rsh(o, argc - i - 1, argv + i + 1);
+    }
     if (s == &cli_settings[CLI_S_HELP]) {
       cli_usage(stdout);
       return 0;

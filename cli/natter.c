@@ -17,16 +17,18 @@ void on_signal(evutil_socket_t sig, short what, void *arg) {
   event_base_loopbreak(app->base);
 }
 
-/* A client holds a descriptor per forwarded TCP connection and, behind a
- * symmetric NAT, up to 256 more sockets for port prediction: take what
- * the hard limit allows (up to 65536) instead of the usual soft 1024. */
+/* A client holds a descriptor per forwarded TCP connection (a listener
+ * one more per connection it makes; 2 x 1024 streams of one peer by
+ * default, plus waiting ones) and, behind a symmetric NAT, up to 256 more
+ * sockets for port prediction: raise the soft limit, often 1024, to the
+ * hard one (an unlimited one to 1048576, Linux's usual nr_open). Running
+ * out is logged where it happens (accept, connect). */
 static void raise_fd_limit(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return;
   }
-  rlim_t want =
-      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+  rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
     rl.rlim_cur = want;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -72,6 +74,10 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     return usage_error("%s", "-allow, -allow-command, -allow-peer and "
                              "-allow-udp need -listen");
   }
+  if (o->rsh && (o->listen || o->nforward != 1)) {
+    return usage_error("%s", "-rsh runs one command: no -listen or forward "
+                             "SPEC with it");
+  }
   if (nstdio > 1) {
     return usage_error("%s", "only one spec may use stdin/stdout (:PEER:...)");
   }
@@ -93,6 +99,31 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     }
   }
   return -1;
+}
+
+/* Frees the |n| first entries of the list |l| and empties it. */
+static void drop_list(char **l, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    free(l[i]);
+    l[i] = NULL;
+  }
+  *n = 0;
+}
+
+/* -rsh runs one command for rsync, scp or git: what a file says about
+ * serving (listen, its rules) and its forwards belong to the natter that
+ * runs as a service, not to this one. */
+static void drop_serving(cli_config *file) {
+  for (size_t i = 0; i < file->nforward; i++) {
+    free(file->forward[i].spec);
+    cli_argv_free(file->forward[i].argv);
+  }
+  file->nforward = 0;
+  file->listen = 0;
+  file->listen_set = 0;
+  drop_list(file->allow, &file->nallow);
+  drop_list(file->allow_command, &file->nallow_command);
+  drop_list(file->allow_peer, &file->nallow_peer);
 }
 
 /* The settings in force: the flags, then what the file adds. Returns -1
@@ -145,6 +176,9 @@ int main(int argc, char **argv) {
     rv = 2;
     goto done;
   }
+  if (flags.rsh) {
+    drop_serving(&app.file);
+  }
   rv = merge_settings(&o, &flags, &app.file);
   if (rv >= 0) {
     goto done;
@@ -187,7 +221,9 @@ int main(int argc, char **argv) {
   struct event *sighup = evsignal_new(app.base, SIGHUP, on_hup, &app);
   event_add(sigint, NULL);
   event_add(sigterm, NULL);
-  event_add(sighup, NULL);
+  if (!o.rsh) {
+    event_add(sighup, NULL); /* -rsh: a hangup ends it, as it ends ssh */
+  }
   app.o = &o;
   app.level = level;
 

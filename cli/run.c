@@ -16,7 +16,7 @@ static void on_event(natter_client *client, const natter_event *ev,
   cli *app = user_data;
   (void)client;
   if (ev->type == NATTER_EVENT_FATAL && !app->checking) {
-    app->exit_code = 1;
+    app->exit_code = app->o && app->o->rsh ? 255 : 1;
     event_base_loopbreak(app->base);
   }
   /* A stdin/stdout session is the whole job: its end ends natter, with
@@ -26,7 +26,9 @@ static void on_event(natter_client *client, const natter_event *ev,
       app->exit_code = ev->exit_status >= 0 ? ev->exit_status : 0;
       event_base_loopbreak(app->base);
     } else if (ev->type == NATTER_EVENT_FORWARD_FAILED) {
-      app->exit_code = 1;
+      /* -rsh: 255 as ssh, so that rsync and git tell natter's failure from
+       * the command's status */
+      app->exit_code = app->o && app->o->rsh ? 255 : 1;
       event_base_loopbreak(app->base);
     }
   }

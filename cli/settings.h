@@ -95,7 +95,7 @@
     COUNT, max_commands_per_peer, "N", 1, 100000, "a number 1..100000", "8",   \
     CLI_CLIENT, 0, "... for one peer")                                         \
   X(MAX_STREAMS, "-max-streams", "max-streams", COUNT, max_streams, "N", 1,    \
-    4096, "a number 1..4096", "256", CLI_CLIENT, 0,                            \
+    4096, "a number 1..4096", "1024", CLI_CLIENT, 0,                           \
     "forwarded connections one peer may have open here at once; more wait "    \
     "for a free one")                                                          \
   X(UDP_IDLE_TIMEOUT, "-udp-idle-timeout", "udp-idle-timeout", COUNT,          \
@@ -197,7 +197,11 @@
   X(HELP, "-h", NULL, ACTION, help, NULL, 0, 0, NULL, NULL, CLI_ANY, 0,        \
     "this help")                                                               \
   X(VERSION, "--version", NULL, ACTION, version, NULL, 0, 0, NULL, NULL,       \
-    CLI_ANY, 0, "print the version")
+    CLI_ANY, 0, "print the version")                                        \
+  X(RSH, "-rsh", NULL, BOOL, rsh, NULL, 0, 0, NULL, NULL, CLI_CLIENT, 0,       \
+    "last flag: the rest is ssh's [-l USER] [-p PORT] [-o OPT] HOST "          \
+    "COMMAND..., run as rsync -e, scp -S or GIT_SSH_COMMAND; runs COMMAND "    \
+    "on peer HOST under its -allow-command rules; exits with its status")
 /* clang-format on */
 
 /* ---- the table as code ---- */

@@ -467,7 +467,7 @@ typedef struct natter_client_config {
                            listener at once, 1..4096 (more:
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
-                           256; 0: the default */
+                           1024; 0: the default */
   /* V5: UDP forwarding (NATTER_FORWARD_UDP). */
   const char *const *allow_udp; /* NULL-terminated UDP targets a listener
                                    accepts, the grammar of |allow| (maybe

@@ -593,6 +593,67 @@ static void test_split_argv(void) {
   }
 }
 
+/* natter -rsh: the joined command words, split as a remote shell would,
+ * with what needs a shell refused. */
+static void shell_ok(const char *s, size_t n, const char *const *want) {
+  char **argv = NULL;
+  size_t argc = 99;
+  char err[256] = "unset";
+  int rc = cli_split_shell_words(s, &argv, &argc, err, sizeof(err));
+
+  if (rc != 0) {
+    fprintf(stderr, "shell split \"%s\" failed: %s\n", s, err);
+  }
+  CHECK(rc == 0);
+  CHECK(argc == n);
+  for (size_t i = 0; rc == 0 && argc == n && i < n; i++) {
+    CHECK(strcmp(argv[i], want[i]) == 0);
+  }
+  cli_argv_free(argv);
+}
+
+static void shell_bad(const char *s, const char *needle) {
+  char **argv = (char **)&argv;
+  char err[512] = "";
+
+  CHECK(cli_split_shell_words(s, &argv, NULL, err, sizeof(err)) == -1);
+  CHECK(argv == NULL);
+  CHECK_STR_CONTAINS(err, needle);
+}
+
+static void test_split_shell_words(void) {
+  {
+    /* git: one word, its path quoted with '\'' for a quote */
+    static const char *const w[] = {"git-upload-pack", "/r/it's.git"};
+    shell_ok("git-upload-pack '/r/it'\\''s.git'", 2, w);
+  }
+  {
+    /* rsync >= 3.2.4: blanks, quotes and $ escaped with backslashes */
+    static const char *const w[] = {"rsync", "--server", ".",
+                                    "/a b/it's $x\"y"};
+    shell_ok("rsync --server . /a\\ b/it\\'s\\ \\$x\\\"y", 4, w);
+  }
+  {
+    static const char *const w[] = {"echo", "a|b", "*", "~x", "#c", "d#e~"};
+    shell_ok("echo 'a|b' \"*\" \\~x '#c' d#e~", 6, w);
+  }
+  shell_bad("cat /etc/*", "'*' at \"*\" needs a shell");
+  shell_bad("ls a?", "'?'");
+  shell_bad("ls [ab]", "'['");
+  shell_bad("cat f | sh", "'|'");
+  shell_bad("true; id", "';'");
+  shell_bad("a && b", "'&'");
+  shell_bad("cat <f", "'<'");
+  shell_bad("echo >f", "'>'");
+  shell_bad("echo $HOME", "'$'");
+  shell_bad("echo \"$HOME\"", "'$'");
+  shell_bad("echo `id`", "'`'");
+  shell_bad("echo (x)", "'('");
+  shell_bad("ls ~/x", "'~'");
+  shell_bad("ls x #comment", "'#'");
+  shell_bad("ls 'x", "unterminated single quote");
+}
+
 static void test_forward_commands(void) {
   cli_config c;
 
@@ -1097,6 +1158,7 @@ int main(void) {
       {"quoted_values", test_quoted_values},
       {"bom", test_bom},
       {"split_argv", test_split_argv},
+      {"split_shell_words", test_split_shell_words},
       {"forward_commands", test_forward_commands},
       {"long_lines", test_long_lines},
       {"nul_bytes", test_nul_bytes},

@@ -137,7 +137,7 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->log_level = NATTER_LOG_INFO;
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
-  cfg->max_streams = 256;
+  cfg->max_streams = 1024;
   cfg->udp_idle_timeout_s = 60;
   cfg->max_udp_flows = 64;
 #ifdef NATTER_TEST_FUTURE_FIELDS

@@ -524,7 +524,9 @@ int natter_client_new_versioned(natter_client **pclient,
   /* NAT UDP mappings commonly expire after 30 s of silence (RFC 4787
    * REQ-5 asks for at least 2 min, few follow it): ping well inside. */
   epcfg.keepalive_ms = 10000;
-  epcfg.max_streams_bidi = cfg->max_streams;
+  /* 0: the default of natter_client_config_default(), not the
+   * endpoint's own (the broker's sessions need few streams). */
+  epcfg.max_streams_bidi = cfg->max_streams ? cfg->max_streams : 1024;
   if (nt_endpoint_new(&c->ep, base, &epcfg, err, sizeof(err)) != 0) {
     nt_error(&c->log, "%s", err);
     rv = NATTER_ERR_SOCKET;

@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/addr.h"
+#include "base/budget.h"
+#include "quic/endpoint.h" /* nt_monotonic_ns */
 #include "codec/spec.h"
 #include "base/structs.h"
 #include "client/udp.h"
@@ -23,6 +26,8 @@ struct natter_forward {
   char **argv; /* remote command, NULL-terminated, or NULL */
   int err_fd;
   struct evconnlistener *listener; /* NULL for an fd session */
+  struct event *accept_retry;      /* re-enables it after running out of fds */
+  nt_log_gate accept_logged;       /* accept failures: a line a second */
   nt_udp_forward *udp;             /* a UDP forward's socket and flows */
   natter_forward_stats stats;
   TAILQ_ENTRY(natter_forward) link;
@@ -95,16 +100,57 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
   start_connection(arg, fd, fd);
 }
 
+/* How long the listener rests after accept() ran out of descriptors or
+ * memory: the pending connection keeps the socket readable, so accepting
+ * again at once would spin. */
+#define FORWARD_ACCEPT_PAUSE_MS 100
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg) {
+  nt_forward *f = arg;
+  (void)fd;
+  (void)what;
+  evconnlistener_enable(f->listener);
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg) {
   nt_forward *f = arg;
-  (void)l;
-  /* EMFILE and friends: keep the listener, the next accept may work. */
-  nt_warn(f->env->log, "local port %u: accept failed: %s", f->local_port,
-          strerror(errno));
+  int e = errno;
+  unsigned held;
+  int out_of_fds = e == EMFILE || e == ENFILE;
+  struct rlimit rl;
+
+  if (nt_log_gate_pass(&f->accept_logged, nt_monotonic_ns(), &held)) {
+    if (out_of_fds && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      nt_warn(f->env->log,
+              "local port %u: cannot accept: out of file descriptors (%s; "
+              "this process may open %llu): new connections wait in the "
+              "kernel's queue until some close; raise the limit (ulimit -n, "
+              "systemd LimitNOFILE=)%s",
+              f->local_port, strerror(e), (unsigned long long)rl.rlim_cur,
+              held ? " (again)" : "");
+    } else {
+      nt_warn(f->env->log, "local port %u: accept failed: %s%s", f->local_port,
+              strerror(e), held ? " (again)" : "");
+    }
+  }
+  /* Keep the listener, the next accept may work; but not at once. */
+  if (out_of_fds || e == ENOBUFS || e == ENOMEM) {
+    struct timeval tv = {0, FORWARD_ACCEPT_PAUSE_MS * 1000};
+    if (!f->accept_retry) {
+      f->accept_retry = evtimer_new(f->env->base, accept_retry_cb, f);
+    }
+    if (f->accept_retry) {
+      evconnlistener_disable(l);
+      evtimer_add(f->accept_retry, &tv);
+    }
+  }
 }
 
 static void forward_free(nt_forward *f) {
   nt_udp_forward_free(f->udp);
+  if (f->accept_retry) {
+    event_free(f->accept_retry);
+  }
   if (f->listener) {
     evconnlistener_free(f->listener);
   }

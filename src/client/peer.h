@@ -26,9 +26,14 @@
 #include "codec/relay_wire.h"
 #include "codec/spec.h"
 
-#define NT_PEER_MAX_WAITING 128 /* local connections queued per peer */
+/* Local connections queued per peer: as many as the streams a peer allows
+ * by default (max-streams 1024), so that a burst twice that size is
+ * served in two rounds; each holds a descriptor and its tunnel while it
+ * waits. Beyond it, new connections are closed at once (logged, at most a
+ * line a second). */
+#define NT_PEER_MAX_WAITING 1024
 /* How long a local connection waits for a free stream when the peer's
- * limit (its max-streams, 256 by default) is reached, before it is
+ * limit (its max-streams, 1024 by default) is reached, before it is
  * closed. */
 #define NT_PEER_STREAM_WAIT_S 30
 

@@ -47,6 +47,8 @@ struct nt_peer {
   uint64_t intro_ns; /* when the peer's last introduction was acted on */
   struct nt_waiter_queue waiting; /* local connections waiting for conn */
   size_t nwaiting;
+  /* "all streams open" and "queue full": a line a second each at most */
+  nt_log_gate streams_logged, queue_logged;
   TAILQ_ENTRY(nt_peer) link;
   /* The broker's relay channel for this meeting (relay.h). */
   nt_addr relay; /* len 0: none offered for this meeting */

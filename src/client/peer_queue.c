@@ -89,21 +89,29 @@ static int request(nt_peer *p) {
 }
 
 void nt_peer_submit(nt_peer *p, nt_peer_waiter *w) {
+  unsigned held;
   w->queued_ns = nt_monotonic_ns();
   if (p->state == NT_PEER_CONNECTED && p->conn && TAILQ_EMPTY(&p->waiting)) {
     if (w->ready(w, p->conn) != NT_STREAMS_BLOCKED) {
       return;
     }
-    nt_warn(LOG(p),
-            "%s: all %llu streams it allows are open (its max-streams); new "
-            "connections wait (at most %u, %u s)",
-            p->name, (unsigned long long)nt_conn_peer_max_streams(p->conn),
-            NT_PEER_MAX_WAITING, NT_PEER_STREAM_WAIT_S);
+    if (nt_log_gate_pass(&p->streams_logged, w->queued_ns, &held)) {
+      nt_warn(LOG(p),
+              "%s: all %llu streams it allows are open (its max-streams); new "
+              "connections wait (at most %u, %u s)%s",
+              p->name, (unsigned long long)nt_conn_peer_max_streams(p->conn),
+              NT_PEER_MAX_WAITING, NT_PEER_STREAM_WAIT_S,
+              held ? " (again)" : "");
+    }
   }
   if (p->nwaiting >= NT_PEER_MAX_WAITING) {
-    nt_warn(LOG(p),
-            "%s: %u connections already wait for the peer; dropping one",
-            p->name, NT_PEER_MAX_WAITING);
+    if (nt_log_gate_pass(&p->queue_logged, w->queued_ns, &held)) {
+      nt_warn(LOG(p),
+              "%s: %u connections already wait for the peer; closing new "
+              "ones%s",
+              p->name, NT_PEER_MAX_WAITING,
+              held ? " (more closed since the last line)" : "");
+    }
     w->failed(w, NATTER_ERR_NOMEM, "too many connections waiting for the peer");
     return;
   }

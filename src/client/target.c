@@ -118,8 +118,13 @@ static void connect_to(nt_target *t, const struct sockaddr *sa,
   }
   t->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (t->fd < 0) {
-    finish(t, NT_OPEN_INTERNAL, "cannot create a socket on %s: %s",
-           t->env.self_name, strerror(errno));
+    int e = errno;
+    finish(t, NT_OPEN_INTERNAL, "cannot create a socket on %s: %s%s",
+           t->env.self_name, strerror(e),
+           e == EMFILE || e == ENFILE
+               ? " (out of file descriptors: raise its limit, ulimit -n or "
+                 "systemd LimitNOFILE=, or lower its -max-streams)"
+               : "");
     return;
   }
   if (connect(t->fd, sa, salen) == 0) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test tool itself: tcpcheck's servers and checkers against each other,
-# and proof that its checks catch a wrong echo and a wrong hash.
+# and proof that its checks catch a wrong echo and a wrong hash; hold counts
+# echoed and closed connections.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -34,6 +35,20 @@ closed_port=$(free_port)
 expect_exit_nonzero "$TCPCHECK" echo-check "$closed_port" --conns 1 --bytes 1
 assert_output_contains 'Connection refused'
 expect_exit_nonzero -t 10 "$TCPCHECK" send "$closed_port" --bytes 1
+
+# hold: connections that echo and stay open; refused ones count as closed,
+# a sink (never echoes) leaves them neither; SIGTERM ends it with 0.
+start hold "$TCPCHECK" hold "$echo_port" --conns 30 --timeout 60
+wait_log hold '^echoed=30 closed=0 lost=0$'
+wait_established_to "$echo_port" 30
+stop_expect_clean hold
+start hold_refused "$TCPCHECK" hold "$closed_port" --conns 3 --timeout 60
+wait_log hold_refused '^echoed=0 closed=3 lost=0$'
+stop_expect_clean hold_refused
+start hold_sink "$TCPCHECK" hold "$sink_port" --conns 3 --timeout 60
+wait_established_to "$sink_port" 3
+assert_log_lacks hold_sink 'echoed=[1-9]|closed=[1-9]'
+stop_expect_clean hold_sink
 
 # Servers exit 0 on SIGTERM.
 stop_expect_clean echo

@@ -6,6 +6,7 @@
  *   tcpcheck echo-check PORT --conns N --bytes B [--timeout S] [--host ADDR]
  *   tcpcheck send PORT --bytes B [--timeout S] [--host ADDR]
  *   tcpcheck latency PORT --conns N --bytes B [--timeout S] [--host ADDR]
+ *   tcpcheck hold PORT --conns N [--timeout S] [--host ADDR]
  *
  * The servers run one epoll loop over non-blocking sockets, so they serve
  * many connections at once, and stop reading from a connection while its
@@ -75,6 +76,12 @@ static void usage(FILE *out) {
           "      trips of B bytes each, one at a time; print the time from\n"
           "      connect() to the first echo and the round-trip percentiles:\n"
           "      \"first_us=F p50_us=M p99_us=P max_us=X\".\n"
+          "  tcpcheck hold PORT --conns N [--timeout S] [--host ADDR]\n"
+          "      N connections each send \"ping\\n\", read its echo and stay\n"
+          "      open until SIGTERM or SIGINT; prints \"echoed=E closed=C\n"
+          "      lost=L\" whenever the counts change (C: ended before the\n"
+          "      echo, L: after it). Exits 0 after the signal unless a\n"
+          "      connection was lost; 1 at the --timeout.\n"
           "B accepts K, M, G suffixes (powers of 1024). --timeout defaults\n"
           "to 60 seconds. Exit status: 0 ok, 1 check failed, 2 bad usage.\n");
 }
@@ -1118,6 +1125,160 @@ static int run_latency(int argc, char **argv) {
   return 0;
 }
 
+/* ---- hold --------------------------------------------------------------- */
+
+#define HOLD_PING "ping\n"
+#define HOLD_PING_LEN 5
+
+typedef struct hold_conn {
+  int fd;
+  size_t got;  /* echo bytes read so far */
+  bool echoed; /* the whole ping came back */
+  bool closed; /* ended (EOF, reset, error) */
+} hold_conn;
+
+/* One connection's event: send the ping once connected, read its echo, and
+ * notice an end. Returns true when its state changed. */
+static bool hold_on_event(int epfd, hold_conn *c, uint32_t ev) {
+  char buf[64];
+  if (c->got == 0 && !c->echoed && (ev & EPOLLOUT)) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && !err &&
+        send(c->fd, HOLD_PING, HOLD_PING_LEN, MSG_NOSIGNAL) == HOLD_PING_LEN) {
+      epoll_set(epfd, EPOLL_CTL_MOD, c->fd, EPOLLIN | EPOLLRDHUP, c);
+      return false;
+    }
+    ev |= EPOLLERR;
+  }
+  for (;;) {
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n > 0) {
+      c->got += (size_t)n;
+      if (!c->echoed && c->got >= HOLD_PING_LEN) {
+        c->echoed = true;
+        return true;
+      }
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR) &&
+        !(ev & (EPOLLERR | EPOLLHUP))) {
+      return false;
+    }
+    break; /* EOF, reset or error */
+  }
+  c->closed = true;
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  c->fd = -1;
+  return true;
+}
+
+/* hold: N connections that each send one ping, read its echo and then stay
+ * open until SIGTERM or SIGINT (or --timeout). Prints
+ * "echoed=E closed=C lost=L" whenever those counts change: E echoed, C
+ * ended before their echo, L ended after it. Exits 0 after a signal when no
+ * connection was lost, 1 on a loss or at the timeout. */
+static int run_hold(int argc, char **argv) {
+  options o;
+  parse_options(argc, argv, &o, true);
+  if (o.have_bytes) {
+    usage_error("%s takes no --bytes", command);
+  }
+  raise_fd_limit();
+
+  hold_conn *conns = calloc((size_t)o.conns, sizeof(*conns));
+  if (!conns) {
+    die("out of memory");
+  }
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) {
+    die("sigprocmask: %s", strerror(errno));
+  }
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (sfd < 0 || epfd < 0) {
+    die("signalfd or epoll_create1: %s", strerror(errno));
+  }
+  static int signal_mark;
+  epoll_set(epfd, EPOLL_CTL_ADD, sfd, EPOLLIN, &signal_mark);
+
+  struct sockaddr_storage ss;
+  socklen_t sslen = make_addr(o.host, o.port, &ss);
+  for (long i = 0; i < o.conns; i++) {
+    hold_conn *c = &conns[i];
+    c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+      die("socket (connection %ld of %ld): %s; raise the descriptor limit "
+          "(ulimit -n) or use fewer --conns",
+          i + 1, o.conns, strerror(errno));
+    }
+    if (connect(c->fd, (struct sockaddr *)&ss, sslen) != 0 &&
+        errno != EINPROGRESS) {
+      close(c->fd);
+      c->fd = -1;
+      c->closed = true;
+      continue;
+    }
+    epoll_set(epfd, EPOLL_CTL_ADD, c->fd, EPOLLOUT | EPOLLIN | EPOLLRDHUP, c);
+  }
+
+  long echoed = 0, closed = 0, lost = 0;
+  long last_e = -1, last_c = -1, last_l = -1;
+  bool stop = false, timed_out = false;
+  uint64_t deadline = now_ns() + (uint64_t)(o.timeout_s * 1e9);
+  struct epoll_event events[MAX_EVENTS];
+  while (!stop) {
+    echoed = closed = lost = 0;
+    for (long i = 0; i < o.conns; i++) {
+      echoed += conns[i].echoed && !conns[i].closed;
+      closed += conns[i].closed && !conns[i].echoed;
+      lost += conns[i].closed && conns[i].echoed;
+    }
+    if (echoed != last_e || closed != last_c || lost != last_l) {
+      printf("echoed=%ld closed=%ld lost=%ld\n", echoed, closed, lost);
+      fflush(stdout);
+      last_e = echoed, last_c = closed, last_l = lost;
+    }
+    uint64_t now = now_ns();
+    if (now >= deadline) {
+      timed_out = true;
+      break;
+    }
+    uint64_t wait_ms = (deadline - now + 999999) / 1000000;
+    int n = epoll_wait(epfd, events, MAX_EVENTS,
+                       wait_ms > 1000 ? 1000 : (int)wait_ms);
+    if (n < 0 && errno != EINTR) {
+      die("epoll_wait: %s", strerror(errno));
+    }
+    for (int i = 0; i < n; i++) {
+      if (events[i].data.ptr == &signal_mark) {
+        stop = true;
+        continue;
+      }
+      hold_conn *c = events[i].data.ptr;
+      if (c->fd >= 0) {
+        hold_on_event(epfd, c, events[i].events);
+      }
+    }
+  }
+  for (long i = 0; i < o.conns; i++) {
+    if (conns[i].fd >= 0) {
+      close(conns[i].fd);
+    }
+  }
+  fprintf(stderr, "%s: hold: %s: echoed=%ld closed=%ld lost=%ld of %ld\n",
+          progname, timed_out ? "timed out" : "stopped", echoed, closed, lost,
+          o.conns);
+  close(epfd);
+  close(sfd);
+  free(conns);
+  return timed_out || lost ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
@@ -1143,6 +1304,9 @@ int main(int argc, char **argv) {
   }
   if (strcmp(command, "latency") == 0) {
     return run_latency(argc - 2, argv + 2);
+  }
+  if (strcmp(command, "hold") == 0) {
+    return run_hold(argc - 2, argv + 2);
   }
   fprintf(stderr, "%s: unknown command \"%s\"\n", progname, command);
   usage(stderr);
