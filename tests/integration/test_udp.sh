@@ -12,7 +12,8 @@
 #     counted, never split; the next small one still goes through
 #   - a target bob's -allow-udp does not list is refused: a clear line on
 #     both sides, and the target gets no datagram; a listener with no
-#     -allow-udp refuses even its own loopback
+#     -allow-udp refuses even its own loopback, until an allow-udp line
+#     in its config file and a SIGHUP let the next flow through
 #   - the per-peer flow limit (-max-udp-flows 3 on carol): the 4th source
 #     is refused and carol logs the limit; once carol's flows end idle
 #     (-udp-idle-timeout 2), three new sources are served again
@@ -61,7 +62,8 @@ start_client bob -listen -allow-peer alice \
 start_client carol -v -listen -allow-peer alice -max-udp-flows 3 \
   -udp-idle-timeout 2 \
   -allow-udp "127.0.0.1:$echo2_port"
-start_client dave -listen -allow-peer alice
+echo "# allow-udp lines are added here" >"$WORK/dave.conf"
+start_client dave -config "$WORK/dave.conf" -listen -allow-peer alice
 
 p_dns=$(free_port)
 p_echo=$(free_port)
@@ -137,6 +139,13 @@ log "dave has no -allow-udp at all"
 echo to-dave | socat -u - UDP4-SENDTO:127.0.0.1:"$p_dave"
 wait_log alice "dave allows no UDP targets \(not even its loopback\)" 10
 wait_log dave "refused a UDP flow from alice" 5
+echo "allow-udp = 127.0.0.1:$echo_port" >>"$WORK/dave.conf"
+kill -HUP "$(pid dave)"
+wait_log dave "reloaded .*dave\.conf" 10
+res=$(python3 "$PROBE" "$p_dave" --count 3 --rate 20 --wait 5)
+log "dave after the reload: $res"
+read -r _ _ _ _ _ _ _ _ _ _ _ answered <<<"$res"
+((answered == 1)) || fail "dave's new rule did not let a new flow through: $res"
 
 # ---- the flow limit ----
 log "carol: at most 3 flows for alice"
