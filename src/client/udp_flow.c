@@ -244,7 +244,14 @@ static void answer(udp_flow *f, nt_open_code code, const char *msg) {
 }
 
 static void refuse(udp_flow *f, nt_open_code code, const char *msg) {
-  nt_info(LOG(f->u), "refused a UDP flow from %s: %s", f->peer, msg);
+  unsigned held;
+  /* A peer may open flows as fast as it likes: its answers say why, the
+   * log says it once a second. */
+  if (nt_log_gate_pass(&f->u->refuse_gate, nt_monotonic_ns(), &held)) {
+    nt_info(LOG(f->u), "refused a UDP flow from %s: %s%s", f->peer, msg,
+            held ? " (and more refusals in the last second, not logged)"
+                 : "");
+  }
   answer(f, code, msg);
   nt_stream_shutdown_write(f->stream);
   f->state = F_REFUSED; /* the opener resets the stream: then it goes */

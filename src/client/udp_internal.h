@@ -63,6 +63,7 @@ struct nt_udp {
   nt_udp_counts counts;       /* listener side; forwards keep their own */
   nt_log_gate limit_gate;     /* the per-peer flow limit's log line */
   nt_log_gate big_gate;       /* "too big" lines */
+  nt_log_gate refuse_gate;    /* refused flows: a line a second */
   uint8_t rxbuf[NT_DGRAM_MAX_PAYLOAD]; /* one datagram read from a socket */
 };
 
