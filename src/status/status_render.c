@@ -433,6 +433,11 @@ static void forward_json(const natter_forward_info *f, json_walk *w) {
   json_kv_u64(w->out, &first, "failures", f->stats.failures);
   json_kv_u64(w->out, &first, "bytes_sent", f->stats.bytes_sent);
   json_kv_u64(w->out, &first, "bytes_received", f->stats.bytes_received);
+  /* A UDP forward's (0 for TCP). */
+  json_kv_u64(w->out, &first, "datagrams_sent", f->stats.datagrams_sent);
+  json_kv_u64(w->out, &first, "datagrams_received",
+              f->stats.datagrams_received);
+  json_kv_u64(w->out, &first, "datagrams_dropped", f->stats.datagrams_dropped);
   evbuffer_add(w->out, "}", 1);
 }
 
