@@ -465,10 +465,12 @@ static int path_is(const nt_addr *a, const ngtcp2_addr *b) {
 
 /* ---- datagrams ---- */
 
-/* Packets a queued datagram may miss before it is dropped: one that did
- * not fit beside others gets a fresh packet, and one that fits in none
- * goes. */
-#define NT_DGRAM_MAX_TRIES 3
+/* Packets written without a queued datagram before it is dropped. A
+ * packet may miss it because it did not fit beside other frames (it gets
+ * the next packet) or because the congestion window allowed only an ACK;
+ * one that fits in no packet at all (nt_conn_send_datagram checks the
+ * size first, so only if the path shrank) must not block the queue. */
+#define NT_DGRAM_MAX_TRIES 16
 /* How long a datagram may wait for the congestion window: late ones are
  * worthless to whoever waits for them, and the queue must not grow a
  * standing delay. */
