@@ -124,6 +124,7 @@ void client_basics(natter_client_config *cfg, cli *app, const cli_config *o,
   cfg->local_port = (uint16_t)o->port;
   cfg->log_level = level;
   cfg->no_relay = (int)o->no_relay;
+  cfg->no_portmap = (int)o->no_portmap;
   cfg->on_event = on_event;
   cfg->log = cli_log;
   cfg->user_data = app;

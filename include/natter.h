@@ -400,12 +400,13 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
-#define NATTER_CLIENT_CONFIG_V5 5 /* allow_udp .. max_udp_flows */
+#define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
+#define NATTER_CLIENT_CONFIG_V6 6 /* allow_udp .. max_udp_flows */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V6 6
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
+#define NATTER_CLIENT_CONFIG_V7 7
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #endif
 
 typedef struct natter_client_config {
@@ -468,7 +469,11 @@ typedef struct natter_client_config {
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
                            1024; 0: the default */
-  /* V5: UDP forwarding (NATTER_FORWARD_UDP). */
+  /* V5 */
+  int no_portmap; /* nonzero: never ask the default gateway to map our
+                     UDP port (PCP, NAT-PMP); default 0: ask, and offer
+                     a mapping to peers as a public address */
+  /* V6: UDP forwarding (NATTER_FORWARD_UDP). */
   const char *const *allow_udp; /* NULL-terminated UDP targets a listener
                                    accepts, the grammar of |allow| (maybe
                                    scoped "PEER=RULE"); NULL: none at
@@ -593,6 +598,10 @@ typedef struct natter_check_result {
   natter_check_side self, peer;
   int predicted; /* the direct path was found by port prediction (one
                     side's NAT is symmetric) */
+  /* Appended (the library allocates this struct): each side's port
+   * mapping at its gateway, "port-mapped (PCP) at ADDR" or "(NAT-PMP)";
+   * "" none. */
+  const char *self_portmap, *peer_portmap;
 } natter_check_result;
 
 /* Called once per check, from the loop; the client may be freed once the
@@ -804,7 +813,8 @@ natter_client_get_peer_stats_versioned(const natter_client *client,
 
 #define NATTER_CLIENT_STATUS_V1 1
 #define NATTER_CLIENT_STATUS_V2 2 /* peers_refused */
-#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V2
+#define NATTER_CLIENT_STATUS_V3 3 /* portmap */
+#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V3
 
 typedef struct natter_client_status {
   uint64_t uptime_ms;
@@ -831,6 +841,11 @@ typedef struct natter_client_status {
   uint64_t status_requests; /* HTTP/3 and metrics requests served */
   /* V2: requesters this listener's peer rules refused (each refusal) */
   uint64_t peers_refused;
+  /* V3: our gateway's mapping of our UDP port, offered to peers:
+   * "port-mapped (PCP) at ADDR" or "port-mapped (NAT-PMP) at ADDR"; ""
+   * none (-no-portmap, no gateway answered, or not on our public
+   * address) */
+  char portmap[NATTER_ADDRSTRLEN + 32];
 } natter_client_status;
 
 #define natter_client_get_status(CLIENT, STATUS)                               \

@@ -38,9 +38,11 @@ size_t nt_client_config_len(int version) {
   case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, max_streams);
   case NATTER_CLIENT_CONFIG_V5:
+    return FIELD_END(natter_client_config, no_portmap);
+  case NATTER_CLIENT_CONFIG_V6:
     return FIELD_END(natter_client_config, max_udp_flows);
 #ifdef NATTER_TEST_FUTURE_FIELDS
-  case NATTER_CLIENT_CONFIG_V6:
+  case NATTER_CLIENT_CONFIG_V7:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -111,6 +113,8 @@ size_t nt_client_status_len(int version) {
     return FIELD_END(natter_client_status, status_requests);
   case NATTER_CLIENT_STATUS_V2:
     return FIELD_END(natter_client_status, peers_refused);
+  case NATTER_CLIENT_STATUS_V3:
+    return FIELD_END(natter_client_status, portmap);
   default:
     return 0;
   }

@@ -146,6 +146,7 @@ static void remember_refusal(natter_broker *b, const bclient *listener,
 static void tell_refused(bclient *requester, uint32_t request_id,
                          const char *listener) {
   char why[NT_CONTROL_TEXT_MAX + 1];
+  requester->broker->refused_introductions++;
   snprintf(why, sizeof(why), "%s's peer rules do not admit you", listener);
   nt_bclient_connect_result(requester, request_id, NT_CODE_DENIED, why);
 }

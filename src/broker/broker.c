@@ -60,6 +60,7 @@ static int refuse(natter_broker *b, const char **reason, int kind,
   vsnprintf(b->refuse_text, sizeof(b->refuse_text), fmt, ap);
   va_end(ap);
   *reason = b->refuse_text;
+  b->refused_connections[kind]++;
   unsigned held;
   if (nt_log_gate_pass(&b->limit_logged[kind], now, &held)) {
     nt_warn(&b->log, "refused a connection from %s: %s%s",

@@ -145,6 +145,8 @@ struct bclient {
   size_t nlocal;
   int mapping;    /* nt_nat_mapping, as it reported it */
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
+  nt_addr portmap;    /* its gateway's mapping (NatReport); len 0: none */
+  int portmap_method; /* nt_portmap_method */
   uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
   uint8_t session[NT_SESSION_LEN]; /* CheckIn.session; all 0: none */
@@ -223,6 +225,11 @@ struct natter_broker {
   bcheck checks[BROKER_MAX_CHECKS];
   nt_log_gate checks_gate; /* "too many checks" lines */
   badmission admission; /* admission_query.c */
+  /* Refusals by limit, for the dashboard (broker_status.c): connections
+   * by kind (broker.c: total, pending, per source), new names, checks,
+   * and introductions a listener's peer rules refused. */
+  uint64_t refused_connections[3];
+  uint64_t refused_new_names, refused_checks, refused_introductions;
 };
 
 /* ---- client_session.c: one connected client ---- */

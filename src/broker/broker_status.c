@@ -10,6 +10,7 @@
 
 #include "base/structs.h"
 #include "broker/broker_internal.h"
+#include "status/dashboard.h"
 #include "status/snapshot.h"
 #include "status/status_render.h"
 
@@ -119,6 +120,97 @@ static void broker_render_metrics(struct evbuffer *out, void *ud) {
   nt_broker_snapshot_clear(&snap);
 }
 
+/* ---- dashboard ---- */
+
+static void broker_sample(nt_history_point *p, void *ud) {
+  natter_broker *b = ud;
+  natter_broker_status st;
+  natter_broker_get_status(b, &st);
+  p->bytes_received = st.bytes_received;
+  p->bytes_sent = st.bytes_sent;
+  p->relayed_bytes = st.relayed_bytes;
+  p->count = st.clients;
+}
+
+/* Each checked-in client's spending at the relay, by the 16 hex digits
+ * of its key (as in the client rows), against the caps. */
+static void relay_use_json(const natter_broker *b, struct evbuffer *out) {
+  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+  uint64_t used, rate, total, now = nt_monotonic_ns();
+  unsigned channels;
+  const bclient *c;
+  int first = 1;
+  nt_relay_key_usage(b->relay, NULL, now, &used, &channels, &rate, &total);
+  evbuffer_add_printf(out,
+                      ",\"relay_caps\":{\"rate\":%llu,\"total\":%llu,"
+                      "\"window_s\":%d,\"channels_per_key\":%d},"
+                      "\"relay_use\":[",
+                      (unsigned long long)rate, (unsigned long long)total,
+                      NT_RELAY_WINDOW_S, NT_RELAY_MAX_PER_KEY);
+  TAILQ_FOREACH(c, &b->clients, link) {
+    const uint8_t *fp = nt_conn_peer_fingerprint(c->conn);
+    if (!c->checked_in || !fp) {
+      continue;
+    }
+    nt_relay_key_usage(b->relay, fp, now, &used, &channels, &rate, &total);
+    nt_fingerprint_hex(fp, hex);
+    evbuffer_add_printf(out,
+                        "%s{\"fingerprint\":\"%.16s\",\"used\":%llu,"
+                        "\"channels\":%u}",
+                        first ? "" : ",", hex, (unsigned long long)used,
+                        channels);
+    first = 0;
+  }
+  evbuffer_add(out, "]", 1);
+}
+
+/* The status page an admin reads, and the relay's own counters. */
+static void broker_dashboard_json(struct evbuffer *out, void *ud) {
+  natter_broker *b = ud;
+  nt_broker_snapshot snap;
+  nt_relay_stats rs;
+  b->status_requests++;
+  take_snapshot(b, 1, &snap);
+  evbuffer_add_printf(out, "\"status\":");
+  nt_render_broker_json(out, &snap, 1);
+  nt_broker_snapshot_clear(&snap);
+  nt_relay_get_stats(b->relay, &rs);
+  evbuffer_add_printf(out,
+                      ",\"relay\":{\"enabled\":%s,\"channels\":%llu,"
+                      "\"relayed_bytes\":%llu,\"bytes_received\":%llu,"
+                      "\"bytes_sent\":%llu,\"refused\":%llu,"
+                      "\"dropped_rate\":%llu,\"dropped\":%llu}",
+                      b->relay ? "true" : "false",
+                      (unsigned long long)rs.channels,
+                      (unsigned long long)rs.relayed,
+                      (unsigned long long)rs.rx, (unsigned long long)rs.tx,
+                      (unsigned long long)rs.refused,
+                      (unsigned long long)rs.dropped_rate,
+                      (unsigned long long)rs.dropped);
+  relay_use_json(b, out);
+  evbuffer_add_printf(
+      out,
+      ",\"refusals\":{\"broker_full\":%llu,\"pending_full\":%llu,"
+      "\"per_source\":%llu,\"new_names\":%llu,\"checks\":%llu,"
+      "\"peer_rules\":%llu,\"relay_channels\":%llu,"
+      "\"relay_rate\":%llu}",
+      (unsigned long long)b->refused_connections[0],
+      (unsigned long long)b->refused_connections[1],
+      (unsigned long long)b->refused_connections[2],
+      (unsigned long long)b->refused_new_names,
+      (unsigned long long)b->refused_checks,
+      (unsigned long long)b->refused_introductions,
+      (unsigned long long)rs.refused, (unsigned long long)rs.dropped_rate);
+  /* The registry as far as the loop knows it without asking the backend
+   * (its size would be a query: not on every poll). */
+  evbuffer_add_printf(out,
+                      ",\"registry\":{\"backend\":\"%s\",\"queued\":%zu,"
+                      "\"touches_unwritten\":%zu}",
+                      b->registry ? nt_registry_backend(b->registry) : "none",
+                      b->registry ? nt_registry_outstanding(b->registry) : 0,
+                      b->registry ? nt_registry_pending(b->registry) : 0);
+}
+
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
   char err[300];
   if (!b || !addr || b->metrics) {
@@ -132,6 +224,17 @@ int natter_broker_metrics_listen(natter_broker *b, const char *addr) {
   }
   nt_info(&b->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
           nt_metrics_port(b->metrics));
+  if (nt_dashboard_attach(b->metrics, b->base, "broker", broker_sample,
+                          broker_dashboard_json, b) == 0) {
+    /* Said once: what this port now shows, and to whom. */
+    nt_info(&b->log,
+            "dashboard on TCP port %u (GET /, loopback only: every checked-in "
+            "client's name, key, address and traffic, for anyone on this "
+            "host)",
+            nt_metrics_port(b->metrics));
+  } else {
+    nt_warn(&b->log, "no dashboard: out of memory");
+  }
   return 0;
 }
 

@@ -217,6 +217,7 @@ static void new_name_refused(bclient *c, const char *name) {
   char addr[NT_ADDR_STRLEN], msg[200];
   unsigned held;
 
+  b->refused_new_names++;
   if (nt_log_gate_pass(&b->new_names_gate, nt_monotonic_ns(), &held)) {
     nt_warn(&b->log,
             "refused the new name \"%s\" from %s: its address or key used up "
@@ -452,6 +453,10 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   intro->mapping = about->mapping;
   intro->mapped = about->mapped;
+  /* Passed on as the client said: the peer probes it only on the IP
+   * address the broker validated (doc/design.md, "Port mapping"). */
+  intro->portmap = about->portmap;
+  intro->portmap_method = about->portmap_method;
   if (relay_token) {
     memcpy(intro->relay_token, relay_token, NT_RELAY_TOKEN_LEN);
     intro->relay_port = nt_relay_port(to->broker->relay);
@@ -590,6 +595,7 @@ static bcheck *check_slot(natter_broker *b, const bclient *c) {
     why = "all " STR(BROKER_MAX_CHECKS) " check slots are taken";
   }
   if (why) {
+    b->refused_checks++;
     if (nt_log_gate_pass(&b->checks_gate, now, &held)) {
       nt_warn(&b->log, "refused a check by %s from %s: %s%s", c->name,
               nt_addr_str((const struct sockaddr *)&c->source.ss, addr), why,
@@ -723,6 +729,8 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     }
     c->mapping = msg.u.nat_report.mapping;
     c->mapped = msg.u.nat_report.mapped;
+    c->portmap = msg.u.nat_report.portmap;
+    c->portmap_method = msg.u.nat_report.portmap_method;
     nt_debug(
         &c->broker->log, "%s reports %s NAT mapping", c->name,
         c->mapping == NT_MAPPING_PER_DESTINATION ? "per-destination (symmetric)"

@@ -721,3 +721,28 @@ void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {
     st->channels = r->nchannels;
   }
 }
+
+int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,
+                       uint64_t *used, unsigned *channels, uint64_t *rate,
+                       uint64_t *total) {
+  uint8_t id[1 + NT_FINGERPRINT_LEN];
+  *used = 0;
+  *channels = 0;
+  *rate = r ? r->cfg.rate : 0;
+  *total = r ? r->cfg.total : 0;
+  if (!r || !fp) {
+    return 0;
+  }
+  id[0] = NT_RELAY_BY_KEY;
+  memcpy(id + 1, fp, NT_FINGERPRINT_LEN);
+  const nt_relay_account *a =
+      nt_hashmap_get(&r->budget.accounts, id, sizeof(id));
+  if (a) {
+    *channels = a->channels;
+    /* A window that is over counts afresh at the next byte. */
+    if (a->window_ns && now - a->window_ns < r->budget.window_ns) {
+      *used = a->used;
+    }
+  }
+  return 0;
+}

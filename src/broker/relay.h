@@ -114,4 +114,12 @@ void nt_relay_sweep(nt_relay *relay, uint64_t now);
 
 void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 
+/* What the key of fingerprint |fp| spends now (the dashboard): bytes in
+ * its current window of |now| (0 once the window is over) and the
+ * channels it asked for that are open. Returns 0 (key without an
+ * account: both 0) and the caps in *rate and *total (0: none). */
+int nt_relay_key_usage(const nt_relay *relay, const uint8_t *fp, uint64_t now,
+                       uint64_t *used, unsigned *channels, uint64_t *rate,
+                       uint64_t *total);
+
 #endif

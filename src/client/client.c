@@ -95,8 +95,11 @@ static void client_datagram(nt_endpoint *ep, const uint8_t *data, size_t len,
                             const struct sockaddr *from, socklen_t fromlen,
                             int sock, void *ud) {
   (void)ep;
+  natter_client *c = ud;
+  if (!sock && nt_portmap_on_datagram(c->portmap, data, len, from)) {
+    return;
+  }
   if (sock || !nt_broker_session_mapping_reply(ud, data, len)) {
-    natter_client *c = ud;
     nt_peers_on_datagram(c->peers, data, len, from, fromlen, sock);
   }
 }
@@ -427,6 +430,7 @@ int natter_client_new_versioned(natter_client **pclient,
   c->user_data = cfg->user_data;
   c->listen = cfg->listen;
   c->no_relay = cfg->no_relay;
+  c->no_portmap = cfg->no_portmap;
   c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
                                                   : 10000;
   if (!nt_name_valid(cfg->name)) {
@@ -531,6 +535,17 @@ int natter_client_new_versioned(natter_client **pclient,
     nt_error(&c->log, "%s", err);
     rv = NATTER_ERR_SOCKET;
     goto fail;
+  }
+  /* Ask the gateway for a mapping of our port, unless told not to or
+   * the broker is on this host (its peers are too: no gateway between). */
+  if (!c->no_portmap &&
+      !nt_addr_is_loopback((struct sockaddr *)&c->broker_addr.ss)) {
+    nt_portmap_env pmenv = {base, &c->log, c->ep,
+                            nt_broker_session_portmap_changed, c};
+    if (nt_portmap_new(&c->portmap, &pmenv) != 0) {
+      rv = NATTER_ERR_NOMEM;
+      goto fail;
+    }
   }
   c->reconnect_ev = event_new(base, -1, 0, nt_broker_session_reconnect_cb, c);
   c->mapping_ev = event_new(base, -1, 0, nt_broker_session_mapping_cb, c);
@@ -712,6 +727,10 @@ void natter_client_free(natter_client *c) {
   nt_forward_free_all(&c->forwards);
   nt_udp_free(c->udp); /* listener flows; forwards took theirs */
   nt_peers_free(c->peers);
+  nt_portmap_free(c->portmap); /* deletes the mapping: before the socket */
+  if (c->portmap_wait_ev) {
+    event_free(c->portmap_wait_ev);
+  }
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
   if (c->reconnect_ev) {

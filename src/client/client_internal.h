@@ -13,6 +13,7 @@
 #include "client/forward.h"
 #include "natter.h"
 #include "client/peer.h"
+#include "client/portmap.h"
 #include "status/status.h"
 #include "client/tunnel.h"
 #include "client/udp.h"
@@ -82,6 +83,13 @@ struct natter_client {
    * runs one check. */
   int diagnostic;
   nt_check_run *check;
+
+  /* The gateway's mapping of our port (portmap.h); NULL: none asked
+   * (-no-portmap, a broker on loopback, no IPv4 default gateway). */
+  int no_portmap;
+  nt_portmap *portmap;
+  int portmap_elsewhere_logged;
+  struct event *portmap_wait_ev; /* a check waits for the gateway */
 };
 
 /* Reports a client event of |type| (one log line and the user's

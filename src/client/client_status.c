@@ -5,11 +5,14 @@
 #include "client/client_status.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/structs.h"
 #include "client/client_internal.h"
 #include "codec/mapping.h"
+#include "codec/portmap.h"
+#include "status/dashboard.h"
 #include "status/h3.h"
 #include "status/metrics.h"
 #include "status/snapshot.h"
@@ -104,6 +107,12 @@ int natter_client_get_status_versioned(const natter_client *c,
   memcpy(st->errors, c->errors, sizeof(st->errors));
   st->status_requests = c->status_requests;
   st->peers_refused = nt_peers_refused_total(c->peers);
+  if (c->self.portmap.len) {
+    char a[NT_ADDR_STRLEN];
+    snprintf(st->portmap, sizeof(st->portmap), "port-mapped (%s) at %s",
+             nt_portmap_method_name(c->self.portmap_method),
+             nt_addr_str((const struct sockaddr *)&c->self.portmap.ss, a));
+  }
   memcpy(out, st, len);
   return 0;
 }
@@ -224,6 +233,34 @@ static void client_render_metrics(struct evbuffer *out, void *ud) {
   nt_client_snapshot_clear(&snap);
 }
 
+/* ---- dashboard ---- */
+
+static void sum_relayed(const natter_peer_info *row, void *ud) {
+  if (strcmp(row->path, "relay") == 0) {
+    *(uint64_t *)ud += row->bytes_sent + row->bytes_received;
+  }
+}
+
+static void client_sample(nt_history_point *p, void *ud) {
+  natter_client *c = ud;
+  natter_client_status st;
+  natter_client_get_status(c, &st);
+  p->bytes_received = st.bytes_received;
+  p->bytes_sent = st.bytes_sent;
+  p->count = st.peers_connected;
+  natter_client_foreach_peer(c, sum_relayed, &p->relayed_bytes);
+}
+
+static void client_dashboard_json(struct evbuffer *out, void *ud) {
+  natter_client *c = ud;
+  nt_client_snapshot snap;
+  c->status_requests++;
+  take_snapshot(c, &snap);
+  evbuffer_add_printf(out, "\"status\":");
+  nt_render_client_json(out, &snap, 1);
+  nt_client_snapshot_clear(&snap);
+}
+
 int natter_client_metrics_listen(natter_client *c, const char *addr) {
   char err[300];
   if (!c || !addr || c->metrics) {
@@ -237,6 +274,16 @@ int natter_client_metrics_listen(natter_client *c, const char *addr) {
   }
   nt_info(&c->log, "Prometheus metrics on %s (TCP port %u, GET /metrics)", addr,
           nt_metrics_port(c->metrics));
+  if (nt_dashboard_attach(c->metrics, c->base, "client", client_sample,
+                          client_dashboard_json, c) == 0) {
+    /* Said once: what this port now shows, and to whom. */
+    nt_info(&c->log,
+            "dashboard on TCP port %u (GET /, loopback only: this client's "
+            "peers, addresses, forwards and traffic, for anyone on this host)",
+            nt_metrics_port(c->metrics));
+  } else {
+    nt_warn(&c->log, "no dashboard: out of memory");
+  }
   return 0;
 }
 

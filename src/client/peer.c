@@ -440,6 +440,8 @@ void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud) {
     v.ngiven = pa->ngiven <= pa->punch.ncandidates ? pa->ngiven : 0;
     v.observed = &p->observed;
     v.relay_offered = p->relay.len != 0;
+    v.portmap = &p->portmap;
+    v.portmap_method = p->portmap_method;
     v.connect_ms = p->connected_ns && p->connected_ns > pa->meet_ns
                        ? (p->connected_ns - pa->meet_ns) / 1000000ull
                        : 0;

@@ -210,6 +210,10 @@ int nt_conn_socket(const nt_conn *conn);
 /* Datagrams from |relay| are relay-framed from now on. One relay per
  * endpoint (its broker's); len 0 turns it off. */
 void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
+/* Datagrams from |from| (the gateway's port mapping port) go to
+ * callbacks->datagram whatever their length, never to QUIC; len 0 turns
+ * it off. */
+void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from);
 /* Tells the relay where we are for channel |token| (NT_RELAY_BIND). */
 int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token);
 /* Opens a client connection whose packets go through the relay on

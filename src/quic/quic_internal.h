@@ -97,6 +97,7 @@ struct nt_endpoint {
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
   nt_addr relay; /* the broker's relay; len 0: none */
+  nt_addr raw_source; /* datagrams from here are never QUIC; len 0: none */
   /* The local address relayed paths carry inside ngtcp2: the socket's
    * own with another port. ngtcp2 0.12 migrates a client only to a path
    * with another local address, and moving off the relay keeps the

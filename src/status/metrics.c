@@ -19,6 +19,9 @@ struct nt_metrics {
   uint16_t port;
   nt_metrics_render_fn render;
   void *user_data;
+  nt_metrics_page_fn page; /* other paths (the dashboard); may be NULL */
+  void *page_data;
+  void (*page_free)(void *page_data);
 };
 
 static void metrics_cb(struct evhttp_request *req, void *arg) {
@@ -26,6 +29,10 @@ static void metrics_cb(struct evhttp_request *req, void *arg) {
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
   const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
+  if (path && strcmp(path, "/metrics") != 0 && m->page &&
+      m->page(req, path, m->page_data)) {
+    return;
+  }
   if (!path || strcmp(path, "/metrics") != 0) {
     evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
     return;
@@ -118,7 +125,17 @@ void nt_metrics_free(nt_metrics *m) {
     return;
   }
   evhttp_free(m->http);
+  if (m->page_free) {
+    m->page_free(m->page_data);
+  }
   free(m);
+}
+
+void nt_metrics_set_pages(nt_metrics *m, nt_metrics_page_fn page,
+                          void *user_data, void (*free_fn)(void *)) {
+  m->page = page;
+  m->page_data = user_data;
+  m->page_free = free_fn;
 }
 
 uint16_t nt_metrics_port(const nt_metrics *m) {

@@ -19,7 +19,8 @@ typedef struct nt_metrics nt_metrics;
 typedef void (*nt_metrics_render_fn)(struct evbuffer *out, void *user_data);
 
 /* Listens on |addr| ("IP:PORT", loopback only; port 0: any free port) and
- * answers GET /metrics with what |render| writes; other paths get 404,
+ * answers GET /metrics with what |render| writes; other paths go to the
+ * pages set by nt_metrics_set_pages (the dashboard), else get 404,
  * other methods 405. Returns 0 and sets *pm, or NATTER_ERR_INVALID (bad
  * or non-loopback address) or NATTER_ERR_ADDR_IN_USE, with a one-line
  * reason in |err|. */
@@ -27,6 +28,17 @@ int nt_metrics_new(nt_metrics **pm, struct event_base *base, const char *addr,
                    nt_metrics_render_fn render, void *user_data, char *err,
                    size_t errlen);
 void nt_metrics_free(nt_metrics *m);
+
+struct evhttp_request;
+/* Answers a request for |path| (not /metrics) and returns 1, or returns
+ * 0 to leave it to the 404. */
+typedef int (*nt_metrics_page_fn)(struct evhttp_request *req,
+                                  const char *path, void *user_data);
+/* Hands every other path to |page| first (the dashboard, dashboard.h);
+ * |m| then owns |user_data| and releases it with |free_fn| (may be NULL)
+ * in nt_metrics_free. */
+void nt_metrics_set_pages(nt_metrics *m, nt_metrics_page_fn page,
+                          void *user_data, void (*free_fn)(void *));
 uint16_t nt_metrics_port(const nt_metrics *m);
 
 /* ---- the text format ---- */

@@ -456,6 +456,7 @@ void nt_render_client_json(struct evbuffer *out, const nt_client_snapshot *s,
     json_kv_str(out, &first, "public_address", st->public_address);
     json_kv_str(out, &first, "nat_mapping",
                 natter_nat_mapping_name(st->mapping));
+    json_kv_str(out, &first, "portmap", st->portmap);
     json_kv_u64(out, &first, "local_port", st->local_port);
     json_kv_u64(out, &first, "check_ins", st->check_ins);
     json_kv_u64(out, &first, "peers_connected", st->peers_connected);
@@ -614,10 +615,11 @@ void nt_render_client_text(struct evbuffer *out, const nt_client_snapshot *s,
   bytes(outb, sizeof(outb), st->bytes_sent);
   evbuffer_add_printf(out, "natter client %s, up %s, key %.16s\n",
                       natter_version(), up, s->fingerprint);
-  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u\n",
+  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u%s%s\n",
                       st->checked_in ? "checked in" : "not checked in",
                       st->public_address[0] ? st->public_address : "unknown",
-                      natter_nat_mapping_name(st->mapping), st->local_port);
+                      natter_nat_mapping_name(st->mapping), st->local_port,
+                      st->portmap[0] ? ", " : "", st->portmap);
   evbuffer_add_printf(out,
                       "peers connected %llu (made %llu), hole punching "
                       "succeeded %llu, failed %llu; streams %llu (opened "

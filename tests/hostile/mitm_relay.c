@@ -516,3 +516,15 @@ void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {
     st->channels = r->nchannels;
   }
 }
+
+/* No budgets here: nothing spent, no caps (the dashboard's column). */
+int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,
+                       uint64_t *used, unsigned *channels, uint64_t *rate,
+                       uint64_t *total) {
+  (void)r;
+  (void)fp;
+  (void)now;
+  *used = *rate = *total = 0;
+  *channels = 0;
+  return 0;
+}
