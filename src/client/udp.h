@@ -25,9 +25,11 @@
 struct event_base;
 struct evdns_base;
 
-/* A local datagram waiting for its flow's stream to open, at most: the
- * first ones (a DNS query) must not be lost to the handshake. */
-#define NT_UDP_PENDING_MAX 16
+/* Local datagrams waiting for their flow's stream to open, at most (and
+ * at most NT_UDP_PENDING_BYTES of them): the first ones (a DNS query, the
+ * start of a stream at a fixed rate) must not be lost to the opening. */
+#define NT_UDP_PENDING_MAX 64
+#define NT_UDP_PENDING_BYTES (64 * 1024)
 /* A flow the listener refused holds its source this long (its datagrams
  * dropped) before a datagram from it may ask again. */
 #define NT_UDP_REFUSED_HOLD_S 5

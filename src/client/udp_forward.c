@@ -61,6 +61,7 @@ static void hold(udp_flow *f) {
     f->fwd->counts.dropped_full++;
   }
   f->npending = 0;
+  f->pending_bytes = 0;
   nt_udp_flow_arm(f, NT_UDP_REFUSED_HOLD_S);
 }
 
@@ -81,6 +82,7 @@ static void opener_open(udp_flow *f) {
     free(f->pending[i].data);
   }
   f->npending = 0;
+  f->pending_bytes = 0;
   nt_udp_flow_arm(f, f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s
                                               : 60);
 }
@@ -283,9 +285,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       f->last_ns = nt_monotonic_ns();
       send_one(f, buf, (size_t)n);
     } else if (f->state != F_REFUSED && f->npending < NT_UDP_PENDING_MAX &&
+               f->pending_bytes + (size_t)n <= NT_UDP_PENDING_BYTES &&
                (f->pending[f->npending].data = malloc((size_t)n + 1))) {
       memcpy(f->pending[f->npending].data, buf, (size_t)n);
       f->pending[f->npending++].len = (size_t)n;
+      f->pending_bytes += (size_t)n;
     } else {
       fw->counts.dropped_full++;
     }

@@ -44,7 +44,7 @@ typedef struct udp_flow {
   nt_peer_waiter waiter;
   nt_wire_reader reader;
   udp_pending pending[NT_UDP_PENDING_MAX];
-  size_t npending;
+  size_t npending, pending_bytes;
   /* listener */
   int fd; /* connected to the target, or -1 */
   struct event *read_ev;
