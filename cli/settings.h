@@ -125,8 +125,8 @@
   X(REGISTRY, "-registry", "registry", TEXT, registry, "FILE", 0, 0, NULL,     \
     "$STATE_DIRECTORY/registry.db or ~/.local/state/natter/registry.db",       \
     CLI_BROKER, 0,                                                             \
-    "broker: name registry; also sqlite:///FILE, or memory: (names lost "      \
-    "at exit)")                                                                \
+    "broker: name registry; also sqlite:///FILE, memory: (names lost at "      \
+    "exit) or postgresql://... (shared by brokers)")                           \
   X(NAME_EXPIRY, "-name-expiry", "name-expiry", DURATION, name_expiry_s,       \
     "DUR", 0, 0, "a duration such as 30d, 12h, 90m or 45s (0: never)", "30d",  \
     CLI_BROKER, 0,                                                             \
@@ -187,6 +187,10 @@
     "error, warn, info or debug")                                              \
   X(FORWARD, NULL, "forward", FORWARDS, forward, NULL, 0, 0, NULL, NULL,       \
     CLI_CLIENT, 1, "SPEC [COMMAND], as a SPEC on the command line")            \
+  X(SOCKS_AUTH, "-socks-auth", "socks-auth", TEXT, socks_auth, "FILE", 0, 0,   \
+    NULL, NULL, CLI_CLIENT, 0,                                                 \
+    "socks: forwards ask their clients for the USER:PASSWORD in FILE "        \
+    "(mode 600); needed when a socks: forward binds beyond loopback")         \
   X(CONFIG, "-config", NULL, TEXT, config, "FILE", 0, 0, NULL,                 \
     CLI_DEFAULT_CONFIG ", if it exists", CLI_ANY, 0,                           \
     "read settings from FILE; flags override it")                             \

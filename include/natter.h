@@ -145,9 +145,13 @@ typedef struct natter_broker_config {
                                 ~/.local/state/natter/registry.db; "" or
                                 "memory:": in memory only (bindings die
                                 with the broker: tests and demos). Also
-                                "sqlite:///PATH"; another URI scheme is
-                                refused. An unreadable or corrupt file
-                                makes natter_broker_new fail. */
+                                "sqlite:///PATH", or "postgresql://..."
+                                (a libpq URI: a database that several
+                                brokers share, doc/operations.md);
+                                another URI scheme is refused. An
+                                unreadable or corrupt file makes
+                                natter_broker_new fail (an unreachable
+                                database does not: it is retried). */
   uint32_t name_expiry_s;    /* a name unused this long is released;
                                 default 2592000 (30 days); 0: never */
   const char *token;         /* shared secret every client must present
@@ -233,7 +237,8 @@ typedef int (*natter_registry_fn)(const natter_registry_entry *entry,
                                   void *user_data);
 
 /* Calls |fn| for every name bound in the registry file |path| (NULL: the
- * broker's default, see natter_broker_config.registry), in name order.
+ * broker's default; also a postgresql:// URI, see
+ * natter_broker_config.registry), in name order.
  * Safe while a broker runs on the file. Returns 0, or NATTER_ERR_REGISTRY
  * / NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL). */
 NATTER_EXPORT int natter_registry_list(const char *path, natter_registry_fn fn,
@@ -637,7 +642,8 @@ typedef enum natter_forward_kind {
 
 #define NATTER_FORWARD_CONFIG_V1 1
 #define NATTER_FORWARD_CONFIG_V2 2 /* kind */
-#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V2
+#define NATTER_FORWARD_CONFIG_V3 3 /* socks_auth_file */
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V3
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -657,6 +663,12 @@ typedef struct natter_forward_config {
                               peer instead of connecting host:port */
   int kind;                /* a natter_forward_kind; default
                               NATTER_FORWARD_TCP (V2) */
+  const char *socks_auth_file; /* NATTER_FORWARD_SOCKS: a file holding one
+                              line USER:PASSWORD, not readable by group or
+                              others; SOCKS clients must then authenticate
+                              (RFC 1929). Required when |bind| is not a
+                              loopback address. NULL: no authentication
+                              (V3) */
 } natter_forward_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -679,7 +691,10 @@ NATTER_EXPORT int natter_client_add_forward_versioned(
     natter_forward **pforward, char *err, size_t errlen);
 
 /* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
- * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
+ * ":PEER[:HOST]:PORT" (stdin/stdout), "socks:[BIND:]LOCALPORT:PEER" (a
+ * SOCKS5 server, without authentication: a BIND other than loopback
+ * needs natter_forward_config.socks_auth_file, so this refuses it), or
+ * "LOCALPORT:PEER:" / ":PEER:"
  * with |argv| the remote command. Specs without a local port use fds 0
  * and 1. */
 NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
@@ -697,8 +712,11 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
                                     size_t errlen);
 
 /* Checks one access rule as natter_client_config.allow takes it: "*",
- * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", or a
- * bare IPv6 address ("::1", all of it the address). natter_client_new()
+ * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", a
+ * bare IPv6 address ("::1", all of it the address), or a range of
+ * addresses "IPv4/BITS[:PORT]" / "[IPv6/BITS][:PORT]" (e.g.
+ * "198.18.1.0/24:80"), which also matches targets given by a name that
+ * resolves into it on the listener. natter_client_new()
  * refuses a config holding a rule that fails this. Returns 0 or
  * NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL) that
  * does not repeat |rule|. */

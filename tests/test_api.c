@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "natter.h"
@@ -962,6 +963,97 @@ static void test_no_fd_leak(void) {
 
 /* ---- forwards ---- */
 
+/* SOCKS forwards: what their config may hold, and the password a forward
+ * bound beyond loopback must have. */
+static void test_socks_forward_config(void) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_forward_config f;
+  natter_forward *fw = NULL;
+  natter_client *c = NULL;
+  char err[300], path[] = "/tmp/natter-test-socks-auth.XXXXXX", spec[64];
+  int fd;
+
+  client_config(&cfg, "alice", "127.0.0.1:9");
+  CHECK(natter_client_new(&c, base, &cfg) == 0);
+  if (!c) {
+    event_base_free(base);
+    return;
+  }
+  natter_forward_config_default(&f);
+  CHECK(f.kind == NATTER_FORWARD_TCP && f.socks_auth_file == NULL);
+  f.kind = NATTER_FORWARD_SOCKS;
+  f.peer = "bob";
+  f.local_port = free_tcp_port();
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  CHECK(fw != NULL && natter_forward_local_port(fw) == f.local_port);
+  natter_forward_remove(fw);
+
+  /* The client names the target: the forward names none. */
+  f.port = 22;
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  f.host = "nas.lan";
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "no target host or command");
+  f.host = NULL;
+  f.local_port = 0;
+  f.in_fd = f.out_fd = 0;
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  f.in_fd = f.out_fd = -1;
+  f.local_port = free_tcp_port();
+
+  /* Beyond loopback: a password, from a file only its owner reads. */
+  f.bind = "0.0.0.0";
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "must require a password");
+  f.bind = "127.0.0.2"; /* loopback still: no password needed */
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  f.bind = "0.0.0.0";
+  fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK(write(fd, "sam:pw\n", 7) == 7);
+  close(fd);
+  f.socks_auth_file = path;
+  CHECK(chmod(path, 0640) == 0);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "chmod 600");
+  CHECK(chmod(path, 0600) == 0);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  unlink(path);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "does not exist");
+  f.socks_auth_file = NULL;
+  f.bind = NULL;
+
+  /* A V1 caller's struct has no kind: its forwards are TCP, whatever
+   * lies past its end. */
+  f.port = 0;
+  CHECK(natter_client_add_forward_versioned(c, NATTER_FORWARD_CONFIG_V1, &f,
+                                            &fw, err,
+                                            sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "target port");
+
+  /* The same from specs. */
+  snprintf(spec, sizeof(spec), "socks:%u:bob", free_tcp_port());
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        0);
+  natter_forward_remove(fw);
+  snprintf(spec, sizeof(spec), "socks:0.0.0.0:%u:bob", free_tcp_port());
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        NATTER_ERR_SPEC);
+  CHECK_STR_CONTAINS(err, "must require a password");
+  natter_client_free(c);
+  event_base_free(base);
+}
+
 static void test_forward_bad_arguments(void) {
   struct event_base *base = event_base_new();
   natter_client_config cfg;
@@ -1500,6 +1592,7 @@ int main(void) {
       {"broker_and_client_getters", test_broker_and_client_getters},
       {"no_fd_leak", test_no_fd_leak},
       {"forward_bad_arguments", test_forward_bad_arguments},
+      {"socks_forward_config", test_socks_forward_config},
       {"forward_spec_bad_arguments", test_forward_spec_bad_arguments},
       {"forward_addr_in_use", test_forward_addr_in_use},
       {"free_after_fatal_name_taken", test_free_after_fatal_name_taken},

@@ -127,6 +127,32 @@ static void test_command(void) {
   CHECK(s.is_command == 1);
 }
 
+static void test_socks(void) {
+  nt_spec s = parse_ok("socks:1080:bob");
+  CHECK(s.kind == NT_SPEC_SOCKS);
+  CHECK(s.local_port == 1080);
+  CHECK(strcmp(s.peer, "bob") == 0);
+  CHECK(s.host[0] == '\0' && s.port == 0 && !s.is_command);
+  s = parse_ok("socks:0.0.0.0:1080:bob");
+  CHECK(s.kind == NT_SPEC_SOCKS && s.local_port == 1080);
+  CHECK(strcmp(s.host, "0.0.0.0") == 0);
+  s = parse_ok("socks:[::1]:1080:b.o-b_1");
+  CHECK(strcmp(s.host, "::1") == 0);
+  CHECK(strcmp(s.peer, "b.o-b_1") == 0);
+  CHECK(parse_ok("8022:bob:22").kind == NT_SPEC_TCP);
+  parse_bad("socks:", "expected socks:[BIND:]LOCALPORT:PEER");
+  parse_bad("socks:1080", "expected socks:[BIND:]LOCALPORT:PEER");
+  parse_bad("socks:1080:", "peer name is empty");
+  parse_bad("socks::bob", "local port is missing");
+  parse_bad("socks:0:bob", "local port \"0\" is not a number");
+  parse_bad("socks:1080:bob:22", "local port \"bob\" is not a number");
+  parse_bad("socks:host.lan:1080:bob", "bind address \"host.lan\"");
+  parse_bad("socks:::1:1080:bob", "bind address");
+  parse_bad("socks:[::1:1080:bob", "bind address");
+  parse_bad("socks:[]:1080:bob", "bind address");
+  parse_bad("socks:1.2.3.4.5:1080:bob", "bind address");
+}
+
 static void test_limits_accepted(void) {
   char text[NT_HOST_MAX + 64];
   char peer[NT_NAME_MAX + 1];
@@ -413,6 +439,7 @@ static const nt_test_case cases[] = {
     {"name_host", test_name_host},
     {"stdio", test_stdio},
     {"command", test_command},
+    {"socks", test_socks},
     {"limits_accepted", test_limits_accepted},
     {"missing_parts", test_missing_parts},
     {"bad_local_port", test_bad_local_port},

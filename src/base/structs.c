@@ -56,6 +56,8 @@ size_t nt_forward_config_len(int version) {
     return FIELD_END(natter_forward_config, argv);
   case NATTER_FORWARD_CONFIG_V2:
     return FIELD_END(natter_forward_config, kind);
+  case NATTER_FORWARD_CONFIG_V3:
+    return FIELD_END(natter_forward_config, socks_auth_file);
   default:
     return 0;
   }

@@ -230,6 +230,9 @@ struct natter_broker {
    * and introductions a listener's peer rules refused. */
   uint64_t refused_connections[3];
   uint64_t refused_new_names, refused_checks, refused_introductions;
+  /* "cannot bind: the name registry is unavailable" lines, while a shared
+   * registry's database is away (it logs the outage itself). */
+  nt_log_gate registry_down_gate;
 };
 
 /* ---- client_session.c: one connected client ---- */

@@ -160,6 +160,17 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
                          "name is bound to another key at this broker");
     return;
   }
+  if (strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    /* A shared registry's database is away: it logged that once, and a
+     * flood of new names must not flood the log. */
+    unsigned held;
+    if (nt_log_gate_pass(&b->registry_down_gate, nt_monotonic_ns(), &held)) {
+      nt_error(&b->log, "registry: cannot bind \"%s\": %s%s", name, err,
+               held ? " (and more like it)" : "");
+    }
+    send_check_in_result(c, NT_CODE_INTERNAL, NT_REGISTRY_UNAVAILABLE);
+    return;
+  }
   nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
   send_check_in_result(c, NT_CODE_INTERNAL,
                        strstr(err, "registry is full")
@@ -403,6 +414,7 @@ static void finish_check_in(bclient *c, const uint8_t *key,
   }
   c->listen = in->listen;
   c->no_relay = in->no_relay;
+  nt_registry_presence(b->registry, c->name, key, (int64_t)time(NULL), 1);
   checked_in(c, key, c->listen ? ", listening" : "");
 }
 
@@ -859,6 +871,7 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
   if (c->checked_in && !c->diagnostic) {
     char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
+    nt_registry_presence(b->registry, c->name, NULL, 0, 0);
     /* Idle time counts from leaving. */
     if (nt_registry_touch(b->registry, c->name, (int64_t)time(NULL), err,
                           sizeof(err)) != 0) {

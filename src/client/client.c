@@ -642,7 +642,11 @@ int natter_client_add_forward_spec(natter_client *c, const char *text,
   cfg.host = spec.host;
   cfg.port = spec.port;
   cfg.argv = spec.is_command ? argv : NULL;
-  if (spec.kind == NT_SPEC_UDP) {
+  if (spec.kind == NT_SPEC_SOCKS) {
+    cfg.kind = NATTER_FORWARD_SOCKS;
+    cfg.bind = spec.host[0] ? spec.host : NULL;
+    cfg.host = NULL;
+  } else if (spec.kind == NT_SPEC_UDP) {
     cfg.kind = NATTER_FORWARD_UDP;
   }
   if (spec.local_port == 0) {

@@ -15,6 +15,7 @@
 #include "quic/endpoint.h" /* nt_monotonic_ns */
 #include "codec/spec.h"
 #include "base/structs.h"
+#include "client/socks_forward.h"
 #include "client/udp.h"
 
 struct natter_forward {
@@ -28,6 +29,7 @@ struct natter_forward {
   struct evconnlistener *listener; /* NULL for an fd session */
   struct event *accept_retry;      /* re-enables it after running out of fds */
   nt_log_gate accept_logged;       /* accept failures: a line a second */
+  nt_socks_server *socks; /* a SOCKS forward: its clients name targets */
   nt_udp_forward *udp;             /* a UDP forward's socket and flows */
   natter_forward_stats stats;
   TAILQ_ENTRY(natter_forward) link;
@@ -57,7 +59,7 @@ static void tunnel_gone(nt_tunnel *t, void *ud) {
 }
 
 static const nt_tunnel_callbacks forward_tunnel_callbacks = {tunnel_event,
-                                                             tunnel_gone};
+                                                             tunnel_gone, NULL};
 
 static void start_connection(nt_forward *f, int in_fd, int out_fd) {
   const nt_forward_env *env = f->env;
@@ -97,7 +99,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
   (void)l;
   (void)sa;
   (void)salen;
-  start_connection(arg, fd, fd);
+  nt_forward *f = arg;
+  if (f->socks) {
+    nt_socks_server_accept(f->socks, fd);
+    return;
+  }
+  start_connection(f, fd, fd);
 }
 
 /* How long the listener rests after accept() ran out of descriptors or
@@ -154,6 +161,7 @@ static void forward_free(nt_forward *f) {
   if (f->listener) {
     evconnlistener_free(f->listener);
   }
+  nt_socks_server_free(f->socks);
   if (f->argv) {
     for (size_t i = 0; f->argv[i]; i++) {
       free(f->argv[i]);
@@ -203,7 +211,10 @@ static void udp_event(natter_event_type type, int error, int quiet,
 static const nt_udp_forward_callbacks forward_udp_callbacks = {udp_event};
 
 static void describe_target(const nt_forward *f, char *out, size_t outlen) {
-  if (f->udp) {
+  if (f->socks) {
+    snprintf(out, outlen, "%s (SOCKS: each connection names its target)",
+             f->peer);
+  } else if (f->udp) {
     snprintf(out, outlen, strchr(f->host, ':') ? "udp:%s:[%.60s]:%u"
                           : f->host[0]        ? "udp:%s:%.60s:%u"
                                               : "udp:%s:%.0s%u",
@@ -234,21 +245,28 @@ int nt_forward_add(const nt_forward_env *env,
     snprintf(err, errlen, "%s cannot forward to itself", env->self_name);
     return NATTER_ERR_INVALID;
   }
-  if (!cfg->argv && cfg->port == 0) {
+  if (cfg->kind == NATTER_FORWARD_SOCKS) {
+    if (cfg->local_port == 0 || cfg->argv || (cfg->host && cfg->host[0])) {
+      snprintf(err, errlen,
+               "a SOCKS forward needs a local port, and no target host or "
+               "command: its clients name their targets");
+      return NATTER_ERR_INVALID;
+    }
+  } else if (cfg->kind == NATTER_FORWARD_UDP) {
+    if (cfg->argv || !cfg->local_port || cfg->port == 0) {
+      snprintf(err, errlen, "a UDP forward needs a local port and a target "
+                            "port, not a command or stdin/stdout");
+      return NATTER_ERR_INVALID;
+    }
+  } else if (cfg->kind != NATTER_FORWARD_TCP) {
+    snprintf(err, errlen, "forward kind %d is not supported", cfg->kind);
+    return NATTER_ERR_INVALID;
+  } else if (!cfg->argv && cfg->port == 0) {
     snprintf(err, errlen, "target port must be 1..65535");
     return NATTER_ERR_INVALID;
   }
   if (cfg->host && strlen(cfg->host) > NT_HOST_MAX) {
     snprintf(err, errlen, "target host name too long");
-    return NATTER_ERR_INVALID;
-  }
-  if (cfg->kind == NATTER_FORWARD_UDP && (cfg->argv || !cfg->local_port)) {
-    snprintf(err, errlen, "a UDP forward needs a local port and a target "
-                          "port, not a command or stdin/stdout");
-    return NATTER_ERR_INVALID;
-  }
-  if (cfg->kind != NATTER_FORWARD_TCP && cfg->kind != NATTER_FORWARD_UDP) {
-    snprintf(err, errlen, "unknown forward kind %d", cfg->kind);
     return NATTER_ERR_INVALID;
   }
   if (cfg->local_port == 0 && (cfg->in_fd < 0 || cfg->out_fd < 0)) {
@@ -300,6 +318,27 @@ int nt_forward_add(const nt_forward_env *env,
         *pforward = f;
       }
       return 0;
+    }
+    if (cfg->kind == NATTER_FORWARD_SOCKS) {
+      nt_socks_server_env senv = {
+          .base = env->base,
+          .log = env->log,
+          .peers = env->peers,
+          .tunnels = env->tunnels,
+          .peer = f->peer,
+          .local_port = f->local_port,
+          .stats = &f->stats,
+          .callbacks = &forward_tunnel_callbacks,
+          .user_data = f,
+      };
+      rv = nt_socks_server_new(&f->socks, &senv, cfg->socks_auth_file,
+                               nt_addr_is_loopback((struct sockaddr *)&bind.ss),
+                               err, errlen);
+      if (rv != 0) {
+        forward_free(f);
+        return rv;
+      }
+      describe_target(f, target, sizeof(target));
     }
     f->listener = evconnlistener_new_bind(
         env->base, accept_cb, f,

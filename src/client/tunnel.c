@@ -944,6 +944,10 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
     tunnel_end(t, 1);
     return;
   }
+  if (t->target.callbacks && t->target.callbacks->answer) {
+    t->target.callbacks->answer(t, nt_open_result_code(body, len),
+                                t->target.user_data);
+  }
   if (err != 0) {
     report(t, NATTER_EVENT_FORWARD_FAILED, err, "%s",
            why[0] ? why : natter_strerror(err));

@@ -40,6 +40,10 @@ typedef struct nt_tunnel_callbacks {
                 int exit_status, const char *message, void *user_data);
   /* The tunnel is about to be freed. */
   void (*gone)(nt_tunnel *t, void *user_data);
+  /* May be NULL. The listener's answer, its StreamOpenResult code
+   * (nt_open_code, or one newer than this version), just before the
+   * OPENED or FAILED event it brings. */
+  void (*answer)(nt_tunnel *t, int code, void *user_data);
 } nt_tunnel_callbacks;
 
 /* What an opener carries, and to where. Strings are copied. */

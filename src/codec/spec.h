@@ -34,6 +34,9 @@ typedef struct nt_spec {
  *   LOCALPORT:PEER: , :PEER:     a command (given separately) runs on PEER
  *   udp:LOCALPORT:PEER[:HOST]:PORT  UDP datagrams (a local port, no
  *                                command)
+ *   socks:LOCALPORT:PEER         a SOCKS5 server on 127.0.0.1:LOCALPORT
+ *   socks:BIND:LOCALPORT:PEER    ... on BIND (IPv4, or [IPv6]), kept in
+ *                                |host|; |port| stays 0
  * Returns 0, or -1 with a one-line reason in |err| (always NUL-terminated)
  * that names the offending part and shows the expected form. */
 int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen);

@@ -121,9 +121,25 @@ static int code_error(Natter__Code code) {
     return NATTER_ERR_TIMEOUT;
   case NATTER__CODE__PEER_NOT_LISTENING:
     return NATTER_ERR_PEER_NOT_LISTENING;
+  case NATTER__CODE__NAME_NOT_FOUND:
+    return NATTER_ERR_RESOLVE;
+  case NATTER__CODE__NETWORK_UNREACHABLE:
+    return NATTER_ERR_UNREACHABLE;
   default:
     return NATTER_ERR_PROTOCOL;
   }
+}
+
+int nt_open_result_code(const uint8_t *body, size_t len) {
+  Natter__StreamOpenResult *res =
+      natter__stream_open_result__unpack(NULL, len, body);
+  int code;
+  if (!res) {
+    return -1;
+  }
+  code = (int)res->code;
+  natter__stream_open_result__free_unpacked(res, NULL);
+  return code < 0 ? -1 : code;
 }
 
 int nt_open_result_decode(const uint8_t *body, size_t len, int *error,

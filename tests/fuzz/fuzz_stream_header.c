@@ -52,5 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
     }
   }
+  /* A raw code comes only from an answer that decodes. */
+  if (nt_open_result_code(data, size) >= 0 &&
+      nt_open_result_decode(data, size, &err, msg, sizeof(msg)) != 0) {
+    abort();
+  }
   return 0;
 }
