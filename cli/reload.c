@@ -46,6 +46,8 @@ static int reload_rules(cli *app, const cli_config *nf) {
       rules.nallow_command ? (const char *const *)rules.allow_command : NULL;
   cfg.allow_peers =
       rules.nallow_peer ? (const char *const *)rules.allow_peer : NULL;
+  cfg.allow_udp =
+      rules.nallow_udp ? (const char *const *)rules.allow_udp : NULL;
   if (natter_client_set_access(app->client, &cfg, err, sizeof(err)) != 0) {
     char msg[700];
     snprintf(msg, sizeof(msg), "%s: %s", app->config_path, err);

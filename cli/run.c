@@ -197,6 +197,13 @@ int run_client(cli *app, const cli_config *o, natter_log_level level,
   if (o->max_streams_set) {
     cfg.max_streams = (uint32_t)o->max_streams;
   }
+  cfg.allow_udp = o->nallow_udp ? (const char *const *)o->allow_udp : NULL;
+  if (o->udp_idle_timeout_s_set) {
+    cfg.udp_idle_timeout_s = (uint32_t)o->udp_idle_timeout_s;
+  }
+  if (o->max_udp_flows_set) {
+    cfg.max_udp_flows = (uint32_t)o->max_udp_flows;
+  }
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
   if (nstdio && !level_given) {

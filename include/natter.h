@@ -406,11 +406,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
 #define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
+#define NATTER_CLIENT_CONFIG_V6 6 /* allow_udp .. max_udp_flows */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V6 6
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
+#define NATTER_CLIENT_CONFIG_V7 7
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #endif
 
 typedef struct natter_client_config {
@@ -477,6 +478,16 @@ typedef struct natter_client_config {
   int no_portmap; /* nonzero: never ask the default gateway to map our
                      UDP port (PCP, NAT-PMP); default 0: ask, and offer
                      a mapping to peers as a public address */
+  /* V6: UDP forwarding (NATTER_FORWARD_UDP). */
+  const char *const *allow_udp; /* NULL-terminated UDP targets a listener
+                                   accepts, the grammar of |allow| (maybe
+                                   scoped "PEER=RULE"); NULL: none at
+                                   all, not even the loopback */
+  uint32_t udp_idle_timeout_s;  /* a UDP flow with no datagram either way
+                                   for this long ends; default 60 */
+  uint32_t max_udp_flows;       /* UDP flows (local sources) one peer may
+                                   have open at once, each side; more are
+                                   dropped and logged; default 64 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -762,7 +773,8 @@ NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
 NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
 #define NATTER_FORWARD_STATS_V1 1
-#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V1
+#define NATTER_FORWARD_STATS_V2 2 /* datagrams_* */
+#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V2
 
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */
@@ -770,6 +782,12 @@ typedef struct natter_forward_stats {
   uint64_t failures;    /* connections that failed */
   uint64_t bytes_sent;  /* local -> peer */
   uint64_t bytes_received; /* peer -> local */
+  /* V2: a UDP forward's datagrams (connections count its flows); 0 for
+     TCP */
+  uint64_t datagrams_sent;     /* local -> peer */
+  uint64_t datagrams_received; /* peer -> local */
+  uint64_t datagrams_dropped;  /* larger than the path allows, queue full,
+                                  flow refused or over the flow limit */
 } natter_forward_stats;
 
 /* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |forward|:

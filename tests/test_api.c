@@ -457,12 +457,19 @@ static void test_config_defaults(void) {
   CHECK(c.allow_peers == NULL && c.token == NULL && c.token_file == NULL);
   CHECK(c.known_brokers == NULL);
   CHECK(c.max_commands == 32 && c.max_commands_per_peer == 8);
+  CHECK(c.allow_udp == NULL && c.udp_idle_timeout_s == 60 &&
+        c.max_udp_flows == 64);
 
   memset(&f, 0xa5, sizeof(f));
   natter_forward_config_default(&f);
   CHECK(f.peer == NULL && f.local_port == 0 && f.bind == NULL);
   CHECK(f.in_fd == -1 && f.out_fd == -1 && f.err_fd == 2);
   CHECK(f.host == NULL && f.port == 0 && f.argv == NULL);
+  CHECK(f.kind == NATTER_FORWARD_TCP);
+  /* A V1 caller's struct ends at argv: nothing is written past it. */
+  memset(&f, 0xa5, sizeof(f));
+  natter_forward_config_default_versioned(NATTER_FORWARD_CONFIG_V1, &f);
+  CHECK(f.argv == NULL && f.kind == (int)0xa5a5a5a5);
 }
 
 /* ---- broker ---- */
@@ -1295,6 +1302,27 @@ static void test_forward_addr_in_use(void) {
   CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
         NATTER_ERR_ADDR_IN_USE);
   CHECK(fw2 == NULL);
+  /* A UDP forward on the same number is another socket (UDP), and a
+   * second one on it is in use; a UDP forward takes no command and needs
+   * a local port; an unknown kind is refused. */
+  natter_forward *ufw = NULL;
+  f.kind = NATTER_FORWARD_UDP;
+  CHECK(natter_client_add_forward(c, &f, &ufw, err, sizeof(err)) == 0);
+  CHECK(ufw != NULL && natter_forward_local_port(ufw) == f.local_port);
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_ADDR_IN_USE);
+  static const char *const argv[] = {"cat", NULL};
+  f.argv = argv;
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  f.argv = NULL;
+  f.kind = 7;
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  natter_forward_stats st;
+  CHECK(natter_forward_get_stats(ufw, &st) == 0);
+  CHECK(st.datagrams_sent == 0 && st.datagrams_dropped == 0);
+  natter_forward_remove(ufw);
   natter_forward_remove(fw);
   natter_client_free(c);
   event_base_free(base);

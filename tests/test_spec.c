@@ -48,6 +48,20 @@ static void test_local_peer_port(void) {
   CHECK(s.is_command == 0);
 }
 
+static void test_udp(void) {
+  nt_spec s = parse_ok("udp:5353:bob:53");
+  CHECK(s.kind == NT_SPEC_UDP && s.local_port == 5353 && s.port == 53);
+  CHECK(strcmp(s.peer, "bob") == 0 && s.host[0] == '\0');
+  s = parse_ok("udp:5353:bob:[::1]:53");
+  CHECK(s.kind == NT_SPEC_UDP && strcmp(s.host, "::1") == 0);
+  CHECK(parse_ok("8022:bob:22").kind == NT_SPEC_TCP);
+  parse_bad("udp::bob:53", "needs a local port");
+  parse_bad("udp:5353:bob:", "needs a local port");
+  parse_bad("udp:5353:bob:x", "udp:5353:bob:x");
+  parse_bad("udp:5353", "udp:5353");
+  parse_bad("UDP:5353:bob:53", "local port");
+}
+
 static void test_ipv4_host(void) {
   nt_spec s = parse_ok("8022:bob:10.0.1.1:22");
   CHECK(s.local_port == 8022);
@@ -420,6 +434,7 @@ static void test_port_parse(void) {
 static const nt_test_case cases[] = {
     {"local_peer_port", test_local_peer_port},
     {"ipv4_host", test_ipv4_host},
+    {"udp", test_udp},
     {"ipv6_host", test_ipv6_host},
     {"name_host", test_name_host},
     {"stdio", test_stdio},

@@ -739,7 +739,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
-    broker_established, broker_closed, NULL, NULL, NULL, NULL};
+    broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
 
 void nt_broker_session_connect(natter_client *c) {
   const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;

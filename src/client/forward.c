@@ -16,6 +16,7 @@
 #include "codec/spec.h"
 #include "base/structs.h"
 #include "client/socks_forward.h"
+#include "client/udp.h"
 
 struct natter_forward {
   const nt_forward_env *env;
@@ -29,6 +30,7 @@ struct natter_forward {
   struct event *accept_retry;      /* re-enables it after running out of fds */
   nt_log_gate accept_logged;       /* accept failures: a line a second */
   nt_socks_server *socks; /* a SOCKS forward: its clients name targets */
+  nt_udp_forward *udp;             /* a UDP forward's socket and flows */
   natter_forward_stats stats;
   TAILQ_ENTRY(natter_forward) link;
 };
@@ -152,6 +154,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg) {
 }
 
 static void forward_free(nt_forward *f) {
+  nt_udp_forward_free(f->udp);
   if (f->accept_retry) {
     event_free(f->accept_retry);
   }
@@ -195,10 +198,27 @@ static int copy_argv(nt_forward *f, const char *const *argv, char *err,
   return 0;
 }
 
+static void udp_event(natter_event_type type, int error, int quiet,
+                      const char *message, void *ud) {
+  nt_forward *f = ud;
+  if (type == NATTER_EVENT_FORWARD_FAILED) {
+    f->stats.failures++;
+  }
+  f->env->callbacks->event(f, type, error, quiet, f->peer, -1, message,
+                           f->env->user_data);
+}
+
+static const nt_udp_forward_callbacks forward_udp_callbacks = {udp_event};
+
 static void describe_target(const nt_forward *f, char *out, size_t outlen) {
   if (f->socks) {
     snprintf(out, outlen, "%s (SOCKS: each connection names its target)",
              f->peer);
+  } else if (f->udp) {
+    snprintf(out, outlen, strchr(f->host, ':') ? "udp:%s:[%.60s]:%u"
+                          : f->host[0]        ? "udp:%s:%.60s:%u"
+                                              : "udp:%s:%.0s%u",
+             f->peer, f->host, f->port);
   } else if (f->argv) {
     snprintf(out, outlen, "%s: %.60s%s", f->peer, f->argv[0],
              f->argv[1] ? " ..." : "");
@@ -230,6 +250,12 @@ int nt_forward_add(const nt_forward_env *env,
       snprintf(err, errlen,
                "a SOCKS forward needs a local port, and no target host or "
                "command: its clients name their targets");
+      return NATTER_ERR_INVALID;
+    }
+  } else if (cfg->kind == NATTER_FORWARD_UDP) {
+    if (cfg->argv || !cfg->local_port || cfg->port == 0) {
+      snprintf(err, errlen, "a UDP forward needs a local port and a target "
+                            "port, not a command or stdin/stdout");
       return NATTER_ERR_INVALID;
     }
   } else if (cfg->kind != NATTER_FORWARD_TCP) {
@@ -275,6 +301,23 @@ int nt_forward_add(const nt_forward_env *env,
       snprintf(err, errlen, "bad bind address: %s", addrerr);
       forward_free(f);
       return NATTER_ERR_INVALID;
+    }
+    if (cfg->kind == NATTER_FORWARD_UDP) {
+      rv = nt_udp_forward_new(&f->udp, env->udp, &bind, f->peer, f->host,
+                              f->port, &f->stats, &forward_udp_callbacks, f,
+                              err, errlen);
+      if (rv != 0) {
+        forward_free(f);
+        return rv;
+      }
+      describe_target(f, target, sizeof(target));
+      nt_info(env->log, "forwarding UDP %s:%u -> %s", host, cfg->local_port,
+              target);
+      TAILQ_INSERT_HEAD(env->all, f, link);
+      if (pforward) {
+        *pforward = f;
+      }
+      return 0;
     }
     if (cfg->kind == NATTER_FORWARD_SOCKS) {
       nt_socks_server_env senv = {
@@ -336,6 +379,19 @@ void natter_forward_remove(natter_forward *f) {
   forward_free(f);
 }
 
+/* The forward's stats, with a UDP forward's datagram counts. */
+static natter_forward_stats current_stats(const nt_forward *f) {
+  natter_forward_stats s = f->stats;
+  if (f->udp) {
+    nt_udp_counts c;
+    nt_udp_forward_counts(f->udp, &c);
+    s.datagrams_sent = c.sent;
+    s.datagrams_received = c.received;
+    s.datagrams_dropped = c.dropped_too_big + c.dropped_full;
+  }
+  return s;
+}
+
 int natter_forward_get_stats_versioned(const natter_forward *f,
                                        int stats_version,
                                        natter_forward_stats *out) {
@@ -345,7 +401,7 @@ int natter_forward_get_stats_versioned(const natter_forward *f,
     return NATTER_ERR_INVALID;
   }
   if (f) {
-    stats = f->stats;
+    stats = current_stats(f);
   } else {
     memset(&stats, 0, sizeof(stats));
   }
@@ -380,5 +436,5 @@ void nt_forward_describe(const nt_forward *f, natter_forward_info *info,
   info->peer = f->peer;
   info->target = target;
   info->local_port = f->local_port;
-  info->stats = f->stats;
+  info->stats = current_stats(f);
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "client/child.h"
+#include "client/udp.h"
 #include "codec/cmdframe.h"
 #include "codec/stream_header.h"
 #include "codec/wire.h"
@@ -903,6 +904,17 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
   if (!t->env->listen) {
     nt_open_request_clear(&req);
     refuse(t, NT_OPEN_NOT_LISTENING, "not listening");
+    return;
+  }
+  if (req.udp) {
+    /* A UDP flow (udp.h): its stream is the flow's from here on. */
+    nt_stream *s = t->stream;
+    t->stream = NULL;
+    drop_reader(t);
+    nt_udp_accept(t->env->udp, t->peer, t->have_peer_key ? t->peer_key : NULL,
+                  s, &req);
+    nt_open_request_clear(&req);
+    tunnel_end(t, 0);
     return;
   }
   if (req.argv) {

@@ -29,6 +29,7 @@ typedef struct nt_tunnel_env {
    * A StreamOpen beyond them is refused (DENIED) and logged. */
   uint32_t max_commands, max_commands_per_peer;
   struct nt_tunnel_list *all; /* every live tunnel, kept by the tunnels */
+  struct nt_udp *udp;         /* takes the streams that open UDP flows */
 } nt_tunnel_env;
 
 /* What an opener's tunnel tells its owner. */

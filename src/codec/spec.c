@@ -367,31 +367,42 @@ int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen) {
     *spec = parsed;
     return 0;
   }
+  const char *whole = text; /* for messages */
+  if (strncmp(text, "udp:", 4) == 0) {
+    parsed.kind = NT_SPEC_UDP;
+    text += 4;
+  }
 
   peer = strchr(text, ':');
   if (peer == NULL) {
-    return fail(err, errlen, text, "expected " SPEC_FORM);
+    return fail(err, errlen, whole, "expected " SPEC_FORM);
   }
   peer++;
   peer_end = strchr(peer, ':');
   if (peer_end == NULL) {
-    return fail(err, errlen, text, "expected " SPEC_FORM);
+    return fail(err, errlen, whole, "expected " SPEC_FORM);
   }
 
   /* An empty local port means stdin/stdout, as with ssh -W. */
   if (peer - 1 != text &&
       parse_port("local port", text, (size_t)(peer - 1 - text),
-                 &parsed.local_port, text, err, errlen) != 0) {
+                 &parsed.local_port, whole, err, errlen) != 0) {
     return -1;
   }
-  if (parse_peer(&parsed, peer, (size_t)(peer_end - peer), text, err, errlen) !=
-      0) {
+  if (parse_peer(&parsed, peer, (size_t)(peer_end - peer), whole, err,
+                 errlen) != 0) {
     return -1;
   }
   if (peer_end[1] == '\0') {
     parsed.is_command = 1;
-  } else if (parse_target(&parsed, peer_end + 1, text, err, errlen) != 0) {
+  } else if (parse_target(&parsed, peer_end + 1, whole, err, errlen) != 0) {
     return -1;
+  }
+  if (parsed.kind == NT_SPEC_UDP &&
+      (parsed.is_command || parsed.local_port == 0)) {
+    return fail(err, errlen, whole,
+                "a UDP forward needs a local port and a target port; "
+                "expected udp:" SPEC_FORM);
   }
   *spec = parsed;
   return 0;

@@ -32,6 +32,8 @@ typedef struct nt_spec {
  *   LOCALPORT:PEER:HOST:PORT     8022:bob:10.0.1.1:22, 8022:bob:[::1]:22
  *   :PEER:PORT, :PEER:HOST:PORT  stdin/stdout instead of a local port
  *   LOCALPORT:PEER: , :PEER:     a command (given separately) runs on PEER
+ *   udp:LOCALPORT:PEER[:HOST]:PORT  UDP datagrams (a local port, no
+ *                                command)
  *   socks:LOCALPORT:PEER         a SOCKS5 server on 127.0.0.1:LOCALPORT
  *   socks:BIND:LOCALPORT:PEER    ... on BIND (IPv4, or [IPv6]), kept in
  *                                |host|; |port| stays 0

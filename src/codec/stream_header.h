@@ -36,6 +36,9 @@ typedef struct nt_open_request {
   uint16_t port;              /* 1..65535 unless a command */
   char **argv;                /* NULL-terminated command, or NULL; owned */
   size_t argc;                /* 1..NT_OPEN_MAX_ARGV for a command */
+  int udp;                    /* a UDP flow to host:port (never with argv):
+                                 its datagrams travel in QUIC DATAGRAM
+                                 frames (dgram.h) */
 } nt_open_request;
 
 /* Encodes a StreamOpen for host:port (|argv| NULL) or for the command
@@ -43,6 +46,11 @@ typedef struct nt_open_request {
  * Returns its size, or 0 when it does not fit in one message. */
 size_t nt_open_request_encode(uint8_t *out, const char *host, uint16_t port,
                               char *const *argv);
+
+/* Encodes a StreamOpen for a UDP flow to |host|:|port| ("" : the
+ * loopback) the same way. */
+size_t nt_open_request_encode_udp(uint8_t *out, const char *host,
+                                  uint16_t port);
 
 /* Decodes a StreamOpen body. Bounds: host printable ASCII of at most
  * NT_HOST_MAX bytes; port 1..65535 unless a command; at most
