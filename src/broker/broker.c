@@ -487,6 +487,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   b->map_fd = -1;
   b->base = base;
   b->started_ns = nt_monotonic_ns();
+  nt_intro_log_init(&b->intro_log);
   TAILQ_INIT(&b->clients);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;

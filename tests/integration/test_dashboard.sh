@@ -99,6 +99,18 @@ assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
 assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]
 fps = sorted(c["fingerprint"] for c in b["status"]["client_list"])
 assert sorted(u["fingerprint"] for u in b["relay_use"]) == fps, b["relay_use"]
+# The introductions, newest first: alice's to bob (a relay channel for
+# the pair, which carried nothing: alice's path is direct), eve's refused.
+il = b["introduction_log"]
+assert il["capacity"] == 64 and len(il["entries"]) >= 2, il
+ab = [e for e in il["entries"] if (e["requester"], e["listener"]) == ("alice", "bob")]
+assert ab and all(e["outcome"] == "introduced" for e in ab), il
+assert ab[-1]["relay"] == "open" and ab[-1]["path"] == "direct or predicted", ab
+eb = [e for e in il["entries"] if (e["requester"], e["listener"]) == ("eve", "bob")]
+assert eb and all(e["outcome"] == "refused" and e["path"] == "" and
+                  e["relay"] == "none" for e in eb), il
+ts = [e["unix_ms"] for e in il["entries"]]
+assert ts == sorted(ts, reverse=True), ts
 PY
 
 command -v chromium >/dev/null || {
@@ -139,6 +151,9 @@ dom_has broker 'data-updates="[1-9]' 'update from dashboard.json'
 dom_has broker '<td data-name="alice"' 'row of alice'
 dom_has broker '<td data-name="bob"' 'row of bob'
 dom_has broker '<td data-limit="peer_rules">[^<]*</td><td[^>]*>[1-9]' 'refusal by peer rules'
+dom_has broker '<td data-requester="alice">alice</td><td data-listener="bob">bob</td><td data-outcome="introduced">introduced</td><td data-relay="open">open</td><td data-path="direct or predicted">' 'introduction of alice to bob, its relay channel and path'
+dom_has broker '<td data-requester="eve">eve</td><td data-listener="bob">bob</td><td data-outcome="refused">refused</td><td data-relay="none">none</td><td data-path="-">' "eve's refused request"
+dom_has broker '<p class="footnote" id="path-note">The broker does not see' 'footnote on the path'
 n=$(points broker count)
 ((${n:-0} >= 2)) || fail "broker's clients chart has ${n:-no} points, want 2 or more"
 
