@@ -278,13 +278,21 @@ static void broker_dashboard_json(struct evbuffer *out, void *ud) {
       (unsigned long long)b->refused_introductions,
       (unsigned long long)rs.refused, (unsigned long long)rs.dropped_rate);
   /* The registry as far as the loop knows it without asking the backend
-   * (its size would be a query: not on every poll). */
+   * on every poll: its size is a count the registry keeps
+   * (nt_registry_names; null until the first count came). */
+  size_t names = 0;
+  int names_known = b->registry && nt_registry_names(b->registry, &names) == 0;
   evbuffer_add_printf(out,
                       ",\"registry\":{\"backend\":\"%s\",\"queued\":%zu,"
-                      "\"touches_unwritten\":%zu}",
+                      "\"touches_unwritten\":%zu,\"names\":",
                       b->registry ? nt_registry_backend(b->registry) : "none",
                       b->registry ? nt_registry_outstanding(b->registry) : 0,
                       b->registry ? nt_registry_pending(b->registry) : 0);
+  if (names_known) {
+    evbuffer_add_printf(out, "%zu}", names);
+  } else {
+    evbuffer_add_printf(out, "null}");
+  }
 }
 
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {

@@ -94,6 +94,8 @@ assert len(a["history"]) >= 2 and a["history"][-1][4] == 1, a["history"]
 assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob", "eve"], b
 assert b["history"][-1][4] == 3, b["history"]
 assert b["registry"]["backend"] == "sqlite", b["registry"]
+# The count the registry keeps: alice, bob and eve bound their names.
+assert b["registry"]["names"] >= 3, b["registry"]
 assert b["refusals"]["peer_rules"] >= 1 and b["refusals"]["broker_full"] == 0, b["refusals"]
 assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
 assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]
@@ -154,6 +156,9 @@ dom_has broker '<td data-limit="peer_rules">[^<]*</td><td[^>]*>[1-9]' 'refusal b
 dom_has broker '<td data-requester="alice">alice</td><td data-listener="bob">bob</td><td data-outcome="introduced">introduced</td><td data-relay="open">open</td><td data-path="direct or predicted">' 'introduction of alice to bob, its relay channel and path'
 dom_has broker '<td data-requester="eve">eve</td><td data-listener="bob">bob</td><td data-outcome="refused">refused</td><td data-relay="none">none</td><td data-path="-">' "eve's refused request"
 dom_has broker '<p class="footnote" id="path-note">The broker does not see' 'footnote on the path'
+n=$(grep -Eo 'id="registry-names" data-names="[0-9]+"><div class="label">names bound</div><div class="value">[0-9]+<' "$WORK/broker.html" |
+  grep -Eo '[0-9]+<$' | tr -d '<')
+((${n:-0} >= 3)) || fail "broker's page: ${n:-no} names bound, want 3 or more"
 n=$(points broker count)
 ((${n:-0} >= 2)) || fail "broker's clients chart has ${n:-no} points, want 2 or more"
 

@@ -208,7 +208,11 @@
       card("sent", bytes(s.bytes_sent)),
       card("dropped datagrams", num(s.packets_dropped)),
       card("registry", str((doc.registry || {}).backend) + ", " +
-        num((doc.registry || {}).queued) + " queued")
+        num((doc.registry || {}).queued) + " queued"),
+      el("div", { "class": "card", id: "registry-names", "data-names": str((doc.registry || {}).names) }, [
+        el("div", { "class": "label" }, "names bound"),
+        el("div", { "class": "value" }, typeof (doc.registry || {}).names === "number" ? num(doc.registry.names) : "counting")
+      ])
     ]);
     drawCharts(doc, "Clients");
     var tables = document.getElementById("tables");
