@@ -1281,6 +1281,16 @@ static void test_pg_contract(void) {
   memset(&l, 0, sizeof(l));
   l.stop_after = 1;
   CHECK(list_now(reg, collect, &l, err) == 0 && l.n == 1);
+  /* The count of names: one count(*), then this registry's own
+   * changes. */
+  size_t n = 0;
+  CHECK(nt_registry_names(other, &n) == -1);
+  run_all(other);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 2);
+  CHECK(bind_now(other, "dave", k2, 900, err) == 0);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 3);
+  CHECK(release_now(other, "dave", err) == 0);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 2);
   /* A touch pending in this registry saves carol from expiry. */
   CHECK(nt_registry_touch(reg, "carol", 450, err, sizeof(err)) == 0);
   CHECK(expire_now(reg, 1000, 600, &removed, err) == 0 && removed == 0);
