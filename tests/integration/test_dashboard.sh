@@ -39,9 +39,12 @@ expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 100K
 assert_output_contains '^2 ok$'
 # eve is no peer of bob's: her request is refused (a refusal to count).
 efwd=$(free_port)
-start_client eve "$efwd:bob:$echo_port"
+nfwd=$(free_port)
+start_client eve "$efwd:bob:$echo_port" "$nfwd:nobody:$echo_port"
 expect_exit_nonzero "$TCPCHECK" echo-check "$efwd" --conns 1 --bytes 1K
 wait_log broker "bob's peer rules do not admit eve"
+# ... and nobody is no client at all.
+expect_exit_nonzero "$TCPCHECK" echo-check "$nfwd" --conns 1 --bytes 1K
 
 # ---- headers, with curl -------------------------------------------------
 # headers PORT PATH TYPE: GET it, check the status line and the headers.
@@ -111,6 +114,8 @@ assert ab[-1]["relay"] == "open" and ab[-1]["path"] == "direct or predicted", ab
 eb = [e for e in il["entries"] if (e["requester"], e["listener"]) == ("eve", "bob")]
 assert eb and all(e["outcome"] == "refused" and e["path"] == "" and
                   e["relay"] == "none" for e in eb), il
+assert any((e["requester"], e["listener"], e["outcome"]) ==
+           ("eve", "nobody", "unknown") for e in il["entries"]), il
 ts = [e["unix_ms"] for e in il["entries"]]
 assert ts == sorted(ts, reverse=True), ts
 PY
@@ -155,6 +160,7 @@ dom_has broker '<td data-name="bob"' 'row of bob'
 dom_has broker '<td data-limit="peer_rules">[^<]*</td><td[^>]*>[1-9]' 'refusal by peer rules'
 dom_has broker '<td data-requester="alice">alice</td><td data-listener="bob">bob</td><td data-outcome="introduced">introduced</td><td data-relay="open">open</td><td data-path="direct or predicted">' 'introduction of alice to bob, its relay channel and path'
 dom_has broker '<td data-requester="eve">eve</td><td data-listener="bob">bob</td><td data-outcome="refused">refused</td><td data-relay="none">none</td><td data-path="-">' "eve's refused request"
+dom_has broker '<td data-requester="eve">eve</td><td data-listener="nobody">nobody</td><td data-outcome="unknown">' "eve's request for nobody"
 dom_has broker '<p class="footnote" id="path-note">The broker does not see' 'footnote on the path'
 n=$(grep -Eo 'id="registry-names" data-names="[0-9]+"><div class="label">names bound</div><div class="value">[0-9]+<' "$WORK/broker.html" |
   grep -Eo '[0-9]+<$' | tr -d '<')
