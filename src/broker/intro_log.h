@@ -31,11 +31,11 @@ typedef struct nt_intro_entry {
   uint64_t unix_ms; /* when the outcome was known */
   char requester[NT_NAME_MAX + 1];
   char listener[NT_NAME_MAX + 1];
-  uint8_t outcome;        /* nt_intro_outcome */
-  uint8_t relay;          /* a relay channel was opened for the pair */
-  uint8_t predict;        /* their NAT types need port prediction */
-  uint8_t check;          /* for a check session (natter -check) */
-  uint8_t relay_used;     /* the channel was seen forwarding bytes */
+  uint8_t outcome;    /* nt_intro_outcome */
+  uint8_t relay;      /* a relay channel was opened for the pair */
+  uint8_t predict;    /* their NAT types need port prediction */
+  uint8_t check;      /* for a check session (natter -check) */
+  uint8_t relay_used; /* the channel was seen forwarding bytes */
   uint8_t relay_token[NT_RELAY_TOKEN_LEN]; /* the requester's; all 0:
                                                none */
 } nt_intro_entry;
