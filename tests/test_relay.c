@@ -525,8 +525,7 @@ static void test_sender_pays(void) {
   uint8_t nobody[NT_RELAY_TOKEN_LEN] = {0};
   CHECK(nt_relay_channel_use(relay, alice.token, &used) == 1 && used == 8000);
   CHECK(nt_relay_channel_use(relay, bob_a.token, &used) == 1 && used == 8000);
-  CHECK(nt_relay_channel_use(relay, mallory.token, &used) == 1 &&
-        used == 5000);
+  CHECK(nt_relay_channel_use(relay, mallory.token, &used) == 1 && used == 5000);
   CHECK(nt_relay_channel_use(relay, nobody, &used) == 0 && used == 0);
   CHECK(nt_relay_channel_use(NULL, alice.token, &used) == 0 && used == 0);
 

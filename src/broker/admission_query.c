@@ -200,8 +200,8 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
     admission_log(b, BROKER_ADMIT_LOG_LIMIT,
                   "not asking %s about %s: too many %s", peer->name, c->name,
                   which);
-    nt_broker_note_intro(b, c, c->name, peer, peer->name,
-                         NT_INTRO_RATE_LIMITED, r->check, NULL);
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         r->check, NULL);
     snprintf(why, sizeof(why), "too many %s; try again in a few seconds",
              which);
     nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL, why);

@@ -208,8 +208,9 @@ void nt_broker_note_intro(natter_broker *b, const bclient *requester,
  * their NAT types leave nothing else. Entries are updated here: a
  * channel seen forwarding stays "relayed" once it is gone. */
 static void introductions_json(natter_broker *b, struct evbuffer *out) {
-  evbuffer_add_printf(out, ",\"introduction_log\":{\"capacity\":%d,"
-                           "\"entries\":[",
+  evbuffer_add_printf(out,
+                      ",\"introduction_log\":{\"capacity\":%d,"
+                      "\"entries\":[",
                       NT_INTRO_LOG_ENTRIES);
   for (size_t i = 0; i < nt_intro_log_count(&b->intro_log); i++) {
     nt_intro_entry *e = (nt_intro_entry *)nt_intro_log_at(&b->intro_log, i);
@@ -232,9 +233,9 @@ static void introductions_json(natter_broker *b, struct evbuffer *out) {
         "%s{\"unix_ms\":%llu,\"requester\":\"%s\",\"listener\":\"%s\","
         "\"outcome\":\"%s\",\"check\":%s,\"relay\":\"%s\","
         "\"relayed_bytes\":%llu,\"path\":\"%s\"}",
-        i ? "," : "", (unsigned long long)e->unix_ms, e->requester,
-        e->listener, nt_intro_outcome_name(e->outcome),
-        e->check ? "true" : "false", relay, (unsigned long long)relayed, path);
+        i ? "," : "", (unsigned long long)e->unix_ms, e->requester, e->listener,
+        nt_intro_outcome_name(e->outcome), e->check ? "true" : "false", relay,
+        (unsigned long long)relayed, path);
   }
   evbuffer_add(out, "]}", 2);
 }

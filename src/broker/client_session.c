@@ -546,8 +546,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   }
   bcheck *chk = NULL;
   if (check && !(chk = check_slot(b, c))) {
-    nt_broker_note_intro(b, c, c->name, peer, peer->name,
-                         NT_INTRO_RATE_LIMITED, check, NULL);
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         check, NULL);
     send_connect_result(c, request_id, NT_CODE_INTERNAL,
                         "the broker runs too many checks at once; try "
                         "again in a minute");
@@ -706,8 +706,8 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   if (!(!malformed && owed_reply(c, &msg)) &&
       !nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
                     nt_monotonic_ns())) {
-    if (!malformed && msg.type == NT_CONTROL_CONNECT_REQUEST &&
-        c->checked_in && nt_name_valid(msg.u.connect_request.peer)) {
+    if (!malformed && msg.type == NT_CONTROL_CONNECT_REQUEST && c->checked_in &&
+        nt_name_valid(msg.u.connect_request.peer)) {
       nt_broker_note_intro(c->broker, c, c->name, NULL,
                            msg.u.connect_request.peer, NT_INTRO_RATE_LIMITED,
                            msg.u.connect_request.check, NULL);

@@ -185,6 +185,5 @@ static int mem_count(void *impl, size_t *n, char *err, size_t errlen) {
 }
 
 const nt_registry_ops nt_registry_memory_ops = {
-    "memory",       mem_open,    mem_close,  mem_lookup, mem_insert,
-    mem_touch_many, mem_release, mem_expire, mem_list,   NULL,
-    mem_count};
+    "memory",    mem_open,   mem_close, mem_lookup, mem_insert, mem_touch_many,
+    mem_release, mem_expire, mem_list,  NULL,       mem_count};

@@ -1391,6 +1391,6 @@ static const nt_registry_async_ops pg_async = {
     pg_open,     pg_close,      pg_start,       pg_set_log,
     pg_describe, pg_set_broker, pg_presence_set};
 
-const nt_registry_ops nt_registry_pg_ops = {
-    "postgresql", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &pg_async,
-    NULL};
+const nt_registry_ops nt_registry_pg_ops = {"postgresql", NULL,      NULL, NULL,
+                                            NULL,         NULL,      NULL, NULL,
+                                            NULL,         &pg_async, NULL};
