@@ -4,7 +4,10 @@
 # Content-Security-Policy, nosniff, no caching), the Host check (a
 # rebound name gets 421) and /dashboard.json; headless Chromium loads the
 # page of the broker and of a client and the DOM must show the names, the
-# path of the pair, the forward and charts with data points; a screenshot
+# path of the pair, the forward and charts with data points, and on the
+# broker's the introductions (alice's to bob, eve's refused by bob's
+# rules, eve's for nobody) with the pair's relay channel and path, and
+# the registry's count of names; a screenshot
 # of each is saved in $WORK. Then the page's own files, served by a small
 # Python server, are fed a JSON whose strings are markup: no element may
 # come of them, and the text must appear literally. The script itself
