@@ -224,7 +224,7 @@ browse "http://127.0.0.1:$h_port/" hostile
 dom_has hostile 'data-updates="[1-9]' 'update from the hostile JSON'
 # Parsed: only the elements the page itself makes, no event handler
 # attribute anywhere, and the strings as text.
-python3 - "$WORK/hostile.html" <<'PY' || fail "the hostile JSON made markup: see above"
+cat >"$WORK/parse.py" <<'PY'
 import html.parser, sys
 OURS = {"html", "head", "meta", "title", "link", "script", "body", "header",
         "h1", "h2", "p", "main", "section", "div", "table", "thead", "tbody",
@@ -249,9 +249,31 @@ assert not bad, bad
 for want in ["<img src=x onerror=\"document.title='pwned'\">",
              "<iframe src=//example.invalid>", "<svg onload="]:
     assert want in text, f"{want!r} is not in the page's text"
-assert "pwned" not in "".join(t for t in text.split("natter client")[:1]), "title"
+# The title (the first text) is the page's own: argv[2].
+assert "pwned" not in text.split(sys.argv[2])[0], "title"
 PY
+python3 "$WORK/parse.py" "$WORK/hostile.html" "natter client" || fail "the hostile JSON made markup: see above"
 dom_has hostile '<title>natter client</title>' 'untouched title'
+# The broker's page, its introductions and registry included, the same.
+mkdir -p "$WORK/hostile-broker"
+cp "$WORK"/hostile/index.html "$WORK"/hostile/dashboard.css "$WORK"/hostile/dashboard.js "$WORK/hostile-broker/"
+cat >"$WORK/hostile-broker/dashboard.json" <<'JSON'
+{"role":"broker","status":{"version":"1","client_list":[]},
+ "introduction_log":{"capacity":"<b>",
+  "entries":[{"unix_ms":"<i>","requester":"<img src=x onerror=\"document.title='pwned'\">",
+   "listener":"<iframe src=//example.invalid>","outcome":"<svg onload=\"document.title='pwned'\">",
+   "check":"<b>","relay":"<b>r</b>","relayed_bytes":{"x":1},
+   "path":"\" onmouseover=\"document.title='pwned'"},"<img src=x>",null]},
+ "registry":{"backend":"<b>","names":"<img src=x>"}}
+JSON
+hb_port=$(free_port)
+start hostile-broker python3 "$WORK/serve.py" "$hb_port" "$WORK/hostile-broker"
+wait_tcp_listen "$hb_port"
+browse "http://127.0.0.1:$hb_port/" hostile-broker
+dom_has hostile-broker 'data-updates="[1-9]' 'update from the hostile JSON'
+dom_has hostile-broker '<td data-path="[^"]*onmouseover' 'hostile path as an attribute value'
+python3 "$WORK/parse.py" "$WORK/hostile-broker.html" "natter broker" ||
+  fail "the hostile broker JSON made markup: see above"
 log "screenshots: $WORK/broker.png $WORK/alice.png $WORK/hostile.png"
 # DASHBOARD_SHOTS=DIR keeps them, and one more of alice after 40 s of
 # traffic, with a few points in each chart (doc/dashboard.png).
