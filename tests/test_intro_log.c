@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/intro_log.h"
+#include "codec/mapping.h"
 #include "test.h"
 
 static nt_intro_entry entry(uint64_t i) {
@@ -71,6 +72,16 @@ static void test_outcome_names(void) {
   CHECK(strcmp(nt_intro_outcome_name(NT_INTRO_OUTCOMES), "?") == 0);
 }
 
+static void test_needs_prediction(void) {
+  enum { U = NT_MAPPING_UNKNOWN, E = NT_MAPPING_ENDPOINT_INDEPENDENT };
+  enum { S = NT_MAPPING_PER_DESTINATION };
+  CHECK(nt_intro_needs_prediction(S, E) && nt_intro_needs_prediction(E, S));
+  CHECK(!nt_intro_needs_prediction(E, E));
+  CHECK(!nt_intro_needs_prediction(S, S)); /* prediction cannot help */
+  CHECK(!nt_intro_needs_prediction(S, U) && !nt_intro_needs_prediction(U, S));
+  CHECK(!nt_intro_needs_prediction(U, U));
+}
+
 static void test_size_is_fixed(void) {
   /* What doc/operations.md and intro_log.h say a broker spends on it. */
   CHECK(sizeof(nt_intro_entry) == 160);
@@ -83,6 +94,7 @@ int main(void) {
       {"partial", test_partial},
       {"full_and_wrapped", test_full_and_wrapped},
       {"outcome_names", test_outcome_names},
+      {"needs_prediction", test_needs_prediction},
       {"size_is_fixed", test_size_is_fixed},
       {NULL, NULL}};
   return nt_test_run(cases);

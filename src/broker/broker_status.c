@@ -167,17 +167,6 @@ static void relay_use_json(const natter_broker *b, struct evbuffer *out) {
 
 /* ---- introductions ---- */
 
-/* Whether the pair's NAT types make port prediction the only way to
- * punch (one side a new port per destination, the other not): the
- * broker knows the types each side reported, nothing more. */
-static int needs_prediction(const bclient *a, const bclient *b) {
-  return a && b &&
-         ((a->mapping == NT_MAPPING_PER_DESTINATION &&
-           b->mapping == NT_MAPPING_ENDPOINT_INDEPENDENT) ||
-          (a->mapping == NT_MAPPING_ENDPOINT_INDEPENDENT &&
-           b->mapping == NT_MAPPING_PER_DESTINATION));
-}
-
 void nt_broker_note_intro(natter_broker *b, const bclient *requester,
                           const char *requester_name, const bclient *listener,
                           const char *listener_name, int outcome, int check,
@@ -193,7 +182,8 @@ void nt_broker_note_intro(natter_broker *b, const bclient *requester,
            nt_name_valid(listener_name) ? listener_name : "?");
   e.outcome = (uint8_t)outcome;
   e.check = check != 0;
-  e.predict = (uint8_t)needs_prediction(requester, listener);
+  e.predict = requester && listener &&
+              nt_intro_needs_prediction(requester->mapping, listener->mapping);
   if (relay_token) {
     e.relay = 1;
     memcpy(e.relay_token, relay_token, NT_RELAY_TOKEN_LEN);

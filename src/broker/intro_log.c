@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "codec/mapping.h"
+
 void nt_intro_log_init(nt_intro_log *l) {
   memset(l, 0, sizeof(*l));
 }
@@ -26,6 +28,13 @@ const nt_intro_entry *nt_intro_log_at(const nt_intro_log *l, size_t i) {
   /* The newest is just before |next|, wrapped or not. */
   size_t at = (l->next + NT_INTRO_LOG_ENTRIES - 1 - i) % NT_INTRO_LOG_ENTRIES;
   return &l->entries[at];
+}
+
+int nt_intro_needs_prediction(int mapping_a, int mapping_b) {
+  return (mapping_a == NT_MAPPING_PER_DESTINATION &&
+          mapping_b == NT_MAPPING_ENDPOINT_INDEPENDENT) ||
+         (mapping_a == NT_MAPPING_ENDPOINT_INDEPENDENT &&
+          mapping_b == NT_MAPPING_PER_DESTINATION);
 }
 
 const char *nt_intro_outcome_name(int outcome) {

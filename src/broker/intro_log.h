@@ -52,6 +52,11 @@ void nt_intro_log_add(nt_intro_log *l, const nt_intro_entry *e);
 size_t nt_intro_log_count(const nt_intro_log *l);
 /* The |i|th entry held, newest first (i < nt_intro_log_count), or NULL. */
 const nt_intro_entry *nt_intro_log_at(const nt_intro_log *l, size_t i);
+/* Whether two clients' NAT mappings (nt_nat_mapping, as each reported
+ * it) leave port prediction as the only way to punch: one side a new
+ * port per destination, the other endpoint-independent (as the clients
+ * decide, src/client/predict.c). Unknown types: 0, never a guess. */
+int nt_intro_needs_prediction(int mapping_a, int mapping_b);
 /* The outcome's name on the dashboard ("introduced", "refused", ...);
  * "?" for no outcome. */
 const char *nt_intro_outcome_name(int outcome);
