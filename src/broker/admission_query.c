@@ -79,6 +79,8 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg) {
                   "%s did not answer whether it admits %s within %llu s",
                   q->listener->name, q->name,
                   BROKER_QUERY_TIMEOUT_NS / NS_PER_S);
+    nt_broker_note_intro(b, q->requester, q->name, q->listener,
+                         q->listener->name, NT_INTRO_TIMEOUT, q->check, NULL);
     if (q->requester) {
       snprintf(why, sizeof(why),
                "%s did not answer whether it admits you (stopped, or cut "
@@ -165,6 +167,8 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
                   "%s's peer rules do not admit %s (refused lately; not "
                   "asked again)",
                   peer->name, c->name);
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_REFUSED,
+                         r->check, NULL);
     tell_refused(c, r->request_id, peer->name);
     return;
   }
@@ -196,6 +200,8 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
     admission_log(b, BROKER_ADMIT_LOG_LIMIT,
                   "not asking %s about %s: too many %s", peer->name, c->name,
                   which);
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         r->check, NULL);
     snprintf(why, sizeof(why), "too many %s; try again in a few seconds",
              which);
     nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL, why);
@@ -275,6 +281,8 @@ void nt_admission_on_answer(bclient *c, const nt_admission_answer *a) {
   admission_log(b, BROKER_ADMIT_LOG_REFUSED,
                 "%s's peer rules do not admit %s: refused, no introduction",
                 c->name, done.name);
+  nt_broker_note_intro(b, done.requester, done.name, c, c->name,
+                       NT_INTRO_REFUSED, done.check, NULL);
   if (done.requester) {
     tell_refused(done.requester, done.request_id, c->name);
   }
@@ -301,6 +309,8 @@ void nt_admission_on_leave(bclient *c) {
     if (q->query_id && q->listener == c && q->requester &&
         !q->requester->dead) {
       snprintf(why, sizeof(why), "%s left before it answered", c->name);
+      nt_broker_note_intro(b, q->requester, q->name, NULL, c->name,
+                           NT_INTRO_UNKNOWN, q->check, NULL);
       nt_bclient_connect_result(q->requester, q->request_id,
                                 NT_CODE_PEER_UNKNOWN, why);
       q->requester = NULL;

@@ -384,6 +384,10 @@ static int broker_security_new(natter_broker *b,
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
   }
   nt_registry_set_log(b->registry, &b->log);
+  /* The count of names the dashboard shows: its first request now, ahead
+   * of every bind (nt_registry_names). */
+  size_t names;
+  (void)nt_registry_names(b->registry, &names);
   /* For the log: the file, the database, or "" for memory. */
   if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
     nt_registry_describe(b->registry, b->registry_path,
@@ -487,6 +491,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   b->map_fd = -1;
   b->base = base;
   b->started_ns = nt_monotonic_ns();
+  nt_intro_log_init(&b->intro_log);
   TAILQ_INIT(&b->clients);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;

@@ -14,6 +14,7 @@
 #include "base/budget.h"
 #include "base/hashmap.h"
 #include "base/log.h"
+#include "broker/intro_log.h"
 #include "broker/registry.h"
 #include "broker/relay.h"
 #include "codec/control.h"
@@ -233,6 +234,9 @@ struct natter_broker {
   /* "cannot bind: the name registry is unavailable" lines, while a shared
    * registry's database is away (it logs the outage itself). */
   nt_log_gate registry_down_gate;
+  /* The last introductions and their outcomes, for the dashboard
+   * (broker_status.c; fixed size, intro_log.h). */
+  nt_intro_log intro_log;
 };
 
 /* ---- client_session.c: one connected client ---- */
@@ -279,5 +283,16 @@ void nt_admission_on_leave(bclient *c);
 void nt_admission_forget(natter_broker *b, const bclient *c);
 /* Frees the timer (natter_broker_free). */
 void nt_admission_free(natter_broker *b);
+
+/* ---- broker_status.c: the dashboard's ring of introductions ---- */
+
+/* Notes the outcome of |requester_name|'s request to meet
+ * |listener_name| (intro_log.h); |requester| and |listener| may be NULL
+ * when gone or unknown (no NAT types then), |relay_token| is the
+ * requester's token of the channel opened for the pair, or NULL. */
+void nt_broker_note_intro(natter_broker *b, const bclient *requester,
+                          const char *requester_name, const bclient *listener,
+                          const char *listener_name, int outcome, int check,
+                          const uint8_t *relay_token);
 
 #endif

@@ -506,11 +506,15 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
   }
   bclient *peer = find_client(b, r->peer);
   if (!peer) {
+    nt_broker_note_intro(b, c, c->name, NULL, r->peer, NT_INTRO_UNKNOWN,
+                         r->check, NULL);
     send_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                         "no client with that name is checked in");
     return;
   }
   if (!peer->listen) {
+    nt_broker_note_intro(b, c, c->name, peer, peer->name,
+                         NT_INTRO_NOT_LISTENING, r->check, NULL);
     send_connect_result(c, r->request_id, NT_CODE_PEER_NOT_LISTENING,
                         "the peer is checked in but not listening");
     return;
@@ -542,6 +546,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   }
   bcheck *chk = NULL;
   if (check && !(chk = check_slot(b, c))) {
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         check, NULL);
     send_connect_result(c, request_id, NT_CODE_INTERNAL,
                         "the broker runs too many checks at once; try "
                         "again in a minute");
@@ -550,6 +556,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   b->introductions++;
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
   int relayed = open_relay_channel(c, peer, tok_c, tok_peer);
+  nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_INTRODUCED,
+                       check, relayed ? tok_c : NULL);
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
           check ? " for a check" : "", relayed ? " (relay channel open)" : "");
   if (chk) {
@@ -698,6 +706,12 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   if (!(!malformed && owed_reply(c, &msg)) &&
       !nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
                     nt_monotonic_ns())) {
+    if (!malformed && msg.type == NT_CONTROL_CONNECT_REQUEST && c->checked_in &&
+        nt_name_valid(msg.u.connect_request.peer)) {
+      nt_broker_note_intro(c->broker, c, c->name, NULL,
+                           msg.u.connect_request.peer, NT_INTRO_RATE_LIMITED,
+                           msg.u.connect_request.check, NULL);
+    }
     reject(c, NT_CODE_BAD_REQUEST,
            "too many control messages (limit " STR(
                BROKER_CTL_RATE) " per second)");

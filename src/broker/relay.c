@@ -80,6 +80,7 @@ typedef struct relay_side {
 struct relay_channel {
   relay_side side[2];
   int closed; /* a budget ran out: answer CLOSED, forward nothing */
+  uint64_t relayed; /* bytes forwarded, both ways (the dashboard) */
   TAILQ_ENTRY(relay_channel) link;
 };
 
@@ -389,6 +390,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   }
   queue_to(r, data, len, other);
   r->st.relayed += payload;
+  ch->relayed += payload;
 }
 
 typedef struct read_ctx {
@@ -720,6 +722,14 @@ void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {
     *st = r->st;
     st->channels = r->nchannels;
   }
+}
+
+int nt_relay_channel_use(const nt_relay *r, const uint8_t *token,
+                         uint64_t *relayed) {
+  const relay_side *s =
+      r ? nt_hashmap_get(&r->tokens, token, NT_RELAY_TOKEN_LEN) : NULL;
+  *relayed = s ? s->ch->relayed : 0;
+  return s != NULL;
 }
 
 int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,

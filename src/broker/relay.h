@@ -114,6 +114,12 @@ void nt_relay_sweep(nt_relay *relay, uint64_t now);
 
 void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 
+/* The channel that |token| (either side's) names: 1 while it is open,
+ * with the bytes it forwarded so far in *relayed; 0 once it is gone
+ * (closed, idle, or never opened). NULL |relay|: 0. */
+int nt_relay_channel_use(const nt_relay *relay, const uint8_t *token,
+                         uint64_t *relayed);
+
 /* What the key of fingerprint |fp| spends now (the dashboard): bytes in
  * its current window of |now| (0 once the window is over) and the
  * channels it asked for that are open. Returns 0 (key without an
