@@ -223,20 +223,22 @@ static void statement_done(nt_bus *bus, PGresult *res) {
   send_next(bus);
 }
 
+/* Hands out the notifications libpq has parsed. */
+static void deliver_notes(nt_bus *bus) {
+  for (PGnotify *n; bus->conn && (n = PQnotifies(bus->conn)) != NULL;) {
+    if (strcmp(n->relname, bus->channel) == 0 && n->extra) {
+      bus->note_fn(n->extra, strlen(n->extra), bus->note_ud);
+    }
+    PQfreemem(n);
+  }
+}
+
 static void read_input(nt_bus *bus) {
   if (!PQconsumeInput(bus->conn)) {
     went_down(bus, PQerrorMessage(bus->conn));
     return;
   }
-  for (PGnotify *n; (n = PQnotifies(bus->conn)) != NULL;) {
-    if (strcmp(n->relname, bus->channel) == 0 && n->extra) {
-      bus->note_fn(n->extra, strlen(n->extra), bus->note_ud);
-    }
-    PQfreemem(n);
-    if (!bus->conn) {
-      return;
-    }
-  }
+  deliver_notes(bus);
   while (bus->conn && !PQisBusy(bus->conn)) {
     PGresult *r = PQgetResult(bus->conn);
     if (r) {
@@ -252,6 +254,9 @@ static void read_input(nt_bus *bus) {
     statement_done(bus, r);
     PQclear(r);
   }
+  /* A notification that came with a result is parsed only with it: no
+   * new bytes will wake us for it. */
+  deliver_notes(bus);
 }
 
 static void connect_poll(nt_bus *bus) {

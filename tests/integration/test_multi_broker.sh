@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Introductions across brokers (doc/design.md, "Introductions across
+# brokers"): three brokers on one PostgreSQL database (pg.sh), bob
+# listening at broker 2:
+#   - alice at broker 1: her forward to bob carries data (SHA-256 checked
+#     by the sink), both brokers log their half of the introduction;
+#   - alice's -check bob at broker 3 says "direct works" (the report
+#     crosses back), as it does at broker 2;
+#   - mallory, whom bob's -allow-peer excludes, hears at broker 3 what she
+#     hears at broker 2: refused (exit 7), nothing about bob;
+#   - a name checked in nowhere (and bob once he left): "unknown" (6), as
+#     on one broker;
+#   - the added latency: -check timings at bob's broker and across
+#     brokers, several rounds, and the brokers' own measure.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=pg.sh
+. "$(dirname "$0")/pg.sh"
+
+pg_init
+
+# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
+wait_sql() {
+  local deadline=$(($(date +%s) + ${3:-20})) got
+  while :; do
+    got=$(pg_sql "$1")
+    [[ $got == "$2" ]] && return 0
+    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
+    sleep 0.2
+  done
+}
+
+declare -A BPORT
+for b in b1 b2 b3; do
+  BPORT[$b]=$(free_port)
+  start "$b" "$NATTER" -server "127.0.0.1:${BPORT[$b]}" \
+    -identity "$WORK/$b.key" -registry "$PG_URI"
+done
+for b in b1 b2 b3; do
+  wait_log "$b" "natter: broker listening on 127\.0\.0\.1:${BPORT[$b]}"
+  wait_log "$b" "brokers' bus: listening on natter_[0-9a-f]{48}"
+done
+B1=127.0.0.1:${BPORT[b1]}
+B2=127.0.0.1:${BPORT[b2]}
+B3=127.0.0.1:${BPORT[b3]}
+
+sink_port=$(free_port)
+start_sink_server sink "$sink_port"
+
+BROKER=$B2
+start_client bob -listen -allow-peer alice
+# Presence reaches the database with broker 2's next heartbeat (2 s).
+wait_sql "SELECT count(*) FROM presence WHERE name = 'bob'" 1
+
+# ---- alice at broker 1 -> bob at broker 2 ------------------------------------
+
+BROKER=$B1
+fwd=$(free_port)
+start_client alice "$fwd:bob:$sink_port"
+expect_exit_zero -t 60 "$TCPCHECK" send "$fwd" --bytes 1M --timeout 40
+assert_output_contains '^bytes=1048576 seconds='
+wait_log alice 'natter: connected to bob'
+assert_log_contains b1 'introducing alice to bob at broker [0-9a-f]{16} \(across brokers: [0-9.]+ ms\)'
+assert_log_contains b2 'introducing alice \(at broker [0-9a-f]{16}\) to bob'
+assert_log_lacks b1 'note dropped'
+assert_log_lacks b2 'note dropped'
+
+# check AS BROKER PEER [ARG...]: natter -check as AS at BROKER.
+check() {
+  run_capture 40 "$NATTER" -name "$1" -broker "$2" -identity "$WORK/$1.key" \
+    -check "${@:3}"
+}
+
+# ---- -check across brokers ---------------------------------------------------
+
+check alice "$B3" bob
+((STATUS == 0)) || fail "-check bob at broker 3 exited $STATUS; output: $OUTPUT"
+assert_output_contains '^outcome +connected +connected$'
+assert_output_contains '^verdict: direct works$'
+wait_log b3 'bob \(at broker [0-9a-f]{16}\) reports on the check by alice'
+assert_log_contains b2 'bob reports on the check by alice \(at broker [0-9a-f]{16}\)'
+
+# ---- refusals: the same answer as on one broker ------------------------------
+
+check mallory "$B2" bob
+((STATUS == 7)) || fail "mallory's -check bob at bob's broker exited $STATUS (want 7); output: $OUTPUT"
+local_refusal=$(grep -E '^(outcome|verdict)' <<<"$OUTPUT")
+check mallory "$B3" bob
+((STATUS == 7)) || fail "mallory's -check bob at broker 3 exited $STATUS (want 7); output: $OUTPUT"
+[[ $(grep -E '^(outcome|verdict)' <<<"$OUTPUT") == "$local_refusal" ]] ||
+  fail "mallory heard across brokers: $OUTPUT; on one broker: $local_refusal"
+assert_output_contains "^verdict: bob refuses us: its -allow-peer rules do not admit mallory$"
+bob_fp=$(grep -oE -m1 'bob: key [0-9a-f]{64}' "$WORK/bob.log") || fail "bob did not log its key"
+[[ $OUTPUT != *"${bob_fp:9:16}"* ]] || fail "mallory learnt bob's key: $OUTPUT"
+assert_log_lacks b3 'introducing mallory'
+assert_log_lacks b2 'introducing mallory'
+
+# ---- unknown names -----------------------------------------------------------
+
+check alice "$B1" carol
+((STATUS == 6)) || fail "-check carol exited $STATUS (want 6); output: $OUTPUT"
+assert_output_contains '^verdict: carol is unknown: no client of that name is checked in at the broker$'
+
+# ---- latency: at bob's broker vs across brokers ------------------------------
+
+log "load before the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in 1 2 3 4 5; do
+  line="round $round:"
+  for where in B2 B3; do
+    t0=$(_now_ms)
+    check alice "${!where}" bob
+    ((STATUS == 0)) || fail "round $round, -check at $where exited $STATUS; output: $OUTPUT"
+    line+=" $where $(($(_now_ms) - t0)) ms"
+  done
+  log "$line (-check wall time; B2: bob's broker, B3: across brokers)"
+done
+log "broker 3's introductions across brokers (ConnectRequest to Introduction): $(grep -oE 'across brokers: [0-9.]+ ms' "$WORK/b3.log" | cut -d' ' -f3 | tr '\n' ' ')ms"
+log "load after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- bob leaves: unknown everywhere ------------------------------------------
+
+stop_expect_clean bob
+wait_sql "SELECT count(*) FROM presence WHERE name = 'bob'" 0
+check alice "$B3" bob
+((STATUS == 6)) || fail "-check bob after bob left exited $STATUS (want 6); output: $OUTPUT"
+assert_output_contains '^verdict: bob is unknown: no client of that name is checked in at the broker$'
