@@ -31,6 +31,8 @@
 /* A check admitted across brokers waits this long for the report. */
 #define XCHECK_TTL_NS (60 * 1000000000ull)
 #define TICK_MS 250
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void xlog_limit(natter_broker *b, const char *fmt, const char *a,
                        const char *c) {
@@ -53,9 +55,14 @@ static void xlog_bad(natter_broker *b, const char *why) {
 static void send_note(natter_broker *b, const char *to, nt_xnote *n) {
   char text[NT_XNOTE_TEXT_MAX + 1];
   snprintf(n->from, sizeof(n->from), "%s", b->fingerprint_hex);
-  if (nt_xnote_encode(text, n) == 0 ||
-      nt_bus_send(b->xintro->bus, to, text) != 0) {
-    nt_debug(&b->log, "brokers' bus: cannot send a note to %.16s", to);
+  if (nt_xnote_encode(text, n) == 0) {
+    nt_warn(&b->log, "brokers' bus: a note to %.16s is out of bounds; not sent",
+            to);
+  } else if (nt_bus_send(b->xintro->bus, to, text) != 0) {
+    /* Its request times out at the other end. */
+    xlog_limit(b, "brokers' bus: cannot send a note to %.16s%s: the database "
+                  "is away or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
+               to, "");
   }
 }
 
@@ -132,8 +139,8 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
     nt_bclient_connect_result(
         c, r->request_id, NT_CODE_INTERNAL,
         mine >= BROKER_XASKS_PER_REQUESTER
-            ? "too many requests of yours await an answer (limit "
-              "4); try again in a few seconds"
+            ? "too many requests of yours await an answer (limit " STR(
+                  BROKER_XASKS_PER_REQUESTER) "); try again in a few seconds"
             : "too many requests await an answer at the broker; try again "
               "in a few seconds");
     return 1;
@@ -151,6 +158,9 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   slot->expires_ns = slot->asked_ns + BROKER_XASK_TIMEOUT_NS;
   if (nt_bus_where(x->bus, r->peer, where_done, slot, &slot->lookup) != 0) {
     memset(slot, 0, sizeof(*slot));
+    xlog_limit(b, "cannot look up %s for %s: the brokers' database is away "
+                  "or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
+               r->peer, c->name);
     nt_bclient_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                               "no client with that name is checked in here, "
                               "and the brokers' database is unavailable");

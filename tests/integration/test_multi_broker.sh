@@ -11,13 +11,17 @@
 #   - a name checked in nowhere (and bob once he left): "unknown" (6), as
 #     on one broker;
 #   - the added latency: -check timings at bob's broker and across
-#     brokers, several rounds, and the brokers' own measure.
+#     brokers, several rounds, and the brokers' own measure;
+#   - the bound on requests per requester waiting for another broker, hit
+#     while the database holds the lookups, logged; served again after.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=pg.sh
 . "$(dirname "$0")/pg.sh"
 
 pg_init
+
+field() { sed -n "s/^$2 \(.*\)$/\1/p" "$WORK/$1.log"; }
 
 # wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
 wait_sql() {
@@ -116,6 +120,31 @@ for round in 1 2 3 4 5; do
 done
 log "broker 3's introductions across brokers (ConnectRequest to Introduction): $(grep -oE 'across brokers: [0-9.]+ ms' "$WORK/b3.log" | cut -d' ' -f3 | tr '\n' ' ')ms"
 log "load after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- bounds: lookups held by the database -----------------------------------
+
+# A transaction holds the presence table for 10 s: broker 1's lookups wait
+# (its bus drops them after 5 s and reconnects). trudy asks for bob every
+# 100 ms meanwhile: 4 of her requests wait at once, the rest are refused
+# at once, logged.
+FLOOD=${NATTER_FLOOD:-$(dirname "$NATTER")/natter-flood}
+if [[ -x $FLOOD ]]; then
+  start locker "$PG_BIN/psql" -X -q "$PG_URI" -c \
+    "BEGIN; LOCK TABLE presence IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT"
+  wait_sql "SELECT count(*) FROM pg_locks WHERE relation = 'presence'::regclass AND mode = 'AccessExclusiveLock' AND granted" 1
+  start trudy "$FLOOD" ask "$B1" 127.0.0.7 trudy bob 1 100 8 connect
+  wait_log b1 'not asking other brokers for bob on behalf of trudy: too many requests across brokers await an answer' 20
+  wait_exit trudy 30
+  ((EXIT_STATUS[trudy] == 0)) || fail "natter-flood failed: $(cat "$WORK/trudy.log")"
+  [[ $(field trudy introductions) == 0 ]] || fail "trudy was introduced: $(cat "$WORK/trudy.log")"
+  wait_exit locker 30
+  # Served again once the database is.
+  check alice "$B3" bob
+  ((STATUS == 0)) || fail "-check bob at broker 3 after the lock exited $STATUS; output: $OUTPUT"
+  expect_exit_zero -t 60 "$TCPCHECK" send "$fwd" --bytes 100K --timeout 40
+else
+  log "natter-flood not built: the bounds are not tested"
+fi
 
 # ---- bob leaves: unknown everywhere ------------------------------------------
 
