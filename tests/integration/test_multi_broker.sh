@@ -12,6 +12,8 @@
 #     on one broker;
 #   - the added latency: -check timings at bob's broker and across
 #     brokers, several rounds, and the brokers' own measure;
+#   - bob killed and restarted at broker 2: alice hears "bob restarted"
+#     from broker 1, and her next connection reaches the new bob;
 #   - the bound on requests per requester waiting for another broker, hit
 #     while the database holds the lookups, logged; served again after.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -146,6 +148,16 @@ else
   log "natter-flood not built: the bounds are not tested"
 fi
 
+# ---- bob restarts: alice, at another broker, hears of it ---------------------
+
+kill -KILL "$(pid bob)"
+_reap bob
+BROKER=$B2
+start_client bob -listen -allow-peer alice
+wait_log alice 'bob restarted' 15
+assert_log_contains b1 'telling alice that bob \(at broker [0-9a-f]{16}\) restarted'
+expect_exit_zero -t 60 "$TCPCHECK" send "$fwd" --bytes 100K --timeout 40
+
 # ---- bob leaves: unknown everywhere ------------------------------------------
 
 stop_expect_clean bob
@@ -153,3 +165,4 @@ wait_sql "SELECT count(*) FROM presence WHERE name = 'bob'" 0
 check alice "$B3" bob
 ((STATUS == 6)) || fail "-check bob after bob left exited $STATUS (want 6); output: $OUTPUT"
 assert_output_contains '^verdict: bob is unknown: no client of that name is checked in at the broker$'
+echo "PASS: $TEST_NAME"
