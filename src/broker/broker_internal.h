@@ -137,6 +137,7 @@ typedef struct bxask {
   uint32_t request_id;
   int check;
   int admitted; /* a check admitted: waits for the listener's report */
+  uint8_t key[NT_FINGERPRINT_LEN]; /* the requester's, for the check caps */
   char peer[NT_NAME_MAX + 1];
   char broker[NT_REGISTRY_BROKER_ID_MAX + 1]; /* "": looking it up */
   struct nt_bus_req *lookup;

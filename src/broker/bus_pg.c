@@ -317,8 +317,20 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* The registry's connection string with its application_name (if any)
+ * followed by " bus", so that pg_stat_activity tells the two apart. */
 static void bus_connect(nt_bus *bus) {
-  bus->conn = PQconnectStart(bus->conninfo);
+  const char *const keys[] = {"dbname", "application_name", NULL};
+  char app[64] = "natter bus";
+  PQconninfoOption *opts = PQconninfoParse(bus->conninfo, NULL);
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    if (strcmp(o->keyword, "application_name") == 0 && o->val && o->val[0]) {
+      snprintf(app, sizeof(app), "%.48s bus", o->val);
+    }
+  }
+  PQconninfoFree(opts);
+  const char *const values[] = {bus->conninfo, app, NULL};
+  bus->conn = PQconnectStartParams(keys, values, 1);
   if (!bus->conn || PQstatus(bus->conn) == CONNECTION_BAD) {
     went_down(bus, bus->conn ? PQerrorMessage(bus->conn) : "out of memory");
     return;

@@ -4,7 +4,8 @@
  * note), and the presence lookup "which live broker holds this name".
  * Non-blocking like registry_pg.c: nothing here waits on the loop.
  *
- * Each broker listens on the channel "natter_" + the first
+ * Its application_name is the registry's followed by " bus" ("natter
+ * bus" without one). Each broker listens on the channel "natter_" + the first
  * NT_BUS_CHANNEL_ID hex digits of its broker id. Requests are queued (at
  * most NT_BUS_QUEUE_MAX) and run one at a time; a statement gets
  * NT_BUS_TIMEOUT_S, then the connection counts as lost: every queued

@@ -31,6 +31,8 @@
 /* A check admitted across brokers waits this long for the report. */
 #define XCHECK_TTL_NS (60 * 1000000000ull)
 #define TICK_MS 250
+/* As BROKER_MAX_CHECKS_PER_KEY for checks on one broker. */
+#define XCHECKS_PER_KEY 4
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -120,7 +122,9 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   natter_broker *b = c->broker;
   bxintro *x = b->xintro;
   bxask *slot = NULL;
-  size_t mine = 0;
+  size_t mine = 0, checks_of_key = 0;
+  const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
+  uint64_t now = nt_monotonic_ns();
 
   if (!x || !x->bus) {
     return 0;
@@ -128,9 +132,24 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   for (size_t i = 0; i < BROKER_XASKS; i++) {
     if (!x->asks[i].xid) {
       slot = slot ? slot : &x->asks[i];
-    } else if (x->asks[i].requester == c) {
-      mine++;
+      continue;
     }
+    mine += x->asks[i].requester == c;
+    checks_of_key += x->asks[i].check &&
+                     memcmp(x->asks[i].key, key, NT_FINGERPRINT_LEN) == 0;
+  }
+  /* A check across brokers is held to the caps of a local one (a key's
+   * checks under way, a check session's age; client_session.c). */
+  if (r->check && (checks_of_key >= XCHECKS_PER_KEY ||
+                   (c->check_session_ends_ns &&
+                    now >= c->check_session_ends_ns))) {
+    xlog_limit(b, "refused a check of %s by %s: its key has checks under way "
+                  "or its check session is too old",
+               r->peer, c->name);
+    nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL,
+                              "the broker runs too many checks at once; try "
+                              "again in a minute");
+    return 1;
   }
   if (mine >= BROKER_XASKS_PER_REQUESTER || !slot) {
     xlog_limit(b, "not asking other brokers for %s on behalf of %s: too many "
@@ -151,10 +170,11 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   }
   slot->xid = x->next_xid;
   slot->requester = c;
+  memcpy(slot->key, key, NT_FINGERPRINT_LEN);
   slot->request_id = r->request_id;
   slot->check = r->check;
   snprintf(slot->peer, sizeof(slot->peer), "%s", r->peer);
-  slot->asked_ns = nt_monotonic_ns();
+  slot->asked_ns = now;
   slot->expires_ns = slot->asked_ns + BROKER_XASK_TIMEOUT_NS;
   if (nt_bus_where(x->bus, r->peer, where_done, slot, &slot->lookup) != 0) {
     memset(slot, 0, sizeof(*slot));
