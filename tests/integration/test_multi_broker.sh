@@ -10,6 +10,8 @@
 #     hears at broker 2: refused (exit 7), nothing about bob;
 #   - a name checked in nowhere (and bob once he left): "unknown" (6), as
 #     on one broker;
+#   - notes that break the rules (not hex; an admission for no request)
+#     are dropped and logged, and broker 1 serves on;
 #   - the added latency: -check timings at bob's broker and across
 #     brokers, several rounds, and the brokers' own measure;
 #   - bob killed and restarted at broker 2: alice hears "bob restarted"
@@ -107,6 +109,27 @@ check alice "$B1" carol
 ((STATUS == 6)) || fail "-check carol exited $STATUS (want 6); output: $OUTPUT"
 assert_output_contains '^verdict: carol is unknown: no client of that name is checked in at the broker$'
 
+# ---- notes that break the rules: dropped, logged, nothing else ---------------
+
+b1_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b1.log")
+b1_id=${b1_id##* }
+chan="natter_${b1_id:0:48}"
+pg_sql "SELECT pg_notify('$chan', 'not hex at all')" >/dev/null
+wait_log b1 "brokers' bus: note dropped: malformed"
+# A well-formed admission for a request broker 1 never made (the seed of
+# the fuzz target), and one claiming to come from broker 1 itself.
+# (Such lines are gated to one a second: sent again until one shows.)
+note=$(cut -c2- "$(dirname "$0")/../fuzz/corpus/xnote/admitted")
+for _ in $(seq 40); do
+  pg_sql "SELECT pg_notify('$chan', '$note')" >/dev/null
+  grep -q "note dropped: an admission for no request of ours" "$WORK/b1.log" && break
+  sleep 0.25
+done
+assert_log_contains b1 "brokers' bus: note dropped: an admission for no request of ours"
+running b1 || fail "broker 1 died of a note"
+check alice "$B1" bob
+((STATUS == 0)) || fail "-check bob at broker 1 after the bad notes exited $STATUS; output: $OUTPUT"
+
 # ---- latency: at bob's broker vs across brokers ------------------------------
 
 log "load before the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -140,6 +163,10 @@ if [[ -x $FLOOD ]]; then
   ((EXIT_STATUS[trudy] == 0)) || fail "natter-flood failed: $(cat "$WORK/trudy.log")"
   [[ $(field trudy introductions) == 0 ]] || fail "trudy was introduced: $(cat "$WORK/trudy.log")"
   wait_exit locker 30
+  # Heartbeats failed meanwhile too: a broker may have taken broker 2 for
+  # dead (and bob's presence with it) until broker 2's next heartbeat.
+  wait_sql "SELECT count(*) FROM brokers WHERE heartbeat >= extract(epoch FROM now())::bigint - 2" 3
+  wait_sql "SELECT count(*) FROM presence WHERE name = 'bob'" 1
   # Served again once the database is.
   check alice "$B3" bob
   ((STATUS == 0)) || fail "-check bob at broker 3 after the lock exited $STATUS; output: $OUTPUT"
