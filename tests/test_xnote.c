@@ -109,8 +109,8 @@ static void test_refuses(void) {
 }
 
 static int write_corpus(const char *dir) {
-  static const char *names[] = {"", "ask", "admitted", "refused", "report",
-                                "notice"};
+  static const char *names[] = {"",        "ask",    "admitted",
+                                "refused", "report", "notice"};
   for (int k = NT_XNOTE_ASK; k <= NT_XNOTE_NOTICE; k++) {
     nt_xnote n = sample((nt_xnote_kind)k);
     char text[NT_XNOTE_TEXT_MAX + 1], path[512];
@@ -128,9 +128,8 @@ static int write_corpus(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-  static const nt_test_case cases[] = {{"round_trip", test_round_trip},
-                                       {"refuses", test_refuses},
-                                       {NULL, NULL}};
+  static const nt_test_case cases[] = {
+      {"round_trip", test_round_trip}, {"refuses", test_refuses}, {NULL, NULL}};
   if (argc == 2) {
     return write_corpus(argv[1]);
   }

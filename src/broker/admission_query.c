@@ -185,9 +185,8 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
       r->request_id, r->check, 0);
 }
 
-void nt_admission_ask_remote(natter_broker *b, bclient *peer,
-                             const char *name, const uint8_t *key, int check,
-                             uint32_t remote) {
+void nt_admission_ask_remote(natter_broker *b, bclient *peer, const char *name,
+                             const uint8_t *key, int check, uint32_t remote) {
   ask(b, NULL, peer, name, key, 0, check, remote);
 }
 

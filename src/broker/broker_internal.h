@@ -117,11 +117,11 @@ typedef struct badmission {
 /* Introductions across brokers that share a PostgreSQL registry
  * (xintro.c, doc/design.md "Introductions across brokers"). Bounded like
  * the admission queries; each limit is logged (doc/operations.md). */
-#define BROKER_XASKS 256            /* our requests to other brokers */
+#define BROKER_XASKS 256             /* our requests to other brokers */
 #define BROKER_XASKS_PER_REQUESTER 4 /* of one local requester */
-#define BROKER_XSERVED 256          /* other brokers' requests to us */
+#define BROKER_XSERVED 256           /* other brokers' requests to us */
 #define BROKER_XSERVED_PER_BROKER 64 /* from one other broker */
-#define BROKER_XNOTICES 64          /* restart notices being routed */
+#define BROKER_XNOTICES 64           /* restart notices being routed */
 /* The asking broker waits this long for the answer: longer than the
  * listener's broker waits for the listener (BROKER_QUERY_TIMEOUT_NS), so
  * that its TIMEOUT comes first. */
@@ -132,7 +132,7 @@ struct nt_bus_req;
 
 /* A local client's request to a listener at another broker. */
 typedef struct bxask {
-  uint64_t xid; /* 0: free */
+  uint64_t xid;       /* 0: free */
   bclient *requester; /* NULL once it left */
   uint32_t request_id;
   int check;
@@ -363,9 +363,8 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r);
 /* The same for a requester at another broker (|name|, |key|), known
  * here as bxserve |remote|: the answer goes to nt_xintro_admitted or
  * nt_xintro_refused (a refusal from the cache or a limit at once). */
-void nt_admission_ask_remote(natter_broker *b, bclient *peer,
-                             const char *name, const uint8_t *key, int check,
-                             uint32_t remote);
+void nt_admission_ask_remote(natter_broker *b, bclient *peer, const char *name,
+                             const uint8_t *key, int check, uint32_t remote);
 /* 1 when |a| answers a query to |c| still awaiting it: a reply owed,
  * which does not count against |c|'s control-message rate. */
 int nt_admission_owed(const bclient *c, const nt_admission_answer *a);

@@ -62,8 +62,9 @@ static void send_note(natter_broker *b, const char *to, nt_xnote *n) {
             to);
   } else if (nt_bus_send(b->xintro->bus, to, text) != 0) {
     /* Its request times out at the other end. */
-    xlog_limit(b, "brokers' bus: cannot send a note to %.16s%s: the database "
-                  "is away or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
+    xlog_limit(b,
+               "brokers' bus: cannot send a note to %.16s%s: the database "
+               "is away or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
                to, "");
   }
 }
@@ -96,7 +97,8 @@ static void where_done(int rv, const char *broker_id, void *ud) {
     return;
   }
   b = a->requester->broker;
-  if (rv == NATTER_ERR_PEER_UNKNOWN || (rv == 0 && !nt_xnote_broker_id_ok(broker_id))) {
+  if (rv == NATTER_ERR_PEER_UNKNOWN ||
+      (rv == 0 && !nt_xnote_broker_id_ok(broker_id))) {
     ask_answer(b, a, NT_CODE_PEER_UNKNOWN,
                "no client with that name is checked in");
     return;
@@ -140,11 +142,12 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   }
   /* A check across brokers is held to the caps of a local one (a key's
    * checks under way, a check session's age; client_session.c). */
-  if (r->check && (checks_of_key >= XCHECKS_PER_KEY ||
-                   (c->check_session_ends_ns &&
-                    now >= c->check_session_ends_ns))) {
-    xlog_limit(b, "refused a check of %s by %s: its key has checks under way "
-                  "or its check session is too old",
+  if (r->check &&
+      (checks_of_key >= XCHECKS_PER_KEY ||
+       (c->check_session_ends_ns && now >= c->check_session_ends_ns))) {
+    xlog_limit(b,
+               "refused a check of %s by %s: its key has checks under way "
+               "or its check session is too old",
                r->peer, c->name);
     nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL,
                               "the broker runs too many checks at once; try "
@@ -152,8 +155,9 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
     return 1;
   }
   if (mine >= BROKER_XASKS_PER_REQUESTER || !slot) {
-    xlog_limit(b, "not asking other brokers for %s on behalf of %s: too many "
-                  "requests across brokers await an answer",
+    xlog_limit(b,
+               "not asking other brokers for %s on behalf of %s: too many "
+               "requests across brokers await an answer",
                r->peer, c->name);
     nt_bclient_connect_result(
         c, r->request_id, NT_CODE_INTERNAL,
@@ -178,8 +182,9 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r) {
   slot->expires_ns = slot->asked_ns + BROKER_XASK_TIMEOUT_NS;
   if (nt_bus_where(x->bus, r->peer, where_done, slot, &slot->lookup) != 0) {
     memset(slot, 0, sizeof(*slot));
-    xlog_limit(b, "cannot look up %s for %s: the brokers' database is away "
-                  "or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
+    xlog_limit(b,
+               "cannot look up %s for %s: the brokers' database is away "
+               "or " STR(NT_BUS_QUEUE_MAX) " notes and lookups wait",
                r->peer, c->name);
     nt_bclient_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                               "no client with that name is checked in here, "
@@ -258,8 +263,8 @@ static void on_report(natter_broker *b, const nt_xnote *n) {
   if (a->requester && !a->requester->dead) {
     nt_control msg = {.type = NT_CONTROL_CHECK_REPORT};
     msg.u.check_report = n->report;
-    nt_info(&b->log, "%s (at broker %.16s) reports on the check by %s",
-            a->peer, n->from, a->requester->name);
+    nt_info(&b->log, "%s (at broker %.16s) reports on the check by %s", a->peer,
+            n->from, a->requester->name);
     nt_bclient_send(a->requester, &msg);
   }
   ask_free(b->xintro, a);
@@ -321,8 +326,9 @@ static void on_ask(natter_broker *b, const nt_xnote *n) {
     return;
   }
   if (!slot || theirs >= BROKER_XSERVED_PER_BROKER) {
-    xlog_limit(b, "not asking %s about %s: too many requests from other "
-                  "brokers await an answer",
+    xlog_limit(b,
+               "not asking %s about %s: too many requests from other "
+               "brokers await an answer",
                n->peer, n->intro.name);
     refuse_note(b, n->from, n->xid, NT_CODE_INTERNAL,
                 "too many requests await an answer at the peer's broker; "
@@ -427,8 +433,8 @@ int nt_xintro_on_report(bclient *c, const nt_check_side *report) {
                                 ? sizeof(struct sockaddr_in6)
                                 : sizeof(struct sockaddr_in);
     memcpy(&n.report.observed.ss, sa, n.report.observed.len);
-    nt_info(&b->log, "%s reports on the check by %s (at broker %.16s)",
-            c->name, s->requester.name, s->from);
+    nt_info(&b->log, "%s reports on the check by %s (at broker %.16s)", c->name,
+            s->requester.name, s->from);
     send_note(b, s->from, &n);
     memset(s, 0, sizeof(*s));
     return 1;
@@ -473,8 +479,9 @@ void nt_xintro_restarted(bclient *c, const char *name) {
     }
     return;
   }
-  xlog_limit(b, "not telling %s that %s restarted: too many notices to "
-                "other brokers under way",
+  xlog_limit(b,
+             "not telling %s that %s restarted: too many notices to "
+             "other brokers under way",
              name, c->name);
 }
 
