@@ -144,6 +144,14 @@ for round in 1 2 3 4 5; do
   log "$line (-check wall time; B2: bob's broker, B3: across brokers)"
 done
 log "broker 3's introductions across brokers (ConnectRequest to Introduction): $(grep -oE 'across brokers: [0-9.]+ ms' "$WORK/b3.log" | cut -d' ' -f3 | tr '\n' ' ')ms"
+# checkin_to_intro LOG: ms from each check session's check-in to its
+# introduction in a broker's log (the same span at either broker).
+checkin_to_intro() {
+  awk '{ split(substr($1, 12, 12), t, ":"); ms = (t[1] * 3600 + t[2] * 60 + t[3]) * 1000 }
+       / alice checked in from .* for a check / { t0 = ms }
+       / introducing alice to bob / && t0 { printf "%d ", ms - t0; t0 = 0 }' "$1"
+}
+log "check-in to introduction, ms: at bob's broker: $(checkin_to_intro "$WORK/b2.log"); across brokers: $(checkin_to_intro "$WORK/b3.log")"
 log "load after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- bounds: lookups held by the database -----------------------------------
