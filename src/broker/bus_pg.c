@@ -100,7 +100,18 @@ static void set_timer(nt_bus *bus, int s) {
   evtimer_add(bus->timer_ev, &tv);
 }
 
-static void went_down(nt_bus *bus, const char *why) {
+static void went_down(nt_bus *bus, const char *reason) {
+  char why[300];
+  size_t n = 0;
+  /* |reason| may be libpq's message, gone with the connection; and it
+   * ends with a newline. */
+  snprintf(why, sizeof(why), "%s", reason && reason[0] ? reason : "");
+  for (n = strlen(why); n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' ');) {
+    why[--n] = '\0';
+  }
+  for (char *p = why; *p; p++) {
+    *p = *p == '\n' || *p == '\t' ? ' ' : *p;
+  }
   if (bus->sock_ev) {
     event_free(bus->sock_ev);
     bus->sock_ev = NULL;
@@ -114,7 +125,7 @@ static void went_down(nt_bus *bus, const char *why) {
     nt_warn(bus->log,
             "brokers' bus: %s; introductions across brokers fail until it "
             "is back",
-            why && why[0] ? why : "connection lost");
+            why[0] ? why : "connection lost");
   }
   bus->logged_down = 1;
   bus->state = BUS_DOWN;
