@@ -8,8 +8,9 @@
 #     crosses back), as it does at broker 2;
 #   - mallory, whom bob's -allow-peer excludes, hears at broker 3 what she
 #     hears at broker 2: refused (exit 7), nothing about bob;
-#   - a name checked in nowhere (and bob once he left): "unknown" (6), as
-#     on one broker;
+#   - a name checked in nowhere (and bob once he left): "unknown" (6), and
+#     dave at broker 2 without -listen: "does not listen" (5), as on one
+#     broker;
 #   - notes that break the rules (not hex; an admission for no request)
 #     are dropped and logged, and broker 1 serves on;
 #   - the added latency: -check timings at bob's broker and across
@@ -108,6 +109,15 @@ assert_log_lacks b2 'introducing mallory'
 check alice "$B1" carol
 ((STATUS == 6)) || fail "-check carol exited $STATUS (want 6); output: $OUTPUT"
 assert_output_contains '^verdict: carol is unknown: no client of that name is checked in at the broker$'
+
+# A client at broker 2 that does not listen: 5, as on one broker.
+BROKER=$B2
+start_client dave "$(free_port):bob:$sink_port"
+wait_sql "SELECT count(*) FROM presence WHERE name = 'dave'" 1
+check alice "$B3" dave
+((STATUS == 5)) || fail "-check dave at broker 3 exited $STATUS (want 5); output: $OUTPUT"
+assert_output_contains '^verdict: dave does not listen: it is checked in without -listen$'
+stop_expect_clean dave
 
 # ---- notes that break the rules: dropped, logged, nothing else ---------------
 
