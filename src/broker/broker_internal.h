@@ -345,6 +345,9 @@ int nt_xintro_ask(bclient *c, const nt_connect_request *r);
 /* |c|'s CheckReport for a check by a client at another broker: 1 when it
  * was one (and is passed on). */
 int nt_xintro_on_report(bclient *c, const nt_check_side *report);
+/* 1 when a check by a client at another broker awaits |c|'s report with
+ * |nonce| (an owed reply: free of |c|'s control-message rate). */
+int nt_xintro_report_owed(const bclient *c, const uint8_t *nonce);
 /* |c| restarted; |name|, whom it met, is not here: tell its broker. */
 void nt_xintro_restarted(bclient *c, const char *name);
 /* |c| leaves: forgets it everywhere here. */

@@ -694,7 +694,8 @@ static int owed_reply(const bclient *c, const nt_control *msg) {
     return nt_admission_owed(c, &msg->u.admission_answer);
   }
   if (msg->type == NT_CONTROL_CHECK_REPORT) {
-    return check_of_report(c->broker, c, msg->u.check_report.nonce) != NULL;
+    return check_of_report(c->broker, c, msg->u.check_report.nonce) != NULL ||
+           nt_xintro_report_owed(c, msg->u.check_report.nonce);
   }
   return 0;
 }

@@ -409,6 +409,18 @@ void nt_xintro_refused(natter_broker *b, uint32_t id, nt_control_code code,
   memset(s, 0, sizeof(*s));
 }
 
+int nt_xintro_report_owed(const bclient *c, const uint8_t *nonce) {
+  const bxintro *x = c->broker->xintro;
+  for (size_t i = 0; x && i < BROKER_XSERVED; i++) {
+    const bxserve *s = &x->served[i];
+    if (s->id && s->admitted && s->listener == c &&
+        memcmp(s->nonce, nonce, NT_PUNCH_NONCE_LEN) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int nt_xintro_on_report(bclient *c, const nt_check_side *report) {
   natter_broker *b = c->broker;
   bxintro *x = b->xintro;
