@@ -22,6 +22,8 @@ static nt_xnote sample(nt_xnote_kind kind) {
   switch (kind) {
   case NT_XNOTE_ASK:
   case NT_XNOTE_NOTICE:
+  case NT_XNOTE_REFRESH:
+  case NT_XNOTE_REFRESHED:
     snprintf(n.peer, sizeof(n.peer), "bob");
     n.check = kind == NT_XNOTE_ASK;
     /* fall through */
@@ -54,7 +56,7 @@ static nt_xnote sample(nt_xnote_kind kind) {
 }
 
 static void test_round_trip(void) {
-  for (int k = NT_XNOTE_ASK; k <= NT_XNOTE_NOTICE; k++) {
+  for (int k = NT_XNOTE_ASK; k <= NT_XNOTE_REFRESHED; k++) {
     nt_xnote n = sample((nt_xnote_kind)k), back;
     char text[NT_XNOTE_TEXT_MAX + 1], again[NT_XNOTE_TEXT_MAX + 1];
     size_t len = nt_xnote_encode(text, &n);
@@ -109,9 +111,9 @@ static void test_refuses(void) {
 }
 
 static int write_corpus(const char *dir) {
-  static const char *names[] = {"",        "ask",    "admitted",
-                                "refused", "report", "notice"};
-  for (int k = NT_XNOTE_ASK; k <= NT_XNOTE_NOTICE; k++) {
+  static const char *names[] = {"",       "ask",    "admitted", "refused",
+                                "report", "notice", "refresh",  "refreshed"};
+  for (int k = NT_XNOTE_ASK; k <= NT_XNOTE_REFRESHED; k++) {
     nt_xnote n = sample((nt_xnote_kind)k);
     char text[NT_XNOTE_TEXT_MAX + 1], path[512];
     size_t len = nt_xnote_encode(text, &n);

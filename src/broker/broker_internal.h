@@ -163,7 +163,8 @@ typedef struct bxnotice {
   struct nt_bus_req *lookup; /* NULL: free */
   natter_broker *broker;
   char to[NT_NAME_MAX + 1];
-  nt_introduction about;
+  nt_introduction about; /* with the nonce for a refresh */
+  int refresh;           /* a REFRESH, not a NOTICE */
 } bxnotice;
 
 typedef struct bxintro {
@@ -330,6 +331,7 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
 void nt_bclient_describe(const bclient *about, nt_introduction *intro);
 /* Notes that |c| met |name| (restart notices, refresh requests). */
 void nt_bclient_remember(bclient *c, const char *name);
+int nt_bclient_was_introduced(const bclient *c, const char *name);
 /* The checked-in client |name| here, or NULL. */
 bclient *nt_bclient_find(natter_broker *b, const char *name);
 
@@ -350,6 +352,8 @@ int nt_xintro_on_report(bclient *c, const nt_check_side *report);
 int nt_xintro_report_owed(const bclient *c, const uint8_t *nonce);
 /* |c| restarted; |name|, whom it met, is not here: tell its broker. */
 void nt_xintro_restarted(bclient *c, const char *name);
+/* |c| and |name| (not here) met and punch again: |c| moved, or asked. */
+void nt_xintro_refresh(bclient *c, const char *name);
 /* |c| leaves: forgets it everywhere here. */
 void nt_xintro_forget(bclient *c);
 /* The admission query for remote request |id| came to this. */

@@ -1000,6 +1000,10 @@ void nt_bclient_remember(bclient *c, const char *name) {
   remember(c, name);
 }
 
+int nt_bclient_was_introduced(const bclient *c, const char *name) {
+  return was_introduced(c, name);
+}
+
 static void note_introduced(bclient *a, bclient *b) {
   remember(a, b->name);
   remember(b, a->name);
@@ -1020,6 +1024,14 @@ static void reintroduce(bclient *a, bclient *b) {
 static void handle_refresh_request(bclient *c, const nt_connect_request *r) {
   natter_broker *b = c->broker;
   bclient *peer = nt_name_valid(r->peer) ? find_client(b, r->peer) : NULL;
+  if (!peer && nt_name_valid(r->peer) && was_introduced(c, r->peer) &&
+      b->xintro) {
+    nt_info(&b->log, "introducing %s to %s again (%s hears nothing; at "
+                     "another broker)",
+            c->name, r->peer, c->name);
+    nt_xintro_refresh(c, r->peer);
+    return;
+  }
   if (!peer || !was_introduced(c, peer->name)) {
     send_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                         "no client with that name was introduced to you");
@@ -1065,6 +1077,8 @@ static void note_check_in(bclient *c, bclient *old, const nt_check_in *in) {
     bclient *peer = find_client(b, c->introduced[i]);
     if (!peer && restarted) {
       nt_xintro_restarted(c, c->introduced[i]); /* at another broker? */
+    } else if (!peer && moved) {
+      nt_xintro_refresh(c, c->introduced[i]);
     }
     if (!peer || peer == c || peer->dead) {
       continue;
@@ -1100,6 +1114,8 @@ static void client_moved(nt_conn *conn, void *ud) {
     bclient *peer = find_client(b, c->introduced[i]);
     if (peer && peer != c && !peer->dead) {
       reintroduce(c, peer);
+    } else if (!peer) {
+      nt_xintro_refresh(c, c->introduced[i]); /* at another broker? */
     }
   }
 }

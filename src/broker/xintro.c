@@ -462,7 +462,7 @@ static void notice_where(int rv, const char *broker_id, void *ud) {
   t->lookup = NULL;
   if (rv == 0 && nt_xnote_broker_id_ok(broker_id)) {
     memset(&n, 0, sizeof(n));
-    n.kind = NT_XNOTE_NOTICE;
+    n.kind = t->refresh ? NT_XNOTE_REFRESH : NT_XNOTE_NOTICE;
     n.xid = ++t->broker->xintro->next_xid ? t->broker->xintro->next_xid : 1;
     snprintf(n.peer, sizeof(n.peer), "%s", t->to);
     n.intro = t->about;
@@ -471,7 +471,8 @@ static void notice_where(int rv, const char *broker_id, void *ud) {
   memset(t, 0, sizeof(*t));
 }
 
-void nt_xintro_restarted(bclient *c, const char *name) {
+/* Finds |name|'s broker, then sends it a NOTICE or REFRESH about |c|. */
+static void route(bclient *c, const char *name, int refresh) {
   natter_broker *b = c->broker;
   bxintro *x = b->xintro;
   if (!x || !x->bus) {
@@ -484,17 +485,66 @@ void nt_xintro_restarted(bclient *c, const char *name) {
     }
     memset(t, 0, sizeof(*t));
     t->broker = b;
+    t->refresh = refresh;
     snprintf(t->to, sizeof(t->to), "%s", name);
     nt_bclient_describe(c, &t->about);
+    if (refresh && nt_random_bytes(t->about.nonce, NT_PUNCH_NONCE_LEN) != 0) {
+      memset(t, 0, sizeof(*t));
+      return;
+    }
     if (nt_bus_where(x->bus, name, notice_where, t, &t->lookup) != 0) {
       memset(t, 0, sizeof(*t));
     }
     return;
   }
   xlog_limit(b,
-             "not telling %s that %s restarted: too many notices to "
-             "other brokers under way",
+             "not telling %s's broker about %s: too many notices to other "
+             "brokers under way",
              name, c->name);
+}
+
+void nt_xintro_restarted(bclient *c, const char *name) {
+  route(c, name, 0);
+}
+
+void nt_xintro_refresh(bclient *c, const char *name) {
+  route(c, name, 1);
+}
+
+/* A refresh introduction about |about| (another broker's client) to |to|. */
+static void send_refresh(natter_broker *b, bclient *to,
+                         const nt_introduction *about) {
+  nt_control msg = {.type = NT_CONTROL_INTRODUCTION};
+  msg.u.introduction = *about;
+  msg.u.introduction.request_id = 0;
+  msg.u.introduction.refresh = 1;
+  msg.u.introduction.check = 0;
+  memset(msg.u.introduction.relay_token, 0, NT_RELAY_TOKEN_LEN);
+  msg.u.introduction.relay_port = 0;
+  b->introductions++;
+  nt_bclient_send(to, &msg);
+}
+
+/* REFRESH or its answer: only within a pair that met (as locally). */
+static void on_refresh(natter_broker *b, const nt_xnote *n) {
+  bclient *to = nt_bclient_find(b, n->peer);
+  if (!to || to->dead || !nt_bclient_was_introduced(to, n->intro.name)) {
+    xlog_bad(b, "a refresh for a pair that did not meet here");
+    return;
+  }
+  nt_info(&b->log, "introducing %s (at broker %.16s) to %s again",
+          n->intro.name, n->from, to->name);
+  send_refresh(b, to, &n->intro);
+  if (n->kind == NT_XNOTE_REFRESH) {
+    nt_xnote r;
+    memset(&r, 0, sizeof(r));
+    r.kind = NT_XNOTE_REFRESHED;
+    r.xid = n->xid;
+    snprintf(r.peer, sizeof(r.peer), "%s", n->intro.name);
+    nt_bclient_describe(to, &r.intro);
+    memcpy(r.intro.nonce, n->intro.nonce, NT_PUNCH_NONCE_LEN);
+    send_note(b, n->from, &r);
+  }
 }
 
 /* ---- notes in, timeouts, start and end ---- */
@@ -522,6 +572,10 @@ static void on_note(const char *payload, size_t len, void *ud) {
     break;
   case NT_XNOTE_REPORT:
     on_report(b, &n);
+    break;
+  case NT_XNOTE_REFRESH:
+  case NT_XNOTE_REFRESHED:
+    on_refresh(b, &n);
     break;
   case NT_XNOTE_NOTICE: {
     bclient *to = nt_bclient_find(b, n.peer);

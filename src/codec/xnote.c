@@ -22,7 +22,7 @@ int nt_xnote_broker_id_ok(const char *s) {
 }
 
 static int kind_ok(int kind) {
-  return kind >= NT_XNOTE_ASK && kind <= NT_XNOTE_NOTICE;
+  return kind >= NT_XNOTE_ASK && kind <= NT_XNOTE_REFRESHED;
 }
 
 /* The side a kind carries: the Control type, or NONE for none. */
@@ -31,6 +31,8 @@ static nt_control_type side_type(int kind) {
   case NT_XNOTE_ASK:
   case NT_XNOTE_ADMITTED:
   case NT_XNOTE_NOTICE:
+  case NT_XNOTE_REFRESH:
+  case NT_XNOTE_REFRESHED:
     return NT_CONTROL_INTRODUCTION;
   case NT_XNOTE_REPORT:
     return NT_CONTROL_CHECK_REPORT;
@@ -127,6 +129,8 @@ int nt_xnote_decode(nt_xnote *out, const char *text, size_t len) {
   switch (out->kind) {
   case NT_XNOTE_ASK:
   case NT_XNOTE_NOTICE:
+  case NT_XNOTE_REFRESH:
+  case NT_XNOTE_REFRESHED:
     if (!msg->peer || !nt_name_valid(msg->peer)) {
       goto out;
     }

@@ -29,18 +29,20 @@ typedef enum nt_xnote_kind {
   NT_XNOTE_ADMITTED = 2, /* |intro| is the listener, with the nonce */
   NT_XNOTE_REFUSED = 3,  /* |code| and |message| for the requester */
   NT_XNOTE_REPORT = 4,   /* |report| is the checked listener's */
-  NT_XNOTE_NOTICE = 5    /* |intro| (name, key) restarted: tell |peer| */
+  NT_XNOTE_NOTICE = 5,   /* |intro| (name, key) restarted: tell |peer| */
+  NT_XNOTE_REFRESH = 6,  /* |intro| (with a nonce) and |peer| punch again */
+  NT_XNOTE_REFRESHED = 7 /* the answer: |intro| is |peer|'s side */
 } nt_xnote_kind;
 
 typedef struct nt_xnote {
   nt_xnote_kind kind;
   uint64_t xid;                          /* the asking broker's; never 0 */
   char from[NT_XNOTE_BROKER_MAX + 1];    /* 1..64 lowercase hex digits */
-  char peer[NT_NAME_MAX + 1];            /* ASK, NOTICE: a valid name */
+  char peer[NT_NAME_MAX + 1];            /* all but the answers to ASK */
   int check;                             /* ASK */
   nt_control_code code;                  /* REFUSED: not OK */
   char message[NT_CONTROL_TEXT_MAX + 1]; /* REFUSED: printable */
-  nt_introduction intro;                 /* ASK, ADMITTED, NOTICE */
+  nt_introduction intro;                 /* all but REFUSED, REPORT */
   nt_check_side report;                  /* REPORT */
 } nt_xnote;
 

@@ -10,11 +10,11 @@
 #include "codec/xnote.h"
 
 static void check(const nt_xnote *n) {
-  if (n->kind < NT_XNOTE_ASK || n->kind > NT_XNOTE_NOTICE || n->xid == 0 ||
+  if (n->kind < NT_XNOTE_ASK || n->kind > NT_XNOTE_REFRESHED || n->xid == 0 ||
       !nt_xnote_broker_id_ok(n->from)) {
     abort();
   }
-  if ((n->kind == NT_XNOTE_ASK || n->kind == NT_XNOTE_NOTICE) &&
+  if ((n->kind == NT_XNOTE_ASK || n->kind >= NT_XNOTE_NOTICE) &&
       !nt_name_valid(n->peer)) {
     abort();
   }

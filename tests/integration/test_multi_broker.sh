@@ -17,6 +17,8 @@
 #     brokers, several rounds, and the brokers' own measure;
 #   - bob killed and restarted at broker 2: alice hears "bob restarted"
 #     from broker 1, and her next connection reaches the new bob;
+#   - bob stopped while alice sends: her refresh request crosses to broker
+#     2 and back (both punch again), and the bytes arrive once bob resumes;
 #   - the bound on requests per requester waiting for another broker, hit
 #     while the database holds the lookups, logged; served again after.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -202,6 +204,20 @@ start_client bob -listen -allow-peer alice
 wait_log alice 'bob restarted' 15
 assert_log_contains b1 'telling alice that bob \(at broker [0-9a-f]{16}\) restarted'
 expect_exit_zero -t 60 "$TCPCHECK" send "$fwd" --bytes 100K --timeout 40
+
+# ---- a silent connection: punching again across brokers ----------------------
+
+# bob stopped while alice sends: her connection goes silent with data
+# outstanding, she asks broker 1 for a refresh, which asks broker 2; both
+# hear the other's current addresses. bob resumes and the bytes arrive.
+kill -STOP "$(pid bob)"
+start sender "$TCPCHECK" send "$fwd" --bytes 200K --timeout 50
+wait_log b1 'introducing alice to bob again \(alice hears nothing; at another broker\)' 30
+wait_log b2 'introducing alice \(at broker [0-9a-f]{16}\) to bob again' 10
+wait_log b1 'introducing bob \(at broker [0-9a-f]{16}\) to alice again' 10
+kill -CONT "$(pid bob)"
+wait_exit sender 60
+((EXIT_STATUS[sender] == 0)) || fail "the send through a refreshed pair failed: $(cat "$WORK/sender.log")"
 
 # ---- bob leaves: unknown everywhere ------------------------------------------
 
