@@ -121,7 +121,7 @@ typedef struct badmission {
 #define BROKER_XASKS_PER_REQUESTER 4 /* of one local requester */
 #define BROKER_XSERVED 256           /* other brokers' requests to us */
 #define BROKER_XSERVED_PER_BROKER 64 /* from one other broker */
-#define BROKER_XNOTICES 64           /* restart notices being routed */
+#define BROKER_XNOTICES 64           /* notices, refreshes being routed */
 /* The asking broker waits this long for the answer: longer than the
  * listener's broker waits for the listener (BROKER_QUERY_TIMEOUT_NS), so
  * that its TIMEOUT comes first. */
@@ -158,7 +158,8 @@ typedef struct bxserve {
   uint64_t expires_ns;
 } bxserve;
 
-/* A restart notice for a peer at another broker: where is it? */
+/* A restart notice or refresh for a peer at another broker: where is
+ * it? */
 typedef struct bxnotice {
   struct nt_bus_req *lookup; /* NULL: free */
   natter_broker *broker;

@@ -12,7 +12,8 @@
  * note with the listener's side and the meeting's nonce; A then sends its
  * requester the Introduction. A check adds a REPORT note: the listener's
  * CheckReport, passed on to the requester. A restart seen at B of a
- * client that met one at A becomes a NOTICE note.
+ * client that met one at A becomes a NOTICE note; a move or a refresh
+ * request, a REFRESH note answered by REFRESHED (both punch again).
  *
  * Notes come from the database: every one is decoded by codec/xnote.c
  * (bounded, checked) and matched against what this broker asked (the
