@@ -592,6 +592,10 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   /* In a registry brokers share: this broker's heartbeat and presence. */
   nt_registry_set_broker(b->registry, b->fingerprint_hex);
+  /* ... and the bus for introductions across them (xintro.c). */
+  if (cfg->registry && nt_xintro_start(b, cfg->registry) != 0) {
+    nt_warn(&b->log, "no introductions across brokers: out of memory");
+  }
   int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
   if (both) {
     snprintf(addrstr, sizeof(addrstr), "[::]:%u", nt_endpoint_port(b->ep));
@@ -626,6 +630,7 @@ void natter_broker_free(natter_broker *b) {
   while ((c = TAILQ_FIRST(&b->clients)) != NULL) {
     nt_bclient_free(b, c);
   }
+  nt_xintro_free(b);
   nt_sources_clear(&b->sources);
   nt_budget_clear(&b->new_names_by_source);
   nt_budget_clear(&b->new_names_by_key);
