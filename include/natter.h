@@ -126,7 +126,8 @@ typedef struct natter_broker natter_broker; /* opaque */
 #define NATTER_BROKER_CONFIG_V2 2 /* registry .. retry_above_per_s */
 #define NATTER_BROKER_CONFIG_V3 3 /* relay .. relay_total */
 #define NATTER_BROKER_CONFIG_V4 4 /* new_names_per_hour */
-#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V4
+#define NATTER_BROKER_CONFIG_V5 5 /* tcp_listen */
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V5
 
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
@@ -188,6 +189,10 @@ typedef struct natter_broker_config {
                                   each bind an hour, with a burst of up
                                   to 10; names already bound never count;
                                   default 60; 0: no limit */
+  /* V5: the TCP fallback (doc/design.md, "TCP fallback"). */
+  const char *tcp_listen; /* "[ADDR]:PORT" where clients whose UDP is
+                             blocked reach the broker over TCP (":443"
+                             usually); NULL (default): no TCP */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -400,11 +405,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
+#define NATTER_CLIENT_CONFIG_V5 5 /* broker_tcp_port */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V5 5
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_V6 6
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V4
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
 #endif
 
 typedef struct natter_client_config {
@@ -467,6 +473,11 @@ typedef struct natter_client_config {
                            NATTER_ERR_INVALID); the peer's further
                            connections wait for a free one. Default
                            1024; 0: the default */
+  /* V5 */
+  int broker_tcp_port; /* the TCP fallback: when the broker's UDP port
+                          has not answered within 3 s, also try TCP to
+                          the broker's host at this port (a broker's
+                          -tcp-listen); default 443; 0: never */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */

@@ -22,6 +22,8 @@ size_t nt_broker_config_len(int version) {
     return FIELD_END(natter_broker_config, relay_total);
   case NATTER_BROKER_CONFIG_V4:
     return FIELD_END(natter_broker_config, new_names_per_hour);
+  case NATTER_BROKER_CONFIG_V5:
+    return FIELD_END(natter_broker_config, tcp_listen);
   default:
     return 0;
   }
@@ -37,8 +39,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, no_relay);
   case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, max_streams);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V5:
+    return FIELD_END(natter_client_config, broker_tcp_port);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V6:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -132,6 +136,7 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
   cfg->max_streams = 1024;
+  cfg->broker_tcp_port = 443;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

@@ -228,6 +228,7 @@ struct natter_broker {
    * and introductions a listener's peer rules refused. */
   uint64_t refused_connections[3];
   uint64_t refused_new_names, refused_checks, refused_introductions;
+  struct nt_tcp_listener *tcp; /* -tcp-listen (tcp_listen.c), or NULL */
 };
 
 /* ---- client_session.c: one connected client ---- */
@@ -274,5 +275,23 @@ void nt_admission_on_leave(bclient *c);
 void nt_admission_forget(natter_broker *b, const bclient *c);
 /* Frees the timer (natter_broker_free). */
 void nt_admission_free(natter_broker *b);
+
+/* ---- tcp_listen.c: the TCP fallback (-tcp-listen) ---- */
+
+/* TCP connections at once, in all and from one IP address (a client
+ * holds two: the broker's endpoint and its relay), and how long one may
+ * stay silent (clients' keepalives come every 20 s). */
+#define NT_TCP_MAX_CONNS 1024
+#define NT_TCP_MAX_PER_ADDRESS 16
+#define NT_TCP_IDLE_S 90
+
+typedef struct nt_tcp_listener nt_tcp_listener;
+/* Listens on |listen| ("[ADDR]:PORT"; ":PORT" IPv4 and IPv6) and sets
+ * b->tcp. Returns 0 or a negative NATTER_ERR_* (logged). */
+int nt_tcp_listener_new(natter_broker *b, const char *listen);
+/* Closes every TCP connection and the listener; NULL b->tcp: no-op. */
+void nt_tcp_listener_free(natter_broker *b);
+uint16_t nt_tcp_listener_port(const natter_broker *b);
+size_t nt_tcp_listener_count(const natter_broker *b);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "codec/control.h"
 #include "codec/mapping.h"
+#include "client/tcp_fallback.h"
 #include "trust/known_brokers.h"
 #include "trust/token.h"
 
@@ -265,6 +266,9 @@ int nt_broker_session_mapping_reply(natter_client *c, const uint8_t *data,
   if (!nt_mapping_decode_reply(data, len, nonce, &seen)) {
     return 0;
   }
+  if (nt_tcp_fallback_probe_reply(c, nonce)) {
+    return 1;
+  }
   if (memcmp(nonce, c->mapping_nonce, sizeof(nonce)) != 0 ||
       !event_pending(c->mapping_ev, EV_TIMEOUT, NULL)) {
     return 1; /* stale or forged: ignore */
@@ -407,6 +411,7 @@ static void handle_introduction(natter_client *c, const nt_introduction *in,
     /* The relay listens on the broker's own address. */
     intro.relay = c->broker_addr;
     nt_addr_set_port((struct sockaddr *)&intro.relay.ss, intro.relay_port);
+    nt_tcp_fallback_on_relay(c, &intro.relay);
   }
   if (!intro.refresh && intro.request_id) {
     nt_check_run_on_introduction(c->check, intro.name, intro.nonce);
@@ -548,6 +553,7 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
 
 static void broker_established(nt_conn *conn, void *ud) {
   natter_client *c = ud;
+  nt_tcp_fallback_on_established(c);
   if (check_known_broker(c, conn) != 0) {
     nt_conn_close(conn, 0, "broker key mismatch");
     return;
@@ -587,6 +593,15 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   c->ctl = NULL;
   c->checked_in = 0;
   if (c->fatal) {
+    return;
+  }
+  int tcp = nt_tcp_fallback_on_closed(c);
+  if (tcp == 1) {
+    nt_broker_session_connect(c); /* again, over TCP */
+    return;
+  }
+  if (tcp == 2 && !c->ever_checked_in) {
+    schedule_reconnect(c); /* the TCP connection may still come up */
     return;
   }
   nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
@@ -663,6 +678,7 @@ void nt_broker_session_connect(natter_client *c) {
    * since a lost PING is resent after one probe timeout (well under a
    * second), and halves what 10,000 idle clients cost it. */
   nt_conn_set_keepalive(c->broker_conn, BROKER_KEEPALIVE_MS);
+  nt_tcp_fallback_on_connect(c);
 }
 
 void nt_broker_session_reconnect_cb(evutil_socket_t fd, short what, void *arg) {

@@ -78,6 +78,9 @@ struct natter_client {
    * runs one check. */
   int diagnostic;
   nt_check_run *check;
+
+  /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
+  struct nt_tcp_fallback *tcpfb;
 };
 
 /* Reports a client event of |type| (one log line and the user's

@@ -105,6 +105,9 @@ struct nt_endpoint {
    * (nt_endpoint_sendto). NULL otherwise. */
   const struct sockaddr *reply_to;
   const nt_addr *reply_src;
+  /* TCP paths (tcp_path.h) by the key of their pseudo address: packets
+   * to that address go over the TCP connection. */
+  nt_hashmap tcp;
 };
 
 struct nt_stream {
