@@ -246,7 +246,9 @@ void nt_broker_session_mapping_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void start_mapping_check(natter_client *c) {
-  if (!c->mapping_port || !c->self.observed.len ||
+  /* Over TCP (the fallback) the broker saw our TCP address: nothing to
+   * compare a UDP mapping with. */
+  if (!c->mapping_port || !c->self.observed.len || nt_tcp_fallback_active(c) ||
       nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
     nt_check_run_start(c->check); /* no mapping to wait for */
     return;

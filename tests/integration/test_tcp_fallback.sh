@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The TCP fallback (doc/design.md, "TCP fallback"): a client whose UDP to
+# the broker gets no answer checks in over TCP within a few seconds and
+# its forward works; garbage on the broker's TCP port is closed without
+# harm; the per-address limit of TCP connections is logged when hit.
+# (UDP blocked for real, the relay over TCP and the move back to UDP are
+# in the NAT lab: tests/nat/test_tcp_fallback.sh.)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+echo_port=$(free_port)
+start_echo_server echo "$echo_port"
+tcp_port=$(free_port)
+start_broker broker -relay -tcp-listen "127.0.0.1:$tcp_port"
+wait_log broker "natter: TCP fallback on 127\.0\.0\.1:$tcp_port"
+start_client bob -listen -allow-peer alice
+
+# alice's -broker names a UDP port where nothing answers: as if UDP to
+# the broker were blocked. Its host and -broker-tcp lead to the broker.
+dead_udp=$(free_port)
+fwd=$(free_port)
+start alice "$NATTER" -name alice -broker "127.0.0.1:$dead_udp" \
+  -broker-tcp "$tcp_port" -identity "$WORK/alice.key" "$fwd:bob:$echo_port"
+wait_log alice "natter: no answer from the broker's UDP port in 3 s: reaching the broker over TCP at 127\.0\.0\.1:$tcp_port" 20
+wait_log alice "natter: checked in at broker 127\.0\.0\.1:$dead_udp as alice" 20
+wait_log alice "natter: forwarding 127\.0\.0\.1:$fwd -> "
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 4 --bytes 2M
+[[ $(ss -Htn state established "( sport = :$tcp_port )" | wc -l) -ge 1 ]] ||
+  fail "no TCP connection to the broker's fallback port"
+
+# Not natter: closed, and the broker serves on.
+exec {junk}<>"/dev/tcp/127.0.0.1/$tcp_port"
+printf 'GET / HTTP/1.0\r\n\r\n' >&"$junk"
+rc=0
+read -r -t 10 -u "$junk" _ || rc=$?
+((rc == 1)) || fail "junk on the TCP port was not closed (read status $rc)"
+exec {junk}>&-
+
+# 16 connections per address: a 17th (alice holds one) is refused, logged.
+fds=()
+for ((i = 0; i < 17; i++)); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$tcp_port"
+  fds+=("$fd")
+done
+wait_log broker "refused a TCP fallback connection from 127\.0\.0\.1:[0-9]*: too many TCP connections from this address \(limit 16\)"
+for fd in "${fds[@]}"; do exec {fd}>&-; done
+
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 256K
+stop_expect_clean alice
+stop_expect_clean bob
+stop_expect_clean broker
