@@ -593,6 +593,8 @@ typedef struct natter_check_result {
   natter_check_side self, peer;
   int predicted; /* the direct path was found by port prediction (one
                     side's NAT is symmetric) */
+  int over_tcp;  /* relayed, and this side reached the relay over TCP
+                    (the TCP fallback: UDP to the broker got no answer) */
 } natter_check_result;
 
 /* Called once per check, from the loop; the client may be freed once the
@@ -853,6 +855,8 @@ typedef struct natter_peer_info {
   unsigned replies_received;     /* answers to our probes */
   const char *probes_from;       /* where the peer's probes came from; "" */
   int predicted; /* the direct path was found by port prediction */
+  int over_tcp;  /* path "relay", and the relay is reached over TCP (the
+                    TCP fallback: UDP to the broker got no answer) */
 } natter_peer_info;
 
 typedef void (*natter_peer_fn)(const natter_peer_info *info, void *user_data);

@@ -864,3 +864,8 @@ void nt_endpoint_tcp_input(nt_endpoint *ep, nt_tcp_link *link, uint8_t *data,
 void nt_endpoint_tcp_flush(nt_endpoint *ep) {
   flush_dirty(ep);
 }
+
+int nt_conn_over_tcp(const nt_conn *conn) {
+  return nt_endpoint_tcp_has(conn->ep,
+                             (const struct sockaddr *)&conn->remote.ss);
+}

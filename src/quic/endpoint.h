@@ -342,5 +342,7 @@ int nt_endpoint_tcp_has(const nt_endpoint *ep, const struct sockaddr *addr);
 void nt_endpoint_tcp_input(nt_endpoint *ep, struct nt_tcp_link *link,
                            uint8_t *data, size_t len);
 void nt_endpoint_tcp_flush(nt_endpoint *ep);
+/* 1 when |conn|'s packets go over a TCP path now. */
+int nt_conn_over_tcp(const nt_conn *conn);
 
 #endif
