@@ -246,15 +246,22 @@ void nt_broker_session_mapping_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void start_mapping_check(natter_client *c) {
-  /* Over TCP (the fallback) the broker saw our TCP address: nothing to
-   * compare a UDP mapping with. */
-  if (!c->mapping_port || !c->self.observed.len || nt_tcp_fallback_active(c) ||
+  if (!c->mapping_port || !c->self.observed.len ||
       nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
     nt_check_run_start(c->check); /* no mapping to wait for */
     return;
   }
-  c->mapping_tries = 0;
   c->mapping_pending = 1;
+  if (nt_tcp_fallback_active(c)) {
+    /* Over TCP the broker saw our TCP address: nothing to compare a UDP
+     * mapping with. Settled as unknown, from the loop, as when no answer
+     * comes (the requests and a check wait until then). */
+    static const struct timeval now = {0, 0};
+    c->mapping_tries = 3; /* every try used: gives up at once */
+    event_add(c->mapping_ev, &now);
+    return;
+  }
+  c->mapping_tries = 0;
   nt_broker_session_mapping_cb(-1, 0, c);
 }
 

@@ -27,6 +27,11 @@ wait_log alice "natter: forwarding 127\.0\.0\.1:$fwd -> "
 expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 4 --bytes 2M
 [[ $(ss -Htn state established "( sport = :$tcp_port )" | wc -l) -ge 1 ]] ||
   fail "no TCP connection to the broker's fallback port"
+# Its status page says so.
+alice_udp=$(grep -m1 -o 'UDP port [0-9]*' "$WORK/alice.log")
+expect_exit_zero "$NATTER" -status -name alice -identity "$WORK/alice.key" \
+  -port "${alice_udp##* }"
+assert_output_contains '^checked in over TCP \(UDP to the broker gets no answer\)'
 
 # Not natter: closed, and the broker serves on.
 exec {junk}<>"/dev/tcp/127.0.0.1/$tcp_port"

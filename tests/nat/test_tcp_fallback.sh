@@ -86,6 +86,12 @@ ms=$((t2 - t1))
 hz=$(getconf CLK_TCK)
 mbps=$(awk -v b="$nbytes" -v ms="$ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
 cpu_gb=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v b="$nbytes" 'BEGIN { printf "%.2f", t / hz / (b / 1e9) }')
+# natter -check names the mechanism.
+check_rc=0
+_lab_fg "$WORK/check.out" lab_x alice "$NATTER" -check bob -name alice -broker "$broker" \
+  -identity "$WORK/alice.key" || check_rc=$?
+grep -q '^path: relayed over TCP (UDP to the broker got no answer) through the broker.s relay at' "$WORK/check.out" ||
+  fail "natter -check (exit $check_rc) did not say relayed over TCP: $(cat "$WORK/check.out")"
 log "checked in over TCP after $t_checkin ms; relayed over TCP: $bytes in $ms ms ($mbps Mbit/s), broker CPU $cpu_gb s per GB (load average before: $load_before; $(nproc) CPUs)"
 
 # 2. UDP comes back while a slow download runs.
