@@ -648,11 +648,17 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   }
   if (!c->ever_checked_in) {
     if (reason == NT_CLOSE_HANDSHAKE_TIMEOUT || reason == NT_CLOSE_IDLE) {
+      unsigned tcp_port = nt_tcp_fallback_port(c);
+      char also[80] = "";
+      if (tcp_port) {
+        snprintf(also, sizeof(also),
+                 " (or that the broker listens on TCP port %u)", tcp_port);
+      }
       nt_client_fatal(
           c, NATTER_ERR_BROKER,
           "cannot reach broker %s (no answer in %u s): check the address "
-          "and that UDP is allowed",
-          broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000);
+          "and that UDP is allowed%s",
+          broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000, also);
     } else {
       nt_client_fatal(
           c, NATTER_ERR_BROKER,

@@ -284,3 +284,7 @@ int nt_tcp_fallback_active(const natter_client *c) {
   return c->tcpfb && c->tcpfb->broker_link &&
          nt_tcp_link_is_connected(c->tcpfb->broker_link);
 }
+
+unsigned nt_tcp_fallback_port(const natter_client *c) {
+  return c->tcpfb ? c->tcpfb->port : 0;
+}

@@ -40,6 +40,9 @@ void nt_tcp_fallback_on_relay(struct natter_client *c, const nt_addr *relay);
  * answered our UDP probe (then UDP is used again), 0 otherwise. */
 int nt_tcp_fallback_probe_reply(struct natter_client *c, const uint8_t *nonce);
 
+/* The TCP port tried, 0: none (-broker-tcp 0). */
+unsigned nt_tcp_fallback_port(const struct natter_client *c);
+
 /* 1 while the broker is reached over TCP. */
 int nt_tcp_fallback_active(const struct natter_client *c);
 
