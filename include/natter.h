@@ -332,6 +332,8 @@ typedef struct natter_broker_client_info {
   uint64_t last_seen_unix_ms; /* last packet from it */
   uint64_t bytes_received;    /* UDP payload bytes on its connection */
   uint64_t bytes_sent;
+  int over_tcp; /* it reaches the broker over TCP (-tcp-listen: the TCP
+                   fallback; |address| is its TCP address) */
 } natter_broker_client_info;
 
 typedef void (*natter_broker_client_fn)(const natter_broker_client_info *info,

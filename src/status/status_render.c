@@ -327,6 +327,7 @@ static void broker_client_json(const natter_broker_client_info *ci,
   json_kv_str(w->out, &first, "nat_mapping",
               natter_nat_mapping_name(ci->mapping));
   json_kv_bool(w->out, &first, "listening", ci->listening);
+  json_kv_bool(w->out, &first, "over_tcp", ci->over_tcp);
   json_kv_time(w->out, &first, "connected_since", ci->connected_unix_ms);
   json_kv_time(w->out, &first, "last_seen", ci->last_seen_unix_ms);
   json_kv_u64(w->out, &first, "bytes_received", ci->bytes_received);
@@ -502,7 +503,8 @@ typedef struct text_walk {
 
 static void broker_client_row(const natter_broker_client_info *ci,
                               text_walk *w) {
-  char since[40], seen[24], in[16], outb[16];
+  char since[40], seen[24], in[16], outb[16], tcp_address[80];
+  snprintf(tcp_address, sizeof(tcp_address), "%s/tcp", ci->address);
   natter_log_timestamp(since, sizeof(since), ci->connected_unix_ms);
   duration(seen, sizeof(seen),
            w->now_ms > ci->last_seen_unix_ms ? w->now_ms - ci->last_seen_unix_ms
@@ -512,7 +514,8 @@ static void broker_client_row(const natter_broker_client_info *ci,
   evbuffer_add_printf(w->out,
                       "%-16s %.16s  %-22s %-20s %-6s %-24s %6s ago %10s "
                       "%10s\n",
-                      ci->name, ci->fingerprint, ci->address,
+                      ci->name, ci->fingerprint,
+                      ci->over_tcp ? tcp_address : ci->address,
                       natter_nat_mapping_name(ci->mapping),
                       ci->listening ? "yes" : "no", since, seen, in, outb);
 }

@@ -32,6 +32,10 @@ alice_udp=$(grep -m1 -o 'UDP port [0-9]*' "$WORK/alice.log")
 expect_exit_zero "$NATTER" -status -name alice -identity "$WORK/alice.key" \
   -port "${alice_udp##* }"
 assert_output_contains '^checked in over TCP \(UDP to the broker gets no answer\)'
+# So does the broker's, to its own key: alice's TCP address.
+expect_exit_zero "$NATTER" -status "$BROKER" -identity "$WORK/broker.key"
+assert_output_contains '^alice +[0-9a-f]{16}  127\.0\.0\.1:[0-9]+/tcp '
+assert_output_contains '^bob +[0-9a-f]{16}  127\.0\.0\.1:[0-9]+ '
 
 # Not natter: closed, and the broker serves on.
 exec {junk}<>"/dev/tcp/127.0.0.1/$tcp_port"
