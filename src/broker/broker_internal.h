@@ -278,11 +278,11 @@ void nt_admission_free(natter_broker *b);
 
 /* ---- tcp_listen.c: the TCP fallback (-tcp-listen) ---- */
 
-/* TCP connections at once, in all and from one IP address (a client
- * holds two: the broker's endpoint and its relay), and how long one may
- * stay silent (clients' keepalives come every 20 s). */
+/* TCP connections at once in all, and how long one may stay silent
+ * (clients' keepalives come every 20 s). From one IP address: twice
+ * -max-per-address (a client holds two: the broker's endpoint and its
+ * relay), so a NAT's clients get as many over TCP as over UDP. */
 #define NT_TCP_MAX_CONNS 1024
-#define NT_TCP_MAX_PER_ADDRESS 16
 #define NT_TCP_IDLE_S 90
 
 typedef struct nt_tcp_listener nt_tcp_listener;

@@ -103,6 +103,11 @@ static size_t from_address(const nt_tcp_listener *l, const struct sockaddr *peer
   return n;
 }
 
+/* Connections one IP address may hold: twice -max-per-address. */
+static size_t per_address(const nt_tcp_listener *l) {
+  return 2 * (size_t)l->b->max_per_source;
+}
+
 static void refuse(nt_tcp_listener *l, int fd, int kind,
                    const struct sockaddr *peer, const char *what) {
   char addr[NT_ADDR_STRLEN];
@@ -142,10 +147,10 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
       refuse(l, fd, 0, (struct sockaddr *)&ss, why);
       continue;
     }
-    if (from_address(l, (struct sockaddr *)&ss) >= NT_TCP_MAX_PER_ADDRESS) {
+    if (from_address(l, (struct sockaddr *)&ss) >= per_address(l)) {
       snprintf(why, sizeof(why),
-               "too many TCP connections from this address (limit %u)",
-               NT_TCP_MAX_PER_ADDRESS);
+               "too many TCP connections from this address (limit %zu)",
+               per_address(l));
       refuse(l, fd, 1, (struct sockaddr *)&ss, why);
       continue;
     }
@@ -235,10 +240,10 @@ int nt_tcp_listener_new(natter_broker *b, const char *text) {
   getsockname(fd, (struct sockaddr *)&local.ss, &local.len);
   nt_info(&b->log,
           "TCP fallback on %s: clients whose UDP is blocked reach the broker%s "
-          "over TCP (at most %u connections, %u per address)",
+          "over TCP (at most %u connections, %zu per address)",
           nt_addr_str((struct sockaddr *)&local.ss, addrstr),
           b->relay ? " and its relay" : "", NT_TCP_MAX_CONNS,
-          NT_TCP_MAX_PER_ADDRESS);
+          per_address(l));
   return 0;
 }
 
