@@ -21,6 +21,7 @@ struct nt_tcp_fallback {
   nt_tcp_link *relay_link;   /* stands for the relay's */
   uint8_t nonce[NT_MAPPING_NONCE_LEN];
   int probing;               /* a probe with |nonce| is out */
+  int broker_connected;      /* broker_link's TCP handshake was done */
   int restarting;            /* we closed the broker connection */
 };
 
@@ -56,6 +57,7 @@ static void broker_link_connected(nt_tcp_link *link, void *ud) {
   struct nt_tcp_fallback *fb = c->tcpfb;
   char to[NT_ADDR_STRLEN];
   (void)link;
+  fb->broker_connected = 1;
   nt_info(&c->log,
           "no answer from the broker's UDP port in %u s: reaching the broker "
           "over TCP at %s (the same QUIC connection inside)",
@@ -83,11 +85,9 @@ static void link_closed(nt_tcp_link *link, const char *why, void *ud) {
   natter_client *c = ud;
   struct nt_tcp_fallback *fb = c->tcpfb;
   char to[NT_ADDR_STRLEN];
-  int connected = nt_tcp_link_is_connected(link) ||
-                  nt_tcp_link_target(link) == NT_TCPFRAME_TO_RELAY;
   nt_addr_str((struct sockaddr *)&fb->tcp_to.ss, to);
   if (link == fb->broker_link) {
-    if (connected) {
+    if (fb->broker_connected) {
       nt_warn(&c->log, "TCP connection to the broker at %s ended: %s", to,
               why);
     } else {
@@ -98,6 +98,12 @@ static void link_closed(nt_tcp_link *link, const char *why, void *ud) {
     /* Without the broker's connection the relay's has no use. */
     drop_link(c, &fb->relay_link);
     event_del(fb->probe_ev);
+    if (fb->broker_connected && c->broker_conn && !c->fatal) {
+      /* The QUIC connection inside is cut off (UDP gets no answer):
+       * start again now rather than after its idle timeout. */
+      fb->restarting = 1;
+      nt_conn_close(c->broker_conn, 0, "TCP connection ended");
+    }
   } else if (link == fb->relay_link) {
     nt_warn(&c->log, "TCP connection to the broker's relay ended: %s", why);
     drop_link(c, &fb->relay_link);
@@ -134,6 +140,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   }
   nt_debug(&c->log, "no answer from the broker over UDP yet: trying TCP %s",
            nt_addr_str((struct sockaddr *)&fb->tcp_to.ss, to));
+  fb->broker_connected = 0;
   fb->broker_link =
       open_link(c, &c->broker_addr, NT_TCPFRAME_TO_ENDPOINT,
                 &broker_link_callbacks);

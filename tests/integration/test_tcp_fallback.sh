@@ -56,6 +56,21 @@ wait_log broker "refused a TCP fallback connection from 127\.0\.0\.1:[0-9]*: too
 for fd in "${fds[@]}"; do exec {fd}>&-; done
 
 expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 256K
+
+# The broker restarts (same key, same ports): alice's TCP connection ends,
+# and she checks in again over TCP at once, not after an idle timeout.
+stop_expect_clean broker
+start broker "$NATTER" -server "$BROKER" -identity "$WORK/broker.key" -relay \
+  -tcp-listen "127.0.0.1:$tcp_port" -max-per-address 8
+wait_log alice "TCP connection to the broker at 127\.0\.0\.1:$tcp_port ended" 10
+deadline=$((SECONDS + 20))
+until (($(grep -c 'natter: checked in at broker' "$WORK/alice.log") >= 2)); do
+  ((SECONDS < deadline)) || fail "alice did not check in again within 20 s of the broker's restart"
+  sleep 0.1
+done
+(($(grep -c "reaching the broker over TCP" "$WORK/alice.log") >= 2)) ||
+  fail "alice checked in again, but not over TCP"
+expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 256K
 stop_expect_clean alice
 stop_expect_clean bob
 stop_expect_clean broker
