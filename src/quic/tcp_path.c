@@ -179,6 +179,11 @@ static int link_new(nt_tcp_link **plink, struct event_base *base, int fd,
     return NATTER_ERR_NOMEM;
   }
   bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
+  /* libevent reads and writes 16 KiB at a time by default: a dozen
+   * packets a wake-up. Larger turns cost fewer system calls and flushes
+   * per relayed megabyte. */
+  bufferevent_set_max_single_read(l->bev, 128 * 1024);
+  bufferevent_set_max_single_write(l->bev, NT_TCP_LINK_MAX_QUEUED);
   /* One whole frame and a read's worth: reading pauses beyond it. */
   bufferevent_setwatermark(l->bev, EV_READ, 0,
                            2 * (NT_TCPFRAME_HDR + NT_TCPFRAME_MAX));

@@ -65,7 +65,13 @@ wait_log alice 'natter: checked in at broker' 20
 t_checkin=$(($(_lab_now_ms) - t0))
 wait_log alice 'forwarding 127\.0\.0\.1:8003 -> ' 5
 
-# 1. Relayed over TCP.
+# 1. Relayed over TCP. The first download meets bob (3 s of punching
+# first), the second one is timed.
+_lab_fg "$WORK/download.out" lab_x alice timeout 200 socat -u TCP:127.0.0.1:8002 "CREATE:$WORK/received.bin" ||
+  fail "the first download over the relay failed: $(cat "$WORK/download.out")"
+[[ $(sha256_of "$src") == $(sha256_of "$WORK/received.bin") ]] ||
+  fail "the first relayed download arrived altered (sha256)"
+rm -f "$WORK/received.bin"
 broker_pid=$(pid broker)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
