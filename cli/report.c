@@ -110,6 +110,10 @@ static void print_json(FILE *out, const natter_check_result *r,
   json_side(out, &r->self);
   fprintf(out, ",\"peer\":");
   json_side(out, &r->peer);
+  fprintf(out, ",\"self_portmap\":");
+  json_str(out, r->self_portmap ? r->self_portmap : "");
+  fprintf(out, ",\"peer_portmap\":");
+  json_str(out, r->peer_portmap ? r->peer_portmap : "");
   fprintf(out, "}\n");
 }
 
@@ -146,6 +150,13 @@ static void print_table(FILE *out, const natter_check_result *r,
       natter_nat_mapping_name(b->mapping));
   row(out, "public address", a->public_address[0] ? a->public_address : "-",
       b->public_address[0] ? b->public_address : "-");
+  if ((r->self_portmap && r->self_portmap[0]) ||
+      (r->peer_portmap && r->peer_portmap[0])) {
+    /* "port-mapped (PCP) at ADDR": the words after "port-mapped " */
+    row(out, "port-mapped",
+        r->self_portmap && r->self_portmap[0] ? r->self_portmap + 12 : "-",
+        r->peer_portmap && r->peer_portmap[0] ? r->peer_portmap + 12 : "-");
+  }
   for (size_t i = 0; i < n || i == 0; i++) {
     row(out, i ? "" : "probed",
         i < a->ncandidates ? a->candidates[i]

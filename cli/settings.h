@@ -70,6 +70,11 @@
     "let peers run exactly this command line here; a final word '*' "         \
     "allows any further arguments, '*' alone any command; PEER=CMD for one "   \
     "peer only; never through a shell; repeatable; needs -listen")             \
+  X(ALLOW_UDP, "-allow-udp", "allow-udp", ALLOW_RULES, allow_udp,              \
+    "HOST[:PORT]", 0, 0, NULL, NULL, CLI_CLIENT, 1,                            \
+    "let peers send UDP to HOST (PORT or * for any), the grammar of -allow; "  \
+    "without it no UDP target at all, not even loopback; PEER=RULE for one "   \
+    "peer only; repeatable; needs -listen")                                    \
   X(MAX_CLIENTS, "-max-clients", "max-clients", COUNT, max_clients, "N", 1,    \
     1000000, "a number 1..1000000", "10000", CLI_BROKER, 0,                    \
     "broker: connections in all")                                              \
@@ -93,6 +98,12 @@
     4096, "a number 1..4096", "1024", CLI_CLIENT, 0,                           \
     "forwarded connections one peer may have open here at once; more wait "    \
     "for a free one")                                                          \
+  X(UDP_IDLE_TIMEOUT, "-udp-idle-timeout", "udp-idle-timeout", COUNT,          \
+    udp_idle_timeout_s, "SECONDS", 1, 86400, "a number 1..86400", "60",        \
+    CLI_CLIENT, 0, "a UDP flow with no datagram either way this long ends")    \
+  X(MAX_UDP_FLOWS, "-max-udp-flows", "max-udp-flows", COUNT, max_udp_flows,    \
+    "N", 1, 4096, "a number 1..4096", "64", CLI_CLIENT, 0,                     \
+    "UDP flows (local sources) one peer may have open at once, each side")    \
   X(IDENTITY, "-identity", "identity", TEXT, identity, "FILE", 0, 0, NULL,     \
     "~/.config/natter/NAME.key, or broker.key for -server", CLI_ANY, 0,        \
     "key file (created with mode 0600)")                                      \
@@ -114,8 +125,8 @@
   X(REGISTRY, "-registry", "registry", TEXT, registry, "FILE", 0, 0, NULL,     \
     "$STATE_DIRECTORY/registry.db or ~/.local/state/natter/registry.db",       \
     CLI_BROKER, 0,                                                             \
-    "broker: name registry; also sqlite:///FILE, or memory: (names lost "      \
-    "at exit)")                                                                \
+    "broker: name registry; also sqlite:///FILE, memory: (names lost at "      \
+    "exit) or postgresql://... (shared by brokers)")                           \
   X(NAME_EXPIRY, "-name-expiry", "name-expiry", DURATION, name_expiry_s,       \
     "DUR", 0, 0, "a duration such as 30d, 12h, 90m or 45s (0: never)", "30d",  \
     CLI_BROKER, 0,                                                             \
@@ -176,6 +187,10 @@
     "error, warn, info or debug")                                              \
   X(FORWARD, NULL, "forward", FORWARDS, forward, NULL, 0, 0, NULL, NULL,       \
     CLI_CLIENT, 1, "SPEC [COMMAND], as a SPEC on the command line")            \
+  X(SOCKS_AUTH, "-socks-auth", "socks-auth", TEXT, socks_auth, "FILE", 0, 0,   \
+    NULL, NULL, CLI_CLIENT, 0,                                                 \
+    "socks: forwards ask their clients for the USER:PASSWORD in FILE "        \
+    "(mode 600); needed when a socks: forward binds beyond loopback")         \
   X(CONFIG, "-config", NULL, TEXT, config, "FILE", 0, 0, NULL,                 \
     CLI_DEFAULT_CONFIG ", if it exists", CLI_ANY, 0,                           \
     "read settings from FILE; flags override it")                             \
@@ -186,7 +201,10 @@
   X(HELP, "-h", NULL, ACTION, help, NULL, 0, 0, NULL, NULL, CLI_ANY, 0,        \
     "this help")                                                               \
   X(VERSION, "--version", NULL, ACTION, version, NULL, 0, 0, NULL, NULL,       \
-    CLI_ANY, 0, "print the version")                                        \
+    CLI_ANY, 0, "print the version")                                          \
+  X(NO_PORTMAP, "-no-portmap", "no-portmap", BOOL, no_portmap, NULL, 0, 0,     \
+    NULL, NULL, CLI_CLIENT, 0,                                                 \
+    "never ask the router to map our UDP port (PCP, NAT-PMP)")                 \
   X(RSH, "-rsh", NULL, BOOL, rsh, NULL, 0, 0, NULL, NULL, CLI_CLIENT, 0,       \
     "last flag: the rest is ssh's [-l USER] [-p PORT] [-o OPT] HOST "          \
     "COMMAND..., run as rsync -e, scp -S or GIT_SSH_COMMAND; runs COMMAND "    \

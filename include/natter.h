@@ -146,9 +146,13 @@ typedef struct natter_broker_config {
                                 ~/.local/state/natter/registry.db; "" or
                                 "memory:": in memory only (bindings die
                                 with the broker: tests and demos). Also
-                                "sqlite:///PATH"; another URI scheme is
-                                refused. An unreadable or corrupt file
-                                makes natter_broker_new fail. */
+                                "sqlite:///PATH", or "postgresql://..."
+                                (a libpq URI: a database that several
+                                brokers share, doc/operations.md);
+                                another URI scheme is refused. An
+                                unreadable or corrupt file makes
+                                natter_broker_new fail (an unreachable
+                                database does not: it is retried). */
   uint32_t name_expiry_s;    /* a name unused this long is released;
                                 default 2592000 (30 days); 0: never */
   const char *token;         /* shared secret every client must present
@@ -238,7 +242,8 @@ typedef int (*natter_registry_fn)(const natter_registry_entry *entry,
                                   void *user_data);
 
 /* Calls |fn| for every name bound in the registry file |path| (NULL: the
- * broker's default, see natter_broker_config.registry), in name order.
+ * broker's default; also a postgresql:// URI, see
+ * natter_broker_config.registry), in name order.
  * Safe while a broker runs on the file. Returns 0, or NATTER_ERR_REGISTRY
  * / NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL). */
 NATTER_EXPORT int natter_registry_list(const char *path, natter_registry_fn fn,
@@ -407,12 +412,14 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V2 2 /* allow_peers .. max_commands_per_peer */
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
-#define NATTER_CLIENT_CONFIG_V5 5 /* broker_tcp_port */
+#define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
+#define NATTER_CLIENT_CONFIG_V6 6 /* allow_udp .. max_udp_flows */
+#define NATTER_CLIENT_CONFIG_V7 7 /* broker_tcp_port */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V6 6
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
+#define NATTER_CLIENT_CONFIG_V8 8
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V8
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
 #endif
 
 typedef struct natter_client_config {
@@ -476,6 +483,20 @@ typedef struct natter_client_config {
                            connections wait for a free one. Default
                            1024; 0: the default */
   /* V5 */
+  int no_portmap; /* nonzero: never ask the default gateway to map our
+                     UDP port (PCP, NAT-PMP); default 0: ask, and offer
+                     a mapping to peers as a public address */
+  /* V6: UDP forwarding (NATTER_FORWARD_UDP). */
+  const char *const *allow_udp; /* NULL-terminated UDP targets a listener
+                                   accepts, the grammar of |allow| (maybe
+                                   scoped "PEER=RULE"); NULL: none at
+                                   all, not even the loopback */
+  uint32_t udp_idle_timeout_s;  /* a UDP flow with no datagram either way
+                                   for this long ends; default 60 */
+  uint32_t max_udp_flows;       /* UDP flows (local sources) one peer may
+                                   have open at once, each side; more are
+                                   dropped and logged; default 64 */
+  /* V7 */
   int broker_tcp_port; /* the TCP fallback: when the broker's UDP port
                           has not answered within 3 s, also try TCP to
                           the broker's host at this port (a broker's
@@ -595,6 +616,10 @@ typedef struct natter_check_result {
   natter_check_side self, peer;
   int predicted; /* the direct path was found by port prediction (one
                     side's NAT is symmetric) */
+  /* Appended (the library allocates this struct): each side's port
+   * mapping at its gateway, "port-mapped (PCP) at ADDR" or "(NAT-PMP)";
+   * "" none. */
+  const char *self_portmap, *peer_portmap;
   int over_tcp;  /* relayed, and this side reached the relay over TCP
                     (the TCP fallback: UDP to the broker got no answer) */
 } natter_check_result;
@@ -622,8 +647,18 @@ NATTER_EXPORT int natter_client_check(natter_client *client, const char *peer,
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
 
+/* What a forward carries (natter_forward_config.kind). */
+typedef enum natter_forward_kind {
+  NATTER_FORWARD_TCP = 0,  /* TCP connections to host:port, or a command */
+  NATTER_FORWARD_UDP = 1,  /* UDP datagrams to host:port */
+  NATTER_FORWARD_SOCKS = 2 /* a SOCKS5 server; each connection names its
+                              target */
+} natter_forward_kind;
+
 #define NATTER_FORWARD_CONFIG_V1 1
-#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V1
+#define NATTER_FORWARD_CONFIG_V2 2 /* kind */
+#define NATTER_FORWARD_CONFIG_V3 3 /* socks_auth_file */
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V3
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -641,6 +676,14 @@ typedef struct natter_forward_config {
   uint16_t port;           /* target port (1..65535) unless argv is set */
   const char *const *argv; /* NULL-terminated remote command to run on the
                               peer instead of connecting host:port */
+  int kind;                /* a natter_forward_kind; default
+                              NATTER_FORWARD_TCP (V2) */
+  const char *socks_auth_file; /* NATTER_FORWARD_SOCKS: a file holding one
+                              line USER:PASSWORD, not readable by group or
+                              others; SOCKS clients must then authenticate
+                              (RFC 1929). Required when |bind| is not a
+                              loopback address. NULL: no authentication
+                              (V3) */
 } natter_forward_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -663,7 +706,10 @@ NATTER_EXPORT int natter_client_add_forward_versioned(
     natter_forward **pforward, char *err, size_t errlen);
 
 /* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
- * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
+ * ":PEER[:HOST]:PORT" (stdin/stdout), "socks:[BIND:]LOCALPORT:PEER" (a
+ * SOCKS5 server, without authentication: a BIND other than loopback
+ * needs natter_forward_config.socks_auth_file, so this refuses it), or
+ * "LOCALPORT:PEER:" / ":PEER:"
  * with |argv| the remote command. Specs without a local port use fds 0
  * and 1. */
 NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
@@ -681,8 +727,11 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
                                     size_t errlen);
 
 /* Checks one access rule as natter_client_config.allow takes it: "*",
- * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", or a
- * bare IPv6 address ("::1", all of it the address). natter_client_new()
+ * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", a
+ * bare IPv6 address ("::1", all of it the address), or a range of
+ * addresses "IPv4/BITS[:PORT]" / "[IPv6/BITS][:PORT]" (e.g.
+ * "198.18.1.0/24:80"), which also matches targets given by a name that
+ * resolves into it on the listener. natter_client_new()
  * refuses a config holding a rule that fails this. Returns 0 or
  * NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL) that
  * does not repeat |rule|. */
@@ -739,7 +788,8 @@ NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
 NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
 #define NATTER_FORWARD_STATS_V1 1
-#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V1
+#define NATTER_FORWARD_STATS_V2 2 /* datagrams_* */
+#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V2
 
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */
@@ -747,6 +797,12 @@ typedef struct natter_forward_stats {
   uint64_t failures;    /* connections that failed */
   uint64_t bytes_sent;  /* local -> peer */
   uint64_t bytes_received; /* peer -> local */
+  /* V2: a UDP forward's datagrams (connections count its flows); 0 for
+     TCP */
+  uint64_t datagrams_sent;     /* local -> peer */
+  uint64_t datagrams_received; /* peer -> local */
+  uint64_t datagrams_dropped;  /* larger than the path allows, queue full,
+                                  flow refused or over the flow limit */
 } natter_forward_stats;
 
 /* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |forward|:
@@ -790,7 +846,8 @@ natter_client_get_peer_stats_versioned(const natter_client *client,
 
 #define NATTER_CLIENT_STATUS_V1 1
 #define NATTER_CLIENT_STATUS_V2 2 /* peers_refused */
-#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V2
+#define NATTER_CLIENT_STATUS_V3 3 /* portmap */
+#define NATTER_CLIENT_STATUS_VERSION NATTER_CLIENT_STATUS_V3
 
 typedef struct natter_client_status {
   uint64_t uptime_ms;
@@ -817,6 +874,11 @@ typedef struct natter_client_status {
   uint64_t status_requests; /* HTTP/3 and metrics requests served */
   /* V2: requesters this listener's peer rules refused (each refusal) */
   uint64_t peers_refused;
+  /* V3: our gateway's mapping of our UDP port, offered to peers:
+   * "port-mapped (PCP) at ADDR" or "port-mapped (NAT-PMP) at ADDR"; ""
+   * none (-no-portmap, no gateway answered, or not on our public
+   * address) */
+  char portmap[NATTER_ADDRSTRLEN + 32];
 } natter_client_status;
 
 #define natter_client_get_status(CLIENT, STATUS)                               \

@@ -1010,8 +1010,13 @@ static void test_location(void) {
   expect_location("a:b.db", &nt_registry_sqlite_ops, "a:b.db");
   expect_location("./memory:", &nt_registry_sqlite_ops, "./memory:");
 
-  expect_location_error("postgresql://db.example/natter", "not built in yet");
-  expect_location_error("postgres://db.example/natter", "not built in yet");
+  expect_location("postgresql://db.example/natter", &nt_registry_pg_ops,
+                  "postgresql://db.example/natter");
+  expect_location("postgres://natter@db.example:5433/natter?sslmode=require",
+                  &nt_registry_pg_ops,
+                  "postgres://natter@db.example:5433/natter?sslmode=require");
+  expect_location_error("postgresql:natter", "postgresql://");
+  expect_location_error("postgres:/natter", "DATABASE");
   expect_location_error("mysql://db.example/natter",
                         "unknown scheme \"mysql\"");
   expect_location_error("mysql://db.example/natter", "sqlite:///PATH");
@@ -1049,10 +1054,41 @@ static void test_location(void) {
   CHECK(natter_registry_release("memory:", "alice", err, sizeof(err)) ==
         NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(err, "inside its broker");
-  CHECK(natter_registry_release("postgresql://h/db", "alice", err,
-                                sizeof(err)) == NATTER_ERR_INVALID);
-  CHECK_STR_CONTAINS(err, "not built in yet");
   remove_tmpdir();
+}
+
+/* A PostgreSQL URI that libpq refuses fails at open; a database that
+ * cannot be reached does not (the broker starts and retries), but every
+ * request says it is unavailable, and an operator's -release too. Port 1
+ * on loopback: refused at once, no server needed. */
+static void test_pg_unreachable(void) {
+  static const char uri[] = "postgresql://natter@127.0.0.1:1/natter";
+  char err[512] = "", desc[300];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = NULL;
+
+  CHECK(nt_registry_open(&reg, base, "postgresql://h/db?no_such_option=1", err,
+                         sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(reg == NULL);
+  CHECK_STR_CONTAINS(err, "not a PostgreSQL URI");
+
+  key(k1, 1);
+  CHECK(nt_registry_open(&reg, base, uri, err, sizeof(err)) == 0);
+  CHECK(strcmp(nt_registry_backend(reg), "postgresql") == 0);
+  nt_registry_describe(reg, desc, sizeof(desc));
+  CHECK_STR_CONTAINS(desc, "PostgreSQL database natter on 127.0.0.1:1");
+  /* The first attempt decides the first request; later ones fail at
+   * once while the connection waits to be retried. */
+  CHECK(bind_now(reg, "alice", k1, 100, err) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "the name registry is unavailable, try again");
+  CHECK(bind_now(reg, "alice", k1, 100, err) == NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "unavailable");
+  CHECK(nt_registry_touch(reg, "alice", 100, err, sizeof(err)) == 0);
+  nt_registry_close(reg); /* nothing to flush to: no wait */
+
+  CHECK(natter_registry_release(uri, "alice", err, sizeof(err)) ==
+        NATTER_ERR_REGISTRY);
+  CHECK_STR_CONTAINS(err, "the name registry is unavailable, try again");
 }
 
 /* Another process (an operator's -release, a backup) holds the write
@@ -1112,7 +1148,204 @@ static void test_lock_held_elsewhere(void) {
   remove_tmpdir();
 }
 
-int main(void) {
+/* ---- the PostgreSQL backend on a real server ----
+ * `test_registry pg URI` runs these on an empty database at URI
+ * (tests/integration/test_registry_pg.sh starts a server for them); the
+ * same contract as the local backends, and what only a shared store
+ * shows: two registries (two brokers) on one database. */
+
+static const char *pg_uri;
+
+static void test_pg_contract(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri), *other = open_ok(pg_uri);
+  nt_registry_entry e;
+  waiter w = {0};
+  size_t removed = 0;
+  listing l;
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(strcmp(nt_registry_backend(reg), "postgresql") == 0);
+  /* Never inside the call, also on the first request (still connecting). */
+  CHECK(nt_registry_bind(reg, "alice", k1, 100, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(w.calls == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.created);
+  /* The other broker: the name is taken there, the owner says who. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k2, 101, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == NATTER_ERR_NAME_TAKEN);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+  CHECK(w.res.entry.first_seen == 100);
+  /* The owner again: a touch, seen by a lookup before any flush. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k1, 300, 0, on_done, &w, NULL, err,
+                         sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && !w.res.created && !w.res.replaced);
+  CHECK(nt_registry_pending(other) == 1);
+  CHECK(lookup_now(other, "alice", &e, err) == 0 && e.last_seen == 300);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0 && e.last_seen == 100);
+  /* One flush writes it; the first broker sees it. */
+  CHECK(nt_registry_touch(other, "alice", 400, err, sizeof(err)) == 0);
+  CHECK(flush_now(other, err) == 0);
+  CHECK(nt_registry_pending(other) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0 && e.last_seen == 400);
+  CHECK(memcmp(e.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+
+  /* Only an existing name; a takeover. */
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(reg, "nobody", k1, 100, NT_REGISTRY_BIND_EXISTING,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == NATTER_ERR_PEER_UNKNOWN);
+  memset(&w, 0, sizeof(w));
+  CHECK(nt_registry_bind(other, "alice", k2, 500, NT_REGISTRY_BIND_TAKEOVER,
+                         on_done, &w, NULL, err, sizeof(err)) == 0);
+  run_until_done(&w);
+  CHECK(w.res.rv == 0 && w.res.replaced);
+  CHECK(memcmp(w.res.entry.fingerprint, k1, NT_FINGERPRINT_LEN) == 0);
+  CHECK(lookup_now(reg, "alice", &e, err) == 0);
+  CHECK(memcmp(e.fingerprint, k2, NT_FINGERPRINT_LEN) == 0);
+  CHECK(e.first_seen == 500);
+
+  /* Release, list, expire. */
+  CHECK(bind_now(reg, "bob", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "carol", k1, 10, err) == 0);
+  CHECK(release_now(other, "bob", err) == 0);
+  CHECK(release_now(other, "bob", err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(lookup_now(reg, "bob", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  memset(&l, 0, sizeof(l));
+  CHECK(list_now(reg, collect, &l, err) == 0);
+  CHECK(l.n == 2 && strcmp(l.names[0], "alice") == 0 &&
+        strcmp(l.names[1], "carol") == 0);
+  memset(&l, 0, sizeof(l));
+  l.stop_after = 1;
+  CHECK(list_now(reg, collect, &l, err) == 0 && l.n == 1);
+  /* A touch pending in this registry saves carol from expiry. */
+  CHECK(nt_registry_touch(reg, "carol", 450, err, sizeof(err)) == 0);
+  CHECK(expire_now(reg, 1000, 600, &removed, err) == 0 && removed == 0);
+  CHECK(expire_now(reg, 1000, 500, &removed, err) == 0 && removed == 1);
+  CHECK(lookup_now(other, "carol", &e, err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(release_now(reg, "alice", err) == 0);
+  nt_registry_close(other);
+  nt_registry_close(reg);
+}
+
+/* How long the statements take on a real server: binds one at a time,
+ * one flush of every name, expiry in batches (printed, not judged). */
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void test_pg_timing(void) {
+  enum { N = 2000 };
+  char err[512], name[NT_NAME_MAX + 1];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri);
+  size_t removed = 0, total = 0;
+  uint64_t t0;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "warmup", k1, 100, err) == 0);
+  t0 = mono_ns();
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof(name), "timing%d", i);
+    CHECK(bind_now(reg, name, k1, 100, err) == 0);
+  }
+  printf("  %d new names bound one by one: %.0f us each\n", N,
+         (double)(mono_ns() - t0) / 1e3 / N);
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof(name), "timing%d", i);
+    CHECK(nt_registry_touch(reg, name, 200, err, sizeof(err)) == 0);
+  }
+  t0 = mono_ns();
+  CHECK(flush_now(reg, err) == 0);
+  printf("  one flush of %d last-seen times: %.1f ms\n", N,
+         (double)(mono_ns() - t0) / 1e6);
+  t0 = mono_ns();
+  do {
+    CHECK(expire_now(reg, 1000, 500, &removed, err) == 0);
+    total += removed;
+  } while (removed == NT_REGISTRY_EXPIRE_BATCH);
+  printf("  %zu names expired in batches of %d: %.1f ms\n", total,
+         NT_REGISTRY_EXPIRE_BATCH, (double)(mono_ns() - t0) / 1e6);
+  CHECK(total == N + 1);
+  nt_registry_close(reg);
+}
+
+/* Two brokers bind one name with different keys at once: one wins, the
+ * other is told who. */
+static void test_pg_race(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  nt_registry *a = open_ok(pg_uri), *b = open_ok(pg_uri);
+  waiter wa = {0}, wb = {0};
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(nt_registry_bind(a, "race", k1, 100, 0, on_done, &wa, NULL, err,
+                         sizeof(err)) == 0);
+  CHECK(nt_registry_bind(b, "race", k2, 100, 0, on_done, &wb, NULL, err,
+                         sizeof(err)) == 0);
+  for (int i = 0; i < 100000 && (wa.calls == 0 || wb.calls == 0); i++) {
+    event_base_loop(base, EVLOOP_ONCE);
+  }
+  CHECK(wa.calls == 1 && wb.calls == 1);
+  CHECK((wa.res.rv == 0) + (wb.res.rv == 0) == 1);
+  CHECK((wa.res.rv == NATTER_ERR_NAME_TAKEN) +
+            (wb.res.rv == NATTER_ERR_NAME_TAKEN) ==
+        1);
+  CHECK(release_now(a, "race", err) == 0);
+  nt_registry_close(a);
+  nt_registry_close(b);
+}
+
+/* A request cancelled while its statement runs: no callback, the next
+ * request goes on; closing with one in flight and touches pending writes
+ * the touches and calls nothing. */
+static void test_pg_cancel_in_flight(void) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_ok(pg_uri), *other;
+  nt_registry_request *first = NULL;
+  waiter w1 = {0}, w2 = {0}, w3 = {0};
+  nt_registry_entry e;
+
+  key(k1, 1);
+  CHECK(bind_now(reg, "zed", k1, 100, err) == 0); /* connected */
+  CHECK(nt_registry_lookup(reg, "zed", on_done, &w1, &first, err,
+                           sizeof(err)) == 0);
+  CHECK(nt_registry_bind(reg, "yan", k1, 100, 0, on_done, &w2, NULL, err,
+                         sizeof(err)) == 0);
+  /* One turn starts the lookup's statement; it cannot have come back. */
+  event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  nt_registry_cancel(first);
+  run_until_done(&w2);
+  CHECK(w1.calls == 0 && w2.res.rv == 0);
+
+  CHECK(nt_registry_touch(reg, "zed", 900, err, sizeof(err)) == 0);
+  CHECK(nt_registry_lookup(reg, "yan", on_done, &w3, NULL, err, sizeof(err)) ==
+        0);
+  event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  nt_registry_close(reg);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  CHECK(w3.calls == 0);
+  other = open_ok(pg_uri);
+  CHECK(lookup_now(other, "zed", &e, err) == 0 && e.last_seen == 900);
+  CHECK(release_now(other, "zed", err) == 0);
+  CHECK(release_now(other, "yan", err) == 0);
+  nt_registry_close(other);
+}
+
+int main(int argc, char **argv) {
   static const nt_test_case cases[] = {
       {"persists_across_reopen", test_persists_across_reopen},
       {"bind_conflict", test_bind_conflict},
@@ -1135,6 +1368,14 @@ int main(void) {
       {"touch_threshold_flushes", test_touch_threshold_flushes},
       {"location", test_location},
       {"lock_held_elsewhere", test_lock_held_elsewhere},
+      {"pg_unreachable", test_pg_unreachable},
+      {NULL, NULL},
+  };
+  static const nt_test_case pg_cases[] = {
+      {"pg_contract", test_pg_contract},
+      {"pg_race", test_pg_race},
+      {"pg_cancel_in_flight", test_pg_cancel_in_flight},
+      {"pg_timing", test_pg_timing},
       {NULL, NULL},
   };
   int rv;
@@ -1143,7 +1384,12 @@ int main(void) {
   if (base == NULL) {
     return 2;
   }
-  rv = nt_test_run(cases);
+  if (argc == 3 && strcmp(argv[1], "pg") == 0) {
+    pg_uri = argv[2];
+    rv = nt_test_run(pg_cases);
+  } else {
+    rv = nt_test_run(cases);
+  }
   event_base_free(base);
   return rv;
 }

@@ -639,9 +639,11 @@ static void test_client_metrics(void) {
   }
   CHECK(prom_count(&r, hostile[1]) == 1); /* a hostile state */
   for (size_t i = 0; i < 2; i++) {
-    CHECK(prom_count(&r, hostile[i + 7]) == 5); /* each forward target */
+    /* Each forward target: bytes twice, connections, failures, active,
+     * datagrams three times. */
+    CHECK(prom_count(&r, hostile[i + 7]) == 8);
   }
-  CHECK(prom_count(&r, "8080") == 5);
+  CHECK(prom_count(&r, "8080") == 8);
   CHECK(prom_count(&r, "registry") == 1); /* every error code a row */
   prom_done(&r);
   free(text);
@@ -678,6 +680,22 @@ static void test_text_tables(void) {
   CHECK_STR_CONTAINS(text, "up 1h02m, key 0123456789abcdef\n");
   CHECK_STR_CONTAINS(text, "127.0.0.1:4000,[fd00::1]:4000,bad\"cand\\\n");
   CHECK_STR_CONTAINS(text, "\nstdio    ");
+  CHECK(strstr(text, "port-mapped") == NULL);
+  free(text);
+  /* A port mapping at the gateway (status V3) follows the UDP port. */
+  snprintf(cs.status.portmap, sizeof(cs.status.portmap),
+           "port-mapped (PCP) at 198.51.100.7:6000");
+  buf = evbuffer_new();
+  nt_render_client_text(buf, &cs, 1);
+  text = take(buf);
+  CHECK_STR_CONTAINS(text,
+                     "UDP port 5000, port-mapped (PCP) at 198.51.100.7:6000\n");
+  free(text);
+  buf = evbuffer_new();
+  nt_render_client_json(buf, &cs, 1);
+  text = take(buf);
+  CHECK_STR_CONTAINS(text,
+                     "\"portmap\":\"port-mapped (PCP) at 198.51.100.7:6000\"");
   free(text);
 
   nt_broker_snapshot bs;

@@ -65,6 +65,34 @@ static void test_direct_predicted(void) {
          "broker never saw (203.0.113.1:61234)");
 }
 
+/* Two symmetric NATs through a port mapping (issue 26): the verdict
+ * names the mapping, not prediction, although bob saw a port of alice's
+ * NAT that the broker never saw. */
+static void test_direct_portmap(void) {
+  natter_check_result r = base();
+  r.error = 0;
+  r.connected = 1;
+  r.self.mapping = r.peer.mapping = NATTER_NAT_MAPPING_SYMMETRIC;
+  r.self.probes_received = r.peer.probes_received = 3;
+  r.self.probes_from = "203.0.113.2:40000";
+  r.peer.probes_from = "203.0.113.1:61234";
+  r.peer_portmap = "port-mapped (PCP) at 203.0.113.2:41000";
+  r.self_portmap = "";
+  expect(&r, NATTER_CHECK_DIRECT,
+         "direct works via a port mapping: bob is port-mapped (PCP) at "
+         "203.0.113.2:41000");
+  r.peer_portmap = NULL; /* only ours */
+  r.self_portmap = "port-mapped (NAT-PMP) at 203.0.113.1:42000";
+  expect(&r, NATTER_CHECK_DIRECT,
+         "direct works via a port mapping: alice is port-mapped (NAT-PMP)");
+  /* Relayed: the mapping did not help, and the verdict does not say it
+   * did. */
+  r.relayed = 1;
+  char got[1400];
+  nt_check_verdict(&r, got, sizeof(got));
+  CHECK(strstr(got, "port mapping") == NULL);
+}
+
 /* Found by port prediction (the birthday technique): said as such,
  * naming the symmetric side, whatever the probes' ports say. */
 static void test_direct_birthday(void) {
@@ -179,6 +207,7 @@ int main(void) {
       {"direct", test_direct},
       {"direct_predicted", test_direct_predicted},
       {"direct_birthday", test_direct_birthday},
+      {"direct_portmap", test_direct_portmap},
       {"both_symmetric", test_both_symmetric},
       {"one_symmetric", test_one_symmetric},
       {"udp_blocked", test_udp_blocked},

@@ -40,9 +40,13 @@ size_t nt_client_config_len(int version) {
   case NATTER_CLIENT_CONFIG_V4:
     return FIELD_END(natter_client_config, max_streams);
   case NATTER_CLIENT_CONFIG_V5:
+    return FIELD_END(natter_client_config, no_portmap);
+  case NATTER_CLIENT_CONFIG_V6:
+    return FIELD_END(natter_client_config, max_udp_flows);
+  case NATTER_CLIENT_CONFIG_V7:
     return FIELD_END(natter_client_config, broker_tcp_port);
 #ifdef NATTER_TEST_FUTURE_FIELDS
-  case NATTER_CLIENT_CONFIG_V6:
+  case NATTER_CLIENT_CONFIG_V8:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -54,6 +58,10 @@ size_t nt_forward_config_len(int version) {
   switch (version) {
   case NATTER_FORWARD_CONFIG_V1:
     return FIELD_END(natter_forward_config, argv);
+  case NATTER_FORWARD_CONFIG_V2:
+    return FIELD_END(natter_forward_config, kind);
+  case NATTER_FORWARD_CONFIG_V3:
+    return FIELD_END(natter_forward_config, socks_auth_file);
   default:
     return 0;
   }
@@ -78,6 +86,8 @@ size_t nt_forward_stats_len(int version) {
   switch (version) {
   case NATTER_FORWARD_STATS_V1:
     return FIELD_END(natter_forward_stats, bytes_received);
+  case NATTER_FORWARD_STATS_V2:
+    return FIELD_END(natter_forward_stats, datagrams_dropped);
   default:
     return 0;
   }
@@ -109,6 +119,8 @@ size_t nt_client_status_len(int version) {
     return FIELD_END(natter_client_status, status_requests);
   case NATTER_CLIENT_STATUS_V2:
     return FIELD_END(natter_client_status, peers_refused);
+  case NATTER_CLIENT_STATUS_V3:
+    return FIELD_END(natter_client_status, portmap);
   default:
     return 0;
   }
@@ -136,6 +148,8 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
   cfg->max_streams = 1024;
+  cfg->udp_idle_timeout_s = 60;
+  cfg->max_udp_flows = 64;
   cfg->broker_tcp_port = 443;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;

@@ -249,11 +249,22 @@ static void touch_checked_in(natter_broker *b, int64_t now) {
   }
 }
 
+/* A failed flush or expiry is retried by its timer. A store that cannot
+ * be reached has said so once in the log (registry_pg.c): not again at
+ * every round. */
+static void upkeep_failed(natter_broker *b, const char *err) {
+  if (strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    nt_debug(&b->log, "registry: %s (retrying later)", err);
+  } else {
+    nt_warn(&b->log, "registry: %s (retrying later)", err);
+  }
+}
+
 static void flushed(const nt_registry_result *res, void *arg) {
   natter_broker *b = arg;
   b->flush_req = NULL;
   if (res->rv != 0) {
-    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+    upkeep_failed(b, res->err);
   }
 }
 
@@ -279,7 +290,7 @@ static void expired(const nt_registry_result *res, void *arg) {
   natter_broker *b = arg;
   b->expire_req = NULL;
   if (res->rv != 0) {
-    nt_warn(&b->log, "registry: %s (retrying later)", res->err);
+    upkeep_failed(b, res->err);
   } else {
     b->expired += res->removed;
     if (res->removed >= NT_REGISTRY_EXPIRE_BATCH &&
@@ -372,9 +383,11 @@ static int broker_security_new(natter_broker *b,
     nt_error(&b->log, "%s", err);
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
   }
-  /* For the log: the file, or "" for memory. */
+  nt_registry_set_log(b->registry, &b->log);
+  /* For the log: the file, the database, or "" for memory. */
   if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
-    b->registry_path[0] = '\0';
+    nt_registry_describe(b->registry, b->registry_path,
+                         sizeof(b->registry_path));
   } else if (where != b->registry_path) {
     const nt_registry_ops *ops;
     const char *path = where;
@@ -583,6 +596,8 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   }
   nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
+  /* In a registry brokers share: this broker's heartbeat and presence. */
+  nt_registry_set_broker(b->registry, b->fingerprint_hex);
   int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
   if (both) {
     snprintf(addrstr, sizeof(addrstr), "[::]:%u", nt_endpoint_port(b->ep));

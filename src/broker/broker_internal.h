@@ -145,6 +145,8 @@ struct bclient {
   size_t nlocal;
   int mapping;    /* nt_nat_mapping, as it reported it */
   nt_addr mapped; /* as the mapping port saw it; len 0 if unknown */
+  nt_addr portmap;    /* its gateway's mapping (NatReport); len 0: none */
+  int portmap_method; /* nt_portmap_method */
   uint64_t checked_in_unix_ms; /* status: when its check-in was accepted */
   TAILQ_ENTRY(bclient) link;
   uint8_t session[NT_SESSION_LEN]; /* CheckIn.session; all 0: none */
@@ -228,6 +230,9 @@ struct natter_broker {
    * and introductions a listener's peer rules refused. */
   uint64_t refused_connections[3];
   uint64_t refused_new_names, refused_checks, refused_introductions;
+  /* "cannot bind: the name registry is unavailable" lines, while a shared
+   * registry's database is away (it logs the outage itself). */
+  nt_log_gate registry_down_gate;
   struct nt_tcp_listener *tcp; /* -tcp-listen (tcp_listen.c), or NULL */
 };
 

@@ -54,7 +54,7 @@ static bcheck *check_slot(natter_broker *b, const bclient *c);
 
 const nt_conn_callbacks nt_bclient_conn_callbacks = {
     client_established, client_closed, client_stream_opened, NULL, NULL,
-    client_moved};
+    client_moved, NULL};
 
 static void reject(bclient *c, nt_control_code code, const char *why) {
   char addr[NT_ADDR_STRLEN];
@@ -158,6 +158,17 @@ static void bind_refused(bclient *c, const char *name, int rv, const char *err,
     }
     send_check_in_result(c, NT_CODE_NAME_TAKEN,
                          "name is bound to another key at this broker");
+    return;
+  }
+  if (strstr(err, NT_REGISTRY_UNAVAILABLE)) {
+    /* A shared registry's database is away: it logged that once, and a
+     * flood of new names must not flood the log. */
+    unsigned held;
+    if (nt_log_gate_pass(&b->registry_down_gate, nt_monotonic_ns(), &held)) {
+      nt_error(&b->log, "registry: cannot bind \"%s\": %s%s", name, err,
+               held ? " (and more like it)" : "");
+    }
+    send_check_in_result(c, NT_CODE_INTERNAL, NT_REGISTRY_UNAVAILABLE);
     return;
   }
   nt_error(&b->log, "registry: cannot bind \"%s\": %s", name, err);
@@ -403,6 +414,7 @@ static void finish_check_in(bclient *c, const uint8_t *key,
   }
   c->listen = in->listen;
   c->no_relay = in->no_relay;
+  nt_registry_presence(b->registry, c->name, key, (int64_t)time(NULL), 1);
   checked_in(c, key, c->listen ? ", listening" : "");
 }
 
@@ -453,6 +465,10 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   intro->mapping = about->mapping;
   intro->mapped = about->mapped;
+  /* Passed on as the client said: the peer probes it only on the IP
+   * address the broker validated (doc/design.md, "Port mapping"). */
+  intro->portmap = about->portmap;
+  intro->portmap_method = about->portmap_method;
   if (relay_token) {
     memcpy(intro->relay_token, relay_token, NT_RELAY_TOKEN_LEN);
     intro->relay_port = nt_relay_port(to->broker->relay);
@@ -725,6 +741,8 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
     }
     c->mapping = msg.u.nat_report.mapping;
     c->mapped = msg.u.nat_report.mapped;
+    c->portmap = msg.u.nat_report.portmap;
+    c->portmap_method = msg.u.nat_report.portmap_method;
     nt_debug(
         &c->broker->log, "%s reports %s NAT mapping", c->name,
         c->mapping == NT_MAPPING_PER_DESTINATION ? "per-destination (symmetric)"
@@ -853,6 +871,7 @@ static void client_closed(nt_conn *conn, nt_close_reason reason,
   if (c->checked_in && !c->diagnostic) {
     char err[300];
     nt_hashmap_remove(&b->checked_in, c->name, strlen(c->name));
+    nt_registry_presence(b->registry, c->name, NULL, 0, 0);
     /* Idle time counts from leaving. */
     if (nt_registry_touch(b->registry, c->name, (int64_t)time(NULL), err,
                           sizeof(err)) != 0) {

@@ -58,6 +58,13 @@ struct nt_registry {
   /* Name -> pending_touch. Names come from clients: a keyed hash, so
    * that chosen names do not collide. */
   nt_hashmap pending;
+  /* An asynchronous backend: the request it works on (the queue's first,
+   * NULL once cancelled) and the touches it writes, which leave |pending|
+   * when it succeeds unless touched again meanwhile. */
+  int busy;
+  nt_registry_request *inflight;
+  nt_registry_seen *sent;
+  size_t nsent;
 };
 
 static int check_name(const char *name, char *err, size_t errlen) {
@@ -94,29 +101,54 @@ static void apply_pending(nt_registry *reg, nt_registry_entry *entry) {
   }
 }
 
-/* Writes every pending touch in one transaction; they stay pending on
- * failure. */
-static int flush_pending(nt_registry *reg, char *err, size_t errlen) {
+/* The pending touches as an array: *out is NULL when there are none.
+ * Names point into |pending|, or with |copy| into the array's own block
+ * (for a write that outlives this turn, while entries may go). */
+static int collect_pending(nt_registry *reg, int copy, nt_registry_seen **out,
+                           size_t *nout, char *err, size_t errlen) {
   size_t n = 0, count = nt_hashmap_count(&reg->pending);
   nt_registry_seen *touches;
-  int rv;
+  char *names;
 
+  *out = NULL;
+  *nout = 0;
   if (count == 0) {
     return 0;
   }
-  touches = malloc(count * sizeof(*touches));
+  touches = malloc(count * (sizeof(*touches) + (copy ? NT_NAME_MAX + 1 : 0)));
   if (touches == NULL) {
     nt_textfile_set_err(err, errlen,
                         "cannot write last-seen times: out of memory");
     return NATTER_ERR_NOMEM;
   }
+  names = (char *)(touches + count);
   for (size_t i = 0; i < reg->pending.capacity; i++) {
     pending_touch *t = reg->pending.slots[i].value;
     if (reg->pending.slots[i].key) {
       touches[n].name = t->name;
+      if (copy) {
+        char *name = names + n * (NT_NAME_MAX + 1);
+        memcpy(name, t->name, strlen(t->name) + 1);
+        touches[n].name = name;
+      }
       touches[n].last_seen = t->last_seen;
       n++;
     }
+  }
+  *out = touches;
+  *nout = n;
+  return 0;
+}
+
+/* Writes every pending touch in one transaction; they stay pending on
+ * failure. */
+static int flush_pending(nt_registry *reg, char *err, size_t errlen) {
+  nt_registry_seen *touches;
+  size_t n;
+  int rv = collect_pending(reg, 0, &touches, &n, err, errlen);
+
+  if (rv != 0 || n == 0) {
+    return rv;
   }
   rv = reg->ops->touch_many(reg->impl, touches, n, err, errlen);
   free(touches);
@@ -203,6 +235,10 @@ static void unlink_request(nt_registry_request *req) {
 
 void nt_registry_cancel(nt_registry_request *req) {
   if (req != NULL) {
+    if (req->reg->inflight == req) {
+      /* The backend finishes it; its answer goes nowhere. */
+      req->reg->inflight = NULL;
+    }
     unlink_request(req);
     free(req);
   }
@@ -313,11 +349,155 @@ static int run_request(nt_registry *reg, const nt_registry_request *req,
   return NATTER_ERR_INVALID;
 }
 
+/* ---- an asynchronous backend ---- */
+
+/* A listing's rows, while its request is still wanted. */
+static int async_list_one(const nt_registry_entry *stored, void *user_data) {
+  nt_registry *reg = user_data;
+  nt_registry_request *req = reg->inflight;
+  nt_registry_entry entry = *stored;
+
+  if (req == NULL) {
+    return 1; /* cancelled: stop */
+  }
+  apply_pending(reg, &entry);
+  return req->list_fn(&entry, req->list_user_data);
+}
+
+/* The touches written by a successful flush leave |pending|, unless seen
+ * again since. */
+static void forget_sent(nt_registry *reg, int written) {
+  for (size_t i = 0; written && i < reg->nsent; i++) {
+    const char *name = reg->sent[i].name; /* a copy: collect_pending */
+    pending_touch *t = nt_hashmap_get(&reg->pending, name, strlen(name));
+    if (t != NULL && t->last_seen <= reg->sent[i].last_seen) {
+      pending_remove(reg, name);
+    }
+  }
+  free(reg->sent);
+  reg->sent = NULL;
+  reg->nsent = 0;
+}
+
+static void async_done(nt_registry_result *res, void *arg) {
+  nt_registry *reg = arg;
+  nt_registry_request *req = reg->inflight;
+
+  reg->busy = 0;
+  reg->inflight = NULL;
+  forget_sent(reg, res->rv == 0);
+  if (req != NULL) {
+    if (req->kind == OP_BIND && res->rv == 0) {
+      if (res->replaced) {
+        pending_remove(reg, req->name);
+      } else if (!res->created) {
+        /* Bound to this key already: a touch, in memory. */
+        (void)nt_registry_touch(reg, req->name, req->now, NULL, 0);
+      }
+    } else if (req->kind == OP_LOOKUP && res->rv == 0) {
+      apply_pending(reg, &res->entry);
+    }
+    unlink_request(req);
+    if (res->rv == 0) {
+      res->err = "";
+    }
+    if (req->done != NULL) {
+      req->done(res, req->user_data);
+    }
+    free(req);
+  }
+  if (!TAILQ_EMPTY(&reg->queue)) {
+    schedule(reg);
+  }
+}
+
+/* Hands the queue's first request to the backend; 0 when it started. */
+static int async_start(nt_registry *reg, nt_registry_request *req, char *err,
+                       size_t errlen) {
+  nt_registry_call call;
+  int rv = 0;
+
+  memset(&call, 0, sizeof(call));
+  call.name = req->name;
+  call.fingerprint = req->fingerprint;
+  call.now = req->now;
+  call.flags = req->flags;
+  switch (req->kind) {
+  case OP_LOOKUP:
+    call.kind = NT_REGISTRY_CALL_LOOKUP;
+    break;
+  case OP_BIND:
+    call.kind = NT_REGISTRY_CALL_BIND;
+    break;
+  case OP_RELEASE:
+    call.kind = NT_REGISTRY_CALL_RELEASE;
+    pending_remove(reg, req->name);
+    break;
+  case OP_FLUSH:
+  case OP_EXPIRE:
+    call.kind = req->kind == OP_FLUSH ? NT_REGISTRY_CALL_FLUSH
+                                      : NT_REGISTRY_CALL_EXPIRE;
+    call.cutoff = req->now - req->max_idle_s;
+    call.limit = NT_REGISTRY_EXPIRE_BATCH;
+    rv = collect_pending(reg, 1, &reg->sent, &reg->nsent, err, errlen);
+    call.touches = reg->sent;
+    call.ntouches = reg->nsent;
+    break;
+  case OP_LIST:
+    call.kind = NT_REGISTRY_CALL_LIST;
+    call.list_fn = async_list_one;
+    call.list_user_data = reg;
+    break;
+  }
+  if (rv == 0) {
+    reg->busy = 1;
+    reg->inflight = req;
+    rv = reg->ops->async->start(reg->impl, &call, async_done, reg, err, errlen);
+    if (rv != 0) {
+      reg->busy = 0;
+      reg->inflight = NULL;
+    }
+  }
+  if (rv != 0) {
+    forget_sent(reg, 0);
+  }
+  return rv;
+}
+
+static void run_async(nt_registry *reg) {
+  while (!reg->busy && !TAILQ_EMPTY(&reg->queue)) {
+    nt_registry_request *req = TAILQ_FIRST(&reg->queue);
+    nt_registry_result res;
+    char err[512] = "";
+    int noop = req->kind == OP_EXPIRE && req->max_idle_s <= 0;
+    int rv = noop ? 0 : async_start(reg, req, err, sizeof(err));
+
+    if (noop || rv != 0) {
+      /* Done at once: nothing to do, or the backend could not start it
+       * (the store is unreachable). */
+      memset(&res, 0, sizeof(res));
+      res.rv = rv;
+      res.err = rv != 0 ? err : "";
+      unlink_request(req);
+      if (req->done != NULL) {
+        req->done(&res, req->user_data);
+      }
+      free(req);
+      continue;
+    }
+    return;
+  }
+}
+
 static void run_cb(evutil_socket_t fd, short what, void *arg) {
   nt_registry *reg = arg;
   (void)fd;
   (void)what;
 
+  if (reg->ops->async != NULL) {
+    run_async(reg);
+    return;
+  }
   for (int i = 0; i < RUN_PER_TURN && !TAILQ_EMPTY(&reg->queue); i++) {
     nt_registry_request *req = TAILQ_FIRST(&reg->queue);
     nt_registry_result res;
@@ -383,7 +563,9 @@ int nt_registry_open(nt_registry **preg, struct event_base *base,
   reg->ops = ops;
   TAILQ_INIT(&reg->queue);
   nt_hashmap_init(&reg->pending, seed);
-  rv = reg->ops->open(&reg->impl, where, err, errlen);
+  rv = reg->ops->async != NULL
+           ? reg->ops->async->open(&reg->impl, base, where, err, errlen)
+           : reg->ops->open(&reg->impl, where, err, errlen);
   if (rv != 0) {
     event_free(reg->run_ev);
     free(reg);
@@ -400,15 +582,53 @@ void nt_registry_close(nt_registry *reg) {
   while (!TAILQ_EMPTY(&reg->queue)) {
     nt_registry_cancel(TAILQ_FIRST(&reg->queue));
   }
-  (void)flush_pending(reg, NULL, 0);
+  if (reg->ops->async != NULL) {
+    nt_registry_seen *touches = NULL;
+    size_t n = 0;
+    (void)collect_pending(reg, 0, &touches, &n, NULL, 0);
+    reg->ops->async->close(reg->impl, touches, n);
+    free(touches);
+    forget_sent(reg, 0);
+  } else {
+    (void)flush_pending(reg, NULL, 0);
+    reg->ops->close(reg->impl);
+  }
   pending_clear(reg);
-  reg->ops->close(reg->impl);
   event_free(reg->run_ev);
   free(reg);
 }
 
 const char *nt_registry_backend(const nt_registry *reg) {
   return reg->ops->name;
+}
+
+void nt_registry_set_log(nt_registry *reg, const struct nt_log *log) {
+  if (reg->ops->async != NULL) {
+    reg->ops->async->set_log(reg->impl, log);
+  }
+}
+
+void nt_registry_set_broker(nt_registry *reg, const char *broker_id) {
+  if (reg->ops->async != NULL) {
+    reg->ops->async->set_broker(reg->impl, broker_id);
+  }
+}
+
+void nt_registry_presence(nt_registry *reg, const char *name,
+                          const uint8_t *fingerprint, int64_t since,
+                          int present) {
+  if (reg->ops->async != NULL && name != NULL && nt_name_valid(name)) {
+    reg->ops->async->presence(reg->impl, name, fingerprint, since, present);
+  }
+}
+
+void nt_registry_describe(const nt_registry *reg, char *buf, size_t len) {
+  if (len > 0) {
+    buf[0] = '\0';
+  }
+  if (reg->ops->async != NULL) {
+    reg->ops->async->describe(reg->impl, buf, len);
+  }
 }
 
 /* ---- the requests ---- */

@@ -6,7 +6,8 @@
  * is a backend behind nt_registry_ops, chosen by the location given to
  * nt_registry_open (nt_registry_parse_location): SQLite (one file under
  * the broker's state directory) is the default, "memory:" keeps bindings
- * in memory only.
+ * in memory only, "postgresql://..." shares them between brokers in a
+ * PostgreSQL database.
  *
  * Asynchronous contract. Every call that may reach storage (bind, lookup,
  * release, flush, expire, list) only queues a request and returns:
@@ -33,7 +34,7 @@
  * that a call fails at once (the broker logs it and refuses the client).
  * Durability: a bind's callback runs after the binding is committed to
  * the backend's storage (SQLite: written to its WAL, see
- * registry_sqlite.c), so a client is answered only for a binding that
+ * registry_sqlite.c; PostgreSQL: committed by the server), so a client is answered only for a binding that
  * survives a crash of the broker.
  *
  * This layer owns what every backend needs the same way: argument checks
@@ -82,6 +83,9 @@ struct event_base;
  * everything else meanwhile); under the broker's 10 s check-in deadline. */
 #define NT_REGISTRY_BUSY_WAIT_MS 5000
 #define NT_REGISTRY_BUSY_RETRY_MS 50
+/* The start of a request's reason when a networked store cannot be
+ * reached (the backend has logged that once; a client hears it). */
+#define NT_REGISTRY_UNAVAILABLE "the name registry is unavailable, try again"
 /* The broker's default for unused names: 30 days. */
 #define NT_REGISTRY_DEFAULT_MAX_IDLE_S (30 * 24 * 3600)
 
@@ -143,7 +147,7 @@ typedef int (*nt_registry_list_fn)(const nt_registry_entry *entry,
  * layer runs the request again from a timer, keeping it first in the
  * queue, for up to NT_REGISTRY_BUSY_WAIT_MS; then it fails with
  * NATTER_ERR_REGISTRY and the backend's reason. A networked backend
- * (PostgreSQL) needs an asynchronous form of these functions; the
+ * (PostgreSQL) sets |async| instead (nt_registry_async_ops below); the
  * contract above stays what callers rely on. */
 typedef struct nt_registry_ops {
   const char *name; /* "sqlite" */
@@ -172,17 +176,87 @@ typedef struct nt_registry_ops {
                 char *err, size_t errlen);
   int (*list)(void *impl, nt_registry_list_fn fn, void *user_data, char *err,
               size_t errlen);
+  /* A networked backend sets this and none of the functions above. */
+  const struct nt_registry_async_ops *async;
 } nt_registry_ops;
+
+/* ---- asynchronous backends (PostgreSQL) ----
+ * This layer hands the backend one request at a time, the first of the
+ * queue, as an nt_registry_call, and waits for its answer before the next
+ * (the order of the contract). The backend does the whole request,
+ * including a bind's decision (insert, else compare with the owner, else
+ * take over), so that it is atomic in a shared store; this layer keeps
+ * the pending touches and what follows a result (a bind of the same key
+ * is a touch). */
+typedef enum {
+  NT_REGISTRY_CALL_LOOKUP,
+  NT_REGISTRY_CALL_BIND,
+  NT_REGISTRY_CALL_RELEASE,
+  NT_REGISTRY_CALL_FLUSH,  /* writes |touches| */
+  NT_REGISTRY_CALL_EXPIRE, /* writes |touches|, then expires */
+  NT_REGISTRY_CALL_LIST
+} nt_registry_call_kind;
+
+typedef struct nt_registry_call {
+  nt_registry_call_kind kind;
+  const char *name;
+  const uint8_t *fingerprint;
+  int64_t now;
+  unsigned flags;
+  int64_t cutoff; /* expire: last_seen < cutoff goes */
+  size_t limit;   /* expire: at most this many */
+  const nt_registry_seen *touches;
+  size_t ntouches;
+  nt_registry_list_fn list_fn; /* valid until the answer */
+  void *list_user_data;
+} nt_registry_call;
+
+/* The backend's answer to a call; |res->err| is set by the backend. */
+typedef void (*nt_registry_call_done_fn)(nt_registry_result *res, void *arg);
+
+struct nt_log;
+
+typedef struct nt_registry_async_ops {
+  /* Opens the store at |location| on |base|; may connect later (requests
+   * wait for the first attempt). An error only for a location that can
+   * never work. */
+  int (*open)(void **pimpl, struct event_base *base, const char *location,
+              char *err, size_t errlen);
+  /* Writes |touches| if it can without waiting long, and closes: no
+   * answer of a call started comes any more. */
+  void (*close)(void *impl, const nt_registry_seen *touches, size_t n);
+  /* Starts |call|: 0 and |done| runs once, from the loop (usually later;
+   * a connection found broken while starting answers before start
+   * returns, which this layer allows: it calls start from the loop, never
+   * from a requester's call); or a negative NATTER_ERR_* with the reason
+   * in |err| (nothing started).
+   * Nothing in |call| is used after this returns but list_fn and its
+   * user data. */
+  int (*start)(void *impl, const nt_registry_call *call,
+               nt_registry_call_done_fn done, void *arg, char *err,
+               size_t errlen);
+  /* Where its log lines (connection state changes) go; NULL: nowhere. */
+  void (*set_log)(void *impl, const struct nt_log *log);
+  /* The store for a log line, without secrets (no password). */
+  void (*describe)(void *impl, char *buf, size_t len);
+  /* Presence (nt_registry_set_broker, nt_registry_presence). */
+  void (*set_broker)(void *impl, const char *broker_id);
+  void (*presence)(void *impl, const char *name, const uint8_t *fingerprint,
+                   int64_t since, int present);
+} nt_registry_async_ops;
 
 /* The embedded default: registry_sqlite.c. */
 extern const nt_registry_ops nt_registry_sqlite_ops;
 /* Bindings in memory only, gone with the registry: registry_memory.c. */
 extern const nt_registry_ops nt_registry_memory_ops;
+/* A PostgreSQL database shared by brokers: registry_pg.c. */
+extern const nt_registry_ops nt_registry_pg_ops;
 
 /* Chooses the backend for |location| (registry_location.c):
  *   "sqlite:///ABS/PATH", "sqlite:REL/PATH"  the SQLite file at that path
  *   "memory:"                                in memory only
- *   "postgresql://..." (or postgres://)      not built in yet: an error
+ *   "postgresql://..." (or postgres://)      a PostgreSQL database (a
+ *                                             libpq connection URI)
  *   anything else without "SCHEME://"         a plain SQLite file path, as
  *                                             before URIs (so "a:b.db" is a
  *                                             file; write "./memory:" for a
@@ -205,11 +279,40 @@ int nt_registry_open(nt_registry **preg, struct event_base *base,
 /* Drops every queued request without its callback (requesters cancel
  * theirs first), writes pending touches (the one synchronous write: at
  * shutdown a short wait beats losing them; a failure is lost, as
- * last-seen times are advisory) and closes. NULL is a no-op. */
+ * last-seen times are advisory; PostgreSQL waits 2 s at most) and
+ * closes. NULL is a no-op. */
 void nt_registry_close(nt_registry *reg);
 
-/* The backend's name ("sqlite", "memory"). */
+/* The backend's name ("sqlite", "memory", "postgresql"). */
 const char *nt_registry_backend(const nt_registry *reg);
+
+/* Where a backend logs its own events (PostgreSQL: connection lost and
+ * back); |log| must outlive the registry. Until then it logs nothing. */
+void nt_registry_set_log(nt_registry *reg, const struct nt_log *log);
+
+/* Writes a description of the store fit for a log line (no password)
+ * into |buf|; "" for the local backends. */
+void nt_registry_describe(const nt_registry *reg, char *buf, size_t len);
+
+/* Presence, in a store that brokers share (PostgreSQL; a no-op for the
+ * others): which broker each checked-in client is at, so that another
+ * broker can find it, and which brokers are alive.
+ * nt_registry_set_broker names this broker (|broker_id|, at most
+ * NT_REGISTRY_BROKER_ID_MAX bytes: its key's fingerprint in hex) and
+ * starts its heartbeat, written every NT_REGISTRY_HEARTBEAT_S; a broker
+ * whose heartbeat is older than NT_REGISTRY_BROKER_DEAD_S is removed, with
+ * its clients' presence, by any other. nt_registry_presence records that
+ * |name| (key |fingerprint|) checked in here at |since| (|present| 1) or
+ * left (0): in memory, written with the next heartbeat in the same
+ * statement (after the database was away: all of them again). Both
+ * synchronous, never failing (presence is advisory). */
+#define NT_REGISTRY_BROKER_ID_MAX 64
+#define NT_REGISTRY_HEARTBEAT_S 2
+#define NT_REGISTRY_BROKER_DEAD_S 6
+void nt_registry_set_broker(nt_registry *reg, const char *broker_id);
+void nt_registry_presence(nt_registry *reg, const char *name,
+                          const uint8_t *fingerprint, int64_t since,
+                          int present);
 
 /* Frees a queued request; its callback never runs. Only before the
  * callback started; NULL is a no-op. */

@@ -40,6 +40,11 @@ static int open_existing(nt_registry **preg, struct event_base *base,
   if (rv != 0) {
     return rv;
   }
+  if (ops == &nt_registry_pg_ops) {
+    /* A database the brokers share: an unreachable one fails the
+     * request with the reason. */
+    return nt_registry_open(preg, base, location, err, errlen);
+  }
   if (ops != &nt_registry_sqlite_ops) {
     nt_textfile_set_err(err, errlen,
                         "registry %s lives inside its broker's process: "

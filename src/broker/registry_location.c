@@ -6,7 +6,8 @@
 #include "broker/registry.h"
 #include "natter.h"
 
-#define ACCEPTED "use sqlite:///PATH (or a plain file path) or memory:"
+#define ACCEPTED                                                               \
+  "use sqlite:///PATH (or a plain file path), memory: or postgresql://..."
 
 static int starts_with(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -75,11 +76,19 @@ int nt_registry_parse_location(const char *location,
   }
   if (starts_with(location, "postgresql:") ||
       starts_with(location, "postgres:")) {
-    nt_textfile_set_err(err, errlen,
-                        "registry %s: the PostgreSQL backend is not built in "
-                        "yet: " ACCEPTED,
-                        location);
-    return NATTER_ERR_INVALID;
+    /* libpq reads the whole URI (registry_pg.c); only its form is
+     * checked here. */
+    if (!starts_with(location, "postgresql://") &&
+        !starts_with(location, "postgres://")) {
+      nt_textfile_set_err(err, errlen,
+                          "registry %s: write postgresql://[USER@]HOST[:PORT]"
+                          "/DATABASE",
+                          location);
+      return NATTER_ERR_INVALID;
+    }
+    *ops = &nt_registry_pg_ops;
+    *where = location;
+    return 0;
   }
   n = scheme_len(location);
   if (n > 0) {

@@ -178,4 +178,4 @@ static int mem_list(void *impl, nt_registry_list_fn fn, void *user_data,
 
 const nt_registry_ops nt_registry_memory_ops = {
     "memory",       mem_open,    mem_close,  mem_lookup, mem_insert,
-    mem_touch_many, mem_release, mem_expire, mem_list};
+    mem_touch_many, mem_release, mem_expire, mem_list,   NULL};

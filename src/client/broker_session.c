@@ -9,6 +9,7 @@
 
 #include "codec/control.h"
 #include "codec/mapping.h"
+#include "codec/portmap.h"
 #include "client/tcp_fallback.h"
 #include "trust/known_brokers.h"
 #include "trust/token.h"
@@ -203,11 +204,102 @@ static void handle_peer_notice(natter_client *c, const nt_peer_notice *n,
 
 /* ---- NAT mapping check ---- */
 
+/* Our gateway's mapping, offered only on the IP address the broker sees
+ * us at: on another one a NAT beyond the gateway maps us again, and
+ * nothing reaches the gateway's external port (doc/design.md, "Port
+ * mapping"). */
+static void update_portmap(natter_client *c) {
+  nt_addr ext, was = c->self.portmap;
+  int method = nt_portmap_get(c->portmap, &ext);
+  if (method != NT_PORTMAP_NONE &&
+      !nt_addr_same_host((struct sockaddr *)&ext.ss,
+                         (struct sockaddr *)&c->self.observed.ss)) {
+    if (c->self.observed.len && !c->portmap_elsewhere_logged) {
+      char a[NT_ADDR_STRLEN], b[NT_ADDR_STRLEN];
+      nt_info(&c->log,
+              "port mapping at %s not offered: the broker sees us at %s "
+              "(another NAT beyond the gateway)",
+              nt_addr_str((struct sockaddr *)&ext.ss, a),
+              nt_addr_str((struct sockaddr *)&c->self.observed.ss, b));
+      c->portmap_elsewhere_logged = 1;
+    }
+    method = NT_PORTMAP_NONE;
+  }
+  if (method == NT_PORTMAP_NONE) {
+    memset(&ext, 0, sizeof(ext));
+  }
+  c->self.portmap = ext;
+  c->self.portmap_method = method;
+  if (ext.len && (!was.len || !nt_addr_equal((struct sockaddr *)&ext.ss,
+                                             (struct sockaddr *)&was.ss))) {
+    char a[NT_ADDR_STRLEN];
+    nt_info(&c->log, "port-mapped (%s) at %s: offered to peers",
+            nt_portmap_method_name(method),
+            nt_addr_str((struct sockaddr *)&ext.ss, a));
+  }
+}
+
+/* A check (natter -check) waits for the gateway's answer, at most
+ * NT_CHECK_PORTMAP_WAIT_MS, so that its report and the peer's
+ * introduction carry our mapping: a gateway on the LAN answers in
+ * milliseconds, and without one the check goes on without. */
+#define NT_CHECK_PORTMAP_WAIT_MS 1000
+
+static void portmap_wait_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_client *c = arg;
+  (void)fd;
+  (void)what;
+  nt_check_run_start(c->check);
+}
+
+static void start_check(natter_client *c) {
+  if (!c->check) {
+    return;
+  }
+  if (!nt_portmap_settled(c->portmap) && !c->portmap_wait_ev) {
+    struct timeval tv = {0, NT_CHECK_PORTMAP_WAIT_MS * 1000};
+    c->portmap_wait_ev = evtimer_new(c->base, portmap_wait_cb, c);
+    if (c->portmap_wait_ev && event_add(c->portmap_wait_ev, &tv) == 0) {
+      return; /* portmap_wait_cb, or the gateway's answer, starts it */
+    }
+  }
+  if (c->portmap_wait_ev &&
+      event_pending(c->portmap_wait_ev, EV_TIMEOUT, NULL)) {
+    return; /* still waiting */
+  }
+  nt_check_run_start(c->check);
+}
+
 static void send_nat_report(natter_client *c) {
   nt_control msg = {.type = NT_CONTROL_NAT_REPORT};
+  update_portmap(c);
   msg.u.nat_report.mapping = c->self.mapping;
   msg.u.nat_report.mapped = c->mapped;
+  msg.u.nat_report.portmap = c->self.portmap;
+  msg.u.nat_report.portmap_method = c->self.portmap_method;
   send_control(c, &msg);
+}
+
+void nt_broker_session_portmap_changed(void *ud) {
+  natter_client *c = ud;
+  nt_addr was = c->self.portmap;
+  if (c->checked_in && !c->mapping_pending) {
+    update_portmap(c);
+    if (was.len != c->self.portmap.len ||
+        !nt_addr_equal((struct sockaddr *)&was.ss,
+                       (struct sockaddr *)&c->self.portmap.ss)) {
+      send_nat_report(c);
+    }
+  } else {
+    update_portmap(c);
+  }
+  /* A check waiting for the gateway goes on now. */
+  if (c->portmap_wait_ev &&
+      event_pending(c->portmap_wait_ev, EV_TIMEOUT, NULL) &&
+      nt_portmap_settled(c->portmap)) {
+    event_del(c->portmap_wait_ev);
+    nt_check_run_start(c->check);
+  }
 }
 
 /* The mapping check is over (answered or given up): the introductions
@@ -232,7 +324,7 @@ void nt_broker_session_mapping_cb(evutil_socket_t fd, short what, void *arg) {
     nt_debug(&c->log, "no answer from the broker's mapping-check port %u",
              c->mapping_port);
     mapping_settled(c);
-    nt_check_run_start(c->check); /* with the mapping unknown */
+    start_check(c); /* with the mapping unknown */
     return;
   }
   nt_addr to = c->broker_addr;
@@ -248,7 +340,7 @@ void nt_broker_session_mapping_cb(evutil_socket_t fd, short what, void *arg) {
 static void start_mapping_check(natter_client *c) {
   if (!c->mapping_port || !c->self.observed.len ||
       nt_random_bytes(c->mapping_nonce, sizeof(c->mapping_nonce)) != 0) {
-    nt_check_run_start(c->check); /* no mapping to wait for */
+    start_check(c); /* no mapping to wait for */
     return;
   }
   c->mapping_pending = 1;
@@ -309,7 +401,7 @@ int nt_broker_session_mapping_reply(natter_client *c, const uint8_t *data,
   mapping_settled(c);
   /* A check waits for the mapping: the broker hands it to the peer with
    * the introduction, and the verdict reads it. */
-  nt_check_run_start(c->check);
+  start_check(c);
   return 1;
 }
 
@@ -390,6 +482,7 @@ static void handle_check_in_result(natter_client *c,
       : c->diagnostic ? ", for a check only (a client running as "
                         "this name is not disturbed)"
                       : "");
+  nt_portmap_recheck(c->portmap);
   /* The check first: requests wait for it (mapping_pending). */
   start_mapping_check(c);
   nt_peers_broker_ready(c->peers);
@@ -676,7 +769,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
-    broker_established, broker_closed, NULL, NULL, NULL, NULL};
+    broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
 
 void nt_broker_session_connect(natter_client *c) {
   const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;

@@ -37,5 +37,9 @@ void nt_broker_session_report_check(const nt_check_side *side, void *ud);
 /* Our peer rules changed: the broker forgets the refusals it remembers
  * for us (AdmissionReset), so that a peer admitted now is asked again. */
 void nt_broker_session_rules_changed(natter_client *c);
+/* The gateway's port mapping was made, changed or lost (portmap.h's
+ * changed callback; |ud| is the client): the broker hears of it in a
+ * NatReport once the mapping check is over. */
+void nt_broker_session_portmap_changed(void *ud);
 
 #endif

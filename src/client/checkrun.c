@@ -6,6 +6,7 @@
 
 #include "quic/endpoint.h"
 #include "codec/mapping.h"
+#include "codec/portmap.h"
 #include "codec/spec.h"
 #include "client/verdict.h"
 
@@ -74,7 +75,7 @@ typedef struct view_copy {
   int found;
   nt_peer_view v;
   nt_punch punch;
-  nt_addr probe_from, observed;
+  nt_addr probe_from, observed, portmap;
 } view_copy;
 
 static void find_view(const nt_peer_view *v, void *ud) {
@@ -91,11 +92,26 @@ static void find_view(const nt_peer_view *v, void *ud) {
   if (v->observed) {
     vc->observed = *v->observed;
   }
+  if (v->portmap && v->portmap_method) {
+    vc->portmap = *v->portmap;
+  }
 }
 
 static const char *addr_or_empty(const nt_addr *a, char *buf) {
   buf[0] = '\0';
   return a->len ? nt_addr_str((const struct sockaddr *)&a->ss, buf) : buf;
+}
+
+/* "port-mapped (PCP) at ADDR", or "" without a mapping. */
+static const char *portmap_text(const nt_addr *a, int method, char *buf,
+                                size_t len) {
+  char s[NT_ADDR_STRLEN];
+  buf[0] = '\0';
+  if (a->len && method != NT_PORTMAP_NONE) {
+    snprintf(buf, len, "port-mapped (%s) at %s", nt_portmap_method_name(method),
+             nt_addr_str((const struct sockaddr *)&a->ss, s));
+  }
+  return buf;
 }
 
 static void finish(nt_check_run *run) {
@@ -104,6 +120,7 @@ static void finish(nt_check_run *run) {
   view_copy vc;
   char a_pub[NT_ADDR_STRLEN], b_pub[NT_ADDR_STRLEN];
   char a_from[NT_ADDR_STRLEN], text[1400];
+  char a_pm[NT_ADDR_STRLEN + 40], b_pm[NT_ADDR_STRLEN + 40];
   char a_cands[NT_PUNCH_MAX_CANDIDATES][NT_ADDR_STRLEN];
   const char *pa[NT_PUNCH_MAX_CANDIDATES];
   nt_check_side_text b_text;
@@ -133,6 +150,10 @@ static void finish(nt_check_run *run) {
   res.address = run->connected ? run->address : "";
   res.predicted = run->connected && !run->relayed && vc.found &&
                   vc.v.predicted;
+  res.self_portmap = portmap_text(
+      &env->self->portmap, env->self->portmap_method, a_pm, sizeof(a_pm));
+  res.peer_portmap = portmap_text(
+      &vc.portmap, vc.found ? vc.v.portmap_method : 0, b_pm, sizeof(b_pm));
 
   natter_check_side *a = &res.self, *b = &res.peer;
   a->name = env->self_name;

@@ -13,8 +13,10 @@
 #include "client/forward.h"
 #include "natter.h"
 #include "client/peer.h"
+#include "client/portmap.h"
 #include "status/status.h"
 #include "client/tunnel.h"
+#include "client/udp.h"
 #include "codec/wire.h"
 
 struct natter_client {
@@ -22,6 +24,9 @@ struct natter_client {
   nt_log log;
   char *name, *broker_text, *identity_path;
   nt_access *access; /* -allow / -allow-command rules */
+  nt_access *access_udp; /* -allow-udp: UDP targets, none by default */
+  uint32_t udp_idle_timeout_s, max_udp_flows;
+  struct nt_udp *udp;    /* UDP flows, both sides (udp.h) */
   int listen;
   int no_relay; /* refuse relayed peer connections (-no-relay) */
   int broker_pinned;
@@ -79,6 +84,12 @@ struct natter_client {
   int diagnostic;
   nt_check_run *check;
 
+  /* The gateway's mapping of our port (portmap.h); NULL: none asked
+   * (-no-portmap, a broker on loopback, no IPv4 default gateway). */
+  int no_portmap;
+  nt_portmap *portmap;
+  int portmap_elsewhere_logged;
+  struct event *portmap_wait_ev; /* a check waits for the gateway */
   /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
   struct nt_tcp_fallback *tcpfb;
 };

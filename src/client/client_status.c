@@ -5,11 +5,13 @@
 #include "client/client_status.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/structs.h"
 #include "client/client_internal.h"
 #include "codec/mapping.h"
+#include "codec/portmap.h"
 #include "status/dashboard.h"
 #include "status/h3.h"
 #include "status/metrics.h"
@@ -106,6 +108,12 @@ int natter_client_get_status_versioned(const natter_client *c,
   memcpy(st->errors, c->errors, sizeof(st->errors));
   st->status_requests = c->status_requests;
   st->peers_refused = nt_peers_refused_total(c->peers);
+  if (c->self.portmap.len) {
+    char a[NT_ADDR_STRLEN];
+    snprintf(st->portmap, sizeof(st->portmap), "port-mapped (%s) at %s",
+             nt_portmap_method_name(c->self.portmap_method),
+             nt_addr_str((const struct sockaddr *)&c->self.portmap.ss, a));
+  }
   memcpy(out, st, len);
   return 0;
 }

@@ -167,6 +167,30 @@ static int punch_due(nt_punch *p, uint64_t now, nt_addr *to, size_t *n) {
   return nt_punch_on_expiry(p, now, collect_probe, &l);
 }
 
+int nt_path_portmap_usable(const nt_addr *observed, const nt_addr *portmap) {
+  return observed->len && portmap->len && portmap->ss.ss_family == AF_INET &&
+         nt_path_scope_of((const struct sockaddr *)&portmap->ss) ==
+             NT_PATH_SCOPE_GLOBAL &&
+         nt_addr_same_host((const struct sockaddr *)&observed->ss,
+                           (const struct sockaddr *)&portmap->ss);
+}
+
+size_t nt_path_add_portmap(nt_addr *cands, size_t n, const nt_addr *portmap) {
+  for (size_t i = 0; i < n; i++) {
+    if (nt_addr_equal((const struct sockaddr *)&cands[i].ss,
+                      (const struct sockaddr *)&portmap->ss)) {
+      return n;
+    }
+  }
+  size_t at = n ? 1 : 0;
+  if (n == NT_PUNCH_MAX_CANDIDATES) {
+    n--;
+  }
+  memmove(&cands[at + 1], &cands[at], (n - at) * sizeof(cands[0]));
+  cands[at] = *portmap;
+  return n + 1;
+}
+
 uint64_t nt_path_relay_after_ms(int self_mapping, int peer_mapping,
                                 uint32_t connect_timeout_ms) {
   uint64_t after =

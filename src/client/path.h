@@ -131,6 +131,19 @@ size_t nt_path_candidates(const nt_path_self *self, const nt_addr *observed,
                           const nt_addr *local, size_t nlocal, nt_addr *cands,
                           size_t *skipped);
 
+/* Whether the peer's port mapping at its gateway (an introduction's
+ * portmap, doc/design.md "Port mapping") may be probed: a port of the
+ * very IP address of its |observed| one (which the caller has checked
+ * with nt_path_observed_usable), public. A peer can thus make us probe
+ * only ports of its own public address, as port prediction does. */
+int nt_path_portmap_usable(const nt_addr *observed, const nt_addr *portmap);
+
+/* Adds |portmap| (usable) to the |n| candidates in |cands| right after
+ * the first (the observed address), unless it is there already; the last
+ * one drops out when NT_PUNCH_MAX_CANDIDATES are there. Returns the new
+ * count. */
+size_t nt_path_add_portmap(nt_addr *cands, size_t n, const nt_addr *portmap);
+
 /* Where the caller's meeting with the peer stands (its own state). */
 typedef enum nt_path_phase {
   NT_PATH_PUNCHING = 1, /* probing candidates */

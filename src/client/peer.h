@@ -65,6 +65,9 @@ typedef struct nt_self_view {
   int broker_closed; /* the broker admits only token/listed keys */
   nt_addr broker;    /* the broker, as we reach it: what it may say it saw
                         of a peer follows (nt_path_observed_usable) */
+  nt_addr portmap;   /* our gateway's mapping of our port, offered only
+                        on the IP address of |observed|; len 0: none */
+  int portmap_method; /* nt_portmap_method */
 } nt_self_view;
 
 typedef struct nt_peer_callbacks {
@@ -83,6 +86,10 @@ typedef struct nt_peer_callbacks {
   /* Our side of a connectivity check the peer asked for is done: send
    * |side| to the broker (CheckReport). May be NULL. */
   void (*check_report)(const nt_check_side *side, void *user_data);
+  /* A QUIC DATAGRAM frame on |conn|, the connection to an admitted peer
+   * (UDP flows, udp.h). May be NULL. */
+  void (*datagram)(nt_conn *conn, const uint8_t *data, size_t len,
+                   void *user_data);
 } nt_peer_callbacks;
 
 typedef struct nt_peers_env {
@@ -184,6 +191,8 @@ typedef struct nt_peer_view {
   const nt_addr *observed; /* its public address as the broker saw it */
   int relay_offered;       /* the broker offered a relay channel */
   uint64_t connect_ms;     /* introduction -> connection; 0: none */
+  const nt_addr *portmap;  /* its gateway's mapping we probed; len 0: none */
+  int portmap_method;      /* nt_portmap_method */
 } nt_peer_view;
 typedef void (*nt_peer_view_fn)(const nt_peer_view *view, void *user_data);
 void nt_peers_each(const nt_peers *peers, nt_peer_view_fn fn, void *ud);

@@ -36,6 +36,8 @@ struct nt_peer {
   nt_addr observed; /* peer's public address as the broker saw it */
   int mapping;      /* nt_nat_mapping the peer reported */
   nt_addr mapped;   /* peer as the broker's mapping port saw it */
+  nt_addr portmap;  /* its gateway's mapping we probe; len 0: none */
+  int portmap_method; /* nt_portmap_method */
   /* Punching, prediction, the relay fallback, direct attempts while
    * relayed and re-punching: the decisions (path.h). */
   nt_path path;

@@ -509,7 +509,8 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
 /* The peer's addresses we probe (the rules are nt_path_candidates'). */
 static size_t peer_candidates(const nt_peers_env *env, const char *name,
                               const nt_addr *observed, const nt_addr *local,
-                              size_t nlocal, nt_addr *cands) {
+                              size_t nlocal, const nt_addr *portmap,
+                              nt_addr *cands) {
   nt_path_self self = {&env->self->observed, env->self->local,
                        env->self->nlocal, nt_endpoint_reaches(env->ep, AF_INET),
                        nt_endpoint_reaches(env->ep, AF_INET6)};
@@ -521,6 +522,9 @@ static size_t peer_candidates(const nt_peers_env *env, const char *name,
              "%s: behind another public address; its %zu LAN "
              "addresses are not probed",
              name, skipped);
+  }
+  if (portmap->len) { /* checked_observed kept it: usable */
+    n = nt_path_add_portmap(cands, n, portmap);
   }
   return n;
 }
@@ -534,10 +538,22 @@ static nt_introduction *checked_observed(nt_peers *peers,
   const nt_peers_env *env = &peers->env;
   char addr[NT_ADDR_STRLEN], broker[NT_ADDR_STRLEN];
   *out = *in;
+  if (in->portmap.len && !nt_path_portmap_usable(&in->observed, &in->portmap)) {
+    /* Only a port of the address the broker saw the peer at. */
+    nt_debug(env->log,
+             "%s: its port mapping %s is not on its public address;"
+             " not probed",
+             in->name,
+             nt_addr_str((const struct sockaddr *)&in->portmap.ss, addr));
+    memset(&out->portmap, 0, sizeof(out->portmap));
+    out->portmap_method = 0;
+  }
   if (!in->observed.len ||
       nt_path_observed_usable(&env->self->broker, &in->observed)) {
     return out;
   }
+  memset(&out->portmap, 0, sizeof(out->portmap));
+  out->portmap_method = 0;
   if (nt_peers_budget_log_due(peers, NT_PEERS_LOG_OBSERVED,
                               nt_monotonic_ns())) {
     nt_warn(env->log,
@@ -661,7 +677,10 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
   p->observed = in->observed;
   p->mapping = in->mapping;
   p->mapped = in->mapped;
-  n = peer_candidates(env, p->name, &p->observed, in->local, in->nlocal, cands);
+  p->portmap = in->portmap;
+  p->portmap_method = in->portmap_method;
+  n = peer_candidates(env, p->name, &p->observed, in->local, in->nlocal,
+                      &p->portmap, cands);
   char hex[NT_FINGERPRINT_HEX_LEN + 1], desc[640];
   nt_fingerprint_hex(p->key, hex);
   p->state = NT_PEER_PUNCHING;
@@ -887,7 +906,7 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
   }
   /* The same rules as a first introduction. */
   n = peer_candidates(env, in->name, &in->observed, in->local, in->nlocal,
-                      cands);
+                      &in->portmap, cands);
   p->mapping = in->mapping;
   p->observed = in->observed;
   nt_path_repunch_start(&p->path, in->nonce, cands, n, nt_monotonic_ns());

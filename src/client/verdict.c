@@ -133,6 +133,18 @@ natter_check_verdict nt_check_verdict(const natter_check_result *r, char *text,
                sym->name, sym->name);
       return NATTER_CHECK_DIRECT_PREDICTED;
     }
+    /* Through a side's port mapping (or both): say so, it is why two
+     * symmetric NATs need no relay; the port the mapped side then
+     * learns from the other's probes is that one's NAT at work, no
+     * prediction. */
+    const char *pm = r->peer_portmap && r->peer_portmap[0]   ? r->peer_portmap
+                     : r->self_portmap && r->self_portmap[0] ? r->self_portmap
+                                                             : NULL;
+    if (pm) {
+      snprintf(text, len, "direct works via a port mapping: %s is %s",
+               pm == r->peer_portmap ? b->name : a->name, pm);
+      return NATTER_CHECK_DIRECT;
+    }
     if (learned(b) || learned(a)) {
       const natter_check_side *nat = learned(b) ? a : b;
       const natter_check_side *saw = learned(b) ? b : a;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/portmap.h"
 #include "codec/wire_pb.h"
 #include "natter.h"
 
@@ -38,6 +39,11 @@ static int mapping_of(int wire) {
              ? NT_MAPPING_ENDPOINT_INDEPENDENT
          : wire == NT_MAPPING_PER_DESTINATION ? NT_MAPPING_PER_DESTINATION
                                               : NT_MAPPING_UNKNOWN;
+}
+
+static int portmap_method_of(int wire) {
+  return wire == NT_PORTMAP_PCP || wire == NT_PORTMAP_NATPMP ? wire
+                                                             : NT_PORTMAP_NONE;
 }
 
 static nt_control_code code_of(int wire) {
@@ -122,6 +128,12 @@ static int decode_check_in_result(nt_check_in_result *out,
 static int decode_nat_report(nt_nat_report *out, const Natter__NatReport *in) {
   out->mapping = mapping_of(in->mapping);
   addr_or_none(&out->mapped, in->mapped);
+  addr_or_none(&out->portmap, in->portmap);
+  out->portmap_method = out->portmap.len ? portmap_method_of(in->portmap_method)
+                                         : NT_PORTMAP_NONE;
+  if (out->portmap_method == NT_PORTMAP_NONE) {
+    memset(&out->portmap, 0, sizeof(out->portmap));
+  }
   return 0;
 }
 
@@ -157,6 +169,13 @@ static int decode_introduction(nt_introduction *out,
   memcpy(out->nonce, in->nonce.data, NT_PUNCH_NONCE_LEN);
   addr_or_none(&out->observed, in->observed);
   addr_or_none(&out->mapped, in->peer_mapped);
+  addr_or_none(&out->portmap, in->peer_portmap);
+  out->portmap_method = out->portmap.len
+                            ? portmap_method_of(in->peer_portmap_method)
+                            : NT_PORTMAP_NONE;
+  if (out->portmap_method == NT_PORTMAP_NONE) {
+    memset(&out->portmap, 0, sizeof(out->portmap));
+  }
   out->mapping = mapping_of(in->peer_mapping);
   /* A relay needs both; a half-given one is no relay. */
   if (in->relay_token.len == NT_RELAY_TOKEN_LEN && in->relay_port &&
@@ -412,6 +431,10 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
     intro.nonce.len = NT_PUNCH_NONCE_LEN;
     intro.peer_mapping = (Natter__NatMapping)v->mapping;
     intro.peer_mapped = put_addr(&s, &v->mapped);
+    if (v->portmap_method != NT_PORTMAP_NONE) {
+      intro.peer_portmap = put_addr(&s, &v->portmap);
+      intro.peer_portmap_method = (Natter__PortmapMethod)v->portmap_method;
+    }
     intro.refresh = v->refresh;
     if (v->relay_port) {
       intro.relay_token.data = (uint8_t *)v->relay_token;
@@ -427,6 +450,10 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
     const nt_nat_report *v = &m->u.nat_report;
     rep.mapping = (Natter__NatMapping)v->mapping;
     rep.mapped = put_addr(&s, &v->mapped);
+    if (v->portmap_method != NT_PORTMAP_NONE) {
+      rep.portmap = put_addr(&s, &v->portmap);
+      rep.portmap_method = (Natter__PortmapMethod)v->portmap_method;
+    }
     msg.msg_case = NATTER__CONTROL__MSG_NAT_REPORT;
     msg.nat_report = &rep;
     break;

@@ -98,6 +98,8 @@ typedef struct nt_check_in_result {
 typedef struct nt_nat_report {
   int mapping;    /* nt_nat_mapping */
   nt_addr mapped; /* as the mapping-check port saw it; len 0: none */
+  nt_addr portmap;    /* our gateway's mapping of our port; len 0: none */
+  int portmap_method; /* nt_portmap_method; NONE with no portmap */
 } nt_nat_report;
 
 /* client -> broker: introduce me to |peer|. */
@@ -137,6 +139,8 @@ typedef struct nt_introduction {
   nt_addr relay;
   int check; /* a connectivity check by the peer (natter -check): no
                 streams; report what this side saw when done */
+  nt_addr portmap;    /* the peer's gateway mapping; len 0: none */
+  int portmap_method; /* nt_portmap_method; NONE with no portmap */
 } nt_introduction;
 
 /* broker -> client: what happened to a peer it was introduced to. */

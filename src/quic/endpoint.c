@@ -189,6 +189,10 @@ void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
                    (uint16_t)(port ^ 0x8000));
 }
 
+void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from) {
+  ep->raw_source = *from;
+}
+
 int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
   uint8_t pkt[NT_RELAY_HDR_LEN];
   if (!ep->relay.len) {
@@ -310,7 +314,9 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
     handle_relayed(ep, data, len, from, fromlen);
     return;
   }
-  if (len < NT_MIN_QUIC_DATAGRAM) {
+  if (len < NT_MIN_QUIC_DATAGRAM ||
+      (!aux && ep->raw_source.len &&
+       nt_addr_equal(from, (struct sockaddr *)&ep->raw_source.ss))) {
     /* Too short to be QUIC for us (the fixed bit cannot tell: ngtcp2 0.12
      * always offers grease_quic_bit, RFC 9287): a punch packet. */
     if (ep->cfg.callbacks->datagram) {

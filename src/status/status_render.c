@@ -134,9 +134,19 @@ static void forward_metrics(const natter_forward_info *f, metric_walk *w) {
     nt_prom_sample(w->out, "natter_client_forward_failures_total", l, 2,
                    f->stats.failures);
     break;
-  default:
+  case 3:
     nt_prom_sample(w->out, "natter_client_forward_active", l, 2,
                    f->stats.active);
+    break;
+  default:
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_sent);
+    l[5] = "received";
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_received);
+    l[5] = "dropped";
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_dropped);
     break;
   }
 }
@@ -232,8 +242,10 @@ void nt_render_client_metrics(struct evbuffer *out,
       {"natter_client_forward_failures_total", "counter",
        "Connections of a forward that failed."},
       {"natter_client_forward_active", "gauge",
-       "Connections of a forward open now."}};
-  for (w.pass = 0; w.pass < 4; w.pass++) {
+       "Connections of a forward open now."},
+      {"natter_client_forward_datagrams_total", "counter",
+       "Datagrams of a UDP forward: sent, received, dropped."}};
+  for (w.pass = 0; w.pass < 5; w.pass++) {
     nt_prom_header(out, forward_families[w.pass][0],
                    forward_families[w.pass][1], forward_families[w.pass][2]);
     for (size_t i = 0; i < s->nforwards; i++) {
@@ -423,6 +435,11 @@ static void forward_json(const natter_forward_info *f, json_walk *w) {
   json_kv_u64(w->out, &first, "failures", f->stats.failures);
   json_kv_u64(w->out, &first, "bytes_sent", f->stats.bytes_sent);
   json_kv_u64(w->out, &first, "bytes_received", f->stats.bytes_received);
+  /* A UDP forward's (0 for TCP). */
+  json_kv_u64(w->out, &first, "datagrams_sent", f->stats.datagrams_sent);
+  json_kv_u64(w->out, &first, "datagrams_received",
+              f->stats.datagrams_received);
+  json_kv_u64(w->out, &first, "datagrams_dropped", f->stats.datagrams_dropped);
   evbuffer_add(w->out, "}", 1);
 }
 
@@ -442,6 +459,7 @@ void nt_render_client_json(struct evbuffer *out, const nt_client_snapshot *s,
     json_kv_str(out, &first, "public_address", st->public_address);
     json_kv_str(out, &first, "nat_mapping",
                 natter_nat_mapping_name(st->mapping));
+    json_kv_str(out, &first, "portmap", st->portmap);
     json_kv_u64(out, &first, "local_port", st->local_port);
     json_kv_u64(out, &first, "check_ins", st->check_ins);
     json_kv_u64(out, &first, "peers_connected", st->peers_connected);
@@ -603,13 +621,14 @@ void nt_render_client_text(struct evbuffer *out, const nt_client_snapshot *s,
   bytes(outb, sizeof(outb), st->bytes_sent);
   evbuffer_add_printf(out, "natter client %s, up %s, key %.16s\n",
                       natter_version(), up, s->fingerprint);
-  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u\n",
+  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u%s%s\n",
                       !st->checked_in     ? "not checked in"
                       : s->broker_over_tcp ? "checked in over TCP (UDP to "
                                              "the broker gets no answer)"
                                            : "checked in",
                       st->public_address[0] ? st->public_address : "unknown",
-                      natter_nat_mapping_name(st->mapping), st->local_port);
+                      natter_nat_mapping_name(st->mapping), st->local_port,
+                      st->portmap[0] ? ", " : "", st->portmap);
   evbuffer_add_printf(out,
                       "peers connected %llu (made %llu), hole punching "
                       "succeeded %llu, failed %llu; streams %llu (opened "

@@ -118,7 +118,21 @@
 #       QUIC itself with the broker's key, posing as bob to alice and as
 #       alice to bob: both must refuse it for its key, alice with a clear
 #       error, and no byte of the forwarded service may reach it
-#   lab.sh shell ALICE_NAT BOB_NAT [--loss-a P] [--loss-b P]
+#   lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT
+#       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
+#       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
+#       short: the same for 60 s, and bob must renew it within 45 s;
+#       late: none until bob gave up, then honest, and the broker
+#       restarts: bob must ask again when it checks in again;
+#       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
+#       random bytes; none: no gateway), then natter -check as peer-check:
+#       VERDICT port-mapped (0, "direct works via a port mapping", the
+#       mapping named in the report) or needs-relay (3, no mapping offered
+#       or named anywhere); with a mapping, bob deletes it on exit.
+#       --relay on: the broker relays (a mapping must still win);
+#       --no-portmap yes: alice and bob run with -no-portmap (the gateways
+#       must hear nothing). Both sides punch for 4 s (-timeout 4).
+
 #                [--udp-timeout S] [-- CMD [ARG...]]
 #       build a lab and run CMD (default: an interactive shell) with
 #       LAB_NS_inet, LAB_NS_ra, LAB_NS_rb, LAB_NS_alice, LAB_NS_alice2 and
@@ -1458,6 +1472,115 @@ lab_peer_check_case() {
   CASE_RESULT="exit $rc, ${verdict}"
 }
 
+# lab_portmap_case ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT: see
+# the usage above.
+lab_portmap_case() {
+  local alice_nat=$1 bob_nat=$2
+  shift 2
+  local mode="" expect="" want_exit want_line r lan method=PCP relay=""
+  local -a pm_args=()
+  while (($#)); do
+    case $1 in
+    --no-portmap) [[ $2 == yes ]] && pm_args=(-no-portmap) ;;
+    --relay) relay=$2 ;;
+    --gateway) mode=$2 ;;
+    --expect) expect=$2 ;;
+    *) _lab_die "portmap: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  case $expect in
+  port-mapped) want_exit=0 want_line='^verdict: direct works via a port mapping: bob is port-mapped \((PCP|NAT-PMP)\) at ' ;;
+  needs-relay) want_exit=3 want_line='^verdict: needs relay because ' ;;
+  *) _lab_die "portmap: --expect port-mapped or needs-relay" ;;
+  esac
+  [[ $mode == pmp-only ]] && method=NAT-PMP
+  [[ -z $relay || $relay == on ]] || _lab_die "portmap: --relay on"
+  CASE_LABEL="port mapping, $alice_nat/$bob_nat, gateway $mode"
+  [[ -n $relay ]] && CASE_LABEL+=" (broker relays)"
+  local -a relay_args=()
+  [[ -n $relay ]] && relay_args=(-relay -relay-rate 0)
+  lab_up --alice "$alice_nat" --bob "$bob_nat"
+  _lab_gateways() {
+    local r lan
+    for r in ra rb; do
+      lan=${LAB_HOST[alice]%.*}.1
+      [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1
+      lab_start "gw-$r" "$r" python3 -u "$LAB_REPO/tests/nat/fake_gateway.py" \
+        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$1"
+      wait_log "gw-$r" 'listening on'
+    done
+  }
+  [[ $mode == none || $mode == late ]] || _lab_gateways "$mode"
+  local broker=$LAB_BROKER_IP:$LAB_BROKER_PORT
+  lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+  wait_log broker "broker listening on ${LAB_BROKER_IP//./\\.}:$LAB_BROKER_PORT"
+  lab_start bob bob "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v -timeout 4 "${pm_args[@]}"
+  wait_log bob 'natter: checked in at broker' 15
+  if [[ $mode == late ]]; then
+    # No gateway at first: bob gives up, then asks again when it checks
+    # in again (the broker restarts) and the gateway is up.
+    wait_log bob 'no port mapping from the gateway .*: no answer' 20
+    _lab_gateways honest
+    stop broker
+    lab_start broker inet "$NATTER" -server "$broker" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+    wait_log bob "port-mapped \\(PCP\\) at ${LAB_WAN_IP[rb]//./\\.}:[0-9]+: offered" 30
+  fi
+  if [[ $expect == port-mapped ]]; then
+    wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 15
+  elif ((${#pm_args[@]})); then
+    : # -no-portmap: the gateways must hear nothing (checked at the end)
+  elif [[ $mode != none ]]; then
+    # The gateway answered (or was asked): bob must not offer anything.
+    wait_log "gw-rb" 'PCP MAP|NAT-PMP|garbage' 15
+  fi
+
+  local t0 rc=0 verdict
+  t0=$(_lab_now_ms)
+  _lab_fg "$WORK/check.out" lab_x alice timeout 60 "$NATTER" -name alice \
+    -broker "$broker" -identity "$WORK/alice.key" -timeout 4 "${pm_args[@]}" -check bob || rc=$?
+  echo "---- alice\$ natter -name alice -broker $broker -check bob (exit $rc, $(($(_lab_now_ms) - t0)) ms)"
+  cat "$WORK/check.out"
+  echo "----"
+  verdict=$(grep -m1 '^verdict: ' "$WORK/check.out" || true)
+  if ((rc != want_exit)) || ! grep -Eq -- "$want_line" <<<"$verdict"; then
+    _lab_show_punch bob
+    fail "$CASE_LABEL: exit $rc and '${verdict:-no verdict}', want exit $want_exit and /$want_line/"
+  fi
+  if [[ $expect == port-mapped ]]; then
+    grep -Eq "^path: direct to ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+      fail "$CASE_LABEL: the path is not direct to bob's mapping: $(grep '^path' "$WORK/check.out")"
+    grep -Eq "^port-mapped +\($method\) at ${LAB_WAN_IP[ra]//./\\.}:[0-9]+ +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+      fail "$CASE_LABEL: the report does not name both mappings"
+    if [[ $mode == short ]]; then
+      # Renewed at half the lifetime granted: a second request for bob's
+      # port, with the same nonce, within 45 s of the first.
+      local bport deadline=$(($(_lab_now_ms) + 45000))
+      bport=$(sed -n 's/.*UDP port \([0-9]*\)$/\1/p' "$WORK/bob.log" | head -n1)
+      until (($(grep -c "PCP MAP from ${LAB_HOST[bob]//./\\.}:$bport port $bport lifetime [1-9][0-9]* " "$WORK/gw-rb.log") >= 2)); do
+        (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob did not renew its mapping within 45 s"
+        sleep 0.5
+      done
+      grep -q 'lost' "$WORK/bob.log" && fail "$CASE_LABEL: bob lost its mapping: $(grep lost "$WORK/bob.log")"
+    fi
+    # Deleted on exit: a request with lifetime 0 reaches the gateway.
+    stop_expect_clean bob
+    wait_log gw-rb 'lifetime 0 ' 10
+  else
+    if grep -q 'port-mapped' "$WORK/check.out" "$WORK/bob.log"; then
+      fail "$CASE_LABEL: a mapping was offered: $(grep -h 'port-mapped' "$WORK/check.out" "$WORK/bob.log")"
+    fi
+    if [[ $mode == lie ]]; then
+      grep -q 'port mapping at 203\.0\.113\.99:[0-9]* not offered' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not say why the lie was not offered"
+    fi
+    if ((${#pm_args[@]})) && grep -E 'PCP|NAT-PMP' "$WORK/gw-ra.log" "$WORK/gw-rb.log"; then
+      fail "$CASE_LABEL: -no-portmap, yet a gateway was asked"
+    fi
+  fi
+  CASE_RESULT="exit $rc, ${verdict}"
+}
+
 # ---- command line ------------------------------------------------------------
 
 _lab_usage() {
@@ -1547,6 +1670,12 @@ lab_main() {
     lab_peer_check_case "$@"
     echo "RESULT: $CASE_LABEL: $CASE_RESULT"
     ;;
+  portmap)
+    (($# >= 2)) || _lab_die "usage: lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT"
+    CASE_RESULT=""
+    lab_portmap_case "$@"
+    echo "RESULT: $CASE_LABEL: $CASE_RESULT"
+    ;;
   mitm)
     (($# >= 2)) || _lab_die "usage: lab.sh mitm ALICE_NAT BOB_NAT"
     CASE_RESULT=""
@@ -1591,7 +1720,7 @@ lab_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-  check | run | roam | shell | peer-check | mitm)
+  check | run | roam | shell | peer-check | mitm | portmap)
     lab_require_root
     export NATTER=${NATTER:-$LAB_REPO/build/natter}
     # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
