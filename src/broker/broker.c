@@ -588,6 +588,17 @@ int natter_broker_new_versioned(natter_broker **pbroker,
       return rv;
     }
   }
+  if (cfg->tcp_listen && cfg->tcp_listen[0]) {
+    rv = nt_tcp_listener_new(b, cfg->tcp_listen);
+    if (rv != 0) {
+      nt_relay_free(b->relay);
+      nt_endpoint_free(b->ep);
+      broker_security_free(b);
+      nt_identity_free(b->identity);
+      free(b);
+      return rv;
+    }
+  }
   nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   /* In a registry brokers share: this broker's heartbeat and presence. */
@@ -614,6 +625,7 @@ void natter_broker_free(natter_broker *b) {
     return;
   }
   nt_metrics_free(b->metrics);
+  nt_tcp_listener_free(b); /* its links leave the endpoint and relay */
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   nt_h3_server_free(b->h3);
   nt_relay_free(b->relay);

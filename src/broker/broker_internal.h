@@ -306,6 +306,7 @@ struct natter_broker {
    * (broker_status.c; fixed size, intro_log.h). */
   nt_intro_log intro_log;
   bxintro *xintro; /* NULL unless the registry is shared (xintro.c) */
+  struct nt_tcp_listener *tcp; /* -tcp-listen (tcp_listen.c), or NULL */
 };
 
 /* ---- client_session.c: one connected client ---- */
@@ -403,5 +404,23 @@ void nt_broker_note_intro(natter_broker *b, const bclient *requester,
                           const char *requester_name, const bclient *listener,
                           const char *listener_name, int outcome, int check,
                           const uint8_t *relay_token);
+
+/* ---- tcp_listen.c: the TCP fallback (-tcp-listen) ---- */
+
+/* TCP connections at once in all, and how long one may stay silent
+ * (clients' keepalives come every 20 s). From one IP address: twice
+ * -max-per-address (a client holds two: the broker's endpoint and its
+ * relay), so a NAT's clients get as many over TCP as over UDP. */
+#define NT_TCP_MAX_CONNS 1024
+#define NT_TCP_IDLE_S 90
+
+typedef struct nt_tcp_listener nt_tcp_listener;
+/* Listens on |listen| ("[ADDR]:PORT"; ":PORT" IPv4 and IPv6) and sets
+ * b->tcp. Returns 0 or a negative NATTER_ERR_* (logged). */
+int nt_tcp_listener_new(natter_broker *b, const char *listen);
+/* Closes every TCP connection and the listener; NULL b->tcp: no-op. */
+void nt_tcp_listener_free(natter_broker *b);
+uint16_t nt_tcp_listener_port(const natter_broker *b);
+size_t nt_tcp_listener_count(const natter_broker *b);
 
 #endif

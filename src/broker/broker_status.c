@@ -74,6 +74,7 @@ int natter_broker_foreach_client(const natter_broker *b,
     info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
     info.mapping = nt_mapping_to_public(c->mapping);
     info.listening = c->listen;
+    info.over_tcp = nt_endpoint_tcp_has(b->ep, nt_conn_remote_addr(c->conn));
     info.connected_unix_ms = c->checked_in_unix_ms;
     info.last_seen_unix_ms =
         nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));

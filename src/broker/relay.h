@@ -128,4 +128,16 @@ int nt_relay_key_usage(const nt_relay *relay, const uint8_t *fp, uint64_t now,
                        uint64_t *used, unsigned *channels, uint64_t *rate,
                        uint64_t *total);
 
+/* TCP fallback connections to the relay (quic/tcp_path.h): while |link|
+ * is added, what the relay sends to its pseudo address goes over it; the
+ * owner hands each datagram it reads to nt_relay_tcp_input, which handles
+ * it as one from that address and sends what it forwards at once. The
+ * link stays its owner's: remove it before freeing it (NULL |relay|:
+ * remove is a no-op). */
+struct nt_tcp_link;
+int nt_relay_tcp_add(nt_relay *relay, struct nt_tcp_link *link);
+void nt_relay_tcp_remove(nt_relay *relay, struct nt_tcp_link *link);
+void nt_relay_tcp_input(nt_relay *relay, struct nt_tcp_link *link,
+                        uint8_t *data, size_t len);
+
 #endif

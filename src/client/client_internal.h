@@ -90,6 +90,8 @@ struct natter_client {
   nt_portmap *portmap;
   int portmap_elsewhere_logged;
   struct event *portmap_wait_ev; /* a check waits for the gateway */
+  /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
+  struct nt_tcp_fallback *tcpfb;
 };
 
 /* Reports a client event of |type| (one log line and the user's

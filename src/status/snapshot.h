@@ -31,6 +31,7 @@ typedef struct nt_client_snapshot {
   /* Only the add functions use these. */
   size_t peers_cap, forwards_cap;
   nt_snapshot_mem *mem;
+  int broker_over_tcp; /* the broker is reached over TCP (the fallback) */
 } nt_client_snapshot;
 
 typedef struct nt_broker_snapshot {
