@@ -65,7 +65,7 @@ same_set flags "'natter -h'" "$flags" "the completion of 'natter -'" "$got" ||
 say "natter -<TAB>: all $(wc -l <<<"$flags") flags of 'natter -h'"
 
 expect "natter -liste" -listen
-expect "natter -allow" -allow -allow-command -allow-peer
+expect "natter -allow" -allow -allow-command -allow-peer -allow-udp
 expect "natter -config $tmp/key-" "$tmp/key-one" "$tmp/key-two"
 expect "natter -name bob -identity $tmp/key-o" "$tmp/key-one"
 expect "natter -name " # a name: nothing to offer
