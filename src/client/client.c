@@ -419,16 +419,32 @@ int natter_client_new_versioned(natter_client **pclient,
     }
     c->broker_pinned = 1;
   }
-  rv = nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
-                     sizeof(err));
-  if (rv == 0 && nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
-    snprintf(err, sizeof(err), "port must be 1..65535");
-    rv = NATTER_ERR_INVALID;
-  }
+  /* One broker, or several of one network (broker_list.h): the list as
+   * given, without blanks, names the network in the known-brokers file. */
+  char norm[NT_BROKER_LIST_TEXT_MAX + 1];
+  rv = nt_broker_list_parse(&c->brokers, cfg->broker, norm, sizeof(norm), err,
+                            sizeof(err));
   if (rv != 0) {
     nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker, err);
     goto fail;
   }
+  free(c->broker_text);
+  c->broker_text = strdup(norm);
+  if (!c->broker_text) {
+    rv = NATTER_ERR_NOMEM;
+    goto fail;
+  }
+  if (c->brokers.n > 1 && c->known_brokers && !c->broker_pinned &&
+      strlen(norm) > NT_KNOWN_BROKERS_ADDR_MAX) {
+    nt_error(&c->log,
+             "the broker list is longer than the %d characters the "
+             "known-brokers file keeps for a network: pin the brokers' "
+             "key with -broker-key, or list fewer",
+             NT_KNOWN_BROKERS_ADDR_MAX);
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
+  c->broker_addr = c->brokers.addr[0];
   c->self.broker = c->broker_addr;
   const char *idfile = c->identity_path;
   if (!idfile) {
@@ -480,6 +496,24 @@ int natter_client_new_versioned(natter_client **pclient,
     rv = NATTER_ERR_SOCKET;
     goto fail;
   }
+  /* A broker address of a family our socket cannot reach (IPv6 on a
+   * host without it) is left out of the list. */
+  size_t kept = 0;
+  for (size_t i = 0; i < c->brokers.n; i++) {
+    if (nt_endpoint_reaches(c->ep, c->brokers.addr[i].ss.ss_family)) {
+      c->brokers.addr[kept++] = c->brokers.addr[i];
+    }
+  }
+  if (kept == 0) {
+    nt_error(&c->log, "broker \"%.80s\": no address of a family this host "
+                      "reaches (IPv6 only, and no IPv6 here?)",
+             cfg->broker);
+    rv = NATTER_ERR_RESOLVE;
+    goto fail;
+  }
+  c->brokers.n = kept;
+  c->broker_addr = c->brokers.addr[0];
+  c->self.broker = c->broker_addr;
   /* Ask the gateway for a mapping of our port, unless told not to or
    * the broker is on this host (its peers are too: no gateway between). */
   if (!c->no_portmap &&
