@@ -37,7 +37,7 @@ p3=$(free_port)
 p0=$(free_port)
 netkey=$WORK/network.key
 # The first creates the network's key file; the others copy it, as an
-# operator does (doc/operations.md, "Several brokers").
+# operator does (doc/operations.md, "Several brokers of one network").
 broker b1 "$p1" "$netkey"
 wait_log b1 "natter: broker listening on 127\.0\.0\.1:$p1"
 broker b2 "$p2" "$netkey"
