@@ -854,16 +854,16 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     int unreachable = silent || reason == NT_CLOSE_HANDSHAKE_TIMEOUT ||
                       reason == NT_CLOSE_IDLE;
     if (several(c)) {
-      snprintf(why, sizeof(why), "%s, %s", broker,
-               unreachable  ? "did not answer"
-               : message[0] ? message
-                            : "closed the connection");
+      const char *what = unreachable  ? "did not answer"
+                         : message[0] ? message
+                                      : "closed the connection";
       if (!round_over(c) || c->broker_answered) {
         move_on(c, how, sizeof(how));
         nt_warn(&c->log, "broker %s could not be used (%s); %s", broker,
-                why, how);
+                what, how);
         return;
       }
+      snprintf(why, sizeof(why), "%s, %s", broker, what);
       give_up(c, NATTER_ERR_BROKER, why);
       return;
     }

@@ -11,7 +11,10 @@
 #     within 5 s (log timestamps), the forwarded transfer in flight ends
 #     with the right SHA-256, the peer connection is not made again, and a
 #     new connection through alice's forward works;
-#   - a new client introduced to bob at the broker bob moved to.
+#   - a new client skips a broker that does not answer, and is introduced
+#     to bob at the broker bob moved to;
+#   - every broker down: one round through the list, then backoff; a
+#     broker that comes back is found.
 # The list is ordered (B1, rogue, B2, B3) so that both clients land on B2:
 # introductions across brokers are not this test's subject.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -124,12 +127,28 @@ n=$(grep -c "natter: connected to bob" "$WORK/alice.log") || true
 expect_exit_zero -t 30 "$TCPCHECK" send "$fwd" --bytes 1M
 assert_output_contains '^bytes=1048576 '
 
-# bob is introduced at the broker it moved to.
-BROKER="127.0.0.1:$p2,127.0.0.1:$p3"
+# A new client checks in at the first broker that answers (the dead b1
+# is given up after the 5 s handshake timeout), and is introduced to bob
+# at the broker bob moved to.
 cfwd=$(free_port)
-start_client carol -broker-key "$fp" "$cfwd:bob:$sink_port"
+start carol "$NATTER" -name carol -broker "127.0.0.1:$p1,127.0.0.1:$p2" \
+  -identity "$WORK/carol.key" -broker-key "$fp" "$cfwd:bob:$sink_port"
+wait_log carol "checked in at broker 127\.0\.0\.1:$p2 as carol" 30
+assert_log_contains carol "broker 127\.0\.0\.1:$p1 could not be used \(did not answer\); trying broker 127\.0\.0\.1:$p2 next"
 expect_exit_zero -t 30 "$TCPCHECK" send "$cfwd" --bytes 256K
 wait_log carol "natter: connected to bob" 20
+stop_expect_clean carol
+
+# Every broker down: bob goes round the list once, then backs off; a
+# broker that comes back is found.
+kill -9 "$(pid b2)" "$(pid b3)"
+_reap b2
+_reap b3
+wait_log bob "lost the broker 127\.0\.0\.1:$p2 \(no answer\)" 20
+wait_log bob "all 4 brokers tried: retrying in [0-9]+ s, at 127\.0\.0\.1:$p2" 60
+broker b3 "$p3" "$netkey"
+wait_log b3 "natter: broker listening on 127\.0\.0\.1:$p3"
+wait_log bob "checked in at broker 127\.0\.0\.1:$p3 as bob" 60
 
 # A list longer than the limit is refused at start, saying so.
 many=$(printf '127.0.0.1:%d,' $(seq 20001 20017))
@@ -137,7 +156,6 @@ expect_exit_nonzero -t 20 "$NATTER" -name dave -broker "${many%,}" \
   -identity "$WORK/dave.key" "$(free_port):bob:$sink_port"
 assert_output_contains 'more than 16 broker addresses'
 
-stop_expect_clean carol
 stop_expect_clean alice
 stop_expect_clean bob
 log "ok"
