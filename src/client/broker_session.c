@@ -793,6 +793,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   natter_client *c = ud;
   char broker[NT_ADDR_STRLEN], how[160], why[300];
   int silent = c->broker_silent, refused = c->broker_refused;
+  int was_in = c->checked_in;
   (void)app_code;
 
   c->broker_conn = NULL;
@@ -882,12 +883,19 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     }
     return;
   }
+  const char *what = silent || reason == NT_CLOSE_IDLE ||
+                             reason == NT_CLOSE_HANDSHAKE_TIMEOUT
+                         ? "no answer"
+                     : message[0] ? message
+                                  : "closed";
   move_on(c, how, sizeof(how));
-  nt_warn(&c->log, "lost the broker %s (%s); %s", broker,
-          silent || reason == NT_CLOSE_IDLE ? "no answer"
-          : message[0]                      ? message
-                                            : "closed",
-          how);
+  if (was_in) {
+    nt_warn(&c->log, "lost the broker %s (%s); %s", broker, what, how);
+  } else {
+    /* Another of the list, tried after a loss: never checked in. */
+    nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what,
+            how);
+  }
 }
 
 /* Several brokers: nothing came from ours for a few seconds while the
