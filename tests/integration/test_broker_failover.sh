@@ -14,7 +14,9 @@
 #   - a new client skips a broker that does not answer, and is introduced
 #     to bob at the broker bob moved to;
 #   - every broker down: one round through the list, then backoff; a
-#     broker that comes back is found.
+#     broker that comes back is found;
+#   - a name with two addresses (an /etc/hosts of the client's own) is two
+#     brokers, remembered in known_brokers by the name.
 # The list is ordered (B1, rogue, B2, B3) so that both clients land on B2:
 # introductions across brokers are not this test's subject.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -149,6 +151,27 @@ wait_log bob "all 4 brokers tried: retrying in [0-9]+ s, at 127\.0\.0\.1:$p2" 60
 broker b3 "$p3" "$netkey"
 wait_log b3 "natter: broker listening on 127\.0\.0\.1:$p3"
 wait_log bob "checked in at broker 127\.0\.0\.1:$p3 as bob" 60
+
+# A name with several addresses is several brokers: erin resolves
+# brokers.natter.test to 127.0.0.2 and 127.0.0.3 (an /etc/hosts of its own,
+# in a mount namespace), checks in at the first, and moves to the second.
+pn=$(free_port)
+start b4 "$NATTER" -server "127.0.0.2:$pn" -identity "$netkey" -registry "$PG_URI"
+start b5 "$NATTER" -server "127.0.0.3:$pn" -identity "$netkey" -registry "$PG_URI"
+wait_log b4 "natter: broker listening on 127\.0\.0\.2:$pn"
+wait_log b5 "natter: broker listening on 127\.0\.0\.3:$pn"
+printf '127.0.0.1 localhost\n127.0.0.2 brokers.natter.test\n127.0.0.3 brokers.natter.test\n' >"$WORK/hosts"
+# shellcheck disable=SC2016 # expanded by the inner sh
+start erin unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' \
+  sh "$WORK/hosts" "$NATTER" -name erin -broker "brokers.natter.test:$pn" \
+  -identity "$WORK/erin.key" -listen -allow-peer alice
+wait_log erin "checked in at broker 127\.0\.0\.2:$pn as erin" 20
+grep -qxF "brokers.natter.test:$pn $fp" "$HOME/.config/natter/known_brokers" ||
+  fail "known_brokers lacks the name: $(cat "$HOME/.config/natter/known_brokers")"
+kill -9 "$(pid b4)"
+_reap b4
+wait_log erin "checked in at broker 127\.0\.0\.3:$pn as erin" 20
+stop_expect_clean erin
 
 # A list longer than the limit is refused at start, saying so.
 many=$(printf '127.0.0.1:%d,' $(seq 20001 20017))
