@@ -89,8 +89,9 @@ static int check_broker_list(const char *value, char *why, size_t whylen) {
       len--;
     }
     if (len == 0 || len >= sizeof(item)) {
-      cli_set_err(why, whylen, "%s item in the list of brokers; expected "
-                               "HOST:PORT[,HOST:PORT...]",
+      cli_set_err(why, whylen,
+                  "%s item in the list of brokers; expected "
+                  "HOST:PORT[,HOST:PORT...]",
                   len ? "a too long" : "an empty");
       return -1;
     }

@@ -25,7 +25,8 @@ static void test_list(void) {
   char norm[128], err[256];
   /* Blanks around the commas go; a repeated address counts once; the
    * order is kept. */
-  CHECK(nt_broker_list_parse(&l, "127.0.0.2:1, [::1]:2 ,127.0.0.2:1,\t127.0.0.3:3",
+  CHECK(nt_broker_list_parse(&l,
+                             "127.0.0.2:1, [::1]:2 ,127.0.0.2:1,\t127.0.0.3:3",
                              norm, sizeof(norm), err, sizeof(err)) == 0);
   CHECK(l.n == 3);
   CHECK(strcmp(norm, "127.0.0.2:1,[::1]:2,127.0.0.2:1,127.0.0.3:3") == 0);
@@ -36,9 +37,9 @@ static void test_list(void) {
 
 static void test_bad(void) {
   static const char *const bad[] = {
-      "",           ",",          "127.0.0.1:1,",  "127.0.0.1:1,,127.0.0.1:2",
-      "127.0.0.1",  "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:+1",
-      "[::1:1",     "[::1]1",     "127.0.0.1:1x",  " , 127.0.0.1:1",
+      "",          ",",           "127.0.0.1:1,",    "127.0.0.1:1,,127.0.0.1:2",
+      "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:+1",
+      "[::1:1",    "[::1]1",      "127.0.0.1:1x",    " , 127.0.0.1:1",
   };
   nt_broker_list l;
   char norm[128], err[256];
@@ -63,18 +64,18 @@ static void test_limits(void) {
     used += (size_t)snprintf(text + used, sizeof(text) - used, "%s127.0.0.%d:1",
                              i ? "," : "", i + 1);
   }
-  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err,
-                             sizeof(err)) == 0);
+  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err, sizeof(err)) ==
+        0);
   CHECK(l.n == NT_BROKERS_MAX);
   snprintf(text + used, sizeof(text) - used, ",127.0.0.99:1");
-  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err,
-                             sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(err, "more than 16 broker addresses");
   /* The text itself is bounded. */
   memset(text, 'a', NT_BROKER_LIST_TEXT_MAX + 1);
   text[NT_BROKER_LIST_TEXT_MAX + 1] = '\0';
-  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err,
-                             sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_broker_list_parse(&l, text, norm, sizeof(norm), err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
   CHECK_STR_CONTAINS(err, "longer than");
   /* A normalized list that does not fit the caller's buffer. */
   CHECK(nt_broker_list_parse(&l, "127.0.0.1:1,127.0.0.2:2", norm, 12, err,

@@ -24,8 +24,8 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
   if (item[0] == '[') {
     const char *end = strchr(item, ']');
     if (!end || end[1] != ':') {
-      snprintf(err, errlen, "bad broker address \"%.80s\": expected [IPV6]:PORT",
-               item);
+      snprintf(err, errlen,
+               "bad broker address \"%.80s\": expected [IPV6]:PORT", item);
       return NATTER_ERR_INVALID;
     }
     h = item + 1;
@@ -53,8 +53,8 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
   char *end;
   long p = strtol(port, &end, 10);
   if (*port < '0' || *port > '9' || *end != '\0' || p < 1 || p > 65535) {
-    snprintf(err, errlen,
-             "bad broker address \"%.80s\": port must be 1..65535", item);
+    snprintf(err, errlen, "bad broker address \"%.80s\": port must be 1..65535",
+             item);
     return NATTER_ERR_INVALID;
   }
   memset(&hints, 0, sizeof(hints));
@@ -126,8 +126,7 @@ int nt_broker_list_parse(nt_broker_list *out, const char *text, char *norm,
       e--;
     }
     if (b == e) {
-      snprintf(err, errlen, "bad broker list \"%.80s\": an empty item",
-               text);
+      snprintf(err, errlen, "bad broker list \"%.80s\": an empty item", text);
       return NATTER_ERR_INVALID;
     }
     memcpy(item, text + b, e - b);

@@ -653,8 +653,7 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
       return 0;
     }
     if (memcmp(seen, c->network_key, NT_FINGERPRINT_LEN) != 0) {
-      refuse_broker(c, seen, c->network_key,
-                    "the first broker's key this run");
+      refuse_broker(c, seen, c->network_key, "the first broker's key this run");
       return 1;
     }
     return 0;
@@ -671,8 +670,8 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
       return 0;
     }
     if (several(c)) {
-      snprintf(whence, sizeof(whence), "remembered in %s:%u",
-               c->known_brokers, known.line);
+      snprintf(whence, sizeof(whence), "remembered in %s:%u", c->known_brokers,
+               known.line);
       refuse_broker(c, seen, known.fingerprint, whence);
       return 1;
     }
@@ -860,8 +859,8 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
                                       : "closed the connection";
       if (!round_over(c) || c->broker_answered) {
         move_on(c, how, sizeof(how));
-        nt_warn(&c->log, "broker %s could not be used (%s); %s", broker,
-                what, how);
+        nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what,
+                how);
         return;
       }
       snprintf(why, sizeof(why), "%s, %s", broker, what);
@@ -883,18 +882,17 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     }
     return;
   }
-  const char *what = silent || reason == NT_CLOSE_IDLE ||
-                             reason == NT_CLOSE_HANDSHAKE_TIMEOUT
-                         ? "no answer"
-                     : message[0] ? message
-                                  : "closed";
+  const char *what =
+      silent || reason == NT_CLOSE_IDLE || reason == NT_CLOSE_HANDSHAKE_TIMEOUT
+          ? "no answer"
+      : message[0] ? message
+                   : "closed";
   move_on(c, how, sizeof(how));
   if (was_in) {
     nt_warn(&c->log, "lost the broker %s (%s); %s", broker, what, how);
   } else {
     /* Another of the list, tried after a loss: never checked in. */
-    nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what,
-            how);
+    nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what, how);
   }
 }
 
@@ -924,13 +922,11 @@ static const nt_conn_callbacks broker_list_callbacks = {
 
 void nt_broker_session_connect(natter_client *c) {
   char how[160];
-  const uint8_t *pin =
-      c->broker_pinned && !several(c) ? c->broker_key : NULL;
-  if (nt_endpoint_connect(c->ep, (struct sockaddr *)&c->broker_addr.ss,
-                          c->broker_addr.len, pin,
-                          several(c) ? &broker_list_callbacks
-                                     : &broker_conn_callbacks,
-                          c, &c->broker_conn) != 0) {
+  const uint8_t *pin = c->broker_pinned && !several(c) ? c->broker_key : NULL;
+  if (nt_endpoint_connect(
+          c->ep, (struct sockaddr *)&c->broker_addr.ss, c->broker_addr.len, pin,
+          several(c) ? &broker_list_callbacks : &broker_conn_callbacks, c,
+          &c->broker_conn) != 0) {
     c->broker_conn = NULL;
     move_on(c, how, sizeof(how));
     nt_warn(&c->log, "cannot start a connection to the broker; %s", how);

@@ -505,8 +505,9 @@ int natter_client_new_versioned(natter_client **pclient,
     }
   }
   if (kept == 0) {
-    nt_error(&c->log, "broker \"%.80s\": no address of a family this host "
-                      "reaches (IPv6 only, and no IPv6 here?)",
+    nt_error(&c->log,
+             "broker \"%.80s\": no address of a family this host "
+             "reaches (IPv6 only, and no IPv6 here?)",
              cfg->broker);
     rv = NATTER_ERR_RESOLVE;
     goto fail;

@@ -93,10 +93,10 @@ struct natter_client {
    * session moves on to the next when it loses the one it uses. */
   nt_broker_list brokers;
   size_t broker_index;
-  size_t broker_tries;  /* brokers tried since the last check-in */
-  int broker_answered;  /* one of them answered (busy) this round */
-  int broker_silent;    /* we closed it: no answer for a few seconds */
-  int broker_refused;   /* we closed it: not the network's key */
+  size_t broker_tries;    /* brokers tried since the last check-in */
+  int broker_answered;    /* one of them answered (busy) this round */
+  int broker_silent;      /* we closed it: no answer for a few seconds */
+  int broker_refused;     /* we closed it: not the network's key */
   int network_key_learnt; /* no known-brokers file: learnt this run */
   uint8_t network_key[NT_FINGERPRINT_LEN];
 };
