@@ -90,6 +90,11 @@ void client_basics(natter_client_config *cfg, cli *app, const cli_config *o,
 /* Runs a broker, or a client (listener and forwards), until the loop
  * ends. Return the exit code. */
 int run_broker(cli *app, const cli_config *o, natter_log_level level);
+/* Adds the forward |fw|; a socks: spec gets o's socks-auth file, which
+ * a spec cannot carry. Returns 0 or a NATTER_ERR_* with |err| set. */
+int cli_add_forward(natter_client *c, const cli_config *o,
+                    const cli_forward *fw, natter_forward **pforward, char *err,
+                    size_t errlen);
 int run_client(cli *app, const cli_config *o, natter_log_level level,
                int level_given, size_t nstdio);
 

@@ -69,9 +69,10 @@ static int check_settings(const cli_config *o, size_t nstdio) {
     return usage_error("%s",
                        "nothing to do: give -listen and/or a forward SPEC");
   }
-  if ((o->nallow || o->nallow_command || o->nallow_peer) && !o->listen) {
-    return usage_error("%s", "-allow, -allow-command and -allow-peer need "
-                             "-listen");
+  if ((o->nallow || o->nallow_command || o->nallow_peer || o->nallow_udp) &&
+      !o->listen) {
+    return usage_error("%s", "-allow, -allow-command, -allow-peer and "
+                             "-allow-udp need -listen");
   }
   if (o->rsh && (o->listen || o->nforward != 1)) {
     return usage_error("%s", "-rsh runs one command: no -listen or forward "

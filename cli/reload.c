@@ -46,6 +46,8 @@ static int reload_rules(cli *app, const cli_config *nf) {
       rules.nallow_command ? (const char *const *)rules.allow_command : NULL;
   cfg.allow_peers =
       rules.nallow_peer ? (const char *const *)rules.allow_peer : NULL;
+  cfg.allow_udp =
+      rules.nallow_udp ? (const char *const *)rules.allow_udp : NULL;
   if (natter_client_set_access(app->client, &cfg, err, sizeof(err)) != 0) {
     char msg[700];
     snprintf(msg, sizeof(msg), "%s: %s", app->config_path, err);
@@ -86,9 +88,8 @@ static void reload_forwards(cli *app, const cli_config *nf,
     if (made[j] || nf->forward[j].spec[0] == ':') {
       continue;
     }
-    if (natter_client_add_forward_spec(app->client, nf->forward[j].spec,
-                                       (const char *const *)nf->forward[j].argv,
-                                       &made[j], err, sizeof(err)) != 0) {
+    if (cli_add_forward(app->client, app->o, &nf->forward[j], &made[j], err,
+                        sizeof(err)) != 0) {
       made[j] = NULL;
       snprintf(msg, sizeof(msg), "%s:%zu: %s", app->config_path,
                nf->forward[j].line, err);

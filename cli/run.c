@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The token from the environment, when no -token-file names one. */
 static const char *env_token(const cli_config *o) {
@@ -130,6 +131,51 @@ void client_basics(natter_client_config *cfg, cli *app, const cli_config *o,
   cfg->user_data = app;
 }
 
+int cli_add_forward(natter_client *c, const cli_config *o,
+                    const cli_forward *fw, natter_forward **pforward, char *err,
+                    size_t errlen) {
+  if (o->socks_auth && strncmp(fw->spec, "socks:", 6) == 0) {
+    /* socks:[BIND:]LOCALPORT:PEER, checked first: the peer follows the
+     * last ':', the port the one before, and the rest is the bind
+     * address (an IPv6 one in brackets). */
+    char buf[256], *peer, *port, *bind = NULL;
+    natter_forward_config cfg;
+    int rv = natter_spec_check(fw->spec, NULL, NULL, err, errlen);
+    if (rv != 0) {
+      return rv;
+    }
+    snprintf(buf, sizeof(buf), "%s", fw->spec + 6);
+    peer = strrchr(buf, ':');
+    *peer++ = '\0';
+    port = strrchr(buf, ':');
+    if (port) {
+      *port++ = '\0';
+      bind = buf;
+      if (bind[0] == '[') {
+        bind++;
+        bind[strlen(bind) - 1] = '\0';
+      }
+    } else {
+      port = buf;
+    }
+    natter_forward_config_default(&cfg);
+    cfg.kind = NATTER_FORWARD_SOCKS;
+    cfg.peer = peer;
+    cfg.local_port = (uint16_t)atoi(port);
+    cfg.bind = bind;
+    cfg.socks_auth_file = o->socks_auth;
+    rv = natter_client_add_forward(c, &cfg, pforward, err, errlen);
+    if (rv == NATTER_ERR_INVALID) {
+      char inner[400];
+      snprintf(inner, sizeof(inner), "%s", err);
+      snprintf(err, errlen, "spec \"%.80s\": %s", fw->spec, inner);
+    }
+    return rv;
+  }
+  return natter_client_add_forward_spec(
+      c, fw->spec, (const char *const *)fw->argv, pforward, err, errlen);
+}
+
 int run_client(cli *app, const cli_config *o, natter_log_level level,
                int level_given, size_t nstdio) {
   natter_client_config cfg;
@@ -151,6 +197,13 @@ int run_client(cli *app, const cli_config *o, natter_log_level level,
   if (o->max_streams_set) {
     cfg.max_streams = (uint32_t)o->max_streams;
   }
+  cfg.allow_udp = o->nallow_udp ? (const char *const *)o->allow_udp : NULL;
+  if (o->udp_idle_timeout_s_set) {
+    cfg.udp_idle_timeout_s = (uint32_t)o->udp_idle_timeout_s;
+  }
+  if (o->max_udp_flows_set) {
+    cfg.max_udp_flows = (uint32_t)o->max_udp_flows;
+  }
   /* A stdin/stdout session speaks through stdout: keep stderr for what
    * goes wrong unless asked for more. */
   if (nstdio && !level_given) {
@@ -169,9 +222,7 @@ int run_client(cli *app, const cli_config *o, natter_log_level level,
   for (size_t i = 0; i < o->nforward; i++) {
     char err[512];
     natter_forward *f = NULL;
-    rv = natter_client_add_forward_spec(c, o->forward[i].spec,
-                                        (const char *const *)o->forward[i].argv,
-                                        &f, err, sizeof(err));
+    rv = cli_add_forward(c, o, &o->forward[i], &f, err, sizeof(err));
     if (rv != 0) {
       fprintf(stderr, "natter: %s\n", err);
       natter_client_free(c);

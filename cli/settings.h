@@ -71,6 +71,11 @@
     "let peers run exactly this command line here; a final word '*' "         \
     "allows any further arguments, '*' alone any command; PEER=CMD for one "   \
     "peer only; never through a shell; repeatable; needs -listen")             \
+  X(ALLOW_UDP, "-allow-udp", "allow-udp", ALLOW_RULES, allow_udp,              \
+    "HOST[:PORT]", 0, 0, NULL, NULL, CLI_CLIENT, 1,                            \
+    "let peers send UDP to HOST (PORT or * for any), the grammar of -allow; "  \
+    "without it no UDP target at all, not even loopback; PEER=RULE for one "   \
+    "peer only; repeatable; needs -listen")                                    \
   X(MAX_CLIENTS, "-max-clients", "max-clients", COUNT, max_clients, "N", 1,    \
     1000000, "a number 1..1000000", "10000", CLI_BROKER, 0,                    \
     "broker: connections in all")                                              \
@@ -94,6 +99,12 @@
     4096, "a number 1..4096", "1024", CLI_CLIENT, 0,                           \
     "forwarded connections one peer may have open here at once; more wait "    \
     "for a free one")                                                          \
+  X(UDP_IDLE_TIMEOUT, "-udp-idle-timeout", "udp-idle-timeout", COUNT,          \
+    udp_idle_timeout_s, "SECONDS", 1, 86400, "a number 1..86400", "60",        \
+    CLI_CLIENT, 0, "a UDP flow with no datagram either way this long ends")    \
+  X(MAX_UDP_FLOWS, "-max-udp-flows", "max-udp-flows", COUNT, max_udp_flows,    \
+    "N", 1, 4096, "a number 1..4096", "64", CLI_CLIENT, 0,                     \
+    "UDP flows (local sources) one peer may have open at once, each side")    \
   X(IDENTITY, "-identity", "identity", TEXT, identity, "FILE", 0, 0, NULL,     \
     "~/.config/natter/NAME.key, or broker.key for -server", CLI_ANY, 0,        \
     "key file (created with mode 0600)")                                      \
@@ -177,6 +188,10 @@
     "error, warn, info or debug")                                              \
   X(FORWARD, NULL, "forward", FORWARDS, forward, NULL, 0, 0, NULL, NULL,       \
     CLI_CLIENT, 1, "SPEC [COMMAND], as a SPEC on the command line")            \
+  X(SOCKS_AUTH, "-socks-auth", "socks-auth", TEXT, socks_auth, "FILE", 0, 0,   \
+    NULL, NULL, CLI_CLIENT, 0,                                                 \
+    "socks: forwards ask their clients for the USER:PASSWORD in FILE "        \
+    "(mode 600); needed when a socks: forward binds beyond loopback")         \
   X(CONFIG, "-config", NULL, TEXT, config, "FILE", 0, 0, NULL,                 \
     CLI_DEFAULT_CONFIG ", if it exists", CLI_ANY, 0,                           \
     "read settings from FILE; flags override it")                             \

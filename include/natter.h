@@ -406,11 +406,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V3 3 /* no_relay */
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
 #define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
+#define NATTER_CLIENT_CONFIG_V6 6 /* allow_udp .. max_udp_flows */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V6 6
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
+#define NATTER_CLIENT_CONFIG_V7 7
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V5
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
 #endif
 
 typedef struct natter_client_config {
@@ -479,6 +480,16 @@ typedef struct natter_client_config {
   int no_portmap; /* nonzero: never ask the default gateway to map our
                      UDP port (PCP, NAT-PMP); default 0: ask, and offer
                      a mapping to peers as a public address */
+  /* V6: UDP forwarding (NATTER_FORWARD_UDP). */
+  const char *const *allow_udp; /* NULL-terminated UDP targets a listener
+                                   accepts, the grammar of |allow| (maybe
+                                   scoped "PEER=RULE"); NULL: none at
+                                   all, not even the loopback */
+  uint32_t udp_idle_timeout_s;  /* a UDP flow with no datagram either way
+                                   for this long ends; default 60 */
+  uint32_t max_udp_flows;       /* UDP flows (local sources) one peer may
+                                   have open at once, each side; more are
+                                   dropped and logged; default 64 */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -623,8 +634,18 @@ NATTER_EXPORT int natter_client_check(natter_client *client, const char *peer,
 /* ------------------------------------------------------------------ */
 /* Forwards                                                            */
 
+/* What a forward carries (natter_forward_config.kind). */
+typedef enum natter_forward_kind {
+  NATTER_FORWARD_TCP = 0,  /* TCP connections to host:port, or a command */
+  NATTER_FORWARD_UDP = 1,  /* UDP datagrams to host:port */
+  NATTER_FORWARD_SOCKS = 2 /* a SOCKS5 server; each connection names its
+                              target */
+} natter_forward_kind;
+
 #define NATTER_FORWARD_CONFIG_V1 1
-#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V1
+#define NATTER_FORWARD_CONFIG_V2 2 /* kind */
+#define NATTER_FORWARD_CONFIG_V3 3 /* socks_auth_file */
+#define NATTER_FORWARD_CONFIG_VERSION NATTER_FORWARD_CONFIG_V3
 
 typedef struct natter_forward_config {
   const char *peer;        /* peer name; required */
@@ -642,6 +663,14 @@ typedef struct natter_forward_config {
   uint16_t port;           /* target port (1..65535) unless argv is set */
   const char *const *argv; /* NULL-terminated remote command to run on the
                               peer instead of connecting host:port */
+  int kind;                /* a natter_forward_kind; default
+                              NATTER_FORWARD_TCP (V2) */
+  const char *socks_auth_file; /* NATTER_FORWARD_SOCKS: a file holding one
+                              line USER:PASSWORD, not readable by group or
+                              others; SOCKS clients must then authenticate
+                              (RFC 1929). Required when |bind| is not a
+                              loopback address. NULL: no authentication
+                              (V3) */
 } natter_forward_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -664,7 +693,10 @@ NATTER_EXPORT int natter_client_add_forward_versioned(
     natter_forward **pforward, char *err, size_t errlen);
 
 /* The same from a spec as the CLI takes it: "LOCALPORT:PEER[:HOST]:PORT",
- * ":PEER[:HOST]:PORT" (stdin/stdout), or "LOCALPORT:PEER:" / ":PEER:"
+ * ":PEER[:HOST]:PORT" (stdin/stdout), "socks:[BIND:]LOCALPORT:PEER" (a
+ * SOCKS5 server, without authentication: a BIND other than loopback
+ * needs natter_forward_config.socks_auth_file, so this refuses it), or
+ * "LOCALPORT:PEER:" / ":PEER:"
  * with |argv| the remote command. Specs without a local port use fds 0
  * and 1. */
 NATTER_EXPORT int natter_client_add_forward_spec(natter_client *client,
@@ -682,8 +714,11 @@ NATTER_EXPORT int natter_spec_check(const char *spec, int *is_command,
                                     size_t errlen);
 
 /* Checks one access rule as natter_client_config.allow takes it: "*",
- * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", or a
- * bare IPv6 address ("::1", all of it the address). natter_client_new()
+ * "HOST", "HOST:PORT", "HOST:*", "[IPv6]", "[IPv6]:PORT", "[IPv6]:*", a
+ * bare IPv6 address ("::1", all of it the address), or a range of
+ * addresses "IPv4/BITS[:PORT]" / "[IPv6/BITS][:PORT]" (e.g.
+ * "198.18.1.0/24:80"), which also matches targets given by a name that
+ * resolves into it on the listener. natter_client_new()
  * refuses a config holding a rule that fails this. Returns 0 or
  * NATTER_ERR_INVALID with a one-line reason in |err| (may be NULL) that
  * does not repeat |rule|. */
@@ -740,7 +775,8 @@ NATTER_EXPORT void natter_forward_remove(natter_forward *forward);
 NATTER_EXPORT uint16_t natter_forward_local_port(const natter_forward *f);
 
 #define NATTER_FORWARD_STATS_V1 1
-#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V1
+#define NATTER_FORWARD_STATS_V2 2 /* datagrams_* */
+#define NATTER_FORWARD_STATS_VERSION NATTER_FORWARD_STATS_V2
 
 typedef struct natter_forward_stats {
   uint64_t connections; /* connections started */
@@ -748,6 +784,12 @@ typedef struct natter_forward_stats {
   uint64_t failures;    /* connections that failed */
   uint64_t bytes_sent;  /* local -> peer */
   uint64_t bytes_received; /* peer -> local */
+  /* V2: a UDP forward's datagrams (connections count its flows); 0 for
+     TCP */
+  uint64_t datagrams_sent;     /* local -> peer */
+  uint64_t datagrams_received; /* peer -> local */
+  uint64_t datagrams_dropped;  /* larger than the path allows, queue full,
+                                  flow refused or over the flow limit */
 } natter_forward_stats;
 
 /* Fills |stats|. Returns 0, or NATTER_ERR_INVALID (NULL |forward|:

@@ -4,7 +4,9 @@
 #include "natter.h"
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -33,6 +35,19 @@ static void test_target_rules_valid(void) {
       "2001:db8::17",
       "::ffff:192.0.2.1",
       "fe80::1:2:3:4",
+      /* Ranges. */
+      "198.18.1.0/24",
+      "198.18.1.0/24:80",
+      "198.18.1.0/24:*",
+      "0.0.0.0/0",
+      "198.18.1.7/32:22",
+      "[2001:db8::/32]",
+      "[2001:db8::/32]:443",
+      "[2001:db8::/32]:*",
+      "2001:db8::/32",
+      "[::/0]",
+      "[::1/128]:22",
+      "alice=198.18.0.0/15:8080",
   };
   for (size_t i = 0; i < NELEM(good); i++) {
     char err[300] = "unset";
@@ -61,7 +76,24 @@ static void test_target_rules_invalid(void) {
       {"host:ssh", "the port is not a number 1..65535 or *"},
       {"host:22 ", "the port is not a number 1..65535 or *"},
       {"bad host", "the host may hold only A-Z a-z 0-9 . _ -"},
-      {"host/24", "the host may hold only"},
+      {"host/24", "what is before '/' is not an IPv4 address"},
+      {"198.18.1.0/", "the prefix length after '/' is not a number 0..32"},
+      {"198.18.1.0/33", "the prefix length after '/' is not a number 0..32"},
+      {"198.18.1.0/024", "the prefix length after '/' is not a number"},
+      {"198.18.1.0/2x", "the prefix length after '/' is not a number"},
+      {"198.18.1.0/+8", "the prefix length after '/' is not a number"},
+      {"198.18.1.0/1000", "the prefix length after '/' is not a number"},
+      {"198.18.1.5/24", "bits set after the first 24"},
+      {"198.18.1.0/24:", "the port is missing"},
+      {"198.18.1.0/24:0", "the port is not a number"},
+      {"/24", "no address before '/'"},
+      {"198.18.1.0/24/8", "the prefix length after '/' is not a number"},
+      {"[2001:db8::/129]",
+       "the prefix length after '/' is not a number 0..128"},
+      {"[2001:db8::1/32]", "bits set after the first 32"},
+      {"[198.18.1.0/24]", "not an IPv6 address"},
+      {"[2001:db8::/32]443", "text after ']'"},
+      {"2001:db8::/32:443", "the prefix length after '/' is not a number"},
       {"h\xc3\xa9te", "the host may hold only"},
       {"*:22", "'*' stands alone"},
       {"*.lan", "the host may hold only"},
@@ -478,6 +510,33 @@ static void test_target_decisions(void) {
       {{"a:1", "b:2", "[::1]:3"}, "::1", 3, 1},
       {{"a:1", "b:2", "[::1]:3"}, "::1", 1, 0},
       {{"a:1", "b", "*"}, "zzz", 5, 1},
+      /* Ranges match addresses given as targets, by value. */
+      {{"198.18.1.0/24"}, "198.18.1.10", 22, 1},
+      {{"198.18.1.0/24"}, "198.18.1.255", 1, 1},
+      {{"198.18.1.0/24"}, "198.18.2.10", 22, 0},
+      {{"198.18.1.0/24:80"}, "198.18.1.10", 80, 1},
+      {{"198.18.1.0/24:80"}, "198.18.1.10", 81, 0},
+      {{"198.18.0.0/15"}, "198.19.255.255", 1, 1},
+      {{"198.18.0.0/15"}, "198.20.0.0", 1, 0},
+      {{"198.18.1.7/32"}, "198.18.1.7", 1, 1},
+      {{"198.18.1.7/32"}, "198.18.1.6", 1, 0},
+      {{"0.0.0.0/0"}, "203.0.113.9", 1, 1},
+      {{"0.0.0.0/0"}, "2001:db8::1", 1, 0},
+      {{"198.18.1.0/25"}, "198.18.1.127", 1, 1},
+      {{"198.18.1.0/25"}, "198.18.1.128", 1, 0},
+      {{"[2001:db8::/32]:443"}, "2001:db8:ffff::1", 443, 1},
+      {{"[2001:db8::/32]:443"}, "2001:db9::1", 443, 0},
+      {{"[2001:db8::/32]:443"}, "2001:db8::1", 80, 0},
+      {{"2001:db8::/33"}, "2001:db8:7fff::1", 1, 1},
+      {{"2001:db8::/33"}, "2001:db8:8000::1", 1, 0},
+      {{"[::/0]"}, "::1", 1, 1},
+      {{"[::/0]"}, "198.18.1.1", 1, 0},
+      /* An IPv4-mapped IPv6 target is its IPv4 address. */
+      {{"198.18.1.0/24"}, "::ffff:198.18.1.10", 1, 1},
+      {{"[::ffff:0:0/96]"}, "::ffff:198.18.1.10", 1, 0},
+      /* Without the address it resolves to, a name is in no range. */
+      {{"198.18.1.0/24"}, "nas.lan", 22, 0},
+      {{"127.0.0.0/8"}, "localhost", 22, 0},
       /* Odd target hosts match nothing but "*". */
       {{"a"}, "", 22, 0},
       {{"a:*"}, "a\n", 22, 0},
@@ -500,6 +559,56 @@ static void test_target_decisions(void) {
     nt_access_free(acc);
   }
   CHECK(!nt_access_target_allowed(NULL, NULL, "a", 1));
+}
+
+/* A range rule meets the address a connection goes to: for a name, what
+ * it resolved to on the listener, so DNS cannot steer it elsewhere; name
+ * and address rules keep looking at the target as given. */
+static void test_target_resolved(void) {
+  const char *rules[] = {"198.18.1.0/24:80", "[2001:db8::/32]", "nas.lan:22",
+                         "198.18.3.3", NULL};
+  nt_access *acc = make(rules, NULL);
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+
+  memset(&in4, 0, sizeof(in4));
+  memset(&in6, 0, sizeof(in6));
+  in4.sin_family = AF_INET;
+  in6.sin6_family = AF_INET6;
+
+  inet_pton(AF_INET, "198.18.1.10", &in4.sin_addr);
+  CHECK(nt_access_target_allowed_at(acc, NULL, "web.lan", 80,
+                                    (struct sockaddr *)&in4));
+  CHECK(!nt_access_target_allowed_at(acc, NULL, "web.lan", 81,
+                                     (struct sockaddr *)&in4));
+  /* The connected address decides, not an address the target names. */
+  CHECK(!nt_access_target_allowed_at(
+      acc, NULL, "198.18.1.10", 80,
+      (struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET}));
+  inet_pton(AF_INET, "198.18.2.10", &in4.sin_addr);
+  CHECK(!nt_access_target_allowed_at(acc, NULL, "web.lan", 80,
+                                     (struct sockaddr *)&in4));
+  /* A name rule matches by name wherever the name points. */
+  CHECK(nt_access_target_allowed_at(acc, NULL, "nas.lan", 22,
+                                    (struct sockaddr *)&in4));
+  /* An address rule is no range: a name resolving to it does not match. */
+  inet_pton(AF_INET, "198.18.3.3", &in4.sin_addr);
+  CHECK(!nt_access_target_allowed_at(acc, NULL, "three.lan", 80,
+                                     (struct sockaddr *)&in4));
+  CHECK(nt_access_target_allowed_at(acc, NULL, "198.18.3.3", 80,
+                                    (struct sockaddr *)&in4));
+  inet_pton(AF_INET6, "2001:db8:5::1", &in6.sin6_addr);
+  CHECK(nt_access_target_allowed_at(acc, NULL, "v6.lan", 9,
+                                    (struct sockaddr *)&in6));
+  inet_pton(AF_INET6, "::ffff:198.18.1.10", &in6.sin6_addr);
+  CHECK(nt_access_target_allowed_at(acc, NULL, "mapped.lan", 80,
+                                    (struct sockaddr *)&in6));
+  CHECK(!nt_access_target_allowed_at(acc, NULL, "mapped.lan", 81,
+                                     (struct sockaddr *)&in6));
+  inet_pton(AF_INET6, "2001:db9::1", &in6.sin6_addr);
+  CHECK(!nt_access_target_allowed_at(acc, NULL, "v6.lan", 9,
+                                     (struct sockaddr *)&in6));
+  nt_access_free(acc);
 }
 
 static void test_command_decisions(void) {
@@ -692,6 +801,7 @@ int main(void) {
       {"command_rules", test_command_rules},
       {"add_refuses", test_add_refuses},
       {"target_decisions", test_target_decisions},
+      {"target_resolved", test_target_resolved},
       {"command_decisions", test_command_decisions},
       {"peer_rules", test_peer_rules},
       {"peer_decisions", test_peer_decisions},

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "natter.h"
@@ -456,12 +457,19 @@ static void test_config_defaults(void) {
   CHECK(c.allow_peers == NULL && c.token == NULL && c.token_file == NULL);
   CHECK(c.known_brokers == NULL);
   CHECK(c.max_commands == 32 && c.max_commands_per_peer == 8);
+  CHECK(c.allow_udp == NULL && c.udp_idle_timeout_s == 60 &&
+        c.max_udp_flows == 64);
 
   memset(&f, 0xa5, sizeof(f));
   natter_forward_config_default(&f);
   CHECK(f.peer == NULL && f.local_port == 0 && f.bind == NULL);
   CHECK(f.in_fd == -1 && f.out_fd == -1 && f.err_fd == 2);
   CHECK(f.host == NULL && f.port == 0 && f.argv == NULL);
+  CHECK(f.kind == NATTER_FORWARD_TCP);
+  /* A V1 caller's struct ends at argv: nothing is written past it. */
+  memset(&f, 0xa5, sizeof(f));
+  natter_forward_config_default_versioned(NATTER_FORWARD_CONFIG_V1, &f);
+  CHECK(f.argv == NULL && f.kind == (int)0xa5a5a5a5);
 }
 
 /* ---- broker ---- */
@@ -968,6 +976,97 @@ static void test_no_fd_leak(void) {
 
 /* ---- forwards ---- */
 
+/* SOCKS forwards: what their config may hold, and the password a forward
+ * bound beyond loopback must have. */
+static void test_socks_forward_config(void) {
+  struct event_base *base = event_base_new();
+  natter_client_config cfg;
+  natter_forward_config f;
+  natter_forward *fw = NULL;
+  natter_client *c = NULL;
+  char err[300], path[] = "/tmp/natter-test-socks-auth.XXXXXX", spec[64];
+  int fd;
+
+  client_config(&cfg, "alice", "127.0.0.1:9");
+  CHECK(natter_client_new(&c, base, &cfg) == 0);
+  if (!c) {
+    event_base_free(base);
+    return;
+  }
+  natter_forward_config_default(&f);
+  CHECK(f.kind == NATTER_FORWARD_TCP && f.socks_auth_file == NULL);
+  f.kind = NATTER_FORWARD_SOCKS;
+  f.peer = "bob";
+  f.local_port = free_tcp_port();
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  CHECK(fw != NULL && natter_forward_local_port(fw) == f.local_port);
+  natter_forward_remove(fw);
+
+  /* The client names the target: the forward names none. */
+  f.port = 22;
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  f.host = "nas.lan";
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "no target host or command");
+  f.host = NULL;
+  f.local_port = 0;
+  f.in_fd = f.out_fd = 0;
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  f.in_fd = f.out_fd = -1;
+  f.local_port = free_tcp_port();
+
+  /* Beyond loopback: a password, from a file only its owner reads. */
+  f.bind = "0.0.0.0";
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "must require a password");
+  f.bind = "127.0.0.2"; /* loopback still: no password needed */
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  f.bind = "0.0.0.0";
+  fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK(write(fd, "sam:pw\n", 7) == 7);
+  close(fd);
+  f.socks_auth_file = path;
+  CHECK(chmod(path, 0640) == 0);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "chmod 600");
+  CHECK(chmod(path, 0600) == 0);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) == 0);
+  natter_forward_remove(fw);
+  unlink(path);
+  CHECK(natter_client_add_forward(c, &f, &fw, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "does not exist");
+  f.socks_auth_file = NULL;
+  f.bind = NULL;
+
+  /* A V1 caller's struct has no kind: its forwards are TCP, whatever
+   * lies past its end. */
+  f.port = 0;
+  CHECK(natter_client_add_forward_versioned(c, NATTER_FORWARD_CONFIG_V1, &f,
+                                            &fw, err,
+                                            sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK_STR_CONTAINS(err, "target port");
+
+  /* The same from specs. */
+  snprintf(spec, sizeof(spec), "socks:%u:bob", free_tcp_port());
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        0);
+  natter_forward_remove(fw);
+  snprintf(spec, sizeof(spec), "socks:0.0.0.0:%u:bob", free_tcp_port());
+  CHECK(natter_client_add_forward_spec(c, spec, NULL, &fw, err, sizeof(err)) ==
+        NATTER_ERR_SPEC);
+  CHECK_STR_CONTAINS(err, "must require a password");
+  natter_client_free(c);
+  event_base_free(base);
+}
+
 static void test_forward_bad_arguments(void) {
   struct event_base *base = event_base_new();
   natter_client_config cfg;
@@ -1216,6 +1315,27 @@ static void test_forward_addr_in_use(void) {
   CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
         NATTER_ERR_ADDR_IN_USE);
   CHECK(fw2 == NULL);
+  /* A UDP forward on the same number is another socket (UDP), and a
+   * second one on it is in use; a UDP forward takes no command and needs
+   * a local port; an unknown kind is refused. */
+  natter_forward *ufw = NULL;
+  f.kind = NATTER_FORWARD_UDP;
+  CHECK(natter_client_add_forward(c, &f, &ufw, err, sizeof(err)) == 0);
+  CHECK(ufw != NULL && natter_forward_local_port(ufw) == f.local_port);
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_ADDR_IN_USE);
+  static const char *const argv[] = {"cat", NULL};
+  f.argv = argv;
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  f.argv = NULL;
+  f.kind = 7;
+  CHECK(natter_client_add_forward(c, &f, &fw2, err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  natter_forward_stats st;
+  CHECK(natter_forward_get_stats(ufw, &st) == 0);
+  CHECK(st.datagrams_sent == 0 && st.datagrams_dropped == 0);
+  natter_forward_remove(ufw);
   natter_forward_remove(fw);
   natter_client_free(c);
   event_base_free(base);
@@ -1485,6 +1605,7 @@ int main(void) {
       {"broker_and_client_getters", test_broker_and_client_getters},
       {"no_fd_leak", test_no_fd_leak},
       {"forward_bad_arguments", test_forward_bad_arguments},
+      {"socks_forward_config", test_socks_forward_config},
       {"forward_spec_bad_arguments", test_forward_spec_bad_arguments},
       {"forward_addr_in_use", test_forward_addr_in_use},
       {"free_after_fatal_name_taken", test_free_after_fatal_name_taken},

@@ -55,7 +55,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks probe_cbs = {on_established, on_closed, NULL,
-                                            NULL,           NULL,      NULL};
+                                            NULL,           NULL,      NULL, NULL};
 
 static const nt_endpoint_callbacks no_ep_cbs = {NULL, NULL, NULL, NULL, NULL};
 

@@ -48,6 +48,20 @@ static void test_local_peer_port(void) {
   CHECK(s.is_command == 0);
 }
 
+static void test_udp(void) {
+  nt_spec s = parse_ok("udp:5353:bob:53");
+  CHECK(s.kind == NT_SPEC_UDP && s.local_port == 5353 && s.port == 53);
+  CHECK(strcmp(s.peer, "bob") == 0 && s.host[0] == '\0');
+  s = parse_ok("udp:5353:bob:[::1]:53");
+  CHECK(s.kind == NT_SPEC_UDP && strcmp(s.host, "::1") == 0);
+  CHECK(parse_ok("8022:bob:22").kind == NT_SPEC_TCP);
+  parse_bad("udp::bob:53", "needs a local port");
+  parse_bad("udp:5353:bob:", "needs a local port");
+  parse_bad("udp:5353:bob:x", "udp:5353:bob:x");
+  parse_bad("udp:5353", "udp:5353");
+  parse_bad("UDP:5353:bob:53", "local port");
+}
+
 static void test_ipv4_host(void) {
   nt_spec s = parse_ok("8022:bob:10.0.1.1:22");
   CHECK(s.local_port == 8022);
@@ -111,6 +125,32 @@ static void test_command(void) {
   CHECK(strcmp(s.peer, "bob") == 0);
   CHECK(s.port == 0);
   CHECK(s.is_command == 1);
+}
+
+static void test_socks(void) {
+  nt_spec s = parse_ok("socks:1080:bob");
+  CHECK(s.kind == NT_SPEC_SOCKS);
+  CHECK(s.local_port == 1080);
+  CHECK(strcmp(s.peer, "bob") == 0);
+  CHECK(s.host[0] == '\0' && s.port == 0 && !s.is_command);
+  s = parse_ok("socks:0.0.0.0:1080:bob");
+  CHECK(s.kind == NT_SPEC_SOCKS && s.local_port == 1080);
+  CHECK(strcmp(s.host, "0.0.0.0") == 0);
+  s = parse_ok("socks:[::1]:1080:b.o-b_1");
+  CHECK(strcmp(s.host, "::1") == 0);
+  CHECK(strcmp(s.peer, "b.o-b_1") == 0);
+  CHECK(parse_ok("8022:bob:22").kind == NT_SPEC_TCP);
+  parse_bad("socks:", "expected socks:[BIND:]LOCALPORT:PEER");
+  parse_bad("socks:1080", "expected socks:[BIND:]LOCALPORT:PEER");
+  parse_bad("socks:1080:", "peer name is empty");
+  parse_bad("socks::bob", "local port is missing");
+  parse_bad("socks:0:bob", "local port \"0\" is not a number");
+  parse_bad("socks:1080:bob:22", "local port \"bob\" is not a number");
+  parse_bad("socks:host.lan:1080:bob", "bind address \"host.lan\"");
+  parse_bad("socks:::1:1080:bob", "bind address");
+  parse_bad("socks:[::1:1080:bob", "bind address");
+  parse_bad("socks:[]:1080:bob", "bind address");
+  parse_bad("socks:1.2.3.4.5:1080:bob", "bind address");
 }
 
 static void test_limits_accepted(void) {
@@ -394,10 +434,12 @@ static void test_port_parse(void) {
 static const nt_test_case cases[] = {
     {"local_peer_port", test_local_peer_port},
     {"ipv4_host", test_ipv4_host},
+    {"udp", test_udp},
     {"ipv6_host", test_ipv6_host},
     {"name_host", test_name_host},
     {"stdio", test_stdio},
     {"command", test_command},
+    {"socks", test_socks},
     {"limits_accepted", test_limits_accepted},
     {"missing_parts", test_missing_parts},
     {"bad_local_port", test_bad_local_port},

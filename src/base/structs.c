@@ -39,8 +39,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, max_streams);
   case NATTER_CLIENT_CONFIG_V5:
     return FIELD_END(natter_client_config, no_portmap);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V6:
+    return FIELD_END(natter_client_config, max_udp_flows);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V7:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -52,6 +54,10 @@ size_t nt_forward_config_len(int version) {
   switch (version) {
   case NATTER_FORWARD_CONFIG_V1:
     return FIELD_END(natter_forward_config, argv);
+  case NATTER_FORWARD_CONFIG_V2:
+    return FIELD_END(natter_forward_config, kind);
+  case NATTER_FORWARD_CONFIG_V3:
+    return FIELD_END(natter_forward_config, socks_auth_file);
   default:
     return 0;
   }
@@ -76,6 +82,8 @@ size_t nt_forward_stats_len(int version) {
   switch (version) {
   case NATTER_FORWARD_STATS_V1:
     return FIELD_END(natter_forward_stats, bytes_received);
+  case NATTER_FORWARD_STATS_V2:
+    return FIELD_END(natter_forward_stats, datagrams_dropped);
   default:
     return 0;
   }
@@ -136,6 +144,8 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->max_commands = 32;
   cfg->max_commands_per_peer = 8;
   cfg->max_streams = 1024;
+  cfg->udp_idle_timeout_s = 60;
+  cfg->max_udp_flows = 64;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

@@ -54,7 +54,7 @@ static bcheck *check_slot(natter_broker *b, const bclient *c);
 
 const nt_conn_callbacks nt_bclient_conn_callbacks = {
     client_established, client_closed, client_stream_opened, NULL, NULL,
-    client_moved};
+    client_moved, NULL};
 
 static void reject(bclient *c, nt_control_code code, const char *why) {
   char addr[NT_ADDR_STRLEN];

@@ -914,11 +914,11 @@ static void broker_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
-    broker_established, broker_closed, NULL, NULL, NULL, NULL};
+    broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
 /* Several brokers: the silence watch finds a lost one within about 3 s
  * (1.5 s + 3 PTO), at the price of a PING a second to it. */
 static const nt_conn_callbacks broker_list_callbacks = {
-    broker_established, broker_closed, NULL, NULL, broker_silent, NULL};
+    broker_established, broker_closed, NULL, NULL, broker_silent, NULL, NULL};
 
 void nt_broker_session_connect(natter_client *c) {
   char how[160];

@@ -148,9 +148,16 @@ static void peer_stream(const char *peer, nt_stream *stream, void *ud) {
   nt_tunnel_accept_stream(&c->tunnel_env, peer, stream);
 }
 
+static void peer_datagram(nt_conn *conn, const uint8_t *data, size_t len,
+                          void *ud) {
+  natter_client *c = ud;
+  nt_udp_on_datagram(c->udp, conn, data, len);
+}
+
 static const nt_peer_callbacks client_peer_callbacks = {
-    nt_broker_session_request_peer, peer_event, peer_stream,
-    nt_broker_session_refresh_peer, nt_broker_session_report_check};
+    nt_broker_session_request_peer, peer_event,
+    peer_stream,                    nt_broker_session_refresh_peer,
+    nt_broker_session_report_check, peer_datagram};
 
 static void forward_event(nt_forward *f, natter_event_type type, int error,
                           int quiet, const char *peer, int exit_status,
@@ -196,7 +203,22 @@ static int start_parts(natter_client *c) {
 
   int rv = nt_peers_new(&c->peers, &c->peers_env);
   c->forward_env.peers = c->peers;
-  return rv;
+  if (rv != 0) {
+    return rv;
+  }
+  nt_udp_env uenv = {.base = c->base,
+                     .dns = c->dns,
+                     .log = &c->log,
+                     .self_name = c->name,
+                     .listen = c->listen,
+                     .allow_udp = c->access_udp,
+                     .idle_timeout_s = c->udp_idle_timeout_s,
+                     .max_flows_per_peer = c->max_udp_flows,
+                     .peers = c->peers};
+  c->udp = nt_udp_new(&uenv);
+  c->tunnel_env.udp = c->udp;
+  c->forward_env.udp = c->udp;
+  return c->udp ? 0 : NATTER_ERR_NOMEM;
 }
 
 /* ---- public API ---- */
@@ -287,14 +309,36 @@ static int parse_rules(nt_access *acc, const natter_client_config *cfg,
   return rv;
 }
 
+/* The config's -allow-udp rules into |acc|: target rules of their own, so
+ * that -allow never opens a UDP target (udp.h). Returns as parse_rules. */
+static int parse_udp_rules(nt_access *acc, const natter_client_config *cfg,
+                           char *err, size_t errlen) {
+  char why[300];
+  int rv = 0;
+  for (size_t i = 0; rv == 0 && cfg->allow_udp && cfg->allow_udp[i]; i++) {
+    rv = nt_access_add_target_rule(acc, cfg->allow_udp[i], why, sizeof(why));
+    if (rv == NATTER_ERR_INVALID) {
+      snprintf(err, errlen, "bad allow-udp rule \"%.80s\": %s",
+               cfg->allow_udp[i], why);
+    } else if (rv == NATTER_ERR_NOMEM) {
+      snprintf(err, errlen, "out of memory");
+    }
+  }
+  return rv;
+}
+
 /* The rules of a new client, into c->access (errors logged). */
 static int load_rules(natter_client *c, const natter_client_config *cfg) {
   char err[500];
   c->access = nt_access_new();
-  if (!c->access) {
+  c->access_udp = nt_access_new();
+  if (!c->access || !c->access_udp) {
     return NATTER_ERR_NOMEM;
   }
   int rv = parse_rules(c->access, cfg, err, sizeof(err));
+  if (rv == 0) {
+    rv = parse_udp_rules(c->access_udp, cfg, err, sizeof(err));
+  }
   if (rv == NATTER_ERR_INVALID) {
     nt_error(&c->log, "%s", err);
   }
@@ -314,12 +358,19 @@ int natter_client_set_access_versioned(natter_client *c, int config_version,
     return NATTER_ERR_INVALID;
   }
   nt_access *acc = nt_access_new();
-  if (!acc) {
+  nt_access *acc_udp = nt_access_new();
+  if (!acc || !acc_udp) {
+    nt_access_free(acc);
+    nt_access_free(acc_udp);
     return NATTER_ERR_NOMEM;
   }
   int rv = parse_rules(acc, &full, buf, sizeof(buf));
+  if (rv == 0) {
+    rv = parse_udp_rules(acc_udp, &full, buf, sizeof(buf));
+  }
   if (rv == 0 && !c->listen &&
-      (full.allow || full.allow_peers || full.allow_commands)) {
+      (full.allow || full.allow_peers || full.allow_commands ||
+       full.allow_udp)) {
     snprintf(buf, sizeof(buf), "allow rules need a listening client");
     rv = NATTER_ERR_INVALID;
   }
@@ -328,6 +379,7 @@ int natter_client_set_access_versioned(natter_client *c, int config_version,
       snprintf(err, errlen, "%s", buf);
     }
     nt_access_free(acc);
+    nt_access_free(acc_udp);
     return rv;
   }
   /* Everyone holds c->access itself (the peer table, the tunnels): new
@@ -335,6 +387,8 @@ int natter_client_set_access_versioned(natter_client *c, int config_version,
    * ones keep running. */
   nt_access_replace(c->access, acc);
   nt_access_free(acc);
+  nt_access_replace(c->access_udp, acc_udp);
+  nt_access_free(acc_udp);
   nt_broker_session_rules_changed(c);
   nt_info(&c->log, "access rules replaced; open connections keep running");
   return 0;
@@ -399,6 +453,8 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   c->max_commands = cfg->max_commands;
   c->max_commands_per_peer = cfg->max_commands_per_peer;
+  c->udp_idle_timeout_s = cfg->udp_idle_timeout_s;
+  c->max_udp_flows = cfg->max_udp_flows;
   /* 0 is a zero-filled config's "default", as the header promises. */
   if (cfg->max_streams > 4096) {
     nt_error(&c->log, "max_streams %u: expected 1..4096", cfg->max_streams);
@@ -621,6 +677,13 @@ int natter_client_add_forward_spec(natter_client *c, const char *text,
   cfg.host = spec.host;
   cfg.port = spec.port;
   cfg.argv = spec.is_command ? argv : NULL;
+  if (spec.kind == NT_SPEC_SOCKS) {
+    cfg.kind = NATTER_FORWARD_SOCKS;
+    cfg.bind = spec.host[0] ? spec.host : NULL;
+    cfg.host = NULL;
+  } else if (spec.kind == NT_SPEC_UDP) {
+    cfg.kind = NATTER_FORWARD_UDP;
+  }
   if (spec.local_port == 0) {
     cfg.in_fd = 0;
     cfg.out_fd = 1;
@@ -701,6 +764,7 @@ void natter_client_free(natter_client *c) {
   nt_tunnel_free_all(&c->tunnels); /* tunnels point at forwards and peers:
                                       they go first */
   nt_forward_free_all(&c->forwards);
+  nt_udp_free(c->udp); /* listener flows; forwards took theirs */
   nt_peers_free(c->peers);
   nt_portmap_free(c->portmap); /* deletes the mapping: before the socket */
   if (c->portmap_wait_ev) {
@@ -719,6 +783,7 @@ void natter_client_free(natter_client *c) {
   }
   nt_identity_free(c->identity);
   nt_access_free(c->access);
+  nt_access_free(c->access_udp);
   if (c->token) {
     memset(c->token, 0, strlen(c->token));
     free(c->token);

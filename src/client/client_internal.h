@@ -17,6 +17,7 @@
 #include "client/portmap.h"
 #include "status/status.h"
 #include "client/tunnel.h"
+#include "client/udp.h"
 #include "codec/wire.h"
 
 struct natter_client {
@@ -24,6 +25,9 @@ struct natter_client {
   nt_log log;
   char *name, *broker_text, *identity_path;
   nt_access *access; /* -allow / -allow-command rules */
+  nt_access *access_udp; /* -allow-udp: UDP targets, none by default */
+  uint32_t udp_idle_timeout_s, max_udp_flows;
+  struct nt_udp *udp;    /* UDP flows, both sides (udp.h) */
   int listen;
   int no_relay; /* refuse relayed peer connections (-no-relay) */
   int broker_pinned;

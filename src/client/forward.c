@@ -15,6 +15,8 @@
 #include "quic/endpoint.h" /* nt_monotonic_ns */
 #include "codec/spec.h"
 #include "base/structs.h"
+#include "client/socks_forward.h"
+#include "client/udp.h"
 
 struct natter_forward {
   const nt_forward_env *env;
@@ -27,6 +29,8 @@ struct natter_forward {
   struct evconnlistener *listener; /* NULL for an fd session */
   struct event *accept_retry;      /* re-enables it after running out of fds */
   nt_log_gate accept_logged;       /* accept failures: a line a second */
+  nt_socks_server *socks; /* a SOCKS forward: its clients name targets */
+  nt_udp_forward *udp;             /* a UDP forward's socket and flows */
   natter_forward_stats stats;
   TAILQ_ENTRY(natter_forward) link;
 };
@@ -55,7 +59,7 @@ static void tunnel_gone(nt_tunnel *t, void *ud) {
 }
 
 static const nt_tunnel_callbacks forward_tunnel_callbacks = {tunnel_event,
-                                                             tunnel_gone};
+                                                             tunnel_gone, NULL};
 
 static void start_connection(nt_forward *f, int in_fd, int out_fd) {
   const nt_forward_env *env = f->env;
@@ -95,7 +99,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
   (void)l;
   (void)sa;
   (void)salen;
-  start_connection(arg, fd, fd);
+  nt_forward *f = arg;
+  if (f->socks) {
+    nt_socks_server_accept(f->socks, fd);
+    return;
+  }
+  start_connection(f, fd, fd);
 }
 
 /* How long the listener rests after accept() ran out of descriptors or
@@ -145,12 +154,14 @@ static void accept_error_cb(struct evconnlistener *l, void *arg) {
 }
 
 static void forward_free(nt_forward *f) {
+  nt_udp_forward_free(f->udp);
   if (f->accept_retry) {
     event_free(f->accept_retry);
   }
   if (f->listener) {
     evconnlistener_free(f->listener);
   }
+  nt_socks_server_free(f->socks);
   if (f->argv) {
     for (size_t i = 0; f->argv[i]; i++) {
       free(f->argv[i]);
@@ -187,8 +198,28 @@ static int copy_argv(nt_forward *f, const char *const *argv, char *err,
   return 0;
 }
 
+static void udp_event(natter_event_type type, int error, int quiet,
+                      const char *message, void *ud) {
+  nt_forward *f = ud;
+  if (type == NATTER_EVENT_FORWARD_FAILED) {
+    f->stats.failures++;
+  }
+  f->env->callbacks->event(f, type, error, quiet, f->peer, -1, message,
+                           f->env->user_data);
+}
+
+static const nt_udp_forward_callbacks forward_udp_callbacks = {udp_event};
+
 static void describe_target(const nt_forward *f, char *out, size_t outlen) {
-  if (f->argv) {
+  if (f->socks) {
+    snprintf(out, outlen, "%s (SOCKS: each connection names its target)",
+             f->peer);
+  } else if (f->udp) {
+    snprintf(out, outlen, strchr(f->host, ':') ? "udp:%s:[%.60s]:%u"
+                          : f->host[0]        ? "udp:%s:%.60s:%u"
+                                              : "udp:%s:%.0s%u",
+             f->peer, f->host, f->port);
+  } else if (f->argv) {
     snprintf(out, outlen, "%s: %.60s%s", f->peer, f->argv[0],
              f->argv[1] ? " ..." : "");
   } else if (!f->host[0]) {
@@ -214,7 +245,23 @@ int nt_forward_add(const nt_forward_env *env,
     snprintf(err, errlen, "%s cannot forward to itself", env->self_name);
     return NATTER_ERR_INVALID;
   }
-  if (!cfg->argv && cfg->port == 0) {
+  if (cfg->kind == NATTER_FORWARD_SOCKS) {
+    if (cfg->local_port == 0 || cfg->argv || (cfg->host && cfg->host[0])) {
+      snprintf(err, errlen,
+               "a SOCKS forward needs a local port, and no target host or "
+               "command: its clients name their targets");
+      return NATTER_ERR_INVALID;
+    }
+  } else if (cfg->kind == NATTER_FORWARD_UDP) {
+    if (cfg->argv || !cfg->local_port || cfg->port == 0) {
+      snprintf(err, errlen, "a UDP forward needs a local port and a target "
+                            "port, not a command or stdin/stdout");
+      return NATTER_ERR_INVALID;
+    }
+  } else if (cfg->kind != NATTER_FORWARD_TCP) {
+    snprintf(err, errlen, "forward kind %d is not supported", cfg->kind);
+    return NATTER_ERR_INVALID;
+  } else if (!cfg->argv && cfg->port == 0) {
     snprintf(err, errlen, "target port must be 1..65535");
     return NATTER_ERR_INVALID;
   }
@@ -255,6 +302,44 @@ int nt_forward_add(const nt_forward_env *env,
       forward_free(f);
       return NATTER_ERR_INVALID;
     }
+    if (cfg->kind == NATTER_FORWARD_UDP) {
+      rv = nt_udp_forward_new(&f->udp, env->udp, &bind, f->peer, f->host,
+                              f->port, &f->stats, &forward_udp_callbacks, f,
+                              err, errlen);
+      if (rv != 0) {
+        forward_free(f);
+        return rv;
+      }
+      describe_target(f, target, sizeof(target));
+      nt_info(env->log, "forwarding UDP %s:%u -> %s", host, cfg->local_port,
+              target);
+      TAILQ_INSERT_HEAD(env->all, f, link);
+      if (pforward) {
+        *pforward = f;
+      }
+      return 0;
+    }
+    if (cfg->kind == NATTER_FORWARD_SOCKS) {
+      nt_socks_server_env senv = {
+          .base = env->base,
+          .log = env->log,
+          .peers = env->peers,
+          .tunnels = env->tunnels,
+          .peer = f->peer,
+          .local_port = f->local_port,
+          .stats = &f->stats,
+          .callbacks = &forward_tunnel_callbacks,
+          .user_data = f,
+      };
+      rv = nt_socks_server_new(&f->socks, &senv, cfg->socks_auth_file,
+                               nt_addr_is_loopback((struct sockaddr *)&bind.ss),
+                               err, errlen);
+      if (rv != 0) {
+        forward_free(f);
+        return rv;
+      }
+      describe_target(f, target, sizeof(target));
+    }
     f->listener = evconnlistener_new_bind(
         env->base, accept_cb, f,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
@@ -294,6 +379,19 @@ void natter_forward_remove(natter_forward *f) {
   forward_free(f);
 }
 
+/* The forward's stats, with a UDP forward's datagram counts. */
+static natter_forward_stats current_stats(const nt_forward *f) {
+  natter_forward_stats s = f->stats;
+  if (f->udp) {
+    nt_udp_counts c;
+    nt_udp_forward_counts(f->udp, &c);
+    s.datagrams_sent = c.sent;
+    s.datagrams_received = c.received;
+    s.datagrams_dropped = c.dropped_too_big + c.dropped_full;
+  }
+  return s;
+}
+
 int natter_forward_get_stats_versioned(const natter_forward *f,
                                        int stats_version,
                                        natter_forward_stats *out) {
@@ -303,7 +401,7 @@ int natter_forward_get_stats_versioned(const natter_forward *f,
     return NATTER_ERR_INVALID;
   }
   if (f) {
-    stats = f->stats;
+    stats = current_stats(f);
   } else {
     memset(&stats, 0, sizeof(stats));
   }
@@ -338,5 +436,5 @@ void nt_forward_describe(const nt_forward *f, natter_forward_info *info,
   info->peer = f->peer;
   info->target = target;
   info->local_port = f->local_port;
-  info->stats = f->stats;
+  info->stats = current_stats(f);
 }

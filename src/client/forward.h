@@ -32,6 +32,7 @@ typedef struct nt_forward_env {
   struct nt_forward_list *all; /* every forward of the client */
   const nt_forward_callbacks *callbacks;
   void *user_data;
+  struct nt_udp *udp; /* the client's UDP flows (udp.h) */
 } nt_forward_env;
 
 /* Checks |cfg|, binds its port or starts its fd session, and adds it to

@@ -364,9 +364,21 @@ static void peer_stream_opened(nt_conn *conn, nt_stream *s, void *ud) {
   ENV(p)->callbacks->stream(p->name, s, ENV(p)->user_data);
 }
 
+static void peer_conn_datagram(nt_conn *conn, const uint8_t *data, size_t len,
+                               void *ud) {
+  nt_peer *p = ud;
+  /* A check carries nothing; flows exist only on connections whose
+   * streams were admitted, and a datagram names one of them or is
+   * dropped (udp.h). */
+  if (p && !p->check && ENV(p)->callbacks->datagram) {
+    ENV(p)->callbacks->datagram(conn, data, len, ENV(p)->user_data);
+  }
+}
+
 const nt_conn_callbacks nt_peer_conn_callbacks = {
     peer_conn_established,     peer_conn_closed,    peer_stream_opened,
-    nt_peer_streams_available, nt_peer_conn_silent, nt_peer_conn_moved};
+    nt_peer_streams_available, nt_peer_conn_silent, nt_peer_conn_moved,
+    peer_conn_datagram};
 
 void nt_peers_on_restart(nt_peers *peers, const char *name,
                          const uint8_t *key) {

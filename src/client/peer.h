@@ -86,6 +86,10 @@ typedef struct nt_peer_callbacks {
   /* Our side of a connectivity check the peer asked for is done: send
    * |side| to the broker (CheckReport). May be NULL. */
   void (*check_report)(const nt_check_side *side, void *user_data);
+  /* A QUIC DATAGRAM frame on |conn|, the connection to an admitted peer
+   * (UDP flows, udp.h). May be NULL. */
+  void (*datagram)(nt_conn *conn, const uint8_t *data, size_t len,
+                   void *user_data);
 } nt_peer_callbacks;
 
 typedef struct nt_peers_env {

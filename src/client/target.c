@@ -28,6 +28,7 @@ struct nt_target {
   struct evdns_getaddrinfo_request *dns_req;
   int fd;
   struct event *connect_ev, *timer;
+  int resolved; /* |host| is a name, resolved to the address connected */
 };
 
 static void target_free(nt_target *t) {
@@ -71,6 +72,10 @@ static void finish(nt_target *t, nt_open_code code, const char *fmt, ...) {
 static void connect_done(nt_target *t, int soerr) {
   if (soerr == 0) {
     finish(t, NT_OPEN_OK, "%s", "");
+  } else if (soerr == ENETUNREACH) {
+    finish(t, NT_OPEN_NET_UNREACHABLE,
+           "network unreachable: %s has no route to %.80s", t->env.self_name,
+           t->host);
   } else if (soerr == ECONNREFUSED) {
     finish(t, NT_OPEN_REFUSED,
            "connection refused by %.80s:%u on %s: nothing listens there",
@@ -97,17 +102,32 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg) {
 static void connect_to(nt_target *t, const struct sockaddr *sa,
                        socklen_t salen) {
   nt_access_peer peer = {t->peer, t->have_key ? t->peer_key : NULL};
+  /* The rules see the address about to be connected, so that a range
+   * rule holds whatever a name resolved to (access.h). */
   if (!nt_addr_is_loopback(sa) &&
-      !nt_access_target_allowed(t->env.access, &peer, t->host, t->port)) {
+      !nt_access_target_allowed_at(t->env.access, &peer, t->host, t->port,
+                                   sa)) {
     char target[100]; /* as a rule writes it: an IPv6 host in brackets */
+    char resolved[INET6_ADDRSTRLEN + 20] = "";
+    char addr[INET6_ADDRSTRLEN];
     int v6 = strchr(t->host, ':') != NULL;
     snprintf(target, sizeof(target), "%s%.80s%s:%u", v6 ? "[" : "", t->host,
              v6 ? "]" : "", t->port);
+    if (t->resolved &&
+        inet_ntop(
+            sa->sa_family,
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr,
+            addr, sizeof(addr))) {
+      snprintf(resolved, sizeof(resolved), " (resolved to %s)", addr);
+    }
     if (nt_access_has_target_rules(t->env.access)) {
       finish(t, NT_OPEN_DENIED,
-             "%s's -allow rules do not include %s for %s; add -allow %s "
+             "%s's -allow rules do not include %s%s for %s; add -allow %s "
              "(or -allow %s=%s) there to permit it",
-             t->env.self_name, target, t->peer, target, t->peer, target);
+             t->env.self_name, target, resolved, t->peer, target, t->peer,
+             target);
     } else {
       finish(t, NT_OPEN_DENIED,
              "%s allows only its own loopback by default; to reach %s, "
@@ -155,10 +175,20 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg) {
     if (res) {
       evutil_freeaddrinfo(res);
     }
-    finish(t, NT_OPEN_UNREACHABLE, "cannot resolve %.80s on %s: %s", t->host,
-           t->env.self_name, evutil_gai_strerror(result));
+    /* "No such name" is the name's fault, not the network's: the opener
+     * (a SOCKS client, say) is told so apart. */
+    if (result == EVUTIL_EAI_NONAME || result == EVUTIL_EAI_NODATA ||
+        result == 0) {
+      finish(t, NT_OPEN_NAME_NOT_FOUND,
+             "name not found: %.80s does not resolve on %s", t->host,
+             t->env.self_name);
+    } else {
+      finish(t, NT_OPEN_UNREACHABLE, "cannot resolve %.80s on %s: %s", t->host,
+             t->env.self_name, evutil_gai_strerror(result));
+    }
     return;
   }
+  t->resolved = 1;
   struct sockaddr_storage ss;
   socklen_t sslen = (socklen_t)res->ai_addrlen;
   memcpy(&ss, res->ai_addr, sslen);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "client/child.h"
+#include "client/udp.h"
 #include "codec/cmdframe.h"
 #include "codec/stream_header.h"
 #include "codec/wire.h"
@@ -905,6 +906,17 @@ static void handle_stream_open(nt_tunnel *t, const uint8_t *body,
     refuse(t, NT_OPEN_NOT_LISTENING, "not listening");
     return;
   }
+  if (req.udp) {
+    /* A UDP flow (udp.h): its stream is the flow's from here on. */
+    nt_stream *s = t->stream;
+    t->stream = NULL;
+    drop_reader(t);
+    nt_udp_accept(t->env->udp, t->peer, t->have_peer_key ? t->peer_key : NULL,
+                  s, &req);
+    nt_open_request_clear(&req);
+    tunnel_end(t, 0);
+    return;
+  }
   if (req.argv) {
     start_command(t, &req);
     nt_open_request_clear(&req);
@@ -931,6 +943,10 @@ static void handle_open_result(nt_tunnel *t, const uint8_t *body,
            "protocol error from %s: malformed answer", t->peer);
     tunnel_end(t, 1);
     return;
+  }
+  if (t->target.callbacks && t->target.callbacks->answer) {
+    t->target.callbacks->answer(t, nt_open_result_code(body, len),
+                                t->target.user_data);
   }
   if (err != 0) {
     report(t, NATTER_EVENT_FORWARD_FAILED, err, "%s",

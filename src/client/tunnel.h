@@ -29,6 +29,7 @@ typedef struct nt_tunnel_env {
    * A StreamOpen beyond them is refused (DENIED) and logged. */
   uint32_t max_commands, max_commands_per_peer;
   struct nt_tunnel_list *all; /* every live tunnel, kept by the tunnels */
+  struct nt_udp *udp;         /* takes the streams that open UDP flows */
 } nt_tunnel_env;
 
 /* What an opener's tunnel tells its owner. */
@@ -39,6 +40,10 @@ typedef struct nt_tunnel_callbacks {
                 int exit_status, const char *message, void *user_data);
   /* The tunnel is about to be freed. */
   void (*gone)(nt_tunnel *t, void *user_data);
+  /* May be NULL. The listener's answer, its StreamOpenResult code
+   * (nt_open_code, or one newer than this version), just before the
+   * OPENED or FAILED event it brings. */
+  void (*answer)(nt_tunnel *t, int code, void *user_data);
 } nt_tunnel_callbacks;
 
 /* What an opener carries, and to where. Strings are copied. */

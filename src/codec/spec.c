@@ -285,6 +285,68 @@ static int parse_target(nt_spec *spec, const char *s, const char *text,
   return parse_port("port", port, strlen(port), &spec->port, text, err, errlen);
 }
 
+#define SOCKS_FORM "socks:[BIND:]LOCALPORT:PEER"
+
+/* "socks:[BIND:]LOCALPORT:PEER", |s| after the prefix: the peer follows
+ * the last ':', the local port the one before; what is left is the bind
+ * address, an IPv4 address or an IPv6 address in brackets. */
+static int parse_socks(nt_spec *spec, const char *s, const char *text,
+                       char *err, size_t errlen) {
+  char quoted[QUOTE_BUF];
+  const char *peer = strrchr(s, ':');
+  const char *port;
+  size_t bindlen;
+
+  spec->kind = NT_SPEC_SOCKS;
+  if (peer == NULL) {
+    return fail(err, errlen, text, "expected " SOCKS_FORM);
+  }
+  if (parse_peer(spec, peer + 1, strlen(peer + 1), text, err, errlen) != 0) {
+    return -1;
+  }
+  port = s;
+  for (const char *p = peer; p > s; p--) {
+    if (p[-1] == ':') {
+      port = p;
+      break;
+    }
+  }
+  if (parse_port("local port", port, (size_t)(peer - port), &spec->local_port,
+                 text, err, errlen) != 0) {
+    return -1;
+  }
+  if (port == s) {
+    return 0;
+  }
+  bindlen = (size_t)(port - 1 - s);
+  quote(quoted, s, bindlen);
+  if (bindlen >= 2 && s[0] == '[' && s[bindlen - 1] == ']') {
+    char addr[INET6_ADDRSTRLEN];
+    struct in6_addr scratch;
+    if (bindlen - 2 < sizeof(addr)) {
+      memcpy(addr, s + 1, bindlen - 2);
+      addr[bindlen - 2] = '\0';
+      if (inet_pton(AF_INET6, addr, &scratch) == 1) {
+        memcpy(spec->host, addr, bindlen - 1);
+        return 0;
+      }
+    }
+  } else if (bindlen < INET_ADDRSTRLEN) {
+    char addr[INET_ADDRSTRLEN];
+    struct in_addr scratch;
+    memcpy(addr, s, bindlen);
+    addr[bindlen] = '\0';
+    if (inet_pton(AF_INET, addr, &scratch) == 1) {
+      memcpy(spec->host, addr, bindlen + 1);
+      return 0;
+    }
+  }
+  return fail(err, errlen, text,
+              "bind address \"%s\" is not an IPv4 address or an IPv6 "
+              "address in brackets; expected " SOCKS_FORM,
+              quoted);
+}
+
 int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen) {
   nt_spec parsed;
   const char *peer;
@@ -298,31 +360,49 @@ int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen) {
     return fail(err, errlen, "", "no spec given; expected " SPEC_FORM);
   }
   memset(&parsed, 0, sizeof(parsed));
+  if (strncmp(text, "socks:", 6) == 0) {
+    if (parse_socks(&parsed, text + 6, text, err, errlen) != 0) {
+      return -1;
+    }
+    *spec = parsed;
+    return 0;
+  }
+  const char *whole = text; /* for messages */
+  if (strncmp(text, "udp:", 4) == 0) {
+    parsed.kind = NT_SPEC_UDP;
+    text += 4;
+  }
 
   peer = strchr(text, ':');
   if (peer == NULL) {
-    return fail(err, errlen, text, "expected " SPEC_FORM);
+    return fail(err, errlen, whole, "expected " SPEC_FORM);
   }
   peer++;
   peer_end = strchr(peer, ':');
   if (peer_end == NULL) {
-    return fail(err, errlen, text, "expected " SPEC_FORM);
+    return fail(err, errlen, whole, "expected " SPEC_FORM);
   }
 
   /* An empty local port means stdin/stdout, as with ssh -W. */
   if (peer - 1 != text &&
       parse_port("local port", text, (size_t)(peer - 1 - text),
-                 &parsed.local_port, text, err, errlen) != 0) {
+                 &parsed.local_port, whole, err, errlen) != 0) {
     return -1;
   }
-  if (parse_peer(&parsed, peer, (size_t)(peer_end - peer), text, err, errlen) !=
-      0) {
+  if (parse_peer(&parsed, peer, (size_t)(peer_end - peer), whole, err,
+                 errlen) != 0) {
     return -1;
   }
   if (peer_end[1] == '\0') {
     parsed.is_command = 1;
-  } else if (parse_target(&parsed, peer_end + 1, text, err, errlen) != 0) {
+  } else if (parse_target(&parsed, peer_end + 1, whole, err, errlen) != 0) {
     return -1;
+  }
+  if (parsed.kind == NT_SPEC_UDP &&
+      (parsed.is_command || parsed.local_port == 0)) {
+    return fail(err, errlen, whole,
+                "a UDP forward needs a local port and a target port; "
+                "expected udp:" SPEC_FORM);
   }
   *spec = parsed;
   return 0;

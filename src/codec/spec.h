@@ -13,6 +13,8 @@
 #define NT_FINGERPRINT_LEN 32
 #define NT_FINGERPRINT_HEX_LEN (2 * NT_FINGERPRINT_LEN)
 
+enum { NT_SPEC_TCP = 0, NT_SPEC_UDP = 1, NT_SPEC_SOCKS = 2 };
+
 typedef struct nt_spec {
   uint16_t local_port;          /* 0: stdin/stdout (spec starts with ':') */
   char peer[NT_NAME_MAX + 1];   /* peer name at the broker */
@@ -21,6 +23,8 @@ typedef struct nt_spec {
   uint16_t port;                /* target port; 0 when is_command */
   int is_command;               /* spec ended in "PEER:" and the command
                                    follows as separate arguments */
+  int kind;                     /* NT_SPEC_TCP, NT_SPEC_UDP or NT_SPEC_SOCKS:
+                                   the spec's "udp:" or "socks:" prefix */
 } nt_spec;
 
 /* Parses one spec. Accepted forms:
@@ -28,6 +32,11 @@ typedef struct nt_spec {
  *   LOCALPORT:PEER:HOST:PORT     8022:bob:10.0.1.1:22, 8022:bob:[::1]:22
  *   :PEER:PORT, :PEER:HOST:PORT  stdin/stdout instead of a local port
  *   LOCALPORT:PEER: , :PEER:     a command (given separately) runs on PEER
+ *   udp:LOCALPORT:PEER[:HOST]:PORT  UDP datagrams (a local port, no
+ *                                command)
+ *   socks:LOCALPORT:PEER         a SOCKS5 server on 127.0.0.1:LOCALPORT
+ *   socks:BIND:LOCALPORT:PEER    ... on BIND (IPv4, or [IPv6]), kept in
+ *                                |host|; |port| stays 0
  * Returns 0, or -1 with a one-line reason in |err| (always NUL-terminated)
  * that names the offending part and shows the expected form. */
 int nt_spec_parse(nt_spec *spec, const char *text, char *err, size_t errlen);

@@ -38,6 +38,15 @@ size_t nt_open_request_encode(uint8_t *out, const char *host, uint16_t port,
   return encode(out, &open.base);
 }
 
+size_t nt_open_request_encode_udp(uint8_t *out, const char *host,
+                                  uint16_t port) {
+  Natter__StreamOpen open = NATTER__STREAM_OPEN__INIT;
+  open.host = (char *)host;
+  open.port = port;
+  open.udp = 1;
+  return encode(out, &open.base);
+}
+
 int nt_open_request_decode(nt_open_request *req, const uint8_t *body,
                            size_t len) {
   memset(req, 0, sizeof(*req));
@@ -45,7 +54,8 @@ int nt_open_request_decode(nt_open_request *req, const uint8_t *body,
   int rv = NATTER_ERR_PROTOCOL;
   if (!open || !nt_wire_string_ok(open->host, NT_HOST_MAX) ||
       open->n_argv > NT_OPEN_MAX_ARGV ||
-      (open->n_argv == 0 && (open->port == 0 || open->port > 65535))) {
+      (open->n_argv == 0 && (open->port == 0 || open->port > 65535)) ||
+      (open->udp && open->n_argv > 0)) {
     goto done;
   }
   for (size_t i = 0; i < open->n_argv; i++) {
@@ -56,6 +66,7 @@ int nt_open_request_decode(nt_open_request *req, const uint8_t *body,
   snprintf(req->host, sizeof(req->host), "%s", open->host);
   if (open->n_argv == 0) {
     req->port = (uint16_t)open->port;
+    req->udp = open->udp ? 1 : 0;
     rv = 0;
     goto done;
   }
@@ -110,9 +121,25 @@ static int code_error(Natter__Code code) {
     return NATTER_ERR_TIMEOUT;
   case NATTER__CODE__PEER_NOT_LISTENING:
     return NATTER_ERR_PEER_NOT_LISTENING;
+  case NATTER__CODE__NAME_NOT_FOUND:
+    return NATTER_ERR_RESOLVE;
+  case NATTER__CODE__NETWORK_UNREACHABLE:
+    return NATTER_ERR_UNREACHABLE;
   default:
     return NATTER_ERR_PROTOCOL;
   }
+}
+
+int nt_open_result_code(const uint8_t *body, size_t len) {
+  Natter__StreamOpenResult *res =
+      natter__stream_open_result__unpack(NULL, len, body);
+  int code;
+  if (!res) {
+    return -1;
+  }
+  code = (int)res->code;
+  natter__stream_open_result__free_unpacked(res, NULL);
+  return code < 0 ? -1 : code;
 }
 
 int nt_open_result_decode(const uint8_t *body, size_t len, int *error,

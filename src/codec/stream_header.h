@@ -25,7 +25,9 @@ typedef enum nt_open_code {
   NT_OPEN_UNREACHABLE = 6,
   NT_OPEN_DENIED = 7,
   NT_OPEN_INTERNAL = 8,
-  NT_OPEN_TIMEOUT = 9
+  NT_OPEN_TIMEOUT = 9,
+  NT_OPEN_NAME_NOT_FOUND = 11, /* decodes to NATTER_ERR_RESOLVE */
+  NT_OPEN_NET_UNREACHABLE = 12 /* decodes to NATTER_ERR_UNREACHABLE */
 } nt_open_code;
 
 /* What a StreamOpen asks for, checked. */
@@ -34,6 +36,9 @@ typedef struct nt_open_request {
   uint16_t port;              /* 1..65535 unless a command */
   char **argv;                /* NULL-terminated command, or NULL; owned */
   size_t argc;                /* 1..NT_OPEN_MAX_ARGV for a command */
+  int udp;                    /* a UDP flow to host:port (never with argv):
+                                 its datagrams travel in QUIC DATAGRAM
+                                 frames (dgram.h) */
 } nt_open_request;
 
 /* Encodes a StreamOpen for host:port (|argv| NULL) or for the command
@@ -41,6 +46,11 @@ typedef struct nt_open_request {
  * Returns its size, or 0 when it does not fit in one message. */
 size_t nt_open_request_encode(uint8_t *out, const char *host, uint16_t port,
                               char *const *argv);
+
+/* Encodes a StreamOpen for a UDP flow to |host|:|port| ("" : the
+ * loopback) the same way. */
+size_t nt_open_request_encode_udp(uint8_t *out, const char *host,
+                                  uint16_t port);
 
 /* Decodes a StreamOpen body. Bounds: host printable ASCII of at most
  * NT_HOST_MAX bytes; port 1..65535 unless a command; at most
@@ -63,5 +73,11 @@ size_t nt_open_result_encode(uint8_t *out, nt_open_code code,
  * bytes, else "". Returns 0, or NATTER_ERR_PROTOCOL when malformed. */
 int nt_open_result_decode(const uint8_t *body, size_t len, int *error,
                           char *message, size_t msglen);
+
+/* The code of a StreamOpenResult body as sent, known to this version or
+ * not (where a NATTER_ERR_* says too little: a SOCKS reply tells a
+ * network from a host unreachable), or -1 when malformed or negative
+ * (no code is). */
+int nt_open_result_code(const uint8_t *body, size_t len);
 
 #endif

@@ -14,6 +14,9 @@
 
 static void schedule_write(nt_conn *conn);
 static void schedule_free(nt_conn *conn, nt_close_reason reason);
+static int recv_datagram_cb(ngtcp2_conn *qc, uint32_t flags,
+                            const uint8_t *data, size_t datalen,
+                            void *user_data);
 
 /* ---- stream bookkeeping ---- */
 
@@ -344,6 +347,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_stream_data = extend_max_stream_data_cb;
   cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
   cb->path_validation = path_validation_cb;
+  cb->recv_datagram = recv_datagram_cb;
 }
 
 /* ---- timer and write loop ---- */
@@ -459,6 +463,135 @@ static int path_is(const nt_addr *a, const ngtcp2_addr *b) {
          nt_addr_equal((const struct sockaddr *)&a->ss, b->addr);
 }
 
+/* ---- datagrams ---- */
+
+/* Packets written without a queued datagram before it is dropped. A
+ * packet may miss it because it did not fit beside other frames (it gets
+ * the next packet) or because the congestion window allowed only an ACK;
+ * one that fits in no packet at all (nt_conn_send_datagram checks the
+ * size first, so only if the path shrank) must not block the queue. */
+#define NT_DGRAM_MAX_TRIES 16
+/* How long a datagram may wait for the congestion window: late ones are
+ * worthless to whoever waits for them, and the queue must not grow a
+ * standing delay. */
+#define NT_DGRAM_MAX_AGE_NS (100ull * 1000000)
+
+static void dgram_pop(nt_conn *conn, int dropped) {
+  nt_dgram *d = STAILQ_FIRST(&conn->dgrams);
+  STAILQ_REMOVE_HEAD(&conn->dgrams, link);
+  conn->ndgrams--;
+  conn->dgram_bytes -= d->len;
+  conn->dgrams_dropped += dropped != 0;
+  free(d);
+}
+
+size_t nt_conn_datagram_max(nt_conn *conn) {
+  if (!nt_conn_is_established(conn)) {
+    return 0;
+  }
+  const ngtcp2_transport_params *rp =
+      ngtcp2_conn_get_remote_transport_params(conn->qc);
+  if (!rp || rp->max_datagram_frame_size <= 1 + 4) {
+    return 0;
+  }
+  size_t pkt = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->qc);
+  if (pkt > NT_TXBUF_SIZE) {
+    pkt = NT_TXBUF_SIZE;
+  }
+  size_t max = pkt > NT_DGRAM_PKT_OVERHEAD ? pkt - NT_DGRAM_PKT_OVERHEAD : 0;
+  /* The peer's limit counts the frame's type and length too. */
+  if (rp->max_datagram_frame_size - (1 + 4) < max) {
+    max = (size_t)(rp->max_datagram_frame_size - (1 + 4));
+  }
+  return max;
+}
+
+int nt_conn_send_datagram(nt_conn *conn, const uint8_t *hdr, size_t hdrlen,
+                          const uint8_t *data, size_t len) {
+  size_t max = nt_conn_datagram_max(conn);
+  if (max == 0) {
+    return -1;
+  }
+  if (hdrlen + len > max) {
+    return NT_DGRAM_TOO_BIG;
+  }
+  if (conn->ndgrams >= NT_DGRAM_QUEUE_MAX ||
+      conn->dgram_bytes + hdrlen + len > NT_DGRAM_QUEUE_BYTES) {
+    return NT_DGRAM_FULL;
+  }
+  nt_dgram *d = malloc(sizeof(*d) + hdrlen + len);
+  if (!d) {
+    return NT_DGRAM_FULL;
+  }
+  d->len = hdrlen + len;
+  d->tries = 0;
+  d->queued_ns = nt_monotonic_ns();
+  if (hdrlen) {
+    memcpy(d->data, hdr, hdrlen);
+  }
+  if (len) {
+    memcpy(d->data + hdrlen, data, len);
+  }
+  STAILQ_INSERT_TAIL(&conn->dgrams, d, link);
+  conn->ndgrams++;
+  conn->dgram_bytes += d->len;
+  schedule_write(conn);
+  return 0;
+}
+
+uint64_t nt_conn_datagrams_dropped(const nt_conn *conn) {
+  return conn->dgrams_dropped;
+}
+
+static int recv_datagram_cb(ngtcp2_conn *qc, uint32_t flags,
+                            const uint8_t *data, size_t datalen,
+                            void *user_data) {
+  nt_conn *conn = user_data;
+  (void)qc;
+  conn->rx_mark++;
+  /* 0-RTT is never enabled; a datagram before the handshake ends would
+   * come from a peer not yet authenticated. */
+  if ((flags & NGTCP2_DATAGRAM_FLAG_EARLY) || !conn->established) {
+    return 0;
+  }
+  if (conn->cbs.datagram) {
+    conn->cbs.datagram(conn, data, datalen, conn->user_data);
+  }
+  return 0;
+}
+
+/* ---- the write loop ---- */
+
+/* Adds the packet of |n| bytes ngtcp2 just wrote at buf + *buflen to the
+ * batch, sending the batch first when the packet cannot join it. */
+static void packet_out(nt_conn *conn, const ngtcp2_path_storage *ps,
+                       nt_addr *to, uint8_t *buf, size_t *buflen,
+                       size_t *segsize, size_t n) {
+  /* Each packet goes where ngtcp2 says: during path validation some
+   * go to the new address and some to the old one. */
+  int same_path = *buflen == 0 || path_is(to, &ps->path.remote);
+  /* GSO sends equal-sized segments; a larger packet, one after a
+   * short one, or one for another address starts a new batch. */
+  if (*segsize == 0) {
+    *segsize = n;
+  } else if (n > *segsize || *buflen % *segsize != 0 || !same_path) {
+    conn_send_to(conn, to, buf, *buflen, *segsize);
+    memmove(buf, buf + *buflen, n);
+    *buflen = 0;
+    *segsize = n;
+  }
+  if (*buflen == 0) {
+    set_addr(to, &ps->path.remote);
+  }
+  *buflen += n;
+  conn->tx_bytes += n;
+  if (n < *segsize) {
+    conn_send_to(conn, to, buf, *buflen, *segsize);
+    *buflen = 0;
+    *segsize = 0;
+  }
+}
+
 static void write_streams(nt_conn *conn) {
   nt_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
@@ -489,14 +622,58 @@ static void write_streams(nt_conn *conn) {
     max_pkts = 1;
   }
   ngtcp2_path_storage_zero(&ps);
+  /* Datagrams that waited too long for the congestion window go. */
+  uint64_t now_ns = nt_monotonic_ns();
+  while (STAILQ_FIRST(&conn->dgrams) &&
+         now_ns - STAILQ_FIRST(&conn->dgrams)->queued_ns > NT_DGRAM_MAX_AGE_NS) {
+    dgram_pop(conn, 1);
+  }
   for (size_t npkts = 0; npkts < max_pkts;) {
-    nt_stream *s = TAILQ_FIRST(&conn->pending);
+    /* Datagrams first: they are small, late ones are worthless, and
+     * their queue is bounded; streams fill what room is left. */
+    nt_dgram *d = ngtcp2_conn_get_handshake_completed(conn->qc)
+                      ? STAILQ_FIRST(&conn->dgrams)
+                      : NULL;
+    nt_stream *s = d ? NULL : TAILQ_FIRST(&conn->pending);
     ngtcp2_vec vec[16];
     size_t nvec = 0;
     int64_t stream_id = -1;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     ngtcp2_ssize datalen = -1;
 
+    if (d) {
+      int accepted = 0;
+      ngtcp2_vec dv = {d->data, d->len};
+      ngtcp2_ssize n = ngtcp2_conn_writev_datagram(
+          conn->qc, &ps.path, &pi, buf + buflen, pktmax, &accepted,
+          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &dv, 1, ts);
+      if (accepted) {
+        dgram_pop(conn, 0);
+      } else if (n == NGTCP2_ERR_INVALID_ARGUMENT ||
+                 (n > 0 && ++d->tries >= NT_DGRAM_MAX_TRIES)) {
+        dgram_pop(conn, 1); /* never fits, or the peer's limit shrank */
+      }
+      if (n == NGTCP2_ERR_WRITE_MORE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
+        continue;
+      }
+      if (n == NGTCP2_ERR_INVALID_STATE) {
+        while (STAILQ_FIRST(&conn->dgrams)) {
+          dgram_pop(conn, 1); /* the peer takes no datagrams */
+        }
+        continue;
+      }
+      if (n < 0) {
+        conn_send_to(conn, &to, buf, buflen, segsize);
+        fail_conn(conn, (int)n);
+        return;
+      }
+      if (n == 0) {
+        break;
+      }
+      packet_out(conn, &ps, &to, buf, &buflen, &segsize, (size_t)n);
+      npkts++;
+      continue;
+    }
     if (s) {
       stream_id = s->id;
       nvec = nt_sendbuf_unsent_iov(&s->sb, (struct iovec *)vec, 16);
@@ -550,30 +727,8 @@ static void write_streams(nt_conn *conn) {
     if (n == 0) {
       break; /* congestion window full or nothing to say */
     }
-    /* Each packet goes where ngtcp2 says: during path validation some
-     * go to the new address and some to the old one. */
-    int same_path = buflen == 0 || path_is(&to, &ps.path.remote);
-    /* GSO sends equal-sized segments; a larger packet, one after a
-     * short one, or one for another address starts a new batch. */
-    if (segsize == 0) {
-      segsize = (size_t)n;
-    } else if ((size_t)n > segsize || buflen % segsize != 0 || !same_path) {
-      conn_send_to(conn, &to, buf, buflen, segsize);
-      memmove(buf, buf + buflen, (size_t)n);
-      buflen = 0;
-      segsize = (size_t)n;
-    }
-    if (buflen == 0) {
-      set_addr(&to, &ps.path.remote);
-    }
-    buflen += (size_t)n;
-    conn->tx_bytes += (size_t)n;
+    packet_out(conn, &ps, &to, buf, &buflen, &segsize, (size_t)n);
     npkts++;
-    if ((size_t)n < segsize) {
-      conn_send_to(conn, &to, buf, buflen, segsize);
-      buflen = 0;
-      segsize = 0;
-    }
   }
   conn_send_to(conn, &to, buf, buflen, segsize);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
@@ -727,6 +882,9 @@ static void release(nt_conn *conn) {
     stream_finish(LIST_FIRST(&conn->streams), 1, 0);
   }
   nt_endpoint_forget_conn(ep, conn);
+  while (STAILQ_FIRST(&conn->dgrams)) {
+    dgram_pop(conn, 0);
+  }
   if (conn->timer) {
     event_free(conn->timer);
   }
@@ -916,6 +1074,7 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   ngtcp2_connection_close_error_default(&conn->last_error);
   LIST_INIT(&conn->streams);
   TAILQ_INIT(&conn->pending);
+  STAILQ_INIT(&conn->dgrams);
   nt_endpoint_add_conn(ep, conn);
 
   conn->timer = event_new(ep->base, -1, 0, timer_cb, conn);
@@ -993,6 +1152,9 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
     params.max_udp_payload_size = NT_MAX_UDP_PAYLOAD;
   }
   params.active_connection_id_limit = 4;
+  /* DATAGRAM frames (RFC 9221) carry forwarded UDP: a frame as large as
+   * a UDP payload and its header may be (codec/dgram.h). */
+  params.max_datagram_frame_size = 1 + 4 + 8 + 65507;
 
   scid.datalen = NT_SCID_LEN;
   if (nt_random_bytes(scid.data, scid.datalen) != 0) {

@@ -57,6 +57,11 @@ typedef struct nt_conn_callbacks {
   /* The connection now uses another remote address (validated, or the
    * server's rebinding); nt_conn_remote_addr() has it. May be NULL. */
   void (*moved)(nt_conn *conn, void *user_data);
+  /* One QUIC DATAGRAM frame's payload (RFC 9221), whole. May be NULL
+   * (then datagrams are dropped). Called while the packet is read: the
+   * callee must not close the connection from here. */
+  void (*datagram)(nt_conn *conn, const uint8_t *data, size_t len,
+                   void *user_data);
 } nt_conn_callbacks;
 
 typedef struct nt_accept_params {
@@ -276,6 +281,29 @@ typedef struct nt_conn_path_stats {
 void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out);
 /* Datagrams the endpoint dropped (no connection, refused Initials). */
 uint64_t nt_endpoint_dropped(const nt_endpoint *ep);
+
+/* ---- datagrams (RFC 9221): unreliable, never retransmitted ---- */
+
+/* Datagrams queued on one connection and not yet in a packet, at most;
+ * beyond that (the path is congested) new ones are dropped. */
+#define NT_DGRAM_QUEUE_MAX 512
+#define NT_DGRAM_QUEUE_BYTES (2 * 1024 * 1024)
+/* The largest DATAGRAM payload nt_conn_send_datagram takes now: what one
+ * packet on the current path holds and the peer accepts. 0 before the
+ * handshake ends or when the peer takes no datagrams. It may grow as the
+ * path's MTU is discovered. */
+size_t nt_conn_datagram_max(nt_conn *conn);
+/* Queues one DATAGRAM frame made of |hdr| then |data| (either may be
+ * empty), sent with the next packets. Returns 0; NT_DGRAM_TOO_BIG when it
+ * exceeds nt_conn_datagram_max(); NT_DGRAM_FULL when the queue is full;
+ * -1 when the connection is not usable. Nothing is queued on failure. */
+#define NT_DGRAM_TOO_BIG 1
+#define NT_DGRAM_FULL 2
+int nt_conn_send_datagram(nt_conn *conn, const uint8_t *hdr, size_t hdrlen,
+                          const uint8_t *data, size_t len);
+/* Datagrams this connection dropped after queueing them (the peer's limit
+ * shrank, or ngtcp2 refused them). */
+uint64_t nt_conn_datagrams_dropped(const nt_conn *conn);
 
 /* ---- streams ---- */
 

@@ -61,6 +61,20 @@ typedef struct nt_aux_sock {
 LIST_HEAD(nt_aux_list, nt_aux_sock);
 TAILQ_HEAD(nt_stream_queue, nt_stream);
 
+/* One queued DATAGRAM frame's payload (nt_conn_send_datagram). */
+typedef struct nt_dgram {
+  STAILQ_ENTRY(nt_dgram) link;
+  size_t len;
+  int tries;            /* packets it did not fit in */
+  uint64_t queued_ns;   /* when nt_conn_send_datagram took it */
+  uint8_t data[];
+} nt_dgram;
+STAILQ_HEAD(nt_dgram_queue, nt_dgram);
+/* Short header, the longest connection ID, packet number and AEAD tag,
+ * plus the DATAGRAM frame's type and length: what a packet adds to a
+ * datagram's payload, at most. */
+#define NT_DGRAM_PKT_OVERHEAD (1 + 20 + 4 + 16 + 1 + 4)
+
 struct nt_endpoint {
   struct event_base *base;
   int fd;
@@ -177,6 +191,10 @@ struct nt_conn {
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
   /* The extra socket this connection runs on (NULL: the endpoint's). */
   nt_aux_sock *aux;
+  /* DATAGRAM frames waiting for a packet (conn.c, "datagrams"). */
+  struct nt_dgram_queue dgrams;
+  size_t ndgrams, dgram_bytes;
+  uint64_t dgrams_dropped;
   /* Server side: our address the peer sends to, the source of every
    * direct packet of ours (udpsock.h, nt_udp_arrival). len 0: unknown
    * (a client's connection, which sent first: the kernel picks, and

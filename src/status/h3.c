@@ -503,7 +503,7 @@ static void server_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks server_conn_callbacks = {
-    server_established, server_closed, link_stream_opened, NULL, NULL, NULL};
+    server_established, server_closed, link_stream_opened, NULL, NULL, NULL, NULL};
 
 int nt_h3_server_new(nt_h3_server **pserver, const nt_log *log,
                      nt_h3_render_fn render, void *user_data) {
@@ -654,7 +654,7 @@ static void fetch_closed(nt_conn *conn, nt_close_reason reason,
 }
 
 static const nt_conn_callbacks fetch_conn_callbacks = {
-    fetch_established, fetch_closed, link_stream_opened, NULL, NULL, NULL};
+    fetch_established, fetch_closed, link_stream_opened, NULL, NULL, NULL, NULL};
 
 int nt_h3_fetch_start(nt_h3_fetch **pfetch, nt_endpoint *ep,
                       const struct sockaddr *to, socklen_t tolen,

@@ -134,9 +134,19 @@ static void forward_metrics(const natter_forward_info *f, metric_walk *w) {
     nt_prom_sample(w->out, "natter_client_forward_failures_total", l, 2,
                    f->stats.failures);
     break;
-  default:
+  case 3:
     nt_prom_sample(w->out, "natter_client_forward_active", l, 2,
                    f->stats.active);
+    break;
+  default:
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_sent);
+    l[5] = "received";
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_received);
+    l[5] = "dropped";
+    nt_prom_sample(w->out, "natter_client_forward_datagrams_total", l, 3,
+                   f->stats.datagrams_dropped);
     break;
   }
 }
@@ -232,8 +242,10 @@ void nt_render_client_metrics(struct evbuffer *out,
       {"natter_client_forward_failures_total", "counter",
        "Connections of a forward that failed."},
       {"natter_client_forward_active", "gauge",
-       "Connections of a forward open now."}};
-  for (w.pass = 0; w.pass < 4; w.pass++) {
+       "Connections of a forward open now."},
+      {"natter_client_forward_datagrams_total", "counter",
+       "Datagrams of a UDP forward: sent, received, dropped."}};
+  for (w.pass = 0; w.pass < 5; w.pass++) {
     nt_prom_header(out, forward_families[w.pass][0],
                    forward_families[w.pass][1], forward_families[w.pass][2]);
     for (size_t i = 0; i < s->nforwards; i++) {
@@ -421,6 +433,11 @@ static void forward_json(const natter_forward_info *f, json_walk *w) {
   json_kv_u64(w->out, &first, "failures", f->stats.failures);
   json_kv_u64(w->out, &first, "bytes_sent", f->stats.bytes_sent);
   json_kv_u64(w->out, &first, "bytes_received", f->stats.bytes_received);
+  /* A UDP forward's (0 for TCP). */
+  json_kv_u64(w->out, &first, "datagrams_sent", f->stats.datagrams_sent);
+  json_kv_u64(w->out, &first, "datagrams_received",
+              f->stats.datagrams_received);
+  json_kv_u64(w->out, &first, "datagrams_dropped", f->stats.datagrams_dropped);
   evbuffer_add(w->out, "}", 1);
 }
 

@@ -6,12 +6,14 @@
 #include "trust/tls.h"  /* nt_fingerprint_parse, NT_FINGERPRINT_LEN */
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #define HOST_MAX NT_HOST_MAX
 /* Longest text an IPv6 address can take, with an embedded IPv4 address:
@@ -19,7 +21,8 @@
 #define V6_TEXT_MAX (INET6_ADDRSTRLEN - 1)
 
 #define TARGET_FORMS                                                           \
-  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT or *"
+  "expected HOST, HOST:PORT, HOST:*, [IPv6], [IPv6]:PORT or *, or a range "    \
+  "IPv4/BITS[:PORT] or [IPv6/BITS][:PORT]"
 
 /* Who a rule is for: a name, a key, both, or anyone. */
 typedef struct peer_sel {
@@ -38,6 +41,9 @@ typedef struct target_rule {
   unsigned char v6[16];    /* network order */
   char host[HOST_MAX + 1]; /* a name or IPv4 address when !is_v6 */
   uint16_t port;           /* 0: every port */
+  int cidr;                /* a range: |bits| of |v6| (is_v6) or of the
+                              first 4 bytes of |v6| (IPv4) */
+  unsigned bits;
 } target_rule;
 
 typedef struct command_rule {
@@ -98,6 +104,68 @@ static int v6_parse(const char *s, size_t n, unsigned char out[16]) {
   return inet_pton(AF_INET6, text, out) == 1 ? 0 : -1;
 }
 
+/* Parses "ADDRESS/BITS" (|n| bytes at |s|, an IPv6 address when |v6|)
+ * into |r| as a range. Bits after the prefix must be 0, so that a typo
+ * like 198.18.1.5/16 is not silently a wider rule than it reads. */
+static int parse_cidr(const char *s, size_t n, int v6, target_rule *r,
+                      char *err, size_t errlen) {
+  const char *slash = memchr(s, '/', n);
+  const char *b = slash + 1;
+  size_t blen = n - (size_t)(slash - s) - 1;
+  unsigned max = v6 ? 128 : 32, bits = 0;
+  char text[V6_TEXT_MAX + 1];
+  size_t alen = (size_t)(slash - s);
+
+  if (blen == 0 || blen > 3 || (blen > 1 && b[0] == '0')) {
+    return fail(err, errlen,
+                "the prefix length after '/' is not a number 0..%u; "
+                "" TARGET_FORMS,
+                max);
+  }
+  for (size_t i = 0; i < blen; i++) {
+    if (b[i] < '0' || b[i] > '9') {
+      return fail(err, errlen,
+                  "the prefix length after '/' is not a number 0..%u; "
+                  "" TARGET_FORMS,
+                  max);
+    }
+    bits = bits * 10 + (unsigned)(b[i] - '0');
+  }
+  if (bits > max) {
+    return fail(err, errlen,
+                "the prefix length after '/' is not a number 0..%u; "
+                "" TARGET_FORMS,
+                max);
+  }
+  if (alen == 0 || alen > V6_TEXT_MAX) {
+    return fail(err, errlen, "no address before '/'; " TARGET_FORMS);
+  }
+  memcpy(text, s, alen);
+  text[alen] = '\0';
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, text, r->v6) != 1) {
+    return fail(
+        err, errlen,
+        v6 ? "what is before '/' is not an IPv6 address; " TARGET_FORMS
+           : "what is before '/' is not an IPv4 address; " TARGET_FORMS);
+  }
+  for (unsigned i = bits; i < max; i++) {
+    if (r->v6[i / 8] & (0x80u >> (i % 8))) {
+      return fail(err, errlen,
+                  "the address has bits set after the first %u: write the "
+                  "range's first address (as in 198.18.1.0/24); "
+                  "" TARGET_FORMS,
+                  bits);
+    }
+  }
+  r->cidr = 1;
+  r->is_v6 = v6;
+  r->bits = bits;
+  return 0;
+}
+
+static int parse_port_part(const char *port, target_rule *r, char *err,
+                           size_t errlen);
+
 /* Parses a target rule into |r| (zeroed by the caller). */
 static int parse_target(const char *text, target_rule *r, char *err,
                         size_t errlen) {
@@ -122,7 +190,12 @@ static int parse_target(const char *text, target_rule *r, char *err,
       return fail(err, errlen,
                   "text after ']' that is not :PORT; " TARGET_FORMS);
     }
-    if (v6_parse(text + 1, (size_t)(end - text - 1), r->v6) != 0) {
+    if (memchr(text + 1, '/', (size_t)(end - text - 1)) != NULL) {
+      if (parse_cidr(text + 1, (size_t)(end - text - 1), 1, r, err, errlen) !=
+          0) {
+        return NATTER_ERR_INVALID;
+      }
+    } else if (v6_parse(text + 1, (size_t)(end - text - 1), r->v6) != 0) {
       return fail(err, errlen,
                   "what is in brackets is not an IPv6 address; " TARGET_FORMS);
     }
@@ -130,7 +203,11 @@ static int parse_target(const char *text, target_rule *r, char *err,
     port = end[1] == ':' ? end + 2 : NULL;
   } else if ((colon = strchr(text, ':')) != NULL && strchr(colon + 1, ':')) {
     /* Two or more ':': a bare IPv6 address, all of it. */
-    if (v6_parse(text, strlen(text), r->v6) != 0) {
+    if (strchr(text, '/') != NULL) {
+      if (parse_cidr(text, strlen(text), 1, r, err, errlen) != 0) {
+        return NATTER_ERR_INVALID;
+      }
+    } else if (v6_parse(text, strlen(text), r->v6) != 0) {
       return fail(err, errlen,
                   "not an IPv6 address (a rule with two or more ':' is "
                   "one; write [IPv6]:PORT for a port); " TARGET_FORMS);
@@ -152,6 +229,11 @@ static int parse_target(const char *text, target_rule *r, char *err,
                   "the host is longer than %d characters; " TARGET_FORMS,
                   HOST_MAX);
     }
+    if (memchr(host, '/', hostlen) != NULL) {
+      return parse_cidr(host, hostlen, 0, r, err, errlen) != 0
+                 ? NATTER_ERR_INVALID
+                 : parse_port_part(port, r, err, errlen);
+    }
     for (size_t i = 0; i < hostlen; i++) {
       if (!is_host_char(host[i])) {
         return fail(err, errlen,
@@ -162,6 +244,12 @@ static int parse_target(const char *text, target_rule *r, char *err,
     memcpy(r->host, host, hostlen);
     r->host[hostlen] = '\0';
   }
+  return parse_port_part(port, r, err, errlen);
+}
+
+/* The ":PORT" part of a target rule, |port| after the ':' (NULL: none). */
+static int parse_port_part(const char *port, target_rule *r, char *err,
+                           size_t errlen) {
   if (port && port[0] == '\0') {
     return fail(err, errlen,
                 "the port is missing (write HOST or HOST:* for every "
@@ -560,16 +648,57 @@ int nt_access_peer_admitted(const nt_access *acc, const nt_access_peer *peer,
   return 0;
 }
 
-int nt_access_target_allowed(const nt_access *acc, const nt_access_peer *peer,
-                             const char *host, uint16_t port) {
-  unsigned char v6[16];
-  int host_is_v6;
+/* Whether the first |bits| bits of |a| and |b| are equal. */
+static int prefix_equal(const unsigned char *a, const unsigned char *b,
+                        unsigned bits) {
+  unsigned whole = bits / 8, rest = bits % 8;
+  if (memcmp(a, b, whole) != 0) {
+    return 0;
+  }
+  return rest == 0 ||
+         ((a[whole] ^ b[whole]) & (unsigned char)(0xff00u >> rest)) == 0;
+}
+
+/* The address a range rule is compared with: |sa| when given, else |host|
+ * when it is an IP address. An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+ * is the IPv4 address it carries, which is where a connection to it goes.
+ * Returns 4, 6, or 0 when there is no address. */
+static int target_address(const char *host, const struct sockaddr *sa,
+                          unsigned char out[16]) {
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
+                                           0, 0, 0, 0, 0xff, 0xff};
+  int family = 0;
+  if (sa && sa->sa_family == AF_INET) {
+    memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    family = 4;
+  } else if (sa && sa->sa_family == AF_INET6) {
+    memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    family = 6;
+  } else if (!sa && host && inet_pton(AF_INET, host, out) == 1) {
+    family = 4;
+  } else if (!sa && host && strchr(host, ':') &&
+             v6_parse(host, strlen(host), out) == 0) {
+    family = 6;
+  }
+  if (family == 6 && memcmp(out, mapped, sizeof(mapped)) == 0) {
+    memmove(out, out + 12, 4);
+    family = 4;
+  }
+  return family;
+}
+
+int nt_access_target_allowed_at(const nt_access *acc,
+                                const nt_access_peer *peer, const char *host,
+                                uint16_t port, const struct sockaddr *sa) {
+  unsigned char v6[16], addr[16];
+  int host_is_v6, family;
   const target_rule *r;
 
   if (!acc || !host) {
     return 0;
   }
   host_is_v6 = strchr(host, ':') && v6_parse(host, strlen(host), v6) == 0;
+  family = target_address(host, sa, addr);
   TAILQ_FOREACH(r, &acc->targets, link) {
     if (!scope_holds(r->scoped, &r->scope, peer)) {
       continue;
@@ -580,12 +709,23 @@ int nt_access_target_allowed(const nt_access *acc, const nt_access_peer *peer,
     if (r->port != 0 && r->port != port) {
       continue;
     }
+    if (r->cidr) {
+      if (family == (r->is_v6 ? 6 : 4) && prefix_equal(r->v6, addr, r->bits)) {
+        return 1;
+      }
+      continue;
+    }
     if (r->is_v6 ? host_is_v6 && memcmp(r->v6, v6, sizeof(v6)) == 0
                  : strcasecmp(r->host, host) == 0) {
       return 1;
     }
   }
   return 0;
+}
+
+int nt_access_target_allowed(const nt_access *acc, const nt_access_peer *peer,
+                             const char *host, uint16_t port) {
+  return nt_access_target_allowed_at(acc, peer, host, port, NULL);
 }
 
 int nt_access_command_allowed(const nt_access *acc, const nt_access_peer *peer,

@@ -27,11 +27,23 @@
  *   [IPv6]:PORT       one port of it; [IPv6]:* is every port
  *   IPv6              a bare IPv6 address (two or more ':'): all of it is
  *                     the address, so it takes no port; ::1 is [::1]
+ *   IPv4/BITS         a range of IPv4 addresses, every port, e.g.
+ *                     198.18.1.0/24; IPv4/BITS:PORT and IPv4/BITS:* too
+ *   [IPv6/BITS]       a range of IPv6 addresses, e.g. [2001:db8::/32];
+ *                     [IPv6/BITS]:PORT, [IPv6/BITS]:* and a bare
+ *                     IPv6/BITS (every port) too
  * HOST is a name or an IPv4 address: 1-253 of A-Z a-z 0-9 . _ -. PORT is
  * 1..65535 written plainly (no sign, no leading zero). Names match the
  * target host without regard to case; IPv6 addresses match by value
- * (::1 and 0:0::1 are one address). No DNS: a name matches only a target
- * given by that name. An unscoped rule holds for every admitted peer.
+ * (::1 and 0:0::1 are one address). No DNS: a name rule matches only a
+ * target given by that name, and an address rule only a target given as
+ * that address. A range (BITS 0..32 or 0..128, the bits after them 0)
+ * matches the address a connection actually goes to: the target's own
+ * address when it is one, else the address its name resolved to on the
+ * listener, checked after resolution (nt_access_target_allowed_at), so
+ * that no DNS answer steers a name-given target outside the range. An
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d) counts as its IPv4 address.
+ * An unscoped rule holds for every admitted peer.
  *
  * Command rules ("-allow-command RULE"), optionally scoped the same way
  * ("alice=rsync --server ..."; a scope is the text before the first '='
@@ -112,6 +124,15 @@ int nt_access_peer_admitted(const nt_access *acc, const nt_access_peer *peer,
  * targets are the caller's business: this looks only at the rules. */
 int nt_access_target_allowed(const nt_access *acc, const nt_access_peer *peer,
                              const char *host, uint16_t port);
+
+/* The same, for a connection to |sa| (AF_INET or AF_INET6), the address
+ * |host| resolved to (or is): name and address rules still look at
+ * |host|, ranges at |sa|. With |sa| NULL, ranges match |host| when it is
+ * an IP address, as nt_access_target_allowed does. */
+struct sockaddr;
+int nt_access_target_allowed_at(const nt_access *acc,
+                                const nt_access_peer *peer, const char *host,
+                                uint16_t port, const struct sockaddr *sa);
 
 /* Returns 1 when a rule of |acc| that holds for |peer| allows running
  * |argv| (|argc| entries), else 0. An empty command is never allowed. */

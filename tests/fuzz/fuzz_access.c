@@ -3,9 +3,11 @@
  * make on targets and commands a hostile peer names, for a peer named by the
  * host string. Input: a rule line, then NUL, then a host, then NUL, then argv
  * words separated by NUL. */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "trust/access.h"
 
@@ -55,6 +57,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nt_access_peer_admitted(acc, &peer, data[1] & 1);
   nt_access_target_allowed(acc, &peer, host, port);
   nt_access_target_allowed(acc, NULL, host, port);
+  /* The same after resolution: to an address taken from the input. */
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+  memset(&in4, 0, sizeof(in4));
+  memset(&in6, 0, sizeof(in6));
+  in4.sin_family = AF_INET;
+  in6.sin6_family = AF_INET6;
+  memcpy(&in4.sin_addr, key, 4);
+  memcpy(&in6.sin6_addr, key, 16);
+  if (strlen(host) >= 16) {
+    memcpy(&in4.sin_addr, host, 4);
+    memcpy(&in6.sin6_addr, host, 16);
+  }
+  nt_access_target_allowed_at(acc, &peer, host, port, (struct sockaddr *)&in4);
+  nt_access_target_allowed_at(acc, &peer, host, port, (struct sockaddr *)&in6);
   if (argc > 0) {
     nt_access_command_allowed(acc, &peer, argv, argc);
     nt_access_command_allowed(acc, NULL, argv, argc);

@@ -17,11 +17,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (strlen(req.host) > NT_HOST_MAX ||
         (req.argv && (req.argc == 0 || req.argc > NT_OPEN_MAX_ARGV ||
                       req.argv[req.argc] != NULL)) ||
-        (!req.argv && req.port == 0)) {
+        (!req.argv && req.port == 0) || (req.udp && req.argv)) {
       abort();
     }
     uint8_t buf[NT_STREAM_HEADER_MAX];
     nt_open_request_encode(buf, req.host, req.port, req.argv);
+    if (req.udp) {
+      /* A UDP flow's request survives a round trip as one. */
+      nt_open_request again;
+      size_t n = nt_open_request_encode_udp(buf, req.host, req.port);
+      size_t hdr = 0; /* the varint length prefix */
+      while (hdr + 1 < n && hdr < NT_WIRE_MAX_HDR && (buf[hdr] & 0x80)) {
+        hdr++;
+      }
+      hdr++;
+      if (n == 0 || nt_open_request_decode(&again, buf + hdr, n - hdr) != 0 ||
+          !again.udp || again.port != req.port ||
+          strcmp(again.host, req.host) != 0) {
+        abort();
+      }
+      nt_open_request_clear(&again);
+    }
     nt_open_request_clear(&req);
   }
   char msg[NT_OPEN_MAX_MESSAGE + 1];
@@ -35,6 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (err > 0) {
       abort();
     }
+  }
+  /* A raw code comes only from an answer that decodes. */
+  if (nt_open_result_code(data, size) >= 0 &&
+      nt_open_result_decode(data, size, &err, msg, sizeof(msg)) != 0) {
+    abort();
   }
   return 0;
 }

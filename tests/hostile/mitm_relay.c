@@ -190,7 +190,7 @@ static void mitm_stream_opened(nt_conn *conn, nt_stream *st, void *ud) {
 }
 
 static const nt_conn_callbacks mitm_conn_callbacks = {
-    mitm_established, mitm_closed, mitm_stream_opened, NULL, NULL, NULL};
+    mitm_established, mitm_closed, mitm_stream_opened, NULL, NULL, NULL, NULL};
 
 /* An Initial from a side's proxy: that side dialled; answer as its peer,
  * accepting whatever key it shows. */

@@ -72,7 +72,7 @@ static void on_established(nt_conn *conn, void *ud);
 static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
                       const char *message, void *ud);
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
-                                            NULL,           NULL,      NULL};
+                                            NULL,           NULL,      NULL, NULL};
 
 static void send_check_in(flood *f, nt_hclient *c) {
   nt_hclient_check_in in = {.name = f->name ? f->name : "flood",
@@ -160,7 +160,7 @@ static void ask_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 }
 
 static const nt_conn_callbacks ask_callbacks = {
-    ask_established, ask_closed, NULL, NULL, NULL, NULL};
+    ask_established, ask_closed, NULL, NULL, NULL, NULL, NULL};
 
 static void on_established(nt_conn *conn, void *ud) {
   flood *f = ud;

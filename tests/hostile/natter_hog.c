@@ -163,7 +163,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 }
 
 static const nt_conn_callbacks callbacks = {on_established, on_closed, NULL,
-                                            NULL,           NULL,      NULL};
+                                            NULL,           NULL,      NULL, NULL};
 
 static void start_session(hog *h, unsigned i) {
   session *s = &h->sessions[i];

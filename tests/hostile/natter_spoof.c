@@ -166,7 +166,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 }
 
 static const nt_conn_callbacks conn_callbacks = {
-    on_established, on_closed, NULL, NULL, NULL, NULL};
+    on_established, on_closed, NULL, NULL, NULL, NULL, NULL};
 
 /* One datagram from |fd| into |buf| (its sender in |from|), or -1 when
  * none is waiting. */

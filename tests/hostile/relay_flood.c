@@ -220,7 +220,7 @@ static void on_closed(nt_conn *conn, nt_close_reason reason, uint64_t code,
 }
 
 static const nt_conn_callbacks conn_callbacks = {
-    on_established, on_closed, NULL, NULL, NULL, NULL};
+    on_established, on_closed, NULL, NULL, NULL, NULL, NULL};
 
 static void relay_readable(evutil_socket_t fd, short what, void *arg) {
   member *m = arg;
