@@ -103,6 +103,11 @@ for who in bob alice; do
   ((moved <= 5000)) || fail "$who took $moved ms (> 5000) to check in at another broker"
 done
 assert_log_contains bob "lost the broker 127\.0\.0\.1:$p1 \(no answer\); trying broker 127\.0\.0\.1:$p0 next"
+# bob's status page names the broker in use.
+bob_udp=$(grep -oE -m1 'UDP port [0-9]+' "$WORK/bob.log") || fail "bob logged no UDP port"
+expect_exit_zero -t 20 "$NATTER" -status -name bob -port "${bob_udp#UDP port }" \
+  -identity "$WORK/bob.key"
+assert_output_contains "^checked in, public address .*, broker 127\.0\.0\.1:$p2\$"
 for who in bob alice; do
   assert_log_contains "$who" "broker 127\.0\.0\.1:$p0 presents key $rogue_fp, but the key of this network \($NORM\) is $fp"
   assert_log_contains "$who" "broker 127\.0\.0\.1:$p0 skipped: trying broker 127\.0\.0\.1:$p2 next"
