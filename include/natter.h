@@ -423,7 +423,8 @@ typedef struct natter_client_config {
                                 with mode 0600 on first use; "": an
                                 ephemeral in-memory key */
   const char *broker_key;    /* hex SHA-256 fingerprint to pin the broker's
-                                key; NULL: trust on first use (see
+                                key (of several brokers: their one key);
+                                NULL: trust on first use (see
                                 known_brokers) */
   int listen;                /* nonzero: accept forwards from the peers
                                 allow_peers admits, to this machine's
