@@ -91,6 +91,10 @@ static void test_create_and_reload(void) {
   if (a != NULL && b != NULL) {
     CHECK(memcmp(nt_identity_fingerprint(a), nt_identity_fingerprint(b),
                  NT_FINGERPRINT_LEN) == 0);
+    /* A restarted process sends the stateless resets its predecessor
+     * announced: the secret is the key's, not the process's. */
+    CHECK(memcmp(nt_identity_reset_secret(a), nt_identity_reset_secret(b),
+                 NT_RESET_SECRET_LEN) == 0);
   }
   nt_identity_free(a);
   nt_identity_free(b);
@@ -125,6 +129,13 @@ static void test_two_identities_differ(void) {
     CHECK(memcmp(nt_identity_fingerprint(a), nt_identity_fingerprint(b),
                  NT_FINGERPRINT_LEN) != 0);
     CHECK(memcmp(nt_identity_fingerprint(a), nt_identity_fingerprint(c),
+                 NT_FINGERPRINT_LEN) != 0);
+    CHECK(memcmp(nt_identity_reset_secret(a), nt_identity_reset_secret(b),
+                 NT_RESET_SECRET_LEN) != 0);
+    CHECK(memcmp(nt_identity_reset_secret(a), nt_identity_reset_secret(c),
+                 NT_RESET_SECRET_LEN) != 0);
+    /* Derived, not the key itself, and not the fingerprint. */
+    CHECK(memcmp(nt_identity_reset_secret(a), nt_identity_fingerprint(a),
                  NT_FINGERPRINT_LEN) != 0);
   }
   nt_identity_free(a);

@@ -51,7 +51,12 @@
  * this long. */
 #define NT_PATH_REPUNCH_S 5
 /* A live connection asks the broker for a refresh at most this often. */
-#define NT_PATH_REFRESH_INTERVAL_MS 2000
+#define NT_PATH_REFRESH_INTERVAL_MS 1000
+/* A connection on a path found by port prediction that hears nothing for
+ * this long is closed: a symmetric NAT that changed gave it ports only a
+ * new prediction finds, which a re-punch does not do; the next local
+ * connection meets afresh instead of waiting for the idle timeout. */
+#define NT_PATH_PREDICTED_GIVE_UP_MS 4000
 /* Loss recovery is told to resend at most this often when a re-punch
  * packet shows the path is open again. */
 #define NT_PATH_KICK_INTERVAL_MS 100

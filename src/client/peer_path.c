@@ -866,6 +866,16 @@ static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
 void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   uint64_t now = nt_monotonic_ns();
+  if (p && !p->check && p->path.predicted &&
+      silent_ms >= NT_PATH_PREDICTED_GIVE_UP_MS) {
+    nt_info(LOG(p),
+            "%s: no answer for %.1f s on a path found by port prediction: "
+            "a NAT on it changed its ports, which only a new prediction "
+            "finds; closing the connection, the next one meets afresh",
+            p->name, (double)silent_ms / 1000.0);
+    nt_conn_close(conn, 0, "the path found by port prediction broke");
+    return;
+  }
   if (!p || p->check || !nt_path_refresh_due(&p->path, now)) {
     return;
   }

@@ -92,7 +92,7 @@ static int get_new_connection_id_cb(ngtcp2_conn *qc, ngtcp2_cid *cid,
   nt_conn *conn = user_data;
   (void)qc;
   if (nt_random_bytes(cid->data, cidlen) != 0 ||
-      nt_random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0) {
+      nt_endpoint_reset_token(conn->ep, token, cid->data, cidlen) != 0) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   cid->datalen = cidlen;
@@ -132,6 +132,19 @@ static int path_validation_cb(ngtcp2_conn *qc, uint32_t flags,
     conn->moved = 1;
     set_addr(&conn->validated, &path->remote);
   }
+  return 0;
+}
+
+/* The peer answered with a stateless reset (RFC 9000 §10.3): it no longer
+ * knows the connection (it restarted, or dropped it). ngtcp2 then drains;
+ * the owner learns why instead of waiting for the idle timeout. */
+static int recv_stateless_reset_cb(ngtcp2_conn *qc,
+                                   const ngtcp2_pkt_stateless_reset *sr,
+                                   void *user_data) {
+  nt_conn *conn = user_data;
+  (void)qc;
+  (void)sr;
+  conn->got_reset = 1;
   return 0;
 }
 
@@ -347,6 +360,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_stream_data = extend_max_stream_data_cb;
   cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
   cb->path_validation = path_validation_cb;
+  cb->recv_stateless_reset = recv_stateless_reset_cb;
   cb->recv_datagram = recv_datagram_cb;
 }
 
@@ -804,35 +818,74 @@ static int conn_active(nt_conn *conn) {
 static void watch_cb(evutil_socket_t fd, short what, void *arg) {
   nt_conn *conn = arg;
   uint64_t now = nt_timestamp();
+  ngtcp2_conn_stat st;
   (void)fd;
   (void)what;
 
   if (conn->closing || conn->close_pending) {
     return;
   }
+  ngtcp2_conn_get_conn_stat(conn->qc, &st);
   int active = conn_active(conn);
-  if (active != conn->fast_keepalive && conn->ep->cfg.keepalive_ms) {
-    conn->fast_keepalive = active;
+  /* Data arriving: a rebinding must show within a few hundred ms, so a
+   * side that only receives PINGs soon after the flow stops (ngtcp2 sends
+   * a keepalive only when nothing else went out or came in). */
+  if (conn->rx_bytes - conn->watch_rx_bytes >= NT_FLOW_BYTES) {
+    conn->flow_ns = now;
+  }
+  conn->watch_rx_bytes = conn->rx_bytes;
+  int mode = !active ? 0
+             : conn->flow_ns && now - conn->flow_ns < 2 * NGTCP2_SECONDS
+                 ? 2
+                 : 1;
+  if (mode != conn->fast_keepalive && conn->ep->cfg.keepalive_ms) {
+    conn->fast_keepalive = mode;
     ngtcp2_conn_set_keep_alive_timeout(
         conn->qc,
-        (active ? NT_ACTIVE_KEEPALIVE_MS : conn->ep->cfg.keepalive_ms) *
+        (mode == 2   ? NT_FLOW_KEEPALIVE_MS
+         : mode == 1 ? NT_ACTIVE_KEEPALIVE_MS
+                     : conn->ep->cfg.keepalive_ms) *
             NGTCP2_MILLISECONDS);
     arm_timer(conn);
+  }
+  /* Since when we wait for an acknowledgement (to a watch tick). */
+  if (st.bytes_in_flight == 0) {
+    conn->inflight_since_ns = 0;
+  } else if (!conn->inflight_since_ns) {
+    conn->inflight_since_ns = now;
   }
   if (!active || !conn->cbs.silent) {
     return;
   }
-  /* About 2-3 s on a LAN or the Internet: longer than a keepalive round
-   * (1 s + RTT) on a healthy path, short enough that a re-punch mends a
-   * moved peer before TCP behind it gives up or a user notices much. */
-  uint64_t limit =
-      1500 * NGTCP2_MILLISECONDS + 3 * ngtcp2_conn_get_pto(conn->qc);
+  uint64_t pto = ngtcp2_conn_get_pto(conn->qc);
   uint64_t since = conn->last_rx_ns;
-  if (now - since < limit || now - conn->silent_noted_ns < 2 * NGTCP2_SECONDS) {
+  uint64_t limit;
+  if (conn->inflight_since_ns) {
+    /* Packets are owed an acknowledgement, and nothing came back for a
+     * few round trips (two probe timeouts, at least NT_QUICK_SILENCE_MS):
+     * the path likely broke; ask at once rather than after loss
+     * recovery's backed-off probes (seconds). */
+    /* While data arrives, the last packet is the reference (our PING
+     * followed it within NT_FLOW_KEEPALIVE_MS); otherwise the time we
+     * began to wait, since the last packet may be a keepalive long ago. */
+    if (mode != 2 && conn->inflight_since_ns > since) {
+      since = conn->inflight_since_ns;
+    }
+    limit = 2 * pto > NT_QUICK_SILENCE_MS * NGTCP2_MILLISECONDS
+                ? 2 * pto
+                : NT_QUICK_SILENCE_MS * NGTCP2_MILLISECONDS;
+  } else {
+    /* Only streams open: the peer's keepalive (1 s) is the sign of life.
+     * Longer than a keepalive round on a healthy path. */
+    limit = 1500 * NGTCP2_MILLISECONDS + 3 * pto;
+  }
+  if (now - since < limit ||
+      now - conn->silent_noted_ns < NT_SILENT_REPEAT_MS * NGTCP2_MILLISECONDS) {
     return;
   }
   conn->silent_noted_ns = now;
-  conn->cbs.silent(conn, (now - since) / NGTCP2_MILLISECONDS, conn->user_data);
+  conn->cbs.silent(conn, (now - conn->last_rx_ns) / NGTCP2_MILLISECONDS,
+                   conn->user_data);
 }
 
 static void watch_start(nt_conn *conn) {
@@ -1176,8 +1229,8 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
       params.retry_scid_present = 1;
     }
     params.stateless_reset_token_present = 1;
-    if (nt_random_bytes(params.stateless_reset_token,
-                        sizeof(params.stateless_reset_token)) != 0) {
+    if (nt_endpoint_reset_token(ep, params.stateless_reset_token, scid.data,
+                                scid.datalen) != 0) {
       goto fail;
     }
     rv = ngtcp2_conn_server_new(&conn->qc, &initial_hd->scid, &scid, &path,
@@ -1288,14 +1341,20 @@ static void conn_follow(nt_conn *conn, const struct sockaddr *from,
       {(struct sockaddr *)&conn->mig_remote.ss, conn->mig_remote.len},
       NULL,
   };
-  int rv = ngtcp2_conn_initiate_migration(conn->qc, &path, now);
+  /* Move at once and validate meanwhile (ngtcp2 falls back to the old
+   * path if validation fails): the packet that brought us here was
+   * authenticated and new, and the old path has gone quiet. Sending on
+   * the old path until validation ends would add a few backed-off probe
+   * timeouts to the stall (seconds, issue 26). */
+  int rv = ngtcp2_conn_initiate_immediate_migration(conn->qc, &path, now);
   if (rv != 0) {
     nt_debug(conn->ep->cfg.log, "peer at %s: cannot validate that path (%s)",
              nt_addr_str(from, a), ngtcp2_strerror(rv));
     return;
   }
   conn->migrating = 1;
-  nt_debug(conn->ep->cfg.log, "peer now answers from %s: validating it",
+  conn->resend_now = 1;
+  nt_debug(conn->ep->cfg.log, "peer now answers from %s: moved there, validating it",
            nt_addr_str(from, a));
 }
 
@@ -1359,6 +1418,12 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
     }
     /* The peer may have moved (NAT rebinding): answer where it is now. */
     sync_remote(conn);
+    if (conn->resend_now) {
+      /* What was lost on the dead path goes out on the new one now, not
+       * at the probe timer the outage backed off. */
+      conn->resend_now = 0;
+      nt_conn_kick(conn);
+    }
     if (conn->moved) {
       conn->moved = 0;
       conn->last_cur_rx_ns = now;
@@ -1366,6 +1431,13 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
         conn->cbs.moved(conn, conn->user_data);
       }
     }
+    return;
+  }
+  if (rv == NGTCP2_ERR_DRAINING && conn->got_reset) {
+    snprintf(conn->close_message, sizeof(conn->close_message), "%s",
+             "the peer lost the connection: it answered with a stateless "
+             "reset (it restarted or dropped it)");
+    schedule_free(conn, NT_CLOSE_PEER);
     return;
   }
   if (rv == NGTCP2_ERR_DRAINING) {

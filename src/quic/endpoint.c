@@ -79,6 +79,9 @@ void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
 void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn) {
   LIST_INIT(&conn->cids);
   LIST_INSERT_HEAD(&ep->conns, conn, ep_link);
+  if (!conn->is_server) {
+    ep->nclient_conns++;
+  }
 }
 
 void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn) {
@@ -97,6 +100,9 @@ void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn) {
     conn->aux = NULL;
   }
   LIST_REMOVE(conn, ep_link);
+  if (!conn->is_server) {
+    ep->nclient_conns--;
+  }
 }
 
 /* Remembers that |conn| has something to answer after this read batch. */
@@ -220,6 +226,112 @@ static void refuse_initial(nt_endpoint *ep, int fd, const ngtcp2_pkt_hd *hd,
   }
 }
 
+int nt_endpoint_reset_token(const nt_endpoint *ep, uint8_t *token,
+                            const uint8_t *cid, size_t cidlen) {
+  ngtcp2_cid c;
+  if (cidlen > NGTCP2_MAX_CIDLEN) {
+    return -1;
+  }
+  ngtcp2_cid_init(&c, cid, cidlen);
+  return ngtcp2_crypto_generate_stateless_reset_token(
+      token, ep->reset_secret, sizeof(ep->reset_secret), &c);
+}
+
+/* A stateless reset carries no connection ID of ours (its first bytes
+ * are random): it is recognised by its last 16 bytes, the token the peer
+ * announced for the connection ID we send to, and it comes from the
+ * peer's address. Only our client connections can be reset this way: a
+ * server's peer announces tokens only for the extra IDs it issues, never
+ * for the one a server sends to. Returns the connection or NULL. */
+static nt_conn *find_reset_conn(nt_endpoint *ep, const uint8_t *data,
+                                size_t len, const struct sockaddr *from) {
+  ngtcp2_cid_token tokens[8];
+  nt_conn *conn;
+  if (ep->nclient_conns == 0 || (data[0] & 0x80) ||
+      len < 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN +
+                NGTCP2_STATELESS_RESET_TOKENLEN) {
+    return NULL;
+  }
+  const uint8_t *tail = data + len - NGTCP2_STATELESS_RESET_TOKENLEN;
+  LIST_FOREACH(conn, &ep->conns, ep_link) {
+    if (conn->is_server || conn->closing || !conn->qc ||
+        !nt_addr_equal((const struct sockaddr *)&conn->remote.ss, from) ||
+        ngtcp2_conn_get_num_active_dcid(conn->qc) >
+            sizeof(tokens) / sizeof(tokens[0])) {
+      continue;
+    }
+    size_t n = ngtcp2_conn_get_active_dcid(conn->qc, tokens);
+    for (size_t i = 0; i < n; i++) {
+      if (tokens[i].token_present &&
+          memcmp(tokens[i].token, tail, NGTCP2_STATELESS_RESET_TOKENLEN) ==
+              0) {
+        return conn;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* A short-header packet of a connection we do not know: answer with a
+ * stateless reset (RFC 9000 §10.3), so that a peer whose connection we
+ * lost (this process restarted, or dropped it) learns at once rather than
+ * by its idle timeout. Never an amplifier: each reset is shorter than the
+ * packet that triggered it (so two endpoints cannot loop: each answer is
+ * shorter, down to below NT_MIN_QUIC_DATAGRAM, which nobody answers) and
+ * at most NT_RESET_MAX_PER_S go out a second. */
+static void send_stateless_reset(nt_endpoint *ep, int fd, const uint8_t *data,
+                                 size_t len, const ngtcp2_version_cid *vc,
+                                 const struct sockaddr *to,
+                                 const nt_addr *src) {
+  uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  uint8_t rand[NT_RESET_MAX_LEN];
+  uint8_t buf[NT_RESET_MAX_LEN];
+  /* The reset must itself look like QUIC to the peer (not a punch
+   * packet), and be shorter than what triggered it. */
+  if ((data[0] & 0x80) || len <= NT_MIN_QUIC_DATAGRAM) {
+    return;
+  }
+  size_t outlen = len - 1 < NT_RESET_MAX_LEN ? len - 1 : NT_RESET_MAX_LEN;
+  uint64_t now = nt_timestamp();
+  if (now - ep->reset_window_ns >= NGTCP2_SECONDS) {
+    ep->reset_window_ns = now;
+    ep->reset_in_window = 0;
+  }
+  if (ep->reset_in_window >= NT_RESET_MAX_PER_S) {
+    unsigned held;
+    ep->resets_over_budget++;
+    if (ep->cfg.log && nt_log_gate_pass(&ep->reset_gate, now, &held)) {
+      nt_warn(ep->cfg.log,
+                  "stateless resets: more than %d a second asked for "
+                  "(packets of unknown connections): the rest get no "
+                  "answer (%u more since the last line)",
+                  NT_RESET_MAX_PER_S, held);
+    }
+    return;
+  }
+  if (nt_endpoint_reset_token(ep, token, vc->dcid, vc->dcidlen) != 0) {
+    return;
+  }
+  size_t randlen = outlen - 1 - NGTCP2_STATELESS_RESET_TOKENLEN;
+  if (nt_random_bytes(rand, randlen) != 0) {
+    return;
+  }
+  ngtcp2_ssize n =
+      ngtcp2_pkt_write_stateless_reset(buf, outlen, token, rand, randlen);
+  if (n > 0) {
+    ep->reset_in_window++;
+    ep->resets_sent++;
+    if (ep->cfg.log) {
+      char a[NT_ADDR_STRLEN];
+      nt_debug(ep->cfg.log,
+               "a packet of a connection unknown here from %s: answered "
+               "with a stateless reset",
+               nt_addr_str(to, a));
+    }
+    send_one(ep, fd, buf, (size_t)n, 0, to, src);
+  }
+}
+
 /* A datagram from the broker's relay: a signal for the owner, or a QUIC
  * packet of a relayed connection (its own, or a new one it accepts). */
 static void handle_relayed(nt_endpoint *ep, uint8_t *data, size_t len,
@@ -321,6 +433,9 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
     return;
   }
   conn = find_conn(ep, vc.dcid, vc.dcidlen);
+  if (!conn) {
+    conn = find_reset_conn(ep, data, len, from);
+  }
   if (conn) {
     nt_conn_recv(conn, data, len, from, fromlen, dst);
     mark_dirty(ep, conn);
@@ -330,6 +445,9 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
   if (ngtcp2_accept(&hd, data, len) != 0 || (aux && aux->conn)) {
     /* An extra socket carries one connection at most. */
     ep->dropped++;
+    if (vc.version == 0) {
+      send_stateless_reset(ep, fd, data, len, &vc, from, dst);
+    }
     return;
   }
   ngtcp2_cid odcid;
@@ -631,6 +749,15 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
     goto fail;
   }
   nt_hashmap_init(&ep->cids, seed);
+  if (cfg->identity) {
+    memcpy(ep->reset_secret, nt_identity_reset_secret(cfg->identity),
+           sizeof(ep->reset_secret));
+  } else if (nt_random_bytes(ep->reset_secret, sizeof(ep->reset_secret)) !=
+             0) {
+    snprintf(err, errlen, "cannot get random bytes for the endpoint");
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
   if (nt_retry_init(&ep->retry, cfg->retry_above_per_s) != 0) {
     snprintf(err, errlen, "cannot get random bytes for the endpoint");
     rv = NATTER_ERR_INVALID;

@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 
 #include "quic/endpoint.h"
+#include "base/budget.h"
 #include "base/hashmap.h"
 #include "codec/relay_wire.h"
 #include "quic/retry.h"
@@ -120,6 +121,15 @@ struct nt_endpoint {
    * (nt_endpoint_sendto). NULL otherwise. */
   const struct sockaddr *reply_to;
   const nt_addr *reply_src;
+  /* Stateless resets (RFC 9000 §10.3): the secret every token is derived
+   * from (the identity's, so a restarted process sends the tokens its
+   * predecessor announced), and the budget that keeps them rare. */
+  uint8_t reset_secret[32];
+  uint64_t reset_window_ns; /* start of the current second */
+  unsigned reset_in_window;
+  uint64_t resets_sent, resets_over_budget;
+  unsigned nclient_conns; /* connections we dialled (resets we can read) */
+  nt_log_gate reset_gate;
 };
 
 struct nt_stream {
@@ -184,7 +194,13 @@ struct nt_conn {
   int migrating;            /* client: validating mig_local -> mig_remote */
   nt_addr mig_local, mig_remote;
   int moved;              /* the current path changed: tell the owner */
-  int fast_keepalive;     /* streams open: keepalive at NT_ACTIVE_KEEPALIVE */
+  int got_reset;          /* the peer answered with a stateless reset */
+  int resend_now;         /* moved to a new path: run loss recovery now */
+  int fast_keepalive;     /* 0 idle, 1 streams open (NT_ACTIVE_KEEPALIVE),
+                             2 data arriving (NT_FLOW_KEEPALIVE) */
+  uint64_t watch_rx_bytes;    /* rx_bytes at the last watch tick */
+  uint64_t flow_ns;           /* last tick that saw NT_FLOW_BYTES arrive */
+  uint64_t inflight_since_ns; /* first tick that saw bytes in flight */
   struct event *watch_ev; /* silence watch, when the owner wants it */
   /* Packets to ep->relay go framed with this channel token. */
   int relay_on;
@@ -206,13 +222,34 @@ uint64_t nt_timestamp(void);
 
 /* Keepalive while streams are open or data is in flight: a receiver that
  * only ACKs still sends something every second, so its NAT mapping stays
- * open and a dead path shows within about two seconds. Idle connections
+ * open and a dead path shows within about a second and a half (the PING
+ * unanswered for NT_QUICK_SILENCE_MS). Idle connections
  * use the endpoint's (cheaper) keepalive_ms. */
 #define NT_ACTIVE_KEEPALIVE_MS 1000
 /* How often the silence watch looks. */
-#define NT_WATCH_INTERVAL_MS 250
+#define NT_WATCH_INTERVAL_MS 100
+/* While data arrives (NT_FLOW_BYTES in a watch interval, in the last 2 s)
+ * the keepalive is this short, so that the receiving side of a transfer
+ * has a PING in flight soon after the path breaks and notices too. */
+#define NT_FLOW_KEEPALIVE_MS 100
+#define NT_FLOW_BYTES 1024
+/* Nothing back this long (or two probe timeouts, if longer) while
+ * packets are owed an acknowledgement: the path is suspected broken and
+ * the owner is told (silent()) at once, not after loss recovery's
+ * exponential backoff. At most every NT_SILENT_REPEAT_MS. */
+#define NT_QUICK_SILENCE_MS 300
+#define NT_SILENT_REPEAT_MS 1000
 
 /* endpoint.c */
+/* Stateless resets the endpoint sends in one second at most (each smaller
+ * than the packet that triggered it, at most NT_RESET_MAX_LEN bytes): a
+ * flood of packets of unknown connections gets no more than this. */
+#define NT_RESET_MAX_PER_S 100
+#define NT_RESET_MAX_LEN 48
+/* The stateless reset token of connection ID |cid| (16 bytes out). Returns
+ * 0 or -1. */
+int nt_endpoint_reset_token(const nt_endpoint *ep, uint8_t *token,
+                            const uint8_t *cid, size_t cidlen);
 /* Routes datagrams for |cid| to |conn|. An ID already routed (to any
  * connection) is left as it is. Returns 0 or a negative NATTER_ERR_*. */
 int nt_endpoint_add_cid(nt_endpoint *ep, const uint8_t *cid, size_t cidlen,

@@ -46,6 +46,7 @@ struct nt_identity {
    * between sessions. */
   gnutls_priority_t priority;
   uint8_t fp[NT_FINGERPRINT_LEN];
+  uint8_t reset_secret[NT_RESET_SECRET_LEN];
 };
 
 struct nt_tls_session {
@@ -249,6 +250,29 @@ static int make_self_signed_cert(gnutls_x509_crt_t *pcrt,
   return 0;
 }
 
+/* The secret stateless reset tokens are derived from (RFC 9000 §10.3):
+ * HMAC-SHA256 of a fixed label keyed with the private scalar, so that a
+ * process restarted with the same key answers a packet of a connection it
+ * lost with the token its predecessor announced, and the peer learns at
+ * once that the connection is gone. One-way: the tokens reveal nothing of
+ * the key. */
+static int derive_reset_secret(gnutls_x509_privkey_t key, uint8_t *out) {
+  static const char label[] = "natter stateless reset secret v1";
+  gnutls_ecc_curve_t curve;
+  gnutls_datum_t x = {NULL, 0}, y = {NULL, 0}, k = {NULL, 0};
+  int rv = gnutls_x509_privkey_export_ecc_raw(key, &curve, &x, &y, &k);
+  if (rv < 0) {
+    return rv;
+  }
+  rv = gnutls_hmac_fast(GNUTLS_MAC_SHA256, k.data, k.size, label,
+                        sizeof(label) - 1, out);
+  gnutls_memset(k.data, 0, k.size);
+  gnutls_free(x.data);
+  gnutls_free(y.data);
+  gnutls_free(k.data);
+  return rv;
+}
+
 /* Builds the identity around |key|; |path| only names it in errors. The
  * caller keeps ownership of |key|: GnuTLS copies it into the
  * credentials. */
@@ -287,6 +311,10 @@ static int identity_from_key(nt_identity **pidentity, gnutls_x509_privkey_t key,
   }
   if (rv >= 0) {
     rv = fingerprint_of_pubkey(pub, id->fp);
+  }
+  if (rv >= 0) {
+    what = "cannot derive the stateless reset secret of";
+    rv = derive_reset_secret(key, id->reset_secret);
   }
   if (rv >= 0) {
     what = "cannot set up TLS credentials for";
@@ -399,6 +427,10 @@ void nt_identity_free(nt_identity *identity) {
     gnutls_certificate_free_credentials(identity->cred);
   }
   free(identity);
+}
+
+const uint8_t *nt_identity_reset_secret(const nt_identity *identity) {
+  return identity->reset_secret;
 }
 
 const uint8_t *nt_identity_fingerprint(const nt_identity *identity) {

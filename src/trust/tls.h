@@ -34,6 +34,12 @@ void nt_identity_free(nt_identity *identity);
 /* The identity's fingerprint: NT_FINGERPRINT_LEN bytes. */
 const uint8_t *nt_identity_fingerprint(const nt_identity *identity);
 
+/* A secret derived from the identity's private key (one-way), the same
+ * in every process that loads the key: NT_RESET_SECRET_LEN bytes. QUIC
+ * derives its stateless reset tokens from it (quic/endpoint.c). */
+#define NT_RESET_SECRET_LEN 32
+const uint8_t *nt_identity_reset_secret(const nt_identity *identity);
+
 /* Writes the lowercase hex form of a fingerprint, NUL-terminated, into
  * |out| (NT_FINGERPRINT_HEX_LEN + 1 bytes). */
 void nt_fingerprint_hex(const uint8_t *fp, char *out);

@@ -1111,8 +1111,11 @@ lab_case() {
 #   move-a     alice moves to another LAN address (a roaming laptop)
 #   restart-b  bob is SIGKILLed and restarted within 1 s: the held echo
 #              must close, a new connection must work within 5 s
-# Both transfers must complete on the same QUIC connection (but restart-b);
-# the longest stall of the echo is reported.
+# Both transfers must complete on the same QUIC connection (but restart-b),
+# and the longest stall of the echo, reported, must stay under
+# ROAM_MAX_STALL_MS (default 2000). With ALICE_NAT symmetric the path was
+# found by port prediction: after the change alice must give the
+# connection up within 15 s and a new one, predicted again, must echo.
 lab_roam_case() {
   local alice_nat=$1 bob_nat=$2 event=$3 bytes=${4:-200M}
   local label="$alice_nat/$bob_nat $event"
@@ -1175,6 +1178,23 @@ lab_roam_case() {
   *) _lab_die "roam: unknown event $event" ;;
   esac
   _lab_log "$label: changed at $((t_ev - t_ev)) ms"
+  if [[ $alice_nat == symmetric ]]; then
+    # A path found by port prediction: a re-punch cannot find the new
+    # ports of a symmetric NAT, so the connection is given up within a few
+    # seconds (not at the 30 s idle timeout) and the next local
+    # connection meets afresh, predicting again.
+    wait_log alice 'on a path found by port prediction: .*closing the connection' 15
+    local t_told=$(($(_lab_now_ms) - t_ev))
+    _lab_fg "$WORK/after.out" lab_x alice "$TCPCHECK" echo-check 8000 --conns 1 --bytes 100K --timeout 30 ||
+      fail "$label: no new connection after the predicted path broke: $(cat "$WORK/after.out")"
+    local t_new=$(($(_lab_now_ms) - t_ev))
+    ((t_new < 20000)) || fail "$label: the new connection took $t_new ms (want < 20 s)"
+    touch "$stop"
+    grep -q 'via port prediction' <(grep 'connected to bob' "$WORK/alice.log" | tail -n1) ||
+      fail "$label: the new connection was not found by port prediction: $(grep 'connected to bob' "$WORK/alice.log" | tail -n1)"
+    CASE_RESULT="the predicted path broke: alice gave the connection up after $t_told ms, a new one (predicted again) echoed after $t_new ms"
+    return 0
+  fi
   if [[ $event == restart-b ]]; then
     wait_log alice 'bob restarted' 10
     local t_told=$(($(_lab_now_ms) - t_ev))
@@ -1197,8 +1217,12 @@ lab_roam_case() {
   local nconn
   nconn=$(grep -c 'connected to bob' "$WORK/alice.log")
   ((nconn == 1)) || fail "$label: alice connected $nconn times (want the same connection throughout)"
-  local stall
+  local stall max_stall=${ROAM_MAX_STALL_MS:-2000}
   stall=$(sed -n 's/^max_stall_ms=\([0-9]*\).*/\1/p' "$WORK/stall.log")
+  # Generous (typically 0.2-0.7 s here): a loaded machine must not fail it;
+  # before issue 26's fixes it was 1.7-4.8 s.
+  ((stall < max_stall)) ||
+    fail "$label: the interactive echo stalled for $stall ms (want < $max_stall ms)"
   CASE_RESULT="$bytes alice -> bob sha256 ok, interactive echo ok (longest stall ${stall} ms), transfer done ${t_done} ms after the change, same QUIC connection"
   grep -hE 'path moved|punching again|no answer for|introducing .* again|moved to' \
     "$WORK/alice.log" "$WORK/bob.log" "$WORK/broker.log" | head -n 8 | sed 's/^/    /' >&2  || true
