@@ -799,6 +799,7 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   c->ctl = NULL;
   c->checked_in = 0;
   c->broker_silent = c->broker_refused = 0;
+  event_del(c->broker_lost_ev);
   /* A mapping check of the lost session ends with it; introductions
    * that waited for it go out at the next check-in. */
   event_del(c->mapping_ev);
@@ -896,27 +897,52 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   }
 }
 
-/* Several brokers: nothing came from ours for a few seconds while the
+/* Several brokers: nothing came from ours for NT_BROKER_LOST_MS while the
  * control stream is open (quic/endpoint.h's silence watch, which also
  * keeps a PING going every second): it is gone, or the path to it is;
  * the next broker takes over. Peer connections are left alone. */
-static void broker_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
-  natter_client *c = ud;
+static void give_up_silent(natter_client *c, uint64_t silent_ms) {
   char broker[NT_ADDR_STRLEN];
-  if (conn != c->broker_conn || c->broker_silent) {
-    return;
-  }
   nt_debug(&c->log, "broker %s silent for %llu ms: giving it up",
            nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker),
            (unsigned long long)silent_ms);
   c->broker_silent = 1;
-  nt_conn_close(conn, 0, "silent");
+  nt_conn_close(c->broker_conn, 0, "silent");
+}
+
+static void broker_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
+  natter_client *c = ud;
+  if (conn != c->broker_conn || c->broker_silent) {
+    return;
+  }
+  if (silent_ms < NT_BROKER_LOST_MS) {
+    /* A hiccup, maybe: look again when it would be long enough. */
+    uint64_t left = NT_BROKER_LOST_MS - silent_ms;
+    struct timeval tv = {(time_t)(left / 1000),
+                         (suseconds_t)(left % 1000) * 1000};
+    event_add(c->broker_lost_ev, &tv);
+    return;
+  }
+  give_up_silent(c, silent_ms);
+}
+
+void nt_broker_session_lost_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_client *c = arg;
+  (void)fd;
+  (void)what;
+  if (!c->broker_conn || c->broker_silent || c->fatal) {
+    return;
+  }
+  uint64_t silent_ms = nt_conn_silent_ms(c->broker_conn);
+  if (silent_ms >= NT_BROKER_LOST_MS) {
+    give_up_silent(c, silent_ms);
+  } /* else it answered meanwhile; the watch reports a new silence */
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
     broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
 /* Several brokers: the silence watch finds a lost one within about 3 s
- * (1.5 s + 3 PTO), at the price of a PING a second to it. */
+ * (NT_BROKER_LOST_MS), at the price of a PING a second to it. */
 static const nt_conn_callbacks broker_list_callbacks = {
     broker_established, broker_closed, NULL, NULL, broker_silent, NULL, NULL};
 

@@ -583,6 +583,7 @@ int natter_client_new_versioned(natter_client **pclient,
     }
   }
   c->reconnect_ev = event_new(base, -1, 0, nt_broker_session_reconnect_cb, c);
+  c->broker_lost_ev = evtimer_new(base, nt_broker_session_lost_cb, c);
   c->mapping_ev = event_new(base, -1, 0, nt_broker_session_mapping_cb, c);
   c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -590,7 +591,7 @@ int natter_client_new_versioned(natter_client **pclient,
     /* No resolv.conf: numeric targets and localhost still work. */
     c->dns = evdns_base_new(base, 0);
   }
-  if (!c->reconnect_ev || !c->mapping_ev || !c->dns) {
+  if (!c->reconnect_ev || !c->broker_lost_ev || !c->mapping_ev || !c->dns) {
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
@@ -772,6 +773,9 @@ void natter_client_free(natter_client *c) {
   }
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
+  if (c->broker_lost_ev) {
+    event_free(c->broker_lost_ev);
+  }
   if (c->reconnect_ev) {
     event_free(c->reconnect_ev);
   }

@@ -102,6 +102,7 @@ struct natter_client {
   int broker_silent;      /* we closed it: no answer for a few seconds */
   int broker_refused;     /* we closed it: not the network's key */
   int network_key_learnt; /* no known-brokers file: learnt this run */
+  struct event *broker_lost_ev; /* silent: is it NT_BROKER_LOST_MS yet? */
   uint8_t network_key[NT_FINGERPRINT_LEN];
 };
 
