@@ -941,7 +941,7 @@ void nt_broker_session_lost_cb(evutil_socket_t fd, short what, void *arg) {
 
 static const nt_conn_callbacks broker_conn_callbacks = {
     broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
-/* Several brokers: the silence watch finds a lost one within about 3 s
+/* Several brokers: the silence watch gives a lost one up after 2 s
  * (NT_BROKER_LOST_MS), at the price of a PING a second to it. */
 static const nt_conn_callbacks broker_list_callbacks = {
     broker_established, broker_closed, NULL, NULL, broker_silent, NULL, NULL};
