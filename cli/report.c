@@ -98,10 +98,11 @@ static void print_json(FILE *out, const natter_check_result *r,
   json_str(out, r->address);
   fprintf(out,
           ",\"connect_ms\":%llu,\"rtt_ms\":%.3f,\"relay_offered\":%s,"
-          "\"predicted\":%s,"
+          "\"predicted\":%s,\"over_tcp\":%s,"
           "\"error\":",
           (unsigned long long)r->connect_ms, (double)r->rtt_us / 1000.0,
-          r->relay_offered ? "true" : "false", r->predicted ? "true" : "false");
+          r->relay_offered ? "true" : "false", r->predicted ? "true" : "false",
+          r->over_tcp ? "true" : "false");
   json_str(out, natter_error_name(r->error));
   fprintf(out, ",\"message\":");
   json_str(out, r->message);
@@ -181,7 +182,10 @@ static void print_table(FILE *out, const natter_check_result *r,
     fprintf(out,
             "path: %s %s, connected %llu ms after the introduction, "
             "RTT %.1f ms; closed (check done)\n",
-            r->relayed ? "through the broker's relay at" : "direct to",
+            !r->relayed   ? "direct to"
+            : r->over_tcp ? "relayed over TCP (UDP to the broker got no "
+                            "answer) through the broker's relay at"
+                          : "through the broker's relay at",
             r->address, (unsigned long long)r->connect_ms,
             (double)r->rtt_us / 1000.0);
   } else if (r->message[0] && r->verdict == NATTER_CHECK_FAILED) {

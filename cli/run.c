@@ -74,6 +74,7 @@ int run_broker(cli *app, const cli_config *o, natter_log_level level) {
   if (o->new_names_per_hour_set) {
     cfg.new_names_per_hour = (uint32_t)o->new_names_per_hour;
   }
+  cfg.tcp_listen = o->tcp_listen;
   if (natter_broker_new(&b, app->base, &cfg) != 0) {
     return 1;
   }
@@ -126,6 +127,9 @@ void client_basics(natter_client_config *cfg, cli *app, const cli_config *o,
   cfg->log_level = level;
   cfg->no_relay = (int)o->no_relay;
   cfg->no_portmap = (int)o->no_portmap;
+  if (o->broker_tcp_set) {
+    cfg->broker_tcp_port = (int)o->broker_tcp;
+  }
   cfg->on_event = on_event;
   cfg->log = cli_log;
   cfg->user_data = app;

@@ -209,7 +209,15 @@
   X(RSH, "-rsh", NULL, BOOL, rsh, NULL, 0, 0, NULL, NULL, CLI_CLIENT, 0,       \
     "last flag: the rest is ssh's [-l USER] [-p PORT] [-o OPT] HOST "          \
     "COMMAND..., run as rsync -e, scp -S or GIT_SSH_COMMAND; runs COMMAND "    \
-    "on peer HOST under its -allow-command rules; exits with its status")
+    "on peer HOST under its -allow-command rules; exits with its status")    \
+  X(TCP_LISTEN, "-tcp-listen", "tcp-listen", SERVER, tcp_listen,               \
+    "[ADDR]:PORT", 0, 0, "[ADDR]:PORT", "off", CLI_BROKER, 0,                  \
+    "broker: also accept clients whose UDP is blocked over TCP here (e.g. "    \
+    ":443); the same QUIC packets, framed")                                   \
+  X(BROKER_TCP, "-broker-tcp", "broker-tcp", COUNT, broker_tcp, "PORT", 0,     \
+    65535, "a TCP port 0..65535 (0: no TCP fallback)", "443", CLI_CLIENT, 0,   \
+    "when the broker's UDP port does not answer in 3 s, also try TCP to the "  \
+    "broker's host at PORT (its -tcp-listen; 0: never)")
 /* clang-format on */
 
 /* ---- the table as code ---- */

@@ -126,7 +126,8 @@ typedef struct natter_broker natter_broker; /* opaque */
 #define NATTER_BROKER_CONFIG_V2 2 /* registry .. retry_above_per_s */
 #define NATTER_BROKER_CONFIG_V3 3 /* relay .. relay_total */
 #define NATTER_BROKER_CONFIG_V4 4 /* new_names_per_hour */
-#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V4
+#define NATTER_BROKER_CONFIG_V5 5 /* tcp_listen */
+#define NATTER_BROKER_CONFIG_VERSION NATTER_BROKER_CONFIG_V5
 
 typedef struct natter_broker_config {
   const char *listen;        /* "[ADDR]:PORT", e.g. ":10000" (all IPv4
@@ -192,6 +193,10 @@ typedef struct natter_broker_config {
                                   each bind an hour, with a burst of up
                                   to 10; names already bound never count;
                                   default 60; 0: no limit */
+  /* V5: the TCP fallback (doc/design.md, "TCP fallback"). */
+  const char *tcp_listen; /* "[ADDR]:PORT" where clients whose UDP is
+                             blocked reach the broker over TCP (":443"
+                             usually); NULL (default): no TCP */
 } natter_broker_config;
 
 /* Sets every field of |cfg| to its default. NULL is a no-op. */
@@ -332,6 +337,8 @@ typedef struct natter_broker_client_info {
   uint64_t last_seen_unix_ms; /* last packet from it */
   uint64_t bytes_received;    /* UDP payload bytes on its connection */
   uint64_t bytes_sent;
+  int over_tcp; /* it reaches the broker over TCP (-tcp-listen: the TCP
+                   fallback; |address| is its TCP address) */
 } natter_broker_client_info;
 
 typedef void (*natter_broker_client_fn)(const natter_broker_client_info *info,
@@ -407,11 +414,12 @@ typedef void (*natter_event_fn)(natter_client *client,
 #define NATTER_CLIENT_CONFIG_V4 4 /* max_streams */
 #define NATTER_CLIENT_CONFIG_V5 5 /* no_portmap */
 #define NATTER_CLIENT_CONFIG_V6 6 /* allow_udp .. max_udp_flows */
+#define NATTER_CLIENT_CONFIG_V7 7 /* broker_tcp_port */
 #ifdef NATTER_TEST_FUTURE_FIELDS
-#define NATTER_CLIENT_CONFIG_V7 7
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
+#define NATTER_CLIENT_CONFIG_V8 8
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V8
 #else
-#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V6
+#define NATTER_CLIENT_CONFIG_VERSION NATTER_CLIENT_CONFIG_V7
 #endif
 
 typedef struct natter_client_config {
@@ -491,6 +499,11 @@ typedef struct natter_client_config {
   uint32_t max_udp_flows;       /* UDP flows (local sources) one peer may
                                    have open at once, each side; more are
                                    dropped and logged; default 64 */
+  /* V7 */
+  int broker_tcp_port; /* the TCP fallback: when the broker's UDP port
+                          has not answered within 3 s, also try TCP to
+                          the broker's host at this port (a broker's
+                          -tcp-listen); default 443; 0: never */
 #ifdef NATTER_TEST_FUTURE_FIELDS
   uint64_t test_future_ms; /* tests/abi only: a field appended later;
                               default 4242 */
@@ -610,6 +623,8 @@ typedef struct natter_check_result {
    * mapping at its gateway, "port-mapped (PCP) at ADDR" or "(NAT-PMP)";
    * "" none. */
   const char *self_portmap, *peer_portmap;
+  int over_tcp;  /* relayed, and this side reached the relay over TCP
+                    (the TCP fallback: UDP to the broker got no answer) */
 } natter_check_result;
 
 /* Called once per check, from the loop; the client may be freed once the
@@ -907,6 +922,8 @@ typedef struct natter_peer_info {
   unsigned replies_received;     /* answers to our probes */
   const char *probes_from;       /* where the peer's probes came from; "" */
   int predicted; /* the direct path was found by port prediction */
+  int over_tcp;  /* path "relay", and the relay is reached over TCP (the
+                    TCP fallback: UDP to the broker got no answer) */
 } natter_peer_info;
 
 typedef void (*natter_peer_fn)(const natter_peer_info *info, void *user_data);

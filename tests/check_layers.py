@@ -31,7 +31,7 @@ OWNERS = {
     "nghttp3/": ["status/h3.c"],
     "sqlite3.h": ["broker/registry_sqlite.c"],
     "natter.pb-c.h": ["codec/"],
-    "libpq-fe.h": ["broker/registry_pg.c"],
+    "libpq-fe.h": ["broker/registry_pg.c", "broker/bus_pg.c"],
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')

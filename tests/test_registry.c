@@ -666,6 +666,60 @@ static nt_registry *open_memory(void) {
   return reg;
 }
 
+/* The count of names behind the dashboard (nt_registry_names): unknown
+ * until the first call's count request has run, then moved by binds of
+ * new names, releases and expiries, without another request. */
+static void check_names(nt_registry *reg, size_t already) {
+  char err[512];
+  uint8_t k1[NT_FINGERPRINT_LEN], k2[NT_FINGERPRINT_LEN];
+  size_t n = 99, removed = 0;
+
+  key(k1, 1);
+  key(k2, 2);
+  CHECK(nt_registry_names(reg, &n) == -1);
+  CHECK(nt_registry_outstanding(reg) == 1); /* the count request */
+  CHECK(nt_registry_names(reg, &n) == -1);
+  CHECK(nt_registry_outstanding(reg) == 1); /* one at a time */
+  run_all(reg);
+  CHECK(nt_registry_names(reg, &n) == 0 && n == already);
+  CHECK(nt_registry_outstanding(reg) == 0); /* not again within a minute */
+  CHECK(bind_now(reg, "carol", k1, 100, err) == 0);
+  CHECK(bind_now(reg, "dave", k2, 100, err) == 0);
+  CHECK(nt_registry_names(reg, &n) == 0 && n == already + 2);
+  CHECK(bind_now(reg, "carol", k1, 200, err) == 0); /* a touch */
+  CHECK(bind_now(reg, "carol", k2, 200, err) == NATTER_ERR_NAME_TAKEN);
+  CHECK(release_now(reg, "nobody", err) == NATTER_ERR_PEER_UNKNOWN);
+  CHECK(nt_registry_names(reg, &n) == 0 && n == already + 2);
+  CHECK(release_now(reg, "dave", err) == 0);
+  CHECK(nt_registry_names(reg, &n) == 0 && n == already + 1);
+  CHECK(expire_now(reg, 1000000, 10, &removed, err) == 0);
+  CHECK(removed == already + 1);
+  CHECK(nt_registry_names(reg, &n) == 0 && n == 0);
+  CHECK(nt_registry_outstanding(reg) == 0);
+}
+
+static void test_names(void) {
+  char path[512], err[512];
+  uint8_t k[NT_FINGERPRINT_LEN];
+  nt_registry *reg = open_memory();
+
+  check_names(reg, 0);
+  nt_registry_close(reg);
+  /* SQLite: the count comes from the file, names bound before included. */
+  make_tmpdir();
+  path_in_tmp(path, sizeof(path), "names.db");
+  reg = open_ok(path);
+  key(k, 3);
+  CHECK(bind_now(reg, "alice", k, 50, err) == 0);
+  CHECK(bind_now(reg, "bob", k, 50, err) == 0);
+  CHECK(bind_now(reg, "eve", k, 50, err) == 0);
+  nt_registry_close(reg);
+  reg = open_ok(path);
+  check_names(reg, 3);
+  nt_registry_close(reg);
+  remove_tmpdir();
+}
+
 /* Queues a bind and checks that its callback did not run inside the call
  * and does run from the loop, on both backends. */
 static void check_not_inside_call(nt_registry *reg) {
@@ -1227,6 +1281,16 @@ static void test_pg_contract(void) {
   memset(&l, 0, sizeof(l));
   l.stop_after = 1;
   CHECK(list_now(reg, collect, &l, err) == 0 && l.n == 1);
+  /* The count of names: one count(*), then this registry's own
+   * changes. */
+  size_t n = 0;
+  CHECK(nt_registry_names(other, &n) == -1);
+  run_all(other);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 2);
+  CHECK(bind_now(other, "dave", k2, 900, err) == 0);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 3);
+  CHECK(release_now(other, "dave", err) == 0);
+  CHECK(nt_registry_names(other, &n) == 0 && n == 2);
   /* A touch pending in this registry saves carol from expiry. */
   CHECK(nt_registry_touch(reg, "carol", 450, err, sizeof(err)) == 0);
   CHECK(expire_now(reg, 1000, 600, &removed, err) == 0 && removed == 0);
@@ -1365,6 +1429,7 @@ int main(int argc, char **argv) {
       {"durable_before_callback", test_durable_before_callback},
       {"two_binds_in_flight", test_two_binds_in_flight},
       {"takeover", test_takeover},
+      {"names", test_names},
       {"touch_threshold_flushes", test_touch_threshold_flushes},
       {"location", test_location},
       {"lock_held_elsewhere", test_lock_held_elsewhere},

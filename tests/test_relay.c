@@ -519,6 +519,15 @@ static void test_sender_pays(void) {
   nt_relay_get_stats(relay, &st);
   CHECK(st.relayed == 5000 + 8000);
   CHECK(st.channels == 2);
+  /* Each channel's own bytes (the dashboard's "used"), by either
+   * side's token; no channel for a token never handed out. */
+  uint64_t used = 1;
+  uint8_t nobody[NT_RELAY_TOKEN_LEN] = {0};
+  CHECK(nt_relay_channel_use(relay, alice.token, &used) == 1 && used == 8000);
+  CHECK(nt_relay_channel_use(relay, bob_a.token, &used) == 1 && used == 8000);
+  CHECK(nt_relay_channel_use(relay, mallory.token, &used) == 1 && used == 5000);
+  CHECK(nt_relay_channel_use(relay, nobody, &used) == 0 && used == 0);
+  CHECK(nt_relay_channel_use(NULL, alice.token, &used) == 0 && used == 0);
 
   peer_close(&mallory);
   peer_close(&bob_m);

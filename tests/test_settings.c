@@ -287,6 +287,7 @@ static void test_defaults_are_the_library_defaults(void) {
   CHECK(table_default(CLI_S_RELAY_RATE) == bc.relay_rate);
   CHECK(table_default(CLI_S_RELAY_TOTAL) == bc.relay_total);
   CHECK(table_default(CLI_S_NEW_NAMES_PER_HOUR) == bc.new_names_per_hour);
+  CHECK(table_default(CLI_S_BROKER_TCP) == (unsigned long long)cc.broker_tcp_port);
 }
 
 /* Each entry is usable: a flag or a key, and a value name for a flag that

@@ -22,6 +22,8 @@ size_t nt_broker_config_len(int version) {
     return FIELD_END(natter_broker_config, relay_total);
   case NATTER_BROKER_CONFIG_V4:
     return FIELD_END(natter_broker_config, new_names_per_hour);
+  case NATTER_BROKER_CONFIG_V5:
+    return FIELD_END(natter_broker_config, tcp_listen);
   default:
     return 0;
   }
@@ -41,8 +43,10 @@ size_t nt_client_config_len(int version) {
     return FIELD_END(natter_client_config, no_portmap);
   case NATTER_CLIENT_CONFIG_V6:
     return FIELD_END(natter_client_config, max_udp_flows);
-#ifdef NATTER_TEST_FUTURE_FIELDS
   case NATTER_CLIENT_CONFIG_V7:
+    return FIELD_END(natter_client_config, broker_tcp_port);
+#ifdef NATTER_TEST_FUTURE_FIELDS
+  case NATTER_CLIENT_CONFIG_V8:
     return FIELD_END(natter_client_config, test_future_ms);
 #endif
   default:
@@ -146,6 +150,7 @@ static void client_config_defaults(natter_client_config *cfg) {
   cfg->max_streams = 1024;
   cfg->udp_idle_timeout_s = 60;
   cfg->max_udp_flows = 64;
+  cfg->broker_tcp_port = 443;
 #ifdef NATTER_TEST_FUTURE_FIELDS
   cfg->test_future_ms = 4242;
 #endif

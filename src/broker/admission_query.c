@@ -55,8 +55,15 @@ static void intro_cb(evutil_socket_t fd, short what, void *arg) {
     bquery done = *q;
     q->query_id = 0;
     q->admitted = 0;
-    if (done.requester && !done.requester->dead && done.listener &&
-        !done.listener->dead) {
+    if (done.remote) {
+      if (done.listener && !done.listener->dead) {
+        nt_xintro_admitted(b, done.remote, done.listener);
+      } else {
+        nt_xintro_refused(b, done.remote, NT_CODE_PEER_UNKNOWN,
+                          "the peer left before it answered");
+      }
+    } else if (done.requester && !done.requester->dead && done.listener &&
+               !done.listener->dead) {
       nt_bclient_introduce(done.requester, done.listener, done.request_id,
                            done.check);
     }
@@ -79,11 +86,15 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg) {
                   "%s did not answer whether it admits %s within %llu s",
                   q->listener->name, q->name,
                   BROKER_QUERY_TIMEOUT_NS / NS_PER_S);
-    if (q->requester) {
-      snprintf(why, sizeof(why),
-               "%s did not answer whether it admits you (stopped, or cut "
-               "off from the broker?)",
-               q->listener->name);
+    nt_broker_note_intro(b, q->requester, q->name, q->listener,
+                         q->listener->name, NT_INTRO_TIMEOUT, q->check, NULL);
+    snprintf(why, sizeof(why),
+             "%s did not answer whether it admits you (stopped, or cut "
+             "off from the broker?)",
+             q->listener->name);
+    if (q->remote) {
+      nt_xintro_refused(b, q->remote, NT_CODE_TIMEOUT, why);
+    } else if (q->requester) {
       nt_bclient_connect_result(q->requester, q->request_id, NT_CODE_TIMEOUT,
                                 why);
     }
@@ -143,29 +154,61 @@ static void remember_refusal(natter_broker *b, const bclient *listener,
 
 /* What the requester hears when |listener| does not admit it: that much,
  * and nothing about the listener. */
-static void tell_refused(bclient *requester, uint32_t request_id,
+static void tell_refused(natter_broker *b, bclient *requester,
+                         uint32_t request_id, uint32_t remote,
                          const char *listener) {
   char why[NT_CONTROL_TEXT_MAX + 1];
-  requester->broker->refused_introductions++;
+  b->refused_introductions++;
   snprintf(why, sizeof(why), "%s's peer rules do not admit you", listener);
-  nt_bclient_connect_result(requester, request_id, NT_CODE_DENIED, why);
+  if (remote) {
+    nt_xintro_refused(b, remote, NT_CODE_DENIED, why);
+  } else if (requester) {
+    nt_bclient_connect_result(requester, request_id, NT_CODE_DENIED, why);
+  }
 }
 
+/* Whoever hears the answer: |c| (request |request_id|) or, when |remote|,
+ * the broker of a requester elsewhere. */
+static void answer(natter_broker *b, bclient *c, uint32_t request_id,
+                   uint32_t remote, nt_control_code code, const char *why) {
+  if (remote) {
+    nt_xintro_refused(b, remote, code, why);
+  } else if (c) {
+    nt_bclient_connect_result(c, request_id, code, why);
+  }
+}
+
+static void ask(natter_broker *b, bclient *c, bclient *peer, const char *name,
+                const uint8_t *key, uint32_t request_id, int check,
+                uint32_t remote);
+
 void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
-  natter_broker *b = c->broker;
+  ask(c->broker, c, peer, c->name, nt_conn_peer_fingerprint(c->conn),
+      r->request_id, r->check, 0);
+}
+
+void nt_admission_ask_remote(natter_broker *b, bclient *peer, const char *name,
+                             const uint8_t *key, int check, uint32_t remote) {
+  ask(b, NULL, peer, name, key, 0, check, remote);
+}
+
+static void ask(natter_broker *b, bclient *c, bclient *peer, const char *name,
+                const uint8_t *key, uint32_t request_id, int check,
+                uint32_t remote) {
   badmission *a = &b->admission;
-  const uint8_t *key = nt_conn_peer_fingerprint(c->conn);
   uint64_t now = nt_monotonic_ns();
   size_t mine = 0, theirs = 0;
   bquery *slot = NULL;
   char why[NT_CONTROL_TEXT_MAX + 1];
 
-  if (refused_lately(b, peer, c->name, key, now)) {
+  if (refused_lately(b, peer, name, key, now)) {
     admission_log(b, BROKER_ADMIT_LOG_REFUSED,
                   "%s's peer rules do not admit %s (refused lately; not "
                   "asked again)",
-                  peer->name, c->name);
-    tell_refused(c, r->request_id, peer->name);
+                  peer->name, name);
+    nt_broker_note_intro(b, c, name, peer, peer->name, NT_INTRO_REFUSED, check,
+                         NULL);
+    tell_refused(b, c, request_id, remote, peer->name);
     return;
   }
   for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
@@ -174,7 +217,7 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
       slot = slot ? slot : q;
       continue;
     }
-    mine += q->requester == c;
+    mine += c && q->requester == c;
     theirs += q->listener == peer;
   }
   if (mine >= BROKER_QUERIES_PER_REQUESTER ||
@@ -194,11 +237,13 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
                BROKER_QUERIES_PER_LISTENER);
     }
     admission_log(b, BROKER_ADMIT_LOG_LIMIT,
-                  "not asking %s about %s: too many %s", peer->name, c->name,
+                  "not asking %s about %s: too many %s", peer->name, name,
                   which);
+    nt_broker_note_intro(b, c, name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         check, NULL);
     snprintf(why, sizeof(why), "too many %s; try again in a few seconds",
              which);
-    nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL, why);
+    answer(b, c, request_id, remote, NT_CODE_INTERNAL, why);
     return;
   }
   if (!a->timer) {
@@ -206,8 +251,7 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
     a->intro_ev = event_new(b->base, -1, 0, intro_cb, b);
     if (!a->timer || !a->intro_ev) {
       nt_admission_free(b);
-      nt_bclient_connect_result(c, r->request_id, NT_CODE_INTERNAL,
-                                "out of memory");
+      answer(b, c, request_id, remote, NT_CODE_INTERNAL, "out of memory");
       return;
     }
   }
@@ -218,20 +262,21 @@ void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r) {
   slot->query_id = a->next_id;
   slot->listener = peer;
   slot->requester = c;
-  snprintf(slot->name, sizeof(slot->name), "%s", c->name);
+  slot->remote = remote;
+  snprintf(slot->name, sizeof(slot->name), "%s", name);
   memcpy(slot->key, key, NT_FINGERPRINT_LEN);
-  slot->request_id = r->request_id;
-  slot->check = r->check;
+  slot->request_id = request_id;
+  slot->check = check;
   slot->expires_ns = now + BROKER_QUERY_TIMEOUT_NS;
 
   nt_control msg = {.type = NT_CONTROL_ADMISSION_QUERY};
   nt_admission_query *q = &msg.u.admission_query;
   q->query_id = slot->query_id;
-  snprintf(q->peer, sizeof(q->peer), "%s", c->name);
+  snprintf(q->peer, sizeof(q->peer), "%s", name);
   memcpy(q->key, key, NT_FINGERPRINT_LEN);
-  q->check = r->check;
-  nt_debug(&b->log, "asking %s whether it admits %s%s", peer->name, c->name,
-           r->check ? " for a check" : "");
+  q->check = check;
+  nt_debug(&b->log, "asking %s whether it admits %s%s%s", peer->name, name,
+           remote ? " (at another broker)" : "", check ? " for a check" : "");
   nt_bclient_send(peer, &msg);
   arm_timer(b);
 }
@@ -275,8 +320,10 @@ void nt_admission_on_answer(bclient *c, const nt_admission_answer *a) {
   admission_log(b, BROKER_ADMIT_LOG_REFUSED,
                 "%s's peer rules do not admit %s: refused, no introduction",
                 c->name, done.name);
-  if (done.requester) {
-    tell_refused(done.requester, done.request_id, c->name);
+  nt_broker_note_intro(b, done.requester, done.name, c, c->name,
+                       NT_INTRO_REFUSED, done.check, NULL);
+  if (done.requester || done.remote) {
+    tell_refused(b, done.requester, done.request_id, done.remote, c->name);
   }
 }
 
@@ -298,9 +345,16 @@ void nt_admission_on_leave(bclient *c) {
   char why[NT_CONTROL_TEXT_MAX + 1];
   for (size_t i = 0; i < BROKER_MAX_QUERIES; i++) {
     bquery *q = &b->admission.queries[i];
+    if (q->query_id && q->listener == c && q->remote) {
+      snprintf(why, sizeof(why), "%s left before it answered", c->name);
+      nt_xintro_refused(b, q->remote, NT_CODE_PEER_UNKNOWN, why);
+      q->remote = 0;
+    }
     if (q->query_id && q->listener == c && q->requester &&
         !q->requester->dead) {
       snprintf(why, sizeof(why), "%s left before it answered", c->name);
+      nt_broker_note_intro(b, q->requester, q->name, NULL, c->name,
+                           NT_INTRO_UNKNOWN, q->check, NULL);
       nt_bclient_connect_result(q->requester, q->request_id,
                                 NT_CODE_PEER_UNKNOWN, why);
       q->requester = NULL;

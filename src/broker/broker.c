@@ -384,6 +384,10 @@ static int broker_security_new(natter_broker *b,
     return rv == NATTER_ERR_NOMEM ? rv : NATTER_ERR_REGISTRY;
   }
   nt_registry_set_log(b->registry, &b->log);
+  /* The count of names the dashboard shows: its first request now, ahead
+   * of every bind (nt_registry_names). */
+  size_t names;
+  (void)nt_registry_names(b->registry, &names);
   /* For the log: the file, the database, or "" for memory. */
   if (strcmp(nt_registry_backend(b->registry), "sqlite") != 0) {
     nt_registry_describe(b->registry, b->registry_path,
@@ -487,6 +491,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   b->map_fd = -1;
   b->base = base;
   b->started_ns = nt_monotonic_ns();
+  nt_intro_log_init(&b->intro_log);
   TAILQ_INIT(&b->clients);
   b->log.fn = cfg->log;
   b->log.level = cfg->log_level;
@@ -583,10 +588,25 @@ int natter_broker_new_versioned(natter_broker **pbroker,
       return rv;
     }
   }
+  if (cfg->tcp_listen && cfg->tcp_listen[0]) {
+    rv = nt_tcp_listener_new(b, cfg->tcp_listen);
+    if (rv != 0) {
+      nt_relay_free(b->relay);
+      nt_endpoint_free(b->ep);
+      broker_security_free(b);
+      nt_identity_free(b->identity);
+      free(b);
+      return rv;
+    }
+  }
   nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   /* In a registry brokers share: this broker's heartbeat and presence. */
   nt_registry_set_broker(b->registry, b->fingerprint_hex);
+  /* ... and the bus for introductions across them (xintro.c). */
+  if (cfg->registry && nt_xintro_start(b, cfg->registry) != 0) {
+    nt_warn(&b->log, "no introductions across brokers: out of memory");
+  }
   int both = b->dual_stack && nt_endpoint_family(b->ep) == AF_INET6;
   if (both) {
     snprintf(addrstr, sizeof(addrstr), "[::]:%u", nt_endpoint_port(b->ep));
@@ -605,6 +625,7 @@ void natter_broker_free(natter_broker *b) {
     return;
   }
   nt_metrics_free(b->metrics);
+  nt_tcp_listener_free(b); /* its links leave the endpoint and relay */
   nt_endpoint_free(b->ep); /* frees connections without callbacks */
   nt_h3_server_free(b->h3);
   nt_relay_free(b->relay);
@@ -621,6 +642,7 @@ void natter_broker_free(natter_broker *b) {
   while ((c = TAILQ_FIRST(&b->clients)) != NULL) {
     nt_bclient_free(b, c);
   }
+  nt_xintro_free(b);
   nt_sources_clear(&b->sources);
   nt_budget_clear(&b->new_names_by_source);
   nt_budget_clear(&b->new_names_by_key);

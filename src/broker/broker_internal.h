@@ -14,6 +14,7 @@
 #include "base/budget.h"
 #include "base/hashmap.h"
 #include "base/log.h"
+#include "broker/intro_log.h"
 #include "broker/registry.h"
 #include "broker/relay.h"
 #include "codec/control.h"
@@ -78,6 +79,9 @@ typedef struct bquery {
   uint8_t key[NT_FINGERPRINT_LEN];
   uint32_t request_id; /* the requester's ConnectRequest */
   int check;
+  /* A requester at another broker (xintro.c): its bxserve's id; 0 for a
+   * local requester. */
+  uint32_t remote;
   /* Admitted: introduced from the loop's next turn (intro_ev), when
    * neither side's connection is the one being read, so the requester's
    * Introduction leaves first, as it did before the broker asked. */
@@ -110,6 +114,71 @@ typedef struct badmission {
   /* At most one log line a second per kind, with a count of the rest. */
   nt_log_gate logged[BROKER_ADMIT_LOG_KINDS];
 } badmission;
+
+/* Introductions across brokers that share a PostgreSQL registry
+ * (xintro.c, doc/design.md "Introductions across brokers"). Bounded like
+ * the admission queries; each limit is logged (doc/operations.md). */
+#define BROKER_XASKS 256             /* our requests to other brokers */
+#define BROKER_XASKS_PER_REQUESTER 4 /* of one local requester */
+#define BROKER_XSERVED 256           /* other brokers' requests to us */
+#define BROKER_XSERVED_PER_BROKER 64 /* from one other broker */
+#define BROKER_XNOTICES 64           /* notices, refreshes being routed */
+/* The asking broker waits this long for the answer: longer than the
+ * listener's broker waits for the listener (BROKER_QUERY_TIMEOUT_NS), so
+ * that its TIMEOUT comes first. */
+#define BROKER_XASK_TIMEOUT_NS (7 * 1000000000ull)
+
+struct nt_bus;
+struct nt_bus_req;
+
+/* A local client's request to a listener at another broker. */
+typedef struct bxask {
+  uint64_t xid;       /* 0: free */
+  bclient *requester; /* NULL once it left */
+  uint32_t request_id;
+  int check;
+  int admitted; /* a check admitted: waits for the listener's report */
+  uint8_t key[NT_FINGERPRINT_LEN]; /* the requester's, for the check caps */
+  char peer[NT_NAME_MAX + 1];
+  char broker[NT_REGISTRY_BROKER_ID_MAX + 1]; /* "": looking it up */
+  struct nt_bus_req *lookup;
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  uint64_t asked_ns, expires_ns;
+} bxask;
+
+/* Another broker's request to a local listener. */
+typedef struct bxserve {
+  uint32_t id; /* 0: free; bquery.remote */
+  uint64_t xid;
+  char from[NT_REGISTRY_BROKER_ID_MAX + 1];
+  bclient *listener;
+  nt_introduction requester; /* as its broker saw it */
+  int check;
+  int admitted; /* a check admitted: waits for the listener's report */
+  uint8_t nonce[NT_PUNCH_NONCE_LEN];
+  uint64_t expires_ns;
+} bxserve;
+
+/* A restart notice or refresh for a peer at another broker: where is
+ * it? */
+typedef struct bxnotice {
+  struct nt_bus_req *lookup; /* NULL: free */
+  natter_broker *broker;
+  char to[NT_NAME_MAX + 1];
+  nt_introduction about; /* with the nonce for a refresh */
+  int refresh;           /* a REFRESH, not a NOTICE */
+} bxnotice;
+
+typedef struct bxintro {
+  struct nt_bus *bus; /* NULL: one broker alone */
+  bxask asks[BROKER_XASKS];
+  bxserve served[BROKER_XSERVED];
+  bxnotice notices[BROKER_XNOTICES];
+  uint64_t next_xid;
+  uint32_t next_id;
+  struct event *timer;
+  nt_log_gate limit_gate, bad_gate;
+} bxintro;
 
 /* A check-in waiting for the registry to bind its name (registry.h): what
  * the rest of the check-in needs from the CheckIn message, which is gone
@@ -233,6 +302,11 @@ struct natter_broker {
   /* "cannot bind: the name registry is unavailable" lines, while a shared
    * registry's database is away (it logs the outage itself). */
   nt_log_gate registry_down_gate;
+  /* The last introductions and their outcomes, for the dashboard
+   * (broker_status.c; fixed size, intro_log.h). */
+  nt_intro_log intro_log;
+  bxintro *xintro; /* NULL unless the registry is shared (xintro.c) */
+  struct nt_tcp_listener *tcp; /* -tcp-listen (tcp_listen.c), or NULL */
 };
 
 /* ---- client_session.c: one connected client ---- */
@@ -258,12 +332,52 @@ void nt_bclient_connect_result(bclient *c, uint32_t request_id,
 void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
                           int check);
 
+/* What |to| needs to reach |about| (Introduction's fields but the
+ * request id, nonce, relay and check). */
+void nt_bclient_describe(const bclient *about, nt_introduction *intro);
+/* Notes that |c| met |name| (restart notices, refresh requests). */
+void nt_bclient_remember(bclient *c, const char *name);
+int nt_bclient_was_introduced(const bclient *c, const char *name);
+/* The checked-in client |name| here, or NULL. */
+bclient *nt_bclient_find(natter_broker *b, const char *name);
+
+/* ---- xintro.c: introductions across brokers ---- */
+
+/* Starts the brokers' bus when the registry at |location| is shared;
+ * 0, or NATTER_ERR_NOMEM. */
+int nt_xintro_start(natter_broker *b, const char *location);
+void nt_xintro_free(natter_broker *b);
+/* |c| asks for |r->peer|, not checked in here: 1 when another broker may
+ * hold it (the answer comes later), 0 when there is no other broker. */
+int nt_xintro_ask(bclient *c, const nt_connect_request *r);
+/* |c|'s CheckReport for a check by a client at another broker: 1 when it
+ * was one (and is passed on). */
+int nt_xintro_on_report(bclient *c, const nt_check_side *report);
+/* 1 when a check by a client at another broker awaits |c|'s report with
+ * |nonce| (an owed reply: free of |c|'s control-message rate). */
+int nt_xintro_report_owed(const bclient *c, const uint8_t *nonce);
+/* |c| restarted; |name|, whom it met, is not here: tell its broker. */
+void nt_xintro_restarted(bclient *c, const char *name);
+/* |c| and |name| (not here) met and punch again: |c| moved, or asked. */
+void nt_xintro_refresh(bclient *c, const char *name);
+/* |c| leaves: forgets it everywhere here. */
+void nt_xintro_forget(bclient *c);
+/* The admission query for remote request |id| came to this. */
+void nt_xintro_admitted(natter_broker *b, uint32_t id, bclient *listener);
+void nt_xintro_refused(natter_broker *b, uint32_t id, nt_control_code code,
+                       const char *message);
+
 /* ---- admission_query.c: asking the listener first ---- */
 
 /* |c| asks to meet the listening |peer| (a normal or check request,
  * already checked otherwise): refused from the remembered refusals, or
  * refused past a budget, or an AdmissionQuery to |peer|. */
 void nt_admission_ask(bclient *c, bclient *peer, const nt_connect_request *r);
+/* The same for a requester at another broker (|name|, |key|), known
+ * here as bxserve |remote|: the answer goes to nt_xintro_admitted or
+ * nt_xintro_refused (a refusal from the cache or a limit at once). */
+void nt_admission_ask_remote(natter_broker *b, bclient *peer, const char *name,
+                             const uint8_t *key, int check, uint32_t remote);
 /* 1 when |a| answers a query to |c| still awaiting it: a reply owed,
  * which does not count against |c|'s control-message rate. */
 int nt_admission_owed(const bclient *c, const nt_admission_answer *a);
@@ -279,5 +393,34 @@ void nt_admission_on_leave(bclient *c);
 void nt_admission_forget(natter_broker *b, const bclient *c);
 /* Frees the timer (natter_broker_free). */
 void nt_admission_free(natter_broker *b);
+
+/* ---- broker_status.c: the dashboard's ring of introductions ---- */
+
+/* Notes the outcome of |requester_name|'s request to meet
+ * |listener_name| (intro_log.h); |requester| and |listener| may be NULL
+ * when gone or unknown (no NAT types then), |relay_token| is the
+ * requester's token of the channel opened for the pair, or NULL. */
+void nt_broker_note_intro(natter_broker *b, const bclient *requester,
+                          const char *requester_name, const bclient *listener,
+                          const char *listener_name, int outcome, int check,
+                          const uint8_t *relay_token);
+
+/* ---- tcp_listen.c: the TCP fallback (-tcp-listen) ---- */
+
+/* TCP connections at once in all, and how long one may stay silent
+ * (clients' keepalives come every 20 s). From one IP address: twice
+ * -max-per-address (a client holds two: the broker's endpoint and its
+ * relay), so a NAT's clients get as many over TCP as over UDP. */
+#define NT_TCP_MAX_CONNS 1024
+#define NT_TCP_IDLE_S 90
+
+typedef struct nt_tcp_listener nt_tcp_listener;
+/* Listens on |listen| ("[ADDR]:PORT"; ":PORT" IPv4 and IPv6) and sets
+ * b->tcp. Returns 0 or a negative NATTER_ERR_* (logged). */
+int nt_tcp_listener_new(natter_broker *b, const char *listen);
+/* Closes every TCP connection and the listener; NULL b->tcp: no-op. */
+void nt_tcp_listener_free(natter_broker *b);
+uint16_t nt_tcp_listener_port(const natter_broker *b);
+size_t nt_tcp_listener_count(const natter_broker *b);
 
 #endif

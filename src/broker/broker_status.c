@@ -6,6 +6,7 @@
 #include "codec/mapping.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/structs.h"
@@ -73,6 +74,7 @@ int natter_broker_foreach_client(const natter_broker *b,
     info.address = nt_addr_str(nt_conn_remote_addr(c->conn), addr);
     info.mapping = nt_mapping_to_public(c->mapping);
     info.listening = c->listen;
+    info.over_tcp = nt_endpoint_tcp_has(b->ep, nt_conn_remote_addr(c->conn));
     info.connected_unix_ms = c->checked_in_unix_ms;
     info.last_seen_unix_ms =
         nt_unix_ms_of_monotonic(nt_conn_last_rx_ns(c->conn));
@@ -164,6 +166,71 @@ static void relay_use_json(const natter_broker *b, struct evbuffer *out) {
   evbuffer_add(out, "]", 1);
 }
 
+/* ---- introductions ---- */
+
+void nt_broker_note_intro(natter_broker *b, const bclient *requester,
+                          const char *requester_name, const bclient *listener,
+                          const char *listener_name, int outcome, int check,
+                          const uint8_t *relay_token) {
+  nt_intro_entry e;
+  memset(&e, 0, sizeof(e));
+  e.unix_ms = nt_unix_ms();
+  /* Names are checked ([A-Za-z0-9._-]) before they get here; one that
+   * is not is shown as "?" rather than written into the JSON. */
+  snprintf(e.requester, sizeof(e.requester), "%s",
+           nt_name_valid(requester_name) ? requester_name : "?");
+  snprintf(e.listener, sizeof(e.listener), "%s",
+           nt_name_valid(listener_name) ? listener_name : "?");
+  e.outcome = (uint8_t)outcome;
+  e.check = check != 0;
+  e.predict = requester && listener &&
+              nt_intro_needs_prediction(requester->mapping, listener->mapping);
+  if (relay_token) {
+    e.relay = 1;
+    memcpy(e.relay_token, relay_token, NT_RELAY_TOKEN_LEN);
+  }
+  nt_intro_log_add(&b->intro_log, &e);
+}
+
+/* The ring, newest first. The path is what the broker can know: a pair
+ * whose relay channel forwarded bytes is "relayed"; an introduced pair
+ * otherwise is "direct or predicted" (the broker does not see their
+ * traffic: the clients' dashboards show the path), or "predicted" when
+ * their NAT types leave nothing else. Entries are updated here: a
+ * channel seen forwarding stays "relayed" once it is gone. */
+static void introductions_json(natter_broker *b, struct evbuffer *out) {
+  evbuffer_add_printf(out,
+                      ",\"introduction_log\":{\"capacity\":%d,"
+                      "\"entries\":[",
+                      NT_INTRO_LOG_ENTRIES);
+  for (size_t i = 0; i < nt_intro_log_count(&b->intro_log); i++) {
+    nt_intro_entry *e = (nt_intro_entry *)nt_intro_log_at(&b->intro_log, i);
+    const char *relay = "none", *path = "";
+    uint64_t relayed = 0;
+    if (e->relay) {
+      int open = nt_relay_channel_use(b->relay, e->relay_token, &relayed);
+      if (relayed) {
+        e->relay_used = 1;
+      }
+      relay = e->relay_used ? "used" : open ? "open" : "closed";
+    }
+    if (e->outcome == NT_INTRO_INTRODUCED) {
+      path = e->relay_used ? "relayed"
+             : e->predict  ? "predicted"
+                           : "direct or predicted";
+    }
+    evbuffer_add_printf(
+        out,
+        "%s{\"unix_ms\":%llu,\"requester\":\"%s\",\"listener\":\"%s\","
+        "\"outcome\":\"%s\",\"check\":%s,\"relay\":\"%s\","
+        "\"relayed_bytes\":%llu,\"path\":\"%s\"}",
+        i ? "," : "", (unsigned long long)e->unix_ms, e->requester, e->listener,
+        nt_intro_outcome_name(e->outcome), e->check ? "true" : "false", relay,
+        (unsigned long long)relayed, path);
+  }
+  evbuffer_add(out, "]}", 2);
+}
+
 /* The status page an admin reads, and the relay's own counters. */
 static void broker_dashboard_json(struct evbuffer *out, void *ud) {
   natter_broker *b = ud;
@@ -188,6 +255,7 @@ static void broker_dashboard_json(struct evbuffer *out, void *ud) {
                       (unsigned long long)rs.dropped_rate,
                       (unsigned long long)rs.dropped);
   relay_use_json(b, out);
+  introductions_json(b, out);
   evbuffer_add_printf(
       out,
       ",\"refusals\":{\"broker_full\":%llu,\"pending_full\":%llu,"
@@ -202,13 +270,21 @@ static void broker_dashboard_json(struct evbuffer *out, void *ud) {
       (unsigned long long)b->refused_introductions,
       (unsigned long long)rs.refused, (unsigned long long)rs.dropped_rate);
   /* The registry as far as the loop knows it without asking the backend
-   * (its size would be a query: not on every poll). */
+   * on every poll: its size is a count the registry keeps
+   * (nt_registry_names; null until the first count came). */
+  size_t names = 0;
+  int names_known = b->registry && nt_registry_names(b->registry, &names) == 0;
   evbuffer_add_printf(out,
                       ",\"registry\":{\"backend\":\"%s\",\"queued\":%zu,"
-                      "\"touches_unwritten\":%zu}",
+                      "\"touches_unwritten\":%zu,\"names\":",
                       b->registry ? nt_registry_backend(b->registry) : "none",
                       b->registry ? nt_registry_outstanding(b->registry) : 0,
                       b->registry ? nt_registry_pending(b->registry) : 0);
+  if (names_known) {
+    evbuffer_add_printf(out, "%zu}", names);
+  } else {
+    evbuffer_add_printf(out, "null}");
+  }
 }
 
 int natter_broker_metrics_listen(natter_broker *b, const char *addr) {

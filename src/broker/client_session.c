@@ -442,16 +442,7 @@ static nt_relay_party relay_party(const bclient *c) {
   return p;
 }
 
-/* Tells |to| everything it needs to reach |about|. */
-static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
-                              const uint8_t *nonce, int refresh,
-                              const uint8_t *relay_token, int check) {
-  nt_control msg = {.type = NT_CONTROL_INTRODUCTION};
-  nt_introduction *intro = &msg.u.introduction;
-
-  intro->request_id = request_id;
-  intro->refresh = refresh;
-  intro->check = check;
+void nt_bclient_describe(const bclient *about, nt_introduction *intro) {
   snprintf(intro->name, sizeof(intro->name), "%s", about->name);
   memcpy(intro->key, nt_conn_peer_fingerprint(about->conn), NT_FINGERPRINT_LEN);
   /* Where |about| proved it receives (the handshake, or a validated
@@ -462,13 +453,30 @@ static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
   memcpy(intro->local, about->local_addrs,
          about->nlocal * sizeof(about->local_addrs[0]));
   intro->nlocal = about->nlocal;
-  memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   intro->mapping = about->mapping;
   intro->mapped = about->mapped;
   /* Passed on as the client said: the peer probes it only on the IP
    * address the broker validated (doc/design.md, "Port mapping"). */
   intro->portmap = about->portmap;
   intro->portmap_method = about->portmap_method;
+}
+
+bclient *nt_bclient_find(natter_broker *b, const char *name) {
+  return find_client(b, name);
+}
+
+/* Tells |to| everything it needs to reach |about|. */
+static void send_introduction(bclient *to, bclient *about, uint32_t request_id,
+                              const uint8_t *nonce, int refresh,
+                              const uint8_t *relay_token, int check) {
+  nt_control msg = {.type = NT_CONTROL_INTRODUCTION};
+  nt_introduction *intro = &msg.u.introduction;
+
+  nt_bclient_describe(about, intro);
+  intro->request_id = request_id;
+  intro->refresh = refresh;
+  intro->check = check;
+  memcpy(intro->nonce, nonce, NT_PUNCH_NONCE_LEN);
   if (relay_token) {
     memcpy(intro->relay_token, relay_token, NT_RELAY_TOKEN_LEN);
     intro->relay_port = nt_relay_port(to->broker->relay);
@@ -505,12 +513,19 @@ static void handle_connect_request(bclient *c, const nt_connect_request *r) {
     return;
   }
   bclient *peer = find_client(b, r->peer);
+  if (!peer && nt_xintro_ask(c, r)) {
+    return; /* another broker may hold it */
+  }
   if (!peer) {
+    nt_broker_note_intro(b, c, c->name, NULL, r->peer, NT_INTRO_UNKNOWN,
+                         r->check, NULL);
     send_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                         "no client with that name is checked in");
     return;
   }
   if (!peer->listen) {
+    nt_broker_note_intro(b, c, c->name, peer, peer->name,
+                         NT_INTRO_NOT_LISTENING, r->check, NULL);
     send_connect_result(c, r->request_id, NT_CODE_PEER_NOT_LISTENING,
                         "the peer is checked in but not listening");
     return;
@@ -542,6 +557,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   }
   bcheck *chk = NULL;
   if (check && !(chk = check_slot(b, c))) {
+    nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_RATE_LIMITED,
+                         check, NULL);
     send_connect_result(c, request_id, NT_CODE_INTERNAL,
                         "the broker runs too many checks at once; try "
                         "again in a minute");
@@ -550,6 +567,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
   b->introductions++;
   uint8_t tok_c[NT_RELAY_TOKEN_LEN], tok_peer[NT_RELAY_TOKEN_LEN];
   int relayed = open_relay_channel(c, peer, tok_c, tok_peer);
+  nt_broker_note_intro(b, c, c->name, peer, peer->name, NT_INTRO_INTRODUCED,
+                       check, relayed ? tok_c : NULL);
   nt_info(&b->log, "introducing %s to %s%s%s", c->name, peer->name,
           check ? " for a check" : "", relayed ? " (relay channel open)" : "");
   if (chk) {
@@ -643,6 +662,9 @@ static void handle_check_report(bclient *c, const nt_check_side *report,
       break;
     }
   }
+  if (!k && nt_xintro_on_report(c, report)) {
+    return;
+  }
   if (!k) {
     nt_debug(&b->log, "%s: report of no check under way; dropped", c->name);
     return;
@@ -680,7 +702,8 @@ static int owed_reply(const bclient *c, const nt_control *msg) {
     return nt_admission_owed(c, &msg->u.admission_answer);
   }
   if (msg->type == NT_CONTROL_CHECK_REPORT) {
-    return check_of_report(c->broker, c, msg->u.check_report.nonce) != NULL;
+    return check_of_report(c->broker, c, msg->u.check_report.nonce) != NULL ||
+           nt_xintro_report_owed(c, msg->u.check_report.nonce);
   }
   return 0;
 }
@@ -698,6 +721,12 @@ static int handle_control(const uint8_t *body, size_t len, void *ud) {
   if (!(!malformed && owed_reply(c, &msg)) &&
       !nt_rate_take(&c->ctl_rate, BROKER_CTL_RATE, BROKER_CTL_BURST,
                     nt_monotonic_ns())) {
+    if (!malformed && msg.type == NT_CONTROL_CONNECT_REQUEST && c->checked_in &&
+        nt_name_valid(msg.u.connect_request.peer)) {
+      nt_broker_note_intro(c->broker, c, c->name, NULL,
+                           msg.u.connect_request.peer, NT_INTRO_RATE_LIMITED,
+                           msg.u.connect_request.check, NULL);
+    }
     reject(c, NT_CODE_BAD_REQUEST,
            "too many control messages (limit " STR(
                BROKER_CTL_RATE) " per second)");
@@ -888,6 +917,7 @@ void nt_bclient_free(natter_broker *b, bclient *c) {
   nt_registry_cancel(c->binding.req);
   free(c->binding.held);
   nt_admission_forget(b, c);
+  nt_xintro_forget(c);
   for (size_t i = 0; i < BROKER_MAX_CHECKS; i++) {
     if (b->checks[i].requester == c || b->checks[i].peer == c) {
       b->checks[i].requester = b->checks[i].peer = NULL;
@@ -980,6 +1010,14 @@ static void remember(bclient *c, const char *name) {
   snprintf(c->introduced[0], sizeof(c->introduced[0]), "%s", name);
 }
 
+void nt_bclient_remember(bclient *c, const char *name) {
+  remember(c, name);
+}
+
+int nt_bclient_was_introduced(const bclient *c, const char *name) {
+  return was_introduced(c, name);
+}
+
 static void note_introduced(bclient *a, bclient *b) {
   remember(a, b->name);
   remember(b, a->name);
@@ -1000,6 +1038,14 @@ static void reintroduce(bclient *a, bclient *b) {
 static void handle_refresh_request(bclient *c, const nt_connect_request *r) {
   natter_broker *b = c->broker;
   bclient *peer = nt_name_valid(r->peer) ? find_client(b, r->peer) : NULL;
+  if (!peer && nt_name_valid(r->peer) && was_introduced(c, r->peer) &&
+      b->xintro) {
+    nt_info(&b->log, "introducing %s to %s again (%s hears nothing; at "
+                     "another broker)",
+            c->name, r->peer, c->name);
+    nt_xintro_refresh(c, r->peer);
+    return;
+  }
   if (!peer || !was_introduced(c, peer->name)) {
     send_connect_result(c, r->request_id, NT_CODE_PEER_UNKNOWN,
                         "no client with that name was introduced to you");
@@ -1043,6 +1089,11 @@ static void note_check_in(bclient *c, bclient *old, const nt_check_in *in) {
   }
   for (size_t i = 0; i < c->nintroduced; i++) {
     bclient *peer = find_client(b, c->introduced[i]);
+    if (!peer && restarted) {
+      nt_xintro_restarted(c, c->introduced[i]); /* at another broker? */
+    } else if (!peer && moved) {
+      nt_xintro_refresh(c, c->introduced[i]);
+    }
     if (!peer || peer == c || peer->dead) {
       continue;
     }
@@ -1077,6 +1128,8 @@ static void client_moved(nt_conn *conn, void *ud) {
     bclient *peer = find_client(b, c->introduced[i]);
     if (peer && peer != c && !peer->dead) {
       reintroduce(c, peer);
+    } else if (!peer) {
+      nt_xintro_refresh(c, c->introduced[i]); /* at another broker? */
     }
   }
 }

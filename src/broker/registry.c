@@ -23,7 +23,8 @@ typedef enum {
   OP_RELEASE,
   OP_FLUSH,
   OP_EXPIRE,
-  OP_LIST
+  OP_LIST,
+  OP_COUNT /* internal: the count behind nt_registry_names */
 } op_kind;
 
 struct nt_registry_request {
@@ -65,6 +66,12 @@ struct nt_registry {
   nt_registry_request *inflight;
   nt_registry_seen *sent;
   size_t nsent;
+  /* nt_registry_names: the count, whether one came, when the last count
+   * request was queued, and the one queued now (NULL: none). */
+  size_t names;
+  int names_known;
+  uint64_t names_asked_ms;
+  nt_registry_request *counting;
 };
 
 static int check_name(const char *name, char *err, size_t errlen) {
@@ -231,6 +238,36 @@ static void unlink_request(nt_registry_request *req) {
   if (reg->auto_flush == req) {
     reg->auto_flush = NULL;
   }
+  if (reg->counting == req) {
+    reg->counting = NULL;
+  }
+}
+
+/* What a request that succeeded does to the count of names: requests
+ * run in queue order, so a change after the count's request adds to
+ * what it found. */
+static void count_names(nt_registry *reg, const nt_registry_request *req,
+                        const nt_registry_result *res) {
+  if (res->rv != 0) {
+    return;
+  }
+  switch (req->kind) {
+  case OP_COUNT:
+    reg->names = res->count;
+    reg->names_known = 1;
+    break;
+  case OP_BIND:
+    reg->names += res->created != 0;
+    break;
+  case OP_RELEASE:
+    reg->names -= reg->names > 0;
+    break;
+  case OP_EXPIRE:
+    reg->names -= res->removed < reg->names ? res->removed : reg->names;
+    break;
+  default:
+    break;
+  }
 }
 
 void nt_registry_cancel(nt_registry_request *req) {
@@ -345,6 +382,8 @@ static int run_request(nt_registry *reg, const nt_registry_request *req,
     list_ctx ctx = {reg, req->list_fn, req->list_user_data};
     return reg->ops->list(reg->impl, list_one, &ctx, err, errlen);
   }
+  case OP_COUNT:
+    return reg->ops->count(reg->impl, &res->count, err, errlen);
   }
   return NATTER_ERR_INVALID;
 }
@@ -397,6 +436,7 @@ static void async_done(nt_registry_result *res, void *arg) {
     } else if (req->kind == OP_LOOKUP && res->rv == 0) {
       apply_pending(reg, &res->entry);
     }
+    count_names(reg, req, res);
     unlink_request(req);
     if (res->rv == 0) {
       res->err = "";
@@ -447,6 +487,9 @@ static int async_start(nt_registry *reg, nt_registry_request *req, char *err,
     call.kind = NT_REGISTRY_CALL_LIST;
     call.list_fn = async_list_one;
     call.list_user_data = reg;
+    break;
+  case OP_COUNT:
+    call.kind = NT_REGISTRY_CALL_COUNT;
     break;
   }
   if (rv == 0) {
@@ -517,6 +560,7 @@ static void run_cb(evutil_socket_t fd, short what, void *arg) {
       }
       res.rv = NATTER_ERR_REGISTRY; /* err says the lock is held */
     }
+    count_names(reg, req, &res);
     /* Out of the queue before the callback: from here it owns the
      * moment, and may queue or cancel others. */
     unlink_request(req);
@@ -573,6 +617,24 @@ int nt_registry_open(nt_registry **preg, struct event_base *base,
   }
   *preg = reg;
   return 0;
+}
+
+int nt_registry_names(nt_registry *reg, size_t *n) {
+  uint64_t now = monotonic_ms();
+  nt_registry_request *req;
+
+  if (reg->counting == NULL &&
+      (reg->ops->async != NULL || reg->ops->count != NULL) &&
+      (reg->names_asked_ms == 0 ||
+       now - reg->names_asked_ms >= NT_REGISTRY_COUNT_REFRESH_S * 1000ull) &&
+      queue_request(reg, OP_COUNT, NULL, NULL, NULL, NULL, &req, NULL, 0) ==
+          0) {
+    /* Out of memory or a full queue: asked again at the next call. */
+    reg->counting = req;
+    reg->names_asked_ms = now ? now : 1;
+  }
+  *n = reg->names;
+  return reg->names_known ? 0 : -1;
 }
 
 void nt_registry_close(nt_registry *reg) {

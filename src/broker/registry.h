@@ -120,6 +120,7 @@ typedef struct nt_registry_result {
                      from another key */
   int created;    /* bind: the name was not bound before */
   size_t removed; /* expire: how many names went */
+  size_t count;   /* the internal count of names (nt_registry_names) */
 } nt_registry_result;
 
 typedef void (*nt_registry_done_fn)(const nt_registry_result *result,
@@ -178,6 +179,9 @@ typedef struct nt_registry_ops {
               size_t errlen);
   /* A networked backend sets this and none of the functions above. */
   const struct nt_registry_async_ops *async;
+  /* How many names are bound, from storage (another process may have
+   * changed it). */
+  int (*count)(void *impl, size_t *n, char *err, size_t errlen);
 } nt_registry_ops;
 
 /* ---- asynchronous backends (PostgreSQL) ----
@@ -194,7 +198,8 @@ typedef enum {
   NT_REGISTRY_CALL_RELEASE,
   NT_REGISTRY_CALL_FLUSH,  /* writes |touches| */
   NT_REGISTRY_CALL_EXPIRE, /* writes |touches|, then expires */
-  NT_REGISTRY_CALL_LIST
+  NT_REGISTRY_CALL_LIST,
+  NT_REGISTRY_CALL_COUNT /* result->count: how many names are bound */
 } nt_registry_call_kind;
 
 typedef struct nt_registry_call {
@@ -386,5 +391,19 @@ int nt_registry_touch(nt_registry *reg, const char *name, int64_t now,
 
 /* Number of touches recorded and not written yet. */
 size_t nt_registry_pending(const nt_registry *reg);
+
+/* How many names are bound, without a query per call (the dashboard asks
+ * on every poll): a count kept here, set by one count request (SELECT
+ * count(*), or the memory backend's table) that the first call queues
+ * (the broker calls it right after opening, before any bind), and moved
+ * by this registry's own binds of new names, releases and expiries,
+ * which run in queue order after it. Another process changes the store too (a
+ * broker sharing a PostgreSQL database; an operator's -release on the
+ * SQLite file), so a call finding the count older than
+ * NT_REGISTRY_COUNT_REFRESH_S queues one more count request, at most one
+ * at a time; the answer comes with a later call. Returns 0 and sets *n,
+ * or -1 while no count has come yet (or every one failed). */
+#define NT_REGISTRY_COUNT_REFRESH_S 60
+int nt_registry_names(nt_registry *reg, size_t *n);
 
 #endif

@@ -176,6 +176,14 @@ static int mem_list(void *impl, nt_registry_list_fn fn, void *user_data,
   return 0;
 }
 
+static int mem_count(void *impl, size_t *n, char *err, size_t errlen) {
+  registry_memory *m = impl;
+  (void)err;
+  (void)errlen;
+  *n = nt_hashmap_count(&m->names);
+  return 0;
+}
+
 const nt_registry_ops nt_registry_memory_ops = {
-    "memory",       mem_open,    mem_close,  mem_lookup, mem_insert,
-    mem_touch_many, mem_release, mem_expire, mem_list,   NULL};
+    "memory",    mem_open,   mem_close, mem_lookup, mem_insert, mem_touch_many,
+    mem_release, mem_expire, mem_list,  NULL,       mem_count};

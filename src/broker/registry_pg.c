@@ -85,6 +85,7 @@ enum {
   S_LIST,
   S_HEARTBEAT,
   S_LEAVE,
+  S_NAMES,
   S_COUNT
 };
 
@@ -140,6 +141,8 @@ static const struct {
      "SELECT inserted FROM hb"},
     /* A broker that stops takes its presence with it. */
     {"natter_leave", 1, "DELETE FROM brokers WHERE broker_id = $1"},
+    /* The dashboard's count of names (at most once a minute). */
+    {"natter_names", 0, "SELECT count(*) FROM names"},
 };
 
 typedef enum {
@@ -631,6 +634,9 @@ static void call_step(registry_pg *pg) {
   case NT_REGISTRY_CALL_LIST:
     send_stmt(pg, S_LIST, NULL);
     return;
+  case NT_REGISTRY_CALL_COUNT:
+    send_stmt(pg, S_NAMES, NULL);
+    return;
   }
 }
 
@@ -789,6 +795,15 @@ static void call_result(registry_pg *pg, PGresult *r) {
       }
     }
     call_finish(pg, 0);
+    return;
+  case S_NAMES:
+    if (PQntuples(r) == 1) {
+      c->res.count = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+      call_finish(pg, 0);
+    } else {
+      nt_textfile_set_err(c->err, sizeof(c->err), "registry: no count");
+      call_finish(pg, NATTER_ERR_REGISTRY);
+    }
     return;
   }
 }
@@ -1376,5 +1391,6 @@ static const nt_registry_async_ops pg_async = {
     pg_open,     pg_close,      pg_start,       pg_set_log,
     pg_describe, pg_set_broker, pg_presence_set};
 
-const nt_registry_ops nt_registry_pg_ops = {
-    "postgresql", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &pg_async};
+const nt_registry_ops nt_registry_pg_ops = {"postgresql", NULL,      NULL, NULL,
+                                            NULL,         NULL,      NULL, NULL,
+                                            NULL,         &pg_async, NULL};

@@ -546,6 +546,16 @@ static int sqlite_list(void *impl, nt_registry_list_fn fn, void *user_data,
   return rv;
 }
 
+/* From the file, not the count kept for the limit: an operator's
+ * -release from another process changes it too. */
+static int sqlite_count(void *impl, size_t *n, char *err, size_t errlen) {
+  registry_sqlite *r = impl;
+  int rv = refresh_count(r, err, errlen);
+
+  *n = r->count;
+  return rv;
+}
+
 const nt_registry_ops nt_registry_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -556,4 +566,5 @@ const nt_registry_ops nt_registry_sqlite_ops = {
     .release = sqlite_release,
     .expire = sqlite_expire,
     .list = sqlite_list,
+    .count = sqlite_count,
 };

@@ -20,6 +20,7 @@
 #include "natter.h"
 #include "codec/spec.h"
 #include "trust/tls.h"
+#include "quic/tcp_path.h"
 #include "quic/udpsock.h"
 
 #ifndef UDP_SEGMENT
@@ -80,6 +81,7 @@ typedef struct relay_side {
 struct relay_channel {
   relay_side side[2];
   int closed; /* a budget ran out: answer CLOSED, forward nothing */
+  uint64_t relayed; /* bytes forwarded, both ways (the dashboard) */
   TAILQ_ENTRY(relay_channel) link;
 };
 
@@ -118,6 +120,9 @@ struct nt_relay {
   uint8_t *rxbuf; /* NT_UDP_RECV_BATCH * NT_UDP_RECV_BUFSIZE */
   relay_out out[RELAY_OUT_MAX];
   size_t nout;
+  /* TCP fallback connections to the relay (tcp_path.h) by the key of
+   * their pseudo address: what goes there goes over TCP. */
+  nt_hashmap tcp;
 };
 
 /* Whether a limit of |kind| may be logged now; *suppressed: the lines
@@ -176,6 +181,30 @@ static void relay_send_queued(nt_relay *r) {
   int sourced[RELAY_OUT_MAX];      /* msgs[k] names its source address */
   size_t nmsgs = 0;
 
+  if (nt_hashmap_count(&r->tcp)) {
+    /* Datagrams for a TCP fallback connection go there (a copy each);
+     * the rest keep their order for the socket. */
+    size_t kept = 0;
+    for (size_t i = 0; i < r->nout; i++) {
+      uint8_t key[NT_TCP_LINK_KEY_LEN];
+      nt_tcp_link *link =
+          nt_tcp_link_key_of((const struct sockaddr *)&r->out[i].to.ss,
+                             key) == 0
+              ? nt_hashmap_get(&r->tcp, key, sizeof(key))
+              : NULL;
+      if (!link) {
+        r->out[kept] = r->out[i];
+        if (r->out[kept].data == r->out[i].signal) {
+          r->out[kept].data = r->out[kept].signal;
+        }
+        kept++;
+      } else if (nt_tcp_link_send(link, r->out[i].data, r->out[i].len, 0) ==
+                 0) {
+        r->st.tx += r->out[i].len;
+      }
+    }
+    r->nout = kept;
+  }
   for (size_t i = 0; i < r->nout;) {
     const relay_out *o = &r->out[i];
     size_t j = i + 1, bytes = o->len;
@@ -389,6 +418,7 @@ static void relay_datagram(nt_relay *r, uint8_t *data, size_t len,
   }
   queue_to(r, data, len, other);
   r->st.relayed += payload;
+  ch->relayed += payload;
 }
 
 typedef struct read_ctx {
@@ -624,6 +654,7 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
     return NATTER_ERR_INVALID;
   }
   nt_hashmap_init(&r->tokens, seed);
+  nt_hashmap_init(&r->tcp, seed);
   nt_relay_budget_init(&r->budget, cfg->rate, cfg->total,
                        (uint64_t)NT_RELAY_WINDOW_S * 1000000000ull,
                        seed + NT_HASHMAP_SEED_LEN);
@@ -697,6 +728,7 @@ void nt_relay_free(nt_relay *r) {
   }
   nt_relay_budget_clear(&r->budget); /* accounts kept for their totals */
   nt_hashmap_clear(&r->tokens);
+  nt_hashmap_clear(&r->tcp); /* the links are the TCP listener's */
   if (r->read_ev) {
     event_free(r->read_ev);
   }
@@ -722,6 +754,14 @@ void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {
   }
 }
 
+int nt_relay_channel_use(const nt_relay *r, const uint8_t *token,
+                         uint64_t *relayed) {
+  const relay_side *s =
+      r ? nt_hashmap_get(&r->tokens, token, NT_RELAY_TOKEN_LEN) : NULL;
+  *relayed = s ? s->ch->relayed : 0;
+  return s != NULL;
+}
+
 int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,
                        uint64_t *used, unsigned *channels, uint64_t *rate,
                        uint64_t *total) {
@@ -745,4 +785,27 @@ int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,
     }
   }
   return 0;
+}
+
+/* ---- TCP fallback connections (relay.h) ---- */
+
+int nt_relay_tcp_add(nt_relay *r, nt_tcp_link *link) {
+  return nt_hashmap_put(&r->tcp, nt_tcp_link_key(link), NT_TCP_LINK_KEY_LEN,
+                        link);
+}
+
+void nt_relay_tcp_remove(nt_relay *r, nt_tcp_link *link) {
+  const uint8_t *key = nt_tcp_link_key(link);
+  if (r && nt_hashmap_get(&r->tcp, key, NT_TCP_LINK_KEY_LEN) == link) {
+    nt_hashmap_remove(&r->tcp, key, NT_TCP_LINK_KEY_LEN);
+  }
+}
+
+void nt_relay_tcp_input(nt_relay *r, nt_tcp_link *link, uint8_t *data,
+                        size_t len) {
+  const nt_addr *from = nt_tcp_link_pseudo(link);
+  nt_addr none = {0};
+  /* Sent at once: |data| is the link's buffer, valid during this call. */
+  nt_relay_input(r, data, len, (const struct sockaddr *)&from->ss, from->len,
+                 &none, nt_monotonic_ns());
 }

@@ -114,6 +114,12 @@ void nt_relay_sweep(nt_relay *relay, uint64_t now);
 
 void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 
+/* The channel that |token| (either side's) names: 1 while it is open,
+ * with the bytes it forwarded so far in *relayed; 0 once it is gone
+ * (closed, idle, or never opened). NULL |relay|: 0. */
+int nt_relay_channel_use(const nt_relay *relay, const uint8_t *token,
+                         uint64_t *relayed);
+
 /* What the key of fingerprint |fp| spends now (the dashboard): bytes in
  * its current window of |now| (0 once the window is over) and the
  * channels it asked for that are open. Returns 0 (key without an
@@ -121,5 +127,17 @@ void nt_relay_get_stats(const nt_relay *relay, nt_relay_stats *st);
 int nt_relay_key_usage(const nt_relay *relay, const uint8_t *fp, uint64_t now,
                        uint64_t *used, unsigned *channels, uint64_t *rate,
                        uint64_t *total);
+
+/* TCP fallback connections to the relay (quic/tcp_path.h): while |link|
+ * is added, what the relay sends to its pseudo address goes over it; the
+ * owner hands each datagram it reads to nt_relay_tcp_input, which handles
+ * it as one from that address and sends what it forwards at once. The
+ * link stays its owner's: remove it before freeing it (NULL |relay|:
+ * remove is a no-op). */
+struct nt_tcp_link;
+int nt_relay_tcp_add(nt_relay *relay, struct nt_tcp_link *link);
+void nt_relay_tcp_remove(nt_relay *relay, struct nt_tcp_link *link);
+void nt_relay_tcp_input(nt_relay *relay, struct nt_tcp_link *link,
+                        uint8_t *data, size_t len);
 
 #endif

@@ -10,6 +10,7 @@
 #include "codec/control.h"
 #include "codec/mapping.h"
 #include "codec/portmap.h"
+#include "client/tcp_fallback.h"
 #include "trust/known_brokers.h"
 #include "trust/token.h"
 
@@ -342,8 +343,17 @@ static void start_mapping_check(natter_client *c) {
     start_check(c); /* no mapping to wait for */
     return;
   }
-  c->mapping_tries = 0;
   c->mapping_pending = 1;
+  if (nt_tcp_fallback_active(c)) {
+    /* Over TCP the broker saw our TCP address: nothing to compare a UDP
+     * mapping with. Settled as unknown, from the loop, as when no answer
+     * comes (the requests and a check wait until then). */
+    static const struct timeval now = {0, 0};
+    c->mapping_tries = 3; /* every try used: gives up at once */
+    event_add(c->mapping_ev, &now);
+    return;
+  }
+  c->mapping_tries = 0;
   nt_broker_session_mapping_cb(-1, 0, c);
 }
 
@@ -356,6 +366,9 @@ int nt_broker_session_mapping_reply(natter_client *c, const uint8_t *data,
 
   if (!nt_mapping_decode_reply(data, len, nonce, &seen)) {
     return 0;
+  }
+  if (nt_tcp_fallback_probe_reply(c, nonce)) {
+    return 1;
   }
   if (memcmp(nonce, c->mapping_nonce, sizeof(nonce)) != 0 ||
       !event_pending(c->mapping_ev, EV_TIMEOUT, NULL)) {
@@ -502,6 +515,7 @@ static void handle_introduction(natter_client *c, const nt_introduction *in,
     /* The relay listens on the broker's own address. */
     intro.relay = c->broker_addr;
     nt_addr_set_port((struct sockaddr *)&intro.relay.ss, intro.relay_port);
+    nt_tcp_fallback_on_relay(c, &intro.relay);
   }
   if (!intro.refresh && intro.request_id) {
     nt_check_run_on_introduction(c->check, intro.name, intro.nonce);
@@ -708,8 +722,8 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
 
 static void broker_established(nt_conn *conn, void *ud) {
   natter_client *c = ud;
-  int rv = check_known_broker(c, conn);
-  if (rv != 0) {
+  nt_tcp_fallback_on_established(c);
+  if (check_known_broker(c, conn) != 0) {
     nt_conn_close(conn, 0, "broker key mismatch");
     return;
   }
@@ -807,6 +821,15 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   if (c->fatal) {
     return;
   }
+  int tcp = nt_tcp_fallback_on_closed(c);
+  if (tcp == 1) {
+    nt_broker_session_connect(c); /* again, over TCP */
+    return;
+  }
+  if (tcp == 2 && !c->ever_checked_in) {
+    schedule_reconnect(c); /* the TCP connection may still come up */
+    return;
+  }
   nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
   if (refused) {
     /* Said by refuse_broker. */
@@ -869,11 +892,17 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
       return;
     }
     if (unreachable) {
+      unsigned tcp_port = nt_tcp_fallback_port(c);
+      char also[80] = "";
+      if (tcp_port) {
+        snprintf(also, sizeof(also),
+                 " (or that the broker listens on TCP port %u)", tcp_port);
+      }
       nt_client_fatal(
           c, NATTER_ERR_BROKER,
           "cannot reach broker %s (no answer in %u s): check the address "
-          "and that UDP is allowed",
-          broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000);
+          "and that UDP is allowed%s",
+          broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000, also);
     } else {
       nt_client_fatal(
           c, NATTER_ERR_BROKER,
@@ -966,6 +995,7 @@ void nt_broker_session_connect(natter_client *c) {
    * since a lost PING is resent after one probe timeout (well under a
    * second), and halves what 10,000 idle clients cost it. */
   nt_conn_set_keepalive(c->broker_conn, BROKER_KEEPALIVE_MS);
+  nt_tcp_fallback_on_connect(c);
 }
 
 void nt_broker_session_reconnect_cb(evutil_socket_t fd, short what, void *arg) {

@@ -27,6 +27,7 @@ struct nt_check_run {
   int error;
   char message[1200];
   int connected, relayed;
+  int over_tcp; /* relayed, the relay reached over TCP (the fallback) */
   uint64_t rtt_us;
   char address[NT_ADDR_STRLEN];
 };
@@ -49,6 +50,7 @@ static int check_ready(nt_peer_waiter *w, nt_conn *conn) {
   nt_conn_get_path_stats(conn, &ps);
   run->connected = 1;
   run->relayed = nt_conn_is_relayed(conn);
+  run->over_tcp = run->relayed && nt_conn_over_tcp(conn);
   run->rtt_us = ps.rtt_us;
   nt_addr_str(nt_conn_remote_addr(conn), run->address);
   outcome(run);
@@ -143,6 +145,7 @@ static void finish(nt_check_run *run) {
   res.message = run->connected ? "" : run->message;
   res.connected = run->connected;
   res.relayed = run->relayed;
+  res.over_tcp = run->over_tcp;
   res.rtt_us = run->rtt_us;
   res.address = run->connected ? run->address : "";
   res.predicted = run->connected && !run->relayed && vc.found &&

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client/broker_session.h"
+#include "client/tcp_fallback.h"
 #include "client/client_internal.h"
 #include "client/client_status.h"
 #include "base/escape.h"
@@ -595,6 +596,9 @@ int natter_client_new_versioned(natter_client **pclient,
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
+  if ((rv = nt_tcp_fallback_new(c, cfg->broker_tcp_port)) != 0) {
+    goto fail;
+  }
   nt_info(&c->log, "%s: key %s, UDP port %u", c->name, c->fingerprint_hex,
           nt_endpoint_port(c->ep));
   if ((rv = start_parts(c)) != 0) {
@@ -771,6 +775,7 @@ void natter_client_free(natter_client *c) {
   if (c->portmap_wait_ev) {
     event_free(c->portmap_wait_ev);
   }
+  nt_tcp_fallback_free(c); /* its links leave the endpoint */
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
   if (c->broker_lost_ev) {

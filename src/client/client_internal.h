@@ -104,6 +104,8 @@ struct natter_client {
   int network_key_learnt; /* no known-brokers file: learnt this run */
   struct event *broker_lost_ev; /* silent: is it NT_BROKER_LOST_MS yet? */
   uint8_t network_key[NT_FINGERPRINT_LEN];
+  /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
+  struct nt_tcp_fallback *tcpfb;
 };
 
 /* Reports a client event of |type| (one log line and the user's

@@ -16,6 +16,7 @@
 #include "status/h3.h"
 #include "status/metrics.h"
 #include "status/snapshot.h"
+#include "client/tcp_fallback.h"
 #include "status/status_render.h"
 
 void nt_client_count_event(natter_client *c, natter_event_type type, int error,
@@ -142,6 +143,7 @@ static void show_peer(const nt_peer_view *v, void *ud) {
   info.fingerprint = hex;
   info.state = v->state;
   info.path = !v->conn ? "" : nt_conn_is_relayed(v->conn) ? "relay" : "direct";
+  info.over_tcp = v->conn && nt_conn_over_tcp(v->conn);
   info.predicted = v->predicted;
   info.address = addr;
   info.mapping = nt_mapping_to_public(v->mapping);
@@ -224,6 +226,7 @@ static void take_snapshot(const natter_client *c, nt_client_snapshot *s) {
     _Static_assert(sizeof(s->broker) >= NT_ADDR_STRLEN, "an address fits");
     nt_addr_str((const struct sockaddr *)&c->broker_addr.ss, s->broker);
   }
+  s->broker_over_tcp = nt_tcp_fallback_active(c);
   natter_client_foreach_peer(c, keep_peer, s);
   natter_client_foreach_forward(c, keep_forward, s);
 }

@@ -17,6 +17,7 @@ _Static_assert(NT_RETRY_SCID_LEN == NT_SCID_LEN,
 #include <unistd.h>
 
 #include "natter.h"
+#include "quic/tcp_path.h"
 #include "quic/udpsock.h"
 
 #ifndef UDP_SEGMENT
@@ -37,6 +38,7 @@ uint64_t nt_monotonic_ns(void) {
 }
 
 static void aux_adopt(nt_aux_sock *aux, nt_conn *conn);
+static void flush_dirty(nt_endpoint *ep);
 
 static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid, size_t cidlen) {
   nt_cid_entry *e = nt_hashmap_get(&ep->cids, cid, cidlen);
@@ -118,6 +120,20 @@ static void mark_dirty(nt_endpoint *ep, nt_conn *conn) {
 static int send_one(nt_endpoint *ep, int fd, const uint8_t *buf, size_t len,
                     size_t segsize, const struct sockaddr *to,
                     const nt_addr *src) {
+  if (nt_hashmap_count(&ep->tcp)) {
+    /* A TCP path stands for this address (the TCP fallback). */
+    uint8_t key[NT_TCP_LINK_KEY_LEN];
+    nt_tcp_link *link = nt_tcp_link_key_of(to, key) == 0
+                            ? nt_hashmap_get(&ep->tcp, key, sizeof(key))
+                            : NULL;
+    if (link) {
+      if (nt_tcp_link_send(link, buf, len, segsize) != 0) {
+        return -ENOBUFS;
+      }
+      ep->tx_bytes += len;
+      return 0;
+    }
+  }
   int rv = nt_udp_send(fd, ep->family, ep->v6only, buf, len, segsize, to, src);
   if (rv == 0) {
     ep->tx_bytes += len;
@@ -543,10 +559,14 @@ static void read_socket(nt_endpoint *ep, nt_aux_sock *aux, int fd) {
     }
     packets += nt_udp_recv_batch(fd, ep->rxbuf, read_one, &rc, &full);
   }
-  /* Answer everything that batch made due (ACKs, stream data) at once,
-   * on the connections it touched. A flush runs owner callbacks that may
-   * close connections; a closed one is only freed from the loop, and
-   * leaves this list when it is, so take the head afresh each time. */
+  flush_dirty(ep);
+}
+
+/* Answers everything a batch made due (ACKs, stream data) at once, on the
+ * connections it touched. A flush runs owner callbacks that may close
+ * connections; a closed one is only freed from the loop, and leaves this
+ * list when it is, so take the head afresh each time. */
+static void flush_dirty(nt_endpoint *ep) {
   nt_conn *c;
   while ((c = TAILQ_FIRST(&ep->dirty)) != NULL) {
     TAILQ_REMOVE(&ep->dirty, c, dirty_link);
@@ -745,10 +765,12 @@ int nt_endpoint_new(nt_endpoint **pep, struct event_base *base,
   if (nt_random_bytes(seed, sizeof(seed)) != 0) {
     snprintf(err, errlen, "cannot get random bytes for the endpoint");
     nt_hashmap_init(&ep->cids, seed); /* so that free finds it empty */
+    nt_hashmap_init(&ep->tcp, seed);
     rv = NATTER_ERR_INVALID;
     goto fail;
   }
   nt_hashmap_init(&ep->cids, seed);
+  nt_hashmap_init(&ep->tcp, seed);
   if (cfg->identity) {
     memcpy(ep->reset_secret, nt_identity_reset_secret(cfg->identity),
            sizeof(ep->reset_secret));
@@ -833,6 +855,7 @@ void nt_endpoint_free(nt_endpoint *ep) {
     nt_conn_destroy(LIST_FIRST(&ep->conns));
   }
   nt_hashmap_clear(&ep->cids);
+  nt_hashmap_clear(&ep->tcp); /* the links are their owners' */
   nt_aux_sock *a;
   LIST_FOREACH(a, &ep->aux, link) {
     a->dead = 1;
@@ -942,4 +965,40 @@ int nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
   nt_conn_flush(conn);
   *pconn = conn;
   return 0;
+}
+
+/* ---- TCP paths (the TCP fallback) ---- */
+
+int nt_endpoint_tcp_add(nt_endpoint *ep, nt_tcp_link *link) {
+  return nt_hashmap_put(&ep->tcp, nt_tcp_link_key(link), NT_TCP_LINK_KEY_LEN,
+                        link);
+}
+
+void nt_endpoint_tcp_remove(nt_endpoint *ep, nt_tcp_link *link) {
+  const uint8_t *key = nt_tcp_link_key(link);
+  if (nt_hashmap_get(&ep->tcp, key, NT_TCP_LINK_KEY_LEN) == link) {
+    nt_hashmap_remove(&ep->tcp, key, NT_TCP_LINK_KEY_LEN);
+  }
+}
+
+int nt_endpoint_tcp_has(const nt_endpoint *ep, const struct sockaddr *addr) {
+  uint8_t key[NT_TCP_LINK_KEY_LEN];
+  return nt_hashmap_count(&ep->tcp) && nt_tcp_link_key_of(addr, key) == 0 &&
+         nt_hashmap_get(&ep->tcp, key, sizeof(key)) != NULL;
+}
+
+void nt_endpoint_tcp_input(nt_endpoint *ep, nt_tcp_link *link, uint8_t *data,
+                           size_t len) {
+  const nt_addr *from = nt_tcp_link_pseudo(link);
+  handle_datagram(ep, NULL, data, len, (const struct sockaddr *)&from->ss,
+                  from->len, NULL);
+}
+
+void nt_endpoint_tcp_flush(nt_endpoint *ep) {
+  flush_dirty(ep);
+}
+
+int nt_conn_over_tcp(const nt_conn *conn) {
+  return nt_endpoint_tcp_has(conn->ep,
+                             (const struct sockaddr *)&conn->remote.ss);
 }

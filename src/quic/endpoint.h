@@ -359,4 +359,22 @@ void nt_stream_reset(nt_stream *stream, uint64_t app_code);
 /* Returns |n| received bytes' worth of flow-control credit to the peer. */
 void nt_stream_consume(nt_stream *stream, size_t n);
 
+/* ---- TCP paths (the TCP fallback, tcp_path.h) ----
+ *
+ * While |link| is added, every packet the endpoint sends to its pseudo
+ * address goes over it instead of the UDP socket; the owner hands each
+ * datagram the link reads to nt_endpoint_tcp_input (as if it came from
+ * that address over UDP) and calls nt_endpoint_tcp_flush after a read.
+ * The link stays its owner's: remove it before freeing it. */
+struct nt_tcp_link;
+int nt_endpoint_tcp_add(nt_endpoint *ep, struct nt_tcp_link *link);
+void nt_endpoint_tcp_remove(nt_endpoint *ep, struct nt_tcp_link *link);
+/* 1 when packets to |addr| go over a TCP path now. */
+int nt_endpoint_tcp_has(const nt_endpoint *ep, const struct sockaddr *addr);
+void nt_endpoint_tcp_input(nt_endpoint *ep, struct nt_tcp_link *link,
+                           uint8_t *data, size_t len);
+void nt_endpoint_tcp_flush(nt_endpoint *ep);
+/* 1 when |conn|'s packets go over a TCP path now. */
+int nt_conn_over_tcp(const nt_conn *conn);
+
 #endif

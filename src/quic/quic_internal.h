@@ -121,6 +121,9 @@ struct nt_endpoint {
    * (nt_endpoint_sendto). NULL otherwise. */
   const struct sockaddr *reply_to;
   const nt_addr *reply_src;
+  /* TCP paths (tcp_path.h) by the key of their pseudo address: packets
+   * to that address go over the TCP connection. */
+  nt_hashmap tcp;
   /* Stateless resets (RFC 9000 §10.3): the secret every token is derived
    * from (the identity's, so a restarted process sends the tokens its
    * predecessor announced), and the budget that keeps them rare. */

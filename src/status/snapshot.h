@@ -34,6 +34,7 @@ typedef struct nt_client_snapshot {
   /* The broker checked in at ("HOST:PORT"; of several, the one in use),
    * "" while not checked in. */
   char broker[64];
+  int broker_over_tcp; /* the broker is reached over TCP (the fallback) */
 } nt_client_snapshot;
 
 typedef struct nt_broker_snapshot {

@@ -339,6 +339,7 @@ static void broker_client_json(const natter_broker_client_info *ci,
   json_kv_str(w->out, &first, "nat_mapping",
               natter_nat_mapping_name(ci->mapping));
   json_kv_bool(w->out, &first, "listening", ci->listening);
+  json_kv_bool(w->out, &first, "over_tcp", ci->over_tcp);
   json_kv_time(w->out, &first, "connected_since", ci->connected_unix_ms);
   json_kv_time(w->out, &first, "last_seen", ci->last_seen_unix_ms);
   json_kv_u64(w->out, &first, "bytes_received", ci->bytes_received);
@@ -395,6 +396,7 @@ static void peer_json(const natter_peer_info *p, json_walk *w) {
   json_kv_str(w->out, &first, "state", p->state);
   json_kv_str(w->out, &first, "path", p->path);
   json_kv_bool(w->out, &first, "predicted", p->predicted);
+  json_kv_bool(w->out, &first, "over_tcp", p->over_tcp);
   json_kv_str(w->out, &first, "address", p->address);
   json_kv_str(w->out, &first, "nat_mapping",
               natter_nat_mapping_name(p->mapping));
@@ -454,6 +456,7 @@ void nt_render_client_json(struct evbuffer *out, const nt_client_snapshot *s,
     json_kv_str(out, &first, "fingerprint", s->fingerprint);
     json_kv_bool(out, &first, "checked_in", st->checked_in);
     json_kv_str(out, &first, "broker", s->broker);
+    json_kv_bool(out, &first, "broker_over_tcp", s->broker_over_tcp);
     json_kv_str(out, &first, "public_address", st->public_address);
     json_kv_str(out, &first, "nat_mapping",
                 natter_nat_mapping_name(st->mapping));
@@ -519,7 +522,8 @@ typedef struct text_walk {
 
 static void broker_client_row(const natter_broker_client_info *ci,
                               text_walk *w) {
-  char since[40], seen[24], in[16], outb[16];
+  char since[40], seen[24], in[16], outb[16], tcp_address[80];
+  snprintf(tcp_address, sizeof(tcp_address), "%s/tcp", ci->address);
   natter_log_timestamp(since, sizeof(since), ci->connected_unix_ms);
   duration(seen, sizeof(seen),
            w->now_ms > ci->last_seen_unix_ms ? w->now_ms - ci->last_seen_unix_ms
@@ -529,7 +533,8 @@ static void broker_client_row(const natter_broker_client_info *ci,
   evbuffer_add_printf(w->out,
                       "%-16s %.16s  %-22s %-20s %-6s %-24s %6s ago %10s "
                       "%10s\n",
-                      ci->name, ci->fingerprint, ci->address,
+                      ci->name, ci->fingerprint,
+                      ci->over_tcp ? tcp_address : ci->address,
                       natter_nat_mapping_name(ci->mapping),
                       ci->listening ? "yes" : "no", since, seen, in, outb);
 }
@@ -584,7 +589,8 @@ static void client_peer_row(const natter_peer_info *p, text_walk *w) {
   evbuffer_add_printf(w->out,
                       "%-16s %-11s %-7s %-22s %-20s %9s %4llu %10s %10s "
                       "%7llu %-9s",
-                      p->name, p->state, p->path[0] ? p->path : "-",
+                      p->name, p->state,
+                      p->over_tcp ? "relay/tcp" : p->path[0] ? p->path : "-",
                       p->address[0] ? p->address : "-",
                       natter_nat_mapping_name(p->mapping), rtt,
                       (unsigned long long)p->pto_count, outb, in,
@@ -618,7 +624,10 @@ void nt_render_client_text(struct evbuffer *out, const nt_client_snapshot *s,
                       natter_version(), up, s->fingerprint);
   evbuffer_add_printf(out,
                       "%s, public address %s, NAT %s, UDP port %u%s%s%s%s\n",
-                      st->checked_in ? "checked in" : "not checked in",
+                      !st->checked_in     ? "not checked in"
+                      : s->broker_over_tcp ? "checked in over TCP (UDP to "
+                                             "the broker gets no answer)"
+                                           : "checked in",
                       st->public_address[0] ? st->public_address : "unknown",
                       natter_nat_mapping_name(st->mapping), st->local_port,
                       st->portmap[0] ? ", " : "", st->portmap,

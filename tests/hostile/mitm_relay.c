@@ -528,3 +528,31 @@ int nt_relay_key_usage(const nt_relay *r, const uint8_t *fp, uint64_t now,
   *channels = 0;
   return 0;
 }
+
+int nt_relay_channel_use(const nt_relay *r, const uint8_t *token,
+                         uint64_t *relayed) {
+  (void)r;
+  (void)token;
+  *relayed = 0;
+  return 0;
+}
+
+/* The TCP fallback (relay.h): this relay takes no TCP connections. */
+int nt_relay_tcp_add(nt_relay *r, struct nt_tcp_link *link) {
+  (void)r;
+  (void)link;
+  return -1;
+}
+
+void nt_relay_tcp_remove(nt_relay *r, struct nt_tcp_link *link) {
+  (void)r;
+  (void)link;
+}
+
+void nt_relay_tcp_input(nt_relay *r, struct nt_tcp_link *link, uint8_t *data,
+                        size_t len) {
+  (void)r;
+  (void)link;
+  (void)data;
+  (void)len;
+}

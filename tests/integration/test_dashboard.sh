@@ -4,7 +4,10 @@
 # Content-Security-Policy, nosniff, no caching), the Host check (a
 # rebound name gets 421) and /dashboard.json; headless Chromium loads the
 # page of the broker and of a client and the DOM must show the names, the
-# path of the pair, the forward and charts with data points; a screenshot
+# path of the pair, the forward and charts with data points, and on the
+# broker's the introductions (alice's to bob, eve's refused by bob's
+# rules, eve's for nobody) with the pair's relay channel and path, and
+# the registry's count of names; a screenshot
 # of each is saved in $WORK. Then the page's own files, served by a small
 # Python server, are fed a JSON whose strings are markup: no element may
 # come of them, and the text must appear literally. The script itself
@@ -39,9 +42,12 @@ expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 100K
 assert_output_contains '^2 ok$'
 # eve is no peer of bob's: her request is refused (a refusal to count).
 efwd=$(free_port)
-start_client eve "$efwd:bob:$echo_port"
+nfwd=$(free_port)
+start_client eve "$efwd:bob:$echo_port" "$nfwd:nobody:$echo_port"
 expect_exit_nonzero "$TCPCHECK" echo-check "$efwd" --conns 1 --bytes 1K
 wait_log broker "bob's peer rules do not admit eve"
+# ... and nobody is no client at all.
+expect_exit_nonzero "$TCPCHECK" echo-check "$nfwd" --conns 1 --bytes 1K
 
 # ---- headers, with curl -------------------------------------------------
 # headers PORT PATH TYPE: GET it, check the status line and the headers.
@@ -94,11 +100,27 @@ assert len(a["history"]) >= 2 and a["history"][-1][4] == 1, a["history"]
 assert sorted(c["name"] for c in b["status"]["client_list"]) == ["alice", "bob", "eve"], b
 assert b["history"][-1][4] == 3, b["history"]
 assert b["registry"]["backend"] == "sqlite", b["registry"]
+# The count the registry keeps: alice, bob and eve bound their names.
+assert b["registry"]["names"] >= 3, b["registry"]
 assert b["refusals"]["peer_rules"] >= 1 and b["refusals"]["broker_full"] == 0, b["refusals"]
 assert b["relay"]["enabled"] is True and b["relay"]["refused"] == 0, b["relay"]
 assert b["relay_caps"]["channels_per_key"] > 0 and b["relay_caps"]["total"] == 50000000, b["relay_caps"]
 fps = sorted(c["fingerprint"] for c in b["status"]["client_list"])
 assert sorted(u["fingerprint"] for u in b["relay_use"]) == fps, b["relay_use"]
+# The introductions, newest first: alice's to bob (a relay channel for
+# the pair, which carried nothing: alice's path is direct), eve's refused.
+il = b["introduction_log"]
+assert il["capacity"] == 64 and len(il["entries"]) >= 2, il
+ab = [e for e in il["entries"] if (e["requester"], e["listener"]) == ("alice", "bob")]
+assert ab and all(e["outcome"] == "introduced" for e in ab), il
+assert ab[-1]["relay"] == "open" and ab[-1]["path"] == "direct or predicted", ab
+eb = [e for e in il["entries"] if (e["requester"], e["listener"]) == ("eve", "bob")]
+assert eb and all(e["outcome"] == "refused" and e["path"] == "" and
+                  e["relay"] == "none" for e in eb), il
+assert any((e["requester"], e["listener"], e["outcome"]) ==
+           ("eve", "nobody", "unknown") for e in il["entries"]), il
+ts = [e["unix_ms"] for e in il["entries"]]
+assert ts == sorted(ts, reverse=True), ts
 PY
 
 command -v chromium >/dev/null || {
@@ -139,6 +161,13 @@ dom_has broker 'data-updates="[1-9]' 'update from dashboard.json'
 dom_has broker '<td data-name="alice"' 'row of alice'
 dom_has broker '<td data-name="bob"' 'row of bob'
 dom_has broker '<td data-limit="peer_rules">[^<]*</td><td[^>]*>[1-9]' 'refusal by peer rules'
+dom_has broker '<td data-requester="alice">alice</td><td data-listener="bob">bob</td><td data-outcome="introduced">introduced</td><td data-relay="open">open</td><td data-path="direct or predicted">' 'introduction of alice to bob, its relay channel and path'
+dom_has broker '<td data-requester="eve">eve</td><td data-listener="bob">bob</td><td data-outcome="refused">refused</td><td data-relay="none">none</td><td data-path="-">' "eve's refused request"
+dom_has broker '<td data-requester="eve">eve</td><td data-listener="nobody">nobody</td><td data-outcome="unknown">' "eve's request for nobody"
+dom_has broker '<p class="footnote" id="path-note">The broker does not see' 'footnote on the path'
+n=$(grep -Eo 'id="registry-names" data-names="[0-9]+"><div class="label">names bound</div><div class="value">[0-9]+<' "$WORK/broker.html" |
+  grep -Eo '[0-9]+<$' | tr -d '<')
+((${n:-0} >= 3)) || fail "broker's page: ${n:-no} names bound, want 3 or more"
 n=$(points broker count)
 ((${n:-0} >= 2)) || fail "broker's clients chart has ${n:-no} points, want 2 or more"
 
@@ -195,7 +224,7 @@ browse "http://127.0.0.1:$h_port/" hostile
 dom_has hostile 'data-updates="[1-9]' 'update from the hostile JSON'
 # Parsed: only the elements the page itself makes, no event handler
 # attribute anywhere, and the strings as text.
-python3 - "$WORK/hostile.html" <<'PY' || fail "the hostile JSON made markup: see above"
+cat >"$WORK/parse.py" <<'PY'
 import html.parser, sys
 OURS = {"html", "head", "meta", "title", "link", "script", "body", "header",
         "h1", "h2", "p", "main", "section", "div", "table", "thead", "tbody",
@@ -220,9 +249,31 @@ assert not bad, bad
 for want in ["<img src=x onerror=\"document.title='pwned'\">",
              "<iframe src=//example.invalid>", "<svg onload="]:
     assert want in text, f"{want!r} is not in the page's text"
-assert "pwned" not in "".join(t for t in text.split("natter client")[:1]), "title"
+# The title (the first text) is the page's own: argv[2].
+assert "pwned" not in text.split(sys.argv[2])[0], "title"
 PY
+python3 "$WORK/parse.py" "$WORK/hostile.html" "natter client" || fail "the hostile JSON made markup: see above"
 dom_has hostile '<title>natter client</title>' 'untouched title'
+# The broker's page, its introductions and registry included, the same.
+mkdir -p "$WORK/hostile-broker"
+cp "$WORK"/hostile/index.html "$WORK"/hostile/dashboard.css "$WORK"/hostile/dashboard.js "$WORK/hostile-broker/"
+cat >"$WORK/hostile-broker/dashboard.json" <<'JSON'
+{"role":"broker","status":{"version":"1","client_list":[]},
+ "introduction_log":{"capacity":"<b>",
+  "entries":[{"unix_ms":"<i>","requester":"<img src=x onerror=\"document.title='pwned'\">",
+   "listener":"<iframe src=//example.invalid>","outcome":"<svg onload=\"document.title='pwned'\">",
+   "check":"<b>","relay":"<b>r</b>","relayed_bytes":{"x":1},
+   "path":"\" onmouseover=\"document.title='pwned'"},"<img src=x>",null]},
+ "registry":{"backend":"<b>","names":"<img src=x>"}}
+JSON
+hb_port=$(free_port)
+start hostile-broker python3 "$WORK/serve.py" "$hb_port" "$WORK/hostile-broker"
+wait_tcp_listen "$hb_port"
+browse "http://127.0.0.1:$hb_port/" hostile-broker
+dom_has hostile-broker 'data-updates="[1-9]' 'update from the hostile JSON'
+dom_has hostile-broker '<td data-path="[^"]*onmouseover' 'hostile path as an attribute value'
+python3 "$WORK/parse.py" "$WORK/hostile-broker.html" "natter broker" ||
+  fail "the hostile broker JSON made markup: see above"
 log "screenshots: $WORK/broker.png $WORK/alice.png $WORK/hostile.png"
 # DASHBOARD_SHOTS=DIR keeps them, and one more of alice after 40 s of
 # traffic, with a few points in each chart (doc/dashboard.png).

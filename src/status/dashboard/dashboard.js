@@ -208,7 +208,11 @@
       card("sent", bytes(s.bytes_sent)),
       card("dropped datagrams", num(s.packets_dropped)),
       card("registry", str((doc.registry || {}).backend) + ", " +
-        num((doc.registry || {}).queued) + " queued")
+        num((doc.registry || {}).queued) + " queued"),
+      el("div", { "class": "card", id: "registry-names", "data-names": str((doc.registry || {}).names) }, [
+        el("div", { "class": "label" }, "names bound"),
+        el("div", { "class": "value" }, typeof (doc.registry || {}).names === "number" ? num(doc.registry.names) : "counting")
+      ])
     ]);
     drawCharts(doc, "Clients");
     var tables = document.getElementById("tables");
@@ -235,6 +239,25 @@
       relay_channels: "relay channels (per key, address or broker)",
       relay_rate: "relay datagrams over the rate"
     };
+    /* The last introductions, newest first, and the path of each pair
+     * as far as the broker can know it. */
+    var ilog = doc.introduction_log && typeof doc.introduction_log === "object" ? doc.introduction_log : {};
+    var intros = (Array.isArray(ilog.entries) ? ilog.entries : []).filter(function (e) {
+      return e && typeof e === "object";
+    });
+    function pairPath(e) { return str(e.path) || "-"; }
+    tables.appendChild(table("Introductions, the last " + num(ilog.capacity), "introductions", intros, [
+      { h: "time (UTC)", f: function (e) { return num(e.unix_ms) ? new Date(num(e.unix_ms)).toISOString().replace("T", " ").replace(/\.\d+Z$/, "") : "-"; } },
+      { h: "requester", f: function (e) { return str(e.requester) + (e.check === true ? " (check)" : ""); }, attrs: function (e) { return { "data-requester": str(e.requester) }; } },
+      { h: "listener", f: function (e) { return str(e.listener); }, attrs: function (e) { return { "data-listener": str(e.listener) }; } },
+      { h: "outcome", f: function (e) { return str(e.outcome); }, attrs: function (e) { return { "data-outcome": str(e.outcome) }; } },
+      { h: "relay channel", f: function (e) { return str(e.relay) + (num(e.relayed_bytes) ? ", " + bytes(e.relayed_bytes) : ""); }, attrs: function (e) { return { "data-relay": str(e.relay) }; } },
+      { h: "path", f: pairPath, attrs: function (e) { return { "data-path": pairPath(e) }; } }
+    ]));
+    tables.appendChild(el("p", { "class": "footnote", id: "path-note" },
+      "The broker does not see the peers' own traffic: \"relayed\" is a pair whose relay " +
+      "channel carried bytes, \"predicted\" a pair whose NAT types leave only port " +
+      "prediction, \"direct or predicted\" any other. Each client's dashboard shows its exact path."));
     var refusals = doc.refusals && typeof doc.refusals === "object" ? doc.refusals : {};
     tables.appendChild(table("Refusals by limit", "refusals", Object.keys(refusals), [
       { h: "limit", f: function (k) { return limits[k] || k; }, attrs: function (k) { return { "data-limit": k }; } },
