@@ -51,7 +51,8 @@
     "1-63 of A-Z a-z 0-9 . _ -", NULL, CLI_CLIENT, 0,                          \
     "this client's name at the broker (1-63 of A-Za-z0-9._-)")                 \
   X(BROKER, "-broker", "broker", ADDR, broker, "HOST:PORT", 0, 0,              \
-    "HOST:PORT", NULL, CLI_CLIENT, 0, "the broker's address")                  \
+    "HOST:PORT", NULL, CLI_CLIENT, 0,                                          \
+    "the broker's address; several of one network: A:P,B:P (at most 16)")     \
   X(LISTEN, "-listen", "listen", BOOL, listen, NULL, 0, 0, NULL, NULL,         \
     CLI_CLIENT, 0,                                                             \
     "accept forwards from admitted peers (to this machine's loopback)")        \

@@ -58,7 +58,9 @@ static int run_status(cli *app, const cli_config *o) {
     const char *colon = strrchr(o->server, ':');
     snprintf(addr, sizeof(addr), "127.0.0.1:%s", colon ? colon + 1 : "");
   } else if (o->broker) {
-    snprintf(addr, sizeof(addr), "%s", o->broker);
+    /* Of several brokers, the first. */
+    snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(o->broker, ","),
+             o->broker);
   } else {
     return usage_error("%s", "-status needs HOST:PORT (or -port, -server or "
                              "-broker to take it from)");

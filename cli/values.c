@@ -74,6 +74,39 @@ static int check_host_port(const char *value, int host_optional, char *why,
   return 0;
 }
 
+/* "HOST:PORT[,HOST:PORT...]": the brokers of one network. */
+static int check_broker_list(const char *value, char *why, size_t whylen) {
+  char item[300];
+  const char *p = value;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    while (len && (*p == ' ' || *p == '\t')) {
+      p++;
+      len--;
+    }
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+      len--;
+    }
+    if (len == 0 || len >= sizeof(item)) {
+      cli_set_err(why, whylen,
+                  "%s item in the list of brokers; expected "
+                  "HOST:PORT[,HOST:PORT...]",
+                  len ? "a too long" : "an empty");
+      return -1;
+    }
+    memcpy(item, p, len);
+    item[len] = '\0';
+    if (check_host_port(item, 0, why, whylen) != 0) {
+      return -1;
+    }
+    if (!comma) {
+      return 0;
+    }
+    p = comma + 1;
+  }
+}
+
 static int parse_bool(const char *s, unsigned long long *out) {
   static const char *const yes[] = {"yes", "true", "on", "1"};
   static const char *const no[] = {"no", "false", "off", "0"};
@@ -181,6 +214,9 @@ int cli_value_check(const cli_setting *s, const char *value, int from_file,
   switch (s->type) {
   case CLI_T_SERVER:
   case CLI_T_ADDR:
+    if (from_file && s == &cli_settings[CLI_S_BROKER]) {
+      return check_broker_list(value, why, whylen);
+    }
     return from_file
                ? check_host_port(value, s->type == CLI_T_SERVER, why, whylen)
                : 0;

@@ -424,12 +424,15 @@ typedef void (*natter_event_fn)(natter_client *client,
 
 typedef struct natter_client_config {
   const char *name;          /* this client's name at the broker; required */
-  const char *broker;        /* "host:port"; required */
+  const char *broker;        /* "host:port"; required. Several brokers
+                                of one network: "a:10000,b:10000" (at
+                                most 16 addresses; doc/design.md) */
   const char *identity_file; /* NULL: ~/.config/natter/NAME.key, created
                                 with mode 0600 on first use; "": an
                                 ephemeral in-memory key */
   const char *broker_key;    /* hex SHA-256 fingerprint to pin the broker's
-                                key; NULL: trust on first use (see
+                                key (of several brokers: their one key);
+                                NULL: trust on first use (see
                                 known_brokers) */
   int listen;                /* nonzero: accept forwards from the peers
                                 allow_peers admits, to this machine's

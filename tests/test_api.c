@@ -640,7 +640,16 @@ static void test_client_bad_arguments(void) {
   const char *bad_brokers[] = {"",          "nohost",        ":0",
                                "127.0.0.1", "127.0.0.1:0",   "127.0.0.1:",
                                ":",         "1.2.3.4:99999", "1.2.3.4:-5",
-                               "[::1",      "[::1]:",        "[::1]:70000"};
+                               "[::1",      "[::1]:",        "[::1]:70000",
+                               /* several brokers of one network */
+                               "127.0.0.1:9,", ",127.0.0.1:9",
+                               "127.0.0.1:9,,127.0.0.1:10",
+                               "127.0.0.1:9,127.0.0.1:0",
+                               "127.0.0.1:1,127.0.0.2:1,127.0.0.3:1,127.0.0.4:1,"
+                               "127.0.0.5:1,127.0.0.6:1,127.0.0.7:1,127.0.0.8:1,"
+                               "127.0.0.9:1,127.0.0.10:1,127.0.0.11:1,127.0.0.12:1,"
+                               "127.0.0.13:1,127.0.0.14:1,127.0.0.15:1,127.0.0.16:1,"
+                               "127.0.0.17:1"};
   for (size_t i = 0; i < sizeof(bad_brokers) / sizeof(bad_brokers[0]); i++) {
     memset(&cap, 0, sizeof(cap));
     cfg.broker = bad_brokers[i];
@@ -652,6 +661,10 @@ static void test_client_bad_arguments(void) {
     CHECK(c == NULL);
     CHECK(cap.lines > 0);
   }
+  cfg.broker = "127.0.0.1:9, 127.0.0.1:10";
+  CHECK(natter_client_new(&c, base, &cfg) == 0);
+  natter_client_free(c);
+  c = NULL;
   cfg.broker = "127.0.0.1:9";
 
   char hex63[64], hex65[66], nothex[65];

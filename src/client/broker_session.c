@@ -472,6 +472,8 @@ static void handle_check_in_result(natter_client *c,
   c->ever_checked_in = 1;
   c->mapping_port = r->mapping_port;
   c->reconnect_delay_s = 0;
+  c->broker_tries = 0;
+  c->broker_answered = 0;
   nt_client_emit(
       c, NATTER_EVENT_CHECKED_IN, 0,
       "checked in at broker %s as %s (public address %s)%s", broker, c->name,
@@ -610,15 +612,64 @@ static const nt_stream_callbacks ctl_callbacks = {ctl_recv, NULL, ctl_closed};
 
 /* ---- broker connection ---- */
 
-/* Trust on first use: the broker's key against the known-brokers file.
- * Returns 0 to go on; otherwise the client is stopped (fatal). */
+/* Several brokers of one network (broker_list.h) share one identity key:
+ * the TLS handshake then pins no key, and broker_established compares the
+ * key it saw with the network's, so that a broker with another key is
+ * named, with both fingerprints, and skipped. */
+static int several(const natter_client *c) {
+  return c->brokers.n > 1;
+}
+
+static void refuse_broker(natter_client *c, const uint8_t *seen,
+                          const uint8_t *expected, const char *whence) {
+  char broker[NT_ADDR_STRLEN], a[NT_FINGERPRINT_HEX_LEN + 1],
+      b[NT_FINGERPRINT_HEX_LEN + 1];
+  nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
+  nt_fingerprint_hex(seen, a);
+  nt_fingerprint_hex(expected, b);
+  nt_warn(&c->log,
+          "broker %s presents key %s, but the key of this network (%s) is "
+          "%s (%s): refused, not used (the brokers of one network share "
+          "one identity file)",
+          broker, a, c->broker_text, b, whence);
+  c->broker_refused = 1;
+}
+
+/* The broker's key against the pinned one (several brokers), the
+ * known-brokers file (trust on first use: the first key met is
+ * remembered for the broker, or the list of brokers, as given) or the
+ * key learnt this run (several brokers, no file). Returns 0 to go on, 1
+ * when this broker is refused (several brokers: the next is tried), -1
+ * when the client is stopped (fatal). */
 static int check_known_broker(natter_client *c, nt_conn *conn) {
-  char err[600], msg[1200];
+  char err[600], msg[1200], whence[700];
   nt_known_broker known;
   int found = 0;
   const uint8_t *seen = nt_conn_peer_fingerprint(conn);
 
-  if (c->broker_pinned || !c->known_brokers || !seen) {
+  if (!seen) {
+    return 0;
+  }
+  if (c->broker_pinned) {
+    if (several(c) && memcmp(seen, c->broker_key, NT_FINGERPRINT_LEN) != 0) {
+      refuse_broker(c, seen, c->broker_key, "pinned by -broker-key");
+      return 1;
+    }
+    return 0; /* one broker: the handshake checked the pin */
+  }
+  if (!c->known_brokers) {
+    if (!several(c)) {
+      return 0;
+    }
+    if (!c->network_key_learnt) {
+      memcpy(c->network_key, seen, NT_FINGERPRINT_LEN);
+      c->network_key_learnt = 1;
+      return 0;
+    }
+    if (memcmp(seen, c->network_key, NT_FINGERPRINT_LEN) != 0) {
+      refuse_broker(c, seen, c->network_key, "the first broker's key this run");
+      return 1;
+    }
     return 0;
   }
   if (nt_known_brokers_lookup(c->known_brokers, c->broker_text, &found, &known,
@@ -632,6 +683,12 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
     if (memcmp(known.fingerprint, seen, NT_FINGERPRINT_LEN) == 0) {
       return 0;
     }
+    if (several(c)) {
+      snprintf(whence, sizeof(whence), "remembered in %s:%u", c->known_brokers,
+               known.line);
+      refuse_broker(c, seen, known.fingerprint, whence);
+      return 1;
+    }
     nt_known_brokers_mismatch_message(msg, sizeof(msg), c->known_brokers,
                                       c->broker_text, &known, seen);
     nt_client_fatal(c, NATTER_ERR_KEY_MISMATCH, "%s", msg);
@@ -643,8 +700,18 @@ static int check_known_broker(natter_client *c, nt_conn *conn) {
                     "cannot remember the broker's key: %s", err);
     return -1;
   }
-  char hex[NT_FINGERPRINT_HEX_LEN + 1];
+  char hex[NT_FINGERPRINT_HEX_LEN + 1], at[NT_ADDR_STRLEN];
   nt_fingerprint_hex(seen, hex);
+  if (several(c)) {
+    nt_info(&c->log,
+            "first contact with the brokers %s (at %s): remembered their "
+            "key %s in %s (every broker of the list must present it; "
+            "-broker-key pins it explicitly)",
+            c->broker_text,
+            nt_addr_str((struct sockaddr *)&c->broker_addr.ss, at), hex,
+            c->known_brokers);
+    return 0;
+  }
   nt_info(&c->log,
           "first contact with broker %s: remembered its key %s in %s (a "
           "different key later stops this client; -broker-key pins it "
@@ -685,15 +752,72 @@ static void schedule_reconnect(natter_client *c) {
   event_add(c->reconnect_ev, &tv);
 }
 
+/* Whether the broker just given up was the last untried one of this
+ * round through the list (always, with one broker). */
+static int round_over(const natter_client *c) {
+  return c->broker_tries + 1 >= c->brokers.n;
+}
+
+/* Goes on with the next broker of the list: within a second while the
+ * round has untried ones (jittered: the clients of a broker that died
+ * must not all arrive in the same millisecond), with backoff across the
+ * list once every one was tried (with one broker: backoff, as always).
+ * Writes what happens next into |how|. */
+static void move_on(natter_client *c, char *how, size_t howlen) {
+  char next[NT_ADDR_STRLEN];
+  int over = round_over(c);
+
+  c->broker_index = (c->broker_index + 1) % c->brokers.n;
+  c->broker_addr = c->brokers.addr[c->broker_index];
+  c->self.broker = c->broker_addr;
+  nt_addr_str((struct sockaddr *)&c->broker_addr.ss, next);
+  if (!over) {
+    c->broker_tries++;
+    uint16_t r = 0;
+    nt_random_bytes((uint8_t *)&r, sizeof(r));
+    struct timeval tv = {0, (suseconds_t)(100 + r % 401) * 1000};
+    event_add(c->reconnect_ev, &tv);
+    snprintf(how, howlen, "trying broker %s next", next);
+    return;
+  }
+  c->broker_tries = 0;
+  c->broker_answered = 0;
+  schedule_reconnect(c);
+  if (several(c)) {
+    snprintf(how, howlen, "all %zu brokers tried: retrying in %u s, at %s",
+             c->brokers.n, c->reconnect_delay_s, next);
+  } else {
+    snprintf(how, howlen, "retrying in %u s", c->reconnect_delay_s);
+  }
+}
+
+/* No broker of the list could be used on the first round at start: the
+ * client stops, as with one broker that does not answer. */
+static void give_up(natter_client *c, int error, const char *why) {
+  nt_client_fatal(c, error,
+                  "no broker of %s could be used (%zu tried; the last, %s): "
+                  "check the addresses, that UDP is allowed, and that every "
+                  "broker of the list has the network's key",
+                  c->broker_text, c->brokers.n, why);
+}
+
 static void broker_closed(nt_conn *conn, nt_close_reason reason,
                           uint64_t app_code, const char *message, void *ud) {
   natter_client *c = ud;
-  char broker[NT_ADDR_STRLEN];
+  char broker[NT_ADDR_STRLEN], how[160], why[300];
+  int silent = c->broker_silent, refused = c->broker_refused;
+  int was_in = c->checked_in;
   (void)app_code;
 
   c->broker_conn = NULL;
   c->ctl = NULL;
   c->checked_in = 0;
+  c->broker_silent = c->broker_refused = 0;
+  event_del(c->broker_lost_ev);
+  /* A mapping check of the lost session ends with it; introductions
+   * that waited for it go out at the next check-in. */
+  event_del(c->mapping_ev);
+  c->mapping_pending = 0;
   if (c->fatal) {
     return;
   }
@@ -707,6 +831,17 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     return;
   }
   nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker);
+  if (refused) {
+    /* Said by refuse_broker. */
+    if (!c->ever_checked_in && round_over(c) && !c->broker_answered) {
+      snprintf(why, sizeof(why), "%s, presents another key", broker);
+      give_up(c, NATTER_ERR_KEY_MISMATCH, why);
+      return;
+    }
+    move_on(c, how, sizeof(how));
+    nt_info(&c->log, "broker %s skipped: %s", broker, how);
+    return;
+  }
   if (reason == NT_CLOSE_KEY_MISMATCH) {
     nt_client_fatal(
         c, NATTER_ERR_KEY_MISMATCH,
@@ -718,10 +853,10 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   if (reason == NT_CLOSE_REFUSED) {
     /* A limit at the broker (busy, full, too many from this address):
      * it answers, so keep trying, with backoff, and say which limit. */
-    schedule_reconnect(c);
-    nt_warn(&c->log, "broker %s refused the connection: %s; retrying in %u s",
-            broker, message[0] ? message : "no reason given",
-            c->reconnect_delay_s);
+    c->broker_answered = 1;
+    move_on(c, how, sizeof(how));
+    nt_warn(&c->log, "broker %s refused the connection: %s; %s", broker,
+            message[0] ? message : "no reason given", how);
     return;
   }
   uint64_t rtt_us, tx, rx = 0;
@@ -731,16 +866,32 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
   if (!c->ever_checked_in && reason == NT_CLOSE_HANDSHAKE_TIMEOUT && rx > 0) {
     /* It answered, so it is there: busy (a check-in storm after a power
      * cut), not unreachable. Keep trying, with jittered backoff. */
-    schedule_reconnect(c);
+    c->broker_answered = 1;
+    move_on(c, how, sizeof(how));
     nt_warn(&c->log,
             "broker %s answers but did not finish the handshake in %u s "
-            "(busy?); retrying in %u s",
-            broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000,
-            c->reconnect_delay_s);
+            "(busy?); %s",
+            broker, NT_BROKER_HANDSHAKE_TIMEOUT_MS / 1000, how);
     return;
   }
   if (!c->ever_checked_in) {
-    if (reason == NT_CLOSE_HANDSHAKE_TIMEOUT || reason == NT_CLOSE_IDLE) {
+    int unreachable = silent || reason == NT_CLOSE_HANDSHAKE_TIMEOUT ||
+                      reason == NT_CLOSE_IDLE;
+    if (several(c)) {
+      const char *what = unreachable  ? "did not answer"
+                         : message[0] ? message
+                                      : "closed the connection";
+      if (!round_over(c) || c->broker_answered) {
+        move_on(c, how, sizeof(how));
+        nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what,
+                how);
+        return;
+      }
+      snprintf(why, sizeof(why), "%s, %s", broker, what);
+      give_up(c, NATTER_ERR_BROKER, why);
+      return;
+    }
+    if (unreachable) {
       unsigned tcp_port = nt_tcp_fallback_port(c);
       char also[80] = "";
       if (tcp_port) {
@@ -761,25 +912,83 @@ static void broker_closed(nt_conn *conn, nt_close_reason reason,
     }
     return;
   }
-  nt_warn(&c->log, "lost the broker %s (%s); reconnecting", broker,
-          reason == NT_CLOSE_IDLE ? "no answer"
-          : message[0]            ? message
-                                  : "closed");
-  schedule_reconnect(c);
+  const char *what =
+      silent || reason == NT_CLOSE_IDLE || reason == NT_CLOSE_HANDSHAKE_TIMEOUT
+          ? "no answer"
+      : message[0] ? message
+                   : "closed";
+  move_on(c, how, sizeof(how));
+  if (was_in) {
+    nt_warn(&c->log, "lost the broker %s (%s); %s", broker, what, how);
+  } else {
+    /* Another of the list, tried after a loss: never checked in. */
+    nt_warn(&c->log, "broker %s could not be used (%s); %s", broker, what, how);
+  }
+}
+
+/* Several brokers: nothing came from ours for NT_BROKER_LOST_MS while the
+ * control stream is open (quic/endpoint.h's silence watch, which also
+ * keeps a PING going every second): it is gone, or the path to it is;
+ * the next broker takes over. Peer connections are left alone. */
+static void give_up_silent(natter_client *c, uint64_t silent_ms) {
+  char broker[NT_ADDR_STRLEN];
+  nt_debug(&c->log, "broker %s silent for %llu ms: giving it up",
+           nt_addr_str((struct sockaddr *)&c->broker_addr.ss, broker),
+           (unsigned long long)silent_ms);
+  c->broker_silent = 1;
+  nt_conn_close(c->broker_conn, 0, "silent");
+}
+
+static void broker_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
+  natter_client *c = ud;
+  if (conn != c->broker_conn || c->broker_silent) {
+    return;
+  }
+  if (silent_ms < NT_BROKER_LOST_MS) {
+    /* A hiccup, maybe: look again when it would be long enough. */
+    uint64_t left = NT_BROKER_LOST_MS - silent_ms;
+    struct timeval tv = {(time_t)(left / 1000),
+                         (suseconds_t)(left % 1000) * 1000};
+    event_add(c->broker_lost_ev, &tv);
+    return;
+  }
+  give_up_silent(c, silent_ms);
+}
+
+void nt_broker_session_lost_cb(evutil_socket_t fd, short what, void *arg) {
+  natter_client *c = arg;
+  (void)fd;
+  (void)what;
+  if (!c->broker_conn || c->broker_silent || c->fatal) {
+    return;
+  }
+  uint64_t silent_ms = nt_conn_silent_ms(c->broker_conn);
+  if (silent_ms >= NT_BROKER_LOST_MS) {
+    give_up_silent(c, silent_ms);
+  } /* else it answered meanwhile; the watch reports a new silence */
 }
 
 static const nt_conn_callbacks broker_conn_callbacks = {
     broker_established, broker_closed, NULL, NULL, NULL, NULL, NULL};
+/* Several brokers: the silence watch gives a lost one up after 2 s
+ * (NT_BROKER_LOST_MS), at the price of a PING a second to it. */
+static const nt_conn_callbacks broker_list_callbacks = {
+    broker_established, broker_closed, NULL, NULL, broker_silent, NULL, NULL};
 
 void nt_broker_session_connect(natter_client *c) {
-  const uint8_t *pin = c->broker_pinned ? c->broker_key : NULL;
-  if (nt_endpoint_connect(c->ep, (struct sockaddr *)&c->broker_addr.ss,
-                          c->broker_addr.len, pin, &broker_conn_callbacks, c,
-                          &c->broker_conn) != 0) {
-    nt_warn(&c->log, "cannot start a connection to the broker; retrying");
+  char how[160];
+  const uint8_t *pin = c->broker_pinned && !several(c) ? c->broker_key : NULL;
+  if (nt_endpoint_connect(
+          c->ep, (struct sockaddr *)&c->broker_addr.ss, c->broker_addr.len, pin,
+          several(c) ? &broker_list_callbacks : &broker_conn_callbacks, c,
+          &c->broker_conn) != 0) {
     c->broker_conn = NULL;
-    schedule_reconnect(c);
+    move_on(c, how, sizeof(how));
+    nt_warn(&c->log, "cannot start a connection to the broker; %s", how);
     return;
+  }
+  if (several(c)) {
+    return; /* the silence watch keeps its PING a second going */
   }
   /* The broker pays for every client's keepalive: 20 s still keeps the
    * socket's NAT mapping inside the shortest common UDP timeout (30 s),

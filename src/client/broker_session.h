@@ -14,6 +14,11 @@
 
 /* How long the broker may take to finish the QUIC handshake. */
 #define NT_BROKER_HANDSHAKE_TIMEOUT_MS 5000
+/* Several brokers: a broker we heard nothing from for this long (PINGs
+ * go every second) is given up for the next. The silence watch reports
+ * sooner (a few round trips with data unacknowledged): a timer then
+ * looks again when this much has passed. */
+#define NT_BROKER_LOST_MS 2000
 
 /* Starts a connection to the broker; on failure a retry is scheduled. */
 void nt_broker_session_connect(natter_client *c);
@@ -22,6 +27,8 @@ void nt_broker_session_connect(natter_client *c);
  * c->mapping_ev. */
 void nt_broker_session_reconnect_cb(evutil_socket_t fd, short what, void *arg);
 void nt_broker_session_mapping_cb(evutil_socket_t fd, short what, void *arg);
+/* c->broker_lost_ev: several brokers, ours silent: NT_BROKER_LOST_MS? */
+void nt_broker_session_lost_cb(evutil_socket_t fd, short what, void *arg);
 
 /* A datagram on the client's socket: returns 1 when it was the answer of
  * the broker's mapping-check port (handled), 0 otherwise. */

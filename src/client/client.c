@@ -476,16 +476,32 @@ int natter_client_new_versioned(natter_client **pclient,
     }
     c->broker_pinned = 1;
   }
-  rv = nt_addr_parse(&c->broker_addr, cfg->broker, "127.0.0.1", err,
-                     sizeof(err));
-  if (rv == 0 && nt_addr_port((struct sockaddr *)&c->broker_addr.ss) == 0) {
-    snprintf(err, sizeof(err), "port must be 1..65535");
-    rv = NATTER_ERR_INVALID;
-  }
+  /* One broker, or several of one network (broker_list.h): the list as
+   * given, without blanks, names the network in the known-brokers file. */
+  char norm[NT_BROKER_LIST_TEXT_MAX + 1];
+  rv = nt_broker_list_parse(&c->brokers, cfg->broker, norm, sizeof(norm), err,
+                            sizeof(err));
   if (rv != 0) {
     nt_error(&c->log, "bad broker address \"%.80s\": %s", cfg->broker, err);
     goto fail;
   }
+  free(c->broker_text);
+  c->broker_text = strdup(norm);
+  if (!c->broker_text) {
+    rv = NATTER_ERR_NOMEM;
+    goto fail;
+  }
+  if (c->brokers.n > 1 && c->known_brokers && !c->broker_pinned &&
+      strlen(norm) > NT_KNOWN_BROKERS_ADDR_MAX) {
+    nt_error(&c->log,
+             "the broker list is longer than the %d characters the "
+             "known-brokers file keeps for a network: pin the brokers' "
+             "key with -broker-key, or list fewer",
+             NT_KNOWN_BROKERS_ADDR_MAX);
+    rv = NATTER_ERR_INVALID;
+    goto fail;
+  }
+  c->broker_addr = c->brokers.addr[0];
   c->self.broker = c->broker_addr;
   const char *idfile = c->identity_path;
   if (!idfile) {
@@ -537,6 +553,25 @@ int natter_client_new_versioned(natter_client **pclient,
     rv = NATTER_ERR_SOCKET;
     goto fail;
   }
+  /* A broker address of a family our socket cannot reach (IPv6 on a
+   * host without it) is left out of the list. */
+  size_t kept = 0;
+  for (size_t i = 0; i < c->brokers.n; i++) {
+    if (nt_endpoint_reaches(c->ep, c->brokers.addr[i].ss.ss_family)) {
+      c->brokers.addr[kept++] = c->brokers.addr[i];
+    }
+  }
+  if (kept == 0) {
+    nt_error(&c->log,
+             "broker \"%.80s\": no address of a family this host "
+             "reaches (IPv6 only, and no IPv6 here?)",
+             cfg->broker);
+    rv = NATTER_ERR_RESOLVE;
+    goto fail;
+  }
+  c->brokers.n = kept;
+  c->broker_addr = c->brokers.addr[0];
+  c->self.broker = c->broker_addr;
   /* Ask the gateway for a mapping of our port, unless told not to or
    * the broker is on this host (its peers are too: no gateway between). */
   if (!c->no_portmap &&
@@ -549,6 +584,7 @@ int natter_client_new_versioned(natter_client **pclient,
     }
   }
   c->reconnect_ev = event_new(base, -1, 0, nt_broker_session_reconnect_cb, c);
+  c->broker_lost_ev = evtimer_new(base, nt_broker_session_lost_cb, c);
   c->mapping_ev = event_new(base, -1, 0, nt_broker_session_mapping_cb, c);
   c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -556,7 +592,7 @@ int natter_client_new_versioned(natter_client **pclient,
     /* No resolv.conf: numeric targets and localhost still work. */
     c->dns = evdns_base_new(base, 0);
   }
-  if (!c->reconnect_ev || !c->mapping_ev || !c->dns) {
+  if (!c->reconnect_ev || !c->broker_lost_ev || !c->mapping_ev || !c->dns) {
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
@@ -742,6 +778,9 @@ void natter_client_free(natter_client *c) {
   nt_tcp_fallback_free(c); /* its links leave the endpoint */
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
+  if (c->broker_lost_ev) {
+    event_free(c->broker_lost_ev);
+  }
   if (c->reconnect_ev) {
     event_free(c->reconnect_ev);
   }

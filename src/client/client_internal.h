@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "trust/access.h"
+#include "client/broker_list.h"
 #include "client/checkrun.h"
 #include "quic/endpoint.h"
 #include "client/forward.h"
@@ -90,6 +91,19 @@ struct natter_client {
   nt_portmap *portmap;
   int portmap_elsewhere_logged;
   struct event *portmap_wait_ev; /* a check waits for the gateway */
+
+  /* Several brokers of one network (broker_list.h; doc/design.md,
+   * "Several brokers"): broker_addr is brokers.addr[broker_index]; the
+   * session moves on to the next when it loses the one it uses. */
+  nt_broker_list brokers;
+  size_t broker_index;
+  size_t broker_tries;    /* brokers tried since the last check-in */
+  int broker_answered;    /* one of them answered (busy) this round */
+  int broker_silent;      /* we closed it: no answer for a few seconds */
+  int broker_refused;     /* we closed it: not the network's key */
+  int network_key_learnt; /* no known-brokers file: learnt this run */
+  struct event *broker_lost_ev; /* silent: is it NT_BROKER_LOST_MS yet? */
+  uint8_t network_key[NT_FINGERPRINT_LEN];
   /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
   struct nt_tcp_fallback *tcpfb;
 };

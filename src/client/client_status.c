@@ -222,6 +222,10 @@ static void take_snapshot(const natter_client *c, nt_client_snapshot *s) {
   nt_client_snapshot_init(s);
   s->fingerprint = natter_client_fingerprint(c);
   natter_client_get_status(c, &s->status);
+  if (c->checked_in) {
+    _Static_assert(sizeof(s->broker) >= NT_ADDR_STRLEN, "an address fits");
+    nt_addr_str((const struct sockaddr *)&c->broker_addr.ss, s->broker);
+  }
   s->broker_over_tcp = nt_tcp_fallback_active(c);
   natter_client_foreach_peer(c, keep_peer, s);
   natter_client_foreach_forward(c, keep_forward, s);

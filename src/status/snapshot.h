@@ -31,6 +31,9 @@ typedef struct nt_client_snapshot {
   /* Only the add functions use these. */
   size_t peers_cap, forwards_cap;
   nt_snapshot_mem *mem;
+  /* The broker checked in at ("HOST:PORT"; of several, the one in use),
+   * "" while not checked in. */
+  char broker[64];
   int broker_over_tcp; /* the broker is reached over TCP (the fallback) */
 } nt_client_snapshot;
 

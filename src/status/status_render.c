@@ -455,6 +455,7 @@ void nt_render_client_json(struct evbuffer *out, const nt_client_snapshot *s,
   if (detailed) {
     json_kv_str(out, &first, "fingerprint", s->fingerprint);
     json_kv_bool(out, &first, "checked_in", st->checked_in);
+    json_kv_str(out, &first, "broker", s->broker);
     json_kv_bool(out, &first, "broker_over_tcp", s->broker_over_tcp);
     json_kv_str(out, &first, "public_address", st->public_address);
     json_kv_str(out, &first, "nat_mapping",
@@ -621,14 +622,16 @@ void nt_render_client_text(struct evbuffer *out, const nt_client_snapshot *s,
   bytes(outb, sizeof(outb), st->bytes_sent);
   evbuffer_add_printf(out, "natter client %s, up %s, key %.16s\n",
                       natter_version(), up, s->fingerprint);
-  evbuffer_add_printf(out, "%s, public address %s, NAT %s, UDP port %u%s%s\n",
+  evbuffer_add_printf(out,
+                      "%s, public address %s, NAT %s, UDP port %u%s%s%s%s\n",
                       !st->checked_in     ? "not checked in"
                       : s->broker_over_tcp ? "checked in over TCP (UDP to "
                                              "the broker gets no answer)"
                                            : "checked in",
                       st->public_address[0] ? st->public_address : "unknown",
                       natter_nat_mapping_name(st->mapping), st->local_port,
-                      st->portmap[0] ? ", " : "", st->portmap);
+                      st->portmap[0] ? ", " : "", st->portmap,
+                      s->broker[0] ? ", broker " : "", s->broker);
   evbuffer_add_printf(out,
                       "peers connected %llu (made %llu), hole punching "
                       "succeeded %llu, failed %llu; streams %llu (opened "

@@ -8,7 +8,9 @@
  *     HOST:PORT FINGERPRINT
  *
  * where HOST:PORT is the broker address as the user gave it (compared
- * case-insensitively; "[::1]:10000" for IPv6) and FINGERPRINT the broker
+ * case-insensitively; "[::1]:10000" for IPv6), or the brokers of one
+ * network as the user listed them, "HOST:PORT,HOST:PORT" (one key pins
+ * them all: doc/design.md, "Several brokers"), and FINGERPRINT the broker
  * key's 64 hex digits (':' between pairs allowed). Blank lines and lines
  * starting with '#' are ignored; a malformed line is an error
  * `FILE:LINE: reason`. When an address is listed twice, the first line
