@@ -254,33 +254,6 @@ static void set_last_error(registry_pg *pg, const char *msg) {
   pg->last_error[o] = '\0';
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-static int parse_fp(const char *hex, uint8_t *out) {
-  if (strlen(hex) != 2 * NT_FINGERPRINT_LEN) {
-    return -1;
-  }
-  for (size_t i = 0; i < NT_FINGERPRINT_LEN; i++) {
-    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      return -1;
-    }
-    out[i] = (uint8_t)(hi << 4 | lo);
-  }
-  return 0;
-}
-
 /* A row of (key hex, created, last_seen) starting at column |col|. */
 static int parse_entry(const PGresult *r, int row, int col, const char *name,
                        nt_registry_entry *e) {
@@ -288,7 +261,9 @@ static int parse_entry(const PGresult *r, int row, int col, const char *name,
   snprintf(e->name, sizeof(e->name), "%s", name);
   e->first_seen = strtoll(PQgetvalue(r, row, col + 1), NULL, 10);
   e->last_seen = strtoll(PQgetvalue(r, row, col + 2), NULL, 10);
-  return parse_fp(PQgetvalue(r, row, col), e->fingerprint);
+  /* Stored as nt_fingerprint_hex wrote it; whatever else is there (a
+   * hand-edited row) fails the parse and the row is refused. */
+  return nt_fingerprint_parse(e->fingerprint, PQgetvalue(r, row, col));
 }
 
 static void cache_put(registry_pg *pg, const nt_registry_entry *e) {
