@@ -101,7 +101,10 @@ if command -v socat >/dev/null; then
 fi
 
 ssh_note=""
-trap 'rc=$?; bench_ssh_cleanup; (exit $rc); _cleanup' EXIT
+# errexit is off in the handler: under set -e, `(exit $rc)` with a non-zero
+# rc (a flagged round exits 3) would end the handler before _cleanup, and
+# every server of the run would be left running.
+trap 'rc=$?; set +e; bench_ssh_cleanup; (exit $rc); _cleanup' EXIT
 if bench_ssh_setup "$sink_port" "$echo_port"; then
   PORT[ssh]=$SSH_FWD_PORT
   CPU_OF[ssh]="ssh:$(pid sshfwd) sshd:$(pid sshd)"
