@@ -64,6 +64,17 @@ pg_sql() {
   "$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$PG_URI" -c "$1"
 }
 
+# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
+wait_sql() {
+  local deadline=$(($(date +%s) + ${3:-20})) got
+  while :; do
+    got=$(pg_sql "$1")
+    [[ $got == "$2" ]] && return 0
+    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
+    sleep 0.2
+  done
+}
+
 # pg_init: a fresh cluster with the superuser natter (trust on loopback:
 # the server is the test's own) and the database natter. Sets PG_URI.
 pg_init() {

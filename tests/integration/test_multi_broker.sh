@@ -30,17 +30,6 @@ pg_init
 
 field() { sed -n "s/^$2 \(.*\)$/\1/p" "$WORK/$1.log"; }
 
-# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
-wait_sql() {
-  local deadline=$(($(date +%s) + ${3:-20})) got
-  while :; do
-    got=$(pg_sql "$1")
-    [[ $got == "$2" ]] && return 0
-    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
-    sleep 0.2
-  done
-}
-
 declare -A BPORT
 for b in b1 b2 b3; do
   BPORT[$b]=$(free_port)

@@ -48,17 +48,6 @@ broker_on() {
   wait_log "$name" "natter: broker listening on 127\.0\.0\.1:$port"
 }
 
-# wait_sql SQL WANT [TIMEOUT_S=20]: poll until SQL prints WANT.
-wait_sql() {
-  local deadline=$(($(date +%s) + ${3:-20})) got
-  while :; do
-    got=$(pg_sql "$1")
-    [[ $got == "$2" ]] && return 0
-    (($(date +%s) < deadline)) || fail "$1: got '$got', want '$2'"
-    sleep 0.2
-  done
-}
-
 # ---- two brokers, one database ----------------------------------------------
 
 echo_port=$(free_port)
