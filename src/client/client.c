@@ -454,7 +454,8 @@ int natter_client_new_versioned(natter_client **pclient,
   }
   c->max_commands = cfg->max_commands;
   c->max_commands_per_peer = cfg->max_commands_per_peer;
-  c->udp_idle_timeout_s = cfg->udp_idle_timeout_s;
+  c->udp_idle_timeout_s = cfg->udp_idle_timeout_s ? cfg->udp_idle_timeout_s
+                                                  : NT_UDP_IDLE_DEFAULT_S;
   c->max_udp_flows = cfg->max_udp_flows;
   /* 0 is a zero-filled config's "default", as the header promises. */
   if (cfg->max_streams > 4096) {

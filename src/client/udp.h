@@ -35,6 +35,8 @@ struct evdns_base;
 #define NT_UDP_REFUSED_HOLD_S 5
 /* Datagrams read from one socket per loop pass. */
 #define NT_UDP_READ_BATCH 64
+/* A flow's idle timeout when the config says 0 (a zero-filled config). */
+#define NT_UDP_IDLE_DEFAULT_S 60
 
 typedef struct nt_udp nt_udp;
 typedef struct nt_udp_forward nt_udp_forward;
@@ -46,7 +48,8 @@ typedef struct nt_udp_env {
   const char *self_name;
   int listen;                  /* serve UDP StreamOpens at all */
   const nt_access *allow_udp;  /* -allow-udp: the only UDP targets */
-  uint32_t idle_timeout_s;     /* a flow with no datagram this long ends */
+  uint32_t idle_timeout_s;     /* a flow with no datagram this long ends;
+                                  never 0: client.c puts the default */
   uint32_t max_flows_per_peer; /* per side; 0: no limit */
   nt_peers *peers;
 } nt_udp_env;

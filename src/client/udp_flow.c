@@ -127,7 +127,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   udp_flow *f = arg;
   (void)fd;
   (void)what;
-  uint32_t idle = f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s : 60;
+  uint32_t idle = f->u->env.idle_timeout_s;
   uint64_t now = nt_monotonic_ns(), limit = (uint64_t)idle * 1000000000;
   if (f->state == F_OPEN && now - f->last_ns < limit) {
     uint64_t left = limit - (now - f->last_ns);
@@ -294,7 +294,7 @@ static void target_connect(udp_flow *f, const struct sockaddr *sa,
   event_add(f->read_ev, NULL);
   f->state = F_OPEN;
   f->last_ns = nt_monotonic_ns();
-  nt_udp_flow_arm(f, f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s : 60);
+  nt_udp_flow_arm(f, f->u->env.idle_timeout_s);
   answer(f, NT_OPEN_OK, "");
   nt_debug(LOG(f->u), "UDP flow %lld: %s -> %s:%u", (long long)f->id,
            f->peer, f->host, f->port);
@@ -373,7 +373,7 @@ void nt_udp_accept(nt_udp *u, const char *peer, const uint8_t *key,
              "%s has %zu UDP flows open for %s already, its limit per peer "
              "(-max-udp-flows); one ends after %u s without datagrams",
              u->env.self_name, n, peer,
-             u->env.idle_timeout_s ? u->env.idle_timeout_s : 60);
+             u->env.idle_timeout_s);
     answer(f, NT_OPEN_DENIED, msg);
     nt_stream_shutdown_write(f->stream);
     f->state = F_REFUSED;

@@ -83,8 +83,7 @@ static void opener_open(udp_flow *f) {
   }
   f->npending = 0;
   f->pending_bytes = 0;
-  nt_udp_flow_arm(f, f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s
-                                              : 60);
+  nt_udp_flow_arm(f, f->u->env.idle_timeout_s);
 }
 
 static void opener_stream_recv(nt_stream *s, const uint8_t *data, size_t len,
@@ -156,7 +155,7 @@ static void opener_stream_closed(nt_stream *s, int reset, uint64_t code,
 
 void nt_udp_forward_flow_idle(udp_flow *f) {
   report(f, NATTER_EVENT_FORWARD_CLOSED, 0, 0, "idle for %u s",
-         f->u->env.idle_timeout_s ? f->u->env.idle_timeout_s : 60);
+         f->u->env.idle_timeout_s);
 }
 
 static const nt_stream_callbacks opener_callbacks = {
@@ -248,7 +247,7 @@ static udp_flow *new_flow(nt_udp_forward *fw, const struct sockaddr_storage *src
   f->state = F_WAIT_PEER;
   LIST_INSERT_HEAD(&fw->flows, f, fwd_link);
   /* Bounds the wait for the peer and its answer too. */
-  nt_udp_flow_arm(f, u->env.idle_timeout_s ? u->env.idle_timeout_s : 60);
+  nt_udp_flow_arm(f, u->env.idle_timeout_s);
   if (fw->stats) {
     fw->stats->connections++;
     fw->stats->active++;
