@@ -663,6 +663,20 @@ static void bound_new(registry_pg *pg) {
   cache_put(pg, &e);
 }
 
+/* A statement failed because the connection or the server is going away
+ * (SQLSTATE class 08, connection exception; 57P01..57P03, the server
+ * shutting down, crashed, or not accepting connections yet), or the
+ * connection is gone anyway. */
+static int connection_error(registry_pg *pg, const PGresult *r) {
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+  if (PQstatus(pg->conn) == CONNECTION_BAD || state == NULL) {
+    return 1; /* libpq's own failure (no SQLSTATE): the connection */
+  }
+  return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
+}
+
 /* The current statement's result has come: the next step. */
 static void call_result(registry_pg *pg, PGresult *r) {
   pg_call *c = &pg->call;
@@ -671,6 +685,13 @@ static void call_result(registry_pg *pg, PGresult *r) {
   int rv;
 
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (connection_error(pg, r)) {
+      /* The server is going away (a restart, an administrator ending the
+       * session): the database is unavailable, not this request wrong,
+       * and the client hears the same "try again" as in an outage. */
+      went_down(pg, PQresultErrorMessage(r));
+      return;
+    }
     nt_textfile_set_err(c->err, sizeof(c->err), "registry (%s): %s", pg->where,
                         PQresultErrorMessage(r));
     set_last_error(pg, c->err);
