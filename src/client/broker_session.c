@@ -987,6 +987,7 @@ void nt_broker_session_connect(natter_client *c) {
     nt_warn(&c->log, "cannot start a connection to the broker; %s", how);
     return;
   }
+  nt_tcp_fallback_on_connect(c); /* whichever broker of a list it is */
   if (several(c)) {
     return; /* the silence watch keeps its PING a second going */
   }
@@ -995,7 +996,6 @@ void nt_broker_session_connect(natter_client *c) {
    * since a lost PING is resent after one probe timeout (well under a
    * second), and halves what 10,000 idle clients cost it. */
   nt_conn_set_keepalive(c->broker_conn, BROKER_KEEPALIVE_MS);
-  nt_tcp_fallback_on_connect(c);
 }
 
 void nt_broker_session_reconnect_cb(evutil_socket_t fd, short what, void *arg) {
