@@ -1,5 +1,6 @@
 /* The client's session with its broker (broker_session.h). */
 #include "client/broker_session.h"
+#include "client/broker_resolve.h"
 
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -783,6 +784,8 @@ static void move_on(natter_client *c, char *how, size_t howlen) {
   c->broker_tries = 0;
   c->broker_answered = 0;
   schedule_reconnect(c);
+  /* A whole round failed: a broker given by name may have moved. */
+  nt_broker_resolve_start(c->resolve);
   if (several(c)) {
     snprintf(how, howlen, "all %zu brokers tried: retrying in %u s, at %s",
              c->brokers.n, c->reconnect_delay_s, next);
