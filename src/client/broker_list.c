@@ -14,8 +14,7 @@ static int is_blank(char c) {
 }
 
 int nt_broker_list_split(const char *item, char *host, size_t hostlen,
-                         char *port, size_t portlen, char *err,
-                         size_t errlen) {
+                         char *port, size_t portlen, char *err, size_t errlen) {
   const char *h = item, *p;
   size_t n;
 

@@ -35,8 +35,7 @@ int nt_broker_list_parse(nt_broker_list *out, const char *text, char *norm,
  * is 127.0.0.1), into |host| and |port| (checked: 1..65535). 0, or
  * NATTER_ERR_INVALID with the reason in |err|. */
 int nt_broker_list_split(const char *item, char *host, size_t hostlen,
-                         char *port, size_t portlen, char *err,
-                         size_t errlen);
+                         char *port, size_t portlen, char *err, size_t errlen);
 
 /* Appends |sa| unless listed already: 0, or -1 when the list holds
  * NT_BROKERS_MAX addresses already. */

@@ -146,8 +146,8 @@ static void apply(nt_broker_resolve *r, const nt_broker_list *l) {
 
   list_str(&c->brokers, was, sizeof(was));
   list_str(l, now, sizeof(now));
-  nt_info(&c->log, "brokers %s resolved again: now %s (was %s)",
-          c->broker_text, now, was);
+  nt_info(&c->log, "brokers %s resolved again: now %s (was %s)", c->broker_text,
+          now, was);
   c->brokers = *l;
   c->broker_index = 0;
   c->broker_tries = 0;
@@ -190,8 +190,7 @@ static void finish(nt_broker_resolve *r) {
     return;
   }
   if (l.n == 0 || same_list(&l, &c->brokers)) {
-    nt_debug(&c->log, "brokers %s resolved again: no change",
-             c->broker_text);
+    nt_debug(&c->log, "brokers %s resolved again: no change", c->broker_text);
     return;
   }
   if (c->broker_conn != NULL) {
@@ -267,8 +266,9 @@ void nt_broker_resolve_start(nt_broker_resolve *r) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
   evtimer_add(r->deadline, &tv);
-  nt_debug(&c->log, "no broker of %s answered this round: resolving its "
-                    "names again",
+  nt_debug(&c->log,
+           "no broker of %s answered this round: resolving its "
+           "names again",
            c->broker_text);
   r->starting = 1;
   for (size_t i = 0; i < r->nitems; i++) {
@@ -288,8 +288,8 @@ void nt_broker_resolve_start(nt_broker_resolve *r) {
       continue;
     }
     r->pending++;
-    it->req = evdns_getaddrinfo(c->dns, it->host, it->port, &hints, answer_cb,
-                                it);
+    it->req =
+        evdns_getaddrinfo(c->dns, it->host, it->port, &hints, answer_cb, it);
     /* NULL: answered (or failed) already, in answer_cb. */
   }
   r->starting = 0;

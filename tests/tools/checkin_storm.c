@@ -131,9 +131,9 @@ static void on_event(natter_client *c, const natter_event *ev, void *ud) {
     }
   } else if (ev->type == NATTER_EVENT_FATAL && m->checking &&
              !evtimer_pending(m->retry, NULL)) {
-    int unavailable = ev->message &&
-                      strstr(ev->message, "the name registry is unavailable, "
-                                          "try again") != NULL;
+    int unavailable =
+        ev->message && strstr(ev->message, "the name registry is unavailable, "
+                                           "try again") != NULL;
     struct timeval tv = {s->retry_ms / 1000, (s->retry_ms % 1000) * 1000};
     if (unavailable) {
       s->refused_unavailable++;
