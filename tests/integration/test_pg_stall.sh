@@ -56,7 +56,9 @@ kill -STOP "${pids[@]}"
 # (The server's processes are resumed at exit whatever happens: pg.sh's
 # cleanup must be able to stop them.)
 _stall_cleanup() {
+  local rc=$?
   kill -CONT "${pids[@]}" 2>/dev/null || true
+  return "$rc" # the test's status, for _pg_cleanup
 }
 trap '_stall_cleanup; _pg_cleanup' EXIT
 sleep 8 # the stall itself, not a wait for something
