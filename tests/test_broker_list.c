@@ -82,11 +82,56 @@ static void test_limits(void) {
                              sizeof(err)) == NATTER_ERR_INVALID);
 }
 
+/* One item split into host and port (broker_resolve.c asks the host
+ * again), and the bounded append it builds the new list with. */
+static void test_split_add(void) {
+  char host[256], port[8], err[256];
+  nt_broker_list l;
+  struct sockaddr_in sin;
+
+  CHECK(nt_broker_list_split("brokers.example.net:10000", host, sizeof(host),
+                             port, sizeof(port), err, sizeof(err)) == 0);
+  CHECK(strcmp(host, "brokers.example.net") == 0);
+  CHECK(strcmp(port, "10000") == 0);
+  CHECK(nt_broker_list_split("[2001:db8::1]:7", host, sizeof(host), port,
+                             sizeof(port), err, sizeof(err)) == 0);
+  CHECK(strcmp(host, "2001:db8::1") == 0);
+  CHECK(strcmp(port, "7") == 0);
+  CHECK(nt_broker_list_split(":9", host, sizeof(host), port, sizeof(port), err,
+                             sizeof(err)) == 0);
+  CHECK(strcmp(host, "127.0.0.1") == 0);
+  CHECK(nt_broker_list_split("a:0", host, sizeof(host), port, sizeof(port),
+                             err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_broker_list_split("a:65536", host, sizeof(host), port,
+                             sizeof(port), err, sizeof(err)) ==
+        NATTER_ERR_INVALID);
+  CHECK(nt_broker_list_split("noport", host, sizeof(host), port, sizeof(port),
+                             err, sizeof(err)) == NATTER_ERR_INVALID);
+  CHECK(nt_broker_list_split("[::1:5", host, sizeof(host), port, sizeof(port),
+                             err, sizeof(err)) == NATTER_ERR_INVALID);
+
+  memset(&l, 0, sizeof(l));
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(10000);
+  for (unsigned i = 0; i < NT_BROKERS_MAX; i++) {
+    sin.sin_addr.s_addr = htonl(0x7f000100u + i);
+    CHECK(nt_broker_list_add(&l, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+    /* The same again: listed already, not added. */
+    CHECK(nt_broker_list_add(&l, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+  }
+  CHECK(l.n == NT_BROKERS_MAX);
+  sin.sin_addr.s_addr = htonl(0x7f000200u);
+  CHECK(nt_broker_list_add(&l, (struct sockaddr *)&sin, sizeof(sin)) == -1);
+  CHECK(l.n == NT_BROKERS_MAX);
+}
+
 int main(void) {
   static const nt_test_case cases[] = {{"one", test_one},
                                        {"list", test_list},
                                        {"bad", test_bad},
                                        {"limits", test_limits},
+                                       {"split_add", test_split_add},
                                        {NULL, NULL}};
   return nt_test_run(cases);
 }

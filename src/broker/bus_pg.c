@@ -18,7 +18,9 @@
 
 static const char WHERE_SQL[] =
     "SELECT p.broker_id FROM presence p JOIN brokers b USING (broker_id) "
-    "WHERE p.name = $1 AND p.broker_id <> $2 AND b.heartbeat >= $3 "
+    "WHERE p.name = $1 AND p.broker_id <> $2 "
+    /* The database's clock, as the heartbeats are written (registry_pg.c). */
+    "AND b.heartbeat >= extract(epoch FROM now())::bigint - $3::bigint "
     "ORDER BY p.since DESC LIMIT 1";
 static const char NOTIFY_SQL[] = "SELECT pg_notify($1, $2)";
 
@@ -169,8 +171,7 @@ static void send_next(nt_bus *bus) {
   bus->queued--;
   bus->inflight = r;
   if (r->where) {
-    snprintf(cutoff, sizeof(cutoff), "%lld",
-             (long long)time(NULL) - NT_REGISTRY_BROKER_DEAD_S);
+    snprintf(cutoff, sizeof(cutoff), "%d", NT_REGISTRY_BROKER_DEAD_S);
     const char *v[] = {r->name, bus->self, cutoff};
     ok = PQsendQueryParams(bus->conn, WHERE_SQL, 3, NULL, v, NULL, NULL, 0);
   } else {

@@ -305,12 +305,15 @@ void nt_registry_describe(const nt_registry *reg, char *buf, size_t len);
  * nt_registry_set_broker names this broker (|broker_id|, at most
  * NT_REGISTRY_BROKER_ID_MAX bytes: its key's fingerprint in hex) and
  * starts its heartbeat, written every NT_REGISTRY_HEARTBEAT_S; a broker
- * whose heartbeat is older than NT_REGISTRY_BROKER_DEAD_S is removed, with
- * its clients' presence, by any other. nt_registry_presence records that
- * |name| (key |fingerprint|) checked in here at |since| (|present| 1) or
- * left (0): in memory, written with the next heartbeat in the same
- * statement (after the database was away: all of them again). Both
- * synchronous, never failing (presence is advisory). */
+ * whose heartbeat is older than NT_REGISTRY_BROKER_DEAD_S (the database's
+ * clock) is removed, with its clients' presence, by any other whose own
+ * heartbeats have gone through promptly for that long (after a stalled or
+ * lost database, every broker first gets that long to beat again).
+ * nt_registry_presence records that |name| (key |fingerprint|) checked in
+ * here at |since| (|present| 1) or left (0): in memory, written with the
+ * next heartbeat in the same statement (after the database was away: all
+ * of them again). Both synchronous, never failing (presence is
+ * advisory). */
 #define NT_REGISTRY_BROKER_ID_MAX 64
 #define NT_REGISTRY_HEARTBEAT_S 2
 #define NT_REGISTRY_BROKER_DEAD_S 6

@@ -120,16 +120,22 @@ static const struct {
      "SELECT name, encode(key, 'hex'), created, last_seen FROM names "
      "ORDER BY name"},
     /* Presence, one statement every heartbeat: this broker's heartbeat,
-     * brokers dead for long enough removed (their clients' presence with
-     * them: ON DELETE CASCADE), then this broker's changes: $5 the names
-     * gone (with $4 every name not in $6), $6..$8 the names here. Says
-     * whether this broker's row was new (it had been removed as dead: all
-     * its presence goes again). */
+     * brokers dead for long enough removed when $2 says this broker may
+     * judge (their clients' presence with them: ON DELETE CASCADE), then
+     * this broker's changes: $5 the names gone (with $4 every name not in
+     * $6), $6..$8 the names here. Says whether this broker's row was new
+     * (it had been removed as dead: all its presence goes again). Times
+     * are the database's clock, when the statement runs: brokers' clocks
+     * may differ, and a statement held up by a stalled server carries
+     * the time it ran, not the time it was sent. */
     {"natter_heartbeat", 8,
-     "WITH hb AS (INSERT INTO brokers (broker_id, heartbeat) VALUES ($1, $2) "
+     "WITH hb AS (INSERT INTO brokers (broker_id, heartbeat) "
+     " VALUES ($1, extract(epoch FROM now())::bigint) "
      " ON CONFLICT (broker_id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat "
      " RETURNING (xmax = 0) AS inserted), "
-     "dead AS (DELETE FROM brokers WHERE heartbeat < $3 AND broker_id <> $1), "
+     "dead AS (DELETE FROM brokers WHERE $2::boolean "
+     " AND heartbeat < extract(epoch FROM now())::bigint - $3::bigint "
+     " AND broker_id <> $1), "
      "gone AS (DELETE FROM presence WHERE broker_id = $1 "
      " AND ($4::boolean OR name = ANY ($5::text[])) "
      " AND NOT name = ANY ($6::text[])), "
@@ -204,6 +210,12 @@ typedef struct registry_pg {
   int resync;          /* write all of this broker's presence again */
   int hb_full;         /* the one in flight is a full one */
   char *hb_arrays[4];  /* its parameters: gone, names, keys, since */
+  /* Judging other brokers dead: only after this broker's own heartbeats
+   * have gone through promptly for NT_REGISTRY_BROKER_DEAD_S (a database
+   * that was away or stalled held up theirs as well as ours; each gets
+   * that long to beat again). Monotonic ms; steady_since 0: not steady. */
+  uint64_t hb_sent_ms, steady_since_ms;
+  int judging; /* for the log: the last heartbeat judged others */
   nt_hashmap presence; /* name -> pg_presence */
 } registry_pg;
 
@@ -381,6 +393,7 @@ static void went_down(registry_pg *pg, const char *why) {
   drop_connection(pg);
   heartbeat_free(pg);
   pg->resync = 1;
+  pg->steady_since_ms = 0;
   evtimer_del(pg->timer_ev);
   if (!pg->logged_down && pg->log) {
     nt_error(pg->log,
@@ -663,6 +676,20 @@ static void bound_new(registry_pg *pg) {
   cache_put(pg, &e);
 }
 
+/* A statement failed because the connection or the server is going away
+ * (SQLSTATE class 08, connection exception; 57P01..57P03, the server
+ * shutting down, crashed, or not accepting connections yet), or the
+ * connection is gone anyway. */
+static int connection_error(registry_pg *pg, const PGresult *r) {
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+  if (PQstatus(pg->conn) == CONNECTION_BAD || state == NULL) {
+    return 1; /* libpq's own failure (no SQLSTATE): the connection */
+  }
+  return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
+}
+
 /* The current statement's result has come: the next step. */
 static void call_result(registry_pg *pg, PGresult *r) {
   pg_call *c = &pg->call;
@@ -671,6 +698,13 @@ static void call_result(registry_pg *pg, PGresult *r) {
   int rv;
 
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (connection_error(pg, r)) {
+      /* The server is going away (a restart, an administrator ending the
+       * session): the database is unavailable, not this request wrong,
+       * and the client hears the same "try again" as in an outage. */
+      went_down(pg, PQresultErrorMessage(r));
+      return;
+    }
     nt_textfile_set_err(c->err, sizeof(c->err), "registry (%s): %s", pg->where,
                         PQresultErrorMessage(r));
     set_last_error(pg, c->err);
@@ -823,10 +857,10 @@ static char *array_new(size_t *len, size_t *cap) {
 /* Sends the heartbeat with this broker's presence changes (all of it
  * after a reconnection), when the connection is free. */
 static void try_heartbeat(registry_pg *pg) {
-  char now[24], dead[24];
+  char dead[24];
   size_t len[4], cap[4];
   char **a = pg->hb_arrays;
-  int64_t t = (int64_t)time(NULL);
+  int judge;
 
   if (!pg->hb_due || pg->state != PG_READY || pg->hb_inflight ||
       pg->call.active || pg->broker_id[0] == '\0') {
@@ -870,11 +904,29 @@ static void try_heartbeat(registry_pg *pg) {
     heartbeat_free(pg); /* out of memory: the next beat tries again */
     return;
   }
-  snprintf(now, sizeof(now), "%lld", (long long)t);
-  snprintf(dead, sizeof(dead), "%lld",
-           (long long)(t - NT_REGISTRY_BROKER_DEAD_S));
-  const char *v[] = {pg->broker_id, now,  dead, pg->hb_full ? "true" : "false",
-                     a[0],          a[1], a[2], a[3]};
+  pg->hb_sent_ms = close_clock_ms();
+  judge = pg->steady_since_ms != 0 &&
+          pg->hb_sent_ms - pg->steady_since_ms >=
+              (uint64_t)NT_REGISTRY_BROKER_DEAD_S * 1000;
+  if (judge != pg->judging && pg->log) {
+    if (judge) {
+      nt_debug(pg->log, "registry: heartbeats steady again: brokers silent "
+                        "for %d s are taken for dead again",
+               NT_REGISTRY_BROKER_DEAD_S);
+    } else {
+      nt_info(pg->log,
+              "registry: this broker's heartbeats were held up: no other "
+              "broker is taken for dead until they have gone through for "
+              "%d s",
+              NT_REGISTRY_BROKER_DEAD_S);
+    }
+  }
+  pg->judging = judge;
+  snprintf(dead, sizeof(dead), "%d", NT_REGISTRY_BROKER_DEAD_S);
+  const char *v[] = {pg->broker_id, judge ? "true" : "false",
+                     dead,          pg->hb_full ? "true" : "false",
+                     a[0],          a[1],
+                     a[2],          a[3]};
   pg->hb_due = 0;
   if (!PQsendQueryPrepared(pg->conn, STATEMENTS[S_HEARTBEAT].name, 8, v, NULL,
                            NULL, 0)) {
@@ -888,6 +940,7 @@ static void try_heartbeat(registry_pg *pg) {
 
 static void heartbeat_result(registry_pg *pg, const PGresult *r) {
   int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+  uint64_t now_ms = close_clock_ms();
 
   if (!ok) {
     if (pg->log) {
@@ -895,7 +948,15 @@ static void heartbeat_result(registry_pg *pg, const PGresult *r) {
                PQresultErrorMessage(r));
     }
     pg->resync = 1;
+    pg->steady_since_ms = 0;
   } else {
+    /* Steady from the first prompt answer on; a slow one (the server
+     * stalled) starts the count again from now. */
+    if (now_ms - pg->hb_sent_ms > (uint64_t)NT_REGISTRY_HEARTBEAT_S * 1000) {
+      pg->steady_since_ms = now_ms;
+    } else if (pg->steady_since_ms == 0) {
+      pg->steady_since_ms = pg->hb_sent_ms;
+    }
     int was_removed = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     /* Written: what has not changed since is clean, a name gone is
      * forgotten. */

@@ -13,13 +13,10 @@ static int is_blank(char c) {
   return c == ' ' || c == '\t';
 }
 
-/* Appends every address of |host|:|port| not listed yet. */
-static int resolve_item(nt_broker_list *out, const char *item, char *err,
-                        size_t errlen) {
-  char host[256];
-  const char *h = item, *port;
-  size_t hostlen;
-  struct addrinfo hints, *res = NULL, *ai;
+int nt_broker_list_split(const char *item, char *host, size_t hostlen,
+                         char *port, size_t portlen, char *err, size_t errlen) {
+  const char *h = item, *p;
+  size_t n;
 
   if (item[0] == '[') {
     const char *end = strchr(item, ']');
@@ -29,8 +26,8 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
       return NATTER_ERR_INVALID;
     }
     h = item + 1;
-    hostlen = (size_t)(end - h);
-    port = end + 2;
+    n = (size_t)(end - h);
+    p = end + 2;
   } else {
     const char *colon = strrchr(item, ':');
     if (!colon) {
@@ -38,29 +35,68 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
                item);
       return NATTER_ERR_INVALID;
     }
-    hostlen = (size_t)(colon - item);
-    port = colon + 1;
+    n = (size_t)(colon - item);
+    p = colon + 1;
   }
-  if (hostlen >= sizeof(host)) {
+  if (n >= hostlen) {
     snprintf(err, errlen, "bad broker address: host name too long");
     return NATTER_ERR_INVALID;
   }
-  memcpy(host, h, hostlen);
-  host[hostlen] = '\0';
-  if (hostlen == 0) {
-    snprintf(host, sizeof(host), "127.0.0.1");
+  memcpy(host, h, n);
+  host[n] = '\0';
+  if (n == 0) {
+    snprintf(host, hostlen, "127.0.0.1");
   }
   char *end;
-  long p = strtol(port, &end, 10);
-  if (*port < '0' || *port > '9' || *end != '\0' || p < 1 || p > 65535) {
+  long v = strtol(p, &end, 10);
+  if (*p < '0' || *p > '9' || *end != '\0' || v < 1 || v > 65535 ||
+      strlen(p) >= portlen) {
     snprintf(err, errlen, "bad broker address \"%.80s\": port must be 1..65535",
              item);
     return NATTER_ERR_INVALID;
   }
+  snprintf(port, portlen, "%s", p);
+  return 0;
+}
+
+int nt_broker_list_add(nt_broker_list *out, const struct sockaddr *sa,
+                       size_t salen) {
+  nt_addr a;
+
+  if (salen > sizeof(a.ss)) {
+    return 0;
+  }
+  memset(&a, 0, sizeof(a));
+  memcpy(&a.ss, sa, salen);
+  a.len = (socklen_t)salen;
+  for (size_t i = 0; i < out->n; i++) {
+    if (nt_addr_equal((struct sockaddr *)&out->addr[i].ss,
+                      (struct sockaddr *)&a.ss)) {
+      return 0; /* listed already */
+    }
+  }
+  if (out->n == NT_BROKERS_MAX) {
+    return -1;
+  }
+  out->addr[out->n++] = a;
+  return 0;
+}
+
+/* Appends every address of |item| not listed yet. */
+static int resolve_item(nt_broker_list *out, const char *item, char *err,
+                        size_t errlen) {
+  char host[256], port[8];
+  struct addrinfo hints, *res = NULL, *ai;
+  int rv = nt_broker_list_split(item, host, sizeof(host), port, sizeof(port),
+                                err, errlen);
+
+  if (rv != 0) {
+    return rv;
+  }
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
-  int rv = getaddrinfo(host, port, &hints, &res);
+  rv = getaddrinfo(host, port, &hints, &res);
   if (rv != 0 || !res) {
     snprintf(err, errlen, "cannot resolve broker \"%.80s\": %s", host,
              rv ? gai_strerror(rv) : "no address");
@@ -70,24 +106,7 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
     return NATTER_ERR_RESOLVE;
   }
   for (ai = res; ai; ai = ai->ai_next) {
-    nt_addr a;
-    size_t i;
-    if (ai->ai_addrlen > sizeof(a.ss)) {
-      continue;
-    }
-    memset(&a, 0, sizeof(a));
-    memcpy(&a.ss, ai->ai_addr, ai->ai_addrlen);
-    a.len = ai->ai_addrlen;
-    for (i = 0; i < out->n; i++) {
-      if (nt_addr_equal((struct sockaddr *)&out->addr[i].ss,
-                        (struct sockaddr *)&a.ss)) {
-        break;
-      }
-    }
-    if (i < out->n) {
-      continue; /* listed already */
-    }
-    if (out->n == NT_BROKERS_MAX) {
+    if (nt_broker_list_add(out, ai->ai_addr, ai->ai_addrlen) != 0) {
       freeaddrinfo(res);
       snprintf(err, errlen,
                "more than %d broker addresses (\"%.80s\" adds more): a "
@@ -95,7 +114,6 @@ static int resolve_item(nt_broker_list *out, const char *item, char *err,
                NT_BROKERS_MAX, item, NT_BROKERS_MAX);
       return NATTER_ERR_INVALID;
     }
-    out->addr[out->n++] = a;
   }
   freeaddrinfo(res);
   return 0;

@@ -31,4 +31,16 @@ typedef struct nt_broker_list {
 int nt_broker_list_parse(nt_broker_list *out, const char *text, char *norm,
                          size_t normlen, char *err, size_t errlen);
 
+/* Splits one item of a list, "HOST:PORT" or "[IPV6]:PORT" (an empty HOST
+ * is 127.0.0.1), into |host| and |port| (checked: 1..65535). 0, or
+ * NATTER_ERR_INVALID with the reason in |err|. */
+int nt_broker_list_split(const char *item, char *host, size_t hostlen,
+                         char *port, size_t portlen, char *err, size_t errlen);
+
+/* Appends |sa| unless listed already: 0, or -1 when the list holds
+ * NT_BROKERS_MAX addresses already. */
+struct sockaddr;
+int nt_broker_list_add(nt_broker_list *out, const struct sockaddr *sa,
+                       size_t salen);
+
 #endif

@@ -1,5 +1,6 @@
 /* The client's session with its broker (broker_session.h). */
 #include "client/broker_session.h"
+#include "client/broker_resolve.h"
 
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -783,6 +784,8 @@ static void move_on(natter_client *c, char *how, size_t howlen) {
   c->broker_tries = 0;
   c->broker_answered = 0;
   schedule_reconnect(c);
+  /* A whole round failed: a broker given by name may have moved. */
+  nt_broker_resolve_start(c->resolve);
   if (several(c)) {
     snprintf(how, howlen, "all %zu brokers tried: retrying in %u s, at %s",
              c->brokers.n, c->reconnect_delay_s, next);
@@ -987,6 +990,7 @@ void nt_broker_session_connect(natter_client *c) {
     nt_warn(&c->log, "cannot start a connection to the broker; %s", how);
     return;
   }
+  nt_tcp_fallback_on_connect(c); /* whichever broker of a list it is */
   if (several(c)) {
     return; /* the silence watch keeps its PING a second going */
   }
@@ -995,7 +999,6 @@ void nt_broker_session_connect(natter_client *c) {
    * since a lost PING is resent after one probe timeout (well under a
    * second), and halves what 10,000 idle clients cost it. */
   nt_conn_set_keepalive(c->broker_conn, BROKER_KEEPALIVE_MS);
-  nt_tcp_fallback_on_connect(c);
 }
 
 void nt_broker_session_reconnect_cb(evutil_socket_t fd, short what, void *arg) {

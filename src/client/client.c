@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/broker_resolve.h"
 #include "client/broker_session.h"
 #include "client/tcp_fallback.h"
 #include "client/client_internal.h"
@@ -597,6 +598,9 @@ int natter_client_new_versioned(natter_client **pclient,
     rv = NATTER_ERR_NOMEM;
     goto fail;
   }
+  if ((rv = nt_broker_resolve_new(&c->resolve, c)) != 0) {
+    goto fail;
+  }
   if ((rv = nt_tcp_fallback_new(c, cfg->broker_tcp_port)) != 0) {
     goto fail;
   }
@@ -777,6 +781,8 @@ void natter_client_free(natter_client *c) {
     event_free(c->portmap_wait_ev);
   }
   nt_tcp_fallback_free(c); /* its links leave the endpoint */
+  nt_broker_resolve_free(c->resolve); /* before the resolver */
+  c->resolve = NULL;
   nt_endpoint_free(c->ep); /* closes the broker and peer connections */
   nt_h3_server_free(c->h3);
   if (c->broker_lost_ev) {

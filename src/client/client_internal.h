@@ -106,6 +106,8 @@ struct natter_client {
   uint8_t network_key[NT_FINGERPRINT_LEN];
   /* The TCP fallback (tcp_fallback.c); NULL: off (-broker-tcp 0). */
   struct nt_tcp_fallback *tcpfb;
+  /* The list's names asked again (broker_resolve.c); NULL: no names. */
+  struct nt_broker_resolve *resolve;
 };
 
 /* Reports a client event of |type| (one log line and the user's

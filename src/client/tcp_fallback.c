@@ -100,8 +100,11 @@ static void link_closed(nt_tcp_link *link, const char *why, void *ud) {
     event_del(fb->probe_ev);
     if (fb->broker_connected && c->broker_conn && !c->fatal) {
       /* The QUIC connection inside is cut off (UDP gets no answer):
-       * start again now rather than after its idle timeout. */
-      fb->restarting = 1;
+       * start again now rather than after its idle timeout; at the
+       * same broker (over TCP again: it may have restarted), or, in a
+       * list, at the next one, as for any lost broker (its own TCP
+       * fallback follows if its UDP gets no answer either). */
+      fb->restarting = c->brokers.n <= 1;
       nt_conn_close(c->broker_conn, 0, "TCP connection ended");
     }
   } else if (link == fb->relay_link) {
@@ -138,6 +141,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
       (c->broker_conn && nt_conn_is_established(c->broker_conn))) {
     return;
   }
+  /* The broker's host as of now: in a list, the one being tried. */
+  fb->tcp_to = c->broker_addr;
+  nt_addr_set_port((struct sockaddr *)&fb->tcp_to.ss, fb->port);
   nt_debug(&c->log, "no answer from the broker over UDP yet: trying TCP %s",
            nt_addr_str((struct sockaddr *)&fb->tcp_to.ss, to));
   fb->broker_connected = 0;

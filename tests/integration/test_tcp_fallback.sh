@@ -5,6 +5,8 @@
 # harm; the per-address limit of TCP connections is logged when hit.
 # (UDP blocked for real, the relay over TCP and the move back to UDP are
 # in the NAT lab: tests/nat/test_tcp_fallback.sh.)
+# With a list of brokers (-broker a,b -broker-tcp PORT): the current
+# broker over TCP, and when it dies, the next one of the list over TCP.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -74,3 +76,43 @@ expect_exit_zero "$TCPCHECK" echo-check "$fwd" --conns 2 --bytes 256K
 stop_expect_clean alice
 stop_expect_clean bob
 stop_expect_clean broker
+
+# ---- a list of brokers ---------------------------------------------------------
+
+# Two brokers of one network (one key) on 127.0.0.2 and 127.0.0.3, each
+# with the TCP fallback on the same port of its own address. carol's list
+# names UDP ports where nothing answers: she reaches the first over TCP;
+# when it dies, the second, over TCP too. dave (UDP) moves along with
+# her, so that they meet at the broker they share.
+netkey=$WORK/network.key
+lp=$(free_port)
+ltcp=$(free_port)
+start n1 "$NATTER" -server "127.0.0.2:$lp" -identity "$netkey" \
+  -tcp-listen "127.0.0.2:$ltcp" -registry memory:
+wait_log n1 "natter: TCP fallback on 127\.0\.0\.2:$ltcp"
+start n2 "$NATTER" -server "127.0.0.3:$lp" -identity "$netkey" \
+  -tcp-listen "127.0.0.3:$ltcp" -registry memory:
+wait_log n2 "natter: TCP fallback on 127\.0\.0\.3:$ltcp"
+start dave "$NATTER" -name dave -broker "127.0.0.2:$lp,127.0.0.3:$lp" \
+  -identity "$WORK/dave.key" -listen -allow-peer carol
+wait_log dave "natter: checked in at broker 127\.0\.0\.2:$lp as dave" 20
+dead1=$(free_port)
+dead2=$(free_port)
+cfwd=$(free_port)
+start carol "$NATTER" -name carol -broker "127.0.0.2:$dead1,127.0.0.3:$dead2" \
+  -broker-tcp "$ltcp" -identity "$WORK/carol.key" "$cfwd:dave:$echo_port"
+wait_log carol "natter: no answer from the broker's UDP port in 3 s: reaching the broker over TCP at 127\.0\.0\.2:$ltcp" 20
+wait_log carol "natter: checked in at broker 127\.0\.0\.2:$dead1 as carol" 20
+expect_exit_zero "$TCPCHECK" echo-check "$cfwd" --conns 2 --bytes 256K
+kill -9 "$(pid n1)"
+_reap n1
+wait_log carol "lost the broker 127\.0\.0\.2:$dead1 \([a-z ]+\); trying broker 127\.0\.0\.3:$dead2 next" 20
+wait_log carol "natter: no answer from the broker's UDP port in 3 s: reaching the broker over TCP at 127\.0\.0\.3:$ltcp" 20
+wait_log carol "natter: checked in at broker 127\.0\.0\.3:$dead2 as carol" 20
+wait_log dave "natter: checked in at broker 127\.0\.0\.3:$lp as dave" 20
+[[ $(ss -Htn state established "( dst = 127.0.0.3 and dport = :$ltcp )" | wc -l) -ge 1 ]] ||
+  fail "carol holds no TCP connection to the second broker"
+expect_exit_zero -t 60 "$TCPCHECK" echo-check "$cfwd" --conns 2 --bytes 256K
+stop_expect_clean carol
+stop_expect_clean dave
+stop_expect_clean n2
