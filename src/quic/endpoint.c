@@ -167,8 +167,9 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
   }
 }
 
-void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
-                              const uint8_t *buf, size_t len, size_t segsize) {
+void nt_endpoint_send_relayed(nt_endpoint *ep, const nt_addr *relay,
+                              const uint8_t *token, const uint8_t *buf,
+                              size_t len, size_t segsize) {
   /* Each packet gets the header in front; the framed copies go out as
    * one GSO batch of the larger size where they fit. */
   size_t out = 0, oseg = segsize + NT_RELAY_HDR_LEN;
@@ -176,7 +177,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     size_t n = len - off < segsize ? len - off : segsize;
     if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
       nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                               (struct sockaddr *)&ep->relay.ss, NULL);
+                               (const struct sockaddr *)&relay->ss, NULL);
       out = 0;
     }
     nt_relay_hdr_encode(ep->relaybuf + out, NT_RELAY_DATA, token);
@@ -184,11 +185,32 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     out += NT_RELAY_HDR_LEN + n;
   }
   nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                           (struct sockaddr *)&ep->relay.ss, NULL);
+                           (const struct sockaddr *)&relay->ss, NULL);
+}
+
+int nt_endpoint_is_relay(const nt_endpoint *ep, const struct sockaddr *sa) {
+  for (size_t i = 0; i < ep->nrelays; i++) {
+    if (nt_addr_equal(sa, (const struct sockaddr *)&ep->relays[i].ss)) {
+      return 1;
+    }
+  }
+  return 0;
 }
 
 void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
-  ep->relay = *relay;
+  if (!relay->len) {
+    ep->nrelays = ep->relay_next = 0;
+    return;
+  }
+  if (nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
+    return;
+  }
+  if (ep->nrelays < NT_ENDPOINT_RELAYS) {
+    ep->relays[ep->nrelays++] = *relay;
+  } else {
+    ep->relays[ep->relay_next] = *relay;
+    ep->relay_next = (ep->relay_next + 1) % NT_ENDPOINT_RELAYS;
+  }
   ep->relay_local = ep->local;
   uint16_t port = nt_endpoint_port(ep);
   nt_addr_set_port((struct sockaddr *)&ep->relay_local.ss,
@@ -199,14 +221,16 @@ void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from) {
   ep->raw_source = *from;
 }
 
-int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
+int nt_endpoint_relay_bind(nt_endpoint *ep, const nt_addr *relay,
+                           const uint8_t *token) {
   uint8_t pkt[NT_RELAY_HDR_LEN];
-  if (!ep->relay.len) {
+  if (!relay->len ||
+      !nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
     return NATTER_ERR_INVALID;
   }
   nt_relay_hdr_encode(pkt, NT_RELAY_BIND, token);
   return nt_endpoint_sendto(ep, pkt, sizeof(pkt),
-                            (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+                            (const struct sockaddr *)&relay->ss, relay->len);
 }
 
 /* The source for a raw datagram to |to|: while the owner handles a
@@ -420,9 +444,8 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
   if (len == 0) {
     return;
   }
-  if (!aux && ep->relay.len &&
-      nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
-    /* The relay has a port of its own: nothing else comes from there. */
+  if (!aux && nt_endpoint_is_relay(ep, from)) {
+    /* A relay has a port of its own: nothing else comes from there. */
     handle_relayed(ep, data, len, from, fromlen);
     return;
   }
@@ -917,16 +940,18 @@ int nt_endpoint_connect_on(nt_endpoint *ep, int sock, const struct sockaddr *to,
   return 0;
 }
 
-int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
+int nt_endpoint_connect_relayed(nt_endpoint *ep, const nt_addr *relay,
+                                const uint8_t *token,
                                 const uint8_t *expected_fp,
                                 const nt_conn_callbacks *callbacks,
                                 void *user_data, nt_conn **pconn) {
-  if (!ep->relay.len) {
+  if (!relay->len ||
+      !nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
     return NATTER_ERR_INVALID;
   }
   memcpy(ep->new_relay_token, token, NT_RELAY_TOKEN_LEN);
-  return nt_endpoint_connect(ep, (struct sockaddr *)&ep->relay.ss,
-                             ep->relay.len, expected_fp, callbacks, user_data,
+  return nt_endpoint_connect(ep, (const struct sockaddr *)&relay->ss,
+                             relay->len, expected_fp, callbacks, user_data,
                              pconn);
 }
 
