@@ -387,7 +387,7 @@ static void test_introduction_bounds(void) {
         out.u.introduction.relay.len == 0 &&
         out.u.introduction.relay_token[0] == 0);
   relay_at.port = 4435;
-  relay_at.ip.len = 5;
+  relay_at.ip.len = 3;
   CHECK(decode_pb(&out, &msg) == 0 && out.u.introduction.relay_port == 0 &&
         out.u.introduction.relay.len == 0);
   in.relay_address = NULL;

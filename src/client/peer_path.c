@@ -599,6 +599,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
   nt_peer *p;
   nt_introduction checked;
   const nt_introduction *in = checked_observed(peers, given, &checked);
+  char raddr[NT_ADDR_STRLEN];
 
   if (in->refresh) {
     repunch_start(peers, in);
@@ -673,8 +674,19 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
     memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
     /* Tell the relay where we are now (17 bytes): a relayed Initial
      * then finds us the moment punching gives way to the relay. */
-    nt_endpoint_set_relay(env->ep, &p->relay);
-    nt_endpoint_relay_bind(env->ep, &p->relay, p->relay_token);
+    if (nt_endpoint_set_relay(env->ep, &p->relay) != 0) {
+      if (nt_peers_budget_log_due(peers, NT_PEERS_LOG_RELAYS,
+                                  nt_monotonic_ns())) {
+        nt_warn(env->log,
+                "%s: not using the relay at %s: connections run through " NT_STR(
+                    NT_ENDPOINT_RELAYS) " other relays already (limit)",
+                p->name,
+                nt_addr_str((const struct sockaddr *)&in->relay.ss, raddr));
+      }
+      memset(&p->relay, 0, sizeof(p->relay));
+    } else {
+      nt_endpoint_relay_bind(env->ep, &p->relay, p->relay_token);
+    }
   }
   p->observed = in->observed;
   p->mapping = in->mapping;

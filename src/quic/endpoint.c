@@ -197,24 +197,49 @@ int nt_endpoint_is_relay(const nt_endpoint *ep, const struct sockaddr *sa) {
   return 0;
 }
 
-void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
+/* Whether a connection of |ep| runs through |relay|. */
+static int relay_in_use(nt_endpoint *ep, const nt_addr *relay) {
+  nt_conn *conn;
+  LIST_FOREACH(conn, &ep->conns, ep_link) {
+    if (conn->relay_on &&
+        nt_addr_equal((const struct sockaddr *)&conn->relay_addr.ss,
+                      (const struct sockaddr *)&relay->ss)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
   if (!relay->len) {
     ep->nrelays = ep->relay_next = 0;
-    return;
+    return 0;
   }
   if (nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
-    return;
+    return 0;
   }
   if (ep->nrelays < NT_ENDPOINT_RELAYS) {
     ep->relays[ep->nrelays++] = *relay;
   } else {
-    ep->relays[ep->relay_next] = *relay;
-    ep->relay_next = (ep->relay_next + 1) % NT_ENDPOINT_RELAYS;
+    /* The oldest that no connection runs through gives way. */
+    size_t i = 0;
+    for (; i < NT_ENDPOINT_RELAYS; i++) {
+      size_t k = (ep->relay_next + i) % NT_ENDPOINT_RELAYS;
+      if (!relay_in_use(ep, &ep->relays[k])) {
+        ep->relays[k] = *relay;
+        ep->relay_next = (k + 1) % NT_ENDPOINT_RELAYS;
+        break;
+      }
+    }
+    if (i == NT_ENDPOINT_RELAYS) {
+      return NATTER_ERR_NOMEM;
+    }
   }
   ep->relay_local = ep->local;
   uint16_t port = nt_endpoint_port(ep);
   nt_addr_set_port((struct sockaddr *)&ep->relay_local.ss,
                    (uint16_t)(port ^ 0x8000));
+  return 0;
 }
 
 void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from) {

@@ -209,10 +209,12 @@ int nt_conn_socket(const nt_conn *conn);
 
 /* Datagrams from |relay| are relay-framed from now on: the broker's
  * relay, or another broker's that relays for one peer. At most
- * NT_ENDPOINT_RELAYS at once (the one added longest ago gives way); len
- * 0 forgets them all. */
+ * NT_ENDPOINT_RELAYS at once: the one added longest ago that no
+ * connection runs through gives way, and when every one has a
+ * connection, NATTER_ERR_NOMEM (|relay| is not added). Len 0 forgets
+ * them all. Returns 0 otherwise. */
 #define NT_ENDPOINT_RELAYS 8
-void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
+int nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
 /* Datagrams from |from| (the gateway's port mapping port) go to
  * callbacks->datagram whatever their length, never to QUIC; len 0 turns
  * it off. */
