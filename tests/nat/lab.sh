@@ -98,7 +98,9 @@
 #         --xbroker URI             two brokers on the PostgreSQL database
 #                                   URI (its Unix socket: the brokers run
 #                                   in a namespace): alice's at
-#                                   203.0.113.10, bob's at 203.0.113.30;
+#                                   203.0.113.10, bob's on a wildcard
+#                                   socket at port PORT+10, reached at
+#                                   203.0.113.30 (as --broker-at second);
 #                                   a relayed pair must go through bob's
 #                                   broker's relay, and alice's broker
 #                                   relays nothing (IPv4 only)
@@ -177,6 +179,8 @@ LAB_OTHER_IP=203.0.113.20
 # kernel picks there, 203.0.113.10 is).
 LAB_BROKER_IP2=203.0.113.30
 LAB_BROKER_PORT=10000
+# A second broker (--xbroker), on a wildcard socket beside the first.
+LAB_XBROKER_PORT=10010
 declare -A LAB_WAN_IP=([ra]=203.0.113.1 [rb]=203.0.113.2)
 # IPv6 (--family dual, v6only): documentation prefix only, no NAT66.
 LAB_BROKER_IP6=2001:db8::10
@@ -915,11 +919,13 @@ lab_case() {
   lab_start broker inet "$NATTER" -server "$server" -identity "$WORK/broker.key" -v "${relay_args[@]}" "${registry[@]}"
   wait_log broker "broker listening on $listening"
   if [[ -n $xbroker ]]; then
-    # bob's broker: another host's address on the same "internet".
-    bob_broker=$LAB_BROKER_IP2:$LAB_BROKER_PORT
+    # bob's broker on a wildcard socket (another port), reached at the
+    # host's second address: it must name its relay by the address bob's
+    # packets arrive at, which its kernel never picks by itself.
+    bob_broker=$LAB_BROKER_IP2:$LAB_XBROKER_PORT
     LAB_RELAY_BROKER=broker2
-    lab_start broker2 inet "$NATTER" -server "$bob_broker" -identity "$WORK/broker2.key" -v "${relay_args[@]}" "${registry[@]}"
-    wait_log broker2 "broker listening on ${LAB_BROKER_IP2//./\\.}:$LAB_BROKER_PORT"
+    lab_start broker2 inet "$NATTER" -server ":$LAB_XBROKER_PORT" -identity "$WORK/broker2.key" -v "${relay_args[@]}" "${registry[@]}"
+    wait_log broker2 "broker listening on (\\[::\\]|0\\.0\\.0\\.0):$LAB_XBROKER_PORT "
     wait_log broker "brokers' bus: listening on natter_"
     wait_log broker2 "brokers' bus: listening on natter_"
   fi
@@ -994,7 +1000,7 @@ lab_case() {
     fail "$label: alice connected via the relay, expected $expect"
   fi
   if [[ -n $xbroker && $outcome == relay ]]; then
-    [[ $conn_line == *"connected to bob via relay at $LAB_BROKER_IP2:$((LAB_BROKER_PORT + 2)) "* ]] ||
+    [[ $conn_line == *"connected to bob via relay at $LAB_BROKER_IP2:$((LAB_XBROKER_PORT + 2)) "* ]] ||
       fail "$label: alice is not relayed by bob's broker ($LAB_BROKER_IP2): $conn_line"
     grep -q 'relay channel open for alice (at broker [0-9a-f]*, from ' "$WORK/broker2.log" ||
       fail "$label: bob's broker did not open the channel"
