@@ -234,6 +234,11 @@ static void relay_words(natter_broker *b, const bxask *a,
   }
   if (offered) {
     xlog_bad(b, "a relay we did not ask for, or at no address for one");
+  } else if (a->relay) {
+    snprintf(says, len,
+             "; no relay: %s's broker offered none (it relays only with "
+             "-relay, to peers without -no-relay, within its limits)",
+             a->peer);
   } else if (!a->requester->reads_relay_address && !a->requester->no_relay) {
     snprintf(says, len,
              "; no relay across brokers for %s: its natter is too old to be "
