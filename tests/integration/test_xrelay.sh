@@ -6,7 +6,8 @@
 # pair finds a direct path and each meets through a relay, on one host:
 #   - alice at broker 1: her forward to bob is relayed by bob's broker
 #     (broker 2), 2 MiB with its SHA-256 checked by the sink; broker 2's
-#     relay counters grow by at least that, broker 1's stay at 0;
+#     relay counters grow by at least that, broker 1's stay at 0; her
+#     -check of bob says it went through broker 2's relay;
 #   - time to the first byte through a fresh relayed connection, across
 #     brokers (alice) and on one broker (carol at broker 2), and the
 #     throughput of each, with the machine's load;
@@ -85,6 +86,15 @@ after=$(metric b2 natter_broker_relayed_bytes_total)
 assert_log_lacks alice 'path now direct'
 assert_log_lacks b1 'note dropped'
 assert_log_lacks b2 'note dropped'
+
+# ---- alice's -check of bob across brokers: relayed as well ------------------
+
+run_capture 40 "$NATTER" -name alice -broker "$B1" -identity "$WORK/alice.key" -check bob
+# Exit 4: no probe arrives either way (NATTER_TEST_NO_PUNCH), which reads
+# as UDP blocked between the two; the relay carries the check.
+((STATUS == 4)) || fail "-check bob at broker 1 exited $STATUS (want 4); output: $OUTPUT"
+assert_output_contains "^path: through the broker's relay at 127\.0\.0\.1:$((BPORT[b2] + 2)),"
+assert_output_contains "connected through the broker's relay$"
 
 # ---- the same on one broker: carol at broker 2 --------------------------------
 
