@@ -55,6 +55,7 @@ static void test_round_trips(void) {
   in.u.check_in.listen = 1;
   in.u.check_in.no_relay = 1;
   in.u.check_in.diagnostic = 1;
+  in.u.check_in.reads_relay_address = 1;
   in.u.check_in.local[0] = addr4("192.168.1.5", 4000);
   in.u.check_in.local[1] = addr6("2001:db8::5", 4000);
   in.u.check_in.nlocal = 2;
@@ -112,6 +113,10 @@ static void test_round_trips(void) {
   memset(intro->relay_token, 0xab, NT_RELAY_TOKEN_LEN);
   intro->relay_port = 4435;
   intro->check = 1;
+  CHECK(round_trip(&in, &out) == 0);
+  CHECK(memcmp(&in, &out, sizeof(in)) == 0);
+  /* Another broker's relay: its address travels too. */
+  intro->relay = addr4("198.51.100.20", 4435);
   CHECK(round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
@@ -371,6 +376,21 @@ static void test_introduction_bounds(void) {
   in.relay_token.len = NT_RELAY_TOKEN_LEN - 1;
   CHECK(decode_pb(&out, &msg) == 0 && out.u.introduction.relay_port == 0);
   in.relay_token.len = NT_RELAY_TOKEN_LEN;
+  /* A relay's address names its port; another port, or no address that
+   * is one, voids the whole relay. */
+  Natter__Address relay_at = wire_addr(ip4, 4, 4435);
+  in.relay_address = &relay_at;
+  CHECK(decode_pb(&out, &msg) == 0 && out.u.introduction.relay_port == 4435 &&
+        out.u.introduction.relay.len == sizeof(struct sockaddr_in));
+  relay_at.port = 4436;
+  CHECK(decode_pb(&out, &msg) == 0 && out.u.introduction.relay_port == 0 &&
+        out.u.introduction.relay.len == 0 &&
+        out.u.introduction.relay_token[0] == 0);
+  relay_at.port = 4435;
+  relay_at.ip.len = 3;
+  CHECK(decode_pb(&out, &msg) == 0 && out.u.introduction.relay_port == 0 &&
+        out.u.introduction.relay.len == 0);
+  in.relay_address = NULL;
 
   /* Each of these is refused, and says it was an introduction. */
   in.n_local_addrs = NT_MAX_LOCAL_ADDRS + 1;

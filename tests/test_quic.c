@@ -1480,6 +1480,50 @@ static int cli_dgrams_reach(void *arg) {
 /* Extra sockets send from ports of their own, hand what they receive up
  * with their id, carry a connection that takes one over (and keeps it when
  * the rest close), and are bounded. */
+/* The endpoint's relays (the broker's and other brokers'): up to
+ * NT_ENDPOINT_RELAYS; past it the oldest that no connection runs through
+ * gives way, and a connection keeps its own relay. */
+static void test_relay_list(void) {
+  fixture fx;
+  nt_addr relay[NT_ENDPOINT_RELAYS * 2 + 1];
+  uint8_t token[NT_RELAY_TOKEN_LEN] = {7};
+
+  CHECK(fixture_init(&fx, 5000) == 0);
+  if (!fx.ep_srv) {
+    fixture_free(&fx);
+    return;
+  }
+  for (size_t i = 0; i < sizeof(relay) / sizeof(relay[0]); i++) {
+    set_addr((struct sockaddr_in *)&relay[i].ss, (uint16_t)(40001 + i));
+    relay[i].len = sizeof(struct sockaddr_in);
+  }
+  CHECK(nt_endpoint_relay_bind(fx.ep_cli, &relay[0], token) ==
+        NATTER_ERR_INVALID);
+  for (size_t i = 0; i < NT_ENDPOINT_RELAYS; i++) {
+    CHECK(nt_endpoint_set_relay(fx.ep_cli, &relay[i]) == 0);
+  }
+  CHECK(nt_endpoint_set_relay(fx.ep_cli, &relay[3]) == 0); /* known */
+  /* A connection through relay 1. */
+  CHECK(nt_endpoint_connect_relayed(fx.ep_cli, &relay[1], token,
+                                    nt_identity_fingerprint(fx.id_srv),
+                                    &cli_conn_cbs, &fx.cli,
+                                    &fx.cli.conn) == 0);
+  CHECK(fx.cli.conn && nt_conn_is_relayed(fx.cli.conn));
+  /* Nine more: 0 gives way first; 1 never, it has a connection. */
+  CHECK(nt_endpoint_set_relay(fx.ep_cli, &relay[NT_ENDPOINT_RELAYS]) == 0);
+  CHECK(!nt_endpoint_is_relay(fx.ep_cli, (struct sockaddr *)&relay[0].ss));
+  for (size_t i = NT_ENDPOINT_RELAYS + 1; i < NT_ENDPOINT_RELAYS * 2 + 1;
+       i++) {
+    CHECK(nt_endpoint_set_relay(fx.ep_cli, &relay[i]) == 0);
+  }
+  CHECK(nt_endpoint_is_relay(fx.ep_cli, (struct sockaddr *)&relay[1].ss));
+  CHECK(nt_endpoint_is_relay(fx.ep_cli,
+                             (struct sockaddr *)&relay[NT_ENDPOINT_RELAYS * 2].ss));
+  CHECK(nt_endpoint_relay_bind(fx.ep_cli, &relay[1], token) == 0);
+  CHECK(nt_conn_is_relayed(fx.cli.conn));
+  fixture_free(&fx);
+}
+
 static void test_aux_sockets(void) {
   fixture fx;
   int owner, want;
@@ -1577,6 +1621,7 @@ static const nt_test_case cases[] = {
     {"idle_timeout_keepalive", test_idle_timeout_keepalive},
     {"close_in_established", test_close_in_established},
     {"aux_sockets", test_aux_sockets},
+    {"relay_list", test_relay_list},
     {NULL, NULL},
 };
 

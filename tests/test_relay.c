@@ -11,7 +11,13 @@
  * charged to the side that sent them, by key and by address, so a peer's
  * garbage never spends the other's total and fresh keys from one address
  * share its rate; a channel ends with either client's session; totals
- * count within a window and start afresh after it. */
+ * count within a window and start afresh after it.
+ *
+ * A requester of another broker (introductions across brokers): no
+ * session here, its side binds only from the address its broker
+ * validated (mallory, with its token from another address, gets no
+ * answer and moves nothing), its key and address pay, and the channel
+ * ends with the listener's session or when idle. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -25,6 +31,7 @@
 
 #include "broker/relay.h"
 #include "broker/relay_budget.h"
+#include "quic/endpoint.h"
 #include "test.h"
 #include "test_cmsg.h"
 #include "test_loop.h"
@@ -749,6 +756,83 @@ static void test_sessions(void) {
   event_base_free(base);
 }
 
+/* A requester at another broker: a party with no session of ours, known
+ * by the key and address its broker put in the note. */
+static void test_remote_requester(void) {
+  struct event_base *base = event_base_new();
+  nt_relay *relay = relay_new(base, 0, 0);
+  if (!relay) {
+    return;
+  }
+  uint16_t port = nt_relay_port(relay);
+  peer alice, bob, mallory;
+  peer_open(&alice, base, "127.0.0.2");
+  peer_open(&bob, base, "127.0.0.1");
+  peer_open(&mallory, base, "127.0.0.5");
+  struct sockaddr_in ip_a = sin_of("127.0.0.2", 0),
+                     ip_b = sin_of("127.0.0.1", 0);
+  int sb;
+  nt_relay_party pa = party("alice", 1, &ip_a, NULL),
+                 pb = party("bob", 2, &ip_b, &sb);
+  CHECK(nt_relay_open(relay, &pa, &pb, alice.token, bob.token) == 0);
+  memcpy(mallory.token, alice.token, NT_RELAY_TOKEN_LEN);
+
+  /* mallory holds alice's token but not her address: no echo, nothing
+   * bound, nothing forwarded. */
+  uint8_t pkt[2048];
+  nt_relay_stats st0, st;
+  nt_relay_get_stats(relay, &st0);
+  nt_relay_hdr_encode(pkt, NT_RELAY_BIND, mallory.token);
+  send_raw(mallory.fd, pkt, NT_RELAY_HDR_LEN, port);
+  send_raw(mallory.fd, pkt, make_data(pkt, mallory.token, 1, 100), port);
+  /* bob binds; then alice, from the address in the note. */
+  nt_relay_hdr_encode(pkt, NT_RELAY_BIND, bob.token);
+  send_raw(bob.fd, pkt, NT_RELAY_HDR_LEN, port);
+  nt_relay_hdr_encode(pkt, NT_RELAY_BIND, alice.token);
+  send_raw(alice.fd, pkt, NT_RELAY_HDR_LEN, port);
+  peer *both[2] = {&alice, &bob};
+  CHECK(run_until(base, bound_pair, both, 5000));
+  send_raw(alice.fd, pkt, make_data(pkt, alice.token, 2, 100), port);
+  wanted w = {{&bob, NULL, NULL, NULL}, {1}, {0}};
+  CHECK(run_until(base, have_wanted, &w, 5000));
+  pump(base);
+  CHECK(mallory.got == 0);
+  CHECK(bob.data == 1 && bob.seq[0] == 2);
+  nt_relay_get_stats(relay, &st);
+  CHECK(st.dropped == st0.dropped + 2);
+  /* alice's key pays for the channel. */
+  uint64_t used, rate, total;
+  unsigned channels;
+  nt_relay_key_usage(relay, key_of(1), nt_monotonic_ns(), &used, &channels,
+                     &rate, &total);
+  CHECK(channels == 1 && used == 100);
+  nt_relay_key_usage(relay, key_of(2), nt_monotonic_ns(), &used, &channels,
+                     &rate, &total);
+  CHECK(channels == 0 && used == 0);
+
+  /* No session of ours ends it but the listener's; a NULL one is none. */
+  nt_relay_close_session(relay, NULL);
+  nt_relay_get_stats(relay, &st);
+  CHECK(st.channels == 1);
+  nt_relay_close_session(relay, &sb);
+  CHECK(run_until(base, got_closed, both, 5000));
+  nt_relay_get_stats(relay, &st);
+  CHECK(st.channels == 0);
+
+  /* Or it idles out. */
+  CHECK(nt_relay_open(relay, &pa, &pb, alice.token, bob.token) == 0);
+  nt_relay_sweep(relay,
+                 nt_monotonic_ns() + (uint64_t)NT_RELAY_IDLE_S * 1000000000ull);
+  nt_relay_get_stats(relay, &st);
+  CHECK(st.channels == 0);
+
+  peer_close(&alice);
+  peer_close(&bob);
+  peer_close(&mallory);
+  nt_relay_free(relay);
+  event_base_free(base);
+}
+
 #define S_NS 1000000000ull
 
 /* The accounts themselves, on a clock of our own: the rate's bucket, the
@@ -879,6 +963,7 @@ int main(void) {
       {"channel_caps", test_channel_caps},
       {"sessions", test_sessions},
       {"budget_accounts", test_budget_accounts},
+      {"remote_requester", test_remote_requester},
       {NULL, NULL},
   };
   return nt_test_run(cases);

@@ -26,6 +26,7 @@ static nt_xnote sample(nt_xnote_kind kind) {
   case NT_XNOTE_REFRESHED:
     snprintf(n.peer, sizeof(n.peer), "bob");
     n.check = kind == NT_XNOTE_ASK;
+    n.relay = kind == NT_XNOTE_ASK;
     /* fall through */
   case NT_XNOTE_ADMITTED: {
     snprintf(n.intro.name, sizeof(n.intro.name), "alice");
@@ -39,6 +40,13 @@ static nt_xnote sample(nt_xnote_kind kind) {
     n.intro.local[0] = n.intro.observed;
     n.intro.nlocal = 1;
     n.intro.mapping = 1;
+    if (kind == NT_XNOTE_ADMITTED) {
+      /* The requester's channel at the listener's broker's relay. */
+      memset(n.intro.relay_token, 0x5c, NT_RELAY_TOKEN_LEN);
+      n.intro.relay_port = 4435;
+      n.intro.relay = n.intro.observed;
+      nt_addr_set_port((struct sockaddr *)&n.intro.relay.ss, 4435);
+    }
     break;
   }
   case NT_XNOTE_REFUSED:
@@ -68,6 +76,11 @@ static void test_round_trip(void) {
     CHECK(strcmp(back.intro.name, n.intro.name) == 0);
     CHECK(memcmp(back.intro.key, n.intro.key, NT_FINGERPRINT_LEN) == 0);
     CHECK(back.intro.nlocal == n.intro.nlocal);
+    CHECK(back.relay == n.relay && back.check == n.check);
+    CHECK(back.intro.relay_port == n.intro.relay_port &&
+          back.intro.relay.len == n.intro.relay.len &&
+          memcmp(back.intro.relay_token, n.intro.relay_token,
+                 NT_RELAY_TOKEN_LEN) == 0);
     CHECK(strcmp(back.report.peer, n.report.peer) == 0);
     CHECK(nt_xnote_encode(again, &back) == len && strcmp(again, text) == 0);
   }

@@ -144,6 +144,7 @@ typedef struct bxask {
   struct nt_bus_req *lookup;
   uint8_t nonce[NT_PUNCH_NONCE_LEN];
   uint64_t asked_ns, expires_ns;
+  int relay; /* we asked for a relay at the listener's broker */
 } bxask;
 
 /* Another broker's request to a local listener. */
@@ -154,6 +155,7 @@ typedef struct bxserve {
   bclient *listener;
   nt_introduction requester; /* as its broker saw it */
   int check;
+  int relay; /* the requester takes a relay here (BrokerNote.relay) */
   int admitted; /* a check admitted: waits for the listener's report */
   uint8_t nonce[NT_PUNCH_NONCE_LEN];
   uint64_t expires_ns;
@@ -188,6 +190,7 @@ typedef struct bclient_binding {
   char name[NT_NAME_MAX + 1];
   uint8_t session[NT_SESSION_LEN];
   int diagnostic, listen, no_relay;
+  int reads_relay_address;
   int paid; /* took a new name from the budgets (given back unless the
                name turns out new) */
   /* What the client sent after its CheckIn, read once the bind is done so
@@ -209,6 +212,8 @@ struct bclient {
   int dead;       /* closing: ignore further input */
   int listen;
   int no_relay; /* refuses relayed peers */
+  /* CheckIn.reads_relay_address: may be given another broker's relay. */
+  int reads_relay_address;
   char name[NT_NAME_MAX + 1];
   nt_addr local_addrs[NT_MAX_LOCAL_ADDRS];
   size_t nlocal;
@@ -335,6 +340,8 @@ void nt_bclient_introduce(bclient *c, bclient *peer, uint32_t request_id,
 /* What |to| needs to reach |about| (Introduction's fields but the
  * request id, nonce, relay and check). */
 void nt_bclient_describe(const bclient *about, nt_introduction *intro);
+/* |c| as a party of a relay channel (relay.h). */
+nt_relay_party nt_bclient_relay_party(const bclient *c);
 /* Notes that |c| met |name| (restart notices, refresh requests). */
 void nt_bclient_remember(bclient *c, const char *name);
 int nt_bclient_was_introduced(const bclient *c, const char *name);

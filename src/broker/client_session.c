@@ -282,6 +282,7 @@ static void name_bound(const nt_registry_result *res, void *user_data) {
   in.diagnostic = w->diagnostic;
   in.listen = w->listen;
   in.no_relay = w->no_relay;
+  in.reads_relay_address = w->reads_relay_address;
   finish_check_in(c, nt_conn_peer_fingerprint(c->conn), &in);
   read_held(c);
 }
@@ -301,6 +302,7 @@ static void bind_name(bclient *c, const nt_check_in *in, const uint8_t *key) {
   w->diagnostic = in->diagnostic;
   w->listen = in->listen;
   w->no_relay = in->no_relay;
+  w->reads_relay_address = in->reads_relay_address;
   /* A spent budget still binds a name the key has: it only refuses a new
    * one (name_bound). */
   w->paid = new_name_pay(c, key);
@@ -385,6 +387,7 @@ static void finish_check_in(bclient *c, const uint8_t *key,
                             const nt_check_in *in) {
   natter_broker *b = c->broker;
 
+  c->reads_relay_address = in->reads_relay_address;
   if (in->diagnostic) {
     /* The key owns the name (bind_name), but the session takes nothing
      * from a client running under it: no table entry, no notices. */
@@ -435,8 +438,7 @@ void nt_bclient_connect_result(bclient *c, uint32_t request_id,
   }
 }
 
-/* |c| as a party of a relay channel (relay.h). */
-static nt_relay_party relay_party(const bclient *c) {
+nt_relay_party nt_bclient_relay_party(const bclient *c) {
   nt_relay_party p = {c->name, nt_conn_peer_fingerprint(c->conn),
                       nt_conn_validated_addr(c->conn), c};
   return p;
@@ -541,7 +543,8 @@ static int open_relay_channel(bclient *c, bclient *peer,
                               uint8_t tok_c[NT_RELAY_TOKEN_LEN],
                               uint8_t tok_peer[NT_RELAY_TOKEN_LEN]) {
   natter_broker *b = c->broker;
-  nt_relay_party party_c = relay_party(c), party_peer = relay_party(peer);
+  nt_relay_party party_c = nt_bclient_relay_party(c),
+                 party_peer = nt_bclient_relay_party(peer);
   return b->relay && !c->no_relay && !peer->no_relay &&
          nt_relay_open(b->relay, &party_c, &party_peer, tok_c, tok_peer) == 0;
 }

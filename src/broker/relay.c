@@ -699,6 +699,7 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
   local.len = sizeof(local.ss);
   getsockname(r->fd, (struct sockaddr *)&local.ss, &local.len);
   r->port = nt_addr_port((struct sockaddr *)&local.ss);
+  nt_addr_set_port((struct sockaddr *)&r->cfg.bind.ss, r->port);
   r->read_ev = event_new(base, r->fd, EV_READ | EV_PERSIST, read_cb, r);
   r->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, r);
   struct timeval tv = {RELAY_SWEEP_S, 0};
@@ -744,6 +745,10 @@ void nt_relay_free(nt_relay *r) {
 
 uint16_t nt_relay_port(const nt_relay *r) {
   return r ? r->port : 0;
+}
+
+const nt_addr *nt_relay_bind_addr(const nt_relay *r) {
+  return &r->cfg.bind;
 }
 
 void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {

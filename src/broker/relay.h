@@ -69,6 +69,9 @@ int nt_relay_new(nt_relay **prelay, struct event_base *base,
                  const nt_relay_config *cfg, char *err, size_t errlen);
 void nt_relay_free(nt_relay *relay);
 uint16_t nt_relay_port(const nt_relay *relay);
+/* The relay socket's address (its IP as configured, maybe unspecified,
+ * and its port). */
+const nt_addr *nt_relay_bind_addr(const nt_relay *relay);
 
 /* One client of a channel, as the broker knows it. */
 typedef struct nt_relay_party {
@@ -79,7 +82,9 @@ typedef struct nt_relay_party {
                                 packets from this IP may bind its side,
                                 and this address's budget pays too */
   const void *session;       /* its broker session, as
-                                nt_relay_close_session names it */
+                                nt_relay_close_session names it; NULL:
+                                a client of another broker (the channel
+                                ends when idle) */
 } nt_relay_party;
 
 /* Opens a channel between |requester| and the |peer| it asked for, which

@@ -18,9 +18,16 @@
  * Notes come from the database: every one is decoded by codec/xnote.c
  * (bounded, checked) and matched against what this broker asked (the
  * request's number and the broker it asked); anything else is dropped.
- * Every table is bounded (broker_internal.h) and its limit logged. No
- * relay across brokers yet: a pair on two brokers gets no relay
- * channel. */
+ * Every table is bounded (broker_internal.h) and its limit logged.
+ *
+ * The relay across brokers: the listener's broker relays for both. The
+ * ASK says whether the requester takes a relay there (it reads a relay's
+ * address and does not refuse relayed peers); B opens the channel with
+ * the requester as a party by the key and the IP address its broker
+ * validated (both from the note; no session of B's: the channel ends
+ * when idle, or with the listener's session), within the relay's usual
+ * budgets, and the ADMITTED note carries the requester's token and B's
+ * relay address, which A checks and names in its Introduction. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +122,10 @@ static void where_done(int rv, const char *broker_id, void *ud) {
   n.xid = a->xid;
   snprintf(n.peer, sizeof(n.peer), "%s", a->peer);
   n.check = a->check;
+  /* Only a client that reads a relay's address may be given another
+   * broker's relay (an older one would take our address with its port). */
+  n.relay = a->requester->reads_relay_address && !a->requester->no_relay;
+  a->relay = n.relay;
   nt_bclient_describe(a->requester, &n.intro);
   nt_debug(&b->log, "asking broker %.16s to introduce %s to %s", broker_id,
            a->requester->name, a->peer);
@@ -205,6 +216,40 @@ static bxask *find_ask(bxintro *x, const nt_xnote *n) {
   return NULL;
 }
 
+/* The relay the listener's broker offers in |intro| (ADMITTED), kept only
+ * when we asked for one and it is whole and an address a relay may have
+ * (never our requester's own host unless we serve on loopback); else
+ * none. Says which in |says| for the log line. */
+static void relay_words(natter_broker *b, const bxask *a,
+                        nt_introduction *intro, char *says, size_t len) {
+  char addr[NT_ADDR_STRLEN];
+  int offered = intro->relay_port && intro->relay.len;
+  says[0] = '\0';
+  if (offered && a->relay &&
+      nt_candidate_acceptable((const struct sockaddr *)&intro->relay.ss,
+                              b->loopback)) {
+    snprintf(says, len, "; relay at %s",
+             nt_addr_str((const struct sockaddr *)&intro->relay.ss, addr));
+    return;
+  }
+  if (offered) {
+    xlog_bad(b, "a relay we did not ask for, or at no address for one");
+  } else if (a->relay) {
+    snprintf(says, len,
+             "; no relay: %s's broker offered none (it relays only with "
+             "-relay, to peers without -no-relay, within its limits)",
+             a->peer);
+  } else if (!a->requester->reads_relay_address && !a->requester->no_relay) {
+    snprintf(says, len,
+             "; no relay across brokers for %s: its natter is too old to be "
+             "given another broker's relay (upgrade it)",
+             a->requester->name);
+  }
+  memset(intro->relay_token, 0, NT_RELAY_TOKEN_LEN);
+  intro->relay_port = 0;
+  memset(&intro->relay, 0, sizeof(intro->relay));
+}
+
 static void on_admitted(natter_broker *b, const nt_xnote *n) {
   bxask *a = find_ask(b->xintro, n);
   if (!a || a->admitted || strcmp(n->intro.name, a->peer) != 0) {
@@ -220,17 +265,16 @@ static void on_admitted(natter_broker *b, const nt_xnote *n) {
   msg.u.introduction.request_id = a->request_id;
   msg.u.introduction.refresh = 0;
   msg.u.introduction.check = 0;
-  /* No relay across brokers (yet): whatever the note said. */
-  memset(msg.u.introduction.relay_token, 0, NT_RELAY_TOKEN_LEN);
-  msg.u.introduction.relay_port = 0;
+  char relay_says[NT_NAME_MAX + NT_ADDR_STRLEN + 128];
+  relay_words(b, a, &msg.u.introduction, relay_says, sizeof(relay_says));
   b->introductions++;
   uint64_t took = nt_monotonic_ns() - a->asked_ns;
   nt_info(&b->log,
           "introducing %s to %s at broker %.16s%s (across brokers: %llu.%03llu "
-          "ms)",
+          "ms)%s",
           a->requester->name, a->peer, n->from, a->check ? " for a check" : "",
           (unsigned long long)(took / 1000000),
-          (unsigned long long)(took / 1000 % 1000));
+          (unsigned long long)(took / 1000 % 1000), relay_says);
   nt_bclient_send(a->requester, &msg);
   if (a->check) {
     a->admitted = 1;
@@ -346,10 +390,95 @@ static void on_ask(natter_broker *b, const nt_xnote *n) {
   slot->listener = peer;
   slot->requester = n->intro;
   slot->check = n->check;
+  slot->relay = n->relay;
   /* Past the admission query's own timeout: it answers first. */
   slot->expires_ns = nt_monotonic_ns() + BROKER_XASK_TIMEOUT_NS;
   nt_admission_ask_remote(b, peer, n->intro.name, n->intro.key, n->check,
                           slot->id);
+}
+
+/* Our relay's address as the requester at another broker is to reach
+ * it: the relay socket's own IP when it has one, else the IP the
+ * listener's packets arrive at (where our clients reach us), with the
+ * relay's port; in the requester's family, and an address a relay may
+ * have. 0 and |out|, or -1 with why not in |why|. */
+static int relay_public_addr(natter_broker *b, const bclient *listener,
+                             const struct sockaddr *requester, nt_addr *out,
+                             const char **why) {
+  const nt_addr *bind = nt_relay_bind_addr(b->relay);
+  const nt_addr *seen = nt_conn_local_addr(listener->conn);
+  if (nt_candidate_acceptable((const struct sockaddr *)&bind->ss,
+                              b->loopback)) {
+    *out = *bind;
+  } else if (seen->len) {
+    *out = *seen;
+    nt_addr_unmap(&out->ss, &out->len);
+    nt_addr_set_port((struct sockaddr *)&out->ss, nt_relay_port(b->relay));
+  } else {
+    *why = "this broker does not know its own address (its relay is bound "
+           "to a wildcard and the listener's packets did not say)";
+    return -1;
+  }
+  if (out->ss.ss_family != requester->sa_family) {
+    *why = "the relay's address is of the other IP family";
+    return -1;
+  }
+  if (!nt_candidate_acceptable((const struct sockaddr *)&out->ss,
+                               b->loopback)) {
+    *why = "the relay's address is no public one";
+    return -1;
+  }
+  return 0;
+}
+
+/* Opens a relay channel here between another broker's requester of |s|
+ * (by its key and the address its broker validated, from the note) and
+ * |listener|, when the requester asked for one, this broker relays and
+ * the listener takes relayed peers: puts the requester's token and our
+ * relay's address in |intro| (the ADMITTED note's side) and the
+ * listener's token in |tok_listener|. Returns 1, or 0 with no relay
+ * (said in the log). */
+static int open_xrelay(natter_broker *b, const bxserve *s,
+                       const bclient *listener, nt_introduction *intro,
+                       uint8_t *tok_listener) {
+  char addr[NT_ADDR_STRLEN], relay_at[NT_ADDR_STRLEN];
+  const char *why = NULL;
+  nt_addr at;
+  const nt_addr *ip = &s->requester.observed;
+  if (!b->relay || listener->no_relay) {
+    return 0;
+  }
+  if (!s->relay) {
+    nt_info(&b->log,
+            "no relay channel for %s (at broker %.16s) and %s: its broker "
+            "did not ask for one (-no-relay, or a natter too old for a relay "
+            "at another broker)",
+            s->requester.name, s->from, listener->name);
+    return 0;
+  }
+  if (!ip->len || relay_public_addr(b, listener, (const struct sockaddr *)&ip->ss,
+                                    &at, &why) != 0) {
+    nt_warn(&b->log, "no relay channel for %s (at broker %.16s) and %s: %s",
+            s->requester.name, s->from, listener->name,
+            why ? why : "its broker gave no address for it");
+    return 0;
+  }
+  nt_relay_party requester = {s->requester.name, s->requester.key,
+                              (const struct sockaddr *)&ip->ss, NULL};
+  nt_relay_party peer = nt_bclient_relay_party(listener);
+  if (nt_relay_open(b->relay, &requester, &peer, intro->relay_token,
+                    tok_listener) != 0) {
+    return 0; /* a limit, logged by the relay */
+  }
+  intro->relay_port = nt_relay_port(b->relay);
+  intro->relay = at;
+  nt_info(&b->log,
+          "relay channel open for %s (at broker %.16s, from %s) and %s on "
+          "%s",
+          s->requester.name, s->from,
+          nt_addr_str((const struct sockaddr *)&ip->ss, addr), listener->name,
+          nt_addr_str((const struct sockaddr *)&at.ss, relay_at));
+  return 1;
 }
 
 void nt_xintro_admitted(natter_broker *b, uint32_t id, bclient *listener) {
@@ -380,6 +509,8 @@ void nt_xintro_admitted(natter_broker *b, uint32_t id, bclient *listener) {
   n.xid = s->xid;
   nt_bclient_describe(listener, &n.intro);
   memcpy(n.intro.nonce, s->nonce, NT_PUNCH_NONCE_LEN);
+  uint8_t tok_listener[NT_RELAY_TOKEN_LEN];
+  int relayed = open_xrelay(b, s, listener, &n.intro, tok_listener);
   send_note(b, s->from, &n);
 
   nt_control msg = {.type = NT_CONTROL_INTRODUCTION};
@@ -390,6 +521,12 @@ void nt_xintro_admitted(natter_broker *b, uint32_t id, bclient *listener) {
   memcpy(msg.u.introduction.nonce, s->nonce, NT_PUNCH_NONCE_LEN);
   memset(msg.u.introduction.relay_token, 0, NT_RELAY_TOKEN_LEN);
   msg.u.introduction.relay_port = 0;
+  memset(&msg.u.introduction.relay, 0, sizeof(msg.u.introduction.relay));
+  if (relayed) {
+    /* Our own relay: the listener takes our address with the port. */
+    memcpy(msg.u.introduction.relay_token, tok_listener, NT_RELAY_TOKEN_LEN);
+    msg.u.introduction.relay_port = nt_relay_port(b->relay);
+  }
   nt_bclient_send(listener, &msg);
   if (s->check) {
     s->admitted = 1;

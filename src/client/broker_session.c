@@ -6,8 +6,10 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/admission.h"
 #include "codec/control.h"
 #include "codec/mapping.h"
 #include "codec/portmap.h"
@@ -122,6 +124,9 @@ static void send_check_in(natter_client *c) {
   memcpy(in->session, c->session, sizeof(in->session));
   in->no_relay = c->no_relay;
   in->diagnostic = c->diagnostic;
+  /* Another broker's relay works like ours (NATTER_TEST_NO_RELAY_ADDRESS:
+   * tests only, a client from before it). */
+  in->reads_relay_address = getenv("NATTER_TEST_NO_RELAY_ADDRESS") == NULL;
   send_control(c, &msg);
 }
 
@@ -512,7 +517,29 @@ static void handle_introduction(natter_client *c, const nt_introduction *in,
     return;
   }
   nt_introduction intro = *in;
-  if (intro.relay_port) {
+  char addr[NT_ADDR_STRLEN];
+  if (intro.relay_port && intro.relay.len) {
+    /* Another broker's relay (the peer's broker relays across brokers):
+     * the address comes from our broker over the pinned control stream,
+     * yet it only gets what a relay gets (a bind, QUIC packets to the
+     * peer's key), and never our own host unless our broker is on it. */
+    if (!nt_candidate_acceptable(
+            (const struct sockaddr *)&intro.relay.ss,
+            nt_addr_is_loopback((const struct sockaddr *)&c->broker_addr.ss))) {
+      nt_warn(&c->log,
+              "%s: the broker named a relay at %s, which is no address for "
+              "one; not used",
+              intro.name,
+              nt_addr_str((const struct sockaddr *)&intro.relay.ss, addr));
+      intro.relay_port = 0;
+      memset(&intro.relay, 0, sizeof(intro.relay));
+      memset(intro.relay_token, 0, sizeof(intro.relay_token));
+    } else {
+      nt_debug(&c->log, "%s: relayed by its broker's relay at %s if need be",
+               intro.name,
+               nt_addr_str((const struct sockaddr *)&intro.relay.ss, addr));
+    }
+  } else if (intro.relay_port) {
     /* The relay listens on the broker's own address. */
     intro.relay = c->broker_addr;
     nt_addr_set_port((struct sockaddr *)&intro.relay.ss, intro.relay_port);

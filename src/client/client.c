@@ -177,6 +177,7 @@ static int start_parts(natter_client *c) {
   c->peers_env.self_name = c->name;
   c->peers_env.listen = c->listen;
   c->peers_env.no_relay = c->no_relay;
+  c->peers_env.test_no_punch = getenv("NATTER_TEST_NO_PUNCH") != NULL;
   c->peers_env.access = c->access;
   c->peers_env.connect_timeout_ms = c->connect_timeout_ms;
   c->peers_env.self = &c->self;

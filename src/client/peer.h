@@ -106,6 +106,10 @@ typedef struct nt_peers_env {
   const nt_peer_callbacks *callbacks;
   void *user_data;
   int no_relay; /* never use the broker's relay */
+  /* Tests only (NATTER_TEST_NO_PUNCH=1): every punch probe and reply
+   * that arrives is ignored, so no direct path is ever found and a pair
+   * of such clients meets through the relay, on one host. */
+  int test_no_punch;
 } nt_peers_env;
 
 /* The peer table. |env| is copied; what it points to must outlive it. */

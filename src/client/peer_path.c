@@ -289,7 +289,7 @@ static void start_relay_fallback(nt_peer *p, uint64_t now) {
   const nt_peers_env *env = ENV(p);
   char addr[NT_ADDR_STRLEN];
   nt_endpoint_set_relay(env->ep, &p->relay);
-  nt_endpoint_relay_bind(env->ep, p->relay_token);
+  nt_endpoint_relay_bind(env->ep, &p->relay, p->relay_token);
   nt_info(env->log,
           "%s: no direct path after %llu ms; trying the broker's relay at %s "
           "(end-to-end encrypted: it forwards packets it cannot read)",
@@ -299,7 +299,7 @@ static void start_relay_fallback(nt_peer *p, uint64_t now) {
     return; /* the peer's Initial comes through the relay */
   }
   p->state = NT_PEER_CONNECTING;
-  if (nt_endpoint_connect_relayed(env->ep, p->relay_token, p->key,
+  if (nt_endpoint_connect_relayed(env->ep, &p->relay, p->relay_token, p->key,
                                   &nt_peer_conn_callbacks, p, &p->conn) != 0) {
     p->conn = NULL;
     nt_peer_fail(p, NATTER_ERR_SOCKET,
@@ -475,7 +475,9 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
     }
   }
   if (plan.relay_bind) {
-    nt_endpoint_relay_bind(ENV(p)->ep, p->relay_token);
+    /* Again into the list, should newer relays have pushed it out. */
+    nt_endpoint_set_relay(ENV(p)->ep, &p->relay);
+    nt_endpoint_relay_bind(ENV(p)->ep, &p->relay, p->relay_token);
   }
   if (plan.handshake_timeout) {
     if (p->conn) {
@@ -597,6 +599,7 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
   nt_peer *p;
   nt_introduction checked;
   const nt_introduction *in = checked_observed(peers, given, &checked);
+  char raddr[NT_ADDR_STRLEN];
 
   if (in->refresh) {
     repunch_start(peers, in);
@@ -671,8 +674,19 @@ void nt_peers_on_introduction(nt_peers *peers, const nt_introduction *given) {
     memcpy(p->relay_token, in->relay_token, NT_RELAY_TOKEN_LEN);
     /* Tell the relay where we are now (17 bytes): a relayed Initial
      * then finds us the moment punching gives way to the relay. */
-    nt_endpoint_set_relay(env->ep, &p->relay);
-    nt_endpoint_relay_bind(env->ep, p->relay_token);
+    if (nt_endpoint_set_relay(env->ep, &p->relay) != 0) {
+      if (nt_peers_budget_log_due(peers, NT_PEERS_LOG_RELAYS,
+                                  nt_monotonic_ns())) {
+        nt_warn(env->log,
+                "%s: not using the relay at %s: connections run through " NT_STR(
+                    NT_ENDPOINT_RELAYS) " other relays already (limit)",
+                p->name,
+                nt_addr_str((const struct sockaddr *)&in->relay.ss, raddr));
+      }
+      memset(&p->relay, 0, sizeof(p->relay));
+    } else {
+      nt_endpoint_relay_bind(env->ep, &p->relay, p->relay_token);
+    }
   }
   p->observed = in->observed;
   p->mapping = in->mapping;
@@ -740,6 +754,9 @@ void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
   uint8_t nonce[NT_PUNCH_NONCE_LEN], reply[NT_PUNCH_PACKET_LEN];
   char addr[NT_ADDR_STRLEN];
   int type = nt_punch_decode(data, len, nonce);
+  if (env->test_no_punch) {
+    return;
+  }
   if (type && repunch_datagram(peers, type, nonce, from, fromlen, sock)) {
     return;
   }

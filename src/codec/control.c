@@ -102,6 +102,7 @@ static int decode_check_in(nt_check_in *out, const Natter__CheckIn *in) {
   out->listen = in->listen ? 1 : 0;
   out->no_relay = in->no_relay ? 1 : 0;
   out->diagnostic = in->diagnostic ? 1 : 0;
+  out->reads_relay_address = in->reads_relay_address ? 1 : 0;
   out->nlocal_sent = in->n_local_addrs;
   out->nlocal = addr_list(out->local, in->local_addrs, in->n_local_addrs);
   if (in->token && in->token[0] &&
@@ -182,6 +183,15 @@ static int decode_introduction(nt_introduction *out,
       in->relay_port <= 65535) {
     memcpy(out->relay_token, in->relay_token.data, NT_RELAY_TOKEN_LEN);
     out->relay_port = (uint16_t)in->relay_port;
+    /* Another broker's relay: its address must name the same port. */
+    if (in->relay_address &&
+        (nt_wire_addr_to_nt(&out->relay, in->relay_address) != 0 ||
+         nt_addr_port((const struct sockaddr *)&out->relay.ss) !=
+             out->relay_port)) {
+      memset(out->relay_token, 0, NT_RELAY_TOKEN_LEN);
+      out->relay_port = 0;
+      memset(&out->relay, 0, sizeof(out->relay));
+    }
   }
   out->nlocal = addr_list(out->local, in->local_addrs, in->n_local_addrs);
   return 0;
@@ -384,6 +394,7 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
     }
     in.no_relay = v->no_relay;
     in.diagnostic = v->diagnostic;
+    in.reads_relay_address = v->reads_relay_address;
     msg.msg_case = NATTER__CONTROL__MSG_CHECK_IN;
     msg.check_in = &in;
     break;
@@ -440,6 +451,9 @@ size_t nt_control_encode(uint8_t *out, const nt_control *m) {
       intro.relay_token.data = (uint8_t *)v->relay_token;
       intro.relay_token.len = NT_RELAY_TOKEN_LEN;
       intro.relay_port = v->relay_port;
+      if (v->relay.len) {
+        intro.relay_address = put_addr(&s, &v->relay);
+      }
     }
     intro.check = v->check;
     msg.msg_case = NATTER__CONTROL__MSG_INTRODUCTION;

@@ -83,6 +83,9 @@ typedef struct nt_check_in {
   char token[NT_CONTROL_TOKEN_MAX + 1];
   int token_invalid;
   uint8_t session[NT_SESSION_LEN]; /* all 0: none */
+  /* Reads nt_introduction.relay from the wire (a relay at another
+   * broker); never given one otherwise. */
+  int reads_relay_address;
 } nt_check_in;
 
 /* broker -> client: the answer to a check-in. */
@@ -131,9 +134,11 @@ typedef struct nt_introduction {
   size_t nlocal;
   int refresh; /* punch again for the connection we have; keep it */
   /* The broker's relay for this pair when punching fails: our channel
-   * token and the relay's port (0: no relay; both or neither). |relay| is
-   * not on the wire: the client fills in the broker's address with this
-   * port. */
+   * token and the relay's port (0: no relay; both or neither). |relay|:
+   * the relay's address when the wire names one (relay_address: another
+   * broker's relay, its port |relay_port|; one with another port makes
+   * the whole relay void), else len 0 and the client fills in its
+   * broker's address with this port. */
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
   uint16_t relay_port;
   nt_addr relay;

@@ -58,6 +58,7 @@ size_t nt_xnote_encode(char *out, const nt_xnote *n) {
   msg.from = (char *)n->from;
   msg.peer = (char *)n->peer;
   msg.check = n->check ? 1 : 0;
+  msg.relay = n->relay ? 1 : 0;
   msg.code = (Natter__Code)n->code;
   msg.message = (char *)n->message;
   if (side_type(n->kind) != NT_CONTROL_NONE) {
@@ -136,6 +137,7 @@ int nt_xnote_decode(nt_xnote *out, const char *text, size_t len) {
     }
     snprintf(out->peer, sizeof(out->peer), "%s", msg->peer);
     out->check = msg->check ? 1 : 0;
+    out->relay = msg->relay ? 1 : 0;
     break;
   case NT_XNOTE_REFUSED:
     if ((int)msg->code <= NT_CODE_OK || (int)msg->code > NT_CODE_UNAUTHORIZED ||

@@ -40,6 +40,10 @@ typedef struct nt_xnote {
   char from[NT_XNOTE_BROKER_MAX + 1];    /* 1..64 lowercase hex digits */
   char peer[NT_NAME_MAX + 1];            /* all but the answers to ASK */
   int check;                             /* ASK */
+  /* ASK: the requester takes a relay at the listener's broker; ADMITTED:
+   * |intro| carries its relay token and that relay's address when a
+   * channel was opened (relay_port and relay, both or neither). */
+  int relay;
   nt_control_code code;                  /* REFUSED: not OK */
   char message[NT_CONTROL_TEXT_MAX + 1]; /* REFUSED: printable */
   nt_introduction intro;                 /* all but REFUSED, REPORT */

@@ -415,10 +415,11 @@ int nt_conn_socket(const nt_conn *conn) {
 static void conn_send_to(nt_conn *conn, const nt_addr *to, const uint8_t *buf,
                          size_t len, size_t segsize) {
   nt_endpoint *ep = conn->ep;
-  if (conn->relay_on && ep->relay.len &&
+  if (conn->relay_on &&
       nt_addr_equal((const struct sockaddr *)&to->ss,
-                    (struct sockaddr *)&ep->relay.ss)) {
-    nt_endpoint_send_relayed(ep, conn->relay_token, buf, len, segsize);
+                    (const struct sockaddr *)&conn->relay_addr.ss)) {
+    nt_endpoint_send_relayed(ep, &conn->relay_addr, conn->relay_token, buf,
+                             len, segsize);
     return;
   }
   nt_endpoint_send_packets(ep, conn->aux ? conn->aux->fd : ep->fd, buf, len,
@@ -1171,10 +1172,12 @@ static int conn_create(nt_conn **pconn, nt_endpoint *ep, int is_server,
   }
   settings.handshake_timeout = ep->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD;
-  if (ep->relay.len &&
-      nt_addr_equal(remote, (struct sockaddr *)&ep->relay.ss)) {
+  if (nt_endpoint_is_relay(ep, remote) &&
+      remotelen <= sizeof(conn->relay_addr.ss)) {
     /* Relayed: every packet grows by the relay header on the way. */
     conn->relay_on = 1;
+    memcpy(&conn->relay_addr.ss, remote, remotelen);
+    conn->relay_addr.len = remotelen;
     memcpy(conn->relay_token, ep->new_relay_token, NT_RELAY_TOKEN_LEN);
     settings.max_tx_udp_payload_size = NT_MAX_UDP_PAYLOAD - NT_RELAY_HDR_LEN;
   } else if (!ep->cfg.small_packets && nt_addr_is_own(remote)) {
@@ -1373,8 +1376,9 @@ void nt_conn_recv(nt_conn *conn, const uint8_t *data, size_t len,
   ngtcp2_path path = {cur->local, {(struct sockaddr *)from, fromlen}, NULL};
   /* Relayed packets arrive on the relayed path's stand-in local address
    * (ep->relay_local). */
-  int from_relay = conn->relay_on && ep->relay.len &&
-                   nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss);
+  int from_relay =
+      conn->relay_on &&
+      nt_addr_equal(from, (const struct sockaddr *)&conn->relay_addr.ss);
   if (from_relay) {
     path.local.addr = (struct sockaddr *)&ep->relay_local.ss;
     path.local.addrlen = ep->relay_local.len;
@@ -1480,10 +1484,14 @@ const struct sockaddr *nt_conn_validated_addr(const nt_conn *conn) {
   return (const struct sockaddr *)&conn->validated.ss;
 }
 
+const nt_addr *nt_conn_local_addr(const nt_conn *conn) {
+  return &conn->src;
+}
+
 int nt_conn_is_relayed(const nt_conn *conn) {
-  return conn->relay_on && conn->ep->relay.len &&
+  return conn->relay_on &&
          nt_addr_equal((const struct sockaddr *)&conn->remote.ss,
-                       (const struct sockaddr *)&conn->ep->relay.ss);
+                       (const struct sockaddr *)&conn->relay_addr.ss);
 }
 
 int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {

@@ -167,8 +167,9 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
   }
 }
 
-void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
-                              const uint8_t *buf, size_t len, size_t segsize) {
+void nt_endpoint_send_relayed(nt_endpoint *ep, const nt_addr *relay,
+                              const uint8_t *token, const uint8_t *buf,
+                              size_t len, size_t segsize) {
   /* Each packet gets the header in front; the framed copies go out as
    * one GSO batch of the larger size where they fit. */
   size_t out = 0, oseg = segsize + NT_RELAY_HDR_LEN;
@@ -176,7 +177,7 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     size_t n = len - off < segsize ? len - off : segsize;
     if (out + NT_RELAY_HDR_LEN + n > sizeof(ep->relaybuf)) {
       nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                               (struct sockaddr *)&ep->relay.ss, NULL);
+                               (const struct sockaddr *)&relay->ss, NULL);
       out = 0;
     }
     nt_relay_hdr_encode(ep->relaybuf + out, NT_RELAY_DATA, token);
@@ -184,29 +185,77 @@ void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
     out += NT_RELAY_HDR_LEN + n;
   }
   nt_endpoint_send_packets(ep, ep->fd, ep->relaybuf, out, oseg,
-                           (struct sockaddr *)&ep->relay.ss, NULL);
+                           (const struct sockaddr *)&relay->ss, NULL);
 }
 
-void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
-  ep->relay = *relay;
+int nt_endpoint_is_relay(const nt_endpoint *ep, const struct sockaddr *sa) {
+  for (size_t i = 0; i < ep->nrelays; i++) {
+    if (nt_addr_equal(sa, (const struct sockaddr *)&ep->relays[i].ss)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Whether a connection of |ep| runs through |relay|. */
+static int relay_in_use(nt_endpoint *ep, const nt_addr *relay) {
+  nt_conn *conn;
+  LIST_FOREACH(conn, &ep->conns, ep_link) {
+    if (conn->relay_on &&
+        nt_addr_equal((const struct sockaddr *)&conn->relay_addr.ss,
+                      (const struct sockaddr *)&relay->ss)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay) {
+  if (!relay->len) {
+    ep->nrelays = ep->relay_next = 0;
+    return 0;
+  }
+  if (nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
+    return 0;
+  }
+  if (ep->nrelays < NT_ENDPOINT_RELAYS) {
+    ep->relays[ep->nrelays++] = *relay;
+  } else {
+    /* The oldest that no connection runs through gives way. */
+    size_t i = 0;
+    for (; i < NT_ENDPOINT_RELAYS; i++) {
+      size_t k = (ep->relay_next + i) % NT_ENDPOINT_RELAYS;
+      if (!relay_in_use(ep, &ep->relays[k])) {
+        ep->relays[k] = *relay;
+        ep->relay_next = (k + 1) % NT_ENDPOINT_RELAYS;
+        break;
+      }
+    }
+    if (i == NT_ENDPOINT_RELAYS) {
+      return NATTER_ERR_NOMEM;
+    }
+  }
   ep->relay_local = ep->local;
   uint16_t port = nt_endpoint_port(ep);
   nt_addr_set_port((struct sockaddr *)&ep->relay_local.ss,
                    (uint16_t)(port ^ 0x8000));
+  return 0;
 }
 
 void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from) {
   ep->raw_source = *from;
 }
 
-int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token) {
+int nt_endpoint_relay_bind(nt_endpoint *ep, const nt_addr *relay,
+                           const uint8_t *token) {
   uint8_t pkt[NT_RELAY_HDR_LEN];
-  if (!ep->relay.len) {
+  if (!relay->len ||
+      !nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
     return NATTER_ERR_INVALID;
   }
   nt_relay_hdr_encode(pkt, NT_RELAY_BIND, token);
   return nt_endpoint_sendto(ep, pkt, sizeof(pkt),
-                            (struct sockaddr *)&ep->relay.ss, ep->relay.len);
+                            (const struct sockaddr *)&relay->ss, relay->len);
 }
 
 /* The source for a raw datagram to |to|: while the owner handles a
@@ -420,9 +469,8 @@ static void handle_datagram(nt_endpoint *ep, nt_aux_sock *aux, uint8_t *data,
   if (len == 0) {
     return;
   }
-  if (!aux && ep->relay.len &&
-      nt_addr_equal(from, (struct sockaddr *)&ep->relay.ss)) {
-    /* The relay has a port of its own: nothing else comes from there. */
+  if (!aux && nt_endpoint_is_relay(ep, from)) {
+    /* A relay has a port of its own: nothing else comes from there. */
     handle_relayed(ep, data, len, from, fromlen);
     return;
   }
@@ -917,16 +965,18 @@ int nt_endpoint_connect_on(nt_endpoint *ep, int sock, const struct sockaddr *to,
   return 0;
 }
 
-int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
+int nt_endpoint_connect_relayed(nt_endpoint *ep, const nt_addr *relay,
+                                const uint8_t *token,
                                 const uint8_t *expected_fp,
                                 const nt_conn_callbacks *callbacks,
                                 void *user_data, nt_conn **pconn) {
-  if (!ep->relay.len) {
+  if (!relay->len ||
+      !nt_endpoint_is_relay(ep, (const struct sockaddr *)&relay->ss)) {
     return NATTER_ERR_INVALID;
   }
   memcpy(ep->new_relay_token, token, NT_RELAY_TOKEN_LEN);
-  return nt_endpoint_connect(ep, (struct sockaddr *)&ep->relay.ss,
-                             ep->relay.len, expected_fp, callbacks, user_data,
+  return nt_endpoint_connect(ep, (const struct sockaddr *)&relay->ss,
+                             relay->len, expected_fp, callbacks, user_data,
                              pconn);
 }
 

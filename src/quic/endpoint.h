@@ -207,18 +207,25 @@ int nt_conn_socket(const nt_conn *conn);
 
 /* ---- the broker's relay (relay_wire.h) ---- */
 
-/* Datagrams from |relay| are relay-framed from now on. One relay per
- * endpoint (its broker's); len 0 turns it off. */
-void nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
+/* Datagrams from |relay| are relay-framed from now on: the broker's
+ * relay, or another broker's that relays for one peer. At most
+ * NT_ENDPOINT_RELAYS at once: the one added longest ago that no
+ * connection runs through gives way, and when every one has a
+ * connection, NATTER_ERR_NOMEM (|relay| is not added). Len 0 forgets
+ * them all. Returns 0 otherwise. */
+#define NT_ENDPOINT_RELAYS 8
+int nt_endpoint_set_relay(nt_endpoint *ep, const nt_addr *relay);
 /* Datagrams from |from| (the gateway's port mapping port) go to
  * callbacks->datagram whatever their length, never to QUIC; len 0 turns
  * it off. */
 void nt_endpoint_set_raw_source(nt_endpoint *ep, const nt_addr *from);
-/* Tells the relay where we are for channel |token| (NT_RELAY_BIND). */
-int nt_endpoint_relay_bind(nt_endpoint *ep, const uint8_t *token);
-/* Opens a client connection whose packets go through the relay on
- * channel |token| (set the relay first). As nt_endpoint_connect. */
-int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
+/* Tells |relay| where we are for channel |token| (NT_RELAY_BIND). */
+int nt_endpoint_relay_bind(nt_endpoint *ep, const nt_addr *relay,
+                           const uint8_t *token);
+/* Opens a client connection whose packets go through |relay| on channel
+ * |token| (set the relay first). As nt_endpoint_connect. */
+int nt_endpoint_connect_relayed(nt_endpoint *ep, const nt_addr *relay,
+                                const uint8_t *token,
                                 const uint8_t *expected_fp,
                                 const nt_conn_callbacks *callbacks,
                                 void *user_data, nt_conn **pconn);
@@ -243,6 +250,9 @@ const struct sockaddr *nt_conn_remote_addr(const nt_conn *conn);
  * the peer (introductions, relay channels) takes this one. Before the
  * handshake ends, the address the connection started with. */
 const struct sockaddr *nt_conn_validated_addr(const nt_conn *conn);
+/* Our address the peer's packets arrive at (a server's connection, from
+ * IP_PKTINFO); len 0 while unknown or for a client's connection. */
+const nt_addr *nt_conn_local_addr(const nt_conn *conn);
 /* The peer's key fingerprint once established, else NULL. */
 const uint8_t *nt_conn_peer_fingerprint(const nt_conn *conn);
 /* How many bidirectional streams the peer lets us open at once (its

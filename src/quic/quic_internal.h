@@ -97,7 +97,12 @@ struct nt_endpoint {
   nt_retry retry; /* address validation under load */
   uint64_t rx_bytes, tx_bytes;
   uint64_t dropped;
-  nt_addr relay; /* the broker's relay; len 0: none */
+  /* The relays datagrams come framed from (relay_wire.h): the broker's,
+   * and those of other brokers of its network that relay for a peer
+   * (introductions across brokers); the oldest gives way past
+   * NT_ENDPOINT_RELAYS. */
+  nt_addr relays[NT_ENDPOINT_RELAYS];
+  size_t nrelays, relay_next;
   nt_addr raw_source; /* datagrams from here are never QUIC; len 0: none */
   /* The local address relayed paths carry inside ngtcp2: the socket's
    * own with another port. ngtcp2 0.12 migrates a client only to a path
@@ -105,7 +110,7 @@ struct nt_endpoint {
    * socket (one socket per client), so the relayed path gets this stand-in;
    * nothing is ever sent from it. */
   nt_addr relay_local;
-  /* The channel of the connection nt_conn_new is creating to ep->relay
+  /* The channel of the connection nt_conn_new is creating to a relay
    * (set just before it). */
   uint8_t new_relay_token[NT_RELAY_TOKEN_LEN];
   uint8_t relaybuf[NT_TXBUF_SIZE]; /* relay-framed copies of a batch */
@@ -205,9 +210,11 @@ struct nt_conn {
   uint64_t flow_ns;           /* last tick that saw NT_FLOW_BYTES arrive */
   uint64_t inflight_since_ns; /* first tick that saw bytes in flight */
   struct event *watch_ev; /* silence watch, when the owner wants it */
-  /* Packets to ep->relay go framed with this channel token. */
+  /* Packets to |relay_addr| (the relay it was made through) go framed
+   * with this channel token. */
   int relay_on;
   uint8_t relay_token[NT_RELAY_TOKEN_LEN];
+  nt_addr relay_addr;
   /* The extra socket this connection runs on (NULL: the endpoint's). */
   nt_aux_sock *aux;
   /* DATAGRAM frames waiting for a packet (conn.c, "datagrams"). */
@@ -278,10 +285,13 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
 /* A connection on |aux| is gone: the socket goes with it. */
 void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
 
-/* Sends like nt_endpoint_send_packets, each packet framed for the relay
- * with |token| (relay_wire.h). */
-void nt_endpoint_send_relayed(nt_endpoint *ep, const uint8_t *token,
-                              const uint8_t *buf, size_t len, size_t segsize);
+/* Sends like nt_endpoint_send_packets to |relay|, each packet framed for
+ * it with |token| (relay_wire.h). */
+void nt_endpoint_send_relayed(nt_endpoint *ep, const nt_addr *relay,
+                              const uint8_t *token, const uint8_t *buf,
+                              size_t len, size_t segsize);
+/* 1 when |sa| is one of the endpoint's relays (nt_endpoint_set_relay). */
+int nt_endpoint_is_relay(const nt_endpoint *ep, const struct sockaddr *sa);
 
 /* conn.c */
 /* Returns 0 and sets *pconn, or a negative NATTER_ERR_*. */

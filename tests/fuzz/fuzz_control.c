@@ -103,7 +103,15 @@ static void check_bounds(const nt_control *m) {
     check_mapping(v->mapping);
     check_addr(&v->observed, 1);
     check_addr(&v->mapped, 1);
-    if (v->nlocal > NT_MAX_LOCAL_ADDRS || v->relay.len) {
+    if (v->nlocal > NT_MAX_LOCAL_ADDRS) {
+      abort();
+    }
+    /* Another broker's relay: only with a relay, on the relay's port. */
+    check_addr(&v->relay, 1);
+    if (v->relay.len &&
+        (!v->relay_port ||
+         nt_addr_port((const struct sockaddr *)&v->relay.ss) !=
+             v->relay_port)) {
       abort();
     }
     for (size_t i = 0; i < v->nlocal; i++) {

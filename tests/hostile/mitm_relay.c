@@ -509,6 +509,10 @@ uint16_t nt_relay_port(const nt_relay *r) {
   return r ? r->port : 0;
 }
 
+const nt_addr *nt_relay_bind_addr(const nt_relay *r) {
+  return &r->cfg.bind;
+}
+
 void nt_relay_get_stats(const nt_relay *r, nt_relay_stats *st) {
   memset(st, 0, sizeof(*st));
   if (r) {

@@ -61,6 +61,8 @@ expect_exit_zero -t 60 "$TCPCHECK" send "$fwd" --bytes 1M --timeout 40
 assert_output_contains '^bytes=1048576 seconds='
 wait_log alice 'natter: connected to bob'
 assert_log_contains b1 'introducing alice to bob at broker [0-9a-f]{16} \(across brokers: [0-9.]+ ms\)'
+# Broker 2 does not relay (no -relay): said, the relay is in test_xrelay.
+assert_log_contains b1 "across brokers: [0-9.]+ ms\\); no relay: bob's broker offered none"
 assert_log_contains b2 'introducing alice \(at broker [0-9a-f]{16}\) to bob'
 assert_log_lacks b1 'note dropped'
 assert_log_lacks b2 'note dropped'

@@ -95,6 +95,15 @@
 #                                   it; both peers must log their NAT
 #                                   mapping. (Over IPv6 the peers always
 #                                   reach the broker at such an address.)
+#         --xbroker URI             two brokers on the PostgreSQL database
+#                                   URI (its Unix socket: the brokers run
+#                                   in a namespace): alice's at
+#                                   203.0.113.10, bob's on a wildcard
+#                                   socket at port PORT+10, reached at
+#                                   203.0.113.30 (as --broker-at second);
+#                                   a relayed pair must go through bob's
+#                                   broker's relay, and alice's broker
+#                                   relays nothing (IPv4 only)
 #         --broker-family 4|6       which family the peers reach the broker
 #                                   with (default: 6 for v6only, else 4)
 #         --block-udp4 yes          as --block-udp yes: IPv4 UDP between the
@@ -170,6 +179,8 @@ LAB_OTHER_IP=203.0.113.20
 # kernel picks there, 203.0.113.10 is).
 LAB_BROKER_IP2=203.0.113.30
 LAB_BROKER_PORT=10000
+# A second broker (--xbroker), on a wildcard socket beside the first.
+LAB_XBROKER_PORT=10010
 declare -A LAB_WAN_IP=([ra]=203.0.113.1 [rb]=203.0.113.2)
 # IPv6 (--family dual, v6only): documentation prefix only, no NAT66.
 LAB_BROKER_IP6=2001:db8::10
@@ -776,10 +787,11 @@ lab_case() {
   shift 2
   local loss_a=0 loss_b=0 udp_timeout="" bytes=50M idle=0 expect=direct fail_within=15
   local bnode=bob relay="" block_udp="" family=v4 broker_family="" block_udp6="" nofile_a=""
-  local path="" broker_at=""
+  local path="" broker_at="" xbroker=""
   while (($#)); do
     case $1 in
     --broker-at) broker_at=$2 ;;
+    --xbroker) xbroker=$2 ;;
     --nofile-a) nofile_a=$2 ;;
     --family) family=$2 ;;
     --broker-family) broker_family=$2 ;;
@@ -823,6 +835,9 @@ lab_case() {
   [[ -z $broker_at || ($broker_at == second && $broker_family == 4) ]] ||
     _lab_die "--broker-at: second (over IPv4)"
   [[ -n $broker_at ]] && label+=" broker (wildcard socket) reached at its second address"
+  [[ -z $xbroker || ($family == v4 && -z $broker_at) ]] ||
+    _lab_die "--xbroker: IPv4, one address per broker"
+  [[ -n $xbroker ]] && label+=" alice and bob at two brokers"
   if [[ -z $path ]]; then
     path=any
     [[ $family == v4 || -n $block_udp6 ]] && path=4
@@ -897,10 +912,34 @@ lab_case() {
   lab_wait_bound "$bnode" tcp 7002
 
   [[ $relay == tamper ]] && export NATTER_TEST_RELAY_TAMPER=50
-  lab_start broker inet "$NATTER" -server "$server" -identity "$WORK/broker.key" -v "${relay_args[@]}"
+  local -a registry=()
+  local bob_broker=$broker
+  LAB_RELAY_BROKER=broker
+  [[ -n $xbroker ]] && registry=(-registry "$xbroker")
+  lab_start broker inet "$NATTER" -server "$server" -identity "$WORK/broker.key" -v "${relay_args[@]}" "${registry[@]}"
   wait_log broker "broker listening on $listening"
-  lab_start bob "$bnode" "$NATTER" -name bob -broker "$broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
+  if [[ -n $xbroker ]]; then
+    # bob's broker on a wildcard socket (another port), reached at the
+    # host's second address: it must name its relay by the address bob's
+    # packets arrive at, which its kernel never picks by itself.
+    bob_broker=$LAB_BROKER_IP2:$LAB_XBROKER_PORT
+    LAB_RELAY_BROKER=broker2
+    lab_start broker2 inet "$NATTER" -server ":$LAB_XBROKER_PORT" -identity "$WORK/broker2.key" -v "${relay_args[@]}" "${registry[@]}"
+    wait_log broker2 "broker listening on (\\[::\\]|0\\.0\\.0\\.0):$LAB_XBROKER_PORT "
+    wait_log broker "brokers' bus: listening on natter_"
+    wait_log broker2 "brokers' bus: listening on natter_"
+  fi
+  lab_start bob "$bnode" "$NATTER" -name bob -broker "$bob_broker" -identity "$WORK/bob.key" -listen -allow-peer alice -v
   wait_log bob 'natter: checked in at broker' 15
+  if [[ -n $xbroker ]]; then
+    # bob's presence reaches the database with broker 2's next heartbeat.
+    local deadline=$(($(_lab_now_ms) + 20000))
+    until [[ $("${PG_BIN:-/usr/lib/postgresql/15/bin}/psql" -X -q -A -t "$xbroker" \
+      -c "SELECT count(*) FROM presence WHERE name = 'bob'") == 1 ]]; do
+      (($(_lab_now_ms) < deadline)) || fail "$label: bob's presence never reached the database"
+      _lab_fg /dev/null sleep 0.2
+    done
+  fi
 
   local t_start t_checkin t_first t_conn=0 t_echo outcome=""
   t_start=$(_lab_now_ms)
@@ -959,6 +998,12 @@ lab_case() {
   fi
   if [[ $expect != relay && $expect != either && $outcome == relay ]]; then
     fail "$label: alice connected via the relay, expected $expect"
+  fi
+  if [[ -n $xbroker && $outcome == relay ]]; then
+    [[ $conn_line == *"connected to bob via relay at $LAB_BROKER_IP2:$((LAB_XBROKER_PORT + 2)) "* ]] ||
+      fail "$label: alice is not relayed by bob's broker ($LAB_BROKER_IP2): $conn_line"
+    grep -q 'relay channel open for alice (at broker [0-9a-f]*, from ' "$WORK/broker2.log" ||
+      fail "$label: bob's broker did not open the channel"
   fi
   if [[ $outcome == relay ]]; then
     if [[ $relay == cap ]]; then
@@ -1284,8 +1329,16 @@ lab_relay_case() {
   stop alice
   stop bob
   stop broker
-  local line relayed
-  line=$(grep -m1 'natter: broker relay' "$WORK/broker.log") ||
+  local line relayed rb=${LAB_RELAY_BROKER:-broker}
+  if [[ $rb != broker ]]; then
+    # Across brokers: bob's broker relays, alice's none of it.
+    stop "$rb"
+    line=$(grep -m1 'natter: broker relay' "$WORK/broker.log") ||
+      fail "$label: alice's broker did not report its relay"
+    [[ $line =~ relayed\ 0\ bytes ]] ||
+      fail "$label: alice's broker relayed bytes across brokers: '$line'"
+  fi
+  line=$(grep -m1 'natter: broker relay' "$WORK/$rb.log") ||
     fail "$label: the broker did not report relayed bytes"
   [[ $line =~ relayed\ ([0-9]+)\ bytes ]] || fail "$label: cannot parse '$line'"
   relayed=${BASH_REMATCH[1]}
@@ -1293,7 +1346,7 @@ lab_relay_case() {
     ((relayed >= 2 * nbytes)) ||
       fail "$label: the broker relayed only $relayed bytes for 2 x $nbytes"
   fi
-  CASE_RESULT+="; broker relayed $relayed B"
+  CASE_RESULT+="; $([[ $rb == broker ]] || echo "bob's ")broker relayed $relayed B"
   if grep -q 'tampered with' "$WORK/broker.log"; then
     local tampered
     tampered=$(grep -m1 -o 'tampered with [0-9]*' "$WORK/broker.log")
