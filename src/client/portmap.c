@@ -10,6 +10,7 @@
 
 #include "base/budget.h"
 #include "client/path.h"
+#include "client/upnp.h"
 #include "codec/portmap.h"
 #include "natter.h"
 #include "trust/tls.h"
@@ -34,6 +35,9 @@ struct nt_portmap {
   unsigned tries;
   nt_addr external; /* len 0: none */
   uint32_t lifetime_s;
+  /* PCP or NAT-PMP answered (even refusing): UPnP is not tried then. */
+  int answered;
+  nt_upnp *upnp; /* UPnP asked (client/upnp.h) */
   /* Answers whose claims we refuse are logged at most once a second:
    * anyone on the LAN can send them from the gateway's address. */
   nt_log_gate refused_log;
@@ -126,7 +130,9 @@ static void drop(nt_portmap *pm, const char *why) {
   }
 }
 
-/* The next protocol to ask after |pm->method| gave nothing; 0: none. */
+/* The next protocol to ask after |pm->method| gave nothing; 0: none.
+ * UPnP only when neither PCP nor NAT-PMP answered at all: a gateway that
+ * speaks one of them and refuses will not map by UPnP either. */
 static int next_method(nt_portmap *pm) {
   if (pm->state == ASKING && pm->method == NT_PORTMAP_PCP) {
     pm->method = NT_PORTMAP_NATPMP;
@@ -134,7 +140,58 @@ static int next_method(nt_portmap *pm) {
     pm->tries = 0;
     return 1;
   }
+  if (pm->state == ASKING && pm->method == NT_PORTMAP_NATPMP &&
+      !pm->answered) {
+    pm->method = NT_PORTMAP_UPNP;
+    return 1;
+  }
   return 0;
+}
+
+static void granted(nt_portmap *pm, const uint8_t ip[4],
+                    const nt_portmap_answer *ans);
+
+/* What UPnP (client/upnp.c) made of asking or renewing. */
+static void upnp_result(void *ud, int what, const uint8_t ip[4], uint16_t port,
+                        uint32_t lease_s, const char *why) {
+  nt_portmap *pm = ud;
+  if (what == NT_UPNP_MAPPED) {
+    nt_portmap_answer ans;
+    memset(&ans, 0, sizeof(ans));
+    /* A permanent lease (0) is renewed like one of ours, harmlessly. */
+    ans.lifetime_s = lease_s ? lease_s : NT_PORTMAP_LIFETIME_S;
+    ans.external_port = port;
+    granted(pm, ip, &ans);
+    if (pm->state != MAPPED) {
+      drop(pm, "the UPnP gateway's mapping is not usable");
+    }
+    return;
+  }
+  if (what == NT_UPNP_NO_ANSWER) {
+    drop(pm, pm->state == RENEWING ? "the gateway did not renew it"
+                                   : "no answer to PCP, NAT-PMP or UPnP");
+    return;
+  }
+  drop(pm, why);
+}
+
+static void start_upnp(nt_portmap *pm) {
+  nt_upnp_env env;
+  memset(&env, 0, sizeof(env));
+  env.base = pm->env.base;
+  env.log = pm->env.log;
+  memcpy(env.gw_ip, pm->gw_ip, 4);
+  memcpy(env.local_ip, pm->local_ip, 4);
+  env.port = pm->port;
+  env.result = upnp_result;
+  env.user_data = pm;
+  nt_upnp_free(pm->upnp);
+  pm->upnp = NULL;
+  nt_debug(pm->env.log, "port mapping: no answer to PCP or NAT-PMP, asking "
+                        "UPnP");
+  if (nt_upnp_new(&pm->upnp, &env) != 0) {
+    drop(pm, "no answer to PCP or NAT-PMP, and UPnP cannot be asked");
+  }
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -144,13 +201,22 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   if (pm->state == MAPPED) { /* half the lifetime is over: renew */
     pm->state = RENEWING;
     pm->tries = 0;
+    if (pm->method == NT_PORTMAP_UPNP) {
+      nt_upnp_renew(pm->upnp); /* upnp_result says how it went */
+      return;
+    }
   }
-  if (pm->state != ASKING && pm->state != RENEWING) {
-    return;
+  if ((pm->state != ASKING && pm->state != RENEWING) ||
+      pm->method == NT_PORTMAP_UPNP) {
+    return; /* UPnP keeps its own time */
   }
   if (pm->tries >= NT_PORTMAP_TRIES && !next_method(pm)) {
     drop(pm, pm->state == RENEWING ? "the gateway did not renew it"
                                    : "no answer to PCP or NAT-PMP");
+    return;
+  }
+  if (pm->method == NT_PORTMAP_UPNP) {
+    start_upnp(pm);
     return;
   }
   send_request(pm, NT_PORTMAP_LIFETIME_S);
@@ -170,6 +236,9 @@ static int find_gateway(nt_portmap *pm, uint8_t gw_ip[4], uint8_t local_ip[4],
 static void start(nt_portmap *pm, const uint8_t gw_ip[4],
                   const uint8_t local_ip[4], const nt_addr *gw) {
   event_del(pm->ev);
+  nt_upnp_free(pm->upnp); /* deletes what it held at the old gateway */
+  pm->upnp = NULL;
+  pm->answered = 0;
   memcpy(pm->gw_ip, gw_ip, 4);
   memcpy(pm->local_ip, local_ip, 4);
   pm->gw = *gw;
@@ -238,9 +307,10 @@ void nt_portmap_free(nt_portmap *pm) {
   if (!pm) {
     return;
   }
-  if (pm->external.len) {
+  if (pm->external.len && pm->method != NT_PORTMAP_UPNP) {
     send_request(pm, 0); /* delete it; no answer awaited */
   }
+  nt_upnp_free(pm->upnp); /* deletes its mapping (bounded wait) */
   nt_addr none;
   memset(&none, 0, sizeof(none));
   nt_endpoint_set_raw_source(pm->env.ep, &none);
@@ -283,6 +353,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
     }
     return;
   }
+  pm->answered = 1;
   int changed =
       !pm->external.len || !nt_addr_equal((struct sockaddr *)&ext.ss,
                                           (struct sockaddr *)&pm->external.ss);
@@ -305,6 +376,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
 /* The gateway refused (a result code): the other protocol, or give up. */
 static void refused(nt_portmap *pm, int result) {
   char why[64];
+  pm->answered = 1;
   nt_debug(pm->env.log, "port mapping: %s result %d",
            nt_portmap_method_name(pm->method), result);
   if (next_method(pm)) {
@@ -324,7 +396,7 @@ int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
     return 0;
   }
   if ((pm->state != ASKING && pm->state != RENEWING) ||
-      !nt_portmap_is_answer(data, len)) {
+      pm->method == NT_PORTMAP_UPNP || !nt_portmap_is_answer(data, len)) {
     return 1; /* nothing asked, or not an answer: dropped */
   }
   if (pm->method == NT_PORTMAP_PCP) {

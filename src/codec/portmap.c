@@ -156,6 +156,7 @@ int nt_portmap_is_answer(const uint8_t *buf, size_t len) {
 const char *nt_portmap_method_name(int method) {
   return method == NT_PORTMAP_PCP      ? "PCP"
          : method == NT_PORTMAP_NATPMP ? "NAT-PMP"
+         : method == NT_PORTMAP_UPNP   ? "UPnP"
                                        : "";
 }
 

@@ -20,10 +20,11 @@
 typedef enum nt_portmap_method {
   NT_PORTMAP_NONE = 0,
   NT_PORTMAP_PCP = 1,
-  NT_PORTMAP_NATPMP = 2
+  NT_PORTMAP_NATPMP = 2,
+  NT_PORTMAP_UPNP = 3 /* UPnP IGD (codec/upnp.h) */
 } nt_portmap_method;
 
-/* "PCP", "NAT-PMP"; "" for anything else. */
+/* "PCP", "NAT-PMP", "UPnP"; "" for anything else. */
 const char *nt_portmap_method_name(int method);
 
 /* Limits. A PCP response is at most 1100 bytes (RFC 6887 §7), a MAP

@@ -16,6 +16,14 @@
 #   PCP, -no-portmap     -relay     needs relay; the gateways hear nothing
 #   none, then PCP       no relay   bob gives up, asks again when it
 #   (broker restarted)              checks in again: direct
+#   UPnP only (718, 725) -relay     direct to bob's mapping (UPnP), which
+#                                   is deleted on exit
+#   UPnP garbage         no relay   needs relay; bob says why
+#   SSDP LOCATION at     no relay   needs relay; the answer is ignored and
+#   another host                    LOCATION never fetched
+#   real miniupnpd       no relay   needs relay: search, description and
+#                                   GetExternalIPAddress work, its empty
+#                                   external address is reported
 #
 # Usage: NATTER=build/natter bash tests/nat/test_portmap.sh [CASE-NUMBER...]
 # Needs root (network namespaces); exits 77 (ctest: skipped) without.
@@ -32,6 +40,10 @@ CASES=(
   "no gateway: nothing changes|portmap symmetric symmetric --gateway none --expect needs-relay"
   "-no-portmap: the gateways are not asked, relayed|portmap symmetric symmetric --gateway honest --no-portmap yes --relay on --expect needs-relay"
   "a gateway that comes up later: asked again at the next check-in, then direct|portmap symmetric symmetric --gateway late --expect port-mapped"
+  "UPnP-only gateways: direct to bob's mapping, deleted on exit|portmap symmetric symmetric --gateway upnp --relay on --expect port-mapped"
+  "UPnP gateways answering garbage XML and SOAP: relayed, no crash|portmap symmetric symmetric --gateway upnp-garbage --expect needs-relay"
+  "an SSDP answer naming another host: ignored|portmap symmetric symmetric --gateway upnp-elsewhere --expect needs-relay"
+  "the real miniupnpd on a reserved WAN address: discovery, description and SOAP, then its refusal: relayed|portmap symmetric symmetric --gateway miniupnpd --expect needs-relay"
 )
 CASE_TIMEOUT=90
 
