@@ -20,6 +20,9 @@
 
 enum { IDLE = 0, SEARCH, DESCRIBE, GET_IP, ADD };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 struct nt_upnp {
   nt_upnp_env env;
   int state;
@@ -82,9 +85,6 @@ static void finish(nt_upnp *u, int what, const char *why) {
   http_close(u);
   ssdp_close(u);
   event_del(u->timer);
-  if (what != NT_UPNP_MAPPED) {
-    nt_debug(u->env.log, "UPnP: %s", why);
-  }
   u->env.result(u->env.user_data, what, u->ext_ip, u->ext_port, u->lease_s,
                 why);
 }
@@ -420,10 +420,16 @@ static void ssdp_cb(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     if (fl != sizeof(from) || from.sin_family != AF_INET ||
-        memcmp(&from.sin_addr, u->env.gw_ip, 4) != 0 ||
-        (size_t)n > NT_SSDP_MAX_LEN ||
+        memcmp(&from.sin_addr, u->env.gw_ip, 4) != 0) {
+      continue; /* not the gateway */
+    }
+    if ((size_t)n > NT_SSDP_MAX_LEN ||
         !nt_ssdp_parse_answer(buf, (size_t)n, location)) {
-      continue; /* not the gateway, or not an answer about an IGD */
+      ignored(u, &from, "",
+              "not an SSDP answer about an InternetGatewayDevice (or over "
+              "the limits: " STR(NT_SSDP_MAX_LEN) " bytes, a LOCATION under " STR(
+                  NT_UPNP_URL_MAX) ")");
+      continue;
     }
     if (!nt_upnp_url_parse(location, strlen(location), &u->location)) {
       ignored(u, &from, "", "its LOCATION is not an http://IPv4 URL");

@@ -112,7 +112,13 @@ int nt_ssdp_parse_answer(const char *buf, size_t len, char *location) {
               equal_nocase(value, vlen, NT_UPNP_IGD2);
     } else if (equal_nocase(name, nlen, "LOCATION")) {
       if (have_loc || vlen == 0 || vlen >= NT_UPNP_URL_MAX) {
+        location[0] = '\0';
         return 0; /* two, or too long: which one would be meant? */
+      }
+      for (size_t i = 0; i < vlen; i++) {
+        if (value[i] <= ' ' || value[i] >= 0x7f) {
+          return 0; /* a URL has no spaces, controls or bytes over 0x7e */
+        }
       }
       memcpy(location, value, vlen);
       location[vlen] = '\0';

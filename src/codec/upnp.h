@@ -36,7 +36,8 @@
 size_t nt_ssdp_encode_search(char *buf, size_t cap, const char *st);
 
 /* An SSDP answer (HTTP/1.1 200 over UDP) for an InternetGatewayDevice
- * (ST :1 or :2): returns 1 and LOCATION, NUL-terminated, in |location|
+ * (ST :1 or :2): returns 1 and LOCATION (one, printable ASCII without
+ * spaces), NUL-terminated, in |location|
  * (NT_UPNP_URL_MAX bytes), else 0. Headers are case-insensitive; the
  * answer must be at most NT_SSDP_MAX_LEN bytes. */
 int nt_ssdp_parse_answer(const char *buf, size_t len, char *location);
