@@ -1,6 +1,7 @@
 /* Asks the default gateway to map our UDP port (issue 26): PCP (RFC 6887)
  * first, then NAT-PMP (RFC 6886), from the endpoint's own socket to the
- * gateway's port 5351, on the event loop. A mapped external address is
+ * gateway's port 5351, on the event loop; when neither answered at all,
+ * UPnP IGD (client/upnp.h), which keeps its own schedule. A mapped external address is
  * as good as a public address: a peer behind a symmetric NAT reaches us
  * there, so two symmetric NATs that both map need no relay.
  *
@@ -16,7 +17,8 @@
  * the first try then doubling (RFC 6886 §3.1, capped); no answer from
  * either and we give up with one log line. A mapping is renewed at half
  * its lifetime (the same tries); a renewal that fails drops it. Freeing
- * deletes it (lifetime 0, one datagram). */
+ * deletes it (lifetime 0, one datagram; UPnP: DeletePortMapping, a
+ * bounded wait). */
 #ifndef NT_PORTMAP_H
 #define NT_PORTMAP_H
 

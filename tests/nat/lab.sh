@@ -1543,6 +1543,7 @@ lab_portmap_case() {
       [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1 garbage=soap
       if [[ $1 == miniupnpd ]]; then
         # The real one (Debian's 2.3.1): UPnP only, on the router's LAN.
+        command -v miniupnpd >/dev/null || fail "$CASE_LABEL: miniupnpd is not installed (./dev installs it)"
         printf '%s\n' ext_ifname=wan listening_ip=lan port=5000 \
           enable_natpmp=no enable_upnp=yes secure_mode=yes system_uptime=yes \
           "uuid=3d3cec3a-8cf0-11e0-98ee-00000000000${r: -1}" \
