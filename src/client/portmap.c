@@ -35,6 +35,10 @@ struct nt_portmap {
   unsigned tries;
   nt_addr external; /* len 0: none */
   uint32_t lifetime_s;
+  uint64_t expires_ns; /* when the mapping we hold runs out */
+  int have_epoch;      /* the gateway's epoch, seen at epoch_ns */
+  uint32_t epoch;
+  uint64_t epoch_ns;
   /* PCP or NAT-PMP answered (even refusing): UPnP is not tried then. */
   int answered;
   nt_upnp *upnp; /* UPnP asked (client/upnp.h) */
@@ -151,6 +155,40 @@ static int next_method(nt_portmap *pm) {
 static void granted(nt_portmap *pm, const uint8_t ip[4],
                     const nt_portmap_answer *ans);
 
+uint64_t nt_portmap_retry_ms(uint64_t now_ns, uint64_t expires_ns) {
+  uint64_t left = expires_ns > now_ns ? expires_ns - now_ns : 0;
+  if (left < (uint64_t)NT_PORTMAP_RETRY_MIN_S * 1000000000u) {
+    return 0;
+  }
+  return left / 2 / 1000000u;
+}
+
+/* A renewal went unanswered (or UPnP's failed): the mapping still holds
+ * until it runs out, so ask again later rather than drop it now. */
+static void renewal_failed(nt_portmap *pm, const char *why) {
+  uint64_t ms = nt_portmap_retry_ms(nt_monotonic_ns(), pm->expires_ns);
+  if (!ms) {
+    drop(pm, why);
+    return;
+  }
+  nt_debug(pm->env.log, "port mapping: renewal failed (%s); trying again in "
+                        "%llu s",
+           why, (unsigned long long)(ms / 1000));
+  pm->state = MAPPED;
+  arm_ms(pm, ms);
+}
+
+int nt_portmap_epoch_ok(uint32_t prev_epoch, uint64_t prev_ns, uint32_t epoch,
+                        uint64_t now_ns) {
+  if ((uint64_t)epoch + 1 < prev_epoch) {
+    return 0;
+  }
+  uint64_t client = now_ns > prev_ns ? (now_ns - prev_ns) / 1000000000u : 0;
+  uint64_t server = epoch > prev_epoch ? (uint64_t)(epoch - prev_epoch) : 0;
+  return client + 2 >= server - server / 16 &&
+         server + 2 >= client - client / 16;
+}
+
 /* What UPnP (client/upnp.c) made of asking or renewing. */
 static void upnp_result(void *ud, int what, const uint8_t ip[4], uint16_t port,
                         uint32_t lease_s, const char *why) {
@@ -167,12 +205,12 @@ static void upnp_result(void *ud, int what, const uint8_t ip[4], uint16_t port,
     }
     return;
   }
-  if (what == NT_UPNP_NO_ANSWER) {
-    drop(pm, pm->state == RENEWING ? "the gateway did not renew it"
-                                   : "no answer to PCP, NAT-PMP or UPnP");
+  if (pm->state == RENEWING) {
+    renewal_failed(pm, why);
     return;
   }
-  drop(pm, why);
+  drop(pm, what == NT_UPNP_NO_ANSWER ? "no answer to PCP, NAT-PMP or UPnP"
+                                     : why);
 }
 
 static void start_upnp(nt_portmap *pm) {
@@ -211,8 +249,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     return; /* UPnP keeps its own time */
   }
   if (pm->tries >= NT_PORTMAP_TRIES && !next_method(pm)) {
-    drop(pm, pm->state == RENEWING ? "the gateway did not renew it"
-                                   : "no answer to PCP or NAT-PMP");
+    if (pm->state == RENEWING) {
+      renewal_failed(pm, "the gateway did not renew it");
+      return;
+    }
+    drop(pm, "no answer to PCP or NAT-PMP");
     return;
   }
   if (pm->method == NT_PORTMAP_UPNP) {
@@ -244,6 +285,7 @@ static void start(nt_portmap *pm, const uint8_t gw_ip[4],
   pm->gw = *gw;
   memset(&pm->external, 0, sizeof(pm->external));
   pm->natpmp_have_addr = 0;
+  pm->have_epoch = 0;
   pm->tries = 0;
   pm->method = NT_PORTMAP_PCP;
   if (nt_random_bytes(pm->nonce, sizeof(pm->nonce)) != 0) {
@@ -362,6 +404,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
                        ? ans->lifetime_s
                        : NT_PORTMAP_LIFETIME_S;
   pm->state = MAPPED;
+  pm->expires_ns = nt_monotonic_ns() + (uint64_t)pm->lifetime_s * 1000000000u;
   arm_ms(pm, (uint64_t)pm->lifetime_s * 1000 / 2);
   if (changed) {
     nt_info(pm->env.log, "the gateway maps our port at %s (%s, %u s)",
@@ -389,11 +432,42 @@ static void refused(nt_portmap *pm, int result) {
   drop(pm, why);
 }
 
+/* The epoch of an answer to us or of a PCP ANNOUNCE: when it shows that
+ * the gateway lost its state while we held a mapping, that mapping is
+ * gone. An answer to our renewal made it anew (logged only); on an
+ * ANNOUNCE (we are MAPPED) we map again at once. */
+static void epoch_seen(nt_portmap *pm, uint32_t epoch) {
+  uint64_t now = nt_monotonic_ns();
+  int lost = pm->have_epoch && pm->external.len &&
+             !nt_portmap_epoch_ok(pm->epoch, pm->epoch_ns, epoch, now);
+  uint32_t prev = pm->epoch;
+  pm->have_epoch = 1;
+  pm->epoch = epoch;
+  pm->epoch_ns = now;
+  if (!lost) {
+    return;
+  }
+  nt_info(pm->env.log,
+          "port mapping: the gateway lost its state (epoch %u after %u): "
+          "mapping again",
+          (unsigned)epoch, (unsigned)prev);
+  if (pm->state == MAPPED) {
+    event_del(pm->ev);
+    timer_cb(-1, 0, pm); /* MAPPED: the renewal's request, now */
+  }
+}
+
 int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
                            const struct sockaddr *from) {
   nt_portmap_answer ans;
   if (!pm || !nt_addr_equal(from, (struct sockaddr *)&pm->gw.ss)) {
     return 0;
+  }
+  uint32_t epoch;
+  if (pm->state == MAPPED && pm->method == NT_PORTMAP_PCP &&
+      nt_pcp_decode_announce(data, len, &epoch)) {
+    epoch_seen(pm, epoch); /* a restarted gateway tells (RFC 6887 §14.1.3) */
+    return 1;
   }
   if ((pm->state != ASKING && pm->state != RENEWING) ||
       pm->method == NT_PORTMAP_UPNP || !nt_portmap_is_answer(data, len)) {
@@ -411,6 +485,7 @@ int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
     if (!nt_pcp_decode_map(data, len, pm->nonce, pm->port, &ans)) {
       return 1;
     }
+    epoch_seen(pm, ans.epoch_s);
     if (ans.result != NT_PORTMAP_SUCCESS) {
       refused(pm, ans.result);
     } else if (ans.external_ipv4) {
@@ -433,6 +508,7 @@ int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
     return 1;
   }
   if (nt_natpmp_decode_map(data, len, pm->port, &ans)) {
+    epoch_seen(pm, ans.epoch_s);
     if (ans.result != NT_PORTMAP_SUCCESS) {
       refused(pm, ans.result);
     } else {

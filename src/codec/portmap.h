@@ -68,6 +68,12 @@ int nt_pcp_decode_map(const uint8_t *buf, size_t len,
                       const uint8_t nonce[NT_PCP_NONCE_LEN],
                       uint16_t internal_port, nt_portmap_answer *out);
 
+/* A PCP ANNOUNCE response (RFC 6887 §14.1.3: a gateway that restarted
+ * may send one, unasked, to the clients it knows): the 24-byte header,
+ * version 2, opcode ANNOUNCE with the response bit, success. Returns 1
+ * with its epoch, else 0. */
+int nt_pcp_decode_announce(const uint8_t *buf, size_t len, uint32_t *epoch);
+
 /* NAT-PMP: the external address request (NT_NATPMP_ADDR_REQ_LEN bytes)
  * and the UDP mapping request (NT_NATPMP_MAP_REQ_LEN). Return the
  * length written. */

@@ -43,6 +43,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 
 def log(*a):
@@ -54,7 +55,13 @@ class Gateway:
         self.args = args
         self.wan = socket.inet_aton(args.wan_ip)
         self.rules = {}  # external port -> (client ip, internal port)
-        self.epoch = 100
+        self.started = time.monotonic()
+
+    @property
+    def epoch(self):
+        """Seconds since a pretended boot 100 s before this start, as a
+        gateway's epoch runs (PCP section 8.5)."""
+        return 100 + int(time.monotonic() - self.started)
 
     def iptables(self, op, ext, ip, port):
         chain = ["PREROUTING", "1"] if op == "-I" else ["PREROUTING"]
