@@ -16,7 +16,10 @@ Modes:
            and installs nothing
   garbage  answers every request with random bytes, some of the right
            length and version
-  short    as honest, but grants 60 s whatever is asked (renewals)
+  short    as honest, but grants 60 s whatever is asked (renewals), and
+           answers no PCP request of a client from 20 s to 40 s after its
+           first mapping (so the renewal at 30 s goes unanswered and must
+           be tried again, answered, before the 60 s run out)
   pmp-only answers PCP with NAT-PMP's "unsupported version" (RFC 6887
            section 9), NAT-PMP as honest
   upnp     a UPnP IGD only (no PCP or NAT-PMP: port 5351 is closed): SSDP
@@ -56,6 +59,7 @@ class Gateway:
         self.wan = socket.inet_aton(args.wan_ip)
         self.rules = {}  # external port -> (client ip, internal port)
         self.started = time.monotonic()
+        self.first_grant = {}  # client ip -> when it was first mapped
 
     @property
     def epoch(self):
@@ -104,6 +108,11 @@ class Gateway:
             return struct.pack("!BBHI", 0, 0x81, 1, self.epoch)
         ext = port
         if self.args.mode == "short" and lifetime:
+            since = time.monotonic() - self.first_grant.setdefault(src[0], time.monotonic())
+            if 20 <= since < 40:
+                log("PCP MAP from %s:%d port %d lifetime %d -> muted" %
+                    (src[0], src[1], port, lifetime))
+                return None
             lifetime = 60
         if self.args.mode in ("honest", "short"):
             ext = self.map(src[0], port, suggested, lifetime) or suggested

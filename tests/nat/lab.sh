@@ -121,7 +121,8 @@
 #   lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT
 #       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
 #       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
-#       short: the same for 60 s, and bob must renew it within 45 s;
+#       short: the same for 60 s, and bob must renew it within 45 s,
+#       and, since it answers nothing from 20 to 40 s, try again later;
 #       late: none until bob gave up, then honest, and the broker
 #       restarts: bob must ask again when it checks in again;
 #       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
@@ -1625,6 +1626,15 @@ lab_portmap_case() {
         (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob did not renew its mapping within 45 s"
         sleep 0.5
       done
+      # The gateway answers nothing from 20 s to 40 s: the renewal is
+      # tried again at half the time left (about 47 s), and answered.
+      deadline=$(($(_lab_now_ms) + 40000))
+      until (($(grep -Ec "PCP MAP from ${LAB_HOST[bob]//./\\.}:$bport port $bport lifetime 60 -> [0-9]+$" "$WORK/gw-rb.log") >= 2)); do
+        (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob's renewal was not tried again after the gateway's silence: $(grep -h 'renewal\|lost' "$WORK/bob.log")"
+        sleep 0.5
+      done
+      grep -q 'port mapping: renewal failed .*trying again in' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not say that it tries the renewal again"
       grep -q 'lost' "$WORK/bob.log" && fail "$CASE_LABEL: bob lost its mapping: $(grep lost "$WORK/bob.log")"
     fi
     # Deleted on exit: a request with lifetime 0 reaches the gateway.

@@ -8,7 +8,8 @@
 #   honest (PCP)         -relay     direct to bob's mapping, not relayed;
 #                                   both mappings named; deleted on exit
 #   NAT-PMP only         no relay   direct, "(NAT-PMP)"
-#   PCP, 60 s granted    no relay   direct; renewed within 45 s
+#   PCP, 60 s granted    no relay   direct; renewed within 45 s; the
+#   (silent 20-40 s)                renewal unanswered, tried again later
 #   lies (203.0.113.99)  -relay     needs relay; bob says why it offers
 #                                   nothing
 #   garbage              no relay   needs relay; nothing offered
@@ -34,7 +35,7 @@ RUN_NAME=portmap
 CASES=(
   "PCP gateways, symmetric/symmetric: direct to the mapping, not relayed|portmap symmetric symmetric --gateway honest --relay on --expect port-mapped"
   "NAT-PMP-only gateways, symmetric/symmetric: direct|portmap symmetric symmetric --gateway pmp-only --expect port-mapped"
-  "gateways granting 60 s: direct, and renewed within 45 s|portmap symmetric symmetric --gateway short --expect port-mapped"
+  "gateways granting 60 s: direct, renewed within 45 s, tried again after the gateway's silence|portmap symmetric symmetric --gateway short --expect port-mapped"
   "lying gateways (another external address): nothing changes, relayed|portmap symmetric symmetric --gateway lie --relay on --expect needs-relay"
   "gateways answering garbage: nothing changes|portmap symmetric symmetric --gateway garbage --expect needs-relay"
   "no gateway: nothing changes|portmap symmetric symmetric --gateway none --expect needs-relay"
