@@ -279,11 +279,11 @@ static void test_renew_epoch(void) {
   CHECK(nt_portmap_retry_ms(t0, t0 - s) == 0);
 
   CHECK(nt_portmap_epoch_ok(100, t0, 130, t0 + 30 * s));
-  CHECK(nt_portmap_epoch_ok(100, t0, 132, t0 + 30 * s)); /* 2 s slack */
-  CHECK(nt_portmap_epoch_ok(100, t0, 99, t0));           /* 1 s back */
-  CHECK(!nt_portmap_epoch_ok(100, t0, 98, t0));          /* went back */
-  CHECK(!nt_portmap_epoch_ok(1800, t0, 5, t0 + 1800 * s)); /* restarted */
-  CHECK(!nt_portmap_epoch_ok(100, t0, 100, t0 + 1800 * s)); /* stood still */
+  CHECK(nt_portmap_epoch_ok(100, t0, 132, t0 + 30 * s));     /* 2 s slack */
+  CHECK(nt_portmap_epoch_ok(100, t0, 99, t0));               /* 1 s back */
+  CHECK(!nt_portmap_epoch_ok(100, t0, 98, t0));              /* went back */
+  CHECK(!nt_portmap_epoch_ok(1800, t0, 5, t0 + 1800 * s));   /* restarted */
+  CHECK(!nt_portmap_epoch_ok(100, t0, 100, t0 + 1800 * s));  /* stood still */
   CHECK(!nt_portmap_epoch_ok(100, t0, 5000, t0 + 1800 * s)); /* ran ahead */
   CHECK(nt_portmap_epoch_ok(100, t0, 1900 + 100, t0 + 1800 * s)); /* 1/16 */
 

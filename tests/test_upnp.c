@@ -41,7 +41,8 @@ static void test_ssdp(void) {
       "HTTP/1.1 200 OK\r\nST: " NT_UPNP_IGD1 "\r\nLOCATION: http://1.2.3.4/\r\n"
       "LOCATION: http://1.2.3.5/\r\n\r\n",
       "HTTP/1.1 200 OK\r\nST: " NT_UPNP_IGD1 "\r\nLOCATION: http://1.2.3.4/",
-      "NOTIFY * HTTP/1.1\r\nNT: " NT_UPNP_IGD1 "\r\nLOCATION: http://1.2.3.4/\r\n"
+      "NOTIFY * HTTP/1.1\r\nNT: " NT_UPNP_IGD1
+      "\r\nLOCATION: http://1.2.3.4/\r\n"
       "\r\n",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -72,14 +73,14 @@ static void test_url(void) {
   CHECK(nt_upnp_url_parse(t, strlen(t), &u) == 1);
   CHECK(!nt_upnp_url_at(&u, gw)); /* another host: refused by the caller */
   const char *bad[] = {
-      "https://198.18.2.1/",      "http://router.lan/",
-      "http://198.18.2.01/",      "http://198.18.2/",
-      "http://198.18.2.1.5/",     "http://256.1.1.1/",
-      "http://198.18.2.1:0/",     "http://198.18.2.1:65536/",
-      "http://198.18.2.1:/x",     "http://198.18.2.1x/",
-      "http://198.18.2.1/a b",    "http://198.18.2.1/a\"b",
-      "http://[::1]:5000/",       "http://198.18.2.1@203.0.113.2/",
-      "ftp://198.18.2.1/",        "",
+      "https://198.18.2.1/",   "http://router.lan/",
+      "http://198.18.2.01/",   "http://198.18.2/",
+      "http://198.18.2.1.5/",  "http://256.1.1.1/",
+      "http://198.18.2.1:0/",  "http://198.18.2.1:65536/",
+      "http://198.18.2.1:/x",  "http://198.18.2.1x/",
+      "http://198.18.2.1/a b", "http://198.18.2.1/a\"b",
+      "http://[::1]:5000/",    "http://198.18.2.1@203.0.113.2/",
+      "ftp://198.18.2.1/",     "",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     CHECK(nt_upnp_url_parse(bad[i], strlen(bad[i]), &u) == 0);
@@ -144,8 +145,7 @@ static void test_description(void) {
       "",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    CHECK(nt_upnp_find_control(bad[i], strlen(bad[i]), &loc, &ctl, type) ==
-          0);
+    CHECK(nt_upnp_find_control(bad[i], strlen(bad[i]), &loc, &ctl, type) == 0);
     CHECK(type[0] == '\0');
   }
 }
@@ -195,8 +195,7 @@ static void test_http(void) {
   const char *part = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello";
   CHECK(parse(part, 0, &status, copy, &body, &blen) == 0);
   CHECK(parse(part, 1, &status, copy, &body, &blen) == -1);
-  CHECK(parse("HTTP/1.1 200 OK\r\nConte", 0, &status, copy, &body, &blen) ==
-        0);
+  CHECK(parse("HTTP/1.1 200 OK\r\nConte", 0, &status, copy, &body, &blen) == 0);
   /* up to the close */
   const char *close = "HTTP/1.0 500 Internal\r\nServer: x\r\n\r\nabc";
   CHECK(parse(close, 0, &status, copy, &body, &blen) == 0);
@@ -229,8 +228,8 @@ static void test_http(void) {
   /* headers that never end */
   char *big = malloc(NT_HTTP_HEADER_MAX + 10);
   memset(big, 'x', NT_HTTP_HEADER_MAX + 10);
-  CHECK(nt_http_parse_response(big, NT_HTTP_HEADER_MAX + 10, 0, &status,
-                               &body, &blen) == -1);
+  CHECK(nt_http_parse_response(big, NT_HTTP_HEADER_MAX + 10, 0, &status, &body,
+                               &blen) == -1);
   free(big);
 }
 

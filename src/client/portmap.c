@@ -144,8 +144,7 @@ static int next_method(nt_portmap *pm) {
     pm->tries = 0;
     return 1;
   }
-  if (pm->state == ASKING && pm->method == NT_PORTMAP_NATPMP &&
-      !pm->answered) {
+  if (pm->state == ASKING && pm->method == NT_PORTMAP_NATPMP && !pm->answered) {
     pm->method = NT_PORTMAP_UPNP;
     return 1;
   }
@@ -171,8 +170,9 @@ static void renewal_failed(nt_portmap *pm, const char *why) {
     drop(pm, why);
     return;
   }
-  nt_debug(pm->env.log, "port mapping: renewal failed (%s); trying again in "
-                        "%llu s",
+  nt_debug(pm->env.log,
+           "port mapping: renewal failed (%s); trying again in "
+           "%llu s",
            why, (unsigned long long)(ms / 1000));
   pm->state = MAPPED;
   arm_ms(pm, ms);
@@ -209,8 +209,8 @@ static void upnp_result(void *ud, int what, const uint8_t ip[4], uint16_t port,
     renewal_failed(pm, why);
     return;
   }
-  drop(pm, what == NT_UPNP_NO_ANSWER ? "no answer to PCP, NAT-PMP or UPnP"
-                                     : why);
+  drop(pm,
+       what == NT_UPNP_NO_ANSWER ? "no answer to PCP, NAT-PMP or UPnP" : why);
 }
 
 static void start_upnp(nt_portmap *pm) {

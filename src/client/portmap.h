@@ -1,9 +1,9 @@
 /* Asks the default gateway to map our UDP port (issue 26): PCP (RFC 6887)
  * first, then NAT-PMP (RFC 6886), from the endpoint's own socket to the
  * gateway's port 5351, on the event loop; when neither answered at all,
- * UPnP IGD (client/upnp.h), which keeps its own schedule. A mapped external address is
- * as good as a public address: a peer behind a symmetric NAT reaches us
- * there, so two symmetric NATs that both map need no relay.
+ * UPnP IGD (client/upnp.h), which keeps its own schedule. A mapped external
+ * address is as good as a public address: a peer behind a symmetric NAT reaches
+ * us there, so two symmetric NATs that both map need no relay.
  *
  * What is trusted: only answers from the gateway's address and port,
  * matching our question (PCP nonce, opcode, our internal port), with a

@@ -118,8 +118,8 @@ static int http_start(nt_upnp *u, const nt_upnp_url *url) {
                     errno != EINPROGRESS)) {
     return -1;
   }
-  u->deadline_ns = nt_monotonic_ns() +
-                   (uint64_t)NT_UPNP_HTTP_TIMEOUT_MS * 1000000u;
+  u->deadline_ns =
+      nt_monotonic_ns() + (uint64_t)NT_UPNP_HTTP_TIMEOUT_MS * 1000000u;
   return arm_io(u, EV_WRITE);
 }
 
@@ -189,8 +189,8 @@ static void io_cb(evutil_socket_t fd, short what, void *arg) {
 
 static void soap(nt_upnp *u, const char *action, const char *const *names,
                  const char *const *values, size_t n) {
-  u->req_len = nt_upnp_encode_soap(u->req, sizeof(u->req), &u->control,
-                                   u->type, action, names, values, n);
+  u->req_len = nt_upnp_encode_soap(u->req, sizeof(u->req), &u->control, u->type,
+                                   action, names, values, n);
   if (!u->req_len || http_start(u, &u->control) != 0) {
     finish(u, NT_UPNP_FAILED, "cannot reach the UPnP gateway's control URL");
   }
@@ -203,10 +203,14 @@ static void get_ip(nt_upnp *u) {
 
 static void add(nt_upnp *u) {
   char ext[8], in[8], client[INET_ADDRSTRLEN], lease[12];
-  static const char *const names[] = {
-      "NewRemoteHost",  "NewExternalPort",           "NewProtocol",
-      "NewInternalPort", "NewInternalClient",        "NewEnabled",
-      "NewPortMappingDescription", "NewLeaseDuration"};
+  static const char *const names[] = {"NewRemoteHost",
+                                      "NewExternalPort",
+                                      "NewProtocol",
+                                      "NewInternalPort",
+                                      "NewInternalClient",
+                                      "NewEnabled",
+                                      "NewPortMappingDescription",
+                                      "NewLeaseDuration"};
   const char *values[] = {"", ext, "UDP", in, client, "1", "natter", lease};
   snprintf(ext, sizeof(ext), "%u", u->ext_port);
   snprintf(in, sizeof(in), "%u", u->env.port);
@@ -230,8 +234,7 @@ static void on_description(nt_upnp *u, int status, char *body, size_t len) {
   if (!nt_upnp_url_at(&u->control, u->env.gw_ip)) {
     char why[NT_UPNP_URL_MAX + 96];
     snprintf(why, sizeof(why),
-             "the UPnP description's control URL %s is not at the gateway",
-             a);
+             "the UPnP description's control URL %s is not at the gateway", a);
     finish(u, NT_UPNP_FAILED, why);
     return;
   }
@@ -324,8 +327,9 @@ static void on_added(nt_upnp *u, int status, char *body, size_t len) {
     snprintf(why, sizeof(why),
              "the UPnP gateway's answer to AddPortMapping is malformed");
   } else {
-    snprintf(why, sizeof(why), "the UPnP gateway refused AddPortMapping "
-                               "(error %d%s)",
+    snprintf(why, sizeof(why),
+             "the UPnP gateway refused AddPortMapping "
+             "(error %d%s)",
              r, r == 501 ? ", ActionFailed" : "");
   }
   finish(u, NT_UPNP_FAILED, why);
@@ -414,8 +418,8 @@ static void ssdp_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   for (int i = 0; i < 16 && u->state == SEARCH; i++) {
     socklen_t fl = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
-                         &fl);
+    ssize_t n =
+        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
     if (n < 0) {
       return;
     }
@@ -425,10 +429,11 @@ static void ssdp_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if ((size_t)n > NT_SSDP_MAX_LEN ||
         !nt_ssdp_parse_answer(buf, (size_t)n, location)) {
-      ignored(u, &from, "",
-              "not an SSDP answer about an InternetGatewayDevice (or over "
-              "the limits: " STR(NT_SSDP_MAX_LEN) " bytes, a LOCATION under " STR(
-                  NT_UPNP_URL_MAX) ")");
+      ignored(
+          u, &from, "",
+          "not an SSDP answer about an InternetGatewayDevice (or over "
+          "the limits: " STR(NT_SSDP_MAX_LEN) " bytes, a LOCATION under " STR(
+              NT_UPNP_URL_MAX) ")");
       continue;
     }
     if (!nt_upnp_url_parse(location, strlen(location), &u->location)) {
@@ -440,8 +445,7 @@ static void ssdp_cb(evutil_socket_t fd, short what, void *arg) {
               "its LOCATION names another host than the gateway");
       continue;
     }
-    nt_debug(u->env.log, "UPnP: the gateway answered the search: %s",
-             location);
+    nt_debug(u->env.log, "UPnP: the gateway answered the search: %s", location);
     ssdp_close(u);
     event_del(u->timer);
     u->state = DESCRIBE;
@@ -466,14 +470,14 @@ static int ssdp_open(nt_upnp *u) {
       bind(u->ssdp_fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
       setsockopt(u->ssdp_fd, IPPROTO_IP, IP_MULTICAST_IF, &ifa, sizeof(ifa)) !=
           0 ||
-      setsockopt(u->ssdp_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl,
-                 sizeof(ttl)) != 0 ||
+      setsockopt(u->ssdp_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl)) !=
+          0 ||
       setsockopt(u->ssdp_fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop,
                  sizeof(loop)) != 0) {
     return -1;
   }
-  u->ssdp_ev = event_new(u->env.base, u->ssdp_fd, EV_READ | EV_PERSIST,
-                         ssdp_cb, u);
+  u->ssdp_ev =
+      event_new(u->env.base, u->ssdp_fd, EV_READ | EV_PERSIST, ssdp_cb, u);
   return u->ssdp_ev && event_add(u->ssdp_ev, NULL) == 0 ? 0 : -1;
 }
 
@@ -520,16 +524,16 @@ static void delete_now(nt_upnp *u) {
   const char *values[] = {"", ext, "UDP"};
   struct sockaddr_in sin;
   snprintf(ext, sizeof(ext), "%u", u->ext_port);
-  size_t len = nt_upnp_encode_soap(u->req, sizeof(u->req), &u->control,
-                                   u->type, "DeletePortMapping", names, values,
-                                   3);
+  size_t len = nt_upnp_encode_soap(u->req, sizeof(u->req), &u->control, u->type,
+                                   "DeletePortMapping", names, values, 3);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_port = htons(u->control.port);
   memcpy(&sin.sin_addr, u->control.ip, 4);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (!len || fd < 0 || (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
-                         errno != EINPROGRESS)) {
+  if (!len || fd < 0 ||
+      (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
+       errno != EINPROGRESS)) {
     if (fd >= 0) {
       close(fd);
     }

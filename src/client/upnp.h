@@ -37,9 +37,9 @@ typedef struct nt_upnp nt_upnp;
 
 /* What came of asking (nt_upnp_env.result). */
 enum {
-  NT_UPNP_MAPPED = 1,   /* ip, port, lease_s (0: permanent) */
+  NT_UPNP_MAPPED = 1,    /* ip, port, lease_s (0: permanent) */
   NT_UPNP_NO_ANSWER = 2, /* no IGD answered the search */
-  NT_UPNP_FAILED = 3    /* an IGD, but no mapping: |why| */
+  NT_UPNP_FAILED = 3     /* an IGD, but no mapping: |why| */
 };
 
 typedef struct nt_upnp_env {
@@ -49,8 +49,8 @@ typedef struct nt_upnp_env {
   uint8_t local_ip[4]; /* our address toward it */
   uint16_t port;       /* our UDP port: internal, and first external */
   /* Called once per nt_upnp_new or nt_upnp_renew. */
-  void (*result)(void *user_data, int what, const uint8_t ip[4],
-                 uint16_t port, uint32_t lease_s, const char *why);
+  void (*result)(void *user_data, int what, const uint8_t ip[4], uint16_t port,
+                 uint32_t lease_s, const char *why);
   void *user_data;
 } nt_upnp_env;
 

@@ -135,8 +135,7 @@ int nt_ssdp_parse_answer(const char *buf, size_t len, char *location) {
 /* A path character we accept: printable, no space, quote, angle bracket
  * or backslash (it goes into a request line as it is). */
 static int path_char(int c) {
-  return c > ' ' && c < 0x7f && c != '"' && c != '<' && c != '>' &&
-         c != '\\';
+  return c > ' ' && c < 0x7f && c != '"' && c != '<' && c != '>' && c != '\\';
 }
 
 /* A dotted quad, exactly: four decimal parts 0..255, no leading zeros. */
@@ -479,8 +478,7 @@ static int number(const char *p, size_t len, int base, size_t max,
 /* Walks a chunked body in [p, end): 0 more needed, -1 bad, 1 complete,
  * with the decoded length in |*out_len|; when |dst| is not NULL the data
  * is copied there (it may overlap |p|: it only moves left). */
-static int chunks(const char *p, const char *end, char *dst,
-                  size_t *out_len) {
+static int chunks(const char *p, const char *end, char *dst, size_t *out_len) {
   size_t total = 0;
   for (;;) {
     const char *line;
@@ -527,7 +525,8 @@ int nt_http_parse_response(char *buf, size_t len, int eof, int *status,
   }
   /* The end of the headers first: nothing is read before it is there. */
   const char *hend = NULL;
-  const char *hlimit = len < NT_HTTP_HEADER_MAX ? end : buf + NT_HTTP_HEADER_MAX;
+  const char *hlimit =
+      len < NT_HTTP_HEADER_MAX ? end : buf + NT_HTTP_HEADER_MAX;
   for (const char *q = buf; q + 1 < hlimit; q++) {
     if (q[0] == '\n' && q[1] == '\n') {
       hend = q + 2;

@@ -19,13 +19,13 @@
 #define NT_SSDP_GROUP "239.255.255.250"
 
 /* Limits. */
-#define NT_SSDP_MAX_LEN 2048     /* an SSDP answer read (longer: dropped) */
-#define NT_UPNP_URL_MAX 256      /* LOCATION, URLBase, controlURL */
-#define NT_UPNP_TYPE_MAX 128     /* a serviceType */
-#define NT_UPNP_VALUE_MAX 64     /* a SOAP answer's value we read */
+#define NT_SSDP_MAX_LEN 2048       /* an SSDP answer read (longer: dropped) */
+#define NT_UPNP_URL_MAX 256        /* LOCATION, URLBase, controlURL */
+#define NT_UPNP_TYPE_MAX 128       /* a serviceType */
+#define NT_UPNP_VALUE_MAX 64       /* a SOAP answer's value we read */
 #define NT_HTTP_RESPONSE_MAX 65536 /* an HTTP response, headers and body */
-#define NT_HTTP_HEADER_MAX 8192  /* its status line and headers */
-#define NT_UPNP_REQUEST_MAX 2048 /* a request we build */
+#define NT_HTTP_HEADER_MAX 8192    /* its status line and headers */
+#define NT_UPNP_REQUEST_MAX 2048   /* a request we build */
 
 /* The device types searched for, IGD:1 and IGD:2. */
 #define NT_UPNP_IGD1 "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
@@ -101,8 +101,8 @@ int nt_upnp_soap_result(int status, const char *body, size_t len,
                         const char *action, const char *field, char *value);
 
 /* UPnP error codes acted upon (WANIPConnection:2 §2.4). */
-#define NT_UPNP_ERR_CONFLICT 718         /* ConflictInMappingEntry */
-#define NT_UPNP_ERR_SAME_PORT 724        /* SamePortValuesRequired */
-#define NT_UPNP_ERR_PERMANENT_ONLY 725   /* OnlyPermanentLeasesSupported */
+#define NT_UPNP_ERR_CONFLICT 718       /* ConflictInMappingEntry */
+#define NT_UPNP_ERR_SAME_PORT 724      /* SamePortValuesRequired */
+#define NT_UPNP_ERR_PERMANENT_ONLY 725 /* OnlyPermanentLeasesSupported */
 
 #endif
