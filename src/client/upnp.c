@@ -125,6 +125,13 @@ static int http_start(nt_upnp *u, const nt_upnp_url *url) {
 
 static void on_response(nt_upnp *u, int status, char *body, size_t len);
 
+/* Waits for |what| again; out of memory in libevent ends the exchange. */
+static void rearm(nt_upnp *u, short what) {
+  if (arm_io(u, what) != 0) {
+    finish(u, NT_UPNP_FAILED, "the UPnP exchange could not be waited for");
+  }
+}
+
 static void io_cb(evutil_socket_t fd, short what, void *arg) {
   nt_upnp *u = arg;
   char why[96];
@@ -138,7 +145,7 @@ static void io_cb(evutil_socket_t fd, short what, void *arg) {
   if (u->sent < u->req_len) {
     ssize_t n = send(fd, u->req + u->sent, u->req_len - u->sent, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      arm_io(u, EV_WRITE);
+      rearm(u, EV_WRITE);
       return;
     }
     if (n <= 0) {
@@ -148,13 +155,13 @@ static void io_cb(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     u->sent += (size_t)n;
-    arm_io(u, u->sent < u->req_len ? EV_WRITE : EV_READ);
+    rearm(u, u->sent < u->req_len ? EV_WRITE : EV_READ);
     return;
   }
   ssize_t n = recv(fd, u->resp + u->resp_len,
                    NT_HTTP_RESPONSE_MAX + 1 - u->resp_len, 0);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-    arm_io(u, EV_READ);
+    rearm(u, EV_READ);
     return;
   }
   if (n < 0) {
@@ -172,7 +179,7 @@ static void io_cb(evutil_socket_t fd, short what, void *arg) {
               : nt_http_parse_response(u->resp, u->resp_len, n == 0, &status,
                                        &body, &blen);
   if (r == 0) {
-    arm_io(u, EV_READ);
+    rearm(u, EV_READ);
     return;
   }
   http_close(u);
