@@ -205,7 +205,7 @@
     CLI_ANY, 0, "print the version")                                          \
   X(NO_PORTMAP, "-no-portmap", "no-portmap", BOOL, no_portmap, NULL, 0, 0,     \
     NULL, NULL, CLI_CLIENT, 0,                                                 \
-    "never ask the router to map our UDP port (PCP, NAT-PMP)")                 \
+    "never ask the router to map our UDP port (PCP, NAT-PMP, UPnP)")           \
   X(RSH, "-rsh", NULL, BOOL, rsh, NULL, 0, 0, NULL, NULL, CLI_CLIENT, 0,       \
     "last flag: the rest is ssh's [-l USER] [-p PORT] [-o OPT] HOST "          \
     "COMMAND..., run as rsync -e, scp -S or GIT_SSH_COMMAND; runs COMMAND "    \

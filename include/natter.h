@@ -487,7 +487,7 @@ typedef struct natter_client_config {
                            1024; 0: the default */
   /* V5 */
   int no_portmap; /* nonzero: never ask the default gateway to map our
-                     UDP port (PCP, NAT-PMP); default 0: ask, and offer
+                     UDP port (PCP, NAT-PMP, UPnP); default 0: ask, and offer
                      a mapping to peers as a public address */
   /* V6: UDP forwarding (NATTER_FORWARD_UDP). */
   const char *const *allow_udp; /* NULL-terminated UDP targets a listener
@@ -620,8 +620,8 @@ typedef struct natter_check_result {
   int predicted; /* the direct path was found by port prediction (one
                     side's NAT is symmetric) */
   /* Appended (the library allocates this struct): each side's port
-   * mapping at its gateway, "port-mapped (PCP) at ADDR" or "(NAT-PMP)";
-   * "" none. */
+   * mapping at its gateway, "port-mapped (PCP) at ADDR", "(NAT-PMP)" or
+   * "(UPnP)"; "" none. */
   const char *self_portmap, *peer_portmap;
   int over_tcp;  /* relayed, and this side reached the relay over TCP
                     (the TCP fallback: UDP to the broker got no answer) */
@@ -878,7 +878,7 @@ typedef struct natter_client_status {
   /* V2: requesters this listener's peer rules refused (each refusal) */
   uint64_t peers_refused;
   /* V3: our gateway's mapping of our UDP port, offered to peers:
-   * "port-mapped (PCP) at ADDR" or "port-mapped (NAT-PMP) at ADDR"; ""
+   * "port-mapped (PCP) at ADDR", "(NAT-PMP)" or "(UPnP)" likewise; ""
    * none (-no-portmap, no gateway answered, or not on our public
    * address) */
   char portmap[NATTER_ADDRSTRLEN + 32];

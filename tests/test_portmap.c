@@ -268,6 +268,41 @@ static void test_control(void) {
   CHECK(strcmp(nt_portmap_method_name(9), "") == 0);
 }
 
+/* Renewals not answered are tried again while the mapping holds; the
+ * gateway's epoch (RFC 6887 §8.5); a PCP ANNOUNCE. */
+static void test_renew_epoch(void) {
+  const uint64_t s = 1000000000u, t0 = 5000 * s;
+  CHECK(nt_portmap_retry_ms(t0, t0 + 1800 * s) == 900000);
+  CHECK(nt_portmap_retry_ms(t0, t0 + NT_PORTMAP_RETRY_MIN_S * s) ==
+        NT_PORTMAP_RETRY_MIN_S * 1000 / 2);
+  CHECK(nt_portmap_retry_ms(t0, t0 + NT_PORTMAP_RETRY_MIN_S * s - 1) == 0);
+  CHECK(nt_portmap_retry_ms(t0, t0 - s) == 0);
+
+  CHECK(nt_portmap_epoch_ok(100, t0, 130, t0 + 30 * s));
+  CHECK(nt_portmap_epoch_ok(100, t0, 132, t0 + 30 * s));     /* 2 s slack */
+  CHECK(nt_portmap_epoch_ok(100, t0, 99, t0));               /* 1 s back */
+  CHECK(!nt_portmap_epoch_ok(100, t0, 98, t0));              /* went back */
+  CHECK(!nt_portmap_epoch_ok(1800, t0, 5, t0 + 1800 * s));   /* restarted */
+  CHECK(!nt_portmap_epoch_ok(100, t0, 100, t0 + 1800 * s));  /* stood still */
+  CHECK(!nt_portmap_epoch_ok(100, t0, 5000, t0 + 1800 * s)); /* ran ahead */
+  CHECK(nt_portmap_epoch_ok(100, t0, 1900 + 100, t0 + 1800 * s)); /* 1/16 */
+
+  uint8_t buf[NT_PCP_MAP_LEN];
+  uint32_t epoch = 0;
+  memset(buf, 0, sizeof(buf));
+  buf[0] = 2;
+  buf[1] = 0x80;
+  buf[11] = 7;
+  CHECK(nt_pcp_decode_announce(buf, 24, &epoch) == 1 && epoch == 7);
+  CHECK(nt_pcp_decode_announce(buf, 23, &epoch) == 0);
+  CHECK(nt_pcp_decode_announce(buf, 26, &epoch) == 0);
+  buf[3] = 1; /* not success */
+  CHECK(nt_pcp_decode_announce(buf, 24, &epoch) == 0);
+  buf[3] = 0;
+  buf[1] = 0x81; /* a MAP answer */
+  CHECK(nt_pcp_decode_announce(buf, 24, &epoch) == 0);
+}
+
 static const nt_test_case cases[] = {
     {"pcp", test_pcp},
     {"natpmp", test_natpmp},
@@ -275,6 +310,7 @@ static const nt_test_case cases[] = {
     {"answer_check", test_answer_check},
     {"candidate", test_candidate},
     {"control", test_control},
+    {"renew_epoch", test_renew_epoch},
     {NULL, NULL},
 };
 

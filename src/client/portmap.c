@@ -10,6 +10,7 @@
 
 #include "base/budget.h"
 #include "client/path.h"
+#include "client/upnp.h"
 #include "codec/portmap.h"
 #include "natter.h"
 #include "trust/tls.h"
@@ -34,6 +35,13 @@ struct nt_portmap {
   unsigned tries;
   nt_addr external; /* len 0: none */
   uint32_t lifetime_s;
+  uint64_t expires_ns; /* when the mapping we hold runs out */
+  int have_epoch;      /* the gateway's epoch, seen at epoch_ns */
+  uint32_t epoch;
+  uint64_t epoch_ns;
+  /* PCP or NAT-PMP answered (even refusing): UPnP is not tried then. */
+  int answered;
+  nt_upnp *upnp; /* UPnP asked (client/upnp.h) */
   /* Answers whose claims we refuse are logged at most once a second:
    * anyone on the LAN can send them from the gateway's address. */
   nt_log_gate refused_log;
@@ -126,7 +134,9 @@ static void drop(nt_portmap *pm, const char *why) {
   }
 }
 
-/* The next protocol to ask after |pm->method| gave nothing; 0: none. */
+/* The next protocol to ask after |pm->method| gave nothing; 0: none.
+ * UPnP only when neither PCP nor NAT-PMP answered at all: a gateway that
+ * speaks one of them and refuses will not map by UPnP either. */
 static int next_method(nt_portmap *pm) {
   if (pm->state == ASKING && pm->method == NT_PORTMAP_PCP) {
     pm->method = NT_PORTMAP_NATPMP;
@@ -134,7 +144,92 @@ static int next_method(nt_portmap *pm) {
     pm->tries = 0;
     return 1;
   }
+  if (pm->state == ASKING && pm->method == NT_PORTMAP_NATPMP && !pm->answered) {
+    pm->method = NT_PORTMAP_UPNP;
+    return 1;
+  }
   return 0;
+}
+
+static void granted(nt_portmap *pm, const uint8_t ip[4],
+                    const nt_portmap_answer *ans);
+
+uint64_t nt_portmap_retry_ms(uint64_t now_ns, uint64_t expires_ns) {
+  uint64_t left = expires_ns > now_ns ? expires_ns - now_ns : 0;
+  if (left < (uint64_t)NT_PORTMAP_RETRY_MIN_S * 1000000000u) {
+    return 0;
+  }
+  return left / 2 / 1000000u;
+}
+
+/* A renewal went unanswered (or UPnP's failed): the mapping still holds
+ * until it runs out, so ask again later rather than drop it now. */
+static void renewal_failed(nt_portmap *pm, const char *why) {
+  uint64_t ms = nt_portmap_retry_ms(nt_monotonic_ns(), pm->expires_ns);
+  if (!ms) {
+    drop(pm, why);
+    return;
+  }
+  nt_debug(pm->env.log,
+           "port mapping: renewal failed (%s); trying again in "
+           "%llu s",
+           why, (unsigned long long)(ms / 1000));
+  pm->state = MAPPED;
+  arm_ms(pm, ms);
+}
+
+int nt_portmap_epoch_ok(uint32_t prev_epoch, uint64_t prev_ns, uint32_t epoch,
+                        uint64_t now_ns) {
+  if ((uint64_t)epoch + 1 < prev_epoch) {
+    return 0;
+  }
+  uint64_t client = now_ns > prev_ns ? (now_ns - prev_ns) / 1000000000u : 0;
+  uint64_t server = epoch > prev_epoch ? (uint64_t)(epoch - prev_epoch) : 0;
+  return client + 2 >= server - server / 16 &&
+         server + 2 >= client - client / 16;
+}
+
+/* What UPnP (client/upnp.c) made of asking or renewing. */
+static void upnp_result(void *ud, int what, const uint8_t ip[4], uint16_t port,
+                        uint32_t lease_s, const char *why) {
+  nt_portmap *pm = ud;
+  if (what == NT_UPNP_MAPPED) {
+    nt_portmap_answer ans;
+    memset(&ans, 0, sizeof(ans));
+    /* A permanent lease (0) is renewed like one of ours, harmlessly. */
+    ans.lifetime_s = lease_s ? lease_s : NT_PORTMAP_LIFETIME_S;
+    ans.external_port = port;
+    granted(pm, ip, &ans);
+    if (pm->state != MAPPED) {
+      drop(pm, "the UPnP gateway's mapping is not usable");
+    }
+    return;
+  }
+  if (pm->state == RENEWING) {
+    renewal_failed(pm, why);
+    return;
+  }
+  drop(pm,
+       what == NT_UPNP_NO_ANSWER ? "no answer to PCP, NAT-PMP or UPnP" : why);
+}
+
+static void start_upnp(nt_portmap *pm) {
+  nt_upnp_env env;
+  memset(&env, 0, sizeof(env));
+  env.base = pm->env.base;
+  env.log = pm->env.log;
+  memcpy(env.gw_ip, pm->gw_ip, 4);
+  memcpy(env.local_ip, pm->local_ip, 4);
+  env.port = pm->port;
+  env.result = upnp_result;
+  env.user_data = pm;
+  nt_upnp_free(pm->upnp);
+  pm->upnp = NULL;
+  nt_debug(pm->env.log, "port mapping: no answer to PCP or NAT-PMP, asking "
+                        "UPnP");
+  if (nt_upnp_new(&pm->upnp, &env) != 0) {
+    drop(pm, "no answer to PCP or NAT-PMP, and UPnP cannot be asked");
+  }
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -144,13 +239,25 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   if (pm->state == MAPPED) { /* half the lifetime is over: renew */
     pm->state = RENEWING;
     pm->tries = 0;
+    if (pm->method == NT_PORTMAP_UPNP) {
+      nt_upnp_renew(pm->upnp); /* upnp_result says how it went */
+      return;
+    }
   }
-  if (pm->state != ASKING && pm->state != RENEWING) {
-    return;
+  if ((pm->state != ASKING && pm->state != RENEWING) ||
+      pm->method == NT_PORTMAP_UPNP) {
+    return; /* UPnP keeps its own time */
   }
   if (pm->tries >= NT_PORTMAP_TRIES && !next_method(pm)) {
-    drop(pm, pm->state == RENEWING ? "the gateway did not renew it"
-                                   : "no answer to PCP or NAT-PMP");
+    if (pm->state == RENEWING) {
+      renewal_failed(pm, "the gateway did not renew it");
+      return;
+    }
+    drop(pm, "no answer to PCP or NAT-PMP");
+    return;
+  }
+  if (pm->method == NT_PORTMAP_UPNP) {
+    start_upnp(pm);
     return;
   }
   send_request(pm, NT_PORTMAP_LIFETIME_S);
@@ -170,11 +277,15 @@ static int find_gateway(nt_portmap *pm, uint8_t gw_ip[4], uint8_t local_ip[4],
 static void start(nt_portmap *pm, const uint8_t gw_ip[4],
                   const uint8_t local_ip[4], const nt_addr *gw) {
   event_del(pm->ev);
+  nt_upnp_free(pm->upnp); /* deletes what it held at the old gateway */
+  pm->upnp = NULL;
+  pm->answered = 0;
   memcpy(pm->gw_ip, gw_ip, 4);
   memcpy(pm->local_ip, local_ip, 4);
   pm->gw = *gw;
   memset(&pm->external, 0, sizeof(pm->external));
   pm->natpmp_have_addr = 0;
+  pm->have_epoch = 0;
   pm->tries = 0;
   pm->method = NT_PORTMAP_PCP;
   if (nt_random_bytes(pm->nonce, sizeof(pm->nonce)) != 0) {
@@ -238,9 +349,10 @@ void nt_portmap_free(nt_portmap *pm) {
   if (!pm) {
     return;
   }
-  if (pm->external.len) {
+  if (pm->external.len && pm->method != NT_PORTMAP_UPNP) {
     send_request(pm, 0); /* delete it; no answer awaited */
   }
+  nt_upnp_free(pm->upnp); /* deletes its mapping (bounded wait) */
   nt_addr none;
   memset(&none, 0, sizeof(none));
   nt_endpoint_set_raw_source(pm->env.ep, &none);
@@ -283,6 +395,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
     }
     return;
   }
+  pm->answered = 1;
   int changed =
       !pm->external.len || !nt_addr_equal((struct sockaddr *)&ext.ss,
                                           (struct sockaddr *)&pm->external.ss);
@@ -291,6 +404,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
                        ? ans->lifetime_s
                        : NT_PORTMAP_LIFETIME_S;
   pm->state = MAPPED;
+  pm->expires_ns = nt_monotonic_ns() + (uint64_t)pm->lifetime_s * 1000000000u;
   arm_ms(pm, (uint64_t)pm->lifetime_s * 1000 / 2);
   if (changed) {
     nt_info(pm->env.log, "the gateway maps our port at %s (%s, %u s)",
@@ -305,6 +419,7 @@ static void granted(nt_portmap *pm, const uint8_t ip[4],
 /* The gateway refused (a result code): the other protocol, or give up. */
 static void refused(nt_portmap *pm, int result) {
   char why[64];
+  pm->answered = 1;
   nt_debug(pm->env.log, "port mapping: %s result %d",
            nt_portmap_method_name(pm->method), result);
   if (next_method(pm)) {
@@ -317,14 +432,45 @@ static void refused(nt_portmap *pm, int result) {
   drop(pm, why);
 }
 
+/* The epoch of an answer to us or of a PCP ANNOUNCE: when it shows that
+ * the gateway lost its state while we held a mapping, that mapping is
+ * gone. An answer to our renewal made it anew (logged only); on an
+ * ANNOUNCE (we are MAPPED) we map again at once. */
+static void epoch_seen(nt_portmap *pm, uint32_t epoch) {
+  uint64_t now = nt_monotonic_ns();
+  int lost = pm->have_epoch && pm->external.len &&
+             !nt_portmap_epoch_ok(pm->epoch, pm->epoch_ns, epoch, now);
+  uint32_t prev = pm->epoch;
+  pm->have_epoch = 1;
+  pm->epoch = epoch;
+  pm->epoch_ns = now;
+  if (!lost) {
+    return;
+  }
+  nt_info(pm->env.log,
+          "port mapping: the gateway lost its state (epoch %u after %u): "
+          "mapping again",
+          (unsigned)epoch, (unsigned)prev);
+  if (pm->state == MAPPED) {
+    event_del(pm->ev);
+    timer_cb(-1, 0, pm); /* MAPPED: the renewal's request, now */
+  }
+}
+
 int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
                            const struct sockaddr *from) {
   nt_portmap_answer ans;
   if (!pm || !nt_addr_equal(from, (struct sockaddr *)&pm->gw.ss)) {
     return 0;
   }
+  uint32_t epoch;
+  if (pm->state == MAPPED && pm->method == NT_PORTMAP_PCP &&
+      nt_pcp_decode_announce(data, len, &epoch)) {
+    epoch_seen(pm, epoch); /* a restarted gateway tells (RFC 6887 §14.1.3) */
+    return 1;
+  }
   if ((pm->state != ASKING && pm->state != RENEWING) ||
-      !nt_portmap_is_answer(data, len)) {
+      pm->method == NT_PORTMAP_UPNP || !nt_portmap_is_answer(data, len)) {
     return 1; /* nothing asked, or not an answer: dropped */
   }
   if (pm->method == NT_PORTMAP_PCP) {
@@ -339,6 +485,7 @@ int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
     if (!nt_pcp_decode_map(data, len, pm->nonce, pm->port, &ans)) {
       return 1;
     }
+    epoch_seen(pm, ans.epoch_s);
     if (ans.result != NT_PORTMAP_SUCCESS) {
       refused(pm, ans.result);
     } else if (ans.external_ipv4) {
@@ -361,6 +508,7 @@ int nt_portmap_on_datagram(nt_portmap *pm, const uint8_t *data, size_t len,
     return 1;
   }
   if (nt_natpmp_decode_map(data, len, pm->port, &ans)) {
+    epoch_seen(pm, ans.epoch_s);
     if (ans.result != NT_PORTMAP_SUCCESS) {
       refused(pm, ans.result);
     } else {

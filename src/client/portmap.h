@@ -1,8 +1,9 @@
 /* Asks the default gateway to map our UDP port (issue 26): PCP (RFC 6887)
  * first, then NAT-PMP (RFC 6886), from the endpoint's own socket to the
- * gateway's port 5351, on the event loop. A mapped external address is
- * as good as a public address: a peer behind a symmetric NAT reaches us
- * there, so two symmetric NATs that both map need no relay.
+ * gateway's port 5351, on the event loop; when neither answered at all,
+ * UPnP IGD (client/upnp.h), which keeps its own schedule. A mapped external
+ * address is as good as a public address: a peer behind a symmetric NAT reaches
+ * us there, so two symmetric NATs that both map need no relay.
  *
  * What is trusted: only answers from the gateway's address and port,
  * matching our question (PCP nonce, opcode, our internal port), with a
@@ -15,8 +16,12 @@
  * Schedule: each protocol is asked NT_PORTMAP_TRIES times, 250 ms after
  * the first try then doubling (RFC 6886 §3.1, capped); no answer from
  * either and we give up with one log line. A mapping is renewed at half
- * its lifetime (the same tries); a renewal that fails drops it. Freeing
- * deletes it (lifetime 0, one datagram). */
+ * its lifetime (the same tries); a renewal not answered is tried again
+ * (nt_portmap_retry_ms) until the mapping runs out, then dropped; a
+ * refusal drops it. An answer whose epoch shows that the gateway lost its
+ * state (nt_portmap_epoch_ok) makes us map again at once. Freeing
+ * deletes it (lifetime 0, one datagram; UPnP: DeletePortMapping, a
+ * bounded wait). */
 #ifndef NT_PORTMAP_H
 #define NT_PORTMAP_H
 
@@ -47,6 +52,20 @@ enum {
 int nt_portmap_answer_check(uint32_t lifetime_s, const uint8_t ip[4],
                             uint16_t port, const uint8_t local_ip[4],
                             const uint8_t gw_ip[4], nt_addr *out);
+
+/* A renewal that got no answer is tried again at half the time the
+ * mapping has left, as long as at least NT_PORTMAP_RETRY_MIN_S are left
+ * (pure): returns the wait in ms, or 0 to give the mapping up. */
+#define NT_PORTMAP_RETRY_MIN_S 10
+uint64_t nt_portmap_retry_ms(uint64_t now_ns, uint64_t expires_ns);
+
+/* A gateway's epoch (PCP §8.5, NAT-PMP §3.6), |epoch| seen at |now_ns|
+ * after |prev_epoch| at |prev_ns|: 1 when it is consistent with the time
+ * gone by (it may not go back more than 1 s, nor run more than 1/16 plus
+ * 2 s off our clock), 0 when the gateway lost its state (a restart):
+ * its mappings, ours too, are gone. */
+int nt_portmap_epoch_ok(uint32_t prev_epoch, uint64_t prev_ns, uint32_t epoch,
+                        uint64_t now_ns);
 
 typedef struct nt_portmap_env {
   struct event_base *base;

@@ -42,8 +42,10 @@ static int mapping_of(int wire) {
 }
 
 static int portmap_method_of(int wire) {
-  return wire == NT_PORTMAP_PCP || wire == NT_PORTMAP_NATPMP ? wire
-                                                             : NT_PORTMAP_NONE;
+  return wire == NT_PORTMAP_PCP || wire == NT_PORTMAP_NATPMP ||
+                 wire == NT_PORTMAP_UPNP
+             ? wire
+             : NT_PORTMAP_NONE;
 }
 
 static nt_control_code code_of(int wire) {

@@ -148,6 +148,16 @@ int nt_natpmp_decode_map(const uint8_t *buf, size_t len, uint16_t internal_port,
   return 1;
 }
 
+int nt_pcp_decode_announce(const uint8_t *buf, size_t len, uint32_t *epoch) {
+  if (len < PCP_HDR || len > NT_PCP_MAX_LEN || len % 4 != 0 ||
+      buf[0] != PCP_VERSION || buf[1] != PCP_RESPONSE ||
+      buf[3] != NT_PORTMAP_SUCCESS) {
+    return 0;
+  }
+  *epoch = get32(buf + 8);
+  return 1;
+}
+
 int nt_portmap_is_answer(const uint8_t *buf, size_t len) {
   return len >= 2 && (buf[0] == PCP_VERSION || buf[0] == NATPMP_VERSION) &&
          (buf[1] & 0x80);
@@ -156,6 +166,7 @@ int nt_portmap_is_answer(const uint8_t *buf, size_t len) {
 const char *nt_portmap_method_name(int method) {
   return method == NT_PORTMAP_PCP      ? "PCP"
          : method == NT_PORTMAP_NATPMP ? "NAT-PMP"
+         : method == NT_PORTMAP_UPNP   ? "UPnP"
                                        : "";
 }
 

@@ -20,10 +20,11 @@
 typedef enum nt_portmap_method {
   NT_PORTMAP_NONE = 0,
   NT_PORTMAP_PCP = 1,
-  NT_PORTMAP_NATPMP = 2
+  NT_PORTMAP_NATPMP = 2,
+  NT_PORTMAP_UPNP = 3 /* UPnP IGD (codec/upnp.h) */
 } nt_portmap_method;
 
-/* "PCP", "NAT-PMP"; "" for anything else. */
+/* "PCP", "NAT-PMP", "UPnP"; "" for anything else. */
 const char *nt_portmap_method_name(int method);
 
 /* Limits. A PCP response is at most 1100 bytes (RFC 6887 §7), a MAP
@@ -66,6 +67,12 @@ typedef struct nt_portmap_answer {
 int nt_pcp_decode_map(const uint8_t *buf, size_t len,
                       const uint8_t nonce[NT_PCP_NONCE_LEN],
                       uint16_t internal_port, nt_portmap_answer *out);
+
+/* A PCP ANNOUNCE response (RFC 6887 §14.1.3: a gateway that restarted
+ * may send one, unasked, to the clients it knows): the 24-byte header,
+ * version 2, opcode ANNOUNCE with the response bit, success. Returns 1
+ * with its epoch, else 0. */
+int nt_pcp_decode_announce(const uint8_t *buf, size_t len, uint32_t *epoch);
 
 /* NAT-PMP: the external address request (NT_NATPMP_ADDR_REQ_LEN bytes)
  * and the UDP mapping request (NT_NATPMP_MAP_REQ_LEN). Return the

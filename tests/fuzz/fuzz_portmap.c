@@ -58,6 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       claims(&a, ip);
     }
   }
+  uint32_t epoch;
+  if (nt_pcp_decode_announce(data, size, &epoch) &&
+      (size < 24 || data[0] != 2 || data[1] != 0x80 || data[3] != 0)) {
+    abort();
+  }
   uint8_t route_gw[4];
   if (nt_route_default_gateway((const char *)data, size, route_gw) &&
       memcmp(route_gw, "\0\0\0\0", 4) == 0) {

@@ -130,11 +130,17 @@
 #   lab.sh portmap ALICE_NAT BOB_NAT --gateway MODE --expect VERDICT
 #       port mapping (issue 26): tests/nat/fake_gateway.py answers PCP and
 #       NAT-PMP on both routers (MODE honest: maps with a DNAT rule;
-#       short: the same for 60 s, and bob must renew it within 45 s;
+#       short: the same for 60 s, and bob must renew it within 45 s,
+#       and, since it answers nothing from 20 to 40 s, try again later;
 #       late: none until bob gave up, then honest, and the broker
 #       restarts: bob must ask again when it checks in again;
 #       pmp-only: NAT-PMP only; lie: a made-up external address; garbage:
-#       random bytes; none: no gateway), then natter -check as peer-check:
+#       random bytes; none: no gateway; upnp: a UPnP IGD only, which
+#       answers 718 and 725 before it maps; upnp-garbage: garbage in the
+#       description (ra) and the SOAP answers (rb); upnp-elsewhere: the
+#       SSDP answer names another host; miniupnpd: the real one, which
+#       cannot forward on a reserved WAN address), then natter -check as
+#       peer-check:
 #       VERDICT port-mapped (0, "direct works via a port mapping", the
 #       mapping named in the report) or needs-relay (3, no mapping offered
 #       or named anywhere); with a mapping, bob deletes it on exit.
@@ -1572,11 +1578,12 @@ lab_portmap_case() {
     shift 2
   done
   case $expect in
-  port-mapped) want_exit=0 want_line='^verdict: direct works via a port mapping: bob is port-mapped \((PCP|NAT-PMP)\) at ' ;;
+  port-mapped) want_exit=0 want_line='^verdict: direct works via a port mapping: bob is port-mapped \((PCP|NAT-PMP|UPnP)\) at ' ;;
   needs-relay) want_exit=3 want_line='^verdict: needs relay because ' ;;
   *) _lab_die "portmap: --expect port-mapped or needs-relay" ;;
   esac
   [[ $mode == pmp-only ]] && method=NAT-PMP
+  [[ $mode == upnp* ]] && method=UPnP
   [[ -z $relay || $relay == on ]] || _lab_die "portmap: --relay on"
   CASE_LABEL="port mapping, $alice_nat/$bob_nat, gateway $mode"
   [[ -n $relay ]] && CASE_LABEL+=" (broker relays)"
@@ -1584,12 +1591,25 @@ lab_portmap_case() {
   [[ -n $relay ]] && relay_args=(-relay -relay-rate 0)
   lab_up --alice "$alice_nat" --bob "$bob_nat"
   _lab_gateways() {
-    local r lan
+    local r lan garbage
     for r in ra rb; do
-      lan=${LAB_HOST[alice]%.*}.1
-      [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1
+      lan=${LAB_HOST[alice]%.*}.1 garbage=description
+      [[ $r == rb ]] && lan=${LAB_HOST[bob]%.*}.1 garbage=soap
+      if [[ $1 == miniupnpd ]]; then
+        # The real one (Debian's 2.3.1): UPnP only, on the router's LAN.
+        command -v miniupnpd >/dev/null || fail "$CASE_LABEL: miniupnpd is not installed (./dev installs it)"
+        printf '%s\n' ext_ifname=wan listening_ip=lan port=5000 \
+          enable_natpmp=no enable_upnp=yes secure_mode=yes system_uptime=yes \
+          "uuid=3d3cec3a-8cf0-11e0-98ee-00000000000${r: -1}" \
+          "lease_file=$WORK/miniupnpd-$r.leases" \
+          "allow 1024-65535 ${lan%.*}.0/24 1024-65535" \
+          "deny 0-65535 0.0.0.0/0 0-65535" >"$WORK/miniupnpd-$r.conf"
+        lab_start "gw-$r" "$r" miniupnpd -d -f "$WORK/miniupnpd-$r.conf" -P "$WORK/miniupnpd-$r.pid"
+        wait_log "gw-$r" 'HTTP listening on port 5000'
+        continue
+      fi
       lab_start "gw-$r" "$r" python3 -u "$LAB_REPO/tests/nat/fake_gateway.py" \
-        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$1"
+        --listen "$lan" --wan-ip "${LAB_WAN_IP[$r]}" --mode "$1" --garbage-at "$garbage"
       wait_log "gw-$r" 'listening on'
     done
   }
@@ -1609,9 +1629,13 @@ lab_portmap_case() {
     wait_log bob "port-mapped \\(PCP\\) at ${LAB_WAN_IP[rb]//./\\.}:[0-9]+: offered" 30
   fi
   if [[ $expect == port-mapped ]]; then
-    wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 15
+    # UPnP is asked after PCP and NAT-PMP went unanswered (about 7.5 s).
+    wait_log bob "port-mapped \\($method\\) at ${LAB_WAN_IP[rb]//./\\.}:" 25
   elif ((${#pm_args[@]})); then
     : # -no-portmap: the gateways must hear nothing (checked at the end)
+  elif [[ $mode == upnp* || $mode == miniupnpd ]]; then
+    # Bob gives up on UPnP with the reason (PCP and NAT-PMP first).
+    wait_log bob 'no port mapping from the gateway' 25
   elif [[ $mode != none ]]; then
     # The gateway answered (or was asked): bob must not offer anything.
     wait_log "gw-rb" 'PCP MAP|NAT-PMP|garbage' 15
@@ -1632,8 +1656,21 @@ lab_portmap_case() {
   if [[ $expect == port-mapped ]]; then
     grep -Eq "^path: direct to ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
       fail "$CASE_LABEL: the path is not direct to bob's mapping: $(grep '^path' "$WORK/check.out")"
-    grep -Eq "^port-mapped +\($method\) at ${LAB_WAN_IP[ra]//./\\.}:[0-9]+ +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
-      fail "$CASE_LABEL: the report does not name both mappings"
+    if [[ $method == UPnP ]]; then
+      # Alice's check waits 1 s for her gateway, less than PCP and NAT-PMP
+      # take to go unanswered: only bob's mapping is named.
+      grep -Eq "^port-mapped +.* +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+        fail "$CASE_LABEL: the report does not name bob's mapping"
+      # 718 (another external port), then 725 (lease 0), then mapped.
+      local step
+      for step in '-> 718' 'lease [1-9][0-9]* -> 725' 'lease 0 -> ok'; do
+        grep -Eq "UPnP AddPortMapping from ${LAB_HOST[bob]//./\\.}: .* $step$" "$WORK/gw-rb.log" ||
+          fail "$CASE_LABEL: bob did not go through 718 and 725 to a mapping: $(grep AddPortMapping "$WORK/gw-rb.log")"
+      done
+    else
+      grep -Eq "^port-mapped +\($method\) at ${LAB_WAN_IP[ra]//./\\.}:[0-9]+ +\($method\) at ${LAB_WAN_IP[rb]//./\\.}:" "$WORK/check.out" ||
+        fail "$CASE_LABEL: the report does not name both mappings"
+    fi
     if [[ $mode == short ]]; then
       # Renewed at half the lifetime granted: a second request for bob's
       # port, with the same nonce, within 45 s of the first.
@@ -1643,11 +1680,24 @@ lab_portmap_case() {
         (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob did not renew its mapping within 45 s"
         sleep 0.5
       done
+      # The gateway answers nothing from 20 s to 40 s: the renewal is
+      # tried again at half the time left (about 47 s), and answered.
+      deadline=$(($(_lab_now_ms) + 40000))
+      until (($(grep -Ec "PCP MAP from ${LAB_HOST[bob]//./\\.}:$bport port $bport lifetime 60 -> [0-9]+$" "$WORK/gw-rb.log") >= 2)); do
+        (($(_lab_now_ms) < deadline)) || fail "$CASE_LABEL: bob's renewal was not tried again after the gateway's silence: $(grep -h 'renewal\|lost' "$WORK/bob.log")"
+        sleep 0.5
+      done
+      grep -q 'port mapping: renewal failed .*trying again in' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not say that it tries the renewal again"
       grep -q 'lost' "$WORK/bob.log" && fail "$CASE_LABEL: bob lost its mapping: $(grep lost "$WORK/bob.log")"
     fi
     # Deleted on exit: a request with lifetime 0 reaches the gateway.
     stop_expect_clean bob
-    wait_log gw-rb 'lifetime 0 ' 10
+    if [[ $method == UPnP ]]; then
+      wait_log gw-rb 'UPnP DeletePortMapping from .* \(removed\)' 10
+    else
+      wait_log gw-rb 'lifetime 0 ' 10
+    fi
   else
     if grep -q 'port-mapped' "$WORK/check.out" "$WORK/bob.log"; then
       fail "$CASE_LABEL: a mapping was offered: $(grep -h 'port-mapped' "$WORK/check.out" "$WORK/bob.log")"
@@ -1659,6 +1709,35 @@ lab_portmap_case() {
     if ((${#pm_args[@]})) && grep -E 'PCP|NAT-PMP' "$WORK/gw-ra.log" "$WORK/gw-rb.log"; then
       fail "$CASE_LABEL: -no-portmap, yet a gateway was asked"
     fi
+    case $mode in
+    upnp-garbage)
+      # ra's description is garbage, rb's SOAP answers are: both end in a
+      # reason, and nobody crashed (the check ran; bob stops cleanly).
+      grep -Eq 'no port mapping from the gateway .*: the UPnP (gateway|description)' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not say why UPnP gave nothing: $(grep 'port mapping' "$WORK/bob.log")"
+      grep -q 'UPnP SOAP' "$WORK/gw-rb.log" || fail "$CASE_LABEL: bob never reached rb's SOAP control"
+      stop_expect_clean bob
+      ;;
+    upnp-elsewhere)
+      grep -q 'UPnP answer from .* ignored: its LOCATION names another host than the gateway' "$WORK/bob.log" ||
+        fail "$CASE_LABEL: bob did not log the answer naming another host"
+      grep -q 'UPnP GET' "$WORK/gw-rb.log" && fail "$CASE_LABEL: bob followed LOCATION to another host: $(grep 'UPnP GET' "$WORK/gw-rb.log")"
+      ;;
+    miniupnpd)
+      # What miniupnpd 2.3.1 does on a reserved WAN address: it answers
+      # the search, the description and GetExternalIPAddress, with an
+      # empty address; bob says so and asks no mapping.
+      if ! grep -Eq "GET /rootDesc.xml" "$WORK/gw-rb.log" ||
+        ! grep -Eq "SOAPAction: urn:schemas-upnp-org:service:WANIPConnection:[12]#GetExternalIPAddress" "$WORK/gw-rb.log"; then
+        fail "$CASE_LABEL: miniupnpd did not see the description fetched and GetExternalIPAddress"
+      fi
+      if ! grep -q "UPnP: external address ''" "$WORK/bob.log" ||
+        ! grep -q 'no port mapping from the gateway .*: the UPnP gateway has no external address' "$WORK/bob.log"; then
+        fail "$CASE_LABEL: bob did not say that miniupnpd has no external address: $(grep -i 'upnp\|port mapping' "$WORK/bob.log")"
+      fi
+      grep -q 'AddPortMapping' "$WORK/gw-rb.log" && fail "$CASE_LABEL: bob asked miniupnpd for a mapping anyway"
+      ;;
+    esac
   fi
   CASE_RESULT="exit $rc, ${verdict}"
 }
