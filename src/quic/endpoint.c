@@ -700,6 +700,15 @@ static nt_aux_sock *aux_find(nt_endpoint *ep, int id) {
   return NULL;
 }
 
+nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id) {
+  nt_aux_sock *a = id > 0 ? aux_find(ep, id) : NULL;
+  return a && !a->conn ? a : NULL;
+}
+
+void nt_endpoint_aux_take(nt_aux_sock *aux, nt_conn *conn) {
+  aux_adopt(aux, conn);
+}
+
 void nt_endpoint_aux_send_all(nt_endpoint *ep, void *owner, const uint8_t *data,
                               size_t len, const struct sockaddr *to,
                               socklen_t tolen) {
