@@ -560,11 +560,13 @@ nt_predict_role nt_path_repredict_start(nt_path *pa, const uint8_t seed[8],
     return NT_PREDICT_NONE;
   }
   /* The meeting's head start of plain punching is not needed: the path
-   * is known dead. The hard side's sockets first, the easy side's
-   * probes 100 ms later, as in a meeting. */
-  uint64_t base = now_ns > MS(NT_PREDICT_HARD_START_MS)
-                      ? now_ns - MS(NT_PREDICT_HARD_START_MS)
-                      : 0;
+   * is known dead, and every moment of it is a stall. Both sides start
+   * at once: the easy side's first probes may come before the hard
+   * side's new mappings and miss (a few of its 2500), but each later
+   * probe hits as likely as ever. */
+  uint64_t head = role == NT_PREDICT_HARD ? MS(NT_PREDICT_HARD_START_MS)
+                                          : MS(NT_PREDICT_EASY_START_MS);
+  uint64_t base = now_ns > head ? now_ns - head : 0;
   nt_predict_init(&pa->predict, role, base, seed);
   pa->repredict = 1;
   pa->repredict_over = 0;

@@ -506,7 +506,7 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
   if (p->path.repredict_over) {
     p->path.repredict_over = 0;
     nt_endpoint_aux_close(ENV(p)->ep, p, 0);
-    nt_info(LOG(p), "%s: the new port prediction found no path", p->name);
+    nt_debug(LOG(p), "%s: the new port prediction is over", p->name);
   }
   nt_peer_expire_stream_waiters(p, now);
   if (TAILQ_EMPTY(&p->waiting) && plan.next_ns != UINT64_MAX) {
