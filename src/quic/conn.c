@@ -145,6 +145,7 @@ static int recv_stateless_reset_cb(ngtcp2_conn *qc,
   (void)qc;
   (void)sr;
   conn->got_reset = 1;
+  conn->ep->resets_received++;
   return 0;
 }
 

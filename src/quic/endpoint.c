@@ -939,6 +939,13 @@ int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
                              pconn);
 }
 
+void nt_endpoint_reset_stats(const nt_endpoint *ep, uint64_t *sent,
+                             uint64_t *received, uint64_t *dropped) {
+  *sent = ep->resets_sent;
+  *received = ep->resets_received;
+  *dropped = ep->resets_over_budget;
+}
+
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {
   *rx = ep->rx_bytes;
   *tx = ep->tx_bytes;

@@ -223,6 +223,12 @@ int nt_endpoint_connect_relayed(nt_endpoint *ep, const uint8_t *token,
                                 const nt_conn_callbacks *callbacks,
                                 void *user_data, nt_conn **pconn);
 
+/* Stateless resets (RFC 9000 §10.3) so far: sent to packets of
+ * connections unknown here, received from peers (each closed a connection
+ * of ours), and not sent because NT_RESET_MAX_PER_S was reached. */
+void nt_endpoint_reset_stats(const nt_endpoint *ep, uint64_t *sent,
+                             uint64_t *received, uint64_t *dropped);
+
 /* UDP payload bytes received and sent on this endpoint so far. */
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx);
 

@@ -131,6 +131,7 @@ struct nt_endpoint {
   uint64_t reset_window_ns; /* start of the current second */
   unsigned reset_in_window;
   uint64_t resets_sent, resets_over_budget;
+  uint64_t resets_received; /* peers' resets that closed our connections */
   unsigned nclient_conns; /* connections we dialled (resets we can read) */
   nt_log_gate reset_gate;
 };
