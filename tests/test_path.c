@@ -427,8 +427,17 @@ static void test_repredict_live(void) {
   nt_path_on_established(&pa, T0 + 100 * MS, 0, 0);
   nt_path_repunch_start(&pa, n1, &cand, 1, t);
   CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_EASY);
+  pa.predict_alone = 1; /* twice a meeting's rate: batches every 5 ms */
   nt_path_due(&pa, NT_PATH_CONNECTED, 0, t, &plan);
   CHECK(plan.npredict_ports > 0 && plan.predict_first);
+  CHECK(plan.next_ns == t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE /
+                                NT_PATH_PREDICT_RATE);
+  pa.predict_alone = 0; /* shared: a meeting's rate */
+  nt_path_due(&pa, NT_PATH_CONNECTED, 0, plan.next_ns, &plan);
+  CHECK(plan.npredict_ports > 0 && !plan.predict_first);
+  CHECK(nt_predict_next(&pa.predict) ==
+        t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE +
+            NT_PREDICT_TICK_MS * MS);
   /* Found: it stops, and the connection ending clears it. */
   nt_path_repredict_end(&pa);
   CHECK(!pa.repredict);

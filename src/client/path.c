@@ -289,6 +289,12 @@ void nt_path_on_self_mapping(nt_path *pa, int self_mapping) {
 
 static void predict_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
   nt_predict_role role = pa->predict.role;
+  /* A live connection stalls until a probe hits: alone, it probes at the
+   * endpoint's whole rate (twice a meeting's). */
+  pa->predict.tick_ms =
+      pa->repredict && pa->predict_alone
+          ? NT_PREDICT_TICK_MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE
+          : NT_PREDICT_TICK_MS;
   int first =
       role == NT_PREDICT_HARD ? pa->predict.rounds == 0 : pa->predict.sent == 0;
   size_t max = pa->predict_batch && pa->predict_batch < NT_PATH_PREDICT_BATCH

@@ -187,6 +187,10 @@ typedef struct nt_path {
    * meetings. */
   uint64_t predict_quiet_until_ns;
   size_t predict_batch; /* easy side: ports per tick now; 0: a full batch */
+  /* Easy side: no other peer's ports are probed now (the caller sets it
+   * with predict_batch): a live connection's prediction may then take
+   * the endpoint's whole NT_PATH_PREDICT_RATE. */
+  int predict_alone;
   /* The relay fallback. */
   int relay_offered;
   uint64_t relay_at_ns; /* punching gives way to the relay then */

@@ -381,6 +381,7 @@ static void set_predict_share(nt_peer *p, uint64_t now) {
             nt_predict_next(&q->path.predict) != UINT64_MAX;
   }
   p->path.predict_batch = nt_path_predict_share(easy);
+  p->path.predict_alone = easy <= 1;
   if (p->path.predict_batch < NT_PATH_PREDICT_BATCH &&
       nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_RATE, now)) {
     nt_info(LOG(p),
