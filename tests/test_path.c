@@ -420,6 +420,9 @@ static void test_repredict_live(void) {
   meet(&pa, 0, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
        10000);
   nt_addr found = addr4("203.0.113.5", 4444), given = addr4("203.0.113.5", 4000);
+  nt_path_on_remote(&pa, &found);
+  CHECK(!pa.predicted); /* no prediction probe yet: punching found it */
+  pa.predict.sent = 1;
   nt_path_on_remote(&pa, &given);
   CHECK(!pa.predicted); /* the port the broker saw */
   nt_path_on_remote(&pa, &found);

@@ -509,7 +509,7 @@ void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
 }
 
 void nt_path_on_remote(nt_path *pa, const nt_addr *remote) {
-  if (pa->predict.role == NT_PREDICT_EASY &&
+  if (pa->predict.role == NT_PREDICT_EASY && pa->predict.sent > 0 &&
       !in_list(pa->punch.candidates, pa->ngiven,
                (const struct sockaddr *)&remote->ss)) {
     pa->predicted = 1;

@@ -347,8 +347,10 @@ void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
                             int on_prediction_socket);
 
 /* The direct connection is up to |remote|: on the easy side of a
- * prediction, a port the broker never named means the path was found
- * by prediction (the symmetric side's new port), so it is marked so. */
+ * prediction that has probed, a port the broker never named means the
+ * path was found by prediction (the symmetric side's new port), so it is
+ * marked so. (Before any prediction probe, such a port is the symmetric
+ * side's own probe's: plain punching found it.) */
 void nt_path_on_remote(nt_path *pa, const nt_addr *remote);
 
 /* The relayed connection moved to a direct path: attempts stop. */
