@@ -388,7 +388,8 @@ static void test_repredict_live(void) {
        10000);
   nt_path_on_established(&pa, T0 + 100 * MS, 0, 1);
   CHECK(pa.predicted);
-  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_NONE); /* no re-punch */
+  CHECK(nt_path_repredict_start(&pa, seed, t) ==
+        NT_PREDICT_NONE); /* no re-punch */
   nt_path_repunch_start(&pa, n1, &cand, 1, t);
   CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_HARD);
   CHECK(pa.repredict);
@@ -419,7 +420,8 @@ static void test_repredict_live(void) {
   /* The peer is the symmetric one: its ports are probed at once. */
   meet(&pa, 0, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
        10000);
-  nt_addr found = addr4("203.0.113.5", 4444), given = addr4("203.0.113.5", 4000);
+  nt_addr found = addr4("203.0.113.5", 4444),
+          given = addr4("203.0.113.5", 4000);
   nt_path_on_remote(&pa, &found);
   CHECK(!pa.predicted); /* no prediction probe yet: punching found it */
   pa.predict.sent = 1;
@@ -433,8 +435,8 @@ static void test_repredict_live(void) {
   pa.predict_alone = 1; /* twice a meeting's rate: batches every 5 ms */
   nt_path_due(&pa, NT_PATH_CONNECTED, 0, t, &plan);
   CHECK(plan.npredict_ports > 0 && plan.predict_first);
-  CHECK(plan.next_ns == t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE /
-                                NT_PATH_PREDICT_RATE);
+  CHECK(plan.next_ns ==
+        t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE);
   pa.predict_alone = 0; /* shared: a meeting's rate */
   nt_path_due(&pa, NT_PATH_CONNECTED, 0, plan.next_ns, &plan);
   CHECK(plan.npredict_ports > 0 && !plan.predict_first);

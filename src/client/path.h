@@ -32,10 +32,11 @@
  * - a live connection silent with data outstanding asks the broker for a
  *   fresh introduction at most every NT_PATH_REFRESH_INTERVAL_MS; the
  *   refresh introduction starts a re-punch of NT_PATH_REPUNCH_S;
- * - on a path found by port prediction the refresh also predicts again
- *   (nt_path_repredict_start), with the re-punch's nonce, and the
- *   dialling side moves the same connection to the new prediction socket
- *   the peer's probe found (nt_conn_migrate_on). */
+ * - when one side's NAT is symmetric (a re-punch cannot find its new
+ *   ports) the refresh also predicts again (nt_path_repredict_start),
+ *   with the re-punch's nonce, and the side behind it moves the same
+ *   connection to the new prediction socket the peer's probe found
+ *   (nt_conn_migrate_on). */
 #ifndef NT_PATH_H
 #define NT_PATH_H
 
@@ -206,8 +207,8 @@ typedef struct nt_path {
   int repunch_active;
   uint64_t refresh_ns; /* last refresh asked of the broker */
   uint64_t kick_ns;    /* last loss-recovery kick */
-  /* A new port prediction for the live connection (its path was found by
-   * prediction and went silent), with the re-punch's nonce. */
+  /* A new port prediction for the live connection (one NAT is symmetric
+   * and the path went silent), with the re-punch's nonce. */
   int repredict;
   int repredict_over; /* it ended: the caller closes its sockets */
   /* The re-punch's nonce before the last refresh: both sides may ask for
@@ -374,11 +375,11 @@ void nt_path_repunch_start(nt_path *pa, const uint8_t *nonce,
                            const nt_addr *cands, size_t ncands,
                            uint64_t now_ns);
 
-/* The live connection's path was found by port prediction and a refresh
- * introduction came: predict again for NT_PATH_REPUNCH_S at once (the
- * roles follow pa's mappings; set them first), probes carrying the
- * re-punch's nonce. Not while one runs. Returns the role, or
- * NT_PREDICT_NONE when none starts. */
+/* A refresh introduction came for the live connection (its re-punch
+ * runs) and one NAT is symmetric: predict again for the re-punch's
+ * NT_PATH_REPUNCH_S, at once (the roles follow pa's mappings; set them
+ * first), probes carrying the re-punch's nonce. Not while one runs.
+ * Returns the role, or NT_PREDICT_NONE when none starts. */
 nt_predict_role nt_path_repredict_start(nt_path *pa, const uint8_t seed[8],
                                         uint64_t now_ns);
 

@@ -996,9 +996,8 @@ static void repredict_start(nt_peer *p, nt_conn *conn,
 static void repredict_found(nt_peer *p, nt_conn *conn, int sock,
                             const struct sockaddr *from, socklen_t fromlen) {
   char addr[NT_ADDR_STRLEN];
-  if (nt_conn_migrate_on(conn, sock, from, fromlen) != 0) {
-    nt_debug(LOG(p), "%s: cannot move the connection to that socket",
-             p->name);
+  if (nt_conn_migrate_on(conn, sock, p, from, fromlen) != 0) {
+    nt_debug(LOG(p), "%s: cannot move the connection to that socket", p->name);
     return;
   }
   nt_path_repredict_end(&p->path);

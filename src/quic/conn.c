@@ -1512,10 +1512,10 @@ int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
   return 0;
 }
 
-int nt_conn_migrate_on(nt_conn *conn, int sock, const struct sockaddr *to,
-                       socklen_t tolen) {
+int nt_conn_migrate_on(nt_conn *conn, int sock, const void *owner,
+                       const struct sockaddr *to, socklen_t tolen) {
   nt_endpoint *ep = conn->ep;
-  nt_aux_sock *aux = nt_endpoint_aux_free_sock(ep, sock);
+  nt_aux_sock *aux = nt_endpoint_aux_free_sock(ep, sock, owner);
   if (!aux || conn->closing || conn->close_pending || !conn->established ||
       tolen > sizeof(conn->remote.ss)) {
     return -1;
@@ -1547,8 +1547,8 @@ int nt_conn_migrate_on(nt_conn *conn, int sock, const struct sockaddr *to,
       {(struct sockaddr *)&remote.ss, remote.len},
       NULL,
   };
-  int rv = ngtcp2_conn_initiate_immediate_migration(conn->qc, &path,
-                                                    nt_timestamp());
+  int rv =
+      ngtcp2_conn_initiate_immediate_migration(conn->qc, &path, nt_timestamp());
   if (rv != 0) {
     nt_debug(ep->cfg.log, "cannot move the connection to another socket (%s)",
              ngtcp2_strerror(rv));

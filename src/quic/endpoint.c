@@ -700,9 +700,10 @@ static nt_aux_sock *aux_find(nt_endpoint *ep, int id) {
   return NULL;
 }
 
-nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id) {
+nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id,
+                                       const void *owner) {
   nt_aux_sock *a = id > 0 ? aux_find(ep, id) : NULL;
-  return a && !a->conn ? a : NULL;
+  return a && !a->conn && a->owner == owner ? a : NULL;
 }
 
 void nt_endpoint_aux_take(nt_aux_sock *aux, nt_conn *conn) {

@@ -271,14 +271,15 @@ int nt_conn_is_relayed(const nt_conn *conn);
  * answered from there): QUIC connection migration (RFC 9000 §9), same
  * connection, streams untouched. Returns 0 or -1. */
 int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen);
-/* Moves a connection to the extra socket |sock| (free: opened for a new
- * port prediction and found by the peer) and, a client's, to the peer's
+/* Moves a connection to the extra socket |sock| (|owner|'s and free:
+ * opened for a new port prediction and found by the peer) and, a
+ * client's, to the peer's
  * address |to| (QUIC migration): the same connection, streams untouched,
  * now sending from that socket; the socket it ran on is closed. A
  * server's only sends from there (its peer follows). For a path found by
  * port prediction whose NAT changed its ports. Returns 0 or -1. */
-int nt_conn_migrate_on(nt_conn *conn, int sock, const struct sockaddr *to,
-                       socklen_t tolen);
+int nt_conn_migrate_on(nt_conn *conn, int sock, const void *owner,
+                       const struct sockaddr *to, socklen_t tolen);
 /* Smoothed RTT and the UDP payload bytes this connection sent/received. */
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);

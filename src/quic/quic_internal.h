@@ -278,8 +278,10 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
 
 /* A connection on |aux| is gone: the socket goes with it. */
 void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
-/* The free extra socket |id| (open, carrying no connection), else NULL. */
-nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id);
+/* |owner|'s free extra socket |id| (open, carrying no connection), else
+ * NULL. */
+nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id,
+                                       const void *owner);
 /* |conn| runs on |aux| from now on: it leaves its owner's pool. */
 void nt_endpoint_aux_take(nt_aux_sock *aux, nt_conn *conn);
 
