@@ -1116,6 +1116,10 @@ lab_case() {
 #   move-a     alice moves to another LAN address (a roaming laptop)
 #   restart-b  bob is SIGKILLed and restarted within 1 s: the held echo
 #              must close, a new connection must work within 5 s
+#   rebind-a-cut  rebind-a, and ra drops UDP to rb from then on: with
+#              ALICE_NAT symmetric the new prediction finds nothing, and
+#              alice must give the connection up within 15 s (not at the
+#              30 s idle timeout)
 # Both transfers must complete on the same QUIC connection (but restart-b),
 # and the longest stall of the echo, reported, must stay under
 # ROAM_MAX_STALL_MS (default 2000). With a symmetric NAT the path was
@@ -1156,9 +1160,11 @@ lab_roam_case() {
   done
   t_ev=$(_lab_now_ms)
   case $event in
-  rebind-a | rebind-b)
+  rebind-a | rebind-b | rebind-a-cut)
     local r=ra new=203.0.113.3
     [[ $event == rebind-b ]] && r=rb new=203.0.113.4
+    [[ $event == rebind-a-cut ]] &&
+      ip netns exec "${LAB_NS[ra]}" iptables -I FORWARD -p udp -d "${LAB_WAN_IP[rb]}" -j DROP
     _lab_sysctl "$r" net.ipv4.conf.wan.promote_secondaries=1
     lab_x "$r" ip addr add "$new/24" dev wan
     # Removing the address drops every mapping MASQUERADE made with it.
@@ -1183,6 +1189,17 @@ lab_roam_case() {
   *) _lab_die "roam: unknown event $event" ;;
   esac
   _lab_log "$label: changed at $((t_ev - t_ev)) ms"
+  if [[ $event == rebind-a-cut ]]; then
+    # Nothing direct works any more: the new prediction must be tried,
+    # and the connection given up once it found nothing.
+    wait_log alice 'on a path found by port prediction: .*closing the connection' 15
+    local t_told=$(($(_lab_now_ms) - t_ev))
+    touch "$stop"
+    grep -q 'predicting its ports again for the open connection' "$WORK/alice.log" ||
+      fail "$label: alice gave up without predicting again"
+    CASE_RESULT="UDP to bob cut: predicted again, found nothing, gave the connection up after $t_told ms"
+    return 0
+  fi
   if [[ $event == restart-b ]]; then
     wait_log alice 'bob restarted' 10
     local t_told=$(($(_lab_now_ms) - t_ev))

@@ -31,6 +31,8 @@
 #              socket (sha256, one connection, stall < ROAM_MAX_STALL_MS);
 #   cone       symmetric, the same with bob's address (the listener's
 #              connection changes sockets, alice follows)
+#   symmetric  cone, the same, and UDP between the NATs cut: predicted
+#              again in vain, alice gives the connection up within 15 s
 #   symmetric  symmetric, broker -relay relayed (end-to-end encrypted)
 #   cone       cone, UDP between the    relayed; then the same with a relay
 #              NATs blocked             that flips bits (data intact), one
@@ -124,6 +126,7 @@ CASES=(
   "IPv6 only, UDP between the LANs blocked: relayed by a broker on -server :PORT|run cone cone --family v6only --block-udp6 yes --relay nocap --expect relay --bytes 1M"
   "roam: a path found by port prediction breaks (symmetric/cone, alice's public address changes): predicted again, the same connection moves there|roam symmetric cone rebind-a 400M"
   "roam: a path found by port prediction breaks on the listener's side (cone/symmetric, bob's public address changes): predicted again, the same connection|roam cone symmetric rebind-b 400M"
+  "roam: a path found by port prediction breaks and UDP between the NATs is cut: predicted again in vain, given up in seconds|roam symmetric cone rebind-a-cut 400M"
 )
 CASE_TIMEOUT=150
 
