@@ -1559,6 +1559,11 @@ static void test_aux_sockets(void) {
   fixture_free(&fx); /* frees the open ones too (ASan: no leak) */
 }
 
+/* Client stream |arg| has had some of its echo back. */
+static int cli_echo_started(void *arg) {
+  return ((const strm *)arg)->received > 0;
+}
+
 /* The client sends to another port of the server than its socket's. */
 static int cli_followed(void *arg) {
   fixture *fx = arg;
@@ -1582,9 +1587,10 @@ static void test_migrate_on(void) {
   /* A fresh endpoint numbers its extra sockets from 1. */
   CHECK(nt_endpoint_aux_open(fx.ep_cli, &owner, 2) == 2);
   CHECK(nt_endpoint_aux_open(fx.ep_cli, &other, 1) == 1);
-  strm *t = cli_open(&fx, 4 * MIB, 1);
+  strm *t = cli_open(&fx, 8 * MIB, 1);
   CHECK(t != NULL);
-  run_for(fx.base, 20);
+  /* Mid-stream: the first bytes are back, most are still to go. */
+  CHECK(t && run_until(fx.base, cli_echo_started, t, DEADLINE_MS));
   CHECK(nt_conn_migrate_on(fx.cli.conn, 3, &owner,
                            (struct sockaddr *)&fx.addr_srv,
                            sizeof(fx.addr_srv)) != 0); /* another's */
@@ -1601,9 +1607,6 @@ static void test_migrate_on(void) {
   if (t) {
     check_echoed(&fx, t);
   }
-  uint16_t srv_seen =
-      fx.srv.conn ? nt_addr_port(nt_conn_remote_addr(fx.srv.conn)) : 0;
-  CHECK(srv_seen != 0 && srv_seen != nt_endpoint_port(fx.ep_cli));
   /* Again, to the other: the first socket goes with the move. */
   CHECK(nt_conn_migrate_on(fx.cli.conn, 2, &owner,
                            (struct sockaddr *)&fx.addr_srv,
@@ -1617,6 +1620,11 @@ static void test_migrate_on(void) {
   if (t) {
     check_echoed(&fx, t);
   }
+  /* Every packet of that stream came from the new socket: the server
+   * answers there. */
+  uint16_t srv_seen =
+      fx.srv.conn ? nt_addr_port(nt_conn_remote_addr(fx.srv.conn)) : 0;
+  CHECK(srv_seen != 0 && srv_seen != nt_endpoint_port(fx.ep_cli));
   /* The server moves: it sends from its new socket, and the client
    * follows the genuine packets from there. */
   CHECK(nt_endpoint_aux_open(fx.ep_srv, &owner, 1) == 1);

@@ -883,8 +883,10 @@ void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
     nt_info(LOG(p),
             "%s: no answer for %.1f s on a path found by port prediction: "
             "a NAT on it changed its ports, which only a new prediction "
-            "finds; closing the connection, the next one meets afresh",
-            p->name, (double)silent_ms / 1000.0);
+            "finds, %s; closing the connection, the next one meets afresh",
+            p->name, (double)silent_ms / 1000.0,
+            p->path.repredict ? "and the new one found none"
+                              : "and none could run");
     nt_conn_close(conn, 0, "the path found by port prediction broke");
     return;
   }
