@@ -365,6 +365,93 @@ static void test_repunch_after_silence(void) {
   CHECK(!nt_path_is_repunch(&pa, fresh));
 }
 
+/* A live connection whose path needs port prediction (one NAT
+ * symmetric): the refresh predicts again at once, with the re-punch's
+ * nonce (and the one before, until both sides switched), one at a time,
+ * and it ends with the re-punch (the caller then closes its sockets). */
+static void test_repredict_live(void) {
+  nt_path pa;
+  nt_path_plan plan;
+  uint8_t n1[NT_PUNCH_NONCE_LEN] = {9, 1}, n2[NT_PUNCH_NONCE_LEN] = {9, 2};
+  uint8_t n3[NT_PUNCH_NONCE_LEN] = {9, 3};
+  nt_addr cand = addr4("198.51.100.7", 5000);
+  uint64_t t = T0 + 60000 * MS;
+  /* Both cone: nothing to predict, a re-punch mends it. */
+  meet(&pa, 1, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_ENDPOINT_INDEPENDENT,
+       0, 10000);
+  nt_path_on_established(&pa, T0 + 100 * MS, 0, 0);
+  nt_path_repunch_start(&pa, n1, &cand, 1, t);
+  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_NONE);
+  CHECK(!pa.repredict);
+  /* We are the symmetric side: sockets and a burst at once. */
+  meet(&pa, 1, NT_MAPPING_PER_DESTINATION, NT_MAPPING_ENDPOINT_INDEPENDENT, 0,
+       10000);
+  nt_path_on_established(&pa, T0 + 100 * MS, 0, 1);
+  CHECK(pa.predicted);
+  CHECK(nt_path_repredict_start(&pa, seed, t) ==
+        NT_PREDICT_NONE); /* no re-punch */
+  nt_path_repunch_start(&pa, n1, &cand, 1, t);
+  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_HARD);
+  CHECK(pa.repredict);
+  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_NONE); /* one */
+  CHECK(nt_path_live_next(&pa) == t);
+  nt_path_due(&pa, NT_PATH_CONNECTED, 0, t, &plan);
+  CHECK(plan.predict_open && plan.predict_burst && plan.nrepunch_probes == 1);
+  /* Another refresh: the newest nonce and the one before count. */
+  nt_path_repunch_start(&pa, n2, &cand, 1, t + 10 * MS);
+  CHECK(nt_path_is_repunch(&pa, n2) && nt_path_is_repunch(&pa, n1));
+  nt_path_repunch_start(&pa, n3, &cand, 1, t + 20 * MS);
+  CHECK(nt_path_is_repunch(&pa, n3) && nt_path_is_repunch(&pa, n2));
+  CHECK(!nt_path_is_repunch(&pa, n1));
+  /* It ends with the re-punch, NT_PATH_REPUNCH_S after the last. */
+  uint64_t now = t + 20 * MS;
+  int bursts = 0;
+  for (int i = 0; i < 1000 && pa.repredict; i++) {
+    nt_path_due(&pa, NT_PATH_CONNECTED, 0, now, &plan);
+    bursts += plan.predict_burst;
+    if (plan.next_ns == UINT64_MAX || plan.next_ns <= now) {
+      break;
+    }
+    now = plan.next_ns;
+  }
+  CHECK(!pa.repredict && pa.repredict_over);
+  CHECK(bursts == 2); /* the rounds after the first, at 1 s and 2.5 s */
+  CHECK(now == t + 20 * MS + NT_PATH_REPUNCH_S * 1000 * MS);
+  /* The peer is the symmetric one: its ports are probed at once. */
+  meet(&pa, 0, NT_MAPPING_ENDPOINT_INDEPENDENT, NT_MAPPING_PER_DESTINATION, 0,
+       10000);
+  nt_addr found = addr4("203.0.113.5", 4444),
+          given = addr4("203.0.113.5", 4000);
+  nt_path_on_remote(&pa, &found);
+  CHECK(!pa.predicted); /* no prediction probe yet: punching found it */
+  pa.predict.sent = 1;
+  nt_path_on_remote(&pa, &given);
+  CHECK(!pa.predicted); /* the port the broker saw */
+  nt_path_on_remote(&pa, &found);
+  CHECK(pa.predicted); /* a port only prediction finds */
+  nt_path_on_established(&pa, T0 + 100 * MS, 0, 0);
+  nt_path_repunch_start(&pa, n1, &cand, 1, t);
+  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_EASY);
+  pa.predict_alone = 1; /* twice a meeting's rate: batches every 5 ms */
+  nt_path_due(&pa, NT_PATH_CONNECTED, 0, t, &plan);
+  CHECK(plan.npredict_ports > 0 && plan.predict_first);
+  CHECK(plan.next_ns ==
+        t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE);
+  pa.predict_alone = 0; /* shared: a meeting's rate */
+  nt_path_due(&pa, NT_PATH_CONNECTED, 0, plan.next_ns, &plan);
+  CHECK(plan.npredict_ports > 0 && !plan.predict_first);
+  CHECK(nt_predict_next(&pa.predict) ==
+        t + NT_PREDICT_TICK_MS * MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE +
+            NT_PREDICT_TICK_MS * MS);
+  /* Found: it stops, and the connection ending clears it. */
+  nt_path_repredict_end(&pa);
+  CHECK(!pa.repredict);
+  nt_path_repunch_start(&pa, n2, &cand, 1, t);
+  CHECK(nt_path_repredict_start(&pa, seed, t) == NT_PREDICT_EASY);
+  nt_path_reset(&pa);
+  CHECK(!pa.repredict);
+}
+
 static int same(const nt_addr *a, const nt_addr *b) {
   return nt_addr_equal((const struct sockaddr *)&a->ss,
                        (const struct sockaddr *)&b->ss);
@@ -558,6 +645,7 @@ int main(void) {
       {"direct_found_during_relayed_handshake",
        test_direct_found_during_relayed_handshake},
       {"repunch_after_silence", test_repunch_after_silence},
+      {"repredict_live", test_repredict_live},
       {"candidates", test_candidates},
       {"prediction_budgets", test_prediction_budgets},
       {"observed_scope", test_observed_scope},

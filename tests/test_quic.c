@@ -1603,8 +1603,95 @@ static void test_aux_sockets(void) {
   fixture_free(&fx); /* frees the open ones too (ASan: no leak) */
 }
 
+/* Client stream |arg| has had some of its echo back. */
+static int cli_echo_started(void *arg) {
+  return ((const strm *)arg)->received > 0;
+}
+
+/* The client sends to another port of the server than its socket's. */
+static int cli_followed(void *arg) {
+  fixture *fx = arg;
+  return fx->cli.conn && nt_addr_port(nt_conn_remote_addr(fx->cli.conn)) !=
+                             ntohs(fx->addr_srv.sin_port);
+}
+
+/* nt_conn_migrate_on: a live connection moves to another socket (a new
+ * port prediction's) with a stream in full flight, the bytes intact;
+ * the client migrates (the server sees the new port), the server only
+ * sends from there (the client follows). Only the owner's free sockets
+ * are taken. */
+static void test_migrate_on(void) {
+  fixture fx;
+  int owner, other;
+  CHECK(establish(&fx) == 0);
+  if (!fx.cli.conn || !fx.srv.conn) {
+    fixture_free(&fx);
+    return;
+  }
+  /* A fresh endpoint numbers its extra sockets from 1. */
+  CHECK(nt_endpoint_aux_open(fx.ep_cli, &owner, 2) == 2);
+  CHECK(nt_endpoint_aux_open(fx.ep_cli, &other, 1) == 1);
+  strm *t = cli_open(&fx, 8 * MIB, 1);
+  CHECK(t != NULL);
+  /* Mid-stream: the first bytes are back, most are still to go. */
+  CHECK(t && run_until(fx.base, cli_echo_started, t, DEADLINE_MS));
+  CHECK(nt_conn_migrate_on(fx.cli.conn, 3, &owner,
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv)) != 0); /* another's */
+  CHECK(nt_conn_migrate_on(fx.cli.conn, 9, &owner,
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv)) != 0); /* none */
+  CHECK(nt_conn_socket(fx.cli.conn) == 0);
+  CHECK(nt_conn_migrate_on(fx.cli.conn, 1, &owner,
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv)) == 0);
+  CHECK(nt_conn_socket(fx.cli.conn) == 1);
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &owner) == 1);
+  CHECK(run_until(fx.base, all_streams_closed, &fx, 20000));
+  if (t) {
+    check_echoed(&fx, t);
+  }
+  /* Again, to the other: the first socket goes with the move. */
+  CHECK(nt_conn_migrate_on(fx.cli.conn, 2, &owner,
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv)) == 0);
+  CHECK(nt_conn_migrate_on(fx.cli.conn, 1, &owner,
+                           (struct sockaddr *)&fx.addr_srv,
+                           sizeof(fx.addr_srv)) != 0);
+  CHECK(nt_endpoint_aux_count(fx.ep_cli, &owner) == 0);
+  t = cli_open(&fx, 1 * MIB, 1);
+  CHECK(run_until(fx.base, all_streams_closed, &fx, 20000));
+  if (t) {
+    check_echoed(&fx, t);
+  }
+  /* Every packet of that stream came from the new socket: the server
+   * answers there. */
+  uint16_t srv_seen =
+      fx.srv.conn ? nt_addr_port(nt_conn_remote_addr(fx.srv.conn)) : 0;
+  CHECK(srv_seen != 0 && srv_seen != nt_endpoint_port(fx.ep_cli));
+  /* The server moves: it sends from its new socket, and the client
+   * follows the genuine packets from there. */
+  CHECK(nt_endpoint_aux_open(fx.ep_srv, &owner, 1) == 1);
+  CHECK(nt_conn_migrate_on(fx.srv.conn, 1, &owner,
+                           (struct sockaddr *)&fx.addr_cli,
+                           sizeof(fx.addr_cli)) == 0);
+  CHECK(nt_conn_socket(fx.srv.conn) == 1);
+  /* Nothing from the old address for longer than a round trip: the first
+   * genuine packet from the new one moves the client there. */
+  run_for(fx.base, 200);
+  t = cli_open(&fx, 2 * MIB, 1);
+  CHECK(run_until(fx.base, all_streams_closed, &fx, 20000));
+  if (t) {
+    check_echoed(&fx, t);
+  }
+  CHECK(cli_followed(&fx));
+  CHECK(fx.cli.closed == 0 && fx.srv.closed == 0);
+  fixture_free(&fx);
+}
+
 static const nt_test_case cases[] = {
     {"handshake", test_handshake},
+    {"migrate_on", test_migrate_on},
     {"quic_datagrams", test_quic_datagrams},
     {"handshake_any_key", test_handshake_any_key},
     {"key_mismatch_client", test_key_mismatch_client},

@@ -227,6 +227,10 @@ static void take_snapshot(const natter_client *c, nt_client_snapshot *s) {
     nt_addr_str((const struct sockaddr *)&c->broker_addr.ss, s->broker);
   }
   s->broker_over_tcp = nt_tcp_fallback_active(c);
+  if (c->ep) {
+    nt_endpoint_reset_stats(c->ep, &s->resets_sent, &s->resets_received,
+                            &s->resets_dropped);
+  }
   natter_client_foreach_peer(c, keep_peer, s);
   natter_client_foreach_forward(c, keep_forward, s);
 }

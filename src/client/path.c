@@ -230,6 +230,7 @@ void nt_path_meet(nt_path *pa, const nt_path_meeting *m, uint64_t now_ns) {
   memset(&pa->predict, 0, sizeof(pa->predict));
   pa->predict.next_ns = UINT64_MAX;
   pa->repunch_active = 0;
+  pa->repredict = 0;
   pa->ngiven = m->ncandidates;
   nt_punch_init(&pa->punch, m->nonce, m->candidates, m->ncandidates, now_ns,
                 MS(m->connect_timeout_ms));
@@ -288,6 +289,12 @@ void nt_path_on_self_mapping(nt_path *pa, int self_mapping) {
 
 static void predict_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
   nt_predict_role role = pa->predict.role;
+  /* A live connection stalls until a probe hits: alone, it probes at the
+   * endpoint's whole rate (twice a meeting's). */
+  pa->predict.tick_ms =
+      pa->repredict && pa->predict_alone
+          ? NT_PREDICT_TICK_MS * NT_PREDICT_RATE / NT_PATH_PREDICT_RATE
+          : NT_PREDICT_TICK_MS;
   int first =
       role == NT_PREDICT_HARD ? pa->predict.rounds == 0 : pa->predict.sent == 0;
   size_t max = pa->predict_batch && pa->predict_batch < NT_PATH_PREDICT_BATCH
@@ -395,12 +402,22 @@ static void repunch_due(nt_path *pa, uint64_t now, nt_path_plan *plan) {
                                       &plan->nrepunch_probes)) {
     pa->repunch_active = 0;
   }
+  if (pa->repredict && !pa->repunch_active) {
+    nt_path_repredict_end(pa);
+    pa->repredict_over = 1;
+  }
+  if (pa->repredict) {
+    predict_due(pa, now, plan);
+  }
 }
 
 uint64_t nt_path_live_next(const nt_path *pa) {
   uint64_t next = pa->upgrade_next_ns ? pa->upgrade_next_ns : UINT64_MAX;
   if (pa->repunch_active) {
     next = min_ns(next, nt_punch_next_expiry(&pa->repunch));
+  }
+  if (pa->repredict) {
+    next = min_ns(next, nt_predict_next(&pa->predict));
   }
   return next;
 }
@@ -491,6 +508,14 @@ void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
   }
 }
 
+void nt_path_on_remote(nt_path *pa, const nt_addr *remote) {
+  if (pa->predict.role == NT_PREDICT_EASY && pa->predict.sent > 0 &&
+      !in_list(pa->punch.candidates, pa->ngiven,
+               (const struct sockaddr *)&remote->ss)) {
+    pa->predicted = 1;
+  }
+}
+
 void nt_path_on_moved_direct(nt_path *pa) {
   pa->upgrade_next_ns = 0;
   pa->upgrade_round = 0;
@@ -504,6 +529,7 @@ void nt_path_reset(nt_path *pa) {
   pa->upgrade_round = 0;
   pa->have_direct = 0;
   pa->repunch_active = 0;
+  pa->repredict = 0;
 }
 
 void nt_path_forget(nt_path *pa) {
@@ -523,14 +549,47 @@ int nt_path_refresh_due(nt_path *pa, uint64_t now_ns) {
 void nt_path_repunch_start(nt_path *pa, const uint8_t *nonce,
                            const nt_addr *cands, size_t ncands,
                            uint64_t now_ns) {
+  if (pa->repunch_active) {
+    memcpy(pa->repunch_prev, pa->repunch.nonce, NT_PUNCH_NONCE_LEN);
+    pa->have_repunch_prev = 1;
+  }
   nt_punch_init(&pa->repunch, nonce, cands, ncands, now_ns,
                 MS((uint64_t)NT_PATH_REPUNCH_S * 1000));
   pa->repunch_active = 1;
 }
 
+nt_predict_role nt_path_repredict_start(nt_path *pa, const uint8_t seed[8],
+                                        uint64_t now_ns) {
+  nt_predict_role role =
+      nt_predict_role_for(pa->self_mapping, pa->peer_mapping);
+  if (pa->repredict || !pa->repunch_active || role == NT_PREDICT_NONE) {
+    return NT_PREDICT_NONE;
+  }
+  /* The meeting's head start of plain punching is not needed: the path
+   * is known dead, and every moment of it is a stall. Both sides start
+   * at once: the easy side's first probes may come before the hard
+   * side's new mappings and miss (a few of its 2500), but each later
+   * probe hits as likely as ever. */
+  uint64_t head = role == NT_PREDICT_HARD ? MS(NT_PREDICT_HARD_START_MS)
+                                          : MS(NT_PREDICT_EASY_START_MS);
+  uint64_t base = now_ns > head ? now_ns - head : 0;
+  nt_predict_init(&pa->predict, role, base, seed);
+  pa->repredict = 1;
+  pa->repredict_over = 0;
+  return role;
+}
+
+void nt_path_repredict_end(nt_path *pa) {
+  pa->repredict = 0;
+  pa->predict.role = NT_PREDICT_NONE;
+  pa->predict.next_ns = UINT64_MAX;
+}
+
 int nt_path_is_repunch(const nt_path *pa, const uint8_t *nonce) {
   return pa->repunch_active &&
-         memcmp(pa->repunch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0;
+         (memcmp(pa->repunch.nonce, nonce, NT_PUNCH_NONCE_LEN) == 0 ||
+          (pa->have_repunch_prev &&
+           memcmp(pa->repunch_prev, nonce, NT_PUNCH_NONCE_LEN) == 0));
 }
 
 int nt_path_on_repunch_packet(nt_path *pa, int type, const nt_addr *from) {

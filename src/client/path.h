@@ -31,7 +31,12 @@
  *   the connection where one is answered (QUIC lets the client migrate);
  * - a live connection silent with data outstanding asks the broker for a
  *   fresh introduction at most every NT_PATH_REFRESH_INTERVAL_MS; the
- *   refresh introduction starts a re-punch of NT_PATH_REPUNCH_S. */
+ *   refresh introduction starts a re-punch of NT_PATH_REPUNCH_S;
+ * - when one side's NAT is symmetric (a re-punch cannot find its new
+ *   ports) the refresh also predicts again (nt_path_repredict_start),
+ *   with the re-punch's nonce, and the side behind it moves the same
+ *   connection to the new prediction socket the peer's probe found
+ *   (nt_conn_migrate_on). */
 #ifndef NT_PATH_H
 #define NT_PATH_H
 
@@ -57,6 +62,12 @@
  * new prediction finds, which a re-punch does not do; the next local
  * connection meets afresh instead of waiting for the idle timeout. */
 #define NT_PATH_PREDICTED_GIVE_UP_MS 4000
+/* ... unless a new prediction for it runs (nt_path_repredict_start):
+ * then it is given up after this long. */
+#define NT_PATH_REPREDICT_GIVE_UP_MS 8000
+/* A refresh introduction predicts again only when the connection has
+ * heard nothing for this long (else the path works). */
+#define NT_PATH_REPREDICT_SILENT_MS 250
 /* Loss recovery is told to resend at most this often when a re-punch
  * packet shows the path is open again. */
 #define NT_PATH_KICK_INTERVAL_MS 100
@@ -177,6 +188,10 @@ typedef struct nt_path {
    * meetings. */
   uint64_t predict_quiet_until_ns;
   size_t predict_batch; /* easy side: ports per tick now; 0: a full batch */
+  /* Easy side: no other peer's ports are probed now (the caller sets it
+   * with predict_batch): a live connection's prediction may then take
+   * the endpoint's whole NT_PATH_PREDICT_RATE. */
+  int predict_alone;
   /* The relay fallback. */
   int relay_offered;
   uint64_t relay_at_ns; /* punching gives way to the relay then */
@@ -192,6 +207,15 @@ typedef struct nt_path {
   int repunch_active;
   uint64_t refresh_ns; /* last refresh asked of the broker */
   uint64_t kick_ns;    /* last loss-recovery kick */
+  /* A new port prediction for the live connection (one NAT is symmetric
+   * and the path went silent), with the re-punch's nonce. */
+  int repredict;
+  int repredict_over; /* it ended: the caller closes its sockets */
+  /* The re-punch's nonce before the last refresh: both sides may ask for
+   * refreshes, each with a new nonce, and the peer's probes sent before
+   * its own switch must still count (a prediction's hit is rare). */
+  uint8_t repunch_prev[NT_PUNCH_NONCE_LEN];
+  int have_repunch_prev;
 } nt_path;
 
 /* What the introduction says, for nt_path_meet. */
@@ -323,6 +347,13 @@ nt_path_reply_action nt_path_on_reply(nt_path *pa, nt_path_phase phase,
 void nt_path_on_established(nt_path *pa, uint64_t now_ns, int relayed,
                             int on_prediction_socket);
 
+/* The direct connection is up to |remote|: on the easy side of a
+ * prediction that has probed, a port the broker never named means the
+ * path was found by prediction (the symmetric side's new port), so it is
+ * marked so. (Before any prediction probe, such a port is the symmetric
+ * side's own probe's: plain punching found it.) */
+void nt_path_on_remote(nt_path *pa, const nt_addr *remote);
+
 /* The relayed connection moved to a direct path: attempts stop. */
 void nt_path_on_moved_direct(nt_path *pa);
 
@@ -344,7 +375,18 @@ void nt_path_repunch_start(nt_path *pa, const uint8_t *nonce,
                            const nt_addr *cands, size_t ncands,
                            uint64_t now_ns);
 
-/* 1 when |nonce| is the re-punch's under way. */
+/* A refresh introduction came for the live connection (its re-punch
+ * runs) and one NAT is symmetric: predict again for the re-punch's
+ * NT_PATH_REPUNCH_S, at once (the roles follow pa's mappings; set them
+ * first), probes carrying the re-punch's nonce. Not while one runs.
+ * Returns the role, or NT_PREDICT_NONE when none starts. */
+nt_predict_role nt_path_repredict_start(nt_path *pa, const uint8_t seed[8],
+                                        uint64_t now_ns);
+
+/* The live re-prediction found a path (or is dropped): it stops. */
+void nt_path_repredict_end(nt_path *pa);
+
+/* 1 when |nonce| is the re-punch's under way (or the one it replaced). */
 int nt_path_is_repunch(const nt_path *pa, const uint8_t *nonce);
 
 /* A probe or reply (NT_PUNCH_*) of the re-punch from |from| (NULL: an

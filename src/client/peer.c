@@ -261,6 +261,14 @@ static void peer_conn_established(nt_conn *conn, void *ud) {
   unsigned long long ms = (now - p->path.meet_ns) / 1000000ull;
   nt_path_on_established(&p->path, now, nt_conn_is_relayed(conn),
                          nt_conn_socket(conn) != 0);
+  if (!nt_conn_is_relayed(conn)) {
+    const struct sockaddr *ra = nt_conn_remote_addr(conn);
+    nt_addr remote = {.len = ra->sa_family == AF_INET6
+                                 ? sizeof(struct sockaddr_in6)
+                                 : sizeof(struct sockaddr_in)};
+    memcpy(&remote.ss, ra, remote.len);
+    nt_path_on_remote(&p->path, &remote);
+  }
   if (nt_conn_is_relayed(conn)) {
     emit(p, NATTER_EVENT_PEER_CONNECTED, 0,
          "connected to %s via relay at %s (%llu ms; end-to-end encrypted, "

@@ -25,6 +25,8 @@ _Static_assert(NT_PREDICT_SOCKETS * 4 <= NT_ENDPOINT_MAX_AUX,
 #define NT_STR(x) NT_STR_(x)
 
 static void repunch_start(nt_peers *peers, const nt_introduction *in);
+static void repredict_start(nt_peer *p, nt_conn *conn,
+                            const nt_introduction *in);
 static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
                             const struct sockaddr *from, socklen_t fromlen,
                             int sock);
@@ -154,7 +156,7 @@ static int prediction_possible(const nt_peer *p, uint8_t seed[8]) {
 
 /* Whether |q| runs a prediction now (of role |role|; NONE: either). */
 static int predicting(const nt_peer *q, nt_predict_role role) {
-  return q->state == NT_PEER_PUNCHING &&
+  return (q->state == NT_PEER_PUNCHING || q->path.repredict) &&
          q->path.predict.role != NT_PREDICT_NONE &&
          (role == NT_PREDICT_NONE || q->path.predict.role == role);
 }
@@ -224,7 +226,10 @@ static void predict_send(nt_peer *p, const nt_path_plan *plan) {
   if (!plan->predict_burst && !plan->npredict_ports) {
     return;
   }
-  nt_punch_encode(pkt, NT_PUNCH_PROBE, p->path.punch.nonce);
+  /* A live connection's new prediction carries the re-punch's nonce. */
+  nt_punch_encode(pkt, NT_PUNCH_PROBE,
+                  p->path.repredict ? p->path.repunch.nonce
+                                    : p->path.punch.nonce);
   if (plan->predict_burst) {
     if (plan->predict_open) {
       /* At most NT_PREDICT_SOCKETS for one peer: a quarter of what the
@@ -376,6 +381,7 @@ static void set_predict_share(nt_peer *p, uint64_t now) {
             nt_predict_next(&q->path.predict) != UINT64_MAX;
   }
   p->path.predict_batch = nt_path_predict_share(easy);
+  p->path.predict_alone = easy <= 1;
   if (p->path.predict_batch < NT_PATH_PREDICT_BATCH &&
       nt_peers_budget_log_due(p->table, NT_PEERS_LOG_PREDICT_RATE, now)) {
     nt_info(LOG(p),
@@ -500,6 +506,11 @@ void nt_peer_timer_cb(evutil_socket_t fd, short what, void *arg) {
             p->name, nt_addr_str(nt_conn_remote_addr(p->conn), addr));
   }
   send_repunch_probes(p, plan.repunch_probes, plan.nrepunch_probes);
+  if (p->path.repredict_over) {
+    p->path.repredict_over = 0;
+    nt_endpoint_aux_close(ENV(p)->ep, p, 0);
+    nt_debug(LOG(p), "%s: the new port prediction is over", p->name);
+  }
   nt_peer_expire_stream_waiters(p, now);
   if (TAILQ_EMPTY(&p->waiting) && plan.next_ns != UINT64_MAX) {
     nt_peer_arm_timer(p, plan.next_ns);
@@ -883,13 +894,16 @@ static nt_peer *peer_by_conn(nt_conn *conn, void *ud) {
 void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   uint64_t now = nt_monotonic_ns();
-  if (p && !p->check && p->path.predicted &&
-      silent_ms >= NT_PATH_PREDICTED_GIVE_UP_MS) {
+  if (p && !p->check && (p->path.predicted || p->path.repredict) &&
+      silent_ms >= (p->path.repredict ? NT_PATH_REPREDICT_GIVE_UP_MS
+                                      : NT_PATH_PREDICTED_GIVE_UP_MS)) {
     nt_info(LOG(p),
             "%s: no answer for %.1f s on a path found by port prediction: "
             "a NAT on it changed its ports, which only a new prediction "
-            "finds; closing the connection, the next one meets afresh",
-            p->name, (double)silent_ms / 1000.0);
+            "finds, %s; closing the connection, the next one meets afresh",
+            p->name, (double)silent_ms / 1000.0,
+            p->path.repredict ? "and the new one found none"
+                              : "and none could run");
     nt_conn_close(conn, 0, "the path found by port prediction broke");
     return;
   }
@@ -939,7 +953,79 @@ static void repunch_start(nt_peers *peers, const nt_introduction *in) {
   nt_path_repunch_start(&p->path, in->nonce, cands, n, nt_monotonic_ns());
   nt_info(env->log, "%s: punching again to %s for the open connection", p->name,
           n ? nt_addr_str((struct sockaddr *)&cands[0].ss, desc) : "(none)");
+  repredict_start(p, conn, in);
   nt_peer_timer_cb(-1, 0, p); /* the first round now */
+}
+
+/* One side of the live connection is behind a symmetric NAT (its path
+ * was found by port prediction, or by a probe from a port the broker
+ * never saw): a re-punch cannot find that NAT's new ports, so predict
+ * again (the same budgets as a meeting's), and move the connection where
+ * it finds. */
+static void repredict_start(nt_peer *p, nt_conn *conn,
+                            const nt_introduction *in) {
+  const nt_peers_env *env = ENV(p);
+  uint8_t seed[8] = {0};
+  uint64_t now = nt_monotonic_ns();
+  /* Only while the path is silent (a refresh the other side asked for,
+   * or one asked after a blip that is over, needs no new sockets). */
+  if (nt_conn_silent_ms(conn) < NT_PATH_REPREDICT_SILENT_MS) {
+    return;
+  }
+  if (p->path.repredict) {
+    if (nt_predict_next(&p->path.predict) != UINT64_MAX) {
+      return; /* one at a time; the probes take the newest nonce */
+    }
+    /* The last one has sent all it had and found nothing: again. */
+    nt_path_repredict_end(&p->path);
+    nt_endpoint_aux_close(env->ep, p, 0);
+  }
+  if (env->self->mapping != NT_MAPPING_UNKNOWN) {
+    p->path.self_mapping = env->self->mapping;
+  }
+  if (in->mapping != NT_MAPPING_UNKNOWN) {
+    p->path.peer_mapping = in->mapping;
+  }
+  if (nt_predict_role_for(p->path.self_mapping, p->path.peer_mapping) ==
+      NT_PREDICT_NONE) {
+    return; /* a re-punch can mend it */
+  }
+  int possible = prediction_possible(p, seed);
+  unsigned all = 0, same_ip = possible ? others_predicting(p, &all) : 0;
+  if (!possible ||
+      nt_path_predict_gate(&p->path, now, same_ip, all) != NT_PATH_PREDICT_OK) {
+    nt_info(env->log,
+            "%s: one of our NATs gives a new port per destination, but no "
+            "new port prediction can run now (the limits at once)",
+            p->name);
+    return;
+  }
+  nt_predict_role role = nt_path_repredict_start(&p->path, seed, now);
+  if (role != NT_PREDICT_NONE) {
+    nt_info(env->log,
+            "%s: one of our NATs gives a new port per destination: "
+            "predicting its ports again for the open connection",
+            p->name);
+  }
+}
+
+/* A packet of the live re-prediction came to one of its new sockets:
+ * the peer reaches us there, and we it (its probe opened its NAT), so
+ * the connection moves there (the same connection: QUIC migration). */
+static void repredict_found(nt_peer *p, nt_conn *conn, int sock,
+                            const struct sockaddr *from, socklen_t fromlen) {
+  char addr[NT_ADDR_STRLEN];
+  if (nt_conn_migrate_on(conn, sock, p, from, fromlen) != 0) {
+    nt_debug(LOG(p), "%s: cannot move the connection to that socket", p->name);
+    return;
+  }
+  nt_path_repredict_end(&p->path);
+  nt_endpoint_aux_close(ENV(p)->ep, p, 0);
+  nt_info(LOG(p),
+          "%s: its probe from %s found a new prediction socket: the "
+          "connection moved there (the same connection, port prediction "
+          "again)",
+          p->name, nt_addr_str(from, addr));
 }
 
 /* A probe or reply of a re-punch. Answers probes; either kind means the
@@ -965,6 +1051,9 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
     nt_punch_encode(reply, NT_PUNCH_REPLY, nonce);
     nt_endpoint_send_on(peers->env.ep, sock, reply, sizeof(reply), from,
                         fromlen);
+  }
+  if (conn && sock && p->path.repredict && sock != nt_conn_socket(conn)) {
+    repredict_found(p, conn, sock, from, fromlen);
   }
   nt_addr src;
   int fits = fromlen <= sizeof(src.ss);

@@ -72,7 +72,7 @@ size_t nt_predict_due(nt_predict *pr, uint64_t now_ns, uint16_t *ports,
     ports[n++] = (uint16_t)(NT_PREDICT_PORT_MIN + k);
     pr->sent++;
   }
-  pr->next_ns = pr->sent < NT_PREDICT_BUDGET ? now_ns + NT_PREDICT_TICK_MS * MS
-                                             : UINT64_MAX;
+  uint64_t tick = pr->tick_ms ? pr->tick_ms : NT_PREDICT_TICK_MS;
+  pr->next_ns = pr->sent < NT_PREDICT_BUDGET ? now_ns + tick * MS : UINT64_MAX;
   return n;
 }

@@ -39,6 +39,9 @@ typedef struct nt_predict {
   unsigned rounds;         /* hard side: rounds of probes from every socket */
   uint32_t sent;           /* easy side: probes sent */
   uint32_t offset, stride; /* easy side: port order, a permutation */
+  /* Easy side: ms between batches; 0: NT_PREDICT_TICK_MS (the caller may
+   * halve it, doubling the rate, for a live connection's prediction). */
+  uint32_t tick_ms;
 } nt_predict;
 
 /* The role for mappings |self| and |peer| (nt_nat_mapping values). */

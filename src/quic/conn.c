@@ -145,6 +145,7 @@ static int recv_stateless_reset_cb(ngtcp2_conn *qc,
   (void)qc;
   (void)sr;
   conn->got_reset = 1;
+  conn->ep->resets_received++;
   return 0;
 }
 
@@ -1516,6 +1517,63 @@ int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen) {
     return -1;
   }
   schedule_write(conn);
+  return 0;
+}
+
+int nt_conn_migrate_on(nt_conn *conn, int sock, const void *owner,
+                       const struct sockaddr *to, socklen_t tolen) {
+  nt_endpoint *ep = conn->ep;
+  nt_aux_sock *aux = nt_endpoint_aux_free_sock(ep, sock, owner);
+  if (!aux || conn->closing || conn->close_pending || !conn->established ||
+      tolen > sizeof(conn->remote.ss)) {
+    return -1;
+  }
+  if (conn->is_server) {
+    /* A server cannot migrate (RFC 9000 §9): it only sends from the new
+     * socket, whose mapping the peer reached; the peer's client sees
+     * genuine packets from a new address and follows (conn_follow). The
+     * local half of ngtcp2's path is only a label and stays. */
+    nt_aux_sock *old = conn->aux;
+    nt_endpoint_aux_take(aux, conn);
+    conn->aux = aux;
+    if (old) {
+      nt_endpoint_aux_release(ep, old);
+    }
+    nt_conn_kick(conn);
+    return 0;
+  }
+  nt_addr remote;
+  memcpy(&remote.ss, to, tolen);
+  remote.len = tolen;
+  /* Another socket is another local address: ngtcp2 0.12 lets a client
+   * migrate there (RFC 9000 §9). Immediate: the old path is dead (its
+   * NAT changed its ports), so nothing is gained by waiting for the
+   * validation before sending on the new one; ngtcp2 validates it
+   * meanwhile. */
+  ngtcp2_path path = {
+      {(struct sockaddr *)&aux->local.ss, aux->local.len},
+      {(struct sockaddr *)&remote.ss, remote.len},
+      NULL,
+  };
+  int rv =
+      ngtcp2_conn_initiate_immediate_migration(conn->qc, &path, nt_timestamp());
+  if (rv != 0) {
+    nt_debug(ep->cfg.log, "cannot move the connection to another socket (%s)",
+             ngtcp2_strerror(rv));
+    return -1;
+  }
+  nt_aux_sock *old = conn->aux;
+  nt_endpoint_aux_take(aux, conn);
+  conn->aux = aux;
+  conn->remote = remote;
+  conn->migrating = 0;
+  conn->path_gen = 0;
+  conn->last_cur_rx_ns = nt_timestamp();
+  if (old) {
+    nt_endpoint_aux_release(ep, old); /* its mapping is gone */
+  }
+  /* What was lost on the dead path goes out on the new one now. */
+  nt_conn_kick(conn);
   return 0;
 }
 

@@ -748,6 +748,16 @@ static nt_aux_sock *aux_find(nt_endpoint *ep, int id) {
   return NULL;
 }
 
+nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id,
+                                       const void *owner) {
+  nt_aux_sock *a = id > 0 ? aux_find(ep, id) : NULL;
+  return a && !a->conn && a->owner == owner ? a : NULL;
+}
+
+void nt_endpoint_aux_take(nt_aux_sock *aux, nt_conn *conn) {
+  aux_adopt(aux, conn);
+}
+
 void nt_endpoint_aux_send_all(nt_endpoint *ep, void *owner, const uint8_t *data,
                               size_t len, const struct sockaddr *to,
                               socklen_t tolen) {
@@ -978,6 +988,13 @@ int nt_endpoint_connect_relayed(nt_endpoint *ep, const nt_addr *relay,
   return nt_endpoint_connect(ep, (const struct sockaddr *)&relay->ss,
                              relay->len, expected_fp, callbacks, user_data,
                              pconn);
+}
+
+void nt_endpoint_reset_stats(const nt_endpoint *ep, uint64_t *sent,
+                             uint64_t *received, uint64_t *dropped) {
+  *sent = ep->resets_sent;
+  *received = ep->resets_received;
+  *dropped = ep->resets_over_budget;
 }
 
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx) {

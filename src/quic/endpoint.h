@@ -230,6 +230,12 @@ int nt_endpoint_connect_relayed(nt_endpoint *ep, const nt_addr *relay,
                                 const nt_conn_callbacks *callbacks,
                                 void *user_data, nt_conn **pconn);
 
+/* Stateless resets (RFC 9000 §10.3) so far: sent to packets of
+ * connections unknown here, received from peers (each closed a connection
+ * of ours), and not sent because NT_RESET_MAX_PER_S was reached. */
+void nt_endpoint_reset_stats(const nt_endpoint *ep, uint64_t *sent,
+                             uint64_t *received, uint64_t *dropped);
+
 /* UDP payload bytes received and sent on this endpoint so far. */
 void nt_endpoint_traffic(const nt_endpoint *ep, uint64_t *rx, uint64_t *tx);
 
@@ -275,6 +281,15 @@ int nt_conn_is_relayed(const nt_conn *conn);
  * answered from there): QUIC connection migration (RFC 9000 §9), same
  * connection, streams untouched. Returns 0 or -1. */
 int nt_conn_migrate(nt_conn *conn, const struct sockaddr *to, socklen_t tolen);
+/* Moves a connection to the extra socket |sock| (|owner|'s and free:
+ * opened for a new port prediction and found by the peer) and, a
+ * client's, to the peer's
+ * address |to| (QUIC migration): the same connection, streams untouched,
+ * now sending from that socket; the socket it ran on is closed. A
+ * server's only sends from there (its peer follows). For a path found by
+ * port prediction whose NAT changed its ports. Returns 0 or -1. */
+int nt_conn_migrate_on(nt_conn *conn, int sock, const void *owner,
+                       const struct sockaddr *to, socklen_t tolen);
 /* Smoothed RTT and the UDP payload bytes this connection sent/received. */
 void nt_conn_get_stats(const nt_conn *conn, uint64_t *rtt_us, uint64_t *tx,
                        uint64_t *rx);

@@ -136,6 +136,7 @@ struct nt_endpoint {
   uint64_t reset_window_ns; /* start of the current second */
   unsigned reset_in_window;
   uint64_t resets_sent, resets_over_budget;
+  uint64_t resets_received; /* peers' resets that closed our connections */
   unsigned nclient_conns; /* connections we dialled (resets we can read) */
   nt_log_gate reset_gate;
 };
@@ -284,6 +285,12 @@ void nt_endpoint_send_packets(nt_endpoint *ep, int fd, const uint8_t *buf,
 
 /* A connection on |aux| is gone: the socket goes with it. */
 void nt_endpoint_aux_release(nt_endpoint *ep, nt_aux_sock *aux);
+/* |owner|'s free extra socket |id| (open, carrying no connection), else
+ * NULL. */
+nt_aux_sock *nt_endpoint_aux_free_sock(nt_endpoint *ep, int id,
+                                       const void *owner);
+/* |conn| runs on |aux| from now on: it leaves its owner's pool. */
+void nt_endpoint_aux_take(nt_aux_sock *aux, nt_conn *conn);
 
 /* Sends like nt_endpoint_send_packets to |relay|, each packet framed for
  * it with |token| (relay_wire.h). */

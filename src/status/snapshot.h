@@ -35,6 +35,8 @@ typedef struct nt_client_snapshot {
    * "" while not checked in. */
   char broker[64];
   int broker_over_tcp; /* the broker is reached over TCP (the fallback) */
+  /* Stateless resets of the client's socket (nt_endpoint_reset_stats). */
+  uint64_t resets_sent, resets_received, resets_dropped;
 } nt_client_snapshot;
 
 typedef struct nt_broker_snapshot {

@@ -215,6 +215,21 @@ void nt_render_client_metrics(struct evbuffer *out,
   }
   counter(out, "natter_client_status_requests_total",
           "Metrics scrapes and status pages served.", st->status_requests);
+  nt_prom_header(out, "natter_client_stateless_resets_total", "counter",
+                 "QUIC stateless resets: sent (to packets of connections "
+                 "unknown here), received (a peer lost our connection), "
+                 "dropped (not sent: over 100 a second).");
+  {
+    const char *l[] = {"result", "sent"};
+    nt_prom_sample(out, "natter_client_stateless_resets_total", l, 1,
+                   s->resets_sent);
+    l[1] = "received";
+    nt_prom_sample(out, "natter_client_stateless_resets_total", l, 1,
+                   s->resets_received);
+    l[1] = "dropped";
+    nt_prom_sample(out, "natter_client_stateless_resets_total", l, 1,
+                   s->resets_dropped);
+  }
 
   /* Per peer and per forward: one family at a time, as the format wants
    * every sample of a metric together under its header. */

@@ -274,6 +274,26 @@ dom_has hostile-broker 'data-updates="[1-9]' 'update from the hostile JSON'
 dom_has hostile-broker '<td data-path="[^"]*onmouseover' 'hostile path as an attribute value'
 python3 "$WORK/parse.py" "$WORK/hostile-broker.html" "natter broker" ||
   fail "the hostile broker JSON made markup: see above"
+# ---- every kind of path a client's page names -------------------------
+mkdir -p "$WORK/paths"
+cp "$DASH_SRC"/index.html "$DASH_SRC"/dashboard.css "$DASH_SRC"/dashboard.js "$WORK/paths/"
+cat >"$WORK/paths/dashboard.json" <<'JSON'
+{"role":"client","status":{"version":"0.1.0","uptime_s":1,"checked_in":true,
+  "peers":[{"name":"d","state":"connected","path":"direct","predicted":false},
+   {"name":"p","state":"connected","path":"direct","predicted":true},
+   {"name":"r","state":"connected","path":"relay","over_tcp":false},
+   {"name":"t","state":"connected","path":"relay","over_tcp":true}],
+  "forwards":[]},"history":[]}
+JSON
+p_port=$(free_port)
+start paths python3 "$WORK/serve.py" "$p_port" "$WORK/paths"
+wait_tcp_listen "$p_port"
+browse "http://127.0.0.1:$p_port/" paths
+dom_has paths 'data-updates="[1-9]' 'update from the JSON of every path'
+for want in 'd:direct:direct' 'p:predicted:predicted' 'r:relay:relay' 't:relay over TCP:relay-over-TCP'; do
+  IFS=: read -r name path cls <<<"$want"
+  dom_has paths "<td data-name=\"$name\">$name</td><td[^>]*>[^<]*</td><td[^>]*>[^<]*</td><td data-path=\"$path\" class=\"path-$cls\">$path</td>" "path '$path' of peer $name"
+done
 log "screenshots: $WORK/broker.png $WORK/alice.png $WORK/hostile.png"
 # DASHBOARD_SHOTS=DIR keeps them, and one more of alice after 40 s of
 # traffic, with a few points in each chart (doc/dashboard.png).

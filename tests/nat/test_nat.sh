@@ -26,8 +26,13 @@
 #              (ROAM_MAX_STALL_MS); bob SIGKILLed and
 #              restarted: alice is told and reaches the new bob in < 5 s
 #   symmetric  cone, alice's public address changes on a path found by
-#              port prediction: alice gives the connection up within 15 s
-#              (not the 30 s idle timeout), a new one is predicted again
+#              port prediction (400 MB and the echo as above): predicted
+#              again, the same connection moves to the new prediction
+#              socket (sha256, one connection, stall < ROAM_MAX_STALL_MS);
+#   cone       symmetric, the same with bob's address (the listener's
+#              connection changes sockets, alice follows)
+#   symmetric  cone, the same, and UDP between the NATs cut: predicted
+#              again in vain, alice gives the connection up within 15 s
 #   symmetric  symmetric, broker -relay relayed (end-to-end encrypted)
 #   cone       cone, UDP between the    relayed; then the same with a relay
 #              NATs blocked             that flips bits (data intact), one
@@ -119,7 +124,9 @@ CASES=(
   "broker on -server :PORT reached at its second IPv4 address: answers from there (cone/cone)|run cone cone --broker-at second --bytes 1M"
   "broker on -server :PORT reached at its second IPv4 address: relayed (cone/cone, UDP between the NATs blocked)|run cone cone --broker-at second --relay nocap --block-udp yes --expect relay --bytes 1M"
   "IPv6 only, UDP between the LANs blocked: relayed by a broker on -server :PORT|run cone cone --family v6only --block-udp6 yes --relay nocap --expect relay --bytes 1M"
-  "roam: a path found by port prediction breaks (symmetric/cone, alice's public address changes): given up in seconds, predicted again|roam symmetric cone rebind-a 100M"
+  "roam: a path found by port prediction breaks (symmetric/cone, alice's public address changes): predicted again, the same connection moves there|roam symmetric cone rebind-a 400M"
+  "roam: a path found by port prediction breaks on the listener's side (cone/symmetric, bob's public address changes): predicted again, the same connection|roam cone symmetric rebind-b 400M"
+  "roam: a path found by port prediction breaks and UDP between the NATs is cut: predicted again in vain, given up in seconds|roam symmetric cone rebind-a-cut 400M"
 )
 CASE_TIMEOUT=150
 

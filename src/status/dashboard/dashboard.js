@@ -160,6 +160,8 @@
     var path = str(p.path);
     if (!path) return "-";
     if (path === "direct" && p.predicted === true) return "predicted";
+    /* The relay reached over TCP (UDP blocked on this side's network). */
+    if (path === "relay" && p.over_tcp === true) return "relay over TCP";
     return path;
   }
 
@@ -289,7 +291,7 @@
       { h: "name", f: function (p) { return str(p.name); }, attrs: function (p) { return { "data-name": str(p.name) }; } },
       { h: "key", f: function (p) { return str(p.fingerprint); }, cls: "mono" },
       { h: "state", f: function (p) { return str(p.state); } },
-      { h: "path", f: peerPath, attrs: function (p) { return { "data-path": peerPath(p), "class": "path-" + peerPath(p) }; } },
+      { h: "path", f: peerPath, attrs: function (p) { return { "data-path": peerPath(p), "class": "path-" + peerPath(p).replace(/[^A-Za-z0-9]+/g, "-") }; } },
       { h: "address", f: function (p) { return str(p.address) || "-"; }, cls: "mono" },
       { h: "NAT", f: function (p) { return str(p.nat_mapping); } },
       { h: "RTT", f: function (p) { return str(p.path) ? (num(p.rtt_us) / 1000).toFixed(1) + " ms" : "-"; }, cls: "num" },
