@@ -106,18 +106,20 @@ static const struct {
      * reads every row: at 27,000 names it made each check-in of a new
      * name cost milliseconds of the database (tests/bench/NOTES.md). So
      * the table's size is estimated first, as the planner does (the
-     * density of rows the statistics last saw, times its pages now), and
-     * rows are counted only when that estimate is above 80% of the
-     * limit, or when there are no statistics yet; an initplan runs only
-     * when the OR needs it. */
+     * density of rows the statistics last saw, times its pages now;
+     * without statistics, the most rows a page can hold: a row is more
+     * than 60 bytes), and rows are counted only when that estimate is
+     * above 80% of the limit; an initplan runs only when the OR needs
+     * it. */
     {"natter_insert", 4,
      "INSERT INTO names (name, key, created, last_seen) "
      "SELECT $1, decode($2, 'hex'), $3, $3 "
-     "WHERE COALESCE((SELECT c.reltuples / c.relpages * "
+     "WHERE COALESCE((SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 "
+     " THEN c.reltuples / c.relpages "
+     " ELSE current_setting('block_size')::float8 / 60 END * "
      " (pg_relation_size(c.oid) / current_setting('block_size')::bigint) "
      " < $4::bigint * 0.8 FROM pg_class c "
-     " WHERE c.oid = 'names'::regclass AND c.reltuples > 0 "
-     " AND c.relpages > 0), false) "
+     " WHERE c.oid = 'names'::regclass), false) "
      "OR (SELECT count(*) FROM names) < $4::bigint "
      "ON CONFLICT (name) DO NOTHING RETURNING name"},
     /* Compare and swap: only from the owner just read. */
