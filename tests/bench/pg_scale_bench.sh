@@ -96,8 +96,13 @@ export NATTER=${NATTER:-$REPO/build/natter}
 # ---- a network namespace of our own ------------------------------------
 if [[ -z ${PGSCALE_IN_NS:-} ]]; then
   ns=natter-pgscale-$$
+  # The temporary directories (lib.sh's, pg.sh's) under one of our own,
+  # which the postgres user may enter.
+  TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/pgscale.XXXXXX")
+  chmod 755 "$TMPDIR"
+  export TMPDIR
   ip netns add "$ns"
-  trap 'ip netns del "$ns" 2>/dev/null' EXIT
+  trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
   ip netns exec "$ns" ip link set lo up
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
   rc=0
