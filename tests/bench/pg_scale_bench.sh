@@ -196,7 +196,7 @@ run() { # run FSYNC
 
 run off
 if [[ $FSYNC_TOO == 1 ]]; then
-  pg_stop
+  pg_stop fast
   PG_FSYNC=on pg_start
   pg_sql 'DROP SCHEMA public CASCADE; CREATE SCHEMA public' >/dev/null 2>&1
   pg_sql 'CREATE EXTENSION pg_stat_statements' >/dev/null
