@@ -26,8 +26,8 @@
 # Usage: tests/bench/pg_scale_bench.sh   (as root; ./dev bench builds it)
 #   QUICK=1        1000 clients per broker, short idle, fsync off only
 #   PER=9000 BROKERS=3 PROCS=3 (client processes per broker) IDLE=40
-#   PAIRS=100 SERIAL=40 INFLIGHT=300 (clients checking in at once, per
-#   process) FSYNC_TOO=1
+#   PAIRS=100 SERIAL=40 INFLIGHT=100 (clients checking in at once, per
+#   process) FSYNC_TOO=1 (PG_FSYNC=on: only the run with fsync on)
 #   SCALE=build/tests/broker_scale NATTER=build/natter
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -121,7 +121,7 @@ if [[ -n ${QUICK:-} ]]; then
   FSYNC_TOO=${FSYNC_TOO:-0} PROCS=${PROCS:-1}
 fi
 PER=${PER:-9000} BROKERS=${BROKERS:-3} PROCS=${PROCS:-3} IDLE=${IDLE:-40}
-PAIRS=${PAIRS:-100} SERIAL=${SERIAL:-40} INFLIGHT=${INFLIGHT:-300}
+PAIRS=${PAIRS:-100} SERIAL=${SERIAL:-40} INFLIGHT=${INFLIGHT:-100}
 FSYNC_TOO=${FSYNC_TOO:-1}
 
 export PGSCALE_SNAPS=$WORK/snaps PG_BIN
@@ -194,7 +194,12 @@ run() { # run FSYNC
   fi
 }
 
-run off
+if [[ ${PG_FSYNC:-off} == on ]]; then
+  run on # PG_FSYNC=on: that run only
+  FSYNC_TOO=0
+else
+  run off
+fi
 if [[ $FSYNC_TOO == 1 ]]; then
   pg_stop fast
   PG_FSYNC=on pg_start
