@@ -285,8 +285,14 @@ static void connect_poll(nt_bus *bus) {
       went_down(bus, PQerrorMessage(bus->conn));
       return;
     }
-    /* The channel is "natter_" and hex digits: nothing to quote. */
-    snprintf(sql, sizeof(sql), "LISTEN \"%s\"", bus->channel);
+    /* The channel is "natter_" and hex digits: nothing to quote. A
+     * note is not kept across a crash of the server anyway (nor is a
+     * LISTEN), so its commit need not wait for the WAL to reach the disk:
+     * NOTIFY commits one at a time cluster-wide (PostgreSQL holds a
+     * global lock from the queueing to the commit's end), so a commit
+     * that waits for fsync caps all brokers' notes at one per fsync. */
+    snprintf(sql, sizeof(sql), "SET synchronous_commit = off; LISTEN \"%s\"",
+             bus->channel);
     bus->state = BUS_LISTEN;
     if (!PQsendQuery(bus->conn, sql)) {
       went_down(bus, PQerrorMessage(bus->conn));

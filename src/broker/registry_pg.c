@@ -43,6 +43,11 @@
 #define PG_BACKOFF_MAX_S 30
 /* Binds retried when the name came and went between two statements. */
 #define BIND_TRIES 3
+/* A name's last-seen time in the database is at most this stale while
+ * its client stays checked in (a flush skips fresher rows); an expiry
+ * first writes every row its cutoff would remove, so no name in use
+ * expires. Names expire after days (30 by default). */
+#define PG_TOUCH_GRAIN_S 3600
 
 /* Creates or migrates the schema in one transaction, under an advisory
  * lock so that brokers starting together take turns; the last result is
@@ -97,22 +102,40 @@ static const struct {
     {"natter_lookup", 1,
      "SELECT encode(key, 'hex'), created, last_seen FROM names "
      "WHERE name = $1"},
-    /* The count keeps NT_REGISTRY_MAX_NAMES across brokers. */
+    /* The count keeps NT_REGISTRY_MAX_NAMES across brokers. Counting
+     * reads every row: at 27,000 names it made each check-in of a new
+     * name cost milliseconds of the database (tests/bench/NOTES.md). So
+     * the table's size is estimated first, as the planner does (the
+     * density of rows the statistics last saw, times its pages now;
+     * without statistics, the most rows a page can hold: a row is more
+     * than 60 bytes), and rows are counted only when that estimate is
+     * above 80% of the limit; an initplan runs only when the OR needs
+     * it. */
     {"natter_insert", 4,
      "INSERT INTO names (name, key, created, last_seen) "
      "SELECT $1, decode($2, 'hex'), $3, $3 "
-     "WHERE (SELECT count(*) FROM names) < $4 "
+     "WHERE COALESCE((SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 "
+     " THEN c.reltuples / c.relpages "
+     " ELSE current_setting('block_size')::float8 / 60 END * "
+     " (pg_relation_size(c.oid) / current_setting('block_size')::bigint) "
+     " < $4::bigint * 0.8 FROM pg_class c "
+     " WHERE c.oid = 'names'::regclass), false) "
+     "OR (SELECT count(*) FROM names) < $4::bigint "
      "ON CONFLICT (name) DO NOTHING RETURNING name"},
     /* Compare and swap: only from the owner just read. */
     {"natter_takeover", 4,
      "UPDATE names SET key = decode($2, 'hex'), created = $3, last_seen = $3 "
      "WHERE name = $1 AND key = decode($4, 'hex') RETURNING name"},
     {"natter_release", 1, "DELETE FROM names WHERE name = $1 RETURNING name"},
-    /* One statement per flush, however many names. */
-    {"natter_touch", 2,
+    /* One statement per flush, however many names; a row is written
+     * only when its last-seen time is older than $3 (PG_TOUCH_GRAIN_S
+     * ago, or an expiry's cutoff): a flush every 15 s rewrote every
+     * checked-in client's row (tests/bench/NOTES.md). */
+    {"natter_touch", 3,
      "UPDATE names AS n SET last_seen = t.seen "
      "FROM unnest($1::text[], $2::bigint[]) AS t(name, seen) "
-     "WHERE n.name = t.name AND n.last_seen < t.seen"},
+     "WHERE n.name = t.name AND n.last_seen < t.seen "
+     "AND n.last_seen < $3::bigint"},
     {"natter_expire", 2,
      "DELETE FROM names WHERE name IN (SELECT name FROM names "
      "WHERE last_seen < $1 ORDER BY last_seen LIMIT $2) RETURNING name"},
@@ -608,7 +631,12 @@ static void call_step(registry_pg *pg) {
   case NT_REGISTRY_CALL_FLUSH:
   case NT_REGISTRY_CALL_EXPIRE:
     if (c->touch_names != NULL) {
-      const char *v[] = {c->touch_names, c->touch_seen};
+      int64_t stale = (int64_t)time(NULL) - PG_TOUCH_GRAIN_S;
+      if (c->kind == NT_REGISTRY_CALL_EXPIRE && c->cutoff > stale) {
+        stale = c->cutoff;
+      }
+      snprintf(cutoff, sizeof(cutoff), "%lld", (long long)stale);
+      const char *v[] = {c->touch_names, c->touch_seen, cutoff};
       send_stmt(pg, S_TOUCH, v);
     } else if (c->kind == NT_REGISTRY_CALL_EXPIRE) {
       snprintf(cutoff, sizeof(cutoff), "%lld", (long long)c->cutoff);
@@ -1390,7 +1418,10 @@ static void pg_close(void *impl, const nt_registry_seen *touches, size_t n) {
         close_exec(pg, S_LEAVE, v, deadline);
       }
       if (n > 0 && touch_arrays(&c, touches, n) == 0) {
-        const char *v[] = {c.touch_names, c.touch_seen};
+        char stale[24];
+        snprintf(stale, sizeof(stale), "%lld",
+                 (long long)time(NULL) - PG_TOUCH_GRAIN_S);
+        const char *v[] = {c.touch_names, c.touch_seen, stale};
         close_exec(pg, S_TOUCH, v, deadline);
       }
     }

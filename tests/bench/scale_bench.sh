@@ -21,8 +21,8 @@ for n in "${sizes[@]}"; do
   echo "scale_bench: $n clients ..." >&2
   # Idle over two keepalive periods (20 s each), so every client PINGs.
   out=$(timeout 600 "$SCALE" --clients "$n" --pairs 50 --idle 40) || rc=1
-  echo "  $out" >&2
-  rows+=("$out")
+  printf '  %s\n' "${out//$'\n'/$'\n'  }" >&2
+  rows+=("$(tail -1 <<<"$out")") # the summary line (broker_scale.c)
 done
 
 val() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }

@@ -51,10 +51,11 @@ pg_stop() {
 }
 
 # pg_start: start the server (again) on PG_PORT and wait until it accepts
-# connections.
+# connections. PG_FSYNC=on for a server that syncs (off: tests and benches
+# need no durability); PG_OPTS, more "-c name=value" settings.
 pg_start() {
   _pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c fsync=off" \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c fsync=${PG_FSYNC:-off} ${PG_OPTS:-}" \
     start >>"$PG_DIR/pg_ctl.log" 2>&1 ||
     fail "pg_ctl start failed: $(tail -20 "$PG_DIR/server.log" 2>/dev/null)"
 }
