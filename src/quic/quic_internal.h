@@ -30,6 +30,7 @@
 /* GSO batches one write wake-up may send (tests/bench/NOTES.md: 4 cut
  * CPU per GB by ~15% in the NAT lab against 1; 8 or 16 no further). */
 #define NT_WRITE_BATCHES 4
+#define NT_WRITE_BATCHES_QUIET_NS (500 * NGTCP2_MILLISECONDS)
 
 /* Per-stream bytes queued but unacknowledged, and per connection. */
 #define NT_STREAM_SEND_WINDOW (1024 * 1024)
