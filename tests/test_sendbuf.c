@@ -256,8 +256,14 @@ static void test_packets(void) {
     if (nt_sendbuf_unsent(&sb) < 100000 && seed % 3 == 0) {
       CHECK(append_pattern(&sb, (seed >> 8) % 70000) == 0);
     }
-    size_t n = nt_sendbuf_unsent_iov(&sb, iov, 16);
+    size_t n = nt_sendbuf_unsent_iov_upto(&sb, iov, 16, 1444);
     CHECK((n == 0) == (nt_sendbuf_unsent(&sb) == 0));
+    /* A packet's worth: the iovecs stop once they hold 1444 bytes. */
+    size_t held = 0;
+    for (size_t k = 0; k + 1 < n; k++) {
+      held += iov[k].iov_len;
+    }
+    CHECK(held < 1444);
     if (n > 0) {
       CHECK(*(uint8_t *)iov[0].iov_base == pattern(sb.sent));
       size_t take = 1 + (seed >> 4) % 1444;

@@ -694,7 +694,8 @@ static int write_streams(nt_conn *conn) {
     }
     if (s) {
       stream_id = s->id;
-      nvec = nt_sendbuf_unsent_iov(&s->sb, (struct iovec *)vec, 16);
+      nvec = nt_sendbuf_unsent_iov_upto(&s->sb, (struct iovec *)vec, 16,
+                                        pktmax);
       if (s->fin_queued && nt_sendbuf_unsent(&s->sb) == 0) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }

@@ -1,6 +1,7 @@
 #include "quic/sendbuf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -190,23 +191,29 @@ static void locate_unsent(nt_sendbuf *sb) {
   }
 }
 
-size_t nt_sendbuf_unsent_iov(nt_sendbuf *sb, struct iovec *iov,
-                             size_t maxv) {
-  size_t n = 0, off;
+size_t nt_sendbuf_unsent_iov_upto(nt_sendbuf *sb, struct iovec *iov,
+                                  size_t maxv, size_t want) {
+  size_t n = 0, off, got = 0;
 
   if (!sb->cur) {
     locate_unsent(sb);
   }
   off = sb->cur_off;
-  for (nt_chunk *c = sb->cur; c && n < maxv; c = c->next) {
+  for (nt_chunk *c = sb->cur; c && n < maxv && got < want; c = c->next) {
     if (off < c->len) {
       iov[n].iov_base = c->data + off;
       iov[n].iov_len = c->len - off;
+      got += iov[n].iov_len;
       n++;
     }
     off = 0;
   }
   return n;
+}
+
+size_t nt_sendbuf_unsent_iov(nt_sendbuf *sb, struct iovec *iov,
+                             size_t maxv) {
+  return nt_sendbuf_unsent_iov_upto(sb, iov, maxv, SIZE_MAX);
 }
 
 void nt_sendbuf_mark_sent(nt_sendbuf *sb, size_t n) {

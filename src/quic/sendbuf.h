@@ -74,6 +74,10 @@ ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max);
 /* Fills up to |maxv| iovecs with unsent bytes; returns the count. */
 size_t nt_sendbuf_unsent_iov(nt_sendbuf *sb, struct iovec *iov,
                              size_t maxv);
+/* The same, stopping once the iovecs hold |want| bytes: a packet takes
+ * a packet's worth, and each further chunk costs a cache miss or two. */
+size_t nt_sendbuf_unsent_iov_upto(nt_sendbuf *sb, struct iovec *iov,
+                                  size_t maxv, size_t want);
 
 void nt_sendbuf_mark_sent(nt_sendbuf *sb, size_t n);
 
