@@ -28,7 +28,7 @@
 #define NT_TXBUF_SIZE 65507
 #define NT_GSO_MAX_SEGMENTS 64
 /* GSO batches one write wake-up may send (tests/bench/NOTES.md: 4 cut
- * CPU per GB by ~15% in the NAT lab against 1; 8 or 16 no further). */
+ * CPU per GB in the NAT lab against 1; 8 or 16 no further). */
 #define NT_WRITE_BATCHES 4
 #define NT_WRITE_BATCHES_QUIET_NS (500 * NGTCP2_MILLISECONDS)
 
