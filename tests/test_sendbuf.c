@@ -37,7 +37,7 @@ static int append_pattern(nt_sendbuf *sb, size_t len) {
 
 /* Total length of the unsent iovecs; checks that they hold the stream's
  * bytes from offset |sb->sent| on, in order. */
-static uint64_t check_unsent(const nt_sendbuf *sb) {
+static uint64_t check_unsent(nt_sendbuf *sb) {
   struct iovec iov[64];
   size_t n = nt_sendbuf_unsent_iov(sb, iov, 64);
   uint64_t off = sb->sent;
@@ -238,6 +238,58 @@ static void test_stream_of_rounds(void) {
   nt_chunk_pool_clear(&pool);
 }
 
+/* Packet by packet, as the write loop takes it: ngtcp2 is handed the
+ * unsent bytes, takes a packet's worth, and the next packet starts where
+ * that one ended, while reads append at the tail and acks free chunks
+ * behind (the cursor to the first unsent byte must follow all three,
+ * including an ack that frees the very chunk it sits at the end of). */
+static void test_packets(void) {
+  nt_chunk_pool pool;
+  nt_sendbuf sb;
+  struct iovec iov[16];
+  unsigned seed = 777;
+
+  nt_chunk_pool_init(&pool, 8);
+  nt_sendbuf_init(&sb, &pool);
+  for (int i = 0; i < 20000; i++) {
+    seed = seed * 1103515245u + 12345u;
+    if (nt_sendbuf_unsent(&sb) < 100000 && seed % 3 == 0) {
+      CHECK(append_pattern(&sb, (seed >> 8) % 70000) == 0);
+    }
+    size_t n = nt_sendbuf_unsent_iov_upto(&sb, iov, 16, 1444);
+    CHECK((n == 0) == (nt_sendbuf_unsent(&sb) == 0));
+    /* A packet's worth: the iovecs stop once they hold 1444 bytes. */
+    size_t held = 0;
+    for (size_t k = 0; k + 1 < n; k++) {
+      held += iov[k].iov_len;
+    }
+    CHECK(held < 1444);
+    if (n > 0) {
+      CHECK(*(uint8_t *)iov[0].iov_base == pattern(sb.sent));
+      size_t take = 1 + (seed >> 4) % 1444;
+      if (take > iov[0].iov_len + (n > 1 ? iov[1].iov_len : 0)) {
+        take = iov[0].iov_len;
+      }
+      nt_sendbuf_mark_sent(&sb, take);
+    }
+    if ((seed >> 12) % 4 == 0) {
+      nt_sendbuf_ack(&sb, sb.sent); /* may free the cursor's chunk */
+    } else if ((seed >> 12) % 4 == 1) {
+      nt_sendbuf_ack(&sb, sb.acked + (sb.sent - sb.acked) / 2);
+    }
+    if (i % 97 == 0) {
+      CHECK(check_unsent(&sb) == nt_sendbuf_unsent(&sb));
+    }
+  }
+  nt_sendbuf_mark_sent(&sb, nt_sendbuf_unsent(&sb));
+  nt_sendbuf_ack(&sb, sb.queued);
+  CHECK(sb.head == NULL && nt_sendbuf_unsent_iov(&sb, iov, 16) == 0);
+  CHECK(append_pattern(&sb, 3000) == 0);
+  CHECK(check_unsent(&sb) == 3000);
+  nt_sendbuf_free(&sb);
+  nt_chunk_pool_clear(&pool);
+}
+
 static int write_pattern(int fd, uint64_t offset, size_t len) {
   uint8_t *buf = malloc(len);
   ssize_t n;
@@ -356,6 +408,7 @@ nt_test_case cases[] = {
     {"pool_bound", test_pool_bound},
     {"stream_of_rounds", test_stream_of_rounds},
     {"read_fd", test_read_fd},
+    {"packets", test_packets},
     {NULL, NULL},
 };
 

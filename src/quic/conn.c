@@ -608,7 +608,10 @@ static void packet_out(nt_conn *conn, const ngtcp2_path_storage *ps,
   }
 }
 
-static void write_streams(nt_conn *conn) {
+/* Writes one GSO batch (at most the send quantum). Returns 1 when it
+ * stopped at that limit, so more may go at once; 0 when the congestion
+ * window, pacing or the data ran out (or the connection failed). */
+static int write_streams(nt_conn *conn) {
   nt_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
   size_t buflen = 0, segsize = 0;
@@ -644,7 +647,8 @@ static void write_streams(nt_conn *conn) {
          now_ns - STAILQ_FIRST(&conn->dgrams)->queued_ns > NT_DGRAM_MAX_AGE_NS) {
     dgram_pop(conn, 1);
   }
-  for (size_t npkts = 0; npkts < max_pkts;) {
+  size_t npkts = 0;
+  for (; npkts < max_pkts;) {
     /* Datagrams first: they are small, late ones are worthless, and
      * their queue is bounded; streams fill what room is left. */
     nt_dgram *d = ngtcp2_conn_get_handshake_completed(conn->qc)
@@ -681,7 +685,7 @@ static void write_streams(nt_conn *conn) {
       if (n < 0) {
         conn_send_to(conn, &to, buf, buflen, segsize);
         fail_conn(conn, (int)n);
-        return;
+        return 0;
       }
       if (n == 0) {
         break;
@@ -692,7 +696,8 @@ static void write_streams(nt_conn *conn) {
     }
     if (s) {
       stream_id = s->id;
-      nvec = nt_sendbuf_unsent_iov(&s->sb, (struct iovec *)vec, 16);
+      nvec = nt_sendbuf_unsent_iov_upto(&s->sb, (struct iovec *)vec, 16,
+                                        pktmax);
       if (s->fin_queued && nt_sendbuf_unsent(&s->sb) == 0) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
@@ -725,7 +730,7 @@ static void write_streams(nt_conn *conn) {
       default:
         conn_send_to(conn, &to, buf, buflen, segsize);
         fail_conn(conn, (int)n);
-        return;
+        return 0;
       }
     }
     if (s && datalen >= 0) {
@@ -748,6 +753,7 @@ static void write_streams(nt_conn *conn) {
   }
   conn_send_to(conn, &to, buf, buflen, segsize);
   ngtcp2_conn_update_pkt_tx_time(conn->qc, ts);
+  return npkts >= max_pkts;
 }
 
 static void notify_send_room(nt_conn *conn) {
@@ -777,7 +783,24 @@ void nt_conn_flush(nt_conn *conn) {
   if (conn->closing) {
     return;
   }
-  write_streams(conn);
+  /* Up to NT_WRITE_BATCHES GSO batches per wake-up, while the congestion
+   * window and pacing allow (ngtcp2 lets a batch go up to 1 ms ahead of
+   * its pacing time): fewer loop turns per byte on both sides. Only on
+   * a clean path: within NT_WRITE_BATCHES_QUIET_NS of the last loss
+   * recovery, one batch (at 1% loss the bursts cost throughput). */
+  int batches = NT_WRITE_BATCHES;
+  ngtcp2_conn_stat cs;
+  ngtcp2_conn_get_conn_stat(conn->qc, &cs);
+  uint64_t now = nt_timestamp();
+  if (cs.congestion_recovery_start_ts != UINT64_MAX &&
+      now - cs.congestion_recovery_start_ts < NT_WRITE_BATCHES_QUIET_NS) {
+    batches = 1;
+  }
+  for (int i = 0; i < batches && !conn->closing; i++) {
+    if (!write_streams(conn)) {
+      break;
+    }
+  }
   if (!conn->closing) {
     arm_timer(conn);
   }

@@ -41,7 +41,14 @@ static void aux_adopt(nt_aux_sock *aux, nt_conn *conn);
 static void flush_dirty(nt_endpoint *ep);
 
 static nt_conn *find_conn(nt_endpoint *ep, const uint8_t *cid, size_t cidlen) {
-  nt_cid_entry *e = nt_hashmap_get(&ep->cids, cid, cidlen);
+  nt_cid_entry *e = ep->last_cid;
+  if (e && e->cidlen == cidlen && memcmp(e->cid, cid, cidlen) == 0) {
+    return e->conn;
+  }
+  e = nt_hashmap_get(&ep->cids, cid, cidlen);
+  if (e) {
+    ep->last_cid = e;
+  }
   return e ? e->conn : NULL;
 }
 
@@ -73,6 +80,7 @@ void nt_endpoint_remove_cid(nt_endpoint *ep, const uint8_t *cid,
                             size_t cidlen) {
   nt_cid_entry *e = nt_hashmap_remove(&ep->cids, cid, cidlen);
   if (e) {
+    ep->last_cid = NULL;
     LIST_REMOVE(e, conn_link);
     free(e);
   }
@@ -88,6 +96,7 @@ void nt_endpoint_add_conn(nt_endpoint *ep, nt_conn *conn) {
 
 void nt_endpoint_forget_conn(nt_endpoint *ep, nt_conn *conn) {
   nt_cid_entry *e;
+  ep->last_cid = NULL;
   while ((e = LIST_FIRST(&conn->cids)) != NULL) {
     nt_hashmap_remove(&ep->cids, e->cid, e->cidlen);
     LIST_REMOVE(e, conn_link);

@@ -1,6 +1,7 @@
 #include "quic/sendbuf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -70,6 +71,7 @@ void nt_sendbuf_free(nt_sendbuf *sb) {
     chunk_put(sb->pool, c);
   }
   sb->tail = NULL;
+  sb->cur = NULL;
 }
 
 /* Returns the tail chunk with free space, adding one when needed: small
@@ -173,26 +175,64 @@ ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max) {
   return n;
 }
 
-size_t nt_sendbuf_unsent_iov(const nt_sendbuf *sb, struct iovec *iov,
-                             size_t maxv) {
+/* Finds the chunk that holds stream offset |sent| (its end, when every
+ * queued byte is sent) by walking from the head. */
+static void locate_unsent(nt_sendbuf *sb) {
   uint64_t skip = sb->sent - sb->acked + sb->head_off;
-  size_t n = 0;
+  nt_chunk *c = sb->head;
+  while (c && c->next && skip >= c->len) {
+    skip -= c->len;
+    c = c->next;
+  }
+  sb->cur = c;
+  sb->cur_off = c && skip <= c->len ? (size_t)skip : 0;
+  if (c && skip > c->len) {
+    sb->cur = NULL; /* sent beyond what is queued: cannot be */
+  }
+}
 
-  for (nt_chunk *c = sb->head; c && n < maxv; c = c->next) {
-    if (skip >= c->len) {
-      skip -= c->len;
-      continue;
+size_t nt_sendbuf_unsent_iov_upto(nt_sendbuf *sb, struct iovec *iov,
+                                  size_t maxv, size_t want) {
+  size_t n = 0, off, got = 0;
+
+  if (!sb->cur) {
+    locate_unsent(sb);
+  }
+  off = sb->cur_off;
+  for (nt_chunk *c = sb->cur; c && n < maxv && got < want; c = c->next) {
+    if (off < c->len) {
+      iov[n].iov_base = c->data + off;
+      iov[n].iov_len = c->len - off;
+      got += iov[n].iov_len;
+      n++;
     }
-    iov[n].iov_base = c->data + skip;
-    iov[n].iov_len = c->len - (size_t)skip;
-    skip = 0;
-    n++;
+    off = 0;
   }
   return n;
 }
 
+size_t nt_sendbuf_unsent_iov(nt_sendbuf *sb, struct iovec *iov,
+                             size_t maxv) {
+  return nt_sendbuf_unsent_iov_upto(sb, iov, maxv, SIZE_MAX);
+}
+
 void nt_sendbuf_mark_sent(nt_sendbuf *sb, size_t n) {
   sb->sent += n;
+  /* Move the cursor along; it stays valid as chunks are appended at the
+   * tail (an end-of-tail position just gains bytes after it). */
+  while (n > 0 && sb->cur) {
+    size_t avail = sb->cur->len - sb->cur_off;
+    if (n <= avail) {
+      sb->cur_off += n;
+      return;
+    }
+    n -= avail;
+    sb->cur = sb->cur->next;
+    sb->cur_off = 0;
+  }
+  if (n > 0) {
+    sb->cur = NULL; /* past the queue's end: find it again */
+  }
 }
 
 void nt_sendbuf_ack(nt_sendbuf *sb, uint64_t offset) {
@@ -218,6 +258,9 @@ void nt_sendbuf_ack(nt_sendbuf *sb, uint64_t offset) {
     if (!sb->head) {
       sb->tail = NULL;
     }
+    if (sb->cur == c) {
+      sb->cur = NULL; /* it sat at the end of this chunk */
+    }
     sb->head_off = 0;
     chunk_put(sb->pool, c);
   }
@@ -227,6 +270,6 @@ void nt_sendbuf_drop_front(nt_sendbuf *sb, size_t n) {
   if (n > nt_sendbuf_unsent(sb)) {
     n = (size_t)nt_sendbuf_unsent(sb);
   }
-  sb->sent += n;
+  nt_sendbuf_mark_sent(sb, n);
   nt_sendbuf_ack(sb, sb->acked + n);
 }

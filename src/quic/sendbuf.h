@@ -39,6 +39,12 @@ typedef struct nt_sendbuf {
   uint64_t acked;  /* stream offset of the first unreleased byte */
   uint64_t sent;   /* stream offset up to which ngtcp2 has the data */
   uint64_t queued; /* stream offset after the last queued byte */
+  /* Where the first unsent byte (stream offset |sent|) lies, so that
+   * each packet does not walk the chunks already in flight (up to the
+   * stream window, 64 of them) to find it: cur->data + cur_off, or
+   * NULL when not known (found again from the head). */
+  nt_chunk *cur;
+  size_t cur_off;
 } nt_sendbuf;
 
 void nt_sendbuf_init(nt_sendbuf *sb, nt_chunk_pool *pool);
@@ -66,8 +72,12 @@ int nt_sendbuf_append_bulk(nt_sendbuf *sb, const uint8_t *data, size_t len);
 ssize_t nt_sendbuf_read_fd(nt_sendbuf *sb, int fd, size_t max);
 
 /* Fills up to |maxv| iovecs with unsent bytes; returns the count. */
-size_t nt_sendbuf_unsent_iov(const nt_sendbuf *sb, struct iovec *iov,
+size_t nt_sendbuf_unsent_iov(nt_sendbuf *sb, struct iovec *iov,
                              size_t maxv);
+/* The same, stopping once the iovecs hold |want| bytes: a packet takes
+ * a packet's worth, and each further chunk costs a cache miss or two. */
+size_t nt_sendbuf_unsent_iov_upto(nt_sendbuf *sb, struct iovec *iov,
+                                  size_t maxv, size_t want);
 
 void nt_sendbuf_mark_sent(nt_sendbuf *sb, size_t n);
 

@@ -6,8 +6,13 @@
 #           203.0.113.2:5201 to bob's iperf3 (DNAT),
 #   natter  through alice's forward -> bob (hole-punched QUIC through the
 #           same two NATs) -> bob's iperf3 on his loopback,
+#   nebula  through a Nebula overlay (Debian package nebula; skipped with a
+#           note when it is not installed, or NEBULA=0): a lighthouse in the
+#           "internet" namespace, alice and bob hole-punched through the same
+#           NATs, iperf3 to bob's overlay address (certificates made by
+#           nebula-cert in the temporary directory at run time),
 # ROUNDS interleaved rounds of SECS seconds each, medians and every round,
-# with natter's CPU seconds per GB (alice, bob). Then the same with random loss of every
+# with natter's and Nebula's CPU seconds per GB (alice, bob). Then the same with random loss of every
 # packet (TCP and UDP alike) at each router, in both directions: LOSSES
 # (default 0.001 0.01 0.03). natter is compared with raw TCP under the same
 # loss (natter/x), round by round: a round is flagged below 0.4x raw TCP
@@ -17,7 +22,7 @@
 # Usage (root): tests/bench/lab_bench.sh
 #   ROUNDS=3 SECS=4 LOSSES="0.001 0.01 0.03"  QUICK=1: SECS=2
 #   (ROUNDS at least 3)
-#   NATTER=build/natter
+#   NATTER=build/natter  NEBULA=0: no Nebula rows
 # Exit status: 1 when the lab or natter could not be set up, else 3 when a
 # round was flagged, else 0 (integrity is checked by tests/nat and
 # bench.sh). Everything
@@ -70,17 +75,92 @@ conn=$(grep -m1 'connected to bob' "$WORK/alice.log") || fail "alice did not con
 [[ $conn == *"at $rb_ip:"*"(direct"* ]] || fail "alice's connection is not direct to $rb_ip: $conn"
 nat_cpu="alice:$(pid alice) bob:$(pid bob)"
 
-# rows TAG: ROUNDS interleaved rounds of raw and natter.
+# Nebula, the same two hosts behind the same NATs. Its tun MTU is the
+# largest that fits the 1500-byte links (1500 - 20 IP - 8 UDP - 16 header
+# - 16 AEAD tag), so neither tunnel carries smaller packets than it must.
+NEB_NET=198.19.0
+NEB_MTU=1440
+neb_cpu=""
+nebula_up() {
+  local d=$WORK/nebula n ip i
+  mkdir -p "$d" && chmod 700 "$d"
+  nebula-cert ca -name natter-lab -out-crt "$d/ca.crt" -out-key "$d/ca.key" ||
+    return 1
+  for n in lighthouse:1 alice:2 bob:3; do
+    nebula-cert sign -ca-crt "$d/ca.crt" -ca-key "$d/ca.key" -name "${n%:*}" \
+      -ip "$NEB_NET.${n#*:}/24" -out-crt "$d/${n%:*}.crt" \
+      -out-key "$d/${n%:*}.key" || return 1
+  done
+  for n in lighthouse alice bob; do
+    {
+      printf 'pki:\n  ca: %s\n  cert: %s\n  key: %s\n' "$d/ca.crt" "$d/$n.crt" "$d/$n.key"
+      printf 'static_host_map:\n  "%s.1": ["%s:4242"]\n' "$NEB_NET" "$LAB_OTHER_IP"
+      if [[ $n == lighthouse ]]; then
+        printf 'lighthouse:\n  am_lighthouse: true\n'
+        printf 'tun:\n  disabled: true\n'
+      else
+        printf 'lighthouse:\n  am_lighthouse: false\n  interval: 60\n  hosts: ["%s.1"]\n' "$NEB_NET"
+        printf 'tun:\n  dev: nebula1\n  mtu: %s\n' "$NEB_MTU"
+      fi
+      # The lighthouse's own address: "internet" has several, and a reply
+      # from another one would not match the NATs' mappings.
+      if [[ $n == lighthouse ]]; then
+        printf 'listen:\n  host: %s\n  port: 4242\n' "$LAB_OTHER_IP"
+      else
+        printf 'listen:\n  host: 0.0.0.0\n  port: 4242\n'
+      fi
+      printf 'punchy:\n  punch: true\n  respond: true\n'
+      printf 'logging:\n  level: %s\n' "${NEBULA_LOG:-info}"
+      printf 'firewall:\n  outbound:\n    - port: any\n      proto: any\n      host: any\n'
+      printf '  inbound:\n    - port: any\n      proto: any\n      host: any\n'
+    } >"$d/$n.yml"
+  done
+  lab_start nebula-lh inet nebula -config "$d/lighthouse.yml"
+  lab_start nebula-bob bob nebula -config "$d/bob.yml"
+  lab_start nebula-alice alice nebula -config "$d/alice.yml"
+  # Until alice reaches bob's overlay address (the lighthouse introduces
+  # them; both punch): a TCP connect to a closed port there is refused
+  # once the tunnel carries packets.
+  local out=""
+  for ((i = 0; i < 50; i++)); do
+    out=$(lab_x alice timeout 1 bash -c "exec 3<>/dev/tcp/$NEB_NET.3/9" 2>&1) && break
+    [[ $out == *refused* ]] && break
+    sleep 0.2
+  done
+  ((i < 50)) || {
+    note "nebula: alice cannot reach bob's overlay address $NEB_NET.3"
+    return 1
+  }
+  "${BENCH_CLIENT[@]}" iperf3 -c "$NEB_NET.3" -p 7101 -n 8M >/dev/null 2>&1 || {
+    note "nebula: the first transfer failed"
+    return 1
+  }
+  neb_cpu="alice:$(pid nebula-alice) bob:$(pid nebula-bob)"
+}
+NEB=""
+if [[ ${NEBULA:-1} == 0 ]]; then
+  note "nebula: NEBULA=0, no Nebula rows"
+elif ! command -v nebula >/dev/null || ! command -v nebula-cert >/dev/null; then
+  note "nebula: not installed (Debian package nebula), no Nebula rows"
+elif nebula_up; then
+  NEB=nebula
+else
+  note "nebula: could not be set up (logs: $WORK/nebula-*.log), no Nebula rows"
+fi
+
+# rows TAG: ROUNDS interleaved rounds of raw, natter (and nebula).
 rows() {
   local r
   for ((r = 1; r <= ROUNDS; r++)); do
     BENCH_HOST=$rb_ip bench_run "$1" raw 5201 "t:$SECS" 1 ""
     BENCH_HOST=127.0.0.1 bench_run "$1" natter 8001 "t:$SECS" 1 "$nat_cpu"
+    [[ -z $NEB ]] ||
+      BENCH_HOST=$NEB_NET.3 bench_run "$1" nebula 7101 "t:$SECS" 1 "$neb_cpu"
   done
 }
 
 TAGS=(loss0)
-note "no loss: $ROUNDS rounds of raw TCP and natter, $SECS s each"
+note "no loss: $ROUNDS rounds of raw TCP, natter${NEB:+ and Nebula}, $SECS s each"
 rows loss0
 for p in $LOSSES; do
   lab_set_loss ra "$p"
@@ -100,12 +180,13 @@ for t in "${TAGS[@]}"; do
   else
     title="loss ${t#loss} of every packet at each router, each direction (TCP and UDP)"
   fi
-  REF=raw bench_table "$t" "$title" raw natter
+  REF=raw bench_table "$t" "$title" raw natter $NEB
   case $t in
   loss0) bench_rounds "$t" raw 0.4 ;;
   loss0.01) bench_rounds "$t" raw 1.0 ;;
   *) bench_rounds "$t" raw - ;;
   esac
+  [[ -z $NEB ]] || bench_rounds "$t" nebula -
 done
 if ((BENCH_FLAGGED > 0)); then
   printf '\nREGRESSION: %s round(s) below their bound (above)\n' "$BENCH_FLAGGED" >&2
