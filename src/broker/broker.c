@@ -173,6 +173,8 @@ static void map_read_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* Opens the mapping-check port next to the main one; without it clients
  * simply cannot tell their NAT's mapping, so failure is only a warning. */
+static void close_mapping_port(natter_broker *b);
+
 static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
   nt_addr a = *main_addr;
   uint16_t port = nt_endpoint_port(b->ep);
@@ -196,11 +198,22 @@ static void open_mapping_port(natter_broker *b, const nt_addr *main_addr) {
   b->map_ev = event_new(b->base, b->map_fd, EV_READ | EV_PERSIST, map_read_cb,
                         b);
   if (!b->map_ev || event_add(b->map_ev, NULL) != 0) {
-    close(b->map_fd);
-    b->map_fd = -1;
+    close_mapping_port(b);
     return;
   }
   b->map_port = (uint16_t)(port + 1);
+}
+
+/* Undoes open_mapping_port; safe when it opened nothing. */
+static void close_mapping_port(natter_broker *b) {
+  if (b->map_ev) {
+    event_free(b->map_ev);
+    b->map_ev = NULL;
+  }
+  if (b->map_fd >= 0) {
+    close(b->map_fd);
+    b->map_fd = -1;
+  }
 }
 
 /* Opens the relay on port+2 (relay.h); a broker asked to relay that
@@ -581,6 +594,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   if (cfg->relay) {
     rv = open_relay(b, &epcfg.bind, cfg);
     if (rv != 0) {
+      close_mapping_port(b);
       nt_endpoint_free(b->ep);
       broker_security_free(b);
       nt_identity_free(b->identity);
@@ -591,6 +605,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   if (cfg->tcp_listen && cfg->tcp_listen[0]) {
     rv = nt_tcp_listener_new(b, cfg->tcp_listen);
     if (rv != 0) {
+      close_mapping_port(b);
       nt_relay_free(b->relay);
       nt_endpoint_free(b->ep);
       broker_security_free(b);
@@ -631,12 +646,7 @@ void natter_broker_free(natter_broker *b) {
   nt_relay_free(b->relay);
   b->relay = NULL; /* the clients freed below had channels there */
   nt_admission_free(b);
-  if (b->map_ev) {
-    event_free(b->map_ev);
-  }
-  if (b->map_fd >= 0) {
-    close(b->map_fd);
-  }
+  close_mapping_port(b);
   broker_security_free(b); /* before the clients: their names are touched */
   bclient *c;
   while ((c = TAILQ_FIRST(&b->clients)) != NULL) {

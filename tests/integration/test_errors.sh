@@ -188,6 +188,20 @@ assert_output_contains "cannot bind UDP .*:$udp_port.*in use"
 expect_exit_nonzero -t 5 "$NATTER" -name gina -broker "$BROKER" -port 0 -listen
 ((STATUS == 2)) || fail "-port 0: exit $STATUS, want 2 (usage)"
 
+# A broker asked to relay whose relay port (its port + 2) is taken fails to
+# start, names the port, and frees what it had opened (the mapping-check
+# port's event, once leaked on this path). frank holds $udp_port.
+base=$((udp_port - 2))
+if [[ -z $(ss -Hlun "sport = :$base") ]]; then
+  expect_exit_nonzero -t 20 "$NATTER" -server "127.0.0.1:$base" -relay \
+    -identity "$WORK/relaybroker.key"
+  assert_output_contains "cannot open the relay port 127\.0\.0\.1:$udp_port: .*in use"
+  ((STATUS == 1)) || fail "a broker with its relay port taken: exit $STATUS, want 1 (output: $OUTPUT)"
+  ! grep -q Sanitizer <<<"$OUTPUT" || fail "a broker with its relay port taken: $OUTPUT"
+else
+  log "UDP port $base is taken by another program: the relay-port case is skipped"
+fi
+
 # Every per-connection error left alice running; all of them exit 0.
 running alice || fail "alice exited after per-connection errors"
 for name in alice dave erin frank bob broker; do
