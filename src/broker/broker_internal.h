@@ -66,12 +66,12 @@ typedef struct bclient bclient;
  * whose rules change (a reload) has its refusals forgotten
  * (AdmissionReset). */
 #define BROKER_REFUSED_TTL_NS (10 * 1000000000ull)
+#define BROKER_REFUSED_CACHE 256
 /* This run's broker id (random bytes, written as hex): its name in the
  * shared registry's presence and brokers tables and on the brokers' bus.
  * Not the key: the brokers of one network share their key. The whole id
  * is the bus channel's (NT_BUS_CHANNEL_ID hex digits). */
 #define BROKER_ID_LEN 24
-#define BROKER_REFUSED_CACHE 256
 
 /* A query awaiting the listener's answer. */
 typedef struct bquery {
