@@ -782,8 +782,8 @@ int nt_xintro_start(natter_broker *b, const char *location) {
     x->next_xid = 1;
   }
   x->timer = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
-  if (!x->timer || nt_bus_new(&x->bus, b->base, location, b->broker_id,
-                              &b->log, on_note, b) != 0) {
+  if (!x->timer || nt_bus_new(&x->bus, b->base, location, b->broker_id, &b->log,
+                              on_note, b) != 0) {
     nt_xintro_free(b);
     return NATTER_ERR_NOMEM;
   }
