@@ -545,6 +545,19 @@ int natter_broker_new_versioned(natter_broker **pbroker,
     free(b);
     return NATTER_ERR_INVALID;
   }
+  /* Its own id, whatever key it shares with the other brokers of its
+   * network; a new one each run, so a restart never meets its
+   * predecessor's rows (they go when its heartbeat is stale). */
+  uint8_t id[BROKER_ID_LEN];
+  if (nt_random_bytes(id, sizeof(id)) != 0) {
+    nt_error(&b->log, "broker: cannot get random bytes");
+    nt_identity_free(b->identity);
+    free(b);
+    return NATTER_ERR_INVALID;
+  }
+  for (size_t i = 0; i < sizeof(id); i++) {
+    snprintf(b->broker_id + 2 * i, 3, "%02x", id[i]);
+  }
   nt_hashmap_init(&b->checked_in, seed);
   nt_sources_init(&b->sources, seed + NT_HASHMAP_SEED_LEN);
   b->new_names_per_hour = cfg->new_names_per_hour;
@@ -617,7 +630,7 @@ int natter_broker_new_versioned(natter_broker **pbroker,
   nt_broker_start_status_page(b);
   nt_fingerprint_hex(nt_identity_fingerprint(b->identity), b->fingerprint_hex);
   /* In a registry brokers share: this broker's heartbeat and presence. */
-  nt_registry_set_broker(b->registry, b->fingerprint_hex);
+  nt_registry_set_broker(b->registry, b->broker_id);
   /* ... and the bus for introductions across them (xintro.c). */
   if (cfg->registry && nt_xintro_start(b, cfg->registry) != 0) {
     nt_warn(&b->log, "no introductions across brokers: out of memory");

@@ -67,6 +67,11 @@ typedef struct bclient bclient;
  * (AdmissionReset). */
 #define BROKER_REFUSED_TTL_NS (10 * 1000000000ull)
 #define BROKER_REFUSED_CACHE 256
+/* This run's broker id (random bytes, written as hex): its name in the
+ * shared registry's presence and brokers tables and on the brokers' bus.
+ * Not the key: the brokers of one network share their key. The whole id
+ * is the bus channel's (NT_BUS_CHANNEL_ID hex digits). */
+#define BROKER_ID_LEN 24
 
 /* A query awaiting the listener's answer. */
 typedef struct bquery {
@@ -254,6 +259,7 @@ struct natter_broker {
   nt_log log;
   nt_identity *identity;
   char fingerprint_hex[NT_FINGERPRINT_HEX_LEN + 1];
+  char broker_id[2 * BROKER_ID_LEN + 1]; /* BROKER_ID_LEN, this run's */
   nt_endpoint *ep;
   struct bclient_list clients; /* every connected client */
   size_t nclients, npending;

@@ -303,7 +303,8 @@ void nt_registry_describe(const nt_registry *reg, char *buf, size_t len);
  * others): which broker each checked-in client is at, so that another
  * broker can find it, and which brokers are alive.
  * nt_registry_set_broker names this broker (|broker_id|, at most
- * NT_REGISTRY_BROKER_ID_MAX bytes: its key's fingerprint in hex) and
+ * NT_REGISTRY_BROKER_ID_MAX bytes: this run's own, never its key, which
+ * the brokers of one network share) and
  * starts its heartbeat, written every NT_REGISTRY_HEARTBEAT_S; a broker
  * whose heartbeat is older than NT_REGISTRY_BROKER_DEAD_S (the database's
  * clock) is removed, with its clients' presence, by any other whose own

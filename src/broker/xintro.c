@@ -64,7 +64,7 @@ static void xlog_bad(natter_broker *b, const char *why) {
 
 static void send_note(natter_broker *b, const char *to, nt_xnote *n) {
   char text[NT_XNOTE_TEXT_MAX + 1];
-  snprintf(n->from, sizeof(n->from), "%s", b->fingerprint_hex);
+  snprintf(n->from, sizeof(n->from), "%s", b->broker_id);
   if (nt_xnote_encode(text, n) == 0) {
     nt_warn(&b->log, "brokers' bus: a note to %.16s is out of bounds; not sent",
             to);
@@ -694,7 +694,7 @@ static void on_note(const char *payload, size_t len, void *ud) {
     xlog_bad(b, "malformed");
     return;
   }
-  if (strcmp(n.from, b->fingerprint_hex) == 0) {
+  if (strcmp(n.from, b->broker_id) == 0) {
     xlog_bad(b, "it claims to come from this broker");
     return;
   }
@@ -761,6 +761,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* The channel is the whole id: two runs never share one. */
+_Static_assert(2 * BROKER_ID_LEN == NT_BUS_CHANNEL_ID,
+               "a broker id is its bus channel's hex digits");
+
 int nt_xintro_start(natter_broker *b, const char *location) {
   const nt_registry_ops *ops;
   const char *where;
@@ -778,13 +782,15 @@ int nt_xintro_start(natter_broker *b, const char *location) {
     x->next_xid = 1;
   }
   x->timer = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
-  if (!x->timer || nt_bus_new(&x->bus, b->base, location, b->fingerprint_hex,
-                              &b->log, on_note, b) != 0) {
+  if (!x->timer || nt_bus_new(&x->bus, b->base, location, b->broker_id, &b->log,
+                              on_note, b) != 0) {
     nt_xintro_free(b);
     return NATTER_ERR_NOMEM;
   }
   struct timeval tv = {0, TICK_MS * 1000};
   event_add(x->timer, &tv);
+  nt_info(&b->log, "broker id %s (this run's, in presence and on the bus)",
+          b->broker_id);
   return 0;
 }
 

@@ -15,7 +15,7 @@
 #include "codec/control.h"
 
 #define NT_XNOTE_VERSION 1
-/* A broker id: its key's fingerprint in hex (NT_REGISTRY_BROKER_ID_MAX). */
+/* A broker id: hex, this run's (NT_REGISTRY_BROKER_ID_MAX; not its key). */
 #define NT_XNOTE_BROKER_MAX 64
 /* The packed message, at most; its hex is twice that, under PostgreSQL's
  * 8000-byte NOTIFY payload. */

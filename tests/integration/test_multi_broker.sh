@@ -114,9 +114,9 @@ stop_expect_clean dave
 
 # ---- notes that break the rules: dropped, logged, nothing else ---------------
 
-b1_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b1.log")
-b1_id=${b1_id##* }
-chan="natter_${b1_id:0:48}"
+b1_id=$(grep -oE -m1 'natter: broker id [0-9a-f]{48} ' "$WORK/b1.log") ||
+  fail "broker 1 did not log its id"
+chan="natter_${b1_id:18:48}"
 pg_sql "SELECT pg_notify('$chan', 'not hex at all')" >/dev/null
 wait_log b1 "brokers' bus: note dropped: malformed"
 # A well-formed admission for a request broker 1 never made (the seed of

@@ -155,10 +155,14 @@ BROKER=$B1
 
 # ---- presence: which broker each client is at, which brokers live -----------
 
-b1_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b1.log")
-b1_id=${b1_id##* }
-b2_id=$(grep -oE -m1 'broker listening on .* key [0-9a-f]{64}' "$WORK/b2.log")
-b2_id=${b2_id##* }
+# A broker's id is its own, new each run (not its key, which the brokers
+# of one network share: test_shared_key), and logged.
+b1_id=$(grep -oE -m1 'natter: broker id [0-9a-f]{48} ' "$WORK/b1.log") ||
+  fail "b1 did not log its id"
+b1_id=${b1_id:18:48}
+b2_id=$(grep -oE -m1 'natter: broker id [0-9a-f]{48} ' "$WORK/b2.log") ||
+  fail "b2 did not log its id"
+b2_id=${b2_id:18:48}
 wait_sql "SELECT broker_id FROM presence WHERE name = 'bob'" "$b1_id"
 wait_sql "SELECT count(*) FROM brokers WHERE broker_id IN ('$b1_id', '$b2_id')" 2
 # A client that leaves is gone; one at a broker that dies goes with it.
