@@ -76,6 +76,29 @@ wait_sql() {
   done
 }
 
+# pg_brokers NAME... [-- ARG...]: a broker per NAME on a free loopback port,
+# with a key of its own ($WORK/NAME.key), the test's registry and ARGs;
+# returns once each listens and has joined the brokers' bus. Sets
+# BPORT[NAME].
+declare -A BPORT
+pg_brokers() {
+  local names=() b
+  while (($#)) && [[ $1 != -- ]]; do
+    names+=("$1")
+    shift
+  done
+  (($#)) && shift
+  for b in "${names[@]}"; do
+    BPORT[$b]=$(free_port)
+    start "$b" "$NATTER" -server "127.0.0.1:${BPORT[$b]}" \
+      -identity "$WORK/$b.key" -registry "$PG_URI" "$@"
+  done
+  for b in "${names[@]}"; do
+    wait_log "$b" "natter: broker listening on 127\.0\.0\.1:${BPORT[$b]}"
+    wait_log "$b" "brokers' bus: listening on natter_[0-9a-f]{48}"
+  done
+}
+
 # pg_init: a fresh cluster with the superuser natter (trust on loopback:
 # the server is the test's own) and the database natter. Sets PG_URI.
 pg_init() {

@@ -30,16 +30,7 @@ pg_init
 
 field() { sed -n "s/^$2 \(.*\)$/\1/p" "$WORK/$1.log"; }
 
-declare -A BPORT
-for b in b1 b2 b3; do
-  BPORT[$b]=$(free_port)
-  start "$b" "$NATTER" -server "127.0.0.1:${BPORT[$b]}" \
-    -identity "$WORK/$b.key" -registry "$PG_URI"
-done
-for b in b1 b2 b3; do
-  wait_log "$b" "natter: broker listening on 127\.0\.0\.1:${BPORT[$b]}"
-  wait_log "$b" "brokers' bus: listening on natter_[0-9a-f]{48}"
-done
+pg_brokers b1 b2 b3
 B1=127.0.0.1:${BPORT[b1]}
 B2=127.0.0.1:${BPORT[b2]}
 B3=127.0.0.1:${BPORT[b3]}

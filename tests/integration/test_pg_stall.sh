@@ -15,16 +15,7 @@
 
 pg_init
 
-declare -A BPORT
-for b in b1 b2; do
-  BPORT[$b]=$(free_port)
-  start "$b" "$NATTER" -server "127.0.0.1:${BPORT[$b]}" \
-    -identity "$WORK/$b.key" -registry "$PG_URI" -v
-done
-for b in b1 b2; do
-  wait_log "$b" "natter: broker listening on 127\.0\.0\.1:${BPORT[$b]}"
-  wait_log "$b" "brokers' bus: listening on natter_[0-9a-f]{48}"
-done
+pg_brokers b1 b2 -- -v
 B1=127.0.0.1:${BPORT[b1]}
 B2=127.0.0.1:${BPORT[b2]}
 
