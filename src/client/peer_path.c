@@ -1055,6 +1055,15 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   if (conn && sock && p->path.repredict && sock != nt_conn_socket(conn)) {
     repredict_found(p, conn, sock, from, fromlen);
   }
+  if (type == NT_PUNCH_REPLY && conn && sock == nt_conn_socket(conn) &&
+      p->path.initiator && nt_conn_is_relayed(conn)) {
+    /* A relayed connection's re-punch was answered: that address works
+     * both ways, so the connection moves there now (as an upgrade
+     * round's reply does); kicking loss recovery would only resend on
+     * the relay until the next upgrade round, up to NT_PATH_UPGRADE_MS
+     * later. */
+    move_direct(p, from, fromlen);
+  }
   nt_addr src;
   int fits = fromlen <= sizeof(src.ss);
   if (fits) {
