@@ -918,6 +918,26 @@ void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
                : "the broker session is down, so only waiting");
 }
 
+void nt_peers_on_udp_back(nt_peers *peers) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    nt_conn *conn = nt_peer_conn(p);
+    if (!conn || p->check || !nt_conn_is_relayed(conn) ||
+        !ENV(p)->callbacks->refresh ||
+        !nt_path_refresh_due(&p->path, nt_monotonic_ns())) {
+      continue;
+    }
+    /* The request goes over UDP now: the broker sees our new address
+     * (and reintroduces us) at once, not at our next keepalive. */
+    if (ENV(p)->callbacks->refresh(p->name, ENV(p)->user_data)) {
+      nt_info(LOG(p),
+              "%s: UDP works again: asking the broker to have us both "
+              "punch again, to leave the relay",
+              p->name);
+    }
+  }
+}
+
 void nt_peer_conn_moved(nt_conn *conn, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   char addr[NT_ADDR_STRLEN];
