@@ -148,6 +148,11 @@ void nt_peers_request_waiting(nt_peers *peers);
 /* Our NAT mapping (env->self->mapping) is known now: punching already
  * under way adjusts its relay delay and port prediction. */
 void nt_peers_on_self_mapping(nt_peers *peers);
+/* UDP works again after the TCP fallback (tcp_fallback.c): each relayed
+ * connection asks the broker for a refresh now, so that both sides punch
+ * again (to our UDP address) and the connection moves direct, instead of
+ * waiting for an upgrade round. */
+void nt_peers_on_udp_back(nt_peers *peers);
 /* A non-QUIC datagram on the endpoint (hole-punching probes). */
 void nt_peers_on_datagram(nt_peers *peers, const uint8_t *data, size_t len,
                           const struct sockaddr *from, socklen_t fromlen,

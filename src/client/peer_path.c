@@ -918,6 +918,26 @@ void nt_peer_conn_silent(nt_conn *conn, uint64_t silent_ms, void *ud) {
                : "the broker session is down, so only waiting");
 }
 
+void nt_peers_on_udp_back(nt_peers *peers) {
+  nt_peer *p;
+  TAILQ_FOREACH(p, &peers->list, link) {
+    nt_conn *conn = nt_peer_conn(p);
+    if (!conn || p->check || !nt_conn_is_relayed(conn) ||
+        !ENV(p)->callbacks->refresh ||
+        !nt_path_refresh_due(&p->path, nt_monotonic_ns())) {
+      continue;
+    }
+    /* The request goes over UDP now: the broker sees our new address
+     * (and reintroduces us) at once, not at our next keepalive. */
+    if (ENV(p)->callbacks->refresh(p->name, ENV(p)->user_data)) {
+      nt_info(LOG(p),
+              "%s: UDP works again: asking the broker to have us both "
+              "punch again, to leave the relay",
+              p->name);
+    }
+  }
+}
+
 void nt_peer_conn_moved(nt_conn *conn, void *ud) {
   nt_peer *p = peer_by_conn(conn, ud);
   char addr[NT_ADDR_STRLEN];
@@ -1054,6 +1074,15 @@ static int repunch_datagram(nt_peers *peers, int type, const uint8_t *nonce,
   }
   if (conn && sock && p->path.repredict && sock != nt_conn_socket(conn)) {
     repredict_found(p, conn, sock, from, fromlen);
+  }
+  if (type == NT_PUNCH_REPLY && conn && sock == nt_conn_socket(conn) &&
+      p->path.initiator && nt_conn_is_relayed(conn)) {
+    /* A relayed connection's re-punch was answered: that address works
+     * both ways, so the connection moves there now (as an upgrade
+     * round's reply does); kicking loss recovery would only resend on
+     * the relay until the next upgrade round, up to NT_PATH_UPGRADE_MS
+     * later. */
+    move_direct(p, from, fromlen);
   }
   nt_addr src;
   int fits = fromlen <= sizeof(src.ss);

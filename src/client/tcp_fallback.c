@@ -290,6 +290,9 @@ int nt_tcp_fallback_probe_reply(natter_client *c, const uint8_t *nonce) {
   if (c->broker_conn) {
     nt_conn_kick(c->broker_conn);
   }
+  if (c->peers) {
+    nt_peers_on_udp_back(c->peers);
+  }
   return 1;
 }
 

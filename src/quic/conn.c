@@ -879,11 +879,20 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
   } else if (!conn->inflight_since_ns) {
     conn->inflight_since_ns = now;
   }
+  /* Since when the peer owes us something: an idle stretch before is
+   * no silence (nothing was asked), however long. */
+  if (!active) {
+    conn->active_since_ns = 0;
+  } else if (!conn->active_since_ns) {
+    conn->active_since_ns = now;
+  }
   if (!active || !conn->cbs.silent) {
     return;
   }
   uint64_t pto = ngtcp2_conn_get_pto(conn->qc);
-  uint64_t since = conn->last_rx_ns;
+  uint64_t since = conn->last_rx_ns > conn->active_since_ns
+                       ? conn->last_rx_ns
+                       : conn->active_since_ns;
   uint64_t limit;
   if (conn->inflight_since_ns) {
     /* Packets are owed an acknowledgement, and nothing came back for a
@@ -909,7 +918,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   conn->silent_noted_ns = now;
-  conn->cbs.silent(conn, (now - conn->last_rx_ns) / NGTCP2_MILLISECONDS,
+  conn->cbs.silent(conn, (now - since) / NGTCP2_MILLISECONDS,
                    conn->user_data);
 }
 

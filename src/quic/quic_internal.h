@@ -218,6 +218,7 @@ struct nt_conn {
   uint64_t watch_rx_bytes;    /* rx_bytes at the last watch tick */
   uint64_t flow_ns;           /* last tick that saw NT_FLOW_BYTES arrive */
   uint64_t inflight_since_ns; /* first tick that saw bytes in flight */
+  uint64_t active_since_ns;   /* first tick that saw the peer owe us */
   struct event *watch_ev; /* silence watch, when the owner wants it */
   /* Packets to |relay_addr| (the relay it was made through) go framed
    * with this channel token. */

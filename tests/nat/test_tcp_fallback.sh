@@ -32,7 +32,7 @@ TEST_NAME=test_tcp_fallback
 
 bytes=${LAB_TCP_BYTES:-64M}
 nbytes=$(_lab_bytes "$bytes")
-slow_bytes=$((48 * 1048576)) # read at 2 MB/s across the move: ~24 s
+slow_bytes=$((48 * 1048576)) # half at 2 MB/s (~12 s), the rest once moved
 src=$WORK/source.bin
 slow_src=$WORK/slow.bin
 head -c "$nbytes" /dev/urandom >"$src"
@@ -100,20 +100,30 @@ grep -q '^path: relayed over TCP (UDP to the broker got no answer) through the b
   fail "natter -check (exit $check_rc) did not say relayed over TCP: $(cat "$WORK/check.out")"
 log "checked in over TCP after $t_checkin ms; relayed over TCP: $bytes in $ms ms ($mbps Mbit/s), broker CPU $cpu_gb s per GB (load average before: $load_before; $(nproc) CPUs)"
 
-# 2. UDP comes back while a slow download runs.
-lab_x alice python3 - "$slow_bytes" >"$WORK/slow.out" 2>&1 <<'PY' &
-import hashlib, socket, sys, time
-want, got, h = int(sys.argv[1]), 0, hashlib.sha256()
+# 2. UDP comes back while a slow download runs. The reader takes half
+# the file at 2 MB/s, then stops reading (flow control holds bob) until
+# the test has seen the move ($go exists), then reads the rest: the
+# download cannot end before the move, however slow the machine.
+go=$WORK/slow.go
+lab_x alice python3 - "$slow_bytes" "$go" >"$WORK/slow.out" 2>&1 <<'PY' &
+import hashlib, os, socket, sys, time
+want, go, got, h = int(sys.argv[1]), sys.argv[2], 0, hashlib.sha256()
 s = socket.create_connection(("127.0.0.1", 8003), timeout=120)
 start = time.monotonic()
 while got < want:
+    if got >= want // 2 and not os.path.exists(go):
+        waited = time.monotonic()
+        while not os.path.exists(go):
+            if time.monotonic() - waited > 120:
+                sys.exit("no move seen in 120 s")
+            time.sleep(0.1)
     data = s.recv(65536)
     if not data:
         break
     got += len(data)
     h.update(data)
     ahead = got / 2e6 - (time.monotonic() - start)  # 2 MB/s
-    if ahead > 0:
+    if ahead > 0 and not os.path.exists(go):
         time.sleep(ahead)
 print(got, h.hexdigest())
 PY
@@ -129,8 +139,24 @@ t4=$(_lab_now_ms)
 _lab_poll_log alice 'path now direct' 40000 ||
   fail "alice's connection to bob did not move to a direct path within 40 s of the unblock"
 t5=$(_lab_now_ms)
+# A silence reported since the slow download opened is no longer than
+# the time since it opened: the idle stretch before it (no stream, so
+# nothing owed) is no silence.
+gap=$(awk '
+  function secs(ts) { split(substr(ts, 12, 12), t, ":"); return t[1] * 3600 + t[2] * 60 + t[3] }
+  /local port 8003 -> bob:7003: open/ { open = secs($1) }
+  open && match($0, /no answer for [0-9.]+ s with data outstanding/) {
+    split(substr($0, RSTART + 14), w, " ")
+    d = secs($1) - open
+    if (d < 0) d += 86400 # past midnight
+    if (w[1] > d + 0.5) { print $0; exit }
+  }' "$WORK/alice.log")
+[[ -z $gap ]] || fail "a silence was counted across the idle stretch before the stream: $gap"
+# It cannot have ended (it waits for $go): if it did, the connection
+# broke.
 kill -0 "$slow_pid" 2>/dev/null ||
-  fail "the slow download ended before the move (nothing was tested): $(cat "$WORK/slow.out")"
+  fail "the slow download ended before the move (its connection broke): $(cat "$WORK/slow.out")"
+touch "$go"
 slow_rc=0
 wait "$slow_pid" || slow_rc=$?
 ((slow_rc == 0)) || fail "the slow download failed: $(cat "$WORK/slow.out")"
