@@ -34,7 +34,9 @@ run() {
     >"$WORK/$1.out" 2>&1 || fail "broker_scale --clients $1: $(cat "$WORK/$1.out")"
   cat "$WORK/$1.out" >&2
 }
-value() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" "$WORK/$1.out"; }
+# value N NAME: NAME's figure in run N's summary line (the last, starting
+# clients=; the introduction rounds' lines above it have pairs= too).
+value() { grep '^clients=' "$WORK/$1.out" | tail -n 1 | sed -n "s/.* $2=\([0-9.]*\).*/\1/p"; }
 
 run 200
 run 1000
