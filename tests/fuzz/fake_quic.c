@@ -31,6 +31,7 @@ struct fake_conn {
   int server;
   struct sockaddr_storage remote;
   struct sockaddr_storage validated; /* where the peer was proved to be */
+  nt_addr local; /* where its packets arrive: unknown (len 0) */
   uint8_t fp[NT_FINGERPRINT_LEN];
   int has_fp;
   const nt_conn_callbacks *cbs;
@@ -335,6 +336,7 @@ fake_conn *fake_quic_last_connect(void) {
 void __real_nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
 const struct sockaddr *__real_nt_conn_remote_addr(const nt_conn *conn);
 const struct sockaddr *__real_nt_conn_validated_addr(const nt_conn *conn);
+const nt_addr *__real_nt_conn_local_addr(const nt_conn *conn);
 uint64_t __real_nt_conn_last_rx_ns(const nt_conn *conn);
 void __real_nt_conn_get_path_stats(const nt_conn *conn,
                                    nt_conn_path_stats *out);
@@ -358,6 +360,7 @@ int __real_nt_endpoint_connect_h3(nt_endpoint *ep, const struct sockaddr *to,
 void __wrap_nt_conn_close(nt_conn *conn, uint64_t app_code, const char *reason);
 const struct sockaddr *__wrap_nt_conn_remote_addr(const nt_conn *conn);
 const struct sockaddr *__wrap_nt_conn_validated_addr(const nt_conn *conn);
+const nt_addr *__wrap_nt_conn_local_addr(const nt_conn *conn);
 uint64_t __wrap_nt_conn_last_rx_ns(const nt_conn *conn);
 void __wrap_nt_conn_get_path_stats(const nt_conn *conn,
                                    nt_conn_path_stats *out);
@@ -401,6 +404,11 @@ const struct sockaddr *__wrap_nt_conn_validated_addr(const nt_conn *conn) {
   fake_conn *fc = as_fake_conn(conn);
   return fc ? (const struct sockaddr *)&fc->validated
             : __real_nt_conn_validated_addr(conn);
+}
+
+const nt_addr *__wrap_nt_conn_local_addr(const nt_conn *conn) {
+  fake_conn *fc = as_fake_conn(conn);
+  return fc ? &fc->local : __real_nt_conn_local_addr(conn);
 }
 
 uint64_t __wrap_nt_conn_last_rx_ns(const nt_conn *conn) {
