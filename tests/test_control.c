@@ -9,17 +9,7 @@
 #include "natter.pb-c.h"
 #include "test.h"
 #include "test_addrs.h"
-
-/* Encodes |in|, checks the frame, and decodes it into |out|. */
-static int round_trip(const nt_control *in, nt_control *out) {
-  static uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t len = nt_control_encode(frame, in), hdr, body;
-  if (len == 0 || nt_wire_frame_peek(frame, len, &hdr, &body) != 1 ||
-      hdr + body != len) {
-    return -1;
-  }
-  return nt_control_decode(out, frame + hdr, body);
-}
+#include "test_control_rt.h"
 
 /* Decodes a Control packed straight from natter.proto's types. */
 static int decode_pb(nt_control *out, const Natter__Control *msg) {
@@ -63,7 +53,7 @@ static void test_round_trips(void) {
   snprintf(in.u.check_in.token, sizeof(in.u.check_in.token), "%s",
            "0123456789abcdef-token");
   memset(in.u.check_in.session, 0x5a, NT_SESSION_LEN);
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -74,7 +64,7 @@ static void test_round_trips(void) {
   in.u.check_in_result.observed = addr4("203.0.113.9", 61000);
   in.u.check_in_result.mapping_port = 4434;
   in.u.check_in_result.closed = 1;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -83,7 +73,7 @@ static void test_round_trips(void) {
   snprintf(in.u.connect_request.peer, sizeof(in.u.connect_request.peer), "bob");
   in.u.connect_request.refresh = 1;
   in.u.connect_request.check = 1;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -92,7 +82,7 @@ static void test_round_trips(void) {
   in.u.connect_result.code = NT_CODE_PEER_NOT_LISTENING;
   snprintf(in.u.connect_result.message, sizeof(in.u.connect_result.message),
            "not listening");
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -113,18 +103,18 @@ static void test_round_trips(void) {
   memset(intro->relay_token, 0xab, NT_RELAY_TOKEN_LEN);
   intro->relay_port = 4435;
   intro->check = 1;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
   /* Another broker's relay: its address travels too. */
   intro->relay = addr4("198.51.100.20", 4435);
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
   in.type = NT_CONTROL_NAT_REPORT;
   in.u.nat_report.mapping = NT_MAPPING_ENDPOINT_INDEPENDENT;
   in.u.nat_report.mapped = addr6("2001:db8::9", 7000);
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -132,7 +122,7 @@ static void test_round_trips(void) {
   snprintf(in.u.peer_notice.peer, sizeof(in.u.peer_notice.peer), "carol");
   memcpy(in.u.peer_notice.key, key, sizeof(key));
   in.u.peer_notice.kind = NT_NOTICE_RESTARTED;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
@@ -153,12 +143,12 @@ static void test_round_trips(void) {
   side->elapsed_ms = 4321;
   snprintf(side->peer, sizeof(side->peer), "dave");
   side->observed = addr4("192.0.2.3", 3000);
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   /* Counts past the limits are cut on the way out. */
   side->nprobed = NT_PUNCH_MAX_CANDIDATES + 5;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.u.check_report.nprobed == NT_PUNCH_MAX_CANDIDATES);
 
   memset(&in, 0, sizeof(in));
@@ -478,24 +468,24 @@ static void test_admission(void) {
            "mallory");
   memcpy(in.u.admission_query.key, key, sizeof(key));
   in.u.admission_query.check = 1;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
 
   memset(&in, 0, sizeof(in));
   in.type = NT_CONTROL_ADMISSION_ANSWER;
   in.u.admission_answer.query_id = 41;
   in.u.admission_answer.admitted = 1;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(memcmp(&in, &out, sizeof(in)) == 0);
   in.u.admission_answer.admitted = 0;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.type == NT_CONTROL_ADMISSION_ANSWER &&
         out.u.admission_answer.query_id == 41 &&
         !out.u.admission_answer.admitted);
 
   memset(&in, 0, sizeof(in));
   in.type = NT_CONTROL_ADMISSION_RESET;
-  CHECK(round_trip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.type == NT_CONTROL_ADMISSION_RESET);
 
   /* A query without an id, a name or a whole key is refused. */

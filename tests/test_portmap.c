@@ -13,6 +13,7 @@
 #include "codec/wire.h"
 #include "test.h"
 #include "test_addrs.h"
+#include "test_control_rt.h"
 
 static const uint8_t nonce[NT_PCP_NONCE_LEN] = {1, 2, 3, 4,  5,  6,
                                                 7, 8, 9, 10, 11, 12};
@@ -221,17 +222,6 @@ static void test_candidate(void) {
       5000 + NT_PUNCH_MAX_CANDIDATES - 2);
 }
 
-/* Encodes |in| and decodes it again into |out|. */
-static int roundtrip(const nt_control *in, nt_control *out) {
-  static uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t hdr, body, len = nt_control_encode(frame, in);
-  if (len == 0 || nt_wire_frame_peek(frame, len, &hdr, &body) != 1 ||
-      hdr + body != len) {
-    return -1;
-  }
-  return nt_control_decode(out, frame + hdr, body);
-}
-
 static void test_control(void) {
   nt_control in, out;
   memset(&in, 0, sizeof(in));
@@ -239,18 +229,18 @@ static void test_control(void) {
   in.u.nat_report.mapping = NT_MAPPING_PER_DESTINATION;
   in.u.nat_report.portmap = addr4("203.0.113.2", 6000);
   in.u.nat_report.portmap_method = NT_PORTMAP_PCP;
-  CHECK(roundtrip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.u.nat_report.portmap_method == NT_PORTMAP_PCP);
   CHECK(nt_addr_equal((struct sockaddr *)&out.u.nat_report.portmap.ss,
                       (struct sockaddr *)&in.u.nat_report.portmap.ss));
   /* An unknown method is no mapping. */
   in.u.nat_report.portmap_method = 7;
-  CHECK(roundtrip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.u.nat_report.portmap_method == NT_PORTMAP_NONE &&
         out.u.nat_report.portmap.len == 0);
   /* No mapping: nothing on the wire. */
   in.u.nat_report.portmap_method = NT_PORTMAP_NONE;
-  CHECK(roundtrip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.u.nat_report.portmap.len == 0);
 
   memset(&in, 0, sizeof(in));
@@ -259,7 +249,7 @@ static void test_control(void) {
   in.u.introduction.observed = addr4("203.0.113.2", 5000);
   in.u.introduction.portmap = addr4("203.0.113.2", 6000);
   in.u.introduction.portmap_method = NT_PORTMAP_NATPMP;
-  CHECK(roundtrip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.type == NT_CONTROL_INTRODUCTION);
   CHECK(out.u.introduction.portmap_method == NT_PORTMAP_NATPMP);
   CHECK(nt_addr_port((struct sockaddr *)&out.u.introduction.portmap.ss) ==

@@ -11,6 +11,7 @@
 #include "codec/wire.h"
 #include "test.h"
 #include "test_addrs.h"
+#include "test_control_rt.h"
 
 static const uint8_t gw[4] = {198, 18, 2, 1};
 
@@ -301,16 +302,6 @@ static void test_soap(void) {
                             "NewExternalIPAddress", v) == NT_UPNP_SOAP_BAD);
 }
 
-static int roundtrip(const nt_control *in, nt_control *out) {
-  static uint8_t frame[NT_CONTROL_FRAME_MAX];
-  size_t hdr, body, len = nt_control_encode(frame, in);
-  if (len == 0 || nt_wire_frame_peek(frame, len, &hdr, &body) != 1 ||
-      hdr + body != len) {
-    return -1;
-  }
-  return nt_control_decode(out, frame + hdr, body);
-}
-
 static void test_method(void) {
   nt_control in, out;
   CHECK(strcmp(nt_portmap_method_name(NT_PORTMAP_UPNP), "UPnP") == 0);
@@ -320,7 +311,7 @@ static void test_method(void) {
   in.u.introduction.observed = addr4("203.0.113.2", 5000);
   in.u.introduction.portmap = addr4("203.0.113.2", 6000);
   in.u.introduction.portmap_method = NT_PORTMAP_UPNP;
-  CHECK(roundtrip(&in, &out) == 0);
+  CHECK(control_round_trip(&in, &out) == 0);
   CHECK(out.u.introduction.portmap_method == NT_PORTMAP_UPNP);
 }
 
