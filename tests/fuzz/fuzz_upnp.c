@@ -2,7 +2,9 @@
  * (src/codec/upnp.c): an SSDP answer, an HTTP response (decoded in place
  * on a copy), the device description's control URL and SOAP answers, and
  * URLs. Whatever is accepted must be within the header's limits, and a
- * URL accepted must name an IPv4 host and a clean path. */
+ * URL accepted must name an IPv4 host and a clean path. A service type
+ * is matched without regard to case (devices differ) and echoed back as
+ * the device spelled it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (nt_upnp_find_control(text, size, &base, &ctl, type)) {
     url_ok(&ctl);
     if (strnlen(type, NT_UPNP_TYPE_MAX) >= NT_UPNP_TYPE_MAX ||
-        strstr(type, "Connection:") == NULL) {
+        strcasestr(type, "Connection:") == NULL) {
       abort();
     }
   }
