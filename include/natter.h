@@ -924,6 +924,10 @@ typedef struct natter_peer_info {
   int predicted; /* the direct path was found by port prediction */
   int over_tcp;  /* path "relay", and the relay is reached over TCP (the
                     TCP fallback: UDP to the broker got no answer) */
+  /* The largest UDP payload the connection sends on its path now: 1200
+   * until path MTU discovery finds more (at most 1452; 65507 to an
+   * address of this host). 0 while not connected. */
+  uint64_t max_udp_payload;
 } natter_peer_info;
 
 typedef void (*natter_peer_fn)(const natter_peer_info *info, void *user_data);

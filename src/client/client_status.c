@@ -157,6 +157,7 @@ static void show_peer(const nt_peer_view *v, void *ud) {
     info.cwnd = ps.cwnd;
     info.bytes_sent = ps.bytes_sent;
     info.bytes_received = ps.bytes_received;
+    info.max_udp_payload = ps.max_udp_payload;
   }
   info.streams = nt_tunnel_count_for_peer(&w->c->tunnels, v->name);
   for (size_t i = 0; i < v->punch->ncandidates; i++) {

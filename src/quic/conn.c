@@ -608,6 +608,21 @@ static void packet_out(nt_conn *conn, const ngtcp2_path_storage *ps,
   }
 }
 
+/* Said once per size: whether PMTUD works on a path is what one asks
+ * first when a LAN or tunnel is slow. */
+static void path_payload_grew(nt_conn *conn, size_t size) {
+  int first = conn->path_payload == 0;
+  conn->path_payload = size;
+  if (first || !conn->ep->cfg.log ||
+      !ngtcp2_conn_get_handshake_completed(conn->qc)) {
+    return;
+  }
+  char a[NT_ADDR_STRLEN];
+  nt_debug(conn->ep->cfg.log,
+           "QUIC to %s: path MTU discovery: now %zu-byte UDP payloads",
+           nt_addr_str((const struct sockaddr *)&conn->remote.ss, a), size);
+}
+
 /* Writes one GSO batch (at most the send quantum). Returns 1 when it
  * stopped at that limit, so more may go at once; 0 when the congestion
  * window, pacing or the data ran out (or the connection failed). */
@@ -619,13 +634,31 @@ static int write_streams(nt_conn *conn) {
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = nt_timestamp();
   size_t pktmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->qc);
+  /* Each write gets room for the largest packet this connection may
+   * send, not the path's current size: ngtcp2 sizes ordinary packets to
+   * the path itself, and writes a PMTUD probe (larger than the path's
+   * size) only when the room takes it. With room for one path-sized
+   * packet no probe ever went out and every connection stayed at 1200
+   * bytes. A probe ends the GSO batch it lands in (packet_out). */
+  size_t room_max = ngtcp2_conn_get_max_tx_udp_payload_size(conn->qc);
   /* ngtcp2 pads handshake datagrams to the whole buffer: keep those at
    * the usual size (what an unauthenticated sender can make us send). */
-  if (!ngtcp2_conn_get_handshake_completed(conn->qc) &&
-      pktmax > NT_MAX_UDP_PAYLOAD) {
-    pktmax = NT_MAX_UDP_PAYLOAD;
+  if (!ngtcp2_conn_get_handshake_completed(conn->qc)) {
+    if (pktmax > NT_MAX_UDP_PAYLOAD) {
+      pktmax = NT_MAX_UDP_PAYLOAD;
+    }
+    room_max = pktmax;
+  }
+  if (room_max < pktmax) {
+    room_max = pktmax;
+  }
+  if (room_max > NT_TXBUF_SIZE) {
+    room_max = NT_TXBUF_SIZE;
   }
   size_t max_pkts = ngtcp2_conn_get_send_quantum(conn->qc) / pktmax;
+  if (pktmax > conn->path_payload) {
+    path_payload_grew(conn, pktmax);
+  }
   nt_addr to = conn->remote; /* the current batch's destination */
 
   if (pktmax > NT_TXBUF_SIZE) {
@@ -649,6 +682,13 @@ static int write_streams(nt_conn *conn) {
   }
   size_t npkts = 0;
   for (; npkts < max_pkts;) {
+    size_t room = NT_TXBUF_SIZE - buflen;
+    if (room > room_max) {
+      room = room_max;
+    }
+    if (room < pktmax) {
+      break; /* the batch fills the buffer */
+    }
     /* Datagrams first: they are small, late ones are worthless, and
      * their queue is bounded; streams fill what room is left. */
     nt_dgram *d = ngtcp2_conn_get_handshake_completed(conn->qc)
@@ -665,7 +705,7 @@ static int write_streams(nt_conn *conn) {
       int accepted = 0;
       ngtcp2_vec dv = {d->data, d->len};
       ngtcp2_ssize n = ngtcp2_conn_writev_datagram(
-          conn->qc, &ps.path, &pi, buf + buflen, pktmax, &accepted,
+          conn->qc, &ps.path, &pi, buf + buflen, room, &accepted,
           NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &dv, 1, ts);
       if (accepted) {
         dgram_pop(conn, 0);
@@ -703,7 +743,7 @@ static int write_streams(nt_conn *conn) {
       }
     }
     ngtcp2_ssize n =
-        ngtcp2_conn_writev_stream(conn->qc, &ps.path, &pi, buf + buflen, pktmax,
+        ngtcp2_conn_writev_stream(conn->qc, &ps.path, &pi, buf + buflen, room,
                                   &datalen, flags, stream_id, vec, nvec, ts);
     if (n < 0) {
       switch (n) {
@@ -1763,6 +1803,7 @@ void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out) {
   out->cwnd = st.cwnd;
   out->bytes_sent = conn->tx_bytes;
   out->bytes_received = conn->rx_bytes;
+  out->max_udp_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->qc);
 }
 
 int nt_conn_open_uni_stream(nt_conn *conn, nt_stream **pstream) {

@@ -302,6 +302,7 @@ typedef struct nt_conn_path_stats {
   uint64_t pto_count; /* probe timeouts in a row: a sign of loss */
   uint64_t cwnd;      /* congestion window, bytes */
   uint64_t bytes_sent, bytes_received; /* UDP payload bytes */
+  uint64_t max_udp_payload; /* the largest packet the path carries now */
 } nt_conn_path_stats;
 void nt_conn_get_path_stats(const nt_conn *conn, nt_conn_path_stats *out);
 /* Datagrams the endpoint dropped (no connection, refused Initials). */

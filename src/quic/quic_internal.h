@@ -192,6 +192,7 @@ struct nt_conn {
   struct nt_stream_queue pending; /* streams with bytes or FIN to send */
   uint64_t send_held;             /* bytes queued and unacked on all streams */
   uint64_t tx_bytes, rx_bytes;
+  size_t path_payload; /* the largest UDP payload PMTUD found so far */
   int want_send_room; /* a stream ran out of room; notify after acks */
   ngtcp2_connection_close_error last_error;
   struct nt_cid_list cids; /* every ID the endpoint routes to us */

@@ -419,6 +419,7 @@ static void peer_json(const natter_peer_info *p, json_walk *w) {
   json_kv_u64(w->out, &first, "rtt_us", p->rtt_us);
   json_kv_u64(w->out, &first, "pto_count", p->pto_count);
   json_kv_u64(w->out, &first, "cwnd", p->cwnd);
+  json_kv_u64(w->out, &first, "max_udp_payload", p->max_udp_payload);
   json_kv_u64(w->out, &first, "bytes_sent", p->bytes_sent);
   json_kv_u64(w->out, &first, "bytes_received", p->bytes_received);
   json_kv_u64(w->out, &first, "streams", p->streams);

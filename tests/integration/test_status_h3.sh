@@ -110,6 +110,8 @@ p = d["peers"][0]
 assert p["name"] == "bob" and p["state"] == "connected" and p["path"] == "direct", p
 assert p["fingerprint"] == "'"${bob_fp:0:16}"'", p
 assert p["rtt_us"] > 0 and p["bytes_sent"] > 10240, p
+# bob is on this host: 64 KiB datagrams, no path MTU discovery.
+assert p["max_udp_payload"] == 65507, p
 assert p["candidates"] and p["probe_rounds"] >= 1, p
 f = d["forwards"][0]
 assert f["local_port"] == '"$fwd"' and f["connections"] == 1, f

@@ -1146,11 +1146,25 @@ lab_case() {
     idle_note="; after ${idle} s idle the same connection still works (ra conntrack entry to bob: $(awk '{print $5}' <<<"$ct_after" | head -n1) s left; an idle control mapping expired)"
   fi
 
+  # Path MTU discovery: every link here carries 1500-byte packets, so
+  # both ends must have found 1444-byte UDP payloads (ngtcp2's largest
+  # probe under its 1452 ceiling) while the bulk moved. Without loss
+  # only: a probe lost three times is given up for good.
+  local pmtu_note=""
+  if [[ $loss_a == 0 && $loss_b == 0 ]]; then
+    local who
+    for who in alice bob; do
+      grep -q 'path MTU discovery: now 1444-byte UDP payloads' "$WORK/$who.log" ||
+        fail "$label: $who never sent 1444-byte packets (path MTU discovery): $(grep -m3 'path MTU' "$WORK/$who.log")"
+    done
+    pmtu_note="; both ends found 1444-byte packets"
+  fi
+
   local mbps_up mbps_down
   mbps_up=$(awk -v b="$nbytes" -v ms="$up_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
   mbps_down=$(awk -v b="$nbytes" -v ms="$down_ms" 'BEGIN { printf "%.0f", b * 8 / ms / 1000 }')
   CASE_RESULT="direct to ${conn_line##* at }; alice checked in $((t_checkin - t_start)) ms after its start, connected $((t_conn - t_first)) ms after the first TCP connection (first echo after $((t_echo - t_first)) ms);"
-  CASE_RESULT+=" $bytes up ${mbps_up} Mbit/s, down ${mbps_down} Mbit/s, sha256 ok; 8x1M echo ok$idle_note"
+  CASE_RESULT+=" $bytes up ${mbps_up} Mbit/s, down ${mbps_down} Mbit/s, sha256 ok; 8x1M echo ok$idle_note$pmtu_note"
   CASE_RESULT+="; unsolicited packets dropped: ra $(lab_drops ra), rb $(lab_drops rb)"
   _lab_case_broker_check "$tunnel_bytes"
 }
