@@ -26,6 +26,10 @@
 #define NT_LOOPBACK_UDP_PAYLOAD 65507
 /* One send: a GSO batch may not exceed 64 KiB (nor 64 segments). */
 #define NT_TXBUF_SIZE 65507
+/* What a 1-RTT packet spends besides stream bytes, at most: header (1 +
+ * 20-byte DCID + 4-byte number), AEAD tag 16, a STREAM frame's header
+ * (type, id, offset, length: up to 25) and an ACK frame riding along. */
+#define NT_PKT_ROOM_MARGIN 160
 #define NT_GSO_MAX_SEGMENTS 64
 /* GSO batches one write wake-up may send (tests/bench/NOTES.md: 4 cut
  * CPU per GB in the NAT lab against 1; 8 or 16 no further). */

@@ -30,6 +30,9 @@
 #            byte.
 # Peak RSS (VmHWM) of alice and bob covers the throughput rounds.
 #
+# Quiet rounds run with each side pinned to its own CPU (PIN=0: not; see
+# "Quiet rounds" below).
+#
 # Usage: tests/bench/bench.sh   (./dev bench builds natter first)
 #   QUICK=1     a quick check: BYTES=256M ROUNDS=3 BUSY_ROUNDS=1, short
 #               latency and integrity phases (about a minute)
@@ -142,8 +145,46 @@ run_rounds() {
   done
 }
 
-note "quiet machine: $ROUNDS rounds of ${PATHS[*]}"
+# Quiet rounds with each side on its own CPU, as two machines would be:
+# the client's side (iperf3 client, ssh, natter alice) on CPU 0, the
+# server's (iperf3 server, socat, sshd's session, natter bob and the
+# broker) on CPU 1. Left to the scheduler, the placement of these
+# processes on 2 CPUs decides a whole run (in the NAT lab 1.8-4.0 Gbit/s
+# for one binary; see NOTES.md). PIN=0: no pinning. The other phases run
+# unpinned.
+PIN=${PIN:-1}
+if [[ $PIN == 1 ]] && (($(nproc) < 2)); then
+  PIN=0
+fi
+# pin_tree CPU PID: PID, its threads and its descendants on CPU ("all"
+# undoes it).
+pin_tree() {
+  local cpu=$1 c
+  [[ $cpu == all ]] && cpu=0-$(($(nproc) - 1))
+  taskset -acp "$cpu" "$2" >/dev/null 2>&1 || return 0
+  for c in $(pgrep -P "$2"); do pin_tree "$1" "$c"; done
+}
+pin_sides() {
+  local side0=$1 side1=$2 p
+  for p in alice sshfwd; do
+    [[ -n ${PIDS[$p]:-} ]] && pin_tree "$side0" "$(pid "$p")"
+  done
+  for p in iperf echo socat sshd bob broker; do
+    [[ -n ${PIDS[$p]:-} ]] && pin_tree "$side1" "$(pid "$p")"
+  done
+}
+if [[ $PIN == 1 ]]; then
+  pin_sides 0 1
+  BENCH_CLIENT=(taskset -c 0)
+  note "quiet machine: $ROUNDS rounds of ${PATHS[*]}, the client's side on CPU 0, the server's on CPU 1 (PIN=0: unpinned)"
+else
+  note "quiet machine: $ROUNDS rounds of ${PATHS[*]}"
+fi
 run_rounds quiet "$ROUNDS" "${PATHS[@]}"
+if [[ $PIN == 1 ]]; then
+  pin_sides all all
+  BENCH_CLIENT=()
+fi
 alice_hwm=$(bench_status_kib "$(pid alice)" VmHWM)
 bob_hwm=$(bench_status_kib "$(pid bob)" VmHWM)
 
@@ -211,7 +252,7 @@ fi
 
 echo
 printf '==== natter bench: loopback, iperf3, %s per stream; medians of the rounds ====\n' "$BYTES"
-bench_table quiet "quiet machine ($ROUNDS rounds)" "${PATHS[@]}"
+bench_table quiet "quiet machine ($ROUNDS rounds$([[ $PIN == 1 ]] && echo ", each side on its own CPU"))" "${PATHS[@]}"
 [[ -n ${PORT[ssh]:-} ]] && bench_rounds quiet ssh 0.9 1.0
 quiet_flagged=$BENCH_FLAGGED
 if ((${#BUSY_PATHS[@]})); then

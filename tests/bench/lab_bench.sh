@@ -19,10 +19,20 @@
 # without loss and below 1.0x at 1% loss. The QUIC connection and the
 # routers stay up across rows.
 #
+# Both hosts share this machine's CPUs, and where the scheduler puts the
+# four busy processes (iperf3 client, alice's end, bob's end, iperf3
+# server) decides a whole run: on 2 CPUs natter made 3.3-4.0 Gbit/s with
+# each host's pair on its own CPU, 2.4 with both tunnel ends on one, 1.8-
+# 2.3 crossed, and an unpinned run lands in one of these at random and
+# stays there. So by default each host gets its own CPU, as two machines
+# would: alice's side (iperf3 client, natter alice, Nebula alice) on CPU
+# 0, bob's side (iperf3 server, natter bob, Nebula bob) on CPU 1, raw TCP
+# alike. PIN=0 leaves placement to the scheduler.
+#
 # Usage (root): tests/bench/lab_bench.sh
 #   ROUNDS=3 SECS=4 LOSSES="0.001 0.01 0.03"  QUICK=1: SECS=2
 #   (ROUNDS at least 3)
-#   NATTER=build/natter  NEBULA=0: no Nebula rows
+#   NATTER=build/natter  NEBULA=0: no Nebula rows  PIN=0: no CPU pinning
 # Exit status: 1 when the lab or natter could not be set up, else 3 when a
 # round was flagged, else 0 (integrity is checked by tests/nat and
 # bench.sh). Everything
@@ -67,6 +77,26 @@ lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/a
 wait_log alice 'forwarding 127\.0\.0\.1:8001 -> ' 15
 
 BENCH_CLIENT=(ip netns exec "${LAB_NS[alice]}")
+# pin_side CPU PID...: every thread of each PID on CPU (see the top).
+PIN=${PIN:-1}
+if [[ $PIN == 1 ]] && (($(nproc) < 2)); then
+  note "pinning: one CPU only, left to the scheduler"
+  PIN=0
+fi
+pin_side() {
+  local cpu=$1 p
+  shift
+  [[ $PIN == 1 ]] || return 0
+  for p in "$@"; do
+    taskset -acp "$cpu" "$p" >/dev/null || fail "taskset -acp $cpu $p failed"
+  done
+}
+if [[ $PIN == 1 ]]; then
+  BENCH_CLIENT+=(taskset -c 0)
+  note "pinning: alice's side (iperf3 client, natter alice, Nebula alice) on CPU 0, bob's side on CPU 1 (PIN=0: none)"
+fi
+pin_side 0 "$(pid alice)"
+pin_side 1 "$(pid bob)" "$(pid iperf)"
 # The first transfer sets up the tunnel (hole punching) outside the
 # measurement; it must be direct.
 "${BENCH_CLIENT[@]}" iperf3 -c 127.0.0.1 -p 8001 -n 8M >/dev/null 2>&1 ||
@@ -136,6 +166,8 @@ nebula_up() {
     return 1
   }
   neb_cpu="alice:$(pid nebula-alice) bob:$(pid nebula-bob)"
+  pin_side 0 "$(pid nebula-alice)"
+  pin_side 1 "$(pid nebula-bob)"
 }
 NEB=""
 if [[ ${NEBULA:-1} == 0 ]]; then
