@@ -152,25 +152,13 @@ run_rounds() {
 # processes on 2 CPUs decides a whole run (in the NAT lab 1.8-4.0 Gbit/s
 # for one binary; see NOTES.md). PIN=0: no pinning. The other phases run
 # unpinned.
-PIN=${PIN:-1}
-if [[ $PIN == 1 ]] && (($(nproc) < 2)); then
-  PIN=0
-fi
-# pin_tree CPU PID: PID, its threads and its descendants on CPU ("all"
-# undoes it).
-pin_tree() {
-  local cpu=$1 c
-  [[ $cpu == all ]] && cpu=0-$(($(nproc) - 1))
-  taskset -acp "$cpu" "$2" >/dev/null 2>&1 || return 0
-  for c in $(pgrep -P "$2"); do pin_tree "$1" "$c"; done
-}
 pin_sides() {
   local side0=$1 side1=$2 p
   for p in alice sshfwd; do
-    [[ -n ${PIDS[$p]:-} ]] && pin_tree "$side0" "$(pid "$p")"
+    [[ -n ${PIDS[$p]:-} ]] && bench_pin "$side0" "$(pid "$p")"
   done
   for p in iperf echo socat sshd bob broker; do
-    [[ -n ${PIDS[$p]:-} ]] && pin_tree "$side1" "$(pid "$p")"
+    [[ -n ${PIDS[$p]:-} ]] && bench_pin "$side1" "$(pid "$p")"
   done
 }
 if [[ $PIN == 1 ]]; then

@@ -77,26 +77,12 @@ lab_start alice alice "$NATTER" -name alice -broker "$broker" -identity "$WORK/a
 wait_log alice 'forwarding 127\.0\.0\.1:8001 -> ' 15
 
 BENCH_CLIENT=(ip netns exec "${LAB_NS[alice]}")
-# pin_side CPU PID...: every thread of each PID on CPU (see the top).
-PIN=${PIN:-1}
-if [[ $PIN == 1 ]] && (($(nproc) < 2)); then
-  note "pinning: one CPU only, left to the scheduler"
-  PIN=0
-fi
-pin_side() {
-  local cpu=$1 p
-  shift
-  [[ $PIN == 1 ]] || return 0
-  for p in "$@"; do
-    taskset -acp "$cpu" "$p" >/dev/null || fail "taskset -acp $cpu $p failed"
-  done
-}
 if [[ $PIN == 1 ]]; then
   BENCH_CLIENT+=(taskset -c 0)
   note "pinning: alice's side (iperf3 client, natter alice, Nebula alice) on CPU 0, bob's side on CPU 1 (PIN=0: none)"
 fi
-pin_side 0 "$(pid alice)"
-pin_side 1 "$(pid bob)" "$(pid iperf)"
+bench_pin 0 "$(pid alice)"
+bench_pin 1 "$(pid bob)" "$(pid iperf)"
 # The first transfer sets up the tunnel (hole punching) outside the
 # measurement; it must be direct.
 "${BENCH_CLIENT[@]}" iperf3 -c 127.0.0.1 -p 8001 -n 8M >/dev/null 2>&1 ||
@@ -166,8 +152,8 @@ nebula_up() {
     return 1
   }
   neb_cpu="alice:$(pid nebula-alice) bob:$(pid nebula-bob)"
-  pin_side 0 "$(pid nebula-alice)"
-  pin_side 1 "$(pid nebula-bob)"
+  bench_pin 0 "$(pid nebula-alice)"
+  bench_pin 1 "$(pid nebula-bob)"
 }
 NEB=""
 if [[ ${NEBULA:-1} == 0 ]]; then

@@ -17,6 +17,34 @@ BENCH_HOST=127.0.0.1
 
 note() { printf '%s\n' "$*" >&2; }
 
+# Each side of a path on its own CPU, as on two machines (bench.sh and
+# lab_bench.sh say why). PIN=0 turns it off; so does a one-CPU machine.
+PIN=${PIN:-1}
+if [[ $PIN == 1 ]] && (($(nproc) < 2)); then
+  note "pinning: one CPU only, left to the scheduler"
+  PIN=0
+fi
+
+# bench_pin CPU PID...: each PID, its threads and its descendants on CPU
+# ("all": every CPU again). Nothing when PIN is not 1. A PID that is gone
+# fails the run; a descendant that exited meanwhile does not.
+bench_pin() {
+  local cpu=$1 p
+  shift
+  [[ $PIN == 1 ]] || return 0
+  [[ $cpu == all ]] && cpu=0-$(($(nproc) - 1))
+  for p in "$@"; do
+    taskset -acp "$cpu" "$p" >/dev/null || fail "taskset -acp $cpu $p failed"
+    _bench_pin_children "$cpu" "$p"
+  done
+}
+_bench_pin_children() {
+  local c
+  for c in $(pgrep -P "$2"); do
+    taskset -acp "$1" "$c" >/dev/null 2>&1 && _bench_pin_children "$1" "$c"
+  done
+}
+
 # bench_bytes SIZE: SIZE with an optional K/M/G suffix (powers of 1024).
 bench_bytes() {
   local v=$1 mult=1
